@@ -1,0 +1,99 @@
+"""Staging assets: one per raw export source, each with its reconciliation check.
+
+`staging/<source>` reads the new and changed files under `<ENGAGEMENT_DATA_DIR>/<source>/`,
+validates them against `pipelines.contracts`, and writes `staging.<source>` plus that source's rows
+of `staging.quarantine`. The work itself is `pipelines.ingestion.ingest_source`.
+"""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.metadata import table_metadata
+from pipelines.contracts import SOURCES
+from pipelines.ingestion import IngestError, ingest_source, reconcile
+from pipelines.resources import ExportsResource
+
+GROUP = "staging"
+RECONCILIATION = "rows_reconcile"
+
+
+def staging_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["staging", source])
+
+
+def _staged_asset(source_name: str) -> dg.AssetsDefinition:
+    source = SOURCES[source_name]
+
+    @dg.asset(
+        key=staging_key(source_name),
+        group_name=GROUP,
+        kinds={"duckdb", "polars", "pandera"},
+        pool="duckdb",
+        description=(
+            f"Validated rows of the `{source_name}` exports (`staging.{source_name}`); rows that "
+            f"break the contract go to `staging.quarantine` with a reason."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                name=RECONCILIATION,
+                asset=staging_key(source_name),
+                blocking=True,
+                description="Rows read = rows staged + rows quarantined, over every file ingested.",
+            )
+        ],
+        metadata={"contract": dg.MetadataValue.text(source.model.__name__)},
+    )
+    def staged(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, exports: ExportsResource
+    ) -> dg.MaterializeResult:
+        with warehouse.get_connection() as con:
+            try:
+                report = ingest_source(con, exports.path, source_name, run_id=context.run_id)
+            except IngestError as exc:
+                raise dg.Failure(description=str(exc)) from exc
+            files, read, staged_rows, quarantined = reconcile(con, source_name)
+            metadata = table_metadata(con, "staging", source_name)
+
+        reconciled = read == staged_rows + quarantined
+        context.log.info(
+            f"{source_name}: {len(report.files_ingested)} file(s) ingested, "
+            f"{report.files_skipped} unchanged; {report.rows_staged} rows staged, "
+            f"{report.rows_quarantined} quarantined"
+        )
+        metadata.update(
+            {
+                "files_seen": report.files_seen,
+                "files_ingested": len(report.files_ingested),
+                "files_skipped_unchanged": report.files_skipped,
+                "files_replaced": dg.MetadataValue.json(report.files_replaced),
+                "rows_read_this_run": report.rows_read,
+                "rows_staged_this_run": report.rows_staged,
+                "rows_quarantined_this_run": report.rows_quarantined,
+                "rows_quarantined_total": quarantined,
+                "quarantine_by_reason": dg.MetadataValue.json(report.quarantine_by_reason),
+                "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
+                "ingest_seconds": round(report.seconds, 3),
+            }
+        )
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=RECONCILIATION,
+                    passed=reconciled,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "files": files,
+                        "rows_read": read,
+                        "rows_staged": staged_rows,
+                        "rows_quarantined": quarantined,
+                        "difference": read - staged_rows - quarantined,
+                    },
+                )
+            ],
+        )
+
+    return staged
+
+
+staged_assets = [_staged_asset(name) for name in SOURCES]

@@ -1,0 +1,204 @@
+"""Data contracts for the five raw exports.
+
+Each source has a Pandera (polars backend) model that describes the *typed* staged row, and a
+`Source` that says where its files live, which column is its key and how the raw text of each
+column is parsed. Raw files are read as text; `pipelines.ingestion` parses every column with the
+type the model declares, sends rows that fail to parse or fail a check to the quarantine, and stages
+the rest. The models are the single place a rule is written: change a rule here and both the
+ingest and the documentation (`docs/CONTRACTS.md` lists these fields) follow.
+
+No Dagster import here: this module is plain Python, tested on its own.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pandera.polars as pa
+import polars as pl
+
+ORDER_STATUSES = ("completed", "returned", "cancelled")
+ORDER_CHANNELS = ("web", "mobile", "store", "app")
+SOCIAL_EVENT_TYPES = ("like", "pin", "tweet", "comment", "share", "retweet", "mention")
+# Reactions point at somebody else's content, so they need a target (a handle or a post id).
+SOCIAL_REACTIONS = ("like", "pin", "comment", "share", "retweet", "mention")
+SOCIAL_PLATFORMS = ("instagram", "twitter", "facebook", "pinterest", "tiktok")
+
+# Deliberately simple: one "@", no whitespace, a dot in the domain. Validation of deliverability is
+# not the warehouse's job; catching "n/a", "john at example" and half-typed addresses is.
+EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
+HANDLE_PATTERN = r"^@?[A-Za-z0-9_.]{1,64}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+# Timestamps earlier than this are typos (year 0202, 1900 defaults), not history.
+EARLIEST_TIMESTAMP = pl.datetime(1990, 1, 1)
+
+
+class Orders(pa.DataFrameModel):
+    """One row per order line as the shop exports it (amounts net of tax and discounts)."""
+
+    order_id: str = pa.Field(nullable=False)
+    customer_id: str = pa.Field(nullable=False)
+    email: Optional[str] = pa.Field(nullable=True, str_matches=EMAIL_PATTERN)
+    ordered_at: pl.Datetime = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP)
+    net_amount: float = pa.Field(nullable=False, ge=0)
+    currency: str = pa.Field(nullable=False, str_matches=CURRENCY_PATTERN)
+    status: str = pa.Field(nullable=False, isin=list(ORDER_STATUSES))
+    channel: str = pa.Field(nullable=False, isin=list(ORDER_CHANNELS))
+
+    class Config:
+        strict = False
+
+
+class Customers(pa.DataFrameModel):
+    """One row per customer profile. `social_handles` holds zero or more handles split by ';'."""
+
+    customer_id: str = pa.Field(nullable=False)
+    email: str = pa.Field(nullable=False, str_matches=EMAIL_PATTERN)
+    social_handles: Optional[str] = pa.Field(nullable=True)
+    signup_date: pl.Date = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP.cast(pl.Date))
+    loyalty_member: bool = pa.Field(nullable=False)
+    marketing_consent: bool = pa.Field(nullable=False)
+    country: str = pa.Field(nullable=False, str_matches=r"^[A-Z]{2}$")
+
+    @pa.dataframe_check(name="social_handles_well_formed")
+    def social_handles_well_formed(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        handles = (
+            pl.col("social_handles")
+            .str.split(";")
+            .list.eval(pl.element().str.strip_chars().str.contains(HANDLE_PATTERN))
+        )
+        return data.lazyframe.select(pl.col("social_handles").is_null() | handles.list.all())
+
+    class Config:
+        strict = False
+
+
+class Reviews(pa.DataFrameModel):
+    """One row per product review. Written by a known customer id, or by email only."""
+
+    review_id: str = pa.Field(nullable=False)
+    customer_id: Optional[str] = pa.Field(nullable=True)
+    email: Optional[str] = pa.Field(nullable=True, str_matches=EMAIL_PATTERN)
+    product_id: str = pa.Field(nullable=False)
+    rating: int = pa.Field(nullable=False, in_range={"min_value": 1, "max_value": 5})
+    helpful_votes: int = pa.Field(nullable=False, ge=0)
+    verified_purchase: bool = pa.Field(nullable=False)
+    created_at: pl.Datetime = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP)
+
+    @pa.dataframe_check(name="author_identified")
+    def author_identified(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A review nobody can be linked to is of no use to any metric."""
+        return data.lazyframe.select(
+            pl.col("customer_id").is_not_null() | pl.col("email").is_not_null()
+        )
+
+    class Config:
+        strict = False
+
+
+class Social(pa.DataFrameModel):
+    """One row per social interaction: `actor_handle` did `event_type` on a target's content."""
+
+    event_id: str = pa.Field(nullable=False)
+    actor_handle: str = pa.Field(nullable=False, str_matches=HANDLE_PATTERN)
+    event_type: str = pa.Field(nullable=False, isin=list(SOCIAL_EVENT_TYPES))
+    target_handle: Optional[str] = pa.Field(nullable=True, str_matches=HANDLE_PATTERN)
+    post_id: Optional[str] = pa.Field(nullable=True)
+    platform: str = pa.Field(nullable=False, isin=list(SOCIAL_PLATFORMS))
+    occurred_at: pl.Datetime = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP)
+
+    @pa.dataframe_check(name="reaction_has_target")
+    def reaction_has_target(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A like or a share of nothing cannot be attributed to anyone's influence."""
+        return data.lazyframe.select(
+            ~pl.col("event_type").is_in(list(SOCIAL_REACTIONS))
+            | pl.col("target_handle").is_not_null()
+            | pl.col("post_id").is_not_null()
+        )
+
+    class Config:
+        strict = False
+
+
+class Referrals(pa.DataFrameModel):
+    """One row per referral invitation sent by an existing customer."""
+
+    referral_id: str = pa.Field(nullable=False)
+    referrer_customer_id: str = pa.Field(nullable=False)
+    referee_email: Optional[str] = pa.Field(nullable=True, str_matches=EMAIL_PATTERN)
+    referee_customer_id: Optional[str] = pa.Field(nullable=True)
+    referred_at: pl.Datetime = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP)
+    converted_at: Optional[pl.Datetime] = pa.Field(nullable=True, ge=EARLIEST_TIMESTAMP)
+    referrer_reward: float = pa.Field(nullable=False, ge=0)
+    referee_reward: float = pa.Field(nullable=False, ge=0)
+    would_have_joined_anyway: Optional[bool] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="referee_identified")
+    def referee_identified(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("referee_email").is_not_null() | pl.col("referee_customer_id").is_not_null()
+        )
+
+    @pa.dataframe_check(name="not_self_referral")
+    def not_self_referral(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("referee_customer_id").is_null()
+            | (pl.col("referee_customer_id") != pl.col("referrer_customer_id"))
+        )
+
+    @pa.dataframe_check(name="converted_after_referred")
+    def converted_after_referred(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("converted_at").is_null() | (pl.col("converted_at") >= pl.col("referred_at"))
+        )
+
+    class Config:
+        strict = False
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw export: its folder name under ENGAGEMENT_DATA_DIR, its contract and its key."""
+
+    name: str
+    model: type[pa.DataFrameModel]
+    key: str
+    # Columns whose text is case-folded before validation ("Completed" is "completed").
+    casefold: tuple[str, ...] = ()
+    # Codes that are upper case by definition ("usd" is "USD", "de" is "DE").
+    upcase: tuple[str, ...] = ()
+
+    @property
+    def schema(self) -> pa.DataFrameSchema:
+        return self.model.to_schema()
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.columns)
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Columns a file must have in its header; optional (nullable) ones may be absent."""
+        return [name for name, col in self.schema.columns.items() if not col.nullable]
+
+    @property
+    def dtypes(self) -> dict[str, pl.DataType]:
+        return {name: col.dtype.type for name, col in self.schema.columns.items()}
+
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            "orders",
+            Orders,
+            key="order_id",
+            casefold=("status", "channel"),
+            upcase=("currency",),
+        ),
+        Source("customers", Customers, key="customer_id", upcase=("country",)),
+        Source("reviews", Reviews, key="review_id"),
+        Source("social", Social, key="event_id", casefold=("event_type", "platform")),
+        Source("referrals", Referrals, key="referral_id"),
+    )
+}

@@ -1,0 +1,20 @@
+"""The code location: every asset, check, job, schedule, sensor and resource."""
+
+import dagster as dg
+
+from assets.ingest import staged_assets
+from pipelines.jobs import engagement_job
+from pipelines.resources import default_resources
+from pipelines.schedules import daily_schedule
+from pipelines.sensors import new_export_files
+
+defs = dg.Definitions(
+    assets=[*staged_assets],
+    jobs=[engagement_job],
+    schedules=[daily_schedule],
+    sensors=[new_export_files],
+    resources=default_resources(),
+    # One process per run: DuckDB allows one writing process, and the "duckdb" pool (limit 1 in
+    # .dagster/dagster.yaml) keeps two runs from writing at once.
+    executor=dg.in_process_executor,
+)

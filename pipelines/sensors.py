@@ -1,0 +1,52 @@
+"""Sensors: start a run when new or changed export files appear."""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from pipelines.contracts import SOURCES
+from pipelines.ingestion import SUPPORTED_SUFFIXES
+from pipelines.jobs import engagement_job
+from pipelines.resources import ExportsResource
+
+
+def export_fingerprints(exports: ExportsResource) -> dict[str, list[int]]:
+    """Path -> [size, mtime_ns] of every export file (cheap: no file is read)."""
+    found: dict[str, list[int]] = {}
+    for source in SOURCES:
+        folder = exports.path / source
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
+                stat = path.stat()
+                found[path.relative_to(exports.path).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+@dg.sensor(
+    name="new_export_files",
+    job=engagement_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Runs the pipeline when a file is added to, or changed in, ENGAGEMENT_DATA_DIR.",
+)
+def new_export_files(
+    context: dg.SensorEvaluationContext, exports: ExportsResource
+) -> dg.SensorResult | dg.SkipReason:
+    seen: dict[str, list[int]] = json.loads(context.cursor) if context.cursor else {}
+    current = export_fingerprints(exports)
+    changed = sorted(path for path, stamp in current.items() if seen.get(path) != stamp)
+    if not changed:
+        return dg.SkipReason(f"no new or changed files among {len(current)}")
+    run_key = hashlib.sha256(json.dumps([[p, current[p]] for p in changed]).encode()).hexdigest()
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=run_key,
+                tags={"engagement/new_files": str(len(changed))},
+            )
+        ],
+        cursor=json.dumps(current, sort_keys=True),
+    )

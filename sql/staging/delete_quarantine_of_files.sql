@@ -1,0 +1,1 @@
+DELETE FROM staging.quarantine WHERE source = $source AND list_contains($files, source_file)
