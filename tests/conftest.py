@@ -1,0 +1,57 @@
+import csv
+import warnings
+from pathlib import Path
+
+import duckdb
+import pytest
+
+# lifetimes imports pandas APIs that warn on pandas 3; the warning says nothing about our code.
+warnings.filterwarnings("ignore", message=".*Pandas4Warning.*")
+
+ORDER_HEADER = [
+    "order_id",
+    "customer_id",
+    "email",
+    "ordered_at",
+    "net_amount",
+    "currency",
+    "status",
+    "channel",
+]
+
+
+def good_order(i: int, customer: str = "c1") -> dict[str, str]:
+    return {
+        "order_id": f"o{i}",
+        "customer_id": customer,
+        "email": f"{customer}@example.com",
+        "ordered_at": f"2024-01-{1 + i % 28:02d}T10:00:00",
+        "net_amount": f"{10 + i}.50",
+        "currency": "USD",
+        "status": "completed",
+        "channel": "web",
+    }
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = header or (list(rows[0]) if rows else ORDER_HEADER)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path):
+    con = duckdb.connect(str(tmp_path / "test.duckdb"))
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def exports_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "exports"
+    path.mkdir()
+    return path

@@ -1,0 +1,283 @@
+"""Ingest: every raw row is staged or quarantined with a reason; reruns are idempotent."""
+
+import json
+import os
+from pathlib import Path
+
+import hypothesis.strategies as st
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from pipelines.ingestion import IngestError, ingest_source, reconcile
+from tests.conftest import ORDER_HEADER, good_order, write_csv
+
+
+def staged(con, table: str) -> pl.DataFrame:
+    return con.execute(f"SELECT * FROM staging.{table} ORDER BY source_file, source_row").pl()
+
+
+def quarantine(con) -> pl.DataFrame:
+    return con.execute(
+        'SELECT source, source_file, source_row, "column", reason, reasons, raw_values '
+        "FROM staging.quarantine ORDER BY source, source_file, source_row"
+    ).pl()
+
+
+# One bad value per row, and the reason and column the quarantine must give it.
+BAD_ORDERS = [
+    ("order_id", "", "missing_required_value"),
+    ("customer_id", "  ", "missing_required_value"),
+    ("email", "john at example", "malformed"),
+    ("ordered_at", "31/02/2024", "unparseable_timestamp"),
+    ("ordered_at", "yesterday", "unparseable_timestamp"),
+    ("ordered_at", "1899-12-31", "out_of_range"),
+    ("net_amount", "12,50", "unparseable_number"),
+    ("net_amount", "$12", "unparseable_number"),
+    ("net_amount", "NaN", "unparseable_number"),
+    ("net_amount", "-3.00", "out_of_range"),
+    ("currency", "US$", "malformed"),
+    ("status", "shipped", "not_an_allowed_value"),
+    ("channel", "fax", "not_an_allowed_value"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), BAD_ORDERS)
+def test_each_kind_of_bad_order_is_quarantined_with_its_reason(
+    warehouse, exports_dir, column, value, reason
+):
+    bad = good_order(2) | {column: value}
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), bad, good_order(3)])
+
+    report = ingest_source(warehouse, exports_dir, "orders")
+
+    assert report.rows_read == 3 and report.rows_staged == 2 and report.rows_quarantined == 1
+    q = quarantine(warehouse).row(0, named=True)
+    assert (q["source_row"], q["column"], q["reason"]) == (2, column, reason)
+    assert json.loads(q["raw_values"])[column] == (value or None)  # the text as it was read
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o3"]
+
+
+def test_text_is_trimmed_and_enumerations_case_folded(warehouse, exports_dir):
+    row = good_order(1) | {"status": " Completed ", "channel": "WEB", "currency": "usd"}
+    write_csv(exports_dir / "orders" / "a.csv", [row])
+    ingest_source(warehouse, exports_dir, "orders")
+    got = staged(warehouse, "orders").row(0, named=True)
+    assert (got["status"], got["channel"], got["currency"]) == ("completed", "web", "USD")
+
+
+def test_timestamps_in_several_formats_parse_to_utc(warehouse, exports_dir):
+    texts = [
+        "2024-03-01T10:00:00",
+        "2024-03-01 10:00:00.250",
+        "2024-03-01",
+        "2024-03-01T12:00:00+02:00",
+    ]
+    rows = [good_order(i) | {"ordered_at": t} for i, t in enumerate(texts)]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    ingest_source(warehouse, exports_dir, "orders")
+    got = [str(t) for t in staged(warehouse, "orders")["ordered_at"]]
+    assert got == [
+        "2024-03-01 10:00:00",
+        "2024-03-01 10:00:00.250000",
+        "2024-03-01 00:00:00",
+        "2024-03-01 10:00:00",
+    ]
+
+
+def test_every_failure_of_a_row_is_listed_but_a_parse_failure_is_not_also_missing(
+    warehouse, exports_dir
+):
+    row = good_order(1) | {"net_amount": "abc", "status": "lost", "channel": "fax"}
+    write_csv(exports_dir / "orders" / "a.csv", [row])
+    ingest_source(warehouse, exports_dir, "orders")
+    q = quarantine(warehouse).row(0, named=True)
+    assert q["reason"] == "unparseable_number"
+    assert sorted(q["reasons"]) == [
+        "channel:not_an_allowed_value",
+        "net_amount:unparseable_number",
+        "status:not_an_allowed_value",
+    ]
+
+
+def test_repeated_keys_first_occurrence_wins_within_and_across_files(warehouse, exports_dir):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2), good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2, "other"), good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders")
+
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o3"]
+    q = quarantine(warehouse)
+    assert q.select("source_file", "source_row", "reason").rows() == [
+        ("orders/day1.csv", 3, "duplicate_key"),
+        ("orders/day2.csv", 1, "duplicate_key"),
+    ]
+    assert json.loads(q["raw_values"][1])["customer_id"] == "other"
+
+
+def test_rerun_is_idempotent_and_skips_ingested_files(warehouse, exports_dir):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(i) for i in range(5)])
+    first = ingest_source(warehouse, exports_dir, "orders")
+    before = staged(warehouse, "orders").drop("source_file")
+    again = ingest_source(warehouse, exports_dir, "orders")
+
+    assert first.files_ingested == ["orders/day1.csv"]
+    assert again.files_ingested == [] and again.files_skipped == 1
+    assert staged(warehouse, "orders").drop("source_file").equals(before)
+    assert quarantine(warehouse).height == 0
+
+
+def test_touched_but_unchanged_file_is_not_ingested_again(warehouse, exports_dir):
+    path = write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    os.utime(path, ns=(1, 1))
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.files_ingested == [] and staged(warehouse, "orders").height == 1
+
+
+def test_new_file_is_picked_up(warehouse, exports_dir):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(3)])
+    report = ingest_source(warehouse, exports_dir, "orders")
+
+    assert report.files_ingested == ["orders/day2.csv"] and report.files_skipped == 1
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o3"]
+    assert reconcile(warehouse, "orders") == (2, 3, 3, 0)
+
+
+def test_changed_file_replaces_its_earlier_rows(warehouse, exports_dir):
+    path = exports_dir / "orders" / "day1.csv"
+    write_csv(path, [good_order(1), good_order(2) | {"status": "nope"}])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(path, [good_order(1), good_order(2), good_order(4)])
+    report = ingest_source(warehouse, exports_dir, "orders")
+
+    assert report.files_replaced == ["orders/day1.csv"]
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o4"]
+    assert quarantine(warehouse).height == 0
+    assert reconcile(warehouse, "orders") == (1, 3, 3, 0)
+
+
+def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_were(
+    warehouse, exports_dir
+):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    header = [c for c in ORDER_HEADER if c != "net_amount"]
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2)], header=header)
+    write_csv(exports_dir / "orders" / "day3.csv", [good_order(3)])
+
+    with pytest.raises(
+        IngestError, match=r"orders/day2\.csv: missing required column\(s\) net_amount"
+    ):
+        ingest_source(warehouse, exports_dir, "orders")
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1"]
+    assert reconcile(warehouse, "orders") == (1, 1, 1, 0)
+
+
+def test_optional_columns_may_be_absent(warehouse, exports_dir):
+    header = [c for c in ORDER_HEADER if c != "email"]
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=header)
+    ingest_source(warehouse, exports_dir, "orders")
+    assert staged(warehouse, "orders")["email"].to_list() == [None]
+
+
+def test_wrong_file_type_fails_naming_the_file(warehouse, exports_dir):
+    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders" / "day1.xlsx").write_bytes(b"PK\x03\x04")
+    with pytest.raises(IngestError, match=r"orders/day1\.xlsx: unsupported file type '\.xlsx'"):
+        ingest_source(warehouse, exports_dir, "orders")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("bad.parquet", b"not a parquet file"),
+        ("bad.csv", b"order_id,customer_id\n\xff\xfe\x00,x\n"),
+    ],
+)
+def test_unreadable_file_fails_naming_the_file(warehouse, exports_dir, name, content):
+    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders" / name).write_bytes(content)
+    with pytest.raises(IngestError, match=rf"orders/{name}: unreadable"):
+        ingest_source(warehouse, exports_dir, "orders")
+
+
+def test_csv_with_bom_and_parquet_are_both_read(warehouse, exports_dir):
+    folder = exports_dir / "orders"
+    folder.mkdir()
+    text = ",".join(ORDER_HEADER) + "\n" + ",".join(good_order(1).values()) + "\n"
+    (folder / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    pl.DataFrame([good_order(2)]).write_parquet(folder / "typed.parquet")
+    typed = pl.DataFrame([good_order(3)]).with_columns(
+        pl.col("net_amount").cast(pl.Float64),
+        pl.col("ordered_at").str.to_datetime(),
+    )
+    typed.write_parquet(folder / "typed2.parquet")
+
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.rows_staged == 3, quarantine(warehouse)
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o3"]
+
+
+def test_hidden_files_are_ignored(warehouse, exports_dir):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    (exports_dir / "orders" / ".day1.csv.swp").write_bytes(b"junk")
+    assert ingest_source(warehouse, exports_dir, "orders").rows_read == 1
+
+
+def test_row_rules_of_other_sources(warehouse, exports_dir):
+    write_csv(
+        exports_dir / "referrals" / "r.csv",
+        [
+            {
+                "referral_id": "r1", "referrer_customer_id": "c1", "referee_email": "",
+                "referee_customer_id": "c1", "referred_at": "2024-01-01", "converted_at": "",
+                "referrer_reward": "5", "referee_reward": "5", "would_have_joined_anyway": "",
+            },
+            {
+                "referral_id": "r2", "referrer_customer_id": "c1", "referee_email": "b@x.io",
+                "referee_customer_id": "", "referred_at": "2024-02-01",
+                "converted_at": "2024-01-01", "referrer_reward": "5", "referee_reward": "5",
+                "would_have_joined_anyway": "maybe",
+            },
+        ],
+    )  # fmt: skip
+    ingest_source(warehouse, exports_dir, "referrals")
+    q = quarantine(warehouse)
+    assert q["reason"].to_list() == ["not_self_referral", "unparseable_boolean"]
+    assert "row:converted_after_referred" in q["reasons"][1]
+
+
+# Property: whatever mix of good and bad rows a file holds, nothing is lost or double counted.
+value_mutations = st.sampled_from(BAD_ORDERS + [(None, None, None)] * 6)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(mutations=st.lists(value_mutations, min_size=0, max_size=40), repeat=st.integers(0, 5))
+def test_rows_read_equal_staged_plus_quarantined(tmp_path_factory, mutations, repeat):
+    import duckdb
+
+    root: Path = tmp_path_factory.mktemp("prop")
+    rows = []
+    for i, (column, value, _) in enumerate(mutations):
+        row = good_order(i)
+        if column:
+            row[column] = value
+        rows.append(row)
+    rows += rows[:repeat]  # re-exported rows: duplicate keys
+    write_csv(root / "orders" / "f.csv", rows, header=ORDER_HEADER)
+    con = duckdb.connect(str(root / "w.duckdb"))
+    report = ingest_source(con, root, "orders")
+
+    files, read, staged_rows, quarantined = reconcile(con, "orders")
+    assert read == len(rows) == staged_rows + quarantined
+    assert report.rows_staged == staged_rows and report.rows_quarantined == quarantined
+    keys = con.execute(
+        "SELECT source_row FROM staging.orders UNION ALL SELECT source_row FROM staging.quarantine"
+    ).fetchall()
+    assert sorted(k[0] for k in keys) == list(range(1, len(rows) + 1))
+    con.close()
