@@ -1,0 +1,332 @@
+"""Benchmark: the fast value-model path against the plain lifetimes analyst path.
+
+    .venv/bin/python benchmarks/bench_value_models.py                   # 1M customers, ~10M orders
+    .venv/bin/python benchmarks/bench_value_models.py --customers 20000 # quick run
+    .venv/bin/python benchmarks/bench_value_models.py --db path.duckdb  # reuse a generated file
+
+1. Generates BG/NBD-like transactions (vectorised numpy, Gamma-Gamma spends, a few same-day extra
+   orders and non-completed statuses) into `staging.orders` of a DuckDB file.
+2. Runs each path in its own child process (so peak RSS is per path):
+   (a) fast: `sql/marts/customer_summary.sql` + RFM + grouped BG/NBD / Gamma-Gamma fits +
+       vectorised scoring (P(alive), E[purchases] 30/90/365 days, E[M], 12-month CLV);
+   (b) plain: completed orders into pandas, `summary_data_from_transaction_data`, ungrouped fits,
+       lifetimes' scoring methods and `customer_lifetime_value`.
+3. Prints wall seconds per stage, the speedup, peak RSS and the largest parameter / score
+   differences between the paths (parameters must agree to 1e-6).
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+START = np.datetime64("2022-01-01")
+AS_OF = "2024-12-31"
+HORIZONS_DAYS = (30, 90, 365)
+CLV_MONTHS = 12
+DISCOUNT = 0.01
+
+
+def generate(db: Path, n_customers: int, seed: int = 42) -> dict:
+    """BG/NBD customers (days): lambda ~ Gamma(r, alpha), dropout p ~ Beta(a, b) after each buy."""
+    import duckdb
+
+    rng = np.random.default_rng(seed)
+    r, alpha, a, b = 1.2, 30.0, 1.0, 6.0
+    p_spend, q_spend, gamma_spend = 6.0, 4.0, 15.0
+    horizon = int((np.datetime64(AS_OF) - START).astype(int))  # days from START to AS_OF
+    lam = rng.gamma(r, 1.0 / alpha, n_customers)
+    drop = rng.beta(a, b, n_customers)
+    nu = rng.gamma(q_spend, 1.0 / gamma_spend, n_customers)
+    first = rng.uniform(0, horizon * 0.75, n_customers)
+
+    cust_parts, time_parts = [np.arange(n_customers)], [first]
+    current = first.copy()
+    idx = np.arange(n_customers)
+    alive = rng.random(n_customers) >= drop  # dropout happens right after a purchase
+    idx, current = idx[alive], current[alive]
+    while idx.size:
+        current = current + rng.exponential(1.0 / lam[idx])
+        ok = current <= horizon + 0.999
+        idx, current = idx[ok], current[ok]
+        cust_parts.append(idx)
+        time_parts.append(current)
+        survive = rng.random(idx.size) >= drop[idx]
+        idx, current = idx[survive], current[survive]
+    cust = np.concatenate(cust_parts)
+    when = np.concatenate(time_parts)
+    # A few extra lines on the same day (split baskets) and some non-completed orders.
+    extra = rng.random(cust.size) < 0.05
+    cust = np.concatenate([cust, cust[extra]])
+    when = np.concatenate([when, np.floor(when[extra]) + rng.uniform(0, 0.999, extra.sum())])
+    n = cust.size
+    amount = np.round(rng.gamma(p_spend, 1.0 / nu[cust]), 2)
+    status = rng.choice(np.array([0, 1, 2], dtype=np.int8), n, p=[0.93, 0.04, 0.03])
+    day = np.floor(when).astype(np.int32)
+    second = ((when - day) * 86_400).astype(np.int32)
+    order = np.argsort(when, kind="stable")
+    arrays = {
+        "cust": cust[order].astype(np.int32),
+        "day": day[order],
+        "sec": second[order],
+        "amount": amount[order],
+        "status": status[order],
+    }
+    import pyarrow as pa
+
+    raw_orders = pa.table(arrays)  # noqa: F841 - read by DuckDB's replacement scan
+    db.unlink(missing_ok=True)
+    con = duckdb.connect(str(db))
+    con.execute("create schema staging")
+    con.execute(
+        """
+        create table staging.orders as
+        select
+            'o' || lpad(cast(row_number() over () as varchar), 9, '0') as order_id,
+            'c' || lpad(cast(cust as varchar), 7, '0') as customer_id,
+            null::varchar as email,
+            timestamp '2022-01-01' + to_days(day) + to_seconds(sec) as ordered_at,
+            amount as net_amount,
+            'EUR' as currency,
+            ['completed', 'returned', 'cancelled'][status + 1] as status,
+            'web' as channel,
+            'bench.csv' as source_file,
+            cast(row_number() over () as bigint) as source_row
+        from raw_orders
+        """
+    )
+    n_orders = con.execute("select count(*) from staging.orders").fetchone()[0]
+    con.close()
+    return {"customers": n_customers, "orders": int(n_orders)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_fast(db: Path, out: Path) -> dict:
+    import datetime as dt
+
+    import duckdb
+    import lifetimes  # noqa: F401 - import cost (autograd) outside the timings, as in (b)
+    import pyarrow  # noqa: F401
+
+    from pipelines.rfm import score_rfm
+    from pipelines.value_models import (
+        clv,
+        customer_summary,
+        expected_order_value,
+        expected_purchases,
+        fit_bgnbd,
+        fit_gamma_gamma,
+        p_alive,
+    )
+
+    as_of = dt.date.fromisoformat(AS_OF)
+    stages = {}
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(db), read_only=True)
+    s = customer_summary(con, as_of)
+    con.close()
+    stages["summary (DuckDB SQL)"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    rfm = score_rfm(s, as_of)
+    stages["RFM scores + segments"] = time.perf_counter() - t
+
+    x = s["frequency"].to_numpy().astype(float)
+    t_x = s["recency_days"].to_numpy().astype(float)
+    T = s["T_days"].to_numpy().astype(float)
+    m = s["monetary_value"].to_numpy()
+
+    t = time.perf_counter()
+    bg = fit_bgnbd(x, t_x, T, time_unit="D")
+    stages["BG/NBD fit (grouped)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    gg = fit_gamma_gamma(x, m)
+    stages["Gamma-Gamma fit (grouped)"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pa_ = p_alive(bg, x, t_x, T)
+    ey = {h: expected_purchases(bg, h, x, t_x, T) for h in HORIZONS_DAYS}
+    em = expected_order_value(gg, x, m)
+    value = clv(bg, gg, x, t_x, T, m, months=CLV_MONTHS, monthly_discount_rate=DISCOUNT)
+    stages["scoring (P(alive), E[Y] x3, E[M], CLV)"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+
+    np.savez(
+        out / "fast.npz", p_alive=pa_, clv=value, em=em, **{f"ey{h}": v for h, v in ey.items()}
+    )
+    return {
+        "stages": stages,
+        "total": total,
+        "peak_rss_mb": peak_rss_mb(),
+        "bgnbd": bg.params,
+        "gamma_gamma": gg.params,
+        "bgnbd_rows": bg.n_rows,
+        "gamma_gamma_rows": gg.n_rows,
+        "customers": s.height,
+        "repeat_buyers": int((x > 0).sum()),
+        "rfm_rows": rfm.height,
+        "ll": bg.log_likelihood,
+    }
+
+
+def run_plain(db: Path, out: Path) -> dict:
+    import duckdb
+    import pandas as pd
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    stages = {}
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(db), read_only=True)
+    tx = con.execute(
+        "select customer_id, ordered_at, net_amount from staging.orders where status = $s",
+        {"s": "completed"},
+    ).df()
+    con.close()
+    stages["load completed orders into pandas"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    s = summary_data_from_transaction_data(
+        tx,
+        "customer_id",
+        "ordered_at",
+        monetary_value_col="net_amount",
+        observation_period_end=pd.Timestamp(AS_OF),
+        freq="D",
+    ).sort_index()
+    del tx
+    stages["summary_data_from_transaction_data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    bgf = BetaGeoFitter().fit(s["frequency"], s["recency"], s["T"])
+    stages["BG/NBD fit (ungrouped)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rep = s[(s["frequency"] > 0) & (s["monetary_value"] > 0)]
+    ggf = GammaGammaFitter().fit(rep["frequency"], rep["monetary_value"])
+    stages["Gamma-Gamma fit (ungrouped)"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    f, r, T, m = s["frequency"], s["recency"], s["T"], s["monetary_value"]
+    pa_ = bgf.conditional_probability_alive(f, r, T)
+    ey = {
+        h: np.asarray(bgf.conditional_expected_number_of_purchases_up_to_time(h, f, r, T))
+        for h in HORIZONS_DAYS
+    }
+    em = np.asarray(ggf.conditional_expected_average_profit(f, m))
+    value = ggf.customer_lifetime_value(
+        bgf, f, r, T, m, time=CLV_MONTHS, discount_rate=DISCOUNT, freq="D"
+    )
+    stages["scoring (lifetimes methods + customer_lifetime_value)"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    np.savez(
+        out / "plain.npz",
+        p_alive=np.asarray(pa_),
+        clv=np.asarray(value),
+        em=em,
+        **{f"ey{h}": v for h, v in ey.items()},
+    )
+    return {
+        "stages": stages,
+        "total": total,
+        "peak_rss_mb": peak_rss_mb(),
+        "bgnbd": {k: float(v) for k, v in bgf.params_.items()},
+        "gamma_gamma": {k: float(v) for k, v in ggf.params_.items()},
+        "customers": len(s),
+    }
+
+
+def child(stage: str, db: Path, out: Path) -> None:
+    warnings.simplefilter("ignore")
+    result = run_fast(db, out) if stage == "fast" else run_plain(db, out)
+    (out / f"{stage}.json").write_text(json.dumps(result))
+
+
+def spawn(stage: str, db: Path, out: Path) -> dict:
+    subprocess.run(
+        [sys.executable, __file__, "--child", stage, "--db", str(db), "--out", str(out)],
+        check=True,
+    )
+    return json.loads((out / f"{stage}.json").read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--db", type=Path, help="DuckDB file; generated unless --reuse")
+    ap.add_argument("--reuse", action="store_true", help="use the orders already in --db")
+    ap.add_argument("--skip-plain", action="store_true", help="time the fast path only")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--child", choices=["fast", "plain"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.db, args.out)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="bench_value_models_"))
+    db = args.db or work / "bench.duckdb"
+    if args.reuse and db.exists():
+        import duckdb
+
+        with duckdb.connect(str(db), read_only=True) as con:
+            n_orders = con.execute("select count(*) from staging.orders").fetchone()[0]
+        print(f"reusing {db}: {n_orders:,} orders")
+    else:
+        t = time.perf_counter()
+        info = generate(db, args.customers, args.seed)
+        print(
+            f"generated {info['customers']:,} customers / {info['orders']:,} orders in "
+            f"{time.perf_counter() - t:.1f} s -> {db}"
+        )
+
+    fast = spawn("fast", db, work)
+    print(f"\n(a) fast path: {fast['customers']:,} customers, {fast['repeat_buyers']:,} repeat")
+    for name, sec in fast["stages"].items():
+        print(f"    {name:<55} {sec:8.2f} s")
+    print(f"    {'TOTAL':<55} {fast['total']:8.2f} s   peak RSS {fast['peak_rss_mb']:,.0f} MB")
+    print(
+        f"    BG/NBD on {fast['bgnbd_rows']:,} distinct (x, t_x, T) rows; "
+        f"Gamma-Gamma on {fast['gamma_gamma_rows']:,} distinct (x, m) rows"
+    )
+    print(f"    BG/NBD {fmt(fast['bgnbd'])}  (days)   Gamma-Gamma {fmt(fast['gamma_gamma'])}")
+    if args.skip_plain:
+        return
+
+    plain = spawn("plain", db, work)
+    print(f"\n(b) plain lifetimes path: {plain['customers']:,} customers")
+    for name, sec in plain["stages"].items():
+        print(f"    {name:<55} {sec:8.2f} s")
+    print(f"    {'TOTAL':<55} {plain['total']:8.2f} s   peak RSS {plain['peak_rss_mb']:,.0f} MB")
+
+    diff = max(
+        abs(fast[model][k] - plain[model][k])
+        for model in ("bgnbd", "gamma_gamma")
+        for k in fast[model]
+    )
+    a, b = np.load(work / "fast.npz"), np.load(work / "plain.npz")
+    score_diff = {k: float(np.max(np.abs(a[k] - b[k]))) for k in a.files}
+    print(f"\nspeedup (plain total / fast total): {plain['total'] / fast['total']:.1f}x")
+    print(f"max abs parameter difference: {diff:.3e}  ({'OK' if diff <= 1e-6 else 'FAIL'} <= 1e-6)")
+    print("max abs score difference: " + ", ".join(f"{k} {v:.2e}" for k, v in score_diff.items()))
+
+
+def fmt(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in params.items())
+
+
+if __name__ == "__main__":
+    main()

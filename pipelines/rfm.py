@@ -1,0 +1,176 @@
+"""RFM scores (1-5 by quintile) and the R x F segment map of `../shared/METRICS.md`.
+
+Plain polars, no Dagster import.
+
+Scores
+    recency   = days from the last completed order to `as_of` (fewer days = better, so reversed);
+    frequency = number of completed orders;
+    monetary  = total completed spend.
+
+Tie rule (one rule, for all three scores): **equal values always get the same score**. A
+customer's score is set by the share of scored customers with a strictly worse value:
+
+    score = 1 + floor(5 * (number of customers with a strictly worse value) / n)
+
+i.e. the quintile of the lowest rank in the tie (`rank(method="min")`). The rule is deterministic,
+independent of row order and of customer ids, and puts identical customers in the same cell.
+Its price: when a value is shared by many customers the quintiles are uneven and some scores can
+be empty. Example: if 60 % of customers ordered once they all get F = 1, and the two-order
+customers (60 % strictly below them) get F = 4; F = 2 and 3 are then unused. If everybody has the
+same value, everybody scores 1.
+
+Segments come from R and F only (the 25-cell map below, each cell exactly once). Customers with no
+completed order are prospects: segment "Prospect" and null scores.
+"""
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+PROSPECT = "Prospect"
+N_SCORES = 5
+
+# (segment, R scores, F scores): each of the 25 (R, F) cells belongs to exactly one segment.
+SEGMENT_RULES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
+    ("Hibernating", (1, 2), (1, 2)),
+    ("At Risk", (1, 2), (3, 4)),
+    ("Can't Lose Them", (1, 2), (5,)),
+    ("About to Sleep", (3,), (1, 2)),
+    ("Need Attention", (3,), (3,)),
+    ("Loyal Customers", (3, 4), (4, 5)),
+    ("Promising", (4,), (1,)),
+    ("New Customers", (5,), (1,)),
+    ("Potential Loyalists", (4, 5), (2, 3)),
+    ("Champions", (5,), (4, 5)),
+)
+SEGMENTS: tuple[str, ...] = tuple(name for name, _, _ in SEGMENT_RULES)
+SEGMENT_DTYPE = pl.Enum([*SEGMENTS, PROSPECT])
+
+
+def build_segment_map(
+    rules: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = SEGMENT_RULES,
+) -> dict[tuple[int, int], str]:
+    """(R, F) -> segment; raises ValueError unless every one of the 25 cells is covered once."""
+    cells: dict[tuple[int, int], str] = {}
+    for name, rs, fs in rules:
+        for r in rs:
+            for f in fs:
+                if not (1 <= r <= N_SCORES and 1 <= f <= N_SCORES):
+                    raise ValueError(f"{name}: cell R{r} F{f} is outside 1..{N_SCORES}")
+                if (r, f) in cells:
+                    raise ValueError(f"cell R{r} F{f} is in both {cells[(r, f)]!r} and {name!r}")
+                cells[(r, f)] = name
+    missing = [
+        (r, f)
+        for r in range(1, N_SCORES + 1)
+        for f in range(1, N_SCORES + 1)
+        if (r, f) not in cells
+    ]
+    if missing:
+        raise ValueError(f"cells without a segment: {missing}")
+    return cells
+
+
+SEGMENT_MAP: dict[tuple[int, int], str] = build_segment_map()
+# Row-major grid: index (r - 1) * 5 + (f - 1).
+_SEGMENT_GRID: list[str] = [
+    SEGMENT_MAP[(r, f)] for r in range(1, N_SCORES + 1) for f in range(1, N_SCORES + 1)
+]
+
+
+def quintile_score(values: pl.Expr, *, higher_is_better: bool = True) -> pl.Expr:
+    """Score 1..5 by the module's tie rule: 1 + floor(5 * (#strictly worse) / n).
+
+    Nulls are not scored (null score) and do not count in n.
+    """
+    n = values.count()
+    rank = values.rank(method="min", descending=not higher_is_better)
+    # rank - 1 = number of strictly worse values; integer arithmetic, no float edge cases.
+    return (1 + ((rank.cast(pl.Int64) - 1) * N_SCORES) // n).cast(pl.Int8)
+
+
+def score_rfm(
+    summary: pl.DataFrame,
+    as_of: dt.date | dt.datetime,
+    customers: Any = None,
+) -> pl.DataFrame:
+    """RFM scores and segments, one row per customer.
+
+    `summary` needs customer_id, last_order_at (timestamp or date), order_count and total_spend
+    (the columns of `sql/marts/customer_summary.sql`; rows with order_count = 0 or a null
+    last_order_at count as prospects). `customers` (optional, any iterable of ids) adds prospects:
+    ids with no row in `summary`. `as_of` is the observation end; recency is counted in whole days
+    from the last order's day to `as_of`'s day.
+
+    Returns customer_id, recency_days, frequency, monetary, r_score, f_score, m_score (Int8,
+    null for prospects), rfm_cell ("R5F4", null for prospects) and segment (Enum of SEGMENTS and
+    "Prospect"), sorted by customer_id.
+    """
+    as_of_day = as_of.date() if isinstance(as_of, dt.datetime) else as_of
+    base = summary.select(
+        pl.col("customer_id").cast(pl.String),
+        (pl.lit(as_of_day) - pl.col("last_order_at").cast(pl.Date))
+        .dt.total_days()
+        .alias("recency_days"),
+        pl.col("order_count").cast(pl.Int64).alias("frequency"),
+        pl.col("total_spend").cast(pl.Float64).alias("monetary"),
+    )
+    base = base.sort("customer_id")
+    ids_sorted = base["customer_id"]
+    if (ids_sorted.slice(1) == ids_sorted.slice(0, max(len(ids_sorted) - 1, 0))).any():
+        raise ValueError("summary has duplicate customer_id values")
+    if (base["recency_days"] < 0).any():
+        raise ValueError("a last_order_at is after as_of")
+    buyer = pl.col("frequency").fill_null(0) > 0
+    active = base.filter(buyer & pl.col("recency_days").is_not_null())
+    prospects = base.filter(~(buyer & pl.col("recency_days").is_not_null())).select("customer_id")
+    if customers is not None:
+        ids = pl.Series(
+            "customer_id",
+            list(customers) if not isinstance(customers, pl.Series) else customers,
+            dtype=pl.String,
+        )
+        extra = pl.DataFrame({"customer_id": ids.unique()}).join(
+            base.select("customer_id"), on="customer_id", how="anti"
+        )
+        prospects = pl.concat([prospects, extra])
+
+    scored = active.with_columns(
+        quintile_score(pl.col("recency_days"), higher_is_better=False).alias("r_score"),
+        quintile_score(pl.col("frequency")).alias("f_score"),
+        quintile_score(pl.col("monetary")).alias("m_score"),
+    )
+    r_idx = pl.col("r_score").cast(pl.Int64) - 1
+    cell = r_idx * N_SCORES + (pl.col("f_score").cast(pl.Int64) - 1)
+    scored = scored.with_columns(
+        pl.format("R{}F{}", "r_score", "f_score").alias("rfm_cell"),
+        pl.lit(pl.Series("grid", _SEGMENT_GRID, dtype=SEGMENT_DTYPE)).gather(cell).alias("segment"),
+    )
+
+    prospect_rows = prospects.join(base, on="customer_id", how="left").select(
+        "customer_id",
+        pl.col("recency_days"),
+        pl.col("frequency").fill_null(0),
+        pl.col("monetary").fill_null(0.0),
+        pl.lit(None, dtype=pl.Int8).alias("r_score"),
+        pl.lit(None, dtype=pl.Int8).alias("f_score"),
+        pl.lit(None, dtype=pl.Int8).alias("m_score"),
+        pl.lit(None, dtype=pl.String).alias("rfm_cell"),
+        pl.lit(PROSPECT, dtype=SEGMENT_DTYPE).alias("segment"),
+    )
+    if prospect_rows.height == 0:
+        return scored  # already in customer_id order
+    return pl.concat([scored, prospect_rows], how="vertical").sort("customer_id")
+
+
+def segment_counts(rfm: pl.DataFrame) -> dict[str, int]:
+    """Customers per segment (every segment listed, zeros included), for asset metadata."""
+    counts = dict(rfm.group_by("segment").len().iter_rows())
+    return {name: int(counts.get(name, 0)) for name in (*SEGMENTS, PROSPECT)}
+
+
+def segment_grid() -> np.ndarray:
+    """The 5 x 5 segment map as an array indexed [R - 1, F - 1], for documentation/plots."""
+    return np.array(_SEGMENT_GRID, dtype=object).reshape(N_SCORES, N_SCORES)

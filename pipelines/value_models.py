@@ -1,0 +1,798 @@
+"""Customer value models: BG/NBD purchases, Gamma-Gamma spend, CLV, holdout validation.
+
+Plain maths, no Dagster import. The formulas are those of `../shared/METRICS.md` (Fader, Hardie &
+Lee 2005; Fader & Hardie's Gamma-Gamma note):
+
+* Fits use lifetimes' `BetaGeoFitter` / `GammaGammaFitter` on *grouped* sufficient statistics: the
+  distinct (x, t_x, T) rows (resp. (x, m)) with their counts as `weights`. The objective is the same
+  weighted likelihood, so the parameters equal the ungrouped fit, only much faster.
+* Scoring (P(alive), conditional expected purchases, E[M], CLV) is vectorised numpy/scipy over the
+  customer arrays, with the same formulas as lifetimes' methods (tested against them).
+* Time unit: every time argument (t_x, T, the horizon t) is in the model's unit, days ("D") or weeks
+  ("W" = days / 7). Summaries are always computed in days (`sql/marts/customer_summary.sql`); use
+  `to_time_unit` to convert. Do not use lifetimes' `freq='W'` summaries (calendar weeks, see
+  LIFETIMES.md).
+* Failures are typed: `ModelFitError` (with a `reason` code and a data summary) for degenerate
+  input or non-convergence. A fit never returns NaN parameters.
+"""
+
+import contextlib
+import io
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from scipy.special import expit, gammaln, hyp2f1
+
+from pipelines.sql import load_sql
+
+TimeUnit = Literal["D", "W"]
+DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}
+BGNBD_PARAMS = ("r", "alpha", "a", "b")
+GAMMA_GAMMA_PARAMS = ("p", "q", "v")
+# A fitted parameter outside this range is an optimiser running off to a boundary (e.g. b -> inf
+# when nobody drops out), not an estimate.
+_PARAM_RANGE = (1e-8, 1e8)
+FREQUENCY_BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
+
+
+class ModelFitError(ValueError):
+    """A model could not be fitted: degenerate or invalid data, or the optimiser did not converge.
+
+    `reason` is one of "invalid_input", "degenerate", "not_converged", "boundary"; `summary` holds a
+    few statistics of the data, to put into a failed asset check.
+    """
+
+    def __init__(
+        self, model: str, reason: str, message: str, summary: dict[str, Any] | None = None
+    ):
+        self.model = model
+        self.reason = reason
+        self.summary = summary or {}
+        super().__init__(f"{model}: {message} (reason={reason}, data={self.summary})")
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of one model fit.
+
+    `params` maps names to floats (BG/NBD: r, alpha, a, b with alpha in the model's time unit;
+    Gamma-Gamma: p, q, v where v is the paper's gamma). `log_likelihood` is the total (not mean)
+    log-likelihood over customers, in the data's units. When a fit fails and the caller asked not to
+    raise, `converged` is False, `params` is empty and `message` says why.
+    """
+
+    model: Literal["bgnbd", "gamma_gamma"]
+    params: dict[str, float]
+    log_likelihood: float | None
+    n_customers: int
+    n_rows: int
+    fit_seconds: float
+    converged: bool
+    message: str = ""
+    time_unit: str | None = None
+    penalizer: float = 0.0
+    standard_errors: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain JSON-able dict for asset metadata."""
+        return {
+            "model": self.model,
+            "params": dict(self.params),
+            "standard_errors": dict(self.standard_errors),
+            "log_likelihood": self.log_likelihood,
+            "n_customers": self.n_customers,
+            "n_rows": self.n_rows,
+            "fit_seconds": round(self.fit_seconds, 4),
+            "converged": self.converged,
+            "message": self.message,
+            "reason": self.reason,
+            "time_unit": self.time_unit,
+            "penalizer": self.penalizer,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------
+
+
+def customer_summary(con: Any, as_of: Any, start: Any = None) -> pl.DataFrame:
+    """Run `sql/marts/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive."""
+    sql = load_sql("marts/customer_summary")
+    return con.execute(sql, {"as_of": as_of, "start": start}).pl()
+
+
+def calibration_holdout(
+    con: Any, calibration_end: Any, as_of: Any, start: Any = None
+) -> pl.DataFrame:
+    """Run `sql/marts/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
+    sql = load_sql("marts/calibration_holdout")
+    params = {"calibration_end": calibration_end, "as_of": as_of, "start": start}
+    return con.execute(sql, params).pl()
+
+
+def to_time_unit(days: Any, time_unit: TimeUnit) -> np.ndarray:
+    """Convert a duration in days to the model's unit (weeks = days / 7)."""
+    return np.asarray(days, dtype=float) / DAYS_PER_UNIT[_check_unit(time_unit)]
+
+
+def _check_unit(time_unit: str) -> str:
+    if time_unit not in DAYS_PER_UNIT:
+        raise ValueError(f"time_unit must be one of {sorted(DAYS_PER_UNIT)}, got {time_unit!r}")
+    return time_unit
+
+
+def unique_rows(*columns: Any) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Distinct rows of equal-length 1-d arrays: (distinct columns, inverse index, counts).
+
+    `distinct[k][inverse]` rebuilds column k. A lexsort, so O(n log n) and fully vectorised.
+    """
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    n = cols[0].shape[0]
+    if n == 0:
+        return [c[:0] for c in cols], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.lexsort(cols[::-1])
+    sorted_cols = [c[order] for c in cols]
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    for c in sorted_cols:
+        new[1:] |= c[1:] != c[:-1]
+    group_of_sorted = np.cumsum(new) - 1
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = group_of_sorted
+    counts = np.bincount(group_of_sorted)
+    return [c[new] for c in sorted_cols], inverse, counts
+
+
+# --------------------------------------------------------------------------------------------
+# Fits
+# --------------------------------------------------------------------------------------------
+
+
+def _data_summary(**arrays: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, arr in arrays.items():
+        if arr.size:
+            out[f"{name}_mean"] = round(float(np.nanmean(arr)), 6)
+            out[f"{name}_max"] = round(float(np.nanmax(arr)), 6)
+    return out
+
+
+def _failed(
+    model: str,
+    err: ModelFitError,
+    raise_on_failure: bool,
+    n_customers: int,
+    n_rows: int,
+    seconds: float,
+    time_unit: str | None,
+    penalizer: float,
+) -> FitResult:
+    if raise_on_failure:
+        raise err
+    return FitResult(
+        model=model,  # type: ignore[arg-type]
+        params={},
+        log_likelihood=None,
+        n_customers=n_customers,
+        n_rows=n_rows,
+        fit_seconds=seconds,
+        converged=False,
+        message=str(err),
+        time_unit=time_unit,
+        penalizer=penalizer,
+        reason=err.reason,
+    )
+
+
+def _run_fitter(model: str, fitter: Any, summary: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """Call `fitter.fit`, turning lifetimes' failures (it prints the scipy result) into ours."""
+    from lifetimes.utils import ConvergenceError
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitter.fit(*args, **kwargs)
+    except ConvergenceError as exc:
+        detail = " ".join(out.getvalue().split())[:500]
+        raise ModelFitError(
+            model, "not_converged", f"optimiser did not converge: {detail or exc}", summary
+        ) from exc
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise ModelFitError(model, "not_converged", f"fit failed: {exc}", summary) from exc
+    return fitter
+
+
+def _checked_params(model: str, fitter: Any, names: tuple[str, ...], summary: dict) -> dict:
+    params = {k: float(fitter.params_[k]) for k in names}
+    bad = {k: v for k, v in params.items() if not math.isfinite(v)}
+    if bad:
+        raise ModelFitError(model, "not_converged", f"non-finite parameters {bad}", summary)
+    lo, hi = _PARAM_RANGE
+    out = {k: v for k, v in params.items() if not lo <= v <= hi}
+    if out:
+        raise ModelFitError(
+            model,
+            "boundary",
+            f"parameters ran to a boundary {out}; the model is not identified on this data",
+            summary,
+        )
+    return params
+
+
+def _standard_errors(fitter: Any, names: tuple[str, ...]) -> dict[str, float]:
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            se = {k: float(fitter.standard_errors_[k]) for k in names}
+    except Exception:  # noqa: BLE001 - the Hessian may be singular; SEs are optional
+        return {}
+    return {k: v for k, v in se.items() if math.isfinite(v)}
+
+
+def bgnbd_log_likelihood(
+    params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T: Any, weights: Any = None
+) -> float:
+    """Total BG/NBD log-likelihood (FHL 2005 eq. 6) of the data, in the data's time unit."""
+    r, alpha, a, b = _params(params, BGNBD_PARAMS)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a3 = -(r + x) * np.log(alpha + T)
+    a4 = np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x)
+    a4 = np.where(x > 0, a4, -np.inf)
+    return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
+
+
+def gamma_gamma_log_likelihood(
+    params: Mapping[str, float] | FitResult, x: Any, m: Any, weights: Any = None
+) -> float:
+    """Total Gamma-Gamma log-likelihood of the mean repeat spends m (x > 0, m > 0 only)."""
+    p, q, v = _params(params, GAMMA_GAMMA_PARAMS)
+    x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    ll = (
+        gammaln(p * x + q)
+        - gammaln(p * x)
+        - gammaln(q)
+        + q * np.log(v)
+        + (p * x - 1) * np.log(m)
+        + (p * x) * np.log(x)
+        - (p * x + q) * np.log(x * m + v)
+    )
+    return float(np.sum(w * ll))
+
+
+def fit_bgnbd(
+    x: Any,
+    t_x: Any,
+    T: Any,
+    *,
+    time_unit: TimeUnit = "D",
+    penalizer: float = 0.0,
+    tol: float = 1e-7,
+    initial_params: Any = None,
+    grouped: bool = True,
+    raise_on_failure: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit BG/NBD on per-customer (x, t_x, T) arrays, all times in `time_unit`.
+
+    Fits lifetimes' `BetaGeoFitter` on the distinct (x, t_x, T) rows with their counts as weights
+    (`grouped=False` fits one row per customer, for comparison); `options` go to
+    `scipy.optimize.minimize` (e.g. {"maxiter": 500}). Raises `ModelFitError` for invalid
+    input (NaN, negative, t_x > T, non-integer x, x = 0 with t_x > 0), degenerate data (fewer than
+    two customers, every customer bought once, every T = 0) and non-convergence; with
+    `raise_on_failure=False` returns a `FitResult` with `converged=False` instead.
+    """
+    _check_unit(time_unit)
+    model = "bgnbd"
+    started = time.perf_counter()
+    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+    n = int(x.shape[0])
+    summary = {"n_customers": n, **_data_summary(x=x, t_x=t_x, T=T)}
+    if n:
+        summary["share_one_time_buyers"] = round(float(np.mean(x == 0)), 6)
+
+    def fail(err: ModelFitError, rows: int = 0) -> FitResult:
+        return _failed(
+            model,
+            err,
+            raise_on_failure,
+            n,
+            rows,
+            time.perf_counter() - started,
+            time_unit,
+            penalizer,
+        )
+
+    if not (x.shape == t_x.shape == T.shape):
+        raise ValueError("x, t_x and T must have the same length")
+    problem = _bgnbd_input_problem(x, t_x, T)
+    if problem:
+        return fail(ModelFitError(model, *problem, summary))
+
+    if grouped:
+        (gx, gt, gT), _, weights = unique_rows(x, t_x, T)
+    else:
+        gx, gt, gT, weights = x, t_x, T, np.ones(n, dtype=np.int64)
+    rows = int(gx.shape[0])
+
+    from lifetimes import BetaGeoFitter
+
+    try:
+        fitter = _run_fitter(
+            model,
+            BetaGeoFitter(penalizer_coef=penalizer),
+            summary,
+            gx,
+            gt,
+            gT,
+            weights=weights,
+            tol=tol,
+            initial_params=initial_params,
+            **dict(options or {}),
+        )
+        params = _checked_params(model, fitter, BGNBD_PARAMS, summary)
+    except ModelFitError as err:
+        return fail(err, rows)
+    ll = bgnbd_log_likelihood(params, gx, gt, gT, weights)
+    return FitResult(
+        model=model,
+        params=params,
+        log_likelihood=ll,
+        n_customers=n,
+        n_rows=rows,
+        fit_seconds=time.perf_counter() - started,
+        converged=True,
+        message="converged",
+        time_unit=time_unit,
+        penalizer=penalizer,
+        standard_errors=_standard_errors(fitter, BGNBD_PARAMS),
+    )
+
+
+def _bgnbd_input_problem(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[str, str] | None:
+    n = x.shape[0]
+    if n == 0:
+        return "degenerate", "no customers"
+    if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(T).all()):
+        return "invalid_input", "NaN or infinite values in x, t_x or T"
+    if (x < 0).any() or (t_x < 0).any() or (T < 0).any():
+        return "invalid_input", "negative x, t_x or T"
+    if (x != np.round(x)).any():
+        return "invalid_input", "x (repeat purchases) must be whole numbers"
+    if (t_x > T).any():
+        return "invalid_input", "t_x (recency) greater than T (age)"
+    if (t_x[x == 0] != 0).any():
+        return "invalid_input", "t_x > 0 for a customer with no repeat purchase"
+    if n < 2:
+        return "degenerate", "only one customer: the population parameters are not identified"
+    if not (x > 0).any():
+        return "degenerate", "every customer bought once (x = 0 for all): dropout is not identified"
+    if not (T > 0).any():
+        return "degenerate", "every customer is observed for zero time (T = 0)"
+    return None
+
+
+def fit_gamma_gamma(
+    x: Any,
+    m: Any,
+    *,
+    penalizer: float = 0.0,
+    tol: float = 1e-7,
+    initial_params: Any = None,
+    grouped: bool = True,
+    raise_on_failure: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit Gamma-Gamma on per-customer repeat frequency x and mean repeat spend m.
+
+    Only customers with x > 0 and m > 0 enter the fit (Gamma-Gamma rejects spend <= 0); the others
+    are dropped here, so all customers can be passed. Fitted on distinct (x, m) rows with counts as
+    weights. Raises `ModelFitError` when fewer than two customers remain, when every remaining spend
+    is identical, when the optimiser fails, or when q <= 1 (the population mean spend
+    v*p/(q-1) is then undefined and E[M] would be negative).
+    """
+    model = "gamma_gamma"
+    started = time.perf_counter()
+    x, m = (np.asarray(v, dtype=float).ravel() for v in (x, m))
+    if x.shape != m.shape:
+        raise ValueError("x and m must have the same length")
+    finite = np.isfinite(x) & np.isfinite(m)
+    keep = finite & (x > 0) & (m > 0)
+    xs, ms = x[keep], m[keep]
+    n = int(xs.shape[0])
+    summary = {
+        "n_customers_given": int(x.shape[0]),
+        "n_repeat_buyers_positive_spend": n,
+        **_data_summary(x=xs, m=ms),
+    }
+
+    def fail(err: ModelFitError, rows: int = 0) -> FitResult:
+        return _failed(
+            model, err, raise_on_failure, n, rows, time.perf_counter() - started, None, penalizer
+        )
+
+    if not finite.all():
+        return fail(ModelFitError(model, "invalid_input", "NaN or infinite x or m", summary))
+    if (x != np.round(x)).any() or (x < 0).any():
+        return fail(ModelFitError(model, "invalid_input", "x must be whole numbers >= 0", summary))
+    if n < 2:
+        return fail(
+            ModelFitError(
+                model,
+                "degenerate",
+                "fewer than two repeat buyers with positive spend "
+                "(one-time buyers or zero spend only)",
+                summary,
+            )
+        )
+    if np.ptp(ms) == 0:
+        return fail(
+            ModelFitError(
+                model, "degenerate", "every repeat buyer has the same mean spend", summary
+            )
+        )
+
+    if grouped:
+        (gx, gm), _, weights = unique_rows(xs, ms)
+    else:
+        gx, gm, weights = xs, ms, np.ones(n, dtype=np.int64)
+    rows = int(gx.shape[0])
+
+    from lifetimes import GammaGammaFitter
+
+    try:
+        fitter = _run_fitter(
+            model,
+            GammaGammaFitter(penalizer_coef=penalizer),
+            summary,
+            gx,
+            gm,
+            weights=weights,
+            tol=tol,
+            initial_params=initial_params,
+            **dict(options or {}),
+        )
+        params = _checked_params(model, fitter, GAMMA_GAMMA_PARAMS, summary)
+        if params["q"] <= 1:
+            raise ModelFitError(
+                model,
+                "boundary",
+                f"q = {params['q']:.4g} <= 1: population mean spend undefined",
+                summary,
+            )
+    except ModelFitError as err:
+        return fail(err, rows)
+    return FitResult(
+        model=model,
+        params=params,
+        log_likelihood=gamma_gamma_log_likelihood(params, gx, gm, weights),
+        n_customers=n,
+        n_rows=rows,
+        fit_seconds=time.perf_counter() - started,
+        converged=True,
+        message="converged",
+        penalizer=penalizer,
+        standard_errors=_standard_errors(fitter, GAMMA_GAMMA_PARAMS),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def _params(params: Mapping[str, float] | FitResult, names: tuple[str, ...]) -> list[float]:
+    if isinstance(params, FitResult):
+        if not params.converged:
+            raise ModelFitError(
+                params.model, params.reason or "not_converged", "cannot score with a failed fit"
+            )
+        params = params.params
+    return [float(params[k]) for k in names]
+
+
+def p_alive(params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T: Any) -> np.ndarray:
+    """BG/NBD probability that each customer is still active (1 for x = 0)."""
+    r, alpha, a, b = _params(params, BGNBD_PARAMS)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    log_div = (r + x) * np.log((alpha + T) / (alpha + t_x)) + np.log(a / (b + np.maximum(x, 1) - 1))
+    return np.where(x == 0, 1.0, expit(-log_div))
+
+
+def expected_purchases(
+    params: Mapping[str, float] | FitResult, t: Any, x: Any, t_x: Any, T: Any
+) -> np.ndarray:
+    """Conditional expected number of repeat purchases in the next `t` (FHL 2005 eq. 10).
+
+    All times in the model's unit; `t` may be a scalar or an array broadcastable with x.
+    Uses the Euler transform of 2F1 where the direct series overflows, as lifetimes does.
+    """
+    r, alpha, a, b = _params(params, BGNBD_PARAMS)
+    t, x, t_x, T = (np.asarray(v, dtype=float) for v in (t, x, t_x, T))
+    _a = r + x
+    _b = b + x
+    _c = a + b + x - 1
+    _z = t / (alpha + T + t)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ln_hyp = np.log(hyp2f1(_a, _b, _c, _z))
+        inf = np.isinf(ln_hyp)
+        if inf.any():
+            alt = np.log(hyp2f1(_c - _a, _c - _b, _c, _z)) + (_c - _a - _b) * np.log1p(-_z)
+            ln_hyp = np.where(inf, alt, ln_hyp)
+    first = (a + b + x - 1) / (a - 1)
+    second = 1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
+    denominator = 1 + (x > 0) * (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+    return first * second / denominator
+
+
+def expected_order_value(params: Mapping[str, float] | FitResult, x: Any, m: Any) -> np.ndarray:
+    """Gamma-Gamma E[M | x, m] = p (v + x m) / (p x + q - 1); the population mean for x = 0."""
+    p, q, v = _params(params, GAMMA_GAMMA_PARAMS)
+    x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
+    weight = p * x / (p * x + q - 1)
+    population_mean = v * p / (q - 1)
+    return (1 - weight) * population_mean + weight * m
+
+
+def clv(
+    bgnbd: Mapping[str, float] | FitResult,
+    gamma_gamma: Mapping[str, float] | FitResult,
+    x: Any,
+    t_x: Any,
+    T: Any,
+    m: Any,
+    *,
+    months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    margin: float = 1.0,
+    time_unit: TimeUnit = "D",
+    days_per_month: float = 30.0,
+) -> np.ndarray:
+    """Discounted CLV over `months` months, per customer.
+
+    CLV = sum_{k=1..H} (E[Y(k)] - E[Y(k-1)]) * E[M] * margin / (1 + d)^k, k in months of
+    `days_per_month` days (30, as lifetimes' `customer_lifetime_value(freq='D')`). Note that
+    lifetimes uses 4.345 weeks per month for freq='W'; pass `days_per_month=4.345 * 7` to match it.
+    E[Y] depends on (x, t_x, T) only, so it is computed once per distinct row.
+    """
+    step = days_per_month / DAYS_PER_UNIT[_check_unit(time_unit)]
+    x, t_x, T, m = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T, m))
+    (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+    horizons = step * np.arange(0, months + 1, dtype=float)[:, None]
+    cumulative = expected_purchases(bgnbd, horizons, ux[None, :], ut[None, :], uT[None, :])
+    per_month = np.diff(cumulative, axis=0)
+    discount = (1.0 + monthly_discount_rate) ** -np.arange(1, months + 1, dtype=float)
+    discounted_purchases = discount @ per_month
+    return discounted_purchases[inverse] * expected_order_value(gamma_gamma, x, m) * margin
+
+
+@dataclass(frozen=True)
+class SpendIndependence:
+    """Correlation of repeat frequency and mean repeat spend among repeat buyers with m > 0.
+
+    Gamma-Gamma assumes the two are independent; |pearson| well above ~0.3 questions the model.
+    """
+
+    pearson: float | None
+    spearman: float | None
+    n_customers: int
+
+
+def frequency_spend_correlation(x: Any, m: Any) -> SpendIndependence:
+    """Pearson and Spearman correlation between x and m over customers with x > 0 and m > 0."""
+    from scipy.stats import pearsonr, spearmanr
+
+    x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(m) & (x > 0) & (m > 0)
+    xs, ms = x[keep], m[keep]
+    n = int(keep.sum())
+    if n < 3 or np.ptp(xs) == 0 or np.ptp(ms) == 0:
+        return SpendIndependence(None, None, n)
+    return SpendIndependence(
+        float(pearsonr(xs, ms).statistic), float(spearmanr(xs, ms).statistic), n
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Holdout validation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldoutValidation:
+    """Calibration-fitted model against the holdout period.
+
+    `by_frequency` has one row per calibration frequency bucket "0".."6", "7+":
+    frequency_bucket, customers, actual_mean, predicted_mean.
+    """
+
+    n_customers: int
+    holdout_length: float
+    total_actual: float
+    total_predicted: float
+    mae: float
+    by_frequency: pl.DataFrame
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "n_customers": self.n_customers,
+            "holdout_length": self.holdout_length,
+            "total_actual": self.total_actual,
+            "total_predicted": round(self.total_predicted, 4),
+            "total_error_pct": round(
+                100 * (self.total_predicted - self.total_actual) / self.total_actual, 3
+            )
+            if self.total_actual
+            else None,
+            "mae": round(self.mae, 6),
+            "by_frequency": self.by_frequency.to_dicts(),
+        }
+
+
+def holdout_validation(
+    bgnbd: Mapping[str, float] | FitResult,
+    x_cal: Any,
+    t_x_cal: Any,
+    T_cal: Any,
+    holdout_purchases: Any,
+    holdout_length: float,
+) -> HoldoutValidation:
+    """Compare predicted and actual repeat purchases in the holdout period.
+
+    Times in the model's unit; `holdout_length` is the holdout duration (same for everyone, as in
+    `sql/marts/calibration_holdout.sql`), `holdout_purchases` the distinct order days in it.
+    """
+    x, t_x, T, actual = (
+        np.asarray(v, dtype=float).ravel() for v in (x_cal, t_x_cal, T_cal, holdout_purchases)
+    )
+    predicted = expected_purchases(bgnbd, holdout_length, x, t_x, T)
+    bucket = np.minimum(x, 7).astype(np.int64)
+    counts = np.bincount(bucket, minlength=8)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        actual_mean = np.bincount(bucket, weights=actual, minlength=8) / counts
+        predicted_mean = np.bincount(bucket, weights=predicted, minlength=8) / counts
+    table = pl.DataFrame(
+        {
+            "frequency_bucket": list(FREQUENCY_BUCKETS),
+            "customers": counts.astype(np.int64),
+            "actual_mean": np.where(counts > 0, actual_mean, np.nan),
+            "predicted_mean": np.where(counts > 0, predicted_mean, np.nan),
+        }
+    ).with_columns(pl.col("actual_mean", "predicted_mean").fill_nan(None))
+    return HoldoutValidation(
+        n_customers=int(x.shape[0]),
+        holdout_length=float(holdout_length),
+        total_actual=float(actual.sum()),
+        total_predicted=float(predicted.sum()),
+        mae=float(np.mean(np.abs(predicted - actual))) if x.shape[0] else float("nan"),
+        by_frequency=table,
+    )
+
+
+def calibration_plot_png(validation: HoldoutValidation, *, title: str | None = None) -> bytes:
+    """Actual vs predicted mean holdout purchases by calibration frequency, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    table = validation.by_frequency
+    labels = table["frequency_bucket"].to_list()
+    pos = np.arange(len(labels))
+    fig = Figure(figsize=(7, 4.2), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(pos, table["actual_mean"].to_numpy(), "o-", label="actual", color="#1f77b4")
+    ax.plot(
+        pos, table["predicted_mean"].to_numpy(), "s--", label="BG/NBD predicted", color="#d62728"
+    )
+    ax.set_xticks(pos, labels)
+    ax.set_xlabel("repeat purchases in calibration period")
+    ax.set_ylabel("mean repeat purchases in holdout")
+    ax.set_title(
+        title
+        or (
+            f"Holdout check: actual {validation.total_actual:,.0f} vs predicted "
+            f"{validation.total_predicted:,.0f}"
+        )
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# CDNOW sample
+# --------------------------------------------------------------------------------------------
+
+ORDER_EXPORT_COLUMNS = (
+    "order_id",
+    "customer_id",
+    "email",
+    "ordered_at",
+    "net_amount",
+    "currency",
+    "status",
+    "channel",
+)
+
+
+def cdnow_sample_path() -> Path:
+    """Path of `CDNOW_sample.txt` inside the installed lifetimes package (no pkg_resources)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the lifetimes package is not installed")
+    path = Path(spec.origin).parent / "datasets" / "CDNOW_sample.txt"
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return path
+
+
+def load_cdnow_orders(path: str | Path | None = None) -> pl.DataFrame:
+    """The CDNOW 1/10 sample (6,919 purchases by 2,357 customers, 1997-01..1998-06) as orders.
+
+    The file has whitespace-separated columns: master customer id, sample customer id (1..2357),
+    date (YYYYMMDD), number of CDs, dollar value. Each line becomes one completed web order in USD:
+    order_id "cdnow-<line:05d>", customer_id "cdnow-<sample id:04d>", ordered_at the day at
+    midnight, net_amount the dollar value, email null. Extra column `quantity` keeps the CD count.
+    Eight purchases have a value of 0.
+    """
+    raw = pl.read_csv(
+        path or cdnow_sample_path(),
+        has_header=False,
+        separator="\t",
+        new_columns=["line"],
+        schema_overrides={"line": pl.String},
+    )
+    fields = raw.select(pl.col("line").str.strip_chars().str.extract_all(r"\S+").alias("f"))["f"]
+    df = pl.DataFrame(
+        {
+            "sample_id": fields.list.get(1).cast(pl.Int64),
+            "date": fields.list.get(2),
+            "quantity": fields.list.get(3).cast(pl.Int64),
+            "net_amount": fields.list.get(4).cast(pl.Float64),
+        }
+    )
+    return df.with_row_index("line", offset=1).select(
+        pl.format("cdnow-{}", pl.col("line").cast(pl.String).str.zfill(5)).alias("order_id"),
+        pl.format("cdnow-{}", pl.col("sample_id").cast(pl.String).str.zfill(4)).alias(
+            "customer_id"
+        ),
+        pl.lit(None, dtype=pl.String).alias("email"),
+        pl.col("date").str.strptime(pl.Datetime("us"), "%Y%m%d").alias("ordered_at"),
+        pl.col("net_amount"),
+        pl.lit("USD").alias("currency"),
+        pl.lit("completed").alias("status"),
+        pl.lit("web").alias("channel"),
+        pl.col("quantity"),
+    )
+
+
+def write_cdnow_orders_csv(path: str | Path, source: str | Path | None = None) -> Path:
+    """Write the CDNOW sample as an orders export CSV with exactly the contract's order columns.
+
+    Timestamps are written as ISO 8601 (`1997-01-01T00:00:00`), email empty.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    orders = load_cdnow_orders(source).select(ORDER_EXPORT_COLUMNS)
+    orders.write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%S")
+    return path

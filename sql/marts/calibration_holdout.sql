@@ -1,0 +1,52 @@
+-- Calibration / holdout split for validating the purchase model. For every customer whose first
+-- completed order falls in the calibration period [$start, $calibration_end]: the calibration
+-- summary (same definitions as marts/customer_summary.sql, observed up to $calibration_end
+-- inclusive) and the holdout repeat purchases, i.e. distinct order days in
+-- ($calibration_end, $as_of], with the holdout length in days.
+-- Parameters: $calibration_end (DATE), $as_of (DATE, inclusive), $start (DATE or NULL).
+with daily as (
+    select
+        customer_id,
+        cast(ordered_at as date) as order_day,
+        sum(net_amount) as day_spend
+    from staging.orders
+    where status = 'completed'
+        and cast(ordered_at as date) <= cast($as_of as date)
+        and (cast($start as date) is null or cast(ordered_at as date) >= cast($start as date))
+    group by customer_id, order_day
+),
+
+customers as (
+    select
+        customer_id,
+        count(*) filter (where order_day <= cast($calibration_end as date)) as order_days,
+        sum(day_spend) filter (where order_day <= cast($calibration_end as date)) as total_spend,
+        min(order_day) as first_order_day,
+        max(order_day) filter (
+            where order_day <= cast($calibration_end as date)
+        ) as last_order_day,
+        arg_min(day_spend, order_day) as first_day_spend,
+        count(*) filter (where order_day > cast($calibration_end as date)) as holdout_purchases,
+        coalesce(
+            sum(day_spend) filter (where order_day > cast($calibration_end as date)), 0.0
+        ) as holdout_spend
+    from daily
+    group by customer_id
+)
+
+select
+    customer_id,
+    order_days - 1 as frequency,
+    date_diff('day', first_order_day, last_order_day) as recency_days,
+    date_diff('day', first_order_day, cast($calibration_end as date)) as T_days,
+    case
+        when order_days > 1 then (total_spend - first_day_spend) / (order_days - 1)
+        else 0.0
+    end as monetary_value,
+    total_spend,
+    holdout_purchases,
+    holdout_spend,
+    date_diff('day', cast($calibration_end as date), cast($as_of as date)) as holdout_days
+from customers
+where first_order_day <= cast($calibration_end as date)
+order by customer_id

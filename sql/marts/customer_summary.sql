@@ -1,0 +1,58 @@
+-- Per-customer purchase summary from completed orders: the BG/NBD and Gamma-Gamma sufficient
+-- statistics in days, plus the RFM inputs. Matches lifetimes'
+-- summary_data_from_transaction_data(freq='D', monetary_value_col=...):
+--   order day      = the calendar day of ordered_at; spend is summed per customer and day;
+--   frequency      = distinct order days - 1 (repeat purchase occasions);
+--   recency_days   = last order day - first order day;
+--   T_days         = $as_of - first order day;
+--   monetary_value = mean day spend over the repeat days (first day dropped), 0 when frequency = 0,
+--                    computed as (total spend - first day spend) / frequency in one pass.
+--   order_count    = completed order rows (order_id is the staged key, unique after ingestion).
+-- Parameters: $as_of (DATE, observation end, inclusive: orders on that day count);
+--             $start (DATE or NULL: orders before this day are ignored).
+with daily as (
+    select
+        customer_id,
+        cast(ordered_at as date) as order_day,
+        min(ordered_at) as first_at,
+        max(ordered_at) as last_at,
+        count(*) as orders,
+        sum(net_amount) as day_spend
+    from staging.orders
+    where status = 'completed'
+        and cast(ordered_at as date) <= cast($as_of as date)
+        and (cast($start as date) is null or cast(ordered_at as date) >= cast($start as date))
+    group by customer_id, order_day
+),
+
+customers as (
+    select
+        customer_id,
+        min(first_at) as first_order_at,
+        max(last_at) as last_order_at,
+        sum(orders) as order_count,
+        count(*) as order_days,
+        sum(day_spend) as total_spend,
+        min(order_day) as first_order_day,
+        max(order_day) as last_order_day,
+        arg_min(day_spend, order_day) as first_day_spend
+    from daily
+    group by customer_id
+)
+
+select
+    customer_id,
+    first_order_at,
+    last_order_at,
+    cast(order_count as bigint) as order_count,
+    order_days,
+    total_spend,
+    order_days - 1 as frequency,
+    date_diff('day', first_order_day, last_order_day) as recency_days,
+    date_diff('day', first_order_day, cast($as_of as date)) as T_days,
+    case
+        when order_days > 1 then (total_spend - first_day_spend) / (order_days - 1)
+        else 0.0
+    end as monetary_value
+from customers
+order by customer_id

@@ -1,0 +1,354 @@
+"""pipelines.value_models: fits, scoring against lifetimes, CDNOW published estimates, failures."""
+
+import datetime as dt
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from pipelines import value_models as vm
+
+CAL_END = dt.date(1997, 9, 30)
+CDNOW_END = dt.date(1998, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def cdnow_db(tmp_path_factory):
+    """The CDNOW sample ingested like an orders export into a tmp DuckDB file."""
+    path = tmp_path_factory.mktemp("cdnow") / "test.duckdb"
+    orders = vm.load_cdnow_orders()  # noqa: F841 - read by DuckDB's replacement scan
+    con = duckdb.connect(str(path))
+    con.execute("create schema staging")
+    con.execute(
+        "create table staging.orders as select order_id, customer_id, email, ordered_at, "
+        "net_amount, currency, status, channel, 'CDNOW_sample.txt' as source_file, "
+        "cast(row_number() over () as bigint) as source_row from orders"
+    )
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def cdnow_weeks(cdnow_db):
+    s = vm.customer_summary(cdnow_db, CAL_END)
+    return {
+        "x": s["frequency"].to_numpy().astype(float),
+        "t_x": vm.to_time_unit(s["recency_days"].to_numpy(), "W"),
+        "T": vm.to_time_unit(s["T_days"].to_numpy(), "W"),
+        "m": s["monetary_value"].to_numpy(),
+        "summary": s,
+    }
+
+
+@pytest.fixture(scope="module")
+def cdnow_fits(cdnow_weeks):
+    d = cdnow_weeks
+    return (
+        vm.fit_bgnbd(d["x"], d["t_x"], d["T"], time_unit="W"),
+        vm.fit_gamma_gamma(d["x"], d["m"]),
+    )
+
+
+def lifetimes_models(bg: vm.FitResult, gg: vm.FitResult):
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    bgf, ggf = BetaGeoFitter(), GammaGammaFitter()
+    bgf.params_ = pd.Series(bg.params)
+    bgf.predict = bgf.conditional_expected_number_of_purchases_up_to_time
+    ggf.params_ = pd.Series(gg.params)
+    return bgf, ggf
+
+
+# ---------------------------------------------------------------------------------------------
+# CDNOW: loader and published estimates
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cdnow_loader():
+    orders = vm.load_cdnow_orders()
+    assert orders.height == 6919
+    assert orders["customer_id"].n_unique() == 2357
+    assert orders["order_id"].is_unique().all()
+    first = orders.group_by("customer_id").agg(pl.col("ordered_at").min())["ordered_at"]
+    assert first.min() == dt.datetime(1997, 1, 1) and first.max() < dt.datetime(1997, 4, 1)
+    assert orders["ordered_at"].max() == dt.datetime(1998, 6, 30)
+    assert set(orders["status"]) == {"completed"} and set(orders["currency"]) == {"USD"}
+    assert (orders["net_amount"] >= 0).all()
+
+
+def test_cdnow_csv_export_matches_order_contract(tmp_path):
+    from pipelines.contracts import Orders
+
+    path = vm.write_cdnow_orders_csv(tmp_path / "orders" / "cdnow.csv")
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == list(vm.ORDER_EXPORT_COLUMNS)
+    back = pl.read_csv(path, try_parse_dates=True, schema_overrides={"email": pl.String})
+    assert back.height == 6919
+    assert back["ordered_at"].dtype == pl.Datetime
+    Orders.validate(back)  # the typed contract accepts it as is
+
+
+def test_cdnow_reproduces_fader_hardie_lee_2005(cdnow_weeks, cdnow_fits):
+    bg, gg = cdnow_fits
+    assert bg.n_customers == 2357 and bg.time_unit == "W" and bg.converged
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    for k, v in published.items():
+        assert bg.params[k] == pytest.approx(v, abs=1.5e-3), k
+    assert bg.log_likelihood == pytest.approx(-9582.4, abs=0.1)  # FHL 2005, p. 279
+    assert gg.n_customers == 946
+    for k, v in {"p": 6.25, "q": 3.74, "v": 15.44}.items():
+        assert gg.params[k] == pytest.approx(v, abs=1e-2), k
+    # Hardie's Gamma-Gamma note reports a correlation of 0.11 between x and m.
+    corr = vm.frequency_spend_correlation(cdnow_weeks["x"], cdnow_weeks["m"])
+    assert corr.n_customers == 946 and corr.pearson == pytest.approx(0.11, abs=0.01)
+
+
+def test_cdnow_summary_matches_lifetimes_bundled_summary(cdnow_weeks):
+    """The bundled cdnow_customers_summary_with_transactions.csv is the same data, rounded."""
+    ref = pd.read_csv(
+        vm.cdnow_sample_path().with_name("cdnow_customers_summary_with_transactions.csv")
+    )
+    s = cdnow_weeks["summary"]
+    assert s["customer_id"].to_list() == [f"cdnow-{i:04d}" for i in ref["ID"]]
+    np.testing.assert_array_equal(cdnow_weeks["x"], ref["x"])
+    np.testing.assert_allclose(cdnow_weeks["t_x"], ref["t_x"], atol=0.005)
+    np.testing.assert_allclose(cdnow_weeks["T"], ref["T"], atol=0.005)
+    np.testing.assert_allclose(cdnow_weeks["m"], ref["zbar"], atol=0.0051)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped fits == ungrouped fits
+# ---------------------------------------------------------------------------------------------
+
+
+def test_grouped_fit_equals_ungrouped(cdnow_db):
+    s = vm.customer_summary(cdnow_db, CDNOW_END)  # days: fewer ties than weeks
+    x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "T_days"))
+    m = s["monetary_value"].to_numpy()
+    grouped = vm.fit_bgnbd(x, t_x, T)
+    plain = vm.fit_bgnbd(x, t_x, T, grouped=False)
+    assert grouped.n_rows < plain.n_rows == 2357
+    for k in vm.BGNBD_PARAMS:
+        assert grouped.params[k] == pytest.approx(plain.params[k], abs=1e-6), k
+    assert grouped.log_likelihood == pytest.approx(plain.log_likelihood, abs=1e-6)
+
+    g_gg = vm.fit_gamma_gamma(x, m)
+    p_gg = vm.fit_gamma_gamma(x, m, grouped=False)
+    for k in vm.GAMMA_GAMMA_PARAMS:
+        assert g_gg.params[k] == pytest.approx(p_gg.params[k], abs=1e-6), k
+
+
+def test_fit_matches_lifetimes_directly(cdnow_weeks, cdnow_fits):
+    from lifetimes import BetaGeoFitter
+
+    d = cdnow_weeks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = BetaGeoFitter().fit(d["x"], d["t_x"], d["T"])
+    bg, _ = cdnow_fits
+    for k in vm.BGNBD_PARAMS:
+        assert bg.params[k] == pytest.approx(float(ref.params_[k]), abs=1e-6)
+    # lifetimes reports the mean negative log-likelihood in rescaled time; ours is the total in
+    # weeks. They differ by the Jacobian of the rescaling: sum over repeat buyers of x * log(scale)
+    # is not it exactly, so just check ours against an independent evaluation.
+    assert bg.log_likelihood == pytest.approx(
+        vm.bgnbd_log_likelihood(bg.params, d["x"], d["t_x"], d["T"]), rel=1e-12
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring == lifetimes
+# ---------------------------------------------------------------------------------------------
+
+
+def scoring_inputs(seed: int = 0, n: int = 3000):
+    rng = np.random.default_rng(seed)
+    x = rng.poisson(rng.gamma(0.6, 4.0, n)).astype(float)
+    x[:5] = [0, 1, 60, 150, 300]  # heavy buyers exercise lifetimes' alternative 2F1 branch
+    T = rng.uniform(1, 80, n)
+    t_x = np.where(x > 0, rng.uniform(0, 1, n) * T, 0.0)
+    t_x[2:5] = T[2:5]  # recency == T
+    m = np.where(x > 0, rng.gamma(6, 6, n), 0.0)
+    return x, t_x, T, m
+
+
+@pytest.mark.parametrize("t", [1.0, 4.345, 39.0, 52.0])
+def test_scoring_matches_lifetimes(cdnow_fits, t):
+    bg, gg = cdnow_fits
+    bgf, ggf = lifetimes_models(bg, gg)
+    x, t_x, T, m = scoring_inputs()
+    ours = vm.p_alive(bg, x, t_x, T)
+    np.testing.assert_allclose(ours, bgf.conditional_probability_alive(x, t_x, T), atol=1e-8)
+    ours = vm.expected_purchases(bg, t, x, t_x, T)
+    ref = bgf.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T)
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, ref, atol=1e-8, rtol=1e-10)
+    np.testing.assert_allclose(
+        vm.expected_order_value(gg, x, m),
+        ggf.conditional_expected_average_profit(x, m),
+        atol=1e-8,
+    )
+
+
+def test_clv_matches_lifetimes_days_and_weeks(cdnow_db):
+    s = vm.customer_summary(cdnow_db, CAL_END)
+    x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "T_days"))
+    m = s["monetary_value"].to_numpy()
+    bg, gg = vm.fit_bgnbd(x, t_x, T, time_unit="D"), vm.fit_gamma_gamma(x, m)
+    bgf, ggf = lifetimes_models(bg, gg)
+    idx = pd.Index(s["customer_id"].to_list())
+    series = [pd.Series(v, index=idx) for v in (x, t_x, T, m)]
+    ref = ggf.customer_lifetime_value(bgf, *series, time=12, discount_rate=0.01, freq="D")
+    ours = vm.clv(bg, gg, x, t_x, T, m, months=12, monthly_discount_rate=0.01, time_unit="D")
+    np.testing.assert_allclose(ours, ref.to_numpy(), atol=1e-6)
+    assert ours.mean() > 0
+
+    margin = vm.clv(bg, gg, x, t_x, T, m, margin=0.3, months=6, monthly_discount_rate=0.02)
+    ref6 = ggf.customer_lifetime_value(bgf, *series, time=6, discount_rate=0.02, freq="D")
+    np.testing.assert_allclose(margin, 0.3 * ref6.to_numpy(), atol=1e-6)
+
+    # Weeks: lifetimes steps 4.345 weeks per month for freq='W'.
+    xw, tw, Tw = x, t_x / 7, T / 7
+    bgw = vm.fit_bgnbd(xw, tw, Tw, time_unit="W")
+    bgfw, _ = lifetimes_models(bgw, gg)
+    wseries = [pd.Series(v, index=idx) for v in (xw, tw, Tw, m)]
+    refw = ggf.customer_lifetime_value(bgfw, *wseries, time=12, discount_rate=0.01, freq="W")
+    oursw = vm.clv(bgw, gg, xw, tw, Tw, m, time_unit="W", days_per_month=4.345 * 7)
+    np.testing.assert_allclose(oursw, refw.to_numpy(), atol=1e-6)
+
+
+def test_scoring_accepts_plain_dicts_and_time_units(cdnow_fits):
+    bg, gg = cdnow_fits
+    x, t_x, T, m = scoring_inputs(1, 50)
+    a = vm.expected_purchases(dict(bg.params), 10.0, x, t_x, T)
+    b = vm.expected_purchases(bg, 10.0, x, t_x, T)
+    np.testing.assert_array_equal(a, b)
+    # One model in days and the same model in weeks give the same expectations.
+    days = dict(bg.params, alpha=bg.params["alpha"] * 7)
+    np.testing.assert_allclose(vm.expected_purchases(days, 70.0, x, t_x * 7, T * 7), b, rtol=1e-12)
+    np.testing.assert_allclose(vm.p_alive(days, x, t_x * 7, T * 7), vm.p_alive(bg, x, t_x, T))
+    assert (vm.p_alive(bg, x, t_x, T)[x == 0] == 1).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Holdout validation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_holdout_validation_and_plot(cdnow_db, cdnow_fits):
+    bg, _ = cdnow_fits
+    ch = vm.calibration_holdout(cdnow_db, CAL_END, CDNOW_END)
+    assert ch.height == 2357
+    length = ch["holdout_days"][0] / 7
+    assert length == 39.0
+    v = vm.holdout_validation(
+        bg,
+        ch["frequency"].to_numpy(),
+        vm.to_time_unit(ch["recency_days"].to_numpy(), "W"),
+        vm.to_time_unit(ch["T_days"].to_numpy(), "W"),
+        ch["holdout_purchases"].to_numpy(),
+        length,
+    )
+    assert v.total_actual == ch["holdout_purchases"].sum()
+    table = v.by_frequency
+    assert table["frequency_bucket"].to_list() == list(vm.FREQUENCY_BUCKETS)
+    assert table["customers"].sum() == 2357
+    assert table["customers"][0] == (ch["frequency"] == 0).sum()
+    # The bucket means reproduce the totals.
+    total_pred = float((table["customers"] * table["predicted_mean"]).sum())
+    assert total_pred == pytest.approx(v.total_predicted, rel=1e-9)
+    # BG/NBD on CDNOW tracks the holdout within ~15 % in total, and is increasing in x.
+    assert abs(v.total_predicted / v.total_actual - 1) < 0.15
+    assert table["predicted_mean"].is_sorted()
+    assert 0 < v.mae < 2
+    png = vm.calibration_plot_png(v)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    meta = v.as_metadata()
+    assert len(meta["by_frequency"]) == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Degenerate data and failures
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "x, t_x, T, reason",
+    [
+        ([0, 0, 0], [0, 0, 0], [10, 20, 30], "degenerate"),  # everyone bought once
+        ([2], [5], [10], "degenerate"),  # one customer
+        ([], [], [], "degenerate"),
+        ([1, 2], [0, 0], [0, 0], "degenerate"),  # nobody observed for any time
+        ([1, 2], [5, 30], [10, 20], "invalid_input"),  # t_x > T
+        ([0, 1], [3, 2], [10, 20], "invalid_input"),  # x = 0 with t_x > 0
+        ([1.5, 1], [3, 2], [10, 20], "invalid_input"),
+        ([1, np.nan], [3, 2], [10, 20], "invalid_input"),
+    ],
+)
+def test_bgnbd_degenerate_data_raises(x, t_x, T, reason):
+    with pytest.raises(vm.ModelFitError) as exc:
+        vm.fit_bgnbd(x, t_x, T)
+    assert exc.value.model == "bgnbd"
+    assert exc.value.reason == reason
+
+
+def test_bgnbd_all_t_zero_is_degenerate():
+    with pytest.raises(vm.ModelFitError, match="zero time"):
+        vm.fit_bgnbd([0, 0, 1], [0, 0, 0], [0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "x, m",
+    [
+        ([0, 0, 0], [0, 0, 0]),  # nobody repeated
+        ([1, 2, 3], [0, 0, 0]),  # zero spend
+        ([1, 0, 0], [10, 0, 0]),  # one repeat buyer
+        ([1, 2, 3], [10, 10, 10]),  # no spend variation
+    ],
+)
+def test_gamma_gamma_degenerate_data_raises(x, m):
+    with pytest.raises(vm.ModelFitError) as exc:
+        vm.fit_gamma_gamma(x, m)
+    assert exc.value.reason == "degenerate" and exc.value.model == "gamma_gamma"
+
+
+def test_non_convergence_is_typed_and_never_nan(cdnow_weeks):
+    d = cdnow_weeks
+    with pytest.raises(vm.ModelFitError) as exc:
+        vm.fit_bgnbd(d["x"], d["t_x"], d["T"], options={"maxiter": 2})
+    assert exc.value.reason == "not_converged"
+    assert exc.value.summary["n_customers"] == 2357
+
+    res = vm.fit_bgnbd(d["x"], d["t_x"], d["T"], options={"maxiter": 2}, raise_on_failure=False)
+    assert not res.converged and res.params == {} and res.log_likelihood is None
+    assert "not_converged" in res.message and res.as_metadata()["converged"] is False
+    with pytest.raises(vm.ModelFitError):
+        vm.p_alive(res, d["x"], d["t_x"], d["T"])
+
+
+def test_gamma_gamma_penalizer_pushing_q_below_one_raises(cdnow_weeks):
+    # LIFETIMES.md: a penalizer of 0.01 pushes q below 1 on CDNOW, making E[M] undefined.
+    res = vm.fit_gamma_gamma(
+        cdnow_weeks["x"], cdnow_weeks["m"], penalizer=0.01, raise_on_failure=False
+    )
+    if res.converged:
+        assert res.params["q"] > 1
+    else:
+        assert res.reason in ("boundary", "not_converged") and res.params == {}
+
+
+def test_unique_rows_roundtrip():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 4, 1000).astype(float), rng.integers(0, 3, 1000).astype(float)
+    (ua, ub), inv, counts = vm.unique_rows(a, b)
+    np.testing.assert_array_equal(ua[inv], a)
+    np.testing.assert_array_equal(ub[inv], b)
+    assert counts.sum() == 1000 and len(ua) == len(set(zip(a, b, strict=True)))
+
+
+def test_correlation_needs_repeat_buyers():
+    corr = vm.frequency_spend_correlation([0, 0, 1], [0, 0, 5.0])
+    assert corr.pearson is None and corr.n_customers == 1
