@@ -21,55 +21,95 @@ def _stage(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> No
 def con(tmp_path):
     con = duckdb.connect(str(tmp_path / "test.duckdb"))
     con.execute("create schema staging")
-    _stage(con, "customers", pl.DataFrame({
-        "customer_id": ["c1", "c2", "c3", "c4"],
-        "email": ["Ann@Example.com ", "bob@example.com", "ann@example.com", "dee@example.com"],
-        "social_handles": ["@Ann_1; ann.two", None, "ann_1", " @DeeDee "],
-        "signup_date": [date(2021, 1, 1), date(2021, 1, 1), date(2020, 6, 1), date(2022, 1, 1)],
-        "loyalty_member": [True, False, False, True],
-        "marketing_consent": [True, True, False, True],
-        "country": ["DE", "FR", "DE", "US"],
-    }))
-    _stage(con, "orders", pl.DataFrame({
-        "order_id": ["o1", "o2", "o3"],
-        "customer_id": ["c2", "legacy-9", "legacy-8"],
-        "email": ["bob@example.com", "  DEE@example.COM", "nobody@example.com"],
-        "ordered_at": [T0, T0, T0],
-        "net_amount": [10.0, 20.0, 30.0],
-        "currency": ["EUR"] * 3,
-        "status": ["completed"] * 3,
-        "channel": ["web"] * 3,
-    }))
-    _stage(con, "reviews", pl.DataFrame({
-        "review_id": ["r1", "r2", "r3"],
-        "customer_id": ["c4", None, None],
-        "email": [None, " BOB@example.com", "ghost@example.com"],
-        "product_id": ["p1"] * 3,
-        "rating": [5, 4, 3],
-        "helpful_votes": [0, 2, 1],
-        "verified_purchase": [True, False, True],
-        "created_at": [T0] * 3,
-    }))
-    _stage(con, "social", pl.DataFrame({
-        "event_id": ["s1", "s2", "s3", "s4"],
-        "actor_handle": ["@deedee", "ANN.TWO", "stranger", "deedee"],
-        "event_type": ["like", "comment", "like", "tweet"],
-        "target_handle": ["@ann_1", "deedee", "ann.two", None],
-        "post_id": [None, None, None, "post-1"],
-        "platform": ["instagram"] * 4,
-        "occurred_at": [T0] * 4,
-    }))
-    _stage(con, "referrals", pl.DataFrame({
-        "referral_id": ["f1", "f2", "f3"],
-        "referrer_customer_id": ["c1", "c2", "zz"],
-        "referee_email": [None, "DEE@example.com", "new@example.com"],
-        "referee_customer_id": ["c2", None, None],
-        "referred_at": [T0] * 3,
-        "converted_at": [T0, T0, None],
-        "referrer_reward": [5.0] * 3,
-        "referee_reward": [5.0] * 3,
-        "would_have_joined_anyway": [False, None, None],
-    }))
+    _stage(
+        con,
+        "customers",
+        pl.DataFrame(
+            {
+                "customer_id": ["c1", "c2", "c3", "c4"],
+                "email": [
+                    "Ann@Example.com ",
+                    "bob@example.com",
+                    "ann@example.com",
+                    "dee@example.com",
+                ],
+                "social_handles": ["@Ann_1; ann.two", None, "ann_1", " @DeeDee "],
+                "signup_date": [
+                    date(2021, 1, 1),
+                    date(2021, 1, 1),
+                    date(2020, 6, 1),
+                    date(2022, 1, 1),
+                ],
+                "loyalty_member": [True, False, False, True],
+                "marketing_consent": [True, True, False, True],
+                "country": ["DE", "FR", "DE", "US"],
+            }
+        ),
+    )
+    _stage(
+        con,
+        "orders",
+        pl.DataFrame(
+            {
+                "order_id": ["o1", "o2", "o3"],
+                "customer_id": ["c2", "legacy-9", "legacy-8"],
+                "email": ["bob@example.com", "  DEE@example.COM", "nobody@example.com"],
+                "ordered_at": [T0, T0, T0],
+                "net_amount": [10.0, 20.0, 30.0],
+                "currency": ["EUR"] * 3,
+                "status": ["completed"] * 3,
+                "channel": ["web"] * 3,
+            }
+        ),
+    )
+    _stage(
+        con,
+        "reviews",
+        pl.DataFrame(
+            {
+                "review_id": ["r1", "r2", "r3"],
+                "customer_id": ["c4", None, None],
+                "email": [None, " BOB@example.com", "ghost@example.com"],
+                "product_id": ["p1"] * 3,
+                "rating": [5, 4, 3],
+                "helpful_votes": [0, 2, 1],
+                "verified_purchase": [True, False, True],
+                "created_at": [T0] * 3,
+            }
+        ),
+    )
+    _stage(
+        con,
+        "social",
+        pl.DataFrame(
+            {
+                "event_id": ["s1", "s2", "s3", "s4"],
+                "actor_handle": ["@deedee", "ANN.TWO", "stranger", "deedee"],
+                "event_type": ["like", "comment", "like", "tweet"],
+                "target_handle": ["@ann_1", "deedee", "ann.two", None],
+                "post_id": [None, None, None, "post-1"],
+                "platform": ["instagram"] * 4,
+                "occurred_at": [T0] * 4,
+            }
+        ),
+    )
+    _stage(
+        con,
+        "referrals",
+        pl.DataFrame(
+            {
+                "referral_id": ["f1", "f2", "f3"],
+                "referrer_customer_id": ["c1", "c2", "zz"],
+                "referee_email": [None, "DEE@example.com", "new@example.com"],
+                "referee_customer_id": ["c2", None, None],
+                "referred_at": [T0] * 3,
+                "converted_at": [T0, T0, None],
+                "referrer_reward": [5.0] * 3,
+                "referee_reward": [5.0] * 3,
+                "would_have_joined_anyway": [False, None, None],
+            }
+        ),
+    )
     yield con
     con.close()
 
@@ -99,11 +139,16 @@ def test_handle_normalisation_and_owner(con):
     build_identity_links(con)
     links = _links(con)
     # '@Ann_1' (c1) and 'ann_1' (c3) are the same handle; c3 signed up first.
-    handle_rows = links.filter((pl.col("role") == "handle") & (pl.col("normalized_value") == "ann_1"))
+    handle_rows = links.filter(
+        (pl.col("role") == "handle") & (pl.col("normalized_value") == "ann_1")
+    )
     assert set(handle_rows.get_column("customer_id")) == {"c3"}
     actor = _resolved_id(links, "social", "actor", "s1")
     assert (actor["normalized_value"], actor["customer_id"], actor["match_rule"]) == (
-        "deedee", "c4", "handle")
+        "deedee",
+        "c4",
+        "handle",
+    )
     assert _resolved_id(links, "social", "target", "s1")["customer_id"] == "c3"
     assert _resolved_id(links, "social", "actor", "s2")["customer_id"] == "c1"
 
@@ -116,7 +161,8 @@ def test_unresolved_rows_are_kept_and_counted(con):
     # A tweet without a target handle has no target row.
     assert links.filter((pl.col("role") == "target") & (pl.col("source_key") == "s4")).height == 0
     actor = rates.filter((pl.col("source") == "social") & (pl.col("role") == "actor")).row(
-        0, named=True)
+        0, named=True
+    )
     assert (actor["rows"], actor["resolved"], actor["unresolved"]) == (4, 3, 1)
     assert actor["match_rate"] == pytest.approx(0.75)
 

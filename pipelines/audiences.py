@@ -1,0 +1,131 @@
+"""Audiences: who gets which engagement play, exported for the marketing tools.
+
+Plays per RFM segment are built from the seed documents' tools of engagement (Magento, "The Rules
+(and Tools) for Successful Customer Engagement": customer reviews and feedback, reward programs,
+newsletters and wishlists, private sales and special offers, email offers and promotions,
+giveaways and free samples, personalised recommendations) and the customer-engagement article's
+advice to target each segment. The plays per CLV x CRV quadrant are Kumar's (METRICS.md): referral
+incentives for Affluents, purchase incentives for Advocates, both for Misers, retention for
+Champions.
+
+Only customers with marketing consent are exported. CSV cells are neutralised against spreadsheet
+formula injection (a cell starting with = + - @, a tab or a carriage return gets a leading single
+quote); Parquet keeps the values as they are (typed data, not opened by spreadsheets).
+
+No Dagster import here.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import polars as pl
+
+from pipelines.engagement_metrics import QUADRANT_PLAYS
+
+RFM_SEGMENTS = (
+    "Champions",
+    "Loyal Customers",
+    "Potential Loyalists",
+    "New Customers",
+    "Promising",
+    "Need Attention",
+    "About to Sleep",
+    "At Risk",
+    "Can't Lose Them",
+    "Hibernating",
+)
+
+RFM_PLAYS: Mapping[str, str] = MappingProxyType(
+    {
+        "Champions": "Reward and recognise: VIP reward tier, private sales and early access; "
+        "invite reviews and referrals.",
+        "Loyal Customers": "Deepen loyalty: reward program upgrades, personalised cross-sell "
+        "recommendations, ask for reviews.",
+        "Potential Loyalists": "Convert to loyal: invite to the reward program, newsletters and "
+        "wishlists, personalised recommendations.",
+        "New Customers": "Onboard: smooth follow-up emails, care tips for the purchase, ask them "
+        "to rate it, newsletter sign-up.",
+        "Promising": "Drive the second purchase: personalised email offer or free samples with "
+        "the next order.",
+        "Need Attention": "Re-engage: limited-time personalised offers based on past purchases.",
+        "About to Sleep": "Reconnect: reminders (abandoned carts, wishlists), popular products, "
+        "a modest discount.",
+        "At Risk": "Win back: personalised win-back emails with special offers, ask for feedback.",
+        "Can't Lose Them": "Win back at any cost: the strongest offer, personal outreach (live "
+        "chat or call), find out what went wrong.",
+        "Hibernating": "Low-cost reactivation: brand content, giveaways and contests; leave out "
+        "of costly campaigns.",
+    }
+)
+
+AUDIENCE_COLUMNS = ("customer_id", "email", "audience_kind", "audience", "play")
+
+# Characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PATTERN = r"^[=+\-@\t\r]"
+
+
+def build_audiences(
+    customers: pl.DataFrame,
+    segments: pl.DataFrame | None = None,
+    quadrants: pl.DataFrame | None = None,
+    *,
+    segment_column: str = "segment",
+    quadrant_column: str = "quadrant",
+) -> pl.DataFrame:
+    """One row per consenting customer and audience (an RFM segment and/or a quadrant).
+
+    customers: customer_id, email, marketing_consent. segments: customer_id + segment_column.
+    quadrants: customer_id + quadrant_column. Customers without consent (or with NULL consent)
+    are left out. Columns: customer_id, email, audience_kind ('rfm_segment' | 'quadrant'),
+    audience, play; sorted by audience_kind, audience, customer_id.
+    """
+    consenting = customers.filter(pl.col("marketing_consent").fill_null(False)).select(
+        "customer_id", "email"
+    )
+    parts = []
+    for frame, column, kind, plays in (
+        (segments, segment_column, "rfm_segment", RFM_PLAYS),
+        (quadrants, quadrant_column, "quadrant", QUADRANT_PLAYS),
+    ):
+        if frame is None:
+            continue
+        parts.append(
+            frame.select("customer_id", pl.col(column).alias("audience"))
+            .filter(pl.col("audience").is_not_null())
+            .join(consenting, on="customer_id", how="inner")
+            .with_columns(
+                pl.lit(kind).alias("audience_kind"),
+                pl.col("audience")
+                .replace_strict(dict(plays), default=None, return_dtype=pl.String)
+                .alias("play"),
+            )
+            .select(AUDIENCE_COLUMNS)
+        )
+    if not parts:
+        return pl.DataFrame(schema=dict.fromkeys(AUDIENCE_COLUMNS, pl.String))
+    return pl.concat(parts).sort("audience_kind", "audience", "customer_id")
+
+
+def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix a single quote to string cells that a spreadsheet would run as a formula."""
+    string_cols = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(_FORMULA_PATTERN))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in string_cols
+    )
+
+
+def write_audiences(frame: pl.DataFrame, out_dir: Path, name: str = "audiences") -> dict[str, Path]:
+    """Write `<name>.csv` (formula-neutralised) and `<name>.parquet` into out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / f"{name}.csv"
+    parquet_path = out_dir / f"{name}.parquet"
+    neutralize_formulas(frame).write_csv(csv_path)
+    frame.write_parquet(parquet_path)
+    return {"csv": csv_path, "parquet": parquet_path}

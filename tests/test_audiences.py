@@ -1,0 +1,80 @@
+"""Audiences: consent filtering, plays, formula neutralisation, CSV and Parquet output."""
+
+import polars as pl
+
+from pipelines.audiences import (
+    RFM_PLAYS,
+    RFM_SEGMENTS,
+    build_audiences,
+    neutralize_formulas,
+    write_audiences,
+)
+from pipelines.engagement_metrics import QUADRANT_PLAYS, QUADRANTS
+
+CUSTOMERS = pl.DataFrame(
+    {
+        "customer_id": ["c1", "c2", "c3", "c4"],
+        "email": ["a@x.com", '=HYPERLINK("http://evil")@x.com', "c@x.com", "d@x.com"],
+        "marketing_consent": [True, True, False, None],
+    }
+)
+SEGMENTS = pl.DataFrame(
+    {
+        "customer_id": ["c1", "c2", "c3", "c4"],
+        "segment": ["At Risk", "Champions", "Champions", "Hibernating"],
+    }
+)
+QUADRANT_FRAME = pl.DataFrame(
+    {"customer_id": ["c1", "c2", "c3"], "quadrant": ["Affluents", "Advocates", "Misers"]}
+)
+
+
+def test_every_segment_and_quadrant_has_a_play():
+    assert set(RFM_PLAYS) == set(RFM_SEGMENTS)
+    assert set(QUADRANT_PLAYS) == set(QUADRANTS)
+    assert "referral" in QUADRANT_PLAYS["Affluents"].lower()
+    assert "purchase" in QUADRANT_PLAYS["Advocates"].lower()
+    assert "win back" in RFM_PLAYS["At Risk"].lower()
+
+
+def test_only_consenting_customers():
+    out = build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME)
+    assert set(out["customer_id"]) == {"c1", "c2"}
+    assert out.height == 4
+    row = out.filter((pl.col("customer_id") == "c1") & (pl.col("audience_kind") == "quadrant"))
+    assert row["play"].item() == QUADRANT_PLAYS["Affluents"]
+    row = out.filter((pl.col("customer_id") == "c1") & (pl.col("audience_kind") == "rfm_segment"))
+    assert row["play"].item() == RFM_PLAYS["At Risk"]
+
+
+def test_formula_neutralisation():
+    frame = pl.DataFrame(
+        {
+            "text": ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b", None],
+            "number": [-1, 2, 3, 4, 5, 6, 7, 8, 9],
+        }
+    )
+    out = neutralize_formulas(frame)
+    assert out["text"].to_list() == [
+        "'=1+1",
+        "'+cmd",
+        "'-2",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "plain",
+        "a=b",
+        None,
+    ]
+    assert out["number"].to_list() == frame["number"].to_list()
+
+
+def test_write_csv_neutralised_and_parquet_intact(tmp_path):
+    out = build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME)
+    paths = write_audiences(out, tmp_path / "audiences")
+    csv = pl.read_csv(paths["csv"])
+    emails = set(csv["email"])
+    assert '\'=HYPERLINK("http://evil")@x.com' in emails
+    assert not any(e.startswith("=") for e in emails)
+    parquet = pl.read_parquet(paths["parquet"])
+    assert parquet.equals(out)
