@@ -3,13 +3,15 @@
 import dagster as dg
 
 from assets.ingest import staged_assets
+from assets.publish import published_marts
+from assets.values import value_assets
 from pipelines.jobs import engagement_job
 from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule
 from pipelines.sensors import new_export_files
 
 defs = dg.Definitions(
-    assets=[*staged_assets],
+    assets=[*staged_assets, *value_assets, published_marts],
     jobs=[engagement_job],
     schedules=[daily_schedule],
     sensors=[new_export_files],

@@ -18,6 +18,39 @@ class ExportsResource(dg.ConfigurableResource):
         return Path(self.data_dir)
 
 
+class ModelSettings(dg.ConfigurableResource):
+    """Settings of the customer value models (README "Settings" documents each one).
+
+    as_of: observation end, inclusive (default: the day of the last completed order).
+    calibration_end: last day of the calibration window, inclusive (default: as_of - holdout_days).
+    """
+
+    as_of: str | None = None
+    time_unit: str = "D"
+    calibration_end: str | None = None
+    holdout_days: int = 182
+    clv_horizon_months: int = 12
+    monthly_discount_rate: float = 0.01
+    margin: float = 1.0
+    currency: str = "USD"
+    penalizer: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> "ModelSettings":
+        env = settings.env
+        return cls(
+            as_of=env("ENGAGEMENT_AS_OF"),
+            time_unit=(env("ENGAGEMENT_TIME_UNIT", "D") or "D").upper()[:1],
+            calibration_end=env("ENGAGEMENT_CALIBRATION_END"),
+            holdout_days=int(env("ENGAGEMENT_HOLDOUT_DAYS", "182") or 182),
+            clv_horizon_months=int(env("ENGAGEMENT_CLV_HORIZON_MONTHS", "12") or 12),
+            monthly_discount_rate=float(env("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "0.01") or 0.01),
+            margin=float(env("ENGAGEMENT_MARGIN", "1.0") or 1.0),
+            currency=(env("ENGAGEMENT_CURRENCY", "USD") or "USD").upper(),
+            penalizer=float(env("ENGAGEMENT_PENALIZER", "0") or 0),
+        )
+
+
 def warehouse_resource(database: str | Path | None = None) -> DuckDBResource:
     """The DuckDB warehouse; its folder is created so a fresh checkout runs."""
     path = Path(database or settings.warehouse_path())
@@ -29,4 +62,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": warehouse_resource(),
         "exports": ExportsResource(data_dir=str(settings.data_dir())),
+        "model_settings": ModelSettings.from_env(),
     }

@@ -19,3 +19,8 @@ def data_dir() -> Path:
 def warehouse_path() -> Path:
     """ENGAGEMENT_WAREHOUSE: the DuckDB file analysts open."""
     return Path(os.environ.get("ENGAGEMENT_WAREHOUSE") or DEFAULT_WAREHOUSE)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default

@@ -1,0 +1,24 @@
+"""Small helpers for writing polars frames into the warehouse."""
+
+import duckdb
+import polars as pl
+
+from pipelines.sql import load_sql, quote_identifier
+
+
+def write_frame(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pl.DataFrame
+) -> int:
+    """Replace `schema.table` with `frame` (one statement: readers see old or new, never half)."""
+    con.execute(load_sql("versions/create_schema", schema=schema))
+    name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    con.register("frame_to_write", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM frame_to_write")
+    finally:
+        con.unregister("frame_to_write")
+    return frame.height
+
+
+def read_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> pl.DataFrame:
+    return con.execute(f"SELECT * FROM {quote_identifier(schema)}.{quote_identifier(table)}").pl()
