@@ -6,12 +6,11 @@ of `staging.quarantine`. The work itself is `pipelines.ingestion.ingest_source`.
 """
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from assets.metadata import table_metadata
 from pipelines.contracts import SOURCES
 from pipelines.ingestion import IngestError, ingest_source, reconcile
-from pipelines.resources import ExportsResource
+from pipelines.resources import ExportsResource, Warehouse
 
 GROUP = "staging"
 RECONCILIATION = "rows_reconcile"
@@ -44,11 +43,11 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
         metadata={"contract": dg.MetadataValue.text(source.model.__name__)},
     )
     def staged(
-        context: dg.AssetExecutionContext, warehouse: DuckDBResource, exports: ExportsResource
+        context: dg.AssetExecutionContext, warehouse: Warehouse, exports: ExportsResource
     ) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             try:
-                report = ingest_source(con, exports.path, source_name, run_id=context.run_id)
+                report = ingest_source(con, exports.path, source_name, run_id=context.run.run_id)
             except IngestError as exc:
                 raise dg.Failure(description=str(exc)) from exc
             files, read, staged_rows, quarantined = reconcile(con, source_name)

@@ -7,11 +7,11 @@ good version.
 """
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from assets.metadata import table_metadata
 from assets.values import read_window, work_key
 from pipelines import versions
+from pipelines.resources import Warehouse
 
 # The marts analysts query, in publish order. Each is `work.<name>` published to `marts.<name>`.
 MARTS = ("customer_rfm", "customer_value", "model_fit", "model_validation")
@@ -35,14 +35,14 @@ def mart_key(name: str) -> dg.AssetKey:
     ],
     pool="duckdb",
 )
-def published_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+def published_marts(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Publish every checked work table as one new snapshot of the marts."""
     with warehouse.get_connection() as con:
         window = read_window(con)
         snapshot = versions.publish(
             con,
             list(MARTS),
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             partition_key=context.partition_key if context.has_partition_key else None,
             as_of=str(window["as_of"]),
             settings={k: str(v) for k, v in window.items()},

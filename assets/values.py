@@ -13,12 +13,11 @@ import time
 import dagster as dg
 import numpy as np
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from assets.ingest import staging_key
 from assets.metadata import table_metadata
 from pipelines import rfm, value_models
-from pipelines.resources import ModelSettings
+from pipelines.resources import ModelSettings, Warehouse
 from pipelines.sql import load_sql
 from pipelines.warehouse import read_table, write_frame
 
@@ -81,7 +80,7 @@ def read_window(con) -> dict:
     deps=[staging_key("orders")],
 )
 def customer_summary(
-    context: dg.AssetExecutionContext, warehouse: DuckDBResource, model_settings: ModelSettings
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
     """Per-customer purchase summary (x, t_x, T, spend) from completed orders up to the as-of."""
     with warehouse.get_connection() as con:
@@ -109,7 +108,7 @@ def customer_summary(
     pool="duckdb",
     deps=[work_key("customer_summary"), staging_key("customers")],
 )
-def customer_rfm(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
     """RFM scores (1-5 by quintile, equal values share a score) and named segments per customer."""
     with warehouse.get_connection() as con:
         window = read_window(con)
@@ -173,7 +172,7 @@ def _fit_row(fit: value_models.FitResult, window_name: str, start, end, unit: st
         )
     ],
 )
-def model_fit(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """BG/NBD and Gamma-Gamma fits on the full window and on the calibration window."""
     with warehouse.get_connection() as con:
         window = read_window(con)
@@ -255,7 +254,7 @@ def _fit_params(con, window_name: str) -> tuple[dict, dict]:
         )
     ],
 )
-def customer_value(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
     """P(alive), expected purchases (30/90/365 days), expected order value and discounted CLV."""
     with warehouse.get_connection() as con:
         window = read_window(con)
@@ -341,7 +340,7 @@ def customer_value(warehouse: DuckDBResource) -> dg.MaterializeResult:
         )
     ],
 )
-def model_validation(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
     """The calibration-window BG/NBD against the holdout: totals, by frequency, MAE, a plot."""
     with warehouse.get_connection() as con:
         window = read_window(con)

@@ -29,6 +29,11 @@ EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
 HANDLE_PATTERN = r"^@?[A-Za-z0-9_.]{1,64}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
+# Money is stored as DECIMAL(18, 4) in DuckDB: sums are exact, so reruns give identical totals
+# (a parallel sum of DOUBLEs can differ in the last bit from run to run). Larger amounts are typos.
+MONEY_DUCKDB_TYPE = "DECIMAL(18, 4)"
+MAX_AMOUNT = 1e9
+
 # Timestamps earlier than this are typos (year 0202, 1900 defaults), not history.
 EARLIEST_TIMESTAMP = pl.datetime(1990, 1, 1)
 
@@ -40,7 +45,7 @@ class Orders(pa.DataFrameModel):
     customer_id: str = pa.Field(nullable=False)
     email: Optional[str] = pa.Field(nullable=True, str_matches=EMAIL_PATTERN)
     ordered_at: pl.Datetime = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP)
-    net_amount: float = pa.Field(nullable=False, ge=0)
+    net_amount: float = pa.Field(nullable=False, ge=0, le=MAX_AMOUNT)
     currency: str = pa.Field(nullable=False, str_matches=CURRENCY_PATTERN)
     status: str = pa.Field(nullable=False, isin=list(ORDER_STATUSES))
     channel: str = pa.Field(nullable=False, isin=list(ORDER_CHANNELS))
@@ -129,8 +134,8 @@ class Referrals(pa.DataFrameModel):
     referee_customer_id: Optional[str] = pa.Field(nullable=True)
     referred_at: pl.Datetime = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP)
     converted_at: Optional[pl.Datetime] = pa.Field(nullable=True, ge=EARLIEST_TIMESTAMP)
-    referrer_reward: float = pa.Field(nullable=False, ge=0)
-    referee_reward: float = pa.Field(nullable=False, ge=0)
+    referrer_reward: float = pa.Field(nullable=False, ge=0, le=MAX_AMOUNT)
+    referee_reward: float = pa.Field(nullable=False, ge=0, le=MAX_AMOUNT)
     would_have_joined_anyway: Optional[bool] = pa.Field(nullable=True)
 
     @pa.dataframe_check(name="referee_identified")
@@ -165,6 +170,8 @@ class Source:
     key: str
     # Columns whose text is case-folded before validation ("Completed" is "completed").
     casefold: tuple[str, ...] = ()
+    # Amounts of money (stored as MONEY_DUCKDB_TYPE).
+    money: tuple[str, ...] = ()
     # Codes that are upper case by definition ("usd" is "USD", "de" is "DE").
     upcase: tuple[str, ...] = ()
 
@@ -195,10 +202,16 @@ SOURCES: dict[str, Source] = {
             key="order_id",
             casefold=("status", "channel"),
             upcase=("currency",),
+            money=("net_amount",),
         ),
         Source("customers", Customers, key="customer_id", upcase=("country",)),
         Source("reviews", Reviews, key="review_id"),
         Source("social", Social, key="event_id", casefold=("event_type", "platform")),
-        Source("referrals", Referrals, key="referral_id"),
+        Source(
+            "referrals",
+            Referrals,
+            key="referral_id",
+            money=("referrer_reward", "referee_reward"),
+        ),
     )
 }

@@ -31,7 +31,7 @@ import duckdb
 import pandera.errors as pa_errors
 import polars as pl
 
-from pipelines.contracts import SOURCES, Source
+from pipelines.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
 from pipelines.sql import load_sql, quote_identifier
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
@@ -408,7 +408,8 @@ def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
 def staged_table_ddl(source: Source) -> str:
     """CREATE TABLE for a source, derived from its contract (identifiers from the allow-list)."""
     columns = [
-        f"{quote_identifier(name)} {DUCKDB_TYPES[dtype.base_type()]}"  # type: ignore[index]
+        f"{quote_identifier(name)} "
+        + (MONEY_DUCKDB_TYPE if name in source.money else DUCKDB_TYPES[dtype.base_type()])  # type: ignore[index]
         + ("" if source.schema.columns[name].nullable else " NOT NULL")
         for name, dtype in source.dtypes.items()
     ]

@@ -1,8 +1,12 @@
 """Resources: where the exports are, and the warehouse they go into."""
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from pipelines import settings
@@ -51,11 +55,41 @@ class ModelSettings(dg.ConfigurableResource):
         )
 
 
-def warehouse_resource(database: str | Path | None = None) -> DuckDBResource:
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse file.
+
+    Unlike the stock `DuckDBResource`, the connection is closed even when the asset raises (a
+    leaked connection would hold DuckDB's file lock), and a lock held by another process (another
+    run, an analyst's read-write session) is waited for up to `lock_timeout_seconds`, then the
+    step fails with DuckDB's message. Nothing is written in that case.
+    """
+
+    lock_timeout_seconds: float = 60.0
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.1
+        while True:
+            try:
+                conn = duckdb.connect(self.database, config=dict(self.connection_config))
+                break
+            except duckdb.IOException:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def warehouse_resource(database: str | Path | None = None) -> Warehouse:
     """The DuckDB warehouse; its folder is created so a fresh checkout runs."""
     path = Path(database or settings.warehouse_path())
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path))
+    return Warehouse(database=str(path))
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

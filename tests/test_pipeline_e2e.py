@@ -1,0 +1,162 @@
+"""End to end: the whole asset graph through Dagster on small data sets, as a scheduled run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines import generator
+from pipelines.definitions import defs
+from pipelines.resources import ExportsResource, ModelSettings, warehouse_resource
+from pipelines.value_models import write_cdnow_orders_csv
+
+pytestmark = pytest.mark.integration
+
+
+def run_graph(exports: Path, database: Path, settings: ModelSettings | None = None):
+    job = defs.resolve_job_def("engagement_pipeline")
+    resources = {
+        "warehouse": warehouse_resource(database),
+        "exports": ExportsResource(data_dir=str(exports)),
+        "model_settings": settings or ModelSettings(),
+    }
+    return job.execute_in_process(resources=resources, raise_on_error=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_retailer(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("retailer")
+    generator.generate(out, generator.GeneratorConfig(customers=400, seed=11))
+    return out
+
+
+def counts(database: Path, sql: str):
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
+    database = tmp_path / "w.duckdb"
+    result = run_graph(tiny_retailer, database)
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks if c.check_name != "holdout_total_within_25pct")
+
+    manifest = generator.load_manifest(tiny_retailer)
+    for source, info in manifest["sources"].items():
+        read, staged, quarantined = counts(
+            database,
+            f"SELECT (SELECT sum(rows_read) FROM staging.ingested_files WHERE source = '{source}'),"
+            f" (SELECT count(*) FROM staging.{source}),"
+            f" (SELECT count(*) FROM staging.quarantine WHERE source = '{source}')",
+        )[0]
+        assert read == info["rows"] == staged + quarantined
+        assert staged == info["clean_rows"]
+
+    # Every published mart is there, with a snapshot recorded in its materialization metadata.
+    published = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[0] == "marts"
+    }
+    assert set(published) >= {"customer_rfm", "customer_value", "model_fit", "model_validation"}
+    assert {m["snapshot_id"].value for m in published.values()} == {1}
+    assert counts(database, "SELECT count(*) FROM marts.customer_value WHERE NOT isfinite(clv)")[
+        0
+    ] == (0,)
+
+
+def test_rerun_is_idempotent_and_adds_a_version(tiny_retailer, tmp_path):
+    database = tmp_path / "w.duckdb"
+    assert run_graph(tiny_retailer, database).success
+    staged_before = counts(database, "SELECT count(*), sum(net_amount) FROM staging.orders")
+    rfm_before = counts(database, "SELECT * FROM marts.customer_rfm ORDER BY customer_id")
+
+    assert run_graph(tiny_retailer, database).success
+
+    assert counts(database, "SELECT count(*), sum(net_amount) FROM staging.orders") == staged_before
+    assert counts(database, "SELECT * FROM marts.customer_rfm ORDER BY customer_id") == rfm_before
+    assert counts(database, "SELECT snapshot_id FROM marts.snapshots ORDER BY 1") == [(1,), (2,)]
+    # Time travel: version 1 is still there, identical to the current one.
+    assert (
+        counts(database, "SELECT * FROM marts.customer_rfm_at(1) ORDER BY customer_id")
+        == rfm_before
+    )
+
+
+def test_new_export_file_is_picked_up_on_the_next_run(tiny_retailer, tmp_path):
+    exports = tmp_path / "exports"
+    shutil.copytree(tiny_retailer, exports)
+    database = tmp_path / "w.duckdb"
+    assert run_graph(exports, database).success
+    before = counts(database, "SELECT count(*) FROM staging.orders")[0][0]
+
+    late = exports / "orders" / "orders_late.csv"
+    late.write_text(
+        "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
+        "late-1,C0000001,2026-06-30 12:00:00,10.00,USD,completed,web\n"
+    )
+    result = run_graph(exports, database)
+    assert result.success
+    orders_meta = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["staging", "orders"])
+    )
+    assert orders_meta["files_ingested"].value == 1
+    assert counts(database, "SELECT count(*) FROM staging.orders")[0][0] == before + 1
+
+
+def test_bad_file_fails_the_run_and_publishes_nothing(tiny_retailer, tmp_path):
+    exports = tmp_path / "exports"
+    shutil.copytree(tiny_retailer, exports)
+    database = tmp_path / "w.duckdb"
+    assert run_graph(exports, database).success
+    (exports / "orders" / "broken.csv").write_text("order_id,customer_id\nx,y\n")
+
+    result = run_graph(exports, database)
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "orders/broken.csv: missing required column(s)" in failure.message + str(
+        failure.event_specific_data
+    )
+    assert counts(database, "SELECT count(*) FROM marts.snapshots") == [(1,)]
+
+
+def test_cdnow_through_the_assets_reproduces_fader_hardie_lee_2005(tmp_path):
+    """The CDNOW 1/10 sample, ingested as an orders export, fitted in weeks to 1997-09-30."""
+    exports = tmp_path / "exports"
+    write_cdnow_orders_csv(exports / "orders" / "cdnow.csv")
+    database = tmp_path / "w.duckdb"
+    settings = ModelSettings(as_of="1998-06-30", calibration_end="1997-09-30", time_unit="W")
+
+    result = run_graph(exports, database, settings)
+
+    assert result.success
+    fits = counts(
+        database,
+        "SELECT model, r, alpha, a, b, p, q, gamma, n_customers FROM marts.model_fit "
+        "WHERE \"window\" = 'calibration' ORDER BY model",
+    )
+    bg = dict(zip(["model", "r", "alpha", "a", "b", "p", "q", "gamma", "n"], fits[0], strict=True))
+    gg = dict(zip(["model", "r", "alpha", "a", "b", "p", "q", "gamma", "n"], fits[1], strict=True))
+    assert bg["n"] == 2357
+    assert bg["r"] == pytest.approx(0.243, abs=5e-4)
+    assert bg["alpha"] == pytest.approx(4.414, abs=5e-3)
+    assert bg["a"] == pytest.approx(0.793, abs=5e-4)
+    assert bg["b"] == pytest.approx(2.426, abs=5e-3)
+    assert gg["p"] == pytest.approx(6.25, abs=5e-3)
+    assert gg["q"] == pytest.approx(3.74, abs=5e-3)
+    assert gg["gamma"] == pytest.approx(15.44, abs=5e-3)
+    validation = counts(database, "SELECT DISTINCT total_actual FROM marts.model_validation")
+    assert validation == [(1882.0,)]
+    snapshot = counts(database, "SELECT as_of, settings FROM marts.snapshots")[0]
+    assert str(snapshot[0]) == "1998-06-30"
+    assert json.loads(snapshot[1])["time_unit"] == "W"
