@@ -13,8 +13,17 @@ from assets.values import read_window, work_key
 from pipelines import versions
 from pipelines.resources import Warehouse
 
-# The marts analysts query, in publish order. Each is `work.<name>` published to `marts.<name>`.
-MARTS = ("customer_rfm", "customer_value", "model_fit", "model_validation")
+# The marts analysts query: `work.<name>` is published to `marts.<name>`; the value is the work
+# asset that writes it (persona profiles come with the persona assignments).
+MARTS = {
+    "customer_rfm": "customer_rfm",
+    "customer_value": "customer_value",
+    "model_fit": "model_fit",
+    "model_validation": "model_validation",
+    "engagement_value": "engagement_value",
+    "customer_persona": "customer_persona",
+    "persona_profile": "customer_persona",
+}
 
 
 def mart_key(name: str) -> dg.AssetKey:
@@ -25,13 +34,13 @@ def mart_key(name: str) -> dg.AssetKey:
     specs=[
         dg.AssetSpec(
             mart_key(name),
-            deps=[work_key(name)],
+            deps=[work_key(upstream)],
             group_name="marts",
             kinds={"duckdb"},
             description=f"`marts.{name}`: the latest published version; every retained version "
             f"is in `history.{name}` and `marts.{name}_at(snapshot_id)`.",
         )
-        for name in MARTS
+        for name, upstream in MARTS.items()
     ],
     pool="duckdb",
 )

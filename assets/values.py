@@ -16,7 +16,7 @@ import polars as pl
 
 from assets.ingest import staging_key
 from assets.metadata import table_metadata
-from pipelines import rfm, value_models
+from pipelines import reports, rfm, value_models
 from pipelines.resources import ModelSettings, Warehouse
 from pipelines.sql import load_sql
 from pipelines.warehouse import read_table, write_frame
@@ -120,8 +120,9 @@ def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
         )
         write_frame(con, "work", "customer_rfm", scored)
         metadata = table_metadata(con, "work", "customer_rfm")
-    counts = rfm.segment_counts(scored)
-    metadata["segments"] = dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()})
+    counts = {str(k): int(v) for k, v in rfm.segment_counts(scored).items()}
+    metadata["segments"] = dg.MetadataValue.json(counts)
+    metadata["segment_sizes"] = png_markdown(reports.segment_sizes_png(counts), "segment sizes")
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.engagement import engagement_assets
 from assets.ingest import staged_assets
 from assets.publish import published_marts
 from assets.values import value_assets
@@ -11,7 +12,7 @@ from pipelines.schedules import daily_schedule
 from pipelines.sensors import new_export_files
 
 defs = dg.Definitions(
-    assets=[*staged_assets, *value_assets, published_marts],
+    assets=[*staged_assets, *value_assets, *engagement_assets, published_marts],
     jobs=[engagement_job],
     schedules=[daily_schedule],
     sensors=[new_export_files],

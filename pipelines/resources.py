@@ -85,6 +85,72 @@ class Warehouse(DuckDBResource):
             conn.close()
 
 
+class EngagementConfig(dg.ConfigurableResource):
+    """Weights and values of the engagement metrics (defaults in README "Engagement metrics").
+
+    Each field maps to `pipelines.engagement_metrics.EngagementSettings`; JSON fields take a
+    mapping, e.g. ENGAGEMENT_SOCIAL_POINTS='{"like": 1, "comment": 5, "share": 10}'.
+    """
+
+    social_points_json: str | None = None
+    crv_discount_rate: float = 0.10
+    crv_unknown_type2_share: float | None = None
+    crv_retention_cost: float = 0.0
+    crv_acquisition_saved_type1: float = 0.0
+    crv_acquisition_saved_type2: float = 0.0
+    civ_beta: float = 0.5
+    civ_attribution_share: float = 1.0
+    ckv_value_per_review: float = 1.0
+    quadrant_clv_quantile: float = 0.5
+    quadrant_crv_quantile: float = 0.5
+    audience_dir: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "EngagementConfig":
+        env = settings.env
+        unknown_share = env("ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE")
+        return cls(
+            social_points_json=env("ENGAGEMENT_SOCIAL_POINTS"),
+            crv_discount_rate=float(env("ENGAGEMENT_CRV_DISCOUNT_RATE", "0.10") or 0.10),
+            crv_unknown_type2_share=float(unknown_share) if unknown_share else None,
+            crv_retention_cost=float(env("ENGAGEMENT_CRV_RETENTION_COST", "0") or 0),
+            crv_acquisition_saved_type1=float(env("ENGAGEMENT_CRV_ACQ_SAVED_TYPE1", "0") or 0),
+            crv_acquisition_saved_type2=float(env("ENGAGEMENT_CRV_ACQ_SAVED_TYPE2", "0") or 0),
+            civ_beta=float(env("ENGAGEMENT_CIV_BETA", "0.5") or 0.5),
+            civ_attribution_share=float(env("ENGAGEMENT_CIV_ATTRIBUTION_SHARE", "1.0") or 1.0),
+            ckv_value_per_review=float(env("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0") or 1.0),
+            quadrant_clv_quantile=float(env("ENGAGEMENT_QUADRANT_CLV_QUANTILE", "0.5") or 0.5),
+            quadrant_crv_quantile=float(env("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "0.5") or 0.5),
+            audience_dir=env("ENGAGEMENT_AUDIENCE_DIR"),
+        )
+
+    def to_settings(self):
+        import json
+
+        from pipelines.engagement_metrics import DEFAULT_SOCIAL_POINTS, EngagementSettings
+
+        points = dict(DEFAULT_SOCIAL_POINTS)
+        if self.social_points_json:
+            points.update({k: float(v) for k, v in json.loads(self.social_points_json).items()})
+        return EngagementSettings(
+            social_points=points,
+            crv_discount_rate=self.crv_discount_rate,
+            crv_unknown_type2_share=self.crv_unknown_type2_share,
+            crv_retention_cost=self.crv_retention_cost,
+            crv_acquisition_saved_type1=self.crv_acquisition_saved_type1,
+            crv_acquisition_saved_type2=self.crv_acquisition_saved_type2,
+            civ_beta=self.civ_beta,
+            civ_attribution_share=self.civ_attribution_share,
+            ckv_value_per_review=self.ckv_value_per_review,
+            quadrant_clv_quantile=self.quadrant_clv_quantile,
+            quadrant_crv_quantile=self.quadrant_crv_quantile,
+        )
+
+    @property
+    def audience_path(self) -> Path:
+        return Path(self.audience_dir) if self.audience_dir else settings.DEFAULT_AUDIENCE_DIR
+
+
 def warehouse_resource(database: str | Path | None = None) -> Warehouse:
     """The DuckDB warehouse; its folder is created so a fresh checkout runs."""
     path = Path(database or settings.warehouse_path())
@@ -97,4 +163,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": warehouse_resource(),
         "exports": ExportsResource(data_dir=str(settings.data_dir())),
         "model_settings": ModelSettings.from_env(),
+        "engagement_config": EngagementConfig.from_env(),
     }

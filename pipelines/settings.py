@@ -9,6 +9,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
 DEFAULT_WAREHOUSE = REPO_ROOT / "data" / "warehouse" / "engagement.duckdb"
+DEFAULT_AUDIENCE_DIR = REPO_ROOT / "data" / "audiences"
 
 
 def data_dir() -> Path:

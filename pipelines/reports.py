@@ -1,0 +1,88 @@
+"""Plots analysts look at in the Dagster UI, as PNG bytes (matplotlib, no display needed).
+
+No Dagster import: `assets/` put these into materialization metadata.
+"""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+QUADRANT_COLOURS = {
+    "Champions": "#1b9e77",
+    "Affluents": "#7570b3",
+    "Advocates": "#d95f02",
+    "Misers": "#999999",
+}
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def segment_sizes_png(counts: dict[str, int]) -> bytes:
+    """Horizontal bars: customers per RFM segment, largest first."""
+    items = sorted(counts.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4c72b0")
+    ax.set_xlabel("customers")
+    ax.set_title("RFM segment sizes")
+    return _png(fig)
+
+
+def cev_composition_png(values: pl.DataFrame) -> bytes:
+    """Total CLV, CRV, CIV and CKV, and the share of CEV each makes up."""
+    parts = ["clv", "crv", "civ", "ckv"]
+    totals = [float(values[p].sum()) for p in parts]
+    total = sum(totals) or 1.0
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(
+        [p.upper() for p in parts], totals, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    )
+    for bar, value in zip(bars, totals, strict=True):
+        ax.annotate(f"{value / total:.1%}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom")  # fmt: skip
+    ax.set_ylabel("total value")
+    ax.set_title(f"CEV composition (total {total:,.0f})")
+    return _png(fig)
+
+
+def clv_distribution_png(clv: np.ndarray) -> bytes:
+    """Histogram of CLV on a log axis (CLV is heavily skewed)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    positive = clv[clv > 0]
+    if positive.size:
+        bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 40)
+        ax.hist(positive, bins=bins, color="#4c72b0")
+        ax.set_xscale("log")
+    ax.set_xlabel("CLV (log scale)")
+    ax.set_ylabel("customers")
+    ax.set_title(f"CLV distribution ({int((clv <= 0).sum())} customers at 0 not shown)")
+    return _png(fig)
+
+
+def quadrant_map_png(values: pl.DataFrame, max_points: int = 20_000, seed: int = 0) -> bytes:
+    """CLV against CRV, coloured by Kumar's quadrant (a seeded sample of customers)."""
+    frame = values.select("clv", "crv", "quadrant")
+    if frame.height > max_points:
+        frame = frame.sample(max_points, seed=seed)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for quadrant, colour in QUADRANT_COLOURS.items():
+        part = frame.filter(pl.col("quadrant") == quadrant)
+        ax.scatter(part["clv"], part["crv"], s=6, alpha=0.6, color=colour,
+                   label=f"{quadrant} ({part.height})")  # fmt: skip
+    ax.set_xscale("symlog")
+    ax.set_yscale("symlog")
+    ax.set_xlabel("CLV")
+    ax.set_ylabel("CRV")
+    ax.set_title("CLV x CRV quadrants")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
