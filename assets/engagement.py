@@ -182,7 +182,7 @@ def _slug(text: str) -> str:
 def audience_exports(
     warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
-    """Consenting customers per RFM segment and quadrant, with the recommended play (CSV+Parquet)."""
+    """Consenting customers per RFM segment and quadrant, with the play to run (CSV, Parquet)."""
     with warehouse.get_connection() as con:
         customers = con.execute(
             "SELECT customer_id, email, marketing_consent FROM staging.customers"
