@@ -4,6 +4,7 @@ The maths lives in `pipelines/identity.py` (+ `sql/identity/`), `pipelines/engag
 `pipelines/personas.py` and `pipelines/audiences.py`; plots in `pipelines/reports.py`.
 """
 
+import datetime as dt
 import re
 import shutil
 
@@ -15,6 +16,7 @@ from assets.metadata import table_metadata
 from assets.values import png_markdown, read_window, work_key
 from pipelines import audiences, identity, personas, reports, rfm
 from pipelines.engagement_metrics import engagement_values
+from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, Warehouse
 from pipelines.warehouse import read_table, write_frame
 
@@ -53,6 +55,7 @@ def _markdown_table(frame: pl.DataFrame) -> str:
 
 @dg.asset(
     key=work_key("engagement_value"),
+    partitions_def=monthly_as_of,
     group_name=GROUP,
     kinds={"duckdb", "scipy"},
     pool="duckdb",
@@ -75,14 +78,23 @@ def engagement_value(
         window = read_window(con)
         clv = con.execute("SELECT customer_id, clv FROM work.customer_value").pl()
         customers = con.execute(
-            "SELECT customer_id FROM staging.customers UNION SELECT customer_id FROM "
-            "work.customer_value"
+            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of "
+            "UNION SELECT customer_id FROM work.customer_value",
+            {"as_of": window["as_of"]},
         ).pl()
+        # Only what was known at the as-of date: a past month's run ignores later activity.
+        until = dt.datetime.combine(window["as_of"], dt.time.max)
         values = engagement_values(
             clv,
-            identity.resolved(con, "reviews"),
-            identity.resolved(con, "social"),
-            identity.resolved(con, "referrals"),
+            identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
+            identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+            identity.resolved(con, "referrals")
+            .filter(pl.col("referred_at") <= until)
+            .with_columns(  # converted after the as-of date: not converted yet at that date
+                pl.when(pl.col("converted_at") <= until)
+                .then(pl.col("converted_at"))
+                .alias("converted_at")
+            ),
             settings,
             as_of=window["as_of"],
             customers=customers,
@@ -128,6 +140,7 @@ def engagement_value(
 
 @dg.asset(
     key=work_key("customer_persona"),
+    partitions_def=monthly_as_of,
     group_name=GROUP,
     kinds={"duckdb", "scikitlearn"},
     pool="duckdb",
@@ -174,6 +187,7 @@ def _slug(text: str) -> str:
 
 @dg.asset(
     key=dg.AssetKey(["activation", "audiences"]),
+    partitions_def=monthly_as_of,
     group_name="activation",
     kinds={"csv", "parquet"},
     pool="duckdb",

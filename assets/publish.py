@@ -11,6 +11,7 @@ import dagster as dg
 from assets.metadata import table_metadata
 from assets.values import read_window, work_key
 from pipelines import versions
+from pipelines.partitions import monthly_as_of
 from pipelines.resources import Warehouse
 
 # The marts analysts query: `work.<name>` is published to `marts.<name>`; the value is the work
@@ -43,6 +44,7 @@ def mart_key(name: str) -> dg.AssetKey:
         for name, upstream in MARTS.items()
     ],
     pool="duckdb",
+    partitions_def=monthly_as_of,
 )
 def published_marts(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Publish every checked work table as one new snapshot of the marts."""

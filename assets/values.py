@@ -17,6 +17,7 @@ import polars as pl
 from assets.ingest import staging_key
 from assets.metadata import table_metadata
 from pipelines import reports, rfm, value_models
+from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import ModelSettings, Warehouse
 from pipelines.sql import load_sql
 from pipelines.warehouse import read_table, write_frame
@@ -40,20 +41,28 @@ def _date(value: str | dt.date | None) -> dt.date | None:
     return dt.date.fromisoformat(value)
 
 
-def resolve_window(con, settings: ModelSettings) -> dict:
-    """The observation window of this run: as-of, calibration end, unit, currency."""
+def resolve_window(con, settings: ModelSettings, partition_key: str | None = None) -> dict:
+    """The observation window of this run: as-of, calibration end, unit, currency.
+
+    as-of = ENGAGEMENT_AS_OF if set, else the partition month's last day, capped at the day of
+    the last completed order (a month still running, or with no newer data, ends there).
+    """
+    row = con.execute(load_sql("marts/last_completed_order_day")).fetchone()
+    last_order_day = row[0] if row and row[0] else None
+    if last_order_day is None:
+        raise dg.Failure("no completed orders are staged: nothing to model")
     as_of = _date(settings.as_of)
     if as_of is None:
-        row = con.execute(load_sql("marts/last_completed_order_day")).fetchone()
-        as_of = row[0] if row and row[0] else None
-    if as_of is None:
-        raise dg.Failure("no completed orders are staged: nothing to model")
+        as_of = last_order_day
+        if partition_key is not None:
+            as_of = min(month_end(partition_key), last_order_day)
     calibration_end = _date(settings.calibration_end) or as_of - dt.timedelta(
         days=settings.holdout_days
     )
     if calibration_end >= as_of:
         raise dg.Failure(f"calibration end {calibration_end} must be before the as-of date {as_of}")
     return {
+        "partition_key": partition_key,
         "as_of": as_of,
         "calibration_end": calibration_end,
         "time_unit": settings.time_unit,
@@ -75,6 +84,7 @@ def read_window(con) -> dict:
 @dg.asset(
     key=work_key("customer_summary"),
     group_name=GROUP,
+    partitions_def=monthly_as_of,
     kinds={"duckdb"},
     pool="duckdb",
     deps=[staging_key("orders")],
@@ -84,7 +94,9 @@ def customer_summary(
 ) -> dg.MaterializeResult:
     """Per-customer purchase summary (x, t_x, T, spend) from completed orders up to the as-of."""
     with warehouse.get_connection() as con:
-        window = resolve_window(con, model_settings)
+        window = resolve_window(
+            con, model_settings, context.partition_key if context.has_partition_key else None
+        )
         summary = value_models.customer_summary(con, window["as_of"])
         write_frame(con, "work", "model_window", pl.DataFrame([window]))
         write_frame(con, "work", "customer_summary", summary)
@@ -104,6 +116,7 @@ def customer_summary(
 @dg.asset(
     key=work_key("customer_rfm"),
     group_name=GROUP,
+    partitions_def=monthly_as_of,
     kinds={"duckdb", "polars"},
     pool="duckdb",
     deps=[work_key("customer_summary"), staging_key("customers")],
@@ -113,7 +126,10 @@ def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         window = read_window(con)
         summary = read_table(con, "work", "customer_summary")
-        customers = con.execute("SELECT customer_id FROM staging.customers").pl()["customer_id"]
+        customers = con.execute(
+            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of",
+            {"as_of": window["as_of"]},
+        ).pl()["customer_id"]
         scored = rfm.score_rfm(summary, window["as_of"], customers=customers)
         scored = scored.with_columns(
             pl.col("segment").cast(pl.String), pl.lit(window["as_of"]).alias("as_of")
@@ -161,6 +177,7 @@ def _fit_row(fit: value_models.FitResult, window_name: str, start, end, unit: st
 @dg.asset(
     key=work_key("model_fit"),
     group_name=GROUP,
+    partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
     pool="duckdb",
     deps=[work_key("customer_summary")],
@@ -243,6 +260,7 @@ def _fit_params(con, window_name: str) -> tuple[dict, dict]:
 @dg.asset(
     key=work_key("customer_value"),
     group_name=GROUP,
+    partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
     pool="duckdb",
     deps=[work_key("model_fit"), work_key("customer_summary")],
@@ -330,6 +348,7 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
 @dg.asset(
     key=work_key("model_validation"),
     group_name=GROUP,
+    partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
     pool="duckdb",
     deps=[work_key("model_fit")],

@@ -21,18 +21,23 @@ def _instance_home() -> str:
     return home
 
 
-def run(_: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     home = _instance_home()
     from pipelines.definitions import defs
+    from pipelines.partitions import current_partition_key
 
     job = defs.resolve_job_def("engagement_pipeline")
+    partition = f"{args.month}-01" if args.month else current_partition_key()
     print(f"exports:   {settings.data_dir()}")
     print(f"warehouse: {settings.warehouse_path()}")
     print(f"dagster:   {home}")
+    print(f"as-of month (partition): {partition}")
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition, raise_on_error=False
+        )
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         rows = meta.get("dagster/row_count")
@@ -63,7 +68,11 @@ def generate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engagement-box", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="materialize the whole graph once").set_defaults(func=run)
+    run_parser = sub.add_parser("run", help="materialize the whole graph once")
+    run_parser.add_argument(
+        "--month", help="as-of month YYYY-MM (default: the current month, capped at the data)"
+    )
+    run_parser.set_defaults(func=run)
     gen = sub.add_parser("generate", help="write synthetic exports (--help for options)")
     gen.add_argument("rest", nargs=argparse.REMAINDER)
     gen.set_defaults(func=generate)

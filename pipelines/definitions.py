@@ -4,17 +4,24 @@ import dagster as dg
 
 from assets.engagement import engagement_assets
 from assets.ingest import staged_assets
+from assets.maintenance import maintenance_assets
 from assets.publish import published_marts
 from assets.values import value_assets
-from pipelines.jobs import engagement_job
+from pipelines.jobs import engagement_job, retention_job
 from pipelines.resources import default_resources
-from pipelines.schedules import daily_schedule
+from pipelines.schedules import daily_schedule, retention_schedule
 from pipelines.sensors import new_export_files
 
 defs = dg.Definitions(
-    assets=[*staged_assets, *value_assets, *engagement_assets, published_marts],
-    jobs=[engagement_job],
-    schedules=[daily_schedule],
+    assets=[
+        *staged_assets,
+        *value_assets,
+        *engagement_assets,
+        published_marts,
+        *maintenance_assets,
+    ],
+    jobs=[engagement_job, retention_job],
+    schedules=[daily_schedule, retention_schedule],
     sensors=[new_export_files],
     resources=default_resources(),
     # One process per run: DuckDB allows one writing process, and the "duckdb" pool (limit 1 in

@@ -151,6 +151,21 @@ class EngagementConfig(dg.ConfigurableResource):
         return Path(self.audience_dir) if self.audience_dir else settings.DEFAULT_AUDIENCE_DIR
 
 
+class RetentionPolicy(dg.ConfigurableResource):
+    """Which published versions stay queryable: the newest `keep_versions` that are younger
+    than `keep_days` days; the current version always stays."""
+
+    keep_versions: int = 30
+    keep_days: int = 400
+
+    @classmethod
+    def from_env(cls) -> "RetentionPolicy":
+        return cls(
+            keep_versions=int(settings.env("ENGAGEMENT_KEEP_VERSIONS", "30") or 30),
+            keep_days=int(settings.env("ENGAGEMENT_KEEP_DAYS", "400") or 400),
+        )
+
+
 def warehouse_resource(database: str | Path | None = None) -> Warehouse:
     """The DuckDB warehouse; its folder is created so a fresh checkout runs."""
     path = Path(database or settings.warehouse_path())
@@ -164,4 +179,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "exports": ExportsResource(data_dir=str(settings.data_dir())),
         "model_settings": ModelSettings.from_env(),
         "engagement_config": EngagementConfig.from_env(),
+        "retention": RetentionPolicy.from_env(),
     }

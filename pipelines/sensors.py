@@ -8,6 +8,7 @@ import dagster as dg
 from pipelines.contracts import SOURCES
 from pipelines.ingestion import SUPPORTED_SUFFIXES
 from pipelines.jobs import engagement_job
+from pipelines.partitions import current_partition_key
 from pipelines.resources import ExportsResource
 
 
@@ -45,6 +46,7 @@ def new_export_files(
         run_requests=[
             dg.RunRequest(
                 run_key=run_key,
+                partition_key=current_partition_key(),
                 tags={"engagement/new_files": str(len(changed))},
             )
         ],

@@ -10,20 +10,36 @@ import pytest
 
 from pipelines import generator
 from pipelines.definitions import defs
-from pipelines.resources import ExportsResource, ModelSettings, warehouse_resource
+from pipelines.partitions import current_partition_key
+from pipelines.resources import (
+    EngagementConfig,
+    ExportsResource,
+    ModelSettings,
+    warehouse_resource,
+)
 from pipelines.value_models import write_cdnow_orders_csv
 
 pytestmark = pytest.mark.integration
 
 
-def run_graph(exports: Path, database: Path, settings: ModelSettings | None = None):
+def run_graph(
+    exports: Path,
+    database: Path,
+    settings: ModelSettings | None = None,
+    partition: str | None = None,
+):
     job = defs.resolve_job_def("engagement_pipeline")
     resources = {
         "warehouse": warehouse_resource(database),
         "exports": ExportsResource(data_dir=str(exports)),
         "model_settings": settings or ModelSettings(),
+        "engagement_config": EngagementConfig(audience_dir=str(database.parent / "audiences")),
     }
-    return job.execute_in_process(resources=resources, raise_on_error=False)
+    return job.execute_in_process(
+        resources=resources,
+        partition_key=partition or current_partition_key(),
+        raise_on_error=False,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,37 @@
+"""Maintenance assets: the retention policy of published versions."""
+
+import dagster as dg
+
+from assets.metadata import table_metadata
+from pipelines import versions
+from pipelines.resources import RetentionPolicy, Warehouse
+
+
+@dg.asset(
+    key=dg.AssetKey(["maintenance", "version_retention"]),
+    group_name="maintenance",
+    kinds={"duckdb"},
+    pool="duckdb",
+)
+def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.MaterializeResult:
+    """Versions kept by the retention policy (newest N, none older than D days; current kept)."""
+    with warehouse.get_connection() as con:
+        result = versions.apply_retention(
+            con, keep_versions=retention.keep_versions, keep_days=retention.keep_days
+        )
+        metadata = table_metadata(con, "marts", "snapshots")
+        size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
+    metadata.update(
+        {
+            "expired_now": dg.MetadataValue.json(result.expired),
+            "versions_retained": result.kept,
+            "history_rows_deleted": result.rows_deleted,
+            "keep_versions": retention.keep_versions,
+            "keep_days": retention.keep_days,
+            "database_size": str(size[0]) if size else "",
+        }
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+maintenance_assets = [version_retention]
