@@ -1,5 +1,7 @@
 """Resources: where the exports are, and the warehouse they go into."""
 
+import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from pipelines import settings
 
@@ -65,6 +68,38 @@ class Warehouse(DuckDBResource):
     """
 
     lock_timeout_seconds: float = 60.0
+    # A run holds `<database>.run.lock` from its first step to its last, so two runs never
+    # interleave their steps (one would read the other's half-built work tables). The second
+    # run waits up to this long, then fails before writing anything. The kernel releases the
+    # lock when a run dies, even by kill -9.
+    run_lock_timeout_seconds: float = 1800.0
+    _run_lock: int | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        path = f"{self.database}.run.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.run_lock_timeout_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise dg.Failure(
+                        f"another run has held {path} for over "
+                        f"{self.run_lock_timeout_seconds:.0f} s; nothing was written"
+                    ) from None
+                time.sleep(0.5)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self._run_lock = fd
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_lock is not None:
+            fcntl.flock(self._run_lock, fcntl.LOCK_UN)
+            os.close(self._run_lock)
+            self._run_lock = None
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
