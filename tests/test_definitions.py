@@ -1,0 +1,108 @@
+"""The code location as the Dagster UI sees it: the graph, checks, pools, schedules, sensor."""
+
+import json
+from datetime import datetime
+
+import dagster as dg
+
+from pipelines.definitions import defs
+from pipelines.partitions import current_partition_key, month_end
+from pipelines.resources import ExportsResource
+from pipelines.schedules import daily_schedule
+from pipelines.sensors import new_export_files
+from tests.conftest import good_order, write_csv
+
+EXPECTED_ASSETS = {
+    "staging/customers",
+    "staging/orders",
+    "staging/reviews",
+    "staging/social",
+    "staging/referrals",
+    "intermediate/identity_links",
+    "work/customer_summary",
+    "work/customer_rfm",
+    "work/model_fit",
+    "work/customer_value",
+    "work/model_validation",
+    "work/engagement_value",
+    "work/customer_persona",
+    "marts/customer_rfm",
+    "marts/customer_value",
+    "marts/model_fit",
+    "marts/model_validation",
+    "marts/engagement_value",
+    "marts/customer_persona",
+    "marts/persona_profile",
+    "activation/audiences",
+    "maintenance/version_retention",
+}
+
+
+def specs():
+    graph = defs.resolve_asset_graph()
+    return {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
+
+
+def test_the_asset_graph_is_the_documented_one():
+    assert set(specs()) == EXPECTED_ASSETS
+
+
+def test_every_asset_is_described_and_writes_through_the_duckdb_pool():
+    graph = defs.resolve_asset_graph()
+    for name, node in specs().items():
+        assert node.description, name
+        assets_def = graph.assets_def_for_key(node.key)
+        pools = {op.pool for op in assets_def.node_def.iterate_op_defs()}
+        assert pools == {"duckdb"}, name
+
+
+def test_blocking_checks_guard_what_gets_published():
+    checks = {
+        (key.asset_key.to_user_string(), key.name): spec
+        for key, spec in (
+            (spec.key, spec)
+            for ad in defs.resolve_asset_graph().assets_defs
+            for spec in ad.check_specs
+        )
+    }
+    blocking = {k for k, spec in checks.items() if spec.blocking}
+    assert {
+        ("staging/orders", "rows_reconcile"),
+        ("work/model_fit", "fits_converged"),
+        ("work/customer_value", "values_finite"),
+        ("work/engagement_value", "cev_is_the_sum"),
+    } <= blocking
+
+
+def test_value_assets_are_partitioned_by_as_of_month_and_staging_is_not():
+    nodes = specs()
+    assert nodes["staging/orders"].partitions_def is None
+    assert nodes["work/customer_value"].partitions_def is not None
+    assert month_end("2024-02-01").isoformat() == "2024-02-29"
+
+
+def test_daily_schedule_runs_the_current_month():
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 5), repository_def=defs.get_repository_def()
+    )
+    request = daily_schedule.evaluate_tick(context).run_requests[0]
+    assert request.partition_key == current_partition_key()
+    assert request.run_key == "daily-2026-11-22"  # one run per day, even if the tick repeats
+
+
+def test_sensor_requests_a_run_for_new_files_only(tmp_path):
+    exports = ExportsResource(data_dir=str(tmp_path))
+    write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
+
+    first = new_export_files(dg.build_sensor_context(resources={"exports": exports}))
+    assert len(first.run_requests) == 1
+    cursor = first.cursor
+    assert json.loads(cursor) and "orders/day1.csv" in json.loads(cursor)
+
+    again = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    assert isinstance(again, dg.SkipReason)
+
+    write_csv(tmp_path / "orders" / "day2.csv", [good_order(2)])
+    third = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    assert len(third.run_requests) == 1
+    assert third.run_requests[0].run_key != first.run_requests[0].run_key
