@@ -59,6 +59,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def erase(args: argparse.Namespace) -> int:
+    """Erase one person from every table, every retained version and the audience files."""
+    from pipelines import erasure
+    from pipelines.resources import EngagementConfig, warehouse_resource
+
+    warehouse = warehouse_resource()
+    with warehouse.get_connection() as con:
+        report = erasure.erase(
+            con,
+            customer_id=args.customer_id,
+            email=args.email,
+            audience_dir=EngagementConfig.from_env().audience_path,
+        )
+    print(f"request {report.request_id} at {report.requested_at}: person found: {report.found}")
+    for table, rows in sorted(report.rows_deleted.items()):
+        print(f"  {table:40} {rows:>8} rows deleted")
+    for path, rows in sorted(report.audience_rows_removed.items()):
+        print(f"  {path:40} {rows:>8} audience rows removed")
+    if args.compact:
+        compacted = erasure.compact(warehouse.database)
+        print(f"warehouse rewritten without free blocks: {compacted}")
+    return 0
+
+
 def generate(args: argparse.Namespace) -> int:
     from pipelines import generator
 
@@ -73,6 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         "--month", help="as-of month YYYY-MM (default: the current month, capped at the data)"
     )
     run_parser.set_defaults(func=run)
+    erase_parser = sub.add_parser(
+        "erase", help="erase a person (GDPR/CCPA) from every table, version and audience"
+    )
+    who = erase_parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer-id")
+    who.add_argument("--email")
+    erase_parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="also rewrite the warehouse file so freed blocks holding old data are gone",
+    )
+    erase_parser.set_defaults(func=erase)
     gen = sub.add_parser("generate", help="write synthetic exports (--help for options)")
     gen.add_argument("rest", nargs=argparse.REMAINDER)
     gen.set_defaults(func=generate)

@@ -1,0 +1,590 @@
+"""Erasure of one person (GDPR art. 17 / CCPA deletion) from the whole warehouse.
+
+`erase(con, customer_id=..., email=...)` does, in this order:
+
+1. Resolve the person. Keys are normalised as identity does (`pipelines/identity.py`): customer ids
+   trimmed, emails trimmed and lower-cased, handles trimmed, lower-cased, leading '@' removed. The
+   set of keys is closed over the customer profiles (staged ones and quarantined ones): every
+   profile with one of the ids or emails adds its id, its email and its handles, until nothing new
+   comes in. So erasing by email also erases a duplicate profile with the same email in another
+   case, and erasing by id finds the emails to erase guest orders and reviews by. A different
+   profile that lists one of the same *handles* is not the same person (shared handles happen) and
+   is kept; social events by or at the handle are erased.
+2. In ONE transaction delete every row that carries one of those keys, in every schema of the
+   database (staging, intermediate, work, marts, history and any later one): each base table's
+   columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
+   actor/target handles, resolved actor/target ids), discovered from information_schema.
+   `intermediate.identity_links` also by its normalised value; `staging.quarantine` by the
+   identifying fields of the raw row (`raw_values`). Staged and quarantined rows erased are added
+   per source and export file to `staging.erased_rows`, so the ingest reconciliation reads
+   rows read = staged + quarantined + erased (`sql/erasure/reconciliation.sql`).
+   The request is written to `staging.erasure_log` in the same transaction, with salted hashes of
+   the keys instead of the keys.
+3. CHECKPOINT, so the deleted rows leave the write-ahead log.
+4. Rewrite the audience files (`<kind>/<audience>.csv` / `.parquet`) without the person.
+
+An erasure request for a person the warehouse does not know is still logged (with the hashes of
+the keys given): the ingest then keeps that person out if their rows arrive later. The report says
+`found=False`.
+
+What this does not do, honestly:
+
+* Freed storage. DuckDB marks the blocks of deleted rows free after a checkpoint and reuses them
+  for later writes; it does not zero them, and the file does not shrink. Until they are reused,
+  fragments of the erased rows may still be readable from the raw bytes of the file (compressed,
+  but strings can survive as plain text). `compact(database)` copies the live data into a fresh
+  file and replaces the old one; run it (with no other connection open) when the erasure must
+  reach the disk. Backups and copies of the file are outside the warehouse's reach.
+* The raw export files still hold the person. The ingest does not read an unchanged file again;
+  a changed or new file is read again, and the ingest must drop the erased people's rows with
+  `suppression_mask` (rows it drops count as erased in the reconciliation).
+* Aggregates without a customer id (persona profiles, model fits, snapshot row counts in
+  `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
+  rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
+  current ones; retained versions keep their aggregates.
+* Dagster's own storage (run logs, materialisation metadata previews) is not part of the
+  warehouse.
+
+Subject hashes: sha256 over the salt followed by '<kind>:<normalised value>' (kind is customer_id,
+email or handle), hex. Salt: the `salt` argument, else the environment variable
+ENGAGEMENT_ERASURE_SALT, else a random salt created once and kept in `staging.erasure_salt`.
+The trade-off: a salt kept in the warehouse travels with every copy of the file, and with it anyone
+holding the file can test a guess ("was jane@example.com erased?") by hashing candidates; the log
+is pseudonymous, not anonymous. A salt held outside the warehouse (the environment variable, from a
+secret store) stops that, but if it is lost or changed, earlier hashes no longer match and the
+ingest would let erased people back in. The log records a fingerprint of the salt
+(`salt_fingerprint`), and `erased_subject_hashes(con, salt)` refuses a salt that did not make the
+logged hashes, so that mistake fails loudly instead of silently.
+
+No Dagster import here.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines.audiences import neutralize_formulas
+from pipelines.contracts import SOURCES
+from pipelines.sql import load_sql
+
+SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
+KINDS = ("customer_id", "email", "handle")
+
+# Columns that identify a person, wherever they appear, and the kind of key they hold. Only these
+# names are ever substituted into SQL (as quoted identifiers).
+IDENTIFYING_COLUMNS: dict[str, str] = {
+    "customer_id": "customer_id",
+    "referrer_customer_id": "customer_id",
+    "referee_customer_id": "customer_id",
+    "actor_customer_id": "customer_id",
+    "target_customer_id": "customer_id",
+    "email": "email",
+    "referee_email": "email",
+    "actor_handle": "handle",
+    "target_handle": "handle",
+}
+
+# Per source: the identifying columns of its contract. One definition for the staged tables, the
+# quarantined raw rows and the ingest's suppression.
+SUBJECT_COLUMNS: dict[str, dict[str, str]] = {
+    name: {c: IDENTIFYING_COLUMNS[c] for c in source.columns if c in IDENTIFYING_COLUMNS}
+    for name, source in SOURCES.items()
+}
+
+# A spreadsheet formula neutralised by `audiences.neutralize_formulas`: a quote, then the prefix.
+_NEUTRALISED = r"^'[=+\-@\t\r]"
+
+
+class ErasureError(Exception):
+    """An erasure or a suppression cannot be done safely (e.g. a salt that does not match)."""
+
+
+@dataclass
+class ErasureReport:
+    """What one erasure did. Counts only: no personal data, so it can be logged or shown."""
+
+    request_id: str
+    requested_at: datetime
+    found: bool = False
+    subjects: dict[str, int] = field(default_factory=dict)  # keys erased per kind
+    subject_hashes: list[str] = field(default_factory=list)
+    rows_deleted: dict[str, int] = field(default_factory=dict)  # "schema.table" -> rows
+    erased_rows: dict[str, int] = field(default_factory=dict)  # source -> staged+quarantined rows
+    audience_rows_removed: dict[str, int] = field(default_factory=dict)  # file -> rows
+    checkpointed: bool = False
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows_deleted.values())
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """(files, rows read, rows staged, rows quarantined, rows erased) for a source."""
+
+    files: int
+    rows_read: int
+    rows_staged: int
+    rows_quarantined: int
+    rows_erased: int
+
+    @property
+    def holds(self) -> bool:
+        return self.rows_read == self.rows_staged + self.rows_quarantined + self.rows_erased
+
+
+@dataclass
+class _Subjects:
+    customer_id: set[str] = field(default_factory=set)
+    email: set[str] = field(default_factory=set)
+    handle: set[str] = field(default_factory=set)
+
+    def of(self, kind: str) -> list[str]:
+        return sorted(getattr(self, kind))
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        for kind in KINDS:
+            for value in self.of(kind):
+                yield kind, value
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation and hashing (pure)
+
+
+def normalize(value: object, kind: str) -> str | None:
+    """A key as identity compares it: trimmed; emails and handles lower-cased; handles without
+    leading '@'. Empty text is None."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
+    if value is None:
+        return None
+    text = str(value).strip()
+    if kind in ("email", "handle"):
+        text = text.lower()
+    if kind == "handle":
+        text = text.lstrip("@")
+    return text or None
+
+
+def normalized_expr(column: str, kind: str) -> pl.Expr:
+    """`normalize` as a polars expression over a column (cast to text)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    if kind in ("email", "handle"):
+        text = text.str.to_lowercase()
+    if kind == "handle":
+        text = text.str.strip_chars_start("@")
+    return pl.when(text.str.len_bytes() == 0).then(None).otherwise(text).alias(column)
+
+
+def _hash_normalized(value: str, kind: str, salt: str) -> str:
+    return hashlib.sha256(f"{salt}{kind}:{value}".encode()).hexdigest()
+
+
+def subject_hash(value: str, kind: str, salt: str) -> str:
+    """sha256(salt || '<kind>:<normalised value>'), hex. Raises on an empty value."""
+    normalized = normalize(value, kind)
+    if normalized is None:
+        raise ValueError(f"empty {kind}: nothing to hash")
+    return _hash_normalized(normalized, kind, salt)
+
+
+def salt_fingerprint(salt: str) -> str:
+    """Which salt made a hash, without telling the salt."""
+    return hashlib.sha256(f"engagement-erasure-salt:{salt}".encode()).hexdigest()[:16]
+
+
+def suppression_mask(
+    frame: pl.DataFrame, source_name: str, hashes: set[str], salt: str
+) -> pl.Series:
+    """True for the rows of a raw (text) or typed frame of a source that belong to an erased
+    subject: one of the source's identifying columns (`SUBJECT_COLUMNS`), normalised, hashes to
+    one of `hashes`. Columns the frame lacks are skipped. Hashes only the distinct values."""
+    if source_name not in SUBJECT_COLUMNS:
+        raise ValueError(f"unknown source {source_name!r}; expected one of {sorted(SOURCES)}")
+    mask = pl.Series("erased", [False] * frame.height, dtype=pl.Boolean)
+    if not hashes or frame.height == 0:
+        return mask
+    for column, kind in SUBJECT_COLUMNS[source_name].items():
+        if column not in frame.columns:
+            continue
+        keys = frame.select(normalized_expr(column, kind)).to_series()
+        erased = [
+            v for v in keys.drop_nulls().unique() if _hash_normalized(v, kind, salt) in hashes
+        ]
+        if erased:
+            mask = mask | keys.is_in(erased).fill_null(False)
+    return mask.alias("erased")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and salt
+
+
+def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both)."""
+    con.execute(load_sql("staging/create_schema"))
+    con.execute(load_sql("erasure/create_erased_rows"))
+    con.execute(load_sql("erasure/create_erasure_log"))
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    row = con.execute(load_sql("erasure/table_exists"), {"schema": schema, "table": table})
+    result = row.fetchone()
+    return bool(result and result[0])
+
+
+def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str:
+    """The salt to hash with: `salt`, else ENGAGEMENT_ERASURE_SALT, else the warehouse's own
+    (created at first use in `staging.erasure_salt`; needs a writable connection then)."""
+    if salt:
+        return salt
+    from_env = os.environ.get(SALT_ENV)
+    if from_env:
+        return from_env
+    if _table_exists(con, "staging", "erasure_salt"):
+        row = con.execute(load_sql("erasure/read_erasure_salt")).fetchone()
+        if row:
+            return str(row[0])
+    con.execute(load_sql("staging/create_schema"))
+    con.execute(load_sql("erasure/create_erasure_salt"))
+    created = secrets.token_hex(32)
+    con.execute(
+        load_sql("erasure/insert_erasure_salt"),
+        {"salt": created, "created_at": datetime.now().replace(tzinfo=None)},
+    )
+    return created
+
+
+def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> set[str]:
+    """Every subject hash in `staging.erasure_log` (empty if nothing was ever erased).
+
+    With `salt`, also checks that the logged hashes were made with that salt and raises
+    `ErasureError` if some were not: they could never match, and erased people would come back.
+    """
+    if not _table_exists(con, "staging", "erasure_log"):
+        return set()
+    if salt is not None:
+        fingerprints = {
+            r[0] for r in con.execute(load_sql("erasure/erasure_salt_fingerprints")).fetchall()
+        }
+        other = fingerprints - {salt_fingerprint(salt)}
+        if other:
+            raise ErasureError(
+                f"{len(other)} salt(s) other than the current one made logged erasure hashes; "
+                f"set {SALT_ENV} (or the warehouse salt) back to the salt used for them"
+            )
+    return {r[0] for r in con.execute(load_sql("erasure/erased_subject_hashes")).fetchall()}
+
+
+def reconciliation(con: duckdb.DuckDBPyConnection, source_name: str) -> Reconciliation:
+    """Files, rows read, staged, quarantined and erased for a source (needs the erasure tables)."""
+    SOURCES[source_name]  # only contract sources are tables
+    row = con.execute(
+        load_sql("erasure/reconciliation", table=source_name), {"source": source_name}
+    ).fetchone()
+    assert row is not None
+    return Reconciliation(*(int(v) for v in row))
+
+
+def add_erased_rows(
+    con: duckdb.DuckDBPyConnection, source_name: str, rows_per_file: dict[str, int]
+) -> None:
+    """Add erased (or suppressed at ingest) rows per export file to `staging.erased_rows`."""
+    for source_file, rows in sorted(rows_per_file.items()):
+        if rows:
+            con.execute(
+                load_sql("erasure/add_erased_rows"),
+                {"source": source_name, "source_file": source_file, "rows": rows},
+            )
+
+
+def delete_erased_rows_of_files(
+    con: duckdb.DuckDBPyConnection, source_name: str, files: list[str]
+) -> None:
+    """Forget erased-row counts of files that are being re-ingested (they are read again)."""
+    con.execute(
+        load_sql("erasure/delete_erased_rows_of_files"), {"source": source_name, "files": files}
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Erasure
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> bool:
+    """Close the keys over the customer profiles; True if any profile matched."""
+    queries = [
+        name
+        for name, (schema, table) in (
+            ("erasure/customer_profiles", ("staging", "customers")),
+            ("erasure/quarantined_customer_profiles", ("staging", "quarantine")),
+        )
+        if _table_exists(con, schema, table)
+    ]
+    found = False
+    while True:
+        before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
+        params = {"ids": subjects.of("customer_id"), "emails": subjects.of("email")}
+        for query in queries:
+            for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
+                found = True
+                if customer_id:
+                    subjects.customer_id.add(customer_id)
+                if email:
+                    subjects.email.add(email)
+                subjects.handle.update(h for h in handles or [] if h)
+        if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
+            return found
+
+
+def _delete(
+    con: duckdb.DuckDBPyConnection, subjects: _Subjects
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Delete the person's rows everywhere; (rows per table, erased rows per source and file)."""
+    rows_deleted: dict[str, int] = defaultdict(int)
+    erased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    # Every base table with an identifying column (the staged sources among them).
+    targets = con.execute(
+        load_sql("erasure/identifying_columns"), {"columns": sorted(IDENTIFYING_COLUMNS)}
+    ).fetchall()
+    for schema, table, column in targets:
+        kind = IDENTIFYING_COLUMNS[column]
+        values = subjects.of(kind)
+        if not values:
+            continue
+        params = {"values": values, "kind": kind}
+        if schema == "staging" and table in SOURCES:
+            files = con.execute(
+                load_sql("erasure/delete_staged_rows", table=table, column=column), params
+            ).fetchall()
+            for (source_file,) in files:
+                erased[table][source_file] += 1
+            count = len(files)
+        else:
+            row = con.execute(
+                load_sql("erasure/delete_rows", schema=schema, table=table, column=column), params
+            ).fetchone()
+            count = int(row[0]) if row else 0
+        rows_deleted[f"{schema}.{table}"] += count
+
+    # Quarantined raw rows, by the identifying fields of their source.
+    if _table_exists(con, "staging", "quarantine"):
+        for source_name, columns in SUBJECT_COLUMNS.items():
+            for column, kind in columns.items():
+                values = subjects.of(kind)
+                if not values:
+                    continue
+                files = con.execute(
+                    load_sql("erasure/delete_quarantine_rows"),
+                    {"source": source_name, "path": f"$.{column}", "values": values, "kind": kind},
+                ).fetchall()
+                for (source_file,) in files:
+                    erased[source_name][source_file] += 1
+                rows_deleted["staging.quarantine"] += len(files)
+
+    # Identity links keyed by the person's values (unresolved links too).
+    if _table_exists(con, "intermediate", "identity_links"):
+        row = con.execute(
+            load_sql("erasure/delete_identity_links"),
+            {
+                "ids": subjects.of("customer_id"),
+                "emails": subjects.of("email"),
+                "handles": subjects.of("handle"),
+            },
+        ).fetchone()
+        rows_deleted["intermediate.identity_links"] += int(row[0]) if row else 0
+
+    return (
+        {k: v for k, v in sorted(rows_deleted.items()) if v},
+        {s: dict(sorted(f.items())) for s, f in sorted(erased.items())},
+    )
+
+
+def erase(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    customer_id: str | None = None,
+    email: str | None = None,
+    audience_dir: Path | str | None = None,
+    salt: str | None = None,
+    now: datetime | None = None,
+) -> ErasureReport:
+    """Erase one person from every table, every retained version and the audience files.
+
+    See the module docstring for what is matched, what is logged and what is not reached.
+    Raises ValueError when neither a customer id nor an email (non-empty) is given.
+    """
+    subjects = _Subjects()
+    given = [(customer_id, "customer_id"), (email, "email")]
+    for value, kind in given:
+        if value is None:
+            continue
+        normalized = normalize(value, kind)
+        if normalized is None:
+            raise ValueError(f"empty {kind} given: nothing to erase")
+        getattr(subjects, kind).add(normalized)
+    if not subjects.customer_id and not subjects.email:
+        raise ValueError("give a customer_id or an email to erase")
+
+    requested_at = (now or datetime.now()).replace(tzinfo=None)
+    report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
+    ensure_erasure_tables(con)
+    con.execute(load_sql("erasure/create_trim_macro"))
+    con.execute(load_sql("erasure/create_normalize_macro"))
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        used_salt = resolve_salt(con, salt)
+        erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
+        report.found = _resolve(con, subjects)
+        report.rows_deleted, erased = _delete(con, subjects)
+        report.found = report.found or bool(report.rows_deleted)
+        for source_name, per_file in erased.items():
+            add_erased_rows(con, source_name, per_file)
+        report.erased_rows = {s: sum(f.values()) for s, f in erased.items()}
+        report.subjects = {kind: len(subjects.of(kind)) for kind in KINDS}
+        report.subject_hashes = sorted(
+            {_hash_normalized(value, kind, used_salt) for kind, value in subjects.items()}
+        )
+        con.execute(
+            load_sql("erasure/insert_erasure_log"),
+            {
+                "request_id": report.request_id,
+                "subject_hashes": report.subject_hashes,
+                "requested_at": requested_at,
+                "rows_deleted": json.dumps(report.rows_deleted, sort_keys=True),
+                "salt_fingerprint": salt_fingerprint(used_salt),
+            },
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+    try:
+        con.execute("CHECKPOINT")
+        report.checkpointed = True
+    except duckdb.Error:  # another transaction of this database is open; the next one will do
+        report.checkpointed = False
+
+    if audience_dir is not None and Path(audience_dir).is_dir():
+        report.audience_rows_removed = erase_from_audiences(
+            Path(audience_dir), subjects.of("customer_id"), subjects.of("email")
+        )
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Audience files
+
+
+def _unneutralised(column: str) -> pl.Expr:
+    """The value as it was before `neutralize_formulas` added its quote."""
+    col = pl.col(column).cast(pl.String)
+    return pl.when(col.str.contains(_NEUTRALISED)).then(col.str.slice(1)).otherwise(col)
+
+
+def _audience_mask(frame: pl.DataFrame, ids: list[str], emails: list[str], csv: bool) -> pl.Series:
+    checks = []
+    for column, kind, values in (("customer_id", "customer_id", ids), ("email", "email", emails)):
+        if column not in frame.columns or not values:
+            continue
+        raw = _unneutralised(column) if csv else pl.col(column).cast(pl.String)
+        key = frame.select(raw.alias(column)).select(normalized_expr(column, kind)).to_series()
+        checks.append(key.is_in(values).fill_null(False))
+    mask = pl.Series("erased", [False] * frame.height, dtype=pl.Boolean)
+    for check in checks:
+        mask = mask | check
+    return mask
+
+
+def erase_from_audiences(audience_dir: Path, ids: list[str], emails: list[str]) -> dict[str, int]:
+    """Rewrite every audience file under `audience_dir` without rows of these ids or emails.
+
+    CSV files are read as text and written back through `audiences.neutralize_formulas` (cells
+    already neutralised start with a quote and are left as they are), Parquet files keep their
+    types. Each file is replaced atomically. Returns rows removed per file (relative path).
+    """
+    removed: dict[str, int] = {}
+    for path in sorted(p for p in Path(audience_dir).rglob("*") if p.is_file()):
+        relative = path.relative_to(audience_dir)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            frame = pl.read_csv(path, infer_schema=False, raise_if_empty=False)
+        elif suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            continue
+        mask = _audience_mask(frame, ids, emails, csv=suffix == ".csv")
+        count = int(mask.sum())
+        if not count:
+            continue
+        kept = frame.filter(~mask)
+        partial = path.with_name(f".{path.name}.erasure-tmp")
+        if suffix == ".csv":
+            neutralize_formulas(kept).write_csv(partial)
+        else:
+            kept.write_parquet(partial)
+        os.replace(partial, path)
+        removed[relative.as_posix()] = count
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# Compaction
+
+
+def compact(database: Path | str) -> Path:
+    """Copy the live data of a warehouse file into a fresh file and put it in the old one's place,
+    so the freed blocks of erased rows are gone from the file (not from backups or the disk's
+    free space). No other connection may have the file open. Returns the path.
+
+    Uses `COPY FROM DATABASE` (tables, views, macros, constraints). ATTACH takes no bound
+    parameters, so the two paths are written into the statement as string literals; they come
+    from the caller's configuration, never from data, and a path with a quote is refused.
+    """
+    database = Path(database).resolve()
+    if not database.is_file():
+        raise FileNotFoundError(database)
+    fresh = database.with_name(database.name + ".compacting")
+    for path in (database, fresh):
+        if "'" in str(path) or "\x00" in str(path):
+            raise ValueError(f"refusing a database path with a quote: {path!r}")
+    wal = database.with_name(database.name + ".wal")
+    if wal.exists():
+        raise ErasureError(
+            f"{database.name} has a write-ahead log: open it once and close it (or CHECKPOINT) "
+            "with no other connection, then compact"
+        )
+    if fresh.exists():
+        fresh.unlink()
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{database}' AS erasure_old (READ_ONLY)")
+        con.execute(f"ATTACH '{fresh}' AS erasure_new")
+        con.execute("COPY FROM DATABASE erasure_old TO erasure_new")
+        con.execute("DETACH erasure_new")
+        con.execute("DETACH erasure_old")
+    except BaseException:
+        con.close()
+        fresh.unlink(missing_ok=True)
+        raise
+    con.close()
+    os.replace(fresh, database)
+    return database

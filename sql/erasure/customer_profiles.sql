@@ -1,0 +1,12 @@
+-- The staged customer profiles with one of the given customer ids or normalised emails, as
+-- normalised keys: (customer_id, email, handles). Used to close the set of a person's keys.
+SELECT DISTINCT
+    erasure_normalized(customer_id, 'customer_id') AS customer_id,
+    erasure_normalized(email, 'email') AS email,
+    list_filter(
+        list_transform(string_split(social_handles, ';'), lambda h: erasure_normalized(h, 'handle')),
+        lambda h: h IS NOT NULL
+    ) AS handles
+FROM staging.customers
+WHERE list_contains($ids::VARCHAR[], erasure_normalized(customer_id, 'customer_id'))
+   OR list_contains($emails::VARCHAR[], erasure_normalized(email, 'email'))

@@ -1,0 +1,1 @@
+SELECT DISTINCT salt_fingerprint FROM staging.erasure_log ORDER BY 1

@@ -1,0 +1,1 @@
+INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)

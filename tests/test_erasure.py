@@ -1,0 +1,415 @@
+"""Erasure: one person leaves every table, every retained version and every audience file."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from pipelines import erasure, versions
+from pipelines.audiences import build_audiences, write_audiences
+from pipelines.contracts import SOURCES
+from pipelines.identity import build_identity_links
+from pipelines.ingestion import ingest_source
+from tests.conftest import write_csv
+
+# Jane has two staged profiles (the second with her email in another case and padded), a
+# quarantined profile with the same email, a guest order and a review by email only, handles used
+# as actor and as target, and is both a referrer and a referee. Bob and Carol must stay.
+CUSTOMERS = [
+    ("JANE-001", "Jane.Doe@Example.com", "@JaneD;jd_photos", "2023-01-01", "US"),
+    ("BOB-002", "bob@example.com", "@bobby", "2023-02-01", "US"),
+    ("JANE-003", "  jane.doe@EXAMPLE.com ", "", "2023-03-01", "US"),
+    ("CAROL-004", "-carol@example.com", "@carol", "2023-04-01", "DE"),
+    ("JANE-005", "jane.doe@example.com", "", "2023-05-01", "USA"),  # quarantined (country)
+]
+ORDERS = [
+    ("o1", "JANE-001", "Jane.Doe@Example.com", "10.00"),
+    ("o2", "BOB-002", "bob@example.com", "20.00"),
+    ("o3", "GUEST-9", "  JANE.DOE@example.com", "30.00"),  # guest order by email
+    ("o4", "JANE-001", "", "12,50"),  # quarantined (amount)
+    ("o5", "CAROL-004", "-carol@example.com", "40.00"),
+    ("o6", "JANE-005", "", "50.00"),  # by the quarantined profile's id
+]
+REVIEWS = [
+    ("r1", "", "Jane.Doe@example.com"),
+    ("r2", "BOB-002", ""),
+]
+SOCIAL = [
+    ("e1", "@JaneD", "like", "@bobby", "instagram"),
+    ("e2", "bobby", "comment", "JANED", "instagram"),
+    ("e3", "bobby", "tweet", "", "twitter"),
+    ("e4", "carol", "like", "jd_photos", "instagram"),
+    ("e5", "jd_photos", "like", "carol", "myspace"),  # quarantined (platform)
+    ("e6", "carol", "share", "bobby", "tiktok"),
+]
+REFERRALS = [
+    ("f1", "BOB-002", "jane.doe@example.com", ""),
+    ("f2", "JANE-001", "friend@example.com", ""),
+    ("f3", "BOB-002", "", "CAROL-004"),
+]
+JANE_IDS = {"JANE-001", "JANE-003", "JANE-005"}
+JANE_EMAIL = "jane.doe@example.com"
+JANE_HANDLES = {"janed", "jd_photos"}
+TOKENS = [t.lower() for t in (*JANE_IDS, JANE_EMAIL, *JANE_HANDLES)]
+ERASED_PER_SOURCE = {"customers": 3, "orders": 4, "reviews": 1, "social": 4, "referrals": 2}
+
+
+def write_exports(exports: Path) -> None:
+    write_csv(
+        exports / "customers" / "customers.csv",
+        [
+            {
+                "customer_id": cid,
+                "email": email,
+                "social_handles": handles,
+                "signup_date": signup,
+                "loyalty_member": "true",
+                "marketing_consent": "true",
+                "country": country,
+            }
+            for cid, email, handles, signup, country in CUSTOMERS
+        ],
+    )
+    write_csv(
+        exports / "orders" / "orders.csv",
+        [
+            {
+                "order_id": oid,
+                "customer_id": cid,
+                "email": email,
+                "ordered_at": "2024-01-02T10:00:00",
+                "net_amount": amount,
+                "currency": "USD",
+                "status": "completed",
+                "channel": "web",
+            }
+            for oid, cid, email, amount in ORDERS
+        ],
+    )
+    write_csv(
+        exports / "reviews" / "reviews.csv",
+        [
+            {
+                "review_id": rid,
+                "customer_id": cid,
+                "email": email,
+                "product_id": "p1",
+                "rating": "5",
+                "helpful_votes": "0",
+                "verified_purchase": "true",
+                "created_at": "2024-01-03",
+            }
+            for rid, cid, email in REVIEWS
+        ],
+    )
+    write_csv(
+        exports / "social" / "social.csv",
+        [
+            {
+                "event_id": eid,
+                "actor_handle": actor,
+                "event_type": event,
+                "target_handle": target,
+                "post_id": "",
+                "platform": platform,
+                "occurred_at": "2024-01-04",
+            }
+            for eid, actor, event, target, platform in SOCIAL
+        ],
+    )
+    write_csv(
+        exports / "referrals" / "referrals.csv",
+        [
+            {
+                "referral_id": fid,
+                "referrer_customer_id": referrer,
+                "referee_email": referee_email,
+                "referee_customer_id": referee_id,
+                "referred_at": "2024-01-05",
+                "converted_at": "",
+                "referrer_reward": "5",
+                "referee_reward": "5",
+                "would_have_joined_anyway": "",
+            }
+            for fid, referrer, referee_email, referee_id in REFERRALS
+        ],
+    )
+
+
+def publish_version(con: duckdb.DuckDBPyConnection, run: str, bonus: float) -> None:
+    """Work tables like the pipeline's (per-customer rows, an aggregate), then a publish."""
+    versions.ensure_version_tables(con)
+    con.execute(
+        "CREATE OR REPLACE TABLE work.customer_scores AS "
+        "SELECT customer_id, email, 1.0 + $bonus AS score FROM staging.customers",
+        {"bonus": bonus},
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE work.referral_graph AS "
+        "SELECT referrer_customer_id, referee_customer_id, referee_email FROM staging.referrals"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE work.persona_profile AS "
+        "SELECT 'all' AS persona, count(*) AS customers FROM staging.customers"
+    )
+    versions.publish(
+        con,
+        ["customer_scores", "referral_graph", "persona_profile"],
+        run_id=run,
+        partition_key=None,
+        as_of=None,
+        settings={"bonus": bonus},
+    )
+
+
+@pytest.fixture
+def built(tmp_path: Path, monkeypatch):
+    """A warehouse built by the real ingest, identity links, two published versions, audiences."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    write_exports(exports)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for name in SOURCES:
+        ingest_source(con, exports, name)
+    build_identity_links(con)
+    publish_version(con, "run1", 0.0)
+    publish_version(con, "run2", 1.0)
+
+    customers = con.execute(
+        "SELECT customer_id, email, marketing_consent FROM staging.customers"
+    ).pl()
+    segments = customers.select("customer_id", pl.lit("Champions").alias("segment"))
+    audience_dir = tmp_path / "audiences"
+    write_audiences(build_audiences(customers, segments), audience_dir / "rfm_segment", "champions")
+    yield con, exports, audience_dir
+    con.close()
+
+
+def mentions(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> dict[str, int]:
+    """Rows per table or view (any schema) with a text, JSON or list cell containing a token."""
+    columns = con.execute(
+        "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c "
+        "WHERE c.table_catalog = current_database() "
+        "AND (c.data_type IN ('VARCHAR', 'JSON') OR c.data_type LIKE 'VARCHAR[]%')"
+    ).fetchall()
+    found: dict[str, int] = {}
+    for schema, table, column in columns:
+        name = f'"{schema}"."{table}"'  # names read from the catalog, test only
+        text = f'lower(CAST("{column}" AS VARCHAR))'
+        rows = con.execute(
+            f"SELECT count(*) FROM {name} "
+            f"WHERE len(list_filter($tokens::VARCHAR[], lambda t: contains({text}, t))) > 0",
+            {"tokens": tokens},
+        ).fetchone()[0]
+        if rows:
+            found[f"{schema}.{table}.{column}"] = rows
+    return found
+
+
+def table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    names = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() ORDER BY 1, 2"
+    ).fetchall()
+    return {
+        f"{s}.{t}": con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0] for s, t in names
+    }
+
+
+def all_audience_text(audience_dir: Path) -> str:
+    parts = [p.read_text() for p in audience_dir.rglob("*.csv")]
+    parts += [pl.read_parquet(p).write_csv() for p in audience_dir.rglob("*.parquet")]
+    return "\n".join(parts).lower()
+
+
+def test_normalisation_and_hashes_ignore_case_and_whitespace():
+    assert erasure.normalize("  Jane.Doe@Example.COM\t", "email") == JANE_EMAIL
+    assert erasure.normalize(" @@JaneD ", "handle") == "janed"
+    assert erasure.normalize(" JANE-001 ", "customer_id") == "JANE-001"  # ids keep their case
+    assert erasure.normalize("   ", "email") is None
+    assert erasure.subject_hash(" JANE.doe@example.com", "email", "s") == erasure.subject_hash(
+        JANE_EMAIL, "email", "s"
+    )
+    # The kind is part of the subject, and the salt changes every hash.
+    assert erasure.subject_hash("x", "handle", "s") != erasure.subject_hash("x", "customer_id", "s")
+    assert erasure.subject_hash("x", "handle", "s") != erasure.subject_hash("x", "handle", "t")
+    with pytest.raises(ValueError):
+        erasure.subject_hash(" ", "email", "s")
+
+
+def test_warehouse_fixture_holds_the_person_everywhere(built):
+    con, _, audience_dir = built
+    found = mentions(con, TOKENS)
+    for table in ("staging.customers", "staging.orders", "staging.reviews", "staging.social"):
+        assert any(k.startswith(table) for k in found), table
+    assert any(k.startswith("staging.quarantine") for k in found)
+    assert any(k.startswith("intermediate.identity_links") for k in found)
+    assert any(k.startswith("history.customer_scores") for k in found)
+    assert JANE_EMAIL in all_audience_text(audience_dir)
+
+
+def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
+    con, _, audience_dir = built
+    before_other = con.execute(
+        "SELECT (SELECT count(*) FROM history.customer_scores WHERE customer_id = 'BOB-002'), "
+        "(SELECT count(*) FROM marts.persona_profile), (SELECT count(*) FROM marts.snapshots)"
+    ).fetchone()
+
+    report = erasure.erase(
+        con, email="  JANE.Doe@example.COM ", audience_dir=audience_dir, salt="pepper"
+    )
+
+    assert report.found and report.checkpointed
+    assert report.subjects == {"customer_id": 3, "email": 1, "handle": 2}
+    assert report.erased_rows == ERASED_PER_SOURCE
+    assert report.rows_deleted["history.customer_scores"] == 2 * 2  # two profiles, two versions
+    assert report.rows_deleted["history.referral_graph"] == 2 * 2  # referee and referrer rows
+    assert report.rows_deleted["staging.quarantine"] == 3
+    assert report.audience_rows_removed == {
+        "rfm_segment/champions.csv": 2,
+        "rfm_segment/champions.parquet": 2,
+    }
+    # No table, view or retained version mentions her any more.
+    assert mentions(con, TOKENS) == {}
+    assert con.execute("SELECT count(*) FROM marts.customer_scores_at(1)").fetchone()[0] == 2
+
+    # Everybody else is untouched.
+    remaining = {
+        table: sorted(r[0] for r in con.execute(f"SELECT {key} FROM staging.{table}").fetchall())
+        for table, key in (
+            ("customers", "customer_id"),
+            ("orders", "order_id"),
+            ("reviews", "review_id"),
+            ("social", "event_id"),
+            ("referrals", "referral_id"),
+        )
+    }
+    assert remaining == {
+        "customers": ["BOB-002", "CAROL-004"],
+        "orders": ["o2", "o5"],
+        "reviews": ["r2"],
+        "social": ["e3", "e6"],
+        "referrals": ["f3"],
+    }
+    after_other = con.execute(
+        "SELECT (SELECT count(*) FROM history.customer_scores WHERE customer_id = 'BOB-002'), "
+        "(SELECT count(*) FROM marts.persona_profile), (SELECT count(*) FROM marts.snapshots)"
+    ).fetchone()
+    assert after_other == before_other
+
+    # Reconciliation: rows read = staged + quarantined + erased, per source.
+    for name in SOURCES:
+        rec = erasure.reconciliation(con, name)
+        assert rec.holds, (name, rec)
+        assert rec.rows_erased == ERASED_PER_SOURCE[name]
+
+    # The log: hashes, counts, no personal data.
+    log = con.execute("SELECT * FROM staging.erasure_log").pl()
+    assert log.height == 1
+    expected = {erasure.subject_hash(v, "customer_id", "pepper") for v in JANE_IDS}
+    expected |= {erasure.subject_hash(JANE_EMAIL, "email", "pepper")}
+    expected |= {erasure.subject_hash(h, "handle", "pepper") for h in JANE_HANDLES}
+    assert set(log["subject_hashes"][0]) == expected == erasure.erased_subject_hashes(con)
+    assert json.loads(log["rows_deleted"][0]) == report.rows_deleted
+    assert not any(t in str(log.to_dicts()).lower() for t in TOKENS)
+
+    # Audience files: she is gone, the others stay, CSV still formula-neutralised.
+    text = all_audience_text(audience_dir)
+    assert not any(t in text for t in TOKENS)
+    csv_rows = pl.read_csv(audience_dir / "rfm_segment" / "champions.csv", infer_schema=False)
+    assert sorted(csv_rows["email"]) == ["'-carol@example.com", "bob@example.com"]
+    parquet_rows = pl.read_parquet(audience_dir / "rfm_segment" / "champions.parquet")
+    assert sorted(parquet_rows["email"]) == ["-carol@example.com", "bob@example.com"]
+
+
+def test_suppression_mask_flags_the_erased_person_in_raw_files(built):
+    con, exports, _ = built
+    erasure.erase(con, customer_id="JANE-001", salt="pepper")
+    hashes = erasure.erased_subject_hashes(con, "pepper")
+    expected = {
+        "customers": [True, False, True, False, True],
+        "orders": [True, False, True, True, False, True],
+        "reviews": [True, False],
+        "social": [True, True, False, True, True, False],
+        "referrals": [True, True, False],
+    }
+    for name, flags in expected.items():
+        raw = pl.read_csv(exports / name / f"{name}.csv", infer_schema=False)
+        assert erasure.suppression_mask(raw, name, hashes, "pepper").to_list() == flags, name
+        # Nothing is suppressed without hashes, or with another salt.
+        assert not erasure.suppression_mask(raw, name, set(), "pepper").any()
+        assert not erasure.suppression_mask(raw, name, hashes, "salt").any()
+    # A typed frame works the same way.
+    typed = con.execute("SELECT * FROM staging.orders").pl()
+    assert not erasure.suppression_mask(typed, "orders", hashes, "pepper").any()
+
+
+def test_erasure_of_an_unknown_person_is_logged_and_deletes_nothing(built):
+    con, _, _ = built
+    before = mentions(con, ["bob@example.com"])
+    report = erasure.erase(con, email="Nobody@Example.com", salt="pepper")
+    assert not report.found and report.rows_deleted == {} and report.total_rows == 0
+    assert erasure.erased_subject_hashes(con) == {
+        erasure.subject_hash("nobody@example.com", "email", "pepper")
+    }
+    assert mentions(con, ["bob@example.com"]) == before
+    for name in SOURCES:
+        assert erasure.reconciliation(con, name).rows_erased == 0
+
+
+def test_salt_is_created_once_per_warehouse_and_a_wrong_salt_is_refused(built, monkeypatch):
+    con, _, _ = built
+    first = erasure.erase(con, customer_id="BOB-002")
+    salt = erasure.resolve_salt(con)
+    assert len(salt) == 64
+    assert first.subject_hashes == sorted(
+        {
+            erasure.subject_hash("BOB-002", "customer_id", salt),
+            erasure.subject_hash("bob@example.com", "email", salt),
+            erasure.subject_hash("bobby", "handle", salt),
+        }
+    )
+    erasure.erase(con, email="nobody@example.com")
+    assert con.execute("SELECT count(*) FROM staging.erasure_salt").fetchone()[0] == 1
+    assert erasure.resolve_salt(con) == salt
+    assert len(erasure.erased_subject_hashes(con, salt)) == 4
+
+    # Another salt (argument or environment) must not silently make unmatchable hashes.
+    monkeypatch.setenv(erasure.SALT_ENV, "another")
+    with pytest.raises(erasure.ErasureError):
+        erasure.erased_subject_hashes(con, erasure.resolve_salt(con))
+    with pytest.raises(erasure.ErasureError):
+        erasure.erase(con, customer_id="CAROL-004")
+    assert con.execute("SELECT count(*) FROM staging.erasure_log").fetchone()[0] == 2
+    assert (
+        con.execute(
+            "SELECT count(*) FROM staging.customers WHERE customer_id = 'CAROL-004'"
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_erase_needs_a_subject(built):
+    con, _, _ = built
+    with pytest.raises(ValueError):
+        erasure.erase(con)
+    with pytest.raises(ValueError):
+        erasure.erase(con, email="   ")
+
+
+def test_compact_rewrites_the_file_without_freed_blocks(built, tmp_path):
+    con, _, _ = built
+    erasure.erase(con, email=JANE_EMAIL, salt="pepper")
+    tables_before = table_rows(con)
+    con.close()
+    path = erasure.compact(tmp_path / "w.duckdb")
+    assert JANE_EMAIL.encode() not in path.read_bytes()
+    con = duckdb.connect(str(path))
+    try:
+        assert table_rows(con) == tables_before
+        assert con.execute("SELECT count(*) FROM marts.customer_scores_at(2)").fetchone()[0] == 2
+        assert erasure.reconciliation(con, "orders").holds
+    finally:
+        con.close()
