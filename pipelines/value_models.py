@@ -287,6 +287,8 @@ def _checked_params(model: str, fitter: Any, names: tuple[str, ...], summary: di
 # If any shortcut fails, the fit falls back to lifetimes' default start.
 
 _WARM_START_ROWS = 20_000
+# Largest |gradient| of lifetimes' mean objective accepted when BFGS stops on precision loss.
+_PRECISION_LOSS_GRADIENT = 1e-5
 
 
 @functools.cache
@@ -324,7 +326,15 @@ def _fitter_class(model: str) -> type:
                 bounds=bounds,
             )
             self.optimizer_result_ = output
-            if output.success:
+            # BFGS reports "precision loss" (status 2) when it cannot improve the objective in
+            # floating point any more; with a vanishing gradient that is the optimum, not a
+            # failure (lifetimes issues #419, #262). Anything else still fails the fit.
+            precision_loss_at_optimum = (
+                output.status == 2
+                and np.all(np.isfinite(output.x))
+                and float(np.max(np.abs(output.jac))) < _PRECISION_LOSS_GRADIENT
+            )
+            if output.success or precision_loss_at_optimum:
                 return output.x, output.fun, None
             print(output)
             raise ConvergenceError(

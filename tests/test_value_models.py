@@ -424,3 +424,19 @@ def test_expected_purchases_distinct_pairs_path_matches_lifetimes():
         ours = vm.expected_purchases(params, t, x, t_x, T)
         ref = np.asarray(bgf.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T))
         np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_precision_loss_at_the_optimum_is_a_converged_fit(tmp_path):
+    """BFGS stops with 'precision loss' on this generated retailer's Gamma-Gamma data (lifetimes
+    #419): the gradient is ~1e-7 there, so it is the optimum and the fit must be accepted."""
+    from pipelines import generator
+    from pipelines.ingestion import ingest_source
+
+    out = tmp_path / "retailer"
+    generator.generate(out, generator.GeneratorConfig(customers=300, seed=5))
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest_source(con, out, "orders")
+    summary = vm.customer_summary(con, "2026-06-30")
+    fit = vm.fit_gamma_gamma(summary["frequency"].to_numpy(), summary["monetary_value"].to_numpy())
+    assert fit.converged and set(fit.params) == {"p", "q", "v"}
+    assert all(np.isfinite(v) for v in fit.params.values())
