@@ -67,11 +67,17 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
         "calibration_end": calibration_end,
         "time_unit": settings.time_unit,
         "currency": settings.currency,
+        "fx_rates": settings.fx_rates_json or "{}",
         "clv_horizon_months": settings.clv_horizon_months,
         "monthly_discount_rate": settings.monthly_discount_rate,
         "margin": settings.margin,
         "penalizer": settings.penalizer,
     }
+
+
+def money(window: dict) -> dict:
+    """The currency arguments of the summaries: reporting currency and FX rates of this run."""
+    return {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"] or "{}")}
 
 
 def read_window(con) -> dict:
@@ -97,7 +103,13 @@ def customer_summary(
         window = resolve_window(
             con, model_settings, context.partition_key if context.has_partition_key else None
         )
-        summary = value_models.customer_summary(con, window["as_of"])
+        summary = value_models.customer_summary(con, window["as_of"], **money(window))
+        left_out = dict(
+            con.execute(
+                load_sql("marts/orders_without_rate"),
+                {"as_of": window["as_of"], **value_models.fx_parameters(**money(window))},
+            ).fetchall()
+        )
         write_frame(con, "work", "model_window", pl.DataFrame([window]))
         write_frame(con, "work", "customer_summary", summary)
         metadata = table_metadata(con, "work", "customer_summary")
@@ -108,6 +120,8 @@ def customer_summary(
             "calibration_end": str(window["calibration_end"]),
             "buyers": summary.height,
             "repeat_buyers": repeat,
+            "currency": window["currency"],
+            "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
         }
     )
     return dg.MaterializeResult(metadata=metadata)
@@ -196,7 +210,9 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
         window = read_window(con)
         unit = window["time_unit"]
         full = read_table(con, "work", "customer_summary")
-        cal = value_models.calibration_holdout(con, window["calibration_end"], window["as_of"])
+        cal = value_models.calibration_holdout(
+            con, window["calibration_end"], window["as_of"], **money(window)
+        )
         rows, fits, correlations = [], {}, {}
         for name, frame, end in (
             ("full", full, window["as_of"]),
@@ -366,7 +382,9 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
         window = read_window(con)
         unit = window["time_unit"]
         bg, _ = _fit_params(con, "calibration")
-        cal = value_models.calibration_holdout(con, window["calibration_end"], window["as_of"])
+        cal = value_models.calibration_holdout(
+            con, window["calibration_end"], window["as_of"], **money(window)
+        )
         holdout_days = (window["as_of"] - window["calibration_end"]).days
         result = value_models.holdout_validation(
             bg,

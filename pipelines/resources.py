@@ -40,6 +40,8 @@ class ModelSettings(dg.ConfigurableResource):
     monthly_discount_rate: float = 0.01
     margin: float = 1.0
     currency: str = "USD"
+    # JSON map of currency -> rate into `currency`, e.g. '{"GBP": 1.27, "EUR": 1.08}'.
+    fx_rates_json: str | None = None
     penalizer: float = 0.0
 
     @classmethod
@@ -54,6 +56,7 @@ class ModelSettings(dg.ConfigurableResource):
             monthly_discount_rate=float(env("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "0.01") or 0.01),
             margin=float(env("ENGAGEMENT_MARGIN", "1.0") or 1.0),
             currency=(env("ENGAGEMENT_CURRENCY", "USD") or "USD").upper(),
+            fx_rates_json=env("ENGAGEMENT_FX_RATES"),
             penalizer=float(env("ENGAGEMENT_PENALIZER", "0") or 0),
         )
 

@@ -106,18 +106,52 @@ class FitResult:
 # --------------------------------------------------------------------------------------------
 
 
-def customer_summary(con: Any, as_of: Any, start: Any = None) -> pl.DataFrame:
-    """Run `sql/marts/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive."""
+def fx_parameters(
+    currency: str | None, fx_rates: Mapping[str, float] | None = None
+) -> dict[str, list | None]:
+    """SQL parameters converting amounts into `currency` (None: single-currency data, no
+    conversion). Orders in a currency with no rate are left out of the summaries."""
+    if currency is None:
+        return {"fx_currencies": None, "fx_rates": None}
+    rates = {str(k).upper(): float(v) for k, v in (fx_rates or {}).items()}
+    rates[currency.upper()] = 1.0
+    return {"fx_currencies": list(rates), "fx_rates": list(rates.values())}
+
+
+def customer_summary(
+    con: Any,
+    as_of: Any,
+    start: Any = None,
+    *,
+    currency: str | None = None,
+    fx_rates: Mapping[str, float] | None = None,
+) -> pl.DataFrame:
+    """Run `sql/marts/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
+
+    With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
+    in currencies without a rate left out)."""
     sql = load_sql("marts/customer_summary")
-    return con.execute(sql, {"as_of": as_of, "start": start}).pl()
+    params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
+    return con.execute(sql, params).pl()
 
 
 def calibration_holdout(
-    con: Any, calibration_end: Any, as_of: Any, start: Any = None
+    con: Any,
+    calibration_end: Any,
+    as_of: Any,
+    start: Any = None,
+    *,
+    currency: str | None = None,
+    fx_rates: Mapping[str, float] | None = None,
 ) -> pl.DataFrame:
     """Run `sql/marts/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
     sql = load_sql("marts/calibration_holdout")
-    params = {"calibration_end": calibration_end, "as_of": as_of, "start": start}
+    params = {
+        "calibration_end": calibration_end,
+        "as_of": as_of,
+        "start": start,
+        **fx_parameters(currency, fx_rates),
+    }
     return con.execute(sql, params).pl()
 
 

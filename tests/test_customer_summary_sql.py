@@ -198,3 +198,20 @@ def test_calibration_holdout(con, seed):
     np.testing.assert_array_equal(ours["T_days"], ref["T_cal"])
     assert (ours["holdout_days"] == (as_of - cal_end).days).all()
     assert ref["duration_holdout"].iloc[0] == (as_of - cal_end).days
+
+
+def test_spend_is_converted_into_the_reporting_currency_and_unrated_orders_left_out():
+    con = duckdb.connect()
+    con.execute(ORDERS_DDL)
+    con.execute(
+        "insert into staging.orders (order_id, customer_id, ordered_at, net_amount, currency, "
+        "status) values "
+        "('1', 'x', '2024-01-01', 10, 'USD', 'completed'), "
+        "('2', 'x', '2024-01-02', 10, 'GBP', 'completed'), "
+        "('3', 'x', '2024-01-03', 10, 'JPY', 'completed'), "
+        "('4', 'y', '2024-01-03', 10, 'JPY', 'completed')"
+    )
+    out = customer_summary(con, dt.date(2024, 1, 10), currency="USD", fx_rates={"GBP": 1.25})
+    assert out.select("customer_id", "order_count", "total_spend").rows() == [("x", 2, 22.5)]
+    mixed = customer_summary(con, dt.date(2024, 1, 10)).sort("customer_id")
+    assert mixed["total_spend"].to_list() == [30.0, 10.0]  # no currency given: taken as is

@@ -8,21 +8,31 @@
 --   monetary_value = mean day spend over the repeat days (first day dropped), 0 when frequency = 0,
 --                    computed as (total spend - first day spend) / frequency in one pass.
 --   order_count    = completed order rows (order_id is the staged key, unique after ingestion).
--- Parameters: $as_of (DATE, observation end, inclusive: orders on that day count);
+-- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data), $as_of (DATE, observation end, inclusive: orders on that day count);
 --             $start (DATE or NULL: orders before this day are ignored).
 -- Rows come in no particular order (sorting 1M ids costs more than it is worth here): sort
 -- downstream when order matters. The day filters compare ordered_at with day boundaries instead
 -- of casting every row (same rows: ordered_at < as_of + 1 day <=> day(ordered_at) <= as_of).
-with daily as (
+with rates as (
+    -- Reporting currency at rate 1 plus the configured FX rates; NULL lists = no conversion.
+    select
+        unnest(cast($fx_currencies as varchar[])) as currency,
+        unnest(cast($fx_rates as decimal(18, 6)[])) as rate
+),
+
+daily as (
     select
         customer_id,
         cast(ordered_at as date) as order_day,
         min(ordered_at) as first_at,
         max(ordered_at) as last_at,
         count(*) as orders,
-        sum(net_amount) as day_spend
-    from staging.orders
+        sum(o.net_amount * coalesce(r.rate, 1)) as day_spend
+    from staging.orders as o
+    left join rates as r on r.currency = o.currency
     where status = 'completed'
+        -- orders in a currency with no rate are left out (counted by the caller)
+        and ($fx_currencies is null or r.rate is not null)
         and ordered_at < cast($as_of as date) + 1
         and ($start is null or ordered_at >= cast($start as date))
     group by customer_id, order_day
