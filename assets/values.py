@@ -156,6 +156,16 @@ def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=metadata)
 
 
+def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
+    """(x, t_x, T, m) of a summary in the model's time unit."""
+    return (
+        frame["frequency"].to_numpy(),
+        value_models.to_time_unit(frame["recency_days"].to_numpy(), unit),
+        value_models.to_time_unit(frame["T_days"].to_numpy(), unit),
+        frame["monetary_value"].cast(pl.Float64).to_numpy(),
+    )
+
+
 def _versions() -> str:
     names = ("lifetimes", "numpy", "scipy", "pandas", "duckdb")
     return json.dumps({n: importlib.metadata.version(n) for n in names})
@@ -218,10 +228,7 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
             ("full", full, window["as_of"]),
             ("calibration", cal, window["calibration_end"]),
         ):
-            x = frame["frequency"].to_numpy()
-            t_x = value_models.to_time_unit(frame["recency_days"].to_numpy(), unit)
-            T = value_models.to_time_unit(frame["T_days"].to_numpy(), unit)
-            m = frame["monetary_value"].to_numpy()
+            x, t_x, T, m = model_inputs(frame, unit)
             bg = value_models.fit_bgnbd(
                 x, t_x, T, time_unit=unit, penalizer=window["penalizer"], raise_on_failure=False
             )
@@ -296,10 +303,7 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
         unit = window["time_unit"]
         bg, gg = _fit_params(con, "full")
         summary = read_table(con, "work", "customer_summary")
-        x = summary["frequency"].to_numpy()
-        t_x = value_models.to_time_unit(summary["recency_days"].to_numpy(), unit)
-        T = value_models.to_time_unit(summary["T_days"].to_numpy(), unit)
-        m = summary["monetary_value"].to_numpy()
+        x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
         alive = value_models.p_alive(bg, x, t_x, T)
         columns = {
@@ -386,11 +390,12 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
             con, window["calibration_end"], window["as_of"], **money(window)
         )
         holdout_days = (window["as_of"] - window["calibration_end"]).days
+        x, t_x, T, _ = model_inputs(cal, unit)
         result = value_models.holdout_validation(
             bg,
-            cal["frequency"].to_numpy(),
-            value_models.to_time_unit(cal["recency_days"].to_numpy(), unit),
-            value_models.to_time_unit(cal["T_days"].to_numpy(), unit),
+            x,
+            t_x,
+            T,
             cal["holdout_purchases"].to_numpy(),
             float(value_models.to_time_unit(holdout_days, unit)),
         )
