@@ -107,7 +107,10 @@ def customer_summary(
         left_out = dict(
             con.execute(
                 load_sql("marts/orders_without_rate"),
-                {"as_of": window["as_of"], **value_models.fx_parameters(**money(window))},
+                {
+                    "as_of": window["as_of"],
+                    "fx_currencies": value_models.fx_parameters(**money(window))["fx_currencies"],
+                },
             ).fetchall()
         )
         write_frame(con, "work", "model_window", pl.DataFrame([window]))
