@@ -2,7 +2,9 @@
 
 Synthetic data (generated here, vectorised, fixed seed): 1M customers, 2M orders, 3M social events,
 1M reviews, 100k referrals, and a CLV per customer (gamma-distributed; the CLV module is measured
-elsewhere). Prints wall seconds per stage and the peak resident set size.
+elsewhere). Prints wall seconds per stage and the peak resident set size. The pipeline total
+counts everything from the staged tables onward (identity links, resolved inputs, metrics,
+personas with their RFM features, audiences); generating and staging the data are setup.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_engagement.py [--customers 1000000] [--scale 1.0]
 
@@ -261,7 +263,21 @@ def main() -> None:
         with pl.Config(tbl_rows=20, tbl_cols=9, tbl_width_chars=140):
             print(rates)
         with stage("load resolved inputs"):
-            inputs = {s: resolved(con, s) for s in ("orders", "reviews", "social", "referrals")}
+            # Only the columns the metrics and RFM read (the projection reaches the views).
+            inputs = {
+                "orders": resolved(
+                    con, "orders", columns=["customer_id", "ordered_at", "net_amount", "status"]
+                ),
+                "reviews": resolved(
+                    con, "reviews", columns=["customer_id", "helpful_votes", "verified_purchase"]
+                ),
+                "social": resolved(
+                    con,
+                    "social",
+                    columns=["actor_customer_id", "target_customer_id", "event_type", "platform"],
+                ),
+                "referrals": resolved(con, "referrals"),
+            }
         con.close()
 
         with stage("engagement metrics"):
@@ -292,9 +308,10 @@ def main() -> None:
         print(f"audience rows: {audiences.height:,}")
 
     total = time.perf_counter() - total_start
-    pipeline = sum(t for name, t in TIMINGS if name != "generate synthetic data")
+    setup = ("generate synthetic data", "stage into duckdb")
+    pipeline = sum(t for name, t in TIMINGS if name not in setup)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"{'pipeline (excl. generation)':<28s} {pipeline:7.2f} s")
+    print(f"{'pipeline (from staged)':<28s} {pipeline:7.2f} s")
     print(f"{'total wall':<28s} {total:7.2f} s")
     print(f"peak RSS {peak_kib / 1024 / 1024:.2f} GiB")
     sys.stdout.flush()

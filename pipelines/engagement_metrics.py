@@ -279,9 +279,11 @@ def _normalized_w(edges: pl.DataFrame, n: int) -> sp.csr_matrix:
     w = edges.get_column("weight").to_numpy().astype(np.float64)
     raw = sp.csr_matrix((w, (i, j)), shape=(n, n))
     raw.sum_duplicates()
-    col_total = np.asarray(raw.sum(axis=0)).ravel()
+    col_total = np.bincount(raw.indices, weights=raw.data, minlength=n)
     inv = np.divide(1.0, col_total, out=np.zeros_like(col_total), where=col_total > 0)
-    return (raw @ sp.diags(inv)).tocsr()
+    # Scale each stored entry by its column's inverse total (no sparse x diagonal product).
+    raw.data *= inv[raw.indices]
+    return raw
 
 
 def influence_matrix(edges: pl.DataFrame, n: int, settings: EngagementSettings) -> sp.csr_matrix:
@@ -388,27 +390,28 @@ def customer_influence_value(
     )
     if reactions.height == 0:
         return pl.DataFrame(schema=schema)
-    nodes = (
-        pl.concat([reactions.get_column("influencer"), reactions.get_column("reactor")])
-        .unique()
-        .sort()
-        .to_frame("customer_id")
-        .with_row_index("idx")
-    )
+    influencer = reactions.get_column("influencer")
+    reactor = reactions.get_column("reactor")
+    node_ids = pl.concat([influencer.unique(), reactor.unique()]).unique().sort()
+    nodes = node_ids.to_frame("customer_id").with_row_index("idx")
     n = nodes.height
-    idx_of = nodes.rename({"customer_id": "key"})
-    edges = (
-        reactions.join(idx_of.rename({"key": "influencer", "idx": "i"}), on="influencer")
-        .join(idx_of.rename({"key": "reactor", "idx": "j"}), on="reactor")
-        .select("i", "j", "weight")
+    # Integer index of each customer id: its position among the sorted node ids (one cast to an
+    # Enum over the node ids, instead of a string join per column).
+    node_enum = pl.Enum(node_ids)
+    edges = pl.DataFrame(
+        {
+            "i": influencer.cast(node_enum).to_physical(),
+            "j": reactor.cast(node_enum).to_physical(),
+            "weight": reactions.get_column("weight"),
+        }
     )
-    pairs = (
-        credited.select("referrer_customer_id", "referee_customer_id")
-        .join(idx_of.rename({"key": "referrer_customer_id", "idx": "i"}), on="referrer_customer_id")
-        .join(idx_of.rename({"key": "referee_customer_id", "idx": "j"}), on="referee_customer_id")
+    pairs = credited.select("referrer_customer_id", "referee_customer_id").filter(
+        pl.col("referrer_customer_id").is_in(node_ids.implode())
+        & pl.col("referee_customer_id").is_in(node_ids.implode())
     )
-    pi = pairs.get_column("i").to_numpy().astype(np.int64)
-    pj = pairs.get_column("j").to_numpy().astype(np.int64)
+    pi = pairs.get_column("referrer_customer_id").cast(node_enum).to_physical().to_numpy()
+    pj = pairs.get_column("referee_customer_id").cast(node_enum).to_physical().to_numpy()
+    pi, pj = pi.astype(np.int64), pj.astype(np.int64)
     terms = _influence_terms(edges, n, settings, pi, pj)
 
     grand = terms.row_sum.sum()

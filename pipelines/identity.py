@@ -11,9 +11,19 @@ The rules live in `sql/identity/identity_links.sql` (read it for the full list);
   else by referee_email;
 * unresolved rows are kept with customer_id NULL and counted in the match rates.
 
-The statements read `staging.*` and write `intermediate.identity_links`. No Dagster import here.
+`intermediate.identity_links` holds one row per source, role and distinct normalised value (with
+`source_rows`, how many source rows carry it), not one row per source row: the customers' keys
+first (the dictionary the other sources resolve against), then the event sources' values. The
+per-row resolution is a set of views, `intermediate.<source>_resolution`, computed on read by
+joining each staged row on its normalised key; the links aggregate the same views, so links, match
+rates and the metrics' inputs apply one definition of the rules. Match rates count source rows
+(sum of `source_rows`), so they mean what they meant when there was one link per row.
+
+The statements read `staging.*` and write `intermediate.identity_links` and the four views. No
+Dagster import here.
 """
 
+from collections.abc import Sequence
 from typing import Literal
 
 import duckdb
@@ -22,7 +32,15 @@ import polars as pl
 from pipelines.sql import load_sql
 
 # Statements that build the links table, in order (one statement per file).
-BUILD_STATEMENTS = ("identity/create_schema", "identity/identity_links")
+BUILD_STATEMENTS = (
+    "identity/create_schema",
+    "identity/identity_links",
+    "identity/orders_resolution",
+    "identity/reviews_resolution",
+    "identity/social_resolution",
+    "identity/referrals_resolution",
+    "identity/identity_links_sources",
+)
 
 ResolvedSource = Literal["orders", "reviews", "social", "referrals"]
 _RESOLVED_QUERIES: dict[str, str] = {
@@ -41,16 +59,30 @@ def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Per source and role: rows, resolved, unresolved, counts per rule and the match rate."""
+    """Per source and role: rows, resolved, unresolved, counts per rule, the match rate (all
+    counted over source rows) and distinct_values (the number of link rows)."""
     return con.execute(load_sql("identity/match_rates")).pl()
 
 
-def resolved(con: duckdb.DuckDBPyConnection, source: ResolvedSource) -> pl.DataFrame:
+def resolved(
+    con: duckdb.DuckDBPyConnection,
+    source: ResolvedSource,
+    *,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
     """A staged source joined to its resolved customer ids (the inputs of the metrics).
 
     orders / reviews: `customer_id`; social: `actor_customer_id`, `target_customer_id`;
     referrals: `referrer_customer_id`, `referee_customer_id`. NULL where unresolved.
+    columns: only these output columns (names checked against the query's own columns); the
+    projection reaches the view, so unread columns are never scanned or transferred.
     """
     if source not in _RESOLVED_QUERIES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(_RESOLVED_QUERIES)}")
-    return con.execute(load_sql(_RESOLVED_QUERIES[source])).pl()
+    relation = con.sql(load_sql(_RESOLVED_QUERIES[source]))
+    if columns is None:
+        return relation.pl()
+    unknown = [c for c in columns if c not in relation.columns]
+    if unknown:
+        raise ValueError(f"unknown columns {unknown} for {source!r}; expected {relation.columns}")
+    return relation.select(*(duckdb.ColumnExpression(c) for c in columns)).pl()

@@ -437,3 +437,21 @@ def test_civ_matches_dense_definition(order):
             assert by_id[cid]["cie"] == pytest.approx(cie_expected[k], abs=1e-12)
         else:
             assert civ_expected[k] == 0.0
+
+
+def test_referral_pairs_outside_the_social_graph_are_ignored_by_civ():
+    # Node indices come from an Enum over the graph's customers: a credited referral whose
+    # referrer or referee never appears in the graph excludes nothing and does not fail.
+    social = _social([("B", "A", "like", "instagram"), ("C", "A", "comment", "instagram")])
+    referrals = _referrals(
+        [
+            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "Z"},
+            {"referral_id": "r2", "referrer_customer_id": "Y", "referee_customer_id": "B"},
+        ]
+    )
+    clv = _clv({"A": 0.0, "B": 30.0, "C": 90.0, "Y": 0.0, "Z": 50.0})
+    out = engagement_values(clv, EMPTY_REVIEWS, social, referrals, NO_DISCOUNT)
+    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert row["A"]["civ"] == pytest.approx(120.0)  # all of B's and C's value, nothing excluded
+    assert row["A"]["civ_referral_excluded"] == 0.0
+    assert row["Y"]["civ"] == 0.0 and row["Y"]["crv"] == pytest.approx(20.0)

@@ -118,10 +118,20 @@ def _links(con) -> pl.DataFrame:
     return con.execute("select * from intermediate.identity_links").pl()
 
 
-def _resolved_id(links: pl.DataFrame, source: str, role: str, key: str):
-    row = links.filter(
-        (pl.col("source") == source) & (pl.col("role") == role) & (pl.col("source_key") == key)
+def _link(links: pl.DataFrame, source: str, role: str, value: str | None):
+    """The link row of one distinct normalised value in a source and role."""
+    value_match = (
+        pl.col("normalized_value").is_null()
+        if value is None
+        else pl.col("normalized_value") == value
     )
+    row = links.filter((pl.col("source") == source) & (pl.col("role") == role) & value_match)
+    assert row.height == 1, row
+    return row.row(0, named=True)
+
+
+def _row(frame: pl.DataFrame, key_column: str, key: str) -> dict:
+    row = frame.filter(pl.col(key_column) == key)
     assert row.height == 1, row
     return row.row(0, named=True)
 
@@ -130,51 +140,61 @@ def test_shared_email_goes_to_earliest_signup(con):
     build_identity_links(con)
     links = _links(con)
     # c1 and c3 share ann@example.com (case and whitespace differ); c3 signed up first.
-    assert _resolved_id(links, "customers", "email", "c1")["customer_id"] == "c3"
-    assert _resolved_id(links, "customers", "email", "c3")["customer_id"] == "c3"
-    assert _resolved_id(links, "customers", "email", "c1")["normalized_value"] == "ann@example.com"
+    ann = _link(links, "customers", "email", "ann@example.com")
+    assert (ann["customer_id"], ann["source_rows"]) == ("c3", 2)  # two profiles carry it
+    assert _link(links, "customers", "email", "bob@example.com")["source_rows"] == 1
 
 
 def test_handle_normalisation_and_owner(con):
     build_identity_links(con)
     links = _links(con)
     # '@Ann_1' (c1) and 'ann_1' (c3) are the same handle; c3 signed up first.
-    handle_rows = links.filter(
-        (pl.col("role") == "handle") & (pl.col("normalized_value") == "ann_1")
-    )
-    assert set(handle_rows.get_column("customer_id")) == {"c3"}
-    actor = _resolved_id(links, "social", "actor", "s1")
-    assert (actor["normalized_value"], actor["customer_id"], actor["match_rule"]) == (
-        "deedee",
-        "c4",
-        "handle",
-    )
-    assert _resolved_id(links, "social", "target", "s1")["customer_id"] == "c3"
-    assert _resolved_id(links, "social", "actor", "s2")["customer_id"] == "c1"
+    handle = _link(links, "customers", "handle", "ann_1")
+    assert (handle["customer_id"], handle["source_rows"]) == ("c3", 2)
+    # s1 '@deedee' and s4 'deedee': one link row for the normalised handle, carried by two events.
+    actor = _link(links, "social", "actor", "deedee")
+    assert (actor["customer_id"], actor["match_rule"], actor["source_rows"]) == ("c4", "handle", 2)
+    social = resolved(con, "social")
+    assert _row(social, "event_id", "s1")["target_customer_id"] == "c3"
+    assert _row(social, "event_id", "s2")["actor_customer_id"] == "c1"
 
 
 def test_unresolved_rows_are_kept_and_counted(con):
     rates = build_identity_links(con)
     links = _links(con)
-    stranger = _resolved_id(links, "social", "actor", "s3")
+    stranger = _link(links, "social", "actor", "stranger")
     assert stranger["customer_id"] is None and stranger["match_rule"] is None
-    # A tweet without a target handle has no target row.
-    assert links.filter((pl.col("role") == "target") & (pl.col("source_key") == "s4")).height == 0
+    assert stranger["source_rows"] == 1
+    # A tweet without a target handle has no target link: 3 of the 4 events have a target.
+    targets = links.filter((pl.col("source") == "social") & (pl.col("role") == "target"))
+    assert targets.get_column("source_rows").sum() == 3
     actor = rates.filter((pl.col("source") == "social") & (pl.col("role") == "actor")).row(
         0, named=True
     )
+    # Counted over source rows (4 events), not over distinct handles (3).
     assert (actor["rows"], actor["resolved"], actor["unresolved"]) == (4, 3, 1)
+    assert actor["distinct_values"] == 3
     assert actor["match_rate"] == pytest.approx(0.75)
 
 
 def test_orders_fall_back_to_email(con):
     build_identity_links(con)
-    links = _links(con)
-    o1 = _resolved_id(links, "orders", "buyer", "o1")
+    orders = resolved(con, "orders")
+    o1 = _row(orders, "order_id", "o1")
     assert (o1["customer_id"], o1["match_rule"]) == ("c2", "customer_id")
-    o2 = _resolved_id(links, "orders", "buyer", "o2")
+    o2 = _row(orders, "order_id", "o2")
     assert (o2["customer_id"], o2["match_rule"]) == ("c4", "email")
-    assert _resolved_id(links, "orders", "buyer", "o3")["customer_id"] is None
+    assert _row(orders, "order_id", "o3")["customer_id"] is None
+    links = _links(con)
+    by_email = _link(links, "orders", "buyer", "dee@example.com")
+    assert (by_email["key_type"], by_email["customer_id"], by_email["match_rule"]) == (
+        "email",
+        "c4",
+        "email",
+    )
+    # Unresolved: the key shown is the email (legacy-8 is unknown and the email matches nobody).
+    unresolved = _link(links, "orders", "buyer", "nobody@example.com")
+    assert unresolved["customer_id"] is None and unresolved["source_rows"] == 1
 
 
 def test_review_by_email_only(con):
@@ -203,3 +223,58 @@ def test_rebuild_is_idempotent(con):
     first = build_identity_links(con)
     second = build_identity_links(con)
     assert first.equals(second)
+
+
+def test_links_hold_one_row_per_distinct_value(con):
+    build_identity_links(con)
+    links = _links(con)
+    keys = ["source", "role", "key_type", "normalized_value"]
+    assert links.select(keys).is_duplicated().sum() == 0
+    assert set(links.columns) == {
+        "source",
+        "role",
+        "key_type",
+        "normalized_value",
+        "customer_id",
+        "match_rule",
+        "source_rows",
+    }
+
+
+def test_match_rates_equal_the_resolved_rows(con):
+    """The links (aggregated from distinct values) and the per-row resolution the metrics read
+    apply the same rules: the counts per source, role and rule agree row for row."""
+    rates = build_identity_links(con)
+    by_role = {(r["source"], r["role"]): r for r in rates.iter_rows(named=True)}
+
+    def check(source, role, frame, id_col, rule_col):
+        rate = by_role[(source, role)]
+        assert rate["rows"] == frame.height
+        assert rate["resolved"] == frame.get_column(id_col).is_not_null().sum()
+        rules = frame.get_column(rule_col).value_counts()
+        counts = dict(zip(rules.get_column(rule_col), rules.get_column("count"), strict=True))
+        assert rate["by_customer_id"] == counts.get("customer_id", 0)
+        assert rate["by_email"] == counts.get("email", 0)
+        assert rate["by_handle"] == counts.get("handle", 0)
+
+    check("orders", "buyer", resolved(con, "orders"), "customer_id", "match_rule")
+    check("reviews", "author", resolved(con, "reviews"), "customer_id", "match_rule")
+    refs = resolved(con, "referrals")
+    check("referrals", "referee", refs, "referee_customer_id", "referee_match_rule")
+    assert (
+        by_role[("referrals", "referrer")]["resolved"]
+        == refs.get_column("referrer_customer_id").is_not_null().sum()
+    )
+    social = con.execute("select * from intermediate.social_resolution").pl()
+    check("social", "actor", social, "actor_customer_id", "actor_match_rule")
+    targets = social.filter(pl.col("has_target"))
+    check("social", "target", targets, "target_customer_id", "target_match_rule")
+
+
+def test_resolved_column_subset(con):
+    build_identity_links(con)
+    social = resolved(con, "social", columns=["actor_customer_id", "event_type"])
+    assert social.columns == ["actor_customer_id", "event_type"]
+    assert social.height == 4
+    with pytest.raises(ValueError, match="unknown columns"):
+        resolved(con, "social", columns=["actor_customer_id", "drop table x"])

@@ -1,13 +1,11 @@
 -- Staged reviews with the resolved author (customer_id NULL when unresolved).
 select
-    r.review_id,
-    l.customer_id,
-    l.match_rule,
-    r.product_id,
-    r.rating,
-    r.helpful_votes,
-    r.verified_purchase,
-    r.created_at
-from staging.reviews as r
-left join intermediate.identity_links as l
-    on l.source = 'reviews' and l.role = 'author' and l.source_key = r.review_id
+    review_id,
+    customer_id,
+    match_rule,
+    product_id,
+    rating,
+    helpful_votes,
+    verified_purchase,
+    created_at
+from intermediate.reviews_resolution
