@@ -1,0 +1,153 @@
+"""Benchmark: the cost of versioning, time travel latency, and disk growth over daily runs.
+
+    .venv/bin/python benchmarks/bench_versions.py --customers 1000000     # publish + time travel
+    .venv/bin/python benchmarks/bench_versions.py --daily-runs 30         # sample, 30 daily runs
+
+Targets (issue 5): publishing all marts as a version for 1M customers costs <= 10 s over the
+unversioned write; a point query on any retained version answers in under a second; disk growth
+is bounded by the retention policy.
+"""
+
+import argparse
+import datetime as dt
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from pipelines import versions
+from pipelines.warehouse import write_frame
+
+MARTS = ("customer_rfm", "customer_value", "engagement_value", "customer_persona")
+
+
+def synthetic_marts(n: int, seed: int) -> dict[str, pl.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ids = pl.Series("customer_id", [f"C{i:07d}" for i in range(n)])
+    segments = np.array(["Champions", "At Risk", "Hibernating", "Loyal Customers", "Promising"])
+    quadrants = np.array(["Champions", "Affluents", "Advocates", "Misers"])
+    floats = lambda k: {f"v{i}": rng.gamma(2.0, 50.0, n) for i in range(k)}  # noqa: E731
+    return {
+        "customer_rfm": pl.DataFrame(
+            {
+                "customer_id": ids,
+                "segment": segments[rng.integers(0, 5, n)],
+                "r_score": rng.integers(1, 6, n),
+                "f_score": rng.integers(1, 6, n),
+                "m_score": rng.integers(1, 6, n),
+                **floats(3),
+            }
+        ),  # fmt: skip
+        "customer_value": pl.DataFrame({"customer_id": ids, **floats(10)}),
+        "engagement_value": pl.DataFrame(
+            {
+                "customer_id": ids,
+                "quadrant": quadrants[rng.integers(0, 4, n)],
+                "cev": rng.gamma(2.0, 80.0, n),
+                **floats(14),
+            }
+        ),  # fmt: skip
+        "customer_persona": pl.DataFrame({"customer_id": ids, "persona_id": rng.integers(0, 5, n)}),
+    }
+
+
+def publish_cost(customers: int, versions_to_publish: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        con = duckdb.connect(str(Path(tmp) / "bench.duckdb"))
+        plain_total = versioned_total = 0.0
+        for k in range(versions_to_publish):
+            frames = synthetic_marts(customers, seed=k)
+            for name, frame in frames.items():
+                write_frame(con, "work", name, frame)
+            started = time.perf_counter()
+            con.execute("CREATE SCHEMA IF NOT EXISTS plain")
+            for name in MARTS:  # the unversioned write: replace the table
+                con.execute(f"CREATE OR REPLACE TABLE plain.{name} AS SELECT * FROM work.{name}")
+            plain = time.perf_counter() - started
+            started = time.perf_counter()
+            snapshot = versions.publish(
+                con, list(MARTS), run_id="bench", partition_key=None,
+                as_of=str(dt.date(2026, 1, 1) + dt.timedelta(days=k)), settings={},
+            )  # fmt: skip
+            versioned = time.perf_counter() - started
+            plain_total += plain
+            versioned_total += versioned
+            print(
+                f"version {snapshot.snapshot_id}: unversioned write {plain:6.2f} s, "
+                f"versioned publish {versioned:6.2f} s, overhead {versioned - plain:6.2f} s"
+            )
+        latencies = []
+        for k in range(1, versions_to_publish + 1):
+            for customer in ("C0000042", f"C{customers - 1:07d}"):
+                started = time.perf_counter()
+                rows = con.execute(
+                    "SELECT * FROM marts.customer_value_at($v) WHERE customer_id = $c",
+                    {"v": k, "c": customer},
+                ).fetchall()
+                latencies.append(time.perf_counter() - started)
+                assert len(rows) == 1
+        size = os.path.getsize(Path(tmp) / "bench.duckdb")
+        con.close()
+    print(f"{customers:,} customers, {len(MARTS)} marts, {versions_to_publish} versions")
+    print(f"mean overhead of versioning per publish: "
+          f"{(versioned_total - plain_total) / versions_to_publish:.2f} s")  # fmt: skip
+    print(f"time travel point query: max {max(latencies) * 1000:.0f} ms, "
+          f"median {np.median(latencies) * 1000:.0f} ms over {len(latencies)} queries")  # fmt: skip
+    print(f"warehouse file: {size / 1024**2:.0f} MiB")
+
+
+def daily_runs(runs: int, keep_versions: int) -> None:
+    """Real runs of the whole graph on the bundled sample, retention after each, file size."""
+    from pipelines.definitions import defs
+    from pipelines.partitions import current_partition_key
+    from pipelines.resources import (
+        EngagementConfig,
+        ExportsResource,
+        ModelSettings,
+        RetentionPolicy,
+        warehouse_resource,
+    )
+    from pipelines.settings import SAMPLE_DATA_DIR
+
+    with tempfile.TemporaryDirectory() as tmp:
+        database = Path(tmp) / "w.duckdb"
+        resources = {
+            "warehouse": warehouse_resource(database),
+            "exports": ExportsResource(data_dir=str(SAMPLE_DATA_DIR)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(Path(tmp) / "audiences")),
+            "retention": RetentionPolicy(keep_versions=keep_versions, keep_days=10_000),
+        }
+        pipeline = defs.resolve_job_def("engagement_pipeline")
+        retention = defs.resolve_job_def("version_retention")
+        for run in range(1, runs + 1):
+            started = time.perf_counter()
+            result = pipeline.execute_in_process(
+                resources=resources, partition_key=current_partition_key()
+            )
+            assert result.success
+            assert retention.execute_in_process(resources=resources).success
+            size = database.stat().st_size
+            print(f"run {run:3}: {time.perf_counter() - started:5.1f} s, "
+                  f"warehouse {size / 1024**2:6.1f} MiB")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=0)
+    parser.add_argument("--versions", type=int, default=5)
+    parser.add_argument("--daily-runs", type=int, default=0)
+    parser.add_argument("--keep-versions", type=int, default=30)
+    args = parser.parse_args()
+    if args.customers:
+        publish_cost(args.customers, args.versions)
+    if args.daily_runs:
+        daily_runs(args.daily_runs, args.keep_versions)
+
+
+if __name__ == "__main__":
+    main()
