@@ -176,3 +176,64 @@ def test_cdnow_through_the_assets_reproduces_fader_hardie_lee_2005(tmp_path):
     snapshot = counts(database, "SELECT as_of, settings FROM marts.snapshots")[0]
     assert str(snapshot[0]) == "1998-06-30"
     assert json.loads(snapshot[1])["time_unit"] == "W"
+
+
+def test_backfilled_month_builds_history_without_moving_the_current_version(
+    tiny_retailer, tmp_path
+):
+    database = tmp_path / "w.duckdb"
+    assert run_graph(tiny_retailer, database).success
+    current = counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value")
+
+    assert run_graph(tiny_retailer, database, partition="2025-12-01").success
+
+    snapshots = counts(
+        database,
+        "SELECT snapshot_id, as_of::VARCHAR, partition_key, is_current FROM marts.snapshots",
+    )
+    assert snapshots[1] == (2, "2025-12-31", "2025-12-01", False)
+    assert snapshots[0][1] == "2026-06-30" and snapshots[0][3]
+    assert counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value") == current
+    # The December version only knows what happened by December 31st.
+    last = counts(database, "SELECT max(last_order_at) FROM work.customer_summary")[0][0]
+    assert str(last) < "2026-01-01"
+    # Nothing earlier than December is retained, so that version has no migration; January does.
+    migration_2 = "SELECT count(*) FROM marts.segment_migration WHERE to_snapshot = 2"
+    assert counts(database, migration_2) == [(0,)]
+    assert run_graph(tiny_retailer, database, partition="2026-01-01").success
+    moves = counts(
+        database, "SELECT DISTINCT from_snapshot FROM marts.segment_migration WHERE to_snapshot = 3"
+    )
+    assert moves == [(2,)]
+
+
+def test_degenerate_data_fails_the_fit_check_and_publishes_nothing(tmp_path):
+    exports = tmp_path / "exports"
+    rows = [
+        {
+            "order_id": f"o{i}",
+            "customer_id": f"c{i}",
+            "ordered_at": f"2025-0{1 + i % 9}-1{i % 10}",
+            "net_amount": "20.00",
+            "currency": "USD",
+            "status": "completed",
+            "channel": "web",
+        }
+        for i in range(60)
+    ]  # fmt: skip  -- everybody bought exactly once
+    from tests.conftest import write_csv
+
+    write_csv(exports / "orders" / "once.csv", rows)
+    database = tmp_path / "w.duckdb"
+
+    result = run_graph(exports, database)
+
+    assert not result.success
+    check = next(
+        c for c in result.get_asset_check_evaluations() if c.check_name == "fits_converged"
+    )
+    assert not check.passed
+    assert "degenerate" in (check.description or "") or "bought once" in (check.description or "")
+    assert counts(
+        database, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'snapshots'"
+    ) == [(0,)] or counts(database, "SELECT count(*) FROM marts.snapshots") == [(0,)]
