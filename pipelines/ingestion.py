@@ -7,22 +7,28 @@ How a source is ingested (`ingest_source`):
 1. List the export files under `<data_dir>/<source>/` (`.csv` and `.parquet`; anything else is an
    error naming the file). A file whose path and content hash were ingested before is skipped; a
    file whose content changed replaces the rows it staged before.
-2. Read each file as text (header names trimmed and lower-cased, a UTF-8 BOM dropped). A missing
-   required column or an unreadable file raises `IngestError` naming the file, before any table
-   is touched.
+2. Check every file's header first (names trimmed and lower-cased, a UTF-8 BOM dropped): a file
+   that cannot be opened or misses a required column raises `IngestError` naming the file, before
+   any table is touched. Then read the files as text, in batches, inside one transaction (step 4);
+   a file found unreadable further in raises `IngestError` naming it and the transaction rolls
+   back, so no table changes either.
 3. Parse each column to the type its contract declares; text that does not parse is a failure
    (`unparseable_<type>`), never a silent NULL. Validate the typed rows with the Pandera model.
-4. In one DuckDB transaction: drop rows of changed files, quarantine repeated keys (the first
-   occurrence by file path and row wins), insert the good rows and the quarantine rows, record the
-   files. Then check the reconciliation inside the transaction and roll back if it does not hold.
+4. In one DuckDB transaction: drop rows of changed files; append each batch's good rows to the
+   staged table on a thread while the next batch is parsed, holding back repeated keys (the first
+   occurrence by file path and row wins); insert the quarantine rows, record the files. Then check
+   the reconciliation inside the transaction and roll back if it does not hold.
 
 No Dagster import: the assets in `assets/ingest.py` are a thin layer over `ingest_source`.
 """
 
 import hashlib
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +42,9 @@ from pipelines.sql import load_sql, quote_identifier
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Rows per validation batch: bounds memory on big drops while keeping per-batch overhead small.
-BATCH_ROWS = 2_000_000
+BATCH_ROWS = 1_000_000
+# A column of a batch while it is appended: the row's key is the first of its kind in the batch.
+FIRST_IN_BATCH = "__first_in_batch"
 
 DUCKDB_TYPES = {
     pl.String: "VARCHAR",
@@ -55,6 +63,9 @@ TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M",
     "%Y-%m-%d",
 )
+# The form most exports use, parsed on polars' fast path: "2024-03-01 10:00:00", with "T" for
+# the space and/or an offset of zero ("+00:00" or "Z"). ASCII digits only.
+CANONICAL_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\+00:00|Z)?$"
 TRUE_TEXT = ("true", "t", "yes", "y", "1")
 FALSE_TEXT = ("false", "f", "no", "n", "0")
 
@@ -137,6 +148,53 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _unreadable(export: ExportFile, exc: Exception) -> IngestError:
+    return IngestError(f"{export.relpath}: unreadable {export.path.suffix} file: {exc}")
+
+
+def _columns(
+    export: ExportFile, names: list[str], source: Source
+) -> tuple[dict[str, str], list[str]]:
+    """Header names as read -> contract names, and the names the contract does not know.
+
+    Raises `IngestError` naming the file if a required column is missing.
+    """
+    renamed = {c: c.replace("\ufeff", "").strip().lower() for c in names}
+    found = set(renamed.values())
+    if len(found) < len(renamed):
+        repeated = sorted({c for c in renamed.values() if list(renamed.values()).count(c) > 1})
+        raise IngestError(f"{export.relpath}: repeated column(s) {', '.join(repeated)}")
+    missing = [c for c in source.required_columns if c not in found]
+    if missing:
+        raise IngestError(
+            f"{export.relpath}: missing required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(renamed.values()) or 'no header'})"
+        )
+    return renamed, [c for c in renamed.values() if c not in source.columns]
+
+
+def check_header(export: ExportFile, source: Source) -> list[str]:
+    """Fail (`IngestError` naming the file) if the file cannot be opened or misses a column.
+
+    Cheap (reads the header or the Parquet footer only): run on every file before any table
+    changes. Returns the names of columns the contract does not know.
+    """
+    try:
+        if export.path.suffix.lower() == ".csv":
+            names = pl.read_csv(
+                export.path, n_rows=0, infer_schema=False, encoding="utf8", raise_if_empty=False
+            ).columns
+        else:
+            names = list(pl.read_parquet_schema(export.path))
+    except Exception as exc:  # polars raises several types; all mean the same to a user
+        raise _unreadable(export, exc) from exc
+    try:
+        return _columns(export, names, source)[1]
+    except IngestError:
+        read_raw(export, source)  # an unreadable file is reported as such, as a full read would
+        raise
+
+
 def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str]]:
     """The file's rows as text, in contract column order, with `source_file` and `source_row`.
 
@@ -150,26 +208,20 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
             )
         else:
             frame = pl.read_parquet(export.path)
-            frame = frame.with_columns(pl.all().cast(pl.String))
     except Exception as exc:  # polars raises several types; all mean the same to a user
-        raise IngestError(f"{export.relpath}: unreadable {export.path.suffix} file: {exc}") from exc
+        raise _unreadable(export, exc) from exc
 
-    renamed = {c: c.replace("\ufeff", "").strip().lower() for c in frame.columns}
-    frame = frame.rename(renamed)
-    missing = [c for c in source.required_columns if c not in frame.columns]
-    if missing:
-        raise IngestError(
-            f"{export.relpath}: missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(frame.columns) or 'no header'})"
-        )
-    extra = [c for c in frame.columns if c not in source.columns]
-    frame = frame.with_columns(
-        [pl.lit(None, dtype=pl.String).alias(c) for c in source.columns if c not in frame.columns]
-    )
+    renamed, extra = _columns(export, frame.columns, source)
+    by_name = {new: old for old, new in renamed.items()}
     frame = frame.select(
         pl.lit(export.relpath).alias("source_file"),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
-        *source.columns,
+        *[
+            pl.col(by_name[c]).cast(pl.String).alias(c)
+            if c in by_name
+            else pl.lit(None, dtype=pl.String).alias(c)
+            for c in source.columns
+        ],
     )
     return frame, extra
 
@@ -183,32 +235,55 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     exprs = []
     for name in source.columns:
         col = pl.col(name).str.strip_chars()
-        col = pl.when(col.str.len_bytes() == 0).then(None).otherwise(col)
         if name in source.casefold:
             col = col.str.to_lowercase()
         if name in source.upcase:
             col = col.str.to_uppercase()
-        exprs.append(col.alias(name))
+        exprs.append(col.replace("", None).alias(name))
     return raw.with_columns(exprs)
 
 
 def _parse_timestamps(text: pl.Series) -> pl.Series:
-    text = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
-    parsed = text.str.strptime(pl.Datetime("us"), TIMESTAMP_FORMATS[0], strict=False)
+    """Timestamps as naive UTC; NULL where the text is none of the accepted forms.
+
+    Most exports write one canonical form (`2024-03-01 10:00:00`, with "T" and/or "+00:00" or "Z"
+    in some), which polars parses on its fast path after a cheap rewrite to
+    `YYYY-MM-DD HH:MM:SS`. Only the rest goes through the general formats, each tried on the rows
+    still unparsed. The general formats accept disjoint texts (with an offset, with seconds, with
+    minutes only, date only), so the order of the attempts cannot change a result; the fast path
+    gives the value the general formats give (tests compare both on edge cases).
+    """
+    canonical = text.str.contains(CANONICAL_TIMESTAMP)
+    parsed = pl.select(
+        pl.when(pl.lit(canonical))
+        .then(
+            pl.concat_str(
+                pl.lit(text).str.slice(0, 10), pl.lit(" "), pl.lit(text).str.slice(11, 8)
+            ).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+        )
+        .alias(text.name)
+    ).to_series()
     todo = parsed.is_null() & text.is_not_null()
     if not todo.any():
         return parsed
-    rest = text.filter(todo)
-    candidates = []
-    for fmt in TIMESTAMP_FORMATS[1:]:
-        attempt = rest.str.strptime(
+    return parsed.scatter(todo.arg_true(), _parse_timestamps_general(text.filter(todo)))
+
+
+def _parse_timestamps_general(text: pl.Series) -> pl.Series:
+    """Every accepted timestamp form, each format tried only on the rows not parsed yet."""
+    text = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+    parsed = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us"))
+    for fmt in TIMESTAMP_FORMATS:
+        todo = parsed.is_null() & text.is_not_null()
+        if not todo.any():
+            break
+        attempt = text.filter(todo).str.strptime(
             pl.Datetime("us", "UTC") if "z" in fmt else pl.Datetime("us"), fmt, strict=False
         )
         if attempt.dtype.time_zone is not None:  # type: ignore[union-attr]
             attempt = attempt.dt.replace_time_zone(None)
-        candidates.append(attempt)
-    filled = pl.select(pl.coalesce(candidates)).to_series()
-    return parsed.scatter(todo.arg_true(), filled)
+        parsed = parsed.scatter(todo.arg_true(), attempt)
+    return parsed
 
 
 def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
@@ -336,13 +411,12 @@ def quarantine_rows(
         .unique(maintain_order=True)
         .alias("reasons"),
     )
-    raw_rows = raw.with_row_index("index").select(
-        pl.col("index").cast(pl.Int64),
-        "source_file",
-        "source_row",
-        pl.struct(source.columns).struct.json_encode().alias("raw_values"),
+    # Only the failing rows are looked up and encoded as JSON (a batch has millions of good ones).
+    raw_rows = raw.select(
+        pl.col("source_file", "source_row").gather(per_row["index"]),
+        pl.struct(source.columns).gather(per_row["index"]).struct.json_encode().alias("raw_values"),
     )
-    return per_row.join(raw_rows, on="index", how="left").select(
+    return pl.concat([per_row, raw_rows], how="horizontal").select(
         pl.lit(source.name).alias("source"),
         "source_file",
         "source_row",
@@ -387,8 +461,10 @@ def check_batch(
         nulls_equal=False,
     )
     failures = pl.concat([parse_failures, check_failures])
-    bad_index = failures["index"].unique()
-    good = typed.filter(~pl.int_range(0, pl.len(), dtype=pl.Int64).is_in(bad_index.implode()))
+    good = typed
+    if failures.height:
+        bad = pl.repeat(False, typed.height, dtype=pl.Boolean, eager=True)
+        good = typed.filter(~bad.scatter(failures["index"], True))
     return good, quarantine_rows(raw, failures, source, run_id, at)
 
 
@@ -420,14 +496,14 @@ def staged_table_ddl(source: Source) -> str:
 
 
 def _batches(
-    exports: list[ExportFile], source: Source, report: IngestReport
+    exports: list[ExportFile], source: Source, rows_read: dict[str, int]
 ) -> Iterator[pl.DataFrame]:
+    """The files' rows in batches of about BATCH_ROWS, files in order; counts rows per file."""
     pending: list[pl.DataFrame] = []
     rows = 0
     for export in exports:
-        frame, extra = read_raw(export, source)
-        if extra:
-            report.ignored_columns[export.relpath] = extra
+        frame, _ = read_raw(export, source)
+        rows_read[export.relpath] = frame.height
         pending.append(frame)
         rows += frame.height
         if rows >= BATCH_ROWS:
@@ -435,6 +511,17 @@ def _batches(
             pending, rows = [], 0
     if pending:
         yield pl.concat(pending)
+
+
+# The keys of a batch that are staged already: from an earlier ingest (`staged_before`), or from an
+# earlier batch of this one (files in $files; the transaction sees its own rows).
+# {key} and {table} come from the contracts' allow-list.
+STAGED_KEYS_SQL = """
+SELECT b.key_value, bool_or(NOT list_contains($files, t.source_file)) AS staged_before
+FROM staging.{table} AS t
+JOIN batch_keys AS b ON t.{key} = b.key_value
+GROUP BY b.key_value
+"""
 
 
 def ingest_source(
@@ -459,22 +546,33 @@ def ingest_source(
     }
     exports = discover_files(Path(data_dir), source)
     report.files_seen = len(exports)
-    todo: list[tuple[ExportFile, str]] = []
-    for export in exports:
-        previous = known.get(export.relpath)
-        if previous and previous[1:] == (export.size_bytes, export.mtime_ns):
-            report.files_skipped += 1
-            continue
-        digest = file_sha256(export.path)
-        if previous and previous[0] == digest:
-            report.files_skipped += 1
-            continue
-        todo.append((export, digest))
-        if previous:
+    # Hashing ~1 GB of exports is seconds of CPU: new files are hashed on a thread (hashlib
+    # releases the GIL) while their rows are parsed; only a file seen before with another size or
+    # mtime needs its hash now, to tell a changed file from a touched one.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+        todo: list[tuple[ExportFile, Future[str]]] = []
+        for export in exports:
+            previous = known.get(export.relpath)
+            if previous is None:
+                todo.append((export, hasher.submit(file_sha256, export.path)))
+                continue
+            if previous[1:] == (export.size_bytes, export.mtime_ns):
+                report.files_skipped += 1
+                continue
+            digest = file_sha256(export.path)
+            if previous[0] == digest:
+                report.files_skipped += 1
+                continue
+            done: Future[str] = Future()
+            done.set_result(digest)
+            todo.append((export, done))
             report.files_replaced.append(export.relpath)
-
-    if todo:
-        _stage(con, source, todo, report, run_id, at)
+        try:
+            if todo:
+                _stage(con, source, todo, report, run_id, at)
+        finally:
+            for _, digest_future in todo:
+                digest_future.cancel()
     report.quarantine_by_reason = dict(
         con.execute(load_sql("staging/quarantine_by_reason"), {"source": source.name}).fetchall()
     )
@@ -485,32 +583,32 @@ def ingest_source(
 def _stage(
     con: duckdb.DuckDBPyConnection,
     source: Source,
-    todo: list[tuple[ExportFile, str]],
+    todo: list[tuple[ExportFile, Future[str]]],
     report: IngestReport,
     run_id: str,
     at: datetime,
 ) -> None:
     table = source.name
+    staged_table = f"staging.{quote_identifier(table)}"
     columns = ", ".join(quote_identifier(c) for c in [*source.columns, "source_file", "source_row"])
-    # Read and check every file first: a file that cannot be read fails the run here, before any
-    # staged table changes. Good rows wait in a temporary table, quarantine rows in memory.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE batch_rows AS "
-        f"SELECT {columns} FROM staging.{quote_identifier(table)} LIMIT 0"
-    )
-    quarantined: list[pl.DataFrame] = []
-    rows_read: dict[str, int] = {}
-    for raw in _batches([e for e, _ in todo], source, report):
-        for name, count in raw.group_by("source_file").len().iter_rows():
-            rows_read[name] = rows_read.get(name, 0) + count
-        good, bad = check_batch(raw, source, run_id, at)
-        del raw
-        con.register("good_rows", good)
-        con.execute(f"INSERT INTO batch_rows SELECT {columns} FROM good_rows")
-        con.unregister("good_rows")
-        quarantined.append(bad)
+    todo = sorted(todo, key=lambda item: item[0].relpath)  # the order duplicates are ranked in
+    exports = [e for e, _ in todo]
+    files = [e.relpath for e in exports]
+    # Every file's header first: a file that cannot be opened or misses a column fails the run
+    # here, before any table changes. A file that turns out unreadable further in fails it inside
+    # the transaction below, which then rolls back: either way no table changes.
+    for export in exports:
+        extra = check_header(export, source)
+        if extra:
+            report.ignored_columns[export.relpath] = extra
 
-    files = [e.relpath for e, _ in todo]
+    # Repeated keys wait here, typed as staged, to be quarantined with their staged values.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE duplicate_rows AS "
+        f"SELECT '' AS detail, {columns} FROM {staged_table} LIMIT 0"
+    )
+    rows_read: dict[str, int] = {}
+    quarantined: list[pl.DataFrame] = []
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(load_sql("staging/delete_staged_rows_of_files", table=table), {"files": files})
@@ -519,31 +617,29 @@ def _stage(
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
 
-        duplicates = con.execute(
-            load_sql("staging/duplicate_keys", key=source.key, table=table)
-        ).pl()
-        if duplicates.height:
-            quarantined.append(_duplicate_quarantine(con, duplicates, source, run_id, at))
-            con.register("duplicate_rows", duplicates.select("source_file", "source_row"))
-            con.execute(
-                "DELETE FROM batch_rows USING duplicate_rows "
-                "WHERE batch_rows.source_file = duplicate_rows.source_file "
-                "AND batch_rows.source_row = duplicate_rows.source_row"
-            )
-            con.unregister("duplicate_rows")
+        # Good rows go straight into the staged table, batch by batch (files in path order, rows
+        # in file order), so memory holds a few batches, not the whole drop. A thread appends
+        # one batch to DuckDB while this one parses the next (both release the GIL).
+        with _Appender(con, source, files) as appender:
+            for raw in _batches(exports, source, rows_read):
+                good, bad = check_batch(raw, source, run_id, at)
+                del raw
+                quarantined.append(bad)
+                # Marked here, not on the appending thread, which is the busier one.
+                appender.put(good.with_columns(_first_in_batch(source)))
+                del good
 
-        con.execute(
-            f"INSERT INTO staging.{quote_identifier(table)} ({columns}) "
-            f"SELECT {columns} FROM batch_rows ORDER BY source_file, source_row"
-        )
-        bad_rows = pl.concat(quarantined) if quarantined else empty_quarantine()
+        quarantined.append(_duplicate_quarantine(con, source, run_id, at))
+        bad_rows = pl.concat(quarantined)
         con.register("bad_rows", bad_rows)
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
 
         staged_per_file = dict(
             con.execute(
-                "SELECT source_file, count(*) FROM batch_rows GROUP BY source_file"
+                f"SELECT source_file, count(*) FROM {staged_table} "
+                "WHERE list_contains($files, source_file) GROUP BY source_file",
+                {"files": files},
             ).fetchall()
         )
         quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
@@ -555,7 +651,7 @@ def _stage(
                 {
                     "source": table,
                     "file": name,
-                    "sha": digest,
+                    "sha": digest.result(),
                     "size": export.size_bytes,
                     "mtime": export.mtime_ns,
                     "read": rows_read.get(name, 0),
@@ -576,7 +672,7 @@ def _stage(
         con.execute("ROLLBACK")
         raise
     finally:
-        con.execute("DROP TABLE IF EXISTS batch_rows")
+        con.execute("DROP TABLE IF EXISTS duplicate_rows")
 
     report.files_ingested = files
     report.rows_read = sum(rows_read.values())
@@ -584,19 +680,107 @@ def _stage(
     report.rows_staged = report.rows_read - report.rows_quarantined
 
 
-def _duplicate_quarantine(
-    con: duckdb.DuckDBPyConnection,
-    duplicates: pl.DataFrame,
-    source: Source,
-    run_id: str,
-    at: datetime,
-) -> pl.DataFrame:
-    con.register("duplicate_rows", duplicates.select("source_file", "source_row", "detail"))
-    rows = con.execute(
-        "SELECT d.detail, b.* FROM batch_rows AS b JOIN duplicate_rows AS d "
-        "USING (source_file, source_row) ORDER BY b.source_file, b.source_row"
+class _Appender:
+    """Appends batches of good rows to the staged table on a thread; the connection is its own
+    until the `with` block ends (then any error of the thread is raised).
+
+    A row whose key is staged already (an earlier ingest, or an earlier batch of this one), or
+    repeated earlier in its batch, is held back in `duplicate_rows`: first occurrence wins.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: Source, files: list[str]):
+        self.con, self.source, self.files = con, source, files
+        self.columns = ", ".join(
+            quote_identifier(c) for c in [*source.columns, "source_file", "source_row"]
+        )
+        self.queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="staging-append", daemon=True)
+
+    def __enter__(self) -> "_Appender":
+        self.thread.start()
+        return self
+
+    def put(self, good: pl.DataFrame) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(good)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (good := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the producer learns of the error on its next put
+            try:
+                self._append(good)
+            except BaseException as exc:  # handed to the producer thread
+                self.error = exc
+            del good
+
+    def _append(self, good: pl.DataFrame) -> None:
+        con, columns = self.con, self.columns
+        good, repeated = _split_repeated_keys(con, good, self.source, self.files)
+        if repeated.height:
+            con.register("repeated_rows", repeated)
+            con.execute(f"INSERT INTO duplicate_rows SELECT detail, {columns} FROM repeated_rows")
+            con.unregister("repeated_rows")
+        con.register("good_rows", good)
+        con.execute(
+            f"INSERT INTO staging.{quote_identifier(self.source.name)} ({columns}) "
+            f"SELECT {columns} FROM good_rows"
+        )
+        con.unregister("good_rows")
+
+
+def _first_in_batch(source: Source) -> pl.Expr:
+    return pl.col(source.key).is_first_distinct().alias(FIRST_IN_BATCH)
+
+
+def _split_repeated_keys(
+    con: duckdb.DuckDBPyConnection, good: pl.DataFrame, source: Source, files: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows to stage, rows whose key is staged already or repeated earlier in the batch).
+
+    `good` carries FIRST_IN_BATCH (see `_first_in_batch`). The repeated rows carry a `detail`:
+    staged from an earlier ingest, or repeated in this one.
+    """
+    con.register("batch_keys", good.select(pl.col(source.key).alias("key_value")))
+    staged = con.execute(
+        STAGED_KEYS_SQL.format(
+            key=quote_identifier(source.key), table=quote_identifier(source.name)
+        ),
+        {"files": files},
     ).pl()
-    con.unregister("duplicate_rows")
+    con.unregister("batch_keys")
+    later = ~pl.col(FIRST_IN_BATCH)
+    if staged.height:
+        later = later | pl.col(source.key).is_in(staged["key_value"].implode())
+    good = good.with_columns(later.alias(FIRST_IN_BATCH))  # now: held back
+    if not good[FIRST_IN_BATCH].any():
+        return good.drop(FIRST_IN_BATCH), good.clear().select(
+            pl.lit("", dtype=pl.String).alias("detail"), pl.exclude(FIRST_IN_BATCH)
+        )
+    before = staged.filter("staged_before")["key_value"]
+    repeated = good.filter(FIRST_IN_BATCH).select(
+        pl.when(pl.col(source.key).is_in(before.implode()))
+        .then(pl.lit("already staged from an earlier file"))
+        .otherwise(pl.lit("repeated within this ingest"))
+        .alias("detail"),
+        pl.exclude(FIRST_IN_BATCH),
+    )
+    return good.filter(~pl.col(FIRST_IN_BATCH)).drop(FIRST_IN_BATCH), repeated
+
+
+def _duplicate_quarantine(
+    con: duckdb.DuckDBPyConnection, source: Source, run_id: str, at: datetime
+) -> pl.DataFrame:
+    """Quarantine rows for repeated keys, their values as staged (typed, then as text)."""
+    rows = con.execute("SELECT * FROM duplicate_rows ORDER BY source_file, source_row").pl()
     raw = rows.select(
         "source_file",
         "source_row",

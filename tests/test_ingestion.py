@@ -281,3 +281,106 @@ def test_rows_read_equal_staged_plus_quarantined(tmp_path_factory, mutations, re
     ).fetchall()
     assert sorted(k[0] for k in keys) == list(range(1, len(rows) + 1))
     con.close()
+
+
+def test_unreadable_file_after_good_ones_changes_nothing(warehouse, exports_dir):
+    # Its header is fine, so only reading its rows (inside the ingest transaction) finds it bad:
+    # the rows of the good files appended before must be rolled back with everything else.
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2), good_order(1)])
+    text = ",".join(ORDER_HEADER) + "\n" + ",".join(good_order(3).values()) + "\n"
+    (exports_dir / "orders" / "day3.csv").write_bytes(text.encode() + b"o4,\xff\xfe,x\n")
+
+    with pytest.raises(IngestError, match=r"orders/day3\.csv: unreadable"):
+        ingest_source(warehouse, exports_dir, "orders")
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1"]
+    assert quarantine(warehouse).height == 0
+    assert reconcile(warehouse, "orders") == (1, 1, 1, 0)
+    (exports_dir / "orders" / "day3.csv").unlink()
+    assert ingest_source(warehouse, exports_dir, "orders").files_ingested == ["orders/day2.csv"]
+
+
+def test_repeated_column_fails_naming_the_file(warehouse, exports_dir):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=[*ORDER_HEADER, "Email"])
+    with pytest.raises(IngestError, match=r"orders/day1\.csv: repeated column\(s\) email"):
+        ingest_source(warehouse, exports_dir, "orders")
+
+
+def test_repeated_keys_across_batches_first_occurrence_wins(
+    warehouse, exports_dir, tmp_path, monkeypatch
+):
+    import duckdb
+
+    import pipelines.ingestion as ingestion
+
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders")  # o1, o2 staged before
+    files = {
+        "day2.csv": [good_order(3), good_order(2, "x"), good_order(3, "y")],
+        "day3.csv": [good_order(4), good_order(3, "z"), good_order(4, "w")],
+        "day4.csv": [good_order(1, "v"), good_order(5)],
+    }
+    for name, rows in files.items():
+        write_csv(exports_dir / "orders" / name, rows)
+    monkeypatch.setattr(ingestion, "BATCH_ROWS", 2)  # a batch per file, appended on a thread
+    ingest_source(warehouse, exports_dir, "orders")
+
+    monkeypatch.setattr(ingestion, "BATCH_ROWS", 1_000_000)  # the same exports in one batch
+    one_batch = duckdb.connect(str(tmp_path / "one.duckdb"))
+    write_csv(tmp_path / "day1" / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    ingest_source(one_batch, tmp_path / "day1", "orders")
+    ingest_source(one_batch, exports_dir, "orders")
+
+    for con in (warehouse, one_batch):
+        got = staged(con, "orders")
+        assert got["order_id"].to_list() == ["o1", "o2", "o3", "o4", "o5"]
+        assert got["customer_id"].to_list() == ["c1"] * 5
+    details = [
+        con.execute(
+            "SELECT source_file, source_row, detail FROM staging.quarantine ORDER BY ALL"
+        ).fetchall()
+        for con in (warehouse, one_batch)
+    ]
+    one_batch.close()
+    assert (
+        details[0]
+        == details[1]
+        == [
+            ("orders/day2.csv", 2, "already staged from an earlier file"),
+            ("orders/day2.csv", 3, "repeated within this ingest"),
+            ("orders/day3.csv", 2, "repeated within this ingest"),
+            ("orders/day3.csv", 3, "repeated within this ingest"),
+            ("orders/day4.csv", 1, "already staged from an earlier file"),
+        ]
+    )
+
+
+# Accepted and rejected timestamp text: the fast path must give what the general formats give.
+TIMESTAMP_TEXTS = [
+    "2024-03-01 10:00:00", "2024-03-01T10:00:00", "2024-03-01T10:00:00+00:00",
+    "2024-03-01 10:00:00Z", "2024-03-01T10:00:00Z", "2024-03-01T12:00:00+02:00",
+    "2024-03-01 10:00:00.250", "2024-03-01T10:00:00.5+00:00", "2024-03-01 10:00", "2024-03-01",
+    "2024-3-1 1:2:3", "2024-03-01 10:00:60", "2024-02-30 10:00:00", "2024-02-29T23:59:59+00:00",
+    "2023-02-29T10:00:00Z", "2024-03-01 24:00:00", "2024-03-01  10:00:00", "2024-03-0110:00:00",
+    "+2024-03-01 10:00:00", "2024-03-01 10:00:00 ", "0000-01-01 00:00:00", "2024-13-01T00:00:00",
+    "2024-03-01T10:00:00+0000", "2024-03-01T10:00:00 +00:00", "2024-03-01t10:00:00",
+    "2024-03-01T10:00:00+00:00Z", "٢٠٢٤-03-01 10:00:00", "31/02/2024", "yesterday", "", None,
+]  # fmt: skip
+
+
+def test_timestamp_fast_path_agrees_with_the_general_formats():
+    from pipelines.ingestion import _parse_timestamps, _parse_timestamps_general
+
+    text = pl.Series("t", TIMESTAMP_TEXTS, dtype=pl.String)
+    fast, general = _parse_timestamps(text), _parse_timestamps_general(text)
+    assert fast.cast(pl.String).to_list() == general.cast(pl.String).to_list()
+    assert fast.null_count() < len(text) / 2  # the cases do include accepted text
+
+
+@given(st.text(alphabet="0123456789-: TZ+.", max_size=30))
+def test_timestamp_fast_path_agrees_on_any_text(value):
+    from pipelines.ingestion import _parse_timestamps, _parse_timestamps_general
+
+    text = pl.Series("t", [value, "2024-03-01T10:00:00+00:00"], dtype=pl.String)
+    assert _parse_timestamps(text).equals(_parse_timestamps_general(text))
