@@ -37,7 +37,10 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 name=RECONCILIATION,
                 asset=staging_key(source_name),
                 blocking=True,
-                description="Rows read = rows staged + rows quarantined, over every file ingested.",
+                description=(
+                    "Rows read = rows staged + rows quarantined (+ rows of people erased on "
+                    "request), over every file ingested."
+                ),
             )
         ],
         metadata={"contract": dg.MetadataValue.text(source.model.__name__)},
@@ -50,10 +53,10 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 report = ingest_source(con, exports.path, source_name, run_id=context.run.run_id)
             except IngestError as exc:
                 raise dg.Failure(description=str(exc)) from exc
-            files, read, staged_rows, quarantined = reconcile(con, source_name)
+            files, read, staged_rows, quarantined, erased = reconcile(con, source_name)
             metadata = table_metadata(con, "staging", source_name)
 
-        reconciled = read == staged_rows + quarantined
+        reconciled = read == staged_rows + quarantined + erased
         context.log.info(
             f"{source_name}: {len(report.files_ingested)} file(s) ingested, "
             f"{report.files_skipped} unchanged; {report.rows_staged} rows staged, "
@@ -86,7 +89,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                         "rows_read": read,
                         "rows_staged": staged_rows,
                         "rows_quarantined": quarantined,
-                        "difference": read - staged_rows - quarantined,
+                        "rows_erased": erased,
+                        "difference": read - staged_rows - quarantined - erased,
                     },
                 )
             ],

@@ -46,8 +46,8 @@ def ingest_child(exports: str, warehouse: str) -> None:
     con = duckdb.connect(warehouse)
     for name in SOURCES:
         report = ingest_source(con, Path(exports), name)
-        _, read, staged, quarantined = reconcile(con, name)
-        assert read == staged + quarantined, name
+        _, read, staged, quarantined, erased = reconcile(con, name)
+        assert read == staged + quarantined + erased, name
         figures[name] = {
             "rows_read": report.rows_read,
             "staged": report.rows_staged,
@@ -56,9 +56,7 @@ def ingest_child(exports: str, warehouse: str) -> None:
         }
     con.close()
     figures["total_seconds"] = round(time.perf_counter() - started, 2)
-    figures["peak_rss_gib"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2
-    )
+    figures["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
     print(json.dumps(figures))
 
 
@@ -66,7 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--child", nargs=2, metavar=("EXPORTS", "WAREHOUSE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=2, metavar=("EXPORTS", "WAREHOUSE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         ingest_child(*args.child)
@@ -91,8 +91,10 @@ def main() -> None:
                 f"{name:10} {f['rows_read']:>12,} {f['staged']:>12,} "
                 f"{f['quarantined']:>12,} {f['seconds']:>8.2f}"
             )
-    print(f"ingest + validate, all sources: {figures['total_seconds']:.1f} s "
-          f"(child process wall incl. imports: {wall:.1f} s)")
+    print(
+        f"ingest + validate, all sources: {figures['total_seconds']:.1f} s "
+        f"(child process wall incl. imports: {wall:.1f} s)"
+    )
     print(f"peak memory (max RSS of the ingest process): {figures['peak_rss_gib']:.2f} GiB")
 
 

@@ -17,7 +17,7 @@
    `intermediate.identity_links` also by its normalised value; `staging.quarantine` by the
    identifying fields of the raw row (`raw_values`). Staged and quarantined rows erased are added
    per source and export file to `staging.erased_rows`, so the ingest reconciliation reads
-   rows read = staged + quarantined + erased (`sql/erasure/reconciliation.sql`).
+   rows read = staged + quarantined + erased (`sql/staging/reconciliation.sql`).
    The request is written to `staging.erasure_log` in the same transaction, with salted hashes of
    the keys instead of the keys.
 3. CHECKPOINT, so the deleted rows leave the write-ahead log.
@@ -293,7 +293,7 @@ def reconciliation(con: duckdb.DuckDBPyConnection, source_name: str) -> Reconcil
     """Files, rows read, staged, quarantined and erased for a source (needs the erasure tables)."""
     SOURCES[source_name]  # only contract sources are tables
     row = con.execute(
-        load_sql("erasure/reconciliation", table=source_name), {"source": source_name}
+        load_sql("staging/reconciliation", table=source_name), {"source": source_name}
     ).fetchone()
     assert row is not None
     return Reconciliation(*(int(v) for v in row))

@@ -37,6 +37,7 @@ import duckdb
 import pandera.errors as pa_errors
 import polars as pl
 
+from pipelines import erasure
 from pipelines.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
 from pipelines.sql import load_sql, quote_identifier
 
@@ -111,6 +112,7 @@ class IngestReport:
     rows_read: int = 0
     rows_staged: int = 0
     rows_quarantined: int = 0
+    rows_erased: int = 0
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -479,6 +481,7 @@ def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(load_sql("staging/create_ingested_files"))
     for source in SOURCES.values():
         con.execute(staged_table_ddl(source))
+    erasure.ensure_erasure_tables(con)
 
 
 def staged_table_ddl(source: Source) -> str:
@@ -516,14 +519,6 @@ def _batches(
 # The keys of a batch that are staged already: from an earlier ingest (`staged_before`), or from an
 # earlier batch of this one (files in $files; the transaction sees its own rows).
 # {key} and {table} come from the contracts' allow-list.
-STAGED_KEYS_SQL = """
-SELECT b.key_value, bool_or(NOT list_contains($files, t.source_file)) AS staged_before
-FROM staging.{table} AS t
-JOIN batch_keys AS b ON t.{key} = b.key_value
-GROUP BY b.key_value
-"""
-
-
 def ingest_source(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
@@ -609,6 +604,14 @@ def _stage(
     )
     rows_read: dict[str, int] = {}
     quarantined: list[pl.DataFrame] = []
+    # People erased before (pipelines/erasure.py): their rows in these files are read and
+    # counted as erased, never staged or quarantined. A salt that made none of the logged
+    # hashes fails here, rather than letting erased people back in.
+    hashes = erasure.erased_subject_hashes(con)
+    salt = erasure.resolve_salt(con) if hashes else ""
+    if hashes:
+        erasure.erased_subject_hashes(con, salt)
+    suppressed: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(load_sql("staging/delete_staged_rows_of_files", table=table), {"files": files})
@@ -616,12 +619,15 @@ def _stage(
             load_sql("staging/delete_quarantine_of_files"), {"source": table, "files": files}
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
+        erasure.delete_erased_rows_of_files(con, table, files)
 
         # Good rows go straight into the staged table, batch by batch (files in path order, rows
         # in file order), so memory holds a few batches, not the whole drop. A thread appends
         # one batch to DuckDB while this one parses the next (both release the GIL).
         with _Appender(con, source, files) as appender:
             for raw in _batches(exports, source, rows_read):
+                if hashes:
+                    raw = _suppress_erased(raw, table, hashes, salt, suppressed)
                 good, bad = check_batch(raw, source, run_id, at)
                 del raw
                 quarantined.append(bad)
@@ -634,6 +640,7 @@ def _stage(
         con.register("bad_rows", bad_rows)
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
+        erasure.add_erased_rows(con, table, suppressed)
 
         staged_per_file = dict(
             con.execute(
@@ -661,11 +668,12 @@ def _stage(
                     "at": at,
                 },
             )
-        files_count, read, staged, quarantined_count = reconcile(con, table)
-        if read != staged + quarantined_count:
+        _, read, staged, quarantined_count, erased = reconcile(con, table)
+        if read != staged + quarantined_count + erased:
             raise IngestError(
                 f"{table}: reconciliation failed inside the ingest transaction: read {read} rows, "
-                f"staged {staged} + quarantined {quarantined_count}; nothing was changed"
+                f"staged {staged} + quarantined {quarantined_count} + erased {erased}; "
+                "nothing was changed"
             )
         con.execute("COMMIT")
     except BaseException:
@@ -677,7 +685,20 @@ def _stage(
     report.files_ingested = files
     report.rows_read = sum(rows_read.values())
     report.rows_quarantined = sum(quarantined_per_file.values())
-    report.rows_staged = report.rows_read - report.rows_quarantined
+    report.rows_erased = sum(suppressed.values())
+    report.rows_staged = report.rows_read - report.rows_quarantined - report.rows_erased
+
+
+def _suppress_erased(
+    raw: pl.DataFrame, table: str, hashes: set[str], salt: str, counts: dict[str, int]
+) -> pl.DataFrame:
+    """Drop the rows of erased people from a raw batch, counting them per file."""
+    mask = erasure.suppression_mask(raw, table, hashes, salt)
+    if not mask.any():
+        return raw
+    for name, n in raw.filter(mask).group_by("source_file").len().iter_rows():
+        counts[name] = counts.get(name, 0) + n
+    return raw.filter(~mask)
 
 
 class _Appender:
@@ -751,9 +772,7 @@ def _split_repeated_keys(
     """
     con.register("batch_keys", good.select(pl.col(source.key).alias("key_value")))
     staged = con.execute(
-        STAGED_KEYS_SQL.format(
-            key=quote_identifier(source.key), table=quote_identifier(source.name)
-        ),
+        load_sql("staging/staged_keys", key=source.key, table=source.name),
         {"files": files},
     ).pl()
     con.unregister("batch_keys")
@@ -797,11 +816,12 @@ def _duplicate_quarantine(
     return quarantine_rows(raw, failures, source, run_id, at)
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, source_name: str) -> tuple[int, int, int, int]:
-    """(files, rows read, rows staged, rows quarantined) for a source, from the tables."""
+def reconcile(con: duckdb.DuckDBPyConnection, source_name: str) -> tuple[int, int, int, int, int]:
+    """(files, rows read, rows staged, rows quarantined, rows erased) of a source, from the
+    tables. Nothing is lost when read = staged + quarantined + erased."""
     SOURCES[source_name]  # only contract sources are tables
     row = con.execute(
         load_sql("staging/reconciliation", table=source_name), {"source": source_name}
     ).fetchone()
     assert row is not None
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])

@@ -413,3 +413,37 @@ def test_compact_rewrites_the_file_without_freed_blocks(built, tmp_path):
         assert erasure.reconciliation(con, "orders").holds
     finally:
         con.close()
+
+
+def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(built):
+    """Raw exports still hold the person: a changed file and a new file are re-ingested, and the
+    ingest counts her rows as erased instead of staging or quarantining them."""
+    con, exports, _ = built
+    erasure.erase(con, email=" JANE.DOE@example.com")
+
+    orders = exports / "orders" / "orders.csv"
+    orders.write_text(
+        orders.read_text() + "o9,BOB-002,bob@example.com,2024-02-01,5.00,USD,completed,web\n"
+    )
+    write_csv(
+        exports / "orders" / "late.csv",
+        [{"order_id": "o10", "customer_id": "JANE-001", "email": "", "ordered_at": "2024-03-01",
+          "net_amount": "9.00", "currency": "USD", "status": "completed", "channel": "web"}],
+    )  # fmt: skip
+    for name in SOURCES:
+        ingest_source(con, exports, name)
+
+    from pipelines.ingestion import reconcile
+
+    for name in SOURCES:
+        _, read, staged, quarantined, erased = reconcile(con, name)
+        assert read == staged + quarantined + erased, name
+    staging_only = {k: v for k, v in mentions(con, TOKENS).items() if k.startswith("staging.")}
+    assert staging_only == {}
+    assert con.execute("SELECT count(*) FROM staging.orders WHERE order_id = 'o9'").fetchone() == (
+        1,
+    )
+    erased_orders = con.execute(
+        "SELECT sum(rows) FROM staging.erased_rows WHERE source = 'orders'"
+    ).fetchone()[0]
+    assert erased_orders >= 4 + 1  # her earlier rows of the changed file, and the new file's row

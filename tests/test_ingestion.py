@@ -143,7 +143,7 @@ def test_new_file_is_picked_up(warehouse, exports_dir):
 
     assert report.files_ingested == ["orders/day2.csv"] and report.files_skipped == 1
     assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o3"]
-    assert reconcile(warehouse, "orders") == (2, 3, 3, 0)
+    assert reconcile(warehouse, "orders") == (2, 3, 3, 0, 0)
 
 
 def test_changed_file_replaces_its_earlier_rows(warehouse, exports_dir):
@@ -156,7 +156,7 @@ def test_changed_file_replaces_its_earlier_rows(warehouse, exports_dir):
     assert report.files_replaced == ["orders/day1.csv"]
     assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o4"]
     assert quarantine(warehouse).height == 0
-    assert reconcile(warehouse, "orders") == (1, 3, 3, 0)
+    assert reconcile(warehouse, "orders") == (1, 3, 3, 0, 0)
 
 
 def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_were(
@@ -173,7 +173,7 @@ def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_wer
     ):
         ingest_source(warehouse, exports_dir, "orders")
     assert staged(warehouse, "orders")["order_id"].to_list() == ["o1"]
-    assert reconcile(warehouse, "orders") == (1, 1, 1, 0)
+    assert reconcile(warehouse, "orders") == (1, 1, 1, 0, 0)
 
 
 def test_optional_columns_may_be_absent(warehouse, exports_dir):
@@ -273,7 +273,8 @@ def test_rows_read_equal_staged_plus_quarantined(tmp_path_factory, mutations, re
     con = duckdb.connect(str(root / "w.duckdb"))
     report = ingest_source(con, root, "orders")
 
-    files, read, staged_rows, quarantined = reconcile(con, "orders")
+    files, read, staged_rows, quarantined, erased = reconcile(con, "orders")
+    assert erased == 0
     assert read == len(rows) == staged_rows + quarantined
     assert report.rows_staged == staged_rows and report.rows_quarantined == quarantined
     keys = con.execute(
@@ -296,7 +297,7 @@ def test_unreadable_file_after_good_ones_changes_nothing(warehouse, exports_dir)
         ingest_source(warehouse, exports_dir, "orders")
     assert staged(warehouse, "orders")["order_id"].to_list() == ["o1"]
     assert quarantine(warehouse).height == 0
-    assert reconcile(warehouse, "orders") == (1, 1, 1, 0)
+    assert reconcile(warehouse, "orders") == (1, 1, 1, 0, 0)
     (exports_dir / "orders" / "day3.csv").unlink()
     assert ingest_source(warehouse, exports_dir, "orders").files_ingested == ["orders/day2.csv"]
 
