@@ -1,7 +1,9 @@
 """Ingest raw exports into the staging layer: read, parse, validate, quarantine, stage.
 
 The rule this module keeps: every raw row read ends up either in `staging.<source>` or in
-`staging.quarantine` with a reason, and a source's tables change in one transaction or not at all.
+`staging.quarantine` with a reason (or, if it belongs to a person erased on request, is counted in
+`staging.erased_rows` and kept out), and a source's tables change in one transaction or not at
+all.
 
 How a source is ingested (`ingest_source`):
 1. List the export files under `<data_dir>/<source>/` (`.csv` and `.parquet`; anything else is an
