@@ -392,16 +392,29 @@ def customer_influence_value(
         return pl.DataFrame(schema=schema)
     influencer = reactions.get_column("influencer")
     reactor = reactions.get_column("reactor")
-    node_ids = pl.concat([influencer.unique(), reactor.unique()]).unique().sort()
+    # Integer index of each customer id: its position among the sorted node ids. One hash pass
+    # finds the distinct ids (both columns at once), only those are sorted, and one join maps all
+    # the edge ends to their index (cheaper than sorting or casting every id to an Enum).
+    ends = pl.concat([influencer, reactor]).alias("customer_id")
+    node_ids = ends.unique().sort()
     nodes = node_ids.to_frame("customer_id").with_row_index("idx")
     n = nodes.height
-    # Integer index of each customer id: its position among the sorted node ids (one cast to an
-    # Enum over the node ids, instead of a string join per column).
-    node_enum = pl.Enum(node_ids)
+
+    def index_of(ids: pl.Series) -> np.ndarray:
+        return (
+            ids.alias("customer_id")
+            .to_frame()
+            .join(nodes, on="customer_id", how="left", maintain_order="left")
+            .get_column("idx")
+            .to_numpy()
+        )
+
+    ends_idx = index_of(ends)
+    m = influencer.len()
     edges = pl.DataFrame(
         {
-            "i": influencer.cast(node_enum).to_physical(),
-            "j": reactor.cast(node_enum).to_physical(),
+            "i": ends_idx[:m],
+            "j": ends_idx[m:],
             "weight": reactions.get_column("weight"),
         }
     )
@@ -409,9 +422,8 @@ def customer_influence_value(
         pl.col("referrer_customer_id").is_in(node_ids.implode())
         & pl.col("referee_customer_id").is_in(node_ids.implode())
     )
-    pi = pairs.get_column("referrer_customer_id").cast(node_enum).to_physical().to_numpy()
-    pj = pairs.get_column("referee_customer_id").cast(node_enum).to_physical().to_numpy()
-    pi, pj = pi.astype(np.int64), pj.astype(np.int64)
+    pi = index_of(pairs.get_column("referrer_customer_id")).astype(np.int64)
+    pj = index_of(pairs.get_column("referee_customer_id")).astype(np.int64)
     terms = _influence_terms(edges, n, settings, pi, pj)
 
     grand = terms.row_sum.sum()

@@ -34,6 +34,7 @@ from pipelines.sql import load_sql
 # Statements that build the links table, in order (one statement per file).
 BUILD_STATEMENTS = (
     "identity/create_schema",
+    "identity/identity_links_table",
     "identity/identity_links",
     "identity/orders_resolution",
     "identity/reviews_resolution",

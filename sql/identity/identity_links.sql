@@ -20,7 +20,8 @@
 --                social handles)
 -- Ownership (deterministic): when several customers share a normalised email or handle, the
 --   customer with the earliest signup_date owns it, ties broken by the smallest customer_id.
-create or replace table intermediate.identity_links as
+insert into intermediate.identity_links
+    (source, role, key_type, normalized_value, customer_id, match_rule, source_rows)
 with
 customers as not materialized (
     select customer_id, email, social_handles, signup_date
