@@ -46,9 +46,8 @@ customers as (
         sum(orders) as order_count,
         count(*) as order_days,
         sum(day_spend) as total_spend,
-        min(order_day) as first_order_day,
-        max(order_day) as last_order_day,
-        arg_min(day_spend, order_day) as first_day_spend
+        -- the first day's spend; first_at orders days like order_day (one timestamp per day)
+        arg_min(day_spend, first_at) as first_day_spend
     from daily
     group by customer_id
 )
@@ -61,8 +60,10 @@ select
     order_days,
     total_spend,
     order_days - 1 as frequency,
-    date_diff('day', first_order_day, last_order_day) as recency_days,
-    date_diff('day', first_order_day, cast($as_of as date)) as T_days,
+    -- first / last order day = the day of the first / last order (fewer aggregates than
+    -- min / max over order_day)
+    date_diff('day', cast(first_order_at as date), cast(last_order_at as date)) as recency_days,
+    date_diff('day', cast(first_order_at as date), cast($as_of as date)) as T_days,
     case
         when order_days > 1 then (total_spend - first_day_spend) / (order_days - 1)
         else 0.0
