@@ -45,7 +45,7 @@ from pipelines.sql import load_sql, quote_identifier
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Rows per validation batch: bounds memory on big drops while keeping per-batch overhead small
-# (1M orders in 1M-row batches peaked at 4.09 GiB, 500k took 29% longer: measured 2026-11-22).
+# (10M orders in 1M-row batches peaked at 4.09 GiB, 500k took 29% longer; docs/BENCHMARKS.md).
 BATCH_ROWS = 750_000
 # A column of a batch while it is appended: the row's key is the first of its kind in the batch.
 FIRST_IN_BATCH = "__first_in_batch"
