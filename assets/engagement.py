@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import staging_key
-from assets.metadata import table_metadata
+from assets.metadata import markdown_table, table_metadata
 from assets.values import png_markdown, read_window, work_key
 from pipelines import audiences, identity, personas, reports, rfm
 from pipelines.engagement_metrics import engagement_values
@@ -37,20 +37,10 @@ def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         rates = identity.build_identity_links(con)
         metadata = table_metadata(con, "intermediate", "identity_links")
-    metadata["match_rates"] = dg.MetadataValue.md(_markdown_table(rates))
+    metadata["match_rates"] = dg.MetadataValue.md(markdown_table(rates))
     for row in rates.iter_rows(named=True):
         metadata[f"match_rate_{row['source']}_{row['role']}"] = float(row["match_rate"] or 0.0)
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _markdown_table(frame: pl.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = [
-        "| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
-        for row in frame.iter_rows()
-    ]
-    return "\n".join([header, rule, *rows])
 
 
 @dg.asset(
@@ -170,7 +160,7 @@ def customer_persona(
                 {str(k): v for k, v in result.silhouette_by_k.items()}
             ),
             "profiles": dg.MetadataValue.md(
-                _markdown_table(
+                markdown_table(
                     result.profiles.select(
                         [c for c in result.profiles.columns if not c.startswith("z_")]
                     )
@@ -224,7 +214,7 @@ def audience_exports(
             "snapshot_id": int(snapshot[0]) if snapshot and snapshot[0] else 0,
             "directory": dg.MetadataValue.path(str(out)),
             "files": dg.MetadataValue.json(files),
-            "audience_sizes": dg.MetadataValue.md(_markdown_table(sizes)),
+            "audience_sizes": dg.MetadataValue.md(markdown_table(sizes)),
             "customers_in_any_audience": int(frame["customer_id"].n_unique())
             if frame.height
             else 0,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 import duckdb
+import polars as pl
 
 from pipelines.sql import quote_identifier
 
@@ -27,17 +28,25 @@ def table_metadata(
             dg.TableSchema(columns=[dg.TableColumn(name=c, type=t) for c, t in columns])
         ),
         "dagster/table_name": dg.MetadataValue.text(f"{schema}.{table}"),
-        "preview": dg.MetadataValue.md(_markdown(preview)),
+        "preview": dg.MetadataValue.md(markdown_table(preview)),
     }
 
 
-def _markdown(frame) -> str:
+def markdown_table(frame: pl.DataFrame) -> str:
+    """A small frame as a markdown table (floats to 4 decimals) for the UI's metadata panel."""
     if frame.height == 0:
         return "_empty_"
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = [
-        "| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |"
+        "| "
+        + " | ".join(
+            ""
+            if v is None
+            else (f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|"))
+            for v in row
+        )
+        + " |"
         for row in frame.iter_rows()
     ]
     return "\n".join([header, rule, *body])

@@ -226,6 +226,8 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
         cal = value_models.calibration_holdout(
             con, window["calibration_end"], window["as_of"], **money(window)
         )
+        # Kept for work/model_validation, which compares this fit with the holdout.
+        write_frame(con, "work", "calibration_holdout", cal)
         rows, fits, correlations = [], {}, {}
         for name, frame, end in (
             ("full", full, window["as_of"]),
@@ -389,9 +391,7 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
         window = read_window(con)
         unit = window["time_unit"]
         bg, _ = _fit_params(con, "calibration")
-        cal = value_models.calibration_holdout(
-            con, window["calibration_end"], window["as_of"], **money(window)
-        )
+        cal = read_table(con, "work", "calibration_holdout")
         holdout_days = (window["as_of"] - window["calibration_end"]).days
         x, t_x, T, _ = model_inputs(cal, unit)
         result = value_models.holdout_validation(
