@@ -310,34 +310,32 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
         summary = read_table(con, "work", "customer_summary")
         x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
-        alive = value_models.p_alive(bg, x, t_x, T)
-        columns = {
-            "customer_id": summary["customer_id"],
-            "frequency": x,
-            "recency": t_x,
-            "T": T,
-            "monetary_value": m,
-            "p_alive": alive,
-            "p_churn": 1.0 - alive,
-        }
-        for days in DAY_HORIZONS:
-            t = float(value_models.to_time_unit(days, unit))
-            columns[f"expected_purchases_{days}d"] = value_models.expected_purchases(
-                bg, t, x, t_x, T
-            )
-        columns["expected_order_value"] = value_models.expected_order_value(gg, x, m)
-        columns["clv"] = value_models.clv(
+        scores = value_models.score_customers(
             bg,
             gg,
             x,
             t_x,
             T,
             m,
+            horizons=[float(value_models.to_time_unit(days, unit)) for days in DAY_HORIZONS],
             months=window["clv_horizon_months"],
             monthly_discount_rate=window["monthly_discount_rate"],
             margin=window["margin"],
             time_unit=unit,
         )
+        columns = {
+            "customer_id": summary["customer_id"],
+            "frequency": x,
+            "recency": t_x,
+            "T": T,
+            "monetary_value": m,
+            "p_alive": scores["p_alive"],
+            "p_churn": 1.0 - scores["p_alive"],
+        }
+        for days, expected in zip(DAY_HORIZONS, scores["expected_purchases"], strict=True):
+            columns[f"expected_purchases_{days}d"] = expected
+        columns["expected_order_value"] = scores["expected_order_value"]
+        columns["clv"] = scores["clv"]
         scoring_seconds = time.perf_counter() - started
         frame = pl.DataFrame(columns).with_columns(
             pl.lit(unit).alias("time_unit"),
@@ -354,7 +352,7 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
         {
             "scoring_seconds": round(scoring_seconds, 3),
             "total_clv": float(np.nansum(frame["clv"].to_numpy())),
-            "mean_p_alive": float(np.nanmean(alive)) if len(alive) else 0.0,
+            "mean_p_alive": float(np.nanmean(scores["p_alive"])) if len(x) else 0.0,
             "clv_horizon_months": window["clv_horizon_months"],
         }
     )

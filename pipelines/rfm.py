@@ -1,6 +1,6 @@
 """RFM scores (1-5 by quintile) and the R x F segment map of `../shared/METRICS.md`.
 
-Plain polars, no Dagster import.
+polars and numpy, no Dagster import.
 
 Scores
     recency   = days from the last completed order to `as_of` (fewer days = better, so reversed);
@@ -12,7 +12,7 @@ customer's score is set by the share of scored customers with a strictly worse v
 
     score = 1 + floor(5 * (number of customers with a strictly worse value) / n)
 
-i.e. the quintile of the lowest rank in the tie (`rank(method="min")`). The rule is deterministic,
+i.e. the quintile of the lowest rank in the tie (rank method "min"). The rule is deterministic,
 independent of row order and of customer ids, and puts identical customers in the same cell.
 Its price: when a value is shared by many customers the quintiles are uneven and some scores can
 be empty. Example: if 60 % of customers ordered once they all get F = 1, and the two-order
@@ -78,17 +78,30 @@ SEGMENT_MAP: dict[tuple[int, int], str] = build_segment_map()
 _SEGMENT_GRID: list[str] = [
     SEGMENT_MAP[(r, f)] for r in range(1, N_SCORES + 1) for f in range(1, N_SCORES + 1)
 ]
+_CELL_NAMES: list[str] = [
+    f"R{r}F{f}" for r in range(1, N_SCORES + 1) for f in range(1, N_SCORES + 1)
+]
 
 
-def quintile_score(values: pl.Expr, *, higher_is_better: bool = True) -> pl.Expr:
-    """Score 1..5 by the module's tie rule: 1 + floor(5 * (#strictly worse) / n).
+def quintile_scores(values: Any, *, higher_is_better: bool = True) -> np.ndarray:
+    """Scores 1..5 (int8) by the module's tie rule: 1 + floor(5 * (#strictly worse) / n).
 
-    Nulls are not scored (null score) and do not count in n.
+    `values` is a 1-d array without nulls. Whole numbers in a small range (days, order counts)
+    are counted with `bincount`; other values are ranked through one sort (`np.unique`).
     """
-    n = values.count()
-    rank = values.rank(method="min", descending=not higher_is_better)
-    # rank - 1 = number of strictly worse values; integer arithmetic, no float edge cases.
-    return (1 + ((rank.cast(pl.Int64) - 1) * N_SCORES) // n).cast(pl.Int8)
+    values = np.asarray(values)
+    n = values.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int8)
+    low = values.min() if values.dtype.kind in "iu" else 0
+    if values.dtype.kind in "iu" and int(values.max()) - int(low) <= 4 * n:
+        inverse = (values - low).astype(np.int64)
+        counts = np.bincount(inverse)
+    else:
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    below = np.cumsum(counts) - counts  # values strictly smaller than each distinct value
+    worse = below if higher_is_better else n - below - counts
+    return (1 + worse[inverse.ravel()] * N_SCORES // n).astype(np.int8)
 
 
 def score_rfm(
@@ -98,58 +111,58 @@ def score_rfm(
 ) -> pl.DataFrame:
     """RFM scores and segments, one row per customer.
 
-    `summary` needs customer_id, last_order_at (timestamp or date), order_count and total_spend
+    `summary` needs customer_id, last_order_date (date or timestamp), order_count and total_spend
     (the columns of `sql/marts/customer_summary.sql`; rows with order_count = 0 or a null
-    last_order_at count as prospects). `customers` (optional, any iterable of ids) adds prospects:
-    ids with no row in `summary`. `as_of` is the observation end; recency is counted in whole days
-    from the last order's day to `as_of`'s day.
+    last_order_date count as prospects). `customers` (optional, any iterable of ids) adds
+    prospects: ids with no row in `summary`. `as_of` is the observation end; recency is counted
+    in whole days from the last order's day to `as_of`'s day.
 
     Returns customer_id, recency_days, frequency, monetary, r_score, f_score, m_score (Int8,
     null for prospects), rfm_cell ("R5F4", null for prospects) and segment (Enum of SEGMENTS and
-    "Prospect"), sorted by customer_id.
+    "Prospect"): scored customers in the summary's row order, then the prospects. Sort when order
+    matters (sorting 1M string ids cost half the scoring time).
     """
     as_of_day = as_of.date() if isinstance(as_of, dt.datetime) else as_of
     base = summary.select(
         pl.col("customer_id").cast(pl.String),
-        (pl.lit(as_of_day) - pl.col("last_order_at").cast(pl.Date))
+        (pl.lit(as_of_day) - pl.col("last_order_date").cast(pl.Date))
         .dt.total_days()
         .alias("recency_days"),
         pl.col("order_count").cast(pl.Int64).alias("frequency"),
         pl.col("total_spend").cast(pl.Float64).alias("monetary"),
     )
-    base = base.sort("customer_id")
-    ids_sorted = base["customer_id"]
-    if (ids_sorted.slice(1) == ids_sorted.slice(0, max(len(ids_sorted) - 1, 0))).any():
+    if base["customer_id"].n_unique() != base.height:
         raise ValueError("summary has duplicate customer_id values")
     if (base["recency_days"] < 0).any():
-        raise ValueError("a last_order_at is after as_of")
-    buyer = pl.col("frequency").fill_null(0) > 0
-    active = base.filter(buyer & pl.col("recency_days").is_not_null())
-    prospects = base.filter(~(buyer & pl.col("recency_days").is_not_null())).select("customer_id")
+        raise ValueError("a last_order_date is after as_of")
+    is_active = (pl.col("frequency").fill_null(0) > 0) & pl.col("recency_days").is_not_null()
+    active = base.filter(is_active)
+    prospects = base.filter(~is_active).select("customer_id")
     if customers is not None:
         ids = pl.Series(
             "customer_id",
             list(customers) if not isinstance(customers, pl.Series) else customers,
             dtype=pl.String,
         )
-        extra = pl.DataFrame({"customer_id": ids.unique()}).join(
-            base.select("customer_id"), on="customer_id", how="anti"
+        extra = pl.DataFrame({"customer_id": ids.unique(maintain_order=True)}).join(
+            base.select("customer_id"), on="customer_id", how="anti", maintain_order="left"
         )
         prospects = pl.concat([prospects, extra])
 
+    r = quintile_scores(active["recency_days"].to_numpy(), higher_is_better=False)
+    f = quintile_scores(active["frequency"].to_numpy())
+    m = quintile_scores(active["monetary"].to_numpy())
+    cell = (r.astype(np.int64) - 1) * N_SCORES + (f - 1)
     scored = active.with_columns(
-        quintile_score(pl.col("recency_days"), higher_is_better=False).alias("r_score"),
-        quintile_score(pl.col("frequency")).alias("f_score"),
-        quintile_score(pl.col("monetary")).alias("m_score"),
-    )
-    r_idx = pl.col("r_score").cast(pl.Int64) - 1
-    cell = r_idx * N_SCORES + (pl.col("f_score").cast(pl.Int64) - 1)
-    scored = scored.with_columns(
-        pl.format("R{}F{}", "r_score", "f_score").alias("rfm_cell"),
-        pl.lit(pl.Series("grid", _SEGMENT_GRID, dtype=SEGMENT_DTYPE)).gather(cell).alias("segment"),
+        pl.Series("r_score", r),
+        pl.Series("f_score", f),
+        pl.Series("m_score", m),
+        pl.Series("rfm_cell", _CELL_NAMES, dtype=pl.String).gather(cell),
+        pl.Series("segment", _SEGMENT_GRID, dtype=SEGMENT_DTYPE).gather(cell),
     )
 
-    prospect_rows = prospects.join(base, on="customer_id", how="left").select(
+    prospect_rows = prospects.join(base, on="customer_id", how="left", maintain_order="left")
+    prospect_rows = prospect_rows.select(
         "customer_id",
         pl.col("recency_days"),
         pl.col("frequency").fill_null(0),
@@ -161,8 +174,8 @@ def score_rfm(
         pl.lit(PROSPECT, dtype=SEGMENT_DTYPE).alias("segment"),
     )
     if prospect_rows.height == 0:
-        return scored  # already in customer_id order
-    return pl.concat([scored, prospect_rows], how="vertical").sort("customer_id")
+        return scored
+    return pl.concat([scored, prospect_rows], how="vertical")
 
 
 def segment_counts(rfm: pl.DataFrame) -> dict[str, int]:

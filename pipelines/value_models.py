@@ -22,7 +22,7 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -166,12 +166,16 @@ def _check_unit(time_unit: str) -> str:
     return time_unit
 
 
-def unique_rows(*columns: Any) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def unique_rows(
+    *columns: Any, return_inverse: bool = True
+) -> tuple[list[np.ndarray], np.ndarray | None, np.ndarray]:
     """Distinct rows of equal-length 1-d arrays: (distinct columns, inverse index, counts).
 
     `distinct[k][inverse]` rebuilds column k. Rows come out in lexicographic order. Each column is
     turned into integer codes (directly for small whole numbers, else by sorting its values), the
     codes are combined into one int64 key, and the key is counted (small key space) or sorted.
+    With `return_inverse=False` (a fit needs only the rows and their counts) the inverse is None
+    and the key is sorted instead of arg-sorted.
     """
     cols = [np.asarray(c, dtype=float).ravel() for c in columns]
     n = cols[0].shape[0]
@@ -198,20 +202,33 @@ def unique_rows(*columns: Any) -> tuple[list[np.ndarray], np.ndarray, np.ndarray
     if space <= max(4 * n, 1 << 20):
         counts_all = np.bincount(key, minlength=space)
         present = np.flatnonzero(counts_all)
-        group = np.zeros(space, dtype=np.int64)
-        group[present] = np.arange(present.shape[0])
-        inverse = group[key]
+        inverse = None
+        if return_inverse:
+            group = np.zeros(space, dtype=np.int64)
+            group[present] = np.arange(present.shape[0])
+            inverse = group[key]
         counts = counts_all[present]
         ukey = present.astype(np.int64)
-    else:
+    elif return_inverse:
         ukey, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
         inverse = inverse.ravel()
+    else:
+        ukey, counts = np.unique(key, return_counts=True)
+        inverse = None
     out = []
     for c, size, uniq in zip(cols[::-1], sizes[::-1], values[::-1], strict=True):
         code = ukey % size
         ukey = ukey // size
         out.append(uniq[code] if uniq is not None else code + c.min())
     return out[::-1], inverse, counts
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each value in them) of a 1-d array: `np.unique` with
+    `return_inverse`, counted instead of sorted for whole numbers in a small range (days)."""
+    (distinct,), inverse, _ = unique_rows(values)
+    assert inverse is not None
+    return distinct, inverse
 
 
 def _unique_rows_lexsort(cols: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -311,12 +328,14 @@ def _checked_params(model: str, fitter: Any, names: tuple[str, ...], summary: di
 #   1. lifetimes' `BaseFitter._fit` always ends with an autograd Hessian for the standard errors,
 #      which costs more than the fit on large data (polygamma on every row); `_fitter_class` is
 #      the same fitter without it;
-#   2. the optimiser starts close to the optimum: a lifetimes fit on a deterministic subsample of
-#      the grouped rows (every k-th row, with its count), polished by Newton steps on the exact
-#      same objective written with the terms that depend on x only summed per distinct x
-#      (`_bgnbd_objective`, `_gamma_gamma_objective`); lifetimes' fitter then refines from there
-#      on all grouped rows (normally it just confirms convergence) with the exact inverse Hessian
-#      as its starting BFGS matrix;
+#   2. the optimiser starts close to the optimum: a fit on a deterministic subsample of the
+#      grouped rows (every k-th row, with its count; scipy's BFGS from lifetimes' start, with the
+#      closed-form gradient instead of an autograd trace, lifetimes' own fitter if that fails),
+#      polished by Newton steps on all rows of the exact same objective written with the terms
+#      that depend on x only summed per distinct x (`_bgnbd_objective`,
+#      `_gamma_gamma_objective`); lifetimes' fitter then refines from there on all grouped rows
+#      (normally it just confirms convergence) with the exact inverse Hessian as its starting
+#      BFGS matrix;
 #   3. standard errors use lifetimes' formula with the exact Hessian of that regrouped objective.
 # If any shortcut fails, the fit falls back to lifetimes' default start.
 
@@ -399,8 +418,8 @@ def _bgnbd_objective(
 
     w = np.asarray(weights, dtype=float)
     wsum = float(w.sum())
-    ux, inv = np.unique(x, return_inverse=True)
-    wx = np.bincount(inv.ravel(), weights=w)
+    ux, inv = _distinct(x)
+    wx = np.bincount(inv, weights=w)
     zero = x == 0
     T0, w0 = T[zero], w[zero]
     xp, tp, Tp, wp = x[~zero], t_x[~zero], T[~zero], w[~zero]
@@ -420,12 +439,11 @@ def _bgnbd_objective(
     # Closed-form value, gradient and Hessian of `nll` for the Newton polish. Terms in T or t_x
     # alone are summed per distinct value (logs per distinct T / t_x, gathered per row), terms in
     # x alone per distinct x; only the logaddexp mixture is evaluated per row.
-    uT0, iT0 = np.unique(T0, return_inverse=True)
-    w0T = np.bincount(iT0.ravel(), weights=w0, minlength=uT0.shape[0])
-    uTp, iTp = np.unique(Tp, return_inverse=True)
-    utp, itp = np.unique(tp, return_inverse=True)
-    uxp, ixp = np.unique(xp, return_inverse=True)
-    iTp, itp, ixp = iTp.ravel(), itp.ravel(), ixp.ravel()
+    uT0, iT0 = _distinct(T0)
+    w0T = np.bincount(iT0, weights=w0, minlength=uT0.shape[0])
+    uTp, iTp = _distinct(Tp)
+    utp, itp = _distinct(tp)
+    uxp, ixp = _distinct(xp)
     wpT = np.bincount(iTp, weights=wp, minlength=uTp.shape[0])
     wpxT = np.bincount(iTp, weights=wp * xp, minlength=uTp.shape[0])
     n_x = uxp.shape[0]
@@ -551,8 +569,8 @@ def _gamma_gamma_objective(
 
     w = np.asarray(weights, dtype=float)
     wsum = float(w.sum())
-    ux, inv = np.unique(x, return_inverse=True)
-    wx = np.bincount(inv.ravel(), weights=w)
+    ux, inv = _distinct(x)
+    wx = np.bincount(inv, weights=w)
     ux_log_ux = ux * np.log(ux)
     log_m = np.log(m)
     sum_x_log_m = float(np.sum(w * x * log_m))
@@ -679,6 +697,36 @@ def _newton(nll: Any, start: np.ndarray, max_hessians: int = 6) -> tuple[np.ndar
     raise np.linalg.LinAlgError("Newton did not converge")
 
 
+def _warm_start(
+    sub_nll: Any,
+    n_params: int,
+    fit_kwargs: dict[str, Any],
+    lifetimes_warm: Callable[[], Any],
+) -> np.ndarray:
+    """Log parameters fitted on a subsample: scipy's BFGS from lifetimes' default start with the
+    closed-form gradient and the fit's tolerance and options; lifetimes' own fit of the subsample
+    (`lifetimes_warm`) if that fails."""
+    from scipy.optimize import minimize
+
+    def value_grad(lp: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g, _ = sub_nll.derivatives(lp, False)
+        return f, g
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = minimize(
+            value_grad,
+            0.1 * np.ones(n_params),
+            jac=True,
+            method="BFGS",
+            tol=fit_kwargs["tol"],
+            options=fit_kwargs["options"],
+        )
+    if np.all(np.isfinite(result.x)) and float(np.max(np.abs(result.jac))) < 1e-4:
+        return np.asarray(result.x)
+    return lifetimes_warm()
+
+
 def _fast_fit(
     model: str,
     fitter_cls: type,
@@ -688,12 +736,18 @@ def _fast_fit(
     nll: Any,
     to_log_params: Any,
     fit_kwargs: dict[str, Any],
+    sub_objective: Callable[[slice], Any],
+    n_params: int,
 ) -> tuple[Any, np.ndarray | None]:
-    """Warm start on a subsample, Newton polish, lifetimes refine; (fitter, exact Hessian)."""
+    """Warm start on a subsample, Newton polish, lifetimes refine; (fitter, exact Hessian).
+
+    `sub_objective(rows)` builds the objective of a subsample of the grouped rows, in the same
+    (scaled) units as `nll`."""
     rows = weights.shape[0]
     step = max(1, rows // _WARM_START_ROWS)
     sub = slice(0, None, step)
-    try:
+
+    def lifetimes_warm() -> np.ndarray:
         warm = _run_fitter(
             model,
             fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
@@ -703,9 +757,13 @@ def _fast_fit(
             tol=fit_kwargs["tol"],
             **fit_kwargs["options"],
         )
+        return to_log_params(warm.params_)
+
+    try:
+        warm_lp = _warm_start(sub_objective(sub), n_params, fit_kwargs, lifetimes_warm)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            start, H = _newton(nll, to_log_params(warm.params_))
+            start, H = _newton(nll, warm_lp)
         hess_inv0 = np.linalg.inv(H)
         hess_inv0 = (hess_inv0 + hess_inv0.T) / 2
         options = {"hess_inv0": hess_inv0, **fit_kwargs["options"]}
@@ -838,7 +896,7 @@ def fit_bgnbd(
         return fail(ModelFitError(model, *problem, summary))
 
     if grouped:
-        (gx, gt, gT), _, weights = unique_rows(x, t_x, T)
+        (gx, gt, gT), _, weights = unique_rows(x, t_x, T, return_inverse=False)
     else:
         gx, gt, gT, weights = x, t_x, T, np.ones(n, dtype=np.int64)
     rows = int(gx.shape[0])
@@ -862,6 +920,10 @@ def fit_bgnbd(
                 nll,
                 to_log_params,
                 fit_kwargs,
+                lambda rows: _bgnbd_objective(
+                    gx[rows], gt[rows] * scale, gT[rows] * scale, weights[rows], penalizer
+                ),
+                len(BGNBD_PARAMS),
             )
         else:
             fitter = _run_fitter(
@@ -982,7 +1044,7 @@ def fit_gamma_gamma(
         )
 
     if grouped:
-        (gx, gm), _, weights = unique_rows(xs, ms)
+        (gx, gm), _, weights = unique_rows(xs, ms, return_inverse=False)
     else:
         gx, gm, weights = xs, ms, np.ones(n, dtype=np.int64)
     rows = int(gx.shape[0])
@@ -1005,6 +1067,8 @@ def fit_gamma_gamma(
                 nll,
                 to_log_params,
                 fit_kwargs,
+                lambda rows: _gamma_gamma_objective(gx[rows], gm[rows], weights[rows], penalizer),
+                len(GAMMA_GAMMA_PARAMS),
             )
         else:
             fitter = _run_fitter(
@@ -1144,22 +1208,65 @@ def clv(
     CLV = sum_{k=1..H} (E[Y(k)] - E[Y(k-1)]) * E[M] * margin / (1 + d)^k, k in months of
     `days_per_month` days (30, as lifetimes' `customer_lifetime_value(freq='D')`). Note that
     lifetimes uses 4.345 weeks per month for freq='W'; pass `days_per_month=4.345 * 7` to match it.
-    The horizon-dependent part of E[Y] depends on (x, T) only, so it is computed once per
-    distinct (x, T) pair.
+    """
+    return score_customers(
+        bgnbd,
+        gamma_gamma,
+        x,
+        t_x,
+        T,
+        m,
+        months=months,
+        monthly_discount_rate=monthly_discount_rate,
+        margin=margin,
+        time_unit=time_unit,
+        days_per_month=days_per_month,
+    )["clv"]
+
+
+def score_customers(
+    bgnbd: Mapping[str, float] | FitResult,
+    gamma_gamma: Mapping[str, float] | FitResult,
+    x: Any,
+    t_x: Any,
+    T: Any,
+    m: Any,
+    *,
+    horizons: Sequence[float] = (),
+    months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    margin: float = 1.0,
+    time_unit: TimeUnit = "D",
+    days_per_month: float = 30.0,
+) -> dict[str, Any]:
+    """Every per-customer value at once: the same numbers as `p_alive`, `expected_purchases`,
+    `expected_order_value` and `clv`, with their shared parts computed once.
+
+    Returns {"p_alive", "expected_purchases" (one array per entry of `horizons`, in the model's
+    time unit), "expected_order_value", "clv"}. E[Y(t)] = growth(t; x, T) / denominator(x, t_x, T)
+    (FHL 2005 eq. 10) and P(alive) = 1 / denominator, so the denominator is computed once per
+    customer and the growth terms (the 2F1 part) once per distinct (x, T) for all horizons and
+    CLV months together. CLV discounts the monthly increments of E[Y] (see `clv`).
     """
     step = days_per_month / DAYS_PER_UNIT[_check_unit(time_unit)]
     r, alpha, a, b = _params(bgnbd, BGNBD_PARAMS)
     x, t_x, T, m = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T, m))
-    # E[Y(t)] = growth(t; x, T) / denominator(x, t_x, T): the discounted sum of monthly increments
-    # is a sum over growth terms, computed once per distinct (x, T).
+    denominator = _purchase_denominator(r, alpha, a, b, x, t_x, T)
     (ux, uT), inverse, _ = unique_rows(x, T)
-    horizons = step * np.arange(1, months + 1, dtype=float)[:, None]
-    cumulative = _purchase_growth(r, alpha, a, b, horizons, ux[None, :], uT[None, :])
-    per_month = np.diff(cumulative, axis=0, prepend=0.0)
+    n_h = len(horizons)
+    times = np.concatenate(
+        [np.asarray(horizons, dtype=float), step * np.arange(1, months + 1, dtype=float)]
+    )
+    growth = _purchase_growth(r, alpha, a, b, times[:, None], ux[None, :], uT[None, :])
+    per_month = np.diff(growth[n_h:], axis=0, prepend=0.0)
     discount = (1.0 + monthly_discount_rate) ** -np.arange(1, months + 1, dtype=float)
-    discounted_growth = (discount @ per_month)[inverse]
-    discounted_purchases = discounted_growth / _purchase_denominator(r, alpha, a, b, x, t_x, T)
-    return discounted_purchases * expected_order_value(gamma_gamma, x, m) * margin
+    order_value = expected_order_value(gamma_gamma, x, m)
+    return {
+        "p_alive": 1.0 / denominator,
+        "expected_purchases": [growth[k][inverse] / denominator for k in range(n_h)],
+        "expected_order_value": order_value,
+        "clv": (discount @ per_month)[inverse] / denominator * order_value * margin,
+    }
 
 
 @dataclass(frozen=True)

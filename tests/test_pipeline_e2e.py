@@ -195,7 +195,7 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(
     assert snapshots[0][1] == "2026-06-30" and snapshots[0][3]
     assert counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value") == current
     # The December version only knows what happened by December 31st.
-    last = counts(database, "SELECT max(last_order_at) FROM work.customer_summary")[0][0]
+    last = counts(database, "SELECT max(last_order_date) FROM work.customer_summary")[0][0]
     assert str(last) < "2026-01-01"
     # Nothing earlier than December is retained, so that version has no migration; January does.
     migration_2 = "SELECT count(*) FROM marts.segment_migration WHERE to_snapshot = 2"

@@ -240,6 +240,37 @@ def test_clv_matches_lifetimes_days_and_weeks(cdnow_db):
     np.testing.assert_allclose(oursw, refw.to_numpy(), atol=1e-6)
 
 
+def test_score_customers_equals_the_single_scores(cdnow_fits):
+    # The customer_value asset scores through score_customers; each number must equal the
+    # lifetimes-checked single functions (heavy buyers and recency == T included).
+    bg, gg = cdnow_fits
+    x, t_x, T, m = scoring_inputs(3, 30_000)  # above the distinct-(x, T) threshold
+    horizons = (4.345, 13.0, 52.0)
+    s = vm.score_customers(
+        bg,
+        gg,
+        x,
+        t_x,
+        T,
+        m,
+        horizons=horizons,
+        months=6,
+        monthly_discount_rate=0.02,
+        margin=0.4,
+        time_unit="W",
+        days_per_month=4.345 * 7,
+    )
+    np.testing.assert_allclose(s["p_alive"], vm.p_alive(bg, x, t_x, T), rtol=1e-12, atol=1e-15)
+    for t, ours in zip(horizons, s["expected_purchases"], strict=True):
+        np.testing.assert_allclose(ours, vm.expected_purchases(bg, t, x, t_x, T), rtol=1e-12)
+    np.testing.assert_array_equal(s["expected_order_value"], vm.expected_order_value(gg, x, m))
+    bgf, ggf = lifetimes_models(bg, gg)
+    idx = pd.RangeIndex(x.shape[0])
+    series = [pd.Series(v, index=idx) for v in (x, t_x, T, m)]
+    ref = ggf.customer_lifetime_value(bgf, *series, time=6, discount_rate=0.02, freq="W")
+    np.testing.assert_allclose(s["clv"], 0.4 * ref.to_numpy(), rtol=1e-8, atol=1e-8)
+
+
 def test_scoring_accepts_plain_dicts_and_time_units(cdnow_fits):
     bg, gg = cdnow_fits
     x, t_x, T, m = scoring_inputs(1, 50)

@@ -3,25 +3,28 @@
 -- summary (same definitions as marts/customer_summary.sql, observed up to $calibration_end
 -- inclusive) and the holdout repeat purchases, i.e. distinct order days in
 -- ($calibration_end, $as_of], with the holdout length in days.
--- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data),
+-- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data; see
+-- customer_summary.sql for the per-order conversion),
 -- $calibration_end (DATE), $as_of (DATE, inclusive), $start (DATE or NULL).
-with rates as (
-    -- Reporting currency at rate 1 plus the configured FX rates; NULL lists = no conversion.
-    select
-        unnest(cast($fx_currencies as varchar[])) as currency,
-        unnest(cast($fx_rates as decimal(18, 6)[])) as rate
-),
-
-daily as (
+with daily as (
     select
         customer_id,
         cast(ordered_at as date) as order_day,
-        sum(o.net_amount * coalesce(r.rate, 1)) as day_spend
+        sum(
+            case
+                when $fx_currencies is null then o.net_amount
+                -- the rate of the order's currency, rounded to the staged 4 decimal places
+                else cast(
+                    o.net_amount
+                    * cast($fx_rates as decimal(18, 6)[])[list_position($fx_currencies, o.currency)]
+                    as decimal(18, 4)
+                )
+            end
+        ) as day_spend
     from staging.orders as o
-    left join rates as r on r.currency = o.currency
     where status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
-        and ($fx_currencies is null or r.rate is not null)
+        and ($fx_currencies is null or list_contains($fx_currencies, o.currency))
         and cast(ordered_at as date) <= cast($as_of as date)
         and (cast($start as date) is null or cast(ordered_at as date) >= cast($start as date))
     group by customer_id, order_day
