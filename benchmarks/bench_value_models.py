@@ -43,7 +43,7 @@ def generate(db: Path, n_customers: int, seed: int = 42) -> dict:
     import duckdb
 
     from pipelines.contracts import SOURCES
-    from pipelines.ingestion import staged_table_ddl
+    from pipelines.ingestion import create_staged_table
 
     rng = np.random.default_rng(seed)
     r, alpha, a, b = 1.2, 30.0, 1.0, 6.0
@@ -93,7 +93,7 @@ def generate(db: Path, n_customers: int, seed: int = 42) -> dict:
     con = duckdb.connect(str(db))
     con.execute("create schema staging")
     # The pipeline's own staged table: DECIMAL money, FSST-compressed ids (what the summary scans).
-    con.execute(staged_table_ddl(SOURCES["orders"]))
+    create_staged_table(con, SOURCES["orders"])
     con.execute(
         """
         insert into staging.orders

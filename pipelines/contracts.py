@@ -189,6 +189,16 @@ class Source:
         return [name for name, col in self.schema.columns.items() if not col.nullable]
 
     @property
+    def enumerations(self) -> dict[str, tuple[str, ...]]:
+        """Columns restricted to a fixed set of values (an `isin` check), with the values."""
+        return {
+            name: tuple(check.statistics["allowed_values"])
+            for name, col in self.schema.columns.items()
+            for check in col.checks
+            if check.name == "isin"
+        }
+
+    @property
     def dtypes(self) -> dict[str, pl.DataType]:
         return {name: col.dtype.type for name, col in self.schema.columns.items()}
 

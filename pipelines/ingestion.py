@@ -17,9 +17,11 @@ How a source is ingested (`ingest_source`):
 3. Parse each column to the type its contract declares; text that does not parse is a failure
    (`unparseable_<type>`), never a silent NULL. Validate the typed rows with the Pandera model.
 4. In one DuckDB transaction: drop rows of changed files; append each batch's good rows to the
-   staged table on a thread while the next batch is parsed, holding back repeated keys (the first
-   occurrence by file path and row wins); insert the quarantine rows, record the files. Then check
-   the reconciliation inside the transaction and roll back if it does not hold.
+   staged table on a thread while the next batch is parsed (a key repeated inside the batch is
+   held back at once); then, in one pass over the staged table, hold back every row of a key
+   staged more than once but its first occurrence (rows of earlier ingests first, then by file
+   path and row); insert the quarantine rows, record the files. Then check the reconciliation
+   inside the transaction and roll back if it does not hold.
 
 No Dagster import: the assets in `assets/ingest.py` are a thin layer over `ingest_source`.
 """
@@ -38,6 +40,7 @@ from pathlib import Path
 import duckdb
 import pandera.errors as pa_errors
 import polars as pl
+import pyarrow as pa
 
 from pipelines import erasure
 from pipelines.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
@@ -48,7 +51,6 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # (10M orders in 1M-row batches peaked at 4.09 GiB, 500k took 29% longer; docs/BENCHMARKS.md).
 BATCH_ROWS = 750_000
 # A column of a batch while it is appended: the row's key is the first of its kind in the batch.
-FIRST_IN_BATCH = "__first_in_batch"
 
 DUCKDB_TYPES = {
     pl.String: "VARCHAR",
@@ -483,21 +485,50 @@ def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(load_sql("staging/create_quarantine"))
     con.execute(load_sql("staging/create_ingested_files"))
     for source in SOURCES.values():
-        con.execute(staged_table_ddl(source))
+        create_staged_table(con, source)
     erasure.ensure_erasure_tables(con)
+
+
+def create_staged_table(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Create `staging.<source>` if it does not exist, with its ENUM types (see
+    `staged_table_ddl`); the enumerated values are bound as parameters."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'staging' AND table_name = $t",
+        {"t": source.name},
+    ).fetchone()[0]
+    if exists:
+        return
+    for column, values in source.enumerations.items():
+        con.execute(
+            f"CREATE TYPE IF NOT EXISTS staging.{enum_type(source, column)} "
+            "AS ENUM (SELECT unnest(CAST($values AS VARCHAR[])))",
+            {"values": list(values)},
+        )
+    con.execute(staged_table_ddl(source))
+
+
+def enum_type(source: Source, column: str) -> str:
+    """The quoted name of the ENUM type of an enumerated column, e.g. "orders_status"."""
+    return quote_identifier(f"{source.name}_{column}")
 
 
 def staged_table_ddl(source: Source) -> str:
     """CREATE TABLE for a source, derived from its contract (identifiers from the allow-list).
 
-    Text columns get a fixed compression instead of DuckDB's per-segment analysis, which tried
-    every method on every segment and was the top of the ingest profile: enumerations and codes
-    (few values) are dictionary-encoded, free text and ids FSST-compressed. Same file size, about
-    a third of the CPU to append (measured on 1M orders: 1.8 s instead of 4.8 s).
+    Text columns get a fixed storage instead of DuckDB's per-segment compression analysis, which
+    tried every method on every segment and was the top of the ingest profile: columns with a
+    fixed set of values (an `isin` check: order status and channel, social event type and
+    platform) are ENUMs (one byte a row, no string statistics or dictionary to build: appending
+    850k orders took 5.2 s instead of 6.5 s); other codes (few values) are dictionary-encoded,
+    free text and ids FSST-compressed.
     """
+    enumerations = source.enumerations
 
     def column(name: str, sql_type: str, nullable: bool) -> str:
-        if sql_type == "VARCHAR":
+        if name in enumerations:
+            sql_type = f"staging.{enum_type(source, name)}"
+        elif sql_type == "VARCHAR":
             few_values = name in source.casefold or name in source.upcase or name == "source_file"
             sql_type += " USING COMPRESSION " + ("dictionary" if few_values else "fsst")
         return f"{quote_identifier(name)} {sql_type}" + ("" if nullable else " NOT NULL")
@@ -534,9 +565,6 @@ def _batches(
         yield pl.concat(pending)
 
 
-# The keys of a batch that are staged already: from an earlier ingest (`staged_before`), or from an
-# earlier batch of this one (files in $files; the transaction sees its own rows).
-# {key} and {table} come from the contracts' allow-list.
 def ingest_source(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
@@ -638,6 +666,7 @@ def _stage(
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
         erasure.delete_erased_rows_of_files(con, table, files)
+        earlier_rows = con.execute(f"SELECT count(*) FROM {staged_table}").fetchone()[0]
 
         # Good rows go straight into the staged table, batch by batch (files in path order, rows
         # in file order), so memory holds a few batches, not the whole drop. A thread appends
@@ -649,9 +678,11 @@ def _stage(
                 good, bad = check_batch(raw, source, run_id, at)
                 del raw
                 quarantined.append(bad)
-                # Marked here, not on the appending thread, which is the busier one.
-                appender.put(good.with_columns(_first_in_batch(source)))
+                # Split and converted here, not on the appending thread, which is the busier one.
+                appender.put(*_split_repeated_in_batch(good, source))
                 del good
+        # Keys repeated across batches, or staged by an earlier ingest: first occurrence wins.
+        _hold_back_repeated_keys(con, source, files, earlier_rows)
 
         quarantined.append(_duplicate_quarantine(con, source, run_id, at))
         bad_rows = pl.concat(quarantined)
@@ -721,18 +752,15 @@ def _suppress_erased(
 
 class _Appender:
     """Appends batches of good rows to the staged table on a thread; the connection is its own
-    until the `with` block ends (then any error of the thread is raised).
-
-    A row whose key is staged already (an earlier ingest, or an earlier batch of this one), or
-    repeated earlier in its batch, is held back in `duplicate_rows`: first occurrence wins.
-    """
+    until the `with` block ends (then any error of the thread is raised). Rows held back as
+    repeated go to the temp table `duplicate_rows`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: Source, files: list[str]):
         self.con, self.source, self.files = con, source, files
         self.columns = ", ".join(
             quote_identifier(c) for c in [*source.columns, "source_file", "source_row"]
         )
-        self.queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=1)
+        self.queue: queue.Queue[tuple[pa.Table, pa.Table] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="staging-append", daemon=True)
 
@@ -740,10 +768,10 @@ class _Appender:
         self.thread.start()
         return self
 
-    def put(self, good: pl.DataFrame) -> None:
+    def put(self, good: pa.Table, repeated: pa.Table) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put(good)
+        self.queue.put((good, repeated))
 
     def __exit__(self, *exc_info: object) -> None:
         self.queue.put(None)
@@ -752,19 +780,18 @@ class _Appender:
             raise self.error
 
     def _run(self) -> None:
-        while (good := self.queue.get()) is not None:
+        while (item := self.queue.get()) is not None:
             if self.error is not None:
                 continue  # drain: the producer learns of the error on its next put
             try:
-                self._append(good)
+                self._append(*item)
             except BaseException as exc:  # handed to the producer thread
                 self.error = exc
-            del good
+            del item
 
-    def _append(self, good: pl.DataFrame) -> None:
+    def _append(self, good: pa.Table, repeated: pa.Table) -> None:
         con, columns = self.con, self.columns
-        good, repeated = _split_repeated_keys(con, good, self.source, self.files)
-        if repeated.height:
+        if repeated.num_rows:
             con.register("repeated_rows", repeated)
             con.execute(f"INSERT INTO duplicate_rows SELECT detail, {columns} FROM repeated_rows")
             con.unregister("repeated_rows")
@@ -776,41 +803,47 @@ class _Appender:
         con.unregister("good_rows")
 
 
-def _first_in_batch(source: Source) -> pl.Expr:
-    return pl.col(source.key).is_first_distinct().alias(FIRST_IN_BATCH)
+def _split_repeated_in_batch(good: pl.DataFrame, source: Source) -> tuple[pa.Table, pa.Table]:
+    """(rows to stage, rows whose key repeats an earlier row of the batch) as Arrow tables.
 
-
-def _split_repeated_keys(
-    con: duckdb.DuckDBPyConnection, good: pl.DataFrame, source: Source, files: list[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(rows to stage, rows whose key is staged already or repeated earlier in the batch).
-
-    `good` carries FIRST_IN_BATCH (see `_first_in_batch`). The repeated rows carry a `detail`:
-    staged from an earlier ingest, or repeated in this one.
+    Arrow with plain (not view) strings: DuckDB appends those faster, and the conversion is
+    cheap on the producer's thread. Keys repeated across batches or staged by an earlier ingest
+    are found once after appending (`_hold_back_repeated_keys`).
     """
-    con.register("batch_keys", good.select(pl.col(source.key).alias("key_value")))
-    staged = con.execute(
-        load_sql("staging/staged_keys", key=source.key, table=source.name),
-        {"files": files},
-    ).pl()
-    con.unregister("batch_keys")
-    later = ~pl.col(FIRST_IN_BATCH)
-    if staged.height:
-        later = later | pl.col(source.key).is_in(staged["key_value"].implode())
-    good = good.with_columns(later.alias(FIRST_IN_BATCH))  # now: held back
-    if not good[FIRST_IN_BATCH].any():
-        return good.drop(FIRST_IN_BATCH), good.clear().select(
-            pl.lit("", dtype=pl.String).alias("detail"), pl.exclude(FIRST_IN_BATCH)
-        )
-    before = staged.filter("staged_before")["key_value"]
-    repeated = good.filter(FIRST_IN_BATCH).select(
-        pl.when(pl.col(source.key).is_in(before.implode()))
-        .then(pl.lit("already staged from an earlier file"))
-        .otherwise(pl.lit("repeated within this ingest"))
-        .alias("detail"),
-        pl.exclude(FIRST_IN_BATCH),
+    first = good[source.key].is_first_distinct()
+    repeated = good.filter(~first).select(
+        pl.lit("repeated within this ingest").alias("detail"), pl.all()
     )
-    return good.filter(~pl.col(FIRST_IN_BATCH)).drop(FIRST_IN_BATCH), repeated
+    if repeated.height:
+        good = good.filter(first)
+    level = pl.CompatLevel.oldest()
+    return good.to_arrow(compat_level=level), repeated.to_arrow(compat_level=level)
+
+
+def _hold_back_repeated_keys(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[str], earlier_rows: int
+) -> None:
+    """After appending: every staged row of a key staged more than once, but the first
+    occurrence, moves to `duplicate_rows` (rows from earlier ingests first, then by file path and
+    row number). One pass over the staged table instead of one per batch."""
+    table, key = source.name, source.key
+    columns = ",".join([*source.columns, "source_file", "source_row"])
+    if earlier_rows:
+        con.execute(
+            load_sql("staging/repeated_keys_of_files", table=table, key=key), {"files": files}
+        )
+        con.execute(
+            load_sql("staging/relabel_staged_before", table=table, key=key), {"files": files}
+        )
+    else:
+        con.execute(load_sql("staging/repeated_keys", table=table, key=key))
+    if con.execute("SELECT count(*) FROM repeated_keys").fetchone()[0]:
+        con.execute(
+            load_sql("staging/hold_back_repeated_rows", table=table, key=key, columns=columns),
+            {"files": files},
+        )
+        con.execute(load_sql("staging/delete_held_back_rows", table=table))
+    con.execute("DROP TABLE repeated_keys")
 
 
 def _duplicate_quarantine(
