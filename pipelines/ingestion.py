@@ -17,11 +17,11 @@ How a source is ingested (`ingest_source`):
 3. Parse each column to the type its contract declares; text that does not parse is a failure
    (`unparseable_<type>`), never a silent NULL. Validate the typed rows with the Pandera model.
 4. In one DuckDB transaction: drop rows of changed files; append each batch's good rows to the
-   staged table on a thread while the next batch is parsed (a key repeated inside the batch is
-   held back at once); then, in one pass over the staged table, hold back every row of a key
-   staged more than once but its first occurrence (rows of earlier ingests first, then by file
-   path and row); insert the quarantine rows, record the files. Then check the reconciliation
-   inside the transaction and roll back if it does not hold.
+   staged table on a thread while the next batch is parsed, holding back repeated keys (the
+   first occurrence by file path and row wins; keys staged before are checked against a plain
+   temp table of keys, not the compressed staged table); insert the quarantine rows, record the
+   files. Then check the reconciliation inside the transaction and roll back if it does not
+   hold.
 
 No Dagster import: the assets in `assets/ingest.py` are a thin layer over `ingest_source`.
 """
@@ -667,7 +667,9 @@ def _stage(
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
         erasure.delete_erased_rows_of_files(con, table, files)
-        earlier_rows = con.execute(f"SELECT count(*) FROM {staged_table}").fetchone()[0]
+        con.execute(load_sql("staging/create_seen_keys"))
+        if con.execute(f"SELECT count(*) FROM {staged_table}").fetchone()[0]:
+            con.execute(load_sql("staging/seed_seen_keys", table=table, key=source.key))
 
         # Good rows go straight into the staged table, batch by batch (files in path order, rows
         # in file order), so memory holds a few batches, not the whole drop. A thread appends
@@ -682,8 +684,7 @@ def _stage(
                 # Split and converted here, not on the appending thread, which is the busier one.
                 appender.put(*_split_repeated_in_batch(good, source))
                 del good
-        # Keys repeated across batches, or staged by an earlier ingest: first occurrence wins.
-        _hold_back_repeated_keys(con, source, files, earlier_rows)
+        con.execute(load_sql("staging/relabel_staged_before", key=source.key))
 
         quarantined.append(_duplicate_quarantine(con, source, run_id, at))
         bad_rows = pl.concat(quarantined)
@@ -731,6 +732,8 @@ def _stage(
         raise
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
+        con.execute("DROP TABLE IF EXISTS seen_keys")
+        con.execute("DROP TABLE IF EXISTS held_keys")
 
     report.files_ingested = files
     report.rows_read = sum(rows_read.values())
@@ -753,8 +756,12 @@ def _suppress_erased(
 
 class _Appender:
     """Appends batches of good rows to the staged table on a thread; the connection is its own
-    until the `with` block ends (then any error of the thread is raised). Rows held back as
-    repeated go to the temp table `duplicate_rows`."""
+    until the `with` block ends (then any error of the thread is raised).
+
+    A row whose key is staged already (by an earlier ingest, or by an earlier batch of this one:
+    temp table `seen_keys`) or repeated earlier in its batch (split off by the producer) is held
+    back in the temp table `duplicate_rows`: the first occurrence wins.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: Source, files: list[str]):
         self.con, self.source, self.files = con, source, files
@@ -792,15 +799,39 @@ class _Appender:
 
     def _append(self, good: pa.Table, repeated: pa.Table) -> None:
         con, columns = self.con, self.columns
+        key = quote_identifier(self.source.key)
         if repeated.num_rows:
             con.register("repeated_rows", repeated)
             con.execute(f"INSERT INTO duplicate_rows SELECT detail, {columns} FROM repeated_rows")
             con.unregister("repeated_rows")
+        if not good.num_rows:
+            return  # see the note on empty inserts below
         con.register("good_rows", good)
-        con.execute(
-            f"INSERT INTO staging.{quote_identifier(self.source.name)} ({columns}) "
-            f"SELECT {columns} FROM good_rows"
-        )
+        con.execute(load_sql("staging/held_keys_of_batch", key=self.source.key))
+        # Keys are distinct within the batch (repeats were split off), so each held key holds
+        # back exactly one row.
+        held = con.execute("SELECT count(*) FROM held_keys").fetchone()[0]
+        new_rows = "good_rows"
+        if held:
+            con.execute(
+                "INSERT INTO duplicate_rows SELECT CASE WHEN h.staged_before "
+                "THEN 'already staged from an earlier file' "
+                f"ELSE 'repeated within this ingest' END, {columns} "
+                f"FROM good_rows JOIN held_keys AS h ON {key} = h.key_value"
+            )
+            new_rows = (
+                f"(SELECT * FROM good_rows WHERE {key} NOT IN (SELECT key_value FROM held_keys))"
+            )
+        # Never run an INSERT that adds no row here: with DuckDB 1.5.5, an INSERT ... SELECT
+        # that yields no row, followed in the same transaction by one of a row group or more
+        # (122,880 rows) into the same table, loses the second insert's rows without an error
+        # (tests/test_ingestion.py::test_keys_repeated_across_batches_larger_than_a_row_group).
+        if good.num_rows > held:
+            con.execute(
+                f"INSERT INTO staging.{quote_identifier(self.source.name)} ({columns}) "
+                f"SELECT {columns} FROM {new_rows}"
+            )
+            con.execute(f"INSERT INTO seen_keys SELECT {key}, false FROM {new_rows}")
         con.unregister("good_rows")
 
 
@@ -808,8 +839,7 @@ def _split_repeated_in_batch(good: pl.DataFrame, source: Source) -> tuple[pa.Tab
     """(rows to stage, rows whose key repeats an earlier row of the batch) as Arrow tables.
 
     Arrow with plain (not view) strings: DuckDB appends those faster, and the conversion is
-    cheap on the producer's thread. Keys repeated across batches or staged by an earlier ingest
-    are found once after appending (`_hold_back_repeated_keys`).
+    cheap on the producer's thread. Keys staged already are held back by the appender.
     """
     first = good[source.key].is_first_distinct()
     repeated = good.filter(~first).select(
@@ -819,32 +849,6 @@ def _split_repeated_in_batch(good: pl.DataFrame, source: Source) -> tuple[pa.Tab
         good = good.filter(first)
     level = pl.CompatLevel.oldest()
     return good.to_arrow(compat_level=level), repeated.to_arrow(compat_level=level)
-
-
-def _hold_back_repeated_keys(
-    con: duckdb.DuckDBPyConnection, source: Source, files: list[str], earlier_rows: int
-) -> None:
-    """After appending: every staged row of a key staged more than once, but the first
-    occurrence, moves to `duplicate_rows` (rows from earlier ingests first, then by file path and
-    row number). One pass over the staged table instead of one per batch."""
-    table, key = source.name, source.key
-    columns = ",".join([*source.columns, "source_file", "source_row"])
-    if earlier_rows:
-        con.execute(
-            load_sql("staging/repeated_keys_of_files", table=table, key=key), {"files": files}
-        )
-        con.execute(
-            load_sql("staging/relabel_staged_before", table=table, key=key), {"files": files}
-        )
-    else:
-        con.execute(load_sql("staging/repeated_keys", table=table, key=key))
-    if con.execute("SELECT count(*) FROM repeated_keys").fetchone()[0]:
-        con.execute(
-            load_sql("staging/hold_back_repeated_rows", table=table, key=key, columns=columns),
-            {"files": files},
-        )
-        con.execute(load_sql("staging/delete_held_back_rows", table=table))
-    con.execute("DROP TABLE repeated_keys")
 
 
 def _duplicate_quarantine(
