@@ -674,7 +674,7 @@ def _stage(
         # Good rows go straight into the staged table, batch by batch (files in path order, rows
         # in file order), so memory holds a few batches, not the whole drop. A thread appends
         # one batch to DuckDB while this one parses the next (both release the GIL).
-        with _Appender(con, source, files) as appender:
+        with _Appender(con, source) as appender:
             for raw in _batches(exports, source, rows_read):
                 if hashes:
                     raw = _suppress_erased(raw, table, hashes, salt, suppressed)
@@ -763,8 +763,8 @@ class _Appender:
     back in the temp table `duplicate_rows`: the first occurrence wins.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: Source, files: list[str]):
-        self.con, self.source, self.files = con, source, files
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: Source):
+        self.con, self.source = con, source
         self.columns = ", ".join(
             quote_identifier(c) for c in [*source.columns, "source_file", "source_row"]
         )
