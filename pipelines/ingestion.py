@@ -49,7 +49,7 @@ from pipelines.sql import load_sql, quote_identifier
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Rows per validation batch: bounds the polars side's memory on big drops while keeping
 # per-batch overhead small (10M orders: 500k-row batches took 29% longer; 1.5M no faster than
-# 750k, and the peak, about 3.1 GiB, is DuckDB's either way; docs/BENCHMARKS.md).
+# 750k, and the peak, about 3.3 GiB, is mostly DuckDB's either way; docs/BENCHMARKS.md).
 BATCH_ROWS = 750_000
 # A column of a batch while it is appended: the row's key is the first of its kind in the batch.
 
