@@ -130,6 +130,7 @@ def customer_summary(
 
     With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
     in currencies without a rate left out)."""
+    con.execute(load_sql("marts/create_currency_macros"))
     sql = load_sql("marts/customer_summary")
     params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
     return con.execute(sql, params).pl()
@@ -145,6 +146,7 @@ def calibration_holdout(
     fx_rates: Mapping[str, float] | None = None,
 ) -> pl.DataFrame:
     """Run `sql/marts/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
+    con.execute(load_sql("marts/create_currency_macros"))
     sql = load_sql("marts/calibration_holdout")
     params = {
         "calibration_end": calibration_end,

@@ -3,28 +3,18 @@
 -- summary (same definitions as marts/customer_summary.sql, observed up to $calibration_end
 -- inclusive) and the holdout repeat purchases, i.e. distinct order days in
 -- ($calibration_end, $as_of], with the holdout length in days.
--- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data; see
--- customer_summary.sql for the per-order conversion),
+-- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data; the
+-- conversion rule is in create_currency_macros.sql),
 -- $calibration_end (DATE), $as_of (DATE, inclusive), $start (DATE or NULL).
 with daily as (
     select
         customer_id,
         cast(ordered_at as date) as order_day,
-        sum(
-            case
-                when $fx_currencies is null then o.net_amount
-                -- the rate of the order's currency, rounded to the staged 4 decimal places
-                else cast(
-                    o.net_amount
-                    * cast($fx_rates as decimal(18, 6)[])[list_position($fx_currencies, o.currency)]
-                    as decimal(18, 4)
-                )
-            end
-        ) as day_spend
+        sum(reporting_amount(o.net_amount, o.currency, $fx_currencies, $fx_rates)) as day_spend
     from staging.orders as o
     where status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
-        and ($fx_currencies is null or list_contains($fx_currencies, o.currency))
+        and has_reporting_rate(o.currency, $fx_currencies)
         and cast(ordered_at as date) <= cast($as_of as date)
         and (cast($start as date) is null or cast(ordered_at as date) >= cast($start as date))
     group by customer_id, order_day

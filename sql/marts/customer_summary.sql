@@ -8,12 +8,10 @@
 --   monetary_value = mean day spend over the repeat days (first day dropped), 0 when frequency = 0,
 --                    computed as (total spend - first day spend) / frequency in one pass.
 --   order_count    = completed order rows (order_id is the staged key, unique after ingestion).
--- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data: each order is
---             converted at its currency's rate and rounded to the staged 4 decimal places;
---             orders in a currency not in the list are left out), $as_of (DATE, observation
+-- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data; the
+--             conversion rule is in create_currency_macros.sql), $as_of (DATE, observation
 --             end, inclusive: orders on that day count), $start (DATE or NULL: orders before
---             this day are ignored). The rate is looked up per row in the short parameter
---             lists (list_position), which costs less than joining a rates table.
+--             this day are ignored).
 -- first_order_date / last_order_date are the days of the first and last completed order (the
 -- models work in whole days; carrying timestamps through the per-day aggregate cost 15 % more).
 -- Rows come in no particular order (sorting 1M ids costs more than it is worth here): sort
@@ -26,21 +24,11 @@ with daily as (
         customer_id,
         cast(ordered_at as date) as order_day,
         count(*) as orders,
-        sum(
-            case
-                when $fx_currencies is null then o.net_amount
-                -- the rate of the order's currency, rounded to the staged 4 decimal places
-                else cast(
-                    o.net_amount
-                    * cast($fx_rates as decimal(18, 6)[])[list_position($fx_currencies, o.currency)]
-                    as decimal(18, 4)
-                )
-            end
-        ) as day_spend
+        sum(reporting_amount(o.net_amount, o.currency, $fx_currencies, $fx_rates)) as day_spend
     from staging.orders as o
     where status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
-        and ($fx_currencies is null or list_contains($fx_currencies, o.currency))
+        and has_reporting_rate(o.currency, $fx_currencies)
         and ordered_at < cast($as_of as date) + 1
         and ($start is null or ordered_at >= cast($start as date))
     group by customer_id, order_day
