@@ -18,10 +18,10 @@ How a source is ingested (`ingest_source`):
    (`unparseable_<type>`), never a silent NULL. Validate the typed rows with the Pandera model.
 4. In one DuckDB transaction: drop rows of changed files; append each batch's good rows to the
    staged table on a thread while the next batch is parsed, holding back repeated keys (the
-   first occurrence by file path and row wins; keys staged before are checked against a plain
-   temp table of keys, not the compressed staged table); insert the quarantine rows, record the
-   files. Then check the reconciliation inside the transaction and roll back if it does not
-   hold.
+   first occurrence by file path and row wins; keys staged before are checked in memory by
+   64-bit hash, then as text: `_StagedKeys`, not against the compressed staged table); insert
+   the quarantine rows, record the files. Then check the reconciliation inside the transaction
+   and roll back if it does not hold.
 
 No Dagster import: the assets in `assets/ingest.py` are a thin layer over `ingest_source`.
 """
@@ -254,12 +254,33 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
 def _parse_timestamps(text: pl.Series) -> pl.Series:
     """Timestamps as naive UTC; NULL where the text is none of the accepted forms.
 
-    Most exports write one canonical form (`2024-03-01 10:00:00`, with "T" and/or "+00:00" or "Z"
-    in some), which polars parses on its fast path after a cheap rewrite to
-    `YYYY-MM-DD HH:MM:SS`. Only the rest goes through the general formats, each tried on the rows
-    still unparsed. The general formats accept disjoint texts (with an offset, with seconds, with
-    minutes only, date only), so the order of the attempts cannot change a result; the fast path
-    gives the value the general formats give (tests compare both on edge cases).
+    Most exports write one form (`2024-03-01 10:00:00`), which polars parses directly; the rest
+    goes on to `_parse_timestamps_other`. Every path gives the value the general formats give
+    (tests compare them on edge cases and on generated text).
+    """
+    # No cache: timestamps are mostly distinct, and the cache made this 35% slower.
+    parsed = text.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False, cache=False)
+    todo = parsed.is_null() & text.is_not_null()
+    if not todo.any():
+        return parsed
+    return parsed.scatter(todo.arg_true(), _parse_timestamps_other(text.filter(todo)))
+
+
+def _parse_dates(text: pl.Series) -> pl.Series:
+    """Dates: the date of any accepted timestamp text; plain `2024-03-01` parsed directly."""
+    parsed = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False, cache=False)
+    todo = parsed.is_null() & text.is_not_null()
+    if not todo.any():
+        return parsed
+    return parsed.scatter(todo.arg_true(), _parse_timestamps(text.filter(todo)).dt.date())
+
+
+def _parse_timestamps_other(text: pl.Series) -> pl.Series:
+    """Timestamps not in the plain form: a common variant ("T" between date and time, and/or an
+    offset of zero, "+00:00" or "Z"; ASCII digits only) is rewritten to the plain form and
+    parsed on polars' fast path; only the rest goes through the general formats, each tried on
+    the rows still unparsed. The general formats accept disjoint texts (with an offset, with
+    seconds, with minutes only, date only), so the order of the attempts cannot change a result.
     """
     canonical = text.str.contains(CANONICAL_TIMESTAMP)
     parsed = pl.select(
@@ -301,7 +322,7 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
     if dtype == pl.Datetime:
         return _parse_timestamps(text), "unparseable_timestamp"
     if dtype == pl.Date:
-        return _parse_timestamps(text).dt.date(), "unparseable_date"
+        return _parse_dates(text), "unparseable_date"
     if dtype == pl.Float64:
         values = text.cast(pl.Float64, strict=False)
         return values.set(~values.is_finite().fill_null(True), None), "unparseable_number"
@@ -667,9 +688,11 @@ def _stage(
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
         erasure.delete_erased_rows_of_files(con, table, files)
-        con.execute(load_sql("staging/create_seen_keys"))
-        if con.execute(f"SELECT count(*) FROM {staged_table}").fetchone()[0]:
-            con.execute(load_sql("staging/seed_seen_keys", table=table, key=source.key))
+        keys = _StagedKeys(
+            con.execute(load_sql("staging/staged_keys", table=table, key=source.key))
+            .pl()
+            .to_series()
+        )
 
         # Good rows go straight into the staged table, batch by batch (files in path order, rows
         # in file order), so memory holds a few batches, not the whole drop. A thread appends
@@ -682,9 +705,9 @@ def _stage(
                 del raw
                 quarantined.append(bad)
                 # Split and converted here, not on the appending thread, which is the busier one.
-                appender.put(*_split_repeated_in_batch(good, source))
+                appender.put(*_split_repeated(good, source, keys))
                 del good
-        con.execute(load_sql("staging/relabel_staged_before", key=source.key))
+        del keys
 
         quarantined.append(_duplicate_quarantine(con, source, run_id, at))
         bad_rows = pl.concat(quarantined)
@@ -732,8 +755,6 @@ def _stage(
         raise
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
-        con.execute("DROP TABLE IF EXISTS seen_keys")
-        con.execute("DROP TABLE IF EXISTS held_keys")
 
     report.files_ingested = files
     report.rows_read = sum(rows_read.values())
@@ -755,12 +776,9 @@ def _suppress_erased(
 
 
 class _Appender:
-    """Appends batches of good rows to the staged table on a thread; the connection is its own
-    until the `with` block ends (then any error of the thread is raised).
-
-    A row whose key is staged already (by an earlier ingest, or by an earlier batch of this one:
-    temp table `seen_keys`) or repeated earlier in its batch (split off by the producer) is held
-    back in the temp table `duplicate_rows`: the first occurrence wins.
+    """Appends batches to DuckDB on a thread: rows to stage to the staged table, rows held back
+    for a repeated key (`_split_repeated`) to the temp table `duplicate_rows`. The connection is
+    the thread's until the `with` block ends (then any error of the thread is raised).
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: Source):
@@ -798,56 +816,86 @@ class _Appender:
             del item
 
     def _append(self, good: pa.Table, repeated: pa.Table) -> None:
+        # Never run an INSERT that adds no row here: with DuckDB 1.5.5, an INSERT ... SELECT
+        # that yields no row, followed in the same transaction by one of a row group or more
+        # (122,880 rows) into the same table, loses the second insert's rows without an error
+        # (tests/test_ingestion.py::test_batch_without_good_rows_before_a_large_batch).
         con, columns = self.con, self.columns
-        key = quote_identifier(self.source.key)
         if repeated.num_rows:
             con.register("repeated_rows", repeated)
             con.execute(f"INSERT INTO duplicate_rows SELECT detail, {columns} FROM repeated_rows")
             con.unregister("repeated_rows")
-        if not good.num_rows:
-            return  # see the note on empty inserts below
-        con.register("good_rows", good)
-        con.execute(load_sql("staging/held_keys_of_batch", key=self.source.key))
-        # Keys are distinct within the batch (repeats were split off), so each held key holds
-        # back exactly one row.
-        held = con.execute("SELECT count(*) FROM held_keys").fetchone()[0]
-        new_rows = "good_rows"
-        if held:
-            con.execute(
-                "INSERT INTO duplicate_rows SELECT CASE WHEN h.staged_before "
-                "THEN 'already staged from an earlier file' "
-                f"ELSE 'repeated within this ingest' END, {columns} "
-                f"FROM good_rows JOIN held_keys AS h ON {key} = h.key_value"
-            )
-            new_rows = (
-                f"(SELECT * FROM good_rows WHERE {key} NOT IN (SELECT key_value FROM held_keys))"
-            )
-        # Never run an INSERT that adds no row here: with DuckDB 1.5.5, an INSERT ... SELECT
-        # that yields no row, followed in the same transaction by one of a row group or more
-        # (122,880 rows) into the same table, loses the second insert's rows without an error
-        # (tests/test_ingestion.py::test_keys_repeated_across_batches_larger_than_a_row_group).
-        if good.num_rows > held:
+        if good.num_rows:
+            con.register("good_rows", good)
             con.execute(
                 f"INSERT INTO staging.{quote_identifier(self.source.name)} ({columns}) "
-                f"SELECT {columns} FROM {new_rows}"
+                f"SELECT {columns} FROM good_rows"
             )
-            con.execute(f"INSERT INTO seen_keys SELECT {key}, false FROM {new_rows}")
-        con.unregister("good_rows")
+            con.unregister("good_rows")
 
 
-def _split_repeated_in_batch(good: pl.DataFrame, source: Source) -> tuple[pa.Table, pa.Table]:
-    """(rows to stage, rows whose key repeats an earlier row of the batch) as Arrow tables.
+def key_hashes(keys: pl.Series) -> pl.Series:
+    """64-bit hashes of key text (polars' hash, stable within a process: `_StagedKeys`)."""
+    return keys.hash(seed=0)
 
-    Arrow with plain (not view) strings: DuckDB appends those faster, and the conversion is
-    cheap on the producer's thread. Keys staged already are held back by the appender.
+
+class _StagedKeys:
+    """The keys an ingest must not stage again: those staged by earlier ingests, then those of
+    each batch staged by this one, kept in memory beside their 64-bit hashes.
+
+    A batch is checked by integer hash first (one pass over the hashes, no string hashing of the
+    keys staged so far), then the few keys whose hash matches are compared as text, so a hash
+    collision can never hold a row back wrongly. Keys are added in batch order, so a key is
+    held back only against rows that come before it (the first occurrence wins).
     """
-    first = good[source.key].is_first_distinct()
-    repeated = good.filter(~first).select(
-        pl.lit("repeated within this ingest").alias("detail"), pl.all()
-    )
-    if repeated.height:
-        good = good.filter(first)
+
+    def __init__(self, staged_before: pl.Series):
+        self.keys = staged_before.cast(pl.String).rename("key")
+        self.hashes = key_hashes(self.keys)
+        self.n_before = len(self.keys)
+
+    def lookup(self, keys: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """(seen, staged before this ingest) for each key of a batch."""
+        candidates = self.hashes.is_in(key_hashes(keys).implode()).arg_true()
+        if not len(candidates):
+            none = pl.repeat(False, len(keys), dtype=pl.Boolean, eager=True)
+            return none, none
+        matched = self.keys.gather(candidates)
+        before = matched.filter(candidates < self.n_before)
+        return keys.is_in(matched.implode()), keys.is_in(before.implode())
+
+    def add(self, keys: pl.Series) -> None:
+        self.keys.append(keys.cast(pl.String).rename("key"))
+        self.hashes.append(key_hashes(keys))
+
+
+def _split_repeated(
+    good: pl.DataFrame, source: Source, staged: _StagedKeys
+) -> tuple[pa.Table, pa.Table]:
+    """(rows to stage, rows held back) as Arrow tables; records the staged rows' keys.
+
+    A row is held back if its key was staged before (by an earlier ingest or an earlier batch of
+    this one) or repeats an earlier row of its batch. Arrow with plain (not view) strings: DuckDB
+    appends those faster, and the conversion is cheap on the producer's thread.
+    """
+    keys = good[source.key]
+    seen, before = staged.lookup(keys)
+    held = seen | ~keys.is_first_distinct()
     level = pl.CompatLevel.oldest()
+    if not held.any():
+        staged.add(keys)
+        return good.to_arrow(compat_level=level), good.clear().select(
+            pl.lit("", dtype=pl.String).alias("detail"), pl.all()
+        ).to_arrow(compat_level=level)
+    repeated = good.filter(held).select(
+        pl.when(pl.lit(before.filter(held)))
+        .then(pl.lit("already staged from an earlier file"))
+        .otherwise(pl.lit("repeated within this ingest"))
+        .alias("detail"),
+        pl.all(),
+    )
+    good = good.filter(~held)
+    staged.add(good[source.key])
     return good.to_arrow(compat_level=level), repeated.to_arrow(compat_level=level)
 
 
