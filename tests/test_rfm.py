@@ -18,7 +18,9 @@ def summary(recency_days, order_count, total_spend, ids=None) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "customer_id": ids or [f"c{i:05d}" for i in range(n)],
-            "last_order_date": [dt.date(2024, 6, 30) - dt.timedelta(days=int(d)) for d in recency_days],
+            "last_order_date": [
+                dt.date(2024, 6, 30) - dt.timedelta(days=int(d)) for d in recency_days
+            ],
             "order_count": order_count,
             "total_spend": [float(v) for v in total_spend],
         }
