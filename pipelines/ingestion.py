@@ -854,9 +854,9 @@ class _StagedKeys:
         self.hashes = key_hashes(self.keys)
         self.n_before = len(self.keys)
 
-    def lookup(self, keys: pl.Series) -> tuple[pl.Series, pl.Series]:
-        """(seen, staged before this ingest) for each key of a batch."""
-        candidates = self.hashes.is_in(key_hashes(keys).implode()).arg_true()
+    def lookup(self, keys: pl.Series, hashes: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """(seen, staged before this ingest) for each key of a batch, given their hashes."""
+        candidates = self.hashes.is_in(hashes.implode()).arg_true()
         if not len(candidates):
             none = pl.repeat(False, len(keys), dtype=pl.Boolean, eager=True)
             return none, none
@@ -864,9 +864,19 @@ class _StagedKeys:
         before = matched.filter(candidates < self.n_before)
         return keys.is_in(matched.implode()), keys.is_in(before.implode())
 
-    def add(self, keys: pl.Series) -> None:
+    def add(self, keys: pl.Series, hashes: pl.Series) -> None:
         self.keys.append(keys.cast(pl.String).rename("key"))
-        self.hashes.append(key_hashes(keys))
+        self.hashes.append(hashes)
+
+
+def first_distinct(keys: pl.Series, hashes: pl.Series) -> pl.Series:
+    """`keys.is_first_distinct()`, computed on the keys' hashes; text compared only where a hash
+    repeats (a tenth of the time on 750k string keys)."""
+    repeated_hash = hashes.is_duplicated()
+    if not repeated_hash.any():
+        return ~repeated_hash
+    where = repeated_hash.arg_true()
+    return (~repeated_hash).scatter(where, keys.gather(where).is_first_distinct())
 
 
 def _split_repeated(
@@ -879,11 +889,12 @@ def _split_repeated(
     appends those faster, and the conversion is cheap on the producer's thread.
     """
     keys = good[source.key]
-    seen, before = staged.lookup(keys)
-    held = seen | ~keys.is_first_distinct()
+    hashes = key_hashes(keys)
+    seen, before = staged.lookup(keys, hashes)
+    held = seen | ~first_distinct(keys, hashes)
     level = pl.CompatLevel.oldest()
     if not held.any():
-        staged.add(keys)
+        staged.add(keys, hashes)
         return good.to_arrow(compat_level=level), good.clear().select(
             pl.lit("", dtype=pl.String).alias("detail"), pl.all()
         ).to_arrow(compat_level=level)
@@ -895,7 +906,7 @@ def _split_repeated(
         pl.all(),
     )
     good = good.filter(~held)
-    staged.add(good[source.key])
+    staged.add(keys.filter(~held), hashes.filter(~held))
     return good.to_arrow(compat_level=level), repeated.to_arrow(compat_level=level)
 
 

@@ -451,3 +451,12 @@ def test_timestamp_fast_path_agrees_on_any_text(value):
     general = _parse_timestamps_general(text)
     assert _parse_timestamps(text).equals(general)
     assert _parse_dates(text).equals(general.dt.date())
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "ab", "ba", "abc", ""]), max_size=40))
+def test_first_distinct_on_colliding_hashes_is_exact(keys):
+    from pipelines.ingestion import first_distinct
+
+    text = pl.Series("k", keys, dtype=pl.String)
+    hashes = text.str.len_bytes().cast(pl.UInt64) % 2  # many distinct keys share a hash
+    assert first_distinct(text, hashes).to_list() == text.is_first_distinct().to_list()
