@@ -73,6 +73,17 @@ TIMESTAMP_FORMATS = (
 # The form most exports use, parsed on polars' fast path: "2024-03-01 10:00:00", with "T" for
 # the space and/or an offset of zero ("+00:00" or "Z"). ASCII digits only.
 CANONICAL_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\+00:00|Z)?$"
+# Forms parsed directly by polars (offsets of zero only as literal text: the value is the UTC
+# time written); one is chosen per column from a sample of its first values.
+DIRECT_TIMESTAMP_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S+00:00",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S+00:00",
+    "%Y-%m-%d %H:%M:%SZ",
+)
+DIRECT_FORMAT_SAMPLE = 1000
 TRUE_TEXT = ("true", "t", "yes", "y", "1")
 FALSE_TEXT = ("false", "f", "no", "n", "0")
 
@@ -254,16 +265,38 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
 def _parse_timestamps(text: pl.Series) -> pl.Series:
     """Timestamps as naive UTC; NULL where the text is none of the accepted forms.
 
-    Most exports write one form (`2024-03-01 10:00:00`), which polars parses directly; the rest
-    goes on to `_parse_timestamps_other`. Every path gives the value the general formats give
-    (tests compare them on edge cases and on generated text).
+    An export mostly writes one form. The plain form that fits a sample of the column
+    (`DIRECT_TIMESTAMP_FORMATS`) is parsed directly, with no regex and no rewrite; the rest goes
+    on to `_parse_timestamps_other`. Every path gives the value the general formats give (tests
+    compare them on edge cases and on generated text).
     """
+    fmt = _direct_timestamp_format(text)
+    if fmt is None:
+        return _parse_timestamps_other(text)
     # No cache: timestamps are mostly distinct, and the cache made this 35% slower.
-    parsed = text.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False, cache=False)
+    parsed = text.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)
     todo = parsed.is_null() & text.is_not_null()
     if not todo.any():
         return parsed
     return parsed.scatter(todo.arg_true(), _parse_timestamps_other(text.filter(todo)))
+
+
+def _direct_timestamp_format(text: pl.Series) -> str | None:
+    """The direct format that parses most of the first values, if one parses any.
+
+    Trying a format that does not fit costs more than one that does (308 against 136 ms for
+    800k values), so the format is chosen on a sample rather than tried in turn.
+    """
+    sample = text.head(DIRECT_FORMAT_SAMPLE).drop_nulls()
+    if not len(sample):
+        return None
+    parsed = {
+        fmt: len(sample)
+        - sample.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False).null_count()
+        for fmt in DIRECT_TIMESTAMP_FORMATS
+    }
+    best = max(parsed, key=lambda fmt: parsed[fmt])
+    return best if parsed[best] else None
 
 
 def _parse_dates(text: pl.Series) -> pl.Series:

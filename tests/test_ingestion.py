@@ -439,18 +439,32 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
     general = _parse_timestamps_general(text)
     for fast in (_parse_timestamps(text), _parse_timestamps_other(text)):
         assert fast.cast(pl.String).to_list() == general.cast(pl.String).to_list()
+    # Whichever direct format a column's sample picks: a column led by each accepted form.
+    for first in TIMESTAMP_TEXTS:
+        column = pl.Series("t", [first, *TIMESTAMP_TEXTS], dtype=pl.String)
+        assert _parse_timestamps(column).equals(_parse_timestamps_general(column))
     assert _parse_dates(text).equals(general.dt.date())
     assert general.null_count() < len(text) / 2  # the cases do include accepted text
 
 
 @given(st.text(alphabet="0123456789-: TZ+.", max_size=30))
 def test_timestamp_fast_path_agrees_on_any_text(value):
-    from pipelines.ingestion import _parse_dates, _parse_timestamps, _parse_timestamps_general
+    from pipelines.ingestion import (
+        DIRECT_TIMESTAMP_FORMATS,
+        _parse_dates,
+        _parse_timestamps,
+        _parse_timestamps_general,
+    )
 
     text = pl.Series("t", [value, "2024-03-01T10:00:00+00:00"], dtype=pl.String)
     general = _parse_timestamps_general(text)
     assert _parse_timestamps(text).equals(general)
     assert _parse_dates(text).equals(general.dt.date())
+    # Each direct format on the text: a value it parses is the value the general formats give.
+    for fmt in DIRECT_TIMESTAMP_FORMATS:
+        direct = text.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)
+        parsed = direct.is_not_null()
+        assert direct.filter(parsed).equals(general.filter(parsed))
 
 
 @given(st.lists(st.sampled_from(["a", "b", "c", "ab", "ba", "abc", ""]), max_size=40))
