@@ -10,6 +10,7 @@ wall and <= 4 GiB peak on a 2-core machine.
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -18,6 +19,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_steal_seconds() -> float:
+    """Seconds of CPU the hypervisor gave to others, all cores (Linux /proc/stat; 0 elsewhere).
+
+    The machine is shared: a slow run with much steal is the host, not the code."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def ensure_exports(customers: int, seed: int) -> Path:
@@ -56,7 +68,9 @@ def ingest_child(exports: str, warehouse: str) -> None:
         }
     con.close()
     figures["total_seconds"] = round(time.perf_counter() - started, 2)
-    figures["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures["peak_rss_gib"] = round(usage.ru_maxrss / 1024**2, 2)
+    figures["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
     print(json.dumps(figures))
 
 
@@ -76,12 +90,14 @@ def main() -> None:
     size = sum(p.stat().st_size for p in exports.rglob("*") if p.is_file())
     with tempfile.TemporaryDirectory() as tmp:
         warehouse = str(Path(tmp) / "bench.duckdb")
+        steal_before = cpu_steal_seconds()
         started = time.perf_counter()
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(exports), warehouse],
             check=True, capture_output=True, text=True, cwd=REPO,
         )  # fmt: skip
         wall = time.perf_counter() - started
+        steal = cpu_steal_seconds() - steal_before
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"exports: {exports} ({size / 1024**2:.0f} MiB)")
     print(f"{'source':10} {'rows read':>12} {'staged':>12} {'quarantined':>12} {'seconds':>8}")
@@ -96,6 +112,10 @@ def main() -> None:
         f"(child process wall incl. imports: {wall:.1f} s)"
     )
     print(f"peak memory (max RSS of the ingest process): {figures['peak_rss_gib']:.2f} GiB")
+    print(
+        f"CPU time of the ingest process: {figures['cpu_seconds']:.1f} s; CPU time the host "
+        f"took from this machine meanwhile (steal, all cores): {steal:.1f} s"
+    )
 
 
 if __name__ == "__main__":
