@@ -605,17 +605,22 @@ def staged_table_ddl(source: Source) -> str:
 def _batches(
     exports: list[ExportFile], source: Source, rows_read: dict[str, int]
 ) -> Iterator[pl.DataFrame]:
-    """The files' rows in batches of about BATCH_ROWS, files in order; counts rows per file."""
+    """The files' rows in batches of BATCH_ROWS (the last one smaller), files in order, rows in
+    file order; counts rows per file. A file larger than a batch is cut across batches (slices,
+    no copy), so one big export is appended while its next part is validated."""
     pending: list[pl.DataFrame] = []
     rows = 0
     for export in exports:
         frame, _ = read_raw(export, source)
         rows_read[export.relpath] = frame.height
-        pending.append(frame)
-        rows += frame.height
-        if rows >= BATCH_ROWS:
-            yield pl.concat(pending)
-            pending, rows = [], 0
+        while frame.height:
+            part = frame.slice(0, BATCH_ROWS - rows)
+            frame = frame.slice(part.height)
+            pending.append(part)
+            rows += part.height
+            if rows == BATCH_ROWS:
+                yield pl.concat(pending)
+                pending, rows = [], 0
     if pending:
         yield pl.concat(pending)
 

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from pipelines.contracts import SOURCES
 from pipelines.ingestion import IngestError, ingest_source, reconcile
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
@@ -329,7 +330,7 @@ def test_repeated_keys_across_batches_first_occurrence_wins(
     }
     for name, rows in files.items():
         write_csv(exports_dir / "orders" / name, rows)
-    monkeypatch.setattr(ingestion, "BATCH_ROWS", 2)  # a batch per file, appended on a thread
+    monkeypatch.setattr(ingestion, "BATCH_ROWS", 2)  # batches of 2 rows, cut across files
     ingest_source(warehouse, exports_dir, "orders")
 
     monkeypatch.setattr(ingestion, "BATCH_ROWS", 1_000_000)  # the same exports in one batch
@@ -406,12 +407,40 @@ def test_batch_without_good_rows_before_a_large_batch(warehouse, exports_dir, mo
     import pipelines.ingestion as ingestion
 
     n = 130_000
-    write_csv(exports_dir / "orders" / "a.csv", [{**good_order(0), "status": "shipped"}])
-    many_orders(1, n).write_csv(exports_dir / "orders" / "b.csv")
-    monkeypatch.setattr(ingestion, "BATCH_ROWS", 1)  # one batch per file
+    (exports_dir / "orders").mkdir(parents=True)
+    many_orders(0, n).with_columns(status=pl.lit("shipped")).write_csv(
+        exports_dir / "orders" / "a.csv"
+    )
+    many_orders(n, n).write_csv(exports_dir / "orders" / "b.csv")
+    monkeypatch.setattr(ingestion, "BATCH_ROWS", n)  # one batch per file
     report = ingest_source(warehouse, exports_dir, "orders")
-    assert (report.rows_read, report.rows_staged, report.rows_quarantined) == (n + 1, n, 1)
+    assert (report.rows_read, report.rows_staged, report.rows_quarantined) == (2 * n, n, n)
     assert warehouse.execute("SELECT count(*) FROM staging.orders").fetchone() == (n,)
+
+
+def test_a_file_larger_than_a_batch_is_cut_across_batches(warehouse, exports_dir, monkeypatch):
+    import pipelines.ingestion as ingestion
+
+    (exports_dir / "orders").mkdir(parents=True)
+    many_orders(0, 5).write_csv(exports_dir / "orders" / "a.csv")
+    # b.csv repeats a.csv's last key in its fourth row, which lands in a later batch.
+    pl.concat([many_orders(5, 3), many_orders(4, 1), many_orders(8, 3)]).write_csv(
+        exports_dir / "orders" / "b.csv"
+    )
+    monkeypatch.setattr(ingestion, "BATCH_ROWS", 3)
+    batches = list(
+        ingestion._batches(
+            ingestion.discover_files(exports_dir, SOURCES["orders"]), SOURCES["orders"], {}
+        )
+    )
+    assert [b.height for b in batches] == [3, 3, 3, 3]
+    assert batches[1]["source_file"].to_list() == ["orders/a.csv"] * 2 + ["orders/b.csv"]
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert (report.rows_read, report.rows_staged, report.rows_quarantined) == (12, 11, 1)
+    assert staged(warehouse, "orders")["order_id"].to_list() == [f"o{i}" for i in range(11)]
+    assert warehouse.execute(
+        "SELECT source_file, source_row, detail FROM staging.quarantine"
+    ).fetchall() == [("orders/b.csv", 4, "repeated within this ingest")]
 
 
 # Accepted and rejected timestamp text: the fast path must give what the general formats give.
