@@ -48,6 +48,9 @@ def ensure_exports(customers: int, seed: int) -> Path:
 
 def ingest_child(exports: str, warehouse: str) -> None:
     """Runs in the child: ingest every source, print one JSON line of figures."""
+    # This checkout's code, not whichever one the environment has installed in editable mode
+    # (so that a second worktree measures its own code).
+    sys.path.insert(0, str(REPO))
     import duckdb
 
     from pipelines.contracts import SOURCES

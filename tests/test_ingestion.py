@@ -503,3 +503,14 @@ def test_first_distinct_on_colliding_hashes_is_exact(keys):
     text = pl.Series("k", keys, dtype=pl.String)
     hashes = text.str.len_bytes().cast(pl.UInt64) % 2  # many distinct keys share a hash
     assert first_distinct(text, hashes).to_list() == text.is_first_distinct().to_list()
+
+
+def test_ingest_restores_duckdb_threads(warehouse, exports_dir):
+    warehouse.execute("SET threads = 2")
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    assert warehouse.execute("SELECT current_setting('threads')").fetchone() == (2,)
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2)], header=["order_id"])
+    with pytest.raises(IngestError):
+        ingest_source(warehouse, exports_dir, "orders")
+    assert warehouse.execute("SELECT current_setting('threads')").fetchone() == (2,)
