@@ -278,7 +278,7 @@ def run_plain(db: Path, out: Path) -> dict:
     )
     stages["scoring (lifetimes methods + customer_lifetime_value)"] = time.perf_counter() - t
     total = time.perf_counter() - t0
-    grads = lifetimes_gradients(
+    fit_inputs = (
         dict(bgf.params_),
         f.to_numpy(),
         r.to_numpy(),
@@ -287,15 +287,8 @@ def run_plain(db: Path, out: Path) -> dict:
         rep["frequency"].to_numpy(),
         rep["monetary_value"].to_numpy(),
     )
-    polished = lifetimes_polished(
-        dict(bgf.params_),
-        f.to_numpy(),
-        r.to_numpy(),
-        T.to_numpy(),
-        dict(ggf.params_),
-        rep["frequency"].to_numpy(),
-        rep["monetary_value"].to_numpy(),
-    )
+    grads = lifetimes_gradients(*fit_inputs)
+    polished = lifetimes_polished(*fit_inputs)
     np.savez(
         out / "plain.npz",
         rfm=rfm[["r", "f", "m"]].to_numpy(dtype=np.int64),
