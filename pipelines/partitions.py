@@ -23,6 +23,11 @@ def month_end(partition_key: str) -> dt.date:
     return start.replace(day=calendar.monthrange(start.year, start.month)[1])
 
 
+def partition_key_for(moment: dt.date | dt.datetime) -> str:
+    """The as-of month partition that a day (a schedule tick, a run date) falls in."""
+    return moment.replace(day=1).strftime("%Y-%m-%d")
+
+
 def current_partition_key() -> str:
     key = monthly_as_of.get_last_partition_key()
     if key is None:

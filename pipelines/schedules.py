@@ -1,9 +1,9 @@
-"""Schedules: the whole graph once a day (current month), retention once a day after it."""
+"""Schedules: the whole graph once a day (the tick's month), retention once a day after it."""
 
 import dagster as dg
 
 from pipelines.jobs import engagement_job, retention_job
-from pipelines.partitions import current_partition_key
+from pipelines.partitions import partition_key_for
 
 
 @dg.schedule(
@@ -12,13 +12,16 @@ from pipelines.partitions import current_partition_key
     cron_schedule="0 5 * * *",  # after the nightly export drops
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Materialize the whole graph every day at 05:00 UTC, as of the current month.",
+    description="Materialize the whole graph every day at 05:00 UTC, as of the tick's month.",
 )
 def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    key = current_partition_key()
+    # The month comes from the tick's scheduled time, never from the wall clock: a late or
+    # catch-up tick for 30 November still runs November.
     scheduled = context.scheduled_execution_time
+    if scheduled is None:
+        raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
     return dg.RunRequest(
-        run_key=f"daily-{scheduled.date().isoformat() if scheduled else key}", partition_key=key
+        run_key=f"daily-{scheduled.date().isoformat()}", partition_key=partition_key_for(scheduled)
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 import dagster as dg
 
 from pipelines.definitions import defs
-from pipelines.partitions import current_partition_key, month_end
+from pipelines.partitions import month_end
 from pipelines.resources import ExportsResource
 from pipelines.schedules import daily_schedule
 from pipelines.sensors import new_export_files
@@ -81,13 +81,19 @@ def test_value_assets_are_partitioned_by_as_of_month_and_staging_is_not():
     assert month_end("2024-02-01").isoformat() == "2024-02-29"
 
 
-def test_daily_schedule_runs_the_current_month():
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 5), repository_def=defs.get_repository_def()
-    )
-    request = daily_schedule.evaluate_tick(context).run_requests[0]
-    assert request.partition_key == current_partition_key()
-    assert request.run_key == "daily-2026-11-22"  # one run per day, even if the tick repeats
+def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock():
+    for tick, month in [
+        (datetime(2026, 11, 22, 5), "2026-11-01"),
+        (datetime(2026, 11, 30, 5), "2026-11-01"),  # a late or catch-up tick keeps its month
+        (datetime(2024, 2, 29, 5), "2024-02-01"),
+    ]:
+        context = dg.build_schedule_context(
+            scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+        )
+        request = daily_schedule.evaluate_tick(context).run_requests[0]
+        assert request.partition_key == month
+        # one run per day, even if the tick repeats
+        assert request.run_key == f"daily-{tick.date().isoformat()}"
 
 
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):

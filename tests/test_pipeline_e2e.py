@@ -1,5 +1,6 @@
 """End to end: the whole asset graph through Dagster on small data sets, as a scheduled run."""
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,6 @@ import pytest
 
 from pipelines import generator
 from pipelines.definitions import defs
-from pipelines.partitions import current_partition_key
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -20,6 +20,11 @@ from pipelines.resources import (
 from pipelines.value_models import write_cdnow_orders_csv
 
 pytestmark = pytest.mark.integration
+
+# Every test names its month: none depends on today's date. The generated retailers end with
+# December 2025, a month that exists in the partitions under any clock from 2026 on.
+MONTH = "2025-12-01"
+DATA_END = dt.date(2025, 12, 31)
 
 
 def run_graph(
@@ -37,7 +42,7 @@ def run_graph(
     }
     return job.execute_in_process(
         resources=resources,
-        partition_key=partition or current_partition_key(),
+        partition_key=partition or MONTH,
         raise_on_error=False,
     )
 
@@ -45,7 +50,7 @@ def run_graph(
 @pytest.fixture(scope="module")
 def tiny_retailer(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("retailer")
-    generator.generate(out, generator.GeneratorConfig(customers=400, seed=11))
+    generator.generate(out, generator.GeneratorConfig(customers=400, seed=11, end=DATA_END))
     return out
 
 
@@ -116,7 +121,7 @@ def test_new_export_file_is_picked_up_on_the_next_run(tiny_retailer, tmp_path):
     late = exports / "orders" / "orders_late.csv"
     late.write_text(
         "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
-        "late-1,C0000001,2026-06-30 12:00:00,10.00,USD,completed,web\n"
+        "late-1,C0000001,2025-12-30 12:00:00,10.00,USD,completed,web\n"
     )
     result = run_graph(exports, database)
     assert result.success
@@ -185,22 +190,22 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(
     assert run_graph(tiny_retailer, database).success
     current = counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value")
 
-    assert run_graph(tiny_retailer, database, partition="2025-12-01").success
+    assert run_graph(tiny_retailer, database, partition="2025-08-01").success
 
     snapshots = counts(
         database,
         "SELECT snapshot_id, as_of::VARCHAR, partition_key, is_current FROM marts.snapshots",
     )
-    assert snapshots[1] == (2, "2025-12-31", "2025-12-01", False)
-    assert snapshots[0][1] == "2026-06-30" and snapshots[0][3]
+    assert snapshots[1] == (2, "2025-08-31", "2025-08-01", False)
+    assert snapshots[0][1] == "2025-12-31" and snapshots[0][3]
     assert counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value") == current
-    # The December version only knows what happened by December 31st.
+    # The August version only knows what happened by August 31st.
     last = counts(database, "SELECT max(last_order_date) FROM work.customer_summary")[0][0]
-    assert str(last) < "2026-01-01"
-    # Nothing earlier than December is retained, so that version has no migration; January does.
+    assert str(last) < "2025-09-01"
+    # Nothing earlier than August is retained, so that version has no migration; September does.
     migration_2 = "SELECT count(*) FROM marts.segment_migration WHERE to_snapshot = 2"
     assert counts(database, migration_2) == [(0,)]
-    assert run_graph(tiny_retailer, database, partition="2026-01-01").success
+    assert run_graph(tiny_retailer, database, partition="2025-09-01").success
     moves = counts(
         database, "SELECT DISTINCT from_snapshot FROM marts.segment_migration WHERE to_snapshot = 3"
     )

@@ -1,6 +1,7 @@
 """Safe operations: concurrent runs and runs killed with SIGKILL leave a readable, consistent
 warehouse, and the next run succeeds. Real `engagement-box run` processes, really killed."""
 
+import datetime as dt
 import json
 import os
 import random
@@ -23,7 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("retailer")
-    generator.generate(out, generator.GeneratorConfig(customers=400, seed=11))
+    generator.generate(
+        out, generator.GeneratorConfig(customers=400, seed=11, end=dt.date(2025, 12, 31))
+    )
     return out
 
 
@@ -36,7 +39,7 @@ def start_run(exports: Path, database: Path) -> subprocess.Popen:
         "DAGSTER_HOME": str(database.parent / "dagster_home"),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run"],
+        [sys.executable, "-m", "pipelines.cli", "run", "--month", "2025-12"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
