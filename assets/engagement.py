@@ -1,7 +1,7 @@
 """Engagement assets: identity links, the five engagement metrics, personas, audiences.
 
-The maths lives in `pipelines/identity.py` (+ `sql/identity/`), `pipelines/engagement_metrics.py`,
-`pipelines/personas.py` and `pipelines/audiences.py`; plots in `pipelines/reports.py`.
+The maths lives in `engagement_box.identity` (+ `sql/identity/`), `engagement_box.engagement`
+and `engagement_box.activation`; plots in `engagement_box.reports`.
 """
 
 import datetime as dt
@@ -11,14 +11,18 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from assets.ingest import staging_key
 from assets.metadata import markdown_table, table_metadata
-from assets.values import png_markdown, read_window, work_key
-from pipelines import audiences, identity, personas, reports, rfm
-from pipelines.engagement_metrics import engagement_values
+from assets.staging import staging_key
+from assets.value import png_markdown, read_window, work_key
+from engagement_box import reports
+from engagement_box.activation import audiences
+from engagement_box.engagement import personas
+from engagement_box.engagement.metrics import engagement_values
+from engagement_box.frames import read_table, write_frame
+from engagement_box.identity import links as identity
+from engagement_box.value import rfm
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, Warehouse
-from pipelines.warehouse import read_table, write_frame
 
 GROUP = "engagement"
 IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])

@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from pipelines.sql import quote_identifier
+from engagement_box.sql import quote_identifier
 
 PREVIEW_ROWS = 5
 

@@ -1,16 +1,16 @@
 """Publishing: the checked work tables become one new version of the marts, atomically.
 
 `marts/<table>` assets are produced together by one step, so every mart of a version comes from
-the same run and one transaction (`pipelines.versions.publish`). The step only runs when every
-upstream blocking check passed: a failed check publishes nothing and analysts keep seeing the last
-good version.
+the same run and one transaction (`engagement_box.governance.versions.publish`). The step
+only runs when every upstream blocking check passed: a failed check publishes nothing and
+analysts keep seeing the last good version.
 """
 
 import dagster as dg
 
 from assets.metadata import table_metadata
-from assets.values import read_window, work_key
-from pipelines import versions
+from assets.value import read_window, work_key
+from engagement_box.governance import versions
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import Warehouse
 

@@ -27,11 +27,11 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines.audiences import build_audiences, write_audiences
-from pipelines.contracts import SOCIAL_PLATFORMS
-from pipelines.engagement_metrics import EngagementSettings, engagement_values
-from pipelines.identity import build_identity_links, resolved
-from pipelines.personas import build_personas
+from engagement_box.activation.audiences import build_audiences, write_audiences
+from engagement_box.engagement.metrics import EngagementSettings, engagement_values
+from engagement_box.engagement.personas import build_personas
+from engagement_box.identity.links import build_identity_links, resolved
+from engagement_box.staging.contracts import SOCIAL_PLATFORMS
 
 AS_OF = datetime(2025, 1, 1)
 EPOCH_US = int(datetime(2022, 1, 1).timestamp() * 1e6)

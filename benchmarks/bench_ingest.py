@@ -38,7 +38,7 @@ def ensure_exports(customers: int, seed: int) -> Path:
         print(f"generating {customers:,} customers into {out} ...", flush=True)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "pipelines.generator", "--out", str(out),
+            [sys.executable, "-m", "engagement_box.generator", "--out", str(out),
              "--customers", str(customers), "--seed", str(seed)],
             check=True, cwd=REPO,
         )  # fmt: skip
@@ -53,8 +53,8 @@ def ingest_child(exports: str, warehouse: str) -> None:
     sys.path.insert(0, str(REPO))
     import duckdb
 
-    from pipelines.contracts import SOURCES
-    from pipelines.ingestion import ingest_source, reconcile
+    from engagement_box.staging.contracts import SOURCES
+    from engagement_box.staging.ingestion import ingest_source, reconcile
 
     figures = {}
     started = time.perf_counter()

@@ -42,8 +42,8 @@ def generate(db: Path, n_customers: int, seed: int = 42) -> dict:
     """BG/NBD customers (days): lambda ~ Gamma(r, alpha), dropout p ~ Beta(a, b) after each buy."""
     import duckdb
 
-    from pipelines.contracts import SOURCES
-    from pipelines.ingestion import create_staged_table
+    from engagement_box.staging.contracts import SOURCES
+    from engagement_box.staging.ingestion import create_staged_table
 
     rng = np.random.default_rng(seed)
     r, alpha, a, b = 1.2, 30.0, 1.0, 6.0
@@ -127,13 +127,13 @@ def run_fast(db: Path, out: Path) -> dict:
     import lifetimes  # noqa: F401 - import cost (autograd) outside the timings, as in (b)
     import pyarrow  # noqa: F401
 
-    from pipelines.rfm import score_rfm
-    from pipelines.value_models import (
+    from engagement_box.value.models import (
         customer_summary,
         fit_bgnbd,
         fit_gamma_gamma,
         score_customers,
     )
+    from engagement_box.value.rfm import score_rfm
 
     as_of = dt.date.fromisoformat(AS_OF)
     stages = {}
@@ -211,7 +211,7 @@ def run_plain(db: Path, out: Path) -> dict:
     from lifetimes import BetaGeoFitter, GammaGammaFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
-    from pipelines.rfm import SEGMENT_MAP
+    from engagement_box.value.rfm import SEGMENT_MAP
 
     stages = {}
     t0 = time.perf_counter()

@@ -19,8 +19,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines import versions
-from pipelines.warehouse import write_frame
+from engagement_box.frames import write_frame
+from engagement_box.governance import versions
 
 MARTS = ("customer_rfm", "customer_value", "engagement_value", "customer_persona")
 
@@ -102,6 +102,7 @@ def publish_cost(customers: int, versions_to_publish: int) -> None:
 
 def daily_runs(runs: int, keep_versions: int) -> None:
     """Real runs of the whole graph on the bundled sample, retention after each, file size."""
+    from engagement_box.settings import SAMPLE_DATA_DIR
     from pipelines.definitions import defs
     from pipelines.partitions import current_partition_key
     from pipelines.resources import (
@@ -111,7 +112,6 @@ def daily_runs(runs: int, keep_versions: int) -> None:
         RetentionPolicy,
         warehouse_resource,
     )
-    from pipelines.settings import SAMPLE_DATA_DIR
 
     with tempfile.TemporaryDirectory() as tmp:
         database = Path(tmp) / "w.duckdb"

@@ -3,10 +3,10 @@
 import dagster as dg
 
 from assets.engagement import engagement_assets
-from assets.ingest import staged_assets
-from assets.maintenance import maintenance_assets
 from assets.publish import published_marts
-from assets.values import value_assets
+from assets.staging import staged_assets
+from assets.value import value_assets
+from assets.versions_maintenance import maintenance_assets
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule, retention_schedule

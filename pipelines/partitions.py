@@ -11,7 +11,7 @@ import datetime as dt
 
 import dagster as dg
 
-from pipelines import settings
+from engagement_box import settings
 
 HISTORY_START = settings.env("ENGAGEMENT_HISTORY_START", "2023-07-01") or "2023-07-01"
 

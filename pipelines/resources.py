@@ -12,7 +12,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
-from pipelines import settings
+from engagement_box import settings
 
 
 class ExportsResource(dg.ConfigurableResource):
@@ -126,7 +126,7 @@ class Warehouse(DuckDBResource):
 class EngagementConfig(dg.ConfigurableResource):
     """Weights and values of the engagement metrics (defaults in README "Engagement metrics").
 
-    Each field maps to `pipelines.engagement_metrics.EngagementSettings`; JSON fields take a
+    Each field maps to `engagement_box.engagement.metrics.EngagementSettings`; JSON fields take a
     mapping, e.g. ENGAGEMENT_SOCIAL_POINTS='{"like": 1, "comment": 5, "share": 10}'.
     """
 
@@ -165,7 +165,7 @@ class EngagementConfig(dg.ConfigurableResource):
     def to_settings(self):
         import json
 
-        from pipelines.engagement_metrics import DEFAULT_SOCIAL_POINTS, EngagementSettings
+        from engagement_box.engagement.metrics import DEFAULT_SOCIAL_POINTS, EngagementSettings
 
         points = dict(DEFAULT_SOCIAL_POINTS)
         if self.social_points_json:

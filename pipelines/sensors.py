@@ -5,8 +5,8 @@ import json
 
 import dagster as dg
 
-from pipelines.contracts import SOURCES
-from pipelines.ingestion import SUPPORTED_SUFFIXES
+from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import SUPPORTED_SUFFIXES
 from pipelines.jobs import engagement_job
 from pipelines.partitions import current_partition_key
 from pipelines.resources import ExportsResource

@@ -2,14 +2,14 @@
 
 import polars as pl
 
-from pipelines.audiences import (
+from engagement_box.activation.audiences import (
     RFM_PLAYS,
     RFM_SEGMENTS,
     build_audiences,
     neutralize_formulas,
     write_audiences,
 )
-from pipelines.engagement_metrics import QUADRANT_PLAYS, QUADRANTS
+from engagement_box.engagement.metrics import QUADRANT_PLAYS, QUADRANTS
 
 CUSTOMERS = pl.DataFrame(
     {

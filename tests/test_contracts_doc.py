@@ -1,11 +1,11 @@
-"""The written contracts (docs/CONTRACTS.md) and the code (pipelines/contracts.py) agree."""
+"""The written contracts (docs/CONTRACTS.md) and the code (engagement_box/staging/contracts.py) agree."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from pipelines.contracts import SOURCES
+from engagement_box.staging.contracts import SOURCES
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md").read_text()
 

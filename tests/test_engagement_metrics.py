@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.engagement_metrics import (
+from engagement_box.engagement.metrics import (
     EngagementSettings,
     credited_referrals,
     customer_influence_value,

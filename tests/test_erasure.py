@@ -7,11 +7,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines import erasure, versions
-from pipelines.audiences import build_audiences, write_audiences
-from pipelines.contracts import SOURCES
-from pipelines.identity import build_identity_links
-from pipelines.ingestion import ingest_source
+from engagement_box.activation.audiences import build_audiences, write_audiences
+from engagement_box.governance import erasure, versions
+from engagement_box.identity.links import build_identity_links
+from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import ingest_source
 from tests.conftest import write_csv
 
 # Jane has two staged profiles (the second with her email in another case and padded), a
@@ -433,7 +433,7 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
     for name in SOURCES:
         ingest_source(con, exports, name)
 
-    from pipelines.ingestion import reconcile
+    from engagement_box.staging.ingestion import reconcile
 
     for name in SOURCES:
         _, read, staged, quarantined, erased = reconcile(con, name)

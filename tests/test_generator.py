@@ -8,8 +8,7 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from pipelines.contracts import SOURCES
-from pipelines.generator import (
+from engagement_box.generator import (
     BAD_ROWS_NAME,
     EXPECTED_REASON,
     MANIFEST_NAME,
@@ -18,9 +17,10 @@ from pipelines.generator import (
     load_manifest,
     main,
 )
+from engagement_box.staging.contracts import SOURCES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
-# The command documented at the top of pipelines/generator.py.
+# The command documented at the top of engagement_box/generator.py.
 SAMPLE_ARGS = ["--customers", "2500", "--seed", "20260630"]
 BOOLEANS = {"true": True, "false": False}
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%:z", "%Y-%m-%d")

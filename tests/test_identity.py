@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.identity import build_identity_links, resolved
+from engagement_box.identity.links import build_identity_links, resolved
 
 T0 = datetime(2024, 1, 1)
 

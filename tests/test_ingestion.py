@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pipelines.contracts import SOURCES
-from pipelines.ingestion import IngestError, ingest_source, reconcile
+from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
 
@@ -315,7 +315,7 @@ def test_repeated_keys_across_batches_first_occurrence_wins(
 ):
     import duckdb
 
-    import pipelines.ingestion as ingestion
+    import engagement_box.staging.ingestion as ingestion
 
     if hashes == "all colliding":  # keys are compared as text where hashes match
         monkeypatch.setattr(
@@ -381,7 +381,7 @@ def test_keys_repeated_across_batches_larger_than_a_row_group(warehouse, exports
     # Batches of more than one DuckDB row group (122,880 rows), the size at which DuckDB 1.5.5
     # loses an insert that follows an empty one in the same transaction: an earlier version of
     # the temp table of seen keys lost its keys that way and let repeated keys through.
-    import pipelines.ingestion as ingestion
+    import engagement_box.staging.ingestion as ingestion
 
     n = 130_000
     (exports_dir / "orders").mkdir(parents=True)
@@ -404,7 +404,7 @@ def test_keys_repeated_across_batches_larger_than_a_row_group(warehouse, exports
 def test_batch_without_good_rows_before_a_large_batch(warehouse, exports_dir, monkeypatch):
     # A batch with nothing to stage, then one of more than a row group: nothing may be lost
     # (the DuckDB 1.5.5 empty-insert behaviour noted in `_Appender._append`).
-    import pipelines.ingestion as ingestion
+    import engagement_box.staging.ingestion as ingestion
 
     n = 130_000
     (exports_dir / "orders").mkdir(parents=True)
@@ -419,7 +419,7 @@ def test_batch_without_good_rows_before_a_large_batch(warehouse, exports_dir, mo
 
 
 def test_a_file_larger_than_a_batch_is_cut_across_batches(warehouse, exports_dir, monkeypatch):
-    import pipelines.ingestion as ingestion
+    import engagement_box.staging.ingestion as ingestion
 
     (exports_dir / "orders").mkdir(parents=True)
     many_orders(0, 5).write_csv(exports_dir / "orders" / "a.csv")
@@ -457,7 +457,7 @@ TIMESTAMP_TEXTS = [
 
 
 def test_timestamp_fast_path_agrees_with_the_general_formats():
-    from pipelines.ingestion import (
+    from engagement_box.staging.ingestion import (
         _parse_dates,
         _parse_timestamps,
         _parse_timestamps_general,
@@ -478,7 +478,7 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
 
 @given(st.text(alphabet="0123456789-: TZ+.", max_size=30))
 def test_timestamp_fast_path_agrees_on_any_text(value):
-    from pipelines.ingestion import (
+    from engagement_box.staging.ingestion import (
         DIRECT_TIMESTAMP_FORMATS,
         _parse_dates,
         _parse_timestamps,
@@ -498,7 +498,7 @@ def test_timestamp_fast_path_agrees_on_any_text(value):
 
 @given(st.lists(st.sampled_from(["a", "b", "c", "ab", "ba", "abc", ""]), max_size=40))
 def test_first_distinct_on_colliding_hashes_is_exact(keys):
-    from pipelines.ingestion import first_distinct
+    from engagement_box.staging.ingestion import first_distinct
 
     text = pl.Series("k", keys, dtype=pl.String)
     hashes = text.str.len_bytes().cast(pl.UInt64) % 2  # many distinct keys share a hash

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.personas import PersonaSettings, build_personas
+from engagement_box.engagement.personas import PersonaSettings, build_personas
 
 
 def _three_groups(n_per: int = 300, seed: int = 0) -> pl.DataFrame:
@@ -71,7 +71,7 @@ def test_missing_values_are_handled():
 def test_silhouette_matches_sklearn():
     from sklearn.metrics import pairwise_distances, silhouette_score
 
-    from pipelines.personas import silhouette_from_distances
+    from engagement_box.engagement.personas import silhouette_from_distances
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 4))

@@ -9,7 +9,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines import generator
+from engagement_box import generator
+from engagement_box.value.models import write_cdnow_orders_csv
 from pipelines.definitions import defs
 from pipelines.resources import (
     EngagementConfig,
@@ -17,7 +18,6 @@ from pipelines.resources import (
     ModelSettings,
     warehouse_resource,
 )
-from pipelines.value_models import write_cdnow_orders_csv
 
 pytestmark = pytest.mark.integration
 

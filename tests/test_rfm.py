@@ -1,4 +1,4 @@
-"""pipelines.rfm: the tie rule, the 25-cell segment map and prospects."""
+"""engagement_box.value.rfm: the tie rule, the 25-cell segment map and prospects."""
 
 import datetime as dt
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import rfm
+from engagement_box.value import rfm
 
 AS_OF = dt.date(2024, 6, 30)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import generator
-from pipelines.contracts import SOURCES
+from engagement_box import generator
+from engagement_box.staging.contracts import SOURCES
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def start_run(exports: Path, database: Path) -> subprocess.Popen:
         "DAGSTER_HOME": str(database.parent / "dagster_home"),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", "--month", "2025-12"],
+        [sys.executable, "-m", "engagement_box.cli", "run", "--month", "2025-12"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

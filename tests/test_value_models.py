@@ -1,4 +1,4 @@
-"""pipelines.value_models: fits, scoring against lifetimes, CDNOW published estimates, failures."""
+"""engagement_box.value.models: fits, scoring against lifetimes, CDNOW published estimates, failures."""
 
 import datetime as dt
 import warnings
@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from pipelines import value_models as vm
+from engagement_box.value import models as vm
 
 CAL_END = dt.date(1997, 9, 30)
 CDNOW_END = dt.date(1998, 6, 30)
@@ -80,7 +80,7 @@ def test_cdnow_loader():
 
 
 def test_cdnow_csv_export_matches_order_contract(tmp_path):
-    from pipelines.contracts import Orders
+    from engagement_box.staging.contracts import Orders
 
     path = vm.write_cdnow_orders_csv(tmp_path / "orders" / "cdnow.csv")
     header = path.read_text().splitlines()[0].split(",")
@@ -460,8 +460,8 @@ def test_expected_purchases_distinct_pairs_path_matches_lifetimes():
 def test_precision_loss_at_the_optimum_is_a_converged_fit(tmp_path):
     """BFGS stops with 'precision loss' on this generated retailer's Gamma-Gamma data (lifetimes
     #419): the gradient is ~1e-7 there, so it is the optimum and the fit must be accepted."""
-    from pipelines import generator
-    from pipelines.ingestion import ingest_source
+    from engagement_box import generator
+    from engagement_box.staging.ingestion import ingest_source
 
     out = tmp_path / "retailer"
     generator.generate(out, generator.GeneratorConfig(customers=300, seed=5))

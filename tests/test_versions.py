@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 import polars as pl
 import pytest
 
-from pipelines import versions
-from pipelines.warehouse import write_frame
+from engagement_box.frames import write_frame
+from engagement_box.governance import versions
 
 
 def publish_version(con, as_of: str, segments: dict[str, str], cev: dict[str, float], **kw):

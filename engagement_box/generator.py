@@ -2,7 +2,7 @@
 
 The bundled sample in `data/sample/` is exactly the output of (from the repository root):
 
-    python -m pipelines.generator --out data/sample --customers 2500 --seed 20260630
+    python -m engagement_box.generator --out data/sample --customers 2500 --seed 20260630
 
 (defaults: window 2023-07-01 .. 2026-06-30 inclusive, 1% bad rows). Same seed and size give
 byte-identical files, so `tests/test_generator.py` regenerates the sample and compares bytes.
@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines.contracts import (
+from engagement_box.staging.contracts import (
     ORDER_CHANNELS,
     ORDER_STATUSES,
     SOCIAL_EVENT_TYPES,
@@ -141,7 +141,7 @@ UNKNOWN_CHANNELS = ("phone", "marketplace", "fax", "kiosk")
 UNKNOWN_EVENT_TYPES = ("love", "follow", "view", "retweeet")
 UNKNOWN_PLATFORMS = ("myspace", "linkedin", "snapchat")
 
-# The reason the ingest (`pipelines.ingestion`) gives a row with this kind of defect.
+# The reason the ingest (`engagement_box.staging.ingestion`) gives a row with this kind of defect.
 EXPECTED_REASON = {
     "missing_required": "missing_required_value",
     "unparseable_timestamp": "unparseable_timestamp",
@@ -1536,7 +1536,7 @@ def generate(out: Path | str, config: GeneratorConfig | None = None) -> dict:
     params = asdict(cfg)
     params["start"], params["end"] = cfg.start.isoformat(), cfg.end.isoformat()
     manifest = {
-        "generator": "pipelines.generator",
+        "generator": "engagement_box.generator",
         "format_version": 1,
         "params": params,
         "rows": {s: v["rows"] for s, v in sources.items()},
@@ -1567,7 +1567,7 @@ def load_manifest(out: Path | str) -> dict:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = GeneratorConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.generator",
+        prog="python -m engagement_box.generator",
         description="Generate one retailer's raw exports (seeded, deterministic).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")

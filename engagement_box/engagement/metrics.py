@@ -5,7 +5,8 @@ weight and threshold is a field of `EngagementSettings`, whose docstring lists t
 the choices made where the literature leaves room. Everything is vectorised (polars for the
 tables, scipy.sparse for the influence network). No Dagster import here.
 
-Inputs are polars frames whose customer ids are already resolved (see `pipelines.identity`):
+Inputs are polars frames whose customer ids are already resolved
+(see `engagement_box.identity.links`):
 
 * clv:       customer_id, clv
 * reviews:   customer_id, helpful_votes, verified_purchase
@@ -23,7 +24,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from pipelines.contracts import SOCIAL_PLATFORMS, SOCIAL_REACTIONS
+from engagement_box.staging.contracts import SOCIAL_PLATFORMS, SOCIAL_REACTIONS
 
 DEFAULT_SOCIAL_POINTS: Mapping[str, float] = MappingProxyType(
     {

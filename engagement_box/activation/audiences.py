@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import polars as pl
 
-from pipelines.engagement_metrics import QUADRANT_PLAYS
+from engagement_box.engagement.metrics import QUADRANT_PLAYS
 
 RFM_SEGMENTS = (
     "Champions",

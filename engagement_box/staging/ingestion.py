@@ -23,7 +23,7 @@ How a source is ingested (`ingest_source`):
    the quarantine rows, record the files. Then check the reconciliation inside the transaction
    and roll back if it does not hold.
 
-No Dagster import: the assets in `assets/ingest.py` are a thin layer over `ingest_source`.
+No Dagster import: the assets in `assets/staging.py` are a thin layer over `ingest_source`.
 """
 
 import hashlib
@@ -43,9 +43,9 @@ import pandera.errors as pa_errors
 import polars as pl
 import pyarrow as pa
 
-from pipelines import erasure
-from pipelines.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
-from pipelines.sql import load_sql, quote_identifier
+from engagement_box.governance import erasure
+from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.staging.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Rows per validation batch: bounds the polars side's memory on big drops while keeping
@@ -729,8 +729,8 @@ def _stage(
     )
     rows_read: dict[str, int] = {}
     quarantined: list[pl.DataFrame] = []
-    # People erased before (pipelines/erasure.py): their rows in these files are read and
-    # counted as erased, never staged or quarantined. A salt that made none of the logged
+    # People erased before (engagement_box.governance.erasure): their rows in these files are read
+    # and counted as erased, never staged or quarantined. A salt that made none of the logged
     # hashes fails here, rather than letting erased people back in.
     hashes = erasure.erased_subject_hashes(con)
     salt = erasure.resolve_salt(con) if hashes else ""

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from scipy.special import digamma, expit, gammaln, hyp2f1, polygamma
 
-from pipelines.sql import load_sql
+from engagement_box.sql import load_sql
 
 TimeUnit = Literal["D", "W"]
 DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}

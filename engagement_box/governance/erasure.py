@@ -2,11 +2,11 @@
 
 `erase(con, customer_id=..., email=...)` does, in this order:
 
-1. Resolve the person. Keys are normalised as identity does (`pipelines/identity.py`): customer ids
-   trimmed, emails trimmed and lower-cased, handles trimmed, lower-cased, leading '@' removed. The
-   set of keys is closed over the customer profiles (staged ones and quarantined ones): every
-   profile with one of the ids or emails adds its id, its email and its handles, until nothing new
-   comes in. So erasing by email also erases a duplicate profile with the same email in another
+1. Resolve the person. Keys are normalised as identity does (`engagement_box/identity/links.py`):
+   customer ids trimmed, emails trimmed and lower-cased, handles trimmed, lower-cased, leading '@'
+   removed. The set of keys is closed over the customer profiles (staged ones and quarantined ones):
+   every profile with one of the ids or emails adds its id, its email and its handles, until nothing
+   new comes in. So erasing by email also erases a duplicate profile with the same email in another
    case, and erasing by id finds the emails to erase guest orders and reviews by. A different
    profile that lists one of the same *handles* is not the same person (shared handles happen) and
    is kept; social events by or at the handle are erased.
@@ -73,9 +73,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.audiences import neutralize_formulas
-from pipelines.contracts import SOURCES
-from pipelines.sql import load_sql
+from engagement_box.activation.audiences import neutralize_formulas
+from engagement_box.sql import load_sql
+from engagement_box.staging.contracts import SOURCES
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
 KINDS = ("customer_id", "email", "handle")

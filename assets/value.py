@@ -1,7 +1,7 @@
 """Customer value assets: summary, RFM segments, BG/NBD + Gamma-Gamma fits, scores, validation.
 
 Each asset writes a `work.<table>`; `assets/publish.py` turns the checked work tables into a
-versioned `marts.<table>`. The maths lives in `pipelines/value_models.py` and `pipelines/rfm.py`.
+versioned `marts.<table>`. The maths lives in `engagement_box.value`.
 """
 
 import base64
@@ -14,13 +14,15 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from assets.ingest import staging_key
 from assets.metadata import table_metadata
-from pipelines import reports, rfm, value_models
+from assets.staging import staging_key
+from engagement_box import reports
+from engagement_box.frames import read_table, write_frame
+from engagement_box.sql import load_sql
+from engagement_box.value import models as value_models
+from engagement_box.value import rfm
 from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import ModelSettings, Warehouse
-from pipelines.sql import load_sql
-from pipelines.warehouse import read_table, write_frame
 
 GROUP = "customer_value"
 DAY_HORIZONS = (30, 90, 365)

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import duckdb
 
-from pipelines.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier
 
 
 @dataclass(frozen=True)

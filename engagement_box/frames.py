@@ -3,7 +3,7 @@
 import duckdb
 import polars as pl
 
-from pipelines.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier
 
 
 def write_frame(

@@ -1,15 +1,16 @@
 """Staging assets: one per raw export source, each with its reconciliation check.
 
 `staging/<source>` reads the new and changed files under `<ENGAGEMENT_DATA_DIR>/<source>/`,
-validates them against `pipelines.contracts`, and writes `staging.<source>` plus that source's rows
-of `staging.quarantine`. The work itself is `pipelines.ingestion.ingest_source`.
+validates them against `engagement_box.staging.contracts`, and writes `staging.<source>` plus
+that source's rows of `staging.quarantine`. The work itself is
+`engagement_box.staging.ingestion.ingest_source`.
 """
 
 import dagster as dg
 
 from assets.metadata import table_metadata
-from pipelines.contracts import SOURCES
-from pipelines.ingestion import IngestError, ingest_source, reconcile
+from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
 from pipelines.resources import ExportsResource, Warehouse
 
 GROUP = "staging"

@@ -1,7 +1,7 @@
 """`engagement-box`: run the pipeline on the configured exports without starting a server.
 
     engagement-box run        materialize the whole graph once (ENGAGEMENT_DATA_DIR -> warehouse)
-    engagement-box generate   write a synthetic retailer's exports (see pipelines.generator)
+    engagement-box generate   write a synthetic retailer's exports (see engagement_box.generator)
 
 Runs are recorded in the Dagster instance at DAGSTER_HOME (default: `.dagster/` in the checkout),
 so `dagster dev` shows them afterwards with their lineage, metadata and checks.
@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from pipelines import settings
+from engagement_box import settings
 
 
 def _instance_home() -> str:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def erase(args: argparse.Namespace) -> int:
     """Erase one person from every table, every retained version and the audience files."""
-    from pipelines import erasure
+    from engagement_box.governance import erasure
     from pipelines.resources import EngagementConfig, warehouse_resource
 
     warehouse = warehouse_resource()
@@ -84,7 +84,7 @@ def erase(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from pipelines import generator
+    from engagement_box import generator
 
     return generator.main(args.rest)
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.metadata import table_metadata
-from pipelines import versions
+from engagement_box.governance import versions
 from pipelines.resources import RetentionPolicy, Warehouse
 
 

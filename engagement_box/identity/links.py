@@ -29,7 +29,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
-from pipelines.sql import load_sql
+from engagement_box.sql import load_sql
 
 # Statements that build the links table, in order (one statement per file).
 BUILD_STATEMENTS = (

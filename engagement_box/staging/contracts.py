@@ -2,10 +2,10 @@
 
 Each source has a Pandera (polars backend) model that describes the *typed* staged row, and a
 `Source` that says where its files live, which column is its key and how the raw text of each
-column is parsed. Raw files are read as text; `pipelines.ingestion` parses every column with the
-type the model declares, sends rows that fail to parse or fail a check to the quarantine, and stages
-the rest. The models are the single place a rule is written: change a rule here and both the
-ingest and the documentation (`docs/CONTRACTS.md` lists these fields) follow.
+column is parsed. Raw files are read as text; `engagement_box.staging.ingestion` parses every
+column with the type the model declares, sends rows that fail to parse or fail a check to the
+quarantine, and stages the rest. The models are the single place a rule is written: change a
+rule here and both the ingest and the documentation (`docs/CONTRACTS.md` lists these fields) follow.
 
 No Dagster import here: this module is plain Python, tested on its own.
 """
