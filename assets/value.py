@@ -19,8 +19,8 @@ from assets.staging import staging_key
 from engagement_box import reports
 from engagement_box.frames import read_table, write_frame
 from engagement_box.sql import load_sql
-from engagement_box.value import models as value_models
-from engagement_box.value import rfm
+from engagement_box.value import fitting, holdout, rfm, scoring
+from engagement_box.value import summary as summaries
 from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import ModelSettings, Warehouse
 
@@ -49,31 +49,30 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
     as-of = ENGAGEMENT_AS_OF if set, else the partition month's last day, capped at the day of
     the last completed order (a month still running, or with no newer data, ends there).
     """
+    cfg = settings.resolved()
     row = con.execute(load_sql("marts/last_completed_order_day")).fetchone()
     last_order_day = row[0] if row and row[0] else None
     if last_order_day is None:
         raise dg.Failure("no completed orders are staged: nothing to model")
-    as_of = _date(settings.as_of)
+    as_of = _date(cfg.as_of)
     if as_of is None:
         as_of = last_order_day
         if partition_key is not None:
             as_of = min(month_end(partition_key), last_order_day)
-    calibration_end = _date(settings.calibration_end) or as_of - dt.timedelta(
-        days=settings.holdout_days
-    )
+    calibration_end = _date(cfg.calibration_end) or as_of - dt.timedelta(days=cfg.holdout_days)
     if calibration_end >= as_of:
         raise dg.Failure(f"calibration end {calibration_end} must be before the as-of date {as_of}")
     return {
         "partition_key": partition_key,
         "as_of": as_of,
         "calibration_end": calibration_end,
-        "time_unit": settings.time_unit,
-        "currency": settings.currency,
-        "fx_rates": settings.fx_rates_json or "{}",
-        "clv_horizon_months": settings.clv_horizon_months,
-        "monthly_discount_rate": settings.monthly_discount_rate,
-        "margin": settings.margin,
-        "penalizer": settings.penalizer,
+        "time_unit": cfg.time_unit,
+        "currency": cfg.currency,
+        "fx_rates": cfg.fx_rates_json or "{}",
+        "clv_horizon_months": cfg.clv_horizon_months,
+        "monthly_discount_rate": cfg.monthly_discount_rate,
+        "margin": cfg.margin,
+        "penalizer": cfg.penalizer,
     }
 
 
@@ -105,13 +104,13 @@ def customer_summary(
         window = resolve_window(
             con, model_settings, context.partition_key if context.has_partition_key else None
         )
-        summary = value_models.customer_summary(con, window["as_of"], **money(window))
+        summary = summaries.customer_summary(con, window["as_of"], **money(window))
         left_out = dict(
             con.execute(
                 load_sql("marts/orders_without_rate"),
                 {
                     "as_of": window["as_of"],
-                    "fx_currencies": value_models.fx_parameters(**money(window))["fx_currencies"],
+                    "fx_currencies": summaries.fx_parameters(**money(window))["fx_currencies"],
                 },
             ).fetchall()
         )
@@ -165,8 +164,8 @@ def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
     """(x, t_x, T, m) of a summary in the model's time unit."""
     return (
         frame["frequency"].to_numpy(),
-        value_models.to_time_unit(frame["recency_days"].to_numpy(), unit),
-        value_models.to_time_unit(frame["T_days"].to_numpy(), unit),
+        summaries.to_time_unit(frame["recency_days"].to_numpy(), unit),
+        summaries.to_time_unit(frame["T_days"].to_numpy(), unit),
         frame["monetary_value"].cast(pl.Float64).to_numpy(),
     )
 
@@ -176,7 +175,7 @@ def _versions() -> str:
     return json.dumps({n: importlib.metadata.version(n) for n in names})
 
 
-def _fit_row(fit: value_models.FitResult, window_name: str, start, end, unit: str) -> dict:
+def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) -> dict:
     params = fit.params
     return {
         "model": fit.model,
@@ -225,7 +224,7 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
         window = read_window(con)
         unit = window["time_unit"]
         full = read_table(con, "work", "customer_summary")
-        cal = value_models.calibration_holdout(
+        cal = summaries.calibration_holdout(
             con, window["calibration_end"], window["as_of"], **money(window)
         )
         # Kept for work/model_validation, which compares this fit with the holdout.
@@ -236,14 +235,14 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
             ("calibration", cal, window["calibration_end"]),
         ):
             x, t_x, T, m = model_inputs(frame, unit)
-            bg = value_models.fit_bgnbd(
+            bg = fitting.fit_bgnbd(
                 x, t_x, T, time_unit=unit, penalizer=window["penalizer"], raise_on_failure=False
             )
-            gg = value_models.fit_gamma_gamma(
+            gg = fitting.fit_gamma_gamma(
                 x, m, penalizer=window["penalizer"], raise_on_failure=False
             )
             fits[name] = (bg, gg)
-            corr = value_models.frequency_spend_correlation(x, m)
+            corr = scoring.frequency_spend_correlation(x, m)
             correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
             for fit in (bg, gg):
                 rows.append(_fit_row(fit, name, None, end, unit))
@@ -312,14 +311,14 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
         summary = read_table(con, "work", "customer_summary")
         x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
-        scores = value_models.score_customers(
+        scores = scoring.score_customers(
             bg,
             gg,
             x,
             t_x,
             T,
             m,
-            horizons=[float(value_models.to_time_unit(days, unit)) for days in DAY_HORIZONS],
+            horizons=[float(summaries.to_time_unit(days, unit)) for days in DAY_HORIZONS],
             months=window["clv_horizon_months"],
             monthly_discount_rate=window["monthly_discount_rate"],
             margin=window["margin"],
@@ -394,13 +393,13 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
         cal = read_table(con, "work", "calibration_holdout")
         holdout_days = (window["as_of"] - window["calibration_end"]).days
         x, t_x, T, _ = model_inputs(cal, unit)
-        result = value_models.holdout_validation(
+        result = holdout.holdout_validation(
             bg,
             x,
             t_x,
             T,
             cal["holdout_purchases"].to_numpy(),
-            float(value_models.to_time_unit(holdout_days, unit)),
+            float(summaries.to_time_unit(holdout_days, unit)),
         )
         table = result.by_frequency.with_columns(
             pl.lit(window["calibration_end"]).alias("calibration_end"),
@@ -411,7 +410,7 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
         )
         write_frame(con, "work", "model_validation", table)
         metadata = table_metadata(con, "work", "model_validation")
-    png = value_models.calibration_plot_png(
+    png = holdout.calibration_plot_png(
         result, title=f"Holdout {window['calibration_end']} .. {window['as_of']}"
     )
     metadata.update(

@@ -17,7 +17,9 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
     """Versions kept by the retention policy (newest N, none older than D days; current kept)."""
     with warehouse.get_connection() as con:
         result = versions.apply_retention(
-            con, keep_versions=retention.keep_versions, keep_days=retention.keep_days
+            con,
+            keep_versions=retention.setting("keep_versions"),
+            keep_days=retention.setting("keep_days"),
         )
         metadata = table_metadata(con, "marts", "snapshots")
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
@@ -26,8 +28,8 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             "expired_now": dg.MetadataValue.json(result.expired),
             "versions_retained": result.kept,
             "history_rows_deleted": result.rows_deleted,
-            "keep_versions": retention.keep_versions,
-            "keep_days": retention.keep_days,
+            "keep_versions": retention.setting("keep_versions"),
+            "keep_days": retention.setting("keep_days"),
             "database_size": str(size[0]) if size else "",
         }
     )

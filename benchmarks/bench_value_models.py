@@ -127,13 +127,10 @@ def run_fast(db: Path, out: Path) -> dict:
     import lifetimes  # noqa: F401 - import cost (autograd) outside the timings, as in (b)
     import pyarrow  # noqa: F401
 
-    from engagement_box.value.models import (
-        customer_summary,
-        fit_bgnbd,
-        fit_gamma_gamma,
-        score_customers,
-    )
+    from engagement_box.value.fitting import fit_bgnbd, fit_gamma_gamma
     from engagement_box.value.rfm import score_rfm
+    from engagement_box.value.scoring import score_customers
+    from engagement_box.value.summary import customer_summary
 
     as_of = dt.date.fromisoformat(AS_OF)
     stages = {}

@@ -70,7 +70,7 @@ def erase(args: argparse.Namespace) -> int:
             con,
             customer_id=args.customer_id,
             email=args.email,
-            audience_dir=EngagementConfig.from_env().audience_path,
+            audience_dir=EngagementConfig().audience_path,
         )
     print(f"request {report.request_id} at {report.requested_at}: person found: {report.found}")
     for table, rows in sorted(report.rows_deleted.items()):
@@ -78,7 +78,7 @@ def erase(args: argparse.Namespace) -> int:
     for path, rows in sorted(report.audience_rows_removed.items()):
         print(f"  {path:40} {rows:>8} audience rows removed")
     if args.compact:
-        compacted = erasure.compact(warehouse.database)
+        compacted = erasure.compact(warehouse.path)
         print(f"warehouse rewritten without free blocks: {compacted}")
     return 0
 

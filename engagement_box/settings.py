@@ -1,27 +1,245 @@
-"""Settings read from the environment, with defaults that work on the bundled sample.
+"""Every setting of Engagement Box, defined once: its environment variable, default and meaning.
 
-Every setting is documented in README.md ("Settings"). No Dagster import here.
+This table is the single definition. The Dagster resources (`pipelines/resources.py`) read it
+when a run starts, not at import; README.md ("Settings") and `.env.example` are checked against
+it by `tests/test_settings.py`. Defaults work on the bundled sample. No Dagster import here.
+
+A setting whose default is None has a computed default, described in `default_text`.
 """
 
+import json
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
-DEFAULT_WAREHOUSE = REPO_ROOT / "data" / "warehouse" / "engagement.duckdb"
-DEFAULT_AUDIENCE_DIR = REPO_ROOT / "data" / "audiences"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    meaning: str
+    parse: Callable[[str], Any] = str
+    default_text: str | None = None  # README wording when the default is computed
+
+    @property
+    def readme_default(self) -> str:
+        return self.default_text or f"`{self.default}`"
+
+
+def _upper(text: str) -> str:
+    return text.strip().upper()
+
+
+def _unit(text: str) -> str:
+    unit = text.strip().upper()[:1]
+    if unit not in ("D", "W"):
+        raise ValueError(f"ENGAGEMENT_TIME_UNIT must be D (days) or W (weeks), got {text!r}")
+    return unit
+
+
+def _json_map(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f'expected a JSON object such as {{"GBP": 1.27}}, got {text!r}')
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "ENGAGEMENT_DATA_DIR",
+        "data/sample",
+        "folder of exports: `<dir>/{orders,customers,reviews,social,referrals}/*.csv\\|*.parquet`",
+    ),
+    Setting(
+        "ENGAGEMENT_WAREHOUSE",
+        "data/warehouse/engagement.duckdb",
+        "the DuckDB file analysts open",
+    ),
+    Setting(
+        "ENGAGEMENT_AUDIENCE_DIR", "data/audiences", "where audience CSV/Parquet files are written"
+    ),
+    Setting(
+        "DAGSTER_HOME",
+        ".dagster",
+        "the Dagster instance: run history, schedules, sensors (`engagement-box` sets it)",
+    ),
+    Setting(
+        "ENGAGEMENT_AS_OF",
+        None,
+        "observation end (inclusive); when set, pins every run (recorded as pinned)",
+        default_text="unset: the partition month's last day, capped at the last completed order",
+    ),
+    Setting(
+        "ENGAGEMENT_HISTORY_START",
+        "2023-07-01",
+        "first as-of month partition (read when the code location loads)",
+    ),
+    Setting(
+        "ENGAGEMENT_TIME_UNIT",
+        "D",
+        "model time unit: `D` (days) or `W` (weeks = days / 7)",
+        parse=_unit,
+    ),
+    Setting(
+        "ENGAGEMENT_CALIBRATION_END",
+        None,
+        "last calibration day (inclusive) for the holdout check",
+        default_text="as-of minus `ENGAGEMENT_HOLDOUT_DAYS`",
+    ),
+    Setting(
+        "ENGAGEMENT_HOLDOUT_DAYS",
+        "182",
+        "holdout length when no calibration end is given",
+        parse=int,
+    ),
+    Setting("ENGAGEMENT_CLV_HORIZON_MONTHS", "12", "CLV horizon (30-day months)", parse=int),
+    Setting(
+        "ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "0.01", "monthly discount rate of CLV", parse=float
+    ),
+    Setting(
+        "ENGAGEMENT_MARGIN",
+        "1.0",
+        "contribution margin applied to CLV (1.0 = revenue)",
+        parse=float,
+    ),
+    Setting("ENGAGEMENT_CURRENCY", "USD", "reporting currency of every value", parse=_upper),
+    Setting(
+        "ENGAGEMENT_FX_RATES",
+        "{}",
+        'JSON map of rates into the reporting currency, e.g. `{"GBP": 1.27}`; completed orders'
+        " in a currency without a rate are left out of the value models and counted",
+        parse=_json_map,
+    ),
+    Setting(
+        "ENGAGEMENT_PENALIZER",
+        "0",
+        "lifetimes penalizer (keep 0: a penalty biases the published estimates)",
+        parse=float,
+    ),
+    Setting(
+        "ENGAGEMENT_SOCIAL_POINTS",
+        None,
+        "JSON map of event type to points, merged over the defaults",
+        parse=_json_map,
+        default_text="like/pin/tweet 1, comment 5, share/retweet 10, mention 5",
+    ),
+    Setting(
+        "ENGAGEMENT_CRV_DISCOUNT_RATE", "0.10", "yearly discount rate of referral value", float
+    ),
+    Setting(
+        "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE",
+        None,
+        'share of referees with no answer treated as "would have joined anyway"',
+        parse=float,
+        default_text="observed share among answered referrals",
+    ),
+    Setting("ENGAGEMENT_CRV_RETENTION_COST", "0", "M: marketing cost to retain a referee", float),
+    Setting(
+        "ENGAGEMENT_CRV_ACQ_SAVED_TYPE1",
+        "0",
+        "acquisition cost saved per type-one referee",
+        parse=float,
+    ),
+    Setting(
+        "ENGAGEMENT_CRV_ACQ_SAVED_TYPE2",
+        "0",
+        "acquisition cost saved per type-two referee",
+        parse=float,
+    ),
+    Setting("ENGAGEMENT_CIV_BETA", "0.5", "decay of indirect influence (must be < 1)", float),
+    Setting(
+        "ENGAGEMENT_CIV_ATTRIBUTION_SHARE",
+        "1.0",
+        "share of an influencee's CLV attributed to influencers",
+        parse=float,
+    ),
+    Setting("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0", "value of one review of weight 1", float),
+    Setting("ENGAGEMENT_QUADRANT_CLV_QUANTILE", "0.5", 'where "high" CLV starts (quantile)', float),
+    Setting("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "0.5", 'where "high" CRV starts (quantile)', float),
+    Setting(
+        "ENGAGEMENT_KEEP_VERSIONS",
+        "30",
+        "retention: how many published versions are kept",
+        parse=int,
+    ),
+    Setting(
+        "ENGAGEMENT_KEEP_DAYS",
+        "400",
+        "retention: versions older than this many days expire",
+        parse=int,
+    ),
+    Setting(
+        "ENGAGEMENT_ERASURE_SALT",
+        None,
+        "secret salt of the hashes in the erasure log (keep it safe: it keeps erased people out"
+        " of re-read exports)",
+        default_text="unset: a random salt kept in the warehouse",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def raw(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The setting's text: the environment's value if set and not empty, else its default."""
+    setting = BY_NAME[name]
+    value = (os.environ if environ is None else environ).get(name)
+    return value if value not in (None, "") else setting.default
+
+
+def value(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The setting, parsed (None when unset with no default). A bad value names the variable."""
+    text = raw(name, environ)
+    if text is None:
+        return None
+    try:
+        return BY_NAME[name].parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}={text!r} is not valid: {exc}") from None
+
+
+def path(name: str, environ: Mapping[str, str] | None = None) -> Path:
+    """A path setting: a value you set is taken from the working directory, as shells do; the
+    default is inside the repository (where the bundled sample lives)."""
+    given = (os.environ if environ is None else environ).get(name)
+    if given:
+        return Path(given).expanduser().absolute()
+    default = BY_NAME[name].default
+    if default is None:
+        raise ValueError(f"{name} has no value")
+    return REPO_ROOT / default
 
 
 def data_dir() -> Path:
-    """ENGAGEMENT_DATA_DIR: the folder with one subfolder per export source."""
-    return Path(os.environ.get("ENGAGEMENT_DATA_DIR") or SAMPLE_DATA_DIR)
+    return path("ENGAGEMENT_DATA_DIR")
 
 
 def warehouse_path() -> Path:
-    """ENGAGEMENT_WAREHOUSE: the DuckDB file analysts open."""
-    return Path(os.environ.get("ENGAGEMENT_WAREHOUSE") or DEFAULT_WAREHOUSE)
+    return path("ENGAGEMENT_WAREHOUSE")
 
 
-def env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+def audience_dir() -> Path:
+    return path("ENGAGEMENT_AUDIENCE_DIR")
+
+
+def markdown_table() -> str:
+    """The README's settings table, made from this one definition."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{s.name}` | {s.readme_default} | {s.meaning} |" for s in SETTINGS]
+    return "\n".join(rows)
+
+
+def env_example() -> str:
+    """`.env.example`, made from this one definition: every setting with its default; settings
+    with a computed default are commented out."""
+    lines = [
+        "# Copy to .env (git-ignored) or export these. Defaults work on the bundled sample.",
+        "# Made from engagement_box/settings.py (tests/test_settings.py keeps them equal).",
+    ]
+    for s in SETTINGS:
+        lines.append(f"{s.name}={s.default}" if s.default is not None else f"# {s.name}=")
+    return "\n".join(lines) + "\n"

@@ -3,8 +3,6 @@ retention of published versions."""
 
 import dagster as dg
 
-from pipelines.partitions import monthly_as_of
-
 MAINTENANCE = dg.AssetSelection.groups("maintenance")
 
 # Every asset but maintenance: ingest through the marts and audiences. A run is for one as-of
@@ -13,7 +11,6 @@ MAINTENANCE = dg.AssetSelection.groups("maintenance")
 engagement_job = dg.define_asset_job(
     name="engagement_pipeline",
     selection=dg.AssetSelection.all() - MAINTENANCE,
-    partitions_def=monthly_as_of,
     description="Ingest every export, then rebuild and publish every downstream table.",
 )
 

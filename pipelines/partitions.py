@@ -13,7 +13,9 @@ import dagster as dg
 
 from engagement_box import settings
 
-HISTORY_START = settings.env("ENGAGEMENT_HISTORY_START", "2023-07-01") or "2023-07-01"
+# The partitions are part of the code location's structure, so this one setting is read when the
+# definitions load (restart `dagster dev` after changing it).
+HISTORY_START: str = settings.raw("ENGAGEMENT_HISTORY_START") or "2023-07-01"
 
 monthly_as_of = dg.MonthlyPartitionsDefinition(start_date=HISTORY_START, end_offset=1)
 

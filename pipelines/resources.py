@@ -1,11 +1,14 @@
 """Resources: where the exports are, and the warehouse they go into."""
 
 import fcntl
+import json
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
@@ -15,50 +18,78 @@ from pydantic import PrivateAttr
 from engagement_box import settings
 
 
-class ExportsResource(dg.ConfigurableResource):
-    """The folder of raw exports: `<data_dir>/<source>/*.csv|*.parquet`."""
+class _FromSettings(dg.ConfigurableResource):
+    """A resource whose unset fields come from `engagement_box.settings` when a run reads them.
 
-    data_dir: str
+    A field left at None means "the environment variable, else its documented default"; a
+    value given in code (tests, a deployment) wins. Nothing is read at import.
+    """
+
+    # field name -> environment variable (engagement_box.settings.SETTINGS defines each one)
+    _ENV: ClassVar[dict[str, str]] = {}
+
+    def setting(self, field: str) -> Any:
+        given = getattr(self, field)
+        if given is not None:
+            return given
+        return settings.value(self._ENV[field])
+
+
+class ExportsResource(_FromSettings):
+    """The folder of raw exports: `<data_dir>/<source>/*.csv|*.parquet` (ENGAGEMENT_DATA_DIR)."""
+
+    data_dir: str | None = None
+
+    _ENV: ClassVar[dict[str, str]] = {"data_dir": "ENGAGEMENT_DATA_DIR"}
 
     @property
     def path(self) -> Path:
-        return Path(self.data_dir)
+        if self.data_dir is not None:
+            return Path(self.data_dir)
+        return settings.data_dir()
 
 
-class ModelSettings(dg.ConfigurableResource):
+class ModelSettings(_FromSettings):
     """Settings of the customer value models (README "Settings" documents each one).
 
-    as_of: observation end, inclusive (default: the day of the last completed order).
+    as_of: observation end, inclusive (default: the partition month's end, capped at the data).
     calibration_end: last day of the calibration window, inclusive (default: as_of - holdout_days).
     """
 
     as_of: str | None = None
-    time_unit: str = "D"
+    time_unit: str | None = None
     calibration_end: str | None = None
-    holdout_days: int = 182
-    clv_horizon_months: int = 12
-    monthly_discount_rate: float = 0.01
-    margin: float = 1.0
-    currency: str = "USD"
+    holdout_days: int | None = None
+    clv_horizon_months: int | None = None
+    monthly_discount_rate: float | None = None
+    margin: float | None = None
+    currency: str | None = None
     # JSON map of currency -> rate into `currency`, e.g. '{"GBP": 1.27, "EUR": 1.08}'.
     fx_rates_json: str | None = None
-    penalizer: float = 0.0
+    penalizer: float | None = None
 
-    @classmethod
-    def from_env(cls) -> "ModelSettings":
-        env = settings.env
-        return cls(
-            as_of=env("ENGAGEMENT_AS_OF"),
-            time_unit=(env("ENGAGEMENT_TIME_UNIT", "D") or "D").upper()[:1],
-            calibration_end=env("ENGAGEMENT_CALIBRATION_END"),
-            holdout_days=int(env("ENGAGEMENT_HOLDOUT_DAYS", "182") or 182),
-            clv_horizon_months=int(env("ENGAGEMENT_CLV_HORIZON_MONTHS", "12") or 12),
-            monthly_discount_rate=float(env("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "0.01") or 0.01),
-            margin=float(env("ENGAGEMENT_MARGIN", "1.0") or 1.0),
-            currency=(env("ENGAGEMENT_CURRENCY", "USD") or "USD").upper(),
-            fx_rates_json=env("ENGAGEMENT_FX_RATES"),
-            penalizer=float(env("ENGAGEMENT_PENALIZER", "0") or 0),
-        )
+    _ENV: ClassVar[dict[str, str]] = {
+        "as_of": "ENGAGEMENT_AS_OF",
+        "time_unit": "ENGAGEMENT_TIME_UNIT",
+        "calibration_end": "ENGAGEMENT_CALIBRATION_END",
+        "holdout_days": "ENGAGEMENT_HOLDOUT_DAYS",
+        "clv_horizon_months": "ENGAGEMENT_CLV_HORIZON_MONTHS",
+        "monthly_discount_rate": "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",
+        "margin": "ENGAGEMENT_MARGIN",
+        "currency": "ENGAGEMENT_CURRENCY",
+        "fx_rates_json": "ENGAGEMENT_FX_RATES",
+        "penalizer": "ENGAGEMENT_PENALIZER",
+    }
+
+    def resolved(self) -> SimpleNamespace:
+        """Every field's value for this run: given in code, else the environment, else default."""
+        values = {field: self.setting(field) for field in self._ENV}
+        if isinstance(values["fx_rates_json"], dict):
+            values["fx_rates_json"] = json.dumps(values["fx_rates_json"], sort_keys=True)
+        values["time_unit"] = str(values["time_unit"]).upper()[:1]
+        values["currency"] = str(values["currency"]).upper()
+        values["as_of_pinned"] = values["as_of"] is not None
+        return SimpleNamespace(**values)
 
 
 class Warehouse(DuckDBResource):
@@ -78,8 +109,15 @@ class Warehouse(DuckDBResource):
     run_lock_timeout_seconds: float = 1800.0
     _run_lock: int | None = PrivateAttr(default=None)
 
+    @property
+    def path(self) -> Path:
+        """The warehouse file: `database` if given, else ENGAGEMENT_WAREHOUSE (read now)."""
+        return Path(self.database) if self.database else settings.warehouse_path()
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        path = f"{self.database}.run.lock"
+        # The folder is created when a run starts, not when the definitions are imported.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        path = f"{self.path}.run.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.run_lock_timeout_seconds
         while True:
@@ -110,7 +148,7 @@ class Warehouse(DuckDBResource):
         delay = 0.1
         while True:
             try:
-                conn = duckdb.connect(self.database, config=dict(self.connection_config))
+                conn = duckdb.connect(str(self.path), config=dict(self.connection_config))
                 break
             except duckdb.IOException:
                 if time.monotonic() + delay > deadline:
@@ -123,99 +161,88 @@ class Warehouse(DuckDBResource):
             conn.close()
 
 
-class EngagementConfig(dg.ConfigurableResource):
-    """Weights and values of the engagement metrics (defaults in README "Engagement metrics").
+class EngagementConfig(_FromSettings):
+    """Weights and values of the engagement metrics (defaults in README "Settings").
 
     Each field maps to `engagement_box.engagement.metrics.EngagementSettings`; JSON fields take a
     mapping, e.g. ENGAGEMENT_SOCIAL_POINTS='{"like": 1, "comment": 5, "share": 10}'.
     """
 
     social_points_json: str | None = None
-    crv_discount_rate: float = 0.10
+    crv_discount_rate: float | None = None
     crv_unknown_type2_share: float | None = None
-    crv_retention_cost: float = 0.0
-    crv_acquisition_saved_type1: float = 0.0
-    crv_acquisition_saved_type2: float = 0.0
-    civ_beta: float = 0.5
-    civ_attribution_share: float = 1.0
-    ckv_value_per_review: float = 1.0
-    quadrant_clv_quantile: float = 0.5
-    quadrant_crv_quantile: float = 0.5
+    crv_retention_cost: float | None = None
+    crv_acquisition_saved_type1: float | None = None
+    crv_acquisition_saved_type2: float | None = None
+    civ_beta: float | None = None
+    civ_attribution_share: float | None = None
+    ckv_value_per_review: float | None = None
+    quadrant_clv_quantile: float | None = None
+    quadrant_crv_quantile: float | None = None
     audience_dir: str | None = None
 
-    @classmethod
-    def from_env(cls) -> "EngagementConfig":
-        env = settings.env
-        unknown_share = env("ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE")
-        return cls(
-            social_points_json=env("ENGAGEMENT_SOCIAL_POINTS"),
-            crv_discount_rate=float(env("ENGAGEMENT_CRV_DISCOUNT_RATE", "0.10") or 0.10),
-            crv_unknown_type2_share=float(unknown_share) if unknown_share else None,
-            crv_retention_cost=float(env("ENGAGEMENT_CRV_RETENTION_COST", "0") or 0),
-            crv_acquisition_saved_type1=float(env("ENGAGEMENT_CRV_ACQ_SAVED_TYPE1", "0") or 0),
-            crv_acquisition_saved_type2=float(env("ENGAGEMENT_CRV_ACQ_SAVED_TYPE2", "0") or 0),
-            civ_beta=float(env("ENGAGEMENT_CIV_BETA", "0.5") or 0.5),
-            civ_attribution_share=float(env("ENGAGEMENT_CIV_ATTRIBUTION_SHARE", "1.0") or 1.0),
-            ckv_value_per_review=float(env("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0") or 1.0),
-            quadrant_clv_quantile=float(env("ENGAGEMENT_QUADRANT_CLV_QUANTILE", "0.5") or 0.5),
-            quadrant_crv_quantile=float(env("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "0.5") or 0.5),
-            audience_dir=env("ENGAGEMENT_AUDIENCE_DIR"),
-        )
+    _ENV: ClassVar[dict[str, str]] = {
+        "social_points_json": "ENGAGEMENT_SOCIAL_POINTS",
+        "crv_discount_rate": "ENGAGEMENT_CRV_DISCOUNT_RATE",
+        "crv_unknown_type2_share": "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE",
+        "crv_retention_cost": "ENGAGEMENT_CRV_RETENTION_COST",
+        "crv_acquisition_saved_type1": "ENGAGEMENT_CRV_ACQ_SAVED_TYPE1",
+        "crv_acquisition_saved_type2": "ENGAGEMENT_CRV_ACQ_SAVED_TYPE2",
+        "civ_beta": "ENGAGEMENT_CIV_BETA",
+        "civ_attribution_share": "ENGAGEMENT_CIV_ATTRIBUTION_SHARE",
+        "ckv_value_per_review": "ENGAGEMENT_CKV_VALUE_PER_REVIEW",
+        "quadrant_clv_quantile": "ENGAGEMENT_QUADRANT_CLV_QUANTILE",
+        "quadrant_crv_quantile": "ENGAGEMENT_QUADRANT_CRV_QUANTILE",
+        "audience_dir": "ENGAGEMENT_AUDIENCE_DIR",
+    }
 
     def to_settings(self):
-        import json
-
         from engagement_box.engagement.metrics import DEFAULT_SOCIAL_POINTS, EngagementSettings
 
         points = dict(DEFAULT_SOCIAL_POINTS)
-        if self.social_points_json:
-            points.update({k: float(v) for k, v in json.loads(self.social_points_json).items()})
+        given = self.setting("social_points_json")
+        if given:
+            extra = json.loads(given) if isinstance(given, str) else given
+            points.update({k: float(v) for k, v in extra.items()})
         return EngagementSettings(
             social_points=points,
-            crv_discount_rate=self.crv_discount_rate,
-            crv_unknown_type2_share=self.crv_unknown_type2_share,
-            crv_retention_cost=self.crv_retention_cost,
-            crv_acquisition_saved_type1=self.crv_acquisition_saved_type1,
-            crv_acquisition_saved_type2=self.crv_acquisition_saved_type2,
-            civ_beta=self.civ_beta,
-            civ_attribution_share=self.civ_attribution_share,
-            ckv_value_per_review=self.ckv_value_per_review,
-            quadrant_clv_quantile=self.quadrant_clv_quantile,
-            quadrant_crv_quantile=self.quadrant_crv_quantile,
+            **{
+                field: self.setting(field)
+                for field in self._ENV
+                if field not in ("social_points_json", "audience_dir")
+            },
         )
 
     @property
     def audience_path(self) -> Path:
-        return Path(self.audience_dir) if self.audience_dir else settings.DEFAULT_AUDIENCE_DIR
+        return Path(self.audience_dir) if self.audience_dir else settings.audience_dir()
 
 
-class RetentionPolicy(dg.ConfigurableResource):
+class RetentionPolicy(_FromSettings):
     """Which published versions stay queryable: the newest `keep_versions` that are younger
     than `keep_days` days; the current version always stays."""
 
-    keep_versions: int = 30
-    keep_days: int = 400
+    keep_versions: int | None = None
+    keep_days: int | None = None
 
-    @classmethod
-    def from_env(cls) -> "RetentionPolicy":
-        return cls(
-            keep_versions=int(settings.env("ENGAGEMENT_KEEP_VERSIONS", "30") or 30),
-            keep_days=int(settings.env("ENGAGEMENT_KEEP_DAYS", "400") or 400),
-        )
+    _ENV: ClassVar[dict[str, str]] = {
+        "keep_versions": "ENGAGEMENT_KEEP_VERSIONS",
+        "keep_days": "ENGAGEMENT_KEEP_DAYS",
+    }
 
 
-def warehouse_resource(database: str | Path | None = None) -> Warehouse:
-    """The DuckDB warehouse; its folder is created so a fresh checkout runs."""
-    path = Path(database or settings.warehouse_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Warehouse(database=str(path))
+def warehouse_resource(database: str | Path | None = None) -> "Warehouse":
+    """The DuckDB warehouse at `database` (default: ENGAGEMENT_WAREHOUSE, read at run time)."""
+    return Warehouse(database=str(database) if database else "")
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location. No setting is read here: each resource reads its
+    settings when a run uses it."""
     return {
         "warehouse": warehouse_resource(),
-        "exports": ExportsResource(data_dir=str(settings.data_dir())),
-        "model_settings": ModelSettings.from_env(),
-        "engagement_config": EngagementConfig.from_env(),
-        "retention": RetentionPolicy.from_env(),
+        "exports": ExportsResource(),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(),
+        "retention": RetentionPolicy(),
     }

@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from engagement_box.value.models import calibration_holdout, customer_summary
+from engagement_box.value.summary import calibration_holdout, customer_summary
 
 ORDERS_DDL = """
 create schema if not exists staging;

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from engagement_box import generator
-from engagement_box.value.models import write_cdnow_orders_csv
+from engagement_box.value.cdnow import write_cdnow_orders_csv
 from pipelines.definitions import defs
 from pipelines.resources import (
     EngagementConfig,

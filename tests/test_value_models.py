@@ -9,7 +9,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from engagement_box.value import models as vm
+from engagement_box.value import cdnow, fitting, grouping, holdout, scoring
+from engagement_box.value import summary as summaries
 
 CAL_END = dt.date(1997, 9, 30)
 CDNOW_END = dt.date(1998, 6, 30)
@@ -19,7 +20,7 @@ CDNOW_END = dt.date(1998, 6, 30)
 def cdnow_db(tmp_path_factory):
     """The CDNOW sample ingested like an orders export into a tmp DuckDB file."""
     path = tmp_path_factory.mktemp("cdnow") / "test.duckdb"
-    orders = vm.load_cdnow_orders()  # noqa: F841 - read by DuckDB's replacement scan
+    orders = cdnow.load_cdnow_orders()  # noqa: F841 - read by DuckDB's replacement scan
     con = duckdb.connect(str(path))
     con.execute("create schema staging")
     con.execute(
@@ -33,11 +34,11 @@ def cdnow_db(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cdnow_weeks(cdnow_db):
-    s = vm.customer_summary(cdnow_db, CAL_END).sort("customer_id")  # SQL rows: no set order
+    s = summaries.customer_summary(cdnow_db, CAL_END).sort("customer_id")  # SQL rows: no set order
     return {
         "x": s["frequency"].to_numpy().astype(float),
-        "t_x": vm.to_time_unit(s["recency_days"].to_numpy(), "W"),
-        "T": vm.to_time_unit(s["T_days"].to_numpy(), "W"),
+        "t_x": summaries.to_time_unit(s["recency_days"].to_numpy(), "W"),
+        "T": summaries.to_time_unit(s["T_days"].to_numpy(), "W"),
         "m": s["monetary_value"].to_numpy(),
         "summary": s,
     }
@@ -47,12 +48,12 @@ def cdnow_weeks(cdnow_db):
 def cdnow_fits(cdnow_weeks):
     d = cdnow_weeks
     return (
-        vm.fit_bgnbd(d["x"], d["t_x"], d["T"], time_unit="W"),
-        vm.fit_gamma_gamma(d["x"], d["m"]),
+        fitting.fit_bgnbd(d["x"], d["t_x"], d["T"], time_unit="W"),
+        fitting.fit_gamma_gamma(d["x"], d["m"]),
     )
 
 
-def lifetimes_models(bg: vm.FitResult, gg: vm.FitResult):
+def lifetimes_models(bg: fitting.FitResult, gg: fitting.FitResult):
     from lifetimes import BetaGeoFitter, GammaGammaFitter
 
     bgf, ggf = BetaGeoFitter(), GammaGammaFitter()
@@ -68,7 +69,7 @@ def lifetimes_models(bg: vm.FitResult, gg: vm.FitResult):
 
 
 def test_cdnow_loader():
-    orders = vm.load_cdnow_orders()
+    orders = cdnow.load_cdnow_orders()
     assert orders.height == 6919
     assert orders["customer_id"].n_unique() == 2357
     assert orders["order_id"].is_unique().all()
@@ -82,9 +83,9 @@ def test_cdnow_loader():
 def test_cdnow_csv_export_matches_order_contract(tmp_path):
     from engagement_box.staging.contracts import Orders
 
-    path = vm.write_cdnow_orders_csv(tmp_path / "orders" / "cdnow.csv")
+    path = cdnow.write_cdnow_orders_csv(tmp_path / "orders" / "cdnow.csv")
     header = path.read_text().splitlines()[0].split(",")
-    assert header == list(vm.ORDER_EXPORT_COLUMNS)
+    assert header == list(cdnow.ORDER_EXPORT_COLUMNS)
     back = pl.read_csv(path, try_parse_dates=True, schema_overrides={"email": pl.String})
     assert back.height == 6919
     assert back["ordered_at"].dtype == pl.Datetime
@@ -102,14 +103,14 @@ def test_cdnow_reproduces_fader_hardie_lee_2005(cdnow_weeks, cdnow_fits):
     for k, v in {"p": 6.25, "q": 3.74, "v": 15.44}.items():
         assert gg.params[k] == pytest.approx(v, abs=1e-2), k
     # Hardie's Gamma-Gamma note reports a correlation of 0.11 between x and m.
-    corr = vm.frequency_spend_correlation(cdnow_weeks["x"], cdnow_weeks["m"])
+    corr = scoring.frequency_spend_correlation(cdnow_weeks["x"], cdnow_weeks["m"])
     assert corr.n_customers == 946 and corr.pearson == pytest.approx(0.11, abs=0.01)
 
 
 def test_cdnow_summary_matches_lifetimes_bundled_summary(cdnow_weeks):
     """The bundled cdnow_customers_summary_with_transactions.csv is the same data, rounded."""
     ref = pd.read_csv(
-        vm.cdnow_sample_path().with_name("cdnow_customers_summary_with_transactions.csv")
+        cdnow.cdnow_sample_path().with_name("cdnow_customers_summary_with_transactions.csv")
     )
     s = cdnow_weeks["summary"]
     assert s["customer_id"].to_list() == [f"cdnow-{i:04d}" for i in ref["ID"]]
@@ -125,19 +126,19 @@ def test_cdnow_summary_matches_lifetimes_bundled_summary(cdnow_weeks):
 
 
 def test_grouped_fit_equals_ungrouped(cdnow_db):
-    s = vm.customer_summary(cdnow_db, CDNOW_END)  # days: fewer ties than weeks
+    s = summaries.customer_summary(cdnow_db, CDNOW_END)  # days: fewer ties than weeks
     x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "T_days"))
     m = s["monetary_value"].to_numpy()
-    grouped = vm.fit_bgnbd(x, t_x, T)
-    plain = vm.fit_bgnbd(x, t_x, T, grouped=False)
+    grouped = fitting.fit_bgnbd(x, t_x, T)
+    plain = fitting.fit_bgnbd(x, t_x, T, grouped=False)
     assert grouped.n_rows < plain.n_rows == 2357
-    for k in vm.BGNBD_PARAMS:
+    for k in fitting.BGNBD_PARAMS:
         assert grouped.params[k] == pytest.approx(plain.params[k], abs=1e-6), k
     assert grouped.log_likelihood == pytest.approx(plain.log_likelihood, abs=1e-6)
 
-    g_gg = vm.fit_gamma_gamma(x, m)
-    p_gg = vm.fit_gamma_gamma(x, m, grouped=False)
-    for k in vm.GAMMA_GAMMA_PARAMS:
+    g_gg = fitting.fit_gamma_gamma(x, m)
+    p_gg = fitting.fit_gamma_gamma(x, m, grouped=False)
+    for k in fitting.GAMMA_GAMMA_PARAMS:
         assert g_gg.params[k] == pytest.approx(p_gg.params[k], abs=1e-6), k
 
 
@@ -151,9 +152,9 @@ def test_fit_matches_lifetimes_directly(cdnow_weeks, cdnow_fits):
     bg, _ = cdnow_fits
     # lifetimes' default BFGS stops at gradient < 1e-7 from its 0.1 start, ~1e-6 short of the
     # optimum in absolute terms; ours ends on the optimum of the same objective (checked below).
-    for k in vm.BGNBD_PARAMS:
+    for k in fitting.BGNBD_PARAMS:
         assert bg.params[k] == pytest.approx(float(ref.params_[k]), rel=1e-6)
-    for k in vm.BGNBD_PARAMS:  # standard errors: lifetimes' formula, exact Hessian
+    for k in fitting.BGNBD_PARAMS:  # standard errors: lifetimes' formula, exact Hessian
         assert bg.standard_errors[k] == pytest.approx(float(ref.standard_errors_[k]), rel=1e-4)
     from autograd import value_and_grad
 
@@ -175,7 +176,7 @@ def test_fit_matches_lifetimes_directly(cdnow_weeks, cdnow_fits):
     # weeks. They differ by the Jacobian of the rescaling: sum over repeat buyers of x * log(scale)
     # is not it exactly, so just check ours against an independent evaluation.
     assert bg.log_likelihood == pytest.approx(
-        vm.bgnbd_log_likelihood(bg.params, d["x"], d["t_x"], d["T"]), rel=1e-12
+        fitting.bgnbd_log_likelihood(bg.params, d["x"], d["t_x"], d["T"]), rel=1e-12
     )
 
 
@@ -200,43 +201,43 @@ def test_scoring_matches_lifetimes(cdnow_fits, t):
     bg, gg = cdnow_fits
     bgf, ggf = lifetimes_models(bg, gg)
     x, t_x, T, m = scoring_inputs()
-    ours = vm.p_alive(bg, x, t_x, T)
+    ours = scoring.p_alive(bg, x, t_x, T)
     np.testing.assert_allclose(ours, bgf.conditional_probability_alive(x, t_x, T), atol=1e-8)
-    ours = vm.expected_purchases(bg, t, x, t_x, T)
+    ours = scoring.expected_purchases(bg, t, x, t_x, T)
     ref = bgf.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T)
     assert np.isfinite(ours).all()
     np.testing.assert_allclose(ours, ref, atol=1e-8, rtol=1e-10)
     np.testing.assert_allclose(
-        vm.expected_order_value(gg, x, m),
+        scoring.expected_order_value(gg, x, m),
         ggf.conditional_expected_average_profit(x, m),
         atol=1e-8,
     )
 
 
 def test_clv_matches_lifetimes_days_and_weeks(cdnow_db):
-    s = vm.customer_summary(cdnow_db, CAL_END)
+    s = summaries.customer_summary(cdnow_db, CAL_END)
     x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "T_days"))
     m = s["monetary_value"].to_numpy()
-    bg, gg = vm.fit_bgnbd(x, t_x, T, time_unit="D"), vm.fit_gamma_gamma(x, m)
+    bg, gg = fitting.fit_bgnbd(x, t_x, T, time_unit="D"), fitting.fit_gamma_gamma(x, m)
     bgf, ggf = lifetimes_models(bg, gg)
     idx = pd.Index(s["customer_id"].to_list())
     series = [pd.Series(v, index=idx) for v in (x, t_x, T, m)]
     ref = ggf.customer_lifetime_value(bgf, *series, time=12, discount_rate=0.01, freq="D")
-    ours = vm.clv(bg, gg, x, t_x, T, m, months=12, monthly_discount_rate=0.01, time_unit="D")
+    ours = scoring.clv(bg, gg, x, t_x, T, m, months=12, monthly_discount_rate=0.01, time_unit="D")
     np.testing.assert_allclose(ours, ref.to_numpy(), atol=1e-6)
     assert ours.mean() > 0
 
-    margin = vm.clv(bg, gg, x, t_x, T, m, margin=0.3, months=6, monthly_discount_rate=0.02)
+    margin = scoring.clv(bg, gg, x, t_x, T, m, margin=0.3, months=6, monthly_discount_rate=0.02)
     ref6 = ggf.customer_lifetime_value(bgf, *series, time=6, discount_rate=0.02, freq="D")
     np.testing.assert_allclose(margin, 0.3 * ref6.to_numpy(), atol=1e-6)
 
     # Weeks: lifetimes steps 4.345 weeks per month for freq='W'.
     xw, tw, Tw = x, t_x / 7, T / 7
-    bgw = vm.fit_bgnbd(xw, tw, Tw, time_unit="W")
+    bgw = fitting.fit_bgnbd(xw, tw, Tw, time_unit="W")
     bgfw, _ = lifetimes_models(bgw, gg)
     wseries = [pd.Series(v, index=idx) for v in (xw, tw, Tw, m)]
     refw = ggf.customer_lifetime_value(bgfw, *wseries, time=12, discount_rate=0.01, freq="W")
-    oursw = vm.clv(bgw, gg, xw, tw, Tw, m, time_unit="W", days_per_month=4.345 * 7)
+    oursw = scoring.clv(bgw, gg, xw, tw, Tw, m, time_unit="W", days_per_month=4.345 * 7)
     np.testing.assert_allclose(oursw, refw.to_numpy(), atol=1e-6)
 
 
@@ -246,7 +247,7 @@ def test_score_customers_equals_the_single_scores(cdnow_fits):
     bg, gg = cdnow_fits
     x, t_x, T, m = scoring_inputs(3, 30_000)  # above the distinct-(x, T) threshold
     horizons = (4.345, 13.0, 52.0)
-    s = vm.score_customers(
+    s = scoring.score_customers(
         bg,
         gg,
         x,
@@ -260,10 +261,10 @@ def test_score_customers_equals_the_single_scores(cdnow_fits):
         time_unit="W",
         days_per_month=4.345 * 7,
     )
-    np.testing.assert_allclose(s["p_alive"], vm.p_alive(bg, x, t_x, T), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s["p_alive"], scoring.p_alive(bg, x, t_x, T), rtol=1e-12, atol=1e-15)
     for t, ours in zip(horizons, s["expected_purchases"], strict=True):
-        np.testing.assert_allclose(ours, vm.expected_purchases(bg, t, x, t_x, T), rtol=1e-12)
-    np.testing.assert_array_equal(s["expected_order_value"], vm.expected_order_value(gg, x, m))
+        np.testing.assert_allclose(ours, scoring.expected_purchases(bg, t, x, t_x, T), rtol=1e-12)
+    np.testing.assert_array_equal(s["expected_order_value"], scoring.expected_order_value(gg, x, m))
     bgf, ggf = lifetimes_models(bg, gg)
     idx = pd.RangeIndex(x.shape[0])
     series = [pd.Series(v, index=idx) for v in (x, t_x, T, m)]
@@ -274,14 +275,18 @@ def test_score_customers_equals_the_single_scores(cdnow_fits):
 def test_scoring_accepts_plain_dicts_and_time_units(cdnow_fits):
     bg, gg = cdnow_fits
     x, t_x, T, m = scoring_inputs(1, 50)
-    a = vm.expected_purchases(dict(bg.params), 10.0, x, t_x, T)
-    b = vm.expected_purchases(bg, 10.0, x, t_x, T)
+    a = scoring.expected_purchases(dict(bg.params), 10.0, x, t_x, T)
+    b = scoring.expected_purchases(bg, 10.0, x, t_x, T)
     np.testing.assert_array_equal(a, b)
     # One model in days and the same model in weeks give the same expectations.
     days = dict(bg.params, alpha=bg.params["alpha"] * 7)
-    np.testing.assert_allclose(vm.expected_purchases(days, 70.0, x, t_x * 7, T * 7), b, rtol=1e-12)
-    np.testing.assert_allclose(vm.p_alive(days, x, t_x * 7, T * 7), vm.p_alive(bg, x, t_x, T))
-    assert (vm.p_alive(bg, x, t_x, T)[x == 0] == 1).all()
+    np.testing.assert_allclose(
+        scoring.expected_purchases(days, 70.0, x, t_x * 7, T * 7), b, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        scoring.p_alive(days, x, t_x * 7, T * 7), scoring.p_alive(bg, x, t_x, T)
+    )
+    assert (scoring.p_alive(bg, x, t_x, T)[x == 0] == 1).all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,21 +296,21 @@ def test_scoring_accepts_plain_dicts_and_time_units(cdnow_fits):
 
 def test_holdout_validation_and_plot(cdnow_db, cdnow_fits):
     bg, _ = cdnow_fits
-    ch = vm.calibration_holdout(cdnow_db, CAL_END, CDNOW_END)
+    ch = summaries.calibration_holdout(cdnow_db, CAL_END, CDNOW_END)
     assert ch.height == 2357
     length = ch["holdout_days"][0] / 7
     assert length == 39.0
-    v = vm.holdout_validation(
+    v = holdout.holdout_validation(
         bg,
         ch["frequency"].to_numpy(),
-        vm.to_time_unit(ch["recency_days"].to_numpy(), "W"),
-        vm.to_time_unit(ch["T_days"].to_numpy(), "W"),
+        summaries.to_time_unit(ch["recency_days"].to_numpy(), "W"),
+        summaries.to_time_unit(ch["T_days"].to_numpy(), "W"),
         ch["holdout_purchases"].to_numpy(),
         length,
     )
     assert v.total_actual == ch["holdout_purchases"].sum()
     table = v.by_frequency
-    assert table["frequency_bucket"].to_list() == list(vm.FREQUENCY_BUCKETS)
+    assert table["frequency_bucket"].to_list() == list(holdout.FREQUENCY_BUCKETS)
     assert table["customers"].sum() == 2357
     assert table["customers"][0] == (ch["frequency"] == 0).sum()
     # The bucket means reproduce the totals.
@@ -315,7 +320,7 @@ def test_holdout_validation_and_plot(cdnow_db, cdnow_fits):
     assert abs(v.total_predicted / v.total_actual - 1) < 0.15
     assert table["predicted_mean"].is_sorted()
     assert 0 < v.mae < 2
-    png = vm.calibration_plot_png(v)
+    png = holdout.calibration_plot_png(v)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     meta = v.as_metadata()
     assert len(meta["by_frequency"]) == 8
@@ -340,15 +345,15 @@ def test_holdout_validation_and_plot(cdnow_db, cdnow_fits):
     ],
 )
 def test_bgnbd_degenerate_data_raises(x, t_x, T, reason):
-    with pytest.raises(vm.ModelFitError) as exc:
-        vm.fit_bgnbd(x, t_x, T)
+    with pytest.raises(fitting.ModelFitError) as exc:
+        fitting.fit_bgnbd(x, t_x, T)
     assert exc.value.model == "bgnbd"
     assert exc.value.reason == reason
 
 
 def test_bgnbd_all_t_zero_is_degenerate():
-    with pytest.raises(vm.ModelFitError, match="zero time"):
-        vm.fit_bgnbd([0, 0, 1], [0, 0, 0], [0, 0, 0])
+    with pytest.raises(fitting.ModelFitError, match="zero time"):
+        fitting.fit_bgnbd([0, 0, 1], [0, 0, 0], [0, 0, 0])
 
 
 @pytest.mark.parametrize(
@@ -361,28 +366,30 @@ def test_bgnbd_all_t_zero_is_degenerate():
     ],
 )
 def test_gamma_gamma_degenerate_data_raises(x, m):
-    with pytest.raises(vm.ModelFitError) as exc:
-        vm.fit_gamma_gamma(x, m)
+    with pytest.raises(fitting.ModelFitError) as exc:
+        fitting.fit_gamma_gamma(x, m)
     assert exc.value.reason == "degenerate" and exc.value.model == "gamma_gamma"
 
 
 def test_non_convergence_is_typed_and_never_nan(cdnow_weeks):
     d = cdnow_weeks
-    with pytest.raises(vm.ModelFitError) as exc:
-        vm.fit_bgnbd(d["x"], d["t_x"], d["T"], options={"maxiter": 2})
+    with pytest.raises(fitting.ModelFitError) as exc:
+        fitting.fit_bgnbd(d["x"], d["t_x"], d["T"], options={"maxiter": 2})
     assert exc.value.reason == "not_converged"
     assert exc.value.summary["n_customers"] == 2357
 
-    res = vm.fit_bgnbd(d["x"], d["t_x"], d["T"], options={"maxiter": 2}, raise_on_failure=False)
+    res = fitting.fit_bgnbd(
+        d["x"], d["t_x"], d["T"], options={"maxiter": 2}, raise_on_failure=False
+    )
     assert not res.converged and res.params == {} and res.log_likelihood is None
     assert "not_converged" in res.message and res.as_metadata()["converged"] is False
-    with pytest.raises(vm.ModelFitError):
-        vm.p_alive(res, d["x"], d["t_x"], d["T"])
+    with pytest.raises(fitting.ModelFitError):
+        scoring.p_alive(res, d["x"], d["t_x"], d["T"])
 
 
 def test_gamma_gamma_penalizer_pushing_q_below_one_raises(cdnow_weeks):
     # LIFETIMES.md: a penalizer of 0.01 pushes q below 1 on CDNOW, making E[M] undefined.
-    res = vm.fit_gamma_gamma(
+    res = fitting.fit_gamma_gamma(
         cdnow_weeks["x"], cdnow_weeks["m"], penalizer=0.01, raise_on_failure=False
     )
     if res.converged:
@@ -394,14 +401,14 @@ def test_gamma_gamma_penalizer_pushing_q_below_one_raises(cdnow_weeks):
 def test_unique_rows_roundtrip():
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 4, 1000).astype(float), rng.integers(0, 3, 1000).astype(float)
-    (ua, ub), inv, counts = vm.unique_rows(a, b)
+    (ua, ub), inv, counts = grouping.unique_rows(a, b)
     np.testing.assert_array_equal(ua[inv], a)
     np.testing.assert_array_equal(ub[inv], b)
     assert counts.sum() == 1000 and len(ua) == len(set(zip(a, b, strict=True)))
 
 
 def test_correlation_needs_repeat_buyers():
-    corr = vm.frequency_spend_correlation([0, 0, 1], [0, 0, 5.0])
+    corr = scoring.frequency_spend_correlation([0, 0, 1], [0, 0, 5.0])
     assert corr.pearson is None and corr.n_customers == 1
 
 
@@ -416,8 +423,8 @@ def test_unique_rows_fast_paths_match_lexsort():
     ]
     for cols in cases:
         cols = [np.asarray(c, dtype=float) for c in cols]
-        fast = vm.unique_rows(*cols)
-        slow = vm._unique_rows_lexsort(cols)
+        fast = grouping.unique_rows(*cols)
+        slow = grouping._unique_rows_lexsort(cols)
         for u, v in zip(fast[0], slow[0], strict=True):
             np.testing.assert_array_equal(u, v)
         np.testing.assert_array_equal(fast[1], slow[1])
@@ -433,7 +440,7 @@ def test_gamma_gamma_standard_errors_match_lifetimes(cdnow_weeks, cdnow_fits):
         warnings.simplefilter("ignore")
         ref = GammaGammaFitter().fit(d["x"][keep], d["m"][keep])
     _, gg = cdnow_fits
-    for k in vm.GAMMA_GAMMA_PARAMS:
+    for k in fitting.GAMMA_GAMMA_PARAMS:
         assert gg.params[k] == pytest.approx(float(ref.params_[k]), rel=1e-6)
         assert gg.standard_errors[k] == pytest.approx(float(ref.standard_errors_[k]), rel=1e-4)
 
@@ -452,7 +459,7 @@ def test_expected_purchases_distinct_pairs_path_matches_lifetimes():
     bgf = BetaGeoFitter()
     bgf.params_ = pd.Series(params)
     for t in (30.0, 365.0):
-        ours = vm.expected_purchases(params, t, x, t_x, T)
+        ours = scoring.expected_purchases(params, t, x, t_x, T)
         ref = np.asarray(bgf.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T))
         np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
 
@@ -467,7 +474,9 @@ def test_precision_loss_at_the_optimum_is_a_converged_fit(tmp_path):
     generator.generate(out, generator.GeneratorConfig(customers=300, seed=5))
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ingest_source(con, out, "orders")
-    summary = vm.customer_summary(con, "2026-06-30")
-    fit = vm.fit_gamma_gamma(summary["frequency"].to_numpy(), summary["monetary_value"].to_numpy())
+    summary = summaries.customer_summary(con, "2026-06-30")
+    fit = fitting.fit_gamma_gamma(
+        summary["frequency"].to_numpy(), summary["monetary_value"].to_numpy()
+    )
     assert fit.converged and set(fit.params) == {"p", "q", "v"}
     assert all(np.isfinite(v) for v in fit.params.values())

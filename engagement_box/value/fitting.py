@@ -1,0 +1,675 @@
+"""BG/NBD and Gamma-Gamma fits on grouped sufficient statistics, with typed failures.
+
+Plain maths, no Dagster import (formulas: Fader, Hardie & Lee 2005; Fader & Hardie's Gamma-Gamma
+note; docs/METRICS.md):
+
+* Fits use lifetimes' `BetaGeoFitter` / `GammaGammaFitter` on *grouped* sufficient statistics: the
+  distinct (x, t_x, T) rows (resp. (x, m)) with their counts as `weights`. The objective is the same
+  weighted likelihood, so the parameters equal the ungrouped fit, only much faster. The warm start
+  and the final polish use the closed-form gradients of `engagement_box.value.likelihood`.
+* Time unit: every time argument (t_x, T) is in the model's unit, days ("D") or weeks ("W" = days
+  / 7); summaries are in days (`engagement_box.value.summary.to_time_unit` converts). Do not use
+  lifetimes' `freq='W'` summaries (calendar weeks).
+* Failures are typed: `ModelFitError` (with a `reason` code and a data summary) for degenerate
+  input or non-convergence. A fit never returns NaN parameters.
+"""
+
+import contextlib
+import functools
+import io
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy.special import gammaln
+
+from engagement_box.value.grouping import unique_rows
+from engagement_box.value.likelihood import _bgnbd_objective, _gamma_gamma_objective, _newton
+from engagement_box.value.summary import TimeUnit, _check_unit
+
+BGNBD_PARAMS = ("r", "alpha", "a", "b")
+GAMMA_GAMMA_PARAMS = ("p", "q", "v")
+# A fitted parameter outside this range is an optimiser running off to a boundary (e.g. b -> inf
+# when nobody drops out), not an estimate.
+_PARAM_RANGE = (1e-8, 1e8)
+
+
+class ModelFitError(ValueError):
+    """A model could not be fitted: degenerate or invalid data, or the optimiser did not converge.
+
+    `reason` is one of "invalid_input", "degenerate", "not_converged", "boundary"; `summary` holds a
+    few statistics of the data, to put into a failed asset check.
+    """
+
+    def __init__(
+        self, model: str, reason: str, message: str, summary: dict[str, Any] | None = None
+    ):
+        self.model = model
+        self.reason = reason
+        self.summary = summary or {}
+        super().__init__(f"{model}: {message} (reason={reason}, data={self.summary})")
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of one model fit.
+
+    `params` maps names to floats (BG/NBD: r, alpha, a, b with alpha in the model's time unit;
+    Gamma-Gamma: p, q, v where v is the paper's gamma). `log_likelihood` is the total (not mean)
+    log-likelihood over customers, in the data's units. When a fit fails and the caller asked not to
+    raise, `converged` is False, `params` is empty and `message` says why.
+    """
+
+    model: Literal["bgnbd", "gamma_gamma"]
+    params: dict[str, float]
+    log_likelihood: float | None
+    n_customers: int
+    n_rows: int
+    fit_seconds: float
+    converged: bool
+    message: str = ""
+    time_unit: str | None = None
+    penalizer: float = 0.0
+    standard_errors: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain JSON-able dict for asset metadata."""
+        return {
+            "model": self.model,
+            "params": dict(self.params),
+            "standard_errors": dict(self.standard_errors),
+            "log_likelihood": self.log_likelihood,
+            "n_customers": self.n_customers,
+            "n_rows": self.n_rows,
+            "fit_seconds": round(self.fit_seconds, 4),
+            "converged": self.converged,
+            "message": self.message,
+            "reason": self.reason,
+            "time_unit": self.time_unit,
+            "penalizer": self.penalizer,
+        }
+
+
+def _data_summary(**arrays: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, arr in arrays.items():
+        if arr.size:
+            out[f"{name}_mean"] = round(float(np.nanmean(arr)), 6)
+            out[f"{name}_max"] = round(float(np.nanmax(arr)), 6)
+    return out
+
+
+def _failed(
+    model: str,
+    err: ModelFitError,
+    raise_on_failure: bool,
+    n_customers: int,
+    n_rows: int,
+    seconds: float,
+    time_unit: str | None,
+    penalizer: float,
+) -> FitResult:
+    if raise_on_failure:
+        raise err
+    return FitResult(
+        model=model,  # type: ignore[arg-type]
+        params={},
+        log_likelihood=None,
+        n_customers=n_customers,
+        n_rows=n_rows,
+        fit_seconds=seconds,
+        converged=False,
+        message=str(err),
+        time_unit=time_unit,
+        penalizer=penalizer,
+        reason=err.reason,
+    )
+
+
+def _run_fitter(model: str, fitter: Any, summary: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """Call `fitter.fit`, turning lifetimes' failures (it prints the scipy result) into ours."""
+    from lifetimes.utils import ConvergenceError
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitter.fit(*args, **kwargs)
+    except ConvergenceError as exc:
+        detail = " ".join(out.getvalue().split())[:500]
+        raise ModelFitError(
+            model, "not_converged", f"optimiser did not converge: {detail or exc}", summary
+        ) from exc
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise ModelFitError(model, "not_converged", f"fit failed: {exc}", summary) from exc
+    return fitter
+
+
+def _checked_params(model: str, fitter: Any, names: tuple[str, ...], summary: dict) -> dict:
+    params = {k: float(fitter.params_[k]) for k in names}
+    bad = {k: v for k, v in params.items() if not math.isfinite(v)}
+    if bad:
+        raise ModelFitError(model, "not_converged", f"non-finite parameters {bad}", summary)
+    lo, hi = _PARAM_RANGE
+    out = {k: v for k, v in params.items() if not lo <= v <= hi}
+    if out:
+        raise ModelFitError(
+            model,
+            "boundary",
+            f"parameters ran to a boundary {out}; the model is not identified on this data",
+            summary,
+        )
+    return params
+
+
+# Fast exact fits. The parameters still come from lifetimes' fitters (their objective
+# `_negative_log_likelihood`, their scipy BFGS call), but
+#   1. lifetimes' `BaseFitter._fit` always ends with an autograd Hessian for the standard errors,
+#      which costs more than the fit on large data (polygamma on every row); `_fitter_class` is
+#      the same fitter without it;
+#   2. the optimiser starts close to the optimum: a fit on a deterministic subsample of the
+#      grouped rows (every k-th row, with its count; scipy's BFGS from lifetimes' start, with the
+#      closed-form gradient instead of an autograd trace, lifetimes' own fitter if that fails),
+#      polished by Newton steps on all rows of the exact same objective written with the terms
+#      that depend on x only summed per distinct x (`_bgnbd_objective`,
+#      `_gamma_gamma_objective`); lifetimes' fitter then refines from there on all grouped rows
+#      (normally it just confirms convergence) with the exact inverse Hessian as its starting
+#      BFGS matrix;
+#   3. standard errors use lifetimes' formula with the exact Hessian of that regrouped objective.
+# If any shortcut fails, the fit falls back to lifetimes' default start.
+
+_WARM_START_ROWS = 20_000
+# Largest |gradient| of lifetimes' mean objective accepted when BFGS stops on precision loss.
+_PRECISION_LOSS_GRADIENT = 1e-5
+
+
+@functools.cache
+def _fitter_class(model: str) -> type:
+    from autograd import value_and_grad
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+    from lifetimes.utils import ConvergenceError
+    from scipy.optimize import minimize
+
+    base = {"bgnbd": BetaGeoFitter, "gamma_gamma": GammaGammaFitter}[model]
+
+    class Fitter(base):  # type: ignore[misc, valid-type]
+        """lifetimes' fitter; `_fit` is lifetimes' `BaseFitter._fit` without the Hessian."""
+
+        def _fit(
+            self,
+            minimizing_function_args: Any,
+            initial_params: Any,
+            params_size: int,
+            disp: bool,
+            tol: float = 1e-7,
+            bounds: Any = None,
+            **kwargs: Any,
+        ) -> Any:
+            options = {"disp": disp, **kwargs}
+            x0 = 0.1 * np.ones(params_size) if initial_params is None else initial_params
+            output = minimize(
+                value_and_grad(self._negative_log_likelihood),
+                jac=True,
+                method=None,
+                tol=tol,
+                x0=x0,
+                args=minimizing_function_args,
+                options=options,
+                bounds=bounds,
+            )
+            self.optimizer_result_ = output
+            # BFGS reports "precision loss" (status 2) when it cannot improve the objective in
+            # floating point any more; with a vanishing gradient that is the optimum, not a
+            # failure (lifetimes issues #419, #262). Anything else still fails the fit.
+            precision_loss_at_optimum = (
+                output.status == 2
+                and np.all(np.isfinite(output.x))
+                and float(np.max(np.abs(output.jac))) < _PRECISION_LOSS_GRADIENT
+            )
+            if output.success or precision_loss_at_optimum:
+                return output.x, output.fun, None
+            print(output)
+            raise ConvergenceError(
+                "The model did not converge. Try adding a larger penalizer to see if that helps "
+                "convergence."
+            )
+
+        def _compute_variance_matrix(self) -> None:
+            return None
+
+        def _compute_standard_errors(self) -> None:
+            return None
+
+        def _compute_confidence_intervals(self) -> None:
+            return None
+
+    Fitter.__name__ = Fitter.__qualname__ = base.__name__
+    return Fitter
+
+
+def _warm_start(
+    sub_nll: Any,
+    n_params: int,
+    fit_kwargs: dict[str, Any],
+    lifetimes_warm: Callable[[], Any],
+) -> np.ndarray:
+    """Log parameters fitted on a subsample: scipy's BFGS from lifetimes' default start with the
+    closed-form gradient and the fit's tolerance and options; lifetimes' own fit of the subsample
+    (`lifetimes_warm`) if that fails."""
+    from scipy.optimize import minimize
+
+    def value_grad(lp: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g, _ = sub_nll.derivatives(lp, False)
+        return f, g
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = minimize(
+            value_grad,
+            0.1 * np.ones(n_params),
+            jac=True,
+            method="BFGS",
+            tol=fit_kwargs["tol"],
+            options=fit_kwargs["options"],
+        )
+    if np.all(np.isfinite(result.x)) and float(np.max(np.abs(result.jac))) < 1e-4:
+        return np.asarray(result.x)
+    return lifetimes_warm()
+
+
+def _fast_fit(
+    model: str,
+    fitter_cls: type,
+    summary: dict[str, Any],
+    data: tuple[np.ndarray, ...],
+    weights: np.ndarray,
+    nll: Any,
+    to_log_params: Any,
+    fit_kwargs: dict[str, Any],
+    sub_objective: Callable[[slice], Any],
+    n_params: int,
+) -> tuple[Any, np.ndarray | None]:
+    """Warm start on a subsample, Newton polish, lifetimes refine; (fitter, exact Hessian).
+
+    `sub_objective(rows)` builds the objective of a subsample of the grouped rows, in the same
+    (scaled) units as `nll`."""
+    rows = weights.shape[0]
+    step = max(1, rows // _WARM_START_ROWS)
+    sub = slice(0, None, step)
+
+    def lifetimes_warm() -> np.ndarray:
+        warm = _run_fitter(
+            model,
+            fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
+            summary,
+            *(d[sub] for d in data),
+            weights=weights[sub],
+            tol=fit_kwargs["tol"],
+            **fit_kwargs["options"],
+        )
+        return to_log_params(warm.params_)
+
+    try:
+        warm_lp = _warm_start(sub_objective(sub), n_params, fit_kwargs, lifetimes_warm)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start, H = _newton(nll, warm_lp)
+        hess_inv0 = np.linalg.inv(H)
+        hess_inv0 = (hess_inv0 + hess_inv0.T) / 2
+        options = {"hess_inv0": hess_inv0, **fit_kwargs["options"]}
+        fitter = _run_fitter(
+            model,
+            fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
+            summary,
+            *data,
+            weights=weights,
+            tol=fit_kwargs["tol"],
+            initial_params=start,
+            **options,
+        )
+        return fitter, H
+    except (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError):
+        fitter = _run_fitter(
+            model,
+            fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
+            summary,
+            *data,
+            weights=weights,
+            tol=fit_kwargs["tol"],
+            **fit_kwargs["options"],
+        )
+        return fitter, None
+
+
+def _exact_standard_errors(
+    nll: Any, log_params: np.ndarray, params: dict[str, float], wsum: float, H: Any = None
+) -> dict[str, float]:
+    """lifetimes' standard errors, params * sqrt(diag(inv(Hessian)) / n), with the exact Hessian."""
+    from autograd import hessian
+
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if H is None:
+                H = np.asarray(hessian(nll)(np.asarray(log_params, dtype=float)))
+            var = np.diag(np.linalg.inv(H)) / wsum
+    except Exception:  # noqa: BLE001 - the Hessian may be singular; SEs are optional
+        return {}
+    se = {
+        k: float(abs(v) * math.sqrt(s)) if s >= 0 else math.nan
+        for (k, v), s in zip(params.items(), var, strict=True)
+    }
+    return {k: v for k, v in se.items() if math.isfinite(v)}
+
+
+def bgnbd_log_likelihood(
+    params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T: Any, weights: Any = None
+) -> float:
+    """Total BG/NBD log-likelihood (FHL 2005 eq. 6) of the data, in the data's time unit."""
+    r, alpha, a, b = _params(params, BGNBD_PARAMS)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a3 = -(r + x) * np.log(alpha + T)
+    a4 = np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x)
+    a4 = np.where(x > 0, a4, -np.inf)
+    return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
+
+
+def gamma_gamma_log_likelihood(
+    params: Mapping[str, float] | FitResult, x: Any, m: Any, weights: Any = None
+) -> float:
+    """Total Gamma-Gamma log-likelihood of the mean repeat spends m (x > 0, m > 0 only)."""
+    p, q, v = _params(params, GAMMA_GAMMA_PARAMS)
+    x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    ll = (
+        gammaln(p * x + q)
+        - gammaln(p * x)
+        - gammaln(q)
+        + q * np.log(v)
+        + (p * x - 1) * np.log(m)
+        + (p * x) * np.log(x)
+        - (p * x + q) * np.log(x * m + v)
+    )
+    return float(np.sum(w * ll))
+
+
+def fit_bgnbd(
+    x: Any,
+    t_x: Any,
+    T: Any,
+    *,
+    time_unit: TimeUnit = "D",
+    penalizer: float = 0.0,
+    tol: float = 1e-7,
+    initial_params: Any = None,
+    grouped: bool = True,
+    raise_on_failure: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit BG/NBD on per-customer (x, t_x, T) arrays, all times in `time_unit`.
+
+    Fits lifetimes' `BetaGeoFitter` on the distinct (x, t_x, T) rows with their counts as weights
+    (`grouped=False` fits one row per customer, for comparison); `options` go to
+    `scipy.optimize.minimize` (e.g. {"maxiter": 500}). Raises `ModelFitError` for invalid
+    input (NaN, negative, t_x > T, non-integer x, x = 0 with t_x > 0), degenerate data (fewer than
+    two customers, every customer bought once, every T = 0) and non-convergence; with
+    `raise_on_failure=False` returns a `FitResult` with `converged=False` instead.
+    """
+    _check_unit(time_unit)
+    model = "bgnbd"
+    started = time.perf_counter()
+    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+    n = int(x.shape[0])
+    summary = {"n_customers": n, **_data_summary(x=x, t_x=t_x, T=T)}
+    if n:
+        summary["share_one_time_buyers"] = round(float(np.mean(x == 0)), 6)
+
+    def fail(err: ModelFitError, rows: int = 0) -> FitResult:
+        return _failed(
+            model,
+            err,
+            raise_on_failure,
+            n,
+            rows,
+            time.perf_counter() - started,
+            time_unit,
+            penalizer,
+        )
+
+    if not (x.shape == t_x.shape == T.shape):
+        raise ValueError("x, t_x and T must have the same length")
+    problem = _bgnbd_input_problem(x, t_x, T)
+    if problem:
+        return fail(ModelFitError(model, *problem, summary))
+
+    if grouped:
+        (gx, gt, gT), _, weights = unique_rows(x, t_x, T, return_inverse=False)
+    else:
+        gx, gt, gT, weights = x, t_x, T, np.ones(n, dtype=np.int64)
+    rows = int(gx.shape[0])
+
+    fitter_cls = _fitter_class(model)
+    scale = 1.0 / float(gT.max())  # lifetimes' time scaling (`_scale_time`)
+    nll = _bgnbd_objective(gx, gt * scale, gT * scale, weights, penalizer)
+
+    def to_log_params(p: Any) -> np.ndarray:
+        return np.log([p["r"], p["alpha"] * scale, p["a"], p["b"]])
+
+    fit_kwargs = {"penalizer": penalizer, "tol": tol, "options": dict(options or {})}
+    try:
+        if initial_params is None:
+            fitter, H = _fast_fit(
+                model,
+                fitter_cls,
+                summary,
+                (gx, gt, gT),
+                weights,
+                nll,
+                to_log_params,
+                fit_kwargs,
+                lambda rows: _bgnbd_objective(
+                    gx[rows], gt[rows] * scale, gT[rows] * scale, weights[rows], penalizer
+                ),
+                len(BGNBD_PARAMS),
+            )
+        else:
+            fitter = _run_fitter(
+                model,
+                fitter_cls(penalizer_coef=penalizer),
+                summary,
+                gx,
+                gt,
+                gT,
+                weights=weights,
+                tol=tol,
+                initial_params=initial_params,
+                **fit_kwargs["options"],
+            )
+            H = None
+        params = _checked_params(model, fitter, BGNBD_PARAMS, summary)
+    except ModelFitError as err:
+        return fail(err, rows)
+    ll = bgnbd_log_likelihood(params, gx, gt, gT, weights)
+    return FitResult(
+        model=model,
+        params=params,
+        log_likelihood=ll,
+        n_customers=n,
+        n_rows=rows,
+        fit_seconds=time.perf_counter() - started,
+        converged=True,
+        message="converged",
+        time_unit=time_unit,
+        penalizer=penalizer,
+        standard_errors=_exact_standard_errors(
+            nll, to_log_params(params), params, float(weights.sum()), H
+        ),
+    )
+
+
+def _bgnbd_input_problem(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[str, str] | None:
+    n = x.shape[0]
+    if n == 0:
+        return "degenerate", "no customers"
+    if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(T).all()):
+        return "invalid_input", "NaN or infinite values in x, t_x or T"
+    if (x < 0).any() or (t_x < 0).any() or (T < 0).any():
+        return "invalid_input", "negative x, t_x or T"
+    if (x != np.round(x)).any():
+        return "invalid_input", "x (repeat purchases) must be whole numbers"
+    if (t_x > T).any():
+        return "invalid_input", "t_x (recency) greater than T (age)"
+    if (t_x[x == 0] != 0).any():
+        return "invalid_input", "t_x > 0 for a customer with no repeat purchase"
+    if n < 2:
+        return "degenerate", "only one customer: the population parameters are not identified"
+    if not (x > 0).any():
+        return "degenerate", "every customer bought once (x = 0 for all): dropout is not identified"
+    if not (T > 0).any():
+        return "degenerate", "every customer is observed for zero time (T = 0)"
+    return None
+
+
+def fit_gamma_gamma(
+    x: Any,
+    m: Any,
+    *,
+    penalizer: float = 0.0,
+    tol: float = 1e-7,
+    initial_params: Any = None,
+    grouped: bool = True,
+    raise_on_failure: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit Gamma-Gamma on per-customer repeat frequency x and mean repeat spend m.
+
+    Only customers with x > 0 and m > 0 enter the fit (Gamma-Gamma rejects spend <= 0); the others
+    are dropped here, so all customers can be passed. Fitted on distinct (x, m) rows with counts as
+    weights. Raises `ModelFitError` when fewer than two customers remain, when every remaining spend
+    is identical, when the optimiser fails, or when q <= 1 (the population mean spend
+    v*p/(q-1) is then undefined and E[M] would be negative).
+    """
+    model = "gamma_gamma"
+    started = time.perf_counter()
+    x, m = (np.asarray(v, dtype=float).ravel() for v in (x, m))
+    if x.shape != m.shape:
+        raise ValueError("x and m must have the same length")
+    finite = np.isfinite(x) & np.isfinite(m)
+    keep = finite & (x > 0) & (m > 0)
+    xs, ms = x[keep], m[keep]
+    n = int(xs.shape[0])
+    summary = {
+        "n_customers_given": int(x.shape[0]),
+        "n_repeat_buyers_positive_spend": n,
+        **_data_summary(x=xs, m=ms),
+    }
+
+    def fail(err: ModelFitError, rows: int = 0) -> FitResult:
+        return _failed(
+            model, err, raise_on_failure, n, rows, time.perf_counter() - started, None, penalizer
+        )
+
+    if not finite.all():
+        return fail(ModelFitError(model, "invalid_input", "NaN or infinite x or m", summary))
+    if (x != np.round(x)).any() or (x < 0).any():
+        return fail(ModelFitError(model, "invalid_input", "x must be whole numbers >= 0", summary))
+    if n < 2:
+        return fail(
+            ModelFitError(
+                model,
+                "degenerate",
+                "fewer than two repeat buyers with positive spend "
+                "(one-time buyers or zero spend only)",
+                summary,
+            )
+        )
+    if np.ptp(ms) == 0:
+        return fail(
+            ModelFitError(
+                model, "degenerate", "every repeat buyer has the same mean spend", summary
+            )
+        )
+
+    if grouped:
+        (gx, gm), _, weights = unique_rows(xs, ms, return_inverse=False)
+    else:
+        gx, gm, weights = xs, ms, np.ones(n, dtype=np.int64)
+    rows = int(gx.shape[0])
+
+    fitter_cls = _fitter_class(model)
+    nll = _gamma_gamma_objective(gx, gm, weights, penalizer)
+
+    def to_log_params(p: Any) -> np.ndarray:
+        return np.log([p["p"], p["q"], p["v"]])
+
+    fit_kwargs = {"penalizer": penalizer, "tol": tol, "options": dict(options or {})}
+    try:
+        if initial_params is None:
+            fitter, H = _fast_fit(
+                model,
+                fitter_cls,
+                summary,
+                (gx, gm),
+                weights,
+                nll,
+                to_log_params,
+                fit_kwargs,
+                lambda rows: _gamma_gamma_objective(gx[rows], gm[rows], weights[rows], penalizer),
+                len(GAMMA_GAMMA_PARAMS),
+            )
+        else:
+            fitter = _run_fitter(
+                model,
+                fitter_cls(penalizer_coef=penalizer),
+                summary,
+                gx,
+                gm,
+                weights=weights,
+                tol=tol,
+                initial_params=initial_params,
+                **fit_kwargs["options"],
+            )
+            H = None
+        params = _checked_params(model, fitter, GAMMA_GAMMA_PARAMS, summary)
+        if params["q"] <= 1:
+            raise ModelFitError(
+                model,
+                "boundary",
+                f"q = {params['q']:.4g} <= 1: population mean spend undefined",
+                summary,
+            )
+    except ModelFitError as err:
+        return fail(err, rows)
+    return FitResult(
+        model=model,
+        params=params,
+        log_likelihood=gamma_gamma_log_likelihood(params, gx, gm, weights),
+        n_customers=n,
+        n_rows=rows,
+        fit_seconds=time.perf_counter() - started,
+        converged=True,
+        message="converged",
+        penalizer=penalizer,
+        standard_errors=_exact_standard_errors(
+            nll, to_log_params(params), params, float(weights.sum()), H
+        ),
+    )
+
+
+def _params(params: Mapping[str, float] | FitResult, names: tuple[str, ...]) -> list[float]:
+    if isinstance(params, FitResult):
+        if not params.converged:
+            raise ModelFitError(
+                params.model, params.reason or "not_converged", "cannot score with a failed fit"
+            )
+        params = params.params
+    return [float(params[k]) for k in names]

@@ -1,0 +1,86 @@
+"""Distinct rows with counts: the grouped sufficient statistics every fit runs on."""
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def unique_rows(
+    *columns: Any, return_inverse: bool = True
+) -> tuple[list[np.ndarray], np.ndarray | None, np.ndarray]:
+    """Distinct rows of equal-length 1-d arrays: (distinct columns, inverse index, counts).
+
+    `distinct[k][inverse]` rebuilds column k. Rows come out in lexicographic order. Each column is
+    turned into integer codes (directly for small whole numbers, else by sorting its values), the
+    codes are combined into one int64 key, and the key is counted (small key space) or sorted.
+    With `return_inverse=False` (a fit needs only the rows and their counts) the inverse is None
+    and the key is sorted instead of arg-sorted.
+    """
+    cols = [np.asarray(c, dtype=float).ravel() for c in columns]
+    n = cols[0].shape[0]
+    if n == 0:
+        return [c[:0] for c in cols], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    codes, sizes, values = [], [], []
+    for c in cols:
+        lo, hi = float(c.min()), float(c.max())
+        if math.isfinite(lo) and math.isfinite(hi) and hi - lo < 1e7 and (c == np.round(c)).all():
+            codes.append((c - lo).astype(np.int64))
+            sizes.append(int(hi - lo) + 1)
+            values.append(None)
+        else:  # arbitrary floats: codes by value (NaN sorts last, one code)
+            uniq, code = np.unique(c, return_inverse=True)
+            codes.append(code.astype(np.int64).ravel())
+            sizes.append(int(uniq.shape[0]))
+            values.append(uniq)
+    if math.prod(sizes) >= 2**62:
+        return _unique_rows_lexsort(cols)
+    key = codes[0]
+    for code, size in zip(codes[1:], sizes[1:], strict=True):
+        key = key * size + code
+    space = math.prod(sizes)
+    if space <= max(4 * n, 1 << 20):
+        counts_all = np.bincount(key, minlength=space)
+        present = np.flatnonzero(counts_all)
+        inverse = None
+        if return_inverse:
+            group = np.zeros(space, dtype=np.int64)
+            group[present] = np.arange(present.shape[0])
+            inverse = group[key]
+        counts = counts_all[present]
+        ukey = present.astype(np.int64)
+    elif return_inverse:
+        ukey, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+    else:
+        ukey, counts = np.unique(key, return_counts=True)
+        inverse = None
+    out = []
+    for c, size, uniq in zip(cols[::-1], sizes[::-1], values[::-1], strict=True):
+        code = ukey % size
+        ukey = ukey // size
+        out.append(uniq[code] if uniq is not None else code + c.min())
+    return out[::-1], inverse, counts
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each value in them) of a 1-d array: `np.unique` with
+    `return_inverse`, counted instead of sorted for whole numbers in a small range (days)."""
+    (distinct,), inverse, _ = unique_rows(values)
+    assert inverse is not None
+    return distinct, inverse
+
+
+def _unique_rows_lexsort(cols: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    n = cols[0].shape[0]
+    order = np.lexsort(cols[::-1])
+    sorted_cols = [c[order] for c in cols]
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    for c in sorted_cols:
+        new[1:] |= c[1:] != c[:-1]
+    group_of_sorted = np.cumsum(new) - 1
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = group_of_sorted
+    counts = np.bincount(group_of_sorted)
+    return [c[new] for c in sorted_cols], inverse, counts
