@@ -86,7 +86,7 @@ def erase(args: argparse.Namespace) -> int:
 def generate(args: argparse.Namespace) -> int:
     from engagement_box import generator
 
-    return generator.main(args.rest)
+    return generator.main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also rewrite the warehouse file so freed blocks holding old data are gone",
     )
     erase_parser.set_defaults(func=erase)
-    gen = sub.add_parser("generate", help="write synthetic exports (--help for options)")
-    gen.add_argument("rest", nargs=argparse.REMAINDER)
+    gen = sub.add_parser(
+        "generate",
+        help="write a synthetic retailer's exports (seeded, deterministic)",
+        description="Generate one retailer's raw exports (seeded, deterministic).",
+    )
+    from engagement_box import generator
+
+    generator.add_arguments(gen)
     gen.set_defaults(func=generate)
     args = parser.parse_args(argv)
     return int(args.func(args))

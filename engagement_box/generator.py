@@ -1564,24 +1564,41 @@ def load_manifest(out: Path | str) -> dict:
 # CLI
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The generator's options (shared by `python -m engagement_box.generator` and
+    `engagement-box generate`)."""
     defaults = GeneratorConfig()
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--customers", type=int, default=defaults.customers, help="number of customer profiles"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    parser.add_argument(
+        "--bad-share",
+        type=float,
+        default=defaults.bad_share,
+        help="share of rows made deliberately bad (each lands in the quarantine with a reason)",
+    )
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=defaults.start, help="first day, YYYY-MM-DD"
+    )
+    parser.add_argument(
+        "--end", type=date.fromisoformat, default=defaults.end, help="last day, YYYY-MM-DD"
+    )
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m engagement_box.generator",
         description="Generate one retailer's raw exports (seeded, deterministic).",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--customers", type=int, default=defaults.customers)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--bad-share", type=float, default=defaults.bad_share)
-    parser.add_argument("--start", type=date.fromisoformat, default=defaults.start)
-    parser.add_argument("--end", type=date.fromisoformat, default=defaults.end)
-    return parser.parse_args(argv)
+    return add_arguments(parser).parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     """Generate the exports and print rows per source and the time taken."""
-    args = _parse_args(argv)
+    args = argv if isinstance(argv, argparse.Namespace) else _parse_args(argv)
     cfg = GeneratorConfig(
         customers=args.customers,
         start=args.start,
