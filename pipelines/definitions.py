@@ -12,14 +12,28 @@ from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule, retention_schedule
 from pipelines.sensors import new_export_files
 
+# Who answers for the assets, and which hold personal data (emails, handles): the staged exports,
+# the identity links (normalised emails and handles) and the audience files. Erasure requests
+# reach all of them (engagement_box/governance/erasure.py); the marts hold pseudonymous ids only.
+OWNERS = ["team:data-engineering"]
+PERSONAL_DATA_LAYERS = ("staging", "intermediate", "activation")
+
+
+def _governed(spec: dg.AssetSpec) -> dg.AssetSpec:
+    personal = spec.key.path[0] in PERSONAL_DATA_LAYERS
+    return spec.replace_attributes(
+        owners=OWNERS,
+        tags={**spec.tags, "personal_data": "yes" if personal else "no"},
+    )
+
+
+assets = dg.map_asset_specs(
+    _governed,
+    [*staged_assets, *value_assets, *engagement_assets, published_marts, *maintenance_assets],
+)
+
 defs = dg.Definitions(
-    assets=[
-        *staged_assets,
-        *value_assets,
-        *engagement_assets,
-        published_marts,
-        *maintenance_assets,
-    ],
+    assets=assets,
     jobs=[engagement_job, retention_job],
     schedules=[daily_schedule, retention_schedule],
     sensors=[new_export_files],
