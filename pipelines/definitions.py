@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.engagement import engagement_assets
+from assets.identity import identity_assets
 from assets.publish import published_marts
 from assets.staging import staged_assets
 from assets.value import value_assets
@@ -15,6 +16,7 @@ from pipelines.sensors import new_export_files
 defs = dg.Definitions(
     assets=[
         *staged_assets,
+        *identity_assets,
         *value_assets,
         *engagement_assets,
         published_marts,
