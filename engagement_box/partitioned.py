@@ -5,6 +5,10 @@ so a backfill of one month never touches another month's rows and readers see ol
 never half. Downstream steps read only the rows of their own as-of. The key column is `as_of`
 (DATE): two partitions whose window ends on the same day (a month after the last order, or every
 month when ENGAGEMENT_AS_OF pins the date) compute the same rows and share them.
+
+`<schema>.written_partitions` records, in the same transaction, which as-of each table holds
+(table_name, as_of, written_at): an as-of whose step ran and found no rows is told apart from
+one whose step never ran.
 """
 
 import datetime as dt
@@ -15,6 +19,7 @@ import polars as pl
 from engagement_box.sql import load_sql, quote_identifier
 
 KEY = "as_of"
+REGISTRY = "written_partitions"
 
 
 def _name(schema: str, table: str) -> str:
@@ -56,6 +61,15 @@ def write_partition(
                     con.execute(f"ALTER TABLE {name} ADD COLUMN {quote_identifier(column)} {dtype}")
             con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
+        registry = _name(schema, REGISTRY)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {registry} (table_name VARCHAR, as_of DATE, "
+            "written_at TIMESTAMP, PRIMARY KEY (table_name, as_of))"
+        )
+        con.execute(
+            f"INSERT OR REPLACE INTO {registry} VALUES ($table, $as_of, current_localtimestamp())",
+            {"table": table, "as_of": as_of},
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -90,10 +104,12 @@ def read_partition(
 
 
 def has_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
-    """Whether `schema.table` holds rows for `as_of`."""
-    if not _columns(con, schema, table):
+    """Whether the rows of `as_of` in `schema.table` were written (possibly none)."""
+    if not _columns(con, schema, REGISTRY):
         return False
     row = con.execute(
-        f"SELECT count(*) > 0 FROM {_name(schema, table)} WHERE {KEY} = $as_of", {"as_of": as_of}
+        f"SELECT count(*) > 0 FROM {_name(schema, REGISTRY)} "
+        "WHERE table_name = $table AND as_of = $as_of",
+        {"table": table, "as_of": as_of},
     ).fetchone()
     return bool(row and row[0])

@@ -1,7 +1,8 @@
 """Versioned marts: every publish is a snapshot that stays queryable with plain SQL.
 
 Layout inside the warehouse file:
-- `work.<mart>`: what the latest run computed, checked by blocking asset checks. Not for analysts.
+- `work.<mart>`: what the runs computed, rows per as-of date (`engagement_box.partitioned`),
+  checked by blocking asset checks. Not for analysts.
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
   as-of date, and of those the newest. A backfill of a past month adds history without moving
   `marts` back in time.
