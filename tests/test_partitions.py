@@ -162,8 +162,9 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
     database = tmp_path / "w.duckdb"
 
     # 1. A full run of each month: each month keeps its own rows in every work table.
-    for partition in MONTHS:
-        full_run(retailer, database, partition)
+    september_run, december_run = MONTHS
+    full_run(retailer, database, september_run)
+    materialize(retailer, database, december_run, PARTITIONED)  # staging is not partitioned
     expected = {
         (table, as_of): rows_as_of(database, table, as_of)
         for table in WORK_TABLES
@@ -222,10 +223,12 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
     current = query(database, "SELECT DISTINCT as_of FROM marts.customer_value")
     assert current == [(MONTHS["2025-12-01"],)]
 
-    # 4. ENGAGEMENT_AS_OF pins the date: a run launched for December computes September's rows
-    # (the same as September's own run) and records the version as pinned, not as December.
+    # 4. ENGAGEMENT_AS_OF pins the date: a step launched for December computes September's rows
+    # (the same as September's own run), and the publish records the version as pinned, not as
+    # December.
     pinned = ModelSettings(as_of=str(september))
-    materialize(retailer, database, "2025-12-01", PARTITIONED, pinned)
+    materialize(retailer, database, december_run, [dg.AssetKey(["work", "customer_value"])], pinned)
+    materialize(retailer, database, december_run, dg.AssetSelection.groups("marts"), pinned)
     partition_key, as_of, settings = query(
         database,
         "SELECT partition_key, as_of, settings FROM marts.snapshots "
