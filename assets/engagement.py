@@ -193,9 +193,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+# Not partitioned: the audience files are those of the current version of the marts (a backfill
+# of a past month does not move the current version, so it leaves the audiences as they are).
 @dg.asset(
     key=dg.AssetKey(["activation", "audiences"]),
-    partitions_def=monthly_as_of,
     group_name="activation",
     kinds={"csv", "parquet"},
     pool="duckdb",
@@ -204,7 +205,7 @@ def _slug(text: str) -> str:
 def audience_exports(
     warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
-    """Consenting customers per RFM segment and quadrant, with the play to run (CSV, Parquet)."""
+    """Consenting customers per RFM segment and quadrant of the current version (CSV, Parquet)."""
     with warehouse.get_connection() as con:
         customers = con.execute(
             "SELECT customer_id, email, marketing_consent FROM staging.customers"
