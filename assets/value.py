@@ -111,8 +111,8 @@ def read_work(con, table: str, window: dict) -> pl.DataFrame:
     """This partition's rows of `work.<table>`; a plain failure when they are not there."""
     if not partitioned.has_partition(con, "work", table, window["as_of"]):
         raise dg.Failure(
-            f"work.{table} has no rows as of {window['as_of']}: materialize work/{table} for "
-            "this partition first"
+            f"work.{table} was never computed as of {window['as_of']}: materialize "
+            f"work/{table} for this partition first"
         )
     return partitioned.read_partition(con, "work", table, window["as_of"])
 
