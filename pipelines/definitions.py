@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.engagement import engagement_assets
+from assets.identity import identity_assets
 from assets.publish import published_marts
 from assets.staging import staged_assets
 from assets.value import value_assets
@@ -29,7 +30,14 @@ def _governed(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 assets = dg.map_asset_specs(
     _governed,
-    [*staged_assets, *value_assets, *engagement_assets, published_marts, *maintenance_assets],
+    [
+        *staged_assets,
+        *identity_assets,
+        *value_assets,
+        *engagement_assets,
+        published_marts,
+        *maintenance_assets,
+    ],
 )
 
 defs = dg.Definitions(
