@@ -1,0 +1,337 @@
+"""Hostile exports (issue 13): each class is staged, quarantined with a reason, or refused with
+the file named, before any table changes; and rows read = staged + quarantined + erased."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from assets.staging import staged_assets
+from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
+from pipelines.resources import ExportsResource, warehouse_resource
+from tests.conftest import ORDER_HEADER, good_order, write_csv
+
+# The run's time of the unit tests: every test names it, none reads the clock.
+NOW = dt.datetime(2026, 3, 1, 12, 0)
+
+REFERRAL_HEADER = [
+    "referral_id", "referrer_customer_id", "referee_email", "referee_customer_id", "referred_at",
+    "converted_at", "referrer_reward", "referee_reward", "would_have_joined_anyway",
+]  # fmt: skip
+
+
+def quarantine(con) -> list[tuple]:
+    return con.execute(
+        'SELECT source_file, source_row, "column", reason, detail FROM staging.quarantine '
+        "ORDER BY source_file, source_row"
+    ).fetchall()
+
+
+def staged_ids(con, table: str = "orders", key: str = "order_id") -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            f"SELECT {key} FROM staging.{table} ORDER BY source_file, source_row"
+        ).fetchall()
+    ]
+
+
+def assert_reconciles(con, source: str = "orders") -> tuple[int, int, int, int, int]:
+    files, read, staged, quarantined, erased = reconcile(con, source)
+    assert read == staged + quarantined + erased
+    return files, read, staged, quarantined, erased
+
+
+def order_lines(*rows: dict[str, str]) -> str:
+    return "\n".join([",".join(ORDER_HEADER), *(",".join(r.values()) for r in rows)]) + "\n"
+
+
+def write_text(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(text)
+    return path
+
+
+def staged_first(warehouse, exports_dir) -> None:
+    """A good file ingested before: a refused file must leave it (and the tables) as they were."""
+    write_csv(exports_dir / "orders" / "a_good.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+
+def assert_unchanged(warehouse) -> None:
+    assert staged_ids(warehouse) == ["o1"]
+    assert quarantine(warehouse) == []
+    assert reconcile(warehouse, "orders") == (1, 1, 1, 0, 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Repeated header names
+
+
+def test_an_exactly_repeated_column_is_refused(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    header = [*ORDER_HEADER, "net_amount"]
+    rows = [good_order(2) | {"extra": "99.00"}]
+    text = ",".join(header) + "\n" + ",".join([*good_order(2).values(), "99.00"]) + "\n"
+    write_text(exports_dir / "orders" / "b_twice.csv", text)
+    del rows
+
+    with pytest.raises(IngestError, match=r"orders/b_twice\.csv: repeated column\(s\) net_amount"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Rows with fewer or more fields than the header
+
+
+def referral_text(*lines: str) -> str:
+    return "\n".join([",".join(REFERRAL_HEADER), *lines]) + "\n"
+
+
+def test_a_short_row_is_quarantined_not_padded(warehouse, exports_dir):
+    write_text(
+        exports_dir / "referrals" / "r.csv",
+        referral_text(
+            "r1,c1,b@x.io,,2024-01-01,,5.00,25.00,",  # full row, empty optional last field
+            "r2,c1,d@x.io,,2024-01-01,,5.00,2",  # cut mid-line: the reward would read 2
+            "",  # a blank line
+            "r4,c1,e@x.io,,2024-01-01,,5.00,25.00,yes",
+        ),
+    )
+    report = ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+
+    assert staged_ids(warehouse, "referrals", "referral_id") == ["r1", "r4"]
+    assert quarantine(warehouse) == [
+        ("referrals/r.csv", 2, None, "wrong_field_count", "8 field(s) where the header has 9"),
+        ("referrals/r.csv", 3, None, "wrong_field_count", "a blank line"),
+    ]
+    assert report.quarantine_by_reason == {"wrong_field_count": 2}
+    assert assert_reconciles(warehouse, "referrals")[1:] == (4, 2, 2, 0)
+
+
+def test_short_rows_are_found_in_a_file_with_line_breaks_inside_quoted_values(
+    warehouse, exports_dir
+):
+    write_text(
+        exports_dir / "referrals" / "r.csv",
+        referral_text(
+            'r1,c1,"b@x.io",,2024-01-01,,5.00,"25.00",',
+            'r2,"c1\nsecond line",d@x.io,,2024-01-01,,5.00',
+            'r3,"c, with a comma",e@x.io,,2024-01-01,,5.00,25.00,no',
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    assert staged_ids(warehouse, "referrals", "referral_id") == ["r1", "r3"]
+    assert [q[1:4] for q in quarantine(warehouse)] == [(2, None, "wrong_field_count")]
+    assert_reconciles(warehouse, "referrals")
+
+
+def test_a_row_with_too_many_fields_refuses_the_file_naming_the_line(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    text = order_lines(good_order(2), good_order(3)) + ",".join(
+        [*good_order(4).values(), "surplus"]
+    )
+    write_text(exports_dir / "orders" / "b_long.csv", text + "\n")
+
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    message = str(error.value)
+    assert message.startswith("orders/b_long.csv: line 4 has 9 fields but the header has 8")
+    assert "truncate_ragged_lines" not in message and "Consider" not in message
+    assert_unchanged(warehouse)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Nested Parquet types
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "words"),
+    [
+        ("product_id", [{"sku": "P1", "n": 2}], "product_id holds nested records"),
+        ("product_id", [["P1", "P2"]], "product_id holds lists"),
+        ("rating", [{"stars": 5}], "rating holds nested records"),
+        ("created_at", [True], "created_at holds values of type Boolean"),
+    ],
+)
+def test_a_parquet_column_of_the_wrong_type_is_refused_before_any_change(
+    warehouse, exports_dir, column, values, words
+):
+    review = {
+        "review_id": "v1", "customer_id": "c1", "email": "", "product_id": "P1", "rating": "5",
+        "helpful_votes": "0", "verified_purchase": "true", "created_at": "2024-01-01",
+    }  # fmt: skip
+    (exports_dir / "reviews").mkdir()
+    pl.DataFrame([review]).write_parquet(exports_dir / "reviews" / "a.parquet")
+    ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    bad = pl.DataFrame([review | {"review_id": "v2"}]).with_columns(pl.Series(column, values))
+    bad.write_parquet(exports_dir / "reviews" / "b.parquet")
+
+    with pytest.raises(IngestError, match=rf"reviews/b\.parquet: column {words}") as error:
+        ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    assert "the contract wants" in str(error.value)
+    assert staged_ids(warehouse, "reviews", "review_id") == ["v1"]
+    assert reconcile(warehouse, "reviews") == (1, 1, 1, 0, 0)
+
+
+def test_typed_and_ignored_parquet_columns_are_still_read(warehouse, exports_dir):
+    (exports_dir / "orders").mkdir()
+    frame = pl.DataFrame([good_order(1)]).with_columns(
+        pl.col("net_amount").cast(pl.Float64),
+        pl.col("ordered_at").str.to_datetime(),
+        pl.Series("basket", [[{"sku": "P1"}]]),  # nested, but not a contract column
+    )
+    frame.write_parquet(exports_dir / "orders" / "a.parquet")
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.rows_staged == 1 and report.ignored_columns == {"orders/a.parquet": ["basket"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Encodings
+
+
+@pytest.mark.parametrize(
+    ("encoding", "words"),
+    [("utf-16", "encoded as UTF-16"), ("utf-16-le", "NUL bytes"), ("utf-32", "UTF-32")],
+)
+def test_a_file_not_in_utf8_is_reported_as_such(warehouse, exports_dir, encoding, words):
+    staged_first(warehouse, exports_dir)
+    write_text(exports_dir / "orders" / "b.csv", order_lines(good_order(2)).encode(encoding))
+    with pytest.raises(IngestError, match=rf"orders/b\.csv: unreadable \.csv file: .*{words}"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
+def test_latin1_text_names_the_line(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    row = good_order(2) | {"customer_id": "Zoë"}
+    write_text(exports_dir / "orders" / "b.csv", order_lines(good_order(3), row).encode("latin-1"))
+    with pytest.raises(IngestError, match=r"orders/b\.csv: .*line 3 is not UTF-8 text"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Timestamps in the future
+
+
+def test_timestamps_after_the_run_time_plus_a_day_are_quarantined_in_future(warehouse, exports_dir):
+    write_csv(
+        exports_dir / "orders" / "a.csv",
+        [
+            good_order(1) | {"ordered_at": "2026-03-02 12:00:00"},  # now + 1 day: accepted
+            good_order(2) | {"ordered_at": "2026-03-02 12:00:01"},
+            good_order(3) | {"ordered_at": "2099-01-01"},
+            good_order(4) | {"ordered_at": "2026-03-02T13:00:00+02:00"},  # 11:00 UTC: accepted
+        ],
+    )
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o1", "o4"]
+    got = quarantine(warehouse)
+    assert [q[1:4] for q in got] == [(2, "ordered_at", "in_future"), (3, "ordered_at", "in_future")]
+    assert (
+        got[1][4] == "2099-01-01 00:00:00 is after the run's time 2026-03-01 12:00 UTC plus 1 day"
+    )
+    assert_reconciles(warehouse)
+
+
+def test_a_future_signup_date_is_quarantined(warehouse, exports_dir):
+    customer = {
+        "customer_id": "c1", "email": "a@x.io", "social_handles": "", "signup_date": "2026-03-02",
+        "loyalty_member": "no", "marketing_consent": "yes", "country": "US",
+    }  # fmt: skip
+    write_csv(
+        exports_dir / "customers" / "c.csv",
+        [customer, customer | {"customer_id": "c2", "signup_date": "2026-03-03"}],
+    )
+    ingest_source(warehouse, exports_dir, "customers", now=NOW)
+    assert staged_ids(warehouse, "customers", "customer_id") == ["c1"]
+    assert [q[1:4] for q in quarantine(warehouse)] == [(2, "signup_date", "in_future")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Through the assets: the staging asset fails with the file named, or passes its check
+
+
+def materialize_staging(exports: Path, database: Path, source: str = "orders"):
+    asset = next(a for a in staged_assets if a.key == dg.AssetKey(["staging", source]))
+    return dg.materialize(
+        [asset],
+        resources={
+            "warehouse": warehouse_resource(database),
+            "exports": ExportsResource(data_dir=str(exports)),
+        },
+        raise_on_error=False,
+    )
+
+
+def failure_message(result) -> str:
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    return failure.message + str(failure.event_specific_data)
+
+
+HOSTILE_FILES = {
+    "repeated_header": (
+        "b.csv",
+        ",".join([*ORDER_HEADER, "net_amount"]) + "\n" + ",".join(good_order(5).values()) + ",1\n",
+        "orders/b.csv: repeated column(s) net_amount",
+    ),
+    "too_many_fields": (
+        "b.csv",
+        order_lines(good_order(5)) + ",".join([*good_order(6).values(), "x"]) + "\n",
+        "orders/b.csv: line 3 has 9 fields but the header has 8",
+    ),
+    "utf16": ("b.csv", order_lines(good_order(5)).encode("utf-16"), "encoded as UTF-16"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
+def test_a_refused_file_fails_the_staging_asset_and_changes_nothing(tmp_path, exports_dir, case):
+    database = tmp_path / "w.duckdb"
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1)])
+    assert materialize_staging(exports_dir, database).success
+    name, content, words = HOSTILE_FILES[case]
+    write_text(exports_dir / "orders" / name, content)
+
+    result = materialize_staging(exports_dir, database)
+
+    assert not result.success
+    assert words in failure_message(result)
+    assert "Consider" not in failure_message(result)
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        assert reconcile(con, "orders") == (1, 1, 1, 0, 0)
+    finally:
+        con.close()
+
+
+def test_quarantined_hostile_rows_pass_the_reconciliation_check_of_the_asset(tmp_path, exports_dir):
+    database = tmp_path / "w.duckdb"
+    lines = order_lines(good_order(1), good_order(2) | {"ordered_at": "2099-01-01"})
+    write_text(exports_dir / "orders" / "a.csv", lines + "o3,c1,c1@x.io,2024-01-02,10.00\n")
+
+    result = materialize_staging(exports_dir, database)
+
+    assert result.success
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed and check.metadata["difference"].value == 0
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["quarantine_by_reason"].value == {"in_future": 1, "wrong_field_count": 1}
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        assert staged_ids(con) == ["o1"]
+        raw = json.loads(
+            con.execute(
+                "SELECT raw_values FROM staging.quarantine WHERE reason = 'wrong_field_count'"
+            ).fetchone()[0]
+        )
+        assert raw["order_id"] == "o3" and raw["status"] is None
+    finally:
+        con.close()
