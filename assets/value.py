@@ -14,7 +14,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from assets.metadata import table_metadata
+from assets.metadata import run_time, table_metadata
 from assets.staging import staging_key
 from engagement_box import reports
 from engagement_box.frames import read_table, write_frame
@@ -43,11 +43,17 @@ def _date(value: str | dt.date | None) -> dt.date | None:
     return dt.date.fromisoformat(value)
 
 
-def resolve_window(con, settings: ModelSettings, partition_key: str | None = None) -> dict:
+def resolve_window(
+    con,
+    settings: ModelSettings,
+    partition_key: str | None = None,
+    run_date: dt.date | None = None,
+) -> dict:
     """The observation window of this run: as-of, calibration end, unit, currency.
 
     as-of = ENGAGEMENT_AS_OF if set, else the partition month's last day, capped at the day of
     the last completed order (a month still running, or with no newer data, ends there).
+    Nothing moves it past `run_date` (the run's day; see `_cap_at_run_date`).
     """
     row = con.execute(load_sql("marts/last_completed_order_day")).fetchone()
     last_order_day = row[0] if row and row[0] else None
@@ -58,6 +64,7 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
         as_of = last_order_day
         if partition_key is not None:
             as_of = min(month_end(partition_key), last_order_day)
+    as_of = _cap_at_run_date(as_of, run_date, pinned=settings.as_of is not None)
     calibration_end = _date(settings.calibration_end) or as_of - dt.timedelta(
         days=settings.holdout_days
     )
@@ -75,6 +82,20 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
         "margin": settings.margin,
         "penalizer": settings.penalizer,
     }
+
+
+def _cap_at_run_date(as_of: dt.date, run_date: dt.date | None, pinned: bool) -> dt.date:
+    """The as-of date, never past the run's day (issue 13): an order dated in the future that
+    reached staging cannot move everyone's as-of. A pinned ENGAGEMENT_AS_OF in the future is
+    refused rather than silently changed."""
+    if run_date is None or as_of <= run_date:
+        return as_of
+    if pinned:
+        raise dg.Failure(
+            f"ENGAGEMENT_AS_OF {as_of} is after the run's date {run_date}: set a date that has "
+            "already happened"
+        )
+    return run_date
 
 
 def money(window: dict) -> dict:
@@ -95,7 +116,19 @@ def read_window(con) -> dict:
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
     pool="duckdb",
-    deps=[staging_key("orders")],
+    deps=[staging_key("orders"), staging_key("fx_rates")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "orders_left_out_within_limit",
+            asset=work_key("customer_summary"),
+            blocking=True,
+            description=(
+                "At most "
+                f"{value_models.MAX_ORDERS_LEFT_OUT_SHARE:.0%} of completed orders are left out "
+                "of the value models for want of an FX rate into the reporting currency."
+            ),
+        )
+    ],
 )
 def customer_summary(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -103,18 +136,13 @@ def customer_summary(
     """Per-customer purchase summary (x, t_x, T, spend) from completed orders up to the as-of."""
     with warehouse.get_connection() as con:
         window = resolve_window(
-            con, model_settings, context.partition_key if context.has_partition_key else None
+            con,
+            model_settings,
+            context.partition_key if context.has_partition_key else None,
+            run_date=run_time(context).date(),
         )
         summary = value_models.customer_summary(con, window["as_of"], **money(window))
-        left_out = dict(
-            con.execute(
-                load_sql("marts/orders_without_rate"),
-                {
-                    "as_of": window["as_of"],
-                    "fx_currencies": value_models.fx_parameters(**money(window))["fx_currencies"],
-                },
-            ).fetchall()
-        )
+        left_out, completed = value_models.orders_left_out(con, window["as_of"], **money(window))
         write_frame(con, "work", "model_window", pl.DataFrame([window]))
         write_frame(con, "work", "customer_summary", summary)
         metadata = table_metadata(con, "work", "customer_summary")
@@ -129,7 +157,31 @@ def customer_summary(
             "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
         }
     )
-    return dg.MaterializeResult(metadata=metadata)
+    n_left_out = sum(left_out.values())
+    share = n_left_out / completed if completed else 0.0
+    by_currency = ", ".join(f"{c} {n}" for c, n in left_out.items())
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="orders_left_out_within_limit",
+                passed=share <= value_models.MAX_ORDERS_LEFT_OUT_SHARE,
+                metadata={
+                    "orders_left_out": n_left_out,
+                    "completed_orders": completed,
+                    "share_left_out": share,
+                    "by_currency": dg.MetadataValue.json(left_out),
+                },
+                description=(
+                    f"{n_left_out} of {completed} completed orders left out: no FX rate into "
+                    f"{window['currency']} ({by_currency}); add them to the fx_rates export or "
+                    "ENGAGEMENT_FX_RATES"
+                    if n_left_out
+                    else "no completed order left out"
+                ),
+            )
+        ],
+    )
 
 
 @dg.asset(

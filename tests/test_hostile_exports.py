@@ -335,3 +335,68 @@ def test_quarantined_hostile_rows_pass_the_reconciliation_check_of_the_asset(tmp
         assert raw["order_id"] == "o3" and raw["status"] is None
     finally:
         con.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. A changed file that drops a key
+
+
+def test_a_duplicate_is_staged_when_the_changed_file_with_the_first_occurrence_drops_it(
+    warehouse, exports_dir
+):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2, "c2"), good_order(3)])
+    write_csv(exports_dir / "orders" / "day3.csv", [good_order(2, "c3")])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert [q[:2] for q in quarantine(warehouse)] == [
+        ("orders/day2.csv", 1),
+        ("orders/day3.csv", 1),
+    ]
+
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])  # o2 is gone from day1
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+    assert report.files_replaced == ["orders/day1.csv"]
+    assert report.duplicates_restaged == {"orders/day2.csv": 1}
+    rows = warehouse.execute(
+        "SELECT order_id, customer_id, source_file FROM staging.orders ORDER BY order_id"
+    ).fetchall()
+    assert rows == [
+        ("o1", "c1", "orders/day1.csv"),
+        ("o2", "c2", "orders/day2.csv"),  # the first remaining occurrence, as it was exported
+        ("o3", "c1", "orders/day2.csv"),
+    ]
+    assert [q[:4] for q in quarantine(warehouse)] == [
+        ("orders/day3.csv", 1, "order_id", "duplicate_key")
+    ]
+    assert reconcile(warehouse, "orders") == (3, 4, 3, 1, 0)
+    files = warehouse.execute(
+        "SELECT source_file, rows_read, rows_staged, rows_quarantined FROM staging.ingested_files "
+        "ORDER BY 1"
+    ).fetchall()
+    assert files == [
+        ("orders/day1.csv", 1, 1, 0),
+        ("orders/day2.csv", 2, 2, 0),
+        ("orders/day3.csv", 1, 0, 1),
+    ]
+    from engagement_box.staging.ingestion import orphaned_duplicates
+
+    assert orphaned_duplicates(warehouse, "orders") == 0
+
+
+def test_the_asset_check_holds_after_a_changed_file_drops_a_key(tmp_path, exports_dir):
+    database = tmp_path / "w.duckdb"
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2, "c2")])
+    assert materialize_staging(exports_dir, database).success
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+
+    result = materialize_staging(exports_dir, database)
+
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed
+    assert check.metadata["duplicates_without_staged_key"].value == 0
+    assert check.metadata["rows_quarantined"].value == 0
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["duplicates_restaged"].value == {"orders/day2.csv": 1}

@@ -145,6 +145,9 @@ class IngestReport:
     rows_quarantined: int = 0
     rows_erased: int = 0
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+    # Per file: rows quarantined as duplicate_key, staged now that the file holding their key's
+    # first occurrence changed and no longer holds it.
+    duplicates_restaged: dict[str, int] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -1004,8 +1007,13 @@ def _stage(
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
         erasure.delete_erased_rows_of_files(con, table, files)
+        staged_keys_sql = (
+            "staging/staged_keys"
+            if len(source.key_columns) == 1
+            else "staging/staged_composite_keys"
+        )
         keys = _StagedKeys(
-            con.execute(load_sql("staging/staged_keys", table=table, key=source.key))
+            con.execute(load_sql(staged_keys_sql, table=table, key=",".join(source.key_columns)))
             .pl()
             .to_series()
         )
@@ -1031,6 +1039,8 @@ def _stage(
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
         erasure.add_erased_rows(con, table, suppressed)
+        if report.files_replaced:
+            report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
 
         staged_per_file = dict(
             con.execute(
@@ -1064,6 +1074,12 @@ def _stage(
                 f"{table}: reconciliation failed inside the ingest transaction: read {read} rows, "
                 f"staged {staged} + quarantined {quarantined_count} + erased {erased}; "
                 "nothing was changed"
+            )
+        orphans = orphaned_duplicates(con, table)
+        if orphans:
+            raise IngestError(
+                f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row with "
+                "their key; nothing was changed"
             )
         con.execute("COMMIT")
     except BaseException:
@@ -1150,6 +1166,81 @@ class _Appender:
             con.unregister("good_rows")
 
 
+def key_text(frame: pl.DataFrame, source: Source) -> pl.Series:
+    """A source's key per row as one text: the key column, or several joined by chr(31)."""
+    if len(source.key_columns) == 1:
+        return frame[source.key]
+    return frame.select(
+        pl.concat_str(
+            [pl.col(c).cast(pl.String) for c in source.key_columns], separator="\x1f"
+        ).alias(source.key)
+    ).to_series()
+
+
+def _orphans_sql(source: Source) -> str:
+    return load_sql(
+        "staging/orphaned_duplicates", table=source.name, key=",".join(source.key_columns)
+    )
+
+
+def _orphan_parameters(source: Source) -> dict:
+    return {"source": source.name, "key_paths": [f"$.{c}" for c in source.key_columns]}
+
+
+def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int:
+    """Rows quarantined as duplicate_key whose key is staged nowhere (must be 0: a key is always
+    staged once when it was read at all, unless every row of it broke the contract)."""
+    source = SOURCES[source_name]
+    rows = con.execute(
+        f"SELECT count(*) FROM ({_orphans_sql(source)})", _orphan_parameters(source)
+    ).fetchone()
+    return int(rows[0]) if rows else 0
+
+
+def _restage_orphaned_duplicates(
+    con: duckdb.DuckDBPyConnection, source: Source, run_id: str, at: datetime
+) -> dict[str, int]:
+    """Stage again the first quarantined duplicate of each key that is staged nowhere now (its
+    first occurrence was in a file that changed and dropped it). Its values are those it was
+    quarantined with (typed as staged, then as text), checked again against the contract.
+    Returns the rows moved per file; the files' counts in `staging.ingested_files` follow."""
+    rows = con.execute(_orphans_sql(source), _orphan_parameters(source)).pl()
+    if not rows.height:
+        return {}
+    values = (
+        rows["raw_values"]
+        .str.json_decode(dtype=pl.Struct({c: pl.String for c in source.columns}))
+        .struct.unnest()
+    )
+    raw = pl.concat(
+        [rows.select("source_file", "source_row"), values], how="horizontal"
+    ).with_columns(pl.lit(None, dtype=pl.String).alias(ROW_PROBLEM))
+    # The first row of each key (files in path order, then rows) is staged; the rest stay.
+    raw = raw.filter(key_text(raw, source).is_first_distinct())
+    good, bad = check_batch(raw, source, run_id, at)
+    con.register("rows_to_drop", raw.select("source_file", "source_row"))
+    con.execute(load_sql("staging/delete_quarantine_rows"), {"source": source.name})
+    con.unregister("rows_to_drop")
+    columns = ", ".join(quote_identifier(c) for c in [*source.columns, "source_file", "source_row"])
+    if good.height:  # never an INSERT of no row here (see _Appender._append)
+        con.register("restaged_rows", good)
+        con.execute(
+            f"INSERT INTO staging.{quote_identifier(source.name)} ({columns}) "
+            f"SELECT {columns} FROM restaged_rows"
+        )
+        con.unregister("restaged_rows")
+    if bad.height:
+        con.register("bad_rows", bad)
+        con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
+        con.unregister("bad_rows")
+    moved = dict(good.group_by("source_file").len().iter_rows())
+    for name, n in moved.items():
+        con.execute(
+            load_sql("staging/move_file_counts"), {"source": source.name, "file": name, "rows": n}
+        )
+    return moved
+
+
 def key_hashes(keys: pl.Series) -> pl.Series:
     """64-bit hashes of key text (polars' hash, stable within a process: `_StagedKeys`)."""
     return keys.hash(seed=0)
@@ -1204,7 +1295,7 @@ def _split_repeated(
     this one) or repeats an earlier row of its batch. Arrow with plain (not view) strings: DuckDB
     appends those faster, and the conversion is cheap on the producer's thread.
     """
-    keys = good[source.key]
+    keys = key_text(good, source)
     hashes = key_hashes(keys)
     seen, before = staged.lookup(keys, hashes)
     held = seen | ~first_distinct(keys, hashes)
