@@ -400,3 +400,225 @@ def test_the_asset_check_holds_after_a_changed_file_drops_a_key(tmp_path, export
     assert check.metadata["rows_quarantined"].value == 0
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["duplicates_restaged"].value == {"orders/day2.csv": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Money up to the cap, and 7. dated FX rates
+
+
+def fx_rows(*rows: tuple[str, str, str]) -> list[dict[str, str]]:
+    return [{"date": d, "currency": c, "rate": r} for d, c, r in rows]
+
+
+def money_order(i: int, amount: str, currency: str, day: str, customer: str = "c1") -> dict:
+    return good_order(i, customer) | {
+        "net_amount": amount,
+        "currency": currency,
+        "ordered_at": f"{day} 10:00:00",
+    }
+
+
+def test_amounts_at_the_cap_times_the_largest_rate_flow_through_the_summaries(
+    warehouse, exports_dir
+):
+    from engagement_box.value.models import calibration_holdout, customer_summary
+
+    write_csv(
+        exports_dir / "orders" / "a.csv",
+        [
+            money_order(1, "1000000000.00", "EUR", "2024-01-05"),
+            money_order(2, "1000000000.00", "GBP", "2024-02-05"),
+            money_order(3, "1000000000.00", "USD", "2024-03-05"),
+            money_order(4, "1000000000.01", "USD", "2024-03-06"),  # over the cap
+        ],
+    )
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "EUR", "1000000")))
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    assert [q[1:4] for q in quarantine(warehouse)] == [(4, "net_amount", "out_of_range")]
+
+    summary = customer_summary(
+        warehouse, dt.date(2024, 12, 31), currency="USD", fx_rates={"GBP": 1e6}
+    ).row(0, named=True)
+    assert summary["order_count"] == 3
+    assert summary["total_spend"] == 2 * 10**15 + 10**9  # exact, no overflow
+    assert summary["monetary_value"] == pytest.approx((10**15 + 10**9) / 2)
+    holdout = calibration_holdout(
+        warehouse,
+        dt.date(2024, 1, 31),
+        dt.date(2024, 12, 31),
+        currency="USD",
+        fx_rates={"GBP": 1e6},
+    ).row(0, named=True)
+    assert holdout["total_spend"] == 10**15 and holdout["holdout_spend"] == 10**15 + 10**9
+
+
+def test_a_rate_over_the_cap_is_refused_in_the_export_and_in_the_setting(warehouse, exports_dir):
+    from engagement_box.value.models import fx_parameters
+
+    write_csv(
+        exports_dir / "fx_rates" / "r.csv",
+        fx_rows(
+            ("2024-01-01", "eur", "1.1"),
+            ("2024-01-01", "JPY", "2000000"),
+            ("2024-01-01", "GBP", "0"),
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    assert staged_ids(warehouse, "fx_rates", "currency") == ["EUR"]
+    assert [q[1:4] for q in quarantine(warehouse)] == [
+        (2, "rate", "out_of_range"),
+        (3, "rate", "out_of_range"),
+    ]
+    with pytest.raises(ValueError, match="the rate of JPY is 2000000.0; a rate must be a number"):
+        fx_parameters("USD", {"JPY": 2e6})
+
+
+def test_a_repeated_day_and_currency_is_a_duplicate_key(warehouse, exports_dir):
+    write_csv(
+        exports_dir / "fx_rates" / "r.csv",
+        fx_rows(
+            ("2024-01-01", "EUR", "1.1"), ("2024-01-01", "GBP", "1.3"), ("2024-01-01", "eur", "1.2")
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    write_csv(exports_dir / "fx_rates" / "s.csv", fx_rows(("2024-01-01", "GBP", "1.4")))
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    rates = warehouse.execute("SELECT currency, rate FROM staging.fx_rates ORDER BY 1").fetchall()
+    assert rates == [("EUR", 1.1), ("GBP", 1.3)]
+    assert [q[:4] for q in quarantine(warehouse)] == [
+        ("fx_rates/r.csv", 3, "date", "duplicate_key"),
+        ("fx_rates/s.csv", 1, "date", "duplicate_key"),
+    ]
+    assert_reconciles(warehouse, "fx_rates")
+
+
+def test_each_order_is_converted_at_the_latest_rate_on_or_before_its_day(warehouse, exports_dir):
+    from engagement_box.value.models import customer_summary, orders_left_out
+
+    write_csv(
+        exports_dir / "orders" / "a.csv",
+        [
+            money_order(1, "100.00", "EUR", "2023-12-15"),  # before any dated rate: the setting
+            money_order(2, "100.00", "EUR", "2024-01-01"),  # on the rate's day
+            money_order(3, "100.00", "EUR", "2024-01-31"),
+            money_order(4, "100.00", "EUR", "2024-02-10"),
+            money_order(5, "100.00", "USD", "2024-02-11"),  # the reporting currency: 1
+            money_order(6, "100.00", "JPY", "2024-02-12"),  # no rate at all: left out
+        ],
+    )
+    write_csv(
+        exports_dir / "fx_rates" / "r.csv",
+        fx_rows(
+            ("2024-01-01", "EUR", "1.1"),
+            ("2024-02-01", "EUR", "1.2"),
+            ("2024-01-01", "USD", "7"),  # ignored: the reporting currency is always 1
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+
+    as_of = dt.date(2024, 12, 31)
+    money = {"currency": "USD", "fx_rates": {"EUR": 5.0}}
+    summary = customer_summary(warehouse, as_of, **money).row(0, named=True)
+    assert summary["order_count"] == 5
+    assert summary["total_spend"] == 500 + 110 + 110 + 120 + 100
+    assert orders_left_out(warehouse, as_of, **money) == ({"JPY": 1}, 6)
+    # Without the setting, the December order has no rate either.
+    no_setting = {"currency": "USD", "fx_rates": {}}
+    assert orders_left_out(warehouse, as_of, **no_setting) == ({"EUR": 1, "JPY": 1}, 6)
+    assert customer_summary(warehouse, as_of, **no_setting)["total_spend"].to_list() == [440]
+
+
+# ----------------------------------------------------------------------------------------------
+# Through the assets: the summary's check on orders left out, and the as-of
+
+
+def materialize_summary(exports: Path, database: Path, settings=None, month="2024-12-01"):
+    from assets.value import customer_summary
+    from pipelines.resources import ModelSettings
+
+    assets = [a for a in staged_assets if a.key.path[-1] in ("orders", "fx_rates")]
+    return dg.materialize(
+        [*assets, customer_summary],
+        resources={
+            "warehouse": warehouse_resource(database),
+            "exports": ExportsResource(data_dir=str(exports)),
+            "model_settings": settings or ModelSettings(),
+        },
+        partition_key=month,
+        raise_on_error=False,
+    )
+
+
+def summary_check(result):
+    return next(
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "orders_left_out_within_limit"
+    )
+
+
+def test_orders_left_out_for_want_of_a_rate_fail_the_blocking_check(tmp_path, exports_dir):
+    rows = [money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(90)]
+    rows += [money_order(100 + i, "10.00", "CHF", "2024-03-03", "c1") for i in range(2)]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "EUR", "1.1")))
+
+    result = materialize_summary(exports_dir, tmp_path / "w.duckdb")
+
+    check = summary_check(result)
+    assert not check.passed
+    assert check.metadata["orders_left_out"].value == 2
+    assert check.metadata["completed_orders"].value == 92
+    assert check.description.startswith("2 of 92 completed orders left out: no FX rate into USD")
+    assert "CHF 2" in check.description
+
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "CHF", "1.1")))
+    result = materialize_summary(exports_dir, tmp_path / "w.duckdb")
+    check = summary_check(result)
+    assert check.passed and check.metadata["orders_left_out"].value == 0
+
+
+def test_a_future_dated_order_does_not_move_the_as_of(tmp_path, exports_dir):
+    rows = [money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(40)]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    database = tmp_path / "w.duckdb"
+    before = materialize_summary(exports_dir, database, month="2024-09-01")
+    write_csv(exports_dir / "orders" / "b.csv", [money_order(99, "10.00", "USD", "2099-01-01")])
+
+    after = materialize_summary(exports_dir, database, month="2024-09-01")
+
+    def as_of(result) -> str:
+        return next(
+            e.materialization.metadata["as_of"].value
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.path[-1] == "customer_summary"
+        )
+
+    assert after.success and as_of(after) == as_of(before) == "2024-09-10"
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        assert [q[3] for q in quarantine(con)] == ["in_future"]
+        assert_reconciles(con)
+    finally:
+        con.close()
+
+
+def test_the_as_of_never_passes_the_run_date(warehouse):
+    from assets.value import resolve_window
+    from pipelines.resources import ModelSettings
+
+    warehouse.execute(
+        "CREATE SCHEMA staging; CREATE TABLE staging.orders (ordered_at TIMESTAMP, status VARCHAR)"
+    )
+    warehouse.execute(
+        "INSERT INTO staging.orders VALUES ('2026-02-10', 'completed'), ('2099-01-01', 'completed')"
+    )
+    run_date = dt.date(2026, 3, 1)
+    assert resolve_window(warehouse, ModelSettings(), None, run_date)["as_of"] == run_date
+    assert resolve_window(warehouse, ModelSettings(), "2026-03-01", run_date)["as_of"] == run_date
+    february = resolve_window(warehouse, ModelSettings(), "2026-02-01", run_date)
+    assert february["as_of"] == dt.date(2026, 2, 28)
+    with pytest.raises(dg.Failure, match="ENGAGEMENT_AS_OF 2026-06-30 is after the run's date"):
+        resolve_window(warehouse, ModelSettings(as_of="2026-06-30"), None, run_date)
