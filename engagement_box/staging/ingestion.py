@@ -9,19 +9,25 @@ How a source is ingested (`ingest_source`):
 1. List the export files under `<data_dir>/<source>/` (`.csv` and `.parquet`; anything else is an
    error naming the file). A file whose path and content hash were ingested before is skipped; a
    file whose content changed replaces the rows it staged before.
-2. Check every file's header first (names trimmed and lower-cased, a UTF-8 BOM dropped): a file
-   that cannot be opened or misses a required column raises `IngestError` naming the file, before
-   any table is touched. Then read the files as text, in batches, inside one transaction (step 4);
-   a file found unreadable further in raises `IngestError` naming it and the transaction rolls
-   back, so no table changes either.
+2. Check every file first, from its first bytes or its Parquet footer (`check_header`): a file
+   that cannot be opened, is not UTF-8 text, repeats or misses a required column, or has a
+   Parquet column of a type its contract column cannot take raises `IngestError` naming the
+   file, before any table is touched. Then read the files as text, in batches, inside one
+   transaction (step 4); a file found unreadable further in (a row with more fields than the
+   header, bytes that are not UTF-8) raises `IngestError` naming it and the line, and the
+   transaction rolls back, so no table changes either.
 3. Parse each column to the type its contract declares; text that does not parse is a failure
-   (`unparseable_<type>`), never a silent NULL. Validate the typed rows with the Pandera model.
+   (`unparseable_<type>`), never a silent NULL. A CSV row with fewer fields than the header is a
+   failure (`wrong_field_count`), and so is a timestamp after the run's time plus a day
+   (`in_future`). Validate the typed rows with the Pandera model.
 4. In one DuckDB transaction: drop rows of changed files; append each batch's good rows to the
    staged table on a thread while the next batch is parsed, holding back repeated keys (the
    first occurrence by file path and row wins; keys staged before are checked in memory by
    64-bit hash, then as text: `_StagedKeys`, not against the compressed staged table); insert
-   the quarantine rows, record the files. Then check the reconciliation inside the transaction
-   and roll back if it does not hold.
+   the quarantine rows, record the files. When a changed file dropped a key it had staged, the
+   first row quarantined as that key's duplicate is staged instead. Then check the
+   reconciliation (and that every duplicate's key is staged) inside the transaction and roll
+   back if it does not hold.
 
 No Dagster import: the assets in `assets/staging.py` are a thin layer over `ingest_source`.
 """
