@@ -7,8 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import hypothesis.strategies as st
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from assets.staging import staged_assets
 from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
@@ -623,3 +625,63 @@ def test_the_as_of_never_passes_the_run_date(warehouse):
     assert february["as_of"] == dt.date(2026, 2, 28)
     with pytest.raises(dg.Failure, match="ENGAGEMENT_AS_OF 2026-06-30 is after the run's date"):
         resolve_window(warehouse, ModelSettings(as_of="2026-06-30"), None, run_date)
+
+
+# ----------------------------------------------------------------------------------------------
+# Property: any mix of hostile rows in a CSV file loses nothing
+
+
+def hostile_line(i: int, kind: str) -> str:
+    values = list(good_order(i).values())
+    if kind == "short":
+        values = values[: 3 + i % 5]  # cut after 3..7 of the 8 fields
+    elif kind == "future":
+        values[3] = "2099-12-31 10:00:00"
+    elif kind == "quoted":
+        values[1] = f'"c{i}, with a comma"'
+    elif kind == "empty_optional":
+        values[2] = ""
+    elif kind == "blank":
+        return ""
+    return ",".join(values)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kinds=st.lists(
+        st.sampled_from(["good", "short", "future", "quoted", "empty_optional", "blank"]),
+        max_size=30,
+    )
+)
+def test_any_mix_of_hostile_rows_is_staged_or_quarantined(tmp_path_factory, kinds):
+    root: Path = tmp_path_factory.mktemp("hostile")
+    lines = [",".join(ORDER_HEADER), *(hostile_line(i, k) for i, k in enumerate(kinds))]
+    write_text(root / "orders" / "f.csv", "\n".join(lines) + "\n")
+    con = duckdb.connect(str(root / "w.duckdb"))
+    try:
+        report = ingest_source(con, root, "orders", now=NOW)
+        rows = len(kinds)  # a blank line is a row, even the last one
+        files, read, staged, quarantined, erased = reconcile(con, "orders")
+        assert read == rows == staged + quarantined and erased == 0
+        assert (
+            report.rows_staged
+            == staged
+            == sum(k in ("good", "quoted", "empty_optional") for k in kinds[:rows])
+        )
+        rows_seen = con.execute(
+            "SELECT source_row FROM staging.orders UNION ALL "
+            "SELECT source_row FROM staging.quarantine ORDER BY 1"
+        ).fetchall()
+        assert [r[0] for r in rows_seen] == list(range(1, rows + 1))
+        reasons = dict(
+            con.execute("SELECT source_row, reason FROM staging.quarantine ORDER BY 1").fetchall()
+        )
+        for row, kind in enumerate(kinds[:rows], start=1):
+            if kind in ("short", "blank"):
+                assert reasons[row] == "wrong_field_count"
+            elif kind == "future":
+                assert reasons[row] == "in_future"
+    finally:
+        con.close()

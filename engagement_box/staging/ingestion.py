@@ -368,8 +368,6 @@ def _field_counts(export: ExportFile, rows: pl.Series, records: int) -> pl.Serie
     breaks inside quoted values is read record by record instead.
     """
     lines = pl.read_lines(export.path).to_series()
-    if len(lines) and lines[-1] == "":
-        lines = lines.head(-1)
     if len(lines) == records + 1:
         picked = lines.gather(rows + 1)
         unquoted = picked.str.replace_all('"[^"]*"', "")
