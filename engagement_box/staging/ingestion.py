@@ -1079,7 +1079,8 @@ def _stage(
                 f"staged {staged} + quarantined {quarantined_count} + erased {erased}; "
                 "nothing was changed"
             )
-        orphans = orphaned_duplicates(con, table)
+        # Only deleting the staged rows of a changed file can leave a duplicate without its key.
+        orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
         if orphans:
             raise IngestError(
                 f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row with "
@@ -1182,9 +1183,10 @@ def key_text(frame: pl.DataFrame, source: Source) -> pl.Series:
 
 
 def _orphans_sql(source: Source) -> str:
-    return load_sql(
-        "staging/orphaned_duplicates", table=source.name, key=",".join(source.key_columns)
+    name = (
+        "orphaned_duplicates" if len(source.key_columns) == 1 else "orphaned_duplicates_composite"
     )
+    return load_sql(f"staging/{name}", table=source.name, key=",".join(source.key_columns))
 
 
 def _orphan_parameters(source: Source) -> dict:

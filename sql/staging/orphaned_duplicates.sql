@@ -2,7 +2,8 @@
 -- was in a file that changed since and no longer holds the key. The ingest stages the first of
 -- them again (by file path, then row), so a key is never in neither place.
 -- $key_paths: the JSON paths of the key columns in raw_values ('$.order_id'); a key is its
--- columns' text joined by chr(31). {table} and {key} come from the contracts' allow-list.
+-- columns' text joined by chr(31). This is the form for one key column; a key of several columns
+-- (fx_rates) uses orphaned_duplicates_composite.sql. {table} and {key}: the allow-list.
 WITH duplicates AS (
     SELECT
         source_file,
@@ -16,9 +17,9 @@ WITH duplicates AS (
     WHERE source = $source AND reason = 'duplicate_key'
 ),
 still_staged AS (
-    SELECT DISTINCT concat_ws(chr(31), {key}) AS key_text
+    SELECT DISTINCT {key} AS key_text
     FROM staging.{table}
-    WHERE concat_ws(chr(31), {key}) IN (SELECT key_text FROM duplicates)
+    WHERE {key} IN (SELECT key_text FROM duplicates)
 )
 SELECT source_file, source_row, raw_values
 FROM duplicates
