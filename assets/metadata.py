@@ -1,4 +1,7 @@
-"""Metadata every asset returns: row counts, the table's schema, and a small preview."""
+"""Metadata every asset returns: row counts, the table's schema, and a small preview; and the
+run's time, which bounds what the assets accept as already happened."""
+
+import datetime as dt
 
 import dagster as dg
 import duckdb
@@ -52,3 +55,13 @@ def markdown_table(frame: pl.DataFrame) -> str:
         for row in frame.iter_rows()
     ]
     return "\n".join([header, rule, *body])
+
+
+def run_time(context: dg.AssetExecutionContext) -> dt.datetime:
+    """When this run was created (naive UTC): staging quarantines timestamps after it, and the
+    as-of date never passes its day. The clock if the instance has no record of the run."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    created = record.create_timestamp if record is not None else None
+    if created is None:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return created.astimezone(dt.UTC).replace(tzinfo=None)

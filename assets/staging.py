@@ -8,9 +8,14 @@ that source's rows of `staging.quarantine`. The work itself is
 
 import dagster as dg
 
-from assets.metadata import table_metadata
+from assets.metadata import run_time, table_metadata
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
+from engagement_box.staging.ingestion import (
+    IngestError,
+    ingest_source,
+    orphaned_duplicates,
+    reconcile,
+)
 from pipelines.resources import ExportsResource, Warehouse
 
 GROUP = "staging"
@@ -40,7 +45,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 blocking=True,
                 description=(
                     "Rows read = rows staged + rows quarantined (+ rows of people erased on "
-                    "request), over every file ingested."
+                    "request), over every file ingested; every key quarantined as a duplicate "
+                    "is staged once."
                 ),
             )
         ],
@@ -51,13 +57,17 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             try:
-                report = ingest_source(con, exports.path, source_name, run_id=context.run.run_id)
+                report = ingest_source(
+                    con, exports.path, source_name, run_id=context.run.run_id, now=run_time(context)
+                )
             except IngestError as exc:
                 raise dg.Failure(description=str(exc)) from exc
             files, read, staged_rows, quarantined, erased = reconcile(con, source_name)
+            orphans = orphaned_duplicates(con, source_name)
             metadata = table_metadata(con, "staging", source_name)
 
-        reconciled = read == staged_rows + quarantined + erased
+        # Nothing lost: every row read is in one place, and no key is only a duplicate.
+        reconciled = read == staged_rows + quarantined + erased and orphans == 0
         context.log.info(
             f"{source_name}: {len(report.files_ingested)} file(s) ingested, "
             f"{report.files_skipped} unchanged; {report.rows_staged} rows staged, "
@@ -74,6 +84,7 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "rows_quarantined_this_run": report.rows_quarantined,
                 "rows_quarantined_total": quarantined,
                 "quarantine_by_reason": dg.MetadataValue.json(report.quarantine_by_reason),
+                "duplicates_restaged": dg.MetadataValue.json(report.duplicates_restaged),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
                 "ingest_seconds": round(report.seconds, 3),
             }
@@ -92,6 +103,7 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                         "rows_quarantined": quarantined,
                         "rows_erased": erased,
                         "difference": read - staged_rows - quarantined - erased,
+                        "duplicates_without_staged_key": orphans,
                     },
                 )
             ],

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from assets.identity import IDENTITY_KEY
-from assets.metadata import PREVIEW_ROWS, markdown_table, table_metadata
+from assets.metadata import PREVIEW_ROWS, markdown_table, run_time, table_metadata
 from assets.staging import staging_key
 from engagement_box import partitioned, reports
 from engagement_box.sql import load_sql
@@ -52,15 +52,22 @@ def partition_window(context: dg.AssetExecutionContext, con, settings: ModelSett
     as-of = ENGAGEMENT_AS_OF if set (then `as_of_pinned` is true and `partition_key` is None: the
     rows belong to the pinned date, not to the month the run was launched for), else the
     partition month's last day, capped at the day of the last completed order (a month still
-    running, or with no newer data, ends there). Every asset of a run calls this with the same
-    partition key and gets the same window; nothing is read from an earlier run.
+    running, or with no newer data, ends there), and never past the run's day. Every asset of a
+    run calls this with the same partition key and gets the same window; nothing is read from an
+    earlier run.
     """
     partition_key = context.partition_key if context.has_partition_key else None
-    return resolve_window(con, settings, partition_key)
+    return resolve_window(con, settings, partition_key, run_date=run_time(context).date())
 
 
-def resolve_window(con, settings: ModelSettings, partition_key: str | None = None) -> dict:
-    """`partition_window` for a partition key (None: an unpartitioned run, up to the data)."""
+def resolve_window(
+    con,
+    settings: ModelSettings,
+    partition_key: str | None = None,
+    run_date: dt.date | None = None,
+) -> dict:
+    """`partition_window` for a partition key (None: an unpartitioned run, up to the data);
+    the as-of never passes `run_date` (the run's day; see `_cap_at_run_date`)."""
     cfg = settings.resolved()
     row = con.execute(load_sql("marts/last_completed_order_day")).fetchone()
     last_order_day = row[0] if row and row[0] else None
@@ -72,6 +79,7 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
         as_of = last_order_day
         if partition_key is not None:
             as_of = min(month_end(partition_key), last_order_day)
+    as_of = _cap_at_run_date(as_of, run_date, pinned=pinned is not None)
     calibration_end = _date(cfg.calibration_end) or as_of - dt.timedelta(days=cfg.holdout_days)
     if calibration_end >= as_of:
         raise dg.Failure(f"calibration end {calibration_end} must be before the as-of date {as_of}")
@@ -100,6 +108,20 @@ def require_identity_links(con) -> None:
         raise dg.Failure(
             "the identity links are not built yet: materialize intermediate/identity_links first"
         )
+
+
+def _cap_at_run_date(as_of: dt.date, run_date: dt.date | None, pinned: bool) -> dt.date:
+    """The as-of date, never past the run's day (issue 13): an order dated in the future that
+    reached staging cannot move everyone's as-of. A pinned ENGAGEMENT_AS_OF in the future is
+    refused rather than silently changed."""
+    if run_date is None or as_of <= run_date:
+        return as_of
+    if pinned:
+        raise dg.Failure(
+            f"ENGAGEMENT_AS_OF {as_of} is after the run's date {run_date}: set a date that has "
+            "already happened"
+        )
+    return run_date
 
 
 def money(window: dict) -> dict:
@@ -140,7 +162,19 @@ def partition_metadata(con, table: str, window: dict) -> dict:
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
     pool="duckdb",
-    deps=[staging_key("orders"), IDENTITY_KEY],
+    deps=[staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "orders_left_out_within_limit",
+            asset=work_key("customer_summary"),
+            blocking=True,
+            description=(
+                "At most "
+                f"{summaries.MAX_ORDERS_LEFT_OUT_SHARE:.0%} of completed orders are left out "
+                "of the value models for want of an FX rate into the reporting currency."
+            ),
+        )
+    ],
 )
 def customer_summary(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -152,15 +186,7 @@ def customer_summary(
         summary = summaries.customer_summary(
             con, window["as_of"], **money(window), resolve_identity=True
         )
-        left_out = dict(
-            con.execute(
-                load_sql("marts/orders_without_rate"),
-                {
-                    "as_of": window["as_of"],
-                    "fx_currencies": summaries.fx_parameters(**money(window))["fx_currencies"],
-                },
-            ).fetchall()
-        )
+        left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
         metadata = write_work(con, "customer_summary", summary, window)
     repeat = int((summary["frequency"] > 0).sum()) if summary.height else 0
     metadata.update(
@@ -172,7 +198,31 @@ def customer_summary(
             "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
         }
     )
-    return dg.MaterializeResult(metadata=metadata)
+    n_left_out = sum(left_out.values())
+    share = n_left_out / completed if completed else 0.0
+    by_currency = ", ".join(f"{c} {n}" for c, n in left_out.items())
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="orders_left_out_within_limit",
+                passed=share <= summaries.MAX_ORDERS_LEFT_OUT_SHARE,
+                metadata={
+                    "orders_left_out": n_left_out,
+                    "completed_orders": completed,
+                    "share_left_out": share,
+                    "by_currency": dg.MetadataValue.json(left_out),
+                },
+                description=(
+                    f"{n_left_out} of {completed} completed orders left out: no FX rate into "
+                    f"{window['currency']} ({by_currency}); add them to the fx_rates export or "
+                    "ENGAGEMENT_FX_RATES"
+                    if n_left_out
+                    else "no completed order left out"
+                ),
+            )
+        ],
+    )
 
 
 @dg.asset(

@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     for check in result.get_asset_check_evaluations():
         status = "passed" if check.passed else "FAILED"
         print(f"  check {check.asset_key.to_user_string()}:{check.check_name} {status}")
+    for check in result.get_asset_check_evaluations():
+        if check.check_name == "orders_left_out_within_limit":  # says how many, and why
+            print(f"orders left out of the value models: {check.description}")
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     if not result.success or failed:
         for event in result.all_events:

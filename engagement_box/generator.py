@@ -6,7 +6,7 @@ The bundled sample in `data/sample/` is exactly the output of (from the reposito
 
 (defaults: window 2023-07-01 .. 2026-06-30 inclusive, 1% bad rows). Same seed and size give
 byte-identical files, so `tests/test_generator.py` regenerates the sample and compares bytes.
-The run first deletes the five source folders and the ground-truth files under `--out`.
+The run first deletes the source folders and the ground-truth files under `--out`.
 Scale: 1,000,000 customers give ~10M orders, ~1.1M reviews, ~3M social events and 100k
 referrals (~0.9 GB) in about a minute with ~2 GB peak memory on 2 cores.
 
@@ -33,7 +33,9 @@ What the data looks like, so the models downstream have something true to find:
 Formats: `customers/customers.csv` (UTF-8 with BOM, CRLF line ends), `orders/orders_YYYY-MM.csv`
 one per calendar month, switching to `orders_YYYY-MM.parquet` for the last 6 months,
 `reviews/reviews_YYYY.parquet` per year, `social/social_YYYY-Qn.csv` per quarter and
-`referrals/referrals.csv`. Every column is written as raw text (Parquet columns are strings).
+`referrals/referrals.csv`; and `fx_rates/fx_rates.csv`, a rate into USD for GBP and EUR on the
+first day of every month, so no order is left out of the value models (no bad rows there).
+Every column is written as raw text (Parquet columns are strings).
 Timestamps are `YYYY-MM-DD HH:MM:SS`, except social (`YYYY-MM-DDTHH:MM:SS+00:00`); dates are
 `YYYY-MM-DD`; booleans `true` / `false`; amounts with two decimals.
 
@@ -112,6 +114,12 @@ HANDLE_WORDS = (
 COUNTRIES = ("US", "CA", "GB", "DE", "FR")
 COUNTRY_WEIGHTS = (0.88, 0.05, 0.04, 0.015, 0.015)
 CURRENCIES = ("USD", "GBP", "EUR")
+# Rates into USD (the default reporting currency) on the first day of every month of the window:
+# a seeded random walk around these, so every order has a rate on or before its day.
+FX_START = {"GBP": 1.27, "EUR": 1.08}
+FX_MONTHLY_STEP = 0.01
+# The retailer's sources, which get bad rows injected; fx_rates is written clean beside them.
+RETAILER_SOURCES = ("customers", "orders", "reviews", "social", "referrals")
 COUNTRY_CURRENCY = np.array([0, 0, 1, 2, 2], dtype=np.int8)  # index into CURRENCIES
 
 # Email presentation: 0 absent, 1 as in the customers export, 2 upper case, 3 capitalised,
@@ -1453,6 +1461,28 @@ def _write(
     return written
 
 
+def _fx_rates(cfg: GeneratorConfig, rng: np.random.Generator) -> pl.DataFrame:
+    """One rate per month and currency into USD, as text (date, currency, rate)."""
+    months = pl.date_range(
+        cfg.start.replace(day=1), cfg.end, interval="1mo", eager=True
+    ).dt.strftime(DATE_FORMAT)
+    frames = []
+    for currency, start in FX_START.items():
+        steps = rng.normal(0.0, FX_MONTHLY_STEP, len(months))
+        steps[0] = 0.0
+        rates = start * np.exp(np.cumsum(steps))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "date": months,
+                    "currency": currency,
+                    "rate": pl.Series(rates).round(4).cast(pl.String),
+                }
+            )
+        )
+    return pl.concat(frames).sort("date", "currency")
+
+
 def _clear(out: Path) -> None:
     """Remove what an earlier run wrote (only the five source folders and the ground truth)."""
     for source in SOURCES:
@@ -1469,7 +1499,7 @@ def generate(out: Path | str, config: GeneratorConfig | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(10)]
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(11)]
 
     world, customers = _population(cfg, streams[0])
     orders = _orders(world, streams[1])
@@ -1518,6 +1548,16 @@ def generate(out: Path | str, config: GeneratorConfig | None = None) -> dict:
         converted = int((referrals["converted"] >= 0).sum())
         emit(4, "referrals", referrals)
         del referrals
+        rates = _fx_rates(cfg, streams[10])
+        (out / "fx_rates").mkdir(parents=True, exist_ok=True)
+        writer.submit(partial(_write_file, rates, out / "fx_rates" / "fx_rates.csv", None))
+        sources["fx_rates"] = {
+            "rows": rates.height,
+            "clean_rows": rates.height,
+            "files": {"fx_rates.csv": rates.height},
+            "bad_rows": {},
+            "bad_columns": {},
+        }
     finally:
         writer.close()
     sources = {name: sources[name] for name in SOURCES}

@@ -110,8 +110,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_FX_RATES",
         "{}",
-        'JSON map of rates into the reporting currency, e.g. `{"GBP": 1.27}`; completed orders'
-        " in a currency without a rate are left out of the value models and counted",
+        'JSON map of rates into the reporting currency, e.g. `{"GBP": 1.27}`: the fallback for'
+        " orders with no dated rate in the `fx_rates` export (`docs/CONTRACTS.md`); each rate above"
+        " 0 and at most 1,000,000. Completed orders with no rate either way are left out of the"
+        " value models; the run's summary says how many and in which currency, and the blocking"
+        " check `orders_left_out_within_limit` fails when more than 1 % of completed orders are"
+        " left out",
         parse=_json_map,
     ),
     Setting(

@@ -18,6 +18,7 @@ EXPECTED_ASSETS = {
     "staging/reviews",
     "staging/social",
     "staging/referrals",
+    "staging/fx_rates",
     "intermediate/identity_links",
     "work/customer_summary",
     "work/calibration_holdout",

@@ -303,7 +303,7 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
     for name in SOURCES:
         rec = erasure.reconciliation(con, name)
         assert rec.holds, (name, rec)
-        assert rec.rows_erased == ERASED_PER_SOURCE[name]
+        assert rec.rows_erased == ERASED_PER_SOURCE.get(name, 0)
 
     # The log: hashes, counts, no personal data.
     log = con.execute("SELECT * FROM staging.erasure_log").pl()

@@ -12,6 +12,7 @@ from engagement_box.generator import (
     BAD_ROWS_NAME,
     EXPECTED_REASON,
     MANIFEST_NAME,
+    RETAILER_SOURCES,
     GeneratorConfig,
     generate,
     load_manifest,
@@ -122,7 +123,7 @@ def test_manifest_counts_match_the_files_and_the_bad_row_ledger(small):
     assert manifest == json.loads((small / MANIFEST_NAME).read_text())
     bad = ledger(small)
     assert set(bad["reason"]) <= set(EXPECTED_REASON.values())
-    for source in SOURCES:
+    for source in RETAILER_SOURCES:
         info = manifest["sources"][source]
         rows = read_source(small, source)
         per_file = dict(rows.group_by("file").len().iter_rows())
@@ -143,7 +144,7 @@ def test_manifest_counts_match_the_files_and_the_bad_row_ledger(small):
 
 def test_clean_rows_pass_the_contract_and_every_bad_row_breaks_it(small):
     bad = ledger(small)
-    for source in SOURCES:
+    for source in RETAILER_SOURCES:
         spec = SOURCES[source]
         rows = read_source(small, source).join(
             bad.filter(pl.col("source") == source).select("file", "row", "kind"),
@@ -171,6 +172,23 @@ def test_clean_rows_pass_the_contract_and_every_bad_row_breaks_it(small):
         first = ordered.group_by(spec.key).agg(pl.col("position").min().alias("first"))
         dups = ordered.filter(pl.col("kind").str.starts_with("duplicate")).join(first, on=spec.key)
         assert dups.height and (dups["first"] < dups["position"]).all()
+
+
+def test_fx_rates_cover_every_foreign_order_and_pass_their_contract(small):
+    rates = typed(read_source(small, "fx_rates"), "fx_rates")
+    SOURCES["fx_rates"].schema.validate(rates, lazy=True)
+    assert rates.select("date", "currency").is_unique().all()
+    orders = read_source(small, "orders").with_columns(
+        pl.col("currency").str.to_uppercase(),
+        pl.col("ordered_at").str.slice(0, 10).str.to_date(strict=False).alias("day"),
+    )
+    foreign = orders.filter(
+        pl.col("currency").is_in(["GBP", "EUR"]) & (pl.col("day") >= pl.date(2000, 1, 1))
+    )
+    first = rates.group_by("currency").agg(pl.col("date").min())
+    assert set(first["currency"]) == {"GBP", "EUR"}
+    joined = foreign.join(first, on="currency")
+    assert foreign.height and (joined["day"] >= joined["date"]).all()
 
 
 def test_the_data_behaves_like_retail(small):

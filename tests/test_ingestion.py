@@ -476,6 +476,7 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
     assert general.null_count() < len(text) / 2  # the cases do include accepted text
 
 
+@settings(deadline=None)  # timing is not what it checks; a loaded machine passed 200 ms
 @given(st.text(alphabet="0123456789-: TZ+.", max_size=30))
 def test_timestamp_fast_path_agrees_on_any_text(value):
     from engagement_box.staging.ingestion import (

@@ -68,6 +68,10 @@ def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks if c.check_name != "holdout_total_within_25pct")
+    # The generated fx_rates export covers every GBP and EUR order: none is left out.
+    left_out = next(c for c in checks if c.check_name == "orders_left_out_within_limit")
+    assert left_out.metadata["orders_left_out"].value == 0
+    assert left_out.metadata["completed_orders"].value > 0
 
     manifest = generator.load_manifest(tiny_retailer)
     for source, info in manifest["sources"].items():

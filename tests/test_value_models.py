@@ -1,4 +1,4 @@
-"""engagement_box.value.models: fits, scoring against lifetimes, CDNOW published estimates, failures."""
+"""engagement_box.value: fits, scoring against lifetimes, CDNOW published estimates, failures."""
 
 import datetime as dt
 import warnings

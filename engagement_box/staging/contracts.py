@@ -31,8 +31,13 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 # Money is stored as DECIMAL(18, 4) in DuckDB: sums are exact, so reruns give identical totals
 # (a parallel sum of DOUBLEs can differ in the last bit from run to run). Larger amounts are typos.
+# Every amount up to the cap flows through every computation: the currency conversion works in
+# DECIMAL(38, 4) (`sql/marts/create_currency_macros.sql`), where cap x MAX_RATE fits.
 MONEY_DUCKDB_TYPE = "DECIMAL(18, 4)"
 MAX_AMOUNT = 1e9
+# An exchange rate into the reporting currency: positive, at most this (no currency is worth a
+# million of another's units; a larger rate is a typo or a rate the wrong way round).
+MAX_RATE = 1e6
 
 # Timestamps earlier than this are typos (year 0202, 1900 defaults), not history.
 EARLIEST_TIMESTAMP = pl.datetime(1990, 1, 1)
@@ -161,19 +166,37 @@ class Referrals(pa.DataFrameModel):
         strict = False
 
 
+class FxRates(pa.DataFrameModel):
+    """One row per day and currency: units of the reporting currency (ENGAGEMENT_CURRENCY) one
+    unit of `currency` buys. An order is converted at the latest rate on or before its day."""
+
+    date: pl.Date = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP.cast(pl.Date))
+    currency: str = pa.Field(nullable=False, str_matches=CURRENCY_PATTERN)
+    rate: float = pa.Field(nullable=False, gt=0, le=MAX_RATE)
+
+    class Config:
+        strict = False
+
+
 @dataclass(frozen=True)
 class Source:
     """A raw export: its folder name under ENGAGEMENT_DATA_DIR, its contract and its key."""
 
     name: str
     model: type[pa.DataFrameModel]
-    key: str
+    # The key column, or columns (unique together); a repeated key is quarantined in the first.
+    key_columns: tuple[str, ...]
     # Columns whose text is case-folded before validation ("Completed" is "completed").
     casefold: tuple[str, ...] = ()
     # Amounts of money (stored as MONEY_DUCKDB_TYPE).
     money: tuple[str, ...] = ()
     # Codes that are upper case by definition ("usd" is "USD", "de" is "DE").
     upcase: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The column a repeated key is reported in (the first key column)."""
+        return self.key_columns[0]
 
     @property
     def schema(self) -> pa.DataFrameSchema:
@@ -209,19 +232,20 @@ SOURCES: dict[str, Source] = {
         Source(
             "orders",
             Orders,
-            key="order_id",
+            key_columns=("order_id",),
             casefold=("status", "channel"),
             upcase=("currency",),
             money=("net_amount",),
         ),
-        Source("customers", Customers, key="customer_id", upcase=("country",)),
-        Source("reviews", Reviews, key="review_id"),
-        Source("social", Social, key="event_id", casefold=("event_type", "platform")),
+        Source("customers", Customers, key_columns=("customer_id",), upcase=("country",)),
+        Source("reviews", Reviews, key_columns=("review_id",)),
+        Source("social", Social, key_columns=("event_id",), casefold=("event_type", "platform")),
         Source(
             "referrals",
             Referrals,
-            key="referral_id",
+            key_columns=("referral_id",),
             money=("referrer_reward", "referee_reward"),
         ),
+        Source("fx_rates", FxRates, key_columns=("date", "currency"), upcase=("currency",)),
     )
 }

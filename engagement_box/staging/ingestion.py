@@ -9,24 +9,33 @@ How a source is ingested (`ingest_source`):
 1. List the export files under `<data_dir>/<source>/` (`.csv` and `.parquet`; anything else is an
    error naming the file). A file whose path and content hash were ingested before is skipped; a
    file whose content changed replaces the rows it staged before.
-2. Check every file's header first (names trimmed and lower-cased, a UTF-8 BOM dropped): a file
-   that cannot be opened or misses a required column raises `IngestError` naming the file, before
-   any table is touched. Then read the files as text, in batches, inside one transaction (step 4);
-   a file found unreadable further in raises `IngestError` naming it and the transaction rolls
-   back, so no table changes either.
+2. Check every file first, from its first bytes or its Parquet footer (`check_header`): a file
+   that cannot be opened, is not UTF-8 text, repeats or misses a required column, or has a
+   Parquet column of a type its contract column cannot take raises `IngestError` naming the
+   file, before any table is touched. Then read the files as text, in batches, inside one
+   transaction (step 4); a file found unreadable further in (a row with more fields than the
+   header, bytes that are not UTF-8) raises `IngestError` naming it and the line, and the
+   transaction rolls back, so no table changes either.
 3. Parse each column to the type its contract declares; text that does not parse is a failure
-   (`unparseable_<type>`), never a silent NULL. Validate the typed rows with the Pandera model.
+   (`unparseable_<type>`), never a silent NULL. A CSV row with fewer fields than the header is a
+   failure (`wrong_field_count`), and so is a timestamp after the run's time plus a day
+   (`in_future`). Validate the typed rows with the Pandera model.
 4. In one DuckDB transaction: drop rows of changed files; append each batch's good rows to the
    staged table on a thread while the next batch is parsed, holding back repeated keys (the
    first occurrence by file path and row wins; keys staged before are checked in memory by
    64-bit hash, then as text: `_StagedKeys`, not against the compressed staged table); insert
-   the quarantine rows, record the files. Then check the reconciliation inside the transaction
-   and roll back if it does not hold.
+   the quarantine rows, record the files. When a changed file dropped a key it had staged, the
+   first row quarantined as that key's duplicate is staged instead. Then check the
+   reconciliation (and that every duplicate's key is staged) inside the transaction and roll
+   back if it does not hold.
 
 No Dagster import: the assets in `assets/staging.py` are a thin layer over `ingest_source`.
 """
 
+import codecs
+import csv
 import hashlib
+import io
 import queue
 import threading
 import time
@@ -35,7 +44,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -88,8 +97,17 @@ DIRECT_FORMAT_SAMPLE = 1000
 TRUE_TEXT = ("true", "t", "yes", "y", "1")
 FALSE_TEXT = ("false", "f", "no", "n", "0")
 
+# A timestamp or date later than the run's time plus this is quarantined as `in_future`: a day
+# covers the exporting system's time zone and clock, not a typo of the year.
+FUTURE_TOLERANCE = timedelta(days=1)
+# The start of a CSV file read to check its encoding and header (the header must fit in it).
+HEAD_BYTES = 1 << 16
+# A raw column beside the contract's: why the row's fields cannot be trusted (NULL when they can).
+ROW_PROBLEM = "row_problem"
+
 # Order in which failures of one row are reported: the first becomes the row's `reason`.
 REASON_PRIORITY = {
+    "wrong_field_count": -1,
     "unparseable_timestamp": 0,
     "unparseable_date": 0,
     "unparseable_number": 0,
@@ -100,6 +118,7 @@ REASON_PRIORITY = {
     "not_an_allowed_value": 3,
     "malformed": 4,
     "out_of_range": 5,
+    "in_future": 5,
 }
 ROW_RULE_PRIORITY = 6  # dataframe-level rules (e.g. not_self_referral) come last
 
@@ -132,6 +151,9 @@ class IngestReport:
     rows_quarantined: int = 0
     rows_erased: int = 0
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+    # Per file: rows quarantined as duplicate_key, staged now that the file holding their key's
+    # first occurrence changed and no longer holds it.
+    duplicates_restaged: dict[str, int] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -168,8 +190,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _unreadable(export: ExportFile, exc: Exception) -> IngestError:
-    return IngestError(f"{export.relpath}: unreadable {export.path.suffix} file: {exc}")
+def _unreadable(export: ExportFile, problem: str) -> IngestError:
+    return IngestError(f"{export.relpath}: unreadable {export.path.suffix} file: {problem}")
+
+
+def _plain(exc: Exception) -> str:
+    """A library's error message without the hints that follow it (options a user cannot set)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first.rstrip(".")
 
 
 def _columns(
@@ -177,14 +205,18 @@ def _columns(
 ) -> tuple[dict[str, str], list[str]]:
     """Header names as read -> contract names, and the names the contract does not know.
 
-    Raises `IngestError` naming the file if a required column is missing.
+    Raises `IngestError` naming the file if a name repeats (exactly, or in another case or with
+    other spaces) or a required column is missing.
     """
-    renamed = {c: c.replace("\ufeff", "").strip().lower() for c in names}
-    found = set(renamed.values())
-    if len(found) < len(renamed):
-        repeated = sorted({c for c in renamed.values() if list(renamed.values()).count(c) > 1})
-        raise IngestError(f"{export.relpath}: repeated column(s) {', '.join(repeated)}")
-    missing = [c for c in source.required_columns if c not in found]
+    cleaned = [c.replace("\ufeff", "").strip().lower() for c in names]
+    repeated = sorted({c for c in cleaned if cleaned.count(c) > 1})
+    if repeated:
+        raise IngestError(
+            f"{export.relpath}: repeated column(s) {', '.join(repeated)}: the header names "
+            "each column once"
+        )
+    renamed = dict(zip(names, cleaned, strict=True))
+    missing = [c for c in source.required_columns if c not in renamed.values()]
     if missing:
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
@@ -193,45 +225,217 @@ def _columns(
     return renamed, [c for c in renamed.values() if c not in source.columns]
 
 
-def check_header(export: ExportFile, source: Source) -> list[str]:
-    """Fail (`IngestError` naming the file) if the file cannot be opened or misses a column.
+def _foreign_encoding(head: bytes) -> str | None:
+    """The name of the encoding the start of a file is in, when it is not UTF-8 text."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "UTF-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16"
+    if b"\x00" in head:
+        return "UTF-16 or binary data (it holds NUL bytes)"
+    return None
 
-    Cheap (reads the header or the Parquet footer only): run on every file before any table
+
+def _csv_header(export: ExportFile) -> list[str]:
+    """The header names of a CSV file, from its first bytes, after checking they are UTF-8."""
+    with export.path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    encoding = _foreign_encoding(head)
+    if encoding:
+        raise _unreadable(
+            export, f"the text is encoded as {encoding}; exports must be UTF-8 (save it as UTF-8)"
+        )
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        text = decoder.decode(head, final=len(head) < HEAD_BYTES)
+    except UnicodeDecodeError as exc:
+        line = head[: exc.start].count(b"\n") + 1
+        raise _unreadable(
+            export, f"line {line} is not UTF-8 text; exports must be UTF-8 (save it as UTF-8)"
+        ) from None
+    return next(csv.reader(io.StringIO(text)), [])
+
+
+# Parquet types a contract type can be read from (their values are turned into text, then parsed
+# like a CSV's). Anything else, nested types above all, refuses the file before it is read.
+_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+_TEXT = (pl.String, pl.Categorical, pl.Enum, pl.Null)
+PARQUET_TYPES: dict[type[pl.DataType], tuple[type[pl.DataType], ...]] = {
+    pl.String: (*_TEXT, *_INTEGERS),
+    pl.Float64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64, pl.Decimal),
+    pl.Int64: (*_TEXT, *_INTEGERS),
+    pl.Datetime: (*_TEXT, pl.Datetime, pl.Date),
+    pl.Date: (*_TEXT, pl.Date, pl.Datetime),
+    pl.Boolean: (*_TEXT, pl.Boolean),
+}
+_CONTRACT_TYPE_NAMES = {
+    pl.String: "text",
+    pl.Float64: "a number",
+    pl.Int64: "an integer",
+    pl.Datetime: "a timestamp",
+    pl.Date: "a date",
+    pl.Boolean: "a boolean",
+}
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Struct):
+        return "nested records (a struct)"
+    if isinstance(dtype, pl.List | pl.Array):
+        return "lists"
+    if isinstance(dtype, pl.Binary):
+        return "binary data"
+    return f"values of type {dtype}"
+
+
+def _check_parquet_types(
+    export: ExportFile, schema: dict[str, pl.DataType], renamed: dict[str, str], source: Source
+) -> None:
+    """Refuse a Parquet file whose column has a type its contract column cannot be read from."""
+    wanted = source.dtypes
+    for name, dtype in schema.items():
+        column = renamed[name]
+        if column not in wanted:
+            continue  # ignored column
+        contract = wanted[column].base_type()
+        if dtype.base_type() not in PARQUET_TYPES[contract]:
+            raise IngestError(
+                f"{export.relpath}: column {column} holds {_type_name(dtype)}; "
+                f"the contract wants {_CONTRACT_TYPE_NAMES[contract]}"
+            )
+
+
+def check_header(export: ExportFile, source: Source) -> list[str]:
+    """Fail (`IngestError` naming the file) if the file cannot be opened, is not UTF-8 text,
+    repeats or misses a column, or (Parquet) has a column of a type its contract cannot take.
+
+    Cheap (reads the first bytes or the Parquet footer only): run on every file before any table
     changes. Returns the names of columns the contract does not know.
     """
-    try:
-        if export.path.suffix.lower() == ".csv":
-            names = pl.read_csv(
-                export.path, n_rows=0, infer_schema=False, encoding="utf8", raise_if_empty=False
-            ).columns
-        else:
-            names = list(pl.read_parquet_schema(export.path))
-    except Exception as exc:  # polars raises several types; all mean the same to a user
-        raise _unreadable(export, exc) from exc
-    try:
+    if export.path.suffix.lower() == ".csv":
+        try:
+            names = _csv_header(export)
+        except OSError as exc:
+            raise _unreadable(export, _plain(exc)) from None
         return _columns(export, names, source)[1]
-    except IngestError:
-        read_raw(export, source)  # an unreadable file is reported as such, as a full read would
-        raise
+    try:
+        schema = dict(pl.read_parquet_schema(export.path))
+    except Exception as exc:  # polars raises several types; all mean the same to a user
+        raise _unreadable(export, f"not a Parquet file, or a damaged one ({_plain(exc)})") from None
+    renamed, extra = _columns(export, list(schema), source)
+    _check_parquet_types(export, schema, renamed, source)
+    return extra
+
+
+def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
+    """A CSV file polars could not read, described in plain words with the line at fault.
+
+    Only runs when a read failed, so reading the file again here costs nothing on good files.
+    """
+    try:
+        with export.path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            width = len(next(reader, []))
+            for record in reader:
+                if len(record) > width:
+                    return IngestError(
+                        f"{export.relpath}: line {reader.line_num} has {len(record)} fields but "
+                        f"the header has {width} (a separator inside a value that is not "
+                        "quoted?); fix the file and run again"
+                    )
+    except UnicodeDecodeError:
+        with export.path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return _unreadable(
+                        export,
+                        f"line {number} is not UTF-8 text; exports must be UTF-8 (save it as "
+                        "UTF-8)",
+                    )
+    except (OSError, csv.Error):
+        pass
+    return _unreadable(export, _plain(exc))
+
+
+def _field_counts(export: ExportFile, rows: pl.Series, records: int) -> pl.Series:
+    """The number of fields of the given data rows (0-based) of a CSV file.
+
+    Only asked for rows whose last field is empty or missing (polars pads a short row with NULLs,
+    so these are the only rows that can be short). Lines are counted as fields (separators
+    outside quoted text, plus one) when the file has one line per record; a file with line
+    breaks inside quoted values is read record by record instead.
+    """
+    lines = pl.read_lines(export.path).to_series()
+    if len(lines) == records + 1:
+        picked = lines.gather(rows + 1)
+        unquoted = picked.str.replace_all('"[^"]*"', "")
+        fields = unquoted.str.count_matches(",", literal=True) + 1
+        return fields.set(picked.str.strip_chars("\r") == "", 0).cast(pl.Int64)
+    with export.path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        counts = [len(record) for record in reader]
+    return pl.Series(counts, dtype=pl.Int64).gather(rows)
+
+
+def _short_rows(export: ExportFile, frame: pl.DataFrame) -> pl.Series:
+    """Per row of a CSV file: why its fields cannot be trusted (fewer fields than the header), or
+    NULL. One NULL check of the last column; lines are read only if that column has NULLs."""
+    problem = pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(ROW_PROBLEM)
+    if not frame.width or not frame.height:
+        return problem
+    candidates = frame[frame.columns[-1]].is_null().arg_true()
+    if not len(candidates):
+        return problem
+    fields = _field_counts(export, candidates, frame.height)
+    short = fields < frame.width
+    if not short.any():
+        return problem
+    detail = pl.select(
+        pl.when(pl.lit(fields.filter(short)) == 0)
+        .then(pl.lit("a blank line"))
+        .otherwise(
+            pl.format(
+                "{} field(s) where the header has {}", pl.lit(fields.filter(short)), frame.width
+            )
+        )
+    ).to_series()
+    return problem.scatter(candidates.filter(short), detail)
 
 
 def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str]]:
-    """The file's rows as text, in contract column order, with `source_file` and `source_row`.
+    """The file's rows as text, in contract column order, with `source_file`, `source_row` and
+    `row_problem` (why a CSV row's fields cannot be trusted: fewer fields than the header).
 
     Returns the frame and the names of columns the contract does not know (ignored, reported).
     `source_row` is the 1-based record number (1 = first data row; a CSV's header is not counted).
+    Only the contract's columns of a Parquet file are read.
     """
-    try:
-        if export.path.suffix.lower() == ".csv":
+    problem = None
+    if export.path.suffix.lower() == ".csv":
+        try:
             frame = pl.read_csv(
                 export.path, infer_schema=False, encoding="utf8", raise_if_empty=False
             )
-        else:
-            frame = pl.read_parquet(export.path)
-    except Exception as exc:  # polars raises several types; all mean the same to a user
-        raise _unreadable(export, exc) from exc
-
-    renamed, extra = _columns(export, frame.columns, source)
+        except Exception as exc:  # polars raises several types; all mean the same to a user
+            raise _csv_problem(export, exc) from None
+        problem = _short_rows(export, frame)
+        renamed, extra = _columns(export, frame.columns, source)
+    else:
+        try:
+            schema = dict(pl.read_parquet_schema(export.path))
+            renamed, extra = _columns(export, list(schema), source)
+            _check_parquet_types(export, schema, renamed, source)
+            wanted = [name for name, c in renamed.items() if c in source.columns]
+            frame = pl.read_parquet(export.path, columns=wanted)
+        except IngestError:
+            raise
+        except Exception as exc:  # polars raises several types; all mean the same to a user
+            raise _unreadable(
+                export, f"not a Parquet file, or a damaged one ({_plain(exc)})"
+            ) from None
     by_name = {new: old for old, new in renamed.items()}
     frame = frame.select(
         pl.lit(export.relpath).alias("source_file"),
@@ -242,6 +446,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
             else pl.lit(None, dtype=pl.String).alias(c)
             for c in source.columns
         ],
+        pl.lit(None, dtype=pl.String).alias(ROW_PROBLEM) if problem is None else pl.lit(problem),
     )
     return frame, extra
 
@@ -510,10 +715,59 @@ def empty_quarantine() -> pl.DataFrame:
     )
 
 
+def future_failures(typed: pl.DataFrame, source: Source, now: datetime) -> pl.DataFrame:
+    """Timestamps and dates later than `now` (the run's time, UTC) plus FUTURE_TOLERANCE."""
+    limit = now + FUTURE_TOLERANCE
+    failures = []
+    for name, dtype in source.dtypes.items():
+        if dtype.base_type() not in (pl.Datetime, pl.Date):
+            continue
+        if dtype.base_type() == pl.Datetime:
+            bound, shown = limit, "%Y-%m-%d %H:%M:%S"
+        else:
+            bound, shown = limit.date(), "%Y-%m-%d"
+        bad = (typed[name] > bound).arg_true()
+        if len(bad):
+            failures.append(
+                pl.DataFrame(
+                    {
+                        "index": bad.cast(pl.Int64),
+                        "column": name,
+                        "reason": "in_future",
+                        "detail": typed[name].gather(bad).dt.to_string(shown)
+                        + f" is after the run's time {now:%Y-%m-%d %H:%M} UTC plus "
+                        f"{FUTURE_TOLERANCE.days} day",
+                    }
+                )
+            )
+    return _concat_failures(failures)
+
+
+def row_problem_failures(raw: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose fields cannot be trusted as read (`row_problem`: fewer fields than the header)."""
+    problem = raw[ROW_PROBLEM]
+    bad = problem.is_not_null().arg_true()
+    if not len(bad):
+        return _concat_failures([])
+    return _concat_failures(
+        [
+            pl.DataFrame(
+                {
+                    "index": bad.cast(pl.Int64),
+                    "column": pl.repeat(None, len(bad), dtype=pl.String, eager=True),
+                    "reason": "wrong_field_count",
+                    "detail": problem.gather(bad),
+                }
+            )
+        ]
+    )
+
+
 def check_batch(
     raw: pl.DataFrame, source: Source, run_id: str, at: datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a batch of raw text rows into (typed good rows, quarantine rows)."""
+    """Split a batch of raw text rows into (typed good rows, quarantine rows). `at` is the run's
+    time (UTC): the quarantine's time and the bound of `in_future`."""
     text = normalise_text(raw, source)
     typed, parse_failures = parse(text, source)
     # Text that failed to parse is NULL now: the NULL is not a second failure of the same cell.
@@ -523,7 +777,14 @@ def check_batch(
         how="anti",
         nulls_equal=False,
     )
-    failures = pl.concat([parse_failures, check_failures])
+    failures = pl.concat(
+        [
+            row_problem_failures(raw),
+            parse_failures,
+            check_failures,
+            future_failures(typed, source, at),
+        ]
+    )
     good = typed
     if failures.height:
         bad = pl.repeat(False, typed.height, dtype=pl.Boolean, eager=True)
@@ -631,13 +892,18 @@ def ingest_source(
     data_dir: Path,
     source_name: str,
     run_id: str | None = None,
+    now: datetime | None = None,
 ) -> IngestReport:
-    """Bring a source's new and changed export files into `staging.<source>` (see module doc)."""
+    """Bring a source's new and changed export files into `staging.<source>` (see module doc).
+
+    `now` is the run's time (naive UTC; default: the clock): quarantine rows carry it, and
+    timestamps later than it plus FUTURE_TOLERANCE are quarantined as `in_future`.
+    """
     started = time.perf_counter()
     source = SOURCES[source_name]
     run_id = run_id or uuid.uuid4().hex
     report = IngestReport(source=source.name, run_id=run_id)
-    at = datetime.now().replace(tzinfo=None)
+    at = now if now is not None else datetime.now(UTC).replace(tzinfo=None)
     ensure_staging(con)
 
     known = {
@@ -745,8 +1011,13 @@ def _stage(
         )
         con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
         erasure.delete_erased_rows_of_files(con, table, files)
+        staged_keys_sql = (
+            "staging/staged_keys"
+            if len(source.key_columns) == 1
+            else "staging/staged_composite_keys"
+        )
         keys = _StagedKeys(
-            con.execute(load_sql("staging/staged_keys", table=table, key=source.key))
+            con.execute(load_sql(staged_keys_sql, table=table, key=",".join(source.key_columns)))
             .pl()
             .to_series()
         )
@@ -772,6 +1043,8 @@ def _stage(
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
         erasure.add_erased_rows(con, table, suppressed)
+        if report.files_replaced:
+            report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
 
         staged_per_file = dict(
             con.execute(
@@ -805,6 +1078,13 @@ def _stage(
                 f"{table}: reconciliation failed inside the ingest transaction: read {read} rows, "
                 f"staged {staged} + quarantined {quarantined_count} + erased {erased}; "
                 "nothing was changed"
+            )
+        # Only deleting the staged rows of a changed file can leave a duplicate without its key.
+        orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
+        if orphans:
+            raise IngestError(
+                f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row with "
+                "their key; nothing was changed"
             )
         con.execute("COMMIT")
     except BaseException:
@@ -891,6 +1171,82 @@ class _Appender:
             con.unregister("good_rows")
 
 
+def key_text(frame: pl.DataFrame, source: Source) -> pl.Series:
+    """A source's key per row as one text: the key column, or several joined by chr(31)."""
+    if len(source.key_columns) == 1:
+        return frame[source.key]
+    return frame.select(
+        pl.concat_str(
+            [pl.col(c).cast(pl.String) for c in source.key_columns], separator="\x1f"
+        ).alias(source.key)
+    ).to_series()
+
+
+def _orphans_sql(source: Source) -> str:
+    name = (
+        "orphaned_duplicates" if len(source.key_columns) == 1 else "orphaned_duplicates_composite"
+    )
+    return load_sql(f"staging/{name}", table=source.name, key=",".join(source.key_columns))
+
+
+def _orphan_parameters(source: Source) -> dict:
+    return {"source": source.name, "key_paths": [f"$.{c}" for c in source.key_columns]}
+
+
+def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int:
+    """Rows quarantined as duplicate_key whose key is staged nowhere (must be 0: a key is always
+    staged once when it was read at all, unless every row of it broke the contract)."""
+    source = SOURCES[source_name]
+    rows = con.execute(
+        f"SELECT count(*) FROM ({_orphans_sql(source)})", _orphan_parameters(source)
+    ).fetchone()
+    return int(rows[0]) if rows else 0
+
+
+def _restage_orphaned_duplicates(
+    con: duckdb.DuckDBPyConnection, source: Source, run_id: str, at: datetime
+) -> dict[str, int]:
+    """Stage again the first quarantined duplicate of each key that is staged nowhere now (its
+    first occurrence was in a file that changed and dropped it). Its values are those it was
+    quarantined with (typed as staged, then as text), checked again against the contract.
+    Returns the rows moved per file; the files' counts in `staging.ingested_files` follow."""
+    rows = con.execute(_orphans_sql(source), _orphan_parameters(source)).pl()
+    if not rows.height:
+        return {}
+    values = (
+        rows["raw_values"]
+        .str.json_decode(dtype=pl.Struct({c: pl.String for c in source.columns}))
+        .struct.unnest()
+    )
+    raw = pl.concat(
+        [rows.select("source_file", "source_row"), values], how="horizontal"
+    ).with_columns(pl.lit(None, dtype=pl.String).alias(ROW_PROBLEM))
+    # The first row of each key (files in path order, then rows) is staged; the rest stay.
+    raw = raw.filter(key_text(raw, source).is_first_distinct())
+    good, bad = check_batch(raw, source, run_id, at)
+    con.register("rows_to_drop", raw.select("source_file", "source_row"))
+    con.execute(load_sql("staging/delete_quarantine_rows"), {"source": source.name})
+    con.unregister("rows_to_drop")
+    columns = ", ".join(quote_identifier(c) for c in [*source.columns, "source_file", "source_row"])
+    if good.height:  # never an INSERT of no row here (see _Appender._append)
+        con.register("restaged_rows", good)
+        con.execute(
+            f"INSERT INTO staging.{quote_identifier(source.name)} ({columns}) "
+            f"SELECT {columns} FROM restaged_rows"
+        )
+        con.unregister("restaged_rows")
+    if bad.height:
+        con.register("bad_rows", bad)
+        con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
+        con.unregister("bad_rows")
+    moved = dict(good.group_by("source_file").len().iter_rows())
+    for name, n in moved.items():
+        con.execute(
+            load_sql("staging/move_file_counts"), {"source": source.name, "file": name, "rows": n}
+        )
+    return moved
+
+
 def key_hashes(keys: pl.Series) -> pl.Series:
     """64-bit hashes of key text (polars' hash, stable within a process: `_StagedKeys`)."""
     return keys.hash(seed=0)
@@ -945,7 +1301,7 @@ def _split_repeated(
     this one) or repeats an earlier row of its batch. Arrow with plain (not view) strings: DuckDB
     appends those faster, and the conversion is cheap on the producer's thread.
     """
-    keys = good[source.key]
+    keys = key_text(good, source)
     hashes = key_hashes(keys)
     seen, before = staged.lookup(keys, hashes)
     held = seen | ~first_distinct(keys, hashes)

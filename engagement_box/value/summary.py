@@ -6,6 +6,7 @@ staged id). A database with staged orders but no identity links (e.g. a reproduc
 orders file alone) groups by the staged id, which is the same customer there.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -13,21 +14,69 @@ import numpy as np
 import polars as pl
 
 from engagement_box.sql import load_sql
+from engagement_box.staging.contracts import MAX_RATE
 
 TimeUnit = Literal["D", "W"]
 DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}
+
+
+# The largest share of completed orders (up to the as-of date) that may be left out of the value
+# models for want of an FX rate before work/customer_summary's blocking check fails.
+MAX_ORDERS_LEFT_OUT_SHARE = 0.01
 
 
 def fx_parameters(
     currency: str | None, fx_rates: Mapping[str, float] | None = None
 ) -> dict[str, list | None]:
     """SQL parameters converting amounts into `currency` (None: single-currency data, no
-    conversion). Orders in a currency with no rate are left out of the summaries."""
+    conversion) at the setting's rates, the fallback of the dated `fx_rates` export. Orders in a
+    currency with no rate are left out of the summaries. A rate must be a number above 0 and at
+    most the contract's MAX_RATE (the cap the conversion is sized for)."""
     if currency is None:
         return {"fx_currencies": None, "fx_rates": None}
-    rates = {str(k).upper(): float(v) for k, v in (fx_rates or {}).items()}
+    rates = {}
+    for key, value in (fx_rates or {}).items():
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            rate = math.nan
+        if not 0 < rate <= MAX_RATE:
+            raise ValueError(
+                f"ENGAGEMENT_FX_RATES: the rate of {key} is {value!r}; a rate must be a number "
+                f"above 0 and at most {MAX_RATE:,.0f}"
+            )
+        rates[str(key).upper()] = rate
     rates[currency.upper()] = 1.0
     return {"fx_currencies": list(rates), "fx_rates": list(rates.values())}
+
+
+def prepare_currency(con: Any, currency: str | None) -> None:
+    """Create this connection's currency macros and its table of dated rates (from the staged
+    `fx_rates` export, if there is one) for the summaries (`create_currency_macros.sql`)."""
+    con.execute(load_sql("marts/create_currency_macros"))
+    if currency is None:
+        return
+    has_rates = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'staging' AND table_name = 'fx_rates'"
+    ).fetchone()[0]
+    if has_rates:
+        con.execute(load_sql("marts/insert_reporting_rates"), {"currency": currency.upper()})
+
+
+def orders_left_out(
+    con: Any, as_of: Any, *, currency: str | None, fx_rates: Mapping[str, float] | None = None
+) -> tuple[dict[str, int], int]:
+    """Completed orders up to `as_of` left out of the value models for want of an FX rate, per
+    currency, and all completed orders up to `as_of` (the share's base)."""
+    prepare_currency(con, currency)
+    fx = fx_parameters(currency, fx_rates)
+    left_out = con.execute(
+        load_sql("marts/orders_without_rate"),
+        {"as_of": as_of, "fx_currencies": fx["fx_currencies"]},
+    ).fetchall()
+    completed = con.execute(load_sql("marts/completed_orders"), {"as_of": as_of}).fetchone()[0]
+    return {str(c): int(n) for c, n in left_out}, int(completed)
 
 
 def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, str]:
@@ -62,8 +111,9 @@ def customer_summary(
     """Run `sql/marts/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
 
     With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
-    in currencies without a rate left out). Customers: `orders_source(con, resolve_identity)`."""
-    con.execute(load_sql("marts/create_currency_macros"))
+    in currencies without a rate left out); a dated rate of the staged `fx_rates` export comes
+    before the setting's rate. Customers: `orders_source(con, resolve_identity)`."""
+    prepare_currency(con, currency)
     sql = load_sql("marts/customer_summary", **orders_source(con, resolve_identity))
     params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
     return con.execute(sql, params).pl()
@@ -80,7 +130,7 @@ def calibration_holdout(
     resolve_identity: bool | None = None,
 ) -> pl.DataFrame:
     """Run `sql/marts/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
-    con.execute(load_sql("marts/create_currency_macros"))
+    prepare_currency(con, currency)
     sql = load_sql("marts/calibration_holdout", **orders_source(con, resolve_identity))
     params = {
         "calibration_end": calibration_end,

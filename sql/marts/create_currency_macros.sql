@@ -1,16 +1,26 @@
--- The reporting-currency rule of the value-model summaries (customer_summary.sql and
--- calibration_holdout.sql), for this connection only. `currencies` / `rates` are the bound
--- lists of fx_parameters() (pipelines/value_models.py), NULL for single-currency data: then
--- amounts stay as staged and every order counts. Otherwise an order counts only if its currency
--- has a rate, and its amount is converted at that rate and rounded to the staged 4 decimal
--- places (a per-row lookup in the short lists costs less than joining a rates table).
-CREATE OR REPLACE TEMP MACRO has_reporting_rate(currency, currencies) AS
-    currencies IS NULL OR list_contains(currencies, currency);
-CREATE OR REPLACE TEMP MACRO reporting_amount(amount, currency, currencies, rates) AS
+-- The reporting-currency rule of the value-model summaries (customer_summary.sql,
+-- calibration_holdout.sql and orders_without_rate.sql), for this connection only.
+-- `reporting_rates` holds the dated rates of the fx_rates export (insert_reporting_rates.sql):
+-- each summary joins an order to the latest rate of its currency on or before its day (ASOF).
+-- `currencies` / `rates` are the bound lists of fx_parameters() (engagement_box/value/models.py:
+-- the ENGAGEMENT_FX_RATES setting plus the reporting currency at 1), NULL for single-currency
+-- data: then amounts stay as staged and every order counts. Otherwise an order counts only if
+-- it has a dated rate or its currency is in the list, and its amount is converted at that rate.
+-- Amounts work in DECIMAL(38, 4): the contract's largest amount (1e9) times its largest rate
+-- (1e6) fits, and so do sums of millions of them; values are rounded to the staged 4 places.
+CREATE OR REPLACE TEMP TABLE reporting_rates (
+    currency VARCHAR, valid_from TIMESTAMP, rate DECIMAL(38, 10)
+);
+CREATE OR REPLACE TEMP MACRO has_reporting_rate(currency, dated_rate, currencies) AS
+    currencies IS NULL OR dated_rate IS NOT NULL OR list_contains(currencies, currency);
+CREATE OR REPLACE TEMP MACRO reporting_amount(amount, currency, dated_rate, currencies, rates) AS
     CASE
         WHEN currencies IS NULL THEN amount
         ELSE CAST(
-            amount * CAST(rates AS DECIMAL(18, 6)[])[list_position(currencies, currency)]
-            AS DECIMAL(18, 4)
+            CAST(amount AS DECIMAL(38, 4)) * coalesce(
+                dated_rate,
+                CAST(rates AS DECIMAL(38, 10)[])[list_position(currencies, currency)]
+            )
+            AS DECIMAL(38, 4)
         )
     END;

@@ -30,17 +30,22 @@ daily as (
     -- One row per customer and order day, with only a count and a sum: the widest aggregate of
     -- the query (about one group per order), so it carries no timestamps.
     select
-        customer_id,
-        cast(ordered_at as date) as order_day,
+        o.customer_id,
+        cast(o.ordered_at as date) as order_day,
         count(*) as orders,
-        sum(reporting_amount(o.net_amount, o.currency, $fx_currencies, $fx_rates)) as day_spend
+        sum(
+            reporting_amount(o.net_amount, o.currency, r.rate, $fx_currencies, $fx_rates)
+        ) as day_spend
     from orders as o
-    where status = 'completed'
+    -- the latest dated rate of the order's currency on or before its day (or none)
+    asof left join reporting_rates as r
+        on o.currency = r.currency and o.ordered_at >= r.valid_from
+    where o.status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
-        and has_reporting_rate(o.currency, $fx_currencies)
-        and ordered_at < cast($as_of as date) + 1
-        and ($start is null or ordered_at >= cast($start as date))
-    group by customer_id, order_day
+        and has_reporting_rate(o.currency, r.rate, $fx_currencies)
+        and o.ordered_at < cast($as_of as date) + 1
+        and ($start is null or o.ordered_at >= cast($start as date))
+    group by o.customer_id, order_day
 ),
 
 customers as (

@@ -1,9 +1,12 @@
--- Completed orders up to the as-of date whose currency has no rate into the reporting currency:
--- left out of every value model, reported in the customer summary's metadata.
-SELECT currency, count(*) AS orders
-FROM staging.orders
-WHERE status = 'completed'
-  AND ordered_at < CAST($as_of AS DATE) + 1
-  AND NOT list_contains(CAST($fx_currencies AS VARCHAR[]), currency)
-GROUP BY currency
-ORDER BY currency
+-- Completed orders up to the as-of date with no rate into the reporting currency (no dated rate
+-- of their currency on or before their day, and none in ENGAGEMENT_FX_RATES): left out of every
+-- value model, per currency. The rule is create_currency_macros.sql's.
+SELECT o.currency, count(*) AS orders
+FROM staging.orders AS o
+ASOF LEFT JOIN reporting_rates AS r
+    ON o.currency = r.currency AND o.ordered_at >= r.valid_from
+WHERE o.status = 'completed'
+  AND o.ordered_at < CAST($as_of AS DATE) + 1
+  AND NOT has_reporting_rate(o.currency, r.rate, CAST($fx_currencies AS VARCHAR[]))
+GROUP BY o.currency
+ORDER BY o.currency

@@ -1,0 +1,28 @@
+-- Rows quarantined as duplicate_key whose key is no longer staged anywhere: the first occurrence
+-- was in a file that changed since and no longer holds the key. The ingest stages the first of
+-- them again (by file path, then row), so a key is never in neither place.
+-- $key_paths: the JSON paths of the key columns in raw_values ('$.order_id'); a key is its
+-- columns' text joined by chr(31). This is the form for a key of several columns (fx_rates);
+-- orphaned_duplicates.sql, for one key column, compares the column itself (faster).
+-- {table} and {key} come from the contracts' allow-list.
+WITH duplicates AS (
+    SELECT
+        source_file,
+        source_row,
+        raw_values,
+        array_to_string(
+            list_transform(CAST($key_paths AS VARCHAR[]), p -> json_extract_string(raw_values, p)),
+            chr(31)
+        ) AS key_text
+    FROM staging.quarantine
+    WHERE source = $source AND reason = 'duplicate_key'
+),
+still_staged AS (
+    SELECT DISTINCT concat_ws(chr(31), {key}) AS key_text
+    FROM staging.{table}
+    WHERE concat_ws(chr(31), {key}) IN (SELECT key_text FROM duplicates)
+)
+SELECT source_file, source_row, raw_values
+FROM duplicates
+WHERE key_text NOT IN (SELECT key_text FROM still_staged)
+ORDER BY source_file, source_row

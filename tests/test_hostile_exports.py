@@ -1,0 +1,688 @@
+"""Hostile exports (issue 13): each class is staged, quarantined with a reason, or refused with
+the file named, before any table changes; and rows read = staged + quarantined + erased."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import hypothesis.strategies as st
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from assets.staging import staged_assets
+from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
+from pipelines.resources import ExportsResource, warehouse_resource
+from tests.conftest import ORDER_HEADER, good_order, write_csv
+
+# The run's time of the unit tests: every test names it, none reads the clock.
+NOW = dt.datetime(2026, 3, 1, 12, 0)
+
+REFERRAL_HEADER = [
+    "referral_id", "referrer_customer_id", "referee_email", "referee_customer_id", "referred_at",
+    "converted_at", "referrer_reward", "referee_reward", "would_have_joined_anyway",
+]  # fmt: skip
+
+
+def quarantine(con) -> list[tuple]:
+    return con.execute(
+        'SELECT source_file, source_row, "column", reason, detail FROM staging.quarantine '
+        "ORDER BY source_file, source_row"
+    ).fetchall()
+
+
+def staged_ids(con, table: str = "orders", key: str = "order_id") -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            f"SELECT {key} FROM staging.{table} ORDER BY source_file, source_row"
+        ).fetchall()
+    ]
+
+
+def assert_reconciles(con, source: str = "orders") -> tuple[int, int, int, int, int]:
+    files, read, staged, quarantined, erased = reconcile(con, source)
+    assert read == staged + quarantined + erased
+    return files, read, staged, quarantined, erased
+
+
+def order_lines(*rows: dict[str, str]) -> str:
+    return "\n".join([",".join(ORDER_HEADER), *(",".join(r.values()) for r in rows)]) + "\n"
+
+
+def write_text(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(text)
+    return path
+
+
+def staged_first(warehouse, exports_dir) -> None:
+    """A good file ingested before: a refused file must leave it (and the tables) as they were."""
+    write_csv(exports_dir / "orders" / "a_good.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+
+def assert_unchanged(warehouse) -> None:
+    assert staged_ids(warehouse) == ["o1"]
+    assert quarantine(warehouse) == []
+    assert reconcile(warehouse, "orders") == (1, 1, 1, 0, 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Repeated header names
+
+
+def test_an_exactly_repeated_column_is_refused(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    header = [*ORDER_HEADER, "net_amount"]
+    rows = [good_order(2) | {"extra": "99.00"}]
+    text = ",".join(header) + "\n" + ",".join([*good_order(2).values(), "99.00"]) + "\n"
+    write_text(exports_dir / "orders" / "b_twice.csv", text)
+    del rows
+
+    with pytest.raises(IngestError, match=r"orders/b_twice\.csv: repeated column\(s\) net_amount"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Rows with fewer or more fields than the header
+
+
+def referral_text(*lines: str) -> str:
+    return "\n".join([",".join(REFERRAL_HEADER), *lines]) + "\n"
+
+
+def test_a_short_row_is_quarantined_not_padded(warehouse, exports_dir):
+    write_text(
+        exports_dir / "referrals" / "r.csv",
+        referral_text(
+            "r1,c1,b@x.io,,2024-01-01,,5.00,25.00,",  # full row, empty optional last field
+            "r2,c1,d@x.io,,2024-01-01,,5.00,2",  # cut mid-line: the reward would read 2
+            "",  # a blank line
+            "r4,c1,e@x.io,,2024-01-01,,5.00,25.00,yes",
+        ),
+    )
+    report = ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+
+    assert staged_ids(warehouse, "referrals", "referral_id") == ["r1", "r4"]
+    assert quarantine(warehouse) == [
+        ("referrals/r.csv", 2, None, "wrong_field_count", "8 field(s) where the header has 9"),
+        ("referrals/r.csv", 3, None, "wrong_field_count", "a blank line"),
+    ]
+    assert report.quarantine_by_reason == {"wrong_field_count": 2}
+    assert assert_reconciles(warehouse, "referrals")[1:] == (4, 2, 2, 0)
+
+
+def test_short_rows_are_found_in_a_file_with_line_breaks_inside_quoted_values(
+    warehouse, exports_dir
+):
+    write_text(
+        exports_dir / "referrals" / "r.csv",
+        referral_text(
+            'r1,c1,"b@x.io",,2024-01-01,,5.00,"25.00",',
+            'r2,"c1\nsecond line",d@x.io,,2024-01-01,,5.00',
+            'r3,"c, with a comma",e@x.io,,2024-01-01,,5.00,25.00,no',
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    assert staged_ids(warehouse, "referrals", "referral_id") == ["r1", "r3"]
+    assert [q[1:4] for q in quarantine(warehouse)] == [(2, None, "wrong_field_count")]
+    assert_reconciles(warehouse, "referrals")
+
+
+def test_a_row_with_too_many_fields_refuses_the_file_naming_the_line(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    text = order_lines(good_order(2), good_order(3)) + ",".join(
+        [*good_order(4).values(), "surplus"]
+    )
+    write_text(exports_dir / "orders" / "b_long.csv", text + "\n")
+
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    message = str(error.value)
+    assert message.startswith("orders/b_long.csv: line 4 has 9 fields but the header has 8")
+    assert "truncate_ragged_lines" not in message and "Consider" not in message
+    assert_unchanged(warehouse)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Nested Parquet types
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "words"),
+    [
+        ("product_id", [{"sku": "P1", "n": 2}], "product_id holds nested records"),
+        ("product_id", [["P1", "P2"]], "product_id holds lists"),
+        ("rating", [{"stars": 5}], "rating holds nested records"),
+        ("created_at", [True], "created_at holds values of type Boolean"),
+    ],
+)
+def test_a_parquet_column_of_the_wrong_type_is_refused_before_any_change(
+    warehouse, exports_dir, column, values, words
+):
+    review = {
+        "review_id": "v1", "customer_id": "c1", "email": "", "product_id": "P1", "rating": "5",
+        "helpful_votes": "0", "verified_purchase": "true", "created_at": "2024-01-01",
+    }  # fmt: skip
+    (exports_dir / "reviews").mkdir()
+    pl.DataFrame([review]).write_parquet(exports_dir / "reviews" / "a.parquet")
+    ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    bad = pl.DataFrame([review | {"review_id": "v2"}]).with_columns(pl.Series(column, values))
+    bad.write_parquet(exports_dir / "reviews" / "b.parquet")
+
+    with pytest.raises(IngestError, match=rf"reviews/b\.parquet: column {words}") as error:
+        ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    assert "the contract wants" in str(error.value)
+    assert staged_ids(warehouse, "reviews", "review_id") == ["v1"]
+    assert reconcile(warehouse, "reviews") == (1, 1, 1, 0, 0)
+
+
+def test_typed_and_ignored_parquet_columns_are_still_read(warehouse, exports_dir):
+    (exports_dir / "orders").mkdir()
+    frame = pl.DataFrame([good_order(1)]).with_columns(
+        pl.col("net_amount").cast(pl.Float64),
+        pl.col("ordered_at").str.to_datetime(),
+        pl.Series("basket", [[{"sku": "P1"}]]),  # nested, but not a contract column
+    )
+    frame.write_parquet(exports_dir / "orders" / "a.parquet")
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.rows_staged == 1 and report.ignored_columns == {"orders/a.parquet": ["basket"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Encodings
+
+
+@pytest.mark.parametrize(
+    ("encoding", "words"),
+    [("utf-16", "encoded as UTF-16"), ("utf-16-le", "NUL bytes"), ("utf-32", "UTF-32")],
+)
+def test_a_file_not_in_utf8_is_reported_as_such(warehouse, exports_dir, encoding, words):
+    staged_first(warehouse, exports_dir)
+    write_text(exports_dir / "orders" / "b.csv", order_lines(good_order(2)).encode(encoding))
+    with pytest.raises(IngestError, match=rf"orders/b\.csv: unreadable \.csv file: .*{words}"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
+def test_latin1_text_names_the_line(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    row = good_order(2) | {"customer_id": "Zoë"}
+    write_text(exports_dir / "orders" / "b.csv", order_lines(good_order(3), row).encode("latin-1"))
+    with pytest.raises(IngestError, match=r"orders/b\.csv: .*line 3 is not UTF-8 text"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Timestamps in the future
+
+
+def test_timestamps_after_the_run_time_plus_a_day_are_quarantined_in_future(warehouse, exports_dir):
+    write_csv(
+        exports_dir / "orders" / "a.csv",
+        [
+            good_order(1) | {"ordered_at": "2026-03-02 12:00:00"},  # now + 1 day: accepted
+            good_order(2) | {"ordered_at": "2026-03-02 12:00:01"},
+            good_order(3) | {"ordered_at": "2099-01-01"},
+            good_order(4) | {"ordered_at": "2026-03-02T13:00:00+02:00"},  # 11:00 UTC: accepted
+        ],
+    )
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o1", "o4"]
+    got = quarantine(warehouse)
+    assert [q[1:4] for q in got] == [(2, "ordered_at", "in_future"), (3, "ordered_at", "in_future")]
+    assert (
+        got[1][4] == "2099-01-01 00:00:00 is after the run's time 2026-03-01 12:00 UTC plus 1 day"
+    )
+    assert_reconciles(warehouse)
+
+
+def test_a_future_signup_date_is_quarantined(warehouse, exports_dir):
+    customer = {
+        "customer_id": "c1", "email": "a@x.io", "social_handles": "", "signup_date": "2026-03-02",
+        "loyalty_member": "no", "marketing_consent": "yes", "country": "US",
+    }  # fmt: skip
+    write_csv(
+        exports_dir / "customers" / "c.csv",
+        [customer, customer | {"customer_id": "c2", "signup_date": "2026-03-03"}],
+    )
+    ingest_source(warehouse, exports_dir, "customers", now=NOW)
+    assert staged_ids(warehouse, "customers", "customer_id") == ["c1"]
+    assert [q[1:4] for q in quarantine(warehouse)] == [(2, "signup_date", "in_future")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Through the assets: the staging asset fails with the file named, or passes its check
+
+
+def materialize_staging(exports: Path, database: Path, source: str = "orders"):
+    asset = next(a for a in staged_assets if a.key == dg.AssetKey(["staging", source]))
+    return dg.materialize(
+        [asset],
+        resources={
+            "warehouse": warehouse_resource(database),
+            "exports": ExportsResource(data_dir=str(exports)),
+        },
+        raise_on_error=False,
+    )
+
+
+def failure_message(result) -> str:
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    return failure.message + str(failure.event_specific_data)
+
+
+HOSTILE_FILES = {
+    "repeated_header": (
+        "b.csv",
+        ",".join([*ORDER_HEADER, "net_amount"]) + "\n" + ",".join(good_order(5).values()) + ",1\n",
+        "orders/b.csv: repeated column(s) net_amount",
+    ),
+    "too_many_fields": (
+        "b.csv",
+        order_lines(good_order(5)) + ",".join([*good_order(6).values(), "x"]) + "\n",
+        "orders/b.csv: line 3 has 9 fields but the header has 8",
+    ),
+    "utf16": ("b.csv", order_lines(good_order(5)).encode("utf-16"), "encoded as UTF-16"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
+def test_a_refused_file_fails_the_staging_asset_and_changes_nothing(tmp_path, exports_dir, case):
+    database = tmp_path / "w.duckdb"
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1)])
+    with duckdb.connect(str(database)) as con:
+        ingest_source(con, exports_dir, "orders", now=NOW)
+    name, content, words = HOSTILE_FILES[case]
+    write_text(exports_dir / "orders" / name, content)
+
+    result = materialize_staging(exports_dir, database)
+
+    assert not result.success
+    assert words in failure_message(result)
+    assert "Consider" not in failure_message(result)
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        assert reconcile(con, "orders") == (1, 1, 1, 0, 0)
+    finally:
+        con.close()
+
+
+def test_quarantined_hostile_rows_pass_the_reconciliation_check_of_the_asset(tmp_path, exports_dir):
+    database = tmp_path / "w.duckdb"
+    lines = order_lines(good_order(1), good_order(2) | {"ordered_at": "2099-01-01"})
+    write_text(exports_dir / "orders" / "a.csv", lines + "o3,c1,c1@x.io,2024-01-02,10.00\n")
+
+    result = materialize_staging(exports_dir, database)
+
+    assert result.success
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed and check.metadata["difference"].value == 0
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["quarantine_by_reason"].value == {"in_future": 1, "wrong_field_count": 1}
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        assert staged_ids(con) == ["o1"]
+        raw = json.loads(
+            con.execute(
+                "SELECT raw_values FROM staging.quarantine WHERE reason = 'wrong_field_count'"
+            ).fetchone()[0]
+        )
+        assert raw["order_id"] == "o3" and raw["status"] is None
+    finally:
+        con.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. A changed file that drops a key
+
+
+def test_a_duplicate_is_staged_when_the_changed_file_with_the_first_occurrence_drops_it(
+    warehouse, exports_dir
+):
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2, "c2"), good_order(3)])
+    write_csv(exports_dir / "orders" / "day3.csv", [good_order(2, "c3")])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert [q[:2] for q in quarantine(warehouse)] == [
+        ("orders/day2.csv", 1),
+        ("orders/day3.csv", 1),
+    ]
+
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])  # o2 is gone from day1
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+    assert report.files_replaced == ["orders/day1.csv"]
+    assert report.duplicates_restaged == {"orders/day2.csv": 1}
+    rows = warehouse.execute(
+        "SELECT order_id, customer_id, source_file FROM staging.orders ORDER BY order_id"
+    ).fetchall()
+    assert rows == [
+        ("o1", "c1", "orders/day1.csv"),
+        ("o2", "c2", "orders/day2.csv"),  # the first remaining occurrence, as it was exported
+        ("o3", "c1", "orders/day2.csv"),
+    ]
+    assert [q[:4] for q in quarantine(warehouse)] == [
+        ("orders/day3.csv", 1, "order_id", "duplicate_key")
+    ]
+    assert reconcile(warehouse, "orders") == (3, 4, 3, 1, 0)
+    files = warehouse.execute(
+        "SELECT source_file, rows_read, rows_staged, rows_quarantined FROM staging.ingested_files "
+        "ORDER BY 1"
+    ).fetchall()
+    assert files == [
+        ("orders/day1.csv", 1, 1, 0),
+        ("orders/day2.csv", 2, 2, 0),
+        ("orders/day3.csv", 1, 0, 1),
+    ]
+    from engagement_box.staging.ingestion import orphaned_duplicates
+
+    assert orphaned_duplicates(warehouse, "orders") == 0
+
+
+def test_the_asset_check_holds_after_a_changed_file_drops_a_key(tmp_path, exports_dir):
+    database = tmp_path / "w.duckdb"
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2, "c2")])
+    assert materialize_staging(exports_dir, database).success
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+
+    result = materialize_staging(exports_dir, database)
+
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed
+    assert check.metadata["duplicates_without_staged_key"].value == 0
+    assert check.metadata["rows_quarantined"].value == 0
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["duplicates_restaged"].value == {"orders/day2.csv": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Money up to the cap, and 7. dated FX rates
+
+
+def fx_rows(*rows: tuple[str, str, str]) -> list[dict[str, str]]:
+    return [{"date": d, "currency": c, "rate": r} for d, c, r in rows]
+
+
+def money_order(i: int, amount: str, currency: str, day: str, customer: str = "c1") -> dict:
+    return good_order(i, customer) | {
+        "net_amount": amount,
+        "currency": currency,
+        "ordered_at": f"{day} 10:00:00",
+    }
+
+
+def test_amounts_at_the_cap_times_the_largest_rate_flow_through_the_summaries(
+    warehouse, exports_dir
+):
+    from engagement_box.value.summary import calibration_holdout, customer_summary
+
+    write_csv(
+        exports_dir / "orders" / "a.csv",
+        [
+            money_order(1, "1000000000.00", "EUR", "2024-01-05"),
+            money_order(2, "1000000000.00", "GBP", "2024-02-05"),
+            money_order(3, "1000000000.00", "USD", "2024-03-05"),
+            money_order(4, "1000000000.01", "USD", "2024-03-06"),  # over the cap
+        ],
+    )
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "EUR", "1000000")))
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    assert [q[1:4] for q in quarantine(warehouse)] == [(4, "net_amount", "out_of_range")]
+
+    summary = customer_summary(
+        warehouse, dt.date(2024, 12, 31), currency="USD", fx_rates={"GBP": 1e6}
+    ).row(0, named=True)
+    assert summary["order_count"] == 3
+    assert summary["total_spend"] == 2 * 10**15 + 10**9  # exact, no overflow
+    assert summary["monetary_value"] == pytest.approx((10**15 + 10**9) / 2)
+    holdout = calibration_holdout(
+        warehouse,
+        dt.date(2024, 1, 31),
+        dt.date(2024, 12, 31),
+        currency="USD",
+        fx_rates={"GBP": 1e6},
+    ).row(0, named=True)
+    assert holdout["total_spend"] == 10**15 and holdout["holdout_spend"] == 10**15 + 10**9
+
+
+def test_a_rate_over_the_cap_is_refused_in_the_export_and_in_the_setting(warehouse, exports_dir):
+    from engagement_box.value.summary import fx_parameters
+
+    write_csv(
+        exports_dir / "fx_rates" / "r.csv",
+        fx_rows(
+            ("2024-01-01", "eur", "1.1"),
+            ("2024-01-01", "JPY", "2000000"),
+            ("2024-01-01", "GBP", "0"),
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    assert staged_ids(warehouse, "fx_rates", "currency") == ["EUR"]
+    assert [q[1:4] for q in quarantine(warehouse)] == [
+        (2, "rate", "out_of_range"),
+        (3, "rate", "out_of_range"),
+    ]
+    with pytest.raises(ValueError, match="the rate of JPY is 2000000.0; a rate must be a number"):
+        fx_parameters("USD", {"JPY": 2e6})
+
+
+def test_a_repeated_day_and_currency_is_a_duplicate_key(warehouse, exports_dir):
+    write_csv(
+        exports_dir / "fx_rates" / "r.csv",
+        fx_rows(
+            ("2024-01-01", "EUR", "1.1"), ("2024-01-01", "GBP", "1.3"), ("2024-01-01", "eur", "1.2")
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    write_csv(exports_dir / "fx_rates" / "s.csv", fx_rows(("2024-01-01", "GBP", "1.4")))
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+    rates = warehouse.execute("SELECT currency, rate FROM staging.fx_rates ORDER BY 1").fetchall()
+    assert rates == [("EUR", 1.1), ("GBP", 1.3)]
+    assert [q[:4] for q in quarantine(warehouse)] == [
+        ("fx_rates/r.csv", 3, "date", "duplicate_key"),
+        ("fx_rates/s.csv", 1, "date", "duplicate_key"),
+    ]
+    assert_reconciles(warehouse, "fx_rates")
+
+
+def test_each_order_is_converted_at_the_latest_rate_on_or_before_its_day(warehouse, exports_dir):
+    from engagement_box.value.summary import customer_summary, orders_left_out
+
+    write_csv(
+        exports_dir / "orders" / "a.csv",
+        [
+            money_order(1, "100.00", "EUR", "2023-12-15"),  # before any dated rate: the setting
+            money_order(2, "100.00", "EUR", "2024-01-01"),  # on the rate's day
+            money_order(3, "100.00", "EUR", "2024-01-31"),
+            money_order(4, "100.00", "EUR", "2024-02-10"),
+            money_order(5, "100.00", "USD", "2024-02-11"),  # the reporting currency: 1
+            money_order(6, "100.00", "JPY", "2024-02-12"),  # no rate at all: left out
+        ],
+    )
+    write_csv(
+        exports_dir / "fx_rates" / "r.csv",
+        fx_rows(
+            ("2024-01-01", "EUR", "1.1"),
+            ("2024-02-01", "EUR", "1.2"),
+            ("2024-01-01", "USD", "7"),  # ignored: the reporting currency is always 1
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    ingest_source(warehouse, exports_dir, "fx_rates", now=NOW)
+
+    as_of = dt.date(2024, 12, 31)
+    money = {"currency": "USD", "fx_rates": {"EUR": 5.0}}
+    summary = customer_summary(warehouse, as_of, **money).row(0, named=True)
+    assert summary["order_count"] == 5
+    assert summary["total_spend"] == 500 + 110 + 110 + 120 + 100
+    assert orders_left_out(warehouse, as_of, **money) == ({"JPY": 1}, 6)
+    # Without the setting, the December order has no rate either.
+    no_setting = {"currency": "USD", "fx_rates": {}}
+    assert orders_left_out(warehouse, as_of, **no_setting) == ({"EUR": 1, "JPY": 1}, 6)
+    assert customer_summary(warehouse, as_of, **no_setting)["total_spend"].to_list() == [440]
+
+
+# ----------------------------------------------------------------------------------------------
+# Through the assets: the summary's check on orders left out, and the as-of
+
+
+def materialize_summary(exports: Path, database: Path, settings=None, month="2024-12-01"):
+    from assets.identity import identity_assets
+    from assets.value import customer_summary
+    from pipelines.resources import ModelSettings
+
+    # The summary groups orders by the identity-resolved customer: the links come first.
+    return dg.materialize(
+        [*staged_assets, *identity_assets, customer_summary],
+        resources={
+            "warehouse": warehouse_resource(database),
+            "exports": ExportsResource(data_dir=str(exports)),
+            "model_settings": settings or ModelSettings(),
+        },
+        partition_key=month,
+        raise_on_error=False,
+    )
+
+
+def summary_check(result):
+    return next(
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "orders_left_out_within_limit"
+    )
+
+
+def test_orders_left_out_for_want_of_a_rate_fail_the_blocking_check(tmp_path, exports_dir):
+    rows = [money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(90)]
+    rows += [money_order(100 + i, "10.00", "CHF", "2024-03-03", "c1") for i in range(2)]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "EUR", "1.1")))
+
+    result = materialize_summary(exports_dir, tmp_path / "w.duckdb")
+
+    check = summary_check(result)
+    assert not check.passed
+    assert check.metadata["orders_left_out"].value == 2
+    assert check.metadata["completed_orders"].value == 92
+    assert check.description.startswith("2 of 92 completed orders left out: no FX rate into USD")
+    assert "CHF 2" in check.description
+
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "CHF", "1.1")))
+    result = materialize_summary(exports_dir, tmp_path / "w.duckdb")
+    check = summary_check(result)
+    assert check.passed and check.metadata["orders_left_out"].value == 0
+
+
+def test_a_future_dated_order_does_not_move_the_as_of(tmp_path, exports_dir):
+    rows = [money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(40)]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    database = tmp_path / "w.duckdb"
+    before = materialize_summary(exports_dir, database, month="2024-09-01")
+    write_csv(exports_dir / "orders" / "b.csv", [money_order(99, "10.00", "USD", "2099-01-01")])
+
+    after = materialize_summary(exports_dir, database, month="2024-09-01")
+
+    def as_of(result) -> str:
+        return next(
+            e.materialization.metadata["as_of"].value
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.path[-1] == "customer_summary"
+        )
+
+    assert after.success and as_of(after) == as_of(before) == "2024-09-10"
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        assert [q[3] for q in quarantine(con)] == ["in_future"]
+        assert_reconciles(con)
+    finally:
+        con.close()
+
+
+def test_the_as_of_never_passes_the_run_date(warehouse):
+    from assets.value import resolve_window
+    from pipelines.resources import ModelSettings
+
+    warehouse.execute(
+        "CREATE SCHEMA staging; CREATE TABLE staging.orders (ordered_at TIMESTAMP, status VARCHAR)"
+    )
+    warehouse.execute(
+        "INSERT INTO staging.orders VALUES ('2026-02-10', 'completed'), ('2099-01-01', 'completed')"
+    )
+    run_date = dt.date(2026, 3, 1)
+    assert resolve_window(warehouse, ModelSettings(), None, run_date)["as_of"] == run_date
+    assert resolve_window(warehouse, ModelSettings(), "2026-03-01", run_date)["as_of"] == run_date
+    february = resolve_window(warehouse, ModelSettings(), "2026-02-01", run_date)
+    assert february["as_of"] == dt.date(2026, 2, 28)
+    with pytest.raises(dg.Failure, match="ENGAGEMENT_AS_OF 2026-06-30 is after the run's date"):
+        resolve_window(warehouse, ModelSettings(as_of="2026-06-30"), None, run_date)
+
+
+# ----------------------------------------------------------------------------------------------
+# Property: any mix of hostile rows in a CSV file loses nothing
+
+
+def hostile_line(i: int, kind: str) -> str:
+    values = list(good_order(i).values())
+    if kind == "short":
+        values = values[: 3 + i % 5]  # cut after 3..7 of the 8 fields
+    elif kind == "future":
+        values[3] = "2099-12-31 10:00:00"
+    elif kind == "quoted":
+        values[1] = f'"c{i}, with a comma"'
+    elif kind == "empty_optional":
+        values[2] = ""
+    elif kind == "blank":
+        return ""
+    return ",".join(values)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kinds=st.lists(
+        st.sampled_from(["good", "short", "future", "quoted", "empty_optional", "blank"]),
+        max_size=30,
+    )
+)
+def test_any_mix_of_hostile_rows_is_staged_or_quarantined(tmp_path_factory, kinds):
+    root: Path = tmp_path_factory.mktemp("hostile")
+    lines = [",".join(ORDER_HEADER), *(hostile_line(i, k) for i, k in enumerate(kinds))]
+    write_text(root / "orders" / "f.csv", "\n".join(lines) + "\n")
+    con = duckdb.connect(str(root / "w.duckdb"))
+    try:
+        report = ingest_source(con, root, "orders", now=NOW)
+        rows = len(kinds)  # a blank line is a row, even the last one
+        files, read, staged, quarantined, erased = reconcile(con, "orders")
+        assert read == rows == staged + quarantined and erased == 0
+        assert (
+            report.rows_staged
+            == staged
+            == sum(k in ("good", "quoted", "empty_optional") for k in kinds[:rows])
+        )
+        rows_seen = con.execute(
+            "SELECT source_row FROM staging.orders UNION ALL "
+            "SELECT source_row FROM staging.quarantine ORDER BY 1"
+        ).fetchall()
+        assert [r[0] for r in rows_seen] == list(range(1, rows + 1))
+        reasons = dict(
+            con.execute("SELECT source_row, reason FROM staging.quarantine ORDER BY 1").fetchall()
+        )
+        for row, kind in enumerate(kinds[:rows], start=1):
+            if kind in ("short", "blank"):
+                assert reasons[row] == "wrong_field_count"
+            elif kind == "future":
+                assert reasons[row] == "in_future"
+    finally:
+        con.close()
