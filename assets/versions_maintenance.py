@@ -19,6 +19,7 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
         result = versions.apply_retention(
             con, keep_versions=retention.keep_versions, keep_days=retention.keep_days
         )
+        current = versions.current_version(con)
         metadata = table_metadata(con, "marts", "snapshots")
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
     metadata.update(
@@ -26,6 +27,8 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             "expired_now": dg.MetadataValue.json(result.expired),
             "versions_retained": result.kept,
             "history_rows_deleted": result.rows_deleted,
+            "migration_rows_added": result.migration_rows,
+            "current_version": current if current is not None else "",
             "keep_versions": retention.keep_versions,
             "keep_days": retention.keep_days,
             "database_size": str(size[0]) if size else "",
