@@ -145,16 +145,44 @@ def version_with_inputs(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int
 # Tables
 
 
+_VERSION_TABLES = {
+    ("marts", "snapshot_log"),
+    ("marts", "current_version"),
+    ("marts", "snapshots"),
+    ("marts", "segment_migration"),
+    ("work", None),
+    ("history", None),
+}
+
+
 def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for schema in ("work", "marts", "history"):
-        con.execute(load_sql("versions/create_schema", schema=schema))
-    if _is_base_table(con, "marts", "snapshots"):
-        _adopt_snapshots_table(con)
+    """Create the version tables that are missing (in one transaction: each commit of a DDL
+    statement costs a disk sync), and adopt a warehouse from before `marts.snapshot_log`."""
+    found = {
+        (schema, table)
+        for schema, table in con.execute(load_sql("versions/version_tables")).fetchall()
+    }
+    if _VERSION_TABLES <= found and not _is_base_table(con, "marts", "snapshots"):
         return
-    con.execute(load_sql("versions/create_snapshot_log"))
-    con.execute(load_sql("versions/create_current_version"))
-    con.execute(load_sql("versions/create_snapshots_view"))
-    con.execute(load_sql("versions/create_segment_migration"))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for schema in ("work", "marts", "history"):
+            con.execute(load_sql("versions/create_schema", schema=schema))
+        adopt = _is_base_table(con, "marts", "snapshots")
+        con.execute(load_sql("versions/create_snapshot_log"))
+        con.execute(load_sql("versions/create_current_version"))
+        con.execute(load_sql("versions/create_segment_migration"))
+        if adopt:  # a warehouse from before marts.snapshot_log
+            con.execute(load_sql("versions/adopt_snapshots_table"))
+            con.execute(load_sql("versions/adopt_current_version"))
+            con.execute("DROP TABLE marts.snapshots")
+        con.execute(load_sql("versions/create_snapshots_view"))
+        if adopt:
+            refresh_migration(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _is_base_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -164,26 +192,6 @@ def _is_base_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> b
         {"schema": schema, "table": table},
     ).fetchone()
     return bool(row and row[0])
-
-
-def _adopt_snapshots_table(con: duckdb.DuckDBPyConnection) -> None:
-    """A warehouse from before `marts.snapshot_log`: its `marts.snapshots` table becomes the log,
-    the newest version marked current becomes `marts.current_version`, and the migration chain
-    is filled in. One transaction."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(load_sql("versions/create_snapshot_log"))
-        con.execute(load_sql("versions/create_current_version"))
-        con.execute(load_sql("versions/adopt_snapshots_table"))
-        con.execute(load_sql("versions/adopt_current_version"))
-        con.execute("DROP TABLE marts.snapshots")
-        con.execute(load_sql("versions/create_snapshots_view"))
-        con.execute(load_sql("versions/create_segment_migration"))
-        refresh_migration(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
