@@ -3,7 +3,9 @@
 `marts/<table>` assets are produced together by one step, so every mart of a version comes from
 the same run and one transaction (`engagement_box.governance.versions.publish`). The step
 only runs when every upstream blocking check passed: a failed check publishes nothing and
-analysts keep seeing the last good version.
+analysts keep seeing the last good version. A run whose inputs (staged files, erasures, settings,
+model code) equal those of the existing version of its as-of publishes nothing and names that
+version in its metadata.
 """
 
 import dagster as dg
@@ -12,7 +14,7 @@ from assets.metadata import table_metadata
 from assets.value import partition_window, work_key
 from engagement_box.governance import versions
 from pipelines.partitions import monthly_as_of
-from pipelines.resources import ModelSettings, Warehouse
+from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
 
 # The marts analysts query: `work.<name>` is published to `marts.<name>`; the value is the work
 # asset that writes it.
@@ -31,6 +33,17 @@ def mart_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
 
 
+def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str, str]:
+    """Every setting that changes the published numbers: the model window and the engagement
+    weights (not where audiences are written)."""
+    engagement = {
+        field: engagement_config.setting(field)
+        for field in engagement_config._ENV
+        if field != "audience_dir"
+    }
+    return {k: str(v) for k, v in {**window, **engagement}.items()}
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -47,23 +60,35 @@ def mart_key(name: str) -> dg.AssetKey:
     partitions_def=monthly_as_of,
 )
 def published_marts(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
 ):
-    """Publish every checked work table as one new snapshot of the marts."""
+    """Publish every checked work table as one new snapshot of the marts (none if unchanged)."""
     with warehouse.get_connection() as con:
         # The partition's own window: only its as-of's work rows are published. When
         # ENGAGEMENT_AS_OF pins the date, the version records partition_key NULL and
         # as_of_pinned true (its rows belong to that date, not to the month of the run).
         window = partition_window(context, con, model_settings)
+        settings = run_settings(window, engagement_config)
         snapshot = versions.publish(
             con,
             list(MARTS),
             run_id=context.run.run_id,
             partition_key=window["partition_key"],
             as_of=str(window["as_of"]),
-            settings={k: str(v) for k, v in window.items()},
+            settings=settings,
             work_as_of=window["as_of"],
         )
+        if snapshot.published:
+            outcome = f"published version {snapshot.snapshot_id}"
+        else:
+            outcome = (
+                f"published nothing: the inputs equal those of version {snapshot.snapshot_id} "
+                f"(as of {window['as_of']}), which stays as it is"
+            )
+        context.log.info(outcome)
         for name in MARTS:
             metadata = table_metadata(con, "marts", name)
             # This version's rows (a backfill does not replace marts.<name>, which then still
@@ -72,8 +97,12 @@ def published_marts(
             metadata.update(
                 {
                     "snapshot_id": snapshot.snapshot_id,
+                    "published_new_version": snapshot.published,
+                    "outcome": outcome,
+                    "is_current": snapshot.current,
+                    "inputs_fingerprint": snapshot.inputs_fingerprint or "",
                     "as_of": str(window["as_of"]),
-                    "settings": dg.MetadataValue.json({k: str(v) for k, v in window.items()}),
+                    "settings": dg.MetadataValue.json(settings),
                     "time_travel": dg.MetadataValue.md(
                         f"`SELECT * FROM marts.{name}_at({snapshot.snapshot_id})`"
                     ),

@@ -21,6 +21,7 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             keep_versions=retention.setting("keep_versions"),
             keep_days=retention.setting("keep_days"),
         )
+        current = versions.current_version(con)
         metadata = table_metadata(con, "marts", "snapshots")
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
     metadata.update(
@@ -28,6 +29,8 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             "expired_now": dg.MetadataValue.json(result.expired),
             "versions_retained": result.kept,
             "history_rows_deleted": result.rows_deleted,
+            "migration_rows_added": result.migration_rows,
+            "current_version": current if current is not None else "",
             "keep_versions": retention.setting("keep_versions"),
             "keep_days": retention.setting("keep_days"),
             "database_size": str(size[0]) if size else "",

@@ -204,10 +204,13 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
     # its metadata counts that version's rows, not the current mart's.
     september = MONTHS["2025-09-01"]
     result = materialize(retailer, database, "2025-09-01", dg.AssetSelection.groups("marts"))
+    # September's inputs have not changed since its full run in step 1, so this publish adds no
+    # version: it names September's version, and its metadata counts that version's rows.
     snapshot_id, partition_key, as_of, settings = query(
         database,
         "SELECT snapshot_id, partition_key, as_of, settings FROM marts.snapshots "
-        "ORDER BY snapshot_id DESC LIMIT 1",
+        "WHERE as_of = $as_of ORDER BY snapshot_id DESC LIMIT 1",
+        {"as_of": september},
     )[0]
     assert (partition_key, as_of) == ("2025-09-01", september)
     assert json.loads(settings)["as_of_pinned"] == "False"
@@ -220,6 +223,7 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
         )[0][0]
         assert published == len(expected[(name, september)]), name
         assert event.materialization.metadata["dagster/row_count"].value == published, name
+        assert event.materialization.metadata["snapshot_id"].value == snapshot_id, name
     current = query(database, "SELECT DISTINCT as_of FROM marts.customer_value")
     assert current == [(MONTHS["2025-12-01"],)]
 

@@ -97,22 +97,27 @@ def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
     ] == (0,)
 
 
-def test_rerun_is_idempotent_and_adds_a_version(tiny_retailer, tmp_path):
+def test_rerun_with_unchanged_inputs_publishes_no_new_version(tiny_retailer, tmp_path):
     database = tmp_path / "w.duckdb"
     assert run_graph(tiny_retailer, database).success
     staged_before = counts(database, "SELECT count(*), sum(net_amount) FROM staging.orders")
     rfm_before = counts(database, "SELECT * FROM marts.customer_rfm ORDER BY customer_id")
 
-    assert run_graph(tiny_retailer, database).success
+    result = run_graph(tiny_retailer, database)
+    assert result.success
 
     assert counts(database, "SELECT count(*), sum(net_amount) FROM staging.orders") == staged_before
     assert counts(database, "SELECT * FROM marts.customer_rfm ORDER BY customer_id") == rfm_before
-    assert counts(database, "SELECT snapshot_id FROM marts.snapshots ORDER BY 1") == [(1,), (2,)]
-    # Time travel: version 1 is still there, identical to the current one.
-    assert (
-        counts(database, "SELECT * FROM marts.customer_rfm_at(1) ORDER BY customer_id")
-        == rfm_before
-    )
+    # Same files, settings and code: version 1 stands, and the run says so.
+    assert counts(database, "SELECT snapshot_id, is_current FROM marts.snapshots") == [(1, True)]
+    published = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[0] == "marts"
+    ]
+    assert published and all(m["snapshot_id"].value == 1 for m in published)
+    assert not any(m["published_new_version"].value for m in published)
+    assert "published nothing" in published[0]["outcome"].value
 
 
 def test_new_export_file_is_picked_up_on_the_next_run(tiny_retailer, tmp_path):
@@ -209,14 +214,12 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(
         "SELECT max(last_order_date) FROM work.customer_summary WHERE as_of = DATE '2025-08-31'",
     )[0][0]
     assert str(last) < "2025-09-01"
-    # Nothing earlier than August is retained, so that version has no migration; September does.
-    migration_2 = "SELECT count(*) FROM marts.segment_migration WHERE to_snapshot = 2"
-    assert counts(database, migration_2) == [(0,)]
+    # Migration runs along the as-of order: August -> December, then August -> September ->
+    # December once September is backfilled (the move into the current version included).
+    pairs = "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration ORDER BY 1"
+    assert counts(database, pairs) == [(2, 1)]
     assert run_graph(tiny_retailer, database, partition="2025-09-01").success
-    moves = counts(
-        database, "SELECT DISTINCT from_snapshot FROM marts.segment_migration WHERE to_snapshot = 3"
-    )
-    assert moves == [(2,)]
+    assert counts(database, pairs) == [(2, 3), (3, 1)]
 
 
 def test_degenerate_data_fails_the_fit_check_and_publishes_nothing(tmp_path):

@@ -35,7 +35,8 @@ def publish_version(con, as_of: str, segments: dict[str, str], cev: dict[str, fl
         run_id="r",
         partition_key=None,
         as_of=as_of,
-        settings={"as_of": as_of},
+        # The data published stands for the staged inputs: other data, other inputs.
+        settings={"as_of": as_of, "data": repr((sorted(segments.items()), sorted(cev.items())))},
         **kw,
     )
 
@@ -64,7 +65,7 @@ def test_each_publish_is_a_version_that_stays_queryable(warehouse):
     assert rows(
         warehouse, "SELECT snapshot_id, as_of::VARCHAR, is_current FROM marts.snapshots"
     ) == [
-        (1, "2025-01-31", True),
+        (1, "2025-01-31", False),
         (2, "2025-02-28", True),
     ]
 
@@ -148,3 +149,248 @@ def test_publish_without_its_work_table_changes_nothing(warehouse):
         versions.publish(warehouse, ["customer_rfm", "not_there"], run_id="r",
                          partition_key=None, as_of="2025-02-28", settings={})  # fmt: skip
     assert rows(warehouse, "SELECT count(*) FROM marts.snapshots") == [(1,)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Exactly one current version
+
+
+def current_ids(con) -> list[int]:
+    return [r[0] for r in rows(con, "SELECT snapshot_id FROM marts.snapshots WHERE is_current")]
+
+
+def assert_one_current(con, expected: int) -> None:
+    """The invariant as an analyst meets it: one current row, time travel to it works, and
+    `marts.*` holds exactly that version."""
+    assert current_ids(con) == [expected]
+    at_current = rows(
+        con,
+        "SELECT * FROM marts.customer_rfm_at((SELECT snapshot_id FROM marts.snapshots "
+        "WHERE is_current)) ORDER BY ALL",
+    )
+    assert at_current == rows(con, "SELECT * FROM marts.customer_rfm ORDER BY ALL")
+
+
+def test_the_database_refuses_a_second_current_version(warehouse):
+    import duckdb
+
+    publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    publish_version(warehouse, "2025-02-28", {"a": "At Risk"}, {"a": 5})
+
+    with pytest.raises(duckdb.ConstraintException):
+        warehouse.execute("INSERT INTO marts.current_version (snapshot_id) VALUES (1)")
+    with pytest.raises(duckdb.ConstraintException):
+        warehouse.execute("INSERT INTO marts.current_version VALUES (false, 1)")
+    assert_one_current(warehouse, 2)
+
+
+def test_one_current_version_through_rerun_backfill_retention_and_erasure(warehouse):
+    from engagement_box.governance import erasure
+
+    publish_version(warehouse, "2025-03-31", {"a": "Champions", "b": "At Risk"}, {"a": 20, "b": 1})
+    assert_one_current(warehouse, 1)
+    # A rerun of the same month with other numbers replaces it as the current version.
+    rerun = publish_version(
+        warehouse, "2025-03-31", {"a": "Loyal", "b": "At Risk"}, {"a": 9, "b": 1}
+    )
+    assert rerun.current
+    assert_one_current(warehouse, 2)
+    # A backfill of an older month does not move it.
+    backfill = publish_version(warehouse, "2025-01-31", {"a": "New Customers"}, {"a": 2})
+    assert not backfill.current
+    assert_one_current(warehouse, 2)
+    # Retention keeps the newest publish (the backfill) and the current version.
+    result = versions.apply_retention(warehouse, keep_versions=1, keep_days=10_000)
+    assert result.expired == [1]
+    assert_one_current(warehouse, 2)
+    # Erasure removes the person from every version; the current one is still the current one.
+    report = erasure.erase(warehouse, customer_id="a")
+    assert report.found
+    assert_one_current(warehouse, 2)
+    assert rows(warehouse, "SELECT customer_id FROM marts.customer_rfm") == [("b",)]
+    # Another month after all that.
+    publish_version(warehouse, "2025-04-30", {"b": "Hibernating"}, {"b": 1})
+    assert_one_current(warehouse, 4)
+
+
+def test_a_warehouse_from_before_the_log_is_adopted_with_one_current_version(warehouse):
+    """The old `marts.snapshots` table, with the two current rows a second run left."""
+    publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    publish_version(warehouse, "2025-02-28", {"a": "At Risk"}, {"a": 5})
+    warehouse.execute("DROP VIEW marts.snapshots")
+    warehouse.execute(
+        "CREATE TABLE marts.snapshots AS SELECT * EXCLUDE (inputs_fingerprint), "
+        "true AS is_current FROM marts.snapshot_log"
+    )
+    warehouse.execute("DROP TABLE marts.current_version")
+    warehouse.execute("DROP TABLE marts.snapshot_log")
+    warehouse.execute("DELETE FROM marts.segment_migration")
+
+    assert versions.current_version(warehouse) is None
+    versions.ensure_version_tables(warehouse)
+
+    assert_one_current(warehouse, 2)
+    assert rows(
+        warehouse, "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration"
+    ) == [(1, 2)]
+    assert publish_version(warehouse, "2025-03-31", {"a": "Lost"}, {"a": 0}).snapshot_id == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Migration along the chain
+
+
+def expected_moves(con, from_snapshot: int, to_snapshot: int) -> dict:
+    """The self-join of history an analyst would write, in Python: (dimension, from, to) ->
+    (customers, cev_from, cev_to)."""
+
+    def version(snapshot_id: int):
+        rfm = dict(rows(con, f"SELECT customer_id, segment FROM history.customer_rfm WHERE snapshot_id = {snapshot_id}"))  # fmt: skip
+        value = {c: (q, v) for c, q, v in rows(con, f"SELECT customer_id, quadrant, cev FROM history.engagement_value WHERE snapshot_id = {snapshot_id}")}  # fmt: skip
+        return rfm, value
+
+    rfm_f, value_f = version(from_snapshot)
+    rfm_t, value_t = version(to_snapshot)
+    moves: dict = {}
+    for dimension, before, after in (
+        ("rfm_segment", rfm_f, rfm_t),
+        ("quadrant", {c: q for c, (q, _) in value_f.items()}, {c: q for c, (q, _) in value_t.items()}),
+    ):  # fmt: skip
+        for customer in set(before) | set(after):
+            key = (dimension, before.get(customer, "(none)"), after.get(customer, "(none)"))
+            n, cev_from, cev_to = moves.get(key, (0, 0.0, 0.0))
+            moves[key] = (
+                n + 1,
+                cev_from + value_f.get(customer, (None, 0.0))[1],
+                cev_to + value_t.get(customer, (None, 0.0))[1],
+            )
+    return moves
+
+
+def chain_in_python(con) -> list[int]:
+    """Retained versions by as-of; for one as-of, the newest publish stands."""
+    live = rows(con, "SELECT snapshot_id, as_of FROM marts.snapshots WHERE expired_at IS NULL")
+    newest: dict = {}
+    for snapshot_id, as_of in live:
+        newest[as_of] = max(snapshot_id, newest.get(as_of, 0))
+    return [newest[a] for a in sorted(newest)]
+
+
+def assert_migration_is_every_consecutive_pair(con) -> list[tuple[int, int]]:
+    chain = chain_in_python(con)
+    pairs = list(zip(chain, chain[1:], strict=False))
+    stored = rows(
+        con, "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration ORDER BY ALL"
+    )
+    assert sorted(stored) == sorted(pairs)
+    for from_snapshot, to_snapshot in pairs:
+        got = {
+            (d, f, t): (n, pytest.approx(cf), pytest.approx(ct))
+            for d, f, t, n, cf, ct in rows(
+                con,
+                "SELECT dimension, from_value, to_value, customers, cev_from, cev_to "
+                f"FROM marts.segment_migration WHERE from_snapshot = {from_snapshot} "
+                f"AND to_snapshot = {to_snapshot}",
+            )
+        }
+        assert got == expected_moves(con, from_snapshot, to_snapshot), (from_snapshot, to_snapshot)
+    return pairs
+
+
+MONTHS = {
+    "2025-01-31": ({"a": "New Customers", "b": "New Customers"}, {"a": 1, "b": 2}),
+    "2025-02-28": ({"a": "Loyal", "b": "New Customers", "c": "New Customers"}, {"a": 12, "b": 2, "c": 3}),
+    "2025-03-31": ({"a": "Champions", "b": "At Risk", "c": "Loyal"}, {"a": 30, "b": 1, "c": 11}),
+    "2025-04-30": ({"a": "At Risk", "b": "Lost", "c": "Champions"}, {"a": 4, "b": 0, "c": 25}),
+    "2025-05-31": ({"a": "Lost", "c": "Champions", "d": "New Customers"}, {"a": 0, "c": 40, "d": 5}),
+}  # fmt: skip
+
+
+def test_migration_holds_every_consecutive_pair_when_months_arrive_out_of_order(warehouse):
+    for as_of in ("2025-03-31", "2025-05-31", "2025-01-31", "2025-04-30"):
+        publish_version(warehouse, as_of, *MONTHS[as_of])
+        assert_migration_is_every_consecutive_pair(warehouse)
+    # Backfill between two versions: their pair is replaced by two.
+    publish_version(warehouse, "2025-02-28", *MONTHS["2025-02-28"])
+    assert assert_migration_is_every_consecutive_pair(warehouse) == [(3, 5), (5, 1), (1, 4), (4, 2)]
+    # A rerun of March with other numbers replaces March in the chain.
+    publish_version(
+        warehouse, "2025-03-31", {"a": "Loyal", "b": "Lost", "c": "Loyal"}, {"a": 9, "b": 0, "c": 8}
+    )
+    assert assert_migration_is_every_consecutive_pair(warehouse) == [(3, 5), (5, 6), (6, 4), (4, 2)]
+    # The current version is May's; the move into it is there.
+    assert current_ids(warehouse) == [2]
+    # Retention expires versions; the pairs around the gaps are computed.
+    # Retention expires versions (April's among them); the pair around the gap is computed.
+    result = versions.apply_retention(warehouse, keep_versions=2, keep_days=10_000)
+    assert result.expired == [1, 3, 4] and result.migration_rows > 0
+    assert assert_migration_is_every_consecutive_pair(warehouse) == [(5, 6), (6, 2)]
+    versions.apply_retention(warehouse, keep_versions=1, keep_days=10_000)
+    assert assert_migration_is_every_consecutive_pair(warehouse) == [(6, 2)]
+
+
+# ----------------------------------------------------------------------------------------------
+# No duplicate versions
+
+
+def test_a_publish_with_the_inputs_of_an_existing_version_publishes_nothing(warehouse):
+    first = publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    again = publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+
+    assert first.published and not again.published
+    assert (again.snapshot_id, again.current) == (1, True)
+    assert again.inputs_fingerprint == first.inputs_fingerprint
+    assert again.rows == first.rows
+    assert rows(warehouse, "SELECT count(*) FROM marts.snapshots") == [(1,)]
+    assert rows(warehouse, "SELECT count(*) FROM history.customer_rfm") == [(1,)]
+
+
+def test_the_fingerprint_changes_with_every_input(warehouse, monkeypatch):
+    def fingerprint(as_of="2025-01-31", **settings):
+        return versions.inputs_fingerprint(
+            warehouse, as_of=as_of, settings={"penalizer": "0.0", **settings}
+        )
+
+    base = fingerprint()
+    assert fingerprint(partition_key="2025-07-01") == base  # names the run, not the numbers
+    assert fingerprint(as_of="2025-02-28") != base
+    assert fingerprint(penalizer="0.1") != base
+
+    warehouse.execute("CREATE SCHEMA staging")
+    warehouse.execute(
+        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+    )
+    warehouse.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'o.csv', 'aa')")
+    with_file = fingerprint()
+    assert with_file != base
+    warehouse.execute("UPDATE staging.ingested_files SET sha256 = 'bb'")
+    assert fingerprint() not in (base, with_file)
+
+    changed_data = fingerprint()
+    warehouse.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR)")
+    warehouse.execute("INSERT INTO staging.erasure_log VALUES ('r1')")
+    assert fingerprint() != changed_data
+
+    after_erasure = fingerprint()
+    monkeypatch.setattr(versions, "model_code_version", lambda: "another code version")
+    assert fingerprint() != after_erasure
+
+
+def test_the_model_code_version_is_a_hash_of_the_code():
+    code = versions.model_code_version()
+    assert len(code) == 16 and code == versions.model_code_version()
+
+
+def test_unchanged_inputs_of_a_replaced_version_publish_again(warehouse):
+    """Only the version standing for its as-of is reused: after a rerun replaced it, going back
+    to the first inputs is a new version again (the newest publish of an as-of stands)."""
+    publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    other = versions.inputs_fingerprint(warehouse, as_of="2025-01-31", settings={"x": "1"})
+    write_frame(warehouse, "work", "customer_rfm", pl.DataFrame({"customer_id": ["a"], "segment": ["Lost"]}))  # fmt: skip
+    versions.publish(warehouse, ["customer_rfm", "engagement_value"], run_id="r",
+                     partition_key=None, as_of="2025-01-31", settings={"x": "1"})  # fmt: skip
+    assert versions.version_with_inputs(warehouse, other) == 2
+
+    back = publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    assert back.published and back.snapshot_id == 3
+    assert_one_current(warehouse, 3)

@@ -7,23 +7,35 @@ Layout inside the warehouse file:
   as-of date, and of those the newest. A backfill of a past month adds history without moving
   `marts` back in time.
 - `history.<mart>`: every retained version, with a `snapshot_id` column.
-- `marts.snapshots`: one row per publish (id, time, run, partition, as-of date, settings, rows).
+- `marts.snapshot_log`: one row per publish (id, time, run, partition, as-of, settings, rows,
+  inputs fingerprint, expiry); `marts.current_version`: the one version `marts.*` holds (a
+  one-row table whose primary key allows no second row); `marts.snapshots`: the view analysts
+  read, the log with `is_current`.
 - `marts.<mart>_at(snapshot_id)`: a table macro, time travel in one call.
+- `marts.segment_migration`: the moves between every consecutive pair of the migration chain
+  (retained versions in as-of order; a rerun of an as-of replaces that as-of's version).
 
 A publish copies every work table into `marts` and `history` in ONE transaction with one new
 snapshot id, so all marts of a version are consistent and a failed or killed run leaves the last
-good version intact. See README "Versions" for why this and not DuckLake.
+good version intact. A publish whose inputs (staged files, erasures, settings, code) equal those
+of the chain's version of that as-of publishes nothing. See README "Versions" for why this and
+not DuckLake.
 
 No Dagster import here.
 """
 
+import functools
+import hashlib
+import importlib.metadata
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import SQL_DIR, load_sql, quote_identifier
 
 
 @dataclass(frozen=True)
@@ -32,13 +44,155 @@ class Snapshot:
     rows: dict[str, int]
     current: bool = True
     migration_rows: int = 0
+    published: bool = True  # False: the inputs equal those of version `snapshot_id`, kept as is
+    inputs_fingerprint: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs fingerprint
+
+# Keys of the run's settings that name the run, not the numbers: two runs that differ only there
+# compute the same version.
+RUN_ONLY_SETTINGS = frozenset({"partition_key"})
+# Libraries whose version can change the numbers.
+MODEL_LIBRARIES = ("duckdb", "polars", "numpy", "scipy", "pandas", "lifetimes", "scikit-learn")
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# Code that does not compute published numbers.
+_NOT_MODEL_CODE = frozenset({"cli.py", "generator.py", "reports.py"})
+
+
+@functools.cache
+def model_code_version() -> str:
+    """A hash of the code that computes the marts: the domain package, the SQL files, the assets
+    beside them, and the versions of the numeric libraries. Any change to them is a new code
+    version, so a rerun after an upgrade publishes a new version instead of reusing one."""
+    digest = hashlib.sha256()
+    roots = [_PACKAGE_DIR, SQL_DIR, _PACKAGE_DIR.parent / "assets"]
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".sql")):
+            if path.name in _NOT_MODEL_CODE and path.parent == _PACKAGE_DIR:
+                continue
+            digest.update(f"{root.name}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    for library in MODEL_LIBRARIES:
+        try:
+            version = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{library}=={version}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def inputs_fingerprint(
+    con: duckdb.DuckDBPyConnection, *, as_of: object, settings: Mapping[str, object]
+) -> str:
+    """The hash of everything a version is computed from, before computing it.
+
+    Covers: the as-of date; every export file taken in (`staging.ingested_files`: source, path,
+    sha256); every erasure request (`staging.erasure_log`), since an erasure changes the staged
+    rows; the run's settings except those in `RUN_ONLY_SETTINGS`; and `model_code_version()`.
+    Equal fingerprints mean equal inputs, so the published numbers would be the same. Cheap (no
+    staged row is read): an asset can call it first and skip its work when
+    `version_with_inputs(con, fingerprint)` finds a version.
+    """
+    files: list[list[str]] = []
+    if table_exists(con, "staging", "ingested_files"):
+        files = [
+            list(r)
+            for r in con.execute(
+                "SELECT source, source_file, sha256 FROM staging.ingested_files ORDER BY ALL"
+            ).fetchall()
+        ]
+    erasures: list[str] = []
+    if table_exists(con, "staging", "erasure_log"):
+        erasures = [
+            r[0]
+            for r in con.execute(
+                "SELECT request_id FROM staging.erasure_log ORDER BY request_id"
+            ).fetchall()
+        ]
+    payload = {
+        "as_of": _plain(as_of),
+        "settings": {str(k): _plain(v) for k, v in settings.items() if k not in RUN_ONLY_SETTINGS},
+        "files": files,
+        "erasures": erasures,
+        "code": model_code_version(),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def version_with_inputs(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | None:
+    """The retained version in the migration chain computed from these inputs, or None."""
+    if not table_exists(con, "marts", "snapshot_log"):
+        return None
+    row = con.execute(load_sql("versions/version_with_inputs"), {"fingerprint": fingerprint})
+    found = row.fetchone()
+    return int(found[0]) if found else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+
+
+_VERSION_TABLES = {
+    ("marts", "snapshot_log"),
+    ("marts", "current_version"),
+    ("marts", "snapshots"),
+    ("marts", "segment_migration"),
+    ("work", None),
+    ("history", None),
+}
 
 
 def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for schema in ("work", "marts", "history"):
-        con.execute(load_sql("versions/create_schema", schema=schema))
-    con.execute(load_sql("versions/create_snapshots"))
-    con.execute(load_sql("versions/create_segment_migration"))
+    """Create the version tables that are missing (in one transaction: each commit of a DDL
+    statement costs a disk sync), and adopt a warehouse from before `marts.snapshot_log`."""
+    found = {
+        (schema, table)
+        for schema, table in con.execute(load_sql("versions/version_tables")).fetchall()
+    }
+    if _VERSION_TABLES <= found and not _is_base_table(con, "marts", "snapshots"):
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for schema in ("work", "marts", "history"):
+            con.execute(load_sql("versions/create_schema", schema=schema))
+        adopt = _is_base_table(con, "marts", "snapshots")
+        con.execute(load_sql("versions/create_snapshot_log"))
+        con.execute(load_sql("versions/create_current_version"))
+        con.execute(load_sql("versions/create_segment_migration"))
+        if adopt:  # a warehouse from before marts.snapshot_log
+            con.execute(load_sql("versions/adopt_snapshots_table"))
+            con.execute(load_sql("versions/adopt_current_version"))
+            con.execute("DROP TABLE marts.snapshots")
+        con.execute(load_sql("versions/create_snapshots_view"))
+        if adopt:
+            refresh_migration(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _is_base_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = $schema AND table_name = $table AND table_type = 'BASE TABLE'",
+        {"schema": schema, "table": table},
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
@@ -56,6 +210,18 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     return bool(_columns(con, schema, table))
 
 
+def current_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The version `marts.*` holds (None before the first publish)."""
+    if not table_exists(con, "marts", "current_version"):
+        return None
+    row = con.execute(load_sql("versions/current_as_of")).fetchone()
+    return int(row[0]) if row else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Publish
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     marts: list[str],
@@ -63,27 +229,36 @@ def publish(
     run_id: str,
     partition_key: str | None,
     as_of: str | None,
-    settings: dict,
+    settings: Mapping[str, object],
+    fingerprint: str | None = None,
     work_as_of: object = None,
 ) -> Snapshot:
     """Publish `work.<mart>` for every mart as one new snapshot, atomically.
 
     work_as_of: when given, only the work rows with that `as_of` (one partition's rows) are
-    published; the work tables are keyed by as-of (`engagement_box.partitioned`)."""
+    published; the work tables are keyed by as-of (`engagement_box.partitioned`).
+    When the inputs fingerprint (computed here unless given) equals that of the chain's version
+    of this as-of, nothing is written and the returned Snapshot has `published=False` and that
+    version's id. Otherwise the new version becomes current when its as-of is not before the
+    current version's, and the migration chain is brought up to date, all in one transaction.
+    """
     ensure_version_tables(con)
     missing = [m for m in marts if not table_exists(con, "work", m)]
     if missing:
         raise ValueError(f"nothing to publish for {missing}: work tables missing")
+    if fingerprint is None:
+        fingerprint = inputs_fingerprint(con, as_of=as_of, settings=settings)
     con.execute("BEGIN TRANSACTION")
     try:
+        existing = version_with_inputs(con, fingerprint)
+        if existing is not None:
+            con.execute("ROLLBACK")
+            return _unchanged(con, existing, fingerprint)
         row = con.execute(load_sql("versions/next_snapshot_id")).fetchone()
         snapshot_id = int(row[0]) if row else 1
-        latest = con.execute(load_sql("versions/latest_as_of")).fetchone()
-        current = as_of is None or latest is None or latest[0] is None or str(latest[0]) <= as_of
-        rows = {}
-        for mart in marts:
-            rows[mart] = _publish_one(con, mart, snapshot_id, current, work_as_of)
-        migration = _record_migration(con, snapshot_id, marts, as_of)
+        latest = con.execute(load_sql("versions/current_as_of")).fetchone()
+        current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
+        rows = {mart: _count_work(con, mart, work_as_of) for mart in marts}
         con.execute(
             load_sql("versions/insert_snapshot"),
             {
@@ -92,16 +267,44 @@ def publish(
                 "run_id": run_id,
                 "partition_key": partition_key,
                 "as_of": as_of,
-                "settings": json.dumps(settings, sort_keys=True, default=str),
+                "settings": json.dumps(dict(settings), sort_keys=True, default=str),
                 "tables": json.dumps(rows, sort_keys=True),
-                "is_current": current,
+                "inputs_fingerprint": fingerprint,
             },
         )
+        for mart in marts:
+            _publish_one(con, mart, snapshot_id, current, work_as_of)
+        if current:
+            con.execute(load_sql("versions/set_current_version"), {"snapshot_id": snapshot_id})
+        migration = refresh_migration(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return Snapshot(snapshot_id, rows, current, migration)
+    return Snapshot(snapshot_id, rows, current, migration, True, fingerprint)
+
+
+def _unchanged(con: duckdb.DuckDBPyConnection, snapshot_id: int, fingerprint: str) -> Snapshot:
+    row = con.execute(
+        'SELECT "tables" FROM marts.snapshot_log WHERE snapshot_id = $id', {"id": snapshot_id}
+    ).fetchone()
+    rows = {str(k): int(v) for k, v in json.loads(row[0] or "{}").items()} if row else {}
+    current = current_version(con) == snapshot_id
+    return Snapshot(snapshot_id, rows, current, 0, False, fingerprint)
+
+
+def _work_rows(mart: str, work_as_of: object) -> tuple[str, dict]:
+    """The work rows of a version: all of `work.<mart>`, or one as-of's (a partition's) rows."""
+    name = quote_identifier(mart)
+    if work_as_of is None:
+        return f"work.{name}", {}
+    return f"(SELECT * FROM work.{name} WHERE as_of = $work_as_of)", {"work_as_of": work_as_of}
+
+
+def _count_work(con: duckdb.DuckDBPyConnection, mart: str, work_as_of: object = None) -> int:
+    rows, given = _work_rows(mart, work_as_of)
+    row = con.execute(f"SELECT count(*) FROM {rows}", given).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _publish_one(
@@ -110,13 +313,9 @@ def _publish_one(
     snapshot_id: int,
     current: bool,
     work_as_of: object = None,
-) -> int:
+) -> None:
     name = quote_identifier(mart)
-    # The work rows of this version: all of them, or one as-of's (a partition's) rows.
-    rows = f"work.{name}"
-    if work_as_of is not None:
-        rows = f"(SELECT * FROM work.{name} WHERE as_of = $work_as_of)"
-    given = {"work_as_of": work_as_of} if work_as_of is not None else {}
+    rows, given = _work_rows(mart, work_as_of)
     work_columns = _columns(con, "work", mart)
     if not table_exists(con, "history", mart):
         con.execute(
@@ -140,8 +339,6 @@ def _publish_one(
         f"CREATE OR REPLACE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
         f"SELECT * EXCLUDE (snapshot_id) FROM history.{name} WHERE snapshot_id = version"
     )
-    row = con.execute(f"SELECT count(*) FROM {rows}", given).fetchone()
-    return int(row[0]) if row else 0
 
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -151,25 +348,57 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+# ----------------------------------------------------------------------------------------------
+# Segment migration
+
 MIGRATION_MARTS = ("customer_rfm", "engagement_value")
 
 
-def _record_migration(
-    con: duckdb.DuckDBPyConnection, snapshot_id: int, marts: list[str], as_of: str | None
-) -> int:
-    """Append the migration from the previous version (by as-of) to this one, if both exist."""
-    if not all(m in marts for m in MIGRATION_MARTS):
-        return 0
-    previous = previous_snapshot(con, snapshot_id, as_of)
-    if previous is None:
-        return 0
-    rows = segment_migration(con, previous, snapshot_id)
-    con.register("migration_rows", rows)
-    try:
-        con.execute("INSERT INTO marts.segment_migration BY NAME SELECT * FROM migration_rows")
-    finally:
-        con.unregister("migration_rows")
-    return rows.height
+def migration_chain(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Retained versions in as-of order, one per as-of (its newest publish): see chain.sql."""
+    return [int(r[0]) for r in con.execute(load_sql("versions/chain")).fetchall()]
+
+
+def _published_in(con: duckdb.DuckDBPyConnection, mart: str) -> set[int]:
+    if not table_exists(con, "history", mart):
+        return set()
+    return {
+        int(r[0])
+        for r in con.execute(
+            f"SELECT DISTINCT snapshot_id FROM history.{quote_identifier(mart)}"
+        ).fetchall()
+    }
+
+
+def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
+    """Make `marts.segment_migration` hold exactly the consecutive pairs of the chain.
+
+    Pairs no longer consecutive (a version inserted between them, replaced by a rerun, or
+    expired) are deleted; missing pairs (the neighbours of a new, replaced or expired version) are
+    computed. Only versions that published both migration marts take part. Returns the number of
+    rows added. Runs inside the caller's transaction when there is one.
+    """
+    with_marts = set.intersection(*(_published_in(con, m) for m in MIGRATION_MARTS))
+    chain = [s for s in migration_chain(con) if s in with_marts]
+    wanted = set(zip(chain, chain[1:], strict=False))
+    have = {
+        (int(f), int(t)) for f, t in con.execute(load_sql("versions/migration_pairs")).fetchall()
+    }
+    for from_snapshot, to_snapshot in sorted(have - wanted):
+        con.execute(
+            load_sql("versions/delete_migration_pair"),
+            {"from_snapshot": from_snapshot, "to_snapshot": to_snapshot},
+        )
+    added = 0
+    for from_snapshot, to_snapshot in sorted(wanted - have):
+        rows = segment_migration(con, from_snapshot, to_snapshot)
+        con.register("migration_rows", rows)
+        try:
+            con.execute(load_sql("versions/insert_segment_migration"))
+        finally:
+            con.unregister("migration_rows")
+        added += rows.height
+    return added
 
 
 def segment_migration(con: duckdb.DuckDBPyConnection, from_snapshot: int, to_snapshot: int):
@@ -180,14 +409,8 @@ def segment_migration(con: duckdb.DuckDBPyConnection, from_snapshot: int, to_sna
     ).pl()
 
 
-def previous_snapshot(
-    con: duckdb.DuckDBPyConnection, snapshot_id: int, as_of: str | None
-) -> int | None:
-    """The version `snapshot_id` (as of `as_of`) is compared with by default."""
-    row = con.execute(
-        load_sql("versions/previous_snapshot"), {"before_snapshot": snapshot_id, "as_of": as_of}
-    ).fetchone()
-    return int(row[0]) if row else None
+# ----------------------------------------------------------------------------------------------
+# Retention
 
 
 @dataclass(frozen=True)
@@ -195,6 +418,7 @@ class Retention:
     expired: list[int]
     kept: int
     rows_deleted: int
+    migration_rows: int = 0  # rows of the pairs around the expired versions, computed now
 
 
 def apply_retention(
@@ -206,8 +430,9 @@ def apply_retention(
 ) -> Retention:
     """Drop the rows of versions the policy no longer keeps (see snapshots_to_expire.sql).
 
-    The snapshot rows stay (with `expired_at`) as an audit trail; their data leaves `history.*`
-    and `marts.segment_migration`. One transaction, then a CHECKPOINT so the space is reused.
+    The log rows stay (with `expired_at`) as an audit trail; their data leaves `history.*`, and
+    the migration chain closes the gap (the pair around it is computed). One transaction, then a
+    CHECKPOINT so the space is reused.
     """
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
@@ -220,7 +445,7 @@ def apply_retention(
             {"keep_versions": keep_versions, "keep_days": keep_days, "now": now},
         ).fetchall()
     ]
-    deleted = 0
+    deleted = migration = 0
     if expired:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -231,24 +456,15 @@ def apply_retention(
                     {"expired": expired},
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
-            con.execute(
-                "DELETE FROM marts.segment_migration "
-                "WHERE list_contains($expired, from_snapshot) "
-                "OR list_contains($expired, to_snapshot)",
-                {"expired": expired},
-            )
-            con.execute(
-                "UPDATE marts.snapshots SET expired_at = $now "
-                "WHERE list_contains($expired, snapshot_id)",
-                {"now": now, "expired": expired},
-            )
+            con.execute(load_sql("versions/expire_snapshots"), {"now": now, "expired": expired})
+            migration = refresh_migration(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         con.execute("CHECKPOINT")
-    row = con.execute("SELECT count(*) FROM marts.snapshots WHERE expired_at IS NULL").fetchone()
-    return Retention(expired, int(row[0]) if row else 0, deleted)
+    row = con.execute("SELECT count(*) FROM marts.snapshot_log WHERE expired_at IS NULL").fetchone()
+    return Retention(expired, int(row[0]) if row else 0, deleted, migration)
 
 
 def history_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
