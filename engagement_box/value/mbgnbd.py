@@ -111,10 +111,16 @@ def mbgnbd_p_alive(params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T:
 def mbgnbd_expected_purchases(
     params: Mapping[str, float] | FitResult, t: Any, x: Any, t_x: Any, T: Any
 ) -> np.ndarray:
-    """Expected purchases in (T, T + t] (Batislam et al. 2007, eq. 14), as lifetimes computes it,
-    with the Euler transform of 2F1 where the direct series overflows."""
+    """Expected purchases in (T, T + t] (Batislam et al. 2007, eq. 14), as lifetimes computes it:
+    growth(t; x, T) * P(alive)."""
     r, alpha, a, b = _params(params, MBGNBD_PARAMS)
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
+    return _growth(r, alpha, a, b, t, x, T) * mbgnbd_p_alive(params, x, t_x, T)
+
+
+def _growth(r: float, alpha: float, a: float, b: float, t: Any, x: Any, T: Any) -> np.ndarray:
+    """(a+b+x)/(a-1) * (1 - 2F1(r+x, b+x+1; a+b+x; z) (1-z)^(r+x)), z = t/(alpha+T+t), with the
+    Euler transform of 2F1 where the direct series overflows."""
     t = np.asarray(t, dtype=float)
     _a, _b, _c = r + x, b + x + 1, a + b + x
     z = t / (alpha + T + t)
@@ -124,5 +130,4 @@ def mbgnbd_expected_purchases(
         if bad.any():
             alt = np.log(hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
             ln_hyp = np.where(bad, alt, ln_hyp)
-    growth = (a + b + x) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log1p(-z)))
-    return growth * mbgnbd_p_alive(params, x, t_x, T)
+    return (a + b + x) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log1p(-z)))
