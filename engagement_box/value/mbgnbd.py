@@ -113,15 +113,16 @@ def mbgnbd_expected_purchases(
 ) -> np.ndarray:
     """Expected purchases in (T, T + t] (Batislam et al. 2007, eq. 14), as lifetimes computes it:
     growth(t; x, T) * P(alive)."""
-    r, alpha, a, b = _params(params, MBGNBD_PARAMS)
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    return _growth(r, alpha, a, b, t, x, T) * mbgnbd_p_alive(params, x, t_x, T)
+    return mbgnbd_growth(params, t, x, T) * mbgnbd_p_alive(params, x, t_x, T)
 
 
-def _growth(r: float, alpha: float, a: float, b: float, t: Any, x: Any, T: Any) -> np.ndarray:
-    """(a+b+x)/(a-1) * (1 - 2F1(r+x, b+x+1; a+b+x; z) (1-z)^(r+x)), z = t/(alpha+T+t), with the
+def mbgnbd_growth(params: Mapping[str, float] | FitResult, t: Any, x: Any, T: Any) -> np.ndarray:
+    """Expected purchases in (T, T + t] of a customer alive at T:
+    (a+b+x)/(a-1) * (1 - 2F1(r+x, b+x+1; a+b+x; z) (1-z)^(r+x)), z = t/(alpha+T+t), with the
     Euler transform of 2F1 where the direct series overflows."""
-    t = np.asarray(t, dtype=float)
+    r, alpha, a, b = _params(params, MBGNBD_PARAMS)
+    x, T, t = (np.asarray(v, dtype=float) for v in (x, T, t))
     _a, _b, _c = r + x, b + x + 1, a + b + x
     z = t / (alpha + T + t)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

@@ -106,18 +106,23 @@ def pareto_p_alive(params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T:
 def pareto_expected_purchases(
     params: Mapping[str, float] | FitResult, t: Any, x: Any, t_x: Any, T: Any
 ) -> np.ndarray:
-    """Expected purchases in (T, T + t]: P(alive) * (r+x)(beta+T) / ((alpha+T)(s-1)) *
-    (1 - ((beta+T)/(beta+T+t))^(s-1)), with its limit (beta+T) log((beta+T+t)/(beta+T)) at s = 1."""
-    r, alpha, s, beta = _params(params, PARETO_NBD_PARAMS)
+    """Expected purchases in (T, T + t]: P(alive) * `pareto_growth`."""
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    t = np.asarray(t, dtype=float)
+    return pareto_p_alive(params, x, t_x, T) * pareto_growth(params, t, x, T)
+
+
+def pareto_growth(params: Mapping[str, float] | FitResult, t: Any, x: Any, T: Any) -> np.ndarray:
+    """Expected purchases in (T, T + t] of a customer alive at T: (r+x)(beta+T) / ((alpha+T)(s-1))
+    * (1 - ((beta+T)/(beta+T+t))^(s-1)), with its limit (beta+T) log((beta+T+t)/(beta+T)) at
+    s = 1."""
+    r, alpha, s, beta = _params(params, PARETO_NBD_PARAMS)
+    x, T, t = (np.asarray(v, dtype=float) for v in (x, T, t))
     log_ratio = np.log1p(t / (beta + T))  # log((beta+T+t)/(beta+T))
     if abs(s - 1.0) < 1e-9:
         horizon = log_ratio
     else:
         horizon = -np.expm1(-(s - 1.0) * log_ratio) / (s - 1.0)
-    rate = (r + x) * (beta + T) / (alpha + T)
-    return pareto_p_alive(params, x, t_x, T) * rate * horizon
+    return (r + x) * (beta + T) / (alpha + T) * horizon
 
 
 def _objective(x, t_x, T, w):

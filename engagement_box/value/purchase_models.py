@@ -34,6 +34,15 @@ class PurchaseModel:
     log_likelihood: Callable[..., float]
     p_alive: Callable[..., np.ndarray]
     expected_purchases: Callable[..., np.ndarray]  # (params, t, x, t_x, T)
+    # Expected purchases in (T, T + t] of a customer alive at T, (params, t, x, T): for all three
+    # models expected_purchases = growth * p_alive, so growth is computed per distinct (x, T).
+    growth: Callable[..., np.ndarray]
+
+
+def _bgnbd_growth(params: Any, t: Any, x: Any, T: Any) -> np.ndarray:
+    r, alpha, a, b = fitting._params(params, fitting.BGNBD_PARAMS)
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    return scoring._purchase_growth(r, alpha, a, b, np.asarray(t, dtype=float), x, T)
 
 
 MODELS: dict[str, PurchaseModel] = {
@@ -45,6 +54,7 @@ MODELS: dict[str, PurchaseModel] = {
         fitting.bgnbd_log_likelihood,
         scoring.p_alive,
         scoring.expected_purchases,
+        _bgnbd_growth,
     ),
     "mbgnbd": PurchaseModel(
         "mbgnbd",
@@ -54,6 +64,7 @@ MODELS: dict[str, PurchaseModel] = {
         mbgnbd.mbgnbd_log_likelihood,
         mbgnbd.mbgnbd_p_alive,
         mbgnbd.mbgnbd_expected_purchases,
+        mbgnbd.mbgnbd_growth,
     ),
     "pareto_nbd": PurchaseModel(
         "pareto_nbd",
@@ -63,6 +74,7 @@ MODELS: dict[str, PurchaseModel] = {
         pareto.pareto_nbd_log_likelihood,
         pareto.pareto_p_alive,
         pareto.pareto_expected_purchases,
+        pareto.pareto_growth,
     ),
 }
 
@@ -84,15 +96,44 @@ def fit_model(
 def expected_purchases_grouped(
     name: str, params: Mapping[str, float] | FitResult, times: Sequence[float], x, t_x, T
 ) -> np.ndarray:
-    """E[purchases in (T, T + t]] for every t in `times`: an array (len(times), customers),
-    computed once per distinct (x, t_x, T) row."""
-    model = get_model(name)
+    """E[purchases in (T, T + t]] for every t in `times`: an array (len(times), customers).
+    growth(t; x, T) is computed once per distinct (x, T), P(alive) once per distinct row."""
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
-    out = np.empty((len(times), ux.shape[0]))
-    for k, t in enumerate(times):
-        out[k] = model.expected_purchases(params, float(t), ux, ut, uT)
-    return out[:, inverse]
+    return grouped_parts(name, params, times, ux, ut, uT).expected()[:, inverse]
+
+
+@dataclass(frozen=True)
+class GroupedParts:
+    """growth per distinct (x, T) (rows: times) and P(alive) per row of (x, t_x, T)."""
+
+    growth: np.ndarray
+    pair_of_row: np.ndarray
+    p_alive: np.ndarray
+
+    def expected(self) -> np.ndarray:
+        return self.growth[:, self.pair_of_row] * self.p_alive
+
+
+def grouped_parts(
+    name: str,
+    params: Mapping[str, float] | FitResult,
+    times: Sequence[float],
+    x,
+    t_x,
+    T,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> GroupedParts:
+    """The two factors of every expectation on rows (x, t_x, T); `pairs` = (distinct x, distinct
+    T, pair index of each row) when already known."""
+    model = get_model(name)
+    if pairs is None:
+        (px, pT), pair_of_row, _ = unique_rows(x, T)
+    else:
+        px, pT, pair_of_row = pairs
+    t = np.asarray(times, dtype=float)[:, None]
+    growth = model.growth(params, t, px[None, :], pT[None, :])
+    return GroupedParts(np.atleast_2d(growth), pair_of_row, model.p_alive(params, x, t_x, T))
 
 
 def score_with(

@@ -20,6 +20,12 @@ class SimulatedCustomers:
     holdout_purchases: np.ndarray
     holdout_length: float
 
+    def full_window(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, t_x, T) observed over calibration and holdout together."""
+        return self.x + self.holdout_purchases, self.t_x_full, self.T + self.holdout_length
+
+    t_x_full: np.ndarray | None = None
+
 
 def simulate_bgnbd(
     params: dict[str, float],
@@ -51,6 +57,7 @@ def simulate_bgnbd(
     idx = np.arange(n_customers)
     floor: Any = np.floor if whole_units else (lambda v: v)
     last_unit = np.zeros(n_customers)
+    last_any = np.zeros(n_customers)
     while idx.size:
         now[idx] += rng.exponential(1.0 / lam[idx])
         idx = idx[floor(now[idx]) <= end[idx]]
@@ -63,6 +70,9 @@ def simulate_bgnbd(
         hol = idx[~in_cal & new]
         hold[hol] += 1
         last_unit[idx[new]] = when[new]
+        last_any[idx[new]] = when[new]
         alive = rng.random(idx.size) >= p[idx]
         idx = idx[alive]
-    return SimulatedCustomers(x.astype(float), last_cal, T, hold.astype(float), holdout_length)
+    return SimulatedCustomers(
+        x.astype(float), last_cal, T, hold.astype(float), holdout_length, last_any
+    )
