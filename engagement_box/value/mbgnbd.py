@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
 from engagement_box.value.fitting import FitResult, _bgnbd_input_problem, _params
+from engagement_box.value.grouping import _distinct
 from engagement_box.value.mle import fit_log_params
 from engagement_box.value.summary import TimeUnit, _check_unit
 
@@ -48,30 +49,51 @@ def mbgnbd_log_likelihood(
 
 
 def _objective(x, t_x, T, w):
-    """Mean negative log-likelihood of log parameters, with its gradient."""
+    """Mean negative log-likelihood of log parameters, with its gradient. Terms in x alone are
+    summed per distinct x, logs of alpha + T and alpha + t_x taken per distinct value."""
     wsum = float(w.sum())
+    ux, ix = _distinct(x)
+    wx = np.bincount(ix, weights=w, minlength=ux.shape[0])
+    uT, iT = _distinct(T)
+    ut, it = _distinct(t_x)
+    wT = np.bincount(iT, weights=w, minlength=uT.shape[0])
+    wxT = np.bincount(iT, weights=w * x, minlength=uT.shape[0])
 
     def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         r, alpha, a, b = np.exp(log_params)
+        ab = a + b
         with np.errstate(all="ignore"):
-            ll = _row_log_likelihood(r, alpha, a, b, x, t_x, T)
-            odds = _log_odds_dead(r, alpha, a, b, x, t_x, T)
+            log_T, log_t = np.log(alpha + uT), np.log(alpha + ut)
+            L = log_T[iT] - log_t[it]  # log((alpha+T)/(alpha+t_x)) per row
+            odds = (r + x) * L + (np.log(a) - np.log(b + ux))[ix]
             p4 = expit(odds)
-            log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
-            ab = a + b
+            wp4 = w * p4
+            s4x = np.bincount(ix, weights=wp4, minlength=ux.shape[0])
+            value = (
+                wx @ (gammaln(r + ux) + gammaln(b + ux + 1) - gammaln(ab + ux + 1))
+                + wsum * (r * np.log(alpha) - gammaln(r) + gammaln(ab) - gammaln(b))
+                - (r * wT + wxT) @ log_T
+                + w @ np.logaddexp(0.0, odds)
+            )
+            inv_T, inv_t = 1.0 / (alpha + uT), 1.0 / (alpha + ut)
+            dg_abx = wx @ digamma(ab + ux + 1)
             g = np.array(
                 [
-                    w @ (digamma(r + x) - log_aT + p4 * (log_aT - log_at))
-                    + wsum * (np.log(alpha) - digamma(r)),
+                    wx @ digamma(r + ux)
+                    + wsum * (np.log(alpha) - digamma(r))
+                    - wT @ log_T
+                    + wp4 @ L,
                     wsum * r / alpha
-                    - w @ ((r + x) / (alpha + T))
-                    + w @ (p4 * (r + x) * (1 / (alpha + T) - 1 / (alpha + t_x))),
-                    w @ (-digamma(ab + x + 1) + p4 / a) + wsum * digamma(ab),
-                    w @ (digamma(b + x + 1) - digamma(ab + x + 1) - p4 / (b + x))
-                    + wsum * (digamma(ab) - digamma(b)),
+                    - (r * wT + wxT) @ inv_T
+                    + wp4 @ ((r + x) * (inv_T[iT] - inv_t[it])),
+                    -dg_abx + wsum * digamma(ab) + s4x.sum() / a,
+                    wx @ digamma(b + ux + 1)
+                    - dg_abx
+                    + wsum * (digamma(ab) - digamma(b))
+                    - s4x @ (1.0 / (b + ux)),
                 ]
             )
-        value = -float(w @ ll) / wsum
+        value = -float(value) / wsum
         if not np.isfinite(value):
             return np.inf, np.zeros(4)
         return value, -g * np.array([r, alpha, a, b]) / wsum

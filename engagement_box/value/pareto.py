@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import gammaln, hyp2f1
 
 from engagement_box.value.fitting import FitResult, _bgnbd_input_problem, _params
-from engagement_box.value.grouping import unique_rows
+from engagement_box.value.grouping import _distinct, unique_rows
 from engagement_box.value.mle import fit_log_params
 from engagement_box.value.summary import TimeUnit, _check_unit
 
@@ -49,39 +49,36 @@ class _Pairs:
         (self.ux, self.ut), self.inv_t, _ = unique_rows(x, t_x)
         (self.vx, self.vT), self.inv_T, _ = unique_rows(x, T)
         self.x, self.t_x, self.T = x, t_x, T
+        self.dx, self.ix = _distinct(x)
         self.gap = T - t_x
         with np.errstate(divide="ignore"):
             self.log_gap = np.log(self.gap)
 
 
-def _log_a0(r: float, alpha: float, s: float, beta: float, pairs: _Pairs) -> np.ndarray:
-    """log(D(t_x) - D(T)) = log(A0 / (r+s+x)), -inf where t_x == T."""
-    x, T = pairs.x, pairs.T
-    log_dt = _log_tail(r, alpha, s, beta, pairs.ux, pairs.ut)[pairs.inv_t]
-    log_dT = _log_tail(r, alpha, s, beta, pairs.vx, pairs.vT)[pairs.inv_T]
+def _log_alive_part(params: tuple[float, ...], pairs: _Pairs) -> tuple[np.ndarray, np.ndarray]:
+    """(log of the alive-at-T term, log of the died-before-T term) inside L's brackets, per row.
+
+    The died term is s (D(t_x) - D(T)), -inf where t_x == T; the alive term and D(T) depend on
+    (x, T) only and are computed per distinct pair."""
+    r, alpha, s, beta = params
+    vx, vT = pairs.vx, pairs.vT
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_beta_T = np.log(beta + vT)
+        alive_pair = -(r + vx) * np.log(alpha + vT) - s * log_beta_T
+        alive = alive_pair[pairs.inv_T]
+        log_dt = _log_tail(r, alpha, s, beta, pairs.ux, pairs.ut)[pairs.inv_t]
+        log_dT = _log_tail(r, alpha, s, beta, vx, vT)[pairs.inv_T]
         diff = log_dt + np.log1p(-np.exp(np.minimum(log_dT - log_dt, 0.0)))
         # The integrand is decreasing, so the integral is at least gap * integrand(T).
-        floor = pairs.log_gap - (r + x) * np.log(alpha + T) - (s + 1) * np.log(beta + T)
-        out = np.fmax(diff, floor)
-    return np.where(pairs.gap > 0, out, -np.inf)
-
-
-def _log_alive_part(params: tuple[float, ...], pairs: _Pairs) -> tuple[np.ndarray, np.ndarray]:
-    """(log of the alive-at-T term, log of the died-before-T term) inside L's brackets."""
-    r, alpha, s, beta = params
-    x, T = pairs.x, pairs.T
-    alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    with np.errstate(divide="ignore"):
-        dead = np.log(s) + _log_a0(r, alpha, s, beta, pairs)
+        floor = pairs.log_gap + (alive_pair - log_beta_T)[pairs.inv_T]
+        dead = np.where(pairs.gap > 0, np.fmax(diff, floor), -np.inf) + np.log(s)
     return alive, dead
 
 
 def _row_log_likelihood(params: tuple[float, ...], pairs: _Pairs) -> np.ndarray:
     r, alpha, s, beta = params
-    x = pairs.x
     alive, dead = _log_alive_part(params, pairs)
-    head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    head = (gammaln(r + pairs.dx) - gammaln(r) + r * np.log(alpha) + s * np.log(beta))[pairs.ix]
     return head + np.logaddexp(alive, dead)
 
 
