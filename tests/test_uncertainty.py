@@ -69,3 +69,23 @@ def test_intervals_narrow_with_more_customers():
 def test_interval_levels_are_checked():
     with pytest.raises(ValueError, match="percentiles"):
         uncertainty.intervals("bgnbd", TRUE_BGNBD, [1], [1], [2], horizon=1.0, lower=0.9, upper=0.1)
+
+
+def test_the_simulator_follows_bgnbd():
+    """The ground truth itself: mean repeat purchases by T match BG/NBD's E[X(T)] (FHL eq. 7),
+    and the holdout matches the conditional expectation of each customer (eq. 10)."""
+    from scipy.special import hyp2f1
+
+    r, alpha, a, b = TRUE_BGNBD.values()
+    sim = simulation.simulate_bgnbd(TRUE_BGNBD, 20_000, T_max=52.0, holdout_length=26.0, seed=11)
+    T = sim.T
+    expected_x = (
+        (a + b - 1)
+        / (a - 1)
+        * (1 - (alpha / (alpha + T)) ** r * hyp2f1(r, b, a + b - 1, T / (alpha + T)))
+    )
+    se = sim.x.std() / np.sqrt(sim.x.size)
+    assert abs(sim.x.mean() - expected_x.mean()) < 4 * se
+    predicted = scoring.expected_purchases(TRUE_BGNBD, 26.0, sim.x, sim.t_x, sim.T)
+    se = sim.holdout_purchases.std() / np.sqrt(sim.x.size)
+    assert abs(sim.holdout_purchases.mean() - predicted.mean()) < 4 * se

@@ -10,8 +10,9 @@ import numpy as np
 class SimulatedCustomers:
     """Calibration summaries (x, t_x, T) and holdout repeat purchases, all in the model's unit.
 
-    Purchase times are continuous: x counts purchases after the first, t_x is the time of the
-    last one. `holdout_purchases` counts purchases in (T, T + holdout_length].
+    Times run from each customer's first purchase: x counts purchases after the first, t_x is
+    the time of the last one, T the end of the calibration window. `holdout_purchases` counts
+    purchases in (T, T + holdout_length]; `t_x_full` is the last purchase up to its end.
     """
 
     x: np.ndarray
@@ -19,12 +20,11 @@ class SimulatedCustomers:
     T: np.ndarray
     holdout_purchases: np.ndarray
     holdout_length: float
+    t_x_full: np.ndarray
 
     def full_window(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, t_x, T) observed over calibration and holdout together."""
         return self.x + self.holdout_purchases, self.t_x_full, self.T + self.holdout_length
-
-    t_x_full: np.ndarray | None = None
 
 
 def simulate_bgnbd(
