@@ -1,7 +1,8 @@
-"""Engagement assets: identity links, the five engagement metrics, personas, audiences.
+"""Engagement assets: the five engagement metrics, personas, audiences.
 
-The maths lives in `engagement_box.identity` (+ `sql/identity/`), `engagement_box.engagement`
-and `engagement_box.activation`; plots in `engagement_box.reports`.
+The maths lives in `engagement_box.engagement` and `engagement_box.activation` (identity
+resolution in `engagement_box.identity`, read through `assets/identity.py`'s links); plots in
+`engagement_box.reports`.
 """
 
 import datetime as dt
@@ -11,40 +12,22 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from assets.metadata import markdown_table, table_metadata
+from assets.identity import IDENTITY_KEY
+from assets.metadata import markdown_table
 from assets.staging import staging_key
-from assets.value import png_markdown, read_window, work_key
+from assets.value import partition_window, png_markdown, read_work, work_key, write_work
 from engagement_box import reports
 from engagement_box.activation import audiences
 from engagement_box.engagement import personas
 from engagement_box.engagement.metrics import engagement_values
-from engagement_box.frames import read_table, write_frame
+from engagement_box.frames import read_table
 from engagement_box.identity import links as identity
 from engagement_box.value import rfm
 from pipelines.partitions import monthly_as_of
-from pipelines.resources import EngagementConfig, Warehouse
+from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
 
 GROUP = "engagement"
-IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])
 METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
-
-
-@dg.asset(
-    key=IDENTITY_KEY,
-    group_name=GROUP,
-    kinds={"duckdb"},
-    pool="duckdb",
-    deps=[staging_key(s) for s in ("customers", "orders", "reviews", "social", "referrals")],
-)
-def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
-    """One customer across sources: ids, normalized emails and handles linked to a customer_id."""
-    with warehouse.get_connection() as con:
-        rates = identity.build_identity_links(con)
-        metadata = table_metadata(con, "intermediate", "identity_links")
-    metadata["match_rates"] = dg.MetadataValue.md(markdown_table(rates))
-    for row in rates.iter_rows(named=True):
-        metadata[f"match_rate_{row['source']}_{row['role']}"] = float(row["match_rate"] or 0.0)
-    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -64,18 +47,21 @@ def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
     ],
 )
 def engagement_value(
-    warehouse: Warehouse, engagement_config: EngagementConfig
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """CLV, CRV, CIV, CKV and CEV per customer, social points per platform, CLV x CRV quadrant."""
     settings = engagement_config.to_settings()
     with warehouse.get_connection() as con:
-        window = read_window(con)
-        clv = con.execute("SELECT customer_id, clv FROM work.customer_value").pl()
-        customers = con.execute(
-            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of "
-            "UNION SELECT customer_id FROM work.customer_value",
+        window = partition_window(context, con, model_settings)
+        clv = read_work(con, "customer_value", window).select("customer_id", "clv")
+        profiles = con.execute(
+            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
         ).pl()
+        customers = pl.concat([profiles, clv.select("customer_id")]).unique()
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
         values = engagement_values(
@@ -93,8 +79,7 @@ def engagement_value(
             as_of=window["as_of"],
             customers=customers,
         ).with_columns(pl.lit(window["as_of"]).alias("as_of"))
-        write_frame(con, "work", "engagement_value", values)
-        metadata = table_metadata(con, "work", "engagement_value")
+        metadata = write_work(con, "engagement_value", values, window)
 
     numeric = [c for c, t in values.schema.items() if t.is_numeric()]
     non_finite = {
@@ -132,56 +117,86 @@ def engagement_value(
     )
 
 
-@dg.asset(
-    key=work_key("customer_persona"),
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            work_key("customer_persona"),
+            group_name=GROUP,
+            kinds={"duckdb", "scikitlearn"},
+            deps=[work_key("customer_rfm"), work_key("engagement_value")],
+            description="Behavioural clusters (k-means on standardized RFM, value and "
+            "engagement features): each customer's persona.",
+        ),
+        dg.AssetSpec(
+            work_key("persona_profile"),
+            group_name=GROUP,
+            kinds={"duckdb"},
+            deps=[work_key("customer_rfm"), work_key("engagement_value")],
+            description="Each persona's size, feature means, z-scores and descriptive name "
+            "(computed with the persona assignments).",
+        ),
+    ],
     partitions_def=monthly_as_of,
-    group_name=GROUP,
-    kinds={"duckdb", "scikitlearn"},
     pool="duckdb",
-    deps=[work_key("customer_rfm"), work_key("engagement_value")],
 )
 def customer_persona(
-    context: dg.AssetExecutionContext, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Behavioural clusters (k-means on standardized RFM, value and engagement features)."""
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+):
+    """Behavioural clusters and their profiles, from one k-means fit."""
     with warehouse.get_connection() as con:
-        features = con.execute(
-            "SELECT e.customer_id, r.recency_days, r.frequency, r.monetary, "
-            "e.clv, e.crv, e.civ, e.ckv, e.social_points "
-            "FROM work.engagement_value AS e "
-            "JOIN work.customer_rfm AS r USING (customer_id) "
-            "WHERE r.segment <> $prospect ORDER BY e.customer_id",
-            {"prospect": rfm.PROSPECT},
-        ).pl()
+        window = partition_window(context, con, model_settings)
+        rfm_rows = read_work(con, "customer_rfm", window)
+        features = (
+            read_work(con, "engagement_value", window)
+            .select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+            .join(
+                rfm_rows.filter(pl.col("segment") != rfm.PROSPECT).select(
+                    "customer_id", "recency_days", "frequency", "monetary"
+                ),
+                on="customer_id",
+                how="inner",
+            )
+            .select(
+                "customer_id",
+                "recency_days",
+                "frequency",
+                "monetary",
+                "clv",
+                "crv",
+                "civ",
+                "ckv",
+                "social_points",
+            )
+            .sort("customer_id")
+        )
         result = personas.build_personas(features)
-        write_frame(con, "work", "customer_persona", result.assignments)
-        write_frame(con, "work", "persona_profile", result.profiles)
-        metadata = table_metadata(con, "work", "customer_persona")
-    metadata.update(
+        persona_metadata = write_work(con, "customer_persona", result.assignments, window)
+        profile_metadata = write_work(con, "persona_profile", result.profiles, window)
+    persona_metadata.update(
         {
             "k": result.k,
             "silhouette_by_k": dg.MetadataValue.json(
                 {str(k): v for k, v in result.silhouette_by_k.items()}
             ),
-            "profiles": dg.MetadataValue.md(
-                markdown_table(
-                    result.profiles.select(
-                        [c for c in result.profiles.columns if not c.startswith("z_")]
-                    )
-                )
-            ),
         }
     )
-    return dg.MaterializeResult(metadata=metadata)
+    profile_metadata["profiles"] = dg.MetadataValue.md(
+        markdown_table(
+            result.profiles.select([c for c in result.profiles.columns if not c.startswith("z_")])
+        )
+    )
+    yield dg.MaterializeResult(asset_key=work_key("customer_persona"), metadata=persona_metadata)
+    yield dg.MaterializeResult(asset_key=work_key("persona_profile"), metadata=profile_metadata)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+# Not partitioned: the audience files are those of the current version of the marts (a backfill
+# of a past month does not move the current version, so it leaves the audiences as they are).
 @dg.asset(
     key=dg.AssetKey(["activation", "audiences"]),
-    partitions_def=monthly_as_of,
     group_name="activation",
     kinds={"csv", "parquet"},
     pool="duckdb",
@@ -190,7 +205,7 @@ def _slug(text: str) -> str:
 def audience_exports(
     warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
-    """Consenting customers per RFM segment and quadrant, with the play to run (CSV, Parquet)."""
+    """Consenting customers per RFM segment and quadrant of the current version (CSV, Parquet)."""
     with warehouse.get_connection() as con:
         customers = con.execute(
             "SELECT customer_id, email, marketing_consent FROM staging.customers"
@@ -226,4 +241,4 @@ def audience_exports(
     )
 
 
-engagement_assets = [identity_links, engagement_value, customer_persona, audience_exports]
+engagement_assets = [engagement_value, customer_persona, audience_exports]

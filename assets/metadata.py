@@ -4,6 +4,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from engagement_box.governance import privacy
 from engagement_box.sql import quote_identifier
 
 PREVIEW_ROWS = 5
@@ -21,7 +22,8 @@ def table_metadata(
     ).fetchall()
     row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
     rows = int(row[0]) if row else 0
-    preview = con.execute(f"SELECT * FROM {name} LIMIT {PREVIEW_ROWS}").pl()
+    # Personal columns are masked: Dagster's run storage keeps metadata, and erasure can't reach it.
+    preview = privacy.masked(con.execute(f"SELECT * FROM {name} LIMIT {PREVIEW_ROWS}").pl())
     return {
         "dagster/row_count": dg.MetadataValue.int(rows),
         "dagster/column_schema": dg.MetadataValue.table_schema(

@@ -9,13 +9,13 @@ analysts keep seeing the last good version.
 import dagster as dg
 
 from assets.metadata import table_metadata
-from assets.value import read_window, work_key
+from assets.value import partition_window, work_key
 from engagement_box.governance import versions
 from pipelines.partitions import monthly_as_of
-from pipelines.resources import Warehouse
+from pipelines.resources import ModelSettings, Warehouse
 
 # The marts analysts query: `work.<name>` is published to `marts.<name>`; the value is the work
-# asset that writes it (persona profiles come with the persona assignments).
+# asset that writes it.
 MARTS = {
     "customer_rfm": "customer_rfm",
     "customer_value": "customer_value",
@@ -23,7 +23,7 @@ MARTS = {
     "model_validation": "model_validation",
     "engagement_value": "engagement_value",
     "customer_persona": "customer_persona",
-    "persona_profile": "customer_persona",
+    "persona_profile": "persona_profile",
 }
 
 
@@ -46,20 +46,29 @@ def mart_key(name: str) -> dg.AssetKey:
     pool="duckdb",
     partitions_def=monthly_as_of,
 )
-def published_marts(context: dg.AssetExecutionContext, warehouse: Warehouse):
+def published_marts(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+):
     """Publish every checked work table as one new snapshot of the marts."""
     with warehouse.get_connection() as con:
-        window = read_window(con)
+        # The partition's own window: only its as-of's work rows are published. When
+        # ENGAGEMENT_AS_OF pins the date, the version records partition_key NULL and
+        # as_of_pinned true (its rows belong to that date, not to the month of the run).
+        window = partition_window(context, con, model_settings)
         snapshot = versions.publish(
             con,
             list(MARTS),
             run_id=context.run.run_id,
-            partition_key=context.partition_key if context.has_partition_key else None,
+            partition_key=window["partition_key"],
             as_of=str(window["as_of"]),
             settings={k: str(v) for k, v in window.items()},
+            work_as_of=window["as_of"],
         )
         for name in MARTS:
             metadata = table_metadata(con, "marts", name)
+            # This version's rows (a backfill does not replace marts.<name>, which then still
+            # holds the current version).
+            metadata["dagster/row_count"] = dg.MetadataValue.int(snapshot.rows[name])
             metadata.update(
                 {
                     "snapshot_id": snapshot.snapshot_id,

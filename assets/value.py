@@ -1,7 +1,10 @@
 """Customer value assets: summary, RFM segments, BG/NBD + Gamma-Gamma fits, scores, validation.
 
-Each asset writes a `work.<table>`; `assets/publish.py` turns the checked work tables into a
-versioned `marts.<table>`. The maths lives in `engagement_box.value`.
+Each asset writes its partition's rows of a `work.<table>` (keyed by `as_of`, see
+`engagement_box.partitioned`); `assets/publish.py` turns one as-of's checked work rows into a
+versioned `marts.<table>`. Every asset computes its window from its own partition key
+(`partition_window`), so an asset materialized alone computes the same rows as in a full run.
+The maths lives in `engagement_box.value`.
 """
 
 import base64
@@ -14,10 +17,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from assets.metadata import table_metadata
+from assets.identity import IDENTITY_KEY
+from assets.metadata import PREVIEW_ROWS, markdown_table, table_metadata
 from assets.staging import staging_key
-from engagement_box import reports
-from engagement_box.frames import read_table, write_frame
+from engagement_box import partitioned, reports
 from engagement_box.sql import load_sql
 from engagement_box.value import fitting, holdout, rfm, scoring
 from engagement_box.value import summary as summaries
@@ -43,18 +46,28 @@ def _date(value: str | dt.date | None) -> dt.date | None:
     return dt.date.fromisoformat(value)
 
 
-def resolve_window(con, settings: ModelSettings, partition_key: str | None = None) -> dict:
-    """The observation window of this run: as-of, calibration end, unit, currency.
+def partition_window(context: dg.AssetExecutionContext, con, settings: ModelSettings) -> dict:
+    """The observation window of this asset's partition: as-of, calibration end, unit, currency.
 
-    as-of = ENGAGEMENT_AS_OF if set, else the partition month's last day, capped at the day of
-    the last completed order (a month still running, or with no newer data, ends there).
+    as-of = ENGAGEMENT_AS_OF if set (then `as_of_pinned` is true and `partition_key` is None: the
+    rows belong to the pinned date, not to the month the run was launched for), else the
+    partition month's last day, capped at the day of the last completed order (a month still
+    running, or with no newer data, ends there). Every asset of a run calls this with the same
+    partition key and gets the same window; nothing is read from an earlier run.
     """
+    partition_key = context.partition_key if context.has_partition_key else None
+    return resolve_window(con, settings, partition_key)
+
+
+def resolve_window(con, settings: ModelSettings, partition_key: str | None = None) -> dict:
+    """`partition_window` for a partition key (None: an unpartitioned run, up to the data)."""
     cfg = settings.resolved()
     row = con.execute(load_sql("marts/last_completed_order_day")).fetchone()
     last_order_day = row[0] if row and row[0] else None
     if last_order_day is None:
         raise dg.Failure("no completed orders are staged: nothing to model")
-    as_of = _date(cfg.as_of)
+    pinned = _date(cfg.as_of)
+    as_of = pinned
     if as_of is None:
         as_of = last_order_day
         if partition_key is not None:
@@ -63,7 +76,8 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
     if calibration_end >= as_of:
         raise dg.Failure(f"calibration end {calibration_end} must be before the as-of date {as_of}")
     return {
-        "partition_key": partition_key,
+        "partition_key": None if pinned is not None else partition_key,
+        "as_of_pinned": pinned is not None,
         "as_of": as_of,
         "calibration_end": calibration_end,
         "time_unit": cfg.time_unit,
@@ -76,16 +90,48 @@ def resolve_window(con, settings: ModelSettings, partition_key: str | None = Non
     }
 
 
+def require_identity_links(con) -> None:
+    """Orders are grouped by the identity-resolved customer: the links must be built."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'intermediate' AND table_name = 'orders_resolution'"
+    ).fetchone()
+    if not (row and row[0]):
+        raise dg.Failure(
+            "the identity links are not built yet: materialize intermediate/identity_links first"
+        )
+
+
 def money(window: dict) -> dict:
     """The currency arguments of the summaries: reporting currency and FX rates of this run."""
     return {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"] or "{}")}
 
 
-def read_window(con) -> dict:
-    rows = read_table(con, "work", "model_window").to_dicts()
-    if not rows:
-        raise dg.Failure("work.model_window is empty: materialize work/customer_summary first")
-    return rows[0]
+def read_work(con, table: str, window: dict) -> pl.DataFrame:
+    """This partition's rows of `work.<table>`; a plain failure when they are not there."""
+    if not partitioned.has_partition(con, "work", table, window["as_of"]):
+        raise dg.Failure(
+            f"work.{table} was never computed as of {window['as_of']}: materialize "
+            f"work/{table} for this partition first"
+        )
+    return partitioned.read_partition(con, "work", table, window["as_of"])
+
+
+def write_work(con, table: str, frame: pl.DataFrame, window: dict) -> dict:
+    """Replace this partition's rows of `work.<table>`; the metadata describes those rows."""
+    partitioned.write_partition(con, "work", table, frame, window["as_of"])
+    return partition_metadata(con, table, window)
+
+
+def partition_metadata(con, table: str, window: dict) -> dict:
+    """`table_metadata` of `work.<table>`, with the row count and preview of this partition."""
+    metadata = table_metadata(con, "work", table)
+    rows = partitioned.read_partition(con, "work", table, window["as_of"], keep_key=True)
+    metadata["dagster/row_count"] = dg.MetadataValue.int(rows.height)
+    metadata["preview"] = dg.MetadataValue.md(markdown_table(rows.head(PREVIEW_ROWS)))
+    metadata["as_of"] = str(window["as_of"])
+    metadata["as_of_pinned"] = bool(window["as_of_pinned"])
+    return metadata
 
 
 @dg.asset(
@@ -94,17 +140,18 @@ def read_window(con) -> dict:
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
     pool="duckdb",
-    deps=[staging_key("orders")],
+    deps=[staging_key("orders"), IDENTITY_KEY],
 )
 def customer_summary(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
     """Per-customer purchase summary (x, t_x, T, spend) from completed orders up to the as-of."""
     with warehouse.get_connection() as con:
-        window = resolve_window(
-            con, model_settings, context.partition_key if context.has_partition_key else None
+        window = partition_window(context, con, model_settings)
+        require_identity_links(con)
+        summary = summaries.customer_summary(
+            con, window["as_of"], **money(window), resolve_identity=True
         )
-        summary = summaries.customer_summary(con, window["as_of"], **money(window))
         left_out = dict(
             con.execute(
                 load_sql("marts/orders_without_rate"),
@@ -114,13 +161,10 @@ def customer_summary(
                 },
             ).fetchall()
         )
-        write_frame(con, "work", "model_window", pl.DataFrame([window]))
-        write_frame(con, "work", "customer_summary", summary)
-        metadata = table_metadata(con, "work", "customer_summary")
+        metadata = write_work(con, "customer_summary", summary, window)
     repeat = int((summary["frequency"] > 0).sum()) if summary.height else 0
     metadata.update(
         {
-            "as_of": str(window["as_of"]),
             "calibration_end": str(window["calibration_end"]),
             "buyers": summary.height,
             "repeat_buyers": repeat,
@@ -139,11 +183,13 @@ def customer_summary(
     pool="duckdb",
     deps=[work_key("customer_summary"), staging_key("customers")],
 )
-def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
+def customer_rfm(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
     """RFM scores (1-5 by quintile, equal values share a score) and named segments per customer."""
     with warehouse.get_connection() as con:
-        window = read_window(con)
-        summary = read_table(con, "work", "customer_summary")
+        window = partition_window(context, con, model_settings)
+        summary = read_work(con, "customer_summary", window)
         customers = con.execute(
             "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
@@ -152,8 +198,7 @@ def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
         scored = scored.with_columns(
             pl.col("segment").cast(pl.String), pl.lit(window["as_of"]).alias("as_of")
         )
-        write_frame(con, "work", "customer_rfm", scored)
-        metadata = table_metadata(con, "work", "customer_rfm")
+        metadata = write_work(con, "customer_rfm", scored, window)
     counts = {str(k): int(v) for k, v in rfm.segment_counts(scored).items()}
     metadata["segments"] = dg.MetadataValue.json(counts)
     metadata["segment_sizes"] = png_markdown(reports.segment_sizes_png(counts), "segment sizes")
@@ -203,12 +248,40 @@ def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) ->
 
 
 @dg.asset(
+    key=work_key("calibration_holdout"),
+    group_name=GROUP,
+    partitions_def=monthly_as_of,
+    kinds={"duckdb"},
+    pool="duckdb",
+    deps=[staging_key("orders"), IDENTITY_KEY],
+)
+def calibration_holdout(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
+    """Calibration-window summary per customer and their repeat purchases in the holdout."""
+    with warehouse.get_connection() as con:
+        window = partition_window(context, con, model_settings)
+        require_identity_links(con)
+        cal = summaries.calibration_holdout(
+            con, window["calibration_end"], window["as_of"], **money(window), resolve_identity=True
+        )
+        metadata = write_work(con, "calibration_holdout", cal, window)
+    metadata.update(
+        {
+            "calibration_end": str(window["calibration_end"]),
+            "holdout_purchases": int(cal["holdout_purchases"].sum()) if cal.height else 0,
+        }
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
     key=work_key("model_fit"),
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
     pool="duckdb",
-    deps=[work_key("customer_summary")],
+    deps=[work_key("customer_summary"), work_key("calibration_holdout")],
     check_specs=[
         dg.AssetCheckSpec(
             "fits_converged",
@@ -218,17 +291,15 @@ def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) ->
         )
     ],
 )
-def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+def model_fit(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
     """BG/NBD and Gamma-Gamma fits on the full window and on the calibration window."""
     with warehouse.get_connection() as con:
-        window = read_window(con)
+        window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
-        full = read_table(con, "work", "customer_summary")
-        cal = summaries.calibration_holdout(
-            con, window["calibration_end"], window["as_of"], **money(window)
-        )
-        # Kept for work/model_validation, which compares this fit with the holdout.
-        write_frame(con, "work", "calibration_holdout", cal)
+        full = read_work(con, "customer_summary", window)
+        cal = read_work(con, "calibration_holdout", window)
         rows, fits, correlations = [], {}, {}
         for name, frame, end in (
             ("full", full, window["as_of"]),
@@ -249,8 +320,7 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
         frame = pl.DataFrame(rows).with_columns(
             pl.lit(json.dumps(correlations["full"])).alias("frequency_spend_correlation")
         )
-        write_frame(con, "work", "model_fit", frame)
-        metadata = table_metadata(con, "work", "model_fit")
+        metadata = write_work(con, "model_fit", frame, window)
 
     failed = [
         f"{fit.model} ({name} window): {fit.message or fit.reason}"
@@ -275,14 +345,18 @@ def model_fit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
     )
 
 
-def _fit_params(con, window_name: str) -> tuple[dict, dict]:
-    fits = con.execute(
-        'SELECT model, params, converged FROM work.model_fit WHERE "window" = $w',
-        {"w": window_name},
-    ).fetchall()
-    params = {model: json.loads(p) for model, p, ok in fits if ok}
+def _fit_params(con, window_name: str, window: dict) -> tuple[dict, dict]:
+    fits = read_work(con, "model_fit", window).filter(pl.col("window") == window_name)
+    params = {
+        model: json.loads(p)
+        for model, p, ok in fits.select("model", "params", "converged").iter_rows()
+        if ok
+    }
     if set(params) != {"bgnbd", "gamma_gamma"}:
-        raise dg.Failure(f"no converged fits for the {window_name} window in work.model_fit")
+        raise dg.Failure(
+            f"no converged fits for the {window_name} window as of {window['as_of']} "
+            "in work.model_fit"
+        )
     return params["bgnbd"], params["gamma_gamma"]
 
 
@@ -302,13 +376,15 @@ def _fit_params(con, window_name: str) -> tuple[dict, dict]:
         )
     ],
 )
-def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
+def customer_value(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
     """P(alive), expected purchases (30/90/365 days), expected order value and discounted CLV."""
     with warehouse.get_connection() as con:
-        window = read_window(con)
+        window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
-        bg, gg = _fit_params(con, "full")
-        summary = read_table(con, "work", "customer_summary")
+        bg, gg = _fit_params(con, "full", window)
+        summary = read_work(con, "customer_summary", window)
         x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
         scores = scoring.score_customers(
@@ -347,8 +423,7 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
         bad = {
             c: int((~frame[c].is_finite()).sum()) for c in numeric if (~frame[c].is_finite()).any()
         }
-        write_frame(con, "work", "customer_value", frame)
-        metadata = table_metadata(con, "work", "customer_value")
+        metadata = write_work(con, "customer_value", frame, window)
     metadata.update(
         {
             "scoring_seconds": round(scoring_seconds, 3),
@@ -375,7 +450,7 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
     pool="duckdb",
-    deps=[work_key("model_fit")],
+    deps=[work_key("model_fit"), work_key("calibration_holdout")],
     check_specs=[
         dg.AssetCheckSpec(
             "holdout_total_within_25pct",
@@ -384,13 +459,15 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
         )
     ],
 )
-def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
+def model_validation(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
     """The calibration-window BG/NBD against the holdout: totals, by frequency, MAE, a plot."""
     with warehouse.get_connection() as con:
-        window = read_window(con)
+        window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
-        bg, _ = _fit_params(con, "calibration")
-        cal = read_table(con, "work", "calibration_holdout")
+        bg, _ = _fit_params(con, "calibration", window)
+        cal = read_work(con, "calibration_holdout", window)
         holdout_days = (window["as_of"] - window["calibration_end"]).days
         x, t_x, T, _ = model_inputs(cal, unit)
         result = holdout.holdout_validation(
@@ -408,8 +485,7 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
             pl.lit(result.total_predicted).alias("total_predicted"),
             pl.lit(result.mae).alias("mae_per_customer"),
         )
-        write_frame(con, "work", "model_validation", table)
-        metadata = table_metadata(con, "work", "model_validation")
+        metadata = write_work(con, "model_validation", table, window)
     png = holdout.calibration_plot_png(
         result, title=f"Holdout {window['calibration_end']} .. {window['as_of']}"
     )
@@ -439,4 +515,11 @@ def model_validation(warehouse: Warehouse) -> dg.MaterializeResult:
     )
 
 
-value_assets = [customer_summary, customer_rfm, model_fit, customer_value, model_validation]
+value_assets = [
+    customer_summary,
+    calibration_holdout,
+    customer_rfm,
+    model_fit,
+    customer_value,
+    model_validation,
+]

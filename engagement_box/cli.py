@@ -26,10 +26,14 @@ def run(args: argparse.Namespace) -> int:
 
     home = _instance_home()
     from pipelines.definitions import defs
-    from pipelines.partitions import current_partition_key
+    from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
 
     job = defs.resolve_job_def("engagement_pipeline")
-    partition = f"{args.month}-01" if args.month else current_partition_key()
+    try:
+        partition = partition_key_for_month(args.month) if args.month else current_partition_key()
+    except MonthOutOfRange as error:
+        print(f"engagement-box run: {error}", file=sys.stderr)
+        return 2
     print(f"exports:   {settings.data_dir()}")
     print(f"warehouse: {settings.warehouse_path()}")
     print(f"dagster:   {home}")

@@ -6,9 +6,13 @@ allow-list (the contracts' source and column names), substituted into `{placehol
 strict check. Nothing a user typed ever reaches a placeholder.
 """
 
+import contextlib
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
+
+import duckdb
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -41,3 +45,16 @@ def load_sql(name: str, **identifiers: str) -> str:
         parts = [p.strip() for p in value.split(",")]
         quoted[key] = ", ".join(quote_identifier(p) for p in parts)
     return text.format(**quoted)
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One DuckDB transaction: committed if the block ends normally, rolled back on any
+    exception (KeyboardInterrupt and SystemExit too), so no table is ever left half-written."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.engagement import engagement_assets
+from assets.identity import identity_assets
 from assets.publish import published_marts
 from assets.staging import staged_assets
 from assets.value import value_assets
@@ -12,14 +13,35 @@ from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule, retention_schedule
 from pipelines.sensors import new_export_files
 
-defs = dg.Definitions(
-    assets=[
+# Who answers for the assets, and which hold personal data (emails, handles): the staged exports,
+# the identity links (normalised emails and handles) and the audience files. Erasure requests
+# reach all of them (engagement_box/governance/erasure.py); the marts hold pseudonymous ids only.
+OWNERS = ["team:data-engineering"]
+PERSONAL_DATA_LAYERS = ("staging", "intermediate", "activation")
+
+
+def _governed(spec: dg.AssetSpec) -> dg.AssetSpec:
+    personal = spec.key.path[0] in PERSONAL_DATA_LAYERS
+    return spec.replace_attributes(
+        owners=OWNERS,
+        tags={**spec.tags, "personal_data": "yes" if personal else "no"},
+    )
+
+
+assets = dg.map_asset_specs(
+    _governed,
+    [
         *staged_assets,
+        *identity_assets,
         *value_assets,
         *engagement_assets,
         published_marts,
         *maintenance_assets,
     ],
+)
+
+defs = dg.Definitions(
+    assets=assets,
     jobs=[engagement_job, retention_job],
     schedules=[daily_schedule, retention_schedule],
     sensors=[new_export_files],

@@ -30,6 +30,29 @@ def partition_key_for(moment: dt.date | dt.datetime) -> str:
     return moment.replace(day=1).strftime("%Y-%m-%d")
 
 
+class MonthOutOfRange(ValueError):
+    """A month the as-of partitions do not cover (or that is not a month at all)."""
+
+
+def partition_key_for_month(month: str) -> str:
+    """The partition key of a month written YYYY-MM, or a plain MonthOutOfRange error naming
+    the valid range and the setting that moves its start."""
+    try:
+        start = dt.datetime.strptime(month.strip(), "%Y-%m").date()
+    except ValueError:
+        raise MonthOutOfRange(f"month {month!r} is not a month: write it as YYYY-MM") from None
+    key = partition_key_for(start)
+    keys = monthly_as_of.get_partition_keys()
+    if key not in keys:
+        first, last = (keys[0][:7], keys[-1][:7]) if keys else (HISTORY_START[:7], "none")
+        raise MonthOutOfRange(
+            f"month {month} is outside the as-of months this pipeline runs: {first} to {last}. "
+            f"To run an earlier month, set ENGAGEMENT_HISTORY_START (now {HISTORY_START}) to its "
+            "first day or before; months after the current one cannot run yet."
+        )
+    return key
+
+
 def current_partition_key() -> str:
     key = monthly_as_of.get_last_partition_key()
     if key is None:

@@ -278,3 +278,28 @@ def test_resolved_column_subset(con):
     assert social.height == 4
     with pytest.raises(ValueError, match="unknown columns"):
         resolved(con, "social", columns=["actor_customer_id", "drop table x"])
+
+
+def test_every_value_metric_counts_an_order_for_its_resolved_customer(con):
+    """The customer summary (CLV, RFM) uses the same customer as CRV and CIV: a guest order with an
+    unknown id but a known email is that customer's; an order nobody matches keeps its id."""
+    from engagement_box.value.summary import calibration_holdout, customer_summary
+
+    # A second order for c4 under its real id, so o2 (legacy-9, dee@) is c4's repeat purchase.
+    con.execute(
+        "insert into staging.orders by name select 'o4' as order_id, 'c4' as customer_id, "
+        "'dee@example.com' as email, timestamp '2024-02-01 10:00' as ordered_at, "
+        "5.0 as net_amount, 'EUR' as currency, 'completed' as status, 'web' as channel"
+    )
+    build_identity_links(con)
+    summary = customer_summary(con, date(2024, 3, 1), resolve_identity=True).sort("customer_id")
+    by_customer = {r["customer_id"]: r for r in summary.iter_rows(named=True)}
+    assert set(by_customer) == {"c2", "c4", "legacy-8"}  # not legacy-9: that order is c4's
+    assert (by_customer["c4"]["order_count"], by_customer["c4"]["frequency"]) == (2, 1)
+    assert by_customer["legacy-8"]["order_count"] == 1  # no profile: its own customer
+    holdout = calibration_holdout(con, date(2024, 1, 15), date(2024, 3, 1), resolve_identity=True)
+    c4 = holdout.filter(pl.col("customer_id") == "c4").row(0, named=True)
+    assert (c4["frequency"], c4["holdout_purchases"]) == (0, 1)
+    # Without identity links (staged orders only) every staged id is its own customer.
+    plain = customer_summary(con, date(2024, 3, 1), resolve_identity=False)
+    assert set(plain["customer_id"]) == {"c2", "c4", "legacy-8", "legacy-9"}

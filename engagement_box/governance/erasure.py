@@ -74,7 +74,7 @@ import duckdb
 import polars as pl
 
 from engagement_box.activation.audiences import neutralize_formulas
-from engagement_box.sql import load_sql
+from engagement_box.sql import load_sql, transaction
 from engagement_box.staging.contracts import SOURCES
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
@@ -446,8 +446,7 @@ def erase(
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
 
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
         report.found = _resolve(con, subjects)
@@ -470,10 +469,6 @@ def erase(
                 "salt_fingerprint": salt_fingerprint(used_salt),
             },
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
     try:
         con.execute("CHECKPOINT")

@@ -1,7 +1,8 @@
 """Versioned marts: every publish is a snapshot that stays queryable with plain SQL.
 
 Layout inside the warehouse file:
-- `work.<mart>`: what the latest run computed, checked by blocking asset checks. Not for analysts.
+- `work.<mart>`: what the runs computed, rows per as-of date (`engagement_box.partitioned`),
+  checked by blocking asset checks. Not for analysts.
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
   as-of date, and of those the newest. A backfill of a past month adds history without moving
   `marts` back in time.
@@ -63,8 +64,12 @@ def publish(
     partition_key: str | None,
     as_of: str | None,
     settings: dict,
+    work_as_of: object = None,
 ) -> Snapshot:
-    """Publish `work.<mart>` for every mart as one new snapshot, atomically."""
+    """Publish `work.<mart>` for every mart as one new snapshot, atomically.
+
+    work_as_of: when given, only the work rows with that `as_of` (one partition's rows) are
+    published; the work tables are keyed by as-of (`engagement_box.partitioned`)."""
     ensure_version_tables(con)
     missing = [m for m in marts if not table_exists(con, "work", m)]
     if missing:
@@ -77,7 +82,7 @@ def publish(
         current = as_of is None or latest is None or latest[0] is None or str(latest[0]) <= as_of
         rows = {}
         for mart in marts:
-            rows[mart] = _publish_one(con, mart, snapshot_id, current)
+            rows[mart] = _publish_one(con, mart, snapshot_id, current, work_as_of)
         migration = _record_migration(con, snapshot_id, marts, as_of)
         con.execute(
             load_sql("versions/insert_snapshot"),
@@ -99,8 +104,19 @@ def publish(
     return Snapshot(snapshot_id, rows, current, migration)
 
 
-def _publish_one(con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, current: bool) -> int:
+def _publish_one(
+    con: duckdb.DuckDBPyConnection,
+    mart: str,
+    snapshot_id: int,
+    current: bool,
+    work_as_of: object = None,
+) -> int:
     name = quote_identifier(mart)
+    # The work rows of this version: all of them, or one as-of's (a partition's) rows.
+    rows = f"work.{name}"
+    if work_as_of is not None:
+        rows = f"(SELECT * FROM work.{name} WHERE as_of = $work_as_of)"
+    given = {"work_as_of": work_as_of} if work_as_of is not None else {}
     work_columns = _columns(con, "work", mart)
     if not table_exists(con, "history", mart):
         con.execute(
@@ -115,17 +131,16 @@ def _publish_one(con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, cu
                     f"ALTER TABLE history.{name} ADD COLUMN {quote_identifier(column)} {dtype}"
                 )
     con.execute(
-        f"INSERT INTO history.{name} BY NAME "
-        f"SELECT $snapshot_id AS snapshot_id, * FROM work.{name}",
-        {"snapshot_id": snapshot_id},
+        f"INSERT INTO history.{name} BY NAME SELECT $snapshot_id AS snapshot_id, * FROM {rows}",
+        {"snapshot_id": snapshot_id, **given},
     )
     if current or not table_exists(con, "marts", mart):
-        con.execute(f"CREATE OR REPLACE TABLE marts.{name} AS SELECT * FROM work.{name}")
+        con.execute(f"CREATE OR REPLACE TABLE marts.{name} AS SELECT * FROM {rows}", given)
     con.execute(
         f"CREATE OR REPLACE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
         f"SELECT * EXCLUDE (snapshot_id) FROM history.{name} WHERE snapshot_id = version"
     )
-    row = con.execute(f"SELECT count(*) FROM work.{name}").fetchone()
+    row = con.execute(f"SELECT count(*) FROM {rows}", given).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -1,6 +1,8 @@
 """Identity resolution: one customer across the five staged sources.
 
-The rules live in `sql/identity/identity_links.sql` (read it for the full list); in short:
+The rules are written once, as DuckDB macros in `sql/identity/rules.sql` (normalisation and
+matching), used by `sql/identity/identity_links.sql` (ownership of shared keys) and every view;
+in short:
 
 * keys: customer_id as staged; email trimmed and lower-cased; social handles split on ';',
   trimmed, lower-cased, leading '@' removed;
@@ -35,6 +37,7 @@ from engagement_box.sql import load_sql
 BUILD_STATEMENTS = (
     "identity/create_schema",
     "identity/identity_links_table",
+    "identity/rules",
     "identity/identity_links",
     "identity/orders_resolution",
     "identity/reviews_resolution",

@@ -1,4 +1,10 @@
-"""Per-customer purchase summaries in days (SQL), and the model time unit."""
+"""Per-customer purchase summaries in days (SQL), and the model time unit.
+
+The customer of an order is the one customer of every metric: the identity-resolved buyer
+(`intermediate.orders_resolution.buyer_id`: the customer found by id, else by email, else the
+staged id). A database with staged orders but no identity links (e.g. a reproduction from an
+orders file alone) groups by the staged id, which is the same customer there.
+"""
 
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -24,6 +30,26 @@ def fx_parameters(
     return {"fx_currencies": list(rates), "fx_rates": list(rates.values())}
 
 
+def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, str]:
+    """Where the summaries read orders and their customer (identifiers for `load_sql`).
+
+    resolve_identity: True = through the identity links (an error when they are not built),
+    False = the staged ids, None = the links when they are built, else the staged ids."""
+    if resolve_identity is None:
+        row = con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = 'intermediate' AND table_name = 'orders_resolution'"
+        ).fetchone()
+        resolve_identity = bool(row and row[0])
+    if resolve_identity:
+        return {
+            "orders_schema": "intermediate",
+            "orders_table": "orders_resolution",
+            "customer_column": "buyer_id",
+        }
+    return {"orders_schema": "staging", "orders_table": "orders", "customer_column": "customer_id"}
+
+
 def customer_summary(
     con: Any,
     as_of: Any,
@@ -31,13 +57,14 @@ def customer_summary(
     *,
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
+    resolve_identity: bool | None = None,
 ) -> pl.DataFrame:
     """Run `sql/marts/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
 
     With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
-    in currencies without a rate left out)."""
+    in currencies without a rate left out). Customers: `orders_source(con, resolve_identity)`."""
     con.execute(load_sql("marts/create_currency_macros"))
-    sql = load_sql("marts/customer_summary")
+    sql = load_sql("marts/customer_summary", **orders_source(con, resolve_identity))
     params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
     return con.execute(sql, params).pl()
 
@@ -50,10 +77,11 @@ def calibration_holdout(
     *,
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
+    resolve_identity: bool | None = None,
 ) -> pl.DataFrame:
     """Run `sql/marts/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
     con.execute(load_sql("marts/create_currency_macros"))
-    sql = load_sql("marts/calibration_holdout")
+    sql = load_sql("marts/calibration_holdout", **orders_source(con, resolve_identity))
     params = {
         "calibration_end": calibration_end,
         "as_of": as_of,

@@ -12,12 +12,8 @@
 --   source_rows       how many rows of the source carry this value in this role (for customers:
 --                     how many profiles; > 1 on an email or handle means duplicate profiles)
 --
--- Keys and normalisation
---   customer_id  as staged (exact match against staging.customers)
---   email        trim + lower case ('' counts as missing)
---   handle       each ';'-separated entry of customers.social_handles, trimmed, lower-cased,
---                leading '@' removed ('' counts as missing; the same normalisation is applied to
---                social handles)
+-- Keys and normalisation: sql/identity/rules.sql (normalized_email, normalized_handle); handles
+--   are each ';'-separated entry of customers.social_handles.
 -- Ownership (deterministic): when several customers share a normalised email or handle, the
 --   customer with the earliest signup_date owns it, ties broken by the smallest customer_id.
 insert into intermediate.identity_links
@@ -40,7 +36,7 @@ customer_handles as (
 
 email_links as (
     select
-        nullif(lower(trim(email)), '') as normalized_value,
+        intermediate.normalized_email(email) as normalized_value,
         first(customer_id order by signup_date asc nulls last, customer_id asc) as customer_id,
         count(*) as source_rows
     from customers
@@ -50,7 +46,7 @@ email_links as (
 
 handle_links as (
     select
-        nullif(ltrim(lower(trim(raw_value)), '@'), '') as normalized_value,
+        intermediate.normalized_handle(raw_value) as normalized_value,
         first(customer_id order by signup_date asc nulls last, customer_id asc) as customer_id,
         count(distinct customer_id) as source_rows
     from customer_handles

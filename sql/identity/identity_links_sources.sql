@@ -2,30 +2,18 @@
 -- resolved customer) of the event sources, with the number of source rows carrying it
 -- (source_rows). Social targets: rows with a target_handle only.
 --
--- The rules are those of the *_resolution views (the per-row resolution the metrics read); this
--- statement applies them to the distinct raw values instead of to every row (group first, then
--- normalise and look up), which gives the same counts at a fraction of the cost. A test holds the
--- two to the same counts.
+-- The rules are the macros of sql/identity/rules.sql, as in the *_resolution views (the per-row
+-- resolution the metrics read); this statement applies them to the distinct raw values instead of
+-- to every row (group first, then normalise and look up), which gives the same counts at a
+-- fraction of the cost. A test holds the two to the same counts.
 insert into intermediate.identity_links
     (source, role, key_type, normalized_value, customer_id, match_rule, source_rows)
 with
-ids as (
-    select normalized_value, customer_id
-    from intermediate.identity_links
-    where source = 'customers' and role = 'customer'
-),
+ids as (select * from intermediate.customer_keys('customer')),
 
-emails as (
-    select normalized_value, customer_id
-    from intermediate.identity_links
-    where source = 'customers' and role = 'email'
-),
+emails as (select * from intermediate.customer_keys('email')),
 
-handles as (
-    select normalized_value, customer_id
-    from intermediate.identity_links
-    where source = 'customers' and role = 'handle'
-),
+handles as (select * from intermediate.customer_keys('handle')),
 
 -- customer_id-else-email sources: the distinct (raw id, raw email) pairs and their row counts
 id_email_pairs as (
@@ -48,7 +36,7 @@ id_email_keyed as (
         p.source,
         p.role,
         p.raw_id,
-        nullif(lower(trim(p.raw_email)), '') as email_key,
+        intermediate.normalized_email(p.raw_email) as email_key,
         p.n
     from id_email_pairs as p
 ),
@@ -57,17 +45,10 @@ id_email_links as (
     select
         k.source,
         k.role,
-        case
-            when i.customer_id is null and k.email_key is not null then 'email' else 'customer_id'
-        end as key_type,
-        case
-            when i.customer_id is null and k.email_key is not null then k.email_key else k.raw_id
-        end as normalized_value,
-        coalesce(i.customer_id, e.customer_id) as customer_id,
-        case
-            when i.customer_id is not null then 'customer_id'
-            when e.customer_id is not null then 'email'
-        end as match_rule,
+        intermediate.id_else_email_key_type(i.customer_id, k.email_key) as key_type,
+        intermediate.id_else_email_key(i.customer_id, k.email_key, k.raw_id) as normalized_value,
+        intermediate.id_else_email_customer(i.customer_id, e.customer_id) as customer_id,
+        intermediate.id_else_email_rule(i.customer_id, e.customer_id) as match_rule,
         k.n
     from id_email_keyed as k
     left join ids as i on i.normalized_value = k.raw_id
@@ -87,7 +68,7 @@ raw_handles as (
 ),
 
 handle_keyed as (
-    select role, nullif(ltrim(lower(trim(raw_handle)), '@'), '') as handle_key, n
+    select role, intermediate.normalized_handle(raw_handle) as handle_key, n
     from raw_handles
 ),
 
@@ -98,7 +79,7 @@ handle_source_links as (
         'handle' as key_type,
         k.handle_key as normalized_value,
         h.customer_id,
-        case when h.customer_id is not null then 'handle' end as match_rule,
+        intermediate.matched_rule(h.customer_id, 'handle') as match_rule,
         k.n
     from handle_keyed as k
     left join handles as h on h.normalized_value = k.handle_key
@@ -111,7 +92,7 @@ referrer_links as (
         'customer_id' as key_type,
         r.referrer_customer_id as normalized_value,
         i.customer_id,
-        case when i.customer_id is not null then 'customer_id' end as match_rule,
+        intermediate.matched_rule(i.customer_id, 'customer_id') as match_rule,
         count(*) as n
     from staging.referrals as r
     left join ids as i on i.normalized_value = r.referrer_customer_id

@@ -1,52 +1,37 @@
 -- Each staged order with its resolved buyer, computed on read (a view: nothing per row is stored).
--- Rule: customer_id if known to staging.customers, else the normalised email's owner; otherwise
--- unresolved (customer_id NULL). key_type / key: the value that decided (for an unresolved row,
--- the email when there is one, else the staged customer_id).
+-- Rule (sql/identity/rules.sql): customer_id if known to staging.customers, else the normalised
+-- email's owner; otherwise unresolved (customer_id NULL). key_type / key: the value that decided.
+-- buyer_id: the customer the order counts for in every metric (the customer summary, CLV, RFM):
+-- the resolved customer, else the staged customer_id (an order with no customer profile at all,
+-- e.g. an export of orders only, is its own customer).
 create or replace view intermediate.orders_resolution as
 with
 orders as (
     select
         order_id,
         customer_id as raw_id,
-        nullif(lower(trim(email)), '') as email_key,
+        intermediate.normalized_email(email) as email_key,
         ordered_at,
         net_amount,
         currency,
         status,
         channel
     from staging.orders
-),
-
-ids as (
-    select normalized_value, customer_id
-    from intermediate.identity_links
-    where source = 'customers' and role = 'customer'
-),
-
-emails as (
-    select normalized_value, customer_id
-    from intermediate.identity_links
-    where source = 'customers' and role = 'email'
 )
 
 select
     o.order_id,
-    coalesce(i.customer_id, e.customer_id) as customer_id,
-    case
-        when i.customer_id is not null then 'customer_id'
-        when e.customer_id is not null then 'email'
-    end as match_rule,
-    case
-        when i.customer_id is null and o.email_key is not null then 'email' else 'customer_id'
-    end as key_type,
-    case
-        when i.customer_id is null and o.email_key is not null then o.email_key else o.raw_id
-    end as key,
+    intermediate.id_else_email_customer(i.customer_id, e.customer_id) as customer_id,
+    intermediate.id_else_email_rule(i.customer_id, e.customer_id) as match_rule,
+    intermediate.id_else_email_key_type(i.customer_id, o.email_key) as key_type,
+    intermediate.id_else_email_key(i.customer_id, o.email_key, o.raw_id) as key,
+    coalesce(intermediate.id_else_email_customer(i.customer_id, e.customer_id), o.raw_id)
+        as buyer_id,
     o.ordered_at,
     o.net_amount,
     o.currency,
     o.status,
     o.channel
 from orders as o
-left join ids as i on i.normalized_value = o.raw_id
-left join emails as e on e.normalized_value = o.email_key
+left join intermediate.customer_keys('customer') as i on i.normalized_value = o.raw_id
+left join intermediate.customer_keys('email') as e on e.normalized_value = o.email_key

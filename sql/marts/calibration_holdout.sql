@@ -6,12 +6,21 @@
 -- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data; the
 -- conversion rule is in create_currency_macros.sql),
 -- $calibration_end (DATE), $as_of (DATE, inclusive), $start (DATE or NULL).
-with daily as (
+with orders as (
+    -- Each order with its one customer: through the identity links, the
+    -- buyer_id of intermediate.orders_resolution (the resolved customer, else the staged id); in
+    -- a database with staged orders only, staging.orders' own customer_id (engagement_box/value/
+    -- summary.py chooses).
+    select {customer_column} as customer_id, ordered_at, net_amount, currency, status
+    from {orders_schema}.{orders_table}
+),
+
+daily as (
     select
         customer_id,
         cast(ordered_at as date) as order_day,
         sum(reporting_amount(o.net_amount, o.currency, $fx_currencies, $fx_rates)) as day_spend
-    from staging.orders as o
+    from orders as o
     where status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
         and has_reporting_rate(o.currency, $fx_currencies)

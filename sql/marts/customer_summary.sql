@@ -17,7 +17,16 @@
 -- Rows come in no particular order (sorting 1M ids costs more than it is worth here): sort
 -- downstream when order matters. The day filters compare ordered_at with day boundaries instead
 -- of casting every row (same rows: ordered_at < as_of + 1 day <=> day(ordered_at) <= as_of).
-with daily as (
+with orders as (
+    -- Each order with its one customer: through the identity links, the
+    -- buyer_id of intermediate.orders_resolution (the resolved customer, else the staged id); in
+    -- a database with staged orders only, staging.orders' own customer_id (engagement_box/value/
+    -- summary.py chooses).
+    select {customer_column} as customer_id, ordered_at, net_amount, currency, status
+    from {orders_schema}.{orders_table}
+),
+
+daily as (
     -- One row per customer and order day, with only a count and a sum: the widest aggregate of
     -- the query (about one group per order), so it carries no timestamps.
     select
@@ -25,7 +34,7 @@ with daily as (
         cast(ordered_at as date) as order_day,
         count(*) as orders,
         sum(reporting_amount(o.net_amount, o.currency, $fx_currencies, $fx_rates)) as day_spend
-    from staging.orders as o
+    from orders as o
     where status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
         and has_reporting_rate(o.currency, $fx_currencies)

@@ -1,0 +1,36 @@
+"""Identity asset: one customer across the five sources (`intermediate.identity_links`).
+
+The rules are DuckDB macros in `sql/identity/rules.sql`; `engagement_box.identity.links` builds
+the links and the per-row resolution views every metric reads (orders, reviews, social,
+referrals).
+"""
+
+import dagster as dg
+
+from assets.metadata import markdown_table, table_metadata
+from assets.staging import staging_key
+from engagement_box.identity import links as identity
+from pipelines.resources import Warehouse
+
+IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])
+
+
+@dg.asset(
+    key=IDENTITY_KEY,
+    group_name="identity",
+    kinds={"duckdb"},
+    pool="duckdb",
+    deps=[staging_key(s) for s in ("customers", "orders", "reviews", "social", "referrals")],
+)
+def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
+    """One customer across sources: ids, normalized emails and handles linked to a customer_id."""
+    with warehouse.get_connection() as con:
+        rates = identity.build_identity_links(con)
+        metadata = table_metadata(con, "intermediate", "identity_links")
+    metadata["match_rates"] = dg.MetadataValue.md(markdown_table(rates))
+    for row in rates.iter_rows(named=True):
+        metadata[f"match_rate_{row['source']}_{row['role']}"] = float(row["match_rate"] or 0.0)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+identity_assets = [identity_links]

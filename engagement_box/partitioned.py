@@ -1,0 +1,115 @@
+"""Work tables keyed by as-of date: each as-of (one partition's window) has its own rows.
+
+A partitioned step replaces only its own as-of's rows, in one transaction (delete, then insert),
+so a backfill of one month never touches another month's rows and readers see old or new rows,
+never half. Downstream steps read only the rows of their own as-of. The key column is `as_of`
+(DATE): two partitions whose window ends on the same day (a month after the last order, or every
+month when ENGAGEMENT_AS_OF pins the date) compute the same rows and share them.
+
+`<schema>.written_partitions` records, in the same transaction, which as-of each table holds
+(table_name, as_of, written_at): an as-of whose step ran and found no rows is told apart from
+one whose step never ran.
+"""
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from engagement_box.sql import load_sql, quote_identifier
+
+KEY = "as_of"
+REGISTRY = "written_partitions"
+
+
+def _name(schema: str, table: str) -> str:
+    return f"{quote_identifier(schema)}.{quote_identifier(table)}"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
+    return dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+            {"schema": schema, "table": table},
+        ).fetchall()
+    )
+
+
+def write_partition(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pl.DataFrame, as_of: dt.date
+) -> int:
+    """Replace the rows of `as_of` in `schema.table` with `frame` (its `as_of` column is set to
+    `as_of`), in one transaction. The table is created on first write; a column the table does
+    not have yet is added (older as-ofs show NULL there)."""
+    frame = frame.with_columns(pl.lit(as_of, dtype=pl.Date).alias(KEY))
+    # A column with no value in this partition (e.g. no fit message) has no type of its own;
+    # stored as text, it accepts the values a later partition brings.
+    frame = frame.with_columns(pl.col(pl.Null).cast(pl.String))
+    name = _name(schema, table)
+    con.execute(load_sql("versions/create_schema", schema=schema))
+    con.register("partition_rows", frame)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        known = _columns(con, schema, table)
+        if not known:
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM partition_rows LIMIT 0")
+        else:
+            described = con.execute("DESCRIBE partition_rows").fetchall()
+            for column, dtype, *_ in described:
+                if column not in known:
+                    con.execute(f"ALTER TABLE {name} ADD COLUMN {quote_identifier(column)} {dtype}")
+            con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
+        registry = _name(schema, REGISTRY)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {registry} (table_name VARCHAR, as_of DATE, "
+            "written_at TIMESTAMP, PRIMARY KEY (table_name, as_of))"
+        )
+        con.execute(
+            f"INSERT OR REPLACE INTO {registry} VALUES ($table, $as_of, current_localtimestamp())",
+            {"table": table, "as_of": as_of},
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("partition_rows")
+    return frame.height
+
+
+def read_partition(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    as_of: dt.date,
+    *,
+    keep_key: bool = False,
+) -> pl.DataFrame:
+    """The rows of `as_of` in `schema.table` (without the `as_of` column unless `keep_key`).
+
+    Raises a plain error when the table or the as-of's rows are missing: the upstream asset has
+    not been materialized for this partition."""
+    if not _columns(con, schema, table):
+        raise LookupError(
+            f"{schema}.{table} does not exist yet: materialize {schema}/{table} for this "
+            "partition first"
+        )
+    select = "*" if keep_key else f"* EXCLUDE ({KEY})"
+    frame = con.execute(
+        f"SELECT {select} FROM {_name(schema, table)} WHERE {KEY} = $as_of", {"as_of": as_of}
+    ).pl()
+    return frame
+
+
+def has_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
+    """Whether the rows of `as_of` in `schema.table` were written (possibly none)."""
+    if not _columns(con, schema, REGISTRY):
+        return False
+    row = con.execute(
+        f"SELECT count(*) > 0 FROM {_name(schema, REGISTRY)} "
+        "WHERE table_name = $table AND as_of = $as_of",
+        {"table": table, "as_of": as_of},
+    ).fetchone()
+    return bool(row and row[0])

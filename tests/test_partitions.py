@@ -1,0 +1,254 @@
+"""As-of partitions mean what they say: each partitioned asset computes its own month's window,
+keeps its own month's rows, and gives the same rows alone as in a full run of that month."""
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.engagement import engagement_assets
+from assets.identity import identity_assets
+from assets.publish import published_marts
+from assets.staging import staged_assets
+from assets.value import value_assets
+from engagement_box import cli, generator
+from pipelines.resources import (
+    EngagementConfig,
+    ExportsResource,
+    ModelSettings,
+    warehouse_resource,
+)
+
+pytestmark = pytest.mark.integration
+
+DATA_END = dt.date(2025, 12, 31)
+MONTHS = {"2025-09-01": dt.date(2025, 9, 30), "2025-12-01": dt.date(2025, 12, 31)}
+# Every table a partitioned step writes, and the asset that writes it.
+WORK_TABLES = (
+    "customer_summary",
+    "calibration_holdout",
+    "customer_rfm",
+    "model_fit",
+    "customer_value",
+    "model_validation",
+    "engagement_value",
+    "customer_persona",
+    "persona_profile",
+)
+# Columns that say when or how fast a row was computed, not what it holds.
+RUN_COLUMNS = {"fitted_at", "fit_seconds"}
+# Fits and scores agree to this relative tolerance between runs (DuckDB returns summary rows in
+# no set order, so sums of floats may differ in the last bits).
+REL = 1e-9
+
+
+def flat(row: tuple) -> list:
+    """A row with its JSON columns (fit parameters, correlations) spread into values."""
+    out = []
+    for value in row:
+        if isinstance(value, str) and value.startswith("{"):
+            parsed = json.loads(value)
+            out.extend(f"{k}={v}" if isinstance(v, str) else v for k, v in sorted(parsed.items()))
+        else:
+            out.append(value)
+    return out
+
+
+def assert_same_rows(actual: list[tuple], expected: list[tuple], table: str) -> None:
+    assert len(actual) == len(expected), table
+    for got, want in zip(actual, expected, strict=True):
+        got, want = flat(got), flat(want)
+        assert len(got) == len(want), table
+        for a, b in zip(got, want, strict=True):
+            if isinstance(a, float) and isinstance(b, float):
+                assert math.isclose(a, b, rel_tol=REL, abs_tol=1e-12), (table, got, want)
+            else:
+                assert a == b, (table, got, want)
+
+
+def all_assets() -> list:
+    return [
+        *staged_assets,
+        *identity_assets,
+        *value_assets,
+        *engagement_assets,
+        published_marts,
+    ]
+
+
+def resources(exports: Path, database: Path, settings: ModelSettings | None = None) -> dict:
+    return {
+        "warehouse": warehouse_resource(database),
+        "exports": ExportsResource(data_dir=str(exports)),
+        "model_settings": settings or ModelSettings(),
+        "engagement_config": EngagementConfig(audience_dir=str(database.parent / "audiences")),
+    }
+
+
+def materialize(exports, database, partition, selection, settings=None):
+    result = dg.materialize(
+        all_assets(),
+        selection=selection,
+        partition_key=partition,
+        resources=resources(exports, database, settings),
+        raise_on_error=False,
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+def full_run(exports, database, partition, settings=None):
+    selection = dg.AssetSelection.all() - dg.AssetSelection.groups("activation")
+    return materialize(exports, database, partition, selection, settings)
+
+
+def rows_as_of(database: Path, table: str, as_of: dt.date) -> list[tuple]:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        columns = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'work' AND table_name = $t ORDER BY ordinal_position",
+                {"t": table},
+            ).fetchall()
+            if r[0] not in RUN_COLUMNS
+        ]
+        select = ", ".join(f'"{c}"' for c in columns)
+        return con.execute(
+            f'SELECT {select} FROM work."{table}" WHERE as_of = $as_of ORDER BY ALL',
+            {"as_of": as_of},
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def query(database: Path, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return con.execute(sql, params or {}).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def retailer(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("retailer")
+    generator.generate(out, generator.GeneratorConfig(customers=300, seed=7, end=DATA_END))
+    return out
+
+
+STEPS = (  # every partitioned step of the graph, and the work tables it writes
+    ("customer_summary",),
+    ("calibration_holdout",),
+    ("customer_rfm",),
+    ("model_fit",),
+    ("customer_value",),
+    ("model_validation",),
+    ("engagement_value",),
+    ("customer_persona", "persona_profile"),  # one step writes both
+)
+PARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.groups(
+    "staging", "identity", "activation"
+)
+
+
+def test_partitions_hold_their_own_month(retailer, tmp_path):
+    """One warehouse through the whole story (one test: the steps build on each other)."""
+    database = tmp_path / "w.duckdb"
+
+    # 1. A full run of each month: each month keeps its own rows in every work table.
+    september_run, december_run = MONTHS
+    full_run(retailer, database, september_run)
+    materialize(retailer, database, december_run, PARTITIONED)  # staging is not partitioned
+    expected = {
+        (table, as_of): rows_as_of(database, table, as_of)
+        for table in WORK_TABLES
+        for as_of in MONTHS.values()
+    }
+    for table in WORK_TABLES:
+        september, december = (expected[(table, as_of)] for as_of in MONTHS.values())
+        assert september and december, table
+        assert september != december, table
+    last = query(
+        database,
+        "SELECT max(last_order_date) FROM work.customer_summary WHERE as_of = DATE '2025-09-30'",
+    )
+    assert last[0][0] <= dt.date(2025, 9, 30)  # September knows nothing after September
+
+    # 2. Each step alone, for each month, equals the full run of that month and leaves the other
+    # month's rows as they were. September goes first: the last full run was December's.
+    for partition, as_of in MONTHS.items():
+        other = next(d for d in MONTHS.values() if d != as_of)
+        for tables in STEPS:
+            keys = [dg.AssetKey(["work", t]) for t in tables]
+            result = materialize(retailer, database, partition, keys)
+            for event in result.get_asset_materialization_events():
+                metadata = event.materialization.metadata
+                table = event.asset_key.path[-1]
+                assert metadata["as_of"].value == str(as_of)
+                assert metadata["dagster/row_count"].value == len(expected[(table, as_of)])
+            for table in tables:
+                assert_same_rows(
+                    rows_as_of(database, table, as_of), expected[(table, as_of)], table
+                )
+                assert_same_rows(
+                    rows_as_of(database, table, other), expected[(table, other)], table
+                )
+
+    # 3. A backfill publish of September (December is current) publishes September's rows, and
+    # its metadata counts that version's rows, not the current mart's.
+    september = MONTHS["2025-09-01"]
+    result = materialize(retailer, database, "2025-09-01", dg.AssetSelection.groups("marts"))
+    snapshot_id, partition_key, as_of, settings = query(
+        database,
+        "SELECT snapshot_id, partition_key, as_of, settings FROM marts.snapshots "
+        "ORDER BY snapshot_id DESC LIMIT 1",
+    )[0]
+    assert (partition_key, as_of) == ("2025-09-01", september)
+    assert json.loads(settings)["as_of_pinned"] == "False"
+    for event in result.get_asset_materialization_events():
+        name = event.asset_key.path[-1]
+        published = query(
+            database,
+            f'SELECT count(*) FROM history."{name}" WHERE snapshot_id = $s',
+            {"s": snapshot_id},
+        )[0][0]
+        assert published == len(expected[(name, september)]), name
+        assert event.materialization.metadata["dagster/row_count"].value == published, name
+    current = query(database, "SELECT DISTINCT as_of FROM marts.customer_value")
+    assert current == [(MONTHS["2025-12-01"],)]
+
+    # 4. ENGAGEMENT_AS_OF pins the date: a step launched for December computes September's rows
+    # (the same as September's own run), and the publish records the version as pinned, not as
+    # December.
+    pinned = ModelSettings(as_of=str(september))
+    materialize(retailer, database, december_run, [dg.AssetKey(["work", "customer_value"])], pinned)
+    materialize(retailer, database, december_run, dg.AssetSelection.groups("marts"), pinned)
+    partition_key, as_of, settings = query(
+        database,
+        "SELECT partition_key, as_of, settings FROM marts.snapshots "
+        "ORDER BY snapshot_id DESC LIMIT 1",
+    )[0]
+    assert partition_key is None and as_of == september
+    assert json.loads(settings)["as_of_pinned"] == "True"
+    assert_same_rows(
+        rows_as_of(database, "customer_value", september),
+        expected[("customer_value", september)],
+        "customer_value",
+    )
+
+
+def test_a_month_outside_the_partitions_gets_a_plain_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert cli.main(["run", "--month", "1998-06"]) == 2
+    message = capsys.readouterr().err
+    assert "1998-06 is outside the as-of months" in message
+    assert "ENGAGEMENT_HISTORY_START" in message
+    assert "Traceback" not in message
+    assert cli.main(["run", "--month", "June"]) == 2
+    assert "write it as YYYY-MM" in capsys.readouterr().err

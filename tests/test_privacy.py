@@ -1,0 +1,86 @@
+"""No email or handle reaches Dagster's own storage (which erasure cannot reach); assets that
+hold personal data say so, and every asset has an owner."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from engagement_box import generator
+from engagement_box.governance import privacy
+from pipelines.definitions import defs
+from pipelines.resources import EngagementConfig, ExportsResource, warehouse_resource
+
+
+def test_previews_mask_personal_columns_and_keep_pseudonymous_ids():
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "email": ["a@example.com", None],
+            "referee_email": ["b@example.com", "c@example.com"],
+            "actor_handle": ["@ann", "@bob"],
+            "social_handles": ["@ann", "@bob"],
+            "raw_values": ['{"email": "a@example.com"}', "{}"],
+            "net_amount": [1.5, 2.5],
+        }
+    )
+    out = privacy.masked(frame)
+    assert out["customer_id"].to_list() == ["C1", "C2"]
+    assert out["net_amount"].to_list() == [1.5, 2.5]
+    assert out["email"].to_list() == [privacy.MASK, None]
+    for column in ("referee_email", "actor_handle", "social_handles", "raw_values"):
+        assert set(out[column].to_list()) == {privacy.MASK}, column
+
+
+def test_every_asset_has_an_owner_and_personal_data_is_tagged():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners, key.to_user_string()
+        personal = node.tags.get("personal_data")
+        expected = "yes" if key.path[0] in ("staging", "intermediate", "activation") else "no"
+        assert personal == expected, key.to_user_string()
+
+
+@pytest.mark.integration
+def test_no_email_or_handle_reaches_dagster_storage(tmp_path):
+    exports = tmp_path / "exports"
+    generator.generate(
+        exports, generator.GeneratorConfig(customers=400, seed=11, end=dt.date(2025, 12, 31))
+    )
+    database = tmp_path / "w.duckdb"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+            instance=instance,
+            partition_key="2025-12-01",
+            resources={
+                "warehouse": warehouse_resource(database),
+                "exports": ExportsResource(data_dir=str(exports)),
+                "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+            },
+            raise_on_error=False,
+        )
+        assert result.success
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}
+        handles = {
+            h
+            for (value,) in con.execute(
+                "SELECT social_handles FROM staging.customers WHERE social_handles IS NOT NULL"
+            ).fetchall()
+            for h in str(value).replace(",", ";").split(";")
+            if len(h.strip()) > 4
+        }
+    finally:
+        con.close()
+    emails.discard(None)
+    assert emails and handles
+    stored = b"".join(p.read_bytes() for p in Path(home).rglob("*") if p.is_file())
+    leaked = sorted(e for e in emails | handles if e.strip().encode() in stored)
+    assert leaked == []
