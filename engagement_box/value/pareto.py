@@ -1,18 +1,19 @@
 """Pareto/NBD (Schmittlein, Morrison & Colombo 1987): a stable log-likelihood, fit and scores.
 
-lifetimes' `ParetoNBDFitter` returns NaN on today's scipy for customers whose last purchase is at
-the end of the window (t_x = T), so the likelihood is written here (Fader & Hardie's 2005 note
-on the Pareto/NBD, eqs. 18-22):
+lifetimes' `ParetoNBDFitter` returns NaN on today's scipy for heavy buyers whose last purchase is
+at the end of the window (e.g. x = 200, t_x = T), so the likelihood is written here (Fader &
+Hardie's 2005 note on the Pareto/NBD, eqs. 18-22):
 
-    L = G(r+x) alpha^r beta^s / G(r) * [ (alpha+T)^-(r+x) (beta+T)^-s + s/(r+s+x) * A0 ]
+    L = G(r+x) alpha^r beta^s / G(r) * [ (alpha+T)^-(r+x) (beta+T)^-s + s * (D(t_x) - D(T)) ]
+    D(tau) = integral from tau to infinity of (alpha+y)^-(r+x) (beta+y)^-(s+1) dy
 
-A0 is the chance-weighted "died between t_x and T" part, the integral from t_x to T of
-(alpha+y)^-(r+x) (beta+y)^-(s+1) dy. Written as D(t_x) - D(T) with D(tau) the same integral from
-tau to infinity, D is a 2F1 that we evaluate after the Euler transform, 2F1(1, b'; r+s+x+1; z) with
-0 <= z < 1: a series of positive terms that stays bounded, so it never overflows. The difference
-is taken in logs (log D(t_x) + log(1 - D(T)/D(t_x))), it is exactly zero when t_x = T, and when
-rounding would make it negative the integral's lower bound (T - t_x) * integrand(T) holds it.
-D depends on (x, tau) only, so it is computed once per distinct (x, t_x) and (x, T) pair.
+s * (D(t_x) - D(T)) is the "dropped out between t_x and T" part (the note's s/(r+s+x) * A0).
+D is a 2F1, evaluated after the Euler transform as 2F1(1, b'; r+s+x+1; z) with 0 <= z < 1: a
+series of positive terms, finite for every z < 1 (the original form grows like (1-z)^-(r+x)).
+The difference is taken in logs, log D(t_x) + log(1 - D(T)/D(t_x)); it is exactly zero when
+t_x = T, and where rounding would push it below the integral's lower bound
+(T - t_x) * integrand(T), that bound holds it. D depends on (x, tau) only, so it is computed once
+per distinct (x, t_x) and (x, T) pair.
 """
 
 from collections.abc import Mapping
