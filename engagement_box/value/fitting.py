@@ -65,7 +65,7 @@ class FitResult:
     raise, `converged` is False, `params` is empty and `message` says why.
     """
 
-    model: Literal["bgnbd", "gamma_gamma"]
+    model: Literal["bgnbd", "gamma_gamma", "mbgnbd", "pareto_nbd"]
     params: dict[str, float]
     log_likelihood: float | None
     n_customers: int

@@ -58,10 +58,18 @@ def holdout_validation(
     Times in the model's unit; `holdout_length` is the holdout duration (same for everyone, as in
     `sql/marts/calibration_holdout.sql`), `holdout_purchases` the distinct order days in it.
     """
-    x, t_x, T, actual = (
-        np.asarray(v, dtype=float).ravel() for v in (x_cal, t_x_cal, T_cal, holdout_purchases)
-    )
+    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x_cal, t_x_cal, T_cal))
     predicted = expected_purchases(bgnbd, holdout_length, x, t_x, T)
+    return validation_of_predictions(predicted, x, holdout_purchases, holdout_length)
+
+
+def validation_of_predictions(
+    predicted: Any, x_cal: Any, holdout_purchases: Any, holdout_length: float
+) -> HoldoutValidation:
+    """The holdout comparison of any model's predicted holdout purchases per customer."""
+    predicted, x, actual = (
+        np.asarray(v, dtype=float).ravel() for v in (predicted, x_cal, holdout_purchases)
+    )
     bucket = np.minimum(x, 7).astype(np.int64)
     counts = np.bincount(bucket, minlength=8)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,0 +1,316 @@
+"""MBG/NBD and Pareto/NBD fits, the holdout comparison of the three models and the choice rule."""
+
+import datetime as dt
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from engagement_box.value import (
+    cdnow,
+    fitting,
+    mbgnbd,
+    pareto,
+    purchase_models,
+    scoring,
+    selection,
+)
+from engagement_box.value import summary as summaries
+from engagement_box.value.grouping import unique_rows
+from engagement_box.value.holdout import FREQUENCY_BUCKETS, HoldoutValidation
+
+CAL_END = dt.date(1997, 9, 30)
+CDNOW_END = dt.date(1998, 6, 30)
+PUBLISHED_PARETO = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.668}
+
+
+@pytest.fixture(scope="module")
+def cdnow_cal(tmp_path_factory):
+    """Calibration summary (to 1997-09-30) and holdout counts of the CDNOW sample, via SQL."""
+    path = tmp_path_factory.mktemp("cdnow_choice") / "test.duckdb"
+    orders = cdnow.load_cdnow_orders()  # noqa: F841 - read by DuckDB's replacement scan
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema staging")
+        con.execute(
+            "create table staging.orders as select order_id, customer_id, email, ordered_at, "
+            "net_amount, currency, status, channel, 'CDNOW_sample.txt' as source_file, "
+            "cast(row_number() over () as bigint) as source_row from orders"
+        )
+        return summaries.calibration_holdout(con, CAL_END, CDNOW_END).sort("customer_id")
+
+
+@pytest.fixture(scope="module")
+def weeks(cdnow_cal):
+    return (
+        cdnow_cal["frequency"].to_numpy().astype(float),
+        summaries.to_time_unit(cdnow_cal["recency_days"].to_numpy(), "W"),
+        summaries.to_time_unit(cdnow_cal["T_days"].to_numpy(), "W"),
+    )
+
+
+@pytest.fixture(scope="module")
+def comparison(cdnow_cal):
+    return selection.compare_models(cdnow_cal, time_unit="W")
+
+
+def _lifetimes(cls, params):
+    fitter = cls()
+    fitter.params_ = pd.Series(params)
+    return fitter
+
+
+# ---------------------------------------------------------------------------------------------
+# Pareto/NBD
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pareto_reproduces_the_published_cdnow_estimates(comparison):
+    fit = comparison.fits["pareto_nbd"]
+    assert fit.converged and fit.n_customers == 2357 and fit.time_unit == "W"
+    for k, v in PUBLISHED_PARETO.items():
+        assert fit.params[k] == pytest.approx(v, abs=1.5e-3), k
+    assert fit.log_likelihood == pytest.approx(-9594.98, abs=0.01)
+
+
+def test_pareto_likelihood_matches_lifetimes_and_stays_finite_where_lifetimes_fails(weeks):
+    from lifetimes import ParetoNBDFitter
+
+    x, t_x, T = weeks
+    params = tuple(PUBLISHED_PARETO.values())
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        theirs = ParetoNBDFitter._conditional_log_likelihood(params, x, t_x, T)
+    ours = np.array(
+        [
+            pareto.pareto_nbd_log_likelihood(PUBLISHED_PARETO, *row)
+            for row in zip(x, t_x, T, strict=True)
+        ]
+    )
+    finite = np.isfinite(theirs)
+    assert finite.sum() > 2000
+    np.testing.assert_allclose(ours[finite], theirs[finite], rtol=1e-9)
+    # Customers who bought on the last day (t_x == T): lifetimes gives NaN, ours a number.
+    heavy_x, heavy_t = np.array([1.0, 25.0, 200.0]), np.array([38.0, 38.0, 38.0])
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        assert np.isnan(ParetoNBDFitter._conditional_log_likelihood(params, 200.0, 38.0, 38.0))
+        near = ParetoNBDFitter._conditional_log_likelihood(params, heavy_x, heavy_t - 1e-9, heavy_t)
+    ll = [
+        pareto.pareto_nbd_log_likelihood(PUBLISHED_PARETO, a, b, b)
+        for a, b in zip(heavy_x, heavy_t, strict=True)
+    ]
+    np.testing.assert_allclose(ll, near, rtol=1e-7)  # the limit t_x -> T, where lifetimes works
+    alive = pareto.pareto_p_alive(PUBLISHED_PARETO, heavy_x, heavy_t, heavy_t)
+    np.testing.assert_array_equal(alive, 1.0)  # bought at the very end: alive
+    expected = pareto.pareto_expected_purchases(PUBLISHED_PARETO, 52.0, heavy_x, heavy_t, heavy_t)
+    assert np.all(np.isfinite(expected)) and np.all(np.diff(expected) > 0)
+
+
+def test_pareto_scores_match_lifetimes(comparison, weeks):
+    from lifetimes import ParetoNBDFitter
+
+    x, t_x, T = weeks
+    fit = comparison.fits["pareto_nbd"]
+    theirs = _lifetimes(ParetoNBDFitter, fit.params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alive = theirs.conditional_probability_alive(x, t_x, T)
+        expected = theirs.conditional_expected_number_of_purchases_up_to_time(39.0, x, t_x, T)
+    ok = np.isfinite(alive) & np.isfinite(expected)
+    assert ok.sum() > 2000
+    np.testing.assert_allclose(pareto.pareto_p_alive(fit, x, t_x, T)[ok], alive[ok], atol=1e-10)
+    ours = pareto.pareto_expected_purchases(fit, 39.0, x, t_x, T)
+    np.testing.assert_allclose(ours[ok], expected[ok], atol=1e-10)
+
+
+def test_pareto_grouped_likelihood_equals_one_row_per_customer(weeks):
+    x, t_x, T = weeks
+    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    assert gx.shape[0] < x.shape[0]
+    grouped = pareto.pareto_nbd_log_likelihood(PUBLISHED_PARETO, gx, gt, gT, counts)
+    assert grouped == pytest.approx(pareto.pareto_nbd_log_likelihood(PUBLISHED_PARETO, x, t_x, T))
+
+
+# ---------------------------------------------------------------------------------------------
+# MBG/NBD
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mbgnbd_fit_and_scores_match_lifetimes(comparison, weeks):
+    from lifetimes import ModifiedBetaGeoFitter
+
+    x, t_x, T = weeks
+    fit = comparison.fits["mbgnbd"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = ModifiedBetaGeoFitter().fit(x, t_x, T)
+    for k in mbgnbd.MBGNBD_PARAMS:
+        assert fit.params[k] == pytest.approx(reference.params_[k], rel=1e-3), k
+    lifetimes_ll = mbgnbd.mbgnbd_log_likelihood(reference.params_.to_dict(), x, t_x, T)
+    assert fit.log_likelihood >= lifetimes_ll - 1e-6  # at least as good an optimum
+    theirs = _lifetimes(ModifiedBetaGeoFitter, fit.params)
+    np.testing.assert_allclose(
+        mbgnbd.mbgnbd_p_alive(fit, x, t_x, T),
+        theirs.conditional_probability_alive(x, t_x, T),
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        mbgnbd.mbgnbd_expected_purchases(fit, 39.0, x, t_x, T),
+        theirs.conditional_expected_number_of_purchases_up_to_time(39.0, x, t_x, T),
+        rtol=1e-9,
+    )
+
+
+def test_mbgnbd_lets_one_time_buyers_drop_out(comparison):
+    bg, mbg = comparison.fits["bgnbd"], comparison.fits["mbgnbd"]
+    one_time = (np.array([0.0]), np.array([0.0]), np.array([30.0]))
+    assert scoring.p_alive(bg, *one_time)[0] == 1.0
+    assert 0 < mbgnbd.mbgnbd_p_alive(mbg, *one_time)[0] < 1.0
+
+
+@pytest.mark.parametrize("fit", [mbgnbd.fit_mbgnbd, pareto.fit_pareto_nbd])
+def test_new_fits_fail_in_plain_words(fit):
+    with pytest.raises(fitting.ModelFitError, match="every customer bought once") as err:
+        fit([0, 0, 0], [0, 0, 0], [10, 20, 30])
+    assert err.value.reason == "degenerate"
+    failed = fit([1, 2], [5, 30], [10, 20], raise_on_failure=False)
+    assert not failed.converged and failed.reason == "invalid_input" and failed.params == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison and the choice
+# ---------------------------------------------------------------------------------------------
+
+
+def test_comparison_on_cdnow(comparison, cdnow_cal):
+    table = comparison.models
+    assert table["model"].to_list() == list(purchase_models.MODEL_NAMES)
+    assert table["converged"].all()
+    assert (table["total_actual"] == cdnow_cal["holdout_purchases"].sum()).all()
+    # Every model tracks the 39-week holdout of CDNOW within 20 % in total.
+    assert (table["total_error_pct"].abs() < 20).all()
+    # The BG/NBD row is exactly today's holdout check.
+    bg = table.filter(pl.col("model") == "bgnbd").row(0, named=True)
+    assert bg["log_likelihood"] == pytest.approx(-9582.43, abs=0.01)
+    freq = comparison.by_frequency
+    assert freq.height == 3 * len(FREQUENCY_BUCKETS)
+    for _, part in freq.group_by("model"):
+        assert part["customers"].sum() == 2357
+        total = float((part["customers"] * part["predicted_mean"]).sum())
+        model = part["model"][0]
+        predicted = table.filter(pl.col("model") == model)["total_predicted"][0]
+        assert total == pytest.approx(predicted, rel=1e-9)
+    # On CDNOW, MBG/NBD and Pareto/NBD beat BG/NBD's MAE by more than 2 %: MBG/NBD has the
+    # higher calibration log-likelihood of the two.
+    assert comparison.chosen == "mbgnbd" and not comparison.pinned
+    assert "log-likelihood" in comparison.reason
+    assert table.filter(pl.col("chosen"))["model"].to_list() == ["mbgnbd"]
+    png = selection.comparison_plot_png(comparison)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = comparison.as_metadata()
+    assert meta["chosen"] == "mbgnbd" and set(meta["params"]) == set(purchase_models.MODEL_NAMES)
+
+
+def test_a_pinned_model_is_used_and_fits_are_reused(cdnow_cal, comparison):
+    pinned = selection.compare_models(
+        cdnow_cal, time_unit="W", pinned="pareto_nbd", fits=comparison.fits
+    )
+    assert pinned.chosen == "pareto_nbd" and pinned.pinned
+    assert "pinned" in pinned.reason
+    assert pinned.fits["pareto_nbd"] is comparison.fits["pareto_nbd"]
+    assert pinned.models.drop("chosen").equals(comparison.models.drop("chosen"))
+
+
+def _validation(mae: float) -> HoldoutValidation:
+    return HoldoutValidation(10, 1.0, 10.0, 10.0, mae, pl.DataFrame())
+
+
+def _fit(name: str, ll: float | None, converged: bool = True) -> fitting.FitResult:
+    return fitting.FitResult(
+        name, {}, ll, 10, 10, 0.0, converged, "failed" if not converged else ""
+    )
+
+
+@pytest.mark.parametrize(
+    "maes, lls, tolerance, chosen",
+    [
+        ({"bgnbd": 1.00, "mbgnbd": 0.99, "pareto_nbd": 0.995}, (-10, -9, -8), 0.02, "bgnbd"),
+        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.01}, (-10, -9, -8), 0.02, "pareto_nbd"),
+        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.05}, (-10, -9, -8), 0.02, "mbgnbd"),
+        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.00}, (-10, -8, -8), 0.0, "mbgnbd"),
+        ({"bgnbd": 1.00, "mbgnbd": 0.99, "pareto_nbd": 0.995}, (-10, -9, -8), 0.0, "mbgnbd"),
+    ],
+)
+def test_choice_rule(maes, lls, tolerance, chosen):
+    names = list(purchase_models.MODEL_NAMES)
+    fits = {n: _fit(n, ll) for n, ll in zip(names, lls, strict=True)}
+    validations = {n: _validation(maes[n]) for n in names}
+    got, reason = selection.choose(fits, validations, names, tolerance=tolerance)
+    assert got == chosen
+    assert reason
+    # Deterministic: the order the models come in does not matter.
+    again, _ = selection.choose(
+        dict(reversed(fits.items())),
+        dict(reversed(validations.items())),
+        names,
+        tolerance=tolerance,
+    )
+    assert again == chosen
+
+
+def test_choice_skips_failed_fits_and_explains_when_none_fits():
+    names = list(purchase_models.MODEL_NAMES)
+    fits = {"bgnbd": _fit("bgnbd", None, False), "mbgnbd": _fit("mbgnbd", -9.0)}
+    fits["pareto_nbd"] = _fit("pareto_nbd", -8.0)
+    chosen, _ = selection.choose(
+        fits, {"mbgnbd": _validation(1.0), "pareto_nbd": _validation(1.5)}, names
+    )
+    assert chosen == "mbgnbd"
+    with pytest.raises(fitting.ModelFitError, match="pinned model BG/NBD could not be fitted"):
+        selection.choose(fits, {}, names, pinned="bgnbd")
+    with pytest.raises(fitting.ModelFitError, match="no purchase model could be fitted"):
+        selection.choose({n: _fit(n, None, False) for n in names}, {}, names)
+    with pytest.raises(ValueError, match="unknown purchase model 'nbd'"):
+        selection.compare_arrays([1, 0], [1, 0], [2, 2], [0, 1], 1.0, pinned="nbd")
+
+
+def test_compare_models_rejects_a_table_without_its_columns(cdnow_cal):
+    with pytest.raises(ValueError, match="lacks the columns"):
+        selection.compare_models(cdnow_cal.drop("holdout_days"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring with the chosen model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_score_with_every_model(comparison, cdnow_cal, weeks):
+    x, t_x, T = weeks
+    m = cdnow_cal["monetary_value"].to_numpy()
+    gg = fitting.fit_gamma_gamma(x, m)
+    bg = comparison.fits["bgnbd"]
+    options = {"horizons": [39.0], "time_unit": "W", "months": 12}
+    same = purchase_models.score_with("bgnbd", bg, x, t_x, T, m, gamma_gamma=gg, **options)
+    direct = scoring.score_customers(bg, gg, x, t_x, T, m, **options)
+    np.testing.assert_array_equal(same["clv"], direct["clv"])
+    for name in ("mbgnbd", "pareto_nbd"):
+        fit = comparison.fits[name]
+        model = purchase_models.get_model(name)
+        out = purchase_models.score_with(name, fit, x, t_x, T, m, gamma_gamma=gg, **options)
+        np.testing.assert_allclose(
+            out["expected_purchases"][0], model.expected_purchases(fit, 39.0, x, t_x, T)
+        )
+        np.testing.assert_allclose(out["p_alive"], model.p_alive(fit, x, t_x, T))
+        # One month of CLV is that month's expected purchases * E[M], discounted once.
+        month = purchase_models.score_with(
+            name, fit, x, t_x, T, m, gamma_gamma=gg, time_unit="W", months=1
+        )
+        step = 30.0 / 7.0
+        expected = model.expected_purchases(fit, step, x, t_x, T)
+        np.testing.assert_allclose(
+            month["clv"], expected * scoring.expected_order_value(gg, x, m) / 1.01, rtol=1e-12
+        )
+        assert np.all(out["clv"] > month["clv"])
