@@ -177,10 +177,13 @@ def fit_referral_rate(counts: np.ndarray, exposure_months: np.ndarray) -> Referr
     counts = np.asarray(counts, dtype=np.float64)
     exposure = np.asarray(exposure_months, dtype=np.float64)
     keep = exposure > 0
-    days = np.rint(exposure[keep] * DAYS_PER_MONTH)
-    pairs, weights = np.unique(np.column_stack([counts[keep], days]), axis=0, return_counts=True)
-    n = pairs[:, 0]
-    t = pairs[:, 1] / DAYS_PER_MONTH
+    days = np.rint(exposure[keep] * DAYS_PER_MONTH).astype(np.int64)
+    kept_counts = counts[keep].astype(np.int64)
+    # One int64 key per (count, days) pair: a 1-D unique, far cheaper than unique rows.
+    span = int(days.max()) + 1 if days.size else 1
+    keys, weights = np.unique(kept_counts * span + days, return_counts=True)
+    n = (keys // span).astype(np.float64)
+    t = (keys % span) / DAYS_PER_MONTH
     w = weights.astype(np.float64)
     total_n = float(w @ n)
     total_t = float(w @ t)
