@@ -279,3 +279,15 @@ def test_money_losing_referrer_has_negative_crv_and_its_own_segment():
     assert row["L"]["crv_losing"] and row["L"]["quadrant"] == "CEV Costly Referrers"
     assert not row["G"]["crv_losing"] and row["G"]["crv"] > 0
     assert row["G"]["quadrant"] in ("CEV Advocates", "CEV Champions")
+
+
+def test_customer_since_without_its_columns_is_a_clear_error():
+    with pytest.raises(ValueError, match="customer_since needs the columns customer_id and since"):
+        engagement_values(
+            clv_frame({"A": 1.0}),
+            EMPTY_REVIEWS,
+            EMPTY_SOCIAL,
+            referral_frame([]),
+            as_of=date(2024, 1, 31),
+            customer_since=pl.DataFrame({"customer_id": ["A"], "signup_date": [date(2024, 1, 1)]}),
+        )

@@ -114,9 +114,16 @@ def _exposure_start(
     frame = universe.join(joined, on="customer_id", how="left")
     if customer_since is None:
         return frame.select("customer_id", fallback.alias("start"))
-    since = customer_since.select(
-        pl.col("customer_id").cast(pl.String), pl.col("since").cast(ts)
-    ).unique(subset="customer_id", keep="first")
+    missing = {"customer_id", "since"} - set(customer_since.columns)
+    if missing:
+        raise ValueError(
+            "customer_since needs the columns customer_id and since (signup or first order);"
+            f" missing: {', '.join(sorted(missing))}"
+        )
+    # A customer listed twice (two profiles merged into one person) starts at the earliest.
+    since = customer_since.group_by(pl.col("customer_id").cast(pl.String)).agg(
+        pl.col("since").cast(ts).min()
+    )
     return frame.join(since, on="customer_id", how="left").select(
         "customer_id", pl.coalesce("since", fallback).alias("start")
     )
