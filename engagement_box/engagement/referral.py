@@ -255,9 +255,9 @@ def customer_referral_value(
     """Forward CRV for every customer of `exposure_start` (customer_id, start).
 
     A customer's exposure runs from `start` (or their first credited referral if earlier) to the
-    as-of date, in 30-day months. Returns the frame (customer_id, crv, crv_realized,
-    crv_referrals, crv_expected_referrals, crv_value_per_referral), the rate fit, kappa and the
-    population mean value of one referral.
+    end of the as-of day, in whole days / 30 (30-day months). Returns the frame (customer_id,
+    crv, crv_realized, crv_referrals, crv_expected_referrals, crv_value_per_referral), the rate
+    fit, kappa and the population mean value of one referral.
     """
     end = as_of_end(as_of)
     per_referrer = credited.group_by(pl.col("referrer_customer_id").alias("customer_id")).agg(
@@ -297,7 +297,9 @@ def customer_referral_value(
     )
     n = frame.get_column("n").to_numpy().astype(np.float64)
     exposure = frame.get_column("exposure").to_numpy()
-    # A credited referral is proof of exposure: at least one day for whoever made one.
+    # Whole days, as the fit counts them; a credited referral is proof of exposure: at least
+    # one day for whoever made one.
+    exposure = np.rint(exposure * DAYS_PER_MONTH) / DAYS_PER_MONTH
     exposure = np.where(n > 0, np.maximum(exposure, 1.0 / DAYS_PER_MONTH), exposure)
     fit = fit_referral_rate(n, exposure)
     rate = fit.rate(n, exposure)
