@@ -36,7 +36,12 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
     group_name=GROUP,
     kinds={"duckdb", "scipy"},
     pool="duckdb",
-    deps=[IDENTITY_KEY, work_key("customer_value"), staging_key("customers")],
+    deps=[
+        IDENTITY_KEY,
+        work_key("customer_value"),
+        work_key("customer_summary"),
+        staging_key("customers"),
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             "cev_is_the_sum",
@@ -58,10 +63,17 @@ def engagement_value(
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window).select("customer_id", "clv")
         profiles = con.execute(
-            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of",
+            "SELECT customer_id, signup_date AS since FROM staging.customers "
+            "WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
         ).pl()
-        customers = pl.concat([profiles, clv.select("customer_id")]).unique()
+        customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
+        # A customer's referral exposure starts at signup, or at the first order of a buyer
+        # without a profile (the earlier of the two when both exist).
+        first_orders = read_work(con, "customer_summary", window).select(
+            "customer_id", pl.col("first_order_date").alias("since")
+        )
+        customer_since = pl.concat([profiles, first_orders], how="vertical_relaxed")
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
         values = engagement_values(
@@ -78,6 +90,7 @@ def engagement_value(
             settings,
             as_of=window["as_of"],
             customers=customers,
+            customer_since=customer_since,
         ).with_columns(pl.lit(window["as_of"]).alias("as_of"))
         metadata = write_work(con, "engagement_value", values, window)
 

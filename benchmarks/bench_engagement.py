@@ -291,6 +291,9 @@ def main() -> None:
                 ),
                 as_of=AS_OF,
                 customers=data["customers"].select("customer_id"),
+                customer_since=data["customers"].select(
+                    "customer_id", pl.col("signup_date").alias("since")
+                ),
             )
         print(values.select("clv", "crv", "civ", "ckv", "cev", "social_points").describe())
         print(values.group_by("quadrant").len().sort("quadrant"))

@@ -12,11 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from engagement_box.engagement import quadrants  # noqa: E402
+
 QUADRANT_COLOURS = {
-    "Champions": "#1b9e77",
-    "Affluents": "#7570b3",
-    "Advocates": "#d95f02",
-    "Misers": "#999999",
+    quadrants.CHAMPIONS: "#1b9e77",
+    quadrants.AFFLUENTS: "#7570b3",
+    quadrants.ADVOCATES: "#d95f02",
+    quadrants.MISERS: "#999999",
+    quadrants.COSTLY_REFERRERS: "#e7298a",
 }
 
 

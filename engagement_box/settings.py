@@ -96,9 +96,17 @@ SETTINGS: tuple[Setting, ...] = (
         "holdout length when no calibration end is given",
         parse=int,
     ),
-    Setting("ENGAGEMENT_CLV_HORIZON_MONTHS", "12", "CLV horizon (30-day months)", parse=int),
     Setting(
-        "ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "0.01", "monthly discount rate of CLV", parse=float
+        "ENGAGEMENT_CLV_HORIZON_MONTHS",
+        "12",
+        "CLV and CRV horizon (30-day months)",
+        parse=int,
+    ),
+    Setting(
+        "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",
+        "0.01",
+        "monthly discount rate of CLV and CRV",
+        parse=float,
     ),
     Setting(
         "ENGAGEMENT_MARGIN",
@@ -132,14 +140,11 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="like/pin/tweet 1, comment 5, share/retweet 10, mention 5",
     ),
     Setting(
-        "ENGAGEMENT_CRV_DISCOUNT_RATE", "0.10", "yearly discount rate of referral value", float
-    ),
-    Setting(
         "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE",
         None,
-        'share of referees with no answer treated as "would have joined anyway"',
+        'share of credited referees with no answer treated as "would have joined anyway"',
         parse=float,
-        default_text="observed share among answered referrals",
+        default_text="the share among credited referrals with an answer (0.5 if none)",
     ),
     Setting("ENGAGEMENT_CRV_RETENTION_COST", "0", "M: marketing cost to retain a referee", float),
     Setting(
@@ -151,19 +156,37 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_CRV_ACQ_SAVED_TYPE2",
         "0",
-        "acquisition cost saved per type-two referee",
+        "acquisition cost saved per type-two referee (the rewards paid are taken off)",
         parse=float,
+    ),
+    Setting(
+        "ENGAGEMENT_CRV_VALUE_CREDIBILITY",
+        None,
+        "kappa: how many referrals the population mean weighs when a referrer's value per"
+        " referral is shrunk toward it",
+        parse=float,
+        default_text="estimated from the referrals (Buhlmann-Straub)",
     ),
     Setting("ENGAGEMENT_CIV_BETA", "0.5", "decay of indirect influence (must be < 1)", float),
     Setting(
         "ENGAGEMENT_CIV_ATTRIBUTION_SHARE",
-        "1.0",
-        "share of an influencee's CLV attributed to influencers",
+        "0.1",
+        "share of an influenced customer's CLV that moves to their influencers (0 to 1)",
         parse=float,
     ),
     Setting("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0", "value of one review of weight 1", float),
-    Setting("ENGAGEMENT_QUADRANT_CLV_QUANTILE", "0.5", 'where "high" CLV starts (quantile)', float),
-    Setting("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "0.5", 'where "high" CRV starts (quantile)', float),
+    Setting(
+        "ENGAGEMENT_QUADRANT_CLV_QUANTILE",
+        "0.5",
+        'where "high" CLV starts: a quantile of CLV among buyers',
+        parse=float,
+    ),
+    Setting(
+        "ENGAGEMENT_QUADRANT_CRV_QUANTILE",
+        "0.5",
+        'where "high" CRV starts: a quantile of CRV among customers with a credited referral',
+        parse=float,
+    ),
     Setting(
         "ENGAGEMENT_KEEP_VERSIONS",
         "30",

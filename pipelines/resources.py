@@ -164,16 +164,18 @@ class Warehouse(DuckDBResource):
 class EngagementConfig(_FromSettings):
     """Weights and values of the engagement metrics (defaults in README "Settings").
 
-    Each field maps to `engagement_box.engagement.metrics.EngagementSettings`; JSON fields take a
+    Each field maps to `engagement_box.engagement.config.EngagementSettings`; JSON fields take a
     mapping, e.g. ENGAGEMENT_SOCIAL_POINTS='{"like": 1, "comment": 5, "share": 10}'.
     """
 
     social_points_json: str | None = None
-    crv_discount_rate: float | None = None
+    horizon_months: int | None = None
+    monthly_discount_rate: float | None = None
     crv_unknown_type2_share: float | None = None
     crv_retention_cost: float | None = None
     crv_acquisition_saved_type1: float | None = None
     crv_acquisition_saved_type2: float | None = None
+    crv_value_credibility: float | None = None
     civ_beta: float | None = None
     civ_attribution_share: float | None = None
     ckv_value_per_review: float | None = None
@@ -183,11 +185,14 @@ class EngagementConfig(_FromSettings):
 
     _ENV: ClassVar[dict[str, str]] = {
         "social_points_json": "ENGAGEMENT_SOCIAL_POINTS",
-        "crv_discount_rate": "ENGAGEMENT_CRV_DISCOUNT_RATE",
+        # CRV looks forward over the CLV's horizon at the CLV's discount rate: the same settings.
+        "horizon_months": "ENGAGEMENT_CLV_HORIZON_MONTHS",
+        "monthly_discount_rate": "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",
         "crv_unknown_type2_share": "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE",
         "crv_retention_cost": "ENGAGEMENT_CRV_RETENTION_COST",
         "crv_acquisition_saved_type1": "ENGAGEMENT_CRV_ACQ_SAVED_TYPE1",
         "crv_acquisition_saved_type2": "ENGAGEMENT_CRV_ACQ_SAVED_TYPE2",
+        "crv_value_credibility": "ENGAGEMENT_CRV_VALUE_CREDIBILITY",
         "civ_beta": "ENGAGEMENT_CIV_BETA",
         "civ_attribution_share": "ENGAGEMENT_CIV_ATTRIBUTION_SHARE",
         "ckv_value_per_review": "ENGAGEMENT_CKV_VALUE_PER_REVIEW",

@@ -25,15 +25,18 @@ SEGMENTS = pl.DataFrame(
     }
 )
 QUADRANT_FRAME = pl.DataFrame(
-    {"customer_id": ["c1", "c2", "c3"], "quadrant": ["Affluents", "Advocates", "Misers"]}
+    {
+        "customer_id": ["c1", "c2", "c3"],
+        "quadrant": ["CEV Affluents", "CEV Advocates", "CEV Misers"],
+    }
 )
 
 
 def test_every_segment_and_quadrant_has_a_play():
     assert set(RFM_PLAYS) == set(RFM_SEGMENTS)
     assert set(QUADRANT_PLAYS) == set(QUADRANTS)
-    assert "referral" in QUADRANT_PLAYS["Affluents"].lower()
-    assert "purchase" in QUADRANT_PLAYS["Advocates"].lower()
+    assert "referral" in QUADRANT_PLAYS["CEV Affluents"].lower()
+    assert "purchase" in QUADRANT_PLAYS["CEV Advocates"].lower()
     assert "win back" in RFM_PLAYS["At Risk"].lower()
 
 
@@ -42,7 +45,7 @@ def test_only_consenting_customers():
     assert set(out["customer_id"]) == {"c1", "c2"}
     assert out.height == 4
     row = out.filter((pl.col("customer_id") == "c1") & (pl.col("audience_kind") == "quadrant"))
-    assert row["play"].item() == QUADRANT_PLAYS["Affluents"]
+    assert row["play"].item() == QUADRANT_PLAYS["CEV Affluents"]
     row = out.filter((pl.col("customer_id") == "c1") & (pl.col("audience_kind") == "rfm_segment"))
     assert row["play"].item() == RFM_PLAYS["At Risk"]
 

@@ -1,84 +1,38 @@
-"""Engagement metrics on small hand-computed cases."""
+"""Engagement metrics on small hand-computed cases: social points, CIV, CKV, CEV, quadrants."""
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import polars as pl
 import pytest
 
 from engagement_box.engagement.metrics import (
+    QUADRANTS,
     EngagementSettings,
-    credited_referrals,
     customer_influence_value,
     customer_knowledge_value,
     engagement_values,
     influence_matrix,
     social_points,
 )
-
-T0 = datetime(2024, 1, 1)
-T1 = datetime(2024, 2, 1)
-NO_DISCOUNT = EngagementSettings(crv_discount_rate=0.0)
-
-
-def _clv(values: dict[str, float]) -> pl.DataFrame:
-    return pl.DataFrame({"customer_id": list(values), "clv": list(values.values())})
-
-
-def _social(rows: list[tuple[str, str | None, str, str]]) -> pl.DataFrame:
-    """rows: (actor, target, event_type, platform)."""
-    return pl.DataFrame(
-        {
-            "actor_customer_id": [r[0] for r in rows],
-            "target_customer_id": [r[1] for r in rows],
-            "event_type": [r[2] for r in rows],
-            "platform": [r[3] for r in rows],
-        },
-        schema={
-            "actor_customer_id": pl.String,
-            "target_customer_id": pl.String,
-            "event_type": pl.String,
-            "platform": pl.String,
-        },
-    )
-
-
-def _referrals(rows: list[dict]) -> pl.DataFrame:
-    base = {
-        "referred_at": T0,
-        "converted_at": T0,
-        "referrer_reward": 5.0,
-        "referee_reward": 5.0,
-        "would_have_joined_anyway": False,
-    }
-    return pl.DataFrame(
-        [base | r for r in rows],
-        schema={
-            "referral_id": pl.String,
-            "referrer_customer_id": pl.String,
-            "referee_customer_id": pl.String,
-            "referred_at": pl.Datetime("us"),
-            "converted_at": pl.Datetime("us"),
-            "referrer_reward": pl.Float64,
-            "referee_reward": pl.Float64,
-            "would_have_joined_anyway": pl.Boolean,
-        },
-    )
-
-
-EMPTY_REVIEWS = pl.DataFrame(
-    schema={"customer_id": pl.String, "helpful_votes": pl.Int64, "verified_purchase": pl.Boolean}
+from engagement_box.engagement.referral import annuity
+from engagement_box.value.rfm import PROSPECT, SEGMENTS
+from tests.engagement_frames import (
+    EMPTY_REFERRALS,
+    EMPTY_REVIEWS,
+    EMPTY_SOCIAL,
+    clv_frame,
+    referral_frame,
+    review_frame,
+    social_frame,
 )
-EMPTY_SOCIAL = _social([])
-EMPTY_REFERRALS = _referrals([])
-
 
 # ---- social points ------------------------------------------------------------------------
 
 
 def test_social_points_per_platform_and_mention_choice():
-    social = _social(
+    social = social_frame(
         [
             ("a", "b", "like", "instagram"),
             ("a", "b", "comment", "instagram"),
@@ -97,7 +51,7 @@ def test_social_points_per_platform_and_mention_choice():
 
 def test_social_points_platform_override():
     settings = EngagementSettings(social_points_by_platform={"pinterest": {"pin": 3.0}})
-    social = _social(
+    social = social_frame(
         [
             ("a", "b", "pin", "pinterest"),
             ("a", "b", "like", "pinterest"),
@@ -109,214 +63,65 @@ def test_social_points_platform_override():
     assert points["social_points_instagram"] == 1
 
 
-# ---- CRV ----------------------------------------------------------------------------------
+# ---- CIV: the ledger ----------------------------------------------------------------------
 
 
-def test_crv_referral_chain():
-    # A -> B -> C; values: A - a - M + ACQ1 with rewards 10, ACQ1 = 10, M = 2.
-    settings = EngagementSettings(
-        crv_discount_rate=0.0, crv_acquisition_saved_type1=10.0, crv_retention_cost=2.0
-    )
-    referrals = _referrals(
-        [
-            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B"},
-            {"referral_id": "r2", "referrer_customer_id": "B", "referee_customer_id": "C"},
-        ]
-    )
-    out = engagement_values(
-        _clv({"A": 100.0, "B": 50.0, "C": 30.0}), EMPTY_REVIEWS, EMPTY_SOCIAL, referrals, settings
-    )
-    crv = dict(zip(out["customer_id"], out["crv"], strict=True))
-    assert crv == pytest.approx({"A": 50 - 10 - 2 + 10, "B": 30 - 10 - 2 + 10, "C": 0.0})
-    assert out.filter(pl.col("customer_id") == "A")["crv_referrals"].item() == 1
+def _by_id(frame: pl.DataFrame) -> dict[str, dict]:
+    return {r["customer_id"]: r for r in frame.iter_rows(named=True)}
 
 
-def test_crv_filters_and_referee_counts_once():
-    referrals = _referrals(
-        [
-            # B converted through r2 first (earlier conversion), r1 loses even though sent earlier
-            {
-                "referral_id": "r1",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "B",
-                "converted_at": T1,
-            },
-            {"referral_id": "r2", "referrer_customer_id": "D", "referee_customer_id": "B"},
-            # self-referral, not converted, not incentivized: all ignored
-            {"referral_id": "r3", "referrer_customer_id": "A", "referee_customer_id": "A"},
-            {
-                "referral_id": "r4",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "E",
-                "converted_at": None,
-            },
-            {
-                "referral_id": "r5",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "F",
-                "referrer_reward": 0.0,
-                "referee_reward": 0.0,
-            },
-            # unresolved referee
-            {"referral_id": "r6", "referrer_customer_id": "A", "referee_customer_id": None},
-        ]
-    )
-    credited = credited_referrals(referrals, _clv({"B": 40.0, "E": 99.0, "F": 99.0}), NO_DISCOUNT)
-    assert credited["referral_id"].to_list() == ["r2"]
-    assert credited["crv_value"].item() == pytest.approx(40.0 - 10.0)
-
-
-def test_crv_same_conversion_time_tie_goes_to_smallest_referral_id():
-    referrals = _referrals(
-        [
-            {"referral_id": "r9", "referrer_customer_id": "A", "referee_customer_id": "B"},
-            {"referral_id": "r1", "referrer_customer_id": "C", "referee_customer_id": "B"},
-        ]
-    )
-    credited = credited_referrals(referrals, _clv({"B": 40.0}), NO_DISCOUNT)
-    assert credited["referrer_customer_id"].to_list() == ["C"]
-
-
-def test_crv_type_two_and_unknown_share():
-    settings = EngagementSettings(
-        crv_discount_rate=0.0,
-        crv_acquisition_saved_type1=10.0,
-        crv_acquisition_saved_type2=20.0,
-        crv_unknown_type2_share=0.25,
-    )
-    referrals = _referrals(
-        [
-            {
-                "referral_id": "r1",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "B",
-                "would_have_joined_anyway": True,
-            },
-            {
-                "referral_id": "r2",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "C",
-                "would_have_joined_anyway": None,
-            },
-        ]
-    )
-    credited = credited_referrals(referrals, _clv({"B": 100.0, "C": 100.0}), settings)
-    values = dict(zip(credited["referral_id"], credited["crv_value"], strict=True))
-    assert values["r1"] == pytest.approx(20.0)  # type two: ACQ2 only
-    assert values["r2"] == pytest.approx(0.75 * (100 - 10 + 10) + 0.25 * 20)
-
-
-def test_crv_unknown_share_defaults_to_observed_share():
-    referrals = _referrals(
-        [
-            {
-                "referral_id": "r1",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "B",
-                "would_have_joined_anyway": True,
-            },
-            {
-                "referral_id": "r2",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "C",
-                "would_have_joined_anyway": False,
-            },
-            {
-                "referral_id": "r3",
-                "referrer_customer_id": "A",
-                "referee_customer_id": "D",
-                "would_have_joined_anyway": None,
-            },
-        ]
-    )
-    credited = credited_referrals(referrals, _clv({"D": 50.0}), NO_DISCOUNT)
-    assert credited.filter(pl.col("referral_id") == "r3")["p_type2"].item() == 0.5
-
-
-def test_crv_discount_by_years_to_as_of():
-    settings = EngagementSettings(crv_discount_rate=0.10)
-    referrals = _referrals(
-        [{"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B"}]
-    )
-    as_of = datetime(2026, 1, 1)  # 731 days later
-    credited = credited_referrals(referrals, _clv({"B": 110.0}), settings, as_of=as_of)
-    years = 731 / 365.25
-    assert credited["crv_value"].item() == pytest.approx(100.0 / 1.1**years)
-
-
-# ---- CIV ----------------------------------------------------------------------------------
+def test_one_like_moves_only_the_attributed_share_and_it_leaves_the_liker():
+    # The issue's case: a customer with CLV 170 likes a post. Only phi = 0.1 of 170 moves.
+    social = social_frame([("J", "I", "like", "instagram")])
+    civ = _by_id(customer_influence_value(social, clv_frame({"I": 20.0, "J": 170.0}),
+                                          EngagementSettings()))  # fmt: skip
+    assert civ["I"]["civ_gained"] == pytest.approx(17.0) and civ["I"]["civ_ceded"] == 0.0
+    assert civ["J"]["civ_ceded"] == pytest.approx(17.0) and civ["J"]["civ"] == pytest.approx(-17)
+    assert civ["I"]["civ"] + civ["J"]["civ"] == pytest.approx(0.0)
 
 
 def test_star_influence_graph():
     # Three leaves react to the hub's content; the hub reacts to nobody.
-    social = _social(
+    social = social_frame(
         [(leaf, "H", "like", "instagram") for leaf in ("L1", "L2", "L3")]
         + [("L1", "H", "comment", "instagram")]
     )
-    clv = _clv({"H": 5.0, "L1": 10.0, "L2": 20.0, "L3": 30.0})
-    civ = customer_influence_value(
-        social,
-        clv,
-        EMPTY_REFERRALS.head(0).select("referrer_customer_id", "referee_customer_id"),
-        EngagementSettings(),
-    )
-    by_id = {r["customer_id"]: r for r in civ.iter_rows(named=True)}
-    assert by_id["H"]["civ"] == pytest.approx(60.0)
-    assert by_id["H"]["cie"] == pytest.approx(1.0)
-    for leaf in ("L1", "L2", "L3"):
-        assert by_id[leaf]["civ"] == 0.0 and by_id[leaf]["cie"] == 0.0
+    clv = clv_frame({"H": 5.0, "L1": 10.0, "L2": 20.0, "L3": 30.0})
+    civ = _by_id(customer_influence_value(social, clv, EngagementSettings(civ_attribution_share=1)))
+    assert civ["H"]["civ"] == pytest.approx(60.0)
+    assert civ["H"]["cie"] == pytest.approx(1.0)
+    for leaf, value in (("L1", 10.0), ("L2", 20.0), ("L3", 30.0)):
+        assert civ[leaf]["civ"] == pytest.approx(-value) and civ[leaf]["cie"] == 0.0
 
 
 def test_chain_influence_indirect_share():
     # B reacts to A, C reacts to B: S_AB = b, S_BC = b, S_AC = b^2.
-    beta = 0.5
-    social = _social([("B", "A", "like", "instagram"), ("C", "B", "share", "twitter")])
-    clv = _clv({"A": 0.0, "B": 30.0, "C": 90.0})
-    out = engagement_values(
-        clv, EMPTY_REVIEWS, social, EMPTY_REFERRALS, EngagementSettings(civ_beta=beta)
-    )
-    civ = dict(zip(out["customer_id"], out["civ"], strict=True))
-    cie = dict(zip(out["customer_id"], out["cie"], strict=True))
+    beta, phi = 0.5, 0.2
+    social = social_frame([("B", "A", "like", "instagram"), ("C", "B", "share", "twitter")])
+    clv = clv_frame({"A": 0.0, "B": 30.0, "C": 90.0})
+    settings = EngagementSettings(civ_beta=beta, civ_attribution_share=phi)
+    out = _by_id(engagement_values(clv, EMPTY_REVIEWS, social, EMPTY_REFERRALS, settings))
     share_ac = beta**2 / (beta + beta**2)
-    assert civ["A"] == pytest.approx(30.0 + share_ac * 90.0)
-    assert civ["B"] == pytest.approx((1 - share_ac) * 90.0)
-    assert civ["C"] == 0.0
+    assert out["A"]["civ_gained"] == pytest.approx(phi * (30.0 + share_ac * 90.0))
+    assert out["B"]["civ_gained"] == pytest.approx(phi * (1 - share_ac) * 90.0)
+    assert out["B"]["civ_ceded"] == pytest.approx(phi * 30.0)
+    assert out["C"]["civ"] == pytest.approx(-phi * 90.0)
     total = 2 * beta + beta**2
-    assert cie["A"] == pytest.approx((beta + beta**2) / total)
-    assert cie["B"] == pytest.approx(beta / total)
+    assert out["A"]["cie"] == pytest.approx((beta + beta**2) / total)
+    assert out["B"]["cie"] == pytest.approx(beta / total)
 
 
-def test_no_double_counting_between_crv_and_civ():
-    # A referred B (credited CRV) and B also reacts to A's content: A gets no CIV for B.
-    social = _social([("B", "A", "like", "instagram"), ("C", "B", "like", "instagram")])
-    referrals = _referrals(
-        [{"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B"}]
-    )
-    clv = _clv({"A": 0.0, "B": 30.0, "C": 90.0})
-    settings = EngagementSettings(civ_beta=0.5, crv_discount_rate=0.0)
-    out = engagement_values(clv, EMPTY_REVIEWS, social, referrals, settings)
-    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
-    assert row["A"]["crv"] == pytest.approx(30.0 - 10.0)
-    assert row["A"]["civ_referral_excluded"] == pytest.approx(30.0)
-    assert row["A"]["civ"] == pytest.approx(90.0 / 3)  # only C, indirectly
-    assert row["A"]["cev"] == pytest.approx(0.0 + 20.0 + 30.0)
-    # B's CLV enters A's CEV once (through CRV), never through anybody's CIV
-    assert row["B"]["civ"] == pytest.approx(60.0)  # B's own influence on C (share 2/3)
-    assert sum(r["civ"] for r in row.values()) == pytest.approx(90.0)
-
-
-def test_self_influence_through_cycles_is_excluded():
-    # A and B react to each other only: S_AA > 0 but A's own CLV never counts in A's CIV.
-    social = _social([("A", "B", "like", "instagram"), ("B", "A", "like", "instagram")])
-    clv = _clv({"A": 100.0, "B": 10.0})
-    civ = customer_influence_value(
-        social,
-        clv,
-        EMPTY_REFERRALS.select("referrer_customer_id", "referee_customer_id"),
-        EngagementSettings(civ_max_order=10),
-    )
-    by_id = dict(zip(civ["customer_id"], civ["civ"], strict=True))
-    assert by_id == pytest.approx({"A": 10.0, "B": 100.0})
+def test_influence_loops_do_not_count():
+    # Item 6: A and B react only to each other. A -> B -> A gives S_AA > 0, but nobody is
+    # credited with their own value; each direct direction counts once.
+    social = social_frame([("A", "B", "like", "instagram"), ("B", "A", "like", "instagram")])
+    clv = clv_frame({"A": 100.0, "B": 10.0})
+    civ = _by_id(customer_influence_value(
+        social, clv, EngagementSettings(civ_max_order=10, civ_attribution_share=1.0)
+    ))  # fmt: skip
+    assert civ["A"]["civ_gained"] == pytest.approx(10.0)
+    assert civ["B"]["civ_gained"] == pytest.approx(100.0)
+    assert civ["A"]["civ"] == pytest.approx(-90.0) and civ["B"]["civ"] == pytest.approx(90.0)
 
 
 def test_truncated_series_matches_the_inverse():
@@ -336,84 +141,22 @@ def test_truncated_series_matches_the_inverse():
     np.testing.assert_allclose(S, expected, atol=1e-12)
 
 
-# ---- CKV, CEV, quadrants -----------------------------------------------------------------
-
-
-def test_customer_with_only_reviews():
-    reviews = pl.DataFrame(
-        {
-            "customer_id": ["R", "R", None],
-            "helpful_votes": [0, 3, 50],
-            "verified_purchase": [True, False, True],
-        }
-    )
-    settings = EngagementSettings(ckv_value_per_review=2.0)
-    ckv = customer_knowledge_value(reviews, settings)
-    expected = 2.0 * (1.0 + 0.5 * (1.0 + math.log(4.0)))
-    assert ckv["ckv_reviews"].item() == pytest.approx(expected)
-    out = engagement_values(_clv({}), reviews, EMPTY_SOCIAL, EMPTY_REFERRALS, settings)
-    row = out.row(0, named=True)
-    assert row["customer_id"] == "R"
-    assert (row["clv"], row["crv"], row["civ"], row["ckv_ideas"]) == (0.0, 0.0, 0.0, 0.0)
-    assert row["cev"] == pytest.approx(expected)
-    assert row["review_count"] == 2
-
-
-def test_cev_is_the_sum_and_quadrants():
-    clv = _clv({"A": 100.0, "B": 80.0, "C": 10.0, "D": 5.0})
-    referrals = _referrals(
-        [
-            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "C"},
-            {"referral_id": "r2", "referrer_customer_id": "C", "referee_customer_id": "D"},
-        ]
-    )
-    customers = pl.DataFrame({"customer_id": ["A", "B", "C", "D", "E"]})
-    out = engagement_values(
-        clv,
-        EMPTY_REVIEWS,
-        EMPTY_SOCIAL,
-        referrals,
-        EngagementSettings(crv_acquisition_saved_type1=20.0),
-        customers=customers,
-    )
-    assert out.height == 5
-    np.testing.assert_allclose(
-        out["cev"].to_numpy(),
-        (out["clv"] + out["crv"] + out["civ"] + out["ckv"]).to_numpy(),
-    )
-    quadrant = dict(zip(out["customer_id"], out["quadrant"], strict=True))
-    # median CLV = 10 (A 100, B 80 above); CRV median 0 (A 20, C 15 above).
-    assert quadrant == {
-        "A": "Champions",
-        "B": "Affluents",
-        "C": "Advocates",
-        "D": "Misers",
-        "E": "Misers",
-    }
-    assert out["quadrant_play"].null_count() == 0
-
-
 @pytest.mark.parametrize("order", [1, 2, 4])
 def test_civ_matches_dense_definition(order):
     rng = np.random.default_rng(11)
     ids = [f"c{k}" for k in range(15)]
     actors = rng.integers(0, 15, 80)
     targets = rng.integers(0, 15, 80)
-    social = _social(
+    social = social_frame(
         [(ids[a], ids[t], "like", "instagram") for a, t in zip(actors, targets, strict=True)]
     )
     clv_values = rng.gamma(2.0, 50.0, 15)
-    clv = _clv(dict(zip(ids, clv_values, strict=True)))
-    pairs = [(0, 1), (2, 3), (4, 0)]
-    credited = pl.DataFrame(
-        {
-            "referrer_customer_id": [ids[a] for a, _ in pairs],
-            "referee_customer_id": [ids[b] for _, b in pairs],
-        }
-    )
-    beta = 0.4
+    clv = clv_frame(dict(zip(ids, clv_values, strict=True)))
+    beta, phi = 0.4, 0.3
     got = customer_influence_value(
-        social, clv, credited, EngagementSettings(civ_beta=beta, civ_max_order=order)
+        social,
+        clv,
+        EngagementSettings(civ_beta=beta, civ_max_order=order, civ_attribution_share=phi),
     )
     # dense reference, straight from the definitions
     R = np.zeros((15, 15))
@@ -426,32 +169,184 @@ def test_civ_matches_dense_definition(order):
     S_off = S - np.diag(np.diag(S))
     denom = S_off.sum(axis=0)
     share = np.divide(S_off, denom, out=np.zeros_like(S_off), where=denom > 0)
-    for a, b in pairs:
-        share[a, b] = 0.0
-    civ_expected = share @ clv_values
+    gained = share @ (phi * clv_values)
+    ceded = np.where(denom > 0, phi * clv_values, 0.0)
     cie_expected = S.sum(axis=1) / S.sum()
-    by_id = {r["customer_id"]: r for r in got.iter_rows(named=True)}
+    by_id = _by_id(got)
     for k, cid in enumerate(ids):
         if cid in by_id:
-            assert by_id[cid]["civ"] == pytest.approx(civ_expected[k], abs=1e-9)
+            assert by_id[cid]["civ_gained"] == pytest.approx(gained[k], abs=1e-9)
+            assert by_id[cid]["civ_ceded"] == pytest.approx(ceded[k], abs=1e-9)
             assert by_id[cid]["cie"] == pytest.approx(cie_expected[k], abs=1e-12)
         else:
-            assert civ_expected[k] == 0.0
+            assert gained[k] == 0.0 and ceded[k] == 0.0
+    assert got["civ"].sum() == pytest.approx(0.0, abs=1e-9)
 
 
-def test_referral_pairs_outside_the_social_graph_are_ignored_by_civ():
-    # Node indices come from an Enum over the graph's customers: a credited referral whose
-    # referrer or referee never appears in the graph excludes nothing and does not fail.
-    social = _social([("B", "A", "like", "instagram"), ("C", "A", "comment", "instagram")])
-    referrals = _referrals(
+# ---- CKV ------------------------------------------------------------------------------------
+
+
+def test_customer_with_only_reviews():
+    reviews = review_frame([("R", 0, True), ("R", 3, False), (None, 50, True)])
+    settings = EngagementSettings(ckv_value_per_review=2.0)
+    ckv = customer_knowledge_value(reviews, settings)
+    expected = 2.0 * (1.0 + 0.5 * (1.0 + math.log(4.0)))
+    assert ckv["ckv_reviews"].item() == pytest.approx(expected)
+    out = engagement_values(clv_frame({}), reviews, EMPTY_SOCIAL, EMPTY_REFERRALS, settings)
+    row = out.row(0, named=True)
+    assert row["customer_id"] == "R" and not row["buyer"]
+    assert (row["clv"], row["crv"], row["civ"], row["ckv_ideas"]) == (0.0, 0.0, 0.0, 0.0)
+    assert row["cev"] == pytest.approx(expected)
+    assert row["review_count"] == 2
+
+
+# ---- quadrants ------------------------------------------------------------------------------
+
+
+def test_quadrant_names_never_collide_with_rfm_segments():
+    assert not set(QUADRANTS) & {*SEGMENTS, PROSPECT}
+    assert all(q.startswith("CEV ") for q in QUADRANTS)
+
+
+def test_quadrants_are_cut_on_the_customers_they_describe():
+    # Buyers A..D; prospects P1..P4 (no CLV) would pull the CLV median down to 2.5 and make D
+    # "high"; among buyers the median is 30. Only A and C have referred anyone: the CRV cut is
+    # their median, not the 0 of the many who never referred.
+    clv = clv_frame({"A": 100.0, "B": 80.0, "C": 20.0, "D": 10.0})
+    referrals = referral_frame(
         [
-            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "Z"},
-            {"referral_id": "r2", "referrer_customer_id": "Y", "referee_customer_id": "B"},
+            *[{"referral_id": f"a{k}", "referrer_customer_id": "A", "referee_customer_id": f"x{k}"}
+              for k in range(3)],
+            {"referral_id": "c1", "referrer_customer_id": "C", "referee_customer_id": "y1"},
+        ]
+    )  # fmt: skip
+    customers = pl.DataFrame({"customer_id": ["A", "B", "C", "D", "P1", "P2", "P3", "P4"]})
+    out = engagement_values(
+        clv,
+        EMPTY_REVIEWS,
+        EMPTY_SOCIAL,
+        referrals,
+        EngagementSettings(crv_acquisition_saved_type1=30.0),
+        as_of=date(2024, 6, 30),
+        customers=customers,
+    )
+    q = dict(zip(out["customer_id"], out["quadrant"], strict=True))
+    assert q["A"] == "CEV Champions"
+    assert q["B"] == "CEV Affluents"
+    assert q["D"] == "CEV Misers" and q["P1"] == "CEV Misers"
+    row = _by_id(out)
+    assert row["C"]["crv"] < row["A"]["crv"] and not row["C"]["crv_high"]
+    assert not row["P1"]["buyer"] and not row["P1"]["clv_high"]
+    # non-referrers get a small forward CRV (the population rate) but never "high CRV"
+    assert row["B"]["crv"] > 0 and not row["B"]["crv_high"]
+    assert out["quadrant_play"].null_count() == 0
+
+
+# ---- CEV: the sum of its parts, and no dollar counted twice ---------------------------------
+
+
+def test_sum_of_cev_counts_no_customer_value_twice():
+    rng = np.random.default_rng(5)
+    ids = [f"c{k:02d}" for k in range(40)]
+    social = social_frame(
+        [(ids[a], ids[t], "comment", "twitter")
+         for a, t in zip(rng.integers(0, 40, 150), rng.integers(0, 40, 150), strict=True)]
+    )  # fmt: skip
+    referrals = referral_frame(
+        [{"referral_id": f"r{k}", "referrer_customer_id": ids[k], "referee_customer_id": ids[k + 20]}
+         for k in range(10)]
+    )  # fmt: skip
+    clv = clv_frame(dict(zip(ids, rng.gamma(2.0, 40.0, 40), strict=True)))
+    reviews = review_frame([(ids[k], k, k % 2 == 0) for k in range(0, 40, 3)])
+    for phi in (0.1, 1.0):
+        out = engagement_values(
+            clv, reviews, social, referrals, EngagementSettings(civ_attribution_share=phi),
+            as_of=date(2024, 12, 31),
+        )  # fmt: skip
+        np.testing.assert_allclose(out["cev"], out["clv"] + out["crv"] + out["civ"] + out["ckv"])
+        # civ only moves value between customers: the identity the totals obey
+        assert out["cev"].sum() == pytest.approx(
+            out["clv"].sum() + out["crv"].sum() + out["ckv"].sum(), rel=1e-12
+        )
+        assert out["civ_gained"].sum() == pytest.approx(out["civ_ceded"].sum(), rel=1e-12)
+        assert (out["clv"] - out["civ_ceded"]).min() >= 0
+
+
+# ---- the worked example of docs/METRICS.md ---------------------------------------------------
+
+
+def test_worked_example_of_metrics_md():
+    """The numbers in docs/METRICS.md, "A worked example"."""
+    at = datetime(2025, 4, 1)
+    referrals = referral_frame(
+        [
+            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+             "referred_at": datetime(2025, 2, 20), "converted_at": datetime(2025, 3, 1),
+             "referrer_reward": 10.0, "referee_reward": 10.0, "would_have_joined_anyway": False},
+            {"referral_id": "r2", "referrer_customer_id": "A", "referee_customer_id": "C",
+             "referred_at": at, "converted_at": at, "referrer_reward": 10.0,
+             "referee_reward": 10.0, "would_have_joined_anyway": True},
+            {"referral_id": "r3", "referrer_customer_id": "B", "referee_customer_id": "D",
+             "referred_at": at, "converted_at": at, "referrer_reward": 10.0,
+             "referee_reward": 10.0, "would_have_joined_anyway": None},
+        ]
+    )  # fmt: skip
+    social = social_frame(
+        [
+            ("E", "A", "like", "instagram"),
+            ("B", "A", "like", "instagram"),
+            ("D", "B", "comment", "twitter"),
+            ("D", "A", "comment", "twitter"),
         ]
     )
-    clv = _clv({"A": 0.0, "B": 30.0, "C": 90.0, "Y": 0.0, "Z": 50.0})
-    out = engagement_values(clv, EMPTY_REVIEWS, social, referrals, NO_DISCOUNT)
-    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
-    assert row["A"]["civ"] == pytest.approx(120.0)  # all of B's and C's value, nothing excluded
-    assert row["A"]["civ_referral_excluded"] == 0.0
-    assert row["Y"]["civ"] == 0.0 and row["Y"]["crv"] == pytest.approx(20.0)
+    reviews = review_frame([("C", 3, True)])
+    clv = clv_frame({"A": 200.0, "B": 120.0, "C": 80.0, "D": 50.0, "E": 100.0})
+    since = pl.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "E", "P"],
+            "since": [date(2025, 1, 1), date(2025, 3, 1), date(2025, 4, 1), date(2025, 4, 1),
+                      date(2025, 1, 1), date(2025, 11, 1)],
+        }
+    )  # fmt: skip
+    settings = EngagementSettings(
+        crv_acquisition_saved_type1=30.0, crv_acquisition_saved_type2=30.0,
+        crv_value_credibility=2.0, civ_attribution_share=0.1,
+    )  # fmt: skip
+    out = engagement_values(
+        clv, reviews, social, referrals, settings, as_of=date(2025, 12, 31),
+        customers=since.select("customer_id"), customer_since=since,
+    )  # fmt: skip
+    row = _by_id(out)
+    # CRV realized: 130 (B, type one), 30 - 20 = 10 (C, type two), 0.5*80 + 0.5*30 - 20 = 35
+    assert row["A"]["crv_realized"] == pytest.approx(140.0)
+    assert row["B"]["crv_realized"] == pytest.approx(35.0)
+    # value of one referral, kappa = 2 toward mu = 175 / 3
+    mu = 175 / 3
+    assert row["A"]["crv_value_per_referral"] == pytest.approx((140 + 2 * mu) / 4)
+    assert row["B"]["crv_value_per_referral"] == pytest.approx((35 + 2 * mu) / 3)
+    assert row["E"]["crv_value_per_referral"] == pytest.approx(mu)
+    # The NBD fit on counts A 2, B 1, others 0 over 365, 306, 275, 275, 365, 61 days: six
+    # customers show no spread in referral rates, so the fit is the Poisson limit, one pooled
+    # rate 3 / 54.9 months for everyone.
+    a12 = annuity(settings)
+    assert a12 == pytest.approx(11.2551, abs=1e-4)
+    rate = 3 / (1647 / 30)
+    for cid in ("A", "B", "C", "D", "E", "P"):
+        assert row[cid]["crv_expected_referrals"] == pytest.approx(12 * rate)
+        assert row[cid]["crv"] == pytest.approx(rate * row[cid]["crv_value_per_referral"] * a12)
+    assert row["A"]["crv"] == pytest.approx(39.4645, abs=1e-4)
+    assert row["B"]["crv"] == pytest.approx(31.0933, abs=1e-4)
+    assert row["E"]["crv"] == pytest.approx(35.8768, abs=1e-4)
+    # CIV ledger, phi = 0.1: E's 10 and B's 12 go to A; D's 5 splits 0.6 to A, 0.4 to B.
+    assert row["A"]["civ"] == pytest.approx(25.0)
+    assert row["B"]["civ"] == pytest.approx(2.0 - 12.0)
+    assert row["D"]["civ"] == pytest.approx(-5.0)
+    assert row["E"]["civ"] == pytest.approx(-10.0)
+    assert row["C"]["ckv"] == pytest.approx(1 + math.log(4))
+    assert out["civ"].sum() == pytest.approx(0.0, abs=1e-12)
+    # quadrants: CLV median among the 5 buyers is 100 (with P at 0 it would be 90 and E "high")
+    q = dict(zip(out["customer_id"], out["quadrant"], strict=True))
+    assert q == {
+        "A": "CEV Champions", "B": "CEV Affluents", "C": "CEV Misers",
+        "D": "CEV Misers", "E": "CEV Misers", "P": "CEV Misers",
+    }  # fmt: skip

@@ -5,8 +5,8 @@ Plays per RFM segment are built from the seed documents' tools of engagement (Ma
 newsletters and wishlists, private sales and special offers, email offers and promotions,
 giveaways and free samples, personalised recommendations) and the customer-engagement article's
 advice to target each segment. The plays per CLV x CRV quadrant are Kumar's (METRICS.md): referral
-incentives for Affluents, purchase incentives for Advocates, both for Misers, retention for
-Champions.
+incentives for CEV Affluents, purchase incentives for CEV Advocates, both for CEV Misers, retention
+for CEV Champions, a review of the reward for CEV Costly Referrers.
 
 Only customers with marketing consent are exported. CSV cells are neutralised against spreadsheet
 formula injection (a cell starting with = + - @, a tab or a carriage return gets a leading single

@@ -1,0 +1,84 @@
+"""Kumar's CLV x CRV quadrants, computed on the customers they describe. No Dagster import here.
+
+"High CLV" is above the quadrant_clv_quantile of CLV among buyers (customers with a CLV from the
+purchase models; prospects at CLV 0 do not move the cut). "High CRV" needs a credited referral
+and a CRV above 0 and above the quadrant_crv_quantile of CRV among customers with a credited
+referral: a customer who never referred sits at the population's expected rate and value, which
+says nothing about them. A referrer whose expected referral value is negative (their referrals
+are expected to cost more than they bring) gets their own segment, "CEV Costly Referrers",
+whatever their CLV.
+
+The names start with "CEV" so they never collide with the RFM segments ("Champions" is both).
+"""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import polars as pl
+
+from engagement_box.engagement.config import EngagementSettings
+
+CHAMPIONS = "CEV Champions"
+AFFLUENTS = "CEV Affluents"
+ADVOCATES = "CEV Advocates"
+MISERS = "CEV Misers"
+COSTLY_REFERRERS = "CEV Costly Referrers"
+
+QUADRANTS = (CHAMPIONS, AFFLUENTS, ADVOCATES, MISERS, COSTLY_REFERRERS)
+QUADRANT_PLAYS: Mapping[str, str] = MappingProxyType(
+    {
+        CHAMPIONS: "Retention: reward programs, private sales and early access; keep them close.",
+        AFFLUENTS: "Referral incentives: reward them for bringing friends (high CLV, low CRV).",
+        ADVOCATES: "Purchase incentives: personalised offers to grow their own spend "
+        "(high CRV, low CLV).",
+        MISERS: "Both: a purchase incentive first, then a referral incentive once they buy again.",
+        COSTLY_REFERRERS: "Review their referral incentive: their referrals are expected to cost "
+        "more in rewards than they bring; stop or cap the reward.",
+    }
+)
+
+
+def _cut(values: pl.Series, quantile: float) -> float | None:
+    if values.len() == 0:
+        return None
+    return values.quantile(quantile, "linear")
+
+
+def assign_quadrants(frame: pl.DataFrame, settings: EngagementSettings) -> pl.DataFrame:
+    """Add clv_high, crv_high, crv_losing, quadrant and quadrant_play to a frame with the
+    columns buyer, clv, crv and crv_referrals."""
+    buyers = frame.filter(pl.col("buyer"))
+    referrers = frame.filter(pl.col("crv_referrals") > 0)
+    clv_cut = _cut(buyers.get_column("clv"), settings.quadrant_clv_quantile)
+    crv_cut = _cut(referrers.get_column("crv"), settings.quadrant_crv_quantile)
+    high_clv = (
+        (pl.col("buyer") & (pl.col("clv") > clv_cut)) if clv_cut is not None else pl.lit(False)
+    )
+    high_crv = (
+        (pl.col("crv_referrals") > 0) & (pl.col("crv") > max(crv_cut, 0.0))
+        if crv_cut is not None
+        else pl.lit(False)
+    )
+    losing = (pl.col("crv_referrals") > 0) & (pl.col("crv") < 0)
+    quadrant = (
+        pl.when(pl.col("crv_losing"))
+        .then(pl.lit(COSTLY_REFERRERS))
+        .when(pl.col("clv_high") & pl.col("crv_high"))
+        .then(pl.lit(CHAMPIONS))
+        .when(pl.col("clv_high"))
+        .then(pl.lit(AFFLUENTS))
+        .when(pl.col("crv_high"))
+        .then(pl.lit(ADVOCATES))
+        .otherwise(pl.lit(MISERS))
+    )
+    return (
+        frame.with_columns(
+            high_clv.alias("clv_high"), high_crv.alias("crv_high"), losing.alias("crv_losing")
+        )
+        .with_columns(quadrant.alias("quadrant"))
+        .with_columns(
+            pl.col("quadrant")
+            .replace_strict(dict(QUADRANT_PLAYS), return_dtype=pl.String)
+            .alias("quadrant_play")
+        )
+    )

@@ -1,0 +1,321 @@
+"""CRV, customer referral value, looking forward (Kumar, Petersen & Leone 2007, 2010).
+
+Three steps, each a pure function (docs/METRICS.md "CRV" has the formulas and the reasons):
+
+1. `credited_referrals`: which past referrals count, and the value of each one to the firm:
+   (1 - p2) * (A - M + ACQ1) + p2 * ACQ2 - rewards, A = the referee's CLV (a present value at the
+   as-of date, never discounted again). Their sum per referrer is `crv_realized`.
+2. `fit_referral_rate`: a Poisson-Gamma (NBD) model of how many credited referrals a customer
+   makes per 30-day month of exposure, fitted by maximum likelihood over all customers; each
+   customer's expected rate is the posterior mean (r + n) / (alpha + T).
+3. `customer_referral_value`: CRV = expected referrals per month x the customer's expected value
+   of one referral (their past referees' mean value shrunk toward the population mean,
+   Buhlmann-Straub credibility) x sum_{k=1..H} 1 / (1 + d)^k, the CLV's horizon and discount.
+
+No Dagster import here.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+import polars as pl
+from scipy import optimize, special
+
+from engagement_box.engagement.config import EngagementSettings
+
+DAYS_PER_MONTH = 30.0  # the CLV's month: sum_{k=1..H} over 30-day months
+POISSON_LIMIT_SHAPE = 1e4  # a fitted Gamma shape this large means "no spread between customers"
+
+CREDITED_COLUMNS = (
+    "referral_id",
+    "referrer_customer_id",
+    "referee_customer_id",
+    "referred_at",
+    "converted_at",
+    "referee_clv",
+    "rewards",
+    "p_type2",
+    "value",
+)
+
+
+def as_of_end(as_of: date | datetime | None) -> datetime | None:
+    """The first instant after the observation: a date means its whole day counts (the next
+    midnight); a datetime counts itself (one microsecond later)."""
+    if as_of is None:
+        return None
+    if isinstance(as_of, datetime):
+        return as_of + timedelta(microseconds=1)
+    return datetime.combine(as_of + timedelta(days=1), time.min)
+
+
+def credited_referrals(
+    referrals: pl.DataFrame,
+    clv: pl.DataFrame,
+    settings: EngagementSettings,
+    as_of: date | datetime | None = None,
+) -> pl.DataFrame:
+    """One row per past referral credited to its referrer, with its value to the firm.
+
+    Rules, in this order: converted by the as-of date, referrer and referee resolved, not a
+    self-referral; a referee counts once (earliest conversion, then earliest referral, then
+    smallest referral_id: the referral that brought them); then only incentivized referrals
+    (rewards paid > 0) are credited. A later incentivized referral of someone who had already
+    converted brought no one, so it is never credited.
+    """
+    end = as_of_end(as_of)
+    converted = pl.col("converted_at").is_not_null()
+    if end is not None:
+        converted &= pl.col("converted_at") < end
+    eligible = referrals.filter(
+        converted
+        & pl.col("referrer_customer_id").is_not_null()
+        & pl.col("referee_customer_id").is_not_null()
+        & (pl.col("referrer_customer_id") != pl.col("referee_customer_id"))
+    )
+    first = (
+        eligible.sort(["referee_customer_id", "converted_at", "referred_at", "referral_id"])
+        .unique(subset="referee_customer_id", keep="first", maintain_order=True)
+        .with_columns(
+            (
+                pl.col("referrer_reward").cast(pl.Float64).fill_null(0.0)
+                + pl.col("referee_reward").cast(pl.Float64).fill_null(0.0)
+            ).alias("rewards")
+        )
+        .filter(pl.col("rewards") > 0)
+    )
+    share = settings.crv_unknown_type2_share
+    if share is None:
+        # Estimated from the credited referrals with an answer: the referees whose value is at
+        # stake, asked the same question. 0.5 (no information) when none answered.
+        known = first.get_column("would_have_joined_anyway").drop_nulls()
+        share = float(known.cast(pl.Float64).mean()) if known.len() else 0.5
+    clv_lookup = clv.select(
+        pl.col("customer_id").cast(pl.String).alias("referee_customer_id"),
+        pl.col("clv").cast(pl.Float64).alias("referee_clv"),
+    )
+    s = settings
+    p2 = pl.col("p_type2")
+    return (
+        first.join(clv_lookup, on="referee_customer_id", how="left")
+        .with_columns(
+            pl.col("referee_clv").fill_null(0.0),
+            pl.col("would_have_joined_anyway").cast(pl.Float64).fill_null(share).alias("p_type2"),
+        )
+        .with_columns(
+            (
+                (1.0 - p2)
+                * (pl.col("referee_clv") - s.crv_retention_cost + s.crv_acquisition_saved_type1)
+                + p2 * s.crv_acquisition_saved_type2
+                - pl.col("rewards")
+            ).alias("value")
+        )
+        .select(*CREDITED_COLUMNS)
+        .sort("referral_id")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The referral-rate model: Poisson counts, Gamma-distributed rates across customers (NBD)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferralRateFit:
+    """Population parameters of the referral rate (per 30-day month): lambda ~ Gamma(r, alpha),
+    mean r / alpha. r = alpha = 0 when nobody was credited with a referral (rate 0 for all);
+    r = alpha = inf in the Poisson limit (customers do not differ more than chance says: the
+    pooled rate, referrals / exposure, for everyone)."""
+
+    r: float
+    alpha: float
+    customers: int
+    referrals: int
+    exposure_months: float
+    log_likelihood: float
+
+    @property
+    def poisson_limit(self) -> bool:
+        return math.isinf(self.r)
+
+    def rate(self, n: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Posterior mean rate per month of customers with n referrals in t months."""
+        if self.referrals == 0:
+            return np.zeros(np.shape(n))
+        if self.poisson_limit:
+            return np.full(np.shape(n), self.referrals / self.exposure_months)
+        return (self.r + n) / (self.alpha + t)
+
+
+def _nbd_loglik(theta: np.ndarray, n: np.ndarray, t: np.ndarray, w: np.ndarray):
+    r, alpha = np.exp(theta)
+    log_p = np.log(alpha) - np.log(alpha + t)
+    log_q = np.log(t, out=np.zeros_like(t), where=t > 0) - np.log(alpha + t)
+    ll = (
+        special.gammaln(r + n)
+        - special.gammaln(r)
+        - special.gammaln(n + 1.0)
+        + r * log_p
+        + np.where(n > 0, n * log_q, 0.0)
+    )
+    d_r = special.digamma(r + n) - special.digamma(r) + log_p
+    d_alpha = r / alpha - (r + n) / (alpha + t)
+    value = float(w @ ll)
+    grad = np.array([float(w @ d_r) * r, float(w @ d_alpha) * alpha])
+    return value, grad
+
+
+def fit_referral_rate(counts: np.ndarray, exposure_months: np.ndarray) -> ReferralRateFit:
+    """Maximum likelihood NBD fit of referral counts over exposure (months, > 0 to count).
+
+    Customers with the same count and exposure in whole days are one weighted row, so a million
+    customers are a few thousand rows. With no over-dispersion the estimate runs to the Poisson
+    limit (large r and alpha, the same posterior rate for everyone); the bounds keep it finite.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    exposure = np.asarray(exposure_months, dtype=np.float64)
+    keep = exposure > 0
+    days = np.rint(exposure[keep] * DAYS_PER_MONTH).astype(np.int64)
+    kept_counts = counts[keep].astype(np.int64)
+    # One int64 key per (count, days) pair: a 1-D unique, far cheaper than unique rows.
+    span = int(days.max()) + 1 if days.size else 1
+    keys, weights = np.unique(kept_counts * span + days, return_counts=True)
+    n = (keys // span).astype(np.float64)
+    t = (keys % span) / DAYS_PER_MONTH
+    w = weights.astype(np.float64)
+    total_n = float(w @ n)
+    total_t = float(w @ t)
+    if total_n == 0 or total_t == 0:
+        return ReferralRateFit(0.0, 0.0, int(keep.sum()), int(counts.sum()), total_t, 0.0)
+    start = np.log([1.0, total_t / total_n])
+
+    def objective(theta: np.ndarray):
+        value, grad = _nbd_loglik(theta, n, t, w)
+        return -value, -grad
+
+    result = optimize.minimize(
+        objective, start, jac=True, method="L-BFGS-B", bounds=[(-12.0, 16.0), (-12.0, 20.0)]
+    )
+    r, alpha = np.exp(result.x)
+    if r >= POISSON_LIMIT_SHAPE:
+        # The likelihood still rises toward r, alpha -> inf: a Gamma this narrow (coefficient
+        # of variation 1 / sqrt(r) <= 1%) is one rate for everyone; report the exact limit.
+        r = alpha = math.inf
+    return ReferralRateFit(
+        float(r), float(alpha), int(keep.sum()), int(total_n), total_t, float(-result.fun)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The value of one referral, shrunk toward the population mean
+# --------------------------------------------------------------------------------------------
+
+
+def value_credibility(per_referrer: pl.DataFrame) -> float:
+    """Buhlmann-Straub kappa = within-referrer variance / between-referrer variance of the value
+    of one referral (columns n, mean, ss: count, mean, sum of squared deviations from the mean).
+
+    inf (everyone gets the population mean) when the referrers differ no more than chance says;
+    1.0 (one referral weighs as much as the population mean) when no referrer has two referrals,
+    so the two variances cannot be told apart.
+    """
+    n = per_referrer.get_column("n").to_numpy().astype(np.float64)
+    if n.size == 0:
+        return math.inf
+    mean = per_referrer.get_column("mean").to_numpy()
+    ss = per_referrer.get_column("ss").to_numpy()
+    total = n.sum()
+    dof = (n - 1.0).sum()
+    if dof <= 0:
+        return 1.0
+    within = ss.sum() / dof
+    mu = (n * mean).sum() / total
+    spread = total - (n**2).sum() / total
+    between = ((n * (mean - mu) ** 2).sum() - (n.size - 1) * within) / spread if spread > 0 else 0
+    if between <= 0:
+        return math.inf
+    return float(within / between)
+
+
+def annuity(settings: EngagementSettings) -> float:
+    """sum_{k=1..H} 1 / (1 + d)^k: the present value of 1 a month for H months (CLV's months)."""
+    d = settings.monthly_discount_rate
+    k = np.arange(1, settings.horizon_months + 1, dtype=np.float64)
+    return float(((1.0 + d) ** -k).sum())
+
+
+def customer_referral_value(
+    credited: pl.DataFrame,
+    exposure_start: pl.DataFrame,
+    settings: EngagementSettings,
+    as_of: date | datetime,
+) -> tuple[pl.DataFrame, ReferralRateFit, float, float]:
+    """Forward CRV for every customer of `exposure_start` (customer_id, start).
+
+    A customer's exposure runs from `start` (or their first credited referral if earlier) to the
+    end of the as-of day, in whole days / 30 (30-day months). Returns the frame (customer_id,
+    crv, crv_realized, crv_referrals, crv_expected_referrals, crv_value_per_referral), the rate
+    fit, kappa and the population mean value of one referral.
+    """
+    end = as_of_end(as_of)
+    per_referrer = credited.group_by(pl.col("referrer_customer_id").alias("customer_id")).agg(
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("value").mean().alias("mean"),
+        ((pl.col("value") - pl.col("value").mean()) ** 2).sum().alias("ss"),
+        pl.col("value").sum().alias("crv_realized"),
+        pl.col("referred_at").min().alias("first_referral"),
+    )
+    kappa = (
+        settings.crv_value_credibility
+        if settings.crv_value_credibility is not None
+        else value_credibility(per_referrer)
+    )
+    mu = float(credited.get_column("value").mean()) if credited.height else 0.0
+
+    frame = (
+        exposure_start.select(
+            pl.col("customer_id").cast(pl.String), pl.col("start").cast(pl.Datetime("us"))
+        )
+        .join(per_referrer, on="customer_id", how="left")
+        .with_columns(
+            pl.col("n").fill_null(0),
+            pl.col("crv_realized").fill_null(0.0),
+            pl.min_horizontal("start", "first_referral").alias("start"),
+        )
+        .with_columns(
+            (
+                (pl.lit(end, dtype=pl.Datetime("us")) - pl.col("start")).dt.total_seconds()
+                / 86400.0
+                / DAYS_PER_MONTH
+            )
+            .fill_null(0.0)
+            .clip(lower_bound=0.0)
+            .alias("exposure")
+        )
+    )
+    n = frame.get_column("n").to_numpy().astype(np.float64)
+    exposure = frame.get_column("exposure").to_numpy()
+    # Whole days, as the fit counts them; a credited referral is proof of exposure: at least
+    # one day for whoever made one.
+    exposure = np.rint(exposure * DAYS_PER_MONTH) / DAYS_PER_MONTH
+    exposure = np.where(n > 0, np.maximum(exposure, 1.0 / DAYS_PER_MONTH), exposure)
+    fit = fit_referral_rate(n, exposure)
+    rate = fit.rate(n, exposure)
+    own_mean = frame.get_column("mean").fill_null(0.0).to_numpy()
+    if math.isinf(kappa):
+        value = np.full(n.shape, mu)
+    else:
+        value = np.divide(
+            n * own_mean + kappa * mu, n + kappa, out=np.full(n.shape, mu), where=(n + kappa) > 0
+        )
+    out = frame.select(
+        "customer_id",
+        pl.Series("crv", rate * value * annuity(settings)),
+        "crv_realized",
+        pl.col("n").alias("crv_referrals"),
+        pl.Series("crv_expected_referrals", rate * settings.horizon_months),
+        pl.Series("crv_value_per_referral", value),
+    )
+    return out, fit, float(kappa), mu

@@ -1,0 +1,293 @@
+"""CRV: which referrals count, what one is worth, and the forward-looking referral-rate model."""
+
+from datetime import date, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+from engagement_box.engagement.config import EngagementSettings
+from engagement_box.engagement.metrics import credited_referrals, engagement_values
+from engagement_box.engagement.referral import (
+    annuity,
+    customer_referral_value,
+    fit_referral_rate,
+    value_credibility,
+)
+from tests.engagement_frames import (
+    EMPTY_REVIEWS,
+    EMPTY_SOCIAL,
+    clv_frame,
+    referral_frame,
+)
+
+T1 = datetime(2024, 2, 1)
+
+
+def _values(credited: pl.DataFrame) -> dict[str, float]:
+    return dict(zip(credited["referral_id"], credited["value"], strict=True))
+
+
+# ---- which referrals are credited (item 6: the order of the rules) --------------------------
+
+
+def test_rules_converted_resolved_not_self_first_conversion_then_incentive():
+    referrals = referral_frame(
+        [
+            # B converted through r2 first (earlier conversion): r1 loses though sent earlier
+            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+             "converted_at": T1},
+            {"referral_id": "r2", "referrer_customer_id": "D", "referee_customer_id": "B"},
+            {"referral_id": "r3", "referrer_customer_id": "A", "referee_customer_id": "A"},
+            {"referral_id": "r4", "referrer_customer_id": "A", "referee_customer_id": "E",
+             "converted_at": None},
+            {"referral_id": "r5", "referrer_customer_id": "A", "referee_customer_id": "F",
+             "referrer_reward": 0.0, "referee_reward": None},
+            {"referral_id": "r6", "referrer_customer_id": "A", "referee_customer_id": None},
+        ]
+    )  # fmt: skip
+    credited = credited_referrals(referrals, clv_frame({"B": 40.0}), EngagementSettings())
+    assert credited["referral_id"].to_list() == ["r2"]
+    assert credited["value"].item() == pytest.approx(40.0 - 10.0)
+
+
+def test_earliest_conversion_comes_before_the_incentive_filter():
+    # G joined through an unrewarded referral (r1); H's later rewarded referral (r2) of the same
+    # person brought no one: nobody is credited, and H is not paid CRV for an existing customer.
+    referrals = referral_frame(
+        [
+            {"referral_id": "r1", "referrer_customer_id": "F", "referee_customer_id": "G",
+             "referrer_reward": 0.0, "referee_reward": 0.0},
+            {"referral_id": "r2", "referrer_customer_id": "H", "referee_customer_id": "G",
+             "converted_at": T1},
+        ]
+    )  # fmt: skip
+    assert credited_referrals(referrals, clv_frame({"G": 80.0}), EngagementSettings()).height == 0
+
+
+def test_same_conversion_time_tie_goes_to_smallest_referral_id():
+    referrals = referral_frame(
+        [
+            {"referral_id": "r9", "referrer_customer_id": "A", "referee_customer_id": "B"},
+            {"referral_id": "r1", "referrer_customer_id": "C", "referee_customer_id": "B"},
+        ]
+    )
+    credited = credited_referrals(referrals, clv_frame({"B": 40.0}), EngagementSettings())
+    assert credited["referrer_customer_id"].to_list() == ["C"]
+
+
+def test_conversion_after_the_as_of_day_is_not_a_conversion_yet():
+    referrals = referral_frame(
+        [
+            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+             "converted_at": datetime(2024, 1, 31, 23, 59)},
+            {"referral_id": "r2", "referrer_customer_id": "A", "referee_customer_id": "C",
+             "converted_at": datetime(2024, 2, 1, 0, 0)},
+        ]
+    )  # fmt: skip
+    credited = credited_referrals(
+        referrals, clv_frame({}), EngagementSettings(), as_of=date(2024, 1, 31)
+    )
+    assert credited["referral_id"].to_list() == ["r1"]
+
+
+# ---- the value of one referral (items 2 and 3) ----------------------------------------------
+
+
+def test_type_two_reward_is_a_cost_and_referee_clv_is_not_discounted():
+    settings = EngagementSettings(
+        crv_acquisition_saved_type1=10.0,
+        crv_acquisition_saved_type2=0.0,
+        crv_retention_cost=2.0,
+        crv_unknown_type2_share=0.25,
+    )
+    referrals = referral_frame(
+        [
+            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+             "would_have_joined_anyway": True, "referrer_reward": 20.0, "referee_reward": 20.0},
+            {"referral_id": "r2", "referrer_customer_id": "A", "referee_customer_id": "C",
+             "would_have_joined_anyway": None, "converted_at": datetime(2020, 1, 1),
+             "referred_at": datetime(2020, 1, 1)},
+            {"referral_id": "r3", "referrer_customer_id": "A", "referee_customer_id": "D"},
+        ]
+    )  # fmt: skip
+    credited = credited_referrals(
+        referrals, clv_frame({"B": 100.0, "C": 100.0, "D": 100.0}), settings, as_of=date(2026, 1, 1)
+    )
+    values = _values(credited)
+    # $40 of rewards for someone who would have joined anyway, ACQ2 = 0: a cost of 40.
+    assert values["r1"] == pytest.approx(-40.0)
+    # A six-year-old referral is worth the referee's CLV (already a present value), undiscounted.
+    assert values["r2"] == pytest.approx(0.75 * (100 - 2 + 10) + 0.25 * 0.0 - 10.0)
+    assert values["r3"] == pytest.approx(100 - 2 + 10 - 10.0)
+
+
+def test_unknown_share_is_estimated_from_credited_referrals_with_an_answer():
+    referrals = referral_frame(
+        [
+            {"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+             "would_have_joined_anyway": True},
+            {"referral_id": "r2", "referrer_customer_id": "A", "referee_customer_id": "C",
+             "would_have_joined_anyway": False},
+            {"referral_id": "r3", "referrer_customer_id": "A", "referee_customer_id": "D",
+             "would_have_joined_anyway": None},
+            # Not credited (no reward): its answer does not enter the share.
+            {"referral_id": "r4", "referrer_customer_id": "A", "referee_customer_id": "E",
+             "would_have_joined_anyway": True, "referrer_reward": 0.0, "referee_reward": 0.0},
+            {"referral_id": "r5", "referrer_customer_id": "A", "referee_customer_id": "F",
+             "would_have_joined_anyway": True, "converted_at": None},
+        ]
+    )  # fmt: skip
+    credited = credited_referrals(referrals, clv_frame({}), EngagementSettings())
+    assert credited.filter(pl.col("referral_id") == "r3")["p_type2"].item() == 0.5
+    none_answered = referral_frame(
+        [{"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+          "would_have_joined_anyway": None}]
+    )  # fmt: skip
+    assert credited_referrals(none_answered, clv_frame({}), EngagementSettings())[
+        "p_type2"
+    ].item() == pytest.approx(0.5)
+
+
+# ---- the referral-rate model ----------------------------------------------------------------
+
+
+def test_nbd_fit_recovers_the_population_rate_distribution():
+    rng = np.random.default_rng(3)
+    n = 20_000
+    r_true, alpha_true = 0.4, 8.0  # mean 0.05 referrals a month, strongly over-dispersed
+    exposure = rng.uniform(1.0, 36.0, n)
+    counts = rng.poisson(rng.gamma(r_true, 1.0 / alpha_true, n) * exposure)
+    fit = fit_referral_rate(counts, exposure)
+    assert fit.r == pytest.approx(r_true, rel=0.15)
+    assert fit.alpha == pytest.approx(alpha_true, rel=0.2)
+    assert fit.referrals == counts.sum()
+    # The posterior rate shrinks a customer's own rate toward r / alpha, more with less exposure.
+    rate = fit.rate(np.array([3.0, 3.0]), np.array([2.0, 30.0]))
+    assert fit.r / fit.alpha < rate[1] < rate[0] < 3.0 / 2.0
+
+
+def test_nbd_fit_without_spread_between_customers_is_the_poisson_limit():
+    rng = np.random.default_rng(4)
+    exposure = rng.uniform(1.0, 24.0, 5_000)
+    counts = rng.poisson(0.05 * exposure)  # one rate for everyone
+    fit = fit_referral_rate(counts, exposure)
+    assert fit.poisson_limit
+    pooled = counts.sum() / exposure.sum()  # the fit counts exposure in whole days
+    assert fit.rate(np.array([0.0, 4.0]), np.array([1.0, 2.0])) == pytest.approx(
+        [pooled] * 2, rel=1e-4
+    )
+
+
+def test_nbd_fit_with_no_referrals_gives_rate_zero():
+    fit = fit_referral_rate(np.zeros(5), np.full(5, 12.0))
+    assert fit.referrals == 0
+    assert fit.rate(np.zeros(2), np.array([1.0, 5.0])).tolist() == [0.0, 0.0]
+
+
+def test_annuity_is_monthly_like_clv():
+    settings = EngagementSettings(horizon_months=12, monthly_discount_rate=0.01)
+    assert annuity(settings) == pytest.approx(sum(1.01**-k for k in range(1, 13)))
+    assert annuity(EngagementSettings(horizon_months=0)) == 0.0
+
+
+def test_credibility_shrinks_toward_the_population_mean():
+    # Referrers differ far more than their own referrals do: kappa is small, own means count.
+    per = pl.DataFrame({"n": [4, 4, 4], "mean": [10.0, 50.0, 90.0], "ss": [12.0, 12.0, 12.0]})
+    within = 36.0 / 9
+    between = (4 * (40**2 + 0 + 40**2) - 2 * within) / (12 - 48 / 12)
+    assert value_credibility(per) == pytest.approx(within / between)
+    # No spread between referrers beyond chance: everyone gets the population mean.
+    same = pl.DataFrame({"n": [2, 2], "mean": [10.0, 10.0], "ss": [50.0, 50.0]})
+    assert value_credibility(same) == float("inf")
+    # Nobody has two referrals: the two variances cannot be told apart; kappa = 1.
+    single = pl.DataFrame({"n": [1, 1], "mean": [10.0, 90.0], "ss": [0.0, 0.0]})
+    assert value_credibility(single) == 1.0
+
+
+def test_forward_crv_is_rate_times_shrunk_value_times_annuity():
+    settings = EngagementSettings(crv_value_credibility=1.0, horizon_months=6)
+    credited = pl.DataFrame(
+        {
+            "referrer_customer_id": ["A", "A", "B"],
+            "referred_at": [datetime(2024, 3, 1)] * 3,
+            "value": [100.0, 60.0, 20.0],
+        }
+    )
+    start = pl.DataFrame({"customer_id": ["A", "B", "C"], "start": [datetime(2024, 1, 1)] * 3})
+    out, fit, kappa, mu = customer_referral_value(credited, start, settings, date(2024, 12, 30))
+    assert kappa == 1.0 and mu == pytest.approx(60.0)
+    t = 365 / 30  # 2024-01-01 to the end of 2024-12-30: 365 days of 30-day months
+    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    expected_value = {"A": (2 * 80 + 60) / 3, "B": (20 + 60) / 2, "C": 60.0}
+    for cid, n in (("A", 2), ("B", 1), ("C", 0)):
+        rate = fit.rate(np.array([float(n)]), np.array([t]))[0]
+        assert row[cid]["crv_value_per_referral"] == pytest.approx(expected_value[cid])
+        assert row[cid]["crv_expected_referrals"] == pytest.approx(6 * rate)
+        assert row[cid]["crv"] == pytest.approx(rate * expected_value[cid] * annuity(settings))
+    assert row["A"]["crv_realized"] == pytest.approx(160.0)
+    assert row["C"]["crv_realized"] == 0.0
+
+
+def test_exposure_starts_at_customer_since_or_the_first_referral():
+    # B's since is after their first referral: exposure starts at the referral instead.
+    referrals = referral_frame(
+        [{"referral_id": "r1", "referrer_customer_id": "B", "referee_customer_id": "C",
+          "referred_at": datetime(2024, 1, 1), "converted_at": datetime(2024, 1, 2)}]
+    )  # fmt: skip
+    since = pl.DataFrame(
+        {"customer_id": ["B", "C", "X"], "since": [date(2024, 6, 1), date(2024, 1, 2), None]}
+    )
+    settings = EngagementSettings(crv_value_credibility=1.0)
+    kwargs = {"as_of": date(2024, 12, 31), "customer_since": since}
+    out = engagement_values(
+        clv_frame({"C": 50.0}), EMPTY_REVIEWS, EMPTY_SOCIAL, referrals, settings, **kwargs
+    )
+    plain = engagement_values(
+        clv_frame({"C": 50.0}),
+        EMPTY_REVIEWS,
+        EMPTY_SOCIAL,
+        referrals,
+        settings,
+        as_of=date(2024, 12, 31),
+    )
+    # B's exposure is the same in both runs (from 2024-01-01), so B's rate is the same.
+    b = out.filter(pl.col("customer_id") == "B")
+    assert b["crv_expected_referrals"].item() == pytest.approx(
+        plain.filter(pl.col("customer_id") == "B")["crv_expected_referrals"].item()
+    )
+    assert set(out["customer_id"]) == {"B", "C"}  # X is not a customer of this run
+
+
+def test_money_losing_referrer_has_negative_crv_and_its_own_segment():
+    referrals = referral_frame(
+        [
+            # L pays 50 of rewards for each referee who would have joined anyway.
+            *[{"referral_id": f"l{k}", "referrer_customer_id": "L", "referee_customer_id": f"x{k}",
+               "referrer_reward": 25.0, "referee_reward": 25.0, "would_have_joined_anyway": True}
+              for k in range(4)],
+            *[{"referral_id": f"g{k}", "referrer_customer_id": "G", "referee_customer_id": f"y{k}"}
+              for k in range(4)],
+        ]
+    )  # fmt: skip
+    clv = clv_frame({"L": 500.0, "G": 10.0, **{f"y{k}": 200.0 for k in range(4)}})
+    out = engagement_values(
+        clv, EMPTY_REVIEWS, EMPTY_SOCIAL, referrals, EngagementSettings(), as_of=date(2024, 6, 30)
+    )
+    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert row["L"]["crv"] < 0 and row["L"]["crv_realized"] == pytest.approx(-200.0)
+    assert row["L"]["crv_losing"] and row["L"]["quadrant"] == "CEV Costly Referrers"
+    assert not row["G"]["crv_losing"] and row["G"]["crv"] > 0
+    assert row["G"]["quadrant"] in ("CEV Advocates", "CEV Champions")
+
+
+def test_customer_since_without_its_columns_is_a_clear_error():
+    with pytest.raises(ValueError, match="customer_since needs the columns customer_id and since"):
+        engagement_values(
+            clv_frame({"A": 1.0}),
+            EMPTY_REVIEWS,
+            EMPTY_SOCIAL,
+            referral_frame([]),
+            as_of=date(2024, 1, 31),
+            customer_since=pl.DataFrame({"customer_id": ["A"], "signup_date": [date(2024, 1, 1)]}),
+        )
