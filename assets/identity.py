@@ -1,6 +1,6 @@
 """Identity asset: one customer across the five sources (`intermediate.identity_links`).
 
-The rules are DuckDB macros in `sql/identity/rules.sql`; `engagement_box.identity.links` builds
+The rules are DuckDB macros in `sql/intermediate/rules.sql`; `engagement_box.identity.links` builds
 the links and the per-row resolution views every metric reads (orders, reviews, social,
 referrals).
 """

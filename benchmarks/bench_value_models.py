@@ -7,7 +7,7 @@
 1. Generates BG/NBD-like transactions (vectorised numpy, Gamma-Gamma spends, a few same-day extra
    orders and non-completed statuses) into `staging.orders` of a DuckDB file.
 2. Runs each path in its own child process (so peak RSS is per path):
-   (a) fast: `sql/marts/customer_summary.sql` + RFM + grouped BG/NBD / Gamma-Gamma fits +
+   (a) fast: `sql/work/customer_summary.sql` + RFM + grouped BG/NBD / Gamma-Gamma fits +
        vectorised scoring (P(alive), E[purchases] 30/90/365 days, E[M], 12-month CLV);
    (b) plain: completed orders into pandas, `summary_data_from_transaction_data`, ungrouped fits,
        lifetimes' scoring methods and `customer_lifetime_value`.

@@ -10,7 +10,7 @@ def write_frame(
     con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pl.DataFrame
 ) -> int:
     """Replace `schema.table` with `frame` (one statement: readers see old or new, never half)."""
-    con.execute(load_sql("versions/create_schema", schema=schema))
+    con.execute(load_sql("marts/create_schema", schema=schema))
     name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     con.register("frame_to_write", frame)
     try:

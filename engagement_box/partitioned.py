@@ -47,7 +47,7 @@ def write_partition(
     # stored as text, it accepts the values a later partition brings.
     frame = frame.with_columns(pl.col(pl.Null).cast(pl.String))
     name = _name(schema, table)
-    con.execute(load_sql("versions/create_schema", schema=schema))
+    con.execute(load_sql("marts/create_schema", schema=schema))
     con.register("partition_rows", frame)
     con.execute("BEGIN TRANSACTION")
     try:

@@ -1,4 +1,4 @@
-"""sql/marts/customer_summary.sql and calibration_holdout.sql against lifetimes' own summaries."""
+"""sql/work/customer_summary.sql and calibration_holdout.sql against lifetimes' own summaries."""
 
 import datetime as dt
 import warnings

@@ -137,7 +137,7 @@ def version_with_inputs(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int
     """The retained version in the migration chain computed from these inputs, or None."""
     if not table_exists(con, "marts", "snapshot_log"):
         return None
-    row = con.execute(load_sql("versions/version_with_inputs"), {"fingerprint": fingerprint})
+    row = con.execute(load_sql("marts/version_with_inputs"), {"fingerprint": fingerprint})
     found = row.fetchone()
     return int(found[0]) if found else None
 
@@ -161,23 +161,23 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
     statement costs a disk sync), and adopt a warehouse from before `marts.snapshot_log`."""
     found = {
         (schema, table)
-        for schema, table in con.execute(load_sql("versions/version_tables")).fetchall()
+        for schema, table in con.execute(load_sql("marts/version_tables")).fetchall()
     }
     if _VERSION_TABLES <= found and not _is_base_table(con, "marts", "snapshots"):
         return
     con.execute("BEGIN TRANSACTION")
     try:
         for schema in ("work", "marts", "history"):
-            con.execute(load_sql("versions/create_schema", schema=schema))
+            con.execute(load_sql("marts/create_schema", schema=schema))
         adopt = _is_base_table(con, "marts", "snapshots")
-        con.execute(load_sql("versions/create_snapshot_log"))
-        con.execute(load_sql("versions/create_current_version"))
-        con.execute(load_sql("versions/create_segment_migration"))
+        con.execute(load_sql("marts/create_snapshot_log"))
+        con.execute(load_sql("marts/create_current_version"))
+        con.execute(load_sql("marts/create_segment_migration"))
         if adopt:  # a warehouse from before marts.snapshot_log
-            con.execute(load_sql("versions/adopt_snapshots_table"))
-            con.execute(load_sql("versions/adopt_current_version"))
+            con.execute(load_sql("marts/adopt_snapshots_table"))
+            con.execute(load_sql("marts/adopt_current_version"))
             con.execute("DROP TABLE marts.snapshots")
-        con.execute(load_sql("versions/create_snapshots_view"))
+        con.execute(load_sql("marts/create_snapshots_view"))
         if adopt:
             refresh_migration(con)
         con.execute("COMMIT")
@@ -214,7 +214,7 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The version `marts.*` holds (None before the first publish)."""
     if not table_exists(con, "marts", "current_version"):
         return None
-    row = con.execute(load_sql("versions/current_as_of")).fetchone()
+    row = con.execute(load_sql("marts/current_as_of")).fetchone()
     return int(row[0]) if row else None
 
 
@@ -254,13 +254,13 @@ def publish(
         if existing is not None:
             con.execute("ROLLBACK")
             return _unchanged(con, existing, fingerprint)
-        row = con.execute(load_sql("versions/next_snapshot_id")).fetchone()
+        row = con.execute(load_sql("marts/next_snapshot_id")).fetchone()
         snapshot_id = int(row[0]) if row else 1
-        latest = con.execute(load_sql("versions/current_as_of")).fetchone()
+        latest = con.execute(load_sql("marts/current_as_of")).fetchone()
         current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
         rows = {mart: _count_work(con, mart, work_as_of) for mart in marts}
         con.execute(
-            load_sql("versions/insert_snapshot"),
+            load_sql("marts/insert_snapshot"),
             {
                 "snapshot_id": snapshot_id,
                 "published_at": datetime.now(),
@@ -275,7 +275,7 @@ def publish(
         for mart in marts:
             _publish_one(con, mart, snapshot_id, current, work_as_of)
         if current:
-            con.execute(load_sql("versions/set_current_version"), {"snapshot_id": snapshot_id})
+            con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
         migration = refresh_migration(con)
         con.execute("COMMIT")
     except BaseException:
@@ -356,7 +356,7 @@ MIGRATION_MARTS = ("customer_rfm", "engagement_value")
 
 def migration_chain(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Retained versions in as-of order, one per as-of (its newest publish): see chain.sql."""
-    return [int(r[0]) for r in con.execute(load_sql("versions/chain")).fetchall()]
+    return [int(r[0]) for r in con.execute(load_sql("marts/chain")).fetchall()]
 
 
 def _published_in(con: duckdb.DuckDBPyConnection, mart: str) -> set[int]:
@@ -382,11 +382,11 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
     chain = [s for s in migration_chain(con) if s in with_marts]
     wanted = set(zip(chain, chain[1:], strict=False))
     have = {
-        (int(f), int(t)) for f, t in con.execute(load_sql("versions/migration_pairs")).fetchall()
+        (int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()
     }
     for from_snapshot, to_snapshot in sorted(have - wanted):
         con.execute(
-            load_sql("versions/delete_migration_pair"),
+            load_sql("marts/delete_migration_pair"),
             {"from_snapshot": from_snapshot, "to_snapshot": to_snapshot},
         )
     added = 0
@@ -394,7 +394,7 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
         rows = segment_migration(con, from_snapshot, to_snapshot)
         con.register("migration_rows", rows)
         try:
-            con.execute(load_sql("versions/insert_segment_migration"))
+            con.execute(load_sql("marts/insert_segment_migration"))
         finally:
             con.unregister("migration_rows")
         added += rows.height
@@ -404,7 +404,7 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
 def segment_migration(con: duckdb.DuckDBPyConnection, from_snapshot: int, to_snapshot: int):
     """Customers moving between RFM segments and quadrants from one version to another."""
     return con.execute(
-        load_sql("versions/segment_migration"),
+        load_sql("marts/segment_migration"),
         {"from_snapshot": from_snapshot, "to_snapshot": to_snapshot},
     ).pl()
 
@@ -441,7 +441,7 @@ def apply_retention(
     expired = [
         int(r[0])
         for r in con.execute(
-            load_sql("versions/snapshots_to_expire"),
+            load_sql("marts/snapshots_to_expire"),
             {"keep_versions": keep_versions, "keep_days": keep_days, "now": now},
         ).fetchall()
     ]
@@ -456,7 +456,7 @@ def apply_retention(
                     {"expired": expired},
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
-            con.execute(load_sql("versions/expire_snapshots"), {"now": now, "expired": expired})
+            con.execute(load_sql("marts/expire_snapshots"), {"now": now, "expired": expired})
             migration = refresh_migration(con)
             con.execute("COMMIT")
         except BaseException:

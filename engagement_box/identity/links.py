@@ -1,7 +1,7 @@
 """Identity resolution: one customer across the five staged sources.
 
-The rules are written once, as DuckDB macros in `sql/identity/rules.sql` (normalisation and
-matching), used by `sql/identity/identity_links.sql` (ownership of shared keys) and every view;
+The rules are written once, as DuckDB macros in `sql/intermediate/rules.sql` (normalisation and
+matching), used by `sql/intermediate/identity_links.sql` (ownership of shared keys) and every view;
 in short:
 
 * keys: customer_id as staged; email trimmed and lower-cased; social handles split on ';',
@@ -35,23 +35,23 @@ from engagement_box.sql import load_sql
 
 # Statements that build the links table, in order (one statement per file).
 BUILD_STATEMENTS = (
-    "identity/create_schema",
-    "identity/identity_links_table",
-    "identity/rules",
-    "identity/identity_links",
-    "identity/orders_resolution",
-    "identity/reviews_resolution",
-    "identity/social_resolution",
-    "identity/referrals_resolution",
-    "identity/identity_links_sources",
+    "intermediate/create_schema",
+    "intermediate/identity_links_table",
+    "intermediate/rules",
+    "intermediate/identity_links",
+    "intermediate/orders_resolution",
+    "intermediate/reviews_resolution",
+    "intermediate/social_resolution",
+    "intermediate/referrals_resolution",
+    "intermediate/identity_links_sources",
 )
 
 ResolvedSource = Literal["orders", "reviews", "social", "referrals"]
 _RESOLVED_QUERIES: dict[str, str] = {
-    "orders": "identity/resolved_orders",
-    "reviews": "identity/resolved_reviews",
-    "social": "identity/resolved_social",
-    "referrals": "identity/resolved_referrals",
+    "orders": "intermediate/resolved_orders",
+    "reviews": "intermediate/resolved_reviews",
+    "social": "intermediate/resolved_social",
+    "referrals": "intermediate/resolved_referrals",
 }
 
 
@@ -65,7 +65,7 @@ def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per source and role: rows, resolved, unresolved, counts per rule, the match rate (all
     counted over source rows) and distinct_values (the number of link rows)."""
-    return con.execute(load_sql("identity/match_rates")).pl()
+    return con.execute(load_sql("intermediate/match_rates")).pl()
 
 
 def resolved(

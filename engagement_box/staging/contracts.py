@@ -32,7 +32,7 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 # Money is stored as DECIMAL(18, 4) in DuckDB: sums are exact, so reruns give identical totals
 # (a parallel sum of DOUBLEs can differ in the last bit from run to run). Larger amounts are typos.
 # Every amount up to the cap flows through every computation: the currency conversion works in
-# DECIMAL(38, 4) (`sql/marts/create_currency_macros.sql`), where cap x MAX_RATE fits.
+# DECIMAL(38, 4) (`sql/work/create_currency_macros.sql`), where cap x MAX_RATE fits.
 MONEY_DUCKDB_TYPE = "DECIMAL(18, 4)"
 MAX_AMOUNT = 1e9
 # An exchange rate into the reporting currency: positive, at most this (no currency is worth a

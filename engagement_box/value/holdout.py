@@ -56,7 +56,7 @@ def holdout_validation(
     """Compare predicted and actual repeat purchases in the holdout period.
 
     Times in the model's unit; `holdout_length` is the holdout duration (same for everyone, as in
-    `sql/marts/calibration_holdout.sql`), `holdout_purchases` the distinct order days in it.
+    `sql/work/calibration_holdout.sql`), `holdout_purchases` the distinct order days in it.
     """
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x_cal, t_x_cal, T_cal))
     predicted = expected_purchases(bgnbd, holdout_length, x, t_x, T)

@@ -112,7 +112,7 @@ def score_rfm(
     """RFM scores and segments, one row per customer.
 
     `summary` needs customer_id, last_order_date (date or timestamp), order_count and total_spend
-    (the columns of `sql/marts/customer_summary.sql`; rows with order_count = 0 or a null
+    (the columns of `sql/work/customer_summary.sql`; rows with order_count = 0 or a null
     last_order_date count as prospects). `customers` (optional, any iterable of ids) adds
     prospects: ids with no row in `summary`. `as_of` is the observation end; recency is counted
     in whole days from the last order's day to `as_of`'s day.

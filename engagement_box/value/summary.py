@@ -53,7 +53,7 @@ def fx_parameters(
 def prepare_currency(con: Any, currency: str | None) -> None:
     """Create this connection's currency macros and its table of dated rates (from the staged
     `fx_rates` export, if there is one) for the summaries (`create_currency_macros.sql`)."""
-    con.execute(load_sql("marts/create_currency_macros"))
+    con.execute(load_sql("work/create_currency_macros"))
     if currency is None:
         return
     has_rates = con.execute(
@@ -61,7 +61,7 @@ def prepare_currency(con: Any, currency: str | None) -> None:
         "AND schema_name = 'staging' AND table_name = 'fx_rates'"
     ).fetchone()[0]
     if has_rates:
-        con.execute(load_sql("marts/insert_reporting_rates"), {"currency": currency.upper()})
+        con.execute(load_sql("work/insert_reporting_rates"), {"currency": currency.upper()})
 
 
 def orders_left_out(
@@ -72,10 +72,10 @@ def orders_left_out(
     prepare_currency(con, currency)
     fx = fx_parameters(currency, fx_rates)
     left_out = con.execute(
-        load_sql("marts/orders_without_rate"),
+        load_sql("work/orders_without_rate"),
         {"as_of": as_of, "fx_currencies": fx["fx_currencies"]},
     ).fetchall()
-    completed = con.execute(load_sql("marts/completed_orders"), {"as_of": as_of}).fetchone()[0]
+    completed = con.execute(load_sql("work/completed_orders"), {"as_of": as_of}).fetchone()[0]
     return {str(c): int(n) for c, n in left_out}, int(completed)
 
 
@@ -108,13 +108,13 @@ def customer_summary(
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
 ) -> pl.DataFrame:
-    """Run `sql/marts/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
+    """Run `sql/work/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
 
     With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
     in currencies without a rate left out); a dated rate of the staged `fx_rates` export comes
     before the setting's rate. Customers: `orders_source(con, resolve_identity)`."""
     prepare_currency(con, currency)
-    sql = load_sql("marts/customer_summary", **orders_source(con, resolve_identity))
+    sql = load_sql("work/customer_summary", **orders_source(con, resolve_identity))
     params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
     return con.execute(sql, params).pl()
 
@@ -129,9 +129,9 @@ def calibration_holdout(
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
 ) -> pl.DataFrame:
-    """Run `sql/marts/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
+    """Run `sql/work/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
     prepare_currency(con, currency)
-    sql = load_sql("marts/calibration_holdout", **orders_source(con, resolve_identity))
+    sql = load_sql("work/calibration_holdout", **orders_source(con, resolve_identity))
     params = {
         "calibration_end": calibration_end,
         "as_of": as_of,

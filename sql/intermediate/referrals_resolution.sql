@@ -1,5 +1,5 @@
 -- Each staged referral with its resolved referrer and referee, computed on read (a view: nothing
--- per row is stored). Rules (sql/identity/rules.sql): referrer by referrer_customer_id if known
+-- per row is stored). Rules (sql/intermediate/rules.sql): referrer by referrer_customer_id if known
 -- to staging.customers; referee by referee_customer_id if known, else the normalised
 -- referee_email's owner. key_type / key of the referee: as in orders_resolution.
 create or replace view intermediate.referrals_resolution as

@@ -1,5 +1,5 @@
 -- The identity rules, written once: how a key is normalised and how a row is matched to a
--- customer. Every statement of sql/identity/ (the links, the four *_resolution views) uses these
+-- customer. Every statement of sql/intermediate/ (the links, the four *_resolution views) uses these
 -- macros; they live in the warehouse (schema intermediate), so the views work in any session.
 --
 -- Normalisation ('' counts as missing, i.e. NULL):

@@ -1,5 +1,5 @@
 -- Each staged order with its resolved buyer, computed on read (a view: nothing per row is stored).
--- Rule (sql/identity/rules.sql): customer_id if known to staging.customers, else the normalised
+-- Rule (sql/intermediate/rules.sql): customer_id if known to staging.customers, else the normalised
 -- email's owner; otherwise unresolved (customer_id NULL). key_type / key: the value that decided.
 -- buyer_id: the customer the order counts for in every metric (the customer summary, CLV, RFM):
 -- the resolved customer, else the staged customer_id (an order with no customer profile at all,

@@ -2,7 +2,7 @@
 -- resolved customer) of the event sources, with the number of source rows carrying it
 -- (source_rows). Social targets: rows with a target_handle only.
 --
--- The rules are the macros of sql/identity/rules.sql, as in the *_resolution views (the per-row
+-- The rules are the macros of sql/intermediate/rules.sql, as in the *_resolution views (the per-row
 -- resolution the metrics read); this statement applies them to the distinct raw values instead of
 -- to every row (group first, then normalise and look up), which gives the same counts at a
 -- fraction of the cost. A test holds the two to the same counts.

@@ -1,7 +1,7 @@
 -- Each staged social event with its resolved actor and target, computed on read (a view: nothing
 -- per row is stored). Actor by actor_handle, target by target_handle (a post id alone cannot be
 -- attributed without a posts export), both normalised like customers' handles
--- (sql/identity/rules.sql).
+-- (sql/intermediate/rules.sql).
 create or replace view intermediate.social_resolution as
 with
 social as (

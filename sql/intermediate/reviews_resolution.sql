@@ -1,5 +1,5 @@
 -- Each staged review with its resolved author, computed on read (a view: nothing per row is
--- stored). Rule (sql/identity/rules.sql): customer_id if known to staging.customers, else the
+-- stored). Rule (sql/intermediate/rules.sql): customer_id if known to staging.customers, else the
 -- normalised email's owner; otherwise unresolved. key_type / key: as in orders_resolution.
 create or replace view intermediate.reviews_resolution as
 with

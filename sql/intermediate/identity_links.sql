@@ -12,7 +12,7 @@
 --   source_rows       how many rows of the source carry this value in this role (for customers:
 --                     how many profiles; > 1 on an email or handle means duplicate profiles)
 --
--- Keys and normalisation: sql/identity/rules.sql (normalized_email, normalized_handle); handles
+-- Keys and normalisation: sql/intermediate/rules.sql (normalized_email, normalized_handle); handles
 --   are each ';'-separated entry of customers.social_handles.
 -- Ownership (deterministic): when several customers share a normalised email or handle, the
 --   customer with the earliest signup_date owns it, ties broken by the smallest customer_id.
