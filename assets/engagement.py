@@ -33,7 +33,6 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
     key=IDENTITY_KEY,
     group_name=GROUP,
     kinds={"duckdb"},
-    pool="duckdb",
     deps=[staging_key(s) for s in ("customers", "orders", "reviews", "social", "referrals")],
 )
 def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
@@ -52,7 +51,6 @@ def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
     partitions_def=monthly_as_of,
     group_name=GROUP,
     kinds={"duckdb", "scipy"},
-    pool="duckdb",
     deps=[IDENTITY_KEY, work_key("customer_value"), staging_key("customers")],
     check_specs=[
         dg.AssetCheckSpec(
@@ -137,7 +135,6 @@ def engagement_value(
     partitions_def=monthly_as_of,
     group_name=GROUP,
     kinds={"duckdb", "scikitlearn"},
-    pool="duckdb",
     deps=[work_key("customer_rfm"), work_key("engagement_value")],
 )
 def customer_persona(
@@ -184,7 +181,6 @@ def _slug(text: str) -> str:
     partitions_def=monthly_as_of,
     group_name="activation",
     kinds={"csv", "parquet"},
-    pool="duckdb",
     deps=[dg.AssetKey(["marts", "customer_rfm"]), dg.AssetKey(["marts", "engagement_value"])],
 )
 def audience_exports(

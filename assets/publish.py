@@ -43,7 +43,6 @@ def mart_key(name: str) -> dg.AssetKey:
         )
         for name, upstream in MARTS.items()
     ],
-    pool="duckdb",
     partitions_def=monthly_as_of,
 )
 def published_marts(context: dg.AssetExecutionContext, warehouse: Warehouse):

@@ -93,7 +93,6 @@ def read_window(con) -> dict:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    pool="duckdb",
     deps=[staging_key("orders")],
 )
 def customer_summary(
@@ -136,7 +135,6 @@ def customer_summary(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "polars"},
-    pool="duckdb",
     deps=[work_key("customer_summary"), staging_key("customers")],
 )
 def customer_rfm(warehouse: Warehouse) -> dg.MaterializeResult:
@@ -207,7 +205,6 @@ def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) ->
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
-    pool="duckdb",
     deps=[work_key("customer_summary")],
     check_specs=[
         dg.AssetCheckSpec(
@@ -291,7 +288,6 @@ def _fit_params(con, window_name: str) -> tuple[dict, dict]:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
-    pool="duckdb",
     deps=[work_key("model_fit"), work_key("customer_summary")],
     check_specs=[
         dg.AssetCheckSpec(
@@ -374,7 +370,6 @@ def customer_value(warehouse: Warehouse) -> dg.MaterializeResult:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
-    pool="duckdb",
     deps=[work_key("model_fit")],
     check_specs=[
         dg.AssetCheckSpec(
