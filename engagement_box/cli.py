@@ -58,21 +58,23 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_on_signal(on_timeout: Callable[[int], None]) -> None:
+@contextmanager
+def _stop_on_signal(on_timeout: Callable[[int], None]):
     """On SIGTERM or SIGINT, let the run stop by itself for STOP_GRACE_SECONDS, then call
     `on_timeout(signum)` and exit. Dagster only looks at the signal between its own steps, and
     not at all while a step waits, so a thread watches the signal instead of the main loop."""
     reader, writer = socket.socketpair()
     writer.setblocking(False)
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # A Python handler must be set for the wake-up byte to be written; Dagster replaces
-        # it with its own while the run executes, and the byte is written for either.
-        signal.signal(signum, _interrupt)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    # A Python handler must be set for the wake-up byte to be written; Dagster replaces it with
+    # its own while the run executes, and the byte is written for either.
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def watch() -> None:
-        signum = reader.recv(1)[0]
-        name = signal.Signals(signum).name
+        got = reader.recv(1)
+        if not got:  # the run ended: no signal came
+            return
+        name = signal.Signals(got[0]).name
         print(f"{name} received: stopping the run", file=sys.stderr, flush=True)
         threading.Event().wait(STOP_GRACE_SECONDS)
         print(
@@ -81,12 +83,22 @@ def _stop_on_signal(on_timeout: Callable[[int], None]) -> None:
             file=sys.stderr,
             flush=True,
         )
-        reporter = threading.Thread(target=on_timeout, args=(signum,), daemon=True)
+        reporter = threading.Thread(target=on_timeout, args=(got[0],), daemon=True)
         reporter.start()
         reporter.join(2.0)
-        os._exit(128 + signum)
+        os._exit(128 + got[0])
 
-    threading.Thread(target=watch, name="stop-on-signal", daemon=True).start()
+    watcher = threading.Thread(target=watch, name="stop-on-signal", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        writer.close()  # wakes the watcher, which ends unless a signal already came
+        watcher.join(0.5)
+        reader.close()
 
 
 def root_cause(result) -> str | None:
@@ -148,14 +160,14 @@ def run(args: argparse.Namespace) -> int:
                     run, message=f"stopped by {signal.Signals(signum).name} before it finished"
                 )
 
-        _stop_on_signal(fail_run)
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition,
-            raise_on_error=False,
-            run_id=run_id,
-            tags=process_tags(),
-        )
+        with _stop_on_signal(fail_run):
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition,
+                raise_on_error=False,
+                run_id=run_id,
+                tags=process_tags(),
+            )
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         rows = meta.get("dagster/row_count")
