@@ -150,9 +150,10 @@ class Warehouse(DuckDBResource):
         return Path(self.database) if self.database else settings.warehouse_path()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if context.instance is not None and context.run_id is not None:
+        run_id = context.run.run_id if context.run is not None else None
+        if context.instance is not None and run_id is not None:
             # Who runs this run: a later run marks it failed if this process dies unfinished.
-            context.instance.add_run_tags(context.run_id, process_tags())
+            context.instance.add_run_tags(run_id, process_tags())
         # The folder is created when a run starts, not when the definitions are imported.
         path = f"{self.path}.run.lock"
         try:
@@ -183,7 +184,7 @@ class Warehouse(DuckDBResource):
         if context.instance is not None:
             # Holding the lock, no other run of this warehouse is working: runs still marked
             # started whose process is gone were killed. Say so, so the UI and any queue agree.
-            fail_dead_runs(context.instance, keep=context.run_id)
+            fail_dead_runs(context.instance, keep=run_id)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_lock is not None:
