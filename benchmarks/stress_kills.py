@@ -46,7 +46,7 @@ STEPS = [
 MARTS = {
     "customer_rfm": "",
     "customer_value": "",
-    "model_fit": " EXCLUDE (fit_seconds, fitted_at)",
+    "model_fit": " EXCLUDE (fit_seconds, fitted_at, frequency_spend_correlation)",
     "model_validation": "",
     "engagement_value": "",
     "customer_persona": "",
@@ -111,10 +111,19 @@ def versions(database: Path) -> int:
 def marts(database: Path) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(database), read_only=True)
     try:
-        return {
+        found = {
             t: con.execute(f"SELECT *{x} FROM marts.{t} ORDER BY ALL").fetchall()
             for t, x in MARTS.items()
         }
+        # DuckDB's parallel corr() may differ in the last bit from run to run: 12 digits.
+        found["model_fit correlations"] = [
+            (model, window, {k: round(v, 12) for k, v in json.loads(correlations).items()})
+            for model, window, correlations in con.execute(
+                'SELECT model, "window", frequency_spend_correlation FROM marts.model_fit '
+                "ORDER BY ALL"
+            ).fetchall()
+        ]
+        return found
     finally:
         con.close()
 

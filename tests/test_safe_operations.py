@@ -36,7 +36,7 @@ def exports(tmp_path_factory) -> Path:
 MARTS = {
     "customer_rfm": "",
     "customer_value": "",
-    "model_fit": " EXCLUDE (fit_seconds, fitted_at)",
+    "model_fit": " EXCLUDE (fit_seconds, fitted_at, frequency_spend_correlation)",
     "model_validation": "",
     "engagement_value": "",
     "customer_persona": "",
@@ -98,10 +98,19 @@ def wait_for_step(run: subprocess.Popen, step: str | None = None, timeout: float
 def marts(database: Path) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(database), read_only=True)
     try:
-        return {
+        found = {
             table: con.execute(f"SELECT *{exclude} FROM marts.{table} ORDER BY ALL").fetchall()
             for table, exclude in MARTS.items()
         }
+        # DuckDB's parallel corr() may differ in the last bit from run to run: 12 digits.
+        found["model_fit correlations"] = [
+            (model, window, {k: round(v, 12) for k, v in json.loads(correlations).items()})
+            for model, window, correlations in con.execute(
+                'SELECT model, "window", frequency_spend_correlation FROM marts.model_fit '
+                "ORDER BY ALL"
+            ).fetchall()
+        ]
+        return found
     finally:
         con.close()
 
