@@ -35,7 +35,6 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
     partitions_def=monthly_as_of,
     group_name=GROUP,
     kinds={"duckdb", "scipy"},
-    pool="duckdb",
     deps=[
         IDENTITY_KEY,
         work_key("customer_value"),
@@ -150,7 +149,6 @@ def engagement_value(
         ),
     ],
     partitions_def=monthly_as_of,
-    pool="duckdb",
 )
 def customer_persona(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -212,7 +210,6 @@ def _slug(text: str) -> str:
     key=dg.AssetKey(["activation", "audiences"]),
     group_name="activation",
     kinds={"csv", "parquet"},
-    pool="duckdb",
     deps=[dg.AssetKey(["marts", "customer_rfm"]), dg.AssetKey(["marts", "engagement_value"])],
 )
 def audience_exports(

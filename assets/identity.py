@@ -19,7 +19,6 @@ IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])
     key=IDENTITY_KEY,
     group_name="identity",
     kinds={"duckdb"},
-    pool="duckdb",
     deps=[staging_key(s) for s in ("customers", "orders", "reviews", "social", "referrals")],
 )
 def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:

@@ -56,7 +56,6 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
         )
         for name, upstream in MARTS.items()
     ],
-    pool="duckdb",
     partitions_def=monthly_as_of,
 )
 def published_marts(

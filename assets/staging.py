@@ -33,7 +33,6 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
         key=staging_key(source_name),
         group_name=GROUP,
         kinds={"duckdb", "polars", "pandera"},
-        pool="duckdb",
         description=(
             f"Validated rows of the `{source_name}` exports (`staging.{source_name}`); rows that "
             f"break the contract go to `staging.quarantine` with a reason."

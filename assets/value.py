@@ -161,7 +161,6 @@ def partition_metadata(con, table: str, window: dict) -> dict:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    pool="duckdb",
     deps=[staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
     check_specs=[
         dg.AssetCheckSpec(
@@ -230,7 +229,6 @@ def customer_summary(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "polars"},
-    pool="duckdb",
     deps=[work_key("customer_summary"), staging_key("customers")],
 )
 def customer_rfm(
@@ -302,7 +300,6 @@ def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) ->
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    pool="duckdb",
     deps=[staging_key("orders"), IDENTITY_KEY],
 )
 def calibration_holdout(
@@ -330,7 +327,6 @@ def calibration_holdout(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
-    pool="duckdb",
     deps=[work_key("customer_summary"), work_key("calibration_holdout")],
     check_specs=[
         dg.AssetCheckSpec(
@@ -415,7 +411,6 @@ def _fit_params(con, window_name: str, window: dict) -> tuple[dict, dict]:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
-    pool="duckdb",
     deps=[work_key("model_fit"), work_key("customer_summary")],
     check_specs=[
         dg.AssetCheckSpec(
@@ -499,7 +494,6 @@ def customer_value(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "python"},
-    pool="duckdb",
     deps=[work_key("model_fit"), work_key("calibration_holdout")],
     check_specs=[
         dg.AssetCheckSpec(

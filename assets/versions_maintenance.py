@@ -11,7 +11,6 @@ from pipelines.resources import RetentionPolicy, Warehouse
     key=dg.AssetKey(["maintenance", "version_retention"]),
     group_name="maintenance",
     kinds={"duckdb"},
-    pool="duckdb",
 )
 def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.MaterializeResult:
     """Versions kept by the retention policy (newest N, none older than D days; current kept)."""

@@ -8,10 +8,20 @@ so `dagster dev` shows them afterwards with their lineage, metadata and checks.
 """
 
 import argparse
+import fcntl
 import os
+import signal
+import socket
 import sys
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 
 from engagement_box import settings
+
+# After SIGTERM or SIGINT a run gets this long to stop by itself, then the process exits anyway.
+# Leaving mid-step is safe: every write is one transaction, so the last good version stays.
+STOP_GRACE_SECONDS = 6.0
 
 
 def _instance_home() -> str:
@@ -21,12 +31,114 @@ def _instance_home() -> str:
     return home
 
 
-def run(args: argparse.Namespace) -> int:
+@contextmanager
+def _instance_lock(home: str):
+    """Held while the Dagster instance opens: two runs starting together on a new DAGSTER_HOME
+    would otherwise both create its storage, and one crashed ("table ... already exists")."""
+    fd = os.open(os.path.join(home, ".engagement-box.instance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def open_instance(home: str):
+    """The Dagster instance at `home`, its storage created (once) under a lock."""
     import dagster as dg
+
+    with _instance_lock(home):
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # creates (or upgrades) the run and event storage now
+    return instance
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _stop_on_signal(on_timeout: Callable[[int], None]):
+    """On SIGTERM or SIGINT, let the run stop by itself for STOP_GRACE_SECONDS, then call
+    `on_timeout(signum)` and exit. Dagster only looks at the signal between its own steps, and
+    not at all while a step waits, so a thread watches the signal instead of the main loop."""
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    # A Python handler must be set for the wake-up byte to be written; Dagster replaces it with
+    # its own while the run executes, and the byte is written for either.
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def watch() -> None:
+        got = reader.recv(1)
+        if not got:  # the run ended: no signal came
+            return
+        name = signal.Signals(got[0]).name
+        print(f"{name} received: stopping the run", file=sys.stderr, flush=True)
+        threading.Event().wait(STOP_GRACE_SECONDS)
+        print(
+            f"the run did not stop within {STOP_GRACE_SECONDS:.0f} s of {name}; leaving it now "
+            "(the last good version stays current)",
+            file=sys.stderr,
+            flush=True,
+        )
+        reporter = threading.Thread(target=on_timeout, args=(got[0],), daemon=True)
+        reporter.start()
+        reporter.join(2.0)
+        os._exit(128 + got[0])
+
+    watcher = threading.Thread(target=watch, name="stop-on-signal", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        writer.close()  # wakes the watcher, which ends unless a signal already came
+        watcher.join(0.5)
+        reader.close()
+
+
+def root_cause(result) -> str | None:
+    """The first failure of a run, as the user-facing message of the exception that caused it
+    (not Dagster's "Execution of run ... failed")."""
+    for event in result.all_events:
+        if not event.is_failure and event.event_type_value not in (
+            "RESOURCE_INIT_FAILURE",
+            "ENGINE_EVENT",
+        ):
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        if error is None:
+            continue
+        while error.cause is not None:
+            error = error.cause
+        message = error.message.strip()
+        prefix, _, rest = message.partition(": ")
+        if rest and prefix.rsplit(".", 1)[-1] == error.cls_name:
+            message = rest
+        where = f"{event.step_key}: " if event.step_key else ""
+        return f"{where}{message.splitlines()[0] if message else error.cls_name}"
+    return None
+
+
+def _exports_problem() -> str | None:
+    from pipelines.resources import missing_export_folders, missing_exports_message
+
+    data_dir = settings.data_dir()
+    missing = missing_export_folders(data_dir)
+    return missing_exports_message(data_dir, missing) if missing else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from dagster._core.utils import make_new_run_id
 
     home = _instance_home()
     from pipelines.definitions import defs
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
+    from pipelines.resources import process_tags
 
     job = defs.resolve_job_def("engagement_pipeline")
     try:
@@ -38,10 +150,28 @@ def run(args: argparse.Namespace) -> int:
     print(f"warehouse: {settings.warehouse_path()}")
     print(f"dagster:   {home}")
     print(f"as-of month (partition): {partition}")
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, partition_key=partition, raise_on_error=False
-        )
+    problem = _exports_problem()
+    if problem:
+        print(f"FAILED before any step: {problem}", file=sys.stderr)
+        return 2
+    run_id = make_new_run_id()
+    with open_instance(home) as instance:
+
+        def fail_run(signum: int) -> None:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and not run.is_finished:
+                instance.report_run_failed(
+                    run, message=f"stopped by {signal.Signals(signum).name} before it finished"
+                )
+
+        with _stop_on_signal(fail_run):
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition,
+                raise_on_error=False,
+                run_id=run_id,
+                tags=process_tags(),
+            )
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         rows = meta.get("dagster/row_count")
@@ -58,9 +188,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"orders left out of the value models: {check.description}")
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     if not result.success or failed:
-        for event in result.all_events:
-            if event.is_failure:
-                print(f"FAILED {event.step_key}: {event.message}", file=sys.stderr)
+        cause = root_cause(result)
+        if cause is None and failed:
+            cause = ", ".join(
+                f"check {c.check_name} on {c.asset_key.to_user_string()}" for c in failed
+            )
+            cause = f"{cause} failed; nothing was published"
+        print(f"FAILED {cause or 'the run failed; see the Dagster log above'}", file=sys.stderr)
         return 1
     print(f"run {result.run_id} succeeded")
     return 0
@@ -126,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     generator.add_arguments(gen)
     gen.set_defaults(func=generate)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("stopped before the run started; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

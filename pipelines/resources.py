@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,45 @@ class ExportsResource(_FromSettings):
         if self.data_dir is not None:
             return Path(self.data_dir)
         return settings.data_dir()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A run (or a sensor tick) on a folder that is not there fails before any step: without
+        # this, every source looked "empty" and the run published the old staged data again.
+        missing = missing_export_folders(self.path)
+        if missing:
+            raise ConfigurationError(missing_exports_message(self.path, missing))
+
+
+class ConfigurationError(Exception):
+    """A setting points at something that is not there; the message says which and what to do."""
+
+
+def missing_export_folders(data_dir: Path) -> list[Path]:
+    """The export folders a run needs that do not exist: the data folder itself, else each
+    source's folder under it (an existing but empty source folder is fine: nothing new; the
+    optional `fx_rates/` may be missing, the ENGAGEMENT_FX_RATES setting is its fallback)."""
+    from engagement_box.staging.contracts import SOURCES
+
+    if not data_dir.is_dir():
+        return [data_dir]
+    return [
+        data_dir / name
+        for name, source in SOURCES.items()
+        if source.folder_required and not (data_dir / name).is_dir()
+    ]
+
+
+def missing_exports_message(data_dir: Path, missing: list[Path]) -> str:
+    if missing == [data_dir]:
+        return (
+            f"the export folder {data_dir} does not exist; set ENGAGEMENT_DATA_DIR to the folder "
+            "that holds the exports"
+        )
+    return (
+        f"the export folder {data_dir} has no folder for {', '.join(p.name for p in missing)} "
+        f"(expected {', '.join(str(p) for p in missing)}); create it, empty if that source has "
+        "nothing new"
+    )
 
 
 class ModelSettings(_FromSettings):
@@ -115,10 +155,21 @@ class Warehouse(DuckDBResource):
         return Path(self.database) if self.database else settings.warehouse_path()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run_id = context.run.run_id if context.run is not None else None
+        if context.instance is not None and run_id is not None:
+            # Who runs this run: a later run marks it failed if this process dies unfinished.
+            context.instance.add_run_tags(run_id, process_tags())
         # The folder is created when a run starts, not when the definitions are imported.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         path = f"{self.path}.run.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the run lock {path} ({exc.strerror.lower()}); the warehouse folder "
+                f"{self.path.parent} must be writable by this user, or point ENGAGEMENT_WAREHOUSE "
+                "at a writable place"
+            ) from None
         deadline = time.monotonic() + self.run_lock_timeout_seconds
         while True:
             try:
@@ -135,6 +186,10 @@ class Warehouse(DuckDBResource):
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         self._run_lock = fd
+        if context.instance is not None:
+            # Holding the lock, no other run of this warehouse is working: runs still marked
+            # started whose process is gone were killed. Say so, so the UI and any queue agree.
+            fail_dead_runs(context.instance, keep=run_id)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_lock is not None:
@@ -150,15 +205,126 @@ class Warehouse(DuckDBResource):
             try:
                 conn = duckdb.connect(str(self.path), config=dict(self.connection_config))
                 break
-            except duckdb.IOException:
+            except duckdb.Error as exc:
+                # Only a lock held by another process is worth waiting for.
+                if not is_lock_conflict(exc):
+                    raise open_error(self.path, exc) from None
                 if time.monotonic() + delay > deadline:
-                    raise
+                    raise WarehouseError(
+                        f"the warehouse {self.path} stayed in use by another process for "
+                        f"{self.lock_timeout_seconds:.0f} s ({lock_holder(exc)}); nothing was "
+                        "written. Close that process or wait, then run again"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         try:
             yield conn
         finally:
             conn.close()
+
+
+class WarehouseError(Exception):
+    """The warehouse file cannot be used; the message says why and what to do."""
+
+
+# Words of DuckDB's messages for a file that is not (or no longer) a whole DuckDB database.
+_DAMAGE_MARKERS = (
+    "not a valid DuckDB database file",
+    "Corrupt database file",
+    "checksum",
+    "Could not read enough bytes",
+    "replaying WAL",
+)
+
+
+def is_lock_conflict(exc: Exception) -> bool:
+    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+
+
+def lock_holder(exc: Exception) -> str:
+    text = str(exc)
+    start = text.find("Conflicting lock is held in")
+    if start < 0:
+        return "its lock is held"
+    return text[start:].split(". See also")[0].replace("Conflicting lock is held in", "held by")
+
+
+def open_error(path: Path, exc: Exception) -> WarehouseError:
+    """A plain sentence for a warehouse file that cannot be opened (not a lock conflict)."""
+    text = str(exc)
+    if any(marker in text for marker in _DAMAGE_MARKERS):
+        return WarehouseError(
+            f"the warehouse file {path} is damaged and cannot be opened; restore it (and its "
+            f".wal file, if any) from a backup, or point ENGAGEMENT_WAREHOUSE at a new file to "
+            f"start a new warehouse (DuckDB said: {text.splitlines()[0]})"
+        )
+    if "Permission denied" in text:
+        return WarehouseError(
+            f"the warehouse file {path} cannot be opened: permission denied; it and its folder "
+            "must be readable and writable by this user"
+        )
+    return WarehouseError(f"the warehouse file {path} cannot be opened: {text.splitlines()[0]}")
+
+
+# Tags naming the process that executes a run (see `fail_dead_runs`).
+HOST_TAG = "engagement/host"
+PID_TAG = "engagement/pid"
+PID_START_TAG = "engagement/pid_start"
+
+
+def _process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    pid = pid or os.getpid()
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(pid),
+        PID_START_TAG: _process_start(pid) or "",
+    }
+
+
+def process_gone(tags: dict[str, str]) -> bool:
+    """True when the tags name a process on this host that no longer runs."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False  # another machine, or not ours to judge
+    pid = int(tags[PID_TAG])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    started = _process_start(pid)
+    return bool(tags.get(PID_START_TAG)) and started is not None and started != tags[PID_START_TAG]
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> list[str]:
+    """Mark failed every run still "starting" or "started" whose process is gone (killed, or
+    the machine stopped), and free any concurrency slots it held. Returns their ids."""
+    unfinished = instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    )
+    failed = []
+    for run in unfinished:
+        if run.run_id == keep or not process_gone(run.tags):
+            continue
+        instance.report_run_failed(
+            run,
+            message=(
+                f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} ended without finishing "
+                "this run (killed or stopped); nothing it left half-done was published"
+            ),
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        failed.append(run.run_id)
+    return failed
 
 
 class EngagementConfig(_FromSettings):

@@ -1,10 +1,14 @@
-"""The code location as the Dagster UI sees it: the graph, checks, pools, schedules, sensor."""
+"""The code location as the Dagster UI sees it: the graph, checks, schedules, sensor, and no
+concurrency pool (runs are serialised by the warehouse's run lock)."""
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
+import yaml
 
+from engagement_box.staging.contracts import SOURCES
 from pipelines.definitions import defs
 from pipelines.partitions import month_end
 from pipelines.resources import ExportsResource
@@ -50,13 +54,22 @@ def test_the_asset_graph_is_the_documented_one():
     assert set(specs()) == EXPECTED_ASSETS
 
 
-def test_every_asset_is_described_and_writes_through_the_duckdb_pool():
+def test_every_asset_is_described_and_takes_no_pool_slot():
+    """A pool slot is freed only when Dagster sees its run finish, which a killed run never
+    does: with the old `duckdb` pool every later run waited forever (issue 11)."""
     graph = defs.resolve_asset_graph()
     for name, node in specs().items():
         assert node.description, name
         assets_def = graph.assets_def_for_key(node.key)
         pools = {op.pool for op in assets_def.node_def.iterate_op_defs()}
-        assert pools == {"duckdb"}, name
+        assert pools == {None}, name
+
+
+def test_the_instance_configuration_limits_no_pool_nor_run_queue():
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / ".dagster/dagster.yaml").read_text()
+    )
+    assert "concurrency" not in config and "run_coordinator" not in config
 
 
 def test_blocking_checks_guard_what_gets_published():
@@ -101,6 +114,8 @@ def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock():
 
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     exports = ExportsResource(data_dir=str(tmp_path))
+    for source in SOURCES:  # every source has its folder (a missing one is a setup error)
+        (tmp_path / source).mkdir()
     write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
 
     first = new_export_files(dg.build_sensor_context(resources={"exports": exports}))

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from assets.staging import staged_assets
+from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
 from pipelines.resources import ExportsResource, warehouse_resource
 from tests.conftest import ORDER_HEADER, good_order, write_csv
@@ -24,6 +25,17 @@ REFERRAL_HEADER = [
     "referral_id", "referrer_customer_id", "referee_email", "referee_customer_id", "referred_at",
     "converted_at", "referrer_reward", "referee_reward", "would_have_joined_anyway",
 ]  # fmt: skip
+
+
+@pytest.fixture
+def exports_dir(tmp_path: Path) -> Path:
+    """An export folder laid out as a run expects: one (empty) folder per required source (a
+    missing source folder stops a run before any step)."""
+    path = tmp_path / "exports"
+    for name, source in SOURCES.items():
+        if source.folder_required:
+            (path / name).mkdir(parents=True)
+    return path
 
 
 def quarantine(con) -> list[tuple]:
@@ -170,7 +182,7 @@ def test_a_parquet_column_of_the_wrong_type_is_refused_before_any_change(
         "review_id": "v1", "customer_id": "c1", "email": "", "product_id": "P1", "rating": "5",
         "helpful_votes": "0", "verified_purchase": "true", "created_at": "2024-01-01",
     }  # fmt: skip
-    (exports_dir / "reviews").mkdir()
+    (exports_dir / "reviews").mkdir(exist_ok=True)
     pl.DataFrame([review]).write_parquet(exports_dir / "reviews" / "a.parquet")
     ingest_source(warehouse, exports_dir, "reviews", now=NOW)
     bad = pl.DataFrame([review | {"review_id": "v2"}]).with_columns(pl.Series(column, values))
@@ -184,7 +196,7 @@ def test_a_parquet_column_of_the_wrong_type_is_refused_before_any_change(
 
 
 def test_typed_and_ignored_parquet_columns_are_still_read(warehouse, exports_dir):
-    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders").mkdir(exist_ok=True)
     frame = pl.DataFrame([good_order(1)]).with_columns(
         pl.col("net_amount").cast(pl.Float64),
         pl.col("ordered_at").str.to_datetime(),

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from engagement_box import generator
+from engagement_box.staging.contracts import SOURCES
 from engagement_box.value.cdnow import write_cdnow_orders_csv
 from pipelines.definitions import defs
 from pipelines.resources import (
@@ -34,6 +35,8 @@ def run_graph(
     partition: str | None = None,
 ):
     job = defs.resolve_job_def("engagement_pipeline")
+    for source in SOURCES:  # a source with no exports has an empty folder (else: setup error)
+        (exports / source).mkdir(parents=True, exist_ok=True)
     resources = {
         "warehouse": warehouse_resource(database),
         "exports": ExportsResource(data_dir=str(exports)),

@@ -381,9 +381,7 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
     with_marts = set.intersection(*(_published_in(con, m) for m in MIGRATION_MARTS))
     chain = [s for s in migration_chain(con) if s in with_marts]
     wanted = set(zip(chain, chain[1:], strict=False))
-    have = {
-        (int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()
-    }
+    have = {(int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()}
     for from_snapshot, to_snapshot in sorted(have - wanted):
         con.execute(
             load_sql("marts/delete_migration_pair"),

@@ -192,6 +192,9 @@ class Source:
     money: tuple[str, ...] = ()
     # Codes that are upper case by definition ("usd" is "USD", "de" is "DE").
     upcase: tuple[str, ...] = ()
+    # False for an export a retailer may not have at all (its folder may be missing): the FX
+    # rates, whose fallback is the ENGAGEMENT_FX_RATES setting.
+    folder_required: bool = True
 
     @property
     def key(self) -> str:
@@ -246,6 +249,12 @@ SOURCES: dict[str, Source] = {
             key_columns=("referral_id",),
             money=("referrer_reward", "referee_reward"),
         ),
-        Source("fx_rates", FxRates, key_columns=("date", "currency"), upcase=("currency",)),
+        Source(
+            "fx_rates",
+            FxRates,
+            key_columns=("date", "currency"),
+            upcase=("currency",),
+            folder_required=False,
+        ),
     )
 }

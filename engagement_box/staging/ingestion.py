@@ -816,6 +816,10 @@ def create_staged_table(con: duckdb.DuckDBPyConnection, source: Source) -> None:
     ).fetchone()[0]
     if exists:
         return
+    # DuckDB 1.5.5 cannot replay a write-ahead log that holds both `CREATE SCHEMA staging` and a
+    # `CREATE TYPE staging.<type>`: a crash in between made the file unopenable. Writing the
+    # schema into the file first leaves no such log (tests/test_wal_replay.py).
+    con.execute("CHECKPOINT")
     for column, values in source.enumerations.items():
         con.execute(
             f"CREATE TYPE IF NOT EXISTS staging.{enum_type(source, column)} "

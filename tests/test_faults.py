@@ -1,0 +1,176 @@
+"""Configuration and file faults fail at once, in one plain sentence on the console."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from engagement_box import cli
+from engagement_box.staging.contracts import SOURCES
+from pipelines.resources import ConfigurationError, ExportsResource, Warehouse, WarehouseError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> dict[str, Path]:
+    """Settings for a CLI run in tmp_path: empty source folders, the real Dagster config."""
+    exports = tmp_path / "exports"
+    for source in SOURCES:
+        (exports / source).mkdir(parents=True)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    paths = {
+        "ENGAGEMENT_DATA_DIR": exports,
+        "ENGAGEMENT_WAREHOUSE": tmp_path / "warehouse" / "w.duckdb",
+        "ENGAGEMENT_AUDIENCE_DIR": tmp_path / "audiences",
+        "DAGSTER_HOME": home,
+    }
+    for name, path in paths.items():
+        monkeypatch.setenv(name, str(path))
+    return paths
+
+
+def failed_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("FAILED")]
+
+
+def test_a_missing_export_folder_fails_before_any_step_naming_it(env, capsys):
+    missing = env["ENGAGEMENT_DATA_DIR"].parent / "no_such_folder"
+    os.environ["ENGAGEMENT_DATA_DIR"] = str(missing)
+    assert cli.main(["run", "--month", "2025-12"]) == 2
+    (line,) = failed_lines(capsys.readouterr().err)
+    assert str(missing) in line and "does not exist" in line
+    assert not env["ENGAGEMENT_WAREHOUSE"].exists()
+
+
+def test_a_missing_source_folder_fails_before_any_step_naming_it(env, capsys):
+    shutil.rmtree(env["ENGAGEMENT_DATA_DIR"] / "reviews")
+    assert cli.main(["run", "--month", "2025-12"]) == 2
+    (line,) = failed_lines(capsys.readouterr().err)
+    assert str(env["ENGAGEMENT_DATA_DIR"] / "reviews") in line
+    assert not env["ENGAGEMENT_WAREHOUSE"].exists()
+
+
+def test_a_run_launched_without_the_cli_also_stops_before_any_step(env):
+    """Runs from the UI, a schedule or the sensor do not go through the CLI's check."""
+    from pipelines.definitions import defs
+
+    missing = env["ENGAGEMENT_DATA_DIR"] / "nope"
+    os.environ["ENGAGEMENT_DATA_DIR"] = str(missing)
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        ExportsResource().setup_for_execution(dg.build_init_resource_context())
+    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key="2025-12-01", raise_on_error=False
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
+    cause = cli.root_cause(result)
+    assert str(missing) in cause and "does not exist" in cause
+    assert (
+        not env["ENGAGEMENT_WAREHOUSE"].exists()
+        or not duckdb.connect(str(env["ENGAGEMENT_WAREHOUSE"]), read_only=True)
+        .execute("SELECT count(*) FROM duckdb_tables()")
+        .fetchone()[0]
+    )
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_warehouse_fails_at_once_saying_what_to_do(tmp_path, damage):
+    database = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(database))
+    con.execute("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(200000)")
+    con.close()
+    if damage == "garbage":
+        database.write_bytes(b"not a database" * 1000)
+    else:
+        os.truncate(database, database.stat().st_size // 3)
+    warehouse = Warehouse(database=str(database), lock_timeout_seconds=60)
+    started = time.monotonic()
+    with pytest.raises(WarehouseError) as raised, warehouse.get_connection():
+        pass
+    assert time.monotonic() - started < 5  # not retried as if it were a lock wait
+    message = str(raised.value)
+    assert "is damaged" in message and str(database) in message
+    assert "restore it" in message and "ENGAGEMENT_WAREHOUSE" in message
+
+
+def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path):
+    database = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(60)",
+            str(database),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        warehouse = Warehouse(database=str(database), lock_timeout_seconds=1.5)
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match="in use by another process") as raised:
+            with warehouse.get_connection():
+                pass
+        assert time.monotonic() - started >= 0.5  # it waited (backing off: 0.1, 0.2, 0.4 s)
+        assert f"PID {holder.pid}" in str(raised.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_cli_prints_the_cause_of_a_failed_run_in_one_sentence(env, capsys):
+    """A warehouse folder that cannot be created (here: a file is in the way; a read-only folder
+    fails the same way) ends with the cause, not "Execution of run ... failed"."""
+    blocker = env["ENGAGEMENT_WAREHOUSE"].parent
+    blocker.write_text("a file where the warehouse folder should be")
+    assert cli.main(["run", "--month", "2025-12"]) == 1
+    err = capsys.readouterr().err
+    (line,) = failed_lines(err)
+    assert "Execution of run" not in line
+    assert f"cannot create the run lock {env['ENGAGEMENT_WAREHOUSE']}.run.lock" in line
+    assert "must be writable" in line
+
+
+def test_the_cli_names_a_damaged_warehouse_in_one_sentence(env, capsys):
+    env["ENGAGEMENT_WAREHOUSE"].parent.mkdir()
+    env["ENGAGEMENT_WAREHOUSE"].write_bytes(b"not a database" * 1000)
+    started = time.monotonic()
+    assert cli.main(["run", "--month", "2025-12"]) == 1
+    assert time.monotonic() - started < 60  # was 56 s per step, about five minutes a run
+    (line,) = failed_lines(capsys.readouterr().err)
+    assert f"the warehouse file {env['ENGAGEMENT_WAREHOUSE']} is damaged" in line
+
+
+def test_runs_starting_together_on_a_new_dagster_home_all_open_it(tmp_path):
+    """Three processes open a new instance at once: without the CLI's lock some crashed creating
+    Dagster's storage ("table runs already exists", "UNIQUE constraint failed")."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    code = (
+        "import sys; from engagement_box.cli import open_instance; "
+        "open_instance(sys.argv[1]).get_runs(limit=1)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(home)],
+            cwd=REPO,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert [code for code, _ in results] == [0, 0, 0], [err[-1500:] for _, err in results]
