@@ -1,4 +1,4 @@
-"""Customer value assets: summary, RFM segments, BG/NBD + Gamma-Gamma fits, scores, validation.
+"""Customer value assets: summary, RFM segments, purchase model fits and choice, scores, validation.
 
 Each asset writes its partition's rows of a `work.<table>` (keyed by `as_of`, see
 `engagement_box.partitioned`); `assets/publish.py` turns one as-of's checked work rows into a
@@ -22,7 +22,14 @@ from assets.metadata import PREVIEW_ROWS, markdown_table, run_time, table_metada
 from assets.staging import staging_key
 from engagement_box import partitioned, reports
 from engagement_box.sql import load_sql
-from engagement_box.value import fitting, holdout, rfm, scoring
+from engagement_box.value import (
+    fitting,
+    purchase_models,
+    rfm,
+    scoring,
+    selection,
+    uncertainty,
+)
 from engagement_box.value import summary as summaries
 from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import ModelSettings, Warehouse
@@ -95,6 +102,7 @@ def resolve_window(
         "monthly_discount_rate": cfg.monthly_discount_rate,
         "margin": cfg.margin,
         "penalizer": cfg.penalizer,
+        "purchase_model": cfg.purchase_model,
     }
 
 
@@ -268,7 +276,7 @@ def _versions() -> str:
     return json.dumps({n: importlib.metadata.version(n) for n in names})
 
 
-def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) -> dict:
+def _fit_row(fit: fitting.FitResult, window_name: str, end, unit: str, chosen: bool) -> dict:
     params = fit.params
     return {
         "model": fit.model,
@@ -277,6 +285,7 @@ def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) ->
         "time_unit": unit,
         "converged": fit.converged,
         "message": fit.message or None,
+        "reason": fit.reason,
         "r": params.get("r"),
         "alpha": params.get("alpha"),
         "a": params.get("a"),
@@ -290,9 +299,38 @@ def _fit_row(fit: fitting.FitResult, window_name: str, start, end, unit: str) ->
         "n_rows": fit.n_rows,
         "penalizer": fit.penalizer,
         "fit_seconds": fit.fit_seconds,
+        "chosen": chosen,
         "library_versions": _versions(),
         "fitted_at": dt.datetime.now(),
     }
+
+
+def _purchase_fits(x, t_x, T, unit: str, penalizer: float) -> dict[str, fitting.FitResult]:
+    """Every purchase model fitted on one window (each on its grouped rows); a failed fit is
+    kept with `converged` False and the reason."""
+    fits = {}
+    for name in purchase_models.MODEL_NAMES:
+        if name == "bgnbd":
+            fits[name] = fitting.fit_bgnbd(
+                x, t_x, T, time_unit=unit, penalizer=penalizer, raise_on_failure=False
+            )
+        else:
+            fits[name] = purchase_models.fit_model(
+                name, x, t_x, T, time_unit=unit, raise_on_failure=False
+            )
+    return fits
+
+
+def _comparison(
+    cal: pl.DataFrame, unit: str, pinned: str | None, fits: dict[str, fitting.FitResult]
+) -> tuple[selection.ModelComparison | None, str]:
+    """The models compared on the holdout with the calibration `fits` (none is fitted again),
+    or (None, why) when no model can be chosen."""
+    try:
+        comparison = selection.compare_models(cal, time_unit=unit, pinned=pinned, fits=fits)
+    except fitting.ModelFitError as exc:
+        return None, str(exc)
+    return comparison, comparison.reason
 
 
 @dg.asset(
@@ -333,50 +371,60 @@ def calibration_holdout(
             "fits_converged",
             asset=work_key("model_fit"),
             blocking=True,
-            description="Every BG/NBD and Gamma-Gamma fit converged to finite parameters.",
+            description=(
+                "The chosen purchase model and Gamma-Gamma converged to finite parameters on the "
+                "calibration and the full window."
+            ),
         )
     ],
 )
 def model_fit(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """BG/NBD and Gamma-Gamma fits on the full window and on the calibration window."""
+    """BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma fits on both windows; the model chosen."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
         full = read_work(con, "customer_summary", window)
         cal = read_work(con, "calibration_holdout", window)
-        rows, fits, correlations = [], {}, {}
-        for name, frame, end in (
-            ("full", full, window["as_of"]),
-            ("calibration", cal, window["calibration_end"]),
-        ):
+        fits, correlations = {}, {}
+        for name, frame in (("full", full), ("calibration", cal)):
             x, t_x, T, m = model_inputs(frame, unit)
-            bg = fitting.fit_bgnbd(
-                x, t_x, T, time_unit=unit, penalizer=window["penalizer"], raise_on_failure=False
-            )
-            gg = fitting.fit_gamma_gamma(
+            fits[name] = _purchase_fits(x, t_x, T, unit, window["penalizer"])
+            fits[name]["gamma_gamma"] = fitting.fit_gamma_gamma(
                 x, m, penalizer=window["penalizer"], raise_on_failure=False
             )
-            fits[name] = (bg, gg)
             corr = scoring.frequency_spend_correlation(x, m)
             correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
-            for fit in (bg, gg):
-                rows.append(_fit_row(fit, name, None, end, unit))
+        pinned = window["purchase_model"]
+        calibration_fits = {k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"}
+        comparison, reason = _comparison(cal, unit, pinned, calibration_fits)
+        chosen = comparison.chosen if comparison else None
+        rows = [
+            _fit_row(fit, name, end, unit, chosen=fit.model == chosen)
+            for name, end in (("full", window["as_of"]), ("calibration", window["calibration_end"]))
+            for fit in fits[name].values()
+        ]
         frame = pl.DataFrame(rows).with_columns(
             pl.lit(json.dumps(correlations["full"])).alias("frequency_spend_correlation")
         )
         metadata = write_work(con, "model_fit", frame, window)
 
-    failed = [
+    failed = [] if chosen else [f"no purchase model chosen: {reason}"]
+    failed += [
         f"{fit.model} ({name} window): {fit.message or fit.reason}"
-        for name, pair in fits.items()
-        for fit in pair
-        if not fit.converged
+        for name, by_model in fits.items()
+        for fit in by_model.values()
+        if fit.model in (chosen, "gamma_gamma") and not fit.converged
     ]
-    for name, (bg, gg) in fits.items():
-        metadata[f"bgnbd_{name}"] = dg.MetadataValue.json(bg.as_metadata())
-        metadata[f"gamma_gamma_{name}"] = dg.MetadataValue.json(gg.as_metadata())
+    for name, by_model in fits.items():
+        for model, fit in by_model.items():
+            metadata[f"{model}_{name}"] = dg.MetadataValue.json(fit.as_metadata())
+    metadata["chosen_model"] = chosen or "none"
+    metadata["choice_reason"] = reason
+    metadata["choice_pinned"] = pinned is not None
+    if comparison is not None:
+        metadata["holdout_comparison"] = dg.MetadataValue.md(markdown_table(comparison.models))
     metadata["frequency_spend_correlation"] = dg.MetadataValue.json(correlations)
     return dg.MaterializeResult(
         metadata=metadata,
@@ -384,26 +432,49 @@ def model_fit(
             dg.AssetCheckResult(
                 check_name="fits_converged",
                 passed=not failed,
-                metadata={"failures": dg.MetadataValue.json(failed)},
-                description="; ".join(failed) or "all fits converged",
+                metadata={
+                    "failures": dg.MetadataValue.json(failed),
+                    "chosen_model": chosen or "none",
+                },
+                description="; ".join(failed) or f"{chosen} and gamma_gamma converged",
             )
         ],
     )
 
 
-def _fit_params(con, window_name: str, window: dict) -> tuple[dict, dict]:
-    fits = read_work(con, "model_fit", window).filter(pl.col("window") == window_name)
-    params = {
-        model: json.loads(p)
-        for model, p, ok in fits.select("model", "params", "converged").iter_rows()
-        if ok
-    }
-    if set(params) != {"bgnbd", "gamma_gamma"}:
-        raise dg.Failure(
-            f"no converged fits for the {window_name} window as of {window['as_of']} "
-            "in work.model_fit"
+def _stored_fits(con, window_name: str, window: dict) -> dict[str, fitting.FitResult]:
+    """The fits of one window as stored in work.model_fit, by model name."""
+    rows = read_work(con, "model_fit", window).filter(pl.col("window") == window_name)
+    return {
+        row["model"]: fitting.FitResult(
+            model=row["model"],
+            params=json.loads(row["params"]),
+            log_likelihood=row["log_likelihood"],
+            n_customers=row["n_customers"],
+            n_rows=row["n_rows"],
+            fit_seconds=row["fit_seconds"],
+            converged=row["converged"],
+            message=row["message"] or "",
+            time_unit=row["time_unit"],
+            penalizer=row["penalizer"],
+            reason=row["reason"],
         )
-    return params["bgnbd"], params["gamma_gamma"]
+        for row in rows.iter_rows(named=True)
+    }
+
+
+def _chosen_fits(con, window_name: str, window: dict) -> tuple[str, dict, dict]:
+    """(chosen model, its parameters, Gamma-Gamma's) of one window of work.model_fit."""
+    rows = read_work(con, "model_fit", window).filter(pl.col("window") == window_name)
+    chosen = rows.filter(pl.col("chosen") & pl.col("converged"))["model"].to_list()
+    fits = _stored_fits(con, window_name, window)
+    gg = fits.get("gamma_gamma")
+    if len(chosen) != 1 or gg is None or not gg.converged:
+        raise dg.Failure(
+            f"work.model_fit as of {window['as_of']} has no converged chosen purchase model and "
+            f"Gamma-Gamma fit for the {window_name} window: see the fits_converged check"
+        )
+    return chosen[0], fits[chosen[0]].params, gg.params
 
 
 @dg.asset(
@@ -424,26 +495,30 @@ def _fit_params(con, window_name: str, window: dict) -> tuple[dict, dict]:
 def customer_value(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """P(alive), expected purchases (30/90/365 days), expected order value and discounted CLV."""
+    """P(alive), expected purchases (30/90/365 days), order value and CLV, with 10-90% ranges."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
-        bg, gg = _fit_params(con, "full", window)
+        model, params, gg = _chosen_fits(con, "full", window)
         summary = read_work(con, "customer_summary", window)
         x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
-        scores = scoring.score_customers(
-            bg,
-            gg,
-            x,
-            t_x,
-            T,
-            m,
-            horizons=[float(summaries.to_time_unit(days, unit)) for days in DAY_HORIZONS],
-            months=window["clv_horizon_months"],
-            monthly_discount_rate=window["monthly_discount_rate"],
-            margin=window["margin"],
-            time_unit=unit,
+        clv_args = {
+            "months": window["clv_horizon_months"],
+            "monthly_discount_rate": window["monthly_discount_rate"],
+            "margin": window["margin"],
+            "time_unit": unit,
+        }
+        horizons = [float(summaries.to_time_unit(days, unit)) for days in DAY_HORIZONS]
+        scores = purchase_models.score_with(
+            model, params, x, t_x, T, m, gamma_gamma=gg, horizons=horizons, **clv_args
+        )
+        ranges = (
+            uncertainty.intervals(
+                model, params, x, t_x, T, m, horizon=horizons[-1], gamma_gamma=gg, **clv_args
+            )
+            if len(x)
+            else None
         )
         columns = {
             "customer_id": summary["customer_id"],
@@ -456,10 +531,16 @@ def customer_value(
         }
         for days, expected in zip(DAY_HORIZONS, scores["expected_purchases"], strict=True):
             columns[f"expected_purchases_{days}d"] = expected
+        last = f"expected_purchases_{DAY_HORIZONS[-1]}d"
+        for side in ("p10", "p90"):
+            columns[f"{last}_{side}"] = _range(ranges, f"expected_purchases_{side}", len(x))
         columns["expected_order_value"] = scores["expected_order_value"]
         columns["clv"] = scores["clv"]
+        for side in ("p10", "p90"):
+            columns[f"clv_{side}"] = _range(ranges, f"clv_{side}", len(x))
         scoring_seconds = time.perf_counter() - started
         frame = pl.DataFrame(columns).with_columns(
+            pl.lit(model).alias("model"),
             pl.lit(unit).alias("time_unit"),
             pl.lit(window["currency"]).alias("currency"),
             pl.lit(window["as_of"]).alias("as_of"),
@@ -471,6 +552,7 @@ def customer_value(
         metadata = write_work(con, "customer_value", frame, window)
     metadata.update(
         {
+            "model": model,
             "scoring_seconds": round(scoring_seconds, 3),
             "total_clv": float(np.nansum(frame["clv"].to_numpy())),
             "mean_p_alive": float(np.nanmean(scores["p_alive"])) if len(x) else 0.0,
@@ -489,6 +571,10 @@ def customer_value(
     )
 
 
+def _range(ranges: pl.DataFrame | None, column: str, n: int) -> np.ndarray:
+    return ranges[column].to_numpy() if ranges is not None else np.zeros(n)
+
+
 @dg.asset(
     key=work_key("model_validation"),
     group_name=GROUP,
@@ -499,46 +585,68 @@ def customer_value(
         dg.AssetCheckSpec(
             "holdout_total_within_25pct",
             asset=work_key("model_validation"),
-            description="Predicted holdout repeat purchases within 25% of the actual total.",
+            description=(
+                "The chosen model's predicted holdout repeat purchases within 25% of the actual "
+                "total."
+            ),
         )
     ],
 )
 def model_validation(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """The calibration-window BG/NBD against the holdout: totals, by frequency, MAE, a plot."""
+    """Every calibration-window purchase model against the holdout: totals, by frequency, MAE."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
-        bg, _ = _fit_params(con, "calibration", window)
+        chosen, _, _ = _chosen_fits(con, "calibration", window)
+        fits = {
+            name: fit
+            for name, fit in _stored_fits(con, "calibration", window).items()
+            if name in purchase_models.MODEL_NAMES
+        }
         cal = read_work(con, "calibration_holdout", window)
-        holdout_days = (window["as_of"] - window["calibration_end"]).days
-        x, t_x, T, _ = model_inputs(cal, unit)
-        result = holdout.holdout_validation(
-            bg,
-            x,
-            t_x,
-            T,
-            cal["holdout_purchases"].to_numpy(),
-            float(summaries.to_time_unit(holdout_days, unit)),
+        comparison, reason = _comparison(cal, unit, window["purchase_model"], fits)
+        if comparison is None or comparison.chosen != chosen:
+            raise dg.Failure(
+                f"work.model_fit as of {window['as_of']} chose {chosen}, but the holdout now "
+                f"says {comparison.chosen if comparison else reason}: materialize work/model_fit "
+                "again"
+            )
+        totals = comparison.models.select(
+            "model",
+            "converged",
+            "total_actual",
+            "total_predicted",
+            "total_error_pct",
+            pl.col("mae").alias("mae_per_customer"),
+            pl.col("log_likelihood").alias("calibration_log_likelihood"),
+            "chosen",
         )
-        table = result.by_frequency.with_columns(
+        table = (
+            comparison.by_frequency.join(totals, on="model", how="left")
+            if comparison.by_frequency.height
+            else totals
+        ).with_columns(
             pl.lit(window["calibration_end"]).alias("calibration_end"),
             pl.lit(window["as_of"]).alias("as_of"),
-            pl.lit(result.total_actual).alias("total_actual"),
-            pl.lit(result.total_predicted).alias("total_predicted"),
-            pl.lit(result.mae).alias("mae_per_customer"),
         )
         metadata = write_work(con, "model_validation", table, window)
-    png = holdout.calibration_plot_png(
-        result, title=f"Holdout {window['calibration_end']} .. {window['as_of']}"
+    png = selection.comparison_plot_png(
+        comparison, title=f"Holdout {window['calibration_end']} .. {window['as_of']}"
     )
+    result = comparison.validations[chosen]
     metadata.update(
         {
+            "chosen_model": chosen,
+            "choice_reason": comparison.reason,
+            "models": dg.MetadataValue.md(markdown_table(totals)),
             "total_actual": float(result.total_actual),
             "total_predicted": float(result.total_predicted),
             "mae_per_customer": float(result.mae),
-            "calibration_plot": png_markdown(png, "actual vs predicted by calibration frequency"),
+            "calibration_plot": png_markdown(
+                png, "actual vs predicted holdout purchases by calibration frequency, every model"
+            ),
         }
     )
     relative = (
@@ -553,7 +661,7 @@ def model_validation(
                 check_name="holdout_total_within_25pct",
                 passed=relative <= 0.25,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"relative_error": float(relative)},
+                metadata={"relative_error": float(relative), "model": chosen},
             )
         ],
     )

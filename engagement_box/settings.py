@@ -41,6 +41,16 @@ def _unit(text: str) -> str:
     return unit
 
 
+PURCHASE_MODELS = ("bgnbd", "mbgnbd", "pareto_nbd")
+
+
+def _purchase_model(text: str) -> str:
+    name = text.strip().lower()
+    if name not in PURCHASE_MODELS:
+        raise ValueError(f"choose one of {', '.join(PURCHASE_MODELS)}, or leave it unset")
+    return name
+
+
 def _json_map(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -131,6 +141,13 @@ SETTINGS: tuple[Setting, ...] = (
         "0",
         "lifetimes penalizer (keep 0: a penalty biases the published estimates)",
         parse=float,
+    ),
+    Setting(
+        "ENGAGEMENT_PURCHASE_MODEL",
+        None,
+        "purchase model of the scores: `bgnbd`, `mbgnbd` or `pareto_nbd` pins it",
+        parse=_purchase_model,
+        default_text="unset: the model that best predicts the holdout (docs/METRICS.md)",
     ),
     Setting(
         "ENGAGEMENT_SOCIAL_POINTS",

@@ -107,6 +107,8 @@ class ModelSettings(_FromSettings):
     # JSON map of currency -> rate into `currency`, e.g. '{"GBP": 1.27, "EUR": 1.08}'.
     fx_rates_json: str | None = None
     penalizer: float | None = None
+    # bgnbd, mbgnbd or pareto_nbd pins the purchase model; None chooses it on the holdout.
+    purchase_model: str | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "as_of": "ENGAGEMENT_AS_OF",
@@ -119,6 +121,7 @@ class ModelSettings(_FromSettings):
         "currency": "ENGAGEMENT_CURRENCY",
         "fx_rates_json": "ENGAGEMENT_FX_RATES",
         "penalizer": "ENGAGEMENT_PENALIZER",
+        "purchase_model": "ENGAGEMENT_PURCHASE_MODEL",
     }
 
     def resolved(self) -> SimpleNamespace:
@@ -129,6 +132,10 @@ class ModelSettings(_FromSettings):
         values["time_unit"] = str(values["time_unit"]).upper()[:1]
         values["currency"] = str(values["currency"]).upper()
         values["as_of_pinned"] = values["as_of"] is not None
+        if values["purchase_model"] is not None:
+            values["purchase_model"] = settings.value(
+                "ENGAGEMENT_PURCHASE_MODEL", {"ENGAGEMENT_PURCHASE_MODEL": values["purchase_model"]}
+            )
         return SimpleNamespace(**values)
 
 

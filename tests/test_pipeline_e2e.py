@@ -98,6 +98,45 @@ def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
     assert counts(database, "SELECT count(*) FROM marts.customer_value WHERE NOT isfinite(clv)")[
         0
     ] == (0,)
+    # Every customer has a 10-90 % range around expected purchases and CLV, from the model the
+    # run chose (recorded with its reason on work/model_fit).
+    fit_meta = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["work", "model_fit"]
+    )
+    chosen = fit_meta["chosen_model"].value
+    assert chosen in {"bgnbd", "mbgnbd", "pareto_nbd"} and fit_meta["choice_reason"].value
+    assert_ranges_hold(database, chosen)
+
+
+def assert_ranges_hold(database: Path, model: str) -> None:
+    n, outside, models = counts(
+        database,
+        "SELECT count(*), "
+        " count(*) FILTER (WHERE NOT (expected_purchases_365d_p10 <= expected_purchases_365d"
+        "   AND expected_purchases_365d <= expected_purchases_365d_p90"
+        "   AND clv_p10 <= clv AND clv <= clv_p90 AND clv_p10 < clv_p90)), "
+        " list(DISTINCT model) FROM marts.customer_value WHERE frequency IS NOT NULL",
+    )[0]
+    assert n > 0 and outside == 0
+    assert models == [model]
+
+
+def test_a_pinned_purchase_model_scores_every_customer(tiny_retailer, tmp_path):
+    database = tmp_path / "w.duckdb"
+
+    result = run_graph(tiny_retailer, database, ModelSettings(purchase_model="pareto_nbd"))
+
+    assert result.success
+    assert counts(database, "SELECT DISTINCT model FROM marts.model_fit WHERE chosen") == [
+        ("pareto_nbd",)
+    ]
+    assert_ranges_hold(database, "pareto_nbd")
+    reason = counts(
+        database, "SELECT DISTINCT model, chosen FROM marts.model_validation WHERE chosen"
+    )
+    assert reason == [("pareto_nbd", True)]
 
 
 def test_rerun_with_unchanged_inputs_publishes_no_new_version(tiny_retailer, tmp_path):
@@ -173,13 +212,15 @@ def test_cdnow_through_the_assets_reproduces_fader_hardie_lee_2005(tmp_path):
     result = run_graph(exports, database, settings)
 
     assert result.success
-    fits = counts(
+    rows = counts(
         database,
-        "SELECT model, r, alpha, a, b, p, q, gamma, n_customers FROM marts.model_fit "
-        "WHERE \"window\" = 'calibration' ORDER BY model",
+        "SELECT model, r, alpha, a, b, p, q, gamma, n_customers, params, log_likelihood, chosen "
+        "FROM marts.model_fit WHERE \"window\" = 'calibration' ORDER BY model",
     )
-    bg = dict(zip(["model", "r", "alpha", "a", "b", "p", "q", "gamma", "n"], fits[0], strict=True))
-    gg = dict(zip(["model", "r", "alpha", "a", "b", "p", "q", "gamma", "n"], fits[1], strict=True))
+    names = ["model", "r", "alpha", "a", "b", "p", "q", "gamma", "n", "params", "ll", "chosen"]
+    fits = {row[0]: dict(zip(names, row, strict=True)) for row in rows}
+    assert set(fits) == {"bgnbd", "mbgnbd", "pareto_nbd", "gamma_gamma"}
+    bg, gg, pnbd = fits["bgnbd"], fits["gamma_gamma"], fits["pareto_nbd"]
     assert bg["n"] == 2357
     assert bg["r"] == pytest.approx(0.243, abs=5e-4)
     assert bg["alpha"] == pytest.approx(4.414, abs=5e-3)
@@ -188,6 +229,24 @@ def test_cdnow_through_the_assets_reproduces_fader_hardie_lee_2005(tmp_path):
     assert gg["p"] == pytest.approx(6.25, abs=5e-3)
     assert gg["q"] == pytest.approx(3.74, abs=5e-3)
     assert gg["gamma"] == pytest.approx(15.44, abs=5e-3)
+    # Pareto/NBD, the published figures (Fader & Hardie's note on the Pareto/NBD, CDNOW weeks).
+    pareto = json.loads(pnbd["params"])
+    assert pnbd["n"] == 2357
+    assert pareto["r"] == pytest.approx(0.553, abs=5e-4)
+    assert pareto["alpha"] == pytest.approx(10.578, abs=5e-3)
+    assert pareto["s"] == pytest.approx(0.606, abs=5e-4)
+    assert pareto["beta"] == pytest.approx(11.668, abs=5e-3)
+    assert pnbd["ll"] == pytest.approx(-9594.98, abs=5e-3)
+    # On CDNOW MBG/NBD predicts the holdout best (docs/METRICS.md): it is chosen and scores.
+    chosen = counts(database, "SELECT DISTINCT model FROM marts.model_fit WHERE chosen")
+    assert chosen == [("mbgnbd",)]
+    assert counts(database, "SELECT DISTINCT model FROM marts.customer_value") == [("mbgnbd",)]
+    compared = counts(
+        database,
+        "SELECT model, bool_or(chosen), count(*) FROM marts.model_validation GROUP BY model "
+        "ORDER BY model",
+    )
+    assert compared == [("bgnbd", False, 8), ("mbgnbd", True, 8), ("pareto_nbd", False, 8)]
     validation = counts(database, "SELECT DISTINCT total_actual FROM marts.model_validation")
     assert validation == [(1882.0,)]
     snapshot = counts(database, "SELECT as_of, settings FROM marts.snapshots")[0]
