@@ -21,6 +21,7 @@ from engagement_box.activation import audiences
 from engagement_box.engagement import personas
 from engagement_box.engagement.metrics import engagement_values
 from engagement_box.frames import read_table
+from engagement_box.governance import versions
 from engagement_box.identity import links as identity
 from engagement_box.value import rfm
 from pipelines.partitions import monthly_as_of
@@ -227,7 +228,9 @@ def audience_exports(
                 "customer_id", "quadrant"
             ),
         )
-        snapshot = con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone()
+        # The version the audiences come from: the current one (a backfill publishes a higher id
+        # that is not current).
+        snapshot_id = versions.current_version(con)
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     if out.exists():
@@ -240,7 +243,7 @@ def audience_exports(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,
-            "snapshot_id": int(snapshot[0]) if snapshot and snapshot[0] else 0,
+            "snapshot_id": snapshot_id or 0,
             "directory": dg.MetadataValue.path(str(out)),
             "files": dg.MetadataValue.json(files),
             "audience_sizes": dg.MetadataValue.md(markdown_table(sizes)),

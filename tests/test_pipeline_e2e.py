@@ -261,7 +261,16 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(
     assert run_graph(tiny_retailer, database).success
     current = counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value")
 
-    assert run_graph(tiny_retailer, database, partition="2025-08-01").success
+    backfill = run_graph(tiny_retailer, database, partition="2025-08-01")
+    assert backfill.success
+    # The audiences still come from the current version (December), not the backfilled one.
+    audiences_meta = next(
+        e.materialization.metadata
+        for e in backfill.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["activation", "audiences"])
+    )
+    current_id = counts(database, "SELECT snapshot_id FROM marts.snapshots WHERE is_current")
+    assert [(audiences_meta["snapshot_id"].value,)] == current_id != [(2,)]
 
     snapshots = counts(
         database,
