@@ -153,6 +153,12 @@ def _run_fitter(model: str, fitter: Any, summary: dict[str, Any], *args: Any, **
 
 def _checked_params(model: str, fitter: Any, names: tuple[str, ...], summary: dict) -> dict:
     params = {k: float(fitter.params_[k]) for k in names}
+    check_param_range(model, params, summary)
+    return params
+
+
+def check_param_range(model: str, params: dict[str, float], summary: dict) -> None:
+    """A fit's parameters must be finite and inside _PARAM_RANGE (else a typed ModelFitError)."""
     bad = {k: v for k, v in params.items() if not math.isfinite(v)}
     if bad:
         raise ModelFitError(model, "not_converged", f"non-finite parameters {bad}", summary)
@@ -165,7 +171,6 @@ def _checked_params(model: str, fitter: Any, names: tuple[str, ...], summary: di
             f"parameters ran to a boundary {out}; the model is not identified on this data",
             summary,
         )
-    return params
 
 
 # Fast exact fits. The parameters still come from lifetimes' fitters (their objective

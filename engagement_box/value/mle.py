@@ -17,11 +17,11 @@ import numpy as np
 from scipy.optimize import minimize
 
 from engagement_box.value.fitting import (
-    _PARAM_RANGE,
     FitResult,
     ModelFitError,
     _data_summary,
     _failed,
+    check_param_range,
 )
 from engagement_box.value.grouping import unique_rows
 
@@ -80,7 +80,7 @@ def fit_log_params(
         else:  # every evaluation is costly: Newton steps with the subsample's curvature
             log_params = _newton_polish(model, full, start, numeric_hessian(warm, start), summary)
         params = {k: float(v) for k, v in zip(names, np.exp(log_params + shift), strict=True)}
-        _check_range(model, params, summary)
+        check_param_range(model, params, summary)
     except ModelFitError as err:
         return fail(err, rows)
     return FitResult(
@@ -180,18 +180,3 @@ def _central_gradient(nll: Objective, lp: np.ndarray, h: float = 1e-5) -> np.nda
         e[i] = h
         g[i] = (nll(lp + e) - nll(lp - e)) / (2 * h)
     return g
-
-
-def _check_range(model: str, params: dict[str, float], summary: dict) -> None:
-    bad = {k: v for k, v in params.items() if not math.isfinite(v)}
-    if bad:
-        raise ModelFitError(model, "not_converged", f"non-finite parameters {bad}", summary)
-    lo, hi = _PARAM_RANGE
-    out = {k: v for k, v in params.items() if not lo <= v <= hi}
-    if out:
-        raise ModelFitError(
-            model,
-            "boundary",
-            f"parameters ran to a boundary {out}; the model is not identified on this data",
-            summary,
-        )
