@@ -20,6 +20,7 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             keep_versions=retention.setting("keep_versions"),
             keep_days=retention.setting("keep_days"),
         )
+        readers_file = warehouse.publish_for_readers(con)  # expired versions leave it too
         current = versions.current_version(con)
         metadata = table_metadata(con, "marts", "snapshots")
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
@@ -33,6 +34,8 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             "keep_versions": retention.setting("keep_versions"),
             "keep_days": retention.setting("keep_days"),
             "database_size": str(size[0]) if size else "",
+            "published_file_rebuilt": readers_file.built,
+            "history_files_deleted": len(readers_file.files_deleted),
         }
     )
     return dg.MaterializeResult(metadata=metadata)

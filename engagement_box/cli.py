@@ -207,24 +207,39 @@ def run(args: argparse.Namespace) -> int:
 def erase(args: argparse.Namespace) -> int:
     """Erase one person from every table, every retained version and the audience files."""
     from engagement_box.governance import erasure
-    from pipelines.resources import EngagementConfig, warehouse_resource
+    from pipelines.resources import (
+        EngagementConfig,
+        adopt_single_file,
+        run_lock,
+        warehouse_resource,
+    )
 
     warehouse = warehouse_resource()
-    with warehouse.get_connection() as con:
-        report = erasure.erase(
-            con,
-            customer_id=args.customer_id,
-            email=args.email,
-            audience_dir=EngagementConfig().audience_path,
-        )
+    # Under the run lock: a run publishing at the same time could otherwise put back a file it
+    # built before the erasure.
+    with run_lock(warehouse.path):
+        adopt_single_file(warehouse.layout)
+        with warehouse.get_connection() as con:
+            report = erasure.erase(
+                con,
+                customer_id=args.customer_id,
+                email=args.email,
+                audience_dir=EngagementConfig().audience_path,
+                published=warehouse.layout,
+            )
     print(f"request {report.request_id} at {report.requested_at}: person found: {report.found}")
     for table, rows in sorted(report.rows_deleted.items()):
         print(f"  {table:40} {rows:>8} rows deleted")
     for path, rows in sorted(report.audience_rows_removed.items()):
         print(f"  {path:40} {rows:>8} audience rows removed")
+    if report.published_file:
+        print(f"  published file rebuilt without the person: {warehouse.path}")
+    for path in report.history_files_rewritten:
+        print(f"  {path} rewritten without the person")
     if args.compact:
-        compacted = erasure.compact(warehouse.path)
-        print(f"warehouse rewritten without free blocks: {compacted}")
+        with run_lock(warehouse.path):
+            compacted = erasure.compact(warehouse.working_path)
+        print(f"working database rewritten without free blocks: {compacted}")
     return 0
 
 

@@ -67,7 +67,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_WAREHOUSE",
         "data/warehouse/engagement.duckdb",
-        "the DuckDB file analysts open",
+        "the DuckDB file analysts open: a published copy, replaced whole after each publish,"
+        ' retention or erasure (see "Readers and runs"); retained versions are Parquet files'
+        " in `<name>.history/` beside it",
+    ),
+    Setting(
+        "ENGAGEMENT_WORKING_DB",
+        None,
+        "the pipeline's own DuckDB file (staging, work, and the source of the versions); only"
+        " the pipeline opens it",
+        default_text="next to `ENGAGEMENT_WAREHOUSE`: `<name>.working.duckdb`",
     ),
     Setting(
         "ENGAGEMENT_AUDIENCE_DIR", "data/audiences", "where audience CSV/Parquet files are written"
@@ -264,6 +273,15 @@ def data_dir() -> Path:
 
 def warehouse_path() -> Path:
     return path("ENGAGEMENT_WAREHOUSE")
+
+
+def working_db_path() -> Path:
+    """ENGAGEMENT_WORKING_DB, else `<warehouse stem>.working.duckdb` next to the warehouse."""
+    given = os.environ.get("ENGAGEMENT_WORKING_DB")
+    if given:
+        return Path(given).expanduser().absolute()
+    published = warehouse_path()
+    return published.with_name(f"{published.stem}.working{published.suffix or '.duckdb'}")
 
 
 def audience_dir() -> Path:

@@ -17,6 +17,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from engagement_box import settings
+from engagement_box.governance import readers
 
 
 class _FromSettings(dg.ConfigurableResource):
@@ -140,12 +141,15 @@ class ModelSettings(_FromSettings):
 
 
 class Warehouse(DuckDBResource):
-    """The DuckDB warehouse file.
+    """The warehouse: the pipeline's working database and the file analysts open.
 
-    Unlike the stock `DuckDBResource`, the connection is closed even when the asset raises (a
-    leaked connection would hold DuckDB's file lock), and a lock held by another process (another
-    run, an analyst's read-write session) is waited for up to `lock_timeout_seconds`, then the
-    step fails with DuckDB's message. Nothing is written in that case.
+    `database` (ENGAGEMENT_WAREHOUSE) is the published file analysts open; the pipeline only ever
+    replaces it whole (`engagement_box.governance.readers`). `working_database`
+    (ENGAGEMENT_WORKING_DB, default next to it) is where every step reads and writes; only the
+    pipeline opens it. Unlike the stock `DuckDBResource`, the connection is closed even when the
+    asset raises (a leaked connection would hold DuckDB's file lock), and a lock held by another
+    process on the working database is waited for up to `lock_timeout_seconds`, then the step
+    fails with DuckDB's message. Nothing is written in that case.
     """
 
     lock_timeout_seconds: float = 60.0
@@ -154,73 +158,67 @@ class Warehouse(DuckDBResource):
     # run waits up to this long, then fails before writing anything. The kernel releases the
     # lock when a run dies, even by kill -9.
     run_lock_timeout_seconds: float = 1800.0
+    # The working database; None: ENGAGEMENT_WORKING_DB, else next to `database`.
+    working_database: str | None = None
     _run_lock: int | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
-        """The warehouse file: `database` if given, else ENGAGEMENT_WAREHOUSE (read now)."""
+        """The published file: `database` if given, else ENGAGEMENT_WAREHOUSE (read now)."""
         return Path(self.database) if self.database else settings.warehouse_path()
+
+    @property
+    def working_path(self) -> Path:
+        """The working database: `working_database` if given; else, when `database` is given in
+        code, next to it; else ENGAGEMENT_WORKING_DB (default next to ENGAGEMENT_WAREHOUSE)."""
+        if self.working_database:
+            return Path(self.working_database)
+        if self.database:
+            return readers.default_working(Path(self.database))
+        return settings.working_db_path()
+
+    @property
+    def layout(self) -> readers.Layout:
+        return readers.Layout(published=self.path, working=self.working_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run_id = context.run.run_id if context.run is not None else None
         if context.instance is not None and run_id is not None:
             # Who runs this run: a later run marks it failed if this process dies unfinished.
             context.instance.add_run_tags(run_id, process_tags())
-        # The folder is created when a run starts, not when the definitions are imported.
-        path = f"{self.path}.run.lock"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot create the run lock {path} ({exc.strerror.lower()}); the warehouse folder "
-                f"{self.path.parent} must be writable by this user, or point ENGAGEMENT_WAREHOUSE "
-                "at a writable place"
-            ) from None
-        deadline = time.monotonic() + self.run_lock_timeout_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise dg.Failure(
-                        f"another run has held {path} for over "
-                        f"{self.run_lock_timeout_seconds:.0f} s; nothing was written"
-                    ) from None
-                time.sleep(0.5)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        self._run_lock = fd
+        self._run_lock = acquire_run_lock(self.path, self.run_lock_timeout_seconds)
         if context.instance is not None:
             # Holding the lock, no other run of this warehouse is working: runs still marked
             # started whose process is gone were killed. Say so, so the UI and any queue agree.
             fail_dead_runs(context.instance, keep=run_id)
+        adopt_single_file(self.layout)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_lock is not None:
-            fcntl.flock(self._run_lock, fcntl.LOCK_UN)
-            os.close(self._run_lock)
+            release_run_lock(self._run_lock)
             self._run_lock = None
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the working database (never to the file analysts open)."""
+        path = self.working_path
+        path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.1
         while True:
             try:
-                conn = duckdb.connect(str(self.path), config=dict(self.connection_config))
+                conn = duckdb.connect(str(path), config=dict(self.connection_config))
                 break
             except duckdb.Error as exc:
                 # Only a lock held by another process is worth waiting for.
                 if not is_lock_conflict(exc):
-                    raise open_error(self.path, exc) from None
+                    raise open_error(path, exc, "ENGAGEMENT_WORKING_DB") from None
                 if time.monotonic() + delay > deadline:
                     raise WarehouseError(
-                        f"the warehouse {self.path} stayed in use by another process for "
+                        f"the working database {path} stayed in use by another process for "
                         f"{self.lock_timeout_seconds:.0f} s ({lock_holder(exc)}); nothing was "
-                        "written. Close that process or wait, then run again"
+                        "written. Only the pipeline should open it (analysts open "
+                        f"{self.path}): close that process or wait, then run again"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -228,6 +226,73 @@ class Warehouse(DuckDBResource):
             yield conn
         finally:
             conn.close()
+
+    def publish_for_readers(
+        self, con: duckdb.DuckDBPyConnection, *, erased: bool = False
+    ) -> readers.Published:
+        """Rebuild the file analysts open from the working database (`con`), if it changed."""
+        return readers.publish(con, self.layout, erased=erased)
+
+
+def acquire_run_lock(database: Path, timeout_seconds: float) -> int:
+    """Take `<database>.run.lock` (flock), waiting up to `timeout_seconds` for another run or
+    erasure to finish. Returns the open descriptor (`release_run_lock` frees it)."""
+    path = f"{database}.run.lock"
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the run lock {path} ({exc.strerror.lower()}); the warehouse folder "
+            f"{database.parent} must be writable by this user, or point ENGAGEMENT_WAREHOUSE "
+            "at a writable place"
+        ) from None
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise dg.Failure(
+                    f"another run has held {path} for over {timeout_seconds:.0f} s; nothing "
+                    "was written"
+                ) from None
+            time.sleep(0.5)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    return fd
+
+
+def release_run_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@contextmanager
+def run_lock(database: Path, timeout_seconds: float = 1800.0) -> Iterator[None]:
+    """Hold the run lock of the warehouse `database` (for work outside a run: an erasure)."""
+    fd = acquire_run_lock(database, timeout_seconds)
+    try:
+        yield
+    finally:
+        release_run_lock(fd)
+
+
+def adopt_single_file(layout: readers.Layout) -> None:
+    """A warehouse from before the working database becomes the working database (see
+    `readers.adopt_single_file`); a damaged file fails here, naming it."""
+    try:
+        readers.adopt_single_file(layout)
+    except duckdb.Error as exc:
+        if is_lock_conflict(exc):
+            raise WarehouseError(
+                f"the warehouse {layout.published} is from before the working database and has "
+                f"unsaved changes, and another process has it open ({lock_holder(exc)}); close "
+                "it once so the run can move it to the working database, then run again"
+            ) from None
+        raise open_error(layout.published, exc) from None
 
 
 class WarehouseError(Exception):
@@ -256,13 +321,13 @@ def lock_holder(exc: Exception) -> str:
     return text[start:].split(". See also")[0].replace("Conflicting lock is held in", "held by")
 
 
-def open_error(path: Path, exc: Exception) -> WarehouseError:
+def open_error(path: Path, exc: Exception, setting: str = "ENGAGEMENT_WAREHOUSE") -> WarehouseError:
     """A plain sentence for a warehouse file that cannot be opened (not a lock conflict)."""
     text = str(exc)
     if any(marker in text for marker in _DAMAGE_MARKERS):
         return WarehouseError(
             f"the warehouse file {path} is damaged and cannot be opened; restore it (and its "
-            f".wal file, if any) from a backup, or point ENGAGEMENT_WAREHOUSE at a new file to "
+            f".wal file, if any) from a backup, or point {setting} at a new file to "
             f"start a new warehouse (DuckDB said: {text.splitlines()[0]})"
         )
     if "Permission denied" in text:

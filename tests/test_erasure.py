@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from engagement_box.activation.audiences import build_audiences, write_audiences
-from engagement_box.governance import erasure, versions
+from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity.links import build_identity_links
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import ingest_source
@@ -447,3 +447,41 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
         "SELECT sum(rows) FROM staging.erased_rows WHERE source = 'orders'"
     ).fetchone()[0]
     assert erased_orders >= 4 + 1  # her earlier rows of the changed file, and the new file's row
+
+
+def test_erasure_reaches_the_published_file_and_every_history_file(built, tmp_path):
+    """The file analysts open and the Parquet files of every version (an expired one kept for old
+    sessions among them) no longer hold the person after an erasure."""
+    con, _, audience_dir = built
+    published = tmp_path / "published" / "w.duckdb"
+    published.parent.mkdir()
+    layout = readers.Layout(published=published, working=tmp_path / "w.duckdb")
+    readers.publish(con, layout)
+    versions.apply_retention(con, keep_versions=1, keep_days=10_000)
+    readers.publish(con, layout)
+    expired = layout.history_file("customer_scores", 1)
+    assert expired.exists()  # kept a while for sessions opened before the retention
+    reader = duckdb.connect(str(published), read_only=True)
+    try:
+        assert mentions(reader, TOKENS)
+    finally:
+        reader.close()
+
+    report = erasure.erase(con, email=JANE_EMAIL, audience_dir=audience_dir, published=layout)
+
+    assert report.published_file and report.history_files_rewritten
+    reader = duckdb.connect(str(published), read_only=True)
+    try:
+        assert mentions(reader, TOKENS) == {}
+        assert reader.execute("SELECT count(*) FROM marts.customer_scores").fetchone() == (2,)
+        files = sorted(layout.history_dir.rglob("*.parquet"))
+        assert files and not expired.exists()
+        for path in files:
+            text = reader.execute(
+                "SELECT lower(CAST(list(p) AS VARCHAR)) FROM read_parquet($f) AS p",
+                {"f": str(path)},
+            ).fetchone()[0]
+            assert not any(t in text for t in TOKENS), path
+    finally:
+        reader.close()
+    assert not list(published.parent.glob("*.wal"))

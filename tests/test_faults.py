@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from engagement_box import cli
+from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 from pipelines.resources import ConfigurationError, ExportsResource, Warehouse, WarehouseError
 
@@ -84,7 +85,8 @@ def test_a_run_launched_without_the_cli_also_stops_before_any_step(env):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_warehouse_fails_at_once_saying_what_to_do(tmp_path, damage):
-    database = tmp_path / "w.duckdb"
+    published = tmp_path / "w.duckdb"
+    database = default_working(published)  # the file steps open
     con = duckdb.connect(str(database))
     con.execute("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(200000)")
     con.close()
@@ -92,18 +94,20 @@ def test_a_damaged_warehouse_fails_at_once_saying_what_to_do(tmp_path, damage):
         database.write_bytes(b"not a database" * 1000)
     else:
         os.truncate(database, database.stat().st_size // 3)
-    warehouse = Warehouse(database=str(database), lock_timeout_seconds=60)
+    warehouse = Warehouse(database=str(published), lock_timeout_seconds=60)
     started = time.monotonic()
     with pytest.raises(WarehouseError) as raised, warehouse.get_connection():
         pass
     assert time.monotonic() - started < 5  # not retried as if it were a lock wait
     message = str(raised.value)
     assert "is damaged" in message and str(database) in message
-    assert "restore it" in message and "ENGAGEMENT_WAREHOUSE" in message
+    assert "restore it" in message and "ENGAGEMENT_WORKING_DB" in message
 
 
 def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path):
-    database = tmp_path / "w.duckdb"
+    """Someone who opens the working database by hand (analysts open the published file)."""
+    published = tmp_path / "w.duckdb"
+    database = default_working(published)
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -117,7 +121,7 @@ def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path)
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        warehouse = Warehouse(database=str(database), lock_timeout_seconds=1.5)
+        warehouse = Warehouse(database=str(published), lock_timeout_seconds=1.5)
         started = time.monotonic()
         with pytest.raises(WarehouseError, match="in use by another process") as raised:
             with warehouse.get_connection():

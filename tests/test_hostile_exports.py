@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from assets.staging import staged_assets
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
-from pipelines.resources import ExportsResource, warehouse_resource
+from pipelines.resources import ExportsResource, Warehouse
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
 # The run's time of the unit tests: every test names it, none reads the clock.
@@ -274,12 +274,19 @@ def test_a_future_signup_date_is_quarantined(warehouse, exports_dir):
 # Through the assets: the staging asset fails with the file named, or passes its check
 
 
+def working_warehouse(database: Path) -> Warehouse:
+    """The warehouse resource whose working database (where steps write) is `database`."""
+    return Warehouse(
+        database=str(database.with_name("published.duckdb")), working_database=str(database)
+    )
+
+
 def materialize_staging(exports: Path, database: Path, source: str = "orders"):
     asset = next(a for a in staged_assets if a.key == dg.AssetKey(["staging", source]))
     return dg.materialize(
         [asset],
         resources={
-            "warehouse": warehouse_resource(database),
+            "warehouse": working_warehouse(database),
             "exports": ExportsResource(data_dir=str(exports)),
         },
         raise_on_error=False,
@@ -558,7 +565,7 @@ def materialize_summary(exports: Path, database: Path, settings=None, month="202
     return dg.materialize(
         [*staged_assets, *identity_assets, customer_summary],
         resources={
-            "warehouse": warehouse_resource(database),
+            "warehouse": working_warehouse(database),
             "exports": ExportsResource(data_dir=str(exports)),
             "model_settings": settings or ModelSettings(),
         },

@@ -20,7 +20,7 @@ from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
     ModelSettings,
-    warehouse_resource,
+    Warehouse,
 )
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,10 @@ def all_assets() -> list:
 
 def resources(exports: Path, database: Path, settings: ModelSettings | None = None) -> dict:
     return {
-        "warehouse": warehouse_resource(database),
+        # `database` is the working database here: these tests read the work tables.
+        "warehouse": Warehouse(
+            database=str(database.with_name("published.duckdb")), working_database=str(database)
+        ),
         "exports": ExportsResource(data_dir=str(exports)),
         "model_settings": settings or ModelSettings(),
         "engagement_config": EngagementConfig(audience_dir=str(database.parent / "audiences")),

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from engagement_box import generator
+from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.value.cdnow import write_cdnow_orders_csv
 from pipelines.definitions import defs
@@ -79,7 +80,7 @@ def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
     manifest = generator.load_manifest(tiny_retailer)
     for source, info in manifest["sources"].items():
         read, staged, quarantined = counts(
-            database,
+            default_working(database),
             f"SELECT (SELECT sum(rows_read) FROM staging.ingested_files WHERE source = '{source}'),"
             f" (SELECT count(*) FROM staging.{source}),"
             f" (SELECT count(*) FROM staging.quarantine WHERE source = '{source}')",
@@ -142,13 +143,14 @@ def test_a_pinned_purchase_model_scores_every_customer(tiny_retailer, tmp_path):
 def test_rerun_with_unchanged_inputs_publishes_no_new_version(tiny_retailer, tmp_path):
     database = tmp_path / "w.duckdb"
     assert run_graph(tiny_retailer, database).success
-    staged_before = counts(database, "SELECT count(*), sum(net_amount) FROM staging.orders")
+    working = default_working(database)
+    staged_before = counts(working, "SELECT count(*), sum(net_amount) FROM staging.orders")
     rfm_before = counts(database, "SELECT * FROM marts.customer_rfm ORDER BY customer_id")
 
     result = run_graph(tiny_retailer, database)
     assert result.success
 
-    assert counts(database, "SELECT count(*), sum(net_amount) FROM staging.orders") == staged_before
+    assert counts(working, "SELECT count(*), sum(net_amount) FROM staging.orders") == staged_before
     assert counts(database, "SELECT * FROM marts.customer_rfm ORDER BY customer_id") == rfm_before
     # Same files, settings and code: version 1 stands, and the run says so.
     assert counts(database, "SELECT snapshot_id, is_current FROM marts.snapshots") == [(1, True)]
@@ -167,7 +169,7 @@ def test_new_export_file_is_picked_up_on_the_next_run(tiny_retailer, tmp_path):
     shutil.copytree(tiny_retailer, exports)
     database = tmp_path / "w.duckdb"
     assert run_graph(exports, database).success
-    before = counts(database, "SELECT count(*) FROM staging.orders")[0][0]
+    before = counts(default_working(database), "SELECT count(*) FROM staging.orders")[0][0]
 
     late = exports / "orders" / "orders_late.csv"
     late.write_text(
@@ -182,7 +184,9 @@ def test_new_export_file_is_picked_up_on_the_next_run(tiny_retailer, tmp_path):
         if e.asset_key == dg.AssetKey(["staging", "orders"])
     )
     assert orders_meta["files_ingested"].value == 1
-    assert counts(database, "SELECT count(*) FROM staging.orders")[0][0] == before + 1
+    assert counts(default_working(database), "SELECT count(*) FROM staging.orders")[0][0] == (
+        before + 1
+    )
 
 
 def test_bad_file_fails_the_run_and_publishes_nothing(tiny_retailer, tmp_path):
@@ -281,7 +285,7 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(
     assert counts(database, "SELECT count(*), sum(clv) FROM marts.customer_value") == current
     # The August version only knows what happened by August 31st.
     last = counts(
-        database,
+        default_working(database),
         "SELECT max(last_order_date) FROM work.customer_summary WHERE as_of = DATE '2025-08-31'",
     )[0][0]
     assert str(last) < "2025-09-01"
@@ -320,6 +324,11 @@ def test_degenerate_data_fails_the_fit_check_and_publishes_nothing(tmp_path):
     )
     assert not check.passed
     assert "degenerate" in (check.description or "") or "bought once" in (check.description or "")
+    # Nothing published: no file for analysts, and no version in the working database.
+    assert not database.exists()
     assert counts(
-        database, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'snapshots'"
-    ) == [(0,)] or counts(database, "SELECT count(*) FROM marts.snapshots") == [(0,)]
+        default_working(database),
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'snapshots'",
+    ) == [(0,)] or counts(default_working(database), "SELECT count(*) FROM marts.snapshots") == [
+        (0,)
+    ]

@@ -11,6 +11,7 @@ import pytest
 
 from engagement_box import generator
 from engagement_box.governance import privacy
+from engagement_box.governance.readers import default_working
 from pipelines.definitions import defs
 from pipelines.resources import EngagementConfig, ExportsResource, warehouse_resource
 
@@ -66,7 +67,7 @@ def test_no_email_or_handle_reaches_dagster_storage(tmp_path):
             raise_on_error=False,
         )
         assert result.success
-    con = duckdb.connect(str(database), read_only=True)
+    con = duckdb.connect(str(default_working(database)), read_only=True)
     try:
         emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}
         handles = {

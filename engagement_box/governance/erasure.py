@@ -10,6 +10,8 @@
    case, and erasing by id finds the emails to erase guest orders and reviews by. A different
    profile that lists one of the same *handles* is not the same person (shared handles happen) and
    is kept; social events by or at the handle are erased.
+(`con` is the working database; the file analysts open is a published copy, rebuilt by step 5.)
+
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
@@ -22,6 +24,10 @@
    the keys instead of the keys.
 3. CHECKPOINT, so the deleted rows leave the write-ahead log.
 4. Rewrite the audience files (`<kind>/<audience>.csv` / `.parquet`) without the person.
+5. Given the published layout, rebuild the file analysts open and rewrite every history Parquet
+   file that held the person (`engagement_box/governance/readers.py`). A session opened before
+   the erasure still reads the old file's `marts.*` until it reconnects; the old file is unlinked,
+   so that copy ends when the last such session closes.
 
 An erasure request for a person the warehouse does not know is still logged (with the hashes of
 the keys given): the ingest then keeps that person out if their rows arrive later. The report says
@@ -74,6 +80,7 @@ import duckdb
 import polars as pl
 
 from engagement_box.activation.audiences import neutralize_formulas
+from engagement_box.governance import readers
 from engagement_box.sql import load_sql, transaction
 from engagement_box.staging.contracts import SOURCES
 
@@ -122,6 +129,8 @@ class ErasureReport:
     erased_rows: dict[str, int] = field(default_factory=dict)  # source -> staged+quarantined rows
     audience_rows_removed: dict[str, int] = field(default_factory=dict)  # file -> rows
     checkpointed: bool = False
+    published_file: bool = False  # the file analysts open was rebuilt without the person
+    history_files_rewritten: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -422,8 +431,13 @@ def erase(
     audience_dir: Path | str | None = None,
     salt: str | None = None,
     now: datetime | None = None,
+    published: readers.Layout | None = None,
 ) -> ErasureReport:
     """Erase one person from every table, every retained version and the audience files.
+
+    `con` is the working database. With `published` (the analysts' file and its history files),
+    that file is rebuilt without the person and every history Parquet file holding them is
+    rewritten (`readers.publish(..., erased=True)`); files of expired versions are deleted.
 
     See the module docstring for what is matched, what is logged and what is not reached.
     Raises ValueError when neither a customer id nor an email (non-empty) is given.
@@ -475,6 +489,11 @@ def erase(
         report.checkpointed = True
     except duckdb.Error:  # another transaction of this database is open; the next one will do
         report.checkpointed = False
+
+    if published is not None:
+        done = readers.publish(con, published, erased=True, now=requested_at)
+        report.published_file = done.built
+        report.history_files_rewritten = done.files_rewritten
 
     if audience_dir is not None and Path(audience_dir).is_dir():
         report.audience_rows_removed = erase_from_audiences(

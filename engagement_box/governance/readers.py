@@ -1,0 +1,430 @@
+"""The analysts' file: a published copy of the current version that readers open while runs write.
+
+DuckDB lets one process write a file, and while it writes nobody else may open it (even read-only),
+and while anyone reads it nobody may write it. So the pipeline never writes the file analysts open:
+
+- The working database (`ENGAGEMENT_WORKING_DB`, default `<warehouse>.working.duckdb`) holds
+  everything the runs compute and the source of truth of the versions: staging, intermediate,
+  work, marts and history. Only the pipeline opens it.
+- The published file (`ENGAGEMENT_WAREHOUSE`, the path analysts open) is rebuilt after every
+  change of the versions (publish, retention, erasure): a new file is built next to it, closed
+  with no write-ahead log, and renamed over the old one (`os.replace`). A reader holding the old
+  file keeps reading the old one (on Linux its open handle keeps the old inode); a new
+  connection gets the new file. The pipeline never takes a lock on it, so readers never wait for
+  runs and runs never wait for readers.
+- Retained versions (`history.*`) are too big to copy into every new file (30 versions of 1M
+  customers). Each version of each mart is written once, as an immutable Parquet file
+  `<warehouse stem>.history/<mart>/snapshot_<id>.parquet`, and the published file has views over
+  the files of the retained versions. Only a new version's files are written by a publish.
+
+What the published file holds: `marts.<mart>` (tables: the current version), `marts.snapshot_log`,
+`marts.current_version`, `marts.segment_migration` (tables), `marts.snapshots` (view),
+`marts.<mart>_at(snapshot_id)` (time travel macros), `history.<mart>` (views over the Parquet
+files), and `staging.quarantine` and `staging.ingested_files` for the data engineers.
+
+Files of expired versions are deleted `EXPIRED_FILES_GRACE` after they expired, so a session
+opened before a retention keeps its `history.*` for that long. An erasure rewrites every file
+holding the person and deletes every file of an expired version at once (erasure wins over old
+sessions: their `history.*` may then fail until they reconnect).
+
+No Dagster import here.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from engagement_box.governance import versions
+from engagement_box.sql import load_sql, quote_identifier
+
+# Tables copied from the working database into the published file, besides the marts (every
+# table of `history`, see `published_marts`). The marts themselves come from one list: the
+# `history` schema, which `versions.publish` creates for every mart of `assets/publish.py::MARTS`.
+PUBLISHED_TABLES: tuple[tuple[str, str], ...] = (
+    ("marts", "snapshot_log"),
+    ("marts", "current_version"),
+    ("marts", "segment_migration"),
+    ("staging", "quarantine"),
+    ("staging", "ingested_files"),
+)
+# How long the Parquet files of an expired version stay for sessions opened before it expired.
+EXPIRED_FILES_GRACE = timedelta(days=1)
+_ATTACHED = "engagement_publishing"
+
+
+class PublishError(Exception):
+    """The published file cannot be built or replaced; the message says why."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the published file, its history files and the working database are."""
+
+    published: Path
+    working: Path
+
+    @property
+    def history_dir(self) -> Path:
+        return self.published.with_name(f"{self.published.stem}.history")
+
+    def history_file(self, mart: str, snapshot_id: int) -> Path:
+        quote_identifier(mart)  # a plain name, never a path
+        return self.history_dir / mart / f"snapshot_{int(snapshot_id)}.parquet"
+
+
+def default_working(published: Path) -> Path:
+    """The working database next to the published file: `engagement.duckdb` ->
+    `engagement.working.duckdb`."""
+    return published.with_name(f"{published.stem}.working{published.suffix or '.duckdb'}")
+
+
+@dataclass
+class Published:
+    """What one rebuild of the published file did."""
+
+    built: bool = False
+    seconds: float = 0.0
+    files_written: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+    files_rewritten: list[str] = field(default_factory=list)
+    state: str = ""
+
+
+def _literal(path: Path) -> str:
+    """A path as a SQL string literal (ATTACH, COPY and view bodies take no bound parameters).
+    Paths come from the configuration, never from data; a quote or NUL is refused."""
+    text = str(path)
+    if "'" in text or "\x00" in text:
+        raise PublishError(f"refusing a path with a quote: {text!r}")
+    return f"'{text}'"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def published_marts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The marts of the published file: every mart with a history table (each mart a publish
+    wrote), so a mart added to `assets/publish.py::MARTS` is published with no other change."""
+    return [m for m in versions.history_tables(con) if versions.table_exists(con, "marts", m)]
+
+
+def state(con: duckdb.DuckDBPyConnection) -> str:
+    """A token of everything the published file shows: it changes with a publish, a retention, an
+    erasure or a new ingest. Equal tokens: the published file is up to date."""
+    parts = []
+    if versions.table_exists(con, "marts", "snapshot_log"):
+        row = con.execute(
+            "SELECT max(snapshot_id), count(expired_at), "
+            "(SELECT max(snapshot_id) FROM marts.current_version) FROM marts.snapshot_log"
+        ).fetchone()
+        parts.append(str(row))
+    for schema, table in (("staging", "erasure_log"), ("staging", "ingested_files")):
+        if versions.table_exists(con, schema, table):
+            row = con.execute(
+                f"SELECT count(*) FROM {quote_identifier(schema)}.{quote_identifier(table)}"
+            ).fetchone()
+            parts.append(str(row))
+    parts.append(",".join(published_marts(con)))
+    return "|".join(parts)
+
+
+def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
+    if not versions.table_exists(con, "marts", "published_state"):
+        return None
+    row = con.execute("SELECT state FROM marts.published_state").fetchone()
+    return str(row[0]) if row else None
+
+
+def _record_state(con: duckdb.DuckDBPyConnection, token: str) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS marts.published_state (state VARCHAR)")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM marts.published_state")
+        con.execute("INSERT INTO marts.published_state VALUES ($state)", {"state": token})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# History files
+
+
+def _retained(con: duckdb.DuckDBPyConnection) -> set[int]:
+    return {
+        int(r[0])
+        for r in con.execute(
+            "SELECT snapshot_id FROM marts.snapshot_log WHERE expired_at IS NULL"
+        ).fetchall()
+    }
+
+
+def _rows_per_version(con: duckdb.DuckDBPyConnection, mart: str) -> dict[int, int]:
+    return {
+        int(s): int(n)
+        for s, n in con.execute(
+            f"SELECT snapshot_id, count(*) FROM history.{quote_identifier(mart)} GROUP BY ALL"
+        ).fetchall()
+    }
+
+
+def _file_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    row = con.execute(
+        "SELECT coalesce(sum(row_group_num_rows), 0) FROM "
+        "(SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata($path))",
+        {"path": str(path)},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _write_version_file(
+    con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, target: Path
+) -> None:
+    """Write one version of one mart to its Parquet file: a temporary name, then a rename, so a
+    reader sees the whole old file or the whole new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    partial.unlink(missing_ok=True)
+    try:
+        con.execute(
+            f"COPY (SELECT * FROM history.{quote_identifier(mart)} "
+            f"WHERE snapshot_id = $snapshot_id) TO {_literal(partial)} "
+            "(FORMAT parquet, COMPRESSION zstd)",
+            {"snapshot_id": snapshot_id},
+        )
+        _fsync(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def sync_history_files(
+    con: duckdb.DuckDBPyConnection, layout: Layout, *, verify: bool = False, now: datetime
+) -> Published:
+    """Bring `<stem>.history/` to the retained versions of the working database.
+
+    Writes the files of versions that have none (a new version, or the first publish of a
+    warehouse from before this layout). With `verify` (after an erasure), also rewrites every file
+    whose row count differs from the working history (the erased rows are gone there), and deletes
+    every file of an expired version now; without it, those go `EXPIRED_FILES_GRACE` after expiry.
+    """
+    done = Published()
+    retained = _retained(con)
+    expired_at = {
+        int(s): t
+        for s, t in con.execute(
+            "SELECT snapshot_id, expired_at FROM marts.snapshot_log WHERE expired_at IS NOT NULL"
+        ).fetchall()
+    }
+    marts = published_marts(con)
+    for mart in marts:
+        rows = _rows_per_version(con, mart)
+        for snapshot_id, count in sorted(rows.items()):
+            if snapshot_id not in retained:
+                continue
+            target = layout.history_file(mart, snapshot_id)
+            if not target.exists():
+                _write_version_file(con, mart, snapshot_id, target)
+                done.files_written.append(str(target))
+            elif verify and _file_rows(con, target) != count:
+                _write_version_file(con, mart, snapshot_id, target)
+                done.files_rewritten.append(str(target))
+        folder = layout.history_dir / mart
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("snapshot_*.parquet")):
+            snapshot_id = int(path.stem.removeprefix("snapshot_"))
+            keep = snapshot_id in rows and snapshot_id in retained
+            if keep:
+                continue
+            expired = expired_at.get(snapshot_id)
+            graced = expired is not None and not verify and now - expired < EXPIRED_FILES_GRACE
+            if not graced:
+                path.unlink(missing_ok=True)
+                done.files_deleted.append(str(path))
+    # Files of marts no longer published (none today) and leftovers of killed writes.
+    if layout.history_dir.is_dir():
+        for path in layout.history_dir.glob("*/.*.tmp"):
+            path.unlink(missing_ok=True)
+        if verify:
+            for folder in layout.history_dir.iterdir():
+                if folder.is_dir() and folder.name not in marts:
+                    for path in folder.glob("*.parquet"):
+                        path.unlink(missing_ok=True)
+                        done.files_deleted.append(str(path))
+    return done
+
+
+def _clear_history_files(layout: Layout) -> None:
+    if layout.history_dir.is_dir():
+        for path in layout.history_dir.glob("*/*.parquet"):
+            path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The published file
+
+
+def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
+    """The statement creating `history.<mart>` in the published file: the retained versions'
+    Parquet files (a session keeps the list it opened with)."""
+    retained = _retained(con)
+    files = [
+        layout.history_file(mart, s)
+        for s in sorted(_rows_per_version(con, mart))
+        if s in retained and layout.history_file(mart, s).exists()
+    ]
+    name = quote_identifier(mart)
+    if not files:  # no retained version has rows: an empty view of the right columns
+        return (
+            f"CREATE VIEW history.{name} AS SELECT CAST(NULL AS BIGINT) AS snapshot_id, * "
+            f"FROM marts.{name} LIMIT 0"
+        )
+    listed = ", ".join(_literal(f) for f in files)
+    source = f"read_parquet([{listed}], union_by_name = true)"
+    return f"CREATE VIEW history.{name} AS SELECT * FROM {source}"
+
+
+def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None:
+    """Build the published file at `target` (a new file) from the working database."""
+    for path in (target, target.with_name(target.name + ".wal")):
+        path.unlink(missing_ok=True)
+    marts = published_marts(con)
+    views = [_history_view(con, layout, mart) for mart in marts]
+    con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for schema in ("marts", "history", "staging"):
+            con.execute(f"CREATE SCHEMA {_ATTACHED}.{schema}")
+        tables = [("marts", m) for m in marts] + [
+            (s, t) for s, t in PUBLISHED_TABLES if versions.table_exists(con, s, t)
+        ]
+        for schema, table in tables:
+            name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+            con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
+        con.execute("COMMIT")
+        con.execute(f"CHECKPOINT {_ATTACHED}")
+    finally:
+        con.execute(f"DETACH {_ATTACHED}")
+    # Views and macros are created in the file itself, so their names bind to its own schemas
+    # whatever name a reader opens it under.
+    fresh = duckdb.connect(str(target))
+    try:
+        fresh.execute("BEGIN TRANSACTION")
+        fresh.execute(load_sql("marts/create_snapshots_view"))
+        for mart, view in zip(marts, views, strict=True):
+            fresh.execute(view)
+            fresh.execute(
+                f"CREATE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
+                f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
+                "WHERE snapshot_id = version"
+            )
+        fresh.execute("COMMIT")
+        fresh.execute("CHECKPOINT")
+    finally:
+        fresh.close()
+    if target.with_name(target.name + ".wal").exists():
+        raise PublishError(f"{target} kept a write-ahead log after its checkpoint; not published")
+    _fsync(target)
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    layout: Layout,
+    *,
+    erased: bool = False,
+    now: datetime | None = None,
+) -> Published:
+    """Bring the published file and its history files up to date with the working database.
+
+    `con` is the working database, opened for writing by the one process holding the run lock.
+    Does nothing when the file is up to date (same `state`); `erased` forces a rebuild and checks
+    every history file (after an erasure). The new file replaces the old one in one rename.
+    """
+    started = time.perf_counter()
+    now = (now or datetime.now()).replace(tzinfo=None)
+    if (
+        not versions.table_exists(con, "marts", "snapshot_log")
+        or versions.current_version(con) is None
+    ):
+        return Published()  # nothing published yet: no file for readers
+    token = state(con)
+    if not erased and layout.published.exists() and _recorded_state(con) == token:
+        return Published(state=token)
+    if _recorded_state(con) is None:
+        # This working database never published: files in the history folder are not its
+        # versions (an earlier working database's, or none). Write every version afresh.
+        _clear_history_files(layout)
+    done = sync_history_files(con, layout, verify=erased, now=now)
+    target = layout.published.with_name(f".{layout.published.name}.{os.getpid()}.building")
+    try:
+        _build(con, layout, target)
+        os.replace(target, layout.published)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        target.with_name(target.name + ".wal").unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(layout.published.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    # A stale write-ahead log next to the new file would be replayed into it: none may stay.
+    layout.published.with_name(layout.published.name + ".wal").unlink(missing_ok=True)
+    _record_state(con, token)
+    done.built = True
+    done.state = token
+    done.seconds = time.perf_counter() - started
+    return done
+
+
+# ----------------------------------------------------------------------------------------------
+# Warehouses from before this layout
+
+
+def is_single_file_warehouse(published: Path) -> bool:
+    """True when `published` is a warehouse from before the working database: it holds the
+    pipeline's own schemas (work, intermediate or staged sources), not just the published copy."""
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM information_schema.schemata "
+            "WHERE catalog_name = current_database() AND schema_name IN ('work', 'intermediate')"
+        ).fetchone()
+        return bool(row and row[0])
+    finally:
+        con.close()
+
+
+def adopt_single_file(layout: Layout) -> bool:
+    """A warehouse from before this layout becomes the working database (renamed, so nothing is
+    copied); the next publish builds the published file. Returns True when it moved one.
+
+    Called under the run lock, before any step opens the working database. An analyst who has
+    the old file open keeps reading it; a new open after the next publish gets the new file.
+    """
+    if layout.working.exists() or not layout.published.exists():
+        return False
+    if not is_single_file_warehouse(layout.published):
+        return False
+    wal = layout.published.with_name(layout.published.name + ".wal")
+    if wal.exists():  # fold the log into the file first, so the rename moves one whole file
+        con = duckdb.connect(str(layout.published))
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    layout.working.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(layout.published, layout.working)
+    return True

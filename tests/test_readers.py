@@ -1,0 +1,171 @@
+"""The file analysts open: a published copy, replaced whole, that readers and runs never wait on."""
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engagement_box.governance import readers, versions
+from tests.test_versions import publish_version
+
+NOW = datetime(2026, 3, 1, 12, 0)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> readers.Layout:
+    published = tmp_path / "warehouse" / "engagement.duckdb"
+    published.parent.mkdir()
+    return readers.Layout(published=published, working=readers.default_working(published))
+
+
+@pytest.fixture
+def working(layout):
+    con = duckdb.connect(str(layout.working))
+    yield con
+    con.close()
+
+
+def read(path: Path, sql: str):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def two_versions(working, layout) -> None:
+    publish_version(working, "2025-01-31", {"a": "Champions", "b": "At Risk"}, {"a": 20, "b": 1})
+    readers.publish(working, layout, now=NOW)
+    publish_version(working, "2025-02-28", {"a": "At Risk", "b": "At Risk"}, {"a": 5, "b": 1})
+    readers.publish(working, layout, now=NOW)
+
+
+def test_every_query_the_readme_shows_works_on_the_published_file(working, layout):
+    working.execute("CREATE SCHEMA staging")
+    working.execute(
+        "CREATE TABLE staging.quarantine AS SELECT 'orders' AS source, 'in_future' AS reason"
+    )
+    two_versions(working, layout)
+
+    published = layout.published
+    assert read(published, "SELECT snapshot_id, is_current FROM marts.snapshots") == [
+        (1, False),
+        (2, True),
+    ]
+    assert read(published, "SELECT * FROM marts.customer_rfm ORDER BY 1") == [
+        ("a", "At Risk"),
+        ("b", "At Risk"),
+    ]
+    assert read(published, "SELECT * FROM marts.customer_rfm_at(1) ORDER BY 1") == [
+        ("a", "Champions"),
+        ("b", "At Risk"),
+    ]
+    assert read(
+        published,
+        "SELECT count(*) FROM marts.customer_rfm_at("
+        "(SELECT snapshot_id FROM marts.snapshots WHERE is_current))",
+    ) == [(2,)]
+    assert read(
+        published,
+        "SELECT snapshot_id, count(*) FROM history.customer_rfm "
+        "WHERE snapshot_id IN (1, 2) GROUP BY ALL ORDER BY 1",
+    ) == [(1, 2), (2, 2)]
+    assert read(
+        published,
+        "SELECT from_value, to_value, customers FROM marts.segment_migration "
+        "WHERE to_snapshot = 2 AND moved AND dimension = 'rfm_segment'",
+    ) == [("Champions", "At Risk", 1)]
+    assert read(published, "SELECT source, reason, count(*) FROM staging.quarantine GROUP BY ALL")
+    # Closed, with no write-ahead log; the pipeline's own schemas stay out of it.
+    assert not published.with_name(published.name + ".wal").exists()
+    schemas = {r[0] for r in read(published, "SELECT schema_name FROM duckdb_schemas()")}
+    assert "work" not in schemas and "intermediate" not in schemas
+    assert not list(published.parent.glob(".*building*"))
+
+
+def test_each_version_is_written_to_parquet_once(working, layout):
+    two_versions(working, layout)
+    first = layout.history_file("customer_rfm", 1)
+    written = first.stat().st_mtime_ns, first.stat().st_ino
+
+    publish_version(working, "2025-03-31", {"a": "Champions"}, {"a": 30})
+    done = readers.publish(working, layout, now=NOW)
+
+    assert done.built
+    assert sorted(Path(p).name for p in done.files_written) == ["snapshot_3.parquet"] * 2
+    assert (first.stat().st_mtime_ns, first.stat().st_ino) == written
+    # Nothing changed: nothing is rebuilt.
+    assert not readers.publish(working, layout, now=NOW).built
+
+
+def test_a_reader_keeps_its_version_until_it_reconnects(working, layout):
+    publish_version(working, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    readers.publish(working, layout, now=NOW)
+    reader = duckdb.connect(str(layout.published), read_only=True)
+    try:
+        publish_version(working, "2025-02-28", {"a": "At Risk"}, {"a": 5})
+        assert readers.publish(working, layout, now=NOW).built  # not refused by the open reader
+
+        assert reader.execute("SELECT segment FROM marts.customer_rfm").fetchall() == [
+            ("Champions",)
+        ]
+        assert reader.execute(
+            "SELECT snapshot_id FROM marts.snapshots WHERE is_current"
+        ).fetchall() == [(1,)]
+    finally:
+        reader.close()
+    assert read(layout.published, "SELECT segment FROM marts.customer_rfm") == [("At Risk",)]
+
+
+def test_retention_removes_expired_files_after_a_grace_period(working, layout):
+    two_versions(working, layout)
+    publish_version(working, "2025-03-31", {"a": "Champions"}, {"a": 30})
+    readers.publish(working, layout, now=NOW)
+
+    versions.apply_retention(working, keep_versions=2, keep_days=10_000, now=NOW)
+    readers.publish(working, layout, now=NOW)
+    expired = layout.history_file("customer_rfm", 1)
+    assert expired.exists()  # sessions opened before the retention still read it
+    assert sorted(
+        read(layout.published, "SELECT DISTINCT snapshot_id FROM history.customer_rfm")
+    ) == [(2,), (3,)]
+
+    publish_version(working, "2025-04-30", {"a": "Loyal"}, {"a": 40})
+    readers.publish(working, layout, now=NOW + readers.EXPIRED_FILES_GRACE + timedelta(hours=1))
+    assert not expired.exists()
+
+
+def test_a_warehouse_from_before_the_working_database_is_adopted(layout):
+    con = duckdb.connect(str(layout.published))  # the old layout: everything in one file
+    publish_version(con, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    con.close()
+
+    assert readers.adopt_single_file(layout)
+
+    assert layout.working.exists()
+    con = duckdb.connect(str(layout.working))
+    try:
+        assert versions.current_version(con) == 1
+        readers.publish(con, layout, now=NOW)
+    finally:
+        con.close()
+    assert read(layout.published, "SELECT segment FROM marts.customer_rfm_at(1)") == [
+        ("Champions",)
+    ]
+    assert not readers.adopt_single_file(layout)  # once
+
+
+def test_a_new_working_database_never_takes_another_ones_history_files(working, layout):
+    two_versions(working, layout)
+    working.close()
+    os.remove(layout.working)
+    con = duckdb.connect(str(layout.working))
+    try:
+        publish_version(con, "2025-05-31", {"z": "Loyal"}, {"z": 3})
+        readers.publish(con, layout, now=NOW)
+    finally:
+        con.close()
+    assert read(layout.published, "SELECT customer_id FROM history.customer_rfm") == [("z",)]
+    assert not layout.history_file("customer_rfm", 2).exists()
