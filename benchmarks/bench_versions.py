@@ -85,7 +85,8 @@ def publish_cost(customers: int, versions_to_publish: int) -> None:
             print(
                 f"version {snapshot.snapshot_id}: unversioned write {plain:6.2f} s, "
                 f"versioned publish {versioned:6.2f} s (versions {versions_only:5.2f} s + "
-                f"published file {done.seconds:5.2f} s), overhead {versioned - plain:6.2f} s"
+                f"published file {done.seconds:5.2f} s, of which Parquet "
+                f"{done.parquet_seconds:5.2f} s), overhead {versioned - plain:6.2f} s"
             )
         latencies = []
         reader = duckdb.connect(str(layout.published), read_only=True)

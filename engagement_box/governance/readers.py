@@ -17,10 +17,11 @@ and while anyone reads it nobody may write it. So the pipeline never writes the 
   `<warehouse stem>.history/<mart>/snapshot_<id>.parquet`, and the published file has views over
   the files of the retained versions. Only a new version's files are written by a publish.
 
-What the published file holds: `marts.<mart>` (tables: the current version), `marts.snapshot_log`,
-`marts.current_version`, `marts.segment_migration` (tables), `marts.snapshots` (view),
-`marts.<mart>_at(snapshot_id)` (time travel macros), `history.<mart>` (views over the Parquet
-files), and `staging.quarantine` and `staging.ingested_files` for the data engineers.
+What the published file holds: `marts.<mart>` (views over the current version's Parquet files,
+so a publish writes each mart's rows once), `marts.snapshot_log`, `marts.current_version`,
+`marts.segment_migration` (tables), `marts.snapshots` (view), `marts.<mart>_at(snapshot_id)`
+(time travel macros), `history.<mart>` (views over the retained versions' Parquet files), and
+`staging.quarantine` and `staging.ingested_files` for the data engineers (tables).
 
 Files of expired versions are deleted `EXPIRED_FILES_GRACE` after they expired, so a session
 opened before a retention keeps its `history.*` for that long. An erasure rewrites every file
@@ -88,6 +89,7 @@ class Published:
 
     built: bool = False
     seconds: float = 0.0
+    parquet_seconds: float = 0.0  # of which writing the history Parquet files
     files_written: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
     files_rewritten: list[str] = field(default_factory=list)
@@ -199,7 +201,7 @@ def _write_version_file(
         con.execute(
             f"COPY (SELECT * FROM history.{quote_identifier(mart)} "
             f"WHERE snapshot_id = $snapshot_id) TO {_literal(partial)} "
-            "(FORMAT parquet, COMPRESSION zstd)",
+            "(FORMAT parquet)",
             {"snapshot_id": snapshot_id},
         )
         _fsync(partial)
@@ -296,18 +298,38 @@ def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     return f"CREATE VIEW history.{name} AS SELECT * FROM {source}"
 
 
+def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str | None:
+    """The statement creating `marts.<mart>` in the published file: a view over the current
+    version's Parquet file, with the columns of the working `marts.<mart>` (None when that
+    version has no rows: the table is copied instead)."""
+    current = versions.current_version(con)
+    path = layout.history_file(mart, current) if current is not None else None
+    if path is None or not path.exists():
+        return None
+    names = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' "
+        "AND table_name = $table ORDER BY ordinal_position",
+        {"table": mart},
+    ).fetchall()
+    # Names read from the catalog (not an allow-list): quoted with their quotes doubled.
+    columns = ", ".join('"' + str(n).replace('"', '""') + '"' for (n,) in names)
+    name = quote_identifier(mart)
+    return f"CREATE VIEW marts.{name} AS SELECT {columns} FROM read_parquet({_literal(path)})"
+
+
 def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None:
     """Build the published file at `target` (a new file) from the working database."""
     for path in (target, target.with_name(target.name + ".wal")):
         path.unlink(missing_ok=True)
     marts = published_marts(con)
     views = [_history_view(con, layout, mart) for mart in marts]
+    current = {mart: _current_view(con, layout, mart) for mart in marts}
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
     try:
         con.execute("BEGIN TRANSACTION")
         for schema in ("marts", "history", "staging"):
             con.execute(f"CREATE SCHEMA {_ATTACHED}.{schema}")
-        tables = [("marts", m) for m in marts] + [
+        tables = [("marts", m) for m in marts if current[m] is None] + [
             (s, t) for s, t in PUBLISHED_TABLES if versions.table_exists(con, s, t)
         ]
         for schema, table in tables:
@@ -324,6 +346,8 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
         fresh.execute("BEGIN TRANSACTION")
         fresh.execute(load_sql("marts/create_snapshots_view"))
         for mart, view in zip(marts, views, strict=True):
+            if current[mart] is not None:
+                fresh.execute(current[mart])
             fresh.execute(view)
             fresh.execute(
                 f"CREATE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
@@ -367,6 +391,7 @@ def publish(
         # versions (an earlier working database's, or none). Write every version afresh.
         _clear_history_files(layout)
     done = sync_history_files(con, layout, verify=erased, now=now)
+    done.parquet_seconds = time.perf_counter() - started
     target = layout.published.with_name(f".{layout.published.name}.{os.getpid()}.building")
     try:
         _build(con, layout, target)
