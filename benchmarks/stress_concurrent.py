@@ -5,11 +5,11 @@
 On a generated retailer (ending 2025-12-31) and the project's own `.dagster/dagster.yaml` in a
 new DAGSTER_HOME, each round starts `--runs` runs of different as-of months at the same moment
 (so most rounds publish new versions, some backfills among them), while a separate process holds
-a read-only session on the published file and opens it afresh in a loop. Every run must exit 0
-(a refusal must say why in a FAILED line); after each round every retained version must be whole
-(each mart's rows equal the count its log row recorded, in the published file and in the working
-database) with exactly one current version, and the reader must never have failed. Prints one
-line per round and the figures; exits 1 if any check fails.
+a read-only session on the published file and another opens it afresh in a loop. Every run must
+exit 0 (or 1 with only the holdout warning check failed: shown as "warn"); after each round every
+retained version must be whole (each mart's rows equal the count its log row recorded, in the
+published file and in the working database) with exactly one current version, and the readers
+must never have failed. Prints one line per round and the figures; exits 1 if any check fails.
 """
 
 import argparse
@@ -32,29 +32,32 @@ from engagement_box import generator  # noqa: E402
 from engagement_box.governance import readers  # noqa: E402
 
 # Months with data (the generated retailer ends 2025-12-31); round r takes the next --runs.
+WARN_CHECK = "check holdout_total_within_25pct"
 MONTHS = [f"{y}-{m:02d}" for y, m in [(2025, m) for m in range(1, 13)]]
 
+# "hold": one read-only session open all along; "open": opens, queries and closes in a loop (a
+# separate process: DuckDB gives a process that still has the file open the same database).
 READER = r"""
 import os, sys, time, json
 import duckdb
-path, stop = sys.argv[1], sys.argv[2]
+mode, path, stop = sys.argv[1:4]
 while not os.path.exists(path):
     time.sleep(0.05)
-held = duckdb.connect(path, read_only=True)
-queries = opens = 0
+held = duckdb.connect(path, read_only=True) if mode == "hold" else None
+queries = 0
 failures = []
 while not os.path.exists(stop):
     try:
-        held.execute("SELECT count(*) FROM marts.customer_value").fetchone()
+        con = held or duckdb.connect(path, read_only=True)
+        con.execute("SELECT count(*) FROM marts.customer_value").fetchone()
+        con.execute("SELECT snapshot_id FROM marts.snapshots WHERE is_current").fetchone()
+        if held is None:
+            con.close()
         queries += 1
-        other = duckdb.connect(path, read_only=True)
-        other.execute("SELECT snapshot_id FROM marts.snapshots WHERE is_current").fetchone()
-        other.close()
-        opens += 1
     except Exception as exc:
         failures.append(str(exc).splitlines()[0])
     time.sleep(0.05)
-print(json.dumps({"queries": queries, "opens": opens, "failures": failures[:5]}), flush=True)
+print(json.dumps({"queries": queries, "failures": failures[:5]}), flush=True)
 """
 
 
@@ -106,11 +109,14 @@ def main() -> int:
     print(f"work dir {work}; {args.customers} customers; {args.runs} runs x {args.rounds} rounds")
 
     stop = work / "stop-reader"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(database), str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    readers_started = {
+        mode: subprocess.Popen(
+            [sys.executable, "-c", READER, mode, str(database), str(stop)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for mode in ("hold", "open")
+    }
     problems: list[str] = []
     round_seconds = []
     started_all = time.monotonic()
@@ -144,9 +150,12 @@ def main() -> int:
         for k, (code, log) in enumerate(zip(codes, logs, strict=True)):
             text = log.read_text(errors="replace")
             failed = [line for line in text.splitlines() if line.startswith("FAILED")]
-            if code != 0:
+            # The holdout check warns (it does not block the publish), but the CLI exits 1 on
+            # any failed check: such a run did its work, and the data, not concurrency, made it.
+            warned = code == 1 and all(WARN_CHECK in line for line in failed) and bool(failed)
+            if code != 0 and not warned:
                 problems.append(f"round {r} run {k} ({months[k]}): exit {code} {failed[:1]}")
-            outcomes.append("ok" if code == 0 else f"exit {code}")
+            outcomes.append("ok" if code == 0 else "warn" if warned else f"exit {code}")
         try:
             published = whole(database, history_macro=True)
             working = whole(readers.default_working(database), history_macro=False)
@@ -163,15 +172,18 @@ def main() -> int:
         )
 
     stop.touch()
-    out, _ = reader.communicate(timeout=60)
-    report = json.loads(out.splitlines()[-1]) if out.strip() else {"failures": ["no report"]}
-    if report["failures"]:
-        problems.append(f"reader failures: {report['failures']}")
+    reports = {}
+    for mode, reader in readers_started.items():
+        out, _ = reader.communicate(timeout=60)
+        reports[mode] = json.loads(out.splitlines()[-1]) if out.strip() else {"failures": ["?"]}
+        if reports[mode]["failures"]:
+            problems.append(f"reader ({mode}) failures: {reports[mode]['failures']}")
     total = time.monotonic() - started_all
     print(
         f"{args.rounds * args.runs} runs in {total:.0f} s (round {min(round_seconds):.1f}-"
-        f"{max(round_seconds):.1f} s); reader: {report.get('queries', 0)} queries on the held "
-        f"session, {report.get('opens', 0)} fresh opens, {len(report['failures'])} failures"
+        f"{max(round_seconds):.1f} s); held session: {reports['hold'].get('queries', 0)} "
+        f"queries, fresh opens: {reports['open'].get('queries', 0)}; reader failures: "
+        f"{sum(len(r['failures']) for r in reports.values())}"
     )
     for problem in problems:
         print("PROBLEM:", problem)

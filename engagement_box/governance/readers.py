@@ -180,6 +180,19 @@ def _rows_per_version(con: duckdb.DuckDBPyConnection, mart: str) -> dict[int, in
     }
 
 
+def _logged_versions(con: duckdb.DuckDBPyConnection, mart: str) -> dict[int, int]:
+    """Retained versions with rows of `mart`, by the counts their log rows recorded at publish
+    (no scan of the history table; an erasure may have removed rows since: `verify`)."""
+    return {
+        int(s): int(n)
+        for s, n in con.execute(
+            'SELECT snapshot_id, CAST(json_extract_string("tables", $key) AS BIGINT) AS n '
+            "FROM marts.snapshot_log WHERE expired_at IS NULL AND n > 0",
+            {"key": f"$.{mart}"},
+        ).fetchall()
+    }
+
+
 def _file_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     row = con.execute(
         "SELECT coalesce(sum(row_group_num_rows), 0) FROM "
@@ -231,7 +244,7 @@ def sync_history_files(
     }
     marts = published_marts(con)
     for mart in marts:
-        rows = _rows_per_version(con, mart)
+        rows = _rows_per_version(con, mart) if verify else _logged_versions(con, mart)
         for snapshot_id, count in sorted(rows.items()):
             if snapshot_id not in retained:
                 continue
@@ -281,11 +294,10 @@ def _clear_history_files(layout: Layout) -> None:
 def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
     """The statement creating `history.<mart>` in the published file: the retained versions'
     Parquet files (a session keeps the list it opened with)."""
-    retained = _retained(con)
     files = [
         layout.history_file(mart, s)
-        for s in sorted(_rows_per_version(con, mart))
-        if s in retained and layout.history_file(mart, s).exists()
+        for s in sorted(_logged_versions(con, mart))
+        if layout.history_file(mart, s).exists()
     ]
     name = quote_identifier(mart)
     if not files:  # no retained version has rows: an empty view of the right columns
