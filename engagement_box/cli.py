@@ -234,8 +234,11 @@ def erase(args: argparse.Namespace) -> int:
         print(f"  {path:40} {rows:>8} audience rows removed")
     if report.published_file:
         print(f"  published file rebuilt without the person: {warehouse.path}")
-    for path in report.history_files_rewritten:
-        print(f"  {path} rewritten without the person")
+    if report.history_files_rewritten:
+        print(
+            f"  {len(report.history_files_rewritten)} history Parquet files rewritten without "
+            "the person"
+        )
     if args.compact:
         with run_lock(warehouse.path):
             compacted = erasure.compact(warehouse.working_path)
