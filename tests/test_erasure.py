@@ -485,3 +485,25 @@ def test_erasure_reaches_the_published_file_and_every_history_file(built, tmp_pa
     finally:
         reader.close()
     assert not list(published.parent.glob("*.wal"))
+
+
+def test_the_erase_command_reaches_the_published_file(built, tmp_path, monkeypatch, capsys):
+    from engagement_box import cli
+
+    con, _, audience_dir = built
+    published = tmp_path / "published" / "w.duckdb"
+    published.parent.mkdir()
+    readers.publish(con, readers.Layout(published=published, working=tmp_path / "w.duckdb"))
+    con.close()
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(published))
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(audience_dir))
+
+    assert cli.main(["erase", "--email", JANE_EMAIL]) == 0
+
+    assert "published file rebuilt without the person" in capsys.readouterr().out
+    reader = duckdb.connect(str(published), read_only=True)
+    try:
+        assert mentions(reader, TOKENS) == {}
+    finally:
+        reader.close()
