@@ -13,9 +13,11 @@ and while anyone reads it nobody may write it. So the pipeline never writes the 
   connection gets the new file. The pipeline never takes a lock on it, so readers never wait for
   runs and runs never wait for readers.
 - Retained versions (`history.*`) are too big to copy into every new file (30 versions of 1M
-  customers). Each version of each mart is written once, as an immutable Parquet file
-  `<warehouse stem>.history/<mart>/snapshot_<id>.parquet`, and the published file has views over
-  the files of the retained versions. Only a new version's files are written by a publish.
+  customers). Each version of each mart is written once, as a Parquet file
+  `<warehouse stem>.history/<mart>/snapshot_<id>.parquet` (rewritten only by an erasure, by a
+  rename), and the published file has views over the files of the retained versions. Only a new
+  version's files are written by a publish. A session keeps its version's views, and the files
+  stay, so it keeps reading the version it opened until it reconnects.
 
 What the published file holds: `marts.<mart>` (views over the current version's Parquet files,
 so a publish writes each mart's rows once), `marts.snapshot_log`, `marts.current_version`,
