@@ -121,19 +121,20 @@ def assert_consistent(database: Path) -> int:
     working database and in the published file analysts open.
 
     Returns the number of published versions (in the working database)."""
-    if database.exists():
-        consistent(database)
+    if database.exists():  # the published file: versions only (the staged rows are not in it)
+        consistent(database, staging=False)
     return consistent(default_working(database))
 
 
-def consistent(database: Path) -> int:
+def consistent(database: Path, staging: bool = True) -> int:
     if not database.exists():
         return 0
     con = duckdb.connect(str(database), read_only=True)
     try:
         schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
         if (
-            "staging" in schemas
+            staging
+            and "staging" in schemas
             and con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging' "
                 "AND table_name = 'ingested_files'"
