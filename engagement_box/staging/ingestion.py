@@ -55,6 +55,7 @@ import pyarrow as pa
 from engagement_box.governance import erasure
 from engagement_box.sql import load_sql, quote_identifier
 from engagement_box.staging.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
+from engagement_box.staging.reconciliation import reconcile
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Rows per validation batch: bounds the polars side's memory on big drops while keeping
@@ -1076,12 +1077,12 @@ def _stage(
                     "at": at,
                 },
             )
-        _, read, staged, quarantined_count, erased = reconcile(con, table)
-        if read != staged + quarantined_count + erased:
+        counts = reconcile(con, table)
+        if not counts.holds:
             raise IngestError(
-                f"{table}: reconciliation failed inside the ingest transaction: read {read} rows, "
-                f"staged {staged} + quarantined {quarantined_count} + erased {erased}; "
-                "nothing was changed"
+                f"{table}: reconciliation failed inside the ingest transaction: read "
+                f"{counts.rows_read} rows, staged {counts.rows_staged} + quarantined "
+                f"{counts.rows_quarantined} + erased {counts.rows_erased}; nothing was changed"
             )
         # Only deleting the staged rows of a changed file can leave a duplicate without its key.
         orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
@@ -1346,14 +1347,3 @@ def _duplicate_quarantine(
         }
     )
     return quarantine_rows(raw, failures, source, run_id, at)
-
-
-def reconcile(con: duckdb.DuckDBPyConnection, source_name: str) -> tuple[int, int, int, int, int]:
-    """(files, rows read, rows staged, rows quarantined, rows erased) of a source, from the
-    tables. Nothing is lost when read = staged + quarantined + erased."""
-    SOURCES[source_name]  # only contract sources are tables
-    row = con.execute(
-        load_sql("staging/reconciliation", table=source_name), {"source": source_name}
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
