@@ -53,7 +53,7 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box.governance import erasure
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier, transaction
 from engagement_box.staging.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
 from engagement_box.staging.reconciliation import reconcile
 
@@ -1008,93 +1008,95 @@ def _stage(
     if hashes:
         erasure.erased_subject_hashes(con, salt)
     suppressed: dict[str, int] = {}
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(load_sql("staging/delete_staged_rows_of_files", table=table), {"files": files})
-        con.execute(
-            load_sql("staging/delete_quarantine_of_files"), {"source": table, "files": files}
-        )
-        con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
-        erasure.delete_erased_rows_of_files(con, table, files)
-        staged_keys_sql = (
-            "staging/staged_keys"
-            if len(source.key_columns) == 1
-            else "staging/staged_composite_keys"
-        )
-        keys = _StagedKeys(
-            con.execute(load_sql(staged_keys_sql, table=table, key=",".join(source.key_columns)))
-            .pl()
-            .to_series()
-        )
-
-        # Good rows go straight into the staged table, batch by batch (files in path order, rows
-        # in file order), so memory holds a few batches, not the whole drop. A thread appends
-        # one batch to DuckDB while this one parses the next (both release the GIL).
-        with _Appender(con, source) as appender:
-            for raw in _batches(exports, source, rows_read):
-                if hashes:
-                    raw = _suppress_erased(raw, table, hashes, salt, suppressed)
-                good, bad = check_batch(raw, source, run_id, at)
-                del raw
-                quarantined.append(bad)
-                # Split and converted here, not on the appending thread, which is the busier one.
-                appender.put(*_split_repeated(good, source, keys))
-                del good
-        del keys
-
-        quarantined.append(_duplicate_quarantine(con, source, run_id, at))
-        bad_rows = pl.concat(quarantined)
-        con.register("bad_rows", bad_rows)
-        con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
-        con.unregister("bad_rows")
-        erasure.add_erased_rows(con, table, suppressed)
-        if report.files_replaced:
-            report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
-
-        staged_per_file = dict(
+        with transaction(con):
             con.execute(
-                f"SELECT source_file, count(*) FROM {staged_table} "
-                "WHERE list_contains($files, source_file) GROUP BY source_file",
-                {"files": files},
-            ).fetchall()
-        )
-        quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
-        for export, digest in todo:
-            name = export.relpath
+                load_sql("staging/delete_staged_rows_of_files", table=table), {"files": files}
+            )
             con.execute(
-                "INSERT INTO staging.ingested_files VALUES "
-                "($source, $file, $sha, $size, $mtime, $read, $staged, $quarantined, $run, $at)",
-                {
-                    "source": table,
-                    "file": name,
-                    "sha": digest.result(),
-                    "size": export.size_bytes,
-                    "mtime": export.mtime_ns,
-                    "read": rows_read.get(name, 0),
-                    "staged": staged_per_file.get(name, 0),
-                    "quarantined": quarantined_per_file.get(name, 0),
-                    "run": run_id,
-                    "at": at,
-                },
+                load_sql("staging/delete_quarantine_of_files"), {"source": table, "files": files}
             )
-        counts = reconcile(con, table)
-        if not counts.holds:
-            raise IngestError(
-                f"{table}: reconciliation failed inside the ingest transaction: read "
-                f"{counts.rows_read} rows, staged {counts.rows_staged} + quarantined "
-                f"{counts.rows_quarantined} + erased {counts.rows_erased}; nothing was changed"
+            con.execute(
+                load_sql("staging/delete_ingested_files"), {"source": table, "files": files}
             )
-        # Only deleting the staged rows of a changed file can leave a duplicate without its key.
-        orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
-        if orphans:
-            raise IngestError(
-                f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row with "
-                "their key; nothing was changed"
+            erasure.delete_erased_rows_of_files(con, table, files)
+            staged_keys_sql = (
+                "staging/staged_keys"
+                if len(source.key_columns) == 1
+                else "staging/staged_composite_keys"
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            keys = _StagedKeys(
+                con.execute(
+                    load_sql(staged_keys_sql, table=table, key=",".join(source.key_columns))
+                )
+                .pl()
+                .to_series()
+            )
+
+            # Good rows go straight into the staged table, batch by batch (files in path order, rows
+            # in file order), so memory holds a few batches, not the whole drop. A thread appends
+            # one batch to DuckDB while this one parses the next (both release the GIL).
+            with _Appender(con, source) as appender:
+                for raw in _batches(exports, source, rows_read):
+                    if hashes:
+                        raw = _suppress_erased(raw, table, hashes, salt, suppressed)
+                    good, bad = check_batch(raw, source, run_id, at)
+                    del raw
+                    quarantined.append(bad)
+                    # Split and converted here, not on the appending thread (the busier one).
+                    appender.put(*_split_repeated(good, source, keys))
+                    del good
+            del keys
+
+            quarantined.append(_duplicate_quarantine(con, source, run_id, at))
+            bad_rows = pl.concat(quarantined)
+            con.register("bad_rows", bad_rows)
+            con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
+            con.unregister("bad_rows")
+            erasure.add_erased_rows(con, table, suppressed)
+            if report.files_replaced:
+                report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
+
+            staged_per_file = dict(
+                con.execute(
+                    f"SELECT source_file, count(*) FROM {staged_table} "
+                    "WHERE list_contains($files, source_file) GROUP BY source_file",
+                    {"files": files},
+                ).fetchall()
+            )
+            quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
+            for export, digest in todo:
+                name = export.relpath
+                con.execute(
+                    "INSERT INTO staging.ingested_files VALUES ($source, $file, $sha, $size, "
+                    "$mtime, $read, $staged, $quarantined, $run, $at)",
+                    {
+                        "source": table,
+                        "file": name,
+                        "sha": digest.result(),
+                        "size": export.size_bytes,
+                        "mtime": export.mtime_ns,
+                        "read": rows_read.get(name, 0),
+                        "staged": staged_per_file.get(name, 0),
+                        "quarantined": quarantined_per_file.get(name, 0),
+                        "run": run_id,
+                        "at": at,
+                    },
+                )
+            counts = reconcile(con, table)
+            if not counts.holds:
+                raise IngestError(
+                    f"{table}: reconciliation failed inside the ingest transaction: read "
+                    f"{counts.rows_read} rows, staged {counts.rows_staged} + quarantined "
+                    f"{counts.rows_quarantined} + erased {counts.rows_erased}; nothing was changed"
+                )
+            # Only deleting the staged rows of a changed file can leave a duplicate without its key.
+            orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
+            if orphans:
+                raise IngestError(
+                    f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row "
+                    "with their key; nothing was changed"
+                )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
 
