@@ -220,7 +220,7 @@ def suppression_mask(
 
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both)."""
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
 
@@ -243,7 +243,7 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
         row = con.execute(load_sql("erasure/read_erasure_salt")).fetchone()
         if row:
             return str(row[0])
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erasure_salt"))
     created = secrets.token_hex(32)
     con.execute(

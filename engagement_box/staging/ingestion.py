@@ -799,7 +799,7 @@ def check_batch(
 
 def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
     """Create the staging schema, bookkeeping tables and every source's staged table."""
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("staging/create_quarantine"))
     con.execute(load_sql("staging/create_ingested_files"))
     for source in SOURCES.values():
@@ -914,7 +914,9 @@ def ingest_source(
     known = {
         row[0]: row[1:]
         for row in con.execute(
-            load_sql("staging/ingested_files_for_source"), {"source": source.name}
+            "SELECT source_file, sha256, size_bytes, mtime_ns FROM staging.ingested_files "
+            "WHERE source = $source",
+            {"source": source.name},
         ).fetchall()
     }
     exports = discover_files(Path(data_dir), source)
@@ -948,7 +950,11 @@ def ingest_source(
             for _, digest_future in todo:
                 digest_future.cancel()
     report.quarantine_by_reason = dict(
-        con.execute(load_sql("staging/quarantine_by_reason"), {"source": source.name}).fetchall()
+        con.execute(
+            "SELECT reason, count(*) AS rows FROM staging.quarantine WHERE source = $source "
+            "GROUP BY reason ORDER BY rows DESC, reason",
+            {"source": source.name},
+        ).fetchall()
     )
     report.seconds = time.perf_counter() - started
     return report
@@ -1010,28 +1016,8 @@ def _stage(
     suppressed: dict[str, int] = {}
     try:
         with transaction(con):
-            con.execute(
-                load_sql("staging/delete_staged_rows_of_files", table=table), {"files": files}
-            )
-            con.execute(
-                load_sql("staging/delete_quarantine_of_files"), {"source": table, "files": files}
-            )
-            con.execute(
-                load_sql("staging/delete_ingested_files"), {"source": table, "files": files}
-            )
-            erasure.delete_erased_rows_of_files(con, table, files)
-            staged_keys_sql = (
-                "staging/staged_keys"
-                if len(source.key_columns) == 1
-                else "staging/staged_composite_keys"
-            )
-            keys = _StagedKeys(
-                con.execute(
-                    load_sql(staged_keys_sql, table=table, key=",".join(source.key_columns))
-                )
-                .pl()
-                .to_series()
-            )
+            _forget_files(con, source, files)
+            keys = _StagedKeys(_staged_keys(con, source))
 
             # Good rows go straight into the staged table, batch by batch (files in path order, rows
             # in file order), so memory holds a few batches, not the whole drop. A thread appends
@@ -1187,6 +1173,37 @@ def key_text(frame: pl.DataFrame, source: Source) -> pl.Series:
             [pl.col(c).cast(pl.String) for c in source.key_columns], separator="\x1f"
         ).alias(source.key)
     ).to_series()
+
+
+def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[str]) -> None:
+    """Delete what `files` staged, quarantined and erased before: a changed file replaces it."""
+    parameters = {"source": source.name, "files": files}
+    con.execute(
+        f"DELETE FROM staging.{quote_identifier(source.name)} "
+        "WHERE list_contains($files, source_file)",
+        {"files": files},
+    )
+    con.execute(
+        "DELETE FROM staging.quarantine WHERE source = $source "
+        "AND list_contains($files, source_file)",
+        parameters,
+    )
+    con.execute(
+        "DELETE FROM staging.ingested_files WHERE source = $source "
+        "AND list_contains($files, source_file)",
+        parameters,
+    )
+    erasure.delete_erased_rows_of_files(con, source.name, files)
+
+
+def _staged_keys(con: duckdb.DuckDBPyConnection, source: Source) -> pl.Series:
+    """The keys staged by earlier ingests, as `key_text` writes them (several key columns
+    joined by chr(31)): the ingest holds back rows that repeat them."""
+    columns = ", ".join(quote_identifier(c) for c in source.key_columns)
+    key = columns if len(source.key_columns) == 1 else f"concat_ws(chr(31), {columns})"
+    return (
+        con.execute(f"SELECT {key} FROM staging.{quote_identifier(source.name)}").pl().to_series()
+    )
 
 
 def _orphans_sql(source: Source) -> str:
