@@ -140,3 +140,15 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     third = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
     assert len(third.run_requests) == 1
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
+
+    # The sensor sees the files the ingest takes: a hidden file is no news, a file the ingest
+    # refuses is a skip that says why (the run would fail on it).
+    cursor = third.cursor
+    (tmp_path / "orders" / ".day3.csv.partial").write_text("order_id\n")
+    quiet = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    assert isinstance(quiet, dg.SkipReason)
+    (tmp_path / "orders" / "day3.xlsx").write_text("not an export")
+    refused = new_export_files(
+        dg.build_sensor_context(cursor=cursor, resources={"exports": exports})
+    )
+    assert isinstance(refused, dg.SkipReason) and "orders/day3.xlsx" in refused.skip_message
