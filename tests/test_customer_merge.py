@@ -360,3 +360,22 @@ def test_rebuild_after_a_new_duplicate_profile_keeps_the_surviving_id(con):
     assert merge_map(con) == {"a1": "a1"}
     stage(con, customers=[*first, customer("a0", "LEE@example.com", None, date(2024, 1, 1))])
     assert merge_map(con) == {"a1": "a1", "a0": "a1"}
+
+
+def test_erasing_the_surviving_profile_leaves_no_trace_of_its_id(con):
+    """The merge tables hold the person's id in resolved_customer_id too: erasure reaches it."""
+    from engagement_box.governance.erasure import erase
+
+    stage(
+        con,
+        customers=[
+            customer("e1", "eve@example.com", "evie", signup=date(2020, 1, 1)),
+            customer("e2", "eve.two@example.com", "@Evie", signup=date(2021, 1, 1)),
+        ],
+    )
+    for name in ("customers", "orders", "reviews", "social", "referrals"):
+        con.execute(f"alter table staging.{name} add column source_file varchar default 'f.csv'")
+    erase(con, customer_id="e1", salt="test-salt", now=T0)
+    for table in ("customer_merge", "resolved_customers", "identity_links"):
+        rows = con.execute(f"select * from intermediate.{table}").fetchall()
+        assert not [r for r in rows if "e1" in r or "eve@example.com" in r], (table, rows)
