@@ -32,9 +32,9 @@ profiles as (
 
 select
     resolved_customer_id as customer_id,
-    last(email order by profile_rank asc) as email,
+    arg_max(email, profile_rank) as email,
     min(signup_date) as signup_date,
-    last(country order by profile_rank asc) as country,
+    arg_max(country, profile_rank) as country,
     coalesce(bool_or(loyalty_member), false) as loyalty_member,
     bool_and(coalesce(marketing_consent, false)) as marketing_consent,
     count(distinct customer_id) as profile_count
