@@ -12,7 +12,7 @@ from engagement_box.activation.audiences import build_audiences
 from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.metrics import credited_referrals, engagement_values
 from engagement_box.engagement.referral import outcome_counts, referral_outcomes
-from engagement_box.identity.links import build_identity_links, resolved
+from engagement_box.identity.links import build_identity_links, merge_summary, resolved
 from engagement_box.value.summary import customer_summary
 
 T0 = datetime(2024, 1, 1)
@@ -224,6 +224,13 @@ def test_a_transitive_chain_is_one_customer_with_the_earliest_profile_surviving(
     )
     assert merge_map(con) == {"A": "C", "B": "C", "C": "C", "D": "D"}
     assert {k: v["profile_count"] for k, v in people(con).items()} == {"C": 3, "D": 1}
+    assert merge_summary(con) == {
+        "profiles": 4,
+        "people": 2,
+        "profiles_merged_into_another": 2,
+        "people_with_several_profiles": 1,
+        "most_profiles_of_one_person": 3,
+    }
     # Every key of every merged profile resolves to the person: B's other handle too.
     social = resolved(con, "social").row(0, named=True)
     assert (social["actor_customer_id"], social["target_customer_id"]) == ("C", "D")

@@ -72,6 +72,16 @@ def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return match_rates(con)
 
 
+def merge_summary(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """profiles, people, profiles_merged_into_another, people_with_several_profiles and
+    most_profiles_of_one_person: what the merge into one customer per person did."""
+    relation = con.execute(load_sql("intermediate/merge_summary"))
+    names = [d[0] for d in relation.description]
+    row = relation.fetchone()
+    assert row is not None
+    return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per source and role: rows, resolved, unresolved, counts per rule, the match rate (all
     counted over source rows) and distinct_values (the number of link rows)."""
