@@ -386,3 +386,18 @@ def test_erasing_the_surviving_profile_leaves_no_trace_of_its_id(con):
     for table in ("customer_merge", "resolved_customers", "identity_links"):
         rows = con.execute(f"select * from intermediate.{table}").fetchall()
         assert not [r for r in rows if "e1" in r or "eve@example.com" in r], (table, rows)
+
+
+def test_a_failed_build_leaves_the_previous_merge_and_links(con):
+    """The merge, the merged customers and the links are built in one transaction."""
+    stage(con, customers=[customer("a1", "lee@example.com", None)])
+    before = merge_map(con)
+    con.execute(
+        "insert into staging.customers by name "
+        "select 'a2' as customer_id, 'LEE@example.com' as email, date '2024-01-01' as signup_date"
+    )
+    con.execute("drop table staging.social")  # the links' last statement reads it: it fails
+    with pytest.raises(duckdb.CatalogException):
+        build_identity_links(con)
+    assert merge_map(con) == before
+    assert list(people(con)) == ["a1"] and people(con)["a1"]["profile_count"] == 1

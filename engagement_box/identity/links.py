@@ -39,7 +39,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
-from engagement_box.sql import load_sql
+from engagement_box.sql import load_sql, transaction
 
 # Statements that build the links table, in order (one statement per file).
 BUILD_STATEMENTS = (
@@ -66,9 +66,12 @@ _RESOLVED_QUERIES: dict[str, str] = {
 
 
 def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Build `intermediate.identity_links` from `staging.*` and return the match rates."""
-    for name in BUILD_STATEMENTS:
-        con.execute(load_sql(name))
+    """Build the merge, the merged customers and `intermediate.identity_links` from `staging.*`
+    in one transaction (the three always agree; a failed build leaves the previous one), and
+    return the match rates."""
+    with transaction(con):
+        for name in BUILD_STATEMENTS:
+            con.execute(load_sql(name))
     return match_rates(con)
 
 
