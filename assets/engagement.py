@@ -14,11 +14,10 @@ import polars as pl
 
 from assets.identity import IDENTITY_KEY
 from assets.metadata import markdown_table
-from assets.staging import staging_key
 from assets.value import partition_window, png_markdown, read_work, work_key, write_work
 from engagement_box import reports
 from engagement_box.activation import audiences
-from engagement_box.engagement import personas
+from engagement_box.engagement import personas, referral
 from engagement_box.engagement.metrics import engagement_values
 from engagement_box.frames import read_table
 from engagement_box.governance import versions
@@ -40,7 +39,6 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
         IDENTITY_KEY,
         work_key("customer_value"),
         work_key("customer_summary"),
-        staging_key("customers"),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -62,8 +60,9 @@ def engagement_value(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window).select("customer_id", "clv")
+        # One row per person: merged profiles are one customer, since their earliest signup.
         profiles = con.execute(
-            "SELECT customer_id, signup_date AS since FROM staging.customers "
+            "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers "
             "WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
         ).pl()
@@ -76,17 +75,20 @@ def engagement_value(
         customer_since = pl.concat([profiles, first_orders], how="vertical_relaxed")
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
-        values = engagement_values(
-            clv,
-            identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
-            identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+        referrals = (
             identity.resolved(con, "referrals")
             .filter(pl.col("referred_at") <= until)
             .with_columns(  # converted after the as-of date: not converted yet at that date
                 pl.when(pl.col("converted_at") <= until)
                 .then(pl.col("converted_at"))
                 .alias("converted_at")
-            ),
+            )
+        )
+        values = engagement_values(
+            clv,
+            identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
+            identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+            referrals,
             settings,
             as_of=window["as_of"],
             customers=customers,
@@ -104,6 +106,10 @@ def engagement_value(
     metadata.update(
         {
             **{f"total_{c}": float(values[c].sum()) for c in (*METRIC_COLUMNS, "cev")},
+            # Why referrals were or were not credited (self_referral: one person after merging).
+            "referral_outcomes": dg.MetadataValue.json(
+                referral.outcome_counts(referral.referral_outcomes(referrals, window["as_of"]))
+            ),
             "quadrants": dg.MetadataValue.json(
                 dict(values.group_by("quadrant").len().sort("quadrant").iter_rows())
             ),
@@ -211,15 +217,20 @@ def _slug(text: str) -> str:
     key=dg.AssetKey(["activation", "audiences"]),
     group_name="activation",
     kinds={"csv", "parquet"},
-    deps=[dg.AssetKey(["marts", "customer_rfm"]), dg.AssetKey(["marts", "engagement_value"])],
+    deps=[
+        dg.AssetKey(["marts", "customer_rfm"]),
+        dg.AssetKey(["marts", "engagement_value"]),
+        IDENTITY_KEY,
+    ],
 )
 def audience_exports(
     warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
     """Consenting customers per RFM segment and quadrant of the current version (CSV, Parquet)."""
     with warehouse.get_connection() as con:
+        # The merged person's email and consent (the most restrictive answer of their profiles).
         customers = con.execute(
-            "SELECT customer_id, email, marketing_consent FROM staging.customers"
+            "SELECT customer_id, email, marketing_consent FROM intermediate.resolved_customers"
         ).pl()
         frame = audiences.build_audiences(
             customers,

@@ -238,7 +238,7 @@ def customer_summary(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "polars"},
-    deps=[work_key("customer_summary"), staging_key("customers")],
+    deps=[work_key("customer_summary"), IDENTITY_KEY],
 )
 def customer_rfm(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -247,8 +247,9 @@ def customer_rfm(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         summary = read_work(con, "customer_summary", window)
+        # One row per person (merged profiles), signed up by the as-of date (their earliest signup).
         customers = con.execute(
-            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of",
+            "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
         ).pl()["customer_id"]
         scored = rfm.score_rfm(summary, window["as_of"], customers=customers)

@@ -13,7 +13,8 @@
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
-   actor/target handles, resolved actor/target ids), discovered from information_schema.
+   actor/target handles, resolved actor/target ids, the person a profile was merged into),
+   discovered from information_schema.
    `intermediate.identity_links` also by its normalised value; `staging.quarantine` by the
    identifying fields of the raw row (`raw_values`). Staged and quarantined rows erased are added
    per source and export file to `staging.erased_rows`, so the ingest reconciliation reads
@@ -88,6 +89,7 @@ IDENTIFYING_COLUMNS: dict[str, str] = {
     "referee_customer_id": "customer_id",
     "actor_customer_id": "customer_id",
     "target_customer_id": "customer_id",
+    "resolved_customer_id": "customer_id",  # intermediate.customer_merge: the person of a profile
     "email": "email",
     "referee_email": "email",
     "actor_handle": "handle",
