@@ -370,7 +370,9 @@ def test_rebuild_after_a_new_duplicate_profile_keeps_the_surviving_id(con):
 
 
 def test_erasing_the_surviving_profile_leaves_no_trace_of_its_id(con):
-    """The merge tables hold the person's id in resolved_customer_id too: erasure reaches it."""
+    """The merge tables hold the person's id in resolved_customer_id too: erasure reaches it.
+    Erasure follows the merge's links: the profile linked by a handle only is the same person
+    and goes too."""
     from engagement_box.governance.erasure import erase
 
     stage(
@@ -386,6 +388,7 @@ def test_erasing_the_surviving_profile_leaves_no_trace_of_its_id(con):
     for table in ("customer_merge", "resolved_customers", "identity_links"):
         rows = con.execute(f"select * from intermediate.{table}").fetchall()
         assert not [r for r in rows if "e1" in r or "eve@example.com" in r], (table, rows)
+    assert con.execute("select count(*) from staging.customers").fetchone()[0] == 0
 
 
 def test_a_failed_build_leaves_the_previous_merge_and_links(con):

@@ -446,3 +446,33 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
         "SELECT sum(rows) FROM staging.erased_rows WHERE source = 'orders'"
     ).fetchone()[0]
     assert erased_orders >= 4 + 1  # her earlier rows of the changed file, and the new file's row
+
+
+def test_erasure_trims_what_the_ingest_trims(tmp_path):
+    """One whitespace rule: the characters polars' strip_chars removes in the ingest are the ones
+    erasure removes from a request (Python) and from raw quarantined text (SQL), no more."""
+    from engagement_box.sql import load_sql
+    from engagement_box.staging.contracts import WHITESPACE
+
+    codepoints = range(0x3100)
+    padded = [chr(c) + "a" + chr(c) for c in codepoints]
+    by_polars = {
+        c
+        for c, v in zip(codepoints, pl.Series(padded).str.strip_chars().to_list(), strict=True)
+        if v == "a"
+    }
+    assert by_polars == {ord(c) for c in WHITESPACE}
+    assert {
+        c
+        for c, text in zip(codepoints, padded, strict=True)
+        if erasure.normalize(text, "email") == "a"
+    } == (by_polars)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute(load_sql("erasure/create_trim_macro"))
+        trimmed = con.execute(
+            "SELECT list_transform($texts::VARCHAR[], t -> erasure_trimmed(t))", {"texts": padded}
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert {c for c, v in zip(codepoints, trimmed, strict=True) if v == "a"} == by_polars

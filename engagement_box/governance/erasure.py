@@ -5,11 +5,11 @@
 1. Resolve the person. Keys are normalised as identity does (`engagement_box/identity/links.py`):
    customer ids trimmed, emails trimmed and lower-cased, handles trimmed, lower-cased, leading '@'
    removed. The set of keys is closed over the customer profiles (staged ones and quarantined ones):
-   every profile with one of the ids or emails adds its id, its email and its handles, until nothing
-   new comes in. So erasing by email also erases a duplicate profile with the same email in another
-   case, and erasing by id finds the emails to erase guest orders and reviews by. A different
-   profile that lists one of the same *handles* is not the same person (shared handles happen) and
-   is kept; social events by or at the handle are erased.
+   every profile with one of the ids, emails or handles adds its id, its email and its handles,
+   until nothing new comes in: the same links the identity merge follows, so the person erased is
+   the person the marts showed. Erasing by email also erases a duplicate profile with the same
+   email in another case or with one of its handles, and erasing by id finds the emails to erase
+   guest orders and reviews by.
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
@@ -76,7 +76,7 @@ import polars as pl
 
 from engagement_box.activation.audiences import neutralize_formulas
 from engagement_box.sql import load_sql, transaction
-from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.contracts import SOURCES, WHITESPACE
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
 KINDS = ("customer_id", "email", "handle")
@@ -150,13 +150,13 @@ class _Subjects:
 
 
 def normalize(value: object, kind: str) -> str | None:
-    """A key as identity compares it: trimmed; emails and handles lower-cased; handles without
-    leading '@'. Empty text is None."""
+    """A key as identity compares it: trimmed as the ingest trims (`contracts.WHITESPACE`); emails
+    and handles lower-cased; handles without leading '@'. Empty text is None."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(value).strip(WHITESPACE)
     if kind in ("email", "handle"):
         text = text.lower()
     if kind == "handle":
@@ -314,7 +314,11 @@ def _resolve(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> bool:
     found = False
     while True:
         before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
-        params = {"ids": subjects.of("customer_id"), "emails": subjects.of("email")}
+        params = {
+            "ids": subjects.of("customer_id"),
+            "emails": subjects.of("email"),
+            "handles": subjects.of("handle"),
+        }
         for query in queries:
             for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
                 found = True
@@ -420,6 +424,9 @@ def erase(
     requested_at = (now or datetime.now()).replace(tzinfo=None)
     report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
     ensure_erasure_tables(con)
+    # Keys are normalised by identity's own rules (created if identity never ran here).
+    con.execute("CREATE SCHEMA IF NOT EXISTS intermediate")
+    con.execute(load_sql("intermediate/rules"))
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
 
