@@ -1,10 +1,14 @@
 """`engagement-box`: run the pipeline on the configured exports without starting a server.
 
     engagement-box run        materialize the whole graph once (ENGAGEMENT_DATA_DIR -> warehouse)
+    engagement-box erase      erase one person from every table, version and audience file
     engagement-box generate   write a synthetic retailer's exports (see engagement_box.generator)
 
 Runs are recorded in the Dagster instance at DAGSTER_HOME (default: `.dagster/` in the checkout),
-so `dagster dev` shows them afterwards with their lineage, metadata and checks.
+so `dagster dev` shows them afterwards with their lineage, metadata and checks, and can
+re-execute them: a run is created from the code location workspace.yaml names, with its job's
+origin, and executed in this process. The console gets one line per step; Dagster's full log goes
+to DAGSTER_HOME/logs/<run id>.log.
 """
 
 import argparse
@@ -71,10 +75,13 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
     # its own while the run executes, and the byte is written for either.
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
 
+    received: list[int] = []
+
     def watch() -> None:
         got = reader.recv(1)
         if not got:  # the run ended: no signal came
             return
+        received.append(got[0])
         name = signal.Signals(got[0]).name
         print(f"{name} received: stopping the run", file=sys.stderr, flush=True)
         # Plain sleeps, not timed lock waits: those hang under a faked clock (libfaketime).
@@ -95,7 +102,7 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
     watcher = threading.Thread(target=watch, name="stop-on-signal", daemon=True)
     watcher.start()
     try:
-        yield
+        yield received
     finally:
         signal.set_wakeup_fd(previous_fd)
         for signum, handler in previous.items():
@@ -221,8 +228,9 @@ class StepLines:
             check = event.event_specific_data
             self.checks.setdefault(step, []).append((check.check_name, check.passed))
             if not check.passed:
+                why = f": {check.description}" if check.description else ""
                 self.failed_checks.append(
-                    f"check {check.check_name} on {check.asset_key.to_user_string()}"
+                    f"check {check.check_name} on {check.asset_key.to_user_string()} failed{why}"
                 )
             if check.check_name == "orders_left_out_within_limit":  # says how many, and why
                 self.left_out = check.description
@@ -319,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
                     run, message=f"stopped by {signal.Signals(signum).name} before it finished"
                 )
 
-        with _stop_on_signal(fail_run):
+        with _stop_on_signal(fail_run) as received:
             recon_job = recon_job_from_origin(dagster_run.job_code_origin)
             for event in execute_run_iterator(recon_job, dagster_run, instance):
                 events.append(event)
@@ -330,11 +338,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {len(not_run)} steps did not run: {', '.join(not_run)}")
     if steps.left_out:
         print(f"orders left out of the value models: {steps.left_out}")
+    if received:
+        name = signal.Signals(received[0]).name
+        print(
+            f"FAILED stopped by {name}; the last good version stays current "
+            f"(full log: {run_log_path(dagster_run.run_id)})",
+            file=sys.stderr,
+        )
+        return 128 + received[0]
     succeeded = finished is not None and finished.status.value == "SUCCESS"
     if not succeeded or steps.failed_checks:
+        # A blocking check's own description says why; Dagster's error only names the check.
         cause = root_cause(events)
-        if cause is None and steps.failed_checks:
-            cause = f"{', '.join(steps.failed_checks)} failed; nothing was published"
+        if steps.failed_checks:
+            cause = f"{'; '.join(steps.failed_checks)}; nothing was published"
         print(
             f"FAILED {cause or 'the run failed; see the full log'} "
             f"(full log: {run_log_path(dagster_run.run_id)})",

@@ -114,8 +114,12 @@ def check_console(cli_run: dict) -> None:
     con = duckdb.connect(cli_run["env"]["ENGAGEMENT_WAREHOUSE"], read_only=True)
     try:
         staged = con.execute("SELECT count(*) FROM staging.orders").fetchone()[0]
+        emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}
     finally:
         con.close()
+    emails.discard(None)
+    # The log file is outside the warehouse (erasure cannot reach it): no email gets there.
+    assert emails and not [e for e in emails if e in text or e in out]
     assert lines["staging__orders"][3] == f"{staged:,}"
     assert lines["published_marts"][3:6] == [lines["published_marts"][3], "in", "7"]
     assert out.rstrip().endswith(f"run {run_id} succeeded")
