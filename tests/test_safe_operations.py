@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -82,7 +83,12 @@ def start_run(
 
 
 def output(run: subprocess.Popen) -> str:
-    return run.log_path.read_text()
+    """What the run printed, then Dagster's full log of it (the file the run names)."""
+    text = run.log_path.read_text()
+    named = re.search(r"^full log:\s+(\S+)$", text, flags=re.M)
+    if named and Path(named[1]).exists():
+        text += Path(named[1]).read_text(errors="replace")
+    return text
 
 
 def wait_for_step(run: subprocess.Popen, step: str | None = None, timeout: float = 300) -> None:
