@@ -69,7 +69,8 @@ def start_run(exports: Path, database: Path, log: Path) -> subprocess.Popen:
     }
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "engagement_box.cli", "run", "--month", "2025-12"],
+            # --force: every run does the whole graph (nothing new would start no run at all)
+            [sys.executable, "-m", "engagement_box.cli", "run", "--month", "2025-12", "--force"],
             cwd=REPO,
             env=env,
             stdout=out,

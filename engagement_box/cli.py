@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from engagement_box import settings
 
@@ -276,6 +277,21 @@ def _plain_dagster_error(error: Exception) -> str:
     return str(error)
 
 
+def _standing_version(partition: str) -> int | None:
+    """The version a run of `partition` would only publish again (assets/publish.py)."""
+    from assets.publish import standing_version
+    from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
+
+    return standing_version(
+        Warehouse().path,
+        ExportsResource().path,
+        partition,
+        ModelSettings(),
+        EngagementConfig(),
+        run_date=datetime.now(UTC).date(),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from dagster._core.errors import DagsterError
     from dagster._core.execution.api import execute_run_iterator
@@ -301,6 +317,15 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"FAILED before any step: {problem}", file=sys.stderr)
         return 2
+    if not args.force:
+        standing = _standing_version(partition)
+        if standing is not None:
+            print(
+                f"nothing to do: every export is staged as it is, and version {standing} was "
+                "computed from the same inputs (settings, model code) for this month's as-of, so "
+                "it stands. No run started; --force runs the whole graph anyway."
+            )
+            return 0
     steps = StepLines()
     events = []
     with open_instance(home) as instance:
@@ -398,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="materialize the whole graph once")
     run_parser.add_argument(
         "--month", help="as-of month YYYY-MM (default: the current month, capped at the data)"
+    )
+    run_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when nothing is new (by default a run whose exports, settings and model "
+        "code equal those of the month's standing version starts nothing)",
     )
     run_parser.set_defaults(func=run)
     erase_parser = sub.add_parser(
