@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from assets.identity import IDENTITY_KEY
-from assets.metadata import markdown_table, money_value
+from assets.metadata import markdown_table, money_label, money_value
 from assets.staging import staging_key
 from assets.value import (
     partition_window,
@@ -112,7 +112,7 @@ def engagement_value(
     metadata.update(
         {
             **{
-                f"total_{c} ({window['currency']})": money_value(values[c].sum())
+                money_label(f"total_{c}", window["currency"]): money_value(values[c].sum())
                 for c in (*METRIC_COLUMNS, "cev")
             },
             "quadrants": dg.MetadataValue.json(
@@ -260,7 +260,7 @@ def customer(
             "with_marketing_consent": int(rows["marketing_consent"].fill_null(False).sum())
             if rows.height
             else 0,
-            f"total_cev ({window['currency']})": money_value(rows["cev"].sum()),
+            money_label("total_cev", window["currency"]): money_value(rows["cev"].sum()),
         }
     )
     return dg.MaterializeResult(

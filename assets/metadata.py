@@ -41,8 +41,13 @@ def table_metadata(
     }
 
 
+def money_label(name: str, currency: str | None) -> str:
+    """The metadata label of a money total: its name and currency, e.g. `total_clv (USD)`."""
+    return f"{name} ({currency})" if currency else name
+
+
 def money_value(amount: object) -> dg.MetadataValue:
-    """A money total for the metadata panel: rounded to cents (the label names the currency)."""
+    """A money total for the metadata panel, rounded to cents (`money_label` names the currency)."""
     return dg.MetadataValue.float(round(float(amount or 0.0), 2))
 
 

@@ -18,7 +18,14 @@ import numpy as np
 import polars as pl
 
 from assets.identity import IDENTITY_KEY
-from assets.metadata import PREVIEW_ROWS, markdown_table, money_value, run_time, table_metadata
+from assets.metadata import (
+    PREVIEW_ROWS,
+    markdown_table,
+    money_label,
+    money_value,
+    run_time,
+    table_metadata,
+)
 from assets.staging import staging_key
 from engagement_box import dictionary, partitioned, reports
 from engagement_box.sql import load_sql
@@ -559,7 +566,9 @@ def customer_value(
         {
             "model": model,
             "scoring_seconds": round(scoring_seconds, 3),
-            f"total_clv ({window['currency']})": money_value(np.nansum(frame["clv"].to_numpy())),
+            money_label("total_clv", window["currency"]): money_value(
+                np.nansum(frame["clv"].to_numpy())
+            ),
             "mean_p_alive": float(np.nanmean(scores["p_alive"])) if len(x) else 0.0,
             "clv_horizon_months": window["clv_horizon_months"],
         }
@@ -703,7 +712,7 @@ def cohort_retention(
     metadata.update(
         {
             "cohorts": int(cohorts["cohort_month"].n_unique()) if cohorts.height else 0,
-            f"total_revenue ({window['currency']})": money_value(cohorts["revenue"].sum()),
+            money_label("total_revenue", window["currency"]): money_value(cohorts["revenue"].sum()),
             "month_1_retention_share": float(
                 first["active_customers"].sum() / first["cohort_customers"].sum()
             )
