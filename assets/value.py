@@ -161,6 +161,7 @@ def read_work(con, table: str, window: dict) -> pl.DataFrame:
 
 def write_work(con, table: str, frame: pl.DataFrame, window: dict) -> dict:
     """Replace this partition's rows of `work.<table>`; the metadata describes those rows."""
+    dictionary.rename_legacy_columns(con)  # a warehouse from before the renames keeps its rows
     partitioned.write_partition(con, "work", table, frame, window["as_of"])
     return partition_metadata(con, table, window)
 

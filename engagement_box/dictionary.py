@@ -705,6 +705,40 @@ def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) ->
     ]
 
 
+# Columns renamed so that one name has one meaning: (table, old name, new name). A warehouse
+# from before the rename gets its columns renamed in work, marts and history, values kept.
+RENAMED: tuple[tuple[str, str, str], ...] = (
+    ("customer_rfm", "recency_days", "days_since_last_order"),
+    ("customer_rfm", "frequency", "order_count"),
+    ("customer_rfm", "monetary", "total_spend"),
+    *(
+        ("persona_profile", f"{prefix}_{old}", f"{prefix}_{new}")
+        for prefix in ("mean", "z")
+        for old, new in (
+            ("recency_days", "days_since_last_order"),
+            ("frequency", "order_count"),
+            ("monetary", "total_spend"),
+        )
+    ),
+)
+
+
+def rename_legacy_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Rename the columns of `RENAMED` where a table still has the old name and not the new one
+    (work, marts and history). Returns what was renamed, as `schema.table.old -> new`."""
+    done = []
+    for schema in ("work", "marts", "history"):
+        for name, old, new in RENAMED:
+            existing = set(_existing_columns(con, schema, name))
+            if old in existing and new not in existing:
+                con.execute(
+                    f"ALTER TABLE {quote_identifier(schema)}.{quote_identifier(name)} "
+                    f"RENAME COLUMN {quote_identifier(old)} TO {quote_identifier(new)}"
+                )
+                done.append(f"{schema}.{name}.{old} -> {new}")
+    return done
+
+
 def _column_identifier(name: str) -> str:
     """A column name of this dictionary, quoted (the dictionary is the allow-list; `T` is upper
     case, which `quote_identifier` refuses)."""

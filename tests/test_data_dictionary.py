@@ -252,3 +252,20 @@ def test_the_readme_customer_query_finds_consenting_german_cev_champions_by_clv(
     warehouse.execute(f"CREATE TABLE marts.customer AS SELECT {selected} FROM given")
     found = warehouse.execute(readme_query("<!-- customer-query -->")).fetchall()
     assert [r[0] for r in found] == ["c2", "c1"]
+
+
+def test_a_warehouse_from_before_the_renames_keeps_its_values_under_the_new_names(warehouse):
+    old = pl.DataFrame(
+        {"customer_id": ["a"], "recency_days": [3], "frequency": [2], "monetary": [9.5]}
+    )
+    write_frame(warehouse, "work", "customer_rfm", old)
+    versions.publish(
+        warehouse, ["customer_rfm"], run_id="r", partition_key=None, as_of="2025-01-31",
+        settings={"n": 1},
+    )  # fmt: skip
+    assert dictionary.rename_legacy_columns(warehouse) == []  # publish renamed them already
+    for schema in ("work", "marts", "history"):
+        row = warehouse.execute(
+            f"SELECT days_since_last_order, order_count, total_spend FROM {schema}.customer_rfm"
+        ).fetchall()
+        assert row == [(3, 2, 9.5)], schema

@@ -244,6 +244,7 @@ def publish(
     current version's, and the migration chain is brought up to date, all in one transaction.
     """
     ensure_version_tables(con)
+    dictionary.rename_legacy_columns(con)
     missing = [m for m in marts if not table_exists(con, "work", m)]
     if missing:
         raise ValueError(f"nothing to publish for {missing}: work tables missing")
