@@ -9,13 +9,16 @@ version in its metadata.
 """
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from assets.metadata import table_metadata
-from assets.value import partition_window, work_key
+from assets.value import partition_window, resolve_window, work_key
 from engagement_box import dictionary
 from engagement_box.governance import versions
+from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
 
@@ -65,6 +68,42 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
         if field != "audience_dir"
     }
     return {k: str(v) for k, v in {**window, **engagement}.items()}
+
+
+def standing_version(
+    warehouse: Path,
+    exports: Path,
+    partition_key: str | None,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+    run_date: dt.date,
+) -> int | None:
+    """The version a run of `partition_key` would publish again, or None when it has work to do.
+
+    A run has nothing to do when every export file is staged as it is now and a retained version
+    of the same as-of was computed from the same inputs (files, erasures, settings, model code:
+    `versions.inputs_fingerprint`). Cheap (no export is read, no model runs), so the CLI and the
+    daily schedule ask it before starting a run. None whenever it cannot tell (no warehouse yet,
+    a run holding the file, no staged orders): the run then decides, as it always does.
+    """
+    if not warehouse.exists():
+        return None
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        if not exports_taken_in(con, exports):
+            return None
+        window = resolve_window(con, model_settings, partition_key, run_date=run_date)
+        fingerprint = versions.inputs_fingerprint(
+            con, as_of=str(window["as_of"]), settings=run_settings(window, engagement_config)
+        )
+        return versions.version_with_inputs(con, fingerprint)
+    except (duckdb.Error, dg.Failure):
+        return None
+    finally:
+        con.close()
 
 
 @dg.multi_asset(

@@ -28,7 +28,6 @@ from assets.metadata import (
 )
 from assets.staging import staging_key
 from engagement_box import dictionary, partitioned, reports
-from engagement_box.sql import load_sql
 from engagement_box.value import (
     fitting,
     purchase_models,
@@ -83,7 +82,9 @@ def resolve_window(
     """`partition_window` for a partition key (None: an unpartitioned run, up to the data);
     the as-of never passes `run_date` (the run's day; see `_cap_at_run_date`)."""
     cfg = settings.resolved()
-    row = con.execute(load_sql("work/last_completed_order_day")).fetchone()
+    row = con.execute(
+        "SELECT max(CAST(ordered_at AS DATE)) FROM staging.orders WHERE status = 'completed'"
+    ).fetchone()
     last_order_day = row[0] if row and row[0] else None
     if last_order_day is None:
         raise dg.Failure("no completed orders are staged: nothing to model")

@@ -12,6 +12,7 @@ from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import build_identity_links
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import ingest_source
+from engagement_box.staging.reconciliation import reconcile
 from tests.conftest import write_csv
 
 # Jane has two staged profiles (the second with her email in another case and padded), a
@@ -301,7 +302,7 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
 
     # Reconciliation: rows read = staged + quarantined + erased, per source.
     for name in SOURCES:
-        rec = erasure.reconciliation(con, name)
+        rec = reconcile(con, name)
         assert rec.holds, (name, rec)
         assert rec.rows_erased == ERASED_PER_SOURCE.get(name, 0)
 
@@ -356,7 +357,7 @@ def test_erasure_of_an_unknown_person_is_logged_and_deletes_nothing(built):
     }
     assert mentions(con, ["bob@example.com"]) == before
     for name in SOURCES:
-        assert erasure.reconciliation(con, name).rows_erased == 0
+        assert reconcile(con, name).rows_erased == 0
 
 
 def test_salt_is_created_once_per_warehouse_and_a_wrong_salt_is_refused(built, monkeypatch):
@@ -410,7 +411,7 @@ def test_compact_rewrites_the_file_without_freed_blocks(built, tmp_path):
     try:
         assert table_rows(con) == tables_before
         assert con.execute("SELECT count(*) FROM marts.customer_scores_at(2)").fetchone()[0] == 2
-        assert erasure.reconciliation(con, "orders").holds
+        assert reconcile(con, "orders").holds
     finally:
         con.close()
 
@@ -432,8 +433,6 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
     )  # fmt: skip
     for name in SOURCES:
         ingest_source(con, exports, name)
-
-    from engagement_box.staging.ingestion import reconcile
 
     for name in SOURCES:
         _, read, staged, quarantined, erased = reconcile(con, name)

@@ -128,21 +128,6 @@ class ErasureReport:
         return sum(self.rows_deleted.values())
 
 
-@dataclass(frozen=True)
-class Reconciliation:
-    """(files, rows read, rows staged, rows quarantined, rows erased) for a source."""
-
-    files: int
-    rows_read: int
-    rows_staged: int
-    rows_quarantined: int
-    rows_erased: int
-
-    @property
-    def holds(self) -> bool:
-        return self.rows_read == self.rows_staged + self.rows_quarantined + self.rows_erased
-
-
 @dataclass
 class _Subjects:
     customer_id: set[str] = field(default_factory=set)
@@ -235,7 +220,7 @@ def suppression_mask(
 
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both)."""
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
 
@@ -258,7 +243,7 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
         row = con.execute(load_sql("erasure/read_erasure_salt")).fetchone()
         if row:
             return str(row[0])
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erasure_salt"))
     created = secrets.token_hex(32)
     con.execute(
@@ -287,16 +272,6 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
                 f"set {SALT_ENV} (or the warehouse salt) back to the salt used for them"
             )
     return {r[0] for r in con.execute(load_sql("erasure/erased_subject_hashes")).fetchall()}
-
-
-def reconciliation(con: duckdb.DuckDBPyConnection, source_name: str) -> Reconciliation:
-    """Files, rows read, staged, quarantined and erased for a source (needs the erasure tables)."""
-    SOURCES[source_name]  # only contract sources are tables
-    row = con.execute(
-        load_sql("staging/reconciliation", table=source_name), {"source": source_name}
-    ).fetchone()
-    assert row is not None
-    return Reconciliation(*(int(v) for v in row))
 
 
 def add_erased_rows(

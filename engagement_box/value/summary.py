@@ -75,7 +75,11 @@ def orders_left_out(
         load_sql("work/orders_without_rate"),
         {"as_of": as_of, "fx_currencies": fx["fx_currencies"]},
     ).fetchall()
-    completed = con.execute(load_sql("work/completed_orders"), {"as_of": as_of}).fetchone()[0]
+    completed = con.execute(
+        "SELECT count(*) FROM staging.orders "
+        "WHERE status = 'completed' AND ordered_at < CAST($as_of AS DATE) + 1",
+        {"as_of": as_of},
+    ).fetchone()[0]
     return {str(c): int(n) for c, n in left_out}, int(completed)
 
 

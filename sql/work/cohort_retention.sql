@@ -17,8 +17,8 @@ completed as (
         reporting_amount(o.net_amount, o.currency, r.rate, $fx_currencies, $fx_rates) as amount
     from orders as o
     -- the latest dated rate of the order's currency on or before its day (or none)
-    asof left join reporting_rates as r
-        on o.currency = r.currency and o.ordered_at >= r.valid_from
+    left join reporting_rates as r
+        on o.currency = r.currency and cast(o.ordered_at as date) = r.day
     where o.status = 'completed'
         and has_reporting_rate(o.currency, r.rate, $fx_currencies)
         and o.ordered_at < cast($as_of as date) + 1
