@@ -15,8 +15,8 @@ import dagster as dg
 import duckdb
 
 from assets.metadata import table_metadata
-from assets.value import partition_window, resolve_window, work_key
-from engagement_box import dictionary
+from assets.value import partition_window, png_markdown, resolve_window, work_key
+from engagement_box import dictionary, reports
 from engagement_box.governance import versions
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -183,6 +183,14 @@ def published_marts(
                     ),
                 }
             )
+            if name == "cohort_retention":  # the version's heatmap, where analysts look
+                cohorts = con.execute(
+                    "SELECT * FROM history.cohort_retention WHERE snapshot_id = $snapshot_id",
+                    {"snapshot_id": snapshot.snapshot_id},
+                ).pl()
+                metadata["retention_heatmap"] = png_markdown(
+                    reports.cohort_retention_png(cohorts), "cohort retention heatmap"
+                )
             yield dg.MaterializeResult(asset_key=mart_key(name), metadata=metadata)
         fresh = versions.freshness(con)
     yield dg.AssetCheckResult(
