@@ -33,6 +33,8 @@ EXPECTED_ASSETS = {
     "work/engagement_value",
     "work/customer_persona",
     "work/persona_profile",
+    "work/customer",
+    "work/cohort_retention",
     "marts/customer_rfm",
     "marts/customer_value",
     "marts/model_fit",
@@ -40,6 +42,8 @@ EXPECTED_ASSETS = {
     "marts/engagement_value",
     "marts/customer_persona",
     "marts/persona_profile",
+    "marts/customer",
+    "marts/cohort_retention",
     "activation/audiences",
     "maintenance/version_retention",
 }
@@ -87,6 +91,9 @@ def test_blocking_checks_guard_what_gets_published():
         ("work/model_fit", "fits_converged"),
         ("work/customer_value", "values_finite"),
         ("work/engagement_value", "cev_is_the_sum"),
+        ("work/customer", "one_row_per_customer"),
+        ("work/customer", "documented_segments_and_quadrants"),
+        ("work/cohort_retention", "one_row_per_cohort_month"),
     } <= blocking
 
 

@@ -145,6 +145,23 @@ def calibration_holdout(
     return con.execute(sql, params).pl()
 
 
+def cohort_retention(
+    con: Any,
+    as_of: Any,
+    *,
+    currency: str | None = None,
+    fx_rates: Mapping[str, float] | None = None,
+    resolve_identity: bool | None = None,
+) -> pl.DataFrame:
+    """Run `sql/work/cohort_retention.sql`: customers by first-order month and months since,
+    with active customers, orders, revenue (reporting currency) and the retention share. The
+    same completed orders, customers and currency rule as `customer_summary`."""
+    prepare_currency(con, currency)
+    sql = load_sql("work/cohort_retention", **orders_source(con, resolve_identity))
+    params = {"as_of": as_of, **fx_parameters(currency, fx_rates)}
+    return con.execute(sql, params).pl()
+
+
 def to_time_unit(days: Any, time_unit: TimeUnit) -> np.ndarray:
     """Convert a duration in days to the model's unit (weeks = days / 7)."""
     return np.asarray(days, dtype=float) / DAYS_PER_UNIT[_check_unit(time_unit)]
