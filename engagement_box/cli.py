@@ -280,11 +280,11 @@ def _plain_dagster_error(error: Exception) -> str:
 def _standing_version(partition: str) -> int | None:
     """The version a run of `partition` would only publish again (assets/publish.py)."""
     from assets.publish import standing_version
-    from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
+    from pipelines.resources import EngagementConfig, ModelSettings
 
     return standing_version(
-        Warehouse().path,
-        ExportsResource().path,
+        settings.warehouse_path(),
+        settings.data_dir(),
         partition,
         ModelSettings(),
         EngagementConfig(),
