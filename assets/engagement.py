@@ -13,16 +13,24 @@ import dagster as dg
 import polars as pl
 
 from assets.identity import IDENTITY_KEY
-from assets.metadata import markdown_table
+from assets.metadata import markdown_table, money_label, money_value
 from assets.staging import staging_key
-from assets.value import partition_window, png_markdown, read_work, work_key, write_work
-from engagement_box import reports
+from assets.value import (
+    partition_window,
+    png_markdown,
+    read_work,
+    require_work,
+    work_key,
+    write_work,
+)
+from engagement_box import dictionary, reports
 from engagement_box.activation import audiences
-from engagement_box.engagement import personas
+from engagement_box.engagement import personas, referral
 from engagement_box.engagement.metrics import engagement_values
 from engagement_box.frames import read_table
 from engagement_box.governance import versions
 from engagement_box.identity import links as identity
+from engagement_box.sql import load_sql
 from engagement_box.value import rfm
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
@@ -40,7 +48,6 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
         IDENTITY_KEY,
         work_key("customer_value"),
         work_key("customer_summary"),
-        staging_key("customers"),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -62,8 +69,9 @@ def engagement_value(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window).select("customer_id", "clv")
+        # One row per person: merged profiles are one customer, since their earliest signup.
         profiles = con.execute(
-            "SELECT customer_id, signup_date AS since FROM staging.customers "
+            "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers "
             "WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
         ).pl()
@@ -76,17 +84,20 @@ def engagement_value(
         customer_since = pl.concat([profiles, first_orders], how="vertical_relaxed")
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
-        values = engagement_values(
-            clv,
-            identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
-            identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+        referrals = (
             identity.resolved(con, "referrals")
             .filter(pl.col("referred_at") <= until)
             .with_columns(  # converted after the as-of date: not converted yet at that date
                 pl.when(pl.col("converted_at") <= until)
                 .then(pl.col("converted_at"))
                 .alias("converted_at")
-            ),
+            )
+        )
+        values = engagement_values(
+            clv,
+            identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
+            identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+            referrals,
             settings,
             as_of=window["as_of"],
             customers=customers,
@@ -103,7 +114,14 @@ def engagement_value(
     gap = (values["cev"] - sum(values[c] for c in METRIC_COLUMNS)).abs().max() or 0.0
     metadata.update(
         {
-            **{f"total_{c}": float(values[c].sum()) for c in (*METRIC_COLUMNS, "cev")},
+            **{
+                money_label(f"total_{c}", window["currency"]): money_value(values[c].sum())
+                for c in (*METRIC_COLUMNS, "cev")
+            },
+            # Why referrals were or were not credited (self_referral: one person after merging).
+            "referral_outcomes": dg.MetadataValue.json(
+                referral.outcome_counts(referral.referral_outcomes(referrals, window["as_of"]))
+            ),
             "quadrants": dg.MetadataValue.json(
                 dict(values.group_by("quadrant").len().sort("quadrant").iter_rows())
             ),
@@ -163,16 +181,16 @@ def customer_persona(
             .select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
             .join(
                 rfm_rows.filter(pl.col("segment") != rfm.PROSPECT).select(
-                    "customer_id", "recency_days", "frequency", "monetary"
+                    "customer_id", "days_since_last_order", "order_count", "total_spend"
                 ),
                 on="customer_id",
                 how="inner",
             )
             .select(
                 "customer_id",
-                "recency_days",
-                "frequency",
-                "monetary",
+                "days_since_last_order",
+                "order_count",
+                "total_spend",
                 "clv",
                 "crv",
                 "civ",
@@ -201,6 +219,74 @@ def customer_persona(
     yield dg.MaterializeResult(asset_key=work_key("persona_profile"), metadata=profile_metadata)
 
 
+@dg.asset(
+    key=work_key("customer"),
+    partitions_def=monthly_as_of,
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[
+        work_key("engagement_value"),
+        work_key("customer_rfm"),
+        work_key("customer_persona"),
+        work_key("customer_value"),
+        staging_key("customers"),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_row_per_customer",
+            asset=work_key("customer"),
+            blocking=True,
+            description="One row per customer in the version, no NULL customer_id.",
+        ),
+        dg.AssetCheckSpec(
+            "documented_segments_and_quadrants",
+            asset=work_key("customer"),
+            blocking=True,
+            description="Every segment and quadrant is one of the documented values "
+            "(docs/DATA_DICTIONARY.md), never NULL.",
+        ),
+    ],
+)
+def customer(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
+    """One row per customer: profile attributes, segment, quadrant, persona and every value."""
+    with warehouse.get_connection() as con:
+        window = partition_window(context, con, model_settings)
+        for table in ("engagement_value", "customer_rfm", "customer_persona", "customer_value"):
+            require_work(con, table, window)
+        rows = con.execute(
+            load_sql("work/customer"), {"as_of": window["as_of"], "currency": window["currency"]}
+        ).pl()
+        metadata = write_work(con, "customer", rows, window)
+    keys = dictionary.key_problems(rows, "customer")
+    values = dictionary.value_problems(rows, "customer")
+    metadata.update(
+        {
+            "with_profile": int(rows["has_profile"].sum()) if rows.height else 0,
+            "with_marketing_consent": int(rows["marketing_consent"].fill_null(False).sum())
+            if rows.height
+            else 0,
+            money_label("total_cev", window["currency"]): money_value(rows["cev"].sum()),
+        }
+    )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="one_row_per_customer",
+                passed=not keys,
+                description="; ".join(keys) or f"{rows.height} customers, one row each",
+            ),
+            dg.AssetCheckResult(
+                check_name="documented_segments_and_quadrants",
+                passed=not values,
+                description="; ".join(values) or "every segment and quadrant is documented",
+            ),
+        ],
+    )
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
@@ -211,15 +297,20 @@ def _slug(text: str) -> str:
     key=dg.AssetKey(["activation", "audiences"]),
     group_name="activation",
     kinds={"csv", "parquet"},
-    deps=[dg.AssetKey(["marts", "customer_rfm"]), dg.AssetKey(["marts", "engagement_value"])],
+    deps=[
+        dg.AssetKey(["marts", "customer_rfm"]),
+        dg.AssetKey(["marts", "engagement_value"]),
+        IDENTITY_KEY,
+    ],
 )
 def audience_exports(
     warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
     """Consenting customers per RFM segment and quadrant of the current version (CSV, Parquet)."""
     with warehouse.get_connection() as con:
+        # The merged person's email and consent (the most restrictive answer of their profiles).
         customers = con.execute(
-            "SELECT customer_id, email, marketing_consent FROM staging.customers"
+            "SELECT customer_id, email, marketing_consent FROM intermediate.resolved_customers"
         ).pl()
         frame = audiences.build_audiences(
             customers,
@@ -254,4 +345,4 @@ def audience_exports(
     )
 
 
-engagement_assets = [engagement_value, customer_persona, audience_exports]
+engagement_assets = [engagement_value, customer_persona, customer, audience_exports]

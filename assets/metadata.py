@@ -18,9 +18,11 @@ def table_metadata(
 ) -> dict[str, dg.MetadataValue]:
     """Row count, column schema and a markdown preview of `schema.table`."""
     name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    # The column descriptions are the warehouse's COMMENT ON (the data dictionary's, on marts).
     columns = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+        "SELECT column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = $schema "
+        "AND table_name = $table ORDER BY column_index",
         {"schema": schema, "table": table},
     ).fetchall()
     row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
@@ -30,11 +32,23 @@ def table_metadata(
     return {
         "dagster/row_count": dg.MetadataValue.int(rows),
         "dagster/column_schema": dg.MetadataValue.table_schema(
-            dg.TableSchema(columns=[dg.TableColumn(name=c, type=t) for c, t in columns])
+            dg.TableSchema(
+                columns=[dg.TableColumn(name=c, type=t, description=d) for c, t, d in columns]
+            )
         ),
         "dagster/table_name": dg.MetadataValue.text(f"{schema}.{table}"),
         "preview": dg.MetadataValue.md(markdown_table(preview)),
     }
+
+
+def money_label(name: str, currency: str | None) -> str:
+    """The metadata label of a money total: its name and currency, e.g. `total_clv (USD)`."""
+    return f"{name} ({currency})" if currency else name
+
+
+def money_value(amount: object) -> dg.MetadataValue:
+    """A money total for the metadata panel, rounded to cents (`money_label` names the currency)."""
+    return dg.MetadataValue.float(round(float(amount or 0.0), 2))
 
 
 def markdown_table(frame: pl.DataFrame) -> str:

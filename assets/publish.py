@@ -8,11 +8,17 @@ model code) equal those of the existing version of its as-of publishes nothing a
 version in its metadata.
 """
 
+import datetime as dt
+from pathlib import Path
+
 import dagster as dg
+import duckdb
 
 from assets.metadata import table_metadata
-from assets.value import partition_window, work_key
+from assets.value import partition_window, png_markdown, resolve_window, work_key
+from engagement_box import dictionary, reports
 from engagement_box.governance import versions
+from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
 
@@ -27,11 +33,31 @@ MARTS = {
     "engagement_value": "engagement_value",
     "customer_persona": "customer_persona",
     "persona_profile": "persona_profile",
+    "customer": "customer",
+    "cohort_retention": "cohort_retention",
 }
+# The daily schedule runs at 05:00 UTC: a mart not materialized for 26 hours missed a day (warn),
+# for 50 hours two (fail). Dagster evaluates it when `freshness: enabled: true` is in the
+# instance's dagster.yaml. `current_version_is_fresh` below checks the data, not the clock.
+MART_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=26)
+)
+FRESHNESS_CHECK = "current_version_is_fresh"
 
 
 def mart_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
+
+
+def column_schema(name: str) -> dg.TableSchema:
+    """The mart's columns with their types and descriptions, from the data dictionary: shown in
+    the UI before the first run."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=c.name, type=c.type, description=c.description)
+            for c in dictionary.table(name).columns
+        ]
+    )
 
 
 def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str, str]:
@@ -45,6 +71,42 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
     return {k: str(v) for k, v in {**window, **engagement}.items()}
 
 
+def standing_version(
+    warehouse: Path,
+    exports: Path,
+    partition_key: str | None,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+    run_date: dt.date,
+) -> int | None:
+    """The version a run of `partition_key` would publish again, or None when it has work to do.
+
+    A run has nothing to do when every export file is staged as it is now and a retained version
+    of the same as-of was computed from the same inputs (files, erasures, settings, model code:
+    `versions.inputs_fingerprint`). Cheap (no export is read, no model runs), so the CLI and the
+    daily schedule ask it before starting a run. None whenever it cannot tell (no warehouse yet,
+    a run holding the file, no staged orders): the run then decides, as it always does.
+    """
+    if not warehouse.exists():
+        return None
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        if not exports_taken_in(con, exports):
+            return None
+        window = resolve_window(con, model_settings, partition_key, run_date=run_date)
+        fingerprint = versions.inputs_fingerprint(
+            con, as_of=str(window["as_of"]), settings=run_settings(window, engagement_config)
+        )
+        return versions.version_with_inputs(con, fingerprint)
+    except (duckdb.Error, dg.Failure):
+        return None
+    finally:
+        con.close()
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -52,10 +114,24 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
             deps=[work_key(upstream)],
             group_name="marts",
             kinds={"duckdb"},
-            description=f"`marts.{name}`: the latest published version; every retained version "
-            f"is in `history.{name}` and `marts.{name}_at(snapshot_id)`.",
+            description=f"`marts.{name}`: {dictionary.table(name).description} The latest "
+            f"published version; every retained version is in `history.{name}` and "
+            f"`marts.{name}_at(snapshot_id)`.",
+            metadata={
+                "dagster/column_schema": column_schema(name),
+                "dagster/table_name": f"marts.{name}",
+            },
+            freshness_policy=MART_FRESHNESS,
         )
         for name, upstream in MARTS.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            FRESHNESS_CHECK,
+            asset=mart_key("customer"),
+            description="The current version is as of the last completed order staged: no "
+            "newer staged data waits for a run (compares dates in the warehouse, not the clock).",
+        )
     ],
     partitions_def=monthly_as_of,
 )
@@ -118,4 +194,26 @@ def published_marts(
                     ),
                 }
             )
+            if name == "cohort_retention":  # the version's heatmap, where analysts look
+                cohorts = con.execute(
+                    "SELECT * FROM history.cohort_retention WHERE snapshot_id = $snapshot_id",
+                    {"snapshot_id": snapshot.snapshot_id},
+                ).pl()
+                metadata["retention_heatmap"] = png_markdown(
+                    reports.cohort_retention_png(cohorts), "cohort retention heatmap"
+                )
             yield dg.MaterializeResult(asset_key=mart_key(name), metadata=metadata)
+        fresh = versions.freshness(con)
+    yield dg.AssetCheckResult(
+        check_name=FRESHNESS_CHECK,
+        asset_key=mart_key("customer"),
+        passed=fresh.days_behind == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=fresh.describe(),
+        metadata={
+            "current_snapshot_id": fresh.snapshot_id or 0,
+            "current_as_of": str(fresh.as_of),
+            "last_completed_order_day": str(fresh.last_order_day),
+            "days_behind": fresh.days_behind,
+        },
+    )

@@ -14,8 +14,8 @@ from engagement_box.staging.ingestion import (
     IngestError,
     ingest_source,
     orphaned_duplicates,
-    reconcile,
 )
+from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
 
 GROUP = "staging"
@@ -61,12 +61,12 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 )
             except IngestError as exc:
                 raise dg.Failure(description=str(exc)) from exc
-            files, read, staged_rows, quarantined, erased = reconcile(con, source_name)
+            counts = reconcile(con, source_name)
             orphans = orphaned_duplicates(con, source_name)
             metadata = table_metadata(con, "staging", source_name)
 
         # Nothing lost: every row read is in one place, and no key is only a duplicate.
-        reconciled = read == staged_rows + quarantined + erased and orphans == 0
+        reconciled = counts.holds and orphans == 0
         context.log.info(
             f"{source_name}: {len(report.files_ingested)} file(s) ingested, "
             f"{report.files_skipped} unchanged; {report.rows_staged} rows staged, "
@@ -81,7 +81,7 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "rows_read_this_run": report.rows_read,
                 "rows_staged_this_run": report.rows_staged,
                 "rows_quarantined_this_run": report.rows_quarantined,
-                "rows_quarantined_total": quarantined,
+                "rows_quarantined_total": counts.rows_quarantined,
                 "quarantine_by_reason": dg.MetadataValue.json(report.quarantine_by_reason),
                 "duplicates_restaged": dg.MetadataValue.json(report.duplicates_restaged),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
@@ -96,12 +96,11 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                     passed=reconciled,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={
-                        "files": files,
-                        "rows_read": read,
-                        "rows_staged": staged_rows,
-                        "rows_quarantined": quarantined,
-                        "rows_erased": erased,
-                        "difference": read - staged_rows - quarantined - erased,
+                        **counts._asdict(),
+                        "difference": counts.rows_read
+                        - counts.rows_staged
+                        - counts.rows_quarantined
+                        - counts.rows_erased,
                         "duplicates_without_staged_key": orphans,
                     },
                 )

@@ -18,10 +18,16 @@ import numpy as np
 import polars as pl
 
 from assets.identity import IDENTITY_KEY
-from assets.metadata import PREVIEW_ROWS, markdown_table, run_time, table_metadata
+from assets.metadata import (
+    PREVIEW_ROWS,
+    markdown_table,
+    money_label,
+    money_value,
+    run_time,
+    table_metadata,
+)
 from assets.staging import staging_key
-from engagement_box import partitioned, reports
-from engagement_box.sql import load_sql
+from engagement_box import dictionary, partitioned, reports
 from engagement_box.value import (
     fitting,
     purchase_models,
@@ -76,7 +82,9 @@ def resolve_window(
     """`partition_window` for a partition key (None: an unpartitioned run, up to the data);
     the as-of never passes `run_date` (the run's day; see `_cap_at_run_date`)."""
     cfg = settings.resolved()
-    row = con.execute(load_sql("work/last_completed_order_day")).fetchone()
+    row = con.execute(
+        "SELECT max(CAST(ordered_at AS DATE)) FROM staging.orders WHERE status = 'completed'"
+    ).fetchone()
     last_order_day = row[0] if row and row[0] else None
     if last_order_day is None:
         raise dg.Failure("no completed orders are staged: nothing to model")
@@ -137,18 +145,24 @@ def money(window: dict) -> dict:
     return {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"] or "{}")}
 
 
-def read_work(con, table: str, window: dict) -> pl.DataFrame:
-    """This partition's rows of `work.<table>`; a plain failure when they are not there."""
+def require_work(con, table: str, window: dict) -> None:
+    """A plain failure when this partition's rows of `work.<table>` were never computed."""
     if not partitioned.has_partition(con, "work", table, window["as_of"]):
         raise dg.Failure(
             f"work.{table} was never computed as of {window['as_of']}: materialize "
             f"work/{table} for this partition first"
         )
+
+
+def read_work(con, table: str, window: dict) -> pl.DataFrame:
+    """This partition's rows of `work.<table>`; a plain failure when they are not there."""
+    require_work(con, table, window)
     return partitioned.read_partition(con, "work", table, window["as_of"])
 
 
 def write_work(con, table: str, frame: pl.DataFrame, window: dict) -> dict:
     """Replace this partition's rows of `work.<table>`; the metadata describes those rows."""
+    dictionary.rename_legacy_columns(con)  # a warehouse from before the renames keeps its rows
     partitioned.write_partition(con, "work", table, frame, window["as_of"])
     return partition_metadata(con, table, window)
 
@@ -237,7 +251,7 @@ def customer_summary(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb", "polars"},
-    deps=[work_key("customer_summary"), staging_key("customers")],
+    deps=[work_key("customer_summary"), IDENTITY_KEY],
 )
 def customer_rfm(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -246,8 +260,9 @@ def customer_rfm(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         summary = read_work(con, "customer_summary", window)
+        # One row per person (merged profiles), signed up by the as-of date (their earliest signup).
         customers = con.execute(
-            "SELECT customer_id FROM staging.customers WHERE signup_date <= $as_of",
+            "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= $as_of",
             {"as_of": window["as_of"]},
         ).pl()["customer_id"]
         scored = rfm.score_rfm(summary, window["as_of"], customers=customers)
@@ -554,7 +569,9 @@ def customer_value(
         {
             "model": model,
             "scoring_seconds": round(scoring_seconds, 3),
-            "total_clv": float(np.nansum(frame["clv"].to_numpy())),
+            money_label("total_clv", window["currency"]): money_value(
+                np.nansum(frame["clv"].to_numpy())
+            ),
             "mean_p_alive": float(np.nanmean(scores["p_alive"])) if len(x) else 0.0,
             "clv_horizon_months": window["clv_horizon_months"],
         }
@@ -667,9 +684,64 @@ def model_validation(
     )
 
 
+@dg.asset(
+    key=work_key("cohort_retention"),
+    group_name=GROUP,
+    partitions_def=monthly_as_of,
+    kinds={"duckdb"},
+    deps=[staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_row_per_cohort_month",
+            asset=work_key("cohort_retention"),
+            blocking=True,
+            description="One row per cohort month and month since the first order, no NULL key.",
+        )
+    ],
+)
+def cohort_retention(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
+    """Customers by first-order month and months since: active, orders, revenue, retention."""
+    with warehouse.get_connection() as con:
+        window = partition_window(context, con, model_settings)
+        require_identity_links(con)
+        cohorts = summaries.cohort_retention(
+            con, window["as_of"], **money(window), resolve_identity=True
+        ).with_columns(pl.lit(window["currency"], dtype=pl.String).alias("currency"))
+        metadata = write_work(con, "cohort_retention", cohorts, window)
+    problems = dictionary.key_problems(cohorts, "cohort_retention")
+    first = cohorts.filter(pl.col("months_since_first_order") == 1)
+    metadata.update(
+        {
+            "cohorts": int(cohorts["cohort_month"].n_unique()) if cohorts.height else 0,
+            money_label("total_revenue", window["currency"]): money_value(cohorts["revenue"].sum()),
+            "month_1_retention_share": float(
+                first["active_customers"].sum() / first["cohort_customers"].sum()
+            )
+            if first.height and first["cohort_customers"].sum()
+            else 0.0,
+            "retention_heatmap": png_markdown(
+                reports.cohort_retention_png(cohorts), "cohort retention heatmap"
+            ),
+        }
+    )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="one_row_per_cohort_month",
+                passed=not problems,
+                description="; ".join(problems) or "one row per cohort and month",
+            )
+        ],
+    )
+
+
 value_assets = [
     customer_summary,
     calibration_holdout,
+    cohort_retention,
     customer_rfm,
     model_fit,
     customer_value,

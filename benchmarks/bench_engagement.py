@@ -232,9 +232,11 @@ def rfm_features(orders: pl.DataFrame) -> pl.DataFrame:
         orders.filter(pl.col("customer_id").is_not_null() & (pl.col("status") == "completed"))
         .group_by("customer_id")
         .agg(
-            ((pl.lit(AS_OF) - pl.col("ordered_at").max()).dt.total_days()).alias("recency_days"),
-            pl.len().alias("frequency"),
-            pl.col("net_amount").sum().alias("monetary"),
+            ((pl.lit(AS_OF) - pl.col("ordered_at").max()).dt.total_days()).alias(
+                "days_since_last_order"
+            ),
+            pl.len().alias("order_count"),
+            pl.col("net_amount").sum().alias("total_spend"),
         )
     )
 

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -68,7 +69,8 @@ def start_run(exports: Path, database: Path, log: Path) -> subprocess.Popen:
     }
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "engagement_box.cli", "run", "--month", "2025-12"],
+            # --force: every run does the whole graph (nothing new would start no run at all)
+            [sys.executable, "-m", "engagement_box.cli", "run", "--month", "2025-12", "--force"],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -77,9 +79,14 @@ def start_run(exports: Path, database: Path, log: Path) -> subprocess.Popen:
 
 
 def wait_for(log: Path, marker: str, run: subprocess.Popen, timeout: float) -> bool:
+    """Wait for `marker` in the run's console output or in the full Dagster log it names."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if marker in log.read_text(errors="replace"):
+        text = log.read_text(errors="replace")
+        named = re.search(r"^full log:\s+(\S+)$", text, flags=re.M)
+        if named and Path(named[1]).exists():
+            text += Path(named[1]).read_text(errors="replace")
+        if marker in text:
             return True
         if run.poll() is not None:
             return False

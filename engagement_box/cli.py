@@ -1,10 +1,14 @@
 """`engagement-box`: run the pipeline on the configured exports without starting a server.
 
     engagement-box run        materialize the whole graph once (ENGAGEMENT_DATA_DIR -> warehouse)
+    engagement-box erase      erase one person from every table, version and audience file
     engagement-box generate   write a synthetic retailer's exports (see engagement_box.generator)
 
 Runs are recorded in the Dagster instance at DAGSTER_HOME (default: `.dagster/` in the checkout),
-so `dagster dev` shows them afterwards with their lineage, metadata and checks.
+so `dagster dev` shows them afterwards with their lineage, metadata and checks, and can
+re-execute them: a run is created from the code location workspace.yaml names, with its job's
+origin, and executed in this process. The console gets one line per step; Dagster's full log goes
+to DAGSTER_HOME/logs/<run id>.log.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from engagement_box import settings
 
@@ -71,10 +76,13 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
     # its own while the run executes, and the byte is written for either.
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
 
+    received: list[int] = []
+
     def watch() -> None:
         got = reader.recv(1)
         if not got:  # the run ended: no signal came
             return
+        received.append(got[0])
         name = signal.Signals(got[0]).name
         print(f"{name} received: stopping the run", file=sys.stderr, flush=True)
         # Plain sleeps, not timed lock waits: those hang under a faked clock (libfaketime).
@@ -95,7 +103,7 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
     watcher = threading.Thread(target=watch, name="stop-on-signal", daemon=True)
     watcher.start()
     try:
-        yield
+        yield received
     finally:
         signal.set_wakeup_fd(previous_fd)
         for signum, handler in previous.items():
@@ -107,8 +115,8 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
 
 def root_cause(result) -> str | None:
     """The first failure of a run, as the user-facing message of the exception that caused it
-    (not Dagster's "Execution of run ... failed")."""
-    for event in result.all_events:
+    (not Dagster's "Execution of run ... failed"). `result` is a run's result or its events."""
+    for event in getattr(result, "all_events", result):
         if not event.is_failure and event.event_type_value not in (
             "RESOURCE_INIT_FAILURE",
             "ENGINE_EVENT",
@@ -136,15 +144,166 @@ def _exports_problem() -> str | None:
     return missing_exports_message(data_dir, missing) if missing else None
 
 
+WORKSPACE_YAML = settings.REPO_ROOT / "workspace.yaml"
+JOB_NAME = "engagement_pipeline"
+
+
+@contextmanager
+def code_location(instance):
+    """The code location workspace.yaml names, loaded in this process under the same name
+    `dagster dev` gives it: runs created from it record where their job comes from, so the
+    UI can re-execute them."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    (origin,) = location_origins_from_yaml_paths([str(WORKSPACE_YAML)])
+    in_process = InProcessCodeLocationOrigin(
+        loadable_target_origin=origin.loadable_target_origin, location_name=origin.location_name
+    )
+    with in_process.create_location(instance) as location:
+        yield location
+
+
+def create_run(instance, location, partition: str, tags: dict[str, str], run_config: dict):
+    """A run of the whole pipeline for one partition, created the way `dagster job launch`
+    and the UI create runs (with the job's remote origin), not the way `execute_in_process`
+    does: so "Re-execute" in the UI works for it."""
+    from dagster._core.definitions.selector import JobSubsetSelector
+
+    (repo,) = location.get_repositories().values()
+    remote_job = location.get_job(
+        JobSubsetSelector(
+            location_name=location.name,
+            repository_name=repo.name,
+            job_name=JOB_NAME,
+            op_selection=None,
+        )
+    )
+    plan = location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+    ).execution_plan_snapshot
+    return instance.create_run(
+        job_name=JOB_NAME,
+        run_id=None,
+        run_config=run_config,
+        resolved_op_selection=None,
+        step_keys_to_execute=plan.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**remote_job.tags, **tags},
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repo.asset_graph,
+    )
+
+
+class StepLines:
+    """One console line per step as it finishes: status, seconds, rows written, checks."""
+
+    HEADER = f"  {'step':30} {'status':7} {'seconds':>8} {'rows':>19}  checks"
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self.started: dict[str, float] = {}
+        self.rows: dict[str, list[int]] = {}
+        self.checks: dict[str, list[tuple[str, bool]]] = {}
+        self.finished: list[str] = []
+        self.failed_checks: list[str] = []
+        self.left_out: str | None = None
+
+    def __call__(self, event) -> None:
+        kind, step = event.event_type_value, event.step_key
+        if kind == "STEP_START":
+            self.started[step] = time.monotonic()
+        elif kind == "ASSET_MATERIALIZATION":
+            rows = event.event_specific_data.materialization.metadata.get("dagster/row_count")
+            self.rows.setdefault(step, []).append(rows.value if rows is not None else None)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            check = event.event_specific_data
+            self.checks.setdefault(step, []).append((check.check_name, check.passed))
+            if not check.passed:
+                why = f": {check.description}" if check.description else ""
+                self.failed_checks.append(
+                    f"check {check.check_name} on {check.asset_key.to_user_string()} failed{why}"
+                )
+            if check.check_name == "orders_left_out_within_limit":  # says how many, and why
+                self.left_out = check.description
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            seconds = time.monotonic() - self.started.get(step, time.monotonic())
+            if kind == "STEP_SUCCESS":
+                seconds = event.event_specific_data.duration_ms / 1000
+            self.line(step, "ok" if kind == "STEP_SUCCESS" else "FAILED", seconds)
+
+    def line(self, step: str, status: str, seconds: float) -> None:
+        self.finished.append(step)
+        counts = [r for r in self.rows.get(step, []) if r is not None]
+        rows = f"{sum(counts):,}" if counts else ""
+        if len(self.rows.get(step, [])) > 1:
+            rows += f" in {len(self.rows[step])} tables"
+        checks = self.checks.get(step, [])
+        passed = sum(1 for _, ok in checks if ok)
+        failed = [name for name, ok in checks if not ok]
+        said = f"{passed} passed" if checks else ""
+        if failed:
+            said += f", {len(failed)} FAILED ({', '.join(failed)})"
+        print(
+            f"  {step:30} {status:7} {seconds:8.1f} {rows:>19}  {said}".rstrip(),
+            file=self.out,
+            flush=True,
+        )
+
+
+def _plain_dagster_error(error: Exception) -> str:
+    """A Dagster error about partitions or selections, in plain words with what to do."""
+    from dagster._core.errors import DagsterInvalidSubsetError, DagsterUnknownPartitionError
+
+    if isinstance(error, DagsterUnknownPartitionError):
+        return (
+            f"{error}. Pick an as-of month with --month YYYY-MM between ENGAGEMENT_HISTORY_START "
+            "and the current month"
+        )
+    if isinstance(error, DagsterInvalidSubsetError):
+        return (
+            f"{error}. The job {JOB_NAME} could not select those assets: check the names "
+            "against `dagster asset list -m pipelines.definitions`"
+        )
+    return str(error)
+
+
+def _standing_version(partition: str) -> int | None:
+    """The version a run of `partition` would only publish again (assets/publish.py)."""
+    from assets.publish import standing_version
+    from pipelines.resources import EngagementConfig, ModelSettings
+
+    return standing_version(
+        settings.warehouse_path(),
+        settings.data_dir(),
+        partition,
+        ModelSettings(),
+        EngagementConfig(),
+        run_date=datetime.now(UTC).date(),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from dagster._core.utils import make_new_run_id
+    from dagster._core.errors import DagsterError
+    from dagster._core.execution.api import execute_run_iterator
+    from dagster._utils.hosted_user_process import recon_job_from_origin
 
     home = _instance_home()
     from pipelines.definitions import defs
+    from pipelines.loggers import RUN_LOG_FILE, run_log_path
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
     from pipelines.resources import process_tags
 
-    job = defs.resolve_job_def("engagement_pipeline")
+    job = defs.resolve_job_def(JOB_NAME)
     try:
         partition = partition_key_for_month(args.month) if args.month else current_partition_key()
     except MonthOutOfRange as error:
@@ -158,49 +317,73 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"FAILED before any step: {problem}", file=sys.stderr)
         return 2
-    run_id = make_new_run_id()
+    if not args.force:
+        standing = _standing_version(partition)
+        if standing is not None:
+            print(
+                f"nothing to do: every export is staged as it is, and version {standing} was "
+                "computed from the same inputs (settings, model code) for this month's as-of, so "
+                "it stands. No run started; --force runs the whole graph anyway."
+            )
+            return 0
+    steps = StepLines()
+    events = []
     with open_instance(home) as instance:
+        try:
+            with code_location(instance) as location:
+                dagster_run = create_run(
+                    instance,
+                    location,
+                    partition,
+                    tags={**job.get_tags_for_partition_key(partition, None), **process_tags()},
+                    run_config={"loggers": {RUN_LOG_FILE: {}}},
+                )
+        except DagsterError as error:
+            print(f"FAILED before any step: {_plain_dagster_error(error)}", file=sys.stderr)
+            return 2
+        print(f"run:       {dagster_run.run_id}")
+        print(f"full log:  {run_log_path(dagster_run.run_id)}", flush=True)
+        print(steps.HEADER, flush=True)
 
         def fail_run(signum: int) -> None:
-            run = instance.get_run_by_id(run_id)
+            run = instance.get_run_by_id(dagster_run.run_id)
             if run is not None and not run.is_finished:
                 instance.report_run_failed(
                     run, message=f"stopped by {signal.Signals(signum).name} before it finished"
                 )
 
-        with _stop_on_signal(fail_run):
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=partition,
-                raise_on_error=False,
-                run_id=run_id,
-                tags=process_tags(),
-            )
-    for event in result.get_asset_materialization_events():
-        meta = event.materialization.metadata
-        rows = meta.get("dagster/row_count")
-        table = meta.get("dagster/table_name")
+        with _stop_on_signal(fail_run) as received:
+            recon_job = recon_job_from_origin(dagster_run.job_code_origin)
+            for event in execute_run_iterator(recon_job, dagster_run, instance):
+                events.append(event)
+                steps(event)
+        finished = instance.get_run_by_id(dagster_run.run_id)
+    not_run = [key for key in dagster_run.step_keys_to_execute or [] if key not in steps.finished]
+    if not_run:
+        print(f"  {len(not_run)} steps did not run: {', '.join(not_run)}")
+    if steps.left_out:
+        print(f"orders left out of the value models: {steps.left_out}")
+    if received:
+        name = signal.Signals(received[0]).name
         print(
-            f"  {event.asset_key.to_user_string():32} {table.value if table else '':28} "
-            f"{rows.value if rows else '':>10} rows"
+            f"FAILED stopped by {name}; the last good version stays current "
+            f"(full log: {run_log_path(dagster_run.run_id)})",
+            file=sys.stderr,
         )
-    for check in result.get_asset_check_evaluations():
-        status = "passed" if check.passed else "FAILED"
-        print(f"  check {check.asset_key.to_user_string()}:{check.check_name} {status}")
-    for check in result.get_asset_check_evaluations():
-        if check.check_name == "orders_left_out_within_limit":  # says how many, and why
-            print(f"orders left out of the value models: {check.description}")
-    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    if not result.success or failed:
-        cause = root_cause(result)
-        if cause is None and failed:
-            cause = ", ".join(
-                f"check {c.check_name} on {c.asset_key.to_user_string()}" for c in failed
-            )
-            cause = f"{cause} failed; nothing was published"
-        print(f"FAILED {cause or 'the run failed; see the Dagster log above'}", file=sys.stderr)
+        return 128 + received[0]
+    succeeded = finished is not None and finished.status.value == "SUCCESS"
+    if not succeeded or steps.failed_checks:
+        # A blocking check's own description says why; Dagster's error only names the check.
+        cause = root_cause(events)
+        if steps.failed_checks:
+            cause = f"{'; '.join(steps.failed_checks)}; nothing was published"
+        print(
+            f"FAILED {cause or 'the run failed; see the full log'} "
+            f"(full log: {run_log_path(dagster_run.run_id)})",
+            file=sys.stderr,
+        )
         return 1
-    print(f"run {result.run_id} succeeded")
+    print(f"run {dagster_run.run_id} succeeded")
     return 0
 
 
@@ -258,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="materialize the whole graph once")
     run_parser.add_argument(
         "--month", help="as-of month YYYY-MM (default: the current month, capped at the data)"
+    )
+    run_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when nothing is new (by default a run whose exports, settings and model "
+        "code equal those of the month's standing version starts nothing)",
     )
     run_parser.set_defaults(func=run)
     erase_parser = sub.add_parser(

@@ -16,7 +16,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier, transaction
 
 KEY = "as_of"
 REGISTRY = "written_partitions"
@@ -49,31 +49,30 @@ def write_partition(
     name = _name(schema, table)
     con.execute(load_sql("marts/create_schema", schema=schema))
     con.register("partition_rows", frame)
-    con.execute("BEGIN TRANSACTION")
     try:
-        known = _columns(con, schema, table)
-        if not known:
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM partition_rows LIMIT 0")
-        else:
-            described = con.execute("DESCRIBE partition_rows").fetchall()
-            for column, dtype, *_ in described:
-                if column not in known:
-                    con.execute(f"ALTER TABLE {name} ADD COLUMN {quote_identifier(column)} {dtype}")
-            con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
-        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
-        registry = _name(schema, REGISTRY)
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {registry} (table_name VARCHAR, as_of DATE, "
-            "written_at TIMESTAMP, PRIMARY KEY (table_name, as_of))"
-        )
-        con.execute(
-            f"INSERT OR REPLACE INTO {registry} VALUES ($table, $as_of, current_localtimestamp())",
-            {"table": table, "as_of": as_of},
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            known = _columns(con, schema, table)
+            if not known:
+                con.execute(f"CREATE TABLE {name} AS SELECT * FROM partition_rows LIMIT 0")
+            else:
+                described = con.execute("DESCRIBE partition_rows").fetchall()
+                for column, dtype, *_ in described:
+                    if column not in known:
+                        con.execute(
+                            f"ALTER TABLE {name} ADD COLUMN {quote_identifier(column)} {dtype}"
+                        )
+                con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
+            registry = _name(schema, REGISTRY)
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {registry} (table_name VARCHAR, as_of DATE, "
+                "written_at TIMESTAMP, PRIMARY KEY (table_name, as_of))"
+            )
+            con.execute(
+                f"INSERT OR REPLACE INTO {registry} "
+                "VALUES ($table, $as_of, current_localtimestamp())",
+                {"table": table, "as_of": as_of},
+            )
     finally:
         con.unregister("partition_rows")
     return frame.height

@@ -89,3 +89,25 @@ def quadrant_map_png(values: pl.DataFrame, max_points: int = 20_000, seed: int =
     ax.set_title("CLV x CRV quadrants")
     ax.legend(loc="upper left", fontsize=8)
     return _png(fig)
+
+
+def cohort_retention_png(cohorts: pl.DataFrame, max_cohorts: int = 36) -> bytes:
+    """Heatmap of the retention share: first-order month (rows, the latest `max_cohorts`) by
+    months since the first order (columns); blank where a cohort is not that old yet."""
+    months = sorted(cohorts["cohort_month"].unique().to_list())[-max_cohorts:]
+    frame = cohorts.filter(pl.col("cohort_month").is_in(months))
+    width = int(frame["months_since_first_order"].max() or 0) + 1 if frame.height else 1
+    grid = np.full((max(len(months), 1), width), np.nan)
+    row_of = {m: i for i, m in enumerate(months)}
+    for month, since, share in frame.select(
+        "cohort_month", "months_since_first_order", "retention_share"
+    ).iter_rows():
+        grid[row_of[month], since] = share
+    fig, ax = plt.subplots(figsize=(min(4 + 0.25 * width, 14), min(2 + 0.22 * len(months), 10)))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="none")
+    ax.set_yticks(range(len(months)), [f"{m:%Y-%m}" for m in months], fontsize=7)
+    ax.set_xlabel("months since first order")
+    ax.set_ylabel("first-order month")
+    ax.set_title("Cohort retention: share of the cohort ordering in the month")
+    fig.colorbar(image, ax=ax, label="retention share")
+    return _png(fig)

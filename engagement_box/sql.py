@@ -31,6 +31,12 @@ def quote_identifier(name: str) -> str:
     return f'"{name}"'
 
 
+def quote_literal(text: str) -> str:
+    """A string constant of the code as a SQL literal, for the statements that take no bound
+    parameter (DuckDB's COMMENT ON). Never for values that come from data or users."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def load_sql(name: str, **identifiers: str) -> str:
     """The statement in `sql/<name>.sql`, with `{placeholder}` identifiers filled in.
 

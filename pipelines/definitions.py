@@ -9,6 +9,7 @@ from assets.staging import staged_assets
 from assets.value import value_assets
 from assets.versions_maintenance import maintenance_assets
 from pipelines.jobs import engagement_job, retention_job
+from pipelines.loggers import RUN_LOG_FILE, run_log_file
 from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule, retention_schedule
 from pipelines.sensors import new_export_files
@@ -46,7 +47,9 @@ defs = dg.Definitions(
     schedules=[daily_schedule, retention_schedule],
     sensors=[new_export_files],
     resources=default_resources(),
-    # One process per run: DuckDB allows one writing process, and the "duckdb" pool (limit 1 in
-    # .dagster/dagster.yaml) keeps two runs from writing at once.
+    # Dagster's console logger, and the file `engagement-box run` writes the full log to.
+    loggers={"console": dg.colored_console_logger, RUN_LOG_FILE: run_log_file},
+    # One process per run: DuckDB allows one writing process, and the run lock beside the
+    # warehouse keeps two runs from writing at once (pipelines/resources.py).
     executor=dg.in_process_executor,
 )

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from assets.publish import standing_version
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.partitions import partition_key_for
+from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 
 
 @dg.schedule(
@@ -14,14 +16,35 @@ from pipelines.partitions import partition_key_for
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Materialize the whole graph every day at 05:00 UTC, as of the tick's month.",
 )
-def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def daily_schedule(
+    context: dg.ScheduleEvaluationContext,
+    warehouse: Warehouse,
+    exports: ExportsResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+) -> dg.RunRequest | dg.SkipReason:
     # The month comes from the tick's scheduled time, never from the wall clock: a late or
     # catch-up tick for 30 November still runs November.
     scheduled = context.scheduled_execution_time
     if scheduled is None:
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
+    partition_key = partition_key_for(scheduled)
+    # Nothing new (every export staged as it is, same settings and code): no run at all.
+    standing = standing_version(
+        warehouse.path,
+        exports.path,
+        partition_key,
+        model_settings,
+        engagement_config,
+        run_date=scheduled.date(),
+    )
+    if standing is not None:
+        return dg.SkipReason(
+            f"nothing new for {partition_key}: the exports, settings and model code equal those "
+            f"of version {standing}, which stands"
+        )
     return dg.RunRequest(
-        run_key=f"daily-{scheduled.date().isoformat()}", partition_key=partition_key_for(scheduled)
+        run_key=f"daily-{scheduled.date().isoformat()}", partition_key=partition_key
     )
 
 

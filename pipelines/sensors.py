@@ -6,24 +6,21 @@ import json
 import dagster as dg
 
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import SUPPORTED_SUFFIXES
+from engagement_box.staging.ingestion import IngestError, discover_files
 from pipelines.jobs import engagement_job
 from pipelines.partitions import current_partition_key
 from pipelines.resources import ExportsResource
 
 
 def export_fingerprints(exports: ExportsResource) -> dict[str, list[int]]:
-    """Path -> [size, mtime_ns] of every export file (cheap: no file is read)."""
-    found: dict[str, list[int]] = {}
-    for source in SOURCES:
-        folder = exports.path / source
-        if not folder.is_dir():
-            continue
-        for path in folder.rglob("*"):
-            if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
-                stat = path.stat()
-                found[path.relative_to(exports.path).as_posix()] = [stat.st_size, stat.st_mtime_ns]
-    return found
+    """Path -> [size, mtime_ns] of every export file the ingest would take (cheap: no file is
+    read). The same files as the ingest's `discover_files`: hidden files are skipped, and a file
+    of another type raises its `IngestError`."""
+    return {
+        export.relpath: [export.size_bytes, export.mtime_ns]
+        for source in SOURCES.values()
+        for export in discover_files(exports.path, source)
+    }
 
 
 @dg.sensor(
@@ -37,7 +34,10 @@ def new_export_files(
     context: dg.SensorEvaluationContext, exports: ExportsResource
 ) -> dg.SensorResult | dg.SkipReason:
     seen: dict[str, list[int]] = json.loads(context.cursor) if context.cursor else {}
-    current = export_fingerprints(exports)
+    try:
+        current = export_fingerprints(exports)
+    except IngestError as exc:
+        return dg.SkipReason(f"no run: {exc}")
     changed = sorted(path for path, stamp in current.items() if seen.get(path) != stamp)
     if not changed:
         return dg.SkipReason(f"no new or changed files among {len(current)}")

@@ -11,7 +11,7 @@ import yaml
 from engagement_box.staging.contracts import SOURCES
 from pipelines.definitions import defs
 from pipelines.partitions import month_end
-from pipelines.resources import ExportsResource
+from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from pipelines.schedules import daily_schedule
 from pipelines.sensors import new_export_files
 from tests.conftest import good_order, write_csv
@@ -33,6 +33,8 @@ EXPECTED_ASSETS = {
     "work/engagement_value",
     "work/customer_persona",
     "work/persona_profile",
+    "work/customer",
+    "work/cohort_retention",
     "marts/customer_rfm",
     "marts/customer_value",
     "marts/model_fit",
@@ -40,6 +42,8 @@ EXPECTED_ASSETS = {
     "marts/engagement_value",
     "marts/customer_persona",
     "marts/persona_profile",
+    "marts/customer",
+    "marts/cohort_retention",
     "activation/audiences",
     "maintenance/version_retention",
 }
@@ -87,6 +91,9 @@ def test_blocking_checks_guard_what_gets_published():
         ("work/model_fit", "fits_converged"),
         ("work/customer_value", "values_finite"),
         ("work/engagement_value", "cev_is_the_sum"),
+        ("work/customer", "one_row_per_customer"),
+        ("work/customer", "documented_segments_and_quadrants"),
+        ("work/cohort_retention", "one_row_per_cohort_month"),
     } <= blocking
 
 
@@ -97,16 +104,26 @@ def test_value_assets_are_partitioned_by_as_of_month_and_staging_is_not():
     assert month_end("2024-02-01").isoformat() == "2024-02-29"
 
 
-def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock():
+def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock(tmp_path):
+    resources = {  # no warehouse yet: the tick cannot know of a standing version, so it runs
+        "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+        "exports": ExportsResource(data_dir=str(tmp_path)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(),
+    }
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
     for tick, month in [
         (datetime(2026, 11, 22, 5), "2026-11-01"),
         (datetime(2026, 11, 30, 5), "2026-11-01"),  # a late or catch-up tick keeps its month
         (datetime(2024, 2, 29, 5), "2024-02-01"),
     ]:
-        context = dg.build_schedule_context(
-            scheduled_execution_time=tick, repository_def=defs.get_repository_def()
-        )
-        request = daily_schedule.evaluate_tick(context).run_requests[0]
+        with dg.build_schedule_context(
+            scheduled_execution_time=tick,
+            resources=resources,
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            request = daily_schedule.evaluate_tick(context).run_requests[0]
         assert request.partition_key == month
         # one run per day, even if the tick repeats
         assert request.run_key == f"daily-{tick.date().isoformat()}"
@@ -130,3 +147,15 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     third = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
     assert len(third.run_requests) == 1
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
+
+    # The sensor sees the files the ingest takes: a hidden file is no news, a file the ingest
+    # refuses is a skip that says why (the run would fail on it).
+    cursor = third.cursor
+    (tmp_path / "orders" / ".day3.csv.partial").write_text("order_id\n")
+    quiet = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    assert isinstance(quiet, dg.SkipReason)
+    (tmp_path / "orders" / "day3.xlsx").write_text("not an export")
+    refused = new_export_files(
+        dg.build_sensor_context(cursor=cursor, resources={"exports": exports})
+    )
+    assert isinstance(refused, dg.SkipReason) and "orders/day3.xlsx" in refused.skip_message

@@ -12,6 +12,7 @@ from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity.links import build_identity_links
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import ingest_source
+from engagement_box.staging.reconciliation import reconcile
 from tests.conftest import write_csv
 
 # Jane has two staged profiles (the second with her email in another case and padded), a
@@ -301,7 +302,7 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
 
     # Reconciliation: rows read = staged + quarantined + erased, per source.
     for name in SOURCES:
-        rec = erasure.reconciliation(con, name)
+        rec = reconcile(con, name)
         assert rec.holds, (name, rec)
         assert rec.rows_erased == ERASED_PER_SOURCE.get(name, 0)
 
@@ -356,7 +357,7 @@ def test_erasure_of_an_unknown_person_is_logged_and_deletes_nothing(built):
     }
     assert mentions(con, ["bob@example.com"]) == before
     for name in SOURCES:
-        assert erasure.reconciliation(con, name).rows_erased == 0
+        assert reconcile(con, name).rows_erased == 0
 
 
 def test_salt_is_created_once_per_warehouse_and_a_wrong_salt_is_refused(built, monkeypatch):
@@ -410,7 +411,7 @@ def test_compact_rewrites_the_file_without_freed_blocks(built, tmp_path):
     try:
         assert table_rows(con) == tables_before
         assert con.execute("SELECT count(*) FROM marts.customer_scores_at(2)").fetchone()[0] == 2
-        assert erasure.reconciliation(con, "orders").holds
+        assert reconcile(con, "orders").holds
     finally:
         con.close()
 
@@ -433,8 +434,6 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
     for name in SOURCES:
         ingest_source(con, exports, name)
 
-    from engagement_box.staging.ingestion import reconcile
-
     for name in SOURCES:
         _, read, staged, quarantined, erased = reconcile(con, name)
         assert read == staged + quarantined + erased, name
@@ -447,6 +446,36 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
         "SELECT sum(rows) FROM staging.erased_rows WHERE source = 'orders'"
     ).fetchone()[0]
     assert erased_orders >= 4 + 1  # her earlier rows of the changed file, and the new file's row
+
+
+def test_erasure_trims_what_the_ingest_trims(tmp_path):
+    """One whitespace rule: the characters polars' strip_chars removes in the ingest are the ones
+    erasure removes from a request (Python) and from raw quarantined text (SQL), no more."""
+    from engagement_box.sql import load_sql
+    from engagement_box.staging.contracts import WHITESPACE
+
+    codepoints = range(0x3100)
+    padded = [chr(c) + "a" + chr(c) for c in codepoints]
+    by_polars = {
+        c
+        for c, v in zip(codepoints, pl.Series(padded).str.strip_chars().to_list(), strict=True)
+        if v == "a"
+    }
+    assert by_polars == {ord(c) for c in WHITESPACE}
+    assert {
+        c
+        for c, text in zip(codepoints, padded, strict=True)
+        if erasure.normalize(text, "email") == "a"
+    } == (by_polars)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute(load_sql("erasure/create_trim_macro"))
+        trimmed = con.execute(
+            "SELECT list_transform($texts::VARCHAR[], t -> erasure_trimmed(t))", {"texts": padded}
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert {c for c, v in zip(codepoints, trimmed, strict=True) if v == "a"} == by_polars
 
 
 def test_erasure_reaches_the_published_file_and_every_history_file(built, tmp_path):

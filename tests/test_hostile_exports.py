@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 
 from assets.staging import staged_assets
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
+from engagement_box.staging.ingestion import IngestError, ingest_source
+from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 

@@ -139,7 +139,7 @@ def _row(frame: pl.DataFrame, key_column: str, key: str) -> dict:
 def test_shared_email_goes_to_earliest_signup(con):
     build_identity_links(con)
     links = _links(con)
-    # c1 and c3 share ann@example.com (case and whitespace differ); c3 signed up first.
+    # c1 and c3 share ann@example.com (case and whitespace differ): one person, c3 signed up first.
     ann = _link(links, "customers", "email", "ann@example.com")
     assert (ann["customer_id"], ann["source_rows"]) == ("c3", 2)  # two profiles carry it
     assert _link(links, "customers", "email", "bob@example.com")["source_rows"] == 1
@@ -156,7 +156,8 @@ def test_handle_normalisation_and_owner(con):
     assert (actor["customer_id"], actor["match_rule"], actor["source_rows"]) == ("c4", "handle", 2)
     social = resolved(con, "social")
     assert _row(social, "event_id", "s1")["target_customer_id"] == "c3"
-    assert _row(social, "event_id", "s2")["actor_customer_id"] == "c1"
+    # 'ann.two' is c1's handle only, but c1 is merged into c3 (one person): it resolves to c3.
+    assert _row(social, "event_id", "s2")["actor_customer_id"] == "c3"
 
 
 def test_unresolved_rows_are_kept_and_counted(con):
@@ -208,15 +209,16 @@ def test_review_by_email_only(con):
 def test_referees_by_id_else_email(con):
     build_identity_links(con)
     refs = resolved(con, "referrals").sort("referral_id")
-    assert refs.get_column("referrer_customer_id").to_list() == ["c1", "c2", None]
+    # c1 is merged into c3 (shared email and handle): its referral is c3's.
+    assert refs.get_column("referrer_customer_id").to_list() == ["c3", "c2", None]
     assert refs.get_column("referee_customer_id").to_list() == ["c2", "c4", None]
 
 
 def test_resolved_social_has_both_ends(con):
     build_identity_links(con)
     social = resolved(con, "social").sort("event_id")
-    assert social.get_column("actor_customer_id").to_list() == ["c4", "c1", None, "c4"]
-    assert social.get_column("target_customer_id").to_list() == ["c3", "c4", "c1", None]
+    assert social.get_column("actor_customer_id").to_list() == ["c4", "c3", None, "c4"]
+    assert social.get_column("target_customer_id").to_list() == ["c3", "c4", "c3", None]
 
 
 def test_rebuild_is_idempotent(con):

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, ingest_source, reconcile
+from engagement_box.staging.ingestion import IngestError, ingest_source
+from engagement_box.staging.reconciliation import reconcile
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
 

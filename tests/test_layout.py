@@ -13,6 +13,7 @@ CODE_LOCATION = {
     "jobs.py",
     "schedules.py",
     "sensors.py",
+    "loggers.py",
 }
 
 

@@ -38,6 +38,8 @@ WORK_TABLES = (
     "engagement_value",
     "customer_persona",
     "persona_profile",
+    "customer",
+    "cohort_retention",
 )
 # Columns that say when or how fast a row was computed, not what it holds.
 RUN_COLUMNS = {"fitted_at", "fit_seconds"}
@@ -154,6 +156,8 @@ STEPS = (  # every partitioned step of the graph, and the work tables it writes
     ("model_validation",),
     ("engagement_value",),
     ("customer_persona", "persona_profile"),  # one step writes both
+    ("customer",),
+    ("cohort_retention",),
 )
 PARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.groups(
     "staging", "identity", "activation"

@@ -19,9 +19,9 @@ def _three_groups(n_per: int = 300, seed: int = 0) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "customer_id": [f"c{i}" for i in range(n)],
-            "recency_days": recency,
-            "frequency": frequency,
-            "monetary": monetary,
+            "days_since_last_order": recency,
+            "order_count": frequency,
+            "total_spend": monetary,
             "clv": monetary / 2,
             "crv": np.zeros(n),
             "civ": civ,
@@ -59,8 +59,8 @@ def test_missing_values_are_handled():
     frame = _three_groups(n_per=50).with_columns(
         pl.when(pl.col("group") == 1)
         .then(None)
-        .otherwise(pl.col("recency_days"))
-        .alias("recency_days"),
+        .otherwise(pl.col("days_since_last_order"))
+        .alias("days_since_last_order"),
         pl.lit(None, pl.Float64).alias("ckv"),
     )
     result = build_personas(frame)

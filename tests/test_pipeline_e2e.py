@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from engagement_box import generator
+from engagement_box import dictionary, generator
 from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.value.cdnow import write_cdnow_orders_csv
@@ -109,6 +109,76 @@ def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
     chosen = fit_meta["chosen_model"].value
     assert chosen in {"bgnbd", "mbgnbd", "pareto_nbd"} and fit_meta["choice_reason"].value
     assert_ranges_hold(database, chosen)
+    assert_the_warehouse_is_the_data_dictionary(database)
+    assert_the_customer_mart_agrees_with_the_other_marts(database)
+    # Money totals in the metadata are rounded to cents and name their currency.
+    value_meta = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["work", "engagement_value"]
+    )
+    total = value_meta["total_cev (USD)"].value
+    assert total == round(total, 2) and total > 0
+    cohort_meta = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["work", "cohort_retention"]
+    )
+    assert "data:image/png;base64," in cohort_meta["retention_heatmap"].value
+    assert "data:image/png;base64," in published["cohort_retention"]["retention_heatmap"].value
+    assert published["customer"]["dagster/column_schema"].value.columns[0].description
+    fresh = next(c for c in checks if c.check_name == "current_version_is_fresh")
+    assert fresh.passed and fresh.metadata["days_behind"].value == 0
+
+
+def assert_the_warehouse_is_the_data_dictionary(database: Path) -> None:
+    """Every table of `marts` (and each versioned one in `history`) has exactly the dictionary's
+    columns and types, each with its description as the column's comment."""
+    found = counts(
+        database,
+        "SELECT schema_name, table_name, column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE schema_name IN ('marts', 'history') ORDER BY schema_name, table_name, column_index",
+    )
+    tables: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for schema, table, column, dtype, comment in found:
+        tables.setdefault((schema, table), []).append((column, dtype, comment))
+    expected = {("marts", t.name) for t in dictionary.TABLES} | {
+        ("history", name) for name in dictionary.PUBLISHED
+    }
+    assert set(tables) == expected
+    for (schema, table), columns in tables.items():
+        wanted = [(c.name, c.type, c.description) for c in dictionary.columns_in(schema, table)]
+        assert columns == wanted, f"{schema}.{table} differs from engagement_box/dictionary.py"
+    described = dict(
+        counts(
+            database,
+            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts' "
+            "UNION ALL SELECT view_name, comment FROM duckdb_views() WHERE schema_name = 'marts'",
+        )
+    )
+    assert described == {t.name: t.description for t in dictionary.TABLES}
+
+
+def assert_the_customer_mart_agrees_with_the_other_marts(database: Path) -> None:
+    """marts.customer holds every customer of engagement_value once, with the same values,
+    segment and persona as the marts it gathers."""
+    mismatches = counts(
+        database,
+        "SELECT count(*) FROM marts.customer AS c "
+        "FULL JOIN marts.engagement_value AS v USING (customer_id) "
+        "LEFT JOIN marts.customer_rfm AS r USING (customer_id) "
+        "LEFT JOIN marts.customer_persona AS p USING (customer_id) "
+        "WHERE c.customer_id IS NULL OR v.customer_id IS NULL OR c.cev <> v.cev "
+        "OR c.quadrant <> v.quadrant OR c.segment <> r.segment "
+        "OR c.persona IS DISTINCT FROM p.persona OR c.order_count <> r.order_count",
+    )
+    assert mismatches == [(0,)]
+    n, distinct, profiles = counts(
+        database,
+        "SELECT count(*), count(DISTINCT customer_id), count(*) FILTER (WHERE has_profile) "
+        "FROM marts.customer",
+    )[0]
+    assert n == distinct > 0 and profiles > 0
 
 
 def assert_ranges_hold(database: Path, model: str) -> None:

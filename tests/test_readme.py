@@ -3,6 +3,7 @@
 - The two quick-start commands are the ones `.ci/run` runs, verbatim: CI runs them on a clean clone.
 - Every other shell command the README shows starts a program that exists after the install,
   and every option it passes is one that program accepts (checked against its `--help`).
+  tests/test_cli.py runs the `dagster asset materialize` command as written.
 - `dagster dev` loads the code location that workspace.yaml names.
 """
 
@@ -56,12 +57,15 @@ def _program_and_options(command: str) -> tuple[list[str], list[str]]:
         rest = words[1:]
         if name == "engagement-box" and rest:
             program, rest = program + rest[:1], rest[1:]
+        elif name.startswith("dagster"):  # dagster asset materialize, dagster-daemon run
+            while rest and not rest[0].startswith("-"):
+                program, rest = program + rest[:1], rest[1:]
     return program, [w.split("=")[0] for w in rest if w.startswith("--")]
 
 
 @pytest.mark.parametrize(
     "command",
-    [c for c in commands() if "engagement-box" in c or "benchmarks/" in c],
+    [c for c in commands() if re.search(r"engagement-box|benchmarks/|bin/dagster", c)],
 )
 def test_each_command_exists_and_accepts_the_options_shown(command):
     program, options = _program_and_options(command)
@@ -94,3 +98,27 @@ def test_the_duckdb_command_shown_is_installed(tmp_path):
         timeout=60,
     )
     assert out.returncode == 0 and "42" in out.stdout
+
+
+def test_the_generate_command_shown_writes_exports(tmp_path):
+    """The README's `engagement-box generate` command, as written but smaller and elsewhere."""
+    (command,) = [c for c in commands() if " generate " in c]
+    words = shlex.split(command)
+    words[words.index("--out") + 1] = str(tmp_path / "big")
+    words[words.index("--customers") + 1] = "30"
+    done = subprocess.run(
+        [str(BIN / "engagement-box"), *words[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "big").iterdir() if p.is_dir()) == [
+        "customers",
+        "fx_rates",
+        "orders",
+        "referrals",
+        "reviews",
+        "social",
+    ]

@@ -53,7 +53,7 @@ def test_distinct_values_give_equal_quintiles_and_recent_is_5():
     n = 100
     days = np.arange(n)  # customer i last ordered i days ago
     out = rfm.score_rfm(summary(days, np.arange(1, n + 1), np.arange(n) * 10.0), AS_OF)
-    assert out["recency_days"].to_list() == list(range(n))
+    assert out["days_since_last_order"].to_list() == list(range(n))
     assert out.group_by("r_score").len().sort("r_score")["len"].to_list() == [20] * 5
     assert out["r_score"][0] == 5 and out["r_score"][n - 1] == 1  # most recent = 5
     assert out["f_score"][n - 1] == 5 and out["f_score"][0] == 1
@@ -64,7 +64,7 @@ def test_tie_rule_equal_values_same_score_documented_example():
     # 60 % ordered once, 20 % twice, 20 % five times.
     counts = [1] * 60 + [2] * 20 + [5] * 20
     out = rfm.score_rfm(summary([10] * 100, counts, [50] * 100), AS_OF)
-    by = out.group_by("frequency").agg(pl.col("f_score").unique()).sort("frequency")
+    by = out.group_by("order_count").agg(pl.col("f_score").unique()).sort("order_count")
     assert by["f_score"].to_list() == [[1], [4], [5]]
     # Everybody tied on recency and spend: everybody scores 1.
     assert set(out["r_score"]) == {1} and set(out["m_score"]) == {1}
@@ -86,7 +86,7 @@ def test_tie_rule_independent_of_row_order_and_ids():
 @given(st.lists(st.integers(1, 8), min_size=1, max_size=80))
 def test_scores_monotone_and_tied_values_share_score(values):
     out = rfm.score_rfm(summary([0] * len(values), values, values), AS_OF)
-    pairs = sorted(zip(out["frequency"].to_list(), out["f_score"].to_list(), strict=True))
+    pairs = sorted(zip(out["order_count"].to_list(), out["f_score"].to_list(), strict=True))
     scores = [p[1] for p in pairs]
     assert scores == sorted(scores)  # non-decreasing in the value
     for v in set(values):
@@ -124,7 +124,7 @@ def test_segments_follow_the_map():
 
 def test_recency_counts_calendar_days_and_rejects_future_orders():
     s = summary([0], [1], [10.0])
-    assert rfm.score_rfm(s, dt.datetime(2024, 6, 30, 1))["recency_days"][0] == 0
+    assert rfm.score_rfm(s, dt.datetime(2024, 6, 30, 1))["days_since_last_order"][0] == 0
     with pytest.raises(ValueError, match="after as_of"):
         rfm.score_rfm(s, dt.date(2024, 6, 1))
     with pytest.raises(ValueError, match="duplicate"):

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -55,10 +56,10 @@ def dagster_home(database: Path) -> Path:
 
 
 def start_run(
-    exports: Path, database: Path, name: str = "run", **env_overrides: str
+    exports: Path, database: Path, name: str = "run", force: bool = False, **env_overrides: str
 ) -> subprocess.Popen:
     """A real `engagement-box run`; its output and the Dagster log go to `<name>.log` beside
-    the warehouse."""
+    the warehouse. `force`: run even when nothing is new (a run to interrupt must do work)."""
     env = {
         **os.environ,
         "ENGAGEMENT_DATA_DIR": str(exports),
@@ -70,7 +71,15 @@ def start_run(
     log_path = database.parent / f"{name}.log"
     log = open(log_path, "w")  # noqa: SIM115 (the child process writes it)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engagement_box.cli", "run", "--month", "2025-12"],
+        [
+            sys.executable,
+            "-m",
+            "engagement_box.cli",
+            "run",
+            "--month",
+            "2025-12",
+            *(["--force"] if force else []),
+        ],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -83,7 +92,12 @@ def start_run(
 
 
 def output(run: subprocess.Popen) -> str:
-    return run.log_path.read_text()
+    """What the run printed, then Dagster's full log of it (the file the run names)."""
+    text = run.log_path.read_text()
+    named = re.search(r"^full log:\s+(\S+)$", text, flags=re.M)
+    if named and Path(named[1]).exists():
+        text += Path(named[1]).read_text(errors="replace")
+    return text
 
 
 def wait_for_step(run: subprocess.Popen, step: str | None = None, timeout: float = 300) -> None:
@@ -222,14 +236,14 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     # the next run marked the killed one failed: Dagster alone would show it "started" forever
     assert sorted(run_statuses(database).values()) == ["FAILURE", "SUCCESS"]
 
-    in_publish = start_run(exports, database, "in_publish")
+    in_publish = start_run(exports, database, "in_publish", force=True)
     wait_for_step(in_publish, "published_marts")
     time.sleep(rng.uniform(0.0, 0.3))
     in_publish.send_signal(signal.SIGKILL)
     in_publish.wait(timeout=60)
     assert assert_consistent(database) >= 1  # the last good version is intact and readable
 
-    stopped = start_run(exports, database, "stopped")
+    stopped = start_run(exports, database, "stopped", force=True)
     wait_for_step(stopped, "staging__orders")
     stopped.send_signal(signal.SIGTERM)
     sent = time.monotonic()
@@ -240,7 +254,7 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     assert versions >= 1
 
     started = time.monotonic()
-    last = start_run(exports, database, "last")
+    last = start_run(exports, database, "last", force=True)
     assert last.wait(timeout=uninterrupted_seconds + 120) == 0, output(last)[-3000:]
     assert time.monotonic() - started < uninterrupted_seconds + 120
     assert "blocked by limit" not in output(last)
@@ -250,6 +264,12 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     statuses = sorted(run_statuses(database).values())
     assert statuses.count("SUCCESS") == 2  # good and last; the others were killed or stopped
     assert "STARTED" not in statuses
+
+    # Without --force, a run with nothing new starts no Dagster run and says which version stands.
+    idle = start_run(exports, database, "idle")
+    assert idle.wait(timeout=120) == 0, output(idle)[-3000:]
+    assert "nothing to do" in output(idle) and "No run started" in output(idle)
+    assert len(run_statuses(database)) == len(statuses)
 
 
 def test_two_runs_started_together_both_finish_one_after_the_other(exports, tmp_path):

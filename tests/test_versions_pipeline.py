@@ -4,10 +4,15 @@ the last completed order, and every input is the same)."""
 import datetime as dt
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from assets.publish import standing_version
 from engagement_box import generator
+from pipelines.definitions import defs
+from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
+from pipelines.schedules import daily_schedule
 from tests.test_pipeline_e2e import run_graph
 
 pytestmark = pytest.mark.integration
@@ -40,3 +45,53 @@ def test_months_after_the_data_ends_reuse_the_last_version(tmp_path: Path):
     assert {m["snapshot_id"].value for m in metadata} == {1}
     assert not any(m["published_new_version"].value for m in metadata)
     assert "inputs equal those of version 1" in metadata[0]["outcome"].value
+
+
+def test_a_run_with_nothing_new_is_known_before_it_starts(tmp_path: Path):
+    """The CLI and the daily schedule ask `standing_version` before starting a run: with every
+    export staged as it is and the same settings, a month's version already stands; a new
+    export file or another setting means work to do."""
+    exports = tmp_path / "exports"
+    generator.generate(
+        exports, generator.GeneratorConfig(customers=200, seed=3, end=dt.date(2025, 6, 30))
+    )
+    database = tmp_path / "w.duckdb"
+
+    def standing(partition: str, settings: ModelSettings | None = None) -> int | None:
+        return standing_version(
+            database,
+            exports,
+            partition,
+            settings or ModelSettings(),
+            EngagementConfig(),
+            run_date=dt.date(2026, 1, 15),
+        )
+
+    assert standing("2025-06-01") is None  # no warehouse yet
+    assert run_graph(exports, database, partition="2025-06-01").success
+
+    assert standing("2025-06-01") == 1
+    assert standing("2025-11-01") == 1  # the as-of is capped at the last order: same inputs
+    assert standing("2025-05-01") is None  # another as-of: never computed
+    assert standing("2025-06-01", ModelSettings(clv_horizon_months=6)) is None
+
+    # The daily schedule asks the same question and starts no run.
+    with dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2025, 11, 22, 5),
+        resources={
+            "warehouse": Warehouse(database=str(database)),
+            "exports": ExportsResource(data_dir=str(exports)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        },
+        repository_def=defs.get_repository_def(),
+    ) as tick:
+        result = daily_schedule.evaluate_tick(tick)
+    assert not result.run_requests
+    assert "version 1" in result.skip_message
+
+    late = exports / "orders" / "late.csv"
+    late.write_text(
+        (exports / "orders").glob("*.csv").__next__().read_text().splitlines()[0] + "\n"
+    )
+    assert standing("2025-06-01") is None  # a file the warehouse has not taken in

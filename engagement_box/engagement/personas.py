@@ -2,11 +2,12 @@
 
 Method (deterministic for a given seed):
 
-1. Features (`PersonaSettings.features`, default recency_days, frequency, monetary, clv, crv, civ,
-   ckv, social_points). Missing values are 0, except recency_days, which takes the column's
-   maximum (a customer without orders is as lapsed as the most lapsed one). Skewed money and count
-   features are log-transformed, sign-preserving: sign(x) * ln(1 + |x|) (all but recency_days by
-   default), then standardised (StandardScaler).
+1. Features (`PersonaSettings.features`, default days_since_last_order, order_count,
+   total_spend, clv, crv, civ, ckv, social_points). Missing values are 0, except
+   days_since_last_order, which takes the column's maximum (a customer without orders is as lapsed
+   as the most lapsed one). Skewed money and count features are log-transformed,
+   sign-preserving: sign(x) * ln(1 + |x|) (all but days_since_last_order by default), then
+   standardised (StandardScaler).
 2. k is chosen on a fixed-size random sample (`selection_sample_size`, default 8,000): KMeans for
    each k in k_min..k_max (default 3..8), the best mean silhouette (Euclidean, the same definition
    as sklearn.metrics.silhouette_score, computed from one shared distance matrix) wins, ties to the
@@ -31,9 +32,9 @@ from sklearn.metrics import pairwise_distances
 from sklearn.preprocessing import StandardScaler
 
 DEFAULT_FEATURES = (
-    "recency_days",
-    "frequency",
-    "monetary",
+    "days_since_last_order",
+    "order_count",
+    "total_spend",
     "clv",
     "crv",
     "civ",
@@ -43,9 +44,9 @@ DEFAULT_FEATURES = (
 
 # (label when the cluster is high on the feature, label when low)
 TRAIT_LABELS: dict[str, tuple[str, str]] = {
-    "recency_days": ("Lapsed", "Recent buyers"),
-    "frequency": ("Frequent buyers", "One-off buyers"),
-    "monetary": ("Big spenders", "Light spenders"),
+    "days_since_last_order": ("Lapsed", "Recent buyers"),
+    "order_count": ("Frequent buyers", "One-off buyers"),
+    "total_spend": ("Big spenders", "Light spenders"),
     "clv": ("High future value", "Low future value"),
     "crv": ("Referrers", "Non-referrers"),
     "civ": ("Influencers", "Not influential"),
@@ -59,7 +60,7 @@ class PersonaSettings:
     """How personas are built; see the module docstring for the method."""
 
     features: Sequence[str] = DEFAULT_FEATURES
-    linear_features: Sequence[str] = ("recency_days",)
+    linear_features: Sequence[str] = ("days_since_last_order",)
     k_min: int = 3
     k_max: int = 8
     selection_sample_size: int = 8_000
@@ -84,7 +85,7 @@ def _filled_features(frame: pl.DataFrame, settings: PersonaSettings) -> np.ndarr
     exprs = []
     for name in settings.features:
         col = pl.col(name).cast(pl.Float64)
-        if name == "recency_days":
+        if name == "days_since_last_order":
             col = col.fill_null(col.max())
         exprs.append(col.fill_null(0.0).alias(name))
     return frame.select(exprs).to_numpy().astype(np.float64, copy=False)

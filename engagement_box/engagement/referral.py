@@ -51,6 +51,79 @@ def as_of_end(as_of: date | datetime | None) -> datetime | None:
     return datetime.combine(as_of + timedelta(days=1), time.min)
 
 
+# Why a referral is or is not credited, in the order the rules are applied (docs/METRICS.md).
+REFERRAL_OUTCOMES = (
+    "not_converted",  # no conversion by the end of the as-of day
+    "referrer_unresolved",  # the referrer matches no customer
+    "referee_unresolved",  # the referee matches no customer
+    "self_referral",  # referrer and referee are one person (after profiles are merged)
+    "referee_referred_before",  # the referee was brought by an earlier referral
+    "not_incentivized",  # no reward paid
+    "credited",
+)
+
+
+def referral_outcomes(
+    referrals: pl.DataFrame, as_of: date | datetime | None = None
+) -> pl.DataFrame:
+    """Every referral with its `outcome` (one of `REFERRAL_OUTCOMES`) and `rewards` paid.
+
+    Rules, in this order: converted by the as-of date, referrer and referee resolved, not a
+    self-referral (referrer and referee resolved to one person: the ids are those of the merged
+    customers, so two profiles of one person referring each other is a self-referral); a referee
+    counts once (earliest conversion, then earliest referral, then smallest referral_id: the
+    referral that brought them); then only incentivized referrals (rewards paid > 0) are
+    credited. A later incentivized referral of someone who had already converted brought no
+    one, so it is never credited. The first rule a referral fails is its outcome.
+    """
+    end = as_of_end(as_of)
+    converted = pl.col("converted_at").is_not_null()
+    if end is not None:
+        converted &= pl.col("converted_at") < end
+    judged = referrals.with_row_index("_row").with_columns(
+        (
+            pl.col("referrer_reward").cast(pl.Float64).fill_null(0.0)
+            + pl.col("referee_reward").cast(pl.Float64).fill_null(0.0)
+        ).alias("rewards"),
+        pl.when(~converted)
+        .then(pl.lit("not_converted"))
+        .when(pl.col("referrer_customer_id").is_null())
+        .then(pl.lit("referrer_unresolved"))
+        .when(pl.col("referee_customer_id").is_null())
+        .then(pl.lit("referee_unresolved"))
+        .when(pl.col("referrer_customer_id") == pl.col("referee_customer_id"))
+        .then(pl.lit("self_referral"))
+        .alias("outcome"),
+    )
+    first = (
+        judged.filter(pl.col("outcome").is_null())
+        .sort(["referee_customer_id", "converted_at", "referred_at", "referral_id"])
+        .unique(subset="referee_customer_id", keep="first", maintain_order=True)
+        .select("_row", pl.lit(True).alias("_first"))
+    )
+    return (
+        judged.join(first, on="_row", how="left")
+        .with_columns(
+            pl.when(pl.col("outcome").is_not_null())
+            .then(pl.col("outcome"))
+            .when(pl.col("_first").is_null())
+            .then(pl.lit("referee_referred_before"))
+            .when(~(pl.col("rewards") > 0))
+            .then(pl.lit("not_incentivized"))
+            .otherwise(pl.lit("credited"))
+            .alias("outcome")
+        )
+        .sort("_row")
+        .drop("_row", "_first")
+    )
+
+
+def outcome_counts(outcomes: pl.DataFrame) -> dict[str, int]:
+    """How many referrals ended with each outcome, every outcome listed (0 when none)."""
+    counts = dict(outcomes.get_column("outcome").value_counts().iter_rows())
+    return {name: int(counts.get(name, 0)) for name in REFERRAL_OUTCOMES}
+
+
 def credited_referrals(
     referrals: pl.DataFrame,
     clv: pl.DataFrame,
@@ -59,33 +132,9 @@ def credited_referrals(
 ) -> pl.DataFrame:
     """One row per past referral credited to its referrer, with its value to the firm.
 
-    Rules, in this order: converted by the as-of date, referrer and referee resolved, not a
-    self-referral; a referee counts once (earliest conversion, then earliest referral, then
-    smallest referral_id: the referral that brought them); then only incentivized referrals
-    (rewards paid > 0) are credited. A later incentivized referral of someone who had already
-    converted brought no one, so it is never credited.
+    Which referrals: those whose `referral_outcomes` is 'credited' (the rules are there).
     """
-    end = as_of_end(as_of)
-    converted = pl.col("converted_at").is_not_null()
-    if end is not None:
-        converted &= pl.col("converted_at") < end
-    eligible = referrals.filter(
-        converted
-        & pl.col("referrer_customer_id").is_not_null()
-        & pl.col("referee_customer_id").is_not_null()
-        & (pl.col("referrer_customer_id") != pl.col("referee_customer_id"))
-    )
-    first = (
-        eligible.sort(["referee_customer_id", "converted_at", "referred_at", "referral_id"])
-        .unique(subset="referee_customer_id", keep="first", maintain_order=True)
-        .with_columns(
-            (
-                pl.col("referrer_reward").cast(pl.Float64).fill_null(0.0)
-                + pl.col("referee_reward").cast(pl.Float64).fill_null(0.0)
-            ).alias("rewards")
-        )
-        .filter(pl.col("rewards") > 0)
-    )
+    first = referral_outcomes(referrals, as_of).filter(pl.col("outcome") == "credited")
     share = settings.crv_unknown_type2_share
     if share is None:
         # Estimated from the credited referrals with an answer: the referees whose value is at

@@ -5,17 +5,16 @@
 1. Resolve the person. Keys are normalised as identity does (`engagement_box/identity/links.py`):
    customer ids trimmed, emails trimmed and lower-cased, handles trimmed, lower-cased, leading '@'
    removed. The set of keys is closed over the customer profiles (staged ones and quarantined ones):
-   every profile with one of the ids or emails adds its id, its email and its handles, until nothing
-   new comes in. So erasing by email also erases a duplicate profile with the same email in another
-   case, and erasing by id finds the emails to erase guest orders and reviews by. A different
-   profile that lists one of the same *handles* is not the same person (shared handles happen) and
-   is kept; social events by or at the handle are erased.
-(`con` is the working database; the file analysts open is a published copy, rebuilt by step 5.)
-
+   every profile with one of the ids, emails or handles adds its id, its email and its handles,
+   until nothing new comes in: the same links the identity merge follows, so the person erased is
+   the person the marts showed. Erasing by email also erases a duplicate profile with the same
+   email in another case or with one of its handles, and erasing by id finds the emails to erase
+   guest orders and reviews by.
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
-   actor/target handles, resolved actor/target ids), discovered from information_schema.
+   actor/target handles, resolved actor/target ids, the person a profile was merged into),
+   discovered from information_schema.
    `intermediate.identity_links` also by its normalised value; `staging.quarantine` by the
    identifying fields of the raw row (`raw_values`). Staged and quarantined rows erased are added
    per source and export file to `staging.erased_rows`, so the ingest reconciliation reads
@@ -82,7 +81,7 @@ import polars as pl
 from engagement_box.activation.audiences import neutralize_formulas
 from engagement_box.governance import readers
 from engagement_box.sql import load_sql, transaction
-from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.contracts import SOURCES, WHITESPACE
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
 KINDS = ("customer_id", "email", "handle")
@@ -95,6 +94,7 @@ IDENTIFYING_COLUMNS: dict[str, str] = {
     "referee_customer_id": "customer_id",
     "actor_customer_id": "customer_id",
     "target_customer_id": "customer_id",
+    "resolved_customer_id": "customer_id",  # intermediate.customer_merge: the person of a profile
     "email": "email",
     "referee_email": "email",
     "actor_handle": "handle",
@@ -137,21 +137,6 @@ class ErasureReport:
         return sum(self.rows_deleted.values())
 
 
-@dataclass(frozen=True)
-class Reconciliation:
-    """(files, rows read, rows staged, rows quarantined, rows erased) for a source."""
-
-    files: int
-    rows_read: int
-    rows_staged: int
-    rows_quarantined: int
-    rows_erased: int
-
-    @property
-    def holds(self) -> bool:
-        return self.rows_read == self.rows_staged + self.rows_quarantined + self.rows_erased
-
-
 @dataclass
 class _Subjects:
     customer_id: set[str] = field(default_factory=set)
@@ -172,13 +157,13 @@ class _Subjects:
 
 
 def normalize(value: object, kind: str) -> str | None:
-    """A key as identity compares it: trimmed; emails and handles lower-cased; handles without
-    leading '@'. Empty text is None."""
+    """A key as identity compares it: trimmed as the ingest trims (`contracts.WHITESPACE`); emails
+    and handles lower-cased; handles without leading '@'. Empty text is None."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(value).strip(WHITESPACE)
     if kind in ("email", "handle"):
         text = text.lower()
     if kind == "handle":
@@ -244,7 +229,7 @@ def suppression_mask(
 
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both)."""
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
 
@@ -267,7 +252,7 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
         row = con.execute(load_sql("erasure/read_erasure_salt")).fetchone()
         if row:
             return str(row[0])
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erasure_salt"))
     created = secrets.token_hex(32)
     con.execute(
@@ -296,16 +281,6 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
                 f"set {SALT_ENV} (or the warehouse salt) back to the salt used for them"
             )
     return {r[0] for r in con.execute(load_sql("erasure/erased_subject_hashes")).fetchall()}
-
-
-def reconciliation(con: duckdb.DuckDBPyConnection, source_name: str) -> Reconciliation:
-    """Files, rows read, staged, quarantined and erased for a source (needs the erasure tables)."""
-    SOURCES[source_name]  # only contract sources are tables
-    row = con.execute(
-        load_sql("staging/reconciliation", table=source_name), {"source": source_name}
-    ).fetchone()
-    assert row is not None
-    return Reconciliation(*(int(v) for v in row))
 
 
 def add_erased_rows(
@@ -346,7 +321,11 @@ def _resolve(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> bool:
     found = False
     while True:
         before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
-        params = {"ids": subjects.of("customer_id"), "emails": subjects.of("email")}
+        params = {
+            "ids": subjects.of("customer_id"),
+            "emails": subjects.of("email"),
+            "handles": subjects.of("handle"),
+        }
         for query in queries:
             for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
                 found = True
@@ -457,6 +436,9 @@ def erase(
     requested_at = (now or datetime.now()).replace(tzinfo=None)
     report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
     ensure_erasure_tables(con)
+    # Keys are normalised by identity's own rules (created if identity never ran here).
+    con.execute("CREATE SCHEMA IF NOT EXISTS intermediate")
+    con.execute(load_sql("intermediate/rules"))
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
 

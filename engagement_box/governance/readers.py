@@ -42,7 +42,7 @@ from pathlib import Path
 import duckdb
 
 from engagement_box.governance import versions
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier, quote_literal
 
 # Tables copied from the working database into the published file, besides the marts (every
 # table of `history`, see `published_marts`). The marts themselves come from one list: the
@@ -331,6 +331,56 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     return f"CREATE VIEW marts.{name} AS SELECT {columns} FROM read_parquet({_literal(path)})"
 
 
+def _comments(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str | None], str]:
+    """The descriptions (`COMMENT ON`, from the data dictionary) of the working database's
+    tables, views and columns: (schema, table, column or None) -> text."""
+    rows = con.execute(
+        "SELECT schema_name, table_name, NULL, comment FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND comment IS NOT NULL "
+        "UNION ALL SELECT schema_name, view_name, NULL, comment FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal AND comment IS NOT NULL "
+        "UNION ALL SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND comment IS NOT NULL"
+    ).fetchall()
+    return {(str(s), str(t), c): str(text) for s, t, c, text in rows}
+
+
+def _comment_statements(
+    fresh: duckdb.DuckDBPyConnection, comments: dict[tuple[str, str, str | None], str]
+) -> list[str]:
+    """COMMENT ON statements giving the published file's objects the working database's
+    descriptions (a mart that is a view here was a table there). COMMENT ON binds no parameter:
+    names are quoted as identifiers and texts as literals."""
+    kinds = {
+        (str(s), str(t)): kind
+        for s, t, kind in fresh.execute(
+            "SELECT schema_name, table_name, 'TABLE' FROM duckdb_tables() "
+            "UNION ALL SELECT schema_name, view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+    }
+    columns = {
+        (str(s), str(t), str(c))
+        for s, t, c in fresh.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns()"
+        ).fetchall()
+    }
+
+    def name(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    statements = []
+    for (schema, table, column), text in sorted(comments.items(), key=str):
+        target = f"{name(schema)}.{name(table)}"
+        if column is None and (schema, table) in kinds:
+            statements.append(
+                f"COMMENT ON {kinds[schema, table]} {target} IS {quote_literal(text)}"
+            )
+        elif column is not None and (schema, table, column) in columns:
+            described = f"{target}.{name(column)}"
+            statements.append(f"COMMENT ON COLUMN {described} IS {quote_literal(text)}")
+    return statements
+
+
 def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None:
     """Build the published file at `target` (a new file) from the working database."""
     for path in (target, target.with_name(target.name + ".wal")):
@@ -338,6 +388,7 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
     marts = published_marts(con)
     views = [_history_view(con, layout, mart) for mart in marts]
     current = {mart: _current_view(con, layout, mart) for mart in marts}
+    comments = _comments(con)
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
     try:
         con.execute("BEGIN TRANSACTION")
@@ -368,6 +419,8 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
                 f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
                 "WHERE snapshot_id = version"
             )
+        for statement in _comment_statements(fresh, comments):
+            fresh.execute(statement)
         fresh.execute("COMMIT")
         fresh.execute("CHECKPOINT")
     finally:

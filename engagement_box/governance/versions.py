@@ -35,6 +35,7 @@ from pathlib import Path
 
 import duckdb
 
+from engagement_box import dictionary
 from engagement_box.sql import SQL_DIR, load_sql, quote_identifier
 
 
@@ -243,6 +244,7 @@ def publish(
     current version's, and the migration chain is brought up to date, all in one transaction.
     """
     ensure_version_tables(con)
+    dictionary.rename_legacy_columns(con)
     missing = [m for m in marts if not table_exists(con, "work", m)]
     if missing:
         raise ValueError(f"nothing to publish for {missing}: work tables missing")
@@ -277,6 +279,7 @@ def publish(
         if current:
             con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
         migration = refresh_migration(con)
+        describe_tables(con, marts)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -339,6 +342,69 @@ def _publish_one(
         f"CREATE OR REPLACE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
         f"SELECT * EXCLUDE (snapshot_id) FROM history.{name} WHERE snapshot_id = version"
     )
+
+
+def describe_tables(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
+    """COMMENT ON the published marts (`marts.*`, `history.*`) and the version tables, from the
+    data dictionary (`engagement_box.dictionary`). `CREATE OR REPLACE` drops a table's comments,
+    so every publish writes them again."""
+    names = [m for m in marts if m in dictionary.BY_NAME]
+    names += [t.name for t in dictionary.TABLES if not t.versioned]
+    for name in names:
+        for schema in ("marts", "history"):
+            if schema == "history" and not dictionary.table(name).versioned:
+                continue
+            if table_exists(con, schema, name):
+                dictionary.comment_on(con, schema, name)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    snapshot_id: int | None
+    as_of: date | None  # the current version's
+    last_order_day: date | None  # the last completed order staged
+
+    @property
+    def days_behind(self) -> int:
+        """Days of staged orders the current version does not cover; -1 when no version exists."""
+        if self.last_order_day is None:
+            return 0
+        if self.as_of is None:
+            return -1
+        return max((self.last_order_day - self.as_of).days, 0)
+
+    def describe(self) -> str:
+        if self.last_order_day is None:
+            return "no completed order is staged"
+        if self.as_of is None:
+            return "no version is published yet"
+        if self.days_behind == 0:
+            return f"version {self.snapshot_id} is as of {self.as_of}, the last completed order"
+        return (
+            f"the current version {self.snapshot_id} is as of {self.as_of}, {self.days_behind} "
+            f"day(s) before the last completed order staged ({self.last_order_day}): run the "
+            f"month of {self.last_order_day}"
+        )
+
+
+def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
+    """How the current version compares with the staged orders: dates in the warehouse only, so
+    the answer does not depend on when it is asked."""
+    row = con.execute(
+        "SELECT max(CAST(ordered_at AS DATE)) FROM staging.orders WHERE status = 'completed'"
+    ).fetchone()
+    last = row[0] if row else None
+    current = (
+        con.execute(load_sql("marts/current_as_of")).fetchone()
+        if table_exists(con, "marts", "current_version")
+        else None
+    )
+    if current is None:
+        return Freshness(None, None, last)
+    as_of = current[1]
+    if isinstance(as_of, str):
+        as_of = date.fromisoformat(as_of)
+    return Freshness(int(current[0]), as_of, last)
 
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> list[dict]:

@@ -6,13 +6,20 @@ in short:
 
 * keys: customer_id as staged; email trimmed and lower-cased; social handles split on ';',
   trimmed, lower-cased, leading '@' removed;
-* an email or handle shared by several customer profiles belongs to the customer with the
-  earliest signup_date, ties broken by the smallest customer_id;
+* one customer per person: profiles sharing a normalised email or handle are one person,
+  transitively (connected components of the identity graph, `sql/intermediate/customer_merge.sql`);
+  the person's id is that of their profile with the earliest signup_date, then the smallest
+  customer_id, and every key of every one of their profiles resolves to it;
+* the person's attributes follow the survivorship rules of
+  `sql/intermediate/resolved_customers.sql` (marketing consent: the most restrictive answer);
 * orders and reviews resolve by customer_id (when known to `staging.customers`), else by email;
   social actors and targets by handle; referrers by customer_id; referees by referee_customer_id,
   else by referee_email;
 * unresolved rows are kept with customer_id NULL and counted in the match rates.
 
+`intermediate.customer_merge` maps every staged profile to its person (`resolved_customer_id`);
+`intermediate.resolved_customers` holds one row per person with the merged attributes (what the
+metrics' customer lists, the audiences and the customer mart read instead of `staging.customers`).
 `intermediate.identity_links` holds one row per source, role and distinct normalised value (with
 `source_rows`, how many source rows carry it), not one row per source row: the customers' keys
 first (the dictionary the other sources resolve against), then the event sources' values. The
@@ -21,8 +28,9 @@ joining each staged row on its normalised key; the links aggregate the same view
 rates and the metrics' inputs apply one definition of the rules. Match rates count source rows
 (sum of `source_rows`), so they mean what they meant when there was one link per row.
 
-The statements read `staging.*` and write `intermediate.identity_links` and the four views. No
-Dagster import here.
+The statements read `staging.*` and write `intermediate.customer_merge`,
+`intermediate.resolved_customers`, `intermediate.identity_links` and the four views. No Dagster
+import here.
 """
 
 from collections.abc import Sequence
@@ -31,13 +39,15 @@ from typing import Literal
 import duckdb
 import polars as pl
 
-from engagement_box.sql import load_sql
+from engagement_box.sql import load_sql, transaction
 
 # Statements that build the links table, in order (one statement per file).
 BUILD_STATEMENTS = (
     "intermediate/create_schema",
     "intermediate/identity_links_table",
     "intermediate/rules",
+    "intermediate/customer_merge",
+    "intermediate/resolved_customers",
     "intermediate/identity_links",
     "intermediate/orders_resolution",
     "intermediate/reviews_resolution",
@@ -56,10 +66,23 @@ _RESOLVED_QUERIES: dict[str, str] = {
 
 
 def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Build `intermediate.identity_links` from `staging.*` and return the match rates."""
-    for name in BUILD_STATEMENTS:
-        con.execute(load_sql(name))
+    """Build the merge, the merged customers and `intermediate.identity_links` from `staging.*`
+    in one transaction (the three always agree; a failed build leaves the previous one), and
+    return the match rates."""
+    with transaction(con):
+        for name in BUILD_STATEMENTS:
+            con.execute(load_sql(name))
     return match_rates(con)
+
+
+def merge_summary(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """profiles, people, profiles_merged_into_another, people_with_several_profiles and
+    most_profiles_of_one_person: what the merge into one customer per person did."""
+    relation = con.execute(load_sql("intermediate/merge_summary"))
+    names = [d[0] for d in relation.description]
+    row = relation.fetchone()
+    assert row is not None
+    return {name: int(value) for name, value in zip(names, row, strict=True)}
 
 
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -23,6 +23,17 @@ SOCIAL_EVENT_TYPES = ("like", "pin", "tweet", "comment", "share", "retweet", "me
 SOCIAL_REACTIONS = ("like", "pin", "comment", "share", "retweet", "mention")
 SOCIAL_PLATFORMS = ("instagram", "twitter", "facebook", "pinterest", "tiktok")
 
+# What the ingest trims from both ends of every value: the characters polars' str.strip_chars()
+# removes (Unicode White_Space: tabs, line breaks, no-break and other wide spaces). Erasure
+# trims requests and raw quarantined text the same way (`sql/erasure/create_trim_macro.sql`
+# spells the same characters; tests/test_erasure.py holds all three equal).
+WHITESPACE = "".join(
+    map(
+        chr,
+        (9, 10, 11, 12, 13, 32, 133, 160, 5760, *range(8192, 8203), 8232, 8233, 8239, 8287, 12288),
+    )
+)
+
 # Deliberately simple: one "@", no whitespace, a dot in the domain. Validation of deliverability is
 # not the warehouse's job; catching "n/a", "john at example" and half-typed addresses is.
 EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"

@@ -53,8 +53,9 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box.governance import erasure
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier, transaction
 from engagement_box.staging.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
+from engagement_box.staging.reconciliation import reconcile
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Rows per validation batch: bounds the polars side's memory on big drops while keeping
@@ -180,6 +181,34 @@ def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
         stat = path.stat()
         files.append(ExportFile(source.name, path, rel, stat.st_size, stat.st_mtime_ns))
     return files
+
+
+def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bool:
+    """True when every export file of every source is already staged as it is now (same path,
+    size and modification time in `staging.ingested_files`): an ingest would change nothing.
+    Cheap: no file is read. A file touched without a change counts as changed here (the ingest
+    tells them apart by hash)."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'staging' AND table_name = 'ingested_files'"
+    ).fetchone()
+    if not (row and row[0]):
+        return False
+    known = {
+        (source, path): (size, mtime)
+        for source, path, size, mtime in con.execute(
+            "SELECT source, source_file, size_bytes, mtime_ns FROM staging.ingested_files"
+        ).fetchall()
+    }
+    for source in SOURCES.values():
+        try:
+            exports = discover_files(Path(data_dir), source)
+        except IngestError:
+            return False  # the ingest reports the file
+        for export in exports:
+            if known.get((source.name, export.relpath)) != (export.size_bytes, export.mtime_ns):
+                return False
+    return True
 
 
 def file_sha256(path: Path) -> str:
@@ -798,7 +827,7 @@ def check_batch(
 
 def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
     """Create the staging schema, bookkeeping tables and every source's staged table."""
-    con.execute(load_sql("staging/create_schema"))
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("staging/create_quarantine"))
     con.execute(load_sql("staging/create_ingested_files"))
     for source in SOURCES.values():
@@ -913,7 +942,9 @@ def ingest_source(
     known = {
         row[0]: row[1:]
         for row in con.execute(
-            load_sql("staging/ingested_files_for_source"), {"source": source.name}
+            "SELECT source_file, sha256, size_bytes, mtime_ns FROM staging.ingested_files "
+            "WHERE source = $source",
+            {"source": source.name},
         ).fetchall()
     }
     exports = discover_files(Path(data_dir), source)
@@ -947,7 +978,11 @@ def ingest_source(
             for _, digest_future in todo:
                 digest_future.cancel()
     report.quarantine_by_reason = dict(
-        con.execute(load_sql("staging/quarantine_by_reason"), {"source": source.name}).fetchall()
+        con.execute(
+            "SELECT reason, count(*) AS rows FROM staging.quarantine WHERE source = $source "
+            "GROUP BY reason ORDER BY rows DESC, reason",
+            {"source": source.name},
+        ).fetchall()
     )
     report.seconds = time.perf_counter() - started
     return report
@@ -1007,93 +1042,75 @@ def _stage(
     if hashes:
         erasure.erased_subject_hashes(con, salt)
     suppressed: dict[str, int] = {}
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(load_sql("staging/delete_staged_rows_of_files", table=table), {"files": files})
-        con.execute(
-            load_sql("staging/delete_quarantine_of_files"), {"source": table, "files": files}
-        )
-        con.execute(load_sql("staging/delete_ingested_files"), {"source": table, "files": files})
-        erasure.delete_erased_rows_of_files(con, table, files)
-        staged_keys_sql = (
-            "staging/staged_keys"
-            if len(source.key_columns) == 1
-            else "staging/staged_composite_keys"
-        )
-        keys = _StagedKeys(
-            con.execute(load_sql(staged_keys_sql, table=table, key=",".join(source.key_columns)))
-            .pl()
-            .to_series()
-        )
+        with transaction(con):
+            _forget_files(con, source, files)
+            keys = _StagedKeys(_staged_keys(con, source))
 
-        # Good rows go straight into the staged table, batch by batch (files in path order, rows
-        # in file order), so memory holds a few batches, not the whole drop. A thread appends
-        # one batch to DuckDB while this one parses the next (both release the GIL).
-        with _Appender(con, source) as appender:
-            for raw in _batches(exports, source, rows_read):
-                if hashes:
-                    raw = _suppress_erased(raw, table, hashes, salt, suppressed)
-                good, bad = check_batch(raw, source, run_id, at)
-                del raw
-                quarantined.append(bad)
-                # Split and converted here, not on the appending thread, which is the busier one.
-                appender.put(*_split_repeated(good, source, keys))
-                del good
-        del keys
+            # Good rows go straight into the staged table, batch by batch (files in path order, rows
+            # in file order), so memory holds a few batches, not the whole drop. A thread appends
+            # one batch to DuckDB while this one parses the next (both release the GIL).
+            with _Appender(con, source) as appender:
+                for raw in _batches(exports, source, rows_read):
+                    if hashes:
+                        raw = _suppress_erased(raw, table, hashes, salt, suppressed)
+                    good, bad = check_batch(raw, source, run_id, at)
+                    del raw
+                    quarantined.append(bad)
+                    # Split and converted here, not on the appending thread (the busier one).
+                    appender.put(*_split_repeated(good, source, keys))
+                    del good
+            del keys
 
-        quarantined.append(_duplicate_quarantine(con, source, run_id, at))
-        bad_rows = pl.concat(quarantined)
-        con.register("bad_rows", bad_rows)
-        con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
-        con.unregister("bad_rows")
-        erasure.add_erased_rows(con, table, suppressed)
-        if report.files_replaced:
-            report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
+            quarantined.append(_duplicate_quarantine(con, source, run_id, at))
+            bad_rows = pl.concat(quarantined)
+            con.register("bad_rows", bad_rows)
+            con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
+            con.unregister("bad_rows")
+            erasure.add_erased_rows(con, table, suppressed)
+            if report.files_replaced:
+                report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
 
-        staged_per_file = dict(
-            con.execute(
-                f"SELECT source_file, count(*) FROM {staged_table} "
-                "WHERE list_contains($files, source_file) GROUP BY source_file",
-                {"files": files},
-            ).fetchall()
-        )
-        quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
-        for export, digest in todo:
-            name = export.relpath
-            con.execute(
-                "INSERT INTO staging.ingested_files VALUES "
-                "($source, $file, $sha, $size, $mtime, $read, $staged, $quarantined, $run, $at)",
-                {
-                    "source": table,
-                    "file": name,
-                    "sha": digest.result(),
-                    "size": export.size_bytes,
-                    "mtime": export.mtime_ns,
-                    "read": rows_read.get(name, 0),
-                    "staged": staged_per_file.get(name, 0),
-                    "quarantined": quarantined_per_file.get(name, 0),
-                    "run": run_id,
-                    "at": at,
-                },
+            staged_per_file = dict(
+                con.execute(
+                    f"SELECT source_file, count(*) FROM {staged_table} "
+                    "WHERE list_contains($files, source_file) GROUP BY source_file",
+                    {"files": files},
+                ).fetchall()
             )
-        _, read, staged, quarantined_count, erased = reconcile(con, table)
-        if read != staged + quarantined_count + erased:
-            raise IngestError(
-                f"{table}: reconciliation failed inside the ingest transaction: read {read} rows, "
-                f"staged {staged} + quarantined {quarantined_count} + erased {erased}; "
-                "nothing was changed"
-            )
-        # Only deleting the staged rows of a changed file can leave a duplicate without its key.
-        orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
-        if orphans:
-            raise IngestError(
-                f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row with "
-                "their key; nothing was changed"
-            )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
+            for export, digest in todo:
+                name = export.relpath
+                con.execute(
+                    "INSERT INTO staging.ingested_files VALUES ($source, $file, $sha, $size, "
+                    "$mtime, $read, $staged, $quarantined, $run, $at)",
+                    {
+                        "source": table,
+                        "file": name,
+                        "sha": digest.result(),
+                        "size": export.size_bytes,
+                        "mtime": export.mtime_ns,
+                        "read": rows_read.get(name, 0),
+                        "staged": staged_per_file.get(name, 0),
+                        "quarantined": quarantined_per_file.get(name, 0),
+                        "run": run_id,
+                        "at": at,
+                    },
+                )
+            counts = reconcile(con, table)
+            if not counts.holds:
+                raise IngestError(
+                    f"{table}: reconciliation failed inside the ingest transaction: read "
+                    f"{counts.rows_read} rows, staged {counts.rows_staged} + quarantined "
+                    f"{counts.rows_quarantined} + erased {counts.rows_erased}; nothing was changed"
+                )
+            # Only deleting the staged rows of a changed file can leave a duplicate without its key.
+            orphans = orphaned_duplicates(con, table) if report.files_replaced else 0
+            if orphans:
+                raise IngestError(
+                    f"{table}: {orphans} row(s) quarantined as duplicate_key have no staged row "
+                    "with their key; nothing was changed"
+                )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
 
@@ -1184,6 +1201,37 @@ def key_text(frame: pl.DataFrame, source: Source) -> pl.Series:
             [pl.col(c).cast(pl.String) for c in source.key_columns], separator="\x1f"
         ).alias(source.key)
     ).to_series()
+
+
+def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[str]) -> None:
+    """Delete what `files` staged, quarantined and erased before: a changed file replaces it."""
+    parameters = {"source": source.name, "files": files}
+    con.execute(
+        f"DELETE FROM staging.{quote_identifier(source.name)} "
+        "WHERE list_contains($files, source_file)",
+        {"files": files},
+    )
+    con.execute(
+        "DELETE FROM staging.quarantine WHERE source = $source "
+        "AND list_contains($files, source_file)",
+        parameters,
+    )
+    con.execute(
+        "DELETE FROM staging.ingested_files WHERE source = $source "
+        "AND list_contains($files, source_file)",
+        parameters,
+    )
+    erasure.delete_erased_rows_of_files(con, source.name, files)
+
+
+def _staged_keys(con: duckdb.DuckDBPyConnection, source: Source) -> pl.Series:
+    """The keys staged by earlier ingests, as `key_text` writes them (several key columns
+    joined by chr(31)): the ingest holds back rows that repeat them."""
+    columns = ", ".join(quote_identifier(c) for c in source.key_columns)
+    key = columns if len(source.key_columns) == 1 else f"concat_ws(chr(31), {columns})"
+    return (
+        con.execute(f"SELECT {key} FROM staging.{quote_identifier(source.name)}").pl().to_series()
+    )
 
 
 def _orphans_sql(source: Source) -> str:
@@ -1346,14 +1394,3 @@ def _duplicate_quarantine(
         }
     )
     return quarantine_rows(raw, failures, source, run_id, at)
-
-
-def reconcile(con: duckdb.DuckDBPyConnection, source_name: str) -> tuple[int, int, int, int, int]:
-    """(files, rows read, rows staged, rows quarantined, rows erased) of a source, from the
-    tables. Nothing is lost when read = staged + quarantined + erased."""
-    SOURCES[source_name]  # only contract sources are tables
-    row = con.execute(
-        load_sql("staging/reconciliation", table=source_name), {"source": source_name}
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])

@@ -239,10 +239,10 @@ def _fitter_class(model: str) -> type:
             )
             if output.success or precision_loss_at_optimum:
                 return output.x, output.fun, None
-            print(output)
             raise ConvergenceError(
-                "The model did not converge. Try adding a larger penalizer to see if that helps "
-                "convergence."
+                f"The model did not converge: {output.message} (after {output.nit} "
+                "iterations). Check the summary for customers with extreme values; a penalizer "
+                "would converge but biases the estimates."
             )
 
         def _compute_variance_matrix(self) -> None:

@@ -1,15 +1,10 @@
 """The calibration/holdout check: predicted against actual repeat purchases."""
 
-import io
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
-
-from engagement_box.value.fitting import FitResult
-from engagement_box.value.scoring import expected_purchases
 
 FREQUENCY_BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 
@@ -45,24 +40,6 @@ class HoldoutValidation:
         }
 
 
-def holdout_validation(
-    bgnbd: Mapping[str, float] | FitResult,
-    x_cal: Any,
-    t_x_cal: Any,
-    T_cal: Any,
-    holdout_purchases: Any,
-    holdout_length: float,
-) -> HoldoutValidation:
-    """Compare predicted and actual repeat purchases in the holdout period.
-
-    Times in the model's unit; `holdout_length` is the holdout duration (same for everyone, as in
-    `sql/work/calibration_holdout.sql`), `holdout_purchases` the distinct order days in it.
-    """
-    x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x_cal, t_x_cal, T_cal))
-    predicted = expected_purchases(bgnbd, holdout_length, x, t_x, T)
-    return validation_of_predictions(predicted, x, holdout_purchases, holdout_length)
-
-
 def validation_of_predictions(
     predicted: Any, x_cal: Any, holdout_purchases: Any, holdout_length: float
 ) -> HoldoutValidation:
@@ -91,37 +68,3 @@ def validation_of_predictions(
         mae=float(np.mean(np.abs(predicted - actual))) if x.shape[0] else float("nan"),
         by_frequency=table,
     )
-
-
-def calibration_plot_png(validation: HoldoutValidation, *, title: str | None = None) -> bytes:
-    """Actual vs predicted mean holdout purchases by calibration frequency, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    table = validation.by_frequency
-    labels = table["frequency_bucket"].to_list()
-    pos = np.arange(len(labels))
-    fig = Figure(figsize=(7, 4.2), dpi=100)
-    ax = fig.add_subplot()
-    ax.plot(pos, table["actual_mean"].to_numpy(), "o-", label="actual", color="#1f77b4")
-    ax.plot(
-        pos, table["predicted_mean"].to_numpy(), "s--", label="BG/NBD predicted", color="#d62728"
-    )
-    ax.set_xticks(pos, labels)
-    ax.set_xlabel("repeat purchases in calibration period")
-    ax.set_ylabel("mean repeat purchases in holdout")
-    ax.set_title(
-        title
-        or (
-            f"Holdout check: actual {validation.total_actual:,.0f} vs predicted "
-            f"{validation.total_predicted:,.0f}"
-        )
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()

@@ -3,9 +3,13 @@
 polars and numpy, no Dagster import.
 
 Scores
-    recency   = days from the last completed order to `as_of` (fewer days = better, so reversed);
-    frequency = number of completed orders;
-    monetary  = total completed spend.
+    R from days_since_last_order = days from the last completed order to `as_of` (fewer days =
+      better, so reversed);
+    F from order_count = number of completed orders;
+    M from total_spend = total completed spend (reporting currency).
+The column names differ from the purchase models' `frequency` (repeat purchases) and
+`monetary_value` (mean repeat order value) on purpose: one name, one meaning
+(docs/DATA_DICTIONARY.md).
 
 Tie rule (one rule, for all three scores): **equal values always get the same score**. A
 customer's score is set by the share of scored customers with a strictly worse value:
@@ -117,25 +121,27 @@ def score_rfm(
     prospects: ids with no row in `summary`. `as_of` is the observation end; recency is counted
     in whole days from the last order's day to `as_of`'s day.
 
-    Returns customer_id, recency_days, frequency, monetary, r_score, f_score, m_score (Int8,
-    null for prospects), rfm_cell ("R5F4", null for prospects) and segment (Enum of SEGMENTS and
-    "Prospect"): scored customers in the summary's row order, then the prospects. Sort when order
-    matters (sorting 1M string ids cost half the scoring time).
+    Returns customer_id, days_since_last_order, order_count, total_spend, r_score, f_score,
+    m_score (Int8, null for prospects), rfm_cell ("R5F4", null for prospects) and segment (Enum
+    of SEGMENTS and "Prospect"): scored customers in the summary's row order, then the prospects.
+    Sort when order matters (sorting 1M string ids cost half the scoring time).
     """
     as_of_day = as_of.date() if isinstance(as_of, dt.datetime) else as_of
     base = summary.select(
         pl.col("customer_id").cast(pl.String),
         (pl.lit(as_of_day) - pl.col("last_order_date").cast(pl.Date))
         .dt.total_days()
-        .alias("recency_days"),
-        pl.col("order_count").cast(pl.Int64).alias("frequency"),
-        pl.col("total_spend").cast(pl.Float64).alias("monetary"),
+        .alias("days_since_last_order"),
+        pl.col("order_count").cast(pl.Int64),
+        pl.col("total_spend").cast(pl.Float64),
     )
     if base["customer_id"].n_unique() != base.height:
         raise ValueError("summary has duplicate customer_id values")
-    if (base["recency_days"] < 0).any():
+    if (base["days_since_last_order"] < 0).any():
         raise ValueError("a last_order_date is after as_of")
-    is_active = (pl.col("frequency").fill_null(0) > 0) & pl.col("recency_days").is_not_null()
+    is_active = (pl.col("order_count").fill_null(0) > 0) & pl.col(
+        "days_since_last_order"
+    ).is_not_null()
     active = base.filter(is_active)
     prospects = base.filter(~is_active).select("customer_id")
     if customers is not None:
@@ -149,9 +155,9 @@ def score_rfm(
         )
         prospects = pl.concat([prospects, extra])
 
-    r = quintile_scores(active["recency_days"].to_numpy(), higher_is_better=False)
-    f = quintile_scores(active["frequency"].to_numpy())
-    m = quintile_scores(active["monetary"].to_numpy())
+    r = quintile_scores(active["days_since_last_order"].to_numpy(), higher_is_better=False)
+    f = quintile_scores(active["order_count"].to_numpy())
+    m = quintile_scores(active["total_spend"].to_numpy())
     cell = (r.astype(np.int64) - 1) * N_SCORES + (f - 1)
     scored = active.with_columns(
         pl.Series("r_score", r),
@@ -164,9 +170,9 @@ def score_rfm(
     prospect_rows = prospects.join(base, on="customer_id", how="left", maintain_order="left")
     prospect_rows = prospect_rows.select(
         "customer_id",
-        pl.col("recency_days"),
-        pl.col("frequency").fill_null(0),
-        pl.col("monetary").fill_null(0.0),
+        pl.col("days_since_last_order"),
+        pl.col("order_count").fill_null(0),
+        pl.col("total_spend").fill_null(0.0),
         pl.lit(None, dtype=pl.Int8).alias("r_score"),
         pl.lit(None, dtype=pl.Int8).alias("f_score"),
         pl.lit(None, dtype=pl.Int8).alias("m_score"),

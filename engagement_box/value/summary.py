@@ -75,7 +75,11 @@ def orders_left_out(
         load_sql("work/orders_without_rate"),
         {"as_of": as_of, "fx_currencies": fx["fx_currencies"]},
     ).fetchall()
-    completed = con.execute(load_sql("work/completed_orders"), {"as_of": as_of}).fetchone()[0]
+    completed = con.execute(
+        "SELECT count(*) FROM staging.orders "
+        "WHERE status = 'completed' AND ordered_at < CAST($as_of AS DATE) + 1",
+        {"as_of": as_of},
+    ).fetchone()[0]
     return {str(c): int(n) for c, n in left_out}, int(completed)
 
 
@@ -138,6 +142,23 @@ def calibration_holdout(
         "start": start,
         **fx_parameters(currency, fx_rates),
     }
+    return con.execute(sql, params).pl()
+
+
+def cohort_retention(
+    con: Any,
+    as_of: Any,
+    *,
+    currency: str | None = None,
+    fx_rates: Mapping[str, float] | None = None,
+    resolve_identity: bool | None = None,
+) -> pl.DataFrame:
+    """Run `sql/work/cohort_retention.sql`: customers by first-order month and months since,
+    with active customers, orders, revenue (reporting currency) and the retention share. The
+    same completed orders, customers and currency rule as `customer_summary`."""
+    prepare_currency(con, currency)
+    sql = load_sql("work/cohort_retention", **orders_source(con, resolve_identity))
+    params = {"as_of": as_of, **fx_parameters(currency, fx_rates)}
     return con.execute(sql, params).pl()
 
 

@@ -1,13 +1,11 @@
--- The normalisation of identity (pipelines/identity.py) as one function, for this connection:
---   customer_id  trimmed (whitespace at both ends)
---   email        trimmed, lower case
---   handle       trimmed, lower case, leading '@' removed
--- Empty text is NULL. Python's twin is pipelines.erasure.normalize (normalized_expr for polars).
-CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS nullif(
-    CASE kind
-        WHEN 'email' THEN lower(erasure_trimmed(value))
-        WHEN 'handle' THEN ltrim(lower(erasure_trimmed(value)), '@')
-        ELSE erasure_trimmed(value)
-    END,
-    ''
-)
+-- A key as identity compares it, for this connection: the ingest's trim (create_trim_macro.sql),
+-- then identity's own rules (sql/intermediate/rules.sql, the one definition):
+--   customer_id  trimmed (identity matches staged ids, which the ingest trimmed)
+--   email        intermediate.normalized_email
+--   handle       intermediate.normalized_handle
+-- Empty text is NULL. Python's twin is engagement_box.governance.erasure.normalize.
+CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE kind
+    WHEN 'email' THEN intermediate.normalized_email(erasure_trimmed(value))
+    WHEN 'handle' THEN intermediate.normalized_handle(erasure_trimmed(value))
+    ELSE nullif(erasure_trimmed(value), '')
+END

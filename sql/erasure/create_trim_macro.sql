@@ -1,4 +1,8 @@
--- Whitespace (tabs, newlines, no-break spaces too) removed at both ends, like polars'
--- str.strip_chars() in the ingest; trim() would only remove spaces. For this connection only.
-CREATE OR REPLACE TEMP MACRO erasure_trimmed(value) AS
-    regexp_replace(CAST(value AS VARCHAR), '^[\s\p{Z}]+|[\s\p{Z}]+$', '', 'g')
+-- Whitespace removed at both ends as the ingest does (polars' str.strip_chars(), the characters
+-- of engagement_box.staging.contracts.WHITESPACE): staged values are trimmed already, raw
+-- quarantined text and erasure requests are not. trim() alone would only remove spaces.
+-- For this connection only.
+CREATE OR REPLACE TEMP MACRO erasure_trimmed(value) AS trim(
+    CAST(value AS VARCHAR),
+    chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || chr(32) || chr(133) || chr(160) || chr(5760) || chr(8192) || chr(8193) || chr(8194) || chr(8195) || chr(8196) || chr(8197) || chr(8198) || chr(8199) || chr(8200) || chr(8201) || chr(8202) || chr(8232) || chr(8233) || chr(8239) || chr(8287) || chr(12288)
+)

@@ -1,5 +1,6 @@
--- The staged customer profiles with one of the given customer ids or normalised emails, as
--- normalised keys: (customer_id, email, handles). Used to close the set of a person's keys.
+-- The staged customer profiles with one of the given customer ids, normalised emails or handles,
+-- as normalised keys: (customer_id, email, handles). Used to close the set of a person's keys
+-- over the same links the identity merge follows (sql/intermediate/customer_merge.sql).
 SELECT DISTINCT
     erasure_normalized(customer_id, 'customer_id') AS customer_id,
     erasure_normalized(email, 'email') AS email,
@@ -10,3 +11,7 @@ SELECT DISTINCT
 FROM staging.customers
 WHERE list_contains($ids::VARCHAR[], erasure_normalized(customer_id, 'customer_id'))
    OR list_contains($emails::VARCHAR[], erasure_normalized(email, 'email'))
+   OR list_has_any(
+       $handles::VARCHAR[],
+       list_transform(string_split(social_handles, ';'), lambda h: erasure_normalized(h, 'handle'))
+   )

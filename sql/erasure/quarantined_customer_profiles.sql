@@ -17,4 +17,9 @@ SELECT DISTINCT
         lambda h: h IS NOT NULL
     ) AS handles
 FROM profiles
-WHERE list_contains($ids::VARCHAR[], customer_id) OR list_contains($emails::VARCHAR[], email)
+WHERE list_contains($ids::VARCHAR[], customer_id)
+   OR list_contains($emails::VARCHAR[], email)
+   OR list_has_any(
+       $handles::VARCHAR[],
+       list_transform(string_split(social_handles, ';'), lambda h: erasure_normalized(h, 'handle'))
+   )

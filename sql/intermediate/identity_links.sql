@@ -14,21 +14,23 @@
 --
 -- Keys and normalisation: sql/intermediate/rules.sql (normalized_email, normalized_handle); handles
 --   are each ';'-separated entry of customers.social_handles.
--- Ownership (deterministic): when several customers share a normalised email or handle, the
---   customer with the earliest signup_date owns it, ties broken by the smallest customer_id.
+-- Ownership: every key resolves to the person (intermediate.customer_merge), not to one profile:
+--   a staged customer_id to the person its profile was merged into, an email or handle to the
+--   person of the profiles carrying it (profiles sharing a key are always one person).
 insert into intermediate.identity_links
     (source, role, key_type, normalized_value, customer_id, match_rule, source_rows)
 with
 customers as not materialized (
-    select customer_id, email, social_handles, signup_date
-    from staging.customers
+    select c.customer_id, c.email, c.social_handles, m.resolved_customer_id
+    from staging.customers as c
+    inner join intermediate.customer_merge as m on m.customer_id = c.customer_id
 ),
 
 customer_handles as (
     -- A profile listing the same handle twice counts once.
     select distinct
         customer_id,
-        signup_date,
+        resolved_customer_id,
         unnest(string_split(social_handles, ';')) as raw_value
     from customers
     where social_handles is not null
@@ -37,7 +39,8 @@ customer_handles as (
 email_links as (
     select
         intermediate.normalized_email(email) as normalized_value,
-        first(customer_id order by signup_date asc nulls last, customer_id asc) as customer_id,
+        -- one person per key: min() only names the value all the rows share
+        min(resolved_customer_id) as customer_id,
         count(*) as source_rows
     from customers
     group by 1
@@ -47,7 +50,7 @@ email_links as (
 handle_links as (
     select
         intermediate.normalized_handle(raw_value) as normalized_value,
-        first(customer_id order by signup_date asc nulls last, customer_id asc) as customer_id,
+        min(resolved_customer_id) as customer_id,
         count(distinct customer_id) as source_rows
     from customer_handles
     group by 1
@@ -55,7 +58,10 @@ handle_links as (
 ),
 
 id_links as (
-    select customer_id as normalized_value, customer_id, count(*) as source_rows
+    select
+        customer_id as normalized_value,
+        min(resolved_customer_id) as customer_id,
+        count(*) as source_rows
     from customers
     where customer_id is not null
     group by customer_id

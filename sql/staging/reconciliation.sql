@@ -1,7 +1,7 @@
 -- Rows read = rows staged + rows quarantined + rows erased, per source, from the tables.
--- Erased rows are those of people erased on request (pipelines/erasure.py); it
--- needs staging.erased_rows (pipelines.erasure.ensure_erasure_tables). {table} comes from the
--- contracts' allow-list.
+-- Erased rows are those of people erased on request (engagement_box/governance/erasure.py).
+-- Run by engagement_box/staging/reconciliation.py::reconcile, the one place it is read;
+-- {table} comes from the contracts' allow-list.
 WITH files AS (
     SELECT coalesce(sum(rows_read), 0) AS rows_read, count(*) AS files
     FROM staging.ingested_files WHERE source = $source

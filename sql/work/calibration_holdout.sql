@@ -24,8 +24,8 @@ daily as (
         ) as day_spend
     from orders as o
     -- the latest dated rate of the order's currency on or before its day (or none)
-    asof left join reporting_rates as r
-        on o.currency = r.currency and o.ordered_at >= r.valid_from
+    left join reporting_rates as r
+        on o.currency = r.currency and cast(o.ordered_at as date) = r.day
     where o.status = 'completed'
         -- orders in a currency with no rate are left out (counted by the caller)
         and has_reporting_rate(o.currency, r.rate, $fx_currencies)

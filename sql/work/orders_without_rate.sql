@@ -3,8 +3,8 @@
 -- value model, per currency. The rule is create_currency_macros.sql's.
 SELECT o.currency, count(*) AS orders
 FROM staging.orders AS o
-ASOF LEFT JOIN reporting_rates AS r
-    ON o.currency = r.currency AND o.ordered_at >= r.valid_from
+LEFT JOIN reporting_rates AS r
+    ON o.currency = r.currency AND CAST(o.ordered_at AS DATE) = r.day
 WHERE o.status = 'completed'
   AND o.ordered_at < CAST($as_of AS DATE) + 1
   AND NOT has_reporting_rate(o.currency, r.rate, CAST($fx_currencies AS VARCHAR[]))

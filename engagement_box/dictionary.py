@@ -1,0 +1,869 @@
+"""The data dictionary: what every table and column analysts read means, written once.
+
+One entry per table of the `marts` schema: its grain and key, and for each column its type and a
+one-line definition (unit, currency, how it is computed). Three things are generated from it:
+- the `COMMENT ON TABLE / COLUMN` of `marts.*` and `history.*`, written at every publish
+  (`comment_on`), so `duckdb_columns().comment` answers in the warehouse itself;
+- the column schema of the mart assets in Dagster, known before the first run (`assets/publish.py`);
+- docs/DATA_DICTIONARY.md (`markdown()`; `tests/test_data_dictionary.py` keeps it equal, and the
+  end-to-end test keeps the registry equal to the warehouse after a sample run).
+
+One name, one meaning: `frequency`, `recency` and `monetary_value` are the purchase models'
+inputs (repeat purchases, time between first and last order, mean repeat order value) wherever
+they appear; the RFM inputs are `order_count`, `days_since_last_order` and `total_spend`.
+
+No Dagster import here.
+"""
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import duckdb
+import polars as pl
+
+from engagement_box.engagement.personas import DEFAULT_FEATURES
+from engagement_box.engagement.quadrants import QUADRANTS
+from engagement_box.sql import quote_identifier, quote_literal
+from engagement_box.staging.contracts import SOCIAL_PLATFORMS
+from engagement_box.value.rfm import PROSPECT, SEGMENTS
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # the DuckDB type in the warehouse
+    description: str
+    # The documented set of values (checked on the customer mart before publish).
+    accepted_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str  # grain, key, what it is for
+    key: tuple[str, ...]  # one row per key value per version
+    columns: tuple[Column, ...] = field(default_factory=tuple)
+    versioned: bool = True  # published with history.<name> and marts.<name>_at(snapshot_id)
+    kind: str = "TABLE"  # or VIEW
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+AS_OF = Column(
+    "as_of",
+    "DATE",
+    "The version's as-of date: only orders, reviews, social events and referrals up to the end "
+    "of this day count.",
+)
+CUSTOMER_ID = Column(
+    "customer_id",
+    "VARCHAR",
+    "The resolved customer (identity links: the customer's id, else the owner of the email; a "
+    "buyer without a profile keeps the order's customer id). Pseudonymous, no personal data.",
+)
+CURRENCY = Column(
+    "currency",
+    "VARCHAR",
+    "The reporting currency of every money column of the row (ENGAGEMENT_CURRENCY).",
+)
+SNAPSHOT_ID = Column(
+    "snapshot_id",
+    "BIGINT",
+    "The version these rows belong to (marts.snapshots.snapshot_id); only in history.<mart>.",
+)
+SEGMENT_VALUES = (*SEGMENTS, PROSPECT)
+SEGMENT = Column(
+    "segment",
+    "VARCHAR",
+    "The RFM segment from the R x F grid of docs/METRICS.md; 'Prospect' for a customer with a "
+    "profile and no completed order.",
+    accepted_values=SEGMENT_VALUES,
+)
+QUADRANT = Column(
+    "quadrant",
+    "VARCHAR",
+    "Kumar's CLV x CRV quadrant (names start with 'CEV', never an RFM segment): high CLV = above "
+    "the ENGAGEMENT_QUADRANT_CLV_QUANTILE of buyers' CLV, high CRV = above the "
+    "ENGAGEMENT_QUADRANT_CRV_QUANTILE of referrers' CRV; CEV Costly Referrers when CRV < 0.",
+    accepted_values=QUADRANTS,
+)
+
+_MONEY = "reporting currency"
+_LABELS = {
+    "days_since_last_order": "days since the last completed order",
+    "order_count": "completed orders",
+    "total_spend": f"total spend of completed orders ({_MONEY})",
+    "clv": f"CLV ({_MONEY})",
+    "crv": f"CRV ({_MONEY})",
+    "civ": f"CIV ({_MONEY})",
+    "ckv": f"CKV ({_MONEY})",
+    "social_points": "social points",
+}
+
+
+def _persona_feature_columns() -> tuple[Column, ...]:
+    means = tuple(
+        Column(
+            f"mean_{f}",
+            "DOUBLE",
+            f"Mean {_LABELS.get(f, f)} of the persona's customers (raw values, prospects absent).",
+        )
+        for f in DEFAULT_FEATURES
+    )
+    zs = tuple(
+        Column(
+            f"z_{f}",
+            "DOUBLE",
+            f"Mean standardised {_LABELS.get(f, f)} of the persona (log-scaled unless linear, "
+            "then z-scored over all clustered customers; 0 = everyone's mean).",
+        )
+        for f in DEFAULT_FEATURES
+    )
+    return means + zs
+
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "customer",
+        "One row per resolved customer and version: profile attributes analysts filter by, the "
+        "RFM segment, CEV quadrant, persona and every value metric. Key: customer_id. Start here.",
+        key=("customer_id",),
+        columns=(
+            CUSTOMER_ID,
+            Column(
+                "has_profile",
+                "BOOLEAN",
+                "True when the customer has a staged profile (staging.customers, merged per "
+                "person); false for a buyer known only from orders (then the profile columns are "
+                "NULL).",
+            ),
+            Column(
+                "country",
+                "VARCHAR",
+                "Two-letter country code (upper case), from the person's newest profile.",
+            ),
+            Column(
+                "marketing_consent",
+                "BOOLEAN",
+                "Marketing consent when the version was computed: true only when every profile "
+                "of the person says true (the most restrictive answer wins); only customers with "
+                "true here may be contacted.",
+            ),
+            Column(
+                "loyalty_member",
+                "BOOLEAN",
+                "Loyalty programme membership: true when any profile of the person is a member.",
+            ),
+            Column("signup_date", "DATE", "The person's earliest signup day over their profiles."),
+            SEGMENT,
+            QUADRANT,
+            Column(
+                "persona",
+                "VARCHAR",
+                "The behavioural persona's name (marts.customer_persona); NULL for prospects, "
+                "who are not clustered.",
+            ),
+            Column(
+                "order_count",
+                "BIGINT",
+                "Completed orders up to the as-of date (the F of RFM); 0 for prospects.",
+            ),
+            Column(
+                "total_spend",
+                "DOUBLE",
+                f"Total net amount of completed orders up to the as-of date ({_MONEY}; orders "
+                "without an FX rate left out); 0 for prospects.",
+            ),
+            Column(
+                "p_alive",
+                "DOUBLE",
+                "Probability the customer is still active (chosen purchase model, 0..1); NULL "
+                "for prospects.",
+            ),
+            Column("clv", "DOUBLE", f"Customer lifetime value ({_MONEY}), as in engagement_value."),
+            Column("crv", "DOUBLE", f"Customer referral value ({_MONEY}), as in engagement_value."),
+            Column(
+                "civ", "DOUBLE", f"Customer influence value ({_MONEY}), as in engagement_value."
+            ),
+            Column(
+                "ckv", "DOUBLE", f"Customer knowledge value ({_MONEY}), as in engagement_value."
+            ),
+            Column(
+                "cev", "DOUBLE", f"Customer engagement value = clv + crv + civ + ckv ({_MONEY})."
+            ),
+            CURRENCY,
+            AS_OF,
+        ),
+    ),
+    Table(
+        "customer_rfm",
+        "One row per customer and version (buyers and prospects): RFM inputs, 1-5 scores and "
+        "segment. Key: customer_id.",
+        key=("customer_id",),
+        columns=(
+            CUSTOMER_ID,
+            Column(
+                "days_since_last_order",
+                "BIGINT",
+                "Whole days from the last completed order's day to the as-of day (the R of RFM); "
+                "NULL for prospects.",
+            ),
+            Column(
+                "order_count",
+                "BIGINT",
+                "Completed orders up to the as-of date (the F of RFM); 0 for prospects.",
+            ),
+            Column(
+                "total_spend",
+                "DOUBLE",
+                f"Total net amount of those orders (the M of RFM; {_MONEY}); 0 for prospects.",
+            ),
+            Column(
+                "r_score",
+                "TINYINT",
+                "Recency score 1-5 by quintile, 5 = most recent; equal values share a score; "
+                "NULL for prospects.",
+            ),
+            Column(
+                "f_score",
+                "TINYINT",
+                "Order-count score 1-5 by quintile, 5 = most orders; NULL for prospects.",
+            ),
+            Column(
+                "m_score",
+                "TINYINT",
+                "Spend score 1-5 by quintile, 5 = highest spend; NULL for prospects.",
+            ),
+            Column("rfm_cell", "VARCHAR", "The R x F cell, e.g. 'R5F4'; NULL for prospects."),
+            SEGMENT,
+            AS_OF,
+        ),
+    ),
+    Table(
+        "customer_value",
+        "One row per buyer (a completed order by the as-of date) and version: the purchase "
+        "model's inputs and predictions. Key: customer_id.",
+        key=("customer_id",),
+        columns=(
+            CUSTOMER_ID,
+            Column(
+                "frequency",
+                "BIGINT",
+                "Repeat purchases: distinct order days - 1 (the purchase models' x; not the "
+                "order count).",
+            ),
+            Column(
+                "recency",
+                "DOUBLE",
+                "Time between the first and the last order day, in time_unit (the models' t_x; "
+                "not the days since the last order).",
+            ),
+            Column("T", "DOUBLE", "Time from the first order day to the as-of date, in time_unit."),
+            Column(
+                "monetary_value",
+                "DOUBLE",
+                f"Mean spend per repeat order day, first day excluded ({_MONEY}); 0 when "
+                "frequency = 0.",
+            ),
+            Column(
+                "p_alive",
+                "DOUBLE",
+                "Probability the customer is still active at the as-of date (0..1).",
+            ),
+            Column("p_churn", "DOUBLE", "1 - p_alive."),
+            *(
+                Column(
+                    f"expected_purchases_{d}d",
+                    "DOUBLE",
+                    f"Expected repeat purchases in the {d} days after the as-of date.",
+                )
+                for d in (30, 90, 365)
+            ),
+            Column(
+                "expected_purchases_365d_p10",
+                "DOUBLE",
+                "10th percentile of expected_purchases_365d from the parameters' uncertainty.",
+            ),
+            Column(
+                "expected_purchases_365d_p90",
+                "DOUBLE",
+                "90th percentile of expected_purchases_365d from the parameters' uncertainty.",
+            ),
+            Column(
+                "expected_order_value",
+                "DOUBLE",
+                f"Expected spend per future order, Gamma-Gamma E[M] ({_MONEY}).",
+            ),
+            Column(
+                "clv",
+                "DOUBLE",
+                f"Discounted margin of the expected purchases over ENGAGEMENT_CLV_HORIZON_MONTHS "
+                f"({_MONEY}).",
+            ),
+            Column("clv_p10", "DOUBLE", f"10th percentile of clv ({_MONEY})."),
+            Column("clv_p90", "DOUBLE", f"90th percentile of clv ({_MONEY})."),
+            Column(
+                "model",
+                "VARCHAR",
+                "The purchase model that scored the row: bgnbd, mbgnbd or pareto_nbd.",
+            ),
+            Column("time_unit", "VARCHAR", "Unit of recency and T: D (days) or W (weeks)."),
+            CURRENCY,
+            AS_OF,
+        ),
+    ),
+    Table(
+        "engagement_value",
+        "One row per customer (profiles signed up by the as-of date and buyers) and version: "
+        "CLV, CRV, CIV, CKV, CEV and the CLV x CRV quadrant. Key: customer_id. Money in the "
+        "reporting currency.",
+        key=("customer_id",),
+        columns=(
+            CUSTOMER_ID,
+            Column("buyer", "BOOLEAN", "True when the customer has a completed order (a CLV)."),
+            Column("clv", "DOUBLE", f"CLV from marts.customer_value; 0 for non-buyers ({_MONEY})."),
+            Column(
+                "crv",
+                "DOUBLE",
+                f"Customer referral value: present value of the referrals expected over the CLV "
+                f"horizon = expected referrals x value per referral, discounted ({_MONEY}).",
+            ),
+            Column(
+                "crv_realized",
+                "DOUBLE",
+                f"What the customer's past credited referrals are worth today; not in CEV "
+                f"({_MONEY}).",
+            ),
+            Column(
+                "crv_referrals",
+                "BIGINT",
+                "Credited referrals so far (converted, rewarded, first conversion of the referee).",
+            ),
+            Column(
+                "crv_expected_referrals",
+                "DOUBLE",
+                "Expected credited referrals over the CLV horizon (Poisson-Gamma rate x months).",
+            ),
+            Column(
+                "crv_value_per_referral",
+                "DOUBLE",
+                f"Value of one credited referral: the customer's past referees' mean value, "
+                f"shrunk toward everyone's mean ({_MONEY}).",
+            ),
+            Column(
+                "civ",
+                "DOUBLE",
+                f"Customer influence value = civ_gained - civ_ceded; sums to 0 over customers "
+                f"({_MONEY}).",
+            ),
+            Column(
+                "civ_gained",
+                "DOUBLE",
+                f"CLV share moved to this customer from the customers they influence ({_MONEY}).",
+            ),
+            Column(
+                "civ_ceded",
+                "DOUBLE",
+                f"This customer's CLV share moved to their influencers ({_MONEY}).",
+            ),
+            Column(
+                "cie",
+                "DOUBLE",
+                "Customer influence effect: this customer's share of all influence in the social "
+                "network (S = beta W + beta^2 W^2), 0..1, sums to 1 over customers.",
+            ),
+            Column(
+                "ckv_reviews",
+                "DOUBLE",
+                f"Value of the customer's reviews: each weighs (1 + ln(1 + helpful votes)) x "
+                f"(1 verified, 0.5 not) x the value per review ({_MONEY}).",
+            ),
+            Column(
+                "ckv_ideas",
+                "DOUBLE",
+                f"Value of the customer's ideas; 0, the exports carry no ideas ({_MONEY}).",
+            ),
+            Column(
+                "ckv", "DOUBLE", f"Customer knowledge value = ckv_reviews + ckv_ideas ({_MONEY})."
+            ),
+            Column("review_count", "BIGINT", "Reviews written up to the as-of date."),
+            Column(
+                "cev", "DOUBLE", f"Customer engagement value = clv + crv + civ + ckv ({_MONEY})."
+            ),
+            Column(
+                "social_points",
+                "DOUBLE",
+                "Social points on every platform: like/pin/tweet 1, comment 5, share/retweet 10, "
+                "mention 5.",
+            ),
+            *(
+                Column(f"social_points_{p}", "DOUBLE", f"Social points on {p}.")
+                for p in SOCIAL_PLATFORMS
+            ),
+            Column("clv_high", "BOOLEAN", "A buyer whose CLV is above the quadrant's CLV cut."),
+            Column(
+                "crv_high",
+                "BOOLEAN",
+                "A credited referrer whose CRV is above 0 and above the quadrant's CRV cut.",
+            ),
+            Column(
+                "crv_losing",
+                "BOOLEAN",
+                "A credited referrer whose expected referral value is below 0.",
+            ),
+            QUADRANT,
+            Column("quadrant_play", "VARCHAR", "The marketing play for the quadrant, in words."),
+            AS_OF,
+        ),
+    ),
+    Table(
+        "customer_persona",
+        "One row per clustered customer (every customer with a completed order) and version: "
+        "their behavioural persona. Key: customer_id.",
+        key=("customer_id",),
+        columns=(
+            CUSTOMER_ID,
+            Column(
+                "persona_id",
+                "INTEGER",
+                "The k-means cluster, 0..k-1; see marts.persona_profile.",
+            ),
+            Column(
+                "persona",
+                "VARCHAR",
+                "The persona's name: the labels of its two most distinctive features.",
+            ),
+            AS_OF,
+        ),
+    ),
+    Table(
+        "persona_profile",
+        "One row per persona and version: size, feature means and z-scores. Key: persona_id.",
+        key=("persona_id",),
+        columns=(
+            Column("persona_id", "INTEGER", "The k-means cluster, 0..k-1."),
+            Column("persona", "VARCHAR", "The persona's name."),
+            Column("size", "BIGINT", "Customers in the persona."),
+            Column("share", "DOUBLE", "size / all clustered customers (0..1)."),
+            *_persona_feature_columns(),
+            AS_OF,
+        ),
+    ),
+    Table(
+        "cohort_retention",
+        "One row per first-order month (cohort) and month since the first order, up to the "
+        "as-of month, and version: how many of the cohort's customers ordered again. Key: "
+        "cohort_month, months_since_first_order.",
+        key=("cohort_month", "months_since_first_order"),
+        columns=(
+            Column(
+                "cohort_month",
+                "DATE",
+                "First day of the month of the customers' first completed order.",
+            ),
+            Column(
+                "months_since_first_order",
+                "INTEGER",
+                "Calendar months from the cohort month to the activity month (0 = the first "
+                "order's month).",
+            ),
+            Column(
+                "cohort_customers",
+                "BIGINT",
+                "Customers whose first completed order is in cohort_month.",
+            ),
+            Column(
+                "active_customers",
+                "BIGINT",
+                "Of those, customers with a completed order in the activity month.",
+            ),
+            Column("orders", "BIGINT", "Completed orders of the cohort in the activity month."),
+            Column(
+                "revenue",
+                "DOUBLE",
+                f"Net amount of those orders ({_MONEY}; orders without an FX rate left out).",
+            ),
+            Column(
+                "retention_share",
+                "DOUBLE",
+                "active_customers / cohort_customers (0..1); the as-of month counts only up to "
+                "the as-of date.",
+            ),
+            CURRENCY,
+            AS_OF,
+        ),
+    ),
+    Table(
+        "model_fit",
+        "One row per model (BG/NBD, MBG/NBD, Pareto/NBD, Gamma-Gamma), window (full, "
+        "calibration) and version. Key: model, window.",
+        key=("model", "window"),
+        columns=(
+            Column("model", "VARCHAR", "bgnbd, mbgnbd, pareto_nbd or gamma_gamma."),
+            Column(
+                "window",
+                "VARCHAR",
+                "full (orders up to the as-of date) or calibration (up to the calibration end).",
+            ),
+            Column("window_end", "DATE", "Last day of the window's orders."),
+            Column("time_unit", "VARCHAR", "The unit of the fit's time: D (days) or W (weeks)."),
+            Column("converged", "BOOLEAN", "The optimiser converged to finite parameters."),
+            Column("message", "VARCHAR", "The optimiser's message when it did not converge."),
+            Column("reason", "VARCHAR", "Why the fit failed, in words; NULL when it converged."),
+            Column("r", "DOUBLE", "Purchase rate Gamma shape r (purchase models)."),
+            Column("alpha", "DOUBLE", "Purchase rate Gamma scale alpha, in time_unit."),
+            Column("a", "DOUBLE", "Dropout Beta parameter a (BG/NBD, MBG/NBD)."),
+            Column("b", "DOUBLE", "Dropout Beta parameter b (BG/NBD, MBG/NBD)."),
+            Column("p", "DOUBLE", "Gamma-Gamma spend shape p."),
+            Column("q", "DOUBLE", "Gamma-Gamma shape q of the spend scale."),
+            Column("gamma", "DOUBLE", "Gamma-Gamma scale gamma (lifetimes' v)."),
+            Column(
+                "params",
+                "VARCHAR",
+                "Every fitted parameter as JSON (Pareto/NBD: r, alpha, s, beta).",
+            ),
+            Column(
+                "log_likelihood", "DOUBLE", "Total log-likelihood of the fit, in the data's units."
+            ),
+            Column("n_customers", "BIGINT", "Customers the fit used."),
+            Column("n_rows", "BIGINT", "Distinct grouped rows the fit ran on."),
+            Column("penalizer", "DOUBLE", "L2 penalizer (ENGAGEMENT_PENALIZER; 0 by default)."),
+            Column("fit_seconds", "DOUBLE", "Seconds the fit took."),
+            Column("chosen", "BOOLEAN", "The purchase model used to score customers."),
+            Column("library_versions", "VARCHAR", "Versions of the numeric libraries, as JSON."),
+            Column("fitted_at", "TIMESTAMP", "When the fit ran (local time)."),
+            Column(
+                "frequency_spend_correlation",
+                "VARCHAR",
+                "Pearson and Spearman correlation of repeat purchases and mean repeat spend "
+                "(full window), as JSON: Gamma-Gamma assumes none.",
+            ),
+            AS_OF,
+        ),
+    ),
+    Table(
+        "model_validation",
+        "One row per purchase model, calibration frequency bucket and version: the calibration "
+        "fit's predicted holdout purchases against the actual. Key: model, frequency_bucket.",
+        key=("model", "frequency_bucket"),
+        columns=(
+            Column("model", "VARCHAR", "bgnbd, mbgnbd or pareto_nbd."),
+            Column(
+                "frequency_bucket",
+                "VARCHAR",
+                "Repeat purchases in the calibration window: 0..6, or 7+.",
+            ),
+            Column("customers", "BIGINT", "Customers in the bucket."),
+            Column("actual_mean", "DOUBLE", "Mean actual repeat purchases in the holdout."),
+            Column("predicted_mean", "DOUBLE", "Mean predicted repeat purchases in the holdout."),
+            Column("converged", "BOOLEAN", "The model's calibration fit converged."),
+            Column("total_actual", "DOUBLE", "Actual holdout repeat purchases, all customers."),
+            Column(
+                "total_predicted", "DOUBLE", "Predicted holdout repeat purchases, all customers."
+            ),
+            Column(
+                "total_error_pct",
+                "DOUBLE",
+                "(total_predicted - total_actual) / total_actual x 100.",
+            ),
+            Column(
+                "mae_per_customer",
+                "DOUBLE",
+                "Mean absolute error of a customer's holdout purchases.",
+            ),
+            Column(
+                "calibration_log_likelihood",
+                "DOUBLE",
+                "The calibration fit's log-likelihood.",
+            ),
+            Column("chosen", "BOOLEAN", "The model the run chose (lowest MAE rule)."),
+            Column("calibration_end", "DATE", "Last day of the calibration window."),
+            AS_OF,
+        ),
+    ),
+    Table(
+        "segment_migration",
+        "One row per consecutive pair of retained versions, dimension and move: how many "
+        "customers moved between RFM segments or CEV quadrants and the CEV they carry. Not "
+        "versioned. Key: from_snapshot, to_snapshot, dimension, from_value, to_value.",
+        key=("from_snapshot", "to_snapshot", "dimension", "from_value", "to_value"),
+        versioned=False,
+        columns=(
+            Column("from_snapshot", "BIGINT", "The earlier version."),
+            Column("to_snapshot", "BIGINT", "The next version in as-of order."),
+            Column("dimension", "VARCHAR", "rfm_segment or quadrant."),
+            Column(
+                "from_value", "VARCHAR", "Segment or quadrant in from_snapshot; '(none)' if absent."
+            ),
+            Column(
+                "to_value", "VARCHAR", "Segment or quadrant in to_snapshot; '(none)' if absent."
+            ),
+            Column("moved", "BOOLEAN", "from_value differs from to_value."),
+            Column("customers", "BIGINT", "Customers who made this move."),
+            Column("cev_from", "DOUBLE", f"Their CEV in from_snapshot ({_MONEY})."),
+            Column("cev_to", "DOUBLE", f"Their CEV in to_snapshot ({_MONEY})."),
+        ),
+    ),
+    Table(
+        "snapshot_log",
+        "One row per publish, kept after the version expires (audit trail); analysts read the "
+        "view marts.snapshots. Not versioned. Key: snapshot_id.",
+        key=("snapshot_id",),
+        versioned=False,
+        columns=(
+            Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
+            Column("published_at", "TIMESTAMP", "When it was published (local time)."),
+            Column("run_id", "VARCHAR", "The Dagster run that published it."),
+            Column(
+                "partition_key",
+                "VARCHAR",
+                "The as-of month of the run; NULL when ENGAGEMENT_AS_OF pinned the date.",
+            ),
+            Column("as_of", "DATE", "The version's as-of date."),
+            Column("settings", "JSON", "Every setting that changes the numbers."),
+            Column("tables", "JSON", "Rows of each mart in this version."),
+            Column(
+                "inputs_fingerprint",
+                "VARCHAR",
+                "Hash of the files, erasures, settings and code the version was computed from.",
+            ),
+            Column("expired_at", "TIMESTAMP", "When retention dropped its history rows, or NULL."),
+        ),
+    ),
+    Table(
+        "snapshots",
+        "The view analysts read: one row per publish (marts.snapshot_log) with is_current. Key: "
+        "snapshot_id.",
+        key=("snapshot_id",),
+        versioned=False,
+        kind="VIEW",
+        columns=(
+            Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
+            Column("published_at", "TIMESTAMP", "When it was published (local time)."),
+            Column("run_id", "VARCHAR", "The Dagster run that published it."),
+            Column(
+                "partition_key",
+                "VARCHAR",
+                "The as-of month of the run; NULL when ENGAGEMENT_AS_OF pinned the date.",
+            ),
+            Column("as_of", "DATE", "The version's as-of date."),
+            Column("settings", "JSON", "Every setting that changes the numbers."),
+            Column("tables", "JSON", "Rows of each mart in this version."),
+            Column("is_current", "BOOLEAN", "True for exactly the version marts.* holds."),
+            Column(
+                "inputs_fingerprint",
+                "VARCHAR",
+                "Hash of the files, erasures, settings and code the version was computed from.",
+            ),
+            Column("expired_at", "TIMESTAMP", "When retention dropped its history rows, or NULL."),
+        ),
+    ),
+    Table(
+        "current_version",
+        "At most one row: the version marts.* holds. Not versioned.",
+        key=("singleton",),
+        versioned=False,
+        columns=(
+            Column("singleton", "BOOLEAN", "Always true: the primary key allows one row."),
+            Column("snapshot_id", "BIGINT", "The current version."),
+        ),
+    ),
+)
+
+BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
+# The marts each publish copies from work.<name> into marts.<name> and history.<name>.
+PUBLISHED = tuple(t.name for t in TABLES if t.versioned)
+
+
+def table(name: str) -> Table:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(
+            f"marts.{name} is not in the data dictionary (engagement_box/dictionary.py)"
+        ) from None
+
+
+def columns_in(schema: str, name: str) -> tuple[Column, ...]:
+    """The columns of `schema.name` as published: history tables start with snapshot_id."""
+    columns = table(name).columns
+    return (SNAPSHOT_ID, *columns) if schema == "history" else columns
+
+
+def accepted_values(name: str) -> dict[str, tuple[str, ...]]:
+    return {c.name: c.accepted_values for c in table(name).columns if c.accepted_values}
+
+
+# ----------------------------------------------------------------------------------------------
+# In the warehouse
+
+
+def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+            {"schema": schema, "table": name},
+        ).fetchall()
+    ]
+
+
+# Columns renamed so that one name has one meaning: (table, old name, new name). A warehouse
+# from before the rename gets its columns renamed in work, marts and history, values kept.
+RENAMED: tuple[tuple[str, str, str], ...] = (
+    ("customer_rfm", "recency_days", "days_since_last_order"),
+    ("customer_rfm", "frequency", "order_count"),
+    ("customer_rfm", "monetary", "total_spend"),
+    *(
+        ("persona_profile", f"{prefix}_{old}", f"{prefix}_{new}")
+        for prefix in ("mean", "z")
+        for old, new in (
+            ("recency_days", "days_since_last_order"),
+            ("frequency", "order_count"),
+            ("monetary", "total_spend"),
+        )
+    ),
+)
+
+
+def rename_legacy_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Rename the columns of `RENAMED` where a table still has the old name and not the new one
+    (work, marts and history). Returns what was renamed, as `schema.table.old -> new`."""
+    done = []
+    for schema in ("work", "marts", "history"):
+        for name, old, new in RENAMED:
+            existing = set(_existing_columns(con, schema, name))
+            if old in existing and new not in existing:
+                con.execute(
+                    f"ALTER TABLE {quote_identifier(schema)}.{quote_identifier(name)} "
+                    f"RENAME COLUMN {quote_identifier(old)} TO {quote_identifier(new)}"
+                )
+                done.append(f"{schema}.{name}.{old} -> {new}")
+    return done
+
+
+def _column_identifier(name: str) -> str:
+    """A column name of this dictionary, quoted (the dictionary is the allow-list; `T` is upper
+    case, which `quote_identifier` refuses)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"not an allowed SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+def comment_statements(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> Iterator[str]:
+    """COMMENT ON statements for `schema.name` and each of its columns the dictionary defines.
+    DuckDB binds no parameter in COMMENT ON: the texts are this module's constants, quoted as
+    literals."""
+    entry = table(name)
+    target = f"{quote_identifier(schema)}.{quote_identifier(name)}"
+    yield f"COMMENT ON {entry.kind} {target} IS {quote_literal(entry.description)}"
+    defined = {c.name: c for c in columns_in(schema, name)}
+    for column in _existing_columns(con, schema, name):
+        if column in defined:
+            yield (
+                f"COMMENT ON COLUMN {target}.{_column_identifier(defined[column].name)} "
+                f"IS {quote_literal(defined[column].description)}"
+            )
+
+
+def comment_on(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> None:
+    """Write the dictionary's descriptions on `schema.name` (in the caller's transaction)."""
+    for statement in comment_statements(con, schema, name):
+        con.execute(statement)
+
+
+# ----------------------------------------------------------------------------------------------
+# The document
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown() -> str:
+    """docs/DATA_DICTIONARY.md."""
+    lines = [
+        "# Data dictionary",
+        "",
+        "Every table and column of the `marts` schema. Generated from `engagement_box/"
+        "dictionary.py` (`python -c 'from engagement_box import dictionary; "
+        'print(dictionary.markdown(), end="")\' > docs/DATA_DICTIONARY.md`); the same texts are '
+        "the warehouse's `COMMENT ON` (`SELECT table_name, column_name, comment FROM "
+        "duckdb_columns() WHERE schema_name = 'marts'`) and the column schema of the mart assets "
+        "in Dagster.",
+        "",
+        "Versioned marts: `marts.<name>` is the current version, `history.<name>` every retained "
+        "version (the same columns after a first column `snapshot_id`), "
+        "`marts.<name>_at(snapshot_id)` one version. Money is in the reporting currency "
+        "(`ENGAGEMENT_CURRENCY`, column `currency` where a table has it).",
+        "",
+        "One name, one meaning: `frequency`, `recency` and `monetary_value` are the purchase "
+        "models' inputs (repeat purchases, time between first and last order, mean repeat order "
+        "value); the RFM inputs are `order_count`, `days_since_last_order` and `total_spend`. "
+        "`Champions` is an RFM segment; the CLV x CRV quadrants all start with `CEV`.",
+        "",
+    ]
+    for entry in TABLES:
+        lines += [f"## marts.{entry.name}", "", entry.description, ""]
+        if entry.versioned:
+            lines += [
+                f"Versions: `history.{entry.name}`, `marts.{entry.name}_at(snapshot_id)`.",
+                "",
+            ]
+        lines += ["| column | type | description |", "| --- | --- | --- |"]
+        for column in entry.columns:
+            text = column.description
+            if column.accepted_values:
+                text += " Values: " + ", ".join(f"`{v}`" for v in column.accepted_values) + "."
+            lines.append(f"| {column.name} | {column.type} | {_cell(text)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks on what analysts read (blocking asset checks before publish)
+
+EXAMPLES = 5
+
+
+def key_problems(frame: pl.DataFrame, name: str) -> list[str]:
+    """Why `frame` is not one row per key of `name` (null or repeated keys); empty when it is."""
+    key = list(table(name).key)
+    problems = []
+    missing = [c for c in key if c not in frame.columns]
+    if missing:
+        return [f"key column(s) {missing} missing"]
+    nulls = frame.filter(pl.any_horizontal(pl.col(key).is_null())).height
+    if nulls:
+        problems.append(f"{nulls} row(s) with a NULL in the key {', '.join(key)}")
+    repeated = frame.group_by(key).len().filter(pl.col("len") > 1).sort(key)
+    if repeated.height:
+        shown = ["/".join(str(v) for v in row[:-1]) for row in repeated.head(EXAMPLES).iter_rows()]
+        problems.append(
+            f"{repeated.height} key value(s) on more than one row, e.g. {', '.join(shown)}"
+        )
+    return problems
+
+
+def value_problems(frame: pl.DataFrame, name: str) -> list[str]:
+    """Columns of `name` with a value outside the documented set (NULL included)."""
+    problems = []
+    for column, allowed in accepted_values(name).items():
+        if column not in frame.columns:
+            problems.append(f"{column} missing")
+            continue
+        bad = frame.filter(~pl.col(column).cast(pl.String).is_in(list(allowed)).fill_null(False))
+        if bad.height:
+            values = bad[column].cast(pl.String).unique().sort(nulls_last=True).head(EXAMPLES)
+            problems.append(
+                f"{bad.height} row(s) with {column} outside the documented values, e.g. "
+                + ", ".join("NULL" if v is None else repr(v) for v in values.to_list())
+            )
+    return problems

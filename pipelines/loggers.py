@@ -1,0 +1,34 @@
+"""Loggers: Dagster's full log of a run, in a file of its own.
+
+`engagement-box run` turns this logger on instead of Dagster's console logger (the console gets
+one line per step). A run re-executed from the UI inherits the run config, so it writes its own
+file too. The event log in Dagster's storage, which the UI shows, is the same either way.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from engagement_box import settings
+
+RUN_LOG_FILE = "run_log_file"
+LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+
+
+def run_log_path(run_id: str) -> Path:
+    """Where the full Dagster log of `run_id` is written: DAGSTER_HOME/logs/<run id>.log."""
+    home = os.environ.get("DAGSTER_HOME") or str(settings.REPO_ROOT / ".dagster")
+    return Path(home) / "logs" / f"{run_id}.log"
+
+
+@dg.logger(description="Every Dagster log line of the run, in DAGSTER_HOME/logs/<run id>.log.")
+def run_log_file(init_context: dg.InitLoggerContext) -> logging.Logger:
+    path = run_log_path(init_context.run_id or "no-run")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.Logger("dagster", level=logging.DEBUG)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S %z"))
+    logger.addHandler(handler)
+    return logger

@@ -1,5 +1,0 @@
-SELECT reason, count(*) AS rows
-FROM staging.quarantine
-WHERE source = $source
-GROUP BY reason
-ORDER BY rows DESC, reason

@@ -1,0 +1,227 @@
+"""`engagement-box run` tells the truth: one line per step as it finishes, Dagster's full log in a
+file it names, the failing step's own cause, and runs the UI can re-execute.
+
+One real run of a small generated retailer (tmp_path warehouse, the project's own Dagster
+configuration) is checked three ways in one test, since a run costs most of a minute: its console,
+its re-execution from the UI, and the README's command that materializes one asset after it.
+"""
+
+import contextlib
+import datetime as dt
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.publish import MARTS
+from engagement_box import cli, generator
+from engagement_box.staging.contracts import SOURCES
+from tests.conftest import ORDER_HEADER, good_order, write_csv
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MONTH = "2025-12"
+PARTITION = "2025-12-01"
+
+
+def environment(root: Path, exports: Path) -> dict[str, str]:
+    home = root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    return {
+        "ENGAGEMENT_DATA_DIR": str(exports),
+        "ENGAGEMENT_WAREHOUSE": str(root / "warehouse" / "w.duckdb"),
+        "ENGAGEMENT_AUDIENCE_DIR": str(root / "audiences"),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`engagement-box run` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["run", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_cli_run_tells_its_steps_reruns_from_the_ui_and_one_asset_reruns(tmp_path):
+    root = tmp_path
+    exports = root / "exports"
+    generator.generate(
+        exports, generator.GeneratorConfig(customers=400, seed=11, end=dt.date(2025, 12, 31))
+    )
+    env = environment(root, exports)
+    code, out, err = run_cli(env, "--month", MONTH)
+    cli_run = {"env": env, "code": code, "out": out, "err": err}
+    check_console(cli_run)
+    check_ui_reexecution(cli_run)
+    check_readme_materialize(cli_run)
+
+
+@contextlib.contextmanager
+def instance_at(env: dict[str, str]):
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+
+
+def step_lines(out: str) -> dict[str, list[str]]:
+    """Step key -> the fields of its console line."""
+    lines = out.split(cli.StepLines.HEADER.strip(), 1)[1].splitlines()[1:]
+    return {
+        line.split()[0]: line.split()
+        for line in lines
+        if line.startswith("  ") and len(line.split()) >= 3
+    }
+
+
+def check_console(cli_run: dict) -> None:
+    """One line per step, nothing on stderr, the full log in the file named."""
+    assert cli_run["code"] == 0, cli_run["err"][-3000:]
+    out, err = cli_run["out"], cli_run["err"]
+    assert err == ""  # Dagster's DEBUG lines are in the log file, not on the console
+    run_id = re.search(r"^run:\s+(\S+)$", out, flags=re.M)[1]
+    log = Path(re.search(r"^full log:\s+(\S+)$", out, flags=re.M)[1])
+    assert log == Path(cli_run["env"]["DAGSTER_HOME"]) / "logs" / f"{run_id}.log"
+    text = log.read_text()
+    assert "DEBUG" in text and 'Started execution of step "staging__orders"' in text
+    assert "published version 1" in text  # the assets' own log messages too
+
+    with instance_at(cli_run["env"]) as instance:
+        planned = instance.get_run_by_id(run_id).step_keys_to_execute
+    lines = step_lines(out)
+    assert sorted(lines) == sorted(planned)  # every step, once
+    for fields in lines.values():
+        assert fields[1] == "ok", fields
+        assert float(fields[2]) >= 0
+    for source in SOURCES:  # each staging step: its rows and its reconciliation check
+        fields = lines[f"staging__{source}"]
+        assert fields[-2:] == ["1", "passed"], fields
+    con = duckdb.connect(cli_run["env"]["ENGAGEMENT_WAREHOUSE"], read_only=True)
+    try:
+        staged = con.execute("SELECT count(*) FROM staging.orders").fetchone()[0]
+        emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}
+    finally:
+        con.close()
+    emails.discard(None)
+    # The log file is outside the warehouse (erasure cannot reach it): no email gets there.
+    assert emails and not [e for e in emails if e in text or e in out]
+    assert lines["staging__orders"][3] == f"{staged:,}"
+    assert lines["published_marts"][4:6] == ["in", str(len(MARTS))]  # rows in every mart
+    assert out.rstrip().endswith(f"run {run_id} succeeded")
+
+
+def test_a_failed_step_prints_its_own_cause_and_the_file(tmp_path):
+    exports = tmp_path / "exports"
+    for source in SOURCES:
+        (exports / source).mkdir(parents=True)
+    bad = write_csv(
+        exports / "orders" / "orders_bad.csv",
+        [good_order(1)],
+        header=[c for c in ORDER_HEADER if c != "net_amount"],
+    )
+    env = environment(tmp_path, exports)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 1
+    assert step_lines(out)["staging__orders"][1] == "FAILED"
+    (failed,) = [line for line in err.splitlines() if line.startswith("FAILED")]
+    assert failed.startswith("FAILED staging__orders: orders/orders_bad.csv: missing required")
+    assert "net_amount" in failed and "None" not in failed
+    assert "Execution of run" not in failed and "Traceback" not in err
+    assert "full log: " in failed
+    assert re.search(r"^  \d+ steps did not run: ", out, flags=re.M)
+    assert bad.exists()
+
+
+def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
+    env = environment(tmp_path, tmp_path)
+    code, _, err = run_cli(env, "--month", "2019-01")
+    assert code == 2
+    assert "outside the as-of months" in err and "Traceback" not in err
+
+
+QUERY = """
+mutation($parentRunId: String!) {
+  launchRunReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def check_ui_reexecution(cli_run: dict) -> None:
+    """The UI's "Re-execute all": the same GraphQL mutation, on the workspace `dagster dev`
+    loads from workspace.yaml. It failed with "CheckError: Expected non-None value: None" when
+    the CLI ran the job with `execute_in_process` (no job origin recorded)."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    assert cli_run["code"] == 0, cli_run["err"][-3000:]
+    parent_id = re.search(r"^run:\s+(\S+)$", cli_run["out"], flags=re.M)[1]
+    with (
+        instance_at(cli_run["env"]) as instance,
+        WorkspaceProcessContext(
+            instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
+        ) as workspace,
+    ):
+        context = workspace.create_request_context()
+        result = execute_dagster_graphql(context, QUERY, {"parentRunId": parent_id})
+        launched = result.data["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        if instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.QUEUED:
+            instance.launch_run(run_id, context)  # what the daemon does with a queued run
+        deadline = time.monotonic() + 600
+        while not instance.get_run_by_id(run_id).is_finished:
+            assert time.monotonic() < deadline, "the re-execution did not finish"
+            time.sleep(0.5)
+        run = instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.parent_run_id == parent_id and run.root_run_id == parent_id
+    assert run.tags["dagster/partition"] == PARTITION
+
+
+def check_readme_materialize(cli_run: dict) -> None:
+    """The README's command for one asset and one month runs as written, after the run."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (command,) = [
+        line.split("  #")[0].strip()
+        for line in readme.splitlines()
+        if "dagster asset materialize" in line and not line.startswith(("`", "-"))
+    ]
+    words = shlex.split(command)
+    assert words[0] == ".venv/bin/dagster"
+    assert cli_run["code"] == 0, cli_run["err"][-3000:]
+    done = subprocess.run(
+        [str(BIN / "dagster"), *words[1:]],
+        cwd=REPO,
+        env={**os.environ, **cli_run["env"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    asset = dg.AssetKey.from_user_string(words[words.index("--select") + 1])
+    partition = words[words.index("--partition") + 1]
+    with instance_at(cli_run["env"]) as instance:
+        (latest,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
+        ).records
+        assert latest.run_id not in cli_run["out"]  # a new run, not the CLI's

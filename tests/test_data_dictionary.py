@@ -1,0 +1,271 @@
+"""Marts that explain themselves: the data dictionary, its document, the warehouse comments, the
+Dagster column schema, the customer and cohort marts, and the checks on what analysts read.
+
+The end-to-end test (tests/test_pipeline_e2e.py) checks the dictionary against the warehouse of a
+sample run: the same tables, columns, types and comments.
+"""
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets.publish import FRESHNESS_CHECK, MART_FRESHNESS, MARTS, mart_key
+from engagement_box import dictionary, reports
+from engagement_box.frames import write_frame
+from engagement_box.governance import versions
+from engagement_box.value.summary import cohort_retention
+from pipelines.definitions import defs
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "DATA_DICTIONARY.md"
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_document_is_the_dictionary():
+    assert DOC.read_text(encoding="utf-8") == dictionary.markdown(), (
+        "docs/DATA_DICTIONARY.md is out of date: regenerate it with the command at its top"
+    )
+
+
+def test_every_published_mart_and_only_those_is_a_versioned_entry():
+    assert set(dictionary.PUBLISHED) == set(MARTS)
+
+
+@pytest.mark.parametrize("entry", dictionary.TABLES, ids=lambda t: t.name)
+def test_every_column_has_one_description_and_the_key_exists(entry):
+    names = entry.column_names
+    assert len(names) == len(set(names)), f"{entry.name}: a column is listed twice"
+    assert entry.description.strip()
+    for column in entry.columns:
+        assert column.description.strip(), f"{entry.name}.{column.name} has no description"
+    assert set(entry.key) <= set(names)
+
+
+def test_one_name_one_meaning_across_the_marts():
+    """A column name means the same in every mart: the same description, or one that points to
+    the defining mart ('as in ...')."""
+    by_name: dict[str, set[str]] = {}
+    for entry in dictionary.TABLES:
+        if not entry.versioned:
+            continue
+        for column in entry.columns:
+            if column.description.endswith("as in engagement_value."):
+                continue
+            by_name.setdefault(column.name, set()).add(column.description)
+    # RFM inputs never reuse the purchase models' names.
+    rfm = dictionary.table("customer_rfm").column_names
+    assert not {"frequency", "recency", "monetary", "monetary_value", "recency_days"} & set(rfm)
+    same_meaning = {"customer_id", "as_of", "currency", "segment", "quadrant"}
+    for name in same_meaning:
+        assert len(by_name[name]) == 1, name
+
+
+def test_the_mart_assets_show_every_column_with_its_description_before_any_run():
+    graph = defs.resolve_asset_graph()
+    for name in MARTS:
+        spec = graph.get(mart_key(name))
+        schema = spec.metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns] == dictionary.table(name).column_names
+        assert all(c.description for c in schema.columns)
+        assert spec.freshness_policy == MART_FRESHNESS
+    assert graph.get(mart_key("customer")).check_keys >= {
+        dg.AssetCheckKey(mart_key("customer"), FRESHNESS_CHECK)
+    }
+
+
+def test_the_checks_on_the_customer_mart_block_the_publish():
+    graph = defs.resolve_asset_graph()
+    customer = dg.AssetKey(["work", "customer"])
+    blocking = {
+        key.name for key in graph.get(customer).check_keys if graph.get_check_spec(key).blocking
+    }
+    assert blocking == {"one_row_per_customer", "documented_segments_and_quadrants"}
+    assert customer in graph.get(mart_key("customer")).parent_keys
+
+
+def test_comments_are_written_on_marts_and_history_and_survive_a_second_publish(warehouse):
+    frame = pl.DataFrame(
+        {"customer_id": ["a", "b"], "segment": ["Champions", "Prospect"], "extra": [1, 2]}
+    )
+    for as_of in ("2025-01-31", "2025-02-28"):
+        write_frame(warehouse, "work", "customer_rfm", frame)
+        versions.publish(
+            warehouse,
+            ["customer_rfm"],
+            run_id="r",
+            partition_key=None,
+            as_of=as_of,
+            settings={"as_of": as_of},
+        )
+    comments = dict(
+        (
+            (schema, column),
+            comment,
+        )
+        for schema, column, comment in warehouse.execute(
+            "SELECT schema_name, column_name, comment FROM duckdb_columns() "
+            "WHERE table_name = 'customer_rfm'"
+        ).fetchall()
+    )
+    segment = dictionary.table("customer_rfm").column("segment").description
+    assert comments[("marts", "segment")] == comments[("history", "segment")] == segment
+    assert comments[("history", "snapshot_id")] == dictionary.SNAPSHOT_ID.description
+    # A column the dictionary does not define gets no comment (the e2e test fails on it).
+    assert comments[("marts", "extra")] is None
+    tables = dict(
+        warehouse.execute(
+            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts'"
+        ).fetchall()
+    )
+    assert tables["customer_rfm"] == dictionary.table("customer_rfm").description
+    assert tables["snapshot_log"] == dictionary.table("snapshot_log").description
+
+
+def test_key_and_value_problems_are_named():
+    good = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "segment": ["Champions", "Prospect"],
+            "quadrant": ["CEV Misers"] * 2,
+        }
+    )
+    assert dictionary.key_problems(good, "customer") == []
+    assert dictionary.value_problems(good, "customer") == []
+    bad = pl.DataFrame(
+        {
+            "customer_id": ["a", "a", None],
+            "segment": ["Champions", "Gold", None],
+            "quadrant": ["Champions", "CEV Misers", "CEV Misers"],
+        }
+    )
+    keys = dictionary.key_problems(bad, "customer")
+    assert any("1 row(s) with a NULL" in p for p in keys)
+    assert any("1 key value(s) on more than one row, e.g. a" in p for p in keys)
+    values = dictionary.value_problems(bad, "customer")
+    assert values == [
+        "2 row(s) with segment outside the documented values, e.g. 'Gold', NULL",
+        "1 row(s) with quadrant outside the documented values, e.g. 'Champions'",
+    ]
+
+
+ORDERS_DDL = """
+create schema if not exists staging;
+create table staging.orders (
+    order_id varchar, customer_id varchar, email varchar, ordered_at timestamp,
+    net_amount double, currency varchar, status varchar, channel varchar,
+    source_file varchar, source_row bigint
+)
+"""
+
+
+def test_cohort_retention_counts_customers_orders_and_revenue_by_month(warehouse):
+    warehouse.execute(ORDERS_DDL)
+    warehouse.execute(
+        "insert into staging.orders (order_id, customer_id, ordered_at, net_amount, currency, "
+        "status) values "
+        "('1', 'x', '2024-01-05', 10, 'USD', 'completed'), "
+        "('2', 'y', '2024-01-20', 20, 'GBP', 'completed'), "
+        "('3', 'x', '2024-03-02', 30, 'USD', 'completed'), "
+        "('4', 'x', '2024-03-09', 5, 'USD', 'completed'), "
+        "('5', 'y', '2024-02-01', 99, 'USD', 'cancelled'), "
+        "('6', 'z', '2024-02-10', 7, 'JPY', 'completed'), "  # no rate: left out
+        "('7', 'w', '2024-02-11', 8, 'USD', 'completed'), "
+        "('8', 'w', '2024-03-20', 8, 'USD', 'completed')"  # after the as-of date
+    )
+    out = cohort_retention(warehouse, dt.date(2024, 3, 15), currency="USD", fx_rates={"GBP": 1.5})
+    assert out.select(
+        pl.col("cohort_month").dt.strftime("%Y-%m"),
+        "months_since_first_order",
+        "cohort_customers",
+        "active_customers",
+        "orders",
+        "revenue",
+        "retention_share",
+    ).rows() == [
+        ("2024-01", 0, 2, 2, 2, 40.0, 1.0),
+        ("2024-01", 1, 2, 0, 0, 0.0, 0.0),
+        ("2024-01", 2, 2, 1, 2, 35.0, 0.5),
+        ("2024-02", 0, 1, 1, 1, 8.0, 1.0),
+        ("2024-02", 1, 1, 0, 0, 0.0, 0.0),
+    ]
+    png = reports.cohort_retention_png(out)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_freshness_compares_the_current_version_with_the_staged_orders(warehouse):
+    warehouse.execute(ORDERS_DDL)
+    warehouse.execute(
+        "insert into staging.orders (order_id, customer_id, ordered_at, net_amount, currency, "
+        "status) values ('1', 'x', '2025-01-20 10:00', 10, 'USD', 'completed')"
+    )
+    assert versions.freshness(warehouse).describe() == "no version is published yet"
+    write_frame(warehouse, "work", "customer_rfm", pl.DataFrame({"customer_id": ["x"]}))
+    versions.publish(
+        warehouse, ["customer_rfm"], run_id="r", partition_key=None, as_of="2025-01-20",
+        settings={"n": 1},
+    )  # fmt: skip
+    fresh = versions.freshness(warehouse)
+    assert (fresh.days_behind, fresh.as_of) == (0, dt.date(2025, 1, 20))
+    warehouse.execute(
+        "insert into staging.orders (order_id, customer_id, ordered_at, net_amount, currency, "
+        "status) values ('2', 'x', '2025-02-03 09:00', 10, 'USD', 'completed')"
+    )
+    behind = versions.freshness(warehouse)
+    assert behind.days_behind == 14
+    assert "run the month of 2025-02-03" in behind.describe()
+
+
+def readme_query(marker: str) -> str:
+    block = re.search(r"```sql\n(.*?)```", README.split(marker, 1)[1], flags=re.S)
+    assert block, f"README has no sql block after {marker!r}"
+    return block.group(1)
+
+
+def test_the_readme_customer_query_finds_consenting_german_cev_champions_by_clv(warehouse):
+    columns = dictionary.table("customer").column_names
+    rows = [
+        ("c1", "DE", True, "CEV Champions", 100.0),
+        ("c2", "DE", True, "CEV Champions", 300.0),
+        ("c3", "DE", False, "CEV Champions", 900.0),  # no consent
+        ("c4", "FR", True, "CEV Champions", 800.0),  # not in Germany
+        ("c5", "DE", True, "CEV Misers", 700.0),  # another quadrant
+        ("c6", "DE", True, "Champions", 600.0),  # the RFM segment's name, not a quadrant
+    ]
+    frame = pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "country": [r[1] for r in rows],
+            "marketing_consent": [r[2] for r in rows],
+            "quadrant": [r[3] for r in rows],
+            "clv": [r[4] for r in rows],
+        }
+    )
+    warehouse.execute("CREATE SCHEMA marts")
+    warehouse.register("given", frame)
+    selected = ", ".join(
+        f'given."{c}"' if c in frame.columns else f'NULL AS "{c}"' for c in columns
+    )
+    warehouse.execute(f"CREATE TABLE marts.customer AS SELECT {selected} FROM given")
+    found = warehouse.execute(readme_query("<!-- customer-query -->")).fetchall()
+    assert [r[0] for r in found] == ["c2", "c1"]
+
+
+def test_a_warehouse_from_before_the_renames_keeps_its_values_under_the_new_names(warehouse):
+    old = pl.DataFrame(
+        {"customer_id": ["a"], "recency_days": [3], "frequency": [2], "monetary": [9.5]}
+    )
+    write_frame(warehouse, "work", "customer_rfm", old)
+    versions.publish(
+        warehouse, ["customer_rfm"], run_id="r", partition_key=None, as_of="2025-01-31",
+        settings={"n": 1},
+    )  # fmt: skip
+    assert dictionary.rename_legacy_columns(warehouse) == []  # publish renamed them already
+    for schema in ("work", "marts", "history"):
+        row = warehouse.execute(
+            f"SELECT days_since_last_order, order_count, total_spend FROM {schema}.customer_rfm"
+        ).fetchall()
+        assert row == [(3, 2, 9.5)], schema
