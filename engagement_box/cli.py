@@ -283,7 +283,7 @@ def _standing_version(partition: str) -> int | None:
     from pipelines.resources import EngagementConfig, ModelSettings
 
     return standing_version(
-        settings.warehouse_path(),
+        settings.working_db_path(),  # the pipeline's own database: staged files and versions
         settings.data_dir(),
         partition,
         ModelSettings(),

@@ -31,7 +31,7 @@ def daily_schedule(
     partition_key = partition_key_for(scheduled)
     # Nothing new (every export staged as it is, same settings and code): no run at all.
     standing = standing_version(
-        warehouse.path,
+        warehouse.working_path,  # the pipeline's own database: staged files and versions
         exports.path,
         partition_key,
         model_settings,

@@ -10,6 +10,7 @@ import pytest
 
 from assets.publish import standing_version
 from engagement_box import generator
+from engagement_box.governance.readers import default_working
 from pipelines.definitions import defs
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from pipelines.schedules import daily_schedule
@@ -59,7 +60,7 @@ def test_a_run_with_nothing_new_is_known_before_it_starts(tmp_path: Path):
 
     def standing(partition: str, settings: ModelSettings | None = None) -> int | None:
         return standing_version(
-            database,
+            default_working(database),
             exports,
             partition,
             settings or ModelSettings(),
