@@ -438,7 +438,7 @@ def erase(
     ensure_erasure_tables(con)
     # Keys are normalised by identity's own rules (created if identity never ran here).
     con.execute("CREATE SCHEMA IF NOT EXISTS intermediate")
-    con.execute(load_sql("intermediate/rules"))
+    con.execute(load_sql("intermediate/normalization"))
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
 

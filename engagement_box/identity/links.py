@@ -1,8 +1,8 @@
 """Identity resolution: one customer across the five staged sources.
 
-The rules are written once, as DuckDB macros in `sql/intermediate/rules.sql` (normalisation and
-matching), used by `sql/intermediate/identity_links.sql` (ownership of shared keys) and every view;
-in short:
+The rules are written once, as DuckDB macros: normalisation in `sql/intermediate/normalization.sql`,
+matching in `sql/intermediate/rules.sql`; used by `sql/intermediate/identity_links.sql`
+(ownership of shared keys) and every view; in short:
 
 * keys: customer_id as staged; email trimmed and lower-cased; social handles split on ';',
   trimmed, lower-cased, leading '@' removed;
@@ -45,6 +45,7 @@ from engagement_box.sql import load_sql, transaction
 BUILD_STATEMENTS = (
     "intermediate/create_schema",
     "intermediate/identity_links_table",
+    "intermediate/normalization",
     "intermediate/rules",
     "intermediate/customer_merge",
     "intermediate/resolved_customers",

@@ -1,5 +1,5 @@
 -- A key as identity compares it, for this connection: the ingest's trim (create_trim_macro.sql),
--- then identity's own rules (sql/intermediate/rules.sql, the one definition):
+-- then identity's own rules (sql/intermediate/normalization.sql, the one definition):
 --   customer_id  trimmed (identity matches staged ids, which the ingest trimmed)
 --   email        intermediate.normalized_email
 --   handle       intermediate.normalized_handle

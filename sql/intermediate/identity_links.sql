@@ -12,7 +12,7 @@
 --   source_rows       how many rows of the source carry this value in this role (for customers:
 --                     how many profiles; > 1 on an email or handle means duplicate profiles)
 --
--- Keys and normalisation: sql/intermediate/rules.sql (normalized_email, normalized_handle); handles
+-- Keys and normalisation: sql/intermediate/normalization.sql (normalized_email, normalized_handle); handles
 --   are each ';'-separated entry of customers.social_handles.
 -- Ownership: every key resolves to the person (intermediate.customer_merge), not to one profile:
 --   a staged customer_id to the person its profile was merged into, an email or handle to the

@@ -1,16 +1,7 @@
--- The identity rules, written once: how a key is normalised and how a row is matched to a
--- customer. Every statement of sql/intermediate/ (the links, the four *_resolution views) uses these
--- macros; they live in the warehouse (schema intermediate), so the views work in any session.
---
--- Normalisation ('' counts as missing, i.e. NULL):
---   customer_id  as staged (exact match against staging.customers)
---   email        trimmed, lower case
---   handle       trimmed, lower case, leading '@' removed
-create or replace macro intermediate.normalized_email(value) as
-    nullif(lower(trim(value)), '');
-
-create or replace macro intermediate.normalized_handle(value) as
-    nullif(ltrim(lower(trim(value)), '@'), '');
+-- The identity rules, written once: how a row is matched to a customer. Every statement of
+-- sql/intermediate/ (the merge, the links, the four *_resolution views) uses these macros and the
+-- normalisation of normalization.sql; they live in the warehouse (schema intermediate), so the
+-- views work in any session.
 
 -- The customers' keys of one kind ('customer' | 'email' | 'handle'): the dictionary every other
 -- source resolves against (built by identity_links.sql, one owner per normalised value).
