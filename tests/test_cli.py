@@ -24,6 +24,7 @@ import pytest
 
 from assets.publish import MARTS
 from engagement_box import cli, generator
+from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
@@ -112,7 +113,9 @@ def check_console(cli_run: dict) -> None:
     for source in SOURCES:  # each staging step: its rows and its reconciliation check
         fields = lines[f"staging__{source}"]
         assert fields[-2:] == ["1", "passed"], fields
-    con = duckdb.connect(cli_run["env"]["ENGAGEMENT_WAREHOUSE"], read_only=True)
+    # The staged rows are in the pipeline's working database, not in the published file.
+    working = default_working(Path(cli_run["env"]["ENGAGEMENT_WAREHOUSE"]))
+    con = duckdb.connect(str(working), read_only=True)
     try:
         staged = con.execute("SELECT count(*) FROM staging.orders").fetchone()[0]
         emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}
