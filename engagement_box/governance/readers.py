@@ -42,7 +42,7 @@ from pathlib import Path
 import duckdb
 
 from engagement_box.governance import versions
-from engagement_box.sql import load_sql, quote_identifier, quote_literal
+from engagement_box.sql import load_sql, quote_identifier, quote_literal, transaction
 
 # Tables copied from the working database into the published file, besides the marts (every
 # table of `history`, see `published_marts`). The marts themselves come from one list: the
@@ -150,14 +150,9 @@ def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def _record_state(con: duckdb.DuckDBPyConnection, token: str) -> None:
     con.execute("CREATE TABLE IF NOT EXISTS marts.published_state (state VARCHAR)")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM marts.published_state")
         con.execute("INSERT INTO marts.published_state VALUES ($state)", {"state": token})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,16 +386,15 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
     comments = _comments(con)
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
     try:
-        con.execute("BEGIN TRANSACTION")
-        for schema in ("marts", "history", "staging"):
-            con.execute(f"CREATE SCHEMA {_ATTACHED}.{schema}")
-        tables = [("marts", m) for m in marts if current[m] is None] + [
-            (s, t) for s, t in PUBLISHED_TABLES if versions.table_exists(con, s, t)
-        ]
-        for schema, table in tables:
-            name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-            con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
-        con.execute("COMMIT")
+        with transaction(con):
+            for schema in ("marts", "history", "staging"):
+                con.execute(f"CREATE SCHEMA {_ATTACHED}.{schema}")
+            tables = [("marts", m) for m in marts if current[m] is None] + [
+                (s, t) for s, t in PUBLISHED_TABLES if versions.table_exists(con, s, t)
+            ]
+            for schema, table in tables:
+                name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+                con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
         con.execute(f"CHECKPOINT {_ATTACHED}")
     finally:
         con.execute(f"DETACH {_ATTACHED}")
@@ -408,20 +402,19 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
     # whatever name a reader opens it under.
     fresh = duckdb.connect(str(target))
     try:
-        fresh.execute("BEGIN TRANSACTION")
-        fresh.execute(load_sql("marts/create_snapshots_view"))
-        for mart, view in zip(marts, views, strict=True):
-            if current[mart] is not None:
-                fresh.execute(current[mart])
-            fresh.execute(view)
-            fresh.execute(
-                f"CREATE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
-                f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
-                "WHERE snapshot_id = version"
-            )
-        for statement in _comment_statements(fresh, comments):
-            fresh.execute(statement)
-        fresh.execute("COMMIT")
+        with transaction(fresh):
+            fresh.execute(load_sql("marts/create_snapshots_view"))
+            for mart, view in zip(marts, views, strict=True):
+                if current[mart] is not None:
+                    fresh.execute(current[mart])
+                fresh.execute(view)
+                fresh.execute(
+                    f"CREATE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
+                    f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
+                    "WHERE snapshot_id = version"
+                )
+            for statement in _comment_statements(fresh, comments):
+                fresh.execute(statement)
         fresh.execute("CHECKPOINT")
     finally:
         fresh.close()

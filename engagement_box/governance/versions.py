@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 
 from engagement_box import dictionary
-from engagement_box.sql import SQL_DIR, load_sql, quote_identifier
+from engagement_box.sql import SQL_DIR, load_sql, quote_identifier, transaction
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,7 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
     }
     if _VERSION_TABLES <= found and not _is_base_table(con, "marts", "snapshots"):
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for schema in ("work", "marts", "history"):
             con.execute(load_sql("marts/create_schema", schema=schema))
         adopt = _is_base_table(con, "marts", "snapshots")
@@ -181,10 +180,6 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(load_sql("marts/create_snapshots_view"))
         if adopt:
             refresh_migration(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _is_base_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -250,40 +245,52 @@ def publish(
         raise ValueError(f"nothing to publish for {missing}: work tables missing")
     if fingerprint is None:
         fingerprint = inputs_fingerprint(con, as_of=as_of, settings=settings)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         existing = version_with_inputs(con, fingerprint)
-        if existing is not None:
-            con.execute("ROLLBACK")
-            return _unchanged(con, existing, fingerprint)
-        row = con.execute(load_sql("marts/next_snapshot_id")).fetchone()
-        snapshot_id = int(row[0]) if row else 1
-        latest = con.execute(load_sql("marts/current_as_of")).fetchone()
-        current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
-        rows = {mart: _count_work(con, mart, work_as_of) for mart in marts}
-        con.execute(
-            load_sql("marts/insert_snapshot"),
-            {
-                "snapshot_id": snapshot_id,
-                "published_at": datetime.now(),
-                "run_id": run_id,
-                "partition_key": partition_key,
-                "as_of": as_of,
-                "settings": json.dumps(dict(settings), sort_keys=True, default=str),
-                "tables": json.dumps(rows, sort_keys=True),
-                "inputs_fingerprint": fingerprint,
-            },
-        )
-        for mart in marts:
-            _publish_one(con, mart, snapshot_id, current, work_as_of)
-        if current:
-            con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
-        migration = refresh_migration(con)
-        describe_tables(con, marts)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        if existing is None:
+            snapshot = _publish_new(
+                con, marts, run_id, partition_key, as_of, settings, fingerprint, work_as_of
+            )
+    if existing is not None:
+        return _unchanged(con, existing, fingerprint)
+    return snapshot
+
+
+def _publish_new(
+    con: duckdb.DuckDBPyConnection,
+    marts: list[str],
+    run_id: str | None,
+    partition_key: str | None,
+    as_of: str | None,
+    settings: Mapping[str, object],
+    fingerprint: str,
+    work_as_of: object,
+) -> Snapshot:
+    """Write one new version (inside the caller's transaction)."""
+    row = con.execute(load_sql("marts/next_snapshot_id")).fetchone()
+    snapshot_id = int(row[0]) if row else 1
+    latest = con.execute(load_sql("marts/current_as_of")).fetchone()
+    current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
+    rows = {mart: _count_work(con, mart, work_as_of) for mart in marts}
+    con.execute(
+        load_sql("marts/insert_snapshot"),
+        {
+            "snapshot_id": snapshot_id,
+            "published_at": datetime.now(),
+            "run_id": run_id,
+            "partition_key": partition_key,
+            "as_of": as_of,
+            "settings": json.dumps(dict(settings), sort_keys=True, default=str),
+            "tables": json.dumps(rows, sort_keys=True),
+            "inputs_fingerprint": fingerprint,
+        },
+    )
+    for mart in marts:
+        _publish_one(con, mart, snapshot_id, current, work_as_of)
+    if current:
+        con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
+    migration = refresh_migration(con)
+    describe_tables(con, marts)
     return Snapshot(snapshot_id, rows, current, migration, True, fingerprint)
 
 
@@ -511,8 +518,7 @@ def apply_retention(
     ]
     deleted = migration = 0
     if expired:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             for table in history_tables(con):
                 row = con.execute(
                     f"DELETE FROM history.{quote_identifier(table)} "
@@ -522,10 +528,6 @@ def apply_retention(
                 deleted += int(row[0]) if row else 0
             con.execute(load_sql("marts/expire_snapshots"), {"now": now, "expired": expired})
             migration = refresh_migration(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         con.execute("CHECKPOINT")
     row = con.execute("SELECT count(*) FROM marts.snapshot_log WHERE expired_at IS NULL").fetchone()
     return Retention(expired, int(row[0]) if row else 0, deleted, migration)
