@@ -216,6 +216,7 @@ class StepLines:
         self.checks: dict[str, list[tuple[str, bool]]] = {}
         self.finished: list[str] = []
         self.failed_checks: list[str] = []
+        self.warnings: list[str] = []
         self.left_out: str | None = None
 
     def __call__(self, event) -> None:
@@ -230,9 +231,14 @@ class StepLines:
             self.checks.setdefault(step, []).append((check.check_name, check.passed))
             if not check.passed:
                 why = f": {check.description}" if check.description else ""
-                self.failed_checks.append(
-                    f"check {check.check_name} on {check.asset_key.to_user_string()} failed{why}"
-                )
+                said = f"check {check.check_name} on {check.asset_key.to_user_string()} failed{why}"
+                # Only an ERROR check blocks the publish; a WARN check is said, not fatal.
+                from dagster import AssetCheckSeverity
+
+                if check.severity == AssetCheckSeverity.ERROR:
+                    self.failed_checks.append(said)
+                else:
+                    self.warnings.append(said)
             if check.check_name == "orders_left_out_within_limit":  # says how many, and why
                 self.left_out = check.description
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
@@ -363,6 +369,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {len(not_run)} steps did not run: {', '.join(not_run)}")
     if steps.left_out:
         print(f"orders left out of the value models: {steps.left_out}")
+    for warning in steps.warnings:
+        print(f"warning: {warning}")
     if received:
         name = signal.Signals(received[0]).name
         print(

@@ -228,3 +228,33 @@ def check_readme_materialize(cli_run: dict) -> None:
             dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
         ).records
         assert latest.run_id not in cli_run["out"]  # a new run, not the CLI's
+
+
+def test_a_failed_warning_check_is_said_but_does_not_fail_the_run():
+    """A WARN check (the holdout within 25 %) that fails is printed as a warning; only an ERROR
+    (blocking) check makes the run fail with "nothing was published"."""
+    from types import SimpleNamespace
+
+    def evaluation(name: str, severity: dg.AssetCheckSeverity) -> SimpleNamespace:
+        return SimpleNamespace(
+            event_type_value="ASSET_CHECK_EVALUATION",
+            step_key="work__model_validation",
+            event_specific_data=dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(["work", "model_validation"]),
+                check_name=name,
+                passed=False,
+                severity=severity,
+                description="off by 31 %",
+            ),
+        )
+
+    steps = cli.StepLines(out=io.StringIO())
+    steps(evaluation("holdout_total_within_25pct", dg.AssetCheckSeverity.WARN))
+    assert steps.failed_checks == []
+    assert steps.warnings == [
+        "check holdout_total_within_25pct on work/model_validation failed: off by 31 %"
+    ]
+    steps(evaluation("fits_converged", dg.AssetCheckSeverity.ERROR))
+    assert [c.split(":")[0] for c in steps.failed_checks] == [
+        "check fits_converged on work/model_validation failed"
+    ]
