@@ -249,14 +249,16 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
     if from_env:
         return from_env
     if _table_exists(con, "staging", "erasure_salt"):
-        row = con.execute(load_sql("erasure/read_erasure_salt")).fetchone()
+        row = con.execute(
+            "SELECT salt FROM staging.erasure_salt ORDER BY created_at, salt LIMIT 1"
+        ).fetchone()
         if row:
             return str(row[0])
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erasure_salt"))
     created = secrets.token_hex(32)
     con.execute(
-        load_sql("erasure/insert_erasure_salt"),
+        "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
         {"salt": created, "created_at": datetime.now().replace(tzinfo=None)},
     )
     return created
@@ -272,7 +274,10 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
         return set()
     if salt is not None:
         fingerprints = {
-            r[0] for r in con.execute(load_sql("erasure/erasure_salt_fingerprints")).fetchall()
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT salt_fingerprint FROM staging.erasure_log"
+            ).fetchall()
         }
         other = fingerprints - {salt_fingerprint(salt)}
         if other:
@@ -280,7 +285,12 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
                 f"{len(other)} salt(s) other than the current one made logged erasure hashes; "
                 f"set {SALT_ENV} (or the warehouse salt) back to the salt used for them"
             )
-    return {r[0] for r in con.execute(load_sql("erasure/erased_subject_hashes")).fetchall()}
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT unnest(subject_hashes) FROM staging.erasure_log"
+        ).fetchall()
+    }
 
 
 def add_erased_rows(
@@ -300,7 +310,9 @@ def delete_erased_rows_of_files(
 ) -> None:
     """Forget erased-row counts of files that are being re-ingested (they are read again)."""
     con.execute(
-        load_sql("erasure/delete_erased_rows_of_files"), {"source": source_name, "files": files}
+        "DELETE FROM staging.erased_rows WHERE source = $source "
+        "AND list_contains($files, source_file)",
+        {"source": source_name, "files": files},
     )
 
 

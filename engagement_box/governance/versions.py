@@ -267,7 +267,7 @@ def _publish_new(
     work_as_of: object,
 ) -> Snapshot:
     """Write one new version (inside the caller's transaction)."""
-    row = con.execute(load_sql("marts/next_snapshot_id")).fetchone()
+    row = con.execute("SELECT coalesce(max(snapshot_id), 0) + 1 FROM marts.snapshot_log").fetchone()
     snapshot_id = int(row[0]) if row else 1
     latest = con.execute(load_sql("marts/current_as_of")).fetchone()
     current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
@@ -288,7 +288,11 @@ def _publish_new(
     for mart in marts:
         _publish_one(con, mart, snapshot_id, current, work_as_of)
     if current:
-        con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
+        con.execute(
+            "INSERT OR REPLACE INTO marts.current_version (singleton, snapshot_id) "
+            "VALUES (true, $snapshot_id)",
+            {"snapshot_id": snapshot_id},
+        )
     migration = refresh_migration(con)
     describe_tables(con, marts)
     return Snapshot(snapshot_id, rows, current, migration, True, fingerprint)
@@ -454,7 +458,12 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
     with_marts = set.intersection(*(_published_in(con, m) for m in MIGRATION_MARTS))
     chain = [s for s in migration_chain(con) if s in with_marts]
     wanted = set(zip(chain, chain[1:], strict=False))
-    have = {(int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()}
+    have = {
+        (int(f), int(t))
+        for f, t in con.execute(
+            "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration"
+        ).fetchall()
+    }
     for from_snapshot, to_snapshot in sorted(have - wanted):
         con.execute(
             load_sql("marts/delete_migration_pair"),
@@ -465,7 +474,7 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
         rows = segment_migration(con, from_snapshot, to_snapshot)
         con.register("migration_rows", rows)
         try:
-            con.execute(load_sql("marts/insert_segment_migration"))
+            con.execute("INSERT INTO marts.segment_migration BY NAME SELECT * FROM migration_rows")
         finally:
             con.unregister("migration_rows")
         added += rows.height
@@ -526,7 +535,11 @@ def apply_retention(
                     {"expired": expired},
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
-            con.execute(load_sql("marts/expire_snapshots"), {"now": now, "expired": expired})
+            con.execute(
+                "UPDATE marts.snapshot_log SET expired_at = $now "
+                "WHERE list_contains($expired, snapshot_id)",
+                {"now": now, "expired": expired},
+            )
             migration = refresh_migration(con)
         con.execute("CHECKPOINT")
     row = con.execute("SELECT count(*) FROM marts.snapshot_log WHERE expired_at IS NULL").fetchone()

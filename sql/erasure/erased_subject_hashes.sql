@@ -1,1 +1,0 @@
-SELECT DISTINCT unnest(subject_hashes) AS subject_hash FROM staging.erasure_log

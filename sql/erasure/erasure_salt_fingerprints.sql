@@ -1,1 +1,0 @@
-SELECT DISTINCT salt_fingerprint FROM staging.erasure_log ORDER BY 1

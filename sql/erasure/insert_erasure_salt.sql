@@ -1,1 +1,0 @@
-INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)

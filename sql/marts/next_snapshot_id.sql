@@ -1,1 +1,0 @@
-SELECT coalesce(max(snapshot_id), 0) + 1 FROM marts.snapshot_log
