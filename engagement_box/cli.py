@@ -233,9 +233,7 @@ class StepLines:
                 why = f": {check.description}" if check.description else ""
                 said = f"check {check.check_name} on {check.asset_key.to_user_string()} failed{why}"
                 # Only an ERROR check blocks the publish; a WARN check is said, not fatal.
-                from dagster import AssetCheckSeverity
-
-                if check.severity == AssetCheckSeverity.ERROR:
+                if check.severity.value == "ERROR":
                     self.failed_checks.append(said)
                 else:
                     self.warnings.append(said)
