@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_model_choice.py                    # 1M customers, days
     .venv/bin/python benchmarks/bench_model_choice.py --customers 100000 # quick run
     .venv/bin/python benchmarks/bench_model_choice.py --unit W           # weeks
+    .venv/bin/python benchmarks/bench_model_choice.py --pin pareto_nbd   # the costliest choice
 
 Customers are drawn from known BG/NBD parameters (`engagement_box.value.simulation`, whole days:
 2 years of calibration, a 182-day holdout). A run already fits BG/NBD on the calibration and the
@@ -38,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--unit", choices=("D", "W"), default="D")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--pin",
+        choices=("bgnbd", "mbgnbd", "pareto_nbd"),
+        default=None,
+        help="pin a model as ENGAGEMENT_PURCHASE_MODEL does (pareto_nbd: its full-window fit "
+        "and numerical Hessian come on top, the worst case)",
+    )
     args = parser.parse_args(argv)
 
     from engagement_box.value import fitting, purchase_models, selection, uncertainty
@@ -82,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     comparison = selection.compare_arrays(
-        *cal, sim.holdout_purchases, 182.0 / div, time_unit=args.unit, fits={"bgnbd": bg_cal}
+        *cal,
+        sim.holdout_purchases,
+        182.0 / div,
+        time_unit=args.unit,
+        fits={"bgnbd": bg_cal},
+        pinned=args.pin,
     )
     stages["calibration fits + comparison + choice"] = time.perf_counter() - t0
     for name, fit in comparison.fits.items():
