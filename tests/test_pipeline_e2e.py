@@ -124,7 +124,7 @@ def test_whole_graph_on_a_generated_retailer(tiny_retailer, tmp_path):
         for e in result.get_asset_materialization_events()
         if e.asset_key.path == ["work", "cohort_retention"]
     )
-    assert "data:image/png;base64," in cohort_meta["retention_heatmap"].value
+    assert cohort_meta["month_1_retention_share"].value > 0
     assert "data:image/png;base64," in published["cohort_retention"]["retention_heatmap"].value
     assert published["customer"]["dagster/column_schema"].value.columns[0].description
     fresh = next(c for c in checks if c.check_name == "current_version_is_fresh")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from engagement_box.sql import load_sql
+from engagement_box.sql import load_sql, relation_exists
 from engagement_box.staging.contracts import MAX_RATE
 
 TimeUnit = Literal["D", "W"]
@@ -89,11 +89,7 @@ def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, s
     resolve_identity: True = through the identity links (an error when they are not built),
     False = the staged ids, None = the links when they are built, else the staged ids."""
     if resolve_identity is None:
-        row = con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'intermediate' AND table_name = 'orders_resolution'"
-        ).fetchone()
-        resolve_identity = bool(row and row[0])
+        resolve_identity = relation_exists(con, "intermediate", "orders_resolution")
     if resolve_identity:
         return {
             "orders_schema": "intermediate",
