@@ -14,7 +14,7 @@ from engagement_box.governance.readers import default_working
 from pipelines.definitions import defs
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from pipelines.schedules import daily_schedule
-from tests.test_pipeline_e2e import run_graph
+from tests.pipeline_runs import run_graph
 
 pytestmark = pytest.mark.integration
 
