@@ -4,15 +4,12 @@ No Dagster import: `assets/` put these into materialization metadata.
 """
 
 import io
+from types import ModuleType
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from engagement_box.engagement import quadrants  # noqa: E402
+from engagement_box.engagement import quadrants
 
 QUADRANT_COLOURS = {
     quadrants.CHAMPIONS: "#1b9e77",
@@ -23,7 +20,19 @@ QUADRANT_COLOURS = {
 }
 
 
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot on the Agg backend, imported on first use: importing it costs about
+    a CPU-second, which every process loading the code location would pay without plotting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> bytes:
+    plt = _pyplot()
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=90)
@@ -34,6 +43,7 @@ def _png(fig) -> bytes:
 def segment_sizes_png(counts: dict[str, int]) -> bytes:
     """Horizontal bars: customers per RFM segment, largest first."""
     items = sorted(counts.items(), key=lambda kv: kv[1])
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#4c72b0")
     ax.set_xlabel("customers")
@@ -46,6 +56,7 @@ def cev_composition_png(values: pl.DataFrame) -> bytes:
     parts = ["clv", "crv", "civ", "ckv"]
     totals = [float(values[p].sum()) for p in parts]
     total = sum(totals) or 1.0
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bars = ax.bar(
         [p.upper() for p in parts], totals, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
@@ -60,6 +71,7 @@ def cev_composition_png(values: pl.DataFrame) -> bytes:
 
 def clv_distribution_png(clv: np.ndarray) -> bytes:
     """Histogram of CLV on a log axis (CLV is heavily skewed)."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     positive = clv[clv > 0]
     if positive.size:
@@ -77,6 +89,7 @@ def quadrant_map_png(values: pl.DataFrame, max_points: int = 20_000, seed: int =
     frame = values.select("clv", "crv", "quadrant")
     if frame.height > max_points:
         frame = frame.sample(max_points, seed=seed)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     for quadrant, colour in QUADRANT_COLOURS.items():
         part = frame.filter(pl.col("quadrant") == quadrant)
@@ -103,6 +116,7 @@ def cohort_retention_png(cohorts: pl.DataFrame, max_cohorts: int = 36) -> bytes:
         "cohort_month", "months_since_first_order", "retention_share"
     ).iter_rows():
         grid[row_of[month], since] = share
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(min(4 + 0.25 * width, 14), min(2 + 0.22 * len(months), 10)))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="none")
     ax.set_yticks(range(len(months)), [f"{m:%Y-%m}" for m in months], fontsize=7)

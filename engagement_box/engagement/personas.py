@@ -30,10 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from sklearn.cluster import KMeans
-from sklearn.metrics import pairwise_distances
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 DEFAULT_FEATURES = (
     "days_since_last_order",
@@ -144,11 +140,19 @@ def silhouette_from_distances(D: np.ndarray, labels: np.ndarray) -> float:
 
 def build_personas(frame: pl.DataFrame, settings: PersonaSettings | None = None) -> PersonaResult:
     """Cluster customers (frame: customer_id + the feature columns) into personas."""
+    # Imported here: scikit-learn takes 3 CPU-s to import, and every process that loads the code
+    # location (the CLI, the UI's code server, each run) would pay it without clustering.
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=1):
         return _build_personas(frame, settings)
 
 
 def _build_personas(frame: pl.DataFrame, settings: PersonaSettings | None) -> PersonaResult:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import pairwise_distances
+    from sklearn.preprocessing import StandardScaler
+
     settings = settings or PersonaSettings()
     n = frame.height
     if n < settings.k_min + 1:
