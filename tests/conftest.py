@@ -66,3 +66,9 @@ def december_run(tmp_path_factory):
     run = december(tmp_path_factory.mktemp("december_run"))
     assert run.result.success, [e.message for e in run.result.all_events if e.is_failure]
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """The whole-graph runs (marked integration) start first: the test workers then finish
+    together on the quick tests instead of one worker ending alone on a minute-long run."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
