@@ -9,6 +9,7 @@ The maths lives in `engagement_box.value`.
 
 import base64
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import time
@@ -283,7 +284,10 @@ def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
     )
 
 
+@functools.cache
 def _versions() -> str:
+    """The fitting libraries' versions, recorded with each fit (read once per process: each
+    lookup scans the installed packages' metadata)."""
     names = ("lifetimes", "numpy", "scipy", "pandas", "duckdb")
     return json.dumps({n: importlib.metadata.version(n) for n in names})
 
