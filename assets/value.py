@@ -160,7 +160,7 @@ def read_work(con, table: str, window: dict) -> pl.DataFrame:
     return partitioned.read_partition(con, "work", table, window["as_of"])
 
 
-def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: tuple = ()) -> dict:
+def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: list | tuple = ()) -> dict:
     """Replace this partition's rows of `work.<table>`; the metadata describes those rows.
     `also`: statements run in the same transaction (an incremental step's state)."""
     dictionary.rename_legacy_columns(con)  # a warehouse from before the renames keeps its rows
@@ -230,7 +230,7 @@ def customer_summary(
             recomputed = summary.height
         left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
         state = incremental.record(con, "customer_summary", window["as_of"], now, summary.height)
-        metadata = write_work(con, "customer_summary", summary, window, also=(state,))
+        metadata = write_work(con, "customer_summary", summary, window, also=state)
     repeat = int((summary["frequency"] > 0).sum()) if summary.height else 0
     metadata.update(
         {
@@ -421,7 +421,7 @@ def calibration_holdout(
             cal.height,
             calibration_end=window["calibration_end"],
         )
-        metadata = write_work(con, "calibration_holdout", cal, window, also=(state,))
+        metadata = write_work(con, "calibration_holdout", cal, window, also=state)
     metadata.update(
         {
             **plan.metadata(),

@@ -54,23 +54,31 @@ class Plan:
         }
 
 
-def inputs(con: duckdb.DuckDBPyConnection, settings: Mapping[str, object]) -> dict:
-    """What the order summaries are computed from, now: staged files of orders, customers and
-    fx rates (sha256), staged orders per file, erasure requests, settings and code version."""
-    files = {
-        source_file: [source, sha]
-        for source, source_file, sha in con.execute(
-            "SELECT source, source_file, sha256 FROM staging.ingested_files "
-            "WHERE list_contains($sources, source) ORDER BY source_file",
-            {"sources": [GROWING, *FIXED]},
-        ).fetchall()
-    }
-    order_rows = {
-        source_file: int(n)
-        for source_file, n in con.execute(
-            "SELECT source_file, count(*) FROM staging.orders GROUP BY source_file ORDER BY 1"
-        ).fetchall()
-    }
+def inputs(
+    con: duckdb.DuckDBPyConnection,
+    settings: Mapping[str, object],
+    fixed: Iterable[str] = FIXED,
+) -> dict:
+    """What a step is computed from, now: the staged files of orders and of the `fixed` sources
+    (sha256), staged orders per file, erasure requests, settings and code version."""
+    files = {}
+    if _exists(con, "staging", "ingested_files"):
+        files = {
+            source_file: [source, sha]
+            for source, source_file, sha in con.execute(
+                "SELECT source, source_file, sha256 FROM staging.ingested_files "
+                "WHERE list_contains($sources, source) ORDER BY source_file",
+                {"sources": [GROWING, *fixed]},
+            ).fetchall()
+        }
+    order_rows = {}
+    if files and _exists(con, "staging", "orders"):
+        order_rows = {
+            source_file: int(n)
+            for source_file, n in con.execute(
+                "SELECT source_file, count(*) FROM staging.orders GROUP BY source_file ORDER BY 1"
+            ).fetchall()
+        }
     erasures = []
     if _exists(con, "staging", "erasure_log"):
         erasures = [
@@ -88,35 +96,54 @@ def inputs(con: duckdb.DuckDBPyConnection, settings: Mapping[str, object]) -> di
     }
 
 
-def plan(con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date, now: Mapping) -> Plan:
-    """The path of `work.<table>` as of `as_of`, given `now = inputs(con, settings)`: the latest
-    recorded state at or before `as_of` whose inputs only grew by new orders files, else cold."""
+def plan(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    as_of: dt.date | None,
+    now: Mapping,
+    rows: str | None = None,
+) -> Plan:
+    """The path of `table` given `now = inputs(con, ...)`: incremental from the latest recorded
+    state (at or before `as_of` for a work table keyed by as-of; `as_of` None: a table with one
+    state) whose inputs only grew by new orders files, else cold. `rows`: the query counting the
+    table's rows of that state (default: `work.<table>`'s rows of its as-of), held equal to the
+    count recorded with them."""
+    if not now["files"]:
+        return Plan(False, "no record of staged files to compare with: computed in full")
     if not _exists(con, "work", STATE_TABLE):
         return Plan(False, "no earlier run recorded its state: computed in full")
-    row = con.execute(
-        f"SELECT as_of, state FROM work.{quote_identifier(STATE_TABLE)} "
-        "WHERE table_name = $table AND as_of <= $as_of ORDER BY as_of DESC LIMIT 1",
-        {"table": table, "as_of": as_of},
-    ).fetchone()
+    if as_of is None:
+        row = con.execute(
+            f"SELECT as_of, state FROM work.{quote_identifier(STATE_TABLE)} "
+            "WHERE table_name = $table AND as_of IS NULL",
+            {"table": table},
+        ).fetchone()
+    else:
+        row = con.execute(
+            f"SELECT as_of, state FROM work.{quote_identifier(STATE_TABLE)} "
+            "WHERE table_name = $table AND as_of <= $as_of ORDER BY as_of DESC LIMIT 1",
+            {"table": table, "as_of": as_of},
+        ).fetchone()
     if row is None:
-        return Plan(False, f"no earlier state of work.{table} up to {as_of}: computed in full")
+        upto = f" up to {as_of}" if as_of else ""
+        return Plan(False, f"no earlier state of {table}{upto}: computed in full")
     previous_as_of, state = row[0], json.loads(row[1])
+    since = f"the run as of {previous_as_of}" if previous_as_of else "the last run"
     why = _changed(state, now)
     if why is None:
-        rows = con.execute(
-            f"SELECT count(*) FROM work.{quote_identifier(table)} WHERE as_of = $as_of",
-            {"as_of": previous_as_of},
-        ).fetchone()[0]
-        if rows != state.get("rows"):
-            why = f"the rows of work.{table} as of {previous_as_of} changed since they were written"
+        if rows is None:
+            rows = f"SELECT count(*) FROM work.{quote_identifier(table)} WHERE as_of = $as_of"
+        params = {"as_of": previous_as_of} if "$as_of" in rows else {}
+        if con.execute(rows, params).fetchone()[0] != state.get("rows"):
+            why = f"the rows of {table} changed since they were written"
     if why is not None:
-        return Plan(False, f"{why} (since the run as of {previous_as_of}): computed in full")
+        return Plan(False, f"{why} (since {since}): computed in full")
     new_files = tuple(f for f in now["order_rows"] if f not in state["order_rows"])
     shown = ", ".join(new_files[:5]) + (", ..." if len(new_files) > 5 else "")
     return Plan(
         True,
-        f"only new orders since the run as of {previous_as_of}: {len(new_files)} new orders "
-        f"file(s){f' ({shown})' if new_files else ''}; the other customers' rows carried forward",
+        f"only new orders since {since}: {len(new_files)} new orders "
+        f"file(s){f' ({shown})' if new_files else ''}; the rest carried forward",
         previous_as_of=previous_as_of,
         previous=state,
         new_files=new_files,
@@ -152,21 +179,31 @@ def _changed(state: Mapping, now: Mapping) -> str | None:
 
 
 def record(
-    con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date, now: Mapping, rows: int, **extra
-) -> tuple[str, dict]:
-    """The statement (and its parameters) recording the state of `work.<table>` as of `as_of`;
-    run it in the transaction that writes the rows (`partitioned.write_partition(also=...)`)."""
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    as_of: dt.date | None,
+    now: Mapping,
+    rows: int,
+    **extra: object,
+) -> list[tuple[str, dict]]:
+    """The statements (with their parameters) recording the state of `table` (as of `as_of`,
+    or its one state when None); run them in the transaction that writes the rows
+    (`partitioned.write_partition(also=...)`), so rows and state never disagree."""
     con.execute(load_sql("marts/create_schema", schema="work"))
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS work.{quote_identifier(STATE_TABLE)} (table_name VARCHAR, "
-        "as_of DATE, state JSON, PRIMARY KEY (table_name, as_of))"
-    )
+    name = f"work.{quote_identifier(STATE_TABLE)}"
+    con.execute(f"CREATE TABLE IF NOT EXISTS {name} (table_name VARCHAR, as_of DATE, state JSON)")
     state = {**now, "rows": rows, **{k: str(v) for k, v in extra.items()}}
-    return (
-        f"INSERT OR REPLACE INTO work.{quote_identifier(STATE_TABLE)} "
-        "VALUES ($table, $as_of, $state)",
-        {"table": table, "as_of": as_of, "state": json.dumps(state, sort_keys=True)},
-    )
+    key = {"table": table, "as_of": as_of}
+    return [
+        (
+            f"DELETE FROM {name} WHERE table_name = $table AND as_of IS NOT DISTINCT FROM $as_of",
+            key,
+        ),
+        (
+            f"INSERT INTO {name} VALUES ($table, $as_of, $state)",
+            {**key, "state": json.dumps(state, sort_keys=True)},
+        ),
+    ]
 
 
 def mark_changed_customers(

@@ -149,9 +149,16 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(files_a, tmp_p
         assert 0 < metadata["customers_recomputed"] <= 20, table
         assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5, table
 
+    identity = step_metadata(second, "identity_links")
+    assert identity["computation"] == "incremental", identity["computation_reason"]
+
     cold_db = tmp_path / "cold.duckdb"
     cold = full_run(exports, cold_db, PARTITION)
     assert step_metadata(cold, "customer_summary")["computation"] == "cold"
+
+    for table in ("identity_links", "customer_merge", "resolved_customers"):
+        statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
+        assert query(incremental_db, statement) == query(cold_db, statement), table
 
     for table in WORK_TABLES:
         expected = rows_as_of(cold_db, table, DAY_B)
@@ -174,7 +181,7 @@ def test_a_changed_file_falls_back_to_the_full_computation(files_a, tmp_path):
     changed.write_text("".join(lines[:-1]), encoding="utf-8")
     add_file_b(exports, files_a)
     result = materialize(exports, database, PARTITION, SUMMARIES)
-    for table in INCREMENTAL_STEPS:
+    for table in (*INCREMENTAL_STEPS, "identity_links"):
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
         assert f"{changed.parent.name}/{changed.name} changed" in metadata["computation_reason"]
@@ -203,10 +210,11 @@ def test_an_erasure_falls_back_to_the_full_computation(files_a, tmp_path):
         con.close()
     add_file_b(exports, files_a)
     result = materialize(exports, database, PARTITION, SUMMARIES)
-    for table in INCREMENTAL_STEPS:
+    for table in (*INCREMENTAL_STEPS, "identity_links"):
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
         assert "an erasure was applied" in metadata["computation_reason"]
+    for table in INCREMENTAL_STEPS:
         summary = query(
             database,
             f'SELECT count(*) FROM work."{table}" WHERE as_of = $d AND customer_id = $c',
