@@ -20,7 +20,7 @@ The step's metadata says which path it took and why (`Plan.metadata`). No Dagste
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -209,21 +209,19 @@ def record(
 def mark_changed_customers(
     con: duckdb.DuckDBPyConnection,
     new_files: Iterable[str],
-    windows: Iterable[tuple[dt.date, dt.date]],
+    windows: Sequence[tuple[dt.date, dt.date]],
 ) -> int:
     """Create this connection's `changed_customers` (the buyers of the orders in `new_files` or
-    ordered on a day in one of the `windows`, each (after, up to and including]) and the view
-    `changed_orders` (every order of those buyers, as `intermediate.orders_resolution` has them).
-    Returns how many customers changed."""
-    windows = list(windows)
-    con.execute(
-        load_sql("work/changed_customers"),
-        {
-            "new_files": list(new_files),
-            "after": [w[0] for w in windows],
-            "until": [w[1] for w in windows],
-        },
-    )
+    ordered on a day in one of the `windows` (at most two), each (after, up to and including])
+    and `changed_orders` (every order of those buyers with its `buyer_id`, as
+    `intermediate.orders_resolution` resolves it). Returns how many customers changed."""
+    if len(windows) > 2:
+        raise ValueError("at most two windows of days")
+    padded = [*windows, *[(dt.date(1970, 1, 1), dt.date(1970, 1, 1))] * (2 - len(windows))]
+    params: dict[str, object] = {"new_files": list(new_files)}
+    for i, (after, until) in enumerate(padded, start=1):
+        params[f"after_{i}"], params[f"until_{i}"] = after, until
+    con.execute(load_sql("work/changed_customers"), params)
     con.execute(load_sql("work/changed_orders"))
     return int(con.execute("SELECT count(*) FROM changed_customers").fetchone()[0])
 
