@@ -28,6 +28,7 @@ from assets.metadata import (
 )
 from assets.staging import staging_key
 from engagement_box import dictionary, incremental, partitioned, reports
+from engagement_box.sql import relation_exists
 from engagement_box.value import (
     fitting,
     purchase_models,
@@ -116,11 +117,7 @@ def resolve_window(
 
 def require_identity_links(con) -> None:
     """Orders are grouped by the identity-resolved customer: the links must be built."""
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'intermediate' AND table_name = 'orders_resolution'"
-    ).fetchone()
-    if not (row and row[0]):
+    if not relation_exists(con, "intermediate", "orders_resolution"):
         raise dg.Failure(
             "the identity links are not built yet: materialize intermediate/identity_links first"
         )
@@ -779,9 +776,6 @@ def cohort_retention(
             )
             if first.height and first["cohort_customers"].sum()
             else 0.0,
-            "retention_heatmap": png_markdown(
-                reports.cohort_retention_png(cohorts), "cohort retention heatmap"
-            ),
         }
     )
     return dg.MaterializeResult(

@@ -24,6 +24,7 @@ import polars as pl
 
 from engagement_box.engagement.personas import DEFAULT_FEATURES
 from engagement_box.engagement.quadrants import QUADRANTS
+from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import quote_identifier, quote_literal
 from engagement_box.staging.contracts import SOCIAL_PLATFORMS
 from engagement_box.value.rfm import PROSPECT, SEGMENTS
@@ -705,14 +706,7 @@ def accepted_values(name: str) -> dict[str, tuple[str, ...]]:
 
 
 def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
-    return [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
-            {"schema": schema, "table": name},
-        ).fetchall()
-    ]
+    return [column for column, _ in catalog_columns(con, schema, name)]
 
 
 # Columns renamed so that one name has one meaning: (table, old name, new name). A warehouse
@@ -735,16 +729,29 @@ RENAMED: tuple[tuple[str, str, str], ...] = (
 
 def rename_legacy_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Rename the columns of `RENAMED` where a table still has the old name and not the new one
-    (work, marts and history). Returns what was renamed, as `schema.table.old -> new`."""
+    (work, marts and history). Returns what was renamed, as `schema.table.old -> new`.
+
+    Called before every work-table write and publish: one catalog query, not one per pair."""
+    schemas = ("work", "marts", "history")
+    names = sorted({name for name, _, _ in RENAMED})
+    existing: dict[tuple[str, str], set[str]] = {}
+    for schema, name, column in con.execute(
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+        "WHERE schema_name IN (SELECT unnest($schemas)) AND table_name IN (SELECT unnest($names))",
+        {"schemas": list(schemas), "names": names},
+    ).fetchall():
+        existing.setdefault((schema, name), set()).add(column)
     done = []
-    for schema in ("work", "marts", "history"):
+    for schema in schemas:
         for name, old, new in RENAMED:
-            existing = set(_existing_columns(con, schema, name))
-            if old in existing and new not in existing:
+            columns = existing.get((schema, name), set())
+            if old in columns and new not in columns:
                 con.execute(
                     f"ALTER TABLE {quote_identifier(schema)}.{quote_identifier(name)} "
                     f"RENAME COLUMN {quote_identifier(old)} TO {quote_identifier(new)}"
                 )
+                columns.discard(old)
+                columns.add(new)
                 done.append(f"{schema}.{name}.{old} -> {new}")
     return done
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from engagement_box.governance.versions import model_code_version
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql, quote_identifier, table_exists
 
 STATE_TABLE = "incremental_state"
 # The sources the order summaries read: orders may grow by new files; a change to the others
@@ -62,7 +62,7 @@ def inputs(
     """What a step is computed from, now: the staged files of orders and of the `fixed` sources
     (sha256), staged orders per file, erasure requests, settings and code version."""
     files = {}
-    if _exists(con, "staging", "ingested_files"):
+    if table_exists(con, "staging", "ingested_files"):
         files = {
             source_file: [source, sha]
             for source, source_file, sha in con.execute(
@@ -72,7 +72,7 @@ def inputs(
             ).fetchall()
         }
     order_rows = {}
-    if files and _exists(con, "staging", "orders"):
+    if files and table_exists(con, "staging", "orders"):
         order_rows = {
             source_file: int(n)
             for source_file, n in con.execute(
@@ -80,7 +80,7 @@ def inputs(
             ).fetchall()
         }
     erasures = []
-    if _exists(con, "staging", "erasure_log"):
+    if table_exists(con, "staging", "erasure_log"):
         erasures = [
             r[0]
             for r in con.execute(
@@ -110,7 +110,7 @@ def plan(
     count recorded with them."""
     if not now["files"]:
         return Plan(False, "no record of staged files to compare with: computed in full")
-    if not _exists(con, "work", STATE_TABLE):
+    if not table_exists(con, "work", STATE_TABLE):
         return Plan(False, "no earlier run recorded its state: computed in full")
     if as_of is None:
         row = con.execute(
@@ -224,12 +224,3 @@ def mark_changed_customers(
     con.execute(load_sql("work/changed_customers"), params)
     con.execute(load_sql("work/changed_orders"))
     return int(con.execute("SELECT count(*) FROM changed_customers").fetchone()[0])
-
-
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = $schema AND table_name = $table",
-        {"schema": schema, "table": table},
-    ).fetchone()
-    return bool(row and row[0])

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import duckdb
 import polars as pl
 
+from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, transaction
 
 KEY = "as_of"
@@ -28,13 +29,7 @@ def _name(schema: str, table: str) -> str:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
-    return dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
-            {"schema": schema, "table": table},
-        ).fetchall()
-    )
+    return dict(catalog_columns(con, schema, table))
 
 
 def write_partition(

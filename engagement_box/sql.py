@@ -53,6 +53,43 @@ def load_sql(name: str, **identifiers: str) -> str:
     return text.format(**quoted)
 
 
+# The catalog questions a run asks many times (before every write and publish). DuckDB's own
+# catalog functions answer them 3-5x faster than information_schema (7 ms against 25 ms on a run's
+# working database), which joins every column of every database to answer.
+_COLUMNS = (
+    "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+    "AND schema_name = $schema AND table_name = $name ORDER BY column_index"
+)
+_TABLES = (
+    "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+    "AND schema_name = $schema AND table_name = $name"
+)
+_VIEWS = (
+    "SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() "
+    "AND schema_name = $schema AND view_name = $name"
+)
+
+
+def columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
+    """(column name, type) of the table or view `schema.name` of the connection's own database,
+    in order; empty when there is none."""
+    return con.execute(_COLUMNS, {"schema": schema, "name": name}).fetchall()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Is `schema.name` a base table of the connection's own database (not a view)?"""
+    row = con.execute(_TABLES, {"schema": schema, "name": name}).fetchone()
+    return bool(row and row[0])
+
+
+def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Is `schema.name` a table or a view of the connection's own database?"""
+    if table_exists(con, schema, name):
+        return True
+    row = con.execute(_VIEWS, {"schema": schema, "name": name}).fetchone()
+    return bool(row and row[0])
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """One DuckDB transaction: committed if the block ends normally, rolled back on any

@@ -55,3 +55,14 @@ def exports_dir(tmp_path: Path) -> Path:
     path = tmp_path / "exports"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def december_run(tmp_path_factory):
+    """The tiny retailer run for December once per test worker (`tests/pipeline_runs.py`).
+    Read it; to go on from it, take `copy_run(december_run, tmp_path)`."""
+    from tests.pipeline_runs import december
+
+    run = december(tmp_path_factory.mktemp("december_run"))
+    assert run.result.success, [e.message for e in run.result.all_events if e.is_failure]
+    return run

@@ -1,6 +1,7 @@
 """Erasure: one person leaves every table, every retained version and every audience file."""
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -165,26 +166,43 @@ def publish_version(con: duckdb.DuckDBPyConnection, run: str, bonus: float) -> N
     )
 
 
-@pytest.fixture
-def built(tmp_path: Path, monkeypatch):
-    """A warehouse built by the real ingest, identity links, two published versions, audiences."""
-    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
-    exports = tmp_path / "exports"
-    write_exports(exports)
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    for name in SOURCES:
-        ingest_source(con, exports, name)
-    build_identity_links(con)
-    publish_version(con, "run1", 0.0)
-    publish_version(con, "run2", 1.0)
-
-    customers = con.execute(
-        "SELECT customer_id, email, marketing_consent FROM staging.customers"
-    ).pl()
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory) -> Path:
+    """A warehouse built by the real ingest, identity links, two published versions, audiences;
+    built once per module (seconds), each test erasing in its own copy (`built`)."""
+    root = tmp_path_factory.mktemp("erasure_built")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(erasure.SALT_ENV, raising=False)
+        exports = root / "exports"
+        write_exports(exports)
+        con = duckdb.connect(str(root / "w.duckdb"))
+        try:
+            for name in SOURCES:
+                ingest_source(con, exports, name)
+            build_identity_links(con)
+            publish_version(con, "run1", 0.0)
+            publish_version(con, "run2", 1.0)
+            customers = con.execute(
+                "SELECT customer_id, email, marketing_consent FROM staging.customers"
+            ).pl()
+        finally:
+            con.close()
     segments = customers.select("customer_id", pl.lit("Champions").alias("segment"))
-    audience_dir = tmp_path / "audiences"
-    write_audiences(build_audiences(customers, segments), audience_dir / "rfm_segment", "champions")
-    yield con, exports, audience_dir
+    write_audiences(
+        build_audiences(customers, segments), root / "audiences" / "rfm_segment", "champions"
+    )
+    return root
+
+
+@pytest.fixture
+def built(built_once: Path, tmp_path: Path, monkeypatch):
+    """This test's copy of `built_once` in tmp_path: (connection, exports, audience folder)."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    for folder in ("exports", "audiences"):  # modification times kept: the same files
+        shutil.copytree(built_once / folder, tmp_path / folder)
+    shutil.copy2(built_once / "w.duckdb", tmp_path / "w.duckdb")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    yield con, tmp_path / "exports", tmp_path / "audiences"
     con.close()
 
 

@@ -1,19 +1,15 @@
 """No email or handle reaches Dagster's own storage (which erasure cannot reach); assets that
 hold personal data say so, and every asset has an owner."""
 
-import datetime as dt
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
-from engagement_box import generator
 from engagement_box.governance import privacy
 from engagement_box.governance.readers import default_working
 from pipelines.definitions import defs
-from pipelines.resources import EngagementConfig, ExportsResource, warehouse_resource
 
 
 def test_previews_mask_personal_columns_and_keep_pseudonymous_ids():
@@ -47,26 +43,11 @@ def test_every_asset_has_an_owner_and_personal_data_is_tagged():
 
 
 @pytest.mark.integration
-def test_no_email_or_handle_reaches_dagster_storage(tmp_path):
-    exports = tmp_path / "exports"
-    generator.generate(
-        exports, generator.GeneratorConfig(customers=400, seed=11, end=dt.date(2025, 12, 31))
-    )
-    database = tmp_path / "w.duckdb"
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.DagsterInstance.local_temp(str(home)) as instance:
-        result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
-            instance=instance,
-            partition_key="2025-12-01",
-            resources={
-                "warehouse": warehouse_resource(database),
-                "exports": ExportsResource(data_dir=str(exports)),
-                "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
-            },
-            raise_on_error=False,
-        )
-        assert result.success
+def test_no_email_or_handle_reaches_dagster_storage(december_run):
+    """The shared December run stored its events, metadata and logs in a real Dagster home."""
+    database, home = december_run.database, december_run.dagster_home
+    assert december_run.result.success
+    assert any(p.suffix == ".db" for p in home.rglob("*"))  # Dagster's SQLite storage is there
     con = duckdb.connect(str(default_working(database)), read_only=True)
     try:
         emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}

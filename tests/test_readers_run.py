@@ -1,6 +1,5 @@
 """A real second process holds a read-only session on the published file through a whole run."""
 
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,10 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engagement_box import generator
-from engagement_box.staging.contracts import SOURCES
 from pipelines.definitions import defs
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
+from tests.pipeline_runs import copy_run
 
 pytestmark = pytest.mark.integration
 
@@ -64,15 +62,14 @@ def run_month(exports: Path, database: Path, partition: str):
     )
 
 
-def test_a_reader_holds_the_published_file_through_a_whole_run(tmp_path: Path):
-    exports = tmp_path / "exports"
-    generator.generate(
-        exports, generator.GeneratorConfig(customers=400, seed=11, end=dt.date(2025, 12, 31))
+def test_a_reader_holds_the_published_file_through_a_whole_run(december_run, tmp_path: Path):
+    first = copy_run(december_run, tmp_path)  # version 1 published, the file readers open
+    exports, database = first.exports, first.database
+    # A late order: the next run has new input and publishes version 2.
+    (exports / "orders" / "late.csv").write_text(
+        "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
+        "late-1,C0000001,2025-12-30 12:00:00,10.00,USD,completed,web\n"
     )
-    for source in SOURCES:
-        (exports / source).mkdir(parents=True, exist_ok=True)
-    database = tmp_path / "w.duckdb"
-    assert run_month(exports, database, "2025-11-01").success
     stop = tmp_path / "stop"
     started = [
         subprocess.Popen(
@@ -87,7 +84,7 @@ def test_a_reader_holds_the_published_file_through_a_whole_run(tmp_path: Path):
         assert json.loads(started[0].stdout.readline()) == {"held": 1}
         assert json.loads(started[1].stdout.readline()) == {"opening": True}
 
-        result = run_month(exports, database, "2025-12-01")
+        result = run_month(exports, database, "2025-12-01")  # a whole run, the reader holding on
 
         stop.touch()
         outputs = [reader.communicate(timeout=60) for reader in started]

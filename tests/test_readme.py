@@ -7,6 +7,7 @@
 - `dagster dev` loads the code location that workspace.yaml names.
 """
 
+import functools
 import re
 import shlex
 import subprocess
@@ -69,12 +70,20 @@ def _program_and_options(command: str) -> tuple[list[str], list[str]]:
 )
 def test_each_command_exists_and_accepts_the_options_shown(command):
     program, options = _program_and_options(command)
+    code, out, err = _help(tuple(program))
+    assert code == 0, err[-2000:]
+    for option in options:
+        assert option in out, f"{command}: {option} is not an option"
+
+
+@functools.cache
+def _help(program: tuple[str, ...]) -> tuple[int, str, str]:
+    """`program --help`, asked once per program (eight README commands are `engagement-box run`
+    with other options; each start costs seconds)."""
     shown = subprocess.run(
         [*program, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    for option in options:
-        assert option in shown.stdout, f"{command}: {option} is not an option"
+    return shown.returncode, shown.stdout, shown.stderr
 
 
 def test_dagster_dev_loads_the_code_location_named_in_workspace_yaml():

@@ -9,25 +9,20 @@ import duckdb
 import pytest
 
 from assets.publish import standing_version
-from engagement_box import generator
 from engagement_box.governance.readers import default_working
 from pipelines.definitions import defs
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from pipelines.schedules import daily_schedule
-from tests.test_pipeline_e2e import run_graph
+from tests.pipeline_runs import copy_run, run_graph
 
 pytestmark = pytest.mark.integration
 
 
-def test_months_after_the_data_ends_reuse_the_last_version(tmp_path: Path):
-    exports = tmp_path / "exports"
-    generator.generate(
-        exports, generator.GeneratorConfig(customers=300, seed=5, end=dt.date(2025, 6, 30))
-    )
-    database = tmp_path / "w.duckdb"
-    assert run_graph(exports, database, partition="2025-06-01").success
+def test_months_after_the_data_ends_reuse_the_last_version(december_run, tmp_path: Path):
+    december = copy_run(december_run, tmp_path)  # the data ends in December 2025
+    exports, database = december.exports, december.database
 
-    later = run_graph(exports, database, partition="2025-11-01")
+    later = run_graph(exports, database, partition="2026-01-01")
 
     assert later.success
     con = duckdb.connect(str(database), read_only=True)
@@ -37,7 +32,7 @@ def test_months_after_the_data_ends_reuse_the_last_version(tmp_path: Path):
         ).fetchall()
     finally:
         con.close()
-    assert snapshots == [(1, "2025-06-01", True)]
+    assert snapshots == [(1, "2025-12-01", True)]
     metadata = [
         e.materialization.metadata
         for e in later.get_asset_materialization_events()
@@ -48,37 +43,34 @@ def test_months_after_the_data_ends_reuse_the_last_version(tmp_path: Path):
     assert "inputs equal those of version 1" in metadata[0]["outcome"].value
 
 
-def test_a_run_with_nothing_new_is_known_before_it_starts(tmp_path: Path):
+def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path: Path):
     """The CLI and the daily schedule ask `standing_version` before starting a run: with every
     export staged as it is and the same settings, a month's version already stands; a new
     export file or another setting means work to do."""
-    exports = tmp_path / "exports"
-    generator.generate(
-        exports, generator.GeneratorConfig(customers=200, seed=3, end=dt.date(2025, 6, 30))
-    )
-    database = tmp_path / "w.duckdb"
+    december = copy_run(december_run, tmp_path)  # December 2025 published as version 1
+    exports, database = december.exports, december.database
 
-    def standing(partition: str, settings: ModelSettings | None = None) -> int | None:
+    def standing(
+        partition: str, settings: ModelSettings | None = None, published: Path = database
+    ) -> int | None:
         return standing_version(
-            default_working(database),
+            default_working(published),
             exports,
             partition,
             settings or ModelSettings(),
             EngagementConfig(),
-            run_date=dt.date(2026, 1, 15),
+            run_date=dt.date(2026, 2, 15),
         )
 
-    assert standing("2025-06-01") is None  # no warehouse yet
-    assert run_graph(exports, database, partition="2025-06-01").success
-
-    assert standing("2025-06-01") == 1
-    assert standing("2025-11-01") == 1  # the as-of is capped at the last order: same inputs
-    assert standing("2025-05-01") is None  # another as-of: never computed
-    assert standing("2025-06-01", ModelSettings(clv_horizon_months=6)) is None
+    assert standing("2025-12-01", published=tmp_path / "new" / "w.duckdb") is None  # no warehouse
+    assert standing("2025-12-01") == 1
+    assert standing("2026-01-01") == 1  # the as-of is capped at the last order: same inputs
+    assert standing("2025-11-01") is None  # another as-of: never computed
+    assert standing("2025-12-01", ModelSettings(clv_horizon_months=6)) is None
 
     # The daily schedule asks the same question and starts no run.
     with dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2025, 11, 22, 5),
+        scheduled_execution_time=dt.datetime(2026, 1, 22, 5),
         resources={
             "warehouse": Warehouse(database=str(database)),
             "exports": ExportsResource(data_dir=str(exports)),
@@ -95,4 +87,4 @@ def test_a_run_with_nothing_new_is_known_before_it_starts(tmp_path: Path):
     late.write_text(
         (exports / "orders").glob("*.csv").__next__().read_text().splitlines()[0] + "\n"
     )
-    assert standing("2025-06-01") is None  # a file the warehouse has not taken in
+    assert standing("2025-12-01") is None  # a file the warehouse has not taken in

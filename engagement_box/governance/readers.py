@@ -42,6 +42,7 @@ from pathlib import Path
 import duckdb
 
 from engagement_box.governance import versions
+from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, quote_literal, transaction
 
 # Tables copied from the working database into the published file, besides the marts (every
@@ -315,13 +316,9 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     path = layout.history_file(mart, current) if current is not None else None
     if path is None or not path.exists():
         return None
-    names = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' "
-        "AND table_name = $table ORDER BY ordinal_position",
-        {"table": mart},
-    ).fetchall()
+    names = [column for column, _ in catalog_columns(con, "marts", mart)]
     # Names read from the catalog (not an allow-list): quoted with their quotes doubled.
-    columns = ", ".join('"' + str(n).replace('"', '""') + '"' for (n,) in names)
+    columns = ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
     name = quote_identifier(mart)
     return f"CREATE VIEW marts.{name} AS SELECT {columns} FROM read_parquet({_literal(path)})"
 

@@ -36,7 +36,15 @@ from pathlib import Path
 import duckdb
 
 from engagement_box import dictionary
-from engagement_box.sql import SQL_DIR, load_sql, quote_identifier, transaction
+from engagement_box.sql import (
+    SQL_DIR,
+    columns,
+    load_sql,
+    quote_identifier,
+    relation_exists,
+    transaction,
+)
+from engagement_box.sql import table_exists as sql_table_exists
 
 
 @dataclass(frozen=True)
@@ -183,27 +191,16 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _is_base_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = $schema AND table_name = $table AND table_type = 'BASE TABLE'",
-        {"schema": schema, "table": table},
-    ).fetchone()
-    return bool(row and row[0])
+    return sql_table_exists(con, schema, table)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
-    return [
-        (name, dtype)
-        for name, dtype in con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
-            {"schema": schema, "table": table},
-        ).fetchall()
-    ]
+    return columns(con, schema, table)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(_columns(con, schema, table))
+    """Is `schema.table` a table or a view?"""
+    return relation_exists(con, schema, table)
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int | None:

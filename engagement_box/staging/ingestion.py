@@ -53,7 +53,7 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box.governance import erasure
-from engagement_box.sql import load_sql, quote_identifier, transaction
+from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import MONEY_DUCKDB_TYPE, SOURCES, Source
 from engagement_box.staging.reconciliation import reconcile
 
@@ -188,11 +188,7 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     size and modification time in `staging.ingested_files`): an ingest would change nothing.
     Cheap: no file is read. A file touched without a change counts as changed here (the ingest
     tells them apart by hash)."""
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'staging' AND table_name = 'ingested_files'"
-    ).fetchone()
-    if not (row and row[0]):
+    if not relation_exists(con, "staging", "ingested_files"):
         return False
     known = {
         (source, path): (size, mtime)

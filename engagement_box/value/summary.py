@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from engagement_box import incremental
-from engagement_box.sql import load_sql
+from engagement_box.sql import load_sql, relation_exists
 from engagement_box.staging.contracts import MAX_RATE
 
 TimeUnit = Literal["D", "W"]
@@ -100,11 +100,7 @@ def orders_source(
             "customer_column": "buyer_id",
         }
     if resolve_identity is None:
-        row = con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'intermediate' AND table_name = 'orders_resolution'"
-        ).fetchone()
-        resolve_identity = bool(row and row[0])
+        resolve_identity = relation_exists(con, "intermediate", "orders_resolution")
     if resolve_identity:
         return {
             "orders_schema": "intermediate",
