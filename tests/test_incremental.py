@@ -4,7 +4,6 @@ and history row it publishes equals those of a cold run on the same exports. A c
 file and an erasure between runs fall back to the full computation and say why."""
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -12,14 +11,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from engagement_box import generator
-from engagement_box.governance import erasure
+from engagement_box.governance import erasure, readers
+from tests.pipeline_runs import DATA_END, copy_run, run_graph
 from tests.test_partitions import (
     REL,
     RUN_COLUMNS,
     WORK_TABLES,
     assert_same_rows,
-    full_run,
     materialize,
     query,
     rows_as_of,
@@ -27,9 +25,9 @@ from tests.test_partitions import (
 
 pytestmark = pytest.mark.integration
 
-PARTITION = "2025-12-01"
-DAY_A = dt.date(2025, 12, 30)  # the last order day of files A
-DAY_B = dt.date(2025, 12, 31)  # the new day file B brings
+DAY_A = DATA_END  # the last order day of the shared December run's exports (files A)
+DAY_B = dt.date(2026, 1, 1)  # the new day file B brings
+PARTITION_B = "2026-01-01"  # January: as of its last order day, DAY_B
 INCREMENTAL_STEPS = ("customer_summary", "calibration_holdout")
 MARTS = (
     "customer_rfm",
@@ -49,25 +47,18 @@ SUMMARIES = dg.AssetSelection.groups("staging", "identity") | dg.AssetSelection.
 )
 
 
-@pytest.fixture(scope="module")
-def files_a(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("files_a")
-    generator.generate(out, generator.GeneratorConfig(customers=300, seed=11, end=DAY_A))
-    return out
-
-
-def orders_b(files_a: Path) -> pl.DataFrame:
+def orders_b(exports_a: Path) -> pl.DataFrame:
     """File B: about 1 % new orders of existing customers, most on the new day, a few dated
-    earlier (late exports: orders on days the earlier run had already summarised, and on days
-    that move from the holdout into the calibration window)."""
-    last = sorted((files_a / "orders").glob("orders_2025-12.*"))[0]
+    earlier (late exports: on a day the earlier run had already summarised, in the holdout, on
+    the day the calibration end moves onto, and before it)."""
+    last = sorted((exports_a / "orders").glob("orders_2025-12.*"))[0]
     rows = pl.read_csv(last) if last.suffix == ".csv" else pl.read_parquet(last)
     rows = rows.filter(pl.col("status") == "completed").head(20)
     days = [f"{DAY_B} 10:{i:02d}:00" for i in range(16)] + [
-        "2025-06-15 09:00:00",  # before the calibration end: the calibration window changes
-        "2025-07-02 12:00:00",  # the day the calibration end moves onto
-        "2025-11-20 12:00:00",  # in the holdout
-        f"{DAY_A} 23:00:00",  # the earlier as-of's own day
+        "2025-06-15 09:00:00",
+        "2025-07-03 12:00:00",
+        "2025-11-20 12:00:00",
+        f"{DAY_A} 23:00:00",
     ]
     return rows.with_columns(
         pl.Series("order_id", [f"B{i:05d}" for i in range(rows.height)]),
@@ -75,13 +66,12 @@ def orders_b(files_a: Path) -> pl.DataFrame:
     )
 
 
-def copy_exports(files_a: Path, to: Path) -> Path:
-    shutil.copytree(files_a, to)
-    return to
+def add_file_b(exports: Path) -> None:
+    orders_b(exports).write_csv(exports / "orders" / "orders_2026-01-01.csv")
 
 
-def add_file_b(exports: Path, files_a: Path) -> None:
-    orders_b(files_a).write_csv(exports / "orders" / "orders_2025-12-31.csv")
+def working(database: Path) -> Path:
+    return readers.default_working(database)
 
 
 def step_metadata(result, table: str) -> dict:
@@ -128,38 +118,39 @@ def history_rows(database: Path, mart: str) -> list[tuple]:
     return sorted(tuple(row[i] for i in keep) for row in rows)
 
 
-def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(files_a, tmp_path):
-    exports = copy_exports(files_a, tmp_path / "exports")
-    incremental_db = tmp_path / "incremental.duckdb"
-    first = full_run(exports, incremental_db, PARTITION)
+def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, tmp_path):
+    first = copy_run(december_run, tmp_path / "incremental")  # a cold run of files A
     for table in INCREMENTAL_STEPS:
-        metadata = step_metadata(first, table)
+        metadata = step_metadata(december_run.result, table)
         assert metadata["computation"] == "cold", table
         assert metadata["as_of"] == str(DAY_A)
 
-    add_file_b(exports, files_a)
-    second = full_run(exports, incremental_db, PARTITION)
+    add_file_b(first.exports)
+    second = run_graph(first.exports, first.database, partition=PARTITION_B)
+    assert second.success, [e.message for e in second.all_events if e.is_failure]
+    incremental_db = working(first.database)
     for table in INCREMENTAL_STEPS:
         metadata = step_metadata(second, table)
         assert metadata["computation"] == "incremental", (table, metadata["computation_reason"])
-        assert "orders/orders_2025-12-31.csv" in metadata["computation_reason"]
+        assert "orders/orders_2026-01-01.csv" in metadata["computation_reason"]
         assert metadata["carried_from_as_of"] == str(DAY_A)
         assert metadata["as_of"] == str(DAY_B)
         # only the customers of file B (and of the days that moved) were recomputed
         assert 0 < metadata["customers_recomputed"] <= 20, table
         assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5, table
-
     identity = step_metadata(second, "identity_links")
     assert identity["computation"] == "incremental", identity["computation_reason"]
 
-    cold_db = tmp_path / "cold.duckdb"
-    cold = full_run(exports, cold_db, PARTITION)
+    cold_database = tmp_path / "cold" / "w.duckdb"
+    cold_database.parent.mkdir()
+    cold = run_graph(first.exports, cold_database, partition=PARTITION_B)
+    assert cold.success, [e.message for e in cold.all_events if e.is_failure]
     assert step_metadata(cold, "customer_summary")["computation"] == "cold"
+    cold_db = working(cold_database)
 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
         statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
         assert query(incremental_db, statement) == query(cold_db, statement), table
-
     for table in WORK_TABLES:
         expected = rows_as_of(cold_db, table, DAY_B)
         assert expected, table
@@ -168,36 +159,36 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(files_a, tmp_p
         assert_same_rows(published_rows(incremental_db, mart), published_rows(cold_db, mart), mart)
         assert_same_rows(history_rows(incremental_db, mart), history_rows(cold_db, mart), mart)
     # the earlier as-of's rows are still there, as the first run wrote them
-    assert rows_as_of(incremental_db, "customer_summary", DAY_A)
+    assert rows_as_of(incremental_db, "customer_summary", DAY_A) == rows_as_of(
+        working(december_run.database), "customer_summary", DAY_A
+    )
 
 
-def test_a_changed_file_falls_back_to_the_full_computation(files_a, tmp_path):
-    exports = copy_exports(files_a, tmp_path / "exports")
-    database = tmp_path / "w.duckdb"
-    materialize(exports, database, PARTITION, SUMMARIES)
+def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_path):
+    run = copy_run(december_run, tmp_path / "run")
     # An earlier file is exported again with one order fewer: staged again, a row gone.
-    changed = sorted((exports / "orders").glob("orders_2025-0*.csv"))[0]
+    changed = sorted((run.exports / "orders").glob("orders_2025-0*.csv"))[0]
     lines = changed.read_text(encoding="utf-8").splitlines(keepends=True)
     changed.write_text("".join(lines[:-1]), encoding="utf-8")
-    add_file_b(exports, files_a)
-    result = materialize(exports, database, PARTITION, SUMMARIES)
+    add_file_b(run.exports)
+    database = working(run.database)
+    result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
     for table in (*INCREMENTAL_STEPS, "identity_links"):
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
         assert f"{changed.parent.name}/{changed.name} changed" in metadata["computation_reason"]
 
     cold_db = tmp_path / "cold.duckdb"
-    materialize(exports, cold_db, PARTITION, SUMMARIES)
+    materialize(run.exports, cold_db, PARTITION_B, SUMMARIES)
     for table in INCREMENTAL_STEPS:
         assert_same_rows(
             rows_as_of(database, table, DAY_B), rows_as_of(cold_db, table, DAY_B), table
         )
 
 
-def test_an_erasure_falls_back_to_the_full_computation(files_a, tmp_path):
-    exports = copy_exports(files_a, tmp_path / "exports")
-    database = tmp_path / "w.duckdb"
-    materialize(exports, database, PARTITION, SUMMARIES)
+def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
+    run = copy_run(december_run, tmp_path / "run")
+    database = working(run.database)
     (buyer,) = query(
         database,
         "SELECT customer_id FROM work.customer_summary ORDER BY order_count DESC, customer_id "
@@ -208,8 +199,8 @@ def test_an_erasure_falls_back_to_the_full_computation(files_a, tmp_path):
         erasure.erase(con, customer_id=buyer)
     finally:
         con.close()
-    add_file_b(exports, files_a)
-    result = materialize(exports, database, PARTITION, SUMMARIES)
+    add_file_b(run.exports)
+    result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
     for table in (*INCREMENTAL_STEPS, "identity_links"):
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
