@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from engagement_box import incremental
 from engagement_box.governance import erasure, readers
 from tests.pipeline_runs import DATA_END, copy_run, run_graph
 from tests.test_partitions import (
@@ -212,3 +213,121 @@ def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
             {"d": DAY_B, "c": buyer},
         )
         assert summary == [(0,)], table
+
+
+# The plan alone, on a hand-made warehouse: which changes keep the incremental path.
+
+
+def _seed(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA staging")
+    con.execute(
+        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/c.csv', 'c1'), "
+        "('fx_rates', 'fx_rates/fx.csv', 'f1'), ('orders', 'orders/o1.csv', 'o1')"
+    )
+    con.execute("CREATE TABLE staging.orders (order_id VARCHAR, source_file VARCHAR)")
+    con.execute("INSERT INTO staging.orders VALUES ('1', 'orders/o1.csv'), ('2', 'orders/o1.csv')")
+    con.execute("CREATE SCHEMA work")
+    con.execute("CREATE TABLE work.customer_summary (customer_id VARCHAR, as_of DATE)")
+    con.execute("INSERT INTO work.customer_summary VALUES ('c', $d)", {"d": DAY_A})
+
+
+def _record(con: duckdb.DuckDBPyConnection, settings: dict) -> None:
+    now = incremental.inputs(con, settings)
+    for statement, params in incremental.record(con, "customer_summary", DAY_A, now, rows=1):
+        con.execute(statement, params)
+
+
+CHANGES = {
+    "new orders file": (
+        "INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2'); "
+        "INSERT INTO staging.orders VALUES ('3', 'orders/o2.csv')",
+        None,
+    ),
+    "changed orders file": (
+        "UPDATE staging.ingested_files SET sha256 = 'o1b' WHERE source_file = 'orders/o1.csv'",
+        "orders/o1.csv changed and was staged again",
+    ),
+    "row of a file gone": (
+        "DELETE FROM staging.orders WHERE order_id = '2'",
+        "the staged orders of orders/o1.csv changed",
+    ),
+    "file no longer staged": (
+        "DELETE FROM staging.ingested_files WHERE source_file = 'fx_rates/fx.csv'",
+        "fx_rates/fx.csv is no longer staged",
+    ),
+    "new customers file": (
+        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/d.csv', 'd1')",
+        "customers/d.csv is new",
+    ),
+    "erasure": (
+        "CREATE TABLE staging.erasure_log (request_id VARCHAR); "
+        "INSERT INTO staging.erasure_log VALUES ('r1')",
+        "an erasure was applied",
+    ),
+    "work rows changed": (
+        "INSERT INTO work.customer_summary VALUES ('d', DATE '2025-12-31')",
+        "the rows of customer_summary changed",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_the_plan_takes_the_incremental_path_only_for_new_orders_files(tmp_path, change):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _seed(con)
+        _record(con, {"currency": "USD"})
+        statement, reason = CHANGES[change]
+        for part in statement.split("; "):
+            con.execute(part)
+        plan = incremental.plan(
+            con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "USD"})
+        )
+        if reason is None:
+            assert plan.incremental, plan.reason
+            assert plan.new_files == ("orders/o2.csv",)
+            assert plan.previous_as_of == DAY_A
+        else:
+            assert not plan.incremental
+            assert reason in plan.reason, plan.reason
+            assert plan.metadata()["computation"] == "cold"
+    finally:
+        con.close()
+
+
+def test_the_plan_is_cold_for_other_settings_code_an_earlier_as_of_or_no_state(
+    tmp_path, monkeypatch
+):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _seed(con)
+        assert (
+            "no earlier run"
+            in incremental.plan(con, "customer_summary", DAY_B, incremental.inputs(con, {})).reason
+        )
+        _record(con, {"currency": "USD"})
+        other = incremental.plan(
+            con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "EUR"})
+        )
+        assert not other.incremental and "settings changed (currency)" in other.reason
+        earlier = incremental.plan(
+            con,
+            "customer_summary",
+            DAY_A - dt.timedelta(days=1),
+            incremental.inputs(con, {"currency": "USD"}),
+        )
+        assert not earlier.incremental and "no earlier state" in earlier.reason
+        same = incremental.plan(
+            con, "customer_summary", DAY_A, incremental.inputs(con, {"currency": "USD"})
+        )
+        assert same.incremental and same.new_files == ()
+        monkeypatch.setattr(incremental, "model_code_version", lambda: "another version")
+        upgraded = incremental.plan(
+            con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "USD"})
+        )
+        assert not upgraded.incremental and "the model code changed" in upgraded.reason
+    finally:
+        con.close()
