@@ -25,8 +25,9 @@ IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])
 def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
     """One customer per person: profiles merged, ids, emails and handles linked to the person."""
     with warehouse.get_connection() as con:
-        rates = identity.build_identity_links(con)
+        rates, plan = identity.refresh_identity_links(con)
         metadata = table_metadata(con, "intermediate", "identity_links")
+        metadata.update(plan.metadata())
         merge = identity.merge_summary(con)
     metadata["match_rates"] = dg.MetadataValue.md(markdown_table(rates))
     # One customer per person: profiles sharing an email or handle merged (customer_merge).

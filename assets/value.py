@@ -28,7 +28,7 @@ from assets.metadata import (
     table_metadata,
 )
 from assets.staging import staging_key
-from engagement_box import dictionary, partitioned, reports
+from engagement_box import dictionary, incremental, partitioned, reports
 from engagement_box.sql import relation_exists
 from engagement_box.value import (
     fitting,
@@ -158,11 +158,25 @@ def read_work(con, table: str, window: dict) -> pl.DataFrame:
     return partitioned.read_partition(con, "work", table, window["as_of"])
 
 
-def write_work(con, table: str, frame: pl.DataFrame, window: dict) -> dict:
-    """Replace this partition's rows of `work.<table>`; the metadata describes those rows."""
+def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: list | tuple = ()) -> dict:
+    """Replace this partition's rows of `work.<table>`; the metadata describes those rows.
+    `also`: statements run in the same transaction (an incremental step's state)."""
     dictionary.rename_legacy_columns(con)  # a warehouse from before the renames keeps its rows
-    partitioned.write_partition(con, "work", table, frame, window["as_of"])
+    partitioned.write_partition(con, "work", table, frame, window["as_of"], also=also)
     return partition_metadata(con, table, window)
+
+
+# Keys of the window that move from run to run without changing how a row is computed: an
+# incremental step's state compares the rest (`engagement_box.incremental`).
+_MOVING_KEYS = ("partition_key", "as_of", "as_of_pinned", "calibration_end")
+
+
+def incremental_plan(con, table: str, window: dict) -> tuple[incremental.Plan, dict]:
+    """How `work.<table>` is computed this time (incrementally from an earlier as-of, or cold)
+    and the inputs to record with its rows."""
+    settings = {k: v for k, v in window.items() if k not in _MOVING_KEYS}
+    now = incremental.inputs(con, settings)
+    return incremental.plan(con, table, window["as_of"], now), now
 
 
 def partition_metadata(con, table: str, window: dict) -> dict:
@@ -202,14 +216,24 @@ def customer_summary(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
-        summary = summaries.customer_summary(
-            con, window["as_of"], **money(window), resolve_identity=True
-        )
+        plan, now = incremental_plan(con, "customer_summary", window)
+        if plan.incremental:
+            summary, recomputed = summaries.customer_summary_since(
+                con, plan.previous_as_of, plan.new_files, window["as_of"], **money(window)
+            )
+        else:
+            summary = summaries.customer_summary(
+                con, window["as_of"], **money(window), resolve_identity=True
+            )
+            recomputed = summary.height
         left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
-        metadata = write_work(con, "customer_summary", summary, window)
+        state = incremental.record(con, "customer_summary", window["as_of"], now, summary.height)
+        metadata = write_work(con, "customer_summary", summary, window, also=state)
     repeat = int((summary["frequency"] > 0).sum()) if summary.height else 0
     metadata.update(
         {
+            **plan.metadata(),
+            "customers_recomputed": recomputed,
             "calibration_end": str(window["calibration_end"]),
             "buyers": summary.height,
             "repeat_buyers": repeat,
@@ -363,12 +387,46 @@ def calibration_holdout(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
-        cal = summaries.calibration_holdout(
-            con, window["calibration_end"], window["as_of"], **money(window), resolve_identity=True
+        plan, now = incremental_plan(con, "calibration_holdout", window)
+        previous_end = _date(plan.previous.get("calibration_end"))
+        if plan.incremental and (previous_end is None or previous_end > window["calibration_end"]):
+            plan = incremental.Plan(
+                False,
+                f"the calibration end moved back from {previous_end} to "
+                f"{window['calibration_end']}: computed in full",
+            )
+        if plan.incremental:
+            cal, recomputed = summaries.calibration_holdout_since(
+                con,
+                plan.previous_as_of,
+                previous_end,
+                plan.new_files,
+                window["calibration_end"],
+                window["as_of"],
+                **money(window),
+            )
+        else:
+            cal = summaries.calibration_holdout(
+                con,
+                window["calibration_end"],
+                window["as_of"],
+                **money(window),
+                resolve_identity=True,
+            )
+            recomputed = cal.height
+        state = incremental.record(
+            con,
+            "calibration_holdout",
+            window["as_of"],
+            now,
+            cal.height,
+            calibration_end=window["calibration_end"],
         )
-        metadata = write_work(con, "calibration_holdout", cal, window)
+        metadata = write_work(con, "calibration_holdout", cal, window, also=state)
     metadata.update(
         {
+            **plan.metadata(),
+            "customers_recomputed": recomputed,
             "calibration_end": str(window["calibration_end"]),
             "holdout_purchases": int(cal["holdout_purchases"].sum()) if cal.height else 0,
         }

@@ -12,6 +12,7 @@ one whose step never ran.
 """
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
@@ -32,11 +33,17 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[st
 
 
 def write_partition(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pl.DataFrame, as_of: dt.date
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    frame: pl.DataFrame,
+    as_of: dt.date,
+    also: Sequence[tuple[str, Mapping]] = (),
 ) -> int:
     """Replace the rows of `as_of` in `schema.table` with `frame` (its `as_of` column is set to
     `as_of`), in one transaction. The table is created on first write; a column the table does
-    not have yet is added (older as-ofs show NULL there)."""
+    not have yet is added (older as-ofs show NULL there). `also`: statements (with their
+    parameters) run in the same transaction, e.g. the state an incremental step records."""
     frame = frame.with_columns(pl.lit(as_of, dtype=pl.Date).alias(KEY))
     # A column with no value in this partition (e.g. no fit message) has no type of its own;
     # stored as text, it accepts the values a later partition brings.
@@ -68,6 +75,8 @@ def write_partition(
                 "VALUES ($table, $as_of, current_localtimestamp())",
                 {"table": table, "as_of": as_of},
             )
+            for statement, parameters in also:
+                con.execute(statement, dict(parameters))
     finally:
         con.unregister("partition_rows")
     return frame.height

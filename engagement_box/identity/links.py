@@ -39,6 +39,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
+from engagement_box import incremental
 from engagement_box.sql import load_sql, transaction
 
 # Statements that build the links table, in order (one statement per file).
@@ -66,14 +67,55 @@ _RESOLVED_QUERIES: dict[str, str] = {
 }
 
 
+# What the links are computed from besides orders (which may grow by new files): a change to any
+# of them can move every link (`engagement_box.incremental`).
+FIXED_SOURCES = ("customers", "reviews", "social", "referrals")
+STATE = "intermediate.identity_links"  # the name its state is recorded under
+_COUNT_LINKS = "SELECT count(*) FROM intermediate.identity_links"
+# The incremental path, in order: the new orders' links, counted into the links they share,
+# then the links only they carry.
+INCREMENT_STATEMENTS = (
+    "intermediate/count_new_order_links",
+    "intermediate/insert_new_order_links",
+)
+
+
 def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Build the merge, the merged customers and `intermediate.identity_links` from `staging.*`
     in one transaction (the three always agree; a failed build leaves the previous one), and
-    return the match rates."""
+    return the match rates. Records what they were built from, for `refresh_identity_links`."""
+    now = incremental.inputs(con, {}, fixed=FIXED_SOURCES)
     with transaction(con):
         for name in BUILD_STATEMENTS:
             con.execute(load_sql(name))
+        _record(con, now)
     return match_rates(con)
+
+
+def refresh_identity_links(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, incremental.Plan]:
+    """`build_identity_links`, or, when the only change since the last build is new orders files
+    (`engagement_box.incremental.plan`), the links of the new orders alone, added in one
+    transaction: the merge, the merged customers and the other sources' links depend on
+    nothing that changed, and an order's link depends only on its own row and the customers.
+    Returns the match rates and the path taken."""
+    now = incremental.inputs(con, {}, fixed=FIXED_SOURCES)
+    plan = incremental.plan(con, STATE, None, now, rows=_COUNT_LINKS)
+    if not plan.incremental:
+        return build_identity_links(con), plan
+    with transaction(con):
+        con.execute(load_sql("intermediate/new_order_links"), {"new_files": list(plan.new_files)})
+        for name in INCREMENT_STATEMENTS:
+            con.execute(load_sql(name))
+        _record(con, now)
+    return match_rates(con), plan
+
+
+def _record(con: duckdb.DuckDBPyConnection, now: dict) -> None:
+    if not now["files"]:
+        return  # staged without a record of files (e.g. a test's seeded tables): no state
+    rows = con.execute(_COUNT_LINKS).fetchone()[0]
+    for statement, parameters in incremental.record(con, STATE, None, now, rows):
+        con.execute(statement, parameters)
 
 
 def merge_summary(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

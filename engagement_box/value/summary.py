@@ -7,12 +7,13 @@ orders file alone) groups by the staged id, which is the same customer there.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
+from engagement_box import incremental
 from engagement_box.sql import load_sql, relation_exists
 from engagement_box.staging.contracts import MAX_RATE
 
@@ -83,11 +84,21 @@ def orders_left_out(
     return {str(c): int(n) for c, n in left_out}, int(completed)
 
 
-def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, str]:
+def orders_source(
+    con: Any, resolve_identity: bool | None = None, only_changed: bool = False
+) -> dict[str, str]:
     """Where the summaries read orders and their customer (identifiers for `load_sql`).
 
     resolve_identity: True = through the identity links (an error when they are not built),
-    False = the staged ids, None = the links when they are built, else the staged ids."""
+    False = the staged ids, None = the links when they are built, else the staged ids.
+    only_changed: only the orders of the changed customers (this connection's `changed_orders`,
+    `engagement_box.incremental.mark_changed_customers`), resolved through the links."""
+    if only_changed:
+        return {
+            "orders_schema": "temp",
+            "orders_table": "changed_orders",
+            "customer_column": "buyer_id",
+        }
     if resolve_identity is None:
         resolve_identity = relation_exists(con, "intermediate", "orders_resolution")
     if resolve_identity:
@@ -107,14 +118,15 @@ def customer_summary(
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
+    only_changed: bool = False,
 ) -> pl.DataFrame:
     """Run `sql/work/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
 
     With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
     in currencies without a rate left out); a dated rate of the staged `fx_rates` export comes
-    before the setting's rate. Customers: `orders_source(con, resolve_identity)`."""
+    before the setting's rate. Customers: `orders_source(con, resolve_identity, only_changed)`."""
     prepare_currency(con, currency)
-    sql = load_sql("work/customer_summary", **orders_source(con, resolve_identity))
+    sql = load_sql("work/customer_summary", **orders_source(con, resolve_identity, only_changed))
     params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
     return con.execute(sql, params).pl()
 
@@ -128,10 +140,12 @@ def calibration_holdout(
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
+    only_changed: bool = False,
 ) -> pl.DataFrame:
-    """Run `sql/work/calibration_holdout.sql`: calibration summary + holdout purchase counts."""
+    """Run `sql/work/calibration_holdout.sql`: calibration summary + holdout purchase counts
+    (customers: `orders_source(con, resolve_identity, only_changed)`)."""
     prepare_currency(con, currency)
-    sql = load_sql("work/calibration_holdout", **orders_source(con, resolve_identity))
+    sql = load_sql("work/calibration_holdout", **orders_source(con, resolve_identity, only_changed))
     params = {
         "calibration_end": calibration_end,
         "as_of": as_of,
@@ -167,3 +181,57 @@ def _check_unit(time_unit: str) -> str:
     if time_unit not in DAYS_PER_UNIT:
         raise ValueError(f"time_unit must be one of {sorted(DAYS_PER_UNIT)}, got {time_unit!r}")
     return time_unit
+
+
+def customer_summary_since(
+    con: Any,
+    previous: Any,
+    new_files: Sequence[str],
+    as_of: Any,
+    *,
+    currency: str | None = None,
+    fx_rates: Mapping[str, float] | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """`customer_summary` as of `as_of` from the rows of an earlier as-of `previous` (the
+    incremental path, `engagement_box.incremental`): the customers with an order in `new_files`
+    or ordered after `previous` are recomputed from all their orders, the others keep their row
+    with T moved to `as_of`. Returns the rows and how many customers were recomputed."""
+    changed = incremental.mark_changed_customers(con, new_files, [(previous, as_of)])
+    fresh = customer_summary(con, as_of, currency=currency, fx_rates=fx_rates, only_changed=True)
+    carried = con.execute(
+        load_sql("work/carried_customer_summary"), {"previous": previous, "as_of": as_of}
+    ).pl()
+    return pl.concat([fresh, carried.select(fresh.columns)]), changed
+
+
+def calibration_holdout_since(
+    con: Any,
+    previous: Any,
+    previous_calibration_end: Any,
+    new_files: Sequence[str],
+    calibration_end: Any,
+    as_of: Any,
+    *,
+    currency: str | None = None,
+    fx_rates: Mapping[str, float] | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """`calibration_holdout` from the rows of an earlier as-of `previous` (whose calibration
+    ended `previous_calibration_end`): the customers with an order in `new_files`, or on a day
+    that moved from the holdout into the calibration window, or after `previous`, are
+    recomputed; the others keep their row with T and the holdout length moved."""
+    changed = incremental.mark_changed_customers(
+        con, new_files, [(previous_calibration_end, calibration_end), (previous, as_of)]
+    )
+    fresh = calibration_holdout(
+        con, calibration_end, as_of, currency=currency, fx_rates=fx_rates, only_changed=True
+    )
+    carried = con.execute(
+        load_sql("work/carried_calibration_holdout"),
+        {
+            "previous": previous,
+            "previous_calibration_end": previous_calibration_end,
+            "calibration_end": calibration_end,
+            "as_of": as_of,
+        },
+    ).pl()
+    return pl.concat([fresh, carried.select(fresh.columns)]), changed

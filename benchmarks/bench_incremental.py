@@ -1,0 +1,202 @@
+"""Benchmark: the incremental steps, cold vs incremental, on one day of new orders.
+
+Takes a working database with exports A staged (e.g. after `engagement-box run`) and a new
+orders export file B (new orders of existing customers). Computes the three steps cold on A
+with this checkout's code (recording their state, as a run does), copies the database twice and
+stages B into both; then, per step, computes the cold path on one copy and the incremental path
+on the other and prints CPU seconds (process time: every DuckDB thread counted) and wall
+seconds of each, and checks that both give the same rows:
+
+* identity links: `build_identity_links` vs `refresh_identity_links`;
+* customer summary: `customer_summary` vs `customer_summary_since`;
+* calibration/holdout: `calibration_holdout` vs `calibration_holdout_since`.
+
+The window is the one a run of the current month computes (`assets.value.resolve_window`), with
+the default settings. Nothing is written to the given database.
+
+    .venv/bin/python benchmarks/bench_incremental.py --working-db W.working.duckdb \\
+        --new-orders orders_2026-11-01.csv
+"""
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's code, not another worktree's editable install
+
+from assets.value import _MOVING_KEYS, resolve_window  # noqa: E402
+from engagement_box import incremental, partitioned  # noqa: E402
+from engagement_box.identity import links  # noqa: E402
+from engagement_box.staging.ingestion import ingest_source  # noqa: E402
+from engagement_box.value import summary as summaries  # noqa: E402
+from pipelines.resources import ModelSettings  # noqa: E402
+
+
+def timed(fn, *args, **kwargs):
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def sorted_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort("customer_id")
+
+
+def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    a, b = sorted_frame(a), sorted_frame(b.select(a.columns))
+    if a.shape != b.shape:
+        return False
+    for column in a.columns:
+        x, y = a[column], b[column]
+        if x.dtype.is_float():
+            if not ((x - y).abs() <= 1e-9 * y.abs().clip(lower_bound=1.0)).all():
+                return False
+        elif not x.equals(y):
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--working-db", type=Path, required=True)
+    parser.add_argument("--new-orders", type=Path, required=True)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        exports = tmp / "exports"
+        (exports / "orders").mkdir(parents=True)
+        shutil.copy(args.new_orders, exports / "orders" / args.new_orders.name)
+        base = tmp / "a.duckdb"
+        shutil.copy(args.working_db, base)
+        run_a(base)
+        cons = {}
+        for path in ("cold", "incremental"):
+            shutil.copy(base, tmp / f"{path}.duckdb")
+            con = duckdb.connect(str(tmp / f"{path}.duckdb"))
+            ingest_new_orders(con, exports)
+            cons[path] = con
+        window = resolve_window(cons["cold"], ModelSettings(), None, run_date=dt.date.today())
+        money = {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"])}
+        settings = {k: v for k, v in window.items() if k not in _MOVING_KEYS}
+        print(f"as of {window['as_of']}, calibration end {window['calibration_end']}")
+        print(f"{'step':24} {'path':12} {'cpu s':>8} {'wall s':>8}  note")
+
+        # identity links
+        cold_rates, cpu, wall = timed(links.build_identity_links, cons["cold"])
+        print(f"{'identity_links':24} {'cold':12} {cpu:8.2f} {wall:8.2f}")
+        (rates, plan), cpu, wall = timed(links.refresh_identity_links, cons["incremental"])
+        statement = "SELECT * FROM intermediate.identity_links ORDER BY ALL"
+        equal = cons["cold"].execute(statement).fetchall() == (
+            cons["incremental"].execute(statement).fetchall()
+        )
+        print(
+            f"{'identity_links':24} {plan.metadata()['computation']:12} {cpu:8.2f} {wall:8.2f}"
+            f"  equal to cold: {equal}"
+        )
+
+        # customer summary and calibration/holdout
+        con = cons["incremental"]
+        now = incremental.inputs(con, settings)
+        for table in ("customer_summary", "calibration_holdout"):
+            plan = incremental.plan(con, table, window["as_of"], now)
+            if table == "customer_summary":
+                cold, cpu, wall = timed(
+                    summaries.customer_summary,
+                    cons["cold"],
+                    window["as_of"],
+                    **money,
+                    resolve_identity=True,
+                )
+            else:
+                cold, cpu, wall = timed(
+                    summaries.calibration_holdout,
+                    cons["cold"],
+                    window["calibration_end"],
+                    window["as_of"],
+                    **money,
+                    resolve_identity=True,
+                )
+            print(f"{table:24} {'cold':12} {cpu:8.2f} {wall:8.2f}  {cold.height} rows")
+            if not plan.incremental:
+                print(f"{table:24} {'cold':12} {'':8} {'':8}  {plan.reason}")
+                continue
+            if table == "customer_summary":
+                (rows, changed), cpu, wall = timed(
+                    summaries.customer_summary_since,
+                    con,
+                    plan.previous_as_of,
+                    plan.new_files,
+                    window["as_of"],
+                    **money,
+                )
+            else:
+                previous_end = dt.date.fromisoformat(plan.previous["calibration_end"])
+                (rows, changed), cpu, wall = timed(
+                    summaries.calibration_holdout_since,
+                    con,
+                    plan.previous_as_of,
+                    previous_end,
+                    plan.new_files,
+                    window["calibration_end"],
+                    window["as_of"],
+                    **money,
+                )
+            print(
+                f"{table:24} {'incremental':12} {cpu:8.2f} {wall:8.2f}  {changed} customers "
+                f"recomputed, equal to cold: {same(cold, rows)}"
+            )
+        for con in cons.values():
+            con.close()
+
+
+def run_a(database: Path) -> None:
+    """The identity links, customer summary and calibration/holdout of A, cold, with their state
+    recorded (what a run of A leaves behind)."""
+    con = duckdb.connect(str(database))
+    try:
+        links.build_identity_links(con)
+        window = resolve_window(con, ModelSettings(), None, run_date=dt.date.today())
+        money = {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"])}
+        settings = {k: v for k, v in window.items() if k not in _MOVING_KEYS}
+        now = incremental.inputs(con, settings)
+        frames = {
+            "customer_summary": summaries.customer_summary(
+                con, window["as_of"], **money, resolve_identity=True
+            ),
+            "calibration_holdout": summaries.calibration_holdout(
+                con, window["calibration_end"], window["as_of"], **money, resolve_identity=True
+            ),
+        }
+        for table, frame in frames.items():
+            state = incremental.record(
+                con,
+                table,
+                window["as_of"],
+                now,
+                frame.height,
+                calibration_end=window["calibration_end"],
+            )
+            partitioned.write_partition(con, "work", table, frame, window["as_of"], also=state)
+        print(f"A: as of {window['as_of']}, calibration end {window['calibration_end']}")
+    finally:
+        con.close()
+
+
+def ingest_new_orders(con: duckdb.DuckDBPyConnection, exports: Path) -> None:
+    """Stage the new orders file alone: the folder holds only B, and A's files stay staged
+    (ingestion never removes the rows of a file that left the folder)."""
+    ingest_source(con, exports, "orders")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Incremental runs equal cold runs: a run after a day of new orders carries the earlier as-of's
+rows forward and recomputes only the customers whose orders changed, and every work table, mart
+and history row it publishes equals those of a cold run on the same exports. A changed export
+file and an erasure between runs fall back to the full computation and say why."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from engagement_box import incremental
+from engagement_box.governance import erasure, readers
+from tests.pipeline_runs import DATA_END, copy_run, run_graph
+from tests.test_partitions import (
+    REL,
+    RUN_COLUMNS,
+    WORK_TABLES,
+    assert_same_rows,
+    materialize,
+    query,
+    rows_as_of,
+)
+
+pytestmark = pytest.mark.integration
+
+DAY_A = DATA_END  # the last order day of the shared December run's exports (files A)
+DAY_B = dt.date(2026, 1, 1)  # the new day file B brings
+PARTITION_B = "2026-01-01"  # January: as of its last order day, DAY_B
+INCREMENTAL_STEPS = ("customer_summary", "calibration_holdout")
+MARTS = (
+    "customer_rfm",
+    "customer_value",
+    "model_fit",
+    "model_validation",
+    "engagement_value",
+    "customer_persona",
+    "persona_profile",
+    "customer",
+    "cohort_retention",
+)
+assert REL <= 1e-9
+# Staging, identity and the incremental steps: enough to see which path a step takes.
+SUMMARIES = dg.AssetSelection.groups("staging", "identity") | dg.AssetSelection.assets(
+    *(dg.AssetKey(["work", t]) for t in INCREMENTAL_STEPS)
+)
+
+
+def orders_b(exports_a: Path) -> pl.DataFrame:
+    """File B: about 1 % new orders of existing customers, most on the new day, a few dated
+    earlier (late exports: on a day the earlier run had already summarised, in the holdout, on
+    the day the calibration end moves onto, and before it)."""
+    last = sorted((exports_a / "orders").glob("orders_2025-12.*"))[0]
+    rows = pl.read_csv(last) if last.suffix == ".csv" else pl.read_parquet(last)
+    rows = rows.filter(pl.col("status") == "completed").head(20)
+    days = [f"{DAY_B} 10:{i:02d}:00" for i in range(16)] + [
+        "2025-06-15 09:00:00",
+        "2025-07-03 12:00:00",
+        "2025-11-20 12:00:00",
+        f"{DAY_A} 23:00:00",
+    ]
+    return rows.with_columns(
+        pl.Series("order_id", [f"B{i:05d}" for i in range(rows.height)]),
+        pl.Series("ordered_at", days[: rows.height]),
+    )
+
+
+def add_file_b(exports: Path) -> None:
+    orders_b(exports).write_csv(exports / "orders" / "orders_2026-01-01.csv")
+
+
+def working(database: Path) -> Path:
+    return readers.default_working(database)
+
+
+def step_metadata(result, table: str) -> dict:
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == table
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def published_rows(database: Path, mart: str) -> list[tuple]:
+    """The mart's rows of the current version (no snapshot id: the two warehouses number their
+    versions differently), in a fixed order."""
+    columns = [
+        r[0]
+        for r in query(
+            database,
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'marts' AND table_name = $t ORDER BY ordinal_position",
+            {"t": mart},
+        )
+        if r[0] not in RUN_COLUMNS | {"snapshot_id"}
+    ]
+    select = ", ".join(f'"{c}"' for c in columns)
+    return query(database, f'SELECT {select} FROM marts."{mart}" ORDER BY ALL')
+
+
+def history_rows(database: Path, mart: str) -> list[tuple]:
+    """The history rows of the newest version, without its snapshot id."""
+    rows = query(
+        database,
+        f'SELECT * EXCLUDE (snapshot_id) FROM history."{mart}" WHERE snapshot_id = '
+        "(SELECT max(snapshot_id) FROM marts.snapshot_log) ORDER BY ALL",
+    )
+    names = [
+        r[0]
+        for r in query(
+            database,
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'history' "
+            "AND table_name = $t AND column_name <> 'snapshot_id' ORDER BY ordinal_position",
+            {"t": mart},
+        )
+    ]
+    keep = [i for i, n in enumerate(names) if n not in RUN_COLUMNS]
+    return sorted(tuple(row[i] for i in keep) for row in rows)
+
+
+def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, tmp_path):
+    first = copy_run(december_run, tmp_path / "incremental")  # a cold run of files A
+    for table in INCREMENTAL_STEPS:
+        metadata = step_metadata(december_run.result, table)
+        assert metadata["computation"] == "cold", table
+        assert metadata["as_of"] == str(DAY_A)
+
+    add_file_b(first.exports)
+    second = run_graph(first.exports, first.database, partition=PARTITION_B)
+    assert second.success, [e.message for e in second.all_events if e.is_failure]
+    incremental_db = working(first.database)
+    for table in INCREMENTAL_STEPS:
+        metadata = step_metadata(second, table)
+        assert metadata["computation"] == "incremental", (table, metadata["computation_reason"])
+        assert "orders/orders_2026-01-01.csv" in metadata["computation_reason"]
+        assert metadata["carried_from_as_of"] == str(DAY_A)
+        assert metadata["as_of"] == str(DAY_B)
+        # only the customers of file B (and of the days that moved) were recomputed
+        assert 0 < metadata["customers_recomputed"] <= 20, table
+        assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5, table
+    identity = step_metadata(second, "identity_links")
+    assert identity["computation"] == "incremental", identity["computation_reason"]
+
+    cold_database = tmp_path / "cold" / "w.duckdb"
+    cold_database.parent.mkdir()
+    cold = run_graph(first.exports, cold_database, partition=PARTITION_B)
+    assert cold.success, [e.message for e in cold.all_events if e.is_failure]
+    assert step_metadata(cold, "customer_summary")["computation"] == "cold"
+    cold_db = working(cold_database)
+
+    for table in ("identity_links", "customer_merge", "resolved_customers"):
+        statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
+        assert query(incremental_db, statement) == query(cold_db, statement), table
+    for table in WORK_TABLES:
+        expected = rows_as_of(cold_db, table, DAY_B)
+        assert expected, table
+        assert_same_rows(rows_as_of(incremental_db, table, DAY_B), expected, table)
+    for mart in MARTS:
+        assert_same_rows(published_rows(incremental_db, mart), published_rows(cold_db, mart), mart)
+        assert_same_rows(history_rows(incremental_db, mart), history_rows(cold_db, mart), mart)
+    # the earlier as-of's rows are still there, as the first run wrote them
+    assert rows_as_of(incremental_db, "customer_summary", DAY_A) == rows_as_of(
+        working(december_run.database), "customer_summary", DAY_A
+    )
+
+
+def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_path):
+    run = copy_run(december_run, tmp_path / "run")
+    # An earlier file is exported again with one order fewer: staged again, a row gone.
+    changed = sorted((run.exports / "orders").glob("orders_2025-0*.csv"))[0]
+    lines = changed.read_text(encoding="utf-8").splitlines(keepends=True)
+    changed.write_text("".join(lines[:-1]), encoding="utf-8")
+    add_file_b(run.exports)
+    database = working(run.database)
+    result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
+    for table in (*INCREMENTAL_STEPS, "identity_links"):
+        metadata = step_metadata(result, table)
+        assert metadata["computation"] == "cold", table
+        assert f"{changed.parent.name}/{changed.name} changed" in metadata["computation_reason"]
+
+    cold_db = tmp_path / "cold.duckdb"
+    materialize(run.exports, cold_db, PARTITION_B, SUMMARIES)
+    for table in INCREMENTAL_STEPS:
+        assert_same_rows(
+            rows_as_of(database, table, DAY_B), rows_as_of(cold_db, table, DAY_B), table
+        )
+
+
+def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
+    run = copy_run(december_run, tmp_path / "run")
+    database = working(run.database)
+    (buyer,) = query(
+        database,
+        "SELECT customer_id FROM work.customer_summary ORDER BY order_count DESC, customer_id "
+        "LIMIT 1",
+    )[0]
+    con = duckdb.connect(str(database))
+    try:
+        erasure.erase(con, customer_id=buyer)
+    finally:
+        con.close()
+    add_file_b(run.exports)
+    result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
+    for table in (*INCREMENTAL_STEPS, "identity_links"):
+        metadata = step_metadata(result, table)
+        assert metadata["computation"] == "cold", table
+        assert "an erasure was applied" in metadata["computation_reason"]
+    for table in INCREMENTAL_STEPS:
+        summary = query(
+            database,
+            f'SELECT count(*) FROM work."{table}" WHERE as_of = $d AND customer_id = $c',
+            {"d": DAY_B, "c": buyer},
+        )
+        assert summary == [(0,)], table
+
+
+# The plan alone, on a hand-made warehouse: which changes keep the incremental path.
+
+
+def _seed(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA staging")
+    con.execute(
+        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/c.csv', 'c1'), "
+        "('fx_rates', 'fx_rates/fx.csv', 'f1'), ('orders', 'orders/o1.csv', 'o1')"
+    )
+    con.execute("CREATE TABLE staging.orders (order_id VARCHAR, source_file VARCHAR)")
+    con.execute("INSERT INTO staging.orders VALUES ('1', 'orders/o1.csv'), ('2', 'orders/o1.csv')")
+    con.execute("CREATE SCHEMA work")
+    con.execute("CREATE TABLE work.customer_summary (customer_id VARCHAR, as_of DATE)")
+    con.execute("INSERT INTO work.customer_summary VALUES ('c', $d)", {"d": DAY_A})
+
+
+def _record(con: duckdb.DuckDBPyConnection, settings: dict) -> None:
+    now = incremental.inputs(con, settings)
+    for statement, params in incremental.record(con, "customer_summary", DAY_A, now, rows=1):
+        con.execute(statement, params)
+
+
+CHANGES = {
+    "new orders file": (
+        "INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2'); "
+        "INSERT INTO staging.orders VALUES ('3', 'orders/o2.csv')",
+        None,
+    ),
+    "changed orders file": (
+        "UPDATE staging.ingested_files SET sha256 = 'o1b' WHERE source_file = 'orders/o1.csv'",
+        "orders/o1.csv changed and was staged again",
+    ),
+    "row of a file gone": (
+        "DELETE FROM staging.orders WHERE order_id = '2'",
+        "the staged orders of orders/o1.csv changed",
+    ),
+    "file no longer staged": (
+        "DELETE FROM staging.ingested_files WHERE source_file = 'fx_rates/fx.csv'",
+        "fx_rates/fx.csv is no longer staged",
+    ),
+    "new customers file": (
+        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/d.csv', 'd1')",
+        "customers/d.csv is new",
+    ),
+    "erasure": (
+        "CREATE TABLE staging.erasure_log (request_id VARCHAR); "
+        "INSERT INTO staging.erasure_log VALUES ('r1')",
+        "an erasure was applied",
+    ),
+    "work rows changed": (
+        "INSERT INTO work.customer_summary VALUES ('d', DATE '2025-12-31')",
+        "the rows of customer_summary changed",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_the_plan_takes_the_incremental_path_only_for_new_orders_files(tmp_path, change):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _seed(con)
+        _record(con, {"currency": "USD"})
+        statement, reason = CHANGES[change]
+        for part in statement.split("; "):
+            con.execute(part)
+        plan = incremental.plan(
+            con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "USD"})
+        )
+        if reason is None:
+            assert plan.incremental, plan.reason
+            assert plan.new_files == ("orders/o2.csv",)
+            assert plan.previous_as_of == DAY_A
+        else:
+            assert not plan.incremental
+            assert reason in plan.reason, plan.reason
+            assert plan.metadata()["computation"] == "cold"
+    finally:
+        con.close()
+
+
+def test_the_plan_is_cold_for_other_settings_code_an_earlier_as_of_or_no_state(
+    tmp_path, monkeypatch
+):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _seed(con)
+        assert (
+            "no earlier run"
+            in incremental.plan(con, "customer_summary", DAY_B, incremental.inputs(con, {})).reason
+        )
+        _record(con, {"currency": "USD"})
+        other = incremental.plan(
+            con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "EUR"})
+        )
+        assert not other.incremental and "settings changed (currency)" in other.reason
+        earlier = incremental.plan(
+            con,
+            "customer_summary",
+            DAY_A - dt.timedelta(days=1),
+            incremental.inputs(con, {"currency": "USD"}),
+        )
+        assert not earlier.incremental and "no earlier state" in earlier.reason
+        same = incremental.plan(
+            con, "customer_summary", DAY_A, incremental.inputs(con, {"currency": "USD"})
+        )
+        assert same.incremental and same.new_files == ()
+        monkeypatch.setattr(incremental, "model_code_version", lambda: "another version")
+        upgraded = incremental.plan(
+            con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "USD"})
+        )
+        assert not upgraded.incremental and "the model code changed" in upgraded.reason
+    finally:
+        con.close()
