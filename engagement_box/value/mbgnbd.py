@@ -102,7 +102,13 @@ def _objective(x, t_x, T, w):
 
 
 def fit_mbgnbd(
-    x: Any, t_x: Any, T: Any, *, time_unit: TimeUnit = "D", raise_on_failure: bool = True
+    x: Any,
+    t_x: Any,
+    T: Any,
+    *,
+    time_unit: TimeUnit = "D",
+    raise_on_failure: bool = True,
+    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit MBG/NBD by maximum likelihood on the distinct (x, t_x, T) rows with counts as weights.
 
@@ -120,6 +126,7 @@ def fit_mbgnbd(
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
         gradient=True,
+        start=start,
     )
 
 

@@ -10,7 +10,7 @@ of the BFGS fit on all rows.
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,13 @@ def fit_log_params(
     raise_on_failure: bool,
     check_input: Callable[..., tuple[str, str] | None],
     gradient: bool = False,
+    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit `model` on per-customer (x, t_x, T); `make_objective(x, t_x, T, w)` returns the mean
-    negative log-likelihood of log parameters (with its gradient when `gradient`)."""
+    negative log-likelihood of log parameters (with its gradient when `gradient`).
+
+    `start`: parameters to start from (in the data's time unit), e.g. the same model's fit on the
+    calibration window when fitting the full window; the subsample fit is then skipped."""
     started = time.perf_counter()
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
     n = int(x.shape[0])
@@ -73,12 +77,17 @@ def fit_log_params(
         step = max(1, rows // _WARM_ROWS)
         sub = slice(0, None, step)
         warm = make_objective(gx[sub], gt[sub] / scale, gT[sub] / scale, w[sub])
-        start = _minimize(model, warm, np.zeros(len(names)), gradient, summary, strict=False)
+        begin = _start(names, start, shift)
+        if begin is None:
+            begin = _minimize(model, warm, np.zeros(len(names)), gradient, summary, strict=False)
         full = make_objective(gx, gt / scale, gT / scale, w)
+        # Every evaluation on all rows is costly: quasi-Newton steps from the subsample's
+        # curvature, which is close to the full objective's.
         if gradient:
-            log_params = _minimize(model, full, start, gradient, summary, strict=True)
-        else:  # every evaluation is costly: Newton steps with the subsample's curvature
-            log_params = _newton_polish(model, full, start, numeric_hessian(warm, start), summary)
+            log_params = _newton_polish(model, full, begin, gradient_hessian(warm, begin), summary)
+        else:
+            H = numeric_hessian(warm, begin)
+            log_params = _newton_polish(model, _with_central_gradient(full), begin, H, summary)
         params = {k: float(v) for k, v in zip(names, np.exp(log_params + shift), strict=True)}
         check_param_range(model, params, summary)
     except ModelFitError as err:
@@ -94,6 +103,18 @@ def fit_log_params(
         message="converged",
         time_unit=time_unit,
     )
+
+
+def _start(
+    names: tuple[str, ...], start: Mapping[str, float] | None, shift: np.ndarray
+) -> np.ndarray | None:
+    """The scaled log parameters of `start`, or None when it is missing or not usable."""
+    if start is None:
+        return None
+    values = np.array([float(start.get(k, np.nan)) for k in names])
+    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+        return None
+    return np.log(values) - shift
 
 
 def _minimize(
@@ -114,20 +135,24 @@ def _minimize(
 
 
 def _newton_polish(
-    model: str, nll: Objective, start: np.ndarray, H: np.ndarray, summary: dict
+    model: str, value_and_gradient: Objective, start: np.ndarray, H: np.ndarray, summary: dict
 ) -> np.ndarray:
-    """Quasi-Newton steps on `nll` with central-difference gradients, starting from the Hessian
+    """Quasi-Newton steps on an objective returning (value, gradient), starting from the Hessian
     `H` of the subsample's mean objective (close to the full one) and refining it with BFGS
     updates; each step is halved until it descends. Stops when the next step is below 1e-6 in
     every log parameter (far below any standard error)."""
-    lp, f = np.asarray(start, dtype=float), nll(start)
+    lp = np.asarray(start, dtype=float)
+    f, g = value_and_gradient(lp)
     try:
         H_inv = np.linalg.inv(H)
     except np.linalg.LinAlgError as exc:
         raise ModelFitError(model, "not_converged", "flat likelihood at the start", summary) from (
             exc
         )
-    g = _central_gradient(nll, lp)
+    if not np.isfinite(f):
+        raise ModelFitError(
+            model, "not_converged", "the likelihood is not finite at the start", summary
+        )
     for _ in range(30):
         step = -H_inv @ g
         if float(np.max(np.abs(step))) < 1e-6:
@@ -135,13 +160,12 @@ def _newton_polish(
         t = 1.0
         while t > 1e-4:
             new = lp + t * step
-            fn = nll(new)
+            fn, g_new = value_and_gradient(new)
             if np.isfinite(fn) and fn <= f:
                 break
             t /= 2
         else:
             break
-        g_new = _central_gradient(nll, new)
         dx, dg = new - lp, g_new - g
         curv = float(dx @ dg)
         if curv > 1e-300:  # BFGS update of the inverse Hessian
@@ -152,6 +176,15 @@ def _newton_polish(
     if float(np.max(np.abs(g))) < _GRADIENT_TOL:
         return lp
     raise ModelFitError(model, "not_converged", "Newton steps did not converge", summary)
+
+
+def _with_central_gradient(nll: Objective) -> Objective:
+    """(value, central-difference gradient) of a value-only objective."""
+
+    def value_and_gradient(lp: np.ndarray) -> tuple[float, np.ndarray]:
+        return nll(lp), _central_gradient(nll, lp)
+
+    return value_and_gradient
 
 
 def numeric_hessian(nll: Objective, lp: np.ndarray, h: float = 1e-4) -> np.ndarray:
@@ -171,6 +204,18 @@ def numeric_hessian(nll: Objective, lp: np.ndarray, h: float = 1e-4) -> np.ndarr
                 + nll(lp - eye[i] - eye[j])
             ) / (4 * h**2)
     return H
+
+
+def gradient_hessian(value_and_gradient: Objective, lp: np.ndarray, h: float = 1e-4):
+    """Hessian by central differences of an analytic gradient (symmetrised)."""
+    lp = np.asarray(lp, dtype=float)
+    n = lp.shape[0]
+    H = np.empty((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h
+        H[:, i] = (value_and_gradient(lp + e)[1] - value_and_gradient(lp - e)[1]) / (2 * h)
+    return (H + H.T) / 2
 
 
 def _central_gradient(nll: Objective, lp: np.ndarray, h: float = 1e-5) -> np.ndarray:

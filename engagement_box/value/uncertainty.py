@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import norm
 
-from engagement_box.value import scoring
+from engagement_box.value import mbgnbd, pareto, scoring
 from engagement_box.value.fitting import (
     GAMMA_GAMMA_PARAMS,
     FitResult,
@@ -34,7 +34,7 @@ from engagement_box.value.fitting import (
 )
 from engagement_box.value.grouping import unique_rows
 from engagement_box.value.likelihood import _bgnbd_objective, _gamma_gamma_objective
-from engagement_box.value.mle import TIME_SCALE_PARAMS, numeric_hessian
+from engagement_box.value.mle import TIME_SCALE_PARAMS, gradient_hessian
 from engagement_box.value.purchase_models import discounted_purchases, get_model, grouped_parts
 from engagement_box.value.summary import DAYS_PER_UNIT, TimeUnit, _check_unit
 
@@ -56,14 +56,9 @@ def log_param_covariance(
     )
     if name == "bgnbd":
         H = _bgnbd_objective(gx, gt / scale, gT / scale, w, 0.0).derivatives(lp, True)[2]
-    elif name == "mbgnbd":
-        from engagement_box.value.mbgnbd import _objective
-
-        H = _gradient_hessian(_objective(gx, gt / scale, gT / scale, w), lp)
     else:
-        from engagement_box.value.pareto import _objective
-
-        H = numeric_hessian(_objective(gx, gt / scale, gT / scale, w), lp)
+        objective = {"mbgnbd": mbgnbd._objective, "pareto_nbd": pareto._objective}[name]
+        H = gradient_hessian(objective(gx, gt / scale, gT / scale, w), lp, _STEP)
     return _inverse_information(name, H * w.sum())
 
 
@@ -76,16 +71,6 @@ def gamma_gamma_log_covariance(params: Mapping[str, float] | FitResult, x: Any, 
     lp = np.log(_params(params, GAMMA_GAMMA_PARAMS))
     H = _gamma_gamma_objective(gx, gm, w, 0.0).derivatives(lp, True)[2]
     return _inverse_information("gamma_gamma", H * w.sum())
-
-
-def _gradient_hessian(nll: Any, lp: np.ndarray) -> np.ndarray:
-    n = lp.shape[0]
-    H = np.empty((n, n))
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = _STEP
-        H[:, i] = (nll(lp + e)[1] - nll(lp - e)[1]) / (2 * _STEP)
-    return (H + H.T) / 2
 
 
 def _inverse_information(name: str, info: np.ndarray) -> np.ndarray:
