@@ -101,10 +101,20 @@ def pareto_nbd_log_likelihood(
 
 def pareto_p_alive(params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T: Any) -> np.ndarray:
     """P(alive at T | x, t_x, T) = alive term / (alive term + died term)."""
-    p = tuple(_params(params, PARETO_NBD_PARAMS))
+    return pareto_p_alive_on(x, t_x, T)(params)
+
+
+def pareto_p_alive_on(x: Any, t_x: Any, T: Any):
+    """`pareto_p_alive` on fixed rows as a function of the parameters: the distinct (x, tau)
+    pairs are found once (for repeated calls, e.g. the delta method's)."""
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    alive, dead = _log_alive_part(p, _Pairs(x, t_x, T))
-    return np.exp(alive - np.logaddexp(alive, dead))
+    pairs = _Pairs(x, t_x, T)
+
+    def p_alive(params: Mapping[str, float] | FitResult) -> np.ndarray:
+        alive, dead = _log_alive_part(tuple(_params(params, PARETO_NBD_PARAMS)), pairs)
+        return np.exp(alive - np.logaddexp(alive, dead))
+
+    return p_alive
 
 
 def pareto_expected_purchases(

@@ -46,10 +46,16 @@ def log_param_covariance(
 ) -> np.ndarray:
     """Covariance of the log parameters (in the model's parameter order): the inverse observed
     information on the distinct (x, t_x, T) rows with counts as weights."""
+    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    return _grouped_log_param_covariance(name, params, gx, gt, gT, counts.astype(float))
+
+
+def _grouped_log_param_covariance(
+    name: str, params: Any, gx: np.ndarray, gt: np.ndarray, gT: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """`log_param_covariance` on distinct rows with their counts `w`."""
     model = get_model(name)
     values = np.array(_params(params, model.params))
-    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
-    w = counts.astype(float)
     scale = float(gT.max())
     lp = np.log(values) - np.array(
         [np.log(scale) if k in TIME_SCALE_PARAMS else 0.0 for k in model.params]
@@ -66,10 +72,11 @@ def gamma_gamma_log_covariance(params: Mapping[str, float] | FitResult, x: Any, 
     """Covariance of Gamma-Gamma's log parameters (p, q, v) on the repeat buyers with m > 0."""
     x, m = np.asarray(x, dtype=float).ravel(), np.asarray(m, dtype=float).ravel()
     keep = np.isfinite(x) & np.isfinite(m) & (x > 0) & (m > 0)
-    (gx, gm), _, counts = unique_rows(x[keep], m[keep], return_inverse=False)
-    w = counts.astype(float)
+    # Not grouped: mean spends are nearly all distinct, so sorting them would cost more than the
+    # closed-form Hessian on every row.
+    w = np.ones(int(keep.sum()))
     lp = np.log(_params(params, GAMMA_GAMMA_PARAMS))
-    H = _gamma_gamma_objective(gx, gm, w, 0.0).derivatives(lp, True)[2]
+    H = _gamma_gamma_objective(x[keep], m[keep], w, 0.0).derivatives(lp, True)[2]
     return _inverse_information("gamma_gamma", H * w.sum())
 
 
@@ -116,9 +123,11 @@ def intervals(
         raise ValueError("lower and upper must be percentiles with 0 < lower < upper < 1")
     model = get_model(name)
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    cov = log_param_covariance(name, params, x, t_x, T) if covariance is None else covariance
+    (ux, ut, uT), inverse, counts = unique_rows(x, t_x, T)
+    cov = covariance
+    if cov is None:
+        cov = _grouped_log_param_covariance(name, params, ux, ut, uT, counts.astype(float))
     values = np.array(_params(params, model.params))
-    (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
     (px, pT), pair_of_row, _ = unique_rows(ux, uT)
     step = days_per_month / DAYS_PER_UNIT[_check_unit(time_unit)]
     times = [float(horizon)]
@@ -126,9 +135,11 @@ def intervals(
     if with_clv:
         times += list(step * np.arange(1, months + 1, dtype=float))
 
+    alive = model.alive_on(ux, ut, uT)
+
     def scores(log_values: np.ndarray) -> np.ndarray:
         p = dict(zip(model.params, np.exp(log_values), strict=True))
-        parts = grouped_parts(name, p, times, ux, ut, uT, (px, pT, pair_of_row))
+        parts = grouped_parts(name, p, times, ux, ut, uT, (px, pT, pair_of_row), alive)
         log_alive = np.log(parts.p_alive)
         out = [np.log(parts.growth[0])[pair_of_row] + log_alive]
         if with_clv:
