@@ -108,7 +108,6 @@ def fit_mbgnbd(
     *,
     time_unit: TimeUnit = "D",
     raise_on_failure: bool = True,
-    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit MBG/NBD by maximum likelihood on the distinct (x, t_x, T) rows with counts as weights.
 
@@ -126,7 +125,6 @@ def fit_mbgnbd(
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
         gradient=True,
-        start=start,
     )
 
 

@@ -10,7 +10,7 @@ of the BFGS fit on all rows.
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,13 +47,9 @@ def fit_log_params(
     raise_on_failure: bool,
     check_input: Callable[..., tuple[str, str] | None],
     gradient: bool = False,
-    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit `model` on per-customer (x, t_x, T); `make_objective(x, t_x, T, w)` returns the mean
-    negative log-likelihood of log parameters (with its gradient when `gradient`).
-
-    `start`: parameters to start from (in the data's time unit), e.g. the same model's fit on the
-    calibration window when fitting the full window; the subsample fit is then skipped."""
+    negative log-likelihood of log parameters (with its gradient when `gradient`)."""
     started = time.perf_counter()
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
     n = int(x.shape[0])
@@ -77,9 +73,7 @@ def fit_log_params(
         step = max(1, rows // _WARM_ROWS)
         sub = slice(0, None, step)
         warm = make_objective(gx[sub], gt[sub] / scale, gT[sub] / scale, w[sub])
-        begin = _start(names, start, shift)
-        if begin is None:
-            begin = _minimize(model, warm, np.zeros(len(names)), gradient, summary, strict=False)
+        begin = _minimize(model, warm, np.zeros(len(names)), gradient, summary, strict=False)
         full = make_objective(gx, gt / scale, gT / scale, w)
         # Every evaluation on all rows is costly: quasi-Newton steps from the subsample's
         # curvature, which is close to the full objective's.
@@ -103,18 +97,6 @@ def fit_log_params(
         message="converged",
         time_unit=time_unit,
     )
-
-
-def _start(
-    names: tuple[str, ...], start: Mapping[str, float] | None, shift: np.ndarray
-) -> np.ndarray | None:
-    """The scaled log parameters of `start`, or None when it is missing or not usable."""
-    if start is None:
-        return None
-    values = np.array([float(start.get(k, np.nan)) for k in names])
-    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
-        return None
-    return np.log(values) - shift
 
 
 def _minimize(

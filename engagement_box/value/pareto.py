@@ -237,13 +237,11 @@ def fit_pareto_nbd(
     *,
     time_unit: TimeUnit = "D",
     raise_on_failure: bool = True,
-    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit Pareto/NBD by maximum likelihood on the distinct (x, t_x, T) rows with counts as weights.
 
     The same input rules and typed failures as `fit_bgnbd`. The optimiser works on log parameters
-    with the gradient of `_objective`; a fit on a subsample of the rows (or `start`) gives its
-    start.
+    with the gradient of `_objective`; a fit on a subsample of the rows gives its start.
     """
     _check_unit(time_unit)
     return fit_log_params(
@@ -258,5 +256,4 @@ def fit_pareto_nbd(
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
         gradient=True,
-        start=start,
     )

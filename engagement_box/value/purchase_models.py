@@ -96,25 +96,10 @@ def get_model(name: str) -> PurchaseModel:
 
 
 def fit_model(
-    name: str,
-    x: Any,
-    t_x: Any,
-    T: Any,
-    *,
-    time_unit: TimeUnit = "D",
-    raise_on_failure=True,
-    start: Mapping[str, float] | FitResult | None = None,
+    name: str, x: Any, t_x: Any, T: Any, *, time_unit: TimeUnit = "D", raise_on_failure=True
 ) -> FitResult:
-    """Fit the model called `name` on per-customer (x, t_x, T) (grouped inside).
-
-    `start`: parameters (or a converged fit, e.g. on the calibration window) that MBG/NBD and
-    Pareto/NBD start from instead of a fit on a subsample; BG/NBD ignores it."""
-    model = get_model(name)
-    if isinstance(start, FitResult):
-        start = start.params if start.converged else None
-    if name == "bgnbd" or start is None:
-        return model.fit(x, t_x, T, time_unit=time_unit, raise_on_failure=raise_on_failure)
-    return model.fit(x, t_x, T, time_unit=time_unit, raise_on_failure=raise_on_failure, start=start)
+    """Fit the model called `name` on per-customer (x, t_x, T) (grouped inside)."""
+    return get_model(name).fit(x, t_x, T, time_unit=time_unit, raise_on_failure=raise_on_failure)
 
 
 def expected_purchases_grouped(
