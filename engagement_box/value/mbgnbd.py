@@ -124,7 +124,6 @@ def fit_mbgnbd(
         time_unit=time_unit,
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
-        gradient=True,
     )
 
 

@@ -13,7 +13,12 @@ series of positive terms, finite for every z < 1 (the original form grows like (
 The difference is taken in logs, log D(t_x) + log(1 - D(T)/D(t_x)); it is exactly zero when
 t_x = T, and where rounding would push it below the integral's lower bound
 (T - t_x) * integrand(T), that bound holds it. D depends on (x, tau) only, so it is computed once
-per distinct (x, t_x) and (x, T) pair.
+per distinct pair among the rows' (x, t_x) and (x, T).
+
+The fit's gradient is exact given d log D per pair (`_tail_gradient`): dD/dalpha and dD/dbeta are
+D with r+x or s one higher (differentiation under the integral), d/dr and d/ds a five-point
+stencil (error about 1e-12). A gradient then costs about two likelihood evaluations instead of
+eight, and the covariance comes from gradient differences (`uncertainty.log_param_covariance`).
 """
 
 from collections.abc import Mapping
@@ -143,8 +148,8 @@ def _tail_gradient(log_params: np.ndarray, x: np.ndarray, tau: np.ndarray, h: fl
     """(log D, its gradient in log parameters (4, pairs)) per (x, tau) pair.
 
     dD/dalpha = -(r+x) times D with r+x one higher, dD/dbeta = -(s+1) times D with s one
-    higher (both exact, by differentiating under the integral); the r and s derivatives by
-    central differences of log D."""
+    higher (both exact, by differentiating under the integral); the r and s derivatives by a
+    five-point stencil of log D with step `h` (error of order h^4)."""
     r, alpha, s, beta = np.exp(log_params)
     value = _log_tail(r, alpha, s, beta, x, tau)
     grad = np.empty((4, x.shape[0]))
@@ -255,5 +260,4 @@ def fit_pareto_nbd(
         time_unit=time_unit,
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
-        gradient=True,
     )

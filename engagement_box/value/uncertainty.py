@@ -5,8 +5,7 @@ Method (docs/METRICS.md, "Uncertainty of a customer's value"):
 1. The fitted log parameters are approximately normal with covariance = the inverse of the
    observed information, the Hessian of the total negative log-likelihood at the optimum,
    computed on the grouped rows with their counts as weights (closed form for BG/NBD and
-   Gamma-Gamma, central differences of the gradient for MBG/NBD, of the likelihood for
-   Pareto/NBD).
+   Gamma-Gamma, central differences of the analytic gradient for MBG/NBD and Pareto/NBD).
 2. Each score g (expected purchases over the horizon, discounted purchases, E[M]) is carried
    through that distribution on the log scale by its gradient (the delta method):
    sd(log g) = sqrt(grad(log g)' C grad(log g)), gradients by forward differences, P(alive)
