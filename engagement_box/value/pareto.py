@@ -179,7 +179,14 @@ def _objective(x, t_x, T, w):
     wsum = float(w.sum())
     w_x = np.bincount(pairs.ix, weights=w, minlength=pairs.dx.shape[0])
     w_T = np.bincount(pairs.inv_T, weights=w, minlength=n_pairs)
-    dead_possible = pairs.gap > 0
+    # Rows with t_x < T: only they can have died before T (the others add head and alive only).
+    live = pairs.gap > 0
+    inv_t, inv_T, log_gap, w_live = (
+        pairs.inv_t[live],
+        pairs.inv_T[live],
+        pairs.log_gap[live],
+        w[live],
+    )
 
     def per_pair(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return np.bincount(rows, weights=weights, minlength=n_pairs)
@@ -192,33 +199,31 @@ def _objective(x, t_x, T, w):
             log_d, grad_d = _tail_gradient(log_params, px, pt)
             log_a, log_b = np.log(alpha + pt), np.log(beta + pt)
             alive = -(r + px) * log_a - s * log_b  # per pair (x, tau), used at tau = T
-            u, v = log_d[pairs.inv_t], log_d[pairs.inv_T]
-            q = np.exp(np.minimum(v - u, 0.0))
-            diff = u + np.log1p(-q)
-            # The integrand is decreasing, so the integral is at least gap * integrand(T).
-            floor = pairs.log_gap + (alive - log_b)[pairs.inv_T]
+            u = log_d[inv_t]
+            q = np.exp(np.minimum(log_d[inv_T] - u, 0.0))
+            # delta = log s + log(D(t_x) - D(T)) - alive, held at or above the floor: the
+            # integrand is decreasing, so the integral is at least gap * integrand(T).
+            diff = u + np.log1p(-q) - alive[inv_T]
+            floor = log_gap - log_b[inv_T]
             floored = diff < floor
-            dead = np.where(dead_possible, np.fmax(diff, floor), -np.inf) + np.log(s)
-            delta = dead - alive[pairs.inv_T]
+            delta = np.fmax(diff, floor) + np.log(s)
             value = (
                 w_x @ (gammaln(r + pairs.dx) - gammaln(r))
                 + wsum * (r * np.log(alpha) + s * np.log(beta))
                 + w_T @ alive
-                + w @ np.logaddexp(0.0, delta)
+                + w_live @ np.logaddexp(0.0, delta)
             )
             if not np.isfinite(value):
                 return np.inf, np.zeros(4)
-            w_dead = w * expit(delta)
-            c = np.where(dead_possible & ~floored, w_dead / (1.0 - q), 0.0)
-            w_floor = np.where(floored, w_dead, 0.0)
-            w_alive_T = w_T - per_pair(pairs.inv_T, w_dead) + per_pair(pairs.inv_T, w_floor)
-            c_t, c_T = per_pair(pairs.inv_t, c), per_pair(pairs.inv_T, c * q)
+            w_dead = w_live * expit(delta)
+            w_exact = np.where(floored, 0.0, w_dead)  # rows off the floor
+            c = w_exact / (1.0 - q)
+            w_alive_T = w_T - per_pair(inv_T, w_exact)
             # d alive / d (log r, log alpha, log s, log beta) per pair; the floor is alive
-            # - log(beta + T) (+ log gap), so floored rows add d alive and that term.
+            # - log(beta + T) + log gap, so floored rows keep d alive and add that term's.
             d_alive = params[:, None] * np.stack(
                 [-log_a, -(r + px) / (alpha + pt), -log_b, -s / (beta + pt)]
             )
-            d_log_b = beta / (beta + pt)
             g = params * np.array(
                 [
                     w_x @ digamma(r + pairs.dx) - wsum * (digamma(r) - np.log(alpha)),
@@ -228,8 +233,10 @@ def _objective(x, t_x, T, w):
                 ]
             )
             g[2] += w_dead.sum()  # d log s of the died term
-            g += d_alive @ w_alive_T + grad_d @ (c_t - c_T)
-            g[3] -= d_log_b @ per_pair(pairs.inv_T, w_floor)
+            g += d_alive @ w_alive_T + grad_d @ (per_pair(inv_t, c) - per_pair(inv_T, c * q))
+            if floored.any():
+                w_floor = per_pair(inv_T[floored], w_dead[floored])
+                g[3] -= (beta / (beta + pt)) @ w_floor
         return -float(value) / wsum, -g / wsum
 
     return nll
