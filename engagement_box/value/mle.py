@@ -96,10 +96,12 @@ def fit_log_params(
 
 def _subsample_fit(nll: Objective, start: np.ndarray) -> np.ndarray:
     """BFGS on the subsample's objective; where it stops is only a start, so any finite point
-    will do (the polish on all rows decides convergence)."""
+    will do (the polish on all rows decides convergence). A gradient below 1e-3 is close
+    enough: a tighter one cost Pareto/NBD 13 more subsample evaluations and saved no evaluation
+    on all rows (1M customers)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = minimize(nll, start, jac=True, method="BFGS")
+        result = minimize(nll, start, jac=True, method="BFGS", options={"gtol": 1e-3})
     if np.all(np.isfinite(result.x)) and np.isfinite(result.fun):
         return np.asarray(result.x)
     return np.asarray(start, dtype=float)
