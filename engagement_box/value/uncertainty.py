@@ -182,15 +182,14 @@ def _delta_variance(
 
 
 def _order_value_log(gamma_gamma: Any, x: np.ndarray, m: Any, cov: np.ndarray | None):
-    """(log E[M], Var log E[M]) per customer, E[M] from Gamma-Gamma."""
+    """(log E[M], Var log E[M]) per customer, E[M] = p (v + x m) / (p x + q - 1) from
+    Gamma-Gamma; the gradient of log E[M] in the log parameters is in closed form."""
     m = np.asarray(m, dtype=float).ravel()
-    values = np.array(_params(gamma_gamma, GAMMA_GAMMA_PARAMS))
+    p, q, v = values = np.array(_params(gamma_gamma, GAMMA_GAMMA_PARAMS))
     if cov is None:
         cov = gamma_gamma_log_covariance(gamma_gamma, x, m)
-
-    def log_value(lp: np.ndarray) -> np.ndarray:
-        p = dict(zip(GAMMA_GAMMA_PARAMS, np.exp(lp), strict=True))
-        return np.log(scoring.expected_order_value(p, x, m))[None, :]
-
-    lp = np.log(values)
-    return log_value(lp)[0], _delta_variance(log_value, lp, cov)[0]
+    params = dict(zip(GAMMA_GAMMA_PARAMS, values, strict=True))
+    log_value = np.log(scoring.expected_order_value(params, x, m))
+    denom = p * x + q - 1.0
+    G = np.stack([(q - 1.0) / denom, -q / denom, v / (v + x * m)])  # d log E[M] / d log (p, q, v)
+    return log_value, np.maximum(np.einsum("ir,ij,jr->r", G, cov, G), 0.0)
