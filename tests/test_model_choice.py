@@ -158,6 +158,20 @@ def test_pareto_fit_gradient_is_that_of_the_likelihood(weeks, params):
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["mbgnbd", "pareto_nbd"])
+def test_fit_log_likelihood_is_the_models_at_the_fitted_parameters(comparison, weeks, name):
+    """The fit reports its objective's value in the data's time unit: it must be the model's
+    log-likelihood at the fitted parameters, days or weeks."""
+    x, t_x, T = weeks
+    fit = comparison.fits[name]
+    model = purchase_models.get_model(name)
+    assert fit.log_likelihood == pytest.approx(model.log_likelihood(fit, x, t_x, T), rel=1e-10)
+    in_days = purchase_models.fit_model(name, x, 7 * t_x, 7 * T, time_unit="D")
+    assert in_days.log_likelihood == pytest.approx(
+        model.log_likelihood(in_days, x, 7 * t_x, 7 * T), rel=1e-10
+    )
+
+
 def test_pareto_covariance_is_the_inverse_information(comparison, weeks):
     """log_param_covariance (differences of the exact gradient) against the inverse of a Hessian
     from likelihood values alone, at the CDNOW fit."""

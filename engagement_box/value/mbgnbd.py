@@ -117,7 +117,6 @@ def fit_mbgnbd(
         "mbgnbd",
         MBGNBD_PARAMS,
         _objective,
-        mbgnbd_log_likelihood,
         x,
         t_x,
         T,

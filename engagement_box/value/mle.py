@@ -40,7 +40,6 @@ def fit_log_params(
     model: str,
     names: tuple[str, ...],
     make_objective: Callable[..., Objective],
-    log_likelihood: Callable[..., float],
     x: Any,
     t_x: Any,
     T: Any,
@@ -76,7 +75,9 @@ def fit_log_params(
         warm = make_objective(gx[sub], gt[sub] / scale, gT[sub] / scale, w[sub])
         begin = _subsample_fit(warm, np.zeros(len(names)))
         full = make_objective(gx, gt / scale, gT / scale, w)
-        log_params = _newton_polish(model, full, begin, gradient_hessian(warm, begin), summary)
+        log_params, mean_nll = _newton_polish(
+            model, full, begin, gradient_hessian(warm, begin), summary
+        )
         params = {k: float(v) for k, v in zip(names, np.exp(log_params + shift), strict=True)}
         check_param_range(model, params, summary)
     except ModelFitError as err:
@@ -84,7 +85,9 @@ def fit_log_params(
     return FitResult(
         model=model,  # type: ignore[arg-type]
         params=params,
-        log_likelihood=log_likelihood(params, gx, gt, gT, w),
+        # The objective's value at the optimum, back in the data's time unit: dividing times by
+        # `scale` multiplies each customer's likelihood by scale^x (x purchase-time densities).
+        log_likelihood=float(-mean_nll * w.sum() - math.log(scale) * (w @ gx)),
         n_customers=n,
         n_rows=rows,
         fit_seconds=time.perf_counter() - started,
@@ -109,11 +112,11 @@ def _subsample_fit(nll: Objective, start: np.ndarray) -> np.ndarray:
 
 def _newton_polish(
     model: str, value_and_gradient: Objective, start: np.ndarray, H: np.ndarray, summary: dict
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
     """Quasi-Newton steps on an objective returning (value, gradient), starting from the Hessian
     `H` of the subsample's mean objective (close to the full one) and refining it with BFGS
     updates; each step is halved until it descends. Stops when the next step is below 1e-6 in
-    every log parameter (far below any standard error)."""
+    every log parameter (far below any standard error). Returns (log parameters, value)."""
     lp = np.asarray(start, dtype=float)
     f, g = value_and_gradient(lp)
     try:
@@ -129,7 +132,7 @@ def _newton_polish(
     for _ in range(30):
         step = -H_inv @ g
         if float(np.max(np.abs(step))) < 1e-6:
-            return lp
+            return lp, f
         t = 1.0
         while t > 1e-4:
             new = lp + t * step
@@ -147,7 +150,7 @@ def _newton_polish(
             H_inv = V @ H_inv @ V.T + rho * np.outer(dx, dx)
         lp, f, g = new, fn, g_new
     if float(np.max(np.abs(g))) < _GRADIENT_TOL:
-        return lp
+        return lp, f
     raise ModelFitError(model, "not_converged", "Newton steps did not converge", summary)
 
 

@@ -260,7 +260,6 @@ def fit_pareto_nbd(
         "pareto_nbd",
         PARETO_NBD_PARAMS,
         _objective,
-        pareto_nbd_log_likelihood,
         x,
         t_x,
         T,
