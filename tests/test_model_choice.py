@@ -134,6 +134,72 @@ def test_pareto_grouped_likelihood_equals_one_row_per_customer(weeks):
     assert grouped == pytest.approx(pareto.pareto_nbd_log_likelihood(PUBLISHED_PARETO, x, t_x, T))
 
 
+@pytest.mark.parametrize(
+    "params",
+    [PUBLISHED_PARETO, {"r": 2.0, "alpha": 3.0, "s": 0.2, "beta": 40.0}],
+    ids=["published", "elsewhere"],
+)
+def test_pareto_fit_gradient_is_that_of_the_likelihood(weeks, params):
+    """The fit's objective (mean negative log-likelihood of log parameters, weeks unscaled) has
+    the likelihood's value, and its gradient equals central differences of the likelihood."""
+    x, t_x, T = weeks
+    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    w = counts.astype(float)
+    lp = np.log([params[k] for k in pareto.PARETO_NBD_PARAMS])
+
+    def ll(log_params):
+        p = dict(zip(pareto.PARETO_NBD_PARAMS, np.exp(log_params), strict=True))
+        return pareto.pareto_nbd_log_likelihood(p, gx, gt, gT, w)
+
+    value, gradient = pareto._objective(gx, gt, gT, w)(lp)
+    assert value == pytest.approx(-ll(lp) / w.sum(), rel=1e-12)
+    h = 1e-5
+    numeric = [-(ll(lp + e) - ll(lp - e)) / (2 * h) / w.sum() for e in np.eye(4) * h]
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["mbgnbd", "pareto_nbd"])
+def test_fit_log_likelihood_is_the_models_at_the_fitted_parameters(comparison, weeks, name):
+    """The fit reports its objective's value in the data's time unit: it must be the model's
+    log-likelihood at the fitted parameters, days or weeks."""
+    x, t_x, T = weeks
+    fit = comparison.fits[name]
+    model = purchase_models.get_model(name)
+    assert fit.log_likelihood == pytest.approx(model.log_likelihood(fit, x, t_x, T), rel=1e-10)
+    in_days = purchase_models.fit_model(name, x, 7 * t_x, 7 * T, time_unit="D")
+    assert in_days.log_likelihood == pytest.approx(
+        model.log_likelihood(in_days, x, 7 * t_x, 7 * T), rel=1e-10
+    )
+
+
+def test_pareto_covariance_is_the_inverse_information(comparison, weeks):
+    """log_param_covariance (differences of the exact gradient) against the inverse of a Hessian
+    from likelihood values alone, at the CDNOW fit."""
+    from engagement_box.value import uncertainty
+
+    x, t_x, T = weeks
+    fit = comparison.fits["pareto_nbd"]
+    lp = np.log([fit.params[k] for k in pareto.PARETO_NBD_PARAMS])
+
+    def nll(log_params):
+        p = dict(zip(pareto.PARETO_NBD_PARAMS, np.exp(log_params), strict=True))
+        return -pareto.pareto_nbd_log_likelihood(p, x, t_x, T)
+
+    h, eye = 1e-3, np.eye(4) * 1e-3
+    H = np.array(
+        [
+            [
+                (nll(lp + a + b) - nll(lp + a - b) - nll(lp - a + b) + nll(lp - a - b))
+                / (4 * h * h)
+                for b in eye
+            ]
+            for a in eye
+        ]
+    )
+    cov = uncertainty.log_param_covariance("pareto_nbd", fit, x, t_x, T)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), np.sqrt(np.diag(np.linalg.inv(H))), rtol=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------
 # MBG/NBD
 # ---------------------------------------------------------------------------------------------

@@ -102,7 +102,12 @@ def _objective(x, t_x, T, w):
 
 
 def fit_mbgnbd(
-    x: Any, t_x: Any, T: Any, *, time_unit: TimeUnit = "D", raise_on_failure: bool = True
+    x: Any,
+    t_x: Any,
+    T: Any,
+    *,
+    time_unit: TimeUnit = "D",
+    raise_on_failure: bool = True,
 ) -> FitResult:
     """Fit MBG/NBD by maximum likelihood on the distinct (x, t_x, T) rows with counts as weights.
 
@@ -112,14 +117,12 @@ def fit_mbgnbd(
         "mbgnbd",
         MBGNBD_PARAMS,
         _objective,
-        mbgnbd_log_likelihood,
         x,
         t_x,
         T,
         time_unit=time_unit,
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
-        gradient=True,
     )
 
 

@@ -3,8 +3,10 @@
 Used by the MBG/NBD and Pareto/NBD fits. The data are reduced to the distinct (x, t_x, T) rows
 with their counts as weights (the same objective as one row per customer), times are divided by
 the largest T (as lifetimes does) so every parameter starts near 1, and the optimiser works on
-log parameters. A BFGS fit on a deterministic subsample of the rows (every k-th) gives the start
-of the BFGS fit on all rows.
+log parameters. Each model's objective returns its value with its gradient. A BFGS fit on a
+deterministic subsample of the rows (every k-th) gives the start and, through its Hessian, the
+curvature of quasi-Newton steps on all rows, where every evaluation is costly (about 7 at a
+million customers).
 """
 
 import math
@@ -38,7 +40,6 @@ def fit_log_params(
     model: str,
     names: tuple[str, ...],
     make_objective: Callable[..., Objective],
-    log_likelihood: Callable[..., float],
     x: Any,
     t_x: Any,
     T: Any,
@@ -46,10 +47,9 @@ def fit_log_params(
     time_unit: str,
     raise_on_failure: bool,
     check_input: Callable[..., tuple[str, str] | None],
-    gradient: bool = False,
 ) -> FitResult:
     """Fit `model` on per-customer (x, t_x, T); `make_objective(x, t_x, T, w)` returns the mean
-    negative log-likelihood of log parameters (with its gradient when `gradient`)."""
+    negative log-likelihood of log parameters with its gradient."""
     started = time.perf_counter()
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
     n = int(x.shape[0])
@@ -73,12 +73,11 @@ def fit_log_params(
         step = max(1, rows // _WARM_ROWS)
         sub = slice(0, None, step)
         warm = make_objective(gx[sub], gt[sub] / scale, gT[sub] / scale, w[sub])
-        start = _minimize(model, warm, np.zeros(len(names)), gradient, summary, strict=False)
+        begin = _subsample_fit(warm, np.zeros(len(names)))
         full = make_objective(gx, gt / scale, gT / scale, w)
-        if gradient:
-            log_params = _minimize(model, full, start, gradient, summary, strict=True)
-        else:  # every evaluation is costly: Newton steps with the subsample's curvature
-            log_params = _newton_polish(model, full, start, numeric_hessian(warm, start), summary)
+        log_params, mean_nll = _newton_polish(
+            model, full, begin, gradient_hessian(warm, begin), summary
+        )
         params = {k: float(v) for k, v in zip(names, np.exp(log_params + shift), strict=True)}
         check_param_range(model, params, summary)
     except ModelFitError as err:
@@ -86,7 +85,9 @@ def fit_log_params(
     return FitResult(
         model=model,  # type: ignore[arg-type]
         params=params,
-        log_likelihood=log_likelihood(params, gx, gt, gT, w),
+        # The objective's value at the optimum, back in the data's time unit: dividing times by
+        # `scale` multiplies each customer's likelihood by scale^x (x purchase-time densities).
+        log_likelihood=float(-mean_nll * w.sum() - math.log(scale) * (w @ gx)),
         n_customers=n,
         n_rows=rows,
         fit_seconds=time.perf_counter() - started,
@@ -96,52 +97,51 @@ def fit_log_params(
     )
 
 
-def _minimize(
-    model: str, nll: Objective, start: np.ndarray, gradient: bool, summary: dict, strict: bool
-) -> np.ndarray:
+def _subsample_fit(nll: Objective, start: np.ndarray) -> np.ndarray:
+    """BFGS on the subsample's objective; where it stops is only a start, so any finite point
+    will do (the polish on all rows decides convergence). A gradient below 1e-3 is close
+    enough: a tighter one cost Pareto/NBD 13 more subsample evaluations and saved no evaluation
+    on all rows (1M customers)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = minimize(nll, start, jac=True if gradient else "2-point", method="BFGS")
-        grad = result.jac if gradient else _central_gradient(nll, result.x)
-    ok = np.all(np.isfinite(result.x)) and np.isfinite(result.fun)
-    if ok and (result.success or float(np.max(np.abs(grad))) < _GRADIENT_TOL):
+        result = minimize(nll, start, jac=True, method="BFGS", options={"gtol": 1e-3})
+    if np.all(np.isfinite(result.x)) and np.isfinite(result.fun):
         return np.asarray(result.x)
-    if not strict and ok:
-        return np.asarray(result.x)
-    raise ModelFitError(
-        model, "not_converged", f"optimiser did not converge: {result.message}", summary
-    )
+    return np.asarray(start, dtype=float)
 
 
 def _newton_polish(
-    model: str, nll: Objective, start: np.ndarray, H: np.ndarray, summary: dict
-) -> np.ndarray:
-    """Quasi-Newton steps on `nll` with central-difference gradients, starting from the Hessian
+    model: str, value_and_gradient: Objective, start: np.ndarray, H: np.ndarray, summary: dict
+) -> tuple[np.ndarray, float]:
+    """Quasi-Newton steps on an objective returning (value, gradient), starting from the Hessian
     `H` of the subsample's mean objective (close to the full one) and refining it with BFGS
     updates; each step is halved until it descends. Stops when the next step is below 1e-6 in
-    every log parameter (far below any standard error)."""
-    lp, f = np.asarray(start, dtype=float), nll(start)
+    every log parameter (far below any standard error). Returns (log parameters, value)."""
+    lp = np.asarray(start, dtype=float)
+    f, g = value_and_gradient(lp)
     try:
         H_inv = np.linalg.inv(H)
     except np.linalg.LinAlgError as exc:
         raise ModelFitError(model, "not_converged", "flat likelihood at the start", summary) from (
             exc
         )
-    g = _central_gradient(nll, lp)
+    if not np.isfinite(f):
+        raise ModelFitError(
+            model, "not_converged", "the likelihood is not finite at the start", summary
+        )
     for _ in range(30):
         step = -H_inv @ g
         if float(np.max(np.abs(step))) < 1e-6:
-            return lp
+            return lp, f
         t = 1.0
         while t > 1e-4:
             new = lp + t * step
-            fn = nll(new)
+            fn, g_new = value_and_gradient(new)
             if np.isfinite(fn) and fn <= f:
                 break
             t /= 2
         else:
             break
-        g_new = _central_gradient(nll, new)
         dx, dg = new - lp, g_new - g
         curv = float(dx @ dg)
         if curv > 1e-300:  # BFGS update of the inverse Hessian
@@ -150,33 +150,17 @@ def _newton_polish(
             H_inv = V @ H_inv @ V.T + rho * np.outer(dx, dx)
         lp, f, g = new, fn, g_new
     if float(np.max(np.abs(g))) < _GRADIENT_TOL:
-        return lp
+        return lp, f
     raise ModelFitError(model, "not_converged", "Newton steps did not converge", summary)
 
 
-def numeric_hessian(nll: Objective, lp: np.ndarray, h: float = 1e-4) -> np.ndarray:
-    """Central-difference Hessian of `nll` at `lp` (from function values only)."""
+def gradient_hessian(value_and_gradient: Objective, lp: np.ndarray, h: float = 1e-4):
+    """Hessian by central differences of an analytic gradient (symmetrised)."""
     lp = np.asarray(lp, dtype=float)
     n = lp.shape[0]
-    f0 = nll(lp)
     H = np.empty((n, n))
-    eye = np.eye(n) * h
     for i in range(n):
-        H[i, i] = (nll(lp + eye[i]) - 2 * f0 + nll(lp - eye[i])) / h**2
-        for j in range(i):
-            H[i, j] = H[j, i] = (
-                nll(lp + eye[i] + eye[j])
-                - nll(lp + eye[i] - eye[j])
-                - nll(lp - eye[i] + eye[j])
-                + nll(lp - eye[i] - eye[j])
-            ) / (4 * h**2)
-    return H
-
-
-def _central_gradient(nll: Objective, lp: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    g = np.empty_like(lp)
-    for i in range(lp.shape[0]):
-        e = np.zeros_like(lp)
+        e = np.zeros(n)
         e[i] = h
-        g[i] = (nll(lp + e) - nll(lp - e)) / (2 * h)
-    return g
+        H[:, i] = (value_and_gradient(lp + e)[1] - value_and_gradient(lp - e)[1]) / (2 * h)
+    return (H + H.T) / 2

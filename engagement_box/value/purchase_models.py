@@ -37,6 +37,14 @@ class PurchaseModel:
     # Expected purchases in (T, T + t] of a customer alive at T, (params, t, x, T): for all three
     # models expected_purchases = growth * p_alive, so growth is computed per distinct (x, T).
     growth: Callable[..., np.ndarray]
+    # p_alive on fixed rows as a function of the parameters, when that saves work per call.
+    p_alive_on: Callable[..., Callable[..., np.ndarray]] | None = None
+
+    def alive_on(self, x: Any, t_x: Any, T: Any) -> Callable[..., np.ndarray]:
+        """P(alive) of the rows (x, t_x, T) as a function of the parameters."""
+        if self.p_alive_on is not None:
+            return self.p_alive_on(x, t_x, T)
+        return lambda params: self.p_alive(params, x, t_x, T)
 
 
 def _bgnbd_growth(params: Any, t: Any, x: Any, T: Any) -> np.ndarray:
@@ -75,6 +83,7 @@ MODELS: dict[str, PurchaseModel] = {
         pareto.pareto_p_alive,
         pareto.pareto_expected_purchases,
         pareto.pareto_growth,
+        pareto.pareto_p_alive_on,
     ),
 }
 
@@ -123,9 +132,11 @@ def grouped_parts(
     t_x,
     T,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    alive: Callable[..., np.ndarray] | None = None,
 ) -> GroupedParts:
     """The two factors of every expectation on rows (x, t_x, T); `pairs` = (distinct x, distinct
-    T, pair index of each row) when already known."""
+    T, pair index of each row) when already known, `alive` = `PurchaseModel.alive_on` of the
+    rows when already made."""
     model = get_model(name)
     if pairs is None:
         (px, pT), pair_of_row, _ = unique_rows(x, T)
@@ -133,7 +144,8 @@ def grouped_parts(
         px, pT, pair_of_row = pairs
     t = np.asarray(times, dtype=float)[:, None]
     growth = model.growth(params, t, px[None, :], pT[None, :])
-    return GroupedParts(np.atleast_2d(growth), pair_of_row, model.p_alive(params, x, t_x, T))
+    p_alive = model.p_alive(params, x, t_x, T) if alive is None else alive(params)
+    return GroupedParts(np.atleast_2d(growth), pair_of_row, p_alive)
 
 
 def score_with(

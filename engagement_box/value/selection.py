@@ -22,12 +22,13 @@ import numpy as np
 import polars as pl
 
 from engagement_box.value.fitting import FitResult, ModelFitError
+from engagement_box.value.grouping import unique_rows
 from engagement_box.value.holdout import HoldoutValidation, validation_of_predictions
 from engagement_box.value.purchase_models import (
     MODEL_NAMES,
-    expected_purchases_grouped,
     fit_model,
     get_model,
+    grouped_parts,
 )
 from engagement_box.value.summary import TimeUnit, to_time_unit
 
@@ -127,10 +128,15 @@ def compare_arrays(
         if name not in done:
             done[name] = fit_model(name, x, t_x, T, time_unit=time_unit, raise_on_failure=False)
     validations = {}
+    (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)  # grouped once for every model
+    (px, pT), pair_of_row, _ = unique_rows(ux, uT)
     for name in names:
         if done[name].converged:
-            predicted = expected_purchases_grouped(name, done[name], [holdout_length], x, t_x, T)
-            validations[name] = validation_of_predictions(predicted[0], x, actual, holdout_length)
+            parts = grouped_parts(
+                name, done[name], [holdout_length], ux, ut, uT, (px, pT, pair_of_row)
+            )
+            predicted = parts.expected()[0][inverse]
+            validations[name] = validation_of_predictions(predicted, x, actual, holdout_length)
     chosen, reason = choose(done, validations, names, pinned=pinned, tolerance=tolerance)
     return ModelComparison(
         chosen=chosen,

@@ -5,8 +5,7 @@ Method (docs/METRICS.md, "Uncertainty of a customer's value"):
 1. The fitted log parameters are approximately normal with covariance = the inverse of the
    observed information, the Hessian of the total negative log-likelihood at the optimum,
    computed on the grouped rows with their counts as weights (closed form for BG/NBD and
-   Gamma-Gamma, central differences of the gradient for MBG/NBD, of the likelihood for
-   Pareto/NBD).
+   Gamma-Gamma, central differences of the analytic gradient for MBG/NBD and Pareto/NBD).
 2. Each score g (expected purchases over the horizon, discounted purchases, E[M]) is carried
    through that distribution on the log scale by its gradient (the delta method):
    sd(log g) = sqrt(grad(log g)' C grad(log g)), gradients by forward differences, P(alive)
@@ -25,7 +24,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtri  # the normal quantile (scipy.stats costs 1.6 s to import)
 
-from engagement_box.value import scoring
+from engagement_box.value import mbgnbd, pareto, scoring
 from engagement_box.value.fitting import (
     GAMMA_GAMMA_PARAMS,
     FitResult,
@@ -34,7 +33,7 @@ from engagement_box.value.fitting import (
 )
 from engagement_box.value.grouping import unique_rows
 from engagement_box.value.likelihood import _bgnbd_objective, _gamma_gamma_objective
-from engagement_box.value.mle import TIME_SCALE_PARAMS, numeric_hessian
+from engagement_box.value.mle import TIME_SCALE_PARAMS, gradient_hessian
 from engagement_box.value.purchase_models import discounted_purchases, get_model, grouped_parts
 from engagement_box.value.summary import DAYS_PER_UNIT, TimeUnit, _check_unit
 
@@ -46,24 +45,25 @@ def log_param_covariance(
 ) -> np.ndarray:
     """Covariance of the log parameters (in the model's parameter order): the inverse observed
     information on the distinct (x, t_x, T) rows with counts as weights."""
+    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    return _grouped_log_param_covariance(name, params, gx, gt, gT, counts.astype(float))
+
+
+def _grouped_log_param_covariance(
+    name: str, params: Any, gx: np.ndarray, gt: np.ndarray, gT: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """`log_param_covariance` on distinct rows with their counts `w`."""
     model = get_model(name)
     values = np.array(_params(params, model.params))
-    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
-    w = counts.astype(float)
     scale = float(gT.max())
     lp = np.log(values) - np.array(
         [np.log(scale) if k in TIME_SCALE_PARAMS else 0.0 for k in model.params]
     )
     if name == "bgnbd":
         H = _bgnbd_objective(gx, gt / scale, gT / scale, w, 0.0).derivatives(lp, True)[2]
-    elif name == "mbgnbd":
-        from engagement_box.value.mbgnbd import _objective
-
-        H = _gradient_hessian(_objective(gx, gt / scale, gT / scale, w), lp)
     else:
-        from engagement_box.value.pareto import _objective
-
-        H = numeric_hessian(_objective(gx, gt / scale, gT / scale, w), lp)
+        objective = {"mbgnbd": mbgnbd._objective, "pareto_nbd": pareto._objective}[name]
+        H = gradient_hessian(objective(gx, gt / scale, gT / scale, w), lp, _STEP)
     return _inverse_information(name, H * w.sum())
 
 
@@ -71,21 +71,12 @@ def gamma_gamma_log_covariance(params: Mapping[str, float] | FitResult, x: Any, 
     """Covariance of Gamma-Gamma's log parameters (p, q, v) on the repeat buyers with m > 0."""
     x, m = np.asarray(x, dtype=float).ravel(), np.asarray(m, dtype=float).ravel()
     keep = np.isfinite(x) & np.isfinite(m) & (x > 0) & (m > 0)
-    (gx, gm), _, counts = unique_rows(x[keep], m[keep], return_inverse=False)
-    w = counts.astype(float)
+    # Not grouped: mean spends are nearly all distinct, so sorting them would cost more than the
+    # closed-form Hessian on every row.
+    w = np.ones(int(keep.sum()))
     lp = np.log(_params(params, GAMMA_GAMMA_PARAMS))
-    H = _gamma_gamma_objective(gx, gm, w, 0.0).derivatives(lp, True)[2]
+    H = _gamma_gamma_objective(x[keep], m[keep], w, 0.0).derivatives(lp, True)[2]
     return _inverse_information("gamma_gamma", H * w.sum())
-
-
-def _gradient_hessian(nll: Any, lp: np.ndarray) -> np.ndarray:
-    n = lp.shape[0]
-    H = np.empty((n, n))
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = _STEP
-        H[:, i] = (nll(lp + e)[1] - nll(lp - e)[1]) / (2 * _STEP)
-    return (H + H.T) / 2
 
 
 def _inverse_information(name: str, info: np.ndarray) -> np.ndarray:
@@ -131,9 +122,11 @@ def intervals(
         raise ValueError("lower and upper must be percentiles with 0 < lower < upper < 1")
     model = get_model(name)
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    cov = log_param_covariance(name, params, x, t_x, T) if covariance is None else covariance
+    (ux, ut, uT), inverse, counts = unique_rows(x, t_x, T)
+    cov = covariance
+    if cov is None:
+        cov = _grouped_log_param_covariance(name, params, ux, ut, uT, counts.astype(float))
     values = np.array(_params(params, model.params))
-    (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
     (px, pT), pair_of_row, _ = unique_rows(ux, uT)
     step = days_per_month / DAYS_PER_UNIT[_check_unit(time_unit)]
     times = [float(horizon)]
@@ -141,9 +134,11 @@ def intervals(
     if with_clv:
         times += list(step * np.arange(1, months + 1, dtype=float))
 
+    alive = model.alive_on(ux, ut, uT)
+
     def scores(log_values: np.ndarray) -> np.ndarray:
         p = dict(zip(model.params, np.exp(log_values), strict=True))
-        parts = grouped_parts(name, p, times, ux, ut, uT, (px, pT, pair_of_row))
+        parts = grouped_parts(name, p, times, ux, ut, uT, (px, pT, pair_of_row), alive)
         log_alive = np.log(parts.p_alive)
         out = [np.log(parts.growth[0])[pair_of_row] + log_alive]
         if with_clv:
@@ -187,15 +182,14 @@ def _delta_variance(
 
 
 def _order_value_log(gamma_gamma: Any, x: np.ndarray, m: Any, cov: np.ndarray | None):
-    """(log E[M], Var log E[M]) per customer, E[M] from Gamma-Gamma."""
+    """(log E[M], Var log E[M]) per customer, E[M] = p (v + x m) / (p x + q - 1) from
+    Gamma-Gamma; the gradient of log E[M] in the log parameters is in closed form."""
     m = np.asarray(m, dtype=float).ravel()
-    values = np.array(_params(gamma_gamma, GAMMA_GAMMA_PARAMS))
+    p, q, v = values = np.array(_params(gamma_gamma, GAMMA_GAMMA_PARAMS))
     if cov is None:
         cov = gamma_gamma_log_covariance(gamma_gamma, x, m)
-
-    def log_value(lp: np.ndarray) -> np.ndarray:
-        p = dict(zip(GAMMA_GAMMA_PARAMS, np.exp(lp), strict=True))
-        return np.log(scoring.expected_order_value(p, x, m))[None, :]
-
-    lp = np.log(values)
-    return log_value(lp)[0], _delta_variance(log_value, lp, cov)[0]
+    params = dict(zip(GAMMA_GAMMA_PARAMS, values, strict=True))
+    log_value = np.log(scoring.expected_order_value(params, x, m))
+    denom = p * x + q - 1.0
+    G = np.stack([(q - 1.0) / denom, -q / denom, v / (v + x * m)])  # d log E[M] / d log (p, q, v)
+    return log_value, np.maximum(np.einsum("ir,ij,jr->r", G, cov, G), 0.0)
