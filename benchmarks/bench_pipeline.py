@@ -194,8 +194,11 @@ def report_run(result: dict, step_lines: bool = True) -> None:
     if step_lines and result["steps"]:
         total = sum(result["steps"].values())
         for step, seconds in sorted(result["steps"].items(), key=lambda kv: -kv[1]):
-            print(f"    {step:34} {seconds:7.1f} s  {100 * seconds / total:4.1f} %")
-        print(f"    {'sum of steps':34} {total:7.1f} s")
+            cpu = result["step_cpu"].get(step)
+            cpu = f"  CPU {cpu:6.1f} s" if cpu is not None else ""
+            print(f"    {step:34} {seconds:7.1f} s  {100 * seconds / total:4.1f} %{cpu}")
+        cpu = sum(result["step_cpu"].values())
+        print(f"    {'sum of steps':34} {total:7.1f} s{f'  CPU {cpu:.1f} s' if cpu else ''}")
     if result["exit"] != 0:
         print(result["output"][-3000:])
         print(f"(full output: {result['log']})")
