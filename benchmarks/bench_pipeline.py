@@ -211,6 +211,8 @@ def new_orders(data_dir: Path, share: float, seed: int):
     import numpy as np
     import polars as pl
 
+    from engagement_box.staging.contracts import ORDER_CHANNELS
+
     files = sorted(
         f for f in (data_dir / "orders").glob("orders_*.parquet") if f.name != NEW_ORDERS_FILE
     )
@@ -220,7 +222,13 @@ def new_orders(data_dir: Path, share: float, seed: int):
         statuses.is_in(["completed", "returned", "cancelled"])
         & pool["net_amount"].str.contains(r"^[0-9]+\.[0-9]{2}$")
         & pool["currency"].is_in(["USD", "GBP", "EUR"])
-    )
+        & pool["channel"].str.to_lowercase().is_in(list(ORDER_CHANNELS))
+        & (pool["customer_id"].str.strip_chars().str.len_chars() > 0)
+        & (
+            pool["email"].is_null()
+            | pool["email"].str.contains(r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")
+        )
+    )  # the generator's good rows only: every new order is staged
     manifest = json.loads((data_dir / "_manifest.json").read_text())
     count = int(round(manifest["sources"]["orders"]["rows"] * share))
     rng = np.random.default_rng(seed)
@@ -374,15 +382,21 @@ def plain_child(data_dir: Path, as_of: str, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
-def project_outputs(work: Path) -> dict:
-    """The same outputs from the cold run's working database, to set beside the plain path's."""
+def project_outputs(work: Path, snapshot_id: int) -> dict:
+    """The same outputs from the cold run's working database, to set beside the plain path's:
+    the work rows of the as-of of the version the cold run published (an incremental run since
+    wrote another as-of's rows beside them)."""
     import duckdb
 
     path = work / "warehouse" / "engagement.working.duckdb"
     with duckdb.connect(str(path), read_only=True) as con:
-        as_of = con.execute("SELECT max(as_of) FROM work.customer_value").fetchone()[0]
+        as_of = con.execute(
+            "SELECT as_of FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": snapshot_id}
+        ).fetchone()[0]
         fit = con.execute(
-            "SELECT * FROM work.model_fit WHERE as_of = $as_of", {"as_of": as_of}
+            "SELECT model, window, chosen, r, alpha, a, b, p, q, gamma, n_customers "
+            "FROM work.model_fit WHERE as_of = $as_of ORDER BY ALL",
+            {"as_of": as_of},
         ).df()
         values = con.execute(
             "SELECT count(*), sum(clv) FROM work.customer_value WHERE as_of = $as_of",
@@ -485,7 +499,7 @@ def main() -> None:
             cold = state.get("cold")
             if not cold:
                 sys.exit("run `cold` first: the plain path is compared with its steps")
-            outputs = project_outputs(work)
+            outputs = project_outputs(work, state["versions_after_cold"][-1])
             out = work / "plain.json"
             load_before = load_average()
             started = time.perf_counter()
