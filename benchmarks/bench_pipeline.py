@@ -394,7 +394,7 @@ def project_outputs(work: Path, snapshot_id: int) -> dict:
             "SELECT as_of FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": snapshot_id}
         ).fetchone()[0]
         fit = con.execute(
-            "SELECT model, \"window\", chosen, r, alpha, a, b, p, q, gamma, n_customers "
+            'SELECT model, "window", chosen, r, alpha, a, b, p, q, gamma, n_customers '
             "FROM work.model_fit WHERE as_of = $as_of ORDER BY ALL",
             {"as_of": as_of},
         ).df()
