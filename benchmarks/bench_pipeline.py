@@ -405,6 +405,10 @@ def project_outputs(work: Path, snapshot_id: int) -> dict:
     return {"as_of": str(as_of), "fit": fit, "customers": values[0], "clv_sum": values[1]}
 
 
+def figure(seconds: dict, step: str) -> str:
+    return f"{seconds[step]:.1f} s" if step in seconds else "-"
+
+
 def state_path(work: Path) -> Path:
     return work / "bench_state.json"
 
@@ -489,11 +493,11 @@ def main() -> None:
                     f"{result['wall']:.1f} / {cold['wall']:.1f} s"
                 )
                 for step, seconds in sorted(result["steps"].items(), key=lambda kv: -kv[1])[:8]:
-                    was = cold["steps"].get(step)
-                    was = "-" if was is None else f"{was:.1f}"
-                    cpu = result["step_cpu"].get(step)
-                    cpu = "" if cpu is None else f", CPU {cpu:.1f} s"
-                    print(f"    {step:34} {seconds:7.1f} s{cpu} (cold {was} s)")
+                    print(
+                        f"    {step:34} {seconds:7.1f} s, CPU {figure(result['step_cpu'], step)} "
+                        f"(cold: {figure(cold['steps'], step)}, CPU "
+                        f"{figure(cold.get('step_cpu', {}), step)})"
+                    )
             state["incremental"] = {k: v for k, v in result.items() if k != "output"}
         elif measure == "plain":
             cold = state.get("cold")
