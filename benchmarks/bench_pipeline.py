@@ -534,6 +534,13 @@ def main() -> None:
                 f"beside ({', '.join(NEEDED_BESIDE)}): {ours + beside:.1f} s, "
                 f"{plain['total'] / (ours + beside):.1f}x"
             )
+            step_cpu = cold.get("step_cpu", {})
+            if step_cpu:  # the same in CPU seconds: less moved by the host's load
+                ours_cpu = sum(step_cpu.get(s, 0.0) for s in INGEST_TO_VALUE)
+                print(
+                    f"in CPU seconds: project {ours_cpu:.1f} s vs plain {plain['cpu']:.1f} s: "
+                    f"{plain['cpu'] / ours_cpu:.2f}x"
+                )
             fit = outputs["fit"]
             print(
                 f"customers scored: plain {plain['customers']:,}, project {outputs['customers']:,}"
