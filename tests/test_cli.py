@@ -109,7 +109,8 @@ def check_console(cli_run: dict) -> None:
     assert sorted(lines) == sorted(planned)  # every step, once
     for fields in lines.values():
         assert fields[1] == "ok", fields
-        assert float(fields[2]) >= 0
+        assert float(fields[2]) >= 0  # seconds
+        assert float(fields[3]) >= 0  # CPU seconds
     for source in SOURCES:  # each staging step: its rows and its reconciliation check
         fields = lines[f"staging__{source}"]
         assert fields[-2:] == ["1", "passed"], fields
@@ -124,8 +125,8 @@ def check_console(cli_run: dict) -> None:
     emails.discard(None)
     # The log file is outside the warehouse (erasure cannot reach it): no email gets there.
     assert emails and not [e for e in emails if e in text or e in out]
-    assert lines["staging__orders"][3] == f"{staged:,}"
-    assert lines["published_marts"][4:6] == ["in", str(len(MARTS))]  # rows in every mart
+    assert lines["staging__orders"][4] == f"{staged:,}"
+    assert lines["published_marts"][5:7] == ["in", str(len(MARTS))]  # rows in every mart
     assert out.rstrip().endswith(f"run {run_id} succeeded")
 
 
@@ -258,3 +259,31 @@ def test_a_failed_warning_check_is_said_but_does_not_fail_the_run():
     assert [c.split(":")[0] for c in steps.failed_checks] == [
         "check fits_converged on work/model_validation failed"
     ]
+
+
+def test_step_line_gives_the_cpu_seconds_the_step_used():
+    """A step that keeps a core busy shows CPU seconds near its wall seconds; one that waits
+    shows about none (what a benchmark reads to tell a busy step from a waiting one)."""
+    from types import SimpleNamespace
+
+    def event(kind: str, step: str, duration_ms: float = 0.0) -> SimpleNamespace:
+        return SimpleNamespace(
+            event_type_value=kind,
+            step_key=step,
+            event_specific_data=SimpleNamespace(duration_ms=duration_ms),
+        )
+
+    out = io.StringIO()
+    steps = cli.StepLines(out=out)
+    steps(event("STEP_START", "busy"))
+    spent = time.process_time()
+    while time.process_time() - spent < 0.3:  # CPU time, not the wall clock
+        sum(range(1000))
+    steps(event("STEP_SUCCESS", "busy", duration_ms=300.0))
+    steps(event("STEP_START", "idle"))
+    steps(event("STEP_FAILURE", "idle"))
+    lines = step_lines(cli.StepLines.HEADER + "\n" + out.getvalue())
+    assert lines["busy"][1:3] == ["ok", "0.3"]
+    assert float(lines["busy"][3]) >= 0.3
+    assert lines["idle"][1] == "FAILED"
+    assert float(lines["idle"][3]) < 0.1
