@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from engagement_box.governance.versions import model_code_version
+from engagement_box.governance.versions import erasure_requests, model_code_version
 from engagement_box.sql import load_sql, quote_identifier, table_exists
 
 STATE_TABLE = "incremental_state"
@@ -79,18 +79,10 @@ def inputs(
                 "SELECT source_file, count(*) FROM staging.orders GROUP BY source_file ORDER BY 1"
             ).fetchall()
         }
-    erasures = []
-    if table_exists(con, "staging", "erasure_log"):
-        erasures = [
-            r[0]
-            for r in con.execute(
-                "SELECT request_id FROM staging.erasure_log ORDER BY request_id"
-            ).fetchall()
-        ]
     return {
         "files": files,
         "order_rows": order_rows,
-        "erasures": erasures,
+        "erasures": erasure_requests(con),
         "settings": {str(k): str(v) for k, v in sorted(settings.items())},
         "code": model_code_version(),
     }

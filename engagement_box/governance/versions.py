@@ -103,6 +103,19 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+def erasure_requests(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every erasure request applied to the warehouse, in order: an erasure changes the staged
+    rows, so it is part of what versions and incremental steps are computed from."""
+    if not table_exists(con, "staging", "erasure_log"):
+        return []
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT request_id FROM staging.erasure_log ORDER BY request_id"
+        ).fetchall()
+    ]
+
+
 def inputs_fingerprint(
     con: duckdb.DuckDBPyConnection, *, as_of: object, settings: Mapping[str, object]
 ) -> str:
@@ -123,14 +136,7 @@ def inputs_fingerprint(
                 "SELECT source, source_file, sha256 FROM staging.ingested_files ORDER BY ALL"
             ).fetchall()
         ]
-    erasures: list[str] = []
-    if table_exists(con, "staging", "erasure_log"):
-        erasures = [
-            r[0]
-            for r in con.execute(
-                "SELECT request_id FROM staging.erasure_log ORDER BY request_id"
-            ).fetchall()
-        ]
+    erasures = erasure_requests(con)
     payload = {
         "as_of": _plain(as_of),
         "settings": {str(k): _plain(v) for k, v in settings.items() if k not in RUN_ONLY_SETTINGS},
