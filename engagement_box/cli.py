@@ -477,9 +477,13 @@ def main(argv: list[str] | None = None) -> int:
         help="write a synthetic retailer's exports (seeded, deterministic)",
         description="Generate one retailer's raw exports (seeded, deterministic).",
     )
-    from engagement_box import generator
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["generate"]:
+        # The generator imports the contracts (pandera, polars, numpy: about 2 CPU-s); only
+        # `generate` needs its options, so `--help`, `run` and `erase` start without them.
+        from engagement_box import generator
 
-    generator.add_arguments(gen)
+        generator.add_arguments(gen)
     gen.set_defaults(func=generate)
     args = parser.parse_args(argv)
     try:

@@ -68,7 +68,33 @@ def december_run(tmp_path_factory):
     return run
 
 
+# The longest tests, longest first (`--durations` on a quiet 2-core machine, docs/BENCHMARKS.md
+# "The test suite"). The order only decides how the two workers share the suite: tests are handed
+# out one at a time (`--maxschedchunk=1` in pyproject.toml), so the longest start first and the
+# workers end together on quick tests instead of one ending alone on a two-minute run.
+LONGEST_FIRST = (
+    "test_safe_operations.py::test_killed_and_stopped_runs",
+    "test_cli.py::test_a_cli_run_tells_its_steps",
+    "test_partitions.py::test_partitions_hold_their_own_month",
+    "test_incremental.py::test_a_day_of_new_orders",
+    "test_pipeline_e2e.py::test_backfilled_month",
+    "test_readers_run.py::test_a_reader_holds",
+    "test_pipeline_e2e.py::test_new_export_file",
+    "test_pipeline_e2e.py::test_a_pinned_purchase_model",
+    "test_faults.py::test_runs_starting_together",
+    "test_readme.py::test_dagster_dev_loads",
+    "test_pipeline_e2e.py::test_rerun_with_unchanged_inputs",
+    "test_pipeline_e2e.py::test_cdnow_through_the_assets",
+)
+
+
+def _rank(item) -> tuple[int, int]:
+    for rank, name in enumerate(LONGEST_FIRST):
+        if name in item.nodeid:
+            return (0, rank)
+    # then the other whole-graph runs (marked integration), then the quick tests
+    return (1 if item.get_closest_marker("integration") else 2, 0)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The whole-graph runs (marked integration) start first: the test workers then finish
-    together on the quick tests instead of one worker ending alone on a minute-long run."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+    items.sort(key=_rank)
