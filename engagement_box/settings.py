@@ -41,6 +41,13 @@ def _unit(text: str) -> str:
     return unit
 
 
+def _positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {text!r}")
+    return number
+
+
 PURCHASE_MODELS = ("bgnbd", "mbgnbd", "pareto_nbd")
 
 
@@ -85,6 +92,14 @@ SETTINGS: tuple[Setting, ...] = (
         "DAGSTER_HOME",
         ".dagster",
         "the Dagster instance: run history, schedules, sensors (`engagement-box` sets it)",
+    ),
+    Setting(
+        "ENGAGEMENT_DUCKDB_THREADS",
+        None,
+        "threads of each DuckDB connection a step opens; lower it when other jobs share the"
+        " machine (the test suite runs two workers on two cores with 1 each)",
+        parse=_positive_int,
+        default_text="unset: DuckDB's default, one per core",
     ),
     Setting(
         "ENGAGEMENT_AS_OF",

@@ -198,6 +198,14 @@ class Warehouse(DuckDBResource):
             release_run_lock(self._run_lock)
             self._run_lock = None
 
+    def _config(self) -> dict:
+        """`connection_config`, with ENGAGEMENT_DUCKDB_THREADS (read now) when it is set."""
+        config = dict(self.connection_config)
+        threads = settings.value("ENGAGEMENT_DUCKDB_THREADS")
+        if threads is not None:
+            config.setdefault("threads", threads)
+        return config
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the working database (never to the file analysts open)."""
@@ -207,7 +215,7 @@ class Warehouse(DuckDBResource):
         delay = 0.1
         while True:
             try:
-                conn = duckdb.connect(str(path), config=dict(self.connection_config))
+                conn = duckdb.connect(str(path), config=self._config())
                 break
             except duckdb.Error as exc:
                 # Only a lock held by another process is worth waiting for.

@@ -1,9 +1,15 @@
 import csv
+import os
 import warnings
 from pathlib import Path
 
 import duckdb
 import pytest
+
+# Two test workers share two cores: each DuckDB connection of a step gets one thread (the
+# setting users have for shared machines). On the tests' small tables DuckDB has nothing to run
+# in parallel, and its idle second thread cost a fifth of a run's CPU. Subprocesses inherit it.
+os.environ.setdefault("ENGAGEMENT_DUCKDB_THREADS", "1")
 
 # lifetimes imports pandas APIs that warn on pandas 3; the warning says nothing about our code.
 warnings.filterwarnings("ignore", message=".*Pandas4Warning.*")

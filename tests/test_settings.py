@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from engagement_box import settings
@@ -66,3 +67,18 @@ def test_path_settings_given_are_taken_from_the_working_directory(tmp_path, monk
     assert settings.data_dir() == tmp_path / "exports"
     monkeypatch.delenv("ENGAGEMENT_DATA_DIR")
     assert settings.data_dir() == REPO / "data" / "sample"
+
+
+def test_duckdb_threads_caps_every_step_connection(tmp_path, monkeypatch):
+    warehouse = resources.warehouse_resource(tmp_path / "w.duckdb")
+    monkeypatch.setenv("ENGAGEMENT_DUCKDB_THREADS", "3")
+    with warehouse.get_connection() as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3
+    monkeypatch.delenv("ENGAGEMENT_DUCKDB_THREADS")  # unset: DuckDB's own default
+    with warehouse.get_connection() as con:
+        default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == default
+    monkeypatch.setenv("ENGAGEMENT_DUCKDB_THREADS", "0")
+    with pytest.raises(ValueError, match="ENGAGEMENT_DUCKDB_THREADS='0' is not valid"):
+        with warehouse.get_connection():
+            pass
