@@ -123,14 +123,16 @@ def test_the_stored_days_hold_completed_rated_orders_per_customer_and_day(staged
 def test_the_summaries_from_the_stored_days_equal_their_own_pass_over_the_orders(staged):
     _refresh(staged)
     money = {"currency": "USD", "fx_rates": FX, "resolve_identity": True}
-    assert _sorted(summaries.customer_summary(staged, AS_OF, stored=True)) == _sorted(
-        summaries.customer_summary(staged, AS_OF, **money)
-    )
+    stored = summaries.customer_summary(staged, AS_OF, stored=True)
+    own = summaries.customer_summary(staged, AS_OF, **money)
+    assert _sorted(stored) == _sorted(own)
+    assert stored.schema == own.schema  # the narrower stored spend sums to the same types
     stored = summaries.calibration_holdout(staged, CALIBRATION_END, AS_OF, stored=True)
     own = summaries.calibration_holdout(staged, CALIBRATION_END, AS_OF, **money)
-    assert _sorted(stored) == _sorted(own)
+    assert _sorted(stored) == _sorted(own) and stored.schema == own.schema
     stored = summaries.cohort_retention(staged, AS_OF, stored=True)
-    assert _sorted(stored) == _sorted(summaries.cohort_retention(staged, AS_OF, **money))
+    own = summaries.cohort_retention(staged, AS_OF, **money)
+    assert _sorted(stored) == _sorted(own) and stored.schema == own.schema
     january = stored.filter(
         (pl.col("cohort_month") == date(2024, 1, 1)) & (pl.col("months_since_first_order") == 0)
     ).row(0, named=True)
@@ -170,3 +172,35 @@ def test_a_new_orders_file_is_added_and_equals_a_cold_build(staged):
 def test_the_summaries_refuse_stored_days_that_are_not_built(con):  # noqa: F811
     with pytest.raises(ValueError, match="materialize work/buyer_days first"):
         summaries.customer_summary(con, AS_OF, stored=True)
+
+
+def _spend_type(db) -> str:
+    return db.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'work' "
+        "AND table_name = 'buyer_days' AND column_name = 'day_spend'"
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize("when", ["cold", "new file"])
+def test_a_day_spend_past_64_bits_widens_the_column_and_loses_nothing(staged, when):
+    """The stored spend is DECIMAL(18, 4) while every day fits; a day of 1e9 at the largest rate
+    the contract allows (1e6) does not, and the column becomes DECIMAL(38, 4), exact."""
+    huge = [("h1", "c2", "bob@example.com", "2024-01-20 10:00", "1000000000", "XAU", "completed")]
+    fx = {**FX, "XAU": 1e6}
+    settings = summaries.buyer_days_settings("USD", '{"JPY": 0.007, "XAU": 1000000.0}')
+    if when == "cold":
+        _stage_orders(staged, huge, "orders/o2.csv")
+    else:
+        now = incremental.inputs(staged, settings)
+        summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=fx)
+        assert _spend_type(staged) == "DECIMAL(18,4)"
+        _stage_orders(staged, huge, "orders/o2.csv")
+    now = incremental.inputs(staged, settings)
+    plan = summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=fx)
+    assert plan.incremental == (when == "new file")
+    assert _spend_type(staged) == "DECIMAL(38,4)"
+    stored = staged.execute("SELECT * FROM work.buyer_days ORDER BY ALL").fetchall()
+    summaries.days_source(staged, stored=False, currency="USD", fx_rates=fx, resolve_identity=True)
+    assert stored == staged.execute("SELECT * FROM temp.buyer_days ORDER BY ALL").fetchall()
+    (spend,) = [r[3] for r in stored if r[1] == date(2024, 1, 20)]
+    assert spend == 10**15

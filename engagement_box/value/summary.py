@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from engagement_box import incremental
-from engagement_box.sql import load_sql, relation_exists, table_exists, transaction
+from engagement_box.sql import columns, load_sql, relation_exists, table_exists, transaction
 from engagement_box.staging.contracts import MAX_RATE
 
 TimeUnit = Literal["D", "W"]
@@ -113,6 +113,19 @@ def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, s
 BUYER_DAYS = "buyer_days"
 _COUNT_DAYS = "SELECT count(*) FROM work.buyer_days"
 _STORED = {"days_schema": "work", "days_table": BUYER_DAYS}
+# day_spend is stored as DECIMAL(18, 4) (64-bit) when every day's spend fits, which it does
+# unless one customer spends 1e14 in a day: the 128-bit DECIMAL(38, 4) the sums work in costs
+# 3x more to write and to read back. Sums of it are DECIMAL(38, 4) again, so every summary is
+# exact either way. Wider values turn the column into DECIMAL(38, 4) (no value is cut).
+_NARROW, _WIDE = "DECIMAL(18,4)", "DECIMAL(38, 4)"
+_CREATE_NARROW = (
+    "CREATE OR REPLACE TABLE work.buyer_days AS SELECT * REPLACE "
+    "(try_cast(day_spend AS DECIMAL(18, 4)) AS day_spend) FROM ("
+)
+_OVERFLOWED = "SELECT count(*) FROM work.buyer_days WHERE day_spend IS NULL"
+_MERGED_TOO_WIDE = (
+    "SELECT count(*) FROM merged_buyer_days WHERE day_spend IS NULL OR abs(day_spend) >= 1e14"
+)
 _CHANGED = {"days_schema": "temp", "days_table": "changed_days"}
 
 
@@ -188,7 +201,9 @@ def refresh_buyer_days(
         sql = _buyer_days_sql(orders_source(con, resolve_identity=True))
         with transaction(con):
             con.execute(load_sql("marts/create_schema", schema="work"))
-            con.execute("CREATE OR REPLACE TABLE work.buyer_days AS " + sql, fx)
+            con.execute(_CREATE_NARROW + sql + ")", fx)
+            if con.execute(_OVERFLOWED).fetchone()[0]:  # a day's spend past DECIMAL(18, 4)
+                con.execute("CREATE OR REPLACE TABLE work.buyer_days AS " + sql, fx)
             _record_buyer_days(con, now)
         return plan
     con.execute(load_sql("work/new_orders"), {"new_files": list(plan.new_files)})
@@ -201,6 +216,9 @@ def refresh_buyer_days(
     )
     con.execute(load_sql("work/merged_buyer_days"))
     with transaction(con):
+        narrow = dict(columns(con, "work", BUYER_DAYS))["day_spend"] == _NARROW
+        if narrow and con.execute(_MERGED_TOO_WIDE).fetchone()[0]:
+            con.execute(f"ALTER TABLE work.buyer_days ALTER day_spend TYPE {_WIDE}")
         con.execute(load_sql("work/delete_merged_buyer_days"))
         con.execute("INSERT INTO work.buyer_days BY NAME SELECT * FROM merged_buyer_days")
         _record_buyer_days(con, now)
