@@ -351,10 +351,26 @@ def _publish_one(
         {"snapshot_id": snapshot_id, **given},
     )
     if current or not table_exists(con, "marts", mart):
-        con.execute(f"CREATE OR REPLACE TABLE marts.{name} AS SELECT * FROM {rows}", given)
+        _point_at_current(con, mart, [column for column, _ in work_columns])
     con.execute(
         f"CREATE OR REPLACE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
         f"SELECT * EXCLUDE (snapshot_id) FROM history.{name} WHERE snapshot_id = version"
+    )
+
+
+def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str]) -> None:
+    """`marts.<mart>` as a view of the current version's rows in `history.<mart>`, with the
+    columns of the version published (`names`): the rows are written once, in history, and an
+    erasure or a retention there is what `marts.<mart>` shows. A warehouse from before the views
+    had a table there, with a copy of the rows: it is dropped."""
+    name = quote_identifier(mart)
+    if _is_base_table(con, "marts", mart):
+        con.execute(f"DROP TABLE marts.{name}")
+    # Names read from the catalog (the work table's columns): quoted with their quotes doubled.
+    listed = ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
+    con.execute(
+        f"CREATE OR REPLACE VIEW marts.{name} AS SELECT {listed} FROM history.{name} "
+        "WHERE snapshot_id = (SELECT snapshot_id FROM marts.current_version)"
     )
 
 
