@@ -678,7 +678,7 @@ TABLES: tuple[Table, ...] = (
 )
 
 BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
-# The marts each publish copies from work.<name> into marts.<name> and history.<name>.
+# The marts each publish copies from work.<name> into history.<name> (marts.<name> views it).
 PUBLISHED = tuple(t.name for t in TABLES if t.versioned)
 
 

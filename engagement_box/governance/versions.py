@@ -4,8 +4,8 @@ Layout inside the warehouse file:
 - `work.<mart>`: what the runs computed, rows per as-of date (`engagement_box.partitioned`),
   checked by blocking asset checks. Not for analysts.
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
-  as-of date, and of those the newest. A backfill of a past month adds history without moving
-  `marts` back in time.
+  as-of date, and of those the newest; a view of that version's rows in `history.<mart>`. A
+  backfill of a past month adds history without moving `marts` back in time.
 - `history.<mart>`: every retained version, with a `snapshot_id` column.
 - `marts.snapshot_log`: one row per publish (id, time, run, partition, as-of, settings, rows,
   inputs fingerprint, expiry); `marts.current_version`: the one version `marts.*` holds (a
@@ -15,11 +15,11 @@ Layout inside the warehouse file:
 - `marts.segment_migration`: the moves between every consecutive pair of the migration chain
   (retained versions in as-of order; a rerun of an as-of replaces that as-of's version).
 
-A publish copies every work table into `marts` and `history` in ONE transaction with one new
-snapshot id, so all marts of a version are consistent and a failed or killed run leaves the last
-good version intact. A publish whose inputs (staged files, erasures, settings, code) equal those
-of the chain's version of that as-of publishes nothing. See README "Versions" for why this and
-not DuckLake.
+A publish copies every work table into `history` (written once; `marts.<mart>` views it) in ONE
+transaction with one new snapshot id, so all marts of a version are consistent and a failed or
+killed run leaves the last good version intact. A publish whose inputs (staged files, erasures,
+settings, code) equal those of the chain's version of that as-of publishes nothing. See README
+"Versions" for why this and not DuckLake.
 
 No Dagster import here.
 """
