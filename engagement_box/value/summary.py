@@ -190,10 +190,14 @@ def refresh_buyer_days(
     change is new orders files): the new files' orders alone, resolved and converted, added to
     the rows of their customer and day. An order's customer depends on its own row and the
     customers only, and its rate on its currency and day (a rate that holds through the last
-    staged order covers new days the same way), so both paths give the same rows. Nothing new:
-    the rows stay as they are. Returns the plan taken."""
+    staged order covers new days the same way), so both paths give the same rows. No new staged
+    order: the rows stay as they are (a new file with no staged row is recorded). Returns the
+    plan taken."""
     plan = incremental.plan(con, BUYER_DAYS, None, now, rows=_COUNT_DAYS)
     if plan.incremental and not plan.new_files:
+        if buyer_days_problem(con, now) is not None:  # e.g. a new file whose rows all failed
+            with transaction(con):
+                _record_buyer_days(con, now)
         return plan
     prepare_currency(con, currency)
     fx = fx_parameters(currency, fx_rates)
