@@ -190,12 +190,64 @@ def partition_metadata(con, table: str, window: dict) -> dict:
     return metadata
 
 
+BUYER_DAYS_KEY = work_key(summaries.BUYER_DAYS)
+
+
+@dg.asset(
+    key=BUYER_DAYS_KEY,
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
+)
+def buyer_days(model_settings: ModelSettings, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Completed orders per customer and order day in the reporting currency, every staged day."""
+    cfg = model_settings.resolved()
+    with warehouse.get_connection() as con:
+        require_identity_links(con)
+        now = incremental.inputs(
+            con, summaries.buyer_days_settings(cfg.currency, cfg.fx_rates_json)
+        )
+        plan = summaries.refresh_buyer_days(
+            con,
+            now,
+            currency=cfg.currency,
+            fx_rates=json.loads(cfg.fx_rates_json or "{}"),
+        )
+        metadata = table_metadata(con, "work", summaries.BUYER_DAYS)
+        totals = con.execute(
+            "SELECT count(DISTINCT customer_id), coalesce(sum(orders), 0), min(order_day), "
+            "max(order_day) FROM work.buyer_days"
+        ).fetchone()
+    computation = plan.metadata()
+    if plan.incremental and not plan.new_files:
+        computation["computation"] = "unchanged"
+    metadata.update(
+        {
+            **computation,
+            "buyers": int(totals[0]),
+            "completed_orders": int(totals[1]),
+            "first_order_day": str(totals[2]),
+            "last_order_day": str(totals[3]),
+            "currency": str(cfg.currency),
+        }
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def require_buyer_days(con, window: dict) -> None:
+    """A plain failure when `work.buyer_days` does not hold the orders as staged now."""
+    settings = summaries.buyer_days_settings(window["currency"], window["fx_rates"])
+    problem = summaries.buyer_days_problem(con, incremental.inputs(con, settings))
+    if problem is not None:
+        raise dg.Failure(f"{problem}: materialize work/buyer_days first")
+
+
 @dg.asset(
     key=work_key("customer_summary"),
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    deps=[staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
+    deps=[BUYER_DAYS_KEY, staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
     check_specs=[
         dg.AssetCheckSpec(
             "orders_left_out_within_limit",
@@ -216,15 +268,14 @@ def customer_summary(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
+        require_buyer_days(con, window)
         plan, now = incremental_plan(con, "customer_summary", window)
         if plan.incremental:
             summary, recomputed = summaries.customer_summary_since(
-                con, plan.previous_as_of, plan.new_files, window["as_of"], **money(window)
+                con, plan.previous_as_of, plan.new_files, window["as_of"]
             )
         else:
-            summary = summaries.customer_summary(
-                con, window["as_of"], **money(window), resolve_identity=True
-            )
+            summary = summaries.customer_summary(con, window["as_of"], stored=True)
             recomputed = summary.height
         left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
         state = incremental.record(con, "customer_summary", window["as_of"], now, summary.height)
@@ -378,7 +429,7 @@ def _comparison(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    deps=[staging_key("orders"), IDENTITY_KEY],
+    deps=[BUYER_DAYS_KEY, IDENTITY_KEY],
 )
 def calibration_holdout(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -387,6 +438,7 @@ def calibration_holdout(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
+        require_buyer_days(con, window)
         plan, now = incremental_plan(con, "calibration_holdout", window)
         previous_end = _date(plan.previous.get("calibration_end"))
         if plan.incremental and (previous_end is None or previous_end > window["calibration_end"]):
@@ -403,15 +455,10 @@ def calibration_holdout(
                 plan.new_files,
                 window["calibration_end"],
                 window["as_of"],
-                **money(window),
             )
         else:
             cal = summaries.calibration_holdout(
-                con,
-                window["calibration_end"],
-                window["as_of"],
-                **money(window),
-                resolve_identity=True,
+                con, window["calibration_end"], window["as_of"], stored=True
             )
             recomputed = cal.height
         state = incremental.record(
@@ -748,7 +795,7 @@ def model_validation(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    deps=[staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
+    deps=[BUYER_DAYS_KEY],
     check_specs=[
         dg.AssetCheckSpec(
             "one_row_per_cohort_month",
@@ -765,9 +812,10 @@ def cohort_retention(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
-        cohorts = summaries.cohort_retention(
-            con, window["as_of"], **money(window), resolve_identity=True
-        ).with_columns(pl.lit(window["currency"], dtype=pl.String).alias("currency"))
+        require_buyer_days(con, window)
+        cohorts = summaries.cohort_retention(con, window["as_of"], stored=True).with_columns(
+            pl.lit(window["currency"], dtype=pl.String).alias("currency")
+        )
         metadata = write_work(con, "cohort_retention", cohorts, window)
     problems = dictionary.key_problems(cohorts, "cohort_retention")
     first = cohorts.filter(pl.col("months_since_first_order") == 1)
@@ -795,6 +843,7 @@ def cohort_retention(
 
 
 value_assets = [
+    buyer_days,
     customer_summary,
     calibration_holdout,
     cohort_retention,

@@ -8,6 +8,7 @@ on the other and prints CPU seconds (process time: every DuckDB thread counted) 
 seconds of each, and checks that both give the same rows:
 
 * identity links: `build_identity_links` vs `refresh_identity_links`;
+* orders per buyer and day: `refresh_buyer_days` without a state (cold) vs with A's (B added);
 * customer summary: `customer_summary` vs `customer_summary_since`;
 * calibration/holdout: `calibration_holdout` vs `calibration_holdout_since`.
 
@@ -104,6 +105,22 @@ def main() -> None:
             f"  equal to cold: {equal}"
         )
 
+        # orders per buyer and day: the cold copy forgets A's state, so it is built in full
+        days_settings = summaries.buyer_days_settings(window["currency"], window["fx_rates"])
+        cons["cold"].execute("DELETE FROM work.incremental_state WHERE table_name = 'buyer_days'")
+        for path in ("cold", "incremental"):
+            now = incremental.inputs(cons[path], days_settings)
+            plan, cpu, wall = timed(summaries.refresh_buyer_days, cons[path], now, **money)
+            note = ""
+            if path == "incremental":
+                statement = "SELECT * FROM work.buyer_days ORDER BY ALL"
+                equal = cons["cold"].execute(statement).fetchall() == (
+                    cons["incremental"].execute(statement).fetchall()
+                )
+                note = f"equal to cold: {equal}"
+            computation = plan.metadata()["computation"]
+            print(f"{'buyer_days':24} {computation:12} {cpu:8.2f} {wall:8.2f}  {note}")
+
         # customer summary and calibration/holdout
         con = cons["incremental"]
         now = incremental.inputs(con, settings)
@@ -111,11 +128,7 @@ def main() -> None:
             plan = incremental.plan(con, table, window["as_of"], now)
             if table == "customer_summary":
                 cold, cpu, wall = timed(
-                    summaries.customer_summary,
-                    cons["cold"],
-                    window["as_of"],
-                    **money,
-                    resolve_identity=True,
+                    summaries.customer_summary, cons["cold"], window["as_of"], stored=True
                 )
             else:
                 cold, cpu, wall = timed(
@@ -123,8 +136,7 @@ def main() -> None:
                     cons["cold"],
                     window["calibration_end"],
                     window["as_of"],
-                    **money,
-                    resolve_identity=True,
+                    stored=True,
                 )
             print(f"{table:24} {'cold':12} {cpu:8.2f} {wall:8.2f}  {cold.height} rows")
             if not plan.incremental:
@@ -137,7 +149,6 @@ def main() -> None:
                     plan.previous_as_of,
                     plan.new_files,
                     window["as_of"],
-                    **money,
                 )
             else:
                 previous_end = dt.date.fromisoformat(plan.previous["calibration_end"])
@@ -149,7 +160,6 @@ def main() -> None:
                     plan.new_files,
                     window["calibration_end"],
                     window["as_of"],
-                    **money,
                 )
             print(
                 f"{table:24} {'incremental':12} {cpu:8.2f} {wall:8.2f}  {changed} customers "
@@ -160,21 +170,21 @@ def main() -> None:
 
 
 def run_a(database: Path) -> None:
-    """The identity links, customer summary and calibration/holdout of A, cold, with their state
-    recorded (what a run of A leaves behind)."""
+    """The identity links, orders per buyer and day, customer summary and calibration/holdout of
+    A, cold, with their state recorded (what a run of A leaves behind)."""
     con = duckdb.connect(str(database))
     try:
         links.build_identity_links(con)
         window = resolve_window(con, ModelSettings(), None, run_date=dt.date.today())
         money = {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"])}
         settings = {k: v for k, v in window.items() if k not in _MOVING_KEYS}
+        days_settings = summaries.buyer_days_settings(window["currency"], window["fx_rates"])
+        summaries.refresh_buyer_days(con, incremental.inputs(con, days_settings), **money)
         now = incremental.inputs(con, settings)
         frames = {
-            "customer_summary": summaries.customer_summary(
-                con, window["as_of"], **money, resolve_identity=True
-            ),
+            "customer_summary": summaries.customer_summary(con, window["as_of"], stored=True),
             "calibration_holdout": summaries.calibration_holdout(
-                con, window["calibration_end"], window["as_of"], **money, resolve_identity=True
+                con, window["calibration_end"], window["as_of"], stored=True
             ),
         }
         for table, frame in frames.items():

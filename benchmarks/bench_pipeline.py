@@ -46,10 +46,12 @@ STEP_LINE = re.compile(r"^  (\S+)\s+(ok|FAILED)\s+([0-9.]+)(?:\s+([0-9.]+))?")
 STEPS = ("cold", "nothing", "incremental", "plain")
 NEW_ORDERS_FILE = "orders_bench_new.parquet"
 # The steps of the project's path that the plain path also does, from the raw files to CLV:
-# ingest with validation (orders, the FX rates), the customer summary, RFM, fits, scores.
+# ingest with validation (orders, the FX rates), the orders per buyer and day with the customer
+# summary read from them, RFM, fits, scores.
 INGEST_TO_VALUE = (
     "staging__orders",
     "staging__fx_rates",
+    "work__buyer_days",
     "work__customer_summary",
     "work__customer_rfm",
     "work__model_fit",

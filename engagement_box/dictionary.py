@@ -25,7 +25,7 @@ import polars as pl
 from engagement_box.engagement.personas import DEFAULT_FEATURES
 from engagement_box.engagement.quadrants import QUADRANTS
 from engagement_box.sql import columns as catalog_columns
-from engagement_box.sql import quote_identifier, quote_literal
+from engagement_box.sql import quote_identifier, quote_literal, table_exists
 from engagement_box.staging.contracts import SOCIAL_PLATFORMS
 from engagement_box.value.rfm import PROSPECT, SEGMENTS
 
@@ -678,7 +678,7 @@ TABLES: tuple[Table, ...] = (
 )
 
 BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
-# The marts each publish copies from work.<name> into marts.<name> and history.<name>.
+# The marts each publish copies from work.<name> into history.<name> (marts.<name> views it).
 PUBLISHED = tuple(t.name for t in TABLES if t.versioned)
 
 
@@ -770,7 +770,10 @@ def comment_statements(con: duckdb.DuckDBPyConnection, schema: str, name: str) -
     literals."""
     entry = table(name)
     target = f"{quote_identifier(schema)}.{quote_identifier(name)}"
-    yield f"COMMENT ON {entry.kind} {target} IS {quote_literal(entry.description)}"
+    # What the warehouse holds under that name: a mart is a view of its current version in
+    # `marts` and a table in `history`.
+    kind = "TABLE" if table_exists(con, schema, name) else "VIEW"
+    yield f"COMMENT ON {kind} {target} IS {quote_literal(entry.description)}"
     defined = {c.name: c for c in columns_in(schema, name)}
     for column in _existing_columns(con, schema, name):
         if column in defined:

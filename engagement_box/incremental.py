@@ -142,6 +142,18 @@ def plan(
     )
 
 
+def state(con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date | None) -> dict | None:
+    """The state recorded with `table`'s rows of `as_of` (None: its one state), or None."""
+    if not table_exists(con, "work", STATE_TABLE):
+        return None
+    row = con.execute(
+        f"SELECT state FROM work.{quote_identifier(STATE_TABLE)} "
+        "WHERE table_name = $table AND as_of IS NOT DISTINCT FROM $as_of",
+        {"table": table, "as_of": as_of},
+    ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
 def _changed(state: Mapping, now: Mapping) -> str | None:
     """Why the inputs of `state` are not a subset of `now` grown by new orders files, or None."""
     if state.get("code") != now["code"]:
@@ -203,10 +215,9 @@ def mark_changed_customers(
     new_files: Iterable[str],
     windows: Sequence[tuple[dt.date, dt.date]],
 ) -> int:
-    """Create this connection's `changed_customers` (the buyers of the orders in `new_files` or
-    ordered on a day in one of the `windows` (at most two), each (after, up to and including])
-    and `changed_orders` (every order of those buyers with its `buyer_id`, as
-    `intermediate.orders_resolution` resolves it). Returns how many customers changed."""
+    """Create this connection's `changed_customers`: the buyers of the orders in `new_files` or
+    ordered on a day in one of the `windows` (at most two), each (after, up to and including],
+    as `intermediate.orders_resolution` resolves them. Returns how many customers changed."""
     if len(windows) > 2:
         raise ValueError("at most two windows of days")
     padded = [*windows, *[(dt.date(1970, 1, 1), dt.date(1970, 1, 1))] * (2 - len(windows))]
@@ -214,5 +225,4 @@ def mark_changed_customers(
     for i, (after, until) in enumerate(padded, start=1):
         params[f"after_{i}"], params[f"until_{i}"] = after, until
     con.execute(load_sql("work/changed_customers"), params)
-    con.execute(load_sql("work/changed_orders"))
     return int(con.execute("SELECT count(*) FROM changed_customers").fetchone()[0])

@@ -116,9 +116,10 @@ def test_comments_are_written_on_marts_and_history_and_survive_a_second_publish(
     assert comments[("history", "snapshot_id")] == dictionary.SNAPSHOT_ID.description
     # A column the dictionary does not define gets no comment (the e2e test fails on it).
     assert comments[("marts", "extra")] is None
-    tables = dict(
+    tables = dict(  # a mart is a view of its current version in history, the log a table
         warehouse.execute(
-            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts'"
+            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts' "
+            "UNION ALL SELECT view_name, comment FROM duckdb_views() WHERE schema_name = 'marts'"
         ).fetchall()
     )
     assert tables["customer_rfm"] == dictionary.table("customer_rfm").description

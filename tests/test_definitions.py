@@ -24,6 +24,7 @@ EXPECTED_ASSETS = {
     "staging/referrals",
     "staging/fx_rates",
     "intermediate/identity_links",
+    "work/buyer_days",
     "work/customer_summary",
     "work/calibration_holdout",
     "work/customer_rfm",

@@ -559,12 +559,13 @@ def test_each_order_is_converted_at_the_latest_rate_on_or_before_its_day(warehou
 
 def materialize_summary(exports: Path, database: Path, settings=None, month="2024-12-01"):
     from assets.identity import identity_assets
-    from assets.value import customer_summary
+    from assets.value import buyer_days, customer_summary
     from pipelines.resources import ModelSettings
 
-    # The summary groups orders by the identity-resolved customer: the links come first.
+    # The summary groups orders by the identity-resolved customer: the links come first, then
+    # the orders per customer and day it reads.
     return dg.materialize(
-        [*staged_assets, *identity_assets, customer_summary],
+        [*staged_assets, *identity_assets, buyer_days, customer_summary],
         resources={
             "warehouse": working_warehouse(database),
             "exports": ExportsResource(data_dir=str(exports)),

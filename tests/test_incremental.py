@@ -32,10 +32,12 @@ PARTITION_B = "2026-01-01"  # January: as of its last order day, DAY_B
 INCREMENTAL_STEPS = ("customer_summary", "calibration_holdout")
 MARTS = dictionary.PUBLISHED  # every mart a version publishes
 assert REL <= 1e-9
-# Staging, identity and the incremental steps: enough to see which path a step takes.
+# Staging, identity, the orders per buyer and day and the incremental steps: enough to see
+# which path a step takes.
 SUMMARIES = dg.AssetSelection.groups("staging", "identity") | dg.AssetSelection.assets(
-    *(dg.AssetKey(["work", t]) for t in INCREMENTAL_STEPS)
+    *(dg.AssetKey(["work", t]) for t in ("buyer_days", *INCREMENTAL_STEPS))
 )
+BUYER_DAYS = "SELECT * FROM work.buyer_days ORDER BY ALL"
 
 
 def orders_b(exports_a: Path) -> pl.DataFrame:
@@ -131,6 +133,9 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
         assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5, table
     identity = step_metadata(second, "identity_links")
     assert identity["computation"] == "incremental", identity["computation_reason"]
+    days = step_metadata(second, "buyer_days")  # file B's orders added to the stored days
+    assert days["computation"] == "incremental", days["computation_reason"]
+    assert "orders/orders_2026-01-01.csv" in days["computation_reason"]
 
     cold_database = tmp_path / "cold" / "w.duckdb"
     cold_database.parent.mkdir()
@@ -142,6 +147,8 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
         statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
         assert query(incremental_db, statement) == query(cold_db, statement), table
+    assert step_metadata(cold, "buyer_days")["computation"] == "cold"
+    assert query(incremental_db, BUYER_DAYS) == query(cold_db, BUYER_DAYS)  # exact: DECIMAL sums
     for table in WORK_TABLES:
         expected = rows_as_of(cold_db, table, DAY_B)
         assert expected, table
@@ -164,7 +171,7 @@ def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_pat
     add_file_b(run.exports)
     database = working(run.database)
     result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
-    for table in (*INCREMENTAL_STEPS, "identity_links"):
+    for table in (*INCREMENTAL_STEPS, "identity_links", "buyer_days"):
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
         assert f"{changed.parent.name}/{changed.name} changed" in metadata["computation_reason"]
@@ -175,6 +182,7 @@ def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_pat
         assert_same_rows(
             rows_as_of(database, table, DAY_B), rows_as_of(cold_db, table, DAY_B), table
         )
+    assert query(database, BUYER_DAYS) == query(cold_db, BUYER_DAYS)
 
 
 def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
@@ -191,11 +199,14 @@ def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
     finally:
         con.close()
     add_file_b(run.exports)
+    days = "SELECT count(*) FROM work.buyer_days WHERE customer_id = $c"
+    assert query(database, days, {"c": buyer}) == [(0,)]  # the erasure reached the stored days
     result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
-    for table in (*INCREMENTAL_STEPS, "identity_links"):
+    for table in (*INCREMENTAL_STEPS, "identity_links", "buyer_days"):
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
         assert "an erasure was applied" in metadata["computation_reason"]
+    assert query(database, days, {"c": buyer}) == [(0,)]
     for table in INCREMENTAL_STEPS:
         summary = query(
             database,

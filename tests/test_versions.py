@@ -79,6 +79,26 @@ def test_backfill_of_an_earlier_month_adds_history_but_keeps_the_current_version
     assert rows(warehouse, "SELECT segment FROM marts.customer_rfm_at(2)") == [("New Customers",)]
 
 
+def test_a_version_is_written_once_and_marts_shows_it(warehouse):
+    """The rows of a version are written once, in history; `marts.<mart>` is a view of the
+    current version there (a warehouse from before had a copy: the next current publish drops
+    it)."""
+    warehouse.execute("CREATE SCHEMA marts")
+    warehouse.execute("CREATE TABLE marts.customer_rfm AS SELECT 'old' AS customer_id")
+    publish_version(warehouse, "2025-03-31", {"a": "Champions", "b": "At Risk"}, {"a": 20})
+    kinds = "SELECT table_name FROM duckdb_tables() WHERE schema_name = $s ORDER BY 1"
+    assert "customer_rfm" not in [r[0] for r in warehouse.execute(kinds, {"s": "marts"}).fetchall()]
+    assert "customer_rfm" in [r[0] for r in warehouse.execute(kinds, {"s": "history"}).fetchall()]
+    assert rows(warehouse, "SELECT * FROM marts.customer_rfm ORDER BY 1") == [
+        ("a", "Champions"),
+        ("b", "At Risk"),
+    ]
+    publish_version(warehouse, "2025-01-31", {"a": "New Customers"}, {"a": 2})  # a backfill
+    assert rows(warehouse, "SELECT count(*) FROM marts.customer_rfm") == [(2,)]
+    publish_version(warehouse, "2025-04-30", {"c": "Loyal"}, {"c": 3})
+    assert rows(warehouse, "SELECT * FROM marts.customer_rfm") == [("c", "Loyal")]
+
+
 def test_segment_migration_counts_customers_and_value_moved(warehouse):
     publish_version(warehouse, "2025-01-31", {"a": "Champions", "b": "At Risk", "c": "At Risk"},
                     {"a": 20, "b": 1, "c": 2})  # fmt: skip

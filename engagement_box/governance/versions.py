@@ -4,8 +4,8 @@ Layout inside the warehouse file:
 - `work.<mart>`: what the runs computed, rows per as-of date (`engagement_box.partitioned`),
   checked by blocking asset checks. Not for analysts.
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
-  as-of date, and of those the newest. A backfill of a past month adds history without moving
-  `marts` back in time.
+  as-of date, and of those the newest; a view of that version's rows in `history.<mart>`. A
+  backfill of a past month adds history without moving `marts` back in time.
 - `history.<mart>`: every retained version, with a `snapshot_id` column.
 - `marts.snapshot_log`: one row per publish (id, time, run, partition, as-of, settings, rows,
   inputs fingerprint, expiry); `marts.current_version`: the one version `marts.*` holds (a
@@ -15,11 +15,11 @@ Layout inside the warehouse file:
 - `marts.segment_migration`: the moves between every consecutive pair of the migration chain
   (retained versions in as-of order; a rerun of an as-of replaces that as-of's version).
 
-A publish copies every work table into `marts` and `history` in ONE transaction with one new
-snapshot id, so all marts of a version are consistent and a failed or killed run leaves the last
-good version intact. A publish whose inputs (staged files, erasures, settings, code) equal those
-of the chain's version of that as-of publishes nothing. See README "Versions" for why this and
-not DuckLake.
+A publish copies every work table into `history` (written once; `marts.<mart>` views it) in ONE
+transaction with one new snapshot id, so all marts of a version are consistent and a failed or
+killed run leaves the last good version intact. A publish whose inputs (staged files, erasures,
+settings, code) equal those of the chain's version of that as-of publishes nothing. See README
+"Versions" for why this and not DuckLake.
 
 No Dagster import here.
 """
@@ -351,10 +351,26 @@ def _publish_one(
         {"snapshot_id": snapshot_id, **given},
     )
     if current or not table_exists(con, "marts", mart):
-        con.execute(f"CREATE OR REPLACE TABLE marts.{name} AS SELECT * FROM {rows}", given)
+        _point_at_current(con, mart, [column for column, _ in work_columns])
     con.execute(
         f"CREATE OR REPLACE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
         f"SELECT * EXCLUDE (snapshot_id) FROM history.{name} WHERE snapshot_id = version"
+    )
+
+
+def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str]) -> None:
+    """`marts.<mart>` as a view of the current version's rows in `history.<mart>`, with the
+    columns of the version published (`names`): the rows are written once, in history, and an
+    erasure or a retention there is what `marts.<mart>` shows. A warehouse from before the views
+    had a table there, with a copy of the rows: it is dropped."""
+    name = quote_identifier(mart)
+    if _is_base_table(con, "marts", mart):
+        con.execute(f"DROP TABLE marts.{name}")
+    # Names read from the catalog (the work table's columns): quoted with their quotes doubled.
+    listed = ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
+    con.execute(
+        f"CREATE OR REPLACE VIEW marts.{name} AS SELECT {listed} FROM history.{name} "
+        "WHERE snapshot_id = (SELECT snapshot_id FROM marts.current_version)"
     )
 
 

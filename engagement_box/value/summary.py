@@ -4,8 +4,16 @@ The customer of an order is the one customer of every metric: the identity-resol
 (`intermediate.orders_resolution.buyer_id`: the customer found by id, else by email, else the
 staged id). A database with staged orders but no identity links (e.g. a reproduction from an
 orders file alone) groups by the staged id, which is the same customer there.
+
+The orders are read once: `work.buyer_days` (`sql/work/buyer_days.sql`, built by
+`refresh_buyer_days`) holds the completed orders per customer and order day in the reporting
+currency, for every staged day, and the customer summary, the calibration/holdout split and the
+cohort retention all read it (`stored=True`). It does not depend on the as-of, so every partition
+reads the same table; new orders files are added to it without reading the other orders again.
+Without `stored`, a summary builds this connection's own copy from the orders first.
 """
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -14,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from engagement_box import incremental
-from engagement_box.sql import load_sql, relation_exists
+from engagement_box.sql import columns, load_sql, relation_exists, table_exists, transaction
 from engagement_box.staging.contracts import MAX_RATE
 
 TimeUnit = Literal["D", "W"]
@@ -84,21 +92,11 @@ def orders_left_out(
     return {str(c): int(n) for c, n in left_out}, int(completed)
 
 
-def orders_source(
-    con: Any, resolve_identity: bool | None = None, only_changed: bool = False
-) -> dict[str, str]:
+def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, str]:
     """Where the summaries read orders and their customer (identifiers for `load_sql`).
 
     resolve_identity: True = through the identity links (an error when they are not built),
-    False = the staged ids, None = the links when they are built, else the staged ids.
-    only_changed: only the orders of the changed customers (this connection's `changed_orders`,
-    `engagement_box.incremental.mark_changed_customers`), resolved through the links."""
-    if only_changed:
-        return {
-            "orders_schema": "temp",
-            "orders_table": "changed_orders",
-            "customer_column": "buyer_id",
-        }
+    False = the staged ids, None = the links when they are built, else the staged ids."""
     if resolve_identity is None:
         resolve_identity = relation_exists(con, "intermediate", "orders_resolution")
     if resolve_identity:
@@ -110,6 +108,135 @@ def orders_source(
     return {"orders_schema": "staging", "orders_table": "orders", "customer_column": "customer_id"}
 
 
+# The stored orders per customer and day, and the name its state is recorded under
+# (`engagement_box.incremental`, one state: as_of NULL).
+BUYER_DAYS = "buyer_days"
+_COUNT_DAYS = "SELECT count(*) FROM work.buyer_days"
+_STORED = {"days_schema": "work", "days_table": BUYER_DAYS}
+# day_spend is stored as DECIMAL(18, 4) (64-bit) when every day's spend fits, which it does
+# unless one customer spends 1e14 in a day: the 128-bit DECIMAL(38, 4) the sums work in costs
+# 3x more to write and to read back. Sums of it are DECIMAL(38, 4) again, so every summary is
+# exact either way. Wider values turn the column into DECIMAL(38, 4) (no value is cut).
+_NARROW, _WIDE = "DECIMAL(18,4)", "DECIMAL(38, 4)"
+_CREATE_NARROW = (
+    "CREATE OR REPLACE TABLE work.buyer_days AS SELECT * REPLACE "
+    "(try_cast(day_spend AS DECIMAL(18, 4)) AS day_spend) FROM ("
+)
+_OVERFLOWED = "SELECT count(*) FROM work.buyer_days WHERE day_spend IS NULL"
+_MERGED_TOO_WIDE = (
+    "SELECT count(*) FROM merged_buyer_days WHERE day_spend IS NULL OR abs(day_spend) >= 1e14"
+)
+_CHANGED = {"days_schema": "temp", "days_table": "changed_days"}
+
+
+def buyer_days_settings(currency: str | None, fx_rates_json: str | None) -> dict[str, str]:
+    """The settings `work.buyer_days` is computed with (recorded with its rows)."""
+    return {"currency": str(currency), "fx_rates": fx_rates_json or "{}"}
+
+
+def _buyer_days_sql(orders: Mapping[str, str]) -> str:
+    return load_sql("work/buyer_days", **orders)
+
+
+def days_source(
+    con: Any,
+    *,
+    stored: bool,
+    currency: str | None,
+    fx_rates: Mapping[str, float] | None,
+    resolve_identity: bool | None = None,
+) -> dict[str, str]:
+    """Where a summary reads the orders per customer and day (identifiers for `load_sql`): the
+    stored `work.buyer_days`, or (`stored` False) this connection's own `buyer_days`, built here
+    from `orders_source(con, resolve_identity)`."""
+    if stored:
+        if not table_exists(con, "work", BUYER_DAYS):
+            raise ValueError("work.buyer_days is not built yet: materialize work/buyer_days first")
+        return dict(_STORED)
+    prepare_currency(con, currency)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE buyer_days AS "
+        + _buyer_days_sql(orders_source(con, resolve_identity)),
+        fx_parameters(currency, fx_rates),
+    )
+    return {"days_schema": "temp", "days_table": BUYER_DAYS}
+
+
+def buyer_days_problem(con: Any, now: Mapping) -> str | None:
+    """Why the stored `work.buyer_days` does not hold the orders as staged now (`now =
+    incremental.inputs(con, buyer_days_settings(...))`), or None when it does."""
+    if not table_exists(con, "work", BUYER_DAYS):
+        return "work.buyer_days is not built yet"
+    state = incremental.state(con, BUYER_DAYS, None)
+    if state is None:
+        return "work.buyer_days has no record of what it was computed from"
+    recorded = {k: v for k, v in state.items() if k != "rows"}
+    if recorded != json.loads(json.dumps(now, default=str)):
+        return "work.buyer_days was computed from other staged orders or settings than now's"
+    return None
+
+
+def refresh_buyer_days(
+    con: Any,
+    now: Mapping,
+    *,
+    currency: str | None,
+    fx_rates: Mapping[str, float] | None = None,
+) -> incremental.Plan:
+    """Bring `work.buyer_days` up to the staged orders (identity-resolved, `now` =
+    `incremental.inputs(con, buyer_days_settings(...))`), in one transaction with its state.
+
+    Cold: every staged order, read once. Incremental (`engagement_box.incremental.plan`: the only
+    change is new orders files): the new files' orders alone, resolved and converted, added to
+    the rows of their customer and day. An order's customer depends on its own row and the
+    customers only, and its rate on its currency and day (a rate that holds through the last
+    staged order covers new days the same way), so both paths give the same rows. No new staged
+    order: the rows stay as they are (a new file with no staged row is recorded). Returns the
+    plan taken."""
+    plan = incremental.plan(con, BUYER_DAYS, None, now, rows=_COUNT_DAYS)
+    if plan.incremental and not plan.new_files:
+        if buyer_days_problem(con, now) is not None:  # e.g. a new file whose rows all failed
+            with transaction(con):
+                _record_buyer_days(con, now)
+        return plan
+    prepare_currency(con, currency)
+    fx = fx_parameters(currency, fx_rates)
+    if not plan.incremental:
+        sql = _buyer_days_sql(orders_source(con, resolve_identity=True))
+        with transaction(con):
+            con.execute(load_sql("marts/create_schema", schema="work"))
+            con.execute(_CREATE_NARROW + sql + ")", fx)
+            if con.execute(_OVERFLOWED).fetchone()[0]:  # a day's spend past DECIMAL(18, 4)
+                con.execute("CREATE OR REPLACE TABLE work.buyer_days AS " + sql, fx)
+            _record_buyer_days(con, now)
+        return plan
+    con.execute(load_sql("work/new_orders"), {"new_files": list(plan.new_files)})
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE new_buyer_days AS "
+        + _buyer_days_sql(
+            {"orders_schema": "temp", "orders_table": "new_orders", "customer_column": "buyer_id"}
+        ),
+        fx,
+    )
+    con.execute(load_sql("work/merged_buyer_days"))
+    with transaction(con):
+        narrow = dict(columns(con, "work", BUYER_DAYS))["day_spend"] == _NARROW
+        if narrow and con.execute(_MERGED_TOO_WIDE).fetchone()[0]:
+            con.execute(f"ALTER TABLE work.buyer_days ALTER day_spend TYPE {_WIDE}")
+        con.execute(load_sql("work/delete_merged_buyer_days"))
+        con.execute("INSERT INTO work.buyer_days BY NAME SELECT * FROM merged_buyer_days")
+        _record_buyer_days(con, now)
+    return plan
+
+
+def _record_buyer_days(con: Any, now: Mapping) -> None:
+    if not now["files"]:
+        return  # staged without a record of files (e.g. a test's seeded tables): no state
+    rows = con.execute(_COUNT_DAYS).fetchone()[0]
+    for statement, parameters in incremental.record(con, BUYER_DAYS, None, now, rows):
+        con.execute(statement, parameters)
+
+
 def customer_summary(
     con: Any,
     as_of: Any,
@@ -118,17 +245,24 @@ def customer_summary(
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
-    only_changed: bool = False,
+    stored: bool = False,
 ) -> pl.DataFrame:
     """Run `sql/work/customer_summary.sql` on a DuckDB connection; `as_of` is inclusive.
 
     With `currency`, spend is in that currency (other currencies converted by `fx_rates`, orders
     in currencies without a rate left out); a dated rate of the staged `fx_rates` export comes
-    before the setting's rate. Customers: `orders_source(con, resolve_identity, only_changed)`."""
-    prepare_currency(con, currency)
-    sql = load_sql("work/customer_summary", **orders_source(con, resolve_identity, only_changed))
-    params = {"as_of": as_of, "start": start, **fx_parameters(currency, fx_rates)}
-    return con.execute(sql, params).pl()
+    before the setting's rate. Orders per customer and day: `days_source` (`stored`: the
+    stored `work.buyer_days`, built with these settings; else from `orders_source(con,
+    resolve_identity)`)."""
+    days = days_source(
+        con, stored=stored, currency=currency, fx_rates=fx_rates, resolve_identity=resolve_identity
+    )
+    return _summary(con, as_of, start, days)
+
+
+def _summary(con: Any, as_of: Any, start: Any, days: Mapping[str, str]) -> pl.DataFrame:
+    sql = load_sql("work/customer_summary", **days)
+    return con.execute(sql, {"as_of": as_of, "start": start}).pl()
 
 
 def calibration_holdout(
@@ -140,18 +274,21 @@ def calibration_holdout(
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
-    only_changed: bool = False,
+    stored: bool = False,
 ) -> pl.DataFrame:
     """Run `sql/work/calibration_holdout.sql`: calibration summary + holdout purchase counts
-    (customers: `orders_source(con, resolve_identity, only_changed)`)."""
-    prepare_currency(con, currency)
-    sql = load_sql("work/calibration_holdout", **orders_source(con, resolve_identity, only_changed))
-    params = {
-        "calibration_end": calibration_end,
-        "as_of": as_of,
-        "start": start,
-        **fx_parameters(currency, fx_rates),
-    }
+    (orders per customer and day: `days_source`, as `customer_summary`)."""
+    days = days_source(
+        con, stored=stored, currency=currency, fx_rates=fx_rates, resolve_identity=resolve_identity
+    )
+    return _holdout(con, calibration_end, as_of, start, days)
+
+
+def _holdout(
+    con: Any, calibration_end: Any, as_of: Any, start: Any, days: Mapping[str, str]
+) -> pl.DataFrame:
+    sql = load_sql("work/calibration_holdout", **days)
+    params = {"calibration_end": calibration_end, "as_of": as_of, "start": start}
     return con.execute(sql, params).pl()
 
 
@@ -162,14 +299,16 @@ def cohort_retention(
     currency: str | None = None,
     fx_rates: Mapping[str, float] | None = None,
     resolve_identity: bool | None = None,
+    stored: bool = False,
 ) -> pl.DataFrame:
     """Run `sql/work/cohort_retention.sql`: customers by first-order month and months since,
     with active customers, orders, revenue (reporting currency) and the retention share. The
-    same completed orders, customers and currency rule as `customer_summary`."""
-    prepare_currency(con, currency)
-    sql = load_sql("work/cohort_retention", **orders_source(con, resolve_identity))
-    params = {"as_of": as_of, **fx_parameters(currency, fx_rates)}
-    return con.execute(sql, params).pl()
+    same completed orders, customers and currency rule as `customer_summary` (`days_source`)."""
+    days = days_source(
+        con, stored=stored, currency=currency, fx_rates=fx_rates, resolve_identity=resolve_identity
+    )
+    sql = load_sql("work/cohort_retention", **days)
+    return con.execute(sql, {"as_of": as_of}).pl()
 
 
 def to_time_unit(days: Any, time_unit: TimeUnit) -> np.ndarray:
@@ -188,16 +327,14 @@ def customer_summary_since(
     previous: Any,
     new_files: Sequence[str],
     as_of: Any,
-    *,
-    currency: str | None = None,
-    fx_rates: Mapping[str, float] | None = None,
 ) -> tuple[pl.DataFrame, int]:
     """`customer_summary` as of `as_of` from the rows of an earlier as-of `previous` (the
     incremental path, `engagement_box.incremental`): the customers with an order in `new_files`
-    or ordered after `previous` are recomputed from all their orders, the others keep their row
-    with T moved to `as_of`. Returns the rows and how many customers were recomputed."""
+    or ordered after `previous` are recomputed from all their days in the stored
+    `work.buyer_days`, the others keep their row with T moved to `as_of`. Returns the rows and
+    how many customers were recomputed."""
     changed = incremental.mark_changed_customers(con, new_files, [(previous, as_of)])
-    fresh = customer_summary(con, as_of, currency=currency, fx_rates=fx_rates, only_changed=True)
+    fresh = _summary(con, as_of, None, _changed_days(con))
     carried = con.execute(
         load_sql("work/carried_customer_summary"), {"previous": previous, "as_of": as_of}
     ).pl()
@@ -211,20 +348,16 @@ def calibration_holdout_since(
     new_files: Sequence[str],
     calibration_end: Any,
     as_of: Any,
-    *,
-    currency: str | None = None,
-    fx_rates: Mapping[str, float] | None = None,
 ) -> tuple[pl.DataFrame, int]:
     """`calibration_holdout` from the rows of an earlier as-of `previous` (whose calibration
     ended `previous_calibration_end`): the customers with an order in `new_files`, or on a day
     that moved from the holdout into the calibration window, or after `previous`, are
-    recomputed; the others keep their row with T and the holdout length moved."""
+    recomputed from the stored `work.buyer_days`; the others keep their row with T and the
+    holdout length moved."""
     changed = incremental.mark_changed_customers(
         con, new_files, [(previous_calibration_end, calibration_end), (previous, as_of)]
     )
-    fresh = calibration_holdout(
-        con, calibration_end, as_of, currency=currency, fx_rates=fx_rates, only_changed=True
-    )
+    fresh = _holdout(con, calibration_end, as_of, None, _changed_days(con))
     carried = con.execute(
         load_sql("work/carried_calibration_holdout"),
         {
@@ -235,3 +368,10 @@ def calibration_holdout_since(
         },
     ).pl()
     return pl.concat([fresh, carried.select(fresh.columns)]), changed
+
+
+def _changed_days(con: Any) -> dict[str, str]:
+    """This connection's `changed_days`: the stored days of the changed customers."""
+    days_source(con, stored=True, currency=None, fx_rates=None)  # a plain error when missing
+    con.execute(load_sql("work/changed_days"))
+    return dict(_CHANGED)

@@ -3,35 +3,15 @@
 -- summary (same definitions as marts/customer_summary.sql, observed up to $calibration_end
 -- inclusive) and the holdout repeat purchases, i.e. distinct order days in
 -- ($calibration_end, $as_of], with the holdout length in days.
--- Parameters: $fx_currencies / $fx_rates (lists, or NULL for single-currency data; the
--- conversion rule is in create_currency_macros.sql),
--- $calibration_end (DATE), $as_of (DATE, inclusive), $start (DATE or NULL).
-with orders as (
-    -- Each order with its one customer: through the identity links, the
-    -- buyer_id of intermediate.orders_resolution (the resolved customer, else the staged id); in
-    -- a database with staged orders only, staging.orders' own customer_id (engagement_box/value/
-    -- summary.py chooses).
-    select {customer_column} as customer_id, ordered_at, net_amount, currency, status
-    from {orders_schema}.{orders_table}
-),
-
-daily as (
-    select
-        o.customer_id,
-        cast(o.ordered_at as date) as order_day,
-        sum(
-            reporting_amount(o.net_amount, o.currency, r.rate, $fx_currencies, $fx_rates)
-        ) as day_spend
-    from orders as o
-    -- the latest dated rate of the order's currency on or before its day (or none)
-    left join reporting_rates as r
-        on o.currency = r.currency and cast(o.ordered_at as date) = r.day
-    where o.status = 'completed'
-        -- orders in a currency with no rate are left out (counted by the caller)
-        and has_reporting_rate(o.currency, r.rate, $fx_currencies)
-        and cast(o.ordered_at as date) <= cast($as_of as date)
-        and (cast($start as date) is null or cast(o.ordered_at as date) >= cast($start as date))
-    group by o.customer_id, order_day
+-- Reads the orders per customer and day of buyer_days.sql ({days_schema}.{days_table}, see
+-- customer_summary.sql). Parameters: $calibration_end (DATE), $as_of (DATE, inclusive),
+-- $start (DATE or NULL).
+with daily as (
+    -- One row per customer and order day (buyer_days.sql), the days up to the as-of only.
+    select customer_id, order_day, day_spend
+    from {days_schema}.{days_table}
+    where order_day <= cast($as_of as date)
+        and (cast($start as date) is null or order_day >= cast($start as date))
 ),
 
 customers as (

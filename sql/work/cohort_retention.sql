@@ -3,25 +3,18 @@
 -- in the reporting currency. One row per cohort month and month since the first order, from 0 up
 -- to the as-of month (months without activity included, with zeros), so a cohort's row count is
 -- its age in months + 1. Same orders as customer_summary.sql: completed, up to the end of the
--- as-of day, the resolved customer, orders in a currency with no rate left out.
--- Parameters: $fx_currencies / $fx_rates (see create_currency_macros.sql), $as_of (DATE).
-with orders as (
-    select {customer_column} as customer_id, ordered_at, net_amount, currency, status
-    from {orders_schema}.{orders_table}
-),
-
-completed as (
+-- as-of day, the resolved customer, orders in a currency with no rate left out: it reads the
+-- orders per customer and day of buyer_days.sql ({days_schema}.{days_table}, see
+-- customer_summary.sql). Parameters: $as_of (DATE).
+with completed as (
+    -- One row per customer and order day (buyer_days.sql), the days up to the as-of only.
     select
-        o.customer_id,
-        cast(date_trunc('month', o.ordered_at) as date) as order_month,
-        reporting_amount(o.net_amount, o.currency, r.rate, $fx_currencies, $fx_rates) as amount
-    from orders as o
-    -- the latest dated rate of the order's currency on or before its day (or none)
-    left join reporting_rates as r
-        on o.currency = r.currency and cast(o.ordered_at as date) = r.day
-    where o.status = 'completed'
-        and has_reporting_rate(o.currency, r.rate, $fx_currencies)
-        and o.ordered_at < cast($as_of as date) + 1
+        customer_id,
+        cast(date_trunc('month', order_day) as date) as order_month,
+        orders,
+        day_spend
+    from {days_schema}.{days_table}
+    where order_day <= cast($as_of as date)
 ),
 
 cohorts as (
@@ -56,8 +49,8 @@ activity as (
         k.cohort_month,
         date_diff('month', k.cohort_month, c.order_month) as months_since_first_order,
         count(distinct c.customer_id) as active_customers,
-        count(*) as orders,
-        sum(c.amount) as revenue
+        cast(sum(c.orders) as bigint) as orders,
+        sum(c.day_spend) as revenue
     from completed as c
     inner join cohorts as k using (customer_id)
     group by all
