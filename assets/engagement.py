@@ -12,10 +12,12 @@ import shutil
 import dagster as dg
 import polars as pl
 
+from assets import publish
 from assets.identity import IDENTITY_KEY
 from assets.metadata import markdown_table, money_label, money_value
 from assets.staging import staging_key
 from assets.value import (
+    _MOVING_KEYS,
     partition_window,
     png_markdown,
     read_work,
@@ -170,9 +172,13 @@ def engagement_value(
     partitions_def=monthly_as_of,
 )
 def customer_persona(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
 ):
-    """Behavioural clusters and their profiles, from one k-means fit."""
+    """Behavioural clusters and their profiles: the persona model in force, or a new k-means fit
+    when it is ENGAGEMENT_PERSONA_REFIT_DAYS old."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         rfm_rows = read_work(con, "customer_rfm", window)
@@ -199,21 +205,34 @@ def customer_persona(
             )
             .sort("customer_id")
         )
-        result = personas.build_personas(features)
-        persona_metadata = write_work(con, "customer_persona", result.assignments, window)
-        profile_metadata = write_work(con, "persona_profile", result.profiles, window)
-    persona_metadata.update(
-        {
-            "k": result.k,
-            "silhouette_by_k": dg.MetadataValue.json(
-                {str(k): v for k, v in result.silhouette_by_k.items()}
-            ),
+        inputs = {
+            "settings": {
+                k: v
+                for k, v in publish.run_settings(window, engagement_config).items()
+                if k not in (*_MOVING_KEYS, "persona_refit_days")
+            },
+            "code": versions.model_code_version(),
         }
-    )
-    profile_metadata["profiles"] = dg.MetadataValue.md(
-        markdown_table(
-            result.profiles.select([c for c in result.profiles.columns if not c.startswith("z_")])
+        in_force = personas.model_in_force(
+            con, window["as_of"], inputs, int(engagement_config.setting("persona_refit_days"))
         )
+        if in_force.refit:
+            result = personas.build_personas(features)
+            model, fitted_as_of = result.model, window["as_of"]
+            assignments, profiles = result.assignments, result.profiles
+        else:
+            model, fitted_as_of = in_force.model, in_force.fitted_as_of
+            assignments, profiles = personas.assign_personas(features, model)
+        record = personas.record_model(con, window["as_of"], fitted_as_of, inputs, model)
+        persona_metadata = write_work(con, "customer_persona", assignments, window, also=record)
+        profile_metadata = write_work(con, "persona_profile", profiles, window)
+    persona_metadata.update({**in_force.metadata(), "k": model.k})
+    if in_force.refit:
+        persona_metadata["silhouette_by_k"] = dg.MetadataValue.json(
+            {str(k): v for k, v in result.silhouette_by_k.items()}
+        )
+    profile_metadata["profiles"] = dg.MetadataValue.md(
+        markdown_table(profiles.select([c for c in profiles.columns if not c.startswith("z_")]))
     )
     yield dg.MaterializeResult(asset_key=work_key("customer_persona"), metadata=persona_metadata)
     yield dg.MaterializeResult(asset_key=work_key("persona_profile"), metadata=profile_metadata)

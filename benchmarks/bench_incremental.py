@@ -10,7 +10,11 @@ seconds of each, and checks that both give the same rows:
 * identity links: `build_identity_links` vs `refresh_identity_links`;
 * orders per buyer and day: `refresh_buyer_days` without a state (cold) vs with A's (B added);
 * customer summary: `customer_summary` vs `customer_summary_since`;
-* calibration/holdout: `calibration_holdout` vs `calibration_holdout_since`.
+* calibration/holdout: `calibration_holdout` vs `calibration_holdout_since`;
+* personas: a k-means fit (`build_personas`, a refit day) vs assigning with the stored model
+  (`assign_personas`, every other day), on the features of the as-of the database holds (its
+  engagement values and RFM rows); assigning with the model on the data it was fitted on must
+  give the fit's rows.
 
 The window is the one a run of the current month computes (`assets.value.resolve_window`), with
 the default settings. Nothing is written to the given database.
@@ -36,8 +40,10 @@ sys.path.insert(0, str(REPO))  # this checkout's code, not another worktree's ed
 
 from assets.value import _MOVING_KEYS, resolve_window  # noqa: E402
 from engagement_box import incremental, partitioned  # noqa: E402
+from engagement_box.engagement import personas  # noqa: E402
 from engagement_box.identity import links  # noqa: E402
 from engagement_box.staging.ingestion import ingest_source  # noqa: E402
+from engagement_box.value import rfm  # noqa: E402
 from engagement_box.value import summary as summaries  # noqa: E402
 from pipelines.resources import ModelSettings  # noqa: E402
 
@@ -165,8 +171,35 @@ def main() -> None:
                 f"{table:24} {'incremental':12} {cpu:8.2f} {wall:8.2f}  {changed} customers "
                 f"recomputed, equal to cold: {same(cold, rows)}"
             )
+        personas_step(cons["cold"])
         for con in cons.values():
             con.close()
+
+
+def personas_step(con: duckdb.DuckDBPyConnection) -> None:
+    """The persona step's two paths on the latest as-of the database holds engagement values for."""
+    as_of = con.execute("SELECT max(as_of) FROM work.engagement_value").fetchone()[0]
+    if as_of is None:
+        print(f"{'customer_persona':24} {'':12} {'':8} {'':8}  no engagement values to cluster")
+        return
+    features = con.execute(
+        "SELECT e.customer_id, r.days_since_last_order, r.order_count, r.total_spend, e.clv, "
+        "e.crv, e.civ, e.ckv, e.social_points FROM work.engagement_value e "
+        "JOIN work.customer_rfm r USING (customer_id, as_of) "
+        "WHERE e.as_of = $as_of AND r.segment <> $prospect ORDER BY e.customer_id",
+        {"as_of": as_of, "prospect": rfm.PROSPECT},
+    ).pl()
+    fitted, cpu, wall = timed(personas.build_personas, features)
+    print(
+        f"{'customer_persona':24} {'refit':12} {cpu:8.2f} {wall:8.2f}  "
+        f"{features.height} customers as of {as_of}, k = {fitted.k}"
+    )
+    (assignments, profiles), cpu, wall = timed(personas.assign_personas, features, fitted.model)
+    equal = assignments.equals(fitted.assignments) and profiles.equals(fitted.profiles)
+    print(
+        f"{'customer_persona':24} {'assigned':12} {cpu:8.2f} {wall:8.2f}  "
+        f"with the stored model, equal to the fit: {equal}"
+    )
 
 
 def run_a(database: Path) -> None:

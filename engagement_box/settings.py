@@ -229,6 +229,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse=float,
     ),
     Setting(
+        "ENGAGEMENT_PERSONA_REFIT_DAYS",
+        "30",
+        "personas: a run assigns each customer to the nearest centre of the persona model in"
+        " force and fits a new model once that model is this many days old (or the settings or"
+        " code changed); 0 fits every run",
+        parse=int,
+    ),
+    Setting(
         "ENGAGEMENT_KEEP_VERSIONS",
         "30",
         "retention: how many published versions are kept",

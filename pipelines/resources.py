@@ -427,6 +427,7 @@ class EngagementConfig(_FromSettings):
     ckv_value_per_review: float | None = None
     quadrant_clv_quantile: float | None = None
     quadrant_crv_quantile: float | None = None
+    persona_refit_days: int | None = None
     audience_dir: str | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
@@ -444,6 +445,7 @@ class EngagementConfig(_FromSettings):
         "ckv_value_per_review": "ENGAGEMENT_CKV_VALUE_PER_REVIEW",
         "quadrant_clv_quantile": "ENGAGEMENT_QUADRANT_CLV_QUANTILE",
         "quadrant_crv_quantile": "ENGAGEMENT_QUADRANT_CRV_QUANTILE",
+        "persona_refit_days": "ENGAGEMENT_PERSONA_REFIT_DAYS",
         "audience_dir": "ENGAGEMENT_AUDIENCE_DIR",
     }
 
@@ -460,7 +462,7 @@ class EngagementConfig(_FromSettings):
             **{
                 field: self.setting(field)
                 for field in self._ENV
-                if field not in ("social_points_json", "audience_dir")
+                if field not in ("social_points_json", "audience_dir", "persona_refit_days")
             },
         )
 

@@ -69,7 +69,9 @@ def working(database: Path) -> Path:
 
 def step_metadata(result, table: str) -> dict:
     (event,) = [
-        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == table
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == table and e.asset_key.path[0] != "marts"
     ]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
@@ -136,13 +138,35 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     days = step_metadata(second, "buyer_days")  # file B's orders added to the stored days
     assert days["computation"] == "incremental", days["computation_reason"]
     assert "orders/orders_2026-01-01.csv" in days["computation_reason"]
+    # Personas: December's run fitted the model; a day later it is assigned with, not refitted.
+    assert step_metadata(december_run.result, "customer_persona")["computation"] == "refit"
+    personas = step_metadata(second, "customer_persona")
+    assert personas["computation"] == "assigned", personas["computation_reason"]
+    assert personas["persona_model_fitted_as_of"] == str(DAY_A)
 
+    # The cold run on A + B, with the same persona model in force (the one fitted on A): what
+    # "equal to a cold run" means for personas between two refits (README "Incremental runs").
     cold_database = tmp_path / "cold" / "w.duckdb"
     cold_database.parent.mkdir()
+    cold_db = working(cold_database)
+    con = duckdb.connect(str(incremental_db), read_only=True)
+    try:
+        model = con.execute(
+            "SELECT * FROM work.persona_model WHERE as_of = $as_of", {"as_of": DAY_A}
+        ).pl()
+    finally:
+        con.close()
+    assert model.height == 1
+    con = duckdb.connect(str(cold_db))
+    try:
+        con.execute("CREATE SCHEMA work")
+        con.execute("CREATE TABLE work.persona_model AS SELECT * FROM model")
+    finally:
+        con.close()
     cold = run_graph(first.exports, cold_database, partition=PARTITION_B)
     assert cold.success, [e.message for e in cold.all_events if e.is_failure]
     assert step_metadata(cold, "customer_summary")["computation"] == "cold"
-    cold_db = working(cold_database)
+    assert step_metadata(cold, "customer_persona")["computation"] == "assigned"
 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
         statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'

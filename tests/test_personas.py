@@ -1,10 +1,21 @@
 """Personas: deterministic k selection, profiles and names on well-separated synthetic groups."""
 
+import datetime as dt
+
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
-from engagement_box.engagement.personas import PersonaSettings, build_personas
+from engagement_box.engagement.personas import (
+    PersonaModel,
+    PersonaSettings,
+    assign_personas,
+    build_personas,
+    feature_matrix,
+    model_in_force,
+    record_model,
+)
 
 
 def _three_groups(n_per: int = 300, seed: int = 0) -> pl.DataFrame:
@@ -80,3 +91,94 @@ def test_silhouette_matches_sklearn():
     expected = silhouette_score(X, labels)
     got = silhouette_from_distances(pairwise_distances(X), labels)
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+# The persona model in force: stored with its rows, assigned with until it is due for a refit.
+
+DAY = dt.date(2026, 3, 31)
+INPUTS = {"settings": {"currency": "USD"}, "code": "v1"}
+
+
+def test_assigning_with_the_fitted_model_gives_the_fit_and_a_stored_model_round_trips():
+    frame = _three_groups(seed=2)
+    result = build_personas(frame, PersonaSettings(k_min=2, k_max=5))
+    stored = PersonaModel.from_json(result.model.to_json())
+    assert np.array_equal(stored.centres, result.model.centres)
+    assert np.array_equal(stored.mean, result.model.mean)
+    assert stored.names == tuple(result.profiles["persona"])
+    assignments, profiles = assign_personas(frame, stored)
+    assert assignments.equals(result.assignments)
+    assert profiles.equals(result.profiles)
+
+
+def test_a_later_day_keeps_the_model_its_centres_and_names():
+    fitted = build_personas(_three_groups(seed=4), PersonaSettings(k_min=2, k_max=5))
+    # A later day: the same three behaviours, other customers, a few more of the first group.
+    later = pl.concat([_three_groups(seed=5), _three_groups(n_per=20, seed=6).head(20)])
+    later = later.with_columns(pl.Series("customer_id", [f"d{i}" for i in range(later.height)]))
+    assignments, profiles = assign_personas(later, fitted.model)
+    assert profiles["persona"].to_list() == fitted.profiles["persona"].to_list()
+    assert profiles["size"].sum() == later.height == assignments.height
+    joined = later.select("customer_id", "group").join(assignments, on="customer_id")
+    assert joined.group_by("group").agg(pl.col("persona_id").n_unique())["persona_id"].max() == 1
+    # each customer is at its nearest centre in the model's standardised space
+    X = (feature_matrix(later, PersonaSettings()) - fitted.model.mean) / fitted.model.scale
+    d2 = ((X[:, None, :] - fitted.model.centres[None]) ** 2).sum(axis=2)
+    assert np.array_equal(assignments["persona_id"].to_numpy(), d2.argmin(axis=1))
+
+
+def _store(con, as_of: dt.date, fitted_as_of: dt.date, inputs: dict = INPUTS) -> PersonaModel:
+    model = build_personas(_three_groups(n_per=40), PersonaSettings(k_min=2, k_max=3)).model
+    con.execute("CREATE SCHEMA IF NOT EXISTS work")
+    for statement, params in record_model(con, as_of, fitted_as_of, inputs, model):
+        con.execute(statement, params)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("as_of", "inputs", "refit_days", "reason"),
+    [
+        (DAY + dt.timedelta(days=29), INPUTS, 30, None),
+        (DAY, INPUTS, 30, None),
+        (DAY + dt.timedelta(days=30), INPUTS, 30, "is 30 days old"),
+        (DAY + dt.timedelta(days=1), INPUTS, 0, "ENGAGEMENT_PERSONA_REFIT_DAYS is 0"),
+        (DAY - dt.timedelta(days=1), INPUTS, 30, "no persona model in force at or before"),
+        (DAY, {**INPUTS, "code": "v2"}, 30, "the model code changed"),
+        (
+            DAY,
+            {**INPUTS, "settings": {"currency": "EUR"}},
+            30,
+            "settings changed since the last fit (currency)",
+        ),
+    ],
+)
+def test_the_model_in_force_until_it_is_due_for_a_refit(
+    tmp_path, as_of, inputs, refit_days, reason
+):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        assert model_in_force(con, DAY, INPUTS, 30).refit  # nothing stored yet
+        model = _store(con, DAY, DAY)
+        in_force = model_in_force(con, as_of, inputs, refit_days)
+        if reason is None:
+            assert not in_force.refit, in_force.reason
+            assert np.array_equal(in_force.model.centres, model.centres)
+            assert in_force.fitted_as_of == DAY
+            assert in_force.metadata()["computation"] == "assigned"
+        else:
+            assert in_force.refit and reason in in_force.reason, in_force.reason
+            assert in_force.metadata()["computation"] == "refit"
+    finally:
+        con.close()
+
+
+def test_the_age_counts_from_the_fit_not_from_the_last_assignment(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _store(con, DAY, DAY)
+        _store(con, DAY + dt.timedelta(days=20), DAY)  # assigned 20 days later, same model
+        assert not model_in_force(con, DAY + dt.timedelta(days=29), INPUTS, 30).refit
+        late = model_in_force(con, DAY + dt.timedelta(days=31), INPUTS, 30)
+        assert late.refit and "31 days old" in late.reason
+    finally:
+        con.close()
