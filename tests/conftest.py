@@ -68,7 +68,33 @@ def december_run(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for every test marked `spark` (they run on one test worker:
+    `xdist_group("spark")` with `--dist loadgroup`). Skipped only where Java is absent."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("the Spark engine's tests need Java 17 (`java` is not on PATH)")
+    from engagement_box.spark.session import local_session
+
+    session = local_session("local[2]", shuffle_partitions=2)
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
 def pytest_collection_modifyitems(config, items):
     """The whole-graph runs (marked integration) start first: the test workers then finish
-    together on the quick tests instead of one worker ending alone on a minute-long run."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+    together on the quick tests instead of one worker ending alone on a minute-long run. The
+    Spark tests share one session, so they all go to one worker, and start first too (the
+    session takes 15-25 s to start)."""
+    for item in items:
+        if item.get_closest_marker("spark") is not None:
+            item.add_marker(pytest.mark.xdist_group("spark"))
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("spark") is None,
+            item.get_closest_marker("integration") is None,
+        )
+    )

@@ -1,0 +1,120 @@
+"""The graph's steps on Spark, each from the same sql/ files or domain code as the DuckDB engine.
+
+staging (`spark/staging.py`) -> identity (`intermediate/*` of `identity/links.BUILD_STATEMENTS`)
+-> the customer summary (`work/customer_summary.sql` over `intermediate.orders_resolution`,
+dated rates from `work/insert_reporting_rates.sql`) -> RFM (`spark/rfm.py`). No Dagster import.
+"""
+
+from datetime import date, datetime
+from pathlib import Path
+
+from engagement_box.identity.links import BUILD_STATEMENTS
+from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
+from engagement_box.spark.staging import SparkIngestReport, stage_source
+from engagement_box.spark.tables import SparkTables
+from engagement_box.staging.contracts import SOURCES
+
+
+class ReconciliationError(Exception):
+    """Rows read differ from rows staged + quarantined: nothing is published."""
+
+
+def stage_all(
+    tables: SparkTables, data_dir: Path, run_id: str, at: datetime
+) -> dict[str, SparkIngestReport]:
+    """Every source staged as `staging.<source>`, bad rows in `staging.quarantine`; fails before
+    writing the quarantine if a source's rows do not reconcile."""
+    reports, quarantines = {}, []
+    for name in SOURCES:
+        staged, quarantine, report = stage_source(tables.spark, data_dir, name, run_id, at)
+        if not report.holds:
+            raise ReconciliationError(
+                f"{name}: read {report.rows_read} rows but staged {report.rows_staged} and "
+                f"quarantined {report.rows_quarantined}; nothing was published"
+            )
+        tables.save(f"staging.{name}", staged)
+        quarantines.append(quarantine)
+        reports[name] = report
+    quarantine = quarantines[0]
+    for more in quarantines[1:]:
+        quarantine = quarantine.unionByName(more)
+    tables.save("staging.quarantine", quarantine)
+    by_reason = tables.spark.sql(
+        "SELECT source, reason, count(*) AS n FROM staging.quarantine GROUP BY source, reason"
+    ).collect()
+    for source, reason, n in by_reason:
+        reports[source].quarantine_by_reason[reason] = n
+    return reports
+
+
+def build_identity(tables: SparkTables) -> None:
+    """customer_merge, resolved_customers, identity_links and the four resolution views."""
+    spark = tables.spark
+    tables.run(
+        BUILD_STATEMENTS,
+        IDENTITY_MACROS,
+        before={
+            "intermediate.customer_merge": lambda: component_labels(
+                spark.table("customer_merge_edges")
+            ).createOrReplaceTempView("customer_merge_labels")
+        },
+    )
+
+
+def component_labels(edges):
+    """(rank, label): every node of the graph `edges` (from_rank, to_rank; both directions)
+    with the smallest rank of its connected component, by propagating the smallest label
+    along the edges until none falls (what the DuckDB file's recursive CTE computes)."""
+    from pyspark.sql import functions as F
+
+    labels = edges.select(F.col("from_rank").alias("rank"), F.col("from_rank").alias("label"))
+    labels = labels.distinct().localCheckpoint()
+    while True:
+        offered = edges.join(labels, edges.from_rank == labels.rank).select(
+            F.col("to_rank").alias("rank"), "label"
+        )
+        new = (
+            labels.unionByName(offered).groupBy("rank").agg(F.min("label").alias("label"))
+        ).localCheckpoint()
+        fell = new.join(labels.withColumnRenamed("label", "old"), "rank").filter(
+            F.col("label") < F.col("old")
+        )
+        if fell.isEmpty():
+            return new
+        labels = new
+
+
+def reporting_rates(tables: SparkTables, currency: str) -> None:
+    """The dated rates per currency and day (`work/insert_reporting_rates.sql`)."""
+    tables.ensure_schema("work")
+    (insert,) = load_spark_sql("work/insert_reporting_rates")
+    rows = run(tables.spark, insert.sql, {"currency": currency})
+    tables.save("work.reporting_rates", rows)
+    tables.spark.table("work.reporting_rates").createOrReplaceTempView("reporting_rates")
+
+
+FX_TYPES = {"fx_currencies": "array<string>", "fx_rates": "array<decimal(38,10)>"}
+
+
+def customer_summary(
+    tables: SparkTables,
+    as_of: date,
+    fx_currencies: list[str] | None,
+    fx_rates: list[float] | None,
+    start: date | None = None,
+):
+    """`work/customer_summary.sql` over the resolved orders, as a DataFrame."""
+    return tables.run(
+        ["work/customer_summary"],
+        CURRENCY_MACROS,
+        values={
+            "as_of": as_of,
+            "start": start,
+            "fx_currencies": fx_currencies,
+            "fx_rates": fx_rates,
+        },
+        types={**FX_TYPES, "start": "date"},
+        customer_column="buyer_id",
+        orders_schema="intermediate",
+        orders_table="orders_resolution",
+    )
