@@ -118,3 +118,67 @@ def customer_summary(
         orders_schema="intermediate",
         orders_table="orders_resolution",
     )
+
+
+def value_marts(
+    tables: SparkTables,
+    as_of: date,
+    currency: str,
+    fx_rates: dict[str, float],
+    *,
+    horizon_months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    margin: float = 1.0,
+    penalizer: float = 0.0,
+) -> tuple[dict, dict]:
+    """The marts the Spark engine builds, as DataFrames, and what the fits said:
+    customer_rfm, customer_value (the summary with P(alive), E[M] and CLV) and model_fit."""
+    from pyspark.sql import functions as F
+
+    from engagement_box.spark import value
+    from engagement_box.value.summary import fx_parameters
+
+    spark = tables.spark
+    reporting_rates(tables, currency)
+    fx = fx_parameters(currency, fx_rates)
+    summary = customer_summary(tables, as_of, fx["fx_currencies"], fx["fx_rates"])
+    tables.save("work.customer_summary", summary)
+    summary = spark.table("work.customer_summary")
+    customers = run(
+        spark,
+        "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= :as_of",
+        {"as_of": as_of},
+    )
+    stamp = F.lit(as_of).alias("as_of")
+    rfm = value.score_rfm(spark, summary, customers, as_of).select("*", stamp)
+    bgnbd, gamma_gamma, sizes = value.fit_models(summary, penalizer)
+    scores = value.score(
+        summary,
+        bgnbd,
+        gamma_gamma,
+        months=horizon_months,
+        monthly_discount_rate=monthly_discount_rate,
+        margin=margin,
+    )
+    customer_value = summary.join(scores, "customer_id").select(
+        "customer_id",
+        F.col("frequency"),
+        F.col("recency_days"),
+        F.col("T_days"),
+        F.col("monetary_value"),
+        "p_alive",
+        "expected_order_value",
+        "clv",
+        stamp,
+    )
+    fit_rows = [
+        (result.model, name, float(v), result.log_likelihood, result.n_customers)
+        for result in (bgnbd, gamma_gamma)
+        for name, v in result.params.items()
+    ]
+    model_fit = spark.createDataFrame(
+        fit_rows,
+        "model string, parameter string, value double, log_likelihood double, n_customers bigint",
+    ).select("*", stamp)
+    marts = {"customer_rfm": rfm, "customer_value": customer_value, "model_fit": model_fit}
+    return marts, {"fit_rows": sizes, "bgnbd": bgnbd, "gamma_gamma": gamma_gamma}
