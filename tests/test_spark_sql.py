@@ -7,10 +7,8 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-pytest.importorskip("sqlglot")
-
-from engagement_box.spark import sql as spark_sql  # noqa: E402
-from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS  # noqa: E402
+from engagement_box.spark import sql as spark_sql
+from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS
 
 
 def test_duckdb_macros_are_expanded_from_their_files():

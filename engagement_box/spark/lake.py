@@ -114,7 +114,7 @@ def attach(con, lake: Path, schema: str = "marts") -> list[str]:
         every = quote_literal(str(Path(lake) / "history" / mart / "snapshot_id=*" / "*.parquet"))
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_identifier(schema)}.{quote_identifier(mart)} AS "
-            f"SELECT * FROM read_parquet({files})"
+            f"SELECT * FROM read_parquet({files}, hive_partitioning = false)"
         )
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_identifier(schema)}."

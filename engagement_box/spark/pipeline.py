@@ -61,6 +61,28 @@ def build_identity(tables: SparkTables) -> None:
     )
 
 
+def restore(tables: SparkTables) -> None:
+    """The lake's tables and the identity views, in a session that did not build them."""
+    from engagement_box.spark.sql import load_spark_sql as load
+
+    tables.restore()
+    for name in BUILD_STATEMENTS:
+        for st in load(name, IDENTITY_MACROS):
+            if st.kind == "view" and st.target.startswith("intermediate."):
+                tables.execute(st)
+
+
+def as_of_date(tables: SparkTables, pinned: date | None, run_day: date) -> date:
+    """The observation end: ENGAGEMENT_AS_OF when set, else the day of the last completed
+    order; never past the run's day."""
+    row = tables.spark.sql(
+        "SELECT max(CAST(ordered_at AS DATE)) FROM staging.orders WHERE status = 'completed'"
+    ).collect()[0][0]
+    if row is None and pinned is None:
+        raise ValueError("no completed orders are staged: nothing to model")
+    return min(pinned or row, run_day)
+
+
 def component_labels(edges):
     """(rank, label): every node of the graph `edges` (from_rank, to_rank; both directions)
     with the smallest rank of its connected component, by propagating the smallest label

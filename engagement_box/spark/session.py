@@ -26,6 +26,7 @@ def spark_conf(master: str, shuffle_partitions: int = 4) -> dict[str, str]:
         "spark.sql.timestampType": "TIMESTAMP_NTZ",
         "spark.sql.ansi.enabled": "true",
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Lake files are written whole by each task, then renamed into place by this code.
         "spark.sql.sources.commitProtocolClass": (

@@ -7,12 +7,15 @@ new folder and the table is then pointed at it: a statement that reads the table
 (an `insert`) never reads files being written. No Dagster import here.
 """
 
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from engagement_box.spark import sql as spark_sql
+
+CURRENT = "_current"
 
 
 class SparkTables:
@@ -32,9 +35,27 @@ class SparkTables:
         self.ensure_schema(schema)
         folder = self.lake / "tables" / f"{schema}.{table}" / uuid.uuid4().hex
         frame.write.mode("error").parquet(str(folder))
-        self.drop(f"{schema}.{table}")
-        self.spark.catalog.createTable(f"{schema}.{table}", path=str(folder), source="parquet")
+        self._register(f"{schema}.{table}", folder)
+        # which folder is the table's now, for a later session (`restore`); renamed into place
+        pointer = folder.parent / f".current.{folder.name}"
+        pointer.write_text(folder.name, encoding="utf-8")
+        os.replace(pointer, folder.parent / CURRENT)
         return folder
+
+    def _register(self, name: str, folder: Path) -> None:
+        self.drop(name)
+        self.spark.catalog.createTable(name, path=str(folder), source="parquet")
+
+    def restore(self) -> list[str]:
+        """Register every table of the lake in this session (a step that runs on its own, or a
+        new session, finds the tables the earlier steps wrote). Returns their names."""
+        names = []
+        for pointer in sorted((self.lake / "tables").glob(f"*.*/{CURRENT}")):
+            name = pointer.parent.name
+            self.ensure_schema(name.split(".")[0])
+            self._register(name, pointer.parent / pointer.read_text(encoding="utf-8").strip())
+            names.append(name)
+        return names
 
     def drop(self, name: str) -> None:
         """Forget the table or view `name` (its files stay until the lake is cleaned)."""
