@@ -84,6 +84,7 @@ def spark():
     session.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """The whole-graph runs (marked integration) start first: the test workers then finish
     together on the quick tests instead of one worker ending alone on a minute-long run. The
