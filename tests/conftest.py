@@ -70,8 +70,8 @@ def december_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local Spark session for every test marked `spark` (they run on one test worker:
-    `xdist_group("spark")` with `--dist loadgroup`). Skipped only where Java is absent."""
+    """One local Spark session per test worker for the tests marked `spark` (the parity module
+    builds both engines once per worker). Skipped only where Java is absent."""
     import shutil
 
     if shutil.which("java") is None:
@@ -84,15 +84,10 @@ def spark():
     session.stop()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """The whole-graph runs (marked integration) start first: the test workers then finish
     together on the quick tests instead of one worker ending alone on a minute-long run. The
-    Spark tests share one session, so they all go to one worker, and start first too (the
-    session takes 15-25 s to start)."""
-    for item in items:
-        if item.get_closest_marker("spark") is not None:
-            item.add_marker(pytest.mark.xdist_group("spark"))
+    Spark tests start first too (a session takes 15-25 s to start, the parity run minutes)."""
     items.sort(
         key=lambda item: (
             item.get_closest_marker("spark") is None,

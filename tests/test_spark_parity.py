@@ -32,7 +32,7 @@ from pipelines.resources import (
     SparkEngine,
 )
 
-pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
+pytestmark = pytest.mark.spark
 
 SAMPLE = settings.REPO_ROOT / "data" / "sample"
 NOW = datetime(2026, 12, 1)  # the run's time: the bound of `in_future` in both engines

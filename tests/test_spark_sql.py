@@ -74,7 +74,6 @@ def test_the_rewritten_sql_is_still_valid_duckdb_for_what_duckdb_computes():
 
 
 @pytest.mark.spark
-@pytest.mark.xdist_group("spark")
 def test_traps_on_spark(spark):
     # the list index with a non-literal argument: GBP's rate must not come back for EUR
     (st,) = spark_sql.transpile(
