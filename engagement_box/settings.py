@@ -58,6 +58,16 @@ def _purchase_model(text: str) -> str:
     return name
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def _engine(text: str) -> str:
+    name = text.strip().lower()
+    if name not in ENGINES:
+        raise ValueError(f"choose {' or '.join(ENGINES)}")
+    return name
+
+
 def _json_map(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -87,6 +97,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ENGAGEMENT_AUDIENCE_DIR", "data/audiences", "where audience CSV/Parquet files are written"
+    ),
+    Setting(
+        "ENGAGEMENT_ENGINE",
+        "duckdb",
+        "`duckdb` (the embedded warehouse) or `spark` (the same SQL and contracts on Apache Spark,"
+        " marts as Parquet in `ENGAGEMENT_LAKE_DIR`; needs the `spark` extra and Java 17)",
+        parse=_engine,
+    ),
+    Setting(
+        "ENGAGEMENT_SPARK_MASTER",
+        "local[2]",
+        "Spark master of the `spark` engine: `local[N]` on this machine, or a cluster's URL"
+        " (`spark://host:7077`, `yarn`, `k8s://...`)",
+    ),
+    Setting(
+        "ENGAGEMENT_LAKE_DIR",
+        "data/lake",
+        "where the `spark` engine writes: `<lake>/marts/<mart>/`, every retained version in"
+        " `<lake>/history/<mart>/snapshot_id=<n>/`, its working tables in `<lake>/tables/`"
+        " (a path every Spark executor can reach on a cluster)",
     ),
     Setting(
         "DAGSTER_HOME",
@@ -309,6 +339,10 @@ def working_db_path() -> Path:
 
 def audience_dir() -> Path:
     return path("ENGAGEMENT_AUDIENCE_DIR")
+
+
+def lake_dir() -> Path:
+    return path("ENGAGEMENT_LAKE_DIR")
 
 
 def markdown_table() -> str:

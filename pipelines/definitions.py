@@ -8,6 +8,7 @@ from assets.publish import published_marts
 from assets.staging import staged_assets
 from assets.value import value_assets
 from assets.versions_maintenance import maintenance_assets
+from engagement_box import settings
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.loggers import RUN_LOG_FILE, run_log_file
 from pipelines.resources import default_resources
@@ -22,10 +23,29 @@ PERSONAL_DATA_LAYERS = ("staging", "intermediate", "activation")
 
 
 def _governed(spec: dg.AssetSpec) -> dg.AssetSpec:
-    personal = spec.key.path[0] in PERSONAL_DATA_LAYERS
+    # (the Spark engine's assets are spark/<step>: its staging and identity links hold the same)
+    personal = spec.key.path[0] in PERSONAL_DATA_LAYERS or spec.key.path[-1] in (
+        "staging",
+        "identity_links",
+    )
     return spec.replace_attributes(
         owners=OWNERS,
         tags={**spec.tags, "personal_data": "yes" if personal else "no"},
+    )
+
+
+def _spark_definitions() -> dg.Definitions:
+    """ENGAGEMENT_ENGINE=spark: the same graph's steps on Spark (assets/spark.py), a job to run
+    them, and the Spark session. No schedule or sensor: a cluster's scheduler launches the job."""
+    from assets.spark import spark_assets, spark_job
+    from pipelines.resources import spark_resources
+
+    return dg.Definitions(
+        assets=dg.map_asset_specs(_governed, spark_assets),
+        jobs=[spark_job],
+        resources=spark_resources(),
+        loggers={"console": dg.colored_console_logger, RUN_LOG_FILE: run_log_file},
+        executor=dg.in_process_executor,
     )
 
 
@@ -41,15 +61,20 @@ assets = dg.map_asset_specs(
     ],
 )
 
-defs = dg.Definitions(
-    assets=assets,
-    jobs=[engagement_job, retention_job],
-    schedules=[daily_schedule, retention_schedule],
-    sensors=[new_export_files],
-    resources=default_resources(),
-    # Dagster's console logger, and the file `engagement-box run` writes the full log to.
-    loggers={"console": dg.colored_console_logger, RUN_LOG_FILE: run_log_file},
-    # One process per run: DuckDB allows one writing process, and the run lock beside the
-    # warehouse keeps two runs from writing at once (pipelines/resources.py).
-    executor=dg.in_process_executor,
+# The engine is chosen when the code location loads (ENGAGEMENT_ENGINE, default duckdb).
+defs = (
+    _spark_definitions()
+    if settings.value("ENGAGEMENT_ENGINE") == "spark"
+    else dg.Definitions(
+        assets=assets,
+        jobs=[engagement_job, retention_job],
+        schedules=[daily_schedule, retention_schedule],
+        sensors=[new_export_files],
+        resources=default_resources(),
+        # Dagster's console logger, and the file `engagement-box run` writes the full log to.
+        loggers={"console": dg.colored_console_logger, RUN_LOG_FILE: run_log_file},
+        # One process per run: DuckDB allows one writing process, and the run lock beside the
+        # warehouse keeps two runs from writing at once (pipelines/resources.py).
+        executor=dg.in_process_executor,
+    )
 )

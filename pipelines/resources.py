@@ -484,6 +484,52 @@ class RetentionPolicy(_FromSettings):
     }
 
 
+class LakeResource(_FromSettings):
+    """Where the Spark engine writes its tables and publishes its marts (ENGAGEMENT_LAKE_DIR)."""
+
+    lake_dir: str | None = None
+
+    _ENV: ClassVar[dict[str, str]] = {"lake_dir": "ENGAGEMENT_LAKE_DIR"}
+
+    @property
+    def path(self) -> Path:
+        return Path(self.lake_dir) if self.lake_dir is not None else settings.lake_dir()
+
+
+class SparkEngine(dg.ConfigurableResource):
+    """The Spark session of the `spark` engine, from Dagster's `PySparkResource` (dagster-pyspark)
+    with the settings of `engagement_box/spark/session.py::spark_conf` for ENGAGEMENT_SPARK_MASTER
+    (read when the run starts). The session is started on first use and stopped with the run."""
+
+    master: str | None = None
+    shuffle_partitions: int = 4
+
+    _pyspark: Any = PrivateAttr(default=None)
+
+    def session(self):
+        if self._pyspark is None:
+            from dagster_pyspark import PySparkResource
+
+            from engagement_box.spark.session import spark_conf, use_this_python
+
+            master = self.master or settings.value("ENGAGEMENT_SPARK_MASTER")
+            use_this_python(master)
+            resource = PySparkResource(spark_config=spark_conf(master, self.shuffle_partitions))
+            resource.setup_for_execution(None)  # builds the session (SparkSession.getOrCreate)
+            self._pyspark = resource
+        return self._pyspark.spark_session
+
+
+def spark_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location with ENGAGEMENT_ENGINE=spark."""
+    return {
+        "spark": SparkEngine(),
+        "lake_dir": LakeResource(),
+        "exports": ExportsResource(),
+        "model_settings": ModelSettings(),
+    }
+
+
 def warehouse_resource(database: str | Path | None = None) -> "Warehouse":
     """The DuckDB warehouse at `database` (default: ENGAGEMENT_WAREHOUSE, read at run time)."""
     return Warehouse(database=str(database) if database else "")

@@ -74,6 +74,22 @@ def december_run(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the tests marked `spark`: they all run on one test worker
+    (`SparkOnOneWorker` below), so one JVM starts. Skipped only where Java is absent."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("the Spark engine's tests need Java 17 (`java` is not on PATH)")
+    from engagement_box.spark.session import local_session
+
+    session = local_session("local[2]", shuffle_partitions=2)
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
 # The longest tests, longest first (`--durations` on a quiet 2-core machine, docs/BENCHMARKS.md
 # "The test suite"). The order only decides how the two workers share the suite: tests are handed
 # out one at a time (`--maxschedchunk=1` in pyproject.toml), so the longest start first and the
@@ -92,9 +108,12 @@ LONGEST_FIRST = (
     "test_pipeline_e2e.py::test_rerun_with_unchanged_inputs",
     "test_pipeline_e2e.py::test_cdnow_through_the_assets",
 )
+SPARK_TESTS = "tests/test_spark_"  # the modules whose tests share the Spark session
 
 
 def _rank(item) -> tuple[int, int]:
+    if item.nodeid.startswith(SPARK_TESTS):
+        return (-1, 0)  # first, on the worker that takes them all
     for rank, name in enumerate(LONGEST_FIRST):
         if name in item.nodeid:
             return (0, rank)
@@ -104,3 +123,35 @@ def _rank(item) -> tuple[int, int]:
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_rank)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load scheduling, except that every Spark test goes to the first worker at the
+    start: a second worker would start a second JVM and build the parity run again (2-3 minutes
+    of CPU). (`--dist loadgroup` did not group them with pytest-xdist 3.8 here.)"""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScheduling
+
+    class SparkOnOneWorker(LoadScheduling):
+        def schedule(self) -> None:
+            if self.collection is None and self._check_nodes_have_same_collection():
+                collection = next(iter(self.node2collection.values()))
+                spark = [i for i, nodeid in enumerate(collection) if nodeid.startswith(SPARK_TESTS)]
+                if spark and len(self.nodes) > 1:
+                    self.collection = collection
+                    if self.maxschedchunk is None:
+                        self.maxschedchunk = len(collection)
+                    self.pending[:] = [i for i in range(len(collection)) if i not in set(spark)]
+                    first, *others = self.nodes
+                    self.node2pending[first].extend(spark)
+                    first.send_runtest_some(spark)
+                    for node in others:
+                        self._send_tests(node, 2)
+                    if not self.pending:
+                        for node in self.nodes:
+                            node.shutdown()
+                    return
+            super().schedule()
+
+    return SparkOnOneWorker(config, log)

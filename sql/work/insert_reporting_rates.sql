@@ -15,12 +15,17 @@ WITH dated AS (
     WHERE currency <> $currency
 ),
 last_order AS (SELECT max(CAST(ordered_at AS DATE)) AS day FROM staging.orders)
-SELECT
-    currency,
-    CAST(unnest(generate_series(
-        CAST(valid_from AS TIMESTAMP),
-        CAST(coalesce(next_from - 1, greatest(last_order.day, valid_from)) AS TIMESTAMP),
-        INTERVAL 1 DAY
-    )) AS DATE) AS day,
-    rate
-FROM dated, last_order
+-- (the series is unnested in a subquery and cast outside it: the same rows in DuckDB, and the
+-- form Spark takes, where a generator cannot sit inside a cast)
+SELECT currency, CAST(day AS DATE) AS day, rate
+FROM (
+    SELECT
+        currency,
+        unnest(generate_series(
+            CAST(valid_from AS TIMESTAMP),
+            CAST(coalesce(next_from - 1, greatest(last_order.day, valid_from)) AS TIMESTAMP),
+            INTERVAL 1 DAY
+        )) AS day,
+        rate
+    FROM dated, last_order
+) AS days

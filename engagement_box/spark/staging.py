@@ -1,0 +1,229 @@
+"""Staging on Spark: the export folders read by Spark tasks, validated by the same contract code.
+
+Each export file is one unit of work. The driver lists the files and checks every header
+(`ingestion.check_header`: a file that cannot be taken in fails the run, naming it, before
+anything is written). Spark then spreads the files over its tasks (`mapInArrow`); each task
+reads its files with `ingestion.read_raw` and splits the rows with `ingestion.check_batch`, the
+DuckDB engine's own functions, so the rules, the parsing and the quarantine reasons are written
+once. Repeated keys are found by a Spark window over all files (first by file path, then row,
+as the DuckDB engine stages them); their quarantine rows come from `ingestion.quarantine_rows`.
+The reconciliation (rows read = staged + quarantined + erased) is checked before the tables are
+published. The Spark engine rebuilds staging from all files on every run (no incremental
+ingest), and does not apply earlier erasures to re-read exports (the DuckDB engine does).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from engagement_box.staging import ingestion
+from engagement_box.staging.contracts import SOURCES, Source
+
+KIND = "_kind"  # staged | quarantine | read (one row per file: its rows read in source_row)
+QUARANTINE_COLUMNS = ("q_column", "q_reason", "q_detail", "q_reasons", "q_raw_values")
+
+
+@dataclass
+class SparkIngestReport:
+    source: str
+    files: int = 0
+    rows_read: int = 0
+    rows_staged: int = 0
+    rows_quarantined: int = 0
+    quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def holds(self) -> bool:
+        return self.rows_read == self.rows_staged + self.rows_quarantined
+
+
+def typed_schema(source: Source) -> pl.Schema:
+    """The staged row's polars schema, as `check_batch` makes it (asked of the code itself)."""
+    raw = pl.DataFrame(
+        schema={
+            "source_file": pl.String,
+            "source_row": pl.Int64,
+            **{c: pl.String for c in source.columns},
+            ingestion.ROW_PROBLEM: pl.String,
+        }
+    )
+    good, _ = ingestion.check_batch(raw, source, "schema", datetime(2000, 1, 1))
+    return good.select(*source.columns, "source_file", "source_row").schema
+
+
+def _arrow_schema(source: Source) -> pa.Schema:
+    typed = pl.DataFrame(schema=typed_schema(source)).to_arrow(compat_level=pl.CompatLevel.oldest())
+    fields = list(typed.schema)
+    fields += [pa.field(c, pa.string()) for c in QUARANTINE_COLUMNS if c != "q_reasons"]
+    fields.insert(len(fields) - 1, pa.field("q_reasons", pa.list_(pa.string())))
+    fields.append(pa.field(KIND, pa.string()))
+    return pa.schema(fields)
+
+
+def _validate_files(source_name: str, data_dir: str, run_id: str, at: datetime):
+    """The mapInArrow function: file paths in, staged / quarantine / read rows out."""
+    source = SOURCES[source_name]
+    schema = _arrow_schema(source)
+    typed_names = [*source.columns, "source_file", "source_row"]
+
+    empty = {c: pl.lit(None, dtype=d) for c, d in typed_schema(source).items()}
+
+    def to_batch(frame: pl.DataFrame) -> pa.RecordBatch:
+        table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+        return table.cast(schema).combine_chunks().to_batches()[0] if frame.height else None
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            # The task's files validated together, as the DuckDB engine's batches are: one
+            # check_batch call per task, not per file (a call has a fixed cost).
+            pending: list[pl.DataFrame] = []
+            for relpath in batch.column("relpath").to_pylist():
+                path = Path(data_dir) / relpath
+                stat = path.stat()
+                export = ingestion.ExportFile(
+                    source.name, path, relpath, stat.st_size, stat.st_mtime_ns
+                )
+                pending.append(ingestion.read_raw(export, source)[0])
+                if sum(r.height for r in pending) >= ingestion.BATCH_ROWS:
+                    yield from checked(pending)
+                    pending = []
+            if pending:
+                yield from checked(pending)
+
+    def checked(raws: list[pl.DataFrame]) -> Iterator[pa.RecordBatch]:
+        raw = pl.concat(raws)
+        good, bad = ingestion.check_batch(raw, source, run_id, at)
+        staged = good.select(typed_names).with_columns(
+            *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
+            pl.lit("staged").alias(KIND),
+        )
+        staged = staged.with_columns(pl.col("q_reasons").cast(pl.List(pl.String)))
+        quarantined = bad.select(
+            *[empty[c].alias(c) for c in source.columns],
+            "source_file",
+            "source_row",
+            pl.col("column").alias("q_column"),
+            pl.col("reason").alias("q_reason"),
+            pl.col("detail").alias("q_detail"),
+            pl.col("reasons").alias("q_reasons"),
+            pl.col("raw_values").alias("q_raw_values"),
+            pl.lit("quarantine").alias(KIND),
+        )
+        read = (
+            pl.DataFrame(
+                {
+                    "source_file": [r["source_file"][0] for r in raws if r.height] + [],
+                    "source_row": [r.height for r in raws if r.height],
+                },
+                schema={"source_file": pl.String, "source_row": pl.Int64},
+            )
+            .select(
+                *[empty[c].alias(c) for c in source.columns],
+                "source_file",
+                "source_row",
+                *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
+                pl.lit("read").alias(KIND),
+            )
+            .with_columns(pl.col("q_reasons").cast(pl.List(pl.String)))
+        )
+        for part in (staged, quarantined, read):
+            out = to_batch(part.select(schema.names))
+            if out is not None:
+                yield out
+
+    return run
+
+
+def spark_schema(source: Source):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(_arrow_schema(source))
+
+
+def stage_source(spark, data_dir: Path, source_name: str, run_id: str, at: datetime):
+    """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    source = SOURCES[source_name]
+    exports = ingestion.discover_files(Path(data_dir), source)
+    for export in exports:  # every file's header first: fail before anything is written
+        ingestion.check_header(export, source)
+    report = SparkIngestReport(source=source.name, files=len(exports))
+    schema = spark_schema(source)
+    typed = [*source.columns, "source_file", "source_row"]
+    if not exports:
+        empty = spark.createDataFrame([], schema)
+        return empty.select(typed), _quarantine(spark, empty), report
+    files = spark.createDataFrame([(e.relpath,) for e in exports], "relpath string")
+    files = files.repartition(min(len(exports), spark.sparkContext.defaultParallelism), "relpath")
+    rows = files.mapInArrow(
+        _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at), schema
+    ).persist()
+
+    good = rows.filter(F.col(KIND) == "staged")
+    rank = Window.partitionBy(*source.key_columns).orderBy("source_file", "source_row")
+    ranked = good.withColumn("_rank", F.row_number().over(rank))
+    # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
+    ranked = ranked.select(
+        *[
+            F.col(c).cast("decimal(18,4)").alias(c) if c in source.money else F.col(c)
+            for c in typed
+        ],
+        "_rank",
+    )
+    staged = ranked.filter("_rank = 1").select(typed)
+    repeated = ranked.filter("_rank > 1").select(typed)
+    quarantine = rows.filter(F.col(KIND) == "quarantine")
+    # Repeated keys are few: their quarantine rows are made by the DuckDB engine's function.
+    dup_rows = pl.from_arrow(repeated.toArrow())
+    if dup_rows.height:
+        dup_rows = dup_rows.sort("source_file", "source_row")
+        raw = dup_rows.select(
+            "source_file", "source_row", *[pl.col(c).cast(pl.String) for c in source.columns]
+        )
+        failures = pl.DataFrame(
+            {
+                "index": pl.int_range(0, dup_rows.height, dtype=pl.Int64, eager=True),
+                "column": source.key,
+                "reason": "duplicate_key",
+                "detail": "repeated within this ingest",
+            }
+        )
+        extra = ingestion.quarantine_rows(raw, failures, source, run_id, at)
+        extra_df = spark.createDataFrame(extra.to_arrow())
+    else:
+        extra_df = None
+    quarantine_df = _quarantine(spark, quarantine, source.name, run_id, at)
+    if extra_df is not None:
+        quarantine_df = quarantine_df.unionByName(extra_df.select(*quarantine_df.columns))
+
+    counts = {k: v for k, v in rows.groupBy(KIND).count().collect()}
+    report.rows_read = (
+        rows.filter(F.col(KIND) == "read").agg(F.sum("source_row")).collect()[0][0] or 0
+    )
+    report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
+    report.rows_staged = counts.get("staged", 0) - dup_rows.height
+    return staged, quarantine_df, report
+
+
+def _quarantine(spark, rows, source_name: str = "", run_id: str = "", at: datetime | None = None):
+    """Quarantine rows in the columns of `staging.quarantine`."""
+    from pyspark.sql import functions as F
+
+    return rows.select(
+        F.lit(source_name).alias("source"),
+        "source_file",
+        "source_row",
+        F.col("q_column").alias("column"),
+        F.col("q_reason").alias("reason"),
+        F.col("q_detail").alias("detail"),
+        F.col("q_reasons").alias("reasons"),
+        F.col("q_raw_values").alias("raw_values"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(at).cast("timestamp_ntz").alias("quarantined_at"),
+    )

@@ -1,0 +1,112 @@
+"""Spark tables kept as Parquet in the lake, and the sql/ statements run against them.
+
+Every table the Spark engine writes (`staging.*`, `intermediate.*`, `work.*`) is a folder of
+Parquet files, `<lake>/tables/<schema>.<name>/<write id>/`, registered in the session's catalog
+under its DuckDB name, so the sql/ files run unchanged (after transpiling). Each write goes to a
+new folder and the table is then pointed at it: a statement that reads the table it rewrites
+(an `insert`) never reads files being written. No Dagster import here.
+"""
+
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engagement_box.spark import sql as spark_sql
+
+CURRENT = "_current"
+
+
+class SparkTables:
+    """The lake's working tables in one Spark session."""
+
+    def __init__(self, spark, lake: Path):
+        self.spark = spark
+        self.lake = Path(lake)
+        (self.lake / "tables").mkdir(parents=True, exist_ok=True)
+
+    def ensure_schema(self, schema: str) -> None:
+        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {_identifier(schema)}")
+
+    def save(self, name: str, frame) -> Path:
+        """Write `frame` as the table `schema.name` (a new folder), and register it."""
+        schema, table = name.split(".")
+        self.ensure_schema(schema)
+        folder = self.lake / "tables" / f"{schema}.{table}" / uuid.uuid4().hex
+        frame.write.mode("error").parquet(str(folder))
+        self._register(f"{schema}.{table}", folder)
+        # which folder is the table's now, for a later session (`restore`); renamed into place
+        pointer = folder.parent / f".current.{folder.name}"
+        pointer.write_text(folder.name, encoding="utf-8")
+        os.replace(pointer, folder.parent / CURRENT)
+        return folder
+
+    def _register(self, name: str, folder: Path) -> None:
+        self.drop(name)
+        self.spark.catalog.createTable(name, path=str(folder), source="parquet")
+
+    def restore(self) -> list[str]:
+        """Register every table of the lake in this session (a step that runs on its own, or a
+        new session, finds the tables the earlier steps wrote). Returns their names."""
+        names = []
+        for pointer in sorted((self.lake / "tables").glob(f"*.*/{CURRENT}")):
+            name = pointer.parent.name
+            self.ensure_schema(name.split(".")[0])
+            self._register(name, pointer.parent / pointer.read_text(encoding="utf-8").strip())
+            names.append(name)
+        return names
+
+    def drop(self, name: str) -> None:
+        """Forget the table or view `name` (its files stay until the lake is cleaned)."""
+        schema, table = name.split(".")
+        if not self.spark.catalog.tableExists(name):
+            return
+        kind = "VIEW" if self.spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
+        self.spark.sql(f"DROP {kind} {_identifier(schema)}.{_identifier(table)}")
+
+    def table(self, name: str):
+        return self.spark.table(name)
+
+    def run(
+        self,
+        names: Iterable[str],
+        macro_files: tuple[str, ...] = (),
+        values: Mapping[str, Any] | None = None,
+        types: Mapping[str, str] | None = None,
+        before: Mapping[str, Callable[[], None]] | None = None,
+        **identifiers: str,
+    ):
+        """Run the statements of `sql/<name>.sql` for each name, in order; returns the last
+        query's DataFrame (None if the last statement wrote a table). `before[target]` runs
+        just before the statement that writes `target` (a step SQL cannot do in Spark)."""
+        result = None
+        for name in names:
+            for st in spark_sql.load_spark_sql(name, macro_files, **identifiers):
+                if before and st.target in before:
+                    before[st.target]()
+                result = self.execute(st, values, types)
+        return result
+
+    def execute(self, st: "spark_sql.Statement", values=None, types=None):
+        run = spark_sql.run
+        if st.kind == "schema":
+            self.ensure_schema(st.target)
+            return None
+        if st.kind == "view":
+            self.ensure_schema(st.target.split(".")[0]) if "." in st.target else None
+            run(self.spark, st.sql, values, types)
+            return None
+        if st.kind in ("create_table", "create_table_as"):
+            self.save(st.target, run(self.spark, st.sql, values, types))
+            return None
+        if st.kind == "insert":
+            new = run(self.spark, st.sql, values, types)
+            old = self.spark.table(st.target)
+            self.save(st.target, old.unionByName(new.select(*old.columns)))
+            return None
+        return run(self.spark, st.sql, values, types)
+
+
+def _identifier(name: str) -> str:
+    return "`" + spark_sql.checked_identifier(name) + "`"

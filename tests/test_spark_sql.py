@@ -1,0 +1,116 @@
+"""The sql/ files as Spark SQL (engagement_box/spark/sql.py): the rewrites sqlglot does not do,
+checked on the text, then on Spark itself (marked spark) for the traps found comparing engines."""
+
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from engagement_box.spark import sql as spark_sql
+from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS
+
+
+def test_duckdb_macros_are_expanded_from_their_files():
+    (st,) = spark_sql.load_spark_sql("intermediate/orders_resolution", IDENTITY_MACROS)
+    assert st.kind == "view" and st.target == "intermediate.orders_resolution"
+    text = st.sql.lower()
+    assert "normalized_email" not in text and "customer_keys" not in text
+    assert "nullif(lower(trim(email)), '')" in text
+    assert "from intermediate.identity_links" in text
+
+
+def test_a_list_index_is_one_based_element_at_even_when_it_is_not_a_literal():
+    (st,) = spark_sql.transpile("select xs[list_position(ys, 'b')] as v from t")
+    text = st.sql.lower()
+    assert "element_at(xs, cast(nullif(array_position(ys, 'b'), 0) as int))" in text
+    assert "[" not in text
+
+
+def test_every_division_is_of_doubles_as_in_duckdb():
+    (st,) = spark_sql.transpile("select (a - b) / (n - 1) as m from t")
+    assert "CAST((a - b) AS DOUBLE) / CAST((n - 1) AS DOUBLE)" in st.sql
+
+
+def test_parameters_stay_bound_and_null_ones_are_typed():
+    (st,) = spark_sql.transpile("select * from t where $start is null or d >= $start")
+    assert spark_sql.used_parameters(st.sql) == {"start"}
+    typed = spark_sql._typed_nulls(st.sql, {"start": "date"})
+    assert "CAST(NULL AS DATE) IS NULL" in typed and ":start" not in typed
+
+
+def test_table_writes_are_told_apart():
+    kinds = [
+        (s.kind, s.target)
+        for name in (
+            "intermediate/create_schema",
+            "intermediate/identity_links_table",
+            "intermediate/resolved_customers",
+            "intermediate/identity_links",
+        )
+        for s in spark_sql.load_spark_sql(name, IDENTITY_MACROS)
+    ]
+    assert kinds == [
+        ("schema", "intermediate"),
+        ("create_table", "intermediate.identity_links"),
+        ("create_table_as", "intermediate.resolved_customers"),
+        ("insert", "intermediate.identity_links"),
+    ]
+
+
+def test_an_override_replaces_only_what_cannot_be_portable():
+    overrides = sorted(p.name for p in spark_sql.OVERRIDES.glob("*.sql"))
+    assert overrides == ["intermediate__customer_merge.sql"]
+    statements = spark_sql.load_spark_sql("intermediate/customer_merge", IDENTITY_MACROS)
+    assert [s.kind for s in statements] == ["view", "create_table_as"]
+
+
+def test_the_rewritten_sql_is_still_valid_duckdb_for_what_duckdb_computes():
+    """The rewrites mean the same in DuckDB: the index and the division give DuckDB's results."""
+    con = duckdb.connect()
+    assert con.execute(
+        "select ['x', 'y'][list_position(['a', 'b'], 'b')], 7 / 2, cast(1 as decimal(18, 4)) / 3"
+    ).fetchone() == ("y", 3.5, pytest.approx(1 / 3, rel=1e-15))
+
+
+@pytest.mark.spark
+def test_traps_on_spark(spark):
+    # the list index with a non-literal argument: GBP's rate must not come back for EUR
+    (st,) = spark_sql.transpile(
+        "select cast($rates as decimal(38, 10)[])[list_position($currencies, $c)] as rate"
+    )
+    row = spark_sql.run(
+        spark, st.sql, {"rates": [1.27, 1.08, 1.0], "currencies": ["GBP", "EUR", "USD"], "c": "EUR"}
+    ).collect()[0]
+    assert row.rate == Decimal("1.0800000000")
+    missing = spark_sql.run(
+        spark, st.sql, {"rates": [1.27], "currencies": ["GBP"], "c": "JPY"}
+    ).collect()[0]
+    assert missing.rate is None
+    # DECIMAL division: DuckDB's DOUBLE, not six decimals
+    (st,) = spark_sql.transpile("select cast(1 as decimal(18, 4)) / cast(3 as decimal(18, 4)) as q")
+    assert spark_sql.run(spark, st.sql).collect()[0].q == pytest.approx(1 / 3, rel=1e-15)
+    # a NULL parameter with its type
+    (st,) = spark_sql.transpile("select $start is null as none, cast($as_of as date) + 1 as d")
+    row = spark_sql.run(
+        spark, st.sql, {"start": None, "as_of": date(2025, 6, 30)}, {"start": "date"}
+    ).collect()[0]
+    assert row.none is True and row.d == date(2025, 7, 1)
+    with pytest.raises(ValueError, match="NULL parameters need a Spark type: start"):
+        spark_sql.run(spark, st.sql, {"start": None, "as_of": date(2025, 6, 30)})
+    # a value is bound, never written into the statement
+    (st,) = spark_sql.transpile("select $name as v")
+    assert spark_sql.run(spark, st.sql, {"name": "x' or '1'='1"}).collect()[0].v == "x' or '1'='1"
+
+
+def test_currency_macros_expand_into_the_summary():
+    statements = spark_sql.load_spark_sql(
+        "work/customer_summary",
+        CURRENCY_MACROS,
+        customer_column="buyer_id",
+        orders_schema="intermediate",
+        orders_table="orders_resolution",
+    )
+    (st,) = statements
+    assert "reporting_amount" not in st.sql.lower() and "element_at" in st.sql.lower()
+    assert spark_sql.used_parameters(st.sql) == {"fx_currencies", "fx_rates", "as_of", "start"}
