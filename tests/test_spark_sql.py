@@ -103,9 +103,9 @@ def test_traps_on_spark(spark):
     assert spark_sql.run(spark, st.sql, {"name": "x' or '1'='1"}).collect()[0].v == "x' or '1'='1"
 
 
-def test_currency_macros_expand_into_the_summary():
+def test_currency_macros_expand_into_the_buyer_days():
     statements = spark_sql.load_spark_sql(
-        "work/customer_summary",
+        "work/buyer_days",
         CURRENCY_MACROS,
         customer_column="buyer_id",
         orders_schema="intermediate",
@@ -113,4 +113,4 @@ def test_currency_macros_expand_into_the_summary():
     )
     (st,) = statements
     assert "reporting_amount" not in st.sql.lower() and "element_at" in st.sql.lower()
-    assert spark_sql.used_parameters(st.sql) == {"fx_currencies", "fx_rates", "as_of", "start"}
+    assert spark_sql.used_parameters(st.sql) == {"fx_currencies", "fx_rates"}

@@ -1,8 +1,9 @@
 """The graph's steps on Spark, each from the same sql/ files or domain code as the DuckDB engine.
 
 staging (`spark/staging.py`) -> identity (`intermediate/*` of `identity/links.BUILD_STATEMENTS`)
--> the customer summary (`work/customer_summary.sql` over `intermediate.orders_resolution`,
-dated rates from `work/insert_reporting_rates.sql`) -> RFM (`spark/rfm.py`). No Dagster import.
+-> the orders per customer and day (`work/buyer_days.sql` over `intermediate.orders_resolution`,
+dated rates from `work/insert_reporting_rates.sql`) -> the customer summary
+(`work/customer_summary.sql` over them) -> RFM (`spark/rfm.py`). No Dagster import.
 """
 
 from datetime import date, datetime
@@ -118,6 +119,20 @@ def reporting_rates(tables: SparkTables, currency: str) -> None:
 FX_TYPES = {"fx_currencies": "array<string>", "fx_rates": "array<decimal(38,10)>"}
 
 
+def buyer_days(tables: SparkTables, fx_currencies: list[str] | None, fx_rates: list[float] | None):
+    """`work/buyer_days.sql` over the resolved orders (completed orders per customer and day in
+    the reporting currency), as a DataFrame: the one pass the summaries read."""
+    return tables.run(
+        ["work/buyer_days"],
+        CURRENCY_MACROS,
+        values={"fx_currencies": fx_currencies, "fx_rates": fx_rates},
+        types=FX_TYPES,
+        customer_column="buyer_id",
+        orders_schema="intermediate",
+        orders_table="orders_resolution",
+    )
+
+
 def customer_summary(
     tables: SparkTables,
     as_of: date,
@@ -125,20 +140,14 @@ def customer_summary(
     fx_rates: list[float] | None,
     start: date | None = None,
 ):
-    """`work/customer_summary.sql` over the resolved orders, as a DataFrame."""
+    """`work/customer_summary.sql` over `work.buyer_days` (built here), as a DataFrame."""
+    tables.save("work.buyer_days", buyer_days(tables, fx_currencies, fx_rates))
     return tables.run(
         ["work/customer_summary"],
-        CURRENCY_MACROS,
-        values={
-            "as_of": as_of,
-            "start": start,
-            "fx_currencies": fx_currencies,
-            "fx_rates": fx_rates,
-        },
-        types={**FX_TYPES, "start": "date"},
-        customer_column="buyer_id",
-        orders_schema="intermediate",
-        orders_table="orders_resolution",
+        values={"as_of": as_of, "start": start},
+        types={"start": "date"},
+        days_schema="work",
+        days_table="buyer_days",
     )
 
 
