@@ -267,10 +267,9 @@ def plain_child(data_dir: Path, as_of: str, out: Path) -> None:
     import pandas as pd
 
     warnings.simplefilter("ignore")
+    from bench_value_models import plain_rfm  # benchmarks/ is on the path when run as a script
     from lifetimes import BetaGeoFitter, GammaGammaFitter
     from lifetimes.utils import summary_data_from_transaction_data
-
-    from engagement_box.value.rfm import SEGMENT_MAP
 
     stages: dict[str, float] = {}
     started = t = time.perf_counter()
@@ -321,21 +320,7 @@ def plain_child(data_dir: Path, as_of: str, out: Path) -> None:
     stages["clean: duplicates, completed, parse, FX"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    per = (
-        tx.assign(day=tx["ordered_at"].dt.normalize())
-        .groupby("customer_id")
-        .agg(last=("day", "max"), orders=("day", "size"), spend=("amount", "sum"))
-    )
-    recency = (pd.Timestamp(as_of) - per["last"]).dt.days
-    n = len(per)
-    rfm = pd.DataFrame(
-        {
-            "r": 1 + (recency.rank(method="min", ascending=False).astype(int) - 1) * 5 // n,
-            "f": 1 + (per["orders"].rank(method="min").astype(int) - 1) * 5 // n,
-            "m": 1 + (per["spend"].rank(method="min").astype(int) - 1) * 5 // n,
-        }
-    )
-    rfm["segment"] = [SEGMENT_MAP[cell] for cell in zip(rfm["r"], rfm["f"], strict=True)]
+    rfm = plain_rfm(tx, as_of, "amount")
     stages["RFM (pandas groupby, ranks, segment map)"] = time.perf_counter() - t
 
     t = time.perf_counter()

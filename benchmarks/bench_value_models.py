@@ -202,13 +202,37 @@ def run_fast(db: Path, out: Path) -> dict:
     }
 
 
+def plain_rfm(tx, as_of, amount: str):
+    """RFM as an analyst writes it in pandas (groupby, ranks, the segment map), with the
+    pipeline's tie rule (rank "min"): `tx` has customer_id, ordered_at and the `amount` column.
+    The plain path of this benchmark and of bench_pipeline.py."""
+    import pandas as pd
+
+    from engagement_box.value.rfm import SEGMENT_MAP
+
+    per = (
+        tx.assign(day=tx["ordered_at"].dt.normalize())
+        .groupby("customer_id")
+        .agg(last=("day", "max"), orders=("day", "size"), spend=(amount, "sum"))
+    )
+    recency = (pd.Timestamp(as_of) - per["last"]).dt.days
+    n = len(per)
+    rfm = pd.DataFrame(
+        {
+            "r": 1 + (recency.rank(method="min", ascending=False).astype(int) - 1) * 5 // n,
+            "f": 1 + (per["orders"].rank(method="min").astype(int) - 1) * 5 // n,
+            "m": 1 + (per["spend"].rank(method="min").astype(int) - 1) * 5 // n,
+        }
+    )
+    rfm["segment"] = [SEGMENT_MAP[cell] for cell in zip(rfm["r"], rfm["f"], strict=True)]
+    return rfm
+
+
 def run_plain(db: Path, out: Path) -> dict:
     import duckdb
     import pandas as pd
     from lifetimes import BetaGeoFitter, GammaGammaFitter
     from lifetimes.utils import summary_data_from_transaction_data
-
-    from engagement_box.value.rfm import SEGMENT_MAP
 
     stages = {}
     t0 = time.perf_counter()
@@ -223,23 +247,7 @@ def run_plain(db: Path, out: Path) -> dict:
     # RFM as an analyst writes it in pandas, with the pipeline's tie rule (rank "min"), so the
     # two paths' scores can be compared customer by customer.
     t = time.perf_counter()
-    days = tx["ordered_at"].dt.normalize()
-    per = (
-        tx.assign(day=days)
-        .groupby("customer_id")
-        .agg(last=("day", "max"), orders=("day", "size"), spend=("net_amount", "sum"))
-    )
-    recency = (pd.Timestamp(AS_OF) - per["last"]).dt.days
-    n = len(per)
-    rfm = pd.DataFrame(
-        {
-            "r": 1 + (recency.rank(method="min", ascending=False).astype(int) - 1) * 5 // n,
-            "f": 1 + (per["orders"].rank(method="min").astype(int) - 1) * 5 // n,
-            "m": 1 + (per["spend"].rank(method="min").astype(int) - 1) * 5 // n,
-        }
-    )
-    rfm["segment"] = [SEGMENT_MAP[cell] for cell in zip(rfm["r"], rfm["f"], strict=True)]
-    rfm = rfm.sort_index()
+    rfm = plain_rfm(tx, AS_OF, "net_amount").sort_index()
     stages["RFM (pandas groupby, ranks, segment map)"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -11,22 +11,13 @@ import pytest
 from engagement_box import incremental
 from engagement_box.identity.links import build_identity_links
 from engagement_box.value import summary as summaries
+from tests.conftest import ORDER_HEADER
 from tests.test_identity import con  # noqa: F401  (the staged customers, reviews, social, ...)
 
 FX = {"JPY": 0.007}  # the setting's fallback rate; GBP has dated rates in the fx_rates export
 SETTINGS = summaries.buyer_days_settings("USD", '{"JPY": 0.007}')
 AS_OF, CALIBRATION_END = date(2024, 3, 31), date(2024, 2, 15)
-ORDER_COLUMNS = (
-    "order_id",
-    "customer_id",
-    "email",
-    "ordered_at",
-    "net_amount",
-    "currency",
-    "status",
-    "channel",
-    "source_file",
-)
+ORDER_COLUMNS = (*ORDER_HEADER, "source_file")
 FIRST_FILE = [
     # c2 twice on one day (one in GBP at the dated rate), a return that day, one more day later
     ("o1", "c2", "bob@example.com", "2024-01-05 09:00", "10.1234", "USD", "completed"),
