@@ -107,7 +107,8 @@ def main() -> None:
         build_identity_links(con)
         build = time.perf_counter() - started
         started = time.perf_counter()
-        con.execute(load_sql("intermediate/customer_merge"))
+        for name in ("intermediate/customer_merge_edges", "intermediate/customer_merge"):
+            con.execute(load_sql(name))
         merge = time.perf_counter() - started
 
         people, merged, largest = con.execute(

@@ -48,6 +48,7 @@ BUILD_STATEMENTS = (
     "intermediate/identity_links_table",
     "intermediate/normalization",
     "intermediate/rules",
+    "intermediate/customer_merge_edges",
     "intermediate/customer_merge",
     "intermediate/resolved_customers",
     "intermediate/identity_links",

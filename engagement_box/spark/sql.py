@@ -164,6 +164,16 @@ def transpile(
                 continue
             if kind == "TABLE" and isinstance(tree.expression, exp.Query):
                 query = tree.expression
+                if tree.find(exp.TemporaryProperty) is not None:
+                    # a connection's own temporary table: a session's temporary view in Spark
+                    name = checked_identifier(_target(tree.this))
+                    body = _spark(query, macros)
+                    out.append(
+                        Statement(
+                            "view", name, f"CREATE OR REPLACE TEMPORARY VIEW `{name}` AS {body}"
+                        )
+                    )
+                    continue
                 with_ = tree.args.get("with_") or tree.args.get("with")
                 if with_ is not None and query.args.get("with_") is None:
                     query = query.copy()

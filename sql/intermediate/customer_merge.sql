@@ -11,7 +11,8 @@
 -- guest order or review resolved by email keeps the id it had; and a newer duplicate profile
 -- joining the person never changes the id.
 --
--- How: each profile gets its rank in that order. Only keys carried by two or more profiles make
+-- How: each profile gets its rank in that order. The edges (customer_merge_edges.sql, run just
+-- before this file, shared with the Spark engine): only keys carried by two or more profiles make
 -- edges, and each such key links its profiles to its first one (a star, not every pair, so a key
 -- shared by k profiles gives 2(k - 1) edges, not k^2). Labels propagate over the edges in a
 -- recursive CTE keyed by profile (USING KEY: each round keeps one label per profile and carries
@@ -36,49 +37,12 @@ profiles as (
     group by customer_id
 ),
 
-customer_handles as (
-    select customer_id, unnest(string_split(social_handles, ';')) as raw_value
-    from staging.customers
-    where social_handles is not null
-),
-
-profile_keys as (
-    select p.rank, 'email' as key_type, intermediate.normalized_email(c.email) as key
-    from staging.customers as c
-    inner join profiles as p on p.customer_id = c.customer_id
-    union
-    select p.rank, 'handle', intermediate.normalized_handle(h.raw_value)
-    from customer_handles as h
-    inner join profiles as p on p.customer_id = h.customer_id
-),
-
-shared_keys as (
-    select key_type, key, min(rank) as first_rank
-    from profile_keys
-    where key is not null
-    group by key_type, key
-    having count(distinct rank) > 1
-),
-
-star as (
-    select distinct k.rank as profile, s.first_rank as first_profile
-    from profile_keys as k
-    inner join shared_keys as s on s.key_type = k.key_type and s.key = k.key
-    where k.rank <> s.first_rank
-),
-
-edges as (
-    select profile as from_rank, first_profile as to_rank from star
-    union
-    select first_profile, profile from star
-),
-
 labels (rank, label) using key (rank) as (
-    select distinct from_rank, from_rank from edges
+    select distinct from_rank, from_rank from customer_merge_edges
     union
     select e.to_rank, min(l.label)
     from labels as l
-    inner join edges as e on e.from_rank = l.rank
+    inner join customer_merge_edges as e on e.from_rank = l.rank
     inner join recurring.labels as r on r.rank = e.to_rank
     group by e.to_rank
     having min(l.label) < min(r.label)
