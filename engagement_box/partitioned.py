@@ -106,6 +106,20 @@ def read_partition(
     return frame
 
 
+def partition_summary(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date, preview_rows: int
+) -> tuple[int, pl.DataFrame]:
+    """The number of rows of `as_of` in `schema.table`, and its first `preview_rows` rows (with
+    the `as_of` column), without reading the others."""
+    name = _name(schema, table)
+    row = con.execute(f"SELECT count(*) FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
+    count = int(row.fetchone()[0])
+    preview = con.execute(
+        f"SELECT * FROM {name} WHERE {KEY} = $as_of LIMIT $n", {"as_of": as_of, "n": preview_rows}
+    ).pl()
+    return count, preview
+
+
 def has_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
     """Whether the rows of `as_of` in `schema.table` were written (possibly none)."""
     if not _columns(con, schema, REGISTRY):

@@ -421,7 +421,7 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     """How the current version compares with the staged orders: dates in the warehouse only, so
     the answer does not depend on when it is asked."""
     row = con.execute(
-        "SELECT max(CAST(ordered_at AS DATE)) FROM staging.orders WHERE status = 'completed'"
+        "SELECT CAST(max(ordered_at) AS DATE) FROM staging.orders WHERE status = 'completed'"
     ).fetchone()
     last = row[0] if row else None
     current = (
