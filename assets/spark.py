@@ -8,11 +8,11 @@ lake.py`). Not partitioned: a run models up to ENGAGEMENT_AS_OF, else the last c
 
 import datetime as dt
 import json
+import math
 
 import dagster as dg
 
 from assets.metadata import run_time
-from engagement_box import dictionary
 from engagement_box.spark import engagement, lake, pipeline
 from engagement_box.spark.tables import SparkTables
 from pipelines.resources import (
@@ -152,7 +152,8 @@ def spark_engagement_marts(
     )
     values = marts["engagement_value"]
     parts = ("clv", "crv", "civ", "ckv", "cev")
-    gap, worst, non_finite = values.agg(
+    rows, gap, worst, non_finite = values.agg(
+        F.count("*"),
         F.max(F.abs(F.col("cev") - (F.col("clv") + F.col("crv") + F.col("civ") + F.col("ckv")))),
         F.max(F.abs("cev")),
         F.sum(
@@ -167,10 +168,18 @@ def spark_engagement_marts(
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat(),
-            **{f"{name}_rows": marts[name].count() for name in marts},
+            "dagster/row_count": int(rows),
+            "persona_customers": info["persona_customers"],
             "referral_outcomes": dg.MetadataValue.json(info["referral_outcomes"]),
             "referral_rate_fit": dg.MetadataValue.json(
-                {"r": fit.r, "alpha": fit.alpha, "grouped_rows": info["referral_rate_rows"]}
+                {
+                    # inf: the Poisson limit (one rate for everyone, docs/METRICS.md "CRV")
+                    **{
+                        k: v if math.isfinite(v) else str(v)
+                        for k, v in (("r", fit.r), ("alpha", fit.alpha))
+                    },
+                    "grouped_rows": info["referral_rate_rows"],
+                }
             ),
             "quadrant_cuts": dg.MetadataValue.json(
                 {"clv": info["clv_cut"], "crv": info["crv_cut"]}
@@ -188,24 +197,24 @@ def spark_engagement_marts(
     )
 
 
-@dg.asset(key=PUBLISHED_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[ENGAGEMENT_KEY])
-def spark_published_marts(spark: SparkEngine, lake_dir: LakeResource) -> dg.MaterializeResult:
+@dg.asset(key=PUBLISHED_KEY, group_name="spark", kinds={"parquet"}, deps=[ENGAGEMENT_KEY])
+def spark_published_marts(lake_dir: LakeResource) -> dg.MaterializeResult:
     """Every mart of the run published to the lake as one new version (readers see it whole)."""
-    tables = SparkTables(spark.session(), lake_dir.path)
-    tables.restore()
-    marts = {
-        name: tables.spark.table(f"work.{name}")
-        for name in dictionary.PUBLISHED
-        if tables.spark.catalog.tableExists(f"work.{name}")
-    }
-    as_of = _work_as_of(tables, "customer")
-    record = lake.publish(lake_dir.path, marts, {"as_of": as_of.isoformat(), "engine": "spark"})
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folders = engagement.work_folders(lake_dir.path)
+    if "customer" not in folders:
+        raise dg.Failure("work.customer is not in the lake: materialize spark/engagement_marts")
+    as_of = pc.max(pq.read_table(folders["customer"], columns=["as_of"])["as_of"]).as_py()
+    # the work tables' files, copied: the marts are not computed or encoded again
+    record = lake.publish(lake_dir.path, folders, {"as_of": str(as_of), "engine": "spark"})
     return dg.MaterializeResult(
         metadata={
             "snapshot_id": record["snapshot_id"],
-            "as_of": as_of.isoformat(),
+            "as_of": str(as_of),
             "lake": str(lake_dir.path),
-            "marts": sorted(marts),
+            "marts": sorted(folders),
         }
     )
 

@@ -164,3 +164,53 @@ def test_one_version_holds_every_mart(engagement, spark_run):
         record["marts"]
     )
     assert sorted(record["marts"]) == sorted(published)
+
+
+def test_exact_quantile_beyond_the_driver_limit(spark, monkeypatch):
+    """Above ALL_TO_DRIVER values the cut comes from a narrow band around its ranks; it is still
+    the exact linear quantile, ties and all."""
+    from engagement_box.spark import engagement as spark_engagement
+
+    monkeypatch.setattr(spark_engagement, "ALL_TO_DRIVER", 50)
+    values = [float(v % 97) * 1.5 + (v % 7) / 3 for v in range(2_001)]
+    frame = spark.createDataFrame([(v,) for v in values], "clv double")
+    for q in (0.5, 0.9):
+        expected = pl.Series(values).quantile(q, "linear")
+        assert spark_engagement.exact_quantile(frame, "clv", q) == expected, q
+    assert spark_engagement.exact_quantile(frame.filter("clv < 0"), "clv", 0.5) is None
+
+
+def test_influence_by_joins_equals_the_sparse_ledger(spark):
+    """CIV by two-hop joins equals `influence.customer_influence_value` on a network with loops,
+    a customer reacting to two others, a negative CLV and a reaction type that does not count."""
+    from engagement_box.engagement.config import EngagementSettings
+    from engagement_box.engagement.influence import customer_influence_value
+    from engagement_box.spark.engagement import influence
+
+    social = pl.DataFrame(
+        {
+            "actor_customer_id": ["E", "B", "D", "D", "A", "C", "C", "F", "A"],
+            "target_customer_id": ["A", "A", "A", "B", "B", "A", "F", "C", "A"],
+            "event_type": [
+                "like",
+                "like",
+                "comment",
+                "comment",
+                "share",
+                "like",
+                "like",
+                "like",
+                "like",
+            ],
+        }
+    )
+    clv = pl.DataFrame({"customer_id": list("ABCDEF"), "clv": [200.0, 120, -80, 50, 100, 30]})
+    for settings in [EngagementSettings(civ_beta=0.4, civ_attribution_share=0.3)]:
+        expected = customer_influence_value(social, clv, settings)
+        got = influence(
+            spark.createDataFrame(social.to_arrow()),
+            spark.createDataFrame(clv.to_arrow()),
+            settings,
+        )
+        got = pl.from_arrow(got.toArrow()).select(expected.columns)
+        assert_same_rows(expected, got, ["customer_id"])

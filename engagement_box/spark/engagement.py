@@ -45,11 +45,17 @@ def _batches(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]
         yield from table.cast(schema).to_batches()
 
 
-def per_batch(frame, fn: Callable[[pl.DataFrame], pl.DataFrame], schema: str):
-    """`fn` (polars in, polars out) on each Arrow batch of `frame`: for per-customer code."""
+def _struct(schema):
     from pyspark.sql.types import _parse_datatype_string
 
-    out = _arrow_schema(_parse_datatype_string(schema))
+    return _parse_datatype_string(schema) if isinstance(schema, str) else schema
+
+
+def per_batch(frame, fn: Callable[[pl.DataFrame], pl.DataFrame], schema):
+    """`fn` (polars in, polars out) on each Arrow batch of `frame`: for per-customer code.
+    `schema`: the output's, a DDL string or a StructType."""
+    schema = _struct(schema)
+    out = _arrow_schema(schema)
 
     def apply(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -58,12 +64,11 @@ def per_batch(frame, fn: Callable[[pl.DataFrame], pl.DataFrame], schema: str):
     return frame.mapInArrow(apply, schema)
 
 
-def per_key(frame, key: str, fn: Callable[[pl.DataFrame], pl.DataFrame], schema: str):
+def per_key(frame, key: str, fn: Callable[[pl.DataFrame], pl.DataFrame], schema):
     """`fn` on all the rows of each partition after repartitioning `frame` by `key`: every
     key's rows reach one call, so code that groups by the key runs unchanged."""
-    from pyspark.sql.types import _parse_datatype_string
-
-    out = _arrow_schema(_parse_datatype_string(schema))
+    schema = _struct(schema)
+    out = _arrow_schema(schema)
 
     def apply(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         parts = [pa.Table.from_batches([b]) for b in batches]
@@ -73,17 +78,22 @@ def per_key(frame, key: str, fn: Callable[[pl.DataFrame], pl.DataFrame], schema:
     return frame.repartition(key).mapInArrow(apply, schema)
 
 
+ALL_TO_DRIVER = 100_000  # up to this many values, a quantile's input is sorted on the driver
+
+
 def exact_quantile(frame, column: str, q: float) -> float | None:
     """The `q` quantile of `column` (linear interpolation between order statistics, as polars'
-    `quantile(q, "linear")`), exactly: Spark finds a narrow range of values around the two
-    ranks with an approximate quantile, counts the rows below it, and only the rows inside it
-    reach the driver. None when there are no rows."""
+    `quantile(q, "linear")`), exactly. Up to ALL_TO_DRIVER values, polars takes them all; above,
+    Spark finds a narrow range of values around the two ranks with an approximate quantile,
+    counts the rows below it, and only the rows inside it reach the driver. None when there
+    are no rows."""
     from pyspark.sql import functions as F
 
     values = frame.select(F.col(column).cast("double").alias("v")).filter(F.col("v").isNotNull())
+    first = [r[0] for r in values.limit(ALL_TO_DRIVER + 1).collect()]
+    if len(first) <= ALL_TO_DRIVER:  # few enough: every value, in one job
+        return float(pl.Series(first, dtype=pl.Float64).quantile(q, "linear")) if first else None
     n = values.count()
-    if n == 0:
-        return None
     position = q * (n - 1)
     lower, upper = math.floor(position), math.ceil(position)
     error = 0.001
@@ -256,6 +266,7 @@ def referral_value(
     values (`referral.credited_referrals`), each referrer's statistics (`referrer_stats`), kappa
     and the referral-rate fit on the driver from grouped rows, then `referral_values` per batch."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     by_referee = (
         referrals.join(
@@ -266,22 +277,24 @@ def referral_value(
             "referee_customer_id",
             "left",
         )
-        .repartition("referee_customer_id")
-        .localCheckpoint()
+    ).localCheckpoint()
+    # every referral with its outcome (the rules need all of a referee's referrals at once)
+    judged = StructType(
+        [
+            *by_referee.schema.fields,
+            StructField("rewards", DoubleType()),
+            StructField("outcome", StringType()),
+        ]
     )
     outcomes = per_key(
-        by_referee.drop("_referee_clv"),
+        by_referee,
         "referee_customer_id",
-        lambda f: referral.referral_outcomes(f, as_of).select(
-            "outcome",
-            "referred_at",
-            pl.col("would_have_joined_anyway").cast(pl.Float64),
-        ),
-        "outcome string, referred_at timestamp_ntz, would_have_joined_anyway double",
-    )
+        lambda f: referral.referral_outcomes(f, as_of),
+        judged,
+    ).localCheckpoint()
     counted = outcomes.groupBy("outcome").agg(
         F.count("*").alias("n"),
-        F.sum("would_have_joined_anyway").alias("yes"),
+        F.sum(F.col("would_have_joined_anyway").cast("double")).alias("yes"),
         F.count("would_have_joined_anyway").alias("answered"),
         F.min("referred_at").alias("first"),
     )
@@ -304,7 +317,13 @@ def referral_value(
         lookup = lookup.unique(subset="customer_id", keep="first")
         return referral.credited_referrals(frame.drop("_referee_clv"), lookup, fixed, as_of)
 
-    credited = per_key(by_referee, "referee_customer_id", credit, CREDITED_SCHEMA).localCheckpoint()
+    # the credited referrals are one per referee: judged again alone, they stay credited, so
+    # their values are computed per batch, with no second shuffle
+    credited = per_batch(
+        outcomes.filter(F.col("outcome") == "credited").drop("rewards", "outcome"),
+        credit,
+        CREDITED_SCHEMA,
+    ).localCheckpoint()
     per_referrer = per_key(
         credited,
         "referrer_customer_id",
@@ -480,6 +499,22 @@ def engagement_value(
     )
     info.update({"clv_cut": clv_cut, "crv_cut": crv_cut})
     return values, info
+
+
+def work_folders(lake) -> dict:
+    """{mart: the folder of its `work.<mart>` table's current files} for every mart of the data
+    dictionary the run wrote: the publish copies these files, with no Spark job."""
+    from pathlib import Path
+
+    from engagement_box import dictionary
+    from engagement_box.spark.tables import CURRENT
+
+    folders = {}
+    for mart in dictionary.PUBLISHED:
+        pointer = Path(lake) / "tables" / f"work.{mart}" / CURRENT
+        if pointer.exists():
+            folders[mart] = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    return folders
 
 
 def customer_mart(tables: SparkTables, as_of: date, currency: str):
