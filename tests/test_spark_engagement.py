@@ -205,12 +205,26 @@ def test_influence_by_joins_equals_the_sparse_ledger(spark):
         }
     )
     clv = pl.DataFrame({"customer_id": list("ABCDEF"), "clv": [200.0, 120, -80, 50, 100, 30]})
-    for settings in [EngagementSettings(civ_beta=0.4, civ_attribution_share=0.3)]:
-        expected = customer_influence_value(social, clv, settings)
-        got = influence(
-            spark.createDataFrame(social.to_arrow()),
-            spark.createDataFrame(clv.to_arrow()),
-            settings,
-        )
-        got = pl.from_arrow(got.toArrow()).select(expected.columns)
-        assert_same_rows(expected, got, ["customer_id"])
+    settings = EngagementSettings(civ_beta=0.4, civ_attribution_share=0.3)
+    expected = customer_influence_value(social, clv, settings)
+    got = influence(
+        spark.createDataFrame(social.to_arrow()),
+        spark.createDataFrame(clv.to_arrow()),
+        settings,
+    )
+    got = pl.from_arrow(got.toArrow()).select(expected.columns)
+    assert_same_rows(expected, got, ["customer_id"])
+
+
+def test_a_step_registers_the_lake_again_only_when_the_session_lacks_it(engagement, spark_run):
+    """Steps in the run's process reuse the session's tables; a missing or moved table makes the
+    step register the lake's tables again (as a step in a new process does)."""
+    from assets.spark import _session_holds, lake_tables
+
+    _, tables, _, lake_dir, _ = spark_run
+    assert _session_holds(tables)
+    tables.drop("work.customer")
+    assert not _session_holds(tables)
+    again = lake_tables(tables.spark, lake_dir)
+    assert _session_holds(again)
+    assert again.spark.table("work.customer").count() == engagement[2]["customer"].height
