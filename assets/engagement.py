@@ -25,10 +25,14 @@ from assets.value import (
     work_key,
     write_work,
 )
-from engagement_box import dictionary, reports
+from engagement_box import dictionary, incremental, reports
 from engagement_box.activation import audiences
 from engagement_box.engagement import personas, referral
-from engagement_box.engagement.metrics import engagement_values
+from engagement_box.engagement.metrics import (
+    EngagementParts,
+    engagement_parts,
+    engagement_values_from_parts,
+)
 from engagement_box.frames import read_table
 from engagement_box.governance import versions
 from engagement_box.identity import links as identity
@@ -72,11 +76,10 @@ def engagement_value(
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window).select("customer_id", "clv")
         # One row per person: merged profiles are one customer, since their earliest signup.
-        profiles = con.execute(
-            "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers "
-            "WHERE signup_date <= $as_of",
-            {"as_of": window["as_of"]},
+        people = con.execute(
+            "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers"
         ).pl()
+        profiles = people.filter(pl.col("since") <= window["as_of"])
         customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
         # A customer's referral exposure starts at signup, or at the first order of a buyer
         # without a profile (the earlier of the two when both exist).
@@ -95,17 +98,45 @@ def engagement_value(
                 .alias("converted_at")
             )
         )
-        values = engagement_values(
+        plan, now = _engagement_plan(con, window, engagement_config, customers, people)
+        if plan.incremental:
+            parts = _carried_parts(con, plan.previous_as_of)
+        else:
+            parts = engagement_parts(
+                identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
+                identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+                settings,
+            )
+        values = engagement_values_from_parts(
             clv,
-            identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
-            identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
             referrals,
+            parts,
             settings,
             as_of=window["as_of"],
             customers=customers,
             customer_since=customer_since,
         ).with_columns(pl.lit(window["as_of"]).alias("as_of"))
-        metadata = write_work(con, "engagement_value", values, window)
+        state = incremental.record(
+            con, "engagement_value", window["as_of"], now, values.height, edges=parts.edges.height
+        )
+        con.execute(load_sql("work/influence_edges_table"))
+        edges = [(load_sql("work/delete_influence_edges"), {"as_of": window["as_of"]})]
+        if not plan.incremental:
+            edges.append((load_sql("work/insert_influence_edges"), {"as_of": window["as_of"]}))
+        elif plan.previous_as_of != window["as_of"]:
+            edges.append(
+                (
+                    load_sql("work/carried_influence_edges"),
+                    {"as_of": window["as_of"], "previous_as_of": plan.previous_as_of},
+                )
+            )
+        else:
+            edges = []  # the same as-of again: its network stays as it is
+        con.register("influence_edge_rows", parts.edges)
+        try:
+            metadata = write_work(con, "engagement_value", values, window, also=[*edges, *state])
+        finally:
+            con.unregister("influence_edge_rows")
 
     numeric = [c for c, t in values.schema.items() if t.is_numeric()]
     non_finite = {
@@ -116,6 +147,8 @@ def engagement_value(
     gap = (values["cev"] - sum(values[c] for c in METRIC_COLUMNS)).abs().max() or 0.0
     metadata.update(
         {
+            **plan.metadata(),
+            "influence_edges": parts.edges.height,
             **{
                 money_label(f"total_{c}", window["currency"]): money_value(values[c].sum())
                 for c in (*METRIC_COLUMNS, "cev")
@@ -147,6 +180,56 @@ def engagement_value(
                 },
             )
         ],
+    )
+
+
+def _engagement_plan(
+    con, window: dict, engagement_config: EngagementConfig, customers, people
+) -> tuple[incremental.Plan, dict]:
+    """How this as-of's engagement values are computed: carrying CKV, the social points and the
+    influence network from an earlier as-of (only new orders files since, no review or social
+    event dated between the two as-ofs, no customer with a profile newly counted), or cold."""
+    settings = {
+        k: v
+        for k, v in publish.run_settings(window, engagement_config).items()
+        if k not in (*_MOVING_KEYS, "persona_refit_days")
+    }
+    now = incremental.inputs(con, settings, fixed=incremental.ENGAGEMENT_FIXED)
+    plan = incremental.plan(con, "engagement_value", window["as_of"], now)
+    if not plan.incremental:
+        return plan, now
+    earlier = con.execute(
+        "SELECT customer_id FROM work.engagement_value WHERE as_of = $as_of",
+        {"as_of": plan.previous_as_of},
+    ).pl()
+    new_people = (
+        customers.join(earlier, on="customer_id", how="anti")
+        .join(people.select("customer_id"), on="customer_id", how="semi")
+        .height
+    )
+    problem = incremental.engagement_carry_problem(con, plan, window["as_of"], new_people)
+    if problem is not None:
+        since = f"the run as of {plan.previous_as_of}"
+        return incremental.Plan(False, f"{problem} (since {since}): computed in full"), now
+    reason = plan.reason.replace(
+        "the rest carried forward", "CKV, social points and the influence network carried forward"
+    )
+    return incremental.Plan(True, reason, plan.previous_as_of, plan.previous, plan.new_files), now
+
+
+def _carried_parts(con, previous_as_of: dt.date) -> EngagementParts:
+    """CKV, the social points and the influence network of an earlier as-of's engagement values."""
+    params = {"previous_as_of": previous_as_of}
+    rows = con.execute(load_sql("work/carried_engagement_parts"), params).pl()
+    edges = con.execute(
+        "SELECT target_customer_id, actor_customer_id, weight FROM work.influence_edges "
+        "WHERE as_of = $previous_as_of",
+        params,
+    ).pl()
+    return EngagementParts(
+        edges=edges,
+        knowledge=rows.select("customer_id", "ckv_reviews", "review_count", "ckv_ideas"),
+        points=rows.select("customer_id", pl.col("^social_points.*$")),
     )
 
 

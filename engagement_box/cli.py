@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 from engagement_box import settings
@@ -302,15 +302,12 @@ def _standing_version(partition: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dagster._core.errors import DagsterError
-    from dagster._core.execution.api import execute_run_iterator
-    from dagster._utils.hosted_user_process import recon_job_from_origin
+    from dagster import Failure
 
     home = _instance_home()
     from pipelines.definitions import defs
-    from pipelines.loggers import RUN_LOG_FILE, run_log_path
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
-    from pipelines.resources import process_tags
+    from pipelines.resources import ConfigurationError, run_lock, warehouse_resource
 
     job = defs.resolve_job_def(JOB_NAME)
     try:
@@ -326,6 +323,30 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"FAILED before any step: {problem}", file=sys.stderr)
         return 2
+
+    def waiting(holder: str) -> None:
+        print(f"waiting for the run that holds the warehouse to finish ({holder})", flush=True)
+
+    # The run lock is held from the check for new inputs to the end of the run: a run started
+    # together with another one waits for it, then finds what it published (nothing to do)
+    # instead of computing it again. The run's Warehouse resource re-enters it.
+    with ExitStack() as held:
+        try:
+            held.enter_context(run_lock(warehouse_resource().path, on_wait=waiting))
+        except (Failure, ConfigurationError) as error:
+            print(f"FAILED before any step: {error}", file=sys.stderr)
+            return 1
+        return _run_locked(args, job, partition, home)
+
+
+def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
+    from dagster._core.errors import DagsterError
+    from dagster._core.execution.api import execute_run_iterator
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    from pipelines.loggers import RUN_LOG_FILE, run_log_path
+    from pipelines.resources import process_tags
+
     if not args.force:
         standing = _standing_version(partition)
         if standing is not None:

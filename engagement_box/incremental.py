@@ -226,3 +226,45 @@ def mark_changed_customers(
         params[f"after_{i}"], params[f"until_{i}"] = after, until
     con.execute(load_sql("work/changed_customers"), params)
     return int(con.execute("SELECT count(*) FROM changed_customers").fetchone()[0])
+
+
+# The sources the engagement values read besides orders: a change to any of them moves the
+# parts carried forward (CKV, social points, the influence network) or every customer's CRV.
+ENGAGEMENT_FIXED = ("customers", "fx_rates", "reviews", "social", "referrals")
+
+
+def engagement_carry_problem(
+    con: duckdb.DuckDBPyConnection,
+    previous: Plan,
+    as_of: dt.date,
+    new_people: int,
+) -> str | None:
+    """Why the engagement values of `as_of` cannot carry CKV, the social points and the influence
+    network from those of `previous.previous_as_of` (an incremental `plan` of engagement_value),
+    or None. `new_people`: customers with a profile who are among this as-of's customers and not
+    among the earlier one's (their reviews and social events were never counted)."""
+    since = previous.previous_as_of
+    if since is None:
+        return "no earlier engagement values to carry"
+    reviews, social = con.execute(
+        load_sql("work/engagement_events_between"),
+        {
+            "after_end": dt.datetime.combine(since + dt.timedelta(days=1), dt.time.min),
+            "until_end": dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time.min),
+        },
+    ).fetchone()
+    if reviews or social:
+        return (
+            f"{reviews} review(s) and {social} social event(s) dated after {since} and up to "
+            f"{as_of} count now"
+        )
+    if new_people:
+        return f"{new_people} customer(s) with a profile are counted now and were not at {since}"
+    stored = 0
+    if table_exists(con, "work", "influence_edges"):
+        stored = con.execute(
+            "SELECT count(*) FROM work.influence_edges WHERE as_of = $as_of", {"as_of": since}
+        ).fetchone()[0]
+    if str(stored) != str(previous.previous.get("edges")):
+        return f"the influence network of {since} is not stored as it was computed"
+    return None

@@ -56,10 +56,10 @@ def load_sql(name: str, **identifiers: str) -> str:
 # The catalog questions a run asks many times (before every write and publish). DuckDB's own
 # catalog functions answer them 3-5x faster than information_schema (7 ms against 25 ms on a run's
 # working database), which joins every column of every database to answer.
-_COLUMNS = (
-    "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-    "AND schema_name = $schema AND table_name = $name ORDER BY column_index"
-)
+# The columns of one relation: `pragma_table_info` looks the name up, where duckdb_columns()
+# lists every column of every table (0.6 against 5.3 CPU-ms on a run's working database; the
+# same names and types).
+_COLUMNS = "SELECT name, type FROM pragma_table_info($relation)"
 _TABLES = (
     "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
     "AND schema_name = $schema AND table_name = $name"
@@ -70,10 +70,19 @@ _VIEWS = (
 )
 
 
+def _name_literal(part: str) -> str:
+    return '"' + part.replace('"', '""') + '"'
+
+
 def columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
     """(column name, type) of the table or view `schema.name` of the connection's own database,
     in order; empty when there is none."""
-    return con.execute(_COLUMNS, {"schema": schema, "name": name}).fetchall()
+    row = con.execute("SELECT current_database()").fetchone()
+    relation = ".".join(_name_literal(part) for part in (row[0], schema, name))
+    try:  # the name is a bound value; a missing one fails at binding, leaving any transaction
+        return con.execute(_COLUMNS, {"relation": relation}).fetchall()
+    except duckdb.CatalogException:
+        return []
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:

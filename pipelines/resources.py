@@ -5,7 +5,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -242,10 +242,33 @@ class Warehouse(DuckDBResource):
         return readers.publish(con, self.layout, erased=erased)
 
 
-def acquire_run_lock(database: Path, timeout_seconds: float) -> int:
+# The run locks this process holds: lock path -> [descriptor, depth]. The CLI takes the lock
+# before it checks for new inputs and starts the run; the run's Warehouse resource, in the same
+# process, then re-enters it instead of waiting for itself.
+_HELD: dict[str, list[int]] = {}
+
+
+def run_lock_holder(path: str) -> str:
+    """Who holds the run lock at `path`, as its holder wrote it ("pid 123 since ...")."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or "a process that wrote nothing"
+    except OSError:
+        return "unknown"
+
+
+def acquire_run_lock(
+    database: Path,
+    timeout_seconds: float,
+    on_wait: Callable[[str], None] | None = None,
+) -> int:
     """Take `<database>.run.lock` (flock), waiting up to `timeout_seconds` for another run or
-    erasure to finish. Returns the open descriptor (`release_run_lock` frees it)."""
+    erasure to finish; `on_wait(holder)` is called once if it has to wait. Re-entrant within a
+    process. Returns the open descriptor (`release_run_lock` frees it)."""
     path = f"{database}.run.lock"
+    if path in _HELD:
+        _HELD[path][1] += 1
+        return _HELD[path][0]
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -261,6 +284,9 @@ def acquire_run_lock(database: Path, timeout_seconds: float) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
+            if on_wait is not None:
+                on_wait(run_lock_holder(path))
+                on_wait = None
             if time.monotonic() > deadline:
                 os.close(fd)
                 raise dg.Failure(
@@ -270,18 +296,31 @@ def acquire_run_lock(database: Path, timeout_seconds: float) -> int:
             time.sleep(0.5)
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    _HELD[path] = [fd, 1]
     return fd
 
 
 def release_run_lock(fd: int) -> None:
+    for path, held in _HELD.items():
+        if held[0] == fd:
+            held[1] -= 1
+            if held[1] > 0:
+                return  # an outer holder in this process still holds it
+            del _HELD[path]
+            break
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 
 
 @contextmanager
-def run_lock(database: Path, timeout_seconds: float = 1800.0) -> Iterator[None]:
-    """Hold the run lock of the warehouse `database` (for work outside a run: an erasure)."""
-    fd = acquire_run_lock(database, timeout_seconds)
+def run_lock(
+    database: Path,
+    timeout_seconds: float = 1800.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the run lock of the warehouse `database` (for work outside a run: an erasure, or
+    the CLI from its check for new inputs to the end of the run it starts)."""
+    fd = acquire_run_lock(database, timeout_seconds, on_wait)
     try:
         yield
     finally:

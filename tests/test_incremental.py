@@ -13,6 +13,7 @@ import pytest
 
 from engagement_box import dictionary, incremental
 from engagement_box.governance import erasure, readers
+from engagement_box.sql import load_sql
 from tests.pipeline_runs import DATA_END, copy_run, run_graph
 from tests.test_partitions import (
     REL,
@@ -133,6 +134,12 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
         # only the customers of file B (and of the days that moved) were recomputed
         assert 0 < metadata["customers_recomputed"] <= 20, table
         assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5, table
+    # Engagement: CKV, social points and the influence network carried, CRV, CIV and the rest
+    # computed again with the new CLVs.
+    engagement = step_metadata(second, "engagement_value")
+    assert engagement["computation"] == "incremental", engagement["computation_reason"]
+    assert engagement["carried_from_as_of"] == str(DAY_A)
+    assert engagement["influence_edges"] > 0
     identity = step_metadata(second, "identity_links")
     assert identity["computation"] == "incremental", identity["computation_reason"]
     days = step_metadata(second, "buyer_days")  # file B's orders added to the stored days
@@ -167,12 +174,15 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert cold.success, [e.message for e in cold.all_events if e.is_failure]
     assert step_metadata(cold, "customer_summary")["computation"] == "cold"
     assert step_metadata(cold, "customer_persona")["computation"] == "assigned"
+    assert step_metadata(cold, "engagement_value")["computation"] == "cold"
 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
         statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
         assert query(incremental_db, statement) == query(cold_db, statement), table
     assert step_metadata(cold, "buyer_days")["computation"] == "cold"
     assert query(incremental_db, BUYER_DAYS) == query(cold_db, BUYER_DAYS)  # exact: DECIMAL sums
+    edges = "SELECT * FROM work.influence_edges WHERE as_of = $d ORDER BY ALL"
+    assert query(incremental_db, edges, {"d": DAY_B}) == query(cold_db, edges, {"d": DAY_B})
     for table in WORK_TABLES:
         expected = rows_as_of(cold_db, table, DAY_B)
         assert expected, table
@@ -354,5 +364,37 @@ def test_the_plan_is_cold_for_other_settings_code_an_earlier_as_of_or_no_state(
             con, "customer_summary", DAY_B, incremental.inputs(con, {"currency": "USD"})
         )
         assert not upgraded.incremental and "the model code changed" in upgraded.reason
+    finally:
+        con.close()
+
+
+def test_engagement_values_carry_only_when_no_review_social_event_or_person_is_new(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute("CREATE SCHEMA staging")
+        con.execute("CREATE TABLE staging.reviews (created_at TIMESTAMP)")
+        con.execute("CREATE TABLE staging.social (occurred_at TIMESTAMP)")
+        con.execute("INSERT INTO staging.reviews VALUES ($t)", {"t": f"{DAY_A} 23:59:59"})
+        con.execute("INSERT INTO staging.social VALUES ($t)", {"t": f"{DAY_A} 08:00:00"})
+        con.execute("CREATE SCHEMA work")
+        con.execute(load_sql("work/influence_edges_table"))
+        con.execute("INSERT INTO work.influence_edges VALUES ($d, 'a', 'b', 1.0)", {"d": DAY_A})
+        plan = incremental.Plan(True, "new orders", DAY_A, {"edges": "1"})
+        # events up to the earlier as-of were counted then: nothing new
+        assert incremental.engagement_carry_problem(con, plan, DAY_B, new_people=0) is None
+        assert "2 customer(s) with a profile" in incremental.engagement_carry_problem(
+            con, plan, DAY_B, new_people=2
+        )
+        stored_otherwise = incremental.Plan(True, "new orders", DAY_A, {"edges": "2"})
+        assert "influence network" in incremental.engagement_carry_problem(
+            con, stored_otherwise, DAY_B, new_people=0
+        )
+        con.execute("INSERT INTO staging.social VALUES ($t)", {"t": f"{DAY_B} 00:00:00"})
+        problem = incremental.engagement_carry_problem(con, plan, DAY_B, new_people=0)
+        assert problem == (
+            f"0 review(s) and 1 social event(s) dated after {DAY_A} and up to {DAY_B} count now"
+        )
+        # a later as-of than the event's day is what counts: as of DAY_A again, nothing new
+        assert incremental.engagement_carry_problem(con, plan, DAY_A, new_people=0) is None
     finally:
         con.close()

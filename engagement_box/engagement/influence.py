@@ -100,6 +100,44 @@ def _influence_terms(edges: pl.DataFrame, n: int, settings: EngagementSettings) 
     )
 
 
+EDGE_SCHEMA = {
+    "target_customer_id": pl.String,
+    "actor_customer_id": pl.String,
+    "weight": pl.Float64,
+}
+
+
+def reaction_edges(social: pl.DataFrame, settings: EngagementSettings) -> pl.DataFrame:
+    """The influence network's edges: one row per (influencer, reactor) pair with the summed
+    weight of the reactor's counted reactions to the influencer's content.
+
+    Columns: target_customer_id (the influencer), actor_customer_id (the reactor), weight > 0;
+    in no particular order. It depends on the social events and the settings only (not on CLV), so a
+    run whose events did not change can reuse it (`assets/engagement.py`)."""
+    weights = settings.civ_event_weights
+    weight_expr = (
+        pl.col("event_type").replace_strict(dict(weights), default=0.0, return_dtype=pl.Float64)
+        if weights is not None
+        else pl.lit(1.0)
+    )
+    return (
+        social.filter(
+            pl.col("event_type").is_in(list(settings.civ_reaction_types))
+            & pl.col("actor_customer_id").is_not_null()
+            & pl.col("target_customer_id").is_not_null()
+            & (pl.col("actor_customer_id") != pl.col("target_customer_id"))
+        )
+        .select(
+            pl.col("target_customer_id").cast(pl.String),
+            pl.col("actor_customer_id").cast(pl.String),
+            weight_expr.alias("weight"),
+        )
+        .filter(pl.col("weight") > 0)
+        .group_by("target_customer_id", "actor_customer_id")
+        .agg(pl.col("weight").sum())
+    )
+
+
 def customer_influence_value(
     social: pl.DataFrame, clv: pl.DataFrame, settings: EngagementSettings
 ) -> pl.DataFrame:
@@ -109,30 +147,17 @@ def customer_influence_value(
     from those they influence), civ_ceded (this customer's value moved to their influencers),
     civ = civ_gained - civ_ceded.
     """
-    weights = settings.civ_event_weights
-    weight_expr = (
-        pl.col("event_type").replace_strict(dict(weights), default=0.0, return_dtype=pl.Float64)
-        if weights is not None
-        else pl.lit(1.0)
-    )
-    reactions = (
-        social.filter(
-            pl.col("event_type").is_in(list(settings.civ_reaction_types))
-            & pl.col("actor_customer_id").is_not_null()
-            & pl.col("target_customer_id").is_not_null()
-            & (pl.col("actor_customer_id") != pl.col("target_customer_id"))
-        )
-        .select(
-            pl.col("target_customer_id").alias("influencer"),
-            pl.col("actor_customer_id").alias("reactor"),
-            weight_expr.alias("weight"),
-        )
-        .filter(pl.col("weight") > 0)
-    )
-    if reactions.height == 0:
+    return influence_from_edges(reaction_edges(social, settings), clv, settings)
+
+
+def influence_from_edges(
+    edges: pl.DataFrame, clv: pl.DataFrame, settings: EngagementSettings
+) -> pl.DataFrame:
+    """`customer_influence_value` from the network's edges (`reaction_edges`): the same rows."""
+    if edges.height == 0:
         return pl.DataFrame(schema=INFLUENCE_SCHEMA)
-    influencer = reactions.get_column("influencer")
-    reactor = reactions.get_column("reactor")
+    influencer = edges.get_column("target_customer_id")
+    reactor = edges.get_column("actor_customer_id")
     # Integer index of each customer id: its position among the sorted node ids. One hash pass
     # finds the distinct ids (both columns at once), only those are sorted, and one join maps all
     # the edge ends to their index (cheaper than sorting or casting every id to an Enum).
@@ -146,10 +171,10 @@ def customer_influence_value(
         .to_numpy()
     )
     m = influencer.len()
-    edges = pl.DataFrame(
-        {"i": ends_idx[:m], "j": ends_idx[m:], "weight": reactions.get_column("weight")}
+    indexed = pl.DataFrame(
+        {"i": ends_idx[:m], "j": ends_idx[m:], "weight": edges.get_column("weight")}
     )
-    terms = _influence_terms(edges, n, settings)
+    terms = _influence_terms(indexed, n, settings)
 
     grand = terms.row_sum.sum()
     cie = terms.row_sum / grand if grand > 0 else np.zeros(n)

@@ -16,12 +16,18 @@ Inputs are polars frames whose customer ids are already resolved
              referrer_reward, referee_reward, would_have_joined_anyway
 """
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import polars as pl
 
 from engagement_box.engagement.config import DEFAULT_SOCIAL_POINTS, EngagementSettings
-from engagement_box.engagement.influence import customer_influence_value, influence_matrix
+from engagement_box.engagement.influence import (
+    customer_influence_value,
+    influence_from_edges,
+    influence_matrix,
+    reaction_edges,
+)
 from engagement_box.engagement.knowledge import customer_knowledge_value
 from engagement_box.engagement.quadrants import QUADRANT_PLAYS, QUADRANTS, assign_quadrants
 from engagement_box.engagement.referral import credited_referrals, customer_referral_value
@@ -31,12 +37,15 @@ __all__ = [
     "DEFAULT_SOCIAL_POINTS",
     "QUADRANTS",
     "QUADRANT_PLAYS",
+    "EngagementParts",
     "EngagementSettings",
     "assign_quadrants",
     "credited_referrals",
     "customer_influence_value",
     "customer_knowledge_value",
+    "engagement_parts",
     "engagement_values",
+    "engagement_values_from_parts",
     "influence_matrix",
     "social_points",
 ]
@@ -84,7 +93,7 @@ def social_points(social: pl.DataFrame, settings: EngagementSettings) -> pl.Data
 # --------------------------------------------------------------------------------------------
 
 
-def _default_as_of(referrals: pl.DataFrame, social: pl.DataFrame) -> datetime:
+def _default_as_of(referrals: pl.DataFrame, social: pl.DataFrame | None) -> datetime:
     stamps = [
         referrals.get_column(c).max() for c in ("converted_at", "referred_at") if referrals.height
     ]
@@ -145,6 +154,33 @@ def exposure_start_of(frame: pl.DataFrame, programme: datetime | None) -> pl.Dat
     return frame.select("customer_id", pl.coalesce("since", fallback).alias("start"))
 
 
+@dataclass(frozen=True)
+class EngagementParts:
+    """What the engagement values take from reviews and social events alone, before CLV:
+
+    * edges: the influence network (`influence.reaction_edges`), for CIE and CIV;
+    * knowledge: customer_id, ckv_reviews, review_count, ckv_ideas (`customer_knowledge_value`);
+    * points: customer_id, social_points and one column per platform (`social_points`).
+
+    None of them moves with new orders: a run whose reviews and social events did not change can
+    take them from its previous rows instead of reading the events again."""
+
+    edges: pl.DataFrame
+    knowledge: pl.DataFrame
+    points: pl.DataFrame
+
+
+def engagement_parts(
+    reviews: pl.DataFrame, social: pl.DataFrame, settings: EngagementSettings
+) -> EngagementParts:
+    """The CLV-free parts of the engagement values, from the resolved reviews and social events."""
+    return EngagementParts(
+        edges=reaction_edges(social, settings),
+        knowledge=customer_knowledge_value(reviews, settings),
+        points=social_points(social, settings),
+    )
+
+
 def engagement_values(
     clv: pl.DataFrame,
     reviews: pl.DataFrame,
@@ -165,12 +201,44 @@ def engagement_values(
     sum(cev) = sum(clv) + sum(crv) + sum(ckv) (civ only moves value between customers).
     """
     settings = settings or EngagementSettings()
-    as_of = as_of or _default_as_of(referrals, social)
+    return engagement_values_from_parts(
+        clv,
+        referrals,
+        engagement_parts(reviews, social, settings),
+        settings,
+        as_of=as_of or _default_as_of(referrals, social),
+        customers=customers,
+        customer_since=customer_since,
+    )
+
+
+def engagement_values_from_parts(
+    clv: pl.DataFrame,
+    referrals: pl.DataFrame,
+    parts: EngagementParts,
+    settings: EngagementSettings | None = None,
+    *,
+    as_of: date | datetime | None = None,
+    customers: pl.DataFrame | None = None,
+    customer_since: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """`engagement_values` from the CLV-free parts (`engagement_parts`): the same rows."""
+    settings = settings or EngagementSettings()
+    as_of = as_of or _default_as_of(referrals, None)
     clv = clv.select(pl.col("customer_id").cast(pl.String), pl.col("clv").cast(pl.Float64))
     credited = credited_referrals(referrals, clv, settings, as_of)
-    civ = customer_influence_value(social, clv, settings)
-    ckv = customer_knowledge_value(reviews, settings)
-    points = social_points(social, settings)
+    civ = influence_from_edges(parts.edges, clv, settings)
+    ckv = parts.knowledge.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("ckv_reviews").cast(pl.Float64),
+        pl.col("review_count").cast(pl.Int64),
+        pl.col("ckv_ideas").cast(pl.Float64),
+    )
+    points = parts.points.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("social_points").cast(pl.Float64),
+        *(pl.col(f"social_points_{p}").cast(pl.Float64) for p in SOCIAL_PLATFORMS),
+    )
 
     if customers is not None:
         universe = customers.select(pl.col("customer_id").cast(pl.String))

@@ -1,5 +1,7 @@
 -- Customers moving between RFM segments and between CLV x CRV quadrants from one version to
 -- another, with the engagement value (CEV) they carry in each. '(none)' = not in that version.
+-- One row per customer of either version first (its segment, quadrant and CEV in each), then
+-- both dimensions are counted from it.
 with rfm_from as (
     select customer_id, segment from history.customer_rfm where snapshot_id = $from_snapshot
 ),
@@ -14,41 +16,64 @@ value_to as (
     select customer_id, quadrant, cev from history.engagement_value
     where snapshot_id = $to_snapshot
 ),
-segment_moves as (
-    select
-        'rfm_segment' as dimension,
-        coalesce(f.segment, '(none)') as from_value,
-        coalesce(t.segment, '(none)') as to_value,
-        customer_id
+segments as (
+    select customer_id, f.segment as segment_from, t.segment as segment_to
     from rfm_from as f
     full outer join rfm_to as t using (customer_id)
 ),
-quadrant_moves as (
+quadrants as (
     select
-        'quadrant' as dimension,
-        coalesce(f.quadrant, '(none)') as from_value,
-        coalesce(t.quadrant, '(none)') as to_value,
-        customer_id
+        customer_id,
+        f.quadrant as quadrant_from,
+        t.quadrant as quadrant_to,
+        f.cev as cev_from,
+        t.cev as cev_to
     from value_from as f
     full outer join value_to as t using (customer_id)
 ),
+customers as (
+    select
+        customer_id,
+        s.customer_id is not null as in_segments,
+        q.customer_id is not null as in_quadrants,
+        s.segment_from,
+        s.segment_to,
+        q.quadrant_from,
+        q.quadrant_to,
+        q.cev_from,
+        q.cev_to
+    from segments as s
+    full outer join quadrants as q using (customer_id)
+),
 moves as (
-    select * from segment_moves
+    select
+        'rfm_segment' as dimension,
+        coalesce(segment_from, '(none)') as from_value,
+        coalesce(segment_to, '(none)') as to_value,
+        cev_from,
+        cev_to
+    from customers
+    where in_segments
     union all
-    select * from quadrant_moves
+    select
+        'quadrant' as dimension,
+        coalesce(quadrant_from, '(none)') as from_value,
+        coalesce(quadrant_to, '(none)') as to_value,
+        cev_from,
+        cev_to
+    from customers
+    where in_quadrants
 )
 select
     cast($from_snapshot as bigint) as from_snapshot,
     cast($to_snapshot as bigint) as to_snapshot,
-    m.dimension,
-    m.from_value,
-    m.to_value,
-    m.from_value <> m.to_value as moved,
+    dimension,
+    from_value,
+    to_value,
+    from_value <> to_value as moved,
     count(*) as customers,
-    coalesce(sum(vf.cev), 0) as cev_from,
-    coalesce(sum(vt.cev), 0) as cev_to
-from moves as m
-left join value_from as vf using (customer_id)
-left join value_to as vt using (customer_id)
+    coalesce(sum(cev_from), 0) as cev_from,
+    coalesce(sum(cev_to), 0) as cev_to
+from moves
 group by all
-order by m.dimension, customers desc, m.from_value, m.to_value
+order by dimension, customers desc, from_value, to_value
