@@ -8,13 +8,15 @@ lake.py`). Not partitioned: a run models up to ENGAGEMENT_AS_OF, else the last c
 
 import datetime as dt
 import json
+import math
 
 import dagster as dg
 
 from assets.metadata import run_time
-from engagement_box.spark import lake, pipeline
-from engagement_box.spark.tables import SparkTables
+from engagement_box.spark import engagement, lake, pipeline
+from engagement_box.spark.tables import CURRENT, SparkTables
 from pipelines.resources import (
+    EngagementConfig,
     ExportsResource,
     LakeResource,
     ModelSettings,
@@ -24,6 +26,33 @@ from pipelines.resources import (
 STAGED_KEY = dg.AssetKey(["spark", "staging"])
 IDENTITY_KEY = dg.AssetKey(["spark", "identity_links"])
 MARTS_KEY = dg.AssetKey(["spark", "marts"])
+ENGAGEMENT_KEY = dg.AssetKey(["spark", "engagement_marts"])
+PUBLISHED_KEY = dg.AssetKey(["spark", "published_marts"])
+
+
+def lake_tables(spark, lake, views: bool = True) -> SparkTables:
+    """The lake's tables in this session: registered again only when the session does not
+    already hold every table at its current files (a step in the run's process after another
+    step finds them as that step left them; registering some 30 tables again cost 20 Spark jobs
+    and 10-20 s)."""
+    tables = SparkTables(spark, lake)
+    if not _session_holds(tables):
+        pipeline.restore(tables) if views else tables.restore()
+    return tables
+
+
+def _session_holds(tables: SparkTables) -> bool:
+    catalog = tables.spark.catalog
+    pointers = sorted((tables.lake / "tables").glob(f"*.*/{CURRENT}"))
+    for pointer in pointers:
+        name = pointer.parent.name
+        if not catalog.tableExists(name):
+            return False
+        folder = (pointer.parent / pointer.read_text(encoding="utf-8").strip()).resolve()
+        files = tables.spark.table(name).inputFiles()
+        if not files or any(f"{folder}/" not in f for f in files):
+            return False
+    return bool(pointers)
 
 
 @dg.asset(
@@ -68,8 +97,7 @@ def spark_staging(
 @dg.asset(key=IDENTITY_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[STAGED_KEY])
 def spark_identity_links(spark: SparkEngine, lake_dir: LakeResource) -> dg.MaterializeResult:
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
-    tables = SparkTables(spark.session(), lake_dir.path)
-    tables.restore()
+    tables = lake_tables(spark.session(), lake_dir.path, views=False)
     pipeline.build_identity(tables)
     counts = {
         name: tables.spark.table(f"intermediate.{name}").count()
@@ -85,9 +113,8 @@ def spark_marts(
     lake_dir: LakeResource,
     model_settings: ModelSettings,
 ) -> dg.MaterializeResult:
-    """customer_rfm, customer_value and model_fit, published to the lake as one new version."""
-    tables = SparkTables(spark.session(), lake_dir.path)
-    pipeline.restore(tables)
+    """The value marts (customer_rfm, customer_value, model_fit, ...) as work tables in the lake."""
+    tables = lake_tables(spark.session(), lake_dir.path)
     cfg = model_settings.resolved()
     if cfg.time_unit != "D":
         raise dg.Failure("the Spark engine models in days: set ENGAGEMENT_TIME_UNIT=D")
@@ -103,12 +130,12 @@ def spark_marts(
         margin=cfg.margin,
         penalizer=cfg.penalizer,
     )
-    record = lake.publish(lake_dir.path, marts, {"as_of": as_of.isoformat(), "engine": "spark"})
+    for name, frame in marts.items():
+        tables.save(f"work.{name}", frame)
     return dg.MaterializeResult(
         metadata={
-            "snapshot_id": record["snapshot_id"],
             "as_of": as_of.isoformat(),
-            "lake": str(lake_dir.path),
+            "marts": sorted(marts),
             **{f"fit_{k}": v for k, v in info["fit_rows"].items()},
             "bgnbd": dg.MetadataValue.json(info["bgnbd"].params),
             "gamma_gamma": dg.MetadataValue.json(info["gamma_gamma"].params),
@@ -116,10 +143,114 @@ def spark_marts(
     )
 
 
-spark_assets = [spark_staging, spark_identity_links, spark_marts]
+def _work_as_of(tables: SparkTables, table: str) -> dt.date:
+    """The as-of of the rows the earlier step wrote (each Spark run rebuilds them for one)."""
+    if not tables.spark.catalog.tableExists(f"work.{table}"):
+        raise dg.Failure(f"work.{table} is not in the lake: materialize spark/marts first")
+    (as_of,) = tables.spark.sql(f"SELECT max(as_of) FROM work.{table}").first()
+    return as_of
+
+
+@dg.asset(
+    key=ENGAGEMENT_KEY,
+    group_name="spark",
+    kinds={"spark", "parquet"},
+    deps=[MARTS_KEY],
+    check_specs=[dg.AssetCheckSpec("cev_is_the_sum", asset=ENGAGEMENT_KEY, blocking=True)],
+)
+def spark_engagement_marts(
+    spark: SparkEngine,
+    lake_dir: LakeResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+) -> dg.MaterializeResult:
+    """engagement_value (CRV, CIV, CKV, CEV, quadrants), personas and the customer mart on Spark."""
+    from pyspark.sql import functions as F
+
+    tables = lake_tables(spark.session(), lake_dir.path)
+    as_of = _work_as_of(tables, "customer_value")
+    marts, info = engagement.engagement_marts(
+        tables, as_of, model_settings.resolved().currency, engagement_config.to_settings()
+    )
+    values = marts["engagement_value"]
+    parts = ("clv", "crv", "civ", "ckv", "cev")
+    rows, gap, worst, non_finite = values.agg(
+        F.count("*"),
+        F.max(F.abs(F.col("cev") - (F.col("clv") + F.col("crv") + F.col("civ") + F.col("ckv")))),
+        F.max(F.abs("cev")),
+        F.sum(
+            sum(
+                (F.col(c).isNull() | F.isnan(c) | (F.abs(c) == float("inf"))).cast("int")
+                for c in parts
+            )
+        ),
+    ).first()
+    gap, worst = float(gap or 0.0), float(worst or 0.0)
+    fit = info["referral_rate_fit"]
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "dagster/row_count": int(rows),
+            "persona_customers": info["persona_customers"],
+            "referral_outcomes": dg.MetadataValue.json(info["referral_outcomes"]),
+            "referral_rate_fit": dg.MetadataValue.json(
+                {
+                    # inf: the Poisson limit (one rate for everyone, docs/METRICS.md "CRV")
+                    **{
+                        k: v if math.isfinite(v) else str(v)
+                        for k, v in (("r", fit.r), ("alpha", fit.alpha))
+                    },
+                    "grouped_rows": info["referral_rate_rows"],
+                }
+            ),
+            "quadrant_cuts": dg.MetadataValue.json(
+                {"clv": info["clv_cut"], "crv": info["crv_cut"]}
+            ),
+            "persona_k": info["persona_k"],
+            "persona_fit_rows": info["persona_fit_rows"],
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="cev_is_the_sum",
+                passed=not non_finite and gap <= 1e-6 * max(1.0, worst),
+                metadata={"max_abs_gap": gap, "non_finite_values": int(non_finite or 0)},
+            )
+        ],
+    )
+
+
+@dg.asset(key=PUBLISHED_KEY, group_name="spark", kinds={"parquet"}, deps=[ENGAGEMENT_KEY])
+def spark_published_marts(lake_dir: LakeResource) -> dg.MaterializeResult:
+    """Every mart of the run published to the lake as one new version (readers see it whole)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folders = engagement.work_folders(lake_dir.path)
+    if "customer" not in folders:
+        raise dg.Failure("work.customer is not in the lake: materialize spark/engagement_marts")
+    as_of = pc.max(pq.read_table(folders["customer"], columns=["as_of"])["as_of"]).as_py()
+    # the work tables' files, copied: the marts are not computed or encoded again
+    record = lake.publish(lake_dir.path, folders, {"as_of": str(as_of), "engine": "spark"})
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot_id": record["snapshot_id"],
+            "as_of": str(as_of),
+            "lake": str(lake_dir.path),
+            "marts": sorted(folders),
+        }
+    )
+
+
+spark_assets = [
+    spark_staging,
+    spark_identity_links,
+    spark_marts,
+    spark_engagement_marts,
+    spark_published_marts,
+]
 
 spark_job = dg.define_asset_job(
     name="spark_pipeline",
     selection=dg.AssetSelection.assets(*spark_assets),
-    description="Stage, resolve identity, model and publish the marts on Spark.",
+    description="Stage, resolve identity, model, score engagement and publish the marts on Spark.",
 )

@@ -566,6 +566,7 @@ def spark_resources() -> dict[str, dg.ConfigurableResource]:
         "lake_dir": LakeResource(),
         "exports": ExportsResource(),
         "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(),
     }
 
 

@@ -90,6 +90,17 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def spark_run(spark, tmp_path_factory):
+    """The bundled sample on both engines, once per session (`tests/spark_runs.py`), for the
+    parity tests: (DuckDB connection, SparkTables, staging reports, lake, the Spark run)."""
+    from tests.spark_runs import both_engines
+
+    run = both_engines(spark, tmp_path_factory.mktemp("parity"))
+    yield run
+    run[0].close()
+
+
 # The longest tests, longest first (`--durations` on a quiet 2-core machine, docs/BENCHMARKS.md
 # "The test suite"). The order only decides how the two workers share the suite: tests are handed
 # out one at a time (`--maxschedchunk=1` in pyproject.toml), so the longest start first and the

@@ -31,7 +31,13 @@ def load(engine: str | None) -> dict:
 
 def test_the_spark_engine_has_its_own_assets_and_job_and_duckdb_stays_the_default():
     spark = load("spark")
-    assert spark["assets"] == ["spark/identity_links", "spark/marts", "spark/staging"]
+    assert spark["assets"] == [
+        "spark/engagement_marts",
+        "spark/identity_links",
+        "spark/marts",
+        "spark/published_marts",
+        "spark/staging",
+    ]
     assert "spark_pipeline" in spark["jobs"]
     default = load(None)
     assert "marts/customer" in default["assets"] and "spark/staging" not in default["assets"]

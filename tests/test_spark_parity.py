@@ -1,42 +1,26 @@
 """The Spark engine against the DuckDB engine on the bundled sample: every table the Spark engine
 builds equals the DuckDB engine's (integers and text exactly, numbers to 1e-9 relative).
 
-Both engines run once per test module (one shared Spark session, `tests/conftest.py::spark`),
+Both engines run once per test session (`tests/conftest.py::spark_run`, one shared Spark session),
 from the same exports with the same run time; each test compares one table."""
 
 import math
-import time
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
-from assets.spark import spark_assets
-from engagement_box import settings
-from engagement_box.identity.links import build_identity_links
 from engagement_box.spark import lake, pipeline
-from engagement_box.spark.tables import SparkTables
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import ingest_source
 from engagement_box.value import rfm
 from engagement_box.value.fitting import fit_bgnbd, fit_gamma_gamma
 from engagement_box.value.scoring import score_customers
 from engagement_box.value.summary import customer_summary
-from pipelines.resources import (
-    ExportsResource,
-    LakeResource,
-    ModelSettings,
-    SparkEngine,
-)
+from tests.spark_runs import AS_OF
 
 pytestmark = pytest.mark.spark
-
-SAMPLE = settings.REPO_ROOT / "data" / "sample"
-NOW = datetime(2026, 12, 1)  # the run's time: the bound of `in_future` in both engines
-AS_OF = date(2025, 6, 30)
 
 
 def assert_same_rows(duck: pl.DataFrame, spark: pl.DataFrame, key: list[str]) -> None:
@@ -61,45 +45,11 @@ def assert_same_rows(duck: pl.DataFrame, spark: pl.DataFrame, key: list[str]) ->
 
 
 @pytest.fixture(scope="module")
-def engines(spark, tmp_path_factory):
-    """(DuckDB connection, SparkTables, Spark staging reports, lake) after both engines ran: the
-    DuckDB engine's functions, and the Spark engine's Dagster assets (`assets/spark.py`)."""
-    started = time.perf_counter()
-    root = tmp_path_factory.mktemp("parity")
-    con = duckdb.connect(str(root / "duck.duckdb"))
-    for name in SOURCES:
-        ingest_source(con, SAMPLE, name, run_id="parity", now=NOW)
-    build_identity_links(con)
-    print(f"duckdb engine: {time.perf_counter() - started:.1f} s")
-    lake_dir = root / "lake"
-    result = dg.materialize(
-        spark_assets,
-        resources={
-            "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
-            "lake_dir": LakeResource(lake_dir=str(lake_dir)),
-            "exports": ExportsResource(data_dir=str(SAMPLE)),
-            "model_settings": ModelSettings(as_of=AS_OF.isoformat()),
-        },
-    )
-    assert result.success
-    print(f"spark engine: {time.perf_counter() - started:.1f} s")
-    (staged,) = [
-        event.materialization.metadata
-        for event in result.get_asset_materialization_events()
-        if event.asset_key == dg.AssetKey(["spark", "staging"])
-    ]
-    reports = {
-        name: tuple(
-            staged[f"{name}_{kind}"].value
-            for kind in ("rows_read", "rows_staged", "rows_quarantined")
-        )
-        for name in SOURCES
-    }
-    tables = SparkTables(spark, lake_dir)
-    pipeline.restore(tables)
-    pipeline.reporting_rates(tables, "USD")
-    yield con, tables, reports, lake_dir
-    con.close()
+def engines(spark_run):
+    """(DuckDB connection, SparkTables, Spark staging reports, lake) after both engines ran
+    (`tests/conftest.py::spark_run`, built once per session)."""
+    con, tables, reports, lake_dir, _ = spark_run
+    return con, tables, reports, lake_dir
 
 
 def duck(con, query: str) -> pl.DataFrame:

@@ -110,19 +110,14 @@ def _exposure_start(
     does not cover, the referral programme's first observed referral, or the customer's own
     conversion as a referee if later (a referee could not refer before they joined).
     """
-    ts = pl.Datetime("us")
-    programme = referrals.get_column("referred_at").cast(ts).min() if referrals.height else None
-    joined = (
-        referrals.filter(
-            pl.col("referee_customer_id").is_not_null() & pl.col("converted_at").is_not_null()
-        )
-        .group_by(pl.col("referee_customer_id").cast(pl.String).alias("customer_id"))
-        .agg(pl.col("converted_at").cast(ts).min().alias("joined"))
+    programme = (
+        referrals.get_column("referred_at").cast(pl.Datetime("us")).min()
+        if referrals.height
+        else None
     )
-    fallback = pl.max_horizontal(pl.lit(programme, dtype=ts), pl.col("joined"))
-    frame = universe.join(joined, on="customer_id", how="left")
+    frame = universe.join(referee_joined(referrals), on="customer_id", how="left")
     if customer_since is None:
-        return frame.select("customer_id", fallback.alias("start"))
+        return exposure_start_of(frame, programme)
     missing = {"customer_id", "since"} - set(customer_since.columns)
     if missing:
         raise ValueError(
@@ -131,11 +126,32 @@ def _exposure_start(
         )
     # A customer listed twice (two profiles merged into one person) starts at the earliest.
     since = customer_since.group_by(pl.col("customer_id").cast(pl.String)).agg(
-        pl.col("since").cast(ts).min()
+        pl.col("since").cast(pl.Datetime("us")).min()
     )
-    return frame.join(since, on="customer_id", how="left").select(
-        "customer_id", pl.coalesce("since", fallback).alias("start")
+    return exposure_start_of(frame.join(since, on="customer_id", how="left"), programme)
+
+
+def referee_joined(referrals: pl.DataFrame) -> pl.DataFrame:
+    """customer_id, joined: each referee's first conversion (a referee could not refer before
+    they joined)."""
+    return (
+        referrals.filter(
+            pl.col("referee_customer_id").is_not_null() & pl.col("converted_at").is_not_null()
+        )
+        .group_by(pl.col("referee_customer_id").cast(pl.String).alias("customer_id"))
+        .agg(pl.col("converted_at").cast(pl.Datetime("us")).min().alias("joined"))
     )
+
+
+def exposure_start_of(frame: pl.DataFrame, programme: datetime | None) -> pl.DataFrame:
+    """customer_id, start for each row of `frame` (customer_id, joined, and since when known):
+    `since`, else the programme's first referral or the customer's own conversion if later.
+    Per customer, given the programme's start (the Spark engine runs it per batch)."""
+    ts = pl.Datetime("us")
+    fallback = pl.max_horizontal(pl.lit(programme, dtype=ts), pl.col("joined"))
+    if "since" not in frame.columns:
+        return frame.select("customer_id", fallback.alias("start"))
+    return frame.select("customer_id", pl.coalesce("since", fallback).alias("start"))
 
 
 @dataclass(frozen=True)
@@ -244,6 +260,13 @@ def engagement_values_from_parts(
     out = universe.join(clv.with_columns(pl.lit(True).alias("buyer")), on="customer_id", how="left")
     for part in (crv, civ, ckv, points):
         out = out.join(part, on="customer_id", how="left")
+    return assign_quadrants(finish_values(out).sort("customer_id"), settings)
+
+
+def finish_values(out: pl.DataFrame) -> pl.DataFrame:
+    """The engagement_value columns from each customer's joined parts (buyer, clv and the frames
+    of CRV, CIV, CKV and social points): missing values 0, ckv and cev summed. Per customer (the
+    Spark engine runs it per batch)."""
     value_cols = [c for c in out.columns if c != "customer_id"]
     out = (
         out.with_columns(
@@ -261,26 +284,27 @@ def engagement_values_from_parts(
             (pl.col("clv") + pl.col("crv") + pl.col("civ") + pl.col("ckv")).alias("cev"),
         )
     )
-    platform_cols = [f"social_points_{p}" for p in SOCIAL_PLATFORMS]
-    out = out.select(
-        "customer_id",
-        "buyer",
-        "clv",
-        "crv",
-        "crv_realized",
-        "crv_referrals",
-        "crv_expected_referrals",
-        "crv_value_per_referral",
-        "civ",
-        "civ_gained",
-        "civ_ceded",
-        "cie",
-        "ckv_reviews",
-        "ckv_ideas",
-        "ckv",
-        "review_count",
-        "cev",
-        "social_points",
-        *platform_cols,
-    ).sort("customer_id")
-    return assign_quadrants(out, settings)
+    return out.select(list(VALUE_COLUMNS))
+
+
+VALUE_COLUMNS = (
+    "customer_id",
+    "buyer",
+    "clv",
+    "crv",
+    "crv_realized",
+    "crv_referrals",
+    "crv_expected_referrals",
+    "crv_value_per_referral",
+    "civ",
+    "civ_gained",
+    "civ_ceded",
+    "cie",
+    "ckv_reviews",
+    "ckv_ideas",
+    "ckv",
+    "review_count",
+    "cev",
+    "social_points",
+    *(f"social_points_{p}" for p in SOCIAL_PLATFORMS),
+)

@@ -287,12 +287,45 @@ def assign_personas(frame: pl.DataFrame, model: PersonaModel) -> tuple[pl.DataFr
     return _assign(frame, model, settings)
 
 
+def standardized(
+    frame: pl.DataFrame, model: PersonaModel, settings: PersonaSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the raw features with missing values filled, the model's standardised features) of each
+    row of `frame`."""
+    return _filled_features(frame, settings), (feature_matrix(frame, settings) - model.mean) / (
+        model.scale
+    )
+
+
+def persona_names(model: PersonaModel) -> list[str]:
+    return list(model.names) or [f"Persona {c}" for c in range(model.k)]
+
+
+def profile_frame(
+    names: Sequence[str],
+    sizes: np.ndarray,
+    raw_means: np.ndarray,
+    z_means: np.ndarray,
+    features: Sequence[str],
+) -> pl.DataFrame:
+    """persona_profile's rows: each persona's size, share, raw and standardised feature means."""
+    k, n = len(names), int(sizes.sum())
+    return pl.DataFrame(
+        {
+            "persona_id": np.arange(k, dtype=np.int32),
+            "persona": list(names),
+            "size": sizes.astype(np.int64),
+            "share": sizes / n if n else np.zeros(k),
+            **{f"mean_{f}": raw_means[:, i] for i, f in enumerate(features)},
+            **{f"z_{f}": z_means[:, i] for i, f in enumerate(features)},
+        }
+    )
+
+
 def _assign(
     frame: pl.DataFrame, model: PersonaModel, settings: PersonaSettings
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    n = frame.height
-    raw_values = _filled_features(frame, settings)
-    X = (feature_matrix(frame, settings) - model.mean) / model.scale
+    raw_values, X = standardized(frame, model, settings)
     labels = nearest_centre(X, model.centres)
     k = model.k
     sizes = np.bincount(labels, minlength=k)
@@ -303,17 +336,8 @@ def _assign(
         if mask.any():
             raw_means[c] = raw_values[mask].mean(axis=0)
             z_means[c] = X[mask].mean(axis=0)
-    names = list(model.names) or [f"Persona {c}" for c in range(k)]
-    profiles = pl.DataFrame(
-        {
-            "persona_id": np.arange(k, dtype=np.int32),
-            "persona": names,
-            "size": sizes.astype(np.int64),
-            "share": sizes / n if n else np.zeros(k),
-            **{f"mean_{f}": raw_means[:, i] for i, f in enumerate(settings.features)},
-            **{f"z_{f}": z_means[:, i] for i, f in enumerate(settings.features)},
-        }
-    )
+    names = persona_names(model)
+    profiles = profile_frame(names, sizes, raw_means, z_means, settings.features)
     assignments = pl.DataFrame(
         {
             "customer_id": frame.get_column("customer_id"),

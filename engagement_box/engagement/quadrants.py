@@ -51,6 +51,12 @@ def assign_quadrants(frame: pl.DataFrame, settings: EngagementSettings) -> pl.Da
     referrers = frame.filter(pl.col("crv_referrals") > 0)
     clv_cut = _cut(buyers.get_column("clv"), settings.quadrant_clv_quantile)
     crv_cut = _cut(referrers.get_column("crv"), settings.quadrant_crv_quantile)
+    return with_quadrants(frame, clv_cut, crv_cut)
+
+
+def with_quadrants(frame: pl.DataFrame, clv_cut: float | None, crv_cut: float | None):
+    """`assign_quadrants` given the population's cuts (None: nobody to cut): per customer, so
+    the Spark engine computes the cuts from exact counts and runs this per batch."""
     high_clv = (
         (pl.col("buyer") & (pl.col("clv") > clv_cut)) if clv_cut is not None else pl.lit(False)
     )

@@ -231,13 +231,22 @@ def fit_referral_rate(counts: np.ndarray, exposure_months: np.ndarray) -> Referr
     # One int64 key per (count, days) pair: a 1-D unique, far cheaper than unique rows.
     span = int(days.max()) + 1 if days.size else 1
     keys, weights = np.unique(kept_counts * span + days, return_counts=True)
-    n = (keys // span).astype(np.float64)
-    t = (keys % span) / DAYS_PER_MONTH
-    w = weights.astype(np.float64)
+    return fit_grouped_referral_rate(keys // span, keys % span, weights)
+
+
+def fit_grouped_referral_rate(
+    counts: np.ndarray, exposure_days: np.ndarray, customers: np.ndarray
+) -> ReferralRateFit:
+    """The fit of `fit_referral_rate` from grouped rows: each distinct (referral count, whole
+    days of exposure > 0) with the number of customers who have it, sorted by count then days
+    (the Spark engine groups them on the executors and fits here, on the driver)."""
+    n = np.asarray(counts).astype(np.float64)
+    t = np.asarray(exposure_days) / DAYS_PER_MONTH
+    w = np.asarray(customers).astype(np.float64)
     total_n = float(w @ n)
     total_t = float(w @ t)
     if total_n == 0 or total_t == 0:
-        return ReferralRateFit(0.0, 0.0, int(keep.sum()), int(counts.sum()), total_t, 0.0)
+        return ReferralRateFit(0.0, 0.0, int(w.sum()), int(total_n), total_t, 0.0)
     start = np.log([1.0, total_t / total_n])
 
     def objective(theta: np.ndarray):
@@ -253,7 +262,7 @@ def fit_referral_rate(counts: np.ndarray, exposure_months: np.ndarray) -> Referr
         # of variation 1 / sqrt(r) <= 1%) is one rate for everyone; report the exact limit.
         r = alpha = math.inf
     return ReferralRateFit(
-        float(r), float(alpha), int(keep.sum()), int(total_n), total_t, float(-result.fun)
+        float(r), float(alpha), int(w.sum()), int(total_n), total_t, float(-result.fun)
     )
 
 
@@ -308,21 +317,41 @@ def customer_referral_value(
     crv, crv_realized, crv_referrals, crv_expected_referrals, crv_value_per_referral), the rate
     fit, kappa and the population mean value of one referral.
     """
-    end = as_of_end(as_of)
-    per_referrer = credited.group_by(pl.col("referrer_customer_id").alias("customer_id")).agg(
-        pl.len().cast(pl.Int64).alias("n"),
-        pl.col("value").mean().alias("mean"),
-        ((pl.col("value") - pl.col("value").mean()) ** 2).sum().alias("ss"),
-        pl.col("value").sum().alias("crv_realized"),
-        pl.col("referred_at").min().alias("first_referral"),
-    )
+    per_referrer = referrer_stats(credited)
     kappa = (
         settings.crv_value_credibility
         if settings.crv_value_credibility is not None
         else value_credibility(per_referrer)
     )
     mu = float(credited.get_column("value").mean()) if credited.height else 0.0
+    frame = referral_exposure(exposure_start, per_referrer, as_of)
+    fit = fit_referral_rate(
+        frame.get_column("n").to_numpy().astype(np.float64), frame.get_column("exposure").to_numpy()
+    )
+    return referral_values(frame, fit, kappa, mu, settings), fit, float(kappa), mu
 
+
+def referrer_stats(credited: pl.DataFrame) -> pl.DataFrame:
+    """Per referrer (customer_id): n credited referrals, the mean and the sum of squared
+    deviations of their values, crv_realized (the sum) and the first referral's time."""
+    return credited.group_by(pl.col("referrer_customer_id").alias("customer_id")).agg(
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("value").mean().alias("mean"),
+        ((pl.col("value") - pl.col("value").mean()) ** 2).sum().alias("ss"),
+        pl.col("value").sum().alias("crv_realized"),
+        pl.col("referred_at").min().alias("first_referral"),
+    )
+
+
+def referral_exposure(
+    exposure_start: pl.DataFrame, per_referrer: pl.DataFrame, as_of: date | datetime
+) -> pl.DataFrame:
+    """Each customer of `exposure_start` (customer_id, start) with n, mean, crv_realized from
+    `per_referrer` (`referrer_stats` rows) and their exposure up to the end of the as-of day:
+    `exposure_days` (whole days; at least 1 for whoever made a credited referral, which proves
+    exposure) and `exposure` (the same in 30-day months). Per customer: the Spark engine runs it
+    on each batch of customers."""
+    end = as_of_end(as_of)
     frame = (
         exposure_start.select(
             pl.col("customer_id").cast(pl.String), pl.col("start").cast(pl.Datetime("us"))
@@ -350,7 +379,24 @@ def customer_referral_value(
     # one day for whoever made one.
     exposure = np.rint(exposure * DAYS_PER_MONTH) / DAYS_PER_MONTH
     exposure = np.where(n > 0, np.maximum(exposure, 1.0 / DAYS_PER_MONTH), exposure)
-    fit = fit_referral_rate(n, exposure)
+    return frame.with_columns(
+        pl.Series("exposure", exposure),
+        pl.Series("exposure_days", np.rint(exposure * DAYS_PER_MONTH).astype(np.int64)),
+    )
+
+
+def referral_values(
+    frame: pl.DataFrame,
+    fit: ReferralRateFit,
+    kappa: float,
+    mu: float,
+    settings: EngagementSettings,
+) -> pl.DataFrame:
+    """CRV per customer of `frame` (`referral_exposure` rows) from the population's rate fit,
+    kappa and mean value of one referral: customer_id, crv, crv_realized, crv_referrals,
+    crv_expected_referrals, crv_value_per_referral. Per customer (per batch on Spark)."""
+    n = frame.get_column("n").to_numpy().astype(np.float64)
+    exposure = frame.get_column("exposure").to_numpy()
     rate = fit.rate(n, exposure)
     own_mean = frame.get_column("mean").fill_null(0.0).to_numpy()
     if math.isinf(kappa):
@@ -359,7 +405,7 @@ def customer_referral_value(
         value = np.divide(
             n * own_mean + kappa * mu, n + kappa, out=np.full(n.shape, mu), where=(n + kappa) > 0
         )
-    out = frame.select(
+    return frame.select(
         "customer_id",
         pl.Series("crv", rate * value * annuity(settings)),
         "crv_realized",
@@ -367,4 +413,3 @@ def customer_referral_value(
         pl.Series("crv_expected_referrals", rate * settings.horizon_months),
         pl.Series("crv_value_per_referral", value),
     )
-    return out, fit, float(kappa), mu

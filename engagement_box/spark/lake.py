@@ -44,7 +44,8 @@ def snapshot_ids(lake: Path) -> list[int]:
 
 
 def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """Write every mart (Spark DataFrames by name) as a new version and make it current."""
+    """Write every mart (Spark DataFrames, or folders of Parquet files, by name) as a new
+    version and make it current."""
     lake = Path(lake)
     existing = snapshot_ids(lake)
     snapshot_id = (existing[-1] + 1) if existing else 1
@@ -52,7 +53,10 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
     for mart, frame in marts.items():
         final = history_dir(lake, mart, snapshot_id)
         hidden = final.with_name(f".writing-{final.name}-{uuid.uuid4().hex}")
-        frame.write.mode("error").parquet(str(hidden))
+        if isinstance(frame, Path):  # a folder of Parquet files already written: copied as is
+            shutil.copytree(frame, hidden)
+        else:
+            frame.write.mode("error").parquet(str(hidden))
         os.rename(hidden, final)
         folders[mart] = str(final.relative_to(lake))
     record = {

@@ -1,0 +1,68 @@
+"""The bundled sample run on both engines, once per test session (`tests/conftest.py::engines`):
+the DuckDB engine's staging and identity functions, and the Spark engine's Dagster assets
+(`assets/spark.py`), from the same exports with the same run time."""
+
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from assets.spark import spark_assets
+from engagement_box import settings
+from engagement_box.identity.links import build_identity_links
+from engagement_box.spark import pipeline
+from engagement_box.spark.tables import SparkTables
+from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import ingest_source
+from pipelines.resources import (
+    EngagementConfig,
+    ExportsResource,
+    LakeResource,
+    ModelSettings,
+    SparkEngine,
+)
+
+SAMPLE = settings.REPO_ROOT / "data" / "sample"
+NOW = datetime(2026, 12, 1)  # the run's time: the bound of `in_future` in both engines
+AS_OF = date(2025, 6, 30)
+
+
+def both_engines(spark, root: Path):
+    """(DuckDB connection, SparkTables, Spark staging reports, lake, Spark run result)."""
+    started = time.perf_counter()
+    con = duckdb.connect(str(root / "duck.duckdb"))
+    for name in SOURCES:
+        ingest_source(con, SAMPLE, name, run_id="parity", now=NOW)
+    build_identity_links(con)
+    print(f"duckdb engine: {time.perf_counter() - started:.1f} s")
+    lake_dir = root / "lake"
+    result = dg.materialize(
+        spark_assets,
+        resources={
+            "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
+            "lake_dir": LakeResource(lake_dir=str(lake_dir)),
+            "exports": ExportsResource(data_dir=str(SAMPLE)),
+            "model_settings": ModelSettings(as_of=AS_OF.isoformat()),
+            "engagement_config": EngagementConfig(),
+        },
+    )
+    assert result.success
+    print(f"spark engine: {time.perf_counter() - started:.1f} s")
+    (staged,) = [
+        event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey(["spark", "staging"])
+    ]
+    reports = {
+        name: tuple(
+            staged[f"{name}_{kind}"].value
+            for kind in ("rows_read", "rows_staged", "rows_quarantined")
+        )
+        for name in SOURCES
+    }
+    tables = SparkTables(spark, lake_dir)
+    pipeline.restore(tables)
+    pipeline.reporting_rates(tables, "USD")
+    return con, tables, reports, lake_dir, result

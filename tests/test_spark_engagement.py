@@ -1,0 +1,230 @@
+"""The Spark engine's engagement marts against the DuckDB engine's on the bundled sample:
+engagement_value, customer_persona, persona_profile and customer, every column (integers and
+text exactly, numbers to 1e-9 relative), read back from the lake as an analyst does.
+
+The run is the session's (`tests/conftest.py::spark_run`); the DuckDB side calls the DuckDB
+engine's functions on the same inputs as `assets/engagement.py` does."""
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+import pytest
+
+from engagement_box.engagement import personas, referral
+from engagement_box.engagement.metrics import engagement_values
+from engagement_box.identity import links as identity
+from engagement_box.spark import lake
+from engagement_box.sql import load_sql
+from engagement_box.value import rfm
+from engagement_box.value.summary import customer_summary
+from pipelines.resources import EngagementConfig
+from tests.spark_runs import AS_OF
+from tests.test_spark_parity import assert_same_rows, duckdb_marts
+
+pytestmark = pytest.mark.spark
+
+
+def duckdb_engagement(con) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """The DuckDB engine's engagement marts for AS_OF (the inputs `assets/engagement.py` reads),
+    and the referral outcomes."""
+    value = duckdb_marts(con)
+    clv = value["customer_value"].select("customer_id", "clv")
+    profiles = con.execute(
+        "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers "
+        "WHERE signup_date <= $as_of",
+        {"as_of": AS_OF},
+    ).pl()
+    customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
+    summary = customer_summary(con, AS_OF, currency="USD", fx_rates={})
+    first_orders = summary.select("customer_id", pl.col("first_order_date").alias("since"))
+    until = dt.datetime.combine(AS_OF, dt.time.max)
+    referrals = (
+        identity.resolved(con, "referrals")
+        .filter(pl.col("referred_at") <= until)
+        .with_columns(
+            pl.when(pl.col("converted_at") <= until)
+            .then(pl.col("converted_at"))
+            .alias("converted_at")
+        )
+    )
+    values = engagement_values(
+        clv,
+        identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
+        identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
+        referrals,
+        EngagementConfig().to_settings(),
+        as_of=AS_OF,
+        customers=customers,
+        customer_since=pl.concat([profiles, first_orders], how="vertical_relaxed"),
+    )
+    features = (
+        values.select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+        .join(
+            value["customer_rfm"]
+            .filter(pl.col("segment") != rfm.PROSPECT)
+            .select("customer_id", "days_since_last_order", "order_count", "total_spend"),
+            on="customer_id",
+        )
+        .select(
+            "customer_id",
+            "days_since_last_order",
+            "order_count",
+            "total_spend",
+            "clv",
+            "crv",
+            "civ",
+            "ckv",
+            "social_points",
+        )
+        .sort("customer_id")
+    )
+    fitted = personas.build_personas(features)
+    stamp = pl.lit(AS_OF).alias("as_of")
+    marts = {
+        "engagement_value": values.with_columns(stamp),
+        "customer_persona": fitted.assignments.with_columns(stamp),
+        "persona_profile": fitted.profiles.with_columns(stamp),
+    }
+    # the customer mart: sql/work/customer.sql over these work rows, as the DuckDB engine runs it
+    con.execute("CREATE SCHEMA IF NOT EXISTS work")
+    for name, frame in (
+        ("engagement_value", marts["engagement_value"]),
+        ("customer_rfm", value["customer_rfm"]),
+        ("customer_persona", marts["customer_persona"]),
+        ("customer_value", value["customer_value"]),
+    ):
+        con.register("rows", frame)
+        con.execute(f"CREATE OR REPLACE TABLE work.{name} AS SELECT * FROM rows")
+        con.unregister("rows")
+    customer = con.execute(load_sql("work/customer"), {"as_of": AS_OF, "currency": "USD"}).pl()
+    marts["customer"] = customer.with_columns(stamp)
+    return marts, referral.referral_outcomes(referrals, AS_OF)
+
+
+@pytest.fixture(scope="module")
+def engagement(spark_run):
+    con, _, _, lake_dir, result = spark_run
+    expected, outcomes = duckdb_engagement(con)
+    reader = duckdb.connect()
+    published = lake.attach(reader, lake_dir)
+    yield reader, published, expected, outcomes, result
+    reader.close()
+
+
+@pytest.mark.parametrize(
+    ("mart", "key"),
+    [
+        ("engagement_value", ["customer_id"]),
+        ("customer_persona", ["customer_id"]),
+        ("persona_profile", ["persona_id"]),
+        ("customer", ["customer_id"]),
+    ],
+)
+def test_engagement_marts_equal_the_duckdb_engine(engagement, mart, key):
+    reader, published, expected, _, _ = engagement
+    assert mart in published
+    got = reader.execute(f"SELECT * FROM marts.{mart}").pl()
+    assert got.height > 0
+    assert_same_rows(expected[mart], got, key)
+
+
+def test_the_sample_exercises_every_part(engagement):
+    """Parity means something only if the sample has credited referrals, influence, reviews,
+    several personas and every kind of customer row."""
+    _, _, expected, _, _ = engagement
+    values = expected["engagement_value"]
+    assert (values["crv_referrals"] > 0).sum() > 0
+    assert (values["civ"] != 0).sum() > 0 and (values["ckv"] > 0).sum() > 0
+    assert values["quadrant"].n_unique() >= 3
+    assert expected["persona_profile"].height >= 3
+
+
+def test_referral_outcomes_and_check_of_the_run(engagement):
+    """The Spark step's outcome counts equal the DuckDB engine's, and its blocking check passed."""
+    _, _, _, outcomes, result = engagement
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["spark", "engagement_marts"]
+    ]
+    assert event.materialization.metadata["referral_outcomes"].value == referral.outcome_counts(
+        outcomes
+    )
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "cev_is_the_sum"]
+    assert check.passed
+
+
+def test_one_version_holds_every_mart(engagement, spark_run):
+    """Published once, after everything: one snapshot with the value and engagement marts."""
+    _, published, _, _, _ = engagement
+    record = lake.current(spark_run[3])
+    assert record["snapshot_id"] == 1
+    assert {"customer_rfm", "customer_value", "model_fit", "engagement_value", "customer"} <= set(
+        record["marts"]
+    )
+    assert sorted(record["marts"]) == sorted(published)
+
+
+def test_exact_quantile_beyond_the_driver_limit(spark, monkeypatch):
+    """Above ALL_TO_DRIVER values the cut comes from a narrow band around its ranks; it is still
+    the exact linear quantile, ties and all."""
+    from engagement_box.spark import engagement as spark_engagement
+
+    monkeypatch.setattr(spark_engagement, "ALL_TO_DRIVER", 50)
+    values = [float(v % 97) * 1.5 + (v % 7) / 3 for v in range(2_001)]
+    frame = spark.createDataFrame([(v,) for v in values], "clv double")
+    for q in (0.5, 0.9):
+        expected = pl.Series(values).quantile(q, "linear")
+        assert spark_engagement.exact_quantile(frame, "clv", q) == expected, q
+    assert spark_engagement.exact_quantile(frame.filter("clv < 0"), "clv", 0.5) is None
+
+
+def test_influence_by_joins_equals_the_sparse_ledger(spark):
+    """CIV by two-hop joins equals `influence.customer_influence_value` on a network with loops,
+    a customer reacting to two others, a negative CLV and a reaction type that does not count."""
+    from engagement_box.engagement.config import EngagementSettings
+    from engagement_box.engagement.influence import customer_influence_value
+    from engagement_box.spark.engagement import influence
+
+    social = pl.DataFrame(
+        {
+            "actor_customer_id": ["E", "B", "D", "D", "A", "C", "C", "F", "A"],
+            "target_customer_id": ["A", "A", "A", "B", "B", "A", "F", "C", "A"],
+            "event_type": [
+                "like",
+                "like",
+                "comment",
+                "comment",
+                "share",
+                "like",
+                "like",
+                "like",
+                "like",
+            ],
+        }
+    )
+    clv = pl.DataFrame({"customer_id": list("ABCDEF"), "clv": [200.0, 120, -80, 50, 100, 30]})
+    settings = EngagementSettings(civ_beta=0.4, civ_attribution_share=0.3)
+    expected = customer_influence_value(social, clv, settings)
+    got = influence(
+        spark.createDataFrame(social.to_arrow()),
+        spark.createDataFrame(clv.to_arrow()),
+        settings,
+    )
+    got = pl.from_arrow(got.toArrow()).select(expected.columns)
+    assert_same_rows(expected, got, ["customer_id"])
+
+
+def test_a_step_registers_the_lake_again_only_when_the_session_lacks_it(engagement, spark_run):
+    """Steps in the run's process reuse the session's tables; a missing or moved table makes the
+    step register the lake's tables again (as a step in a new process does)."""
+    from assets.spark import _session_holds, lake_tables
+
+    _, tables, _, lake_dir, _ = spark_run
+    assert _session_holds(tables)
+    tables.drop("work.customer")
+    assert not _session_holds(tables)
+    again = lake_tables(tables.spark, lake_dir)
+    assert _session_holds(again)
+    assert again.spark.table("work.customer").count() == engagement[2]["customer"].height
