@@ -85,7 +85,7 @@ def spark_marts(
     lake_dir: LakeResource,
     model_settings: ModelSettings,
 ) -> dg.MaterializeResult:
-    """customer_rfm, customer_value and model_fit, published to the lake as one new version."""
+    """The value marts (RFM, values, fits, validation, cohorts), published as one version."""
     tables = SparkTables(spark.session(), lake_dir.path)
     pipeline.restore(tables)
     cfg = model_settings.resolved()
@@ -98,6 +98,11 @@ def spark_marts(
         as_of,
         cfg.currency,
         json.loads(cfg.fx_rates_json or "{}"),
+        calibration_end=dt.date.fromisoformat(str(cfg.calibration_end))
+        if cfg.calibration_end
+        else None,
+        holdout_days=cfg.holdout_days,
+        purchase_model=cfg.purchase_model,
         horizon_months=cfg.clv_horizon_months,
         monthly_discount_rate=cfg.monthly_discount_rate,
         margin=cfg.margin,

@@ -462,9 +462,7 @@ def fit_bgnbd(
     n = int(x.shape[0]) if given is None else int(given.sum())
     summary = {"n_customers": n, **_data_summary(given, x=x, t_x=t_x, T=T)}
     if n:
-        summary["share_one_time_buyers"] = round(
-            float(np.average(x == 0, weights=given)), 6
-        )
+        summary["share_one_time_buyers"] = round(float(np.average(x == 0, weights=given)), 6)
 
     def fail(err: ModelFitError, rows: int = 0) -> FitResult:
         return _failed(

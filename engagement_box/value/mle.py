@@ -22,8 +22,8 @@ from engagement_box.value.fitting import (
     FitResult,
     ModelFitError,
     _data_summary,
-    _grouped_input,
     _failed,
+    _grouped_input,
     check_param_range,
 )
 from engagement_box.value.grouping import unique_rows
