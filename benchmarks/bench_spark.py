@@ -85,6 +85,12 @@ def main() -> None:
     parser.add_argument("--as-of", type=date.fromisoformat, help="default: the last order day")
     parser.add_argument("--driver-memory", default=None, help="e.g. 6g (spark.driver.memory)")
     parser.add_argument("--shuffle-partitions", type=int, default=4)
+    parser.add_argument(
+        "--duckdb",
+        type=Path,
+        help="a working database an earlier run of this script left (its value marts): "
+        "skip the DuckDB engine's stages",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     exports = args.exports or work / "exports"
@@ -102,10 +108,13 @@ def main() -> None:
         print(f"{engine:7} {stage:32} {seconds:8.1f} s wall {spent:8.1f} s CPU", flush=True)
         return out
 
-    database = work / "duck.duckdb"
+    database = args.duckdb or work / "duck.duckdb"
     con = duckdb.connect(str(database))
-    timed("duckdb", "staging", lambda: [ingest_source(con, exports, s, "b", NOW) for s in SOURCES])
-    timed("duckdb", "identity", lambda: build_identity_links(con))
+    if args.duckdb is None:
+        timed(
+            "duckdb", "staging", lambda: [ingest_source(con, exports, s, "b", NOW) for s in SOURCES]
+        )
+        timed("duckdb", "identity", lambda: build_identity_links(con))
     as_of = (
         args.as_of
         or con.execute(
@@ -113,7 +122,12 @@ def main() -> None:
         ).fetchone()[0]
     )
     con.close()
-    timed("duckdb", "value marts (assets)", lambda: materialize_duckdb_value_marts(database, as_of))
+    if args.duckdb is None:
+        timed(
+            "duckdb",
+            "value marts (assets)",
+            lambda: materialize_duckdb_value_marts(database, as_of),
+        )
     con = duckdb.connect(str(database), read_only=True)
     expected = duckdb_marts(con, as_of)
     con.close()

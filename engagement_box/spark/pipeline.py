@@ -192,7 +192,7 @@ def value_marts(
     fx_rates: dict[str, float],
     *,
     calibration_end: date | None = None,
-    holdout_days: int = 90,
+    holdout_days: int | None = None,
     purchase_model: str | None = None,
     horizon_months: int = 12,
     monthly_discount_rate: float = 0.01,
@@ -201,17 +201,21 @@ def value_marts(
 ) -> tuple[dict, dict]:
     """The value marts the Spark engine builds, as DataFrames (customer_rfm, customer_value,
     model_fit, model_validation, cohort_retention: the DuckDB engine's columns, in days), and
-    what the fits said. `calibration_end` defaults to as_of - holdout_days, as in the DuckDB
-    engine; `purchase_model` pins the model (ENGAGEMENT_PURCHASE_MODEL)."""
+    what the fits said. `calibration_end` defaults to as_of - holdout_days (default: the setting
+    ENGAGEMENT_HOLDOUT_DAYS's), as in the DuckDB engine; `purchase_model` pins the model
+    (ENGAGEMENT_PURCHASE_MODEL)."""
     from datetime import timedelta
 
     from pyspark.sql import functions as F
 
+    from engagement_box import settings
     from engagement_box.spark import value
     from engagement_box.value import marts as value_tables
     from engagement_box.value.summary import fx_parameters
 
     spark = tables.spark
+    if holdout_days is None:
+        holdout_days = settings.value("ENGAGEMENT_HOLDOUT_DAYS")
     calibration_end = calibration_end or as_of - timedelta(days=holdout_days)
     if calibration_end >= as_of:
         raise ValueError(f"calibration end {calibration_end} must be before the as-of {as_of}")
