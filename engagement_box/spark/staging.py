@@ -179,7 +179,7 @@ def stage_source(spark, data_dir: Path, source_name: str, run_id: str, at: datet
             for c in typed
         ],
         "_rank",
-    ).persist()  # the repeated keys and the staged rows read one window (one shuffle)
+    )
     staged = ranked.filter("_rank = 1").select(typed)
     repeated = ranked.filter("_rank > 1").select(typed)
     quarantine = rows.filter(F.col(KIND) == "quarantine")
