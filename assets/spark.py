@@ -113,7 +113,7 @@ def spark_marts(
     lake_dir: LakeResource,
     model_settings: ModelSettings,
 ) -> dg.MaterializeResult:
-    """The value marts (customer_rfm, customer_value, model_fit, ...) as work tables in the lake."""
+    """The value marts (RFM, values, fits, validation, cohorts) as work tables in the lake."""
     tables = lake_tables(spark.session(), lake_dir.path)
     cfg = model_settings.resolved()
     if cfg.time_unit != "D":
@@ -125,6 +125,11 @@ def spark_marts(
         as_of,
         cfg.currency,
         json.loads(cfg.fx_rates_json or "{}"),
+        calibration_end=dt.date.fromisoformat(str(cfg.calibration_end))
+        if cfg.calibration_end
+        else None,
+        holdout_days=cfg.holdout_days,
+        purchase_model=cfg.purchase_model,
         horizon_months=cfg.clv_horizon_months,
         monthly_discount_rate=cfg.monthly_discount_rate,
         margin=cfg.margin,

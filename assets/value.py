@@ -9,8 +9,6 @@ The maths lives in `engagement_box.value`.
 
 import base64
 import datetime as dt
-import functools
-import importlib.metadata
 import json
 import time
 
@@ -37,14 +35,14 @@ from engagement_box.value import (
     rfm,
     scoring,
     selection,
-    uncertainty,
 )
+from engagement_box.value import marts as value_marts
 from engagement_box.value import summary as summaries
 from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import ModelSettings, Warehouse
 
 GROUP = "customer_value"
-DAY_HORIZONS = (30, 90, 365)
+DAY_HORIZONS = value_marts.DAY_HORIZONS
 
 
 def work_key(name: str) -> dg.AssetKey:
@@ -366,71 +364,6 @@ def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
     )
 
 
-@functools.cache
-def _versions() -> str:
-    """The fitting libraries' versions, recorded with each fit (read once per process: each
-    lookup scans the installed packages' metadata)."""
-    names = ("lifetimes", "numpy", "scipy", "pandas", "duckdb")
-    return json.dumps({n: importlib.metadata.version(n) for n in names})
-
-
-def _fit_row(fit: fitting.FitResult, window_name: str, end, unit: str, chosen: bool) -> dict:
-    params = fit.params
-    return {
-        "model": fit.model,
-        "window": window_name,
-        "window_end": end,
-        "time_unit": unit,
-        "converged": fit.converged,
-        "message": fit.message or None,
-        "reason": fit.reason,
-        "r": params.get("r"),
-        "alpha": params.get("alpha"),
-        "a": params.get("a"),
-        "b": params.get("b"),
-        "p": params.get("p"),
-        "q": params.get("q"),
-        "gamma": params.get("v"),
-        "params": json.dumps(params),
-        "log_likelihood": fit.log_likelihood,
-        "n_customers": fit.n_customers,
-        "n_rows": fit.n_rows,
-        "penalizer": fit.penalizer,
-        "fit_seconds": fit.fit_seconds,
-        "chosen": chosen,
-        "library_versions": _versions(),
-        "fitted_at": dt.datetime.now(),
-    }
-
-
-def _purchase_fits(x, t_x, T, unit: str, penalizer: float) -> dict[str, fitting.FitResult]:
-    """Every purchase model fitted on one window (each on its grouped rows); a failed fit is
-    kept with `converged` False and the reason."""
-    fits = {}
-    for name in purchase_models.MODEL_NAMES:
-        if name == "bgnbd":
-            fits[name] = fitting.fit_bgnbd(
-                x, t_x, T, time_unit=unit, penalizer=penalizer, raise_on_failure=False
-            )
-        else:
-            fits[name] = purchase_models.fit_model(
-                name, x, t_x, T, time_unit=unit, raise_on_failure=False
-            )
-    return fits
-
-
-def _comparison(
-    cal: pl.DataFrame, unit: str, pinned: str | None, fits: dict[str, fitting.FitResult]
-) -> tuple[selection.ModelComparison | None, str]:
-    """The models compared on the holdout with the calibration `fits` (none is fitted again),
-    or (None, why) when no model can be chosen."""
-    try:
-        comparison = selection.compare_models(cal, time_unit=unit, pinned=pinned, fits=fits)
-    except fitting.ModelFitError as exc:
-        return None, str(exc)
-    return comparison, comparison.reason
-
-
 @dg.asset(
     key=work_key("calibration_holdout"),
     group_name=GROUP,
@@ -518,7 +451,7 @@ def model_fit(
         fits, correlations = {}, {}
         for name, frame in (("full", full), ("calibration", cal)):
             x, t_x, T, m = model_inputs(frame, unit)
-            fits[name] = _purchase_fits(x, t_x, T, unit, window["penalizer"])
+            fits[name] = value_marts.purchase_fits(x, t_x, T, unit, window["penalizer"])
             fits[name]["gamma_gamma"] = fitting.fit_gamma_gamma(
                 x, m, penalizer=window["penalizer"], raise_on_failure=False
             )
@@ -526,16 +459,10 @@ def model_fit(
             correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
         pinned = window["purchase_model"]
         calibration_fits = {k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"}
-        comparison, reason = _comparison(cal, unit, pinned, calibration_fits)
+        comparison, reason = value_marts.comparison(cal, unit, pinned, calibration_fits)
         chosen = comparison.chosen if comparison else None
-        rows = [
-            _fit_row(fit, name, end, unit, chosen=fit.model == chosen)
-            for name, end in (("full", window["as_of"]), ("calibration", window["calibration_end"]))
-            for fit in fits[name].values()
-        ]
-        frame = pl.DataFrame(rows).with_columns(
-            pl.lit(json.dumps(correlations["full"])).alias("frequency_spend_correlation")
-        )
+        ends = {"full": window["as_of"], "calibration": window["calibration_end"]}
+        frame = value_marts.fit_table(fits, ends, unit, chosen, correlations["full"])
         metadata = write_work(con, "model_fit", frame, window)
 
     failed = [] if chosen else [f"no purchase model chosen: {reason}"]
@@ -631,43 +558,22 @@ def customer_value(
         summary = read_work(con, "customer_summary", window)
         x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
-        clv_args = {
-            "months": window["clv_horizon_months"],
-            "monthly_discount_rate": window["monthly_discount_rate"],
-            "margin": window["margin"],
-            "time_unit": unit,
-        }
-        horizons = [float(summaries.to_time_unit(days, unit)) for days in DAY_HORIZONS]
-        scores = purchase_models.score_with(
-            model, params, x, t_x, T, m, gamma_gamma=gg, horizons=horizons, **clv_args
+        scores = value_marts.score_table(
+            summary["customer_id"],
+            x,
+            t_x,
+            T,
+            m,
+            model=model,
+            params=params,
+            gamma_gamma=gg,
+            unit=unit,
+            months=window["clv_horizon_months"],
+            monthly_discount_rate=window["monthly_discount_rate"],
+            margin=window["margin"],
         )
-        ranges = (
-            uncertainty.intervals(
-                model, params, x, t_x, T, m, horizon=horizons[-1], gamma_gamma=gg, **clv_args
-            )
-            if len(x)
-            else None
-        )
-        columns = {
-            "customer_id": summary["customer_id"],
-            "frequency": x,
-            "recency": t_x,
-            "T": T,
-            "monetary_value": m,
-            "p_alive": scores["p_alive"],
-            "p_churn": 1.0 - scores["p_alive"],
-        }
-        for days, expected in zip(DAY_HORIZONS, scores["expected_purchases"], strict=True):
-            columns[f"expected_purchases_{days}d"] = expected
-        last = f"expected_purchases_{DAY_HORIZONS[-1]}d"
-        for side in ("p10", "p90"):
-            columns[f"{last}_{side}"] = _range(ranges, f"expected_purchases_{side}", len(x))
-        columns["expected_order_value"] = scores["expected_order_value"]
-        columns["clv"] = scores["clv"]
-        for side in ("p10", "p90"):
-            columns[f"clv_{side}"] = _range(ranges, f"clv_{side}", len(x))
         scoring_seconds = time.perf_counter() - started
-        frame = pl.DataFrame(columns).with_columns(
+        frame = scores.with_columns(
             pl.lit(model).alias("model"),
             pl.lit(unit).alias("time_unit"),
             pl.lit(window["currency"]).alias("currency"),
@@ -685,7 +591,7 @@ def customer_value(
             money_label("total_clv", window["currency"]): money_value(
                 np.nansum(frame["clv"].to_numpy())
             ),
-            "mean_p_alive": float(np.nanmean(scores["p_alive"])) if len(x) else 0.0,
+            "mean_p_alive": float(np.nanmean(scores["p_alive"].to_numpy())) if len(x) else 0.0,
             "clv_horizon_months": window["clv_horizon_months"],
         }
     )
@@ -699,10 +605,6 @@ def customer_value(
             )
         ],
     )
-
-
-def _range(ranges: pl.DataFrame | None, column: str, n: int) -> np.ndarray:
-    return ranges[column].to_numpy() if ranges is not None else np.zeros(n)
 
 
 @dg.asset(
@@ -736,30 +638,15 @@ def model_validation(
             if name in purchase_models.MODEL_NAMES
         }
         cal = read_work(con, "calibration_holdout", window)
-        comparison, reason = _comparison(cal, unit, window["purchase_model"], fits)
+        comparison, reason = value_marts.comparison(cal, unit, window["purchase_model"], fits)
         if comparison is None or comparison.chosen != chosen:
             raise dg.Failure(
                 f"work.model_fit as of {window['as_of']} chose {chosen}, but the holdout now "
                 f"says {comparison.chosen if comparison else reason}: materialize work/model_fit "
                 "again"
             )
-        totals = comparison.models.select(
-            "model",
-            "converged",
-            "total_actual",
-            "total_predicted",
-            "total_error_pct",
-            pl.col("mae").alias("mae_per_customer"),
-            pl.col("log_likelihood").alias("calibration_log_likelihood"),
-            "chosen",
-        )
-        table = (
-            comparison.by_frequency.join(totals, on="model", how="left")
-            if comparison.by_frequency.height
-            else totals
-        ).with_columns(
-            pl.lit(window["calibration_end"]).alias("calibration_end"),
-            pl.lit(window["as_of"]).alias("as_of"),
+        table, totals = value_marts.validation_table(
+            comparison, window["calibration_end"], window["as_of"]
         )
         metadata = write_work(con, "model_validation", table, window)
     png = selection.comparison_plot_png(

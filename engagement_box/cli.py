@@ -424,6 +424,7 @@ def erase(args: argparse.Namespace) -> int:
     from engagement_box.governance import erasure
     from pipelines.resources import (
         EngagementConfig,
+        LakeResource,
         adopt_single_file,
         run_lock,
         warehouse_resource,
@@ -441,6 +442,7 @@ def erase(args: argparse.Namespace) -> int:
                 email=args.email,
                 audience_dir=EngagementConfig().audience_path,
                 published=warehouse.layout,
+                lake=LakeResource().path,
             )
     print(f"request {report.request_id} at {report.requested_at}: person found: {report.found}")
     for table, rows in sorted(report.rows_deleted.items()):
@@ -454,6 +456,8 @@ def erase(args: argparse.Namespace) -> int:
             f"  {len(report.history_files_rewritten)} history Parquet files rewritten without "
             "the person"
         )
+    for mart, rows in sorted(report.lake_rows_removed.items()):
+        print(f"  {'lake ' + mart:40} {rows:>8} rows removed from the Spark lake's versions")
     if args.compact:
         with run_lock(warehouse.path):
             compacted = erasure.compact(warehouse.working_path)

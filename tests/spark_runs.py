@@ -1,6 +1,7 @@
-"""The bundled sample run on both engines, once per test session (`tests/conftest.py::engines`):
-the DuckDB engine's staging and identity functions, and the Spark engine's Dagster assets
-(`assets/spark.py`), from the same exports with the same run time."""
+"""A retailer run on both engines, from the same exports with the same run time: the DuckDB
+engine's staging and identity functions and its value assets (`assets/value.py`), and the Spark
+engine's Dagster assets (`assets/spark.py`). The bundled sample runs once per test session
+(`tests/conftest.py::spark_run`); the 20k-customer parity test runs its own."""
 
 import time
 from datetime import date, datetime
@@ -10,6 +11,7 @@ import dagster as dg
 import duckdb
 
 from assets.spark import spark_assets
+from assets.value import value_assets
 from engagement_box import settings
 from engagement_box.identity.links import build_identity_links
 from engagement_box.spark import pipeline
@@ -22,6 +24,7 @@ from pipelines.resources import (
     LakeResource,
     ModelSettings,
     SparkEngine,
+    Warehouse,
 )
 
 SAMPLE = settings.REPO_ROOT / "data" / "sample"
@@ -29,13 +32,33 @@ NOW = datetime(2026, 12, 1)  # the run's time: the bound of `in_future` in both 
 AS_OF = date(2025, 6, 30)
 
 
-def both_engines(spark, root: Path):
+def materialize_duckdb_value_marts(database: Path, as_of: date) -> None:
+    """The DuckDB engine's value assets (`assets/value.py`) on the working database `database`
+    (staged and resolved already), for the month of `as_of` with the as-of pinned."""
+    result = dg.materialize(
+        value_assets,
+        resources={
+            "warehouse": Warehouse(
+                database=str(database.parent / "published.duckdb"), working_database=str(database)
+            ),
+            "model_settings": ModelSettings(as_of=as_of.isoformat()),
+        },
+        partition_key=as_of.replace(day=1).isoformat(),
+    )
+    assert result.success
+
+
+def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF):
     """(DuckDB connection, SparkTables, Spark staging reports, lake, Spark run result)."""
     started = time.perf_counter()
-    con = duckdb.connect(str(root / "duck.duckdb"))
+    database = root / "duck.duckdb"
+    con = duckdb.connect(str(database))
     for name in SOURCES:
-        ingest_source(con, SAMPLE, name, run_id="parity", now=NOW)
+        ingest_source(con, exports, name, run_id="parity", now=NOW)
     build_identity_links(con)
+    con.close()
+    materialize_duckdb_value_marts(database, as_of)
+    con = duckdb.connect(str(database))
     print(f"duckdb engine: {time.perf_counter() - started:.1f} s")
     lake_dir = root / "lake"
     result = dg.materialize(
@@ -43,8 +66,8 @@ def both_engines(spark, root: Path):
         resources={
             "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
             "lake_dir": LakeResource(lake_dir=str(lake_dir)),
-            "exports": ExportsResource(data_dir=str(SAMPLE)),
-            "model_settings": ModelSettings(as_of=AS_OF.isoformat()),
+            "exports": ExportsResource(data_dir=str(exports)),
+            "model_settings": ModelSettings(as_of=as_of.isoformat()),
             "engagement_config": EngagementConfig(),
         },
     )

@@ -27,6 +27,11 @@
    file that held the person (`engagement_box/governance/readers.py`). A session opened before
    the erasure still reads the old file's `marts.*` until it reconnects; the old file is unlinked,
    so that copy ends when the last such session closes.
+6. Given the Spark engine's lake (ENGAGEMENT_LAKE_DIR) when it holds published versions, rewrite
+   every retained version's files without the person's customer ids
+   (`engagement_box/spark/lake.py::erase_customers`). The ids are the ones resolved in step 1,
+   plus the profiles of the lake's own `staging.customers` with one of the emails. The lake's
+   working tables (`<lake>/tables`) are deleted: every Spark run rebuilds them from the exports.
 
 An erasure request for a person the warehouse does not know is still logged (with the hashes of
 the keys given): the ingest then keeps that person out if their rows arrive later. The report says
@@ -42,7 +47,9 @@ What this does not do, honestly:
   reach the disk. Backups and copies of the file are outside the warehouse's reach.
 * The raw export files still hold the person. The ingest does not read an unchanged file again;
   a changed or new file is read again, and the ingest must drop the erased people's rows with
-  `suppression_mask` (rows it drops count as erased in the reconciliation).
+  `suppression_mask` (rows it drops count as erased in the reconciliation). The Spark engine
+  re-reads every export on each run and does not apply earlier erasures yet: after an erasure,
+  remove the person from the exports before the next Spark run.
 * Aggregates without a customer id (persona profiles, model fits, snapshot row counts in
   `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
   rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
@@ -68,6 +75,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -131,6 +139,7 @@ class ErasureReport:
     checkpointed: bool = False
     published_file: bool = False  # the file analysts open was rebuilt without the person
     history_files_rewritten: list[str] = field(default_factory=list)
+    lake_rows_removed: dict[str, int] = field(default_factory=dict)  # Spark lake: mart -> rows
 
     @property
     def total_rows(self) -> int:
@@ -423,6 +432,7 @@ def erase(
     salt: str | None = None,
     now: datetime | None = None,
     published: readers.Layout | None = None,
+    lake: Path | str | None = None,
 ) -> ErasureReport:
     """Erase one person from every table, every retained version and the audience files.
 
@@ -489,11 +499,52 @@ def erase(
         report.published_file = done.built
         report.history_files_rewritten = done.files_rewritten
 
+    if lake is not None:
+        report.lake_rows_removed = erase_from_lake(Path(lake), subjects)
+        report.found = report.found or bool(report.lake_rows_removed)
+
     if audience_dir is not None and Path(audience_dir).is_dir():
         report.audience_rows_removed = erase_from_audiences(
             Path(audience_dir), subjects.of("customer_id"), subjects.of("email")
         )
     return report
+
+
+# ----------------------------------------------------------------------------------------------
+# The Spark engine's lake
+
+
+def erase_from_lake(lake: Path, subjects: _Subjects) -> dict[str, int]:
+    """Rows removed per mart from every retained version of the lake's marts (none when `lake`
+    holds no published version). The customer ids: the subjects' and those of the lake's staged
+    customer profiles with one of their emails."""
+    from engagement_box.spark import lake as spark_lake
+
+    if not spark_lake.has_lake(lake):
+        return {}
+    ids = set(subjects.of("customer_id"))
+    emails = subjects.of("email")
+    pointer = lake / "tables" / "staging.customers" / "_current"
+    if emails and pointer.exists():
+        folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+        profiles = pl.scan_parquet(folder / "*.parquet").select(
+            normalized_expr("customer_id", "customer_id"), normalized_expr("email", "email")
+        )
+        ids |= set(
+            profiles.filter(pl.col("email").is_in(emails))
+            .select("customer_id")
+            .collect()["customer_id"]
+            .drop_nulls()
+            .to_list()
+        )
+    removed = spark_lake.erase_customers(lake, sorted(ids))
+    # The working tables hold the person's staged rows; every Spark run rebuilds them.
+    tables = lake / "tables"
+    if tables.is_dir():
+        aside = lake / f".erased-tables-{uuid.uuid4().hex}"
+        os.rename(tables, aside)
+        shutil.rmtree(aside)
+    return removed
 
 
 # ----------------------------------------------------------------------------------------------

@@ -77,31 +77,53 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
     return record
 
 
-def erase_customers(spark, lake: Path, customer_ids: list[str]) -> dict[str, int]:
-    """Rewrite every retained version's files without the rows of `customer_ids` (one folder at a
-    time: each rewritten folder replaces the old one by rename). Returns rows removed per mart."""
-    from pyspark.sql import functions as F
+def erase_customers(lake: Path, customer_ids: list[str]) -> dict[str, int]:
+    """Rewrite every retained version's files without the rows of `customer_ids`. Returns the
+    rows removed per mart (marts without a customer_id column, or without the person, are left
+    as they are).
+
+    No Spark: the files are read and written on this machine (polars, one version folder at a
+    time), so `engagement-box erase` needs no JVM. A version is rewritten into a hidden folder
+    beside it, then swapped in by two renames (the old folder aside, the new one in its place),
+    and the old files are deleted: a reader of a version's folder lists either the old files or
+    the new ones, never some of each (between the renames the folder is missing and a reader
+    gets an error, never a mix).
+    """
+    import polars as pl
 
     lake = Path(lake)
+    ids = sorted({c for c in customer_ids if c})
     removed: dict[str, int] = {}
-    ids = spark.createDataFrame([(c,) for c in customer_ids], "customer_id string")
+    if not ids:
+        return removed
     for folder in sorted((lake / "history").glob("*/snapshot_id=*")):
-        mart = folder.parent.name
-        frame = spark.read.parquet(str(folder))
-        if "customer_id" not in frame.columns:
+        files = sorted(folder.glob("*.parquet"))
+        if not files:
             continue
-        kept = frame.join(F.broadcast(ids), "customer_id", "left_anti").select(*frame.columns)
-        gone = frame.count() - kept.count()
+        mart = folder.parent.name
+        schema = pl.read_parquet_schema(files[0])
+        if "customer_id" not in schema:
+            continue
+        hit = pl.scan_parquet(files).filter(pl.col("customer_id").is_in(ids))
+        gone = hit.select(pl.len()).collect().item()
         if not gone:
             continue
         fresh = folder.with_name(f".erasing-{folder.name}-{uuid.uuid4().hex}")
-        kept.write.mode("error").parquet(str(fresh))
+        fresh.mkdir()
+        for path in files:  # file by file: each keeps its rows' order and the others' rows
+            kept = pl.read_parquet(path).filter(~pl.col("customer_id").is_in(ids))
+            kept.write_parquet(fresh / path.name)
         old = folder.with_name(f".erased-{folder.name}-{uuid.uuid4().hex}")
         os.rename(folder, old)
         os.rename(fresh, folder)
         shutil.rmtree(old)
         removed[mart] = removed.get(mart, 0) + gone
     return removed
+
+
+def has_lake(lake: Path | None) -> bool:
+    """True when `lake` holds published versions (a lake the Spark engine wrote)."""
+    return lake is not None and (Path(lake) / "history").is_dir()
 
 
 def attach(con, lake: Path, schema: str = "marts") -> list[str]:

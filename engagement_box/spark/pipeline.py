@@ -9,6 +9,8 @@ dated rates from `work/insert_reporting_rates.sql`) -> the customer summary
 from datetime import date, datetime
 from pathlib import Path
 
+import polars as pl
+
 from engagement_box.identity.links import BUILD_STATEMENTS
 from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
 from engagement_box.spark.staging import SparkIngestReport, stage_source
@@ -45,6 +47,7 @@ def stage_all(
     ).collect()
     for source, reason, n in by_reason:
         reports[source].quarantine_by_reason[reason] = n
+    tables.spark.catalog.clearCache()  # the validated rows `stage_source` kept for its counts
     return reports
 
 
@@ -151,65 +154,162 @@ def customer_summary(
     )
 
 
+def calibration_holdout(tables: SparkTables, calibration_end: date, as_of: date):
+    """`work/calibration_holdout.sql` over `work.buyer_days`, as a DataFrame."""
+    return tables.run(
+        ["work/calibration_holdout"],
+        values={"calibration_end": calibration_end, "as_of": as_of, "start": None},
+        types={"start": "date"},
+        days_schema="work",
+        days_table="buyer_days",
+    )
+
+
+def cohort_retention(tables: SparkTables, as_of: date):
+    """`work/cohort_retention.sql` over `work.buyer_days`, as a DataFrame."""
+    return tables.run(
+        ["work/cohort_retention"],
+        values={"as_of": as_of},
+        days_schema="work",
+        days_table="buyer_days",
+    )
+
+
+def _spark_frame(spark, frame: pl.DataFrame):
+    """A small driver-side table as a Spark DataFrame; a column with no value at all is text,
+    as the DuckDB engine stores it (`partitioned.write_partition`)."""
+    return spark.createDataFrame(frame.with_columns(pl.col(pl.Null).cast(pl.String)).to_arrow())
+
+
+class NoModelChosen(Exception):
+    """No purchase model or no Gamma-Gamma fit converged: nothing can be scored."""
+
+
 def value_marts(
     tables: SparkTables,
     as_of: date,
     currency: str,
     fx_rates: dict[str, float],
     *,
+    calibration_end: date | None = None,
+    holdout_days: int | None = None,
+    purchase_model: str | None = None,
     horizon_months: int = 12,
     monthly_discount_rate: float = 0.01,
     margin: float = 1.0,
     penalizer: float = 0.0,
 ) -> tuple[dict, dict]:
-    """The marts the Spark engine builds, as DataFrames, and what the fits said:
-    customer_rfm, customer_value (the summary with P(alive), E[M] and CLV) and model_fit."""
+    """The value marts the Spark engine builds, as DataFrames (customer_rfm, customer_value,
+    model_fit, model_validation, cohort_retention: the DuckDB engine's columns, in days), and
+    what the fits said. `calibration_end` defaults to as_of - holdout_days (default: the setting
+    ENGAGEMENT_HOLDOUT_DAYS's), as in the DuckDB engine; `purchase_model` pins the model
+    (ENGAGEMENT_PURCHASE_MODEL)."""
+    from datetime import timedelta
+
     from pyspark.sql import functions as F
 
+    from engagement_box import settings
     from engagement_box.spark import value
+    from engagement_box.value import marts as value_tables
     from engagement_box.value.summary import fx_parameters
 
     spark = tables.spark
+    if holdout_days is None:
+        holdout_days = settings.value("ENGAGEMENT_HOLDOUT_DAYS")
+    calibration_end = calibration_end or as_of - timedelta(days=holdout_days)
+    if calibration_end >= as_of:
+        raise ValueError(f"calibration end {calibration_end} must be before the as-of {as_of}")
     reporting_rates(tables, currency)
     fx = fx_parameters(currency, fx_rates)
     summary = customer_summary(tables, as_of, fx["fx_currencies"], fx["fx_rates"])
     tables.save("work.customer_summary", summary)
     summary = spark.table("work.customer_summary")
+    tables.save("work.calibration_holdout", calibration_holdout(tables, calibration_end, as_of))
+    cal = spark.table("work.calibration_holdout")
+    stamp = F.lit(as_of).alias("as_of")
+
     customers = run(
         spark,
         "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= :as_of",
         {"as_of": as_of},
     )
-    stamp = F.lit(as_of).alias("as_of")
     rfm = value.score_rfm(spark, summary, customers, as_of).select("*", stamp)
-    bgnbd, gamma_gamma, sizes = value.fit_models(summary, penalizer)
+
+    # The fits, on the driver, from grouped rows (days).
+    spend_of = summary.select("frequency", F.col("monetary_value").cast("double"))
+    purchases = value.grouped(summary, "frequency", "recency_days", "T_days")
+    spend = value.grouped(spend_of, "frequency", "monetary_value")
+    holdout = value.grouped(
+        cal, "frequency", "recency_days", "T_days", "holdout_purchases", "holdout_days"
+    )
+    cal_spend = value.grouped(
+        cal.select("frequency", F.col("monetary_value").cast("double")),
+        "frequency",
+        "monetary_value",
+    )
+    fits = {
+        "full": value.fit_window(purchases, spend, penalizer),
+        "calibration": value.fit_window(holdout, cal_spend, penalizer),
+    }
+    calibration_fits = {k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"}
+    comparison, reason = value_tables.comparison(
+        value.holdout_frame(holdout), "D", purchase_model, calibration_fits
+    )
+    chosen = comparison.chosen if comparison else None
+    ends = {"full": as_of, "calibration": calibration_end}
+    fit_rows = value_tables.fit_table(fits, ends, "D", chosen, value.spend_correlation(spend))
+    model_fit = _spark_frame(spark, fit_rows.with_columns(pl.lit(as_of).alias("as_of")))
+
+    full = fits["full"]
+    gamma_gamma = full["gamma_gamma"]
+    if chosen is None or not full[chosen].converged or not gamma_gamma.converged:
+        raise NoModelChosen(
+            f"no purchase model could be chosen and scored as of {as_of} ({reason}); "
+            f"Gamma-Gamma: {gamma_gamma.message}"
+        )
+    cov, gg_cov = value.covariances(
+        chosen, full[chosen].params, gamma_gamma.params, purchases, spend
+    )
     scores = value.score(
         summary,
-        bgnbd,
-        gamma_gamma,
+        chosen,
+        full[chosen].params,
+        gamma_gamma.params,
+        cov,
+        gg_cov,
         months=horizon_months,
         monthly_discount_rate=monthly_discount_rate,
         margin=margin,
     )
-    customer_value = summary.join(scores, "customer_id").select(
-        "customer_id",
-        F.col("frequency"),
-        F.col("recency_days"),
-        F.col("T_days"),
-        F.col("monetary_value"),
-        "p_alive",
-        "expected_order_value",
-        "clv",
+    customer_value = scores.select(
+        "*",
+        F.lit(chosen).alias("model"),
+        F.lit("D").alias("time_unit"),
+        F.lit(currency).alias("currency"),
         stamp,
     )
-    fit_rows = [
-        (result.model, name, float(v), result.log_likelihood, result.n_customers)
-        for result in (bgnbd, gamma_gamma)
-        for name, v in result.params.items()
-    ]
-    model_fit = spark.createDataFrame(
-        fit_rows,
-        "model string, parameter string, value double, log_likelihood double, n_customers bigint",
-    ).select("*", stamp)
-    marts = {"customer_rfm": rfm, "customer_value": customer_value, "model_fit": model_fit}
-    return marts, {"fit_rows": sizes, "bgnbd": bgnbd, "gamma_gamma": gamma_gamma}
+    validation, _ = value_tables.validation_table(comparison, calibration_end, as_of)
+    model_validation = _spark_frame(spark, validation)
+    cohorts = cohort_retention(tables, as_of).select("*", F.lit(currency).alias("currency"), stamp)
+    marts = {
+        "customer_rfm": rfm,
+        "customer_value": customer_value,
+        "model_fit": model_fit,
+        "model_validation": model_validation,
+        "cohort_retention": cohorts,
+    }
+    sizes = {
+        "customers": int(value._column(purchases, "n").sum()),
+        "purchase_rows": purchases.num_rows,
+        "spend_rows": spend.num_rows,
+        "calibration_rows": holdout.num_rows,
+    }
+    info = {
+        "fit_rows": sizes,
+        "chosen": chosen,
+        "choice_reason": reason,
+        "fits": fits,
+        "bgnbd": full["bgnbd"],
+        "gamma_gamma": gamma_gamma,
+    }
+    return marts, info

@@ -24,7 +24,9 @@ from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES, Source
 
 KIND = "_kind"  # staged | quarantine | read (one row per file: its rows read in source_row)
-QUARANTINE_COLUMNS = ("q_column", "q_reason", "q_detail", "q_reasons", "q_raw_values")
+# The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
+# columns in one Arrow schema, so no source may have a column of the same name (checked).
+QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
 
 
 @dataclass
@@ -56,10 +58,16 @@ def typed_schema(source: Source) -> pl.Schema:
 
 
 def _arrow_schema(source: Source) -> pa.Schema:
+    clash = sorted(set(source.columns) & {*QUARANTINE_COLUMNS, KIND})
+    if clash:
+        raise ValueError(
+            f"{source.name}: the columns {clash} are also quarantine columns; the Spark engine "
+            "carries both in one row, so rename them in the contract"
+        )
     typed = pl.DataFrame(schema=typed_schema(source)).to_arrow(compat_level=pl.CompatLevel.oldest())
     fields = list(typed.schema)
-    fields += [pa.field(c, pa.string()) for c in QUARANTINE_COLUMNS if c != "q_reasons"]
-    fields.insert(len(fields) - 1, pa.field("q_reasons", pa.list_(pa.string())))
+    fields += [pa.field(c, pa.string()) for c in QUARANTINE_COLUMNS if c != "reasons"]
+    fields.insert(len(fields) - 1, pa.field("reasons", pa.list_(pa.string())))
     fields.append(pa.field(KIND, pa.string()))
     return pa.schema(fields)
 
@@ -101,16 +109,12 @@ def _validate_files(source_name: str, data_dir: str, run_id: str, at: datetime):
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
             pl.lit("staged").alias(KIND),
         )
-        staged = staged.with_columns(pl.col("q_reasons").cast(pl.List(pl.String)))
+        staged = staged.with_columns(pl.col("reasons").cast(pl.List(pl.String)))
         quarantined = bad.select(
             *[empty[c].alias(c) for c in source.columns],
             "source_file",
             "source_row",
-            pl.col("column").alias("q_column"),
-            pl.col("reason").alias("q_reason"),
-            pl.col("detail").alias("q_detail"),
-            pl.col("reasons").alias("q_reasons"),
-            pl.col("raw_values").alias("q_raw_values"),
+            *QUARANTINE_COLUMNS,
             pl.lit("quarantine").alias(KIND),
         )
         read = (
@@ -128,7 +132,7 @@ def _validate_files(source_name: str, data_dir: str, run_id: str, at: datetime):
                 *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
                 pl.lit("read").alias(KIND),
             )
-            .with_columns(pl.col("q_reasons").cast(pl.List(pl.String)))
+            .with_columns(pl.col("reasons").cast(pl.List(pl.String)))
         )
         for part in (staged, quarantined, read):
             out = to_batch(part.select(schema.names))
@@ -202,10 +206,12 @@ def stage_source(spark, data_dir: Path, source_name: str, run_id: str, at: datet
     if extra_df is not None:
         quarantine_df = quarantine_df.unionByName(extra_df.select(*quarantine_df.columns))
 
-    counts = {k: v for k, v in rows.groupBy(KIND).count().collect()}
-    report.rows_read = (
-        rows.filter(F.col(KIND) == "read").agg(F.sum("source_row")).collect()[0][0] or 0
-    )
+    # One job for every count: rows per kind, and the rows read (a "read" row per file holds
+    # the file's row count in source_row).
+    counts, sums = {}, {}
+    for kind, n, total in rows.groupBy(KIND).agg(F.count("*"), F.sum("source_row")).collect():
+        counts[kind], sums[kind] = n, total
+    report.rows_read = sums.get("read") or 0
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
     report.rows_staged = counts.get("staged", 0) - dup_rows.height
     return staged, quarantine_df, report
@@ -219,11 +225,7 @@ def _quarantine(spark, rows, source_name: str = "", run_id: str = "", at: dateti
         F.lit(source_name).alias("source"),
         "source_file",
         "source_row",
-        F.col("q_column").alias("column"),
-        F.col("q_reason").alias("reason"),
-        F.col("q_detail").alias("detail"),
-        F.col("q_reasons").alias("reasons"),
-        F.col("q_raw_values").alias("raw_values"),
+        *QUARANTINE_COLUMNS,
         F.lit(run_id).alias("run_id"),
         F.lit(at).cast("timestamp_ntz").alias("quarantined_at"),
     )

@@ -4,12 +4,17 @@
   worse / n)) from exact counts: Spark counts the customers per distinct value, a running sum
   over the distinct values gives "strictly worse", and every customer gets its value's score.
   No quantile is estimated, so the cuts equal the DuckDB engine's.
-- Fits (`fit_models`): BG/NBD and Gamma-Gamma are fitted on the driver by the DuckDB engine's own
-  functions (`value/fitting.py`), from the distinct (x, t_x, T) and (x, m) rows Spark groups,
-  with their counts as weights. At 0.7 distinct rows per buyer that is tens of millions of rows
-  at 100M customers (docs/SPARK.md).
-- Scores (`score`): `value/scoring.py::score_customers` per Arrow batch on the executors
-  (`mapInArrow`), with the fitted parameters shipped to each task.
+- Fits (`fit_window`): BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma are fitted on the driver by
+  the DuckDB engine's own functions (`value/marts.py::purchase_fits`, `value/fitting.py`) from
+  the distinct (x, t_x, T) and (x, m) rows Spark groups, with their counts as weights (never
+  expanded to one row per customer). At 0.7 distinct rows per buyer that is tens of millions of
+  rows at 100M customers (docs/SPARK.md).
+- Scores (`score`): `value/marts.py::score_table` (the DuckDB engine's customer_value columns)
+  per Arrow batch on the executors (`mapInArrow`), with the fitted parameters and their
+  covariances (computed once on the driver from the grouped rows, `covariances`) shipped to
+  each task.
+- The holdout comparison (`holdout_frame`) and the frequency-spend correlation
+  (`spend_correlation`) expand their grouped rows to one per customer on the driver.
 No Dagster import here.
 """
 
@@ -18,11 +23,13 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
-from engagement_box.value import rfm
-from engagement_box.value.fitting import FitResult, fit_bgnbd, fit_gamma_gamma
-from engagement_box.value.scoring import score_customers
+from engagement_box.value import rfm, uncertainty
+from engagement_box.value.fitting import FitResult, fit_gamma_gamma
+from engagement_box.value.marts import purchase_fits, score_table
+from engagement_box.value.scoring import frequency_spend_correlation
 
 
 def _scores(frame, column: str, n: int, higher_is_better: bool):
@@ -108,76 +115,121 @@ def score_rfm(spark, summary, customers, as_of: date):
     return scored.unionByName(prospects)
 
 
-def grouped_inputs(summary) -> tuple[np.ndarray, ...]:
-    """(x, t_x, T, count) distinct rows and (x, m, count) of the repeat buyers, from Spark."""
+def grouped(frame, *columns: str) -> pa.Table:
+    """The distinct rows of `columns` with how many customers each stands for (`n`)."""
     from pyspark.sql import functions as F
 
-    purchases = (
-        summary.groupBy("frequency", "recency_days", "T_days")
-        .agg(F.count("*").alias("n"))
-        .toArrow()
+    return frame.groupBy(*columns).agg(F.count("*").alias("n")).toArrow()
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy().astype(float)
+
+
+def fit_window(
+    purchases: pa.Table, spend: pa.Table, penalizer: float = 0.0
+) -> dict[str, FitResult]:
+    """Every purchase model and Gamma-Gamma on one window's grouped rows (in days), with their
+    counts as weights: `marts.purchase_fits` and `fit_gamma_gamma`, as the DuckDB engine fits
+    them with ENGAGEMENT_TIME_UNIT=D. The rows are never expanded to one per customer."""
+    x, t_x, T = (_column(purchases, c) for c in ("frequency", "recency_days", "T_days"))
+    fits = purchase_fits(x, t_x, T, "D", penalizer, counts=_column(purchases, "n"))
+    fits["gamma_gamma"] = fit_gamma_gamma(
+        _column(spend, "frequency"),
+        _column(spend, "monetary_value"),
+        penalizer=penalizer,
+        raise_on_failure=False,
+        counts=_column(spend, "n"),
     )
-    spend = summary.groupBy("frequency", "monetary_value").agg(F.count("*").alias("n")).toArrow()
-    return purchases, spend
+    return fits
 
 
-def fit_models(summary, penalizer: float = 0.0) -> tuple[FitResult, FitResult, dict[str, int]]:
-    """BG/NBD and Gamma-Gamma, fitted on the driver from the grouped rows Spark returns (in days,
-    as the DuckDB engine fits them with ENGAGEMENT_TIME_UNIT=D)."""
-    purchases, spend = grouped_inputs(summary)
-    n = purchases.column("n").to_numpy()
-    # The fitting functions take per-customer arrays and group them again (value/grouping.py,
-    # in lexicographic order, so the rows reach the optimiser as in the DuckDB engine).
-    x, t_x, T = (
-        np.repeat(purchases.column(c).to_numpy().astype(float), n)
-        for c in ("frequency", "recency_days", "T_days")
+def spend_correlation(spend: pa.Table) -> dict[str, float | None]:
+    """Pearson and Spearman correlation of x and m over the repeat buyers with m > 0, from the
+    grouped (x, m) rows (expanded to one row per repeat buyer on the driver: 16 bytes each)."""
+    x, m, n = (_column(spend, c) for c in ("frequency", "monetary_value", "n"))
+    keep = (x > 0) & (m > 0)
+    k = n[keep].astype(np.int64)
+    corr = frequency_spend_correlation(np.repeat(x[keep], k), np.repeat(m[keep], k))
+    return {"pearson": corr.pearson, "spearman": corr.spearman}
+
+
+def holdout_frame(rows: pa.Table) -> pl.DataFrame:
+    """The calibration rows (frequency, recency_days, T_days, holdout_purchases, holdout_days)
+    one per customer, from their grouped rows, for `selection.compare_models` (which groups
+    them again; 40 bytes per customer on the driver)."""
+    n = rows.column("n").to_numpy()
+    names = ("frequency", "recency_days", "T_days", "holdout_purchases", "holdout_days")
+    return pl.DataFrame({c: np.repeat(rows.column(c).to_numpy(), n) for c in names})
+
+
+def covariances(
+    model: str, params: dict, gamma_gamma: dict, purchases: pa.Table, spend: pa.Table
+) -> tuple[np.ndarray, np.ndarray]:
+    """The covariances of the fitted log parameters over all customers, from the grouped rows:
+    what `uncertainty.intervals` computes when it sees every customer at once. Each batch of
+    the scoring gets them, so a batch's intervals equal the DuckDB engine's."""
+    x, t_x, T, n = (_column(purchases, c) for c in ("frequency", "recency_days", "T_days", "n"))
+    purchase = uncertainty.log_param_covariance(model, params, x, t_x, T, counts=n)
+    spend_cov = uncertainty.gamma_gamma_log_covariance(
+        gamma_gamma,
+        _column(spend, "frequency"),
+        _column(spend, "monetary_value"),
+        counts=_column(spend, "n"),
     )
-    bgnbd = fit_bgnbd(x, t_x, T, time_unit="D", penalizer=penalizer)
-    k = spend.column("n").to_numpy()
-    sx, sm = (
-        np.repeat(spend.column(c).to_numpy().astype(float), k)
-        for c in ("frequency", "monetary_value")
-    )
-    gamma_gamma = fit_gamma_gamma(sx, sm, penalizer=penalizer)
-    sizes = {
-        "customers": int(n.sum()),
-        "purchase_rows": purchases.num_rows,
-        "spend_rows": spend.num_rows,
-    }
-    return bgnbd, gamma_gamma, sizes
+    return purchase, spend_cov
 
 
-def _score_batches(bgnbd: dict, gamma_gamma: dict, options: dict[str, Any]):
+SCORE_SCHEMA = (
+    "customer_id string, frequency bigint, recency double, T double, monetary_value double, "
+    "p_alive double, p_churn double, expected_purchases_30d double, "
+    "expected_purchases_90d double, expected_purchases_365d double, "
+    "expected_purchases_365d_p10 double, expected_purchases_365d_p90 double, "
+    "expected_order_value double, clv double, clv_p10 double, clv_p90 double"
+)
+
+
+def _score_batches(options: dict[str, Any]):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            x, t_x, T, m = (
+            if not batch.num_rows:
+                continue
+            x = batch.column("frequency").to_numpy(zero_copy_only=False)
+            t_x, T, m = (
                 batch.column(c).to_numpy(zero_copy_only=False).astype(float)
-                for c in ("frequency", "recency_days", "T_days", "monetary_value")
+                for c in ("recency_days", "T_days", "monetary_value")
             )
-            scores = score_customers(bgnbd, gamma_gamma, x, t_x, T, m, **options)
-            yield pa.RecordBatch.from_arrays(
-                [
-                    batch.column("customer_id"),
-                    pa.array(scores["p_alive"]),
-                    pa.array(scores["expected_order_value"]),
-                    pa.array(scores["clv"]),
-                ],
-                names=["customer_id", "p_alive", "expected_order_value", "clv"],
-            )
+            table = score_table(batch.column("customer_id"), x, t_x, T, m, **options)
+            yield from table.to_arrow(compat_level=pl.CompatLevel.oldest()).to_batches()
 
     return run
 
 
-def score(summary, bgnbd: FitResult, gamma_gamma: FitResult, **options: Any):
-    """customer_id, p_alive, expected_order_value, clv per customer (mapInArrow)."""
+def score(
+    summary,
+    model: str,
+    params: dict,
+    gamma_gamma: dict,
+    covariance: np.ndarray,
+    gamma_gamma_covariance: np.ndarray,
+    **options: Any,
+):
+    """customer_value's columns from customer_id to clv_p90 per customer, by
+    `marts.score_table` per Arrow batch on the executors (mapInArrow), in days."""
     from pyspark.sql import functions as F
 
     rows = summary.select(
         "customer_id",
-        *[F.col(c).cast("double").alias(c) for c in ("frequency", "recency_days", "T_days")],
-        F.col("monetary_value").cast("double").alias("monetary_value"),
+        F.col("frequency").cast("bigint").alias("frequency"),
+        *[F.col(c).cast("double").alias(c) for c in ("recency_days", "T_days", "monetary_value")],
     )
-    return rows.mapInArrow(
-        _score_batches(dict(bgnbd.params), dict(gamma_gamma.params), dict(options)),
-        "customer_id string, p_alive double, expected_order_value double, clv double",
-    )
+    shipped = {
+        "model": model,
+        "params": dict(params),
+        "gamma_gamma": dict(gamma_gamma),
+        "unit": "D",
+        "covariance": covariance,
+        "gamma_gamma_covariance": gamma_gamma_covariance,
+        **options,
+    }
+    return rows.mapInArrow(_score_batches(shipped), SCORE_SCHEMA)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import gammaln
 
-from engagement_box.value.grouping import unique_rows
+from engagement_box.value.grouping import merge_rows, unique_rows
 from engagement_box.value.likelihood import _bgnbd_objective, _gamma_gamma_objective, _newton
 from engagement_box.value.summary import TimeUnit, _check_unit
 
@@ -96,13 +96,33 @@ class FitResult:
         }
 
 
-def _data_summary(**arrays: np.ndarray) -> dict[str, Any]:
+def _data_summary(weights: np.ndarray | None = None, **arrays: np.ndarray) -> dict[str, Any]:
+    """Mean and max of each array; with `weights`, of grouped rows (the mean over customers)."""
     out: dict[str, Any] = {}
     for name, arr in arrays.items():
         if arr.size:
-            out[f"{name}_mean"] = round(float(np.nanmean(arr)), 6)
+            if weights is None:
+                mean = float(np.nanmean(arr))
+            else:
+                ok = ~np.isnan(arr)
+                mean = float(np.average(arr[ok], weights=weights[ok])) if ok.any() else math.nan
+            out[f"{name}_mean"] = round(mean, 6)
             out[f"{name}_max"] = round(float(np.nanmax(arr)), 6)
     return out
+
+
+def _grouped_input(
+    columns: tuple[np.ndarray, ...], counts: Any, grouped: bool
+) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
+    """(columns, counts) of a fit's input: the rows as given with counts None (one row per
+    customer), or rows that stand for `counts` customers each, merged and sorted as
+    `unique_rows` sorts them, so the fit sees exactly the rows a per-customer call would."""
+    if counts is None:
+        return columns, None
+    if not grouped:
+        raise ValueError("counts are for grouped rows: grouped=False takes one row per customer")
+    merged, weights = merge_rows(*columns, counts=counts)
+    return tuple(merged), weights
 
 
 def _failed(
@@ -419,8 +439,11 @@ def fit_bgnbd(
     grouped: bool = True,
     raise_on_failure: bool = True,
     options: Mapping[str, Any] | None = None,
+    counts: Any = None,
 ) -> FitResult:
-    """Fit BG/NBD on per-customer (x, t_x, T) arrays, all times in `time_unit`.
+    """Fit BG/NBD on per-customer (x, t_x, T) arrays, all times in `time_unit`; or, with
+    `counts`, on grouped rows that stand for `counts[i]` customers each (e.g. the distinct rows
+    Spark counts), which gives the same fit as the per-customer arrays without building them.
 
     Fits lifetimes' `BetaGeoFitter` on the distinct (x, t_x, T) rows with their counts as weights
     (`grouped=False` fits one row per customer, for comparison); `options` go to
@@ -433,10 +456,13 @@ def fit_bgnbd(
     model = "bgnbd"
     started = time.perf_counter()
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    n = int(x.shape[0])
-    summary = {"n_customers": n, **_data_summary(x=x, t_x=t_x, T=T)}
+    if not (x.shape == t_x.shape == T.shape):
+        raise ValueError("x, t_x and T must have the same length")
+    (x, t_x, T), given = _grouped_input((x, t_x, T), counts, grouped)
+    n = int(x.shape[0]) if given is None else int(given.sum())
+    summary = {"n_customers": n, **_data_summary(given, x=x, t_x=t_x, T=T)}
     if n:
-        summary["share_one_time_buyers"] = round(float(np.mean(x == 0)), 6)
+        summary["share_one_time_buyers"] = round(float(np.average(x == 0, weights=given)), 6)
 
     def fail(err: ModelFitError, rows: int = 0) -> FitResult:
         return _failed(
@@ -450,13 +476,13 @@ def fit_bgnbd(
             penalizer,
         )
 
-    if not (x.shape == t_x.shape == T.shape):
-        raise ValueError("x, t_x and T must have the same length")
-    problem = _bgnbd_input_problem(x, t_x, T)
+    problem = _bgnbd_input_problem(x, t_x, T, n)
     if problem:
         return fail(ModelFitError(model, *problem, summary))
 
-    if grouped:
+    if given is not None:
+        gx, gt, gT, weights = x, t_x, T, given
+    elif grouped:
         (gx, gt, gT), _, weights = unique_rows(x, t_x, T, return_inverse=False)
     else:
         gx, gt, gT, weights = x, t_x, T, np.ones(n, dtype=np.int64)
@@ -521,8 +547,11 @@ def fit_bgnbd(
     )
 
 
-def _bgnbd_input_problem(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[str, str] | None:
-    n = x.shape[0]
+def _bgnbd_input_problem(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, n: int | None = None
+) -> tuple[str, str] | None:
+    """What is wrong with the rows (x, t_x, T), standing for `n` customers (default: one each)."""
+    n = x.shape[0] if n is None else n
     if n == 0:
         return "degenerate", "no customers"
     if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(T).all()):
@@ -554,8 +583,10 @@ def fit_gamma_gamma(
     grouped: bool = True,
     raise_on_failure: bool = True,
     options: Mapping[str, Any] | None = None,
+    counts: Any = None,
 ) -> FitResult:
-    """Fit Gamma-Gamma on per-customer repeat frequency x and mean repeat spend m.
+    """Fit Gamma-Gamma on per-customer repeat frequency x and mean repeat spend m; or, with
+    `counts`, on grouped (x, m) rows that stand for `counts[i]` customers each.
 
     Only customers with x > 0 and m > 0 enter the fit (Gamma-Gamma rejects spend <= 0); the others
     are dropped here, so all customers can be passed. Fitted on distinct (x, m) rows with counts as
@@ -568,14 +599,16 @@ def fit_gamma_gamma(
     x, m = (np.asarray(v, dtype=float).ravel() for v in (x, m))
     if x.shape != m.shape:
         raise ValueError("x and m must have the same length")
+    (x, m), given = _grouped_input((x, m), counts, grouped)
     finite = np.isfinite(x) & np.isfinite(m)
     keep = finite & (x > 0) & (m > 0)
     xs, ms = x[keep], m[keep]
-    n = int(xs.shape[0])
+    kept = None if given is None else given[keep]
+    n = int(xs.shape[0]) if kept is None else int(kept.sum())
     summary = {
-        "n_customers_given": int(x.shape[0]),
+        "n_customers_given": int(x.shape[0]) if given is None else int(given.sum()),
         "n_repeat_buyers_positive_spend": n,
-        **_data_summary(x=xs, m=ms),
+        **_data_summary(kept, x=xs, m=ms),
     }
 
     def fail(err: ModelFitError, rows: int = 0) -> FitResult:
@@ -604,7 +637,9 @@ def fit_gamma_gamma(
             )
         )
 
-    if grouped:
+    if kept is not None:
+        gx, gm, weights = xs, ms, kept
+    elif grouped:
         (gx, gm), _, weights = unique_rows(xs, ms, return_inverse=False)
     else:
         gx, gm, weights = xs, ms, np.ones(n, dtype=np.int64)

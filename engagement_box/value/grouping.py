@@ -63,6 +63,33 @@ def unique_rows(
     return out[::-1], inverse, counts
 
 
+def merge_rows(*columns: Any, counts: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """Rows that each stand for `counts` customers (grouped elsewhere, e.g. by Spark; in any
+    order, a row may repeat) as `unique_rows` would give them from one row per customer:
+    (distinct columns in lexicographic order, customers per row). Rows with count 0 are dropped.
+    """
+    cols = [np.asarray(c, dtype=float).ravel() for c in columns]
+    k = np.asarray(counts).ravel()
+    if any(c.shape != k.shape for c in cols):
+        raise ValueError("every column and the counts must have the same length")
+    if k.size and (k.min() < 0 or (k != np.round(k)).any()):
+        raise ValueError("counts must be whole numbers >= 0")
+    k = k.astype(np.int64)
+    present = k > 0
+    cols, k = [c[present] for c in cols], k[present]
+    if k.shape[0] == 0:
+        return cols, k
+    order = np.lexsort(cols[::-1])
+    cols, k = [c[order] for c in cols], k[order]
+    new = np.zeros(k.shape[0], dtype=bool)
+    new[0] = True
+    for c in cols:
+        # NaN != NaN: equal NaNs stay one row, as np.unique puts them
+        new[1:] |= (c[1:] != c[:-1]) & ~(np.isnan(c[1:]) & np.isnan(c[:-1]))
+    starts = np.flatnonzero(new)
+    return [c[starts] for c in cols], np.add.reduceat(k, starts)
+
+
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct values, index of each value in them) of a 1-d array: `np.unique` with
     `return_inverse`, counted instead of sorted for whole numbers in a small range (days)."""

@@ -108,10 +108,11 @@ def fit_mbgnbd(
     *,
     time_unit: TimeUnit = "D",
     raise_on_failure: bool = True,
+    counts: Any = None,
 ) -> FitResult:
     """Fit MBG/NBD by maximum likelihood on the distinct (x, t_x, T) rows with counts as weights.
 
-    The same input rules and typed failures as `fit_bgnbd`."""
+    The same input rules and typed failures as `fit_bgnbd`; `counts` as in `fit_bgnbd`."""
     _check_unit(time_unit)
     return fit_log_params(
         "mbgnbd",
@@ -123,6 +124,7 @@ def fit_mbgnbd(
         time_unit=time_unit,
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
+        counts=counts,
     )
 
 

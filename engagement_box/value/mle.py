@@ -23,6 +23,7 @@ from engagement_box.value.fitting import (
     ModelFitError,
     _data_summary,
     _failed,
+    _grouped_input,
     check_param_range,
 )
 from engagement_box.value.grouping import unique_rows
@@ -47,24 +48,30 @@ def fit_log_params(
     time_unit: str,
     raise_on_failure: bool,
     check_input: Callable[..., tuple[str, str] | None],
+    counts: Any = None,
 ) -> FitResult:
-    """Fit `model` on per-customer (x, t_x, T); `make_objective(x, t_x, T, w)` returns the mean
-    negative log-likelihood of log parameters with its gradient."""
+    """Fit `model` on per-customer (x, t_x, T), or on grouped rows that stand for `counts[i]`
+    customers each; `make_objective(x, t_x, T, w)` returns the mean negative log-likelihood of
+    log parameters with its gradient."""
     started = time.perf_counter()
     x, t_x, T = (np.asarray(v, dtype=float).ravel() for v in (x, t_x, T))
-    n = int(x.shape[0])
     if not (x.shape == t_x.shape == T.shape):
         raise ValueError("x, t_x and T must have the same length")
-    summary = {"n_customers": n, **_data_summary(x=x, t_x=t_x, T=T)}
+    (x, t_x, T), given = _grouped_input((x, t_x, T), counts, True)
+    n = int(x.shape[0]) if given is None else int(given.sum())
+    summary = {"n_customers": n, **_data_summary(given, x=x, t_x=t_x, T=T)}
 
     def fail(err: ModelFitError, rows: int = 0) -> FitResult:
         seconds = time.perf_counter() - started
         return _failed(model, err, raise_on_failure, n, rows, seconds, time_unit, 0.0)
 
-    problem = check_input(x, t_x, T)
+    problem = check_input(x, t_x, T, n)
     if problem:
         return fail(ModelFitError(model, *problem, summary))
-    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    if given is not None:
+        gx, gt, gT, counts = x, t_x, T, given
+    else:
+        (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
     w = counts.astype(float)
     rows = int(gx.shape[0])
     scale = float(gT.max())

@@ -249,11 +249,13 @@ def fit_pareto_nbd(
     *,
     time_unit: TimeUnit = "D",
     raise_on_failure: bool = True,
+    counts: Any = None,
 ) -> FitResult:
     """Fit Pareto/NBD by maximum likelihood on the distinct (x, t_x, T) rows with counts as weights.
 
-    The same input rules and typed failures as `fit_bgnbd`. The optimiser works on log parameters
-    with the gradient of `_objective`; a fit on a subsample of the rows gives its start.
+    The same input rules and typed failures as `fit_bgnbd`; `counts` as in `fit_bgnbd`. The
+    optimiser works on log parameters with the gradient of `_objective`; a fit on a subsample of
+    the rows gives its start.
     """
     _check_unit(time_unit)
     return fit_log_params(
@@ -266,4 +268,5 @@ def fit_pareto_nbd(
         time_unit=time_unit,
         raise_on_failure=raise_on_failure,
         check_input=_bgnbd_input_problem,
+        counts=counts,
     )

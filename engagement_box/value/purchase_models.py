@@ -96,10 +96,20 @@ def get_model(name: str) -> PurchaseModel:
 
 
 def fit_model(
-    name: str, x: Any, t_x: Any, T: Any, *, time_unit: TimeUnit = "D", raise_on_failure=True
+    name: str,
+    x: Any,
+    t_x: Any,
+    T: Any,
+    *,
+    time_unit: TimeUnit = "D",
+    raise_on_failure=True,
+    counts: Any = None,
 ) -> FitResult:
-    """Fit the model called `name` on per-customer (x, t_x, T) (grouped inside)."""
-    return get_model(name).fit(x, t_x, T, time_unit=time_unit, raise_on_failure=raise_on_failure)
+    """Fit the model called `name` on per-customer (x, t_x, T) (grouped inside), or on grouped
+    rows with the customers of each in `counts`."""
+    return get_model(name).fit(
+        x, t_x, T, time_unit=time_unit, raise_on_failure=raise_on_failure, counts=counts
+    )
 
 
 def expected_purchases_grouped(

@@ -31,7 +31,7 @@ from engagement_box.value.fitting import (
     ModelFitError,
     _params,
 )
-from engagement_box.value.grouping import unique_rows
+from engagement_box.value.grouping import merge_rows, unique_rows
 from engagement_box.value.likelihood import _bgnbd_objective, _gamma_gamma_objective
 from engagement_box.value.mle import TIME_SCALE_PARAMS, gradient_hessian
 from engagement_box.value.purchase_models import discounted_purchases, get_model, grouped_parts
@@ -41,11 +41,15 @@ _STEP = 1e-4  # central-difference step in log parameters
 
 
 def log_param_covariance(
-    name: str, params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T: Any
+    name: str, params: Mapping[str, float] | FitResult, x: Any, t_x: Any, T: Any, counts=None
 ) -> np.ndarray:
     """Covariance of the log parameters (in the model's parameter order): the inverse observed
-    information on the distinct (x, t_x, T) rows with counts as weights."""
-    (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    information on the distinct (x, t_x, T) rows with counts as weights (`counts`: the rows
+    given are grouped already, counts[i] customers each)."""
+    if counts is None:
+        (gx, gt, gT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    else:
+        (gx, gt, gT), counts = merge_rows(x, t_x, T, counts=counts)
     return _grouped_log_param_covariance(name, params, gx, gt, gT, counts.astype(float))
 
 
@@ -67,13 +71,16 @@ def _grouped_log_param_covariance(
     return _inverse_information(name, H * w.sum())
 
 
-def gamma_gamma_log_covariance(params: Mapping[str, float] | FitResult, x: Any, m: Any):
-    """Covariance of Gamma-Gamma's log parameters (p, q, v) on the repeat buyers with m > 0."""
+def gamma_gamma_log_covariance(
+    params: Mapping[str, float] | FitResult, x: Any, m: Any, counts: Any = None
+):
+    """Covariance of Gamma-Gamma's log parameters (p, q, v) on the repeat buyers with m > 0;
+    with `counts`, the (x, m) rows are grouped rows standing for counts[i] customers each."""
     x, m = np.asarray(x, dtype=float).ravel(), np.asarray(m, dtype=float).ravel()
     keep = np.isfinite(x) & np.isfinite(m) & (x > 0) & (m > 0)
     # Not grouped: mean spends are nearly all distinct, so sorting them would cost more than the
     # closed-form Hessian on every row.
-    w = np.ones(int(keep.sum()))
+    w = np.ones(int(keep.sum())) if counts is None else np.asarray(counts, dtype=float)[keep]
     lp = np.log(_params(params, GAMMA_GAMMA_PARAMS))
     H = _gamma_gamma_objective(x[keep], m[keep], w, 0.0).derivatives(lp, True)[2]
     return _inverse_information("gamma_gamma", H * w.sum())

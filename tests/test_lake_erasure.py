@@ -1,0 +1,134 @@
+"""Erasure from the Spark engine's lake: every retained version's files rewritten without the
+person, other rows unchanged, a version folder swapped whole (no Spark needed: the lake is
+written here with polars in the layout `engagement_box/spark/lake.py` publishes)."""
+
+import json
+import os
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+
+from engagement_box.governance import erasure
+from engagement_box.spark import lake
+
+
+def version(root, mart: str, snapshot_id: int, *parts: pl.DataFrame) -> None:
+    folder = lake.history_dir(root, mart, snapshot_id)
+    folder.mkdir(parents=True)
+    for i, part in enumerate(parts):
+        part.write_parquet(folder / f"part-{i:05d}.parquet")
+
+
+def values(ids: list[str], as_of: date) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"customer_id": ids, "clv": [float(len(c)) * 1.5 for c in ids], "as_of": [as_of] * len(ids)}
+    )
+
+
+@pytest.fixture
+def lake_dir(tmp_path):
+    root = tmp_path / "lake"
+    version(root, "customer_value", 1, values(["C1", "C2"], date(2025, 5, 31)))
+    version(
+        root,
+        "customer_value",
+        2,
+        values(["C2", "C1", "C3"], date(2025, 6, 30)),
+        values(["C4"], date(2025, 6, 30)),
+    )
+    version(root, "model_fit", 1, pl.DataFrame({"model": ["bgnbd"], "value": [0.5]}))
+    (root / "marts").mkdir()
+    record = {
+        "snapshot_id": 2,
+        "marts": {
+            "customer_value": "history/customer_value/snapshot_id=2",
+            "model_fit": "history/model_fit/snapshot_id=1",
+        },
+    }
+    (root / "marts" / lake.POINTER).write_text(json.dumps(record), encoding="utf-8")
+    return root
+
+
+def every_row(root) -> pl.DataFrame:
+    return pl.read_parquet(root / "history" / "customer_value" / "snapshot_id=*" / "*.parquet")
+
+
+def test_every_version_is_rewritten_without_the_customer(lake_dir):
+    before = every_row(lake_dir)
+    removed = lake.erase_customers(lake_dir, ["C1"])
+    assert removed == {"customer_value": 2}
+    after = every_row(lake_dir)
+    assert "C1" not in after["customer_id"].to_list()
+    assert after.equals(before.filter(pl.col("customer_id") != "C1"))  # the rest, in order
+    # model_fit has no customer column: untouched; no hidden folder is left behind
+    assert pl.read_parquet(lake_dir / "history" / "model_fit" / "snapshot_id=1").height == 1
+    assert not [p for p in (lake_dir / "history").rglob(".*")]
+    # an analyst's DuckDB reads the current and every version, without the person
+    con = duckdb.connect()
+    lake.attach(con, lake_dir)
+    assert con.execute("SELECT count(*) FROM marts.customer_value").fetchone()[0] == 3
+    history = con.execute(
+        "SELECT snapshot_id, count(*) FROM marts.history_customer_value GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    assert history == [(1, 1), (2, 3)]
+
+
+def test_a_reader_sees_a_version_whole_before_or_after(lake_dir, monkeypatch):
+    """At every rename the version folder holds either all the old files or all the new ones
+    (or is missing for an instant), never some of each."""
+    folder = lake.history_dir(lake_dir, "customer_value", 2)
+    old = {p.name: pl.read_parquet(p) for p in folder.glob("*.parquet")}
+    seen = []
+    rename = os.rename
+
+    def watched(src, dst):
+        rename(src, dst)
+        if folder.exists():
+            seen.append({p.name: pl.read_parquet(p) for p in folder.glob("*.parquet")})
+        else:
+            seen.append(None)
+
+    monkeypatch.setattr(lake.os, "rename", watched)
+    lake.erase_customers(lake_dir, ["C3"])
+    new = {p.name: pl.read_parquet(p) for p in folder.glob("*.parquet")}
+    assert sorted(new) == sorted(old) and not new["part-00000.parquet"].equals(
+        old["part-00000.parquet"]
+    )
+    for state in seen:
+        assert (
+            state is None
+            or all(state[k].equals(new[k]) for k in new)
+            and sorted(state) == (sorted(new))
+        )
+
+
+def test_nothing_to_erase_leaves_the_files(lake_dir):
+    folder = lake.history_dir(lake_dir, "customer_value", 1)
+    inode = folder.stat().st_ino
+    assert lake.erase_customers(lake_dir, ["nobody"]) == {}
+    assert lake.erase_customers(lake_dir, []) == {}
+    assert folder.stat().st_ino == inode
+
+
+def test_erase_reaches_the_lake_by_email(lake_dir, tmp_path):
+    """`engagement-box erase --email` on a Spark engine's lake: the lake's own staged profiles
+    give the customer id; the working tables, which hold the staged rows, are deleted."""
+    staged = lake_dir / "tables" / "staging.customers" / "w1"
+    staged.mkdir(parents=True)
+    pl.DataFrame(
+        {"customer_id": ["C2", "C9"], "email": [" Jane@Example.com", "x@y.z"]}
+    ).write_parquet(staged / "part-00000.parquet")
+    (staged.parent / "_current").write_text("w1", encoding="utf-8")
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    report = erasure.erase(con, email="jane@example.com", lake=lake_dir, salt="s")
+    assert report.lake_rows_removed == {"customer_value": 2}
+    assert report.found
+    assert "C2" not in every_row(lake_dir)["customer_id"].to_list()
+    assert not (lake_dir / "tables").exists()
+    # a path without a published lake is left alone
+    assert (
+        erasure.erase(con, customer_id="C1", lake=tmp_path / "none", salt="s").lake_rows_removed
+        == {}
+    )
