@@ -35,12 +35,12 @@ from engagement_box.spark.session import local_session  # noqa: E402
 from engagement_box.spark.tables import SparkTables  # noqa: E402
 from engagement_box.staging.contracts import SOURCES  # noqa: E402
 from engagement_box.staging.ingestion import ingest_source  # noqa: E402
+from tests.spark_runs import materialize_duckdb_value_marts  # noqa: E402
 from tests.test_spark_parity import (  # noqa: E402
     RUN_COLUMNS,
     VALUE_MARTS,
     assert_same_rows,
     duckdb_marts,
-    materialize_duckdb_value_marts,
 )
 
 NOW = datetime(2026, 12, 1)

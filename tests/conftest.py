@@ -136,6 +136,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=_rank)
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: a worker per core, and one more where Java is there. The Spark tests' worker
+    mostly waits on the JVM (about 60 CPU-s in 100-200 s of wall time), so a third worker keeps
+    both cores busy meanwhile."""
+    import shutil
+
+    cores = len(os.sched_getaffinity(0))
+    return cores + 1 if shutil.which("java") else cores
+
+
 def pytest_xdist_make_scheduler(config, log):
     """xdist's load scheduling, except that every Spark test goes to the first worker at the
     start: a second worker would start a second JVM and build the parity run again (2-3 minutes

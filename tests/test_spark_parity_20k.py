@@ -14,7 +14,7 @@ from engagement_box.spark import lake
 from tests.spark_runs import both_engines
 from tests.test_spark_parity import VALUE_MARTS, assert_published_mart_equals, duckdb_marts
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.large]
 
 CUSTOMERS = 20_000
 AS_OF = date(2025, 12, 31)
