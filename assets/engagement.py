@@ -265,28 +265,8 @@ def customer_persona(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         rfm_rows = read_work(con, "customer_rfm", window)
-        features = (
-            read_work(con, "engagement_value", window)
-            .select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
-            .join(
-                rfm_rows.filter(pl.col("segment") != rfm.PROSPECT).select(
-                    "customer_id", "days_since_last_order", "order_count", "total_spend"
-                ),
-                on="customer_id",
-                how="inner",
-            )
-            .select(
-                "customer_id",
-                "days_since_last_order",
-                "order_count",
-                "total_spend",
-                "clv",
-                "crv",
-                "civ",
-                "ckv",
-                "social_points",
-            )
-            .sort("customer_id")
+        features = personas.feature_frame(
+            read_work(con, "engagement_value", window), rfm_rows, rfm.PROSPECT
         )
         inputs = {
             "settings": {

@@ -138,8 +138,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: a worker per core, and one more where Java is there. The Spark tests' worker
-    mostly waits on the JVM (about 60 CPU-s in 100-200 s of wall time), so a third worker keeps
-    both cores busy meanwhile."""
+    waits on the JVM much of the time (before the engagement step: 29 CPU-s of JVM and 27 of
+    Python in about 100 s), so a third worker uses the idle share of the cores meanwhile."""
     import shutil
 
     cores = len(os.sched_getaffinity(0))

@@ -58,27 +58,7 @@ def duckdb_engagement(con) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         customers=customers,
         customer_since=pl.concat([profiles, first_orders], how="vertical_relaxed"),
     )
-    features = (
-        values.select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
-        .join(
-            value["customer_rfm"]
-            .filter(pl.col("segment") != rfm.PROSPECT)
-            .select("customer_id", "days_since_last_order", "order_count", "total_spend"),
-            on="customer_id",
-        )
-        .select(
-            "customer_id",
-            "days_since_last_order",
-            "order_count",
-            "total_spend",
-            "clv",
-            "crv",
-            "civ",
-            "ckv",
-            "social_points",
-        )
-        .sort("customer_id")
-    )
+    features = personas.feature_frame(values, value["customer_rfm"], rfm.PROSPECT)
     fitted = personas.build_personas(features)
     stamp = pl.lit(AS_OF).alias("as_of")
     marts = {

@@ -50,6 +50,25 @@ DEFAULT_FEATURES = (
     "social_points",
 )
 
+
+def feature_frame(values: pl.DataFrame, rfm_rows: pl.DataFrame, prospect: str) -> pl.DataFrame:
+    """One row per scored buyer (RFM segment other than `prospect`): customer_id and the default
+    features, in `DEFAULT_FEATURES` order, sorted by customer: what a persona model is fitted on
+    and assigned to."""
+    return (
+        values.select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+        .join(
+            rfm_rows.filter(pl.col("segment") != prospect).select(
+                "customer_id", "days_since_last_order", "order_count", "total_spend"
+            ),
+            on="customer_id",
+            how="inner",
+        )
+        .select("customer_id", *DEFAULT_FEATURES)
+        .sort("customer_id")
+    )
+
+
 # (label when the cluster is high on the feature, label when low)
 TRAIT_LABELS: dict[str, tuple[str, str]] = {
     "days_since_last_order": ("Lapsed", "Recent buyers"),

@@ -395,29 +395,14 @@ def referral_value(
 
 
 def _engagement_schema() -> str:
-    from engagement_box.staging.contracts import SOCIAL_PLATFORMS
-
-    doubles = {
-        "clv",
-        "crv",
-        "crv_realized",
-        "crv_expected_referrals",
-        "crv_value_per_referral",
-        "civ",
-        "civ_gained",
-        "civ_ceded",
-        "cie",
-        "ckv_reviews",
-        "ckv_ideas",
-        "ckv",
-        "cev",
-        "social_points",
-        *(f"social_points_{p}" for p in SOCIAL_PLATFORMS),
+    # Every value column is a double but the key, the buyer flag and the two counts.
+    types = {
+        "customer_id": "string",
+        "buyer": "boolean",
+        "crv_referrals": "bigint",
+        "review_count": "bigint",
     }
-    types = {"customer_id": "string", "buyer": "boolean"}
-    columns = [
-        f"{c} {types.get(c, 'double' if c in doubles else 'bigint')}" for c in metrics.VALUE_COLUMNS
-    ]
+    columns = [f"{c} {types.get(c, 'double')}" for c in metrics.VALUE_COLUMNS]
     return ", ".join(
         [
             *columns,

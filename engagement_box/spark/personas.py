@@ -18,18 +18,8 @@ import polars as pl
 from engagement_box.engagement import personas as model_code
 from engagement_box.value import rfm as rfm_code
 
-# The features in the DuckDB asset's order (assets/engagement.py::customer_persona)
-FEATURE_COLUMNS = (
-    "customer_id",
-    "days_since_last_order",
-    "order_count",
-    "total_spend",
-    "clv",
-    "crv",
-    "civ",
-    "ckv",
-    "social_points",
-)
+# The features in the DuckDB asset's order (`personas.feature_frame`)
+FEATURE_COLUMNS = ("customer_id", *model_code.DEFAULT_FEATURES)
 
 
 def personas(spark, values, rfm, settings: model_code.PersonaSettings | None = None):
