@@ -64,12 +64,17 @@ def exports_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def december_run(tmp_path_factory):
-    """The tiny retailer run for December once per test worker (`tests/pipeline_runs.py`).
-    Read it; to go on from it, take `copy_run(december_run, tmp_path)`."""
-    from tests.pipeline_runs import december
+def december_run(tmp_path_factory, worker_id):
+    """The tiny retailer run for December once per test session, shared by the test workers
+    (`tests/pipeline_runs.py`: a run costs each worker that makes its own about 15 CPU-s).
+    Read it, never write it; to go on from it, take `copy_run(december_run, tmp_path)`."""
+    from tests.pipeline_runs import shared_december
 
-    run = december(tmp_path_factory.mktemp("december_run"))
+    if worker_id == "master":  # no workers: this session's own folder
+        root = tmp_path_factory.mktemp("december_run")
+    else:  # the session's folder, above each worker's own
+        root = tmp_path_factory.getbasetemp().parent / "december_run"
+    run = shared_december(root)
     assert run.result.success, [e.message for e in run.result.all_events if e.is_failure]
     return run
 
@@ -112,7 +117,6 @@ LONGEST_FIRST = (
     "test_incremental.py::test_a_day_of_new_orders",
     "test_pipeline_e2e.py::test_backfilled_month",
     "test_readers_run.py::test_a_reader_holds",
-    "test_pipeline_e2e.py::test_new_export_file",
     "test_pipeline_e2e.py::test_a_pinned_purchase_model",
     "test_faults.py::test_runs_starting_together",
     "test_readme.py::test_dagster_dev_loads",

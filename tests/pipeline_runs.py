@@ -1,12 +1,14 @@
 """Whole-graph runs shared by the end-to-end tests.
 
-A run of the graph costs most of the suite's time, so each test worker runs the tiny retailer's
-December once (`conftest.december_run`). Tests that only read it use it as it is; tests that go on
-from it (a rerun, a new export, a backfill) work on their own copy (`copy_run`), never on the
-shared one.
+A run of the graph costs most of the suite's time, so the tiny retailer's December runs once per
+test session, for all the workers (`conftest.december_run`). Tests that only read it use it as it
+is; tests that go on from it (a rerun, a new export, a backfill) work on their own copy
+(`copy_run`), never on the shared one.
 """
 
 import datetime as dt
+import fcntl
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,33 @@ def run_graph(
 
 
 @dataclass(frozen=True)
+class StoredResult:
+    """A finished run's events as its Dagster instance stored them, with the accessors of
+    `dg.ExecuteInProcessResult` the tests use: readable from any process."""
+
+    all_events: list[dg.DagsterEvent]
+    success: bool
+
+    @classmethod
+    def load(cls, home: Path) -> "StoredResult":
+        """The one run in the Dagster instance at `home`."""
+        with dg.DagsterInstance.local_temp(str(home)) as instance:
+            (run,) = instance.get_runs()
+            events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.is_dagster_event]
+        return cls(events, run.status == dg.DagsterRunStatus.SUCCESS)
+
+    def get_asset_materialization_events(self) -> list[dg.DagsterEvent]:
+        return [e for e in self.all_events if e.is_step_materialization]
+
+    def get_asset_check_evaluations(self) -> list[dg.AssetCheckEvaluation]:
+        return [
+            e.event_specific_data
+            for e in self.all_events
+            if e.event_type_value == dg.DagsterEventType.ASSET_CHECK_EVALUATION.value
+        ]
+
+
+@dataclass(frozen=True)
 class PipelineRun:
     """One run's exports, warehouse (the published file; the working database is beside it),
     Dagster home and result."""
@@ -65,7 +94,7 @@ class PipelineRun:
     exports: Path
     database: Path
     dagster_home: Path
-    result: dg.ExecuteInProcessResult | None = None
+    result: dg.ExecuteInProcessResult | StoredResult | None = None
 
 
 def december(root: Path) -> PipelineRun:
@@ -80,6 +109,27 @@ def december(root: Path) -> PipelineRun:
     with dg.DagsterInstance.local_temp(str(home)) as instance:
         result = run_graph(exports, warehouse / "w.duckdb", instance=instance)
     return PipelineRun(exports, warehouse / "w.duckdb", home, result)
+
+
+def shared_december(root: Path) -> PipelineRun:
+    """`december(root)` once for all the processes that ask for it: the first to take the lock
+    beside `root` runs it, the others wait and then read it. Every caller gets the run's events
+    from its Dagster instance (`StoredResult`). A run that failed half way is run again."""
+    lock = os.open(f"{root}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root.with_name(root.name + ".done")
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            december(root)
+            done.touch()
+    finally:
+        os.close(lock)  # releases the lock
+    home = root / "dagster_home"
+    return PipelineRun(
+        root / "exports", root / "warehouse" / "w.duckdb", home, StoredResult.load(home)
+    )
 
 
 def copy_run(run: PipelineRun, root: Path) -> PipelineRun:

@@ -159,20 +159,26 @@ def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     assert "outside the as-of months" in err and "Traceback" not in err
 
 
+# The UI's "Re-execute" of one selected step of the CLI's run: the step keys, the parent and root
+# run and the parent's tags (its partition), as the UI sends them. One step keeps the rerun
+# short; the whole plan goes through the same launch (the job origin the CLI records).
 QUERY = """
-mutation($parentRunId: String!) {
-  launchRunReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+mutation($params: ExecutionParams!) {
+  launchRunReexecution(executionParams: $params) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
   }
 }"""
+RERUN_STEP = "work__customer_rfm"
 
 
 def check_ui_reexecution(cli_run: dict) -> None:
-    """The UI's "Re-execute all": the same GraphQL mutation, on the workspace `dagster dev`
-    loads from workspace.yaml. It failed with "CheckError: Expected non-None value: None" when
-    the CLI ran the job with `execute_in_process` (no job origin recorded)."""
+    """The UI's re-execution of a step of the CLI's run: the same GraphQL mutation, on the
+    workspace `dagster dev` loads from workspace.yaml. It failed with "CheckError: Expected
+    non-None value: None" when the CLI ran the job with `execute_in_process` (no job origin
+    recorded)."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster_graphql.test.utils import execute_dagster_graphql
@@ -186,7 +192,26 @@ def check_ui_reexecution(cli_run: dict) -> None:
         ) as workspace,
     ):
         context = workspace.create_request_context()
-        result = execute_dagster_graphql(context, QUERY, {"parentRunId": parent_id})
+        parent = instance.get_run_by_id(parent_id)
+        (location,) = context.code_location_names
+        params = {
+            "selector": {
+                "repositoryLocationName": location,
+                "repositoryName": "__repository__",
+                "jobName": parent.job_name,
+            },
+            "executionMetadata": {
+                "parentRunId": parent_id,
+                "rootRunId": parent_id,
+                "tags": [  # the parent's partition, as the UI carries it over
+                    {"key": k, "value": v}
+                    for k, v in parent.tags.items()
+                    if k.startswith("dagster/partition")
+                ],
+            },
+            "stepKeys": [RERUN_STEP],
+        }
+        result = execute_dagster_graphql(context, QUERY, {"params": params})
         launched = result.data["launchRunReexecution"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
@@ -197,8 +222,9 @@ def check_ui_reexecution(cli_run: dict) -> None:
             assert time.monotonic() < deadline, "the re-execution did not finish"
             time.sleep(0.5)
         run = instance.get_run_by_id(run_id)
-    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
     assert run.parent_run_id == parent_id and run.root_run_id == parent_id
+    assert run.step_keys_to_execute == [RERUN_STEP]
     assert run.tags["dagster/partition"] == PARTITION
 
 

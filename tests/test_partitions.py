@@ -124,22 +124,31 @@ def full_run(exports, database, partition, settings=None):
 
 
 def rows_as_of(database: Path, table: str, as_of: dt.date) -> list[tuple]:
+    return tables_as_of(database, [(table, as_of)])[(table, as_of)]
+
+
+def tables_as_of(database: Path, wanted) -> dict[tuple[str, dt.date], list[tuple]]:
+    """(table, as_of) -> that as-of's rows of work.<table>, sorted, without the run columns;
+    read on one connection (each open loads the whole catalog)."""
     con = duckdb.connect(str(database), read_only=True)
     try:
-        columns = [
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = 'work' AND table_name = $t ORDER BY ordinal_position",
-                {"t": table},
+        out = {}
+        for table, as_of in wanted:
+            columns = [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'work' AND table_name = $t ORDER BY ordinal_position",
+                    {"t": table},
+                ).fetchall()
+                if r[0] not in RUN_COLUMNS
+            ]
+            select = ", ".join(f'"{c}"' for c in columns)
+            out[(table, as_of)] = con.execute(
+                f'SELECT {select} FROM work."{table}" WHERE as_of = $as_of ORDER BY ALL',
+                {"as_of": as_of},
             ).fetchall()
-            if r[0] not in RUN_COLUMNS
-        ]
-        select = ", ".join(f'"{c}"' for c in columns)
-        return con.execute(
-            f'SELECT {select} FROM work."{table}" WHERE as_of = $as_of ORDER BY ALL',
-            {"as_of": as_of},
-        ).fetchall()
+        return out
     finally:
         con.close()
 
@@ -184,11 +193,9 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
     september_run, december_run = MONTHS
     full_run(retailer, database, september_run)
     materialize(retailer, database, december_run, PARTITIONED)  # staging is not partitioned
-    expected = {
-        (table, as_of): rows_as_of(database, table, as_of)
-        for table in WORK_TABLES
-        for as_of in MONTHS.values()
-    }
+    expected = tables_as_of(
+        database, [(table, as_of) for table in WORK_TABLES for as_of in MONTHS.values()]
+    )
     for table in WORK_TABLES:
         september, december = (expected[(table, as_of)] for as_of in MONTHS.values())
         assert september and december, table
@@ -211,13 +218,9 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
                 table = event.asset_key.path[-1]
                 assert metadata["as_of"].value == str(as_of)
                 assert metadata["dagster/row_count"].value == len(expected[(table, as_of)])
-            for table in tables:
-                assert_same_rows(
-                    rows_as_of(database, table, as_of), expected[(table, as_of)], table
-                )
-                assert_same_rows(
-                    rows_as_of(database, table, other), expected[(table, other)], table
-                )
+            found = tables_as_of(database, [(t, d) for t in tables for d in (as_of, other)])
+            for key, rows in found.items():
+                assert_same_rows(rows, expected[key], key[0])
 
     # 3. A backfill publish of September (December is current) publishes September's rows, and
     # its metadata counts that version's rows, not the current mart's.

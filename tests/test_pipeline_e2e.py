@@ -201,29 +201,6 @@ def test_rerun_with_unchanged_inputs_publishes_no_new_version(december_run, tmp_
     assert "published nothing" in published[0]["outcome"].value
 
 
-def test_new_export_file_is_picked_up_on_the_next_run(december_run, tmp_path):
-    first = copy_run(december_run, tmp_path)
-    exports, database = first.exports, first.database
-    before = counts(default_working(database), "SELECT count(*) FROM staging.orders")[0][0]
-
-    late = exports / "orders" / "orders_late.csv"
-    late.write_text(
-        "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
-        "late-1,C0000001,2025-12-30 12:00:00,10.00,USD,completed,web\n"
-    )
-    result = run_graph(exports, database)
-    assert result.success
-    orders_meta = next(
-        e.materialization.metadata
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey(["staging", "orders"])
-    )
-    assert orders_meta["files_ingested"].value == 1
-    assert counts(default_working(database), "SELECT count(*) FROM staging.orders")[0][0] == (
-        before + 1
-    )
-
-
 def test_bad_file_fails_the_run_and_publishes_nothing(december_run, tmp_path):
     first = copy_run(december_run, tmp_path)
     exports, database = first.exports, first.database

@@ -5,9 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from engagement_box.governance.readers import default_working
 from pipelines.definitions import defs
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from tests.pipeline_runs import copy_run
@@ -17,6 +19,7 @@ pytestmark = pytest.mark.integration
 # Two readers. "hold": one read-only session kept open and queried in a loop until the stop file
 # appears, then closed and opened again. "open": opens the file afresh, queries and closes it, in
 # a loop (a separate process: DuckDB gives a process that still holds the file the same database).
+# Each queries every 0.1 s: over 100 times in a run, and little CPU taken from the run itself.
 READER = r"""
 import json, os, sys, time
 import duckdb
@@ -39,7 +42,7 @@ while not os.path.exists(stop):
         queries += 1
     except Exception as exc:
         failures.append(str(exc).splitlines()[0])
-    time.sleep(0.02)
+    time.sleep(0.1)
 if mode == "hold":
     held.close()
 again = duckdb.connect(path, read_only=True)
@@ -62,10 +65,15 @@ def run_month(exports: Path, database: Path, partition: str):
     )
 
 
-def test_a_reader_holds_the_published_file_through_a_whole_run(december_run, tmp_path: Path):
+def test_a_reader_holds_the_published_file_through_a_run_that_picks_up_a_new_export(
+    december_run, tmp_path: Path
+):
     first = copy_run(december_run, tmp_path)  # version 1 published, the file readers open
     exports, database = first.exports, first.database
-    # A late order: the next run has new input and publishes version 2.
+    working = default_working(database)
+    staged = "SELECT count(*) FROM staging.orders"
+    before = query(working, staged)
+    # A late order in a new export file: the next run stages it and publishes version 2.
     (exports / "orders" / "late.csv").write_text(
         "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
         "late-1,C0000001,2025-12-30 12:00:00,10.00,USD,completed,web\n"
@@ -92,6 +100,15 @@ def test_a_reader_holds_the_published_file_through_a_whole_run(december_run, tmp
         for reader in started:
             reader.kill()
     assert result.success
+    # The new file, and only it, was read; its row was staged.
+    (orders,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["staging", "orders"])
+    ]
+    assert orders["files_ingested"].value == 1
+    assert query(working, staged) == before + 1
+
     held, opened = (json.loads(out.splitlines()[-1]) for out, _ in outputs)
     # The held session saw the old version all through the run and, reconnected, the new one.
     assert held["seen"] == [1] and held["failures"] == [] and held["queries"] > 10
@@ -99,10 +116,13 @@ def test_a_reader_holds_the_published_file_through_a_whole_run(december_run, tmp
     # Opening the file never failed during the run: first the old version, then the new one.
     assert opened["failures"] == [] and opened["queries"] > 10
     assert opened["seen"] in ([1, 2], [1]) and opened["after_reconnect"] == 2
+    assert query(database, "SELECT count(*) FROM marts.snapshots WHERE is_current") == 1
+
+
+def query(database: Path, statement: str):
+    """The one value `statement` returns from `database`, opened read-only."""
     con = duckdb.connect(str(database), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM marts.snapshots WHERE is_current").fetchone() == (
-            1,
-        )
+        return con.execute(statement).fetchone()[0]
     finally:
         con.close()
