@@ -6,8 +6,6 @@ resolution in `engagement_box.identity`, read through `assets/identity.py`'s lin
 """
 
 import datetime as dt
-import re
-import shutil
 
 import dagster as dg
 import polars as pl
@@ -369,10 +367,6 @@ def customer(
     )
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-
 # Not partitioned: the audience files are those of the current version of the marts (a backfill
 # of a past month does not move the current version, so it leaves the audiences as they are).
 @dg.asset(
@@ -406,12 +400,7 @@ def audience_exports(
         snapshot_id = versions.current_version(con)
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
-    if out.exists():
-        shutil.rmtree(out)
-    files = {}
-    for (kind, audience), part in frame.group_by("audience_kind", "audience", maintain_order=True):
-        paths = audiences.write_audiences(part, out / str(kind), name=_slug(str(audience)))
-        files[f"{kind}/{audience}"] = {"rows": part.height, **{k: str(v) for k, v in paths.items()}}
+    files = audiences.export_audiences(frame, out)
     sizes = frame.group_by("audience_kind", "audience").len().sort("audience_kind", "audience")
     return dg.MaterializeResult(
         metadata={

@@ -11,9 +11,11 @@ import json
 import math
 
 import dagster as dg
+import polars as pl
 
-from assets.metadata import run_time
-from engagement_box.spark import engagement, lake, pipeline
+from assets.metadata import markdown_table, run_time
+from engagement_box.governance import versions
+from engagement_box.spark import audiences, engagement, lake, pipeline
 from engagement_box.spark.tables import CURRENT, SparkTables
 from pipelines.resources import (
     EngagementConfig,
@@ -27,6 +29,7 @@ STAGED_KEY = dg.AssetKey(["spark", "staging"])
 IDENTITY_KEY = dg.AssetKey(["spark", "identity_links"])
 MARTS_KEY = dg.AssetKey(["spark", "marts"])
 ENGAGEMENT_KEY = dg.AssetKey(["spark", "engagement_marts"])
+AUDIENCES_KEY = dg.AssetKey(["spark", "audiences"])
 PUBLISHED_KEY = dg.AssetKey(["spark", "published_marts"])
 
 
@@ -148,6 +151,24 @@ def spark_marts(
     )
 
 
+# The settings that move with the as-of: a change in them is no reason to fit personas again
+_MOVING = ("as_of", "calibration_end", "persona_refit_days", "audience_dir")
+
+
+def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
+    """What a persona model is fitted from besides the data: every setting that changes the
+    marts (the value models' and the engagement weights') and the model code. A stored model
+    fitted from other inputs is not used (`personas.model_in_force`)."""
+    given = {
+        **{f: model_settings.setting(f) for f in model_settings._ENV},
+        **{f: engagement_config.setting(f) for f in engagement_config._ENV},
+    }
+    return {
+        "settings": {k: str(v) for k, v in sorted(given.items()) if k not in _MOVING},
+        "code": versions.model_code_version(),
+    }
+
+
 def _work_as_of(tables: SparkTables, table: str) -> dt.date:
     """The as-of of the rows the earlier step wrote (each Spark run rebuilds them for one)."""
     if not tables.spark.catalog.tableExists(f"work.{table}"):
@@ -169,14 +190,21 @@ def spark_engagement_marts(
     model_settings: ModelSettings,
     engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
-    """engagement_value (CRV, CIV, CKV, CEV, quadrants), personas and the customer mart on Spark."""
+    """engagement_value (CRV, CIV, CKV, CEV, quadrants), personas (the model in force, or a new
+    fit when it is ENGAGEMENT_PERSONA_REFIT_DAYS old) and the customer mart on Spark."""
     from pyspark.sql import functions as F
 
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "customer_value")
     marts, info = engagement.engagement_marts(
-        tables, as_of, model_settings.resolved().currency, engagement_config.to_settings()
+        tables,
+        as_of,
+        model_settings.resolved().currency,
+        engagement_config.to_settings(),
+        persona_inputs(model_settings, engagement_config),
+        int(engagement_config.setting("persona_refit_days")),
     )
+    in_force = info["persona_model_in_force"]
     values = marts["engagement_value"]
     parts = ("clv", "crv", "civ", "ckv", "cev")
     rows, gap, worst, non_finite = values.agg(
@@ -213,6 +241,12 @@ def spark_engagement_marts(
             ),
             "persona_k": info["persona_k"],
             "persona_fit_rows": info["persona_fit_rows"],
+            **{f"persona_{k}": v for k, v in in_force.metadata().items()},
+            **(
+                {"silhouette_by_k": dg.MetadataValue.json(info["silhouette_by_k"])}
+                if in_force.refit
+                else {}
+            ),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -224,9 +258,39 @@ def spark_engagement_marts(
     )
 
 
-@dg.asset(key=PUBLISHED_KEY, group_name="spark", kinds={"parquet"}, deps=[ENGAGEMENT_KEY])
-def spark_published_marts(lake_dir: LakeResource) -> dg.MaterializeResult:
-    """Every mart of the run published to the lake as one new version (readers see it whole)."""
+@dg.asset(key=AUDIENCES_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[ENGAGEMENT_KEY])
+def spark_audiences(spark: SparkEngine, lake_dir: LakeResource) -> dg.MaterializeResult:
+    """Consenting customers per RFM segment and quadrant (the activation audiences) on Spark."""
+    from pyspark.sql import functions as F
+
+    tables = lake_tables(spark.session(), lake_dir.path)
+    as_of = _work_as_of(tables, "engagement_value")
+    tables.save(
+        f"work.{audiences.MART}",
+        audiences.audiences(tables.spark, as_of).select("*", F.lit(as_of).alias("as_of")),
+    )
+    sizes = pl.from_arrow(
+        tables.spark.table(f"work.{audiences.MART}")
+        .groupBy("audience_kind", "audience")
+        .count()
+        .orderBy("audience_kind", "audience")
+        .toArrow()
+    ).rename({"count": "len"})
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "dagster/row_count": int(sizes["len"].sum()) if sizes.height else 0,
+            "audience_sizes": dg.MetadataValue.md(markdown_table(sizes)),
+        }
+    )
+
+
+@dg.asset(key=PUBLISHED_KEY, group_name="spark", kinds={"parquet"}, deps=[AUDIENCES_KEY])
+def spark_published_marts(
+    lake_dir: LakeResource, engagement_config: EngagementConfig
+) -> dg.MaterializeResult:
+    """Every mart of the run published to the lake as one new version (readers see it whole),
+    then the audience files of that version (ENGAGEMENT_AUDIENCE_DIR)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -236,9 +300,16 @@ def spark_published_marts(lake_dir: LakeResource) -> dg.MaterializeResult:
     as_of = pc.max(pq.read_table(folders["customer"], columns=["as_of"])["as_of"]).as_py()
     # the work tables' files, copied: the marts are not computed or encoded again
     record = lake.publish(lake_dir.path, folders, {"as_of": str(as_of), "engine": "spark"})
+    files = {}
+    if audiences.MART in record["marts"]:
+        files = audiences.export_files(
+            lake_dir.path / record["marts"][audiences.MART], engagement_config.audience_path
+        )
     return dg.MaterializeResult(
         metadata={
             "snapshot_id": record["snapshot_id"],
+            "audience_directory": dg.MetadataValue.path(str(engagement_config.audience_path)),
+            "audience_files": dg.MetadataValue.json(files),
             "as_of": str(as_of),
             "lake": str(lake_dir.path),
             "marts": sorted(folders),
@@ -251,6 +322,7 @@ spark_assets = [
     spark_identity_links,
     spark_marts,
     spark_engagement_marts,
+    spark_audiences,
     spark_published_marts,
 ]
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from engagement_box import settings
 
@@ -421,8 +422,11 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
 
 def erase(args: argparse.Namespace) -> int:
     """Erase one person from every table, every retained version and the audience files."""
+    from dagster import Failure
+
     from engagement_box.governance import erasure
     from pipelines.resources import (
+        ConfigurationError,
         EngagementConfig,
         LakeResource,
         adopt_single_file,
@@ -431,19 +435,46 @@ def erase(args: argparse.Namespace) -> int:
     )
 
     warehouse = warehouse_resource()
-    # Under the run lock: a run publishing at the same time could otherwise put back a file it
-    # built before the erasure.
-    with run_lock(warehouse.path):
-        adopt_single_file(warehouse.layout)
-        with warehouse.get_connection() as con:
-            report = erasure.erase(
-                con,
-                customer_id=args.customer_id,
-                email=args.email,
-                audience_dir=EngagementConfig().audience_path,
-                published=warehouse.layout,
-                lake=LakeResource().path,
+    lake = LakeResource()
+
+    def waiting(what: str):
+        def say(holder: str) -> None:
+            print(f"waiting for the run that holds {what} to finish ({holder})", flush=True)
+
+        return say
+
+    # Under the run locks of the warehouse and of the Spark lake (the one each engine's run
+    # holds from its first step to its last): a run publishing at the same time could otherwise
+    # put back a file it built before the erasure, or publish a version the erasure never saw.
+    try:
+        with ExitStack() as held:
+            held.enter_context(
+                run_lock(
+                    warehouse.path,
+                    warehouse.run_lock_timeout_seconds,
+                    on_wait=waiting("the warehouse"),
+                )
             )
+            # (where no Spark run ever started, there is neither a lake nor its lock file)
+            if lake.path.exists() or Path(f"{lake.path}.run.lock").exists():
+                held.enter_context(
+                    run_lock(
+                        lake.path, lake.run_lock_timeout_seconds, on_wait=waiting("the Spark lake")
+                    )
+                )
+            adopt_single_file(warehouse.layout)
+            with warehouse.get_connection() as con:
+                report = erasure.erase(
+                    con,
+                    customer_id=args.customer_id,
+                    email=args.email,
+                    audience_dir=EngagementConfig().audience_path,
+                    published=warehouse.layout,
+                    lake=lake.path,
+                )
+    except (Failure, ConfigurationError) as error:
+        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
+        return 1
     print(f"request {report.request_id} at {report.requested_at}: person found: {report.found}")
     for table, rows in sorted(report.rows_deleted.items()):
         print(f"  {table:40} {rows:>8} rows deleted")

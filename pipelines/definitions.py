@@ -20,13 +20,14 @@ from pipelines.sensors import new_export_files
 # reach all of them (engagement_box/governance/erasure.py); the marts hold pseudonymous ids only.
 OWNERS = ["team:data-engineering"]
 PERSONAL_DATA_LAYERS = ("staging", "intermediate", "activation")
+# The Spark engine's assets are spark/<step>: its staging and identity links hold the same, and
+# its audiences (emails) are published in the lake's version beside the marts.
+SPARK_PERSONAL_DATA_STEPS = ("staging", "identity_links", "audiences", "published_marts")
 
 
 def _governed(spec: dg.AssetSpec) -> dg.AssetSpec:
-    # (the Spark engine's assets are spark/<step>: its staging and identity links hold the same)
-    personal = spec.key.path[0] in PERSONAL_DATA_LAYERS or spec.key.path[-1] in (
-        "staging",
-        "identity_links",
+    personal = spec.key.path[0] in PERSONAL_DATA_LAYERS or (
+        spec.key.path[0] == "spark" and spec.key.path[-1] in SPARK_PERSONAL_DATA_STEPS
     )
     return spec.replace_attributes(
         owners=OWNERS,

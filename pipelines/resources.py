@@ -524,15 +524,29 @@ class RetentionPolicy(_FromSettings):
 
 
 class LakeResource(_FromSettings):
-    """Where the Spark engine writes its tables and publishes its marts (ENGAGEMENT_LAKE_DIR)."""
+    """Where the Spark engine writes its tables and publishes its marts (ENGAGEMENT_LAKE_DIR).
+
+    A Spark run holds the lake's run lock, `<lake>.run.lock` (the same flock as the warehouse's
+    run lock), from its first step to its last: two Spark runs never write one lake at once, and
+    `engagement-box erase` waits for a run in progress instead of rewriting versions under it."""
 
     lake_dir: str | None = None
+    run_lock_timeout_seconds: float = 1800.0
 
     _ENV: ClassVar[dict[str, str]] = {"lake_dir": "ENGAGEMENT_LAKE_DIR"}
+    _run_lock: int | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
         return Path(self.lake_dir) if self.lake_dir is not None else settings.lake_dir()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_lock = acquire_run_lock(self.path, self.run_lock_timeout_seconds)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_lock is not None:
+            release_run_lock(self._run_lock)
+            self._run_lock = None
 
 
 class SparkEngine(dg.ConfigurableResource):

@@ -49,7 +49,8 @@ def materialize_duckdb_value_marts(database: Path, as_of: date) -> None:
 
 
 def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF):
-    """(DuckDB connection, SparkTables, Spark staging reports, lake, Spark run result)."""
+    """(DuckDB connection, SparkTables, Spark staging reports, lake, Spark run result). The
+    Spark run's audience files are in `root / "audiences"`."""
     started = time.perf_counter()
     database = root / "duck.duckdb"
     con = duckdb.connect(str(database))
@@ -68,7 +69,7 @@ def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF)
             "lake_dir": LakeResource(lake_dir=str(lake_dir)),
             "exports": ExportsResource(data_dir=str(exports)),
             "model_settings": ModelSettings(as_of=as_of.isoformat()),
-            "engagement_config": EngagementConfig(),
+            "engagement_config": EngagementConfig(audience_dir=str(root / "audiences")),
         },
     )
     assert result.success

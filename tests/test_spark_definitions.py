@@ -32,6 +32,7 @@ def load(engine: str | None) -> dict:
 def test_the_spark_engine_has_its_own_assets_and_job_and_duckdb_stays_the_default():
     spark = load("spark")
     assert spark["assets"] == [
+        "spark/audiences",
         "spark/engagement_marts",
         "spark/identity_links",
         "spark/marts",

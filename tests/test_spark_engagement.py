@@ -6,11 +6,13 @@ The run is the session's (`tests/conftest.py::spark_run`); the DuckDB side calls
 engine's functions on the same inputs as `assets/engagement.py` does."""
 
 import datetime as dt
+import json
 
 import duckdb
 import polars as pl
 import pytest
 
+from engagement_box.activation import audiences
 from engagement_box.engagement import personas, referral
 from engagement_box.engagement.metrics import engagement_values
 from engagement_box.identity import links as identity
@@ -25,20 +27,20 @@ from tests.test_spark_parity import assert_same_rows, duckdb_marts
 pytestmark = pytest.mark.spark
 
 
-def duckdb_engagement(con) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """The DuckDB engine's engagement marts for AS_OF (the inputs `assets/engagement.py` reads),
-    and the referral outcomes."""
-    value = duckdb_marts(con)
+def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """The DuckDB engine's engagement marts and audiences for `as_of` (the inputs
+    `assets/engagement.py` reads), and the referral outcomes."""
+    value = duckdb_marts(con, as_of)
     clv = value["customer_value"].select("customer_id", "clv")
     profiles = con.execute(
         "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers "
         "WHERE signup_date <= $as_of",
-        {"as_of": AS_OF},
+        {"as_of": as_of},
     ).pl()
     customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
-    summary = customer_summary(con, AS_OF, currency="USD", fx_rates={})
+    summary = customer_summary(con, as_of, currency="USD", fx_rates={})
     first_orders = summary.select("customer_id", pl.col("first_order_date").alias("since"))
-    until = dt.datetime.combine(AS_OF, dt.time.max)
+    until = dt.datetime.combine(as_of, dt.time.max)
     referrals = (
         identity.resolved(con, "referrals")
         .filter(pl.col("referred_at") <= until)
@@ -54,13 +56,13 @@ def duckdb_engagement(con) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
         referrals,
         EngagementConfig().to_settings(),
-        as_of=AS_OF,
+        as_of=as_of,
         customers=customers,
         customer_since=pl.concat([profiles, first_orders], how="vertical_relaxed"),
     )
     features = personas.feature_frame(values, value["customer_rfm"], rfm.PROSPECT)
     fitted = personas.build_personas(features)
-    stamp = pl.lit(AS_OF).alias("as_of")
+    stamp = pl.lit(as_of).alias("as_of")
     marts = {
         "engagement_value": values.with_columns(stamp),
         "customer_persona": fitted.assignments.with_columns(stamp),
@@ -77,9 +79,17 @@ def duckdb_engagement(con) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         con.register("rows", frame)
         con.execute(f"CREATE OR REPLACE TABLE work.{name} AS SELECT * FROM rows")
         con.unregister("rows")
-    customer = con.execute(load_sql("work/customer"), {"as_of": AS_OF, "currency": "USD"}).pl()
+    customer = con.execute(load_sql("work/customer"), {"as_of": as_of, "currency": "USD"}).pl()
     marts["customer"] = customer.with_columns(stamp)
-    return marts, referral.referral_outcomes(referrals, AS_OF)
+    # the audiences, as `assets/engagement.py::audience_exports` builds them from the version
+    marts["audiences"] = audiences.build_audiences(
+        con.execute(
+            "SELECT customer_id, email, marketing_consent FROM intermediate.resolved_customers"
+        ).pl(),
+        segments=value["customer_rfm"].select("customer_id", "segment"),
+        quadrants=values.select("customer_id", "quadrant"),
+    ).with_columns(stamp)
+    return marts, referral.referral_outcomes(referrals, as_of)
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +102,17 @@ def engagement(spark_run):
     reader.close()
 
 
-@pytest.mark.parametrize(
-    ("mart", "key"),
-    [
-        ("engagement_value", ["customer_id"]),
-        ("customer_persona", ["customer_id"]),
-        ("persona_profile", ["persona_id"]),
-        ("customer", ["customer_id"]),
-    ],
-)
+# The engagement marts and the audiences, each with the columns that make a row unique
+ENGAGEMENT_MARTS = [
+    ("engagement_value", ["customer_id"]),
+    ("customer_persona", ["customer_id"]),
+    ("persona_profile", ["persona_id"]),
+    ("customer", ["customer_id"]),
+    ("audiences", ["audience_kind", "audience", "customer_id"]),
+]
+
+
+@pytest.mark.parametrize(("mart", "key"), ENGAGEMENT_MARTS)
 def test_engagement_marts_equal_the_duckdb_engine(engagement, mart, key):
     reader, published, expected, _, _ = engagement
     assert mart in published
@@ -118,6 +130,32 @@ def test_the_sample_exercises_every_part(engagement):
     assert (values["civ"] != 0).sum() > 0 and (values["ckv"] > 0).sum() > 0
     assert values["quadrant"].n_unique() >= 3
     assert expected["persona_profile"].height >= 3
+
+
+def test_the_audience_files_equal_the_duckdb_engine(engagement, spark_run, tmp_path):
+    """The Spark run's audience files (from its published version) are the files the DuckDB
+    engine's audience step writes from the same rows: every file, byte for byte in CSV."""
+    _, published, expected, _, result = engagement
+    spark_files = spark_run[3].parent / "audiences"
+    duck_files = tmp_path / "audiences"
+    audiences.export_audiences(expected["audiences"].drop("as_of"), duck_files)
+    names = sorted(p.relative_to(duck_files) for p in duck_files.rglob("*.*"))
+    assert len(names) > 4 and names == sorted(
+        p.relative_to(spark_files) for p in spark_files.rglob("*.*")
+    )
+    for name in names:
+        if name.suffix == ".csv":
+            assert (spark_files / name).read_bytes() == (duck_files / name).read_bytes(), name
+        else:
+            assert pl.read_parquet(spark_files / name).equals(pl.read_parquet(duck_files / name))
+    (event,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["spark", "published_marts"]
+    ]
+    assert sum(f["rows"] for f in event["audience_files"].value.values()) == (
+        expected["audiences"].height
+    )
 
 
 def test_referral_outcomes_and_check_of_the_run(engagement):
@@ -140,9 +178,14 @@ def test_one_version_holds_every_mart(engagement, spark_run):
     _, published, _, _, _ = engagement
     record = lake.current(spark_run[3])
     assert record["snapshot_id"] == 1
-    assert {"customer_rfm", "customer_value", "model_fit", "engagement_value", "customer"} <= set(
-        record["marts"]
-    )
+    assert {
+        "customer_rfm",
+        "customer_value",
+        "model_fit",
+        "engagement_value",
+        "customer",
+        "audiences",
+    } <= set(record["marts"])
     assert sorted(record["marts"]) == sorted(published)
 
 
@@ -208,3 +251,56 @@ def test_a_step_registers_the_lake_again_only_when_the_session_lacks_it(engageme
     again = lake_tables(tables.spark, lake_dir)
     assert _session_holds(again)
     assert again.spark.table("work.customer").count() == engagement[2]["customer"].height
+
+
+def test_personas_keep_the_model_in_force_between_runs(engagement, spark_run, tmp_path):
+    """The first run stored its fitted model in the lake. A run within
+    ENGAGEMENT_PERSONA_REFIT_DAYS assigns with it (not fitted again: its centres and
+    standardisation stay those stored, though the features moved); a run when it is that old
+    fits again and stores the new model as fitted then."""
+    import shutil
+
+    from pyspark.sql import functions as F
+
+    from engagement_box.spark import personas as spark_personas
+
+    _, tables, _, lake_dir, result = spark_run
+    (event,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["spark", "engagement_marts"]
+    ]
+    assert event["persona_computation"].value == "refit"
+    assert "no persona model stored yet" in event["persona_computation_reason"].value
+    lake_copy = tmp_path / "lake"
+    shutil.copytree(lake_dir / "models", lake_copy / "models")
+    (stored,) = pl.read_parquet(lake_copy / spark_personas.MODEL_FILE).to_dicts()
+    assert stored["as_of"] == stored["fitted_as_of"] == AS_OF
+    inputs, model_json = json.loads(stored["inputs"]), stored["model"]
+    first = personas.PersonaModel.from_json(model_json)
+    spark = tables.spark
+    values = spark.table("work.engagement_value").withColumn("clv", F.col("clv") * 3 + 7)
+    rfm_rows = spark.table("work.customer_rfm").filter(F.col("as_of") == F.lit(AS_OF))
+
+    later = AS_OF + dt.timedelta(days=20)
+    assignments, profiles, info = spark_personas.personas_in_force(
+        spark, lake_copy, values, rfm_rows, later, inputs, refit_days=30
+    )
+    in_force = info["persona_model_in_force"]
+    assert not in_force.refit and in_force.fitted_as_of == AS_OF, in_force.reason
+    assert info["persona_model"].to_json() == model_json
+    assert info["persona_fit_rows"] == 0
+    assert assignments.count() == engagement[2]["customer_persona"].height
+    assert profiles.count() == first.k
+
+    much_later = AS_OF + dt.timedelta(days=30)
+    _, _, info = spark_personas.personas_in_force(
+        spark, lake_copy, values, rfm_rows, much_later, inputs, refit_days=30
+    )
+    in_force = info["persona_model_in_force"]
+    assert in_force.refit and "30 days old" in in_force.reason
+    refitted = info["persona_model"]
+    assert refitted.to_json() != model_json and info["persona_fit_rows"] > 0
+    rows = pl.read_parquet(lake_copy / spark_personas.MODEL_FILE).sort("as_of")
+    assert rows["as_of"].to_list() == [AS_OF, later, much_later]
+    assert rows["fitted_as_of"].to_list() == [AS_OF, AS_OF, much_later]

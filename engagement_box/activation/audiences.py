@@ -15,7 +15,9 @@ quote); Parquet keeps the values as they are (typed data, not opened by spreadsh
 No Dagster import here.
 """
 
-from collections.abc import Mapping
+import re
+import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -129,3 +131,31 @@ def write_audiences(frame: pl.DataFrame, out_dir: Path, name: str = "audiences")
     neutralize_formulas(frame).write_csv(csv_path)
     frame.write_parquet(parquet_path)
     return {"csv": csv_path, "parquet": parquet_path}
+
+
+def file_stem(audience: str) -> str:
+    """The file name of an audience: lower case, runs of other characters as one underscore."""
+    return re.sub(r"[^a-z0-9]+", "_", audience.lower()).strip("_")
+
+
+def export_audiences(frame: pl.DataFrame, out_dir: Path) -> dict[str, dict]:
+    """Every audience of `frame` (`build_audiences` rows) as `<out_dir>/<kind>/<audience>.csv`
+    and `.parquet`, the folder rebuilt whole (a customer who withdrew consent or was erased
+    leaves every file). Returns {"<kind>/<audience>": {"rows", "csv", "parquet"}}."""
+    parts = (part for _, part in frame.group_by("audience_kind", "audience", maintain_order=True))
+    return export_audience_parts(parts, out_dir)
+
+
+def export_audience_parts(parts: Iterable[pl.DataFrame], out_dir: Path) -> dict[str, dict]:
+    """`export_audiences` from one frame per audience, written as each arrives (so only one
+    audience's rows need to be in memory)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    files = {}
+    for part in parts:
+        first = part.row(0, named=True)
+        kind, audience = first["audience_kind"], first["audience"]
+        paths = write_audiences(part, out_dir / str(kind), name=file_stem(str(audience)))
+        files[f"{kind}/{audience}"] = {"rows": part.height, **{k: str(v) for k, v in paths.items()}}
+    return files

@@ -488,14 +488,16 @@ def engagement_value(
 
 def work_folders(lake) -> dict:
     """{mart: the folder of its `work.<mart>` table's current files} for every mart of the data
-    dictionary the run wrote: the publish copies these files, with no Spark job."""
+    dictionary, and the audiences, the run wrote: the publish copies these files, with no Spark
+    job."""
     from pathlib import Path
 
     from engagement_box import dictionary
+    from engagement_box.spark import audiences
     from engagement_box.spark.tables import CURRENT
 
     folders = {}
-    for mart in dictionary.PUBLISHED:
+    for mart in (*dictionary.PUBLISHED, audiences.MART):
         pointer = Path(lake) / "tables" / f"work.{mart}" / CURRENT
         if pointer.exists():
             folders[mart] = pointer.parent / pointer.read_text(encoding="utf-8").strip()
@@ -512,12 +514,16 @@ def engagement_marts(
     as_of: date,
     currency: str,
     settings: EngagementSettings,
+    persona_inputs: dict,
+    persona_refit_days: int,
     persona_settings=None,
 ) -> tuple[dict, dict]:
     """engagement_value, customer_persona, persona_profile and customer for the as-of, each
     saved as `work.<mart>` (with `as_of`) and returned as DataFrames over those tables, with
     what the steps said. Reads `work.customer_value`, `work.customer_rfm` and
-    `work.customer_summary`, which the value step saved."""
+    `work.customer_summary`, which the value step saved. Personas are assigned with the model in
+    force in the lake, or fitted again when it is `persona_refit_days` old or was fitted from
+    other `persona_inputs` (`personas.personas_in_force`)."""
     from pyspark.sql import functions as F
 
     from engagement_box.spark import personas
@@ -534,7 +540,16 @@ def engagement_marts(
     tables.save("work.engagement_value", values.select("*", stamp))
     values = spark.table("work.engagement_value")
     rfm = spark.table("work.customer_rfm").filter(F.col("as_of") == F.lit(as_of))
-    assignments, profiles, persona_info = personas.personas(spark, values, rfm, persona_settings)
+    assignments, profiles, persona_info = personas.personas_in_force(
+        spark,
+        tables.lake,
+        values,
+        rfm,
+        as_of,
+        persona_inputs,
+        persona_refit_days,
+        persona_settings,
+    )
     tables.save("work.customer_persona", assignments.select("*", stamp))
     tables.save("work.persona_profile", profiles.select("*", stamp))
     tables.save("work.customer", customer_mart(tables, as_of, currency).select("*", stamp))

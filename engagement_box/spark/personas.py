@@ -8,23 +8,93 @@ draw. The sample size is a fit setting, not a share: k-means centres and the sta
 settle at tens of thousands of rows whatever the population (100M customers: 0.1 % of them,
 about 30 MB on the driver). Every customer is then assigned to the nearest centre on the
 executors (`personas.standardized` + `nearest_centre` per Arrow batch), and the profiles
-(sizes, raw and standardised means) come from Spark's counts and sums per persona. No Dagster
-import here.
+(sizes, raw and standardised means) come from Spark's counts and sums per persona.
+
+The model in force is kept in the lake, `<lake>/models/persona_model.parquet`: one row per as-of
+(the model's JSON, the as-of it was fitted at, the settings and code it was fitted with), the
+rows of the DuckDB engine's `work.persona_model`. Which model a run assigns with, or whether it
+fits again (ENGAGEMENT_PERSONA_REFIT_DAYS), is decided by the DuckDB engine's own
+`personas.model_in_force` over those rows. The file is outside `<lake>/tables`, so an erasure
+(which deletes the working tables) keeps it: it holds centres and means, no customer's row.
+No Dagster import here.
 """
 
+import os
+import uuid
+from datetime import date
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import polars as pl
 
 from engagement_box.engagement import personas as model_code
 from engagement_box.value import rfm as rfm_code
 
+MODEL_FILE = Path("models") / f"{model_code.MODEL_TABLE}.parquet"
+
+
+def _models(lake: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session holding the lake's stored persona models as
+    `work.persona_model` (the table `personas.model_in_force` and `record_model` use)."""
+    con = duckdb.connect()
+    path = Path(lake) / MODEL_FILE
+    if path.exists():
+        con.execute("CREATE SCHEMA work")
+        con.execute(
+            "CREATE TABLE work.persona_model AS "
+            "SELECT as_of, fitted_as_of, inputs, model FROM read_parquet($path)",
+            {"path": str(path)},
+        )
+    return con
+
+
+def model_in_force(
+    lake: Path, as_of: date, inputs: dict, refit_days: int
+) -> model_code.ModelInForce:
+    """The persona model a Spark run assigns with at `as_of` (`personas.model_in_force` over the
+    lake's stored models), or None with the reason to fit again."""
+    with _models(lake) as con:
+        return model_code.model_in_force(con, as_of, inputs, refit_days)
+
+
+def record_model(
+    lake: Path, as_of: date, fitted_as_of: date, inputs: dict, model: model_code.PersonaModel
+) -> Path:
+    """Store `model` as the one in force at `as_of` in the lake (`personas.record_model`'s rows),
+    written beside the file and renamed over it: a reader sees the old rows or the new ones."""
+    path = Path(lake) / MODEL_FILE
+    with _models(lake) as con:
+        for statement, parameters in model_code.record_model(
+            con, as_of, fitted_as_of, inputs, model
+        ):
+            con.execute(statement, parameters)
+        rows = con.execute(
+            "SELECT as_of, fitted_as_of, inputs::VARCHAR AS inputs, model::VARCHAR AS model "
+            "FROM work.persona_model ORDER BY as_of"
+        ).pl()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    rows.write_parquet(temporary)
+    os.replace(temporary, path)
+    return path
+
+
 # The features in the DuckDB asset's order (`personas.feature_frame`)
 FEATURE_COLUMNS = ("customer_id", *model_code.DEFAULT_FEATURES)
 
 
-def personas(spark, values, rfm, settings: model_code.PersonaSettings | None = None):
-    """(customer_persona rows, persona_profile rows, what the fit said) for the customers of
-    `values` (engagement_value rows) with an order in `rfm` (customer_rfm rows)."""
+def personas(
+    spark,
+    values,
+    rfm,
+    settings: model_code.PersonaSettings | None = None,
+    model: model_code.PersonaModel | None = None,
+):
+    """(customer_persona rows, persona_profile rows, what the step said: the model among it) for
+    the customers of `values` (engagement_value rows) with an order in `rfm` (customer_rfm
+    rows). With `model` (the one in force) they are assigned with it; without, a model is
+    fitted first."""
     from pyspark.sql import functions as F
 
     from engagement_box.spark.engagement import per_batch
@@ -46,17 +116,19 @@ def personas(spark, values, rfm, settings: model_code.PersonaSettings | None = N
     # a customer without a last order is as lapsed as the most lapsed one (what
     # `personas._filled_features` does over the whole frame; a batch sees only its rows)
     features = features.fillna({"days_since_last_order": longest}).localCheckpoint()
-    sample = (
-        features
-        if n <= settings.fit_sample_size
-        else features.sample(
-            fraction=min(1.0, 1.2 * settings.fit_sample_size / n), seed=settings.seed
+    fitted = None
+    if model is None:
+        sample = (
+            features
+            if n <= settings.fit_sample_size
+            else features.sample(
+                fraction=min(1.0, 1.2 * settings.fit_sample_size / n), seed=settings.seed
+            )
         )
-    )
-    fitted = model_code.build_personas(
-        pl.from_arrow(sample.orderBy("customer_id").toArrow()), settings
-    )
-    model = fitted.model
+        fitted = model_code.build_personas(
+            pl.from_arrow(sample.orderBy("customer_id").toArrow()), settings
+        )
+        model = fitted.model
     assign_settings = model_code.PersonaSettings(
         features=model.features, linear_features=model.linear_features
     )
@@ -101,7 +173,31 @@ def personas(spark, values, rfm, settings: model_code.PersonaSettings | None = N
     info = {
         "persona_k": k,
         "persona_customers": int(n),
-        "persona_fit_rows": int(fitted.assignments.height),
-        "silhouette_by_k": {str(key): v for key, v in fitted.silhouette_by_k.items()},
+        "persona_fit_rows": int(fitted.assignments.height) if fitted else 0,
+        "persona_model": model,
     }
+    if fitted is not None:
+        info["silhouette_by_k"] = {str(key): v for key, v in fitted.silhouette_by_k.items()}
     return wide.select("customer_id", "persona_id", "persona"), profile_rows, info
+
+
+def personas_in_force(
+    spark,
+    lake: Path,
+    values,
+    rfm,
+    as_of: date,
+    inputs: dict,
+    refit_days: int,
+    settings: model_code.PersonaSettings | None = None,
+):
+    """`personas` with the model in force at `as_of` (the lake's, `model_in_force`), or with a
+    new fit when there is none, when it is `refit_days` old, or when `inputs` (settings, code)
+    changed; the model used is then stored as the one in force at `as_of` (`record_model`).
+    Returns what `personas` does; `info["persona_model_in_force"]` says which and why."""
+    in_force = model_in_force(lake, as_of, inputs, refit_days)
+    assignments, profiles, info = personas(spark, values, rfm, settings, in_force.model)
+    fitted_as_of = as_of if in_force.refit else in_force.fitted_as_of
+    record_model(lake, as_of, fitted_as_of, inputs, info["persona_model"])
+    info["persona_model_in_force"] = in_force
+    return assignments, profiles, info

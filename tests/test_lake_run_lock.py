@@ -1,0 +1,108 @@
+"""The Spark lake's run lock: a Spark run holds `<lake>.run.lock` from its first step to its last
+(`pipelines/resources.py::LakeResource`), and `engagement-box erase` takes it too, so an erasure
+never rewrites the lake's versions under a run that is about to publish. No Spark needed: the
+run here is one step that asks for the lake."""
+
+import fcntl
+import os
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from pipelines.resources import LakeResource
+from tests.test_lake_erasure import every_row
+from tests.test_lake_erasure import lake_dir as lake_dir  # noqa: F401 (a fixture)
+
+
+def _held_by_another(lock: str) -> bool:
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_spark_run_holds_the_lake_lock_from_start_to_end(tmp_path):
+    lake = tmp_path / "lake"
+    lock = f"{lake}.run.lock"
+    seen = []
+
+    @dg.asset
+    def first(lake_dir: LakeResource) -> None:
+        seen.append(_held_by_another(lock))
+
+    @dg.asset(deps=[first])
+    def second(lake_dir: LakeResource) -> None:
+        seen.append(_held_by_another(lock))
+
+    result = dg.materialize(
+        [first, second], resources={"lake_dir": LakeResource(lake_dir=str(lake))}
+    )
+    assert result.success
+    assert seen == [True, True]
+    assert not _held_by_another(lock)  # freed when the run ended
+
+    # a second run on the same lake while the first holds it waits, then stops plainly
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(dg.DagsterResourceFunctionError) as stopped:
+            dg.materialize(
+                [first],
+                resources={
+                    "lake_dir": LakeResource(lake_dir=str(lake), run_lock_timeout_seconds=0)
+                },
+            )
+    finally:
+        os.close(fd)
+    assert "another run has held" in str(stopped.value.__cause__)
+    assert len(seen) == 2  # its step never ran
+
+
+def test_erase_waits_for_the_spark_run_holding_the_lake(lake_dir, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """`engagement-box erase` while a Spark run holds the lake: it says it waits, touches
+    nothing until the run ends, then erases the person from every version."""
+    from engagement_box import cli
+
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "published.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(tmp_path / "w" / "working.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(lake_dir))
+    run = os.open(f"{lake_dir}.run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(run, fcntl.LOCK_EX)  # the run: another open file, as another process holds it
+    os.write(run, b"pid 4242 since 2026-01-01 00:00:00\n")
+    at_release = []
+
+    def run_ends() -> None:
+        time.sleep(1.5)
+        at_release.append(sorted(every_row(lake_dir)["customer_id"].to_list()))
+        os.close(run)  # the run ends: its lock is freed
+
+    ender = threading.Thread(target=run_ends)
+    ender.start()
+    try:
+        assert cli.main(["erase", "--customer-id", "C1"]) == 0
+    finally:
+        ender.join()
+    out = capsys.readouterr().out
+    assert "waiting for the run that holds the Spark lake to finish (pid 4242" in out
+    assert at_release == [["C1", "C1", "C2", "C2", "C3", "C4"]]  # untouched while it ran
+    assert "C1" not in every_row(lake_dir)["customer_id"].to_list()
+    assert "lake customer_value" in out
+
+
+def test_erase_without_a_lake_leaves_no_lock_file(tmp_path, monkeypatch):
+    """Where no Spark run ever started there is no lake to lock: nothing is created for it."""
+    from engagement_box import cli
+
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "published.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(tmp_path / "w" / "working.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(tmp_path / "lake"))
+    assert cli.main(["erase", "--customer-id", "C1"]) == 0
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "lake.run.lock").exists()
