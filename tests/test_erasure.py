@@ -545,8 +545,11 @@ def test_the_erase_command_reaches_the_published_file(built, tmp_path, monkeypat
     monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(published))
     monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(tmp_path / "w.duckdb"))
     monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(audience_dir))
+    # No Spark lake here; never the repository's own data/lake.
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(tmp_path / "lake"))
 
     assert cli.main(["erase", "--email", JANE_EMAIL]) == 0
+    assert not (tmp_path / "lake").exists()  # an erase creates no lake where there is none
 
     assert "published file rebuilt without the person" in capsys.readouterr().out
     reader = duckdb.connect(str(published), read_only=True)
