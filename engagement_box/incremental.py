@@ -102,16 +102,16 @@ _FACTS: dict[tuple, object] = {}
 def _staged_orders_key(con: duckdb.DuckDBPyConnection) -> tuple | None:
     """What identifies the staged orders of this database without reading them, or None when
     it cannot be told (no record of the staged files): the database file, the number of staged
-    orders (from the table's metadata), every staged file with its content hash and staged row
-    count, and the erasures applied. Staging writes a file's rows and its record together;
-    re-staging a changed file changes its hash, an erasure its log and the count. Nothing
-    updates staged orders in place."""
+    orders (from the table's metadata), every staged orders file with its content hash, and
+    the erasures applied. Staging writes a file's rows and its record together; re-staging a
+    changed file changes its hash, an erasure its log and the count. Nothing updates staged
+    orders in place."""
     if not (
         table_exists(con, "staging", "ingested_files") and table_exists(con, "staging", "orders")
     ):
         return None
     files = con.execute(
-        "SELECT list(source_file || ':' || sha256 || ':' || rows_staged ORDER BY source_file) "
+        "SELECT list(source_file || ':' || sha256 ORDER BY source_file) "
         "FROM staging.ingested_files WHERE source = $source",
         {"source": GROWING},
     ).fetchone()[0]

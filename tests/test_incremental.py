@@ -398,3 +398,49 @@ def test_engagement_values_carry_only_when_no_review_social_event_or_person_is_n
         assert incremental.engagement_carry_problem(con, plan, DAY_A, new_people=0) is None
     finally:
         con.close()
+
+
+def test_the_last_order_day_is_asked_once_while_the_staged_orders_are_the_same(tmp_path):
+    """Every step's window asks the last completed order day: the process keeps it while the
+    staged orders are the same, and asks again after new staged orders, a re-staged file or
+    an erasure."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _seed(con)
+        con.execute("ALTER TABLE staging.orders ADD COLUMN ordered_at TIMESTAMP")
+        con.execute("ALTER TABLE staging.orders ADD COLUMN status VARCHAR")
+        con.execute("UPDATE staging.orders SET ordered_at = $t, status = 'completed'", {"t": DAY_A})
+        assert incremental.last_completed_order_day(con) == DAY_A
+        # an order changed in place (nothing in the pipeline does that): the kept answer shows
+        # that it was not asked again
+        con.execute("UPDATE staging.orders SET ordered_at = $t", {"t": DAY_B})
+        assert incremental.last_completed_order_day(con) == DAY_A
+        # a new file staged
+        con.execute(
+            "INSERT INTO staging.orders VALUES ('3', 'orders/o2.csv', $t, 'completed')",
+            {"t": DAY_B},
+        )
+        con.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2')")
+        assert incremental.last_completed_order_day(con) == DAY_B
+        # an erasure of the latest order
+        con.execute("DELETE FROM staging.orders WHERE order_id = '3'")
+        con.execute("UPDATE staging.orders SET ordered_at = $t", {"t": DAY_A})
+        con.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR)")
+        con.execute("INSERT INTO staging.erasure_log VALUES ('r1')")
+        assert incremental.last_completed_order_day(con) == DAY_A
+        # a file staged again with other rows (its hash changes)
+        con.execute("UPDATE staging.orders SET ordered_at = $t WHERE order_id = '1'", {"t": DAY_B})
+        con.execute("UPDATE staging.ingested_files SET sha256 = 'o1b' WHERE sha256 = 'o1'")
+        assert incremental.last_completed_order_day(con) == DAY_B
+    finally:
+        con.close()
+    # another database is another answer
+    other = duckdb.connect(str(tmp_path / "other.duckdb"))
+    try:
+        _seed(other)
+        other.execute("ALTER TABLE staging.orders ADD COLUMN ordered_at TIMESTAMP")
+        other.execute("ALTER TABLE staging.orders ADD COLUMN status VARCHAR")
+        other.execute("UPDATE staging.orders SET ordered_at = '2025-01-01', status = 'completed'")
+        assert incremental.last_completed_order_day(other) == dt.date(2025, 1, 1)
+    finally:
+        other.close()
