@@ -4,10 +4,12 @@ and history row it publishes equals those of a cold run on the same exports. A c
 file and an erasure between runs fall back to the full computation and say why."""
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
@@ -147,6 +149,9 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert "orders/orders_2026-01-01.csv" in days["computation_reason"]
     # Personas: December's run fitted the model; a day later it is assigned with, not refitted.
     assert step_metadata(december_run.result, "customer_persona")["computation"] == "refit"
+    # The fits polish from the fits as of A; the cold run below fits from a sample of the rows.
+    fits = step_metadata(second, "model_fit")
+    assert fits["fits_started_from"] == f"the fits as of {DAY_A} (BG/NBD, Gamma-Gamma)"
     personas = step_metadata(second, "customer_persona")
     assert personas["computation"] == "assigned", personas["computation_reason"]
     assert personas["persona_model_fitted_as_of"] == str(DAY_A)
@@ -175,6 +180,7 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert step_metadata(cold, "customer_summary")["computation"] == "cold"
     assert step_metadata(cold, "customer_persona")["computation"] == "assigned"
     assert step_metadata(cold, "engagement_value")["computation"] == "cold"
+    assert step_metadata(cold, "model_fit")["fits_started_from"] == "fits on a sample of the rows"
 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
         statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
@@ -398,3 +404,77 @@ def test_engagement_values_carry_only_when_no_review_social_event_or_person_is_n
         assert incremental.engagement_carry_problem(con, plan, DAY_A, new_people=0) is None
     finally:
         con.close()
+
+
+def test_the_last_order_day_is_asked_once_while_the_staged_orders_are_the_same(tmp_path):
+    """Every step's window asks the last completed order day: the process keeps it while the
+    staged orders are the same, and asks again after new staged orders, a re-staged file or
+    an erasure."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _seed(con)
+        con.execute("ALTER TABLE staging.orders ADD COLUMN ordered_at TIMESTAMP")
+        con.execute("ALTER TABLE staging.orders ADD COLUMN status VARCHAR")
+        con.execute("UPDATE staging.orders SET ordered_at = $t, status = 'completed'", {"t": DAY_A})
+        assert incremental.last_completed_order_day(con) == DAY_A
+        # an order changed in place (nothing in the pipeline does that): the kept answer shows
+        # that it was not asked again
+        con.execute("UPDATE staging.orders SET ordered_at = $t", {"t": DAY_B})
+        assert incremental.last_completed_order_day(con) == DAY_A
+        # a new file staged
+        con.execute(
+            "INSERT INTO staging.orders VALUES ('3', 'orders/o2.csv', $t, 'completed')",
+            {"t": DAY_B},
+        )
+        con.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2')")
+        assert incremental.last_completed_order_day(con) == DAY_B
+        # an erasure of the latest order
+        con.execute("DELETE FROM staging.orders WHERE order_id = '3'")
+        con.execute("UPDATE staging.orders SET ordered_at = $t", {"t": DAY_A})
+        con.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR)")
+        con.execute("INSERT INTO staging.erasure_log VALUES ('r1')")
+        assert incremental.last_completed_order_day(con) == DAY_A
+        # a file staged again with other rows (its hash changes)
+        con.execute("UPDATE staging.orders SET ordered_at = $t WHERE order_id = '1'", {"t": DAY_B})
+        con.execute("UPDATE staging.ingested_files SET sha256 = 'o1b' WHERE sha256 = 'o1'")
+        assert incremental.last_completed_order_day(con) == DAY_B
+    finally:
+        con.close()
+    # another database is another answer
+    other = duckdb.connect(str(tmp_path / "other.duckdb"))
+    try:
+        _seed(other)
+        other.execute("ALTER TABLE staging.orders ADD COLUMN ordered_at TIMESTAMP")
+        other.execute("ALTER TABLE staging.orders ADD COLUMN status VARCHAR")
+        other.execute("UPDATE staging.orders SET ordered_at = '2025-01-01', status = 'completed'")
+        assert incremental.last_completed_order_day(other) == dt.date(2025, 1, 1)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "gamma_gamma"])
+def test_a_fit_started_from_earlier_parameters_reaches_the_cold_optimum(model):
+    """A fit that starts from the parameters of a day earlier (or from nonsense) ends where the
+    fit from a sample of the rows ends, to 1e-9: what lets work/model_fit start from the
+    earlier as-of's fits."""
+    from engagement_box.value import fitting, simulation
+
+    truth = {"r": 0.3, "alpha": 5.0, "a": 0.5, "b": 3.0}
+    data = simulation.simulate_bgnbd(truth, 20_000, T_max=400, seed=7, whole_units=True)
+    x, t_x, T = data.x, data.t_x, data.T
+    spend = np.random.default_rng(7).gamma(4.0, 10.0, x.shape[0])
+    if model == "bgnbd":
+        earlier = fitting.fit_bgnbd(x, t_x, np.maximum(T - 1, t_x)).params
+        cold = fitting.fit_bgnbd(x, t_x, T)
+        warm = fitting.fit_bgnbd(x, t_x, T, start=earlier)
+        odd = fitting.fit_bgnbd(x, t_x, T, start={"r": -1.0, "alpha": 5.0, "a": 0.5, "b": 3.0})
+    else:
+        earlier = fitting.fit_gamma_gamma(x, spend * 1.01).params
+        cold = fitting.fit_gamma_gamma(x, spend)
+        warm = fitting.fit_gamma_gamma(x, spend, start=earlier)
+        odd = fitting.fit_gamma_gamma(x, spend, start={"p": float("nan"), "q": 1.0, "v": 1.0})
+    assert cold.converged and warm.converged and odd.converged
+    assert earlier != cold.params  # a different start indeed
+    for name, value in cold.params.items():
+        assert math.isclose(warm.params[name], value, rel_tol=REL), (name, warm.params, cold.params)
+        assert odd.params[name] == value  # an unusable start: the sample fit, the same numbers

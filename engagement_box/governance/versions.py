@@ -420,10 +420,9 @@ class Freshness:
 def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     """How the current version compares with the staged orders: dates in the warehouse only, so
     the answer does not depend on when it is asked."""
-    row = con.execute(
-        "SELECT CAST(max(ordered_at) AS DATE) FROM staging.orders WHERE status = 'completed'"
-    ).fetchone()
-    last = row[0] if row else None
+    from engagement_box import incremental  # it imports this module
+
+    last = incremental.last_completed_order_day(con)
     current = (
         con.execute(load_sql("marts/current_as_of")).fetchone()
         if table_exists(con, "marts", "current_version")

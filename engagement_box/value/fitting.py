@@ -319,11 +319,14 @@ def _fast_fit(
     fit_kwargs: dict[str, Any],
     sub_objective: Callable[[slice], Any],
     n_params: int,
+    start_lp: np.ndarray | None = None,
 ) -> tuple[Any, np.ndarray | None]:
     """Warm start on a subsample, Newton polish, lifetimes refine; (fitter, exact Hessian).
 
     `sub_objective(rows)` builds the objective of a subsample of the grouped rows, in the same
-    (scaled) units as `nll`."""
+    (scaled) units as `nll`. `start_lp`: log parameters to polish from instead of the subsample
+    fit (an earlier fit of similar data); when the polish fails from there, the fit starts
+    over from the subsample."""
     rows = weights.shape[0]
     step = max(1, rows // _WARM_START_ROWS)
     sub = slice(0, None, step)
@@ -340,25 +343,20 @@ def _fast_fit(
         )
         return to_log_params(warm.params_)
 
+    if start_lp is not None and np.all(np.isfinite(start_lp)):
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start, H = _newton(nll, np.asarray(start_lp, dtype=float))
+            return _refined(model, fitter_cls, summary, data, weights, fit_kwargs, start, H), H
+        except (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError):
+            pass  # start over from the subsample fit
     try:
         warm_lp = _warm_start(sub_objective(sub), n_params, fit_kwargs, lifetimes_warm)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start, H = _newton(nll, warm_lp)
-        hess_inv0 = np.linalg.inv(H)
-        hess_inv0 = (hess_inv0 + hess_inv0.T) / 2
-        options = {"hess_inv0": hess_inv0, **fit_kwargs["options"]}
-        fitter = _run_fitter(
-            model,
-            fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
-            summary,
-            *data,
-            weights=weights,
-            tol=fit_kwargs["tol"],
-            initial_params=start,
-            **options,
-        )
-        return fitter, H
+        return _refined(model, fitter_cls, summary, data, weights, fit_kwargs, start, H), H
     except (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError):
         fitter = _run_fitter(
             model,
@@ -370,6 +368,33 @@ def _fast_fit(
             **fit_kwargs["options"],
         )
         return fitter, None
+
+
+def _refined(
+    model: str,
+    fitter_cls: type,
+    summary: dict[str, Any],
+    data: tuple[np.ndarray, ...],
+    weights: np.ndarray,
+    fit_kwargs: dict[str, Any],
+    start: np.ndarray,
+    H: np.ndarray,
+) -> Any:
+    """lifetimes' fitter on all grouped rows from the polished `start`, with the exact inverse
+    Hessian `H` as its first BFGS matrix (normally it only confirms convergence)."""
+    hess_inv0 = np.linalg.inv(H)
+    hess_inv0 = (hess_inv0 + hess_inv0.T) / 2
+    options = {"hess_inv0": hess_inv0, **fit_kwargs["options"]}
+    return _run_fitter(
+        model,
+        fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
+        summary,
+        *data,
+        weights=weights,
+        tol=fit_kwargs["tol"],
+        initial_params=start,
+        **options,
+    )
 
 
 def _exact_standard_errors(
@@ -440,6 +465,7 @@ def fit_bgnbd(
     raise_on_failure: bool = True,
     options: Mapping[str, Any] | None = None,
     counts: Any = None,
+    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit BG/NBD on per-customer (x, t_x, T) arrays, all times in `time_unit`; or, with
     `counts`, on grouped rows that stand for `counts[i]` customers each (e.g. the distinct rows
@@ -447,7 +473,10 @@ def fit_bgnbd(
 
     Fits lifetimes' `BetaGeoFitter` on the distinct (x, t_x, T) rows with their counts as weights
     (`grouped=False` fits one row per customer, for comparison); `options` go to
-    `scipy.optimize.minimize` (e.g. {"maxiter": 500}). Raises `ModelFitError` for invalid
+    `scipy.optimize.minimize` (e.g. {"maxiter": 500}). `start`: parameters of an earlier fit of
+    similar data (the previous as-of's) to polish from instead of a fit on a subsample; Newton's
+    steps go to the same optimum from either start (to about 1e-12 relative, measured at 1M
+    customers). Raises `ModelFitError` for invalid
     input (NaN, negative, t_x > T, non-integer x, x = 0 with t_x > 0), degenerate data (fewer than
     two customers, every customer bought once, every T = 0) and non-convergence; with
     `raise_on_failure=False` returns a `FitResult` with `converged=False` instead.
@@ -511,6 +540,7 @@ def fit_bgnbd(
                     gx[rows], gt[rows] * scale, gT[rows] * scale, weights[rows], penalizer
                 ),
                 len(BGNBD_PARAMS),
+                _start_log_params(start, BGNBD_PARAMS, to_log_params),
             )
         else:
             fitter = _run_fitter(
@@ -584,15 +614,16 @@ def fit_gamma_gamma(
     raise_on_failure: bool = True,
     options: Mapping[str, Any] | None = None,
     counts: Any = None,
+    start: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fit Gamma-Gamma on per-customer repeat frequency x and mean repeat spend m; or, with
     `counts`, on grouped (x, m) rows that stand for `counts[i]` customers each.
 
     Only customers with x > 0 and m > 0 enter the fit (Gamma-Gamma rejects spend <= 0); the others
     are dropped here, so all customers can be passed. Fitted on distinct (x, m) rows with counts as
-    weights. Raises `ModelFitError` when fewer than two customers remain, when every remaining spend
-    is identical, when the optimiser fails, or when q <= 1 (the population mean spend
-    v*p/(q-1) is then undefined and E[M] would be negative).
+    weights; `start` as in `fit_bgnbd`. Raises `ModelFitError` when fewer than two customers
+    remain, when every remaining spend is identical, when the optimiser fails, or when q <= 1
+    (the population mean spend v*p/(q-1) is then undefined and E[M] would be negative).
     """
     model = "gamma_gamma"
     started = time.perf_counter()
@@ -665,6 +696,7 @@ def fit_gamma_gamma(
                 fit_kwargs,
                 lambda rows: _gamma_gamma_objective(gx[rows], gm[rows], weights[rows], penalizer),
                 len(GAMMA_GAMMA_PARAMS),
+                _start_log_params(start, GAMMA_GAMMA_PARAMS, to_log_params),
             )
         else:
             fitter = _run_fitter(
@@ -703,6 +735,23 @@ def fit_gamma_gamma(
             nll, to_log_params(params), params, float(weights.sum()), H
         ),
     )
+
+
+def _start_log_params(
+    start: Mapping[str, float] | None, names: tuple[str, ...], to_log_params: Callable
+) -> np.ndarray | None:
+    """The log parameters (in the fit's scaled units) of a `start`, or None when it has no
+    usable value for every parameter."""
+    if not start:
+        return None
+    try:
+        values = {k: float(start[k]) for k in names}
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) and v > 0 for v in values.values()):
+        return None
+    with np.errstate(all="ignore"):
+        return np.asarray(to_log_params(values), dtype=float)
 
 
 def _params(params: Mapping[str, float] | FitResult, names: tuple[str, ...]) -> list[float]:

@@ -31,10 +31,18 @@ def library_versions() -> str:
 
 
 def purchase_fits(
-    x: Any, t_x: Any, T: Any, unit: str, penalizer: float, counts: Any = None
+    x: Any,
+    t_x: Any,
+    T: Any,
+    unit: str,
+    penalizer: float,
+    counts: Any = None,
+    starts: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, fitting.FitResult]:
     """Every purchase model fitted on one window (each on its grouped rows; with `counts`, the
-    rows given are already grouped); a failed fit is kept with `converged` False and the reason."""
+    rows given are already grouped); a failed fit is kept with `converged` False and the reason.
+    `starts`: parameters by model of an earlier fit to start from (BG/NBD uses them, see
+    `fitting.fit_bgnbd`)."""
     fits = {}
     for name in purchase_models.MODEL_NAMES:
         if name == "bgnbd":
@@ -46,6 +54,7 @@ def purchase_fits(
                 penalizer=penalizer,
                 raise_on_failure=False,
                 counts=counts,
+                start=(starts or {}).get(name),
             )
         else:
             fits[name] = purchase_models.fit_model(

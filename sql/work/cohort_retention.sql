@@ -7,14 +7,16 @@
 -- orders per customer and day of buyer_days.sql ({days_schema}.{days_table}, see
 -- customer_summary.sql). Parameters: $as_of (DATE).
 with completed as (
-    -- One row per customer and order day (buyer_days.sql), the days up to the as-of only.
+    -- One row per customer and order month (from buyer_days.sql's rows per customer and day), the
+    -- days up to the as-of only: the months below count each customer once without a distinct.
     select
         customer_id,
         cast(date_trunc('month', order_day) as date) as order_month,
-        orders,
-        day_spend
+        sum(orders) as orders,
+        sum(day_spend) as day_spend
     from {days_schema}.{days_table}
     where order_day <= cast($as_of as date)
+    group by all
 ),
 
 cohorts as (
@@ -48,7 +50,7 @@ activity as (
     select
         k.cohort_month,
         date_diff('month', k.cohort_month, c.order_month) as months_since_first_order,
-        count(distinct c.customer_id) as active_customers,
+        count(*) as active_customers,
         cast(sum(c.orders) as bigint) as orders,
         sum(c.day_spend) as revenue
     from completed as c
