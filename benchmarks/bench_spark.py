@@ -274,7 +274,7 @@ def main() -> None:
         "spark", "summaries + fits (driver)", lambda: pipeline.value_marts(tables, as_of, "USD", {})
     )
     timed("spark", "scores + marts written", lambda: lake.publish(work / "lake", marts, {}))
-    print(f"customers {args.customers}, as-of {as_of}, fit rows {info['fit_rows']}")
+    print(f"exports {exports}, as-of {as_of}, fit rows {info['fit_rows']}")
     reader = duckdb.connect()
     lake.attach(reader, work / "lake")
     for mart in VALUE_MARTS:

@@ -206,7 +206,18 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
     # aggregate by key moves only the keys and the row's place, not whole rows (a window over
     # the keys sorted every row); the keys seen more than once are few, and the join with them
     # is a broadcast.
-    place = F.struct("source_file", "source_row")
+    # A row's place as one number (the file's rank by path, then the row): the aggregate's
+    # min is then a hash aggregate (a min over a struct or text sorts every row, twice).
+    rank_of = F.create_map(
+        *[
+            F.lit(x)
+            for i, e in enumerate(sorted(exports, key=lambda e: e.relpath))
+            for x in (e.relpath, i)
+        ]
+    )
+    place = F.element_at(rank_of, F.col("source_file")).cast("bigint") * F.lit(2**32) + F.col(
+        "source_row"
+    )
     keys = {c: f"_key_{i}" for i, c in enumerate(source.key_columns)}
     firsts = (
         good.groupBy(*source.key_columns)
