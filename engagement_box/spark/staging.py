@@ -219,14 +219,18 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
         "source_row"
     )
     keys = {c: f"_key_{i}" for i, c in enumerate(source.key_columns)}
-    firsts = (
+    # The keys seen more than once, with the place of their first row: few, so they are
+    # computed once, brought to the driver and joined back as a broadcast (the aggregate over
+    # every key is not run again by each pass that reads `marked`).
+    firsts = spark.createDataFrame(
         good.groupBy(*source.key_columns)
         .agg(F.count("*").alias("_n"), F.min(place).alias("_first"))
         .filter("_n > 1")
         .select(*[F.col(c).alias(k) for c, k in keys.items()], "_first")
+        .toArrow()
     )
     same_key = [F.col(c).eqNullSafe(F.col(k)) for c, k in keys.items()]
-    marked = good.join(firsts, same_key, "left").select(
+    marked = good.join(F.broadcast(firsts), same_key, "left").select(
         *typed, (F.col("_first").isNotNull() & (place != F.col("_first"))).alias("_repeated")
     )
     staged = marked.filter(~F.col("_repeated")).select(typed)
