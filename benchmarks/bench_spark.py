@@ -15,11 +15,14 @@ Python workers) over the stage.
 """
 
 import argparse
+import json
 import os
 import resource
 import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from datetime import date, datetime
 from pathlib import Path
 
@@ -77,6 +80,97 @@ def jvm_cpu(pid: int | None) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants (this process, the JVM, Python workers)."""
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[1])
+            rss[int(entry.name)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+    tree, changed = {pid}, True
+    while changed:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        changed = bool(more)
+        tree |= more
+    return sum(rss.get(p, 0) for p in tree)
+
+
+class Sampler(threading.Thread):
+    """Every second: the resident memory of this process's tree and the load average; the peak
+    and the mean since the last `take`."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak, self.loads = 0, []
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while True:
+            rss, load = tree_rss(os.getpid()), os.getloadavg()[0]
+            with self.lock:
+                self.peak = max(self.peak, rss)
+                self.loads.append(load)
+            time.sleep(1.0)
+
+    def take(self) -> tuple[float, float, float]:
+        """(peak GiB, mean load, max load) since the last call."""
+        with self.lock:
+            loads = self.loads or [os.getloadavg()[0]]
+            out = (self.peak / 2**30, sum(loads) / len(loads), max(loads))
+            self.peak, self.loads = tree_rss(os.getpid()), []
+        return out
+
+
+def event_log_profile(folder: Path) -> None:
+    """Per job description (the step that ran it, `SparkTables.execute` and `stage_all` set
+    them): jobs, tasks, executor run time, executor CPU, JVM GC, shuffle written and spilled,
+    from Spark's event log."""
+    for log in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        if log.stat().st_size == 0:
+            continue
+        stage_of, rows = {}, defaultdict(lambda: defaultdict(float))
+        with log.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a log still being written
+                    continue
+                kind = event.get("Event")
+                if kind == "SparkListenerJobStart":
+                    props = event.get("Properties") or {}
+                    what = props.get("spark.job.description") or "(none)"
+                    rows[what]["jobs"] += 1
+                    for stage in event["Stage IDs"]:
+                        stage_of[stage] = what
+                elif kind == "SparkListenerTaskEnd" and event.get("Task Metrics"):
+                    m, what = event["Task Metrics"], stage_of.get(event["Stage ID"], "(none)")
+                    row = rows[what]
+                    row["tasks"] += 1
+                    row["run_s"] += m.get("Executor Run Time", 0) / 1e3
+                    row["cpu_s"] += m.get("Executor CPU Time", 0) / 1e9
+                    row["gc_s"] += m.get("JVM GC Time", 0) / 1e3
+                    row["shuffle_mb"] += (
+                        m.get("Shuffle Write Metrics", {}).get("Shuffle Bytes Written", 0) / 2**20
+                    )
+                    row["spill_mb"] += m.get("Disk Bytes Spilled", 0) / 2**20
+                    row["result_mb"] += m.get("Result Size", 0) / 2**20
+        print(f"event log {log.name}: per job description")
+        print(
+            f"{'description':44} {'jobs':>5} {'tasks':>6} {'run s':>8} {'JVM cpu':>8} "
+            f"{'GC s':>7} {'shuf MB':>8} {'spill MB':>8} {'result MB':>9}"
+        )
+        for what, row in sorted(rows.items(), key=lambda item: -item[1]["run_s"]):
+            print(
+                f"{what[:44]:44} {row['jobs']:5.0f} {row['tasks']:6.0f} {row['run_s']:8.1f} "
+                f"{row['cpu_s']:8.1f} {row['gc_s']:7.1f} {row['shuffle_mb']:8.1f} "
+                f"{row['spill_mb']:8.1f} {row['result_mb']:9.1f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
@@ -86,13 +180,29 @@ def main() -> None:
     parser.add_argument("--driver-memory", default=None, help="e.g. 6g (spark.driver.memory)")
     parser.add_argument("--shuffle-partitions", type=int, default=4)
     parser.add_argument(
+        "--work", type=Path, help="keep the DuckDB database, the lake and the event log here"
+    )
+    parser.add_argument("--jvm", choices=("fast", "large"), help="the session's JVM profile")
+    parser.add_argument(
+        "--duckdb-only", action="store_true", help="run the DuckDB engine only (for --duckdb)"
+    )
+    parser.add_argument(
         "--duckdb",
         type=Path,
         help="a working database an earlier run of this script left (its value marts): "
         "skip the DuckDB engine's stages",
     )
+    parser.add_argument(
+        "--profile-events", type=Path, help="only print the profile of this event log folder"
+    )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    if args.profile_events:
+        event_log_profile(args.profile_events)
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sampler = Sampler()
+    sampler.start()
     exports = args.exports or work / "exports"
     if args.exports is None:
         generate(exports, GeneratorConfig(customers=args.customers))
@@ -105,7 +215,12 @@ def main() -> None:
         seconds = time.perf_counter() - started
         spent = cpu() - used + jvm_cpu(jvm[0]) - jvm_used
         times[engine][stage] = (seconds, spent)
-        print(f"{engine:7} {stage:32} {seconds:8.1f} s wall {spent:8.1f} s CPU", flush=True)
+        peak, load, top = sampler.take()
+        print(
+            f"{engine:7} {stage:32} {seconds:8.1f} s wall {spent:8.1f} s CPU "
+            f"peak RSS {peak:5.1f} GiB  load {load:4.1f} (max {top:4.1f})",
+            flush=True,
+        )
         return out
 
     database = args.duckdb or work / "duck.duckdb"
@@ -128,13 +243,28 @@ def main() -> None:
             "value marts (assets)",
             lambda: materialize_duckdb_value_marts(database, as_of),
         )
+    print(f"duckdb database {database}, as-of {as_of}", flush=True)
+    if args.duckdb_only:
+        return
     con = duckdb.connect(str(database), read_only=True)
     expected = duckdb_marts(con, as_of)
     con.close()
 
     if args.driver_memory:
         os.environ["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {args.driver_memory} pyspark-shell"
-    spark = timed("spark", "session", lambda: local_session(args.master, args.shuffle_partitions))
+    events = work / "events"
+    events.mkdir(exist_ok=True)
+    extra = {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": events.absolute().as_uri(),
+        "spark.eventLog.compress": "false",  # plain JSON lines, one file per session
+        "spark.eventLog.rolling.enabled": "false",
+    }
+    spark = timed(
+        "spark",
+        "session",
+        lambda: local_session(args.master, args.shuffle_partitions, extra, jvm=args.jvm),
+    )
     spark.sparkContext.setLogLevel("ERROR")
     jvm[0] = _jvm_pid()
     tables = SparkTables(spark, work / "lake")
@@ -144,7 +274,7 @@ def main() -> None:
         "spark", "summaries + fits (driver)", lambda: pipeline.value_marts(tables, as_of, "USD", {})
     )
     timed("spark", "scores + marts written", lambda: lake.publish(work / "lake", marts, {}))
-    print(f"customers {args.customers}, as-of {as_of}, fit rows {info['fit_rows']}")
+    print(f"exports {exports}, as-of {as_of}, fit rows {info['fit_rows']}")
     reader = duckdb.connect()
     lake.attach(reader, work / "lake")
     for mart in VALUE_MARTS:
@@ -166,6 +296,7 @@ def main() -> None:
         spent = sum(c for _, c in stages.values())
         print(f"{engine:7} total {wall:8.1f} s wall {spent:8.1f} s CPU")
     spark.stop()
+    event_log_profile(events)
 
 
 def _jvm_pid() -> int | None:

@@ -48,6 +48,13 @@ def _positive_int(text: str) -> int:
     return number
 
 
+def _spark_jvm(text: str) -> str:
+    profile = text.strip().lower()
+    if profile not in ("fast", "large"):
+        raise ValueError(f"ENGAGEMENT_SPARK_JVM must be fast or large, got {text!r}")
+    return profile
+
+
 PURCHASE_MODELS = ("bgnbd", "mbgnbd", "pareto_nbd")
 
 
@@ -110,6 +117,14 @@ SETTINGS: tuple[Setting, ...] = (
         "local[2]",
         "Spark master of the `spark` engine: `local[N]` on this machine, or a cluster's URL"
         " (`spark://host:7077`, `yarn`, `k8s://...`)",
+    ),
+    Setting(
+        "ENGAGEMENT_SPARK_JVM",
+        "fast",
+        "the `spark` engine's JVM: `fast` starts in 10-15 s (client JIT, serial collector; the"
+        " sample, tests), `large` for millions of rows (full JIT, parallel collector;"
+        " docs/SPARK.md)",
+        _spark_jvm,
     ),
     Setting(
         "ENGAGEMENT_LAKE_DIR",

@@ -56,6 +56,7 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
         if isinstance(frame, Path):  # a folder of Parquet files already written: copied as is
             shutil.copytree(frame, hidden)
         else:
+            frame.sparkSession.sparkContext.setJobDescription(f"publish {mart}")
             frame.write.mode("error").parquet(str(hidden))
         os.rename(hidden, final)
         folders[mart] = str(final.relative_to(lake))

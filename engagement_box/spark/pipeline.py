@@ -13,8 +13,8 @@ import polars as pl
 
 from engagement_box.identity.links import BUILD_STATEMENTS
 from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
-from engagement_box.spark.staging import SparkIngestReport, stage_source
-from engagement_box.spark.tables import SparkTables
+from engagement_box.spark.staging import SparkIngestReport, stage_source, validated_table
+from engagement_box.spark.tables import SparkTables, describe
 from engagement_box.staging.contracts import SOURCES
 
 
@@ -29,7 +29,8 @@ def stage_all(
     writing the quarantine if a source's rows do not reconcile."""
     reports, quarantines = {}, []
     for name in SOURCES:
-        staged, quarantine, report = stage_source(tables.spark, data_dir, name, run_id, at)
+        describe(tables.spark, f"staging {name}")
+        staged, quarantine, report = stage_source(tables, data_dir, name, run_id, at)
         if not report.holds:
             raise ReconciliationError(
                 f"{name}: read {report.rows_read} rows but staged {report.rows_staged} and "
@@ -41,13 +42,15 @@ def stage_all(
     quarantine = quarantines[0]
     for more in quarantines[1:]:
         quarantine = quarantine.unionByName(more)
+    describe(tables.spark, "staging quarantine")
     tables.save("staging.quarantine", quarantine)
     by_reason = tables.spark.sql(
         "SELECT source, reason, count(*) AS n FROM staging.quarantine GROUP BY source, reason"
     ).collect()
     for source, reason, n in by_reason:
         reports[source].quarantine_by_reason[reason] = n
-    tables.spark.catalog.clearCache()  # the validated rows `stage_source` kept for its counts
+    for name in SOURCES:  # every staged table is written: the validated rows are not needed
+        tables.remove(validated_table(name))
     return reports
 
 
@@ -233,9 +236,11 @@ def value_marts(
         "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= :as_of",
         {"as_of": as_of},
     )
+    describe(spark, "value rfm counts")
     rfm = value.score_rfm(spark, summary, customers, as_of).select("*", stamp)
 
     # The fits, on the driver, from grouped rows (days).
+    describe(spark, "value grouped rows for the fits")
     spend_of = summary.select("frequency", F.col("monetary_value").cast("double"))
     purchases = value.grouped(summary, "frequency", "recency_days", "T_days")
     spend = value.grouped(spend_of, "frequency", "monetary_value")

@@ -4,22 +4,33 @@
 import os
 import sys
 
-# A short-lived batch on a small machine: the client JIT and the serial collector start the JVM
-# in 10-15 s instead of 29-44 s here. On a cluster, spark-defaults.conf or spark-submit may set
-# more; these are only defaults.
-FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# The JVM profiles (ENGAGEMENT_SPARK_JVM). `fast`: a short-lived batch on a small machine (the
+# sample, the tests): the client JIT and the serial collector start the JVM in 10-15 s instead
+# of 29-44 s here. `large`: millions of rows, a heap of gigabytes: the full JIT (the client JIT's
+# code is slower per row) and the parallel collector (the serial one spent 135 of 507 CPU-s in
+# a 1M run, docs/SPARK.md). On a cluster, spark-defaults.conf or spark-submit may set more;
+# these are only defaults.
+JVM_PROFILES = {
+    "fast": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "large": "-XX:+UseParallelGC",
+}
+FAST_JVM = JVM_PROFILES["fast"]
 
 
-def spark_conf(master: str, shuffle_partitions: int = 4) -> dict[str, str]:
+def spark_conf(master: str, shuffle_partitions: int = 4, jvm: str | None = None) -> dict[str, str]:
     """The settings every Engagement Box session starts with. In local mode the Python workers
-    are this interpreter (the one with the project installed); on a cluster, PYSPARK_PYTHON."""
+    are this interpreter (the one with the project installed); on a cluster, PYSPARK_PYTHON.
+    `jvm` is a profile of JVM_PROFILES (default: the setting ENGAGEMENT_SPARK_JVM)."""
+    from engagement_box import settings
+
+    options = JVM_PROFILES[jvm or settings.value("ENGAGEMENT_SPARK_JVM")]
     local = {"spark.pyspark.python": sys.executable} if master.startswith("local") else {}
     return {
         **local,
         "spark.master": master,
         "spark.app.name": "engagement-box",
-        "spark.driver.extraJavaOptions": FAST_JVM,
-        "spark.executor.extraJavaOptions": FAST_JVM,
+        "spark.driver.extraJavaOptions": options,
+        "spark.executor.extraJavaOptions": options,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         # Timestamps are naive UTC everywhere, as in the DuckDB engine.
         "spark.sql.session.timeZone": "UTC",
@@ -42,13 +53,19 @@ def use_this_python(master: str) -> None:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
-def local_session(master: str = "local[2]", shuffle_partitions: int = 2):
-    """A plain SparkSession with `spark_conf` (tests and scripts; runs use PySparkResource)."""
+def local_session(
+    master: str = "local[2]",
+    shuffle_partitions: int = 2,
+    extra: dict[str, str] | None = None,
+    jvm: str | None = None,
+):
+    """A plain SparkSession with `spark_conf` and `extra` settings (tests and scripts; runs use
+    PySparkResource)."""
     from pyspark.sql import SparkSession
 
     use_this_python(master)
 
     builder = SparkSession.builder
-    for key, value in spark_conf(master, shuffle_partitions).items():
+    for key, value in {**spark_conf(master, shuffle_partitions, jvm), **(extra or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

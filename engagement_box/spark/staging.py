@@ -5,8 +5,10 @@ Each export file is one unit of work. The driver lists the files and checks ever
 anything is written). Spark then spreads the files over its tasks (`mapInArrow`); each task
 reads its files with `ingestion.read_raw` and splits the rows with `ingestion.check_batch`, the
 DuckDB engine's own functions, so the rules, the parsing and the quarantine reasons are written
-once. Repeated keys are found by a Spark window over all files (first by file path, then row,
-as the DuckDB engine stages them); their quarantine rows come from `ingestion.quarantine_rows`.
+once. The validated rows are written to the lake once and read back by the later passes.
+Repeated keys are found by an aggregate by key over all files (the first by file path, then
+row, is kept, as the DuckDB engine stages them); their quarantine rows come from
+`ingestion.quarantine_rows`.
 The reconciliation (rows read = staged + quarantined + erased) is checked before the tables are
 published. The Spark engine rebuilds staging from all files on every run (no incremental
 ingest), and does not apply earlier erasures to re-read exports (the DuckDB engine does).
@@ -27,6 +29,8 @@ KIND = "_kind"  # staged | quarantine | read (one row per file: its rows read in
 # The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
 # columns in one Arrow schema, so no source may have a column of the same name (checked).
 QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
+OUT_BATCH_ROWS = 65_536  # rows per Arrow batch a task hands back to the JVM
+FILE_BYTES_PER_TASK = 64 * 2**20  # files are spread over more tasks than cores when large
 
 
 @dataclass
@@ -72,24 +76,29 @@ def _arrow_schema(source: Source) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _validate_files(source_name: str, data_dir: str, run_id: str, at: datetime):
-    """The mapInArrow function: file paths in, staged / quarantine / read rows out."""
+def _validate_files(
+    source_name: str, data_dir: str, run_id: str, at: datetime, plan: list[list[str]]
+):
+    """The mapInArrow function: task numbers in (their files in `plan`), staged / quarantine /
+    read rows out."""
     source = SOURCES[source_name]
     schema = _arrow_schema(source)
     typed_names = [*source.columns, "source_file", "source_row"]
 
     empty = {c: pl.lit(None, dtype=d) for c, d in typed_schema(source).items()}
 
-    def to_batch(frame: pl.DataFrame) -> pa.RecordBatch:
-        table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-        return table.cast(schema).combine_chunks().to_batches()[0] if frame.height else None
+    def to_batches(frame: pl.DataFrame) -> list[pa.RecordBatch]:
+        # Handed to the JVM in slices: a 750,000-row batch is hundreds of MB in one buffer.
+        table = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
+        return table.to_batches(max_chunksize=OUT_BATCH_ROWS) if frame.height else []
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             # The task's files validated together, as the DuckDB engine's batches are: one
             # check_batch call per task, not per file (a call has a fixed cost).
             pending: list[pl.DataFrame] = []
-            for relpath in batch.column("relpath").to_pylist():
+            relpaths = [r for task in batch.column("id").to_pylist() for r in plan[task]]
+            for relpath in relpaths:
                 path = Path(data_dir) / relpath
                 stat = path.stat()
                 export = ingestion.ExportFile(
@@ -135,9 +144,7 @@ def _validate_files(source_name: str, data_dir: str, run_id: str, at: datetime):
             .with_columns(pl.col("reasons").cast(pl.List(pl.String)))
         )
         for part in (staged, quarantined, read):
-            out = to_batch(part.select(schema.names))
-            if out is not None:
-                yield out
+            yield from to_batches(part.select(schema.names))
 
     return run
 
@@ -148,11 +155,31 @@ def spark_schema(source: Source):
     return from_arrow_schema(_arrow_schema(source))
 
 
-def stage_source(spark, data_dir: Path, source_name: str, run_id: str, at: datetime):
-    """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files."""
-    from pyspark.sql import Window
+def file_tasks(spark, exports: list[ingestion.ExportFile]) -> list[list[str]]:
+    """The files of each task: at least one task per core, more when the files are large
+    (about FILE_BYTES_PER_TASK each), so that no task holds a large share of the rows and every
+    core of a cluster gets files. The largest files first, dealt round the tasks in turn."""
+    total = sum(e.size_bytes for e in exports)
+    count = min(
+        len(exports), max(spark.sparkContext.defaultParallelism, -(-total // FILE_BYTES_PER_TASK))
+    )
+    plan: list[list[str]] = [[] for _ in range(count)]
+    for i, export in enumerate(sorted(exports, key=lambda e: (-e.size_bytes, e.relpath))):
+        plan[i % count].append(export.relpath)
+    return plan
+
+
+def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: datetime):
+    """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files.
+
+    The validated rows are written once to the lake (`staging.validated_<source>`, Parquet) and
+    read back by each of the later passes: the counts, the repeated keys, the staged rows and
+    the quarantine. Nothing of the size of the input is kept in the JVM's heap, so the heap
+    does not limit the rows a run can take (a cache held the rows before: at 10M order rows
+    the collector took a quarter of the JVM's time)."""
     from pyspark.sql import functions as F
 
+    spark = tables.spark
     source = SOURCES[source_name]
     exports = ingestion.discover_files(Path(data_dir), source)
     for export in exports:  # every file's header first: fail before anything is written
@@ -163,25 +190,51 @@ def stage_source(spark, data_dir: Path, source_name: str, run_id: str, at: datet
     if not exports:
         empty = spark.createDataFrame([], schema)
         return empty.select(typed), _quarantine(spark, empty), report
-    files = spark.createDataFrame([(e.relpath,) for e in exports], "relpath string")
-    files = files.repartition(min(len(exports), spark.sparkContext.defaultParallelism), "relpath")
-    rows = files.mapInArrow(
-        _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at), schema
-    ).persist()
-
-    good = rows.filter(F.col(KIND) == "staged")
-    rank = Window.partitionBy(*source.key_columns).orderBy("source_file", "source_row")
-    ranked = good.withColumn("_rank", F.row_number().over(rank))
-    # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
-    ranked = ranked.select(
-        *[
-            F.col(c).cast("decimal(18,4)").alias(c) if c in source.money else F.col(c)
-            for c in typed
-        ],
-        "_rank",
+    plan = file_tasks(spark, exports)
+    # one row per task, each in its own partition: the task's number picks its files
+    validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
+        _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at, plan), schema
     )
-    staged = ranked.filter("_rank = 1").select(typed)
-    repeated = ranked.filter("_rank > 1").select(typed)
+    tables.save(validated_table(source.name), validated)
+    rows = tables.table(validated_table(source.name))
+
+    # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
+    good = rows.filter(F.col(KIND) == "staged").select(
+        *[F.col(c).cast("decimal(18,4)").alias(c) if c in source.money else F.col(c) for c in typed]
+    )
+    # Repeated keys, first by file path, then row (as the DuckDB engine stages them). An
+    # aggregate by key moves only the keys and the row's place, not whole rows (a window over
+    # the keys sorted every row); the keys seen more than once are few, and the join with them
+    # is a broadcast.
+    # A row's place as one number (the file's rank by path, then the row): the aggregate's
+    # min is then a hash aggregate (a min over a struct or text sorts every row, twice).
+    rank_of = F.create_map(
+        *[
+            F.lit(x)
+            for i, e in enumerate(sorted(exports, key=lambda e: e.relpath))
+            for x in (e.relpath, i)
+        ]
+    )
+    place = F.element_at(rank_of, F.col("source_file")).cast("bigint") * F.lit(2**32) + F.col(
+        "source_row"
+    )
+    keys = {c: f"_key_{i}" for i, c in enumerate(source.key_columns)}
+    # The keys seen more than once, with the place of their first row: few, so they are
+    # computed once, brought to the driver and joined back as a broadcast (the aggregate over
+    # every key is not run again by each pass that reads `marked`).
+    firsts = spark.createDataFrame(
+        good.groupBy(*source.key_columns)
+        .agg(F.count("*").alias("_n"), F.min(place).alias("_first"))
+        .filter("_n > 1")
+        .select(*[F.col(c).alias(k) for c, k in keys.items()], "_first")
+        .toArrow()
+    )
+    same_key = [F.col(c).eqNullSafe(F.col(k)) for c, k in keys.items()]
+    marked = good.join(F.broadcast(firsts), same_key, "left").select(
+        *typed, (F.col("_first").isNotNull() & (place != F.col("_first"))).alias("_repeated")
+    )
+    staged = marked.filter(~F.col("_repeated")).select(typed)
+    repeated = marked.filter(F.col("_repeated")).select(typed)
     quarantine = rows.filter(F.col(KIND) == "quarantine")
     # Repeated keys are few: their quarantine rows are made by the DuckDB engine's function.
     dup_rows = pl.from_arrow(repeated.toArrow())
@@ -215,6 +268,11 @@ def stage_source(spark, data_dir: Path, source_name: str, run_id: str, at: datet
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
     report.rows_staged = counts.get("staged", 0) - dup_rows.height
     return staged, quarantine_df, report
+
+
+def validated_table(source_name: str) -> str:
+    """The working table of one source's validated rows (deleted when staging is done)."""
+    return f"staging.validated_{source_name}"
 
 
 def _quarantine(spark, rows, source_name: str = "", run_id: str = "", at: datetime | None = None):

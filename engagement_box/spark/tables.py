@@ -8,6 +8,7 @@ new folder and the table is then pointed at it: a statement that reads the table
 """
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -65,6 +66,12 @@ class SparkTables:
         kind = "VIEW" if self.spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
         self.spark.sql(f"DROP {kind} {_identifier(schema)}.{_identifier(table)}")
 
+    def remove(self, name: str) -> None:
+        """Forget the table `name` and delete its files (every folder it was written to)."""
+        self.drop(name)
+        schema, table = name.split(".")
+        shutil.rmtree(self.lake / "tables" / f"{schema}.{table}", ignore_errors=True)
+
     def table(self, name: str):
         return self.spark.table(name)
 
@@ -90,6 +97,7 @@ class SparkTables:
 
     def execute(self, st: "spark_sql.Statement", values=None, types=None):
         run = spark_sql.run
+        describe(self.spark, f"{st.kind} {st.target}")
         if st.kind == "schema":
             self.ensure_schema(st.target)
             return None
@@ -106,6 +114,12 @@ class SparkTables:
             self.save(st.target, old.unionByName(new.select(*old.columns)))
             return None
         return run(self.spark, st.sql, values, types)
+
+
+def describe(spark, text: str) -> None:
+    """Name the Spark jobs that follow (Spark's UI and event log show it per job: where the
+    time goes, `benchmarks/bench_spark.py`)."""
+    spark.sparkContext.setJobDescription(text)
 
 
 def _identifier(name: str) -> str:

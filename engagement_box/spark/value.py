@@ -14,7 +14,7 @@
   covariances (computed once on the driver from the grouped rows, `covariances`) shipped to
   each task.
 - The holdout comparison (`holdout_frame`) and the frequency-spend correlation
-  (`spend_correlation`) expand their grouped rows to one per customer on the driver.
+  (`spend_correlation`) work from the same grouped rows with their counts.
 No Dagster import here.
 """
 
@@ -146,21 +146,18 @@ def fit_window(
 
 def spend_correlation(spend: pa.Table) -> dict[str, float | None]:
     """Pearson and Spearman correlation of x and m over the repeat buyers with m > 0, from the
-    grouped (x, m) rows (expanded to one row per repeat buyer on the driver: 16 bytes each)."""
+    grouped (x, m) rows with their counts (never one row per buyer)."""
     x, m, n = (_column(spend, c) for c in ("frequency", "monetary_value", "n"))
-    keep = (x > 0) & (m > 0)
-    k = n[keep].astype(np.int64)
-    corr = frequency_spend_correlation(np.repeat(x[keep], k), np.repeat(m[keep], k))
+    corr = frequency_spend_correlation(x, m, counts=n)
     return {"pearson": corr.pearson, "spearman": corr.spearman}
 
 
 def holdout_frame(rows: pa.Table) -> pl.DataFrame:
-    """The calibration rows (frequency, recency_days, T_days, holdout_purchases, holdout_days)
-    one per customer, from their grouped rows, for `selection.compare_models` (which groups
-    them again; 40 bytes per customer on the driver)."""
-    n = rows.column("n").to_numpy()
-    names = ("frequency", "recency_days", "T_days", "holdout_purchases", "holdout_days")
-    return pl.DataFrame({c: np.repeat(rows.column(c).to_numpy(), n) for c in names})
+    """The grouped calibration rows (frequency, recency_days, T_days, holdout_purchases,
+    holdout_days) with the customers of each in `n`, for `selection.compare_models` (which
+    weighs each row by `n`: never one row per customer)."""
+    names = ("frequency", "recency_days", "T_days", "holdout_purchases", "holdout_days", "n")
+    return pl.DataFrame({c: rows.column(c).to_numpy() for c in names})
 
 
 def covariances(

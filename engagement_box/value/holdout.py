@@ -41,30 +41,37 @@ class HoldoutValidation:
 
 
 def validation_of_predictions(
-    predicted: Any, x_cal: Any, holdout_purchases: Any, holdout_length: float
+    predicted: Any,
+    x_cal: Any,
+    holdout_purchases: Any,
+    holdout_length: float,
+    counts: Any = None,
 ) -> HoldoutValidation:
-    """The holdout comparison of any model's predicted holdout purchases per customer."""
+    """The holdout comparison of any model's predicted holdout purchases per customer, or per
+    grouped row standing for `counts` customers each (the same numbers as the rows expanded)."""
     predicted, x, actual = (
         np.asarray(v, dtype=float).ravel() for v in (predicted, x_cal, holdout_purchases)
     )
+    weight = np.ones_like(x) if counts is None else np.asarray(counts, dtype=float).ravel()
     bucket = np.minimum(x, 7).astype(np.int64)
-    counts = np.bincount(bucket, minlength=8)
+    customers = np.bincount(bucket, weights=weight, minlength=8)
+    total = float(weight.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
-        actual_mean = np.bincount(bucket, weights=actual, minlength=8) / counts
-        predicted_mean = np.bincount(bucket, weights=predicted, minlength=8) / counts
+        actual_mean = np.bincount(bucket, weights=actual * weight, minlength=8) / customers
+        predicted_mean = np.bincount(bucket, weights=predicted * weight, minlength=8) / customers
     table = pl.DataFrame(
         {
             "frequency_bucket": list(FREQUENCY_BUCKETS),
-            "customers": counts.astype(np.int64),
-            "actual_mean": np.where(counts > 0, actual_mean, np.nan),
-            "predicted_mean": np.where(counts > 0, predicted_mean, np.nan),
+            "customers": np.rint(customers).astype(np.int64),
+            "actual_mean": np.where(customers > 0, actual_mean, np.nan),
+            "predicted_mean": np.where(customers > 0, predicted_mean, np.nan),
         }
     ).with_columns(pl.col("actual_mean", "predicted_mean").fill_nan(None))
     return HoldoutValidation(
-        n_customers=int(x.shape[0]),
+        n_customers=round(total),
         holdout_length=float(holdout_length),
-        total_actual=float(actual.sum()),
-        total_predicted=float(predicted.sum()),
-        mae=float(np.mean(np.abs(predicted - actual))) if x.shape[0] else float("nan"),
+        total_actual=float((actual * weight).sum()),
+        total_predicted=float((predicted * weight).sum()),
+        mae=float((np.abs(predicted - actual) * weight).sum() / total) if total else float("nan"),
         by_frequency=table,
     )

@@ -174,16 +174,46 @@ class SpendIndependence:
     n_customers: int
 
 
-def frequency_spend_correlation(x: Any, m: Any) -> SpendIndependence:
-    """Pearson and Spearman correlation between x and m over customers with x > 0 and m > 0."""
+def frequency_spend_correlation(x: Any, m: Any, counts: Any = None) -> SpendIndependence:
+    """Pearson and Spearman correlation between x and m over customers with x > 0 and m > 0.
+    With `counts`, each (x, m) row stands for that many customers (grouped rows): the same
+    correlations as the rows expanded, computed from the counts."""
     from scipy.stats import pearsonr, spearmanr
 
     x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
     keep = np.isfinite(x) & np.isfinite(m) & (x > 0) & (m > 0)
     xs, ms = x[keep], m[keep]
+    if counts is not None:
+        weight = np.asarray(counts, dtype=float)[keep]
+        keep_rows = weight > 0
+        xs, ms, weight = xs[keep_rows], ms[keep_rows], weight[keep_rows]
+        n = round(float(weight.sum()))
+        if n < 3 or np.ptp(xs) == 0 or np.ptp(ms) == 0:
+            return SpendIndependence(None, None, n)
+        spearman = _weighted_pearson(_mid_ranks(xs, weight), _mid_ranks(ms, weight), weight)
+        return SpendIndependence(_weighted_pearson(xs, ms, weight), spearman, n)
     n = int(keep.sum())
     if n < 3 or np.ptp(xs) == 0 or np.ptp(ms) == 0:
         return SpendIndependence(None, None, n)
     return SpendIndependence(
         float(pearsonr(xs, ms).statistic), float(spearmanr(xs, ms).statistic), n
     )
+
+
+def _weighted_pearson(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
+    """Pearson's r of rows repeated `weight` times."""
+    total = weight.sum()
+    da = a - (weight * a).sum() / total
+    db = b - (weight * b).sum() / total
+    return float(
+        (weight * da * db).sum() / np.sqrt((weight * da * da).sum() * (weight * db * db).sum())
+    )
+
+
+def _mid_ranks(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Each row's rank among the rows repeated `weight` times, ties at their mean rank (what
+    `scipy.stats.rankdata` gives the expanded rows)."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    per_value = np.bincount(inverse, weights=weight, minlength=distinct.shape[0])
+    below = np.cumsum(per_value) - per_value
+    return (below + (per_value + 1) / 2)[inverse]

@@ -73,13 +73,16 @@ def compare_models(
     fits: Mapping[str, FitResult] | None = None,
 ) -> ModelComparison:
     """Compare the models on the output of `summary.calibration_holdout` (columns frequency,
-    recency_days, T_days, holdout_purchases, holdout_days; times in days) in `time_unit`."""
+    recency_days, T_days, holdout_purchases, holdout_days; times in days) in `time_unit`. With a
+    column `n` each row stands for n customers (grouped rows: the same comparison as the rows
+    expanded, without building one row per customer)."""
     missing = {"frequency", "recency_days", "T_days", "holdout_purchases", "holdout_days"} - set(
         cal_stats.columns
     )
     if missing:
         raise ValueError(f"the calibration table lacks the columns {sorted(missing)}")
-    if cal_stats.height == 0:
+    counts = cal_stats["n"].to_numpy() if "n" in cal_stats.columns else None
+    if cal_stats.height == 0 or (counts is not None and counts.sum() == 0):
         raise ModelFitError("model_choice", "degenerate", "no customer in the calibration window")
     days = cal_stats["holdout_days"].unique()
     if days.len() != 1:
@@ -95,6 +98,7 @@ def compare_models(
         pinned=pinned,
         tolerance=tolerance,
         fits=fits,
+        counts=counts,
     )
 
 
@@ -110,9 +114,11 @@ def compare_arrays(
     pinned: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     fits: Mapping[str, FitResult] | None = None,
+    counts: Any = None,
 ) -> ModelComparison:
     """`compare_models` on arrays in the model's time unit. `fits` reuses calibration fits
-    already made (by model name); the others are fitted here."""
+    already made (by model name); the others are fitted here. `counts`: the customers each row
+    stands for (default one each)."""
     names = list(dict.fromkeys(models))
     for name in names:
         get_model(name)
@@ -126,7 +132,9 @@ def compare_arrays(
     done = dict(fits or {})
     for name in names:
         if name not in done:
-            done[name] = fit_model(name, x, t_x, T, time_unit=time_unit, raise_on_failure=False)
+            done[name] = fit_model(
+                name, x, t_x, T, time_unit=time_unit, raise_on_failure=False, counts=counts
+            )
     validations = {}
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)  # grouped once for every model
     (px, pT), pair_of_row, _ = unique_rows(ux, uT)
@@ -136,7 +144,9 @@ def compare_arrays(
                 name, done[name], [holdout_length], ux, ut, uT, (px, pT, pair_of_row)
             )
             predicted = parts.expected()[0][inverse]
-            validations[name] = validation_of_predictions(predicted, x, actual, holdout_length)
+            validations[name] = validation_of_predictions(
+                predicted, x, actual, holdout_length, counts
+            )
     chosen, reason = choose(done, validations, names, pinned=pinned, tolerance=tolerance)
     return ModelComparison(
         chosen=chosen,
