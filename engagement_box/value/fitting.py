@@ -331,43 +331,38 @@ def _fast_fit(
     step = max(1, rows // _WARM_START_ROWS)
     sub = slice(0, None, step)
 
-    def lifetimes_warm() -> np.ndarray:
-        warm = _run_fitter(
+    def lifetimes_fit(part: slice) -> Any:
+        """lifetimes' own fitter on the grouped rows `part`, from its default start."""
+        return _run_fitter(
             model,
             fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
             summary,
-            *(d[sub] for d in data),
-            weights=weights[sub],
+            *(d[part] for d in data),
+            weights=weights[part],
             tol=fit_kwargs["tol"],
             **fit_kwargs["options"],
         )
-        return to_log_params(warm.params_)
 
-    if start_lp is not None and np.all(np.isfinite(start_lp)):
-        try:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                start, H = _newton(nll, np.asarray(start_lp, dtype=float))
-            return _refined(model, fitter_cls, summary, data, weights, fit_kwargs, start, H), H
-        except (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError):
-            pass  # start over from the subsample fit
-    try:
-        warm_lp = _warm_start(sub_objective(sub), n_params, fit_kwargs, lifetimes_warm)
+    def lifetimes_warm() -> np.ndarray:
+        return to_log_params(lifetimes_fit(sub).params_)
+
+    def polished(lp: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Newton on all rows from `lp`, then lifetimes' refinement from there."""
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            start, H = _newton(nll, warm_lp)
+            start, H = _newton(nll, lp)
         return _refined(model, fitter_cls, summary, data, weights, fit_kwargs, start, H), H
-    except (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError):
-        fitter = _run_fitter(
-            model,
-            fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
-            summary,
-            *data,
-            weights=weights,
-            tol=fit_kwargs["tol"],
-            **fit_kwargs["options"],
-        )
-        return fitter, None
+
+    failures = (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError)
+    if start_lp is not None and np.all(np.isfinite(start_lp)):
+        try:
+            return polished(np.asarray(start_lp, dtype=float))
+        except failures:
+            pass  # start over from the subsample fit
+    try:
+        return polished(_warm_start(sub_objective(sub), n_params, fit_kwargs, lifetimes_warm))
+    except failures:
+        return lifetimes_fit(slice(None)), None
 
 
 def _refined(
