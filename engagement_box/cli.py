@@ -302,6 +302,15 @@ def _standing_version(partition: str) -> int | None:
     )
 
 
+def _waiting(what: str) -> Callable[[str], None]:
+    """What a run or an erasure says, once, when it has to wait for the run lock of `what`."""
+
+    def say(holder: str) -> None:
+        print(f"waiting for the run that holds {what} to finish ({holder})", flush=True)
+
+    return say
+
+
 def run(args: argparse.Namespace) -> int:
     from dagster import Failure
 
@@ -325,15 +334,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED before any step: {problem}", file=sys.stderr)
         return 2
 
-    def waiting(holder: str) -> None:
-        print(f"waiting for the run that holds the warehouse to finish ({holder})", flush=True)
-
     # The run lock is held from the check for new inputs to the end of the run: a run started
     # together with another one waits for it, then finds what it published (nothing to do)
     # instead of computing it again. The run's Warehouse resource re-enters it.
     with ExitStack() as held:
         try:
-            held.enter_context(run_lock(warehouse_resource().path, on_wait=waiting))
+            held.enter_context(
+                run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse"))
+            )
         except (Failure, ConfigurationError) as error:
             print(f"FAILED before any step: {error}", file=sys.stderr)
             return 1
@@ -437,12 +445,6 @@ def erase(args: argparse.Namespace) -> int:
     warehouse = warehouse_resource()
     lake = LakeResource()
 
-    def waiting(what: str):
-        def say(holder: str) -> None:
-            print(f"waiting for the run that holds {what} to finish ({holder})", flush=True)
-
-        return say
-
     # Under the run locks of the warehouse and of the Spark lake (the one each engine's run
     # holds from its first step to its last): a run publishing at the same time could otherwise
     # put back a file it built before the erasure, or publish a version the erasure never saw.
@@ -452,14 +454,14 @@ def erase(args: argparse.Namespace) -> int:
                 run_lock(
                     warehouse.path,
                     warehouse.run_lock_timeout_seconds,
-                    on_wait=waiting("the warehouse"),
+                    on_wait=_waiting("the warehouse"),
                 )
             )
             # (where no Spark run ever started, there is neither a lake nor its lock file)
             if lake.path.exists() or Path(f"{lake.path}.run.lock").exists():
                 held.enter_context(
                     run_lock(
-                        lake.path, lake.run_lock_timeout_seconds, on_wait=waiting("the Spark lake")
+                        lake.path, lake.run_lock_timeout_seconds, on_wait=_waiting("the Spark lake")
                     )
                 )
             adopt_single_file(warehouse.layout)
