@@ -66,7 +66,7 @@ def exports_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def december_run(tmp_path_factory, worker_id):
     """The tiny retailer run for December once per test session, shared by the test workers
-    (`tests/pipeline_runs.py`: a run costs each worker that makes its own about 15 CPU-s).
+    (`tests/pipeline_runs.py`: each worker's own copy cost it a whole run, 12-13 CPU-s).
     Read it, never write it; to go on from it, take `copy_run(december_run, tmp_path)`."""
     from tests.pipeline_runs import shared_december
 
