@@ -668,9 +668,7 @@ def hostile_line(i: int, kind: str) -> str:
     return ",".join(values)
 
 
-@settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kinds=st.lists(
         st.sampled_from(["good", "short", "future", "quoted", "empty_optional", "blank"]),

@@ -82,7 +82,7 @@ def test_tie_rule_independent_of_row_order_and_ids():
     assert a.sort("customer_id").equals(b.sort("customer_id"))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.integers(1, 8), min_size=1, max_size=80))
 def test_scores_monotone_and_tied_values_share_score(values):
     out = rfm.score_rfm(summary([0] * len(values), values, values), AS_OF)
