@@ -438,19 +438,29 @@ def keep_published_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: objec
 
 
 def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str]) -> None:
-    """`marts.<mart>` as a view of the current version's rows in `history.<mart>`, with the
-    columns of the version published (`names`): the rows are written once, in history, and an
-    erasure or a retention there is what `marts.<mart>` shows. A warehouse from before the views
-    had a table there, with a copy of the rows: it is dropped."""
+    """`marts.<mart>` as a view of the current version's rows, with the columns of the version
+    published (`names`): the rows are written once (`history_rows.<mart>` or the linked work
+    rows), and an erasure or a retention there is what `marts.<mart>` shows. The current
+    version is picked before the join with the work rows, so only its as-of's work rows are
+    read (through `history.<mart>`, every linked version's were: 0.11-0.17 CPU-s instead of
+    0.005 for a five-row preview at 1M customers and three versions). A warehouse from before
+    the views had a table there, with a copy of the rows: it is dropped."""
     name = quote_identifier(mart)
     if _is_base_table(con, "marts", mart):
         con.execute(f"DROP TABLE marts.{name}")
     # Names read from the catalog (the work table's columns): quoted with their quotes doubled.
-    listed = ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
-    con.execute(
-        f"CREATE OR REPLACE VIEW marts.{name} AS SELECT {listed} FROM history.{name} "
-        "WHERE snapshot_id = (SELECT snapshot_id FROM marts.current_version)"
-    )
+    quoted = ['"' + str(n).replace('"', '""') + '"' for n in names]
+    listed = ", ".join(quoted)
+    current = "(SELECT snapshot_id FROM marts.current_version)"
+    source = f"SELECT {listed} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
+    if "as_of" in {c for c, _ in _columns(con, "work", mart)}:
+        in_work = ", ".join(f"w.{column}" for column in quoted)
+        source += (
+            f" UNION ALL BY NAME SELECT {in_work} FROM work.{name} AS w "
+            f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
+            f"WHERE link.mart = {quote_literal(mart)} AND link.snapshot_id = {current}"
+        )
+    con.execute(f"CREATE OR REPLACE VIEW marts.{name} AS {source}")
 
 
 def describe_tables(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
