@@ -31,7 +31,6 @@ from engagement_box.engagement.metrics import (
     engagement_parts,
     engagement_values_from_parts,
 )
-from engagement_box.frames import read_table
 from engagement_box.governance import versions
 from engagement_box.identity import links as identity
 from engagement_box.sql import load_sql
@@ -72,7 +71,7 @@ def engagement_value(
     settings = engagement_config.to_settings()
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
-        clv = read_work(con, "customer_value", window).select("customer_id", "clv")
+        clv = read_work(con, "customer_value", window, columns=("customer_id", "clv"))
         # One row per person: merged profiles are one customer, since their earliest signup.
         people = con.execute(
             "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers"
@@ -81,9 +80,9 @@ def engagement_value(
         customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
         # A customer's referral exposure starts at signup, or at the first order of a buyer
         # without a profile (the earlier of the two when both exist).
-        first_orders = read_work(con, "customer_summary", window).select(
-            "customer_id", pl.col("first_order_date").alias("since")
-        )
+        first_orders = read_work(
+            con, "customer_summary", window, columns=("customer_id", "first_order_date")
+        ).rename({"first_order_date": "since"})
         customer_since = pl.concat([profiles, first_orders], how="vertical_relaxed")
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
@@ -264,7 +263,9 @@ def customer_persona(
         window = partition_window(context, con, model_settings)
         rfm_rows = read_work(con, "customer_rfm", window)
         features = personas.feature_frame(
-            read_work(con, "engagement_value", window), rfm_rows, rfm.PROSPECT
+            read_work(con, "engagement_value", window, columns=personas.VALUE_FEATURE_COLUMNS),
+            rfm_rows,
+            rfm.PROSPECT,
         )
         inputs = {
             "settings": {
@@ -390,10 +391,8 @@ def audience_exports(
         ).pl()
         frame = audiences.build_audiences(
             customers,
-            segments=read_table(con, "marts", "customer_rfm").select("customer_id", "segment"),
-            quadrants=read_table(con, "marts", "engagement_value").select(
-                "customer_id", "quadrant"
-            ),
+            segments=con.execute("SELECT customer_id, segment FROM marts.customer_rfm").pl(),
+            quadrants=con.execute("SELECT customer_id, quadrant FROM marts.engagement_value").pl(),
         )
         # The version the audiences come from: the current one (a backfill publishes a higher id
         # that is not current).

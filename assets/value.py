@@ -148,10 +148,13 @@ def require_work(con, table: str, window: dict) -> None:
         )
 
 
-def read_work(con, table: str, window: dict) -> pl.DataFrame:
-    """This partition's rows of `work.<table>`; a plain failure when they are not there."""
+def read_work(
+    con, table: str, window: dict, columns: tuple[str, ...] | None = None
+) -> pl.DataFrame:
+    """This partition's rows of `work.<table>` (only `columns` when given); a plain failure when
+    they are not there."""
     require_work(con, table, window)
-    return partitioned.read_partition(con, "work", table, window["as_of"])
+    return partitioned.read_partition(con, "work", table, window["as_of"], columns=columns)
 
 
 def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: list | tuple = ()) -> dict:
@@ -347,6 +350,10 @@ def customer_rfm(
     metadata["segments"] = dg.MetadataValue.json(counts)
     metadata["segment_sizes"] = png_markdown(reports.segment_sizes_png(counts), "segment sizes")
     return dg.MaterializeResult(metadata=metadata)
+
+
+# The columns of customer_summary that scoring reads: the customer and `model_inputs`.
+SCORED_COLUMNS = ("customer_id", "frequency", "recency_days", "T_days", "monetary_value")
 
 
 def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
@@ -581,7 +588,7 @@ def customer_value(
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
         model, params, gg = _chosen_fits(con, "full", window)
-        summary = read_work(con, "customer_summary", window)
+        summary = read_work(con, "customer_summary", window, columns=SCORED_COLUMNS)
         x, t_x, T, m = model_inputs(summary, unit)
         started = time.perf_counter()
         scores = value_marts.score_table(

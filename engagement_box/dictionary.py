@@ -729,15 +729,17 @@ RENAMED: tuple[tuple[str, str, str], ...] = (
 
 def rename_legacy_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Rename the columns of `RENAMED` where a table still has the old name and not the new one
-    (work, marts and history). Returns what was renamed, as `schema.table.old -> new`.
+    (work, marts and the versions' rows; `history.<mart>` is a view of them). Returns what was
+    renamed, as `schema.table.old -> new`.
 
     Called before every work-table write and publish: one catalog query, not one per pair."""
-    schemas = ("work", "marts", "history")
+    schemas = ("work", "marts", "history", "history_rows")
     names = sorted({name for name, _, _ in RENAMED})
     existing: dict[tuple[str, str], set[str]] = {}
-    for schema, name, column in con.execute(
+    for schema, name, column in con.execute(  # base tables: a view shows the renamed columns
         "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
-        "WHERE schema_name IN (SELECT unnest($schemas)) AND table_name IN (SELECT unnest($names))",
+        "WHERE schema_name IN (SELECT unnest($schemas)) AND table_name IN (SELECT unnest($names)) "
+        "AND (schema_name, table_name) IN (SELECT (schema_name, table_name) FROM duckdb_tables())",
         {"schemas": list(schemas), "names": names},
     ).fetchall():
         existing.setdefault((schema, name), set()).add(column)

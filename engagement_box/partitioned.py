@@ -6,6 +6,10 @@ never half. Downstream steps read only the rows of their own as-of. The key colu
 (DATE): two partitions whose window ends on the same day (a month after the last order, or every
 month when ENGAGEMENT_AS_OF pins the date) compute the same rows and share them.
 
+The rows of an as-of are also the rows of every version published from them (`history.<mart>`
+views them, `engagement_box.governance.versions`): before they are replaced, those versions get
+their own copy (`versions.keep_published_rows`), in the same transaction.
+
 `<schema>.written_partitions` records, in the same transaction, which as-of each table holds
 (table_name, as_of, written_at): an as-of whose step ran and found no rows is told apart from
 one whose step never ran.
@@ -16,7 +20,9 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
+from engagement_box.governance.versions import keep_published_rows
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, transaction
 
@@ -50,7 +56,7 @@ def write_partition(
     frame = frame.with_columns(pl.col(pl.Null).cast(pl.String))
     name = _name(schema, table)
     con.execute(load_sql("marts/create_schema", schema=schema))
-    con.register("partition_rows", frame)
+    con.register("partition_rows", arrow_batches(frame))
     try:
         with transaction(con):
             known = _columns(con, schema, table)
@@ -63,6 +69,8 @@ def write_partition(
                         con.execute(
                             f"ALTER TABLE {name} ADD COLUMN {quote_identifier(column)} {dtype}"
                         )
+                if schema == "work":  # a version published from these rows keeps them
+                    keep_published_rows(con, table, as_of)
                 con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
             registry = _name(schema, REGISTRY)
@@ -82,6 +90,18 @@ def write_partition(
     return frame.height
 
 
+# Rows per Arrow batch handed to DuckDB: one row group's worth.
+BATCH_ROWS = 122_880
+
+
+def arrow_batches(frame: pl.DataFrame) -> pa.Table:
+    """The frame as Arrow in batches of `BATCH_ROWS`: DuckDB inserts a 1M-row frame of the
+    pipeline's in about half the CPU it takes when handed the frame in one piece (1.4 against
+    2.5-2.9 CPU-s for work.customer, docs/BENCHMARKS.md); same types, same rows, same order."""
+    arrow = frame.to_arrow()
+    return pa.Table.from_batches(arrow.to_batches(max_chunksize=BATCH_ROWS), schema=arrow.schema)
+
+
 def read_partition(
     con: duckdb.DuckDBPyConnection,
     schema: str,
@@ -89,8 +109,10 @@ def read_partition(
     as_of: dt.date,
     *,
     keep_key: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """The rows of `as_of` in `schema.table` (without the `as_of` column unless `keep_key`).
+    """The rows of `as_of` in `schema.table` (without the `as_of` column unless `keep_key`;
+    only `columns` when given: a step that needs two columns of a 1M-row partition reads two).
 
     Raises a plain error when the table or the as-of's rows are missing: the upstream asset has
     not been materialized for this partition."""
@@ -100,6 +122,9 @@ def read_partition(
             "partition first"
         )
     select = "*" if keep_key else f"* EXCLUDE ({KEY})"
+    if columns is not None:
+        # Column names of the code (`T_days` is upper case): quoted with their quotes doubled.
+        select = ", ".join('"' + str(c).replace('"', '""') + '"' for c in columns)
     frame = con.execute(
         f"SELECT {select} FROM {_name(schema, table)} WHERE {KEY} = $as_of", {"as_of": as_of}
     ).pl()

@@ -283,8 +283,9 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
     assert report.found and report.checkpointed
     assert report.subjects == {"customer_id": 3, "email": 1, "handle": 2}
     assert report.erased_rows == ERASED_PER_SOURCE
-    assert report.rows_deleted["history.customer_scores"] == 2 * 2  # two profiles, two versions
-    assert report.rows_deleted["history.referral_graph"] == 2 * 2  # referee and referrer rows
+    # the versions' rows (history.<mart> views them): two profiles, two versions
+    assert report.rows_deleted["history_rows.customer_scores"] == 2 * 2
+    assert report.rows_deleted["history_rows.referral_graph"] == 2 * 2  # referee and referrer
     assert report.rows_deleted["staging.quarantine"] == 3
     assert report.audience_rows_removed == {
         "rfm_segment/champions.csv": 2,

@@ -1,10 +1,11 @@
 """Versions: snapshots, time travel, current version by as-of, migration, retention."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from engagement_box import partitioned
 from engagement_box.frames import write_frame
 from engagement_box.governance import versions
 
@@ -80,15 +81,20 @@ def test_backfill_of_an_earlier_month_adds_history_but_keeps_the_current_version
 
 
 def test_a_version_is_written_once_and_marts_shows_it(warehouse):
-    """The rows of a version are written once, in history; `marts.<mart>` is a view of the
-    current version there (a warehouse from before had a copy: the next current publish drops
-    it)."""
+    """The rows of a version are written once (a whole work table's: in `history_rows`);
+    `history.<mart>` and `marts.<mart>` are views of them (a warehouse from before had a copy in
+    marts: the next current publish drops it)."""
     warehouse.execute("CREATE SCHEMA marts")
     warehouse.execute("CREATE TABLE marts.customer_rfm AS SELECT 'old' AS customer_id")
     publish_version(warehouse, "2025-03-31", {"a": "Champions", "b": "At Risk"}, {"a": 20})
     kinds = "SELECT table_name FROM duckdb_tables() WHERE schema_name = $s ORDER BY 1"
     assert "customer_rfm" not in [r[0] for r in warehouse.execute(kinds, {"s": "marts"}).fetchall()]
-    assert "customer_rfm" in [r[0] for r in warehouse.execute(kinds, {"s": "history"}).fetchall()]
+    assert "customer_rfm" not in [
+        r[0] for r in warehouse.execute(kinds, {"s": "history"}).fetchall()
+    ]
+    assert "customer_rfm" in [
+        r[0] for r in warehouse.execute(kinds, {"s": "history_rows"}).fetchall()
+    ]
     assert rows(warehouse, "SELECT * FROM marts.customer_rfm ORDER BY 1") == [
         ("a", "Champions"),
         ("b", "At Risk"),
@@ -414,3 +420,59 @@ def test_unchanged_inputs_of_a_replaced_version_publish_again(warehouse):
     back = publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
     assert back.published and back.snapshot_id == 3
     assert_one_current(warehouse, 3)
+
+
+def test_a_version_of_one_as_ofs_work_rows_links_them_and_keeps_them_through_a_rerun(warehouse):
+    """The pipeline's publish (`work_as_of`): the version's rows are the work rows of its as-of,
+    linked, not copied. A rerun of that as-of copies them to `history_rows` before replacing
+    them, so the version never changes; retention deletes the copy and the link."""
+    as_of = date(2025, 1, 31)
+
+    def work_rows(segments: dict[str, str]) -> None:
+        frame = pl.DataFrame({"customer_id": list(segments), "segment": list(segments.values())})
+        partitioned.write_partition(warehouse, "work", "customer_rfm", frame, as_of)
+
+    def publish(n: int) -> versions.Snapshot:
+        return versions.publish(
+            warehouse, ["customer_rfm"], run_id="r", partition_key=None, as_of=str(as_of),
+            settings={"n": n}, work_as_of=as_of,
+        )  # fmt: skip
+
+    def at(snapshot_id: int) -> list[tuple]:
+        return rows(
+            warehouse,
+            f"SELECT customer_id, segment FROM marts.customer_rfm_at({snapshot_id}) ORDER BY 1",
+        )
+
+    def copied() -> list[tuple]:
+        return rows(
+            warehouse, "SELECT snapshot_id, count(*) FROM history_rows.customer_rfm GROUP BY 1"
+        )
+
+    partitioned.write_partition(  # another as-of's rows: never part of the version
+        warehouse, "work", "customer_rfm",
+        pl.DataFrame({"customer_id": ["z"], "segment": ["Lost"]}), date(2024, 12, 31),
+    )  # fmt: skip
+    work_rows({"a": "Champions", "b": "At Risk"})
+    first = publish(1)
+    assert copied() == []  # linked, not copied
+    assert at(first.snapshot_id) == [("a", "Champions"), ("b", "At Risk")]
+    assert first.rows == {"customer_rfm": 2}
+
+    work_rows({"a": "Lost"})  # the as-of again (a rerun): the first version keeps its rows
+    assert copied() == [(first.snapshot_id, 2)]
+    assert at(first.snapshot_id) == [("a", "Champions"), ("b", "At Risk")]
+    second = publish(2)
+    assert at(second.snapshot_id) == [("a", "Lost")]
+    assert rows(warehouse, "SELECT customer_id, segment FROM marts.customer_rfm") == [("a", "Lost")]
+    assert rows(warehouse, "SELECT snapshot_id, count(*) FROM history.customer_rfm GROUP BY 1 ORDER BY 1") == [
+        (first.snapshot_id, 2),
+        (second.snapshot_id, 1),
+    ]  # fmt: skip
+
+    expired = versions.apply_retention(warehouse, keep_versions=1, keep_days=10_000)
+    assert expired.expired == [first.snapshot_id] and expired.rows_deleted == 2
+    assert copied() == []
+    assert at(second.snapshot_id) == [("a", "Lost")]
+    expired = versions.apply_retention(warehouse, keep_versions=1, keep_days=10_000)
+    assert expired.expired == []

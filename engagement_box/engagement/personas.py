@@ -51,12 +51,16 @@ DEFAULT_FEATURES = (
 )
 
 
+# The columns of engagement_value a persona model reads.
+VALUE_FEATURE_COLUMNS = ("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+
+
 def feature_frame(values: pl.DataFrame, rfm_rows: pl.DataFrame, prospect: str) -> pl.DataFrame:
     """One row per scored buyer (RFM segment other than `prospect`): customer_id and the default
     features, in `DEFAULT_FEATURES` order, sorted by customer: what a persona model is fitted on
     and assigned to."""
     return (
-        values.select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+        values.select(VALUE_FEATURE_COLUMNS)
         .join(
             rfm_rows.filter(pl.col("segment") != prospect).select(
                 "customer_id", "days_since_last_order", "order_count", "total_spend"

@@ -6,7 +6,11 @@ Layout inside the warehouse file:
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
   as-of date, and of those the newest; a view of that version's rows in `history.<mart>`. A
   backfill of a past month adds history without moving `marts` back in time.
-- `history.<mart>`: every retained version, with a `snapshot_id` column.
+- `history.<mart>`: every retained version, with a `snapshot_id` column: a view. A version
+  published from one as-of's work rows (every run of the pipeline) keeps its rows where the run
+  wrote them, in `work.<mart>` (linked in `history_rows.from_work`); the rows of versions whose
+  work rows were replaced since (a rerun of the as-of copies them first: `keep_published_rows`)
+  or that were published from whole work tables are in `history_rows.<mart>`.
 - `marts.snapshot_log`: one row per publish (id, time, run, partition, as-of, settings, rows,
   inputs fingerprint, expiry); `marts.current_version`: the one version `marts.*` holds (a
   one-row table whose primary key allows no second row); `marts.snapshots`: the view analysts
@@ -15,10 +19,11 @@ Layout inside the warehouse file:
 - `marts.segment_migration`: the moves between every consecutive pair of the migration chain
   (retained versions in as-of order; a rerun of an as-of replaces that as-of's version).
 
-A publish copies every work table into `history` (written once; `marts.<mart>` views it) in ONE
-transaction with one new snapshot id, so all marts of a version are consistent and a failed or
-killed run leaves the last good version intact. A publish whose inputs (staged files, erasures,
-settings, code) equal those of the chain's version of that as-of publishes nothing. See README
+A publish links every mart's work rows of its as-of to one new snapshot id (the rows are written
+once, by the step; `history.<mart>` and `marts.<mart>` view them) in ONE transaction, so all
+marts of a version are consistent and a failed or killed run leaves the last good version intact.
+A publish whose inputs (staged files, erasures, settings, code) equal those of the chain's version
+of that as-of publishes nothing. See README
 "Versions" for why this and not DuckLake.
 
 No Dagster import here.
@@ -41,6 +46,7 @@ from engagement_box.sql import (
     columns,
     load_sql,
     quote_identifier,
+    quote_literal,
     relation_exists,
     transaction,
 )
@@ -166,9 +172,16 @@ _VERSION_TABLES = {
     ("marts", "current_version"),
     ("marts", "snapshots"),
     ("marts", "segment_migration"),
+    ("history_rows", "from_work"),
     ("work", None),
     ("history", None),
+    ("history_rows", None),
 }
+# Where the rows of versions live that are not work rows (any more): `history_rows.<mart>`;
+# `history_rows.from_work` links the others to their work rows (sql/marts/create_version_links.sql).
+ROWS = "history_rows"
+LINKS = "from_work"
+_LEGACY = "base table "  # version_tables.sql: a base table left in `history` by an old warehouse
 
 
 def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -178,15 +191,26 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         (schema, table)
         for schema, table in con.execute(load_sql("marts/version_tables")).fetchall()
     }
-    if _VERSION_TABLES <= found and not _is_base_table(con, "marts", "snapshots"):
+    legacy = sorted(
+        str(table).removeprefix(_LEGACY)
+        for schema, table in found
+        if schema == "history" and table is not None and str(table).startswith(_LEGACY)
+    )
+    if _VERSION_TABLES <= found and not legacy and not _is_base_table(con, "marts", "snapshots"):
         return
     with transaction(con):
-        for schema in ("work", "marts", "history"):
+        for schema in ("work", "marts", "history", ROWS):
             con.execute(load_sql("marts/create_schema", schema=schema))
         adopt = _is_base_table(con, "marts", "snapshots")
         con.execute(load_sql("marts/create_snapshot_log"))
         con.execute(load_sql("marts/create_current_version"))
         con.execute(load_sql("marts/create_segment_migration"))
+        con.execute(load_sql("marts/create_version_links"))
+        for mart in legacy:  # history.<mart> was the table of every version's rows: moved once
+            name = quote_identifier(mart)
+            con.execute(f"CREATE TABLE {ROWS}.{name} AS SELECT * FROM history.{name}")
+            con.execute(f"DROP TABLE history.{name}")
+            _history_view(con, mart)
         if adopt:  # a warehouse from before marts.snapshot_log
             con.execute(load_sql("marts/adopt_snapshots_table"))
             con.execute(load_sql("marts/adopt_current_version"))
@@ -331,25 +355,23 @@ def _publish_one(
     current: bool,
     work_as_of: object = None,
 ) -> None:
+    """The version's rows of `mart`: one as-of's work rows are linked where they are (written
+    once, by the step); a whole work table (no `work_as_of`) is copied to `history_rows.<mart>`."""
     name = quote_identifier(mart)
-    rows, given = _work_rows(mart, work_as_of)
     work_columns = _columns(con, "work", mart)
-    if not table_exists(con, "history", mart):
+    _rows_table(con, mart, work_columns)
+    if work_as_of is None:
         con.execute(
-            f"CREATE TABLE history.{name} AS "
-            f"SELECT CAST(NULL AS BIGINT) AS snapshot_id, * FROM work.{name} LIMIT 0"
+            f"INSERT INTO {ROWS}.{name} BY NAME SELECT $snapshot_id AS snapshot_id, * "
+            f"FROM work.{name}",
+            {"snapshot_id": snapshot_id},
         )
-    else:  # a new column in a later version: older versions show NULL there
-        known = {c for c, _ in _columns(con, "history", mart)}
-        for column, dtype in work_columns:
-            if column not in known:
-                con.execute(
-                    f"ALTER TABLE history.{name} ADD COLUMN {quote_identifier(column)} {dtype}"
-                )
-    con.execute(
-        f"INSERT INTO history.{name} BY NAME SELECT $snapshot_id AS snapshot_id, * FROM {rows}",
-        {"snapshot_id": snapshot_id, **given},
-    )
+    else:
+        con.execute(
+            f"INSERT INTO {ROWS}.{LINKS} VALUES ($snapshot_id, $mart, $as_of)",
+            {"snapshot_id": snapshot_id, "mart": mart, "as_of": work_as_of},
+        )
+    _history_view(con, mart)
     if current or not table_exists(con, "marts", mart):
         _point_at_current(con, mart, [column for column, _ in work_columns])
     con.execute(
@@ -358,20 +380,87 @@ def _publish_one(
     )
 
 
+def _rows_table(
+    con: duckdb.DuckDBPyConnection, mart: str, work_columns: list[tuple[str, str]]
+) -> None:
+    """`history_rows.<mart>` with the work table's columns: created with the first version, a
+    column added when a later version brings one (older versions show NULL there)."""
+    name = quote_identifier(mart)
+    if not sql_table_exists(con, ROWS, mart):
+        con.execute(
+            f"CREATE TABLE {ROWS}.{name} AS "
+            f"SELECT CAST(NULL AS BIGINT) AS snapshot_id, * FROM work.{name} LIMIT 0"
+        )
+        return
+    known = {c for c, _ in _columns(con, ROWS, mart)}
+    for column, dtype in work_columns:
+        if column not in known:
+            con.execute(f"ALTER TABLE {ROWS}.{name} ADD COLUMN {quote_identifier(column)} {dtype}")
+
+
+def _history_view(con: duckdb.DuckDBPyConnection, mart: str) -> None:
+    """`history.<mart>`: every retained version's rows with its id, the copied ones
+    (`history_rows.<mart>`) and the linked work rows, in one view."""
+    name = quote_identifier(mart)
+    linked = "as_of" in {c for c, _ in _columns(con, "work", mart)}
+    source = f"SELECT * FROM {ROWS}.{name}"
+    if linked:
+        source += (
+            f" UNION ALL BY NAME SELECT link.snapshot_id, w.* FROM work.{name} AS w "
+            f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
+            f"WHERE link.mart = {quote_literal(mart)}"
+        )
+    con.execute(f"CREATE OR REPLACE VIEW history.{name} AS {source}")
+
+
+def keep_published_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: object) -> int:
+    """Before a step replaces the work rows of `as_of` in `work.<table>`: the versions published
+    from them (a rerun of the as-of) get their own copy in `history_rows.<table>`, so a version's
+    rows never change. Inside the caller's transaction; returns the rows copied (0 when no
+    version was published from those rows, as in a run of a new as-of)."""
+    if not sql_table_exists(con, ROWS, LINKS):
+        return 0
+    row = con.execute(
+        f"SELECT count(*) FROM {ROWS}.{LINKS} WHERE mart = $mart AND as_of = $as_of",
+        {"mart": table, "as_of": as_of},
+    ).fetchone()
+    if not row or not row[0]:
+        return 0
+    _rows_table(con, table, _columns(con, "work", table))
+    copied = con.execute(
+        load_sql("marts/keep_published_rows", mart=table), {"mart": table, "as_of": as_of}
+    ).fetchone()
+    con.execute(
+        f"DELETE FROM {ROWS}.{LINKS} WHERE mart = $mart AND as_of = $as_of",
+        {"mart": table, "as_of": as_of},
+    )
+    return int(copied[0]) if copied else 0
+
+
 def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str]) -> None:
-    """`marts.<mart>` as a view of the current version's rows in `history.<mart>`, with the
-    columns of the version published (`names`): the rows are written once, in history, and an
-    erasure or a retention there is what `marts.<mart>` shows. A warehouse from before the views
-    had a table there, with a copy of the rows: it is dropped."""
+    """`marts.<mart>` as a view of the current version's rows, with the columns of the version
+    published (`names`): the rows are written once (`history_rows.<mart>` or the linked work
+    rows), and an erasure or a retention there is what `marts.<mart>` shows. The current
+    version is picked before the join with the work rows, so only its as-of's work rows are
+    read (through `history.<mart>`, every linked version's were: 0.11-0.17 CPU-s instead of
+    0.005 for a five-row preview at 1M customers and three versions). A warehouse from before
+    the views had a table there, with a copy of the rows: it is dropped."""
     name = quote_identifier(mart)
     if _is_base_table(con, "marts", mart):
         con.execute(f"DROP TABLE marts.{name}")
     # Names read from the catalog (the work table's columns): quoted with their quotes doubled.
-    listed = ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
-    con.execute(
-        f"CREATE OR REPLACE VIEW marts.{name} AS SELECT {listed} FROM history.{name} "
-        "WHERE snapshot_id = (SELECT snapshot_id FROM marts.current_version)"
-    )
+    quoted = ['"' + str(n).replace('"', '""') + '"' for n in names]
+    listed = ", ".join(quoted)
+    current = "(SELECT snapshot_id FROM marts.current_version)"
+    source = f"SELECT {listed} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
+    if "as_of" in {c for c, _ in _columns(con, "work", mart)}:
+        in_work = ", ".join(f"w.{column}" for column in quoted)
+        source += (
+            f" UNION ALL BY NAME SELECT {in_work} FROM work.{name} AS w "
+            f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
+            f"WHERE link.mart = {quote_literal(mart)} AND link.snapshot_id = {current}"
+        )
+    con.execute(f"CREATE OR REPLACE VIEW marts.{name} AS {source}")
 
 
 def describe_tables(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
@@ -547,12 +636,22 @@ def apply_retention(
     if expired:
         with transaction(con):
             for table in history_tables(con):
+                name = quote_identifier(table)
                 row = con.execute(
-                    f"DELETE FROM history.{quote_identifier(table)} "
+                    f"SELECT count(*) FROM history.{name} "
                     "WHERE list_contains($expired, snapshot_id)",
                     {"expired": expired},
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
+                if sql_table_exists(con, ROWS, table):
+                    con.execute(
+                        f"DELETE FROM {ROWS}.{name} WHERE list_contains($expired, snapshot_id)",
+                        {"expired": expired},
+                    )
+            con.execute(
+                f"DELETE FROM {ROWS}.{LINKS} WHERE list_contains($expired, snapshot_id)",
+                {"expired": expired},
+            )
             con.execute(
                 "UPDATE marts.snapshot_log SET expired_at = $now "
                 "WHERE list_contains($expired, snapshot_id)",
