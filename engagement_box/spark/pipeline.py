@@ -95,17 +95,21 @@ def component_labels(edges):
     labels = labels.distinct().localCheckpoint()
     while True:
         offered = edges.join(labels, edges.from_rank == labels.rank).select(
-            F.col("to_rank").alias("rank"), "label"
+            F.col("to_rank").alias("rank"),
+            "label",
+            F.lit(None).cast(labels.schema["label"].dataType).alias("old"),
         )
+        # Each node's new label and its old one in one aggregate (every node offered a label
+        # has one already: the edges go both ways), so whether a label fell needs no join.
         new = (
-            labels.unionByName(offered).groupBy("rank").agg(F.min("label").alias("label"))
+            labels.select("rank", "label", F.col("label").alias("old"))
+            .unionByName(offered)
+            .groupBy("rank")
+            .agg(F.min("label").alias("label"), F.min("old").alias("old"))
         ).localCheckpoint()
-        fell = new.join(labels.withColumnRenamed("label", "old"), "rank").filter(
-            F.col("label") < F.col("old")
-        )
-        if fell.isEmpty():
-            return new
-        labels = new
+        labels = new.select("rank", "label")
+        if new.filter(F.col("label") < F.col("old")).isEmpty():
+            return labels
 
 
 def reporting_rates(tables: SparkTables, currency: str) -> None:
