@@ -91,6 +91,8 @@ def component_labels(edges):
     along the edges until none falls (what the DuckDB file's recursive CTE computes)."""
     from pyspark.sql import functions as F
 
+    # The edges are a query (a view over the profiles): computed once, not once per round.
+    edges = edges.localCheckpoint()
     labels = edges.select(F.col("from_rank").alias("rank"), F.col("from_rank").alias("label"))
     labels = labels.distinct().localCheckpoint()
     while True:
