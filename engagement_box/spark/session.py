@@ -12,7 +12,8 @@ import sys
 # these are only defaults. The client JIT alone reserves a 48 MB code cache, which Spark's
 # generated classes fill: its sweeper then threw out compiled methods (38,668 in one sample
 # run) that ran interpreted and were compiled again. `fast` reserves what the full JIT reserves
-# by default (240 MB): the sample run's JVM took 47-51 CPU-s instead of 58-60 (docs/SPARK.md).
+# by default (240 MB): the sample run's JVM took 47-51 CPU-s instead of 58-60, and no run
+# stopped (3 of 7 did with 48 MB, "Out of space in CodeCache"; docs/SPARK.md).
 JVM_PROFILES = {
     "fast": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m",
     "large": "-XX:+UseParallelGC",
