@@ -10,12 +10,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.spark import spark_assets
+from assets.spark import lake_tables, spark_assets
 from assets.value import value_assets
 from engagement_box import settings
 from engagement_box.identity.links import build_identity_links
 from engagement_box.spark import pipeline
-from engagement_box.spark.tables import SparkTables
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import ingest_source
 from pipelines.resources import (
@@ -86,7 +85,7 @@ def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF)
         )
         for name in SOURCES
     }
-    tables = SparkTables(spark, lake_dir)
-    pipeline.restore(tables)
+    # the session holds the run's tables already (registered again only if it does not)
+    tables = lake_tables(spark, lake_dir)
     pipeline.reporting_rates(tables, "USD")
     return con, tables, reports, lake_dir, result

@@ -369,8 +369,8 @@ def referral_value(
         exposed.filter(F.col("exposure_days") > 0)
         .groupBy(F.col("n"), F.col("exposure_days"))
         .agg(F.count("*").alias("customers"))
-        .orderBy("n", "exposure_days")
-        .toArrow()
+        .toArrow()  # a few thousand rows at any size: sorted here, as Spark's orderBy sorts
+        .sort_by([("n", "ascending", "at_start"), ("exposure_days", "ascending", "at_start")])
     )
     fit = referral.fit_grouped_referral_rate(
         grouped.column("n").to_numpy(),

@@ -109,13 +109,13 @@ def personas(
             "customer_id",
         )
         .select(*FEATURE_COLUMNS)
-    )
+    ).localCheckpoint()  # joined once: read by the count, the sample and the assignment
     n, longest = features.agg(F.count("*"), F.max("days_since_last_order")).first()
     if n == 0:
         raise ValueError("no customer with an order by the as-of date: no personas to fit")
     # a customer without a last order is as lapsed as the most lapsed one (what
     # `personas._filled_features` does over the whole frame; a batch sees only its rows)
-    features = features.fillna({"days_since_last_order": longest}).localCheckpoint()
+    features = features.fillna({"days_since_last_order": longest})
     fitted = None
     if model is None:
         sample = (

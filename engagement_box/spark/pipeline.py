@@ -43,12 +43,7 @@ def stage_all(
     for more in quarantines[1:]:
         quarantine = quarantine.unionByName(more)
     describe(tables.spark, "staging quarantine")
-    tables.save("staging.quarantine", quarantine)
-    by_reason = tables.spark.sql(
-        "SELECT source, reason, count(*) AS n FROM staging.quarantine GROUP BY source, reason"
-    ).collect()
-    for source, reason, n in by_reason:
-        reports[source].quarantine_by_reason[reason] = n
+    tables.save("staging.quarantine", quarantine)  # its rows per reason: in each report
     for name in SOURCES:  # every staged table is written: the validated rows are not needed
         tables.remove(validated_table(name))
     return reports
@@ -96,21 +91,27 @@ def component_labels(edges):
     along the edges until none falls (what the DuckDB file's recursive CTE computes)."""
     from pyspark.sql import functions as F
 
+    # The edges are a query (a view over the profiles): computed once, not once per round.
+    edges = edges.localCheckpoint()
     labels = edges.select(F.col("from_rank").alias("rank"), F.col("from_rank").alias("label"))
     labels = labels.distinct().localCheckpoint()
     while True:
         offered = edges.join(labels, edges.from_rank == labels.rank).select(
-            F.col("to_rank").alias("rank"), "label"
+            F.col("to_rank").alias("rank"),
+            "label",
+            F.lit(None).cast(labels.schema["label"].dataType).alias("old"),
         )
+        # Each node's new label and its old one in one aggregate (every node offered a label
+        # has one already: the edges go both ways), so whether a label fell needs no join.
         new = (
-            labels.unionByName(offered).groupBy("rank").agg(F.min("label").alias("label"))
+            labels.select("rank", "label", F.col("label").alias("old"))
+            .unionByName(offered)
+            .groupBy("rank")
+            .agg(F.min("label").alias("label"), F.min("old").alias("old"))
         ).localCheckpoint()
-        fell = new.join(labels.withColumnRenamed("label", "old"), "rank").filter(
-            F.col("label") < F.col("old")
-        )
-        if fell.isEmpty():
-            return new
-        labels = new
+        labels = new.select("rank", "label")
+        if new.filter(F.col("label") < F.col("old")).isEmpty():
+            return labels
 
 
 def reporting_rates(tables: SparkTables, currency: str) -> None:

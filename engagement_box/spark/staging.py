@@ -199,9 +199,10 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
     rows = tables.table(validated_table(source.name))
 
     # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
-    good = rows.filter(F.col(KIND) == "staged").select(
-        *[F.col(c).cast("decimal(18,4)").alias(c) if c in source.money else F.col(c) for c in typed]
-    )
+    def good_column(c: str):
+        return F.col(c).cast("decimal(18,4)") if c in source.money else F.col(c)
+
+    good = rows.filter(F.col(KIND) == "staged").select(*[good_column(c).alias(c) for c in typed])
     # Repeated keys, first by file path, then row (as the DuckDB engine stages them). An
     # aggregate by key moves only the keys and the row's place, not whole rows (a window over
     # the keys sorted every row); the keys seen more than once are few, and the join with them
@@ -219,25 +220,60 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
         "source_row"
     )
     keys = {c: f"_key_{i}" for i, c in enumerate(source.key_columns)}
-    # The keys seen more than once, with the place of their first row: few, so they are
-    # computed once, brought to the driver and joined back as a broadcast (the aggregate over
-    # every key is not run again by each pass that reads `marked`).
-    firsts = spark.createDataFrame(
-        good.groupBy(*source.key_columns)
-        .agg(F.count("*").alias("_n"), F.min(place).alias("_first"))
-        .filter("_n > 1")
-        .select(*[F.col(c).alias(k) for c, k in keys.items()], "_first")
+    # One aggregation over the validated rows answers three questions in one pass: the rows of
+    # each kind (a "read" row per file holds the file's row count in source_row), the
+    # quarantined rows per reason, and the staged keys seen more than once with the place of
+    # their first row. Its result is small (three kinds, a few reasons, the repeated keys): it
+    # comes to the driver, and the repeated keys are joined back as a broadcast (the
+    # aggregate over every key is not run again by each pass that reads `marked`).
+    is_staged = F.col(KIND) == "staged"
+    by_kind = [KIND]
+    by_reason = [KIND, "reason"]
+    by_key = [KIND, *keys.values()]
+    tagged = rows.select(
+        KIND,
+        "reason",
+        "source_row",
+        *[good_column(c).alias(k) for c, k in keys.items()],
+        F.when(is_staged, place).alias("_place"),
+    )
+    arrow = (
+        tagged.groupingSets([by_kind, by_reason, by_key], *by_key, "reason")
+        .agg(
+            F.grouping_id(*by_key, "reason").alias("_set"),
+            F.count("*").alias("_n"),
+            F.sum("source_row").alias("_rows"),
+            F.min("_place").alias("_first"),
+        )
+        .filter(
+            (F.col("_set") != _set_id(by_key, by_key, "reason"))
+            | ((F.col(KIND) == "staged") & (F.col("_n") > 1))
+        )
         .toArrow()
     )
-    same_key = [F.col(c).eqNullSafe(F.col(k)) for c, k in keys.items()]
-    marked = good.join(F.broadcast(firsts), same_key, "left").select(
-        *typed, (F.col("_first").isNotNull() & (place != F.col("_first"))).alias("_repeated")
+    answers = pl.from_arrow(arrow)
+    totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, "reason"))
+    counts = dict(zip(totals[KIND], totals["_n"], strict=True))
+    sums = dict(zip(totals[KIND], totals["_rows"], strict=True))
+    reasons = answers.filter(
+        (pl.col("_set") == _set_id(by_reason, by_key, "reason")) & (pl.col(KIND) == "quarantine")
     )
-    staged = marked.filter(~F.col("_repeated")).select(typed)
-    repeated = marked.filter(F.col("_repeated")).select(typed)
+    is_first = (answers["_set"] == _set_id(by_key, by_key, "reason")).to_arrow()
+    firsts = arrow.filter(is_first).select([*keys.values(), "_first"])
+    if firsts.num_rows:
+        repeated_keys = spark.createDataFrame(firsts)
+        same_key = [F.col(c).eqNullSafe(F.col(k)) for c, k in keys.items()]
+        marked = good.join(F.broadcast(repeated_keys), same_key, "left").select(
+            *typed, (F.col("_first").isNotNull() & (place != F.col("_first"))).alias("_repeated")
+        )
+        staged = marked.filter(~F.col("_repeated")).select(typed)
+        # Repeated keys are few: their quarantine rows are made by the DuckDB engine's function.
+        dup_rows = pl.from_arrow(marked.filter(F.col("_repeated")).select(typed).toArrow())
+    else:  # no key is repeated: every validated row is staged, with no join and no pass more
+        staged = good.select(typed)
+        dup_rows = pl.DataFrame()
     quarantine = rows.filter(F.col(KIND) == "quarantine")
-    # Repeated keys are few: their quarantine rows are made by the DuckDB engine's function.
-    dup_rows = pl.from_arrow(repeated.toArrow())
+    by_reason_counts = dict(zip(reasons["reason"], reasons["_n"], strict=True))
     if dup_rows.height:
         dup_rows = dup_rows.sort("source_file", "source_row")
         raw = dup_rows.select(
@@ -253,21 +289,29 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
         )
         extra = ingestion.quarantine_rows(raw, failures, source, run_id, at)
         extra_df = spark.createDataFrame(extra.to_arrow())
+        for reason, n in extra.group_by("reason").len().iter_rows():
+            by_reason_counts[reason] = by_reason_counts.get(reason, 0) + n
     else:
         extra_df = None
     quarantine_df = _quarantine(spark, quarantine, source.name, run_id, at)
     if extra_df is not None:
         quarantine_df = quarantine_df.unionByName(extra_df.select(*quarantine_df.columns))
 
-    # One job for every count: rows per kind, and the rows read (a "read" row per file holds
-    # the file's row count in source_row).
-    counts, sums = {}, {}
-    for kind, n, total in rows.groupBy(KIND).agg(F.count("*"), F.sum("source_row")).collect():
-        counts[kind], sums[kind] = n, total
     report.rows_read = sums.get("read") or 0
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
     report.rows_staged = counts.get("staged", 0) - dup_rows.height
+    # as the DuckDB engine reports them: the most frequent reason first
+    report.quarantine_by_reason = dict(
+        sorted(by_reason_counts.items(), key=lambda item: (-item[1], item[0]))
+    )
     return staged, quarantine_df, report
+
+
+def _set_id(grouped: list[str], columns: list[str], *more: str) -> int:
+    """Spark's grouping_id(*columns, *more) for the rows of the grouping set `grouped`: one bit
+    per column, the first the highest, set where the column is not grouped."""
+    names = [*columns, *more]
+    return sum(1 << (len(names) - 1 - i) for i, c in enumerate(names) if c not in grouped)
 
 
 def validated_table(source_name: str) -> str:

@@ -7,6 +7,7 @@ new folder and the table is then pointed at it: a statement that reads the table
 (an `insert`) never reads files being written. No Dagster import here.
 """
 
+import json
 import os
 import shutil
 import uuid
@@ -44,8 +45,11 @@ class SparkTables:
         return folder
 
     def _register(self, name: str, folder: Path) -> None:
+        """Point the table `name` at the Parquet files of `folder`, with the schema Spark wrote
+        in their footer: Spark would read that footer in a job of its own (one job per table)."""
         self.drop(name)
-        self.spark.catalog.createTable(name, path=str(folder), source="parquet")
+        schema = written_schema(folder)
+        self.spark.catalog.createTable(name, path=str(folder), source="parquet", schema=schema)
 
     def restore(self) -> list[str]:
         """Register every table of the lake in this session (a step that runs on its own, or a
@@ -114,6 +118,40 @@ class SparkTables:
             self.save(st.target, old.unionByName(new.select(*old.columns)))
             return None
         return run(self.spark, st.sql, values, types)
+
+
+SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"  # ParquetReadSupport's key
+
+
+def written_schema(folder: Path):
+    """The Spark schema of the Parquet files Spark wrote in `folder`, from one file's footer,
+    read here on the driver: what Spark's schema inference reads (the first data file's schema
+    as Spark wrote it), without running a Spark job to read it. None (Spark infers it) when
+    there is no such file or key."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.types import StructType
+
+    files = sorted(
+        p for p in Path(folder).iterdir() if p.suffix == ".parquet" and p.name[0] not in "._"
+    )
+    if not files:
+        return None
+    text = (pq.read_metadata(files[0]).metadata or {}).get(SPARK_SCHEMA_KEY)
+    return StructType.fromJson(_nullable(json.loads(text))) if text else None
+
+
+def _nullable(node):
+    """A schema's JSON with every field, element and value nullable: Spark reads files with
+    their schema made nullable (`StructType.asNullable`), whatever the footer says."""
+    if isinstance(node, dict):
+        node = {k: _nullable(v) for k, v in node.items()}
+        for flag in ("nullable", "containsNull", "valueContainsNull"):
+            if flag in node:
+                node[flag] = True
+        return node
+    if isinstance(node, list):
+        return [_nullable(v) for v in node]
+    return node
 
 
 def describe(spark, text: str) -> None:
