@@ -4,7 +4,7 @@ engine's Dagster assets (`assets/spark.py`). The bundled sample runs once per te
 (`tests/conftest.py::spark_run`); the 20k-customer parity test runs its own."""
 
 import time
-from datetime import date, datetime
+from datetime import UTC, date
 from pathlib import Path
 
 import dagster as dg
@@ -27,7 +27,6 @@ from pipelines.resources import (
 )
 
 SAMPLE = settings.REPO_ROOT / "data" / "sample"
-NOW = datetime(2026, 12, 1)  # the run's time: the bound of `in_future` in both engines
 AS_OF = date(2025, 6, 30)
 
 
@@ -49,30 +48,38 @@ def materialize_duckdb_value_marts(database: Path, as_of: date) -> None:
 
 def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF):
     """(DuckDB connection, SparkTables, Spark staging reports, lake, Spark run result). The
-    Spark run's audience files are in `root / "audiences"`."""
+    Spark run's audience files are in `root / "audiences"`.
+
+    The Spark run goes first: its staging quarantines what is later than the run's creation
+    time, so the DuckDB engine stages with that same time, whatever the clock says (the sample
+    runs to 2026-06-30: on an earlier day its last months are in the future for both)."""
     started = time.perf_counter()
+    lake_dir = root / "lake"
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            spark_assets,
+            resources={
+                "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
+                "lake_dir": LakeResource(lake_dir=str(lake_dir)),
+                "exports": ExportsResource(data_dir=str(exports)),
+                "model_settings": ModelSettings(as_of=as_of.isoformat()),
+                "engagement_config": EngagementConfig(audience_dir=str(root / "audiences")),
+            },
+            instance=instance,
+        )
+        assert result.success
+        created = instance.get_run_record_by_id(result.run_id).create_timestamp
+    now = created.astimezone(UTC).replace(tzinfo=None)  # as assets/metadata.py::run_time
+    print(f"spark engine: {time.perf_counter() - started:.1f} s")
     database = root / "duck.duckdb"
     con = duckdb.connect(str(database))
     for name in SOURCES:
-        ingest_source(con, exports, name, run_id="parity", now=NOW)
+        ingest_source(con, exports, name, run_id="parity", now=now)
     build_identity_links(con)
     con.close()
     materialize_duckdb_value_marts(database, as_of)
     con = duckdb.connect(str(database))
     print(f"duckdb engine: {time.perf_counter() - started:.1f} s")
-    lake_dir = root / "lake"
-    result = dg.materialize(
-        spark_assets,
-        resources={
-            "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
-            "lake_dir": LakeResource(lake_dir=str(lake_dir)),
-            "exports": ExportsResource(data_dir=str(exports)),
-            "model_settings": ModelSettings(as_of=as_of.isoformat()),
-            "engagement_config": EngagementConfig(audience_dir=str(root / "audiences")),
-        },
-    )
-    assert result.success
-    print(f"spark engine: {time.perf_counter() - started:.1f} s")
     (staged,) = [
         event.materialization.metadata
         for event in result.get_asset_materialization_events()
