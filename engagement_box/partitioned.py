@@ -123,8 +123,7 @@ def read_partition(
         )
     select = "*" if keep_key else f"* EXCLUDE ({KEY})"
     if columns is not None:
-        # Column names of the code (`T_days` is upper case): quoted with their quotes doubled.
-        select = ", ".join('"' + str(c).replace('"', '""') + '"' for c in columns)
+        select = ", ".join(quote_identifier(c) for c in columns)
     frame = con.execute(
         f"SELECT {select} FROM {_name(schema, table)} WHERE {KEY} = $as_of", {"as_of": as_of}
     ).pl()

@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Letters of either case: DuckDB folds case, and the code has mixed-case columns (`T_days`).
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @functools.cache
