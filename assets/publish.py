@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 
 from assets.metadata import table_metadata
-from assets.value import partition_window, png_markdown, resolve_window, work_key
+from assets.value import partition_window, png_markdown, require_work, resolve_window, work_key
 from engagement_box import dictionary, reports
 from engagement_box.governance import versions
 from engagement_box.staging.ingestion import exports_taken_in
@@ -148,6 +148,8 @@ def published_marts(
         # as_of_pinned true (its rows belong to that date, not to the month of the run).
         window = partition_window(context, con, model_settings)
         settings = run_settings(window, engagement_config)
+        for name in MARTS:  # never an empty version of an as-of never computed, or trimmed
+            require_work(con, name, window)
         snapshot = versions.publish(
             con,
             list(MARTS),

@@ -143,8 +143,9 @@ def require_work(con, table: str, window: dict) -> None:
     """A plain failure when this partition's rows of `work.<table>` were never computed."""
     if not partitioned.has_partition(con, "work", table, window["as_of"]):
         raise dg.Failure(
-            f"work.{table} was never computed as of {window['as_of']}: materialize "
-            f"work/{table} for this partition first"
+            f"work.{table} holds no rows as of {window['as_of']} (never computed, or trimmed "
+            f"by retention after its version expired): materialize work/{table} for this "
+            "partition first"
         )
 
 

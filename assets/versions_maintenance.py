@@ -13,7 +13,8 @@ from pipelines.resources import RetentionPolicy, Warehouse
     kinds={"duckdb"},
 )
 def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.MaterializeResult:
-    """Versions kept by the retention policy (newest N, none older than D days; current kept)."""
+    """Versions kept by the retention policy (newest N, none older than D days; current kept);
+    the work rows of as-ofs no retained version links (but each table's newest) are deleted."""
     with warehouse.get_connection() as con:
         result = versions.apply_retention(
             con,
@@ -29,6 +30,9 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             "expired_now": dg.MetadataValue.json(result.expired),
             "versions_retained": result.kept,
             "history_rows_deleted": result.rows_deleted,
+            # The working database's rows no retained version shows and no run carries forward.
+            "work_rows_deleted": result.work_rows_deleted,
+            "work_as_ofs_trimmed": dg.MetadataValue.json([str(d) for d in result.as_ofs_trimmed]),
             "migration_rows_added": result.migration_rows,
             "current_version": current if current is not None else "",
             "keep_versions": retention.setting("keep_versions"),

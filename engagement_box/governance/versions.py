@@ -34,7 +34,7 @@ import hashlib
 import importlib.metadata
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
@@ -604,8 +604,10 @@ def segment_migration(con: duckdb.DuckDBPyConnection, from_snapshot: int, to_sna
 class Retention:
     expired: list[int]
     kept: int
-    rows_deleted: int
+    rows_deleted: int  # rows of the expired versions (their copies and linked work rows)
     migration_rows: int = 0  # rows of the pairs around the expired versions, computed now
+    work_rows_deleted: int = 0  # rows of `work.*` deleted with the as-ofs trimmed
+    as_ofs_trimmed: list[date] = field(default_factory=list)
 
 
 def apply_retention(
@@ -615,11 +617,13 @@ def apply_retention(
     keep_days: int,
     now: datetime | None = None,
 ) -> Retention:
-    """Drop the rows of versions the policy no longer keeps (see snapshots_to_expire.sql).
+    """Drop the rows of versions the policy no longer keeps (see snapshots_to_expire.sql), and
+    trim the work tables (`trim_work`).
 
     The log rows stay (with `expired_at`) as an audit trail; their data leaves `history.*`, and
-    the migration chain closes the gap (the pair around it is computed). One transaction, then a
-    CHECKPOINT so the space is reused.
+    the migration chain closes the gap (the pair around it is computed). The work rows no
+    retained version links and no next run carries forward leave `work.*`. One transaction,
+    then a CHECKPOINT so the space is reused.
     """
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
@@ -633,8 +637,8 @@ def apply_retention(
         ).fetchall()
     ]
     deleted = migration = 0
-    if expired:
-        with transaction(con):
+    with transaction(con):
+        if expired:
             for table in history_tables(con):
                 name = quote_identifier(table)
                 row = con.execute(
@@ -658,9 +662,91 @@ def apply_retention(
                 {"now": now, "expired": expired},
             )
             migration = refresh_migration(con)
+        # Also when nothing expires now: the rows of a run that never published, or of
+        # versions expired before the work tables were trimmed, go as well.
+        work_deleted, trimmed = trim_work(con)
+    if expired or trimmed:
         con.execute("CHECKPOINT")
     row = con.execute("SELECT count(*) FROM marts.snapshot_log WHERE expired_at IS NULL").fetchone()
-    return Retention(expired, int(row[0]) if row else 0, deleted, migration)
+    return Retention(expired, int(row[0]) if row else 0, deleted, migration, work_deleted, trimmed)
+
+
+# The tables of `work` that say which as-ofs the others hold, and what their rows were computed
+# from: their rows of a trimmed as-of are deleted with the rows themselves.
+REGISTRY = "written_partitions"  # engagement_box.partitioned.REGISTRY (it imports this module)
+STATE = "incremental_state"  # engagement_box.incremental.STATE_TABLE
+
+
+def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
+    """Delete the as-ofs of `work.*` that no retained version shows and no next run carries
+    forward; inside the caller's transaction. Returns the work rows deleted and the as-ofs.
+
+    Versions link their work rows (`history_rows.from_work`) instead of copying them, so the
+    rows of every as-of a step ever wrote stayed in `work.*`, those of expired versions too.
+    Kept, in every work table:
+    - every as-of a retained version links (any mart): `history.*` and `marts.*` show them;
+    - every work table's newest as-of (of its rows or of `work.written_partitions`): the next
+      run's incremental steps carry the newest state at or before their as-of forward
+      (`incremental.plan`), the persona model in force (`personas.model_in_force`) and the
+      fits' starting points (sql/work/earlier_fits.sql) the newest at or before it. A run that
+      failed before its publish keeps its rows this way too, to be run again from the failure.
+    An as-of is trimmed from every work table or from none: the steps that read another
+    table's rows of the as-of they carry from (the influence network of the engagement values)
+    find them whole. Tables: every base table of `work` with an `as_of` column (the partitioned
+    tables, and `influence_edges` and `persona_model` written with them); the as-of's rows of
+    `work.written_partitions` and `work.incremental_state` go too, so `partitioned.has_partition`
+    says it was not written and `incremental.plan` can never carry from it (it reads only the
+    states recorded). A table without `as_of` (`buyer_days`, one state) is not touched.
+
+    Not kept: an as-of that only a Dagster partition's latest run wrote, once its version has
+    expired and a newer as-of was written. Every successful run publishes its as-of, so that is
+    a version the policy no longer keeps (or a run that failed and was overtaken). Dagster still
+    shows the partition materialized; a step of it run alone then fails with a plain message
+    (`assets.value.require_work`, the publish too), and a run of the partition's whole graph
+    writes the as-of again (cold, or incremental from a kept earlier as-of). No run can be
+    writing meanwhile: retention holds the warehouse's run lock, as a run does.
+    """
+    tables = [
+        str(r[0])
+        for r in con.execute(load_sql("marts/work_tables_by_as_of")).fetchall()
+        if r[0] not in (REGISTRY, STATE)
+    ]
+    written: dict[str, set[date]] = {}
+    for table in tables:
+        written[table] = {
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT as_of FROM work.{quote_identifier(table)} WHERE as_of IS NOT NULL"
+            ).fetchall()
+        }
+    registered = sql_table_exists(con, "work", REGISTRY)
+    if registered:
+        for table, as_of in con.execute(
+            f"SELECT table_name, as_of FROM work.{REGISTRY}"
+        ).fetchall():
+            written.setdefault(str(table), set()).add(as_of)
+    kept = {max(as_ofs) for as_ofs in written.values() if as_ofs}
+    kept |= {r[0] for r in con.execute(f"SELECT DISTINCT as_of FROM {ROWS}.{LINKS}").fetchall()}
+    trimmed = sorted(set().union(*written.values()) - kept) if written else []
+    if not trimmed:
+        return 0, []
+    deleted = 0
+    for table in tables:
+        if written[table] & set(trimmed):
+            row = con.execute(
+                f"DELETE FROM work.{quote_identifier(table)} WHERE list_contains($trimmed, as_of)",
+                {"trimmed": trimmed},
+            ).fetchone()
+            deleted += int(row[0]) if row else 0
+    for table in (REGISTRY, STATE):
+        if (table == REGISTRY and registered) or (
+            table == STATE and sql_table_exists(con, "work", STATE)
+        ):
+            con.execute(
+                f"DELETE FROM work.{table} WHERE list_contains($trimmed, as_of)",
+                {"trimmed": trimmed},
+            )
+    return deleted, trimmed
 
 
 def history_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
