@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from engagement_box import dictionary, incremental
-from engagement_box.governance import erasure, readers
+from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import load_sql
-from tests.pipeline_runs import DATA_END, copy_run, run_graph
+from tests.pipeline_runs import DATA_END, MONTH, copy_run, run_graph
 from tests.test_partitions import (
     REL,
     RUN_COLUMNS,
@@ -200,6 +200,28 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert rows_as_of(incremental_db, "customer_summary", DAY_A) == rows_as_of(
         working(december_run.database), "customer_summary", DAY_A
     )
+
+    # Retention keeping one version expires December's and trims its as-of from every work
+    # table. A backfill of December then has no state to carry from (its own is gone, January's
+    # is later): cold, and the same rows as the cold warehouse's December.
+    con = duckdb.connect(str(incremental_db))
+    try:
+        retention = versions.apply_retention(con, keep_versions=1, keep_days=100_000)
+    finally:
+        con.close()
+    assert retention.as_ofs_trimmed == [DAY_A] and retention.work_rows_deleted > 0
+    assert rows_as_of(incremental_db, "customer_summary", DAY_A) == []
+    assert query(incremental_db, edges, {"d": DAY_A}) == []
+    back = materialize(first.exports, incremental_db, MONTH, SUMMARIES)
+    materialize(first.exports, cold_db, MONTH, SUMMARIES)
+    for table in INCREMENTAL_STEPS:
+        metadata = step_metadata(back, table)
+        assert metadata["as_of"] == str(DAY_A)
+        assert metadata["computation"] == "cold"
+        assert f"no earlier state of {table} up to {DAY_A}" in metadata["computation_reason"]
+        expected = rows_as_of(cold_db, table, DAY_A)
+        assert expected, table
+        assert_same_rows(rows_as_of(incremental_db, table, DAY_A), expected, table)
 
 
 def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_path):
