@@ -21,9 +21,12 @@ from tests.test_partitions import (
     REL,
     RUN_COLUMNS,
     WORK_TABLES,
+    all_assets,
     assert_same_rows,
+    instance,
     materialize,
     query,
+    resources,
     rows_as_of,
 )
 
@@ -222,6 +225,19 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
         expected = rows_as_of(cold_db, table, DAY_A)
         assert expected, table
         assert_same_rows(rows_as_of(incremental_db, table, DAY_A), expected, table)
+    # Dagster still shows December's marts materialized: publishing December alone now stops
+    # with a plain message (its work rows are gone) instead of publishing an empty version.
+    alone = dg.materialize(
+        all_assets(),
+        selection=dg.AssetSelection.groups("marts"),
+        partition_key=MONTH,
+        resources=resources(first.exports, incremental_db),
+        raise_on_error=False,
+        instance=instance(),
+    )
+    assert not alone.success
+    errors = [str(e.event_specific_data.error) for e in alone.all_events if e.is_step_failure]
+    assert any(f"holds no rows as of {DAY_A}" in error for error in errors), errors
 
 
 def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_path):
