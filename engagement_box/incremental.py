@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from engagement_box.governance.versions import erasure_requests, model_code_version
+from engagement_box.governance.versions import STATE, erasure_requests, model_code_version
 from engagement_box.sql import load_sql, quote_identifier, table_exists
 
-STATE_TABLE = "incremental_state"
+STATE_TABLE = STATE  # retention deletes the states of the as-ofs it trims
 # The sources the order summaries read: orders may grow by new files; a change to the others
 # (the customers decide who bought an order, the fx rates what it is worth) changes every row.
 GROWING = "orders"

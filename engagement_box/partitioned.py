@@ -12,7 +12,8 @@ their own copy (`versions.keep_published_rows`), in the same transaction.
 
 `<schema>.written_partitions` records, in the same transaction, which as-of each table holds
 (table_name, as_of, written_at): an as-of whose step ran and found no rows is told apart from
-one whose step never ran.
+one whose step never ran. Retention deletes an as-of's rows and its record together
+(`versions.trim_work`) once no retained version links it and it is no table's newest.
 """
 
 import datetime as dt
@@ -22,12 +23,11 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from engagement_box.governance.versions import keep_published_rows
+from engagement_box.governance.versions import REGISTRY, keep_published_rows
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, transaction
 
 KEY = "as_of"
-REGISTRY = "written_partitions"
 
 
 def _name(schema: str, table: str) -> str:

@@ -2,7 +2,8 @@
 
 Layout inside the warehouse file:
 - `work.<mart>`: what the runs computed, rows per as-of date (`engagement_box.partitioned`),
-  checked by blocking asset checks. Not for analysts.
+  checked by blocking asset checks. Not for analysts. Retention deletes the as-ofs no retained
+  version links, except each work table's newest (`trim_work`).
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
   as-of date, and of those the newest; a view of that version's rows in `history.<mart>`. A
   backfill of a past month adds history without moving `marts` back in time.
@@ -671,10 +672,11 @@ def apply_retention(
     return Retention(expired, int(row[0]) if row else 0, deleted, migration, work_deleted, trimmed)
 
 
-# The tables of `work` that say which as-ofs the others hold, and what their rows were computed
-# from: their rows of a trimmed as-of are deleted with the rows themselves.
-REGISTRY = "written_partitions"  # engagement_box.partitioned.REGISTRY (it imports this module)
-STATE = "incremental_state"  # engagement_box.incremental.STATE_TABLE
+# The tables of `work` that say which as-ofs the others hold (`engagement_box.partitioned`) and
+# what their rows were computed from (`engagement_box.incremental`; both import these names):
+# their rows of a trimmed as-of are deleted with the rows themselves.
+REGISTRY = "written_partitions"
+STATE = "incremental_state"
 
 
 def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
