@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engagement_box import generator  # noqa: E402
+from engagement_box.governance.compare import current_marts  # noqa: E402
 
 STEPS = [
     "staging__customers",
@@ -44,15 +45,6 @@ STEPS = [
     "work__customer_persona",
     "published_marts",
 ]
-MARTS = {
-    "customer_rfm": "",
-    "customer_value": "",
-    "model_fit": " EXCLUDE (fit_seconds, fitted_at, frequency_spend_correlation)",
-    "model_validation": "",
-    "engagement_value": "",
-    "customer_persona": "",
-    "persona_profile": "",
-}
 
 
 def start_run(exports: Path, database: Path, log: Path) -> subprocess.Popen:
@@ -115,26 +107,6 @@ def versions(database: Path) -> int:
         con.close()
 
 
-def marts(database: Path) -> dict[str, list[tuple]]:
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        found = {
-            t: con.execute(f"SELECT *{x} FROM marts.{t} ORDER BY ALL").fetchall()
-            for t, x in MARTS.items()
-        }
-        # DuckDB's parallel corr() may differ in the last bit from run to run: 12 digits.
-        found["model_fit correlations"] = [
-            (model, window, {k: round(v, 12) for k, v in json.loads(correlations).items()})
-            for model, window, correlations in con.execute(
-                'SELECT model, "window", frequency_spend_correlation FROM marts.model_fit '
-                "ORDER BY ALL"
-            ).fetchall()
-        ]
-        return found
-    finally:
-        con.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=20000)
@@ -163,7 +135,7 @@ def main() -> int:
         print("reference run failed; see", work / "reference.log")
         return 1
     reference_seconds = time.monotonic() - started
-    reference = marts(reference_db)
+    reference = current_marts(reference_db)
     print(f"reference run: {reference_seconds:.1f} s")
 
     database = work / "killed" / "w.duckdb"
@@ -199,7 +171,7 @@ def main() -> int:
         run.kill()
         code = None
     final_seconds = time.monotonic() - started
-    equal = code == 0 and marts(database) == reference
+    equal = code == 0 and current_marts(database) == reference
     print(
         f"final run: exit {code} in {final_seconds:.1f} s (reference {reference_seconds:.1f} s, "
         f"bound {reference_seconds + args.slack:.0f} s); marts equal the reference: {equal}"

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from engagement_box import generator
+from engagement_box.governance.compare import current_marts
 from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 
@@ -35,15 +36,6 @@ def exports(tmp_path_factory) -> Path:
 
 
 # The marts a run publishes, without the columns that record when and how fast it ran.
-MARTS = {
-    "customer_rfm": "",
-    "customer_value": "",
-    "model_fit": " EXCLUDE (fit_seconds, fitted_at, frequency_spend_correlation)",
-    "model_validation": "",
-    "engagement_value": "",
-    "customer_persona": "",
-    "persona_profile": "",
-}
 
 
 def dagster_home(database: Path) -> Path:
@@ -108,26 +100,6 @@ def wait_for_step(run: subprocess.Popen, step: str | None = None, timeout: float
         assert run.poll() is None, output(run)[-3000:]
         assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s"
         time.sleep(0.1)
-
-
-def marts(database: Path) -> dict[str, list[tuple]]:
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        found = {
-            table: con.execute(f"SELECT *{exclude} FROM marts.{table} ORDER BY ALL").fetchall()
-            for table, exclude in MARTS.items()
-        }
-        # DuckDB's parallel corr() may differ in the last bit from run to run: 12 digits.
-        found["model_fit correlations"] = [
-            (model, window, {k: round(v, 12) for k, v in json.loads(correlations).items()})
-            for model, window, correlations in con.execute(
-                'SELECT model, "window", frequency_spend_correlation FROM marts.model_fit '
-                "ORDER BY ALL"
-            ).fetchall()
-        ]
-        return found
-    finally:
-        con.close()
 
 
 def assert_consistent(database: Path) -> int:
@@ -240,7 +212,7 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     assert len(waited) == 1 and "nothing to do" in waited[0], said
     assert "No run started" in waited[0]  # without --force, nothing new starts no Dagster run
     assert assert_consistent(database) == 1
-    published = marts(database)
+    published = current_marts(database)
     # the next run marked the killed one failed: Dagster alone would show it "started" forever
     assert sorted(run_statuses(database).values()) == ["FAILURE", "SUCCESS"]
 
@@ -269,7 +241,7 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     assert "blocked by limit" not in output(last)
     # Same exports, settings and code as the good run: its version stands, no duplicate.
     assert assert_consistent(database) == versions
-    assert marts(database) == published
+    assert current_marts(database) == published
     statuses = sorted(run_statuses(database).values())
     assert statuses.count("SUCCESS") == 2  # good and last; the others were stopped
     assert "STARTED" not in statuses
