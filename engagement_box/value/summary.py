@@ -80,16 +80,12 @@ def orders_left_out(
     currency, and all completed orders up to `as_of` (the share's base)."""
     prepare_currency(con, currency)
     fx = fx_parameters(currency, fx_rates)
-    left_out = con.execute(
+    rows = con.execute(
         load_sql("work/orders_without_rate"),
         {"as_of": as_of, "fx_currencies": fx["fx_currencies"]},
     ).fetchall()
-    completed = con.execute(
-        "SELECT count(*) FROM staging.orders "
-        "WHERE status = 'completed' AND ordered_at < CAST($as_of AS DATE) + 1",
-        {"as_of": as_of},
-    ).fetchone()[0]
-    return {str(c): int(n) for c, n in left_out}, int(completed)
+    left_out = {str(c): int(n) for c, n, _ in rows if n}
+    return left_out, sum(int(total) for _, _, total in rows)
 
 
 def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, str]:
