@@ -206,10 +206,11 @@ def report_run(result: dict, step_lines: bool = True) -> None:
         print(f"(full output: {result['log']})")
 
 
-def new_orders(data_dir: Path, share: float, seed: int):
-    """`share` of the orders as new rows on the day after the last order, for customers drawn
-    (by their orders, so repeat buyers come back more often) from the staged files' good rows,
-    in the generator's format: every column text, `O` + 9-digit ids above any generated one."""
+def new_orders(data_dir: Path, share: float, seed: int, days_after: int = 1):
+    """`share` of the orders as new rows on the day `days_after` the last order, for customers
+    drawn (by their orders, so repeat buyers come back more often) from the staged files' good
+    rows, in the generator's format: every column text, `O` + 9-digit ids above any generated
+    one (each day's ids after the earlier days')."""
     import numpy as np
     import polars as pl
 
@@ -235,7 +236,8 @@ def new_orders(data_dir: Path, share: float, seed: int):
     count = int(round(manifest["sources"]["orders"]["rows"] * share))
     rng = np.random.default_rng(seed)
     picked = pool[rng.integers(0, pool.height, count)]
-    day = last_order_day(data_dir) + dt.timedelta(days=1)
+    day = last_order_day(data_dir) + dt.timedelta(days=days_after)
+    first_id = 900_000_000 + (days_after - 1) * count
     seconds = np.sort(rng.integers(0, 86_400, count))
     stamps = [
         (dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=int(s))).strftime(
@@ -246,7 +248,7 @@ def new_orders(data_dir: Path, share: float, seed: int):
     amounts = pool["net_amount"].to_numpy()[rng.integers(0, pool.height, count)]
     return pl.DataFrame(
         {
-            "order_id": [f"O{900_000_000 + i:09d}" for i in range(1, count + 1)],
+            "order_id": [f"O{first_id + i:09d}" for i in range(1, count + 1)],
             "customer_id": picked["customer_id"],
             "email": picked["email"],
             "ordered_at": stamps,
