@@ -126,6 +126,12 @@ def test_spend_correlation_on_grouped_rows_equals_one_row_per_customer(cdnow):
     assert got.n_customers == expected.n_customers == int(((x > 0) & (m > 0)).sum())
     assert got.pearson == pytest.approx(expected.pearson, rel=1e-12)
     assert got.spearman == pytest.approx(expected.spearman, rel=1e-12)
+    # the per-customer path is numpy's too (no scipy.stats import in a run): scipy's figures
+    from scipy.stats import pearsonr, spearmanr
+
+    keep = (x > 0) & (m > 0)
+    assert expected.pearson == pytest.approx(pearsonr(x[keep], m[keep]).statistic, rel=1e-12)
+    assert expected.spearman == pytest.approx(spearmanr(x[keep], m[keep]).statistic, rel=1e-12)
     few = frequency_spend_correlation([1.0, 2.0], [5.0, 6.0], counts=[1, 1])
     assert few.pearson is None and few.n_customers == 2
 
@@ -193,23 +199,23 @@ def test_fits_without_lifetimes_refinement_equal_the_refined_ones(cdnow, monkeyp
         assert a.standard_errors == b.standard_errors
 
 
-def test_fits_import_neither_lifetimes_nor_autograd():
-    """Importing lifetimes and autograd's scipy costs 0.5-0.7 CPU-s a run; the fits need them
-    only when a shortcut fails."""
+def test_model_fit_imports_neither_lifetimes_nor_autograd_nor_scipy_stats(cdnow, tmp_path):
+    """Importing them costs 0.25 CPU-s in a run (scipy.stats, which lifetimes and autograd's
+    scipy import; 0.5-0.7 in a bare process): the fits need them only when a shortcut fails,
+    the spend correlation not at all."""
     import subprocess
     import sys
 
+    np.save(tmp_path / "cdnow.npy", np.vstack(cdnow))
     code = (
         "import sys, numpy as np\n"
-        "from engagement_box.value import marts, fitting\n"
-        "rng = np.random.default_rng(3)\n"
-        "T = rng.integers(30, 400, 3000).astype(float)\n"
-        "x = rng.poisson(2.0, 3000).astype(float)\n"
-        "t = np.where(x > 0, np.floor(T * rng.random(3000)), 0.0)\n"
-        "fits = marts.purchase_fits(x, t, T, 'D', 0.0)\n"
-        "gg = fitting.fit_gamma_gamma(x, rng.gamma(4.0, 10.0, 3000))\n"
+        "from engagement_box.value import marts, fitting, scoring\n"
+        f"x, t, T, m = np.load({str(tmp_path / 'cdnow.npy')!r})\n"
+        "fits = marts.purchase_fits(x, t, T, 'W', 0.0)\n"
+        "gg = fitting.fit_gamma_gamma(x, m)\n"
         "assert all(f.converged for f in fits.values()) and gg.converged\n"
-        "print(sorted(m for m in ('lifetimes', 'autograd.scipy') if m in sys.modules))\n"
+        "assert scoring.frequency_spend_correlation(x, m).pearson is not None\n"
+        "print(sorted(k for k in ('lifetimes', 'autograd.scipy', 'scipy.stats') if k in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
