@@ -518,7 +518,8 @@ def earlier_fits(con, window: dict) -> tuple[dict[str, dict[str, dict]], dt.date
     none). The fits polish from them instead of from a fit on a sample of the rows: Newton's
     steps reach the same optimum from either start (BG/NBD 2e-13, Gamma-Gamma 5e-12 apart at 1M
     customers), and the sample fits are saved. MBG/NBD and Pareto/NBD stop at a step of 1e-6,
-    so their optimum depends on the start: they keep theirs."""
+    so their optimum depends on the start: they keep theirs (a polish tight enough for warm and
+    cold to agree to 1e-9 costs more evaluations than the start saves; docs/BENCHMARKS.md)."""
     if not table_exists(con, "work", "model_fit"):
         return {}, None
     rows = con.execute(
