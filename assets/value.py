@@ -453,23 +453,24 @@ def model_fit(
         cal = read_work(con, "calibration_holdout", window)
         fits, correlations = {}, {}
         starts, started_from = earlier_fits(con, window)
-        for name, frame in (("full", full), ("calibration", cal)):
-            x, t_x, T, m = model_inputs(frame, unit)
-            fits[name] = value_marts.purchase_fits(
-                x, t_x, T, unit, window["penalizer"], starts=starts.get(name)
-            )
-            fits[name]["gamma_gamma"] = fitting.fit_gamma_gamma(
-                x,
-                m,
-                penalizer=window["penalizer"],
-                raise_on_failure=False,
-                start=starts.get(name, {}).get("gamma_gamma"),
-            )
-            corr = scoring.frequency_spend_correlation(x, m)
-            correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
         pinned = window["purchase_model"]
-        calibration_fits = {k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"}
-        comparison, reason = value_marts.comparison(cal, unit, pinned, calibration_fits)
+        with fitting.one_blas_thread():  # half the step's CPU: see its docstring
+            for name, frame in (("full", full), ("calibration", cal)):
+                x, t_x, T, m = model_inputs(frame, unit)
+                fits[name] = value_marts.purchase_fits(
+                    x, t_x, T, unit, window["penalizer"], starts=starts.get(name)
+                )
+                fits[name]["gamma_gamma"] = fitting.fit_gamma_gamma(
+                    x,
+                    m,
+                    penalizer=window["penalizer"],
+                    raise_on_failure=False,
+                    start=starts.get(name, {}).get("gamma_gamma"),
+                )
+                corr = scoring.frequency_spend_correlation(x, m)
+                correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
+            calibration_fits = {k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"}
+            comparison, reason = value_marts.comparison(cal, unit, pinned, calibration_fits)
         chosen = comparison.chosen if comparison else None
         ends = {"full": window["as_of"], "calibration": window["calibration_end"]}
         frame = value_marts.fit_table(fits, ends, unit, chosen, correlations["full"])
@@ -518,7 +519,8 @@ def earlier_fits(con, window: dict) -> tuple[dict[str, dict[str, dict]], dt.date
     none). The fits polish from them instead of from a fit on a sample of the rows: Newton's
     steps reach the same optimum from either start (BG/NBD 2e-13, Gamma-Gamma 5e-12 apart at 1M
     customers), and the sample fits are saved. MBG/NBD and Pareto/NBD stop at a step of 1e-6,
-    so their optimum depends on the start: they keep theirs."""
+    so their optimum depends on the start: they keep theirs (a polish tight enough for warm and
+    cold to agree to 1e-9 costs more evaluations than the start saves; docs/BENCHMARKS.md)."""
     if not table_exists(con, "work", "model_fit"):
         return {}, None
     rows = con.execute(

@@ -126,5 +126,129 @@ def test_spend_correlation_on_grouped_rows_equals_one_row_per_customer(cdnow):
     assert got.n_customers == expected.n_customers == int(((x > 0) & (m > 0)).sum())
     assert got.pearson == pytest.approx(expected.pearson, rel=1e-12)
     assert got.spearman == pytest.approx(expected.spearman, rel=1e-12)
+    # the per-customer path is numpy's too (no scipy.stats import in a run): scipy's figures
+    from scipy.stats import pearsonr, spearmanr
+
+    keep = (x > 0) & (m > 0)
+    assert expected.pearson == pytest.approx(pearsonr(x[keep], m[keep]).statistic, rel=1e-12)
+    assert expected.spearman == pytest.approx(spearmanr(x[keep], m[keep]).statistic, rel=1e-12)
     few = frequency_spend_correlation([1.0, 2.0], [5.0, 6.0], counts=[1, 1])
     assert few.pearson is None and few.n_customers == 2
+
+
+def test_merge_rows_takes_rows_already_distinct_and_sorted_as_they_are(cdnow):
+    """The three purchase fits of a window share one `unique_rows` grouping and get it as
+    counts: merge_rows must give those rows back unchanged, and still sort and merge rows
+    that only look close to it."""
+    from engagement_box.value.grouping import _strictly_increasing
+
+    x, t_x, T, _ = cdnow
+    (ux, ut, uT), _, counts = unique_rows(x, t_x, T, return_inverse=False)
+    (gx, gt, gT), k = merge_rows(ux, ut, uT, counts=counts)
+    for a, b in ((ux, gx), (ut, gt), (uT, gT), (counts, k)):
+        assert np.array_equal(a, b)
+    assert _strictly_increasing([np.array([1.0, 1.0, 2.0]), np.array([2.0, 3.0, 0.0])])
+    assert not _strictly_increasing([np.array([1.0, 1.0]), np.array([3.0, 2.0])])
+    assert not _strictly_increasing([np.array([1.0, 1.0]), np.array([2.0, 2.0])])
+    assert not _strictly_increasing([np.array([1.0, np.nan])])
+    # sorted and distinct but one count is 0: that row is dropped
+    (gx,), k = merge_rows(np.array([1.0, 2.0, 3.0]), counts=np.array([2, 0, 1]))
+    assert gx.tolist() == [1.0, 3.0] and k.tolist() == [2, 1]
+    # a repeated row among sorted rows is merged
+    (gx,), k = merge_rows(np.array([1.0, 1.0, 3.0]), counts=np.array([2, 1, 1]))
+    assert gx.tolist() == [1.0, 3.0] and k.tolist() == [3, 1]
+
+
+def test_purchase_fits_grouped_once_equal_each_model_fitted_alone(cdnow):
+    from engagement_box.value import marts
+
+    x, t_x, T, _ = cdnow
+    together = marts.purchase_fits(x, t_x, T, "W", 0.0)
+    for name in purchase_models.MODEL_NAMES:
+        alone = purchase_models.fit_model(name, x, t_x, T, time_unit="W")
+        assert together[name].params == alone.params
+        assert together[name].log_likelihood == alone.log_likelihood
+        assert (together[name].n_customers, together[name].n_rows) == (
+            alone.n_customers,
+            alone.n_rows,
+        )
+
+
+@pytest.mark.parametrize("penalizer", [0.0, 0.01])
+def test_fits_without_lifetimes_refinement_equal_the_refined_ones(cdnow, monkeypatch, penalizer):
+    """BG/NBD and Gamma-Gamma skip lifetimes' final BFGS when it would stop at its start: the
+    parameters, likelihood and standard errors must be exactly those of lifetimes' run. (A
+    penalizer of 0.01 pushes CDNOW's Gamma-Gamma q below 1, so Gamma-Gamma keeps 0.)"""
+    x, t_x, T, m = cdnow
+    fast = fitting.fit_bgnbd(x, t_x, T, time_unit="W", penalizer=penalizer)
+    fast_gg = fitting.fit_gamma_gamma(x, m)
+    skipped = []
+    original = fitting._confirmed
+
+    def record(*args):
+        skipped.append(original(*args) is not None)
+        return None  # run lifetimes' refinement every time
+
+    monkeypatch.setattr(fitting, "_confirmed", record)
+    refined = fitting.fit_bgnbd(x, t_x, T, time_unit="W", penalizer=penalizer)
+    refined_gg = fitting.fit_gamma_gamma(x, m)
+    assert skipped == [True, True]
+    for a, b in ((fast, refined), (fast_gg, refined_gg)):
+        assert a.params == b.params
+        assert a.log_likelihood == b.log_likelihood
+        assert a.standard_errors == b.standard_errors
+
+
+def test_model_fit_imports_neither_lifetimes_nor_autograd_nor_scipy_stats(cdnow, tmp_path):
+    """Importing them costs 0.25 CPU-s in a run (scipy.stats, which lifetimes and autograd's
+    scipy import; 0.5-0.7 in a bare process): the fits need them only when a shortcut fails,
+    the spend correlation not at all."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "cdnow.npy", np.vstack(cdnow))
+    code = (
+        "import sys, numpy as np\n"
+        "from engagement_box.value import marts, fitting, scoring\n"
+        f"x, t, T, m = np.load({str(tmp_path / 'cdnow.npy')!r})\n"
+        "fits = marts.purchase_fits(x, t, T, 'W', 0.0)\n"
+        "gg = fitting.fit_gamma_gamma(x, m)\n"
+        "assert all(f.converged for f in fits.values()) and gg.converged\n"
+        "assert scoring.frequency_spend_correlation(x, m).pearson is not None\n"
+        "print(sorted(k for k in ('lifetimes', 'autograd.scipy', 'scipy.stats') if k in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_fits_run_with_blas_on_one_thread(cdnow, monkeypatch):
+    """OpenBLAS's spinning threads doubled the fits' CPU (2.5 against 4.1-4.7 CPU-s on the 1M
+    inputs): every fit runs its optimiser with one BLAS thread, and the limit ends with it."""
+    from threadpoolctl import threadpool_info
+
+    from engagement_box.value import mle
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    seen = []
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            seen.append((name, blas_threads()))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
+
+    spy(fitting, "_newton")
+    spy(mle, "_newton_polish")
+    before = blas_threads()
+    x, t_x, T, m = cdnow
+    fitting.fit_bgnbd(x, t_x, T, time_unit="W")
+    fitting.fit_gamma_gamma(x, m)
+    purchase_models.fit_model("pareto_nbd", x, t_x, T, time_unit="W")
+    assert [name for name, _ in seen] == ["_newton", "_newton", "_newton_polish"]
+    assert all(threads == {1} for _, threads in seen)
+    assert blas_threads() == before

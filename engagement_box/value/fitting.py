@@ -6,7 +6,9 @@ note; docs/METRICS.md):
 * Fits use lifetimes' `BetaGeoFitter` / `GammaGammaFitter` on *grouped* sufficient statistics: the
   distinct (x, t_x, T) rows (resp. (x, m)) with their counts as `weights`. The objective is the same
   weighted likelihood, so the parameters equal the ungrouped fit, only much faster. The warm start
-  and the final polish use the closed-form gradients of `engagement_box.value.likelihood`.
+  and the final polish use the closed-form gradients of `engagement_box.value.likelihood`;
+  lifetimes' fitter itself runs only where its BFGS would move from the polished point (normally
+  it would not, and the fit takes that point as lifetimes would return it).
 * Time unit: every time argument (t_x, T) is in the model's unit, days ("D") or weeks ("W" = days
   / 7); summaries are in days (`engagement_box.value.summary.to_time_unit` converts). Do not use
   lifetimes' `freq='W'` summaries (calendar weeks).
@@ -20,7 +22,7 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +38,22 @@ GAMMA_GAMMA_PARAMS = ("p", "q", "v")
 # A fitted parameter outside this range is an optimiser running off to a boundary (e.g. b -> inf
 # when nobody drops out), not an estimate.
 _PARAM_RANGE = (1e-8, 1e8)
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS (OpenBLAS, used by numpy's `@` on long vectors) on one thread inside the block; also
+    a decorator (`@one_blas_thread()`).
+
+    The fits' dot products over every row are memory-bound: a second BLAS thread hardly speeds
+    them up, and OpenBLAS's threads spin while they wait, which is counted as CPU. On the 1M
+    inputs model_fit's computation took 4.1-4.7 CPU-s with the default two threads and 2.5 with
+    one, in less wall time. One thread also makes the sums' rounding independent of the host's
+    core count."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 class ModelFitError(ValueError):
@@ -205,7 +223,10 @@ def check_param_range(model: str, params: dict[str, float], summary: dict) -> No
 #      that depend on x only summed per distinct x (`_bgnbd_objective`,
 #      `_gamma_gamma_objective`); lifetimes' fitter then refines from there on all grouped rows
 #      (normally it just confirms convergence) with the exact inverse Hessian as its starting
-#      BFGS matrix;
+#      BFGS matrix; when the closed-form gradient at the polished point is already below half
+#      its tolerance, its BFGS would stop before a step and return that point, so the fit takes
+#      it without running lifetimes (`_confirmed`; lifetimes and autograd are then not even
+#      imported);
 #   3. standard errors use lifetimes' formula with the exact Hessian of that regrouped objective.
 # If any shortcut fails, the fit falls back to lifetimes' default start.
 
@@ -310,7 +331,6 @@ def _warm_start(
 
 def _fast_fit(
     model: str,
-    fitter_cls: type,
     summary: dict[str, Any],
     data: tuple[np.ndarray, ...],
     weights: np.ndarray,
@@ -320,13 +340,17 @@ def _fast_fit(
     sub_objective: Callable[[slice], Any],
     n_params: int,
     start_lp: np.ndarray | None = None,
+    from_log_params: Callable[[np.ndarray], dict[str, float]] | None = None,
 ) -> tuple[Any, np.ndarray | None]:
     """Warm start on a subsample, Newton polish, lifetimes refine; (fitter, exact Hessian).
 
     `sub_objective(rows)` builds the objective of a subsample of the grouped rows, in the same
     (scaled) units as `nll`. `start_lp`: log parameters to polish from instead of the subsample
     fit (an earlier fit of similar data); when the polish fails from there, the fit starts
-    over from the subsample."""
+    over from the subsample. `from_log_params`: the parameters lifetimes' fitter reports for
+    its optimiser's log parameters (see `_confirmed`). lifetimes (`_fitter_class`) is imported
+    only when it runs: with the scipy.stats it imports, 0.25 CPU-s in a run (0.5-0.7 in a bare
+    process)."""
     rows = weights.shape[0]
     step = max(1, rows // _WARM_START_ROWS)
     sub = slice(0, None, step)
@@ -335,7 +359,7 @@ def _fast_fit(
         """lifetimes' own fitter on the grouped rows `part`, from its default start."""
         return _run_fitter(
             model,
-            fitter_cls(penalizer_coef=fit_kwargs["penalizer"]),
+            _fitter_class(model)(penalizer_coef=fit_kwargs["penalizer"]),
             summary,
             *(d[part] for d in data),
             weights=weights[part],
@@ -347,11 +371,16 @@ def _fast_fit(
         return to_log_params(lifetimes_fit(sub).params_)
 
     def polished(lp: np.ndarray) -> tuple[Any, np.ndarray]:
-        """Newton on all rows from `lp`, then lifetimes' refinement from there."""
+        """Newton on all rows from `lp`, then lifetimes' refinement from there (skipped when
+        its BFGS would stop at once, see `_confirmed`)."""
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start, H = _newton(nll, lp)
-        return _refined(model, fitter_cls, summary, data, weights, fit_kwargs, start, H), H
+            done = _confirmed(nll, start, fit_kwargs, from_log_params)
+        if done is not None:
+            return done, H
+        fitter = _refined(model, _fitter_class(model), summary, data, weights, fit_kwargs, start, H)
+        return fitter, H
 
     failures = (ModelFitError, np.linalg.LinAlgError, ValueError, FloatingPointError)
     if start_lp is not None and np.all(np.isfinite(start_lp)):
@@ -363,6 +392,36 @@ def _fast_fit(
         return polished(_warm_start(sub_objective(sub), n_params, fit_kwargs, lifetimes_warm))
     except failures:
         return lifetimes_fit(slice(None)), None
+
+
+@dataclass(frozen=True)
+class _Confirmed:
+    """What the fit reads of lifetimes' fitter (`params_`) when its refinement is skipped."""
+
+    params_: dict[str, float]
+
+
+def _confirmed(
+    nll: Any,
+    start: np.ndarray,
+    fit_kwargs: dict[str, Any],
+    from_log_params: Callable[[np.ndarray], dict[str, float]] | None,
+) -> _Confirmed | None:
+    """The fit at the polished `start` without running lifetimes' fitter, when that fitter would
+    return `start` unchanged: scipy's BFGS stops before its first step when the largest
+    |gradient| at its start is at most gtol (= the fit's tol), and lifetimes then reports
+    exp(start) (alpha divided by its time scale). The closed-form gradient is the same
+    objective's as lifetimes' autograd one (to rounding, about 1e-16); half of tol keeps a
+    margin. After Newton the gradient is about 1e-14 at 1M customers against a tol of 1e-7.
+    None (run lifetimes' fitter) when the gradient is larger, when options for scipy are given
+    or when `from_log_params` is None."""
+    derivatives = getattr(nll, "derivatives", None)
+    if from_log_params is None or derivatives is None or fit_kwargs["options"]:
+        return None
+    _, g, _ = derivatives(start, False)
+    if not (np.all(np.isfinite(g)) and float(np.max(np.abs(g))) <= 0.5 * fit_kwargs["tol"]):
+        return None
+    return _Confirmed(from_log_params(np.asarray(start, dtype=float)))
 
 
 def _refined(
@@ -396,12 +455,12 @@ def _exact_standard_errors(
     nll: Any, log_params: np.ndarray, params: dict[str, float], wsum: float, H: Any = None
 ) -> dict[str, float]:
     """lifetimes' standard errors, params * sqrt(diag(inv(Hessian)) / n), with the exact Hessian."""
-    from autograd import hessian
-
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             if H is None:
+                from autograd import hessian
+
                 H = np.asarray(hessian(nll)(np.asarray(log_params, dtype=float)))
             var = np.diag(np.linalg.inv(H)) / wsum
     except Exception:  # noqa: BLE001 - the Hessian may be singular; SEs are optional
@@ -447,6 +506,7 @@ def gamma_gamma_log_likelihood(
     return float(np.sum(w * ll))
 
 
+@one_blas_thread()
 def fit_bgnbd(
     x: Any,
     t_x: Any,
@@ -512,19 +572,23 @@ def fit_bgnbd(
         gx, gt, gT, weights = x, t_x, T, np.ones(n, dtype=np.int64)
     rows = int(gx.shape[0])
 
-    fitter_cls = _fitter_class(model)
     scale = 1.0 / float(gT.max())  # lifetimes' time scaling (`_scale_time`)
     nll = _bgnbd_objective(gx, gt * scale, gT * scale, weights, penalizer)
 
     def to_log_params(p: Any) -> np.ndarray:
         return np.log([p["r"], p["alpha"] * scale, p["a"], p["b"]])
 
+    def from_log_params(lp: np.ndarray) -> dict[str, float]:
+        """lifetimes' BetaGeoFitter.params_ from its optimiser's log parameters."""
+        params = dict(zip(BGNBD_PARAMS, np.exp(lp), strict=True))
+        params["alpha"] /= scale
+        return params
+
     fit_kwargs = {"penalizer": penalizer, "tol": tol, "options": dict(options or {})}
     try:
         if initial_params is None:
             fitter, H = _fast_fit(
                 model,
-                fitter_cls,
                 summary,
                 (gx, gt, gT),
                 weights,
@@ -536,11 +600,12 @@ def fit_bgnbd(
                 ),
                 len(BGNBD_PARAMS),
                 _start_log_params(start, BGNBD_PARAMS, to_log_params),
+                from_log_params,
             )
         else:
             fitter = _run_fitter(
                 model,
-                fitter_cls(penalizer_coef=penalizer),
+                _fitter_class(model)(penalizer_coef=penalizer),
                 summary,
                 gx,
                 gt,
@@ -598,6 +663,7 @@ def _bgnbd_input_problem(
     return None
 
 
+@one_blas_thread()
 def fit_gamma_gamma(
     x: Any,
     m: Any,
@@ -671,7 +737,6 @@ def fit_gamma_gamma(
         gx, gm, weights = xs, ms, np.ones(n, dtype=np.int64)
     rows = int(gx.shape[0])
 
-    fitter_cls = _fitter_class(model)
     nll = _gamma_gamma_objective(gx, gm, weights, penalizer)
 
     def to_log_params(p: Any) -> np.ndarray:
@@ -682,7 +747,6 @@ def fit_gamma_gamma(
         if initial_params is None:
             fitter, H = _fast_fit(
                 model,
-                fitter_cls,
                 summary,
                 (gx, gm),
                 weights,
@@ -692,11 +756,12 @@ def fit_gamma_gamma(
                 lambda rows: _gamma_gamma_objective(gx[rows], gm[rows], weights[rows], penalizer),
                 len(GAMMA_GAMMA_PARAMS),
                 _start_log_params(start, GAMMA_GAMMA_PARAMS, to_log_params),
+                lambda lp: dict(zip(GAMMA_GAMMA_PARAMS, np.exp(lp), strict=True)),
             )
         else:
             fitter = _run_fitter(
                 model,
-                fitter_cls(penalizer_coef=penalizer),
+                _fitter_class(model)(penalizer_coef=penalizer),
                 summary,
                 gx,
                 gm,

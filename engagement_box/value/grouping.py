@@ -76,6 +76,8 @@ def merge_rows(*columns: Any, counts: Any) -> tuple[list[np.ndarray], np.ndarray
         raise ValueError("counts must be whole numbers >= 0")
     k = k.astype(np.int64)
     present = k > 0
+    if present.all() and _strictly_increasing(cols):
+        return cols, k  # already distinct and in order (e.g. `unique_rows`' own output)
     cols, k = [c[present] for c in cols], k[present]
     if k.shape[0] == 0:
         return cols, k
@@ -88,6 +90,21 @@ def merge_rows(*columns: Any, counts: Any) -> tuple[list[np.ndarray], np.ndarray
         new[1:] |= (c[1:] != c[:-1]) & ~(np.isnan(c[1:]) & np.isnan(c[:-1]))
     starts = np.flatnonzero(new)
     return [c[starts] for c in cols], np.add.reduceat(k, starts)
+
+
+def _strictly_increasing(cols: list[np.ndarray]) -> bool:
+    """Whether every row is lexicographically greater than the one before (so the rows are
+    distinct and sorted as `unique_rows` sorts them); False with a NaN in a column."""
+    n = cols[0].shape[0]
+    if n < 2:
+        return n == 1 and not any(np.isnan(c).any() for c in cols)
+    greater = np.zeros(n - 1, dtype=bool)
+    decided = np.zeros(n - 1, dtype=bool)
+    for c in cols:
+        up, down = c[1:] > c[:-1], c[1:] < c[:-1]
+        greater |= up & ~decided
+        decided |= up | down
+    return bool(greater.all()) and not any(np.isnan(c[0]) for c in cols)
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,9 +18,6 @@ def _bgnbd_objective(
 ) -> Any:
     """lifetimes' BG/NBD `_negative_log_likelihood` (log parameters, lifetimes' scaled time) with
     the terms in x only summed per distinct x and the x = 0 rows reduced to their A_3 term."""
-    import autograd.numpy as anp
-    from autograd.scipy.special import gammaln as agammaln
-
     w = np.asarray(weights, dtype=float)
     wsum = float(w.sum())
     ux, inv = _distinct(x)
@@ -30,6 +27,11 @@ def _bgnbd_objective(
     xp, tp, Tp, wp = x[~zero], t_x[~zero], T[~zero], w[~zero]
 
     def nll(log_params: Any) -> Any:
+        # autograd (traced by lifetimes' fallback and the standard errors' fallback); imported
+        # here: the closed-form `derivatives` below need none of it (it imports scipy.stats, 0.25 s)
+        import autograd.numpy as anp
+        from autograd.scipy.special import gammaln as agammaln
+
         params = anp.exp(log_params)
         r, alpha, a, b = params[0], params[1], params[2], params[3]
         by_x = anp.sum(wx * (agammaln(r + ux) + agammaln(b + ux) - agammaln(a + b + ux))) + wsum * (
@@ -169,9 +171,6 @@ def _gamma_gamma_objective(
 ) -> Any:
     """lifetimes' Gamma-Gamma `_negative_log_likelihood` (log parameters) with the terms in x only
     summed per distinct x and the log m terms as two precomputed sums."""
-    import autograd.numpy as anp
-    from autograd.scipy.special import gammaln as agammaln
-
     w = np.asarray(weights, dtype=float)
     wsum = float(w.sum())
     ux, inv = _distinct(x)
@@ -183,6 +182,9 @@ def _gamma_gamma_objective(
     wxm = w * x
 
     def nll(log_params: Any) -> Any:
+        import autograd.numpy as anp  # see `_bgnbd_objective`
+        from autograd.scipy.special import gammaln as agammaln
+
         params = anp.exp(log_params)
         p, q, v = params[0], params[1], params[2]
         by_x = anp.sum(wx * (agammaln(p * ux + q) - agammaln(p * ux) + p * ux_log_ux))

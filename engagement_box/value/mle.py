@@ -25,6 +25,7 @@ from engagement_box.value.fitting import (
     _failed,
     _grouped_input,
     check_param_range,
+    one_blas_thread,
 )
 from engagement_box.value.grouping import unique_rows
 
@@ -37,6 +38,7 @@ _GRADIENT_TOL = 1e-4
 Objective = Callable[[np.ndarray], Any]
 
 
+@one_blas_thread()
 def fit_log_params(
     model: str,
     names: tuple[str, ...],

@@ -177,9 +177,10 @@ class SpendIndependence:
 def frequency_spend_correlation(x: Any, m: Any, counts: Any = None) -> SpendIndependence:
     """Pearson and Spearman correlation between x and m over customers with x > 0 and m > 0.
     With `counts`, each (x, m) row stands for that many customers (grouped rows): the same
-    correlations as the rows expanded, computed from the counts."""
-    from scipy.stats import pearsonr, spearmanr
-
+    correlations as the rows expanded, computed from the counts. Computed with numpy (the
+    weighted formulas, weight 1 per customer without counts; scipy.stats' pearsonr and spearmanr
+    agree to 1e-12): importing scipy.stats costs about 0.25 CPU-s a run (0.55 in a bare
+    process), and nothing else in a daily run imports it."""
     x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
     keep = np.isfinite(x) & np.isfinite(m) & (x > 0) & (m > 0)
     xs, ms = x[keep], m[keep]
@@ -187,17 +188,13 @@ def frequency_spend_correlation(x: Any, m: Any, counts: Any = None) -> SpendInde
         weight = np.asarray(counts, dtype=float)[keep]
         keep_rows = weight > 0
         xs, ms, weight = xs[keep_rows], ms[keep_rows], weight[keep_rows]
-        n = round(float(weight.sum()))
-        if n < 3 or np.ptp(xs) == 0 or np.ptp(ms) == 0:
-            return SpendIndependence(None, None, n)
-        spearman = _weighted_pearson(_mid_ranks(xs, weight), _mid_ranks(ms, weight), weight)
-        return SpendIndependence(_weighted_pearson(xs, ms, weight), spearman, n)
-    n = int(keep.sum())
+    else:
+        weight = np.ones(xs.shape[0])
+    n = round(float(weight.sum()))
     if n < 3 or np.ptp(xs) == 0 or np.ptp(ms) == 0:
         return SpendIndependence(None, None, n)
-    return SpendIndependence(
-        float(pearsonr(xs, ms).statistic), float(spearmanr(xs, ms).statistic), n
-    )
+    spearman = _weighted_pearson(_mid_ranks(xs, weight), _mid_ranks(ms, weight), weight)
+    return SpendIndependence(_weighted_pearson(xs, ms, weight), spearman, n)
 
 
 def _weighted_pearson(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
