@@ -31,6 +31,8 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_pipeline as bench  # noqa: E402
 
+from engagement_box.sql import load_sql  # noqa: E402
+
 # The path each incremental step reports in its `computation` metadata on a day of new orders.
 DAILY_PATHS = {"incremental", "unchanged", "assigned"}
 
@@ -69,13 +71,7 @@ def work_state(work: Path) -> tuple[int, list[str], str]:
     database = work / "warehouse" / "engagement.working.duckdb"
     con = duckdb.connect(str(database), read_only=True)
     try:
-        tables = [
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'work' "
-                "AND column_name = 'as_of' AND data_type = 'DATE'"
-            ).fetchall()
-        ]
+        tables = [row[0] for row in con.execute(load_sql("marts/work_tables_by_as_of")).fetchall()]
         rows, as_ofs = 0, set()
         for table in tables:
             name = f'work."{table}"'

@@ -403,15 +403,26 @@ def _history_view(con: duckdb.DuckDBPyConnection, mart: str) -> None:
     """`history.<mart>`: every retained version's rows with its id, the copied ones
     (`history_rows.<mart>`) and the linked work rows, in one view."""
     name = quote_identifier(mart)
-    linked = "as_of" in {c for c, _ in _columns(con, "work", mart)}
     source = f"SELECT * FROM {ROWS}.{name}"
+    linked = _linked_work_rows(con, mart, "link.snapshot_id, w.*")
     if linked:
-        source += (
-            f" UNION ALL BY NAME SELECT link.snapshot_id, w.* FROM work.{name} AS w "
-            f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
-            f"WHERE link.mart = {quote_literal(mart)}"
-        )
+        source += f" UNION ALL BY NAME {linked}"
     con.execute(f"CREATE OR REPLACE VIEW history.{name} AS {source}")
+
+
+def _linked_work_rows(
+    con: duckdb.DuckDBPyConnection, mart: str, select: str, condition: str = ""
+) -> str | None:
+    """The SELECT of `mart`'s work rows that versions link (`select` from `w`, the work rows,
+    and `link`, the link; `condition` ANDed to the mart's), or None when `work.<mart>` is not
+    kept per as-of (nothing can be linked)."""
+    if "as_of" not in {c for c, _ in _columns(con, "work", mart)}:
+        return None
+    return (
+        f"SELECT {select} FROM work.{quote_identifier(mart)} AS w "
+        f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
+        f"WHERE link.mart = {quote_literal(mart)}{condition}"
+    )
 
 
 def keep_published_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: object) -> int:
@@ -454,13 +465,10 @@ def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str
     listed = ", ".join(quoted)
     current = "(SELECT snapshot_id FROM marts.current_version)"
     source = f"SELECT {listed} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
-    if "as_of" in {c for c, _ in _columns(con, "work", mart)}:
-        in_work = ", ".join(f"w.{column}" for column in quoted)
-        source += (
-            f" UNION ALL BY NAME SELECT {in_work} FROM work.{name} AS w "
-            f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
-            f"WHERE link.mart = {quote_literal(mart)} AND link.snapshot_id = {current}"
-        )
+    in_work = ", ".join(f"w.{column}" for column in quoted)
+    linked = _linked_work_rows(con, mart, in_work, f" AND link.snapshot_id = {current}")
+    if linked:
+        source += f" UNION ALL BY NAME {linked}"
     con.execute(f"CREATE OR REPLACE VIEW marts.{name} AS {source}")
 
 
@@ -721,8 +729,7 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
                 f"SELECT DISTINCT as_of FROM work.{quote_identifier(table)} WHERE as_of IS NOT NULL"
             ).fetchall()
         }
-    registered = sql_table_exists(con, "work", REGISTRY)
-    if registered:
+    if sql_table_exists(con, "work", REGISTRY):
         for table, as_of in con.execute(
             f"SELECT table_name, as_of FROM work.{REGISTRY}"
         ).fetchall():
@@ -734,16 +741,14 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
         return 0, []
     deleted = 0
     for table in tables:
-        if written[table] & set(trimmed):
+        if not written[table].isdisjoint(trimmed):
             row = con.execute(
                 f"DELETE FROM work.{quote_identifier(table)} WHERE list_contains($trimmed, as_of)",
                 {"trimmed": trimmed},
             ).fetchone()
             deleted += int(row[0]) if row else 0
     for table in (REGISTRY, STATE):
-        if (table == REGISTRY and registered) or (
-            table == STATE and sql_table_exists(con, "work", STATE)
-        ):
+        if sql_table_exists(con, "work", table):
             con.execute(
                 f"DELETE FROM work.{table} WHERE list_contains($trimmed, as_of)",
                 {"trimmed": trimmed},
