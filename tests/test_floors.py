@@ -1,0 +1,56 @@
+"""The floors benchmark measures the whole of what it claims to (benchmarks/floors.py): the ingest
+floor loads every raw order the pipeline read, and the daily floor writes a next day of every
+per-as-of work table and every published mart without touching the run it measures."""
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import duckdb
+
+from assets.publish import MARTS
+from engagement_box.governance import readers
+
+FLOORS = Path(__file__).resolve().parents[1] / "benchmarks" / "floors.py"
+
+
+def load_floors():
+    spec = importlib.util.spec_from_file_location("floors", FLOORS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ingest_floor_loads_every_raw_order_the_pipeline_read(december_run):
+    floors = load_floors()
+    working = readers.default_working(december_run.database)
+    with duckdb.connect(str(working), read_only=True) as con:
+        read = con.execute(
+            "SELECT sum(rows_read), count(*) FROM staging.ingested_files WHERE source = 'orders'"
+        ).fetchone()
+    rows, wall, cpu = floors.ingest_floor(december_run.exports)
+    assert read[1] > 1 and rows == read[0] > 0  # several files, every row of each
+    assert wall > 0 and cpu > 0
+
+
+def test_the_daily_floor_writes_a_day_of_every_work_table_and_leaves_the_run_alone(december_run):
+    floors = load_floors()
+    working = readers.default_working(december_run.database)
+    before = hashlib.sha256(working.read_bytes()).hexdigest()
+    with duckdb.connect(str(working), read_only=True) as con:
+        newest_rows = {
+            table: con.execute(
+                f"SELECT count(*) FROM work.{table} WHERE as_of = (SELECT max(as_of) "
+                f"FROM work.{table})"
+            ).fetchone()[0]
+            for table in ("customer", "customer_rfm", "customer_value", "engagement_value")
+        }
+
+    figures = {name: (rows, wall, cpu) for name, rows, wall, cpu in floors.daily_floor(working)}
+
+    for table, rows in newest_rows.items():
+        assert figures[f"write work.{table}"][0] == rows > 0
+    assert {f"Parquet {mart}" for mart in MARTS.values()} <= set(figures)
+    assert "write work.written_partitions" not in figures  # a record, not a step's output
+    assert all(cpu >= 0 and wall >= 0 for _, wall, cpu in figures.values())
+    assert hashlib.sha256(working.read_bytes()).hexdigest() == before
