@@ -7,6 +7,7 @@ reviews as (
     select
         review_id,
         customer_id as raw_id,
+        email,
         intermediate.normalized_email(email) as email_key,
         product_id,
         rating,
@@ -29,4 +30,7 @@ select
     r.created_at
 from reviews as r
 left join intermediate.customer_keys('customer') as i on i.normalized_value = r.raw_id
-left join intermediate.customer_keys('email') as e on e.normalized_value = r.email_key
+-- the email's owner only counts when the id finds no customer (orders_resolution.sql)
+left join intermediate.customer_keys('email') as e
+    on e.normalized_value
+    = case when i.customer_id is null then intermediate.normalized_email(r.email) end
