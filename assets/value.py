@@ -725,7 +725,8 @@ def model_validation(
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    deps=[BUYER_DAYS_KEY],
+    # customer_summary: the incremental path takes each customer's cohort from it
+    deps=[BUYER_DAYS_KEY, work_key("customer_summary")],
     check_specs=[
         dg.AssetCheckSpec(
             "one_row_per_cohort_month",
@@ -743,10 +744,22 @@ def cohort_retention(
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
         require_buyer_days(con, window)
-        cohorts = summaries.cohort_retention(con, window["as_of"], stored=True).with_columns(
+        plan, now = _cohort_plan(con, window)
+        recounted_from = None
+        if plan.incremental:
+            cohorts, recounted_from = summaries.cohort_retention_since(
+                con, plan.previous_as_of, plan.new_files, window["as_of"]
+            )
+        else:
+            cohorts = summaries.cohort_retention(con, window["as_of"], stored=True)
+        cohorts = cohorts.with_columns(
             pl.lit(window["currency"], dtype=pl.String).alias("currency")
         )
-        metadata = write_work(con, "cohort_retention", cohorts, window)
+        state = incremental.record(con, "cohort_retention", window["as_of"], now, cohorts.height)
+        metadata = write_work(con, "cohort_retention", cohorts, window, also=state)
+    metadata.update(plan.metadata())
+    if recounted_from is not None:
+        metadata["months_recounted_from"] = str(recounted_from)
     problems = dictionary.key_problems(cohorts, "cohort_retention")
     first = cohorts.filter(pl.col("months_since_first_order") == 1)
     metadata.update(
@@ -770,6 +783,22 @@ def cohort_retention(
             )
         ],
     )
+
+
+def _cohort_plan(con, window: dict) -> tuple[incremental.Plan, dict]:
+    """`incremental_plan` of the cohort retention; its incremental path also needs this as-of's
+    customer summary computed from the same inputs (the cohorts come from it), else it is cold."""
+    plan, now = incremental_plan(con, "cohort_retention", window)
+    if plan.incremental:
+        summary = incremental.state(con, "customer_summary", window["as_of"])
+        same = json.loads(json.dumps(now, sort_keys=True))
+        if summary is None or {k: v for k, v in summary.items() if k != "rows"} != same:
+            return incremental.Plan(
+                False,
+                "the customer summary of this as-of is not computed from the same inputs: "
+                "computed in full",
+            ), now
+    return plan, now
 
 
 value_assets = [

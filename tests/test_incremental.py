@@ -147,6 +147,11 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert engagement["influence_edges"] > 0
     identity = step_metadata(second, "identity_links")
     assert identity["computation"] == "incremental", identity["computation_reason"]
+    # Cohorts: the months before file B's earliest order (2025-06-15) carried, the rest recounted.
+    cohorts = step_metadata(second, "cohort_retention")
+    assert cohorts["computation"] == "incremental", cohorts["computation_reason"]
+    assert cohorts["carried_from_as_of"] == str(DAY_A)
+    assert cohorts["months_recounted_from"] == "2025-06-01"
     days = step_metadata(second, "buyer_days")  # file B's orders added to the stored days
     assert days["computation"] == "incremental", days["computation_reason"]
     assert "orders/orders_2026-01-01.csv" in days["computation_reason"]
@@ -183,6 +188,7 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert step_metadata(cold, "customer_summary")["computation"] == "cold"
     assert step_metadata(cold, "customer_persona")["computation"] == "assigned"
     assert step_metadata(cold, "engagement_value")["computation"] == "cold"
+    assert step_metadata(cold, "cohort_retention")["computation"] == "cold"
     assert step_metadata(cold, "model_fit")["fits_started_from"] == "fits on a sample of the rows"
 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
@@ -238,6 +244,31 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert not alone.success
     errors = [str(e.event_specific_data.error) for e in alone.all_events if e.is_step_failure]
     assert any(f"holds no rows as of {DAY_A}" in error for error in errors), errors
+
+
+def test_cohorts_carry_only_beside_a_customer_summary_of_the_same_inputs(december_run, tmp_path):
+    """The incremental cohorts take each customer's cohort from this as-of's customer summary: a
+    rerun of the cohorts alone after new orders, before the summary caught up, counts in full."""
+    run = copy_run(december_run, tmp_path / "run")
+    add_file_b(run.exports)
+    database = working(run.database)
+    alone = dg.AssetSelection.groups("staging", "identity") | dg.AssetSelection.assets(
+        dg.AssetKey(["work", "buyer_days"]), dg.AssetKey(["work", "cohort_retention"])
+    )
+    metadata = step_metadata(
+        materialize(run.exports, database, PARTITION_B, alone), "cohort_retention"
+    )
+    assert metadata["computation"] == "cold"
+    assert (
+        "customer summary of this as-of is not computed from the same inputs"
+        in (metadata["computation_reason"])
+    )
+
+    cold_db = tmp_path / "cold.duckdb"
+    materialize(run.exports, cold_db, PARTITION_B, alone)
+    expected = rows_as_of(cold_db, "cohort_retention", DAY_B)
+    assert expected
+    assert_same_rows(rows_as_of(database, "cohort_retention", DAY_B), expected, "cohorts")
 
 
 def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_path):

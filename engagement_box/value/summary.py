@@ -13,6 +13,7 @@ reads the same table; new orders files are added to it without reading the other
 Without `stored`, a summary builds this connection's own copy from the orders first.
 """
 
+import datetime as dt
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -305,6 +306,28 @@ def cohort_retention(
     )
     sql = load_sql("work/cohort_retention", **days)
     return con.execute(sql, {"as_of": as_of}).pl()
+
+
+def cohort_retention_since(
+    con: Any, previous: Any, new_files: Sequence[str], as_of: Any
+) -> tuple[pl.DataFrame, Any]:
+    """`cohort_retention` as of `as_of` from the rows of an earlier as-of `previous` (the
+    incremental path: only `new_files` of orders arrived since), read from the stored
+    `work.buyer_days` and `work.customer_summary` of `as_of`: the months from the earliest one
+    with a new order or a day after `previous` are counted again, the earlier ones carried
+    (`sql/work/carried_cohort_retention.sql`). Returns the rows and that first recounted month."""
+    first_day = previous + dt.timedelta(days=1)
+    earliest = con.execute(
+        load_sql("work/earliest_new_order_day"), {"new_files": list(new_files)}
+    ).fetchone()[0]
+    if earliest is not None:
+        first_day = min(first_day, earliest)
+    changed_month = first_day.replace(day=1)
+    rows = con.execute(
+        load_sql("work/carried_cohort_retention"),
+        {"as_of": as_of, "previous": previous, "changed_month": changed_month},
+    ).pl()
+    return rows, changed_month
 
 
 def to_time_unit(days: Any, time_unit: TimeUnit) -> np.ndarray:
