@@ -52,7 +52,9 @@ id_email_links as (
         k.n
     from id_email_keyed as k
     left join ids as i on i.normalized_value = k.raw_id
-    left join emails as e on e.normalized_value = k.email_key
+    -- the email's owner only counts when the id finds no customer
+    left join emails as e
+        on e.normalized_value = case when i.customer_id is null then k.email_key end
 ),
 
 -- handle sources: the distinct raw handles per role

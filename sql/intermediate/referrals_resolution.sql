@@ -36,4 +36,6 @@ select
 from referrals as r
 left join intermediate.customer_keys('customer') as rr on rr.normalized_value = r.referrer_raw_id
 left join intermediate.customer_keys('customer') as ri on ri.normalized_value = r.referee_raw_id
-left join intermediate.customer_keys('email') as re on re.normalized_value = r.referee_email_key
+-- the email's owner only counts when the id finds no customer (orders_resolution.sql)
+left join intermediate.customer_keys('email') as re
+    on re.normalized_value = case when ri.customer_id is null then r.referee_email_key end

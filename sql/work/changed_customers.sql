@@ -29,4 +29,5 @@ select distinct
         as customer_id
 from changed as c
 left join intermediate.customer_keys('customer') as i on i.normalized_value = c.raw_id
-left join intermediate.customer_keys('email') as e on e.normalized_value = c.email_key
+left join intermediate.customer_keys('email') as e
+    on e.normalized_value = case when i.customer_id is null then c.email_key end
