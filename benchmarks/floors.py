@@ -51,7 +51,7 @@ from engagement_box.governance.versions import REGISTRY, STATE  # noqa: E402
 from engagement_box.partitioned import read_partition, write_partition  # noqa: E402
 from engagement_box.sql import load_sql, quote_identifier  # noqa: E402
 from engagement_box.staging.contracts import SOURCES  # noqa: E402
-from engagement_box.staging.ingestion import enum_type, staged_table_ddl  # noqa: E402
+from engagement_box.staging.ingestion import create_staged_table, enum_type  # noqa: E402
 
 
 @contextmanager
@@ -102,16 +102,11 @@ def ingest_floor(data_dir: Path) -> tuple[int, float, float]:
 
 
 def _staged_table(con: duckdb.DuckDBPyConnection, source) -> dict[str, str]:
-    """Create `staging.<source>` as ingestion does (its types, ENUMs and compression), NULL
-    allowed; returns each export column's SQL type."""
+    """Create `staging.<source>` as ingestion does (its types, ENUMs and compression), then allow
+    NULL everywhere (nothing is validated); returns each export column's SQL type."""
     con.execute("CREATE SCHEMA staging")
-    for column, values in source.enumerations.items():
-        con.execute(
-            f"CREATE TYPE staging.{enum_type(source, column)} AS ENUM "
-            "(SELECT unnest(CAST($values AS VARCHAR[])))",
-            {"values": list(values)},
-        )
-    con.execute(staged_table_ddl(source).replace(" NOT NULL", ""))
+    create_staged_table(con, source)
+    table = f"staging.{quote_identifier(source.name)}"
     types = dict(
         con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -119,6 +114,8 @@ def _staged_table(con: duckdb.DuckDBPyConnection, source) -> dict[str, str]:
             {"table": source.name},
         ).fetchall()
     )
+    for column in types:
+        con.execute(f"ALTER TABLE {table} ALTER COLUMN {quote_identifier(column)} DROP NOT NULL")
     return {
         c: f"staging.{enum_type(source, c)}" if c in source.enumerations else types[c]
         for c in source.columns

@@ -1,23 +1,17 @@
 """The whole-pipeline benchmark's day of new orders is a valid export: measured as work, not as
 quarantine (benchmarks/bench_pipeline.py)."""
 
-import importlib.util
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 
 from engagement_box.generator import GeneratorConfig, generate
 from engagement_box.staging.ingestion import ingest_source
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pipeline.py"
+from tests import benchmark_scripts
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("bench_pipeline")
 
 
 def test_new_orders_are_staged_whole_for_existing_customers_on_the_next_day(tmp_path):

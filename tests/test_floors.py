@@ -3,22 +3,16 @@ floor loads every raw order the pipeline read, and the daily floor writes a next
 per-as-of work table and every published mart without touching the run it measures."""
 
 import hashlib
-import importlib.util
-from pathlib import Path
 
 import duckdb
 
 from assets.publish import MARTS
 from engagement_box.governance import readers
-
-FLOORS = Path(__file__).resolve().parents[1] / "benchmarks" / "floors.py"
+from tests import benchmark_scripts
 
 
 def load_floors():
-    spec = importlib.util.spec_from_file_location("floors", FLOORS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("floors")
 
 
 def test_the_ingest_floor_loads_every_raw_order_the_pipeline_read(december_run):
