@@ -210,7 +210,11 @@ class StepLines:
     checks. Steps run one at a time in this process (the in-process executor), so the process's
     CPU time while a step runs (every thread: DuckDB's and polars' too) is the step's."""
 
-    HEADER = f"  {'step':30} {'status':7} {'seconds':>8} {'cpu s':>7} {'rows':>19}  checks"
+    HEADER = (
+        f"  {'step':30} {'status':7} {'seconds':>8} {'cpu s':>7} {'rows':>19}  {'checks':10}  path"
+    )
+    # The paths that carry an earlier as-of's rows forward (`computation` metadata of a step).
+    DAILY_PATHS = ("incremental", "unchanged", "assigned")
 
     def __init__(self, out=None) -> None:
         self.out = out or sys.stdout
@@ -222,6 +226,8 @@ class StepLines:
         self.failed_checks: list[str] = []
         self.warnings: list[str] = []
         self.left_out: str | None = None
+        # step -> (path, why) from the step's `computation` metadata (the incremental steps)
+        self.paths: dict[str, tuple[str, str]] = {}
 
     def __call__(self, event) -> None:
         kind, step = event.event_type_value, event.step_key
@@ -229,8 +235,12 @@ class StepLines:
             self.started[step] = time.monotonic()
             self.cpu_started[step] = time.process_time()
         elif kind == "ASSET_MATERIALIZATION":
-            rows = event.event_specific_data.materialization.metadata.get("dagster/row_count")
+            metadata = event.event_specific_data.materialization.metadata
+            rows = metadata.get("dagster/row_count")
             self.rows.setdefault(step, []).append(rows.value if rows is not None else None)
+            path, why = metadata.get("computation"), metadata.get("computation_reason")
+            if path is not None and step not in self.paths:
+                self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
         elif kind == "ASSET_CHECK_EVALUATION":
             check = event.event_specific_data
             self.checks.setdefault(step, []).append((check.check_name, check.passed))
@@ -263,11 +273,20 @@ class StepLines:
         said = f"{passed} passed" if checks else ""
         if failed:
             said += f", {len(failed)} FAILED ({', '.join(failed)})"
-        print(
-            f"  {step:30} {status:7} {seconds:8.1f} {cpu:7.1f} {rows:>19}  {said}".rstrip(),
-            file=self.out,
-            flush=True,
-        )
+        path = self.paths.get(step, ("", ""))[0]
+        line = f"  {step:30} {status:7} {seconds:8.1f} {cpu:7.1f} {rows:>19}  {said:10}  {path}"
+        print(line.rstrip(), file=self.out, flush=True)
+
+    def computed_in_full(self) -> list[str]:
+        """When some steps carried an earlier as-of forward and others did not: each of the others
+        with why (the reason a daily run cost more than a day), else nothing."""
+        if not any(path in self.DAILY_PATHS for path, _ in self.paths.values()):
+            return []
+        return [
+            f"{step}: {why}"
+            for step, (path, why) in self.paths.items()
+            if path not in self.DAILY_PATHS and path != "refit"
+        ]
 
 
 def _plain_dagster_error(error: Exception) -> str:
@@ -402,6 +421,8 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
         print(f"  {len(not_run)} steps did not run: {', '.join(not_run)}")
     if steps.left_out:
         print(f"orders left out of the value models: {steps.left_out}")
+    for line in steps.computed_in_full():
+        print(f"computed in full: {line}")
     for warning in steps.warnings:
         print(f"warning: {warning}")
     if received:

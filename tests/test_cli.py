@@ -313,3 +313,60 @@ def test_step_line_gives_the_cpu_seconds_the_step_used():
     assert float(lines["busy"][3]) >= 0.3
     assert lines["idle"][1] == "FAILED"
     assert float(lines["idle"][3]) < 0.1
+
+
+def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
+    """An engineer reading a daily run's console sees which steps carried the earlier as-of
+    forward and, when some did not, why each of the others computed in full."""
+    from types import SimpleNamespace
+
+    def materialized(step: str, path: str | None, why: str = "") -> SimpleNamespace:
+        metadata = {"dagster/row_count": dg.MetadataValue.int(10)}
+        if path is not None:
+            metadata["computation"] = dg.MetadataValue.text(path)
+            metadata["computation_reason"] = dg.MetadataValue.text(why)
+        return SimpleNamespace(
+            event_type_value="ASSET_MATERIALIZATION",
+            step_key=step,
+            event_specific_data=SimpleNamespace(materialization=SimpleNamespace(metadata=metadata)),
+        )
+
+    def done(step: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            event_type_value="STEP_SUCCESS",
+            step_key=step,
+            event_specific_data=SimpleNamespace(duration_ms=100.0),
+        )
+
+    def console(events) -> tuple[dict[str, list[str]], list[str]]:
+        out = io.StringIO()
+        steps = cli.StepLines(out=out)
+        for event in events:
+            steps(event)
+        return step_lines(cli.StepLines.HEADER + "\n" + out.getvalue()), steps.computed_in_full()
+
+    daily = [
+        materialized("work__customer_summary", "incremental", "only new orders since ..."),
+        done("work__customer_summary"),
+        materialized("work__engagement_value", "cold", "a review is dated between the as-ofs"),
+        done("work__engagement_value"),
+        materialized("customer_persona", "assigned", "the model fitted as of ..."),
+        done("customer_persona"),
+        materialized("staging__orders", None),
+        done("staging__orders"),
+    ]
+    lines, full = console(daily)
+    assert lines["work__customer_summary"][-1] == "incremental"
+    assert lines["work__engagement_value"][-1] == "cold"
+    assert lines["customer_persona"][-1] == "assigned"
+    assert lines["staging__orders"][-1] == "10"  # no path: the line ends with its rows
+    assert full == ["work__engagement_value: a review is dated between the as-ofs"]
+
+    # A first run computes everything in full: nothing to explain.
+    _, full = console(
+        [
+            materialized("work__customer_summary", "cold", "no earlier run"),
+            done("work__customer_summary"),
+        ]
+    )
+    assert full == []
