@@ -58,6 +58,13 @@ def open_instance(home: str):
     with _instance_lock(home):
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)  # creates (or upgrades) the run and event storage now
+        if instance.telemetry_enabled:
+            # Dagster greets a new instance (its telemetry notice, on stderr) when it first
+            # records a run's telemetry, which fell between two step lines: greet it here,
+            # before the run's lines. The checkout's .dagster/dagster.yaml turns telemetry off.
+            from dagster_shared.telemetry import get_or_set_instance_id
+
+            get_or_set_instance_id()
     return instance
 
 

@@ -370,3 +370,29 @@ def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
         ]
     )
     assert full == []
+
+
+def test_on_a_new_dagster_home_dagsters_notice_comes_before_the_step_lines(tmp_path):
+    """A DAGSTER_HOME of the engineer's own, new and without dagster.yaml (telemetry on): Dagster
+    prints its telemetry notice once, on stderr. In a console (both streams in one place) it
+    comes before the run's step lines, never between two of them."""
+    exports = tmp_path / "exports"
+    generator.generate(
+        exports, generator.GeneratorConfig(customers=120, seed=3, end=dt.date(2025, 12, 31))
+    )
+    env = environment(tmp_path, exports)
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").unlink()
+    env["HOME"] = str(tmp_path / "home")  # Dagster keeps a user id under ~/.dagster
+    console = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+            code = cli.main(["run", "--month", MONTH])
+    out = console.getvalue()
+    assert code == 0, out[-3000:]
+    assert "Telemetry:" in out  # Dagster's own notice, once
+    table = out.split(cli.StepLines.HEADER.strip(), 1)[1].splitlines()[1:]
+    steps = [line for line in table if line.split()[1:2] == ["ok"]]
+    assert len(steps) >= 19
+    assert table[: len(steps)] == steps  # the table is whole: no other line inside it
