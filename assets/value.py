@@ -789,15 +789,14 @@ def _cohort_plan(con, window: dict) -> tuple[incremental.Plan, dict]:
     """`incremental_plan` of the cohort retention; its incremental path also needs this as-of's
     customer summary computed from the same inputs (the cohorts come from it), else it is cold."""
     plan, now = incremental_plan(con, "cohort_retention", window)
-    if plan.incremental:
-        summary = incremental.state(con, "customer_summary", window["as_of"])
-        same = json.loads(json.dumps(now, sort_keys=True))
-        if summary is None or {k: v for k, v in summary.items() if k != "rows"} != same:
-            return incremental.Plan(
-                False,
-                "the customer summary of this as-of is not computed from the same inputs: "
-                "computed in full",
-            ), now
+    if plan.incremental and not incremental.computed_from(
+        con, "customer_summary", window["as_of"], now
+    ):
+        return incremental.Plan(
+            False,
+            "the customer summary of this as-of is not computed from the same inputs: "
+            "computed in full",
+        ), now
     return plan, now
 
 

@@ -31,10 +31,8 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_pipeline as bench  # noqa: E402
 
+from engagement_box.incremental import DAILY_PATHS  # noqa: E402
 from engagement_box.sql import load_sql  # noqa: E402
-
-# The path each incremental step reports in its `computation` metadata on a day of new orders.
-DAILY_PATHS = {"incremental", "unchanged", "assigned"}
 
 
 def step_paths(work: Path) -> dict[str, str]:

@@ -47,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_pipeline as bench  # noqa: E402
 
 from assets.publish import MARTS  # noqa: E402
-from engagement_box.governance.versions import REGISTRY, STATE  # noqa: E402
+from engagement_box.governance.versions import partitioned_work_tables  # noqa: E402
 from engagement_box.partitioned import read_partition, write_partition  # noqa: E402
-from engagement_box.sql import load_sql, quote_identifier  # noqa: E402
+from engagement_box.sql import quote_identifier, quote_literal  # noqa: E402
 from engagement_box.staging.contracts import SOURCES  # noqa: E402
 from engagement_box.staging.ingestion import create_staged_table, enum_type  # noqa: E402
 
@@ -132,12 +132,7 @@ def daily_floor(working: Path) -> list[tuple[str, int | None, float, float]]:
         copy = Path(tmp) / "working.duckdb"
         shutil.copyfile(working, copy)
         con = duckdb.connect(str(copy))
-        # The tables steps write per as-of (not the records of what was written when).
-        tables = [
-            row[0]
-            for row in con.execute(load_sql("marts/work_tables_by_as_of")).fetchall()
-            if row[0] not in (REGISTRY, STATE)
-        ]
+        tables = partitioned_work_tables(con)
         newest = {
             t: con.execute(f"SELECT max(as_of) FROM work.{quote_identifier(t)}").fetchone()[0]
             for t in tables
@@ -156,18 +151,13 @@ def daily_floor(working: Path) -> list[tuple[str, int | None, float, float]]:
             with measured(figures, f"Parquet {mart}"):
                 con.execute(
                     f"COPY (SELECT * FROM work.{quote_identifier(mart)} WHERE as_of = $as_of) "
-                    f"TO {bench_literal(Path(tmp) / f'{mart}.parquet')} (FORMAT parquet)",
+                    f"TO {quote_literal(str(Path(tmp) / f'{mart}.parquet'))} (FORMAT parquet)",
                     {"as_of": newest[mart] + dt.timedelta(days=1)},
                 )
         with measured(figures, "checkpoint and close"):
             con.execute("CHECKPOINT")
             con.close()
     return [(name, rows.get(name), wall, cpu) for name, (wall, cpu) in figures.items()]
-
-
-def bench_literal(path: Path) -> str:
-    """A file path as a SQL string literal (COPY ... TO takes no parameter)."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def print_ingest(data_dir: Path, repeats: int, state: dict) -> None:

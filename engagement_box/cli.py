@@ -220,8 +220,6 @@ class StepLines:
     HEADER = (
         f"  {'step':30} {'status':7} {'seconds':>8} {'cpu s':>7} {'rows':>19}  {'checks':10}  path"
     )
-    # The paths that carry an earlier as-of's rows forward (`computation` metadata of a step).
-    DAILY_PATHS = ("incremental", "unchanged", "assigned")
 
     def __init__(self, out=None) -> None:
         self.out = out or sys.stdout
@@ -287,12 +285,14 @@ class StepLines:
     def computed_in_full(self) -> list[str]:
         """When some steps carried an earlier as-of forward and others did not: each of the others
         with why (the reason a daily run cost more than a day), else nothing."""
-        if not any(path in self.DAILY_PATHS for path, _ in self.paths.values()):
+        from engagement_box.incremental import DAILY_PATHS
+
+        if not any(path in DAILY_PATHS for path, _ in self.paths.values()):
             return []
         return [
             f"{step}: {why}"
             for step, (path, why) in self.paths.items()
-            if path not in self.DAILY_PATHS and path != "refit"
+            if path not in DAILY_PATHS and path != "refit"
         ]
 
 

@@ -33,6 +33,10 @@ STATE_TABLE = STATE  # retention deletes the states of the as-ofs it trims
 # (the customers decide who bought an order, the fx rates what it is worth) changes every row.
 GROWING = "orders"
 FIXED = ("customers", "fx_rates")
+# The `computation` a step reports when it carried an earlier as-of forward: `Plan.metadata`'s
+# "incremental", buyer_days' "unchanged" (no new order) and the personas' "assigned" (the model
+# in force). "cold" and the personas' scheduled "refit" compute in full.
+DAILY_PATHS = ("incremental", "unchanged", "assigned")
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,18 @@ def state(con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date | None) -> 
         {"table": table, "as_of": as_of},
     ).fetchone()
     return json.loads(row[0]) if row else None
+
+
+def computed_from(
+    con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date | None, now: Mapping
+) -> bool:
+    """Whether `table`'s rows of `as_of` were computed from exactly the inputs `now` (as
+    `inputs` gives them): the state recorded with them (`record`) holds the same."""
+    recorded = state(con, table, as_of)
+    if recorded is None:
+        return False
+    recorded = {k: v for k, v in recorded.items() if k != "rows"}
+    return recorded == json.loads(json.dumps(now, sort_keys=True))  # as `record` stores it
 
 
 def _changed(state: Mapping, now: Mapping) -> str | None:

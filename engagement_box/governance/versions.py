@@ -687,6 +687,16 @@ REGISTRY = "written_partitions"
 STATE = "incremental_state"
 
 
+def partitioned_work_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables of `work` whose rows steps write per as-of (sql/marts/work_tables_by_as_of.sql),
+    without the two records of what was written (`REGISTRY`, `STATE`)."""
+    return [
+        str(r[0])
+        for r in con.execute(load_sql("marts/work_tables_by_as_of")).fetchall()
+        if r[0] not in (REGISTRY, STATE)
+    ]
+
+
 def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
     """Delete the as-ofs of `work.*` that no retained version shows and no next run carries
     forward; inside the caller's transaction. Returns the work rows deleted and the as-ofs.
@@ -716,11 +726,7 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
     writes the as-of again (cold, or incremental from a kept earlier as-of). No run can be
     writing meanwhile: retention holds the warehouse's run lock, as a run does.
     """
-    tables = [
-        str(r[0])
-        for r in con.execute(load_sql("marts/work_tables_by_as_of")).fetchall()
-        if r[0] not in (REGISTRY, STATE)
-    ]
+    tables = partitioned_work_tables(con)
     written: dict[str, set[date]] = {}
     for table in tables:
         written[table] = {
