@@ -85,7 +85,8 @@ def ingest_floor(data_dir: Path) -> tuple[int, float, float]:
                 con.execute(
                     f"INSERT INTO staging.orders ({names}, source_row) "
                     f"SELECT {typed}, filename, 0 FROM read_csv($files, all_varchar = true, "
-                    "filename = true)",
+                    # the exports' dialect, stated: the sniffer can miss a rare quoted field
+                    "header = true, delim = ',', quote = '\"', escape = '\"', filename = true)",
                     {"files": csv_files},
                 )
             if parquet_files:

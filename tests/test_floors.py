@@ -9,6 +9,7 @@ import duckdb
 from assets.publish import MARTS
 from engagement_box.governance import readers
 from tests import benchmark_scripts
+from tests.conftest import good_order, write_csv
 
 
 def load_floors():
@@ -25,6 +26,16 @@ def test_the_ingest_floor_loads_every_raw_order_the_pipeline_read(december_run):
     rows, wall, cpu = floors.ingest_floor(december_run.exports)
     assert read[1] > 1 and rows == read[0] > 0  # several files, every row of each
     assert wall > 0 and cpu > 0
+
+
+def test_the_ingest_floor_reads_a_quoted_field_past_duckdbs_sample(exports_dir):
+    """A retailer's export whose first quoted value ("12,50", a decimal comma) comes after the
+    rows DuckDB's CSV sniffer samples: every row is still loaded (the dialect is stated)."""
+    rows = [good_order(i) for i in range(21_000)]
+    rows[-1]["net_amount"] = "12,50"
+    write_csv(exports_dir / "orders" / "orders_2024-01.csv", rows)
+    loaded, _, _ = load_floors().ingest_floor(exports_dir)
+    assert loaded == 21_000
 
 
 def test_the_daily_floor_writes_a_day_of_every_work_table_and_leaves_the_run_alone(december_run):
