@@ -23,9 +23,8 @@ def test_the_ingest_floor_loads_every_raw_order_the_pipeline_read(december_run):
         read = con.execute(
             "SELECT sum(rows_read), count(*) FROM staging.ingested_files WHERE source = 'orders'"
         ).fetchone()
-    rows, wall, cpu = floors.ingest_floor(december_run.exports)
+    rows, _, _ = floors.ingest_floor(december_run.exports)
     assert read[1] > 1 and rows == read[0] > 0  # several files, every row of each
-    assert wall > 0 and cpu > 0
 
 
 def test_the_ingest_floor_reads_a_quoted_field_past_duckdbs_sample(exports_dir):
@@ -51,11 +50,10 @@ def test_the_daily_floor_writes_a_day_of_every_work_table_and_leaves_the_run_alo
             for table in ("customer", "customer_rfm", "customer_value", "engagement_value")
         }
 
-    figures = {name: (rows, wall, cpu) for name, rows, wall, cpu in floors.daily_floor(working)}
+    figures = {name: rows for name, rows, _, _ in floors.daily_floor(working)}
 
     for table, rows in newest_rows.items():
-        assert figures[f"write work.{table}"][0] == rows > 0
+        assert figures[f"write work.{table}"] == rows > 0
     assert {f"Parquet {mart}" for mart in MARTS.values()} <= set(figures)
     assert "write work.written_partitions" not in figures  # a record, not a step's output
-    assert all(cpu >= 0 and wall >= 0 for _, wall, cpu in figures.values())
     assert hashlib.sha256(working.read_bytes()).hexdigest() == before
