@@ -226,15 +226,15 @@ def readme_query(marker: str) -> str:
     return block.group(1)
 
 
-def test_the_readme_customer_query_finds_consenting_german_cev_champions_by_clv(warehouse):
+def test_the_readme_customer_query_finds_consenting_us_cev_champions_by_clv(warehouse):
     columns = dictionary.table("customer").column_names
     rows = [
-        ("c1", "DE", True, "CEV Champions", 100.0),
-        ("c2", "DE", True, "CEV Champions", 300.0),
-        ("c3", "DE", False, "CEV Champions", 900.0),  # no consent
-        ("c4", "FR", True, "CEV Champions", 800.0),  # not in Germany
-        ("c5", "DE", True, "CEV Misers", 700.0),  # another quadrant
-        ("c6", "DE", True, "Champions", 600.0),  # the RFM segment's name, not a quadrant
+        ("c1", "US", True, "CEV Champions", 100.0),
+        ("c2", "US", True, "CEV Champions", 300.0),
+        ("c3", "US", False, "CEV Champions", 900.0),  # no consent
+        ("c4", "DE", True, "CEV Champions", 800.0),  # not in the United States
+        ("c5", "US", True, "CEV Misers", 700.0),  # another quadrant
+        ("c6", "US", True, "Champions", 600.0),  # the RFM segment's name, not a quadrant
     ]
     frame = pl.DataFrame(
         {
