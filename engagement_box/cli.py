@@ -290,7 +290,7 @@ class StepLines:
         if not any(path in DAILY_PATHS for path, _ in self.paths.values()):
             return []
         return [
-            f"{step}: {why}"
+            f"{step}: {why.removesuffix(': computed in full')}"  # the line already says so
             for step, (path, why) in self.paths.items()
             if path not in DAILY_PATHS and path != "refit"
         ]

@@ -348,7 +348,11 @@ def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
     daily = [
         materialized("work__customer_summary", "incremental", "only new orders since ..."),
         done("work__customer_summary"),
-        materialized("work__engagement_value", "cold", "a review is dated between the as-ofs"),
+        materialized(
+            "work__engagement_value",
+            "cold",
+            "a review is dated between the as-ofs (since the run as of ...): computed in full",
+        ),
         done("work__engagement_value"),
         materialized("customer_persona", "assigned", "the model fitted as of ..."),
         done("customer_persona"),
@@ -360,7 +364,10 @@ def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
     assert lines["work__engagement_value"][-1] == "cold"
     assert lines["customer_persona"][-1] == "assigned"
     assert lines["staging__orders"][-1] == "10"  # no path: the line ends with its rows
-    assert full == ["work__engagement_value: a review is dated between the as-ofs"]
+    # The reason as the step gives it, without saying "computed in full" twice on one line.
+    assert full == [
+        "work__engagement_value: a review is dated between the as-ofs (since the run as of ...)"
+    ]
 
     # A first run computes everything in full: nothing to explain.
     _, full = console(
