@@ -56,4 +56,6 @@ def test_the_daily_floor_writes_a_day_of_every_work_table_and_leaves_the_run_alo
         assert figures[f"write work.{table}"] == rows > 0
     assert {f"Parquet {mart}" for mart in MARTS.values()} <= set(figures)
     assert "write work.written_partitions" not in figures  # a record, not a step's output
+    for table, rows in newest_rows.items():  # the other design's files hold the same rows
+        assert figures[f"{floors.PARQUET_FILE} {table}"] == rows
     assert hashlib.sha256(working.read_bytes()).hexdigest() == before
