@@ -54,7 +54,7 @@ def column_schema(name: str) -> dg.TableSchema:
     the UI before the first run."""
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name=c.name, type=c.type, description=c.description)
+            dg.TableColumn(name=c.name, type=c.type, description=c.text)
             for c in dictionary.table(name).columns
         ]
     )

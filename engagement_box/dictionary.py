@@ -38,6 +38,16 @@ class Column:
     # The documented set of values (checked on the customer mart before publish).
     accepted_values: tuple[str, ...] = ()
 
+    @property
+    def text(self) -> str:
+        """The description with its documented values: the one text of the data dictionary,
+        the warehouse's COMMENT ON and the Dagster column schema."""
+        if not self.accepted_values:
+            return self.description
+        return (
+            f"{self.description} Values: " + ", ".join(f"`{v}`" for v in self.accepted_values) + "."
+        )
+
 
 @dataclass(frozen=True)
 class Table:
@@ -515,7 +525,9 @@ TABLES: tuple[Table, ...] = (
             Column("window_end", "DATE", "Last day of the window's orders."),
             Column("time_unit", "VARCHAR", "The unit of the fit's time: D (days) or W (weeks)."),
             Column("converged", "BOOLEAN", "The optimiser converged to finite parameters."),
-            Column("message", "VARCHAR", "The optimiser's message when it did not converge."),
+            Column(
+                "message", "VARCHAR", "The optimiser's message: `converged`, or why it stopped."
+            ),
             Column("reason", "VARCHAR", "Why the fit failed, in words; NULL when it converged."),
             Column("r", "DOUBLE", "Purchase rate Gamma shape r (purchase models)."),
             Column("alpha", "DOUBLE", "Purchase rate Gamma scale alpha, in time_unit."),
@@ -781,7 +793,7 @@ def comment_statements(con: duckdb.DuckDBPyConnection, schema: str, name: str) -
         if column in defined:
             yield (
                 f"COMMENT ON COLUMN {target}.{_column_identifier(defined[column].name)} "
-                f"IS {quote_literal(defined[column].description)}"
+                f"IS {quote_literal(defined[column].text)}"
             )
 
 
@@ -831,10 +843,7 @@ def markdown() -> str:
             ]
         lines += ["| column | type | description |", "| --- | --- | --- |"]
         for column in entry.columns:
-            text = column.description
-            if column.accepted_values:
-                text += " Values: " + ", ".join(f"`{v}`" for v in column.accepted_values) + "."
-            lines.append(f"| {column.name} | {column.type} | {_cell(text)} |")
+            lines.append(f"| {column.name} | {column.type} | {_cell(column.text)} |")
         lines.append("")
     return "\n".join(lines)
 

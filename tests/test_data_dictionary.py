@@ -111,7 +111,9 @@ def test_comments_are_written_on_marts_and_history_and_survive_a_second_publish(
             "WHERE table_name = 'customer_rfm'"
         ).fetchall()
     )
-    segment = dictionary.table("customer_rfm").column("segment").description
+    # The data dictionary's text, with the documented values (the document shows the same).
+    segment = dictionary.table("customer_rfm").column("segment").text
+    assert "Values: `Hibernating`" in segment and "`Champions`" in segment
     assert comments[("marts", "segment")] == comments[("history", "segment")] == segment
     assert comments[("history", "snapshot_id")] == dictionary.SNAPSHOT_ID.description
     # A column the dictionary does not define gets no comment (the e2e test fails on it).

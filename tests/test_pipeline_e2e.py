@@ -1,6 +1,7 @@
 """End to end: the whole asset graph through Dagster on small data sets, as a scheduled run."""
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,15 @@ pytestmark = pytest.mark.integration
 def tiny_retailer(december_run) -> Path:
     """The tiny retailer's exports (read only: a test that adds files works on a copy)."""
     return december_run.exports
+
+
+def readme_queries(marker: str) -> list[str]:
+    """The statements of the README's SQL block after `marker`."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```sql\n(.*?)```", readme.split(marker, 1)[1], flags=re.S)
+    assert block, f"README has no sql block after {marker!r}"
+    sql = re.sub(r"--[^\n]*", "", block.group(1))  # the comments beside the statements
+    return [q.strip() for q in sql.split(";") if q.strip()]
 
 
 def counts(database: Path, sql: str):
@@ -114,7 +124,7 @@ def assert_the_warehouse_is_the_data_dictionary(database: Path) -> None:
     }
     assert set(tables) == expected
     for (schema, table), columns in tables.items():
-        wanted = [(c.name, c.type, c.description) for c in dictionary.columns_in(schema, table)]
+        wanted = [(c.name, c.type, c.text) for c in dictionary.columns_in(schema, table)]
         assert columns == wanted, f"{schema}.{table} differs from engagement_box/dictionary.py"
     described = dict(
         counts(
@@ -301,6 +311,9 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(dece
     # December once September is backfilled (the move into the current version included).
     pairs = "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration ORDER BY 1"
     assert counts(database, pairs) == [(2, 1)]
+    # The README's version queries, as written, after a run and a backfill: each finds rows.
+    for query in readme_queries("<!-- versions-queries -->"):
+        assert counts(database, query), query
     assert run_graph(tiny_retailer, database, partition="2025-09-01").success
     assert counts(database, pairs) == [(2, 3), (3, 1)]
 
