@@ -60,15 +60,17 @@ def column_schema(name: str) -> dg.TableSchema:
     )
 
 
-def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str, str]:
+def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str, object]:
     """Every setting that changes the published numbers: the model window and the engagement
-    weights (not where audiences are written)."""
+    weights (not where audiences are written). JSON values as an analyst reads them in
+    `marts.snapshots.settings`: true/false, numbers, null for a setting left unset, dates as
+    text."""
     engagement = {
         field: engagement_config.setting(field)
         for field in engagement_config._ENV
         if field != "audience_dir"
     }
-    return {k: str(v) for k, v in {**window, **engagement}.items()}
+    return {k: versions.json_value(v) for k, v in {**window, **engagement}.items()}
 
 
 def standing_version(

@@ -235,7 +235,7 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
         {"as_of": september},
     )[0]
     assert (partition_key, as_of) == ("2025-09-01", september)
-    assert json.loads(settings)["as_of_pinned"] == "False"
+    assert json.loads(settings)["as_of_pinned"] is False
     for event in result.get_asset_materialization_events():
         name = event.asset_key.path[-1]
         published = query(
@@ -261,7 +261,9 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
         "ORDER BY snapshot_id DESC LIMIT 1",
     )[0]
     assert partition_key is None and as_of == september
-    assert json.loads(settings)["as_of_pinned"] == "True"
+    recorded = json.loads(settings)  # typed: true, numbers, null for what was left unset
+    assert recorded["as_of_pinned"] is True and recorded["partition_key"] is None
+    assert recorded["clv_horizon_months"] == 12 and recorded["purchase_model"] is None
     assert_same_rows(
         rows_as_of(database, "customer_value", september),
         expected[("customer_value", september)],

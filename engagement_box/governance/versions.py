@@ -102,7 +102,8 @@ def model_code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _plain(value: object) -> object:
+def json_value(value: object) -> object:
+    """A setting's value as JSON holds it: dates as ISO text, other objects as their text."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if value is None or isinstance(value, bool | int | float | str):
@@ -145,8 +146,10 @@ def inputs_fingerprint(
         ]
     erasures = erasure_requests(con)
     payload = {
-        "as_of": _plain(as_of),
-        "settings": {str(k): _plain(v) for k, v in settings.items() if k not in RUN_ONLY_SETTINGS},
+        "as_of": json_value(as_of),
+        "settings": {
+            str(k): json_value(v) for k, v in settings.items() if k not in RUN_ONLY_SETTINGS
+        },
         "files": files,
         "erasures": erasures,
         "code": model_code_version(),
