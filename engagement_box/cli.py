@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from engagement_box import settings
@@ -141,6 +141,29 @@ def root_cause(result) -> str | None:
             message = rest
         where = f"{event.step_key}: " if event.step_key else ""
         return f"{where}{message.splitlines()[0] if message else error.cls_name}"
+    return None
+
+
+# Settings kept as text that a run reads as dates (engagement_box/settings.py does not parse them).
+DATE_SETTINGS = ("ENGAGEMENT_AS_OF", "ENGAGEMENT_CALIBRATION_END", "ENGAGEMENT_HISTORY_START")
+
+
+def settings_problem() -> str | None:
+    """The first setting whose value does not parse, in the words of engagement_box/settings.py
+    (it names the variable), else None. Asked before anything runs: a bad value otherwise surfaced
+    as a traceback (the check for new inputs reads the settings) or as a failed step."""
+    for setting in settings.SETTINGS:
+        try:
+            settings.value(setting.name)
+        except ValueError as error:
+            return str(error)
+    for name in DATE_SETTINGS:
+        text = settings.raw(name)
+        try:
+            if text is not None:
+                date.fromisoformat(text)  # as the run reads it (assets/value.py)
+        except ValueError:
+            return f"{name}={text!r} is not valid: expected a date YYYY-MM-DD"
     return None
 
 
@@ -340,6 +363,11 @@ def _waiting(what: str) -> Callable[[str], None]:
 def run(args: argparse.Namespace) -> int:
     from dagster import Failure
 
+    # Before the code location loads: it reads ENGAGEMENT_HISTORY_START.
+    problem = settings_problem()
+    if problem:
+        print(f"FAILED before any step: {problem}", file=sys.stderr)
+        return 2
     home = _instance_home()
     from pipelines.definitions import defs
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
@@ -369,8 +397,9 @@ def run(args: argparse.Namespace) -> int:
                 run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse"))
             )
         except (Failure, ConfigurationError) as error:
+            # The lock cannot be created, or another run held it too long: nothing ran.
             print(f"FAILED before any step: {error}", file=sys.stderr)
-            return 1
+            return 2
         return _run_locked(args, job, partition, home)
 
 

@@ -403,3 +403,55 @@ def test_on_a_new_dagster_home_dagsters_notice_comes_before_the_step_lines(tmp_p
     steps = [line for line in table if line.split()[1:2] == ["ok"]]
     assert len(steps) >= 19
     assert table[: len(steps)] == steps  # the table is whole: no other line inside it
+
+
+def empty_exports(root: Path) -> Path:
+    """An export folder with every source's folder, empty: nothing stops a run on its account."""
+    exports = root / "exports"
+    for source in SOURCES:
+        (exports / source).mkdir(parents=True)
+    return exports
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        (
+            "ENGAGEMENT_TIME_UNIT",
+            "M",
+            "ENGAGEMENT_TIME_UNIT='M' is not valid: ENGAGEMENT_TIME_UNIT must be D (days) or "
+            "W (weeks), got 'M'",
+        ),
+        ("ENGAGEMENT_FX_RATES", "{bad", "ENGAGEMENT_FX_RATES='{bad' is not valid: Expecting "),
+        (
+            "ENGAGEMENT_AS_OF",
+            "2025-13-01",
+            "ENGAGEMENT_AS_OF='2025-13-01' is not valid: expected a date YYYY-MM-DD",
+        ),
+    ],
+)
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_a_bad_setting_is_said_in_one_line_before_anything_runs(tmp_path, name, text, said, force):
+    """A setting that does not parse stops the run before any step (exit 2, README "Exit
+    codes"), in one line naming the variable: it gave 30 lines of traceback when a version
+    stood, and failed a step (exit 1) on a new warehouse or with --force."""
+    env = {**environment(tmp_path, empty_exports(tmp_path)), name: text}
+    code, out, err = run_cli(env, *force)
+    assert code == 2
+    assert err.startswith(f"FAILED before any step: {said}") and err.count("\n") == 1, err
+    assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
+
+
+def test_a_warehouse_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
+    """The run lock cannot be created: nothing ran, so exit 2 (1 is for a run that failed)."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    env = {
+        **environment(tmp_path, empty_exports(tmp_path)),
+        "ENGAGEMENT_WAREHOUSE": str(blocker / "e.duckdb"),
+    }
+    code, out, err = run_cli(env)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith(f"FAILED before any step: cannot create the run lock {blocker}")
+    assert "run:" not in out
