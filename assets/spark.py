@@ -14,7 +14,8 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_table, run_time
-from engagement_box.governance import versions
+from engagement_box import settings
+from engagement_box.governance import erasure, versions
 from engagement_box.spark import audiences, engagement, lake, pipeline
 from engagement_box.spark.tables import CURRENT, SparkTables
 from pipelines.resources import (
@@ -70,14 +71,19 @@ def spark_staging(
     lake_dir: LakeResource,
     exports: ExportsResource,
 ) -> dg.MaterializeResult:
-    """Every export validated by the contracts on Spark; good rows staged, bad ones quarantined."""
+    """Every export validated by the contracts on Spark; good rows staged, bad ones quarantined,
+    the rows of people erased before (`engagement-box erase`) left out."""
     tables = SparkTables(spark.session(), lake_dir.path)
-    reports = pipeline.stage_all(tables, exports.path, context.run.run_id, run_time(context))
-    metadata: dict = {}
+    erased = erasure.read_register(erasure.register_path(settings.working_db_path()))
+    reports = pipeline.stage_all(
+        tables, exports.path, context.run.run_id, run_time(context), erased
+    )
+    metadata: dict = {"erased_subjects": len(erased[0])}
     for name, report in reports.items():
         metadata[f"{name}_rows_read"] = report.rows_read
         metadata[f"{name}_rows_staged"] = report.rows_staged
         metadata[f"{name}_rows_quarantined"] = report.rows_quarantined
+        metadata[f"{name}_rows_erased"] = report.rows_erased
         metadata[f"{name}_quarantine_by_reason"] = dg.MetadataValue.json(
             report.quarantine_by_reason
         )
@@ -89,7 +95,7 @@ def spark_staging(
                 check_name="rows_reconcile",
                 passed=holds,
                 metadata={
-                    n: f"{r.rows_read} = {r.rows_staged} + {r.rows_quarantined}"
+                    n: f"{r.rows_read} = {r.rows_staged} + {r.rows_quarantined} + {r.rows_erased}"
                     for n, r in reports.items()
                 },
             )

@@ -3,6 +3,8 @@ engine's staging and identity functions and its value assets (`assets/value.py`)
 engine's Dagster assets (`assets/spark.py`). The bundled sample runs once per test session
 (`tests/conftest.py::spark_run`); the 20k-customer parity test runs its own."""
 
+import contextlib
+import os
 import time
 from datetime import UTC, date
 from pathlib import Path
@@ -46,6 +48,20 @@ def materialize_duckdb_value_marts(database: Path, as_of: date) -> None:
     assert result.success
 
 
+@contextlib.contextmanager
+def environment(name: str, value: str):
+    """The environment variable `name` set to `value` inside the block, as it was after."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved
+
+
 def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF):
     """(DuckDB connection, SparkTables, Spark staging reports, lake, Spark run result). The
     Spark run's audience files are in `root / "audiences"`.
@@ -55,7 +71,12 @@ def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF)
     runs to 2026-06-30: on an earlier day its last months are in the future for both)."""
     started = time.perf_counter()
     lake_dir = root / "lake"
-    with dg.DagsterInstance.ephemeral() as instance:
+    # The Spark staging reads the erasure register beside the working database the settings
+    # name: this run's own in root (there is none), never a warehouse of the machine's.
+    with (
+        environment("ENGAGEMENT_WORKING_DB", str(root / "engagement.working.duckdb")),
+        dg.DagsterInstance.ephemeral() as instance,
+    ):
         result = dg.materialize(
             spark_assets,
             resources={

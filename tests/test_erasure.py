@@ -411,6 +411,32 @@ def test_salt_is_created_once_per_warehouse_and_a_wrong_salt_is_refused(built, m
     )
 
 
+def test_each_erasure_writes_the_register_the_spark_engine_reads(built, tmp_path, monkeypatch):
+    """Beside the working database: every logged hash with the salt that made them, the
+    warehouse's own salt stored; a salt given by the environment is not written down, and a
+    reader without it is refused rather than letting erased people back."""
+    con, exports, _ = built
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    erasure.erase(con, customer_id="BOB-002")
+    erasure.erase(con, email="nobody@example.com")
+    hashes, salt = erasure.read_register(register)
+    assert hashes == erasure.erased_subject_hashes(con) and salt == erasure.resolve_salt(con)
+    raw = pl.read_csv(exports / "customers" / "customers.csv", infer_schema=False)
+    assert erasure.suppression_mask(raw, "customers", set(hashes), salt).sum() == 1  # Bob
+
+    monkeypatch.setenv(erasure.SALT_ENV, "pepper")
+    fresh = tmp_path / "fresh.duckdb"
+    with duckdb.connect(str(fresh)) as other:
+        erasure.erase(other, customer_id="BOB-002")
+    stored = json.loads(erasure.register_path(fresh).read_text())
+    assert stored["salt"] is None and stored["subject_hashes"]
+    assert erasure.read_register(erasure.register_path(fresh))[1] == "pepper"
+    monkeypatch.delenv(erasure.SALT_ENV)
+    with pytest.raises(erasure.ErasureError):
+        erasure.read_register(erasure.register_path(fresh))
+    assert erasure.read_register(tmp_path / "none.json") == (frozenset(), "")
+
+
 def test_erase_needs_a_subject(built):
     con, _, _ = built
     with pytest.raises(ValueError):

@@ -48,8 +48,8 @@ What this does not do, honestly:
 * The raw export files still hold the person. The ingest does not read an unchanged file again;
   a changed or new file is read again, and the ingest must drop the erased people's rows with
   `suppression_mask` (rows it drops count as erased in the reconciliation). The Spark engine
-  re-reads every export on each run and does not apply earlier erasures yet: after an erasure,
-  remove the person from the exports before the next Spark run.
+  re-reads every export on each run and drops the same rows, by the register `erase` writes
+  beside the working database (`register_path`: the logged hashes and the salt).
 * Aggregates without a customer id (persona profiles, model fits, snapshot row counts in
   `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
   rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
@@ -439,6 +439,8 @@ def erase(
     `con` is the working database. With `published` (the analysts' file and its history files),
     that file is rebuilt without the person and every history Parquet file holding them is
     rewritten (`readers.publish(..., erased=True)`); files of expired versions are deleted.
+    Every logged request's hashes are then written beside the working database for the Spark
+    engine's ingest (`register_path`, `write_register`; not for a database in memory).
 
     See the module docstring for what is matched, what is logged and what is not reached.
     Raises ValueError when neither a customer id nor an email (non-empty) is given.
@@ -488,6 +490,12 @@ def erase(
             },
         )
 
+    working = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()[0]
+    if working:
+        write_register(con, register_path(working), salt)
+
     try:
         con.execute("CHECKPOINT")
         report.checkpointed = True
@@ -508,6 +516,56 @@ def erase(
             Path(audience_dir), subjects.of("customer_id"), subjects.of("email")
         )
     return report
+
+
+# ----------------------------------------------------------------------------------------------
+# The register: the logged erasures for the Spark engine's ingest
+
+REGISTER_SUFFIX = ".erasures.json"
+
+
+def register_path(working: Path | str) -> Path:
+    """Where the register of the working database `working` is: beside it."""
+    return Path(f"{working}{REGISTER_SUFFIX}")
+
+
+def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None = None) -> None:
+    """Every subject hash of `staging.erasure_log` with the salt's fingerprint, and the salt
+    itself when it is the warehouse's own (not one given as `salt` or by ENGAGEMENT_ERASURE_SALT,
+    which the reader must then be given again): a JSON file replaced whole (written beside it,
+    then renamed), so a reader never sees half of one. The Spark engine reads it instead of the
+    working database, which a DuckDB run may hold open."""
+    used = resolve_salt(con, salt)
+    stored = None
+    if salt is None and not os.environ.get(SALT_ENV):
+        stored = used  # the warehouse's own salt, as staging.erasure_salt holds it
+    record = {
+        "salt_fingerprint": salt_fingerprint(used),
+        "salt": stored,
+        "subject_hashes": sorted(erased_subject_hashes(con, used)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    hidden.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(hidden, path)
+
+
+def read_register(path: Path | str) -> tuple[frozenset[str], str]:
+    """(subject hashes, salt) of the register at `path`; (empty, "") when there is none. The salt
+    is ENGAGEMENT_ERASURE_SALT when set, else the stored one; ErasureError when it did not make
+    the hashes (they could never match, and erased people would come back)."""
+    path = Path(path)
+    if not path.exists():
+        return frozenset(), ""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    hashes = frozenset(record["subject_hashes"])
+    salt = os.environ.get(SALT_ENV) or record.get("salt") or ""
+    if hashes and salt_fingerprint(salt) != record["salt_fingerprint"]:
+        raise ErasureError(
+            f"{path}: the erased people's hashes were made with another salt; set {SALT_ENV} to "
+            "the salt used for them"
+        )
+    return hashes, salt
 
 
 # ----------------------------------------------------------------------------------------------

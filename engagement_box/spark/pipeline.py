@@ -23,18 +23,24 @@ class ReconciliationError(Exception):
 
 
 def stage_all(
-    tables: SparkTables, data_dir: Path, run_id: str, at: datetime
+    tables: SparkTables,
+    data_dir: Path,
+    run_id: str,
+    at: datetime,
+    erased: tuple[frozenset[str], str] = (frozenset(), ""),
 ) -> dict[str, SparkIngestReport]:
-    """Every source staged as `staging.<source>`, bad rows in `staging.quarantine`; fails before
-    writing the quarantine if a source's rows do not reconcile."""
+    """Every source staged as `staging.<source>`, bad rows in `staging.quarantine`, the rows of
+    people erased before left out (`erased`: `erasure.read_register`); fails before writing the
+    quarantine if a source's rows do not reconcile."""
     reports, quarantines = {}, []
     for name in SOURCES:
         describe(tables.spark, f"staging {name}")
-        staged, quarantine, report = stage_source(tables, data_dir, name, run_id, at)
+        staged, quarantine, report = stage_source(tables, data_dir, name, run_id, at, erased)
         if not report.holds:
             raise ReconciliationError(
-                f"{name}: read {report.rows_read} rows but staged {report.rows_staged} and "
-                f"quarantined {report.rows_quarantined}; nothing was published"
+                f"{name}: read {report.rows_read} rows but staged {report.rows_staged}, "
+                f"quarantined {report.rows_quarantined} and erased {report.rows_erased}; "
+                "nothing was published"
             )
         tables.save(f"staging.{name}", staged)
         quarantines.append(quarantine)

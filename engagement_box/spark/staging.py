@@ -11,7 +11,9 @@ row, is kept, as the DuckDB engine stages them); their quarantine rows come from
 `ingestion.quarantine_rows`.
 The reconciliation (rows read = staged + quarantined + erased) is checked before the tables are
 published. The Spark engine rebuilds staging from all files on every run (no incremental
-ingest), and does not apply earlier erasures to re-read exports (the DuckDB engine does).
+ingest). The rows of people erased before (the register `engagement-box erase` writes beside
+the working database, `erasure.read_register`) are dropped in the tasks before validation, as
+the DuckDB engine's ingest drops them, and counted as erased.
 """
 
 from collections.abc import Iterator
@@ -22,10 +24,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from engagement_box.governance import erasure
 from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES, Source
 
-KIND = "_kind"  # staged | quarantine | read (one row per file: its rows read in source_row)
+# staged | quarantine | read, erased (one row per file: its rows read, or erased, in source_row)
+KIND = "_kind"
 # The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
 # columns in one Arrow schema, so no source may have a column of the same name (checked).
 QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
@@ -40,11 +44,12 @@ class SparkIngestReport:
     rows_read: int = 0
     rows_staged: int = 0
     rows_quarantined: int = 0
+    rows_erased: int = 0  # rows of people erased before, dropped unread
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def holds(self) -> bool:
-        return self.rows_read == self.rows_staged + self.rows_quarantined
+        return self.rows_read == self.rows_staged + self.rows_quarantined + self.rows_erased
 
 
 def typed_schema(source: Source) -> pl.Schema:
@@ -77,10 +82,16 @@ def _arrow_schema(source: Source) -> pa.Schema:
 
 
 def _validate_files(
-    source_name: str, data_dir: str, run_id: str, at: datetime, plan: list[list[str]]
+    source_name: str,
+    data_dir: str,
+    run_id: str,
+    at: datetime,
+    plan: list[list[str]],
+    erased: tuple[frozenset[str], str] = (frozenset(), ""),
 ):
     """The mapInArrow function: task numbers in (their files in `plan`), staged / quarantine /
-    read rows out."""
+    read / erased rows out. `erased`: the subject hashes and salt of the people erased before."""
+    hashes, salt = erased
     source = SOURCES[source_name]
     schema = _arrow_schema(source)
     typed_names = [*source.columns, "source_file", "source_row"]
@@ -113,6 +124,11 @@ def _validate_files(
 
     def checked(raws: list[pl.DataFrame]) -> Iterator[pa.RecordBatch]:
         raw = pl.concat(raws)
+        gone = pl.DataFrame(schema={"source_file": pl.String, "len": pl.UInt32})
+        if hashes:
+            mask = erasure.suppression_mask(raw, source.name, set(hashes), salt)
+            gone = raw.filter(mask).group_by("source_file").len()
+            raw = raw.filter(~mask)
         good, bad = ingestion.check_batch(raw, source, run_id, at)
         staged = good.select(typed_names).with_columns(
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
@@ -143,7 +159,14 @@ def _validate_files(
             )
             .with_columns(pl.col("reasons").cast(pl.List(pl.String)))
         )
-        for part in (staged, quarantined, read):
+        dropped = gone.select(
+            *[empty[c].alias(c) for c in source.columns],
+            "source_file",
+            pl.col("len").cast(pl.Int64).alias("source_row"),
+            *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
+            pl.lit("erased").alias(KIND),
+        ).with_columns(pl.col("reasons").cast(pl.List(pl.String)))
+        for part in (staged, quarantined, read, dropped):
             yield from to_batches(part.select(schema.names))
 
     return run
@@ -169,8 +192,16 @@ def file_tasks(spark, exports: list[ingestion.ExportFile]) -> list[list[str]]:
     return plan
 
 
-def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: datetime):
-    """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files.
+def stage_source(
+    tables,
+    data_dir: Path,
+    source_name: str,
+    run_id: str,
+    at: datetime,
+    erased: tuple[frozenset[str], str] = (frozenset(), ""),
+):
+    """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files, the
+    rows of the people erased before (`erased`: their subject hashes and the salt) left out.
 
     The validated rows are written once to the lake (`staging.validated_<source>`, Parquet) and
     read back by each of the later passes: the counts, the repeated keys, the staged rows and
@@ -193,7 +224,8 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
     plan = file_tasks(spark, exports)
     # one row per task, each in its own partition: the task's number picks its files
     validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
-        _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at, plan), schema
+        _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at, plan, erased),
+        schema,
     )
     tables.save(validated_table(source.name), validated)
     rows = tables.table(validated_table(source.name))
@@ -298,6 +330,7 @@ def stage_source(tables, data_dir: Path, source_name: str, run_id: str, at: date
         quarantine_df = quarantine_df.unionByName(extra_df.select(*quarantine_df.columns))
 
     report.rows_read = sums.get("read") or 0
+    report.rows_erased = sums.get("erased") or 0
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
     report.rows_staged = counts.get("staged", 0) - dup_rows.height
     # as the DuckDB engine reports them: the most frequent reason first

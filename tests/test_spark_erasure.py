@@ -1,0 +1,79 @@
+"""An erased person stays out of the Spark engine's staging, which re-reads every export on each
+run: `engagement-box erase` writes the register beside the working database, and the Spark
+tasks drop the person's rows (by id and by email) before validation, counted as erased."""
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from engagement_box import generator
+from engagement_box.governance import erasure
+from engagement_box.spark import pipeline
+from engagement_box.spark.tables import SparkTables
+from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import ingest_source
+
+pytestmark = pytest.mark.spark
+
+AT = dt.datetime(2026, 1, 2)  # the run's time: after the generated data, whatever the clock says
+
+
+def staged(tables: SparkTables, source: str) -> pl.DataFrame:
+    return pl.from_arrow(tables.spark.table(f"staging.{source}").toArrow())
+
+
+def test_an_erased_person_stays_out_of_a_spark_run(spark, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    generator.generate(
+        exports, generator.GeneratorConfig(customers=80, seed=5, end=dt.date(2025, 12, 31))
+    )
+    orders = pl.concat(
+        [pl.read_csv(p, infer_schema=False) for p in sorted((exports / "orders").glob("*.csv"))]
+    )
+    person = orders.group_by("customer_id").len().sort("len", descending=True)["customer_id"][0]
+
+    # The DuckDB working database knows the person's profile (and so their email), as after
+    # a DuckDB run; the erasure writes its register beside it.
+    working = tmp_path / "engagement.working.duckdb"
+    con = duckdb.connect(str(working))
+    ingest_source(con, exports, "customers", run_id="r", now=AT)
+    email = con.execute(
+        "SELECT email FROM staging.customers WHERE customer_id = $id", {"id": person}
+    ).fetchone()[0]
+    report = erasure.erase(con, customer_id=person)
+    con.close()
+    assert report.found
+    register = erasure.register_path(working)
+    hashes, salt = erasure.read_register(register)
+    assert len(hashes) >= 2 and salt  # the id and the email, with the warehouse's own salt
+
+    before = SparkTables(spark, tmp_path / "lake_before")
+    kept = pipeline.stage_all(before, exports, "spark-run", AT)
+    assert person in set(staged(before, "orders")["customer_id"])  # the test can fail
+
+    tables = SparkTables(spark, tmp_path / "lake")
+    reports = pipeline.stage_all(tables, exports, "spark-run", AT, (hashes, salt))
+    assert all(r.holds for r in reports.values())
+    for source in ("orders", "customers", "reviews", "referrals"):
+        rows = staged(tables, source)
+        ids = {c: rows[c] for c in rows.columns if c.endswith("customer_id")}
+        assert all(person not in set(v) for v in ids.values()), source
+        if "email" in rows.columns:
+            assert email.strip().lower() not in set(
+                rows["email"].str.strip_chars().str.to_lowercase()
+            )
+    erased_orders = reports["orders"].rows_erased
+    assert erased_orders >= int((orders["customer_id"] == person).sum()) > 0
+    # Every row read is staged, quarantined or erased (one of the person's rows was quarantined
+    # before: it is erased now).
+    after, first = reports["orders"], kept["orders"]
+    assert after.rows_read == first.rows_read
+    assert after.rows_staged + after.rows_quarantined == (
+        first.rows_staged + first.rows_quarantined - erased_orders
+    )
+    assert reports["customers"].rows_erased >= 1
+    assert set(reports) == set(SOURCES)
