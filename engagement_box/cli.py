@@ -485,6 +485,25 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     return 0
 
 
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else f"{noun}s"
+
+
+def _empty_erasure_key(args: argparse.Namespace) -> str | None:
+    """What is wrong with the erase command's --customer-id or --email, if it is empty (or only
+    whitespace, which the erasure trims as the ingest does), else None."""
+    from engagement_box.governance.erasure import normalize
+
+    for option, kind, value in (
+        ("--customer-id", "customer_id", args.customer_id),
+        ("--email", "email", args.email),
+    ):
+        if value is not None and normalize(value, kind) is None:
+            said = kind.replace("_", " ")
+            return f"{option} is empty: give the {said} of the person to erase"
+    return None
+
+
 def erase(args: argparse.Namespace) -> int:
     """Erase one person from every table, every retained version and the audience files."""
     from dagster import Failure
@@ -534,20 +553,37 @@ def erase(args: argparse.Namespace) -> int:
     except (Failure, ConfigurationError) as error:
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 1
-    print(f"request {report.request_id} at {report.requested_at}: person found: {report.found}")
-    for table, rows in sorted(report.rows_deleted.items()):
-        print(f"  {table:40} {rows:>8} rows deleted")
-    for path, rows in sorted(report.audience_rows_removed.items()):
-        print(f"  {path:40} {rows:>8} audience rows removed")
-    if report.published_file:
-        print(f"  published file rebuilt without the person: {warehouse.path}")
-    if report.history_files_rewritten:
+    request = f"request {report.request_id} at {report.requested_at:%Y-%m-%d %H:%M:%S}"
+    matched = bool(
+        report.found
+        or report.audience_rows_removed
+        or report.history_files_rewritten
+        or report.lake_rows_removed
+    )
+    if not matched:
+        # Still logged on purpose: the log keeps this person's rows out of exports read later.
         print(
-            f"  {len(report.history_files_rewritten)} history Parquet files rewritten without "
-            "the person"
+            f"{request}: no staged, published or audience row matched; nothing deleted. "
+            "The request is logged: their rows stay out of exports read later."
         )
+    else:
+        print(f"{request}: erased")
+    for table, rows in sorted(report.rows_deleted.items()):
+        print(f"  {table:40} {rows:>8} {_plural(rows, 'row')} deleted")
+    for path, rows in sorted(report.audience_rows_removed.items()):
+        print(f"  {path:40} {rows:>8} audience {_plural(rows, 'row')} removed")
+    if report.published_file:
+        # Rebuilt after every erasure (its erasure log changed), with or without a match.
+        without = " without the person" if matched else ""
+        print(f"  published file rebuilt{without}: {warehouse.path}")
+    if report.history_files_rewritten:
+        files = len(report.history_files_rewritten)
+        print(f"  {files} history Parquet {_plural(files, 'file')} rewritten without the person")
     for mart, rows in sorted(report.lake_rows_removed.items()):
-        print(f"  {'lake ' + mart:40} {rows:>8} rows removed from the Spark lake's versions")
+        print(
+            f"  {'lake ' + mart:40} {rows:>8} {_plural(rows, 'row')} removed from the Spark "
+            "lake's versions"
+        )
     if args.compact:
         with run_lock(warehouse.path):
             compacted = erasure.compact(warehouse.working_path)
@@ -601,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
         generator.add_arguments(gen)
     gen.set_defaults(func=generate)
     args = parser.parse_args(argv)
+    if args.func is erase:
+        empty = _empty_erasure_key(args)
+        if empty:
+            erase_parser.error(empty)  # exits 2 with the usage, as argparse does
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -455,3 +455,95 @@ def test_a_warehouse_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
     (line,) = err.splitlines()
     assert line.startswith(f"FAILED before any step: cannot create the run lock {blocker}")
     assert "run:" not in out
+
+
+@pytest.fixture
+def erasable(tmp_path, monkeypatch) -> Path:
+    """A published version of one work table (C1 twice, C2 once) and an audience file (C1, C2):
+    the warehouse `engagement-box erase` works on. Returns the working database."""
+    from engagement_box.governance import readers, versions
+
+    layout = readers.Layout(tmp_path / "w" / "published.duckdb", tmp_path / "w" / "working.duckdb")
+    layout.working.parent.mkdir()
+    con = duckdb.connect(str(layout.working))
+    try:
+        con.execute("CREATE SCHEMA work")
+        con.execute("CREATE TABLE work.scores (customer_id VARCHAR)")
+        con.execute("INSERT INTO work.scores VALUES ('C1'), ('C1'), ('C2')")
+        versions.publish(
+            con, ["scores"], run_id="test", partition_key=None, as_of="2026-01-01", settings={}
+        )
+        readers.publish(con, layout)
+    finally:
+        con.close()
+    audiences = tmp_path / "audiences"
+    audiences.mkdir()
+    (audiences / "champions.csv").write_text("customer_id,email\nC1,a@x.test\nC2,b@x.test\n")
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(layout.published))
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(layout.working))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(audiences))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(tmp_path / "lake"))
+    return layout.working
+
+
+REQUEST = r"request [0-9a-f]{32} at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: "
+
+
+def erasure_log_rows(working: Path) -> int:
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM staging.erasure_log").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsys):
+    """An unknown person: exit 0 and the request logged (it keeps their rows out of exports
+    read later), but the console says nothing matched instead of "person found: False" and a
+    file rebuilt "without the person"."""
+    assert cli.main(["erase", "--customer-id", "C9999999"]) == 0
+    out = capsys.readouterr().out
+    first, *rest = out.splitlines()
+    assert re.fullmatch(
+        REQUEST + r"no staged, published or audience row matched; nothing deleted\. The request "
+        r"is logged: their rows stay out of exports read later\.",
+        first,
+    ), first
+    assert "without the person" not in out and "deleted" not in "".join(rest)
+    assert erasure_log_rows(erasable) == 1
+
+
+def test_erasing_someone_says_erased_and_counts_in_plain_english(erasable, capsys):
+    """A found person: "erased", then each count with "row" or "rows" as the number needs."""
+    assert cli.main(["erase", "--customer-id", "C2"]) == 0
+    out = capsys.readouterr().out
+    first, *rest = out.splitlines()
+    assert re.fullmatch(REQUEST + "erased", first), first
+    assert re.search(r"^  work\.scores\s+1 row deleted$", out, flags=re.M), out
+    assert re.search(r"^  champions\.csv\s+1 audience row removed$", out, flags=re.M), out
+    assert "published file rebuilt without the person: " in out
+
+    assert cli.main(["erase", "--customer-id", "C1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  work\.scores\s+2 rows deleted$", out, flags=re.M), out
+    assert erasure_log_rows(erasable) == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--customer-id", ""), ("--customer-id", "  "), ("--email", ""), ("--email", " \t")],
+)
+def test_erasing_an_empty_key_is_a_usage_error(tmp_path, monkeypatch, capsys, option, value):
+    """An empty id or email is refused as argparse refuses a bad option (exit 2, one plain line,
+    no traceback), before any file is touched."""
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "published.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(tmp_path / "lake"))
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["erase", option, value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"engagement-box erase: error: {option} is empty: give the "
+        f"{'customer id' if option == '--customer-id' else 'email'} of the person to erase"
+    )
+    assert "Traceback" not in err and not (tmp_path / "w").exists()
