@@ -256,6 +256,8 @@ class StepLines:
         self.left_out: str | None = None
         # step -> (path, why) from the step's `computation` metadata (the incremental steps)
         self.paths: dict[str, tuple[str, str]] = {}
+        # What the publish did: the metadata of published_marts (assets/publish.py), by key
+        self.publish: dict[str, object] | None = None
 
     def __call__(self, event) -> None:
         kind, step = event.event_type_value, event.step_key
@@ -269,6 +271,9 @@ class StepLines:
             path, why = metadata.get("computation"), metadata.get("computation_reason")
             if path is not None and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
+            if "published_new_version" in metadata and self.publish is None:
+                keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
+                self.publish = {key: metadata[key].value for key in keys if key in metadata}
         elif kind == "ASSET_CHECK_EVALUATION":
             check = event.event_specific_data
             self.checks.setdefault(step, []).append((check.check_name, check.passed))
@@ -304,6 +309,22 @@ class StepLines:
         path = self.paths.get(step, ("", ""))[0]
         line = f"  {step:30} {status:7} {seconds:8.1f} {cpu:7.1f} {rows:>19}  {said:10}  {path}"
         print(line.rstrip(), file=self.out, flush=True)
+
+    def publish_outcome(self) -> str | None:
+        """Which version the run published, or that it published nothing (its inputs equal
+        those of a version that stays); None when no publish step ran."""
+        if self.publish is None:
+            return None
+        version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
+        if not self.publish["published_new_version"]:
+            return (
+                f"published nothing: the inputs equal those of version {version} "
+                f"(as of {as_of}), which stays"
+            )
+        said = f"published version {version} (as of {as_of})"
+        if self.publish.get("is_current") is False:  # a backfill of an earlier month
+            said += "; it is not the current version: one with a later as-of stays current"
+        return said
 
     def computed_in_full(self) -> list[str]:
         """When some steps carried an earlier as-of forward and others did not: each of the others
@@ -461,6 +482,9 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
         print(f"computed in full: {line}")
     for warning in steps.warnings:
         print(f"warning: {warning}")
+    published = steps.publish_outcome()
+    if published:
+        print(published)
     if received:
         name = signal.Signals(received[0]).name
         print(

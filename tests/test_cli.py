@@ -127,7 +127,10 @@ def check_console(cli_run: dict) -> None:
     assert emails and not [e for e in emails if e in text or e in out]
     assert lines["staging__orders"][4] == f"{staged:,}"
     assert lines["published_marts"][5:7] == ["in", str(len(MARTS))]  # rows in every mart
-    assert out.rstrip().endswith(f"run {run_id} succeeded")
+    # The last lines say which version the run published (the publish step's metadata).
+    published, succeeded = out.rstrip().splitlines()[-2:]
+    assert re.fullmatch(r"published version 1 \(as of 2025-12-\d\d\)", published), published
+    assert succeeded == f"run {run_id} succeeded"
 
 
 def test_a_failed_step_prints_its_own_cause_and_the_file(tmp_path):
@@ -547,3 +550,64 @@ def test_erasing_an_empty_key_is_a_usage_error(tmp_path, monkeypatch, capsys, op
         f"{'customer id' if option == '--customer-id' else 'email'} of the person to erase"
     )
     assert "Traceback" not in err and not (tmp_path / "w").exists()
+
+
+def publish_events(snapshot_id: int, published: bool, current: bool = True) -> list:
+    """The published_marts step's events as the console reads them: one materialization per
+    mart (assets/publish.py's metadata), then its success."""
+    from types import SimpleNamespace
+
+    def materialized(mart: str) -> SimpleNamespace:
+        metadata = {
+            "dagster/row_count": dg.MetadataValue.int(10),
+            "snapshot_id": dg.MetadataValue.int(snapshot_id),
+            "published_new_version": dg.MetadataValue.bool(published),
+            "is_current": dg.MetadataValue.bool(current),
+            "as_of": dg.MetadataValue.text("2026-06-30"),
+        }
+        return SimpleNamespace(
+            event_type_value="ASSET_MATERIALIZATION",
+            step_key="published_marts",
+            event_specific_data=SimpleNamespace(materialization=SimpleNamespace(metadata=metadata)),
+        )
+
+    done = SimpleNamespace(
+        event_type_value="STEP_SUCCESS",
+        step_key="published_marts",
+        event_specific_data=SimpleNamespace(duration_ms=100.0),
+    )
+    return [materialized(mart) for mart in MARTS] + [done]
+
+
+@pytest.mark.parametrize(
+    ("snapshot_id", "published", "current", "said"),
+    [
+        (2, True, True, "published version 2 (as of 2026-06-30)"),
+        (
+            1,
+            False,
+            True,
+            "published nothing: the inputs equal those of version 1 (as of 2026-06-30), "
+            "which stays",
+        ),
+        (
+            3,
+            True,
+            False,
+            "published version 3 (as of 2026-06-30); it is not the current version: one with a "
+            "later as-of stays current",
+        ),
+    ],
+)
+def test_the_console_says_which_version_the_run_published(snapshot_id, published, current, said):
+    """`--force` with unchanged inputs printed "published_marts ok" and "succeeded" although
+    nothing was published: the console now says what the publish did, from its metadata."""
+    out = io.StringIO()
+    steps = cli.StepLines(out=out)
+    for event in publish_events(snapshot_id, published, current):
+        steps(event)
+    assert steps.publish_outcome() == said
+    # The step's own line keeps the format a benchmark parses.
+    line = out.getvalue().splitlines()[0]
+    assert re.match(r"^  (\S+)\s+(ok|FAILED)\s+([0-9.]+)(?:\s+([0-9.]+))?", line)
+    assert cli.StepLines(out=io.StringIO()).publish_outcome() is None  # no publish step ran
