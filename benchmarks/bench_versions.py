@@ -1,7 +1,7 @@
 """Benchmark: the cost of versioning, time travel latency, and disk growth over daily runs.
 
     .venv/bin/python benchmarks/bench_versions.py --customers 1000000     # publish + time travel
-    .venv/bin/python benchmarks/bench_versions.py --daily-runs 30         # sample, 30 daily runs
+    .venv/bin/python benchmarks/bench_versions.py --daily-runs 30         # 30 daily runs
 
 Targets (issue 5): publishing all marts as a version for 1M customers costs <= 10 s over the
 unversioned write; a point query on any retained version answers in under a second; disk growth
@@ -118,8 +118,9 @@ def publish_cost(customers: int, versions_to_publish: int) -> None:
 
 
 def daily_runs(runs: int, keep_versions: int) -> None:
-    """Real runs of the whole graph on the bundled sample, retention after each, file size."""
-    from engagement_box.settings import SAMPLE_DATA_DIR
+    """Real runs of the whole graph on ENGAGEMENT_DATA_DIR (default: the bundled sample),
+    retention after each, file size."""
+    from engagement_box import settings
     from pipelines.definitions import defs
     from pipelines.partitions import current_partition_key
     from pipelines.resources import (
@@ -134,7 +135,7 @@ def daily_runs(runs: int, keep_versions: int) -> None:
         database = Path(tmp) / "w.duckdb"
         resources = {
             "warehouse": warehouse_resource(database),
-            "exports": ExportsResource(data_dir=str(SAMPLE_DATA_DIR)),
+            "exports": ExportsResource(data_dir=str(settings.data_dir())),
             "model_settings": ModelSettings(),
             "engagement_config": EngagementConfig(audience_dir=str(Path(tmp) / "audiences")),
             "retention": RetentionPolicy(keep_versions=keep_versions, keep_days=10_000),
