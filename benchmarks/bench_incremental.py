@@ -21,6 +21,8 @@ the default settings. Nothing is written to the given database.
 
     .venv/bin/python benchmarks/bench_incremental.py --working-db W.working.duckdb \\
         --new-orders orders_2026-11-01.csv
+    .venv/bin/python benchmarks/bench_incremental.py --working-db W.working.duckdb \\
+        --draw-from data/sample     # B drawn from the exports W was staged from
 """
 
 import argparse
@@ -75,14 +77,34 @@ def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--working-db", type=Path, required=True)
-    parser.add_argument("--new-orders", type=Path, required=True)
+    new = parser.add_mutually_exclusive_group(required=True)
+    new.add_argument("--new-orders", type=Path, help="an orders export file B of new orders")
+    new.add_argument(
+        "--draw-from",
+        type=Path,
+        help="the exports folder the working database was staged from: B is then 1 %% of its "
+        "orders drawn as new ones on the day after its last (bench_pipeline.py's new orders)",
+    )
     args = parser.parse_args()
+    if not args.working_db.is_file():
+        parser.error(f"no working database at {args.working_db}: run `engagement-box run` first")
+    if args.new_orders is not None and not args.new_orders.is_file():
+        parser.error(f"no orders file at {args.new_orders} (or use --draw-from EXPORTS)")
+    if args.draw_from is not None and not (args.draw_from / "orders").is_dir():
+        parser.error(f"no orders folder in {args.draw_from}")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         exports = tmp / "exports"
         (exports / "orders").mkdir(parents=True)
-        shutil.copy(args.new_orders, exports / "orders" / args.new_orders.name)
+        if args.draw_from is not None:
+            import bench_pipeline
+
+            drawn = bench_pipeline.new_orders(args.draw_from, 0.01, 20260630)
+            drawn.write_parquet(exports / "orders" / bench_pipeline.NEW_ORDERS_FILE)
+            print(f"B: {drawn.height:,} new orders drawn from {args.draw_from}")
+        else:
+            shutil.copy(args.new_orders, exports / "orders" / args.new_orders.name)
         base = tmp / "a.duckdb"
         shutil.copy(args.working_db, base)
         run_a(base)

@@ -138,7 +138,7 @@ def test_the_cli_prints_the_cause_of_a_failed_run_in_one_sentence(env, capsys):
     fails the same way) ends with the cause, not "Execution of run ... failed"."""
     blocker = env["ENGAGEMENT_WAREHOUSE"].parent
     blocker.write_text("a file where the warehouse folder should be")
-    assert cli.main(["run", "--month", "2025-12"]) == 1
+    assert cli.main(["run", "--month", "2025-12"]) == 2  # nothing ran
     err = capsys.readouterr().err
     (line,) = failed_lines(err)
     assert "Execution of run" not in line
