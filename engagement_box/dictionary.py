@@ -448,7 +448,8 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "persona",
                 "VARCHAR",
-                "The persona's name: the labels of its two most distinctive features.",
+                "The persona's name: the label of its most distinctive feature, and of the "
+                "second one when it sets the persona apart too.",
             ),
             AS_OF,
         ),

@@ -182,3 +182,20 @@ def test_the_age_counts_from_the_fit_not_from_the_last_assignment(tmp_path):
         assert late.refit and "31 days old" in late.reason
     finally:
         con.close()
+
+
+def test_a_persona_is_named_by_its_second_feature_only_when_that_sets_it_apart_too():
+    """Referrers whose recency is barely above average are "Referrers", not "Referrers,
+    Lapsed"; two features that both set a cluster apart both name it."""
+    from engagement_box.engagement.personas import _name_clusters
+
+    settings = PersonaSettings()
+    features = list(settings.features)
+    z = np.zeros((3, len(features)))
+    z[0, features.index("crv")], z[0, features.index("days_since_last_order")] = 5.3, 0.52
+    z[1, features.index("clv")], z[1, features.index("civ")] = 1.43, -2.98
+    z[2, features.index("days_since_last_order")], z[2, features.index("clv")] = -0.57, -0.56
+    names = _name_clusters(z, settings)
+    crv_high = settings.label_names["crv"][0]
+    assert names[0] == crv_high
+    assert names[1].count(", ") == 1 and names[2].count(", ") == 1

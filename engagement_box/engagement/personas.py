@@ -23,7 +23,8 @@ Method (deterministic for a given seed):
    against 0.3 for a 100,000-row fit.
 4. Profile per cluster: size, share, mean of each raw feature and of each standardised feature;
    the name joins the labels of the two features whose standardised means are farthest from 0
-   (e.g. "Influencers, Frequent"), numbered when two clusters would share a name.
+   (e.g. "Influencers, Frequent"; the second only when it sets the cluster apart too,
+   `SECOND_LABEL_Z`), numbered when two clusters would share a name.
 
 No Dagster import here.
 """
@@ -132,10 +133,20 @@ def feature_matrix(frame: pl.DataFrame, settings: PersonaSettings) -> np.ndarray
     return X
 
 
+# A cluster's second label is named only when that feature sets it apart too: by a standardised
+# mean of at least SECOND_LABEL_Z, or half of its first feature's. A cluster of referrers (z 5.3)
+# whose recency was a little above average (z 0.5) was called "Referrers, Lapsed", and its
+# members who had bought last week showed "Lapsed" beside an RFM segment of Champions.
+SECOND_LABEL_Z = 1.0
+
+
 def _name_clusters(z_means: np.ndarray, settings: PersonaSettings) -> list[str]:
     names: list[str] = []
     for row in z_means:
         order = np.argsort(-np.abs(row), kind="stable")[:2]
+        first, second = (abs(row[f]) for f in order) if len(order) == 2 else (0.0, 0.0)
+        if len(order) == 2 and second < min(SECOND_LABEL_Z, first / 2):
+            order = order[:1]
         parts = []
         for f in order:
             feature = settings.features[f]
