@@ -1639,13 +1639,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     """Generate the exports and print rows per source and the time taken."""
     args = argv if isinstance(argv, argparse.Namespace) else _parse_args(argv)
-    cfg = GeneratorConfig(
-        customers=args.customers,
-        start=args.start,
-        end=args.end,
-        bad_share=args.bad_share,
-        seed=args.seed,
-    )
+    try:
+        cfg = GeneratorConfig(
+            customers=args.customers,
+            start=args.start,
+            end=args.end,
+            bad_share=args.bad_share,
+            seed=args.seed,
+        )
+    except ValueError as error:  # an option out of range: said in one line, nothing written
+        print(f"engagement-box generate: error: {error}", file=sys.stderr)
+        return 2
     began = time.perf_counter()
     manifest = generate(args.out, cfg)
     seconds = time.perf_counter() - began

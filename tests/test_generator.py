@@ -291,3 +291,17 @@ def test_the_bundled_sample_is_what_the_documented_command_writes(tmp_path):
     assert mismatch == [] and errors == []
     size = sum((SAMPLE / p).stat().st_size for p in files_of(SAMPLE))
     assert size < 5_000_000
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--customers", "0"], "customers must be at least 1"),
+        (["--start", "2025-06-01", "--end", "2025-01-01"], "end must be after start"),
+    ],
+)
+def test_an_option_out_of_range_is_one_line_and_writes_nothing(tmp_path, capsys, options, said):
+    out = tmp_path / "exports"
+    assert main(["--out", str(out), *options]) == 2
+    assert capsys.readouterr().err.strip() == f"engagement-box generate: error: {said}"
+    assert not out.exists()
