@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engagement_box import settings
@@ -144,10 +144,6 @@ def root_cause(result) -> str | None:
     return None
 
 
-# Settings kept as text that a run reads as dates (engagement_box/settings.py does not parse them).
-DATE_SETTINGS = ("ENGAGEMENT_AS_OF", "ENGAGEMENT_CALIBRATION_END", "ENGAGEMENT_HISTORY_START")
-
-
 def settings_problem() -> str | None:
     """The first setting whose value does not parse, in the words of engagement_box/settings.py
     (it names the variable), else None. Asked before anything runs: a bad value otherwise surfaced
@@ -157,13 +153,6 @@ def settings_problem() -> str | None:
             settings.value(setting.name)
         except ValueError as error:
             return str(error)
-    for name in DATE_SETTINGS:
-        text = settings.raw(name)
-        try:
-            if text is not None:
-                date.fromisoformat(text)  # as the run reads it (assets/value.py)
-        except ValueError:
-            return f"{name}={text!r} is not valid: expected a date YYYY-MM-DD"
     return None
 
 

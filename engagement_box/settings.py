@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ def _engine(text: str) -> str:
     if name not in ENGINES:
         raise ValueError(f"choose {' or '.join(ENGINES)}")
     return name
+
+
+def _iso_date(text: str) -> str:
+    """A date written YYYY-MM-DD, kept as that text (the run reads it as a date)."""
+    try:
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise ValueError("expected a date YYYY-MM-DD") from None
 
 
 def _json_map(text: str) -> dict[str, Any]:
@@ -150,12 +159,14 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_AS_OF",
         None,
         "observation end (inclusive); when set, pins every run (recorded as pinned)",
+        parse=_iso_date,
         default_text="unset: the partition month's last day, capped at the last completed order",
     ),
     Setting(
         "ENGAGEMENT_HISTORY_START",
         "2023-07-01",
         "first as-of month partition (read when the code location loads)",
+        parse=_iso_date,
     ),
     Setting(
         "ENGAGEMENT_TIME_UNIT",
@@ -167,6 +178,7 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_CALIBRATION_END",
         None,
         "last calibration day (inclusive) for the holdout check",
+        parse=_iso_date,
         default_text="as-of minus `ENGAGEMENT_HOLDOUT_DAYS`",
     ),
     Setting(
