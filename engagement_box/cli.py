@@ -567,12 +567,7 @@ def erase(args: argparse.Namespace) -> int:
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 1
     request = f"request {report.request_id} at {report.requested_at:%Y-%m-%d %H:%M:%S}"
-    matched = bool(
-        report.found
-        or report.audience_rows_removed
-        or report.history_files_rewritten
-        or report.lake_rows_removed
-    )
+    matched = report.found
     if not matched:
         # Still logged on purpose: the log keeps this person's rows out of exports read later.
         print(

@@ -144,8 +144,7 @@ def _name_clusters(z_means: np.ndarray, settings: PersonaSettings) -> list[str]:
     names: list[str] = []
     for row in z_means:
         order = np.argsort(-np.abs(row), kind="stable")[:2]
-        first, second = (abs(row[f]) for f in order) if len(order) == 2 else (0.0, 0.0)
-        if len(order) == 2 and second < min(SECOND_LABEL_Z, first / 2):
+        if len(order) == 2 and abs(row[order[1]]) < min(SECOND_LABEL_Z, abs(row[order[0]]) / 2):
             order = order[:1]
         parts = []
         for f in order:

@@ -130,7 +130,7 @@ class ErasureReport:
 
     request_id: str
     requested_at: datetime
-    found: bool = False
+    found: bool = False  # a row of the person was deleted or rewritten anywhere (tables, files)
     subjects: dict[str, int] = field(default_factory=dict)  # keys erased per kind
     subject_hashes: list[str] = field(default_factory=list)
     rows_deleted: dict[str, int] = field(default_factory=dict)  # "schema.table" -> rows
@@ -230,6 +230,18 @@ def suppression_mask(
         if erased:
             mask = mask | keys.is_in(erased).fill_null(False)
     return mask.alias("erased")
+
+
+def drop_erased(
+    frame: pl.DataFrame, source_name: str, hashes: Iterable[str], salt: str
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """`frame` without the rows of erased subjects (`suppression_mask`), and the rows dropped
+    per `source_file`: what both engines' ingest take in, and count as erased."""
+    mask = suppression_mask(frame, source_name, set(hashes), salt)
+    if not mask.any():
+        return frame, {}
+    dropped = dict(frame.filter(mask).group_by("source_file").len().iter_rows())
+    return frame.filter(~mask), dropped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -506,6 +518,7 @@ def erase(
         done = readers.publish(con, published, erased=True, now=requested_at)
         report.published_file = done.built
         report.history_files_rewritten = done.files_rewritten
+        report.found = report.found or bool(report.history_files_rewritten)
 
     if lake is not None:
         report.lake_rows_removed = erase_from_lake(Path(lake), subjects)
@@ -515,6 +528,7 @@ def erase(
         report.audience_rows_removed = erase_from_audiences(
             Path(audience_dir), subjects.of("customer_id"), subjects.of("email")
         )
+        report.found = report.found or bool(report.audience_rows_removed)
     return report
 
 

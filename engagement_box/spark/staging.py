@@ -124,11 +124,8 @@ def _validate_files(
 
     def checked(raws: list[pl.DataFrame]) -> Iterator[pa.RecordBatch]:
         raw = pl.concat(raws)
-        gone = pl.DataFrame(schema={"source_file": pl.String, "len": pl.UInt32})
-        if hashes:
-            mask = erasure.suppression_mask(raw, source.name, set(hashes), salt)
-            gone = raw.filter(mask).group_by("source_file").len()
-            raw = raw.filter(~mask)
+        read = {r["source_file"][0]: r.height for r in raws if r.height}
+        raw, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt)
         good, bad = ingestion.check_batch(raw, source, run_id, at)
         staged = good.select(typed_names).with_columns(
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
@@ -142,12 +139,15 @@ def _validate_files(
             *QUARANTINE_COLUMNS,
             pl.lit("quarantine").alias(KIND),
         )
-        read = (
+        parts = (staged, quarantined, per_file(read, "read"), per_file(erased_per_file, "erased"))
+        for part in parts:
+            yield from to_batches(part.select(schema.names))
+
+    def per_file(counts: dict[str, int], kind: str) -> pl.DataFrame:
+        # One row per file, its count (rows read, or erased) in source_row.
+        return (
             pl.DataFrame(
-                {
-                    "source_file": [r["source_file"][0] for r in raws if r.height] + [],
-                    "source_row": [r.height for r in raws if r.height],
-                },
+                {"source_file": list(counts), "source_row": list(counts.values())},
                 schema={"source_file": pl.String, "source_row": pl.Int64},
             )
             .select(
@@ -155,19 +155,10 @@ def _validate_files(
                 "source_file",
                 "source_row",
                 *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
-                pl.lit("read").alias(KIND),
+                pl.lit(kind).alias(KIND),
             )
             .with_columns(pl.col("reasons").cast(pl.List(pl.String)))
         )
-        dropped = gone.select(
-            *[empty[c].alias(c) for c in source.columns],
-            "source_file",
-            pl.col("len").cast(pl.Int64).alias("source_row"),
-            *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
-            pl.lit("erased").alias(KIND),
-        ).with_columns(pl.col("reasons").cast(pl.List(pl.String)))
-        for part in (staged, quarantined, read, dropped):
-            yield from to_batches(part.select(schema.names))
 
     return run
 

@@ -1121,12 +1121,10 @@ def _suppress_erased(
     raw: pl.DataFrame, table: str, hashes: set[str], salt: str, counts: dict[str, int]
 ) -> pl.DataFrame:
     """Drop the rows of erased people from a raw batch, counting them per file."""
-    mask = erasure.suppression_mask(raw, table, hashes, salt)
-    if not mask.any():
-        return raw
-    for name, n in raw.filter(mask).group_by("source_file").len().iter_rows():
+    kept, dropped = erasure.drop_erased(raw, table, hashes, salt)
+    for name, n in dropped.items():
         counts[name] = counts.get(name, 0) + n
-    return raw.filter(~mask)
+    return kept
 
 
 class _Appender:
