@@ -74,7 +74,7 @@ def spark_staging(
     """Every export validated by the contracts on Spark; good rows staged, bad ones quarantined,
     the rows of people erased before (`engagement-box erase`) left out."""
     tables = SparkTables(spark.session(), lake_dir.path)
-    erased = erasure.read_register(erasure.register_path(settings.working_db_path()))
+    erased = erasure.register_of(settings.working_db_path())
     reports = pipeline.stage_all(
         tables, exports.path, context.run.run_id, run_time(context), erased
     )

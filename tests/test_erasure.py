@@ -437,6 +437,39 @@ def test_each_erasure_writes_the_register_the_spark_engine_reads(built, tmp_path
     assert erasure.read_register(tmp_path / "none.json") == (frozenset(), "")
 
 
+def test_a_register_missing_erasures_is_written_again_for_the_spark_engine(built, tmp_path):
+    """A warehouse whose people were erased before registers existed (or whose register was
+    lost) gets one back: from the next DuckDB ingest, even with no new file, and from the Spark
+    run itself, which reads the working database when there is no register at all."""
+    con, exports, _ = built
+    working = tmp_path / "w.duckdb"
+    register = erasure.register_path(working)
+    erasure.erase(con, customer_id="BOB-002")
+    logged = erasure.erased_subject_hashes(con)
+    register.unlink()  # as on a warehouse erased before registers were written
+
+    for name in SOURCES:  # nothing new to read: every file is staged as it is
+        report = ingest_source(con, exports, name)
+        assert report.files_skipped == report.files_seen and not report.files_ingested
+    assert erasure.read_register(register) == (frozenset(logged), erasure.resolve_salt(con))
+
+    register.write_text(json.dumps({"salt_fingerprint": "", "salt": None, "subject_hashes": []}))
+    assert erasure.refresh_register(con)  # behind the log: written again
+    assert erasure.read_register(register)[0] == logged
+    assert not erasure.refresh_register(con)  # whole: left as it is
+
+    # The Spark engine's staging asks `register_of`: with no register, it reads the database.
+    register.unlink()
+    with pytest.raises(erasure.ErasureError, match="cannot be read"):
+        erasure.register_of(working)  # held open read-write (here by this process)
+    con.close()
+    hashes, salt = erasure.register_of(working)
+    assert hashes == logged and register.exists()
+    raw = pl.read_csv(exports / "customers" / "customers.csv", infer_schema=False)
+    assert erasure.suppression_mask(raw, "customers", set(hashes), salt).sum() == 1  # Bob
+    assert erasure.register_of(tmp_path / "never.duckdb") == (frozenset(), "")
+
+
 def test_erase_needs_a_subject(built):
     con, _, _ = built
     with pytest.raises(ValueError):

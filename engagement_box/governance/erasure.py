@@ -49,7 +49,10 @@ What this does not do, honestly:
   a changed or new file is read again, and the ingest must drop the erased people's rows with
   `suppression_mask` (rows it drops count as erased in the reconciliation). The Spark engine
   re-reads every export on each run and drops the same rows, by the register `erase` writes
-  beside the working database (`register_path`: the logged hashes and the salt).
+  beside the working database (`register_path`: the logged hashes and the salt). A register that
+  is missing or behind the log (erasures logged before registers existed, a copied database) is
+  written again by the next DuckDB ingest (`refresh_register`), or by the Spark run itself from
+  the working database (`register_of`).
 * Aggregates without a customer id (persona profiles, model fits, snapshot row counts in
   `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
   rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
@@ -502,9 +505,7 @@ def erase(
             },
         )
 
-    working = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()[0]
+    working = _database_path(con)
     if working:
         write_register(con, register_path(working), salt)
 
@@ -562,6 +563,63 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
     hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     hidden.write_text(json.dumps(record, indent=1), encoding="utf-8")
     os.replace(hidden, path)
+
+
+def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:
+    """Write the register of `con`'s database when its log holds hashes the register does not
+    (a warehouse whose people were erased before registers were written, or whose register was
+    deleted or left behind when the database was copied). The DuckDB ingest calls it, so such a
+    warehouse's register is whole after its next run. True when it wrote one; nothing for a
+    database in memory."""
+    working = _database_path(con)
+    if not working:
+        return False
+    hashes = erased_subject_hashes(con)
+    if not hashes:
+        return False
+    path = register_path(working)
+    if path.exists():
+        try:
+            listed = set(json.loads(path.read_text(encoding="utf-8"))["subject_hashes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = set()
+        if hashes <= listed:
+            return False
+    write_register(con, path)
+    return True
+
+
+def register_of(working: Path | str) -> tuple[frozenset[str], str]:
+    """`read_register` of the working database `working`'s register. When there is none but the
+    database exists, its log is read (opened read-only) and the register written from it first:
+    erasures logged before registers existed must keep the Spark engine's ingest from bringing
+    those people back. ErasureError when the database cannot be opened for that (a DuckDB run
+    holds it): the Spark run must not go on without knowing who was erased."""
+    working = Path(working)
+    path = register_path(working)
+    if not path.exists() and working.exists():
+        try:
+            con = duckdb.connect(str(working), read_only=True)
+        except duckdb.Error as error:
+            raise ErasureError(
+                f"{working}: the people erased from this warehouse are listed in {path}, which "
+                f"does not exist yet, and the database cannot be read to write it ({error}). "
+                "Start the Spark run again when the DuckDB run that holds it has finished."
+            ) from error
+        try:
+            if erased_subject_hashes(con):
+                write_register(con, path)
+        finally:
+            con.close()
+    return read_register(path)
+
+
+def _database_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The file of `con`'s current database (None in memory)."""
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return row[0] if row and row[0] else None
 
 
 def read_register(path: Path | str) -> tuple[frozenset[str], str]:
