@@ -8,6 +8,7 @@ A setting whose default is None has a computed default, described in `default_te
 """
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,10 +43,65 @@ def _unit(text: str) -> str:
     return unit
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError("expected a whole number, such as 12") from None
+
+
 def _positive_int(text: str) -> int:
-    number = int(text)
+    number = _whole(text)
     if number < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {text!r}")
+        raise ValueError("expected a whole number of at least 1")
+    return number
+
+
+def _whole_from_zero(text: str) -> int:
+    number = _whole(text)
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def _number(text: str) -> float:
+    """A finite decimal number ("0.5", "1e-3")."""
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError("expected a number, such as 0.5") from None
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def _from_zero(text: str) -> float:
+    number = _number(text)
+    if number < 0:
+        raise ValueError("expected a number, 0 or more")
+    return number
+
+
+def _share(text: str) -> float:
+    """A share: a number from 0 to 1, both included."""
+    number = _number(text)
+    if not 0 <= number <= 1:
+        raise ValueError("expected a number from 0 to 1")
+    return number
+
+
+def _open_share(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    number = _number(text)
+    if not 0 < number < 1:
+        raise ValueError("expected a number between 0 and 1, both excluded")
+    return number
+
+
+def _rate(text: str) -> float:
+    number = _number(text)
+    if number <= -1:
+        raise ValueError("expected a rate above -1, such as 0.01 (1 % a month)")
     return number
 
 
@@ -85,7 +141,10 @@ def _iso_date(text: str) -> str:
 
 
 def _json_map(text: str) -> dict[str, Any]:
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
     if not isinstance(value, dict):
         raise ValueError(f'expected a JSON object such as {{"GBP": 1.27}}, got {text!r}')
     return value
@@ -185,25 +244,25 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_HOLDOUT_DAYS",
         "182",
         "holdout length when no calibration end is given",
-        parse=int,
+        parse=_positive_int,
     ),
     Setting(
         "ENGAGEMENT_CLV_HORIZON_MONTHS",
         "12",
         "CLV and CRV horizon (30-day months)",
-        parse=int,
+        parse=_whole_from_zero,
     ),
     Setting(
         "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",
         "0.01",
         "monthly discount rate of CLV and CRV",
-        parse=float,
+        parse=_rate,
     ),
     Setting(
         "ENGAGEMENT_MARGIN",
         "1.0",
         "contribution margin applied to CLV (1.0 = revenue)",
-        parse=float,
+        parse=_from_zero,
     ),
     Setting("ENGAGEMENT_CURRENCY", "USD", "reporting currency of every value", parse=_upper),
     Setting(
@@ -221,7 +280,7 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_PENALIZER",
         "0",
         "lifetimes penalizer (keep 0: a penalty biases the published estimates)",
-        parse=float,
+        parse=_from_zero,
     ),
     Setting(
         "ENGAGEMENT_PURCHASE_MODEL",
@@ -241,49 +300,49 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE",
         None,
         'share of credited referees with no answer treated as "would have joined anyway"',
-        parse=float,
+        parse=_share,
         default_text="the share among credited referrals with an answer (0.5 if none)",
     ),
-    Setting("ENGAGEMENT_CRV_RETENTION_COST", "0", "M: marketing cost to retain a referee", float),
+    Setting("ENGAGEMENT_CRV_RETENTION_COST", "0", "M: marketing cost to retain a referee", _number),
     Setting(
         "ENGAGEMENT_CRV_ACQ_SAVED_TYPE1",
         "0",
         "acquisition cost saved per type-one referee",
-        parse=float,
+        parse=_number,
     ),
     Setting(
         "ENGAGEMENT_CRV_ACQ_SAVED_TYPE2",
         "0",
         "acquisition cost saved per type-two referee (the rewards paid are taken off)",
-        parse=float,
+        parse=_number,
     ),
     Setting(
         "ENGAGEMENT_CRV_VALUE_CREDIBILITY",
         None,
         "kappa: how many referrals the population mean weighs when a referrer's value per"
         " referral is shrunk toward it",
-        parse=float,
+        parse=_from_zero,
         default_text="estimated from the referrals (Buhlmann-Straub)",
     ),
-    Setting("ENGAGEMENT_CIV_BETA", "0.5", "decay of indirect influence (must be < 1)", float),
+    Setting("ENGAGEMENT_CIV_BETA", "0.5", "decay of indirect influence (must be < 1)", _open_share),
     Setting(
         "ENGAGEMENT_CIV_ATTRIBUTION_SHARE",
         "0.1",
         "share of an influenced customer's CLV that moves to their influencers (0 to 1)",
-        parse=float,
+        parse=_share,
     ),
-    Setting("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0", "value of one review of weight 1", float),
+    Setting("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0", "value of one review of weight 1", _number),
     Setting(
         "ENGAGEMENT_QUADRANT_CLV_QUANTILE",
         "0.5",
         'where "high" CLV starts: a quantile of CLV among buyers',
-        parse=float,
+        parse=_share,
     ),
     Setting(
         "ENGAGEMENT_QUADRANT_CRV_QUANTILE",
         "0.5",
         'where "high" CRV starts: a quantile of CRV among customers with a credited referral',
-        parse=float,
+        parse=_share,
     ),
     Setting(
         "ENGAGEMENT_PERSONA_REFIT_DAYS",
@@ -291,19 +350,19 @@ SETTINGS: tuple[Setting, ...] = (
         "personas: a run assigns each customer to the nearest centre of the persona model in"
         " force and fits a new model once that model is this many days old (or the settings or"
         " code changed); 0 fits every run",
-        parse=int,
+        parse=_whole_from_zero,
     ),
     Setting(
         "ENGAGEMENT_KEEP_VERSIONS",
         "30",
         "retention: how many published versions are kept",
-        parse=int,
+        parse=_positive_int,
     ),
     Setting(
         "ENGAGEMENT_KEEP_DAYS",
         "400",
         "retention: versions older than this many days expire",
-        parse=int,
+        parse=_whole_from_zero,
     ),
     Setting(
         "ENGAGEMENT_ERASURE_SALT",

@@ -52,6 +52,58 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         settings.value("ENGAGEMENT_FX_RATES")
 
 
+@pytest.mark.parametrize(
+    ("name", "bad", "words"),
+    [
+        ("ENGAGEMENT_CIV_BETA", "1.5", "between 0 and 1, both excluded"),
+        ("ENGAGEMENT_CIV_BETA", "0", "between 0 and 1, both excluded"),
+        ("ENGAGEMENT_CIV_ATTRIBUTION_SHARE", "2", "from 0 to 1"),
+        ("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "-0.1", "from 0 to 1"),
+        ("ENGAGEMENT_CRV_VALUE_CREDIBILITY", "-3", "0 or more"),
+        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-1", "above -1"),
+        ("ENGAGEMENT_MARGIN", "abc", "a number, such as 0.5"),
+        ("ENGAGEMENT_MARGIN", "nan", "finite"),
+        ("ENGAGEMENT_DUCKDB_THREADS", "zero", "a whole number"),
+        ("ENGAGEMENT_KEEP_VERSIONS", "0", "at least 1"),
+        ("ENGAGEMENT_KEEP_DAYS", "abc", "a whole number"),
+        ("ENGAGEMENT_PERSONA_REFIT_DAYS", "-1", "0 or more"),
+        ("ENGAGEMENT_FX_RATES", "{GBP:1.27}", 'a JSON object such as {"GBP": 1.27}'),
+    ],
+)
+def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, name, bad, words):
+    """What the steps would refuse halfway through a run (e.g. CIV's decay of 1.5, found by the
+    engagement step after fifteen others) is refused by the setting itself, so
+    `engagement-box run` stops before any step, naming the variable in plain words."""
+    from engagement_box.cli import settings_problem
+
+    with pytest.raises(ValueError) as refused:
+        settings.value(name, {name: bad})
+    assert name in str(refused.value) and words in str(refused.value)
+    assert "could not convert" not in str(refused.value)
+    monkeypatch.setenv(name, bad)
+    assert settings_problem() == str(refused.value)
+
+
+def test_every_value_the_settings_accept_the_engagement_step_accepts(monkeypatch):
+    """The settings' ranges are the engagement settings' own: a value at the edge of what a
+    setting accepts does not fail the engagement step later."""
+    edges = {
+        "ENGAGEMENT_CIV_BETA": "0.999",
+        "ENGAGEMENT_CIV_ATTRIBUTION_SHARE": "1",
+        "ENGAGEMENT_QUADRANT_CLV_QUANTILE": "0",
+        "ENGAGEMENT_QUADRANT_CRV_QUANTILE": "1",
+        "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE": "0",
+        "ENGAGEMENT_CRV_VALUE_CREDIBILITY": "0",
+        "ENGAGEMENT_MONTHLY_DISCOUNT_RATE": "-0.5",
+        "ENGAGEMENT_CLV_HORIZON_MONTHS": "0",
+    }
+    for name, text in edges.items():
+        monkeypatch.setenv(name, text)
+    built = resources.EngagementConfig().to_settings()
+    assert built.civ_beta == 0.999 and built.civ_attribution_share == 1.0
+    assert built.crv_value_credibility == 0.0 and built.horizon_months == 0
+
+
 def test_importing_the_code_location_writes_nothing(tmp_path):
     target = tmp_path / "not-yet" / "w.duckdb"
     env = {**os.environ, "ENGAGEMENT_WAREHOUSE": str(target)}
