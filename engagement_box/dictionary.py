@@ -106,6 +106,13 @@ QUADRANT = Column(
 )
 
 _MONEY = "reporting currency"
+# What an analyst filtering on p_alive must know (BG/NBD's one-time buyers).
+P_ALIVE_CAVEAT = (
+    " Under BG/NBD (the model `chosen` in marts.model_fit) a customer with no repeat purchase"
+    " (frequency 0: orders on one day only) is 1.0 however long ago they bought: the model lets"
+    " customers drop out only right after a repeat purchase. Read their recency"
+    " (days_since_last_order in marts.customer_rfm, the segment) instead."
+)
 _LABELS = {
     "days_since_last_order": "days since the last completed order",
     "order_count": "completed orders",
@@ -195,7 +202,7 @@ TABLES: tuple[Table, ...] = (
                 "p_alive",
                 "DOUBLE",
                 "Probability the customer is still active (chosen purchase model, 0..1); NULL "
-                "for prospects.",
+                "for prospects." + P_ALIVE_CAVEAT,
             ),
             Column("clv", "DOUBLE", f"Customer lifetime value ({_MONEY}), as in engagement_value."),
             Column("crv", "DOUBLE", f"Customer referral value ({_MONEY}), as in engagement_value."),
@@ -285,7 +292,8 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "p_alive",
                 "DOUBLE",
-                "Probability the customer is still active at the as-of date (0..1).",
+                "Probability the customer is still active at the as-of date (0..1)."
+                + P_ALIVE_CAVEAT,
             ),
             Column("p_churn", "DOUBLE", "1 - p_alive."),
             *(
@@ -343,7 +351,9 @@ TABLES: tuple[Table, ...] = (
                 "crv",
                 "DOUBLE",
                 f"Customer referral value: present value of the referrals expected over the CLV "
-                f"horizon = expected referrals x value per referral, discounted ({_MONEY}).",
+                f"horizon = expected referrals x value per referral, discounted ({_MONEY}). A "
+                f"customer who has not referred anyone yet has one too, from the referral rate "
+                f"expected of a customer exposed as long as they were.",
             ),
             Column(
                 "crv_realized",
@@ -365,7 +375,10 @@ TABLES: tuple[Table, ...] = (
                 "crv_value_per_referral",
                 "DOUBLE",
                 f"Value of one credited referral: the customer's past referees' mean value, "
-                f"shrunk toward everyone's mean ({_MONEY}).",
+                f"shrunk toward everyone's mean by the credibility kappa "
+                f"(ENGAGEMENT_CRV_VALUE_CREDIBILITY, estimated when unset; when referrers' "
+                f"referees differ no more than chance would make them, every customer gets "
+                f"everyone's mean) ({_MONEY}).",
             ),
             Column(
                 "civ",
@@ -443,7 +456,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "persona_id",
                 "INTEGER",
-                "The k-means cluster, 0..k-1; see marts.persona_profile.",
+                "The k-means cluster, 0..k-1; see marts.persona_profile. Numbered per persona "
+                "model: a refit numbers its clusters anew, so compare versions by `persona`, "
+                "not by this id.",
             ),
             Column(
                 "persona",
@@ -521,7 +536,8 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "window",
                 "VARCHAR",
-                "full (orders up to the as-of date) or calibration (up to the calibration end).",
+                "full (orders up to the as-of date) or calibration (up to the calibration end)."
+                ' `window` is a word of SQL: quote it, `"window"`.',
             ),
             Column("window_end", "DATE", "Last day of the window's orders."),
             Column("time_unit", "VARCHAR", "The unit of the fit's time: D (days) or W (weeks)."),

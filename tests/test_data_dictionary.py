@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -29,6 +30,28 @@ def test_the_document_is_the_dictionary():
     assert DOC.read_text(encoding="utf-8") == dictionary.markdown(), (
         "docs/DATA_DICTIONARY.md is out of date: regenerate it with the command at its top"
     )
+
+
+def test_the_p_alive_caveat_is_what_the_run_gives(december_run):
+    """The dictionary warns analysts that under BG/NBD every customer without a repeat purchase
+    has p_alive 1.0, however long ago they bought (the sample's Hibernating one-time buyers
+    did). Held to a run: if a change of model or scoring ends it, the warning must go."""
+    con = duckdb.connect(str(december_run.database), read_only=True)
+    try:
+        chosen = con.execute(
+            "SELECT model FROM marts.model_fit WHERE chosen AND \"window\" = 'full'"
+        ).fetchone()[0]
+        assert chosen == "bgnbd"  # the model the caveat is about (quoted "window" works, too)
+        one_day, repeat = con.execute(
+            "SELECT list(DISTINCT p_alive) FILTER (WHERE frequency = 0), "
+            "max(p_alive) FILTER (WHERE frequency > 0) FROM marts.customer_value"
+        ).fetchone()
+    finally:
+        con.close()
+    assert one_day == [1.0] and repeat < 1.0
+    for table in ("customer", "customer_value"):
+        (column,) = [c for c in dictionary.table(table).columns if c.name == "p_alive"]
+        assert dictionary.P_ALIVE_CAVEAT in column.text and "frequency 0" in column.text
 
 
 def test_every_published_mart_and_only_those_is_a_versioned_entry():
