@@ -1,10 +1,11 @@
 """Benchmark: identity resolution + engagement metrics + personas + audiences at retail scale.
 
 Synthetic data (generated here, vectorised, fixed seed): 1M customers, 2M orders, 3M social events,
-1M reviews, 100k referrals, and a CLV per customer (gamma-distributed; the CLV module is measured
-elsewhere). Prints wall seconds per stage and the peak resident set size. The pipeline total
-counts everything from the staged tables onward (identity links, resolved inputs, metrics,
-personas with their RFM features, audiences); generating and staging the data are setup.
+1M reviews, 100k referrals (with --customers, the same events per customer), and a CLV per
+customer (gamma-distributed; the CLV module is measured elsewhere). Prints wall seconds per
+stage and the peak resident set size. The pipeline total counts everything from the staged
+tables onward (identity links, resolved inputs, metrics, personas with their RFM features,
+audiences); generating and staging the data are setup.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_engagement.py [--customers 1000000] [--scale 1.0]
 
@@ -61,8 +62,11 @@ def _timestamps(rng: np.random.Generator, n: int) -> pl.Series:
 
 def generate(n_cust: int, scale: float, seed: int = 7) -> dict[str, pl.DataFrame]:
     rng = np.random.default_rng(seed)
-    n_orders, n_social = int(2_000_000 * scale), int(3_000_000 * scale)
-    n_reviews, n_referrals = int(1_000_000 * scale), int(100_000 * scale)
+    # Events per customer as at a million customers (2 orders, 3 social events, 1 review, 0.1
+    # referral each), times `scale`: a smaller run keeps the same mix.
+    per_million = scale * n_cust / 1_000_000
+    n_orders, n_social = int(2_000_000 * per_million), int(3_000_000 * per_million)
+    n_reviews, n_referrals = int(1_000_000 * per_million), int(100_000 * per_million)
 
     cust = np.arange(n_cust)
     # 1% of profiles reuse another customer's email with different case / whitespace.
@@ -244,7 +248,12 @@ def rfm_features(orders: pl.DataFrame) -> pl.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the event counts")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiplies the events per customer (orders, social events, reviews, referrals)",
+    )
     args = parser.parse_args()
     total_start = time.perf_counter()
 
