@@ -425,7 +425,11 @@ def empty_exports(root: Path) -> Path:
             "ENGAGEMENT_TIME_UNIT='M' is not valid: ENGAGEMENT_TIME_UNIT must be D (days) or "
             "W (weeks), got 'M'",
         ),
-        ("ENGAGEMENT_FX_RATES", "{bad", "ENGAGEMENT_FX_RATES='{bad' is not valid: Expecting "),
+        (
+            "ENGAGEMENT_FX_RATES",
+            "{bad",
+            "ENGAGEMENT_FX_RATES='{bad' is not valid: expected a JSON object such as ",
+        ),
         (
             "ENGAGEMENT_AS_OF",
             "2025-13-01",
