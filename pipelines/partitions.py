@@ -7,7 +7,9 @@ when set, pins the as-of date for every run instead (reproductions, tests).
 """
 
 import calendar
+import contextlib
 import datetime as dt
+import re
 
 import dagster as dg
 
@@ -37,10 +39,16 @@ class MonthOutOfRange(ValueError):
 def partition_key_for_month(month: str) -> str:
     """The partition key of a month written YYYY-MM, or a plain MonthOutOfRange error naming
     the valid range and the setting that moves its start."""
-    try:
-        start = dt.datetime.strptime(month.strip(), "%Y-%m").date()
-    except ValueError:
-        raise MonthOutOfRange(f"month {month!r} is not a month: write it as YYYY-MM") from None
+    written = month.strip()
+    start = None
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}", written):  # "%m" alone took "2025-1" for January
+        with contextlib.suppress(ValueError):  # "2025-13"
+            start = dt.datetime.strptime(written, "%Y-%m").date()
+    if start is None:
+        raise MonthOutOfRange(
+            f"month {month!r} is not a month: write it as YYYY-MM (a four-digit year and a "
+            "two-digit month, e.g. 2025-01)"
+        )
     key = partition_key_for(start)
     keys = monthly_as_of.get_partition_keys()
     if key not in keys:

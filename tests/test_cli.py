@@ -449,6 +449,21 @@ def test_a_bad_setting_is_said_in_one_line_before_anything_runs(tmp_path, name, 
     assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
 
 
+@pytest.mark.parametrize("month", ["2025-1", "2025-001", "25-01"])
+def test_a_month_without_its_two_digits_is_refused(tmp_path, month):
+    """`--month 2025-1` ran January (strptime's %m takes one digit): YYYY-MM means two digits,
+    and a month written otherwise is one line and exit 2, as a month out of range is."""
+    env = environment(tmp_path, empty_exports(tmp_path))
+    code, out, err = run_cli(env, "--month", month)
+    assert code == 2, out
+    (line,) = err.splitlines()
+    assert line == (
+        f"engagement-box run: month {month!r} is not a month: write it as YYYY-MM (a four-digit "
+        "year and a two-digit month, e.g. 2025-01)"
+    )
+    assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
+
+
 def test_a_warehouse_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
     """The run lock cannot be created: nothing ran, so exit 2 (1 is for a run that failed)."""
     blocker = tmp_path / "not_a_folder"
