@@ -361,6 +361,43 @@ def _standing_version(partition: str) -> int | None:
     )
 
 
+def _holds_no_exports(data_dir: Path) -> bool:
+    """True when no source folder of `data_dir` holds an export file the ingest would read (a
+    .csv or .parquet file; hidden files do not count): a run there can find nothing new."""
+    from engagement_box.staging.contracts import SOURCES
+    from engagement_box.staging.ingestion import IngestError, discover_files
+
+    for source in SOURCES.values():
+        try:
+            if discover_files(data_dir, source):
+                return False
+        except IngestError:  # a file of another type: the ingest fails the run on it
+            return False
+    return True
+
+
+def _nothing_to_do(standing: int) -> str:
+    """Why `engagement-box run` starts no run: nothing is new and version `standing` stands.
+    An export folder that holds no file at all is said as such (a wrong ENGAGEMENT_DATA_DIR
+    read as "every export is staged as it is")."""
+    data_dir = settings.data_dir()
+    if _holds_no_exports(data_dir):
+        from engagement_box.staging.contracts import SOURCES
+
+        return (
+            f"nothing to do: {data_dir} holds no .csv or .parquet export under any source folder "
+            f"({', '.join(SOURCES)}), so nothing is new; version {standing}, computed from the "
+            "exports staged before with the same settings and model code, stands for this "
+            "month's as-of. No run started; check ENGAGEMENT_DATA_DIR if exports were expected "
+            "there (--force runs the whole graph anyway)."
+        )
+    return (
+        f"nothing to do: every export is staged as it is, and version {standing} was "
+        "computed from the same inputs (settings, model code) for this month's as-of, so "
+        "it stands. No run started; --force runs the whole graph anyway."
+    )
+
+
 def _waiting(what: str) -> Callable[[str], None]:
     """What a run or an erasure says, once, when it has to wait for the run lock of `what`."""
 
@@ -424,11 +461,7 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     if not args.force:
         standing = _standing_version(partition)
         if standing is not None:
-            print(
-                f"nothing to do: every export is staged as it is, and version {standing} was "
-                "computed from the same inputs (settings, model code) for this month's as-of, so "
-                "it stands. No run started; --force runs the whole graph anyway."
-            )
+            print(_nothing_to_do(standing))
             return 0
     steps = StepLines()
     events = []

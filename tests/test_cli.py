@@ -27,6 +27,7 @@ from engagement_box import cli, generator
 from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 from tests.conftest import ORDER_HEADER, good_order, write_csv
+from tests.pipeline_runs import copy_run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -462,6 +463,27 @@ def test_a_month_without_its_two_digits_is_refused(tmp_path, month):
         "year and a two-digit month, e.g. 2025-01)"
     )
     assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
+
+
+def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
+    """ENGAGEMENT_DATA_DIR at a folder with no export files, on a warehouse with data: the run
+    said "every export is staged as it is", as if the folder held the files it staged. It now
+    says the folder holds none, and that the standing version stays (exit 0, no run)."""
+    copy = copy_run(december_run, tmp_path / "run")
+    exports = empty_exports(tmp_path / "elsewhere")
+    env = {
+        **environment(tmp_path, exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+    }
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    said = out.splitlines()[-1]
+    assert said.startswith(
+        f"nothing to do: {exports} holds no .csv or .parquet export under any source folder "
+        "(orders, "
+    ), said
+    assert "version 1, computed from the exports staged before" in said and "stands" in said
+    assert "run:" not in out
 
 
 def test_a_warehouse_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
