@@ -23,11 +23,16 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
         )
         readers_file = warehouse.publish_for_readers(con)  # expired versions leave it too
         current = versions.current_version(con)
+        as_of = {s["snapshot_id"]: s["as_of"] for s in versions.snapshots(con)}
         metadata = table_metadata(con, "marts", "snapshots")
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
     metadata.update(
         {
             "expired_now": dg.MetadataValue.json(result.expired),
+            # Each expired version's as-of date, by version id (what `engagement-box retain` says).
+            "expired_as_of": dg.MetadataValue.json(
+                {str(v): _text(as_of.get(v)) for v in result.expired}
+            ),
             "versions_retained": result.kept,
             "history_rows_deleted": result.rows_deleted,
             # The working database's rows no retained version shows and no run carries forward.
@@ -35,6 +40,7 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
             "work_as_ofs_trimmed": dg.MetadataValue.json([str(d) for d in result.as_ofs_trimmed]),
             "migration_rows_added": result.migration_rows,
             "current_version": current if current is not None else "",
+            "current_as_of": _text(as_of.get(current)),
             "keep_versions": retention.setting("keep_versions"),
             "keep_days": retention.setting("keep_days"),
             "database_size": str(size[0]) if size else "",
@@ -43,6 +49,10 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
         }
     )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 maintenance_assets = [version_retention]

@@ -1,6 +1,7 @@
 """`engagement-box`: run the pipeline on the configured exports without starting a server.
 
     engagement-box run        materialize the whole graph once (ENGAGEMENT_DATA_DIR -> warehouse)
+    engagement-box retain     apply the retention policy of published versions now
     engagement-box erase      erase one person from every table, version and audience file
     engagement-box generate   write a synthetic retailer's exports (see engagement_box.generator)
 
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -184,10 +186,12 @@ def code_location(instance):
         yield location
 
 
-def create_run(instance, location, partition: str, tags: dict[str, str], run_config: dict):
-    """A run of the whole pipeline for one partition, created the way `dagster job launch`
-    and the UI create runs (with the job's remote origin), not the way `execute_in_process`
-    does: so "Re-execute" in the UI works for it."""
+def create_run(
+    instance, location, tags: dict[str, str], run_config: dict, job_name: str = JOB_NAME
+):
+    """A run of `job_name` (default: the whole pipeline; its partition is in `tags`), created
+    the way `dagster job launch` and the UI create runs (with the job's remote origin), not the
+    way `execute_in_process` does: so "Re-execute" in the UI works for it."""
     from dagster._core.definitions.selector import JobSubsetSelector
 
     (repo,) = location.get_repositories().values()
@@ -195,7 +199,7 @@ def create_run(instance, location, partition: str, tags: dict[str, str], run_con
         JobSubsetSelector(
             location_name=location.name,
             repository_name=repo.name,
-            job_name=JOB_NAME,
+            job_name=job_name,
             op_selection=None,
         )
     )
@@ -203,7 +207,7 @@ def create_run(instance, location, partition: str, tags: dict[str, str], run_con
         remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
     ).execution_plan_snapshot
     return instance.create_run(
-        job_name=JOB_NAME,
+        job_name=job_name,
         run_id=None,
         run_config=run_config,
         resolved_op_selection=None,
@@ -451,11 +455,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
-    from dagster._core.errors import DagsterError
-    from dagster._core.execution.api import execute_run_iterator
-    from dagster._utils.hosted_user_process import recon_job_from_origin
-
-    from pipelines.loggers import RUN_LOG_FILE, run_log_path
     from pipelines.resources import process_tags
 
     if not args.force:
@@ -464,6 +463,43 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             print(_nothing_to_do(standing))
             return 0
     steps = StepLines()
+    tags = {**job.get_tags_for_partition_key(partition, None), **process_tags()}
+    executed = _execute(home, JOB_NAME, tags, steps)
+    if executed is None:
+        return 2
+    if steps.left_out:
+        print(f"orders left out of the value models: {steps.left_out}")
+    for line in steps.computed_in_full():
+        print(f"computed in full: {line}")
+    for warning in steps.warnings:
+        print(f"warning: {warning}")
+    published = steps.publish_outcome()
+    if published:
+        print(published)
+    return _finish(executed, steps)
+
+
+@dataclass(frozen=True)
+class Executed:
+    """A run `_execute` created and executed: its id, its events, whether it succeeded, and
+    the signal that stopped it (None when none came)."""
+
+    run_id: str
+    events: list
+    succeeded: bool
+    signal: int | None
+
+
+def _execute(home: str, job_name: str, tags: dict[str, str], steps: StepLines) -> Executed | None:
+    """Create a run of `job_name` from the code location and execute it in this process, one
+    console line per step (`steps`); Dagster's full log goes to DAGSTER_HOME/logs/<run id>.log.
+    None, said on stderr, when the run could not be created (nothing ran: exit 2)."""
+    from dagster._core.errors import DagsterError
+    from dagster._core.execution.api import execute_run_iterator
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    from pipelines.loggers import RUN_LOG_FILE, run_log_path
+
     events = []
     with open_instance(home) as instance:
         try:
@@ -471,13 +507,13 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
                 dagster_run = create_run(
                     instance,
                     location,
-                    partition,
-                    tags={**job.get_tags_for_partition_key(partition, None), **process_tags()},
+                    tags=tags,
                     run_config={"loggers": {RUN_LOG_FILE: {}}},
+                    job_name=job_name,
                 )
         except DagsterError as error:
             print(f"FAILED before any step: {_plain_dagster_error(error)}", file=sys.stderr)
-            return 2
+            return None
         print(f"run:       {dagster_run.run_id}")
         print(f"full log:  {run_log_path(dagster_run.run_id)}", flush=True)
         print(steps.HEADER, flush=True)
@@ -498,37 +534,129 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     not_run = [key for key in dagster_run.step_keys_to_execute or [] if key not in steps.finished]
     if not_run:
         print(f"  {len(not_run)} steps did not run: {', '.join(not_run)}")
-    if steps.left_out:
-        print(f"orders left out of the value models: {steps.left_out}")
-    for line in steps.computed_in_full():
-        print(f"computed in full: {line}")
-    for warning in steps.warnings:
-        print(f"warning: {warning}")
-    published = steps.publish_outcome()
-    if published:
-        print(published)
-    if received:
-        name = signal.Signals(received[0]).name
+    return Executed(
+        run_id=dagster_run.run_id,
+        events=events,
+        succeeded=finished is not None and finished.status.value == "SUCCESS",
+        signal=received[0] if received else None,
+    )
+
+
+def _finish(executed: Executed, steps: StepLines) -> int:
+    """The run's last line and its exit code: stopped by a signal (128 + its number), failed
+    (1: the failing step's own cause, or the blocking checks that failed), or succeeded (0)."""
+    from pipelines.loggers import run_log_path
+
+    log = run_log_path(executed.run_id)
+    if executed.signal is not None:
+        name = signal.Signals(executed.signal).name
         print(
-            f"FAILED stopped by {name}; the last good version stays current "
-            f"(full log: {run_log_path(dagster_run.run_id)})",
+            f"FAILED stopped by {name}; the last good version stays current (full log: {log})",
             file=sys.stderr,
         )
-        return 128 + received[0]
-    succeeded = finished is not None and finished.status.value == "SUCCESS"
-    if not succeeded or steps.failed_checks:
+        return 128 + executed.signal
+    if not executed.succeeded or steps.failed_checks:
         # A blocking check's own description says why; Dagster's error only names the check.
-        cause = root_cause(events)
+        cause = root_cause(executed.events)
         if steps.failed_checks:
             cause = f"{'; '.join(steps.failed_checks)}; nothing was published"
         print(
-            f"FAILED {cause or 'the run failed; see the full log'} "
-            f"(full log: {run_log_path(dagster_run.run_id)})",
+            f"FAILED {cause or 'the run failed; see the full log'} (full log: {log})",
             file=sys.stderr,
         )
         return 1
-    print(f"run {dagster_run.run_id} succeeded")
+    print(f"run {executed.run_id} succeeded")
     return 0
+
+
+RETENTION_JOB = "version_retention"
+RETENTION_ASSET = "maintenance/version_retention"
+
+
+def retention_outcome(events) -> list[str]:
+    """What retention did, in plain words, from the metadata of its materialization
+    (assets/versions_maintenance.py): the versions it expired now, how many stay under which
+    policy, the current version, and the work rows it trimmed. Nothing when it did not
+    materialize."""
+    for event in events:
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == RETENTION_ASSET:
+            meta = {key: value.value for key, value in materialization.metadata.items()}
+            break
+    else:
+        return []
+
+    def version(snapshot_id: object, as_of: object) -> str:
+        return f"{snapshot_id} (as of {as_of})" if as_of else str(snapshot_id)
+
+    expired_as_of = meta.get("expired_as_of") or {}
+    expired = [version(v, expired_as_of.get(str(v))) for v in meta.get("expired_now") or []]
+    kept = int(meta.get("versions_retained", 0))
+    lines = [
+        f"expired now: {_plural(len(expired), 'version')} {', '.join(expired)}"
+        if expired
+        else "expired now: none (every version is within the policy)",
+        f"versions kept: {kept} (policy: keep the newest ENGAGEMENT_KEEP_VERSIONS="
+        f"{meta.get('keep_versions')}, expire any older than ENGAGEMENT_KEEP_DAYS="
+        f"{meta.get('keep_days')} days; the current version always stays)",
+    ]
+    current = meta.get("current_version")
+    lines.append(
+        f"current version: {version(current, meta.get('current_as_of'))}"
+        if current not in (None, "")
+        else "current version: none (nothing was published yet)"
+    )
+    trimmed = meta.get("work_as_ofs_trimmed") or []
+    if trimmed:
+        rows = int(meta.get("work_rows_deleted", 0))
+        lines.append(
+            f"work rows deleted: {rows:,} of {_plural(len(trimmed), 'as-of')} "
+            f"{', '.join(trimmed)}, which no retained version shows and no run carries forward"
+        )
+    return lines
+
+
+def retain(args: argparse.Namespace) -> int:
+    """Apply the retention policy now: the `version_retention` job (the one its daily schedule
+    runs), under the run lock and recorded in the Dagster instance as `run` does."""
+    from dagster import Failure
+
+    problem = settings_problem()
+    if problem:
+        print(f"FAILED before any step: {problem}", file=sys.stderr)
+        return 2
+    home = _instance_home()
+    from pipelines.resources import ConfigurationError, process_tags, run_lock, warehouse_resource
+
+    warehouse = settings.warehouse_path()
+    print(f"warehouse: {warehouse}")
+    print(f"dagster:   {home}")
+    if not settings.working_db_path().exists() and not warehouse.exists():
+        print(
+            f"FAILED before any step: no warehouse at {warehouse} (working database "
+            f"{settings.working_db_path()}): no version to retain. Check ENGAGEMENT_WAREHOUSE "
+            "(and ENGAGEMENT_WORKING_DB); `engagement-box run` publishes the first version",
+            file=sys.stderr,
+        )
+        return 2
+    with ExitStack() as held:
+        try:
+            held.enter_context(
+                run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse"))
+            )
+        except (Failure, ConfigurationError) as error:
+            print(f"FAILED before any step: {error}", file=sys.stderr)
+            return 2
+        steps = StepLines()
+        executed = _execute(home, RETENTION_JOB, process_tags(), steps)
+        if executed is None:
+            return 2
+    if executed.succeeded and executed.signal is None:
+        for line in retention_outcome(executed.events):
+            print(line)
+    return _finish(executed, steps)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -652,6 +780,14 @@ def main(argv: list[str] | None = None) -> int:
         "code equal those of the month's standing version starts nothing)",
     )
     run_parser.set_defaults(func=run)
+    retain_parser = sub.add_parser(
+        "retain",
+        help="apply the retention policy now: expire the versions it no longer keeps",
+        description="Run the version_retention job once (what its daily schedule runs): keep "
+        "the newest ENGAGEMENT_KEEP_VERSIONS versions younger than ENGAGEMENT_KEEP_DAYS days "
+        "(the current version always stays), and say what it expired.",
+    )
+    retain_parser.set_defaults(func=retain)
     erase_parser = sub.add_parser(
         "erase", help="erase a person (GDPR/CCPA) from every table, version and audience"
     )

@@ -24,10 +24,11 @@ import pytest
 
 from assets.publish import MARTS
 from engagement_box import cli, generator
+from engagement_box.governance import versions
 from engagement_box.governance.readers import default_working
 from engagement_box.staging.contracts import SOURCES
 from tests.conftest import ORDER_HEADER, good_order, write_csv
-from tests.pipeline_runs import copy_run
+from tests.pipeline_runs import PipelineRun, copy_run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +51,17 @@ def environment(root: Path, exports: Path) -> dict[str, str]:
 
 def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     """`engagement-box run` in this process: exit code, stdout, stderr."""
+    return main_cli(env, "run", *args)
+
+
+def main_cli(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
+    """`engagement-box <argv>` in this process: exit code, stdout, stderr."""
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(["run", *args])
+            code = cli.main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -484,6 +490,95 @@ def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
     ), said
     assert "version 1, computed from the exports staged before" in said and "stands" in said
     assert "run:" not in out
+
+
+def second_version(run: PipelineRun) -> dict[str, object]:
+    """Publish the run's December rows again as a new version (a rerun with other settings):
+    version 2 becomes current and version 1 is one retention can expire. Returns version 1's
+    row of marts.snapshots."""
+    con = duckdb.connect(str(default_working(run.database)))
+    try:
+        (first,) = versions.snapshots(con)
+        versions.publish(
+            con,
+            list(MARTS),
+            run_id="rerun",
+            partition_key=PARTITION,
+            as_of=str(first["as_of"]),
+            settings={"a rerun": "with other settings"},
+            work_as_of=first["as_of"],
+        )
+    finally:
+        con.close()
+    return first
+
+
+def test_retain_applies_the_policy_as_a_run_and_says_what_it_expired(december_run, tmp_path):
+    """Retention by hand printed only Dagster's DEBUG lines; what it expired was in the
+    asset's metadata. `engagement-box retain` runs the job as `run` runs the pipeline (one line
+    per step, the run in DAGSTER_HOME) and says what it expired, what stays and why."""
+    copy = copy_run(december_run, tmp_path / "run")
+    first = second_version(copy)
+    as_of = first["as_of"]
+    env = {**environment(tmp_path, copy.exports), "ENGAGEMENT_WAREHOUSE": str(copy.database)}
+
+    # A setting out of range: nothing ran (2). A run whose step fails: 1, with the step's cause.
+    code, out, err = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "0"}, "retain")
+    assert code == 2 and "run:" not in out, out
+    assert err.startswith("FAILED before any step: ENGAGEMENT_KEEP_VERSIONS='0' is not valid")
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:  # the run executes in this process
+        patch.setattr(versions, "apply_retention", full_disk)
+        code, out, err = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    assert code == 1, out
+    (failed,) = err.splitlines()
+    assert failed.startswith(
+        "FAILED maintenance__version_retention: No space left on device (full log: "
+    ), failed
+    assert "expired now" not in out
+
+    code, out, err = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    assert code == 0, err[-3000:]
+    assert err == ""  # Dagster's DEBUG lines are in the log file
+    run_id = re.search(r"^run:\s+(\S+)$", out, flags=re.M)[1]
+    assert step_lines(out)["maintenance__version_retention"][1] == "ok"
+    said = out.split(cli.StepLines.HEADER.strip(), 1)[1].splitlines()[2:]
+    assert said[:3] == [
+        f"expired now: version 1 (as of {as_of})",
+        "versions kept: 1 (policy: keep the newest ENGAGEMENT_KEEP_VERSIONS=1, expire any "
+        "older than ENGAGEMENT_KEEP_DAYS=400 days; the current version always stays)",
+        f"current version: 2 (as of {as_of})",
+    ]
+    assert said[-1] == f"run {run_id} succeeded"
+    with instance_at(env) as instance:  # in the Dagster instance: the UI shows it
+        run = instance.get_run_by_id(run_id)
+        assert run.job_name == "version_retention"
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+    con = duckdb.connect(str(copy.database), read_only=True)  # the file analysts open
+    try:
+        kept = con.execute("SELECT snapshot_id FROM marts.snapshots WHERE expired_at IS NULL")
+        assert kept.fetchall() == [(2,)]
+    finally:
+        con.close()
+
+    # Nothing left to expire: said so, exit 0.
+    code, out, _ = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    assert code == 0
+    assert "expired now: none (every version is within the policy)" in out.splitlines()
+
+
+def test_retain_with_no_warehouse_means_nothing_ran(tmp_path):
+    env = environment(tmp_path, empty_exports(tmp_path))
+    code, out, err = main_cli(env, "retain")
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith(
+        f"FAILED before any step: no warehouse at {env['ENGAGEMENT_WAREHOUSE']} "
+    ), line
+    assert "run:" not in out and not (tmp_path / "warehouse").exists()
 
 
 def test_a_warehouse_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
