@@ -402,6 +402,29 @@ def _nothing_to_do(standing: int) -> str:
     )
 
 
+def _working_database_problem() -> str | None:
+    """What is wrong with the working database when it cannot be opened (not a DuckDB file,
+    damaged, not readable), else None: asked before any step, since every step would fail on
+    it, each with the same message. Cheap: one open and close, nothing read. A database not
+    there yet (the first run) is fine, and is not created here (a warehouse from before the
+    working database is moved to it when the run starts). A lock another process holds is
+    not asked about here: the steps wait for it, as they always do."""
+    import duckdb
+
+    from pipelines.resources import is_lock_conflict, open_error
+
+    path = settings.working_db_path()
+    if not path.exists():
+        return None
+    try:
+        duckdb.connect(str(path)).close()  # read-write, as the steps open it
+    except duckdb.Error as error:
+        if is_lock_conflict(error):
+            return None
+        return str(open_error(path, error, "ENGAGEMENT_WORKING_DB"))
+    return None
+
+
 def _waiting(what: str) -> Callable[[str], None]:
     """What a run or an erasure says, once, when it has to wait for the run lock of `what`."""
 
@@ -450,6 +473,11 @@ def run(args: argparse.Namespace) -> int:
         except (Failure, ConfigurationError) as error:
             # The lock cannot be created, or another run held it too long: nothing ran.
             print(f"FAILED before any step: {error}", file=sys.stderr)
+            return 2
+        # Under the lock: no run of ours has the working database open now.
+        problem = _working_database_problem()
+        if problem:
+            print(f"FAILED before any step: {problem}", file=sys.stderr)
             return 2
         return _run_locked(args, job, partition, home)
 
@@ -648,6 +676,10 @@ def retain(args: argparse.Namespace) -> int:
             )
         except (Failure, ConfigurationError) as error:
             print(f"FAILED before any step: {error}", file=sys.stderr)
+            return 2
+        problem = _working_database_problem()
+        if problem:
+            print(f"FAILED before any step: {problem}", file=sys.stderr)
             return 2
         steps = StepLines()
         executed = _execute(home, RETENTION_JOB, process_tags(), steps)

@@ -369,20 +369,22 @@ def lock_holder(exc: Exception) -> str:
 
 
 def open_error(path: Path, exc: Exception, setting: str = "ENGAGEMENT_WAREHOUSE") -> WarehouseError:
-    """A plain sentence for a warehouse file that cannot be opened (not a lock conflict)."""
+    """A plain sentence for a warehouse file that cannot be opened (not a lock conflict),
+    naming it by its setting's word: the working database, or the warehouse file."""
     text = str(exc)
+    what = "the working database" if setting == "ENGAGEMENT_WORKING_DB" else "the warehouse file"
     if any(marker in text for marker in _DAMAGE_MARKERS):
         return WarehouseError(
-            f"the warehouse file {path} is damaged and cannot be opened; restore it (and its "
+            f"{what} {path} is damaged and cannot be opened; restore it (and its "
             f".wal file, if any) from a backup, or point {setting} at a new file to "
             f"start a new warehouse (DuckDB said: {text.splitlines()[0]})"
         )
     if "Permission denied" in text:
         return WarehouseError(
-            f"the warehouse file {path} cannot be opened: permission denied; it and its folder "
+            f"{what} {path} cannot be opened: permission denied; it and its folder "
             "must be readable and writable by this user"
         )
-    return WarehouseError(f"the warehouse file {path} cannot be opened: {text.splitlines()[0]}")
+    return WarehouseError(f"{what} {path} cannot be opened: {text.splitlines()[0]}")
 
 
 # Tags naming the process that executes a run (see `fail_dead_runs`).

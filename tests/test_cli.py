@@ -471,6 +471,54 @@ def test_a_month_without_its_two_digits_is_refused(tmp_path, month):
     assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
 
 
+def test_a_damaged_working_database_fails_once_before_any_step(tmp_path):
+    """A working database that is not a DuckDB file failed each staging step on its own, with
+    the same hint six times, and exit 1: it is now one line before any step, exit 2."""
+    env = environment(tmp_path, empty_exports(tmp_path))
+    working = default_working(Path(env["ENGAGEMENT_WAREHOUSE"]))
+    working.parent.mkdir()
+    working.write_bytes(b"not a database" * 1000)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 2, out[-3000:]
+    (line,) = err.splitlines()
+    assert line.startswith(
+        f"FAILED before any step: the working database {working} is damaged and cannot be "
+        "opened; restore it (and its .wal file, if any) from a backup, or point "
+        "ENGAGEMENT_WORKING_DB at a new file"
+    ), line
+    assert "run:" not in out  # no run was created
+
+
+def test_the_check_before_a_run_leaves_a_new_or_locked_working_database_to_the_run(
+    tmp_path, monkeypatch
+):
+    """A working database not there yet (a first run) is no problem and is not created (a
+    warehouse from before it is moved there when the run starts); one another process holds
+    is not damaged: the steps wait for its lock, as before."""
+    working = tmp_path / "w.working.duckdb"
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(working))
+    assert cli._working_database_problem() is None
+    assert not working.exists()
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(60)",
+            str(working),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cli._working_database_problem() is None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
     """ENGAGEMENT_DATA_DIR at a folder with no export files, on a warehouse with data: the run
     said "every export is staged as it is", as if the folder held the files it staged. It now
