@@ -435,8 +435,6 @@ def _waiting(what: str) -> Callable[[str], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dagster import Failure
-
     # Before the code location loads: it reads ENGAGEMENT_HISTORY_START.
     problem = settings_problem()
     if problem:
@@ -445,7 +443,6 @@ def run(args: argparse.Namespace) -> int:
     home = _instance_home()
     from pipelines.definitions import defs
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
-    from pipelines.resources import ConfigurationError, run_lock, warehouse_resource
 
     job = defs.resolve_job_def(JOB_NAME)
     try:
@@ -456,7 +453,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"exports:   {settings.data_dir()}")
     print(f"warehouse: {settings.warehouse_path()}")
     print(f"dagster:   {home}")
-    print(f"as-of month (partition): {partition}")
+    print(f"as-of month: {partition[:7]} (partition key {partition})")
     problem = _exports_problem()
     if problem:
         print(f"FAILED before any step: {problem}", file=sys.stderr)
@@ -466,20 +463,26 @@ def run(args: argparse.Namespace) -> int:
     # together with another one waits for it, then finds what it published (nothing to do)
     # instead of computing it again. The run's Warehouse resource re-enters it.
     with ExitStack() as held:
-        try:
-            held.enter_context(
-                run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse"))
-            )
-        except (Failure, ConfigurationError) as error:
-            # The lock cannot be created, or another run held it too long: nothing ran.
-            print(f"FAILED before any step: {error}", file=sys.stderr)
-            return 2
-        # Under the lock: no run of ours has the working database open now.
-        problem = _working_database_problem()
+        problem = _hold_run_lock(held)
         if problem:
             print(f"FAILED before any step: {problem}", file=sys.stderr)
             return 2
         return _run_locked(args, job, partition, home)
+
+
+def _hold_run_lock(held: ExitStack) -> str | None:
+    """Take the warehouse's run lock into `held` (waiting for a run that holds it), then check
+    the working database under it, when no run of ours has it open. Why nothing can run (the
+    lock cannot be created, another run held it too long, the database is damaged), else None."""
+    from dagster import Failure
+
+    from pipelines.resources import ConfigurationError, run_lock, warehouse_resource
+
+    try:
+        held.enter_context(run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse")))
+    except (Failure, ConfigurationError) as error:
+        return str(error)
+    return _working_database_problem()
 
 
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
@@ -649,14 +652,12 @@ def retention_outcome(events) -> list[str]:
 def retain(args: argparse.Namespace) -> int:
     """Apply the retention policy now: the `version_retention` job (the one its daily schedule
     runs), under the run lock and recorded in the Dagster instance as `run` does."""
-    from dagster import Failure
-
     problem = settings_problem()
     if problem:
         print(f"FAILED before any step: {problem}", file=sys.stderr)
         return 2
     home = _instance_home()
-    from pipelines.resources import ConfigurationError, process_tags, run_lock, warehouse_resource
+    from pipelines.resources import process_tags
 
     warehouse = settings.warehouse_path()
     print(f"warehouse: {warehouse}")
@@ -670,14 +671,7 @@ def retain(args: argparse.Namespace) -> int:
         )
         return 2
     with ExitStack() as held:
-        try:
-            held.enter_context(
-                run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse"))
-            )
-        except (Failure, ConfigurationError) as error:
-            print(f"FAILED before any step: {error}", file=sys.stderr)
-            return 2
-        problem = _working_database_problem()
+        problem = _hold_run_lock(held)
         if problem:
             print(f"FAILED before any step: {problem}", file=sys.stderr)
             return 2
