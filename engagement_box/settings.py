@@ -50,20 +50,6 @@ def _whole(text: str) -> int:
         raise ValueError("expected a whole number, such as 12") from None
 
 
-def _positive_int(text: str) -> int:
-    number = _whole(text)
-    if number < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return number
-
-
-def _whole_from_zero(text: str) -> int:
-    number = _whole(text)
-    if number < 0:
-        raise ValueError("expected a whole number, 0 or more")
-    return number
-
-
 def _number(text: str) -> float:
     """A finite decimal number ("0.5", "1e-3")."""
     try:
@@ -75,34 +61,24 @@ def _number(text: str) -> float:
     return number
 
 
-def _from_zero(text: str) -> float:
-    number = _number(text)
-    if number < 0:
-        raise ValueError("expected a number, 0 or more")
-    return number
+def _ranged(parse: Callable[[str], Any], accept: Callable[[Any], bool], expected: str):
+    """`parse`, refusing a value `accept` rejects with "expected <expected>"."""
+
+    def parse_in_range(text: str) -> Any:
+        number = parse(text)
+        if not accept(number):
+            raise ValueError(f"expected {expected}")
+        return number
+
+    return parse_in_range
 
 
-def _share(text: str) -> float:
-    """A share: a number from 0 to 1, both included."""
-    number = _number(text)
-    if not 0 <= number <= 1:
-        raise ValueError("expected a number from 0 to 1")
-    return number
-
-
-def _open_share(text: str) -> float:
-    """A number strictly between 0 and 1."""
-    number = _number(text)
-    if not 0 < number < 1:
-        raise ValueError("expected a number between 0 and 1, both excluded")
-    return number
-
-
-def _rate(text: str) -> float:
-    number = _number(text)
-    if number <= -1:
-        raise ValueError("expected a rate above -1, such as 0.01 (1 % a month)")
-    return number
+_positive_int = _ranged(_whole, lambda n: n >= 1, "a whole number of at least 1")
+_whole_from_zero = _ranged(_whole, lambda n: n >= 0, "a whole number, 0 or more")
+_from_zero = _ranged(_number, lambda n: n >= 0, "a number, 0 or more")
+_share = _ranged(_number, lambda n: 0 <= n <= 1, "a number from 0 to 1")
+_open_share = _ranged(_number, lambda n: 0 < n < 1, "a number between 0 and 1, both excluded")
+_rate = _ranged(_number, lambda n: n > -1, "a rate above -1, such as 0.01 (1 % a month)")
 
 
 def _spark_jvm(text: str) -> str:
