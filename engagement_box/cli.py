@@ -438,8 +438,7 @@ def run(args: argparse.Namespace) -> int:
     # Before the code location loads: it reads ENGAGEMENT_HISTORY_START.
     problem = settings_problem()
     if problem:
-        print(f"FAILED before any step: {problem}", file=sys.stderr)
-        return 2
+        return _nothing_ran(problem)
     home = _instance_home()
     from pipelines.definitions import defs
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
@@ -456,8 +455,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"as-of month: {partition[:7]} (partition key {partition})")
     problem = _exports_problem()
     if problem:
-        print(f"FAILED before any step: {problem}", file=sys.stderr)
-        return 2
+        return _nothing_ran(problem)
 
     # The run lock is held from the check for new inputs to the end of the run: a run started
     # together with another one waits for it, then finds what it published (nothing to do)
@@ -465,9 +463,14 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as held:
         problem = _hold_run_lock(held)
         if problem:
-            print(f"FAILED before any step: {problem}", file=sys.stderr)
-            return 2
+            return _nothing_ran(problem)
         return _run_locked(args, job, partition, home)
+
+
+def _nothing_ran(problem: str) -> int:
+    """Say why nothing ran, on stderr, and give its exit code (2)."""
+    print(f"FAILED before any step: {problem}", file=sys.stderr)
+    return 2
 
 
 def _hold_run_lock(held: ExitStack) -> str | None:
@@ -654,8 +657,7 @@ def retain(args: argparse.Namespace) -> int:
     runs), under the run lock and recorded in the Dagster instance as `run` does."""
     problem = settings_problem()
     if problem:
-        print(f"FAILED before any step: {problem}", file=sys.stderr)
-        return 2
+        return _nothing_ran(problem)
     home = _instance_home()
     from pipelines.resources import process_tags
 
@@ -673,8 +675,7 @@ def retain(args: argparse.Namespace) -> int:
     with ExitStack() as held:
         problem = _hold_run_lock(held)
         if problem:
-            print(f"FAILED before any step: {problem}", file=sys.stderr)
-            return 2
+            return _nothing_ran(problem)
         steps = StepLines()
         executed = _execute(home, RETENTION_JOB, process_tags(), steps)
         if executed is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from engagement_box.governance.versions import STATE, erasure_requests, model_code_version
-from engagement_box.sql import load_sql, quote_identifier, table_exists
+from engagement_box.sql import database_path, load_sql, quote_identifier, table_exists
 
 STATE_TABLE = STATE  # retention deletes the states of the as-ofs it trims
 # The sources the order summaries read: orders may grow by new files; a change to the others
@@ -121,13 +121,11 @@ def _staged_orders_key(con: duckdb.DuckDBPyConnection) -> tuple | None:
     ).fetchone()[0]
     if not files:
         return None
-    path = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
-    if not path or not path[0]:
+    path = database_path(con)
+    if path is None:
         return None  # an in-memory database: no identity across connections
     count = con.execute("SELECT count(*) FROM staging.orders").fetchone()[0]
-    return (path[0], int(count), tuple(files), tuple(erasure_requests(con)))
+    return (path, int(count), tuple(files), tuple(erasure_requests(con)))
 
 
 def staged_orders_fact(con: duckdb.DuckDBPyConnection, name: str, compute):

@@ -100,6 +100,14 @@ def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> b
     return bool(row and row[0])
 
 
+def database_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The file of `con`'s current database (None in memory)."""
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return row[0] if row and row[0] else None
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """One DuckDB transaction: committed if the block ends normally, rolled back on any

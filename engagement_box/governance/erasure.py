@@ -91,7 +91,7 @@ import polars as pl
 
 from engagement_box.activation.audiences import neutralize_formulas
 from engagement_box.governance import readers
-from engagement_box.sql import load_sql, transaction
+from engagement_box.sql import database_path, load_sql, transaction
 from engagement_box.staging.contracts import SOURCES, WHITESPACE
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
@@ -505,7 +505,7 @@ def erase(
             },
         )
 
-    working = _database_path(con)
+    working = database_path(con)
     if working:
         write_register(con, register_path(working), salt)
 
@@ -571,7 +571,7 @@ def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:
     deleted or left behind when the database was copied). The DuckDB ingest calls it, so such a
     warehouse's register is whole after its next run. True when it wrote one; nothing for a
     database in memory."""
-    working = _database_path(con)
+    working = database_path(con)
     if not working:
         return False
     hashes = erased_subject_hashes(con)
@@ -612,14 +612,6 @@ def register_of(working: Path | str) -> tuple[frozenset[str], str]:
         finally:
             con.close()
     return read_register(path)
-
-
-def _database_path(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The file of `con`'s current database (None in memory)."""
-    row = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
-    return row[0] if row and row[0] else None
 
 
 def read_register(path: Path | str) -> tuple[frozenset[str], str]:
