@@ -104,7 +104,7 @@ def engagement_value(
                 identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
                 settings,
             )
-        values = engagement_values_from_parts(
+        values, referral_model = engagement_values_from_parts(
             clv,
             referrals,
             parts,
@@ -112,7 +112,8 @@ def engagement_value(
             as_of=window["as_of"],
             customers=customers,
             customer_since=customer_since,
-        ).with_columns(pl.lit(window["as_of"]).alias("as_of"))
+        )
+        values = values.with_columns(pl.lit(window["as_of"]).alias("as_of"))
         state = incremental.record(
             con, "engagement_value", window["as_of"], now, values.height, edges=parts.edges.height
         )
@@ -153,6 +154,10 @@ def engagement_value(
             # Why referrals were or were not credited (self_referral: one person after merging).
             "referral_outcomes": dg.MetadataValue.json(
                 referral.outcome_counts(referral.referral_outcomes(referrals, window["as_of"]))
+            ),
+            # What every customer's CRV was computed with: the rate fit, kappa, the mean value.
+            "referral_model": dg.MetadataValue.json(
+                {**referral_model.report(), "currency": window["currency"]}
             ),
             "quadrants": dg.MetadataValue.json(
                 dict(values.group_by("quadrant").len().sort("quadrant").iter_rows())

@@ -376,9 +376,10 @@ TABLES: tuple[Table, ...] = (
                 "DOUBLE",
                 f"Value of one credited referral: the customer's past referees' mean value, "
                 f"shrunk toward everyone's mean by the credibility kappa "
-                f"(ENGAGEMENT_CRV_VALUE_CREDIBILITY, estimated when unset; when referrers' "
-                f"referees differ no more than chance would make them, every customer gets "
-                f"everyone's mean) ({_MONEY}).",
+                f"(ENGAGEMENT_CRV_VALUE_CREDIBILITY, estimated when unset; the kappa a run "
+                f"used is in its work/engagement_value step's metadata, `referral_model`; "
+                f"when referrers' referees differ no more than chance would make them, every "
+                f"customer gets everyone's mean) ({_MONEY}).",
             ),
             Column(
                 "civ",

@@ -1,5 +1,6 @@
 """CRV: which referrals count, what one is worth, and the forward-looking referral-rate model."""
 
+import json
 from datetime import date, datetime
 
 import numpy as np
@@ -215,8 +216,9 @@ def test_forward_crv_is_rate_times_shrunk_value_times_annuity():
         }
     )
     start = pl.DataFrame({"customer_id": ["A", "B", "C"], "start": [datetime(2024, 1, 1)] * 3})
-    out, fit, kappa, mu = customer_referral_value(credited, start, settings, date(2024, 12, 30))
-    assert kappa == 1.0 and mu == pytest.approx(60.0)
+    out, model = customer_referral_value(credited, start, settings, date(2024, 12, 30))
+    fit = model.fit
+    assert model.kappa == 1.0 and model.mean_value == pytest.approx(60.0)
     t = 365 / 30  # 2024-01-01 to the end of 2024-12-30: 365 days of 30-day months
     row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
     expected_value = {"A": (2 * 80 + 60) / 3, "B": (20 + 60) / 2, "C": 60.0}
@@ -227,6 +229,34 @@ def test_forward_crv_is_rate_times_shrunk_value_times_annuity():
         assert row[cid]["crv"] == pytest.approx(rate * expected_value[cid] * annuity(settings))
     assert row["A"]["crv_realized"] == pytest.approx(160.0)
     assert row["C"]["crv_realized"] == 0.0
+
+
+def test_the_referral_model_is_reported_as_it_was_used():
+    """What an engineer reads in the step's metadata: the kappa the run used (set or estimated,
+    inf in words, since JSON has no inf), the rate and the mean value of one referral."""
+    credited = pl.DataFrame(
+        {
+            "referrer_customer_id": ["A", "A", "B", "B"],
+            "referred_at": [datetime(2024, 3, 1)] * 4,
+            "value": [50.0, 50.0, 50.0, 50.0],
+        }
+    )
+    start = pl.DataFrame({"customer_id": ["A", "B", "C"], "start": [datetime(2024, 1, 1)] * 3})
+    _, estimated = customer_referral_value(
+        credited, start, EngagementSettings(), date(2024, 12, 30)
+    )
+    report = estimated.report()
+    assert report["kappa"] == "estimated (Buhlmann-Straub)"
+    assert str(report["value_credibility_kappa"]).startswith("inf: ")
+    assert report["credited_referrals"] == 4 and report["mean_value_per_referral"] == 50.0
+    json.dumps(report, allow_nan=False)  # the metadata panel's JSON has no inf or NaN
+    _, set_ = customer_referral_value(
+        credited, start, EngagementSettings(crv_value_credibility=2.5), date(2024, 12, 30)
+    )
+    assert set_.report()["kappa"] == "set" and set_.report()["value_credibility_kappa"] == 2.5
+    nobody = credited.clear()
+    _, none = customer_referral_value(nobody, start, EngagementSettings(), date(2024, 12, 30))
+    assert none.report()["referral_rate_per_month"].startswith("0: nobody")
 
 
 def test_exposure_starts_at_customer_since_or_the_first_referral():

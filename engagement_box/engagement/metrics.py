@@ -30,7 +30,11 @@ from engagement_box.engagement.influence import (
 )
 from engagement_box.engagement.knowledge import customer_knowledge_value
 from engagement_box.engagement.quadrants import QUADRANT_PLAYS, QUADRANTS, assign_quadrants
-from engagement_box.engagement.referral import credited_referrals, customer_referral_value
+from engagement_box.engagement.referral import (
+    ReferralModel,
+    credited_referrals,
+    customer_referral_value,
+)
 from engagement_box.staging.contracts import SOCIAL_PLATFORMS
 
 __all__ = [
@@ -201,7 +205,7 @@ def engagement_values(
     sum(cev) = sum(clv) + sum(crv) + sum(ckv) (civ only moves value between customers).
     """
     settings = settings or EngagementSettings()
-    return engagement_values_from_parts(
+    values, _referral_model = engagement_values_from_parts(
         clv,
         referrals,
         engagement_parts(reviews, social, settings),
@@ -210,6 +214,7 @@ def engagement_values(
         customers=customers,
         customer_since=customer_since,
     )
+    return values
 
 
 def engagement_values_from_parts(
@@ -221,8 +226,9 @@ def engagement_values_from_parts(
     as_of: date | datetime | None = None,
     customers: pl.DataFrame | None = None,
     customer_since: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """`engagement_values` from the CLV-free parts (`engagement_parts`): the same rows."""
+) -> tuple[pl.DataFrame, ReferralModel]:
+    """`engagement_values` from the CLV-free parts (`engagement_parts`): the same rows, and the
+    referral model every customer's CRV was computed with (`referral.ReferralModel`)."""
     settings = settings or EngagementSettings()
     as_of = as_of or _default_as_of(referrals, None)
     clv = clv.select(pl.col("customer_id").cast(pl.String), pl.col("clv").cast(pl.Float64))
@@ -254,13 +260,13 @@ def engagement_values_from_parts(
         universe = pl.concat([s.cast(pl.String).alias("customer_id") for s in ids]).to_frame()
     universe = universe.filter(pl.col("customer_id").is_not_null()).unique()
 
-    crv, _fit, _kappa, _mu = customer_referral_value(
+    crv, referral_model = customer_referral_value(
         credited, _exposure_start(universe, referrals, customer_since), settings, as_of
     )
     out = universe.join(clv.with_columns(pl.lit(True).alias("buyer")), on="customer_id", how="left")
     for part in (crv, civ, ckv, points):
         out = out.join(part, on="customer_id", how="left")
-    return assign_quadrants(finish_values(out).sort("customer_id"), settings)
+    return assign_quadrants(finish_values(out).sort("customer_id"), settings), referral_model
 
 
 def finish_values(out: pl.DataFrame) -> pl.DataFrame:

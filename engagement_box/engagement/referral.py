@@ -304,18 +304,59 @@ def annuity(settings: EngagementSettings) -> float:
     return float(((1.0 + d) ** -k).sum())
 
 
+@dataclass(frozen=True)
+class ReferralModel:
+    """What every customer's CRV of one run was computed with: the referral-rate fit, the
+    credibility kappa (set by ENGAGEMENT_CRV_VALUE_CREDIBILITY, else estimated) and everyone's
+    mean value of one credited referral."""
+
+    fit: ReferralRateFit
+    kappa: float
+    kappa_estimated: bool
+    mean_value: float
+
+    def report(self) -> dict[str, object]:
+        """The model in plain JSON values, for the step's metadata (no inf: JSON has none)."""
+        fit = self.fit
+        if fit.referrals == 0:
+            rate = "0: nobody was credited with a referral"
+        elif fit.poisson_limit:
+            rate = (
+                f"{fit.referrals / fit.exposure_months:.6g} for everyone: referrers do not "
+                "differ beyond chance (Poisson limit)"
+            )
+        else:
+            rate = (
+                f"{fit.r / fit.alpha:.6g} on average (Gamma r={fit.r:.6g}, alpha={fit.alpha:.6g})"
+            )
+        if math.isinf(self.kappa):
+            kappa = "inf: referrers' referees differ no more than chance, everyone gets the mean"
+        else:
+            kappa = round(self.kappa, 6)
+        return {
+            "referral_rate_per_month": rate,
+            "customers_exposed": fit.customers,
+            "credited_referrals": fit.referrals,
+            "exposure_months": round(fit.exposure_months, 1),
+            "value_credibility_kappa": kappa,
+            "kappa": "estimated (Buhlmann-Straub)" if self.kappa_estimated else "set",
+            "mean_value_per_referral": round(self.mean_value, 2),
+        }
+
+
 def customer_referral_value(
     credited: pl.DataFrame,
     exposure_start: pl.DataFrame,
     settings: EngagementSettings,
     as_of: date | datetime,
-) -> tuple[pl.DataFrame, ReferralRateFit, float, float]:
+) -> tuple[pl.DataFrame, ReferralModel]:
     """Forward CRV for every customer of `exposure_start` (customer_id, start).
 
     A customer's exposure runs from `start` (or their first credited referral if earlier) to the
     end of the as-of day, in whole days / 30 (30-day months). Returns the frame (customer_id,
-    crv, crv_realized, crv_referrals, crv_expected_referrals, crv_value_per_referral), the rate
-    fit, kappa and the population mean value of one referral.
+    crv, crv_realized, crv_referrals, crv_expected_referrals, crv_value_per_referral) and the
+    model it was computed with (`ReferralModel`: the rate fit, kappa, the population mean value
+    of one referral).
     """
     per_referrer = referrer_stats(credited)
     kappa = (
@@ -328,7 +369,8 @@ def customer_referral_value(
     fit = fit_referral_rate(
         frame.get_column("n").to_numpy().astype(np.float64), frame.get_column("exposure").to_numpy()
     )
-    return referral_values(frame, fit, kappa, mu, settings), fit, float(kappa), mu
+    model = ReferralModel(fit, float(kappa), settings.crv_value_credibility is None, mu)
+    return referral_values(frame, fit, kappa, mu, settings), model
 
 
 def referrer_stats(credited: pl.DataFrame) -> pl.DataFrame:
