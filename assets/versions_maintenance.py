@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import table_metadata
+from assets.metadata import PREVIEW_ROWS, markdown_table, table_metadata
 from engagement_box.governance import versions
 from pipelines.resources import RetentionPolicy, Warehouse
 
@@ -14,7 +14,8 @@ from pipelines.resources import RetentionPolicy, Warehouse
 )
 def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.MaterializeResult:
     """Versions kept by the retention policy (newest N, none older than D days; current kept);
-    the work rows of as-ofs no retained version links (but each table's newest) are deleted."""
+    the work rows of as-ofs no retained version links (but each table's newest) are deleted.
+    Its row count is the versions retained."""
     with warehouse.get_connection() as con:
         result = versions.apply_retention(
             con,
@@ -25,9 +26,17 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
         current = versions.current_version(con)
         as_of = {s["snapshot_id"]: s["as_of"] for s in versions.snapshots(con)}
         metadata = table_metadata(con, "marts", "snapshots")
+        # The retained versions, newest first: marts.snapshots also lists the expired ones.
+        retained = con.execute(
+            "SELECT snapshot_id, as_of, is_current, published_at FROM marts.snapshots "
+            "WHERE expired_at IS NULL ORDER BY snapshot_id DESC LIMIT $n",
+            {"n": PREVIEW_ROWS},
+        ).pl()
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
     metadata.update(
         {
+            "dagster/row_count": dg.MetadataValue.int(result.kept),
+            "preview": dg.MetadataValue.md(markdown_table(retained)),
             "expired_now": dg.MetadataValue.json(result.expired),
             # Each expired version's as-of date, by version id (what `engagement-box retain` says).
             "expired_as_of": dg.MetadataValue.json(

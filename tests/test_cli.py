@@ -592,7 +592,9 @@ def test_retain_applies_the_policy_as_a_run_and_says_what_it_expired(december_ru
     assert code == 0, err[-3000:]
     assert err == ""  # Dagster's DEBUG lines are in the log file
     run_id = re.search(r"^run:\s+(\S+)$", out, flags=re.M)[1]
-    assert step_lines(out)["maintenance__version_retention"][1] == "ok"
+    retention_line = step_lines(out)["maintenance__version_retention"]
+    assert retention_line[1] == "ok"
+    assert retention_line[4] == "1", retention_line  # rows: the versions kept, not all logged
     said = out.split(cli.StepLines.HEADER.strip(), 1)[1].splitlines()[2:]
     assert said[:3] == [
         f"expired now: version 1 (as of {as_of})",
