@@ -465,7 +465,9 @@ TABLES: tuple[Table, ...] = (
                 "persona",
                 "VARCHAR",
                 "The persona's name: the label of its most distinctive feature, and of the "
-                "second one when it sets the persona apart too.",
+                "second one when it sets the persona apart too. Labels compare the personas "
+                "with each other (Occasional buyers buy less often than the others, not once; "
+                "marts.persona_profile has each persona's means).",
             ),
             AS_OF,
         ),

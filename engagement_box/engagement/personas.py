@@ -77,7 +77,7 @@ def feature_frame(values: pl.DataFrame, rfm_rows: pl.DataFrame, prospect: str) -
 # (label when the cluster is high on the feature, label when low)
 TRAIT_LABELS: dict[str, tuple[str, str]] = {
     "days_since_last_order": ("Lapsed", "Recent buyers"),
-    "order_count": ("Frequent buyers", "One-off buyers"),
+    "order_count": ("Frequent buyers", "Occasional buyers"),
     "total_spend": ("Big spenders", "Light spenders"),
     "clv": ("High future value", "Low future value"),
     "crv": ("Referrers", "Non-referrers"),
