@@ -407,14 +407,26 @@ def _working_database_problem() -> str | None:
     damaged, not readable), else None: asked before any step, since every step would fail on
     it, each with the same message. Cheap: one open and close, nothing read. A database not
     there yet (the first run) is fine, and is not created here (a warehouse from before the
-    working database is moved to it when the run starts). A lock another process holds is
-    not asked about here: the steps wait for it, as they always do."""
+    working database is moved to it when the run starts: that published file is opened
+    read-only instead). A lock another process holds is not asked about here: the steps wait
+    for it, as they always do."""
     import duckdb
 
     from pipelines.resources import is_lock_conflict, open_error
 
     path = settings.working_db_path()
     if not path.exists():
+        # The run starts by adopting the published file (a warehouse from before the working
+        # database) when there is one: a damaged one would stop every step the same way.
+        published = settings.warehouse_path()
+        if not published.exists():
+            return None
+        try:
+            duckdb.connect(str(published), read_only=True).close()
+        except duckdb.Error as error:
+            if is_lock_conflict(error):
+                return None
+            return str(open_error(published, error, "ENGAGEMENT_WAREHOUSE"))
         return None
     try:
         duckdb.connect(str(path)).close()  # read-write, as the steps open it
