@@ -489,26 +489,6 @@ def test_a_damaged_working_database_fails_once_before_any_step(tmp_path):
     assert "run:" not in out  # no run was created
 
 
-def test_a_damaged_warehouse_without_a_working_database_fails_before_any_step(tmp_path):
-    """With no working database, a run starts by adopting the warehouse file (one from before
-    the working database). A damaged one created a run whose 20 steps did not run, exit 1: it
-    is now one line before any step, exit 2, and the file is left as it was."""
-    env = environment(tmp_path, empty_exports(tmp_path))
-    published = Path(env["ENGAGEMENT_WAREHOUSE"])
-    published.parent.mkdir(exist_ok=True)
-    published.write_bytes(b"not a database" * 1000)
-    code, out, err = run_cli(env, "--month", MONTH)
-    assert code == 2, out[-3000:]
-    (line,) = err.splitlines()
-    assert line.startswith(
-        f"FAILED before any step: the warehouse file {published} is damaged and cannot be "
-        "opened; restore it"
-    ), line
-    assert "run:" not in out  # no run was created
-    assert published.read_bytes() == b"not a database" * 1000
-    assert not default_working(published).exists()
-
-
 def test_the_check_before_a_run_leaves_a_new_or_locked_working_database_to_the_run(
     tmp_path, monkeypatch
 ):
