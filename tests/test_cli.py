@@ -186,11 +186,13 @@ RERUN_STEP = "work__customer_rfm"
 
 def check_ui_reexecution(cli_run: dict) -> None:
     """The UI's re-execution of a step of the CLI's run: the same GraphQL mutation, on the
-    workspace `dagster dev` loads from workspace.yaml. It failed with "CheckError: Expected
+    workspace `dagster dev` loads when started as the README says (no arguments: pyproject.toml's
+    [tool.dagster] block comes before workspace.yaml). It failed with "CheckError: Expected
     non-None value: None" when the CLI ran the job with `execute_in_process` (no job origin
-    recorded)."""
+    recorded), and with "Location pipelines.definitions does not exist in workspace" while
+    workspace.yaml, which the CLI reads, named the location otherwise."""
     from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster._core.workspace.load_target import PyProjectFileTarget
     from dagster_graphql.test.utils import execute_dagster_graphql
 
     assert cli_run["code"] == 0, cli_run["err"][-3000:]
@@ -198,12 +200,14 @@ def check_ui_reexecution(cli_run: dict) -> None:
     with (
         instance_at(cli_run["env"]) as instance,
         WorkspaceProcessContext(
-            instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
+            instance, PyProjectFileTarget(str(REPO / "pyproject.toml"))
         ) as workspace,
     ):
         context = workspace.create_request_context()
         parent = instance.get_run_by_id(parent_id)
-        (location,) = context.code_location_names
+        # The UI addresses the re-execution to the location the parent run records.
+        location = parent.remote_job_origin.location_name
+        assert context.code_location_names == [location]
         params = {
             "selector": {
                 "repositoryLocationName": location,
