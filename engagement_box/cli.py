@@ -805,6 +805,31 @@ def generate(args: argparse.Namespace) -> int:
     return generator.main(args)
 
 
+def load_env_file(directory: Path | None = None) -> list[str]:
+    """Settings from `.env` in the working directory (README "Settings"): Dagster's commands
+    load the same file for the runs they start (`dagster dev`, the UI's runs), so a setting put
+    there holds for both. A variable already set in the environment keeps its value here;
+    Dagster's commands let `.env` win, so a variable set both ways with different values is
+    said (the returned warnings)."""
+    from dotenv import dotenv_values
+
+    path = (directory or Path.cwd()) / ".env"
+    if not path.is_file():
+        return []
+    warnings = []
+    for name, value in dotenv_values(path).items():
+        if value is None:
+            continue
+        if name not in os.environ:
+            os.environ[name] = value
+        elif os.environ[name] != value:
+            warnings.append(
+                f"warning: {name} differs between the environment and {path}: this command "
+                "uses the environment's value; runs started by dagster dev use the file's"
+            )
+    return warnings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engagement-box", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -853,6 +878,9 @@ def main(argv: list[str] | None = None) -> int:
         generator.add_arguments(gen)
     gen.set_defaults(func=generate)
     args = parser.parse_args(argv)
+    if args.func is not generate:
+        for warning in load_env_file():
+            print(warning, flush=True)
     if args.func is erase:
         empty = _empty_erasure_key(args)
         if empty:

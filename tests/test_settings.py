@@ -134,3 +134,32 @@ def test_duckdb_threads_caps_every_step_connection(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="ENGAGEMENT_DUCKDB_THREADS='0' is not valid"):
         with warehouse.get_connection():
             pass
+
+
+def test_the_cli_reads_dot_env_as_dagster_does_and_says_when_the_shell_differs(
+    tmp_path, monkeypatch, capsys
+):
+    """`.env.example` says "copy to .env": Dagster's commands load that file for the UI's runs,
+    but `engagement-box` ignored it, so a rate set there held in the UI and not in the CLI. The
+    CLI now reads it too; a variable the shell also sets keeps the shell's value, and the CLI
+    says so when the two differ (Dagster lets the file win)."""
+    from engagement_box import cli
+
+    (tmp_path / ".env").write_text(
+        "ENGAGEMENT_CIV_BETA=1.5\nENGAGEMENT_MARGIN=0.3\n# a comment\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ENGAGEMENT_CIV_BETA", "0.5")  # recorded, so the file's value is undone
+    monkeypatch.delenv("ENGAGEMENT_CIV_BETA")
+    monkeypatch.setenv("ENGAGEMENT_MARGIN", "0.4")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "e.duckdb"))
+    assert cli.main(["run", "--month", "2025-12"]) == 2  # the file's bad value stops the run
+    out, err = capsys.readouterr()
+    assert "ENGAGEMENT_CIV_BETA='1.5' is not valid" in err
+    assert os.environ["ENGAGEMENT_MARGIN"] == "0.4"  # the shell's value stands
+    (warning,) = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(
+        f"warning: ENGAGEMENT_MARGIN differs between the environment and {tmp_path / '.env'}"
+    )
+    assert not (tmp_path / "w").exists()  # nothing ran, nothing was written
