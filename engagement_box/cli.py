@@ -146,18 +146,6 @@ def root_cause(result) -> str | None:
     return None
 
 
-def settings_problem() -> str | None:
-    """The first setting whose value does not parse, in the words of engagement_box/settings.py
-    (it names the variable), else None. Asked before anything runs: a bad value otherwise surfaced
-    as a traceback (the check for new inputs reads the settings) or as a failed step."""
-    for setting in settings.SETTINGS:
-        try:
-            settings.value(setting.name)
-        except ValueError as error:
-            return str(error)
-    return None
-
-
 def _exports_problem() -> str | None:
     from pipelines.resources import missing_export_folders, missing_exports_message
 
@@ -448,7 +436,7 @@ def _waiting(what: str) -> Callable[[str], None]:
 
 def run(args: argparse.Namespace) -> int:
     # Before the code location loads: it reads ENGAGEMENT_HISTORY_START.
-    problem = settings_problem()
+    problem = settings.first_problem()
     if problem:
         return _nothing_ran(problem)
     home = _instance_home()
@@ -667,7 +655,7 @@ def retention_outcome(events) -> list[str]:
 def retain(args: argparse.Namespace) -> int:
     """Apply the retention policy now: the `version_retention` job (the one its daily schedule
     runs), under the run lock and recorded in the Dagster instance as `run` does."""
-    problem = settings_problem()
+    problem = settings.first_problem()
     if problem:
         return _nothing_ran(problem)
     home = _instance_home()

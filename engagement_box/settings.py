@@ -370,6 +370,19 @@ def value(name: str, environ: Mapping[str, str] | None = None) -> Any:
         raise ValueError(f"{name}={text!r} is not valid: {exc}") from None
 
 
+def first_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """The first setting whose value does not parse, in the words of `value` (it names the
+    variable), else None. Asked before anything runs (the CLI, a run's first resource, the
+    schedule's and sensor's ticks): a bad value otherwise surfaced as a traceback or as a step
+    failing after the steps before it."""
+    for setting in SETTINGS:
+        try:
+            value(setting.name, environ)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
 def path(name: str, environ: Mapping[str, str] | None = None) -> Path:
     """A path setting: a value you set is taken from the working directory, as shells do; the
     default is inside the repository (where the bundled sample lives)."""

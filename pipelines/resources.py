@@ -182,7 +182,16 @@ class Warehouse(DuckDBResource):
         return readers.Layout(published=self.path, working=self.working_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run_id = context.run.run_id if context.run is not None else None
+        if context.run is None:
+            # A schedule's tick (it reads where the working database is): it takes no run lock,
+            # which would hold the daemon's tick for as long as a run goes, and moves nothing.
+            return
+        # A setting that does not parse failed a step halfway through the run (CIV's decay, in
+        # the engagement step after fifteen others): the run stops here, naming the variable.
+        problem = settings.first_problem()
+        if problem:
+            raise ConfigurationError(problem)
+        run_id = context.run.run_id
         if context.instance is not None and run_id is not None:
             # Who runs this run: a later run marks it failed if this process dies unfinished.
             context.instance.add_run_tags(run_id, process_tags())

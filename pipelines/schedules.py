@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.publish import standing_version
+from engagement_box import settings
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.partitions import partition_key_for
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
@@ -25,6 +26,11 @@ def daily_schedule(
 ) -> dg.RunRequest | dg.SkipReason:
     # The month comes from the tick's scheduled time, never from the wall clock: a late or
     # catch-up tick for 30 November still runs November.
+    # A setting that does not parse would fail the run (or this tick, with a traceback):
+    # no run, and the tick says which variable.
+    problem = settings.first_problem()
+    if problem:
+        return dg.SkipReason(f"no run: {problem}")
     scheduled = context.scheduled_execution_time
     if scheduled is None:
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from engagement_box import settings
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, discover_files
 from pipelines.jobs import engagement_job
@@ -34,6 +35,9 @@ def new_export_files(
     context: dg.SensorEvaluationContext, exports: ExportsResource
 ) -> dg.SensorResult | dg.SkipReason:
     seen: dict[str, list[int]] = json.loads(context.cursor) if context.cursor else {}
+    problem = settings.first_problem()  # the run would fail on it: say so, start nothing
+    if problem:
+        return dg.SkipReason(f"no run: {problem}")
     try:
         current = export_fingerprints(exports)
     except IngestError as exc:

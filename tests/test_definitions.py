@@ -2,12 +2,15 @@
 concurrency pool (runs are serialised by the warehouse's run lock)."""
 
 import json
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
+from engagement_box.governance.readers import default_working as readers_working
 from engagement_box.staging.contracts import SOURCES
 from pipelines.definitions import defs
 from pipelines.partitions import month_end
@@ -128,6 +131,83 @@ def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock(tmp_pat
         assert request.partition_key == month
         # one run per day, even if the tick repeats
         assert request.run_key == f"daily-{tick.date().isoformat()}"
+
+
+def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monkeypatch):
+    """The schedule's tick initialised the warehouse resource as a run does: it waited for the
+    run lock (up to 30 minutes while a run went) and could move a one-file warehouse. A bad
+    setting failed the tick with a traceback, and the sensor launched runs that failed at
+    their sixteenth step. Now a tick takes no lock, and both say which variable, no run."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    database = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(  # another process's run holds the lock
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+            f"{database}.run.lock",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        resources = {
+            "warehouse": Warehouse(database=str(database), run_lock_timeout_seconds=2),
+            "exports": ExportsResource(data_dir=str(tmp_path)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        }
+
+        def tick():
+            with dg.build_schedule_context(
+                scheduled_execution_time=datetime(2026, 11, 22, 5),
+                resources=resources,
+                repository_def=defs.get_repository_def(),
+            ) as context:
+                return daily_schedule.evaluate_tick(context)
+
+        assert tick().run_requests[0].partition_key == "2026-11-01"
+        monkeypatch.setenv("ENGAGEMENT_CIV_BETA", "1.5")
+        refused = tick()
+        assert not refused.run_requests
+        assert refused.skip_message.startswith("no run: ENGAGEMENT_CIV_BETA='1.5' is not valid")
+        sensed = new_export_files(
+            dg.build_sensor_context(resources={"exports": resources["exports"]})
+        )
+        assert isinstance(sensed, dg.SkipReason)
+        assert sensed.skip_message.startswith("no run: ENGAGEMENT_CIV_BETA='1.5' is not valid")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path, monkeypatch):
+    """A run from the UI with ENGAGEMENT_CIV_BETA=1.5 ran fifteen steps, then failed the
+    engagement step. The warehouse resource now refuses the run before any step writes."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    monkeypatch.setenv("ENGAGEMENT_CIV_BETA", "1.5")
+    database = tmp_path / "w.duckdb"
+    result = dg.materialize(
+        [a for a in defs.assets if dg.AssetKey(["staging", "fx_rates"]) in a.keys],
+        resources={
+            "warehouse": Warehouse(database=str(database)),
+            "exports": ExportsResource(data_dir=str(tmp_path)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert failure.event_specific_data.error.message.startswith(
+        "pipelines.resources.ConfigurationError: ENGAGEMENT_CIV_BETA='1.5' is not valid"
+    )
+    assert not any(e.is_step_success for e in result.all_events)
+    assert not database.exists() and not readers_working(database).exists()
 
 
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):

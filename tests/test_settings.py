@@ -74,14 +74,12 @@ def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, n
     """What the steps would refuse halfway through a run (e.g. CIV's decay of 1.5, found by the
     engagement step after fifteen others) is refused by the setting itself, so
     `engagement-box run` stops before any step, naming the variable in plain words."""
-    from engagement_box.cli import settings_problem
-
     with pytest.raises(ValueError) as refused:
         settings.value(name, {name: bad})
     assert name in str(refused.value) and words in str(refused.value)
     assert "could not convert" not in str(refused.value)
     monkeypatch.setenv(name, bad)
-    assert settings_problem() == str(refused.value)
+    assert settings.first_problem() == str(refused.value)
 
 
 def test_every_value_the_settings_accept_the_engagement_step_accepts(monkeypatch):
