@@ -314,7 +314,9 @@ def customer_summary(
                 description=(
                     f"{n_left_out} of {completed} completed orders left out: no FX rate into "
                     f"{window['currency']} ({by_currency}); add them to the fx_rates export or "
-                    "ENGAGEMENT_FX_RATES"
+                    "ENGAGEMENT_FX_RATES, then run the whole graph again (in the UI: re-execute "
+                    "all steps; work/buyer_days converts the currencies, so a re-execution from "
+                    "this failure stops there)"
                     if n_left_out
                     else "no completed order left out"
                 ),
