@@ -405,7 +405,11 @@ def audience_exports(
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
-    sizes = frame.group_by("audience_kind", "audience").len().sort("audience_kind", "audience")
+    sizes = (
+        frame.group_by("audience_kind", "audience")
+        .len(name="customers")
+        .sort("audience_kind", "audience")
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,

@@ -647,7 +647,8 @@ def retention_outcome(events) -> list[str]:
         rows = int(meta.get("work_rows_deleted", 0))
         lines.append(
             f"work rows deleted: {rows:,} of {_plural(len(trimmed), 'as-of')} "
-            f"{', '.join(trimmed)}, which no retained version shows and no run carries forward"
+            f"{', '.join(trimmed)}: no retained version reads them (a version keeps its own "
+            "copy when its as-of is computed again) and no run carries them forward"
         )
     return lines
 
