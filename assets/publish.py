@@ -37,8 +37,9 @@ MARTS = {
     "cohort_retention": "cohort_retention",
 }
 # The daily schedule runs at 05:00 UTC: a mart not materialized for 26 hours missed a day (warn),
-# for 50 hours two (fail). Dagster evaluates it when `freshness: enabled: true` is in the
-# instance's dagster.yaml. `current_version_is_fresh` below checks the data, not the clock.
+# for 50 hours two (fail). Dagster's daemon evaluates it (on by default; `freshness: enabled:
+# false` in the instance's dagster.yaml turns it off). `current_version_is_fresh` below checks
+# the data, not the clock.
 MART_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=26)
 )
