@@ -2,6 +2,7 @@
 run's time, which bounds what the assets accept as already happened."""
 
 import datetime as dt
+import math
 
 import dagster as dg
 import duckdb
@@ -52,7 +53,8 @@ def money_value(amount: object) -> dg.MetadataValue:
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
-    """A small frame as a markdown table (floats to 4 decimals) for the UI's metadata panel."""
+    """A small frame as a markdown table (floats to 4 decimals, NaN and NULL blank) for the UI's
+    metadata panel."""
     if frame.height == 0:
         return "_empty_"
     header = "| " + " | ".join(frame.columns) + " |"
@@ -61,7 +63,7 @@ def markdown_table(frame: pl.DataFrame) -> str:
         "| "
         + " | ".join(
             ""
-            if v is None
+            if v is None or (isinstance(v, float) and math.isnan(v))
             else (f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|"))
             for v in row
         )

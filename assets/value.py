@@ -494,6 +494,8 @@ def model_fit(
         if started_from
         else "fits on a sample of the rows"
     )
+    # Every fit at a glance: the generic preview showed 5 of the 8 rows, 25 columns with JSON.
+    metadata["preview"] = dg.MetadataValue.md(markdown_table(frame.select(FIT_PREVIEW_COLUMNS)))
     metadata["choice_reason"] = reason
     metadata["choice_pinned"] = pinned is not None
     if comparison is not None:
@@ -513,6 +515,24 @@ def model_fit(
             )
         ],
     )
+
+
+# The columns of work.model_fit its step's preview shows (the parameters, not their JSON).
+FIT_PREVIEW_COLUMNS = (
+    "model",
+    "window",
+    "chosen",
+    "converged",
+    "r",
+    "alpha",
+    "a",
+    "b",
+    "p",
+    "q",
+    "gamma",
+    "log_likelihood",
+    "n_customers",
+)
 
 
 def earlier_fits(con, window: dict) -> tuple[dict[str, dict[str, dict]], dt.date | None]:

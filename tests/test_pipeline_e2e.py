@@ -40,6 +40,15 @@ def counts(database: Path, sql: str):
         con.close()
 
 
+def value_meta_of(result) -> dict:
+    """The metadata of work/engagement_value's materialization in `result`."""
+    return next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["work", "engagement_value"]
+    )
+
+
 def test_whole_graph_on_a_generated_retailer(december_run):
     tiny_retailer, database, result = (
         december_run.exports,
@@ -85,15 +94,18 @@ def test_whole_graph_on_a_generated_retailer(december_run):
     )
     chosen = fit_meta["chosen_model"].value
     assert chosen in {"bgnbd", "mbgnbd", "pareto_nbd"} and fit_meta["choice_reason"].value
+    # The preview shows every fit (four models, two windows) with its parameters, no NaN.
+    preview = fit_meta["preview"].value.splitlines()
+    assert len(preview) == 2 + 8 and "nan" not in fit_meta["preview"].value
+    assert preview[0].startswith("| model | window | chosen | converged | r | alpha |")
+    # The referral model CRV used, with the kappa (estimated here: no setting).
+    referral = value_meta_of(result)["referral_model"].value
+    assert referral["kappa"] == "estimated (Buhlmann-Straub)" and referral["currency"] == "USD"
     assert_ranges_hold(database, chosen)
     assert_the_warehouse_is_the_data_dictionary(database)
     assert_the_customer_mart_agrees_with_the_other_marts(database)
     # Money totals in the metadata are rounded to cents and name their currency.
-    value_meta = next(
-        e.materialization.metadata
-        for e in result.get_asset_materialization_events()
-        if e.asset_key.path == ["work", "engagement_value"]
-    )
+    value_meta = value_meta_of(result)
     total = value_meta["total_cev (USD)"].value
     assert total == round(total, 2) and total > 0
     cohort_meta = next(
