@@ -14,11 +14,12 @@ from pipelines.resources import ExportsResource
 
 
 def export_fingerprints(exports: ExportsResource) -> dict[str, list[int]]:
-    """Path -> [size, mtime_ns] of every export file the ingest would take (cheap: no file is
-    read). The same files as the ingest's `discover_files`: hidden files are skipped, and a file
-    of another type raises its `IngestError`."""
+    """Path -> [size, mtime_ns, ctime_ns] of every export file the ingest would take (cheap: no
+    file is read; the ctime moves with an edit whose mtime a tool set back). The same files as
+    the ingest's `discover_files`: hidden files are skipped, and a file of another type raises
+    its `IngestError`."""
     return {
-        export.relpath: [export.size_bytes, export.mtime_ns]
+        export.relpath: list(export.stat)
         for source in SOURCES.values()
         for export in discover_files(exports.path, source)
     }

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, ingest_source
+from engagement_box.staging.ingestion import IngestError, exports_taken_in, ingest_source
 from engagement_box.staging.reconciliation import reconcile
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
@@ -135,6 +136,33 @@ def test_touched_but_unchanged_file_is_not_ingested_again(warehouse, exports_dir
     os.utime(path, ns=(1, 1))
     report = ingest_source(warehouse, exports_dir, "orders")
     assert report.files_ingested == [] and staged(warehouse, "orders").height == 1
+
+
+def test_an_edit_whose_mtime_was_set_back_is_staged_and_a_copy_is_not(warehouse, exports_dir):
+    """cp -p, rsync -t and unzip set a file's mtime back. An edit of the same size that kept the
+    old mtime was skipped (size and mtime equal), even by --force: the staged amount stayed
+    wrong. The ctime, which no tool sets back, now sends such a file to its hash."""
+    path = write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    assert exports_taken_in(warehouse, exports_dir)
+    stat = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"11.50", b"99.50"))  # the same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert not exports_taken_in(warehouse, exports_dir)  # the CLI's "nothing to do" says no
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.files_replaced == ["orders/day1.csv"]
+    assert staged(warehouse, "orders")["net_amount"].cast(float).to_list() == [99.5]
+    # A copy of the same content (a new ctime): not staged again, and remembered, so the next
+    # check reads nothing.
+    copy = path.with_suffix(".tmp")
+    shutil.copy2(path, copy)
+    os.replace(copy, path)
+    assert exports_taken_in(warehouse, exports_dir)
+    again = ingest_source(warehouse, exports_dir, "orders")
+    assert again.files_skipped == 1 and again.files_replaced == []
+    (recorded,) = warehouse.execute("SELECT ctime_ns FROM staging.ingested_files").fetchone()
+    assert recorded == path.stat().st_ctime_ns
 
 
 def test_new_file_is_picked_up(warehouse, exports_dir):

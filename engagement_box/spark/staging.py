@@ -113,7 +113,7 @@ def _validate_files(
                 path = Path(data_dir) / relpath
                 stat = path.stat()
                 export = ingestion.ExportFile(
-                    source.name, path, relpath, stat.st_size, stat.st_mtime_ns
+                    source.name, path, relpath, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
                 )
                 pending.append(ingestion.read_raw(export, source)[0])
                 if sum(r.height for r in pending) >= ingestion.BATCH_ROWS:

@@ -135,6 +135,12 @@ class ExportFile:
     relpath: str
     size_bytes: int
     mtime_ns: int
+    ctime_ns: int
+
+    @property
+    def stat(self) -> tuple[int, int, int]:
+        """What tells the same file without reading it (`staging.ingested_files`)."""
+        return (self.size_bytes, self.mtime_ns, self.ctime_ns)
 
 
 @dataclass
@@ -179,21 +185,24 @@ def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
                 f"exports must be {' or '.join(SUPPORTED_SUFFIXES)}"
             )
         stat = path.stat()
-        files.append(ExportFile(source.name, path, rel, stat.st_size, stat.st_mtime_ns))
+        files.append(
+            ExportFile(source.name, path, rel, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        )
     return files
 
 
 def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bool:
-    """True when every export file of every source is already staged as it is now (same path,
-    size and modification time in `staging.ingested_files`): an ingest would change nothing.
-    Cheap: no file is read. A file touched without a change counts as changed here (the ingest
-    tells them apart by hash)."""
+    """True when every export file of every source is already staged as it is now: the same
+    path and stat (size, mtime, ctime) in `staging.ingested_files`, or, when the stat moved but
+    not the size, the same content hash (a copy, or an edit whose mtime was set back: ctime
+    tells it). An ingest would change nothing. Cheap: only such files are read."""
     if not relation_exists(con, "staging", "ingested_files"):
         return False
     known = {
-        (source, path): (size, mtime)
-        for source, path, size, mtime in con.execute(
-            "SELECT source, source_file, size_bytes, mtime_ns FROM staging.ingested_files"
+        (source, path): (sha256, (size, mtime, ctime))
+        for source, path, sha256, size, mtime, ctime in con.execute(
+            "SELECT source, source_file, sha256, size_bytes, mtime_ns, ctime_ns "
+            "FROM staging.ingested_files"
         ).fetchall()
     }
     for source in SOURCES.values():
@@ -202,7 +211,13 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
         except IngestError:
             return False  # the ingest reports the file
         for export in exports:
-            if known.get((source.name, export.relpath)) != (export.size_bytes, export.mtime_ns):
+            record = known.get((source.name, export.relpath))
+            if record is None:
+                return False
+            digest, stat = record
+            if stat == export.stat:
+                continue
+            if stat[0] != export.size_bytes or file_sha256(export.path) != digest:
                 return False
     return True
 
@@ -941,10 +956,10 @@ def ingest_source(
         erasure.refresh_register(con)
 
     known = {
-        row[0]: row[1:]
+        row[0]: (row[1], tuple(row[2:]))
         for row in con.execute(
-            "SELECT source_file, sha256, size_bytes, mtime_ns FROM staging.ingested_files "
-            "WHERE source = $source",
+            "SELECT source_file, sha256, size_bytes, mtime_ns, ctime_ns "
+            "FROM staging.ingested_files WHERE source = $source",
             {"source": source.name},
         ).fetchall()
     }
@@ -952,7 +967,8 @@ def ingest_source(
     report.files_seen = len(exports)
     # Hashing ~1 GB of exports is seconds of CPU: new files are hashed on a thread (hashlib
     # releases the GIL) while their rows are parsed; only a file seen before with another size or
-    # mtime needs its hash now, to tell a changed file from a touched one.
+    # stat needs its hash now, to tell a changed file from a touched or copied one (an edit whose
+    # mtime was set back, by cp -p, rsync -t or unzip, still moves the ctime).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
         todo: list[tuple[ExportFile, Future[str]]] = []
         for export in exports:
@@ -960,12 +976,13 @@ def ingest_source(
             if previous is None:
                 todo.append((export, hasher.submit(file_sha256, export.path)))
                 continue
-            if previous[1:] == (export.size_bytes, export.mtime_ns):
+            if previous[1] == export.stat:
                 report.files_skipped += 1
                 continue
             digest = file_sha256(export.path)
             if previous[0] == digest:
                 report.files_skipped += 1
+                _remember_stat(con, export)  # the same content: no hashing next time
                 continue
             done: Future[str] = Future()
             done.set_result(digest)
@@ -987,6 +1004,21 @@ def ingest_source(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _remember_stat(con: duckdb.DuckDBPyConnection, export: ExportFile) -> None:
+    """Record a file's new stat when its content is what was staged (touched, copied)."""
+    con.execute(
+        "UPDATE staging.ingested_files SET size_bytes = $size, mtime_ns = $mtime, "
+        "ctime_ns = $ctime WHERE source = $source AND source_file = $file",
+        {
+            "size": export.size_bytes,
+            "mtime": export.mtime_ns,
+            "ctime": export.ctime_ns,
+            "source": export.source,
+            "file": export.relpath,
+        },
+    )
 
 
 @contextmanager
@@ -1083,14 +1115,17 @@ def _stage(
             for export, digest in todo:
                 name = export.relpath
                 con.execute(
-                    "INSERT INTO staging.ingested_files VALUES ($source, $file, $sha, $size, "
-                    "$mtime, $read, $staged, $quarantined, $run, $at)",
+                    "INSERT INTO staging.ingested_files (source, source_file, sha256, "
+                    "size_bytes, mtime_ns, rows_read, rows_staged, rows_quarantined, run_id, "
+                    "ingested_at, ctime_ns) VALUES ($source, $file, $sha, $size, $mtime, $read, "
+                    "$staged, $quarantined, $run, $at, $ctime)",
                     {
                         "source": table,
                         "file": name,
                         "sha": digest.result(),
                         "size": export.size_bytes,
                         "mtime": export.mtime_ns,
+                        "ctime": export.ctime_ns,
                         "read": rows_read.get(name, 0),
                         "staged": staged_per_file.get(name, 0),
                         "quarantined": quarantined_per_file.get(name, 0),

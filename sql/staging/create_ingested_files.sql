@@ -1,5 +1,8 @@
 -- One row per export file taken in: how many rows it had and where they went. A file whose path
 -- and content hash are here is not read again; a changed file replaces its earlier rows.
+-- size_bytes, mtime_ns, ctime_ns: the file's stat when last seen. The same three mean the same
+-- file without reading it; any other (ctime moves with every write, and no tool sets it back,
+-- as cp -p, rsync -t and unzip set the mtime) means its hash decides.
 CREATE TABLE IF NOT EXISTS staging.ingested_files (
     source           VARCHAR   NOT NULL,
     source_file      VARCHAR   NOT NULL,
@@ -11,5 +14,8 @@ CREATE TABLE IF NOT EXISTS staging.ingested_files (
     rows_quarantined BIGINT    NOT NULL,
     run_id           VARCHAR,
     ingested_at      TIMESTAMP NOT NULL,
+    ctime_ns         BIGINT,
     PRIMARY KEY (source, source_file)
-)
+);
+-- A warehouse from before ctime_ns: NULL, so each file's hash decides once.
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS ctime_ns BIGINT
