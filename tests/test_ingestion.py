@@ -69,6 +69,43 @@ def test_text_is_trimmed_and_enumerations_case_folded(warehouse, exports_dir):
     assert (got["status"], got["channel"], got["currency"]) == ("completed", "web", "USD")
 
 
+def test_two_addresses_in_one_email_cell_are_malformed(warehouse, exports_dir):
+    """`a,b@example.com` was staged as one email, and matched nobody's."""
+    rows = [
+        good_order(1) | {"email": "a,b@example.com"},
+        good_order(2) | {"email": "Ann <ann@example.com>"},
+        good_order(3) | {"email": "ann.lee+news@example.co.uk"},
+    ]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    ingest_source(warehouse, exports_dir, "orders")
+    assert quarantine(warehouse).sort("source_row")["reason"].to_list() == ["malformed"] * 2
+    assert staged(warehouse, "orders")["email"].to_list() == ["ann.lee+news@example.co.uk"]
+
+
+def test_null_written_as_text_is_null(warehouse, exports_dir):
+    """A database dump wrote guest orders' customer_id as `NULL`: three orders became
+    customers "NULL", "N/A" and "null" in every mart, one fake customer for all guests. Such
+    text is NULL now: a required column quarantines the row (with the text as read), an optional
+    one is empty."""
+    rows = [
+        good_order(1, customer="NULL"),
+        good_order(2, customer="N/A"),
+        good_order(3) | {"email": "null"},
+        good_order(4, customer="NA"),  # a country code, not a NULL
+        good_order(5) | {"channel": "None"},  # before case folding: not the channel "none"
+    ]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    ingest_source(warehouse, exports_dir, "orders")
+    q = quarantine(warehouse).sort("source_row")
+    assert q["reason"].to_list() == ["missing_required_value"] * 3
+    raw = [json.loads(v) for v in q["raw_values"]]
+    assert [r["customer_id"] for r in raw[:2]] == ["NULL", "N/A"] and raw[2]["channel"] == "None"
+    got = staged(warehouse, "orders").sort("order_id")
+    assert got["order_id"].to_list() == ["o3", "o4"]
+    assert got["email"].to_list()[0] is None
+    assert got["customer_id"].to_list() == ["c1", "NA"]
+
+
 def test_timestamps_in_several_formats_parse_to_utc(warehouse, exports_dir):
     texts = [
         "2024-03-01T10:00:00",

@@ -34,9 +34,10 @@ WHITESPACE = "".join(
     )
 )
 
-# Deliberately simple: one "@", no whitespace, a dot in the domain. Validation of deliverability is
-# not the warehouse's job; catching "n/a", "john at example" and half-typed addresses is.
-EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
+# Deliberately simple: one "@", no whitespace, a dot in the domain, none of `,;<>` (two addresses
+# in one cell, "Name <address>"). Validation of deliverability is not the warehouse's job;
+# catching "n/a", "john at example", "a,b@example.com" and half-typed addresses is.
+EMAIL_PATTERN = r"^\s*[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+\s*$"
 HANDLE_PATTERN = r"^@?[A-Za-z0-9_.]{1,64}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 

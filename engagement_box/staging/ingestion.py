@@ -495,16 +495,23 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
 # Parsing and validation (pure, on polars frames)
 
 
+# Text that export tools write for "no value": NULL. A database dump wrote guest orders'
+# customer_id as `NULL`, which staged every guest as one customer named "NULL". Not `NA` (a
+# country code) and not `NaN` (a number that is refused as such).
+NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None")
+
+
 def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
-    """Trim every value, make empty text NULL, fold the case of enumerations and codes."""
+    """Trim every value, make empty text and the `NULL_TEXTS` NULL, fold the case of
+    enumerations and codes."""
     exprs = []
     for name in source.columns:
-        col = pl.col(name).str.strip_chars()
+        col = pl.col(name).str.strip_chars().replace(list(NULL_TEXTS), None)
         if name in source.casefold:
             col = col.str.to_lowercase()
         if name in source.upcase:
             col = col.str.to_uppercase()
-        exprs.append(col.replace("", None).alias(name))
+        exprs.append(col.alias(name))
     return raw.with_columns(exprs)
 
 
