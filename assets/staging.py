@@ -14,6 +14,7 @@ from engagement_box.staging.ingestion import (
     IngestError,
     ingest_source,
     orphaned_duplicates,
+    withdrawn_message,
 )
 from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
@@ -72,6 +73,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
             f"{report.files_skipped} unchanged; {report.rows_staged} rows staged, "
             f"{report.rows_quarantined} quarantined"
         )
+        for file, withdrawn in report.keys_withdrawn.items():
+            context.log.warning(withdrawn_message(source_name, file, withdrawn))
         metadata.update(
             {
                 "files_seen": report.files_seen,
@@ -84,6 +87,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "rows_quarantined_total": counts.rows_quarantined,
                 "quarantine_by_reason": dg.MetadataValue.json(report.quarantine_by_reason),
                 "duplicates_restaged": dg.MetadataValue.json(report.duplicates_restaged),
+                # Keys a changed file staged before and no file stages now (the CLI warns).
+                "keys_withdrawn": dg.MetadataValue.json(report.keys_withdrawn),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
                 "ingest_seconds": round(report.seconds, 3),
             }

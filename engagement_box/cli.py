@@ -252,6 +252,13 @@ class StepLines:
             path, why = metadata.get("computation"), metadata.get("computation_reason")
             if path is not None and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
+            withdrawn = metadata.get("keys_withdrawn")
+            if withdrawn is not None and withdrawn.value:
+                from engagement_box.staging.ingestion import withdrawn_message
+
+                source = event.asset_key.path[-1] if event.asset_key else step
+                for file, keys in withdrawn.value.items():
+                    self.warnings.append(withdrawn_message(source, file, keys))
             if "published_new_version" in metadata and self.publish is None:
                 keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}

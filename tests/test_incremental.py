@@ -284,6 +284,11 @@ def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_pat
         metadata = step_metadata(result, table)
         assert metadata["computation"] == "cold", table
         assert f"{changed.parent.name}/{changed.name} changed" in metadata["computation_reason"]
+    # The order the file no longer holds is named, with the file (the CLI warns with it).
+    withdrawn = step_metadata(result, "orders")["keys_withdrawn"]
+    assert list(withdrawn) == [f"orders/{changed.name}"]
+    assert withdrawn[f"orders/{changed.name}"]["keys"] == 1
+    assert withdrawn[f"orders/{changed.name}"]["first"] == [lines[-1].split(",")[0]]
 
     cold_db = tmp_path / "cold.duckdb"
     materialize(run.exports, cold_db, PARTITION_B, SUMMARIES)

@@ -11,7 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, exports_taken_in, ingest_source
+from engagement_box.staging.ingestion import (
+    IngestError,
+    exports_taken_in,
+    ingest_source,
+    withdrawn_message,
+)
 from engagement_box.staging.reconciliation import reconcile
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
@@ -224,6 +229,29 @@ def test_changed_file_replaces_its_earlier_rows(warehouse, exports_dir):
     assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o4"]
     assert quarantine(warehouse).height == 0
     assert reconcile(warehouse, "orders") == (1, 3, 3, 0, 0)
+
+
+def test_an_overwritten_file_says_which_keys_left_with_its_old_rows(warehouse, exports_dir):
+    """A drop zone where the shop overwrites `orders_latest.csv` each day: day 2's file replaced
+    day 1's rows, and o1-o3 left every table with only "changed and was staged again" said.
+    The report now names what left (a key still staged by another file did not leave)."""
+    path = exports_dir / "orders" / "orders_latest.csv"
+    write_csv(exports_dir / "orders" / "archive.csv", [good_order(3)])
+    write_csv(path, [good_order(1), good_order(2), good_order(3), good_order(4)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(path, [good_order(4), good_order(5)])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.keys_withdrawn == {"orders/orders_latest.csv": {"keys": 2, "first": ["o1", "o2"]}}
+    assert withdrawn_message(
+        "orders", "orders/orders_latest.csv", {"keys": 2, "first": ["o1", "o2"]}
+    ).startswith(
+        "orders/orders_latest.csv changed and no longer holds 2 of the rows it staged before "
+        "(keys o1, o2): they left staging.orders"
+    )
+    assert sorted(staged(warehouse, "orders")["order_id"]) == ["o3", "o4", "o5"]
+    # A file that only grew withdraws nothing.
+    write_csv(path, [good_order(4), good_order(5), good_order(6)])
+    assert ingest_source(warehouse, exports_dir, "orders").keys_withdrawn == {}
 
 
 def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_were(

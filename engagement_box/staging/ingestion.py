@@ -161,6 +161,10 @@ class IngestReport:
     # Per file: rows quarantined as duplicate_key, staged now that the file holding their key's
     # first occurrence changed and no longer holds it.
     duplicates_restaged: dict[str, int] = field(default_factory=dict)
+    # Per changed file: the keys it staged before that no file stages now (a file overwritten
+    # with other rows), with the first few of them. A changed file replaces its rows by design;
+    # this says what left with them.
+    keys_withdrawn: dict[str, dict] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -1084,6 +1088,8 @@ def _stage(
     suppressed: dict[str, int] = {}
     try:
         with transaction(con):
+            if report.files_replaced:
+                _remember_replaced_keys(con, source, report.files_replaced)
             _forget_files(con, source, files)
             keys = _StagedKeys(_staged_keys(con, source))
 
@@ -1110,6 +1116,7 @@ def _stage(
             erasure.add_erased_rows(con, table, suppressed)
             if report.files_replaced:
                 report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
+                report.keys_withdrawn = _withdrawn_keys(con, source)
 
             staged_per_file = dict(
                 con.execute(
@@ -1242,6 +1249,51 @@ def key_text(frame: pl.DataFrame, source: Source) -> pl.Series:
             [pl.col(c).cast(pl.String) for c in source.key_columns], separator="\x1f"
         ).alias(source.key)
     ).to_series()
+
+
+def _key_sql(source: Source) -> str:
+    """A source's key per staged row as one text, as `key_text` makes it."""
+    columns = [f"cast({quote_identifier(c)} AS VARCHAR)" for c in source.key_columns]
+    return columns[0] if len(columns) == 1 else f"concat_ws(chr(31), {', '.join(columns)})"
+
+
+def _remember_replaced_keys(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[str]
+) -> None:
+    """The keys the changed `files` stage now, before they are replaced (`_withdrawn_keys`)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE replaced_keys AS "
+        f"SELECT source_file, {_key_sql(source)} AS key, source_row "
+        f"FROM staging.{quote_identifier(source.name)} WHERE list_contains($files, source_file)",
+        {"files": files},
+    )
+
+
+def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int = 5) -> dict:
+    """Per changed file: how many of the keys it staged before no file stages now, and the
+    first `shown` of them (in the file's old row order)."""
+    rows = con.execute(
+        f"SELECT r.source_file, count(*), list(r.key ORDER BY r.source_row)[1:{int(shown)}] "
+        "FROM replaced_keys AS r "
+        f"ANTI JOIN (SELECT {_key_sql(source)} AS key "
+        f"FROM staging.{quote_identifier(source.name)}) AS s ON s.key = r.key "
+        "GROUP BY r.source_file ORDER BY r.source_file"
+    ).fetchall()
+    con.execute("DROP TABLE replaced_keys")
+    return {file: {"keys": count, "first": first} for file, count, first in rows}
+
+
+def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
+    """What a run says of a changed file that no longer holds keys it staged before."""
+    first = ", ".join(str(k).replace("\x1f", " ") for k in withdrawn["first"])
+    more = ", ..." if withdrawn["keys"] > len(withdrawn["first"]) else ""
+    return (
+        f"{file} changed and no longer holds {withdrawn['keys']:,} of the rows it staged "
+        f"before (keys {first}{more}): they left staging.{source} and every table computed "
+        "from it. "
+        "A file's rows are replaced when it changes: if they should stay, put them back in it "
+        "or in a new file"
+    )
 
 
 def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[str]) -> None:
