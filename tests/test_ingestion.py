@@ -319,7 +319,38 @@ def test_csv_with_bom_and_parquet_are_both_read(warehouse, exports_dir):
 def test_hidden_files_are_ignored(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
     (exports_dir / "orders" / ".day1.csv.swp").write_bytes(b"junk")
+    # Excel's lock file of an open export, and Windows' folder files, failed the whole run.
+    (exports_dir / "orders" / "~$day1.csv").write_bytes(b"\x00junk")
+    (exports_dir / "orders" / "Thumbs.db").write_bytes(b"junk")
+    (exports_dir / "orders" / "desktop.ini").write_bytes(b"junk")
     assert ingest_source(warehouse, exports_dir, "orders").rows_read == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"", "the file is empty (0 bytes); a CSV export has a header row"),
+        (
+            b"order_id,customer_id,email\rO1,C1,a@example.com\r",
+            "its lines end with CR alone",
+        ),
+        (
+            b"order_id;customer_id;email;ordered_at;net_amount;currency;status;channel\n",
+            "the header is one name holding ';': exports are comma-separated",
+        ),
+    ],
+)
+def test_files_excel_and_others_write_are_refused_saying_what_to_change(
+    warehouse, exports_dir, content, said
+):
+    """A zero-byte file said "(found: no header)"; CR-only line endings raised Python's
+    "new-line character seen in unquoted field" with no file named; a semicolon-separated
+    file listed one long column name as found."""
+    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders" / "day1.csv").write_bytes(content)
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    assert str(refused.value).startswith("orders/day1.csv: ") and said in str(refused.value)
 
 
 def test_row_rules_of_other_sources(warehouse, exports_dir):

@@ -173,15 +173,23 @@ class IngestReport:
 # Files
 
 
+# Files a desktop leaves beside exports: Excel's lock file of an open workbook (`~$name.csv`),
+# Windows' thumbnail cache and folder settings. Never exports: ignored like hidden files.
+DESKTOP_FILES = ("thumbs.db", "desktop.ini")
+
+
 def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
-    """The export files of a source, in path order. Hidden files are ignored."""
+    """The export files of a source, in path order. Hidden files (`.name`), Excel's lock files
+    (`~$name`) and `DESKTOP_FILES` are ignored."""
     folder = Path(data_dir) / source.name
     if not folder.is_dir():
         return []
     files = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(data_dir).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+        if any(part.startswith((".", "~$")) for part in path.relative_to(folder).parts):
+            continue
+        if path.name.lower() in DESKTOP_FILES:
             continue
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise IngestError(
@@ -262,9 +270,15 @@ def _columns(
     renamed = dict(zip(names, cleaned, strict=True))
     missing = [c for c in source.required_columns if c not in renamed.values()]
     if missing:
+        separated = (
+            "; the header is one name holding ';': exports are comma-separated (Excel: save as "
+            '"CSV UTF-8 (Comma delimited)")'
+            if len(names) == 1 and ";" in names[0]
+            else ""
+        )
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(renamed.values()) or 'no header'})"
+            f"(found: {', '.join(renamed.values()) or 'no header'}){separated}"
         )
     return renamed, [c for c in renamed.values() if c not in source.columns]
 
@@ -289,6 +303,8 @@ def _csv_header(export: ExportFile) -> list[str]:
         raise _unreadable(
             export, f"the text is encoded as {encoding}; exports must be UTF-8 (save it as UTF-8)"
         )
+    if not head:
+        raise _unreadable(export, "the file is empty (0 bytes); a CSV export has a header row")
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     try:
         text = decoder.decode(head, final=len(head) < HEAD_BYTES)
@@ -297,7 +313,16 @@ def _csv_header(export: ExportFile) -> list[str]:
         raise _unreadable(
             export, f"line {line} is not UTF-8 text; exports must be UTF-8 (save it as UTF-8)"
         ) from None
-    return next(csv.reader(io.StringIO(text)), [])
+    if "\r" in text and "\n" not in text:
+        raise _unreadable(
+            export,
+            'its lines end with CR alone (old Mac, Excel\'s "CSV (Macintosh)"); save it with LF '
+            'or CRLF line endings (Excel: "CSV UTF-8")',
+        )
+    try:
+        return next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:
+        raise _unreadable(export, f"the header row cannot be read as CSV ({exc})") from None
 
 
 # Parquet types a contract type can be read from (their values are turned into text, then parsed
