@@ -117,17 +117,37 @@ def test_timestamps_in_several_formats_parse_to_utc(warehouse, exports_dir):
         "2024-03-01 10:00:00.250",
         "2024-03-01",
         "2024-03-01T12:00:00+02:00",
+        "2024-03-01T12:00+02:00",  # minutes with an offset, as CONTRACTS.md says (was refused)
+        "2024-03-01T10:00Z",
     ]
     rows = [good_order(i) | {"ordered_at": t} for i, t in enumerate(texts)]
     write_csv(exports_dir / "orders" / "a.csv", rows)
     ingest_source(warehouse, exports_dir, "orders")
-    got = [str(t) for t in staged(warehouse, "orders")["ordered_at"]]
+    got = [str(t) for t in staged(warehouse, "orders").sort("source_row")["ordered_at"]]
     assert got == [
         "2024-03-01 10:00:00",
         "2024-03-01 10:00:00.250000",
         "2024-03-01 00:00:00",
         "2024-03-01 10:00:00",
+        "2024-03-01 10:00:00",
+        "2024-03-01 10:00:00",
     ]
+
+
+def test_a_date_written_as_a_timestamp_keeps_the_day_it_was_written_on(warehouse, exports_dir):
+    """A signup at 23:30 on 1 March in New York was staged as 2 March (its day in UTC)."""
+    profile = {
+        "customer_id": "c1",
+        "email": "c1@example.com",
+        "social_handles": "",
+        "signup_date": "2024-03-01T23:30:00-05:00",
+        "loyalty_member": "true",
+        "marketing_consent": "false",
+        "country": "US",
+    }
+    write_csv(exports_dir / "customers" / "a.csv", [profile])
+    ingest_source(warehouse, exports_dir, "customers")
+    assert str(staged(warehouse, "customers")["signup_date"][0]) == "2024-03-01"
 
 
 def test_every_failure_of_a_row_is_listed_but_a_parse_failure_is_not_also_missing(
@@ -579,6 +599,13 @@ TIMESTAMP_TEXTS = [
 ]  # fmt: skip
 
 
+def written_dates(text: pl.Series, timestamps: pl.Series) -> pl.Series:
+    """What a date column takes from timestamp text: the date written, where the text is an
+    accepted timestamp (an offset does not move it to the UTC day)."""
+    written = text.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    return pl.select(pl.when(timestamps.is_not_null()).then(written).alias(text.name)).to_series()
+
+
 def test_timestamp_fast_path_agrees_with_the_general_formats():
     from engagement_box.staging.ingestion import (
         _parse_dates,
@@ -595,7 +622,7 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
     for first in TIMESTAMP_TEXTS:
         column = pl.Series("t", [first, *TIMESTAMP_TEXTS], dtype=pl.String)
         assert _parse_timestamps(column).equals(_parse_timestamps_general(column))
-    assert _parse_dates(text).equals(general.dt.date())
+    assert _parse_dates(text).equals(written_dates(text, general))
     assert general.null_count() < len(text) / 2  # the cases do include accepted text
 
 
@@ -611,7 +638,7 @@ def test_timestamp_fast_path_agrees_on_any_text(value):
     text = pl.Series("t", [value, "2024-03-01T10:00:00+00:00"], dtype=pl.String)
     general = _parse_timestamps_general(text)
     assert _parse_timestamps(text).equals(general)
-    assert _parse_dates(text).equals(general.dt.date())
+    assert _parse_dates(text).equals(written_dates(text, general))
     # Each direct format on the text: a value it parses is the value the general formats give.
     for fmt in DIRECT_TIMESTAMP_FORMATS:
         direct = text.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)

@@ -79,6 +79,7 @@ TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f%#z",
     "%Y-%m-%d %H:%M",
+    "%Y-%m-%d %H:%M%#z",
     "%Y-%m-%d",
 )
 # The form most exports use, parsed on polars' fast path: "2024-03-01 10:00:00", with "T" for
@@ -582,12 +583,19 @@ def _direct_timestamp_format(text: pl.Series) -> str | None:
 
 
 def _parse_dates(text: pl.Series) -> pl.Series:
-    """Dates: the date of any accepted timestamp text; plain `2024-03-01` parsed directly."""
+    """Dates: plain `2024-03-01` parsed directly; any other accepted timestamp text gives the
+    date it is written with (`2024-03-01T23:30:00-05:00` is 1 March, the day where it was
+    written, not 2 March, the day in UTC)."""
     parsed = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False, cache=False)
     todo = parsed.is_null() & text.is_not_null()
     if not todo.any():
         return parsed
-    return parsed.scatter(todo.arg_true(), _parse_timestamps(text.filter(todo)).dt.date())
+    rest = text.filter(todo)
+    written = rest.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False, cache=False)
+    dates = pl.select(
+        pl.when(_parse_timestamps(rest).is_not_null()).then(written).alias(text.name)
+    ).to_series()
+    return parsed.scatter(todo.arg_true(), dates)
 
 
 def _parse_timestamps_other(text: pl.Series) -> pl.Series:
