@@ -336,6 +336,30 @@ def test_csv_with_bom_and_parquet_are_both_read(warehouse, exports_dir):
     assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o3"]
 
 
+def test_whole_floats_in_an_integer_parquet_column_are_integers(warehouse, exports_dir):
+    """pandas writes an integer column with a gap as floats (5.0, NaN): the whole file was
+    refused ("column rating holds values of type Float64"). Whole floats are integers now; a
+    gap is a missing value and 4.5 is not an integer, each quarantined on its own row."""
+    folder = exports_dir / "reviews"
+    folder.mkdir()
+    pl.DataFrame(
+        {
+            "review_id": ["r1", "r2", "r3", "r4"],
+            "customer_id": ["c1"] * 4,
+            "product_id": ["p1"] * 4,
+            "rating": [5.0, None, 4.5, float("nan")],
+            "helpful_votes": [0.0, 2.0, 1.0, 3.0],
+            "verified_purchase": [True] * 4,
+            "created_at": ["2024-03-01 10:00:00"] * 4,
+        }
+    ).write_parquet(folder / "reviews.parquet")
+    ingest_source(warehouse, exports_dir, "reviews")
+    got = staged(warehouse, "reviews")
+    assert got.select("review_id", "rating", "helpful_votes").rows() == [("r1", 5, 0)]
+    reasons = quarantine(warehouse).sort("source_row")["reason"].to_list()
+    assert reasons == ["missing_required_value", "unparseable_integer", "missing_required_value"]
+
+
 def test_hidden_files_are_ignored(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
     (exports_dir / "orders" / ".day1.csv.swp").write_bytes(b"junk")

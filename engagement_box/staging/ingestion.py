@@ -333,7 +333,7 @@ _TEXT = (pl.String, pl.Categorical, pl.Enum, pl.Null)
 PARQUET_TYPES: dict[type[pl.DataType], tuple[type[pl.DataType], ...]] = {
     pl.String: (*_TEXT, *_INTEGERS),
     pl.Float64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64, pl.Decimal),
-    pl.Int64: (*_TEXT, *_INTEGERS),
+    pl.Int64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64),
     pl.Datetime: (*_TEXT, pl.Datetime, pl.Date),
     pl.Date: (*_TEXT, pl.Date, pl.Datetime),
     pl.Boolean: (*_TEXT, pl.Boolean),
@@ -475,6 +475,22 @@ def _short_rows(export: ExportFile, frame: pl.DataFrame) -> pl.Series:
     return problem.scatter(candidates.filter(short), detail)
 
 
+def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.Expr:
+    """A column's values as text, to be parsed like a CSV's. Floats for an integer column (pandas
+    writes an integer column with a gap as floats: 5.0 and NaN) are written as integers when
+    whole; `4.5` stays as it is and is quarantined as not an integer."""
+    if contract.base_type() is pl.Int64 and dtype.base_type() in (pl.Float32, pl.Float64):
+        whole = column.is_finite() & (column == column.round(0))
+        return (
+            pl.when(column.is_nan())
+            .then(None)
+            .when(whole)
+            .then(column.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(column.cast(pl.String))
+        )
+    return column.cast(pl.String)
+
+
 def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str]]:
     """The file's rows as text, in contract column order, with `source_file`, `source_row` and
     `row_problem` (why a CSV row's fields cannot be trusted: fewer fields than the header).
@@ -511,7 +527,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         pl.lit(export.relpath).alias("source_file"),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
         *[
-            pl.col(by_name[c]).cast(pl.String).alias(c)
+            _as_text(pl.col(by_name[c]), frame.schema[by_name[c]], source.dtypes[c]).alias(c)
             if c in by_name
             else pl.lit(None, dtype=pl.String).alias(c)
             for c in source.columns
