@@ -12,6 +12,7 @@ from assets.metadata import run_time, table_metadata
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import (
     IngestError,
+    copy_message,
     ingest_source,
     orphaned_duplicates,
     withdrawn_message,
@@ -75,6 +76,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
         )
         for file, withdrawn in report.keys_withdrawn.items():
             context.log.warning(withdrawn_message(source_name, file, withdrawn))
+        for file, other in report.copies.items():
+            context.log.warning(copy_message(file, other))
         metadata.update(
             {
                 "files_seen": report.files_seen,
@@ -89,6 +92,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "duplicates_restaged": dg.MetadataValue.json(report.duplicates_restaged),
                 # Keys a changed file staged before and no file stages now (the CLI warns).
                 "keys_withdrawn": dg.MetadataValue.json(report.keys_withdrawn),
+                # New files with the content of a file taken in before (the CLI warns).
+                "copies_of_earlier_files": dg.MetadataValue.json(report.copies),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
                 "ingest_seconds": round(report.seconds, 3),
             }

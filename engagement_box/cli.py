@@ -240,6 +240,20 @@ class StepLines:
         # What the publish did: the metadata of published_marts (assets/publish.py), by key
         self.publish: dict[str, object] | None = None
 
+    def _staging_warnings(self, event, metadata) -> None:
+        """What a staging step found in the files that a person should know (its metadata)."""
+        withdrawn = metadata.get("keys_withdrawn")
+        copies = metadata.get("copies_of_earlier_files")
+        if not ((withdrawn and withdrawn.value) or (copies and copies.value)):
+            return
+        from engagement_box.staging.ingestion import copy_message, withdrawn_message
+
+        source = event.asset_key.path[-1]
+        for file, keys in (withdrawn.value if withdrawn else {}).items():
+            self.warnings.append(withdrawn_message(source, file, keys))
+        for file, other in (copies.value if copies else {}).items():
+            self.warnings.append(copy_message(file, other))
+
     def __call__(self, event) -> None:
         kind, step = event.event_type_value, event.step_key
         if kind == "STEP_START":
@@ -252,13 +266,7 @@ class StepLines:
             path, why = metadata.get("computation"), metadata.get("computation_reason")
             if path is not None and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
-            withdrawn = metadata.get("keys_withdrawn")
-            if withdrawn is not None and withdrawn.value:
-                from engagement_box.staging.ingestion import withdrawn_message
-
-                source = event.asset_key.path[-1] if event.asset_key else step
-                for file, keys in withdrawn.value.items():
-                    self.warnings.append(withdrawn_message(source, file, keys))
+            self._staging_warnings(event, metadata)
             if "published_new_version" in metadata and self.publish is None:
                 keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}

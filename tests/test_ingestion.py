@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import (
     IngestError,
+    copy_message,
     exports_taken_in,
     ingest_source,
     withdrawn_message,
@@ -272,6 +273,25 @@ def test_an_overwritten_file_says_which_keys_left_with_its_old_rows(warehouse, e
     # A file that only grew withdraws nothing.
     write_csv(path, [good_order(4), good_order(5), good_order(6)])
     assert ingest_source(warehouse, exports_dir, "orders").keys_withdrawn == {}
+
+
+def test_the_same_export_dropped_again_under_another_name_is_named(warehouse, exports_dir):
+    """All 1,002 rows of a re-dropped file were quarantined as duplicate_key with no word of
+    which file it repeats."""
+    rows = [good_order(1), good_order(2)]
+    write_csv(exports_dir / "orders" / "orders_2025-11.csv", rows)
+    assert ingest_source(warehouse, exports_dir, "orders").copies == {}
+    write_csv(exports_dir / "orders" / "orders_2025-11 (1).csv", rows)
+    write_csv(exports_dir / "orders" / "a_copy.csv", rows)
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.copies == {
+        "orders/orders_2025-11 (1).csv": "orders/orders_2025-11.csv",
+        "orders/a_copy.csv": "orders/orders_2025-11.csv",
+    }
+    assert copy_message("orders/a_copy.csv", "orders/orders_2025-11.csv").startswith(
+        "orders/a_copy.csv holds the same content as orders/orders_2025-11.csv: its rows are "
+        "quarantined as duplicate_key"
+    )
 
 
 def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_were(

@@ -166,6 +166,9 @@ class IngestReport:
     # with other rows), with the first few of them. A changed file replaces its rows by design;
     # this says what left with them.
     keys_withdrawn: dict[str, dict] = field(default_factory=dict)
+    # New file -> an earlier file of the same content (the same export dropped again under
+    # another name: all its rows are quarantined as duplicate_key).
+    copies: dict[str, str] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -1214,6 +1217,7 @@ def _stage(
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
 
     report.files_ingested = files
+    report.copies = _copies(con, source, todo)
     report.rows_read = sum(rows_read.values())
     report.rows_quarantined = sum(quarantined_per_file.values())
     report.rows_erased = sum(suppressed.values())
@@ -1330,6 +1334,40 @@ def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int =
     ).fetchall()
     con.execute("DROP TABLE replaced_keys")
     return {file: {"keys": count, "first": first} for file, count, first in rows}
+
+
+def _copies(
+    con: duckdb.DuckDBPyConnection, source: Source, todo: list[tuple[ExportFile, Future[str]]]
+) -> dict[str, str]:
+    """New or changed files whose content is that of another file taken in (by hash)."""
+    earlier = con.execute(
+        "SELECT sha256, source_file FROM staging.ingested_files WHERE source = $source "
+        "ORDER BY source_file",
+        {"source": source.name},
+    ).fetchall()
+    by_digest: dict[str, list[str]] = {}
+    for digest, file in earlier:
+        by_digest.setdefault(digest, []).append(file)
+    new = {export.relpath for export, _ in todo}
+    copies = {}
+    for export, digest in todo:
+        # The file taken in before, else a new one earlier in path order (whose rows won).
+        others = [
+            f
+            for f in by_digest.get(digest.result(), [])
+            if f != export.relpath and (f not in new or f < export.relpath)
+        ]
+        if others:
+            copies[export.relpath] = min(others, key=lambda f: (f in new, f))
+    return copies
+
+
+def copy_message(file: str, other: str) -> str:
+    """What a run says of a file whose content is that of another export file."""
+    return (
+        f"{file} holds the same content as {other}: its rows are quarantined as duplicate_key "
+        f"(each key is staged once); remove one of the two if the export was dropped twice"
+    )
 
 
 def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
