@@ -384,12 +384,16 @@ def test_the_fingerprint_changes_with_every_input(warehouse, monkeypatch):
 
     warehouse.execute("CREATE SCHEMA staging")
     warehouse.execute(
-        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+        "CREATE TABLE staging.ingested_files "
+        "(source VARCHAR, source_file VARCHAR, sha256 VARCHAR, rows_staged BIGINT)"
     )
-    warehouse.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'o.csv', 'aa')")
+    # A file that stages nothing (header only, or every row quarantined) changes no mart.
+    warehouse.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'e.csv', 'ee', 0)")
+    assert fingerprint() == base
+    warehouse.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'o.csv', 'aa', 3)")
     with_file = fingerprint()
     assert with_file != base
-    warehouse.execute("UPDATE staging.ingested_files SET sha256 = 'bb'")
+    warehouse.execute("UPDATE staging.ingested_files SET sha256 = 'bb' WHERE sha256 = 'aa'")
     assert fingerprint() not in (base, with_file)
 
     changed_data = fingerprint()

@@ -129,8 +129,10 @@ def inputs_fingerprint(
 ) -> str:
     """The hash of everything a version is computed from, before computing it.
 
-    Covers: the as-of date; every export file taken in (`staging.ingested_files`: source, path,
-    sha256); every erasure request (`staging.erasure_log`), since an erasure changes the staged
+    Covers: the as-of date; every export file taken in that stages a row (`staging.
+    ingested_files`: source, path, sha256; a header-only file, or one whose rows are all
+    quarantined, changes no mart, so it publishes no version of the same numbers); every
+    erasure request (`staging.erasure_log`), since an erasure changes the staged
     rows; the run's settings except those in `RUN_ONLY_SETTINGS`; and `model_code_version()`.
     Equal fingerprints mean equal inputs, so the published numbers would be the same. Cheap (no
     staged row is read): an asset can call it first and skip its work when
@@ -141,7 +143,8 @@ def inputs_fingerprint(
         files = [
             list(r)
             for r in con.execute(
-                "SELECT source, source_file, sha256 FROM staging.ingested_files ORDER BY ALL"
+                "SELECT source, source_file, sha256 FROM staging.ingested_files "
+                "WHERE rows_staged > 0 ORDER BY ALL"
             ).fetchall()
         ]
     erasures = erasure_requests(con)
