@@ -417,26 +417,17 @@ def _working_database_problem() -> str | None:
 
     from pipelines.resources import is_lock_conflict, open_error
 
-    path = settings.working_db_path()
+    path, setting, read_only = settings.working_db_path(), "ENGAGEMENT_WORKING_DB", False
     if not path.exists():
         # The run starts by adopting the published file (a warehouse from before the working
         # database) when there is one: a damaged one would stop every step the same way.
-        published = settings.warehouse_path()
-        if not published.exists():
+        path, setting, read_only = settings.warehouse_path(), "ENGAGEMENT_WAREHOUSE", True
+        if not path.exists():
             return None
-        try:
-            duckdb.connect(str(published), read_only=True).close()
-        except duckdb.Error as error:
-            if is_lock_conflict(error):
-                return None
-            return str(open_error(published, error, "ENGAGEMENT_WAREHOUSE"))
-        return None
     try:
-        duckdb.connect(str(path)).close()  # read-write, as the steps open it
+        duckdb.connect(str(path), read_only=read_only).close()  # as the steps open it
     except duckdb.Error as error:
-        if is_lock_conflict(error):
-            return None
-        return str(open_error(path, error, "ENGAGEMENT_WORKING_DB"))
+        return None if is_lock_conflict(error) else str(open_error(path, error, setting))
     return None
 
 
@@ -809,7 +800,7 @@ def generate(args: argparse.Namespace) -> int:
     return generator.main(args)
 
 
-def load_env_file(directory: Path | None = None) -> list[str]:
+def load_env_file() -> list[str]:
     """Settings from `.env` in the working directory (README "Settings"): Dagster's commands
     load the same file for the runs they start (`dagster dev`, the UI's runs), so a setting put
     there holds for both. A variable already set in the environment keeps its value here;
@@ -817,7 +808,7 @@ def load_env_file(directory: Path | None = None) -> list[str]:
     said (the returned warnings)."""
     from dotenv import dotenv_values
 
-    path = (directory or Path.cwd()) / ".env"
+    path = Path.cwd() / ".env"
     if not path.is_file():
         return []
     warnings = []

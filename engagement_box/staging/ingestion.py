@@ -1407,10 +1407,10 @@ def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[st
 def _staged_keys(con: duckdb.DuckDBPyConnection, source: Source) -> pl.Series:
     """The keys staged by earlier ingests, as `key_text` writes them (several key columns
     joined by chr(31)): the ingest holds back rows that repeat them."""
-    columns = ", ".join(quote_identifier(c) for c in source.key_columns)
-    key = columns if len(source.key_columns) == 1 else f"concat_ws(chr(31), {columns})"
     return (
-        con.execute(f"SELECT {key} FROM staging.{quote_identifier(source.name)}").pl().to_series()
+        con.execute(f"SELECT {_key_sql(source)} FROM staging.{quote_identifier(source.name)}")
+        .pl()
+        .to_series()
     )
 
 
