@@ -30,6 +30,7 @@ from engagement_box import dictionary, incremental, partitioned, reports
 from engagement_box.governance import privacy
 from engagement_box.sql import load_sql, relation_exists, table_exists
 from engagement_box.value import (
+    choice,
     fitting,
     purchase_models,
     rfm,
@@ -109,6 +110,7 @@ def resolve_window(
         "margin": cfg.margin,
         "penalizer": cfg.penalizer,
         "purchase_model": cfg.purchase_model,
+        "model_choice_days": int(cfg.model_choice_days),
     }
 
 
@@ -166,9 +168,11 @@ def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: list | 
     return partition_metadata(con, table, window)
 
 
-# Keys of the window that move from run to run without changing how a row is computed: an
-# incremental step's state compares the rest (`engagement_box.incremental`).
-_MOVING_KEYS = ("partition_key", "as_of", "as_of_pinned", "calibration_end")
+# Keys of the window that move from run to run without changing how a row is computed, and the
+# model choice's schedule (which as-of's choice is used; `choice.choice_in_force` compares what
+# a choice is made from): an incremental step's state compares the rest
+# (`engagement_box.incremental`).
+_MOVING_KEYS = ("partition_key", "as_of", "as_of_pinned", "calibration_end", "model_choice_days")
 
 
 def incremental_plan(con, table: str, window: dict) -> tuple[incremental.Plan, dict]:
@@ -379,11 +383,32 @@ def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
 def calibration_holdout(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """Calibration-window summary per customer and their repeat purchases in the holdout."""
+    """Calibration-window summary per customer and their repeat purchases in the holdout (what
+    the purchase model is chosen on; no rows when a choice made earlier is in force)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         require_identity_links(con)
         require_buyer_days(con, window)
+        in_force = choice.choice_in_force(con, window)
+        if in_force.carried:
+            # Nothing reads this as-of's holdout: the fits and the comparison are carried. The
+            # as-of is written with no rows, so that it is the table's newest and retention may
+            # trim the earlier one with every other table's (versions.trim_work).
+            if table_exists(con, "work", "calibration_holdout"):
+                empty = con.execute(
+                    "SELECT * EXCLUDE (as_of) FROM work.calibration_holdout LIMIT 0"
+                ).pl()
+                write_work(con, "calibration_holdout", empty, window)
+            return dg.MaterializeResult(
+                metadata={
+                    **in_force.metadata(),
+                    "computation": "skipped",
+                    "computation_reason": f"model choice carried: {in_force.reason}",
+                    "dagster/row_count": dg.MetadataValue.int(0),
+                    "as_of": str(window["as_of"]),
+                    "calibration_end": str(window["calibration_end"]),
+                }
+            )
         plan, now = incremental_plan(con, "calibration_holdout", window)
         previous_end = _date(plan.previous.get("calibration_end"))
         if plan.incremental and (previous_end is None or previous_end > window["calibration_end"]):
@@ -447,20 +472,30 @@ def calibration_holdout(
 def model_fit(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma fits on both windows; the model chosen."""
+    """BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma fits on both windows; the model chosen (or
+    the chosen model and Gamma-Gamma on the full window while an earlier choice is in force)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
+        in_force = choice.choice_in_force(con, window)
         full = read_work(con, "customer_summary", window)
-        cal = read_work(con, "calibration_holdout", window)
         fits, correlations = {}, {}
         starts, started_from = earlier_fits(con, window)
         pinned = window["purchase_model"]
+        windows = [("full", full)]
+        if not in_force.carried:
+            windows.append(("calibration", read_work(con, "calibration_holdout", window)))
         with fitting.one_blas_thread():  # half the step's CPU: see its docstring
-            for name, frame in (("full", full), ("calibration", cal)):
+            for name, frame in windows:
                 x, t_x, T, m = model_inputs(frame, unit)
                 fits[name] = value_marts.purchase_fits(
-                    x, t_x, T, unit, window["penalizer"], starts=starts.get(name)
+                    x,
+                    t_x,
+                    T,
+                    unit,
+                    window["penalizer"],
+                    starts=starts.get(name),
+                    models=(in_force.model,) if in_force.carried else purchase_models.MODEL_NAMES,
                 )
                 fits[name]["gamma_gamma"] = fitting.fit_gamma_gamma(
                     x,
@@ -471,27 +506,53 @@ def model_fit(
                 )
                 corr = scoring.frequency_spend_correlation(x, m)
                 correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
-            calibration_fits = {k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"}
-            comparison, reason = value_marts.comparison(cal, unit, pinned, calibration_fits)
-        chosen = comparison.chosen if comparison else None
+            if in_force.carried:
+                comparison, chosen, reason = None, in_force.model, in_force.reason
+                fits["calibration"] = _stored_fits(
+                    con, "calibration", window, as_of=in_force.carried_from
+                )
+            else:
+                calibration_fits = {
+                    k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"
+                }
+                comparison, reason = value_marts.comparison(
+                    windows[1][1], unit, pinned, calibration_fits
+                )
+                chosen = comparison.chosen if comparison else None
         ends = {"full": window["as_of"], "calibration": window["calibration_end"]}
-        frame = value_marts.fit_table(fits, ends, unit, chosen, correlations["full"])
-        metadata = write_work(con, "model_fit", frame, window)
+        choice_as_of = in_force.choice_as_of or window["as_of"]
+        frame = value_marts.fit_table(
+            {"full": fits["full"]} if in_force.carried else fits,
+            ends,
+            unit,
+            chosen,
+            correlations["full"],
+            choice_as_of,
+        )
+        if in_force.carried:  # the choosing as-of's calibration fits, as they were stored
+            carried = partitioned.read_partition(
+                con, "work", "model_fit", in_force.carried_from
+            ).filter(pl.col("window") == "calibration")
+            frame = pl.concat([frame, carried.select(frame.columns)], how="vertical_relaxed")
+        failed = [] if chosen else [f"no purchase model chosen: {reason}"]
+        failed += [
+            f"{fit.model} ({name} window): {fit.message or fit.reason}"
+            for name, by_model in fits.items()
+            for fit in by_model.values()
+            if fit.model in (chosen, "gamma_gamma") and not fit.converged
+        ]
+        # Only a choice whose fits converged is carried to later as-ofs.
+        recorded = choice.record_choice(con, window, choice_as_of, None if failed else chosen)
+        metadata = write_work(con, "model_fit", frame, window, also=recorded)
 
-    failed = [] if chosen else [f"no purchase model chosen: {reason}"]
-    failed += [
-        f"{fit.model} ({name} window): {fit.message or fit.reason}"
-        for name, by_model in fits.items()
-        for fit in by_model.values()
-        if fit.model in (chosen, "gamma_gamma") and not fit.converged
-    ]
+    metadata.update(in_force.metadata())
     for name, by_model in fits.items():
         for model, fit in by_model.items():
             metadata[f"{model}_{name}"] = dg.MetadataValue.json(fit.as_metadata())
     metadata["chosen_model"] = chosen or "none"
     metadata["fits_started_from"] = (
         f"the fits as of {started_from} (BG/NBD, Gamma-Gamma)"
-        if started_from
+        if any(starts.get(name) for name in fits if name in dict(windows))
         else "fits on a sample of the rows"
     )
     # Every fit at a glance: the generic preview showed 5 of the 8 rows, 25 columns with JSON.
@@ -555,9 +616,16 @@ def earlier_fits(con, window: dict) -> tuple[dict[str, dict[str, dict]], dt.date
     return starts, (rows[0][0] if rows else None)
 
 
-def _stored_fits(con, window_name: str, window: dict) -> dict[str, fitting.FitResult]:
-    """The fits of one window as stored in work.model_fit, by model name."""
-    rows = read_work(con, "model_fit", window).filter(pl.col("window") == window_name)
+def _stored_fits(
+    con, window_name: str, window: dict, as_of: dt.date | None = None
+) -> dict[str, fitting.FitResult]:
+    """The fits of one window as stored in work.model_fit (as of `as_of`, default the
+    window's), by model name."""
+    if as_of is None:
+        rows = read_work(con, "model_fit", window)
+    else:  # a choice's as-of (`choice.choice_in_force` found its rows)
+        rows = partitioned.read_partition(con, "work", "model_fit", as_of)
+    rows = rows.filter(pl.col("window") == window_name)
     return {
         row["model"]: fitting.FitResult(
             model=row["model"],
@@ -685,11 +753,15 @@ def customer_value(
 def model_validation(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """Every calibration-window purchase model against the holdout: totals, by frequency, MAE."""
+    """Every calibration-window purchase model against the holdout: totals, by frequency, MAE
+    (the comparison that chose the model in force, carried while an earlier choice is used)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
         chosen, _, _ = _chosen_fits(con, "calibration", window)
+        in_force = choice.choice_in_force(con, window)
+        if in_force.carried:
+            return _carried_validation(con, window, in_force, chosen)
         fits = {
             name: fit
             for name, fit in _stored_fits(con, "calibration", window).items()
@@ -713,6 +785,7 @@ def model_validation(
     result = comparison.validations[chosen]
     metadata.update(
         {
+            **in_force.metadata(),
             "chosen_model": chosen,
             "choice_reason": comparison.reason,
             "models": dg.MetadataValue.md(markdown_table(totals)),
@@ -724,11 +797,66 @@ def model_validation(
             ),
         }
     )
-    relative = (
-        abs(result.total_predicted - result.total_actual) / result.total_actual
-        if result.total_actual
-        else float("inf")
+    return _validation_result(
+        metadata, chosen, float(result.total_actual), float(result.total_predicted)
     )
+
+
+def _carried_validation(
+    con, window: dict, in_force: choice.ChoiceInForce, chosen: str
+) -> dg.MaterializeResult:
+    """model_validation while an earlier choice is in force: the comparison that made it."""
+    fitted = read_work(con, "model_fit", window, columns=("choice_as_of",))
+    if set(fitted["choice_as_of"].to_list()) != {in_force.choice_as_of} or (
+        chosen != in_force.model
+    ):
+        raise dg.Failure(
+            f"work.model_fit as of {window['as_of']} does not hold the choice in force "
+            f"({in_force.model}, chosen as of {in_force.choice_as_of}): materialize "
+            "work/model_fit again"
+        )
+    table = partitioned.read_partition(con, "work", "model_validation", in_force.carried_from)
+    metadata = write_work(con, "model_validation", table, window)
+    totals = (
+        table.select(
+            "model",
+            "converged",
+            "total_actual",
+            "total_predicted",
+            "total_error_pct",
+            "mae_per_customer",
+            "calibration_log_likelihood",
+            "chosen",
+        )
+        .unique(maintain_order=True)
+        .sort("model")
+    )
+    result = totals.filter(pl.col("model") == chosen).row(0, named=True)
+    metadata.update(
+        {
+            **in_force.metadata(),
+            "chosen_model": chosen,
+            "choice_reason": in_force.reason,
+            "models": dg.MetadataValue.md(markdown_table(totals)),
+            "total_actual": float(result["total_actual"]),
+            "total_predicted": float(result["total_predicted"]),
+            "mae_per_customer": float(result["mae_per_customer"]),
+            "calibration_plot": (
+                f"in the materialization of work/model_validation as of {in_force.choice_as_of},"
+                " whose holdout chose the model"
+            ),
+        }
+    )
+    return _validation_result(
+        metadata, chosen, float(result["total_actual"]), float(result["total_predicted"])
+    )
+
+
+def _validation_result(
+    metadata: dict, chosen: str, total_actual: float, total_predicted: float
+) -> dg.MaterializeResult:
+    """model_validation's result, with its check of the chosen model's holdout total."""
+    relative = abs(total_predicted - total_actual) / total_actual if total_actual else float("inf")
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[

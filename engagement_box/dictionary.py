@@ -72,6 +72,13 @@ AS_OF = Column(
     "The version's as-of date: only orders, reviews, social events and referrals up to the end "
     "of this day count.",
 )
+CHOICE_AS_OF = Column(
+    "choice_as_of",
+    "DATE",
+    "The as-of whose holdout chose the purchase model: as_of itself, or an earlier as-of whose"
+    " choice is still in force (ENGAGEMENT_MODEL_CHOICE_DAYS); then the calibration rows are"
+    " that as-of's.",
+)
 CUSTOMER_ID = Column(
     "customer_id",
     "VARCHAR",
@@ -577,6 +584,7 @@ TABLES: tuple[Table, ...] = (
                 "Pearson and Spearman correlation of repeat purchases and mean repeat spend "
                 "(full window), as JSON: Gamma-Gamma assumes none.",
             ),
+            CHOICE_AS_OF,
             AS_OF,
         ),
     ),
@@ -617,6 +625,7 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("chosen", "BOOLEAN", "The model the run chose (lowest MAE rule)."),
             Column("calibration_end", "DATE", "Last day of the calibration window."),
+            CHOICE_AS_OF,
             AS_OF,
         ),
     ),

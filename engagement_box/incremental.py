@@ -190,7 +190,7 @@ def plan(
         return Plan(False, f"no earlier state of {table}{upto}: computed in full")
     previous_as_of, state = row[0], json.loads(row[1])
     since = f"the run as of {previous_as_of}" if previous_as_of else "the last run"
-    why = _changed(state, now)
+    why = changed_since(state, now)
     if why is None:
         if rows is None:
             rows = f"SELECT count(*) FROM work.{quote_identifier(table)} WHERE as_of = $as_of"
@@ -235,7 +235,7 @@ def computed_from(
     return recorded == json.loads(json.dumps(now, sort_keys=True))  # as `record` stores it
 
 
-def _changed(state: Mapping, now: Mapping) -> str | None:
+def changed_since(state: Mapping, now: Mapping) -> str | None:
     """Why the inputs of `state` are not a subset of `now` grown by new orders files, or None."""
     if state.get("code") != now["code"]:
         return "the model code changed"

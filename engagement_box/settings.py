@@ -266,6 +266,15 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="unset: the model that best predicts the holdout (docs/METRICS.md)",
     ),
     Setting(
+        "ENGAGEMENT_MODEL_CHOICE_DAYS",
+        "28",
+        "purchase model: a run uses the model chosen on an earlier as-of's holdout while that"
+        " choice is younger than this many days and only new orders files were staged since"
+        " (same fit settings and code, no erasure), fitting only it and Gamma-Gamma on the full"
+        " window; 0 chooses on every run's holdout",
+        parse=_whole_from_zero,
+    ),
+    Setting(
         "ENGAGEMENT_SOCIAL_POINTS",
         None,
         "JSON map of event type to points, merged over the defaults",

@@ -110,6 +110,8 @@ class ModelSettings(_FromSettings):
     penalizer: float | None = None
     # bgnbd, mbgnbd or pareto_nbd pins the purchase model; None chooses it on the holdout.
     purchase_model: str | None = None
+    # Days a purchase model chosen on the holdout stays in force (0: chosen every run).
+    model_choice_days: int | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "as_of": "ENGAGEMENT_AS_OF",
@@ -123,6 +125,7 @@ class ModelSettings(_FromSettings):
         "fx_rates_json": "ENGAGEMENT_FX_RATES",
         "penalizer": "ENGAGEMENT_PENALIZER",
         "purchase_model": "ENGAGEMENT_PURCHASE_MODEL",
+        "model_choice_days": "ENGAGEMENT_MODEL_CHOICE_DAYS",
     }
 
     def resolved(self) -> SimpleNamespace:

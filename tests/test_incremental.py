@@ -16,6 +16,7 @@ import pytest
 from engagement_box import dictionary, incremental
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import load_sql
+from engagement_box.value import choice
 from tests.pipeline_runs import DATA_END, MONTH, copy_run, run_graph
 from tests.test_partitions import (
     REL,
@@ -130,15 +131,48 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     second = run_graph(first.exports, first.database, partition=PARTITION_B)
     assert second.success, [e.message for e in second.all_events if e.is_failure]
     incremental_db = working(first.database)
-    for table in INCREMENTAL_STEPS:
-        metadata = step_metadata(second, table)
-        assert metadata["computation"] == "incremental", (table, metadata["computation_reason"])
-        assert "orders/orders_2026-01-01.csv" in metadata["computation_reason"]
-        assert metadata["carried_from_as_of"] == str(DAY_A)
-        assert metadata["as_of"] == str(DAY_B)
-        # only the customers of file B (and of the days that moved) were recomputed
-        assert 0 < metadata["customers_recomputed"] <= 20, table
-        assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5, table
+    metadata = step_metadata(second, "customer_summary")
+    assert metadata["computation"] == "incremental", metadata["computation_reason"]
+    assert "orders/orders_2026-01-01.csv" in metadata["computation_reason"]
+    assert metadata["carried_from_as_of"] == str(DAY_A)
+    assert metadata["as_of"] == str(DAY_B)
+    # only the customers of file B (and of the days that moved) were recomputed
+    assert 0 < metadata["customers_recomputed"] <= 20
+    assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5
+    # The purchase model chosen on A's holdout is in force a day later: no holdout split, the
+    # chosen model and Gamma-Gamma fitted on the full window, A's comparison carried.
+    holdout = step_metadata(second, "calibration_holdout")
+    assert holdout["computation"] == "skipped", holdout["computation_reason"]
+    assert holdout["dagster/row_count"] == 0
+    fits = step_metadata(second, "model_fit")
+    assert fits["model_choice"] == "carried", fits["model_choice_reason"]
+    assert fits["model_chosen_as_of"] == str(DAY_A)
+    assert f"carried from {DAY_A}" in fits["model_choice_reason"]
+    chosen = fits["chosen_model"]
+    assert step_metadata(december_run.result, "model_fit")["chosen_model"] == chosen
+    fitted = query(
+        incremental_db,
+        'SELECT "window", model, choice_as_of FROM work.model_fit WHERE as_of = $d ORDER BY ALL',
+        {"d": DAY_B},
+    )
+    calibration_a = query(
+        working(december_run.database),
+        "SELECT model FROM work.model_fit WHERE as_of = $d AND \"window\" = 'calibration' "
+        "ORDER BY ALL",
+        {"d": DAY_A},
+    )
+    assert [r for r in fitted if r[0] == "full"] == sorted(
+        [("full", chosen, DAY_A), ("full", "gamma_gamma", DAY_A)]
+    )
+    assert [(r[1],) for r in fitted if r[0] == "calibration"] == calibration_a
+    validation = step_metadata(second, "model_validation")
+    assert validation["model_choice"] == "carried"
+    validation_rows = (
+        "SELECT * EXCLUDE (as_of) FROM work.model_validation WHERE as_of = $d ORDER BY ALL"
+    )
+    assert query(incremental_db, validation_rows, {"d": DAY_B}) == query(
+        working(december_run.database), validation_rows, {"d": DAY_A}
+    )
     # Engagement: CKV, social points and the influence network carried, CRV, CIV and the rest
     # computed again with the new CLVs.
     engagement = step_metadata(second, "engagement_value")
@@ -164,23 +198,35 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert personas["computation"] == "assigned", personas["computation_reason"]
     assert personas["persona_model_fitted_as_of"] == str(DAY_A)
 
-    # The cold run on A + B, with the same persona model in force (the one fitted on A): what
-    # "equal to a cold run" means for personas between two refits (README "Incremental runs").
+    # The cold run on A + B, with the same persona model and purchase model choice in force
+    # (those of A): what "equal to a cold run" means for personas between two refits and for
+    # the purchase model between two choices (README "Incremental runs").
     cold_database = tmp_path / "cold" / "w.duckdb"
     cold_database.parent.mkdir()
     cold_db = working(cold_database)
+    in_force = ("persona_model", "model_choice", "model_fit", "model_validation")
     con = duckdb.connect(str(incremental_db), read_only=True)
     try:
-        model = con.execute(
-            "SELECT * FROM work.persona_model WHERE as_of = $as_of", {"as_of": DAY_A}
-        ).pl()
+        kept = {
+            # model_fit: A's calibration fits only (the choice), so that the cold run's
+            # full-window fits start from a sample of the rows, not from A's.
+            table: con.execute(
+                f"SELECT * FROM work.{table} WHERE as_of = $as_of"
+                + (" AND \"window\" = 'calibration'" if table == "model_fit" else ""),
+                {"as_of": DAY_A},
+            ).pl()
+            for table in in_force
+        }
     finally:
         con.close()
-    assert model.height == 1
+    assert kept["persona_model"].height == kept["model_choice"].height == 1
     con = duckdb.connect(str(cold_db))
     try:
         con.execute("CREATE SCHEMA work")
-        con.execute("CREATE TABLE work.persona_model AS SELECT * FROM model")
+        for table, rows in kept.items():
+            con.register("kept_rows", rows)
+            con.execute(f"CREATE TABLE work.{table} AS SELECT * FROM kept_rows")
+            con.unregister("kept_rows")
     finally:
         con.close()
     cold = run_graph(first.exports, cold_database, partition=PARTITION_B)
@@ -190,6 +236,7 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert step_metadata(cold, "engagement_value")["computation"] == "cold"
     assert step_metadata(cold, "cohort_retention")["computation"] == "cold"
     assert step_metadata(cold, "model_fit")["fits_started_from"] == "fits on a sample of the rows"
+    assert step_metadata(cold, "model_fit")["model_choice"] == "carried"
 
     for table in ("identity_links", "customer_merge", "resolved_customers"):
         statement = f'SELECT * FROM intermediate."{table}" ORDER BY ALL'
@@ -199,6 +246,9 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     edges = "SELECT * FROM work.influence_edges WHERE as_of = $d ORDER BY ALL"
     assert query(incremental_db, edges, {"d": DAY_B}) == query(cold_db, edges, {"d": DAY_B})
     for table in WORK_TABLES:
+        if table == "calibration_holdout":  # not split while the choice is carried
+            assert rows_as_of(incremental_db, table, DAY_B) == []
+            continue
         expected = rows_as_of(cold_db, table, DAY_B)
         assert expected, table
         assert_same_rows(rows_as_of(incremental_db, table, DAY_B), expected, table)
@@ -269,6 +319,44 @@ def test_cohorts_carry_only_beside_a_customer_summary_of_the_same_inputs(decembe
     expected = rows_as_of(cold_db, "cohort_retention", DAY_B)
     assert expected
     assert_same_rows(rows_as_of(database, "cohort_retention", DAY_B), expected, "cohorts")
+
+
+def test_the_model_is_chosen_again_once_the_choice_is_old(december_run, tmp_path, monkeypatch):
+    """With ENGAGEMENT_MODEL_CHOICE_DAYS=1, A's choice is a day old on B: B's holdout is split
+    again, incrementally from A's, and equals the split of a cold run."""
+    monkeypatch.setenv("ENGAGEMENT_MODEL_CHOICE_DAYS", "1")
+    run = copy_run(december_run, tmp_path / "run")
+    add_file_b(run.exports)
+    database = working(run.database)
+    result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
+    metadata = step_metadata(result, "calibration_holdout")
+    assert metadata["computation"] == "incremental", metadata["computation_reason"]
+    assert metadata["carried_from_as_of"] == str(DAY_A)
+    assert 0 < metadata["customers_recomputed"] <= 20
+    assert metadata["customers_recomputed"] < metadata["dagster/row_count"] / 5
+    cold_db = tmp_path / "cold.duckdb"
+    materialize(run.exports, cold_db, PARTITION_B, SUMMARIES)
+    expected = rows_as_of(cold_db, "calibration_holdout", DAY_B)
+    assert expected
+    assert_same_rows(rows_as_of(database, "calibration_holdout", DAY_B), expected, "holdout")
+
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        window = {
+            "as_of": DAY_B,
+            "calibration_end": DAY_B - dt.timedelta(days=182),
+            "time_unit": "D",
+            "penalizer": 0.0,
+            "purchase_model": None,
+        }
+        old = choice.choice_in_force(con, {**window, "model_choice_days": 1})
+        fresh = choice.choice_in_force(con, {**window, "model_choice_days": 2})
+        never = choice.choice_in_force(con, {**window, "model_choice_days": 0})
+    finally:
+        con.close()
+    assert not old.carried and "is 1 days old" in old.reason, old.reason
+    assert fresh.carried and fresh.choice_as_of == DAY_A, fresh.reason
+    assert not never.carried and "is 0" in never.reason
 
 
 def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_path):

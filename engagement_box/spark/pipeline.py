@@ -269,7 +269,11 @@ def value_marts(
     )
     chosen = comparison.chosen if comparison else None
     ends = {"full": as_of, "calibration": calibration_end}
-    fit_rows = value_tables.fit_table(fits, ends, "D", chosen, value.spend_correlation(spend))
+    # The Spark engine chooses on every run (the DuckDB engine's choice schedule,
+    # engagement_box/value/choice.py, is not carried to the lake).
+    fit_rows = value_tables.fit_table(
+        fits, ends, "D", chosen, value.spend_correlation(spend), choice_as_of=as_of
+    )
     model_fit = _spark_frame(spark, fit_rows.with_columns(pl.lit(as_of).alias("as_of")))
 
     full = fits["full"]

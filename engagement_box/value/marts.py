@@ -39,18 +39,19 @@ def purchase_fits(
     penalizer: float,
     counts: Any = None,
     starts: dict[str, dict[str, float]] | None = None,
+    models: tuple[str, ...] = purchase_models.MODEL_NAMES,
 ) -> dict[str, fitting.FitResult]:
-    """Every purchase model fitted on one window (each on its grouped rows; with `counts`, the
-    rows given are already grouped); a failed fit is kept with `converged` False and the reason.
-    `starts`: parameters by model of an earlier fit to start from (BG/NBD uses them, see
-    `fitting.fit_bgnbd`)."""
+    """The purchase `models` (default: every one) fitted on one window (each on its grouped
+    rows; with `counts`, the rows given are already grouped); a failed fit is kept with
+    `converged` False and the reason. `starts`: parameters by model of an earlier fit to start
+    from (BG/NBD uses them, see `fitting.fit_bgnbd`)."""
     if counts is None and np.shape(x) == np.shape(t_x) == np.shape(T):
         # Group the customers once for the three models (each would group them again: 0.04
         # CPU-s per model and window at 1M customers); the distinct rows with their counts give
         # every fit exactly the rows it makes itself.
         (x, t_x, T), _, counts = unique_rows(x, t_x, T, return_inverse=False)
     fits = {}
-    for name in purchase_models.MODEL_NAMES:
+    for name in models:
         if name == "bgnbd":
             fits[name] = fitting.fit_bgnbd(
                 x,
@@ -105,16 +106,19 @@ def fit_table(
     unit: str,
     chosen: str | None,
     correlation: dict[str, Any],
+    choice_as_of: dt.date,
 ) -> pl.DataFrame:
-    """model_fit's rows (without as_of): every fit of both windows, the chosen model marked,
-    the full window's frequency-spend correlation on every row."""
+    """model_fit's rows (without as_of): the fits of both windows in `fits`, the chosen model
+    marked, the as-of whose holdout chose it, the full window's frequency-spend correlation on
+    every row."""
     rows = [
         fit_row(fit, name, ends[name], unit, chosen=fit.model == chosen)
         for name in WINDOWS
-        for fit in fits[name].values()
+        for fit in fits.get(name, {}).values()
     ]
     return pl.DataFrame(rows).with_columns(
-        pl.lit(json.dumps(correlation)).alias("frequency_spend_correlation")
+        pl.lit(json.dumps(correlation)).alias("frequency_spend_correlation"),
+        pl.lit(choice_as_of, dtype=pl.Date).alias("choice_as_of"),
     )
 
 
@@ -150,6 +154,7 @@ def validation_table(
         else totals
     ).with_columns(
         pl.lit(calibration_end).alias("calibration_end"),
+        pl.lit(as_of, dtype=pl.Date).alias("choice_as_of"),
         pl.lit(as_of).alias("as_of"),
     )
     return table, totals

@@ -1,0 +1,10 @@
+-- The purchase model in force at each as-of (engagement_box/value/choice.py): the as-of whose
+-- holdout chose it, the model, and what the choice was made from besides the data (JSON).
+-- Written with work.model_fit's rows of the as-of, in its transaction; retention trims it with
+-- the other work tables.
+CREATE TABLE IF NOT EXISTS work.model_choice (
+    as_of DATE PRIMARY KEY,
+    choice_as_of DATE NOT NULL,
+    model VARCHAR NOT NULL,
+    inputs JSON NOT NULL
+)
