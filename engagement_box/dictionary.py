@@ -768,12 +768,17 @@ RENAMED: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# The tables `RENAMED` renames columns of: a write of another table needs no renaming first.
+RENAMED_TABLES = frozenset(name for name, _, _ in RENAMED)
+
+
 def rename_legacy_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Rename the columns of `RENAMED` where a table still has the old name and not the new one
     (work, marts and the versions' rows; `history.<mart>` is a view of them). Returns what was
     renamed, as `schema.table.old -> new`.
 
-    Called before every work-table write and publish: one catalog query, not one per pair."""
+    Called before a write of one of `RENAMED_TABLES` and before every publish: one catalog
+    query, not one per pair."""
     schemas = ("work", "marts", "history", "history_rows")
     names = sorted({name for name, _, _ in RENAMED})
     existing: dict[tuple[str, str], set[str]] = {}
