@@ -34,9 +34,10 @@ STATE_TABLE = STATE  # retention deletes the states of the as-ofs it trims
 GROWING = "orders"
 FIXED = ("customers", "fx_rates")
 # The `computation` a step reports when it carried an earlier as-of forward: `Plan.metadata`'s
-# "incremental", buyer_days' "unchanged" (no new order) and the personas' "assigned" (the model
-# in force). "cold" and the personas' scheduled "refit" compute in full.
-DAILY_PATHS = ("incremental", "unchanged", "assigned")
+# "incremental", buyer_days' "unchanged" (no new order), the personas' "assigned" (the model
+# in force) and the holdout's "skipped" (the purchase model choice in force,
+# `engagement_box.value.choice`). "cold" and the personas' scheduled "refit" compute in full.
+DAILY_PATHS = ("incremental", "unchanged", "assigned", "skipped")
 
 
 @dataclass(frozen=True)
