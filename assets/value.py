@@ -547,6 +547,9 @@ def model_fit(
         metadata = write_work(con, "model_fit", frame, window, also=recorded)
 
     metadata.update(in_force.metadata())
+    # The CLI's path column and its list of what a daily run computed in full read these.
+    metadata["computation"] = "carried" if in_force.carried else "chosen"
+    metadata["computation_reason"] = in_force.reason
     for name, by_model in fits.items():
         for model, fit in by_model.items():
             metadata[f"{model}_{name}"] = dg.MetadataValue.json(fit.as_metadata())

@@ -332,7 +332,7 @@ class StepLines:
         return [
             f"{step}: {why.removesuffix(': computed in full')}"  # the line already says so
             for step, (path, why) in self.paths.items()
-            if path not in DAILY_PATHS and path != "refit"
+            if path not in DAILY_PATHS and path not in ("refit", "chosen")
         ]
 
 

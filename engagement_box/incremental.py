@@ -35,9 +35,10 @@ GROWING = "orders"
 FIXED = ("customers", "fx_rates")
 # The `computation` a step reports when it carried an earlier as-of forward: `Plan.metadata`'s
 # "incremental", buyer_days' "unchanged" (no new order), the personas' "assigned" (the model
-# in force) and the holdout's "skipped" (the purchase model choice in force,
-# `engagement_box.value.choice`). "cold" and the personas' scheduled "refit" compute in full.
-DAILY_PATHS = ("incremental", "unchanged", "assigned", "skipped")
+# in force), and the purchase model's "carried" (the choice in force,
+# `engagement_box.value.choice`) with the holdout's "skipped". "cold", the personas' scheduled
+# "refit" and the model's "chosen" compute in full.
+DAILY_PATHS = ("incremental", "unchanged", "assigned", "carried", "skipped")
 
 
 @dataclass(frozen=True)

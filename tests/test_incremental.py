@@ -146,6 +146,7 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert holdout["dagster/row_count"] == 0
     fits = step_metadata(second, "model_fit")
     assert fits["model_choice"] == "carried", fits["model_choice_reason"]
+    assert fits["computation"] == "carried"  # the CLI's path column
     assert fits["model_chosen_as_of"] == str(DAY_A)
     assert f"carried from {DAY_A}" in fits["model_choice_reason"]
     chosen = fits["chosen_model"]
