@@ -111,6 +111,7 @@ def resolve_window(
         "penalizer": cfg.penalizer,
         "purchase_model": cfg.purchase_model,
         "model_choice_days": int(cfg.model_choice_days),
+        "calibration_end_pinned": cfg.calibration_end is not None,
     }
 
 
@@ -173,7 +174,14 @@ def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: list | 
 # model choice's schedule (which as-of's choice is used; `choice.choice_in_force` compares what
 # a choice is made from): an incremental step's state compares the rest
 # (`engagement_box.incremental`).
-_MOVING_KEYS = ("partition_key", "as_of", "as_of_pinned", "calibration_end", "model_choice_days")
+_MOVING_KEYS = (
+    "partition_key",
+    "as_of",
+    "as_of_pinned",
+    "calibration_end",
+    "model_choice_days",
+    "calibration_end_pinned",
+)
 
 
 def incremental_plan(con, table: str, window: dict) -> tuple[incremental.Plan, dict]:
@@ -522,6 +530,15 @@ def model_fit(
                 chosen = comparison.chosen if comparison else None
         ends = {"full": window["as_of"], "calibration": window["calibration_end"]}
         choice_as_of = in_force.choice_as_of or window["as_of"]
+        carried, choice_reason = None, reason if chosen else None
+        if in_force.carried:  # the choosing as-of's calibration fits, as they were stored
+            carried = partitioned.read_partition(
+                con, "work", "model_fit", in_force.carried_from
+            ).filter(pl.col("window") == "calibration")
+            # Why the model is in force: the reason given when it was chosen, kept verbatim.
+            given = carried.get_column("choice_reason", default=pl.Series([], dtype=pl.String))
+            choice_reason = given.drop_nulls()[0] if given.drop_nulls().len() else reason
+            carried = carried.with_columns(choice_reason=pl.lit(choice_reason, dtype=pl.String))
         frame = value_marts.fit_table(
             {"full": fits["full"]} if in_force.carried else fits,
             ends,
@@ -529,11 +546,9 @@ def model_fit(
             chosen,
             correlations["full"],
             choice_as_of,
+            choice_reason=choice_reason,
         )
-        if in_force.carried:  # the choosing as-of's calibration fits, as they were stored
-            carried = partitioned.read_partition(
-                con, "work", "model_fit", in_force.carried_from
-            ).filter(pl.col("window") == "calibration")
+        if carried is not None:
             frame = pl.concat([frame, carried.select(frame.columns)], how="vertical_relaxed")
         failed = [] if chosen else [f"no purchase model chosen: {reason}"]
         failed += [
@@ -543,7 +558,7 @@ def model_fit(
             if fit.model in (chosen, "gamma_gamma") and not fit.converged
         ]
         # Only a choice whose fits converged is carried to later as-ofs.
-        recorded = choice.record_choice(con, window, choice_as_of, None if failed else chosen)
+        recorded = choice.record_choice(con, window, in_force, None if failed else chosen)
         metadata = write_work(con, "model_fit", frame, window, also=recorded)
 
     metadata.update(in_force.metadata())
@@ -763,9 +778,10 @@ def model_validation(
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
         chosen, _, _ = _chosen_fits(con, "calibration", window)
-        in_force = choice.choice_in_force(con, window)
-        if in_force.carried:
-            return _carried_validation(con, window, in_force, chosen)
+        # What work/model_fit did (it recorded the choice after the holdout step asked).
+        recorded = choice.recorded_choice(con, window["as_of"])
+        if recorded is not None and recorded.carried_from is not None:
+            return _carried_validation(con, window, recorded, chosen)
         fits = {
             name: fit
             for name, fit in _stored_fits(con, "calibration", window).items()
@@ -789,7 +805,10 @@ def model_validation(
     result = comparison.validations[chosen]
     metadata.update(
         {
-            **in_force.metadata(),
+            "model_choice": "chosen",
+            "model_chosen_as_of": str(window["as_of"]),
+            "computation": "chosen",
+            "computation_reason": recorded.reason if recorded else "chosen on the holdout",
             "chosen_model": chosen,
             "choice_reason": comparison.reason,
             "models": dg.MetadataValue.md(markdown_table(totals)),
@@ -807,19 +826,21 @@ def model_validation(
 
 
 def _carried_validation(
-    con, window: dict, in_force: choice.ChoiceInForce, chosen: str
+    con, window: dict, recorded: choice.RecordedChoice, chosen: str
 ) -> dg.MaterializeResult:
     """model_validation while an earlier choice is in force: the comparison that made it."""
     fitted = read_work(con, "model_fit", window, columns=("choice_as_of",))
-    if set(fitted["choice_as_of"].to_list()) != {in_force.choice_as_of} or (
-        chosen != in_force.model
+    table = partitioned.read_partition(con, "work", "model_validation", recorded.carried_from)
+    if (
+        set(fitted["choice_as_of"].to_list()) != {recorded.choice_as_of}
+        or chosen != recorded.model
+        or not table.height
     ):
         raise dg.Failure(
-            f"work.model_fit as of {window['as_of']} does not hold the choice in force "
-            f"({in_force.model}, chosen as of {in_force.choice_as_of}): materialize "
-            "work/model_fit again"
+            f"work.model_fit as of {window['as_of']} does not hold the choice it recorded "
+            f"({recorded.model}, chosen as of {recorded.choice_as_of}, carried from "
+            f"{recorded.carried_from}): materialize work/model_fit again"
         )
-    table = partitioned.read_partition(con, "work", "model_validation", in_force.carried_from)
     metadata = write_work(con, "model_validation", table, window)
     totals = (
         table.select(
@@ -838,16 +859,19 @@ def _carried_validation(
     result = totals.filter(pl.col("model") == chosen).row(0, named=True)
     metadata.update(
         {
-            **in_force.metadata(),
+            "model_choice": "carried",
+            "model_chosen_as_of": str(recorded.choice_as_of),
+            "computation": "carried",
+            "computation_reason": recorded.reason,
             "chosen_model": chosen,
-            "choice_reason": in_force.reason,
+            "choice_reason": f"carried from {recorded.carried_from}",
             "models": dg.MetadataValue.md(markdown_table(totals)),
             "total_actual": float(result["total_actual"]),
             "total_predicted": float(result["total_predicted"]),
             "mae_per_customer": float(result["mae_per_customer"]),
             "calibration_plot": (
-                f"in the materialization of work/model_validation as of {in_force.choice_as_of},"
-                " whose holdout chose the model"
+                f"in the materialization of work/model_validation as of "
+                f"{recorded.choice_as_of}, whose holdout chose the model"
             ),
         }
     )

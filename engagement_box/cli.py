@@ -329,11 +329,15 @@ class StepLines:
 
         if not any(path in DAILY_PATHS for path, _ in self.paths.values()):
             return []
-        return [
-            f"{step}: {why.removesuffix(': computed in full')}"  # the line already says so
-            for step, (path, why) in self.paths.items()
-            if path not in DAILY_PATHS and path not in ("refit", "chosen")
-        ]
+        lines, said = [], set()
+        for step, (path, why) in self.paths.items():
+            # A persona refit is its schedule; the model's choice and its comparison say one
+            # reason twice: once is enough.
+            if path in DAILY_PATHS or path == "refit" or why in said:
+                continue
+            said.add(why)
+            lines.append(f"{step}: {why.removesuffix(': computed in full')}")  # the line says so
+        return lines
 
 
 def _plain_dagster_error(error: Exception) -> str:

@@ -585,6 +585,13 @@ TABLES: tuple[Table, ...] = (
                 "(full window), as JSON: Gamma-Gamma assumes none.",
             ),
             CHOICE_AS_OF,
+            Column(
+                "choice_reason",
+                "VARCHAR",
+                "Why the chosen model is the one in force, as said when it was chosen on the"
+                " holdout of choice_as_of (the rule: lowest MAE per customer, BG/NBD kept within"
+                " 2 %; or pinned by ENGAGEMENT_PURCHASE_MODEL); NULL when no model was chosen.",
+            ),
             AS_OF,
         ),
     ),
@@ -623,8 +630,19 @@ TABLES: tuple[Table, ...] = (
                 "DOUBLE",
                 "The calibration fit's log-likelihood.",
             ),
-            Column("chosen", "BOOLEAN", "The model the run chose (lowest MAE rule)."),
-            Column("calibration_end", "DATE", "Last day of the calibration window."),
+            Column(
+                "chosen",
+                "BOOLEAN",
+                "The model in force: chosen on this holdout (lowest MAE per customer, BG/NBD"
+                " kept within 2 %) or pinned by ENGAGEMENT_PURCHASE_MODEL; why: marts.model_fit's"
+                " choice_reason.",
+            ),
+            Column(
+                "calibration_end",
+                "DATE",
+                "Last day of the calibration window of the as-of that chose (choice_as_of); the"
+                " holdout runs from the next day to choice_as_of.",
+            ),
             CHOICE_AS_OF,
             AS_OF,
         ),

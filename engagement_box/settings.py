@@ -268,10 +268,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_MODEL_CHOICE_DAYS",
         "28",
-        "purchase model: a run uses the model chosen on an earlier as-of's holdout while that"
-        " choice is younger than this many days and only new orders files were staged since"
-        " (same fit settings and code, no erasure), fitting only it and Gamma-Gamma on the full"
-        " window; 0 chooses on every run's holdout",
+        "purchase model: a run uses the model chosen on an earlier holdout while that choice"
+        " is younger than this many days and no staged orders, customers or fx_rates file"
+        " changed since but new orders files (same fit settings and code, no erasure), fitting"
+        " only it and Gamma-Gamma on the full window; 0 chooses on the run's holdout",
         parse=_whole_from_zero,
     ),
     Setting(

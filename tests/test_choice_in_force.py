@@ -40,9 +40,17 @@ def con(tmp_path):
     con.close()
 
 
+def told(as_of: dt.date, choice_as_of: dt.date, model: str | None) -> choice.ChoiceInForce:
+    """What the fits were told: chosen on this as-of's holdout, or carried from the day before."""
+    if choice_as_of == as_of:
+        return choice.ChoiceInForce("chosen")
+    before = as_of - dt.timedelta(days=1)
+    return choice.ChoiceInForce("carried", before, choice_as_of, model)
+
+
 def record(con, as_of: dt.date, choice_as_of: dt.date, model: str | None = "mbgnbd", **changes):
     for statement, parameters in choice.record_choice(
-        con, window(as_of, **changes), choice_as_of, model
+        con, window(as_of, **changes), told(as_of, choice_as_of, model), model
     ):
         con.execute(statement, parameters)
     con.execute("INSERT INTO work.model_validation VALUES ($m, $d)", {"m": model, "d": as_of})
@@ -56,14 +64,26 @@ def test_a_run_carries_the_choice_of_the_latest_earlier_as_of(con):
     con.execute("INSERT INTO staging.orders VALUES ('2', 'orders/o2.csv')")
     in_force = choice.choice_in_force(con, window(day + dt.timedelta(days=1)))
     assert in_force.carried, in_force.reason
+    assert "mbgnbd as chosen on the holdout" in in_force.reason
     assert (in_force.carried_from, in_force.choice_as_of, in_force.model) == (
         day,
         CHOSEN_AT,
         "mbgnbd",
     )
     assert in_force.metadata()["model_choice"] == "carried"
-    # A rerun of the choosing as-of itself chooses again: only earlier as-ofs are carried.
-    assert not choice.choice_in_force(con, window(CHOSEN_AT)).carried
+    recorded = choice.recorded_choice(con, day)
+    assert (recorded.choice_as_of, recorded.model, recorded.carried_from) == (
+        CHOSEN_AT,
+        "mbgnbd",
+        CHOSEN_AT,
+    )
+    # A second run of the as-of that chose chooses on its holdout again (the same choice for
+    # the same data: a forced choice stays); a second run of a day that carried carries again.
+    again = choice.choice_in_force(con, window(CHOSEN_AT))
+    assert not again.carried and f"an earlier run of {CHOSEN_AT} chose mbgnbd" in again.reason
+    rerun = choice.choice_in_force(con, window(day))
+    assert rerun.carried and rerun.carried_from == day, rerun.reason
+    assert "an earlier run of this as-of" in rerun.reason
 
 
 @pytest.mark.parametrize(
@@ -108,7 +128,28 @@ def test_another_holdout_length_chooses_again(con):
     in_force = choice.choice_in_force(
         con, {**window(later), "calibration_end": later - dt.timedelta(days=90)}
     )
-    assert not in_force.carried and "holdout_days" in in_force.reason, in_force.reason
+    assert not in_force.carried and "holdout" in in_force.reason, in_force.reason
+
+
+def test_a_pinned_calibration_end_keeps_the_choice_as_the_as_of_moves(con):
+    """ENGAGEMENT_CALIBRATION_END fixes the calibration window: the holdout grows by a day a
+    day, and the choice made on it is still carried (the holdout's length is not compared)."""
+    pinned = {"calibration_end": dt.date(2026, 3, 31), "calibration_end_pinned": True}
+    record(con, CHOSEN_AT, CHOSEN_AT, **pinned)
+    in_force = choice.choice_in_force(con, window(CHOSEN_AT + dt.timedelta(days=1), **pinned))
+    assert in_force.carried, in_force.reason
+    other = {**pinned, "calibration_end": dt.date(2026, 4, 30)}
+    moved = choice.choice_in_force(con, window(CHOSEN_AT + dt.timedelta(days=1), **other))
+    assert not moved.carried and "holdout" in moved.reason, moved.reason
+
+
+def test_a_pinned_model_is_said_to_be_pinned(con):
+    record(con, CHOSEN_AT, CHOSEN_AT, model="pareto_nbd", purchase_model="pareto_nbd")
+    in_force = choice.choice_in_force(
+        con, window(CHOSEN_AT + dt.timedelta(days=1), purchase_model="pareto_nbd")
+    )
+    assert in_force.carried, in_force.reason
+    assert "pareto_nbd as pinned by ENGAGEMENT_PURCHASE_MODEL" in in_force.reason
 
 
 def test_the_choice_expires_after_its_days(con):
@@ -128,12 +169,16 @@ def test_an_as_of_without_its_comparison_or_with_failed_fits_is_not_carried(con)
     day = CHOSEN_AT + dt.timedelta(days=1)
     # The next day's run stopped between model_fit and model_validation: its choice is
     # recorded, its comparison is not; the run after carries the choice from the as-of before.
-    for statement, parameters in choice.record_choice(con, window(day), CHOSEN_AT, "mbgnbd"):
+    for statement, parameters in choice.record_choice(
+        con, window(day), told(day, CHOSEN_AT, "mbgnbd"), "mbgnbd"
+    ):
         con.execute(statement, parameters)
     later = choice.choice_in_force(con, window(day + dt.timedelta(days=1)))
     assert later.carried and later.carried_from == CHOSEN_AT, later.reason
     # Fits that failed record no choice (and delete the one a rerun of the as-of replaces).
-    for statement, parameters in choice.record_choice(con, window(CHOSEN_AT), CHOSEN_AT, None):
+    for statement, parameters in choice.record_choice(
+        con, window(CHOSEN_AT), told(CHOSEN_AT, CHOSEN_AT, None), None
+    ):
         con.execute(statement, parameters)
     assert con.execute(
         "SELECT count(*) FROM work.model_choice WHERE as_of = $d", {"d": CHOSEN_AT}

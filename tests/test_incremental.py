@@ -120,7 +120,9 @@ def history_rows(database: Path, mart: str) -> list[tuple]:
     return sorted(tuple(row[i] for i in keep) for row in rows)
 
 
-def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, tmp_path):
+def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
+    december_run, tmp_path, monkeypatch
+):
     first = copy_run(december_run, tmp_path / "incremental")  # a cold run of files A
     for table in INCREMENTAL_STEPS:
         metadata = step_metadata(december_run.result, table)
@@ -148,7 +150,7 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert fits["model_choice"] == "carried", fits["model_choice_reason"]
     assert fits["computation"] == "carried"  # the CLI's path column
     assert fits["model_chosen_as_of"] == str(DAY_A)
-    assert f"carried from {DAY_A}" in fits["model_choice_reason"]
+    assert f"carried from the run as of {DAY_A}" in fits["model_choice_reason"]
     chosen = fits["chosen_model"]
     assert step_metadata(december_run.result, "model_fit")["chosen_model"] == chosen
     fitted = query(
@@ -261,6 +263,34 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
         working(december_run.database), "customer_summary", DAY_A
     )
 
+    # Why the model is in force, in the published file: the reason given on A's holdout, kept.
+    reasons = "SELECT DISTINCT choice_reason FROM marts.model_fit"
+    assert query(incremental_db, reasons) == query(working(december_run.database), reasons)
+    assert query(incremental_db, reasons)[0][0]  # e.g. "BG/NBD's holdout MAE ... is kept"
+
+    # A choice forced on B (ENGAGEMENT_MODEL_CHOICE_DAYS=0) stays in force when B runs again
+    # with the default: the second run chooses on B's holdout again instead of carrying A's.
+    choosing = dg.AssetSelection.assets(
+        *(
+            dg.AssetKey(["work", t])
+            for t in ("calibration_holdout", "model_fit", "model_validation")
+        )
+    )
+    monkeypatch.setenv("ENGAGEMENT_MODEL_CHOICE_DAYS", "0")
+    forced = materialize(first.exports, incremental_db, PARTITION_B, choosing)
+    assert step_metadata(forced, "model_fit")["computation"] == "chosen"
+    monkeypatch.delenv("ENGAGEMENT_MODEL_CHOICE_DAYS")
+    kept = materialize(first.exports, incremental_db, PARTITION_B, choosing)
+    fits = step_metadata(kept, "model_fit")
+    assert fits["computation"] == "chosen", fits["computation_reason"]
+    assert f"an earlier run of {DAY_B} chose" in fits["computation_reason"]
+    assert step_metadata(kept, "model_validation")["computation"] == "chosen"
+    assert rows_as_of(incremental_db, "calibration_holdout", DAY_B)  # split again
+    choice_of_b = "SELECT DISTINCT choice_as_of FROM work.model_fit WHERE as_of = $d"
+    assert query(incremental_db, choice_of_b, {"d": DAY_B}) == [(DAY_B,)]
+    fitted_b = "SELECT count(*) FROM work.model_fit WHERE as_of = $d"
+    assert query(incremental_db, fitted_b, {"d": DAY_B}) == [(8,)]
+
     # Retention keeping one version expires December's and trims its as-of from every work
     # table. A backfill of December then has no state to carry from (its own is gone, January's
     # is later): cold, and the same rows as the cold warehouse's December.
@@ -272,6 +302,8 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(december_run, 
     assert retention.as_ofs_trimmed == [DAY_A] and retention.work_rows_deleted > 0
     assert rows_as_of(incremental_db, "customer_summary", DAY_A) == []
     assert query(incremental_db, edges, {"d": DAY_A}) == []
+    # (The cold warehouse still holds the choice copied in as A's: both split the holdout.)
+    monkeypatch.setenv("ENGAGEMENT_MODEL_CHOICE_DAYS", "0")
     back = materialize(first.exports, incremental_db, MONTH, SUMMARIES)
     materialize(first.exports, cold_db, MONTH, SUMMARIES)
     for table in INCREMENTAL_STEPS:

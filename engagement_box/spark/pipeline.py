@@ -272,7 +272,13 @@ def value_marts(
     # The Spark engine chooses on every run (the DuckDB engine's choice schedule,
     # engagement_box/value/choice.py, is not carried to the lake).
     fit_rows = value_tables.fit_table(
-        fits, ends, "D", chosen, value.spend_correlation(spend), choice_as_of=as_of
+        fits,
+        ends,
+        "D",
+        chosen,
+        value.spend_correlation(spend),
+        choice_as_of=as_of,
+        choice_reason=reason if chosen else None,
     )
     model_fit = _spark_frame(spark, fit_rows.with_columns(pl.lit(as_of).alias("as_of")))
 

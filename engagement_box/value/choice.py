@@ -9,13 +9,16 @@ could switch models from one day to the next and move every CLV with it.
 
 So a run uses the choice made at an earlier as-of while it is fresh, as the persona model is
 used (`engagement_box.engagement.personas.model_in_force`): `work.model_choice` records, per
-as-of, which as-of's holdout chose the model and what it was computed from. A run whose latest
-earlier as-of holds a choice made fewer than `ENGAGEMENT_MODEL_CHOICE_DAYS` days (28 by default:
-a monthly run always chooses again, the daily runs between use the month's choice) before its
-own as-of carries that choice when, since that as-of, only new orders files were staged (the
-rule of the incremental steps, `incremental.changed_since`: no changed or removed file, no new
-file of another source, no erasure, the same model code and the same time unit, penalizer,
-pinned model and holdout length):
+as-of, which as-of's holdout chose the model and what it was computed from. A run carries the
+choice recorded at the latest as-of up to its own (a second run of an as-of that chose on its
+own holdout chooses on it again, so a forced choice stays) when that choice was made fewer than
+`ENGAGEMENT_MODEL_CHOICE_DAYS` days (28 by default) before the run's as-of, and since that
+as-of only new orders files were staged: the rule of the incremental steps
+(`incremental.changed_since`): no changed or removed file, no new customers or fx_rates file
+(the sources the summaries read: reviews, social events and referrals do not move the purchase
+model), no erasure, the same model code, time unit, penalizer and pinned model, and the same
+holdout length (or pinned calibration end). So a daily schedule chooses again every 28 days,
+and a monthly one on every run. Then:
 
 - `work/calibration_holdout` writes no rows for the as-of (nothing reads them);
 - `work/model_fit` fits the chosen model and Gamma-Gamma on the full window (started from the
@@ -23,9 +26,10 @@ pinned model and holdout length):
   as-of; the models not chosen get no full-window fit;
 - `work/model_validation` carries the holdout comparison that made the choice.
 
-Every row says which as-of's holdout chose (`choice_as_of`). Anything else, or
-ENGAGEMENT_MODEL_CHOICE_DAYS=0, chooses again. "Equal to a cold run" holds with the same choice
-in force, as for personas: the scores are those of a cold run that carries the same choice.
+Every row says which as-of's holdout chose (`choice_as_of`) and why (`choice_reason` of
+`model_fit`). Anything else, or ENGAGEMENT_MODEL_CHOICE_DAYS=0, chooses again. "Equal to a cold
+run" holds with the same choice in force, as for personas: the scores are those of a cold run
+that carries the same choice.
 No Dagster import here.
 """
 
@@ -65,20 +69,33 @@ class ChoiceInForce:
 
 def choice_inputs(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
     """What a choice is made from, as an incremental step's state records it
-    (`incremental.inputs`): the staged files and rows, the erasures, the model code, and the
-    settings of the fits and of the holdout."""
+    (`incremental.inputs`): the staged orders, customers and fx_rates files and rows (what the
+    summaries read), the erasures, the model code, and the settings of the fits and of the
+    holdout (its length, or the calibration end when ENGAGEMENT_CALIBRATION_END pins it)."""
+    holdout = (
+        f"calibration end {window['calibration_end']}"
+        if window.get("calibration_end_pinned")
+        else f"{(window['as_of'] - window['calibration_end']).days} days"
+    )
     settings = {
         "time_unit": window["time_unit"],
         "penalizer": window["penalizer"],
         "purchase_model": window["purchase_model"],
-        "holdout_days": (window["as_of"] - window["calibration_end"]).days,
+        "holdout": holdout,
     }
     return incremental.inputs(con, settings)
 
 
+def _how(model: str, window: dict, choice_as_of: dt.date) -> str:
+    if window["purchase_model"]:
+        return f"{model} as pinned by ENGAGEMENT_PURCHASE_MODEL as of {choice_as_of}"
+    return f"{model} as chosen on the holdout as of {choice_as_of}"
+
+
 def choice_in_force(con: duckdb.DuckDBPyConnection, window: dict) -> ChoiceInForce:
-    """The choice this as-of's run uses (see the module doc). Every step of a run that asks gets
-    the same answer: it reads only the as-ofs before this one, which the run does not write."""
+    """The choice this as-of's run uses (see the module doc). The holdout and the fits ask
+    before the run records its own choice, so both get the same answer; the comparison follows
+    what the fits recorded (`recorded_choice`)."""
     as_of, days = window["as_of"], int(window["model_choice_days"])
     if days <= 0:
         return ChoiceInForce("ENGAGEMENT_MODEL_CHOICE_DAYS is 0: chosen on this as-of's holdout")
@@ -87,36 +104,62 @@ def choice_in_force(con: duckdb.DuckDBPyConnection, window: dict) -> ChoiceInFor
     row = con.execute(load_sql("work/model_choice_in_force"), {"as_of": as_of}).fetchone()
     if row is None:
         return ChoiceInForce(
-            f"no choice recorded before {as_of} with its holdout comparison: chosen on this "
+            f"no choice recorded up to {as_of} with its holdout comparison: chosen on this "
             "as-of's holdout"
         )
     earlier, choice_as_of, model, stored = row
+    if earlier == choice_as_of == as_of:
+        # An earlier run of this as-of chose on its holdout (a forced choice too): choosing
+        # again on the same holdout keeps that choice unless the data changed since.
+        return ChoiceInForce(
+            f"an earlier run of {as_of} chose {model} on this as-of's holdout: chosen again on it"
+        )
     age = (as_of - choice_as_of).days
     if age >= days:
         return ChoiceInForce(
             f"the choice in force (made as of {choice_as_of}) is {age} days old, "
             f"ENGAGEMENT_MODEL_CHOICE_DAYS is {days}: chosen again on this as-of's holdout"
         )
+    since = "an earlier run of this as-of" if earlier == as_of else f"the run as of {earlier}"
     why = incremental.changed_since(json.loads(stored), choice_inputs(con, window))
     if why is not None:
-        return ChoiceInForce(
-            f"{why} since the run as of {earlier}: chosen again on this as-of's holdout"
-        )
+        return ChoiceInForce(f"{why} since {since}: chosen again on this as-of's holdout")
     return ChoiceInForce(
-        f"{model} as chosen on the holdout as of {choice_as_of} (carried from {earlier}; "
-        f"{age} of ENGAGEMENT_MODEL_CHOICE_DAYS={days} days)",
+        f"{_how(model, window, choice_as_of)} (carried from {since}; {age} of "
+        f"ENGAGEMENT_MODEL_CHOICE_DAYS={days} days)",
         carried_from=earlier,
         choice_as_of=choice_as_of,
         model=model,
     )
 
 
+@dataclass(frozen=True)
+class RecordedChoice:
+    """What work/model_fit recorded for an as-of (`record_choice`)."""
+
+    choice_as_of: dt.date
+    model: str
+    carried_from: dt.date | None
+    reason: str
+
+
+def recorded_choice(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> RecordedChoice | None:
+    """The choice work/model_fit recorded for `as_of`, or None (no record: its fits failed)."""
+    if not table_exists(con, "work", TABLE):
+        return None
+    row = con.execute(load_sql("work/recorded_model_choice"), {"as_of": as_of}).fetchone()
+    return RecordedChoice(*row) if row else None
+
+
 def record_choice(
-    con: duckdb.DuckDBPyConnection, window: dict, choice_as_of: dt.date, model: str | None
+    con: duckdb.DuckDBPyConnection,
+    window: dict,
+    in_force: ChoiceInForce,
+    model: str | None,
 ) -> list[tuple[str, dict]]:
-    """The statements (with parameters) recording the choice in force at this as-of (`model`
-    None: none, the fits failed); run in the transaction that writes `work.model_fit`, so the
-    two never disagree."""
+    """The statements (with parameters) recording the choice in force at this as-of: `model`
+    (None: none, the fits failed), chosen on this as-of's holdout or carried (`in_force`). Run
+    in the transaction that writes `work.model_fit`, so the two never disagree."""
     con.execute(load_sql("marts/create_schema", schema="work"))
     con.execute(load_sql("work/create_model_choice"))
     delete = (load_sql("work/delete_model_choice"), {"as_of": window["as_of"]})
@@ -129,9 +172,11 @@ def record_choice(
             load_sql("work/insert_model_choice"),
             {
                 "as_of": window["as_of"],
-                "choice_as_of": choice_as_of,
+                "choice_as_of": in_force.choice_as_of or window["as_of"],
                 "model": model,
                 "inputs": json.dumps(inputs, sort_keys=True),
+                "carried_from": in_force.carried_from,
+                "reason": in_force.reason,
             },
         ),
     ]

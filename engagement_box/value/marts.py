@@ -107,10 +107,11 @@ def fit_table(
     chosen: str | None,
     correlation: dict[str, Any],
     choice_as_of: dt.date,
+    choice_reason: str | None = None,
 ) -> pl.DataFrame:
     """model_fit's rows (without as_of): the fits of both windows in `fits`, the chosen model
-    marked, the as-of whose holdout chose it, the full window's frequency-spend correlation on
-    every row."""
+    marked, the as-of whose holdout chose it and why, the full window's frequency-spend
+    correlation on every row."""
     rows = [
         fit_row(fit, name, ends[name], unit, chosen=fit.model == chosen)
         for name in WINDOWS
@@ -119,6 +120,7 @@ def fit_table(
     return pl.DataFrame(rows).with_columns(
         pl.lit(json.dumps(correlation)).alias("frequency_spend_correlation"),
         pl.lit(choice_as_of, dtype=pl.Date).alias("choice_as_of"),
+        pl.lit(choice_reason, dtype=pl.String).alias("choice_reason"),
     )
 
 
