@@ -515,11 +515,12 @@ def model_fit(
                 )
                 corr = scoring.frequency_spend_correlation(x, m)
                 correlations[name] = {"pearson": corr.pearson, "spearman": corr.spearman}
-            if in_force.carried:
+            if in_force.carried:  # the choosing as-of's calibration fits, as they were stored
                 comparison, chosen, reason = None, in_force.model, in_force.reason
-                fits["calibration"] = _stored_fits(
-                    con, "calibration", window, as_of=in_force.carried_from
-                )
+                carried = partitioned.read_partition(
+                    con, "work", "model_fit", in_force.carried_from
+                ).filter(pl.col("window") == "calibration")
+                fits["calibration"] = _fits_of_rows(carried)
             else:
                 calibration_fits = {
                     k: v for k, v in fits["calibration"].items() if k != "gamma_gamma"
@@ -530,14 +531,11 @@ def model_fit(
                 chosen = comparison.chosen if comparison else None
         ends = {"full": window["as_of"], "calibration": window["calibration_end"]}
         choice_as_of = in_force.choice_as_of or window["as_of"]
-        carried, choice_reason = None, reason if chosen else None
-        if in_force.carried:  # the choosing as-of's calibration fits, as they were stored
-            carried = partitioned.read_partition(
-                con, "work", "model_fit", in_force.carried_from
-            ).filter(pl.col("window") == "calibration")
+        choice_reason = reason if chosen else None
+        if in_force.carried:
             # Why the model is in force: the reason given when it was chosen, kept verbatim.
             given = carried.get_column("choice_reason", default=pl.Series([], dtype=pl.String))
-            choice_reason = given.drop_nulls()[0] if given.drop_nulls().len() else reason
+            choice_reason = given.drop_nulls().first() or reason
             carried = carried.with_columns(choice_reason=pl.lit(choice_reason, dtype=pl.String))
         frame = value_marts.fit_table(
             {"full": fits["full"]} if in_force.carried else fits,
@@ -548,7 +546,7 @@ def model_fit(
             choice_as_of,
             choice_reason=choice_reason,
         )
-        if carried is not None:
+        if in_force.carried:
             frame = pl.concat([frame, carried.select(frame.columns)], how="vertical_relaxed")
         failed = [] if chosen else [f"no purchase model chosen: {reason}"]
         failed += [
@@ -571,7 +569,7 @@ def model_fit(
     metadata["chosen_model"] = chosen or "none"
     metadata["fits_started_from"] = (
         f"the fits as of {started_from} (BG/NBD, Gamma-Gamma)"
-        if any(starts.get(name) for name in fits if name in dict(windows))
+        if any(starts.get(name) for name, _ in windows)
         else "fits on a sample of the rows"
     )
     # Every fit at a glance: the generic preview showed 5 of the 8 rows, 25 columns with JSON.
@@ -635,16 +633,14 @@ def earlier_fits(con, window: dict) -> tuple[dict[str, dict[str, dict]], dt.date
     return starts, (rows[0][0] if rows else None)
 
 
-def _stored_fits(
-    con, window_name: str, window: dict, as_of: dt.date | None = None
-) -> dict[str, fitting.FitResult]:
-    """The fits of one window as stored in work.model_fit (as of `as_of`, default the
-    window's), by model name."""
-    if as_of is None:
-        rows = read_work(con, "model_fit", window)
-    else:  # a choice's as-of (`choice.choice_in_force` found its rows)
-        rows = partitioned.read_partition(con, "work", "model_fit", as_of)
-    rows = rows.filter(pl.col("window") == window_name)
+def _stored_fits(con, window_name: str, window: dict) -> dict[str, fitting.FitResult]:
+    """The fits of one window as stored in work.model_fit, by model name."""
+    rows = read_work(con, "model_fit", window)
+    return _fits_of_rows(rows.filter(pl.col("window") == window_name))
+
+
+def _fits_of_rows(rows: pl.DataFrame) -> dict[str, fitting.FitResult]:
+    """Stored rows of work.model_fit as fits, by model name."""
     return {
         row["model"]: fitting.FitResult(
             model=row["model"],
@@ -842,20 +838,7 @@ def _carried_validation(
             f"{recorded.carried_from}): materialize work/model_fit again"
         )
     metadata = write_work(con, "model_validation", table, window)
-    totals = (
-        table.select(
-            "model",
-            "converged",
-            "total_actual",
-            "total_predicted",
-            "total_error_pct",
-            "mae_per_customer",
-            "calibration_log_likelihood",
-            "chosen",
-        )
-        .unique(maintain_order=True)
-        .sort("model")
-    )
+    totals = table.select(value_marts.VALIDATION_TOTALS).unique().sort("model")
     result = totals.filter(pl.col("model") == chosen).row(0, named=True)
     metadata.update(
         {

@@ -2,10 +2,10 @@
 
 Choosing the purchase model (`selection.compare_models`) takes the calibration/holdout split of
 every customer, a calibration-window fit of each model, the full-window fits of the models not
-chosen, and the holdout comparison: about 6 of a 1 % day's 52 CPU-seconds at 1M customers
-(docs/BENCHMARKS.md), every day, to answer a question whose answer moves slowly. Its answer
-also flapped: with two models within a few percent of each other on the holdout, a daily choice
-could switch models from one day to the next and move every CLV with it.
+chosen, and the holdout comparison: 5.2-5.7 of a 1 % day's 52 CPU-seconds at 1M customers
+(measured: docs/BENCHMARKS.md), every day, to answer a question whose answer moves slowly. Its
+answer also flapped: with two models within a few percent of each other on the holdout, a daily
+choice could switch models from one day to the next and move every CLV with it.
 
 So a run uses the choice made at an earlier as-of while it is fresh, as the persona model is
 used (`engagement_box.engagement.personas.model_in_force`): `work.model_choice` records, per
@@ -47,8 +47,9 @@ TABLE = "model_choice"
 
 @dataclass(frozen=True)
 class ChoiceInForce:
-    """How a run gets its purchase model: carried from `carried_from` (an earlier as-of whose
-    rows hold a choice made at `choice_as_of`), or chosen on this as-of's holdout."""
+    """How a run gets its purchase model: carried from `carried_from` (the as-of, earlier or
+    this one's earlier run, whose rows hold a choice made at `choice_as_of`), or chosen on this
+    as-of's holdout."""
 
     reason: str
     carried_from: dt.date | None = None

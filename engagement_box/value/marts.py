@@ -136,20 +136,26 @@ def comparison(
     return result, result.reason
 
 
+# The per-model totals of a holdout comparison, as model_validation's columns name them.
+VALIDATION_TOTALS = (
+    "model",
+    "converged",
+    "total_actual",
+    "total_predicted",
+    "total_error_pct",
+    "mae_per_customer",
+    "calibration_log_likelihood",
+    "chosen",
+)
+
+
 def validation_table(
     result: selection.ModelComparison, calibration_end: dt.date, as_of: dt.date
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(model_validation's rows, the per-model totals) of a holdout comparison."""
-    totals = result.models.select(
-        "model",
-        "converged",
-        "total_actual",
-        "total_predicted",
-        "total_error_pct",
-        pl.col("mae").alias("mae_per_customer"),
-        pl.col("log_likelihood").alias("calibration_log_likelihood"),
-        "chosen",
-    )
+    totals = result.models.rename(
+        {"mae": "mae_per_customer", "log_likelihood": "calibration_log_likelihood"}
+    ).select(VALIDATION_TOTALS)
     table = (
         result.by_frequency.join(totals, on="model", how="left")
         if result.by_frequency.height
