@@ -66,14 +66,19 @@ def inputs(
     fixed: Iterable[str] = FIXED,
 ) -> dict:
     """What a step is computed from, now: the staged files of orders and of the `fixed` sources
-    (sha256), staged orders per file, erasure requests, settings and code version."""
+    (sha256), staged orders per file, erasure requests, settings and code version.
+
+    A file that staged no row (a header-only export, one dropped again under another name whose
+    rows are all `duplicate_key`, one whose rows were all quarantined) changes no staged row, so
+    it is not among the files, as in the versions' `inputs_fingerprint`: a new reviews file of
+    repeated rows keeps every step on its daily path instead of computing in full."""
     files = {}
     if table_exists(con, "staging", "ingested_files"):
         files = {
             source_file: [source, sha]
             for source, source_file, sha in con.execute(
                 "SELECT source, source_file, sha256 FROM staging.ingested_files "
-                "WHERE list_contains($sources, source) ORDER BY source_file",
+                "WHERE list_contains($sources, source) AND rows_staged > 0 ORDER BY source_file",
                 {"sources": [GROWING, *fixed]},
             ).fetchall()
         }

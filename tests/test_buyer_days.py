@@ -53,7 +53,8 @@ def _stage_orders(db, rows: list[tuple], source_file: str) -> None:
     )
     db.unregister("new_rows")
     db.execute(
-        "INSERT INTO staging.ingested_files VALUES ('orders', $f, $sha)",
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('orders', $f, $sha)",
         {"f": source_file, "sha": f"sha-{source_file}"},
     )
 
@@ -69,10 +70,12 @@ def staged(con):  # noqa: F811
         "channel VARCHAR, source_file VARCHAR)"
     )
     con.execute(
-        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+        "CREATE TABLE staging.ingested_files "
+        "(source VARCHAR, source_file VARCHAR, sha256 VARCHAR, rows_staged BIGINT DEFAULT 1)"
     )
     con.execute(
-        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/c.csv', 'c1'), "
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('customers', 'customers/c.csv', 'c1'), "
         "('fx_rates', 'fx_rates/fx.csv', 'f1')"
     )
     con.execute('CREATE TABLE staging.fx_rates ("date" DATE, currency VARCHAR, rate DOUBLE)')

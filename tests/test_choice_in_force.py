@@ -26,10 +26,12 @@ def con(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA staging")
     con.execute(
-        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+        "CREATE TABLE staging.ingested_files "
+        "(source VARCHAR, source_file VARCHAR, sha256 VARCHAR, rows_staged BIGINT DEFAULT 1)"
     )
     con.execute(
-        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/c.csv', 'c1'), "
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('customers', 'customers/c.csv', 'c1'), "
         "('orders', 'orders/o1.csv', 'o1')"
     )
     con.execute("CREATE TABLE staging.orders (order_id VARCHAR, source_file VARCHAR)")
@@ -60,7 +62,10 @@ def test_a_run_carries_the_choice_of_the_latest_earlier_as_of(con):
     record(con, CHOSEN_AT, CHOSEN_AT)
     day = CHOSEN_AT + dt.timedelta(days=1)
     record(con, day, CHOSEN_AT)  # the next day carried it
-    con.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2')")
+    con.execute(
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('orders', 'orders/o2.csv', 'o2')"
+    )
     con.execute("INSERT INTO staging.orders VALUES ('2', 'orders/o2.csv')")
     in_force = choice.choice_in_force(con, window(day + dt.timedelta(days=1)))
     assert in_force.carried, in_force.reason
@@ -90,7 +95,11 @@ def test_a_run_carries_the_choice_of_the_latest_earlier_as_of(con):
     ("change", "reason"),
     [
         ("UPDATE staging.ingested_files SET sha256 = 'o1b' WHERE sha256 = 'o1'", "changed"),
-        ("INSERT INTO staging.ingested_files VALUES ('customers', 'customers/d.csv', 'd1')", "new"),
+        (
+            "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+            "VALUES ('customers', 'customers/d.csv', 'd1')",
+            "new",
+        ),
         ("DELETE FROM staging.orders", "the staged orders of orders/o1.csv changed"),
         (
             "CREATE TABLE staging.erasure_log (request_id VARCHAR); "

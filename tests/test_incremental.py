@@ -420,6 +420,44 @@ def test_a_changed_file_falls_back_to_the_full_computation(december_run, tmp_pat
     assert query(database, BUYER_DAYS) == query(cold_db, BUYER_DAYS)
 
 
+def test_files_that_stage_no_row_keep_the_daily_path(december_run, tmp_path):
+    """A reviews export sent again under another name (every row a repeated key) and a
+    customers file with only its header change no staged row: the day stays incremental (it
+    used to compute every step in full) and equals a cold run."""
+    run = copy_run(december_run, tmp_path / "run")
+    reviews = sorted((run.exports / "reviews").iterdir())[-1]
+    resent = reviews.with_name(f"{reviews.stem}_resent{reviews.suffix}")
+    resent.write_bytes(reviews.read_bytes())
+    customers = sorted((run.exports / "customers").glob("*.csv"))[0]
+    header = customers.read_text(encoding="utf-8").splitlines(keepends=True)[0]
+    (run.exports / "customers" / "customers_none_today.csv").write_text(header, encoding="utf-8")
+    add_file_b(run.exports)
+    database = working(run.database)
+    result = materialize(run.exports, database, PARTITION_B, SUMMARIES)
+    staged = dict(
+        query(
+            database,
+            "SELECT source_file, rows_staged FROM staging.ingested_files "
+            "WHERE source_file IN ($r, $c)",
+            {"r": f"reviews/{resent.name}", "c": "customers/customers_none_today.csv"},
+        )
+    )
+    assert staged == {f"reviews/{resent.name}": 0, "customers/customers_none_today.csv": 0}
+    for table in (*INCREMENTAL_STEPS, "identity_links", "buyer_days"):
+        metadata = step_metadata(result, table)
+        assert metadata["computation"] in incremental.DAILY_PATHS, (table, metadata)
+
+    # The same summaries as a cold run (the holdout is skipped: the model choice is carried).
+    cold_db = tmp_path / "cold.duckdb"
+    materialize(run.exports, cold_db, PARTITION_B, SUMMARIES)
+    assert_same_rows(
+        rows_as_of(database, "customer_summary", DAY_B),
+        rows_as_of(cold_db, "customer_summary", DAY_B),
+        "customer_summary",
+    )
+    assert query(database, BUYER_DAYS) == query(cold_db, BUYER_DAYS)
+
+
 def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
     run = copy_run(december_run, tmp_path / "run")
     database = working(run.database)
@@ -457,10 +495,12 @@ def test_an_erasure_falls_back_to_the_full_computation(december_run, tmp_path):
 def _seed(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA staging")
     con.execute(
-        "CREATE TABLE staging.ingested_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR)"
+        "CREATE TABLE staging.ingested_files "
+        "(source VARCHAR, source_file VARCHAR, sha256 VARCHAR, rows_staged BIGINT DEFAULT 1)"
     )
     con.execute(
-        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/c.csv', 'c1'), "
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('customers', 'customers/c.csv', 'c1'), "
         "('fx_rates', 'fx_rates/fx.csv', 'f1'), ('orders', 'orders/o1.csv', 'o1')"
     )
     con.execute("CREATE TABLE staging.orders (order_id VARCHAR, source_file VARCHAR)")
@@ -478,7 +518,8 @@ def _record(con: duckdb.DuckDBPyConnection, settings: dict) -> None:
 
 CHANGES = {
     "new orders file": (
-        "INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2'); "
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('orders', 'orders/o2.csv', 'o2'); "
         "INSERT INTO staging.orders VALUES ('3', 'orders/o2.csv')",
         None,
     ),
@@ -495,7 +536,8 @@ CHANGES = {
         "fx_rates/fx.csv is no longer staged",
     ),
     "new customers file": (
-        "INSERT INTO staging.ingested_files VALUES ('customers', 'customers/d.csv', 'd1')",
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        "VALUES ('customers', 'customers/d.csv', 'd1')",
         "customers/d.csv is new",
     ),
     "erasure": (
@@ -621,7 +663,10 @@ def test_the_last_order_day_is_asked_once_while_the_staged_orders_are_the_same(t
             "INSERT INTO staging.orders VALUES ('3', 'orders/o2.csv', $t, 'completed')",
             {"t": DAY_B},
         )
-        con.execute("INSERT INTO staging.ingested_files VALUES ('orders', 'orders/o2.csv', 'o2')")
+        con.execute(
+            "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+            "VALUES ('orders', 'orders/o2.csv', 'o2')"
+        )
         assert incremental.last_completed_order_day(con) == DAY_B
         # an erasure of the latest order
         con.execute("DELETE FROM staging.orders WHERE order_id = '3'")
