@@ -89,6 +89,17 @@ def assert_unchanged(warehouse) -> None:
 # 1. Repeated header names
 
 
+def test_excels_trailing_empty_columns_are_ignored(warehouse, exports_dir):
+    """Excel writes `...,channel,,,` when cells right of the table were ever touched: columns
+    without a name are ignored, however many (they used to refuse the file as repeated)."""
+    header = ",".join([*ORDER_HEADER, "", "", ""])
+    row = ",".join([*good_order(1).values(), "", "", ""])
+    write_text(exports_dir / "orders" / "excel.csv", f"{header}\n{row}\n")
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o1"]
+    assert report.ignored_columns == {}
+
+
 def test_an_exactly_repeated_column_is_refused(warehouse, exports_dir):
     staged_first(warehouse, exports_dir)
     header = [*ORDER_HEADER, "net_amount"]
@@ -146,6 +157,72 @@ def test_short_rows_are_found_in_a_file_with_line_breaks_inside_quoted_values(
     assert staged_ids(warehouse, "referrals", "referral_id") == ["r1", "r3"]
     assert [q[1:4] for q in quarantine(warehouse)] == [(2, None, "wrong_field_count")]
     assert_reconciles(warehouse, "referrals")
+
+
+def test_a_carriage_return_inside_a_value_does_not_shift_the_short_rows(warehouse, exports_dir):
+    """A CR alone inside an unquoted value is part of the value (as the reader takes it): the
+    short row found is the cut one, not the complete row after the CR (which was quarantined
+    while the cut row was padded and staged)."""
+    write_text(
+        exports_dir / "referrals" / "r.csv",
+        referral_text(
+            'r1,c1,b@x.io,,2024-01-01,,5.00,25.00,"yes\nreally"',  # a line break: counted apart
+            "r2,c1,ok\rfine@x.io,,2024-01-01,,5.00,25.00,no",
+            "r3,c1,e@x.io,,2024-01-01,,5.00,25.00,",  # complete, empty optional last field
+            "r4,c1,f@x.io,,2024-01-01,,5.00,25.00",  # cut: one field short
+        ),
+    )
+    ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    short = [q[1:] for q in quarantine(warehouse) if q[3] == "wrong_field_count"]
+    assert short == [(4, None, "wrong_field_count", "8 field(s) where the header has 9")]
+    assert "r3" in staged_ids(warehouse, "referrals", "referral_id")
+    assert_reconciles(warehouse, "referrals")
+
+
+def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_the_lines(warehouse, exports_dir):
+    """A quote opened inside a value and closed rows later makes those rows one value: they
+    would be lost without a trace (every count still reconciles). The file is refused, naming
+    the line the value opens on and a line inside it that holds a whole row."""
+    staged_first(warehouse, exports_dir)
+    rows = [",".join(good_order(i).values()) for i in range(2, 6)]
+    rows[1] = rows[1] + ',"Best purchase ever'  # an extra (ignored) column: a review's text
+    rows[2] = rows[2] + ",broke after a day"
+    rows[3] = rows[3] + ',perfect for my 10"'
+    header = ",".join([*ORDER_HEADER, "note"])
+    write_text(exports_dir / "orders" / "b_quote.csv", "\n".join([header, *rows]) + "\n")
+
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    message = str(error.value)
+    assert message.startswith("orders/b_quote.csv: the quoted value that opens on line 3")
+    assert "line 4 inside it holds a whole row" in message
+    assert_unchanged(warehouse)
+
+
+def test_a_value_with_line_breaks_and_commas_is_still_a_value(warehouse, exports_dir):
+    """Text with line breaks and a few commas is a value like any other: not taken for rows."""
+    header = ",".join([*REFERRAL_HEADER, "note"])
+    row = 'r1,c1,b@x.io,,2024-01-01,,5.00,25.00,yes,"first\nsecond, third\nfourth, fifth, sixth"'
+    write_text(exports_dir / "referrals" / "r.csv", f"{header}\n{row}\n")
+    ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    assert assert_reconciles(warehouse, "referrals")[1:] == (1, 1, 0, 0)
+
+
+def test_an_unquoted_inch_mark_refuses_the_file_naming_the_line_and_value(warehouse, exports_dir):
+    staged_first(warehouse, exports_dir)
+    header = ",".join([*ORDER_HEADER, "product"])
+    rows = [
+        ",".join([*good_order(i).values(), name]) for i, name in ((2, "kettle"), (3, 'TV 55" LED'))
+    ]
+    write_text(exports_dir / "orders" / "b_inch.csv", "\n".join([header, *rows]) + "\n")
+
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert str(error.value) == (
+        'orders/b_inch.csv: line 3 has a " inside a value that is not quoted (TV 55" LED); '
+        'quote the value and double the quote ("TV 55"" LED"), then run again'
+    )
+    assert_unchanged(warehouse)
 
 
 def test_a_row_with_too_many_fields_refuses_the_file_naming_the_line(warehouse, exports_dir):
