@@ -380,6 +380,42 @@ def test_whole_floats_in_an_integer_parquet_column_are_integers(warehouse, expor
     assert reasons == ["missing_required_value", "unparseable_integer", "missing_required_value"]
 
 
+REVIEW = {
+    "review_id": "r0", "customer_id": "c1", "product_id": "p1", "rating": "4",
+    "helpful_votes": "0", "verified_purchase": "true", "created_at": "2024-03-01 10:00:00",
+}  # fmt: skip
+
+
+def test_whole_numbers_written_as_floats_are_integers_in_csv_too(warehouse, exports_dir):
+    """pandas' `to_csv` writes `5.0` for an integer column with a gap: read as in Parquet. A
+    float no integer holds (1e20) is quarantined with the value shown, not as a missing value."""
+    write_csv(
+        exports_dir / "reviews" / "reviews.csv",
+        [
+            {**REVIEW, "review_id": "r1", "rating": "5.0", "helpful_votes": "2.00"},
+            {**REVIEW, "review_id": "r2", "rating": "4.5"},
+            {**REVIEW, "review_id": "r3", "helpful_votes": "1e20"},
+        ],
+    )
+    folder = exports_dir / "reviews"
+    pl.DataFrame(
+        {"review_id": ["p1"], "customer_id": ["c1"], "product_id": ["p1"], "rating": [4.0],
+         "helpful_votes": [1e20], "verified_purchase": [True],
+         "created_at": ["2024-03-01 10:00:00"]}
+    ).write_parquet(folder / "reviews.parquet")  # fmt: skip
+    ingest_source(warehouse, exports_dir, "reviews")
+    got = staged(warehouse, "reviews")
+    assert got.select("review_id", "rating", "helpful_votes").rows() == [("r1", 5, 2)]
+    found = warehouse.execute(
+        'SELECT "column", reason, detail FROM staging.quarantine ORDER BY source_file, source_row'
+    ).fetchall()
+    assert found == [  # reviews.csv, then reviews.parquet
+        ("rating", "unparseable_integer", "4.5"),
+        ("helpful_votes", "unparseable_integer", "1e20"),
+        ("helpful_votes", "unparseable_integer", "1e+20"),
+    ]
+
+
 def test_hidden_files_are_ignored(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
     (exports_dir / "orders" / ".day1.csv.swp").write_bytes(b"junk")

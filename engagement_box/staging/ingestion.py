@@ -562,7 +562,8 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
     writes an integer column with a gap as floats: 5.0 and NaN) are written as integers when
     whole; `4.5` stays as it is and is quarantined as not an integer."""
     if contract.base_type() is pl.Int64 and dtype.base_type() in (pl.Float32, pl.Float64):
-        whole = column.is_finite() & (column == column.round(0))
+        # whole and within an integer's range; 1e20 stays `1e20` (quarantined, value shown)
+        whole = column.is_finite() & (column == column.round(0)) & (column.abs() < 2.0**63)
         return (
             pl.when(column.is_nan())
             .then(None)
@@ -749,7 +750,18 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
         values = text.cast(pl.Float64, strict=False)
         return values.set(~values.is_finite().fill_null(True), None), "unparseable_number"
     if dtype == pl.Int64:
-        return text.cast(pl.Int64, strict=False), "unparseable_integer"
+        # `5.0`: pandas writes an integer column with a gap as floats, in CSV as in Parquet
+        values = text.cast(pl.Int64, strict=False)
+        retry = values.is_null() & text.is_not_null()
+        if retry.any():
+            floats = text.cast(pl.Float64, strict=False)
+            whole = floats.is_finite() & (floats == floats.round(0)) & (floats.abs() < 2.0**63)
+            values = pl.select(
+                pl.when(pl.lit(retry & whole.fill_null(False)))
+                .then(pl.lit(floats).cast(pl.Int64, strict=False))
+                .otherwise(pl.lit(values))
+            ).to_series()
+        return values.alias(text.name), "unparseable_integer"
     if dtype == pl.Boolean:
         lowered = text.str.to_lowercase()
         values = (
