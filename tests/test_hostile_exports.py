@@ -301,6 +301,24 @@ def test_a_file_not_in_utf8_is_reported_as_such(warehouse, exports_dir, encoding
     assert_unchanged(warehouse)
 
 
+@pytest.mark.parametrize("rows_before", [0, 3000])  # in the first 64 KiB read, and far after
+def test_a_nul_byte_refuses_the_file_naming_its_line(warehouse, exports_dir, rows_before):
+    """A stray NUL in UTF-8 text was called "UTF-16 or binary data" near the top of a file and
+    staged inside a value (`c\\01`) further down. Either way the file is refused, naming the line."""
+    staged_first(warehouse, exports_dir)
+    rows = [good_order(i) for i in range(2, rows_before + 3)]
+    rows[-1]["customer_id"] = "c\x001"
+    write_text(exports_dir / "orders" / "b_nul.csv", order_lines(*rows))
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert str(error.value) == (
+        f"orders/b_nul.csv: unreadable .csv file: line {rows_before + 2} holds a NUL byte (\\0), "
+        "which no text value may hold (a damaged export, or a tool's padding); remove it and run "
+        "again"
+    )
+    assert_unchanged(warehouse)
+
+
 def test_latin1_text_names_the_line(warehouse, exports_dir):
     staged_first(warehouse, exports_dir)
     row = good_order(2) | {"customer_id": "Zoë"}
