@@ -9,15 +9,26 @@ version in its metadata.
 """
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 
 from assets.metadata import table_metadata
-from assets.value import partition_window, png_markdown, require_work, resolve_window, work_key
+from assets.value import (
+    VERSION_INPUTS_KEY,
+    partition_window,
+    png_markdown,
+    require_work,
+    resolve_window,
+    work_key,
+    write_work,
+)
 from engagement_box import dictionary, reports
 from engagement_box.governance import versions
+from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
@@ -44,6 +55,74 @@ MART_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=26)
 )
 FRESHNESS_CHECK = "current_version_is_fresh"
+
+
+# The run tag that makes a run compute every step even when a version of its as-of was computed
+# from the same inputs (`engagement-box run --force`; in the UI's launchpad, add the tag).
+FORCE_TAG = "engagement/force"
+
+
+@dg.asset(
+    key=VERSION_INPUTS_KEY,
+    partitions_def=monthly_as_of,
+    group_name="value",
+    kinds={"duckdb"},
+    deps=[dg.AssetKey(["staging", source]) for source in SOURCES],
+    output_required=False,
+)
+def version_inputs(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+):
+    """What this as-of's version is computed from: the export files that staged rows, the
+    erasures, the settings and the model code (`versions.inputs_fingerprint`), one row per as-of.
+
+    When a retained version of the as-of was computed from the same inputs, the rest of the run
+    would publish nothing: this step is then not materialized (an observation names the version)
+    and Dagster skips every later step. A run started for a file that staged no row (a
+    header-only export, one sent again under another name) costs its staging and this step.
+    The run tag `engagement/force=true` (`engagement-box run --force`) computes anyway."""
+    with warehouse.get_connection() as con:
+        window = partition_window(context, con, model_settings)
+        settings = run_settings(window, engagement_config)
+        fingerprint = versions.inputs_fingerprint(
+            con, as_of=str(window["as_of"]), settings=settings
+        )
+        standing = versions.version_with_inputs(con, fingerprint)
+        forced = context.run.tags.get(FORCE_TAG) == "true"
+        if standing is not None and not forced:
+            context.log.info(
+                f"version {standing} (as of {window['as_of']}) was computed from these inputs: "
+                "nothing to compute, the later steps are skipped"
+            )
+            yield dg.AssetObservation(
+                asset_key=VERSION_INPUTS_KEY,
+                partition=context.partition_key,
+                metadata={
+                    "standing_version": standing,
+                    "as_of": str(window["as_of"]),
+                    "inputs_fingerprint": fingerprint,
+                },
+            )
+            return
+        frame = pl.DataFrame(
+            {
+                "inputs_fingerprint": [fingerprint],
+                "settings": [json.dumps(settings, sort_keys=True)],
+                "model_code": [versions.model_code_version()],
+                "forced": [forced and standing is not None],
+            }
+        )
+        metadata = write_work(con, "version_inputs", frame, window)
+    yield dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "inputs_fingerprint": fingerprint,
+            "standing_version": standing if standing is not None else "",
+        }
+    )
 
 
 def mart_key(name: str) -> dg.AssetKey:

@@ -208,6 +208,9 @@ def partition_metadata(con, table: str, window: dict) -> dict:
 
 
 BUYER_DAYS_KEY = work_key(summaries.BUYER_DAYS)
+# assets/publish.py: not materialized when a version of the as-of has the same inputs, which
+# skips every step after it
+VERSION_INPUTS_KEY = work_key("version_inputs")
 
 
 @dg.asset(
@@ -264,7 +267,13 @@ def require_buyer_days(con, window: dict) -> None:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    deps=[BUYER_DAYS_KEY, staging_key("orders"), staging_key("fx_rates"), IDENTITY_KEY],
+    deps=[
+        BUYER_DAYS_KEY,
+        staging_key("orders"),
+        staging_key("fx_rates"),
+        IDENTITY_KEY,
+        VERSION_INPUTS_KEY,
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             "orders_left_out_within_limit",
@@ -387,7 +396,7 @@ def model_inputs(frame: pl.DataFrame, unit: str) -> tuple[np.ndarray, ...]:
     group_name=GROUP,
     partitions_def=monthly_as_of,
     kinds={"duckdb"},
-    deps=[BUYER_DAYS_KEY, IDENTITY_KEY],
+    deps=[BUYER_DAYS_KEY, IDENTITY_KEY, VERSION_INPUTS_KEY],
 )
 def calibration_holdout(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings

@@ -14,6 +14,7 @@ to DAGSTER_HOME/logs/<run id>.log.
 
 import argparse
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -239,6 +240,17 @@ class StepLines:
         self.paths: dict[str, tuple[str, str]] = {}
         # What the publish did: the metadata of published_marts (assets/publish.py), by key
         self.publish: dict[str, object] | None = None
+        self.skipped: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Dagster warns, for each step after a skipped one, that a blocking check of the
+        skipped step "emitted no result" and the step "will proceed" (it is skipped all the
+        same): not said when that step was skipped."""
+        said = record.getMessage()
+        return not (
+            "emitted no result in step" in said
+            and any(f"in step {step!r}" in said for step in self.skipped)
+        )
 
     def _staging_warnings(self, event, metadata) -> None:
         """What a staging step found in the files that a person should know (its metadata)."""
@@ -283,6 +295,18 @@ class StepLines:
                     self.warnings.append(said)
             if check.check_name == "orders_left_out_within_limit":  # says how many, and why
                 self.left_out = check.description
+        elif kind == "ASSET_OBSERVATION":  # work/version_inputs: a version has these inputs
+            metadata = event.event_specific_data.asset_observation.metadata
+            if "standing_version" in metadata and self.publish is None:
+                self.publish = {
+                    "snapshot_id": metadata["standing_version"].value,
+                    "published_new_version": False,
+                    "as_of": metadata["as_of"].value,
+                    "skipped": True,
+                }
+        elif kind == "STEP_SKIPPED":
+            self.skipped.add(step)
+            self.line(step, "skipped", 0.0, 0.0)
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             seconds = time.monotonic() - self.started.get(step, time.monotonic())
             cpu = time.process_time() - self.cpu_started.get(step, time.process_time())
@@ -312,6 +336,12 @@ class StepLines:
         if self.publish is None:
             return None
         version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
+        if self.publish.get("skipped"):
+            return (
+                f"computed nothing: version {version} (as of {as_of}) was computed from these "
+                "inputs (the files that staged rows, erasures, settings, model code) and stays; "
+                "the steps after work__version_inputs were skipped (--force computes them)"
+            )
         if not self.publish["published_new_version"]:
             return (
                 f"published nothing: the inputs equal those of version {version} "
@@ -508,6 +538,8 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             return 0
     steps = StepLines()
     tags = {**job.get_tags_for_partition_key(partition, None), **process_tags()}
+    if args.force:  # work/version_inputs then lets every step run (assets/publish.py)
+        tags["engagement/force"] = "true"
     executed = _execute(home, JOB_NAME, tags, steps)
     if executed is None:
         return 2
@@ -569,11 +601,16 @@ def _execute(home: str, job_name: str, tags: dict[str, str], steps: StepLines) -
                     run, message=f"stopped by {signal.Signals(signum).name} before it finished"
                 )
 
-        with _stop_on_signal(fail_run) as received:
-            recon_job = recon_job_from_origin(dagster_run.job_code_origin)
-            for event in execute_run_iterator(recon_job, dagster_run, instance):
-                events.append(event)
-                steps(event)
+        plan_log = logging.getLogger("dagster._core.execution.plan.active")
+        plan_log.addFilter(steps)
+        try:
+            with _stop_on_signal(fail_run) as received:
+                recon_job = recon_job_from_origin(dagster_run.job_code_origin)
+                for event in execute_run_iterator(recon_job, dagster_run, instance):
+                    events.append(event)
+                    steps(event)
+        finally:
+            plan_log.removeFilter(steps)
         finished = instance.get_run_by_id(dagster_run.run_id)
     not_run = [key for key in dagster_run.step_keys_to_execute or [] if key not in steps.finished]
     if not_run:
@@ -839,8 +876,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument(
         "--force",
         action="store_true",
-        help="run even when nothing is new (by default a run whose exports, settings and model "
-        "code equal those of the month's standing version starts nothing)",
+        help="run every step even when nothing is new (by default a run whose exports, settings "
+        "and model code equal those of the month's standing version starts nothing, and one "
+        "whose new files staged no row skips the steps after staging)",
     )
     run_parser.set_defaults(func=run)
     retain_parser = sub.add_parser(

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.engagement import engagement_assets
 from assets.identity import identity_assets
-from assets.publish import published_marts
+from assets.publish import published_marts, version_inputs
 from assets.staging import staged_assets
 from assets.value import value_assets
 from assets.versions_maintenance import maintenance_assets
@@ -55,6 +55,7 @@ assets = dg.map_asset_specs(
     [
         *staged_assets,
         *identity_assets,
+        version_inputs,
         *value_assets,
         *engagement_assets,
         published_marts,

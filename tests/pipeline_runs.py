@@ -40,6 +40,7 @@ def run_graph(
     settings: ModelSettings | None = None,
     partition: str | None = None,
     instance: dg.DagsterInstance | None = None,
+    tags: dict[str, str] | None = None,
 ):
     """The whole job in this process, as a scheduled run of `partition` (default December)."""
     job = defs.resolve_job_def("engagement_pipeline")
@@ -56,6 +57,7 @@ def run_graph(
         partition_key=partition or MONTH,
         raise_on_error=False,
         instance=instance,
+        tags=tags,
     )
 
 

@@ -544,6 +544,42 @@ def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
     assert "run:" not in out
 
 
+def test_a_file_that_stages_no_row_computes_nothing_after_staging(december_run, tmp_path):
+    """The sensor starts a run for any new file. An export sent again under another name stages
+    no row: the run stages it (its rows quarantined as repeated keys), finds that version 1 was
+    computed from the same inputs, skips every later step and says so. --force computes them."""
+    copy = copy_run(december_run, tmp_path / "run")
+    reviews = sorted((copy.exports / "reviews").iterdir())[-1]
+    resent = reviews.with_name(f"resent_{reviews.name}")
+    resent.write_bytes(reviews.read_bytes())
+    env = {**environment(tmp_path, copy.exports), "ENGAGEMENT_WAREHOUSE": str(copy.database)}
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    lines = out.splitlines()
+    status = {
+        line.split()[0]: line.split()[1]
+        for line in lines
+        if line.startswith("  ") and len(line.split()) > 1
+    }
+    assert status["staging__reviews"] == "ok" and status["work__version_inputs"] == "ok"
+    assert status["work__customer_summary"] == status["published_marts"] == "skipped"
+    assert f"warning: reviews/{resent.name} holds the same content as reviews/{reviews.name}" in out
+    assert (
+        "computed nothing: version 1 (as of 2025-12-31) was computed from these inputs (the "
+        "files that staged rows, erasures, settings, model code) and stays; the steps after "
+        "work__version_inputs were skipped (--force computes them)"
+    ) in lines
+    assert "emitted no result" not in out + err  # Dagster's note on each skipped step: not said
+
+    code, out, err = run_cli(env, "--month", MONTH, "--force")
+    assert code == 0, err[-3000:]
+    assert "skipped" not in out
+    assert (
+        "published nothing: the inputs equal those of version 1 (as of 2025-12-31), which stays"
+        in out
+    )
+
+
 def second_version(run: PipelineRun) -> dict[str, object]:
     """Publish the run's December rows again as a new version (a rerun with other settings):
     version 2 becomes current and version 1 is one retention can expire. Returns version 1's

@@ -39,6 +39,7 @@ EXPECTED_ASSETS = {
     "work/persona_profile",
     "work/customer",
     "work/cohort_retention",
+    "work/version_inputs",
     "marts/customer_rfm",
     "marts/customer_value",
     "marts/model_fit",

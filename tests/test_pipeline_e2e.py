@@ -211,8 +211,26 @@ def test_rerun_with_unchanged_inputs_publishes_no_new_version(december_run, tmp_
 
     assert counts(working, "SELECT count(*), sum(net_amount) FROM staging.orders") == staged_before
     assert counts(database, rfm_sql) == rfm_before
-    # Same files, settings and code: version 1 stands, and the run says so.
+    # Same files, settings and code: version 1 stands, the run says so, and computes nothing
+    # after work/version_inputs (every later step is skipped).
     assert counts(database, "SELECT snapshot_id, is_current FROM marts.snapshots") == [(1, True)]
+    (observed,) = [
+        e.asset_observation_data.asset_observation.metadata
+        for e in result.get_asset_observation_events()
+    ]
+    assert observed["standing_version"].value == 1
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not {k for k in materialized if k.startswith(("work/", "marts/", "activation/"))} - {
+        "work/buyer_days"
+    }
+    skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert {"published_marts", "work__customer_summary", "activation__audiences"} <= skipped
+
+
+def test_a_forced_rerun_computes_every_step_and_publishes_nothing_new(december_run, tmp_path):
+    first = copy_run(december_run, tmp_path)
+    result = run_graph(first.exports, first.database, tags={"engagement/force": "true"})
+    assert result.success
     published = [
         e.materialization.metadata
         for e in result.get_asset_materialization_events()
@@ -221,6 +239,9 @@ def test_rerun_with_unchanged_inputs_publishes_no_new_version(december_run, tmp_
     assert published and all(m["snapshot_id"].value == 1 for m in published)
     assert not any(m["published_new_version"].value for m in published)
     assert "published nothing" in published[0]["outcome"].value
+    assert counts(first.database, "SELECT snapshot_id, is_current FROM marts.snapshots") == [
+        (1, True)
+    ]
 
 
 def test_bad_file_fails_the_run_and_publishes_nothing(december_run, tmp_path):

@@ -33,14 +33,16 @@ def test_months_after_the_data_ends_reuse_the_last_version(december_run, tmp_pat
     finally:
         con.close()
     assert snapshots == [(1, "2025-12-01", True)]
-    metadata = [
-        e.materialization.metadata
-        for e in later.get_asset_materialization_events()
-        if e.asset_key.path[0] == "marts"
+    # January's as-of is December's last order day, with the same inputs: nothing to compute.
+    (observed,) = [
+        e.asset_observation_data.asset_observation.metadata
+        for e in later.get_asset_observation_events()
     ]
-    assert {m["snapshot_id"].value for m in metadata} == {1}
-    assert not any(m["published_new_version"].value for m in metadata)
-    assert "inputs equal those of version 1" in metadata[0]["outcome"].value
+    assert observed["standing_version"].value == 1
+    assert observed["as_of"].value == "2025-12-31"
+    assert not [
+        e for e in later.get_asset_materialization_events() if e.asset_key.path[0] == "marts"
+    ]
 
 
 def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path: Path):
