@@ -273,6 +273,24 @@ def test_a_parquet_column_of_the_wrong_type_is_refused_before_any_change(
     assert reconcile(warehouse, "reviews") == (1, 1, 1, 0, 0)
 
 
+def test_a_parquet_boolean_written_as_integers_is_read_as_in_csv(warehouse, exports_dir):
+    """An int8 0/1 column (databases without a boolean type) refused the whole file, while a
+    CSV's 1/0 was read: 1/0 are booleans here too, and 2 is quarantined."""
+    (exports_dir / "reviews").mkdir(exist_ok=True)
+    pl.DataFrame(
+        {"review_id": ["v1", "v2", "v3"], "customer_id": ["c1"] * 3, "product_id": ["P1"] * 3,
+         "rating": [5] * 3, "helpful_votes": [0] * 3, "created_at": ["2024-01-01"] * 3}
+    ).with_columns(
+        pl.Series("verified_purchase", [1, 0, 2], dtype=pl.Int8)
+    ).write_parquet(exports_dir / "reviews" / "a.parquet")  # fmt: skip
+    ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    staged = warehouse.execute(
+        "SELECT review_id, verified_purchase FROM staging.reviews ORDER BY review_id"
+    ).fetchall()
+    assert staged == [("v1", True), ("v2", False)]
+    assert [q[3] for q in quarantine(warehouse)] == ["unparseable_boolean"]
+
+
 def test_typed_and_ignored_parquet_columns_are_still_read(warehouse, exports_dir):
     (exports_dir / "orders").mkdir(exist_ok=True)
     frame = pl.DataFrame([good_order(1)]).with_columns(

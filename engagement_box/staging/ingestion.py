@@ -359,7 +359,7 @@ PARQUET_TYPES: dict[type[pl.DataType], tuple[type[pl.DataType], ...]] = {
     pl.Int64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64),
     pl.Datetime: (*_TEXT, pl.Datetime, pl.Date),
     pl.Date: (*_TEXT, pl.Date, pl.Datetime),
-    pl.Boolean: (*_TEXT, pl.Boolean),
+    pl.Boolean: (*_TEXT, pl.Boolean, *_INTEGERS),  # 1/0 as in CSV; 2 is unparseable_boolean
 }
 _CONTRACT_TYPE_NAMES = {
     pl.String: "text",
