@@ -501,30 +501,36 @@ def _rows_inside_values(export: ExportFile, frame: pl.DataFrame) -> None:
     looked at; every column counts, the ignored ones too."""
     if not frame.height or not frame.width or _lines(export) == frame.height + 1:
         return  # one line per row (and the header): no value holds a line break
-    width = frame.width
-    breaks = frame.select(
-        pl.sum_horizontal(pl.all().str.count_matches("\n", literal=True).fill_null(0))
-    ).to_series()
-    if not (breaks > 0).any():
+    found: tuple[int, str] | None = None  # (row, column) of the first value holding a row
+    for column in frame.columns:
+        broken = frame[column].str.contains("\n", literal=True).fill_null(False).arg_true()
+        if not len(broken):
+            continue
+        tails = frame[column].gather(broken).str.split("\n").list.slice(1)
+        holds_row = tails.list.eval(
+            pl.element().str.count_matches(",", literal=True) >= frame.width - 1
+        ).list.any()
+        if holds_row.any():
+            row = int(broken.gather(holds_row.arg_true())[0])
+            if found is None or row < found[0]:
+                found = (row, column)
+    if found is None:
         return
-    for index in (breaks > 0).arg_true():
-        for value in frame.row(index):
-            if value is None or "\n" not in value:
-                continue
-            lines = value.split("\n")
-            whole = [k for k, part in enumerate(lines[1:], start=1) if part.count(",") >= width - 1]
-            if not whole:
-                continue
-            # the record's first line: the header, the rows before, the breaks inside them
-            first = 2 + index + int(breaks.head(index).sum())
-            inner = first + whole[0]
-            raise IngestError(
-                f"{export.relpath}: the quoted value that opens on line {first} runs over "
-                f"{len(lines)} lines, and line {inner} inside it holds a whole row "
-                f'({_shown(lines[whole[0]])}): a stray " (an unquoted inch mark, a quote '
-                "never closed)? Quote such values and double the quotes inside them "
-                '("10"" screen"), then run again'
-            )
+    row, column = found
+    lines = frame[column][row].split("\n")
+    k = next(k for k, line in enumerate(lines) if k and line.count(",") >= frame.width - 1)
+    # the record's first line: the header, the rows before, the line breaks inside them
+    before = frame.head(row).select(
+        pl.sum_horizontal(pl.all().str.count_matches("\n", literal=True).fill_null(0))
+    )
+    first = 2 + row + int(before.to_series().sum())
+    raise IngestError(
+        f"{export.relpath}: the quoted value that opens on line {first} runs over "
+        f"{len(lines)} lines, and line {first + k} inside it holds a whole row "
+        f'({_shown(lines[k])}): a stray " (an unquoted inch mark, a quote '
+        "never closed)? Quote such values and double the quotes inside them "
+        '("10"" screen"), then run again'
+    )
 
 
 def _lines(export: ExportFile) -> int:
