@@ -473,13 +473,10 @@ def _field_counts(export: ExportFile, rows: pl.Series, records: int) -> pl.Serie
         unquoted = picked.str.replace_all('"[^"]*"', "")
         fields = unquoted.str.count_matches(",", literal=True) + 1
         return fields.set(picked.str.strip_chars("\r") == "", 0).cast(pl.Int64)
-    # Python's csv module ends a record at a CR alone; polars keeps it in the value. Read as
-    # polars does, else every count after such a CR belongs to another row.
-    with export.path.open(encoding="utf-8-sig", newline="") as handle:  # line ends as written
-        text = _BARE_CR.sub("\x1e", handle.read())
-    reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader, None)
-    counts = [len(record) for record in reader]
+    with export.path.open("rb") as handle:  # a binary file's lines end at LF alone
+        reader = csv.reader(_lines_as_polars_reads_them(handle))
+        next(reader, None)
+        counts = [len(record) for record in reader]
     if len(counts) != records:  # never count the fields of one row against another
         raise _unreadable(
             export,
@@ -489,7 +486,21 @@ def _field_counts(export: ExportFile, rows: pl.Series, records: int) -> pl.Serie
     return pl.Series(counts, dtype=pl.Int64).gather(rows)
 
 
-_BARE_CR = re.compile(r"\r(?!\n)")
+def _lines_as_polars_reads_them(handle) -> Iterator[str]:
+    """The text lines of a binary file, for Python's csv module, which ends a record at a CR
+    alone where polars keeps the CR in the value: such a CR is replaced (the field count is all
+    that is asked), else every count after it would belong to another row. One line at a time:
+    a large file is never read whole."""
+    first = True
+    for line in handle:
+        ending = b"\r\n" if line.endswith(b"\r\n") else b"\n" if line.endswith(b"\n") else b""
+        body = line[: len(line) - len(ending)]
+        if b"\r" in body:
+            body = body.replace(b"\r", b"\x1e")
+        text = (body + ending).decode("utf-8")
+        if first:
+            text, first = text.removeprefix("\ufeff"), False
+        yield text
 
 
 def _rows_inside_values(export: ExportFile, frame: pl.DataFrame) -> None:
