@@ -195,7 +195,7 @@ def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_the_lines(ware
         ingest_source(warehouse, exports_dir, "orders", now=NOW)
     message = str(error.value)
     assert message.startswith("orders/b_quote.csv: the quoted value that opens on line 3")
-    assert "line 4 inside it holds a whole row" in message
+    assert "line 4 inside it reads as a whole row" in message
     assert_unchanged(warehouse)
 
 
@@ -223,6 +223,21 @@ def test_an_unquoted_inch_mark_refuses_the_file_naming_the_line_and_value(wareho
         'quote the value and double the quote ("TV 55"" LED"), then run again'
     )
     assert_unchanged(warehouse)
+
+
+def test_review_text_with_as_many_commas_as_a_row_is_still_a_value(warehouse, exports_dir):
+    """A correctly quoted review whose second line has as many commas as a row has separators:
+    a line inside a value reads as a row only when its typed fields parse (here none does)."""
+    header = "review_id,customer_id,email,product_id,rating,helpful_votes,verified_purchase,created_at,body"
+    text = (
+        f"{header}\n"
+        'R1,C1,,P1,5,0,true,2025-01-01 10:00:00,"Great kettle.\n'
+        'Pros: light, quiet, cheap, fast, sturdy, warm, pretty, cosy, and it looks nice."\n'
+        "R2,C2,,P1,4,1,true,2025-01-02 10:00:00,fine\n"
+    )
+    write_text(exports_dir / "reviews" / "r.csv", text)
+    ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    assert staged_ids(warehouse, "reviews", "review_id") == ["R1", "R2"]
 
 
 def test_a_row_with_too_many_fields_refuses_the_file_naming_the_line(warehouse, exports_dir):

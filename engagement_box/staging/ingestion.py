@@ -503,33 +503,48 @@ def _lines_as_polars_reads_them(handle) -> Iterator[str]:
         yield text
 
 
-def _rows_inside_values(export: ExportFile, frame: pl.DataFrame) -> None:
-    """Refuse a CSV file in which a quoted value runs over lines that hold a whole row each:
-    a stray `"` (e.g. `10" screen` unquoted, or a quote never closed until a later row's) turns
+def _rows_inside_values(
+    export: ExportFile, frame: pl.DataFrame, source: Source, renamed: dict[str, str]
+) -> None:
+    """Refuse a CSV file in which a quoted value runs over a line that reads as a whole row: a
+    stray `"` (e.g. `10" screen` unquoted, or a quote never closed until a later row's) turns
     the rows up to the next `"` into one value, which a reader takes for one row, so those rows
-    would be lost without a trace. A line inside a value counts as a row when it holds as many
-    separators as a row (the header's columns less one). Only values with a line break are
-    looked at; every column counts, the ignored ones too."""
+    would be lost without a trace. A line inside a value reads as a row when it has the header's
+    number of fields and every typed field of the contract (dates, timestamps, numbers,
+    booleans) parses at its place: text with line breaks and commas (a review, an address) does
+    not. Only values with a line break are looked at; every column counts, ignored ones too."""
     if not frame.height or not frame.width or _lines(export) == frame.height + 1:
         return  # one line per row (and the header): no value holds a line break
+    typed = {
+        position: source.dtypes[renamed[name]]
+        for position, name in enumerate(frame.columns)
+        if renamed.get(name) in source.dtypes and source.dtypes[renamed[name]] != pl.String
+    }
+
+    def reads_as_rows(lines: pl.Series) -> pl.Series:
+        fields = lines.str.split(",")
+        whole = (fields.list.len() == frame.width).fill_null(False)
+        for position, dtype in typed.items():
+            text = fields.list.get(position, null_on_oob=True).str.strip_chars()
+            whole &= _parse_column(text, dtype)[0].is_not_null().fill_null(False)
+        return whole
+
     found: tuple[int, str] | None = None  # (row, column) of the first value holding a row
     for column in frame.columns:
         broken = frame[column].str.contains("\n", literal=True).fill_null(False).arg_true()
         if not len(broken):
             continue
-        tails = frame[column].gather(broken).str.split("\n").list.slice(1)
-        holds_row = tails.list.eval(
-            pl.element().str.count_matches(",", literal=True) >= frame.width - 1
-        ).list.any()
-        if holds_row.any():
-            row = int(broken.gather(holds_row.arg_true())[0])
-            if found is None or row < found[0]:
-                found = (row, column)
+        inner = pl.DataFrame(
+            {"row": broken, "line": frame[column].gather(broken).str.split("\n").list.slice(1)}
+        ).explode("line")
+        hits = inner.filter(reads_as_rows(inner["line"]))
+        if hits.height and (found is None or hits["row"][0] < found[0]):
+            found = (int(hits["row"][0]), column)
     if found is None:
         return
     row, column = found
     lines = frame[column][row].split("\n")
-    k = next(k for k, line in enumerate(lines) if k and line.count(",") >= frame.width - 1)
+    k = 1 + int(reads_as_rows(pl.Series(lines[1:], dtype=pl.String)).arg_true()[0])
     # the record's first line: the header, the rows before, the line breaks inside them
     before = frame.head(row).select(
         pl.sum_horizontal(pl.all().str.count_matches("\n", literal=True).fill_null(0))
@@ -537,10 +552,9 @@ def _rows_inside_values(export: ExportFile, frame: pl.DataFrame) -> None:
     first = 2 + row + int(before.to_series().sum())
     raise IngestError(
         f"{export.relpath}: the quoted value that opens on line {first} runs over "
-        f"{len(lines)} lines, and line {first + k} inside it holds a whole row "
-        f'({_shown(lines[k])}): a stray " (an unquoted inch mark, a quote '
-        "never closed)? Quote such values and double the quotes inside them "
-        '("10"" screen"), then run again'
+        f"{len(lines)} lines, and line {first + k} inside it reads as a whole row "
+        f'({_shown(lines[k])}): a stray " (an unquoted inch mark, a quote never closed)? '
+        'Quote such values and double the quotes inside them ("10"" screen"), then run again'
     )
 
 
@@ -624,9 +638,9 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
             )
         except Exception as exc:  # polars raises several types; all mean the same to a user
             raise _csv_problem(export, exc) from None
-        _rows_inside_values(export, frame)
-        problem = _short_rows(export, frame)
         renamed, extra = _columns(export, frame.columns, source)
+        _rows_inside_values(export, frame, source, renamed)
+        problem = _short_rows(export, frame)
     else:
         try:
             schema = dict(pl.read_parquet_schema(export.path))
