@@ -405,6 +405,7 @@ def audience_exports(
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
+    audiences.record_version(out, snapshot_id)
     sizes = (
         frame.group_by("audience_kind", "audience")
         .len(name="customers")

@@ -9,6 +9,7 @@ its re-execution from the UI, and the README's command that materializes one ass
 import contextlib
 import datetime as dt
 import io
+import json
 import os
 import re
 import shlex
@@ -552,7 +553,12 @@ def test_a_file_that_stages_no_row_computes_nothing_after_staging(december_run, 
     reviews = sorted((copy.exports / "reviews").iterdir())[-1]
     resent = reviews.with_name(f"resent_{reviews.name}")
     resent.write_bytes(reviews.read_bytes())
-    env = {**environment(tmp_path, copy.exports), "ENGAGEMENT_WAREHOUSE": str(copy.database)}
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),
+    }
+    copy.database.unlink()  # the analysts' file, lost: built again though nothing is computed
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     lines = out.splitlines()
@@ -570,6 +576,13 @@ def test_a_file_that_stages_no_row_computes_nothing_after_staging(december_run, 
         "work__version_inputs were skipped (--force computes them)"
     ) in lines
     assert "emitted no result" not in out + err  # Dagster's note on each skipped step: not said
+    # The analysts' file is there again and shows this ingest: the resent file and its rows.
+    with duckdb.connect(str(copy.database), read_only=True) as con:
+        (quarantined,) = con.execute(
+            "SELECT count(*) FROM staging.quarantine WHERE source_file = $f",
+            {"f": f"reviews/{resent.name}"},
+        ).fetchone()
+    assert quarantined > 0
 
     code, out, err = run_cli(env, "--month", MONTH, "--force")
     assert code == 0, err[-3000:]
@@ -578,6 +591,28 @@ def test_a_file_that_stages_no_row_computes_nothing_after_staging(december_run, 
         "published nothing: the inputs equal those of version 1 (as of 2025-12-31), which stays"
         in out
     )
+
+
+def test_audience_files_behind_the_current_version_are_written_though_nothing_is_new(
+    december_run, tmp_path
+):
+    """A run that published and then failed writing the audiences, or another
+    ENGAGEMENT_AUDIENCE_DIR: the audience files are not the current version's, so a run with
+    the same inputs computes (and writes them) instead of skipping."""
+    copy = copy_run(december_run, tmp_path / "run")
+    header = (copy.exports / "orders" / sorted(os.listdir(copy.exports / "orders"))[0]).read_text()
+    (copy.exports / "orders" / "orders_none_today.csv").write_text(header.splitlines()[0] + "\n")
+    elsewhere = tmp_path / "new_audiences"
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(elsewhere),
+    }
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert "skipped" not in out and "computed nothing" not in out
+    assert json.loads((elsewhere / "_written_from.json").read_text()) == {"snapshot_id": 1}
+    assert any(elsewhere.rglob("*.parquet"))
 
 
 def second_version(run: PipelineRun) -> dict[str, object]:

@@ -15,6 +15,7 @@ quote); Parquet keeps the values as they are (typed data, not opened by spreadsh
 No Dagster import here.
 """
 
+import json
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -136,6 +137,25 @@ def write_audiences(frame: pl.DataFrame, out_dir: Path, name: str = "audiences")
 def file_stem(audience: str) -> str:
     """The file name of an audience: lower case, runs of other characters as one underscore."""
     return re.sub(r"[^a-z0-9]+", "_", audience.lower()).strip("_")
+
+
+# Which version the files of an audience folder come from, written after them: a run that
+# computes nothing new (`work/version_inputs`) checks it before it skips the audiences.
+WRITTEN_FROM = "_written_from.json"
+
+
+def record_version(out_dir: Path, snapshot_id: int | None) -> None:
+    """Write `<out_dir>/_written_from.json`: the version the folder's files come from."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / WRITTEN_FROM).write_text(json.dumps({"snapshot_id": snapshot_id}) + "\n")
+
+
+def recorded_version(out_dir: Path) -> int | None:
+    """The version `record_version` wrote for the folder, or None (no record, or unreadable)."""
+    try:
+        return int(json.loads((Path(out_dir) / WRITTEN_FROM).read_text())["snapshot_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def export_audiences(frame: pl.DataFrame, out_dir: Path) -> dict[str, dict]:
