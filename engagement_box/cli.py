@@ -241,6 +241,8 @@ class StepLines:
         # What the publish did: the metadata of published_marts (assets/publish.py), by key
         self.publish: dict[str, object] | None = None
         self.skipped: set[str] = set()
+        # files taken in, rows staged, rows quarantined by this run's staging steps
+        self.ingested = [0, 0, 0]
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Dagster warns, for each step after a skipped one, that a blocking check of the
@@ -279,6 +281,11 @@ class StepLines:
             if path is not None and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
             self._staging_warnings(event, metadata)
+            if "rows_quarantined_this_run" in metadata:  # a staging step: what this ingest took
+                for i, key in enumerate(
+                    ("files_ingested", "rows_staged_this_run", "rows_quarantined_this_run")
+                ):
+                    self.ingested[i] += int(metadata[key].value)
             if "published_new_version" in metadata and self.publish is None:
                 keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}
@@ -337,10 +344,17 @@ class StepLines:
             return None
         version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
         if self.publish.get("skipped"):
+            files, staged, quarantined = self.ingested
+            took = (
+                f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
+                "quarantined (staging.quarantine says why)"
+                if files
+                else ""
+            )
             return (
                 f"computed nothing: version {version} (as of {as_of}) was computed from these "
                 "inputs (the files that staged rows, erasures, settings, model code) and stays; "
-                "the steps after work__version_inputs were skipped (--force computes them)"
+                f"the steps after work__version_inputs were skipped (--force computes them){took}"
             )
         if not self.publish["published_new_version"]:
             return (
