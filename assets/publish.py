@@ -82,9 +82,11 @@ def version_inputs(
 
     When a retained version of the as-of was computed from the same inputs, the rest of the run
     would publish nothing: this step is then not materialized (an observation names the version)
-    and Dagster skips every later step. A run started for a file that staged no row (a
-    header-only export, one sent again under another name) costs its staging and this step.
-    The run tag `engagement/force=true` (`engagement-box run --force`) computes anyway."""
+    and Dagster skips every later step; the analysts' file is still rebuilt (this ingest's
+    quarantine rows). A run started for a file that staged no row (a header-only export, one
+    sent again under another name) costs its staging and this step. It computes when the
+    audience files are not the current version's (`_audiences_behind`), and with the run tag
+    `engagement/force=true` (`engagement-box run --force`)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         settings = run_settings(window, engagement_config)
@@ -98,7 +100,7 @@ def version_inputs(
             context.log.info(f"version {standing} has these inputs, but {behind}: computing")
         if standing is not None and not forced and not behind:
             # This ingest's files and quarantine rows reach the analysts' file (and a missing
-            # file is built again): what publish_marts would have done, cheap when unchanged.
+            # file is built again), as published_marts would have; cheap when unchanged.
             warehouse.publish_for_readers(con)
             context.log.info(
                 f"version {standing} (as of {window['as_of']}) was computed from these inputs: "
