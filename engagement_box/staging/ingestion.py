@@ -301,9 +301,9 @@ def _foreign_encoding(head: bytes) -> str | None:
         return "UTF-32"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "UTF-16"
-    if head and head.count(b"\x00") * 10 >= len(
-        head
-    ):  # UTF-16 text without a BOM: every other byte
+    # UTF-16 without a BOM: every other byte of its Latin letters is NUL (one stray NUL in
+    # UTF-8 text is named with its line instead: `_nul_problem`)
+    if head and head.count(b"\x00") * 10 >= len(head):
         return "UTF-16 or binary data (it holds NUL bytes)"
     return None
 
