@@ -222,6 +222,7 @@ class StepLines:
     checks. Steps run one at a time in this process (the in-process executor), so the process's
     CPU time while a step runs (every thread: DuckDB's and polars' too) is the step's."""
 
+    INGESTED = ("files_ingested", "rows_staged_this_run", "rows_quarantined_this_run")
     HEADER = (
         f"  {'step':30} {'status':7} {'seconds':>8} {'cpu s':>7} {'rows':>19}  {'checks':10}  path"
     )
@@ -241,8 +242,8 @@ class StepLines:
         # What the publish did: the metadata of published_marts (assets/publish.py), by key
         self.publish: dict[str, object] | None = None
         self.skipped: set[str] = set()
-        # files taken in, rows staged, rows quarantined by this run's staging steps
-        self.ingested = [0, 0, 0]
+        # What this run's staging steps took in (their metadata, summed over the sources)
+        self.ingested = dict.fromkeys(self.INGESTED, 0)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Dagster warns, for each step after a skipped one, that a blocking check of the
@@ -281,11 +282,9 @@ class StepLines:
             if path is not None and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
             self._staging_warnings(event, metadata)
-            if "rows_quarantined_this_run" in metadata:  # a staging step: what this ingest took
-                for i, key in enumerate(
-                    ("files_ingested", "rows_staged_this_run", "rows_quarantined_this_run")
-                ):
-                    self.ingested[i] += int(metadata[key].value)
+            if "rows_quarantined_this_run" in metadata:  # a staging step
+                for key in self.INGESTED:
+                    self.ingested[key] += int(metadata[key].value)
             if "published_new_version" in metadata and self.publish is None:
                 keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}
@@ -344,7 +343,7 @@ class StepLines:
             return None
         version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
         if self.publish.get("skipped"):
-            files, staged, quarantined = self.ingested
+            files, staged, quarantined = self.ingested.values()
             took = (
                 f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
                 "quarantined (staging.quarantine says why)"
@@ -552,8 +551,10 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             return 0
     steps = StepLines()
     tags = {**job.get_tags_for_partition_key(partition, None), **process_tags()}
-    if args.force:  # work/version_inputs then lets every step run (assets/publish.py)
-        tags["engagement/force"] = "true"
+    if args.force:  # work/version_inputs then lets every step run
+        from assets.publish import FORCE_TAG
+
+        tags[FORCE_TAG] = "true"
     executed = _execute(home, JOB_NAME, tags, steps)
     if executed is None:
         return 2

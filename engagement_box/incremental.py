@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from engagement_box.governance.versions import STATE, erasure_requests, model_code_version
+from engagement_box.governance.versions import (
+    STATE,
+    erasure_requests,
+    files_staging_rows,
+    model_code_version,
+)
 from engagement_box.sql import database_path, load_sql, quote_identifier, table_exists
 
 STATE_TABLE = STATE  # retention deletes the states of the as-ofs it trims
@@ -68,20 +73,14 @@ def inputs(
     """What a step is computed from, now: the staged files of orders and of the `fixed` sources
     (sha256), staged orders per file, erasure requests, settings and code version.
 
-    A file that staged no row (a header-only export, one dropped again under another name whose
-    rows are all `duplicate_key`, one whose rows were all quarantined) changes no staged row, so
-    it is not among the files, as in the versions' `inputs_fingerprint`: a new reviews file of
-    repeated rows keeps every step on its daily path instead of computing in full."""
-    files = {}
-    if table_exists(con, "staging", "ingested_files"):
-        files = {
-            source_file: [source, sha]
-            for source, source_file, sha in con.execute(
-                "SELECT source, source_file, sha256 FROM staging.ingested_files "
-                "WHERE list_contains($sources, source) AND rows_staged > 0 ORDER BY source_file",
-                {"sources": [GROWING, *fixed]},
-            ).fetchall()
-        }
+    A file that staged no row is not among them (`versions.files_staging_rows`): a new reviews
+    file of repeated rows keeps every step on its daily path instead of computing in full."""
+    sources = {GROWING, *fixed}
+    files = {
+        source_file: [source, sha]
+        for source, source_file, sha in sorted(files_staging_rows(con), key=lambda row: row[1])
+        if source in sources
+    }
     order_rows = {}
     if files and table_exists(con, "staging", "orders"):
         order_rows = dict(staged_orders_fact(con, "order_rows", _order_rows))

@@ -124,6 +124,19 @@ def erasure_requests(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
+def files_staging_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """(source, path, sha256) of every export file taken in that stages a row, in that order.
+    A header-only file, or one whose rows were all quarantined (an export sent again under
+    another name), changes no staged row: what a version or a step is computed from leaves it
+    out (`inputs_fingerprint`, `engagement_box.incremental.inputs`)."""
+    if not table_exists(con, "staging", "ingested_files"):
+        return []
+    return con.execute(
+        "SELECT source, source_file, sha256 FROM staging.ingested_files "
+        "WHERE rows_staged > 0 ORDER BY ALL"
+    ).fetchall()
+
+
 def inputs_fingerprint(
     con: duckdb.DuckDBPyConnection, *, as_of: object, settings: Mapping[str, object]
 ) -> str:
@@ -138,15 +151,7 @@ def inputs_fingerprint(
     staged row is read): an asset can call it first and skip its work when
     `version_with_inputs(con, fingerprint)` finds a version.
     """
-    files: list[list[str]] = []
-    if table_exists(con, "staging", "ingested_files"):
-        files = [
-            list(r)
-            for r in con.execute(
-                "SELECT source, source_file, sha256 FROM staging.ingested_files "
-                "WHERE rows_staged > 0 ORDER BY ALL"
-            ).fetchall()
-        ]
+    files = [list(r) for r in files_staging_rows(con)]
     erasures = erasure_requests(con)
     payload = {
         "as_of": json_value(as_of),
