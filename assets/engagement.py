@@ -57,7 +57,10 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
             "cev_is_the_sum",
             asset=work_key("engagement_value"),
             blocking=True,
-            description="CEV = CLV + CRV + CIV + CKV for every customer, all values finite.",
+            description=(
+                "CEV = CLV + CRV + CIV + CKV for every customer, all values finite, and CIV sums "
+                "to 0 over the customers (influence moves value between them, never out)."
+            ),
         )
     ],
 )
@@ -86,14 +89,15 @@ def engagement_value(
         customer_since = pl.concat([profiles, first_orders], how="vertical_relaxed")
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
-        referrals = (
+        referrals = referral.with_referee_since(  # a referee who was a customer already: no credit
             identity.resolved(con, "referrals")
             .filter(pl.col("referred_at") <= until)
             .with_columns(  # converted after the as-of date: not converted yet at that date
                 pl.when(pl.col("converted_at") <= until)
                 .then(pl.col("converted_at"))
                 .alias("converted_at")
-            )
+            ),
+            customer_since,
         )
         plan, now = _engagement_plan(con, window, engagement_config, customers, people)
         if plan.incremental:
@@ -143,6 +147,8 @@ def engagement_value(
         if (~values[c].cast(pl.Float64).is_finite()).any()
     }
     gap = (values["cev"] - sum(values[c] for c in METRIC_COLUMNS)).abs().max() or 0.0
+    civ_total = float(values["civ"].sum() or 0.0)
+    civ_moved = float(values["civ_ceded"].sum() or 0.0)
     metadata.update(
         {
             **plan.metadata(),
@@ -175,9 +181,12 @@ def engagement_value(
             dg.AssetCheckResult(
                 check_name="cev_is_the_sum",
                 passed=not non_finite
-                and float(gap) <= 1e-6 * max(1.0, float(values["cev"].abs().max() or 0)),
+                and float(gap) <= 1e-6 * max(1.0, float(values["cev"].abs().max() or 0))
+                and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
                 metadata={
                     "max_abs_gap": float(gap),
+                    "civ_total": civ_total,
+                    "civ_moved": civ_moved,
                     "non_finite_by_column": dg.MetadataValue.json(non_finite),
                 },
             )

@@ -213,7 +213,7 @@ def spark_engagement_marts(
     in_force = info["persona_model_in_force"]
     values = marts["engagement_value"]
     parts = ("clv", "crv", "civ", "ckv", "cev")
-    rows, gap, worst, non_finite = values.agg(
+    rows, gap, worst, non_finite, civ_total, civ_moved = values.agg(
         F.count("*"),
         F.max(F.abs(F.col("cev") - (F.col("clv") + F.col("crv") + F.col("civ") + F.col("ckv")))),
         F.max(F.abs("cev")),
@@ -223,8 +223,11 @@ def spark_engagement_marts(
                 for c in parts
             )
         ),
+        F.sum("civ"),  # influence moves value between customers: 0 in all
+        F.sum("civ_ceded"),
     ).first()
     gap, worst = float(gap or 0.0), float(worst or 0.0)
+    civ_total, civ_moved = float(civ_total or 0.0), float(civ_moved or 0.0)
     fit = info["referral_rate_fit"]
     return dg.MaterializeResult(
         metadata={
@@ -257,8 +260,15 @@ def spark_engagement_marts(
         check_results=[
             dg.AssetCheckResult(
                 check_name="cev_is_the_sum",
-                passed=not non_finite and gap <= 1e-6 * max(1.0, worst),
-                metadata={"max_abs_gap": gap, "non_finite_values": int(non_finite or 0)},
+                passed=not non_finite
+                and gap <= 1e-6 * max(1.0, worst)
+                and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
+                metadata={
+                    "max_abs_gap": gap,
+                    "non_finite_values": int(non_finite or 0),
+                    "civ_total": civ_total,
+                    "civ_moved": civ_moved,
+                },
             )
         ],
     )

@@ -124,6 +124,45 @@ def test_influence_loops_do_not_count():
     assert civ["A"]["civ"] == pytest.approx(-90.0) and civ["B"]["civ"] == pytest.approx(90.0)
 
 
+def test_cie_leaves_loops_out():
+    # A and B react to each other, C reacts to A. S_AA = S_BB = b^2 are loops: A's influence
+    # over others is S_AB + S_AC = 2b, B's is S_BA + S_BC = b + b^2 (over C through A).
+    b = 0.5
+    social = social_frame(
+        [("B", "A", "like", "instagram"), ("A", "B", "like", "instagram"),
+         ("C", "A", "like", "instagram")]
+    )  # fmt: skip
+    clv = clv_frame({"A": 10.0, "B": 10.0, "C": 10.0})
+    civ = _by_id(customer_influence_value(social, clv, EngagementSettings(civ_beta=b)))
+    assert civ["A"]["cie"] == pytest.approx(2 * b / (3 * b + b**2))
+    assert civ["B"]["cie"] == pytest.approx((b + b**2) / (3 * b + b**2))
+    assert civ["C"]["cie"] == 0.0
+
+
+def test_influence_moves_value_only_among_the_customers_of_the_as_of():
+    # N reacts and is reacted to, but is not a customer at the as-of (a profile signed up
+    # later). X's reactions to A and N: all of X's attributed value goes to A, none to N's
+    # missing row, and civ sums to 0 over the rows there are.
+    social = social_frame(
+        [("X", "A", "like", "instagram"), ("X", "N", "like", "instagram"),
+         ("N", "A", "comment", "instagram")]
+    )  # fmt: skip
+    out = engagement_values(
+        clv_frame({"A": 10.0, "X": 100.0}),
+        EMPTY_REVIEWS,
+        social,
+        EMPTY_REFERRALS,
+        EngagementSettings(civ_attribution_share=0.5),
+        as_of=date(2024, 6, 30),
+        customers=pl.DataFrame({"customer_id": ["A", "X"]}),
+    )
+    row = _by_id(out)
+    assert set(row) == {"A", "X"}
+    assert row["X"]["civ_ceded"] == pytest.approx(50.0)
+    assert row["A"]["civ_gained"] == pytest.approx(50.0) and row["A"]["cie"] == 1.0
+    assert out["civ"].sum() == pytest.approx(0.0, abs=1e-12)
+
+
 def test_truncated_series_matches_the_inverse():
     rng = np.random.default_rng(7)
     n = 12
@@ -171,7 +210,7 @@ def test_civ_matches_dense_definition(order):
     share = np.divide(S_off, denom, out=np.zeros_like(S_off), where=denom > 0)
     gained = share @ (phi * clv_values)
     ceded = np.where(denom > 0, phi * clv_values, 0.0)
-    cie_expected = S.sum(axis=1) / S.sum()
+    cie_expected = S_off.sum(axis=1) / S_off.sum()
     by_id = _by_id(got)
     for k, cid in enumerate(ids):
         if cid in by_id:

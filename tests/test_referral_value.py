@@ -13,7 +13,10 @@ from engagement_box.engagement.referral import (
     annuity,
     customer_referral_value,
     fit_referral_rate,
+    outcome_counts,
+    referral_outcomes,
     value_credibility,
+    with_referee_since,
 )
 from tests.engagement_frames import (
     EMPTY_REVIEWS,
@@ -90,6 +93,50 @@ def test_conversion_after_the_as_of_day_is_not_a_conversion_yet():
         referrals, clv_frame({}), EngagementSettings(), as_of=date(2024, 1, 31)
     )
     assert credited["referral_id"].to_list() == ["r1"]
+
+
+def test_a_referral_sent_to_an_existing_customer_acquires_nobody():
+    # B signed up a year before A's referral, D ordered as a guest before it: neither was
+    # brought by it. C signed up on the referral's day (that is the conversion): credited.
+    # E, whose profile another referral brought earlier, is the earlier rule's case.
+    at = datetime(2024, 3, 1, 10, 0)
+    referrals = referral_frame(
+        [
+            {"referral_id": f"r{k}", "referrer_customer_id": "A", "referee_customer_id": who,
+             "referred_at": at, "converted_at": datetime(2024, 3, 1, 12, 0)}
+            for k, who in enumerate("BCD", start=1)
+        ]
+    )  # fmt: skip
+    since = pl.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "D"],
+            "since": [date(2023, 1, 1), date(2023, 3, 1), date(2024, 3, 1), date(2024, 2, 1),
+                      date(2024, 3, 1)],  # D: a first order, then a profile the referral made
+        }
+    )  # fmt: skip
+    judged = referral_outcomes(with_referee_since(referrals, since), date(2024, 6, 30))
+    assert dict(zip(judged["referral_id"], judged["outcome"], strict=True)) == {
+        "r1": "referee_already_customer",
+        "r2": "credited",
+        "r3": "referee_already_customer",
+    }
+    assert outcome_counts(judged)["referee_already_customer"] == 2
+    out = engagement_values(
+        clv_frame({"A": 50.0, "B": 300.0, "C": 40.0, "D": 500.0}),
+        EMPTY_REVIEWS,
+        EMPTY_SOCIAL,
+        referrals,
+        EngagementSettings(),
+        as_of=date(2024, 6, 30),
+        customers=since.select("customer_id").unique(),
+        customer_since=since,
+    )
+    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert row["A"]["crv_referrals"] == 1  # C only: B's and D's CLV are not A's doing
+    without_rule = credited_referrals(referrals, clv_frame({"C": 40.0}), EngagementSettings())
+    assert row["A"]["crv_realized"] == pytest.approx(
+        without_rule.filter(pl.col("referee_customer_id") == "C")["value"].item()
+    )
 
 
 # ---- the value of one referral (items 2 and 3) ----------------------------------------------

@@ -2,7 +2,8 @@
 
 W_ij = the share of customer j's reactions (weighted) that go to customer i's content. Influence
 over up to K hops: S = sum_{n=1..K} beta^n W^n. Loops do not count: S_ii (i influencing
-themselves through others, A -> B -> A) is dropped. share_ij = S_ij / sum_{k != j} S_kj.
+themselves through others, A -> B -> A) is dropped, from CIE as from the ledger.
+CIE_i = sum_{j != i} S_ij / sum_{k != l} S_kl; share_ij = S_ij / sum_{k != j} S_kj.
 
 The ledger: a fixed share phi (civ_attribution_share) of each influenced customer's CLV is
 attributed to influence. It moves to their influencers in proportion to share_ij (civ_gained)
@@ -138,6 +139,14 @@ def reaction_edges(social: pl.DataFrame, settings: EngagementSettings) -> pl.Dat
     )
 
 
+def network_among(edges: pl.DataFrame, customers: pl.Series) -> pl.DataFrame:
+    """The edges of `reaction_edges` whose influencer and reactor are both among `customers`."""
+    ids = customers.cast(pl.String).drop_nulls().unique().implode()
+    return edges.filter(
+        pl.col("target_customer_id").is_in(ids) & pl.col("actor_customer_id").is_in(ids)
+    )
+
+
 def customer_influence_value(
     social: pl.DataFrame, clv: pl.DataFrame, settings: EngagementSettings
 ) -> pl.DataFrame:
@@ -176,8 +185,10 @@ def influence_from_edges(
     )
     terms = _influence_terms(indexed, n, settings)
 
-    grand = terms.row_sum.sum()
-    cie = terms.row_sum / grand if grand > 0 else np.zeros(n)
+    # Loops do not count: i's influence over others, a share of everyone's over others.
+    row_off = np.clip(terms.row_sum - terms.diag, 0.0, None)
+    grand = row_off.sum()
+    cie = row_off / grand if grand > 0 else np.zeros(n)
 
     clv_vec = (
         nodes.join(

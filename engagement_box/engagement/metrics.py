@@ -26,6 +26,7 @@ from engagement_box.engagement.influence import (
     customer_influence_value,
     influence_from_edges,
     influence_matrix,
+    network_among,
     reaction_edges,
 )
 from engagement_box.engagement.knowledge import customer_knowledge_value
@@ -34,6 +35,8 @@ from engagement_box.engagement.referral import (
     ReferralModel,
     credited_referrals,
     customer_referral_value,
+    customer_start,
+    with_referee_since,
 )
 from engagement_box.staging.contracts import SOCIAL_PLATFORMS
 
@@ -122,16 +125,7 @@ def _exposure_start(
     frame = universe.join(referee_joined(referrals), on="customer_id", how="left")
     if customer_since is None:
         return exposure_start_of(frame, programme)
-    missing = {"customer_id", "since"} - set(customer_since.columns)
-    if missing:
-        raise ValueError(
-            "customer_since needs the columns customer_id and since (signup or first order);"
-            f" missing: {', '.join(sorted(missing))}"
-        )
-    # A customer listed twice (two profiles merged into one person) starts at the earliest.
-    since = customer_since.group_by(pl.col("customer_id").cast(pl.String)).agg(
-        pl.col("since").cast(pl.Datetime("us")).min()
-    )
+    since = customer_start(customer_since)
     return exposure_start_of(frame.join(since, on="customer_id", how="left"), programme)
 
 
@@ -232,8 +226,15 @@ def engagement_values_from_parts(
     settings = settings or EngagementSettings()
     as_of = as_of or _default_as_of(referrals, None)
     clv = clv.select(pl.col("customer_id").cast(pl.String), pl.col("clv").cast(pl.Float64))
+    if customer_since is not None and "referee_since" not in referrals.columns:
+        referrals = with_referee_since(referrals, customer_since)
     credited = credited_referrals(referrals, clv, settings, as_of)
-    civ = influence_from_edges(parts.edges, clv, settings)
+    edges = parts.edges
+    if customers is not None:
+        # The network among this as-of's customers: a reaction to (or by) someone who is not a
+        # customer yet would carry value to a row that is not there, and civ would not sum to 0.
+        edges = network_among(edges, customers.get_column("customer_id"))
+    civ = influence_from_edges(edges, clv, settings)
     ckv = parts.knowledge.select(
         pl.col("customer_id").cast(pl.String),
         pl.col("ckv_reviews").cast(pl.Float64),

@@ -57,6 +57,7 @@ REFERRAL_OUTCOMES = (
     "referrer_unresolved",  # the referrer matches no customer
     "referee_unresolved",  # the referee matches no customer
     "self_referral",  # referrer and referee are one person (after profiles are merged)
+    "referee_already_customer",  # the referee signed up or ordered before the referral's day
     "referee_referred_before",  # the referee was brought by an earlier referral
     "not_incentivized",  # no reward paid
     "credited",
@@ -70,13 +71,21 @@ def referral_outcomes(
 
     Rules, in this order: converted by the as-of date, referrer and referee resolved, not a
     self-referral (referrer and referee resolved to one person: the ids are those of the merged
-    customers, so two profiles of one person referring each other is a self-referral); a referee
+    customers, so two profiles of one person referring each other is a self-referral); the
+    referee was not a customer before the day of the referral (`referee_since`, their earliest
+    signup or first order, when the frame has it: `with_referee_since`); a referee
     counts once (earliest conversion, then earliest referral, then smallest referral_id: the
     referral that brought them); then only incentivized referrals (rewards paid > 0) are
     credited. A later incentivized referral of someone who had already converted brought no
     one, so it is never credited. The first rule a referral fails is its outcome.
     """
     end = as_of_end(as_of)
+    already_customer = pl.lit(False)
+    if "referee_since" in referrals.columns:
+        already_customer = (
+            pl.col("referee_since").cast(pl.Datetime("us"))
+            < pl.col("referred_at").cast(pl.Datetime("us")).dt.truncate("1d")
+        ).fill_null(False)
     converted = pl.col("converted_at").is_not_null()
     if end is not None:
         converted &= pl.col("converted_at") < end
@@ -93,6 +102,8 @@ def referral_outcomes(
         .then(pl.lit("referee_unresolved"))
         .when(pl.col("referrer_customer_id") == pl.col("referee_customer_id"))
         .then(pl.lit("self_referral"))
+        .when(already_customer)
+        .then(pl.lit("referee_already_customer"))
         .alias("outcome"),
     )
     first = (
@@ -115,6 +126,31 @@ def referral_outcomes(
         )
         .sort("_row")
         .drop("_row", "_first")
+    )
+
+
+def customer_start(customer_since: pl.DataFrame) -> pl.DataFrame:
+    """customer_id, since: each customer's earliest signup or first order (`customer_since`
+    may list a customer twice: two merged profiles, or a profile and a first order)."""
+    missing = {"customer_id", "since"} - set(customer_since.columns)
+    if missing:
+        raise ValueError(
+            "customer_since needs the columns customer_id and since (signup or first order);"
+            f" missing: {', '.join(sorted(missing))}"
+        )
+    return customer_since.group_by(pl.col("customer_id").cast(pl.String)).agg(
+        pl.col("since").cast(pl.Datetime("us")).min()
+    )
+
+
+def with_referee_since(referrals: pl.DataFrame, customer_since: pl.DataFrame) -> pl.DataFrame:
+    """The referrals with `referee_since`: when their referee became a customer (earliest signup
+    or first order; null when unknown), for the rule `referee_already_customer`."""
+    start = customer_start(customer_since).rename(
+        {"customer_id": "referee_customer_id", "since": "referee_since"}
+    )
+    return referrals.drop("referee_since", strict=False).join(
+        start, on="referee_customer_id", how="left", maintain_order="left"
     )
 
 

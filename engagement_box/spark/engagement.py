@@ -140,10 +140,11 @@ def knowledge_value(reviews, settings: EngagementSettings):
     )
 
 
-def influence(social, clv, settings: EngagementSettings):
+def influence(social, clv, settings: EngagementSettings, customers=None):
     """CIE and the CIV ledger (`influence.customer_influence_value`) by joins: W from the
-    reaction edges, then row and column sums of S = b W + b^2 W^2, diag(W^2), and W (W v), each
-    a join of W with a per-customer vector. Nothing of size W^2 is built."""
+    reaction edges (among `customers` when given, as `influence.network_among`), then row and
+    column sums of S = b W + b^2 W^2, diag(W^2), and W (W v), each a join of W with a
+    per-customer vector. Nothing of size W^2 is built."""
     from pyspark.sql import functions as F
 
     if settings.civ_max_order > 2:
@@ -177,6 +178,11 @@ def influence(social, clv, settings: EngagementSettings):
         )
         .filter(F.col("w") > 0)
     )
+    if customers is not None:
+        ids = customers.select(F.col("customer_id").alias("id"))
+        reactions = reactions.join(ids.withColumnRenamed("id", "i"), "i", "left_semi").join(
+            ids.withColumnRenamed("id", "j"), "j", "left_semi"
+        )
     raw = reactions.groupBy("i", "j").agg(F.sum("w").alias("w"))
     total = raw.groupBy("j").agg(F.sum("w").alias("total"))
     # W_ij = raw_ij * (1 / j's total), as the sparse code scales each entry
@@ -237,7 +243,9 @@ def influence(social, clv, settings: EngagementSettings):
         )
         .localCheckpoint()
     )
-    grand = terms.agg(F.sum("row_sum")).first()[0]
+    # loops do not count: i's influence over others, a share of everyone's over others
+    terms = terms.withColumn("row_off", F.greatest(F.col("row_sum") - F.col("diag"), F.lit(0.0)))
+    grand = terms.agg(F.sum("row_off")).first()[0]
     Wv = times(terms.select("id", "v"), "v", "Wv")
     WWv = times(on_nodes(Wv), "Wv", "WWv")
     out = terms.join(Wv, "id", "left").join(WWv, "id", "left").fillna(0.0, ["Wv", "WWv"])
@@ -245,7 +253,7 @@ def influence(social, clv, settings: EngagementSettings):
         F.lit(beta) * F.col("Wv") + F.lit(b2) * F.col("WWv") - F.col("diag") * F.col("v")
     ).alias("civ_gained")
     ceded = F.when(F.col("influenced"), F.col("movable")).otherwise(0.0).alias("civ_ceded")
-    cie = (F.col("row_sum") / F.lit(grand)) if grand and grand > 0 else F.lit(0.0)
+    cie = (F.col("row_off") / F.lit(grand)) if grand and grand > 0 else F.lit(0.0)
     return out.select(F.col("id").alias("customer_id"), cie.alias("cie"), gained, ceded).withColumn(
         "civ", F.col("civ_gained") - F.col("civ_ceded")
     )
@@ -273,6 +281,13 @@ def referral_value(
             clv.select(
                 F.col("customer_id").alias("referee_customer_id"),
                 F.col("clv").cast("double").alias("_referee_clv"),
+            ),
+            "referee_customer_id",
+            "left",
+        ).join(  # when the referee became a customer (`referral.with_referee_since`)
+            customer_since.select(
+                F.col("customer_id").alias("referee_customer_id"),
+                F.col("since").alias("referee_since"),
             ),
             "referee_customer_id",
             "left",
@@ -457,7 +472,7 @@ def engagement_value(
 
     crv, info = referral_value(spark, referrals, clv, customers, customer_since, settings, as_of)
     crv = crv.localCheckpoint()
-    civ = influence(social, clv, settings)
+    civ = influence(social, clv, settings, customers)
     parts = [
         clv.withColumn("buyer", F.lit(True)),
         crv,
