@@ -384,8 +384,11 @@ def customer(
 
 # Not partitioned: the audience files are those of the current version of the marts (a backfill
 # of a past month does not move the current version, so it leaves the audiences as they are).
+AUDIENCES_KEY = dg.AssetKey(["activation", "audiences"])
+
+
 @dg.asset(
-    key=dg.AssetKey(["activation", "audiences"]),
+    key=AUDIENCES_KEY,
     group_name="activation",
     kinds={"csv", "parquet"},
     deps=[

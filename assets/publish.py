@@ -134,6 +134,26 @@ def version_inputs(
     )
 
 
+def audiences_behind(warehouse: Path, engagement_config: EngagementConfig) -> str | None:
+    """Why the audience files are not the current version's (`_audiences_behind`), or None when
+    they are or it cannot tell (no warehouse, no version, a run holding the file). The CLI and the
+    daily schedule ask it when nothing is new: a run of the audience files alone then catches up."""
+    if not warehouse.exists():
+        return None
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        if versions.current_version(con) is None:
+            return None
+        return _audiences_behind(con, engagement_config)
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
 def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     """Why the audience files are not those of the current version (a run that failed after
     publishing, another ENGAGEMENT_AUDIENCE_DIR), or None when they are."""

@@ -344,9 +344,10 @@ class StepLines:
         version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
         if self.publish.get("skipped"):
             files, staged, quarantined = self.ingested.values()
+            why = " (staging.quarantine says why)" if quarantined else ""
             took = (
                 f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
-                "quarantined (staging.quarantine says why)"
+                f"quarantined{why}"
                 if files
                 else ""
             )
@@ -398,6 +399,17 @@ def _plain_dagster_error(error: Exception) -> str:
             "against `dagster asset list -m pipelines.definitions`"
         )
     return str(error)
+
+
+AUDIENCES_JOB = "audience_files"
+
+
+def _audiences_behind() -> str | None:
+    """Why the audience files are not the current version's, or None (assets/publish.py)."""
+    from assets.publish import audiences_behind
+    from pipelines.resources import EngagementConfig
+
+    return audiences_behind(settings.working_db_path(), EngagementConfig())
 
 
 def _standing_version(partition: str) -> int | None:
@@ -547,8 +559,18 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     if not args.force:
         standing = _standing_version(partition)
         if standing is not None:
-            print(_nothing_to_do(standing))
-            return 0
+            behind = _audiences_behind()
+            if behind is None:
+                print(_nothing_to_do(standing))
+                return 0
+            # Nothing to compute, but the files marketing reads are not the current version's.
+            print(
+                f"nothing new to compute: version {standing} stands for this month's as-of, but "
+                f"{behind}; writing them from the current version ({AUDIENCES_JOB})"
+            )
+            lines = StepLines()
+            executed = _execute(home, AUDIENCES_JOB, process_tags(), lines)
+            return 2 if executed is None else _finish(executed, lines)
     steps = StepLines()
     tags = {**job.get_tags_for_partition_key(partition, None), **process_tags()}
     if args.force:  # work/version_inputs then lets every step run

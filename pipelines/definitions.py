@@ -9,7 +9,7 @@ from assets.staging import staged_assets
 from assets.value import value_assets
 from assets.versions_maintenance import maintenance_assets
 from engagement_box import settings
-from pipelines.jobs import engagement_job, retention_job
+from pipelines.jobs import audiences_job, engagement_job, retention_job
 from pipelines.loggers import RUN_LOG_FILE, run_log_file
 from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule, retention_schedule
@@ -69,7 +69,7 @@ defs = (
     if settings.value("ENGAGEMENT_ENGINE") == "spark"
     else dg.Definitions(
         assets=assets,
-        jobs=[engagement_job, retention_job],
+        jobs=[engagement_job, audiences_job, retention_job],
         schedules=[daily_schedule, retention_schedule],
         sensors=[new_export_files],
         resources=default_resources(),

@@ -1,7 +1,9 @@
-"""Jobs: the whole graph (run by the daily schedule, the new-files sensor and the CLI), and the
-retention of published versions."""
+"""Jobs: the whole graph (run by the daily schedule, the new-files sensor and the CLI), the
+audience files alone, and the retention of published versions."""
 
 import dagster as dg
+
+from assets.engagement import AUDIENCES_KEY
 
 MAINTENANCE = dg.AssetSelection.groups("maintenance")
 
@@ -12,6 +14,17 @@ engagement_job = dg.define_asset_job(
     name="engagement_pipeline",
     selection=dg.AssetSelection.all() - MAINTENANCE,
     description="Ingest every export, then rebuild and publish every downstream table.",
+)
+
+AUDIENCES = dg.AssetSelection.assets(AUDIENCES_KEY)
+
+# The audience files written again from the current version, nothing computed: what the CLI
+# starts when nothing is new but the files are not the current version's (a run that failed
+# after publishing, a new ENGAGEMENT_AUDIENCE_DIR); the daily schedule selects the same asset.
+audiences_job = dg.define_asset_job(
+    name="audience_files",
+    selection=AUDIENCES,
+    description="Write the audience files again from the current published version.",
 )
 
 retention_job = dg.define_asset_job(

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from assets.publish import standing_version
+from assets.engagement import AUDIENCES_KEY
+from assets.publish import audiences_behind, standing_version
 from engagement_box import settings
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.partitions import partition_key_for
@@ -45,6 +46,14 @@ def daily_schedule(
         run_date=scheduled.date(),
     )
     if standing is not None:
+        behind = audiences_behind(warehouse.working_path, engagement_config)
+        if behind:  # nothing to compute; the audience files alone catch up with the version
+            return dg.RunRequest(
+                run_key=f"daily-{scheduled.date().isoformat()}-audiences",
+                partition_key=partition_key,
+                asset_selection=[AUDIENCES_KEY],
+                tags={"engagement/reason": f"version {standing} stands, but {behind}"[:255]},
+            )
         return dg.SkipReason(
             f"nothing new for {partition_key}: the exports, settings and model code equal those "
             f"of version {standing}, which stands"

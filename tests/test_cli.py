@@ -618,6 +618,41 @@ def test_audience_files_behind_the_current_version_are_written_though_nothing_is
     assert any(elsewhere.rglob("*.parquet"))
 
 
+def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_files_stay(
+    december_run, tmp_path
+):
+    """A run that published and then failed writing the audiences left the files a version
+    behind, and the next run said "nothing to do": only --force wrote them. And every audience
+    export emptied the whole ENGAGEMENT_AUDIENCE_DIR, a shared folder's other files with it.
+    Now nothing new but the files behind runs the audience files alone, into their own
+    folders."""
+    copy = copy_run(december_run, tmp_path / "run")
+    shared = tmp_path / "shared"
+    (shared / "notes").mkdir(parents=True)
+    (shared / "notes" / "campaign.csv").write_text("email\nsomeone@example.com\n")
+    (shared / "readme.txt").write_text("marketing's folder\n")
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(shared),
+    }
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert "nothing new to compute: version 1 stands" in out, out
+    assert "holds no audience files of version 1" in out
+    lines = step_lines(out)
+    assert list(lines) == ["activation__audiences"], out  # nothing computed
+    assert json.loads((shared / "_written_from.json").read_text()) == {"snapshot_id": 1}
+    written = {p.relative_to(shared).parts[0] for p in shared.rglob("*.parquet")}
+    assert written == {"rfm_segment", "quadrant"}
+    assert (shared / "readme.txt").read_text() == "marketing's folder\n"
+    assert (shared / "notes" / "campaign.csv").exists()
+    assert not list(shared.glob(".*"))  # no folder left from the swap
+
+    code, out, err = run_cli(env, "--month", MONTH)  # now current: nothing at all
+    assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
+
+
 def second_version(run: PipelineRun) -> dict[str, object]:
     """Publish the run's December rows again as a new version (a rerun with other settings):
     version 2 becomes current and version 1 is one retention can expire. Returns version 1's

@@ -71,19 +71,27 @@ def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path
     assert standing("2025-12-01", ModelSettings(clv_horizon_months=6)) is None
 
     # The daily schedule asks the same question and starts no run.
-    with dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2026, 1, 22, 5),
-        resources={
-            "warehouse": Warehouse(database=str(database)),
-            "exports": ExportsResource(data_dir=str(exports)),
-            "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(),
-        },
-        repository_def=defs.get_repository_def(),
-    ) as tick:
-        result = daily_schedule.evaluate_tick(tick)
+    def tick(audiences: Path):
+        with dg.build_schedule_context(
+            scheduled_execution_time=dt.datetime(2026, 1, 22, 5),
+            resources={
+                "warehouse": Warehouse(database=str(database)),
+                "exports": ExportsResource(data_dir=str(exports)),
+                "model_settings": ModelSettings(),
+                "engagement_config": EngagementConfig(audience_dir=str(audiences)),
+            },
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            return daily_schedule.evaluate_tick(context)
+
+    result = tick(database.parent / "audiences")  # the run's own audience files: current
     assert not result.run_requests
     assert "version 1" in result.skip_message
+    # Audience files that are not the current version's (a run failed after publishing; a new
+    # folder): a run of the audience files alone, nothing computed.
+    (request,) = tick(tmp_path / "new_audiences").run_requests
+    assert request.asset_selection == [dg.AssetKey(["activation", "audiences"])]
+    assert request.run_key == "daily-2026-01-22-audiences"
 
     late = exports / "orders" / "late.csv"
     late.write_text(

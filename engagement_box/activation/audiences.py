@@ -16,6 +16,7 @@ No Dagster import here.
 """
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -63,6 +64,9 @@ RFM_PLAYS: Mapping[str, str] = MappingProxyType(
 )
 
 AUDIENCE_COLUMNS = ("customer_id", "email", "audience_kind", "audience", "play")
+# The kinds of audience: each is a folder of the audience directory, the only ones a run or an
+# erasure writes (with `_written_from.json`); anything else in the directory is left alone.
+AUDIENCE_KINDS = ("rfm_segment", "quadrant")
 
 # Characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -89,8 +93,8 @@ def build_audiences(
     )
     parts = []
     for frame, column, kind, plays in (
-        (segments, segment_column, "rfm_segment", RFM_PLAYS),
-        (quadrants, quadrant_column, "quadrant", QUADRANT_PLAYS),
+        (segments, segment_column, AUDIENCE_KINDS[0], RFM_PLAYS),
+        (quadrants, quadrant_column, AUDIENCE_KINDS[1], QUADRANT_PLAYS),
     ):
         if frame is None:
             continue
@@ -160,22 +164,43 @@ def recorded_version(out_dir: Path) -> int | None:
 
 def export_audiences(frame: pl.DataFrame, out_dir: Path) -> dict[str, dict]:
     """Every audience of `frame` (`build_audiences` rows) as `<out_dir>/<kind>/<audience>.csv`
-    and `.parquet`, the folder rebuilt whole (a customer who withdrew consent or was erased
-    leaves every file). Returns {"<kind>/<audience>": {"rows", "csv", "parquet"}}."""
+    and `.parquet`, each kind's folder rebuilt whole (a customer who withdrew consent or was
+    erased leaves every file). Returns {"<kind>/<audience>": {"rows", "csv", "parquet"}}."""
     parts = (part for _, part in frame.group_by("audience_kind", "audience", maintain_order=True))
     return export_audience_parts(parts, out_dir)
 
 
 def export_audience_parts(parts: Iterable[pl.DataFrame], out_dir: Path) -> dict[str, dict]:
     """`export_audiences` from one frame per audience, written as each arrives (so only one
-    audience's rows need to be in memory)."""
+    audience's rows need to be in memory).
+
+    Only the folders of `AUDIENCE_KINDS` and the version record are replaced; other files in
+    `out_dir` (a shared folder) stay. Each kind is written beside its folder first
+    (`.<kind>.building`) and swapped in, so a reader finds a kind's old files or its new ones,
+    never half; the version record is removed first and written by `record_version` after."""
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / WRITTEN_FROM).unlink(missing_ok=True)  # the files are no version's until swapped
+    building = {kind: out_dir / f".{kind}.building" for kind in AUDIENCE_KINDS}
+    for path in building.values():
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
     files = {}
     for part in parts:
         first = part.row(0, named=True)
-        kind, audience = first["audience_kind"], first["audience"]
-        paths = write_audiences(part, out_dir / str(kind), name=file_stem(str(audience)))
-        files[f"{kind}/{audience}"] = {"rows": part.height, **{k: str(v) for k, v in paths.items()}}
+        kind, audience = str(first["audience_kind"]), first["audience"]
+        if kind not in building:
+            raise ValueError(f"unknown audience kind {kind!r}; expected one of {AUDIENCE_KINDS}")
+        paths = write_audiences(part, building[kind], name=file_stem(str(audience)))
+        files[f"{kind}/{audience}"] = {
+            "rows": part.height,
+            **{k: str(out_dir / kind / v.name) for k, v in paths.items()},
+        }
+    for kind, new in building.items():
+        final, old = out_dir / kind, out_dir / f".{kind}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
     return files

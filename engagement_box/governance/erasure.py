@@ -89,7 +89,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from engagement_box.activation.audiences import neutralize_formulas
+from engagement_box.activation.audiences import AUDIENCE_KINDS, neutralize_formulas
 from engagement_box.governance import readers
 from engagement_box.sql import database_path, load_sql, transaction
 from engagement_box.staging.contracts import SOURCES, WHITESPACE
@@ -701,7 +701,10 @@ def erase_from_audiences(audience_dir: Path, ids: list[str], emails: list[str]) 
     types. Each file is replaced atomically. Returns rows removed per file (relative path).
     """
     removed: dict[str, int] = {}
-    for path in sorted(p for p in Path(audience_dir).rglob("*") if p.is_file()):
+    # The run's own files only (`audiences.AUDIENCE_KINDS`): other files in a shared folder are
+    # not ours to rewrite.
+    ours = [Path(audience_dir) / kind for kind in AUDIENCE_KINDS]
+    for path in sorted(p for folder in ours for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(audience_dir)
         if any(part.startswith(".") for part in relative.parts):
             continue
