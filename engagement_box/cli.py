@@ -806,6 +806,19 @@ def erase(args: argparse.Namespace) -> int:
 
     warehouse = warehouse_resource()
     lake = LakeResource()
+    if not any(
+        p.exists() for p in (warehouse.layout.working, warehouse.layout.published, lake.path)
+    ):
+        # A mistyped path would otherwise create an empty warehouse, log the request there and
+        # say it was taken, while the real one keeps the person.
+        print(
+            f"engagement-box erase: FAILED, nothing was erased: no warehouse at "
+            f"{warehouse.layout.published} (working database {warehouse.layout.working}) and no "
+            f"Spark lake at {lake.path}. Check ENGAGEMENT_WAREHOUSE (and ENGAGEMENT_WORKING_DB, "
+            "ENGAGEMENT_LAKE_DIR); a first `engagement-box run` creates the warehouse",
+            file=sys.stderr,
+        )
+        return 2
 
     # Under the run locks of the warehouse and of the Spark lake (the one each engine's run
     # holds from its first step to its last): a run publishing at the same time could otherwise

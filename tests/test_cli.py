@@ -780,7 +780,10 @@ def erasable(tmp_path, monkeypatch) -> Path:
         con.close()
     audiences = tmp_path / "audiences"
     audiences.mkdir()
-    (audiences / "champions.csv").write_text("customer_id,email\nC1,a@x.test\nC2,b@x.test\n")
+    (audiences / "rfm_segment").mkdir()
+    (audiences / "rfm_segment" / "champions.csv").write_text(
+        "customer_id,email\nC1,a@x.test\nC2,b@x.test\n"
+    )
     monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(layout.published))
     monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(layout.working))
     monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(audiences))
@@ -822,13 +825,31 @@ def test_erasing_someone_says_erased_and_counts_in_plain_english(erasable, capsy
     first, *rest = out.splitlines()
     assert re.fullmatch(REQUEST + "erased", first), first
     assert re.search(r"^  work\.scores\s+1 row deleted$", out, flags=re.M), out
-    assert re.search(r"^  champions\.csv\s+1 audience row removed$", out, flags=re.M), out
+    assert re.search(r"^  rfm_segment/champions\.csv\s+1 audience row removed$", out, flags=re.M), (
+        out
+    )
     assert "published file rebuilt without the person: " in out
 
     assert cli.main(["erase", "--customer-id", "C1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^  work\.scores\s+2 rows deleted$", out, flags=re.M), out
     assert erasure_log_rows(erasable) == 2
+
+
+def test_erasing_where_there_is_no_warehouse_is_refused_not_logged_elsewhere(
+    tmp_path, monkeypatch, capsys
+):
+    """A mistyped ENGAGEMENT_WAREHOUSE made erase create an empty warehouse, log the request
+    there and exit 0, while the real warehouse kept the person. Now nothing is created."""
+    missing = tmp_path / "typo" / "engagement.duckdb"
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(missing))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(tmp_path / "lake"))
+    assert cli.main(["erase", "--customer-id", "C2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"engagement-box erase: FAILED, nothing was erased: no warehouse at {missing}"
+    )
+    assert not missing.parent.exists()
 
 
 @pytest.mark.parametrize(

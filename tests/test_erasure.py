@@ -526,6 +526,37 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
     assert erased_orders >= 4 + 1  # her earlier rows of the changed file, and the new file's row
 
 
+def test_a_row_read_with_too_few_fields_is_erased_and_suppressed_by_any_of_its_values(built):
+    """A short CSV row (a field missing) is quarantined as wrong_field_count with its values
+    under the wrong names: her email sat under customer_id, where erasure did not look, and a
+    second erase said "nothing matched". Such rows are now matched by any value, both when the
+    person is erased and when a later file holds one."""
+    con, exports, _ = built
+    header = "order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+    short = "o20,{email},2024-02-05 10:00:00,10.00,USD,completed,web\n"  # customer_id missing
+    (exports / "orders" / "short.csv").write_text(
+        header + short.format(email="Jane.Doe@example.com") + short.format(email="bob@example.com")
+    )
+    ingest_source(con, exports, "orders")
+    quarantined = "SELECT count(*) FROM staging.quarantine WHERE source_file LIKE '%short.csv'"
+    assert con.execute(quarantined).fetchone() == (2,)
+
+    erasure.erase(con, email="jane.doe@example.com")
+    assert con.execute(quarantined).fetchone() == (1,)  # Bob's short row stays
+    (later := exports / "orders" / "short_later.csv").write_text(
+        header + short.format(email=" JANE.DOE@example.com")
+    )
+    ingest_source(con, exports, "orders")
+    assert later.exists()
+    assert con.execute(
+        "SELECT count(*) FROM staging.quarantine WHERE source_file LIKE '%short_later.csv'"
+    ).fetchone() == (0,)
+    for name in SOURCES:
+        _, read, staged, quarantined_rows, erased = reconcile(con, name)
+        assert read == staged + quarantined_rows + erased, name
+    assert mentions(con, TOKENS) == {}
+
+
 def test_erasure_trims_what_the_ingest_trims(tmp_path):
     """One whitespace rule: the characters polars' strip_chars removes in the ingest are the ones
     erasure removes from a request (Python) and from raw quarantined text (SQL), no more."""

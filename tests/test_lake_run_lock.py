@@ -9,6 +9,7 @@ import threading
 import time
 
 import dagster as dg
+import duckdb
 import pytest
 
 from pipelines.resources import LakeResource
@@ -104,5 +105,7 @@ def test_erase_without_a_lake_leaves_no_lock_file(tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(tmp_path / "w" / "working.duckdb"))
     monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
     monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(tmp_path / "lake"))
+    (tmp_path / "w").mkdir()
+    duckdb.connect(str(tmp_path / "w" / "working.duckdb")).close()  # a warehouse, no lake
     assert cli.main(["erase", "--customer-id", "C1"]) == 0
     assert not (tmp_path / "lake").exists() and not (tmp_path / "lake.run.lock").exists()

@@ -213,34 +213,57 @@ def salt_fingerprint(salt: str) -> str:
 
 
 def suppression_mask(
-    frame: pl.DataFrame, source_name: str, hashes: set[str], salt: str
+    frame: pl.DataFrame,
+    source_name: str,
+    hashes: set[str],
+    salt: str,
+    shifted: pl.Series | None = None,
 ) -> pl.Series:
     """True for the rows of a raw (text) or typed frame of a source that belong to an erased
     subject: one of the source's identifying columns (`SUBJECT_COLUMNS`), normalised, hashes to
-    one of `hashes`. Columns the frame lacks are skipped. Hashes only the distinct values."""
+    one of `hashes`. Columns the frame lacks are skipped. Hashes only the distinct values.
+
+    `shifted` marks rows read with too few fields (quarantined as wrong_field_count): their
+    values may sit under other columns' names, so any text column of theirs is looked at as
+    every kind of key of the source."""
     if source_name not in SUBJECT_COLUMNS:
         raise ValueError(f"unknown source {source_name!r}; expected one of {sorted(SOURCES)}")
     mask = pl.Series("erased", [False] * frame.height, dtype=pl.Boolean)
     if not hashes or frame.height == 0:
         return mask
-    for column, kind in SUBJECT_COLUMNS[source_name].items():
-        if column not in frame.columns:
-            continue
-        keys = frame.select(normalized_expr(column, kind)).to_series()
+
+    def matches(column: str, kind: str, rows: pl.DataFrame) -> pl.Series:
+        keys = rows.select(normalized_expr(column, kind)).to_series()
         erased = [
             v for v in keys.drop_nulls().unique() if _hash_normalized(v, kind, salt) in hashes
         ]
-        if erased:
-            mask = mask | keys.is_in(erased).fill_null(False)
+        return keys.is_in(pl.Series(erased, dtype=pl.String).implode()).fill_null(False)
+
+    for column, kind in SUBJECT_COLUMNS[source_name].items():
+        if column in frame.columns:
+            mask = mask | matches(column, kind, frame)
+    if shifted is not None and shifted.any():
+        index = shifted.arg_true()
+        rows = frame[index]
+        found = pl.Series([False] * rows.height, dtype=pl.Boolean)
+        texts = [c for c, t in rows.schema.items() if t == pl.String and c != "source_file"]
+        for kind in sorted(set(SUBJECT_COLUMNS[source_name].values())):
+            for column in texts:
+                found = found | matches(column, kind, rows)
+        mask = mask.scatter(index, found | mask.gather(index))
     return mask.alias("erased")
 
 
 def drop_erased(
-    frame: pl.DataFrame, source_name: str, hashes: Iterable[str], salt: str
+    frame: pl.DataFrame,
+    source_name: str,
+    hashes: Iterable[str],
+    salt: str,
+    shifted: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """`frame` without the rows of erased subjects (`suppression_mask`), and the rows dropped
-    per `source_file`: what both engines' ingest take in, and count as erased."""
-    mask = suppression_mask(frame, source_name, set(hashes), salt)
+    """`frame` without the rows of erased subjects (`suppression_mask`, with `shifted`), and the
+    rows dropped per `source_file`: what both engines' ingest take in, and count as erased."""
+    mask = suppression_mask(frame, source_name, set(hashes), salt, shifted)
     if not mask.any():
         return frame, {}
     dropped = dict(frame.filter(mask).group_by("source_file").len().iter_rows())
@@ -415,6 +438,18 @@ def _delete(
                 files = con.execute(
                     load_sql("erasure/delete_quarantine_rows"),
                     {"source": source_name, "path": f"$.{column}", "values": values, "kind": kind},
+                ).fetchall()
+                for (source_file,) in files:
+                    erased[source_name][source_file] += 1
+                rows_deleted["staging.quarantine"] += len(files)
+            # Rows read with too few fields: a key may be under any column's name.
+            for kind in sorted(set(columns.values())):
+                values = subjects.of(kind)
+                if not values:
+                    continue
+                files = con.execute(
+                    load_sql("erasure/delete_quarantine_shifted_rows"),
+                    {"source": source_name, "values": values, "kind": kind},
                 ).fetchall()
                 for (source_file,) in files:
                     erased[source_name][source_file] += 1

@@ -125,7 +125,8 @@ def _validate_files(
     def checked(raws: list[pl.DataFrame]) -> Iterator[pa.RecordBatch]:
         raw = pl.concat(raws)
         read = {r["source_file"][0]: r.height for r in raws if r.height}
-        raw, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt)
+        shifted = raw[ingestion.ROW_PROBLEM].is_not_null()  # keys may sit in any column
+        raw, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt, shifted)
         good, bad = ingestion.check_batch(raw, source, run_id, at)
         staged = good.select(typed_names).with_columns(
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],

@@ -1368,7 +1368,8 @@ def _suppress_erased(
     raw: pl.DataFrame, table: str, hashes: set[str], salt: str, counts: dict[str, int]
 ) -> pl.DataFrame:
     """Drop the rows of erased people from a raw batch, counting them per file."""
-    kept, dropped = erasure.drop_erased(raw, table, hashes, salt)
+    shifted = raw[ROW_PROBLEM].is_not_null() if ROW_PROBLEM in raw.columns else None
+    kept, dropped = erasure.drop_erased(raw, table, hashes, salt, shifted)
     for name, n in dropped.items():
         counts[name] = counts.get(name, 0) + n
     return kept
