@@ -100,6 +100,38 @@ def test_each_version_is_written_to_parquet_once(working, layout):
     assert not readers.publish(working, layout, now=NOW).built
 
 
+def test_a_file_that_changed_reaches_the_published_file_and_a_killed_build_is_removed(
+    working, layout
+):
+    """A changed export whose rows were all quarantined again left the published file with
+    the first ingest's quarantine (the token counted files, not what they brought). And a
+    publish killed mid-build left `.<name>.<pid>.building` beside the file for good, with
+    rows an erasure since removed everywhere else."""
+    two_versions(working, layout)
+    from engagement_box.sql import load_sql
+
+    working.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    working.execute(load_sql("staging/create_ingested_files"))
+    file_row = (
+        "INSERT OR REPLACE INTO staging.ingested_files (source, source_file, sha256, size_bytes, "
+        "mtime_ns, rows_read, rows_staged, rows_quarantined, ingested_at) "
+        "VALUES ('orders', 'orders/late.csv', $sha, 10, 1, $n, 0, $n, $at)"
+    )
+    working.execute(file_row, {"sha": "first", "n": 1, "at": NOW})
+    assert readers.publish(working, layout, now=NOW).built
+    working.execute(file_row, {"sha": "second", "n": 2, "at": NOW + timedelta(hours=1)})
+    killed = layout.published.with_name(f".{layout.published.name}.99999.building")
+    killed.write_bytes(b"a killed publish's half-built file")
+    killed.with_name(killed.name + ".wal").write_bytes(b"its log")
+
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(
+        layout.published, "SELECT sha256, rows_quarantined FROM staging.ingested_files"
+    ) == [("second", 2)]
+    assert not list(layout.published.parent.glob("*.building*"))
+    assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
+
+
 def test_a_reader_keeps_its_version_until_it_reconnects(working, layout):
     publish_version(working, "2025-01-31", {"a": "Champions"}, {"a": 20})
     readers.publish(working, layout, now=NOW)

@@ -131,6 +131,39 @@ def test_segment_migration_counts_customers_and_value_moved(warehouse):
     assert ("Champions", "Misers", 1) in quadrants
 
 
+def test_an_erasure_computes_every_migration_pair_again_without_the_person(warehouse):
+    """After an erasure the pairs still counted the person (Champions -> At Risk: 1 of a
+    customer who is in no version any more): every pair is computed again from what is left."""
+    from engagement_box.governance import erasure
+
+    for as_of, segments in (
+        ("2025-01-31", {"a": "Champions", "b": "At Risk"}),
+        ("2025-02-28", {"a": "At Risk", "b": "At Risk"}),
+        ("2025-03-31", {"a": "Lost", "b": "Champions"}),
+    ):
+        publish_version(warehouse, as_of, segments, dict.fromkeys(segments, 5.0))
+    moves = (
+        "SELECT from_snapshot, to_snapshot, from_value, to_value, customers "
+        "FROM marts.segment_migration WHERE dimension = 'rfm_segment' ORDER BY ALL"
+    )
+    assert (1, 2, "Champions", "At Risk", 1) in rows(warehouse, moves)
+
+    report = erasure.erase(warehouse, customer_id="a")
+    assert report.migration_rows > 0
+    assert rows(warehouse, moves) == [
+        (1, 2, "At Risk", "At Risk", 1),
+        (2, 3, "At Risk", "Champions", 1),
+    ]
+    self_join = rows(
+        warehouse,
+        "SELECT f.snapshot_id, t.snapshot_id, f.segment, t.segment, count(*) "
+        "FROM history.customer_rfm f JOIN history.customer_rfm t "
+        "ON f.customer_id = t.customer_id AND t.snapshot_id = f.snapshot_id + 1 GROUP BY ALL "
+        "ORDER BY ALL",
+    )
+    assert self_join == rows(warehouse, moves)
+
+
 def test_retention_keeps_the_newest_versions_and_always_the_current_one(warehouse):
     for month in range(1, 6):
         publish_version(warehouse, f"2025-0{month}-28", {"a": f"S{month}"}, {"a": month})

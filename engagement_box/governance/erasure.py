@@ -90,7 +90,7 @@ import duckdb
 import polars as pl
 
 from engagement_box.activation.audiences import AUDIENCE_KINDS, neutralize_formulas
-from engagement_box.governance import readers
+from engagement_box.governance import readers, versions
 from engagement_box.sql import database_path, load_sql, transaction
 from engagement_box.staging.contracts import SOURCES, WHITESPACE
 
@@ -143,6 +143,7 @@ class ErasureReport:
     published_file: bool = False  # the file analysts open was rebuilt without the person
     history_files_rewritten: list[str] = field(default_factory=list)
     lake_rows_removed: dict[str, int] = field(default_factory=dict)  # Spark lake: mart -> rows
+    migration_rows: int = 0  # segment_migration's rows, every pair computed again without them
 
     @property
     def total_rows(self) -> int:
@@ -522,6 +523,9 @@ def erase(
         report.found = _resolve(con, subjects)
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
+        if any(t.startswith(("work.", "history_rows.")) for t in report.rows_deleted):
+            # The migration pairs counted the person: every pair again, from what is left.
+            report.migration_rows = versions.refresh_migration(con, recompute=True)
         for source_name, per_file in erased.items():
             add_erased_rows(con, source_name, per_file)
         report.erased_rows = {s: sum(f.values()) for s, f in erased.items()}

@@ -132,12 +132,16 @@ def state(con: duckdb.DuckDBPyConnection) -> str:
             "(SELECT max(snapshot_id) FROM marts.current_version) FROM marts.snapshot_log"
         ).fetchone()
         parts.append(str(row))
-    for schema, table in (("staging", "erasure_log"), ("staging", "ingested_files")):
-        if versions.table_exists(con, schema, table):
-            row = con.execute(
-                f"SELECT count(*) FROM {quote_identifier(schema)}.{quote_identifier(table)}"
-            ).fetchone()
-            parts.append(str(row))
+    if versions.table_exists(con, "staging", "erasure_log"):
+        parts.append(str(con.execute("SELECT count(*) FROM staging.erasure_log").fetchone()))
+    if versions.table_exists(con, "staging", "ingested_files"):
+        # What each file brought (a changed file that stages no row changes its hash and counts,
+        # and the quarantine rows the published file copies); not its stat, which a touch moves.
+        row = con.execute(
+            "SELECT count(*), bit_xor(hash(source, source_file, sha256, rows_read, rows_staged, "
+            "rows_quarantined, ingested_at)) FROM staging.ingested_files"
+        ).fetchone()
+        parts.append(str(row))
     parts.append(",".join(published_marts(con)))
     return "|".join(parts)
 
@@ -440,6 +444,10 @@ def publish(
         or versions.current_version(con) is None
     ):
         return Published()  # nothing published yet: no file for readers
+    # Only the run lock's holder publishes: any file a publish was building is a killed
+    # process's, and may hold rows an erasure since removed everywhere else.
+    for stale in layout.published.parent.glob(f".{layout.published.name}.*.building*"):
+        stale.unlink(missing_ok=True)
     token = state(con)
     if not erased and layout.published.exists() and _recorded_state(con) == token:
         return Published(state=token)

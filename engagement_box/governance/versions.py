@@ -574,14 +574,17 @@ def _published_in(con: duckdb.DuckDBPyConnection, mart: str) -> set[int]:
     }
 
 
-def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
+def refresh_migration(con: duckdb.DuckDBPyConnection, *, recompute: bool = False) -> int:
     """Make `marts.segment_migration` hold exactly the consecutive pairs of the chain.
 
     Pairs no longer consecutive (a version inserted between them, replaced by a rerun, or
     expired) are deleted; missing pairs (the neighbours of a new, replaced or expired version) are
-    computed. Only versions that published both migration marts take part. Returns the number of
+    computed. Only versions that published both migration marts take part. `recompute`: every
+    pair is computed again (after an erasure changed the versions' rows). Returns the number of
     rows added. Runs inside the caller's transaction when there is one.
     """
+    if not table_exists(con, "marts", "segment_migration"):
+        return 0
     with_marts = set.intersection(*(_published_in(con, m) for m in MIGRATION_MARTS))
     chain = [s for s in migration_chain(con) if s in with_marts]
     wanted = set(zip(chain, chain[1:], strict=False))
@@ -591,6 +594,9 @@ def refresh_migration(con: duckdb.DuckDBPyConnection) -> int:
             "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration"
         ).fetchall()
     }
+    if recompute:
+        con.execute("DELETE FROM marts.segment_migration")
+        have = set()
     for from_snapshot, to_snapshot in sorted(have - wanted):
         con.execute(
             load_sql("marts/delete_migration_pair"),
