@@ -333,7 +333,7 @@ def published_marts(
     yield dg.AssetCheckResult(
         check_name=FRESHNESS_CHECK,
         asset_key=mart_key("customer"),
-        passed=fresh.days_behind == 0,
+        passed=fresh.fresh,
         severity=dg.AssetCheckSeverity.WARN,
         description=fresh.describe(),
         metadata={
@@ -341,5 +341,6 @@ def published_marts(
             "current_as_of": str(fresh.as_of),
             "last_completed_order_day": str(fresh.last_order_day),
             "days_behind": fresh.days_behind,
+            "orders_files_since": fresh.files_since,
         },
     )

@@ -534,6 +534,7 @@ def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
     env = {
         **environment(tmp_path, exports),
         "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),  # current
     }
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]

@@ -241,8 +241,47 @@ def test_freshness_compares_the_current_version_with_the_staged_orders(warehouse
         "status) values ('2', 'x', '2025-02-03 09:00', 10, 'USD', 'completed')"
     )
     behind = versions.freshness(warehouse)
-    assert behind.days_behind == 14
+    assert behind.days_behind == 14 and not behind.fresh
     assert "run the month of 2025-02-03" in behind.describe()
+
+
+def test_a_version_pinned_past_the_data_is_stale_when_orders_arrive_after_it(warehouse):
+    """ENGAGEMENT_AS_OF=2025-02-28 with orders up to 2025-02-05: the version was said fresh
+    ("as of 2025-02-28, the last completed order") even after an orders file of 2025-02-06 was
+    staged, whose orders it does not hold. Dates cannot tell; the files staged since can."""
+    from engagement_box.sql import load_sql
+
+    warehouse.execute(ORDERS_DDL)
+    warehouse.execute(load_sql("staging/create_ingested_files"))
+    order = (
+        "insert into staging.orders (order_id, customer_id, ordered_at, net_amount, currency, "
+        "status) values ($id, 'x', $at, 10, 'USD', 'completed')"
+    )
+    file = (
+        "insert into staging.ingested_files (source, source_file, sha256, size_bytes, mtime_ns, "
+        "rows_read, rows_staged, rows_quarantined, ingested_at) "
+        "values ('orders', $name, 'h', 1, 1, 1, 1, 0, $at)"
+    )
+    warehouse.execute(order, {"id": "1", "at": dt.datetime(2025, 2, 5, 10)})
+    warehouse.execute(file, {"name": "orders/a.csv", "at": dt.datetime(2000, 1, 1)})
+    write_frame(warehouse, "work", "customer_rfm", pl.DataFrame({"customer_id": ["x"]}))
+    versions.publish(
+        warehouse, ["customer_rfm"], run_id="r", partition_key=None, as_of="2025-02-28",
+        settings={"pinned": True},
+    )  # fmt: skip
+    pinned = versions.freshness(warehouse)
+    assert pinned.fresh
+    assert pinned.describe() == (
+        "version 1 is as of 2025-02-28, after the last completed order staged (2025-02-05)"
+    )
+    warehouse.execute(order, {"id": "2", "at": dt.datetime(2025, 2, 6, 9)})
+    warehouse.execute(file, {"name": "orders/b.csv", "at": dt.datetime(2100, 1, 1)})
+    stale = versions.freshness(warehouse)
+    assert stale.days_behind == 0 and not stale.fresh
+    assert stale.describe() == (
+        "the current version 1 (as of 2025-02-28) was published before 1 orders file(s) were "
+        "staged, whose orders it does not hold: run the month of 2025-02-28 again"
+    )
 
 
 def readme_query(marker: str) -> str:

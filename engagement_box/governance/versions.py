@@ -36,7 +36,7 @@ import importlib.metadata
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -502,6 +502,9 @@ class Freshness:
     snapshot_id: int | None
     as_of: date | None  # the current version's
     last_order_day: date | None  # the last completed order staged
+    # Orders files that staged rows after the current version was published: orders it does not
+    # hold though their days may be within its as-of (a pinned as-of past the data, late orders).
+    files_since: int = 0
 
     @property
     def days_behind(self) -> int:
@@ -512,13 +515,29 @@ class Freshness:
             return -1
         return max((self.last_order_day - self.as_of).days, 0)
 
+    @property
+    def fresh(self) -> bool:
+        """The current version holds every staged order up to the last one."""
+        return self.days_behind == 0 and self.files_since == 0
+
     def describe(self) -> str:
         if self.last_order_day is None:
             return "no completed order is staged"
         if self.as_of is None:
             return "no version is published yet"
+        if self.days_behind == 0 and self.files_since:
+            return (
+                f"the current version {self.snapshot_id} (as of {self.as_of}) was published "
+                f"before {self.files_since} orders file(s) were staged, whose orders it does not "
+                f"hold: run the month of {self.as_of} again"
+            )
         if self.days_behind == 0:
-            return f"version {self.snapshot_id} is as of {self.as_of}, the last completed order"
+            where = (
+                "the last completed order"
+                if self.as_of == self.last_order_day
+                else (f"after the last completed order staged ({self.last_order_day})")
+            )
+            return f"version {self.snapshot_id} is as of {self.as_of}, {where}"
         return (
             f"the current version {self.snapshot_id} is as of {self.as_of}, {self.days_behind} "
             f"day(s) before the last completed order staged ({self.last_order_day}): run the "
@@ -542,7 +561,20 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     as_of = current[1]
     if isinstance(as_of, str):
         as_of = date.fromisoformat(as_of)
-    return Freshness(int(current[0]), as_of, last)
+    files_since = 0
+    published = con.execute(
+        "SELECT published_at FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": current[0]}
+    ).fetchone()
+    if published and table_exists(con, "staging", "ingested_files"):
+        # published_at is local time, ingested_at UTC: compared in UTC.
+        published_utc = published[0].astimezone(UTC).replace(tzinfo=None)
+        row = con.execute(
+            "SELECT count(*) FROM staging.ingested_files WHERE source = 'orders' "
+            "AND rows_staged > 0 AND ingested_at > $published",
+            {"published": published_utc},
+        ).fetchone()
+        files_since = int(row[0]) if row else 0
+    return Freshness(int(current[0]), as_of, last, files_since)
 
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> list[dict]:
