@@ -35,7 +35,13 @@ STOP_GRACE_SECONDS = 6.0
 
 
 def _instance_home() -> str:
-    home = os.environ.get("DAGSTER_HOME") or str(settings.REPO_ROOT / ".dagster")
+    """DAGSTER_HOME, made absolute as Dagster needs it (a relative value, as in `.env.example`,
+    is taken from the working directory like the other path settings); default `.dagster` in
+    the repository."""
+    given = os.environ.get("DAGSTER_HOME")
+    home = (
+        str(Path(given).expanduser().absolute()) if given else str(settings.REPO_ROOT / ".dagster")
+    )
     os.environ["DAGSTER_HOME"] = home
     os.makedirs(home, exist_ok=True)
     return home
@@ -966,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.set_defaults(func=generate)
     args = parser.parse_args(argv)
     if args.func is not generate:
-        for warning in load_env_file():
+        for warning in [*load_env_file(), *settings.unknown_variables()]:
             print(warning, flush=True)
     if args.func is erase:
         empty = _empty_erasure_key(args)

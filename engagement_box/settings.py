@@ -36,9 +36,12 @@ def _upper(text: str) -> str:
     return text.strip().upper()
 
 
+_UNITS = {"D": "D", "DAY": "D", "DAYS": "D", "W": "W", "WEEK": "W", "WEEKS": "W"}
+
+
 def _unit(text: str) -> str:
-    unit = text.strip().upper()[:1]
-    if unit not in ("D", "W"):
+    unit = _UNITS.get(text.strip().upper())
+    if unit is None:
         raise ValueError(f"ENGAGEMENT_TIME_UNIT must be D (days) or W (weeks), got {text!r}")
     return unit
 
@@ -116,21 +119,75 @@ def _iso_date(text: str) -> str:
         raise ValueError("expected a date YYYY-MM-DD") from None
 
 
-def _json_map(text: str) -> dict[str, Any]:
+def _json_map(text: str, example: str = '{"GBP": 1.27}') -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise ValueError(f'expected a JSON object such as {{"GBP": 1.27}}, got {text!r}')
+        raise ValueError(f"expected a JSON object such as {example}, got {text!r}")
     return value
+
+
+def _json_number(value: Any) -> float | None:
+    """A JSON number as a finite float, else None (text, true/false, null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+# The largest exchange rate a conversion is sized for (the staged fx_rates export's bound too:
+# engagement_box.staging.contracts.MAX_RATE): no currency is worth a million of another's units.
+MAX_FX_RATE = 1e6
+
+
+def _fx_rates(text: str) -> dict[str, float]:
+    """Rates into the reporting currency: three-letter codes, each a number above 0 and at most
+    MAX_FX_RATE (a 0 would make every order of the currency worth nothing)."""
+    rates = {}
+    for key, value in _json_map(text).items():
+        code = str(key).strip().upper()
+        rate = _json_number(value)
+        if len(code) != 3 or not code.isalpha():
+            raise ValueError(f"{key!r} is not a three-letter currency code such as GBP")
+        if rate is None or not 0 < rate <= MAX_FX_RATE:
+            raise ValueError(
+                f"the rate of {code} is {value!r}; a rate must be a number above 0 and at most "
+                f"{MAX_FX_RATE:,.0f}"
+            )
+        rates[code] = rate
+    return rates
+
+
+# The event types of the social export (its contract, engagement_box.staging.contracts, reads
+# them from here).
+SOCIAL_EVENT_TYPES = ("like", "pin", "tweet", "comment", "share", "retweet", "mention")
+
+
+def _social_points(text: str) -> dict[str, float]:
+    """Points per event type, merged over the defaults: known event types, numbers 0 or more (a
+    misspelt type would otherwise be ignored and the version published anyway)."""
+    points = {}
+    for key, value in _json_map(text, example='{"comment": 5}').items():
+        number = _json_number(value)
+        if key not in SOCIAL_EVENT_TYPES:
+            raise ValueError(
+                f"{key!r} is not an event type of the social export; use "
+                f"{', '.join(SOCIAL_EVENT_TYPES)}"
+            )
+        if number is None or number < 0:
+            raise ValueError(f"the points of {key} are {value!r}; expected a number, 0 or more")
+        points[key] = number
+    return points
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_DATA_DIR",
         "data/sample",
-        "folder of exports: `<dir>/{orders,customers,reviews,social,referrals}/*.csv\\|*.parquet`",
+        "folder of exports: `<dir>/{orders,customers,reviews,social,referrals}/*.csv\\|*.parquet`,"
+        " and optionally `<dir>/fx_rates/` (dated exchange rates, `docs/CONTRACTS.md`)",
     ),
     Setting(
         "ENGAGEMENT_WAREHOUSE",
@@ -250,7 +307,7 @@ SETTINGS: tuple[Setting, ...] = (
         " value models; the run's summary says how many and in which currency, and the blocking"
         " check `orders_left_out_within_limit` fails when more than 1 % of completed orders are"
         " left out",
-        parse=_json_map,
+        parse=_fx_rates,
     ),
     Setting(
         "ENGAGEMENT_PENALIZER",
@@ -277,8 +334,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_SOCIAL_POINTS",
         None,
-        "JSON map of event type to points, merged over the defaults",
-        parse=_json_map,
+        "JSON map of event type to points (0 or more), merged over the defaults",
+        parse=_social_points,
         default_text="like/pin/tweet 1, comment 5, share/retweet 10, mention 5",
     ),
     Setting(
@@ -390,6 +447,25 @@ def first_problem(environ: Mapping[str, str] | None = None) -> str | None:
         except ValueError as error:
             return str(error)
     return None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for variables that look like settings but are none (`ENGAGEMENT_TIMEUNIT`,
+    `ENGAGMENT_TIME_UNIT`): they are ignored, and a run would otherwise go on without saying so."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    known = set(BY_NAME)
+    warnings = []
+    for name in sorted(environ):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
+        if not name.startswith("ENGAGEMENT_") and not close:
+            continue
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"warning: {name} is not a setting{hint}; it is ignored")
+    return warnings
 
 
 def path(name: str, environ: Mapping[str, str] | None = None) -> Path:

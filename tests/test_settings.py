@@ -68,6 +68,15 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         ("ENGAGEMENT_KEEP_DAYS", "abc", "a whole number"),
         ("ENGAGEMENT_PERSONA_REFIT_DAYS", "-1", "0 or more"),
         ("ENGAGEMENT_FX_RATES", "{GBP:1.27}", 'a JSON object such as {"GBP": 1.27}'),
+        # Each of these got past the check: a step failed later, or a version was published.
+        ("ENGAGEMENT_FX_RATES", '{"GBP": 0}', "the rate of GBP is 0; a rate must be a number"),
+        ("ENGAGEMENT_FX_RATES", '{"GBP": "1.3"}', "a rate must be a number above 0"),
+        ("ENGAGEMENT_FX_RATES", '{"pounds": 1.3}', "not a three-letter currency code"),
+        ("ENGAGEMENT_SOCIAL_POINTS", '{"like": "x"}', "the points of like are 'x'"),
+        ("ENGAGEMENT_SOCIAL_POINTS", '{"like": -5}', "expected a number, 0 or more"),
+        ("ENGAGEMENT_SOCIAL_POINTS", '{"likes": 2}', "'likes' is not an event type"),
+        ("ENGAGEMENT_SOCIAL_POINTS", "like", 'a JSON object such as {"comment": 5}'),
+        ("ENGAGEMENT_TIME_UNIT", "wrong", "must be D (days) or W (weeks)"),
     ],
 )
 def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, name, bad, words):
@@ -100,6 +109,53 @@ def test_every_value_the_settings_accept_the_engagement_step_accepts(monkeypatch
     built = resources.EngagementConfig().to_settings()
     assert built.civ_beta == 0.999 and built.civ_attribution_share == 1.0
     assert built.crv_value_credibility == 0.0 and built.horizon_months == 0
+
+
+def test_time_units_read_in_words_and_rates_in_upper_case():
+    assert settings.value("ENGAGEMENT_TIME_UNIT", {"ENGAGEMENT_TIME_UNIT": "weeks"}) == "W"
+    assert settings.value("ENGAGEMENT_TIME_UNIT", {"ENGAGEMENT_TIME_UNIT": " d "}) == "D"
+    given = {"ENGAGEMENT_FX_RATES": '{"gbp": 1.27, "EUR": 1}'}
+    assert settings.value("ENGAGEMENT_FX_RATES", given) == {"GBP": 1.27, "EUR": 1.0}
+
+
+def test_a_variable_that_looks_like_a_setting_but_is_none_is_said(tmp_path, monkeypatch, capsys):
+    """ENGAGEMENT_TIMEUNIT=W (or ENGAGMENT_TIME_UNIT) was ignored without a word: the run said
+    "nothing to do" and the user believed weeks were in force."""
+    from engagement_box import cli
+
+    assert settings.unknown_variables(
+        {
+            "ENGAGEMENT_TIMEUNIT": "W",
+            "ENGAGMENT_TIME_UNIT": "W",
+            "HOME": "/",
+            "ENGAGEMENT_MARGIN": "1",
+        }
+    ) == [
+        "warning: ENGAGEMENT_TIMEUNIT is not a setting (did you mean ENGAGEMENT_TIME_UNIT?); "
+        "it is ignored",
+        "warning: ENGAGMENT_TIME_UNIT is not a setting (did you mean ENGAGEMENT_TIME_UNIT?); "
+        "it is ignored",
+    ]
+    assert settings.unknown_variables({"ENGAGEMENT_COLOUR": "blue"}) == [
+        "warning: ENGAGEMENT_COLOUR is not a setting; it is ignored"
+    ]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ENGAGEMENT_TIMEUNIT", "W")
+    monkeypatch.setenv("ENGAGEMENT_CIV_BETA", "1.5")  # so that nothing runs
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    assert cli.main(["run"]) == 2
+    assert "warning: ENGAGEMENT_TIMEUNIT is not a setting" in capsys.readouterr().out
+
+
+def test_a_relative_dagster_home_is_taken_from_the_working_directory(tmp_path, monkeypatch):
+    """`.env.example` has DAGSTER_HOME=.dagster; copied to .env, `engagement-box run` died with
+    Dagster's "must be an absolute path" traceback."""
+    from engagement_box import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", ".dagster")
+    assert cli._instance_home() == str(tmp_path / ".dagster")
+    assert os.environ["DAGSTER_HOME"] == str(tmp_path / ".dagster")
 
 
 def test_importing_the_code_location_writes_nothing(tmp_path):

@@ -16,9 +16,12 @@ from typing import Optional
 import pandera.polars as pa
 import polars as pl
 
+from engagement_box.settings import MAX_FX_RATE, SOCIAL_EVENT_TYPES
+
 ORDER_STATUSES = ("completed", "returned", "cancelled")
 ORDER_CHANNELS = ("web", "mobile", "store", "app")
-SOCIAL_EVENT_TYPES = ("like", "pin", "tweet", "comment", "share", "retweet", "mention")
+# SOCIAL_EVENT_TYPES (the event types of the social export) is defined with the setting that
+# weighs them (`engagement_box.settings`), so a setting is checked without loading the contracts.
 # Reactions point at somebody else's content, so they need a target (a handle or a post id).
 SOCIAL_REACTIONS = ("like", "pin", "comment", "share", "retweet", "mention")
 SOCIAL_PLATFORMS = ("instagram", "twitter", "facebook", "pinterest", "tiktok")
@@ -48,8 +51,9 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 MONEY_DUCKDB_TYPE = "DECIMAL(18, 4)"
 MAX_AMOUNT = 1e9
 # An exchange rate into the reporting currency: positive, at most this (no currency is worth a
-# million of another's units; a larger rate is a typo or a rate the wrong way round).
-MAX_RATE = 1e6
+# million of another's units; a larger rate is a typo or a rate the wrong way round). Defined
+# with ENGAGEMENT_FX_RATES, which it bounds too.
+MAX_RATE = MAX_FX_RATE
 
 # Timestamps earlier than this are typos (year 0202, 1900 defaults), not history.
 EARLIEST_TIMESTAMP = pl.datetime(1990, 1, 1)
