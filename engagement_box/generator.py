@@ -6,7 +6,8 @@ The bundled sample in `data/sample/` is exactly the output of (from the reposito
 
 (defaults: window 2023-07-01 .. 2026-06-30 inclusive, 1% bad rows). Same seed and size give
 byte-identical files, so `tests/test_generator.py` regenerates the sample and compares bytes.
-The run first deletes the source folders and the ground-truth files under `--out`.
+The run first deletes the source folders and the ground-truth files under `--out` that an
+earlier run wrote; it refuses a folder holding export files it did not write.
 Scale: 1,000,000 customers give ~10M orders, ~1.1M reviews, ~3M social events and 100k
 referrals (~0.9 GB) in about a minute with ~2 GB peak memory on 2 cores.
 
@@ -1483,6 +1484,26 @@ def _fx_rates(cfg: GeneratorConfig, rng: np.random.Generator) -> pl.DataFrame:
     return pl.concat(frames).sort("date", "currency")
 
 
+def foreign_files(out: Path) -> list[str]:
+    """Files in `out`'s source folders that no earlier run of the generator wrote there (its
+    `_manifest.json` lists them): exports the generator must not delete."""
+    try:
+        listed = {
+            f"{source}/{name}"
+            for source, info in load_manifest(out)["sources"].items()
+            for name in info["files"]
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    return sorted(
+        path.relative_to(out).as_posix()
+        for source in (*SOURCES, "fx_rates")
+        if (out / source).is_dir()
+        for path in (out / source).rglob("*")
+        if path.is_file() and path.relative_to(out).as_posix() not in listed
+    )
+
+
 def _clear(out: Path) -> None:
     """Remove what an earlier run wrote (only the five source folders and the ground truth)."""
     for source in SOURCES:
@@ -1497,6 +1518,15 @@ def generate(out: Path | str, config: GeneratorConfig | None = None) -> dict:
     """Write the five raw exports under `out` and return the manifest (also `_manifest.json`)."""
     cfg = config or GeneratorConfig()
     out = Path(out)
+    foreign = foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise FileExistsError(
+            f"{out} holds export files the generator did not write ({shown}); it replaces its "
+            "source folders whole, so choose an empty folder or move them away first"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(11)]
@@ -1651,7 +1681,11 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         print(f"engagement-box generate: error: {error}", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    manifest = generate(args.out, cfg)
+    try:
+        manifest = generate(args.out, cfg)
+    except FileExistsError as error:  # exports of somebody's: nothing deleted, nothing written
+        print(f"engagement-box generate: error: {error}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - began
     print(f"wrote {args.out} (seed {cfg.seed}, {cfg.start} .. {cfg.end})")
     for source, info in manifest["sources"].items():

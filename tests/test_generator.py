@@ -107,6 +107,26 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     assert any((a / p).read_bytes() != (c / p).read_bytes() for p in csv_files)
 
 
+def test_a_folder_holding_somebody_elses_exports_is_refused_not_emptied(tmp_path, capsys):
+    """`engagement-box generate --out X` deleted X's real exports without a word. It replaces
+    only what an earlier run of its own wrote (its manifest lists it), and refuses otherwise."""
+    from engagement_box import cli
+
+    out = tmp_path / "exports"
+    generate(out, GeneratorConfig(customers=50, seed=1))
+    generate(out, GeneratorConfig(customers=60, seed=2))  # its own files: replaced
+    precious = out / "orders" / "my_real_export_2019.csv"
+    precious.write_text("order_id\nA1\n")
+    before = files_of(out)
+    assert cli.main(["generate", "--out", str(out), "--customers", "50"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"engagement-box generate: error: {out} holds export files the generator did not write "
+        "(orders/my_real_export_2019.csv)"
+    )
+    assert precious.read_text() == "order_id\nA1\n" and files_of(out) == before
+
+
 def test_every_file_is_readable_with_the_contract_columns_and_both_formats_are_used(small):
     suffixes = {p.suffix for p in files_of(small)}
     assert {".csv", ".parquet"} <= suffixes
