@@ -198,3 +198,18 @@ def test_a_day_spend_past_64_bits_widens_the_column_and_loses_nothing(staged, wh
     assert stored == staged.execute("SELECT * FROM temp.buyer_days ORDER BY ALL").fetchall()
     (spend,) = [r[3] for r in stored if r[1] == date(2024, 1, 20)]
     assert spend == 10**15
+
+
+def test_rates_into_another_currency_are_refused_not_converted_with(staged):
+    """ENGAGEMENT_CURRENCY=GBP with an fx_rates export into USD (GBP at 1.25 and 1.3): GBP
+    orders were converted at the GBP -> USD rates as if they were into GBP, and the version
+    published wrong money without a word. The export's rates for the reporting currency itself
+    say they are into another one: the step refuses, naming the fix."""
+    now = incremental.inputs(staged, SETTINGS)
+    with pytest.raises(ValueError) as refused:
+        summaries.refresh_buyer_days(staged, now, currency="GBP", fx_rates={"USD": 0.79})
+    assert str(refused.value).startswith(
+        "the fx_rates export gives GBP, the reporting currency (ENGAGEMENT_CURRENCY), rates "
+        "other than 1 (2 row(s), 1.25 to 1.3): its rates are into another currency."
+    )
+    assert _refresh(staged).reason  # into USD, the export's own currency: converted as before

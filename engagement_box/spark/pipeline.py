@@ -16,6 +16,7 @@ from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spar
 from engagement_box.spark.staging import SparkIngestReport, stage_source, validated_table
 from engagement_box.spark.tables import SparkTables, describe
 from engagement_box.staging.contracts import SOURCES
+from engagement_box.value import summary
 
 
 class ReconciliationError(Exception):
@@ -123,6 +124,12 @@ def component_labels(edges):
 def reporting_rates(tables: SparkTables, currency: str) -> None:
     """The dated rates per currency and day (`work/insert_reporting_rates.sql`)."""
     tables.ensure_schema("work")
+    (check,) = load_spark_sql("work/reporting_currency_rates")
+    problem = summary.export_rates_problem(
+        currency, run(tables.spark, check.sql, {"currency": currency}).first()
+    )
+    if problem:
+        raise ValueError(problem)
     (insert,) = load_spark_sql("work/insert_reporting_rates")
     rows = run(tables.spark, insert.sql, {"currency": currency})
     tables.save("work.reporting_rates", rows)

@@ -71,7 +71,28 @@ def prepare_currency(con: Any, currency: str | None) -> None:
         "AND schema_name = 'staging' AND table_name = 'fx_rates'"
     ).fetchone()[0]
     if has_rates:
+        row = con.execute(
+            load_sql("work/reporting_currency_rates"), {"currency": currency.upper()}
+        ).fetchone()
+        problem = export_rates_problem(currency, row)
+        if problem:
+            raise ValueError(problem)
         con.execute(load_sql("work/insert_reporting_rates"), {"currency": currency.upper()})
+
+
+def export_rates_problem(currency: str, row: Sequence[Any] | None) -> str | None:
+    """Why the fx_rates export cannot be read as rates into `currency` (the row of
+    `sql/work/reporting_currency_rates.sql`: rows of the currency itself at a rate other than
+    1, lowest, highest), or None. Both engines ask it before converting."""
+    if not row or not row[0]:
+        return None
+    return (
+        f"the fx_rates export gives {currency.upper()}, the reporting currency "
+        f"(ENGAGEMENT_CURRENCY), rates other than 1 ({int(row[0])} row(s), {float(row[1]):g} "
+        f"to {float(row[2]):g}): its rates are into another currency. The export's rates must "
+        "be into the reporting currency (docs/CONTRACTS.md, fx_rates): export them again for "
+        f"{currency.upper()}, or set ENGAGEMENT_CURRENCY to the export's currency"
+    )
 
 
 def orders_left_out(
