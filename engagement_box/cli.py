@@ -524,6 +524,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"warehouse: {settings.warehouse_path()}")
     print(f"dagster:   {home}")
     print(f"as-of month: {partition[:7]} (partition key {partition})")
+    pinned = settings.value("ENGAGEMENT_AS_OF")
+    if pinned:  # the month still keys the run; the date is the setting's
+        print(f"as-of date:  {pinned}, pinned by ENGAGEMENT_AS_OF for every month")
     problem = _exports_problem()
     if problem:
         return _nothing_ran(problem)
@@ -949,12 +952,15 @@ def main(argv: list[str] | None = None) -> int:
         "erase", help="erase a person (GDPR/CCPA) from every table, version and audience"
     )
     who = erase_parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--customer-id")
-    who.add_argument("--email")
+    who.add_argument(
+        "--customer-id", help="the person's customer id (their merged profiles go with it)"
+    )
+    who.add_argument("--email", help="the person's email (matched trimmed, in any case)")
     erase_parser.add_argument(
         "--compact",
         action="store_true",
-        help="also rewrite the warehouse file so freed blocks holding old data are gone",
+        help="also rewrite the working database so freed blocks holding old data are gone (the "
+        "published file is rebuilt whole anyway); no other connection may have it open",
     )
     erase_parser.set_defaults(func=erase)
     gen = sub.add_parser(

@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -224,7 +225,7 @@ class Warehouse(DuckDBResource):
         path = self.working_path
         path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.1
+        delay, waited = 0.1, False
         while True:
             try:
                 conn = duckdb.connect(str(path), config=self._config())
@@ -233,6 +234,15 @@ class Warehouse(DuckDBResource):
                 # Only a lock held by another process is worth waiting for.
                 if not is_lock_conflict(exc):
                     raise open_error(path, exc, "ENGAGEMENT_WORKING_DB") from None
+                if not waited:  # said once: a run waiting in silence looks hung
+                    print(
+                        f"waiting for the working database {path}: another process has it open "
+                        f"({lock_holder(exc)}); only the pipeline should open it (analysts "
+                        f"open {self.path})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    waited = True
                 if time.monotonic() + delay > deadline:
                     raise WarehouseError(
                         f"the working database {path} stayed in use by another process for "
@@ -377,7 +387,10 @@ def lock_holder(exc: Exception) -> str:
     start = text.find("Conflicting lock is held in")
     if start < 0:
         return "its lock is held"
-    return text[start:].split(". See also")[0].replace("Conflicting lock is held in", "held by")
+    held = text[start:].split(". See also")[0].replace("Conflicting lock is held in", "held by")
+    # DuckDB's advice to open read-only is for the one who waits, not about the holder (who
+    # may well be a read-only session): it would mislead here.
+    return held.split(". However,")[0]
 
 
 def open_error(path: Path, exc: Exception, setting: str = "ENGAGEMENT_WAREHOUSE") -> WarehouseError:

@@ -837,6 +837,19 @@ def test_erasing_someone_says_erased_and_counts_in_plain_english(erasable, capsy
     assert erasure_log_rows(erasable) == 2
 
 
+def test_a_pinned_as_of_is_said_beside_the_month(tmp_path, monkeypatch, capsys):
+    """With ENGAGEMENT_AS_OF set, `run --month 2025-08` said "as-of month: 2025-08" and
+    published "as of 2026-03-31": the header now says the date is pinned."""
+    monkeypatch.setenv("ENGAGEMENT_AS_OF", "2026-03-31")
+    monkeypatch.setenv("ENGAGEMENT_DATA_DIR", str(tmp_path / "no_exports"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "e.duckdb"))
+    assert cli.main(["run", "--month", "2025-08"]) == 2  # no exports there: nothing runs
+    out = capsys.readouterr().out
+    assert "as-of month: 2025-08 (partition key 2025-08-01)\n" in out
+    assert "as-of date:  2026-03-31, pinned by ENGAGEMENT_AS_OF for every month\n" in out
+
+
 def test_erasing_where_there_is_no_warehouse_is_refused_not_logged_elsewhere(
     tmp_path, monkeypatch, capsys
 ):

@@ -104,8 +104,10 @@ def test_a_damaged_warehouse_fails_at_once_saying_what_to_do(tmp_path, damage):
     assert "restore it" in message and "ENGAGEMENT_WORKING_DB" in message
 
 
-def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path):
-    """Someone who opens the working database by hand (analysts open the published file)."""
+def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path, capsys):
+    """Someone who opens the working database by hand (analysts open the published file). The
+    run said nothing while it waited, and its error passed on DuckDB's advice to open the file
+    read-only, which misleads when the holder is a read-only session."""
     published = tmp_path / "w.duckdb"
     database = default_working(published)
     holder = subprocess.Popen(
@@ -128,6 +130,10 @@ def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path)
                 pass
         assert time.monotonic() - started >= 0.5  # it waited (backing off: 0.1, 0.2, 0.4 s)
         assert f"PID {holder.pid}" in str(raised.value)
+        assert "read-only mode" not in str(raised.value)
+        said = capsys.readouterr().err
+        assert said.count("waiting for the working database") == 1, said
+        assert f"PID {holder.pid}" in said
     finally:
         holder.kill()
         holder.wait()

@@ -1,4 +1,4 @@
-"""RFM scores (1-5 by quintile) and the R x F segment map of `../shared/METRICS.md`.
+"""RFM scores (1-5 by quintile) and the R x F segment map of `docs/METRICS.md`.
 
 polars and numpy, no Dagster import.
 
