@@ -102,8 +102,8 @@ def test_a_run_carries_the_choice_of_the_latest_earlier_as_of(con):
         ),
         ("DELETE FROM staging.orders", "the staged orders of orders/o1.csv changed"),
         (
-            "CREATE TABLE staging.erasure_log (request_id VARCHAR); "
-            "INSERT INTO staging.erasure_log VALUES ('r1')",
+            "CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON); "
+            "INSERT INTO staging.erasure_log VALUES ('r1', '{\"staging.orders\": 1}')",
             "an erasure was applied",
         ),
     ],

@@ -379,6 +379,21 @@ def test_erasure_of_an_unknown_person_is_logged_and_deletes_nothing(built):
         assert reconcile(con, name).rows_erased == 0
 
 
+def test_only_an_erasure_that_deleted_rows_changes_what_versions_are_computed_from(built):
+    """A request matching nobody (a mistyped email) made the next run recompute everything and
+    publish a copy of the standing version, pushing real versions out of retention."""
+    con, _, _ = built
+
+    def fingerprint() -> str:
+        return versions.inputs_fingerprint(con, as_of="2024-12-31", settings={"a": 1})
+
+    before = fingerprint()
+    erasure.erase(con, email="nobody@example.com")
+    assert fingerprint() == before
+    erasure.erase(con, customer_id="BOB-002")
+    assert fingerprint() != before
+
+
 def test_salt_is_created_once_per_warehouse_and_a_wrong_salt_is_refused(built, monkeypatch):
     con, _, _ = built
     first = erasure.erase(con, customer_id="BOB-002")

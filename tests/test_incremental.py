@@ -541,8 +541,8 @@ CHANGES = {
         "customers/d.csv is new",
     ),
     "erasure": (
-        "CREATE TABLE staging.erasure_log (request_id VARCHAR); "
-        "INSERT INTO staging.erasure_log VALUES ('r1')",
+        "CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON); "
+        "INSERT INTO staging.erasure_log VALUES ('r1', '{\"staging.orders\": 1}')",
         "an erasure was applied",
     ),
     "work rows changed": (
@@ -671,8 +671,8 @@ def test_the_last_order_day_is_asked_once_while_the_staged_orders_are_the_same(t
         # an erasure of the latest order
         con.execute("DELETE FROM staging.orders WHERE order_id = '3'")
         con.execute("UPDATE staging.orders SET ordered_at = $t", {"t": DAY_A})
-        con.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR)")
-        con.execute("INSERT INTO staging.erasure_log VALUES ('r1')")
+        con.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON)")
+        con.execute("INSERT INTO staging.erasure_log VALUES ('r1', '{\"staging.orders\": 1}')")
         assert incremental.last_completed_order_day(con) == DAY_A
         # a file staged again with other rows (its hash changes)
         con.execute("UPDATE staging.orders SET ordered_at = $t WHERE order_id = '1'", {"t": DAY_B})

@@ -430,8 +430,10 @@ def test_the_fingerprint_changes_with_every_input(warehouse, monkeypatch):
     assert fingerprint() not in (base, with_file)
 
     changed_data = fingerprint()
-    warehouse.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR)")
-    warehouse.execute("INSERT INTO staging.erasure_log VALUES ('r1')")
+    warehouse.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON)")
+    warehouse.execute("INSERT INTO staging.erasure_log VALUES ('r0', '{}')")  # matched no row
+    assert fingerprint() == changed_data
+    warehouse.execute("""INSERT INTO staging.erasure_log VALUES ('r1', '{"work.x": 2}')""")
     assert fingerprint() != changed_data
 
     after_erasure = fingerprint()

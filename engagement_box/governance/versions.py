@@ -112,14 +112,18 @@ def json_value(value: object) -> object:
 
 
 def erasure_requests(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every erasure request applied to the warehouse, in order: an erasure changes the staged
-    rows, so it is part of what versions and incremental steps are computed from."""
+    """Every erasure request that deleted a row of the warehouse, in order: such an erasure
+    changes the staged rows, so it is part of what versions and incremental steps are computed
+    from. A request that matched no row (someone never seen, a mistyped email) changes nothing
+    computed: it is left out, so it costs no recomputation and no copy of a version. (Its
+    subject's rows in a file read later are kept out by the ingest; that file is new input.)"""
     if not table_exists(con, "staging", "erasure_log"):
         return []
     return [
         r[0]
         for r in con.execute(
-            "SELECT request_id FROM staging.erasure_log ORDER BY request_id"
+            "SELECT request_id FROM staging.erasure_log "
+            "WHERE CAST(rows_deleted AS VARCHAR) <> '{}' ORDER BY request_id"
         ).fetchall()
     ]
 
