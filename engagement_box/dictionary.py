@@ -649,9 +649,10 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "segment_migration",
-        "One row per consecutive pair of retained versions, dimension and move: how many "
-        "customers moved between RFM segments or CEV quadrants and the CEV they carry. Not "
-        "versioned. Key: from_snapshot, to_snapshot, dimension, from_value, to_value.",
+        "One row per consecutive pair of retained versions in as-of order (one version per "
+        "as-of: its newest publish), dimension and move: how many customers moved between RFM "
+        "segments or CEV quadrants and the CEV they carry. Not versioned. Key: from_snapshot, "
+        "to_snapshot, dimension, from_value, to_value.",
         key=("from_snapshot", "to_snapshot", "dimension", "from_value", "to_value"),
         versioned=False,
         columns=(
