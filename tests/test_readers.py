@@ -132,6 +132,26 @@ def test_a_file_that_changed_reaches_the_published_file_and_a_killed_build_is_re
     assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
 
 
+def test_time_travel_to_a_version_that_is_not_retained_says_so(working, layout):
+    """`marts.customer_rfm_at(<an expired or unknown id>)` returned no rows, as a version without
+    customers would: an analyst could not tell. Now it is an error naming where to look."""
+    two_versions(working, layout)
+    versions.apply_retention(working, keep_versions=1, keep_days=10_000, now=NOW)
+    readers.publish(working, layout, now=NOW)
+    for path in (layout.published, layout.working):
+        con = duckdb.connect(str(path), read_only=True) if path == layout.published else working
+        try:
+            assert con.execute("SELECT count(*) FROM marts.customer_rfm_at(2)").fetchone()[0] == 2
+            for version in (1, 99):  # expired; never published
+                with pytest.raises(duckdb.InvalidInputException) as refused:
+                    con.execute(f"SELECT * FROM marts.customer_rfm_at({version})").fetchall()
+                assert f"version {version} is not a retained version" in str(refused.value)
+                assert "marts.snapshots" in str(refused.value)
+        finally:
+            if path == layout.published:
+                con.close()
+
+
 def test_a_reader_keeps_its_version_until_it_reconnects(working, layout):
     publish_version(working, "2025-01-31", {"a": "Champions"}, {"a": 20})
     readers.publish(working, layout, now=NOW)

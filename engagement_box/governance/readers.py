@@ -410,9 +410,7 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
                     fresh.execute(current[mart])
                 fresh.execute(view)
                 fresh.execute(
-                    f"CREATE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
-                    f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
-                    "WHERE snapshot_id = version"
+                    load_sql("marts/create_time_travel_macro", macro=f"{mart}_at", mart=mart)
                 )
             for statement in _comment_statements(fresh, comments):
                 fresh.execute(statement)

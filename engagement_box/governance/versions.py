@@ -390,10 +390,7 @@ def _publish_one(
     _history_view(con, mart)
     if current or not table_exists(con, "marts", mart):
         _point_at_current(con, mart, [column for column, _ in work_columns])
-    con.execute(
-        f"CREATE OR REPLACE MACRO marts.{quote_identifier(mart + '_at')}(version) AS TABLE "
-        f"SELECT * EXCLUDE (snapshot_id) FROM history.{name} WHERE snapshot_id = version"
-    )
+    con.execute(load_sql("marts/create_time_travel_macro", macro=f"{mart}_at", mart=mart))
 
 
 def _rows_table(
