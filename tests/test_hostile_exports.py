@@ -3,6 +3,7 @@ the file named, before any table changes; and rows read = staged + quarantined +
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -316,6 +317,53 @@ def test_typed_and_ignored_parquet_columns_are_still_read(warehouse, exports_dir
     frame.write_parquet(exports_dir / "orders" / "a.parquet")
     report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
     assert report.rows_staged == 1 and report.ignored_columns == {"orders/a.parquet": ["basket"]}
+
+
+def test_a_timestamp_at_a_fixed_offset_is_read_as_its_instant(warehouse, exports_dir):
+    """pandas writes ISO text with an offset such as +05:30 as a timestamp whose zone is
+    "+05:30": polars panicked on the file (a Rust backtrace, the file not named). It is now
+    read through Arrow as the instant it is, in UTC, as named zones are."""
+    import pandas as pd
+
+    (exports_dir / "orders").mkdir(exist_ok=True)
+    frame = pd.DataFrame([good_order(1), good_order(2)])
+    frame["ordered_at"] = pd.to_datetime(
+        pd.Series(["2024-01-10T10:00:00+05:30", "2024-01-10T23:00:00+05:30"])
+    )
+    frame.to_parquet(exports_dir / "orders" / "india.parquet", index=False)
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.rows_staged == 2
+    assert warehouse.execute(
+        "SELECT order_id, ordered_at FROM staging.orders ORDER BY order_id"
+    ).fetchall() == [
+        ("o1", dt.datetime(2024, 1, 10, 4, 30)),
+        ("o2", dt.datetime(2024, 1, 10, 17, 30)),
+    ]
+
+
+def test_linked_folders_are_read_and_a_link_to_nothing_or_a_foreign_name_is_refused(
+    warehouse, exports_dir, tmp_path
+):
+    """A folder linked into orders/ (an archive kept elsewhere) was skipped without a word, as
+    was a link to a missing file; a file name in another system's encoding failed the run with
+    "Unable to cast Python instance of type <class 'str'> to C++ type"."""
+    archive = write_csv(tmp_path / "archive" / "2023" / "orders_2023.csv", [good_order(3)]).parent
+    (exports_dir / "orders").mkdir(parents=True, exist_ok=True)
+    (exports_dir / "orders" / "2023").symlink_to(archive, target_is_directory=True)
+    (exports_dir / "orders" / "2023" / "loop").symlink_to(archive, target_is_directory=True)
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.rows_staged == 1 and staged_ids(warehouse) == ["o3"]
+
+    (exports_dir / "orders" / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(IngestError, match=r"orders/gone\.csv: a link to a file that is not there"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    (exports_dir / "orders" / "gone.csv").unlink()
+
+    foreign = Path(os.fsdecode(bytes(exports_dir / "orders") + b"/Bestellungen_M\xe4rz.csv"))
+    foreign.write_text(order_lines(good_order(4)))
+    with pytest.raises(IngestError, match="Bestellungen_M\ufffdrz.csv: the file name is not UTF-8"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o3"]
 
 
 # ----------------------------------------------------------------------------------------------

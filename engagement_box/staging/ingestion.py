@@ -34,13 +34,16 @@ No Dagster import: the assets in `assets/staging.py` are a thin layer over `inge
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
+import os
 import queue
 import re
 import threading
 import time
 import uuid
+import zoneinfo
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -53,6 +56,7 @@ import numpy as np
 import pandera.errors as pa_errors
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engagement_box.governance import erasure
 from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
@@ -184,19 +188,48 @@ class IngestReport:
 DESKTOP_FILES = ("thumbs.db", "desktop.ini")
 
 
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every entry under `folder` that is not a folder, following linked folders (a link to an
+    archive folder is read as a subfolder is; each real folder once, so a link loop ends)."""
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in names:
+            yield Path(root) / name
+
+
 def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
-    """The export files of a source, in path order. Hidden files (`.name`), Excel's lock files
-    (`~$name`) and `DESKTOP_FILES` are ignored."""
+    """The export files of a source, in path order, in its folder and subfolders (linked ones
+    too). Hidden files (`.name`), Excel's lock files (`~$name`) and `DESKTOP_FILES` are ignored;
+    a link to nothing and a name that is not UTF-8 are refused, naming them."""
     folder = Path(data_dir) / source.name
     if not folder.is_dir():
         return []
     files = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(_walk(folder)):
         rel = path.relative_to(data_dir).as_posix()
         if any(part.startswith((".", "~$")) for part in path.relative_to(folder).parts):
             continue
         if path.name.lower() in DESKTOP_FILES:
             continue
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # a name from another system's encoding (a zip from Windows)
+            shown = os.fsencode(rel).decode("utf-8", errors="replace")
+            raise IngestError(
+                f"{shown}: the file name is not UTF-8 text (written in another system's "
+                "encoding, e.g. unzipped from a Windows archive); rename the file"
+            ) from None
+        if not path.is_file():
+            if path.is_symlink() and not path.exists():
+                raise IngestError(
+                    f"{rel}: a link to a file that is not there ({os.readlink(path)})"
+                )
+            continue  # a socket, a pipe: not a file anyone exported
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise IngestError(
                 f"{rel}: unsupported file type {path.suffix or '(none)'!r}; "
@@ -398,6 +431,48 @@ def _check_parquet_types(
             )
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def _unnamed_zones(path: Path) -> tuple[pa.Schema, set[str]]:
+    """The file's Arrow schema, and its timestamp columns whose time zone is no zone name (a
+    fixed offset such as `+05:30`, which pandas writes for ISO text with that offset): polars
+    cannot read those (it panics), so `_parquet_schema` and `_read_parquet` read them through
+    Arrow as the instants they are, in UTC."""
+    schema = pq.read_schema(path)
+    odd = {
+        f.name
+        for f in schema
+        if pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz not in _zone_names()
+    }
+    return schema, odd
+
+
+def _in_utc(field: pa.Field) -> pa.Field:
+    return field.with_type(pa.timestamp(field.type.unit, "UTC"))
+
+
+def _parquet_schema(path: Path) -> dict[str, pl.DataType]:
+    schema, odd = _unnamed_zones(path)
+    if not odd:
+        return dict(pl.read_parquet_schema(path))
+    utc = pa.schema([_in_utc(f) if f.name in odd else f for f in schema])
+    return dict(pl.from_arrow(utc.empty_table()).schema)
+
+
+def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
+    _, odd = _unnamed_zones(path)
+    if not odd & set(columns):
+        return pl.read_parquet(path, columns=columns)
+    table = pq.read_table(path, columns=columns)
+    for i, f in enumerate(table.schema):
+        if f.name in odd:  # the same instants, labelled UTC (Arrow stores them in UTC)
+            table = table.set_column(i, _in_utc(f), table.column(i).cast(_in_utc(f).type))
+    return pl.from_arrow(table)
+
+
 def check_header(export: ExportFile, source: Source) -> list[str]:
     """Fail (`IngestError` naming the file) if the file cannot be opened, is not UTF-8 text,
     repeats or misses a column, or (Parquet) has a column of a type its contract cannot take.
@@ -412,8 +487,8 @@ def check_header(export: ExportFile, source: Source) -> list[str]:
             raise _unreadable(export, _plain(exc)) from None
         return _columns(export, names, source)[1]
     try:
-        schema = dict(pl.read_parquet_schema(export.path))
-    except Exception as exc:  # polars raises several types; all mean the same to a user
+        schema = _parquet_schema(export.path)
+    except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
         raise _unreadable(export, f"not a Parquet file, or a damaged one ({_plain(exc)})") from None
     renamed, extra = _columns(export, list(schema), source)
     _check_parquet_types(export, schema, renamed, source)
@@ -643,14 +718,14 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         problem = _short_rows(export, frame)
     else:
         try:
-            schema = dict(pl.read_parquet_schema(export.path))
+            schema = _parquet_schema(export.path)
             renamed, extra = _columns(export, list(schema), source)
             _check_parquet_types(export, schema, renamed, source)
             wanted = [name for name, c in renamed.items() if c in source.columns]
-            frame = pl.read_parquet(export.path, columns=wanted)
+            frame = _read_parquet(export.path, wanted)
         except IngestError:
             raise
-        except Exception as exc:  # polars raises several types; all mean the same to a user
+        except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
             raise _unreadable(
                 export, f"not a Parquet file, or a damaged one ({_plain(exc)})"
             ) from None
