@@ -154,6 +154,36 @@ def audiences_behind(warehouse: Path, engagement_config: EngagementConfig) -> st
         con.close()
 
 
+def _require_work_from(con, window: dict, fingerprint: str) -> None:
+    """Refuse to publish work rows computed from other inputs than those staged now: a version
+    is named by its inputs, and rows of older inputs published under the new ones would stand
+    as current with no later run replacing them (it would find the same inputs and publish
+    nothing). `work/version_inputs` records what this as-of's rows are computed from; publishing
+    the marts alone after an ingest, a setting or a code change, is then refused, in words."""
+    row = (
+        con.execute(
+            "SELECT inputs_fingerprint FROM work.version_inputs WHERE as_of = $as_of",
+            {"as_of": window["as_of"]},
+        ).fetchone()
+        if versions.table_exists(con, "work", "version_inputs")
+        else None
+    )
+    if row is not None and row[0] == fingerprint:
+        return
+    month = window["partition_key"] or window["as_of"].strftime("%Y-%m-01")
+    said = (
+        "were computed from other inputs (staged files, erasures, settings, model code) than "
+        "those of now"
+        if row is not None
+        else "have no record of their inputs (work/version_inputs did not run for it)"
+    )
+    raise dg.Failure(
+        f"the work rows of as-of {window['as_of']} {said}: publishing them would name old "
+        f"numbers by new inputs. Materialize the whole month (engagement-box run --month "
+        f"{month[:7]}, or the job for partition {month}) so every step computes first"
+    )
+
+
 def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     """Why the audience files are not those of the current version (a run that failed after
     publishing, another ENGAGEMENT_AUDIENCE_DIR), or None when they are."""
@@ -274,6 +304,10 @@ def published_marts(
         settings = run_settings(window, engagement_config)
         for name in MARTS:  # never an empty version of an as-of never computed, or trimmed
             require_work(con, name, window)
+        fingerprint = versions.inputs_fingerprint(
+            con, as_of=str(window["as_of"]), settings=settings
+        )
+        _require_work_from(con, window, fingerprint)
         snapshot = versions.publish(
             con,
             list(MARTS),
@@ -282,6 +316,7 @@ def published_marts(
             as_of=str(window["as_of"]),
             settings=settings,
             work_as_of=window["as_of"],
+            fingerprint=fingerprint,
         )
         if snapshot.published:
             outcome = f"published version {snapshot.snapshot_id}"

@@ -12,7 +12,7 @@ import pytest
 
 from assets.engagement import engagement_assets
 from assets.identity import identity_assets
-from assets.publish import published_marts
+from assets.publish import published_marts, version_inputs
 from assets.staging import staged_assets
 from assets.value import value_assets
 from engagement_box import cli, generator
@@ -78,6 +78,7 @@ def all_assets() -> list:
         *identity_assets,
         *value_assets,
         *engagement_assets,
+        version_inputs,
         published_marts,
     ]
 
@@ -253,7 +254,8 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
     # (the same as September's own run), and the publish records the version as pinned, not as
     # December.
     pinned = ModelSettings(as_of=str(september))
-    materialize(retailer, database, december_run, [dg.AssetKey(["work", "customer_value"])], pinned)
+    recomputed = [dg.AssetKey(["work", "version_inputs"]), dg.AssetKey(["work", "customer_value"])]
+    materialize(retailer, database, december_run, recomputed, pinned)
     materialize(retailer, database, december_run, dg.AssetSelection.groups("marts"), pinned)
     partition_key, as_of, settings = query(
         database,

@@ -98,3 +98,58 @@ def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path
         (exports / "orders").glob("*.csv").__next__().read_text().splitlines()[0] + "\n"
     )
     assert standing("2025-12-01") is None  # a file the warehouse has not taken in
+
+
+def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, tmp_path: Path):
+    """A corrected export staged, then only the marts materialized (a selection the UI
+    allows): the publish named December's old rows by the new inputs, so they stood as
+    current, and the next full run found "the inputs equal those of version 2" and published
+    nothing: no run could replace them. The publish now refuses rows whose recorded inputs
+    (work/version_inputs) are not those of now."""
+    copy = copy_run(december_run, tmp_path)
+    exports, database = copy.exports, copy.database
+    (exports / "orders" / "late.csv").write_text(
+        "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
+        "late-1,C0000001,2025-12-30 12:00:00,10.00,USD,completed,web\n"
+    )
+    from tests.pipeline_runs import warehouse_resource
+
+    resources = {
+        "warehouse": warehouse_resource(database),
+        "exports": ExportsResource(data_dir=str(exports)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(audience_dir=str(database.parent / "audiences")),
+    }
+    from tests.test_partitions import all_assets
+
+    def materialize(selection: dg.AssetSelection, partition: str | None = None):
+        return dg.materialize(
+            all_assets(),
+            selection=selection,
+            partition_key=partition,
+            resources=resources,
+            raise_on_error=False,
+        )
+
+    assert materialize(dg.AssetSelection.assets(dg.AssetKey(["staging", "orders"]))).success
+    alone = materialize(dg.AssetSelection.groups("marts"), "2025-12-01")
+    assert not alone.success
+    (failure,) = [e for e in alone.all_events if e.is_step_failure]
+    said = failure.step_failure_data.error.message
+    assert "the work rows of as-of 2025-12-31 were computed from other inputs" in said, said
+    assert "engagement-box run --month 2025-12" in said
+    working = default_working(database)
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (1,)
+    finally:
+        con.close()
+
+    assert run_graph(exports, database).success  # the whole month: computed, then published
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        assert con.execute(
+            "SELECT snapshot_id FROM marts.snapshots WHERE is_current"
+        ).fetchone() == (2,)
+    finally:
+        con.close()
