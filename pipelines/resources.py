@@ -451,6 +451,17 @@ def process_gone(tags: dict[str, str]) -> bool:
     return bool(tags.get(PID_START_TAG)) and started is not None and started != tags[PID_START_TAG]
 
 
+def _inherited(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """True when the run's process tags are its parent's, copied by a re-execution (the UI's
+    "Re-execute") and not yet replaced by its own process (its Warehouse resource writes them
+    when the run starts): they say nothing about this run's process."""
+    parent_id = run.tags.get("dagster/parent_run_id")
+    parent = instance.get_run_by_id(parent_id) if parent_id else None
+    if parent is None:
+        return False
+    return all(run.tags.get(t) == parent.tags.get(t) for t in (HOST_TAG, PID_TAG, PID_START_TAG))
+
+
 def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> list[str]:
     """Mark failed every run still "starting" or "started" whose process is gone (killed, or
     the machine stopped), and free any concurrency slots it held. Returns their ids."""
@@ -459,7 +470,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> lis
     )
     failed = []
     for run in unfinished:
-        if run.run_id == keep or not process_gone(run.tags):
+        if run.run_id == keep or not process_gone(run.tags) or _inherited(instance, run):
             continue
         instance.report_run_failed(
             run,

@@ -245,3 +245,33 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     statuses = sorted(run_statuses(database).values())
     assert statuses.count("SUCCESS") == 2  # good and last; the others were stopped
     assert "STARTED" not in statuses
+
+
+def test_a_reexecution_is_not_failed_for_its_parents_process_tags():
+    """The UI's "Re-execute" copies the parent's process tags (host, pid); until the child's
+    own process replaces them, a run taking the lock judged the child by its dead parent's pid
+    and marked it failed before it started. Only a run whose own tags name a gone process is."""
+    import dagster as dg
+
+    from pipelines.resources import PID_START_TAG, fail_dead_runs, process_tags
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    tags = process_tags(gone.pid)
+    tags[PID_START_TAG] = tags[PID_START_TAG] or "1"  # the pid is gone: its start is unknown
+    with dg.instance_for_test() as instance:
+        parent = dg.DagsterRun(
+            job_name="engagement_pipeline", status=dg.DagsterRunStatus.FAILURE, tags=tags
+        )
+        child = dg.DagsterRun(
+            job_name="engagement_pipeline",
+            status=dg.DagsterRunStatus.STARTING,
+            tags={**tags, "dagster/parent_run_id": parent.run_id},
+        )
+        orphan = dg.DagsterRun(
+            job_name="engagement_pipeline", status=dg.DagsterRunStatus.STARTED, tags=tags
+        )
+        for run in (parent, child, orphan):
+            instance.add_run(run)
+        assert fail_dead_runs(instance) == [orphan.run_id]
+        assert instance.get_run_by_id(child.run_id).status == dg.DagsterRunStatus.STARTING
