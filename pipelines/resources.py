@@ -52,11 +52,20 @@ class ExportsResource(_FromSettings):
         return settings.data_dir()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # A run (or a sensor tick) on a folder that is not there fails before any step: without
-        # this, every source looked "empty" and the run published the old staged data again.
+        # A run on a folder that is not there fails before any step: without this, every
+        # source looked "empty" and the run published the old staged data again. A sensor's or
+        # schedule's tick (no run) says it in its skip reason instead (`problem`): raised here,
+        # it was a resource error with a stack trace.
+        if context.dagster_run is None:
+            return
+        problem = self.problem()
+        if problem:
+            raise ConfigurationError(problem)
+
+    def problem(self) -> str | None:
+        """Why a run could not read the exports (a missing folder), or None."""
         missing = missing_export_folders(self.path)
-        if missing:
-            raise ConfigurationError(missing_exports_message(self.path, missing))
+        return missing_exports_message(self.path, missing) if missing else None
 
 
 class ConfigurationError(Exception):

@@ -29,7 +29,7 @@ def daily_schedule(
     # catch-up tick for 30 November still runs November.
     # A setting that does not parse would fail the run (or this tick, with a traceback):
     # no run, and the tick says which variable.
-    problem = settings.first_problem()
+    problem = settings.first_problem() or exports.problem()
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     scheduled = context.scheduled_execution_time

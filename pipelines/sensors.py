@@ -36,7 +36,7 @@ def new_export_files(
     context: dg.SensorEvaluationContext, exports: ExportsResource
 ) -> dg.SensorResult | dg.SkipReason:
     seen: dict[str, list[int]] = json.loads(context.cursor) if context.cursor else {}
-    problem = settings.first_problem()  # the run would fail on it: say so, start nothing
+    problem = settings.first_problem() or exports.problem()  # a run would fail on it: say so
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     try:

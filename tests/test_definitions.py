@@ -185,6 +185,30 @@ def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monk
         holder.wait()
 
 
+def test_a_missing_export_folder_is_a_ticks_skip_reason_not_a_resource_error(tmp_path):
+    """With referrals/ moved away, the sensor's and the schedule's ticks failed with
+    DagsterResourceFunctionError and a stack trace; a run still fails before any step."""
+    for source in SOURCES:
+        if source != "referrals":
+            (tmp_path / source).mkdir()
+    resources = {
+        "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+        "exports": ExportsResource(data_dir=str(tmp_path)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(),
+    }
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 5),
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        ticked = daily_schedule.evaluate_tick(context)
+    assert not ticked.run_requests
+    assert ticked.skip_message.startswith("no run: ") and "referrals" in ticked.skip_message
+    sensed = new_export_files(dg.build_sensor_context(resources={"exports": resources["exports"]}))
+    assert isinstance(sensed, dg.SkipReason) and "referrals" in sensed.skip_message
+
+
 def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path, monkeypatch):
     """A run from the UI with ENGAGEMENT_CIV_BETA=1.5 ran fifteen steps, then failed the
     engagement step. The warehouse resource now refuses the run before any step writes."""
