@@ -68,6 +68,24 @@ class ExportsResource(_FromSettings):
         return missing_exports_message(self.path, missing) if missing else None
 
 
+def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
+    """Why a run of the whole monthly job without a month cannot run (Dagster itself failed
+    its first partitioned step: "Cannot access partition_key for a non-partitioned run")."""
+    from pipelines.jobs import engagement_job
+
+    if run.job_name != engagement_job.name or run.tags.get("dagster/partition"):
+        return None
+    if run.asset_selection and all(
+        k.path[0] in ("staging", "intermediate", "activation") for k in run.asset_selection
+    ):
+        return None  # only unpartitioned assets: no month needed
+    return (
+        f"{engagement_job.name} computes one as-of month: give the run a partition (the UI's "
+        'partition picker, `dagster job execute ... --tags \'{"dagster/partition": '
+        '"2025-12-01"}\'`, or `engagement-box run --month 2025-12`)'
+    )
+
+
 class ConfigurationError(Exception):
     """A setting points at something that is not there; the message says which and what to do."""
 
@@ -201,7 +219,7 @@ class Warehouse(DuckDBResource):
             return
         # A setting that does not parse failed a step halfway through the run (CIV's decay, in
         # the engagement step after fifteen others): the run stops here, naming the variable.
-        problem = settings.first_problem()
+        problem = settings.first_problem() or _unpartitioned_problem(context.run)
         if problem:
             raise ConfigurationError(problem)
         run_id = context.run.run_id

@@ -209,6 +209,30 @@ def test_a_missing_export_folder_is_a_ticks_skip_reason_not_a_resource_error(tmp
     assert isinstance(sensed, dg.SkipReason) and "referrals" in sensed.skip_message
 
 
+def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
+    """`dagster job execute -j engagement_pipeline` with no partition staged every export, then
+    failed inside Dagster: "Cannot access partition_key for a non-partitioned run"."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "exports": ExportsResource(data_dir=str(tmp_path)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not any(e.is_step_success for e in result.all_events)
+    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert failure.event_specific_data.error.message.startswith(
+        "pipelines.resources.ConfigurationError: engagement_pipeline computes one as-of month: "
+        "give the run a partition"
+    )
+    assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "w.working.duckdb").exists()
+
+
 def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path, monkeypatch):
     """A run from the UI with ENGAGEMENT_CIV_BETA=1.5 ran fifteen steps, then failed the
     engagement step. The warehouse resource now refuses the run before any step writes."""
