@@ -81,8 +81,9 @@ def version_inputs(
     erasures, the settings and the model code (`versions.inputs_fingerprint`), one row per as-of.
 
     When a retained version of the as-of was computed from the same inputs, the rest of the run
-    would publish nothing: this step is then not materialized (an observation names the version)
-    and Dagster skips every later step; the analysts' file is still rebuilt (this ingest's
+    would publish nothing: this step then yields no output (an observation names the version)
+    and Dagster skips every later step, each of whose partitions it reports as standing
+    (`computed_in_this_run` false); the analysts' file is still rebuilt (this ingest's
     quarantine rows). A run started for a file that staged no row (a header-only export, one
     sent again under another name) costs its staging and this step. It computes when the
     audience files are not the current version's (`_audiences_behind`), and with the run tag
@@ -115,6 +116,25 @@ def version_inputs(
                     "inputs_fingerprint": fingerprint,
                 },
             )
+            # The month's partitions hold what a computing run would write (the as-of's rows,
+            # computed from these inputs, and version N): say so, or the UI shows them missing
+            # for good, "materialize missing" relaunches them and a backfill counts them failed.
+            if context.has_partition_key:
+                for key in _partitioned_from_here(context):
+                    context.log_event(
+                        dg.AssetMaterialization(
+                            asset_key=key,
+                            partition=context.partition_key,
+                            description=f"Not computed again: version {standing} (as of "
+                            f"{window['as_of']}) was computed from the same inputs and stands.",
+                            metadata={
+                                "standing_version": standing,
+                                "as_of": str(window["as_of"]),
+                                "inputs_fingerprint": fingerprint,
+                                "computed_in_this_run": False,
+                            },
+                        )
+                    )
             return
         frame = pl.DataFrame(
             {
@@ -152,6 +172,22 @@ def audiences_behind(warehouse: Path, engagement_config: EngagementConfig) -> st
         return None
     finally:
         con.close()
+
+
+def _partitioned_from_here(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
+    """This asset and every partitioned asset downstream of it in the run's job (the steps a
+    skip leaves out), in no particular order."""
+    graph = context.job_def.asset_layer.asset_graph
+    found, todo = set(), [VERSION_INPUTS_KEY]
+    while todo:
+        key = todo.pop()
+        if key in found or not graph.has(key):
+            continue
+        node = graph.get(key)
+        if node.partitions_def is not None:
+            found.add(key)
+        todo.extend(node.child_keys)
+    return sorted(found, key=lambda k: k.to_user_string())
 
 
 def _require_work_from(con, window: dict, fingerprint: str) -> None:

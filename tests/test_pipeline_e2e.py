@@ -219,10 +219,26 @@ def test_rerun_with_unchanged_inputs_publishes_no_new_version(december_run, tmp_
         for e in result.get_asset_observation_events()
     ]
     assert observed["standing_version"].value == 1
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert not {k for k in materialized if k.startswith(("work/", "marts/", "activation/"))} - {
+    computed = {
+        e.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+        if e.step_key != "work__version_inputs"
+    }
+    assert not {k for k in computed if k.startswith(("work/", "marts/", "activation/"))} - {
         "work/buyer_days"
     }
+    # The month's partitions are reported as standing (so the UI does not show them missing),
+    # each saying it was not computed in this run.
+    reported = [
+        e.materialization for e in result.get_asset_materialization_events()
+        if e.step_key == "work__version_inputs"
+    ]  # fmt: skip
+    assert {m.asset_key.to_user_string() for m in reported} >= {
+        "work/version_inputs", "work/customer_rfm", "work/customer", "marts/customer",
+    }  # fmt: skip
+    assert all(m.partition == "2025-12-01" for m in reported)
+    assert all(m.metadata["standing_version"].value == 1 for m in reported)
+    assert all(m.metadata["computed_in_this_run"].value is False for m in reported)
     skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
     assert {"published_marts", "work__customer_summary", "activation__audiences"} <= skipped
 
