@@ -10,6 +10,8 @@ version in its metadata.
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -154,24 +156,37 @@ def version_inputs(
     )
 
 
+@contextmanager
+def _peek(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A read-only connection to the working database for a question asked before a run (the
+    CLI's, the schedule's), or None when it cannot be opened (not there yet, a run holding it).
+    A DuckDB error or a `dg.Failure` (no window: no staged orders) while asking means "cannot
+    tell" too: it is swallowed, the caller's function returns None after the block, and the
+    run, if started, decides as it always does."""
+    if not warehouse.exists():
+        yield None
+        return
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        yield None
+        return
+    try:
+        yield con
+    except (duckdb.Error, dg.Failure):
+        pass
+    finally:
+        con.close()
+
+
 def audiences_behind(warehouse: Path, engagement_config: EngagementConfig) -> str | None:
     """Why the audience files are not the current version's (`_audiences_behind`), or None when
     they are or it cannot tell (no warehouse, no version, a run holding the file). The CLI and the
     daily schedule ask it when nothing is new: a run of the audience files alone then catches up."""
-    if not warehouse.exists():
-        return None
-    try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        if versions.current_version(con) is None:
+    with _peek(warehouse) as con:
+        if con is None or versions.current_version(con) is None:
             return None
         return _audiences_behind(con, engagement_config)
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
 
 
 def _partitioned_from_here(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
@@ -277,24 +292,14 @@ def standing_version(
     daily schedule ask it before starting a run. None whenever it cannot tell (no warehouse yet,
     a run holding the file, no staged orders): the run then decides, as it always does.
     """
-    if not warehouse.exists():
-        return None
-    try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        if not exports_taken_in(con, exports):
+    with _peek(warehouse) as con:
+        if con is None or not exports_taken_in(con, exports):
             return None
         window = resolve_window(con, model_settings, partition_key, run_date=run_date)
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=run_settings(window, engagement_config)
         )
         return versions.version_with_inputs(con, fingerprint)
-    except (duckdb.Error, dg.Failure):
-        return None
-    finally:
-        con.close()
 
 
 @dg.multi_asset(
