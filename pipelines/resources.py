@@ -56,7 +56,7 @@ class ExportsResource(_FromSettings):
         # source looked "empty" and the run published the old staged data again. A sensor's or
         # schedule's tick (no run) says it in its skip reason instead (`problem`): raised here,
         # it was a resource error with a stack trace.
-        if context.dagster_run is None:
+        if context.run is None:
             return
         problem = self.problem()
         if problem:
