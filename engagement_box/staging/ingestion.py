@@ -454,16 +454,17 @@ def _in_utc(field: pa.Field) -> pa.Field:
     return field.with_type(pa.timestamp(field.type.unit, "UTC"))
 
 
-def _parquet_schema(path: Path) -> dict[str, pl.DataType]:
+def _parquet_schema(path: Path) -> tuple[dict[str, pl.DataType], set[str]]:
+    """The file's columns as polars reads them, and its columns at an unnamed zone (for
+    `_read_parquet`, so the footer is read once per use)."""
     schema, odd = _unnamed_zones(path)
     if not odd:
-        return dict(pl.read_parquet_schema(path))
+        return dict(pl.read_parquet_schema(path)), odd
     utc = pa.schema([_in_utc(f) if f.name in odd else f for f in schema])
-    return dict(pl.from_arrow(utc.empty_table()).schema)
+    return dict(pl.from_arrow(utc.empty_table()).schema), odd
 
 
-def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
-    _, odd = _unnamed_zones(path)
+def _read_parquet(path: Path, columns: list[str], odd: set[str]) -> pl.DataFrame:
     if not odd & set(columns):
         return pl.read_parquet(path, columns=columns)
     table = pq.read_table(path, columns=columns)
@@ -487,7 +488,7 @@ def check_header(export: ExportFile, source: Source) -> list[str]:
             raise _unreadable(export, _plain(exc)) from None
         return _columns(export, names, source)[1]
     try:
-        schema = _parquet_schema(export.path)
+        schema, _ = _parquet_schema(export.path)
     except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
         raise _unreadable(export, f"not a Parquet file, or a damaged one ({_plain(exc)})") from None
     renamed, extra = _columns(export, list(schema), source)
@@ -718,11 +719,11 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         problem = _short_rows(export, frame)
     else:
         try:
-            schema = _parquet_schema(export.path)
+            schema, odd = _parquet_schema(export.path)
             renamed, extra = _columns(export, list(schema), source)
             _check_parquet_types(export, schema, renamed, source)
             wanted = [name for name, c in renamed.items() if c in source.columns]
-            frame = _read_parquet(export.path, wanted)
+            frame = _read_parquet(export.path, wanted, odd)
         except IngestError:
             raise
         except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
