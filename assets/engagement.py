@@ -56,6 +56,7 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
         dg.AssetCheckSpec(
             "cev_is_the_sum",
             asset=work_key("engagement_value"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description=(
                 "CEV = CLV + CRV + CIV + CKV for every customer, all values finite, and CIV sums "
@@ -335,12 +336,14 @@ def customer_persona(
         dg.AssetCheckSpec(
             "one_row_per_customer",
             asset=work_key("customer"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description="One row per customer in the version, no NULL customer_id.",
         ),
         dg.AssetCheckSpec(
             "documented_segments_and_quadrants",
             asset=work_key("customer"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description="Every segment and quadrant is one of the documented values "
             "(docs/DATA_DICTIONARY.md), never NULL.",

@@ -324,6 +324,7 @@ def standing_version(
         dg.AssetCheckSpec(
             FRESHNESS_CHECK,
             asset=mart_key("customer"),
+            partitions_def=monthly_as_of,
             description="The current version is as of the last completed order staged: no "
             "newer staged data waits for a run (compares dates in the warehouse, not the clock).",
         )

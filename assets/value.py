@@ -278,6 +278,7 @@ def require_buyer_days(con, window: dict) -> None:
         dg.AssetCheckSpec(
             "orders_left_out_within_limit",
             asset=work_key("customer_summary"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description=(
                 "At most "
@@ -479,6 +480,7 @@ def calibration_holdout(
         dg.AssetCheckSpec(
             "fits_converged",
             asset=work_key("model_fit"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description=(
                 "The chosen purchase model and Gamma-Gamma converged to finite parameters on the "
@@ -692,6 +694,7 @@ def _chosen_fits(con, window_name: str, window: dict) -> tuple[str, dict, dict]:
         dg.AssetCheckSpec(
             "values_finite",
             asset=work_key("customer_value"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description="No NaN or infinite value in any numeric column.",
         )
@@ -767,6 +770,7 @@ def customer_value(
         dg.AssetCheckSpec(
             "holdout_total_within_25pct",
             asset=work_key("model_validation"),
+            partitions_def=monthly_as_of,
             description=(
                 "The chosen model's predicted holdout repeat purchases within 25% of the actual "
                 "total."
@@ -901,6 +905,7 @@ def _validation_result(
         dg.AssetCheckSpec(
             "one_row_per_cohort_month",
             asset=work_key("cohort_retention"),
+            partitions_def=monthly_as_of,
             blocking=True,
             description="One row per cohort month and month since the first order, no NULL key.",
         )

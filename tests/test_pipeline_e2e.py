@@ -49,6 +49,35 @@ def value_meta_of(result) -> dict:
     )
 
 
+def test_each_check_is_recorded_once_for_the_runs_month(december_run):
+    """The UI's check history of a monthly run: each check of a month-partitioned asset has one
+    evaluation, filed under the month, none left PLANNED. Before those checks named their
+    partitions, Dagster filed each twice: a PLANNED row for the month that never completed and
+    the result under no month. (The staged sources are not partitioned: Dagster still files
+    their planned row under the run's month; the latest row, which the UI shows, is the result.)"""
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    partitioned = {node.key for node in graph.asset_nodes if node.partitions_def}
+    seen = set()
+    with dg.DagsterInstance.local_temp(str(december_run.dagster_home)) as instance:
+        (run,) = instance.get_runs()
+        for key in graph.asset_check_keys:
+            history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+            history = [r for r in history if r.run_id == run.run_id]  # newest first
+            if not history:
+                continue  # a check of an asset this run did not plan (the Spark engine's)
+            seen.add(key.asset_key in partitioned)
+            described = (key, [(r.status.value, r.partition) for r in history])
+            assert history[0].status.value != "PLANNED", described
+            if key.asset_key in partitioned:
+                assert len(history) == 1, described
+                assert history[0].partition == "2025-12-01", described
+            else:
+                assert history[0].partition is None, described
+    assert seen == {True, False}
+
+
 def test_whole_graph_on_a_generated_retailer(december_run):
     tiny_retailer, database, result = (
         december_run.exports,
