@@ -226,7 +226,12 @@ class Warehouse(DuckDBResource):
         if context.instance is not None and run_id is not None:
             # Who runs this run: a later run marks it failed if this process dies unfinished.
             context.instance.add_run_tags(run_id, process_tags())
-        self._run_lock = acquire_run_lock(self.path, self.run_lock_timeout_seconds)
+        instance, run = context.instance, context.run
+        self._run_lock = acquire_run_lock(
+            self.path,
+            self.run_lock_timeout_seconds,
+            ahead=(lambda: earlier_in_backfill(instance, run)) if instance is not None else None,
+        )
         if context.instance is not None:
             # Holding the lock, no other run of this warehouse is working: runs still marked
             # started whose process is gone were killed. Say so, so the UI and any queue agree.
@@ -310,10 +315,17 @@ def acquire_run_lock(
     database: Path,
     timeout_seconds: float,
     on_wait: Callable[[str], None] | None = None,
+    ahead: Callable[[], str | None] | None = None,
 ) -> int:
     """Take `<database>.run.lock` (flock), waiting up to `timeout_seconds` for another run or
     erasure to finish; `on_wait(holder)` is called once if it has to wait. Re-entrant within a
-    process. Returns the open descriptor (`release_run_lock` frees it)."""
+    process. Returns the open descriptor (`release_run_lock` frees it).
+
+    `ahead()`, asked every few seconds while waiting, names a run that must go first (the
+    earlier month of a backfill, `earlier_in_backfill`), or None. While it names one, this run
+    does not take the lock even when it is free, and its timeout starts again: a backfill of
+    many months waits as long as its earlier months take, and `timeout_seconds` bounds only the
+    wait for runs outside it."""
     path = f"{database}.run.lock"
     if path in _HELD:
         _HELD[path][1] += 1
@@ -328,7 +340,18 @@ def acquire_run_lock(
             "at a writable place"
         ) from None
     deadline = time.monotonic() + timeout_seconds
+    first, said, asked = None, None, 0.0
     while True:
+        if ahead is not None and time.monotonic() - asked >= AHEAD_POLL_SECONDS:
+            first, asked = ahead(), time.monotonic()
+            if first is not None:
+                deadline = time.monotonic() + timeout_seconds
+        if first is not None:
+            if said != first:  # said once per run that goes first: a silent wait looks hung
+                print(f"waiting for {first} to go first", file=sys.stderr, flush=True)
+                said = first
+            time.sleep(0.5)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
@@ -487,6 +510,47 @@ def _inherited(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     if parent is None:
         return False
     return all(run.tags.get(t) == parent.tags.get(t) for t in (HOST_TAG, PID_TAG, PID_START_TAG))
+
+
+BACKFILL_TAG = "dagster/backfill"
+PARTITION_TAG = "dagster/partition"
+# How often a run waiting for the lock asks the instance whether an earlier month of its
+# backfill is still to run (one query of the run storage).
+AHEAD_POLL_SECONDS = 2.0
+_UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def earlier_in_backfill(instance: dg.DagsterInstance, run: dg.DagsterRun | None) -> str | None:
+    """The earliest month of `run`'s backfill still to run before it, as "the run of <month> in
+    backfill <id>"; None when the run is not part of a backfill or is its earliest unfinished
+    month.
+
+    Dagster launches every run of a backfill from the UI at once, and they would take the run
+    lock in whatever order they reach it. The months' numbers do not depend on the order, but
+    the persona model does (a month takes the model in force at the latest earlier as-of, and
+    refits when it is due): months run in order refit the same months a backfill from the
+    command line does. A run whose process is gone (killed) does not hold the others back."""
+    if run is None:
+        return None
+    backfill, partition = run.tags.get(BACKFILL_TAG), run.tags.get(PARTITION_TAG)
+    if not backfill or not partition:
+        return None
+    siblings = instance.get_runs(
+        filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill}, statuses=_UNFINISHED)
+    )
+    earlier = sorted(
+        other.tags[PARTITION_TAG]
+        for other in siblings
+        if other.run_id != run.run_id
+        and other.tags.get(PARTITION_TAG, partition) < partition
+        and not (process_gone(other.tags) and not _inherited(instance, other))
+    )
+    return f"the run of {earlier[0]} in backfill {backfill}" if earlier else None
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> list[str]:

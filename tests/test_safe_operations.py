@@ -275,3 +275,64 @@ def test_a_reexecution_is_not_failed_for_its_parents_process_tags():
             instance.add_run(run)
         assert fail_dead_runs(instance) == [orphan.run_id]
         assert instance.get_run_by_id(child.run_id).status == dg.DagsterRunStatus.STARTING
+
+
+def test_a_backfills_months_take_the_run_lock_in_month_order():
+    """Dagster launches every run of a UI backfill at once; each waits for the months of its
+    backfill before it that are still to run (not for finished ones, other backfills' runs or a
+    run whose process is gone), so the persona refits fall on the same months as a backfill from
+    the command line."""
+    import dagster as dg
+
+    from pipelines.resources import BACKFILL_TAG, PARTITION_TAG, earlier_in_backfill, process_tags
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    def run(month, status, backfill="b1", tags=None):
+        return dg.DagsterRun(
+            job_name="engagement_pipeline",
+            status=status,
+            tags={BACKFILL_TAG: backfill, PARTITION_TAG: month, **(tags or {})},
+        )
+
+    alive, dead = process_tags(), process_tags(gone.pid)
+    dead["engagement/pid_start"] = dead["engagement/pid_start"] or "1"
+    S = dg.DagsterRunStatus
+    with dg.instance_for_test() as instance:
+        runs = {
+            "killed": run("2025-08-01", S.STARTED, tags=dead),
+            "done": run("2025-09-01", S.SUCCESS, tags=alive),
+            "waiting": run("2025-10-01", S.STARTED, tags=alive),
+            "launching": run("2025-11-01", S.NOT_STARTED),
+            "this": run("2025-12-01", S.STARTED, tags=alive),
+            "other backfill": run("2025-01-01", S.STARTED, backfill="b2", tags=alive),
+        }
+        for r in runs.values():
+            instance.add_run(r)
+        assert earlier_in_backfill(instance, runs["this"]) == "the run of 2025-10-01 in backfill b1"
+        assert earlier_in_backfill(instance, runs["launching"]) == (
+            "the run of 2025-10-01 in backfill b1"
+        )
+        assert earlier_in_backfill(instance, runs["waiting"]) is None  # its earliest month
+        assert earlier_in_backfill(instance, runs["other backfill"]) is None
+        alone = dg.DagsterRun(job_name="engagement_pipeline", tags={PARTITION_TAG: "2025-12-01"})
+        assert earlier_in_backfill(instance, alone) is None  # a run outside any backfill
+
+
+def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, monkeypatch):
+    """The run lock's timeout bounds the wait for runs outside the backfill only: while an
+    earlier month is still to run, a later one neither takes the free lock nor times out."""
+    import pipelines.resources as resources
+
+    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.05)
+    started = time.monotonic()
+
+    def ahead():
+        return "the run of 2025-11-01" if time.monotonic() - started < 2.0 else None
+
+    fd = resources.acquire_run_lock(tmp_path / "w.duckdb", timeout_seconds=0.5, ahead=ahead)
+    try:
+        assert time.monotonic() - started >= 2.0
+    finally:
+        resources.release_run_lock(fd)
