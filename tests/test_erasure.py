@@ -573,12 +573,15 @@ def test_a_row_read_with_too_few_fields_is_erased_and_suppressed_by_any_of_its_v
 
 
 def test_erasure_trims_what_the_ingest_trims(tmp_path):
-    """One whitespace rule: the characters polars' strip_chars removes in the ingest are the ones
-    erasure removes from a request (Python) and from raw quarantined text (SQL), no more."""
+    """One trimming rule: the characters the ingest removes from both ends of a value (Unicode
+    whitespace, as polars' strip_chars, and the invisible ones) are the ones erasure removes
+    from a request (Python, polars) and from raw quarantined text (SQL), no more; inside an
+    email address the invisible ones are removed everywhere, by all of them."""
     from engagement_box.sql import load_sql
-    from engagement_box.staging.contracts import WHITESPACE
+    from engagement_box.staging.contracts import INVISIBLE, SOURCES, TRIMMED, WHITESPACE
+    from engagement_box.staging.ingestion import normalise_text
 
-    codepoints = range(0x3100)
+    codepoints = [*range(0x3100), 0xFEFF]  # the byte-order mark is beyond
     padded = [chr(c) + "a" + chr(c) for c in codepoints]
     by_polars = {
         c
@@ -586,20 +589,47 @@ def test_erasure_trims_what_the_ingest_trims(tmp_path):
         if v == "a"
     }
     assert by_polars == {ord(c) for c in WHITESPACE}
-    assert {
-        c
-        for c, text in zip(codepoints, padded, strict=True)
-        if erasure.normalize(text, "email") == "a"
-    } == (by_polars)
+    invisible = {ord(c) for c in INVISIBLE}
+    orders = SOURCES["orders"]
+    raw = pl.DataFrame({c: [None] * len(padded) for c in orders.columns}, schema=orders.dtypes)
+    raw = raw.cast(pl.String).with_columns(pl.Series("customer_id", padded))
+    ingest = normalise_text(raw, orders)["customer_id"].to_list()
+    by_ingest = {c for c, v in zip(codepoints, ingest, strict=True) if v == "a"}
+    assert by_ingest == by_polars | invisible == {ord(c) for c in TRIMMED}
+
+    def kept_a(values):
+        return {c for c, v in zip(codepoints, values, strict=True) if v == "a"}
+
+    assert kept_a([erasure.normalize(t, "customer_id") for t in padded]) == by_ingest
+    frame = pl.DataFrame({"v": padded})
+    assert kept_a(frame.select(erasure.normalized_expr("v", "customer_id"))["v"]) == by_ingest
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     try:
         con.execute(load_sql("erasure/create_trim_macro"))
         trimmed = con.execute(
             "SELECT list_transform($texts::VARCHAR[], t -> erasure_trimmed(t))", {"texts": padded}
         ).fetchone()[0]
+        con.execute(load_sql("intermediate/create_schema"))
+        con.execute(load_sql("intermediate/normalization"))
+        con.execute(load_sql("erasure/create_normalize_macro"))
+        hidden = ["\ufeffAnna\u200b.Lee@Shop\u2060.com\u200d", "anna.lee@shop.com\u200c "]
+        emails_sql = con.execute(
+            "SELECT list_transform($texts::VARCHAR[], t -> erasure_normalized(t, 'email'))",
+            {"texts": hidden},
+        ).fetchone()[0]
     finally:
         con.close()
-    assert {c for c, v in zip(codepoints, trimmed, strict=True) if v == "a"} == by_polars
+    assert kept_a(trimmed) == by_ingest
+    # Inside an email address: removed everywhere, by the ingest and by every erasure path.
+    raw = raw.head(2).with_columns(pl.Series("email", hidden))
+    staged = normalise_text(raw, orders)["email"].to_list()
+    assert staged == ["Anna.Lee@Shop.com", "anna.lee@shop.com"]
+    assert [erasure.normalize(t, "email") for t in hidden] == ["anna.lee@shop.com"] * 2
+    assert (
+        pl.DataFrame({"e": hidden}).select(erasure.normalized_expr("e", "email"))["e"].to_list()
+        == ["anna.lee@shop.com"] * 2
+    )
+    assert emails_sql == ["anna.lee@shop.com"] * 2
 
 
 def test_erasure_reaches_the_published_file_and_every_history_file(built, tmp_path):

@@ -305,3 +305,44 @@ def test_every_value_metric_counts_an_order_for_its_resolved_customer(con):
     # Without identity links (staged orders only) every staged id is its own customer.
     plain = customer_summary(con, date(2024, 3, 1), resolve_identity=False)
     assert set(plain["customer_id"]) == {"c2", "c4", "legacy-8", "legacy-9"}
+
+
+def test_invisible_characters_do_not_split_a_person(tmp_path):
+    """A zero-width space or byte-order mark pasted into an email address or at the end of an id
+    (text copied from a web page, a spreadsheet's "UTF-8 with BOM") kept one person as two
+    customers: the ingest now removes them, and the order resolves to its profile."""
+    from engagement_box.staging.ingestion import ingest_source
+
+    exports = tmp_path / "exports"
+    for folder in ("customers", "orders"):
+        (exports / folder).mkdir(parents=True)
+    (exports / "customers" / "customers.csv").write_text(
+        "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country\n"
+        "\ufeffc1,ann.lee@example.com,,2024-01-01,true,true,DE\n"
+        "c2,bob@example.com,,2024-01-01,true,true,DE\n",
+        encoding="utf-8",
+    )
+    (exports / "orders" / "orders.csv").write_text(
+        "order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+        "o1,legacy-1,ann\u200b.lee@example.com\u200c,2024-02-01 10:00:00,10,EUR,completed,web\n"
+        "o2,c2\u200b,,2024-02-01 10:00:00,10,EUR,completed,web\n",
+        encoding="utf-8",
+    )
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        for source in ("customers", "orders"):
+            report = ingest_source(con, exports, source, now=datetime(2024, 3, 1))
+            assert report.rows_staged == 2 and report.rows_quarantined == 0, report
+        assert con.execute("SELECT customer_id FROM staging.customers ORDER BY 1").fetchall() == [
+            ("c1",),
+            ("c2",),
+        ]
+        build_identity_links(con)
+        orders = resolved(con, "orders")
+    finally:
+        con.close()
+    assert (
+        _row(orders, "order_id", "o1")["customer_id"],
+        _row(orders, "order_id", "o1")["match_rule"],
+    ) == ("c1", "email")
+    assert _row(orders, "order_id", "o2")["customer_id"] == "c2"

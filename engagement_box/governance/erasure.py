@@ -92,7 +92,7 @@ import polars as pl
 from engagement_box.activation.audiences import AUDIENCE_KINDS, neutralize_formulas
 from engagement_box.governance import readers, versions
 from engagement_box.sql import database_path, load_sql, transaction
-from engagement_box.staging.contracts import SOURCES, WHITESPACE
+from engagement_box.staging.contracts import INVISIBLE, INVISIBLE_PATTERN, SOURCES, TRIMMED
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
 KINDS = ("customer_id", "email", "handle")
@@ -169,14 +169,21 @@ class _Subjects:
 # Normalisation and hashing (pure)
 
 
+_NO_INVISIBLE = str.maketrans("", "", INVISIBLE)
+
+
 def normalize(value: object, kind: str) -> str | None:
-    """A key as identity compares it: trimmed as the ingest trims (`contracts.WHITESPACE`); emails
-    and handles lower-cased; handles without leading '@'. Empty text is None."""
+    """A key as identity compares it: trimmed as the ingest trims (`contracts.TRIMMED`), emails
+    without invisible characters anywhere (`contracts.INVISIBLE`); emails and handles
+    lower-cased; handles without leading '@'. Empty text is None."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     if value is None:
         return None
-    text = str(value).strip(WHITESPACE)
+    text = str(value)
+    if kind == "email":
+        text = text.translate(_NO_INVISIBLE)
+    text = text.strip(TRIMMED)
     if kind in ("email", "handle"):
         text = text.lower()
     if kind == "handle":
@@ -188,7 +195,10 @@ def normalized_expr(column: str, kind: str) -> pl.Expr:
     """`normalize` as a polars expression over a column (cast to text)."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
-    text = pl.col(column).cast(pl.String).str.strip_chars()
+    text = pl.col(column).cast(pl.String)
+    if kind == "email":
+        text = text.str.replace_all(INVISIBLE_PATTERN, "")
+    text = text.str.strip_chars(TRIMMED)
     if kind in ("email", "handle"):
         text = text.str.to_lowercase()
     if kind == "handle":

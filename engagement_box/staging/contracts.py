@@ -26,8 +26,9 @@ ORDER_CHANNELS = ("web", "mobile", "store", "app")
 SOCIAL_REACTIONS = ("like", "pin", "comment", "share", "retweet", "mention")
 SOCIAL_PLATFORMS = ("instagram", "twitter", "facebook", "pinterest", "tiktok")
 
-# What the ingest trims from both ends of every value: the characters polars' str.strip_chars()
-# removes (Unicode White_Space: tabs, line breaks, no-break and other wide spaces). Erasure
+# Whitespace as the ingest trims it from both ends of every value: the characters polars'
+# str.strip_chars() removes (Unicode White_Space: tabs, line breaks, no-break and other wide
+# spaces), with INVISIBLE below (TRIMMED). Erasure
 # trims requests and raw quarantined text the same way (`sql/erasure/create_trim_macro.sql`
 # spells the same characters; tests/test_erasure.py holds all three equal).
 WHITESPACE = "".join(
@@ -36,6 +37,14 @@ WHITESPACE = "".join(
         (9, 10, 11, 12, 13, 32, 133, 160, 5760, *range(8192, 8203), 8232, 8233, 8239, 8287, 12288),
     )
 )
+# Characters that show as nothing: zero-width space, non-joiner and joiner, word joiner, and the
+# byte-order mark (a spreadsheet's "UTF-8 with BOM", or text pasted from a web page). The ingest
+# trims them with the whitespace (TRIMMED), and removes them anywhere inside an email address
+# (`Source.emails`), where "anna@shop.com" with a zero-width space in it kept one person as two
+# customers. Erasure and identity apply the same rule.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+TRIMMED = WHITESPACE + INVISIBLE
+INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 
 # Deliberately simple: one "@", no whitespace, a dot in the domain, none of `,;<>` (two addresses
 # in one cell, "Name <address>"). Validation of deliverability is not the warehouse's job;
@@ -224,6 +233,12 @@ class Source:
     @property
     def columns(self) -> list[str]:
         return list(self.schema.columns)
+
+    @property
+    def emails(self) -> list[str]:
+        """The email address columns (`email`, `referee_email`): INVISIBLE characters are removed
+        from their values anywhere, not only at the ends."""
+        return [c for c in self.columns if c == "email" or c.endswith("_email")]
 
     @property
     def required_columns(self) -> list[str]:
