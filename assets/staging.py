@@ -73,6 +73,7 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
             f"{source_name}: {len(report.files_ingested)} file(s) ingested, "
             f"{report.files_skipped} unchanged; {report.rows_staged} rows staged, "
             f"{report.rows_quarantined} quarantined"
+            + (f"; {len(report.moved)} moved or renamed, not read again" if report.moved else "")
         )
         for file, withdrawn in report.keys_withdrawn.items():
             context.log.warning(withdrawn_message(source_name, file, withdrawn))
@@ -94,6 +95,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "keys_withdrawn": dg.MetadataValue.json(report.keys_withdrawn),
                 # New files with the content of a file taken in before (the CLI warns).
                 "copies_of_earlier_files": dg.MetadataValue.json(report.copies),
+                # New path -> the path taken in from: files moved or renamed, not read again.
+                "files_moved": dg.MetadataValue.json(report.moved),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
                 "ingest_seconds": round(report.seconds, 3),
             }

@@ -242,6 +242,7 @@ class StepLines:
         self.finished: list[str] = []
         self.failed_checks: list[str] = []
         self.warnings: list[str] = []
+        self.moved: list[str] = []  # export files moved or renamed since they were taken in
         self.left_out: str | None = None
         # step -> (path, why) from the step's `computation` metadata (the incremental steps)
         self.paths: dict[str, tuple[str, str]] = {}
@@ -265,6 +266,11 @@ class StepLines:
         """What a staging step found in the files that a person should know (its metadata)."""
         withdrawn = metadata.get("keys_withdrawn")
         copies = metadata.get("copies_of_earlier_files")
+        moved = metadata.get("files_moved")
+        if moved and moved.value:
+            from engagement_box.staging.ingestion import moved_message
+
+            self.moved.append(moved_message(moved.value))
         if not ((withdrawn and withdrawn.value) or (copies and copies.value)):
             return
         from engagement_box.staging.ingestion import copy_message, withdrawn_message
@@ -593,6 +599,8 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
         print(f"orders left out of the value models: {steps.left_out}")
     for line in steps.computed_in_full():
         print(f"computed in full: {line}")
+    for moved in steps.moved:
+        print(moved)
     for warning in steps.warnings:
         print(f"warning: {warning}")
     published = steps.publish_outcome()

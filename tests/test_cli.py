@@ -597,6 +597,40 @@ def test_a_file_that_stages_no_row_computes_nothing_after_staging(december_run, 
     )
 
 
+def test_exports_moved_into_an_archive_folder_compute_nothing(december_run, tmp_path):
+    """A data engineer moves the processed orders exports into orders/archive/. The sensor
+    sees new paths and starts a run: it reads none of them again (each is a file taken in
+    before, moved), quarantines nothing, and the version standing stays."""
+    copy = copy_run(december_run, tmp_path / "run")
+    orders = copy.exports / "orders"
+    archive = orders / "archive"
+    archive.mkdir()
+    files = sorted(p for p in orders.iterdir() if p.is_file())
+    for path in files:
+        path.rename(archive / path.name)
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),
+    }
+    with duckdb.connect(str(default_working(copy.database)), read_only=True) as con:
+        (quarantined_before,) = con.execute("SELECT count(*) FROM staging.quarantine").fetchone()
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert (
+        f"moved, not read again: orders/archive/{files[0].name} (taken in as "
+        f"orders/{files[0].name}) and {len(files) - 1} more;"
+    ) in out
+    assert "computed nothing: version 1 (as of 2025-12-31) was computed from these inputs" in out
+    with duckdb.connect(str(default_working(copy.database)), read_only=True) as con:
+        (quarantined,) = con.execute("SELECT count(*) FROM staging.quarantine").fetchone()
+        moved = con.execute(
+            "SELECT count(*) FROM staging.ingested_files WHERE moved_to LIKE 'orders/archive/%'"
+        ).fetchone()[0]
+    assert quarantined == quarantined_before
+    assert moved == len(files)
+
+
 def test_audience_files_behind_the_current_version_are_written_though_nothing_is_new(
     december_run, tmp_path
 ):

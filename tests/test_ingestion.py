@@ -744,3 +744,43 @@ def test_ingest_restores_duckdb_threads(warehouse, exports_dir):
     with pytest.raises(IngestError):
         ingest_source(warehouse, exports_dir, "orders")
     assert warehouse.execute("SELECT current_setting('threads')").fetchone() == (2,)
+
+
+def test_a_file_moved_into_an_archive_folder_is_not_read_again(warehouse, exports_dir):
+    """Moving processed exports into a subfolder (or renaming one) read every moved file again:
+    each of its rows was quarantined as a repeat of itself and the run warned of a copy. A new
+    path with the content of a file that is no longer where it was taken in is now that file,
+    moved: nothing read, staged or quarantined; its rows keep the path they were staged from.
+    A copy while the first is still there, and a moved file that changed, are read as before."""
+    orders = exports_dir / "orders"
+    first = write_csv(orders / "day1.csv", [good_order(1), good_order(2)])
+    write_csv(orders / "day2.csv", [good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders")
+    before = staged(warehouse, "orders")
+
+    (orders / "archive").mkdir()
+    moved = first.rename(orders / "archive" / "2024-day1.csv")
+    assert not exports_taken_in(warehouse, exports_dir)  # the CLI starts a run for it
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.moved == {"orders/archive/2024-day1.csv": "orders/day1.csv"}
+    assert report.files_ingested == [] and report.copies == {}
+    assert staged(warehouse, "orders").equals(before)
+    assert quarantine(warehouse).height == 0
+    assert reconcile(warehouse, "orders").holds
+    assert exports_taken_in(warehouse, exports_dir)  # and the next check reads nothing
+    again = ingest_source(warehouse, exports_dir, "orders")
+    assert again.files_ingested == [] and again.moved == {}
+
+    # A second copy of it, the first still there: a copy, every row a repeat (as before).
+    shutil.copy(moved, orders / "day1-again.csv")
+    copy = ingest_source(warehouse, exports_dir, "orders")
+    assert copy.copies == {"orders/day1-again.csv": "orders/day1.csv"}
+    assert quarantine(warehouse)["reason"].to_list() == ["duplicate_key"] * 2
+
+    # The moved file changed: taken in at its new path (new keys staged, repeats quarantined);
+    # the rows staged from where it was stay, as a removed file's do.
+    write_csv(moved, [good_order(1), good_order(4)])
+    changed = ingest_source(warehouse, exports_dir, "orders")
+    assert changed.files_ingested == ["orders/archive/2024-day1.csv"]
+    assert sorted(staged(warehouse, "orders")["order_id"].to_list()) == ["o1", "o2", "o3", "o4"]
+    assert reconcile(warehouse, "orders").holds

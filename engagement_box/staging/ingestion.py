@@ -180,6 +180,10 @@ class IngestReport:
     # New file -> an earlier file of the same content (the same export dropped again under
     # another name: all its rows are quarantined as duplicate_key).
     copies: dict[str, str] = field(default_factory=dict)
+    # New path -> the path a file was taken in from, when that file is no longer there and this
+    # one has its content: the file was moved or renamed (into an archive folder, say). Nothing
+    # is read or staged again; its rows keep the path they were staged from.
+    moved: dict[str, str] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -249,16 +253,17 @@ def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
 
 def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bool:
     """True when every export file of every source is already staged as it is now: the same
-    path and stat (size, mtime, ctime) in `staging.ingested_files`, or, when the stat moved but
+    path (where a moved file is now) and stat (size, mtime, ctime) in `staging.ingested_files`,
+    or, when the stat moved but
     not the size, the same content hash (a copy, or an edit whose mtime was set back: ctime
     tells it). An ingest would change nothing. Cheap: only such files are read."""
     if not relation_exists(con, "staging", "ingested_files"):
         return False
-    known = {
+    known = {  # by where each file is now (moved_to, else the path it was taken in from)
         (source, path): (sha256, (size, mtime, ctime))
         for source, path, sha256, size, mtime, ctime in con.execute(
-            "SELECT source, source_file, sha256, size_bytes, mtime_ns, ctime_ns "
-            "FROM staging.ingested_files"
+            "SELECT source, coalesce(moved_to, source_file), sha256, size_bytes, mtime_ns, "
+            "ctime_ns FROM staging.ingested_files"
         ).fetchall()
     }
     for source in SOURCES.values():
@@ -1244,16 +1249,21 @@ def ingest_source(
     with suppress(erasure.ErasureError):
         erasure.refresh_register(con)
 
+    # Each file taken in, by where it is now (`moved_to`, else the path it was taken in from).
     known = {
-        row[0]: (row[1], tuple(row[2:]))
+        row[0]: (row[1], tuple(row[2:]), row[5])
         for row in con.execute(
-            "SELECT source_file, sha256, size_bytes, mtime_ns, ctime_ns "
-            "FROM staging.ingested_files WHERE source = $source",
+            "SELECT coalesce(moved_to, source_file), sha256, size_bytes, mtime_ns, ctime_ns, "
+            "source_file FROM staging.ingested_files WHERE source = $source",
             {"source": source.name},
         ).fetchall()
     }
     exports = discover_files(Path(data_dir), source)
     report.files_seen = len(exports)
+    # Files taken in that are no longer where they were: a new file of the same size may be one
+    # of them moved (its hash decides).
+    present = {export.relpath for export in exports}
+    gone = {path: record for path, record in known.items() if path not in present}
     # Hashing ~1 GB of exports is seconds of CPU: new files are hashed on a thread (hashlib
     # releases the GIL) while their rows are parsed; only a file seen before with another size or
     # stat needs its hash now, to tell a changed file from a touched or copied one (an edit whose
@@ -1263,6 +1273,12 @@ def ingest_source(
         for export in exports:
             previous = known.get(export.relpath)
             if previous is None:
+                origin = _moved_from(export, gone)
+                if origin is not None:
+                    _remember_move(con, export, origin)
+                    report.moved[export.relpath] = origin
+                    report.files_skipped += 1
+                    continue
                 todo.append((export, hasher.submit(file_sha256, export.path)))
                 continue
             if previous[1] == export.stat:
@@ -1271,7 +1287,15 @@ def ingest_source(
             digest = file_sha256(export.path)
             if previous[0] == digest:
                 report.files_skipped += 1
-                _remember_stat(con, export)  # the same content: no hashing next time
+                _remember_stat(con, export, previous[2])  # the same content: no hashing next time
+                continue
+            if previous[2] != export.relpath:
+                # A moved file that changed since: taken in again as a new file at its new path
+                # (the rows staged from where it was stay, as a removed file's do).
+                _forget_move(con, source, previous[2])
+                done = Future()
+                done.set_result(digest)
+                todo.append((export, done))
                 continue
             done: Future[str] = Future()
             done.set_result(digest)
@@ -1295,8 +1319,51 @@ def ingest_source(
     return report
 
 
-def _remember_stat(con: duckdb.DuckDBPyConnection, export: ExportFile) -> None:
-    """Record a file's new stat when its content is what was staged (touched, copied)."""
+def _moved_from(export: ExportFile, gone: dict[str, tuple]) -> str | None:
+    """The path a new file was taken in from, if it is one of the files no longer where they
+    were (`gone`: present path -> (sha256, stat, path taken in from)) with its size and content;
+    that record is then used up (a second copy is a copy, not a move). None: a new file."""
+    same_size = [path for path, (_, stat, _) in gone.items() if stat[0] == export.size_bytes]
+    if not same_size:
+        return None
+    digest = file_sha256(export.path)
+    for path in sorted(same_size):
+        if gone[path][0] == digest:
+            return gone.pop(path)[2]
+    return None
+
+
+def _remember_move(con: duckdb.DuckDBPyConnection, export: ExportFile, origin: str) -> None:
+    """Record that the file taken in from `origin` is now at `export`'s path, with its stat."""
+    con.execute(
+        "UPDATE staging.ingested_files SET moved_to = $moved_to, size_bytes = $size, "
+        "mtime_ns = $mtime, ctime_ns = $ctime WHERE source = $source AND source_file = $file",
+        {
+            "moved_to": export.relpath,
+            "size": export.size_bytes,
+            "mtime": export.mtime_ns,
+            "ctime": export.ctime_ns,
+            "source": export.source,
+            "file": origin,
+        },
+    )
+
+
+def _forget_move(con: duckdb.DuckDBPyConnection, source: Source, origin: str) -> None:
+    """The file taken in from `origin` is no longer known to be anywhere (it changed after it
+    moved): its rows stay staged, as those of a removed file do."""
+    con.execute(
+        "UPDATE staging.ingested_files SET moved_to = NULL "
+        "WHERE source = $source AND source_file = $file",
+        {"source": source.name, "file": origin},
+    )
+
+
+def _remember_stat(
+    con: duckdb.DuckDBPyConnection, export: ExportFile, taken_in_from: str | None = None
+) -> None:
+    """Record a file's new stat when its content is what was staged (touched, copied);
+    `taken_in_from`: the path it was staged from, when it has moved since."""
     con.execute(
         "UPDATE staging.ingested_files SET size_bytes = $size, mtime_ns = $mtime, "
         "ctime_ns = $ctime WHERE source = $source AND source_file = $file",
@@ -1305,7 +1372,7 @@ def _remember_stat(con: duckdb.DuckDBPyConnection, export: ExportFile) -> None:
             "mtime": export.mtime_ns,
             "ctime": export.ctime_ns,
             "source": export.source,
-            "file": export.relpath,
+            "file": taken_in_from or export.relpath,
         },
     )
 
@@ -1594,6 +1661,17 @@ def copy_message(file: str, other: str) -> str:
     return (
         f"{file} holds the same content as {other}: its rows are quarantined as duplicate_key "
         f"(each key is staged once); remove one of the two if the export was dropped twice"
+    )
+
+
+def moved_message(moved: dict[str, str]) -> str:
+    """What a run says of export files found at a new path with the content they were taken in
+    with (moved or renamed): not read again."""
+    first, origin = next(iter(sorted(moved.items())))
+    more = f" and {len(moved) - 1} more" if len(moved) > 1 else ""
+    return (
+        f"moved, not read again: {first} (taken in as {origin}){more}; their rows keep the path "
+        "they were staged from (staging.ingested_files.moved_to says where each file is now)"
     )
 
 

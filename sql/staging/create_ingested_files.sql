@@ -3,6 +3,9 @@
 -- size_bytes, mtime_ns, ctime_ns: the file's stat when last seen. The same three mean the same
 -- file without reading it; any other (ctime moves with every write, and no tool sets it back,
 -- as cp -p, rsync -t and unzip set the mtime) means its hash decides.
+-- moved_to: where the file is now when it was moved or renamed after it was taken in (into an
+-- archive folder, say); NULL: at source_file. Its rows keep source_file, the path they were
+-- staged from, so versions and incremental steps see nothing new.
 CREATE TABLE IF NOT EXISTS staging.ingested_files (
     source           VARCHAR   NOT NULL,
     source_file      VARCHAR   NOT NULL,
@@ -18,4 +21,6 @@ CREATE TABLE IF NOT EXISTS staging.ingested_files (
     PRIMARY KEY (source, source_file)
 );
 -- A warehouse from before ctime_ns: NULL, so each file's hash decides once.
-ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS ctime_ns BIGINT
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS ctime_ns BIGINT;
+-- A warehouse from before moved_to: no file was moved.
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS moved_to VARCHAR
