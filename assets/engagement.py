@@ -308,7 +308,14 @@ def customer_persona(
         record = personas.record_model(con, window["as_of"], fitted_as_of, inputs, model)
         persona_metadata = write_work(con, "customer_persona", assignments, window, also=record)
         profile_metadata = write_work(con, "persona_profile", profiles, window)
-    persona_metadata.update({**in_force.metadata(), "k": model.k})
+    persona_metadata.update(
+        {
+            **in_force.metadata(),
+            # the model assigned with: the stored one, or the one fitted now, as of this as-of
+            "persona_model_fitted_as_of": str(fitted_as_of),
+            "k": model.k,
+        }
+    )
     if in_force.refit:
         persona_metadata["silhouette_by_k"] = dg.MetadataValue.json(
             {str(k): v for k, v in result.silhouette_by_k.items()}

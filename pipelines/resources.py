@@ -227,10 +227,13 @@ class Warehouse(DuckDBResource):
             # Who runs this run: a later run marks it failed if this process dies unfinished.
             context.instance.add_run_tags(run_id, process_tags())
         instance, run = context.instance, context.run
+        month = run.tags.get(PARTITION_TAG, "this run")
         self._run_lock = acquire_run_lock(
             self.path,
             self.run_lock_timeout_seconds,
             ahead=(lambda: earlier_in_backfill(instance, run)) if instance is not None else None,
+            # in the run's own log (the UI shows it), not only on the webserver's terminal
+            say=lambda first: context.log.info(f"{month} waits for {first} to go first"),
         )
         if context.instance is not None:
             # Holding the lock, no other run of this warehouse is working: runs still marked
@@ -316,6 +319,7 @@ def acquire_run_lock(
     timeout_seconds: float,
     on_wait: Callable[[str], None] | None = None,
     ahead: Callable[[], str | None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> int:
     """Take `<database>.run.lock` (flock), waiting up to `timeout_seconds` for another run or
     erasure to finish; `on_wait(holder)` is called once if it has to wait. Re-entrant within a
@@ -325,7 +329,8 @@ def acquire_run_lock(
     earlier month of a backfill, `earlier_in_backfill`), or None. While it names one, this run
     does not take the lock even when it is free, and its timeout starts again: a backfill of
     many months waits as long as its earlier months take, and `timeout_seconds` bounds only the
-    wait for runs outside it."""
+    wait for runs outside it. `say(run)` tells who goes first, once per run named (default:
+    a line on stderr)."""
     path = f"{database}.run.lock"
     if path in _HELD:
         _HELD[path][1] += 1
@@ -348,7 +353,10 @@ def acquire_run_lock(
                 deadline = time.monotonic() + timeout_seconds
         if first is not None:
             if said != first:  # said once per run that goes first: a silent wait looks hung
-                print(f"waiting for {first} to go first", file=sys.stderr, flush=True)
+                if say is not None:
+                    say(first)
+                else:
+                    print(f"waiting for {first} to go first", file=sys.stderr, flush=True)
                 said = first
             time.sleep(0.5)
             continue

@@ -331,8 +331,58 @@ def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, mon
     def ahead():
         return "the run of 2025-11-01" if time.monotonic() - started < 2.0 else None
 
-    fd = resources.acquire_run_lock(tmp_path / "w.duckdb", timeout_seconds=0.5, ahead=ahead)
+    said = []
+    fd = resources.acquire_run_lock(
+        tmp_path / "w.duckdb", timeout_seconds=0.5, ahead=ahead, say=said.append
+    )
     try:
         assert time.monotonic() - started >= 2.0
+        assert said == ["the run of 2025-11-01"]  # once, not at every look
     finally:
         resources.release_run_lock(fd)
+
+
+def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, monkeypatch):
+    """The wait happens while the run's resources start, before any step: the UI shows the
+    run's event log, so the waiting run says there which month goes first (a line on the
+    webserver's terminal reached nobody)."""
+    import threading
+
+    import dagster as dg
+
+    import pipelines.resources as resources
+
+    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.05)
+
+    @dg.asset(partitions_def=dg.MonthlyPartitionsDefinition(start_date="2025-01-01"))
+    def touched(warehouse: resources.Warehouse) -> None:
+        with warehouse.get_connection() as con:
+            con.execute("SELECT 1")
+
+    with dg.instance_for_test() as instance:
+        earlier = dg.DagsterRun(
+            job_name="engagement_pipeline",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={
+                resources.BACKFILL_TAG: "b1",
+                resources.PARTITION_TAG: "2025-10-01",
+                **resources.process_tags(),  # this process: alive
+            },
+        )
+        instance.add_run(earlier)
+        finish = threading.Timer(1.0, lambda: instance.report_run_failed(earlier, message="ended"))
+        finish.start()
+        started = time.monotonic()
+        result = dg.materialize(
+            [touched],
+            partition_key="2025-11-01",
+            instance=instance,
+            resources={"warehouse": resources.warehouse_resource(tmp_path / "w.duckdb")},
+            tags={resources.BACKFILL_TAG: "b1"},
+        )
+        finish.join()
+        assert result.success and time.monotonic() - started >= 1.0
+        logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    assert any(
+        "2025-11-01 waits for the run of 2025-10-01 in backfill b1 to go first" in m for m in logged
+    ), logged
