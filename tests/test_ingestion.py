@@ -770,6 +770,14 @@ def test_a_file_moved_into_an_archive_folder_is_not_read_again(warehouse, export
     assert exports_taken_in(warehouse, exports_dir)  # and the next check reads nothing
     again = ingest_source(warehouse, exports_dir, "orders")
     assert again.files_ingested == [] and again.moved == {}
+    # Moved back where it was taken in from: known there again.
+    moved.rename(first)
+    back = ingest_source(warehouse, exports_dir, "orders")
+    assert back.moved == {"orders/day1.csv": "orders/day1.csv"} and back.files_ingested == []
+    assert warehouse.execute("SELECT count(moved_to) FROM staging.ingested_files").fetchone() == (
+        0,
+    )
+    moved = first.rename(moved)
 
     # A second copy of it, the first still there: a copy, every row a repeat (as before).
     shutil.copy(moved, orders / "day1-again.csv")

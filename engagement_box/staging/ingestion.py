@@ -1339,7 +1339,7 @@ def _remember_move(con: duckdb.DuckDBPyConnection, export: ExportFile, origin: s
         "UPDATE staging.ingested_files SET moved_to = $moved_to, size_bytes = $size, "
         "mtime_ns = $mtime, ctime_ns = $ctime WHERE source = $source AND source_file = $file",
         {
-            "moved_to": export.relpath,
+            "moved_to": None if export.relpath == origin else export.relpath,  # moved back
             "size": export.size_bytes,
             "mtime": export.mtime_ns,
             "ctime": export.ctime_ns,
