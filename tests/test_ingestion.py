@@ -792,3 +792,21 @@ def test_a_file_moved_into_an_archive_folder_is_not_read_again(warehouse, export
     assert changed.files_ingested == ["orders/archive/2024-day1.csv"]
     assert sorted(staged(warehouse, "orders")["order_id"].to_list()) == ["o1", "o2", "o3", "o4"]
     assert reconcile(warehouse, "orders").holds
+
+
+def test_the_check_for_new_exports_reads_a_warehouse_from_before_moved_files(tmp_path, exports_dir):
+    """The CLI asks whether every export is staged as it is before it starts a run, on a
+    read-only connection: a warehouse whose last ingest predates `moved_to` must still answer
+    (the next ingest adds the column)."""
+    import duckdb
+
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        ingest_source(con, exports_dir, "orders")
+        con.execute("ALTER TABLE staging.ingested_files DROP COLUMN moved_to")
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert exports_taken_in(con, exports_dir)
+    with duckdb.connect(str(path)) as con:
+        assert ingest_source(con, exports_dir, "orders").files_skipped == 1
+        assert exports_taken_in(con, exports_dir)

@@ -59,6 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engagement_box.governance import erasure
+from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import (
     INVISIBLE_PATTERN,
@@ -259,11 +260,15 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     tells it). An ingest would change nothing. Cheap: only such files are read."""
     if not relation_exists(con, "staging", "ingested_files"):
         return False
+    # A warehouse whose last ingest predates moved_to (the next ingest adds it; this check may
+    # run on a read-only connection): no file was moved.
+    moved = any(name == "moved_to" for name, _ in catalog_columns(con, "staging", "ingested_files"))
     known = {  # by where each file is now (moved_to, else the path it was taken in from)
         (source, path): (sha256, (size, mtime, ctime))
         for source, path, sha256, size, mtime, ctime in con.execute(
-            "SELECT source, coalesce(moved_to, source_file), sha256, size_bytes, mtime_ns, "
-            "ctime_ns FROM staging.ingested_files"
+            "SELECT source, "
+            + ("coalesce(moved_to, source_file)" if moved else "source_file")
+            + ", sha256, size_bytes, mtime_ns, ctime_ns FROM staging.ingested_files"
         ).fetchall()
     }
     for source in SOURCES.values():
