@@ -785,13 +785,46 @@ def test_a_file_moved_into_an_archive_folder_is_not_read_again(warehouse, export
     assert copy.copies == {"orders/day1-again.csv": "orders/day1.csv"}
     assert quarantine(warehouse)["reason"].to_list() == ["duplicate_key"] * 2
 
-    # The moved file changed: taken in at its new path (new keys staged, repeats quarantined);
-    # the rows staged from where it was stay, as a removed file's do.
+    # The moved file changed: it replaces its rows, as a changed file does where it was taken
+    # in (o2, which it no longer holds, is staged from the copy that repeated it).
     write_csv(moved, [good_order(1), good_order(4)])
     changed = ingest_source(warehouse, exports_dir, "orders")
-    assert changed.files_ingested == ["orders/archive/2024-day1.csv"]
-    assert sorted(staged(warehouse, "orders")["order_id"].to_list()) == ["o1", "o2", "o3", "o4"]
+    assert changed.files_replaced == ["orders/archive/2024-day1.csv"]
+    assert changed.duplicates_restaged == {"orders/day1-again.csv": 1}
+    rows = staged(warehouse, "orders").sort("order_id")
+    assert rows["order_id"].to_list() == ["o1", "o2", "o3", "o4"]
+    assert rows["source_file"].to_list() == [
+        "orders/archive/2024-day1.csv",
+        "orders/day1-again.csv",
+        "orders/day2.csv",
+        "orders/archive/2024-day1.csv",
+    ]
     assert reconcile(warehouse, "orders").holds
+
+
+def test_a_new_export_under_the_name_of_an_archived_one_keeps_the_archived_rows(
+    warehouse, exports_dir
+):
+    """The next day's export under the name of the file just archived: the archived file's
+    rows, staged under that name, were deleted as the rows of a changed file, and a version
+    went out without them. They now move with their file, and the new file adds its own."""
+    orders = exports_dir / "orders"
+    today = write_csv(orders / "orders.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders")
+    (orders / "archive").mkdir()
+    today.rename(orders / "archive" / "day1.csv")
+    assert ingest_source(warehouse, exports_dir, "orders").moved
+    write_csv(orders / "orders.csv", [good_order(3)])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.files_ingested == ["orders/orders.csv"] and report.keys_withdrawn == {}
+    rows = staged(warehouse, "orders").sort("order_id")
+    assert rows["order_id"].to_list() == ["o1", "o2", "o3"]
+    assert rows["source_file"].to_list() == ["orders/archive/day1.csv"] * 2 + ["orders/orders.csv"]
+    assert reconcile(warehouse, "orders").holds
+    assert exports_taken_in(warehouse, exports_dir)
+    again = ingest_source(warehouse, exports_dir, "orders")
+    assert again.files_ingested == [] and again.moved == {}
+    assert staged(warehouse, "orders").height == 3
 
 
 def test_the_check_for_new_exports_reads_a_warehouse_from_before_moved_files(tmp_path, exports_dir):

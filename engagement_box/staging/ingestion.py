@@ -1269,6 +1269,9 @@ def ingest_source(
     # of them moved (its hash decides).
     present = {export.relpath for export in exports}
     gone = {path: record for path, record in known.items() if path not in present}
+    # The paths moved files were taken in from -> where they are now: a file that comes to such
+    # a path, or a moved file that changed, first takes the moved file's rows to its new path.
+    moved_from = {record[2]: path for path, record in known.items() if record[2] != path}
     # Hashing ~1 GB of exports is seconds of CPU: new files are hashed on a thread (hashlib
     # releases the GIL) while their rows are parsed; only a file seen before with another size or
     # stat needs its hash now, to tell a changed file from a touched or copied one (an edit whose
@@ -1295,17 +1298,19 @@ def ingest_source(
                 _remember_stat(con, export, previous[2])  # the same content: no hashing next time
                 continue
             if previous[2] != export.relpath:
-                # A moved file that changed since: taken in again as a new file at its new path
-                # (the rows staged from where it was stay, as a removed file's do).
-                _forget_move(con, source, previous[2])
-                done = Future()
-                done.set_result(digest)
-                todo.append((export, done))
-                continue
+                # A moved file that changed since: its rows go to its new path first, then it
+                # replaces them there, as a changed file does where it was taken in.
+                _vacate(con, source, previous[2], export.relpath)
+                moved_from.pop(previous[2], None)
             done: Future[str] = Future()
             done.set_result(digest)
             todo.append((export, done))
             report.files_replaced.append(export.relpath)
+        for export, _ in todo:
+            if export.relpath in moved_from:
+                # A new file where a moved one was taken in from (the next day's export under
+                # the name of the one archived): the moved file's rows keep theirs, at its path.
+                _vacate(con, source, export.relpath, moved_from.pop(export.relpath))
         try:
             if todo:
                 with _one_duckdb_thread(con):
@@ -1354,14 +1359,28 @@ def _remember_move(con: duckdb.DuckDBPyConnection, export: ExportFile, origin: s
     )
 
 
-def _forget_move(con: duckdb.DuckDBPyConnection, source: Source, origin: str) -> None:
-    """The file taken in from `origin` is no longer known to be anywhere (it changed after it
-    moved): its rows stay staged, as those of a removed file do."""
-    con.execute(
-        "UPDATE staging.ingested_files SET moved_to = NULL "
-        "WHERE source = $source AND source_file = $file",
-        {"source": source.name, "file": origin},
-    )
+def _vacate(con: duckdb.DuckDBPyConnection, source: Source, origin: str, present: str) -> None:
+    """The rows, quarantine rows, erased-row counts and record of the file taken in from `origin`
+    and moved to `present` are given `present` as their path, in one transaction: `origin` is
+    free for another file, and the moved file is then one taken in where it is."""
+    parameters = {"source": source.name, "origin": origin, "present": present}
+    with transaction(con):
+        con.execute(
+            f"UPDATE staging.{quote_identifier(source.name)} SET source_file = $present "
+            "WHERE source_file = $origin",
+            {"origin": origin, "present": present},
+        )
+        for table in ("quarantine", "erased_rows"):
+            con.execute(
+                f"UPDATE staging.{table} SET source_file = $present "
+                "WHERE source = $source AND source_file = $origin",
+                parameters,
+            )
+        con.execute(
+            "UPDATE staging.ingested_files SET source_file = $present, moved_to = NULL "
+            "WHERE source = $source AND source_file = $origin",
+            parameters,
+        )
 
 
 def _remember_stat(

@@ -5,7 +5,8 @@
 -- as cp -p, rsync -t and unzip set the mtime) means its hash decides.
 -- moved_to: where the file is now when it was moved or renamed after it was taken in (into an
 -- archive folder, say); NULL: at source_file. Its rows keep source_file, the path they were
--- staged from, so versions and incremental steps see nothing new.
+-- staged from, so versions and incremental steps see nothing new, until a new file comes to
+-- that path or the moved file changes: its rows then take the path it is at.
 CREATE TABLE IF NOT EXISTS staging.ingested_files (
     source           VARCHAR   NOT NULL,
     source_file      VARCHAR   NOT NULL,
