@@ -525,8 +525,12 @@ PARTITION_TAG = "dagster/partition"
 # How often a run waiting for the lock asks the instance whether an earlier month of its
 # backfill is still to run (one query of the run storage).
 AHEAD_POLL_SECONDS = 2.0
-_UNFINISHED = [
-    dg.DagsterRunStatus.QUEUED,
+# A run of the backfill that Dagster is starting, whose process has not yet said who it is
+# (its Warehouse writes its process tags before it waits): waited for this long after its last
+# change of status, then not (its launch died, and nothing will mark it failed). A QUEUED run
+# is never waited for: with a run queue, it may need the slot the waiting run holds.
+LAUNCH_GRACE_SECONDS = 300.0
+_LAUNCHING = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
@@ -542,23 +546,35 @@ def earlier_in_backfill(instance: dg.DagsterInstance, run: dg.DagsterRun | None)
     lock in whatever order they reach it. The months' numbers do not depend on the order, but
     the persona model does (a month takes the model in force at the latest earlier as-of, and
     refits when it is due): months run in order refit the same months a backfill from the
-    command line does. A run whose process is gone (killed) does not hold the others back."""
+    command line does. A run whose process is gone (killed), a run still queued, and one whose
+    launch has said nothing for `LAUNCH_GRACE_SECONDS` do not hold the others back."""
     if run is None:
         return None
     backfill, partition = run.tags.get(BACKFILL_TAG), run.tags.get(PARTITION_TAG)
     if not backfill or not partition:
         return None
-    siblings = instance.get_runs(
-        filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill}, statuses=_UNFINISHED)
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill}, statuses=_LAUNCHING)
     )
+    now = time.time()
     earlier = sorted(
-        other.tags[PARTITION_TAG]
-        for other in siblings
-        if other.run_id != run.run_id
-        and other.tags.get(PARTITION_TAG, partition) < partition
-        and not (process_gone(other.tags) and not _inherited(instance, other))
+        record.dagster_run.tags[PARTITION_TAG]
+        for record in records
+        if record.dagster_run.run_id != run.run_id
+        and record.dagster_run.tags.get(PARTITION_TAG, partition) < partition
+        and _still_to_run(instance, record, now)
     )
     return f"the run of {earlier[0]} in backfill {backfill}" if earlier else None
+
+
+def _still_to_run(instance: dg.DagsterInstance, record, now: float) -> bool:
+    """Whether an unfinished run of a backfill will still run: its process is alive, or it is
+    being launched and has not yet said who runs it (for `LAUNCH_GRACE_SECONDS`)."""
+    other = record.dagster_run
+    if other.tags.get(PID_TAG) and not _inherited(instance, other):
+        return not process_gone(other.tags)
+    changed = record.update_timestamp or record.create_timestamp
+    return now - changed.timestamp() < LAUNCH_GRACE_SECONDS
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> list[str]:

@@ -320,6 +320,33 @@ def test_a_backfills_months_take_the_run_lock_in_month_order():
         assert earlier_in_backfill(instance, alone) is None  # a run outside any backfill
 
 
+def test_a_backfill_run_does_not_wait_for_a_launch_that_died(monkeypatch):
+    """An earlier month whose launch died before its process said who it is stays STARTING
+    for good (nothing marks it failed without run monitoring): the later months waited with no
+    limit. They wait for such a run only for a grace period."""
+    import dagster as dg
+
+    import pipelines.resources as resources
+    from pipelines.resources import BACKFILL_TAG, PARTITION_TAG, earlier_in_backfill
+
+    S = dg.DagsterRunStatus
+
+    def run(month, status):
+        return dg.DagsterRun(
+            job_name="engagement_pipeline",
+            status=status,
+            tags={BACKFILL_TAG: "b1", PARTITION_TAG: month},
+        )
+
+    with dg.instance_for_test() as instance:
+        stuck, this = run("2025-10-01", S.STARTING), run("2025-11-01", S.STARTED)
+        for r in (stuck, this):
+            instance.add_run(r)
+        assert earlier_in_backfill(instance, this) == "the run of 2025-10-01 in backfill b1"
+        monkeypatch.setattr(resources, "LAUNCH_GRACE_SECONDS", 0.0)  # the grace is over
+        assert earlier_in_backfill(instance, this) is None
+
+
 def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, monkeypatch):
     """The run lock's timeout bounds the wait for runs outside the backfill only: while an
     earlier month is still to run, a later one neither takes the free lock nor times out."""
