@@ -617,6 +617,9 @@ def test_erasure_trims_what_the_ingest_trims(tmp_path):
             "SELECT list_transform($texts::VARCHAR[], t -> erasure_normalized(t, 'email'))",
             {"texts": hidden},
         ).fetchone()[0]
+        (handle_sql,) = con.execute(
+            "SELECT erasure_normalized($h, 'handle')", {"h": "\u200b@Anna\u2060_1 "}
+        ).fetchone()
     finally:
         con.close()
     assert kept_a(trimmed) == by_ingest
@@ -630,6 +633,12 @@ def test_erasure_trims_what_the_ingest_trims(tmp_path):
         == ["anna.lee@shop.com"] * 2
     )
     assert emails_sql == ["anna.lee@shop.com"] * 2
+    # Handles the same way: "\u200b@Anna\u2060_1 " is the handle anna_1 everywhere.
+    handle = "\u200b@Anna\u2060_1 "
+    assert erasure.normalize(handle, "handle") == "anna_1" == handle_sql
+    assert pl.DataFrame({"h": [handle]}).select(erasure.normalized_expr("h", "handle"))[
+        "h"
+    ].to_list() == ["anna_1"]
 
 
 def test_erasure_reaches_the_published_file_and_every_history_file(built, tmp_path):

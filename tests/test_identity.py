@@ -308,9 +308,10 @@ def test_every_value_metric_counts_an_order_for_its_resolved_customer(con):
 
 
 def test_invisible_characters_do_not_split_a_person(tmp_path):
-    """A zero-width space or byte-order mark pasted into an email address or at the end of an id
-    (text copied from a web page, a spreadsheet's "UTF-8 with BOM") kept one person as two
-    customers: the ingest now removes them, and the order resolves to its profile."""
+    """A zero-width space or byte-order mark pasted into an email address, a handle or at the end
+    of an id (text copied from a web page, a spreadsheet's "UTF-8 with BOM") kept one person as
+    two customers, or quarantined a profile whose handle list held one: the ingest now removes
+    them, and the order resolves to its profile."""
     from engagement_box.staging.ingestion import ingest_source
 
     exports = tmp_path / "exports"
@@ -319,7 +320,7 @@ def test_invisible_characters_do_not_split_a_person(tmp_path):
     (exports / "customers" / "customers.csv").write_text(
         "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country\n"
         "\ufeffc1,ann.lee@example.com,,2024-01-01,true,true,DE\n"
-        "c2,bob@example.com,,2024-01-01,true,true,DE\n",
+        "c2,bob@example.com,@bob;\u200b@Bob\u2060by,2024-01-01,true,true,DE\n",
         encoding="utf-8",
     )
     (exports / "orders" / "orders.csv").write_text(
@@ -333,10 +334,9 @@ def test_invisible_characters_do_not_split_a_person(tmp_path):
         for source in ("customers", "orders"):
             report = ingest_source(con, exports, source, now=datetime(2024, 3, 1))
             assert report.rows_staged == 2 and report.rows_quarantined == 0, report
-        assert con.execute("SELECT customer_id FROM staging.customers ORDER BY 1").fetchall() == [
-            ("c1",),
-            ("c2",),
-        ]
+        assert con.execute(
+            "SELECT customer_id, social_handles FROM staging.customers ORDER BY 1"
+        ).fetchall() == [("c1", None), ("c2", "@bob;@Bobby")]
         build_identity_links(con)
         orders = resolved(con, "orders")
     finally:

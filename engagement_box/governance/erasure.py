@@ -174,14 +174,14 @@ _NO_INVISIBLE = str.maketrans("", "", INVISIBLE)
 
 def normalize(value: object, kind: str) -> str | None:
     """A key as identity compares it: trimmed as the ingest trims (`contracts.TRIMMED`), emails
-    without invisible characters anywhere (`contracts.INVISIBLE`); emails and handles
-    lower-cased; handles without leading '@'. Empty text is None."""
+    and handles without invisible characters anywhere (`contracts.INVISIBLE`) and lower-cased;
+    handles without leading '@'. Empty text is None."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     if value is None:
         return None
     text = str(value)
-    if kind == "email":
+    if kind in ("email", "handle"):
         text = text.translate(_NO_INVISIBLE)
     text = text.strip(TRIMMED)
     if kind in ("email", "handle"):
@@ -196,7 +196,7 @@ def normalized_expr(column: str, kind: str) -> pl.Expr:
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     text = pl.col(column).cast(pl.String)
-    if kind == "email":
+    if kind in ("email", "handle"):
         text = text.str.replace_all(INVISIBLE_PATTERN, "")
     text = text.str.strip_chars(TRIMMED)
     if kind in ("email", "handle"):

@@ -39,9 +39,9 @@ WHITESPACE = "".join(
 )
 # Characters that show as nothing: zero-width space, non-joiner and joiner, word joiner, and the
 # byte-order mark (a spreadsheet's "UTF-8 with BOM", or text pasted from a web page). The ingest
-# trims them with the whitespace (TRIMMED), and removes them anywhere inside an email address
-# (`Source.emails`), where "anna@shop.com" with a zero-width space in it kept one person as two
-# customers. Erasure and identity apply the same rule.
+# trims them with the whitespace (TRIMMED), and removes them anywhere inside an email address or
+# a social handle (`Source.contact_keys`), where "anna@shop.com" with a zero-width space in it
+# kept one person as two customers. Erasure and identity apply the same rule.
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 TRIMMED = WHITESPACE + INVISIBLE
 INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
@@ -235,10 +235,15 @@ class Source:
         return list(self.schema.columns)
 
     @property
-    def emails(self) -> list[str]:
-        """The email address columns (`email`, `referee_email`): INVISIBLE characters are removed
-        from their values anywhere, not only at the ends."""
-        return [c for c in self.columns if c == "email" or c.endswith("_email")]
+    def contact_keys(self) -> list[str]:
+        """The email address and social handle columns (`email`, `referee_email`,
+        `social_handles`, `actor_handle`, `target_handle`): INVISIBLE characters are removed from
+        their values anywhere, not only at the ends."""
+        return [
+            c
+            for c in self.columns
+            if c == "email" or c.endswith(("_email", "_handle")) or c == "social_handles"
+        ]
 
     @property
     def required_columns(self) -> list[str]:

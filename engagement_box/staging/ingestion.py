@@ -772,13 +772,13 @@ NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None")
 
 def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Trim every value (whitespace and invisible characters, `contracts.TRIMMED`), remove
-    invisible characters inside email addresses, make empty text and the `NULL_TEXTS` NULL, fold
-    the case of enumerations and codes."""
+    invisible characters inside email addresses and social handles, make empty text and the
+    `NULL_TEXTS` NULL, fold the case of enumerations and codes."""
     exprs = []
-    emails = source.emails
+    contact_keys = source.contact_keys
     for name in source.columns:
         col = pl.col(name)
-        if name in emails:  # 0.5 CPU-s for 10M order emails
+        if name in contact_keys:  # 0.5 CPU-s for 10M order emails
             col = col.str.replace_all(INVISIBLE_PATTERN, "")
         col = col.str.strip_chars(TRIMMED).replace(list(NULL_TEXTS), None)
         if name in source.casefold:

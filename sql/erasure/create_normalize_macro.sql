@@ -2,10 +2,10 @@
 -- then identity's own rules (sql/intermediate/normalization.sql, the one definition):
 --   customer_id  trimmed (identity matches staged ids, which the ingest trimmed)
 --   email        intermediate.normalized_email, without invisible characters anywhere
---   handle       intermediate.normalized_handle
+--   handle       intermediate.normalized_handle, without invisible characters anywhere
 -- Empty text is NULL. Python's twin is engagement_box.governance.erasure.normalize.
 CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE kind
     WHEN 'email' THEN intermediate.normalized_email(erasure_trimmed(erasure_visible(value)))
-    WHEN 'handle' THEN intermediate.normalized_handle(erasure_trimmed(value))
+    WHEN 'handle' THEN intermediate.normalized_handle(erasure_trimmed(erasure_visible(value)))
     ELSE nullif(erasure_trimmed(value), '')
 END

@@ -9,7 +9,8 @@ CREATE OR REPLACE TEMP MACRO erasure_trimmed(value) AS trim(
     || chr(8203) || chr(8204) || chr(8205) || chr(8288) || chr(65279)
 );
 
--- An email address without the invisible characters anywhere in it, as the ingest stages it
+-- An email address or social handle without the invisible characters anywhere in it, as the
+-- ingest stages it
 -- (contracts.INVISIBLE; translate() drops the characters it has no replacement for).
 CREATE OR REPLACE TEMP MACRO erasure_visible(value) AS translate(
     CAST(value AS VARCHAR), chr(8203) || chr(8204) || chr(8205) || chr(8288) || chr(65279), ''
