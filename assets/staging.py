@@ -97,6 +97,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "copies_of_earlier_files": dg.MetadataValue.json(report.copies),
                 # New path -> the path taken in from: files moved or renamed, not read again.
                 "files_moved": dg.MetadataValue.json(report.moved),
+                # Unchanged files taken in again under the ingest's current rules (the CLI says).
+                "files_restaged_for_rules": dg.MetadataValue.json(report.restaged_for_rules),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
                 "ingest_seconds": round(report.seconds, 3),
             }

@@ -242,7 +242,8 @@ class StepLines:
         self.finished: list[str] = []
         self.failed_checks: list[str] = []
         self.warnings: list[str] = []
-        self.moved: list[str] = []  # export files moved or renamed since they were taken in
+        # export files moved or renamed since they were taken in, or taken in again
+        self.moved: list[str] = []
         self.left_out: str | None = None
         # step -> (path, why) from the step's `computation` metadata (the incremental steps)
         self.paths: dict[str, tuple[str, str]] = {}
@@ -271,6 +272,11 @@ class StepLines:
             from engagement_box.staging.ingestion import moved_message
 
             self.moved.append(moved_message(moved.value))
+        restaged = metadata.get("files_restaged_for_rules")
+        if restaged and restaged.value:
+            from engagement_box.staging.ingestion import rules_message
+
+            self.moved.append(rules_message(event.asset_key.path[-1], restaged.value))
         if not ((withdrawn and withdrawn.value) or (copies and copies.value)):
             return
         from engagement_box.staging.ingestion import copy_message, withdrawn_message

@@ -843,3 +843,30 @@ def test_the_check_for_new_exports_reads_a_warehouse_from_before_moved_files(tmp
     with duckdb.connect(str(path)) as con:
         assert ingest_source(con, exports_dir, "orders").files_skipped == 1
         assert exports_taken_in(con, exports_dir)
+
+
+def test_files_taken_in_under_earlier_rules_are_taken_in_again(warehouse, exports_dir):
+    """A warehouse staged before the ingest removed invisible characters kept them in every
+    row it had staged (one person still two customers) until each file changed. A file still
+    in the folder that was taken in under other rules (`STAGING_RULES`) is now taken in again,
+    once, as a changed file is."""
+    from engagement_box.staging.contracts import STAGING_RULES
+
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders")
+    # As the earlier rules left it: the invisible character staged, no rules recorded.
+    warehouse.execute(
+        "UPDATE staging.orders SET email = 'c1@\u200bexample.com' WHERE order_id = 'o1'"
+    )
+    warehouse.execute("UPDATE staging.ingested_files SET rules = NULL")
+    assert not exports_taken_in(warehouse, exports_dir)  # the CLI starts a run for it
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.restaged_for_rules == report.files_replaced == ["orders/day1.csv"]
+    assert staged(warehouse, "orders")["email"].to_list() == ["c1@example.com"] * 2
+    assert warehouse.execute("SELECT rules FROM staging.ingested_files").fetchall() == [
+        (STAGING_RULES,)
+    ]
+    assert reconcile(warehouse, "orders").holds and quarantine(warehouse).height == 0
+    assert exports_taken_in(warehouse, exports_dir)
+    again = ingest_source(warehouse, exports_dir, "orders")
+    assert again.files_ingested == [] and again.restaged_for_rules == []

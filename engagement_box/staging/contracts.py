@@ -46,6 +46,14 @@ INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 TRIMMED = WHITESPACE + INVISIBLE
 INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 
+# The version of how the ingest reads values into staged rows (trimming, the invisible
+# characters, NULL texts, parsing): recorded with each file taken in
+# (`staging.ingested_files.rules`). A file still in the export folder that was taken in under
+# other rules is taken in again by the next ingest, as a changed file is, so every staged row
+# reads as the rules now say. Raise it with any change that stages a value differently.
+#   2: invisible characters trimmed, and removed inside emails and handles (2026-12-03)
+STAGING_RULES = 2
+
 # Deliberately simple: one "@", no whitespace, a dot in the domain, none of `,;<>` (two addresses
 # in one cell, "Name <address>"). Validation of deliverability is not the warehouse's job;
 # catching "n/a", "john at example", "a,b@example.com" and half-typed addresses is.

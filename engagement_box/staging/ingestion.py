@@ -65,6 +65,7 @@ from engagement_box.staging.contracts import (
     INVISIBLE_PATTERN,
     MONEY_DUCKDB_TYPE,
     SOURCES,
+    STAGING_RULES,
     TRIMMED,
     Source,
 )
@@ -185,6 +186,9 @@ class IngestReport:
     # one has its content: the file was moved or renamed (into an archive folder, say). Nothing
     # is read or staged again; its rows keep the path they were staged from.
     moved: dict[str, str] = field(default_factory=dict)
+    # Files taken in again, unchanged, because they were taken in under other rules
+    # (`contracts.STAGING_RULES`; also in `files_replaced`).
+    restaged_for_rules: list[str] = field(default_factory=list)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -260,15 +264,18 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     tells it). An ingest would change nothing. Cheap: only such files are read."""
     if not relation_exists(con, "staging", "ingested_files"):
         return False
-    # A warehouse whose last ingest predates moved_to (the next ingest adds it; this check may
-    # run on a read-only connection): no file was moved.
-    moved = any(name == "moved_to" for name, _ in catalog_columns(con, "staging", "ingested_files"))
+    # A warehouse whose last ingest predates moved_to and rules (the next ingest adds them;
+    # this check may run on a read-only connection): no file was moved, every file was taken
+    # in under earlier rules.
+    recorded = {name for name, _ in catalog_columns(con, "staging", "ingested_files")}
     known = {  # by where each file is now (moved_to, else the path it was taken in from)
-        (source, path): (sha256, (size, mtime, ctime))
-        for source, path, sha256, size, mtime, ctime in con.execute(
+        (source, path): (sha256, (size, mtime, ctime), rules)
+        for source, path, sha256, size, mtime, ctime, rules in con.execute(
             "SELECT source, "
-            + ("coalesce(moved_to, source_file)" if moved else "source_file")
-            + ", sha256, size_bytes, mtime_ns, ctime_ns FROM staging.ingested_files"
+            + ("coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file")
+            + ", sha256, size_bytes, mtime_ns, ctime_ns, "
+            + ("rules" if "rules" in recorded else "NULL")
+            + " FROM staging.ingested_files"
         ).fetchall()
     }
     for source in SOURCES.values():
@@ -280,7 +287,9 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
             record = known.get((source.name, export.relpath))
             if record is None:
                 return False
-            digest, stat = record
+            digest, stat, rules = record
+            if rules != STAGING_RULES:
+                return False  # taken in under other rules: the next ingest takes it in again
             if stat == export.stat:
                 continue
             if stat[0] != export.size_bytes or file_sha256(export.path) != digest:
@@ -1256,10 +1265,10 @@ def ingest_source(
 
     # Each file taken in, by where it is now (`moved_to`, else the path it was taken in from).
     known = {
-        row[0]: (row[1], tuple(row[2:]), row[5])
+        row[0]: (row[1], tuple(row[2:5]), row[5], row[6])
         for row in con.execute(
             "SELECT coalesce(moved_to, source_file), sha256, size_bytes, mtime_ns, ctime_ns, "
-            "source_file FROM staging.ingested_files WHERE source = $source",
+            "source_file, rules FROM staging.ingested_files WHERE source = $source",
             {"source": source.name},
         ).fetchall()
     }
@@ -1289,14 +1298,17 @@ def ingest_source(
                     continue
                 todo.append((export, hasher.submit(file_sha256, export.path)))
                 continue
-            if previous[1] == export.stat:
+            current_rules = previous[3] == STAGING_RULES
+            if current_rules and previous[1] == export.stat:
                 report.files_skipped += 1
                 continue
-            digest = file_sha256(export.path)
-            if previous[0] == digest:
+            digest = previous[0] if previous[1] == export.stat else file_sha256(export.path)
+            if current_rules and previous[0] == digest:
                 report.files_skipped += 1
                 _remember_stat(con, export, previous[2])  # the same content: no hashing next time
                 continue
+            if not current_rules:
+                report.restaged_for_rules.append(export.relpath)
             if previous[2] != export.relpath:
                 # A moved file that changed since: its rows go to its new path first, then it
                 # replaces them there, as a changed file does where it was taken in.
@@ -1331,9 +1343,10 @@ def ingest_source(
 
 def _moved_from(export: ExportFile, gone: dict[str, tuple]) -> str | None:
     """The path a new file was taken in from, if it is one of the files no longer where they
-    were (`gone`: present path -> (sha256, stat, path taken in from)) with its size and content;
+    were (`gone`: present path -> (sha256, stat, path taken in from, rules)) with its size and
+    content;
     that record is then used up (a second copy is a copy, not a move). None: a new file."""
-    same_size = [path for path, (_, stat, _) in gone.items() if stat[0] == export.size_bytes]
+    same_size = [path for path, record in gone.items() if record[1][0] == export.size_bytes]
     if not same_size:
         return None
     digest = file_sha256(export.path)
@@ -1500,8 +1513,8 @@ def _stage(
                 con.execute(
                     "INSERT INTO staging.ingested_files (source, source_file, sha256, "
                     "size_bytes, mtime_ns, rows_read, rows_staged, rows_quarantined, run_id, "
-                    "ingested_at, ctime_ns) VALUES ($source, $file, $sha, $size, $mtime, $read, "
-                    "$staged, $quarantined, $run, $at, $ctime)",
+                    "ingested_at, ctime_ns, rules) VALUES ($source, $file, $sha, $size, $mtime, "
+                    "$read, $staged, $quarantined, $run, $at, $ctime, $rules)",
                     {
                         "source": table,
                         "file": name,
@@ -1514,6 +1527,7 @@ def _stage(
                         "quarantined": quarantined_per_file.get(name, 0),
                         "run": run_id,
                         "at": at,
+                        "rules": STAGING_RULES,
                     },
                 )
             counts = reconcile(con, table)
@@ -1696,6 +1710,15 @@ def moved_message(moved: dict[str, str]) -> str:
     return (
         f"moved, not read again: {first} (taken in as {origin}){more}; their rows keep the path "
         "they were staged from (staging.ingested_files.moved_to says where each file is now)"
+    )
+
+
+def rules_message(source: str, files: list[str]) -> str:
+    """What a run says of unchanged files taken in again under the ingest's current rules."""
+    return (
+        f"{source}: {len(files)} file(s) taken in again, unchanged, under the ingest's current "
+        f"rules (version {STAGING_RULES}; a warehouse from before them: see STAGING_RULES in "
+        "engagement_box/staging/contracts.py)"
     )
 
 

@@ -24,4 +24,8 @@ CREATE TABLE IF NOT EXISTS staging.ingested_files (
 -- A warehouse from before ctime_ns: NULL, so each file's hash decides once.
 ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS ctime_ns BIGINT;
 -- A warehouse from before moved_to: no file was moved.
-ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS moved_to VARCHAR
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS moved_to VARCHAR;
+-- rules: the version of the ingest's rules the file was taken in under
+-- (engagement_box.staging.contracts.STAGING_RULES; NULL: before it was recorded). A file
+-- taken in under other rules is taken in again.
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS rules INTEGER
