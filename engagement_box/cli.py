@@ -242,8 +242,9 @@ class StepLines:
         self.finished: list[str] = []
         self.failed_checks: list[str] = []
         self.warnings: list[str] = []
-        # export files moved or renamed since they were taken in, or taken in again
-        self.moved: list[str] = []
+        self.moved: list[str] = []  # export files moved or renamed since they were taken in
+        # per source: unchanged files taken in again under the ingest's current rules
+        self.restaged: dict[str, int] = {}
         self.left_out: str | None = None
         # step -> (path, why) from the step's `computation` metadata (the incremental steps)
         self.paths: dict[str, tuple[str, str]] = {}
@@ -274,9 +275,7 @@ class StepLines:
             self.moved.append(moved_message(moved.value))
         restaged = metadata.get("files_restaged_for_rules")
         if restaged and restaged.value:
-            from engagement_box.staging.ingestion import rules_message
-
-            self.moved.append(rules_message(event.asset_key.path[-1], restaged.value))
+            self.restaged[event.asset_key.path[-1]] = len(restaged.value)
         if not ((withdrawn and withdrawn.value) or (copies and copies.value)):
             return
         from engagement_box.staging.ingestion import copy_message, withdrawn_message
@@ -607,6 +606,10 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
         print(f"computed in full: {line}")
     for moved in steps.moved:
         print(moved)
+    if steps.restaged:
+        from engagement_box.staging.ingestion import rules_message
+
+        print(rules_message(steps.restaged))
     for warning in steps.warnings:
         print(f"warning: {warning}")
     published = steps.publish_outcome()

@@ -631,6 +631,32 @@ def test_exports_moved_into_an_archive_folder_compute_nothing(december_run, tmp_
     assert moved == len(files)
 
 
+def test_a_warehouse_staged_under_earlier_rules_takes_its_files_in_again(december_run, tmp_path):
+    """After an upgrade that changes how values are read, the first run takes every export
+    file in again and says so in one line (not "nothing to do": the rows would keep reading
+    as the earlier rules left them)."""
+    copy = copy_run(december_run, tmp_path / "run")
+    with duckdb.connect(str(default_working(copy.database))) as con:
+        con.execute("UPDATE staging.ingested_files SET rules = NULL")  # as an earlier version
+        files = dict(
+            con.execute("SELECT source, count(*) FROM staging.ingested_files GROUP BY 1").fetchall()
+        )
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),
+    }
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    counts = ", ".join(f"{source} {n}" for source, n in sorted(files.items()))
+    assert (
+        "taken in again under the ingest's current rules (version 2), though unchanged: "
+        f"{counts} file(s), taken in by an earlier version of Engagement Box"
+    ) in out
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0 and "\nnothing to do: every export is staged as it is" in out, out
+
+
 def test_audience_files_behind_the_current_version_are_written_though_nothing_is_new(
     december_run, tmp_path
 ):

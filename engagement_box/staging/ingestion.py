@@ -1713,12 +1713,14 @@ def moved_message(moved: dict[str, str]) -> str:
     )
 
 
-def rules_message(source: str, files: list[str]) -> str:
-    """What a run says of unchanged files taken in again under the ingest's current rules."""
+def rules_message(files: dict[str, int]) -> str:
+    """What a run says of unchanged files taken in again under the ingest's current rules
+    (files per source)."""
+    counts = ", ".join(f"{source} {n}" for source, n in sorted(files.items()))
     return (
-        f"{source}: {len(files)} file(s) taken in again, unchanged, under the ingest's current "
-        f"rules (version {STAGING_RULES}; a warehouse from before them: see STAGING_RULES in "
-        "engagement_box/staging/contracts.py)"
+        f"taken in again under the ingest's current rules (version {STAGING_RULES}), though "
+        f"unchanged: {counts} file(s), taken in by an earlier version of Engagement Box; their "
+        "rows now read as docs/CONTRACTS.md says"
     )
 
 
