@@ -870,3 +870,68 @@ def test_files_taken_in_under_earlier_rules_are_taken_in_again(warehouse, export
     assert exports_taken_in(warehouse, exports_dir)
     again = ingest_source(warehouse, exports_dir, "orders")
     assert again.files_ingested == [] and again.restaged_for_rules == []
+
+
+def test_files_moved_onto_each_others_paths_keep_their_rows(warehouse, exports_dir):
+    """A file renamed to the name another moved file was taken in from, then edited, failed
+    every later ingest on the primary key of staging.ingested_files (its rows would have
+    joined the other file's under one path). Two files swapped and then edited the same."""
+    orders = exports_dir / "orders"
+    may = write_csv(orders / "may.csv", [good_order(1), good_order(2)])
+    april = write_csv(orders / "april.csv", [good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders")
+    (orders / "archive").mkdir()
+    may.rename(orders / "archive" / "may.csv")
+    assert ingest_source(warehouse, exports_dir, "orders").moved == {
+        "orders/archive/may.csv": "orders/may.csv"
+    }
+    april.rename(may)  # a day later, april's file gets may's old name
+    assert ingest_source(warehouse, exports_dir, "orders").moved == {
+        "orders/may.csv": "orders/april.csv"
+    }
+    write_csv(may, [good_order(3), good_order(4)])  # the renamed april file, edited
+    edited = ingest_source(warehouse, exports_dir, "orders")
+    assert edited.files_replaced == ["orders/may.csv"]
+    rows = staged(warehouse, "orders").sort("order_id")
+    assert list(zip(rows["order_id"], rows["source_file"], strict=True)) == [
+        ("o1", "orders/archive/may.csv"),
+        ("o2", "orders/archive/may.csv"),
+        ("o3", "orders/may.csv"),
+        ("o4", "orders/may.csv"),
+    ]
+    assert reconcile(warehouse, "orders").holds
+    assert ingest_source(warehouse, exports_dir, "orders").files_ingested == []
+
+    # The two swap names in one drop: both paths are known, so both are files that changed,
+    # read again; each row ends under the path of the file that holds it.
+    (orders / "archive" / "may.csv").rename(orders / "archive" / "may-1.csv")
+    may.rename(orders / "archive" / "may.csv")
+    (orders / "archive" / "may-1.csv").rename(may)
+    swapped = ingest_source(warehouse, exports_dir, "orders")
+    assert sorted(swapped.files_replaced) == ["orders/archive/may.csv", "orders/may.csv"]
+    rows = staged(warehouse, "orders").sort("order_id")
+    assert list(zip(rows["order_id"], rows["source_file"], strict=True)) == [
+        ("o1", "orders/may.csv"),
+        ("o2", "orders/may.csv"),
+        ("o3", "orders/archive/may.csv"),
+        ("o4", "orders/archive/may.csv"),
+    ]
+    assert reconcile(warehouse, "orders").holds
+
+
+def test_a_file_moved_before_the_first_run_under_new_rules_is_taken_in_again(
+    warehouse, exports_dir
+):
+    """A file moved between an upgrade and its first run was recorded as moved and kept the
+    earlier rules' rows for one more run (which then computed in full and published again)."""
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders")
+    warehouse.execute("UPDATE staging.ingested_files SET rules = NULL")  # an earlier version
+    (exports_dir / "orders" / "archive").mkdir()
+    (exports_dir / "orders" / "day1.csv").rename(exports_dir / "orders" / "archive" / "day1.csv")
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.moved == {"orders/archive/day1.csv": "orders/day1.csv"}
+    assert report.restaged_for_rules == ["orders/archive/day1.csv"]
+    assert staged(warehouse, "orders")["source_file"].to_list() == ["orders/archive/day1.csv"]
+    assert exports_taken_in(warehouse, exports_dir)
+    assert reconcile(warehouse, "orders").holds

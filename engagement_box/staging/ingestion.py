@@ -1278,9 +1278,10 @@ def ingest_source(
     # of them moved (its hash decides).
     present = {export.relpath for export in exports}
     gone = {path: record for path, record in known.items() if path not in present}
-    # The paths moved files were taken in from -> where they are now: a file that comes to such
-    # a path, or a moved file that changed, first takes the moved file's rows to its new path.
-    moved_from = {record[2]: path for path, record in known.items() if record[2] != path}
+    # The paths moved files were taken in from: a file that comes to such a path, or a moved
+    # file to be taken in again, first has every moved file's rows take the path it is at.
+    moved_from = {record[2] for path, record in known.items() if record[2] != path}
+    settle = False
     # Hashing ~1 GB of exports is seconds of CPU: new files are hashed on a thread (hashlib
     # releases the GIL) while their rows are parsed; only a file seen before with another size or
     # stat needs its hash now, to tell a changed file from a touched or copied one (an edit whose
@@ -1291,13 +1292,17 @@ def ingest_source(
             previous = known.get(export.relpath)
             if previous is None:
                 origin = _moved_from(export, gone)
-                if origin is not None:
-                    _remember_move(con, export, origin)
-                    report.moved[export.relpath] = origin
+                if origin is None:
+                    todo.append((export, hasher.submit(file_sha256, export.path)))
+                    settle = settle or export.relpath in moved_from
+                    continue
+                _remember_move(con, export, origin[2])
+                report.moved[export.relpath] = origin[2]
+                if origin[3] == STAGING_RULES:
                     report.files_skipped += 1
                     continue
-                todo.append((export, hasher.submit(file_sha256, export.path)))
-                continue
+                # Moved, and taken in under other rules: taken in again below, where it is now.
+                previous = (origin[0], export.stat, origin[2], origin[3])
             current_rules = previous[3] == STAGING_RULES
             if current_rules and previous[1] == export.stat:
                 report.files_skipped += 1
@@ -1309,20 +1314,15 @@ def ingest_source(
                 continue
             if not current_rules:
                 report.restaged_for_rules.append(export.relpath)
-            if previous[2] != export.relpath:
-                # A moved file that changed since: its rows go to its new path first, then it
-                # replaces them there, as a changed file does where it was taken in.
-                _vacate(con, source, previous[2], export.relpath)
-                moved_from.pop(previous[2], None)
+            # A moved file that changed (or is taken in again): its rows take its new path
+            # first, then it replaces them there, as a changed file does where it was taken in.
+            settle = settle or previous[2] != export.relpath
             done: Future[str] = Future()
             done.set_result(digest)
             todo.append((export, done))
             report.files_replaced.append(export.relpath)
-        for export, _ in todo:
-            if export.relpath in moved_from:
-                # A new file where a moved one was taken in from (the next day's export under
-                # the name of the one archived): the moved file's rows keep theirs, at its path.
-                _vacate(con, source, export.relpath, moved_from.pop(export.relpath))
+        if settle:
+            _settle_moves(con, source)
         try:
             if todo:
                 with _one_duckdb_thread(con):
@@ -1341,18 +1341,18 @@ def ingest_source(
     return report
 
 
-def _moved_from(export: ExportFile, gone: dict[str, tuple]) -> str | None:
-    """The path a new file was taken in from, if it is one of the files no longer where they
-    were (`gone`: present path -> (sha256, stat, path taken in from, rules)) with its size and
-    content;
-    that record is then used up (a second copy is a copy, not a move). None: a new file."""
+def _moved_from(export: ExportFile, gone: dict[str, tuple]) -> tuple | None:
+    """The record (sha256, stat, path taken in from, rules) of the file a new file is, moved: one
+    of the files no longer where they were (`gone`, by the path they were at) with its size and
+    content. That record is then used up (a second copy is a copy, not a move). None: a new
+    file."""
     same_size = [path for path, record in gone.items() if record[1][0] == export.size_bytes]
     if not same_size:
         return None
     digest = file_sha256(export.path)
     for path in sorted(same_size):
         if gone[path][0] == digest:
-            return gone.pop(path)[2]
+            return gone.pop(path)
     return None
 
 
@@ -1372,28 +1372,44 @@ def _remember_move(con: duckdb.DuckDBPyConnection, export: ExportFile, origin: s
     )
 
 
-def _vacate(con: duckdb.DuckDBPyConnection, source: Source, origin: str, present: str) -> None:
-    """The rows, quarantine rows, erased-row counts and record of the file taken in from `origin`
-    and moved to `present` are given `present` as their path, in one transaction: `origin` is
-    free for another file, and the moved file is then one taken in where it is."""
-    parameters = {"source": source.name, "origin": origin, "present": present}
-    with transaction(con):
-        con.execute(
-            f"UPDATE staging.{quote_identifier(source.name)} SET source_file = $present "
-            "WHERE source_file = $origin",
-            {"origin": origin, "present": present},
-        )
-        for table in ("quarantine", "erased_rows"):
+def _settle_moves(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Every moved file of `source` becomes a file taken in where it is now: its rows,
+    quarantine rows, erased-row counts and record take its present path (`moved_to`), in one
+    transaction. The paths moved files were taken in from are then free for other files.
+
+    All at once and through a placeholder path each, so that moves onto each other's paths (a
+    file renamed to the name another moved file was taken in from, or two files swapped) never
+    put two files' rows, or two records, under one path on the way."""
+    moves = con.execute(
+        "SELECT source_file AS origin, moved_to AS present, $prefix || source_file AS "
+        "placeholder FROM staging.ingested_files WHERE source = $source AND moved_to IS NOT NULL",
+        {"source": source.name, "prefix": "/moving/"},  # export paths are relative: no clash
+    ).pl()
+    if moves.is_empty():
+        return
+    tables = [
+        (f"staging.{quote_identifier(source.name)}", ""),
+        ("staging.quarantine", "t.source = $source AND "),
+        ("staging.erased_rows", "t.source = $source AND "),
+        ("staging.ingested_files", "t.source = $source AND "),
+    ]
+    con.register("file_moves", moves)
+    try:
+        with transaction(con):
+            for old, new in (("origin", "placeholder"), ("placeholder", "present")):
+                for table, of_source in tables:
+                    con.execute(
+                        f"UPDATE {table} AS t SET source_file = m.{new} FROM file_moves AS m "
+                        f"WHERE {of_source}t.source_file = m.{old}",
+                        {"source": source.name} if of_source else {},
+                    )
             con.execute(
-                f"UPDATE staging.{table} SET source_file = $present "
-                "WHERE source = $source AND source_file = $origin",
-                parameters,
+                "UPDATE staging.ingested_files SET moved_to = NULL "
+                "WHERE source = $source AND moved_to IS NOT NULL",
+                {"source": source.name},
             )
-        con.execute(
-            "UPDATE staging.ingested_files SET source_file = $present, moved_to = NULL "
-            "WHERE source = $source AND source_file = $origin",
-            parameters,
-        )
+    finally:
+        con.unregister("file_moves")
 
 
 def _remember_stat(
