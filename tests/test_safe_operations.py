@@ -347,39 +347,78 @@ def test_a_backfill_run_does_not_wait_for_a_launch_that_died(monkeypatch):
         assert earlier_in_backfill(instance, this) is None
 
 
+class _FakeClock:
+    """The `time` module as `pipelines.resources` sees it, with a clock that moves only when the
+    code sleeps (no test waits on the real clock); `on_sleep(now)` runs after each sleep."""
+
+    def __init__(self, on_sleep=None):
+        self.now, self.on_sleep = 0.0, on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(self.now)
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
 def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, monkeypatch):
     """The run lock's timeout bounds the wait for runs outside the backfill only: while an
-    earlier month is still to run, a later one neither takes the free lock nor times out."""
+    earlier month is still to run, a later one neither takes the free lock nor times out; once
+    it goes first, the timeout counts from then (another run holds the lock a little longer)."""
+    import fcntl
+
     import pipelines.resources as resources
 
-    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.05)
-    started = time.monotonic()
+    database = tmp_path / "w.duckdb"
+    other = os.open(f"{database}.run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    held = [False]
+
+    def on_sleep(now):
+        # A run outside the backfill takes the lock while the earlier month runs, and keeps it
+        # until 0.4 s after that month ended.
+        if not held[0] and now < 10.0:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held[0] = True
+        elif held[0] and now >= 10.4:
+            fcntl.flock(other, fcntl.LOCK_UN)
+            held[0] = None
+
+    clock = _FakeClock(on_sleep)
+    monkeypatch.setattr(resources, "time", clock)
+    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.0)
+    looks = []
 
     def ahead():
-        return "the run of 2025-11-01" if time.monotonic() - started < 2.0 else None
+        looks.append(clock.now)
+        return "the run of 2025-11-01" if clock.now < 10.0 else None
 
     said = []
-    fd = resources.acquire_run_lock(
-        tmp_path / "w.duckdb", timeout_seconds=0.5, ahead=ahead, say=said.append
-    )
     try:
-        assert time.monotonic() - started >= 2.0
-        assert said == ["the run of 2025-11-01"]  # once, not at every look
+        fd = resources.acquire_run_lock(database, timeout_seconds=1.0, ahead=ahead, say=said.append)
+        try:
+            assert clock.now >= 10.4  # waited 10 s for the earlier month, past the 1 s timeout
+            assert said == ["the run of 2025-11-01"]  # once, not at every look
+            assert len(looks) > 10
+        finally:
+            resources.release_run_lock(fd)
     finally:
-        resources.release_run_lock(fd)
+        os.close(other)
 
 
 def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, monkeypatch):
     """The wait happens while the run's resources start, before any step: the UI shows the
     run's event log, so the waiting run says there which month goes first (a line on the
     webserver's terminal reached nobody)."""
-    import threading
-
     import dagster as dg
 
     import pipelines.resources as resources
 
-    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.0)
 
     @dg.asset(partitions_def=dg.MonthlyPartitionsDefinition(start_date="2025-01-01"))
     def touched(warehouse: resources.Warehouse) -> None:
@@ -397,9 +436,14 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
             },
         )
         instance.add_run(earlier)
-        finish = threading.Timer(1.0, lambda: instance.report_run_failed(earlier, message="ended"))
-        finish.start()
-        started = time.monotonic()
+        ended = []
+
+        def on_sleep(now):  # the earlier month ends after a while of waiting
+            if now >= 1.0 and not ended:
+                instance.report_run_failed(earlier, message="ended")
+                ended.append(now)
+
+        monkeypatch.setattr(resources, "time", _FakeClock(on_sleep))
         result = dg.materialize(
             [touched],
             partition_key="2025-11-01",
@@ -407,8 +451,7 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
             resources={"warehouse": resources.warehouse_resource(tmp_path / "w.duckdb")},
             tags={resources.BACKFILL_TAG: "b1"},
         )
-        finish.join()
-        assert result.success and time.monotonic() - started >= 1.0
+        assert result.success and ended  # it waited until the earlier month ended
         logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
     assert any(
         "2025-11-01 waits for the run of 2025-10-01 in backfill b1 to go first" in m for m in logged
