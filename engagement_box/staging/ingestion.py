@@ -50,6 +50,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -264,20 +265,7 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     tells it). An ingest would change nothing. Cheap: only such files are read."""
     if not relation_exists(con, "staging", "ingested_files"):
         return False
-    # A warehouse whose last ingest predates moved_to and rules (the next ingest adds them;
-    # this check may run on a read-only connection): no file was moved, every file was taken
-    # in under earlier rules.
-    recorded = {name for name, _ in catalog_columns(con, "staging", "ingested_files")}
-    known = {  # by where each file is now (moved_to, else the path it was taken in from)
-        (source, path): (sha256, (size, mtime, ctime), rules)
-        for source, path, sha256, size, mtime, ctime, rules in con.execute(
-            "SELECT source, "
-            + ("coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file")
-            + ", sha256, size_bytes, mtime_ns, ctime_ns, "
-            + ("rules" if "rules" in recorded else "NULL")
-            + " FROM staging.ingested_files"
-        ).fetchall()
-    }
+    known = taken_in(con)
     for source in SOURCES.values():
         try:
             exports = discover_files(Path(data_dir), source)
@@ -287,14 +275,41 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
             record = known.get((source.name, export.relpath))
             if record is None:
                 return False
-            digest, stat, rules = record
-            if rules != STAGING_RULES:
+            if record.rules != STAGING_RULES:
                 return False  # taken in under other rules: the next ingest takes it in again
-            if stat == export.stat:
+            if record.stat == export.stat:
                 continue
-            if stat[0] != export.size_bytes or file_sha256(export.path) != digest:
+            if record.stat[0] != export.size_bytes or file_sha256(export.path) != record.sha256:
                 return False
     return True
+
+
+class TakenIn(NamedTuple):
+    """A file taken in, as `staging.ingested_files` records it."""
+
+    sha256: str
+    stat: tuple[int, int, int]  # size, mtime, ctime when last seen
+    source_file: str  # the path its rows were staged from (where it is now may differ)
+    rules: int | None  # STAGING_RULES it was taken in under (None: before they were recorded)
+
+
+def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
+    """Every file taken in, by (source, where it is now: `moved_to`, else `source_file`).
+
+    Reads a warehouse whose last ingest predates `moved_to` and `rules` too (the next ingest
+    adds them; the CLI asks on a read-only connection): no file moved, none under these rules."""
+    recorded = {name for name, _ in catalog_columns(con, "staging", "ingested_files")}
+    rows = con.execute(
+        "SELECT source, "
+        + ("coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file")
+        + ", sha256, size_bytes, mtime_ns, ctime_ns, source_file, "
+        + ("rules" if "rules" in recorded else "NULL")
+        + " FROM staging.ingested_files"
+    ).fetchall()
+    return {
+        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules)
+        for source, path, sha, size, mtime, ctime, source_file, rules in rows
+    }
 
 
 def file_sha256(path: Path) -> str:
@@ -1264,14 +1279,7 @@ def ingest_source(
         erasure.refresh_register(con)
 
     # Each file taken in, by where it is now (`moved_to`, else the path it was taken in from).
-    known = {
-        row[0]: (row[1], tuple(row[2:5]), row[5], row[6])
-        for row in con.execute(
-            "SELECT coalesce(moved_to, source_file), sha256, size_bytes, mtime_ns, ctime_ns, "
-            "source_file, rules FROM staging.ingested_files WHERE source = $source",
-            {"source": source.name},
-        ).fetchall()
-    }
+    known = {path: record for (of, path), record in taken_in(con).items() if of == source.name}
     exports = discover_files(Path(data_dir), source)
     report.files_seen = len(exports)
     # Files taken in that are no longer where they were: a new file of the same size may be one
@@ -1280,7 +1288,9 @@ def ingest_source(
     gone = {path: record for path, record in known.items() if path not in present}
     # The paths moved files were taken in from: a file that comes to such a path, or a moved
     # file to be taken in again, first has every moved file's rows take the path it is at.
-    moved_from = {record[2] for path, record in known.items() if record[2] != path}
+    moved_from = {
+        record.source_file for path, record in known.items() if record.source_file != path
+    }
     settle = False
     # Hashing ~1 GB of exports is seconds of CPU: new files are hashed on a thread (hashlib
     # releases the GIL) while their rows are parsed; only a file seen before with another size or
@@ -1296,27 +1306,28 @@ def ingest_source(
                     todo.append((export, hasher.submit(file_sha256, export.path)))
                     settle = settle or export.relpath in moved_from
                     continue
-                _remember_move(con, export, origin[2])
-                report.moved[export.relpath] = origin[2]
-                if origin[3] == STAGING_RULES:
+                _remember_move(con, export, origin.source_file)
+                report.moved[export.relpath] = origin.source_file
+                if origin.rules == STAGING_RULES:
                     report.files_skipped += 1
                     continue
                 # Moved, and taken in under other rules: taken in again below, where it is now.
-                previous = (origin[0], export.stat, origin[2], origin[3])
-            current_rules = previous[3] == STAGING_RULES
-            if current_rules and previous[1] == export.stat:
+                previous = origin._replace(stat=export.stat)
+            current_rules = previous.rules == STAGING_RULES
+            if current_rules and previous.stat == export.stat:
                 report.files_skipped += 1
                 continue
-            digest = previous[0] if previous[1] == export.stat else file_sha256(export.path)
-            if current_rules and previous[0] == digest:
+            same_stat = previous.stat == export.stat
+            digest = previous.sha256 if same_stat else file_sha256(export.path)
+            if current_rules and previous.sha256 == digest:
                 report.files_skipped += 1
-                _remember_stat(con, export, previous[2])  # the same content: no hashing next time
+                _remember_stat(con, export, previous.source_file)  # same content: hash no more
                 continue
             if not current_rules:
                 report.restaged_for_rules.append(export.relpath)
             # A moved file that changed (or is taken in again): its rows take its new path
             # first, then it replaces them there, as a changed file does where it was taken in.
-            settle = settle or previous[2] != export.relpath
+            settle = settle or previous.source_file != export.relpath
             done: Future[str] = Future()
             done.set_result(digest)
             todo.append((export, done))
@@ -1341,17 +1352,16 @@ def ingest_source(
     return report
 
 
-def _moved_from(export: ExportFile, gone: dict[str, tuple]) -> tuple | None:
-    """The record (sha256, stat, path taken in from, rules) of the file a new file is, moved: one
-    of the files no longer where they were (`gone`, by the path they were at) with its size and
-    content. That record is then used up (a second copy is a copy, not a move). None: a new
-    file."""
-    same_size = [path for path, record in gone.items() if record[1][0] == export.size_bytes]
+def _moved_from(export: ExportFile, gone: dict[str, TakenIn]) -> TakenIn | None:
+    """The record of the file a new file is, moved: one of the files no longer where they were
+    (`gone`, by the path they were at) with its size and content. That record is then used up
+    (a second copy is a copy, not a move). None: a new file."""
+    same_size = [path for path, record in gone.items() if record.stat[0] == export.size_bytes]
     if not same_size:
         return None
     digest = file_sha256(export.path)
     for path in sorted(same_size):
-        if gone[path][0] == digest:
+        if gone[path].sha256 == digest:
             return gone.pop(path)
     return None
 
