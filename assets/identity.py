@@ -11,7 +11,7 @@ import dagster as dg
 from assets.metadata import markdown_table, table_metadata
 from assets.staging import staging_key
 from engagement_box.identity import links as identity
-from pipelines.resources import Warehouse
+from pipelines.resources import EngagementConfig, Warehouse
 
 IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])
 
@@ -21,20 +21,58 @@ IDENTITY_KEY = dg.AssetKey(["intermediate", "identity_links"])
     group_name="identity",
     kinds={"duckdb"},
     deps=[staging_key(s) for s in ("customers", "orders", "reviews", "social", "referrals")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_placeholder_keys",
+            asset=IDENTITY_KEY,
+            description=(
+                "No email or social handle is carried by more customer profiles than "
+                "ENGAGEMENT_MAX_PROFILES_PER_KEY. One that is (a shop's noemail@..., its own "
+                "handle) merged no profiles and resolves nothing; warns, the run goes on."
+            ),
+        )
+    ],
 )
-def identity_links(warehouse: Warehouse) -> dg.MaterializeResult:
+def identity_links(
+    warehouse: Warehouse, engagement_config: EngagementConfig
+) -> dg.MaterializeResult:
     """One customer per person: profiles merged, ids, emails and handles linked to the person."""
+    limit = identity.max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
     with warehouse.get_connection() as con:
-        rates, plan = identity.refresh_identity_links(con)
+        rates, plan = identity.refresh_identity_links(con, limit)
         metadata = table_metadata(con, "intermediate", "identity_links")
         metadata.update(plan.metadata())
         merge = identity.merge_summary(con)
+        placeholders = identity.shared_keys(con)
     metadata["match_rates"] = dg.MetadataValue.md(markdown_table(rates))
     # One customer per person: profiles sharing an email or handle merged (customer_merge).
     metadata.update({f"merge_{name}": value for name, value in merge.items()})
     for row in rates.iter_rows(named=True):
         metadata[f"match_rate_{row['source']}_{row['role']}"] = float(row["match_rate"] or 0.0)
-    return dg.MaterializeResult(metadata=metadata)
+    metadata["max_profiles_per_key"] = limit
+    found = {row["key_type"]: int(row["keys"]) for row in placeholders}
+    for key_type in ("email", "handle"):
+        metadata[f"placeholder_{key_type}s"] = found.get(key_type, 0)
+    said = "; ".join(
+        f"{row['keys']:,} {row['key_type']}(s) carried by more than {limit} profiles (at most "
+        f"{row['most_profiles']:,})"
+        for row in placeholders
+    )
+    check = dg.AssetCheckResult(
+        check_name="no_placeholder_keys",
+        passed=not placeholders,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{said}: not one person's, so they merged no profiles and resolve nothing. Rows "
+            "carrying only such a key stay unresolved. The keys: intermediate.identity_links "
+            "where source = 'customers' and customer_id is null (raise "
+            "ENGAGEMENT_MAX_PROFILES_PER_KEY if they are people)"
+            if placeholders
+            else f"no email or handle is carried by more than {limit} profiles"
+        ),
+        metadata={"max_profiles_per_key": limit},
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 identity_assets = [identity_links]

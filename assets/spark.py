@@ -104,10 +104,12 @@ def spark_staging(
 
 
 @dg.asset(key=IDENTITY_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[STAGED_KEY])
-def spark_identity_links(spark: SparkEngine, lake_dir: LakeResource) -> dg.MaterializeResult:
+def spark_identity_links(
+    spark: SparkEngine, lake_dir: LakeResource, engagement_config: EngagementConfig
+) -> dg.MaterializeResult:
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
     tables = lake_tables(spark.session(), lake_dir.path, views=False)
-    pipeline.build_identity(tables)
+    pipeline.build_identity(tables, engagement_config.setting("max_profiles_per_key"))
     counts = {
         name: tables.spark.table(f"intermediate.{name}").count()
         for name in ("customer_merge", "resolved_customers", "identity_links")

@@ -387,6 +387,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_share,
     ),
     Setting(
+        "ENGAGEMENT_MAX_PROFILES_PER_KEY",
+        "5",
+        "identity: an email or social handle carried by more than this many customer profiles is"
+        " a placeholder (a shop's noemail@..., its own handle), not one person's: it merges no"
+        " profiles and resolves no order, review, social event or referral (the identity"
+        " step's check lists how many)",
+        parse=_positive_int,
+    ),
+    Setting(
         "ENGAGEMENT_PERSONA_REFIT_DAYS",
         "30",
         "personas: a run assigns each customer to the nearest centre of the persona model in"

@@ -620,6 +620,7 @@ class EngagementConfig(_FromSettings):
     quadrant_clv_quantile: float | None = None
     quadrant_crv_quantile: float | None = None
     persona_refit_days: int | None = None
+    max_profiles_per_key: int | None = None
     audience_dir: str | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
@@ -638,6 +639,8 @@ class EngagementConfig(_FromSettings):
         "quadrant_clv_quantile": "ENGAGEMENT_QUADRANT_CLV_QUANTILE",
         "quadrant_crv_quantile": "ENGAGEMENT_QUADRANT_CRV_QUANTILE",
         "persona_refit_days": "ENGAGEMENT_PERSONA_REFIT_DAYS",
+        # identity's placeholder limit: it changes who is one customer, so every metric
+        "max_profiles_per_key": "ENGAGEMENT_MAX_PROFILES_PER_KEY",
         "audience_dir": "ENGAGEMENT_AUDIENCE_DIR",
     }
 
@@ -654,7 +657,13 @@ class EngagementConfig(_FromSettings):
             **{
                 field: self.setting(field)
                 for field in self._ENV
-                if field not in ("social_points_json", "audience_dir", "persona_refit_days")
+                if field
+                not in (
+                    "social_points_json",
+                    "audience_dir",
+                    "persona_refit_days",
+                    "max_profiles_per_key",
+                )
             },
         )
 

@@ -12,7 +12,13 @@ from engagement_box.activation.audiences import build_audiences
 from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.metrics import credited_referrals, engagement_values
 from engagement_box.engagement.referral import outcome_counts, referral_outcomes
-from engagement_box.identity.links import build_identity_links, merge_summary, resolved
+from engagement_box.identity.links import (
+    build_identity_links,
+    match_rates,
+    merge_summary,
+    resolved,
+    shared_keys,
+)
 from engagement_box.value.summary import customer_summary
 
 T0 = datetime(2024, 1, 1)
@@ -107,8 +113,11 @@ def referral(rid, referrer, referee_id=None, referee_email=None, converted=T0) -
     }
 
 
-def stage(con, *, customers, orders=(), reviews=(), social=(), referrals=()) -> None:
-    """Stage the five sources (empty when not given) and build the identity links."""
+def stage(
+    con, *, customers, orders=(), reviews=(), social=(), referrals=(), max_profiles=None
+) -> None:
+    """Stage the five sources (empty when not given) and build the identity links
+    (max_profiles: the placeholder limit, else the setting's default)."""
     con.execute("create schema if not exists staging")
     for name, rows, schema in (
         ("customers", customers, CUSTOMER_SCHEMA),
@@ -121,7 +130,7 @@ def stage(con, *, customers, orders=(), reviews=(), social=(), referrals=()) -> 
         con.register("frame_to_stage", frame.to_arrow())
         con.execute(f"create or replace table staging.{name} as select * from frame_to_stage")
         con.unregister("frame_to_stage")
-    build_identity_links(con)
+    build_identity_links(con, max_profiles)
 
 
 def merge_map(con) -> dict[str, str]:
@@ -254,13 +263,13 @@ def test_a_transitive_chain_is_one_customer_with_the_earliest_profile_surviving(
 
 def test_a_long_chain_and_a_widely_shared_key_converge(con):
     """Label propagation reaches the end of a 60-profile chain (each profile shares a handle with
-    the next), and 40 profiles on one email are one person."""
+    the next), and 40 profiles on one email are one person when the limit allows 40."""
     chain = [
         customer(f"k{i:03d}", f"k{i}@example.com", f"h{i};h{i + 1}", signup=date(2022, 1, 1))
         for i in range(60)
     ]
     star = [customer(f"s{i:03d}", "shared@example.com", None) for i in range(40)]
-    stage(con, customers=chain + star)
+    stage(con, customers=chain + star, max_profiles=40)
     merged = merge_map(con)
     assert {merged[f"k{i:03d}"] for i in range(60)} == {"k000"}
     assert {merged[f"s{i:03d}"] for i in range(40)} == {"s000"}
@@ -404,3 +413,92 @@ def test_a_failed_build_leaves_the_previous_merge_and_links(con):
         build_identity_links(con)
     assert merge_map(con) == before
     assert list(people(con)) == ["a1"] and people(con)["a1"]["profile_count"] == 1
+
+
+def test_a_placeholder_email_or_handle_merges_no_one_and_resolves_nothing(con):
+    """A shop's noemail@ on 7 profiles and its own handle on 6 are not a person's (default limit
+    5): those profiles stay 13 people, and a guest order, a review, a social event and a
+    referral carrying only such a key stay unresolved (counted as such); a family's email on 2
+    profiles still merges them, and rows carrying it still resolve to them."""
+    shop = [customer(f"p{i}", " NoEmail@Shop.com ", None) for i in range(7)]
+    fans = [customer(f"f{i}", f"f{i}@example.com", f"f{i};@TheShop") for i in range(6)]
+    family = [
+        customer("m1", "home@example.com", None, signup=date(2020, 1, 1)),
+        customer("m2", "HOME@example.com", None, signup=date(2021, 1, 1)),
+    ]
+    stage(
+        con,
+        customers=shop + fans + family,
+        orders=[
+            order("o1", None, "noemail@shop.com", 10.0),  # a guest order on the placeholder
+            order("o2", "p3", "noemail@shop.com", 20.0),  # a known id still resolves by id
+            order("o3", None, "home@example.com", 30.0),  # the family's email: their person
+        ],
+        reviews=[
+            {
+                "review_id": "r1",
+                "customer_id": None,
+                "email": "NOEMAIL@shop.com",
+                "product_id": "x",
+                "rating": 5,
+                "helpful_votes": 0,
+                "verified_purchase": True,
+                "created_at": T0,
+            }
+        ],
+        social=[
+            {
+                "event_id": event,
+                "actor_handle": actor,
+                "event_type": "like",
+                "target_handle": target,
+                "post_id": None,
+                "platform": "instagram",
+                "occurred_at": T0,
+            }
+            for event, actor, target in (("e1", "theshop", "f1"), ("e2", "f2", "f3"))
+        ],
+        referrals=[referral("x1", "f1", referee_email="noemail@shop.com")],
+    )
+    merged = merge_map(con)
+    assert all(merged[f"p{i}"] == f"p{i}" for i in range(7))
+    assert all(merged[f"f{i}"] == f"f{i}" for i in range(6))
+    assert merged["m2"] == "m1"
+    assert len(people(con)) == 7 + 6 + 1
+
+    orders = dict(resolved(con, "orders").select("order_id", "customer_id").iter_rows())
+    assert orders == {"o1": None, "o2": "p3", "o3": "m1"}
+    assert resolved(con, "reviews").row(0, named=True)["customer_id"] is None
+    events = {
+        r["event_id"]: (r["actor_customer_id"], r["target_customer_id"])
+        for r in resolved(con, "social").iter_rows(named=True)
+    }
+    assert events == {"e1": (None, "f1"), "e2": ("f2", "f3")}
+    assert resolved(con, "referrals").row(0, named=True)["referee_customer_id"] is None
+
+    # The keys are listed where the engineers look, with how many profiles carry each.
+    keys = con.execute(
+        "select role, normalized_value, source_rows, match_rule from intermediate.identity_links "
+        "where source = 'customers' and customer_id is null order by role"
+    ).fetchall()
+    assert keys == [("email", "noemail@shop.com", 7, None), ("handle", "theshop", 6, None)]
+    assert shared_keys(con) == [
+        {"key_type": "email", "keys": 1, "most_profiles": 7},
+        {"key_type": "handle", "keys": 1, "most_profiles": 6},
+    ]
+    rates = {(r["source"], r["role"]): r for r in match_rates(con).iter_rows(named=True)}
+    assert rates[("orders", "buyer")]["unresolved"] == 1
+
+
+def test_the_placeholder_limit_is_a_setting(con, monkeypatch):
+    """ENGAGEMENT_MAX_PROFILES_PER_KEY raised to 7: the shop's 7 profiles are one person again,
+    and its guest order resolves to them. At 6 they are 7 people."""
+    shop = [customer(f"p{i}", "noemail@shop.com", None) for i in range(7)]
+    monkeypatch.setenv("ENGAGEMENT_MAX_PROFILES_PER_KEY", "7")
+    stage(con, customers=shop, orders=[order("o1", None, "noemail@shop.com", 10.0)])
+    assert set(merge_map(con).values()) == {"p0"}
+    assert resolved(con, "orders").row(0, named=True)["customer_id"] == "p0"
+    assert shared_keys(con) == []
+    build_identity_links(con, 6)
+    assert len(set(merge_map(con).values())) == 7
+    assert resolved(con, "orders").row(0, named=True)["customer_id"] is None

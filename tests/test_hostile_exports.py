@@ -736,7 +736,7 @@ def test_each_order_is_converted_at_the_latest_rate_on_or_before_its_day(warehou
 def materialize_summary(exports: Path, database: Path, settings=None, month="2024-12-01"):
     from assets.identity import identity_assets
     from assets.value import buyer_days, customer_summary
-    from pipelines.resources import ModelSettings
+    from pipelines.resources import EngagementConfig, ModelSettings
 
     # The summary groups orders by the identity-resolved customer: the links come first, then
     # the orders per customer and day it reads.
@@ -746,6 +746,7 @@ def materialize_summary(exports: Path, database: Path, settings=None, month="202
             "warehouse": working_warehouse(database),
             "exports": ExportsResource(data_dir=str(exports)),
             "model_settings": settings or ModelSettings(),
+            "engagement_config": EngagementConfig(),
         },
         partition_key=month,
         raise_on_error=False,
@@ -881,3 +882,45 @@ def test_any_mix_of_hostile_rows_is_staged_or_quarantined(tmp_path_factory, kind
                 assert reasons[row] == "in_future"
     finally:
         con.close()
+
+
+def test_a_placeholder_email_warns_and_its_guest_orders_stay_unresolved(tmp_path, exports_dir):
+    """Six profiles on a till's noemail@ address: the identity step's check warns (the run goes
+    on), names no address, and the guest order on that address counts for nobody; the family's
+    two profiles on one address are one customer with both orders."""
+    profile = {
+        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "false",
+        "marketing_consent": "true", "country": "DE",
+    }  # fmt: skip
+    customers = [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
+    customers += [
+        profile | {"customer_id": "m1", "email": "home@example.com"},
+        profile | {"customer_id": "m2", "email": "Home@Example.com", "signup_date": "2023-02-01"},
+    ]
+    write_csv(exports_dir / "customers" / "c.csv", customers)
+    orders = [
+        money_order(1, "10.00", "USD", "2024-03-01", "t1"),
+        money_order(2, "10.00", "USD", "2024-03-02", "m2"),
+        money_order(3, "10.00", "USD", "2024-03-03", "m1"),
+        money_order(4, "10.00", "USD", "2024-03-04", "") | {"email": "noemail@shop.com"},
+    ]
+    write_csv(exports_dir / "orders" / "a.csv", orders)
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-01-01", "USD", "1")))
+    database = tmp_path / "w.duckdb"
+
+    result = materialize_summary(exports_dir, database)
+
+    assert result.success  # a warning, not a failure
+    check = next(
+        c for c in result.get_asset_check_evaluations() if c.check_name == "no_placeholder_keys"
+    )
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("1 email(s) carried by more than 5 profiles (at most 6)")
+    assert "noemail" not in check.description  # an address is personal data: never in the log
+    with duckdb.connect(str(database), read_only=True) as con:
+        buyers = dict(
+            con.execute(
+                "select customer_id, order_count from work.customer_summary order by 1"
+            ).fetchall()
+        )
+    assert buyers == {"m1": 2, "t1": 1}  # order 4 is nobody's

@@ -8,6 +8,8 @@ matching in `sql/intermediate/rules.sql`; used by `sql/intermediate/identity_lin
   trimmed, lower-cased, leading '@' removed;
 * one customer per person: profiles sharing a normalised email or handle are one person,
   transitively (connected components of the identity graph, `sql/intermediate/customer_merge.sql`);
+  a key carried by more than `max_profiles_per_key` profiles (ENGAGEMENT_MAX_PROFILES_PER_KEY) is
+  a placeholder, not a person's: it merges nothing and resolves nothing (`shared_keys`);
   the person's id is that of their profile with the earliest signup_date, then the smallest
   customer_id, and every key of every one of their profiles resolves to it;
 * the person's attributes follow the survivorship rules of
@@ -39,7 +41,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
-from engagement_box import incremental
+from engagement_box import incremental, settings
 from engagement_box.sql import load_sql, transaction
 
 # Statements that build the links table, in order (one statement per file).
@@ -68,6 +70,23 @@ _RESOLVED_QUERIES: dict[str, str] = {
 }
 
 
+# The statements that read the placeholder limit ($max_profiles_per_key).
+LIMITED_STATEMENTS = ("intermediate/customer_merge_edges", "intermediate/identity_links")
+# Keys no profile owns: carried by more than the limit (NULL customer on a customers' key).
+_SHARED_KEYS = """
+    SELECT role AS key_type, count(*) AS keys, max(source_rows) AS most_profiles
+    FROM intermediate.identity_links
+    WHERE source = 'customers' AND role IN ('email', 'handle')
+      AND normalized_value IS NOT NULL AND customer_id IS NULL
+    GROUP BY role ORDER BY role
+"""
+
+
+def max_profiles_per_key(given: int | None = None) -> int:
+    """`given`, else ENGAGEMENT_MAX_PROFILES_PER_KEY (default 5)."""
+    return int(given if given is not None else settings.value("ENGAGEMENT_MAX_PROFILES_PER_KEY"))
+
+
 # What the links are computed from besides orders (which may grow by new files): a change to any
 # of them can move every link (`engagement_box.incremental`).
 FIXED_SOURCES = ("customers", "reviews", "social", "referrals")
@@ -81,28 +100,45 @@ INCREMENT_STATEMENTS = (
 )
 
 
-def build_identity_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def build_identity_links(
+    con: duckdb.DuckDBPyConnection, max_profiles: int | None = None
+) -> pl.DataFrame:
     """Build the merge, the merged customers and `intermediate.identity_links` from `staging.*`
     in one transaction (the three always agree; a failed build leaves the previous one), and
-    return the match rates. Records what they were built from, for `refresh_identity_links`."""
-    now = incremental.inputs(con, {}, fixed=FIXED_SOURCES)
+    return the match rates. Records what they were built from, for `refresh_identity_links`.
+    max_profiles: the placeholder limit (`max_profiles_per_key`)."""
+    limit = max_profiles_per_key(max_profiles)
+    return _build(con, limit, incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES))
+
+
+def _settings(limit: int) -> dict:
+    return {"max_profiles_per_key": limit}
+
+
+def _build(con: duckdb.DuckDBPyConnection, limit: int, now: dict) -> pl.DataFrame:
     with transaction(con):
         for name in BUILD_STATEMENTS:
-            con.execute(load_sql(name))
+            if name in LIMITED_STATEMENTS:
+                con.execute(load_sql(name), {"max_profiles_per_key": limit})
+            else:
+                con.execute(load_sql(name))
         _record(con, now)
     return match_rates(con)
 
 
-def refresh_identity_links(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, incremental.Plan]:
+def refresh_identity_links(
+    con: duckdb.DuckDBPyConnection, max_profiles: int | None = None
+) -> tuple[pl.DataFrame, incremental.Plan]:
     """`build_identity_links`, or, when the only change since the last build is new orders files
     (`engagement_box.incremental.plan`), the links of the new orders alone, added in one
     transaction: the merge, the merged customers and the other sources' links depend on
     nothing that changed, and an order's link depends only on its own row and the customers.
-    Returns the match rates and the path taken."""
-    now = incremental.inputs(con, {}, fixed=FIXED_SOURCES)
+    A new placeholder limit rebuilds everything. Returns the match rates and the path taken."""
+    limit = max_profiles_per_key(max_profiles)
+    now = incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES)
     plan = incremental.plan(con, STATE, None, now, rows=_COUNT_LINKS)
     if not plan.incremental:
-        return build_identity_links(con), plan
+        return _build(con, limit, now), plan
     with transaction(con):
         con.execute(load_sql("intermediate/new_order_links"), {"new_files": list(plan.new_files)})
         for name in INCREMENT_STATEMENTS:
@@ -127,6 +163,15 @@ def merge_summary(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     row = relation.fetchone()
     assert row is not None
     return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+
+def shared_keys(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Per key type ('email', 'handle') with placeholders: how many keys are carried by more
+    profiles than the limit, and the most profiles one of them is carried by. No key's value:
+    the values are personal data, and this goes into Dagster's event log."""
+    relation = con.execute(_SHARED_KEYS)
+    names = [d[0] for d in relation.description]
+    return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 
 
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engagement_box.identity.links import BUILD_STATEMENTS
+from engagement_box.identity.links import BUILD_STATEMENTS, max_profiles_per_key
 from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
 from engagement_box.spark.staging import SparkIngestReport, stage_source, validated_table
 from engagement_box.spark.tables import SparkTables, describe
@@ -56,12 +56,14 @@ def stage_all(
     return reports
 
 
-def build_identity(tables: SparkTables) -> None:
-    """customer_merge, resolved_customers, identity_links and the four resolution views."""
+def build_identity(tables: SparkTables, max_profiles: int | None = None) -> None:
+    """customer_merge, resolved_customers, identity_links and the four resolution views
+    (max_profiles: the placeholder limit, `links.max_profiles_per_key`)."""
     spark = tables.spark
     tables.run(
         BUILD_STATEMENTS,
         IDENTITY_MACROS,
+        values={"max_profiles_per_key": max_profiles_per_key(max_profiles)},
         before={
             "intermediate.customer_merge": lambda: component_labels(
                 spark.table("customer_merge_edges")

@@ -3,7 +3,9 @@
 -- profiles are linked when they carry the same normalised email or social handle (the macros of
 -- sql/intermediate/rules.sql and normalization.sql). Only keys carried by two or more profiles
 -- make edges, and each links its profiles to its first one (a star: 2(k - 1) edges for a key of
--- k profiles, not k^2), in both directions. A temporary table of ranks only (no identifier):
+-- k profiles, not k^2), in both directions. A key carried by more than $max_profiles_per_key
+-- profiles (ENGAGEMENT_MAX_PROFILES_PER_KEY) is a placeholder many people were given (a
+-- shop's noemail@..., its own handle), not one person's: it links no profiles. A temporary table of ranks only (no identifier):
 -- the connection's own, gone when it closes. Portable: the Spark engine runs this same file.
 create or replace temp table customer_merge_edges as
 with
@@ -37,7 +39,7 @@ shared_keys as (
     from profile_keys
     where key is not null
     group by key_type, key
-    having count(distinct rank) > 1
+    having count(distinct rank) between 2 and $max_profiles_per_key
 ),
 
 star as (

@@ -17,6 +17,10 @@
 -- Ownership: every key resolves to the person (intermediate.customer_merge), not to one profile:
 --   a staged customer_id to the person its profile was merged into, an email or handle to the
 --   person of the profiles carrying it (profiles sharing a key are always one person).
+-- Placeholders: an email or handle carried by more than $max_profiles_per_key profiles
+--   (ENGAGEMENT_MAX_PROFILES_PER_KEY) merged no profiles (customer_merge_edges.sql) and resolves
+--   nothing: its row has customer_id and match_rule NULL, and source_rows says how many profiles
+--   carry it. Orders, reviews, events and referrals carrying it resolve by their other keys only.
 insert into intermediate.identity_links
     (source, role, key_type, normalized_value, customer_id, match_rule, source_rows)
 with
@@ -40,7 +44,10 @@ email_links as (
     select
         intermediate.normalized_email(email) as normalized_value,
         -- one person per key: min() only names the value all the rows share
-        min(resolved_customer_id) as customer_id,
+        case
+            when count(distinct customer_id) <= $max_profiles_per_key
+                then min(resolved_customer_id)
+        end as customer_id,
         count(*) as source_rows
     from customers
     group by 1
@@ -50,7 +57,10 @@ email_links as (
 handle_links as (
     select
         intermediate.normalized_handle(raw_value) as normalized_value,
-        min(resolved_customer_id) as customer_id,
+        case
+            when count(distinct customer_id) <= $max_profiles_per_key
+                then min(resolved_customer_id)
+        end as customer_id,
         count(distinct customer_id) as source_rows
     from customer_handles
     group by 1
@@ -72,8 +82,12 @@ select
     customer_id, 'customer_id' as match_rule, source_rows
 from id_links
 union all
-select 'customers', 'email', 'email', normalized_value, customer_id, 'email', source_rows
+select
+    'customers', 'email', 'email', normalized_value, customer_id,
+    intermediate.matched_rule(customer_id, 'email'), source_rows
 from email_links
 union all
-select 'customers', 'handle', 'handle', normalized_value, customer_id, 'handle', source_rows
+select
+    'customers', 'handle', 'handle', normalized_value, customer_id,
+    intermediate.matched_rule(customer_id, 'handle'), source_rows
 from handle_links
