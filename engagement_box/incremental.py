@@ -44,6 +44,8 @@ FIXED = ("customers", "fx_rates")
 # `engagement_box.value.choice`) with the holdout's "skipped". "cold", the personas' scheduled
 # "refit" and the model's "chosen" compute in full.
 DAILY_PATHS = ("incremental", "unchanged", "assigned", "carried", "skipped")
+# The name the identity links record their state under (`engagement_box.identity.links`).
+IDENTITY_STATE = "intermediate.identity_links"
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,13 @@ def inputs(
     con: duckdb.DuckDBPyConnection,
     settings: Mapping[str, object],
     fixed: Iterable[str] = FIXED,
+    *,
+    identity: bool = True,
 ) -> dict:
     """What a step is computed from, now: the staged files of orders and of the `fixed` sources
-    (sha256), staged orders per file, erasure requests, settings and code version.
+    (sha256), staged orders per file, erasure requests, settings, code version, and (unless
+    `identity` is False: the identity step itself) the settings the identity links were built
+    with, which decide who bought what as much as the files do.
 
     A file that staged no row is not among them (`versions.files_staging_rows`): a new reviews
     file of repeated rows keeps every step on its daily path instead of computing in full."""
@@ -84,13 +90,17 @@ def inputs(
     order_rows = {}
     if files and table_exists(con, "staging", "orders"):
         order_rows = dict(staged_orders_fact(con, "order_rows", _order_rows))
-    return {
+    found = {
         "files": files,
         "order_rows": order_rows,
         "erasures": erasure_requests(con),
         "settings": {str(k): str(v) for k, v in sorted(settings.items())},
         "code": model_code_version(),
     }
+    if identity:
+        built = state(con, IDENTITY_STATE, None)
+        found["identity"] = dict(built["settings"]) if built else {}
+    return found
 
 
 def _order_rows(con: duckdb.DuckDBPyConnection) -> tuple[tuple[str, int], ...]:
@@ -252,6 +262,8 @@ def changed_since(state: Mapping, now: Mapping) -> str | None:
             if state.get("settings", {}).get(k) != now["settings"].get(k)
         )
         return f"settings changed ({', '.join(changed)})"
+    if state.get("identity", {}) != now.get("identity", {}):
+        return "the identity links were built with other settings"
     if state.get("erasures") != now["erasures"]:
         return "an erasure was applied"
     before, after = state.get("files", {}), now["files"]

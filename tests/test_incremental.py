@@ -718,3 +718,58 @@ def test_a_fit_started_from_earlier_parameters_reaches_the_cold_optimum(model):
     for name, value in cold.params.items():
         assert math.isclose(warm.params[name], value, rel_tol=REL), (name, warm.params, cold.params)
         assert odd.params[name] == value  # an unusable start: the sample fit, the same numbers
+
+
+def _first_rows(folder: Path, n: int) -> pl.DataFrame:
+    first = sorted(folder.glob("*.*"))[0]
+    rows = pl.read_csv(first, infer_schema_length=0) if first.suffix == ".csv" else None
+    return (rows if rows is not None else pl.read_parquet(first)).head(n)
+
+
+def test_a_new_placeholder_limit_recomputes_every_step_as_a_cold_run(
+    december_run, tmp_path, monkeypatch
+):
+    """Three new profiles with one email and an order each: one person at the default limit (5).
+    The limit lowered to 2 with nothing else changed: identity builds again, and so does every
+    step that reads who bought what (they said "unchanged" or "incremental" before the fix, and
+    kept the three orders on one person). The rows equal a cold run at the limit 2."""
+    run = copy_run(december_run, tmp_path / "run")
+    profiles = _first_rows(run.exports / "customers", 3).with_columns(
+        pl.Series("customer_id", ["X1", "X2", "X3"]), pl.lit("fam@example.com").alias("email")
+    )
+    profiles.write_csv(run.exports / "customers" / "customers_family.csv")
+    orders = (
+        _first_rows(run.exports / "orders", 200)
+        .filter(pl.col("status") == "completed")
+        .head(3)
+        .with_columns(
+            pl.Series("order_id", ["XO1", "XO2", "XO3"]),
+            pl.Series("customer_id", ["X1", "X2", "X3"]),
+            pl.lit("fam@example.com").alias("email"),
+            pl.lit("web").alias("channel"),
+        )
+    )
+    orders.write_csv(run.exports / "orders" / "orders_family.csv")
+    database = working(run.database)
+    before = materialize(run.exports, database, MONTH, SUMMARIES)
+    assert before.success
+    buyers = "SELECT DISTINCT customer_id FROM work.buyer_days WHERE customer_id LIKE 'X%' ORDER BY 1"
+    assert query(database, buyers) == [("X1",)]  # one person, the earliest profile's id
+
+    monkeypatch.setenv("ENGAGEMENT_MAX_PROFILES_PER_KEY", "2")
+    after = materialize(run.exports, database, MONTH, SUMMARIES)
+    assert after.success
+    assert step_metadata(after, "identity_links")["computation"] == "cold"
+    for table in ("buyer_days", *INCREMENTAL_STEPS):
+        metadata = step_metadata(after, table)
+        assert metadata["computation"] == "cold", (table, metadata["computation_reason"])
+        assert "identity links were built with other settings" in metadata["computation_reason"]
+    assert query(database, buyers) == [("X1",), ("X2",), ("X3",)]
+
+    cold_db = tmp_path / "cold.duckdb"
+    materialize(run.exports, cold_db, MONTH, SUMMARIES)
+    assert query(database, BUYER_DAYS) == query(cold_db, BUYER_DAYS)
+    for table in INCREMENTAL_STEPS:
+        assert_same_rows(
+            rows_as_of(database, table, DAY_A), rows_as_of(cold_db, table, DAY_A), table
+        )

@@ -90,7 +90,7 @@ def max_profiles_per_key(given: int | None = None) -> int:
 # What the links are computed from besides orders (which may grow by new files): a change to any
 # of them can move every link (`engagement_box.incremental`).
 FIXED_SOURCES = ("customers", "reviews", "social", "referrals")
-STATE = "intermediate.identity_links"  # the name its state is recorded under
+STATE = incremental.IDENTITY_STATE  # the name its state is recorded under
 _COUNT_LINKS = "SELECT count(*) FROM intermediate.identity_links"
 # The incremental path, in order: the new orders' links, counted into the links they share,
 # then the links only they carry.
@@ -108,7 +108,8 @@ def build_identity_links(
     return the match rates. Records what they were built from, for `refresh_identity_links`.
     max_profiles: the placeholder limit (`max_profiles_per_key`)."""
     limit = max_profiles_per_key(max_profiles)
-    return _build(con, limit, incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES))
+    now = incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES, identity=False)
+    return _build(con, limit, now)
 
 
 def _settings(limit: int) -> dict:
@@ -135,7 +136,7 @@ def refresh_identity_links(
     nothing that changed, and an order's link depends only on its own row and the customers.
     A new placeholder limit rebuilds everything. Returns the match rates and the path taken."""
     limit = max_profiles_per_key(max_profiles)
-    now = incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES)
+    now = incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES, identity=False)
     plan = incremental.plan(con, STATE, None, now, rows=_COUNT_LINKS)
     if not plan.incremental:
         return _build(con, limit, now), plan
