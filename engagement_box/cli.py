@@ -888,6 +888,13 @@ def erase(args: argparse.Namespace) -> int:
         )
     else:
         print(f"{request}: erased")
+    if report.placeholders_not_followed:
+        keys = report.placeholders_not_followed
+        print(
+            f"  {keys} {'email or handle' if keys == 1 else 'emails or handles'} of the person's "
+            "profiles left alone: carried by more profiles than ENGAGEMENT_MAX_PROFILES_PER_KEY "
+            "(a placeholder), so not theirs; the other profiles and rows carrying it stay"
+        )
     for table, rows in sorted(report.rows_deleted.items()):
         print(f"  {table:40} {rows:>8} {_plural(rows, 'row')} deleted")
     for path, rows in sorted(report.audience_rows_removed.items()):

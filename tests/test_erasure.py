@@ -702,3 +702,64 @@ def test_the_erase_command_reaches_the_published_file(built, tmp_path, monkeypat
         assert mentions(reader, TOKENS) == {}
     finally:
         reader.close()
+
+
+def test_erasing_a_person_leaves_the_strangers_who_share_a_placeholder(tmp_path, monkeypatch):
+    """Six profiles carry a till's noemail@ address (a placeholder: more than 5). Erasing one of
+    them by id erases that profile and its orders only: not the five strangers, not the guest
+    orders on the address, and the address is not logged, so a later export carrying it is
+    staged. A family's shared address is still followed (erasing m2 erases m1 too)."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    profile = {
+        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
+        "marketing_consent": "true", "country": "DE",
+    }  # fmt: skip
+    write_csv(
+        exports / "customers" / "customers.csv",
+        [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
+        + [profile | {"customer_id": m, "email": "home@example.com"} for m in ("m1", "m2")],
+    )
+
+    def order(oid: str, cid: str, email: str) -> dict:
+        return {
+            "order_id": oid, "customer_id": cid, "email": email,
+            "ordered_at": "2024-01-02T10:00:00", "net_amount": "5.00", "currency": "USD",
+            "status": "completed", "channel": "web",
+        }  # fmt: skip
+
+    write_csv(
+        exports / "orders" / "orders.csv",
+        [
+            order("o1", "t3", "noemail@shop.com"),
+            order("o2", "t4", "noemail@shop.com"),
+            order("o3", "G1", "noemail@shop.com"),  # a guest at the till (an id of no profile)
+            order("o4", "m1", "home@example.com"),
+        ],
+    )
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for name in ("customers", "orders"):
+        ingest_source(con, exports, name)
+    build_identity_links(con)
+
+    report = erasure.erase(con, customer_id="t3")
+
+    customers = con.execute("SELECT customer_id FROM staging.customers ORDER BY 1").fetchall()
+    assert [c for (c,) in customers] == ["m1", "m2", "t0", "t1", "t2", "t4", "t5"]
+    orders = con.execute("SELECT order_id FROM staging.orders ORDER BY 1").fetchall()
+    assert [o for (o,) in orders] == ["o2", "o3", "o4"]
+    assert report.placeholders_not_followed == 1
+    assert report.subjects == {"customer_id": 1, "email": 0, "handle": 0}
+    # The address was not logged: a new export carrying it is staged, not kept out.
+    write_csv(exports / "orders" / "later.csv", [order("o5", "G2", "NoEmail@shop.com")])
+    ingest_source(con, exports, "orders")
+    assert con.execute("SELECT count(*) FROM staging.orders WHERE order_id = 'o5'").fetchone() == (
+        1,
+    )
+
+    family = erasure.erase(con, customer_id="m2")  # an ordinary shared address is followed
+    assert family.subjects == {"customer_id": 2, "email": 1, "handle": 0}
+    assert con.execute("SELECT count(*) FROM staging.orders WHERE order_id = 'o4'").fetchone() == (
+        0,
+    )
+    con.close()

@@ -9,7 +9,9 @@
    until nothing new comes in: the same links the identity merge follows, so the person erased is
    the person the marts showed. Erasing by email also erases a duplicate profile with the same
    email in another case or with one of its handles, and erasing by id finds the emails to erase
-   guest orders and reviews by.
+   guest orders and reviews by. A placeholder (an email or handle on more staged profiles than
+   ENGAGEMENT_MAX_PROFILES_PER_KEY, `sql/erasure/placeholder_keys.sql`) links no one in the
+   merge, so it is not followed here either, nor erased or logged, unless the request names it.
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
@@ -144,6 +146,9 @@ class ErasureReport:
     history_files_rewritten: list[str] = field(default_factory=list)
     lake_rows_removed: dict[str, int] = field(default_factory=dict)  # Spark lake: mart -> rows
     migration_rows: int = 0  # segment_migration's rows, every pair computed again without them
+    # emails and handles of the person's profiles that are placeholders (on more profiles than
+    # ENGAGEMENT_MAX_PROFILES_PER_KEY): not the person's, so neither erased nor logged
+    placeholders_not_followed: int = 0
 
     @property
     def total_rows(self) -> int:
@@ -378,8 +383,34 @@ def delete_erased_rows_of_files(
 # Erasure
 
 
-def _resolve(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> bool:
-    """Close the keys over the customer profiles; True if any profile matched."""
+def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tuple[str, str]]:
+    """The (kind, key) pairs identity treats as placeholders (`sql/erasure/placeholder_keys.sql`)."""
+    if not _table_exists(con, "staging", "customers"):
+        return set()
+    rows = con.execute(
+        load_sql("erasure/placeholder_keys"), {"max_profiles_per_key": max_profiles}
+    ).fetchall()
+    return {(kind, key) for kind, key in rows}
+
+
+def _resolve(
+    con: duckdb.DuckDBPyConnection, subjects: _Subjects, max_profiles: int | None = None
+) -> tuple[bool, int]:
+    """Close the keys over the customer profiles, as the identity merge links them: never over
+    a placeholder (an email or handle on more profiles than the limit, unless it was asked
+    for). (whether any profile matched, how many placeholders were not followed)."""
+    from engagement_box.identity.links import max_profiles_per_key
+
+    placeholders = _placeholders(con, max_profiles_per_key(max_profiles))
+    asked = set(subjects.items())
+    skipped: set[tuple[str, str]] = set()
+
+    def follow(kind: str, value: str) -> None:
+        if (kind, value) in placeholders and (kind, value) not in asked:
+            skipped.add((kind, value))
+        else:
+            getattr(subjects, kind).add(value)
+
     queries = [
         name
         for name, (schema, table) in (
@@ -402,10 +433,12 @@ def _resolve(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> bool:
                 if customer_id:
                     subjects.customer_id.add(customer_id)
                 if email:
-                    subjects.email.add(email)
-                subjects.handle.update(h for h in handles or [] if h)
+                    follow("email", email)
+                for handle in handles or []:
+                    if handle:
+                        follow("handle", handle)
         if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
-            return found
+            return found, len(skipped)
 
 
 def _delete(
@@ -494,8 +527,14 @@ def erase(
     now: datetime | None = None,
     published: readers.Layout | None = None,
     lake: Path | str | None = None,
+    max_profiles: int | None = None,
 ) -> ErasureReport:
     """Erase one person from every table, every retained version and the audience files.
+
+    The person is the profiles the identity merge would make one (`max_profiles`: its
+    placeholder limit, default ENGAGEMENT_MAX_PROFILES_PER_KEY): a placeholder email or handle
+    on their profile is not followed to the strangers who carry it, nor erased or logged,
+    unless the request names it.
 
     `con` is the working database. With `published` (the analysts' file and its history files),
     that file is rebuilt without the person and every history Parquet file holding them is
@@ -530,7 +569,7 @@ def erase(
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
-        report.found = _resolve(con, subjects)
+        report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
         if any(t.startswith(("work.", "history_rows.")) for t in report.rows_deleted):
