@@ -465,6 +465,9 @@ def test_a_placeholder_email_or_handle_merges_no_one_and_resolves_nothing(con):
     assert all(merged[f"f{i}"] == f"f{i}" for i in range(6))
     assert merged["m2"] == "m1"
     assert len(people(con)) == 7 + 6 + 1
+    # The till's address reaches the shop, not the person: no contact email for them.
+    assert {people(con)[f"p{i}"]["email"] for i in range(7)} == {None}
+    assert people(con)["m1"]["email"] == "HOME@example.com"
 
     orders = dict(resolved(con, "orders").select("order_id", "customer_id").iter_rows())
     assert orders == {"o1": None, "o2": "p3", "o3": "m1"}

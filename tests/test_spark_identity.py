@@ -54,6 +54,7 @@ LINKS = (
     "from intermediate.identity_links where source = 'customers' order by 1, 2"
 )
 ORDERS = "select order_id, customer_id from intermediate.orders_resolution order by 1"
+PEOPLE = "select customer_id, email, profile_count from intermediate.resolved_customers order by 1"
 
 
 @pytest.mark.parametrize("limit", [5, 7])
@@ -71,7 +72,7 @@ def test_spark_finds_the_same_people_and_placeholders(spark, tmp_path, limit):
     build_identity_links(con, limit)
     pipeline.build_identity(tables, limit)
 
-    for query in (MERGE, LINKS, ORDERS):
+    for query in (MERGE, LINKS, ORDERS, PEOPLE):
         duck = con.execute(query).fetchall()
         lake = [tuple(r) for r in spark.sql(query).collect()]
         assert lake == duck, query

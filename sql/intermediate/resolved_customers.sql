@@ -7,7 +7,9 @@
 --   customer_id        the surviving profile's id (earliest signup, then smallest id)
 --   email, country     from the person's newest profile (latest signup_date, then largest id):
 --                      profiles carry no update time, and the newest one holds what the person
---                      told us last
+--                      told us last. The email skips placeholders (an address on more than
+--                      $max_profiles_per_key profiles: a till's noemail@..., which reaches the
+--                      shop, not the person): NULL when every profile has one
 --   signup_date        the earliest: when the person became a customer
 --   loyalty_member     true when any profile is a member (membership belongs to the person)
 --   marketing_consent  the most restrictive answer: true only when every profile says true; a
@@ -16,6 +18,13 @@
 --   profile_count      how many staged profiles were merged into this person (1: no merge)
 create or replace table intermediate.resolved_customers as
 with
+placeholder_emails as (
+    select intermediate.normalized_email(email) as normalized_email
+    from staging.customers
+    group by 1
+    having count(distinct customer_id) > $max_profiles_per_key
+),
+
 profiles as (
     select
         m.resolved_customer_id,
@@ -25,14 +34,17 @@ profiles as (
         c.signup_date,
         c.loyalty_member,
         c.marketing_consent,
-        c.country
+        c.country,
+        x.normalized_email is not null as placeholder_email
     from staging.customers as c
     inner join intermediate.customer_merge as m on m.customer_id = c.customer_id
+    left join placeholder_emails as x
+        on x.normalized_email = intermediate.normalized_email(c.email)
 )
 
 select
     resolved_customer_id as customer_id,
-    arg_max(email, profile_rank) as email,
+    arg_max(email, profile_rank) filter (where not placeholder_email) as email,
     min(signup_date) as signup_date,
     arg_max(country, profile_rank) as country,
     coalesce(bool_or(loyalty_member), false) as loyalty_member,
