@@ -64,9 +64,10 @@ def identity_links(
         severity=dg.AssetCheckSeverity.WARN,
         description=(
             f"{said}: not one person's, so they merged no profiles and resolve nothing. Rows "
-            "carrying only such a key stay unresolved. The keys: intermediate.identity_links "
-            "where source = 'customers' and customer_id is null (raise "
-            "ENGAGEMENT_MAX_PROFILES_PER_KEY if they are people)"
+            "carrying only such a key stay unresolved. The keys are in the working database "
+            "(ENGAGEMENT_WORKING_DB, not the analysts' file): intermediate.identity_links where "
+            "source = 'customers' and customer_id is null. Raise "
+            "ENGAGEMENT_MAX_PROFILES_PER_KEY if they are people"
             if placeholders
             else f"no email or handle is carried by more than {limit} profiles"
         ),
