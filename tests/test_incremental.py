@@ -753,7 +753,9 @@ def test_a_new_placeholder_limit_recomputes_every_step_as_a_cold_run(
     database = working(run.database)
     before = materialize(run.exports, database, MONTH, SUMMARIES)
     assert before.success
-    buyers = "SELECT DISTINCT customer_id FROM work.buyer_days WHERE customer_id LIKE 'X%' ORDER BY 1"
+    buyers = (
+        "SELECT DISTINCT customer_id FROM work.buyer_days WHERE customer_id LIKE 'X%' ORDER BY 1"
+    )
     assert query(database, buyers) == [("X1",)]  # one person, the earliest profile's id
 
     monkeypatch.setenv("ENGAGEMENT_MAX_PROFILES_PER_KEY", "2")

@@ -384,7 +384,7 @@ def delete_erased_rows_of_files(
 
 
 def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tuple[str, str]]:
-    """The (kind, key) pairs identity treats as placeholders (`sql/erasure/placeholder_keys.sql`)."""
+    """The (kind, key) pairs identity treats as placeholders (`erasure/placeholder_keys.sql`)."""
     if not _table_exists(con, "staging", "customers"):
         return set()
     rows = con.execute(
