@@ -200,6 +200,29 @@ def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_the_lines(ware
     assert_unchanged(warehouse)
 
 
+def test_a_swallowed_row_with_blank_optional_fields_still_refuses_the_file(
+    warehouse, exports_dir
+):
+    """A referral row leaves its conversion date and flag blank (optional): a stray quote that
+    swallowed such rows was not seen, because a blank date does not parse as a date, and two
+    referrals were lost while every count reconciled. A blank typed field now counts as a row's
+    field, so the file is refused."""
+    header = ",".join([*REFERRAL_HEADER, "note"])
+    text = (
+        f"{header}\n"
+        "RFX1,C1,a@x.com,C9,2026-01-01 10:00:00,2026-01-05 10:00:00,10.00,5.00,yes,\n"
+        'RFX2,C1,b@x.com,,2026-01-02 10:00:00,,10.00,5.00,,"VIP, called twice\n'
+        "RFX3,C2,c@x.com,,2026-01-03 10:00:00,,10.00,5.00,,\n"
+        'RFX4,C3,d@x.com,,2026-01-04 10:00:00,,10.00,5.00,,wants the 55"\n'
+        "RFX5,C4,e@x.com,,2026-01-05 10:00:00,,10.00,5.00,,\n"
+    )
+    write_text(exports_dir / "referrals" / "r.csv", text)
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    assert str(error.value).startswith("referrals/r.csv: the quoted value that opens on line 3")
+    assert "line 4 inside it reads as a whole row" in str(error.value)
+
+
 def test_a_value_with_line_breaks_and_commas_is_still_a_value(warehouse, exports_dir):
     """Text with line breaks and a few commas is a value like any other: not taken for rows."""
     header = ",".join([*REFERRAL_HEADER, "note"])

@@ -639,10 +639,16 @@ def _rows_inside_values(
     def reads_as_rows(lines: pl.Series) -> pl.Series:
         fields = lines.str.split(",")
         whole = (fields.list.len() == frame.width).fill_null(False)
+        parsed = pl.Series(values=[False] * len(lines), dtype=pl.Boolean)
         for position, dtype in typed.items():
             text = fields.list.get(position, null_on_oob=True).str.strip_chars()
-            whole &= _parse_column(text, dtype)[0].is_not_null().fill_null(False)
-        return whole
+            # An empty typed field (an optional date or flag left blank) is a row's field too:
+            # read as a value that must parse, a swallowed row with one was lost unseen.
+            empty = text.is_in(list(NULL_TEXTS)).fill_null(False)
+            value = _parse_column(text, dtype)[0].is_not_null().fill_null(False)
+            whole &= value | empty
+            parsed |= value
+        return whole & parsed  # and at least one typed field holds a value of its type
 
     found: tuple[int, str] | None = None  # (row, column) of the first value holding a row
     for column in frame.columns:
