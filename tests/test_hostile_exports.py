@@ -200,9 +200,7 @@ def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_the_lines(ware
     assert_unchanged(warehouse)
 
 
-def test_a_swallowed_row_with_blank_optional_fields_still_refuses_the_file(
-    warehouse, exports_dir
-):
+def test_a_swallowed_row_with_blank_optional_fields_still_refuses_the_file(warehouse, exports_dir):
     """A referral row leaves its conversion date and flag blank (optional): a stray quote that
     swallowed such rows was not seen, because a blank date does not parse as a date, and two
     referrals were lost while every count reconciled. A blank typed field now counts as a row's
@@ -221,6 +219,22 @@ def test_a_swallowed_row_with_blank_optional_fields_still_refuses_the_file(
         ingest_source(warehouse, exports_dir, "referrals", now=NOW)
     assert str(error.value).startswith("referrals/r.csv: the quoted value that opens on line 3")
     assert "line 4 inside it reads as a whole row" in str(error.value)
+
+
+def test_a_quoted_value_longer_than_pythons_csv_limit_is_read(warehouse, exports_dir):
+    """A review body of 200,000 characters over two lines, and a row whose last field is empty
+    (so its fields are counted): the step failed on "field larger than field limit (131072)",
+    naming no file. The file is read; the long value is an ignored column."""
+    header = "review_id,customer_id,email,product_id,rating,helpful_votes,verified_purchase,created_at,body"
+    body = "x" * 100_000 + "\n" + "y" * 100_000
+    text = (
+        f"{header}\n"
+        f'R1,C1,,P1,5,0,true,2025-01-01 10:00:00,"{body}"\n'
+        "R2,C2,,P1,4,1,true,2025-01-02 10:00:00,\n"
+    )
+    write_text(exports_dir / "reviews" / "r.csv", text)
+    ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    assert assert_reconciles(warehouse, "reviews")[1:] == (2, 2, 0, 0)
 
 
 def test_a_value_with_line_breaks_and_commas_is_still_a_value(warehouse, exports_dir):

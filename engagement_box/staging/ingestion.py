@@ -138,6 +138,11 @@ REASON_PRIORITY = {
 }
 ROW_RULE_PRIORITY = 6  # dataframe-level rules (e.g. not_self_referral) come last
 
+# Python's csv module refuses a field longer than 131,072 characters by default ("field larger
+# than field limit"), which failed the whole step on a valid export with a long quoted review.
+# Its readers here only count fields and read headers: any length polars reads is accepted.
+csv.field_size_limit(2**31 - 1)
+
 
 class IngestError(Exception):
     """A file cannot be ingested at all (unreadable, wrong type, missing columns)."""
