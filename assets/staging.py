@@ -100,6 +100,9 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 # Unchanged files taken in again under the ingest's current rules (the CLI says).
                 "files_restaged_for_rules": dg.MetadataValue.json(report.restaged_for_rules),
                 "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
+                # File -> [rows read, rows quarantined], for this run's files (the CLI warns of
+                # a file mostly quarantined).
+                "quarantined_by_file": dg.MetadataValue.json(report.quarantined_files),
                 "ingest_seconds": round(report.seconds, 3),
             }
         )

@@ -303,6 +303,32 @@ def test_a_failed_warning_check_is_said_but_does_not_fail_the_run():
     ]
 
 
+def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
+    """A staging step's file whose rows were nearly all quarantined (dates the contract does not
+    read) and a column the contract does not know (a header variant it cannot match) are said
+    as warnings: the run published a month without them and said nothing. A file with a few
+    quarantined rows, and a resent copy (said as a copy), are not."""
+    from types import SimpleNamespace
+
+    steps = cli.StepLines(out=io.StringIO())
+    metadata = {
+        "ignored_columns": dg.MetadataValue.json({"orders/a.csv": ["coupon code"]}),
+        "quarantined_by_file": dg.MetadataValue.json(
+            {"orders/a.csv": [1064, 1064], "orders/b.csv": [500, 3], "orders/c.csv": [9, 9]}
+        ),
+        "copies_of_earlier_files": dg.MetadataValue.json({"orders/c.csv": "orders/old.csv"}),
+    }
+    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
+    assert steps.warnings[:2] == [
+        "orders/a.csv: column(s) coupon code ignored: not columns of orders (docs/CONTRACTS.md "
+        "lists them; a column named differently is not read)",
+        "orders/a.csv: 1,064 of 1,064 rows quarantined; staging.quarantine says why (fix the "
+        "export and drop it again: the changed file replaces its rows)",
+    ]
+    assert not any("orders/b.csv" in w for w in steps.warnings)
+    assert not any("orders/c.csv: 9 of 9" in w for w in steps.warnings)
+
+
 def test_step_line_gives_the_cpu_seconds_the_step_used():
     """A step that keeps a core busy shows CPU seconds near its wall seconds; one that waits
     shows about none (what a benchmark reads to tell a busy step from a waiting one)."""

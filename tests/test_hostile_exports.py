@@ -237,6 +237,31 @@ def test_a_quoted_value_longer_than_pythons_csv_limit_is_read(warehouse, exports
     assert assert_reconciles(warehouse, "reviews")[1:] == (2, 2, 0, 0)
 
 
+def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
+    """`Social Handles`, `Converted-At`: an export tool's header variants of optional columns
+    were ignored, and every handle and conversion lost while the run said nothing."""
+    header = (
+        "Referral ID,referrer_customer_id,Referee Email,referee_customer_id,referred_at,"
+        "Converted-At,referrer_reward,referee_reward,would.have.joined.anyway"
+    )
+    row = "r1,c1,b@x.io,,2024-01-01 10:00:00,2024-01-03 10:00:00,5.00,25.00,yes"
+    write_text(exports_dir / "referrals" / "r.csv", f"{header}\n{row}\n")
+    report = ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    assert report.ignored_columns == {}
+    staged = warehouse.execute(
+        "SELECT referee_email, converted_at, would_have_joined_anyway FROM staging.referrals"
+    ).fetchall()
+    assert staged == [("b@x.io", dt.datetime(2024, 1, 3, 10), True)]
+
+
+def test_a_file_quarantined_whole_is_counted_per_file(warehouse, exports_dir):
+    rows = [good_order(i) | {"ordered_at": "11/01/2025 20:57"} for i in range(1, 4)]
+    write_csv(exports_dir / "orders" / "us_dates.csv", rows)
+    write_csv(exports_dir / "orders" / "fine.csv", [good_order(9)])
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.quarantined_files == {"orders/us_dates.csv": [3, 3]}
+
+
 def test_a_value_with_line_breaks_and_commas_is_still_a_value(warehouse, exports_dir):
     """Text with line breaks and a few commas is a value like any other: not taken for rows."""
     header = ",".join([*REFERRAL_HEADER, "note"])

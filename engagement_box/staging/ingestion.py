@@ -196,6 +196,9 @@ class IngestReport:
     # (`contracts.STAGING_RULES`; also in `files_replaced`).
     restaged_for_rules: list[str] = field(default_factory=list)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Per file taken in this run with rows quarantined: [rows read, rows quarantined]. A file
+    # mostly quarantined (a date format the contract does not read) is said by the CLI.
+    quarantined_files: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -340,10 +343,14 @@ def _columns(
 ) -> tuple[dict[str, str], list[str]]:
     """Header names as read -> contract names, and the names the contract does not know.
 
+    A name is matched as its column's name whatever its case, and with spaces, hyphens or dots
+    between its words (`Social Handles`, `converted-at`): an export tool's header variant of an
+    optional column was otherwise ignored, and every value of it lost without a word.
+
     Raises `IngestError` naming the file if a name repeats (exactly, or in another case or with
     other spaces) or a required column is missing.
     """
-    cleaned = [c.replace("\ufeff", "").strip().lower() for c in names]
+    cleaned = [_SEPARATORS.sub("_", c.replace("\ufeff", "").strip().lower()) for c in names]
     # Columns without a name (Excel's trailing empty columns `...,channel,,,`) are ignored, however
     # many: polars names the second and later ones `_duplicated_<n>`.
     unnamed = {c for c in cleaned if not c or _UNNAMED.fullmatch(c)}
@@ -370,6 +377,7 @@ def _columns(
 
 
 _UNNAMED = re.compile(r"_duplicated_\d+")
+_SEPARATORS = re.compile(r"[\s\-.]+")
 
 
 def _foreign_encoding(head: bytes) -> str | None:
@@ -1588,6 +1596,9 @@ def _stage(
     report.copies = _copies(con, source, todo)
     report.rows_read = sum(rows_read.values())
     report.rows_quarantined = sum(quarantined_per_file.values())
+    report.quarantined_files = {
+        file: [rows_read.get(file, 0), n] for file, n in sorted(quarantined_per_file.items()) if n
+    }
     report.rows_erased = sum(suppressed.values())
     report.rows_staged = report.rows_read - report.rows_quarantined - report.rows_erased
 
@@ -1736,6 +1747,26 @@ def copy_message(file: str, other: str) -> str:
     return (
         f"{file} holds the same content as {other}: its rows are quarantined as duplicate_key "
         f"(each key is staged once); remove one of the two if the export was dropped twice"
+    )
+
+
+def mostly_quarantined_message(file: str, read: int, quarantined: int) -> str | None:
+    """What the CLI says of a file at least half of whose rows were quarantined (None for one
+    that is not): a whole export can fail its contract (dates as 11/01/2025), and a run that
+    only counted it published a month without it."""
+    if not read or quarantined * 2 < read:
+        return None
+    return (
+        f"{file}: {quarantined:,} of {read:,} rows quarantined; staging.quarantine says why "
+        "(fix the export and drop it again: the changed file replaces its rows)"
+    )
+
+
+def ignored_columns_message(source: str, file: str, columns: list[str]) -> str:
+    """What the CLI says of a file's columns that the source's contract does not know."""
+    return (
+        f"{file}: column(s) {', '.join(columns)} ignored: not columns of {source} "
+        "(docs/CONTRACTS.md lists them; a column named differently is not read)"
     )
 
 
