@@ -262,6 +262,19 @@ def test_a_file_quarantined_whole_is_counted_per_file(warehouse, exports_dir):
     assert report.quarantined_files == {"orders/us_dates.csv": [3, 3]}
 
 
+def test_a_trailing_comma_on_the_header_alone_quarantines_nothing(warehouse, exports_dir):
+    """`...,channel,` on the header line only (an unnamed last column the rows do not carry):
+    every row was quarantined as `wrong_field_count`. A row that lacks a named field still is."""
+    rows = [",".join(good_order(i).values()) for i in range(1, 4)]
+    rows[2] = rows[2].rsplit(",", 1)[0]  # the channel cut off: short
+    text = ",".join(ORDER_HEADER) + ",\n" + "\n".join(rows) + "\n"
+    write_text(exports_dir / "orders" / "a.csv", text)
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    short = [q[1:] for q in quarantine(warehouse) if q[3] == "wrong_field_count"]
+    assert short == [(3, None, "wrong_field_count", "7 field(s) where the header has 8")]
+    assert_reconciles(warehouse, "orders")
+
+
 def test_a_value_with_line_breaks_and_commas_is_still_a_value(warehouse, exports_dir):
     """Text with line breaks and a few commas is a value like any other: not taken for rows."""
     header = ",".join([*REFERRAL_HEADER, "note"])

@@ -724,16 +724,18 @@ def _short_rows(export: ExportFile, frame: pl.DataFrame) -> pl.Series:
     if not len(candidates):
         return problem
     fields = _field_counts(export, candidates, frame.height)
-    short = fields < frame.width
+    # Columns without a name at the header's end (a trailing `,` on the header line alone, as
+    # some tools write it) hold nothing: a row without them has every field.
+    named = [i for i, c in enumerate(frame.columns) if c.strip() and not _UNNAMED.fullmatch(c)]
+    width = named[-1] + 1 if named else frame.width
+    short = fields < width
     if not short.any():
         return problem
     detail = pl.select(
         pl.when(pl.lit(fields.filter(short)) == 0)
         .then(pl.lit("a blank line"))
         .otherwise(
-            pl.format(
-                "{} field(s) where the header has {}", pl.lit(fields.filter(short)), frame.width
-            )
+            pl.format("{} field(s) where the header has {}", pl.lit(fields.filter(short)), width)
         )
     ).to_series()
     return problem.scatter(candidates.filter(short), detail)
