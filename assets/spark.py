@@ -13,9 +13,11 @@ import math
 import dagster as dg
 import polars as pl
 
+from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
 from engagement_box import settings
 from engagement_box.governance import erasure, versions
+from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
 from engagement_box.spark import audiences, engagement, lake, pipeline
 from engagement_box.spark.tables import CURRENT, SparkTables
 from pipelines.resources import (
@@ -103,18 +105,32 @@ def spark_staging(
     )
 
 
-@dg.asset(key=IDENTITY_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[STAGED_KEY])
+@dg.asset(
+    key=IDENTITY_KEY,
+    group_name="spark",
+    kinds={"spark", "parquet"},
+    deps=[STAGED_KEY],
+    check_specs=[placeholder_check_spec(IDENTITY_KEY)],
+)
 def spark_identity_links(
     spark: SparkEngine, lake_dir: LakeResource, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
     tables = lake_tables(spark.session(), lake_dir.path, views=False)
-    pipeline.build_identity(tables, engagement_config.setting("max_profiles_per_key"))
+    limit = max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
+    pipeline.build_identity(tables, limit)
     counts = {
         name: tables.spark.table(f"intermediate.{name}").count()
         for name in ("customer_merge", "resolved_customers", "identity_links")
     }
-    return dg.MaterializeResult(metadata={f"{k}_rows": v for k, v in counts.items()})
+    placeholders = shared_keys_on_spark(tables.spark)
+    return dg.MaterializeResult(
+        metadata={
+            **{f"{k}_rows": v for k, v in counts.items()},
+            **placeholder_metadata(placeholders, limit),
+        },
+        check_results=[placeholder_check(placeholders, limit, where=f"the lake {lake_dir.path}")],
+    )
 
 
 @dg.asset(key=MARTS_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[IDENTITY_KEY])

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from engagement_box.identity.links import build_identity_links
+from engagement_box.identity.links import build_identity_links, shared_keys, shared_keys_on_spark
 from engagement_box.spark import pipeline
 from engagement_box.spark.tables import SparkTables
 from tests.test_customer_merge import (
@@ -76,10 +76,16 @@ def test_spark_finds_the_same_people_and_placeholders(spark, tmp_path, limit):
         duck = con.execute(query).fetchall()
         lake = [tuple(r) for r in spark.sql(query).collect()]
         assert lake == duck, query
+    # What the identity step's check says, on either engine.
+    assert shared_keys_on_spark(spark) == shared_keys(con)
     merged = dict(con.execute(MERGE).fetchall())
     if limit == 5:  # the shop's address (6) and handle (7) are placeholders
         assert len(set(merged.values())) == 6 + 7 + 1
         assert dict(con.execute(ORDERS).fetchall()) == {"o1": None, "o2": "p2", "o3": "m1"}
+        assert shared_keys(con) == [
+            {"key_type": "email", "keys": 1, "most_profiles": 6},
+            {"key_type": "handle", "keys": 1, "most_profiles": 7},
+        ]
     else:  # 7: the six shop profiles are one person, the seven fans another
         assert len(set(merged.values())) == 1 + 1 + 1
     con.close()

@@ -179,6 +179,11 @@ def shared_keys(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 
 
+def shared_keys_on_spark(spark) -> list[dict]:
+    """`shared_keys` of the Spark engine's identity links (the same query, portable SQL)."""
+    return [row.asDict() for row in spark.sql(_SHARED_KEYS).collect()]
+
+
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per source and role: rows, resolved, unresolved, counts per rule, the match rate (all
     counted over source rows) and distinct_values (the number of link rows)."""
