@@ -254,6 +254,35 @@ def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
     assert staged == [("b@x.io", dt.datetime(2024, 1, 3, 10), True)]
 
 
+def test_a_header_naming_a_column_and_a_variant_keeps_the_column(warehouse, exports_dir):
+    """`order_id` and `Order ID` in one header: the exact name is the column, the variant an
+    extra column, named as the file writes it (it refused the file as a repeated column). Two
+    variants of one column, and no exact name, are refused as repeated."""
+    header = ",".join([*ORDER_HEADER, "Order ID"])
+    row = ",".join([*good_order(1).values(), "legacy-7"])
+    write_text(exports_dir / "orders" / "a.csv", f"{header}\n{row}\n")
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.ignored_columns == {"orders/a.csv": ["Order ID"]}
+    assert staged_ids(warehouse, "orders", "order_id") == [good_order(1)["order_id"]]
+
+    both = ",".join(["Order ID", "order-id", *ORDER_HEADER[1:]])
+    write_text(exports_dir / "orders" / "b.csv", f"{both}\n")
+    with pytest.raises(IngestError, match="repeated column"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+
+def test_a_quoted_address_with_blank_parts_is_a_value(warehouse, exports_dir):
+    """A correctly quoted address whose second line has as many commas as a row, blanks where
+    the required order time is and a ZIP code where the amount is: a value, not a swallowed
+    row (a blank counts as a row's field only in an optional column)."""
+    header = ",".join([*ORDER_HEADER, "shipping_address"])
+    address = '"Jane Doe\n12 Main St, Apt 4, , , 62704, Springfield, IL, US, "'
+    row = ",".join([*good_order(1).values(), address])
+    write_text(exports_dir / "orders" / "a.csv", f"{header}\n{row}\n")
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert assert_reconciles(warehouse, "orders")[1:] == (1, 1, 0, 0)
+
+
 def test_a_file_quarantined_whole_is_counted_per_file(warehouse, exports_dir):
     rows = [good_order(i) | {"ordered_at": "11/01/2025 20:57"} for i in range(1, 4)]
     write_csv(exports_dir / "orders" / "us_dates.csv", rows)

@@ -52,7 +52,9 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 # other rules is taken in again by the next ingest, as a changed file is, so every staged row
 # reads as the rules now say. Raise it with any change that stages a value differently.
 #   2: invisible characters trimmed, and removed inside emails and handles (2026-12-03)
-STAGING_RULES = 2
+#   3: header variants read as their columns (`Social Handles`), a header's trailing unnamed
+#      column not counted in a row's fields (2026-12-03)
+STAGING_RULES = 3
 
 # Deliberately simple: one "@", no whitespace, a dot in the domain, none of `,;<>` (two addresses
 # in one cell, "Name <address>"). Validation of deliverability is not the warehouse's job;

@@ -345,15 +345,23 @@ def _columns(
 
     A name is matched as its column's name whatever its case, and with spaces, hyphens or dots
     between its words (`Social Handles`, `converted-at`): an export tool's header variant of an
-    optional column was otherwise ignored, and every value of it lost without a word.
+    optional column was otherwise ignored, and every value of it lost without a word. A header
+    that also names the column itself keeps it, and the variant is an extra column.
 
     Raises `IngestError` naming the file if a name repeats (exactly, or in another case or with
-    other spaces) or a required column is missing.
+    other spaces, or two variants of one column) or a required column is missing. The names the
+    contract does not know are returned as the file writes them.
     """
-    cleaned = [_SEPARATORS.sub("_", c.replace("\ufeff", "").strip().lower()) for c in names]
+    basic = [c.replace("\ufeff", "").strip().lower() for c in names]
     # Columns without a name (Excel's trailing empty columns `...,channel,,,`) are ignored, however
     # many: polars names the second and later ones `_duplicated_<n>`.
-    unnamed = {c for c in cleaned if not c or _UNNAMED.fullmatch(c)}
+    unnamed = {c for c in basic if not c or _UNNAMED.fullmatch(c)}
+    variants: dict[str, list[str]] = {}
+    for name, c in zip(names, basic, strict=True):
+        column = _SEPARATORS.sub("_", c)
+        if c not in source.columns and column in source.columns and column not in basic:
+            variants.setdefault(column, []).append(name)
+    cleaned = [_SEPARATORS.sub("_", c) if _SEPARATORS.sub("_", c) in variants else c for c in basic]
     repeated = sorted({c for c in cleaned if cleaned.count(c) > 1} - unnamed)
     if repeated:
         raise IngestError(
@@ -373,7 +381,7 @@ def _columns(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
             f"(found: {', '.join(renamed.values()) or 'no header'}){separated}"
         )
-    return renamed, [c for c in renamed.values() if c not in source.columns and c not in unnamed]
+    return renamed, [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
 
 
 _UNNAMED = re.compile(r"_duplicated_\d+")
@@ -648,6 +656,7 @@ def _rows_inside_values(
         for position, name in enumerate(frame.columns)
         if renamed.get(name) in source.dtypes and source.dtypes[renamed[name]] != pl.String
     }
+    column_names = {position: renamed.get(name) for position, name in enumerate(frame.columns)}
 
     def reads_as_rows(lines: pl.Series) -> pl.Series:
         fields = lines.str.split(",")
@@ -655,11 +664,14 @@ def _rows_inside_values(
         parsed = pl.Series(values=[False] * len(lines), dtype=pl.Boolean)
         for position, dtype in typed.items():
             text = fields.list.get(position, null_on_oob=True).str.strip_chars()
-            # An empty typed field (an optional date or flag left blank) is a row's field too:
-            # read as a value that must parse, a swallowed row with one was lost unseen.
-            empty = text.is_in(list(NULL_TEXTS)).fill_null(False)
+            # A blank optional typed field (a conversion date, a flag) is a row's field too:
+            # read as a value that must parse, a swallowed row with one was lost unseen. A
+            # required one must hold its value (an address's blank parts are not a row's).
             value = _parse_column(text, dtype)[0].is_not_null().fill_null(False)
-            whole &= value | empty
+            if column_names[position] in source.required_columns:
+                whole &= value
+            else:
+                whole &= value | text.is_in(list(NULL_TEXTS)).fill_null(False)
             parsed |= value
         return whole & parsed  # and at least one typed field holds a value of its type
 
