@@ -661,6 +661,8 @@ def test_a_warehouse_staged_under_earlier_rules_takes_its_files_in_again(decembe
     """After an upgrade that changes how values are read, the first run takes every export
     file in again and says so in one line (not "nothing to do": the rows would keep reading
     as the earlier rules left them)."""
+    from engagement_box.staging.contracts import STAGING_RULES
+
     copy = copy_run(december_run, tmp_path / "run")
     with duckdb.connect(str(default_working(copy.database))) as con:
         con.execute("UPDATE staging.ingested_files SET rules = NULL")  # as an earlier version
@@ -676,8 +678,8 @@ def test_a_warehouse_staged_under_earlier_rules_takes_its_files_in_again(decembe
     assert code == 0, err[-3000:]
     counts = ", ".join(f"{source} {n}" for source, n in sorted(files.items()))
     assert (
-        "taken in again under the ingest's current rules (version 2), though unchanged: "
-        f"{counts} file(s), taken in by an earlier version of Engagement Box"
+        f"taken in again under the ingest's current rules (version {STAGING_RULES}), though "
+        f"unchanged: {counts} file(s), taken in by an earlier version of Engagement Box"
     ) in out
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0 and "\nnothing to do: every export is staged as it is" in out, out
