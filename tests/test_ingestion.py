@@ -872,6 +872,12 @@ def test_files_taken_in_under_earlier_rules_are_taken_in_again(warehouse, export
     assert again.files_ingested == [] and again.restaged_for_rules == []
 
 
+def files_of_orders(warehouse) -> list[tuple[str, str]]:
+    """(order_id, source_file) of every staged order, by order id."""
+    rows = staged(warehouse, "orders").sort("order_id")
+    return list(zip(rows["order_id"], rows["source_file"], strict=True))
+
+
 def test_files_moved_onto_each_others_paths_keep_their_rows(warehouse, exports_dir):
     """A file renamed to the name another moved file was taken in from, then edited, failed
     every later ingest on the primary key of staging.ingested_files (its rows would have
@@ -892,8 +898,7 @@ def test_files_moved_onto_each_others_paths_keep_their_rows(warehouse, exports_d
     write_csv(may, [good_order(3), good_order(4)])  # the renamed april file, edited
     edited = ingest_source(warehouse, exports_dir, "orders")
     assert edited.files_replaced == ["orders/may.csv"]
-    rows = staged(warehouse, "orders").sort("order_id")
-    assert list(zip(rows["order_id"], rows["source_file"], strict=True)) == [
+    assert files_of_orders(warehouse) == [
         ("o1", "orders/archive/may.csv"),
         ("o2", "orders/archive/may.csv"),
         ("o3", "orders/may.csv"),
@@ -909,8 +914,7 @@ def test_files_moved_onto_each_others_paths_keep_their_rows(warehouse, exports_d
     (orders / "archive" / "may-1.csv").rename(may)
     swapped = ingest_source(warehouse, exports_dir, "orders")
     assert sorted(swapped.files_replaced) == ["orders/archive/may.csv", "orders/may.csv"]
-    rows = staged(warehouse, "orders").sort("order_id")
-    assert list(zip(rows["order_id"], rows["source_file"], strict=True)) == [
+    assert files_of_orders(warehouse) == [
         ("o1", "orders/may.csv"),
         ("o2", "orders/may.csv"),
         ("o3", "orders/archive/may.csv"),

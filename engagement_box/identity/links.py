@@ -52,8 +52,8 @@ BUILD_STATEMENTS = (
     "intermediate/rules",
     "intermediate/customer_merge_edges",
     "intermediate/customer_merge",
-    "intermediate/resolved_customers",
     "intermediate/identity_links",
+    "intermediate/resolved_customers",  # its email skips the placeholders the links found
     "intermediate/orders_resolution",
     "intermediate/reviews_resolution",
     "intermediate/social_resolution",
@@ -71,11 +71,7 @@ _RESOLVED_QUERIES: dict[str, str] = {
 
 
 # The statements that read the placeholder limit ($max_profiles_per_key).
-LIMITED_STATEMENTS = (
-    "intermediate/customer_merge_edges",
-    "intermediate/resolved_customers",
-    "intermediate/identity_links",
-)
+LIMITED_STATEMENTS = ("intermediate/customer_merge_edges", "intermediate/identity_links")
 # Keys no profile owns: carried by more than the limit (NULL customer on a customers' key).
 _SHARED_KEYS = """
     SELECT role AS key_type, count(*) AS keys, max(source_rows) AS most_profiles

@@ -356,12 +356,11 @@ def _columns(
     # Columns without a name (Excel's trailing empty columns `...,channel,,,`) are ignored, however
     # many: polars names the second and later ones `_duplicated_<n>`.
     unnamed = {c for c in basic if not c or _UNNAMED.fullmatch(c)}
-    variants: dict[str, list[str]] = {}
-    for name, c in zip(names, basic, strict=True):
-        column = _SEPARATORS.sub("_", c)
-        if c not in source.columns and column in source.columns and column not in basic:
-            variants.setdefault(column, []).append(name)
-    cleaned = [_SEPARATORS.sub("_", c) if _SEPARATORS.sub("_", c) in variants else c for c in basic]
+    joined = [_SEPARATORS.sub("_", c) for c in basic]  # `social handles` -> `social_handles`
+    # A variant names a contract column the header does not also name exactly.
+    variants = {j for c, j in zip(basic, joined, strict=True) if c != j and j in source.columns}
+    variants -= set(basic)
+    cleaned = [j if j in variants else c for c, j in zip(basic, joined, strict=True)]
     repeated = sorted({c for c in cleaned if cleaned.count(c) > 1} - unnamed)
     if repeated:
         raise IngestError(

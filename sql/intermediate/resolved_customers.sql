@@ -7,9 +7,10 @@
 --   customer_id        the surviving profile's id (earliest signup, then smallest id)
 --   email, country     from the person's newest profile (latest signup_date, then largest id):
 --                      profiles carry no update time, and the newest one holds what the person
---                      told us last. The email skips placeholders (an address on more than
---                      $max_profiles_per_key profiles: a till's noemail@..., which reaches the
---                      shop, not the person): NULL when every profile has one
+--                      told us last. The email skips placeholders (an address on more profiles
+--                      than ENGAGEMENT_MAX_PROFILES_PER_KEY, found by identity_links.sql: a
+--                      till's noemail@..., which reaches the shop, not the person): NULL when
+--                      every profile has one
 --   signup_date        the earliest: when the person became a customer
 --   loyalty_member     true when any profile is a member (membership belongs to the person)
 --   marketing_consent  the most restrictive answer: true only when every profile says true; a
@@ -19,10 +20,10 @@
 create or replace table intermediate.resolved_customers as
 with
 placeholder_emails as (
-    select intermediate.normalized_email(email) as normalized_email
-    from staging.customers
-    group by 1
-    having count(distinct customer_id) > $max_profiles_per_key
+    -- the customers' emails identity_links.sql (run before this file) found to be placeholders
+    select normalized_value as normalized_email
+    from intermediate.identity_links
+    where source = 'customers' and role = 'email' and customer_id is null
 ),
 
 profiles as (
