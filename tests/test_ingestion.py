@@ -939,3 +939,33 @@ def test_a_file_moved_before_the_first_run_under_new_rules_is_taken_in_again(
     assert staged(warehouse, "orders")["source_file"].to_list() == ["orders/archive/day1.csv"]
     assert exports_taken_in(warehouse, exports_dir)
     assert reconcile(warehouse, "orders").holds
+
+
+def test_blank_entries_in_a_handle_list_are_dropped_not_the_profile(warehouse, exports_dir):
+    """An export that joins a customer's handles with a trailing `;` (`@ann;@ann_shop;`)
+    quarantined the whole profile as `social_handles_well_formed`: the customer, their consent
+    and their handles were gone from identity. A blank entry is nothing to read; each handle is
+    staged trimmed, and a list of blanks alone is no handle."""
+    profile = {
+        "customer_id": "c1",
+        "email": "c1@example.com",
+        "signup_date": "2024-03-01",
+        "loyalty_member": "true",
+        "marketing_consent": "false",
+        "country": "US",
+    }
+    write_csv(
+        exports_dir / "customers" / "a.csv",
+        [
+            profile | {"social_handles": "@ann;@ann_shop;"},
+            profile | {"customer_id": "c2", "social_handles": " @bob ; ; @bob.b "},
+            profile | {"customer_id": "c3", "social_handles": ";"},
+            profile | {"customer_id": "c4", "social_handles": "@ok;no spaces allowed;"},
+        ],
+    )
+    ingest_source(warehouse, exports_dir, "customers")
+    got = staged(warehouse, "customers").sort("customer_id")
+    assert got["social_handles"].to_list() == ["@ann;@ann_shop", "@bob;@bob.b", None]
+    q = quarantine(warehouse)
+    assert q["reason"].to_list() == ["social_handles_well_formed"]
+    assert json.loads(q["raw_values"][0])["social_handles"] == "@ok;no spaces allowed;"

@@ -54,7 +54,11 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #   2: invisible characters trimmed, and removed inside emails and handles (2026-12-03)
 #   3: header variants read as their columns (`Social Handles`), a header's trailing unnamed
 #      column not counted in a row's fields (2026-12-03)
-STAGING_RULES = 3
+#   4: blank entries of a handle list dropped (`@ann;@ann_shop;`), each entry trimmed
+#      (2026-12-03)
+STAGING_RULES = 4
+# Between the entries of a list column (`Source.lists`).
+LIST_SEPARATOR = ";"
 
 # Deliberately simple: one "@", no whitespace, a dot in the domain, none of `,;<>` (two addresses
 # in one cell, "Name <address>"). Validation of deliverability is not the warehouse's job;
@@ -227,6 +231,9 @@ class Source:
     money: tuple[str, ...] = ()
     # Codes that are upper case by definition ("usd" is "USD", "de" is "DE").
     upcase: tuple[str, ...] = ()
+    # Lists of values split by `LIST_SEPARATOR` (a customer's social handles): each entry is
+    # trimmed and blank entries dropped (`@ann;@ann_shop;` is two handles), none left is NULL.
+    lists: tuple[str, ...] = ()
     # False for an export a retailer may not have at all (its folder may be missing): the FX
     # rates, whose fallback is the ENGAGEMENT_FX_RATES setting.
     folder_required: bool = True
@@ -286,7 +293,13 @@ SOURCES: dict[str, Source] = {
             upcase=("currency",),
             money=("net_amount",),
         ),
-        Source("customers", Customers, key_columns=("customer_id",), upcase=("country",)),
+        Source(
+            "customers",
+            Customers,
+            key_columns=("customer_id",),
+            upcase=("country",),
+            lists=("social_handles",),
+        ),
         Source("reviews", Reviews, key_columns=("review_id",)),
         Source("social", Social, key_columns=("event_id",), casefold=("event_type", "platform")),
         Source(

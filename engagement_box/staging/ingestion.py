@@ -64,6 +64,7 @@ from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import (
     INVISIBLE_PATTERN,
+    LIST_SEPARATOR,
     MONEY_DUCKDB_TYPE,
     SOURCES,
     STAGING_RULES,
@@ -828,14 +829,22 @@ NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None")
 
 def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Trim every value (whitespace and invisible characters, `contracts.TRIMMED`), remove
-    invisible characters inside email addresses and social handles, make empty text and the
-    `NULL_TEXTS` NULL, fold the case of enumerations and codes."""
+    invisible characters inside email addresses and social handles, trim each entry of a list
+    and drop the blank ones (`Source.lists`), make empty text and the `NULL_TEXTS` NULL, fold
+    the case of enumerations and codes."""
     exprs = []
     contact_keys = source.contact_keys
     for name in source.columns:
         col = pl.col(name)
         if name in contact_keys:  # 0.5 CPU-s for 10M order emails
             col = col.str.replace_all(INVISIBLE_PATTERN, "")
+        if name in source.lists:  # entries trimmed, blank ones dropped
+            col = (
+                col.str.split(LIST_SEPARATOR)
+                .list.eval(pl.element().str.strip_chars(TRIMMED))
+                .list.eval(pl.element().filter(pl.element() != ""))
+                .list.join(LIST_SEPARATOR)
+            )
         col = col.str.strip_chars(TRIMMED).replace(list(NULL_TEXTS), None)
         if name in source.casefold:
             col = col.str.to_lowercase()
