@@ -1,7 +1,8 @@
-"""Sensors: start a run when new or changed export files appear."""
+"""Sensors: start a run when new or changed export files appear, once they stop changing."""
 
 import hashlib
 import json
+import time
 
 import dagster as dg
 
@@ -11,6 +12,12 @@ from engagement_box.staging.ingestion import IngestError, discover_files
 from pipelines.jobs import engagement_job
 from pipelines.partitions import current_partition_key
 from pipelines.resources import ExportsResource
+
+INTERVAL_SECONDS = 60
+# A file changed less than this long ago may still be being written (a copy, an SFTP upload, an
+# export tool flushing): the sensor waits for it. A file it saw with the same size and times on
+# its previous tick is settled whatever its age.
+SETTLE_SECONDS = INTERVAL_SECONDS
 
 
 def export_fingerprints(exports: ExportsResource) -> dict[str, list[int]]:
@@ -25,17 +32,42 @@ def export_fingerprints(exports: ExportsResource) -> dict[str, list[int]]:
     }
 
 
+def read_cursor(cursor: str | None) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """(taken, settling): the files a run was requested for, and the changed files the previous
+    tick saw still settling, each path -> stamp. A cursor from before settling (one mapping of
+    the files taken) reads as taken."""
+    state = json.loads(cursor) if cursor else {}
+    if "taken" in state and isinstance(state["taken"], dict):
+        return state["taken"], state.get("settling", {})
+    return state, {}
+
+
+def settling(changed: dict[str, list[int]], before: dict[str, list[int]], now_ns: int) -> list[str]:
+    """The changed files that may still be being written: changed within `SETTLE_SECONDS` of
+    `now_ns` (the later of mtime and ctime) and not seen with the same stamp on the previous tick
+    (`before`)."""
+    return sorted(
+        path
+        for path, stamp in changed.items()
+        if before.get(path) != stamp and now_ns - max(stamp[1], stamp[2]) < SETTLE_SECONDS * 1e9
+    )
+
+
 @dg.sensor(
     name="new_export_files",
     job=engagement_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Runs the pipeline when a file is added to, or changed in, ENGAGEMENT_DATA_DIR.",
+    description=(
+        "Runs the pipeline when a file is added to, or changed in, ENGAGEMENT_DATA_DIR, once "
+        f"every such file has stopped changing (untouched for {SETTLE_SECONDS} s, or unchanged "
+        "since the previous tick)."
+    ),
 )
 def new_export_files(
     context: dg.SensorEvaluationContext, exports: ExportsResource
 ) -> dg.SensorResult | dg.SkipReason:
-    seen: dict[str, list[int]] = json.loads(context.cursor) if context.cursor else {}
+    taken, before = read_cursor(context.cursor)
     problem = settings.first_problem() or exports.problem()  # a run would fail on it: say so
     if problem:
         return dg.SkipReason(f"no run: {problem}")
@@ -43,17 +75,29 @@ def new_export_files(
         current = export_fingerprints(exports)
     except IngestError as exc:
         return dg.SkipReason(f"no run: {exc}")
-    changed = sorted(path for path, stamp in current.items() if seen.get(path) != stamp)
+    changed = {path: stamp for path, stamp in current.items() if taken.get(path) != stamp}
     if not changed:
         return dg.SkipReason(f"no new or changed files among {len(current)}")
-    run_key = hashlib.sha256(json.dumps([[p, current[p]] for p in changed]).encode()).hexdigest()
+    # The run takes in every file in the folder: it waits until none may still be half written.
+    moving = settling(changed, before, time.time_ns())
+    if moving:
+        shown = ", ".join(moving[:5]) + (f" and {len(moving) - 5} more" if len(moving) > 5 else "")
+        return dg.SensorResult(
+            skip_reason=(
+                f"waiting for {len(moving)} file(s) changed in the last {SETTLE_SECONDS} s to "
+                f"stop changing: {shown}"
+            ),
+            cursor=json.dumps({"taken": taken, "settling": changed}, sort_keys=True),
+        )
+    paths = sorted(changed)
+    run_key = hashlib.sha256(json.dumps([[p, current[p]] for p in paths]).encode()).hexdigest()
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=run_key,
                 partition_key=current_partition_key(),
-                tags={"engagement/new_files": str(len(changed))},
+                tags={"engagement/new_files": str(len(paths))},
             )
         ],
-        cursor=json.dumps(current, sort_keys=True),
+        cursor=json.dumps({"taken": current, "settling": {}}, sort_keys=True),
     )

@@ -16,7 +16,7 @@ from pipelines.definitions import defs
 from pipelines.partitions import month_end
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from pipelines.schedules import daily_schedule
-from pipelines.sensors import new_export_files
+from pipelines.sensors import export_fingerprints, new_export_files
 from tests.conftest import good_order, write_csv
 
 EXPECTED_ASSETS = {
@@ -259,22 +259,31 @@ def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path
     assert not database.exists() and not readers_working(database).exists()
 
 
+def _sense(exports, cursor=None):
+    return new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+
+
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     exports = ExportsResource(data_dir=str(tmp_path))
     for source in SOURCES:  # every source has its folder (a missing one is a setup error)
         (tmp_path / source).mkdir()
     write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
 
-    first = new_export_files(dg.build_sensor_context(resources={"exports": exports}))
+    # Just written: it may still be being copied, so the first tick waits and the next one,
+    # seeing it unchanged, starts the run.
+    waiting = _sense(exports)
+    assert not waiting.run_requests
+    assert waiting.skip_reason.skip_message.startswith("waiting for 1 file(s) changed in the last 60 s")
+    first = _sense(exports, waiting.cursor)
     assert len(first.run_requests) == 1
     cursor = first.cursor
-    assert json.loads(cursor) and "orders/day1.csv" in json.loads(cursor)
+    assert "orders/day1.csv" in json.loads(cursor)["taken"]
 
-    again = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    again = _sense(exports, cursor)
     assert isinstance(again, dg.SkipReason)
 
     write_csv(tmp_path / "orders" / "day2.csv", [good_order(2)])
-    third = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    third = _sense(exports, _sense(exports, cursor).cursor)
     assert len(third.run_requests) == 1
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
 
@@ -282,10 +291,40 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     # refuses is a skip that says why (the run would fail on it).
     cursor = third.cursor
     (tmp_path / "orders" / ".day3.csv.partial").write_text("order_id\n")
-    quiet = new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+    quiet = _sense(exports, cursor)
     assert isinstance(quiet, dg.SkipReason)
     (tmp_path / "orders" / "day3.xlsx").write_text("not an export")
-    refused = new_export_files(
-        dg.build_sensor_context(cursor=cursor, resources={"exports": exports})
-    )
+    refused = _sense(exports, cursor)
     assert isinstance(refused, dg.SkipReason) and "orders/day3.xlsx" in refused.skip_message
+
+
+def test_sensor_waits_while_a_file_is_still_being_written(tmp_path):
+    """An export copied into the folder while the sensor ticked started a run that took in the
+    file cut short (a CSV's last line cut, a Parquet file without its footer failed the run).
+    The sensor now starts a run only when no new or changed file moved since its previous tick
+    (or in the last minute)."""
+    exports = ExportsResource(data_dir=str(tmp_path))
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    path = tmp_path / "orders" / "big.csv"
+    write_csv(path, [good_order(1)])
+    tick = _sense(exports)
+    assert not tick.run_requests
+    with path.open("a", encoding="utf-8") as handle:  # the copy goes on
+        handle.write(",".join(good_order(2).values()) + "\n")
+    tick = _sense(exports, tick.cursor)
+    assert not tick.run_requests and "orders/big.csv" in tick.skip_reason.skip_message
+    done = _sense(exports, tick.cursor)  # unchanged since the previous tick: settled
+    assert len(done.run_requests) == 1
+    assert json.loads(done.cursor)["taken"]["orders/big.csv"][0] == path.stat().st_size
+
+
+def test_sensor_reads_the_cursor_of_the_release_before_settling(tmp_path):
+    """A deployment upgraded with the sensor on: its cursor is the mapping of files taken."""
+    exports = ExportsResource(data_dir=str(tmp_path))
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
+    old = json.dumps(export_fingerprints(exports))
+    quiet = _sense(exports, old)
+    assert isinstance(quiet, dg.SkipReason) and quiet.skip_message.startswith("no new or changed")
