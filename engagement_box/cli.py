@@ -130,9 +130,11 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
         reader.close()
 
 
-def root_cause(result) -> str | None:
-    """The first failure of a run, as the user-facing message of the exception that caused it
-    (not Dagster's "Execution of run ... failed"). `result` is a run's result or its events."""
+def root_causes(result) -> list[str]:
+    """Each failure of a run, once per step in the order they happened, as the user-facing
+    message of the exception that caused it (not Dagster's "Execution of run ... failed").
+    `result` is a run's result or its events."""
+    causes: dict[str | None, str] = {}
     for event in getattr(result, "all_events", result):
         if not event.is_failure and event.event_type_value not in (
             "RESOURCE_INIT_FAILURE",
@@ -140,7 +142,7 @@ def root_cause(result) -> str | None:
         ):
             continue
         error = getattr(event.event_specific_data, "error", None)
-        if error is None:
+        if error is None or event.step_key in causes:
             continue
         while error.cause is not None:
             error = error.cause
@@ -148,9 +150,18 @@ def root_cause(result) -> str | None:
         prefix, _, rest = message.partition(": ")
         if rest and prefix.rsplit(".", 1)[-1] == error.cls_name:
             message = rest
+        said = message.splitlines()[0] if message else error.cls_name
+        if event.step_key is None and any(c.endswith(said) for c in causes.values()):
+            continue  # the run's failure repeating a step's
         where = f"{event.step_key}: " if event.step_key else ""
-        return f"{where}{message.splitlines()[0] if message else error.cls_name}"
-    return None
+        causes[event.step_key] = f"{where}{said}"
+    return list(causes.values())
+
+
+def root_cause(result) -> str | None:
+    """The first failure of a run (`root_causes`)."""
+    causes = root_causes(result)
+    return causes[0] if causes else None
 
 
 def _exports_problem() -> str | None:
@@ -716,13 +727,16 @@ def _finish(executed: Executed, steps: StepLines) -> int:
         return 128 + executed.signal
     if not executed.succeeded or steps.failed_checks:
         # A blocking check's own description says why; Dagster's error only names the check.
-        cause = root_cause(executed.events)
+        causes = root_causes(executed.events)
+        cause = causes[0] if causes else None
         if steps.failed_checks:
-            cause = f"{'; '.join(steps.failed_checks)}; nothing was published"
+            cause, causes = f"{'; '.join(steps.failed_checks)}; nothing was published", []
         print(
             f"FAILED {cause or 'the run failed; see the full log'} (full log: {log})",
             file=sys.stderr,
         )
+        for other in causes[1:]:  # every step that failed, so one run shows every file to fix
+            print(f"also FAILED {other}", file=sys.stderr)
         return 1
     print(f"run {executed.run_id} succeeded")
     return 0

@@ -164,6 +164,28 @@ def test_a_failed_step_prints_its_own_cause_and_the_file(tmp_path):
     assert bad.exists()
 
 
+def test_every_failed_step_is_said_so_one_run_shows_every_file_to_fix(tmp_path):
+    """Two broken exports in two folders failed two staging steps, and the CLI said only the
+    first: the user fixed it, ran again, and only then learned of the second."""
+    exports = tmp_path / "exports"
+    for source in SOURCES:
+        (exports / source).mkdir(parents=True)
+    write_csv(
+        exports / "orders" / "orders_bad.csv",
+        [good_order(1)],
+        header=[c for c in ORDER_HEADER if c != "net_amount"],
+    )
+    (exports / "reviews" / "reviews.parquet").write_text("not a Parquet file")
+    code, out, err = run_cli(environment(tmp_path, exports), "--month", MONTH)
+    assert code == 1
+    lines = step_lines(out)
+    assert lines["staging__orders"][1] == lines["staging__reviews"][1] == "FAILED"
+    failed = [line for line in err.splitlines() if "FAILED" in line]
+    assert len(failed) == 2, err
+    assert failed[0].startswith("FAILED staging__orders: orders/orders_bad.csv: missing required")
+    assert failed[1].startswith("also FAILED staging__reviews: reviews/reviews.parquet: unreadable")
+
+
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     env = environment(tmp_path, tmp_path)
     code, _, err = run_cli(env, "--month", "2019-01")

@@ -273,7 +273,9 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     # seeing it unchanged, starts the run.
     waiting = _sense(exports)
     assert not waiting.run_requests
-    assert waiting.skip_reason.skip_message.startswith("waiting for 1 file(s) changed in the last 60 s")
+    assert waiting.skip_reason.skip_message.startswith(
+        "waiting for 1 file(s) changed in the last 60 s"
+    )
     first = _sense(exports, waiting.cursor)
     assert len(first.run_requests) == 1
     cursor = first.cursor
