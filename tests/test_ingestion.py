@@ -969,3 +969,23 @@ def test_blank_entries_in_a_handle_list_are_dropped_not_the_profile(warehouse, e
     q = quarantine(warehouse)
     assert q["reason"].to_list() == ["social_handles_well_formed"]
     assert json.loads(q["raw_values"][0])["social_handles"] == "@ok;no spaces allowed;"
+
+
+def test_a_value_quoted_after_the_separators_space_is_read_without_its_quotes(
+    warehouse, exports_dir
+):
+    """`O1, "C1"` (a space after the comma, then a quoted value) staged the customer id as
+    `"C1"`, quotes included: the order matched no customer and made a new one. Such a value is
+    read as what the quotes hold; a quote inside a properly quoted value stays."""
+    header = ",".join(ORDER_HEADER)
+    rows = [
+        'o1, "c1",c1@example.com,2024-01-05 10:00:00,12.50,USD,completed,web',
+        'o2,\t"c2" ,c2@example.com,2024-01-05 10:00:00,"7.00",USD,completed,web',
+        'o3, "c""3",c3@example.com,2024-01-05 10:00:00,5.00,USD,completed,web',
+        'o4,"c ""4""",c4@example.com,2024-01-05 10:00:00,5.00,USD,completed,web',
+    ]
+    (exports_dir / "orders").mkdir(parents=True, exist_ok=True)
+    (exports_dir / "orders" / "a.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    ingest_source(warehouse, exports_dir, "orders")
+    got = staged(warehouse, "orders").sort("order_id")
+    assert got["customer_id"].to_list() == ["c1", "c2", 'c"3', 'c "4"']

@@ -54,7 +54,8 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #   2: invisible characters trimmed, and removed inside emails and handles (2026-12-03)
 #   3: header variants read as their columns (`Social Handles`), a header's trailing unnamed
 #      column not counted in a row's fields (2026-12-03)
-#   4: blank entries of a handle list dropped (`@ann;@ann_shop;`), each entry trimmed
+#   4: blank entries of a handle list dropped (`@ann;@ann_shop;`), each entry trimmed; a CSV
+#      value quoted after the separator's space (`O1, "C1"`) read without its quotes
 #      (2026-12-03)
 STAGING_RULES = 4
 # Between the entries of a list column (`Source.lists`).

@@ -770,6 +770,31 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
     return column.cast(pl.String)
 
 
+# A value quoted after the separator's space (`O1, "C1"`): CSV readers that follow RFC 4180,
+# polars among them, take the quotes for part of the text, and `"C1"` matched no customer.
+_QUOTED_AFTER_SPACE = r'^\s+"((?:[^"]|"")*)"\s*$'
+
+
+def _unquoted_after_space(frame: pl.DataFrame) -> pl.DataFrame:
+    """A CSV value written as whitespace, then a quoted value (`, "C1"`, as hand edits and some
+    tools write a list), read as the quoted value (`C1`; a doubled `""` inside is one `"`), as
+    Python's csv reads it with `skipinitialspace`. Only columns with a value starting with a
+    space or tab and a quote are rewritten (the check: 0.26 CPU-s on 7M rows of 8 columns)."""
+    fixed = []
+    for name in frame.columns:
+        column = frame[name]
+        if not (column.str.starts_with(' "').any() or column.str.starts_with('\t"').any()):
+            continue
+        inner = column.str.extract(_QUOTED_AFTER_SPACE, 1)
+        fixed.append(
+            pl.when(inner.is_not_null())
+            .then(inner.str.replace_all('""', '"', literal=True))
+            .otherwise(column)
+            .alias(name)
+        )
+    return frame.with_columns(fixed) if fixed else frame
+
+
 def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str]]:
     """The file's rows as text, in contract column order, with `source_file`, `source_row` and
     `row_problem` (why a CSV row's fields cannot be trusted: fewer fields than the header).
@@ -789,6 +814,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         renamed, extra = _columns(export, frame.columns, source)
         _rows_inside_values(export, frame, source, renamed)
         problem = _short_rows(export, frame)
+        frame = _unquoted_after_space(frame)
     else:
         try:
             schema, odd = _parquet_schema(export.path)
