@@ -438,6 +438,16 @@ def test_hidden_files_are_ignored(warehouse, exports_dir):
             b"order_id;customer_id;email;ordered_at;net_amount;currency;status;channel\n",
             "the header is one name holding ';': exports are comma-separated",
         ),
+        (
+            b"order_id\tcustomer_id\temail\tordered_at\tnet_amount\tcurrency\tstatus\n",
+            "(found: order_id\\tcustomer_id\\temail\\tordered_at\\tnet_amount\\tcurrency"
+            "\\tstatus); the header is one name holding tabs (a tab-separated file): exports are "
+            "comma-separated",
+        ),
+        (
+            b"order_id|customer_id|email|ordered_at|net_amount|currency|status|channel\n",
+            "the header is one name holding '|': exports are comma-separated",
+        ),
     ],
 )
 def test_files_excel_and_others_write_are_refused_saying_what_to_change(
@@ -530,6 +540,23 @@ def test_repeated_column_fails_naming_the_file(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=[*ORDER_HEADER, "Email"])
     with pytest.raises(IngestError, match=r"orders/day1\.csv: repeated column\(s\) email"):
         ingest_source(warehouse, exports_dir, "orders")
+
+
+def test_a_parquet_file_naming_a_column_twice_is_said_so_not_called_damaged(warehouse, exports_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (exports_dir / "orders").mkdir()
+    columns = [pa.array([v]) for v in good_order(1).values()] + [pa.array(["c2"])]
+    pq.write_table(
+        pa.table(columns, names=[*ORDER_HEADER, "customer_id"]),
+        exports_dir / "orders" / "day1.parquet",
+    )
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    assert str(refused.value) == (
+        "orders/day1.parquet: repeated column(s) customer_id: the file names each column once"
+    )
 
 
 @pytest.mark.parametrize("hashes", ["polars", "all colliding"])
@@ -989,3 +1016,21 @@ def test_a_value_quoted_after_the_separators_space_is_read_without_its_quotes(
     ingest_source(warehouse, exports_dir, "orders")
     got = staged(warehouse, "orders").sort("order_id")
     assert got["customer_id"].to_list() == ["c1", "c2", 'c"3', 'c "4"']
+
+
+@pytest.mark.parametrize("value", ['"c1"x', '"c1" '])
+def test_text_after_a_closing_quote_is_said_with_its_line(warehouse, exports_dir, value):
+    """polars refused `"c1"x` and `"c1" ` (a space after the quote) in its own words ("could not
+    parse `"c1"x` as dtype `str` at column 'customer_id'"), naming no line."""
+    header = ",".join(ORDER_HEADER)
+    good = ",".join(good_order(1).values())
+    bad = ",".join(good_order(2).values()).replace(",c1,", f",{value},", 1)
+    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders" / "a.csv").write_text(f"{header}\n{good}\n{bad}\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    said = str(refused.value)
+    assert said.startswith(
+        f"orders/a.csv: line 3 has text after the closing quote of a value (o2,{value},"
+    ), said
+    assert "could not parse" not in said

@@ -371,20 +371,26 @@ def _columns(
     renamed = dict(zip(names, cleaned, strict=True))
     missing = [c for c in source.required_columns if c not in renamed.values()]
     if missing:
-        separated = (
-            "; the header is one name holding ';': exports are comma-separated (Excel: save as "
-            '"CSV UTF-8 (Comma delimited)")'
-            if len(names) == 1 and ";" in names[0]
-            else ""
+        separated = next(
+            (
+                f"; the header is one name holding {said}: exports are comma-separated (Excel: "
+                'save as "CSV UTF-8 (Comma delimited)")'
+                for separator, said in _OTHER_SEPARATORS.items()
+                if len(names) == 1 and separator in names[0]
+            ),
+            "",
         )
+        found = ", ".join(renamed.values()).replace("\t", "\\t") or "no header"
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(renamed.values()) or 'no header'}){separated}"
+            f"(found: {found}){separated}"
         )
     return renamed, [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
 
 
 _UNNAMED = re.compile(r"_duplicated_\d+")
+# Separators other tools write between values, as a header read with commas shows them.
+_OTHER_SEPARATORS = {";": "';'", "\t": "tabs (a tab-separated file)", "|": "'|'"}
 _SEPARATORS = re.compile(r"[\s\-.]+")
 
 
@@ -514,10 +520,18 @@ def _in_utc(field: pa.Field) -> pa.Field:
     return field.with_type(pa.timestamp(field.type.unit, "UTC"))
 
 
-def _parquet_schema(path: Path) -> tuple[dict[str, pl.DataType], set[str]]:
+def _parquet_schema(export: ExportFile) -> tuple[dict[str, pl.DataType], set[str]]:
     """The file's columns as polars reads them, and its columns at an unnamed zone (for
-    `_read_parquet`, so the footer is read once per use)."""
+    `_read_parquet`, so the footer is read once per use). A column name written twice is
+    refused as a CSV header's is (polars' own error called the file damaged)."""
+    path = export.path
     schema, odd = _unnamed_zones(path)
+    repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    if repeated:
+        raise IngestError(
+            f"{export.relpath}: repeated column(s) {', '.join(repeated)}: the file names each "
+            "column once"
+        )
     if not odd:
         return dict(pl.read_parquet_schema(path)), odd
     utc = pa.schema([_in_utc(f) if f.name in odd else f for f in schema])
@@ -548,7 +562,9 @@ def check_header(export: ExportFile, source: Source) -> list[str]:
             raise _unreadable(export, _plain(exc)) from None
         return _columns(export, names, source)[1]
     try:
-        schema, _ = _parquet_schema(export.path)
+        schema, _ = _parquet_schema(export)
+    except IngestError:
+        raise
     except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
         raise _unreadable(export, f"not a Parquet file, or a damaged one ({_plain(exc)})") from None
     renamed, extra = _columns(export, list(schema), source)
@@ -592,7 +608,43 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
                     )
     except (OSError, csv.Error):
         pass
+    try:
+        _text_after_closing_quote(export)
+    except IngestError as problem:
+        return problem
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
     return _unreadable(export, _plain(exc))
+
+
+def _text_after_closing_quote(export: ExportFile) -> None:
+    """Raise an `IngestError` naming the first line with text after a value's closing quote
+    (`"C1"x`, `"C1" ,`), which polars refuses with its own words; Python's csv reads such a
+    value silently unless strict."""
+    with export.path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error as exc:
+            if "expected after" not in str(exc):
+                raise
+            line = reader.line_num
+            raise IngestError(
+                f"{export.relpath}: line {line} has text after the closing quote of a value "
+                f"({_shown(_line_text(export, line))}): a quoted value ends at its quote, then "
+                'the comma; remove what follows the quote, or quote the whole value ("TV 55"" '
+                'LED"), then run again'
+            ) from None
+
+
+def _line_text(export: ExportFile, number: int) -> str:
+    """Line `number` (1-based) of a text file, for a message."""
+    with export.path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        for i, line in enumerate(handle, start=1):
+            if i == number:
+                return line.rstrip("\r\n")
+    return ""
 
 
 def _field_counts(export: ExportFile, rows: pl.Series, records: int) -> pl.Series:
@@ -817,7 +869,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         frame = _unquoted_after_space(frame)
     else:
         try:
-            schema, odd = _parquet_schema(export.path)
+            schema, odd = _parquet_schema(export)
             renamed, extra = _columns(export, list(schema), source)
             _check_parquet_types(export, schema, renamed, source)
             wanted = [name for name, c in renamed.items() if c in source.columns]
