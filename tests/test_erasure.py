@@ -763,3 +763,65 @@ def test_erasing_a_person_leaves_the_strangers_who_share_a_placeholder(tmp_path,
         0,
     )
     con.close()
+
+
+def _people(con) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT customer_id, resolved_customer_id FROM intermediate.customer_merge"
+    ).fetchall()
+    return dict(rows)
+
+
+def _till_links(con) -> list[tuple]:
+    return con.execute(
+        "SELECT customer_id, source_rows FROM intermediate.identity_links "
+        "WHERE source = 'customers' AND role = 'email' AND normalized_value = 'noemail@shop.com'"
+    ).fetchall()
+
+
+@pytest.mark.parametrize("salt", [None, "a salt held outside the warehouse"])
+def test_erasing_carriers_of_a_placeholder_never_merges_the_strangers_left(
+    tmp_path, monkeypatch, salt
+):
+    """Six profiles carry a till's noemail@ address (a placeholder: more than 5). Erasing one
+    left five, under the limit, and the next identity build merged the five strangers into one
+    person (one CLV, one audience row, the till's address as their contact). The erased carriers
+    still count, by the salted hash the erasure log keeps (never the address itself); a second
+    erasure counts both. An address under the limit with its erased carrier stays a family's."""
+    if salt:
+        monkeypatch.setenv(erasure.SALT_ENV, salt)
+    else:
+        monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    profile = {
+        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
+        "marketing_consent": "true", "country": "DE",
+    }  # fmt: skip
+    write_csv(
+        exports / "customers" / "customers.csv",
+        [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
+        + [profile | {"customer_id": m, "email": "home@example.com"} for m in ("m1", "m2", "m3")],
+    )
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest_source(con, exports, "customers")
+    build_identity_links(con)
+    assert len(set(_people(con).values())) == 6 + 1  # six strangers, one family
+
+    erasure.erase(con, customer_id="t3")
+    build_identity_links(con)
+    people = _people(con)
+    assert sorted(people) == ["m1", "m2", "m3", "t0", "t1", "t2", "t4", "t5"]
+    assert {people[t] for t in ("t0", "t1", "t2", "t4", "t5")} == {"t0", "t1", "t2", "t4", "t5"}
+    assert _till_links(con) == [(None, 5)]  # resolves nothing, five profiles carry it now
+    stored = con.execute("SELECT * FROM staging.erased_placeholder_carriers").pl()
+    assert "noemail@shop.com" not in str(stored.rows())
+
+    erasure.erase(con, customer_id="t4")  # four left: both erased carriers count
+    build_identity_links(con)
+    people = _people(con)
+    assert {people[t] for t in ("t0", "t1", "t2", "t5")} == {"t0", "t1", "t2", "t5"}
+
+    erasure.erase(con, customer_id="m3")  # a family's address is followed and erased: the
+    build_identity_links(con)  # others are erased with it (one person), as before
+    assert not {"m1", "m2", "m3"} & set(_people(con))
+    con.close()

@@ -100,3 +100,45 @@ def test_spark_finds_the_same_people_and_placeholders(session, tmp_path, limit):
     else:  # 7: the six shop profiles are one person, the seven fans another
         assert len(set(merged.values())) == 1 + 1 + 1
     con.close()
+
+
+def test_spark_counts_the_erased_carriers_of_a_placeholder_as_duckdb_does(
+    session, tmp_path, monkeypatch
+):
+    """Erasing one of the six profiles on the shop's address leaves five, under the limit: the
+    DuckDB engine still counts the erased one (by its salted hash), and so must the Spark
+    engine, from the register `erase` writes, or the five strangers become one person there."""
+    from engagement_box.governance import erasure
+
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    spark = session
+    working = tmp_path / "duck.duckdb"
+    con = duckdb.connect(str(working))
+    con.execute("create schema staging")
+    for name, frame in staged().items():  # as staged: with the file and row they came from
+        con.register("rows", frame.to_arrow())
+        con.execute(
+            f"create table staging.{name} as select *, '{name}.csv' as source_file, "
+            "cast(row_number() over () as bigint) as source_row from rows"
+        )
+        con.unregister("rows")
+    build_identity_links(con, 5)
+    erasure.erase(con, customer_id="p0")
+    build_identity_links(con, 5)
+
+    tables = SparkTables(spark, tmp_path / "lake")
+    for name in staged():  # what the Spark ingest stages: the erased rows left out
+        frame = con.execute(f"select * from staging.{name}").pl()
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+        tables.save(f"staging.{name}", spark.read.parquet(str(tmp_path / f"{name}.parquet")))
+    carriers = erasure.register_carriers(working)
+    assert len(carriers[0]) == 1 and "noemail" not in str(carriers)
+    pipeline.build_identity(tables, 5, carriers)
+
+    for query in (MERGE, LINKS, ORDERS, PEOPLE):
+        duck = con.execute(query).fetchall()
+        lake = [tuple(r) for r in spark.sql(query).collect()]
+        assert lake == duck, query
+    merged = dict(con.execute(MERGE).fetchall())
+    assert {merged[f"p{i}"] for i in range(1, 6)} == {f"p{i}" for i in range(1, 6)}
+    con.close()

@@ -12,6 +12,9 @@
    guest orders and reviews by. A placeholder (an email or handle on more staged profiles than
    ENGAGEMENT_MAX_PROFILES_PER_KEY, `sql/erasure/placeholder_keys.sql`) links no one in the
    merge, so it is not followed here either, nor erased or logged, unless the request names it.
+   How many of the person's staged profiles carried it is kept, by the salted hash of the key
+   (`staging.erased_placeholder_carriers`, and the register): identity goes on counting them,
+   so the strangers left on it never fall under the limit and merge.
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
@@ -291,10 +294,28 @@ def drop_erased(
 
 
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both)."""
+    """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both), and
+    `staging.erased_placeholder_carriers`."""
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
+    con.execute(load_sql("erasure/create_erased_placeholder_carriers"))
+
+
+def placeholder_carrier_salt(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The salt that hashed `staging.erased_placeholder_carriers` (checked against the erasure
+    log's, as the ingest checks it), or None when no erasure left a placeholder's carriers to
+    count: identity then has nothing to add to any key's profiles."""
+    if not _table_exists(con, "staging", "erased_placeholder_carriers"):
+        return None
+    if not con.execute(_ANY_CARRIERS).fetchone():
+        return None
+    salt = resolve_salt(con)
+    erased_subject_hashes(con, salt)  # refuses a salt that did not make the logged hashes
+    return salt
+
+
+_ANY_CARRIERS = "SELECT 1 FROM staging.erased_placeholder_carriers LIMIT 1"
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -384,30 +405,48 @@ def delete_erased_rows_of_files(
 
 
 def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tuple[str, str]]:
-    """The (kind, key) pairs identity treats as placeholders (`erasure/placeholder_keys.sql`)."""
+    """The (kind, key) pairs identity treats as placeholders (`erasure/placeholder_keys.sql`),
+    with the keys that are placeholders only with earlier erasures' carriers counted
+    (`intermediate/erased_placeholder_keys.sql`, identity's own statement)."""
+    from engagement_box.identity import links
+
     if not _table_exists(con, "staging", "customers"):
         return set()
+    salt = placeholder_carrier_salt(con)
+    for name in links.build_statements(salt):
+        if name in (links.ERASED_KEYS, links.NO_ERASED_KEYS):
+            con.execute(load_sql(name), links.statement_values(name, max_profiles, salt))
     rows = con.execute(
         load_sql("erasure/placeholder_keys"), {"max_profiles_per_key": max_profiles}
     ).fetchall()
     return {(kind, key) for kind, key in rows}
 
 
+@dataclass
+class _Resolved:
+    found: bool  # any profile matched
+    placeholders_not_followed: int
+    # (kind, key) of each placeholder not followed -> the person's staged profiles carrying it
+    carriers: dict[tuple[str, str], set[str]]
+
+
 def _resolve(
     con: duckdb.DuckDBPyConnection, subjects: _Subjects, max_profiles: int | None = None
-) -> tuple[bool, int]:
+) -> _Resolved:
     """Close the keys over the customer profiles, as the identity merge links them: never over
     a placeholder (an email or handle on more profiles than the limit, unless it was asked
-    for). (whether any profile matched, how many placeholders were not followed)."""
+    for)."""
     from engagement_box.identity.links import max_profiles_per_key
 
     placeholders = _placeholders(con, max_profiles_per_key(max_profiles))
     asked = set(subjects.items())
-    skipped: set[tuple[str, str]] = set()
+    carriers: dict[tuple[str, str], set[str]] = defaultdict(set)
 
-    def follow(kind: str, value: str) -> None:
+    def follow(kind: str, value: str, profile: str | None, staged: bool) -> None:
         if (kind, value) in placeholders and (kind, value) not in asked:
-            skipped.add((kind, value))
+            carriers[(kind, value)]
+            if staged and profile:  # a staged profile identity counted on the key
+                carriers[(kind, value)].add(profile)
         else:
             getattr(subjects, kind).add(value)
 
@@ -428,17 +467,18 @@ def _resolve(
             "handles": subjects.of("handle"),
         }
         for query in queries:
+            staged = query == "erasure/customer_profiles"
             for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
                 found = True
                 if customer_id:
                     subjects.customer_id.add(customer_id)
                 if email:
-                    follow("email", email)
+                    follow("email", email, customer_id, staged)
                 for handle in handles or []:
                     if handle:
-                        follow("handle", handle)
+                        follow("handle", handle, customer_id, staged)
         if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
-            return found, len(skipped)
+            return _Resolved(found, len(carriers), dict(carriers))
 
 
 def _delete(
@@ -569,8 +609,21 @@ def erase(
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
-        report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
+        resolved = _resolve(con, subjects, max_profiles)
+        report.found = resolved.found
+        report.placeholders_not_followed = resolved.placeholders_not_followed
         report.rows_deleted, erased = _delete(con, subjects)
+        for (kind, value), profiles in sorted(resolved.carriers.items()):
+            if profiles:  # identity keeps counting them on the key (never the key itself)
+                con.execute(
+                    load_sql("erasure/insert_erased_placeholder_carriers"),
+                    {
+                        "request_id": report.request_id,
+                        "kind": kind,
+                        "key_hash": _hash_normalized(value, kind, used_salt),
+                        "carriers": len(profiles),
+                    },
+                )
         report.found = report.found or bool(report.rows_deleted)
         if any(t.startswith(("work.", "history_rows.")) for t in report.rows_deleted):
             # The migration pairs counted the person: every pair again, from what is left.
@@ -646,11 +699,36 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
         "salt_fingerprint": salt_fingerprint(used),
         "salt": stored,
         "subject_hashes": sorted(erased_subject_hashes(con, used)),
+        "placeholder_carriers": _placeholder_carriers(con),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     hidden.write_text(json.dumps(record, indent=1), encoding="utf-8")
     os.replace(hidden, path)
+
+
+def _placeholder_carriers(con: duckdb.DuckDBPyConnection) -> list[list]:
+    """[kind, key hash, erased profiles] per placeholder key erasures left carriers of."""
+    if not _table_exists(con, "staging", "erased_placeholder_carriers"):
+        return []
+    return [
+        [kind, key_hash, int(n)]
+        for kind, key_hash, n in con.execute(load_sql("erasure/placeholder_carriers")).fetchall()
+    ]
+
+
+def register_carriers(working: Path | str) -> tuple[list[tuple[str, str, int]], str]:
+    """(kind, key hash, erased profiles) of each placeholder erasures left carriers of, from the
+    register of the working database `working` (`register_of` writes it first when missing),
+    and the salt that hashed them; ([], "") when there are none."""
+    _, salt = register_of(working)
+    path = register_path(working)
+    if not path.exists():
+        return [], ""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    listed = record.get("placeholder_carriers", [])  # none in a register from before them
+    rows = [(kind, key_hash, int(n)) for kind, key_hash, n in listed]
+    return (rows, salt) if rows else ([], "")
 
 
 def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:

@@ -50,6 +50,7 @@ BUILD_STATEMENTS = (
     "intermediate/identity_links_table",
     "intermediate/normalization",
     "intermediate/rules",
+    "intermediate/erased_placeholder_keys",  # placeholders only with erased carriers counted
     "intermediate/customer_merge_edges",
     "intermediate/customer_merge",
     "intermediate/identity_links",
@@ -71,7 +72,14 @@ _RESOLVED_QUERIES: dict[str, str] = {
 
 
 # The statements that read the placeholder limit ($max_profiles_per_key).
-LIMITED_STATEMENTS = ("intermediate/customer_merge_edges", "intermediate/identity_links")
+ERASED_KEYS = "intermediate/erased_placeholder_keys"  # and the erasure salt ($salt)
+LIMITED_STATEMENTS = (
+    ERASED_KEYS,
+    "intermediate/customer_merge_edges",
+    "intermediate/identity_links",
+)
+# ERASED_KEYS where no erasure left carriers of a placeholder to count: the same table, empty.
+NO_ERASED_KEYS = "intermediate/no_erased_placeholder_keys"
 # Keys no profile owns: carried by more than the limit (NULL customer on a customers' key).
 _SHARED_KEYS = """
     SELECT role AS key_type, count(*) AS keys, max(source_rows) AS most_profiles
@@ -116,13 +124,29 @@ def _settings(limit: int) -> dict:
     return {"max_profiles_per_key": limit}
 
 
+def build_statements(salt: str | None) -> tuple[str, ...]:
+    """BUILD_STATEMENTS, with NO_ERASED_KEYS for ERASED_KEYS when no erasure left carriers of a
+    placeholder to count (`salt` None): nothing to hash or group then."""
+    if salt is not None:
+        return BUILD_STATEMENTS
+    return tuple(NO_ERASED_KEYS if name == ERASED_KEYS else name for name in BUILD_STATEMENTS)
+
+
+def statement_values(name: str, limit: int, salt: str | None) -> dict:
+    """The bound values of the build statement `name`: the limit, and the salt for ERASED_KEYS."""
+    values: dict = {"max_profiles_per_key": limit} if name in LIMITED_STATEMENTS else {}
+    if name == ERASED_KEYS:
+        values["salt"] = salt
+    return values
+
+
 def _build(con: duckdb.DuckDBPyConnection, limit: int, now: dict) -> pl.DataFrame:
+    from engagement_box.governance.erasure import placeholder_carrier_salt
+
     with transaction(con):
-        for name in BUILD_STATEMENTS:
-            if name in LIMITED_STATEMENTS:
-                con.execute(load_sql(name), {"max_profiles_per_key": limit})
-            else:
-                con.execute(load_sql(name))
+        salt = placeholder_carrier_salt(con)
+        for name in build_statements(salt):
+            con.execute(load_sql(name), statement_values(name, limit, salt))
         _record(con, now)
     return match_rates(con)
 

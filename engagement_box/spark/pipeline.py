@@ -11,7 +11,11 @@ from pathlib import Path
 
 import polars as pl
 
-from engagement_box.identity.links import BUILD_STATEMENTS, max_profiles_per_key
+from engagement_box.identity.links import (
+    BUILD_STATEMENTS,
+    build_statements,
+    max_profiles_per_key,
+)
 from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
 from engagement_box.spark.staging import SparkIngestReport, stage_source, validated_table
 from engagement_box.spark.tables import SparkTables, describe
@@ -56,14 +60,32 @@ def stage_all(
     return reports
 
 
-def build_identity(tables: SparkTables, max_profiles: int | None = None) -> None:
+CARRIERS_TABLE = "staging.erased_placeholder_carriers"
+
+
+def build_identity(
+    tables: SparkTables,
+    max_profiles: int | None = None,
+    carriers: tuple[list[tuple[str, str, int]], str] = ([], ""),
+) -> None:
     """customer_merge, resolved_customers, identity_links and the four resolution views
-    (max_profiles: the placeholder limit, `links.max_profiles_per_key`)."""
+    (max_profiles: the placeholder limit, `links.max_profiles_per_key`). `carriers`: the
+    placeholders' erased carriers (kind, key hash, profiles) and the salt that hashed them
+    (`erasure.register_carriers`), counted on their keys as the DuckDB engine counts them."""
     spark = tables.spark
+    rows, salt = carriers
+    if rows:
+        tables.save(
+            CARRIERS_TABLE,
+            spark.createDataFrame(
+                [("register", kind, key_hash, int(n)) for kind, key_hash, n in rows],
+                "request_id string, kind string, key_hash string, carriers bigint",
+            ),
+        )
     tables.run(
-        BUILD_STATEMENTS,
+        build_statements(salt if rows else None),
         IDENTITY_MACROS,
-        values={"max_profiles_per_key": max_profiles_per_key(max_profiles)},
+        values={"max_profiles_per_key": max_profiles_per_key(max_profiles), "salt": salt},
         before={
             "intermediate.customer_merge": lambda: component_labels(
                 spark.table("customer_merge_edges")

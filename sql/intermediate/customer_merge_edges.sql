@@ -5,7 +5,9 @@
 -- make edges, and each links its profiles to its first one (a star: 2(k - 1) edges for a key of
 -- k profiles, not k^2), in both directions. A key carried by more than $max_profiles_per_key
 -- profiles (ENGAGEMENT_MAX_PROFILES_PER_KEY) is a placeholder many people were given (a
--- shop's noemail@..., its own handle), not one person's: it links no profiles. A temporary table of ranks only (no identifier):
+-- shop's noemail@..., its own handle), not one person's: it links no profiles; so does a key
+-- that is one only with its erased carriers counted (erased_placeholder_keys.sql, which runs
+-- first). A temporary table of ranks only (no identifier):
 -- the connection's own, gone when it closes. Portable: the Spark engine runs this same file.
 create or replace temp table customer_merge_edges as
 with
@@ -35,11 +37,12 @@ profile_keys as (
 ),
 
 shared_keys as (
-    select key_type, key, min(rank) as first_rank
-    from profile_keys
-    where key is not null
-    group by key_type, key
-    having count(distinct rank) between 2 and $max_profiles_per_key
+    select k.key_type, k.key, min(k.rank) as first_rank
+    from profile_keys as k
+    left join erased_placeholder_keys as e on e.key_type = k.key_type and e.key = k.key
+    where k.key is not null and e.key is null
+    group by k.key_type, k.key
+    having count(distinct k.rank) between 2 and $max_profiles_per_key
 ),
 
 star as (

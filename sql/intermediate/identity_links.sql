@@ -21,6 +21,8 @@
 --   (ENGAGEMENT_MAX_PROFILES_PER_KEY) merged no profiles (customer_merge_edges.sql) and resolves
 --   nothing: its row has customer_id and match_rule NULL, and source_rows says how many profiles
 --   carry it. Orders, reviews, events and referrals carrying it resolve by their other keys only.
+--   A key that is a placeholder only with its erased carriers counted (the temporary table of
+--   erased_placeholder_keys.sql) resolves nothing either.
 insert into intermediate.identity_links
     (source, role, key_type, normalized_value, customer_id, match_rule, source_rows)
 with
@@ -40,31 +42,48 @@ customer_handles as (
     where social_handles is not null
 ),
 
-email_links as (
+email_counts as (
     select
         intermediate.normalized_email(email) as normalized_value,
+        count(distinct customer_id) as profiles,
         -- one person per key: min() only names the value all the rows share
-        case
-            when count(distinct customer_id) <= $max_profiles_per_key
-                then min(resolved_customer_id)
-        end as customer_id,
+        min(resolved_customer_id) as person,
         count(*) as source_rows
     from customers
     group by 1
     having normalized_value is not null
 ),
 
-handle_links as (
+email_links as (
+    select
+        c.normalized_value,
+        case when c.profiles <= $max_profiles_per_key and e.key is null then c.person end
+            as customer_id,
+        c.source_rows
+    from email_counts as c
+    left join erased_placeholder_keys as e
+        on e.key_type = 'email' and e.key = c.normalized_value
+),
+
+handle_counts as (
     select
         intermediate.normalized_handle(raw_value) as normalized_value,
-        case
-            when count(distinct customer_id) <= $max_profiles_per_key
-                then min(resolved_customer_id)
-        end as customer_id,
-        count(distinct customer_id) as source_rows
+        count(distinct customer_id) as profiles,
+        min(resolved_customer_id) as person
     from customer_handles
     group by 1
     having normalized_value is not null
+),
+
+handle_links as (
+    select
+        c.normalized_value,
+        case when c.profiles <= $max_profiles_per_key and e.key is null then c.person end
+            as customer_id,
+        c.profiles as source_rows
+    from handle_counts as c
+    left join erased_placeholder_keys as e
+        on e.key_type = 'handle' and e.key = c.normalized_value
 ),
 
 id_links as (
