@@ -20,6 +20,7 @@ from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
 from engagement_box.spark import audiences, engagement, lake, pipeline
 from engagement_box.spark.tables import CURRENT, SparkTables
+from engagement_box.staging import ingestion
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -89,6 +90,14 @@ def spark_staging(
         metadata[f"{name}_quarantine_by_reason"] = dg.MetadataValue.json(
             report.quarantine_by_reason
         )
+    # Under the DuckDB staging assets' keys, in their shape (the CLI warns from them): every
+    # source's files in one mapping, a file's path starting with its source's folder.
+    ignored = {f: c for r in reports.values() for f, c in r.ignored_columns.items()}
+    quarantined = {f: n for r in reports.values() for f, n in r.quarantined_files.items()}
+    metadata["ignored_columns"] = dg.MetadataValue.json(ignored)
+    metadata["quarantined_by_file"] = dg.MetadataValue.json(quarantined)
+    for warning in ingestion.file_warnings(ignored, quarantined):  # as the CLI says them
+        context.log.warning(warning)
     holds = all(r.holds for r in reports.values())
     return dg.MaterializeResult(
         metadata=metadata,

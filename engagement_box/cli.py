@@ -289,19 +289,15 @@ class StepLines:
             self.restaged[event.asset_key.path[-1]] = len(restaged.value)
         ignored, quarantined = metadata.get("ignored_columns"), metadata.get("quarantined_by_file")
         if (ignored and ignored.value) or (quarantined and quarantined.value):
-            from engagement_box.staging.ingestion import (
-                ignored_columns_message,
-                mostly_quarantined_message,
-            )
+            from engagement_box.staging.ingestion import file_warnings
 
-            source = event.asset_key.path[-1]
-            for file, columns in (ignored.value if ignored else {}).items():
-                self.warnings.append(ignored_columns_message(source, file, columns))
-            resent = copies.value if copies else {}  # said as a copy (copy_message) below
-            for file, (read, lost) in (quarantined.value if quarantined else {}).items():
-                said = None if file in resent else mostly_quarantined_message(file, read, lost)
-                if said:
-                    self.warnings.append(said)
+            # A resent copy is said as a copy (copy_message) below. The Spark engine's one
+            # staging step gives every source's files under these keys too.
+            self.warnings += file_warnings(
+                ignored.value if ignored else {},
+                quarantined.value if quarantined else {},
+                copies.value if copies else {},
+            )
         if not ((withdrawn and withdrawn.value) or (copies and copies.value)):
             return
         from engagement_box.staging.ingestion import copy_message, withdrawn_message

@@ -351,6 +351,27 @@ def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
     assert not any("orders/c.csv: 9 of 9" in w for w in steps.warnings)
 
 
+def test_the_spark_staging_warnings_name_each_files_source():
+    """The Spark engine stages every source in one step (`spark/staging`): a column ignored is
+    said with the source of its file, not with the step's name (it said "not columns of
+    staging")."""
+    from types import SimpleNamespace
+
+    steps = cli.StepLines(out=io.StringIO())
+    metadata = {
+        "ignored_columns": dg.MetadataValue.json(
+            {"customers/b.csv": ["Social Handle"], "orders/a.csv": ["coupon code"]}
+        ),
+        "quarantined_by_file": dg.MetadataValue.json({"reviews/r.parquet": [4, 2]}),
+    }
+    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["spark", "staging"])), metadata)
+    assert [w.split(" (")[0] for w in steps.warnings] == [
+        "customers/b.csv: column(s) Social Handle ignored: not columns of customers",
+        "orders/a.csv: column(s) coupon code ignored: not columns of orders",
+        "reviews/r.parquet: 2 of 4 rows quarantined; staging.quarantine says why",
+    ]
+
+
 def test_step_line_gives_the_cpu_seconds_the_step_used():
     """A step that keeps a core busy shows CPU seconds near its wall seconds; one that waits
     shows about none (what a benchmark reads to tell a busy step from a waiting one)."""

@@ -2,7 +2,8 @@
 
 Each export file is one unit of work. The driver lists the files and checks every header
 (`ingestion.check_header`: a file that cannot be taken in fails the run, naming it, before
-anything is written). Spark then spreads the files over its tasks (`mapInArrow`); each task
+anything is written; the columns it names that no contract column reads are reported per
+file). Spark then spreads the files over its tasks (`mapInArrow`); each task
 reads its files with `ingestion.read_raw` and splits the rows with `ingestion.check_batch`, the
 DuckDB engine's own functions, so the rules, the parsing and the quarantine reasons are written
 once. The validated rows are written to the lake once and read back by the later passes.
@@ -46,6 +47,11 @@ class SparkIngestReport:
     rows_quarantined: int = 0
     rows_erased: int = 0  # rows of people erased before, dropped unread
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+    # As the DuckDB engine's `IngestReport` has them (the staging metadata the CLI warns from):
+    # per file, the columns its contract does not know, as the file names them; and per file
+    # with rows quarantined, [rows read, rows quarantined].
+    ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+    quarantined_files: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def holds(self) -> bool:
@@ -205,9 +211,11 @@ def stage_source(
     spark = tables.spark
     source = SOURCES[source_name]
     exports = ingestion.discover_files(Path(data_dir), source)
-    for export in exports:  # every file's header first: fail before anything is written
-        ingestion.check_header(export, source)
     report = SparkIngestReport(source=source.name, files=len(exports))
+    for export in exports:  # every file's header first: fail before anything is written
+        extra = ingestion.check_header(export, source)
+        if extra:
+            report.ignored_columns[export.relpath] = extra
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]
     if not exports:
@@ -245,44 +253,53 @@ def stage_source(
     )
     keys = {c: f"_key_{i}" for i, c in enumerate(source.key_columns)}
     # One aggregation over the validated rows answers three questions in one pass: the rows of
-    # each kind (a "read" row per file holds the file's row count in source_row), the
-    # quarantined rows per reason, and the staged keys seen more than once with the place of
-    # their first row. Its result is small (three kinds, a few reasons, the repeated keys): it
-    # comes to the driver, and the repeated keys are joined back as a broadcast (the
-    # aggregate over every key is not run again by each pass that reads `marked`).
+    # each kind (a "read" row per file holds the file's row count in source_row), per file for
+    # the rows read and quarantined; the quarantined rows per reason; and the staged keys seen
+    # more than once with the place of their first row. Its result is small (three kinds, the
+    # files, a few reasons, the repeated keys): it comes to the driver, and the repeated keys
+    # are joined back as a broadcast (the aggregate over every key is not run again by each
+    # pass that reads `marked`).
     is_staged = F.col(KIND) == "staged"
-    by_kind = [KIND]
+    by_kind = [KIND, "_file"]
     by_reason = [KIND, "reason"]
     by_key = [KIND, *keys.values()]
+    more = ("reason", "_file")
     tagged = rows.select(
         KIND,
         "reason",
         "source_row",
         *[good_column(c).alias(k) for c, k in keys.items()],
         F.when(is_staged, place).alias("_place"),
+        F.when(F.col(KIND).isin("read", "quarantine"), F.col("source_file")).alias("_file"),
     )
     arrow = (
-        tagged.groupingSets([by_kind, by_reason, by_key], *by_key, "reason")
+        tagged.groupingSets([by_kind, by_reason, by_key], *by_key, *more)
         .agg(
-            F.grouping_id(*by_key, "reason").alias("_set"),
+            F.grouping_id(*by_key, *more).alias("_set"),
             F.count("*").alias("_n"),
             F.sum("source_row").alias("_rows"),
             F.min("_place").alias("_first"),
         )
         .filter(
-            (F.col("_set") != _set_id(by_key, by_key, "reason"))
+            (F.col("_set") != _set_id(by_key, by_key, *more))
             | ((F.col(KIND) == "staged") & (F.col("_n") > 1))
         )
         .toArrow()
     )
     answers = pl.from_arrow(arrow)
-    totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, "reason"))
-    counts = dict(zip(totals[KIND], totals["_n"], strict=True))
-    sums = dict(zip(totals[KIND], totals["_rows"], strict=True))
-    reasons = answers.filter(
-        (pl.col("_set") == _set_id(by_reason, by_key, "reason")) & (pl.col(KIND) == "quarantine")
+    totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, *more))
+    per_kind = totals.group_by(KIND).agg(pl.col("_n").sum(), pl.col("_rows").sum())
+    counts = dict(zip(per_kind[KIND], per_kind["_n"], strict=True))
+    sums = dict(zip(per_kind[KIND], per_kind["_rows"], strict=True))
+    files = totals.filter(pl.col("_file").is_not_null())
+    read_per_file = dict(files.filter(pl.col(KIND) == "read").select("_file", "_rows").iter_rows())
+    quarantined_per_file = dict(
+        files.filter(pl.col(KIND) == "quarantine").select("_file", "_n").iter_rows()
     )
-    is_first = (answers["_set"] == _set_id(by_key, by_key, "reason")).to_arrow()
+    reasons = answers.filter(
+        (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == "quarantine")
+    )
+    is_first = (answers["_set"] == _set_id(by_key, by_key, *more)).to_arrow()
     firsts = arrow.filter(is_first).select([*keys.values(), "_first"])
     if firsts.num_rows:
         repeated_keys = spark.createDataFrame(firsts)
@@ -315,6 +332,8 @@ def stage_source(
         extra_df = spark.createDataFrame(extra.to_arrow())
         for reason, n in extra.group_by("reason").len().iter_rows():
             by_reason_counts[reason] = by_reason_counts.get(reason, 0) + n
+        for file, n in extra.group_by("source_file").len().iter_rows():
+            quarantined_per_file[file] = quarantined_per_file.get(file, 0) + n
     else:
         extra_df = None
     quarantine_df = _quarantine(spark, quarantine, source.name, run_id, at)
@@ -325,6 +344,7 @@ def stage_source(
     report.rows_erased = sums.get("erased") or 0
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
     report.rows_staged = counts.get("staged", 0) - dup_rows.height
+    report.quarantined_files = ingestion.quarantined_files(read_per_file, quarantined_per_file)
     # as the DuckDB engine reports them: the most frequent reason first
     report.quarantine_by_reason = dict(
         sorted(by_reason_counts.items(), key=lambda item: (-item[1], item[0]))

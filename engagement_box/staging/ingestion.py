@@ -1696,11 +1696,18 @@ def _stage(
     report.copies = _copies(con, source, todo)
     report.rows_read = sum(rows_read.values())
     report.rows_quarantined = sum(quarantined_per_file.values())
-    report.quarantined_files = {
-        file: [rows_read.get(file, 0), n] for file, n in sorted(quarantined_per_file.items()) if n
-    }
+    report.quarantined_files = quarantined_files(rows_read, quarantined_per_file)
     report.rows_erased = sum(suppressed.values())
     report.rows_staged = report.rows_read - report.rows_quarantined - report.rows_erased
+
+
+def quarantined_files(
+    rows_read: dict[str, int], quarantined: dict[str, int]
+) -> dict[str, list[int]]:
+    """Per file with rows quarantined, in path order: [rows read, rows quarantined] (the
+    staging metadata `quarantined_by_file` of both engines, from which the CLI warns of a file
+    mostly quarantined)."""
+    return {file: [rows_read.get(file, 0), n] for file, n in sorted(quarantined.items()) if n}
 
 
 def _suppress_erased(
@@ -1862,12 +1869,35 @@ def mostly_quarantined_message(file: str, read: int, quarantined: int) -> str | 
     )
 
 
+def source_of(file: str) -> str:
+    """The source an export file was read for: the first folder of its path (`discover_files`
+    names each file from the exports folder: `<source>/...`)."""
+    return file.split("/", 1)[0]
+
+
 def ignored_columns_message(source: str, file: str, columns: list[str]) -> str:
     """What the CLI says of a file's columns that the source's contract does not know."""
     return (
         f"{file}: column(s) {', '.join(columns)} ignored: not columns of {source} "
         "(docs/CONTRACTS.md lists them; a column named differently is not read)"
     )
+
+
+def file_warnings(
+    ignored: dict[str, list[str]],
+    quarantined: dict[str, list[int]],
+    copies: dict[str, str] | None = None,
+) -> list[str]:
+    """What a run says of its files from a staging step's metadata (`ignored_columns`,
+    `quarantined_by_file`, `copies_of_earlier_files`), on either engine: each file's columns
+    its contract ignores, then each file at least half quarantined, unless it is a resent copy
+    (said as a copy, `copy_message`)."""
+    said = [ignored_columns_message(source_of(f), f, c) for f, c in ignored.items()]
+    for file, (read, lost) in quarantined.items():
+        mostly = None if file in (copies or {}) else mostly_quarantined_message(file, read, lost)
+        if mostly:
+            said.append(mostly)
+    return said
 
 
 def moved_message(moved: dict[str, str]) -> str:

@@ -1,0 +1,134 @@
+"""The Spark engine's staging says what the DuckDB engine's says of the export files: a file
+whose rows are all quarantined (dates the contract does not read, keys staged from an earlier
+file) and a header column no contract column reads (a misspelt optional column). Both used to
+pass silently on Spark: its staging gave neither the per-file counts nor the ignored columns
+that the CLI warns from (`ignored_columns`, `quarantined_by_file`)."""
+
+import datetime as dt
+import io
+import logging
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets.spark import STAGED_KEY, lake_tables, spark_staging
+from assets.staging import staged_assets
+from engagement_box import cli, generator
+from pipelines.resources import ExportsResource, LakeResource, SparkEngine, Warehouse
+from tests.spark_runs import environment
+
+pytestmark = pytest.mark.spark
+
+KEYS = ("ignored_columns", "quarantined_by_file")
+
+
+@pytest.fixture
+def session(spark, spark_run):
+    """The shared Spark session, its tables put back as the parity run left them afterwards
+    (this test's Spark staging registers tables of its own under the same names)."""
+    yield spark
+    lake_tables(spark, spark_run[3])
+
+
+@pytest.fixture
+def exports(tmp_path: Path) -> Path:
+    """A small generated retailer (a few bad rows in its files), and three files a run should
+    warn of: one whose order dates are written 11/01/2025, one repeating orders of an earlier
+    file (their keys are staged from it), and a customers file whose `social_handles` column is
+    misspelt `Social Handle`."""
+    path = tmp_path / "exports"
+    generator.generate(
+        path, generator.GeneratorConfig(customers=80, seed=5, end=dt.date(2025, 12, 31))
+    )
+    first = sorted((path / "orders").glob("*.csv"))[0]
+    orders = pl.read_csv(first, infer_schema=False)
+    us_dates = orders.head(3).with_columns(
+        pl.Series("order_id", ["US-1", "US-2", "US-3"]), ordered_at=pl.lit("11/01/2025 20:57")
+    )
+    us_dates.write_csv(path / "orders" / "zz_us_dates.csv")
+    orders.head(2).write_csv(path / "orders" / "zz_repeat.csv")
+    customers = pl.read_csv(sorted((path / "customers").glob("*.csv"))[0], infer_schema=False)
+    customers.head(2).with_columns(pl.Series("customer_id", ["NEW-1", "NEW-2"])).rename(
+        {"social_handles": "Social Handle"}
+    ).write_csv(path / "customers" / "zz_more.csv")
+    return path
+
+
+def staging_said(result, keys) -> tuple[dict, dict, list[str]]:
+    """What a run's staging steps gave under `KEYS`, every source's files in one mapping, and
+    the warnings the CLI's step lines make of the run's events."""
+    given: dict[str, dict] = {key: {} for key in KEYS}
+    for event in result.get_asset_materialization_events():
+        if event.asset_key in keys:
+            for key in KEYS:
+                given[key].update(event.materialization.metadata[key].value)
+    lines = cli.StepLines(out=io.StringIO())
+    for event in result.all_events:
+        lines(event)
+    return given["ignored_columns"], given["quarantined_by_file"], lines.warnings
+
+
+def test_spark_staging_warns_of_the_files_as_the_duckdb_engine(session, exports, tmp_path):
+    duck = dg.materialize(
+        staged_assets,
+        resources={
+            "warehouse": Warehouse(
+                database=str(tmp_path / "published.duckdb"),
+                working_database=str(tmp_path / "working.duckdb"),
+            ),
+            "exports": ExportsResource(data_dir=str(exports)),
+        },
+    )
+    assert duck.success
+    duck_ignored, duck_quarantined, duck_warnings = staging_said(
+        duck, {a.key for a in staged_assets}
+    )
+
+    # The erasure register is read beside the working database: this test's own (there is none).
+    with (
+        environment("ENGAGEMENT_WORKING_DB", str(tmp_path / "spark.working.duckdb")),
+        dg.DagsterInstance.ephemeral() as instance,
+    ):
+        spark = dg.materialize(
+            [spark_staging],
+            resources={
+                "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
+                "lake_dir": LakeResource(lake_dir=str(tmp_path / "lake")),
+                "exports": ExportsResource(data_dir=str(exports)),
+            },
+            instance=instance,
+        )
+        assert spark.success
+        logged = [
+            entry.user_message
+            for entry in instance.all_logs(spark.run_id)
+            if entry.level == logging.WARNING and entry.step_key
+        ]
+    ignored, quarantined, warnings = staging_said(spark, {STAGED_KEY})
+
+    # What the files hold, said by both engines in the same shape
+    assert ignored == duck_ignored == {"customers/zz_more.csv": ["Social Handle"]}
+    assert quarantined["orders/zz_us_dates.csv"] == [3, 3]
+    assert quarantined["orders/zz_repeat.csv"] == [2, 2]
+    assert quarantined == duck_quarantined
+    # the generated retailer's files with a few bad rows (CSV and Parquet, of several sources)
+    # are counted too, and not warned of below
+    few = [f for f, (read, lost) in quarantined.items() if 0 < lost * 2 < read]
+    assert {f.split("/")[0] for f in few} >= {"orders", "reviews"}
+
+    # What a person reads: the CLI's warnings of the Spark run equal the DuckDB engine's, and
+    # the Spark run's own log says them too
+    expected = [
+        "customers/zz_more.csv: column(s) Social Handle ignored: not columns of customers "
+        "(docs/CONTRACTS.md lists them; a column named differently is not read)",
+        "orders/zz_us_dates.csv: 3 of 3 rows quarantined; staging.quarantine says why (fix the "
+        "export and drop it again: the changed file replaces its rows)",
+        "orders/zz_repeat.csv: 2 of 2 rows quarantined; staging.quarantine says why (fix the "
+        "export and drop it again: the changed file replaces its rows)",
+    ]
+    assert set(expected) <= set(warnings)
+    assert not any(f in w for f in few for w in warnings)
+    assert sorted(warnings) == sorted(duck_warnings)
+    assert sorted(logged) == sorted(warnings)
