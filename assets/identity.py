@@ -45,7 +45,7 @@ def placeholder_check(placeholders: list[dict], limit: int, where: str) -> dg.As
     whose `intermediate.identity_links` lists them."""
     said = "; ".join(
         f"{row['keys']:,} {row['key_type']}(s) carried by more than {limit} profiles (at most "
-        f"{row['most_profiles']:,})"
+        f"{row['most_profiles']:,} staged on one; profiles erased from a key still count on it)"
         for row in placeholders
     )
     return dg.AssetCheckResult(

@@ -127,9 +127,9 @@ def spark_identity_links(
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
     tables = lake_tables(spark.session(), lake_dir.path, views=False)
     limit = max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
-    # erased carriers of placeholders still count on their keys, as on the DuckDB engine
-    carriers = erasure.register_carriers(settings.working_db_path())
-    pipeline.build_identity(tables, limit, carriers)
+    # erased profiles still count on the keys they carried, as on the DuckDB engine
+    erased = erasure.register_profile_keys(settings.working_db_path())
+    pipeline.build_identity(tables, limit, erased)
     counts = {
         name: tables.spark.table(f"intermediate.{name}").count()
         for name in ("customer_merge", "resolved_customers", "identity_links")

@@ -142,7 +142,7 @@ def root_causes(result) -> list[str]:
         ):
             continue
         error = getattr(event.event_specific_data, "error", None)
-        if error is None or event.step_key in causes:
+        if error is None or event.step_key in causes or error.cls_name in _SAID_APART:
             continue
         while error.cause is not None:
             error = error.cause
@@ -156,6 +156,11 @@ def root_causes(result) -> list[str]:
         where = f"{event.step_key}: " if event.step_key else ""
         causes[event.step_key] = f"{where}{said}"
     return list(causes.values())
+
+
+# A blocking check's failure: Dagster's error only names the check; its own description is
+# said instead (`StepLines.failed_checks`).
+_SAID_APART = ("DagsterAssetCheckFailedError",)
 
 
 def root_cause(result) -> str | None:
@@ -724,14 +729,15 @@ def _finish(executed: Executed, steps: StepLines) -> int:
     if not executed.succeeded or steps.failed_checks:
         # A blocking check's own description says why; Dagster's error only names the check.
         causes = root_causes(executed.events)
-        cause = causes[0] if causes else None
-        if steps.failed_checks:
-            cause, causes = f"{'; '.join(steps.failed_checks)}; nothing was published", []
+        if steps.failed_checks:  # and every step that failed besides, below
+            first, others = f"{'; '.join(steps.failed_checks)}; nothing was published", causes
+        else:
+            first, others = (causes[0] if causes else None), causes[1:]
         print(
-            f"FAILED {cause or 'the run failed; see the full log'} (full log: {log})",
+            f"FAILED {first or 'the run failed; see the full log'} (full log: {log})",
             file=sys.stderr,
         )
-        for other in causes[1:]:  # every step that failed, so one run shows every file to fix
+        for other in others:  # every step that failed, so one run shows every file to fix
             print(f"also FAILED {other}", file=sys.stderr)
         return 1
     print(f"run {executed.run_id} succeeded")

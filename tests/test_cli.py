@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import dagster as dg
@@ -184,6 +185,23 @@ def test_every_failed_step_is_said_so_one_run_shows_every_file_to_fix(tmp_path):
     assert len(failed) == 2, err
     assert failed[0].startswith("FAILED staging__orders: orders/orders_bad.csv: missing required")
     assert failed[1].startswith("also FAILED staging__reviews: reviews/reviews.parquet: unreadable")
+
+    # A blocking check that failed in the same run is said first; the steps still follow.
+    env = environment(tmp_path, exports)
+    with instance_at(env) as instance:
+        run = instance.get_runs(limit=1)[0]
+        events = [r.dagster_event for r in instance.all_logs(run.run_id) if r.dagster_event]
+    steps = cli.StepLines(out=io.StringIO())
+    steps.failed_checks.append("check fits_converged on work/model_fit failed: no fit")
+    said = io.StringIO()
+    with redirect_stderr(said):
+        assert cli._finish(cli.Executed(run.run_id, events, False, None), steps) == 1
+    lines = said.getvalue().splitlines()
+    assert lines[0].startswith("FAILED check fits_converged on work/model_fit failed: no fit; ")
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "also FAILED staging__orders",
+        "also FAILED staging__reviews",
+    ]
 
 
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):

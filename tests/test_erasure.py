@@ -813,7 +813,7 @@ def test_erasing_carriers_of_a_placeholder_never_merges_the_strangers_left(
     assert sorted(people) == ["m1", "m2", "m3", "t0", "t1", "t2", "t4", "t5"]
     assert {people[t] for t in ("t0", "t1", "t2", "t4", "t5")} == {"t0", "t1", "t2", "t4", "t5"}
     assert _till_links(con) == [(None, 5)]  # resolves nothing, five profiles carry it now
-    stored = con.execute("SELECT * FROM staging.erased_placeholder_carriers").pl()
+    stored = con.execute("SELECT * FROM staging.erased_profile_keys").pl()
     assert "noemail@shop.com" not in str(stored.rows())
 
     erasure.erase(con, customer_id="t4")  # four left: both erased carriers count
@@ -824,4 +824,38 @@ def test_erasing_carriers_of_a_placeholder_never_merges_the_strangers_left(
     erasure.erase(con, customer_id="m3")  # a family's address is followed and erased: the
     build_identity_links(con)  # others are erased with it (one person), as before
     assert not {"m1", "m2", "m3"} & set(_people(con))
+    con.close()
+
+
+def test_an_erased_profile_read_again_counts_on_its_keys_when_its_erasure_did_not(
+    tmp_path, monkeypatch
+):
+    """A warehouse whose till carrier was erased before erased profiles' keys were kept: the
+    next ingest that reads the erased profile again (a changed file, an upgrade's new rules)
+    drops it, as always, and now keeps its keys by hash, so the five strangers stay apart."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    profile = {
+        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
+        "marketing_consent": "true", "country": "DE",
+    }  # fmt: skip
+    rows = [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
+    write_csv(exports / "customers" / "customers.csv", rows)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest_source(con, exports, "customers")
+    erasure.erase(con, customer_id="t3")
+    con.execute("DELETE FROM staging.erased_profile_keys")  # as erased before they were kept
+    build_identity_links(con)
+    assert len({_people(con)[t] for t in ("t0", "t1", "t2", "t4", "t5")}) == 1  # the defect
+
+    write_csv(  # the export again, with one more profile: taken in again, t3's row dropped
+        exports / "customers" / "customers.csv",
+        [*rows, profile | {"customer_id": "n1", "email": "n1@example.com"}],
+    )
+    report = ingest_source(con, exports, "customers")
+    assert report.rows_erased == 1
+    build_identity_links(con)
+    people = _people(con)
+    assert {people[t] for t in ("t0", "t1", "t2", "t4", "t5")} == {"t0", "t1", "t2", "t4", "t5"}
+    assert _till_links(con) == [(None, 5)]
     con.close()

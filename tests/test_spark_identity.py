@@ -131,9 +131,9 @@ def test_spark_counts_the_erased_carriers_of_a_placeholder_as_duckdb_does(
         frame = con.execute(f"select * from staging.{name}").pl()
         frame.write_parquet(tmp_path / f"{name}.parquet")
         tables.save(f"staging.{name}", spark.read.parquet(str(tmp_path / f"{name}.parquet")))
-    carriers = erasure.register_carriers(working)
-    assert len(carriers[0]) == 1 and "noemail" not in str(carriers)
-    pipeline.build_identity(tables, 5, carriers)
+    erased = erasure.register_profile_keys(working)
+    assert len(erased[0]) == 1 and "noemail" not in str(erased)  # its address, by hash
+    pipeline.build_identity(tables, 5, erased)
 
     for query in (MERGE, LINKS, ORDERS, PEOPLE):
         duck = con.execute(query).fetchall()
@@ -142,3 +142,34 @@ def test_spark_counts_the_erased_carriers_of_a_placeholder_as_duckdb_does(
     merged = dict(con.execute(MERGE).fetchall())
     assert {merged[f"p{i}"] for i in range(1, 6)} == {f"p{i}" for i in range(1, 6)}
     con.close()
+
+
+def test_erasing_on_a_spark_only_warehouse_keeps_the_erased_carrier_counted(
+    session, tmp_path, monkeypatch
+):
+    """A warehouse run only on Spark has no DuckDB staging: `erase` read the person's profiles
+    from nowhere, the register listed no key, and the five strangers left on the shop's address
+    merged on the next Spark run. The erasure now reads the lake's staged profiles."""
+    from engagement_box.governance import erasure
+
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    spark = session
+    lake = tmp_path / "lake"
+    tables = SparkTables(spark, lake)
+
+    def stage(frames: dict[str, pl.DataFrame]) -> None:
+        for name, frame in frames.items():
+            frame.write_parquet(tmp_path / f"{name}.parquet")
+            tables.save(f"staging.{name}", spark.read.parquet(str(tmp_path / f"{name}.parquet")))
+
+    frames = staged()
+    stage(frames)
+    working = tmp_path / "working.duckdb"
+    con = duckdb.connect(str(working))
+    erasure.erase(con, customer_id="p0", lake=lake)
+    con.close()
+    # the next Spark run's staging leaves the erased profile out (the register's hashes)
+    stage({**frames, "customers": frames["customers"].filter(pl.col("customer_id") != "p0")})
+    pipeline.build_identity(tables, 5, erasure.register_profile_keys(working))
+    merged = dict(spark.sql(MERGE).collect())
+    assert {merged[f"p{i}"] for i in range(1, 6)} == {f"p{i}" for i in range(1, 6)}

@@ -13,7 +13,7 @@
    ENGAGEMENT_MAX_PROFILES_PER_KEY, `sql/erasure/placeholder_keys.sql`) links no one in the
    merge, so it is not followed here either, nor erased or logged, unless the request names it.
    How many of the person's staged profiles carried it is kept, by the salted hash of the key
-   (`staging.erased_placeholder_carriers`, and the register): identity goes on counting them,
+   (`staging.erased_profile_keys`, and the register): identity goes on counting them,
    so the strangers left on it never fall under the limit and merge.
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
@@ -295,27 +295,71 @@ def drop_erased(
 
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both), and
-    `staging.erased_placeholder_carriers`."""
+    `staging.erased_profile_keys`."""
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
-    con.execute(load_sql("erasure/create_erased_placeholder_carriers"))
+    con.execute(load_sql("erasure/create_erased_profile_keys"))
 
 
-def placeholder_carrier_salt(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The salt that hashed `staging.erased_placeholder_carriers` (checked against the erasure
-    log's, as the ingest checks it), or None when no erasure left a placeholder's carriers to
-    count: identity then has nothing to add to any key's profiles."""
-    if not _table_exists(con, "staging", "erased_placeholder_carriers"):
+def erased_profiles_salt(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The salt that hashed `staging.erased_profile_keys` (checked against the erasure log's,
+    as the ingest checks it), or None when no erased profile's keys are recorded: identity then
+    has no carrier to add to any key's profiles."""
+    if not _table_exists(con, "staging", "erased_profile_keys"):
         return None
-    if not con.execute(_ANY_CARRIERS).fetchone():
+    if not con.execute(_ANY_ERASED_PROFILE).fetchone():
         return None
     salt = resolve_salt(con)
     erased_subject_hashes(con, salt)  # refuses a salt that did not make the logged hashes
     return salt
 
 
-_ANY_CARRIERS = "SELECT 1 FROM staging.erased_placeholder_carriers LIMIT 1"
+_ANY_ERASED_PROFILE = "SELECT 1 FROM staging.erased_profile_keys LIMIT 1"
+
+
+def profile_key_hashes(profiles: pl.DataFrame, salt: str) -> pl.DataFrame:
+    """(profile_hash, kind, key_hash) for the email and each handle of customer profile rows
+    (`customer_id`, `email`, `social_handles`, as staged or as read), normalised as identity
+    normalises keys and hashed as the erasure log hashes subjects (`subject_hash`; the
+    profile's hash is its customer id's)."""
+    rows: set[tuple[str, str, str]] = set()
+    for customer_id, email, handles in profiles.select(
+        "customer_id", "email", "social_handles"
+    ).iter_rows():
+        profile = normalize(customer_id, "customer_id") if customer_id is not None else None
+        if profile is None:
+            continue
+        keys = [("email", normalize(email, "email") if email is not None else None)]
+        keys += [("handle", normalize(h, "handle")) for h in (handles or "").split(";")]
+        for kind, key in keys:
+            if key is not None:
+                rows.add(
+                    (
+                        _hash_normalized(profile, "customer_id", salt),
+                        kind,
+                        _hash_normalized(key, kind, salt),
+                    )
+                )
+    return pl.DataFrame(sorted(rows), schema=["profile_hash", "kind", "key_hash"], orient="row")
+
+
+def record_erased_profiles(con: duckdb.DuckDBPyConnection, profiles: pl.DataFrame, salt: str):
+    """Keep, by hash, the keys erased customer profiles carried (`staging.erased_profile_keys`,
+    once per profile and key): identity counts them among a key's profiles
+    (`sql/intermediate/erased_placeholder_keys.sql`), so erasing one of six profiles on a
+    till's address never leaves five strangers under the placeholder limit, who would merge.
+    Written by `erase` for the person's staged profiles, and by the ingest for each erased
+    profile it reads again (a warehouse erased before these were kept gets them then)."""
+    rows = profile_key_hashes(profiles, salt)
+    if not rows.height:
+        return
+    con.execute(load_sql("erasure/create_erased_profile_keys"))
+    con.register("erased_profile_rows", rows.to_arrow())
+    try:
+        con.execute(load_sql("erasure/insert_erased_profile_keys"))
+    finally:
+        con.unregister("erased_profile_rows")
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -412,7 +456,7 @@ def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tupl
 
     if not _table_exists(con, "staging", "customers"):
         return set()
-    salt = placeholder_carrier_salt(con)
+    salt = erased_profiles_salt(con)
     for name in links.build_statements(salt):
         if name in (links.ERASED_KEYS, links.NO_ERASED_KEYS):
             con.execute(load_sql(name), links.statement_values(name, max_profiles, salt))
@@ -422,31 +466,21 @@ def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tupl
     return {(kind, key) for kind, key in rows}
 
 
-@dataclass
-class _Resolved:
-    found: bool  # any profile matched
-    placeholders_not_followed: int
-    # (kind, key) of each placeholder not followed -> the person's staged profiles carrying it
-    carriers: dict[tuple[str, str], set[str]]
-
-
 def _resolve(
     con: duckdb.DuckDBPyConnection, subjects: _Subjects, max_profiles: int | None = None
-) -> _Resolved:
+) -> tuple[bool, int]:
     """Close the keys over the customer profiles, as the identity merge links them: never over
     a placeholder (an email or handle on more profiles than the limit, unless it was asked
-    for)."""
+    for). (whether any profile matched, how many placeholders were not followed)."""
     from engagement_box.identity.links import max_profiles_per_key
 
     placeholders = _placeholders(con, max_profiles_per_key(max_profiles))
     asked = set(subjects.items())
-    carriers: dict[tuple[str, str], set[str]] = defaultdict(set)
+    skipped: set[tuple[str, str]] = set()
 
-    def follow(kind: str, value: str, profile: str | None, staged: bool) -> None:
+    def follow(kind: str, value: str) -> None:
         if (kind, value) in placeholders and (kind, value) not in asked:
-            carriers[(kind, value)]
-            if staged and profile:  # a staged profile identity counted on the key
-                carriers[(kind, value)].add(profile)
+            skipped.add((kind, value))
         else:
             getattr(subjects, kind).add(value)
 
@@ -467,18 +501,17 @@ def _resolve(
             "handles": subjects.of("handle"),
         }
         for query in queries:
-            staged = query == "erasure/customer_profiles"
             for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
                 found = True
                 if customer_id:
                     subjects.customer_id.add(customer_id)
                 if email:
-                    follow("email", email, customer_id, staged)
+                    follow("email", email)
                 for handle in handles or []:
                     if handle:
-                        follow("handle", handle, customer_id, staged)
+                        follow("handle", handle)
         if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
-            return _Resolved(found, len(carriers), dict(carriers))
+            return found, len(skipped)
 
 
 def _delete(
@@ -609,21 +642,16 @@ def erase(
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
-        resolved = _resolve(con, subjects, max_profiles)
-        report.found = resolved.found
-        report.placeholders_not_followed = resolved.placeholders_not_followed
+        report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
+        # The keys their staged profiles carried go on counting for identity (by hash), so the
+        # strangers left on a placeholder stay more than the limit (`record_erased_profiles`).
+        ids = {"ids": subjects.of("customer_id")}
+        if _table_exists(con, "staging", "customers"):
+            staged = con.execute(load_sql("erasure/person_profiles"), ids).pl()
+            record_erased_profiles(con, staged, used_salt)
+        if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
+            record_erased_profiles(con, lake_profiles(Path(lake), subjects), used_salt)
         report.rows_deleted, erased = _delete(con, subjects)
-        for (kind, value), profiles in sorted(resolved.carriers.items()):
-            if profiles:  # identity keeps counting them on the key (never the key itself)
-                con.execute(
-                    load_sql("erasure/insert_erased_placeholder_carriers"),
-                    {
-                        "request_id": report.request_id,
-                        "kind": kind,
-                        "key_hash": _hash_normalized(value, kind, used_salt),
-                        "carriers": len(profiles),
-                    },
-                )
         report.found = report.found or bool(report.rows_deleted)
         if any(t.startswith(("work.", "history_rows.")) for t in report.rows_deleted):
             # The migration pairs counted the person: every pair again, from what is left.
@@ -699,7 +727,7 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
         "salt_fingerprint": salt_fingerprint(used),
         "salt": stored,
         "subject_hashes": sorted(erased_subject_hashes(con, used)),
-        "placeholder_carriers": _placeholder_carriers(con),
+        "erased_profile_keys": _erased_profile_keys(con),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
@@ -707,27 +735,49 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
     os.replace(hidden, path)
 
 
-def _placeholder_carriers(con: duckdb.DuckDBPyConnection) -> list[list]:
-    """[kind, key hash, erased profiles] per placeholder key erasures left carriers of."""
-    if not _table_exists(con, "staging", "erased_placeholder_carriers"):
+def _erased_profile_keys(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
+    """[profile hash, kind, key hash] of every key erased profiles carried."""
+    if not _table_exists(con, "staging", "erased_profile_keys"):
         return []
-    return [
-        [kind, key_hash, int(n)]
-        for kind, key_hash, n in con.execute(load_sql("erasure/placeholder_carriers")).fetchall()
-    ]
+    return [list(row) for row in con.execute(load_sql("erasure/erased_profile_keys")).fetchall()]
 
 
-def register_carriers(working: Path | str) -> tuple[list[tuple[str, str, int]], str]:
-    """(kind, key hash, erased profiles) of each placeholder erasures left carriers of, from the
-    register of the working database `working` (`register_of` writes it first when missing),
-    and the salt that hashed them; ([], "") when there are none."""
+def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
+    """The Spark lake's staged customer profiles with one of the subjects' customer ids or
+    emails (customer_id, email, social_handles as staged); none without a lake."""
+    pointer = lake / "tables" / "staging.customers" / "_current"
+    columns = {"customer_id": pl.String, "email": pl.String, "social_handles": pl.String}
+    if not pointer.exists():
+        return pl.DataFrame(schema=columns)
+    folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    ids, emails = subjects.of("customer_id"), subjects.of("email")
+    scan = pl.scan_parquet(folder / "*.parquet")
+    present = scan.collect_schema().names()
+    return (
+        scan.select(
+            pl.col(c).cast(t) if c in present else pl.lit(None, dtype=t).alias(c)
+            for c, t in columns.items()
+        )
+        .filter(
+            normalized_expr("customer_id", "customer_id").is_in(ids)
+            | normalized_expr("email", "email").is_in(emails)
+        )
+        .collect()
+    )
+
+
+def register_profile_keys(working: Path | str) -> tuple[list[tuple[str, str, str]], str]:
+    """(profile hash, kind, key hash) of every key erased profiles carried
+    (`staging.erased_profile_keys`), from the register of the working database `working`
+    (`register_of` writes it first when missing), and the salt that hashed them; ([], "") when
+    there are none."""
     _, salt = register_of(working)
     path = register_path(working)
     if not path.exists():
         return [], ""
     record = json.loads(path.read_text(encoding="utf-8"))
-    listed = record.get("placeholder_carriers", [])  # none in a register from before them
-    rows = [(kind, key_hash, int(n)) for kind, key_hash, n in listed]
+    listed = record.get("erased_profile_keys", [])  # none in a register from before them
+    rows = [(profile, kind, key) for profile, kind, key in listed]
     return (rows, salt) if rows else ([], "")
 
 

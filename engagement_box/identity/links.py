@@ -141,10 +141,10 @@ def statement_values(name: str, limit: int, salt: str | None) -> dict:
 
 
 def _build(con: duckdb.DuckDBPyConnection, limit: int, now: dict) -> pl.DataFrame:
-    from engagement_box.governance.erasure import placeholder_carrier_salt
+    from engagement_box.governance.erasure import erased_profiles_salt
 
     with transaction(con):
-        salt = placeholder_carrier_salt(con)
+        salt = erased_profiles_salt(con)
         for name in build_statements(salt):
             con.execute(load_sql(name), statement_values(name, limit, salt))
         _record(con, now)

@@ -60,26 +60,25 @@ def stage_all(
     return reports
 
 
-CARRIERS_TABLE = "staging.erased_placeholder_carriers"
+CARRIERS_TABLE = "staging.erased_profile_keys"
 
 
 def build_identity(
     tables: SparkTables,
     max_profiles: int | None = None,
-    carriers: tuple[list[tuple[str, str, int]], str] = ([], ""),
+    erased: tuple[list[tuple[str, str, str]], str] = ([], ""),
 ) -> None:
     """customer_merge, resolved_customers, identity_links and the four resolution views
-    (max_profiles: the placeholder limit, `links.max_profiles_per_key`). `carriers`: the
-    placeholders' erased carriers (kind, key hash, profiles) and the salt that hashed them
-    (`erasure.register_carriers`), counted on their keys as the DuckDB engine counts them."""
+    (max_profiles: the placeholder limit, `links.max_profiles_per_key`). `erased`: the keys
+    erased profiles carried (profile hash, kind, key hash) and the salt that hashed them
+    (`erasure.register_profile_keys`), counted on their keys as the DuckDB engine counts them."""
     spark = tables.spark
-    rows, salt = carriers
+    rows, salt = erased
     if rows:
         tables.save(
             CARRIERS_TABLE,
             spark.createDataFrame(
-                [("register", kind, key_hash, int(n)) for kind, key_hash, n in rows],
-                "request_id string, kind string, key_hash string, carriers bigint",
+                [tuple(row) for row in rows], "profile_hash string, kind string, key_hash string"
             ),
         )
     tables.run(

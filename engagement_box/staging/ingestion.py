@@ -1613,6 +1613,7 @@ def _stage(
     if hashes:
         erasure.erased_subject_hashes(con, salt)
     suppressed: dict[str, int] = {}
+    erased_profiles: list[pl.DataFrame] = []  # erased customer profiles read again
     try:
         with transaction(con):
             if report.files_replaced:
@@ -1626,7 +1627,9 @@ def _stage(
             with _Appender(con, source) as appender:
                 for raw in _batches(exports, source, rows_read):
                     if hashes:
-                        raw = _suppress_erased(raw, table, hashes, salt, suppressed)
+                        raw = _suppress_erased(
+                            raw, table, hashes, salt, suppressed, erased_profiles
+                        )
                     good, bad = check_batch(raw, source, run_id, at)
                     del raw
                     quarantined.append(bad)
@@ -1641,6 +1644,8 @@ def _stage(
             con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
             con.unregister("bad_rows")
             erasure.add_erased_rows(con, table, suppressed)
+            if erased_profiles:  # their keys go on counting for identity (by hash)
+                erasure.record_erased_profiles(con, pl.concat(erased_profiles), salt)
             if report.files_replaced:
                 report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
                 report.keys_withdrawn = _withdrawn_keys(con, source)
@@ -1711,13 +1716,23 @@ def quarantined_files(
 
 
 def _suppress_erased(
-    raw: pl.DataFrame, table: str, hashes: set[str], salt: str, counts: dict[str, int]
+    raw: pl.DataFrame,
+    table: str,
+    hashes: set[str],
+    salt: str,
+    counts: dict[str, int],
+    profiles: list[pl.DataFrame],
 ) -> pl.DataFrame:
-    """Drop the rows of erased people from a raw batch, counting them per file."""
+    """Drop the rows of erased people from a raw batch, counting them per file; the customer
+    profiles dropped are added to `profiles` (their keys are kept by hash:
+    `erasure.record_erased_profiles`)."""
     shifted = raw[ROW_PROBLEM].is_not_null() if ROW_PROBLEM in raw.columns else None
     kept, dropped = erasure.drop_erased(raw, table, hashes, salt, shifted)
     for name, n in dropped.items():
         counts[name] = counts.get(name, 0) + n
+    if dropped and table == "customers":
+        place = ["source_file", "source_row"]
+        profiles.append(raw.join(kept.select(place), on=place, how="anti"))
     return kept
 
 

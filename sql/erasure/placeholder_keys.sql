@@ -3,7 +3,7 @@
 -- sql/intermediate/customer_merge_edges.sql). A till's noemail@... is not the person's: an
 -- erasure does not follow it from their profile to the strangers who carry it too, and does not
 -- log it (a stranger's later rows carrying it are not kept out). (kind, key), normalised.
--- The profiles it erases on such a key go on counting (staging.erased_placeholder_carriers).
+-- The profiles it erases on such a key go on counting (staging.erased_profile_keys).
 with keys as (
     select 'email' as kind, erasure_normalized(email, 'email') as key, customer_id
     from staging.customers

@@ -1,7 +1,7 @@
 -- The emails and handles that are placeholders only because erased profiles carried them too:
 -- carried by at most $max_profiles_per_key staged profiles (ENGAGEMENT_MAX_PROFILES_PER_KEY),
--- but by more once the erased carriers are counted (staging.erased_placeholder_carriers, keyed
--- by sha256($salt || '<kind>:<normalised value>'), the erasure log's hash). Without this, erasing
+-- but by more once the erased profiles that carried them are counted (staging.erased_profile_keys,
+-- keyed by sha256($salt || '<kind>:<normalised value>'), the erasure log's hash). Without this, erasing
 -- one of six profiles on a till's address left five, and the next build merged the five
 -- strangers. customer_merge_edges.sql and identity_links.sql treat these keys as placeholders,
 -- as erasure/placeholder_keys.sql does. Only keys near the limit are hashed: a key needs more
@@ -10,8 +10,8 @@
 create or replace temp table erased_placeholder_keys as
 with
 erased as (
-    select kind as key_type, key_hash, sum(carriers) as carriers
-    from staging.erased_placeholder_carriers
+    select kind as key_type, key_hash, count(distinct profile_hash) as carriers
+    from staging.erased_profile_keys
     group by kind, key_hash
 ),
 
