@@ -1018,6 +1018,31 @@ def test_a_value_quoted_after_the_separators_space_is_read_without_its_quotes(
     assert got["customer_id"].to_list() == ["c1", "c2", 'c"3', 'c "4"']
 
 
+def test_a_file_written_with_a_space_after_every_comma_is_read_or_said_where_it_breaks(
+    warehouse, exports_dir
+):
+    """A tool that writes `"O1", "C1", ...` writes its header so too, and may put two spaces:
+    the header was refused ("found: order_id, \"customer_id\""), a value after two spaces kept
+    its quotes, and a value holding a comma was blamed on the wrong line."""
+    header = ", ".join(f'"{c}"' for c in ORDER_HEADER)
+    good = '"o1",  "c1", "c1@example.com", "2024-01-05 10:00:00", "5.00", "USD", "completed", "web"'
+    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders" / "a.csv").write_text(f"{header}\n{good}\n")
+    ingest_source(warehouse, exports_dir, "orders")
+    got = staged(warehouse, "orders").row(0, named=True)
+    assert (got["order_id"], got["customer_id"], got["channel"]) == ("o1", "c1", "web")
+
+    split = good.replace('"o1"', '"o2"').replace('"web"', '"web, mobile"')
+    (exports_dir / "orders" / "b.csv").write_text(f"{header}\n{good}\n{split}\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    assert str(refused.value).startswith(
+        "orders/b.csv: line 3 has 9 fields but the header has 8: a value quoted after a space "
+        'holds the separator ("web...); a quote opens a quoted value only right after the '
+        "comma"
+    ), str(refused.value)
+
+
 @pytest.mark.parametrize("value", ['"c1"x', '"c1" '])
 def test_text_after_a_closing_quote_is_said_with_its_line(warehouse, exports_dir, value):
     """polars refused `"c1"x` and `"c1" ` (a space after the quote) in its own words ("could not
@@ -1031,6 +1056,7 @@ def test_text_after_a_closing_quote_is_said_with_its_line(warehouse, exports_dir
         ingest_source(warehouse, exports_dir, "orders")
     said = str(refused.value)
     assert said.startswith(
-        f"orders/a.csv: line 3 has text after the closing quote of a value (o2,{value},"
+        f"orders/a.csv: line 3 has text after the closing quote of a value, a space included "
+        f"(o2,{value},"
     ), said
     assert "could not parse" not in said
