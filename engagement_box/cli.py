@@ -548,6 +548,8 @@ def run(args: argparse.Namespace) -> int:
     problem = settings.first_problem()
     if problem:
         return _nothing_ran(problem)
+    if settings.value("ENGAGEMENT_ENGINE") == "spark":  # its graph has no monthly job
+        return _nothing_ran(SPARK_RUN)
     home = _instance_home()
     from pipelines.definitions import defs
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
@@ -577,6 +579,13 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             return _nothing_ran(problem)
         return _run_locked(args, job, partition, home)
+
+
+SPARK_RUN = (
+    "engagement-box run runs the DuckDB engine, and ENGAGEMENT_ENGINE is spark. Run the Spark "
+    "graph with `.venv/bin/dagster job execute -m pipelines.definitions -j spark_pipeline` (or "
+    "from the UI), or unset ENGAGEMENT_ENGINE to run on DuckDB"
+)
 
 
 def _nothing_ran(problem: str) -> int:

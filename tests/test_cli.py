@@ -549,6 +549,16 @@ def test_a_bad_setting_is_said_in_one_line_before_anything_runs(tmp_path, name, 
     assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
 
 
+def test_run_with_the_spark_engine_says_how_to_run_the_spark_graph(tmp_path):
+    """With ENGAGEMENT_ENGINE=spark, `engagement-box run` died with a traceback ("Could not find
+    job 'engagement_pipeline'"): the Spark graph has its own job, not partitioned by month."""
+    env = environment(tmp_path, empty_exports(tmp_path)) | {"ENGAGEMENT_ENGINE": "spark"}
+    code, out, err = run_cli(env)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("FAILED before any step: engagement-box run runs the DuckDB engine")
+    assert "dagster job execute -m pipelines.definitions -j spark_pipeline" in err
+
+
 @pytest.mark.parametrize("month", ["2025-1", "2025-001", "25-01"])
 def test_a_month_without_its_two_digits_is_refused(tmp_path, month):
     """`--month 2025-1` ran January (strptime's %m takes one digit): YYYY-MM means two digits,
