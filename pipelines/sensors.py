@@ -32,6 +32,11 @@ def export_fingerprints(exports: ExportsResource) -> dict[str, list[int]]:
     }
 
 
+def now_ns() -> int:
+    """The tick's time (tests give their own)."""
+    return time.time_ns()
+
+
 def read_cursor(cursor: str | None) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """(taken, settling): the files a run was requested for, and the changed files the previous
     tick saw still settling, each path -> stamp. A cursor from before settling (one mapping of
@@ -79,7 +84,7 @@ def new_export_files(
     if not changed:
         return dg.SkipReason(f"no new or changed files among {len(current)}")
     # The run takes in every file in the folder: it waits until none may still be half written.
-    moving = settling(changed, before, time.time_ns())
+    moving = settling(changed, before, now_ns())
     if moving:
         shown = ", ".join(moving[:5]) + (f" and {len(moving) - 5} more" if len(moving) > 5 else "")
         return dg.SensorResult(

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from engagement_box.governance.readers import default_working as readers_working
@@ -259,8 +260,23 @@ def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path
     assert not database.exists() and not readers_working(database).exists()
 
 
-def _sense(exports, cursor=None):
-    return new_export_files(dg.build_sensor_context(cursor=cursor, resources={"exports": exports}))
+def _sense(exports, cursor=None, after: float = 1.0):
+    """One tick of the sensor, `after` seconds after the last change to any export file (the
+    tick's clock is the files' own, so the wall clock never decides)."""
+    from pipelines import sensors
+
+    changed = max(
+        (
+            max(p.stat().st_mtime_ns, p.stat().st_ctime_ns)
+            for p in Path(exports.data_dir).rglob("*")
+        ),
+        default=0,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sensors, "now_ns", lambda: changed + int(after * 1e9))
+        return new_export_files(
+            dg.build_sensor_context(cursor=cursor, resources={"exports": exports})
+        )
 
 
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):
@@ -330,3 +346,12 @@ def test_sensor_reads_the_cursor_of_the_release_before_settling(tmp_path):
     old = json.dumps(export_fingerprints(exports))
     quiet = _sense(exports, old)
     assert isinstance(quiet, dg.SkipReason) and quiet.skip_message.startswith("no new or changed")
+
+
+def test_sensor_starts_a_run_at_once_for_files_untouched_for_a_minute(tmp_path):
+    exports = ExportsResource(data_dir=str(tmp_path))
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
+    assert not _sense(exports, after=59).run_requests
+    assert len(_sense(exports, after=61).run_requests) == 1
