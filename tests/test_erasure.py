@@ -704,6 +704,20 @@ def test_the_erase_command_reaches_the_published_file(built, tmp_path, monkeypat
         reader.close()
 
 
+PROFILE = {
+    "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
+    "marketing_consent": "true", "country": "DE",
+}  # fmt: skip
+
+
+def _till_and_family(family: tuple[str, ...] = ()) -> list[dict]:
+    """Six profiles t0-t5 on a till's noemail@ address (a placeholder at the default limit of
+    5), and the given family members on one shared home address."""
+    return [PROFILE | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)] + [
+        PROFILE | {"customer_id": m, "email": "home@example.com"} for m in family
+    ]
+
+
 def test_erasing_a_person_leaves_the_strangers_who_share_a_placeholder(tmp_path, monkeypatch):
     """Six profiles carry a till's noemail@ address (a placeholder: more than 5). Erasing one of
     them by id erases that profile and its orders only: not the five strangers, not the guest
@@ -711,15 +725,7 @@ def test_erasing_a_person_leaves_the_strangers_who_share_a_placeholder(tmp_path,
     staged. A family's shared address is still followed (erasing m2 erases m1 too)."""
     monkeypatch.delenv(erasure.SALT_ENV, raising=False)
     exports = tmp_path / "exports"
-    profile = {
-        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
-        "marketing_consent": "true", "country": "DE",
-    }  # fmt: skip
-    write_csv(
-        exports / "customers" / "customers.csv",
-        [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
-        + [profile | {"customer_id": m, "email": "home@example.com"} for m in ("m1", "m2")],
-    )
+    write_csv(exports / "customers" / "customers.csv", _till_and_family(("m1", "m2")))
 
     def order(oid: str, cid: str, email: str) -> dict:
         return {
@@ -793,15 +799,7 @@ def test_erasing_carriers_of_a_placeholder_never_merges_the_strangers_left(
     else:
         monkeypatch.delenv(erasure.SALT_ENV, raising=False)
     exports = tmp_path / "exports"
-    profile = {
-        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
-        "marketing_consent": "true", "country": "DE",
-    }  # fmt: skip
-    write_csv(
-        exports / "customers" / "customers.csv",
-        [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
-        + [profile | {"customer_id": m, "email": "home@example.com"} for m in ("m1", "m2", "m3")],
-    )
+    write_csv(exports / "customers" / "customers.csv", _till_and_family(("m1", "m2", "m3")))
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ingest_source(con, exports, "customers")
     build_identity_links(con)
@@ -835,11 +833,7 @@ def test_an_erased_profile_read_again_counts_on_its_keys_when_its_erasure_did_no
     drops it, as always, and now keeps its keys by hash, so the five strangers stay apart."""
     monkeypatch.delenv(erasure.SALT_ENV, raising=False)
     exports = tmp_path / "exports"
-    profile = {
-        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "true",
-        "marketing_consent": "true", "country": "DE",
-    }  # fmt: skip
-    rows = [profile | {"customer_id": f"t{i}", "email": "noemail@shop.com"} for i in range(6)]
+    rows = _till_and_family()
     write_csv(exports / "customers" / "customers.csv", rows)
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ingest_source(con, exports, "customers")
@@ -850,7 +844,7 @@ def test_an_erased_profile_read_again_counts_on_its_keys_when_its_erasure_did_no
 
     write_csv(  # the export again, with one more profile: taken in again, t3's row dropped
         exports / "customers" / "customers.csv",
-        [*rows, profile | {"customer_id": "n1", "email": "n1@example.com"}],
+        [*rows, PROFILE | {"customer_id": "n1", "email": "n1@example.com"}],
     )
     report = ingest_source(con, exports, "customers")
     assert report.rows_erased == 1

@@ -327,20 +327,17 @@ def profile_key_hashes(profiles: pl.DataFrame, salt: str) -> pl.DataFrame:
     for customer_id, email, handles in profiles.select(
         "customer_id", "email", "social_handles"
     ).iter_rows():
-        profile = normalize(customer_id, "customer_id") if customer_id is not None else None
+        profile = normalize(customer_id, "customer_id")
         if profile is None:
             continue
-        keys = [("email", normalize(email, "email") if email is not None else None)]
+        profile_hash = _hash_normalized(profile, "customer_id", salt)
+        keys = [("email", normalize(email, "email"))]
         keys += [("handle", normalize(h, "handle")) for h in (handles or "").split(";")]
-        for kind, key in keys:
-            if key is not None:
-                rows.add(
-                    (
-                        _hash_normalized(profile, "customer_id", salt),
-                        kind,
-                        _hash_normalized(key, kind, salt),
-                    )
-                )
+        rows.update(
+            (profile_hash, kind, _hash_normalized(key, kind, salt))
+            for kind, key in keys
+            if key is not None
+        )
     return pl.DataFrame(sorted(rows), schema=["profile_hash", "kind", "key_hash"], orient="row")
 
 
@@ -457,9 +454,8 @@ def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tupl
     if not _table_exists(con, "staging", "customers"):
         return set()
     salt = erased_profiles_salt(con)
-    for name in links.build_statements(salt):
-        if name in (links.ERASED_KEYS, links.NO_ERASED_KEYS):
-            con.execute(load_sql(name), links.statement_values(name, max_profiles, salt))
+    name = links.erased_keys_statement(salt)
+    con.execute(load_sql(name), links.statement_values(name, max_profiles, salt))
     rows = con.execute(
         load_sql("erasure/placeholder_keys"), {"max_profiles_per_key": max_profiles}
     ).fetchall()
@@ -645,9 +641,10 @@ def erase(
         report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
         # The keys their staged profiles carried go on counting for identity (by hash), so the
         # strangers left on a placeholder stay more than the limit (`record_erased_profiles`).
-        ids = {"ids": subjects.of("customer_id")}
         if _table_exists(con, "staging", "customers"):
-            staged = con.execute(load_sql("erasure/person_profiles"), ids).pl()
+            staged = con.execute(
+                load_sql("erasure/person_profiles"), {"ids": subjects.of("customer_id")}
+            ).pl()
             record_erased_profiles(con, staged, used_salt)
         if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
             record_erased_profiles(con, lake_profiles(Path(lake), subjects), used_salt)
@@ -861,20 +858,11 @@ def erase_from_lake(lake: Path, subjects: _Subjects) -> dict[str, int]:
     if not spark_lake.has_lake(lake):
         return {}
     ids = set(subjects.of("customer_id"))
-    emails = subjects.of("email")
-    pointer = lake / "tables" / "staging.customers" / "_current"
-    if emails and pointer.exists():
-        folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-        profiles = pl.scan_parquet(folder / "*.parquet").select(
-            normalized_expr("customer_id", "customer_id"), normalized_expr("email", "email")
+    if subjects.of("email"):
+        profiles = lake_profiles(lake, subjects).select(
+            normalized_expr("customer_id", "customer_id")
         )
-        ids |= set(
-            profiles.filter(pl.col("email").is_in(emails))
-            .select("customer_id")
-            .collect()["customer_id"]
-            .drop_nulls()
-            .to_list()
-        )
+        ids |= set(profiles["customer_id"].drop_nulls().to_list())
     removed = spark_lake.erase_customers(lake, sorted(ids))
     # The working tables hold the person's staged rows; every Spark run rebuilds them.
     tables = lake / "tables"

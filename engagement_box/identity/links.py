@@ -124,12 +124,16 @@ def _settings(limit: int) -> dict:
     return {"max_profiles_per_key": limit}
 
 
+def erased_keys_statement(salt: str | None) -> str:
+    """ERASED_KEYS, or NO_ERASED_KEYS when no erased profile's keys are recorded (`salt` None):
+    nothing to hash or group then."""
+    return ERASED_KEYS if salt is not None else NO_ERASED_KEYS
+
+
 def build_statements(salt: str | None) -> tuple[str, ...]:
-    """BUILD_STATEMENTS, with NO_ERASED_KEYS for ERASED_KEYS when no erasure left carriers of a
-    placeholder to count (`salt` None): nothing to hash or group then."""
-    if salt is not None:
-        return BUILD_STATEMENTS
-    return tuple(NO_ERASED_KEYS if name == ERASED_KEYS else name for name in BUILD_STATEMENTS)
+    """BUILD_STATEMENTS, with `erased_keys_statement(salt)` in ERASED_KEYS's place."""
+    chosen = erased_keys_statement(salt)
+    return tuple(chosen if name == ERASED_KEYS else name for name in BUILD_STATEMENTS)
 
 
 def statement_values(name: str, limit: int, salt: str | None) -> dict:
