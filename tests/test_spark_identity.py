@@ -2,7 +2,7 @@
 people, and the same placeholder keys (an email or handle on more profiles than the limit links
 no one and resolves nothing), from the same staged rows."""
 
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 import polars as pl
@@ -173,3 +173,41 @@ def test_erasing_on_a_spark_only_warehouse_keeps_the_erased_carrier_counted(
     pipeline.build_identity(tables, 5, erasure.register_profile_keys(working))
     merged = dict(spark.sql(MERGE).collect())
     assert {merged[f"p{i}"] for i in range(1, 6)} == {f"p{i}" for i in range(1, 6)}
+
+
+def test_spark_staging_counts_an_erased_carrier_its_register_does_not_list(
+    session, tmp_path, monkeypatch
+):
+    """A warehouse whose person was erased before registers listed erased profiles' keys: the
+    register holds the person's hash and no key. The DuckDB ingest records the keys of an
+    erased profile it reads again; the Spark staging reads every file on every run, and did
+    not: the five strangers left on the shop's address merged there. It now hands identity the
+    keys of the profiles it leaves out, by hash."""
+    from engagement_box.governance import erasure
+
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    spark = session
+    exports = tmp_path / "exports"
+    (exports / "customers").mkdir(parents=True)
+    staged()["customers"].write_csv(exports / "customers" / "customers.csv")
+    working = tmp_path / "working.duckdb"
+    con = duckdb.connect(str(working))
+    erasure.erase(con, customer_id="p0")  # no staged profile: the register lists no key
+    con.close()
+    assert erasure.register_profile_keys(working)[0] == []
+
+    tables = SparkTables(spark, tmp_path / "lake")
+    at = datetime(2026, 1, 2)
+    reports = pipeline.stage_all(tables, exports, "run", at, erasure.register_of(working))
+    assert reports["customers"].rows_erased == 1
+    carriers = reports["customers"].erased_profile_keys
+    assert {kind for _, kind, _ in carriers} == {"email"} and "noemail" not in str(carriers)
+    pipeline.build_identity(tables, 5, erasure.register_profile_keys(working))
+    merged = dict(spark.sql(MERGE).collect())
+    assert {merged[f"p{i}"] for i in range(1, 6)} == {f"p{i}" for i in range(1, 6)}
+
+    # Without the erased profile in the files, nothing is left to count: the next staging
+    # forgets what it read (the register is what remembers an erasure).
+    (exports / "customers" / "customers.csv").unlink()
+    pipeline.stage_all(tables, exports, "run2", at, erasure.register_of(working))
+    assert not spark.catalog.tableExists(pipeline.READ_CARRIERS_TABLE)

@@ -766,16 +766,15 @@ def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
 def register_profile_keys(working: Path | str) -> tuple[list[tuple[str, str, str]], str]:
     """(profile hash, kind, key hash) of every key erased profiles carried
     (`staging.erased_profile_keys`), from the register of the working database `working`
-    (`register_of` writes it first when missing), and the salt that hashed them; ([], "") when
-    there are none."""
+    (`register_of` writes it first when missing), and the register's salt (which also hashed
+    the keys the Spark staging reads from erased profiles); ([], "") without a register."""
     _, salt = register_of(working)
     path = register_path(working)
     if not path.exists():
         return [], ""
     record = json.loads(path.read_text(encoding="utf-8"))
     listed = record.get("erased_profile_keys", [])  # none in a register from before them
-    rows = [(profile, kind, key) for profile, kind, key in listed]
-    return (rows, salt) if rows else ([], "")
+    return [(profile, kind, key) for profile, kind, key in listed], salt
 
 
 def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:

@@ -55,12 +55,22 @@ def stage_all(
         quarantine = quarantine.unionByName(more)
     describe(tables.spark, "staging quarantine")
     tables.save("staging.quarantine", quarantine)  # its rows per reason: in each report
+    # The keys of the erased profiles this staging read and left out: identity counts them on
+    # their keys (`build_identity`), as the DuckDB engine's ingest records them, so a warehouse
+    # whose register lists none (erased before registers listed keys) still counts them.
+    carriers = reports["customers"].erased_profile_keys if "customers" in reports else []
+    if carriers:
+        tables.save(READ_CARRIERS_TABLE, tables.spark.createDataFrame(carriers, CARRIER_SCHEMA))
+    else:
+        tables.remove(READ_CARRIERS_TABLE)
     for name in SOURCES:  # every staged table is written: the validated rows are not needed
         tables.remove(validated_table(name))
     return reports
 
 
 CARRIERS_TABLE = "staging.erased_profile_keys"
+READ_CARRIERS_TABLE = "staging.erased_profiles_read"  # written by `stage_all`
+CARRIER_SCHEMA = "profile_hash string, kind string, key_hash string"
 
 
 def build_identity(
@@ -71,16 +81,15 @@ def build_identity(
     """customer_merge, resolved_customers, identity_links and the four resolution views
     (max_profiles: the placeholder limit, `links.max_profiles_per_key`). `erased`: the keys
     erased profiles carried (profile hash, kind, key hash) and the salt that hashed them
-    (`erasure.register_profile_keys`), counted on their keys as the DuckDB engine counts them."""
+    (`erasure.register_profile_keys`), counted on their keys as the DuckDB engine counts them,
+    with those of the erased profiles the staging read (`stage_all`, the same salt)."""
     spark = tables.spark
-    rows, salt = erased
+    listed, salt = erased
+    rows = {tuple(row) for row in listed}
+    if spark.catalog.tableExists(READ_CARRIERS_TABLE):
+        rows |= {tuple(row) for row in tables.table(READ_CARRIERS_TABLE).collect()}
     if rows:
-        tables.save(
-            CARRIERS_TABLE,
-            spark.createDataFrame(
-                [tuple(row) for row in rows], "profile_hash string, kind string, key_hash string"
-            ),
-        )
+        tables.save(CARRIERS_TABLE, spark.createDataFrame(sorted(rows), CARRIER_SCHEMA))
     tables.run(
         build_statements(salt if rows else None),
         IDENTITY_MACROS,

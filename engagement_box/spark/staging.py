@@ -30,12 +30,15 @@ from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES, Source
 
 # staged | quarantine | read, erased (one row per file: its rows read, or erased, in source_row)
+# | carrier (a key an erased customer profile carried, by hash: `CARRIER_COLUMNS`)
 KIND = "_kind"
 # The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
 # columns in one Arrow schema, so no source may have a column of the same name (checked).
 QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
 OUT_BATCH_ROWS = 65_536  # rows per Arrow batch a task hands back to the JVM
 FILE_BYTES_PER_TASK = 64 * 2**20  # files are spread over more tasks than cores when large
+# A carrier row's profile hash, key kind and key hash travel in these quarantine columns.
+CARRIER_COLUMNS = {"reason": "profile_hash", "column": "kind", "detail": "key_hash"}
 
 
 @dataclass
@@ -52,6 +55,9 @@ class SparkIngestReport:
     # with rows quarantined, [rows read, rows quarantined].
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     quarantined_files: dict[str, list[int]] = field(default_factory=dict)
+    # (profile hash, kind, key hash) of the keys the erased customer profiles read carried, as
+    # the DuckDB engine's ingest records them (`erasure.record_erased_profiles`).
+    erased_profile_keys: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def holds(self) -> bool:
@@ -132,7 +138,9 @@ def _validate_files(
         raw = pl.concat(raws)
         read = {r["source_file"][0]: r.height for r in raws if r.height}
         shifted = raw[ingestion.ROW_PROBLEM].is_not_null()  # keys may sit in any column
-        raw, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt, shifted)
+        kept, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt, shifted)
+        carriers = _carriers(raw, kept) if erased_per_file and source.name == "customers" else None
+        raw = kept
         good, bad = ingestion.check_batch(raw, source, run_id, at)
         staged = good.select(typed_names).with_columns(
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
@@ -146,9 +154,27 @@ def _validate_files(
             *QUARANTINE_COLUMNS,
             pl.lit("quarantine").alias(KIND),
         )
-        parts = (staged, quarantined, per_file(read, "read"), per_file(erased_per_file, "erased"))
+        parts = [staged, quarantined, per_file(read, "read"), per_file(erased_per_file, "erased")]
+        if carriers is not None:
+            parts.append(carriers)
         for part in parts:
             yield from to_batches(part.select(schema.names))
+
+    def _carriers(raw: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+        # The erased profiles' keys, hashed in the task (no value leaves it).
+        place = ["source_file", "source_row"]
+        dropped = raw.join(kept.select(place), on=place, how="anti")
+        keys = erasure.profile_key_hashes(dropped, salt)
+        return keys.select(
+            *[empty[c].alias(c) for c in typed_names],
+            *[
+                pl.col(CARRIER_COLUMNS[c]).alias(c)
+                if c in CARRIER_COLUMNS
+                else pl.lit(None, dtype=pl.String).alias(c)
+                for c in QUARANTINE_COLUMNS
+            ],
+            pl.lit("carrier").alias(KIND),
+        ).with_columns(pl.col("reasons").cast(pl.List(pl.String)))
 
     def per_file(counts: dict[str, int], kind: str) -> pl.DataFrame:
         # One row per file, its count (rows read, or erased) in source_row.
@@ -340,6 +366,11 @@ def stage_source(
     if extra_df is not None:
         quarantine_df = quarantine_df.unionByName(extra_df.select(*quarantine_df.columns))
 
+    if counts.get("carrier"):
+        carriers = rows.filter(F.col(KIND) == "carrier").select(
+            *[F.col(c).alias(name) for c, name in CARRIER_COLUMNS.items()]
+        )
+        report.erased_profile_keys = sorted({tuple(r) for r in carriers.collect()})
     report.rows_read = sums.get("read") or 0
     report.rows_erased = sums.get("erased") or 0
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
