@@ -147,6 +147,14 @@ def test_time_travel_to_a_version_that_is_not_retained_says_so(working, layout):
                     con.execute(f"SELECT * FROM marts.customer_rfm_at({version})").fetchall()
                 assert f"version {version} is not a retained version" in str(refused.value)
                 assert "marts.snapshots" in str(refused.value)
+            # the version picked by an as-of no version has: NULL, which compared equal to none
+            by_day = (
+                "SELECT count(*) FROM marts.customer_rfm_at((SELECT snapshot_id FROM "
+                "marts.snapshots WHERE as_of = DATE '2001-01-31'))"
+            )
+            with pytest.raises(duckdb.InvalidInputException, match="no version given") as refused:
+                con.execute(by_day).fetchall()
+            assert "marts.snapshots" in str(refused.value)
         finally:
             if path == layout.published:
                 con.close()
