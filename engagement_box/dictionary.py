@@ -472,7 +472,8 @@ TABLES: tuple[Table, ...] = (
                 "persona",
                 "VARCHAR",
                 "The persona's name: the label of its most distinctive feature, and of the "
-                "second one when it sets the persona apart too. Labels compare the personas "
+                "second one when it sets the persona apart too (the two in the features' "
+                "order, as marts.persona_profile lists them). Labels compare the personas "
                 "with each other (Occasional buyers buy less often than the others, not once; "
                 "marts.persona_profile has each persona's means).",
             ),

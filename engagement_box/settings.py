@@ -397,10 +397,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ENGAGEMENT_PERSONA_REFIT_DAYS",
-        "30",
+        "90",
         "personas: a run assigns each customer to the nearest centre of the persona model in"
         " force and fits a new model once that model is this many days old (or the settings or"
-        " code changed); 0 fits every run",
+        " code changed), so a monthly schedule refits each quarter, not every month; 0 fits"
+        " every run",
         parse=_whole_from_zero,
     ),
     Setting(

@@ -199,3 +199,18 @@ def test_a_persona_is_named_by_its_second_feature_only_when_that_sets_it_apart_t
     crv_high = settings.label_names["crv"][0]
     assert names[0] == crv_high
     assert names[1].count(", ") == 1 and names[2].count(", ") == 1
+
+
+def test_a_personas_two_labels_keep_one_order_whichever_is_larger():
+    """The same persona fitted on two months' data was "Not influential, Socially active" once
+    and "Socially active, Not influential" the next (which of the two z-scores was larger had
+    changed); versions are compared by name, so the labels come in the features' order."""
+    from engagement_box.engagement.personas import PersonaSettings, _name_clusters
+
+    settings = PersonaSettings()
+    civ, social = settings.features.index("civ"), settings.features.index("social_points")
+    months = np.zeros((2, len(settings.features)))
+    months[0, [civ, social]] = (-2.0, 1.6)
+    months[1, [civ, social]] = (-1.6, 2.0)
+    names = _name_clusters(months[:1], settings) + _name_clusters(months[1:], settings)
+    assert names == ["Not influential, Socially active"] * 2

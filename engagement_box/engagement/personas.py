@@ -147,7 +147,10 @@ def _name_clusters(z_means: np.ndarray, settings: PersonaSettings) -> list[str]:
         if len(order) == 2 and abs(row[order[1]]) < min(SECOND_LABEL_Z, abs(row[order[0]]) / 2):
             order = order[:1]
         parts = []
-        for f in order:
+        # Two labels in the features' order, not by which is larger: the same persona fitted
+        # again on a later month's data was "Not influential, Socially active" once and
+        # "Socially active, Not influential" the next time, and versions compare by name.
+        for f in sorted(order):
             feature = settings.features[f]
             high, low = settings.label_names.get(feature, (f"High {feature}", f"Low {feature}"))
             parts.append(high if row[f] >= 0 else low)
