@@ -937,6 +937,12 @@ def erase(args: argparse.Namespace) -> int:
         )
     for table, rows in sorted(report.rows_deleted.items()):
         print(f"  {table:40} {rows:>8} {_plural(rows, 'row')} deleted")
+    if any(t.startswith(("work.", "history_rows.")) and n for t, n in report.rows_deleted.items()):
+        print(
+            "  other customers' numbers in the versions that held the person stay as computed "
+            "with them (the CIV they ceded to them, for one: CIV no longer sums to 0 there); "
+            "`engagement-box run` publishes a version computed without them"
+        )
     for path, rows in sorted(report.audience_rows_removed.items()):
         print(f"  {path:40} {rows:>8} audience {_plural(rows, 'row')} removed")
     if report.published_file:

@@ -975,6 +975,7 @@ def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsy
         first,
     ), first
     assert "without the person" not in out and "deleted" not in "".join(rest)
+    assert "engagement-box run" not in out  # nothing computed changed
     assert erasure_log_rows(erasable) == 1
 
 

@@ -696,7 +696,10 @@ def test_the_erase_command_reaches_the_published_file(built, tmp_path, monkeypat
     assert cli.main(["erase", "--email", JANE_EMAIL]) == 0
     assert not (tmp_path / "lake").exists()  # an erase creates no lake where there is none
 
-    assert "published file rebuilt without the person" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "published file rebuilt without the person" in out
+    # what the erasure leaves to the next run, said (the others' CIV ceded to the person)
+    assert "CIV no longer sums to 0 there); `engagement-box run` publishes a version" in out
     reader = duckdb.connect(str(published), read_only=True)
     try:
         assert mentions(reader, TOKENS) == {}

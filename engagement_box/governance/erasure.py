@@ -62,6 +62,11 @@ What this does not do, honestly:
   `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
   rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
   current ones; retained versions keep their aggregates.
+* Other customers' numbers that moved value to or from the person stay as computed: the CIV
+  they ceded to the person as an influencer, for one. In the versions that held the person, CIV
+  then no longer sums to 0 and `cie` to 1 (by the person's own CIV and CIE). The next run
+  recomputes the current version without them (the erasure changed its inputs); retained
+  versions keep those numbers.
 * Dagster's own storage (run logs, materialisation metadata previews) is not part of the
   warehouse.
 
