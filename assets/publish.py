@@ -30,7 +30,7 @@ from assets.value import (
 )
 from engagement_box import dictionary, reports
 from engagement_box.activation import audiences
-from engagement_box.governance import versions
+from engagement_box.governance import readers, versions
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -187,6 +187,18 @@ def audiences_behind(warehouse: Path, engagement_config: EngagementConfig) -> st
         if con is None or versions.current_version(con) is None:
             return None
         return _audiences_behind(con, engagement_config)
+
+
+def published_behind(warehouse: Warehouse) -> str | None:
+    """Why the analysts' file is not what a publish would build now (`readers.behind`: it was
+    deleted, or the warehouse moved and its views read the old folder), or None when it is up
+    to date or it cannot tell. The CLI and the daily schedule ask it when nothing is new: a
+    publish alone then catches up (a moved warehouse's views broke until data came)."""
+    with _peek(warehouse.working_path) as con:
+        if con is None:
+            return None
+        return readers.behind(con, warehouse.layout)
+    return None
 
 
 def _partitioned_from_here(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:

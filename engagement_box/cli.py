@@ -456,6 +456,22 @@ def _audiences_behind() -> str | None:
     return audiences_behind(settings.working_db_path(), EngagementConfig())
 
 
+def _publish_if_behind() -> str | None:
+    """Build the analysts' file again when it is not what a publish would build now (deleted,
+    or the warehouse moved: its views read the old folder), under the run lock the caller
+    holds; why it did, or None."""
+    from assets.publish import published_behind
+    from pipelines.resources import warehouse_resource
+
+    warehouse = warehouse_resource()
+    why = published_behind(warehouse)
+    if why is None:
+        return None
+    with warehouse.get_connection() as con:
+        warehouse.publish_for_readers(con)
+    return why
+
+
 def _standing_version(partition: str) -> int | None:
     """The version a run of `partition` would only publish again (assets/publish.py)."""
     from assets.publish import standing_version
@@ -618,6 +634,9 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             behind = _audiences_behind()
             if behind is None:
                 print(_nothing_to_do(standing))
+                rebuilt = _publish_if_behind()
+                if rebuilt:
+                    print(f"published file rebuilt: {rebuilt}")
                 return 0
             # Nothing to compute, but the files marketing reads are not the current version's.
             print(

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.engagement import AUDIENCES_KEY
-from assets.publish import audiences_behind, standing_version
+from assets.publish import audiences_behind, published_behind, standing_version
 from engagement_box import settings
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.partitions import partition_key_for
@@ -53,6 +53,13 @@ def daily_schedule(
                 partition_key=partition_key,
                 asset_selection=[AUDIENCES_KEY],
                 tags={"engagement/reason": f"version {standing} stands, but {behind}"[:255]},
+            )
+        stale = published_behind(warehouse)
+        if stale:  # nothing to compute; the run's first steps publish the analysts' file again
+            return dg.RunRequest(
+                run_key=f"daily-{scheduled.date().isoformat()}-published",
+                partition_key=partition_key,
+                tags={"engagement/reason": f"version {standing} stands, but {stale}"[:255]},
             )
         return dg.SkipReason(
             f"nothing new for {partition_key}: the exports, settings and model code equal those "

@@ -813,6 +813,42 @@ def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_file
     assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
 
 
+def test_with_nothing_new_a_moved_warehouse_gets_a_published_file_that_reads_it(
+    december_run, tmp_path
+):
+    """A warehouse folder moved elsewhere (ENGAGEMENT_WAREHOUSE pointed at the new place) kept
+    a published file whose views read the old folder's Parquet files, and a run with nothing
+    new said "nothing to do" and left it so: every query of the marts failed once the old
+    folder was gone. The run now builds the file again and says why."""
+    copy = copy_run(december_run, tmp_path / "run")
+    moved = tmp_path / "moved"
+    copy.database.parent.rename(moved)
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(moved / copy.database.name),
+        "ENGAGEMENT_AUDIENCE_DIR": str(moved / "audiences"),
+    }
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    *_, nothing, rebuilt = out.strip().splitlines()
+    assert nothing.startswith("nothing to do: every export is staged as it is"), out
+    assert rebuilt == (
+        f"published file rebuilt: {moved / copy.database.name} was built where the warehouse "
+        "was before (its views read the versions' files there)"
+    )
+    reader = duckdb.connect(str(moved / copy.database.name), read_only=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM marts.customer").fetchone()[0] > 0
+        (sql,) = reader.execute(
+            "SELECT sql FROM duckdb_views() WHERE schema_name = 'marts' AND view_name = 'customer'"
+        ).fetchone()
+        assert str(moved) in sql
+    finally:
+        reader.close()
+    code, out, err = run_cli(env, "--month", MONTH)  # now up to date: nothing at all
+    assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
+
+
 def second_version(run: PipelineRun) -> dict[str, object]:
     """Publish the run's December rows again as a new version (a rerun with other settings):
     version 2 becomes current and version 1 is one retention can expire. Returns version 1's

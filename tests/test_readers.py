@@ -229,3 +229,31 @@ def test_a_new_working_database_never_takes_another_ones_history_files(working, 
         con.close()
     assert read(layout.published, "SELECT customer_id FROM history.customer_rfm") == [("z",)]
     assert not layout.history_file("customer_rfm", 2).exists()
+
+
+def test_a_moved_warehouse_is_published_again_and_reads_its_own_files(working, layout, tmp_path):
+    """The published file's views read the versions' Parquet files by absolute path. A warehouse
+    folder moved elsewhere kept a file whose views read the old folder (gone: every query
+    failed), and with nothing new the publish found its state unchanged and kept it."""
+    two_versions(working, layout)
+    working.close()
+    moved_folder = tmp_path / "moved"
+    layout.published.parent.rename(moved_folder)
+    moved = readers.Layout(
+        published=moved_folder / layout.published.name,
+        working=moved_folder / layout.working.name,
+    )
+    con = duckdb.connect(str(moved.working))
+    try:
+        assert "built where the warehouse was before" in readers.behind(con, moved)
+        assert readers.publish(con, moved, now=NOW).built
+        assert readers.behind(con, moved) is None
+        assert not readers.publish(con, moved, now=NOW).built  # then up to date
+        moved.published.unlink()
+        assert readers.behind(con, moved) == f"{moved.published} did not exist"
+        assert readers.publish(con, moved, now=NOW).built
+    finally:
+        con.close()
+    assert read(moved.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
+    views = read(moved.published, "SELECT sql FROM duckdb_views() WHERE schema_name = 'history'")
+    assert views and all(str(moved_folder) in sql for (sql,) in views)

@@ -95,6 +95,11 @@ def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path
     (request,) = tick(tmp_path / "new_audiences").run_requests
     assert request.asset_selection == [dg.AssetKey(["activation", "audiences"])]
     assert request.run_key == "daily-2026-01-22-audiences"
+    # The analysts' file deleted (or the warehouse moved): a run, whose first steps publish it.
+    database.unlink()
+    (request,) = tick(database.parent / "audiences").run_requests
+    assert request.run_key == "daily-2026-01-22-published"
+    assert request.tags["engagement/reason"] == f"version 1 stands, but {database} did not exist"
 
     late = exports / "orders" / "late.csv"
     late.write_text(

@@ -146,6 +146,34 @@ def state(con: duckdb.DuckDBPyConnection) -> str:
     return "|".join(parts)
 
 
+def _token(con: duckdb.DuckDBPyConnection, layout: Layout) -> str:
+    """`state`, and the history folder the published file's views read by absolute path: a
+    warehouse moved to another folder (or pointed at by another ENGAGEMENT_WAREHOUSE) is
+    published again, and its views then read its own files."""
+    return f"{state(con)}|{layout.history_dir.absolute()}"
+
+
+def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
+    """Why the published file is not what `publish` would build now from the working database
+    `con`, or None (up to date, or no version yet)."""
+    if (
+        not versions.table_exists(con, "marts", "snapshot_log")
+        or versions.current_version(con) is None
+    ):
+        return None
+    if not layout.published.exists():
+        return f"{layout.published} did not exist"
+    recorded = _recorded_state(con)
+    if recorded == _token(con, layout):
+        return None
+    if recorded is not None and not recorded.endswith(f"|{layout.history_dir.absolute()}"):
+        return (
+            f"{layout.published} was built where the warehouse was before (its views read the "
+            "versions' files there)"
+        )
+    return f"{layout.published} was behind the working database"
+
+
 def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
     if not versions.table_exists(con, "marts", "published_state"):
         return None
@@ -446,7 +474,7 @@ def publish(
     # process's, and may hold rows an erasure since removed everywhere else.
     for stale in layout.published.parent.glob(f".{layout.published.name}.*.building*"):
         stale.unlink(missing_ok=True)
-    token = state(con)
+    token = _token(con, layout)
     if not erased and layout.published.exists() and _recorded_state(con) == token:
         return Published(state=token)
     if _recorded_state(con) is None:
