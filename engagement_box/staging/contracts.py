@@ -57,7 +57,8 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #   4: blank entries of a handle list dropped (`@ann;@ann_shop;`), each entry trimmed; a CSV
 #      value quoted after the separator's space (`O1, "C1"`) read without its quotes
 #      (2026-12-03)
-STAGING_RULES = 4
+#   5: a time with second 60 (`10:00:60`) unparseable, not the next minute (2026-12-03)
+STAGING_RULES = 5
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 

@@ -984,6 +984,21 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     return raw.with_columns(exprs)
 
 
+# A time whose seconds are 60 (`10:00:60`): polars reads it as the next minute (and 23:59:60 as
+# the next day), where 24:00:00 or 10:61:00 are refused. A row so written is quarantined as
+# unparseable, not moved silently (a leap second is not a time a shop's export records).
+_SECOND_60 = r"\d:[0-5]\d:60(?:[^0-9]|$)"
+
+
+def _without_second_60(text: pl.Series, parsed: pl.Series) -> pl.Series:
+    maybe = text.str.contains(":60", literal=True).fill_null(False) & parsed.is_not_null()
+    if not maybe.any():
+        return parsed
+    rows = maybe.arg_true()
+    bad = text.gather(rows).str.contains(_SECOND_60)
+    return parsed.scatter(rows.filter(bad), None) if bad.any() else parsed
+
+
 def _parse_timestamps(text: pl.Series) -> pl.Series:
     """Timestamps as naive UTC; NULL where the text is none of the accepted forms.
 
@@ -996,7 +1011,9 @@ def _parse_timestamps(text: pl.Series) -> pl.Series:
     if fmt is None:
         return _parse_timestamps_other(text)
     # No cache: timestamps are mostly distinct, and the cache made this 35% slower.
-    parsed = text.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)
+    parsed = _without_second_60(
+        text, text.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)
+    )
     todo = parsed.is_null() & text.is_not_null()
     if not todo.any():
         return parsed
@@ -1054,6 +1071,7 @@ def _parse_timestamps_other(text: pl.Series) -> pl.Series:
         )
         .alias(text.name)
     ).to_series()
+    parsed = _without_second_60(text, parsed)
     todo = parsed.is_null() & text.is_not_null()
     if not todo.any():
         return parsed
@@ -1074,7 +1092,7 @@ def _parse_timestamps_general(text: pl.Series) -> pl.Series:
         if attempt.dtype.time_zone is not None:  # type: ignore[union-attr]
             attempt = attempt.dt.replace_time_zone(None)
         parsed = parsed.scatter(todo.arg_true(), attempt)
-    return parsed
+    return _without_second_60(text, parsed)
 
 
 def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
@@ -1159,6 +1177,11 @@ def _reason_expr() -> pl.Expr:
     )
 
 
+# A date bound as pandera names it in a check on polars (`1990-01-01 00:00:00.alias("datetime")
+# .strict_cast(Date)`): the detail a quarantine row shows says `1990-01-01`.
+_POLARS_LITERAL = r'(\d{4}-\d{2}-\d{2})(?: 00:00:00)?\.alias\("[^"]*"\)(?:\.strict_cast\(\w+\))?'
+
+
 def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Run the Pandera contract; failures as (index, column, reason, detail)."""
     try:
@@ -1177,7 +1200,9 @@ def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
             pl.when(frame_rule).then(None).otherwise(pl.col("column")).alias("column"),
             _reason_expr(),
             pl.concat_str(
-                pl.col("check"), pl.lit(": "), pl.col("failure_case").fill_null("null")
+                pl.col("check").str.replace_all(_POLARS_LITERAL, "$1"),
+                pl.lit(": "),
+                pl.col("failure_case").fill_null("null"),
             ).alias("detail"),
         )
     return _concat_failures([])
