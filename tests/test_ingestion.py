@@ -1075,3 +1075,22 @@ def test_text_after_a_closing_quote_is_said_with_its_line(warehouse, exports_dir
         f"(o2,{value},"
     ), said
     assert "could not parse" not in said
+
+
+def test_a_quote_no_quote_closes_is_said_with_its_line(warehouse, exports_dir):
+    """A quote opened on line 3 and never closed (`o2,"c1,...`): polars said only "could not
+    parse `"c1,...` as dtype `str`", naming no line, in a file of thousands."""
+    header = ",".join(ORDER_HEADER)
+    rows = [",".join(good_order(i).values()) for i in range(1, 6)]
+    rows[1] = rows[1].replace(",c1,", ',"c1,', 1)
+    (exports_dir / "orders").mkdir()
+    (exports_dir / "orders" / "a.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    said = str(refused.value)
+    assert said.startswith(
+        'orders/a.csv: a quote on line 3 opens a value that no quote closes, so the file\'s last '
+        '4 lines would be one value (o2,"c1,'
+    ), said
+    assert "could not parse" not in said
+    assert warehouse.execute("SELECT count(*) FROM staging.orders").fetchone() == (0,)

@@ -647,13 +647,23 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
 def _text_after_closing_quote(export: ExportFile) -> None:
     """Raise an `IngestError` naming the first line with text after a value's closing quote
     (`"C1"x`, `"C1" ,`), which polars refuses with its own words; Python's csv reads such a
-    value silently unless strict."""
+    value silently unless strict. Or naming the line where a quote opens that no quote closes
+    (the rest of the file read as one value: polars said only "could not parse")."""
     with export.path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, strict=True)
+        starts = 1  # the line the record being read starts on
         try:
             for _ in reader:
-                pass
+                starts = reader.line_num + 1
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                rest = reader.line_num - starts + 1
+                raise IngestError(
+                    f"{export.relpath}: a quote on line {starts} opens a value that no quote "
+                    f"closes, so the file's last {rest} lines would be one value "
+                    f"({_shown(_line_text(export, starts))}): close the quote, or double a "
+                    'quote inside a value ("TV 55"" LED"), then run again'
+                ) from None
             if "expected after" not in str(exc):
                 raise
             line = reader.line_num
