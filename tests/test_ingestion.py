@@ -1089,7 +1089,7 @@ def test_a_quote_no_quote_closes_is_said_with_its_line(warehouse, exports_dir):
         ingest_source(warehouse, exports_dir, "orders")
     said = str(refused.value)
     assert said.startswith(
-        'orders/a.csv: a quote on line 3 opens a value that no quote closes, so the file\'s last '
+        "orders/a.csv: a quote on line 3 opens a value that no quote closes, so the file's last "
         '4 lines would be one value (o2,"c1,'
     ), said
     assert "could not parse" not in said
