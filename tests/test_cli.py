@@ -1166,3 +1166,16 @@ def test_every_name_a_benchmark_imports_from_the_project_exists():
                 except ModuleNotFoundError:
                     missing.append(f"{script.name}: from {node.module} import {alias.name}")
     assert missing == []
+
+
+def test_a_wide_exports_ignored_columns_are_named_ten_then_counted():
+    """An orders export with 3,000 columns the contract does not know made one warning line of
+    20,000 characters naming each."""
+    from engagement_box.staging.ingestion import ignored_columns_message
+
+    said = ignored_columns_message("orders", "orders/wide.csv", [f"x{i}" for i in range(3000)])
+    assert said.startswith(
+        "orders/wide.csv: column(s) x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, ... (3,000 in all) "
+        "ignored: not columns of orders"
+    ), said
+    assert len(said) < 250

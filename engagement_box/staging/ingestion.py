@@ -1977,10 +1977,17 @@ def source_of(file: str) -> str:
     return file.split("/", 1)[0]
 
 
+SHOWN_COLUMNS = 10  # ignored columns named in a warning (a wide export has thousands)
+
+
 def ignored_columns_message(source: str, file: str, columns: list[str]) -> str:
-    """What the CLI says of a file's columns that the source's contract does not know."""
+    """What the CLI says of a file's columns that the source's contract does not know: the
+    first SHOWN_COLUMNS of them, and how many there are when there are more."""
+    named = ", ".join(columns[:SHOWN_COLUMNS])
+    if len(columns) > SHOWN_COLUMNS:
+        named += f", ... ({len(columns):,} in all)"
     return (
-        f"{file}: column(s) {', '.join(columns)} ignored: not columns of {source} "
+        f"{file}: column(s) {named} ignored: not columns of {source} "
         "(docs/CONTRACTS.md lists them; a column named differently is not read)"
     )
 
