@@ -240,7 +240,7 @@ def create_run(
 
 
 class StepLines:
-    """One console line per step as it finishes: status, seconds, CPU seconds, rows written,
+    """One console line per step as it finishes: status, seconds, CPU seconds, rows of the tables
     checks. Steps run one at a time in this process (the in-process executor), so the process's
     CPU time while a step runs (every thread: DuckDB's and polars' too) is the step's."""
 
@@ -368,7 +368,7 @@ class StepLines:
         self.finished.append(step)
         counts = [r for r in self.rows.get(step, []) if r is not None]
         rows = f"{sum(counts):,}" if counts else ""
-        if len(self.rows.get(step, [])) > 1:
+        if counts and len(self.rows.get(step, [])) > 1:
             rows += f" in {len(self.rows[step])} tables"
         checks = self.checks.get(step, [])
         passed = sum(1 for _, ok in checks if ok)
@@ -417,15 +417,17 @@ class StepLines:
 
         if not any(path in DAILY_PATHS for path, _ in self.paths.values()):
             return []
-        lines, said = [], set()
+        # The steps of one reason on one line (an erasure, the model's choice and its
+        # comparison give several steps the same reason). A persona refit is its schedule.
+        steps_of: dict[str, list[str]] = {}
         for step, (path, why) in self.paths.items():
-            # A persona refit is its schedule; the model's choice and its comparison say one
-            # reason twice: once is enough.
-            if path in DAILY_PATHS or path == "refit" or why in said:
-                continue
-            said.add(why)
-            lines.append(f"{step}: {why.removesuffix(': computed in full')}")  # the line says so
-        return lines
+            if path not in DAILY_PATHS and path != "refit":
+                steps_of.setdefault(why, []).append(step)
+        # the reason as the step gives it, without "computed in full" twice on the line
+        return [
+            f"{', '.join(steps)}: {why.removesuffix(': computed in full')}"
+            for why, steps in steps_of.items()
+        ]
 
 
 def _plain_dagster_error(error: Exception) -> str:

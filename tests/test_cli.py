@@ -461,6 +461,11 @@ def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
         done("customer_persona"),
         materialized("staging__orders", None),
         done("staging__orders"),
+        # two steps of one reason: both named, on one line (the second was left out)
+        materialized("work__buyer_days", "cold", "an erasure since the run as of ..."),
+        done("work__buyer_days"),
+        materialized("work__cohort_retention", "cold", "an erasure since the run as of ..."),
+        done("work__cohort_retention"),
     ]
     lines, full = console(daily)
     assert lines["work__customer_summary"][-1] == "incremental"
@@ -469,8 +474,18 @@ def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
     assert lines["staging__orders"][-1] == "10"  # no path: the line ends with its rows
     # The reason as the step gives it, without saying "computed in full" twice on one line.
     assert full == [
-        "work__engagement_value: a review is dated between the as-ofs (since the run as of ...)"
+        "work__engagement_value: a review is dated between the as-ofs (since the run as of ...)",
+        "work__buyer_days, work__cohort_retention: an erasure since the run as of ...",
     ]
+
+    # Tables without a row count (a version's marts left standing): no "in 2 tables" alone.
+    def uncounted(step: str) -> SimpleNamespace:
+        event = materialized(step, None)
+        event.event_specific_data.materialization.metadata.clear()
+        return event
+
+    lines, _ = console([uncounted("work__version_inputs")] * 2 + [done("work__version_inputs")])
+    assert "tables" not in lines["work__version_inputs"], lines
 
     # A first run computes everything in full: nothing to explain.
     _, full = console(
