@@ -240,9 +240,10 @@ def create_run(
 
 
 class StepLines:
-    """One console line per step as it finishes: status, seconds, CPU seconds, rows of the tables it wrote,
-    checks. Steps run one at a time in this process (the in-process executor), so the process's
-    CPU time while a step runs (every thread: DuckDB's and polars' too) is the step's."""
+    """One console line per step as it finishes: status, seconds, CPU seconds, the rows of the
+    tables it wrote, checks. Steps run one at a time in this process (the in-process executor),
+    so the process's CPU time while a step runs (every thread: DuckDB's and polars' too) is the
+    step's."""
 
     INGESTED = ("files_ingested", "rows_staged_this_run", "rows_quarantined_this_run")
     HEADER = (
