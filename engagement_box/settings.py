@@ -237,7 +237,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DAGSTER_HOME",
         ".dagster",
-        "the Dagster instance: run history, schedules, sensors (`engagement-box` sets it)",
+        "the Dagster instance: run history, schedules, sensors (`engagement-box` sets it); for a"
+        " folder of your own, copy `.dagster/dagster.yaml` into it first (no run-queue limit,"
+        " telemetry off), or Dagster's defaults and its telemetry notice apply",
     ),
     Setting(
         "ENGAGEMENT_DUCKDB_THREADS",
