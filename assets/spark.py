@@ -94,10 +94,15 @@ def spark_staging(
     # source's files in one mapping, a file's path starting with its source's folder.
     ignored = {f: c for r in reports.values() for f, c in r.ignored_columns.items()}
     quarantined = {f: n for r in reports.values() for f, n in r.quarantined_files.items()}
+    copies = {f: o for r in reports.values() for f, o in r.copies.items()}
     metadata["ignored_columns"] = dg.MetadataValue.json(ignored)
     metadata["quarantined_by_file"] = dg.MetadataValue.json(quarantined)
-    for warning in ingestion.file_warnings(ignored, quarantined):  # as the CLI says them
+    metadata["copies_of_earlier_files"] = dg.MetadataValue.json(copies)
+    # as the CLI says them
+    for warning in ingestion.file_warnings(ignored, quarantined, copies):
         context.log.warning(warning)
+    for file, other in copies.items():
+        context.log.warning(ingestion.copy_message(file, other))
     holds = all(r.holds for r in reports.values())
     return dg.MaterializeResult(
         metadata=metadata,

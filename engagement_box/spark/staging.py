@@ -55,6 +55,9 @@ class SparkIngestReport:
     # with rows quarantined, [rows read, rows quarantined].
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     quarantined_files: dict[str, list[int]] = field(default_factory=dict)
+    # Per file whose content is that of another of the source's files (by sha256), the first
+    # of them in path order (its rows won): the DuckDB engine's `copies_of_earlier_files`.
+    copies: dict[str, str] = field(default_factory=dict)
     # (profile hash, kind, key hash) of the keys the erased customer profiles read carried, as
     # the DuckDB engine's ingest records them (`erasure.record_erased_profiles`).
     erased_profile_keys: list[tuple[str, str, str]] = field(default_factory=list)
@@ -242,6 +245,7 @@ def stage_source(
         extra = ingestion.check_header(export, source)
         if extra:
             report.ignored_columns[export.relpath] = extra
+    report.copies = _copies(exports)
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]
     if not exports:
@@ -381,6 +385,26 @@ def stage_source(
         sorted(by_reason_counts.items(), key=lambda item: (-item[1], item[0]))
     )
     return staged, quarantine_df, report
+
+
+def _copies(exports: list[ingestion.ExportFile]) -> dict[str, str]:
+    """Files whose content is that of an earlier file in path order (an export sent twice under
+    two names), each to the first such file: every row of a copy is a repeated key, and the run
+    says it is a copy rather than a file quarantined whole. Files of one size only are hashed."""
+    sizes: dict[int, int] = {}
+    for export in exports:
+        sizes[export.size_bytes] = sizes.get(export.size_bytes, 0) + 1
+    first: dict[str, str] = {}
+    copies = {}
+    for export in sorted(exports, key=lambda e: e.relpath):
+        if sizes[export.size_bytes] < 2:
+            continue
+        digest = ingestion.file_sha256(export.path)
+        if digest in first:
+            copies[export.relpath] = first[digest]
+        else:
+            first[digest] = export.relpath
+    return copies
 
 
 def _set_id(grouped: list[str], columns: list[str], *more: str) -> int:
