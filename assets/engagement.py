@@ -13,7 +13,6 @@ import polars as pl
 from assets import publish
 from assets.identity import IDENTITY_KEY
 from assets.metadata import markdown_table, money_label, money_value
-from assets.staging import staging_key
 from assets.value import (
     _MOVING_KEYS,
     partition_window,
@@ -195,6 +194,11 @@ def engagement_value(
                     "civ_moved": civ_moved,
                     "non_finite_by_column": dg.MetadataValue.json(non_finite),
                 },
+                description=(
+                    f"cev = clv + crv + civ + ckv for every customer (largest gap {float(gap):.2g}"
+                    f"), CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
+                    + (f"; non-finite values: {non_finite}" if non_finite else "")
+                ),
             )
         ],
     )
@@ -337,7 +341,7 @@ def customer_persona(
         work_key("customer_rfm"),
         work_key("customer_persona"),
         work_key("customer_value"),
-        staging_key("customers"),
+        IDENTITY_KEY,  # intermediate.resolved_customers: the merged person's attributes
     ],
     check_specs=[
         dg.AssetCheckSpec(

@@ -110,6 +110,12 @@ def spark_staging(
             dg.AssetCheckResult(
                 check_name="rows_reconcile",
                 passed=holds,
+                description=(
+                    "rows read = staged + quarantined + erased for every source"
+                    if holds
+                    else "rows read differ from staged + quarantined + erased: "
+                    + ", ".join(n for n, r in reports.items() if not r.holds)
+                ),
                 metadata={
                     n: f"{r.rows_read} = {r.rows_staged} + {r.rows_quarantined} + {r.rows_erased}"
                     for n, r in reports.items()
@@ -303,6 +309,11 @@ def spark_engagement_marts(
                     "civ_total": civ_total,
                     "civ_moved": civ_moved,
                 },
+                description=(
+                    f"cev = clv + crv + civ + ckv for every customer (largest gap {gap:.2g}), "
+                    f"CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
+                    + (f"; {int(non_finite)} non-finite values" if non_finite else "")
+                ),
             )
         ],
     )

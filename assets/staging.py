@@ -113,6 +113,15 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                     check_name=RECONCILIATION,
                     passed=reconciled,
                     severity=dg.AssetCheckSeverity.ERROR,
+                    description=(
+                        f"rows read {counts.rows_read:,} = staged {counts.rows_staged:,} + "
+                        f"quarantined {counts.rows_quarantined:,} + erased {counts.rows_erased:,}"
+                        + (
+                            f"; {orphans:,} duplicate_key rows without their staged key"
+                            if orphans
+                            else ""
+                        )
+                    ),
                     metadata={
                         **counts._asdict(),
                         "difference": counts.rows_read

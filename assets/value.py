@@ -600,7 +600,15 @@ def model_fit(
                     "failures": dg.MetadataValue.json(failed),
                     "chosen_model": chosen or "none",
                 },
-                description="; ".join(failed) or f"{chosen} and gamma_gamma converged",
+                description=(
+                    "; ".join(failed)
+                    + ". Look for outliers and for a currency without its rate in the orders of "
+                    "the window (a few orders of 1,000s in another currency can push a fit to "
+                    "its boundary), fix the export or ENGAGEMENT_FX_RATES, then run the month "
+                    "again"
+                    if failed
+                    else f"{chosen} and gamma_gamma converged"
+                ),
             )
         ],
     )
@@ -755,6 +763,13 @@ def customer_value(
                 check_name="values_finite",
                 passed=not bad,
                 metadata={"non_finite_by_column": dg.MetadataValue.json(bad)},
+                description=(
+                    "every score and value is a finite number"
+                    if not bad
+                    else "scores that are NaN or infinite, per column: "
+                    + ", ".join(f"{c} {n}" for c, n in bad.items())
+                    + "; the fits_converged check of work/model_fit says which fit failed"
+                ),
             )
         ],
     )
@@ -889,6 +904,17 @@ def _validation_result(
                 passed=relative <= 0.25,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"relative_error": float(relative), "model": chosen},
+                description=(
+                    f"{chosen} predicted {total_predicted:,.0f} holdout purchases against "
+                    f"{total_actual:,.0f} made ({relative:.1%} off; at most 25%)"
+                    + (
+                        ""
+                        if relative <= 0.25
+                        else ": the fitted model does not describe the holdout; look at the "
+                        "models table of this step (another ENGAGEMENT_PURCHASE_MODEL, a longer "
+                        "calibration window) before trusting this version's expected purchases"
+                    )
+                ),
             )
         ],
     )

@@ -17,7 +17,9 @@ from engagement_box import settings
 
 # The partitions are part of the code location's structure, so this one setting is read when the
 # definitions load (restart `dagster dev` after changing it).
-HISTORY_START: str = settings.raw("ENGAGEMENT_HISTORY_START") or "2023-07-01"
+# A value that is not a date fails the code location's load with the variable named (Dagster
+# showed only strptime's "time data '2023-13-01' does not match format").
+HISTORY_START: str = str(settings.value("ENGAGEMENT_HISTORY_START") or "2023-07-01")
 
 monthly_as_of = dg.MonthlyPartitionsDefinition(start_date=HISTORY_START, end_offset=1)
 

@@ -4,6 +4,7 @@ keeps its own month's rows, and gives the same rows alone as in a full run of th
 import datetime as dt
 import json
 import math
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -282,3 +283,23 @@ def test_a_month_outside_the_partitions_gets_a_plain_message(tmp_path, monkeypat
     assert "Traceback" not in message
     assert cli.main(["run", "--month", "June"]) == 2
     assert "write it as YYYY-MM" in capsys.readouterr().err
+
+
+def test_a_history_start_that_is_no_date_is_named_when_dagster_loads_the_definitions(tmp_path):
+    """`dagster definitions validate` (and the UI, the daemon) with ENGAGEMENT_HISTORY_START set
+    to 2023-13-01 failed with strptime's words, naming no variable; the CLI already named it."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ENGAGEMENT_HISTORY_START": "2023-13-01"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import pipelines.definitions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ValueError: ENGAGEMENT_HISTORY_START='2023-13-01' is not valid: expected a date YYYY-MM-DD"
+    )
