@@ -42,6 +42,19 @@ def table_metadata(
     }
 
 
+def version_preview(
+    con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int
+) -> dg.MetadataValue:
+    """A markdown preview of one version's rows of a mart (`history.<mart>`), masked as
+    `table_metadata` masks them: a backfill's version is not `marts.<mart>`."""
+    rows = con.execute(
+        f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
+        "WHERE snapshot_id = $snapshot_id LIMIT $n",
+        {"snapshot_id": snapshot_id, "n": PREVIEW_ROWS},
+    ).pl()
+    return dg.MetadataValue.md(markdown_table(privacy.masked(rows)))
+
+
 def money_label(name: str, currency: str | None) -> str:
     """The metadata label of a money total: its name and currency, e.g. `total_clv (USD)`."""
     return f"{name} ({currency})" if currency else name

@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from assets.metadata import table_metadata
+from assets.metadata import table_metadata, version_preview
 from assets.value import (
     VERSION_INPUTS_KEY,
     partition_window,
@@ -390,8 +390,9 @@ def published_marts(
         for name in MARTS:
             metadata = table_metadata(con, "marts", name)
             # This version's rows (a backfill does not replace marts.<name>, which then still
-            # holds the current version).
+            # holds the current version): its count and its preview.
             metadata["dagster/row_count"] = dg.MetadataValue.int(snapshot.rows[name])
+            metadata["preview"] = version_preview(con, name, snapshot.snapshot_id)
             metadata.update(
                 {
                     "snapshot_id": snapshot.snapshot_id,

@@ -248,6 +248,10 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
         assert published == len(expected[(name, september)]), name
         assert event.materialization.metadata["dagster/row_count"].value == published, name
         assert event.materialization.metadata["snapshot_id"].value == snapshot_id, name
+        # and its preview shows that version's rows (it showed the current December mart's)
+        preview = event.materialization.metadata["preview"].value
+        if name == "customer":
+            assert str(september) in preview and "2025-12-31" not in preview, preview
     current = query(database, "SELECT DISTINCT as_of FROM marts.customer_value")
     assert current == [(MONTHS["2025-12-01"],)]
 

@@ -167,9 +167,7 @@ def test_every_check_of_a_run_says_in_words_what_it_found(december_run):
     """Four checks (rows_reconcile, values_finite, holdout_total_within_25pct, cev_is_the_sum)
     gave no description: the UI showed a name and a pass or a fail, nothing an engineer could
     act on."""
-    said = {
-        e.check_name: e.description for e in december_run.result.get_asset_check_evaluations()
-    }
+    said = {e.check_name: e.description for e in december_run.result.get_asset_check_evaluations()}
     assert {"rows_reconcile", "values_finite", "holdout_total_within_25pct", "cev_is_the_sum"} <= (
         set(said)
     )
