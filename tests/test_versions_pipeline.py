@@ -172,3 +172,18 @@ def test_every_check_of_a_run_says_in_words_what_it_found(december_run):
         set(said)
     )
     assert {name for name, text in said.items() if not text} == set()
+
+
+def test_the_audience_files_materialization_has_a_schema_and_a_masked_preview(december_run):
+    """activation/audiences gave a row count and file names, no column schema and no preview:
+    the only asset without them."""
+    (event,) = [
+        e
+        for e in december_run.result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["activation", "audiences"])
+    ]
+    metadata = event.materialization.metadata
+    names = [c.name for c in metadata["dagster/column_schema"].value.columns]
+    assert {"customer_id", "email", "audience"} <= set(names)
+    preview = metadata["preview"].value
+    assert preview.count("\n") >= 3 and "@" not in preview  # rows, the emails masked
