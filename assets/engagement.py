@@ -12,7 +12,7 @@ import polars as pl
 
 from assets import publish
 from assets.identity import IDENTITY_KEY
-from assets.metadata import PREVIEW_ROWS, markdown_table, money_label, money_value
+from assets.metadata import markdown_table, money_label, money_value, preview
 from assets.value import (
     _MOVING_KEYS,
     partition_window,
@@ -30,7 +30,7 @@ from engagement_box.engagement.metrics import (
     engagement_parts,
     engagement_values_from_parts,
 )
-from engagement_box.governance import privacy, versions
+from engagement_box.governance import versions
 from engagement_box.identity import links as identity
 from engagement_box.sql import load_sql
 from engagement_box.value import rfm
@@ -451,9 +451,7 @@ def audience_exports(
                     columns=[dg.TableColumn(name=c, type=str(t)) for c, t in frame.schema.items()]
                 )
             ),
-            "preview": dg.MetadataValue.md(
-                markdown_table(privacy.masked(frame.head(PREVIEW_ROWS)))
-            ),
+            "preview": preview(frame),
             "snapshot_id": snapshot_id or 0,
             "directory": dg.MetadataValue.path(str(out)),
             "files": dg.MetadataValue.json(files),

@@ -28,8 +28,6 @@ def table_metadata(
     ).fetchall()
     row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
     rows = int(row[0]) if row else 0
-    # Personal columns are masked: Dagster's run storage keeps metadata, and erasure can't reach it.
-    preview = privacy.masked(con.execute(f"SELECT * FROM {name} LIMIT {PREVIEW_ROWS}").pl())
     return {
         "dagster/row_count": dg.MetadataValue.int(rows),
         "dagster/column_schema": dg.MetadataValue.table_schema(
@@ -38,8 +36,14 @@ def table_metadata(
             )
         ),
         "dagster/table_name": dg.MetadataValue.text(f"{schema}.{table}"),
-        "preview": dg.MetadataValue.md(markdown_table(preview)),
+        "preview": preview(con.execute(f"SELECT * FROM {name} LIMIT {PREVIEW_ROWS}").pl()),
     }
+
+
+def preview(frame: pl.DataFrame) -> dg.MetadataValue:
+    """The first PREVIEW_ROWS rows of `frame` as a markdown table, personal columns masked:
+    Dagster's run storage keeps metadata, and erasure cannot reach it."""
+    return dg.MetadataValue.md(markdown_table(privacy.masked(frame.head(PREVIEW_ROWS))))
 
 
 def version_preview(
@@ -52,7 +56,7 @@ def version_preview(
         "WHERE snapshot_id = $snapshot_id LIMIT $n",
         {"snapshot_id": snapshot_id, "n": PREVIEW_ROWS},
     ).pl()
-    return dg.MetadataValue.md(markdown_table(privacy.masked(rows)))
+    return preview(rows)
 
 
 def money_label(name: str, currency: str | None) -> str:

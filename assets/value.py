@@ -22,12 +22,12 @@ from assets.metadata import (
     markdown_table,
     money_label,
     money_value,
+    preview,
     run_time,
     table_metadata,
 )
 from assets.staging import staging_key
 from engagement_box import dictionary, incremental, partitioned, reports
-from engagement_box.governance import privacy
 from engagement_box.sql import load_sql, relation_exists, table_exists
 from engagement_box.value import (
     choice,
@@ -197,11 +197,11 @@ def partition_metadata(con, table: str, window: dict) -> dict:
     Counted and previewed in SQL: reading the partition back (1M rows at 1M customers) cost
     about 0.7 CPU-s a step for a number and five rows."""
     metadata = table_metadata(con, "work", table)
-    rows, preview = partitioned.partition_summary(
+    rows, first_rows = partitioned.partition_summary(
         con, "work", table, window["as_of"], preview_rows=PREVIEW_ROWS
     )
     metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
-    metadata["preview"] = dg.MetadataValue.md(markdown_table(privacy.masked(preview)))
+    metadata["preview"] = preview(first_rows)
     metadata["as_of"] = str(window["as_of"])
     metadata["as_of_pinned"] = bool(window["as_of_pinned"])
     return metadata

@@ -294,6 +294,13 @@ def drop_erased(
     return frame.filter(~mask), dropped
 
 
+def dropped_rows(frame: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `frame` that `drop_erased` left out of `kept` (by file and row): the erased
+    customer profiles both engines' ingest hand to `profile_key_hashes`."""
+    place = ["source_file", "source_row"]
+    return frame.join(kept.select(place), on=place, how="anti")
+
+
 # ----------------------------------------------------------------------------------------------
 # Tables and salt
 

@@ -146,27 +146,37 @@ def state(con: duckdb.DuckDBPyConnection) -> str:
     return "|".join(parts)
 
 
+def _place(layout: Layout) -> str:
+    """The part of the token that is the history folder the published file's views read by
+    absolute path: a warehouse moved to another folder (or pointed at by another
+    ENGAGEMENT_WAREHOUSE) is published again, and its views then read its own files."""
+    return f"|{layout.history_dir.absolute()}"
+
+
 def _token(con: duckdb.DuckDBPyConnection, layout: Layout) -> str:
-    """`state`, and the history folder the published file's views read by absolute path: a
-    warehouse moved to another folder (or pointed at by another ENGAGEMENT_WAREHOUSE) is
-    published again, and its views then read its own files."""
-    return f"{state(con)}|{layout.history_dir.absolute()}"
+    """`state` and `_place`: equal tokens, the published file is up to date."""
+    return state(con) + _place(layout)
+
+
+def _has_version(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a version is published (before one is, there is no file for readers)."""
+    return (
+        versions.table_exists(con, "marts", "snapshot_log")
+        and versions.current_version(con) is not None
+    )
 
 
 def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     """Why the published file is not what `publish` would build now from the working database
     `con`, or None (up to date, or no version yet)."""
-    if (
-        not versions.table_exists(con, "marts", "snapshot_log")
-        or versions.current_version(con) is None
-    ):
+    if not _has_version(con):
         return None
     if not layout.published.exists():
         return f"{layout.published} did not exist"
     recorded = _recorded_state(con)
     if recorded == _token(con, layout):
         return None
-    if recorded is not None and not recorded.endswith(f"|{layout.history_dir.absolute()}"):
+    if recorded is not None and not recorded.endswith(_place(layout)):
         return (
             f"{layout.published} was built where the warehouse was before (its views read the "
             "versions' files there)"
@@ -465,10 +475,7 @@ def publish(
     """
     started = time.perf_counter()
     now = (now or datetime.now()).replace(tzinfo=None)
-    if (
-        not versions.table_exists(con, "marts", "snapshot_log")
-        or versions.current_version(con) is None
-    ):
+    if not _has_version(con):
         return Published()  # nothing published yet: no file for readers
     # Only the run lock's holder publishes: any file a publish was building is a killed
     # process's, and may hold rows an erasure since removed everywhere else.

@@ -17,6 +17,7 @@ the working database, `erasure.read_register`) are dropped in the tasks before v
 the DuckDB engine's ingest drops them, and counted as erased.
 """
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,9 +166,7 @@ def _validate_files(
 
     def _carriers(raw: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
         # The erased profiles' keys, hashed in the task (no value leaves it).
-        place = ["source_file", "source_row"]
-        dropped = raw.join(kept.select(place), on=place, how="anti")
-        keys = erasure.profile_key_hashes(dropped, salt)
+        keys = erasure.profile_key_hashes(erasure.dropped_rows(raw, kept), salt)
         return keys.select(
             *[empty[c].alias(c) for c in typed_names],
             *[
@@ -391,9 +390,7 @@ def _copies(exports: list[ingestion.ExportFile]) -> dict[str, str]:
     """Files whose content is that of an earlier file in path order (an export sent twice under
     two names), each to the first such file: every row of a copy is a repeated key, and the run
     says it is a copy rather than a file quarantined whole. Files of one size only are hashed."""
-    sizes: dict[int, int] = {}
-    for export in exports:
-        sizes[export.size_bytes] = sizes.get(export.size_bytes, 0) + 1
+    sizes = Counter(export.size_bytes for export in exports)
     first: dict[str, str] = {}
     copies = {}
     for export in sorted(exports, key=lambda e: e.relpath):

@@ -1818,8 +1818,7 @@ def _suppress_erased(
     for name, n in dropped.items():
         counts[name] = counts.get(name, 0) + n
     if dropped and table == "customers":
-        place = ["source_file", "source_row"]
-        profiles.append(raw.join(kept.select(place), on=place, how="anti"))
+        profiles.append(erasure.dropped_rows(raw, kept))
     return kept
 
 
