@@ -20,6 +20,8 @@ from pipelines.schedules import daily_schedule
 from pipelines.sensors import export_fingerprints, new_export_files
 from tests.conftest import good_order, write_csv
 
+REPO = Path(__file__).resolve().parents[1]
+
 EXPECTED_ASSETS = {
     "staging/customers",
     "staging/orders",
@@ -355,3 +357,69 @@ def test_sensor_starts_a_run_at_once_for_files_untouched_for_a_minute(tmp_path):
     write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
     assert not _sense(exports, after=59).run_requests
     assert len(_sense(exports, after=61).run_requests) == 1
+
+
+BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+
+
+@pytest.mark.parametrize(
+    "groups", [("work", "marts"), ("staging", "intermediate", "work", "marts")]
+)
+def test_a_backfill_launched_from_the_asset_graph_is_taken(groups):
+    """The UI's backfill of months for assets selected in the asset graph (the same GraphQL
+    mutation, on the workspace `dagster dev` loads). With the marts one non-subsettable step,
+    Dagster refused every such launch: "Targeted subset must match between every key in a
+    non-subsettable multi-asset, but does not match between marts/engagement_value and
+    marts/customer_persona" (equal ranges; docs/ARCHITECTURE.md)."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import PyProjectFileTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    with (
+        dg.instance_for_test() as instance,
+        WorkspaceProcessContext(instance, PyProjectFileTarget(str(REPO / "pyproject.toml"))) as ws,
+    ):
+        context = ws.create_request_context()
+        keys = [k for k in context.asset_graph.get_all_asset_keys() if k.path[0] in groups]
+        assert any(k.path[0] == "marts" for k in keys)
+        params = {
+            "partitionNames": ["2026-04-01", "2026-05-01"],
+            "assetSelection": [{"path": k.path} for k in keys],
+        }
+        launched = execute_dagster_graphql(context, BACKFILL, {"params": params}).data
+        assert launched["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", (
+            launched
+        )
+        (backfill,) = instance.get_backfills()
+        assert set(backfill.asset_selection) == set(keys)
+
+
+def test_a_run_of_some_marts_only_is_refused_before_anything_is_published(tmp_path):
+    """A version holds every mart: a run selecting one mart (now that the marts' step can be
+    subset, for the backfills above) must not publish, and says what to select."""
+    from assets.publish import mart_key, published_marts
+
+    result = dg.materialize(
+        [published_marts],
+        selection=[mart_key("customer")],
+        partition_key="2026-05-01",
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = failure.event_specific_data.error.message
+    assert "selects marts/customer but not marts/" in message
+    assert "Select the whole `marts` group" in message and "nothing was published" in message
+    assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "w.working.duckdb").exists()
