@@ -2,8 +2,10 @@
 
 import filecmp
 import json
+from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pandera.polars as pa
 import polars as pl
 import pytest
@@ -19,6 +21,7 @@ from engagement_box.generator import (
     main,
 )
 from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import ingest_source
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 # The command documented at the top of engagement_box/generator.py.
@@ -192,6 +195,23 @@ def test_clean_rows_pass_the_contract_and_every_bad_row_breaks_it(small):
         first = ordered.group_by(spec.key).agg(pl.col("position").min().alias("first"))
         dups = ordered.filter(pl.col("kind").str.starts_with("duplicate")).join(first, on=spec.key)
         assert dups.height and (dups["first"] < dups["position"]).all()
+
+
+def test_the_ingest_quarantines_exactly_the_ledgers_rows_for_the_ledgers_reasons(small, tmp_path):
+    """The ledger is the sample's answer key: what the real ingest does with each bad row. The
+    generator wrote `n/a` as a malformed email, which the contract reads as no value
+    (`NULL_TEXTS`): orders with it were staged, and profiles and referees were quarantined
+    for another reason than the ledger's."""
+    bad = ledger(small)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for source in RETAILER_SOURCES:
+        ingest_source(con, small, source, now=datetime(2026, 12, 1))
+    quarantined = con.execute(
+        "SELECT source, source_file AS file, source_row AS row, reason FROM staging.quarantine"
+    ).pl()
+    expected = bad.select("source", "file", "row", "reason")
+    assert quarantined.height == expected.height
+    assert quarantined.sort(pl.all()).equals(expected.sort(pl.all()))
 
 
 def test_fx_rates_cover_every_foreign_order_and_pass_their_contract(small):
