@@ -107,8 +107,10 @@ QUADRANT = Column(
     "quadrant",
     "VARCHAR",
     "Kumar's CLV x CRV quadrant (names start with 'CEV', never an RFM segment): high CLV = above "
-    "the ENGAGEMENT_QUADRANT_CLV_QUANTILE of buyers' CLV, high CRV = above the "
-    "ENGAGEMENT_QUADRANT_CRV_QUANTILE of referrers' CRV; CEV Costly Referrers when CRV < 0.",
+    "the ENGAGEMENT_QUADRANT_CLV_QUANTILE of buyers' CLV; high CRV = at least one credited "
+    "referral and a CRV above 0 and above the ENGAGEMENT_QUADRANT_CRV_QUANTILE of referrers' "
+    "CRV; CEV Costly Referrers = at least one credited referral and CRV < 0 (a customer who "
+    "never referred is low CRV whatever their CRV's sign).",
     accepted_values=QUADRANTS,
 )
 
@@ -738,6 +740,128 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 
+# The two staging tables the published file also holds, for the data engineers (not versioned:
+# the file holds them as the last run left them). Their COMMENT ON is written when the ingest
+# creates them (`comment_on_staging`) and copied into the published file.
+STAGING_TABLES: tuple[Table, ...] = (
+    Table(
+        "quarantine",
+        "One row per raw export row that failed its contract, with why (docs/CONTRACTS.md, "
+        "Quarantine reasons). Every raw row is either staged (staging.<source>) or here. Key: "
+        "source, source_file, source_row.",
+        key=("source", "source_file", "source_row"),
+        versioned=False,
+        columns=(
+            Column(
+                "source",
+                "VARCHAR",
+                "The export: orders, customers, reviews, social, referrals or fx_rates.",
+            ),
+            Column(
+                "source_file",
+                "VARCHAR",
+                "The file the row was read from, relative to "
+                "ENGAGEMENT_DATA_DIR (e.g. orders/orders_2026-03.csv).",
+            ),
+            Column(
+                "source_row",
+                "BIGINT",
+                "The row's 1-based record number in its file (the CSV header not counted).",
+            ),
+            Column(
+                "column",
+                "VARCHAR",
+                "The column of the first failure (NULL for a rule on the whole row).",
+            ),
+            Column(
+                "reason",
+                "VARCHAR",
+                "The first failure, in the order of docs/CONTRACTS.md's "
+                "table of reasons (e.g. malformed, duplicate_key, unparseable_timestamp).",
+            ),
+            Column(
+                "detail",
+                "VARCHAR",
+                "What exactly failed, in words (the rule's bound, the "
+                "earlier file of a repeated key); NULL when the reason says it all.",
+            ),
+            Column(
+                "reasons",
+                "VARCHAR[]",
+                "Every failure of the row, as 'column:reason' ('row:reason' for row rules).",
+            ),
+            Column(
+                "raw_values",
+                "JSON",
+                "The row as it was read, every value as text: what to "
+                "correct in the export. An erasure deletes the rows that name the person.",
+            ),
+            Column("run_id", "VARCHAR", "The run that quarantined it (Dagster's run id)."),
+            Column("quarantined_at", "TIMESTAMP", "When it was quarantined (UTC)."),
+        ),
+    ),
+    Table(
+        "ingested_files",
+        "One row per export file taken in: its content hash, how many rows it had and where "
+        "they went (rows_read = rows_staged + rows_quarantined when it was taken in). A file "
+        "whose path and content "
+        "are here is not read again. Key: source, source_file.",
+        key=("source", "source_file"),
+        versioned=False,
+        columns=(
+            Column(
+                "source",
+                "VARCHAR",
+                "The export: orders, customers, reviews, social, referrals or fx_rates.",
+            ),
+            Column(
+                "source_file",
+                "VARCHAR",
+                "The file's path relative to ENGAGEMENT_DATA_DIR "
+                "when it was taken in; its staged rows carry the same source_file.",
+            ),
+            Column(
+                "sha256",
+                "VARCHAR",
+                "SHA-256 of the file's bytes: a changed file is read "
+                "again, a copy under another name is recognised.",
+            ),
+            Column("size_bytes", "BIGINT", "The file's size when last seen."),
+            Column(
+                "mtime_ns",
+                "BIGINT",
+                "The file's modification time when last seen (nanoseconds since 1970).",
+            ),
+            Column("rows_read", "BIGINT", "Data rows read from the file."),
+            Column("rows_staged", "BIGINT", "Rows of the file staged in staging.<source>."),
+            Column("rows_quarantined", "BIGINT", "Rows of the file in staging.quarantine."),
+            Column("run_id", "VARCHAR", "The run that took the file in (Dagster's run id)."),
+            Column("ingested_at", "TIMESTAMP", "When the file was taken in (UTC)."),
+            Column(
+                "ctime_ns",
+                "BIGINT",
+                "The file's status-change time when last seen: with "
+                "size and mtime, the same three mean the same file without reading it.",
+            ),
+            Column(
+                "moved_to",
+                "VARCHAR",
+                "Where the file is now when it was moved or renamed "
+                "after it was taken in; NULL: still at source_file.",
+            ),
+            Column(
+                "rules",
+                "INTEGER",
+                "The version of the ingest's rules the file was taken in "
+                "under (contracts.STAGING_RULES): a file taken in under other rules is read "
+                "again.",
+            ),
+        ),
+    ),
+)
+STAGING_BY_NAME: Mapping[str, Table] = {t.name: t for t in STAGING_TABLES}
+
+
 BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
 # The marts each publish copies from work.<name> into history.<name> (marts.<name> views it).
 PUBLISHED = tuple(t.name for t in TABLES if t.versioned)
@@ -754,6 +878,8 @@ def table(name: str) -> Table:
 
 def columns_in(schema: str, name: str) -> tuple[Column, ...]:
     """The columns of `schema.name` as published: history tables start with snapshot_id."""
+    if schema == "staging":
+        return STAGING_BY_NAME[name].columns
     columns = table(name).columns
     return (SNAPSHOT_ID, *columns) if schema == "history" else columns
 
@@ -836,7 +962,7 @@ def comment_statements(con: duckdb.DuckDBPyConnection, schema: str, name: str) -
     """COMMENT ON statements for `schema.name` and each of its columns the dictionary defines.
     DuckDB binds no parameter in COMMENT ON: the texts are this module's constants, quoted as
     literals."""
-    entry = table(name)
+    entry = STAGING_BY_NAME[name] if schema == "staging" else table(name)
     target = f"{quote_identifier(schema)}.{quote_identifier(name)}"
     # What the warehouse holds under that name: a mart is a view of its current version in
     # `marts` and a table in `history`.
@@ -857,6 +983,13 @@ def comment_on(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> None:
         con.execute(statement)
 
 
+def comment_on_staging(con: duckdb.DuckDBPyConnection) -> None:
+    """Write the descriptions of the staging tables the published file holds."""
+    for entry in STAGING_TABLES:
+        if table_exists(con, "staging", entry.name):
+            comment_on(con, "staging", entry.name)
+
+
 # ----------------------------------------------------------------------------------------------
 # The document
 
@@ -870,7 +1003,8 @@ def markdown() -> str:
     lines = [
         "# Data dictionary",
         "",
-        "Every table and column of the `marts` schema. Generated from `engagement_box/"
+        "Every table and column of the `marts` schema, then the two staging tables the "
+        "published file also holds. Generated from `engagement_box/"
         "dictionary.py` (`python -c 'from engagement_box import dictionary; "
         'print(dictionary.markdown(), end="")\' > docs/DATA_DICTIONARY.md`); the same texts are '
         "the warehouse's `COMMENT ON` (`SELECT table_name, column_name, comment FROM "
@@ -895,6 +1029,19 @@ def markdown() -> str:
                 f"Versions: `history.{entry.name}`, `marts.{entry.name}_at(snapshot_id)`.",
                 "",
             ]
+        lines += ["| column | type | description |", "| --- | --- | --- |"]
+        for column in entry.columns:
+            lines.append(f"| {column.name} | {column.type} | {_cell(column.text)} |")
+        lines.append("")
+    lines += [
+        "# Also in the published file: the ingest's records",
+        "",
+        "For the data engineers, as the last run left them (not versioned). The same texts are "
+        "their `COMMENT ON` (`schema_name = 'staging'`).",
+        "",
+    ]
+    for entry in STAGING_TABLES:
+        lines += [f"## staging.{entry.name}", "", entry.description, ""]
         lines += ["| column | type | description |", "| --- | --- | --- |"]
         for column in entry.columns:
             lines.append(f"| {column.name} | {column.type} | {_cell(column.text)} |")

@@ -334,3 +334,29 @@ def test_a_warehouse_from_before_the_renames_keeps_its_values_under_the_new_name
             f"SELECT days_since_last_order, order_count, total_spend FROM {schema}.customer_rfm"
         ).fetchall()
         assert row == [(3, 2, 9.5)], schema
+
+
+def test_the_published_staging_tables_are_described_in_the_file_and_the_document(december_run):
+    """The analysts' file holds staging.quarantine and staging.ingested_files (the README's
+    first query reads the quarantine); neither had a description anywhere."""
+    con = duckdb.connect(str(december_run.database), read_only=True)
+    try:
+        for entry in dictionary.STAGING_TABLES:
+            (table_comment,) = con.execute(
+                "SELECT comment FROM duckdb_tables() WHERE schema_name = 'staging' "
+                "AND table_name = $name",
+                {"name": entry.name},
+            ).fetchone()
+            assert table_comment == entry.description
+            columns = dict(
+                con.execute(
+                    "SELECT column_name, comment FROM duckdb_columns() "
+                    "WHERE schema_name = 'staging' AND table_name = $name",
+                    {"name": entry.name},
+                ).fetchall()
+            )
+            assert columns == {c.name: c.text for c in entry.columns}, entry.name
+    finally:
+        con.close()
+    document = DOC.read_text(encoding="utf-8")
+    assert "## staging.quarantine" in document and "## staging.ingested_files" in document

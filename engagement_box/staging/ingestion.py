@@ -59,6 +59,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engagement_box import dictionary
 from engagement_box.governance import erasure
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
@@ -1373,6 +1374,7 @@ def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
     for source in SOURCES.values():
         create_staged_table(con, source)
     erasure.ensure_erasure_tables(con)
+    dictionary.comment_on_staging(con)
 
 
 def create_staged_table(con: duckdb.DuckDBPyConnection, source: Source) -> None:
