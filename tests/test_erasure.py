@@ -572,6 +572,73 @@ def test_a_row_read_with_too_few_fields_is_erased_and_suppressed_by_any_of_its_v
     assert mentions(con, TOKENS) == {}
 
 
+ORDER_HEADER = "order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+
+
+def test_quarantined_rows_holding_her_keys_in_the_wrong_columns_are_erased(built):
+    """A privacy review: rows with her id and email swapped (quarantined for the date) and her
+    email under `channel` stayed in staging.quarantine, and in the published file, after she
+    was erased. A key is now looked for where the contract does not put it too."""
+    con, exports, _ = built
+    (exports / "orders" / "misplaced.csv").write_text(
+        ORDER_HEADER
+        + "o30,Jane.Doe@example.com,JANE-001,not-a-date,10.00,USD,completed,web\n"
+        + "o31,,,2024-02-05 10:00:00,12.00,USD,completed, JANE.DOE@example.com\n"
+        + "o32,BOB-002,bob@example.com,not-a-date,10.00,USD,completed,web\n"
+    )
+    ingest_source(con, exports, "orders")
+    held = "SELECT source_row FROM staging.quarantine WHERE source_file LIKE '%misplaced.csv'"
+    assert sorted(con.execute(held).fetchall()) == [(1,), (2,), (3,)]
+
+    erasure.erase(con, email="jane.doe@example.com")
+    assert con.execute(held).fetchall() == [(3,)]  # Bob's row stays
+    assert mentions(con, TOKENS) == {}
+    for name in SOURCES:
+        _, read, staged, quarantined, erased = reconcile(con, name)
+        assert read == staged + quarantined + erased, name
+
+
+def test_a_later_profile_with_her_handle_or_a_row_with_her_email_elsewhere_is_kept_out(built):
+    """A privacy review: after her erasure a new profile with another id and email but one of
+    her handles was staged, put in the marts and the audiences (identity would merge it with
+    her); a bad one went to the quarantine with the handle. A later order with her email
+    under `channel` was quarantined with it. The ingest now drops all three as hers."""
+    con, exports, _ = built
+    erasure.erase(con, email="jane.doe@example.com")
+    write_csv(
+        exports / "customers" / "late.csv",
+        [
+            {"customer_id": "NEW-7", "email": "new7@example.com", "social_handles": "@x7; @JaneD",
+             "signup_date": "2024-02-01", "loyalty_member": "true", "marketing_consent": "true",
+             "country": "US"},
+            {"customer_id": "NEW-8", "email": "new8@example.com", "social_handles": "JD_Photos",
+             "signup_date": "2024-02-01", "loyalty_member": "maybe", "marketing_consent": "true",
+             "country": "US"},
+            {"customer_id": "NEW-9", "email": "new9@example.com", "social_handles": "@x9",
+             "signup_date": "2024-02-01", "loyalty_member": "true", "marketing_consent": "true",
+             "country": "US"},
+        ],
+    )  # fmt: skip
+    (exports / "orders" / "late.csv").write_text(
+        ORDER_HEADER + "o40,,,2024-02-05 10:00:00,12.00,USD,completed,jane.doe@example.com\n"
+    )
+    for name in ("customers", "orders"):
+        ingest_source(con, exports, name)
+
+    staged = con.execute("SELECT customer_id FROM staging.customers WHERE customer_id LIKE 'NEW%'")
+    assert staged.fetchall() == [("NEW-9",)]
+    late = "SELECT count(*) FROM staging.quarantine WHERE source_file LIKE '%late.csv'"
+    assert con.execute(late).fetchone() == (0,)
+    assert mentions(con, TOKENS) == {}
+    erased = dict(
+        con.execute(
+            "SELECT source, sum(rows) FROM staging.erased_rows "
+            "WHERE source_file LIKE '%late.csv' GROUP BY source"
+        ).fetchall()
+    )
+    assert erased == {"customers": 2, "orders": 1}
+
+
 def test_erasure_trims_what_the_ingest_trims(tmp_path):
     """One trimming rule: the characters the ingest removes from both ends of a value (Unicode
     whitespace, as polars' strip_chars, and the invisible ones) are the ones erasure removes

@@ -21,7 +21,10 @@
    actor/target handles, resolved actor/target ids, the person a profile was merged into),
    discovered from information_schema.
    `intermediate.identity_links` also by its normalised value; `staging.quarantine` by the
-   identifying fields of the raw row (`raw_values`). Staged and quarantined rows erased are added
+   identifying fields of the raw row (`raw_values`), and by keys where the contract does not put
+   them (values swapped or misplaced): an email in any field, an id in any identifying field, a
+   handle among a profile's listed handles (`sql/erasure/delete_quarantine_misplaced_rows.sql`;
+   `suppression_mask` keeps the same rows out at ingest). Staged and quarantined rows erased are added
    per source and export file to `staging.erased_rows`, so the ingest reconciliation reads
    rows read = staged + quarantined + erased (`sql/staging/reconciliation.sql`).
    The request is written to `staging.erasure_log` in the same transaction, with salted hashes of
@@ -102,7 +105,13 @@ import polars as pl
 from engagement_box.activation.audiences import AUDIENCE_KINDS, neutralize_formulas
 from engagement_box.governance import readers, versions
 from engagement_box.sql import database_path, load_sql, transaction
-from engagement_box.staging.contracts import INVISIBLE, INVISIBLE_PATTERN, SOURCES, TRIMMED
+from engagement_box.staging.contracts import (
+    INVISIBLE,
+    INVISIBLE_PATTERN,
+    LIST_SEPARATOR,
+    SOURCES,
+    TRIMMED,
+)
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
 KINDS = ("customer_id", "email", "handle")
@@ -266,6 +275,27 @@ def suppression_mask(
     for column, kind in SUBJECT_COLUMNS[source_name].items():
         if column in frame.columns:
             mask = mask | matches(column, kind, frame)
+    # A profile's list of handles: each entry is a handle. A new profile carrying an erased
+    # person's handle is that person, as identity would merge it.
+    for column in SOURCES[source_name].lists:
+        if column in frame.columns:
+            entries = frame.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                pl.col(column).cast(pl.String).str.split(LIST_SEPARATOR),
+            ).explode(column)
+            rows = entries["_row"].filter(matches(column, "handle", entries)).unique()
+            if len(rows):
+                mask = mask.scatter(rows, True)
+    # An email where the contract puts none (values swapped or misplaced: under customer_id,
+    # under channel): any other text value with an '@' is looked at as an email.
+    skip = {*SUBJECT_COLUMNS[source_name], *SOURCES[source_name].lists, "source_file"}
+    for column, dtype in frame.schema.items():
+        if dtype != pl.String or column in skip:
+            continue
+        at = frame[column].str.contains("@", literal=True).fill_null(False)
+        if at.any():
+            index = at.arg_true()
+            mask = mask.scatter(index, matches(column, "email", frame[index]) | mask.gather(index))
     if shifted is not None and shifted.any():
         index = shifted.arg_true()
         rows = frame[index]
@@ -579,6 +609,22 @@ def _delete(
                 for (source_file,) in files:
                     erased[source_name][source_file] += 1
                 rows_deleted["staging.quarantine"] += len(files)
+
+        # Keys where the contract does not put them: an email in any field, an id in any of
+        # the source's identifying fields, a handle among a profile's listed handles.
+        for source_name, columns in SUBJECT_COLUMNS.items():
+            params = {
+                "source": source_name,
+                "emails": subjects.of("email"),
+                "ids": subjects.of("customer_id"),
+                "handles": subjects.of("handle"),
+                "fields": sorted(columns),
+                "lists": list(SOURCES[source_name].lists),
+            }
+            files = con.execute(load_sql("erasure/delete_quarantine_misplaced_rows"), params)
+            for (source_file,) in files.fetchall():
+                erased[source_name][source_file] += 1
+                rows_deleted["staging.quarantine"] += 1
 
     # Identity links keyed by the person's values (unresolved links too).
     if _table_exists(con, "intermediate", "identity_links"):

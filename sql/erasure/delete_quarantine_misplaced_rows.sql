@@ -1,0 +1,40 @@
+-- Quarantined rows of a source holding one of the person's keys where its contract does not put
+-- it (values swapped or misplaced, so the row failed its contract): an email in any field
+-- ($emails, looked for in every value with an '@'), a customer id in any of the source's
+-- identifying fields ($fields: an id under `email`), a handle among a profile's listed handles
+-- ($lists, entries split at ';'). Returns the export file of each.
+DELETE FROM staging.quarantine
+WHERE source = $source
+  AND (
+      list_has_any(
+          $emails::VARCHAR[],
+          list_transform(
+              list_filter(
+                  map_values(CAST(raw_values AS MAP(VARCHAR, VARCHAR))), v -> contains(v, '@')
+              ),
+              v -> erasure_normalized(v, 'email')
+          )
+      )
+      OR list_has_any(
+          $ids::VARCHAR[],
+          list_transform(
+              $fields::VARCHAR[],
+              f -> erasure_normalized(json_extract_string(raw_values, '$.' || f), 'customer_id')
+          )
+      )
+      OR list_has_any(
+          $handles::VARCHAR[],
+          list_transform(
+              flatten(
+                  list_transform(
+                      $lists::VARCHAR[],
+                      f -> string_split(
+                          coalesce(json_extract_string(raw_values, '$.' || f), ''), ';'
+                      )
+                  )
+              ),
+              v -> erasure_normalized(v, 'handle')
+          )
+      )
+  )
+RETURNING source_file
