@@ -937,6 +937,9 @@ def erase(args: argparse.Namespace) -> int:
                     published=warehouse.layout,
                     lake=lake.path,
                 )
+    except erasure.SaltMismatch as error:  # a bad setting (README "Exit codes"), not a fault
+        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
+        return 2
     except (Failure, ConfigurationError) as error:
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 1

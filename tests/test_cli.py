@@ -1048,6 +1048,35 @@ def test_erasing_someone_says_erased_and_counts_in_plain_english(erasable, capsy
     assert erasure_log_rows(erasable) == 2
 
 
+def test_erasing_with_another_salt_than_the_logged_erasures_is_a_bad_setting(erasable, capsys):
+    """ENGAGEMENT_ERASURE_SALT changed after an erasure made `erase` end in a traceback
+    (`ErasureError: 1 salt(s) other than the current one...`) with exit 1, as if it had failed:
+    a bad setting is one plain line naming it, exit 2 (README "Exit codes"), nothing written."""
+    assert cli.main(["erase", "--customer-id", "C1"]) == 0  # with the warehouse's own salt
+    capsys.readouterr()
+    files = sorted(
+        p
+        for p in [
+            *erasable.parent.rglob("*"),
+            *Path(os.environ["ENGAGEMENT_AUDIENCE_DIR"]).rglob("*"),
+        ]
+        if p.is_file() and not p.name.endswith(".lock")
+    )
+    before = {p: p.read_bytes() for p in files}
+
+    code, out, err = main_cli(
+        {"ENGAGEMENT_ERASURE_SALT": "another"}, "erase", "--customer-id", "C2"
+    )
+    assert code == 2
+    assert (
+        err.startswith("engagement-box erase: FAILED, nothing was erased: ")
+        and err.count("\n") == 1
+    ), err
+    assert "ENGAGEMENT_ERASURE_SALT" in err and "Traceback" not in err and out == "", err
+    assert {p: p.read_bytes() for p in files} == before  # nothing written, C2 still there
+    assert erasure_log_rows(erasable) == 1
+
+
 def test_a_pinned_as_of_is_said_beside_the_month(tmp_path, monkeypatch, capsys):
     """With ENGAGEMENT_AS_OF set, `run --month 2025-08` said "as-of month: 2025-08" and
     published "as of 2026-03-31": the header now says the date is pinned."""

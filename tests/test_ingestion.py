@@ -1094,3 +1094,66 @@ def test_a_quote_no_quote_closes_is_said_with_its_line(warehouse, exports_dir):
     ), said
     assert "could not parse" not in said
     assert warehouse.execute("SELECT count(*) FROM staging.orders").fetchone() == (0,)
+
+
+CUSTOMER_HEADER = (
+    "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country"
+)
+CUSTOMER_ROW = "C0000001,ann.lee@example.com,@ann_lee,2023-07-01,false,true,US"
+
+
+@pytest.mark.parametrize(
+    ("lines", "said"),
+    [
+        (
+            [CUSTOMER_HEADER, CUSTOMER_ROW, 'C0009900, "JeffreyBrown1601@gmail.com, home",,,,,US'],
+            "line 3 has 8 fields but the header has 7: a value quoted after a space holds the "
+            'separator ("J***@gmail.com...)',
+        ),
+        (
+            [CUSTOMER_HEADER, CUSTOMER_ROW, 'C0009900,JeffreyBrown1601@gmail.com 55",,,,,US'],
+            'line 3 has a " inside a value that is not quoted (J***@gmail.com 55")',
+        ),
+        (
+            [CUSTOMER_HEADER, CUSTOMER_ROW, 'C0009900,"JeffreyBrown1601@gmail.com"x,@jeff_b,,,,US'],
+            "line 3 has text after the closing quote of a value, a space included "
+            '(C0009900,"J***@gmail.com"x,@j***,,,,US)',
+        ),
+        (
+            [CUSTOMER_HEADER, 'C0009900,"JeffreyBrown1601@gmail.com,@jeff_b,,,,US', CUSTOMER_ROW],
+            "a quote on line 2 opens a value that no quote closes, so the file's last 2 lines "
+            'would be one value (C0009900,"J***@gmail.com,@j***,,,,US)',
+        ),
+        (
+            [
+                CUSTOMER_HEADER + ",note",
+                CUSTOMER_ROW.replace("C0000001", "C0000002") + ',"VIP, called twice',
+                "C0009900,JeffreyBrown1601@gmail.com,@jeff_b,2023-07-01,false,true,US,",
+                CUSTOMER_ROW.replace("C0000001", "C0000004") + ',wants the 55"',
+                CUSTOMER_ROW.replace("C0000001", "C0000005") + ",",
+            ],
+            "the quoted value that opens on line 2 runs over 3 lines, and line 3 inside it reads "
+            "as a whole row "
+            "(C0009900,J***@gmail.com,@j***,2023-07-01,false,true,US,)",
+        ),
+        (  # no header row: its first row's values are said as the names found
+            ["C0009900,JeffreyBrown1601@gmail.com,@jeff_b,2023-07-01,false,true,US"],
+            "(found: c0009900, j***@gmail.com, @j***, 2023-07-01, false, true, us)",
+        ),
+    ],
+)
+def test_a_refused_file_is_said_with_its_line_but_without_its_emails_and_handles(
+    warehouse, exports_dir, lines, said
+):
+    """The line a refused file is said with showed the person's email (`("JeffreyBrown1601@
+    gmail.com...)`): the message goes to the console and to Dagster's run logs and event
+    storage, which erasure never reaches. The excerpt keeps its shape (quotes, separators,
+    ids), the email its first letter and domain, the handle its first letter."""
+    (exports_dir / "customers").mkdir()
+    (exports_dir / "customers" / "a.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "customers")
+    message = str(refused.value)
+    assert message.startswith("customers/a.csv: "), message
+    assert said in message, message
+    assert "jeffreybrown" not in message.lower() and "jeff_b" not in message, message

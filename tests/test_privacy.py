@@ -32,6 +32,25 @@ def test_previews_mask_personal_columns_and_keep_pseudonymous_ids():
         assert set(out[column].to_list()) == {privacy.MASK}, column
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ('C0009900, "JeffreyBrown1601@gmail.com, home",', 'C0009900, "J***@gmail.com, home",'),
+        ("@cynthia_hernandez515;@miller.thomas424", "@c***;@m***"),
+        ("C1,ann@example.com,@ann,2023-07-01", "C1,a***@example.com,@a***,2023-07-01"),
+        # malformed addresses are masked too: they are still someone's
+        ("jane@example,mary.smith@,@@jane", "j***@example,m***@,@@j***"),
+        (
+            "could not parse `bob@x.org` as dtype `str`",
+            "could not parse `b***@x.org` as dtype `str`",
+        ),
+        ('TV 55" LED, 2024-01-05 10:00:00, C0000001', 'TV 55" LED, 2024-01-05 10:00:00, C0000001'),
+    ],
+)
+def test_free_text_is_masked_email_by_email_and_handle_by_handle(text, masked):
+    assert privacy.masked_text(text) == masked
+
+
 def test_every_asset_has_an_owner_and_personal_data_is_tagged():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():

@@ -146,6 +146,11 @@ class ErasureError(Exception):
     """An erasure or a suppression cannot be done safely (e.g. a salt that does not match)."""
 
 
+class SaltMismatch(ErasureError):
+    """The salt to hash with did not make the hashes logged before: a setting to put back
+    (ENGAGEMENT_ERASURE_SALT), not a fault, so the CLI says it as a bad setting (exit 2)."""
+
+
 @dataclass
 class ErasureReport:
     """What one erasure did. Counts only: no personal data, so it can be logged or shown."""
@@ -410,6 +415,21 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
 def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str:
     """The salt to hash with: `salt`, else ENGAGEMENT_ERASURE_SALT, else the warehouse's own
     (created at first use in `staging.erasure_salt`; needs a writable connection then)."""
+    configured = _configured_salt(con, salt)
+    if configured:
+        return configured
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(load_sql("erasure/create_erasure_salt"))
+    created = secrets.token_hex(32)
+    con.execute(
+        "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
+        {"salt": created, "created_at": datetime.now().replace(tzinfo=None)},
+    )
+    return created
+
+
+def _configured_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str | None:
+    """`resolve_salt`'s salt where one is given or kept (None where it would create one)."""
     if salt:
         return salt
     from_env = os.environ.get(SALT_ENV)
@@ -421,36 +441,37 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
         ).fetchone()
         if row:
             return str(row[0])
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
-    con.execute(load_sql("erasure/create_erasure_salt"))
-    created = secrets.token_hex(32)
-    con.execute(
-        "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
-        {"salt": created, "created_at": datetime.now().replace(tzinfo=None)},
-    )
-    return created
+    return None
+
+
+def check_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> None:
+    """Raise `SaltMismatch` when the salt an erasure would hash with (`resolve_salt`) did not
+    make the hashes logged before. Writes nothing, so an erasure refused for its salt leaves the
+    warehouse as it was: where no salt is given or kept, the salt `resolve_salt` would create
+    is a new one, which made none of them."""
+    if _table_exists(con, "staging", "erasure_log"):
+        erased_subject_hashes(con, _configured_salt(con, salt) or "")
 
 
 def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> set[str]:
     """Every subject hash in `staging.erasure_log` (empty if nothing was ever erased).
 
     With `salt`, also checks that the logged hashes were made with that salt and raises
-    `ErasureError` if some were not: they could never match, and erased people would come back.
+    `SaltMismatch` if some were not: they could never match, and erased people would come back.
     """
     if not _table_exists(con, "staging", "erasure_log"):
         return set()
     if salt is not None:
-        fingerprints = {
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT salt_fingerprint FROM staging.erasure_log"
-            ).fetchall()
-        }
-        other = fingerprints - {salt_fingerprint(salt)}
+        (other,) = con.execute(
+            "SELECT count(*) FROM staging.erasure_log WHERE salt_fingerprint <> $fingerprint",
+            {"fingerprint": salt_fingerprint(salt)},
+        ).fetchone()
         if other:
-            raise ErasureError(
-                f"{len(other)} salt(s) other than the current one made logged erasure hashes; "
-                f"set {SALT_ENV} (or the warehouse salt) back to the salt used for them"
+            raise SaltMismatch(
+                f"{other} erasure request(s) logged in this warehouse were hashed with another "
+                f"salt than {_salt_said(salt)}: with it their hashes match nobody, and the "
+                f"people erased would come back. Set {SALT_ENV} to the salt that hashed them "
+                "(or unset it, if that was the warehouse's own salt)"
             )
     return {
         r[0]
@@ -458,6 +479,16 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
             "SELECT DISTINCT unnest(subject_hashes) FROM staging.erasure_log"
         ).fetchall()
     }
+
+
+def _salt_said(salt: str) -> str:
+    """Where the salt in use comes from, in a message (never the salt itself)."""
+    from_env = os.environ.get(SALT_ENV)
+    if from_env and salt == from_env:
+        return f"the one {SALT_ENV} sets"
+    if not from_env:
+        return f"the warehouse's own ({SALT_ENV} is not set)"
+    return "the one given"
 
 
 def add_erased_rows(
@@ -670,7 +701,8 @@ def erase(
     engine's ingest (`register_path`, `write_register`; not for a database in memory).
 
     See the module docstring for what is matched, what is logged and what is not reached.
-    Raises ValueError when neither a customer id nor an email (non-empty) is given.
+    Raises ValueError when neither a customer id nor an email (non-empty) is given, and
+    `SaltMismatch` (before writing anything) when the salt did not make the logged hashes.
     """
     subjects = _Subjects()
     given = [(customer_id, "customer_id"), (email, "email")]
@@ -684,6 +716,9 @@ def erase(
     if not subjects.customer_id and not subjects.email:
         raise ValueError("give a customer_id or an email to erase")
 
+    # Before anything is written (the tables, identity's macros): a salt that did not make the
+    # logged hashes is refused with the warehouse as it was.
+    check_salt(con, salt)
     requested_at = (now or datetime.now()).replace(tzinfo=None)
     report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
     ensure_erasure_tables(con)
@@ -886,7 +921,7 @@ def register_of(working: Path | str) -> tuple[frozenset[str], str]:
 
 def read_register(path: Path | str) -> tuple[frozenset[str], str]:
     """(subject hashes, salt) of the register at `path`; (empty, "") when there is none. The salt
-    is ENGAGEMENT_ERASURE_SALT when set, else the stored one; ErasureError when it did not make
+    is ENGAGEMENT_ERASURE_SALT when set, else the stored one; SaltMismatch when it did not make
     the hashes (they could never match, and erased people would come back)."""
     path = Path(path)
     if not path.exists():
@@ -895,7 +930,7 @@ def read_register(path: Path | str) -> tuple[frozenset[str], str]:
     hashes = frozenset(record["subject_hashes"])
     salt = os.environ.get(SALT_ENV) or record.get("salt") or ""
     if hashes and salt_fingerprint(salt) != record["salt_fingerprint"]:
-        raise ErasureError(
+        raise SaltMismatch(
             f"{path}: the erased people's hashes were made with another salt; set {SALT_ENV} to "
             "the salt used for them"
         )

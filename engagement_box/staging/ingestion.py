@@ -15,7 +15,10 @@ How a source is ingested (`ingest_source`):
    file, before any table is touched. Then read the files as text, in batches, inside one
    transaction (step 4); a file found unreadable further in (a row with more fields than the
    header, bytes that are not UTF-8) raises `IngestError` naming it and the line, and the
-   transaction rolls back, so no table changes either.
+   transaction rolls back, so no table changes either. A message that quotes the file's text
+   (a line, a header's names, a library's words about a value) masks the emails and handles in
+   it (`privacy.masked_text`): it reaches the console and Dagster's run storage, which erasure
+   does not reach.
 3. Parse each column to the type its contract declares; text that does not parse is a failure
    (`unparseable_<type>`), never a silent NULL. A CSV row with fewer fields than the header is a
    failure (`wrong_field_count`), and so is a timestamp after the run's time plus a day
@@ -60,7 +63,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engagement_box import dictionary
-from engagement_box.governance import erasure
+from engagement_box.governance import erasure, privacy
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import (
@@ -352,7 +355,9 @@ def _columns(
 
     Raises `IngestError` naming the file if a name repeats (exactly, or in another case or with
     other spaces, or two variants of one column) or a required column is missing. The names the
-    contract does not know are returned as the file writes them.
+    contract does not know are returned as the file writes them, emails and handles masked:
+    they go to Dagster's metadata and the run's warnings, and a file without its header row
+    names its first row's values.
     """
     # A name quoted after the separator's space (`order_id, "customer_id"`) is its name.
     basic = [_unquoted_name(c.replace("\ufeff", "").strip()).lower() for c in names]
@@ -367,8 +372,8 @@ def _columns(
     repeated = sorted({c for c in cleaned if cleaned.count(c) > 1} - unnamed)
     if repeated:
         raise IngestError(
-            f"{export.relpath}: repeated column(s) {', '.join(repeated)}: the header names "
-            "each column once"
+            f"{export.relpath}: repeated column(s) {privacy.masked_text(', '.join(repeated))}: "
+            "the header names each column once"
         )
     renamed = dict(zip(names, cleaned, strict=True))
     missing = [c for c in source.required_columns if c not in renamed.values()]
@@ -382,12 +387,14 @@ def _columns(
             ),
             "",
         )
+        # A file without its header row names its first row's values (emails, handles).
         found = ", ".join(renamed.values()).replace("\t", "\\t") or "no header"
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
-            f"(found: {found}){separated}"
+            f"(found: {privacy.masked_text(found)}){separated}"
         )
-    return renamed, [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
+    ignored = [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
+    return renamed, [privacy.masked_text(n) for n in ignored]
 
 
 _UNNAMED = re.compile(r"_duplicated_\d+")
@@ -578,7 +585,8 @@ def check_header(export: ExportFile, source: Source) -> list[str]:
     except IngestError:
         raise
     except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
-        raise _unreadable(export, f"not a Parquet file, or a damaged one ({_plain(exc)})") from None
+        problem = privacy.masked_text(_plain(exc))
+        raise _unreadable(export, f"not a Parquet file, or a damaged one ({problem})") from None
     renamed, extra = _columns(export, list(schema), source)
     _check_parquet_types(export, schema, renamed, source)
     return extra
@@ -642,7 +650,8 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
         return problem
     except (OSError, UnicodeDecodeError, csv.Error):
         pass
-    return _unreadable(export, _plain(exc))
+    # polars quotes the value it could not parse ("could not parse `...` as dtype `str`")
+    return _unreadable(export, privacy.masked_text(_plain(exc)))
 
 
 def _text_after_closing_quote(export: ExportFile) -> None:
@@ -812,7 +821,11 @@ def _lines(export: ExportFile) -> int:
 
 
 def _shown(line: str, limit: int = 60) -> str:
-    line = line.strip()
+    """An excerpt of a file's text for a message, its emails and handles masked: the message
+    reaches the console and Dagster's run logs and event storage, which erasure does not reach,
+    and the excerpt's shape (its quotes, separators, ids) is what finds the line. Masked before
+    it is shortened, so no cut leaves part of an address unmasked."""
+    line = privacy.masked_text(line.strip())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -941,7 +954,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
             raise
         except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
             raise _unreadable(
-                export, f"not a Parquet file, or a damaged one ({_plain(exc)})"
+                export, f"not a Parquet file, or a damaged one ({privacy.masked_text(_plain(exc))})"
             ) from None
     by_name = {new: old for old, new in renamed.items()}
     frame = frame.select(
