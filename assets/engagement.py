@@ -433,6 +433,10 @@ def audience_exports(
         # The version the audiences come from: the current one (a backfill publishes a higher id
         # that is not current).
         snapshot_id = versions.current_version(con)
+        # The analysts' file shows that version too: a run killed after its publish, before the
+        # file was rebuilt, left it a version behind while this step catches the audiences up
+        # (cheap when the file is current).
+        readers_file = warehouse.publish_for_readers(con)
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
@@ -454,6 +458,7 @@ def audience_exports(
             "preview": preview(frame),
             "snapshot_id": snapshot_id or 0,
             "directory": dg.MetadataValue.path(str(out)),
+            "published_file_rebuilt": readers_file.built,
             "files": dg.MetadataValue.json(files),
             "audience_sizes": dg.MetadataValue.md(markdown_table(sizes)),
             "customers_in_any_audience": int(frame["customer_id"].n_unique())

@@ -637,15 +637,26 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             behind = _audiences_behind()
             if behind is None:
                 print(_nothing_to_do(standing))
+            else:  # nothing to compute, but the files marketing reads are not the current version's
+                print(
+                    f"nothing new to compute: version {standing} stands for this month's as-of, "
+                    f"but {behind}; writing them from the current version ({AUDIENCES_JOB})"
+                )
+            # A run killed while publishing leaves both behind: the analysts' file first.
+            try:
                 rebuilt = _publish_if_behind()
-                if rebuilt:
-                    print(f"published file rebuilt: {rebuilt}")
+            except OSError as error:
+                print(
+                    f"engagement-box run: FAILED, the published file could not be built again "
+                    f"({error}): make the warehouse folder {settings.warehouse_path().parent} "
+                    "writable, then run again",
+                    file=sys.stderr,
+                )
+                return 2
+            if rebuilt:
+                print(f"published file rebuilt: {rebuilt}")
+            if behind is None:
                 return 0
-            # Nothing to compute, but the files marketing reads are not the current version's.
-            print(
-                f"nothing new to compute: version {standing} stands for this month's as-of, but "
-                f"{behind}; writing them from the current version ({AUDIENCES_JOB})"
-            )
             lines = StepLines()
             executed = _execute(home, AUDIENCES_JOB, process_tags(), lines)
             return 2 if executed is None else _finish(executed, lines)

@@ -1223,3 +1223,30 @@ def test_a_wide_exports_ignored_columns_are_named_ten_then_counted():
         "ignored: not columns of orders"
     ), said
     assert len(said) < 250
+
+
+def test_a_run_killed_while_publishing_leaves_no_published_file_behind_the_audiences(
+    december_run, tmp_path
+):
+    """A run killed after its publish committed, before the analysts' file was rebuilt, left
+    the audience files and that file behind: the next run wrote the audiences alone ("nothing
+    new to compute ... audience_files"), said it succeeded, and the analysts' file stayed a
+    version behind the audiences marketing read. Here: no published file, audiences elsewhere."""
+    copy = copy_run(december_run, tmp_path / "run")
+    copy.database.unlink()
+    elsewhere = tmp_path / "new_audiences"
+    env = {
+        **environment(tmp_path, copy.exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(elsewhere),
+    }
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert "nothing new to compute: version 1 stands" in out, out
+    assert f"published file rebuilt: {copy.database}" in out, out
+    assert json.loads((elsewhere / "_written_from.json").read_text()) == {"snapshot_id": 1}
+    reader = duckdb.connect(str(copy.database), read_only=True)
+    try:
+        assert reader.execute("SELECT snapshot_id FROM marts.current_version").fetchone() == (1,)
+    finally:
+        reader.close()
