@@ -81,7 +81,9 @@ _whole_from_zero = _ranged(_whole, lambda n: n >= 0, "a whole number, 0 or more"
 _from_zero = _ranged(_number, lambda n: n >= 0, "a number, 0 or more")
 _share = _ranged(_number, lambda n: 0 <= n <= 1, "a number from 0 to 1")
 _open_share = _ranged(_number, lambda n: 0 < n < 1, "a number between 0 and 1, both excluded")
-_rate = _ranged(_number, lambda n: n > -1, "a rate above -1, such as 0.01 (1 % a month)")
+# A discount rate below 0 makes later money worth more than money now: -0.5 a month multiplied
+# every CLV about 650 times and was published without a word.
+_rate = _ranged(_number, lambda n: n >= 0, "a rate of 0 or more, such as 0.01 (1 % a month)")
 
 
 def _spark_jvm(text: str) -> str:
@@ -285,7 +287,7 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_CLV_HORIZON_MONTHS",
         "12",
         "CLV and CRV horizon (30-day months)",
-        parse=_whole_from_zero,
+        parse=_positive_int,  # 0 months: every CLV 0, and the value step's checks fail
     ),
     Setting(
         "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",

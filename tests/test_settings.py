@@ -60,7 +60,10 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         ("ENGAGEMENT_CIV_ATTRIBUTION_SHARE", "2", "from 0 to 1"),
         ("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "-0.1", "from 0 to 1"),
         ("ENGAGEMENT_CRV_VALUE_CREDIBILITY", "-3", "0 or more"),
-        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-1", "above -1"),
+        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-1", "0 or more"),
+        # A reviewer's: a run that could never pass its checks, and CLVs 650 times too large.
+        ("ENGAGEMENT_CLV_HORIZON_MONTHS", "0", "at least 1"),
+        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-0.5", "0 or more"),
         ("ENGAGEMENT_MARGIN", "abc", "a number, such as 0.5"),
         ("ENGAGEMENT_MARGIN", "nan", "finite"),
         ("ENGAGEMENT_DUCKDB_THREADS", "zero", "a whole number"),
@@ -101,14 +104,14 @@ def test_every_value_the_settings_accept_the_engagement_step_accepts(monkeypatch
         "ENGAGEMENT_QUADRANT_CRV_QUANTILE": "1",
         "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE": "0",
         "ENGAGEMENT_CRV_VALUE_CREDIBILITY": "0",
-        "ENGAGEMENT_MONTHLY_DISCOUNT_RATE": "-0.5",
-        "ENGAGEMENT_CLV_HORIZON_MONTHS": "0",
+        "ENGAGEMENT_MONTHLY_DISCOUNT_RATE": "0",
+        "ENGAGEMENT_CLV_HORIZON_MONTHS": "1",
     }
     for name, text in edges.items():
         monkeypatch.setenv(name, text)
     built = resources.EngagementConfig().to_settings()
     assert built.civ_beta == 0.999 and built.civ_attribution_share == 1.0
-    assert built.crv_value_credibility == 0.0 and built.horizon_months == 0
+    assert built.crv_value_credibility == 0.0 and built.horizon_months == 1
 
 
 def test_time_units_read_in_words_and_rates_in_upper_case():
