@@ -103,6 +103,9 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 # File -> [rows read, rows quarantined], for this run's files (the CLI warns of
                 # a file mostly quarantined).
                 "quarantined_by_file": dg.MetadataValue.json(report.quarantined_files),
+                # Erased people's keys taken from the register (a working database started
+                # anew beside it; the CLI says so).
+                "erasures_adopted": report.erasures_adopted,
                 "ingest_seconds": round(report.seconds, 3),
             }
         )

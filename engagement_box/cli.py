@@ -290,6 +290,11 @@ class StepLines:
             from engagement_box.staging.ingestion import moved_message
 
             self.moved.append(moved_message(moved.value))
+        adopted = metadata.get("erasures_adopted")
+        if adopted and adopted.value:
+            from engagement_box.staging.ingestion import adopted_message
+
+            self.warnings.append(adopted_message(adopted.value))
         restaged = metadata.get("files_restaged_for_rules")
         if restaged and restaged.value:
             self.restaged[event.asset_key.path[-1]] = len(restaged.value)

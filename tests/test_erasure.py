@@ -923,3 +923,42 @@ def test_an_erased_profile_read_again_counts_on_its_keys_when_its_erasure_did_no
     assert {people[t] for t in ("t0", "t1", "t2", "t4", "t5")} == {"t0", "t1", "t2", "t4", "t5"}
     assert _till_links(con) == [(None, 5)]
     con.close()
+
+
+def test_a_working_database_started_anew_beside_the_register_keeps_the_erased_out(
+    built, built_once, tmp_path
+):
+    """A privacy review: a new working database (the README's way out of a damaged one) with
+    the old one's register copied beside it staged three erased people again, into the marts
+    and the audiences; the DuckDB ingest never read the register. A backup from before the
+    erasures, beside the same register, is refused: its rows may hold them."""
+    con, exports, _ = built
+    erasure.erase(con, email="jane.doe@example.com")
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    assert register.exists()
+
+    anew = tmp_path / "anew" / "w.duckdb"
+    anew.parent.mkdir()
+    shutil.copy(register, erasure.register_path(anew))
+    fresh = duckdb.connect(str(anew))
+    try:
+        adopted = [ingest_source(fresh, exports, name).erasures_adopted for name in SOURCES]
+        assert adopted[0] > 0 and not any(adopted[1:])
+        assert mentions(fresh, TOKENS) == {}
+        assert fresh.execute("SELECT count(*) FROM staging.customers").fetchone()[0] > 0
+        for name in SOURCES:
+            _, read, staged, quarantined, erased = reconcile(fresh, name)
+            assert read == staged + quarantined + erased, name
+    finally:
+        fresh.close()
+
+    backup = tmp_path / "backup" / "w.duckdb"
+    backup.parent.mkdir()
+    shutil.copy(built_once / "w.duckdb", backup)  # taken before the erasure
+    shutil.copy(register, erasure.register_path(backup))
+    old = duckdb.connect(str(backup))
+    try:
+        with pytest.raises(erasure.ErasureError, match="Move .* aside"):
+            ingest_source(old, exports, "customers")
+    finally:
+        old.close()

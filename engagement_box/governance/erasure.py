@@ -24,9 +24,9 @@
    identifying fields of the raw row (`raw_values`), and by keys where the contract does not put
    them (values swapped or misplaced): an email in any field, an id in any identifying field, a
    handle among a profile's listed handles (`sql/erasure/delete_quarantine_misplaced_rows.sql`;
-   `suppression_mask` keeps the same rows out at ingest). Staged and quarantined rows erased are added
-   per source and export file to `staging.erased_rows`, so the ingest reconciliation reads
-   rows read = staged + quarantined + erased (`sql/staging/reconciliation.sql`).
+   `suppression_mask` keeps the same rows out at ingest). Staged and quarantined rows erased
+   are added per source and export file to `staging.erased_rows`, so the ingest reconciliation
+   reads rows read = staged + quarantined + erased (`sql/staging/reconciliation.sql`).
    The request is written to `staging.erasure_log` in the same transaction, with salted hashes of
    the keys instead of the keys.
 3. CHECKPOINT, so the deleted rows leave the write-ahead log.
@@ -892,6 +892,77 @@ def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:
             return False
     write_register(con, path)
     return True
+
+
+def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
+    """Take into `con`'s erasure log the erasures its register lists and the log does not: a
+    working database started anew (damaged, lost) with the register kept beside it. The DuckDB
+    ingest calls it first, so the people erased from the old warehouse stay out of every export
+    read again. Returns how many subject hashes were taken in (0: none missing, no register, a
+    database in memory).
+
+    A database that already holds staged rows and misses erasures (a backup from before them, or
+    another warehouse's register) may hold those people: `ErasureError`, saying how to start
+    anew, since its rows cannot be matched to hashes without their keys."""
+    working = database_path(con)
+    if not working:
+        return 0
+    path = register_path(working)
+    if not path.exists():
+        return 0
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        listed = set(record["subject_hashes"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ErasureError(
+            f"{path}: the register of erased people cannot be read ({error})"
+        ) from None
+    missing = listed - erased_subject_hashes(con)
+    if not missing:
+        return 0
+    if any(_table_exists(con, "staging", name) and _has_rows(con, name) for name in SOURCES):
+        raise ErasureError(
+            f"{path} lists {len(missing)} erased people's keys that {working} never erased: "
+            "its staged rows may hold those people (a backup from before those erasures?). "
+            f"Move {working} aside (and its published file) and run again: the warehouse is "
+            "built anew from the exports, and the register keeps those people out"
+        )
+    ensure_erasure_tables(con)
+    stored = record.get("salt")
+    if (
+        stored
+        and not os.environ.get(SALT_ENV)
+        and not _table_exists(con, "staging", "erasure_salt")
+    ):
+        con.execute(load_sql("erasure/create_erasure_salt"))
+        con.execute(
+            "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
+            {"salt": stored, "created_at": datetime.now().replace(tzinfo=None)},
+        )
+    with transaction(con):
+        con.execute(
+            load_sql("erasure/insert_erasure_log"),
+            {
+                "request_id": f"register-{uuid.uuid4().hex}",
+                "subject_hashes": sorted(missing),
+                "requested_at": datetime.now().replace(tzinfo=None),
+                "rows_deleted": json.dumps({"taken from the register": str(path)}),
+                "salt_fingerprint": record["salt_fingerprint"],
+            },
+        )
+        keys = record.get("erased_profile_keys") or []
+        if keys:
+            rows = pl.DataFrame(keys, schema=["profile_hash", "kind", "key_hash"], orient="row")
+            con.register("erased_profile_rows", rows.to_arrow())
+            try:
+                con.execute(load_sql("erasure/insert_erased_profile_keys"))
+            finally:
+                con.unregister("erased_profile_rows")
+    return len(missing)
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, source: str) -> bool:
+    return bool(con.execute(f'SELECT 1 FROM staging."{source}" LIMIT 1').fetchone())
 
 
 def register_of(working: Path | str) -> tuple[frozenset[str], str]:

@@ -182,6 +182,9 @@ class IngestReport:
     rows_staged: int = 0
     rows_quarantined: int = 0
     rows_erased: int = 0
+    # Erased people's keys this ingest took from the register beside a working database started
+    # anew (`erasure.adopt_register`; the CLI says so).
+    erasures_adopted: int = 0
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
     # Per file: rows quarantined as duplicate_key, staged now that the file holding their key's
     # first occurrence changed and no longer holds it.
@@ -1498,6 +1501,9 @@ def ingest_source(
     # which refuses it as soon as it reads a file.
     with suppress(erasure.ErasureError):
         erasure.refresh_register(con)
+    # A working database started anew beside the register of the old one: the people erased
+    # there stay out (a backup from before some erasures is refused, saying what to do).
+    report.erasures_adopted = erasure.adopt_register(con)
 
     # Each file taken in, by where it is now (`moved_to`, else the path it was taken in from).
     known = {path: record for (of, path), record in taken_in(con).items() if of == source.name}
@@ -2021,6 +2027,14 @@ def file_warnings(
         if mostly:
             said.append(mostly)
     return said
+
+
+def adopted_message(hashes: int) -> str:
+    """What a run says when its ingest took erasures from the register (`adopt_register`)."""
+    return (
+        f"{hashes} erased people's keys taken from the register beside the working database "
+        "(it was started anew): their rows in the exports are kept out, as before"
+    )
 
 
 def moved_message(moved: dict[str, str]) -> str:
