@@ -887,6 +887,7 @@ def _empty_erasure_key(args: argparse.Namespace) -> str | None:
     for option, kind, value in (
         ("--customer-id", "customer_id", args.customer_id),
         ("--email", "email", args.email),
+        ("--handle", "handle", args.handle),
     ):
         if value is not None and normalize(value, kind) is None:
             said = kind.replace("_", " ")
@@ -949,6 +950,7 @@ def erase(args: argparse.Namespace) -> int:
                     con,
                     customer_id=args.customer_id,
                     email=args.email,
+                    handle=args.handle,
                     audience_dir=EngagementConfig().audience_path,
                     published=warehouse.layout,
                     lake=lake.path,
@@ -1067,6 +1069,11 @@ def main(argv: list[str] | None = None) -> int:
         "--customer-id", help="the person's customer id (their merged profiles go with it)"
     )
     who.add_argument("--email", help="the person's email (matched trimmed, in any case)")
+    who.add_argument(
+        "--handle",
+        help="the person's social handle, with or without its @ (for someone known only by a "
+        "handle, e.g. from social events; a profile carrying it goes with it)",
+    )
     erase_parser.add_argument(
         "--compact",
         action="store_true",

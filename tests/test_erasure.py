@@ -962,3 +962,30 @@ def test_a_working_database_started_anew_beside_the_register_keeps_the_erased_ou
             ingest_source(old, exports, "customers")
     finally:
         old.close()
+
+
+def test_a_person_known_only_by_a_social_handle_can_be_erased_by_it(built):
+    """A privacy review: `erase` took only a customer id or an email, so a person seen only in
+    social events (no profile) could not be erased at all."""
+    con, exports, _ = built
+    write_csv(
+        exports / "social" / "stranger.csv",
+        [
+            {"event_id": eid, "actor_handle": actor, "event_type": "like", "target_handle": target,
+             "post_id": "", "platform": "instagram", "occurred_at": "2024-01-04"}
+            for eid, actor, target in (("s1", "@Stranger_X", "@bobby"), ("s2", "bobby", "stranger_x"))
+        ],
+    )  # fmt: skip
+    ingest_source(con, exports, "social")
+    build_identity_links(con)
+    report = erasure.erase(con, handle=" @STRANGER_X ")
+    assert report.found
+    assert mentions(con, ["stranger_x"]) == {}
+    (exports / "social" / "stranger_again.csv").write_text(
+        "event_id,actor_handle,event_type,target_handle,post_id,platform,occurred_at\n"
+        "s3,stranger_x,like,@carol,,instagram,2024-02-04\n"
+    )
+    ingest_source(con, exports, "social")
+    assert mentions(con, ["stranger_x"]) == {}
+    with pytest.raises(ValueError, match="empty handle"):
+        erasure.erase(con, handle=" @ ")

@@ -680,6 +680,7 @@ def erase(
     *,
     customer_id: str | None = None,
     email: str | None = None,
+    handle: str | None = None,
     audience_dir: Path | str | None = None,
     salt: str | None = None,
     now: datetime | None = None,
@@ -701,11 +702,11 @@ def erase(
     engine's ingest (`register_path`, `write_register`; not for a database in memory).
 
     See the module docstring for what is matched, what is logged and what is not reached.
-    Raises ValueError when neither a customer id nor an email (non-empty) is given, and
+    Raises ValueError when no customer id, email or handle (non-empty) is given, and
     `SaltMismatch` (before writing anything) when the salt did not make the logged hashes.
     """
     subjects = _Subjects()
-    given = [(customer_id, "customer_id"), (email, "email")]
+    given = [(customer_id, "customer_id"), (email, "email"), (handle, "handle")]
     for value, kind in given:
         if value is None:
             continue
@@ -713,8 +714,8 @@ def erase(
         if normalized is None:
             raise ValueError(f"empty {kind} given: nothing to erase")
         getattr(subjects, kind).add(normalized)
-    if not subjects.customer_id and not subjects.email:
-        raise ValueError("give a customer_id or an email to erase")
+    if not subjects.customer_id and not subjects.email and not subjects.handle:
+        raise ValueError("give a customer_id, an email or a handle to erase")
 
     # Before anything is written (the tables, identity's macros): a salt that did not make the
     # logged hashes is refused with the warehouse as it was.
