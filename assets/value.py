@@ -601,7 +601,8 @@ def model_fit(
                     "chosen_model": chosen or "none",
                 },
                 description=(
-                    "; ".join(failed)
+                    _too_few(full, window["as_of"])
+                    + "; ".join(failed)
                     + ". Look for outliers and for a currency without its rate in the orders of "
                     "the window (a few orders of 1,000s in another currency can push a fit to "
                     "its boundary), fix the export or ENGAGEMENT_FX_RATES, then run the month "
@@ -611,6 +612,24 @@ def model_fit(
                 ),
             )
         ],
+    )
+
+
+# Below this many repeat buyers a failed fit is said first as too little data: a month near the
+# start of the orders (`--month` before most of them) failed with advice about outliers.
+FEW_REPEAT_BUYERS = 100
+
+
+def _too_few(full: pl.DataFrame, as_of) -> str:
+    """The first words of a failed fit's description when the window holds few repeat buyers
+    (empty otherwise): how many, and to run a later month."""
+    repeat = int((full["frequency"] > 0).sum()) if "frequency" in full.columns else 0
+    if repeat >= FEW_REPEAT_BUYERS:
+        return ""
+    return (
+        f"only {full.height} customers have a completed order by {as_of}, {repeat} of them with "
+        "a repeat purchase: too few for the purchase models, which is likely why they failed "
+        "(run a later month, `engagement-box run --month YYYY-MM`). "
     )
 
 

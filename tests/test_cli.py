@@ -1250,3 +1250,16 @@ def test_a_run_killed_while_publishing_leaves_no_published_file_behind_the_audie
         assert reader.execute("SELECT snapshot_id FROM marts.current_version").fetchone() == (1,)
     finally:
         reader.close()
+
+
+def test_a_month_near_the_start_of_the_orders_says_there_are_too_few_buyers(tmp_path):
+    """An operator's `--month` of the data's first month failed with advice about outliers and
+    currency rates: the fits failed because 16 customers had bought by then."""
+    env = environment(tmp_path, REPO / "data" / "sample")
+    code, out, err = run_cli(env, "--month", "2023-07")
+    assert code == 1
+    (said,) = [line for line in err.splitlines() if line.startswith("FAILED check fits_converged")]
+    assert (
+        "only 16 customers have a completed order by 2023-07-31, 4 of them with a repeat " in said
+    )
+    assert "run a later month" in said
