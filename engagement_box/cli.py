@@ -392,15 +392,17 @@ class StepLines:
         if self.publish is None:
             return None
         version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
+        # What this run took in, on every outcome: a cron log then shows the rows quarantined
+        # (a half-written file's last row said nothing anywhere else).
+        files, staged, quarantined = self.ingested.values()
+        why = " (staging.quarantine says why)" if quarantined else ""
+        took = (
+            f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
+            f"quarantined{why}"
+            if files
+            else ""
+        )
         if self.publish.get("skipped"):
-            files, staged, quarantined = self.ingested.values()
-            why = " (staging.quarantine says why)" if quarantined else ""
-            took = (
-                f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
-                f"quarantined{why}"
-                if files
-                else ""
-            )
             return (
                 f"computed nothing: version {version} (as of {as_of}) was computed from these "
                 "inputs (the files that staged rows, erasures, settings, model code) and stays; "
@@ -409,12 +411,12 @@ class StepLines:
         if not self.publish["published_new_version"]:
             return (
                 f"published nothing: the inputs equal those of version {version} "
-                f"(as of {as_of}), which stays"
+                f"(as of {as_of}), which stays{took}"
             )
         said = f"published version {version} (as of {as_of})"
         if self.publish.get("is_current") is False:  # a backfill of an earlier month
             said += "; it is not the current version: one with a later as-of stays current"
-        return said
+        return said + took
 
     def computed_in_full(self) -> list[str]:
         """When some steps carried an earlier as-of forward and others did not: each of the others

@@ -130,6 +130,11 @@ def check_console(cli_run: dict) -> None:
     try:
         staged = con.execute("SELECT count(*) FROM staging.orders").fetchone()[0]
         emails = {r[0] for r in con.execute("SELECT email FROM staging.customers").fetchall()}
+        every_staged = sum(
+            con.execute(f"SELECT count(*) FROM staging.{source}").fetchone()[0]
+            for source in SOURCES
+        )
+        held = con.execute("SELECT count(*) FROM staging.quarantine").fetchone()[0]
     finally:
         con.close()
     emails.discard(None)
@@ -139,7 +144,13 @@ def check_console(cli_run: dict) -> None:
     assert lines["published_marts"][5:7] == ["in", str(len(MARTS))]  # rows in every mart
     # The last lines say which version the run published (the publish step's metadata).
     published, succeeded = out.rstrip().splitlines()[-2:]
-    assert re.fullmatch(r"published version 1 \(as of 2025-12-\d\d\)", published), published
+    said = re.fullmatch(
+        r"published version 1 \(as of 2025-12-\d\d\); this run took in (\d+) file\(s\): "
+        r"([\d,]+) rows staged, ([\d,]+) quarantined \(staging.quarantine says why\)",
+        published,
+    )
+    assert said, published  # what a cron log shows of the rows quarantined, too
+    assert said[2] == f"{every_staged:,}" and said[3] == f"{held:,}" and held > 0
     assert succeeded == f"run {run_id} succeeded"
 
 
