@@ -1023,16 +1023,7 @@ def markdown() -> str:
         "",
     ]
     for entry in TABLES:
-        lines += [f"## marts.{entry.name}", "", entry.description, ""]
-        if entry.versioned:
-            lines += [
-                f"Versions: `history.{entry.name}`, `marts.{entry.name}_at(snapshot_id)`.",
-                "",
-            ]
-        lines += ["| column | type | description |", "| --- | --- | --- |"]
-        for column in entry.columns:
-            lines.append(f"| {column.name} | {column.type} | {_cell(column.text)} |")
-        lines.append("")
+        lines += _section("marts", entry)
     lines += [
         "# Also in the published file: the ingest's records",
         "",
@@ -1041,12 +1032,18 @@ def markdown() -> str:
         "",
     ]
     for entry in STAGING_TABLES:
-        lines += [f"## staging.{entry.name}", "", entry.description, ""]
-        lines += ["| column | type | description |", "| --- | --- | --- |"]
-        for column in entry.columns:
-            lines.append(f"| {column.name} | {column.type} | {_cell(column.text)} |")
-        lines.append("")
+        lines += _section("staging", entry)
     return "\n".join(lines)
+
+
+def _section(schema: str, entry: Table) -> list[str]:
+    """One table's part of the document: heading, description, versions, column table."""
+    lines = [f"## {schema}.{entry.name}", "", entry.description, ""]
+    if entry.versioned:
+        lines += [f"Versions: `history.{entry.name}`, `marts.{entry.name}_at(snapshot_id)`.", ""]
+    lines += ["| column | type | description |", "| --- | --- | --- |"]
+    lines += [f"| {c.name} | {c.type} | {_cell(c.text)} |" for c in entry.columns]
+    return [*lines, ""]
 
 
 # ----------------------------------------------------------------------------------------------
