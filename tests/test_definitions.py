@@ -374,17 +374,24 @@ mutation($params: LaunchBackfillParams!) {
 )
 def test_a_backfill_launched_from_the_asset_graph_is_taken(groups):
     """The UI's backfill of months for assets selected in the asset graph (the same GraphQL
-    mutation, on the workspace `dagster dev` loads). With the marts one non-subsettable step,
+    mutation and launch checks, on this code location loaded in the test's process: a code
+    server's start times out under a faked clock). With the marts one non-subsettable step,
     Dagster refused every such launch: "Targeted subset must match between every key in a
     non-subsettable multi-asset, but does not match between marts/engagement_value and
     marts/customer_persona" (equal ranges; docs/ARCHITECTURE.md)."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import PyProjectFileTarget
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
     from dagster_graphql.test.utils import execute_dagster_graphql
 
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="pipelines.definitions", working_directory=str(REPO)),
+        location_name="engagement_box",
+    )
     with (
         dg.instance_for_test() as instance,
-        WorkspaceProcessContext(instance, PyProjectFileTarget(str(REPO / "pyproject.toml"))) as ws,
+        WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([location])) as ws,
     ):
         context = ws.create_request_context()
         keys = [k for k in context.asset_graph.get_all_asset_keys() if k.path[0] in groups]
