@@ -52,6 +52,16 @@ def environment(root: Path, exports: Path) -> dict[str, str]:
     }
 
 
+def copy_environment(root: Path, copy, audiences: Path | None = None, exports=None) -> dict:
+    """`environment` for a copy of a run (`copy_run`): its warehouse, and its audience folder
+    unless `audiences` names another; its exports unless `exports` does."""
+    return {
+        **environment(root, copy.exports if exports is None else exports),
+        "ENGAGEMENT_WAREHOUSE": str(copy.database),
+        "ENGAGEMENT_AUDIENCE_DIR": str(audiences or copy.database.parent / "audiences"),
+    }
+
+
 def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     """`engagement-box run` in this process: exit code, stdout, stderr."""
     return main_cli(env, "run", *args)
@@ -654,11 +664,7 @@ def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
     says the folder holds none, and that the standing version stays (exit 0, no run)."""
     copy = copy_run(december_run, tmp_path / "run")
     exports = empty_exports(tmp_path / "elsewhere")
-    env = {
-        **environment(tmp_path, exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),  # current
-    }
+    env = copy_environment(tmp_path, copy, exports=exports)  # the current audiences
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     said = out.splitlines()[-1]
@@ -679,11 +685,7 @@ def test_a_file_that_stages_no_row_computes_nothing_after_staging(december_run, 
     resent = reviews.with_name(f"resent_{reviews.name}")
     resent.write_bytes(reviews.read_bytes())
     rows = pl.read_parquet(resent).height if resent.suffix == ".parquet" else None
-    env = {
-        **environment(tmp_path, copy.exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),
-    }
+    env = copy_environment(tmp_path, copy)
     copy.database.unlink()  # the analysts' file, lost: built again though nothing is computed
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
@@ -731,11 +733,7 @@ def test_exports_moved_into_an_archive_folder_compute_nothing(december_run, tmp_
     files = sorted(p for p in orders.iterdir() if p.is_file())
     for path in files:
         path.rename(archive / path.name)
-    env = {
-        **environment(tmp_path, copy.exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),
-    }
+    env = copy_environment(tmp_path, copy)
     with duckdb.connect(str(default_working(copy.database)), read_only=True) as con:
         (quarantined_before,) = con.execute("SELECT count(*) FROM staging.quarantine").fetchone()
     code, out, err = run_cli(env, "--month", MONTH)
@@ -766,11 +764,7 @@ def test_a_warehouse_staged_under_earlier_rules_takes_its_files_in_again(decembe
         files = dict(
             con.execute("SELECT source, count(*) FROM staging.ingested_files GROUP BY 1").fetchall()
         )
-    env = {
-        **environment(tmp_path, copy.exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(copy.database.parent / "audiences"),
-    }
+    env = copy_environment(tmp_path, copy)
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     counts = ", ".join(f"{source} {n}" for source, n in sorted(files.items()))
@@ -792,11 +786,7 @@ def test_audience_files_behind_the_current_version_are_written_though_nothing_is
     header = (copy.exports / "orders" / sorted(os.listdir(copy.exports / "orders"))[0]).read_text()
     (copy.exports / "orders" / "orders_none_today.csv").write_text(header.splitlines()[0] + "\n")
     elsewhere = tmp_path / "new_audiences"
-    env = {
-        **environment(tmp_path, copy.exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(elsewhere),
-    }
+    env = copy_environment(tmp_path, copy, elsewhere)
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     assert "skipped" not in out and "computed nothing" not in out
@@ -817,11 +807,7 @@ def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_file
     (shared / "notes").mkdir(parents=True)
     (shared / "notes" / "campaign.csv").write_text("email\nsomeone@example.com\n")
     (shared / "readme.txt").write_text("marketing's folder\n")
-    env = {
-        **environment(tmp_path, copy.exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(shared),
-    }
+    env = copy_environment(tmp_path, copy, shared)
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     assert "nothing new to compute: version 1 stands" in out, out
@@ -1246,11 +1232,7 @@ def test_a_run_killed_while_publishing_leaves_no_published_file_behind_the_audie
     copy = copy_run(december_run, tmp_path / "run")
     copy.database.unlink()
     elsewhere = tmp_path / "new_audiences"
-    env = {
-        **environment(tmp_path, copy.exports),
-        "ENGAGEMENT_WAREHOUSE": str(copy.database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(elsewhere),
-    }
+    env = copy_environment(tmp_path, copy, elsewhere)
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     assert "nothing new to compute: version 1 stands" in out, out

@@ -104,7 +104,7 @@ import polars as pl
 
 from engagement_box.activation.audiences import AUDIENCE_KINDS, neutralize_formulas
 from engagement_box.governance import readers, versions
-from engagement_box.sql import database_path, load_sql, transaction
+from engagement_box.sql import database_path, load_sql, quote_identifier, transaction
 from engagement_box.staging.contracts import (
     INVISIBLE,
     INVISIBLE_PATTERN,
@@ -395,7 +395,11 @@ def record_erased_profiles(con: duckdb.DuckDBPyConnection, profiles: pl.DataFram
     till's address never leaves five strangers under the placeholder limit, who would merge.
     Written by `erase` for the person's staged profiles, and by the ingest for each erased
     profile it reads again (a warehouse erased before these were kept gets them then)."""
-    rows = profile_key_hashes(profiles, salt)
+    _insert_profile_keys(con, profile_key_hashes(profiles, salt))
+
+
+def _insert_profile_keys(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+    """Add (profile_hash, kind, key_hash) rows to `staging.erased_profile_keys`, each once."""
     if not rows.height:
         return
     con.execute(load_sql("erasure/create_erased_profile_keys"))
@@ -418,14 +422,18 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
     configured = _configured_salt(con, salt)
     if configured:
         return configured
+    return _store_salt(con, secrets.token_hex(32))
+
+
+def _store_salt(con: duckdb.DuckDBPyConnection, salt: str) -> str:
+    """Keep `salt` as the warehouse's own (`staging.erasure_salt`)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erasure_salt"))
-    created = secrets.token_hex(32)
     con.execute(
         "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
-        {"salt": created, "created_at": datetime.now().replace(tzinfo=None)},
+        {"salt": salt, "created_at": datetime.now().replace(tzinfo=None)},
     )
-    return created
+    return salt
 
 
 def _configured_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str | None:
@@ -935,11 +943,7 @@ def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
         and not os.environ.get(SALT_ENV)
         and not _table_exists(con, "staging", "erasure_salt")
     ):
-        con.execute(load_sql("erasure/create_erasure_salt"))
-        con.execute(
-            "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
-            {"salt": stored, "created_at": datetime.now().replace(tzinfo=None)},
-        )
+        _store_salt(con, stored)
     with transaction(con):
         con.execute(
             load_sql("erasure/insert_erasure_log"),
@@ -952,18 +956,15 @@ def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
             },
         )
         keys = record.get("erased_profile_keys") or []
-        if keys:
-            rows = pl.DataFrame(keys, schema=["profile_hash", "kind", "key_hash"], orient="row")
-            con.register("erased_profile_rows", rows.to_arrow())
-            try:
-                con.execute(load_sql("erasure/insert_erased_profile_keys"))
-            finally:
-                con.unregister("erased_profile_rows")
+        _insert_profile_keys(
+            con, pl.DataFrame(keys, schema=["profile_hash", "kind", "key_hash"], orient="row")
+        )
     return len(missing)
 
 
 def _has_rows(con: duckdb.DuckDBPyConnection, source: str) -> bool:
-    return bool(con.execute(f'SELECT 1 FROM staging."{source}" LIMIT 1').fetchone())
+    name = f"staging.{quote_identifier(source)}"
+    return bool(con.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone())
 
 
 def register_of(working: Path | str) -> tuple[frozenset[str], str]:
