@@ -632,7 +632,32 @@ def _hold_run_lock(held: ExitStack) -> str | None:
         held.enter_context(run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse")))
     except (Failure, ConfigurationError) as error:
         return str(error)
-    return _working_database_problem()
+    return _working_database_problem() or _salt_problem()
+
+
+def _salt_problem() -> str | None:
+    """ENGAGEMENT_ERASURE_SALT when it did not make the hashes of the erasures logged in the
+    working database (`erasure.check_salt`), else None. Every staging step would refuse it (the
+    ingest cannot keep erased people out with it); a bad setting is said before any step, as
+    `erase` says it. Read-only, nothing written; asked under the run lock."""
+    import duckdb
+
+    from engagement_box.governance import erasure
+
+    path = settings.working_db_path()
+    if not path.exists():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:  # held by another process: the steps wait for it, and check then
+        return None
+    try:
+        erasure.check_salt(con)
+    except erasure.SaltMismatch as error:
+        return str(error)
+    finally:
+        con.close()
+    return None
 
 
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:

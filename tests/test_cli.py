@@ -1074,6 +1074,27 @@ def test_erasing_with_another_salt_than_the_logged_erasures_is_a_bad_setting(era
     assert erasure_log_rows(erasable) == 1
 
 
+def test_a_run_with_another_salt_than_the_logged_erasures_stops_before_any_step(
+    erasable, tmp_path, capsys
+):
+    """`run` with ENGAGEMENT_ERASURE_SALT changed after an erasure started a Dagster run whose
+    staging step failed on the salt (exit 1, the step's traceback in the run's log): a bad
+    setting, said in one line before any step, exit 2, as `erase` says it."""
+    assert cli.main(["erase", "--customer-id", "C1"]) == 0
+    capsys.readouterr()
+    home = tmp_path / "dagster"
+    code, out, err = main_cli(
+        {"ENGAGEMENT_ERASURE_SALT": "another", "DAGSTER_HOME": str(home)}, "run"
+    )
+    assert code == 2, (out, err)
+    assert err.startswith("FAILED before any step: ") and err.count("\n") == 1, err
+    assert "ENGAGEMENT_ERASURE_SALT" in err and "Traceback" not in err, err
+    assert "staging__" not in out  # no step ran
+    assert not (home / "history" / "runs").exists() or not any(
+        (home / "history" / "runs").iterdir()
+    )  # no Dagster run was created
+
+
 def test_a_pinned_as_of_is_said_beside_the_month(tmp_path, monkeypatch, capsys):
     """With ENGAGEMENT_AS_OF set, `run --month 2025-08` said "as-of month: 2025-08" and
     published "as of 2026-03-31": the header now says the date is pinned."""
