@@ -324,6 +324,24 @@ def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_wer
     assert reconcile(warehouse, "orders") == (1, 1, 1, 0, 0)
 
 
+def test_every_refused_file_of_a_source_is_named_not_only_the_first(warehouse, exports_dir):
+    """Two orders files with a broken header: the run named only the first, so the sender fixed
+    it, ran again, and only then learnt of the second. Every file whose header is refused is
+    named, each with its problem, and nothing is staged."""
+    header = [c for c in ORDER_HEADER if c != "net_amount"]
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(2)], header=header)
+    (exports_dir / "orders" / "day3.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    message = str(refused.value)
+    assert message.startswith("2 orders files cannot be taken in; nothing was staged: "), message
+    assert "orders/day2.csv: missing required column(s) net_amount" in message, message
+    assert "orders/day3.parquet: unreadable .parquet file" in message, message
+    assert "day1.csv" not in message
+    assert reconcile(warehouse, "orders") == (0, 0, 0, 0, 0)
+
+
 def test_optional_columns_may_be_absent(warehouse, exports_dir):
     header = [c for c in ORDER_HEADER if c != "email"]
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=header)

@@ -1,7 +1,7 @@
 """Staging on Spark: the export folders read by Spark tasks, validated by the same contract code.
 
 Each export file is one unit of work. The driver lists the files and checks every header
-(`ingestion.check_header`: a file that cannot be taken in fails the run, naming it, before
+(`ingestion.check_headers`: a file that cannot be taken in fails the run, naming it, before
 anything is written; the columns it names that no contract column reads are reported per
 file). Spark then spreads the files over its tasks (`mapInArrow`); each task
 reads its files with `ingestion.read_raw` and splits the rows with `ingestion.check_batch`, the
@@ -240,10 +240,8 @@ def stage_source(
     source = SOURCES[source_name]
     exports = ingestion.discover_files(Path(data_dir), source)
     report = SparkIngestReport(source=source.name, files=len(exports))
-    for export in exports:  # every file's header first: fail before anything is written
-        extra = ingestion.check_header(export, source)
-        if extra:
-            report.ignored_columns[export.relpath] = extra
+    # every file's header first: fail before anything is written, naming every refused file
+    report.ignored_columns.update(ingestion.check_headers(exports, source))
     report.copies = _copies(exports)
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]

@@ -595,6 +595,30 @@ def check_header(export: ExportFile, source: Source) -> list[str]:
     return extra
 
 
+def check_headers(exports: list[ExportFile], source: Source) -> dict[str, list[str]]:
+    """`check_header` of every file: the columns no contract column reads, per file that has
+    some. Fails (`IngestError`) naming every file refused, each with its problem, not only the
+    first: a sender fixes them all at once. Both engines call it before anything is written."""
+    refused: list[str] = []
+    ignored: dict[str, list[str]] = {}
+    for export in exports:
+        try:
+            extra = check_header(export, source)
+        except IngestError as error:
+            refused.append(str(error))
+            continue
+        if extra:
+            ignored[export.relpath] = extra
+    if len(refused) == 1:
+        raise IngestError(refused[0])
+    if refused:
+        raise IngestError(
+            f"{len(refused)} {source.name} files cannot be taken in; nothing was staged: "
+            + "; ".join(refused)
+        )
+    return ignored
+
+
 def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
     """A CSV file polars could not read, described in plain words with the line at fault.
 
@@ -1701,10 +1725,7 @@ def _stage(
     # Every file's header first: a file that cannot be opened or misses a column fails the run
     # here, before any table changes. A file that turns out unreadable further in fails it inside
     # the transaction below, which then rolls back: either way no table changes.
-    for export in exports:
-        extra = check_header(export, source)
-        if extra:
-            report.ignored_columns[export.relpath] = extra
+    report.ignored_columns.update(check_headers(exports, source))
 
     # Repeated keys wait here, typed as staged, to be quarantined with their staged values.
     con.execute(
