@@ -54,6 +54,12 @@ def load_sql(name: str, **identifiers: str) -> str:
     return text.format(**quoted)
 
 
+def sql_template(name: str) -> str:
+    """The text of `sql/<name>.sql` with its `{placeholders}` unfilled, for the few DDL statements
+    whose pieces the caller builds and quotes itself (DDL binds no parameter)."""
+    return _read(name)
+
+
 # The catalog questions a run asks many times (before every write and publish). DuckDB's own
 # catalog functions answer them 3-5x faster than information_schema (7 ms against 25 ms on a run's
 # working database), which joins every column of every database to answer.

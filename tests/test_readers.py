@@ -132,6 +132,49 @@ def test_a_file_that_changed_reaches_the_published_file_and_a_killed_build_is_re
     assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
 
 
+def test_time_travel_works_on_the_published_file_attached_under_another_name(working, layout):
+    """The README tells analysts to ATTACH the published file to a database of their own. Its
+    views worked there, but `eb.marts.customer_rfm_at(1)` failed ("schema history does not
+    exist"): a macro's table names bind where it is called. The published macros name none."""
+    two_versions(working, layout)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{layout.published}' AS eb (READ_ONLY)")  # ATTACH binds no value
+        assert con.execute("SELECT * FROM eb.marts.customer_rfm_at(1) ORDER BY 1").fetchall() == [
+            ("a", "Champions"),
+            ("b", "At Risk"),
+        ]
+        assert con.execute(
+            "SELECT count(*) FROM eb.marts.customer_rfm_at("
+            "(SELECT snapshot_id FROM eb.marts.snapshots WHERE is_current))"
+        ).fetchone() == (2,)
+        with pytest.raises(duckdb.InvalidInputException, match="version 99 is not a retained"):
+            con.execute("SELECT * FROM eb.marts.customer_rfm_at(99)").fetchall()
+    finally:
+        con.close()
+
+
+def test_time_travel_to_a_version_bound_as_null_says_so(working, layout):
+    """A version looked up in Python and bound as a parameter: None (no version has that as-of)
+    gave an empty result, as a version without customers would; only the inline subquery said
+    "no version given". Bound, it says so too, in the published file and the working one."""
+    two_versions(working, layout)
+    published = duckdb.connect(str(layout.published), read_only=True)
+    try:
+        for con in (published, working):
+            for query in (
+                "SELECT count(*) FROM marts.customer_rfm_at(?)",
+                "SELECT * FROM marts.customer_rfm_at($1)",
+            ):
+                with pytest.raises(duckdb.InvalidInputException, match="no version given"):
+                    con.execute(query, [None]).fetchall()
+            assert con.execute("SELECT count(*) FROM marts.customer_rfm_at(?)", [1]).fetchone() == (
+                2,
+            )
+    finally:
+        published.close()
+
+
 def test_time_travel_to_a_version_that_is_not_retained_says_so(working, layout):
     """`marts.customer_rfm_at(<an expired or unknown id>)` returned no rows, as a version without
     customers would: an analyst could not tell. Now it is an error naming where to look."""

@@ -331,23 +331,41 @@ def _clear_history_files(layout: Layout) -> None:
 # The published file
 
 
-def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
-    """The statement creating `history.<mart>` in the published file: the retained versions'
-    Parquet files (a session keeps the list it opened with)."""
+def _version_files(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str | None:
+    """The `read_parquet` of the retained versions' Parquet files of `mart` (a session keeps the
+    list it opened with), None when no retained version has rows."""
     files = [
         layout.history_file(mart, s)
         for s in sorted(_logged_versions(con, mart))
         if layout.history_file(mart, s).exists()
     ]
+    if not files:
+        return None
+    listed = ", ".join(_literal(f) for f in files)
+    return f"read_parquet([{listed}], union_by_name = true)"
+
+
+def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
+    """The statement creating `history.<mart>` in the published file: the retained versions'
+    Parquet files."""
     name = quote_identifier(mart)
-    if not files:  # no retained version has rows: an empty view of the right columns
+    source = _version_files(con, layout, mart)
+    if source is None:  # no retained version has rows: an empty view of the right columns
         return (
             f"CREATE VIEW history.{name} AS SELECT CAST(NULL AS BIGINT) AS snapshot_id, * "
             f"FROM marts.{name} LIMIT 0"
         )
-    listed = ", ".join(_literal(f) for f in files)
-    source = f"read_parquet([{listed}], union_by_name = true)"
     return f"CREATE VIEW history.{name} AS SELECT * FROM {source}"
+
+
+def _time_travel_macro(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
+    """The statement creating `marts.<mart>_at` in the published file: over the same files as
+    `history.<mart>`, the retained versions listed, so it names none of the file's tables and
+    works in a session that ATTACHes the file under any name. (When no retained version has
+    rows it reads the empty `history.<mart>`, which only the file's own session can name.)"""
+    return versions.time_travel_macro(
+        mart, rows=_version_files(con, layout, mart), retained=sorted(_retained(con))
+    )
 
 
 def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str | None:
@@ -421,6 +439,7 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
         path.unlink(missing_ok=True)
     marts = published_marts(con)
     views = [_history_view(con, layout, mart) for mart in marts]
+    macros = [_time_travel_macro(con, layout, mart) for mart in marts]
     current = {mart: _current_view(con, layout, mart) for mart in marts}
     comments = _comments(con)
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
@@ -437,19 +456,17 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
         con.execute(f"CHECKPOINT {_ATTACHED}")
     finally:
         con.execute(f"DETACH {_ATTACHED}")
-    # Views and macros are created in the file itself, so their names bind to its own schemas
-    # whatever name a reader opens it under.
+    # Views are created in the file itself, so their names bind to its own schemas whatever
+    # name a reader opens it under; the macros name no table (`_time_travel_macro`).
     fresh = duckdb.connect(str(target))
     try:
         with transaction(fresh):
             fresh.execute(load_sql("marts/create_snapshots_view"))
-            for mart, view in zip(marts, views, strict=True):
+            for mart, view, macro in zip(marts, views, macros, strict=True):
                 if current[mart] is not None:
                     fresh.execute(current[mart])
                 fresh.execute(view)
-                fresh.execute(
-                    load_sql("marts/create_time_travel_macro", macro=f"{mart}_at", mart=mart)
-                )
+                fresh.execute(macro)
             for statement in _comment_statements(fresh, comments):
                 fresh.execute(statement)
         fresh.execute("CHECKPOINT")

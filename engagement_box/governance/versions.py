@@ -49,6 +49,7 @@ from engagement_box.sql import (
     quote_identifier,
     quote_literal,
     relation_exists,
+    sql_template,
     transaction,
 )
 from engagement_box.sql import table_exists as sql_table_exists
@@ -390,7 +391,27 @@ def _publish_one(
     _history_view(con, mart)
     if current or not table_exists(con, "marts", mart):
         _point_at_current(con, mart, [column for column, _ in work_columns])
-    con.execute(load_sql("marts/create_time_travel_macro", macro=f"{mart}_at", mart=mart))
+    con.execute(time_travel_macro(mart))
+
+
+def time_travel_macro(mart: str, rows: str | None = None, retained: list[int] | None = None) -> str:
+    """The statement creating `marts.<mart>_at(version)` (sql/marts/create_time_travel_macro.sql).
+
+    By default (the working database) it reads `history.<mart>` and checks the version against
+    `marts.snapshots`. The published file passes `rows` (the `read_parquet` of its versions'
+    files, made by `readers`) and `retained` (the retained versions), so the macro names none of
+    the file's tables and works under any name the file is attached as."""
+    name = quote_identifier(mart)
+    if retained is None:
+        listed = (
+            "coalesce((SELECT list(snapshot_id) FROM marts.snapshots WHERE expired_at IS NULL), "
+            "CAST([] AS BIGINT[]))"
+        )
+    else:  # integers of the snapshot log, written as numbers (DDL binds no parameter)
+        listed = "CAST([" + ", ".join(str(int(v)) for v in sorted(retained)) + "] AS BIGINT[])"
+    return sql_template("marts/create_time_travel_macro").format(
+        macro=quote_identifier(f"{mart}_at"), rows=rows or f"history.{name}", retained=listed
+    )
 
 
 def _rows_table(
