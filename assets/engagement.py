@@ -291,14 +291,11 @@ def customer_persona(
             rfm_rows,
             rfm.PROSPECT,
         )
-        inputs = {
-            "settings": {
-                k: v
-                for k, v in publish.run_settings(window, engagement_config).items()
-                if k not in (*_MOVING_KEYS, "persona_refit_days")
-            },
-            "code": versions.model_code_version(),
-        }
+        inputs = personas.model_inputs(
+            publish.run_settings(window, engagement_config),
+            versions.model_code_version(),
+            moving=_MOVING_KEYS,
+        )
         in_force = personas.model_in_force(
             con, window["as_of"], inputs, int(engagement_config.setting("persona_refit_days"))
         )

@@ -16,6 +16,7 @@ import polars as pl
 from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
 from engagement_box import settings
+from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
 from engagement_box.spark import audiences, engagement, lake, pipeline
@@ -197,22 +198,23 @@ def spark_marts(
     )
 
 
-# The settings that move with the as-of: a change in them is no reason to fit personas again
-_MOVING = ("as_of", "calibration_end", "persona_refit_days", "audience_dir")
+# The settings that move with the as-of, or only say where files go: a change in them is no
+# reason to fit personas again (nor one of `personas.NOT_MODEL_SETTINGS`)
+_MOVING = ("as_of", "calibration_end", "audience_dir")
 
 
 def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
-    """What a persona model is fitted from besides the data: every setting that changes the
-    marts (the value models' and the engagement weights') and the model code. A stored model
+    """What a persona model is fitted from besides the data: every setting that changes its
+    features (the value models' and the engagement weights', not the quadrant cuts) and the
+    model code. A stored model
     fitted from other inputs is not used (`personas.model_in_force`)."""
     given = {
         **{f: model_settings.setting(f) for f in model_settings._ENV},
         **{f: engagement_config.setting(f) for f in engagement_config._ENV},
     }
-    return {
-        "settings": {k: str(v) for k, v in sorted(given.items()) if k not in _MOVING},
-        "code": versions.model_code_version(),
-    }
+    return personas.model_inputs(
+        {k: str(v) for k, v in sorted(given.items())}, versions.model_code_version(), _MOVING
+    )
 
 
 def _work_as_of(tables: SparkTables, table: str) -> dt.date:

@@ -14,6 +14,7 @@ from engagement_box.engagement.personas import (
     build_personas,
     feature_matrix,
     model_in_force,
+    model_inputs,
     record_model,
 )
 
@@ -168,6 +169,31 @@ def test_the_model_in_force_until_it_is_due_for_a_refit(
         else:
             assert in_force.refit and reason in in_force.reason, in_force.reason
             assert in_force.metadata()["computation"] == "refit"
+    finally:
+        con.close()
+
+
+def test_changing_only_a_quadrant_cut_keeps_the_persona_model(tmp_path):
+    """ENGAGEMENT_QUADRANT_CLV_QUANTILE changed alone refitted the personas (a reviewer's
+    June rerun: 1,859 of 2,495 customers changed persona, k 4 -> 8), though the quadrant is
+    no persona feature: the migration then showed a setting's effect as customers' moves. A
+    setting that moves the features still refits."""
+    stored = model_inputs({"currency": "USD", "quadrant_clv_quantile": 0.5, "as_of": "x"}, "v1")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _store(con, DAY, DAY, stored)
+        for changed, refit in (
+            ({"quadrant_clv_quantile": 0.6}, False),
+            ({"quadrant_crv_quantile": 0.7}, False),
+            ({"persona_refit_days": 90}, False),
+            ({"monthly_discount_rate": 0.02}, True),
+        ):
+            inputs = model_inputs(
+                {"currency": "USD", "quadrant_clv_quantile": 0.5, "as_of": "x", **changed},
+                "v1",
+            )
+            in_force = model_in_force(con, DAY + dt.timedelta(days=1), inputs, 30)
+            assert in_force.refit == refit, (changed, in_force.reason)
     finally:
         con.close()
 

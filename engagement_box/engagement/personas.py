@@ -412,6 +412,20 @@ class ModelInForce:
         }
 
 
+# Settings a persona model does not depend on: its schedule, and the quadrant cuts (the
+# quadrant is no feature, DEFAULT_FEATURES). A change of any other model or engagement setting
+# moves the features, so the model is fitted again.
+NOT_MODEL_SETTINGS = ("persona_refit_days", "quadrant_clv_quantile", "quadrant_crv_quantile")
+
+
+def model_inputs(run_settings: dict, code: str, moving: tuple[str, ...] = ()) -> dict:
+    """What a persona model is fitted from, as `model_in_force` compares it: the run's settings
+    but those it does not depend on (`NOT_MODEL_SETTINGS`, and `moving`: the window's keys that
+    change every run) and the model code version."""
+    skip = (*moving, *NOT_MODEL_SETTINGS)
+    return {"settings": {k: v for k, v in run_settings.items() if k not in skip}, "code": code}
+
+
 def model_in_force(
     con: duckdb.DuckDBPyConnection, as_of: dt.date, inputs: dict, refit_days: int
 ) -> ModelInForce:
