@@ -429,7 +429,7 @@ def audience_exports(
         )
         # The version the audiences come from: the current one (a backfill publishes a higher id
         # that is not current).
-        snapshot_id = versions.current_version(con)
+        snapshot_id, as_of = versions.current_version_as_of(con)
         # The analysts' file shows that version too: a run killed after its publish, before the
         # file was rebuilt, left it a version behind while this step catches the audiences up
         # (cheap when the file is current).
@@ -437,7 +437,7 @@ def audience_exports(
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
-    audiences.record_version(out, snapshot_id)
+    audiences.record_version(out, snapshot_id, as_of)
     sizes = (
         frame.group_by("audience_kind", "audience")
         .len(name="customers")

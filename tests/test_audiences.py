@@ -10,6 +10,7 @@ from engagement_box.activation.audiences import (
     write_audiences,
 )
 from engagement_box.engagement.metrics import QUADRANT_PLAYS, QUADRANTS
+from engagement_box.value import rfm
 
 CUSTOMERS = pl.DataFrame(
     {
@@ -33,7 +34,13 @@ QUADRANT_FRAME = pl.DataFrame(
 
 
 def test_every_segment_and_quadrant_has_a_play():
-    assert set(RFM_PLAYS) == set(RFM_SEGMENTS)
+    """Prospects (signed up, no completed order) are an RFM segment and an audience file too:
+    theirs had an empty play. And the misers' play said "once they buy again" to prospects,
+    who never bought."""
+    assert set(RFM_PLAYS) == set(RFM_SEGMENTS) == {*rfm.SEGMENTS, rfm.PROSPECT}
+    assert all(play.strip() for play in (*RFM_PLAYS.values(), *QUADRANT_PLAYS.values()))
+    assert "first purchase" in RFM_PLAYS["Prospect"].lower()
+    assert "again" not in QUADRANT_PLAYS["CEV Misers"]
     assert set(QUADRANT_PLAYS) == set(QUADRANTS)
     assert "referral" in QUADRANT_PLAYS["CEV Affluents"].lower()
     assert "purchase" in QUADRANT_PLAYS["CEV Advocates"].lower()

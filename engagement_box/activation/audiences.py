@@ -20,25 +20,18 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 
 import polars as pl
 
 from engagement_box.engagement.metrics import QUADRANT_PLAYS
+from engagement_box.value import rfm
 
-RFM_SEGMENTS = (
-    "Champions",
-    "Loyal Customers",
-    "Potential Loyalists",
-    "New Customers",
-    "Promising",
-    "Need Attention",
-    "About to Sleep",
-    "At Risk",
-    "Can't Lose Them",
-    "Hibernating",
-)
+# Every segment the RFM step gives (engagement_box.value.rfm), prospects (no completed order yet)
+# included: each has its play.
+RFM_SEGMENTS = (*rfm.SEGMENTS, rfm.PROSPECT)
 
 RFM_PLAYS: Mapping[str, str] = MappingProxyType(
     {
@@ -60,6 +53,8 @@ RFM_PLAYS: Mapping[str, str] = MappingProxyType(
         "chat or call), find out what went wrong.",
         "Hibernating": "Low-cost reactivation: brand content, giveaways and contests; leave out "
         "of costly campaigns.",
+        rfm.PROSPECT: "First purchase: a welcome offer or free sample with the first order, "
+        "newsletter and wishlist reminders.",
     }
 )
 
@@ -148,10 +143,12 @@ def file_stem(audience: str) -> str:
 WRITTEN_FROM = "_written_from.json"
 
 
-def record_version(out_dir: Path, snapshot_id: int | None) -> None:
-    """Write `<out_dir>/_written_from.json`: the version the folder's files come from."""
+def record_version(out_dir: Path, snapshot_id: int | None, as_of: date | None = None) -> None:
+    """Write `<out_dir>/_written_from.json`: the version the folder's files come from and its
+    as-of date (the day the segments and values describe), for whoever picks the files up."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / WRITTEN_FROM).write_text(json.dumps({"snapshot_id": snapshot_id}) + "\n")
+    record = {"snapshot_id": snapshot_id, "as_of": as_of.isoformat() if as_of else None}
+    (Path(out_dir) / WRITTEN_FROM).write_text(json.dumps(record) + "\n")
 
 
 def recorded_version(out_dir: Path) -> int | None:

@@ -31,7 +31,8 @@ QUADRANT_PLAYS: Mapping[str, str] = MappingProxyType(
         AFFLUENTS: "Referral incentives: reward them for bringing friends (high CLV, low CRV).",
         ADVOCATES: "Purchase incentives: personalised offers to grow their own spend "
         "(high CRV, low CLV).",
-        MISERS: "Both: a purchase incentive first, then a referral incentive once they buy again.",
+        MISERS: "Both: a purchase incentive first, then a referral incentive once they have "
+        "bought.",
         COSTLY_REFERRERS: "Review their referral incentive: their referrals are expected to cost "
         "more in rewards than they bring; stop or cap the reward.",
     }

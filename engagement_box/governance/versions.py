@@ -252,10 +252,15 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The version `marts.*` holds (None before the first publish)."""
+    return current_version_as_of(con)[0]
+
+
+def current_version_as_of(con: duckdb.DuckDBPyConnection) -> tuple[int | None, date | None]:
+    """The version `marts.*` holds and its as-of date ((None, None) before the first publish)."""
     if not table_exists(con, "marts", "current_version"):
-        return None
+        return None, None
     row = con.execute(load_sql("marts/current_as_of")).fetchone()
-    return int(row[0]) if row else None
+    return (int(row[0]), row[1]) if row else (None, None)
 
 
 # ----------------------------------------------------------------------------------------------
