@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from engagement_box.governance import readers, versions
+from engagement_box.sql import load_sql
 from tests.test_versions import publish_version
 
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -44,8 +45,11 @@ def two_versions(working, layout) -> None:
 
 def test_every_query_the_readme_shows_works_on_the_published_file(working, layout):
     working.execute("CREATE SCHEMA staging")
+    working.execute(load_sql("staging/create_quarantine"))
     working.execute(
-        "CREATE TABLE staging.quarantine AS SELECT 'orders' AS source, 'in_future' AS reason"
+        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
+        "raw_values, quarantined_at) VALUES ('orders', 'o.csv', 1, 'in_future', "
+        "['ordered_at:in_future'], '{}', TIMESTAMP '2026-01-01')"
     )
     two_versions(working, layout)
 
@@ -130,6 +134,31 @@ def test_a_file_that_changed_reaches_the_published_file_and_a_killed_build_is_re
     ) == [("second", 2)]
     assert not list(layout.published.parent.glob("*.building*"))
     assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
+
+
+def test_the_published_quarantine_masks_emails_and_handles(working, layout):
+    """Analysts open the published file, and its staging.quarantine held raw emails and handles
+    (321 rows on the sample). They are masked there as in messages; the working database keeps
+    the rows as read, and source_file / source_row find them in the export."""
+    working.execute("CREATE SCHEMA staging")
+    working.execute(load_sql("staging/create_quarantine"))
+    working.execute(
+        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, detail, "
+        "reasons, raw_values, quarantined_at) VALUES ('customers', 'c.csv', 7, 'email', "
+        "'not an address: ann@', ['email:malformed'], $raw, TIMESTAMP '2026-01-01')",
+        {"raw": '{"customer_id": "C7", "email": "ann.lee@mail.test", "social_handles": "@ann"}'},
+    )
+    two_versions(working, layout)
+    published = read(
+        layout.published, "SELECT raw_values, detail, source_row FROM staging.quarantine"
+    )
+    assert published == [
+        ('{"customer_id": "C7", "email": "a***@mail.test", "social_handles": "@a***"}',
+         "not an address: a***@", 7),
+    ]  # fmt: skip
+    assert working.execute("SELECT raw_values->>'email' FROM staging.quarantine").fetchone() == (
+        "ann.lee@mail.test",
+    )
 
 
 def test_time_travel_works_on_the_published_file_attached_under_another_name(working, layout):

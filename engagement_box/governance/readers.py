@@ -41,7 +41,7 @@ from pathlib import Path
 
 import duckdb
 
-from engagement_box.governance import versions
+from engagement_box.governance import privacy, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, quote_literal, transaction
 
@@ -452,6 +452,13 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
             ]
             for schema, table in tables:
                 name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+                if (schema, table) == ("staging", "quarantine"):  # emails and handles masked
+                    con.execute(
+                        f"CREATE TABLE {_ATTACHED}.{name} AS "
+                        + load_sql("marts/published_quarantine"),
+                        privacy.SQL_MASKS,
+                    )
+                    continue
                 con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
         con.execute(f"CHECKPOINT {_ATTACHED}")
     finally:
