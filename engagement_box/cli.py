@@ -255,7 +255,7 @@ class StepLines:
         self.started: dict[str, float] = {}
         self.cpu_started: dict[str, float] = {}
         self.rows: dict[str, list[int]] = {}
-        self.checks: dict[str, list[tuple[str, bool]]] = {}
+        self.checks: dict[str, list[tuple[str, bool, bool]]] = {}  # (name, passed, only warns)
         self.finished: list[str] = []
         self.failed_checks: list[str] = []
         self.warnings: list[str] = []
@@ -340,7 +340,8 @@ class StepLines:
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}
         elif kind == "ASSET_CHECK_EVALUATION":
             check = event.event_specific_data
-            self.checks.setdefault(step, []).append((check.check_name, check.passed))
+            warns = check.severity.value != "ERROR"  # said, not fatal
+            self.checks.setdefault(step, []).append((check.check_name, check.passed, warns))
             if not check.passed:
                 why = f": {check.description}" if check.description else ""
                 said = f"check {check.check_name} on {check.asset_key.to_user_string()} failed{why}"
@@ -377,11 +378,14 @@ class StepLines:
         if counts and len(self.rows.get(step, [])) > 1:
             rows += f" in {len(self.rows[step])} tables"
         checks = self.checks.get(step, [])
-        passed = sum(1 for _, ok in checks if ok)
-        failed = [name for name, ok in checks if not ok]
+        passed = sum(1 for _, ok, _ in checks if ok)
+        failed = [name for name, ok, warns in checks if not ok and not warns]
+        warned = [name for name, ok, warns in checks if not ok and warns]
         said = f"{passed} passed" if checks else ""
         if failed:
             said += f", {len(failed)} FAILED ({', '.join(failed)})"
+        if warned:  # a WARN check that did not hold: its warning line says why
+            said += f", {len(warned)} warned ({', '.join(warned)})"
         path = self.paths.get(step, ("", ""))[0]
         line = f"  {step:30} {status:7} {seconds:8.1f} {cpu:7.1f} {rows:>19}  {said:10}  {path}"
         print(line.rstrip(), file=self.out, flush=True)

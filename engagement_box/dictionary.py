@@ -970,7 +970,12 @@ def comment_statements(con: duckdb.DuckDBPyConnection, schema: str, name: str) -
     # What the warehouse holds under that name: a mart is a view of its current version in
     # `marts` and a table in `history`.
     kind = "TABLE" if table_exists(con, schema, name) else "VIEW"
-    yield f"COMMENT ON {kind} {target} IS {quote_literal(entry.description)}"
+    description = entry.description
+    if schema == "history":  # every retained version's rows: the version is part of the key
+        description = "Every retained version's rows, with snapshot_id. " + description.replace(
+            "Key: ", "Key: snapshot_id, ", 1
+        )
+    yield f"COMMENT ON {kind} {target} IS {quote_literal(description)}"
     defined = {c.name: c for c in columns_in(schema, name)}
     for column in _existing_columns(con, schema, name):
         if column in defined:

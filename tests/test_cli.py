@@ -225,6 +225,22 @@ def test_every_failed_step_is_said_so_one_run_shows_every_file_to_fix(tmp_path):
     ]
 
 
+def test_a_warning_check_that_does_not_hold_is_said_warned_not_failed():
+    """A run of an earlier month on purpose: its step line said "0 passed, 1 FAILED
+    (current_version_is_fresh)" above "run ... succeeded", for a check that only warns. A
+    blocking check that fails still says FAILED."""
+    out = io.StringIO()
+    steps = cli.StepLines(out=out)
+    steps.checks["published_marts"] = [("current_version_is_fresh", False, True)]
+    steps.checks["work__model_fit"] = [("fits_converged", False, False), ("other", True, False)]
+    steps.line("published_marts", "ok", 1.0, 1.0)
+    steps.line("work__model_fit", "ok", 1.0, 1.0)
+    published, fit = out.getvalue().splitlines()
+    assert "0 passed, 1 warned (current_version_is_fresh)" in published
+    assert "FAILED" not in published
+    assert "1 passed, 1 FAILED (fits_converged)" in fit
+
+
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     env = environment(tmp_path, tmp_path)
     code, _, err = run_cli(env, "--month", "2019-01")

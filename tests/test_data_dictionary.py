@@ -242,7 +242,7 @@ def test_freshness_compares_the_current_version_with_the_staged_orders(warehouse
     )
     behind = versions.freshness(warehouse)
     assert behind.days_behind == 14 and not behind.fresh
-    assert "run the month of 2025-02-03" in behind.describe()
+    assert "run its month (engagement-box run --month 2025-02)" in behind.describe()
 
 
 def test_a_version_pinned_past_the_data_is_stale_when_orders_arrive_after_it(warehouse):
@@ -280,7 +280,8 @@ def test_a_version_pinned_past_the_data_is_stale_when_orders_arrive_after_it(war
     assert stale.days_behind == 0 and not stale.fresh
     assert stale.describe() == (
         "the current version 1 (as of 2025-02-28) was published before 1 orders file(s) were "
-        "staged, whose orders it does not hold: run the month of 2025-02-28 again"
+        "staged, whose orders it does not hold: run its month again (engagement-box run --month "
+        "2025-02)"
     )
 
 

@@ -179,6 +179,17 @@ def test_time_travel_works_on_the_published_file_attached_under_another_name(wor
         ).fetchone() == (2,)
         with pytest.raises(duckdb.InvalidInputException, match="version 99 is not a retained"):
             con.execute("SELECT * FROM eb.marts.customer_rfm_at(99)").fetchall()
+        # described where analysts look for descriptions, as the tables are
+        (comment,) = con.execute(
+            "SELECT comment FROM duckdb_functions() WHERE database_name = 'eb' "
+            "AND function_name = 'customer_rfm_at'"
+        ).fetchone()
+        assert comment.startswith("The rows of marts.customer_rfm in one retained version"), comment
+        (history,) = con.execute(
+            "SELECT comment FROM duckdb_views() WHERE database_name = 'eb' "
+            "AND schema_name = 'history' AND view_name = 'customer_rfm'"
+        ).fetchone()
+        assert history is None or "Key: snapshot_id, customer_id" in history, history
     finally:
         con.close()
 

@@ -474,6 +474,7 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
                     fresh.execute(current[mart])
                 fresh.execute(view)
                 fresh.execute(macro)
+                fresh.execute(versions.time_travel_comment(mart))
             for statement in _comment_statements(fresh, comments):
                 fresh.execute(statement)
         fresh.execute("CHECKPOINT")

@@ -397,6 +397,7 @@ def _publish_one(
     if current or not table_exists(con, "marts", mart):
         _point_at_current(con, mart, [column for column, _ in work_columns])
     con.execute(time_travel_macro(mart))
+    con.execute(time_travel_comment(mart))
 
 
 def time_travel_macro(mart: str, rows: str | None = None, retained: list[int] | None = None) -> str:
@@ -417,6 +418,17 @@ def time_travel_macro(mart: str, rows: str | None = None, retained: list[int] | 
     return sql_template("marts/create_time_travel_macro").format(
         macro=quote_identifier(f"{mart}_at"), rows=rows or f"history.{name}", retained=listed
     )
+
+
+def time_travel_comment(mart: str) -> str:
+    """The description of `marts.<mart>_at` (COMMENT ON MACRO TABLE; the text is a constant of
+    the code, quoted as a literal: DuckDB binds no parameter there)."""
+    text = (
+        f"The rows of marts.{mart} in one retained version: marts.{mart}_at(snapshot_id), e.g. "
+        f"marts.{mart}_at((SELECT snapshot_id FROM marts.snapshots WHERE is_current)). A version "
+        "that is expired, unknown or NULL is an error, not an empty result."
+    )
+    return f"COMMENT ON MACRO TABLE marts.{quote_identifier(f'{mart}_at')} IS {quote_literal(text)}"
 
 
 def _rows_table(
@@ -556,7 +568,7 @@ class Freshness:
             return (
                 f"the current version {self.snapshot_id} (as of {self.as_of}) was published "
                 f"before {self.files_since} orders file(s) were staged, whose orders it does not "
-                f"hold: run the month of {self.as_of} again"
+                f"hold: run its month again (engagement-box run --month {self.as_of:%Y-%m})"
             )
         if self.days_behind == 0:
             where = (
@@ -567,8 +579,8 @@ class Freshness:
             return f"version {self.snapshot_id} is as of {self.as_of}, {where}"
         return (
             f"the current version {self.snapshot_id} is as of {self.as_of}, {self.days_behind} "
-            f"day(s) before the last completed order staged ({self.last_order_day}): run the "
-            f"month of {self.last_order_day}"
+            f"day(s) before the last completed order staged ({self.last_order_day}): run its "
+            f"month (engagement-box run --month {self.last_order_day:%Y-%m})"
         )
 
 
