@@ -342,6 +342,35 @@ def test_every_refused_file_of_a_source_is_named_not_only_the_first(warehouse, e
     assert reconcile(warehouse, "orders") == (0, 0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("reordered", [False, True])
+def test_two_exports_pasted_together_are_refused_at_the_second_header(
+    warehouse, exports_dir, reordered
+):
+    """Two exports pasted into one file, the second with its own header: in another column
+    order its rows were staged with order and customer ids swapped (two made-up customers in
+    the marts), the header row itself quarantined as an unparseable timestamp. A row that
+    repeats the header's names (in any order, case or spacing) refuses the file, naming it."""
+    path = write_csv(exports_dir / "orders" / "pasted.csv", [good_order(1)])
+    second = ["customer_id", "Order_ID", *ORDER_HEADER[2:]] if reordered else ORDER_HEADER
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(",".join(second) + "\n")
+        handle.write("c2,o2,c2@example.com,2024-01-03T10:00:00,12.00,USD,completed,web\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    message = str(refused.value)
+    assert message.startswith("orders/pasted.csv: row 2 repeats the header"), message
+    assert "pasted together" in message, message
+    assert reconcile(warehouse, "orders") == (0, 0, 0, 0, 0)
+
+
+def test_a_value_that_names_a_column_is_no_header(warehouse, exports_dir):
+    """Only a whole row of the header's names is a header: one value that happens to be a
+    column's name is a value (quarantined here as not a timestamp, as any other text)."""
+    row = {**good_order(2), "order_id": "customer_id"}
+    write_csv(exports_dir / "orders" / "one.csv", [good_order(1), row])
+    assert ingest_source(warehouse, exports_dir, "orders").rows_read == 2
+
+
 def test_optional_columns_may_be_absent(warehouse, exports_dir):
     header = [c for c in ORDER_HEADER if c != "email"]
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=header)

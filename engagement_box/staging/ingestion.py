@@ -856,6 +856,33 @@ def _shown(line: str, limit: int = 60) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _repeated_header(export: ExportFile, frame: pl.DataFrame, renamed: dict[str, str]) -> None:
+    """Refuse a CSV file with a row that repeats the header's names, in any order, case or
+    spacing: two exports pasted together. With its columns in another order, the rows after it
+    were staged into the wrong columns (order and customer ids swapped); in the same order the
+    row is no data either. One look at the first column; a row is compared whole only where that
+    value is a header name, so a value that happens to name a column is a value."""
+    named = [raw for raw, name in renamed.items() if name and not _UNNAMED.fullmatch(name)]
+    names = {renamed[raw] for raw in named}
+    if len(named) < 2 or not frame.height:
+        return
+
+    def cleaned(column: str) -> pl.Expr:  # as `_columns` reads a header name
+        text = pl.col(column).str.strip_chars().str.strip_chars('"').str.to_lowercase()
+        return text.str.replace_all(_SEPARATORS.pattern, "_")
+
+    hits = frame.select(cleaned(named[0]).is_in(list(names))).to_series()
+    if not hits.any():
+        return
+    rows = frame.with_row_index("row").filter(hits)
+    for row, values in rows.select("row", pl.concat_list(map(cleaned, named))).iter_rows():
+        if set(values) == names:
+            raise IngestError(
+                f"{export.relpath}: row {row + 1} repeats the header (two exports pasted "
+                "together): split the file where that row starts, each part with its header"
+            )
+
+
 def _short_rows(export: ExportFile, frame: pl.DataFrame) -> pl.Series:
     """Per row of a CSV file: why its fields cannot be trusted (fewer fields than the header), or
     NULL. One NULL check of the last column; lines are read only if that column has NULLs."""
@@ -966,6 +993,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         except Exception as exc:  # polars raises several types; all mean the same to a user
             raise _csv_problem(export, exc) from None
         renamed, extra = _columns(export, frame.columns, source)
+        _repeated_header(export, frame, renamed)
         _rows_inside_values(export, frame, source, renamed)
         problem = _short_rows(export, frame)
         if _quote_after_space(export):
