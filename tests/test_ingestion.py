@@ -371,6 +371,36 @@ def test_a_value_that_names_a_column_is_no_header(warehouse, exports_dir):
     assert ingest_source(warehouse, exports_dir, "orders").rows_read == 2
 
 
+def test_a_row_of_a_changed_file_that_became_bad_is_said_quarantined_not_withdrawn(
+    warehouse, exports_dir
+):
+    """A corrected file in which one row's amount became `7,5`: the run said the file "no
+    longer holds" that key and to "put it back in it", though the row was there, quarantined as
+    unparseable_number. Keys still in the file but quarantined are said as such."""
+    path = exports_dir / "orders" / "day1.csv"
+    write_csv(path, [good_order(1), good_order(2), good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(path, [good_order(1), {**good_order(2), "net_amount": "7,5"}])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.keys_withdrawn == {
+        "orders/day1.csv": {
+            "keys": 1,
+            "first": ["o3"],
+            "quarantined": 1,
+            "quarantined_first": ["o2"],
+        }
+    }
+    message = withdrawn_message(
+        "orders", "orders/day1.csv", report.keys_withdrawn["orders/day1.csv"]
+    )
+    assert "no longer holds 1 of the rows it staged before (keys o3)" in message, message
+    assert "1 of its rows staged before are now quarantined (keys o2)" in message, message
+    only_bad = withdrawn_message(
+        "orders", "f.csv", {"keys": 0, "first": [], "quarantined": 1, "quarantined_first": ["o2"]}
+    )
+    assert "no longer holds" not in only_bad and "put them back" not in only_bad, only_bad
+
+
 def test_optional_columns_may_be_absent(warehouse, exports_dir):
     header = [c for c in ORDER_HEADER if c != "email"]
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=header)

@@ -1981,17 +1981,38 @@ def _remember_replaced_keys(
 
 
 def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int = 5) -> dict:
-    """Per changed file: how many of the keys it staged before no file stages now, and the
-    first `shown` of them (in the file's old row order)."""
+    """Per changed file whose keys staged before no file stages now: how many it no longer holds
+    (`keys`, the first `shown` in `first`, in the file's old row order), and how many it still
+    holds in a row quarantined now (`quarantined`, `quarantined_first`): a row that became bad
+    is no row taken away."""
+    # The key of a quarantined row as the staged key reads (raw text, trimmed), per column.
+    names = {f"k{i}": c for i, c in enumerate(source.key_columns)}
+    raw = [f"trim(q.raw_values->>${k})" for k in names]
+    raw_key = raw[0] if len(raw) == 1 else f"concat_ws(chr(31), {', '.join(raw)})"
     rows = con.execute(
-        f"SELECT r.source_file, count(*), list(r.key ORDER BY r.source_row)[1:{int(shown)}] "
-        "FROM replaced_keys AS r "
+        "WITH gone AS ("
+        "SELECT r.* FROM replaced_keys AS r "
         f"ANTI JOIN (SELECT {_key_sql(source)} AS key "
-        f"FROM staging.{quote_identifier(source.name)}) AS s ON s.key = r.key "
-        "GROUP BY r.source_file ORDER BY r.source_file"
+        f"FROM staging.{quote_identifier(source.name)}) AS s ON s.key = r.key), "
+        "bad AS ("
+        f"SELECT DISTINCT q.source_file, {raw_key} AS key FROM staging.quarantine AS q "
+        "WHERE q.source = $source AND q.source_file IN (SELECT source_file FROM gone)) "
+        "SELECT g.source_file, "
+        "count(*) FILTER (WHERE b.key IS NULL), "
+        f"(list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NULL))[1:{int(shown)}], "
+        "count(*) FILTER (WHERE b.key IS NOT NULL), "
+        f"(list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NOT NULL))[1:{int(shown)}] "
+        "FROM gone AS g LEFT JOIN bad AS b ON b.source_file = g.source_file AND b.key = g.key "
+        "GROUP BY g.source_file ORDER BY g.source_file",
+        {"source": source.name, **names},
     ).fetchall()
     con.execute("DROP TABLE replaced_keys")
-    return {file: {"keys": count, "first": first} for file, count, first in rows}
+    withdrawn = {}
+    for file, gone, first, quarantined, quarantined_first in rows:
+        withdrawn[file] = {"keys": gone, "first": first or []}
+        if quarantined:
+            withdrawn[file] |= {"quarantined": quarantined, "quarantined_first": quarantined_first}
+    return withdrawn
 
 
 def _copies(
@@ -2109,16 +2130,30 @@ def rules_message(files: dict[str, int]) -> str:
 
 
 def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
-    """What a run says of a changed file that no longer holds keys it staged before."""
-    first = ", ".join(str(k).replace("\x1f", " ") for k in withdrawn["first"])
-    more = ", ..." if withdrawn["keys"] > len(withdrawn["first"]) else ""
-    return (
-        f"{file} changed and no longer holds {withdrawn['keys']:,} of the rows it staged "
-        f"before (keys {first}{more}): they left staging.{source} and every table computed "
-        "from it. "
-        "A file's rows are replaced when it changes: if they should stay, put them back in it "
-        "or in a new file"
-    )
+    """What a run says of a changed file whose keys staged before no file stages now: those it
+    no longer holds, and those it holds in a row quarantined now."""
+
+    def keys(count: int, first: list) -> str:
+        listed = ", ".join(str(k).replace("\x1f", " ") for k in first)
+        return f"(keys {listed}{', ...' if count > len(first) else ''})"
+
+    said = []
+    if withdrawn["keys"]:
+        said.append(
+            f"{file} changed and no longer holds {withdrawn['keys']:,} of the rows it staged "
+            f"before {keys(withdrawn['keys'], withdrawn['first'])}: they left staging.{source} "
+            "and every table computed from it. A file's rows are replaced when it changes: if "
+            "they should stay, put them back in it or in a new file"
+        )
+    quarantined = withdrawn.get("quarantined", 0)
+    if quarantined:
+        said.append(
+            f"{file} changed: {quarantined:,} of its rows staged before are now quarantined "
+            f"{keys(quarantined, withdrawn['quarantined_first'])}: they left staging.{source} "
+            "and every table computed from it; staging.quarantine says why, correct them in the "
+            "file"
+        )
+    return "; ".join(said)
 
 
 def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[str]) -> None:
