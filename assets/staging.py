@@ -88,6 +88,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "rows_read_this_run": report.rows_read,
                 "rows_staged_this_run": report.rows_staged,
                 "rows_quarantined_this_run": report.rows_quarantined,
+                # rows of people erased before, read and kept out (staging.erased_rows)
+                "rows_erased_this_run": report.rows_erased,
                 "rows_quarantined_total": counts.rows_quarantined,
                 "quarantine_by_reason": dg.MetadataValue.json(report.quarantine_by_reason),
                 "duplicates_restaged": dg.MetadataValue.json(report.duplicates_restaged),

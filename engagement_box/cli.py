@@ -245,7 +245,12 @@ class StepLines:
     so the process's CPU time while a step runs (every thread: DuckDB's and polars' too) is the
     step's."""
 
-    INGESTED = ("files_ingested", "rows_staged_this_run", "rows_quarantined_this_run")
+    INGESTED = (
+        "files_ingested",
+        "rows_staged_this_run",
+        "rows_quarantined_this_run",
+        "rows_erased_this_run",
+    )
     HEADER = (
         f"  {'step':30} {'status':7} {'seconds':>8} {'cpu s':>7} {'rows':>19}  {'checks':10}  path"
     )
@@ -334,7 +339,7 @@ class StepLines:
             self._staging_warnings(event, metadata)
             if "rows_quarantined_this_run" in metadata:  # a staging step
                 for key in self.INGESTED:
-                    self.ingested[key] += int(metadata[key].value)
+                    self.ingested[key] += int(metadata[key].value) if key in metadata else 0
             if "published_new_version" in metadata and self.publish is None:
                 keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}
@@ -398,11 +403,15 @@ class StepLines:
         version, as_of = self.publish.get("snapshot_id"), self.publish.get("as_of")
         # What this run took in, on every outcome: a cron log then shows the rows quarantined
         # (a half-written file's last row said nothing anywhere else).
-        files, staged, quarantined = self.ingested.values()
+        files, staged, quarantined, erased = self.ingested.values()
         why = " (staging.quarantine says why)" if quarantined else ""
+        # Rows of people erased before are read and kept out: neither staged nor quarantined.
+        kept_out = (
+            f", {erased:,} kept out as erased people's (staging.erased_rows)" if erased else ""
+        )
         took = (
             f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
-            f"quarantined{why}"
+            f"quarantined{why}{kept_out}"
             if files
             else ""
         )

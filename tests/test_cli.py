@@ -241,6 +241,25 @@ def test_a_warning_check_that_does_not_hold_is_said_warned_not_failed():
     assert "1 passed, 1 FAILED (fits_converged)" in fit
 
 
+def test_the_last_line_counts_the_rows_kept_out_for_erased_people():
+    """A file with 4 rows, 3 of them a person erased before: the run said "1 rows staged, 0
+    quarantined" and nothing of the other 3 (only staging.erased_rows counts them)."""
+    steps = cli.StepLines(out=io.StringIO())
+    steps.publish = {"snapshot_id": 2, "published_new_version": True, "as_of": "2026-06-30"}
+    steps.ingested.update(
+        files_ingested=1,
+        rows_staged_this_run=1,
+        rows_quarantined_this_run=0,
+        rows_erased_this_run=3,
+    )
+    assert steps.publish_outcome() == (
+        "published version 2 (as of 2026-06-30); this run took in 1 file(s): 1 rows staged, 0 "
+        "quarantined, 3 kept out as erased people's (staging.erased_rows)"
+    )
+    steps.ingested["rows_erased_this_run"] = 0
+    assert steps.publish_outcome().endswith("1 rows staged, 0 quarantined")
+
+
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     env = environment(tmp_path, tmp_path)
     code, _, err = run_cli(env, "--month", "2019-01")
