@@ -419,7 +419,9 @@ def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
         "orders/a.csv: column(s) coupon code ignored: not columns of orders (docs/CONTRACTS.md "
         "lists them; a column named differently is not read)",
         "orders/a.csv: 1,064 of 1,064 rows quarantined; staging.quarantine says why (fix the "
-        "export and drop it again: the changed file replaces its rows)",
+        "export and drop it again: the changed file replaces its rows; a row quarantined as "
+        "duplicate_key repeats a key staged from another file, which a later file never "
+        "replaces: to correct it, change the file it was staged from)",
     ]
     assert not any("orders/b.csv" in w for w in steps.warnings)
     assert not any("orders/c.csv: 9 of 9" in w for w in steps.warnings)

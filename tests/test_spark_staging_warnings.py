@@ -128,9 +128,13 @@ def test_spark_staging_warns_of_the_files_as_the_duckdb_engine(session, exports,
         "customers/zz_more.csv: column(s) Social Handle ignored: not columns of customers "
         "(docs/CONTRACTS.md lists them; a column named differently is not read)",
         "orders/zz_us_dates.csv: 3 of 3 rows quarantined; staging.quarantine says why (fix the "
-        "export and drop it again: the changed file replaces its rows)",
+        "export and drop it again: the changed file replaces its rows; a row quarantined as "
+        "duplicate_key repeats a key staged from another file, which a later file never "
+        "replaces: to correct it, change the file it was staged from)",
         "orders/zz_repeat.csv: 2 of 2 rows quarantined; staging.quarantine says why (fix the "
-        "export and drop it again: the changed file replaces its rows)",
+        "export and drop it again: the changed file replaces its rows; a row quarantined as "
+        "duplicate_key repeats a key staged from another file, which a later file never "
+        "replaces: to correct it, change the file it was staged from)",
     ]
     first = sorted((exports / "orders").glob("*.csv"))[0].relative_to(exports).as_posix()
     expected.append(copy_message("orders/zz_resent.csv", first))

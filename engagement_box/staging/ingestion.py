@@ -2057,7 +2057,9 @@ def mostly_quarantined_message(file: str, read: int, quarantined: int) -> str | 
         return None
     return (
         f"{file}: {quarantined:,} of {read:,} rows quarantined; staging.quarantine says why "
-        "(fix the export and drop it again: the changed file replaces its rows)"
+        "(fix the export and drop it again: the changed file replaces its rows; a row "
+        "quarantined as duplicate_key repeats a key staged from another file, which a later "
+        "file never replaces: to correct it, change the file it was staged from)"
     )
 
 
