@@ -9,7 +9,7 @@ Runs are recorded in the Dagster instance at DAGSTER_HOME (default: `.dagster/` 
 so `dagster dev` shows them afterwards with their lineage, metadata and checks, and can
 re-execute them: a run is created from the code location workspace.yaml names, with its job's
 origin, and executed in this process. The console gets one line per step; Dagster's full log goes
-to DAGSTER_HOME/logs/<run id>.log.
+to DAGSTER_HOME/run_logs/<run id>.log.
 """
 
 import argparse
@@ -745,7 +745,7 @@ class Executed:
 
 def _execute(home: str, job_name: str, tags: dict[str, str], steps: StepLines) -> Executed | None:
     """Create a run of `job_name` from the code location and execute it in this process, one
-    console line per step (`steps`); Dagster's full log goes to DAGSTER_HOME/logs/<run id>.log.
+    console line per step (`steps`); Dagster's full log goes to DAGSTER_HOME/run_logs/<run id>.log.
     None, said on stderr, when the run could not be created (nothing ran: exit 2)."""
     from dagster._core.errors import DagsterError
     from dagster._core.execution.api import execute_run_iterator

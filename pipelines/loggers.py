@@ -17,13 +17,19 @@ RUN_LOG_FILE = "run_log_file"
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
+# Not DAGSTER_HOME/logs: that folder is Dagster's telemetry cache, which `dagster dev` and the
+# daemon upload and then empty whatever dagster.yaml says of telemetry
+# (dagster/_core/telemetry_upload.py): run logs written there left the machine and were gone.
+RUN_LOG_DIR = "run_logs"
+
+
 def run_log_path(run_id: str) -> Path:
-    """Where the full Dagster log of `run_id` is written: DAGSTER_HOME/logs/<run id>.log."""
+    """Where the full Dagster log of `run_id` is written: DAGSTER_HOME/run_logs/<run id>.log."""
     home = os.environ.get("DAGSTER_HOME") or str(settings.REPO_ROOT / ".dagster")
-    return Path(home) / "logs" / f"{run_id}.log"
+    return Path(home) / RUN_LOG_DIR / f"{run_id}.log"
 
 
-@dg.logger(description="Every Dagster log line of the run, in DAGSTER_HOME/logs/<run id>.log.")
+@dg.logger(description="Every Dagster log line of the run, in DAGSTER_HOME/run_logs/<run id>.log.")
 def run_log_file(init_context: dg.InitLoggerContext) -> logging.Logger:
     path = run_log_path(init_context.run_id or "no-run")
     path.parent.mkdir(parents=True, exist_ok=True)
