@@ -136,6 +136,28 @@ def test_a_file_that_changed_reaches_the_published_file_and_a_killed_build_is_re
     assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
 
 
+def test_a_damaged_published_file_or_a_lost_history_file_is_rebuilt(working, layout):
+    """The analysts' file overwritten, or a retained version's history file deleted: readers
+    failed ("not a valid DuckDB database file", "No files found"), while every run said
+    "nothing to do" with exit 0, since the file's record said it was current. Both are now a
+    reason to build it again, and the build restores the missing file."""
+    two_versions(working, layout)
+    assert readers.behind(working, layout) is None
+    layout.published.write_bytes(b"garbage, not a database")
+    assert "could not be read" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, "SELECT count(*) FROM marts.customer_rfm_at(1)") == [(2,)]
+
+    lost = layout.history_file("customer_rfm", 1)
+    lost.unlink()
+    assert "history file(s) of retained versions were missing" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built
+    assert lost.exists()
+    assert read(layout.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
+    assert readers.behind(working, layout) is None
+    assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
+
+
 def test_the_published_quarantine_masks_emails_and_handles(working, layout):
     """Analysts open the published file, and its staging.quarantine held raw emails and handles
     (321 rows on the sample). They are masked there as in messages; the working database keeps

@@ -175,13 +175,43 @@ def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
         return f"{layout.published} did not exist"
     recorded = _recorded_state(con)
     if recorded == _token(con, layout):
-        return None
+        return _damage(con, layout)
     if recorded is not None and not recorded.endswith(_place(layout)):
         return (
             f"{layout.published} was built where the warehouse was before (its views read the "
             "versions' files there)"
         )
     return f"{layout.published} was behind the working database"
+
+
+def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
+    """Why the published file cannot serve its readers though its record says it is current, or
+    None: it does not open as a DuckDB file (overwritten, cut short), or a history file of a
+    retained version is gone (its views fail on it). Either went unnoticed, every run said
+    "nothing to do" with exit 0, while analysts could not read. Cheap: one read-only open and a
+    stat per file."""
+    retained = _retained(con)
+    missing = [
+        layout.history_file(mart, snapshot_id)
+        for mart in published_marts(con)
+        for snapshot_id in sorted(_logged_versions(con, mart))
+        if snapshot_id in retained and not layout.history_file(mart, snapshot_id).exists()
+    ]
+    if missing:
+        return (
+            f"{len(missing)} history file(s) of retained versions were missing "
+            f"({missing[0]}{', ...' if len(missing) > 1 else ''}): written again"
+        )
+    try:
+        reader = duckdb.connect(str(layout.published), read_only=True)
+        try:
+            reader.execute("SELECT count(*) FROM marts.current_version").fetchone()
+        finally:
+            reader.close()
+    except duckdb.Error as error:
+        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"{layout.published} could not be read ({problem})"
+    return None
 
 
 def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -507,7 +537,12 @@ def publish(
     for stale in layout.published.parent.glob(f".{layout.published.name}.*.building*"):
         stale.unlink(missing_ok=True)
     token = _token(con, layout)
-    if not erased and layout.published.exists() and _recorded_state(con) == token:
+    if (
+        not erased
+        and layout.published.exists()
+        and _recorded_state(con) == token
+        and _damage(con, layout) is None
+    ):
         return Published(state=token)
     if _recorded_state(con) is None:
         # This working database never published: files in the history folder are not its
