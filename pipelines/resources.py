@@ -374,10 +374,34 @@ def acquire_run_lock(
                     "was written"
                 ) from None
             time.sleep(0.5)
+    problem = folder_not_writable(database.parent, database.name)
+    if problem:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        raise ConfigurationError(
+            f"the warehouse folder {database.parent} cannot be written ({problem}); nothing "
+            "ran. It must be writable by this user, or point ENGAGEMENT_WAREHOUSE at a "
+            "writable place"
+        )
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
     _HELD[path] = [fd, 1]
     return fd
+
+
+def folder_not_writable(folder: Path, name: str) -> str | None:
+    """Why no new file can be made in `folder` (the warehouse's: its write-ahead logs, the
+    published file's new copy), or None. The run lock opening an existing lock file says nothing
+    of that: a folder made read-only or immutable after its first run let every staging step
+    fail on its write-ahead log (six DuckDB errors, exit 1). Made and removed under the lock."""
+    probe = folder / f".{name}.write-check"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
+    return None
 
 
 def release_run_lock(fd: int) -> None:

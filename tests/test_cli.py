@@ -261,6 +261,26 @@ def test_the_last_line_counts_the_rows_kept_out_for_erased_people():
     assert steps.publish_outcome().endswith("1 rows staged, 0 quarantined")
 
 
+def test_a_warehouse_folder_in_which_no_file_can_be_made_stops_before_any_step(tmp_path):
+    """A warehouse folder made read-only (or immutable) after its first run: the run lock, a
+    file already there, opened; then all six staging steps failed on DuckDB's write-ahead log
+    (exit 1, six errors). It is one line before any step, exit 2. (The tests run as root, whom
+    permissions do not stop: a directory where the check's file would go blocks it the same.)"""
+    warehouse = tmp_path / "w" / "engagement.duckdb"
+    warehouse.parent.mkdir()
+    (warehouse.parent / ".engagement.duckdb.write-check").mkdir()
+    env = {
+        "ENGAGEMENT_WAREHOUSE": str(warehouse),
+        "ENGAGEMENT_AUDIENCE_DIR": str(tmp_path / "aud"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    code, out, err = main_cli(env, "run")
+    assert code == 2, (out, err)
+    assert err.startswith(f"FAILED before any step: the warehouse folder {warehouse.parent} "), err
+    assert "cannot be written" in err and err.count("\n") == 1, err
+    assert "staging__" not in out
+
+
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     env = environment(tmp_path, tmp_path)
     code, _, err = run_cli(env, "--month", "2019-01")
