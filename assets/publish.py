@@ -402,7 +402,19 @@ def published_marts(
                 f"(as of {window['as_of']}), which stays as it is"
             )
         # The file analysts open: rebuilt next to theirs and renamed over it (readers never wait).
-        readers_file = warehouse.publish_for_readers(con)
+        try:
+            readers_file = warehouse.publish_for_readers(con)
+        except Exception as error:  # the version is committed: say so, not only the IO error
+            if not snapshot.published:
+                raise
+            raise dg.Failure(
+                description=(
+                    f"version {snapshot.snapshot_id} is published in the working database, but "
+                    f"the file analysts open could not be built ({error}); they see the "
+                    "version before until a run builds it. Fix the cause (space, permissions) "
+                    "and run again: it builds the file and writes the audiences"
+                )
+            ) from None  # the console says the deepest cause: this one
         if readers_file.built:
             context.log.info(
                 f"{warehouse.path} replaced in {readers_file.seconds:.2f} s "

@@ -808,10 +808,16 @@ def _finish(executed: Executed, steps: StepLines) -> int:
     log = run_log_path(executed.run_id)
     if executed.signal is not None:
         name = signal.Signals(executed.signal).name
-        print(
-            f"FAILED stopped by {name}; the last good version stays current (full log: {log})",
-            file=sys.stderr,
-        )
+        published = steps.publish or {}
+        if published.get("published_new_version") and not published.get("skipped"):
+            # Stopped after its publish committed (in the audiences, say): the version stands.
+            said = (
+                f"after it published version {published.get('snapshot_id')}, which stands; the "
+                "audience files may be a version behind until the next run writes them"
+            )
+        else:
+            said = "the last good version stays current"
+        print(f"FAILED stopped by {name}; {said} (full log: {log})", file=sys.stderr)
         return 128 + executed.signal
     if not executed.succeeded or steps.failed_checks:
         # A blocking check's own description says why; Dagster's error only names the check.

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -279,6 +280,51 @@ def test_a_warehouse_folder_in_which_no_file_can_be_made_stops_before_any_step(t
     assert err.startswith(f"FAILED before any step: the warehouse folder {warehouse.parent} "), err
     assert "cannot be written" in err and err.count("\n") == 1, err
     assert "staging__" not in out
+
+
+def test_a_run_stopped_after_its_publish_says_the_version_stands():
+    """SIGTERM while the audiences were written: "FAILED stopped by SIGTERM; the last good
+    version stays current", while the run's new version was current. It says the version it
+    published stands; before any publish, the last good version stays current."""
+    steps = cli.StepLines(out=io.StringIO())
+    said = io.StringIO()
+    with redirect_stderr(said):
+        code = cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
+    assert code == 128 + signal.SIGTERM
+    assert said.getvalue().startswith("FAILED stopped by SIGTERM; the last good version stays")
+    steps.publish = {"snapshot_id": 18, "published_new_version": True, "as_of": "2026-06-30"}
+    said = io.StringIO()
+    with redirect_stderr(said):
+        cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
+    assert said.getvalue().startswith(
+        "FAILED stopped by SIGTERM; after it published version 18, which stands; the audience "
+        "files may be a version behind until the next run writes them"
+    ), said.getvalue()
+
+
+def test_a_published_file_that_cannot_be_built_says_the_version_is_published(
+    december_run, tmp_path, monkeypatch
+):
+    """The disk filled while the analysts' file was built, after the version committed: the run
+    said only "FAILED published_marts: IO Error: ... No space left on device", though the new
+    version was current in the working database. It says so, and that the next run builds the
+    file."""
+    from engagement_box.governance import readers
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = {**copy_environment(tmp_path, copy), "ENGAGEMENT_CIV_BETA": "0.43"}  # a new version
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(readers, "_build", full)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 1, out
+    first = err.splitlines()[0]
+    assert first.startswith(
+        "FAILED published_marts: version 2 is published in the working database, but the file "
+        "analysts open could not be built ([Errno 28] No space left on device)"
+    ), first
 
 
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
