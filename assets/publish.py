@@ -122,19 +122,11 @@ def version_inputs(
             # computed from these inputs, and version N): say so, or the UI shows them missing
             # for good, "materialize missing" relaunches them and a backfill counts them failed.
             if context.has_partition_key:
-                for key in _partitioned_from_here(context):
+                graph = context.job_def.asset_layer.asset_graph
+                for key in partitioned_from_version_inputs(graph):
                     context.log_event(
-                        dg.AssetMaterialization(
-                            asset_key=key,
-                            partition=context.partition_key,
-                            description=f"Not computed again: version {standing} (as of "
-                            f"{window['as_of']}) was computed from the same inputs and stands.",
-                            metadata={
-                                "standing_version": standing,
-                                "as_of": str(window["as_of"]),
-                                "inputs_fingerprint": fingerprint,
-                                "computed_in_this_run": False,
-                            },
+                        standing_materialization(
+                            key, context.partition_key, standing, window["as_of"], fingerprint
                         )
                     )
             return
@@ -201,10 +193,9 @@ def published_behind(warehouse: Warehouse) -> str | None:
     return None
 
 
-def _partitioned_from_here(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
-    """This asset and every partitioned asset downstream of it in the run's job (the steps a
-    skip leaves out), in no particular order."""
-    graph = context.job_def.asset_layer.asset_graph
+def partitioned_from_version_inputs(graph) -> list[dg.AssetKey]:
+    """work/version_inputs and every partitioned asset downstream of it in `graph` (a job's
+    asset graph): the steps a standing version's skip leaves out."""
     found, todo = set(), [VERSION_INPUTS_KEY]
     while todo:
         key = todo.pop()
@@ -215,6 +206,27 @@ def _partitioned_from_here(context: dg.AssetExecutionContext) -> list[dg.AssetKe
             found.add(key)
         todo.extend(node.child_keys)
     return sorted(found, key=lambda k: k.to_user_string())
+
+
+def standing_materialization(
+    key: dg.AssetKey, partition: str, standing: int, as_of: object, fingerprint: str
+) -> dg.AssetMaterialization:
+    """What a month's partition of `key` holds when version `standing` stands for its inputs:
+    the as-of's rows and that version, not computed again (the UI then does not show the
+    partition missing for good: "materialize missing" would relaunch it, a backfill would count
+    it failed)."""
+    return dg.AssetMaterialization(
+        asset_key=key,
+        partition=partition,
+        description=f"Not computed again: version {standing} (as of {as_of}) was computed from "
+        "the same inputs and stands.",
+        metadata={
+            "standing_version": standing,
+            "as_of": str(as_of),
+            "inputs_fingerprint": fingerprint,
+            "computed_in_this_run": False,
+        },
+    )
 
 
 def _require_work_from(con, window: dict, fingerprint: str) -> None:

@@ -700,6 +700,7 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
                 return 2
             if rebuilt:
                 print(f"published file rebuilt: {rebuilt}")
+            _report_standing_partitions(home, job, partition, standing)
             if behind is None:
                 return 0
             lines = StepLines()
@@ -730,6 +731,34 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     if published:
         print(published)
     return _finish(executed, steps)
+
+
+def _report_standing_partitions(home: str, job, partition: str, standing: int) -> None:
+    """Tell Dagster that the month's partitions it has no materialization of hold version
+    `standing`'s rows, as the skip of `work/version_inputs` says in a run. A run killed in its
+    publish, after the commit, left its month's marts partitions missing; runs with nothing to
+    do start none, so the UI showed them missing for good."""
+    from assets.publish import _peek, partitioned_from_version_inputs, standing_materialization
+
+    with _peek(settings.working_db_path()) as con:
+        row = (
+            con.execute(
+                "SELECT as_of, inputs_fingerprint FROM marts.snapshot_log WHERE snapshot_id = $id",
+                {"id": standing},
+            ).fetchone()
+            if con is not None
+            else None
+        )
+    if row is None:
+        return
+    as_of, fingerprint = row
+    with open_instance(home) as instance:
+        for key in partitioned_from_version_inputs(job.asset_layer.asset_graph):
+            if partition in instance.get_materialized_partitions(key):
+                continue
+            instance.report_runless_asset_event(
+                standing_materialization(key, partition, standing, as_of, fingerprint or "")
+            )
 
 
 @dataclass(frozen=True)

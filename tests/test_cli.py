@@ -927,6 +927,11 @@ def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_file
     assert (shared / "readme.txt").read_text() == "marketing's folder\n"
     assert (shared / "notes" / "campaign.csv").exists()
     assert not list(shared.glob(".*"))  # no folder left from the swap
+    # Dagster (a new instance here, as after a run killed in its publish) had no record of the
+    # month's marts: the UI showed them missing for good, since nothing new starts no run.
+    with instance_at(env) as instance:
+        for key in (dg.AssetKey(["marts", "customer"]), dg.AssetKey(["work", "customer_value"])):
+            assert instance.get_materialized_partitions(key) == {f"{MONTH}-01"}, key
 
     code, out, err = run_cli(env, "--month", MONTH)  # now current: nothing at all
     assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
