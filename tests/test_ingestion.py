@@ -401,6 +401,19 @@ def test_a_row_of_a_changed_file_that_became_bad_is_said_quarantined_not_withdra
     assert "no longer holds" not in only_bad and "put them back" not in only_bad, only_bad
 
 
+def test_excels_separator_hint_line_is_named_not_taken_for_the_header(warehouse, exports_dir):
+    """Excel writes `sep=,` above the header when asked to: the run said "missing required
+    column(s) ... (found: sep=, )", which does not say what to remove."""
+    path = write_csv(exports_dir / "orders" / "excel.csv", [good_order(1)])
+    path.write_text("sep=,\r\n" + path.read_text())
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    assert str(refused.value) == (
+        "orders/excel.csv: unreadable .csv file: its first line `sep=,` is Excel's separator "
+        "hint, not the header row: remove that line (the header must be the first line)"
+    )
+
+
 def test_optional_columns_may_be_absent(warehouse, exports_dir):
     header = [c for c in ORDER_HEADER if c != "email"]
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=header)

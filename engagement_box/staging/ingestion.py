@@ -464,6 +464,13 @@ def _csv_header(export: ExportFile) -> list[str]:
             'its lines end with CR alone (old Mac, Excel\'s "CSV (Macintosh)"); save it with LF '
             'or CRLF line endings (Excel: "CSV UTF-8")',
         )
+    first = text.split("\n", 1)[0].strip().lower()
+    if len(first) in (4, 5) and first.startswith("sep="):  # `sep=,` / `sep=;`, any separator
+        raise _unreadable(
+            export,
+            f"its first line `{text.split(chr(10), 1)[0].strip()}` is Excel's separator hint, "
+            "not the header row: remove that line (the header must be the first line)",
+        )
     try:
         return next(csv.reader(io.StringIO(text)), [])
     except csv.Error as exc:
