@@ -1101,6 +1101,12 @@ def test_blank_entries_in_a_handle_list_are_dropped_not_the_profile(warehouse, e
     q = quarantine(warehouse)
     assert q["reason"].to_list() == ["social_handles_well_formed"]
     assert json.loads(q["raw_values"][0])["social_handles"] == "@ok;no spaces allowed;"
+    # the entry refused is named (the detail was the whole row as JSON)
+    assert q["column"].to_list() == ["social_handles"]
+    detail = warehouse.execute("SELECT detail FROM staging.quarantine").pl()["detail"]
+    assert detail.to_list() == [
+        "`no spaces allowed` is not a handle (an optional @, then 1-64 letters, digits, _ or .)"
+    ]
 
 
 def test_a_value_quoted_after_the_separators_space_is_read_without_its_quotes(

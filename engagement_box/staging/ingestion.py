@@ -67,6 +67,7 @@ from engagement_box.governance import erasure, privacy
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import (
+    HANDLE_PATTERN,
     INVISIBLE_PATTERN,
     LIST_SEPARATOR,
     MONEY_DUCKDB_TYPE,
@@ -1281,7 +1282,7 @@ def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
                 f"{source.name}: contract failures without a row: {unindexed.to_dicts()}"
             ) from errors
         frame_rule = pl.col("schema_context") == "DataFrameSchema"
-        return cases.select(
+        failures = cases.select(
             pl.col("index").cast(pl.Int64),
             pl.when(frame_rule).then(None).otherwise(pl.col("column")).alias("column"),
             _reason_expr(),
@@ -1291,7 +1292,37 @@ def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
                 pl.col("failure_case").fill_null("null"),
             ).alias("detail"),
         )
+        return _bad_handles_named(failures, typed)
     return _concat_failures([])
+
+
+def _bad_handles_named(failures: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
+    """The `social_handles_well_formed` failures with the column named and the first entry
+    that is no handle in the detail. Pandera's detail of a row rule is the whole row as JSON,
+    which did not say which of `@ann;@ann-lee` was refused. The failures keep their order."""
+    rule = pl.col("reason") == "social_handles_well_formed"
+    if not failures.select(rule.any()).item():
+        return failures
+    first_bad = (
+        typed["social_handles"]
+        .gather(failures["index"])
+        .str.split(LIST_SEPARATOR)
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(~pl.element().str.contains(HANDLE_PATTERN)))
+        .list.first()
+    )
+    return failures.with_columns(
+        pl.when(rule).then(pl.lit("social_handles")).otherwise(pl.col("column")).alias("column"),
+        pl.when(rule)
+        .then(
+            pl.format(
+                "`{}` is not a handle (an optional @, then 1-64 letters, digits, _ or .)",
+                pl.lit(first_bad),
+            )
+        )
+        .otherwise(pl.col("detail"))
+        .alias("detail"),
+    )
 
 
 def _concat_failures(parts: list[pl.DataFrame]) -> pl.DataFrame:
