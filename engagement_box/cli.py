@@ -674,6 +674,8 @@ def _salt_problem() -> str | None:
 
 
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
+    import duckdb
+
     from pipelines.resources import process_tags
 
     if not args.force:
@@ -690,11 +692,12 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             # A run killed while publishing leaves both behind: the analysts' file first.
             try:
                 rebuilt = _publish_if_behind()
-            except OSError as error:
+            except (OSError, duckdb.Error) as error:
+                problem = str(error).strip().splitlines()[0] if str(error).strip() else error
                 print(
                     f"engagement-box run: FAILED, the published file could not be built again "
-                    f"({error}): make the warehouse folder {settings.warehouse_path().parent} "
-                    "writable, then run again",
+                    f"({problem}): make the warehouse folder {settings.warehouse_path().parent} "
+                    "writable (or free space there), then run again",
                     file=sys.stderr,
                 )
                 return 2

@@ -1,5 +1,6 @@
 """The file analysts open: a published copy, replaced whole, that readers and runs never wait on."""
 
+import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -164,23 +165,30 @@ def test_the_published_quarantine_masks_emails_and_handles(working, layout):
     the rows as read, and source_file / source_row find them in the export."""
     working.execute("CREATE SCHEMA staging")
     working.execute(load_sql("staging/create_quarantine"))
-    working.execute(
-        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, detail, "
-        "reasons, raw_values, quarantined_at) VALUES ('customers', 'c.csv', 7, 'email', "
-        "'not an address: ann@', ['email:malformed'], $raw, TIMESTAMP '2026-01-01')",
-        {"raw": '{"customer_id": "C7", "email": "ann.lee@mail.test", "social_handles": "@ann"}'},
-    )
+    raw = {"customer_id": "C7", "email": "ann.lee@mail.test", "social_handles": "@ann"}
+    # a value whose quotes are escaped in the JSON text, before a handle (the JSON broke)
+    quoted = {"customer_id": "C8", "email": "\tbo@mail.test", "social_handles": '"@bo"'}
+    for row, values in ((7, raw), (8, quoted)):
+        working.execute(
+            "INSERT INTO staging.quarantine (source, source_file, source_row, reason, detail, "
+            "reasons, raw_values, quarantined_at) VALUES ('customers', 'c.csv', $row, 'email', "
+            "'not an address: ann@', ['email:malformed'], $raw, TIMESTAMP '2026-01-01')",
+            {"row": row, "raw": json.dumps(values)},
+        )
     two_versions(working, layout)
     published = read(
-        layout.published, "SELECT raw_values, detail, source_row FROM staging.quarantine"
+        layout.published,
+        "SELECT raw_values, detail, source_row FROM staging.quarantine ORDER BY source_row",
     )
-    assert published == [
-        ('{"customer_id": "C7", "email": "a***@mail.test", "social_handles": "@a***"}',
+    assert [(json.loads(r), d, n) for r, d, n in published] == [
+        ({"customer_id": "C7", "email": "a***@mail.test", "social_handles": "@a***"},
          "not an address: a***@", 7),
+        ({"customer_id": "C8", "email": "\tb***@mail.test", "social_handles": '"@b***"'},
+         "not an address: a***@", 8),
     ]  # fmt: skip
-    assert working.execute("SELECT raw_values->>'email' FROM staging.quarantine").fetchone() == (
-        "ann.lee@mail.test",
-    )
+    assert working.execute(
+        "SELECT raw_values->>'email' FROM staging.quarantine ORDER BY source_row"
+    ).fetchone() == ("ann.lee@mail.test",)
 
 
 def test_time_travel_works_on_the_published_file_attached_under_another_name(working, layout):

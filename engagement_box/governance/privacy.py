@@ -9,6 +9,7 @@ export's text (a refused line) go to the console and to Dagster's run logs too: 
 masks the emails and handles inside such a text. No Dagster import here.
 """
 
+import json
 import re
 
 import polars as pl
@@ -25,17 +26,6 @@ _EMAIL_OR_HANDLE = re.compile(
     rf"(?P<local>[^{_BOUNDARY}@]+)@(?P<domain>[^{_BOUNDARY}@]*)"
     rf"|(?<![^{_BOUNDARY}@])(?P<at>@+)(?P<handle>[^{_BOUNDARY}@]+)"
 )
-
-
-# `masked_text` in DuckDB's regular expressions (RE2 has no look-behind: the character before a
-# handle is captured and put back), for the quarantine the published file holds
-# (sql/marts/published_quarantine.sql); tests hold the two to the same output.
-SQL_MASKS = {
-    "email": rf"([^{_BOUNDARY}@])[^{_BOUNDARY}@]*@([^{_BOUNDARY}@]*)",
-    "email_mask": rf"\1{MASK}@\2",
-    "handle": rf"(^|[{_BOUNDARY}])(@+)([^{_BOUNDARY}@])[^{_BOUNDARY}@]*",
-    "handle_mask": rf"\1\2\3{MASK}",
-}
 
 
 def is_personal(column: str) -> bool:
@@ -57,6 +47,20 @@ def masked_text(text: str) -> str:
         return f"{found['at']}{found['handle'][0]}{MASK}"
 
     return _EMAIL_OR_HANDLE.sub(mask, text)
+
+
+def masked_json(text: str | None) -> str | None:
+    """A JSON object's text (a quarantined row's raw values) with every email and @handle in
+    its string values masked as `masked_text` masks them. Masked value by value, after
+    decoding: masking the JSON text itself broke the JSON where a value held an escaped quote
+    or a tab (the escape's backslash was taken into the mask)."""
+    if text is None or "@" not in text:
+        return text
+    values = json.loads(text)
+    if not isinstance(values, dict):
+        return text
+    masked = {k: masked_text(v) if isinstance(v, str) else v for k, v in values.items()}
+    return json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
 
 
 def personal_columns(columns: list[str]) -> list[str]:

@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from engagement_box.governance import privacy, versions
 from engagement_box.sql import columns as catalog_columns
@@ -463,6 +464,23 @@ def _comment_statements(
     return statements
 
 
+def _masked_quarantine(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Each quarantine row's rowid with its raw values and detail masked
+    (`privacy.masked_json`, `privacy.masked_text`; sql/marts/published_quarantine.sql)."""
+    rows = con.execute(
+        "SELECT rowid, CAST(raw_values AS VARCHAR), detail FROM staging.quarantine"
+    ).fetchall()
+    return pa.table(
+        {
+            "row_id": pa.array([r[0] for r in rows], pa.int64()),
+            "raw_values": pa.array([privacy.masked_json(r[1]) for r in rows], pa.string()),
+            "detail": pa.array(
+                [privacy.masked_text(r[2]) if r[2] else r[2] for r in rows], pa.string()
+            ),
+        }
+    )
+
+
 def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None:
     """Build the published file at `target` (a new file) from the working database."""
     for path in (target, target.with_name(target.name + ".wal")):
@@ -483,11 +501,14 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None
             for schema, table in tables:
                 name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
                 if (schema, table) == ("staging", "quarantine"):  # emails and handles masked
-                    con.execute(
-                        f"CREATE TABLE {_ATTACHED}.{name} AS "
-                        + load_sql("marts/published_quarantine"),
-                        privacy.SQL_MASKS,
-                    )
+                    con.register("masked_quarantine", _masked_quarantine(con))
+                    try:
+                        con.execute(
+                            f"CREATE TABLE {_ATTACHED}.{name} AS "
+                            + load_sql("marts/published_quarantine")
+                        )
+                    finally:
+                        con.unregister("masked_quarantine")
                     continue
                 con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
         con.execute(f"CHECKPOINT {_ATTACHED}")
