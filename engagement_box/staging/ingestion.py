@@ -864,19 +864,29 @@ def _shown(line: str, limit: int = 60) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _header_key(name: str) -> str:
+    """A header name as the repeated-header check compares it: without a byte-order mark,
+    invisible characters, spaces around it or quotes, in lower case, with runs of spaces,
+    hyphens or dots as `_` (what `_columns` forgives in a header)."""
+    name = re.sub(INVISIBLE_PATTERN, "", name).strip()
+    return _SEPARATORS.sub("_", _unquoted_name(name).lower())
+
+
 def _repeated_header(export: ExportFile, frame: pl.DataFrame, renamed: dict[str, str]) -> None:
     """Refuse a CSV file with a row that repeats the header's names, in any order, case or
-    spacing: two exports pasted together. With its columns in another order, the rows after it
-    were staged into the wrong columns (order and customer ids swapped); in the same order the
-    row is no data either. One look at the first column; a row is compared whole only where that
-    value is a header name, so a value that happens to name a column is a value."""
+    spacing: two exports pasted together (`cat` keeps the second one's byte-order mark). With
+    its columns in another order, the rows after it were staged into the wrong columns (order
+    and customer ids swapped); in the same order the row is no data either. One look at the
+    first column; a row is compared whole only where that value is a header name, so a value
+    that happens to name a column is a value."""
     named = [raw for raw, name in renamed.items() if name and not _UNNAMED.fullmatch(name)]
-    names = {renamed[raw] for raw in named}
+    names = {_header_key(raw) for raw in named}
     if len(named) < 2 or not frame.height:
         return
 
-    def cleaned(column: str) -> pl.Expr:  # as `_columns` reads a header name
-        text = pl.col(column).str.strip_chars().str.strip_chars('"').str.to_lowercase()
+    def cleaned(column: str) -> pl.Expr:  # `_header_key` of each value
+        text = pl.col(column).str.replace_all(INVISIBLE_PATTERN, "").str.strip_chars()
+        text = text.str.strip_chars('"').str.strip_chars().str.to_lowercase()
         return text.str.replace_all(_SEPARATORS.pattern, "_")
 
     hits = frame.select(cleaned(named[0]).is_in(list(names))).to_series()
