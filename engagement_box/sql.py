@@ -60,6 +60,11 @@ def sql_template(name: str) -> str:
     return _read(name)
 
 
+def is_lock_conflict(exc: Exception) -> bool:
+    """Whether a DuckDB error is another process's lock on the file (not a damaged file)."""
+    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+
+
 # The catalog questions a run asks many times (before every write and publish). DuckDB's own
 # catalog functions answer them 3-5x faster than information_schema (7 ms against 25 ms on a run's
 # working database), which joins every column of every database to answer.

@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 
 from engagement_box import settings
 from engagement_box.governance import readers
+from engagement_box.sql import is_lock_conflict
 
 
 class _FromSettings(dg.ConfigurableResource):
@@ -458,10 +459,6 @@ _DAMAGE_MARKERS = (
     "Could not read enough bytes",
     "replaying WAL",
 )
-
-
-def is_lock_conflict(exc: Exception) -> bool:
-    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
 
 
 def lock_holder(exc: Exception) -> str:

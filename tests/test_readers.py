@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -157,6 +159,28 @@ def test_a_damaged_published_file_or_a_lost_history_file_is_rebuilt(working, lay
     assert read(layout.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
     assert readers.behind(working, layout) is None
     assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
+
+    # Someone holding it open for writing (`duckdb <file>` opens so): its lock keeps a read
+    # from opening it, which is no damage; the file was built again on every run.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(layout.published)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert readers.behind(working, layout) is None
+        assert not readers.publish(working, layout, now=NOW).built
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_OPEN = (
+    "import duckdb, sys, time\n"
+    "con = duckdb.connect(sys.argv[1])\n"
+    "print('holding', flush=True)\n"
+    "time.sleep(60)\n"
+)
 
 
 def test_the_published_quarantine_masks_emails_and_handles(working, layout):

@@ -44,7 +44,13 @@ import pyarrow as pa
 
 from engagement_box.governance import privacy, versions
 from engagement_box.sql import columns as catalog_columns
-from engagement_box.sql import load_sql, quote_identifier, quote_literal, transaction
+from engagement_box.sql import (
+    is_lock_conflict,
+    load_sql,
+    quote_identifier,
+    quote_literal,
+    transaction,
+)
 
 # Tables copied from the working database into the published file, besides the marts (every
 # table of `history`, see `published_marts`). The marts themselves come from one list: the
@@ -210,6 +216,8 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
         finally:
             reader.close()
     except duckdb.Error as error:
+        if is_lock_conflict(error):  # someone opened it for writing: it opens, so it is a file
+            return None
         problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"{layout.published} could not be read ({problem})"
     return None
