@@ -400,11 +400,22 @@ def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
 def _time_travel_macro(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
     """The statement creating `marts.<mart>_at` in the published file: over the same files as
     `history.<mart>`, the retained versions listed, so it names none of the file's tables and
-    works in a session that ATTACHes the file under any name. (When no retained version has
-    rows it reads the empty `history.<mart>`, which only the file's own session can name.)"""
-    return versions.time_travel_macro(
-        mart, rows=_version_files(con, layout, mart), retained=sorted(_retained(con))
+    works in a session that ATTACHes the file under any name (when no retained version has
+    rows, a typed relation of no rows: `_no_versions`)."""
+    rows = _version_files(con, layout, mart) or _no_versions(con, mart)
+    return versions.time_travel_macro(mart, rows=rows, retained=sorted(_retained(con)))
+
+
+def _no_versions(con: duckdb.DuckDBPyConnection, mart: str) -> str:
+    """A relation of no rows with the columns and types of `history.<mart>`, naming no table:
+    what the macro of a mart that no retained version has rows of reads (`history.<mart>`
+    would bind where the macro is called, and fail in a session that ATTACHes the file)."""
+    # Names and types read from the catalog (not data): names quoted with their quotes doubled.
+    typed = "".join(
+        f", CAST(NULL AS {dtype}) AS " + '"' + str(name).replace('"', '""') + '"'
+        for name, dtype in catalog_columns(con, "marts", mart)
     )
+    return f"(SELECT CAST(NULL AS BIGINT) AS snapshot_id{typed} WHERE false)"
 
 
 def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str | None:
