@@ -425,6 +425,23 @@ def test_excels_separator_hint_line_is_named_not_taken_for_the_header(warehouse,
     )
 
 
+@pytest.mark.parametrize("changed", ["2024-01-01,gbp,abc", "2024-01-01T00:00:00,GBP,abc"])
+def test_a_composite_key_that_became_bad_is_said_quarantined_as_staged_keys_read(
+    warehouse, exports_dir, changed
+):
+    """fx_rates' key is (date, currency), staged as a date and an upper-case code: a changed
+    row written `gbp` or with a time was said "no longer held" (its raw text was compared with
+    the staged key), though it was there, quarantined for its rate."""
+    path = exports_dir / "fx_rates" / "rates.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("date,currency,rate\n2024-01-01,GBP,1.27\n2024-01-01,EUR,1.08\n")
+    ingest_source(warehouse, exports_dir, "fx_rates")
+    path.write_text(f"date,currency,rate\n{changed}\n2024-01-01,EUR,1.08\n")
+    report = ingest_source(warehouse, exports_dir, "fx_rates")
+    (withdrawn,) = report.keys_withdrawn.values()
+    assert withdrawn["keys"] == 0 and withdrawn["quarantined"] == 1, withdrawn
+
+
 def test_optional_columns_may_be_absent(warehouse, exports_dir):
     header = [c for c in ORDER_HEADER if c != "email"]
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)], header=header)

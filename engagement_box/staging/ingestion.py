@@ -2033,9 +2033,21 @@ def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int =
     (`keys`, the first `shown` in `first`, in the file's old row order), and how many it still
     holds in a row quarantined now (`quarantined`, `quarantined_first`): a row that became bad
     is no row taken away."""
-    # The key of a quarantined row as the staged key reads (raw text, trimmed), per column.
+    # The key of a quarantined row as the staged key reads, per column: trimmed, codes in
+    # upper case (fx_rates' `usd`), dates as dates (`2024-01-01T00:00:00`) where they parse.
     names = {f"k{i}": c for i, c in enumerate(source.key_columns)}
-    raw = [f"trim(q.raw_values->>${k})" for k in names]
+
+    def raw_column(parameter: str, column: str) -> str:
+        text = f"trim(q.raw_values->>${parameter})"
+        if column in source.upcase:
+            return f"upper({text})"
+        if column in source.casefold:
+            return f"lower({text})"
+        if source.dtypes[column].base_type() is pl.Date:
+            return f"coalesce(CAST(CAST(try_cast({text} AS TIMESTAMP) AS DATE) AS VARCHAR), {text})"
+        return text
+
+    raw = [raw_column(k, c) for k, c in names.items()]
     raw_key = raw[0] if len(raw) == 1 else f"concat_ws(chr(31), {', '.join(raw)})"
     rows = con.execute(
         "WITH gone AS ("
