@@ -614,7 +614,7 @@ def run(args: argparse.Namespace) -> int:
     # together with another one waits for it, then finds what it published (nothing to do)
     # instead of computing it again. The run's Warehouse resource re-enters it.
     with ExitStack() as held:
-        problem = _hold_run_lock(held)
+        problem = _hold_run_lock(held) or _salt_problem()  # retention hashes nothing
         if problem:
             return _nothing_ran(problem)
         return _run_locked(args, job, partition, home)
@@ -645,14 +645,15 @@ def _hold_run_lock(held: ExitStack) -> str | None:
         held.enter_context(run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse")))
     except (Failure, ConfigurationError) as error:
         return str(error)
-    return _working_database_problem() or _salt_problem()
+    return _working_database_problem()
 
 
 def _salt_problem() -> str | None:
     """ENGAGEMENT_ERASURE_SALT when it did not make the hashes of the erasures logged in the
     working database (`erasure.check_salt`), else None. Every staging step would refuse it (the
     ingest cannot keep erased people out with it); a bad setting is said before any step, as
-    `erase` says it. Read-only, nothing written; asked under the run lock."""
+    `erase` says it. Read-only, nothing written; asked by `run` (retention hashes nothing)
+    under the run lock."""
     import duckdb
 
     from engagement_box.governance import erasure
