@@ -10,6 +10,7 @@ version in its metadata.
 
 import datetime as dt
 import json
+import traceback
 from collections.abc import Iterator, Set
 from contextlib import contextmanager
 from pathlib import Path
@@ -419,14 +420,17 @@ def published_marts(
         except Exception as error:  # the version is committed: say so, not only the IO error
             if not snapshot.published:
                 raise
+            context.log.error(f"building the analysts' file failed:\n{traceback.format_exc()}")
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise dg.Failure(
                 description=(
                     f"version {snapshot.snapshot_id} is published in the working database, but "
-                    f"the file analysts open could not be built ({error}); they see the "
-                    "version before until a run builds it. Fix the cause (space, permissions) "
-                    "and run again: it builds the file and writes the audiences"
+                    f"the file analysts open could not be built ({cause}); they see the "
+                    "version before until a run builds it. Fix the cause (e.g. space or "
+                    "permissions in the warehouse folder) and run again: it builds the file and "
+                    "writes the audiences"
                 )
-            ) from None  # the console says the deepest cause: this one
+            ) from None  # the console says the deepest cause: this one (the log has the trace)
         if readers_file.built:
             context.log.info(
                 f"{warehouse.path} replaced in {readers_file.seconds:.2f} s "

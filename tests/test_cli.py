@@ -325,6 +325,7 @@ def test_a_published_file_that_cannot_be_built_says_the_version_is_published(
         "FAILED published_marts: version 2 is published in the working database, but the file "
         "analysts open could not be built ([Errno 28] No space left on device)"
     ), first
+    assert "and run again: it builds the file and writes the audiences" in first, first
 
 
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
