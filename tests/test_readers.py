@@ -183,6 +183,17 @@ HOLD_OPEN = (
 )
 
 
+def test_a_version_an_erasure_emptied_keeps_an_empty_file_not_a_missing_one(working, layout):
+    """An erasure that removed every row of a version's mart deleted its Parquet file, while the
+    publish log still counted rows: the next run took the file for lost and built the
+    published file again. It keeps an empty file."""
+    two_versions(working, layout)
+    working.execute("DELETE FROM history_rows.customer_rfm WHERE snapshot_id = 1")
+    assert readers.publish(working, layout, erased=True, now=NOW).built
+    assert read(layout.published, "SELECT count(*) FROM marts.customer_rfm_at(1)") == [(0,)]
+    assert readers.behind(working, layout) is None
+
+
 def test_the_published_quarantine_masks_emails_and_handles(working, layout):
     """Analysts open the published file, and its staging.quarantine held raw emails and handles
     (321 rows on the sample). They are masked there as in messages; the working database keeps
