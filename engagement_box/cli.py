@@ -1037,7 +1037,10 @@ def erase(args: argparse.Namespace) -> int:
     except erasure.SaltMismatch as error:  # a bad setting (README "Exit codes"), not a fault
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 2
-    except (Failure, ConfigurationError) as error:
+    except ConfigurationError as error:  # the warehouse folder or a setting: nothing ran
+        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
+        return 2
+    except Failure as error:  # another run held the lock too long
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 1
     request = f"request {report.request_id} at {report.requested_at:%Y-%m-%d %H:%M:%S}"

@@ -1158,6 +1158,25 @@ def test_erasing_someone_says_erased_and_counts_in_plain_english(erasable, capsy
     assert erasure_log_rows(erasable) == 2
 
 
+def test_an_erasure_in_a_warehouse_folder_that_cannot_be_written_exits_2(erasable, capsys):
+    """`run` and `retain` said an unwritable warehouse folder with exit 2 (nothing ran), the
+    erasure with exit 1, as if it had failed half-way."""
+    published = Path(os.environ["ENGAGEMENT_WAREHOUSE"])
+    (published.parent / f".{published.name}.write-check").mkdir()  # no file can be made there
+    assert cli.main(["erase", "--customer-id", "C1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("engagement-box erase: FAILED, nothing was erased: the warehouse folder")
+    assert "cannot be written" in err
+    con = duckdb.connect(str(erasable), read_only=True)
+    try:  # nothing was written: no erasure log was even created
+        assert con.execute("SELECT count(*) FROM work.scores").fetchone() == (3,)
+        assert not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'erasure_log'"
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
 def test_erasing_with_another_salt_than_the_logged_erasures_is_a_bad_setting(erasable, capsys):
     """ENGAGEMENT_ERASURE_SALT changed after an erasure made `erase` end in a traceback
     (`ErasureError: 1 salt(s) other than the current one...`) with exit 1, as if it had failed:
