@@ -106,7 +106,7 @@ def _stop_on_signal(on_timeout: Callable[[int], None]):
         time.sleep(STOP_GRACE_SECONDS)
         print(
             f"the run did not stop within {STOP_GRACE_SECONDS:.0f} s of {name}; leaving it now "
-            "(the last good version stays current)",
+            "(the current version is the last one published whole: marts.snapshots says which)",
             file=sys.stderr,
             flush=True,
         )
@@ -849,7 +849,9 @@ def _finish(executed: Executed, steps: StepLines) -> int:
                 "audience files may be a version behind until the next run writes them"
             )
         else:
-            said = "the last good version stays current"
+            said = (
+                "the current version is the last one published whole (marts.snapshots says which)"
+            )
         print(f"FAILED stopped by {name}; {said} (full log: {log})", file=sys.stderr)
         return 128 + executed.signal
     if not executed.succeeded or steps.failed_checks:

@@ -285,13 +285,15 @@ def test_a_warehouse_folder_in_which_no_file_can_be_made_stops_before_any_step(t
 def test_a_run_stopped_after_its_publish_says_the_version_stands():
     """SIGTERM while the audiences were written: "FAILED stopped by SIGTERM; the last good
     version stays current", while the run's new version was current. It says the version it
-    published stands; before any publish, the last good version stays current."""
+    published stands; before any publish, the last one published whole is current."""
     steps = cli.StepLines(out=io.StringIO())
     said = io.StringIO()
     with redirect_stderr(said):
         code = cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
     assert code == 128 + signal.SIGTERM
-    assert said.getvalue().startswith("FAILED stopped by SIGTERM; the last good version stays")
+    assert said.getvalue().startswith(
+        "FAILED stopped by SIGTERM; the current version is the last one published whole"
+    )
     steps.publish = {"snapshot_id": 18, "published_new_version": True, "as_of": "2026-06-30"}
     said = io.StringIO()
     with redirect_stderr(said):

@@ -5,12 +5,12 @@
 -- checked in a one-row relation the rows are joined to, so the check runs even when the version
 -- is a constant NULL (a filter `snapshot_id = NULL` let the optimizer drop it).
 --
--- {rows}: the relation of every retained version's rows, with snapshot_id; {retained}: the list
--- of retained versions. In the working database `history.<mart>` and a subquery of
--- marts.snapshots; in the published file the Parquet files and the list itself, so that the body
--- names none of the file's tables: a macro's table names bind where it is called, and an
--- analyst may ATTACH the file under any name (engagement_box/governance/versions.py
--- `time_travel_macro`).
+-- The two pieces filled in below (`rows` and `retained`): the relation of every retained
+-- version's rows, with snapshot_id, and the list of retained versions. In the working database
+-- `history.<mart>` and a subquery of marts.snapshots; in the published file the Parquet files
+-- and the list itself, so that the body names none of the file's tables: a macro's table names
+-- bind where it is called, and an analyst may ATTACH the file under any name
+-- (engagement_box/governance/versions.py `time_travel_macro`).
 CREATE OR REPLACE MACRO marts.{macro}(version) AS TABLE
 SELECT h.* EXCLUDE (snapshot_id)
 FROM (
