@@ -794,10 +794,11 @@ STAGING_TABLES: tuple[Table, ...] = (
                 "raw_values",
                 "JSON",
                 "The row as it was read, every value as text: what to "
-                "correct in the export. In the published file every email address and @handle "
-                "in it (and in detail) is masked (j***@gmail.com, @j***); the working database "
-                "keeps them, and source_file, source_row find the row in the export. An erasure "
-                "deletes the rows that name the person.",
+                "correct in the export. In the published file its emails and handles are "
+                "masked (j***@gmail.com, @j***, c***: personal fields whole, emails and @handles "
+                "in the others and in detail); the working database keeps them, and "
+                "source_file, source_row find the row in the export. An erasure deletes the "
+                "rows that name the person.",
             ),
             Column("run_id", "VARCHAR", "The run that quarantined it (Dagster's run id)."),
             Column("quarantined_at", "TIMESTAMP", "When it was quarantined (UTC)."),

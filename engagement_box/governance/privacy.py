@@ -9,6 +9,7 @@ export's text (a refused line) go to the console and to Dagster's run logs too: 
 masks the emails and handles inside such a text. No Dagster import here.
 """
 
+import functools
 import json
 import re
 
@@ -49,18 +50,62 @@ def masked_text(text: str) -> str:
     return _EMAIL_OR_HANDLE.sub(mask, text)
 
 
+def masked_value(value: str) -> str:
+    """A personal field's value (an email, a handle, a list of them) masked whole, entry by
+    entry of a `;` list: `masked_text` for what has an `@`, else the first letter (`c***`: a
+    handle may be written without its `@`)."""
+    if ";" not in value:
+        return (
+            masked_text(value) if "@" in value else (value[:1] + MASK if value.strip() else value)
+        )
+    return ";".join(masked_value(entry) for entry in value.split(";"))
+
+
 def masked_json(text: str | None) -> str | None:
-    """A JSON object's text (a quarantined row's raw values) with every email and @handle in
-    its string values masked as `masked_text` masks them. Masked value by value, after
-    decoding: masking the JSON text itself broke the JSON where a value held an escaped quote
-    or a tab (the escape's backslash was taken into the mask)."""
-    if text is None or "@" not in text:
+    """A JSON object's text (a quarantined row's raw values) with its personal fields
+    (`is_personal`: emails, handles) masked whole (`masked_value`) and every email and @handle in
+    its other values masked (`masked_text`). Masked value by value, after decoding: masking the
+    JSON text itself broke the JSON where a value held an escaped quote or a tab."""
+    if text is None:
         return text
     values = json.loads(text)
     if not isinstance(values, dict):
         return text
-    masked = {k: masked_text(v) if isinstance(v, str) else v for k, v in values.items()}
+    masked = {k: _masked_field(k, v) if isinstance(v, str) and v else v for k, v in values.items()}
     return json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
+
+
+@functools.cache
+def _personal_key(key: str) -> bool:
+    return is_personal(key)
+
+
+def _masked_field(key: str, value: str) -> str:
+    if _personal_key(key):
+        return masked_value(value)
+    return masked_text(value) if "@" in value else value  # no `@`: nothing to mask
+
+
+# A quarantine detail that quotes the value a rule refused: the rule's own text first (a
+# pattern, which holds `@` and is no one's), then `: ` and the value; or the value in backticks.
+_RULE_THEN_VALUE = re.compile(r"^(?P<rule>\w+\(.*\)): (?P<value>.*)$", re.S)
+_QUOTED = re.compile(r"`(?P<value>[^`]*)`")
+
+
+def masked_detail(detail: str | None, column: str | None) -> str | None:
+    """A quarantine row's detail with the value it quotes masked: whole (`masked_value`) when
+    the column is personal, else its emails and @handles; the rule's text (a regular
+    expression with `@` in it) stays readable."""
+    if not detail:
+        return detail
+    personal = column is not None and is_personal(column)
+    mask = masked_value if personal else masked_text
+    found = _RULE_THEN_VALUE.match(detail)
+    if found:
+        return f"{found['rule']}: {mask(found['value'])}"
+    if personal:
+        detail = _QUOTED.sub(lambda m: f"`{masked_value(m['value'])}`", detail)
+    return masked_text(detail)
 
 
 def personal_columns(columns: list[str]) -> list[str]:

@@ -487,17 +487,15 @@ def _comment_statements(
 
 def _masked_quarantine(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Each quarantine row's rowid with its raw values and detail masked
-    (`privacy.masked_json`, `privacy.masked_text`; sql/marts/published_quarantine.sql)."""
+    (`privacy.masked_json`, `privacy.masked_detail`; sql/marts/published_quarantine.sql)."""
     rows = con.execute(
-        "SELECT rowid, CAST(raw_values AS VARCHAR), detail FROM staging.quarantine"
+        'SELECT rowid, CAST(raw_values AS VARCHAR), detail, "column" FROM staging.quarantine'
     ).fetchall()
     return pa.table(
         {
             "row_id": pa.array([r[0] for r in rows], pa.int64()),
             "raw_values": pa.array([privacy.masked_json(r[1]) for r in rows], pa.string()),
-            "detail": pa.array(
-                [privacy.masked_text(r[2]) if r[2] else r[2] for r in rows], pa.string()
-            ),
+            "detail": pa.array([privacy.masked_detail(r[2], r[3]) for r in rows], pa.string()),
         }
     )
 
