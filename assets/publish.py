@@ -124,10 +124,11 @@ def version_inputs(
             # for good, "materialize missing" relaunches them and a backfill counts them failed.
             if context.has_partition_key:
                 graph = context.job_def.asset_layer.asset_graph
+                rows = version_rows(con, standing)
                 for key in partitioned_from_version_inputs(graph):
                     context.log_event(
                         standing_materialization(
-                            key, context.partition_key, standing, window["as_of"], fingerprint
+                            key, context.partition_key, standing, window["as_of"], fingerprint, rows
                         )
                     )
             return
@@ -210,24 +211,41 @@ def partitioned_from_version_inputs(graph) -> list[dg.AssetKey]:
 
 
 def standing_materialization(
-    key: dg.AssetKey, partition: str, standing: int, as_of: object, fingerprint: str
+    key: dg.AssetKey,
+    partition: str,
+    standing: int,
+    as_of: object,
+    fingerprint: str,
+    version_rows: dict[str, int] | None = None,
 ) -> dg.AssetMaterialization:
     """What a month's partition of `key` holds when version `standing` stands for its inputs:
     the as-of's rows and that version, not computed again (the UI then does not show the
     partition missing for good: "materialize missing" would relaunch it, a backfill would count
-    it failed)."""
+    it failed). A mart's `dagster/row_count` is the version's rows (`version_rows`, from its
+    log), as a computing run gives it; the UI's latest count would otherwise vanish."""
+    metadata: dict[str, object] = {
+        "standing_version": standing,
+        "as_of": str(as_of),
+        "inputs_fingerprint": fingerprint,
+        "computed_in_this_run": False,
+    }
+    if key.path[0] == "marts" and version_rows and key.path[-1] in version_rows:
+        metadata["dagster/row_count"] = dg.MetadataValue.int(int(version_rows[key.path[-1]]))
     return dg.AssetMaterialization(
         asset_key=key,
         partition=partition,
         description=f"Not computed again: version {standing} (as of {as_of}) was computed from "
         "the same inputs and stands.",
-        metadata={
-            "standing_version": standing,
-            "as_of": str(as_of),
-            "inputs_fingerprint": fingerprint,
-            "computed_in_this_run": False,
-        },
+        metadata=metadata,
     )
+
+
+def version_rows(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> dict[str, int]:
+    """Rows per mart of a version, as its log recorded them at publish."""
+    row = con.execute(
+        'SELECT "tables" FROM marts.snapshot_log WHERE snapshot_id = $id', {"id": snapshot_id}
+    ).fetchone()
+    return {k: int(v) for k, v in json.loads(row[0]).items()} if row and row[0] else {}
 
 
 def _require_work_from(con, window: dict, fingerprint: str) -> None:

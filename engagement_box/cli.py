@@ -742,17 +742,21 @@ def _report_standing_partitions(home: str, job, partition: str, standing: int) -
     `standing`'s rows, as the skip of `work/version_inputs` says in a run. A run killed in its
     publish, after the commit, left its month's marts partitions missing; runs with nothing to
     do start none, so the UI showed them missing for good."""
-    from assets.publish import _peek, partitioned_from_version_inputs, standing_materialization
+    from assets.publish import (
+        _peek,
+        partitioned_from_version_inputs,
+        standing_materialization,
+        version_rows,
+    )
 
+    row, rows = None, {}
     with _peek(settings.working_db_path()) as con:
-        row = (
-            con.execute(
+        if con is not None:
+            row = con.execute(
                 "SELECT as_of, inputs_fingerprint FROM marts.snapshot_log WHERE snapshot_id = $id",
                 {"id": standing},
             ).fetchone()
-            if con is not None
-            else None
-        )
+            rows = version_rows(con, standing)
     if row is None:
         return
     as_of, fingerprint = row
@@ -761,7 +765,7 @@ def _report_standing_partitions(home: str, job, partition: str, standing: int) -
             if partition in instance.get_materialized_partitions(key):
                 continue
             instance.report_runless_asset_event(
-                standing_materialization(key, partition, standing, as_of, fingerprint or "")
+                standing_materialization(key, partition, standing, as_of, fingerprint or "", rows)
             )
 
 
