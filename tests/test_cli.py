@@ -938,12 +938,11 @@ def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_file
         # and a mart's row count stays what the UI shows (the version's rows)
         latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer"]))
         count = latest.asset_materialization.metadata["dagster/row_count"].value
-        assert (
-            count
-            == duckdb.connect(str(copy.database), read_only=True)
-            .execute("SELECT count(*) FROM marts.customer")
-            .fetchone()[0]
-        )
+    reader = duckdb.connect(str(copy.database), read_only=True)
+    try:
+        assert (count,) == reader.execute("SELECT count(*) FROM marts.customer").fetchone()
+    finally:
+        reader.close()
 
     code, out, err = run_cli(env, "--month", MONTH)  # now current: nothing at all
     assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
