@@ -782,8 +782,9 @@ STAGING_TABLES: tuple[Table, ...] = (
             Column(
                 "detail",
                 "VARCHAR",
-                "What exactly failed, in words (the rule's bound, the "
-                "earlier file of a repeated key); NULL when the reason says it all.",
+                "What exactly failed, in words (the rule's bound and the value it refused, "
+                "whether a repeated key was staged before or earlier in this ingest); NULL when "
+                "the reason says it all. Masked in the published file as raw_values is.",
             ),
             Column(
                 "reasons",

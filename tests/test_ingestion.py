@@ -343,11 +343,17 @@ def test_every_refused_file_of_a_source_is_named_not_only_the_first(warehouse, e
 
 
 @pytest.mark.parametrize(
-    ("reordered", "bom", "extra"),
-    [(False, "", ""), (True, "", ""), (True, "\ufeff", ""), (True, "", ",coupon code")],
+    ("reordered", "bom", "extra", "second_extra"),
+    [
+        (False, "", "", ""),
+        (True, "", "", ""),
+        (True, "\ufeff", "", ""),
+        (True, "", ",coupon code", ",coupon code"),
+        (True, "", ",note", ",coupon"),  # the parts' other columns differ
+    ],
 )
 def test_two_exports_pasted_together_are_refused_at_the_second_header(
-    warehouse, exports_dir, reordered, bom, extra
+    warehouse, exports_dir, reordered, bom, extra, second_extra
 ):
     """Two exports pasted into one file, the second with its own header: in another column
     order its rows were staged with order and customer ids swapped (two made-up customers in
@@ -361,7 +367,7 @@ def test_two_exports_pasted_together_are_refused_at_the_second_header(
     first = ",".join(good_order(1)[c] for c in ORDER_HEADER) + ("," if extra else "")
     path.write_text(
         bom + ",".join(ORDER_HEADER) + extra + "\n" + first + "\n"
-        + bom + ",".join(second) + extra + "\n"
+        + bom + ",".join(second) + second_extra + "\n"
         + "c2,o2,c2@example.com,2024-01-03T10:00:00,12.00,USD,completed,web"
         + ("," if extra else "") + "\n",
         encoding="utf-8",
@@ -439,6 +445,19 @@ def test_a_composite_key_that_became_bad_is_said_quarantined_as_staged_keys_read
     path.write_text(f"date,currency,rate\n{changed}\n2024-01-01,EUR,1.08\n")
     report = ingest_source(warehouse, exports_dir, "fx_rates")
     (withdrawn,) = report.keys_withdrawn.values()
+    assert withdrawn["keys"] == 0 and withdrawn["quarantined"] == 1, withdrawn
+
+
+def test_a_key_written_with_an_invisible_character_that_became_bad_is_said_quarantined(
+    warehouse, exports_dir
+):
+    """A key written `\u200bo2` is staged as `o2` (invisible characters removed): when its row
+    became bad it was said "no longer held", its raw text compared with the staged key."""
+    path = exports_dir / "orders" / "day1.csv"
+    write_csv(path, [good_order(1), {**good_order(2), "order_id": "\u200bo2"}])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(path, [good_order(1), {**good_order(2), "order_id": "\u200bo2", "net_amount": "ten"}])
+    (withdrawn,) = ingest_source(warehouse, exports_dir, "orders").keys_withdrawn.values()
     assert withdrawn["keys"] == 0 and withdrawn["quarantined"] == 1, withdrawn
 
 

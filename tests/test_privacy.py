@@ -88,8 +88,19 @@ def test_a_handle_written_without_its_at_is_masked_in_a_handle_field():
     rule = "str_matches('^[^@\\s]+@[^@\\s]+$')"
     assert privacy.masked_detail(f"{rule}: jane@example", "email") == f"{rule}: j***@example"
     assert privacy.masked_detail("`ann lee` is not a handle", "social_handles") == (
-        "`a***` is not a handle"
+        "`a*** l***` is not a handle"
     )
+    # A name beside the address in a personal field, a rule's text holding `): `, and a row
+    # rule's detail (the whole row as JSON) stood in clear text (a reviewer's six rows).
+    assert privacy.masked_value("Jane Doe <jane@x.com>") == "J*** D*** <j***@x.com>"
+    handle_rule = "str_matches('^@?[A-Za-z0-9_.]{1,64}$')"
+    assert privacy.masked_detail(f"{handle_rule}: Bob Stone (IG): bob", "target_handle") == (
+        f"{handle_rule}: B*** S*** (*** b***"
+    )
+    row = {"event_id": "E1", "actor_handle": "ann_lee", "target_handle": None}
+    assert json.loads(
+        privacy.masked_detail(f"reaction_has_target: {json.dumps(row)}", None).split(": ", 1)[1]
+    ) == {"event_id": "E1", "actor_handle": "a***", "target_handle": None}
 
 
 def test_every_asset_has_an_owner_and_personal_data_is_tagged():

@@ -160,6 +160,12 @@ def test_a_damaged_published_file_or_a_lost_history_file_is_rebuilt(working, lay
     assert readers.behind(working, layout) is None
     assert not readers.publish(working, layout, now=NOW).built  # and then it is up to date
 
+    # a history file cut short: "No magic bytes found at end of file" for every reader
+    lost.write_bytes(lost.read_bytes()[:100])
+    assert "cut short or damaged" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
+
     # Someone holding it open for writing (`duckdb <file>` opens so): its lock keeps a read
     # from opening it, which is no damage; the file was built again on every run.
     holder = subprocess.Popen(

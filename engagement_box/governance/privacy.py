@@ -50,15 +50,16 @@ def masked_text(text: str) -> str:
     return _EMAIL_OR_HANDLE.sub(mask, text)
 
 
+_WORD = re.compile(r"[^\s;]+")
+
+
 def masked_value(value: str) -> str:
-    """A personal field's value (an email, a handle, a list of them) masked whole, entry by
-    entry of a `;` list: `masked_text` for what has an `@`, else the first letter (`c***`: a
-    handle may be written without its `@`)."""
-    if ";" not in value:
-        return (
-            masked_text(value) if "@" in value else (value[:1] + MASK if value.strip() else value)
-        )
-    return ";".join(masked_value(entry) for entry in value.split(";"))
+    """A personal field's value (an email, a handle, a list of them, a name beside them) masked
+    whole, word by word: `masked_text` for a word with an `@`, else its first letter (`c***`: a
+    handle may be written without its `@`, and `Jane Doe <jane@x.com>` names her twice)."""
+    return _WORD.sub(
+        lambda word: masked_text(word[0]) if "@" in word[0] else word[0][:1] + MASK, value
+    )
 
 
 def masked_json(text: str | None) -> str | None:
@@ -86,23 +87,30 @@ def _masked_field(key: str, value: str) -> str:
     return masked_text(value) if "@" in value else value  # no `@`: nothing to mask
 
 
-# A quarantine detail that quotes the value a rule refused: the rule's own text first (a
-# pattern, which holds `@` and is no one's), then `: ` and the value; or the value in backticks.
-_RULE_THEN_VALUE = re.compile(r"^(?P<rule>\w+\(.*\)): (?P<value>.*)$", re.S)
+# A quarantine detail that quotes what a rule refused: the rule first (a name, with its
+# arguments: a pattern, which holds `@` and is no one's), then `: ` and the value, or the whole
+# row as JSON for a rule on the row; or the value in backticks.
+_RULE_THEN_VALUE = re.compile(r"^(?P<rule>\w+(?:\(.*?\))?): (?P<value>.*)$", re.S)
 _QUOTED = re.compile(r"`(?P<value>[^`]*)`")
 
 
 def masked_detail(detail: str | None, column: str | None) -> str | None:
-    """A quarantine row's detail with the value it quotes masked: whole (`masked_value`) when
-    the column is personal, else its emails and @handles; the rule's text (a regular
-    expression with `@` in it) stays readable."""
+    """A quarantine row's detail with what it quotes masked: a row (JSON) as `masked_json`
+    masks it, a value whole (`masked_value`) when the column is personal, else its emails and
+    @handles; the rule's text (a regular expression with `@` in it) stays readable."""
     if not detail:
         return detail
     personal = column is not None and is_personal(column)
     mask = masked_value if personal else masked_text
     found = _RULE_THEN_VALUE.match(detail)
     if found:
-        return f"{found['rule']}: {mask(found['value'])}"
+        value = found["value"]
+        if value.startswith("{"):
+            try:
+                return f"{found['rule']}: {masked_json(value)}"
+            except ValueError:
+                pass  # not JSON after all: masked as text
+        return f"{found['rule']}: {mask(value)}"
     if personal:
         detail = _QUOTED.sub(lambda m: f"`{masked_value(m['value'])}`", detail)
     return masked_text(detail)

@@ -198,16 +198,23 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     "nothing to do" with exit 0, while analysts could not read. Cheap: one read-only open and a
     stat per file."""
     retained = _retained(con)
-    missing = [
+    files = [
         layout.history_file(mart, snapshot_id)
         for mart in published_marts(con)
         for snapshot_id in sorted(_logged_versions(con, mart))
-        if snapshot_id in retained and not layout.history_file(mart, snapshot_id).exists()
+        if snapshot_id in retained
     ]
+    missing = [f for f in files if not f.exists()]
     if missing:
         return (
             f"{len(missing)} history file(s) of retained versions were missing "
             f"({missing[0]}{', ...' if len(missing) > 1 else ''}): written again"
+        )
+    cut = [f for f in files if not _whole_parquet(f)]
+    if cut:
+        return (
+            f"{len(cut)} history file(s) of retained versions were cut short or damaged "
+            f"({cut[0]}{', ...' if len(cut) > 1 else ''}): written again"
         )
     try:
         reader = duckdb.connect(str(layout.published), read_only=True)
@@ -221,6 +228,17 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
         problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"{layout.published} could not be read ({problem})"
     return None
+
+
+def _whole_parquet(path: Path) -> bool:
+    """Whether a Parquet file ends as one does (`PAR1` after its footer): a file cut short fails
+    every query of the views over it. Reads 4 bytes."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
 
 
 def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -330,7 +348,7 @@ def sync_history_files(
             if snapshot_id not in retained:
                 continue
             target = layout.history_file(mart, snapshot_id)
-            if not target.exists():
+            if not target.exists() or not _whole_parquet(target):  # gone, or cut short
                 _write_version_file(con, mart, snapshot_id, target)
                 done.files_written.append(str(target))
             elif verify and _file_rows(con, target) != count:
@@ -502,7 +520,7 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 # What the published quarantine was masked from: its rows (by their keys) and the masking
 # itself (a change of `privacy.masked_json` gives another state, so the next build masks anew).
-QUARANTINE_MASKING = "masked_json/2"
+QUARANTINE_MASKING = "masked_json/3"
 _PREVIOUS = "engagement_previous"
 
 

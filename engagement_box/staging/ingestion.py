@@ -872,14 +872,17 @@ def _header_key(name: str) -> str:
     return _SEPARATORS.sub("_", _unquoted_name(name).lower())
 
 
-def _repeated_header(export: ExportFile, frame: pl.DataFrame, renamed: dict[str, str]) -> None:
+def _repeated_header(
+    export: ExportFile, frame: pl.DataFrame, renamed: dict[str, str], source: Source
+) -> None:
     """Refuse a CSV file with a row that repeats the header's names, in any order, case or
     spacing: two exports pasted together (`cat` keeps the second one's byte-order mark). With
     its columns in another order, the rows after it were staged into the wrong columns (order
     and customer ids swapped); in the same order the row is no data either. One look at the
     first column; a row is compared whole only where that value is a header name, so a value
     that happens to name a column is a value."""
-    named = [raw for raw, name in renamed.items() if name and not _UNNAMED.fullmatch(name)]
+    # The contract's columns only: a pasted part may name its other columns otherwise.
+    named = [raw for raw, name in renamed.items() if name in source.columns]
     names = {_header_key(raw) for raw in named}
     if len(named) < 2 or not frame.height:
         return
@@ -1011,7 +1014,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         except Exception as exc:  # polars raises several types; all mean the same to a user
             raise _csv_problem(export, exc) from None
         renamed, extra = _columns(export, frame.columns, source)
-        _repeated_header(export, frame, renamed)
+        _repeated_header(export, frame, renamed, source)
         _rows_inside_values(export, frame, source, renamed)
         problem = _short_rows(export, frame)
         if _quote_after_space(export):
@@ -2038,7 +2041,8 @@ def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int =
     names = {f"k{i}": c for i, c in enumerate(source.key_columns)}
 
     def raw_column(parameter: str, column: str) -> str:
-        text = f"trim(q.raw_values->>${parameter})"
+        # invisible characters removed, then whitespace trimmed, as staging reads a value
+        text = f"trim(regexp_replace(q.raw_values->>${parameter}, $invisible, '', 'g'))"
         if column in source.upcase:
             return f"upper({text})"
         if column in source.casefold:
@@ -2064,7 +2068,7 @@ def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int =
         f"(list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NOT NULL))[1:{int(shown)}] "
         "FROM gone AS g LEFT JOIN bad AS b ON b.source_file = g.source_file AND b.key = g.key "
         "GROUP BY g.source_file ORDER BY g.source_file",
-        {"source": source.name, **names},
+        {"source": source.name, "invisible": INVISIBLE_PATTERN, **names},
     ).fetchall()
     con.execute("DROP TABLE replaced_keys")
     withdrawn = {}

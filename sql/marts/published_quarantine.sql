@@ -1,5 +1,6 @@
--- staging.quarantine as the published file holds it: raw_values and detail with every email
--- address and @handle masked as the run's messages mask them (`j***@gmail.com`, `@j***`). The
+-- staging.quarantine as the published file holds it: raw_values and detail masked, personal
+-- fields (emails, handles) word by word and every email and @handle in the other values, as the
+-- run's messages mask them (`j***@gmail.com`, `@j***`, `J*** D***`). The
 -- caller registers `masked_quarantine` (row_id, raw_values, detail): each row's values masked
 -- one by one after decoding (engagement_box/governance/privacy.py `masked_json`, `masked_text`),
 -- joined back here by the row's rowid. Analysts open that file; the rows as read stay in the
