@@ -598,6 +598,36 @@ def test_quarantined_rows_holding_her_keys_in_the_wrong_columns_are_erased(built
         assert read == staged + quarantined + erased, name
 
 
+def test_her_address_inside_a_longer_value_is_erased_and_kept_out(built):
+    """A reviewer's export wrote `Jane Doe <jane.doe@example.com>` (as mail tools write an
+    address): the row was quarantined as a malformed email, and her erasure said "no row
+    matched", leaving her name and address in both databases; a later file's such row went to
+    the quarantine too. Each word with an '@' is now looked at as an email."""
+    con, exports, _ = built
+    (exports / "orders" / "named.csv").write_text(
+        ORDER_HEADER
+        + 'o50,,"Jane Doe <Jane.Doe@example.com>",2024-02-05 10:00:00,12.00,USD,completed,web\n'
+        + 'o51,,"Bob <bob@example.com>",2024-02-05 10:00:00,12.00,USD,completed,web\n'
+    )
+    ingest_source(con, exports, "orders")
+    held = "SELECT source_row FROM staging.quarantine WHERE source_file LIKE '%named.csv'"
+    assert sorted(con.execute(held).fetchall()) == [(1,), (2,)]
+
+    erasure.erase(con, email="jane.doe@example.com")
+    assert con.execute(held).fetchall() == [(2,)]  # Bob's row stays
+    (exports / "orders" / "named_later.csv").write_text(
+        ORDER_HEADER
+        + 'o52,,"J. Doe (jane.doe@example.com)",2024-02-06 10:00:00,9.00,USD,completed,web\n'
+    )
+    ingest_source(con, exports, "orders")
+    later = "SELECT count(*) FROM staging.quarantine WHERE source_file LIKE '%named_later.csv'"
+    assert con.execute(later).fetchone() == (0,)
+    assert mentions(con, TOKENS) == {}
+    for name in SOURCES:
+        _, read, staged, quarantined, erased = reconcile(con, name)
+        assert read == staged + quarantined + erased, name
+
+
 def test_a_later_profile_with_her_handle_or_a_row_with_her_email_elsewhere_is_kept_out(built):
     """A privacy review: after her erasure a new profile with another id and email but one of
     her handles was staged, put in the marts and the audiences (identity would merge it with

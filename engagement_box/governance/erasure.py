@@ -22,7 +22,8 @@
    discovered from information_schema.
    `intermediate.identity_links` also by its normalised value; `staging.quarantine` by the
    identifying fields of the raw row (`raw_values`), and by keys where the contract does not put
-   them (values swapped or misplaced): an email in any field, an id in any identifying field, a
+   them (values swapped or misplaced): an email in any field (whole, or a word of a longer value
+   such as `Jane Doe <jane@x.com>`), an id in any identifying field, a
    handle among a profile's listed handles (`sql/erasure/delete_quarantine_misplaced_rows.sql`;
    `suppression_mask` keeps the same rows out at ingest). Staged and quarantined rows erased
    are added per source and export file to `staging.erased_rows`, so the ingest reconciliation
@@ -250,6 +251,11 @@ def salt_fingerprint(salt: str) -> str:
     return hashlib.sha256(f"engagement-erasure-salt:{salt}".encode()).hexdigest()[:16]
 
 
+# A word of free text holding an '@': an address inside a longer value (a name beside it, in
+# angle brackets or quotes), as the ingest and the erasure of quarantined rows look for it.
+EMAIL_WORD = r"[^\s<>(),;:\"'`\[\]{}|]+@[^\s<>(),;:\"'`\[\]{}|]+"
+
+
 def suppression_mask(
     frame: pl.DataFrame,
     source_name: str,
@@ -301,6 +307,23 @@ def suppression_mask(
         if at.any():
             index = at.arg_true()
             mask = mask.scatter(index, matches(column, "email", frame[index]) | mask.gather(index))
+    # An address inside a longer value (`Jane Doe <jane@x.com>`, as mail tools write it): each
+    # word of it with an '@' is looked at as an email.
+    for column, dtype in frame.schema.items():
+        if dtype != pl.String or column == "source_file":
+            continue
+        at = frame[column].str.contains("@", literal=True).fill_null(False) & ~mask
+        if not at.any():
+            continue
+        index = at.arg_true()
+        words = (
+            frame[index]
+            .select(index.alias("_row"), pl.col(column).str.extract_all(EMAIL_WORD).alias("_word"))
+            .explode("_word")
+        )
+        found = words["_row"].filter(matches("_word", "email", words)).unique()
+        if len(found):
+            mask = mask.scatter(found, True)
     if shifted is not None and shifted.any():
         index = shifted.arg_true()
         rows = frame[index]
@@ -659,6 +682,7 @@ def _delete(
                 "handles": subjects.of("handle"),
                 "fields": sorted(columns),
                 "lists": list(SOURCES[source_name].lists),
+                "email_word": EMAIL_WORD,
             }
             files = con.execute(load_sql("erasure/delete_quarantine_misplaced_rows"), params)
             for (source_file,) in files.fetchall():
