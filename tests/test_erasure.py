@@ -628,6 +628,25 @@ def test_her_address_inside_a_longer_value_is_erased_and_kept_out(built):
         assert read == staged + quarantined + erased, name
 
 
+def test_an_address_that_only_holds_hers_is_someone_elses():
+    """Looking for her address inside longer values cut words at quotes and `|`: another
+    person's `o'brien@x.com` was taken for `brien@x.com` and dropped at ingest. Words are cut
+    only where an address cannot go on, then unwrapped of brackets and quotes."""
+    salt = "s"
+    erased = {erasure.subject_hash(v, "email", salt) for v in ("brien@x.com", "bob@x.com")}
+    erased.add(erasure.subject_hash("jane@x.com", "email", salt))
+    rows = pl.DataFrame(
+        {
+            "customer_id": ["1", "2", "3", "4", "5"],
+            "email": ["o'brien@x.com", "a|bob@x.com", "{x}bob@x.com", "(jane@x.com)",
+                      "Jane <jane@x.com>"],
+        }
+    )  # fmt: skip
+    assert erasure.suppression_mask(rows, "customers", erased, salt).to_list() == [
+        False, False, False, True, True,
+    ]  # fmt: skip
+
+
 def test_a_later_profile_with_her_handle_or_a_row_with_her_email_elsewhere_is_kept_out(built):
     """A privacy review: after her erasure a new profile with another id and email but one of
     her handles was staged, put in the marts and the audiences (identity would merge it with

@@ -380,6 +380,21 @@ def test_two_exports_pasted_together_are_refused_at_the_second_header(
     assert reconcile(warehouse, "orders") == (0, 0, 0, 0, 0)
 
 
+def test_a_pasted_part_whose_other_column_moved_is_refused_too(warehouse, exports_dir):
+    """The second part with the contract's columns in order but its own extra column moved
+    from first to last: the check on the contract's columns alone let it pass (its rows were
+    quarantined, the file not refused), a re-review found."""
+    path = exports_dir / "orders" / "moved.csv"
+    path.parent.mkdir(parents=True)
+    row = ",".join(good_order(1)[c] for c in ORDER_HEADER)
+    path.write_text(
+        "note," + ",".join(ORDER_HEADER) + "\n" + "x," + row + "\n"
+        + ",".join(ORDER_HEADER) + ",note\n" + row.replace("o1", "o2") + ",y\n"
+    )  # fmt: skip
+    with pytest.raises(IngestError, match=r"moved\.csv: row 2 repeats the header"):
+        ingest_source(warehouse, exports_dir, "orders")
+
+
 def test_a_value_that_names_a_column_is_no_header(warehouse, exports_dir):
     """Only a whole row of the header's names is a header: one value that happens to be a
     column's name is a value (quarantined here as not a timestamp, as any other text)."""

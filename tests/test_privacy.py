@@ -93,9 +93,17 @@ def test_a_handle_written_without_its_at_is_masked_in_a_handle_field():
     # A name beside the address in a personal field, a rule's text holding `): `, and a row
     # rule's detail (the whole row as JSON) stood in clear text (a reviewer's six rows).
     assert privacy.masked_value("Jane Doe <jane@x.com>") == "J*** D*** <j***@x.com>"
+    # words cut at brackets, quotes and `|` too (a name glued to the address stayed)
+    assert privacy.masked_value('"Jane Doe"<jane@x.com>') == '"J*** D***"<j***@x.com>'
+    assert privacy.masked_value("Jane_Doe|jane@x.com") == "J***|j***@x.com"
+    # values inside lists and objects are masked as their field
+    assert json.loads(privacy.masked_json('{"email": ["jane@x.com"], "note": {"e": "bob@x.com"}}'))
+    assert privacy.masked_json('{"email": ["jane@x.com"], "note": {"e": "bob@x.com"}}') == (
+        '{"email":["j***@x.com"],"note":{"e":"b***@x.com"}}'
+    )
     handle_rule = "str_matches('^@?[A-Za-z0-9_.]{1,64}$')"
     assert privacy.masked_detail(f"{handle_rule}: Bob Stone (IG): bob", "target_handle") == (
-        f"{handle_rule}: B*** S*** (*** b***"
+        f"{handle_rule}: B*** S*** (I***):*** b***"
     )
     row = {"event_id": "E1", "actor_handle": "ann_lee", "target_handle": None}
     assert json.loads(

@@ -259,6 +259,17 @@ def test_the_masked_quarantine_is_copied_from_the_file_analysts_have_while_it_is
     assert read(layout.published, quarantined) == [("a***@mail.test",)]
 
     monkeypatch.undo()
+    # A file put there by hand (a backup from before an erasure, say) with other rows: its
+    # quarantine is not copied, whatever the working database recorded.
+    by_hand = duckdb.connect(str(layout.published))
+    try:
+        by_hand.execute(insert, {"row": 9, "raw": json.dumps({"email": "kept@mail.test"})})
+    finally:
+        by_hand.close()
+    publish_version(working, "2025-04-15", {"a": "At Risk"}, {"a": 1})
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, quarantined) == [("a***@mail.test",)]
+
     working.execute(insert, {"row": 2, "raw": json.dumps({"email": "bob@mail.test"})})
     publish_version(working, "2025-04-30", {"a": "At Risk"}, {"a": 1})
     assert readers.publish(working, layout, now=NOW).built

@@ -252,8 +252,11 @@ def salt_fingerprint(salt: str) -> str:
 
 
 # A word of free text holding an '@': an address inside a longer value (a name beside it, in
-# angle brackets or quotes), as the ingest and the erasure of quarantined rows look for it.
-EMAIL_WORD = r"[^\s<>(),;:\"'`\[\]{}|]+@[^\s<>(),;:\"'`\[\]{}|]+"
+# angle brackets), cut only where the contract's email pattern cannot go on (spaces, `,;<>`),
+# then stripped of the brackets and quotes around it (`EMAIL_WORD_WRAP`): `(jane@x.com)` is
+# hers, `o'brien@x.com` and `a|bob@x.com` are not bob's nor brien's.
+EMAIL_WORD = r"[^@\s,;<>]+@[^@\s,;<>]+"
+EMAIL_WORD_WRAP = "()[]{}\"'`"
 
 
 def suppression_mask(
@@ -320,6 +323,7 @@ def suppression_mask(
             frame[index]
             .select(index.alias("_row"), pl.col(column).str.extract_all(EMAIL_WORD).alias("_word"))
             .explode("_word")
+            .with_columns(pl.col("_word").str.strip_chars(EMAIL_WORD_WRAP))
         )
         found = words["_row"].filter(matches("_word", "email", words)).unique()
         if len(found):
@@ -683,6 +687,7 @@ def _delete(
                 "fields": sorted(columns),
                 "lists": list(SOURCES[source_name].lists),
                 "email_word": EMAIL_WORD,
+                "email_wrap": EMAIL_WORD_WRAP,
             }
             files = con.execute(load_sql("erasure/delete_quarantine_misplaced_rows"), params)
             for (source_file,) in files.fetchall():

@@ -50,7 +50,9 @@ def masked_text(text: str) -> str:
     return _EMAIL_OR_HANDLE.sub(mask, text)
 
 
-_WORD = re.compile(r"[^\s;]+")
+# A word of a personal field: between spaces, the separators of a list or an address (`;`, `,`,
+# `<>`), brackets, quotes and `|` (`"Jane Doe"<jane@x.com>`, `Jane_Doe|jane@x.com`).
+_WORD = re.compile(rf"[^{_BOUNDARY}]+")
 
 
 def masked_value(value: str) -> str:
@@ -72,8 +74,19 @@ def masked_json(text: str | None) -> str | None:
     values = json.loads(text)
     if not isinstance(values, dict):
         return text
-    masked = {k: _masked_field(k, v) if isinstance(v, str) and v else v for k, v in values.items()}
+    masked = {k: _masked_any(k, v) for k, v in values.items()}
     return json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
+
+
+def _masked_any(key: str, value: object) -> object:
+    """A decoded JSON value masked as the field `key` (lists and objects inside, recursively)."""
+    if isinstance(value, str):
+        return _masked_field(key, value) if value else value
+    if isinstance(value, list):
+        return [_masked_any(key, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked_any(k if not _personal_key(key) else key, v) for k, v in value.items()}
+    return value
 
 
 @functools.cache
@@ -108,8 +121,8 @@ def masked_detail(detail: str | None, column: str | None) -> str | None:
         if value.startswith("{"):
             try:
                 return f"{found['rule']}: {masked_json(value)}"
-            except ValueError:
-                pass  # not JSON after all: masked as text
+            except (ValueError, RecursionError):
+                pass  # not JSON after all (or too deep to decode): masked as text
         return f"{found['rule']}: {mask(value)}"
     if personal:
         detail = _QUOTED.sub(lambda m: f"`{masked_value(m['value'])}`", detail)

@@ -520,16 +520,18 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 # What the published quarantine was masked from: its rows (by their keys) and the masking
 # itself (a change of `privacy.masked_json` gives another state, so the next build masks anew).
-QUARANTINE_MASKING = "masked_json/3"
+QUARANTINE_MASKING = "masked_json/4"
 _PREVIOUS = "engagement_previous"
 
 
-def quarantine_state(con: duckdb.DuckDBPyConnection) -> str:
-    """The working quarantine's rows, by their keys, and the masking: equal states, the
-    published file's masked copy is still right. Cheap (one aggregate over key columns)."""
+def quarantine_state(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
+    """The quarantine's rows (of the working database, or of the attached `database`), by
+    their keys, and the masking: equal states, the published file's masked copy is still
+    right. Cheap (one aggregate over key columns)."""
+    table = "staging.quarantine" if database is None else f"{database}.staging.quarantine"
     row = con.execute(
         "SELECT count(*), bit_xor(hash(source, source_file, source_row, run_id, quarantined_at, "
-        "reason)) FROM staging.quarantine"
+        f"reason)) FROM {table}"
     ).fetchone()
     return f"{QUARANTINE_MASKING}|{row[0]}|{row[1]}"
 
@@ -554,7 +556,9 @@ def _attach_previous_quarantine(con: duckdb.DuckDBPyConnection, layout: Layout) 
         "AND schema_name = 'staging' AND table_name = 'quarantine'",
         {"db": _PREVIOUS},
     ).fetchone()[0]
-    if not held:
+    # The file there must hold those very rows (by their keys, which the masking leaves as
+    # they are): a file put there by hand, or a backup from before an erasure, is masked anew.
+    if not held or quarantine_state(con, _PREVIOUS) != quarantine_state(con):
         con.execute(f"DETACH {_PREVIOUS}")
         return False
     return True

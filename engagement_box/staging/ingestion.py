@@ -881,9 +881,12 @@ def _repeated_header(
     and customer ids swapped); in the same order the row is no data either. One look at the
     first column; a row is compared whole only where that value is a header name, so a value
     that happens to name a column is a value."""
-    # The contract's columns only: a pasted part may name its other columns otherwise.
-    named = [raw for raw, name in renamed.items() if name in source.columns]
+    named = [raw for raw, name in renamed.items() if name and not _UNNAMED.fullmatch(name)]
     names = {_header_key(raw) for raw in named}
+    # The contract's columns apart: a pasted part may name its other columns otherwise, or put
+    # them elsewhere; either way of matching is a repeated header.
+    contract = [i for i, raw in enumerate(named) if renamed[raw] in source.columns]
+    contract_names = {_header_key(named[i]) for i in contract}
     if len(named) < 2 or not frame.height:
         return
 
@@ -897,7 +900,7 @@ def _repeated_header(
         return
     rows = frame.with_row_index("row").filter(hits)
     for row, values in rows.select("row", pl.concat_list(map(cleaned, named))).iter_rows():
-        if set(values) == names:
+        if set(values) == names or {values[i] for i in contract} == contract_names:
             raise IngestError(
                 f"{export.relpath}: row {row + 1} repeats the header (two exports pasted "
                 "together): split the file where that row starts, each part with its header"

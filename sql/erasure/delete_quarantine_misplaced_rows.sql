@@ -16,7 +16,7 @@ WHERE source = $source
           )
       )
       -- an address inside a longer value (`Jane Doe <jane@x.com>`): each word with an '@'
-      -- ($email_word, erasure.EMAIL_WORD)
+      -- ($email_word, stripped of $email_wrap: erasure.EMAIL_WORD, EMAIL_WORD_WRAP)
       OR list_has_any(
           $emails::VARCHAR[],
           list_transform(
@@ -29,7 +29,7 @@ WHERE source = $source
                       v -> regexp_extract_all(v, $email_word)
                   )
               ),
-              w -> erasure_normalized(w, 'email')
+              w -> erasure_normalized(trim(w, $email_wrap), 'email')
           )
       )
       OR list_has_any(
