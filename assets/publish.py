@@ -32,6 +32,7 @@ from assets.value import (
 from engagement_box import dictionary, reports
 from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
+from engagement_box.sql import first_line
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -439,12 +440,11 @@ def published_marts(
             if not snapshot.published:
                 raise
             context.log.error(f"building the analysts' file failed:\n{traceback.format_exc()}")
-            cause = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise dg.Failure(
                 description=(
                     f"version {snapshot.snapshot_id} is published in the working database, but "
-                    f"the file analysts open could not be built ({cause}); they see the "
-                    "version before until a run builds it. Fix the cause (e.g. space or "
+                    f"the file analysts open could not be built ({first_line(error)}); they see "
+                    "the version before until a run builds it. Fix the cause (e.g. space or "
                     "permissions in the warehouse folder) and run again: it builds the file and "
                     "writes the audiences"
                 )

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engagement_box import settings
+from engagement_box.sql import first_line
 
 # After SIGTERM or SIGINT a run gets this long to stop by itself, then the process exits anyway.
 # Leaving mid-step is safe: every write is one transaction, so the last good version stays.
@@ -547,16 +548,22 @@ def _nothing_to_do(standing: int) -> str:
     )
 
 
-def _working_database_problem() -> str | None:
+def _working_database_problem(salt: bool = False) -> str | None:
     """What is wrong with the working database when it cannot be opened (not a DuckDB file,
     damaged, not readable), else None: asked before any step, since every step would fail on
     it, each with the same message. Cheap: one open and close, nothing read. A database not
     there yet (the first run) is fine, and is not created here (a warehouse from before the
     working database is moved to it when the run starts: that published file is opened
     read-only instead). A lock another process holds is not asked about here: the steps wait
-    for it, as they always do."""
+    for it, as they always do.
+
+    With `salt` (a run: its ingest hashes with it; retention does not), also
+    ENGAGEMENT_ERASURE_SALT when it did not make the hashes of the erasures logged there
+    (`erasure.check_salt`): every staging step would refuse it, so the bad setting is said
+    before any step, as `erase` says it."""
     import duckdb
 
+    from engagement_box.governance import erasure
     from pipelines.resources import is_lock_conflict, open_error
 
     path, setting, read_only = settings.working_db_path(), "ENGAGEMENT_WORKING_DB", False
@@ -567,9 +574,16 @@ def _working_database_problem() -> str | None:
         if not path.exists():
             return None
     try:
-        duckdb.connect(str(path), read_only=read_only).close()  # as the steps open it
+        con = duckdb.connect(str(path), read_only=read_only)  # as the steps open it
     except duckdb.Error as error:
         return None if is_lock_conflict(error) else str(open_error(path, error, setting))
+    try:
+        if salt and not read_only:  # (a warehouse to adopt logs no erasure of its own here)
+            erasure.check_salt(con)
+    except erasure.SaltMismatch as error:
+        return str(error)
+    finally:
+        con.close()
     return None
 
 
@@ -614,7 +628,7 @@ def run(args: argparse.Namespace) -> int:
     # together with another one waits for it, then finds what it published (nothing to do)
     # instead of computing it again. The run's Warehouse resource re-enters it.
     with ExitStack() as held:
-        problem = _hold_run_lock(held) or _salt_problem()  # retention hashes nothing
+        problem = _hold_run_lock(held, salt=True)  # `retain` takes it without: it hashes nothing
         if problem:
             return _nothing_ran(problem)
         return _run_locked(args, job, partition, home)
@@ -633,10 +647,12 @@ def _nothing_ran(problem: str) -> int:
     return 2
 
 
-def _hold_run_lock(held: ExitStack) -> str | None:
+def _hold_run_lock(held: ExitStack, salt: bool = False) -> str | None:
     """Take the warehouse's run lock into `held` (waiting for a run that holds it), then check
-    the working database under it, when no run of ours has it open. Why nothing can run (the
-    lock cannot be created, another run held it too long, the database is damaged), else None."""
+    the working database under it (and with `salt`, the erasure salt:
+    `_working_database_problem`), when no run of ours has it open. Why nothing can run (the
+    lock cannot be created, another run held it too long, the database is damaged, the salt
+    is not the erasures'), else None."""
     from dagster import Failure
 
     from pipelines.resources import ConfigurationError, run_lock, warehouse_resource
@@ -645,33 +661,7 @@ def _hold_run_lock(held: ExitStack) -> str | None:
         held.enter_context(run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse")))
     except (Failure, ConfigurationError) as error:
         return str(error)
-    return _working_database_problem()
-
-
-def _salt_problem() -> str | None:
-    """ENGAGEMENT_ERASURE_SALT when it did not make the hashes of the erasures logged in the
-    working database (`erasure.check_salt`), else None. Every staging step would refuse it (the
-    ingest cannot keep erased people out with it); a bad setting is said before any step, as
-    `erase` says it. Read-only, nothing written; asked by `run` (retention hashes nothing)
-    under the run lock."""
-    import duckdb
-
-    from engagement_box.governance import erasure
-
-    path = settings.working_db_path()
-    if not path.exists():
-        return None
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error:  # held by another process: the steps wait for it, and check then
-        return None
-    try:
-        erasure.check_salt(con)
-    except erasure.SaltMismatch as error:
-        return str(error)
-    finally:
-        con.close()
-    return None
+    return _working_database_problem(salt)
 
 
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
@@ -694,11 +684,11 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             try:
                 rebuilt = _publish_if_behind()
             except (OSError, duckdb.Error) as error:
-                problem = str(error).strip().splitlines()[0] if str(error).strip() else error
                 print(
                     f"engagement-box run: FAILED, the published file could not be built again "
-                    f"({problem}): make the warehouse folder {settings.warehouse_path().parent} "
-                    "writable (or free space there), then run again",
+                    f"({first_line(error)}): make the warehouse folder "
+                    f"{settings.warehouse_path().parent} writable (or free space there), then "
+                    "run again",
                     file=sys.stderr,
                 )
                 return 2

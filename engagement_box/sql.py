@@ -60,6 +60,13 @@ def sql_template(name: str) -> str:
     return _read(name)
 
 
+def first_line(error: BaseException) -> str:
+    """What an error says in its first line (DuckDB's and polars' messages go on with hints and
+    context a user cannot act on), or its type's name when it says nothing."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def is_lock_conflict(exc: Exception) -> bool:
     """Whether a DuckDB error is another process's lock on the file (not a damaged file)."""
     return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)

@@ -29,6 +29,7 @@ _EMAIL_OR_HANDLE = re.compile(
 )
 
 
+@functools.cache  # asked per value of every quarantined row: a handful of column names
 def is_personal(column: str) -> bool:
     name = column.lower()
     return name in _PERSONAL_EXACT or bool(_PERSONAL.search(name))
@@ -85,17 +86,12 @@ def _masked_any(key: str, value: object) -> object:
     if isinstance(value, list):
         return [_masked_any(key, v) for v in value]
     if isinstance(value, dict):
-        return {k: _masked_any(k if not _personal_key(key) else key, v) for k, v in value.items()}
+        return {k: _masked_any(k if not is_personal(key) else key, v) for k, v in value.items()}
     return value
 
 
-@functools.cache
-def _personal_key(key: str) -> bool:
-    return is_personal(key)
-
-
 def _masked_field(key: str, value: str) -> str:
-    if _personal_key(key):
+    if is_personal(key):
         return masked_value(value)
     return masked_text(value) if "@" in value else value  # no `@`: nothing to mask
 

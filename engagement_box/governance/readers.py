@@ -45,6 +45,7 @@ import pyarrow as pa
 from engagement_box.governance import privacy, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
+    first_line,
     is_lock_conflict,
     load_sql,
     quote_identifier,
@@ -225,8 +226,7 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     except duckdb.Error as error:
         if is_lock_conflict(error):  # someone opened it for writing: it opens, so it is a file
             return None
-        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"{layout.published} could not be read ({problem})"
+        return f"{layout.published} could not be read ({first_line(error)})"
     return None
 
 
@@ -404,11 +404,10 @@ def _version_files(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) ->
     return f"read_parquet([{listed}], union_by_name = true)"
 
 
-def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
+def _history_view(mart: str, source: str | None) -> str:
     """The statement creating `history.<mart>` in the published file: the retained versions'
-    Parquet files."""
+    Parquet files (`source`, from `_version_files`)."""
     name = quote_identifier(mart)
-    source = _version_files(con, layout, mart)
     if source is None:  # no retained version has rows: an empty view of the right columns
         return (
             f"CREATE VIEW history.{name} AS SELECT CAST(NULL AS BIGINT) AS snapshot_id, * "
@@ -417,13 +416,15 @@ def _history_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     return f"CREATE VIEW history.{name} AS SELECT * FROM {source}"
 
 
-def _time_travel_macro(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str:
+def _time_travel_macro(
+    con: duckdb.DuckDBPyConnection, mart: str, source: str | None, retained: list[int]
+) -> str:
     """The statement creating `marts.<mart>_at` in the published file: over the same files as
-    `history.<mart>`, the retained versions listed, so it names none of the file's tables and
-    works in a session that ATTACHes the file under any name (when no retained version has
-    rows, a typed relation of no rows: `_no_versions`)."""
-    rows = _version_files(con, layout, mart) or _no_versions(con, mart)
-    return versions.time_travel_macro(mart, rows=rows, retained=sorted(_retained(con)))
+    `history.<mart>` (`source`), the `retained` versions listed, so it names none of the file's
+    tables and works in a session that ATTACHes the file under any name (when no retained
+    version has rows, a typed relation of no rows: `_no_versions`)."""
+    rows = source or _no_versions(con, mart)
+    return versions.time_travel_macro(mart, rows=rows, retained=retained)
 
 
 def _no_versions(con: duckdb.DuckDBPyConnection, mart: str) -> str:
@@ -536,16 +537,19 @@ def quarantine_state(con: duckdb.DuckDBPyConnection, database: str | None = None
     return f"{QUARANTINE_MASKING}|{row[0]}|{row[1]}"
 
 
-def _attach_previous_quarantine(con: duckdb.DuckDBPyConnection, layout: Layout) -> bool:
+def _attach_previous_quarantine(
+    con: duckdb.DuckDBPyConnection, layout: Layout, state: str | None
+) -> bool:
     """Attach the file analysts have now (as `_PREVIOUS`, read-only) when its masked quarantine
-    was made from the rows and masking the working quarantine has now (`quarantine_state`,
-    recorded at its build in `marts.published_quarantine_state`): the new file copies it
-    instead of masking every row again (1.8-2.0 CPU-s per 153k rows at 1M customers, growing
-    with the quarantine, on every publish). False when it must be masked anew."""
-    if not versions.table_exists(con, "marts", "published_quarantine_state"):
+    was made from the rows and masking the working quarantine has now (`state`, its
+    `quarantine_state`, recorded at that file's build in `marts.published_quarantine_state`):
+    the new file copies it instead of masking every row again (1.8-2.0 CPU-s per 153k rows at
+    1M customers, growing with the quarantine, on every publish). False when it must be masked
+    anew."""
+    if state is None or not versions.table_exists(con, "marts", "published_quarantine_state"):
         return False
     found = con.execute("SELECT state FROM marts.published_quarantine_state").fetchone()
-    if not found or found[0] != quarantine_state(con) or not layout.published.exists():
+    if not found or found[0] != state or not layout.published.exists():
         return False
     try:
         con.execute(f"ATTACH {_literal(layout.published)} AS {_PREVIOUS} (READ_ONLY)")
@@ -558,7 +562,7 @@ def _attach_previous_quarantine(con: duckdb.DuckDBPyConnection, layout: Layout) 
     ).fetchone()[0]
     # The file there must hold those very rows (by their keys, which the masking leaves as
     # they are): a file put there by hand, or a backup from before an erasure, is masked anew.
-    if not held or quarantine_state(con, _PREVIOUS) != quarantine_state(con):
+    if not held or quarantine_state(con, _PREVIOUS) != state:
         con.execute(f"DETACH {_PREVIOUS}")
         return False
     return True
@@ -576,16 +580,21 @@ def _record_quarantine_state(con: duckdb.DuckDBPyConnection, state: str | None) 
         )
 
 
-def _build(con: duckdb.DuckDBPyConnection, layout: Layout, target: Path) -> None:
-    """Build the published file at `target` (a new file) from the working database."""
+def _build(
+    con: duckdb.DuckDBPyConnection, layout: Layout, target: Path, quarantined: str | None
+) -> None:
+    """Build the published file at `target` (a new file) from the working database;
+    `quarantined` is the working quarantine's `quarantine_state` (None: no quarantine)."""
     for path in (target, target.with_name(target.name + ".wal")):
         path.unlink(missing_ok=True)
     marts = published_marts(con)
-    views = [_history_view(con, layout, mart) for mart in marts]
-    macros = [_time_travel_macro(con, layout, mart) for mart in marts]
+    sources = {mart: _version_files(con, layout, mart) for mart in marts}
+    retained = sorted(_retained(con))
+    views = [_history_view(mart, sources[mart]) for mart in marts]
+    macros = [_time_travel_macro(con, mart, sources[mart], retained) for mart in marts]
     current = {mart: _current_view(con, layout, mart) for mart in marts}
     comments = _comments(con)
-    previous = _attach_previous_quarantine(con, layout)
+    previous = _attach_previous_quarantine(con, layout, quarantined)
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
     try:
         with transaction(con):
@@ -662,14 +671,15 @@ def publish(
     for stale in layout.published.parent.glob(f".{layout.published.name}.*.building*"):
         stale.unlink(missing_ok=True)
     token = _token(con, layout)
+    recorded = _recorded_state(con)
     if (
         not erased
         and layout.published.exists()
-        and _recorded_state(con) == token
+        and recorded == token
         and _damage(con, layout) is None
     ):
         return Published(state=token)
-    if _recorded_state(con) is None:
+    if recorded is None:
         # This working database never published: files in the history folder are not its
         # versions (an earlier working database's, or none). Write every version afresh.
         _clear_history_files(layout)
@@ -680,7 +690,7 @@ def publish(
     )
     target = layout.published.with_name(f".{layout.published.name}.{os.getpid()}.building")
     try:
-        _build(con, layout, target)
+        _build(con, layout, target, masked_from)
         os.replace(target, layout.published)
     except BaseException:
         target.unlink(missing_ok=True)

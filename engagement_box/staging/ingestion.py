@@ -65,7 +65,7 @@ import pyarrow.parquet as pq
 from engagement_box import dictionary
 from engagement_box.governance import erasure, privacy
 from engagement_box.sql import columns as catalog_columns
-from engagement_box.sql import load_sql, quote_identifier, relation_exists, transaction
+from engagement_box.sql import first_line, load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import (
     HANDLE_PATTERN,
     INVISIBLE_PATTERN,
@@ -343,8 +343,7 @@ def _unreadable(export: ExportFile, problem: str) -> IngestError:
 
 def _plain(exc: Exception) -> str:
     """A library's error message without the hints that follow it (options a user cannot set)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return first.rstrip(".")
+    return first_line(exc).rstrip(".")
 
 
 def _columns(
