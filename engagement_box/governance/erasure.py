@@ -301,17 +301,10 @@ def suppression_mask(
             if len(rows):
                 mask = mask.scatter(rows, True)
     # An email where the contract puts none (values swapped or misplaced: under customer_id,
-    # under channel): any other text value with an '@' is looked at as an email.
-    skip = {*SUBJECT_COLUMNS[source_name], *SOURCES[source_name].lists, "source_file"}
-    for column, dtype in frame.schema.items():
-        if dtype != pl.String or column in skip:
-            continue
-        at = frame[column].str.contains("@", literal=True).fill_null(False)
-        if at.any():
-            index = at.arg_true()
-            mask = mask.scatter(index, matches(column, "email", frame[index]) | mask.gather(index))
-    # An address inside a longer value (`Jane Doe <jane@x.com>`, as mail tools write it): each
-    # word of it with an '@' is looked at as an email.
+    # under channel), or inside a longer value (`Jane Doe <jane@x.com>`, as mail tools write
+    # it, under email too): a text value with an '@' is looked at as an email, whole (outside
+    # the identifying columns, matched above) and word by word.
+    identifying = {*SUBJECT_COLUMNS[source_name], *SOURCES[source_name].lists}
     for column, dtype in frame.schema.items():
         if dtype != pl.String or column == "source_file":
             continue
@@ -319,15 +312,24 @@ def suppression_mask(
         if not at.any():
             continue
         index = at.arg_true()
+        rows = frame[index]
+        found = (
+            matches(column, "email", rows)
+            if column not in identifying
+            else pl.repeat(False, rows.height, dtype=pl.Boolean, eager=True)
+        )
         words = (
-            frame[index]
-            .select(index.alias("_row"), pl.col(column).str.extract_all(EMAIL_WORD).alias("_word"))
+            rows.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                pl.col(column).str.extract_all(EMAIL_WORD).alias("_word"),
+            )
             .explode("_word")
             .with_columns(pl.col("_word").str.strip_chars(EMAIL_WORD_WRAP))
         )
-        found = words["_row"].filter(matches("_word", "email", words)).unique()
-        if len(found):
-            mask = mask.scatter(found, True)
+        in_words = words["_row"].filter(matches("_word", "email", words)).unique()
+        if len(in_words):
+            found = found.scatter(in_words, True)
+        mask = mask.scatter(index, found)
     if shifted is not None and shifted.any():
         index = shifted.arg_true()
         rows = frame[index]

@@ -1,35 +1,29 @@
 -- Quarantined rows of a source holding one of the person's keys where its contract does not put
 -- it (values swapped or misplaced, so the row failed its contract): an email in any field
--- ($emails, looked for in every value with an '@', whole or as one of its words), a customer id in any of the source's
--- identifying fields ($fields: an id under `email`), a handle among a profile's listed handles
--- ($lists, entries split at ';'). Returns the export file of each.
+-- ($emails, looked for in every value with an '@', whole or as one of its words), a customer
+-- id in any of the source's identifying fields ($fields: an id under `email`), a handle among a
+-- profile's listed handles ($lists, entries split at ';'). Returns the export file of each.
 DELETE FROM staging.quarantine
 WHERE source = $source
   AND (
+      -- each value with an '@': whole, and each of its words with an '@' (an address inside a
+      -- longer value, `Jane Doe <jane@x.com>`: $email_word, stripped of $email_wrap, as
+      -- erasure.EMAIL_WORD, EMAIL_WORD_WRAP)
       list_has_any(
           $emails::VARCHAR[],
-          list_transform(
-              list_filter(
-                  map_values(CAST(raw_values AS MAP(VARCHAR, VARCHAR))), v -> contains(v, '@')
-              ),
-              v -> erasure_normalized(v, 'email')
-          )
-      )
-      -- an address inside a longer value (`Jane Doe <jane@x.com>`): each word with an '@'
-      -- ($email_word, stripped of $email_wrap: erasure.EMAIL_WORD, EMAIL_WORD_WRAP)
-      OR list_has_any(
-          $emails::VARCHAR[],
-          list_transform(
-              flatten(
-                  list_transform(
-                      list_filter(
-                          map_values(CAST(raw_values AS MAP(VARCHAR, VARCHAR))),
-                          v -> contains(v, '@')
-                      ),
-                      v -> regexp_extract_all(v, $email_word)
+          flatten(
+              list_transform(
+                  list_filter(
+                      map_values(CAST(raw_values AS MAP(VARCHAR, VARCHAR))), v -> contains(v, '@')
+                  ),
+                  v -> list_concat(
+                      [erasure_normalized(v, 'email')],
+                      list_transform(
+                          regexp_extract_all(v, $email_word),
+                          w -> erasure_normalized(trim(w, $email_wrap), 'email')
+                      )
                   )
-              ),
-              w -> erasure_normalized(trim(w, $email_wrap), 'email')
+              )
           )
       )
       OR list_has_any(
