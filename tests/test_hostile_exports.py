@@ -1031,3 +1031,31 @@ def test_a_placeholder_email_warns_and_its_guest_orders_stay_unresolved(tmp_path
             ).fetchall()
         )
     assert buyers == {"m1": 2, "t1": 1}  # order 4 is nobody's
+
+
+def test_a_flag_written_as_floats_is_read_as_a_boolean(warehouse, exports_dir):
+    """pandas writes a 0/1 column with a gap as floats (`1.0`, `0.0`, empty), in a CSV and as a
+    Parquet float column: every row of such files was quarantined as unparseable_boolean (CSV)
+    or the file was refused (Parquet). 1.0 and 0.0 are the flags; 0.5 is not one; NaN is a gap."""
+    (exports_dir / "reviews").mkdir(exist_ok=True)
+    base = {"customer_id": ["c1"] * 4, "product_id": ["P1"] * 4, "rating": [5] * 4,
+            "helpful_votes": [0] * 4, "created_at": ["2024-01-01"] * 4}  # fmt: skip
+    pl.DataFrame(
+        {"review_id": ["v1", "v2", "v3", "v4"], **base,
+         "verified_purchase": ["1.0", "0.0", "0.5", "1.00"]}
+    ).write_csv(exports_dir / "reviews" / "a.csv")  # fmt: skip
+    pl.DataFrame(
+        {"review_id": ["w1", "w2", "w3", "w4"], **base,
+         "verified_purchase": [1.0, 0.0, 0.5, float("nan")]}
+    ).write_parquet(exports_dir / "reviews" / "b.parquet")  # fmt: skip
+    ingest_source(warehouse, exports_dir, "reviews", now=NOW)
+    staged = warehouse.execute(
+        "SELECT review_id, verified_purchase FROM staging.reviews ORDER BY review_id"
+    ).fetchall()
+    assert staged == [("v1", True), ("v2", False), ("v4", True), ("w1", True), ("w2", False)]
+    reasons = sorted((q[0], q[1], q[3]) for q in quarantine(warehouse))
+    assert reasons == [
+        ("reviews/a.csv", 3, "unparseable_boolean"),
+        ("reviews/b.parquet", 3, "unparseable_boolean"),
+        ("reviews/b.parquet", 4, "missing_required_value"),
+    ]

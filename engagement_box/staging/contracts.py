@@ -58,7 +58,9 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      value quoted after the separator's space (`O1, "C1"`) read without its quotes
 #      (2026-12-03)
 #   5: a time with second 60 (`10:00:60`) unparseable, not the next minute (2026-12-03)
-STAGING_RULES = 5
+#   6: a boolean written as a number with a fraction (`1.0`, `0.0`) read, not quarantined
+#      (2026-12-04)
+STAGING_RULES = 6
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 

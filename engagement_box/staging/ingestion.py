@@ -487,7 +487,7 @@ PARQUET_TYPES: dict[type[pl.DataType], tuple[type[pl.DataType], ...]] = {
     pl.Int64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64),
     pl.Datetime: (*_TEXT, pl.Datetime, pl.Date),
     pl.Date: (*_TEXT, pl.Date, pl.Datetime),
-    pl.Boolean: (*_TEXT, pl.Boolean, *_INTEGERS),  # 1/0 as in CSV; 2 is unparseable_boolean
+    pl.Boolean: (*_TEXT, pl.Boolean, *_INTEGERS, pl.Float32, pl.Float64),  # 1/0, 1.0/0.0 as in CSV
 }
 _CONTRACT_TYPE_NAMES = {
     pl.String: "text",
@@ -936,7 +936,8 @@ def _short_rows(export: ExportFile, frame: pl.DataFrame) -> pl.Series:
 def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.Expr:
     """A column's values as text, to be parsed like a CSV's. Floats for an integer column (pandas
     writes an integer column with a gap as floats: 5.0 and NaN) are written as integers when
-    whole; `4.5` stays as it is and is quarantined as not an integer."""
+    whole; `4.5` stays as it is and is quarantined as not an integer. NaN, in an integer or a
+    boolean column, is a missing value."""
     if contract.base_type() is pl.Int64 and dtype.base_type() in (pl.Float32, pl.Float64):
         # whole and within an integer's range; 1e20 stays `1e20` (quarantined, value shown)
         whole = column.is_finite() & (column == column.round(0)) & (column.abs() < 2.0**63)
@@ -947,6 +948,8 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
             .then(column.cast(pl.Int64, strict=False).cast(pl.String))
             .otherwise(column.cast(pl.String))
         )
+    if contract.base_type() is pl.Boolean and dtype.base_type() in (pl.Float32, pl.Float64):
+        return pl.when(column.is_nan()).then(None).otherwise(column.cast(pl.String))  # a gap
     return column.cast(pl.String)
 
 
@@ -1234,6 +1237,23 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
             .to_series()
             .alias(text.name)
         )
+        # A flag written as a number with a fraction (`1.0`, `0.0`: pandas writes a 0/1 column
+        # with a missing value as floats, and a Parquet float column reads so) is the integer:
+        # 1.0 is true, 0.0 false, 0.5 unparseable, as `5.0` is the integer 5.
+        retry = values.is_null() & text.is_not_null()
+        if retry.any():
+            floats = text.cast(pl.Float64, strict=False)
+            values = (
+                pl.select(
+                    pl.when(pl.lit(retry) & (pl.lit(floats) == 1.0))
+                    .then(True)
+                    .when(pl.lit(retry) & (pl.lit(floats) == 0.0))
+                    .then(False)
+                    .otherwise(pl.lit(values))
+                )
+                .to_series()
+                .alias(text.name)
+            )
         return values, "unparseable_boolean"
     raise TypeError(f"no parser for {dtype}")
 
