@@ -1059,3 +1059,26 @@ def test_a_flag_written_as_floats_is_read_as_a_boolean(warehouse, exports_dir):
         ("reviews/b.parquet", 3, "unparseable_boolean"),
         ("reviews/b.parquet", 4, "missing_required_value"),
     ]
+
+
+def test_every_file_refused_for_its_rows_is_named_not_only_the_first(warehouse, exports_dir):
+    """Two files each with a row of more fields than its header: the run named only the first,
+    so the sender fixed it, ran again, and only then learnt of the second. Both are named, each
+    with its line, and nothing is staged (the good file before them neither)."""
+    write_text(
+        exports_dir / "referrals" / "a.csv", referral_text("r1,c1,b@x.io,,2024-01-01,,5.00,25.00,")
+    )
+    for name, number in (("b.csv", 2), ("c.csv", 3)):
+        rows = [f"r{number}{i},c1,b@x.io,,2024-01-01,,5.00,25.00," for i in range(number - 1)]
+        write_text(
+            exports_dir / "referrals" / name,
+            referral_text(*rows, f"r{number}9,c1,b@x.io,,2024-01-01,,5.00,25.00,,extra"),
+        )
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    message = str(refused.value)
+    assert message.startswith("2 referrals files cannot be taken in; nothing was staged: ")
+    assert "referrals/b.csv:" in message and "referrals/c.csv:" in message, message
+    assert "line 3" in message and "line 4" in message, message
+    assert "a.csv" not in message
+    assert staged_ids(warehouse, "referrals", "referral_id") == []

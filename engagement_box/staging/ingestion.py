@@ -53,7 +53,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import duckdb
 import numpy as np
@@ -616,14 +616,19 @@ def check_headers(exports: list[ExportFile], source: Source) -> dict[str, list[s
             continue
         if extra:
             ignored[export.relpath] = extra
-    if len(refused) == 1:
-        raise IngestError(refused[0])
     if refused:
-        raise IngestError(
-            f"{len(refused)} {source.name} files cannot be taken in; nothing was staged: "
-            + "; ".join(refused)
-        )
+        raise _refused(refused, source)
     return ignored
+
+
+def _refused(refused: list[str], source: Source) -> IngestError:
+    """One error for the files of a source that cannot be taken in, each with its problem."""
+    if len(refused) == 1:
+        return IngestError(refused[0])
+    return IngestError(
+        f"{len(refused)} {source.name} files cannot be taken in; nothing was staged: "
+        + "; ".join(refused)
+    )
 
 
 def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
@@ -1592,8 +1597,11 @@ def _batches(
     no copy), so one big export is appended while its next part is validated."""
     pending: list[pl.DataFrame] = []
     rows = 0
-    for export in exports:
-        frame, _ = read_raw(export, source)
+    for i, export in enumerate(exports):
+        try:
+            frame, _ = read_raw(export, source)
+        except IngestError as error:
+            _refuse_all([error], exports[i + 1 :], source)
         rows_read[export.relpath] = frame.height
         while frame.height:
             part = frame.slice(0, BATCH_ROWS - rows)
@@ -1605,6 +1613,19 @@ def _batches(
                 pending, rows = [], 0
     if pending:
         yield pl.concat(pending)
+
+
+def _refuse_all(refused: list[IngestError], rest: list[ExportFile], source: Source) -> NoReturn:
+    """Raise one IngestError naming every file refused while its rows are read: the files
+    after the first refused one (`rest`) are read too, only to find theirs, so a sender fixes
+    them all at once rather than one per run (as `check_headers` does for the headers). The
+    caller's transaction then rolls back: nothing is staged."""
+    for export in rest:
+        try:
+            read_raw(export, source)
+        except IngestError as error:
+            refused.append(error)
+    raise _refused([str(error) for error in refused], source) from None
 
 
 def ingest_source(
