@@ -35,7 +35,7 @@ def publish_version(con, as_of: str, segments: dict[str, str], cev: dict[str, fl
         con,
         ["customer_rfm", "engagement_value"],
         run_id="r",
-        partition_key=None,
+        partition_key=kw.pop("partition_key", None),
         as_of=as_of,
         # The data published stands for the staged inputs: other data, other inputs.
         settings={"as_of": as_of, "data": repr((sorted(segments.items()), sorted(cev.items())))},
@@ -70,6 +70,40 @@ def test_each_publish_is_a_version_that_stays_queryable(warehouse):
         (1, "2025-01-31", False),
         (2, "2025-02-28", True),
     ]
+
+
+def test_a_rerun_of_the_current_month_whose_data_moved_back_becomes_current(warehouse):
+    """An order cancelled (or a person erased) moved the month's as-of back from 07-03 to 06-30:
+    the rerun's version was published but not current, for good (the current version is the
+    latest as-of), so the analysts kept the cancelled order, and each rerun said "nothing to
+    do". A rerun of the current version's month replaces it whatever its as-of, in `marts`, in
+    the migration chain and for "nothing to do"; a backfill of another month still does not."""
+    july = "2026-07-01"
+    june = publish_version(
+        warehouse, "2026-06-30", {"a": "Loyal"}, {"a": 5}, partition_key="2026-06-01"
+    )
+    stale = publish_version(
+        warehouse, "2026-07-03", {"a": "Champions"}, {"a": 20}, partition_key=july
+    )
+    assert stale.current
+    # The rerun of July computes what June's version was computed from (the July order is
+    # gone): still a new version, the current one.
+    assert versions.version_with_inputs(warehouse, june.inputs_fingerprint, july) is None
+    assert versions.version_with_inputs(warehouse, june.inputs_fingerprint, "2026-06-01") == 1
+    rerun = publish_version(warehouse, "2026-06-30", {"a": "Loyal"}, {"a": 5}, partition_key=july)
+    assert (rerun.published, rerun.current) == (True, True)
+    assert rows(warehouse, "SELECT segment FROM marts.customer_rfm") == [("Loyal",)]
+    assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(3,)]
+    assert versions.migration_chain(warehouse) == [3]  # the stale July and June's 06-30 replaced
+    assert versions.version_with_inputs(warehouse, stale.inputs_fingerprint, july) is None
+    assert (
+        versions.version_with_inputs(warehouse, rerun.inputs_fingerprint, july) == 3
+    )  # nothing to do
+    backfill = publish_version(
+        warehouse, "2026-05-31", {"a": "New"}, {"a": 1}, partition_key="2026-05-01"
+    )
+    assert not backfill.current
+    assert versions.migration_chain(warehouse) == [4, 3]
 
 
 def test_backfill_of_an_earlier_month_adds_history_but_keeps_the_current_version(warehouse):

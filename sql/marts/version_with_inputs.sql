@@ -1,8 +1,5 @@
--- The version in the migration chain (see chain.sql) computed from exactly these inputs, if any.
-WITH chain AS (
-    SELECT snapshot_id, inputs_fingerprint
-    FROM marts.snapshot_log
-    WHERE expired_at IS NULL
-    QUALIFY row_number() OVER (PARTITION BY as_of ORDER BY snapshot_id DESC) = 1
-)
-SELECT snapshot_id FROM chain WHERE inputs_fingerprint = $fingerprint
+-- The version of the migration chain ($chain: chain.sql's ids) computed from exactly these
+-- inputs, if any.
+SELECT snapshot_id
+FROM marts.snapshot_log
+WHERE list_contains($chain, snapshot_id) AND inputs_fingerprint = $fingerprint
