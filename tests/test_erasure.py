@@ -258,6 +258,34 @@ def test_normalisation_and_hashes_ignore_case_and_whitespace():
         erasure.subject_hash(" ", "email", "s")
 
 
+def test_erasure_deletes_what_a_killed_export_left_in_the_audience_folder(built):
+    """A run killed while it wrote the audience files leaves `.<kind>.building` (the new files)
+    or `.<kind>.old` (the replaced ones) beside the folders, and a killed erasure a partial
+    file; the next export deletes them, but the erasure skipped hidden paths, so the person
+    stayed in them until then."""
+    con, _, audience_dir = built
+    shutil.copytree(audience_dir / "rfm_segment", audience_dir / ".rfm_segment.building")
+    shutil.copytree(audience_dir / "rfm_segment", audience_dir / ".quadrant.old")
+    shutil.copy(
+        audience_dir / "rfm_segment" / "champions.csv",
+        audience_dir / "rfm_segment" / ".champions.csv.erasure-tmp",
+    )
+    elsewhere = audience_dir / ".not_ours"  # a shared folder's other files stay
+    shutil.copytree(audience_dir / "rfm_segment", elsewhere)
+    assert "JANE-001" in (audience_dir / ".quadrant.old" / "champions.csv").read_text()
+
+    erasure.erase(con, email=JANE_EMAIL, audience_dir=audience_dir, salt="pepper")
+
+    left = sorted(
+        p.relative_to(audience_dir).as_posix()
+        for p in audience_dir.rglob("*")
+        if p.is_file() and not p.is_relative_to(elsewhere)
+    )
+    assert left == ["rfm_segment/champions.csv", "rfm_segment/champions.parquet"]
+    assert "jane-001" not in all_audience_text(audience_dir / "rfm_segment")
+    assert "JANE-001" in (elsewhere / "champions.csv").read_text()
+
+
 def test_warehouse_fixture_holds_the_person_everywhere(built):
     con, _, audience_dir = built
     found = mentions(con, TOKENS)

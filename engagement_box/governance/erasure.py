@@ -1094,13 +1094,23 @@ def _audience_mask(frame: pl.DataFrame, ids: list[str], emails: list[str], csv: 
 
 
 def erase_from_audiences(audience_dir: Path, ids: list[str], emails: list[str]) -> dict[str, int]:
-    """Rewrite every audience file under `audience_dir` without rows of these ids or emails.
+    """Rewrite every audience file under `audience_dir` without rows of these ids or emails,
+    and delete what an export killed midway left there.
 
     CSV files are read as text and written back through `audiences.neutralize_formulas` (cells
     already neutralised start with a quote and are left as they are), Parquet files keep their
     types. Each file is replaced atomically. Returns rows removed per file (relative path).
     """
     removed: dict[str, int] = {}
+    # What an export or an erasure killed midway left: a kind's folder being built or being
+    # replaced (`.<kind>.building`, `.<kind>.old`, which the next export deletes), a file being
+    # rewritten. Erasure holds the run lock, so no export is writing them; they go whole (the
+    # person was in them: review of 2026-12-04).
+    for kind in AUDIENCE_KINDS:
+        for leftover in (f".{kind}.building", f".{kind}.old"):
+            shutil.rmtree(Path(audience_dir) / leftover, ignore_errors=True)
+        for partial in (Path(audience_dir) / kind).glob(".*.erasure-tmp"):
+            partial.unlink(missing_ok=True)
     # The run's own files only (`audiences.AUDIENCE_KINDS`): other files in a shared folder are
     # not ours to rewrite.
     ours = [Path(audience_dir) / kind for kind in AUDIENCE_KINDS]
