@@ -857,6 +857,12 @@ def test_exports_moved_into_an_archive_folder_compute_nothing(december_run, tmp_
         ).fetchone()[0]
     assert quarantined == quarantined_before
     assert moved == len(files)
+    # The analysts' copy says where the files are now too (it was not rebuilt: review).
+    with duckdb.connect(str(copy.database), read_only=True) as con:
+        published = con.execute(
+            "SELECT count(*) FROM staging.ingested_files WHERE moved_to LIKE 'orders/archive/%'"
+        ).fetchone()[0]
+    assert published == len(files)
 
 
 def test_a_warehouse_staged_under_earlier_rules_takes_its_files_in_again(december_run, tmp_path):

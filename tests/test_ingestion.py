@@ -16,6 +16,7 @@ from engagement_box.staging.ingestion import (
     copy_message,
     exports_taken_in,
     ingest_source,
+    moved_message,
     withdrawn_message,
 )
 from engagement_box.staging.reconciliation import reconcile
@@ -968,6 +969,14 @@ def test_a_file_moved_into_an_archive_folder_is_not_read_again(warehouse, export
     moved.rename(first)
     back = ingest_source(warehouse, exports_dir, "orders")
     assert back.moved == {"orders/day1.csv": "orders/day1.csv"} and back.files_ingested == []
+    # said so, not as a move from a file to itself (review)
+    assert moved_message(back.moved).startswith(
+        "back where taken in, not read again: orders/day1.csv;"
+    )
+    assert moved_message({**report.moved, **back.moved}).startswith(
+        "moved, not read again: orders/archive/2024-day1.csv (taken in as orders/day1.csv); "
+        "back where taken in, not read again: orders/day1.csv;"
+    )
     assert warehouse.execute("SELECT count(moved_to) FROM staging.ingested_files").fetchone() == (
         0,
     )

@@ -144,10 +144,14 @@ def state(con: duckdb.DuckDBPyConnection) -> str:
         parts.append(str(con.execute("SELECT count(*) FROM staging.erasure_log").fetchone()))
     if versions.table_exists(con, "staging", "ingested_files"):
         # What each file brought (a changed file that stages no row changes its hash and counts,
-        # and the quarantine rows the published file copies); not its stat, which a touch moves.
+        # and the quarantine rows the published file copies), and where it is now (a file moved
+        # after it was taken in: the copy's `moved_to` named the old place, review of
+        # 2026-12-04); not its stat, which a touch moves.
+        moved = any(c == "moved_to" for c, _ in catalog_columns(con, "staging", "ingested_files"))
         row = con.execute(
             "SELECT count(*), bit_xor(hash(source, source_file, sha256, rows_read, rows_staged, "
-            "rows_quarantined, ingested_at)) FROM staging.ingested_files"
+            f"rows_quarantined, ingested_at{', moved_to' if moved else ''})) "
+            "FROM staging.ingested_files"
         ).fetchone()
         parts.append(str(row))
     parts.append(",".join(published_marts(con)))

@@ -2223,12 +2223,22 @@ def adopted_message(hashes: int) -> str:
 def moved_message(moved: dict[str, str]) -> str:
     """What a run says of export files found at a new path with the content they were taken in
     with (moved or renamed): not read again."""
-    first, origin = next(iter(sorted(moved.items())))
-    more = f" and {len(moved) - 1} more" if len(moved) > 1 else ""
+    said = []
+    away = sorted((path, origin) for path, origin in moved.items() if path != origin)
+    if away:
+        (first, origin), more = away[0], _more(len(away))
+        said.append(f"moved, not read again: {first} (taken in as {origin}){more}")
+    back = sorted(path for path, origin in moved.items() if path == origin)
+    if back:  # moved away by an earlier run, now where it was taken in from
+        said.append(f"back where taken in, not read again: {back[0]}{_more(len(back))}")
     return (
-        f"moved, not read again: {first} (taken in as {origin}){more}; their rows keep the path "
-        "they were staged from (staging.ingested_files.moved_to says where each file is now)"
+        "; ".join(said) + "; their rows keep the path they were staged from "
+        "(staging.ingested_files.moved_to says where each file is now)"
     )
+
+
+def _more(count: int) -> str:
+    return f" and {count - 1} more" if count > 1 else ""
 
 
 def rules_message(files: dict[str, int]) -> str:
