@@ -15,6 +15,7 @@ from engagement_box.staging.ingestion import (
     copy_message,
     ingest_source,
     orphaned_duplicates,
+    restaged_message,
     withdrawn_message,
 )
 from engagement_box.staging.reconciliation import reconcile
@@ -77,6 +78,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
         )
         for file, withdrawn in report.keys_withdrawn.items():
             context.log.warning(withdrawn_message(source_name, file, withdrawn))
+        if report.duplicates_restaged:
+            context.log.warning(restaged_message(source_name, report.duplicates_restaged))
         for file, other in report.copies.items():
             context.log.warning(copy_message(file, other))
         metadata.update(

@@ -315,13 +315,20 @@ class StepLines:
                 quarantined.value if quarantined else {},
                 copies.value if copies else {},
             )
-        if not ((withdrawn and withdrawn.value) or (copies and copies.value)):
+        restaged = metadata.get("duplicates_restaged")
+        if not any(m and m.value for m in (withdrawn, copies, restaged)):
             return
-        from engagement_box.staging.ingestion import copy_message, withdrawn_message
+        from engagement_box.staging.ingestion import (
+            copy_message,
+            restaged_message,
+            withdrawn_message,
+        )
 
         source = event.asset_key.path[-1]
         for file, keys in (withdrawn.value if withdrawn else {}).items():
             self.warnings.append(withdrawn_message(source, file, keys))
+        if restaged and restaged.value:
+            self.warnings.append(restaged_message(source, restaged.value))
         for file, other in (copies.value if copies else {}).items():
             self.warnings.append(copy_message(file, other))
 

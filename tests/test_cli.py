@@ -497,6 +497,23 @@ def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
     assert not any("orders/c.csv: 9 of 9" in w for w in steps.warnings)
 
 
+def test_a_key_staged_again_from_another_files_repeat_is_warned():
+    """A changed file that dropped a key repeated in another file: that file's row was staged in
+    its place, with its own values (an amount from 51.83 to 999.99), and the run said nothing
+    (review): only the step's metadata had it."""
+    from types import SimpleNamespace
+
+    steps = cli.StepLines(out=io.StringIO())
+    metadata = {"duplicates_restaged": dg.MetadataValue.json({"orders/w4.csv": 1})}
+    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
+    assert steps.warnings == [
+        "1 key(s) of staging.orders that a changed file no longer holds are staged again from the "
+        "row that repeated them in another file (orders/w4.csv 1): that row's values count now, "
+        "and may differ from those the changed file had (staging.quarantine held it as "
+        "duplicate_key)"
+    ]
+
+
 def test_the_spark_staging_warnings_name_each_files_source():
     """The Spark engine stages every source in one step (`spark/staging`): a column ignored is
     said with the source of its file, not with the step's name (it said "not columns of

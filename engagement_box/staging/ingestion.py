@@ -2279,6 +2279,20 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
     return "; ".join(said)
 
 
+def restaged_message(source: str, restaged: dict[str, int]) -> str:
+    """What a run says when keys a changed file no longer stages were staged again from the row
+    that repeated them in another file (`_restage_orphaned_duplicates`): that row's values now
+    count, and they may differ from the ones the changed file had."""
+    files = ", ".join(f"{file} {rows:,}" for file, rows in sorted(restaged.items()))
+    total = sum(restaged.values())
+    return (
+        f"{total:,} key(s) of staging.{source} that a changed file no longer holds are staged "
+        f"again from the row that repeated them in another file ({files}): that row's values "
+        "count now, and may differ from those the changed file had (staging.quarantine held it "
+        "as duplicate_key)"
+    )
+
+
 def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[str]) -> None:
     """Delete what `files` staged, quarantined and erased before: a changed file replaces it."""
     parameters = {"source": source.name, "files": files}
