@@ -34,8 +34,10 @@
 4. Rewrite the audience files (`<kind>/<audience>.csv` / `.parquet`) without the person.
 5. Given the published layout, rebuild the file analysts open and rewrite every history Parquet
    file that held the person (`engagement_box/governance/readers.py`). A session opened before
-   the erasure still reads the old file's `marts.*` until it reconnects; the old file is unlinked,
-   so that copy ends when the last such session closes.
+   the erasure reads the rewritten Parquet files through its `marts.*` and `history.*` views
+   (the person is gone from them at once; a file retention deleted fails until it reconnects),
+   and the old file's own tables (`staging.quarantine`, `marts.snapshot_log`) until it
+   reconnects; the old file is unlinked, so that copy ends when the last such session closes.
 6. Given the Spark engine's lake (ENGAGEMENT_LAKE_DIR) when it holds published versions, rewrite
    every retained version's files without the person's customer ids
    (`engagement_box/spark/lake.py::erase_customers`). The ids are the ones resolved in step 1,
