@@ -440,11 +440,16 @@ class StepLines:
         return said + took
 
     def computed_in_full(self) -> list[str]:
-        """When some steps carried an earlier as-of forward and others did not: each of the others
-        with why (the reason a daily run cost more than a day), else nothing."""
+        """The steps computed in full with why, when some step carried an earlier as-of forward
+        or an earlier state was there to carry (the reason a daily run cost more than a day);
+        nothing on a first run, where every step says it had no earlier state ("no ...")."""
         from engagement_box.incremental import DAILY_PATHS
 
-        if not any(path in DAILY_PATHS for path, _ in self.paths.values()):
+        carried = any(path in DAILY_PATHS for path, _ in self.paths.values())
+        earlier = any(
+            path != "refit" and not why.startswith("no ") for path, why in self.paths.values()
+        )
+        if not (carried or earlier):
             return []
         # The steps of one reason on one line (an erasure, the model's choice and its
         # comparison give several steps the same reason). A persona refit is its schedule.

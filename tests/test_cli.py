@@ -640,6 +640,17 @@ def test_step_lines_show_each_steps_path_and_why_a_daily_run_computed_in_full():
         ]
     )
     assert full == []
+    # A run that computed every step in full for a reason (a changed file, an erasure, a persona
+    # refit beside them) says why, as a daily run does (it said nothing: review).
+    _, full = console(
+        [
+            materialized("work__buyer_days", "cold", "an erasure since the run as of ..."),
+            done("work__buyer_days"),
+            materialized("customer_persona", "refit", "the refit is due"),
+            done("customer_persona"),
+        ]
+    )
+    assert full == ["work__buyer_days: an erasure since the run as of ..."]
 
 
 def test_on_a_new_dagster_home_dagsters_notice_comes_before_the_step_lines(tmp_path):
