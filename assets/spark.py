@@ -99,6 +99,10 @@ def spark_staging(
     metadata["ignored_columns"] = dg.MetadataValue.json(ignored)
     metadata["quarantined_by_file"] = dg.MetadataValue.json(quarantined)
     metadata["copies_of_earlier_files"] = dg.MetadataValue.json(copies)
+    profiles = {f: c for r in reports.values() for f, c in r.profile_changes.items()}
+    metadata["profile_changes_not_applied"] = dg.MetadataValue.json(profiles)
+    for file, changes in profiles.items():
+        context.log.warning(ingestion.profile_changes_message(file, changes))
     # as the CLI says them
     for warning in ingestion.file_warnings(ignored, quarantined, copies):
         context.log.warning(warning)

@@ -15,6 +15,7 @@ from engagement_box.staging.ingestion import (
     copy_message,
     ingest_source,
     orphaned_duplicates,
+    profile_changes_message,
     restaged_message,
     withdrawn_message,
 )
@@ -80,6 +81,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
             context.log.warning(withdrawn_message(source_name, file, withdrawn))
         if report.duplicates_restaged:
             context.log.warning(restaged_message(source_name, report.duplicates_restaged))
+        for file, changes in report.profile_changes.items():
+            context.log.warning(profile_changes_message(file, changes))
         for file, other in report.copies.items():
             context.log.warning(copy_message(file, other))
         metadata.update(
@@ -98,6 +101,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "duplicates_restaged": dg.MetadataValue.json(report.duplicates_restaged),
                 # Keys a changed file staged before and no file stages now (the CLI warns).
                 "keys_withdrawn": dg.MetadataValue.json(report.keys_withdrawn),
+                # Repeated profiles whose values differ from the staged ones (the CLI warns).
+                "profile_changes_not_applied": dg.MetadataValue.json(report.profile_changes),
                 # New files with the content of a file taken in before (the CLI warns).
                 "copies_of_earlier_files": dg.MetadataValue.json(report.copies),
                 # New path -> the path taken in from: files moved or renamed, not read again.

@@ -316,13 +316,18 @@ class StepLines:
                 copies.value if copies else {},
             )
         restaged = metadata.get("duplicates_restaged")
-        if not any(m and m.value for m in (withdrawn, copies, restaged)):
+        profiles = metadata.get("profile_changes_not_applied")
+        if not any(m and m.value for m in (withdrawn, copies, restaged, profiles)):
             return
         from engagement_box.staging.ingestion import (
             copy_message,
+            profile_changes_message,
             restaged_message,
             withdrawn_message,
         )
+
+        for file, changes in (profiles.value if profiles else {}).items():
+            self.warnings.append(profile_changes_message(file, changes))
 
         source = event.asset_key.path[-1]
         for file, keys in (withdrawn.value if withdrawn else {}).items():

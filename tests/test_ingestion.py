@@ -17,6 +17,7 @@ from engagement_box.staging.ingestion import (
     exports_taken_in,
     ingest_source,
     moved_message,
+    profile_changes_message,
     withdrawn_message,
 )
 from engagement_box.staging.reconciliation import reconcile
@@ -1324,3 +1325,45 @@ def test_a_refused_file_is_said_with_its_line_but_without_its_emails_and_handles
     assert message.startswith("customers/a.csv: "), message
     assert said in message, message
     assert "jeffreybrown" not in message.lower() and "jeff_b" not in message, message
+
+
+def test_a_later_customers_file_that_changes_profiles_is_said_not_applied(warehouse, exports_dir):
+    """A retailer that exports its customers to a new file each day: a later file's row of a
+    staged customer is a duplicate_key, so a correction, or a withdrawn marketing consent, is
+    not applied and the person stays in the audiences; the run said only that the file was
+    quarantined. It now names the rows that differ from the staged profile, the consents among
+    them, and what to do; an unchanged row is not counted. The same whether the files are
+    taken in one by one or together."""
+    folder = exports_dir / "customers"
+    folder.mkdir(exist_ok=True)
+    other = "C0000002,bo@example.com,,2023-07-02,false,true,US"
+    (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW, other]) + "\n")
+    withdrawn = CUSTOMER_ROW.replace("false,true,US", "false,false,US")
+    moved = other.replace(",US", ",DE")
+    (folder / "b.csv").write_text(
+        "\n".join([CUSTOMER_HEADER, withdrawn, " " + other, moved]) + "\n"
+    )
+    expected = {
+        "customers/b.csv": {
+            "rows": 2,
+            "first": ["C0000001", "C0000002"],
+            "consent_withdrawn": 1,
+            "withdrawn_first": ["C0000001"],
+        }
+    }
+    together = ingest_source(warehouse, exports_dir, "customers")
+    assert together.profile_changes == expected
+    message = profile_changes_message("customers/b.csv", expected["customers/b.csv"])
+    assert message.startswith(
+        "customers/b.csv: 2 row(s) change a profile staged from an earlier file "
+        "(C0000001, C0000002) and are NOT applied"
+    ), message
+    assert "1 withdraw marketing consent (C0000001)" in message, message
+
+    (folder / "b.csv").rename(exports_dir / "b.csv")
+    warehouse.execute("DELETE FROM staging.customers")
+    warehouse.execute("DELETE FROM staging.quarantine")
+    warehouse.execute("DELETE FROM staging.ingested_files")
+    assert ingest_source(warehouse, exports_dir, "customers").profile_changes == {}
+    (exports_dir / "b.csv").rename(folder / "b.csv")
+    assert ingest_source(warehouse, exports_dir, "customers").profile_changes == expected

@@ -17,7 +17,7 @@ import pytest
 from assets.spark import STAGED_KEY, lake_tables, spark_staging
 from assets.staging import staged_assets
 from engagement_box import cli, generator
-from engagement_box.staging.ingestion import copy_message
+from engagement_box.staging.ingestion import copy_message, profile_changes_message
 from pipelines.resources import ExportsResource, LakeResource, SparkEngine, Warehouse
 from tests.spark_runs import environment
 
@@ -57,6 +57,12 @@ def exports(tmp_path: Path) -> Path:
     customers.head(2).with_columns(pl.Series("customer_id", ["NEW-1", "NEW-2"])).rename(
         {"social_handles": "Social Handle"}
     ).write_csv(path / "customers" / "zz_more.csv")
+    # A later customers export: one consenting customer withdraws, one is sent unchanged.
+    consenting = customers.filter(pl.col("marketing_consent") == "true").head(1)
+    unchanged = customers.filter(pl.col("marketing_consent") == "false").head(1)
+    pl.concat([consenting.with_columns(marketing_consent=pl.lit("false")), unchanged]).write_csv(
+        path / "customers" / "zz_withdrawn.csv"
+    )
     return path
 
 
@@ -138,6 +144,16 @@ def test_spark_staging_warns_of_the_files_as_the_duckdb_engine(session, exports,
     ]
     first = sorted((exports / "orders").glob("*.csv"))[0].relative_to(exports).as_posix()
     expected.append(copy_message("orders/zz_resent.csv", first))
+    # The withdrawn consent, not applied (a later file never replaces a staged profile), is
+    # said by both engines; the unchanged row is not counted.
+    withdrawn = pl.read_csv(exports / "customers" / "zz_withdrawn.csv", infer_schema=False)
+    who = withdrawn["customer_id"][0]
+    expected.append(
+        profile_changes_message(
+            "customers/zz_withdrawn.csv",
+            {"rows": 1, "first": [who], "consent_withdrawn": 1, "withdrawn_first": [who]},
+        )
+    )
     assert set(expected) <= set(warnings)
     assert not any(w.startswith("orders/zz_resent.csv: ") and "quarantined" in w for w in warnings)
     assert not any(f in w for f in few for w in warnings)

@@ -59,6 +59,9 @@ class SparkIngestReport:
     # Per file whose content is that of another of the source's files (by sha256), the first
     # of them in path order (its rows won): the DuckDB engine's `copies_of_earlier_files`.
     copies: dict[str, str] = field(default_factory=dict)
+    # Per file of profiles: its repeated rows whose values differ from the staged profile's
+    # (`ingestion.profile_changes`, the DuckDB engine's `profile_changes_not_applied`).
+    profile_changes: dict[str, dict] = field(default_factory=dict)
     # (profile hash, kind, key hash) of the keys the erased customer profiles read carried, as
     # the DuckDB engine's ingest records them (`erasure.record_erased_profiles`).
     erased_profile_keys: list[tuple[str, str, str]] = field(default_factory=list)
@@ -337,6 +340,12 @@ def stage_source(
         staged = marked.filter(~F.col("_repeated")).select(typed)
         # Repeated keys are few: their quarantine rows are made by the DuckDB engine's function.
         dup_rows = pl.from_arrow(marked.filter(F.col("_repeated")).select(typed).toArrow())
+        if source.name == ingestion.PROFILE_SOURCE and dup_rows.height:
+            # the profiles staged for those keys, to say which repeats differ from them
+            first_rows = marked.filter(F.col("_first").isNotNull() & ~F.col("_repeated"))
+            report.profile_changes = ingestion.profile_changes(
+                source, dup_rows, pl.from_arrow(first_rows.select(typed).toArrow())
+            )
     else:  # no key is repeated: every validated row is staged, with no join and no pass more
         staged = good.select(typed)
         dup_rows = pl.DataFrame()

@@ -194,6 +194,10 @@ class IngestReport:
     # with other rows), with the first few of them. A changed file replaces its rows by design;
     # this says what left with them.
     keys_withdrawn: dict[str, dict] = field(default_factory=dict)
+    # Per file of profiles (`PROFILE_SOURCE`): its rows quarantined as duplicate_key whose values
+    # differ from the profile staged (a later export's correction or withdrawn consent, which a
+    # later file does not apply): `profile_changes`. The CLI warns.
+    profile_changes: dict[str, dict] = field(default_factory=dict)
     # New file -> an earlier file of the same content (the same export dropped again under
     # another name: all its rows are quarantined as duplicate_key).
     copies: dict[str, str] = field(default_factory=dict)
@@ -1893,6 +1897,8 @@ def _stage(
                     del good
             del keys
 
+            if source.name == PROFILE_SOURCE:
+                report.profile_changes = _staged_profile_changes(con, source)
             quarantined.append(_duplicate_quarantine(con, source, run_id, at))
             bad_rows = pl.concat(quarantined)
             con.register("bad_rows", bad_rows)
@@ -2463,6 +2469,92 @@ def _split_repeated(
     good = good.filter(~held)
     staged.add(keys.filter(~held), hashes.filter(~held))
     return good.to_arrow(compat_level=level), repeated.to_arrow(compat_level=level)
+
+
+# The source of profiles, whose repeated rows may carry changes (a later export's correction, a
+# withdrawn marketing consent) that a later file does not apply (the first occurrence of a key
+# is staged): the run warns of them (`profile_changes`).
+PROFILE_SOURCE = "customers"
+CONSENT = "marketing_consent"
+
+
+def profile_changes(
+    source: Source, repeated: pl.DataFrame, staged: pl.DataFrame, shown: int = 5
+) -> dict[str, dict]:
+    """Per file, its repeated rows (typed as staged) whose values differ from the staged row of
+    their key (`staged`, the same columns): {"rows", "first" keys, "consent_withdrawn" (the
+    staged row says yes to marketing, the repeated one no), "withdrawn_first"}. Both engines."""
+    key = list(source.key_columns)
+    others = [c for c in source.columns if c not in key]
+    if not repeated.height or not staged.height:
+        return {}
+    joined = repeated.select(*key, *others, "source_file", "source_row").join(
+        staged.select(*key, *[pl.col(c).alias(f"{c}__staged") for c in others]),
+        on=key,
+        how="inner",
+    )
+    differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__staged")) for c in others])
+    withdrawn = (
+        (pl.col(f"{CONSENT}__staged") & ~pl.col(CONSENT)).fill_null(False)
+        if CONSENT in others
+        else pl.lit(False)
+    )
+    changed = joined.filter(differs).with_columns(withdrawn.alias("_withdrawn"))
+    found: dict[str, dict] = {}
+    for (file,), part in changed.sort("source_file", "source_row").group_by(
+        "source_file", maintain_order=True
+    ):
+        gone = part.filter("_withdrawn")
+        found[str(file)] = {
+            "rows": part.height,
+            "first": key_text(part, source).head(shown).to_list(),
+            "consent_withdrawn": gone.height,
+            "withdrawn_first": key_text(gone, source).head(shown).to_list(),
+        }
+    return found
+
+
+def _staged_profile_changes(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, dict]:
+    """`profile_changes` of this ingest's repeated rows (the temp table `duplicate_rows`)."""
+    repeated = con.execute("SELECT * EXCLUDE (detail) FROM duplicate_rows").pl()
+    if not repeated.height:
+        return {}
+    con.register("repeated_keys", repeated.select(source.key_columns).unique())
+    try:
+        names = ", ".join(quote_identifier(c) for c in source.key_columns)
+        staged = con.execute(
+            f"SELECT * FROM staging.{quote_identifier(source.name)} "
+            f"SEMI JOIN repeated_keys USING ({names})"
+        ).pl()
+    finally:
+        con.unregister("repeated_keys")
+    return profile_changes(source, repeated, staged)
+
+
+def profile_changes_message(file: str, changes: dict) -> str:
+    """What a run says of a profiles file whose repeated rows differ from the staged profiles."""
+
+    def keys(first: list, count: int) -> str:
+        return ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
+
+    rows = changes["rows"]
+    said = (
+        f"{file}: {rows:,} row(s) change a profile staged from an earlier file "
+        f"({keys(changes['first'], rows)}) and are NOT applied: a key repeated in a later file "
+        "is quarantined as duplicate_key, the profile staged first stays"
+    )
+    withdrawn = changes.get("consent_withdrawn", 0)
+    if withdrawn:
+        said += (
+            f"; among them {withdrawn:,} withdraw marketing consent "
+            f"({keys(changes['withdrawn_first'], withdrawn)}), and those people stay in the "
+            "audiences"
+        )
+    return said + (
+        ". To apply a change, write it into the file the profile was staged from "
+        "(staging.customers.source_file): a changed file replaces its rows (export the "
+        "customers to one file name, replaced each time)"
+    )
 
 
 def _duplicate_quarantine(
