@@ -98,7 +98,7 @@ def version_inputs(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=settings
         )
-        standing = versions.version_with_inputs(con, fingerprint, window["partition_key"])
+        standing = versions.version_with_inputs(con, fingerprint)
         forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
         behind = _audiences_behind(con, engagement_config) if standing is not None else None
         if behind:
@@ -343,7 +343,7 @@ def standing_version(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=run_settings(window, engagement_config)
         )
-        return versions.version_with_inputs(con, fingerprint, window["partition_key"])
+        return versions.version_with_inputs(con, fingerprint)
 
 
 def _require_every_mart(selected: Set[dg.AssetKey]) -> None:

@@ -653,7 +653,8 @@ TABLES: tuple[Table, ...] = (
     Table(
         "segment_migration",
         "One row per consecutive pair of retained versions in as-of order (one version per "
-        "as-of: its newest publish), dimension and move: how many customers moved between RFM "
+        "as-of: its newest publish; not a version a later run replaced when the data moved "
+        "back under it), dimension and move: how many customers moved between RFM "
         "segments or CEV quadrants and the CEV they carry. Not versioned. Key: from_snapshot, "
         "to_snapshot, dimension, from_value, to_value.",
         key=("from_snapshot", "to_snapshot", "dimension", "from_value", "to_value"),

@@ -72,38 +72,46 @@ def test_each_publish_is_a_version_that_stays_queryable(warehouse):
     ]
 
 
-def test_a_rerun_of_the_current_month_whose_data_moved_back_becomes_current(warehouse):
-    """An order cancelled (or a person erased) moved the month's as-of back from 07-03 to 06-30:
-    the rerun's version was published but not current, for good (the current version is the
-    latest as-of), so the analysts kept the cancelled order, and each rerun said "nothing to
-    do". A rerun of the current version's month replaces it whatever its as-of, in `marts`, in
-    the migration chain and for "nothing to do"; a backfill of another month still does not."""
-    july = "2026-07-01"
-    june = publish_version(
-        warehouse, "2026-06-30", {"a": "Loyal"}, {"a": 5}, partition_key="2026-06-01"
-    )
+def test_a_version_published_when_the_data_moved_back_replaces_the_current_one(warehouse):
+    """Orders cancelled (or their buyer erased) moved the data's last day back under the
+    current version: the next run's version has an earlier as-of, and stayed not current for
+    good (the current version was the latest as-of), so the analysts kept the cancelled orders,
+    and each run said "nothing to do". It replaces the current version and every version as far
+    ahead, whether run for the same month or a later one (the schedule's next month), in
+    `marts` and in the migration chain; the daily versions of a month stay in the chain, a
+    backfill of an earlier month replaces nothing, and an unchanged rerun has nothing to do."""
+    july, august = "2026-07-01", "2026-08-01"
+    publish_version(warehouse, "2026-06-30", {"a": "Loyal"}, {"a": 5}, partition_key="2026-06-01")
     stale = publish_version(
         warehouse, "2026-07-03", {"a": "Champions"}, {"a": 20}, partition_key=july
     )
     assert stale.current
-    # The rerun of July computes what June's version was computed from (the July order is
-    # gone): still a new version, the current one.
-    assert versions.version_with_inputs(warehouse, june.inputs_fingerprint, july) is None
-    assert versions.version_with_inputs(warehouse, june.inputs_fingerprint, "2026-06-01") == 1
-    rerun = publish_version(warehouse, "2026-06-30", {"a": "Loyal"}, {"a": 5}, partition_key=july)
-    assert (rerun.published, rerun.current) == (True, True)
-    assert rows(warehouse, "SELECT segment FROM marts.customer_rfm") == [("Loyal",)]
+    # The July order cancelled: July's rerun is as of 06-30, with other inputs than June's.
+    moved = publish_version(warehouse, "2026-06-30", {"a": "Lost"}, {"a": 4}, partition_key=july)
+    assert (moved.published, moved.current) == (True, True)
+    assert rows(warehouse, "SELECT segment FROM marts.customer_rfm") == [("Lost",)]
     assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(3,)]
-    assert versions.migration_chain(warehouse) == [3]  # the stale July and June's 06-30 replaced
-    assert versions.version_with_inputs(warehouse, stale.inputs_fingerprint, july) is None
-    assert (
-        versions.version_with_inputs(warehouse, rerun.inputs_fingerprint, july) == 3
-    )  # nothing to do
+    assert versions.migration_chain(warehouse) == [3]  # 2 replaced; 1 and 3 share an as-of
+    assert versions.version_with_inputs(warehouse, stale.inputs_fingerprint) is None
+    assert versions.version_with_inputs(warehouse, moved.inputs_fingerprint) == 3  # nothing to do
+
+    # The daily versions of a month: each a link of the chain.
+    for day, segment in (("2026-07-10", "Active"), ("2026-07-20", "Champions")):
+        publish_version(warehouse, day, {"a": segment}, {"a": 9}, partition_key=july)
+    assert versions.migration_chain(warehouse) == [3, 4, 5]
+    # The month changed (the schedule runs August), then the buyer of the 07-11..07-20 orders
+    # was erased: August's run is as of 07-10, and replaces July's version of 07-20.
+    august_run = publish_version(
+        warehouse, "2026-07-10", {"a": "Erased"}, {"a": 8}, partition_key=august
+    )
+    assert august_run.current
+    assert versions.migration_chain(warehouse) == [3, 6]
     backfill = publish_version(
         warehouse, "2026-05-31", {"a": "New"}, {"a": 1}, partition_key="2026-05-01"
     )
     assert not backfill.current
-    assert versions.migration_chain(warehouse) == [4, 3]
+    assert versions.migration_chain(warehouse) == [7, 3, 6]
+    assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(6,)]
 
 
 def test_backfill_of_an_earlier_month_adds_history_but_keeps_the_current_version(warehouse):

@@ -5,10 +5,10 @@ Layout inside the warehouse file:
   checked by blocking asset checks. Not for analysts. Retention deletes the as-ofs no retained
   version links, except each work table's newest (`trim_work`).
 - `marts.<mart>`: the current version (what analysts query by default): the one with the latest
-  as-of date, and of those the newest, unless a later run of its month replaced it (its data
-  moved back: an order cancelled, a person erased; that run's version is current whatever its
-  as-of); a view of that version's rows in `history.<mart>`. A backfill of a past month adds
-  history without moving `marts` back in time.
+  as-of date, and of those the newest, unless a later run replaced it (run for its as-of's
+  month or later, with an earlier as-of: the data moved back, an order cancelled or a person
+  erased; chain.sql); a view of that version's rows in `history.<mart>`. A backfill of a past
+  month adds history without moving `marts` back in time.
 - `history.<mart>`: every retained version, with a `snapshot_id` column: a view. A version
   published from one as-of's work rows (every run of the pipeline) keeps its rows where the run
   wrote them, in `work.<mart>` (linked in `history_rows.from_work`); the rows of versions whose
@@ -20,14 +20,15 @@ Layout inside the warehouse file:
   read, the log with `is_current`.
 - `marts.<mart>_at(snapshot_id)`: a table macro, time travel in one call.
 - `marts.segment_migration`: the moves between every consecutive pair of the migration chain
-  (retained versions in as-of order; a rerun of an as-of replaces that as-of's version).
+  (retained versions in as-of order; a rerun of an as-of replaces that as-of's version, and a
+  version the data moved back under leaves it: chain.sql).
 
 A publish links every mart's work rows of its as-of to one new snapshot id (the rows are written
 once, by the step; `history.<mart>` and `marts.<mart>` view them) in ONE transaction, so all
 marts of a version are consistent and a failed or killed run leaves the last good version intact.
 A publish whose inputs (staged files, erasures, settings, code) equal those of the chain's version
-of that as-of publishes nothing. A rerun of the current version's month becomes current
-whatever its as-of (`replaces_current`). See README
+of that as-of publishes nothing. A version published when the data moved back under the current
+one (orders cancelled, a buyer erased) replaces it (chain.sql). See README
 "Versions" for why this and not DuckLake.
 
 No Dagster import here.
@@ -174,40 +175,25 @@ def inputs_fingerprint(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def version_with_inputs(
-    con: duckdb.DuckDBPyConnection, fingerprint: str, partition_key: str | None = None
-) -> int | None:
+def version_with_inputs(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | None:
     """The retained version in the migration chain computed from these inputs, or None.
 
-    With the `partition_key` of the run asking: None also when the run would replace the current
-    version (`replaces_current`) and the version found is another one. The run must then
-    publish, or the current version would stay one its month's data no longer gives (an order
-    cancelled, a person erased: the as-of moved back to where another month's version has these
-    inputs)."""
+    None also while the current version is not in the chain (a later version replaced it, in a
+    warehouse published before chain.sql's rule did): the run then publishes, and its version
+    becomes current."""
     if not table_exists(con, "marts", "snapshot_log"):
         return None
+    chain = migration_chain(con)
     row = con.execute(
-        load_sql("marts/version_with_inputs"),
-        {"fingerprint": fingerprint, "chain": migration_chain(con)},
+        load_sql("marts/version_with_inputs"), {"fingerprint": fingerprint, "chain": chain}
     )
     found = row.fetchone()
     if not found:
         return None
-    if replaces_current(con, partition_key) and int(found[0]) != current_version(con):
+    current = current_version(con)
+    if current is not None and current not in chain:
         return None
     return int(found[0])
-
-
-def replaces_current(con: duckdb.DuckDBPyConnection, partition_key: str | None) -> bool:
-    """Whether a run of `partition_key` replaces the current version: it was published by a run
-    of the same partition (month). Such a run's version becomes current whatever its as-of."""
-    if partition_key is None or not table_exists(con, "marts", "current_version"):
-        return False
-    row = con.execute(
-        "SELECT l.partition_key FROM marts.current_version AS c "
-        "JOIN marts.snapshot_log AS l USING (snapshot_id)"
-    ).fetchone()
-    return bool(row) and row[0] == partition_key
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,9 +301,9 @@ def publish(
     When the inputs fingerprint (computed here unless given) equals that of the chain's version
     of this as-of, nothing is written and the returned Snapshot has `published=False` and that
     version's id. Otherwise the new version becomes current when its as-of is not before the
-    current version's, or when it replaces the current version (a run of the same partition:
-    the month's data moved back), and the migration chain is brought up to date, all in one
-    transaction.
+    current version's, or when it replaces the current version (published for the current
+    version's as-of month or later with an earlier as-of: the data moved back, chain.sql), and
+    the migration chain is brought up to date, all in one transaction.
     """
     ensure_version_tables(con)
     dictionary.rename_legacy_columns(con)
@@ -327,7 +313,7 @@ def publish(
     if fingerprint is None:
         fingerprint = inputs_fingerprint(con, as_of=as_of, settings=settings)
     with transaction(con):
-        existing = version_with_inputs(con, fingerprint, partition_key)
+        existing = version_with_inputs(con, fingerprint)
         if existing is None:
             snapshot = _publish_new(
                 con, marts, run_id, partition_key, as_of, settings, fingerprint, work_as_of
@@ -351,13 +337,7 @@ def _publish_new(
     row = con.execute("SELECT coalesce(max(snapshot_id), 0) + 1 FROM marts.snapshot_log").fetchone()
     snapshot_id = int(row[0]) if row else 1
     latest = con.execute(load_sql("marts/current_as_of")).fetchone()
-    current = (
-        as_of is None
-        or latest is None
-        or latest[1] is None
-        or str(latest[1]) <= as_of
-        or replaces_current(con, partition_key)
-    )
+    current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
     rows = {mart: _count_work(con, mart, work_as_of) for mart in marts}
     con.execute(
         load_sql("marts/insert_snapshot"),
@@ -372,6 +352,11 @@ def _publish_new(
             "inputs_fingerprint": fingerprint,
         },
     )
+    if not current and latest is not None:
+        # The data moved back under the current version (chain.sql: this version replaces it,
+        # and every version as far ahead): this one, as far as the data goes now, is current.
+        chain = migration_chain(con)
+        current = int(latest[0]) not in chain and chain[-1:] == [snapshot_id]
     for mart in marts:
         _publish_one(con, mart, snapshot_id, current, work_as_of)
     if current:
