@@ -1336,13 +1336,14 @@ def test_a_later_customers_file_that_changes_profiles_is_said_not_applied(wareho
     taken in one by one or together."""
     folder = exports_dir / "customers"
     folder.mkdir(exist_ok=True)
-    other = "C0000002,bo@example.com,,2023-07-02,false,true,US"
-    (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW, other]) + "\n")
+    other = "C0000002,bo@example.com,@bo;@bo_shop,2023-07-02,false,true,US"
+    within = "C0000002,bo@example.com,,2023-07-02,true,true,US"  # repeated in its own file
+    (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW, other, within]) + "\n")
     withdrawn = CUSTOMER_ROW.replace("false,true,US", "false,false,US")
+    # the same profile as identity reads it: the email's case, the handles' order, case and @
+    same = "C0000002,BO@Example.com,BO_shop; @Bo,2023-07-02,false,true,US"
     moved = other.replace(",US", ",DE")
-    (folder / "b.csv").write_text(
-        "\n".join([CUSTOMER_HEADER, withdrawn, " " + other, moved]) + "\n"
-    )
+    (folder / "b.csv").write_text("\n".join([CUSTOMER_HEADER, withdrawn, same, moved]) + "\n")
     expected = {
         "customers/b.csv": {
             "rows": 2,
@@ -1367,3 +1368,24 @@ def test_a_later_customers_file_that_changes_profiles_is_said_not_applied(wareho
     assert ingest_source(warehouse, exports_dir, "customers").profile_changes == {}
     (exports_dir / "b.csv").rename(folder / "b.csv")
     assert ingest_source(warehouse, exports_dir, "customers").profile_changes == expected
+
+
+def test_files_refused_for_their_header_and_for_their_rows_are_named_together(
+    warehouse, exports_dir
+):
+    """A file refused for its header (a NUL byte in it) named alone, while two others would be
+    refused for their rows (more fields than the header): all three are named in one error."""
+    orders = exports_dir / "orders"
+    orders.mkdir(exist_ok=True)
+    header = ",".join(ORDER_HEADER)
+    row = "o{},c1,,2024-01-01 10:00:00,10.00,USD,completed,web"
+    (orders / "b.csv").write_text(f"{header}\n{row.format(1)}\n{row.format(2)},extra\n")
+    (orders / "c.csv").write_bytes(f"{header}\x00\n{row.format(3)}\n".encode())
+    (orders / "d.csv").write_text(f"{header}\n{row.format(4)},extra\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    message = str(refused.value)
+    assert message.startswith("3 orders files cannot be taken in; nothing was staged: "), message
+    for name in ("b.csv", "c.csv", "d.csv"):
+        assert f"orders/{name}:" in message, message
+    assert staged(warehouse, "orders").height == 0

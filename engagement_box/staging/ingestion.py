@@ -606,20 +606,28 @@ def check_header(export: ExportFile, source: Source) -> list[str]:
     return extra
 
 
-def check_headers(exports: list[ExportFile], source: Source) -> dict[str, list[str]]:
+def check_headers(
+    exports: list[ExportFile], source: Source, rows: bool = False
+) -> dict[str, list[str]]:
     """`check_header` of every file: the columns no contract column reads, per file that has
     some. Fails (`IngestError`) naming every file refused, each with its problem, not only the
-    first: a sender fixes them all at once. Both engines call it before anything is written."""
+    first: a sender fixes them all at once. Both engines call it before anything is written.
+    With `rows`, when a file is refused, the others' rows are read too, for the files refused
+    for their rows (`_refuse_all`), named in the same error."""
     refused: list[str] = []
     ignored: dict[str, list[str]] = {}
+    passed: list[ExportFile] = []
     for export in exports:
         try:
             extra = check_header(export, source)
         except IngestError as error:
             refused.append(str(error))
             continue
+        passed.append(export)
         if extra:
             ignored[export.relpath] = extra
+    if refused and rows:
+        _refuse_all([IngestError(message) for message in refused], passed, source)
     if refused:
         raise _refused(refused, source)
     return ignored
@@ -1629,7 +1637,8 @@ def _refuse_all(refused: list[IngestError], rest: list[ExportFile], source: Sour
             read_raw(export, source)
         except IngestError as error:
             refused.append(error)
-    raise _refused([str(error) for error in refused], source) from None
+    said = sorted(str(error) for error in refused)  # in path order, as the files are read
+    raise _refused(said, source) from None
 
 
 def ingest_source(
@@ -1855,7 +1864,7 @@ def _stage(
     # Every file's header first: a file that cannot be opened or misses a column fails the run
     # here, before any table changes. A file that turns out unreadable further in fails it inside
     # the transaction below, which then rolls back: either way no table changes.
-    report.ignored_columns.update(check_headers(exports, source))
+    report.ignored_columns.update(check_headers(exports, source, rows=True))
 
     # Repeated keys wait here, typed as staged, to be quarantined with their staged values.
     con.execute(
@@ -2488,11 +2497,33 @@ def profile_changes(
     others = [c for c in source.columns if c not in key]
     if not repeated.height or not staged.height:
         return {}
-    joined = repeated.select(*key, *others, "source_file", "source_row").join(
-        staged.select(*key, *[pl.col(c).alias(f"{c}__staged") for c in others]),
+
+    def compared(suffix: str) -> list[pl.Expr]:
+        # Contact keys as identity and erasure compare them: an email in any case, handles in
+        # any order, case, with or without their @ (`sql/intermediate/normalization.sql`).
+        exprs = []
+        for c in others:
+            value = pl.col(c)
+            if c in source.contact_keys:
+                value = value.cast(pl.String).str.to_lowercase()
+                if c in source.lists:
+                    value = (
+                        value.str.split(LIST_SEPARATOR)
+                        .list.eval(pl.element().str.strip_chars().str.strip_chars_start("@"))
+                        .list.sort()
+                        .list.join(LIST_SEPARATOR)
+                    )
+            exprs.append(value.alias(f"{c}{suffix}"))
+        return exprs
+
+    joined = repeated.select(*key, *compared(""), "source_file", "source_row").join(
+        staged.select(*key, *compared("__staged"), pl.col("source_file").alias("_from")),
         on=key,
         how="inner",
     )
+    # A key repeated within the file it was staged from is a plain duplicate: not a later
+    # export's change (the row staged first in that file stays, as for any source).
+    joined = joined.filter(pl.col("source_file") != pl.col("_from"))
     differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__staged")) for c in others])
     withdrawn = (
         (pl.col(f"{CONSENT}__staged") & ~pl.col(CONSENT)).fill_null(False)
