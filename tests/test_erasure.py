@@ -265,16 +265,16 @@ def test_erasure_deletes_what_a_killed_export_left_in_the_audience_folder(built)
     stayed in them until then."""
     con, _, audience_dir = built
     shutil.copytree(audience_dir / "rfm_segment", audience_dir / ".rfm_segment.building")
-    shutil.copytree(audience_dir / "rfm_segment", audience_dir / ".quadrant.old")
+    shutil.copytree(audience_dir / "rfm_segment", audience_dir / ".rfm_segment.old")
     shutil.copy(
         audience_dir / "rfm_segment" / "champions.csv",
         audience_dir / "rfm_segment" / ".champions.csv.erasure-tmp",
     )
     elsewhere = audience_dir / ".not_ours"  # a shared folder's other files stay
     shutil.copytree(audience_dir / "rfm_segment", elsewhere)
-    assert "JANE-001" in (audience_dir / ".quadrant.old" / "champions.csv").read_text()
+    assert "JANE-001" in (audience_dir / ".rfm_segment.old" / "champions.csv").read_text()
 
-    erasure.erase(con, email=JANE_EMAIL, audience_dir=audience_dir, salt="pepper")
+    erasure.erase(con, email=JANE_EMAIL, audience_dir=audience_dir)
 
     left = sorted(
         p.relative_to(audience_dir).as_posix()
@@ -284,6 +284,18 @@ def test_erasure_deletes_what_a_killed_export_left_in_the_audience_folder(built)
     assert left == ["rfm_segment/champions.csv", "rfm_segment/champions.parquet"]
     assert "jane-001" not in all_audience_text(audience_dir / "rfm_segment")
     assert "JANE-001" in (elsewhere / "champions.csv").read_text()
+
+    # Killed between the swap's two renames: the kind's folder is `.<kind>.old` alone. It is
+    # the kind's files (put back, without the person), not a leftover deleted with them.
+    (audience_dir / "rfm_segment").rename(audience_dir / ".rfm_segment.old")
+    shutil.copytree(audience_dir / ".rfm_segment.old", audience_dir / ".rfm_segment.building")
+    erasure.erase(con, customer_id="BOB-002", audience_dir=audience_dir)
+    assert sorted(p.name for p in (audience_dir / "rfm_segment").iterdir()) == [
+        "champions.csv",
+        "champions.parquet",
+    ]
+    assert not (audience_dir / ".rfm_segment.old").exists()
+    assert "bob-002" not in all_audience_text(audience_dir / "rfm_segment")
 
 
 def test_warehouse_fixture_holds_the_person_everywhere(built):

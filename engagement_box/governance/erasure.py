@@ -1109,6 +1109,9 @@ def erase_from_audiences(audience_dir: Path, ids: list[str], emails: list[str]) 
     # rewritten. Erasure holds the run lock, so no export is writing them; they go whole (the
     # person was in them: review of 2026-12-04).
     for kind in AUDIENCE_KINDS:
+        folder, old = Path(audience_dir) / kind, Path(audience_dir) / f".{kind}.old"
+        if old.is_dir() and not folder.exists():  # killed between the two renames of a swap:
+            os.replace(old, folder)  # the kind's files are the old ones, rewritten below
         for leftover in (f".{kind}.building", f".{kind}.old"):
             shutil.rmtree(Path(audience_dir) / leftover, ignore_errors=True)
         for partial in (Path(audience_dir) / kind).glob(".*.erasure-tmp"):
