@@ -98,7 +98,9 @@ def version_inputs(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=settings
         )
-        standing = versions.version_with_inputs(con, fingerprint)
+        standing = versions.version_with_inputs(
+            con, fingerprint, window["partition_key"], str(window["as_of"])
+        )
         forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
         behind = _audiences_behind(con, engagement_config) if standing is not None else None
         if behind:
@@ -343,7 +345,9 @@ def standing_version(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=run_settings(window, engagement_config)
         )
-        return versions.version_with_inputs(con, fingerprint)
+        return versions.version_with_inputs(
+            con, fingerprint, window["partition_key"], str(window["as_of"])
+        )
 
 
 def _require_every_mart(selected: Set[dg.AssetKey]) -> None:

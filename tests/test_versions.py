@@ -114,6 +114,30 @@ def test_a_version_published_when_the_data_moved_back_replaces_the_current_one(w
     assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(6,)]
 
 
+def test_a_backfill_with_the_inputs_of_the_data_moved_back_does_not_stand_for_the_next_run(
+    warehouse,
+):
+    """The July order cancelled, then a backfill of June (as of 06-30, the data's end again)
+    was published first: not current (a backfill replaces nothing), and its inputs, those the
+    next run of the current month has, made that run say "nothing to do", so the version with
+    the cancelled order stayed current for good (review). That run publishes, and is current;
+    after it, nothing to do."""
+    august = "2026-08-01"
+    publish_version(warehouse, "2026-06-30", {"a": "Loyal"}, {"a": 5}, partition_key="2026-06-01")
+    publish_version(warehouse, "2026-07-05", {"a": "Champions"}, {"a": 20}, partition_key=august)
+    backfill = publish_version(
+        warehouse, "2026-06-30", {"a": "Lost"}, {"a": 4}, partition_key="2026-06-01"
+    )
+    assert not backfill.current
+    fingerprint = backfill.inputs_fingerprint
+    assert versions.version_with_inputs(warehouse, fingerprint, "2026-06-01", "2026-06-30") == 3
+    assert versions.version_with_inputs(warehouse, fingerprint, august, "2026-06-30") is None
+    run = publish_version(warehouse, "2026-06-30", {"a": "Lost"}, {"a": 4}, partition_key=august)
+    assert (run.published, run.current) == (True, True)
+    assert versions.migration_chain(warehouse) == [4]
+    assert versions.version_with_inputs(warehouse, fingerprint, august, "2026-06-30") == 4
+
+
 def test_backfill_of_an_earlier_month_adds_history_but_keeps_the_current_version(warehouse):
     publish_version(warehouse, "2025-03-31", {"a": "Champions"}, {"a": 20})
     backfill = publish_version(warehouse, "2025-01-31", {"a": "New Customers"}, {"a": 2})

@@ -175,12 +175,20 @@ def inputs_fingerprint(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def version_with_inputs(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int | None:
+def version_with_inputs(
+    con: duckdb.DuckDBPyConnection,
+    fingerprint: str,
+    partition_key: str | None = None,
+    as_of: str | None = None,
+) -> int | None:
     """The retained version in the migration chain computed from these inputs, or None.
 
-    None also while the current version is not in the chain (a later version replaced it, in a
-    warehouse published before chain.sql's rule did): the run then publishes, and its version
-    becomes current."""
+    None also when a version the run would publish becomes current (`_would_be_current`, given
+    the run's partition and as-of) and the version found is not the current one: a backfill
+    published it (with the same inputs: the partition is not one) while the data had moved
+    back under the current version, which only a run of its month or a later one replaces
+    (chain.sql). And None while the current version is not in the chain (a warehouse published
+    before chain.sql's rule). The run then publishes, and its version becomes current."""
     if not table_exists(con, "marts", "snapshot_log"):
         return None
     chain = migration_chain(con)
@@ -193,7 +201,26 @@ def version_with_inputs(con: duckdb.DuckDBPyConnection, fingerprint: str) -> int
     current = current_version(con)
     if current is not None and current not in chain:
         return None
+    if int(found[0]) != current and _would_be_current(con, partition_key, as_of):
+        return None
     return int(found[0])
+
+
+def _would_be_current(
+    con: duckdb.DuckDBPyConnection, partition_key: str | None, as_of: str | None
+) -> bool:
+    """Whether a version of this partition and as-of, published now, would be current: its
+    as-of is not before the current version's, or it replaces it (chain.sql: run for the
+    current version's as-of month or a later one, with an earlier as-of)."""
+    if as_of is None:
+        return False  # not known to the caller: as before this rule
+    current = con.execute(load_sql("marts/current_as_of")).fetchone()
+    if current is None or current[1] is None:
+        return True
+    current_as_of = current[1]
+    if str(current_as_of) <= as_of:
+        return True
+    return partition_key is not None and partition_key[:7] >= str(current_as_of)[:7]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,7 +340,7 @@ def publish(
     if fingerprint is None:
         fingerprint = inputs_fingerprint(con, as_of=as_of, settings=settings)
     with transaction(con):
-        existing = version_with_inputs(con, fingerprint)
+        existing = version_with_inputs(con, fingerprint, partition_key, as_of)
         if existing is None:
             snapshot = _publish_new(
                 con, marts, run_id, partition_key, as_of, settings, fingerprint, work_as_of
