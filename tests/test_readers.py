@@ -292,6 +292,44 @@ def test_the_masked_quarantine_is_copied_from_the_file_analysts_have_while_it_is
     assert again == whole
 
 
+def test_a_file_with_the_same_quarantine_rows_unmasked_is_not_copied(working, layout):
+    """A copy of the working database put at the published path holds the quarantine's rows
+    by the same keys, unmasked. The next files copied its rows as they were, and kept them
+    through reruns and erasures: the file's own masked values are checked before any copy."""
+    working.execute("CREATE SCHEMA staging")
+    working.execute(load_sql("staging/create_quarantine"))
+    insert = (
+        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
+        "raw_values, quarantined_at) VALUES ('customers', 'c.csv', $row, 'malformed', "
+        "['email:malformed'], $raw, TIMESTAMP '2026-01-01')"
+    )
+    working.execute(insert, {"row": 1, "raw": json.dumps({"email": "ann@mail.test"})})
+    two_versions(working, layout)
+    quarantined = "SELECT raw_values->>'email' FROM staging.quarantine ORDER BY source_row"
+    assert read(layout.published, quarantined) == [("a***@mail.test",)]
+
+    def unmask() -> None:
+        by_hand = duckdb.connect(str(layout.published))
+        try:
+            by_hand.execute(
+                "UPDATE staging.quarantine SET raw_values = $raw",
+                {"raw": json.dumps({"email": "ann@mail.test"})},
+            )
+        finally:
+            by_hand.close()
+
+    unmask()  # the same rows: the whole quarantine would be copied
+    publish_version(working, "2025-03-31", {"a": "At Risk"}, {"a": 1})
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, quarantined) == [("a***@mail.test",)]
+
+    unmask()  # and a new row: the rows the file holds would be copied
+    working.execute(insert, {"row": 2, "raw": json.dumps({"email": "bob@mail.test"})})
+    publish_version(working, "2025-04-30", {"a": "At Risk"}, {"a": 1})
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, quarantined) == [("a***@mail.test",), ("b***@mail.test",)]
+
+
 def test_time_travel_works_on_the_published_file_attached_under_another_name(working, layout):
     """The README tells analysts to ATTACH the published file to a database of their own. Its
     views worked there, but `eb.marts.customer_rfm_at(1)` failed ("schema history does not

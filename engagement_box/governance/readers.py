@@ -546,6 +546,16 @@ def quarantine_state(con: duckdb.DuckDBPyConnection, database: str | None = None
     return f"{QUARANTINE_MASKING}|{row[0]}|{row[1]}"
 
 
+def _file_quarantine_state(con: duckdb.DuckDBPyConnection, database: str) -> str:
+    """The attached `database`'s quarantine as that file holds it: every column of every row,
+    masked values included. Recorded when the file is built; a file at the published path
+    whose quarantine differs (a working copy put there by hand, unmasked) is not copied."""
+    row = con.execute(
+        f"SELECT count(*), bit_xor(hash(q)) FROM {database}.staging.quarantine AS q"
+    ).fetchone()
+    return f"{row[0]}|{row[1]}"
+
+
 def _attach_previous_quarantine(
     con: duckdb.DuckDBPyConnection, layout: Layout, state: str | None
 ) -> str | None:
@@ -559,8 +569,10 @@ def _attach_previous_quarantine(
     if state is None or not versions.table_exists(con, "marts", "published_quarantine_state"):
         return None
     found = con.execute("SELECT state FROM marts.published_quarantine_state").fetchone()
-    recorded = found[0] if found else None
-    if recorded is None or not recorded.startswith(f"{QUARANTINE_MASKING}|"):
+    # "<the working quarantine's state>#<the file's quarantine as built>"; a record from
+    # before the file's own state was kept has no "#": masked anew.
+    recorded, _, built = (found[0] if found else "").partition("#")
+    if not built or not recorded.startswith(f"{QUARANTINE_MASKING}|"):
         return None
     if not layout.published.exists():
         return None
@@ -573,19 +585,25 @@ def _attach_previous_quarantine(
         "AND schema_name = 'staging' AND table_name = 'quarantine'",
         {"db": _PREVIOUS},
     ).fetchone()[0]
-    # The file there must hold the rows it was built with (by their keys, which the masking
-    # leaves as they are): a file put there by hand, or a backup from before an erasure, is
-    # masked anew.
-    if not held or quarantine_state(con, _PREVIOUS) != recorded:
+    # The file there must hold the quarantine it was built with, masked values and all: a
+    # file put there by hand (a copy of the working database, say: the same rows, unmasked),
+    # or a backup from before an erasure, is masked anew.
+    if not held or _file_quarantine_state(con, _PREVIOUS) != built:
         con.execute(f"DETACH {_PREVIOUS}")
         return None
     return "whole" if recorded == state else "rows"
 
 
-def _record_quarantine_state(con: duckdb.DuckDBPyConnection, state: str | None) -> None:
-    """Record what the published file's quarantine was made from (`quarantine_state`)."""
-    if state is None:
+def _record_quarantine_state(
+    con: duckdb.DuckDBPyConnection, state: str | None, built: str | None
+) -> None:
+    """Record what the published file's quarantine was made from (`quarantine_state`) and
+    what it holds (`_file_quarantine_state`)."""
+    if state is None or built is None:
+        if versions.table_exists(con, "marts", "published_quarantine_state"):
+            con.execute("DELETE FROM marts.published_quarantine_state")
         return
+    state = f"{state}#{built}"
     con.execute("CREATE TABLE IF NOT EXISTS marts.published_quarantine_state (state VARCHAR)")
     with transaction(con):
         con.execute("DELETE FROM marts.published_quarantine_state")
@@ -596,9 +614,10 @@ def _record_quarantine_state(con: duckdb.DuckDBPyConnection, state: str | None) 
 
 def _build(
     con: duckdb.DuckDBPyConnection, layout: Layout, target: Path, quarantined: str | None
-) -> None:
+) -> str | None:
     """Build the published file at `target` (a new file) from the working database;
-    `quarantined` is the working quarantine's `quarantine_state` (None: no quarantine)."""
+    `quarantined` is the working quarantine's `quarantine_state` (None: no quarantine).
+    Returns the file's own quarantine state (`_file_quarantine_state`; None without one)."""
     for path in (target, target.with_name(target.name + ".wal")):
         path.unlink(missing_ok=True)
     marts = published_marts(con)
@@ -609,6 +628,7 @@ def _build(
     current = {mart: _current_view(con, layout, mart) for mart in marts}
     comments = _comments(con)
     previous = _attach_previous_quarantine(con, layout, quarantined)
+    built = None
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
     try:
         with transaction(con):
@@ -639,6 +659,8 @@ def _build(
                         con.execute("DROP TABLE IF EXISTS held_before")
                     continue
                 con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
+        if quarantined is not None:
+            built = _file_quarantine_state(con, _ATTACHED)
         con.execute(f"CHECKPOINT {_ATTACHED}")
     finally:
         con.execute(f"DETACH {_ATTACHED}")
@@ -664,6 +686,7 @@ def _build(
     if target.with_name(target.name + ".wal").exists():
         raise PublishError(f"{target} kept a write-ahead log after its checkpoint; not published")
     _fsync(target)
+    return built
 
 
 def publish(
@@ -707,7 +730,7 @@ def publish(
     )
     target = layout.published.with_name(f".{layout.published.name}.{os.getpid()}.building")
     try:
-        _build(con, layout, target, masked_from)
+        built = _build(con, layout, target, masked_from)
         os.replace(target, layout.published)
     except BaseException:
         target.unlink(missing_ok=True)
@@ -721,7 +744,7 @@ def publish(
     # A stale write-ahead log next to the new file would be replayed into it: none may stay.
     layout.published.with_name(layout.published.name + ".wal").unlink(missing_ok=True)
     _record_state(con, token)
-    _record_quarantine_state(con, masked_from)
+    _record_quarantine_state(con, masked_from, built)
     done.built = True
     done.state = token
     done.seconds = time.perf_counter() - started
