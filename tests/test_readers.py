@@ -330,6 +330,50 @@ def test_a_file_with_the_same_quarantine_rows_unmasked_is_not_copied(working, la
     assert read(layout.published, quarantined) == [("a***@mail.test",), ("b***@mail.test",)]
 
 
+def test_a_file_put_at_the_published_path_by_hand_is_replaced_at_the_next_run(
+    working, layout, monkeypatch
+):
+    """The check ran only when a new file was built: a copy put at the published path (an
+    unmasked working database, a backup from before an erasure) was served until the inputs
+    changed, `run --force` included. The next run sees it (`behind`) and builds the file again,
+    every row masked; the publish after that copies from the rebuilt file again. Two equal
+    quarantine rows are counted twice: hashes that cancel out would vouch for any copy."""
+    working.execute("CREATE SCHEMA staging")
+    working.execute(load_sql("staging/create_quarantine"))
+    insert = (
+        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
+        "raw_values, quarantined_at) VALUES ('customers', 'c.csv', 1, 'malformed', "
+        "['email:malformed'], $raw, TIMESTAMP '2026-01-01')"
+    )
+    for _ in range(2):  # the same row twice: nothing the ingest writes, but nothing forbids it
+        working.execute(insert, {"raw": json.dumps({"email": "ann@mail.test"})})
+    two_versions(working, layout)
+    assert readers.behind(working, layout) is None
+    quarantined = "SELECT raw_values->>'email' FROM staging.quarantine"
+    assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
+
+    by_hand = duckdb.connect(str(layout.published))
+    try:
+        by_hand.execute(
+            "UPDATE staging.quarantine SET raw_values = $raw",
+            {"raw": json.dumps({"email": "ann@mail.test"})},
+        )
+    finally:
+        by_hand.close()
+    assert "built again, every row masked" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built  # the same inputs: rebuilt anyway
+    assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
+    assert readers.behind(working, layout) is None
+
+    def no_masking(con, previous=False):
+        raise AssertionError("masked again, though the rebuilt file holds the same rows")
+
+    monkeypatch.setattr(readers, "_masked_quarantine", no_masking)
+    publish_version(working, "2025-03-31", {"a": "At Risk"}, {"a": 1})
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
+
+
 def test_time_travel_works_on_the_published_file_attached_under_another_name(working, layout):
     """The README tells analysts to ATTACH the published file to a database of their own. Its
     views worked there, but `eb.marts.customer_rfm_at(1)` failed ("schema history does not
