@@ -555,12 +555,12 @@ def _nothing_to_do(standing: int) -> str:
             f"nothing to do: {data_dir} holds no .csv or .parquet export under any source folder "
             f"({', '.join(SOURCES)}), so nothing is new; version {standing}, computed from the "
             "exports staged before with the same settings and model code, stands for this "
-            "month's as-of. No run started; check ENGAGEMENT_DATA_DIR if exports were expected "
+            "run's as-of. No run started; check ENGAGEMENT_DATA_DIR if exports were expected "
             "there (--force runs the whole graph anyway)."
         )
     return (
         f"nothing to do: every export is staged as it is, and version {standing} was "
-        "computed from the same inputs (settings, model code) for this month's as-of, so "
+        "computed from the same inputs (settings, model code) for this run's as-of, so "
         "it stands. No run started; --force runs the whole graph anyway."
     )
 
@@ -694,7 +694,7 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
                 print(_nothing_to_do(standing))
             else:  # nothing to compute, but the files marketing reads are not the current version's
                 print(
-                    f"nothing new to compute: version {standing} stands for this month's as-of, "
+                    f"nothing new to compute: version {standing} stands for this run's as-of, "
                     f"but {behind}; writing them from the current version ({AUDIENCES_JOB})"
                 )
             # A run killed while publishing leaves both behind: the analysts' file first.

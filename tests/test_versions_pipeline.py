@@ -72,6 +72,11 @@ def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path
     assert standing("2026-01-01") == 1  # the as-of is capped at the last order: same inputs
     assert standing("2025-11-01") is None  # another as-of: never computed
     assert standing("2025-12-01", ModelSettings(clv_horizon_months=6)) is None
+    # ENGAGEMENT_AS_OF pinned to the same as-of computes the same numbers: runs alternately
+    # pinned and not published them again each time. Another pinned date is another as-of.
+    assert standing("2025-12-01", ModelSettings(as_of="2025-12-31")) == 1
+    assert standing("2026-01-01", ModelSettings(as_of="2025-12-31")) == 1
+    assert standing("2025-12-01", ModelSettings(as_of="2025-12-30")) is None
 
     # The daily schedule asks the same question and starts no run.
     def tick(audiences: Path):

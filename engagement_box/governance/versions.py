@@ -73,8 +73,10 @@ class Snapshot:
 # Inputs fingerprint
 
 # Keys of the run's settings that name the run, not the numbers: two runs that differ only there
-# compute the same version.
-RUN_ONLY_SETTINGS = frozenset({"partition_key"})
+# compute the same version. Whether ENGAGEMENT_AS_OF pinned the as-of is one: the resolved as-of
+# date is in the fingerprint, and runs alternately pinned to a month's as-of and not published
+# the same numbers again each time.
+RUN_ONLY_SETTINGS = frozenset({"partition_key", "as_of_pinned"})
 # Libraries whose version can change the numbers.
 MODEL_LIBRARIES = ("duckdb", "polars", "numpy", "scipy", "pandas", "lifetimes", "scikit-learn")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
