@@ -259,15 +259,22 @@ def engagement_values_from_parts(
             points.get_column("customer_id"),
         ]
         universe = pl.concat([s.cast(pl.String).alias("customer_id") for s in ids]).to_frame()
-    universe = universe.filter(pl.col("customer_id").is_not_null()).unique()
+    # Sorted once, as one column: the joins below keep its order. Sorting the joined 28-column
+    # frame instead cost 0.6-0.9 CPU-s at 1M customers, against 0.1.
+    universe = universe.filter(pl.col("customer_id").is_not_null()).unique().sort("customer_id")
 
     crv, referral_model = customer_referral_value(
         credited, _exposure_start(universe, referrals, customer_since), settings, as_of
     )
-    out = universe.join(clv.with_columns(pl.lit(True).alias("buyer")), on="customer_id", how="left")
+    out = universe.join(
+        clv.with_columns(pl.lit(True).alias("buyer")),
+        on="customer_id",
+        how="left",
+        maintain_order="left",
+    )
     for part in (crv, civ, ckv, points):
-        out = out.join(part, on="customer_id", how="left")
-    return assign_quadrants(finish_values(out).sort("customer_id"), settings), referral_model
+        out = out.join(part, on="customer_id", how="left", maintain_order="left")
+    return assign_quadrants(finish_values(out), settings), referral_model
 
 
 def finish_values(out: pl.DataFrame) -> pl.DataFrame:
