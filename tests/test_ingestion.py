@@ -726,6 +726,27 @@ def test_a_parquet_file_naming_a_column_twice_is_said_so_not_called_damaged(ware
     )
 
 
+def test_a_repeated_key_says_whether_it_repeats_the_staged_row_or_differs(warehouse, exports_dir):
+    """An order sent again as it was and an order sent again as returned were both quarantined
+    as "already staged from an earlier file": the return, which is not applied, looked like a
+    harmless re-send. The detail names the values that differ from the row staged; contact
+    keys compare as identity compares them (an email in another case is the same)."""
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2), good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders")
+    returned = {**good_order(2), "status": "returned", "net_amount": "0.00"}
+    shouting = {**good_order(3), "email": "C1@EXAMPLE.COM"}
+    write_csv(exports_dir / "orders" / "day2.csv", [good_order(1), returned, shouting])
+    ingest_source(warehouse, exports_dir, "orders")
+    assert warehouse.execute(
+        "SELECT source_row, detail FROM staging.quarantine ORDER BY source_row"
+    ).fetchall() == [
+        (1, "already staged from an earlier file, the same values"),
+        (2, "already staged from an earlier file, other values in net_amount, status: not applied"),
+        (3, "already staged from an earlier file, the same values"),
+    ]
+    assert staged(warehouse, "orders")["status"].to_list() == ["completed"] * 3
+
+
 @pytest.mark.parametrize("hashes", ["polars", "all colliding"])
 def test_repeated_keys_across_batches_first_occurrence_wins(
     warehouse, exports_dir, tmp_path, monkeypatch, hashes
@@ -760,6 +781,8 @@ def test_repeated_keys_across_batches_first_occurrence_wins(
         got = staged(con, "orders")
         assert got["order_id"].to_list() == ["o1", "o2", "o3", "o4", "o5"]
         assert got["customer_id"].to_list() == ["c1"] * 5
+    # Each repeat names the values it differs in from the row staged (another customer here).
+    other = "other values in customer_id, email: not applied"
     details = [
         con.execute(
             "SELECT source_file, source_row, detail FROM staging.quarantine ORDER BY ALL"
@@ -771,11 +794,11 @@ def test_repeated_keys_across_batches_first_occurrence_wins(
         details[0]
         == details[1]
         == [
-            ("orders/day2.csv", 2, "already staged from an earlier file"),
-            ("orders/day2.csv", 3, "repeated within this ingest"),
-            ("orders/day3.csv", 2, "repeated within this ingest"),
-            ("orders/day3.csv", 3, "repeated within this ingest"),
-            ("orders/day4.csv", 1, "already staged from an earlier file"),
+            ("orders/day2.csv", 2, f"already staged from an earlier file, {other}"),
+            ("orders/day2.csv", 3, f"repeated within this ingest, {other}"),
+            ("orders/day3.csv", 2, f"repeated within this ingest, {other}"),
+            ("orders/day3.csv", 3, f"repeated within this ingest, {other}"),
+            ("orders/day4.csv", 1, f"already staged from an earlier file, {other}"),
         ]
     )
 
@@ -815,7 +838,9 @@ def test_keys_repeated_across_batches_larger_than_a_row_group(warehouse, exports
     ).fetchone() == (2 * n, 2 * n)
     assert warehouse.execute(
         "SELECT source_file, source_row, reason, detail FROM staging.quarantine"
-    ).fetchall() == [("orders/b.csv", 1, "duplicate_key", "repeated within this ingest")]
+    ).fetchall() == [
+        ("orders/b.csv", 1, "duplicate_key", "repeated within this ingest, the same values")
+    ]
 
 
 def test_batch_without_good_rows_before_a_large_batch(warehouse, exports_dir, monkeypatch):
@@ -857,7 +882,7 @@ def test_a_file_larger_than_a_batch_is_cut_across_batches(warehouse, exports_dir
     assert staged(warehouse, "orders")["order_id"].to_list() == [f"o{i}" for i in range(11)]
     assert warehouse.execute(
         "SELECT source_file, source_row, detail FROM staging.quarantine"
-    ).fetchall() == [("orders/b.csv", 4, "repeated within this ingest")]
+    ).fetchall() == [("orders/b.csv", 4, "repeated within this ingest, the same values")]
 
 
 # Accepted and rejected timestamp text: the fast path must give what the general formats give.

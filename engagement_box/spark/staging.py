@@ -340,31 +340,23 @@ def stage_source(
         staged = marked.filter(~F.col("_repeated")).select(typed)
         # Repeated keys are few: their quarantine rows are made by the DuckDB engine's function.
         dup_rows = pl.from_arrow(marked.filter(F.col("_repeated")).select(typed).toArrow())
+        # The rows staged for those keys: a duplicate's detail says whether it repeats them
+        # or differs, and a profile's changes are said (`profile_changes`).
+        first_rows = pl.from_arrow(
+            marked.filter(F.col("_first").isNotNull() & ~F.col("_repeated")).select(typed).toArrow()
+        )
         if source.name == ingestion.PROFILE_SOURCE and dup_rows.height:
-            # the profiles staged for those keys, to say which repeats differ from them
-            first_rows = marked.filter(F.col("_first").isNotNull() & ~F.col("_repeated"))
-            report.profile_changes = ingestion.profile_changes(
-                source, dup_rows, pl.from_arrow(first_rows.select(typed).toArrow())
-            )
+            report.profile_changes = ingestion.profile_changes(source, dup_rows, first_rows)
     else:  # no key is repeated: every validated row is staged, with no join and no pass more
         staged = good.select(typed)
-        dup_rows = pl.DataFrame()
+        dup_rows = first_rows = pl.DataFrame()
     quarantine = rows.filter(F.col(KIND) == "quarantine")
     by_reason_counts = dict(zip(reasons["reason"], reasons["_n"], strict=True))
     if dup_rows.height:
-        dup_rows = dup_rows.sort("source_file", "source_row")
-        raw = dup_rows.select(
-            "source_file", "source_row", *[pl.col(c).cast(pl.String) for c in source.columns]
+        dup_rows = dup_rows.sort("source_file", "source_row").with_columns(
+            pl.lit("repeated within this ingest").alias("detail")
         )
-        failures = pl.DataFrame(
-            {
-                "index": pl.int_range(0, dup_rows.height, dtype=pl.Int64, eager=True),
-                "column": source.key,
-                "reason": "duplicate_key",
-                "detail": "repeated within this ingest",
-            }
-        )
-        extra = ingestion.quarantine_rows(raw, failures, source, run_id, at)
+        extra = ingestion.duplicate_quarantine(dup_rows, first_rows, source, run_id, at)
         extra_df = spark.createDataFrame(extra.to_arrow())
         for reason, n in extra.group_by("reason").len().iter_rows():
             by_reason_counts[reason] = by_reason_counts.get(reason, 0) + n

@@ -1906,9 +1906,13 @@ def _stage(
                     del good
             del keys
 
-            if source.name == PROFILE_SOURCE:
-                report.profile_changes = _staged_profile_changes(con, source)
-            quarantined.append(_duplicate_quarantine(con, source, run_id, at))
+            repeated, staged_repeats = _repeats_and_staged(con, source)
+            if source.name == PROFILE_SOURCE and repeated.height:
+                report.profile_changes = profile_changes(
+                    source, repeated.drop("detail"), staged_repeats
+                )
+            quarantined.append(duplicate_quarantine(repeated, staged_repeats, source, run_id, at))
+            del repeated, staged_repeats
             bad_rows = pl.concat(quarantined)
             con.register("bad_rows", bad_rows)
             con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
@@ -2487,40 +2491,92 @@ PROFILE_SOURCE = "customers"
 CONSENT = "marketing_consent"
 
 
+def _compared(source: Source, suffix: str) -> list[pl.Expr]:
+    """A source's non-key columns as repeats are compared with the staged row of their key:
+    contact keys as identity and erasure compare them (an email in any case, handles in any
+    order, case, with or without their @: `sql/intermediate/normalization.sql`), the others as
+    staged (typed)."""
+    exprs = []
+    for c in source.columns:
+        if c in source.key_columns:
+            continue
+        value = pl.col(c)
+        if c in source.contact_keys:
+            value = value.cast(pl.String).str.to_lowercase()
+            if c in source.lists:
+                value = (
+                    value.str.split(LIST_SEPARATOR)
+                    .list.eval(pl.element().str.strip_chars().str.strip_chars_start("@"))
+                    .list.sort()
+                    .list.join(LIST_SEPARATOR)
+                )
+        exprs.append(value.alias(f"{c}{suffix}"))
+    return exprs
+
+
+def _with_staged(source: Source, repeated: pl.DataFrame, staged: pl.DataFrame) -> pl.DataFrame:
+    """The repeated rows (key, compared columns, source_file, source_row) beside the staged row
+    of their key (its compared columns suffixed `__staged`, its file as `_from`)."""
+    key = list(source.key_columns)
+    return repeated.select(*key, *_compared(source, ""), "source_file", "source_row").join(
+        staged.select(*key, *_compared(source, "__staged"), pl.col("source_file").alias("_from")),
+        on=key,
+        how="inner",
+    )
+
+
+def repeat_differences(
+    source: Source, repeated: pl.DataFrame, staged: pl.DataFrame
+) -> pl.DataFrame:
+    """source_file, source_row, changed: for each repeated row (typed as staged) whose key has a
+    staged row (`staged`, the same columns), the columns whose values differ from it, joined by
+    ", " ("": the same row sent again). Both engines; a duplicate's quarantine detail says it
+    (`duplicate_detail`)."""
+    schema = {"source_file": pl.String, "source_row": pl.Int64, "changed": pl.String}
+    if not repeated.height or not staged.height:
+        return pl.DataFrame(schema=schema)
+    others = [c for c in source.columns if c not in source.key_columns]
+    joined = _with_staged(source, repeated, staged)
+    return joined.select(
+        pl.col("source_file").cast(pl.String),
+        pl.col("source_row").cast(pl.Int64),
+        pl.concat_str(
+            [pl.when(pl.col(c).ne_missing(pl.col(f"{c}__staged"))).then(pl.lit(c)) for c in others],
+            separator=", ",
+            ignore_nulls=True,
+        ).alias("changed"),
+    )
+
+
+def duplicate_detail(rows: pl.DataFrame, differences: pl.DataFrame) -> pl.Series:
+    """The quarantine detail of repeated rows (`rows`: source_file, source_row, detail: where
+    the key was staged) with what they repeat: "..., the same values" (an export sent again),
+    or "..., other values in net_amount, status: not applied" (a conflict, or a later export's
+    change, which a later file does not apply: the row staged first stays)."""
+    found = rows.select("source_file", "source_row", "detail").join(
+        differences, on=["source_file", "source_row"], how="left", maintain_order="left"
+    )
+    changed = pl.col("changed")
+    return found.select(
+        pl.when(changed.is_null())
+        .then(pl.col("detail"))
+        .when(changed == "")
+        .then(pl.col("detail") + pl.lit(", the same values"))
+        .otherwise(pl.col("detail") + ", other values in " + changed + ": not applied")
+        .alias("detail")
+    ).to_series()
+
+
 def profile_changes(
     source: Source, repeated: pl.DataFrame, staged: pl.DataFrame, shown: int = 5
 ) -> dict[str, dict]:
     """Per file, its repeated rows (typed as staged) whose values differ from the staged row of
     their key (`staged`, the same columns): {"rows", "first" keys, "consent_withdrawn" (the
     staged row says yes to marketing, the repeated one no), "withdrawn_first"}. Both engines."""
-    key = list(source.key_columns)
-    others = [c for c in source.columns if c not in key]
+    others = [c for c in source.columns if c not in source.key_columns]
     if not repeated.height or not staged.height:
         return {}
-
-    def compared(suffix: str) -> list[pl.Expr]:
-        # Contact keys as identity and erasure compare them: an email in any case, handles in
-        # any order, case, with or without their @ (`sql/intermediate/normalization.sql`).
-        exprs = []
-        for c in others:
-            value = pl.col(c)
-            if c in source.contact_keys:
-                value = value.cast(pl.String).str.to_lowercase()
-                if c in source.lists:
-                    value = (
-                        value.str.split(LIST_SEPARATOR)
-                        .list.eval(pl.element().str.strip_chars().str.strip_chars_start("@"))
-                        .list.sort()
-                        .list.join(LIST_SEPARATOR)
-                    )
-            exprs.append(value.alias(f"{c}{suffix}"))
-        return exprs
-
-    joined = repeated.select(*key, *compared(""), "source_file", "source_row").join(
-        staged.select(*key, *compared("__staged"), pl.col("source_file").alias("_from")),
-        on=key,
-        how="inner",
-    )
+    joined = _with_staged(source, repeated, staged)
     # A key repeated within the file it was staged from is a plain duplicate: not a later
     # export's change (the row staged first in that file stays, as for any source).
     joined = joined.filter(pl.col("source_file") != pl.col("_from"))
@@ -2545,11 +2601,14 @@ def profile_changes(
     return found
 
 
-def _staged_profile_changes(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, dict]:
-    """`profile_changes` of this ingest's repeated rows (the temp table `duplicate_rows`)."""
-    repeated = con.execute("SELECT * EXCLUDE (detail) FROM duplicate_rows").pl()
+def _repeats_and_staged(
+    con: duckdb.DuckDBPyConnection, source: Source
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """This ingest's repeated rows (the temp table `duplicate_rows`, with their detail), sorted
+    by file and row, and the staged rows of their keys."""
+    repeated = con.execute("SELECT * FROM duplicate_rows ORDER BY source_file, source_row").pl()
     if not repeated.height:
-        return {}
+        return repeated, repeated.drop("detail")
     con.register("repeated_keys", repeated.select(source.key_columns).unique())
     try:
         names = ", ".join(quote_identifier(c) for c in source.key_columns)
@@ -2559,7 +2618,7 @@ def _staged_profile_changes(con: duckdb.DuckDBPyConnection, source: Source) -> d
         ).pl()
     finally:
         con.unregister("repeated_keys")
-    return profile_changes(source, repeated, staged)
+    return repeated, staged
 
 
 def profile_changes_message(file: str, changes: dict) -> str:
@@ -2588,11 +2647,17 @@ def profile_changes_message(file: str, changes: dict) -> str:
     )
 
 
-def _duplicate_quarantine(
-    con: duckdb.DuckDBPyConnection, source: Source, run_id: str, at: datetime
+def duplicate_quarantine(
+    rows: pl.DataFrame, staged: pl.DataFrame, source: Source, run_id: str, at: datetime
 ) -> pl.DataFrame:
-    """Quarantine rows for repeated keys, their values as staged (typed, then as text)."""
-    rows = con.execute("SELECT * FROM duplicate_rows ORDER BY source_file, source_row").pl()
+    """Quarantine rows for repeated keys (`rows`, typed as staged, with the detail of where the
+    key was staged), their values as staged (typed, then as text); the detail says whether they
+    repeat the staged row of their key (`staged`) or differ from it (`duplicate_detail`). Both
+    engines."""
+    if rows.height:
+        rows = rows.with_columns(
+            duplicate_detail(rows, repeat_differences(source, rows.drop("detail"), staged))
+        )
     raw = rows.select(
         "source_file",
         "source_row",
