@@ -504,6 +504,28 @@ def test_a_nul_byte_refuses_the_file_naming_its_line(warehouse, exports_dir, row
     assert_unchanged(warehouse)
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\x1f\x8b\x08\x00" + bytes(40), "a gzip-compressed file"),
+        (b"PAR1" + bytes(40), "a Parquet file (name it .parquet)"),
+        (b"PK\x03\x04" + bytes(40), "a ZIP archive, or an Excel workbook"),
+    ],
+    ids=["gzip", "parquet", "zip"],
+)
+def test_a_file_of_another_kind_named_csv_says_what_it_is(warehouse, exports_dir, content, words):
+    """A compressed export or a Parquet file named .csv was refused as "UTF-16 or binary data"
+    or as holding "a NUL byte (a tool's padding)": advice that does not fit."""
+    staged_first(warehouse, exports_dir)
+    write_text(exports_dir / "orders" / "b.csv", content)
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert str(refused.value).startswith(
+        f"orders/b.csv: unreadable .csv file: not CSV text: it is {words}"
+    )
+    assert_unchanged(warehouse)
+
+
 def test_latin1_text_names_the_line(warehouse, exports_dir):
     staged_first(warehouse, exports_dir)
     row = good_order(2) | {"customer_id": "Zoë"}
@@ -515,6 +537,72 @@ def test_latin1_text_names_the_line(warehouse, exports_dir):
 
 # ----------------------------------------------------------------------------------------------
 # 5. Timestamps in the future
+
+
+def test_a_time_before_the_year_one_is_quarantined_not_a_failure_of_the_source(
+    warehouse, exports_dir
+):
+    """polars reads the year 0 (`0000-01-01`, or .NET's DateTime.MinValue written with a European
+    offset, which is in the year 0 in UTC); the contract checks then failed the whole source
+    with "year 0 is out of range", naming no file, and every later run failed the same way."""
+    rows = [good_order(1), good_order(2), good_order(3)]
+    rows[1]["ordered_at"] = "0000-01-01 10:00:00"
+    rows[2]["ordered_at"] = "0001-01-01T00:00:00+01:00"
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert (report.rows_staged, report.rows_quarantined) == (1, 2)
+    assert [(q[1], q[3]) for q in quarantine(warehouse)] == [
+        (2, "unparseable_timestamp"),
+        (3, "unparseable_timestamp"),
+    ]
+    customer = {
+        "customer_id": "c1", "email": "a@x.io", "social_handles": "", "signup_date": "0000-01-01",
+        "loyalty_member": "no", "marketing_consent": "yes", "country": "US",
+    }  # fmt: skip
+    write_csv(exports_dir / "customers" / "c.csv", [customer])
+    report = ingest_source(warehouse, exports_dir, "customers", now=NOW)
+    assert (report.rows_staged, report.rows_quarantined) == (0, 1)
+
+
+def test_parquet_times_outside_the_years_1_to_9999_are_quarantined_naming_the_number(
+    warehouse, exports_dir
+):
+    """Epoch nanoseconds written into a millisecond column stopped the ingest with a panic of
+    polars (a Rust backtrace on the console, no file named); so did a date32 of 2**31 - 1, and
+    the year 1 in a zone west of UTC was the year 0 in UTC, as above."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (exports_dir / "orders").mkdir(exist_ok=True)
+    rows = pl.DataFrame([good_order(1), good_order(2)]).drop("ordered_at").to_arrow()
+    stamps = pa.array([1_700_000_000_000, 1_700_000_000_000_000_000], pa.timestamp("ms"))
+    pq.write_table(rows.append_column("ordered_at", stamps), exports_dir / "orders" / "a.parquet")
+    west = pa.array(
+        [dt.datetime(1, 1, 1), dt.datetime(2024, 1, 1)], pa.timestamp("us", tz="America/New_York")
+    )
+    rows = pl.DataFrame([good_order(3), good_order(4)]).drop("ordered_at").to_arrow()
+    pq.write_table(rows.append_column("ordered_at", west), exports_dir / "orders" / "b.parquet")
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o1", "o4"]
+    assert [(q[0], q[1], q[3]) for q in quarantine(warehouse)] == [
+        ("orders/a.parquet", 2, "unparseable_timestamp"),
+        ("orders/b.parquet", 1, "unparseable_timestamp"),
+    ]
+    assert (
+        "1700000000000000000 milliseconds since 1970-01-01 (out of range)"
+        in (quarantine(warehouse)[0][4])
+    )
+    assert report.rows_quarantined == 2
+
+    (exports_dir / "customers").mkdir(exist_ok=True)
+    days = pa.array([19_000, 2**31 - 1], pa.date32())
+    customers = pa.table(
+        {"customer_id": ["c1", "c2"], "email": ["a@x.io", "b@x.io"], "signup_date": days,
+         "loyalty_member": [False] * 2, "marketing_consent": [True] * 2, "country": ["US"] * 2}
+    )  # fmt: skip
+    pq.write_table(customers, exports_dir / "customers" / "c.parquet")
+    report = ingest_source(warehouse, exports_dir, "customers", now=NOW)
+    assert (report.rows_staged, report.rows_quarantined) == (1, 1)
 
 
 def test_timestamps_after_the_run_time_plus_a_day_are_quarantined_in_future(warehouse, exports_dir):

@@ -441,10 +441,25 @@ def _nul_problem(export: ExportFile, line: int) -> IngestError:
     )
 
 
+# Files of another kind named `.csv`, by their first bytes: a compressed export or a Parquet
+# file was refused as "UTF-16 or binary data" or "holds a NUL byte (a tool's padding)".
+_OTHER_KINDS = {
+    b"\x1f\x8b": "a gzip-compressed file (decompress it: gunzip)",
+    b"PAR1": "a Parquet file (name it .parquet)",
+    b"PK\x03\x04": "a ZIP archive, or an Excel workbook (.xlsx: save it as CSV UTF-8)",
+    b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls: save it as CSV UTF-8)",
+    b"BZh": "a bzip2-compressed file (decompress it)",
+    b"\x28\xb5\x2f\xfd": "a zstd-compressed file (decompress it)",
+}
+
+
 def _csv_header(export: ExportFile) -> list[str]:
     """The header names of a CSV file, from its first bytes, after checking they are UTF-8."""
     with export.path.open("rb") as handle:
         head = handle.read(HEAD_BYTES)
+    kind = next((said for magic, said in _OTHER_KINDS.items() if head.startswith(magic)), None)
+    if kind:
+        raise _unreadable(export, f"not CSV text: it is {kind}")
     encoding = _foreign_encoding(head)
     if encoding:
         raise _unreadable(
@@ -967,7 +982,35 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
         )
     if contract.base_type() is pl.Boolean and dtype.base_type() in (pl.Float32, pl.Float64):
         return pl.when(column.is_nan()).then(None).otherwise(column.cast(pl.String))  # a gap
+    if dtype.base_type() in (pl.Datetime, pl.Date):
+        return _temporal_as_text(column, dtype)
     return column.cast(pl.String)
+
+
+def _temporal_as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A Parquet date or timestamp column as text. A value outside the years 1 to 9999 (epoch
+    nanoseconds written into a millisecond column, a date32 of 2**31 - 1) stopped the ingest with
+    a panic of polars' text conversion that named no file: it is written as its stored number
+    and unit instead, which no timestamp form parses (quarantined, the number shown). The bounds
+    leave a day's margin, so a value in any time zone is within the years 1 to 9999."""
+    physical = column.to_physical()
+    if dtype.base_type() is pl.Date:
+        unit, low, high = "days", -719_161, 2_932_895  # 0001-01-02 and 9999-12-30
+    else:
+        unit = {"ns": "nanoseconds", "us": "microseconds", "ms": "milliseconds"}[
+            dtype.time_unit  # type: ignore[attr-defined]
+        ]
+        per_second = {"nanoseconds": 10**9, "microseconds": 10**6, "milliseconds": 10**3}[unit]
+        low, high = -62_135_510_400 * per_second, 253_402_128_000 * per_second
+        if unit == "nanoseconds":  # an i64 of nanoseconds spans the years 1677 to 2262
+            low, high = -(2**63) + 1, 2**63 - 1
+    inside = physical.is_between(low, high)
+    return pl.coalesce(
+        pl.when(inside).then(column).cast(pl.String),
+        pl.when(~inside).then(
+            pl.format("{} {} since 1970-01-01 (out of range)", physical, pl.lit(unit))
+        ),
+    )
 
 
 # A value quoted after the separator's space (`O1, "C1"`): CSV readers that follow RFC 4180,
@@ -1217,14 +1260,23 @@ def _parse_timestamps_general(text: pl.Series) -> pl.Series:
     return _without_second_60(text, parsed)
 
 
+# The first instant and day a contract check can report: polars reads the year 0 (`0000-01-01`,
+# or `0001-01-01T00:00:00+01:00` in UTC), which Python's datetime cannot hold, and the contract
+# checks then failed the whole source with "year 0 is out of range", naming no file or row.
+_FIRST_TIMESTAMP = datetime(1, 1, 1)
+_FIRST_DATE = _FIRST_TIMESTAMP.date()
+
+
 def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
     """Parse one text column; returns the typed column and the reason to give a failure."""
     if dtype == pl.String:
         return text, ""
     if dtype == pl.Datetime:
-        return _parse_timestamps(text), "unparseable_timestamp"
+        values = _parse_timestamps(text)
+        return values.set(values < _FIRST_TIMESTAMP, None), "unparseable_timestamp"
     if dtype == pl.Date:
-        return _parse_dates(text), "unparseable_date"
+        values = _parse_dates(text)
+        return values.set(values < _FIRST_DATE, None), "unparseable_date"
     if dtype == pl.Float64:
         values = text.cast(pl.Float64, strict=False)
         return values.set(~values.is_finite().fill_null(True), None), "unparseable_number"
