@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -147,7 +148,7 @@ def test_a_damaged_published_file_or_a_lost_history_file_is_rebuilt(working, lay
     two_versions(working, layout)
     assert readers.behind(working, layout) is None
     layout.published.write_bytes(b"garbage, not a database")
-    assert "could not be read" in readers.behind(working, layout)
+    assert "was not the file the last publish built" in readers.behind(working, layout)
     assert readers.publish(working, layout, now=NOW).built
     assert read(layout.published, "SELECT count(*) FROM marts.customer_rfm_at(1)") == [(2,)]
 
@@ -360,7 +361,7 @@ def test_a_file_put_at_the_published_path_by_hand_is_replaced_at_the_next_run(
         )
     finally:
         by_hand.close()
-    assert "built again, every row masked" in readers.behind(working, layout)
+    assert "was not the file the last publish built" in readers.behind(working, layout)
     assert readers.publish(working, layout, now=NOW).built  # the same inputs: rebuilt anyway
     assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
     assert readers.behind(working, layout) is None
@@ -372,6 +373,23 @@ def test_a_file_put_at_the_published_path_by_hand_is_replaced_at_the_next_run(
     publish_version(working, "2025-03-31", {"a": "At Risk"}, {"a": 1})
     assert readers.publish(working, layout, now=NOW).built
     assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
+
+
+def test_a_copy_of_the_working_database_at_the_published_path_is_replaced(working, layout):
+    """With nothing in the quarantine to mask, a copy of the working database put at the
+    published path (every staged email and work table in it) passed the quarantine check and
+    was served until the inputs changed. The file system tells it apart from the file built."""
+    working.execute("CREATE SCHEMA staging")
+    working.execute(load_sql("staging/create_quarantine"))  # empty: nothing to mask
+    working.execute("CREATE TABLE staging.customers AS SELECT 'ann@mail.test' AS email")
+    two_versions(working, layout)
+    working.execute("CHECKPOINT")
+    shutil.copyfile(layout.working, layout.published)
+    assert "was not the file the last publish built" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built  # the same inputs: rebuilt anyway
+    tables = "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name = 'staging'"
+    assert read(layout.published, tables) == [("staging", "quarantine")]
+    assert readers.behind(working, layout) is None
 
 
 def test_time_travel_works_on_the_published_file_attached_under_another_name(working, layout):

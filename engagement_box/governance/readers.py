@@ -198,10 +198,27 @@ def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
 
 def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     """Why the published file cannot serve its readers though its record says it is current, or
-    None: it does not open as a DuckDB file (overwritten, cut short), or a history file of a
-    retained version is gone (its views fail on it). Either went unnoticed, every run said
-    "nothing to do" with exit 0, while analysts could not read. Cheap: one read-only open and a
-    stat per file."""
+    None: it is not the file the last publish built (replaced, restored or written since), it
+    does not open as a DuckDB file (overwritten, cut short), its quarantine is not the masked
+    one built, or a history file of a retained version is gone (its views fail on it). Each
+    went unnoticed, every run said "nothing to do" with exit 0. Cheap: one read-only open and
+    a stat per file."""
+    # The file the last publish built, untouched since: a copy of the working database put at
+    # its path (every staged email in it), or a backup restored, was served until the inputs
+    # changed, and nothing in a copy with an empty quarantine told it apart. The file system
+    # does: one stat, and no open that a writer's lock could refuse.
+    built = _recorded_file(con)
+    if built is None:
+        return (
+            f"{layout.published} has no record of the file the last publish built (a "
+            "warehouse from before that record): built again"
+        )
+    if _file_identity(layout.published) != built:
+        return (
+            f"{layout.published} was not the file the last publish built (replaced or written "
+            "since: a copy put there by hand, a backup restored, or a session that opened it "
+            "for writing): built again"
+        )
     retained = _retained(con)
     files = [
         layout.history_file(mart, snapshot_id)
@@ -261,6 +278,34 @@ def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
         return None
     row = con.execute("SELECT state FROM marts.published_state").fetchone()
     return str(row[0]) if row else None
+
+
+def _file_identity(path: Path) -> str | None:
+    """The published file as the file system knows it (device, inode, size, modification time
+    in ns): any copy put at its path, a backup restored, or a write into it gives another one.
+    None when it is not there."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _recorded_file(con: duckdb.DuckDBPyConnection) -> str | None:
+    if not versions.table_exists(con, "marts", "published_file"):
+        return None
+    row = con.execute("SELECT identity FROM marts.published_file").fetchone()
+    return str(row[0]) if row else None
+
+
+def _record_file(con: duckdb.DuckDBPyConnection, identity: str | None) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS marts.published_file (identity VARCHAR)")
+    with transaction(con):
+        con.execute("DELETE FROM marts.published_file")
+        if identity is not None:
+            con.execute(
+                "INSERT INTO marts.published_file VALUES ($identity)", {"identity": identity}
+            )
 
 
 def _record_state(con: duckdb.DuckDBPyConnection, token: str) -> None:
@@ -771,6 +816,7 @@ def publish(
     layout.published.with_name(layout.published.name + ".wal").unlink(missing_ok=True)
     _record_state(con, token)
     _record_quarantine_state(con, masked_from, built)
+    _record_file(con, _file_identity(layout.published))
     done.built = True
     done.state = token
     done.seconds = time.perf_counter() - started
