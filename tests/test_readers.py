@@ -190,6 +190,37 @@ HOLD_OPEN = (
 )
 
 
+WRITE_AND_HOLD = (
+    "import duckdb, sys, time\n"
+    "con = duckdb.connect(sys.argv[1])\n"
+    "con.execute('CREATE TABLE main.mine AS SELECT 1 AS a')\n"
+    "con.execute('CHECKPOINT')\n"
+    "print('holding', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_file_written_by_a_session_still_open_is_not_replaced_under_it(working, layout):
+    """A session that wrote into the published file is no longer the file built; replaced
+    while that session held it, the session's next write put a log beside the new file that
+    no reader could replay. It is replaced once the session closes."""
+    two_versions(working, layout)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", WRITE_AND_HOLD, str(layout.published)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert readers.behind(working, layout) is None
+        assert not readers.publish(working, layout, now=NOW).built
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "was not the file the last publish built" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built
+    assert readers.behind(working, layout) is None
+
+
 def test_a_version_an_erasure_emptied_keeps_an_empty_file_not_a_missing_one(working, layout):
     """An erasure that removed every row of a version's mart deleted its Parquet file, while the
     publish log still counted rows: the next run took the file for lost and built the

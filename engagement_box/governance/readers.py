@@ -198,27 +198,15 @@ def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
 
 def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     """Why the published file cannot serve its readers though its record says it is current, or
-    None: it is not the file the last publish built (replaced, restored or written since), it
-    does not open as a DuckDB file (overwritten, cut short), its quarantine is not the masked
-    one built, or a history file of a retained version is gone (its views fail on it). Each
+    None: a history file of a retained version is gone (its views fail on it), the file is not
+    the one the last publish built (replaced, restored or written since), it does not open as
+    a DuckDB file (overwritten, cut short), or its quarantine is not the masked one built. Each
     went unnoticed, every run said "nothing to do" with exit 0. Cheap: one read-only open and
-    a stat per file."""
-    # The file the last publish built, untouched since: a copy of the working database put at
-    # its path (every staged email in it), or a backup restored, was served until the inputs
-    # changed, and nothing in a copy with an empty quarantine told it apart. The file system
-    # does: one stat, and no open that a writer's lock could refuse.
-    built = _recorded_file(con)
-    if built is None:
-        return (
-            f"{layout.published} has no record of the file the last publish built (a "
-            "warehouse from before that record): built again"
-        )
-    if _file_identity(layout.published) != built:
-        return (
-            f"{layout.published} was not the file the last publish built (replaced or written "
-            "since: a copy put there by hand, a backup restored, or a session that opened it "
-            "for writing): built again"
-        )
+    a stat per file.
+
+    None while a session holds the file open for writing: replaced under that session, the
+    session's next write would put a log beside the new file that no reader can replay. It is
+    looked at again once the session closes (a normal publish replaces it all the same)."""
     retained = _retained(con)
     files = [
         layout.history_file(mart, snapshot_id)
@@ -239,22 +227,38 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
             f"({cut[0]}{', ...' if len(cut) > 1 else ''}): written again"
         )
     quarantined = versions.table_exists(con, "staging", "quarantine")
-    _, built = _recorded_quarantine(con)
+    _, masked = _recorded_quarantine(con)
+    unreadable, served = None, None
     try:
         reader = duckdb.connect(str(layout.published), read_only=True)
         try:
             reader.execute("SELECT count(*) FROM marts.current_version").fetchone()
-            # Its quarantine must be the one built, masked: a copy of the working database
-            # put there by hand (the same versions, unmasked), or a backup from before an
-            # erasure, was served until the inputs changed. 0.05 s for 482,331 rows.
             served = _file_quarantine_state(reader) if quarantined else None
         finally:
             reader.close()
     except duckdb.Error as error:
-        if is_lock_conflict(error):  # someone opened it for writing: it opens, so it is a file
+        if is_lock_conflict(error):  # a session holds it for writing: not replaced under it
             return None
-        return f"{layout.published} could not be read ({first_line(error)})"
-    if quarantined and served != built:
+        unreadable = f"{layout.published} could not be read ({first_line(error)})"
+    # The file the last publish built, untouched since: a copy of the working database put at
+    # its path (every staged email in it), or a backup restored, was served until the inputs
+    # changed, and nothing in a copy with an empty quarantine told it apart. One stat does.
+    built = _recorded_file(con)
+    if built is None:
+        return (
+            f"{layout.published}: no record of the file the last publish built (kept since "
+            "this version of the pipeline): built again"
+        )
+    if _file_identity(layout.published) != built:
+        return (
+            f"{layout.published} was not the file the last publish built (replaced or changed "
+            "since: a copy put there by hand, a backup restored, a write into it; or a run "
+            "stopped before it recorded the file): built again"
+        )
+    if unreadable:
+        return unreadable
+    # Its quarantine must be the one built, masked (0.05 s for 482,331 rows).
+    if quarantined and served != masked:
         return (
             f"{layout.published} did not hold the masked quarantine it was built with (a file "
             "put there by hand, or restored from a backup): built again, every row masked"
@@ -281,14 +285,14 @@ def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _file_identity(path: Path) -> str | None:
-    """The published file as the file system knows it (device, inode, size, modification time
-    in ns): any copy put at its path, a backup restored, or a write into it gives another one.
-    None when it is not there."""
+    """The published file as the file system knows it (inode, size, modification time in ns):
+    any copy put at its path, a backup restored, or a write into it gives another one. Not the
+    device, which NFS and overlay mounts renumber at a remount. None when it is not there."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _recorded_file(con: duckdb.DuckDBPyConnection) -> str | None:
