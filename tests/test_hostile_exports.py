@@ -595,14 +595,20 @@ def test_parquet_times_outside_the_years_1_to_9999_are_quarantined_naming_the_nu
     assert report.rows_quarantined == 2
 
     (exports_dir / "customers").mkdir(exist_ok=True)
-    days = pa.array([19_000, 2**31 - 1], pa.date32())
+    # 2**31 - 1 days is out of any calendar; 0001-01-01 is a date, before the contract's floor
+    days = pa.array([19_000, 2**31 - 1, -719_162], pa.date32())
     customers = pa.table(
-        {"customer_id": ["c1", "c2"], "email": ["a@x.io", "b@x.io"], "signup_date": days,
-         "loyalty_member": [False] * 2, "marketing_consent": [True] * 2, "country": ["US"] * 2}
+        {"customer_id": ["c1", "c2", "c3"], "email": ["a@x.io", "b@x.io", "c@x.io"],
+         "signup_date": days, "loyalty_member": [False] * 3, "marketing_consent": [True] * 3,
+         "country": ["US"] * 3}
     )  # fmt: skip
     pq.write_table(customers, exports_dir / "customers" / "c.parquet")
     report = ingest_source(warehouse, exports_dir, "customers", now=NOW)
-    assert (report.rows_staged, report.rows_quarantined) == (1, 1)
+    assert (report.rows_staged, report.rows_quarantined) == (1, 2)
+    assert [(q[1], q[3]) for q in quarantine(warehouse) if q[0] == "customers/c.parquet"] == [
+        (2, "unparseable_date"),
+        (3, "out_of_range"),
+    ]
 
 
 def test_timestamps_after_the_run_time_plus_a_day_are_quarantined_in_future(warehouse, exports_dir):
@@ -761,6 +767,13 @@ def test_a_duplicate_is_staged_when_the_changed_file_with_the_first_occurrence_d
     assert [q[:4] for q in quarantine(warehouse)] == [
         ("orders/day3.csv", 1, "order_id", "duplicate_key")
     ]
+    # day3's row differed from day1's in its customer; the row staged now is day2's, from
+    # which it differs too: compared with the row staged now, not the one gone.
+    (detail,) = [q[4] for q in quarantine(warehouse)]
+    assert (
+        detail
+        == "already staged from an earlier file, other values in customer_id, email: not applied"
+    )
     assert reconcile(warehouse, "orders") == (3, 4, 3, 1, 0)
     files = warehouse.execute(
         "SELECT source_file, rows_read, rows_staged, rows_quarantined FROM staging.ingested_files "
@@ -774,6 +787,37 @@ def test_a_duplicate_is_staged_when_the_changed_file_with_the_first_occurrence_d
     from engagement_box.staging.ingestion import orphaned_duplicates
 
     assert orphaned_duplicates(warehouse, "orders") == 0
+
+
+def test_a_duplicate_left_after_a_restage_is_compared_with_the_row_staged_now(
+    warehouse, exports_dir
+):
+    """A duplicate that repeated the row staged kept saying "the same values" after that row
+    left and another duplicate (a return) was staged in its place."""
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    returned = {**good_order(2), "status": "returned"}
+    write_csv(exports_dir / "orders" / "b.csv", [returned])
+    write_csv(exports_dir / "orders" / "c.csv", [good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert [(q[0], q[4]) for q in quarantine(warehouse)] == [
+        (
+            "orders/b.csv",
+            "already staged from an earlier file, other values in status: not applied",
+        ),
+        ("orders/c.csv", "already staged from an earlier file, the same values"),
+    ]
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1)])  # o2 leaves a.csv: b's is staged
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert warehouse.execute(
+        "SELECT status FROM staging.orders WHERE order_id = 'o2'"
+    ).fetchall() == [("returned",)]
+    assert [(q[0], q[4]) for q in quarantine(warehouse)] == [
+        (
+            "orders/c.csv",
+            "already staged from an earlier file, other values in status: not applied",
+        ),
+    ]
 
 
 def test_the_asset_check_holds_after_a_changed_file_drops_a_key(tmp_path, exports_dir):

@@ -991,17 +991,20 @@ def _temporal_as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """A Parquet date or timestamp column as text. A value outside the years 1 to 9999 (epoch
     nanoseconds written into a millisecond column, a date32 of 2**31 - 1) stopped the ingest with
     a panic of polars' text conversion that named no file: it is written as its stored number
-    and unit instead, which no timestamp form parses (quarantined, the number shown). The bounds
-    leave a day's margin, so a value in any time zone is within the years 1 to 9999."""
+    and unit instead, which no timestamp form parses (quarantined, the number shown). A time
+    with a zone keeps a day's margin, so that it is within those years in any zone and in UTC."""
     physical = column.to_physical()
     if dtype.base_type() is pl.Date:
-        unit, low, high = "days", -719_161, 2_932_895  # 0001-01-02 and 9999-12-30
+        unit, low, high = "days", -719_162, 2_932_896  # 0001-01-01 and 9999-12-31
     else:
         unit = {"ns": "nanoseconds", "us": "microseconds", "ms": "milliseconds"}[
             dtype.time_unit  # type: ignore[attr-defined]
         ]
         per_second = {"nanoseconds": 10**9, "microseconds": 10**6, "milliseconds": 10**3}[unit]
-        low, high = -62_135_510_400 * per_second, 253_402_128_000 * per_second
+        margin = 86_400 if dtype.time_zone is not None else 0  # type: ignore[attr-defined]
+        # 0001-01-01T00:00:00 and 9999-12-31T23:59:59.999..., in seconds from 1970
+        low = (-62_135_596_800 + margin) * per_second
+        high = (253_402_300_800 - margin) * per_second - 1
         if unit == "nanoseconds":  # an i64 of nanoseconds spans the years 1677 to 2262
             low, high = -(2**63) + 1, 2**63 - 1
     inside = physical.is_between(low, high)
@@ -2435,7 +2438,8 @@ def _restage_orphaned_duplicates(
         [rows.select("source_file", "source_row"), values], how="horizontal"
     ).with_columns(pl.lit(None, dtype=pl.String).alias(ROW_PROBLEM))
     # The first row of each key (files in path order, then rows) is staged; the rest stay.
-    raw = raw.filter(key_text(raw, source).is_first_distinct())
+    first = key_text(raw, source).is_first_distinct()
+    rest, raw = raw.filter(~first), raw.filter(first)
     good, bad = check_batch(raw, source, run_id, at)
     con.register("rows_to_drop", raw.select("source_file", "source_row"))
     con.execute(load_sql("staging/delete_quarantine_rows"), {"source": source.name})
@@ -2452,12 +2456,44 @@ def _restage_orphaned_duplicates(
         con.register("bad_rows", bad)
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
+    if rest.height and good.height:
+        _redo_duplicate_details(con, source, rest, raw.join(good, on=_PLACE, how="semi"))
     moved = dict(good.group_by("source_file").len().iter_rows())
     for name, n in moved.items():
         con.execute(
             load_sql("staging/move_file_counts"), {"source": source.name, "file": name, "rows": n}
         )
     return moved
+
+
+_PLACE = ["source_file", "source_row"]
+
+
+def _redo_duplicate_details(
+    con: duckdb.DuckDBPyConnection, source: Source, rest: pl.DataFrame, restaged: pl.DataFrame
+) -> None:
+    """The quarantined duplicates left of restaged keys (`rest`), compared again with the row
+    staged now for their key (`restaged`; both as text, as quarantined): their detail said
+    whether they repeated the row staged before, which is gone."""
+    con.register("rest_rows", rest.select(_PLACE))
+    try:
+        details = con.execute(
+            "SELECT q.source_file, q.source_row, q.detail FROM staging.quarantine AS q "
+            "SEMI JOIN rest_rows AS r USING (source_file, source_row) "
+            "WHERE q.source = $source AND q.reason = 'duplicate_key'",
+            {"source": source.name},
+        ).pl()
+    finally:
+        con.unregister("rest_rows")
+    said = details.with_columns(
+        pl.col("detail").str.replace(r", (the same values|other values in .*)$", "")
+    )
+    said = said.with_columns(duplicate_detail(said, repeat_differences(source, rest, restaged)))
+    con.register("new_details", said)
+    try:
+        con.execute(load_sql("staging/update_duplicate_details"), {"source": source.name})
+    finally:
+        con.unregister("new_details")
 
 
 def key_hashes(keys: pl.Series) -> pl.Series:
