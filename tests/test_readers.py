@@ -169,17 +169,7 @@ def test_a_damaged_published_file_or_a_lost_history_file_is_rebuilt(working, lay
 
     # Someone holding it open for writing (`duckdb <file>` opens so): its lock keeps a read
     # from opening it, which is no damage; the file was built again on every run.
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_OPEN, str(layout.published)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "holding"
-        assert readers.behind(working, layout) is None
-        assert not readers.publish(working, layout, now=NOW).built
-    finally:
-        holder.kill()
-        holder.wait()
+    assert_left_alone_while_held(working, layout, HOLD_OPEN)
 
 
 HOLD_OPEN = (
@@ -188,6 +178,21 @@ HOLD_OPEN = (
     "print('holding', flush=True)\n"
     "time.sleep(60)\n"
 )
+
+
+def assert_left_alone_while_held(working, layout, script: str) -> None:
+    """While another process runs `script` on the published file (it opens it for writing and
+    holds it), nothing is behind and a publish builds nothing."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(layout.published)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert readers.behind(working, layout) is None
+        assert not readers.publish(working, layout, now=NOW).built
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 WRITE_AND_HOLD = (
@@ -205,17 +210,7 @@ def test_a_file_written_by_a_session_still_open_is_not_replaced_under_it(working
     while that session held it, the session's next write put a log beside the new file that
     no reader could replay. It is replaced once the session closes."""
     two_versions(working, layout)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", WRITE_AND_HOLD, str(layout.published)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "holding"
-        assert readers.behind(working, layout) is None
-        assert not readers.publish(working, layout, now=NOW).built
-    finally:
-        holder.kill()
-        holder.wait()
+    assert_left_alone_while_held(working, layout, WRITE_AND_HOLD)
     assert "was not the file the last publish built" in readers.behind(working, layout)
     assert readers.publish(working, layout, now=NOW).built
     assert readers.behind(working, layout) is None
@@ -264,6 +259,27 @@ def test_the_published_quarantine_masks_emails_and_handles(working, layout):
     ).fetchone() == ("ann.lee@mail.test",)
 
 
+def quarantine_table(working) -> str:
+    """An empty staging.quarantine in the working database; returns the statement inserting a
+    customers row ($row, $raw: its raw values as JSON)."""
+    working.execute("CREATE SCHEMA staging")
+    working.execute(load_sql("staging/create_quarantine"))
+    return (
+        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
+        "raw_values, quarantined_at) VALUES ('customers', 'c.csv', $row, 'malformed', "
+        "['email:malformed'], $raw, TIMESTAMP '2026-01-01')"
+    )
+
+
+def unmask_published(layout, raw: dict) -> None:
+    """Write `raw` into every quarantine row of the published file, unmasked, by hand."""
+    by_hand = duckdb.connect(str(layout.published))
+    try:
+        by_hand.execute("UPDATE staging.quarantine SET raw_values = $raw", {"raw": json.dumps(raw)})
+    finally:
+        by_hand.close()
+
+
 def test_the_masked_quarantine_is_copied_from_the_file_analysts_have_while_it_is_the_same(
     working, layout, monkeypatch
 ):
@@ -271,13 +287,7 @@ def test_the_masked_quarantine_is_copied_from_the_file_analysts_have_while_it_is
     and grew with it. The next file copies the masked rows of the file analysts have while the
     working quarantine holds the same rows (and the masking is the same); a changed
     quarantine, or a file without the record, is masked anew."""
-    working.execute("CREATE SCHEMA staging")
-    working.execute(load_sql("staging/create_quarantine"))
-    insert = (
-        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
-        "raw_values, quarantined_at) VALUES ('customers', 'c.csv', $row, 'malformed', "
-        "['email:malformed'], $raw, TIMESTAMP '2026-01-01')"
-    )
+    insert = quarantine_table(working)
     working.execute(insert, {"row": 1, "raw": json.dumps({"email": "ann@mail.test"})})
     two_versions(working, layout)  # masked at the first build
 
@@ -328,27 +338,14 @@ def test_a_file_with_the_same_quarantine_rows_unmasked_is_not_copied(working, la
     """A copy of the working database put at the published path holds the quarantine's rows
     by the same keys, unmasked. The next files copied its rows as they were, and kept them
     through reruns and erasures: the file's own masked values are checked before any copy."""
-    working.execute("CREATE SCHEMA staging")
-    working.execute(load_sql("staging/create_quarantine"))
-    insert = (
-        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
-        "raw_values, quarantined_at) VALUES ('customers', 'c.csv', $row, 'malformed', "
-        "['email:malformed'], $raw, TIMESTAMP '2026-01-01')"
-    )
+    insert = quarantine_table(working)
     working.execute(insert, {"row": 1, "raw": json.dumps({"email": "ann@mail.test"})})
     two_versions(working, layout)
     quarantined = "SELECT raw_values->>'email' FROM staging.quarantine ORDER BY source_row"
     assert read(layout.published, quarantined) == [("a***@mail.test",)]
 
     def unmask() -> None:
-        by_hand = duckdb.connect(str(layout.published))
-        try:
-            by_hand.execute(
-                "UPDATE staging.quarantine SET raw_values = $raw",
-                {"raw": json.dumps({"email": "ann@mail.test"})},
-            )
-        finally:
-            by_hand.close()
+        unmask_published(layout, {"email": "ann@mail.test"})
 
     unmask()  # the same rows: the whole quarantine would be copied
     publish_version(working, "2025-03-31", {"a": "At Risk"}, {"a": 1})
@@ -370,28 +367,15 @@ def test_a_file_put_at_the_published_path_by_hand_is_replaced_at_the_next_run(
     changed, `run --force` included. The next run sees it (`behind`) and builds the file again,
     every row masked; the publish after that copies from the rebuilt file again. Two equal
     quarantine rows are counted twice: hashes that cancel out would vouch for any copy."""
-    working.execute("CREATE SCHEMA staging")
-    working.execute(load_sql("staging/create_quarantine"))
-    insert = (
-        "INSERT INTO staging.quarantine (source, source_file, source_row, reason, reasons, "
-        "raw_values, quarantined_at) VALUES ('customers', 'c.csv', 1, 'malformed', "
-        "['email:malformed'], $raw, TIMESTAMP '2026-01-01')"
-    )
+    insert = quarantine_table(working)
     for _ in range(2):  # the same row twice: nothing the ingest writes, but nothing forbids it
-        working.execute(insert, {"raw": json.dumps({"email": "ann@mail.test"})})
+        working.execute(insert, {"row": 1, "raw": json.dumps({"email": "ann@mail.test"})})
     two_versions(working, layout)
     assert readers.behind(working, layout) is None
     quarantined = "SELECT raw_values->>'email' FROM staging.quarantine"
     assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
 
-    by_hand = duckdb.connect(str(layout.published))
-    try:
-        by_hand.execute(
-            "UPDATE staging.quarantine SET raw_values = $raw",
-            {"raw": json.dumps({"email": "ann@mail.test"})},
-        )
-    finally:
-        by_hand.close()
+    unmask_published(layout, {"email": "ann@mail.test"})
     assert "was not the file the last publish built" in readers.behind(working, layout)
     assert readers.publish(working, layout, now=NOW).built  # the same inputs: rebuilt anyway
     assert read(layout.published, quarantined) == [("a***@mail.test",)] * 2
