@@ -2,6 +2,7 @@
 the last completed order, and every input is the same)."""
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -46,6 +47,27 @@ def test_months_after_the_data_ends_reuse_the_last_version(december_run, tmp_pat
         for e in later.get_asset_materialization_events()
         if e.asset_key.path[0] == "marts"
     )
+
+
+def test_a_pinned_run_is_recorded_as_pinned(december_run, tmp_path: Path):
+    """ENGAGEMENT_AS_OF pins the as-of for every month: the version records the date, no
+    partition, and `as_of_pinned` in its settings, not the month the run was launched for (a
+    version of 30 December beside December's, which stays current)."""
+    december = copy_run(december_run, tmp_path)
+    pinned = run_graph(december.exports, december.database, ModelSettings(as_of="2025-12-30"))
+    assert pinned.success
+    con = duckdb.connect(str(december.database), read_only=True)
+    try:
+        partition_key, as_of, settings = con.execute(
+            "SELECT partition_key, as_of, settings FROM marts.snapshots "
+            "ORDER BY snapshot_id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        con.close()
+    assert partition_key is None and as_of == dt.date(2025, 12, 30)
+    recorded = json.loads(settings)  # typed: true, numbers, null for what was left unset
+    assert recorded["as_of_pinned"] is True and recorded["partition_key"] is None
+    assert recorded["clv_horizon_months"] == 12 and recorded["purchase_model"] is None
 
 
 def test_a_run_with_nothing_new_is_known_before_it_starts(december_run, tmp_path: Path):
