@@ -1395,6 +1395,46 @@ def test_a_later_customers_file_that_changes_profiles_is_said_not_applied(wareho
     assert ingest_source(warehouse, exports_dir, "customers").profile_changes == expected
 
 
+def test_duplicates_a_stopped_run_left_uncompared_are_compared_by_the_next_run(
+    warehouse, exports_dir, monkeypatch
+):
+    """Duplicates are compared with their staged rows after the ingest's commit. A run stopped
+    in between left their details without an ending and lost the warning of a withdrawn
+    consent for good: the next run found nothing to do. Their detail now says they were not
+    compared yet, the next run is not "nothing to do", and its ingest compares them and warns."""
+    import engagement_box.staging.ingestion as ingestion
+
+    folder = exports_dir / "customers"
+    folder.mkdir(exist_ok=True)
+    (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW]) + "\n")
+    ingest_source(warehouse, exports_dir, "customers")
+    withdrawn = CUSTOMER_ROW.replace("false,true,US", "false,false,US")
+    (folder / "b.csv").write_text("\n".join([CUSTOMER_HEADER, withdrawn]) + "\n")
+
+    def stopped(*args):
+        raise KeyboardInterrupt  # the run stops after the commit
+
+    monkeypatch.setattr(ingestion, "_compare_repeats", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_source(warehouse, exports_dir, "customers")
+    detail = "SELECT detail FROM staging.quarantine WHERE source_file = 'customers/b.csv'"
+    assert warehouse.execute(detail).fetchall() == [
+        ("already staged from an earlier file, not compared yet",)
+    ]
+    assert not ingestion.exports_taken_in(warehouse, exports_dir)  # something to do
+
+    monkeypatch.undo()
+    report = ingest_source(warehouse, exports_dir, "customers")  # no new file
+    assert (
+        report.files_ingested == []
+        and report.profile_changes["customers/b.csv"]["consent_withdrawn"] == 1
+    )
+    assert warehouse.execute(detail).fetchall() == [
+        ("already staged from an earlier file, other values in marketing_consent: not applied",)
+    ]
+    assert ingestion.exports_taken_in(warehouse, exports_dir)
+
+
 def test_files_refused_for_their_header_and_for_their_rows_are_named_together(
     warehouse, exports_dir
 ):

@@ -666,6 +666,14 @@ def _attach_previous_quarantine(
     return "whole" if masked_from == state else "rows"
 
 
+def mask_quarantine_anew(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget what the published quarantine was masked from, so the next publish masks every row
+    again: the ingest changed the detail of rows the file already holds (a duplicate compared
+    again), which a copy by the rows' keys would keep as they were."""
+    if versions.table_exists(con, "marts", "published_quarantine_state"):
+        con.execute("DELETE FROM marts.published_quarantine_state")
+
+
 def _record_quarantine_state(
     con: duckdb.DuckDBPyConnection, state: str | None, built: str | None
 ) -> None:

@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engagement_box import dictionary
-from engagement_box.governance import erasure, privacy
+from engagement_box.governance import erasure, privacy, readers
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import first_line, load_sql, quote_identifier, relation_exists, transaction
 from engagement_box.staging.contracts import (
@@ -285,6 +285,8 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     not the size, the same content hash (a copy, or an edit whose mtime was set back: ctime
     tells it). An ingest would change nothing. Cheap: only such files are read."""
     if not relation_exists(con, "staging", "ingested_files"):
+        return False
+    if duplicates_not_compared(con):  # a run stopped after its ingest's commit: finished next
         return False
     known = taken_in(con)
     for source in SOURCES.values():
@@ -1783,6 +1785,8 @@ def ingest_source(
             if todo:
                 with _one_duckdb_thread(con):
                     _stage(con, source, todo, report, run_id, at)
+            elif duplicates_not_compared(con, source):  # left by a run stopped after its commit
+                _compare_repeats(con, source, run_id or "", report)
         finally:
             for _, digest_future in todo:
                 digest_future.cancel()
@@ -1966,7 +1970,9 @@ def _stage(
             ).pl()
             # Compared with the rows staged for their keys after the commit (`_compare_repeats`):
             # looking those up among the rows this transaction inserted cost 2.9 s and 1.3 GB
-            # over 10M orders, against 0.3-0.6 s and 0.4 GB once committed.
+            # over 10M orders, against 0.3-0.6 s and 0.4 GB once committed. Until then their
+            # detail says so (`NOT_COMPARED`).
+            repeated = repeated.with_columns(pl.col("detail") + NOT_COMPARED)
             quarantined.append(duplicate_quarantine(repeated, None, source, run_id, at))
             bad_rows = pl.concat(quarantined)
             con.register("bad_rows", bad_rows)
@@ -2025,8 +2031,8 @@ def _stage(
                 )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
-    if repeated.height:
-        _compare_repeats(con, source, repeated, report)
+    if repeated.height or duplicates_not_compared(con, source):
+        _compare_repeats(con, source, run_id or "", report)
 
     report.files_ingested = files
     report.copies = _copies(con, source, todo)
@@ -2494,6 +2500,7 @@ def _redo_duplicate_details(
     con.register("new_details", said)
     try:
         con.execute(load_sql("staging/update_duplicate_details"), {"source": source.name})
+        readers.mask_quarantine_anew(con)  # the analysts' file holds the details before
     finally:
         con.unregister("new_details")
 
@@ -2691,15 +2698,60 @@ def profile_changes(
     return found
 
 
+# The ending of a duplicate's detail until it is compared with the row staged for its key.
+NOT_COMPARED = ", not compared yet"
+
+
+def duplicates_not_compared(con: duckdb.DuckDBPyConnection, source: Source | None = None) -> bool:
+    """Whether duplicates of `source` (of any source: None) wait for `_compare_repeats`: an
+    ingest committed and its run stopped before it compared them."""
+    if not relation_exists(con, "staging", "quarantine"):
+        return False
+    row = con.execute(
+        "SELECT count(*) FROM staging.quarantine WHERE reason = 'duplicate_key' "
+        "AND ($source IS NULL OR source = $source) AND suffix(detail, $pending)",
+        {"source": source.name if source else None, "pending": NOT_COMPARED},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _as_quarantined(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
+    """Typed rows as a quarantine row holds them (every column as text), the booleans typed
+    again (`profile_changes` reads the consent as one)."""
+    return frame.with_columns(
+        pl.col(c).cast(pl.String) if source.dtypes[c] != pl.Boolean else pl.col(c)
+        for c in source.columns
+    )
+
+
 def _compare_repeats(
-    con: duckdb.DuckDBPyConnection, source: Source, repeated: pl.DataFrame, report: IngestReport
+    con: duckdb.DuckDBPyConnection, source: Source, run_id: str, report: IngestReport
 ) -> None:
-    """After an ingest's commit: its repeated rows (`repeated`, typed as staged, with their
-    detail) compared with the rows staged for their keys. Their quarantine detail says whether
-    they repeat them or which values differ (`duplicate_detail`), and a profiles source reports
-    its changes not applied (`profile_changes`). A run stopped before this leaves the details
-    without that ending, and nothing else."""
-    con.register("repeated_keys", repeated.select(source.key_columns).unique())
+    """After an ingest's commit: the duplicates of `source` not compared yet (this ingest's,
+    and any a run stopped after its commit left) compared with the rows staged for their keys.
+    Their detail then says whether they repeat them or which values differ
+    (`duplicate_detail`), and a profiles source reports its changes not applied
+    (`profile_changes`). A detail changed after an earlier run published it makes the next
+    publish mask the quarantine anew."""
+    pending = con.execute(
+        "SELECT source_file, source_row, run_id, detail, CAST(raw_values AS VARCHAR) AS raw "
+        "FROM staging.quarantine WHERE source = $source AND reason = 'duplicate_key' "
+        "AND suffix(detail, $pending) ORDER BY source_file, source_row",
+        {"source": source.name, "pending": NOT_COMPARED},
+    ).pl()
+    if not pending.height:
+        return
+    booleans = [c for c in source.columns if source.dtypes[c] == pl.Boolean]
+    rows = pl.concat(
+        [
+            pending.select(_PLACE),
+            pending["raw"]
+            .str.json_decode(dtype=pl.Struct({c: pl.String for c in source.columns}))
+            .struct.unnest(),
+        ],
+        how="horizontal",
+    ).with_columns(pl.col(c).replace_strict({"true": True, "false": False}) for c in booleans)
+    con.register("repeated_keys", rows.select(source.key_columns).unique())
     try:
         names = ", ".join(quote_identifier(c) for c in source.key_columns)
         staged = con.execute(
@@ -2708,16 +2760,19 @@ def _compare_repeats(
         ).pl()
     finally:
         con.unregister("repeated_keys")
-    rows = repeated.drop("detail")
+    staged = _as_quarantined(staged, source)
     if source.name == PROFILE_SOURCE:
         report.profile_changes = profile_changes(source, rows, staged)
-    said = repeated.select(_PLACE).with_columns(
-        duplicate_detail(repeated, repeat_differences(source, rows, staged))
+    said = pending.select(*_PLACE, pl.col("detail").str.strip_suffix(NOT_COMPARED).alias("detail"))
+    said = said.select(_PLACE).with_columns(
+        duplicate_detail(said, repeat_differences(source, rows, staged))
     )
     con.register("new_details", said)
     try:
         with transaction(con):
             con.execute(load_sql("staging/update_duplicate_details"), {"source": source.name})
+            if (pending["run_id"] != run_id).any():  # published before with the other detail
+                readers.mask_quarantine_anew(con)
     finally:
         con.unregister("new_details")
 
