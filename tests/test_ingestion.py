@@ -1435,6 +1435,45 @@ def test_duplicates_a_stopped_run_left_uncompared_are_compared_by_the_next_run(
     assert ingestion.exports_taken_in(warehouse, exports_dir)
 
 
+def test_duplicates_left_uncompared_are_compared_after_a_restage_too(
+    warehouse, exports_dir, monkeypatch
+):
+    """A restage compares the duplicates left of its keys again; it took those a stopped run
+    left uncompared for compared ones ("not compared yet, other values in ...") and their
+    profile's withdrawn consent was never said. They are left to the comparison after the
+    commit, with the row staged now."""
+    import engagement_box.staging.ingestion as ingestion
+
+    folder = exports_dir / "customers"
+    folder.mkdir(exist_ok=True)
+    second = CUSTOMER_ROW.replace("C0000001", "C0000002")
+    (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW, second]) + "\n")
+    ingest_source(warehouse, exports_dir, "customers")
+    (folder / "b.csv").write_text("\n".join([CUSTOMER_HEADER, second]) + "\n")
+    withdrawn = second.replace("false,true,US", "false,false,US")
+    (folder / "c.csv").write_text("\n".join([CUSTOMER_HEADER, withdrawn]) + "\n")
+
+    def stopped(*args):
+        raise KeyboardInterrupt  # the run stops after the commit
+
+    monkeypatch.setattr(ingestion, "_compare_repeats", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_source(warehouse, exports_dir, "customers")
+    monkeypatch.undo()
+    (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW]) + "\n")
+    report = ingest_source(warehouse, exports_dir, "customers")  # b's C0000002 is staged
+    assert report.duplicates_restaged == {"customers/b.csv": 1}
+    assert warehouse.execute(
+        "SELECT source_file, detail FROM staging.quarantine WHERE reason = 'duplicate_key'"
+    ).fetchall() == [
+        (
+            "customers/c.csv",
+            "already staged from an earlier file, other values in marketing_consent: not applied",
+        )
+    ]
+    assert report.profile_changes["customers/c.csv"]["consent_withdrawn"] == 1
+
+
 def test_files_refused_for_their_header_and_for_their_rows_are_named_together(
     warehouse, exports_dir
 ):

@@ -2493,6 +2493,9 @@ def _redo_duplicate_details(
         ).pl()
     finally:
         con.unregister("rest_rows")
+    # Rows a stopped run left uncompared stay so: `_compare_repeats` compares them after this
+    # commit, with the row staged now, and says a profile's changes.
+    details = details.filter(~pl.col("detail").str.ends_with(NOT_COMPARED))
     said = details.with_columns(
         pl.col("detail").str.replace(r", (the same values|other values in .*)$", "")
     )
