@@ -1075,6 +1075,11 @@ def erase(args: argparse.Namespace) -> int:
         )
     for table, rows in sorted(report.rows_deleted.items()):
         print(f"  {table:40} {rows:>8} {_plural(rows, 'row')} deleted")
+    for file, rows in sorted(report.duplicates_restaged.items()):
+        print(
+            f"  {file:40} {rows:>8} {_plural(rows, 'row')} staged: another person's duplicate of "
+            "a key the deleted row held, quarantined until now"
+        )
     if any(t.startswith(("work.", "history_rows.")) and n for t, n in report.rows_deleted.items()):
         print(
             "  other customers' numbers in the versions that held the person stay as computed "

@@ -827,6 +827,29 @@ def test_a_duplicate_left_after_a_restage_is_compared_with_the_row_staged_now(
     ]
 
 
+def test_erasing_the_person_whose_row_held_a_repeated_key_stages_the_other_persons_row(
+    warehouse, exports_dir
+):
+    """Another person's row repeating a key of the erased person's staged row (a conflicting
+    export) stayed quarantined with its key staged nowhere: every later run failed its
+    reconciliation check ("duplicate_key rows without their staged key"). It is staged in the
+    deleted row's place, as when a changed file drops a key."""
+    from engagement_box.governance import erasure
+    from engagement_box.staging.ingestion import orphaned_duplicates
+
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1), good_order(2, "c2")])
+    write_csv(exports_dir / "orders" / "b.csv", [good_order(1, "c5")])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    report = erasure.erase(warehouse, customer_id="c1", now=NOW)
+    assert report.duplicates_restaged == {"orders/b.csv": 1}
+    assert warehouse.execute(
+        "SELECT order_id, customer_id, source_file FROM staging.orders ORDER BY order_id"
+    ).fetchall() == [("o1", "c5", "orders/b.csv"), ("o2", "c2", "orders/a.csv")]
+    assert quarantine(warehouse) == []
+    assert orphaned_duplicates(warehouse, "orders") == 0
+    assert reconcile(warehouse, "orders").holds
+
+
 def test_the_asset_check_holds_after_a_changed_file_drops_a_key(tmp_path, exports_dir):
     database = tmp_path / "w.duckdb"
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])

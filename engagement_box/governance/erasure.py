@@ -174,6 +174,9 @@ class ErasureReport:
     # emails and handles of the person's profiles that are placeholders (on more profiles than
     # ENGAGEMENT_MAX_PROFILES_PER_KEY): not the person's, so neither erased nor logged
     placeholders_not_followed: int = 0
+    # "source/file" -> rows: another person's duplicates of a key the person's deleted row held,
+    # staged in its place (as when a changed file drops a key)
+    duplicates_restaged: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -716,6 +719,26 @@ def _delete(
     )
 
 
+def _restage_other_duplicates(
+    con: duckdb.DuckDBPyConnection, deleted: dict[str, int], request_id: str, at: datetime
+) -> dict[str, int]:
+    """Another person's row that repeated a key the erased person's staged row held (a
+    conflicting export) stayed quarantined as its duplicate, with its key staged nowhere: every
+    later run then failed its reconciliation check. The first such duplicate is staged in its
+    place, as when a changed file drops a key (`ingestion.restage_orphaned_duplicates`)."""
+    from engagement_box.staging import ingestion  # it imports this module
+
+    moved: dict[str, int] = {}
+    for name, source in SOURCES.items():
+        if not deleted.get(f"staging.{name}") or not ingestion.orphaned_duplicates(con, name):
+            continue
+        for file, rows in ingestion.restage_orphaned_duplicates(
+            con, source, request_id, at
+        ).items():
+            moved[file] = moved.get(file, 0) + rows
+    return moved
+
+
 def erase(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -785,6 +808,9 @@ def erase(
             record_erased_profiles(con, lake_profiles(Path(lake), subjects), used_salt)
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
+        report.duplicates_restaged = _restage_other_duplicates(
+            con, report.rows_deleted, report.request_id, requested_at
+        )
         if any(t.startswith(("work.", "history_rows.")) for t in report.rows_deleted):
             # The migration pairs counted the person: every pair again, from what is left.
             report.migration_rows = versions.refresh_migration(con, recompute=True)

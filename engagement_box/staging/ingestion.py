@@ -1982,7 +1982,7 @@ def _stage(
             if erased_profiles:  # their keys go on counting for identity (by hash)
                 erasure.record_erased_profiles(con, pl.concat(erased_profiles), salt)
             if report.files_replaced:
-                report.duplicates_restaged = _restage_orphaned_duplicates(con, source, run_id, at)
+                report.duplicates_restaged = restage_orphaned_duplicates(con, source, run_id, at)
                 report.keys_withdrawn = _withdrawn_keys(con, source)
 
             staged_per_file = dict(
@@ -2363,7 +2363,7 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
 
 def restaged_message(source: str, restaged: dict[str, int]) -> str:
     """What a run says when keys a changed file no longer stages were staged again from the row
-    that repeated them in another file (`_restage_orphaned_duplicates`): that row's values now
+    that repeated them in another file (`restage_orphaned_duplicates`): that row's values now
     count, and they may differ from the ones the changed file had."""
     files = ", ".join(f"{file} {rows:,}" for file, rows in sorted(restaged.items()))
     total = sum(restaged.values())
@@ -2427,7 +2427,7 @@ def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int
     return int(rows[0]) if rows else 0
 
 
-def _restage_orphaned_duplicates(
+def restage_orphaned_duplicates(
     con: duckdb.DuckDBPyConnection, source: Source, run_id: str, at: datetime
 ) -> dict[str, int]:
     """Stage again the first quarantined duplicate of each key that is staged nowhere now (its
