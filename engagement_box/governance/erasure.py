@@ -729,6 +729,8 @@ def _restage_other_duplicates(
     from engagement_box.staging import ingestion  # it imports this module
 
     moved: dict[str, int] = {}
+    if not _table_exists(con, "staging", "quarantine"):
+        return moved  # nothing was ever quarantined: no duplicate
     for name, source in SOURCES.items():
         if not deleted.get(f"staging.{name}") or not ingestion.orphaned_duplicates(con, name):
             continue
