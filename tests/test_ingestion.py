@@ -1395,6 +1395,20 @@ def test_a_later_customers_file_that_changes_profiles_is_said_not_applied(wareho
     assert ingest_source(warehouse, exports_dir, "customers").profile_changes == expected
 
 
+def ingest_stopped_after_its_commit(warehouse, exports_dir, monkeypatch) -> None:
+    """An ingest of the customers whose run stops after the commit, before its duplicates are
+    compared (`compare_repeats`); the comparison is put back afterwards."""
+    import engagement_box.staging.ingestion as ingestion
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingestion, "compare_repeats", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_source(warehouse, exports_dir, "customers")
+
+
 def test_duplicates_a_stopped_run_left_uncompared_are_compared_by_the_next_run(
     warehouse, exports_dir, monkeypatch
 ):
@@ -1410,13 +1424,7 @@ def test_duplicates_a_stopped_run_left_uncompared_are_compared_by_the_next_run(
     ingest_source(warehouse, exports_dir, "customers")
     withdrawn = CUSTOMER_ROW.replace("false,true,US", "false,false,US")
     (folder / "b.csv").write_text("\n".join([CUSTOMER_HEADER, withdrawn]) + "\n")
-
-    def stopped(*args):
-        raise KeyboardInterrupt  # the run stops after the commit
-
-    monkeypatch.setattr(ingestion, "_compare_repeats", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        ingest_source(warehouse, exports_dir, "customers")
+    ingest_stopped_after_its_commit(warehouse, exports_dir, monkeypatch)
     detail = "SELECT detail FROM staging.quarantine WHERE source_file = 'customers/b.csv'"
     assert warehouse.execute(detail).fetchall() == [
         ("already staged from an earlier file, not compared yet",)
@@ -1442,7 +1450,6 @@ def test_duplicates_left_uncompared_are_compared_after_a_restage_too(
     left uncompared for compared ones ("not compared yet, other values in ...") and their
     profile's withdrawn consent was never said. They are left to the comparison after the
     commit, with the row staged now."""
-    import engagement_box.staging.ingestion as ingestion
 
     folder = exports_dir / "customers"
     folder.mkdir(exist_ok=True)
@@ -1452,13 +1459,7 @@ def test_duplicates_left_uncompared_are_compared_after_a_restage_too(
     (folder / "b.csv").write_text("\n".join([CUSTOMER_HEADER, second]) + "\n")
     withdrawn = second.replace("false,true,US", "false,false,US")
     (folder / "c.csv").write_text("\n".join([CUSTOMER_HEADER, withdrawn]) + "\n")
-
-    def stopped(*args):
-        raise KeyboardInterrupt  # the run stops after the commit
-
-    monkeypatch.setattr(ingestion, "_compare_repeats", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        ingest_source(warehouse, exports_dir, "customers")
+    ingest_stopped_after_its_commit(warehouse, exports_dir, monkeypatch)
     monkeypatch.undo()
     (folder / "a.csv").write_text("\n".join([CUSTOMER_HEADER, CUSTOMER_ROW]) + "\n")
     report = ingest_source(warehouse, exports_dir, "customers")  # b's C0000002 is staged

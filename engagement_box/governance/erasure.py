@@ -741,6 +741,17 @@ def _restage_other_duplicates(
     return moved
 
 
+def _compare_left_duplicates(con: duckdb.DuckDBPyConnection, request_id: str) -> None:
+    """After the erasure's commit: the duplicates left of keys a restage staged from another
+    row are compared with it (`ingestion.compare_repeats`), as after an ingest."""
+    from engagement_box.staging import ingestion  # it imports this module
+
+    for name, source in SOURCES.items():
+        if ingestion.duplicates_not_compared(con, source):
+            report = ingestion.IngestReport(source=name, run_id=request_id)
+            ingestion.compare_repeats(con, source, request_id, report)
+
+
 def erase(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -833,6 +844,9 @@ def erase(
                 "salt_fingerprint": salt_fingerprint(used_salt),
             },
         )
+
+    if report.duplicates_restaged:  # the duplicates left of those keys, against the row staged
+        _compare_left_duplicates(con, report.request_id)
 
     working = database_path(con)
     if working:

@@ -1786,7 +1786,7 @@ def ingest_source(
                 with _one_duckdb_thread(con):
                     _stage(con, source, todo, report, run_id, at)
             elif duplicates_not_compared(con, source):  # left by a run stopped after its commit
-                _compare_repeats(con, source, run_id or "", report)
+                compare_repeats(con, source, run_id or "", report)
         finally:
             for _, digest_future in todo:
                 digest_future.cancel()
@@ -1968,7 +1968,7 @@ def _stage(
             repeated = con.execute(
                 "SELECT * FROM duplicate_rows ORDER BY source_file, source_row"
             ).pl()
-            # Compared with the rows staged for their keys after the commit (`_compare_repeats`):
+            # Compared with the rows staged for their keys after the commit (`compare_repeats`):
             # looking those up among the rows this transaction inserted cost 2.9 s and 1.3 GB
             # over 10M orders, against 0.3-0.6 s and 0.4 GB once committed. Until then their
             # detail says so (`NOT_COMPARED`).
@@ -2032,7 +2032,7 @@ def _stage(
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
     if repeated.height or duplicates_not_compared(con, source):
-        _compare_repeats(con, source, run_id or "", report)
+        compare_repeats(con, source, run_id or "", report)
 
     report.files_ingested = files
     report.copies = _copies(con, source, todo)
@@ -2464,8 +2464,15 @@ def restage_orphaned_duplicates(
         con.register("bad_rows", bad)
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
-    if rest.height and good.height:
-        _redo_duplicate_details(con, source, rest, raw.join(good, on=_PLACE, how="semi"))
+    if rest.height and good.height:  # compared again, with the row staged now, after the commit
+        con.register("rest_rows", rest.select(_PLACE))
+        try:
+            con.execute(
+                load_sql("staging/mark_duplicates_not_compared"),
+                {"source": source.name, "pending": NOT_COMPARED},
+            )
+        finally:
+            con.unregister("rest_rows")
     moved = dict(good.group_by("source_file").len().iter_rows())
     for name, n in moved.items():
         con.execute(
@@ -2475,37 +2482,6 @@ def restage_orphaned_duplicates(
 
 
 _PLACE = ["source_file", "source_row"]
-
-
-def _redo_duplicate_details(
-    con: duckdb.DuckDBPyConnection, source: Source, rest: pl.DataFrame, restaged: pl.DataFrame
-) -> None:
-    """The quarantined duplicates left of restaged keys (`rest`), compared again with the row
-    staged now for their key (`restaged`; both as text, as quarantined): their detail said
-    whether they repeated the row staged before, which is gone."""
-    con.register("rest_rows", rest.select(_PLACE))
-    try:
-        details = con.execute(
-            "SELECT q.source_file, q.source_row, q.detail FROM staging.quarantine AS q "
-            "SEMI JOIN rest_rows AS r USING (source_file, source_row) "
-            "WHERE q.source = $source AND q.reason = 'duplicate_key'",
-            {"source": source.name},
-        ).pl()
-    finally:
-        con.unregister("rest_rows")
-    # Rows a stopped run left uncompared stay so: `_compare_repeats` compares them after this
-    # commit, with the row staged now, and says a profile's changes.
-    details = details.filter(~pl.col("detail").str.ends_with(NOT_COMPARED))
-    said = details.with_columns(
-        pl.col("detail").str.replace(r", (the same values|other values in .*)$", "")
-    )
-    said = said.with_columns(duplicate_detail(said, repeat_differences(source, rest, restaged)))
-    con.register("new_details", said)
-    try:
-        con.execute(load_sql("staging/update_duplicate_details"), {"source": source.name})
-        readers.mask_quarantine_anew(con)  # the analysts' file holds the details before
-    finally:
-        con.unregister("new_details")
 
 
 def key_hashes(keys: pl.Series) -> pl.Series:
@@ -2706,7 +2682,7 @@ NOT_COMPARED = ", not compared yet"
 
 
 def duplicates_not_compared(con: duckdb.DuckDBPyConnection, source: Source | None = None) -> bool:
-    """Whether duplicates of `source` (of any source: None) wait for `_compare_repeats`: an
+    """Whether duplicates of `source` (of any source: None) wait for `compare_repeats`: an
     ingest committed and its run stopped before it compared them."""
     if not relation_exists(con, "staging", "quarantine"):
         return False
@@ -2727,7 +2703,7 @@ def _as_quarantined(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     )
 
 
-def _compare_repeats(
+def compare_repeats(
     con: duckdb.DuckDBPyConnection, source: Source, run_id: str, report: IngestReport
 ) -> None:
     """After an ingest's commit: the duplicates of `source` not compared yet (this ingest's,
@@ -2813,7 +2789,7 @@ def duplicate_quarantine(
     key was staged), their values as staged (typed, then as text); given the staged rows of
     their keys (`staged`), the detail says whether they repeat them or differ
     (`duplicate_detail`). Both engines (the DuckDB engine says it after its commit:
-    `_compare_repeats`)."""
+    `compare_repeats`)."""
     if rows.height and staged is not None:
         rows = rows.with_columns(
             duplicate_detail(rows, repeat_differences(source, rows.drop("detail"), staged))

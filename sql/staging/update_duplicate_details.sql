@@ -1,6 +1,6 @@
 -- The detail of quarantined duplicates of a source (new_details: source_file, source_row,
--- detail, a frame registered by the caller): those whose key was staged again from another
--- duplicate (`_restage_orphaned_duplicates`) say whether they repeat that row or differ.
+-- detail, a frame registered by the caller): compared with the row staged for their key
+-- (`ingestion.compare_repeats`), they say whether they repeat it or differ.
 UPDATE staging.quarantine AS q
 SET detail = n.detail
 FROM new_details AS n
