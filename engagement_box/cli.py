@@ -911,7 +911,7 @@ def retention_outcome(events) -> list[str]:
     lines = [
         f"expired now: {_plural(len(expired), 'version')} {', '.join(expired)}"
         if expired
-        else "expired now: none (every version is within the policy)",
+        else "expired now: none (each version is within the policy, or is the current one)",
         f"versions kept: {kept} (policy: keep the newest ENGAGEMENT_KEEP_VERSIONS="
         f"{meta.get('keep_versions')}, expire any older than ENGAGEMENT_KEEP_DAYS="
         f"{meta.get('keep_days')} days; the current version always stays)",

@@ -692,7 +692,12 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("as_of", "DATE", "The version's as-of date."),
             Column("settings", "JSON", "Every setting that changes the numbers."),
-            Column("tables", "JSON", "Rows of each mart in this version."),
+            Column(
+                "tables",
+                "JSON",
+                "Rows of each mart in this version when it was published (an erasure since "
+                "then deletes rows from history.*, not from this count).",
+            ),
             Column(
                 "inputs_fingerprint",
                 "VARCHAR",
@@ -719,7 +724,12 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("as_of", "DATE", "The version's as-of date."),
             Column("settings", "JSON", "Every setting that changes the numbers."),
-            Column("tables", "JSON", "Rows of each mart in this version."),
+            Column(
+                "tables",
+                "JSON",
+                "Rows of each mart in this version when it was published (an erasure since "
+                "then deletes rows from history.*, not from this count).",
+            ),
             Column("is_current", "BOOLEAN", "True for exactly the version marts.* holds."),
             Column(
                 "inputs_fingerprint",

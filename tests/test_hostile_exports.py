@@ -811,7 +811,7 @@ def test_a_duplicate_left_after_a_restage_is_compared_with_the_row_staged_now(
     from engagement_box.governance import readers
 
     warehouse.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    readers._record_quarantine_state(warehouse, "masked_json/4|2|0", "2|0")
+    readers._record_quarantine_state(warehouse, f"{readers.QUARANTINE_MASKING}|2|0", "2|0")
     write_csv(exports_dir / "orders" / "a.csv", [good_order(1)])  # o2 leaves a.csv: b's is staged
     ingest_source(warehouse, exports_dir, "orders", now=NOW)
     # c's detail changed: copied by its keys, the next file would keep the one it had

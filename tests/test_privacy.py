@@ -101,6 +101,8 @@ def test_a_handle_written_without_its_at_is_masked_in_a_handle_field():
     assert privacy.masked_json('{"email": ["jane@x.com"], "note": {"e": "bob@x.com"}}') == (
         '{"email":["j***@x.com"],"note":{"e":"b***@x.com"}}'
     )
+    # A missing value's detail quotes no value: it read `n***`, as if a handle began with n.
+    assert privacy.masked_detail("not_nullable: null", "actor_handle") == "not_nullable: null"
     handle_rule = "str_matches('^@?[A-Za-z0-9_.]{1,64}$')"
     assert privacy.masked_detail(f"{handle_rule}: Bob Stone (IG): bob", "target_handle") == (
         f"{handle_rule}: B*** S*** (I***):*** b***"

@@ -588,9 +588,10 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection, previous: bool = False) -
     )
 
 
-# What the published quarantine was masked from: its rows (by their keys) and the masking
-# itself (a change of `privacy.masked_json` gives another state, so the next build masks anew).
-QUARANTINE_MASKING = "masked_json/4"
+# What the published quarantine was masked from: its rows (by their keys) and the masking itself
+# (a change of `privacy.masked_json` or `masked_detail` gives another state, so the next build
+# masks anew; 5: a missing value's detail is no longer masked as a value).
+QUARANTINE_MASKING = "masked_json/5"
 _PREVIOUS = "engagement_previous"
 
 

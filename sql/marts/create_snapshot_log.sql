@@ -1,7 +1,8 @@
 -- One row per publish, kept after the version expires (audit trail). `tables` maps each mart to
--- its row count in this version; `inputs_fingerprint` is the hash of what the version was computed
--- from (see versions.inputs_fingerprint); `expired_at` is set when retention drops the version's
--- rows from `history.*`. Analysts read it through the view `marts.snapshots`.
+-- its row count when the version was published (an erasure later deletes rows, not counts);
+-- `inputs_fingerprint` is the hash of what the version was computed from (see
+-- versions.inputs_fingerprint); `expired_at` is set when retention drops the version's rows from
+-- `history.*`. Analysts read it through the view `marts.snapshots`.
 CREATE TABLE IF NOT EXISTS marts.snapshot_log (
     snapshot_id        BIGINT PRIMARY KEY,
     published_at       TIMESTAMP NOT NULL,
