@@ -88,3 +88,24 @@ def test_write_csv_neutralised_and_parquet_intact(tmp_path):
     assert not any(e.startswith("=") for e in emails)
     parquet = pl.read_parquet(paths["parquet"])
     assert parquet.equals(out)
+
+
+def test_audience_rows_come_sorted_by_kind_audience_and_customer_whatever_the_input_order():
+    """The files' rows are in a fixed order (a diff of two days' files shows only what moved):
+    kind, then audience, then customer id, however the marts' rows came."""
+    ids = [f"c{i:02d}" for i in range(12)]
+    shuffled = [ids[i] for i in (7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 6, 4)]
+    customers = pl.DataFrame(
+        {"customer_id": shuffled, "email": [f"{c}@x.com" for c in shuffled]}
+    ).with_columns(marketing_consent=pl.col("customer_id") != "c05")
+    segments = pl.DataFrame(
+        {"customer_id": ids[::-1], "segment": [RFM_SEGMENTS[i % 3] for i in range(12)]}
+    )
+    quadrants = pl.DataFrame(
+        {"customer_id": shuffled[:9], "quadrant": [QUADRANTS[i % 2] for i in range(9)]}
+    )
+    rows = build_audiences(customers, segments=segments, quadrants=quadrants)
+    keys = rows.select("audience_kind", "audience", "customer_id").rows()
+    assert keys == sorted(keys)
+    assert len(keys) == 11 + 8  # c05 withheld consent; every other person once per kind
+    assert rows.filter(pl.col("customer_id") == "c05").height == 0

