@@ -224,9 +224,17 @@ class Warehouse(DuckDBResource):
         if problem:
             raise ConfigurationError(problem)
         run_id = context.run.run_id
+        if context.instance is not None:
+            # The UI's "Re-execute" runs in the webserver's process, with its settings: a rerun
+            # of a run started elsewhere (another .env, another shell) published into this
+            # process's warehouse and reported success while the run's own stayed as it was.
+            moved = moved_reexecution(context.instance, context.run, self.layout)
+            if moved:
+                raise ConfigurationError(moved)
         if context.instance is not None and run_id is not None:
-            # Who runs this run: a later run marks it failed if this process dies unfinished.
-            context.instance.add_run_tags(run_id, process_tags())
+            # Who runs this run (a later run marks it failed if this process dies unfinished),
+            # and on which warehouse (what a re-execution of it must work on too).
+            context.instance.add_run_tags(run_id, {**process_tags(), **location_tags(self.layout)})
         instance, run = context.instance, context.run
         month = run.tags.get(PARTITION_TAG, "this run")
         self._run_lock = acquire_run_lock(
@@ -504,6 +512,41 @@ def _process_start(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+# Where a run worked, recorded on it when its warehouse is set up; Dagster tags a re-execution
+# with the run it re-executes.
+WORKING_DB_TAG = "engagement/working_database"
+PUBLISHED_TAG = "engagement/warehouse"
+PARENT_RUN_TAG = "dagster/parent_run_id"
+
+
+def location_tags(layout: readers.Layout) -> dict[str, str]:
+    return {
+        WORKING_DB_TAG: str(layout.working.resolve()),
+        PUBLISHED_TAG: str(layout.published.resolve()),
+    }
+
+
+def moved_reexecution(instance: dg.DagsterInstance, run: dg.DagsterRun, layout) -> str | None:
+    """Why `run` may not run on `layout`: it re-executes a run that worked on another warehouse
+    (its recorded `location_tags`), or None (not a re-execution, the same warehouse, or a parent
+    from before the tags)."""
+    parent_id = run.tags.get(PARENT_RUN_TAG)
+    parent = instance.get_run_by_id(parent_id) if parent_id else None
+    if parent is None:
+        return None
+    here = location_tags(layout)
+    there = {tag: parent.tags[tag] for tag in here if parent.tags.get(tag)}
+    if all(there[tag] == here[tag] for tag in there):
+        return None
+    return (
+        f"this run re-executes run {parent_id}, which worked on the working database "
+        f"{there.get(WORKING_DB_TAG, '?')} (analysts' file {there.get(PUBLISHED_TAG, '?')}); this "
+        f"process's settings point at {here[WORKING_DB_TAG]} ({here[PUBLISHED_TAG]}). Nothing "
+        "was written. Re-execute it from a process with that run's ENGAGEMENT_WAREHOUSE and "
+        "ENGAGEMENT_WORKING_DB (its .env), or start a new run here"
+    )
 
 
 def process_tags(pid: int | None = None) -> dict[str, str]:

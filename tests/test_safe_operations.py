@@ -277,6 +277,45 @@ def test_a_reexecution_is_not_failed_for_its_parents_process_tags():
         assert instance.get_run_by_id(child.run_id).status == dg.DagsterRunStatus.STARTING
 
 
+def test_a_reexecution_on_another_warehouse_is_refused_before_it_writes(december_run, tmp_path):
+    """The UI's "Re-execute" runs with the webserver's settings: a rerun of a run started with
+    another .env published into the UI's warehouse and said SUCCESS, while the run's own
+    warehouse stayed without it. A run records where it worked; its re-execution elsewhere is
+    refused, saying both places; on the same warehouse it goes on."""
+    import dagster as dg
+
+    from engagement_box.governance import readers
+    from pipelines.resources import PUBLISHED_TAG, WORKING_DB_TAG, moved_reexecution
+
+    database = december_run.database
+    here = readers.Layout(published=database, working=readers.default_working(database))
+    with dg.DagsterInstance.local_temp(str(december_run.dagster_home)) as stored:
+        (parent,) = stored.get_runs()
+    # the run recorded its warehouse when it started
+    assert parent.tags[WORKING_DB_TAG] == str(here.working.resolve())
+    assert parent.tags[PUBLISHED_TAG] == str(database.resolve())
+    with dg.instance_for_test() as instance:
+        parent = dg.DagsterRun(job_name=parent.job_name, tags=dict(parent.tags))
+        instance.add_run(parent)
+        child = dg.DagsterRun(
+            job_name=parent.job_name, tags={"dagster/parent_run_id": parent.run_id}
+        )
+        elsewhere = readers.Layout(
+            published=tmp_path / "ui.duckdb", working=tmp_path / "ui.working.duckdb"
+        )
+        said = moved_reexecution(instance, child, elsewhere)
+        assert said is not None
+        assert str(here.working.resolve()) in said and str(tmp_path / "ui.working.duckdb") in said
+        assert "Nothing was written" in said
+        assert moved_reexecution(instance, child, here) is None
+        # a run re-executing none, or one from before the tags, is not judged
+        assert moved_reexecution(instance, dg.DagsterRun(job_name="x"), elsewhere) is None
+        untagged = dg.DagsterRun(job_name=parent.job_name)
+        instance.add_run(untagged)
+        orphan = dg.DagsterRun(job_name="x", tags={"dagster/parent_run_id": untagged.run_id})
+        assert moved_reexecution(instance, orphan, elsewhere) is None
+
+
 def test_a_backfills_months_take_the_run_lock_in_month_order():
     """Dagster launches every run of a UI backfill at once; each waits for the months of its
     backfill before it that are still to run (not for finished ones, other backfills' runs or a
