@@ -188,7 +188,7 @@ def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monk
         holder.wait()
 
 
-def test_a_missing_export_folder_is_a_ticks_skip_reason_not_a_resource_error(tmp_path):
+def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_path):
     """With referrals/ moved away, the sensor's and the schedule's ticks failed with
     DagsterResourceFunctionError and a stack trace; a run still fails before any step."""
     for source in SOURCES:
@@ -210,6 +210,21 @@ def test_a_missing_export_folder_is_a_ticks_skip_reason_not_a_resource_error(tmp
     assert ticked.skip_message.startswith("no run: ") and "referrals" in ticked.skip_message
     sensed = new_export_files(dg.build_sensor_context(resources={"exports": resources["exports"]}))
     assert isinstance(sensed, dg.SkipReason) and "referrals" in sensed.skip_message
+
+    # A file the ingest refuses by its type: the sensor skipped, the schedule requested a run
+    # that failed in staging__orders on it. Both now say it and start nothing.
+    (tmp_path / "referrals").mkdir()
+    (tmp_path / "orders" / "notes.txt").write_text("to do\n")
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 5),
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        ticked = daily_schedule.evaluate_tick(context)
+    assert not ticked.run_requests
+    assert ticked.skip_message.startswith("no run: orders/notes.txt: unsupported file type")
+    sensed = new_export_files(dg.build_sensor_context(resources={"exports": resources["exports"]}))
+    assert sensed.skip_message == ticked.skip_message
 
 
 def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
