@@ -171,11 +171,25 @@ def root_cause(result) -> str | None:
 
 
 def _exports_problem() -> str | None:
-    from pipelines.resources import missing_export_folders, missing_exports_message
+    """Why a run could not read its exports or write its audience files, or None."""
+    from pipelines.resources import (
+        audience_folder_problem,
+        missing_export_folders,
+        missing_exports_message,
+    )
 
     data_dir = settings.data_dir()
     missing = missing_export_folders(data_dir)
-    return missing_exports_message(data_dir, missing) if missing else None
+    if missing:
+        return missing_exports_message(data_dir, missing)
+    audiences = settings.audience_dir()
+    problem = audience_folder_problem(audiences)
+    if problem:
+        return (
+            f"the audience folder {audiences} cannot be written ({problem}); point "
+            "ENGAGEMENT_AUDIENCE_DIR at a folder this user can write (it is created when missing)"
+        )
+    return None
 
 
 WORKSPACE_YAML = settings.REPO_ROOT / "workspace.yaml"

@@ -735,6 +735,36 @@ class EngagementConfig(_FromSettings):
     def audience_path(self) -> Path:
         return Path(self.audience_dir) if self.audience_dir else settings.audience_dir()
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # An audience folder that cannot be written failed the last step, after the publish,
+        # with a raw FileExistsError: the run stops before its first step instead.
+        if context.run is None:
+            return  # a tick: it writes nothing there
+        folder = self.audience_path
+        problem = audience_folder_problem(folder)
+        if problem:
+            raise ConfigurationError(
+                f"the audience folder {folder} cannot be written ({problem}); nothing ran. "
+                "Point ENGAGEMENT_AUDIENCE_DIR at a folder this user can write (it is created "
+                "when missing)"
+            )
+
+
+def audience_folder_problem(folder: Path) -> str | None:
+    """Why the audience files could not be written in `folder` (made when missing), or None."""
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    if folder.is_dir():
+        return folder_not_writable(folder, "audiences")
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable by this user"
+    return None
+
 
 class RetentionPolicy(_FromSettings):
     """Which published versions stay queryable: the newest `keep_versions` that are younger

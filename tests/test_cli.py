@@ -1095,7 +1095,10 @@ def test_retain_applies_the_policy_as_a_run_and_says_what_it_expired(december_ru
     # Nothing left to expire: said so, exit 0.
     code, out, _ = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
     assert code == 0
-    assert "expired now: none (each version is within the policy, or is the current one)" in out.splitlines()
+    assert (
+        "expired now: none (each version is within the policy, or is the current one)"
+        in out.splitlines()
+    )
 
 
 def test_retain_with_no_warehouse_means_nothing_ran(tmp_path):
@@ -1109,19 +1112,29 @@ def test_retain_with_no_warehouse_means_nothing_ran(tmp_path):
     assert "run:" not in out and not (tmp_path / "warehouse").exists()
 
 
-def test_a_warehouse_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
+def test_a_warehouse_or_audience_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
     """The run lock cannot be created: nothing ran, so exit 2 (1 is for a run that failed)."""
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("")
-    env = {
-        **environment(tmp_path, empty_exports(tmp_path)),
-        "ENGAGEMENT_WAREHOUSE": str(blocker / "e.duckdb"),
-    }
+    exports = empty_exports(tmp_path)
+    env = {**environment(tmp_path, exports), "ENGAGEMENT_WAREHOUSE": str(blocker / "e.duckdb")}
     code, out, err = run_cli(env)
     assert code == 2
     (line,) = err.splitlines()
     assert line.startswith(f"FAILED before any step: cannot create the run lock {blocker}")
     assert "run:" not in out
+
+    # An audience folder that is a file failed the last step, after the version was published.
+    env = {**environment(tmp_path, exports), "ENGAGEMENT_AUDIENCE_DIR": str(blocker)}
+    code, out, err = run_cli(env)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line == (
+        f"FAILED before any step: the audience folder {blocker} cannot be written (it is a file, "
+        "not a folder); point ENGAGEMENT_AUDIENCE_DIR at a folder this user can write (it is "
+        "created when missing)"
+    )
+    assert "run:" not in out and not (tmp_path / "warehouse").exists()
 
 
 @pytest.fixture

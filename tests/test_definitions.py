@@ -251,6 +251,32 @@ def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_gi
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "w.working.duckdb").exists()
 
 
+def test_an_audience_folder_that_is_a_file_stops_the_run_before_its_first_step(tmp_path):
+    """ENGAGEMENT_AUDIENCE_DIR pointing at a file failed the audiences step with a raw
+    FileExistsError, after the version was published; the run now stops before it writes."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    (tmp_path / "audiences").write_text("not a folder\n")
+    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "exports": ExportsResource(data_dir=str(tmp_path)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        },
+        partition_key="2026-11-01",
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not any(e.is_step_success for e in result.all_events)
+    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert failure.event_specific_data.error.message.startswith(
+        f"pipelines.resources.ConfigurationError: the audience folder {tmp_path / 'audiences'} "
+        "cannot be written (it is a file, not a folder); nothing ran"
+    )
+    assert not (tmp_path / "w.working.duckdb").exists()
+
+
 def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path, monkeypatch):
     """A run from the UI with ENGAGEMENT_CIV_BETA=1.5 ran fifteen steps, then failed the
     engagement step. The warehouse resource now refuses the run before any step writes."""
