@@ -35,7 +35,7 @@ from engagement_box.identity import links as identity
 from engagement_box.sql import load_sql
 from engagement_box.value import rfm
 from pipelines.partitions import monthly_as_of
-from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
+from pipelines.resources import AUDIENCE_FILES_KEY, EngagementConfig, ModelSettings, Warehouse
 
 GROUP = "engagement"
 METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
@@ -400,7 +400,7 @@ def customer(
 
 # Not partitioned: the audience files are those of the current version of the marts (a backfill
 # of a past month does not move the current version, so it leaves the audiences as they are).
-AUDIENCES_KEY = dg.AssetKey(["activation", "audiences"])
+AUDIENCES_KEY = AUDIENCE_FILES_KEY  # defined with the resources, whose check reads it
 
 
 @dg.asset(

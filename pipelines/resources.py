@@ -522,27 +522,47 @@ PARENT_RUN_TAG = "dagster/parent_run_id"
 
 
 def location_tags(layout: readers.Layout) -> dict[str, str]:
+    # The folders resolved (links, `..`), the file names kept: a publish replaces a link at the
+    # file's own path by the file, which would name another path the next time.
     return {
-        WORKING_DB_TAG: str(layout.working.resolve()),
-        PUBLISHED_TAG: str(layout.published.resolve()),
+        WORKING_DB_TAG: str(layout.working.parent.resolve() / layout.working.name),
+        PUBLISHED_TAG: str(layout.published.parent.resolve() / layout.published.name),
     }
+
+
+def _located_ancestor(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun | None:
+    """The nearest run up `run`'s re-execution chain that recorded where it worked: a refused
+    re-execution records nothing, and its own re-execution must be judged by the run above."""
+    seen: set[str] = set()
+    parent_id = run.tags.get(PARENT_RUN_TAG)
+    while parent_id and parent_id not in seen:
+        seen.add(parent_id)
+        parent = instance.get_run_by_id(parent_id)
+        if parent is None:
+            return None
+        if parent.tags.get(WORKING_DB_TAG) or parent.tags.get(PUBLISHED_TAG):
+            return parent
+        parent_id = parent.tags.get(PARENT_RUN_TAG)
+    return None
 
 
 def moved_reexecution(instance: dg.DagsterInstance, run: dg.DagsterRun, layout) -> str | None:
     """Why `run` may not run on `layout`: it re-executes a run that worked on another warehouse
-    (its recorded `location_tags`), or None (not a re-execution, the same warehouse, or a parent
-    from before the tags)."""
-    parent_id = run.tags.get(PARENT_RUN_TAG)
-    parent = instance.get_run_by_id(parent_id) if parent_id else None
+    (the recorded `location_tags` of the nearest run up its chain that has them), or None (not a
+    re-execution, the same warehouse, or runs from before the tags)."""
+    parent = _located_ancestor(instance, run)
     if parent is None:
         return None
+    direct = parent.run_id == run.tags.get(PARENT_RUN_TAG)
+    rerun = f"run {parent.run_id}" if direct else f"a rerun of run {parent.run_id}"
     here = location_tags(layout)
     there = {tag: parent.tags[tag] for tag in here if parent.tags.get(tag)}
     if all(there[tag] == here[tag] for tag in there):
         return None
     return (
-        f"this run re-executes run {parent_id}, which worked on the working database "
-        f"{there.get(WORKING_DB_TAG, '?')} (analysts' file {there.get(PUBLISHED_TAG, '?')}); this "
+        f"this run re-executes {rerun}, which worked on the working "
+        f"database {there.get(WORKING_DB_TAG, '?')} (analysts' file "
+        f"{there.get(PUBLISHED_TAG, '?')}); this "
         f"process's settings point at {here[WORKING_DB_TAG]} ({here[PUBLISHED_TAG]}). Nothing "
         "was written. Re-execute it from a process with that run's ENGAGEMENT_WAREHOUSE and "
         "ENGAGEMENT_WORKING_DB (its .env), or start a new run here"
@@ -740,6 +760,13 @@ class EngagementConfig(_FromSettings):
         # with a raw FileExistsError: the run stops before its first step instead.
         if context.run is None:
             return  # a tick: it writes nothing there
+        # A run of other steps is not refused for the folder (the identity links read these
+        # settings too). A whole job's run names no assets (None, or empty in process).
+        selection, steps = context.run.asset_selection, context.run.step_keys_to_execute
+        if (selection and AUDIENCE_FILES_KEY not in selection) or (
+            steps is not None and AUDIENCE_FILES_KEY.to_python_identifier() not in steps
+        ):
+            return
         folder = self.audience_path
         problem = audience_folder_problem(folder)
         if problem:
@@ -750,17 +777,23 @@ class EngagementConfig(_FromSettings):
             )
 
 
+# The audience files' asset (assets/engagement.py::AUDIENCES_KEY): defined here, where the
+# folder's check reads it, because the assets import this module and not the other way round.
+AUDIENCE_FILES_KEY = dg.AssetKey(["activation", "audiences"])
+
+
 def audience_folder_problem(folder: Path) -> str | None:
     """Why the audience files could not be written in `folder` (made when missing), or None."""
-    if folder.exists() and not folder.is_dir():
-        return "it is a file, not a folder"
     if folder.is_dir():
         return folder_not_writable(folder, "audiences")
+    if os.path.lexists(folder):  # a file, or a link to nothing (`exists` says False for it)
+        return "it is a link to nothing" if folder.is_symlink() else "it is a file, not a folder"
     ancestor = folder.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        return f"{ancestor} is a file, not a folder"
+        what = "a link to nothing" if ancestor.is_symlink() else "a file, not a folder"
+        return f"{ancestor} is {what}"
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"{ancestor} is not writable by this user"
     return None

@@ -277,6 +277,41 @@ def test_an_audience_folder_that_is_a_file_stops_the_run_before_its_first_step(t
     assert not (tmp_path / "w.working.duckdb").exists()
 
 
+def test_the_audience_folder_check_follows_links_and_asks_only_runs_that_write_there(tmp_path):
+    """A link to nothing passed the check (`exists()` is False for it) and failed the last step
+    with FileExistsError; a run that writes no audience file is not refused for the folder."""
+    import pipelines.resources as resources
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    assert resources.audience_folder_problem(tmp_path / "dangling") == "it is a link to nothing"
+    assert resources.audience_folder_problem(tmp_path / "dangling" / "sub") == (
+        f"{tmp_path / 'dangling'} is a link to nothing"
+    )
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    assert resources.audience_folder_problem(tmp_path / "linked") is None
+    assert resources.audience_folder_problem(tmp_path / "linked" / "new" / "deeper") is None
+
+    for source in SOURCES:
+        (tmp_path / "exports" / source).mkdir(parents=True)
+    from assets.engagement import engagement_assets
+    from assets.identity import identity_assets
+    from assets.staging import staged_assets
+
+    result = dg.materialize(  # the identity links read the engagement settings
+        [*staged_assets, *identity_assets, *engagement_assets],
+        selection="*intermediate/identity_links",  # with the staging steps before it
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "exports": ExportsResource(data_dir=str(tmp_path / "exports")),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "dangling")),
+        },
+        raise_on_error=False,
+    )
+    assert result.success  # it writes no audience file: the folder is not its concern
+
+
 def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path, monkeypatch):
     """A run from the UI with ENGAGEMENT_CIV_BETA=1.5 ran fifteen steps, then failed the
     engagement step. The warehouse resource now refuses the run before any step writes."""

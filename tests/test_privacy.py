@@ -103,6 +103,12 @@ def test_a_handle_written_without_its_at_is_masked_in_a_handle_field():
     )
     # A missing value's detail quotes no value: it read `n***`, as if a handle began with n.
     assert privacy.masked_detail("not_nullable: null", "actor_handle") == "not_nullable: null"
+    # a cell whose text reads like that detail is a value like any other (a parse failure's
+    # detail is the cell's text)
+    assert privacy.masked_detail("not_nullable: jane@x.com", "net_amount") == (
+        "not_nullable: j***@x.com"
+    )
+    assert privacy.masked_detail("not_nullable: Jane Doe", "email") == "not_nullable: J*** D***"
     handle_rule = "str_matches('^@?[A-Za-z0-9_.]{1,64}$')"
     assert privacy.masked_detail(f"{handle_rule}: Bob Stone (IG): bob", "target_handle") == (
         f"{handle_rule}: B*** S*** (I***):*** b***"

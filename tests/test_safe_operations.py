@@ -314,6 +314,38 @@ def test_a_reexecution_on_another_warehouse_is_refused_before_it_writes(december
         instance.add_run(untagged)
         orphan = dg.DagsterRun(job_name="x", tags={"dagster/parent_run_id": untagged.run_id})
         assert moved_reexecution(instance, orphan, elsewhere) is None
+        # A refused rerun records nothing (a backfill's rerun does not copy tags either): its
+        # own rerun is judged by the run above it, not let through.
+        instance.add_run(child)
+        grandchild = dg.DagsterRun(job_name="x", tags={"dagster/parent_run_id": child.run_id})
+        said = moved_reexecution(instance, grandchild, elsewhere)
+        assert said is not None and f"a rerun of run {parent.run_id}" in said
+        assert moved_reexecution(instance, grandchild, here) is None
+
+
+def test_a_linked_analysts_file_is_the_same_warehouse_after_its_publish_replaced_the_link(
+    tmp_path,
+):
+    """A publish replaces the file at its own path (a link there becomes a file): the paths a
+    run records keep the file's name, so its rerun with the same settings is not refused."""
+    import dagster as dg
+
+    from engagement_box.governance import readers
+    from pipelines.resources import location_tags, moved_reexecution
+
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "disk" / "engagement.duckdb").write_text("")
+    (tmp_path / "wh").mkdir()
+    link = tmp_path / "wh" / "engagement.duckdb"
+    link.symlink_to(tmp_path / "disk" / "engagement.duckdb")
+    layout = readers.Layout(published=link, working=readers.default_working(link))
+    with dg.instance_for_test() as instance:
+        parent = dg.DagsterRun(job_name="engagement_pipeline", tags=location_tags(layout))
+        instance.add_run(parent)
+        link.unlink()
+        link.write_text("")  # the publish's rename over the link
+        child = dg.DagsterRun(job_name="x", tags={"dagster/parent_run_id": parent.run_id})
+        assert moved_reexecution(instance, child, layout) is None
 
 
 def test_a_backfills_months_take_the_run_lock_in_month_order():

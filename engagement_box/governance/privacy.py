@@ -112,8 +112,8 @@ def masked_detail(detail: str | None, column: str | None) -> str | None:
     personal = column is not None and is_personal(column)
     mask = masked_value if personal else masked_text
     found = _RULE_THEN_VALUE.match(detail)
-    if found and found["rule"] == "not_nullable":
-        return detail  # the value is missing: `null` quotes nothing (it read as a handle `n***`)
+    if detail == "not_nullable: null":  # a missing value: `null` quotes nothing (it read `n***`)
+        return detail
     if found:
         value = found["value"]
         if value.startswith("{"):
