@@ -200,31 +200,30 @@ def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_pa
         "model_settings": ModelSettings(),
         "engagement_config": EngagementConfig(),
     }
-    with dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 5),
-        resources=resources,
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        ticked = daily_schedule.evaluate_tick(context)
-    assert not ticked.run_requests
-    assert ticked.skip_message.startswith("no run: ") and "referrals" in ticked.skip_message
-    sensed = new_export_files(dg.build_sensor_context(resources={"exports": resources["exports"]}))
-    assert isinstance(sensed, dg.SkipReason) and "referrals" in sensed.skip_message
 
+    def ticks() -> tuple[dg.SkipReason, dg.SkipReason]:
+        with dg.build_schedule_context(
+            scheduled_execution_time=datetime(2026, 11, 22, 5),
+            resources=resources,
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            ticked = daily_schedule.evaluate_tick(context)
+        assert not ticked.run_requests
+        sensed = new_export_files(
+            dg.build_sensor_context(resources={"exports": resources["exports"]})
+        )
+        assert isinstance(sensed, dg.SkipReason)
+        return ticked.skip_message, sensed.skip_message
+
+    scheduled, sensed = ticks()
+    assert scheduled.startswith("no run: ") and "referrals" in scheduled and "referrals" in sensed
     # A file the ingest refuses by its type: the sensor skipped, the schedule requested a run
     # that failed in staging__orders on it. Both now say it and start nothing.
     (tmp_path / "referrals").mkdir()
     (tmp_path / "orders" / "notes.txt").write_text("to do\n")
-    with dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 5),
-        resources=resources,
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        ticked = daily_schedule.evaluate_tick(context)
-    assert not ticked.run_requests
-    assert ticked.skip_message.startswith("no run: orders/notes.txt: unsupported file type")
-    sensed = new_export_files(dg.build_sensor_context(resources={"exports": resources["exports"]}))
-    assert sensed.skip_message == ticked.skip_message
+    scheduled, sensed = ticks()
+    assert scheduled.startswith("no run: orders/notes.txt: unsupported file type")
+    assert sensed == scheduled
 
 
 def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
