@@ -534,7 +534,7 @@ def _located_ancestor(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.Da
     """The nearest run up `run`'s re-execution chain that recorded where it worked: a refused
     re-execution records nothing, and its own re-execution must be judged by the run above."""
     seen: set[str] = set()
-    parent_id = run.tags.get(PARENT_RUN_TAG)
+    parent_id = _parent_id(run)
     while parent_id and parent_id not in seen:
         seen.add(parent_id)
         parent = instance.get_run_by_id(parent_id)
@@ -542,8 +542,14 @@ def _located_ancestor(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.Da
             return None
         if parent.tags.get(WORKING_DB_TAG) or parent.tags.get(PUBLISHED_TAG):
             return parent
-        parent_id = parent.tags.get(PARENT_RUN_TAG)
+        parent_id = _parent_id(parent)
     return None
+
+
+def _parent_id(run: dg.DagsterRun) -> str | None:
+    """The run `run` re-executes: the run's own field (Python's `execute_job` with
+    `ReexecutionOptions` sets only that), else Dagster's tag (what the UI sets too)."""
+    return run.parent_run_id or run.tags.get(PARENT_RUN_TAG)
 
 
 def moved_reexecution(instance: dg.DagsterInstance, run: dg.DagsterRun, layout) -> str | None:
@@ -553,7 +559,7 @@ def moved_reexecution(instance: dg.DagsterInstance, run: dg.DagsterRun, layout) 
     parent = _located_ancestor(instance, run)
     if parent is None:
         return None
-    direct = parent.run_id == run.tags.get(PARENT_RUN_TAG)
+    direct = parent.run_id == _parent_id(run)
     rerun = f"run {parent.run_id}" if direct else f"a rerun of run {parent.run_id}"
     here = location_tags(layout)
     there = {tag: parent.tags[tag] for tag in here if parent.tags.get(tag)}
@@ -760,13 +766,8 @@ class EngagementConfig(_FromSettings):
         # with a raw FileExistsError: the run stops before its first step instead.
         if context.run is None:
             return  # a tick: it writes nothing there
-        # A run of other steps is not refused for the folder (the identity links read these
-        # settings too). A whole job's run names no assets (None, or empty in process).
-        selection, steps = context.run.asset_selection, context.run.step_keys_to_execute
-        if (selection and AUDIENCE_FILES_KEY not in selection) or (
-            steps is not None and AUDIENCE_FILES_KEY.to_python_identifier() not in steps
-        ):
-            return
+        if not writes_audience_files(context.run):
+            return  # a run of other steps (the identity links read these settings too)
         folder = self.audience_path
         problem = audience_folder_problem(folder)
         if problem:
@@ -780,6 +781,25 @@ class EngagementConfig(_FromSettings):
 # The audience files' asset (assets/engagement.py::AUDIENCES_KEY): defined here, where the
 # folder's check reads it, because the assets import this module and not the other way round.
 AUDIENCE_FILES_KEY = dg.AssetKey(["activation", "audiences"])
+# Every step that writes audience files: the DuckDB engine's, and the Spark engine's publish
+# (assets/spark.py::PUBLISHED_KEY).
+AUDIENCE_WRITERS = frozenset({AUDIENCE_FILES_KEY, dg.AssetKey(["spark", "published_marts"])})
+
+
+def writes_audience_files(run: dg.DagsterRun) -> bool:
+    """Whether `run`'s steps include one that writes audience files. A whole job's run names no
+    assets (None, or an empty selection in process) and no step keys."""
+    selection, steps = run.asset_selection, run.step_keys_to_execute
+    if selection and not selection & AUDIENCE_WRITERS:
+        return False
+    writers = {key.to_python_identifier() for key in AUDIENCE_WRITERS}
+    return steps is None or bool(writers & set(steps))
+
+
+def _not_a_folder(path: Path) -> str:
+    if path.is_symlink():
+        return "a link to a file" if path.exists() else "a link to nothing (or a loop of links)"
+    return "a file, not a folder"
 
 
 def audience_folder_problem(folder: Path) -> str | None:
@@ -787,13 +807,12 @@ def audience_folder_problem(folder: Path) -> str | None:
     if folder.is_dir():
         return folder_not_writable(folder, "audiences")
     if os.path.lexists(folder):  # a file, or a link to nothing (`exists` says False for it)
-        return "it is a link to nothing" if folder.is_symlink() else "it is a file, not a folder"
+        return f"it is {_not_a_folder(folder)}"
     ancestor = folder.parent
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        what = "a link to nothing" if ancestor.is_symlink() else "a file, not a folder"
-        return f"{ancestor} is {what}"
+        return f"{ancestor} is {_not_a_folder(ancestor)}"
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"{ancestor} is not writable by this user"
     return None

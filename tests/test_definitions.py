@@ -282,10 +282,14 @@ def test_the_audience_folder_check_follows_links_and_asks_only_runs_that_write_t
     import pipelines.resources as resources
 
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
-    assert resources.audience_folder_problem(tmp_path / "dangling") == "it is a link to nothing"
+    nothing = "a link to nothing (or a loop of links)"
+    assert resources.audience_folder_problem(tmp_path / "dangling") == f"it is {nothing}"
     assert resources.audience_folder_problem(tmp_path / "dangling" / "sub") == (
-        f"{tmp_path / 'dangling'} is a link to nothing"
+        f"{tmp_path / 'dangling'} is {nothing}"
     )
+    (tmp_path / "file").write_text("")
+    (tmp_path / "to_a_file").symlink_to(tmp_path / "file")
+    assert resources.audience_folder_problem(tmp_path / "to_a_file") == "it is a link to a file"
     (tmp_path / "real").mkdir()
     (tmp_path / "linked").symlink_to(tmp_path / "real")
     assert resources.audience_folder_problem(tmp_path / "linked") is None
@@ -309,6 +313,19 @@ def test_the_audience_folder_check_follows_links_and_asks_only_runs_that_write_t
         raise_on_error=False,
     )
     assert result.success  # it writes no audience file: the folder is not its concern
+
+    # which runs write audience files: a whole job's, the steps' of either engine that do
+    spark_publish = dg.AssetKey(["spark", "published_marts"])
+    for run, writes in [
+        (dg.DagsterRun(job_name="engagement_pipeline"), True),
+        (dg.DagsterRun(job_name="j", asset_selection=frozenset()), True),
+        (dg.DagsterRun(job_name="j", asset_selection=frozenset({spark_publish})), True),
+        (dg.DagsterRun(job_name="j", step_keys_to_execute=["activation__audiences"]), True),
+        (dg.DagsterRun(job_name="j", step_keys_to_execute=["spark__published_marts"]), True),
+        (dg.DagsterRun(job_name="j", step_keys_to_execute=["work__customer"]), False),
+        (dg.DagsterRun(job_name="j", asset_selection=frozenset({dg.AssetKey("x")})), False),
+    ]:
+        assert resources.writes_audience_files(run) is writes, run
 
 
 def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path, monkeypatch):

@@ -109,6 +109,16 @@ def test_a_handle_written_without_its_at_is_masked_in_a_handle_field():
         "not_nullable: j***@x.com"
     )
     assert privacy.masked_detail("not_nullable: Jane Doe", "email") == "not_nullable: J*** D***"
+    # A personal column's value that is JSON is that person's value, not a row: its text was
+    # left readable (only a row's personal keys were masked). A backtick inside a handle entry
+    # ended the quoted value early and left the rest readable.
+    assert privacy.masked_detail('str_matches(x): {"n":"Jane Doe"}', "email") == (
+        'str_matches(x): {"n***":***"J*** D***"}'
+    )
+    assert privacy.masked_detail(
+        "`x`janedoe`Jane Doe` is not a handle (an optional @, then 1-64 letters)",
+        "social_handles",
+    ) == ("`x***`j***`J*** D***` is not a handle (an optional @, then 1-64 letters)")
     handle_rule = "str_matches('^@?[A-Za-z0-9_.]{1,64}$')"
     assert privacy.masked_detail(f"{handle_rule}: Bob Stone (IG): bob", "target_handle") == (
         f"{handle_rule}: B*** S*** (I***):*** b***"

@@ -321,6 +321,10 @@ def test_a_reexecution_on_another_warehouse_is_refused_before_it_writes(december
         said = moved_reexecution(instance, grandchild, elsewhere)
         assert said is not None and f"a rerun of run {parent.run_id}" in said
         assert moved_reexecution(instance, grandchild, here) is None
+        # Python's `execute_job` with ReexecutionOptions sets the run's parent, not the tag
+        by_api = dg.DagsterRun(job_name="x", parent_run_id=parent.run_id, root_run_id=parent.run_id)
+        assert moved_reexecution(instance, by_api, elsewhere) is not None
+        assert moved_reexecution(instance, by_api, here) is None
 
 
 def test_a_linked_analysts_file_is_the_same_warehouse_after_its_publish_replaced_the_link(

@@ -100,7 +100,8 @@ def _masked_field(key: str, value: str) -> str:
 # arguments: a pattern, which holds `@` and is no one's), then `: ` and the value, or the whole
 # row as JSON for a rule on the row; or the value in backticks.
 _RULE_THEN_VALUE = re.compile(r"^(?P<rule>\w+(?:\(.*?\))?): (?P<value>.*)$", re.S)
-_QUOTED = re.compile(r"`(?P<value>[^`]*)`")
+# The value a detail quotes, from its first backtick to its last (a value may hold backticks).
+_QUOTED = re.compile(r"`(?P<value>.*)`", re.S)
 
 
 def masked_detail(detail: str | None, column: str | None) -> str | None:
@@ -116,7 +117,9 @@ def masked_detail(detail: str | None, column: str | None) -> str | None:
         return detail
     if found:
         value = found["value"]
-        if value.startswith("{"):
+        # A row rule's detail (no column) quotes the row as JSON, masked entry by entry; in a
+        # personal column a value that is JSON is still that person's value, masked whole.
+        if column is None and value.startswith("{"):
             try:
                 return f"{found['rule']}: {masked_json(value)}"
             except (ValueError, RecursionError):

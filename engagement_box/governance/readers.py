@@ -591,8 +591,9 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection, previous: bool = False) -
 # What the published quarantine was masked from: its rows (by their keys) and the masking itself
 # (a change of `privacy.masked_json` or `masked_detail` gives another state, so the next build
 # masks anew; 6: a missing value's detail, exactly `not_nullable: null`, is no longer masked as
-# a value; 5 let any detail beginning `not_nullable: ` through unmasked, so its files mask anew).
-QUARANTINE_MASKING = "masked_json/6"
+# a value; 5 let any detail beginning `not_nullable: ` through unmasked; 7: a personal column's
+# value that is JSON, or holds a backtick, is masked whole, as it had not been).
+QUARANTINE_MASKING = "masked_json/7"
 _PREVIOUS = "engagement_previous"
 
 
