@@ -101,6 +101,9 @@ def test_a_handle_written_without_its_at_is_masked_in_a_handle_field():
     assert privacy.masked_json('{"email": ["jane@x.com"], "note": {"e": "bob@x.com"}}') == (
         '{"email":["j***@x.com"],"note":{"e":"b***@x.com"}}'
     )
+    # What follows a second `@` is no domain: `x@y@JaneDoe` showed `x***@y@JaneDoe`.
+    assert privacy.masked_text("x@y@JaneDoe and jane@x.com") == "x***@*** and j***@x.com"
+    assert privacy.masked_value("a@b@SecretHandle") == "a***@***"
     # A missing value's detail quotes no value: it read `n***`, as if a handle began with n.
     assert privacy.masked_detail("not_nullable: null", "actor_handle") == "not_nullable: null"
     # a cell whose text reads like that detail is a value like any other (a parse failure's

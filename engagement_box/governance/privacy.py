@@ -20,11 +20,11 @@ _PERSONAL_EXACT = frozenset({"raw_values", "normalized_value"})
 MASK = "***"
 # Characters that end a word of free text: a CSV line's separators and quotes, brackets, spaces.
 _BOUNDARY = r"\s,;\"'`<>()\[\]{}|"
-# An email (any word with an `@` inside, a malformed one too: `jane@example`, `mary.smith@`),
-# or a handle (`@` starting a word). One pattern, so a masked email's `@` is never read again
-# as a handle's.
+# An email (any word with an `@` inside, a malformed one too: `jane@example`, `mary.smith@`,
+# `x@y@JaneDoe`: the domain runs to the word's end), or a handle (`@` starting a word). One
+# pattern, so a masked email's `@` is never read again as a handle's.
 _EMAIL_OR_HANDLE = re.compile(
-    rf"(?P<local>[^{_BOUNDARY}@]+)@(?P<domain>[^{_BOUNDARY}@]*)"
+    rf"(?P<local>[^{_BOUNDARY}@]+)@(?P<domain>[^{_BOUNDARY}]*)"
     rf"|(?<![^{_BOUNDARY}@])(?P<at>@+)(?P<handle>[^{_BOUNDARY}@]+)"
 )
 
@@ -45,7 +45,9 @@ def masked_text(text: str) -> str:
 
     def mask(found: re.Match) -> str:
         if found["local"] is not None:
-            return f"{found['local'][0]}{MASK}@{found['domain']}"
+            # A domain is kept; what follows a second `@` is no domain (it showed `@JaneDoe`).
+            domain = found["domain"]
+            return f"{found['local'][0]}{MASK}@{MASK if '@' in domain else domain}"
         return f"{found['at']}{found['handle'][0]}{MASK}"
 
     return _EMAIL_OR_HANDLE.sub(mask, text)
