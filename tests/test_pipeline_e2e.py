@@ -149,6 +149,33 @@ def test_whole_graph_on_a_generated_retailer(december_run):
     assert fresh.passed and fresh.metadata["days_behind"].value == 0
 
 
+def test_the_freshness_check_runs_alone(december_run, tmp_path):
+    """The UI's "Execute" on `current_version_is_fresh` alone selects no mart: the publish step
+    refused it ("this run selects  but not marts/customer, ..."). It checks the current version
+    and publishes nothing."""
+    from assets.publish import FRESHNESS_CHECK, mart_key, published_marts
+    from pipelines.resources import EngagementConfig, ModelSettings, warehouse_resource
+    from tests.pipeline_runs import copy_run
+
+    run = copy_run(december_run, tmp_path)
+    check = dg.AssetCheckKey(mart_key("customer"), FRESHNESS_CHECK)
+    result = dg.materialize(  # no partition: the check reads the current version
+        [published_marts],
+        selection=dg.AssetSelection.checks(check),
+        resources={
+            "warehouse": warehouse_resource(run.database),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        },
+        raise_on_error=False,
+    )
+    assert result.success
+    assert not result.get_asset_materialization_events()
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == FRESHNESS_CHECK and evaluation.passed
+    assert evaluation.metadata["current_snapshot_id"].value == 1
+
+
 def assert_the_warehouse_is_the_data_dictionary(database: Path) -> None:
     """Every table of `marts` (and each versioned one in `history`) has exactly the dictionary's
     columns and types, each with its description as the column's comment."""
