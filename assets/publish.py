@@ -408,6 +408,9 @@ def published_marts(
 ):
     """Publish every checked work table as one new snapshot of the marts (none if unchanged)."""
     if not context.selected_asset_keys:  # the freshness check alone (the UI's "Execute" on it)
+        if not warehouse.working_path.exists():  # never run: nothing to open (or to create)
+            yield _freshness_result(versions.Freshness(None, None, None))
+            return
         with warehouse.get_connection() as con:
             yield _freshness_result(versions.freshness(con))
         return

@@ -175,6 +175,22 @@ def test_the_freshness_check_runs_alone(december_run, tmp_path):
     assert evaluation.check_name == FRESHNESS_CHECK and evaluation.passed
     assert evaluation.metadata["current_snapshot_id"].value == 1
 
+    # On a warehouse never run: no version, a warning, and no database file made for it.
+    never = tmp_path / "never" / "w.duckdb"
+    result = dg.materialize(
+        [published_marts],
+        selection=dg.AssetSelection.checks(check),
+        resources={
+            "warehouse": warehouse_resource(never),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        },
+        raise_on_error=False,
+    )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.description == "no version is published yet"
+    assert not never.parent.exists() or not any(never.parent.glob("*.duckdb"))
+
 
 def assert_the_warehouse_is_the_data_dictionary(database: Path) -> None:
     """Every table of `marts` (and each versioned one in `history`) has exactly the dictionary's

@@ -21,11 +21,13 @@ MASK = "***"
 # Characters that end a word of free text: a CSV line's separators and quotes, brackets, spaces.
 _BOUNDARY = r"\s,;\"'`<>()\[\]{}|"
 # An email (any word with an `@` inside, a malformed one too: `jane@example`, `mary.smith@`,
-# `x@y@JaneDoe`: the domain runs to the word's end), or a handle (`@` starting a word). One
-# pattern, so a masked email's `@` is never read again as a handle's.
+# `x@y@JaneDoe`: the domain runs to the word's end), or a handle (`@` starting a word, to the
+# word's end: `@jane@JaneDoe`). One pattern, so a masked email's `@` is never read again as a
+# handle's. Each match starts where a word starts and its parts never give back what they took
+# (possessive): tried at every letter of a word, a 50,000-letter word took 10-17 s.
 _EMAIL_OR_HANDLE = re.compile(
-    rf"(?P<local>[^{_BOUNDARY}@]+)@(?P<domain>[^{_BOUNDARY}]*)"
-    rf"|(?<![^{_BOUNDARY}@])(?P<at>@+)(?P<handle>[^{_BOUNDARY}@]+)"
+    rf"(?<![^{_BOUNDARY}])(?P<local>[^{_BOUNDARY}@]++)@(?P<domain>[^{_BOUNDARY}]*+)"
+    rf"|(?<![^{_BOUNDARY}])(?P<at>@++)(?P<handle>[^{_BOUNDARY}@][^{_BOUNDARY}]*+)"
 )
 
 

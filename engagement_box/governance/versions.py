@@ -600,10 +600,10 @@ class Freshness:
     @property
     def days_behind(self) -> int:
         """Days of staged orders the current version does not cover; -1 when no version exists."""
-        if self.last_order_day is None:
-            return 0
         if self.as_of is None:
             return -1
+        if self.last_order_day is None:
+            return 0
         return max((self.last_order_day - self.as_of).days, 0)
 
     @property
@@ -612,10 +612,10 @@ class Freshness:
         return self.days_behind == 0 and self.files_since == 0
 
     def describe(self) -> str:
-        if self.last_order_day is None:
-            return "no completed order is staged"
         if self.as_of is None:
             return "no version is published yet"
+        if self.last_order_day is None:
+            return f"version {self.snapshot_id} is current, and no completed order is staged"
         if self.days_behind == 0 and self.files_since:
             return (
                 f"the current version {self.snapshot_id} (as of {self.as_of}) was published "
@@ -641,7 +641,12 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     the answer does not depend on when it is asked."""
     from engagement_box import incremental  # it imports this module
 
-    last = incremental.last_completed_order_day(con)
+    # a warehouse with no staged orders yet (the check run alone before any run)
+    last = (
+        incremental.last_completed_order_day(con)
+        if table_exists(con, "staging", "orders")
+        else None
+    )
     current = (
         con.execute(load_sql("marts/current_as_of")).fetchone()
         if table_exists(con, "marts", "current_version")
