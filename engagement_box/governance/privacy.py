@@ -40,16 +40,22 @@ def is_personal(column: str) -> bool:
 def masked_text(text: str) -> str:
     """`text` with every email address and @handle in it masked, keeping what helps a reader
     find the value without saying whose it is: an email's first letter and its domain
-    (`j***@gmail.com`), a handle's first letter (`@j***`), and everything else as written.
+    (`j***@gmail.com`; a "domain" without a dot, or with another `@`, is masked too), a handle's
+    first letter (`@j***`), and everything else as written.
     For free text quoted in a message (a line of an export file): a column's values are
     masked whole by `masked`. A handle written without its `@` cannot be told from other words
     and stays as written."""
 
     def mask(found: re.Match) -> str:
         if found["local"] is not None:
-            # A domain is kept; what follows a second `@` is no domain (it showed `@JaneDoe`).
+            # A domain is kept (`gmail.com`); what follows a second `@`, or a word without a dot
+            # (a handle after punctuation: `RT:@JaneDoe`, `x.com/@JaneDoe`), is no domain.
             domain = found["domain"]
-            return f"{found['local'][0]}{MASK}@{MASK if '@' in domain else domain}"
+            if "@" in domain:
+                domain = MASK
+            elif domain and "." not in domain:
+                domain = domain[0] + MASK
+            return f"{found['local'][0]}{MASK}@{domain}"
         return f"{found['at']}{found['handle'][0]}{MASK}"
 
     return _EMAIL_OR_HANDLE.sub(mask, text)
@@ -121,9 +127,10 @@ def masked_detail(detail: str | None, column: str | None) -> str | None:
         return detail
     if found:
         value = found["value"]
-        # A row rule's detail (no column) quotes the row as JSON, masked entry by entry; in a
-        # personal column a value that is JSON is still that person's value, masked whole.
-        if column is None and value.startswith("{"):
+        # A row's JSON (a row rule's detail, or JSON in a column that is no one's) is masked
+        # entry by entry; in a personal column a value that is JSON is still that person's
+        # value, masked whole.
+        if not personal and value.startswith("{"):
             try:
                 return f"{found['rule']}: {masked_json(value)}"
             except (ValueError, RecursionError):

@@ -593,8 +593,9 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection, previous: bool = False) -
 # masks anew; 6: a missing value's detail, exactly `not_nullable: null`, is no longer masked as
 # a value; 5 let any detail beginning `not_nullable: ` through unmasked; 7: a personal column's
 # value that is JSON, or holds a backtick, is masked whole, as it had not been; 8: what follows
-# an email's second `@` is masked, as it had not been; 9: and a handle's).
-QUARANTINE_MASKING = "masked_json/9"
+# an email's second `@` is masked, as it had not been; 9: and a handle's; 10: a "domain" without
+# a dot, and JSON in a column that is no one's masked entry by entry again).
+QUARANTINE_MASKING = "masked_json/10"
 _PREVIOUS = "engagement_previous"
 
 
