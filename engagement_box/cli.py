@@ -173,7 +173,7 @@ def root_cause(result) -> str | None:
 def _exports_problem() -> str | None:
     """Why a run could not read its exports or write its audience files, or None."""
     from pipelines.resources import (
-        audience_folder_problem,
+        audience_folder_message,
         missing_export_folders,
         missing_exports_message,
     )
@@ -182,14 +182,7 @@ def _exports_problem() -> str | None:
     missing = missing_export_folders(data_dir)
     if missing:
         return missing_exports_message(data_dir, missing)
-    audiences = settings.audience_dir()
-    problem = audience_folder_problem(audiences)
-    if problem:
-        return (
-            f"the audience folder {audiences} cannot be written ({problem}); point "
-            "ENGAGEMENT_AUDIENCE_DIR at a folder this user can write (it is created when missing)"
-        )
-    return None
+    return audience_folder_message(settings.audience_dir())
 
 
 WORKSPACE_YAML = settings.REPO_ROOT / "workspace.yaml"

@@ -768,14 +768,9 @@ class EngagementConfig(_FromSettings):
             return  # a tick: it writes nothing there
         if not writes_audience_files(context.run):
             return  # a run of other steps (the identity links read these settings too)
-        folder = self.audience_path
-        problem = audience_folder_problem(folder)
+        problem = audience_folder_message(self.audience_path, then="nothing ran: ")
         if problem:
-            raise ConfigurationError(
-                f"the audience folder {folder} cannot be written ({problem}); nothing ran. "
-                "Point ENGAGEMENT_AUDIENCE_DIR at a folder this user can write (it is created "
-                "when missing)"
-            )
+            raise ConfigurationError(problem)
 
 
 # The audience files' asset (assets/engagement.py::AUDIENCES_KEY): defined here, where the
@@ -800,6 +795,18 @@ def _not_a_folder(path: Path) -> str:
     if path.is_symlink():
         return "a link to a file" if path.exists() else "a link to nothing (or a loop of links)"
     return "a file, not a folder"
+
+
+def audience_folder_message(folder: Path, then: str = "") -> str | None:
+    """What to say when the audience files could not be written in `folder` (`then`: what
+    comes before the fix), or None."""
+    problem = audience_folder_problem(folder)
+    if problem is None:
+        return None
+    return (
+        f"the audience folder {folder} cannot be written ({problem}); {then}point "
+        "ENGAGEMENT_AUDIENCE_DIR at a folder this user can write (it is created when missing)"
+    )
 
 
 def audience_folder_problem(folder: Path) -> str | None:

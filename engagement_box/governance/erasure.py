@@ -747,9 +747,8 @@ def _compare_left_duplicates(con: duckdb.DuckDBPyConnection, request_id: str) ->
     from engagement_box.staging import ingestion  # it imports this module
 
     for name, source in SOURCES.items():
-        if ingestion.duplicates_not_compared(con, source):
-            report = ingestion.IngestReport(source=name, run_id=request_id)
-            ingestion.compare_repeats(con, source, request_id, report)
+        report = ingestion.IngestReport(source=name, run_id=request_id)
+        ingestion.compare_repeats(con, source, request_id, report)
 
 
 def erase(

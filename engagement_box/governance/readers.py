@@ -185,7 +185,7 @@ def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
         return None
     if not layout.published.exists():
         return f"{layout.published} did not exist"
-    recorded = _recorded_state(con)
+    recorded = _recorded(con, _STATE)
     if recorded == _token(con, layout):
         return _damage(con, layout)
     if recorded is not None and not recorded.endswith(_place(layout)):
@@ -243,7 +243,7 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     # The file the last publish built, untouched since: a copy of the working database put at
     # its path (every staged email in it), or a backup restored, was served until the inputs
     # changed, and nothing in a copy with an empty quarantine told it apart. One stat does.
-    built = _recorded_file(con)
+    built = _recorded(con, _FILE)
     if built is None:
         return (
             f"{layout.published}: no record of the file the last publish built (kept since "
@@ -277,11 +277,27 @@ def _whole_parquet(path: Path) -> bool:
         return False
 
 
-def _recorded_state(con: duckdb.DuckDBPyConnection) -> str | None:
-    if not versions.table_exists(con, "marts", "published_state"):
+# One-value records of the last publish in the working database: what the file was built from
+# (`marts.published_state`) and the file it built (`marts.published_file`, `_file_identity`).
+_STATE = ("published_state", "state")
+_FILE = ("published_file", "identity")
+
+
+def _recorded(con: duckdb.DuckDBPyConnection, record: tuple[str, str]) -> str | None:
+    table, column = record
+    if not versions.table_exists(con, "marts", table):
         return None
-    row = con.execute("SELECT state FROM marts.published_state").fetchone()
+    row = con.execute(f"SELECT {column} FROM marts.{table}").fetchone()
     return str(row[0]) if row else None
+
+
+def _record(con: duckdb.DuckDBPyConnection, record: tuple[str, str], value: str | None) -> None:
+    table, column = record
+    con.execute(f"CREATE TABLE IF NOT EXISTS marts.{table} ({column} VARCHAR)")
+    with transaction(con):
+        con.execute(f"DELETE FROM marts.{table}")
+        if value is not None:
+            con.execute(f"INSERT INTO marts.{table} VALUES ($value)", {"value": value})
 
 
 def _file_identity(path: Path) -> str | None:
@@ -293,30 +309,6 @@ def _file_identity(path: Path) -> str | None:
     except OSError:
         return None
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _recorded_file(con: duckdb.DuckDBPyConnection) -> str | None:
-    if not versions.table_exists(con, "marts", "published_file"):
-        return None
-    row = con.execute("SELECT identity FROM marts.published_file").fetchone()
-    return str(row[0]) if row else None
-
-
-def _record_file(con: duckdb.DuckDBPyConnection, identity: str | None) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS marts.published_file (identity VARCHAR)")
-    with transaction(con):
-        con.execute("DELETE FROM marts.published_file")
-        if identity is not None:
-            con.execute(
-                "INSERT INTO marts.published_file VALUES ($identity)", {"identity": identity}
-            )
-
-
-def _record_state(con: duckdb.DuckDBPyConnection, token: str) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS marts.published_state (state VARCHAR)")
-    with transaction(con):
-        con.execute("DELETE FROM marts.published_state")
-        con.execute("INSERT INTO marts.published_state VALUES ($state)", {"state": token})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -588,13 +580,9 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection, previous: bool = False) -
     )
 
 
-# What the published quarantine was masked from: its rows (by their keys) and the masking itself
-# (a change of `privacy.masked_json` or `masked_detail` gives another state, so the next build
-# masks anew; 6: a missing value's detail, exactly `not_nullable: null`, is no longer masked as
-# a value; 5 let any detail beginning `not_nullable: ` through unmasked; 7: a personal column's
-# value that is JSON, or holds a backtick, is masked whole, as it had not been; 8: what follows
-# an email's second `@` is masked, as it had not been; 9: and a handle's; 10: a "domain" without
-# a dot, and JSON in a column that is no one's masked entry by entry again).
+# What the published quarantine was masked from: its rows (by their keys) and the masking
+# itself. Change the version with any change to `privacy`'s masking: the next build then masks
+# every row anew instead of copying rows the previous file masked the old way.
 QUARANTINE_MASKING = "masked_json/10"
 _PREVIOUS = "engagement_previous"
 
@@ -799,7 +787,7 @@ def publish(
     for stale in layout.published.parent.glob(f".{layout.published.name}.*.building*"):
         stale.unlink(missing_ok=True)
     token = _token(con, layout)
-    recorded = _recorded_state(con)
+    recorded = _recorded(con, _STATE)
     if (
         not erased
         and layout.published.exists()
@@ -831,9 +819,9 @@ def publish(
         os.close(dir_fd)
     # A stale write-ahead log next to the new file would be replayed into it: none may stay.
     layout.published.with_name(layout.published.name + ".wal").unlink(missing_ok=True)
-    _record_state(con, token)
+    _record(con, _STATE, token)
     _record_quarantine_state(con, masked_from, built)
-    _record_file(con, _file_identity(layout.published))
+    _record(con, _FILE, _file_identity(layout.published))
     done.built = True
     done.state = token
     done.seconds = time.perf_counter() - started

@@ -1785,7 +1785,7 @@ def ingest_source(
             if todo:
                 with _one_duckdb_thread(con):
                     _stage(con, source, todo, report, run_id, at)
-            elif duplicates_not_compared(con, source):  # left by a run stopped after its commit
+            else:  # duplicates a run stopped after its commit left uncompared, if any
                 compare_repeats(con, source, run_id or "", report)
         finally:
             for _, digest_future in todo:
@@ -2031,8 +2031,7 @@ def _stage(
                 )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
-    if repeated.height or duplicates_not_compared(con, source):
-        compare_repeats(con, source, run_id or "", report)
+    compare_repeats(con, source, run_id or "", report)
 
     report.files_ingested = files
     report.copies = _copies(con, source, todo)
@@ -2707,7 +2706,8 @@ def compare_repeats(
     con: duckdb.DuckDBPyConnection, source: Source, run_id: str, report: IngestReport
 ) -> None:
     """After an ingest's commit: the duplicates of `source` not compared yet (this ingest's,
-    and any a run stopped after its commit left) compared with the rows staged for their keys.
+    and any a run stopped after its commit left; none: nothing is done) compared with the rows
+    staged for their keys.
     Their detail then says whether they repeat them or which values differ
     (`duplicate_detail`), and a profiles source reports its changes not applied
     (`profile_changes`). A detail changed after an earlier run published it makes the next
