@@ -319,6 +319,9 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
         for field in engagement_config._ENV
         if field != "audience_dir"
     }
+    points = engagement["social_points_json"]
+    if isinstance(points, str):  # given to the resource as text rather than read from settings
+        engagement["social_points_json"] = json.loads(points)
     return {k: versions.json_value(v) for k, v in {**window, **engagement}.items()}
 
 

@@ -433,8 +433,10 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "social_points",
                 "DOUBLE",
-                "Social points on every platform: like/pin/tweet 1, comment 5, share/retweet 10, "
-                "mention 5.",
+                "Social points on every platform, each event its type's points: "
+                "ENGAGEMENT_SOCIAL_POINTS over the defaults like/pin/tweet 1, comment 5, "
+                "share/retweet 10, mention 5 (the version's own setting is `social_points_json` "
+                "in marts.snapshots.settings, null for the defaults).",
             ),
             *(
                 Column(f"social_points_{p}", "DOUBLE", f"Social points on {p}.")

@@ -1,5 +1,6 @@
 """Every setting is defined once (engagement_box/settings.py) and read when a run uses it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -220,3 +221,26 @@ def test_the_cli_reads_dot_env_as_dagster_does_and_says_when_the_shell_differs(
         f"warning: ENGAGEMENT_MARGIN differs between the environment and {tmp_path / '.env'}"
     )
     assert not (tmp_path / "w").exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize("given", ["env", "resource"])
+def test_a_versions_social_points_are_json_an_analyst_can_read(monkeypatch, given):
+    """`marts.snapshots.settings` held the social points as Python's text of a dict
+    (`{'like': 3.0}`), which `json_extract` cannot read."""
+    from assets.publish import run_settings
+    from engagement_box.governance.versions import json_value
+
+    text = '{"like": 3, "share": 0}'
+    if given == "env":
+        monkeypatch.setenv("ENGAGEMENT_SOCIAL_POINTS", text)
+        config = resources.EngagementConfig()
+    else:
+        config = resources.EngagementConfig(social_points_json=text)
+    recorded = json.dumps(run_settings({"as_of": "2026-06-30"}, config))
+    like, share = duckdb.execute(
+        "SELECT json_extract(?::JSON, '$.social_points_json.like')::DOUBLE, "
+        "json_extract(?::JSON, '$.social_points_json.share')::DOUBLE",
+        [recorded, recorded],
+    ).fetchone()
+    assert (like, share) == (3.0, 0.0)
+    assert json_value({"b": 1, "a": None}) == {"a": None, "b": 1}

@@ -110,11 +110,15 @@ def model_code_version() -> str:
 
 
 def json_value(value: object) -> object:
-    """A setting's value as JSON holds it: dates as ISO text, other objects as their text."""
+    """A setting's value as JSON holds it: dates as ISO text, a mapping as an object (the social
+    points: `json_extract` reads them, where Python's text of a dict is no JSON), other objects
+    as their text."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     return str(value)
 
 
