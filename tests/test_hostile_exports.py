@@ -254,6 +254,24 @@ def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
     assert staged == [("b@x.io", dt.datetime(2024, 1, 3, 10), True)]
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_header_name_with_an_invisible_character_is_its_column(warehouse, exports_dir, kind):
+    """`email` followed by a zero-width space was "ignored: not a column" (the warning showing
+    `email`) and every email lost; `order_id` so written was "missing (found: order_id, ...)"."""
+    row = good_order(1)
+    names = {"order_id": "\u200border_id", "email": "email\u200b", "channel": "channel\u2060"}
+    renamed = {names.get(k, k): v for k, v in row.items()}
+    path = exports_dir / "orders" / f"o.{kind}"
+    if kind == "csv":
+        write_text(path, ",".join(renamed) + "\n" + ",".join(renamed.values()) + "\n")
+    else:
+        pl.DataFrame([renamed]).write_parquet(path)
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.ignored_columns == {}
+    staged = warehouse.execute("SELECT order_id, email, channel FROM staging.orders").fetchall()
+    assert staged == [(row["order_id"], row["email"], row["channel"])]
+
+
 def test_a_header_naming_a_column_and_a_variant_keeps_the_column(warehouse, exports_dir):
     """`order_id` and `Order ID` in one header: the exact name is the column, the variant an
     extra column, named as the file writes it (it refused the file as a repeated column). Two
@@ -445,6 +463,34 @@ def test_a_timestamp_at_a_fixed_offset_is_read_as_its_instant(warehouse, exports
     ]
 
 
+def test_a_date_at_a_fixed_offset_in_parquet_keeps_the_day_it_was_written_on(
+    warehouse, exports_dir
+):
+    """A signup at 23:30 on 1 March at -05:00, written by pandas as a timestamp whose zone is
+    "-05:00", was staged as 2 March (its UTC day), where the same value as text or at a named
+    zone keeps 1 March (the date written, docs/CONTRACTS.md)."""
+    import pandas as pd
+
+    (exports_dir / "customers").mkdir(exist_ok=True)
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2"],
+            "email": ["c1@example.com", "c2@example.com"],
+            "signup_date": pd.to_datetime(
+                pd.Series(["2024-03-01T23:30:00-05:00", "2024-03-02T00:15:00-05:00"])
+            ),
+            "loyalty_member": [True, False],
+            "marketing_consent": [False, False],
+            "country": ["US", "US"],
+        }
+    )
+    frame.to_parquet(exports_dir / "customers" / "c.parquet", index=False)
+    ingest_source(warehouse, exports_dir, "customers", now=NOW)
+    assert warehouse.execute(
+        "SELECT customer_id, signup_date FROM staging.customers ORDER BY customer_id"
+    ).fetchall() == [("c1", dt.date(2024, 3, 1)), ("c2", dt.date(2024, 3, 2))]
+
+
 def test_linked_folders_are_read_and_a_link_to_nothing_or_a_foreign_name_is_refused(
     warehouse, exports_dir, tmp_path
 ):
@@ -500,6 +546,35 @@ def test_a_nul_byte_refuses_the_file_naming_its_line(warehouse, exports_dir, row
         f"orders/b_nul.csv: unreadable .csv file: line {rows_before + 2} holds a NUL byte (\\0), "
         "which no text value may hold (a damaged export, or a tool's padding); remove it and run "
         "again"
+    )
+    assert_unchanged(warehouse)
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_a_nul_in_a_parquet_text_value_refuses_the_file_as_in_a_csv(
+    warehouse, exports_dir, dictionary
+):
+    """A NUL in a Parquet string was staged inside the value (`x8@exa\\0mple.com`) and written
+    so into the audience files, where a CSV file holding one is refused. The Parquet file is
+    refused too, naming the row and the column, dictionary-encoded or not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    staged_first(warehouse, exports_dir)
+    rows = [good_order(i) for i in range(2, 5)]
+    rows[1]["email"] = "x8@exa\x00mple.com"
+    table = pa.Table.from_pylist(rows)
+    if dictionary:
+        table = table.set_column(
+            table.schema.get_field_index("email"), "email", table["email"].dictionary_encode()
+        )
+    pq.write_table(table, exports_dir / "orders" / "b_nul.parquet")
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert str(error.value) == (
+        "orders/b_nul.parquet: unreadable .parquet file: row 2 holds a NUL character (\\0) in "
+        "email, which no text value may hold (a damaged export, or a tool's padding); remove "
+        "it and run again"
     )
     assert_unchanged(warehouse)
 

@@ -166,6 +166,26 @@ def test_a_date_written_as_a_timestamp_keeps_the_day_it_was_written_on(warehouse
     assert str(staged(warehouse, "customers")["signup_date"][0]) == "2024-03-01"
 
 
+def test_a_date_written_as_a_timestamp_with_one_digit_month_and_day_is_that_date(
+    warehouse, exports_dir
+):
+    """`2024-1-2 10:00` is a timestamp the contract accepts, and a date column takes any
+    accepted timestamp's date; its first ten characters were taken as the date, and the row
+    was quarantined as `unparseable_date`."""
+    profile = {
+        "customer_id": "c1",
+        "email": "c1@example.com",
+        "social_handles": "",
+        "signup_date": "2024-1-2 10:00",
+        "loyalty_member": "true",
+        "marketing_consent": "false",
+        "country": "US",
+    }
+    write_csv(exports_dir / "customers" / "a.csv", [profile])
+    ingest_source(warehouse, exports_dir, "customers")
+    assert str(staged(warehouse, "customers")["signup_date"][0]) == "2024-01-02"
+
+
 def test_every_failure_of_a_row_is_listed_but_a_parse_failure_is_not_also_missing(
     warehouse, exports_dir
 ):
@@ -241,6 +261,33 @@ def test_an_edit_whose_mtime_was_set_back_is_staged_and_a_copy_is_not(warehouse,
     assert again.files_skipped == 1 and again.files_replaced == []
     (recorded,) = warehouse.execute("SELECT ctime_ns FROM staging.ingested_files").fetchone()
     assert recorded == path.stat().st_ctime_ns
+
+
+def test_a_file_still_being_written_while_read_is_refused_then_staged_whole(
+    warehouse, exports_dir, monkeypatch
+):
+    """The hash is taken on a thread while the rows are parsed: a file that grew in between was
+    recorded with the finished file's hash and the rows read before, so the next run took it
+    for staged and its later rows were lost for good. It is refused now, and staged whole by
+    the next run."""
+    from engagement_box.staging import ingestion
+
+    path = write_csv(exports_dir / "orders" / "day1.csv", [good_order(i) for i in range(1, 4)])
+    hash_of = ingestion.file_sha256
+
+    def export_tool_finishing(file: Path) -> str:
+        with file.open("a") as handle:  # the export tool writes its last rows meanwhile
+            handle.write(",".join(good_order(4).values()) + "\n")
+        return hash_of(file)
+
+    monkeypatch.setattr(ingestion, "file_sha256", export_tool_finishing)
+    with pytest.raises(IngestError, match=r"orders/day1\.csv: the file changed while it was read"):
+        ingest_source(warehouse, exports_dir, "orders")
+    assert not warehouse.execute("SELECT count(*) FROM staging.ingested_files").fetchone()[0]
+    monkeypatch.setattr(ingestion, "file_sha256", hash_of)
+    ingest_source(warehouse, exports_dir, "orders")
+    assert staged(warehouse, "orders")["order_id"].to_list() == ["o1", "o2", "o3", "o4"]
+    assert len(path.read_text().splitlines()) == 5
 
 
 def test_new_file_is_picked_up(warehouse, exports_dir):
@@ -898,10 +945,34 @@ TIMESTAMP_TEXTS = [
 ]  # fmt: skip
 
 
+def _date_part(value: str) -> str | None:
+    """Year, month and day as a timestamp's reader takes them: four digits, then one or two."""
+    year, dash, rest = value[:4], value[4:5], value[5:]
+    parts = []
+    for _ in range(2):
+        digits = rest[:2] if rest[:2].isascii() and rest[:2].isdigit() else rest[:1]
+        if not (digits.isascii() and digits.isdigit()):
+            return None
+        parts.append(digits)
+        rest = rest[len(digits) :]
+        if len(parts) == 1:
+            if rest[:1] != "-":
+                return None
+            rest = rest[1:]
+    if not (year.isascii() and year.isdigit() and dash == "-"):
+        return None
+    return f"{year}-{parts[0]}-{parts[1]}"
+
+
 def written_dates(text: pl.Series, timestamps: pl.Series) -> pl.Series:
     """What a date column takes from timestamp text: the date written, where the text is an
-    accepted timestamp (an offset does not move it to the UTC day)."""
-    written = text.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    accepted timestamp (an offset does not move it to the UTC day), with a one-digit month or
+    day as the timestamp reads them (`2024-3-1 1:2:3` is 1 March)."""
+    written = pl.Series(
+        text.name,
+        [_date_part(value) if value is not None else None for value in text.to_list()],
+        dtype=pl.String,
+    ).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     return pl.select(pl.when(timestamps.is_not_null()).then(written).alias(text.name)).to_series()
 
 

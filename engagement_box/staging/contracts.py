@@ -60,7 +60,11 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #   5: a time with second 60 (`10:00:60`) unparseable, not the next minute (2026-12-03)
 #   6: a boolean written as a number with a fraction (`1.0`, `0.0`) read, not quarantined
 #      (2026-12-04)
-STAGING_RULES = 6
+#   7: invisible characters in header names ignored (`email` + U+200B was no column); a
+#      Parquet timestamp at a fixed offset gives a date column the date written, not its UTC
+#      day; a date written `2024-1-2 10:00` read; a NUL in a Parquet text value refuses the
+#      file, as in a CSV (2026-12-04)
+STAGING_RULES = 7
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 

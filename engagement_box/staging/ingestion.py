@@ -368,8 +368,9 @@ def _columns(
     they go to Dagster's metadata and the run's warnings, and a file without its header row
     names its first row's values.
     """
-    # A name quoted after the separator's space (`order_id, "customer_id"`) is its name.
-    basic = [_unquoted_name(c.replace("\ufeff", "").strip()).lower() for c in names]
+    # A name quoted after the separator's space (`order_id, "customer_id"`) is its name; the
+    # characters that show as nothing (`email` with a zero-width space) are not part of it.
+    basic = [_unquoted_name(re.sub(INVISIBLE_PATTERN, "", c).strip()).lower() for c in names]
     # Columns without a name (Excel's trailing empty columns `...,channel,,,`) are ignored, however
     # many: polars names the second and later ones `_duplicated_<n>`.
     unnamed = {c for c in basic if not c or _UNNAMED.fullmatch(c)}
@@ -552,14 +553,15 @@ def _zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}
 
 
-def _unnamed_zones(path: Path) -> tuple[pa.Schema, set[str]]:
+def _unnamed_zones(path: Path) -> tuple[pa.Schema, dict[str, str]]:
     """The file's Arrow schema, and its timestamp columns whose time zone is no zone name (a
-    fixed offset such as `+05:30`, which pandas writes for ISO text with that offset): polars
-    cannot read those (it panics), so `_parquet_schema` and `_read_parquet` read them through
-    Arrow as the instants they are, in UTC."""
+    fixed offset such as `+05:30`, which pandas writes for ISO text with that offset), with
+    that zone: polars cannot read those (it panics), so `_parquet_schema` and `_read_parquet`
+    read them through Arrow as the instants they are, in UTC, and `read_raw` writes them at
+    their offset again (`_at_offset_as_text`)."""
     schema = pq.read_schema(path)
     odd = {
-        f.name
+        f.name: f.type.tz
         for f in schema
         if pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz not in _zone_names()
     }
@@ -570,7 +572,7 @@ def _in_utc(field: pa.Field) -> pa.Field:
     return field.with_type(pa.timestamp(field.type.unit, "UTC"))
 
 
-def _parquet_schema(export: ExportFile) -> tuple[dict[str, pl.DataType], set[str]]:
+def _parquet_schema(export: ExportFile) -> tuple[dict[str, pl.DataType], dict[str, str]]:
     """The file's columns as polars reads them, and its columns at an unnamed zone (for
     `_read_parquet`, so the footer is read once per use). A column name written twice is
     refused as a CSV header's is (polars' own error called the file damaged)."""
@@ -588,8 +590,8 @@ def _parquet_schema(export: ExportFile) -> tuple[dict[str, pl.DataType], set[str
     return dict(pl.from_arrow(utc.empty_table()).schema), odd
 
 
-def _read_parquet(path: Path, columns: list[str], odd: set[str]) -> pl.DataFrame:
-    if not odd & set(columns):
+def _read_parquet(path: Path, columns: list[str], odd: dict[str, str]) -> pl.DataFrame:
+    if not odd.keys() & set(columns):
         return pl.read_parquet(path, columns=columns)
     table = pq.read_table(path, columns=columns)
     for i, f in enumerate(table.schema):
@@ -888,6 +890,25 @@ def _lines(export: ExportFile) -> int:
     return breaks + (last != b"\n")
 
 
+def _parquet_nul(export: ExportFile, frame: pl.DataFrame) -> None:
+    """Refuse a Parquet file with a NUL character in a text value the contract reads, naming its
+    row and column, as a CSV file holding a NUL byte is (`_lines`): it was staged inside the
+    value (`x8@exa\\0mple.com`) and written so into the audience files. One literal search per
+    text column, dictionary-encoded ones too."""
+    for name, dtype in frame.schema.items():
+        if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+            text = frame[name].cast(pl.String)
+            found = text.str.contains("\x00", literal=True).fill_null(False)
+            if found.any():
+                row = int(found.arg_true()[0]) + 1
+                raise _unreadable(
+                    export,
+                    f"row {row} holds a NUL character (\\0) in {privacy.masked_text(name)}, "
+                    "which no text value may hold (a damaged export, or a tool's padding); "
+                    "remove it and run again",
+                )
+
+
 def _shown(line: str, limit: int = 60) -> str:
     """An excerpt of a file's text for a message, its emails and handles masked: the message
     reaches the console and Dagster's run logs and event storage, which erasure does not reach,
@@ -1018,6 +1039,26 @@ def _temporal_as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     )
 
 
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+
+
+def _at_offset_as_text(column: pl.Expr, dtype: pl.DataType, zone: str) -> pl.Expr:
+    """A Parquet timestamp column at a fixed offset (`-05:00`), read as UTC instants, as text at
+    that offset again (`2024-03-01 23:30:00.000000-05:00`), as a CSV writes it: a date column
+    so written is the date written, as the contract says (its UTC day, 2024-03-02, was staged),
+    and a timestamp the same instant. Values outside the years 1 to 9999 keep
+    `_temporal_as_text`'s words; a zone that is no offset stays in UTC."""
+    text = _temporal_as_text(column, dtype)
+    offset = _OFFSET.fullmatch(zone)
+    if offset is None:
+        return text
+    sign, hours, minutes = offset.groups()
+    shift = (1 if sign == "+" else -1) * (int(hours) * 60 + int(minutes))
+    inside = ~text.str.ends_with("(out of range)").fill_null(False)
+    local = pl.when(inside).then(column).dt.replace_time_zone(None) + pl.duration(minutes=shift)
+    return pl.when(inside).then(local.cast(pl.String) + f"{sign}{hours}:{minutes}").otherwise(text)
+
+
 # A value quoted after the separator's space (`O1, "C1"`): CSV readers that follow RFC 4180,
 # polars among them, take the quotes for part of the text, and `"C1"` matched no customer.
 _QUOTED_AFTER_SPACE = r'^\s+"((?:[^"]|"")*)"\s*$'
@@ -1076,6 +1117,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
     Only the contract's columns of a Parquet file are read.
     """
     problem = None
+    offsets: dict[str, str] = {}  # Parquet timestamp columns at a fixed offset, with it
     if export.path.suffix.lower() == ".csv":
         try:
             frame = pl.read_csv(
@@ -1096,6 +1138,8 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
             _check_parquet_types(export, schema, renamed, source)
             wanted = [name for name, c in renamed.items() if c in source.columns]
             frame = _read_parquet(export.path, wanted, odd)
+            _parquet_nul(export, frame)
+            offsets = {name: zone for name, zone in odd.items() if name in wanted}
         except IngestError:
             raise
         except (Exception, pl.exceptions.PanicException) as exc:  # all mean the same to a user
@@ -1107,7 +1151,11 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
         pl.lit(export.relpath).alias("source_file"),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
         *[
-            _as_text(pl.col(by_name[c]), frame.schema[by_name[c]], source.dtypes[c]).alias(c)
+            _at_offset_as_text(
+                pl.col(by_name[c]), frame.schema[by_name[c]], offsets[by_name[c]]
+            ).alias(c)
+            if by_name.get(c) in offsets
+            else _as_text(pl.col(by_name[c]), frame.schema[by_name[c]], source.dtypes[c]).alias(c)
             if c in by_name
             else pl.lit(None, dtype=pl.String).alias(c)
             for c in source.columns
@@ -1217,7 +1265,11 @@ def _parse_dates(text: pl.Series) -> pl.Series:
     if not todo.any():
         return parsed
     rest = text.filter(todo)
-    written = rest.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False, cache=False)
+    # The date part as written: one-digit months and days too (`2024-1-2 10:00`), which a
+    # timestamp accepts (its first ten characters were taken, and it was quarantined).
+    written = rest.str.extract(r"^([0-9]{4}-[0-9]{1,2}-[0-9]{1,2})", 1).str.strptime(
+        pl.Date, "%Y-%m-%d", strict=False, cache=False
+    )
     dates = pl.select(
         pl.when(_parse_timestamps(rest).is_not_null()).then(written).alias(text.name)
     ).to_series()
@@ -1995,6 +2047,8 @@ def _stage(
             quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
             for export, digest in todo:
                 name = export.relpath
+                sha = digest.result()
+                _unchanged_since_found(export)  # the hash and the rows are of one content
                 con.execute(
                     "INSERT INTO staging.ingested_files (source, source_file, sha256, "
                     "size_bytes, mtime_ns, rows_read, rows_staged, rows_quarantined, run_id, "
@@ -2003,7 +2057,7 @@ def _stage(
                     {
                         "source": table,
                         "file": name,
-                        "sha": digest.result(),
+                        "sha": sha,
                         "size": export.size_bytes,
                         "mtime": export.mtime_ns,
                         "ctime": export.ctime_ns,
@@ -2040,6 +2094,23 @@ def _stage(
     report.quarantined_files = quarantined_files(rows_read, quarantined_per_file)
     report.rows_erased = sum(suppressed.values())
     report.rows_staged = report.rows_read - report.rows_quarantined - report.rows_erased
+
+
+def _unchanged_since_found(export: ExportFile) -> None:
+    """Refuse a file whose size or times moved since it was found, once its rows are read and
+    its hash taken: an export still being written. Its rows were read from one content and its
+    hash from a later one, so the next run took the file for staged as it is and its later rows
+    were lost for good. The transaction rolls back; the next run reads the file whole."""
+    try:
+        now = export.path.stat()
+        same = (now.st_size, now.st_mtime_ns, now.st_ctime_ns) == export.stat
+    except OSError:
+        same = False
+    if not same:
+        raise IngestError(
+            f"{export.relpath}: the file changed while it was read (an export still being "
+            "written?); nothing of this source was staged: run again once it is complete"
+        )
 
 
 def quarantined_files(
