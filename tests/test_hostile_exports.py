@@ -411,6 +411,35 @@ def test_a_parquet_column_of_the_wrong_type_is_refused_before_any_change(
     assert reconcile(warehouse, "reviews") == (1, 1, 1, 0, 0)
 
 
+def test_decimals_of_more_digits_than_read_are_named_not_called_damage(warehouse, exports_dir):
+    """A decimal256(40, 2) amount: the file was refused as "not a Parquet file, or a damaged one
+    (precision must be between 1 and 38, got 40)". The column and its digits are named; the
+    same type in a column the contract does not read is ignored."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (exports_dir / "orders").mkdir(exist_ok=True)
+    table = pa.Table.from_pylist([good_order(1)]).append_column(
+        "tax", pa.array([decimal.Decimal("1.50")], pa.decimal256(40, 2))
+    )
+    pq.write_table(table, exports_dir / "orders" / "a.parquet")
+    assert ingest_source(warehouse, exports_dir, "orders", now=NOW).rows_staged == 1
+    amount = table.schema.get_field_index("net_amount")
+    wide = table.set_column(
+        amount, "net_amount", pa.array([decimal.Decimal("11.50")], pa.decimal256(40, 2))
+    ).set_column(0, "order_id", pa.array(["o2"]))
+    pq.write_table(wide, exports_dir / "orders" / "b.parquet")
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert str(error.value) == (
+        "orders/b.parquet: column net_amount holds decimals of 40 digits; the ingest reads at "
+        "most 38 (write them as decimals of 38 digits or fewer, or as floats)"
+    )
+    assert staged_ids(warehouse) == ["o1"]
+
+
 def test_a_parquet_boolean_written_as_integers_is_read_as_in_csv(warehouse, exports_dir):
     """An int8 0/1 column (databases without a boolean type) refused the whole file, while a
     CSV's 1/0 was read: 1/0 are booleans here too, and 2 is quarantined."""

@@ -531,6 +531,9 @@ def _type_name(dtype: pl.DataType) -> str:
     return f"values of type {dtype}"
 
 
+MAX_DECIMAL_DIGITS = 38  # polars' decimals, as Arrow's decimal128
+
+
 def _check_parquet_types(
     export: ExportFile, schema: dict[str, pl.DataType], renamed: dict[str, str], source: Source
 ) -> None:
@@ -545,6 +548,14 @@ def _check_parquet_types(
             raise IngestError(
                 f"{export.relpath}: column {column} holds {_type_name(dtype)}; "
                 f"the contract wants {_CONTRACT_TYPE_NAMES[contract]}"
+            )
+        digits = getattr(dtype, "precision", None)
+        if isinstance(dtype, pl.Decimal) and digits is not None and digits > MAX_DECIMAL_DIGITS:
+            # polars reads at most 38 digits: the file was called "damaged"
+            raise IngestError(
+                f"{export.relpath}: column {column} holds decimals of {digits} digits; the "
+                f"ingest reads at most {MAX_DECIMAL_DIGITS} (write them as decimals of "
+                f"{MAX_DECIMAL_DIGITS} digits or fewer, or as floats)"
             )
 
 
