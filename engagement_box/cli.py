@@ -569,7 +569,29 @@ def _nothing_to_do(standing: int) -> str:
     return (
         f"nothing to do: every export is staged as it is, and version {standing} was "
         "computed from the same inputs (settings, model code) for this run's as-of, so "
-        "it stands. No run started; --force runs the whole graph anyway."
+        f"it stands.{_files_gone_said(data_dir)} No run started; --force runs the whole graph "
+        "anyway."
+    )
+
+
+def _files_gone_said(data_dir: Path, shown: int = 3) -> str:
+    """The files taken in that the export folder no longer holds, said after "nothing to do":
+    a user who deleted an export to withdraw its rows was told only that nothing was new."""
+    from assets.publish import _peek
+    from engagement_box.staging.ingestion import files_not_in_folder
+
+    gone: list[str] = []
+    with _peek(settings.working_db_path()) as con:
+        if con is not None:
+            gone = files_not_in_folder(con, data_dir)
+    if not gone:
+        return ""
+    named = ", ".join(gone[:shown]) + (
+        f" and {len(gone) - shown:,} more" if len(gone) > shown else ""
+    )
+    return (
+        f" {len(gone):,} file(s) taken in are no longer in {data_dir} ({named}): their rows "
+        "stay staged; to withdraw rows, send the file again without them."
     )
 
 

@@ -982,6 +982,22 @@ def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_file
     assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
 
 
+def test_nothing_to_do_names_the_files_taken_in_that_left_the_export_folder(december_run, tmp_path):
+    """A user who deleted an export to withdraw its rows was told only "nothing to do": the
+    rows stay staged (README "Exports"), which the run now says, naming the file."""
+    copy = copy_run(december_run, tmp_path / "run")
+    gone = sorted((copy.exports / "reviews").iterdir())[0]
+    gone.unlink()
+    code, out, err = run_cli(copy_environment(tmp_path, copy), "--month", MONTH)
+    assert code == 0, err[-3000:]
+    said = out.strip().splitlines()[-1]
+    assert said.startswith("nothing to do: every export is staged as it is"), out
+    assert (
+        f" 1 file(s) taken in are no longer in {copy.exports} (reviews/{gone.name}): their rows "
+        "stay staged; to withdraw rows, send the file again without them. No run started"
+    ) in said
+
+
 def test_with_nothing_new_a_moved_warehouse_gets_a_published_file_that_reads_it(
     december_run, tmp_path
 ):

@@ -307,6 +307,22 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     return True
 
 
+def files_not_in_folder(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> list[str]:
+    """The files taken in (where they are now, `source/path`) that the export folder no longer
+    holds, in path order: their rows stay staged (README "Exports"), which a user who deleted
+    one to withdraw its rows should be told. Empty when it cannot tell (no staging yet, a file
+    the ingest refuses)."""
+    if not relation_exists(con, "staging", "ingested_files"):
+        return []
+    present: set[tuple[str, str]] = set()
+    for source in SOURCES.values():
+        try:
+            present |= {(source.name, e.relpath) for e in discover_files(Path(data_dir), source)}
+        except IngestError:
+            return []
+    return sorted(path for (source, path) in taken_in(con) if (source, path) not in present)
+
+
 class TakenIn(NamedTuple):
     """A file taken in, as `staging.ingested_files` records it."""
 
