@@ -728,6 +728,41 @@ def test_a_later_profile_with_her_handle_or_a_row_with_her_email_elsewhere_is_ke
     assert erased == {"customers": 2, "orders": 1}
 
 
+def test_a_quarantined_row_of_his_naming_anothers_email_does_not_erase_her(built):
+    """A privacy review: a later export gave BOB-002 Carol's email and handle; the row was
+    quarantined (a profile change not applied) and the identity merge kept them apart, but
+    erasing Bob followed the quarantined row's keys and erased Carol for good: her profile,
+    orders and social events, her keys logged. The row goes with Bob; its keys lead no
+    further."""
+    con, exports, _ = built
+    write_csv(
+        exports / "customers" / "later.csv",
+        [
+            {"customer_id": "BOB-002", "email": "-carol@example.com", "social_handles": "@carol",
+             "signup_date": "2023-02-01", "loyalty_member": "true", "marketing_consent": "true",
+             "country": "US"},
+        ],
+    )  # fmt: skip
+    ingest_source(con, exports, "customers")
+    bobs_row = "SELECT count(*) FROM staging.quarantine WHERE source_file LIKE '%later.csv'"
+    assert con.execute(bobs_row).fetchone() == (1,)
+    carols = (
+        "SELECT (SELECT count(*) FROM staging.customers WHERE customer_id = 'CAROL-004'), "
+        "(SELECT count(*) FROM staging.orders WHERE customer_id = 'CAROL-004'), "
+        "(SELECT count(*) FROM staging.social WHERE actor_handle = 'carol' "
+        "AND target_handle IS DISTINCT FROM 'bobby')"  # a reaction to Bob goes with him
+    )
+    assert con.execute(carols).fetchone() == (1, 1, 1)
+
+    erasure.erase(con, customer_id="BOB-002")
+    assert con.execute(carols).fetchone() == (1, 1, 1)
+    assert con.execute(bobs_row).fetchone() == (0,)  # the row naming Bob went with him
+    salt = erasure.resolve_salt(con)
+    logged = erasure.erased_subject_hashes(con, salt)
+    assert erasure.subject_hash("-carol@example.com", "email", salt) not in logged
+    assert erasure.subject_hash("BOB-002", "customer_id", salt) in logged
+
+
 def test_erasure_trims_what_the_ingest_trims(tmp_path):
     """One trimming rule: the characters the ingest removes from both ends of a value (Unicode
     whitespace, as polars' strip_chars, and the invisible ones) are the ones erasure removes

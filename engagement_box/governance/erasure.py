@@ -614,6 +614,10 @@ def _resolve(
         for query in queries:
             for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
                 found = True
+                if query == "erasure/quarantined_customer_profiles":
+                    customer_id, email, handles = _not_of_others(
+                        con, subjects, customer_id, email, handles or []
+                    )
                 if customer_id:
                     subjects.customer_id.add(customer_id)
                 if email:
@@ -623,6 +627,34 @@ def _resolve(
                         follow("handle", handle)
         if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
             return found, len(skipped)
+
+
+def _not_of_others(
+    con: duckdb.DuckDBPyConnection,
+    subjects: _Subjects,
+    customer_id: str | None,
+    email: str | None,
+    handles: list[str],
+) -> tuple[str | None, str | None, list[str]]:
+    """The keys of a quarantined customer row that matched the person, without those a staged
+    profile of another customer carries (`keys_of_other_profiles.sql`): the row itself is
+    deleted with the person's, but its other keys lead to whom the identity merge shows as
+    someone else. Asked again on each pass of `_resolve`, as the person's ids grow."""
+    row = con.execute(
+        load_sql("erasure/keys_of_other_profiles"),
+        {
+            "ids": subjects.of("customer_id"),
+            "id": customer_id,
+            "email": email,
+            "handles": [h for h in handles if h],
+        },
+    ).fetchone()
+    id_taken, email_taken, handles_taken = row if row else (False, False, [])
+    return (
+        None if id_taken else customer_id,
+        None if email_taken else email,
+        [h for h in handles if h not in set(handles_taken or [])],
+    )
 
 
 def _delete(
