@@ -298,6 +298,22 @@ def test_erasure_deletes_what_a_killed_export_left_in_the_audience_folder(built)
     assert "bob-002" not in all_audience_text(audience_dir / "rfm_segment")
 
 
+def test_an_erasure_killed_before_the_audience_files_is_finished_by_the_same_request(built):
+    """A privacy review: an erasure killed after its commit, before it rewrote the audience
+    files, left the person in them; the same request again found no profile (gone with the
+    commit), said no audience row matched, and left them there until the next run."""
+    con, _, audience_dir = built
+    erasure.erase(con, handle="@JaneD")  # committed; killed before the audience files
+    assert "jane-001" in all_audience_text(audience_dir)
+
+    # The files hold no handle: her ids and email were found through her profiles, now gone.
+    again = erasure.erase(con, handle="@JaneD", audience_dir=audience_dir)
+    assert again.audience_rows_removed and again.found
+    text = all_audience_text(audience_dir)
+    assert "jane-001" not in text and JANE_EMAIL not in text
+    assert "bob-002" in text  # no one else
+
+
 def test_warehouse_fixture_holds_the_person_everywhere(built):
     con, _, audience_dir = built
     found = mentions(con, TOKENS)

@@ -901,7 +901,11 @@ def erase(
 
     if audience_dir is not None and Path(audience_dir).is_dir():
         report.audience_rows_removed = erase_from_audiences(
-            Path(audience_dir), subjects.of("customer_id"), subjects.of("email")
+            Path(audience_dir),
+            subjects.of("customer_id"),
+            subjects.of("email"),
+            erased_subject_hashes(con, used_salt),
+            used_salt,
         )
         report.found = report.found or bool(report.audience_rows_removed)
     return report
@@ -1154,23 +1158,41 @@ def _unneutralised(column: str) -> pl.Expr:
     return pl.when(col.str.contains(_NEUTRALISED)).then(col.str.slice(1)).otherwise(col)
 
 
-def _audience_mask(frame: pl.DataFrame, ids: list[str], emails: list[str], csv: bool) -> pl.Series:
+def _audience_mask(
+    frame: pl.DataFrame,
+    ids: list[str],
+    emails: list[str],
+    csv: bool,
+    hashes: set[str] = frozenset(),
+    salt: str = "",
+) -> pl.Series:
+    """The rows of these ids or emails, or of any erased person (`hashes`, made with `salt`)."""
     checks = []
     for column, kind, values in (("customer_id", "customer_id", ids), ("email", "email", emails)):
-        if column not in frame.columns or not values:
+        if column not in frame.columns or not (values or hashes):
             continue
         raw = _unneutralised(column) if csv else pl.col(column).cast(pl.String)
         key = frame.select(raw.alias(column)).select(normalized_expr(column, kind)).to_series()
-        checks.append(key.is_in(values).fill_null(False))
+        erased = [v for v in key.drop_nulls().unique() if _hash_normalized(v, kind, salt) in hashes]
+        checks.append(key.is_in([*values, *erased]).fill_null(False))
     mask = pl.Series("erased", [False] * frame.height, dtype=pl.Boolean)
     for check in checks:
         mask = mask | check
     return mask
 
 
-def erase_from_audiences(audience_dir: Path, ids: list[str], emails: list[str]) -> dict[str, int]:
+def erase_from_audiences(
+    audience_dir: Path,
+    ids: list[str],
+    emails: list[str],
+    hashes: set[str] = frozenset(),
+    salt: str = "",
+) -> dict[str, int]:
     """Rewrite every audience file under `audience_dir` without rows of these ids or emails,
-    and delete what an export killed midway left there.
+    nor of anyone erased before (`hashes`: every logged request's, made with `salt`), and
+    delete what an export killed midway left there. An erasure killed after its commit left
+    the person in the files, and the same request again no longer found their ids and emails
+    (their profiles were gone): it said no row matched. The logged hashes find them.
 
     CSV files are read as text and written back through `audiences.neutralize_formulas` (cells
     already neutralised start with a quote and are left as they are), Parquet files keep their
@@ -1203,7 +1225,7 @@ def erase_from_audiences(audience_dir: Path, ids: list[str], emails: list[str]) 
             frame = pl.read_parquet(path)
         else:
             continue
-        mask = _audience_mask(frame, ids, emails, csv=suffix == ".csv")
+        mask = _audience_mask(frame, ids, emails, suffix == ".csv", hashes, salt)
         count = int(mask.sum())
         if not count:
             continue
