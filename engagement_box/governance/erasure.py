@@ -31,7 +31,9 @@
    The request is written to `staging.erasure_log` in the same transaction, with salted hashes of
    the keys instead of the keys.
 3. CHECKPOINT, so the deleted rows leave the write-ahead log.
-4. Rewrite the audience files (`<kind>/<audience>.csv` / `.parquet`) without the person.
+4. Rewrite the audience files (`<kind>/<audience>.csv` / `.parquet`) without the person, nor
+   anyone else the log holds (by salted hash): the same request after a stop past the commit
+   finishes them.
 5. Given the published layout, rebuild the file analysts open and rewrite every history Parquet
    file that held the person (`engagement_box/governance/readers.py`). A session opened before
    the erasure reads the rewritten Parquet files through its `marts.*` and `history.*` views
@@ -64,6 +66,16 @@ What this does not do, honestly:
   is missing or behind the log (erasures logged before registers existed, a copied database) is
   written again by the next DuckDB ingest (`refresh_register`), or by the Spark run itself from
   the working database (`register_of`).
+* A profile read after the erasure that carries one of the person's keys is kept out as
+  theirs (`suppression_mask`), but its other keys (a new customer id, a new email) are not
+  erased with it: rows carrying only those, its orders for one, are staged as a guest buyer's
+  until a request names them (`--customer-id`, `--email`). Whether a new account reusing a
+  handle or an email is the person who asked is the operator's call (platforms re-assign
+  handles), so it is not made here.
+* A quarantined customer row that matched the person adds to the closure only keys that no
+  staged profile of someone else carries (`keys_of_other_profiles.sql`): the identity merge
+  never links through a quarantined row, so a later export that gave the person another
+  customer's email does not erase that customer.
 * Aggregates without a customer id (persona profiles, model fits, snapshot row counts in
   `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
   rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
