@@ -201,6 +201,24 @@ def test_every_failure_of_a_row_is_listed_but_a_parse_failure_is_not_also_missin
     ]
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("email", "jane doe", "an email address: one @, a dot after it, no spaces nor any of ,;<>"),
+        ("currency", "US", "a three-letter currency code"),
+    ],
+)
+def test_a_malformed_value_is_said_in_words_not_as_a_regular_expression(
+    warehouse, exports_dir, column, value, words
+):
+    """The detail of a value that fails its pattern read `str_matches('^\\s*[^@\\s,;<>]+@...')`,
+    which tells whoever fixes the export nothing; it names what the value must be."""
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1) | {column: value}])
+    ingest_source(warehouse, exports_dir, "orders")
+    said = warehouse.execute('SELECT reason, "column", detail FROM staging.quarantine').fetchall()
+    assert said == [("malformed", column, f"str_matches({words}): {value}")]
+
+
 def test_repeated_keys_first_occurrence_wins_within_and_across_files(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2), good_order(1)])
     ingest_source(warehouse, exports_dir, "orders")

@@ -60,7 +60,8 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #   5: a time with second 60 (`10:00:60`) unparseable, not the next minute (2026-12-03)
 #   6: a boolean written as a number with a fraction (`1.0`, `0.0`) read, not quarantined
 #      (2026-12-04)
-#   7: invisible characters in header names ignored (`email` + U+200B was no column); a
+#   7: a quarantine detail names a pattern in words, not as its regular expression;
+#      invisible characters in header names ignored (`email` + U+200B was no column); a
 #      Parquet timestamp at a fixed offset gives a date column the date written, not its UTC
 #      day; a date written `2024-1-2 10:00` read; a NUL in a Parquet text value refuses the
 #      file, as in a CSV (2026-12-04)
@@ -74,6 +75,15 @@ LIST_SEPARATOR = ";"
 EMAIL_PATTERN = r"^\s*[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+\s*$"
 HANDLE_PATTERN = r"^@?[A-Za-z0-9_.]{1,64}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+# What each pattern asks for, in words: a quarantine row's detail names the rule so
+# (`str_matches(an email address, ...): <value>`), where it gave the regular expression.
+PATTERN_WORDS = {
+    EMAIL_PATTERN: "an email address: one @, a dot after it, no spaces nor any of ,;<>",
+    HANDLE_PATTERN: "a handle: an optional @, then 1-64 letters, digits, _ or .",
+    CURRENCY_PATTERN: "a three-letter currency code",
+    COUNTRY_PATTERN: "a two-letter country code",
+}
 
 # Money is stored as DECIMAL(18, 4) in DuckDB: sums are exact, so reruns give identical totals
 # (a parallel sum of DOUBLEs can differ in the last bit from run to run). Larger amounts are typos.
@@ -115,7 +125,7 @@ class Customers(pa.DataFrameModel):
     signup_date: pl.Date = pa.Field(nullable=False, ge=EARLIEST_TIMESTAMP.cast(pl.Date))
     loyalty_member: bool = pa.Field(nullable=False)
     marketing_consent: bool = pa.Field(nullable=False)
-    country: str = pa.Field(nullable=False, str_matches=r"^[A-Z]{2}$")
+    country: str = pa.Field(nullable=False, str_matches=COUNTRY_PATTERN)
 
     @pa.dataframe_check(name="social_handles_well_formed")
     def social_handles_well_formed(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -71,6 +71,7 @@ from engagement_box.staging.contracts import (
     INVISIBLE_PATTERN,
     LIST_SEPARATOR,
     MONEY_DUCKDB_TYPE,
+    PATTERN_WORDS,
     SOURCES,
     STAGING_RULES,
     TRIMMED,
@@ -1457,6 +1458,17 @@ def _reason_expr() -> pl.Expr:
 _POLARS_LITERAL = r'(\d{4}-\d{2}-\d{2})(?: 00:00:00)?\.alias\("[^"]*"\)(?:\.strict_cast\(\w+\))?'
 
 
+def _check_in_words(check: pl.Expr) -> pl.Expr:
+    """Pandera's name of a check as a quarantine detail shows it: a date bound as written
+    (`_POLARS_LITERAL`), a pattern in words (`contracts.PATTERN_WORDS`)."""
+    check = check.str.replace_all(_POLARS_LITERAL, "$1")
+    for pattern, words in PATTERN_WORDS.items():
+        check = check.str.replace(
+            f"str_matches('{pattern}')", f"str_matches({words})", literal=True
+        )
+    return check
+
+
 def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Run the Pandera contract; failures as (index, column, reason, detail)."""
     try:
@@ -1475,7 +1487,7 @@ def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
             pl.when(frame_rule).then(None).otherwise(pl.col("column")).alias("column"),
             _reason_expr(),
             pl.concat_str(
-                pl.col("check").str.replace_all(_POLARS_LITERAL, "$1"),
+                _check_in_words(pl.col("check")),
                 pl.lit(": "),
                 pl.col("failure_case").fill_null("null"),
             ).alias("detail"),
