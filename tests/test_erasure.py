@@ -779,6 +779,50 @@ def test_a_quarantined_row_of_his_naming_anothers_email_does_not_erase_her(built
     assert erasure.subject_hash("BOB-002", "customer_id", salt) in logged
 
 
+def _quarantined_bob(exports: Path, email: str, handles: str = "") -> None:
+    write_csv(
+        exports / "customers" / "later.csv",
+        [
+            {"customer_id": "BOB-002", "email": email, "social_handles": handles,
+             "signup_date": "2023-02-01", "loyalty_member": "true", "marketing_consent": "true",
+             "country": "US"},
+        ],
+    )  # fmt: skip
+
+
+def test_erasing_her_by_her_email_leaves_him_whose_quarantined_row_named_it(built):
+    """The other side of the review's case: erasing Carol by her email matched Bob's
+    quarantined row (a profile change giving him her email) and must not follow it to Bob."""
+    con, exports, _ = built
+    _quarantined_bob(exports, "-carol@example.com", "@bob_new")
+    ingest_source(con, exports, "customers")
+    bob = (
+        "SELECT (SELECT count(*) FROM staging.customers WHERE customer_id = 'BOB-002'), "
+        "(SELECT count(*) FROM staging.orders WHERE customer_id = 'BOB-002')"
+    )
+    assert con.execute(bob).fetchone() == (1, 1)
+    erasure.erase(con, email="-carol@example.com")
+    assert con.execute(bob).fetchone() == (1, 1)
+    assert con.execute(
+        "SELECT count(*) FROM staging.customers WHERE customer_id = 'CAROL-004'"
+    ).fetchone() == (0,)
+
+
+def test_erasing_by_the_email_of_his_quarantined_profile_change_erases_him(built):
+    """A re-review of the fix above: a later export changed Bob's email (quarantined, a
+    profile change not applied); erasing by the new email deleted that row alone and said
+    `erased`, leaving Bob's profile and orders. The row is Bob's: the erasure follows its id."""
+    con, exports, _ = built
+    _quarantined_bob(exports, "bob.new@example.com")
+    ingest_source(con, exports, "customers")
+    report = erasure.erase(con, email="bob.new@example.com")
+    assert report.rows_deleted["staging.customers"] == 1
+    assert con.execute(
+        "SELECT (SELECT count(*) FROM staging.customers WHERE customer_id = 'BOB-002'), "
+        "(SELECT count(*) FROM staging.orders WHERE customer_id = 'BOB-002')"
+    ).fetchone() == (0, 0)
+
+
 def test_erasure_trims_what_the_ingest_trims(tmp_path):
     """One trimming rule: the characters the ingest removes from both ends of a value (Unicode
     whitespace, as polars' strip_chars, and the invisible ones) are the ones erasure removes

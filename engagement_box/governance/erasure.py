@@ -73,9 +73,10 @@ What this does not do, honestly:
   handle or an email is the person who asked is the operator's call (platforms re-assign
   handles), so it is not made here.
 * A quarantined customer row that matched the person adds to the closure only keys that no
-  staged profile of someone else carries (`keys_of_other_profiles.sql`): the identity merge
-  never links through a quarantined row, so a later export that gave the person another
-  customer's email does not erase that customer.
+  staged profile of someone else carries, and its customer id only when it matched through
+  a key of that customer's own (`_keys_to_follow`): the identity merge never links through a
+  quarantined row, so a later export that gave one customer another's email erases neither
+  for the other, while a later email of the person's own still finds them.
 * Aggregates without a customer id (persona profiles, model fits, snapshot row counts in
   `marts.snapshots`, `source_rows` counts of other identity links) were computed with the person's
   rows and are not recomputed here; they identify nobody. The next pipeline run recomputes the
@@ -627,7 +628,7 @@ def _resolve(
             for customer_id, email, handles in con.execute(load_sql(query), params).fetchall():
                 found = True
                 if query == "erasure/quarantined_customer_profiles":
-                    customer_id, email, handles = _not_of_others(
+                    customer_id, email, handles = _keys_to_follow(
                         con, subjects, customer_id, email, handles or []
                     )
                 if customer_id:
@@ -641,31 +642,52 @@ def _resolve(
             return found, len(skipped)
 
 
-def _not_of_others(
+def _keys_to_follow(
     con: duckdb.DuckDBPyConnection,
     subjects: _Subjects,
     customer_id: str | None,
     email: str | None,
     handles: list[str],
 ) -> tuple[str | None, str | None, list[str]]:
-    """The keys of a quarantined customer row that matched the person, without those a staged
-    profile of another customer carries (`keys_of_other_profiles.sql`): the row itself is
-    deleted with the person's, but its other keys lead to whom the identity merge shows as
-    someone else. Asked again on each pass of `_resolve`, as the person's ids grow."""
-    row = con.execute(
-        load_sql("erasure/keys_of_other_profiles"),
-        {
-            "ids": subjects.of("customer_id"),
-            "id": customer_id,
-            "email": email,
-            "handles": [h for h in handles if h],
-        },
-    ).fetchone()
-    id_taken, email_taken, handles_taken = row if row else (False, False, [])
+    """Which keys of a quarantined customer row that matched the person lead to them. The
+    identity merge never links through such a row, so:
+
+    - its email and handles, unless a staged profile of someone else (neither the row's
+      customer nor the person) carries them: erasing Bob followed his row that named Carol's
+      email, and erased Carol;
+    - its customer id when the row matched through it, when no staged profile has that id (a
+      profile only the quarantine holds), or when it matched through a key that no other
+      customer's staged profile carries (a later email of the row's customer): erasing Carol by
+      her email matched Bob's row naming it, which leads to no one.
+
+    Asked again on each pass of `_resolve`, as the person's keys grow
+    (`sql/erasure/staged_owners_of_keys.sql`)."""
+    handles = [h for h in handles if h]
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    rows = con.execute(
+        load_sql("erasure/staged_owners_of_keys"),
+        {"id": customer_id, "email": email, "handles": handles},
+    ).fetchall()
+    for kind, key, owner in rows:
+        owners[(kind, key)].add(owner)
+    person = subjects.customer_id
+
+    def elsewhere(kind: str, key: str) -> set[str]:  # staged customers other than the row's
+        return owners[(kind, key)] - {customer_id}
+
+    keys = [("email", email)] if email else []
+    keys += [("handle", h) for h in handles]
+    follow_id = customer_id is not None and (
+        customer_id in person
+        or not owners[("customer_id", customer_id)]
+        or any(key in getattr(subjects, kind) and not elsewhere(kind, key) for kind, key in keys)
+    )
+    if not follow_id and customer_id is not None:
+        return None, None, []
     return (
-        None if id_taken else customer_id,
-        None if email_taken else email,
-        [h for h in handles if h not in set(handles_taken or [])],
+        customer_id,
+        email if email and not elsewhere("email", email) - person else None,
+        [h for h in handles if not elsewhere("handle", h) - person],
     )
 
 
