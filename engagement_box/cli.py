@@ -14,6 +14,7 @@ to DAGSTER_HOME/run_logs/<run id>.log.
 
 import argparse
 import atexit
+import contextlib
 import fcntl
 import logging
 import os
@@ -1249,14 +1250,50 @@ def entry() -> None:
     `main` returns; the threads still running are waited for and the exit handlers run
     (logging's flush, temporary folders) as at a normal exit. An exception leaves the usual way.
     """
+    sys.stdout = _ReaderMayLeave(sys.stdout) if sys.stdout is not None else None
     code = main()
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None when the descriptor was closed (`>&-`)
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     os._exit(code)
+
+
+class _ReaderMayLeave:
+    """The console, for a reader that may stop reading (`engagement-box run | head -4`): the
+    first write after it left raised BrokenPipeError in the middle of the command, after the
+    run was created, which Dagster then showed as NOT_STARTED for ever. The rest of the output
+    goes to /dev/null instead, and the command finishes and exits with its own code."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_left()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_left()
+
+    def _reader_left(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":

@@ -1514,3 +1514,35 @@ def test_the_command_exits_with_mains_code_and_loses_no_output_or_exit_work(tmp_
     assert done.returncode == 3, done.stderr
     assert done.stdout == "the command printed and the exit handler ran\n"
     assert written.read_text() == "done"
+
+
+@pytest.mark.parametrize("console", ["a reader that leaves", "closed"])
+def test_the_command_finishes_with_its_code_when_its_console_is_gone(tmp_path, console):
+    """`engagement-box run | head -4` stopped at the first line after the reader left
+    (BrokenPipeError, after the run was created: Dagster showed it NOT_STARTED for ever), and
+    with stdout closed (`>&-`) the exit failed on `None.flush()`: exit 1 for a good run."""
+    done = tmp_path / "done.txt"
+    script = (
+        "from engagement_box import cli\n"
+        "def fake_main():\n"
+        "    for i in range(20000):\n"
+        "        print('step', i)\n"
+        f"    open({str(done)!r}, 'w').write('done')\n"
+        "    return 3\n"
+        "cli.main = fake_main\n"
+        "cli.entry()\n"
+    )
+    command = [sys.executable, "-c", script]
+    if console == "closed":
+        finished = subprocess.run(
+            f"{shlex.join(command)} >&-", shell=True, capture_output=True, timeout=60
+        )
+        code = finished.returncode
+        assert finished.stderr == b"", finished.stderr
+    else:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        assert process.stdout.readline() == b"step 0\n"
+        process.stdout.close()  # as `head -1` does
+        code = process.wait(timeout=60)
+    assert code == 3
+    assert done.read_text() == "done"
