@@ -321,7 +321,7 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
     }
     points = engagement["social_points_json"]
     if isinstance(points, str):  # given to the resource as text rather than read from settings
-        engagement["social_points_json"] = json.loads(points)
+        engagement["social_points_json"] = json.loads(points) if points.strip() else None
     return {k: versions.json_value(v) for k, v in {**window, **engagement}.items()}
 
 

@@ -308,6 +308,26 @@ def test_a_file_still_being_written_while_read_is_refused_then_staged_whole(
     assert len(path.read_text().splitlines()) == 5
 
 
+def test_a_file_linked_or_chmodded_while_read_is_staged(warehouse, exports_dir, monkeypatch):
+    """A backup tool's hard link (or chmod, an indexer's attributes) moves a file's ctime and
+    nothing else: the first check of a file changing while read refused the whole source."""
+    from engagement_box.staging import ingestion
+
+    path = write_csv(exports_dir / "orders" / "day1.csv", [good_order(i) for i in range(1, 4)])
+    hash_of = ingestion.file_sha256
+
+    def backup_linking(file: Path) -> str:
+        link = file.with_name(".backup_link")
+        if not link.exists():  # once, while the rows are read
+            os.link(file, link)
+            os.chmod(file, 0o640)
+        return hash_of(file)
+
+    monkeypatch.setattr(ingestion, "file_sha256", backup_linking)
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.rows_staged == 3 and path.stat().st_nlink == 2
+
+
 def test_new_file_is_picked_up(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2)])
     ingest_source(warehouse, exports_dir, "orders")

@@ -2087,7 +2087,7 @@ def _stage(
             for export, digest in todo:
                 name = export.relpath
                 sha = digest.result()
-                _unchanged_since_found(export)  # the hash and the rows are of one content
+                _unchanged_since_found(export, sha)  # the hash and the rows: one content
                 con.execute(
                     "INSERT INTO staging.ingested_files (source, source_file, sha256, "
                     "size_bytes, mtime_ns, rows_read, rows_staged, rows_quarantined, run_id, "
@@ -2135,14 +2135,18 @@ def _stage(
     report.rows_staged = report.rows_read - report.rows_quarantined - report.rows_erased
 
 
-def _unchanged_since_found(export: ExportFile) -> None:
-    """Refuse a file whose size or times moved since it was found, once its rows are read and
-    its hash taken: an export still being written. Its rows were read from one content and its
-    hash from a later one, so the next run took the file for staged as it is and its later rows
-    were lost for good. The transaction rolls back; the next run reads the file whole."""
+def _unchanged_since_found(export: ExportFile, sha: str) -> None:
+    """Refuse a file whose size or modification time moved since it was found, once its rows
+    are read and its hash taken: an export still being written. Its rows were read from one
+    content and its hash from a later one, so the next run took the file for staged as it is
+    and its later rows were lost for good. The transaction rolls back; the next run reads the
+    file whole. A moved status-change time alone (a hard link a backup made, chmod, an
+    indexer's extended attributes) is checked by the content: the same hash, the same file."""
     try:
         now = export.path.stat()
-        same = (now.st_size, now.st_mtime_ns, now.st_ctime_ns) == export.stat
+        same = (now.st_size, now.st_mtime_ns) == (export.size_bytes, export.mtime_ns)
+        if same and now.st_ctime_ns != export.ctime_ns:
+            same = file_sha256(export.path) == sha
     except OSError:
         same = False
     if not same:
