@@ -980,6 +980,7 @@ TIMESTAMP_TEXTS = [
     "+2024-03-01 10:00:00", "2024-03-01 10:00:00 ", "0000-01-01 00:00:00", "2024-13-01T00:00:00",
     "2024-03-01T10:00:00+0000", "2024-03-01T10:00:00 +00:00", "2024-03-01t10:00:00",
     "2024-03-01T10:00:00+00:00Z", "٢٠٢٤-03-01 10:00:00", "31/02/2024", "yesterday", "", None,
+    "2024-1-2T10:00", "2024-01-2T10:00:00Z", "2024-1-2T23:30-05:00",
 ]  # fmt: skip
 
 
@@ -1032,6 +1033,18 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
         assert _parse_timestamps(column).equals(_parse_timestamps_general(column))
     assert _parse_dates(text).equals(written_dates(text, general))
     assert general.null_count() < len(text) / 2  # the cases do include accepted text
+    # A value's parse does not depend on the column's other values (`2024-01-2T10:00:00Z`
+    # parsed alone, and was NULL after `2024-01-02 10:00:00`); the T forms with one-digit
+    # months and days are the contract's too.
+    alone = pl.concat(
+        [_parse_timestamps(pl.Series("t", [v], dtype=pl.String)) for v in TIMESTAMP_TEXTS]
+    ).cast(pl.String)
+    assert _parse_timestamps(text).cast(pl.String).to_list() == alone.to_list()
+    assert alone.to_list()[-3:] == [
+        "2024-01-02 10:00:00.000000",
+        "2024-01-02 10:00:00.000000",
+        "2024-01-03 04:30:00.000000",
+    ]
 
 
 @given(st.text(alphabet="0123456789-: TZ+.", max_size=30))

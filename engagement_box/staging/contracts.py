@@ -63,7 +63,8 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #   7: a quarantine detail names a pattern in words, not as its regular expression;
 #      invisible characters in header names ignored (`email` + U+200B was no column); a
 #      Parquet timestamp at a fixed offset gives a date column the date written, not its UTC
-#      day; a date written `2024-1-2 10:00` read; a NUL in a Parquet text value refuses the
+#      day; a date written `2024-1-2 10:00` read, and a timestamp `2024-1-2T10:00` (with `T`
+#      after a one-digit month or day); a NUL in a Parquet text value refuses the
 #      file, as in a CSV (2026-12-04)
 STAGING_RULES = 7
 # Between the entries of a list column (`Source.lists`).
