@@ -216,6 +216,33 @@ def test_a_file_written_by_a_session_still_open_is_not_replaced_under_it(working
     assert readers.behind(working, layout) is None
 
 
+def test_a_log_a_stopped_session_left_beside_the_file_gets_it_built_again(working, layout):
+    """An analyst's read-write session (the DuckDB CLI's default) dropped a view and was
+    killed before its checkpoint: its log stayed beside the published file, which itself was
+    unchanged, so every run said "nothing to do" while every reader replayed the drop (here:
+    a table the session made)."""
+    two_versions(working, layout)
+    script = (
+        "import duckdb, os, sys\n"
+        "con = duckdb.connect(sys.argv[1])\n"
+        "con.execute(\"SET checkpoint_threshold = '1GB'\")\n"
+        "con.execute('CREATE TABLE main.analyst_scratch AS SELECT 1 AS a')\n"
+        "os._exit(0)  # killed before any checkpoint\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(layout.published)], check=True)
+    wal = layout.published.with_name(layout.published.name + ".wal")
+    assert wal.exists()
+    assert "had a write-ahead log beside it" in readers.behind(working, layout)
+    assert readers.publish(working, layout, now=NOW).built
+    assert not wal.exists() and readers.behind(working, layout) is None
+    reader = duckdb.connect(str(layout.published), read_only=True)
+    try:
+        tables = reader.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        assert ("analyst_scratch",) not in tables
+    finally:
+        reader.close()
+
+
 def test_a_version_an_erasure_emptied_keeps_an_empty_file_not_a_missing_one(working, layout):
     """An erasure that removed every row of a version's mart deleted its Parquet file, while the
     publish log still counted rows: the next run took the file for lost and built the

@@ -198,8 +198,9 @@ def behind(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
 
 def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     """Why the published file cannot serve its readers though its record says it is current, or
-    None: a history file of a retained version is gone (its views fail on it), the file is not
-    the one the last publish built (replaced, restored or written since), it does not open as
+    None: a history file of a retained version is gone (its views fail on it), a write-ahead
+    log a stopped session left is beside it, the file is not the one the last publish built
+    (replaced, restored or written since), it does not open as
     a DuckDB file (overwritten, cut short), or its quarantine is not the masked one built. Each
     went unnoticed, every run said "nothing to do" with exit 0. Cheap: one read-only open and
     a stat per file.
@@ -240,6 +241,15 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
         if is_lock_conflict(error):  # a session holds it for writing: not replaced under it
             return None
         unreadable = f"{layout.published} could not be read ({first_line(error)})"
+    # A log beside it that no session holds: a session wrote into the file and was stopped
+    # before its checkpoint (`DROP VIEW ...` in the DuckDB CLI, then killed). Every reader
+    # replays it, and the file itself is unchanged, so the checks below do not see it.
+    wal = layout.published.with_name(layout.published.name + ".wal")
+    if unreadable is None and wal.exists():
+        return (
+            f"{layout.published} had a write-ahead log beside it ({wal.name}: a session wrote "
+            "into it and was stopped; every reader replayed its changes): built again"
+        )
     # The file the last publish built, untouched since: a copy of the working database put at
     # its path (every staged email in it), or a backup restored, was served until the inputs
     # changed, and nothing in a copy with an empty quarantine told it apart. One stat does.
