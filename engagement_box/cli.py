@@ -743,6 +743,8 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             if rebuilt:
                 print(f"published file rebuilt: {rebuilt}")
             _report_standing_partitions(home, job, partition, standing)
+            for run_id in _fail_dead_runs(home):
+                print(f"run {run_id} was marked failed: its process ended without finishing it")
             if behind is None:
                 return 0
             lines = StepLines()
@@ -773,6 +775,17 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     if published:
         print(published)
     return _finish(executed, steps)
+
+
+def _fail_dead_runs(home: str) -> list[str]:
+    """With the run lock held and no run to start: the runs still marked started whose process
+    is gone were killed. A run's resource says so when it starts (`fail_dead_runs`), but a
+    command with nothing to do starts none, and the schedule none either: the UI showed a
+    killed run as running until the next real run."""
+    from pipelines.resources import fail_dead_runs
+
+    with open_instance(home) as instance:
+        return fail_dead_runs(instance)
 
 
 def _report_standing_partitions(home: str, job, partition: str, standing: int) -> None:

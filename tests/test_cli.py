@@ -998,6 +998,30 @@ def test_nothing_to_do_names_the_files_taken_in_that_left_the_export_folder(dece
     ) in said
 
 
+def test_nothing_to_do_marks_failed_a_run_whose_process_was_killed(december_run, tmp_path):
+    """A run killed with kill -9 stayed STARTED in the UI while every later command found
+    nothing to do (the check ran only when a run started): for days, in a quiet period."""
+    from pipelines.resources import process_tags
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = copy_environment(tmp_path, copy)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with dg.DagsterInstance.local_temp(env["DAGSTER_HOME"]) as instance:
+        killed = dg.DagsterRun(
+            job_name="engagement_pipeline",
+            status=dg.DagsterRunStatus.STARTED,
+            tags=process_tags(gone.pid),
+        )
+        instance.add_run(killed)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert "nothing to do" in out
+    assert f"run {killed.run_id} was marked failed: its process ended without finishing it" in out
+    with dg.DagsterInstance.local_temp(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
 def test_with_nothing_new_a_moved_warehouse_gets_a_published_file_that_reads_it(
     december_run, tmp_path
 ):
