@@ -30,7 +30,7 @@ from engagement_box.engagement.metrics import (
     engagement_parts,
     engagement_values_from_parts,
 )
-from engagement_box.governance import versions
+from engagement_box.governance import readers, versions
 from engagement_box.identity import links as identity
 from engagement_box.sql import load_sql
 from engagement_box.value import rfm
@@ -433,11 +433,15 @@ def audience_exports(
         # The analysts' file shows that version too: a run killed after its publish, before the
         # file was rebuilt, left it a version behind while this step catches the audiences up
         # (cheap when the file is current).
-        readers_file = warehouse.publish_for_readers(con)
+        stopped = readers.unfinished_erasures(con)  # erases stopped after their commit
+        readers_file = warehouse.publish_for_readers(con)  # checks every history file then
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
     audiences.record_version(out, snapshot_id, as_of)
+    if stopped:  # their files all rewritten now: the history files above, the audiences here
+        with warehouse.get_connection() as con:
+            readers.finish_erasures(con, stopped)
     sizes = (
         frame.group_by("audience_kind", "audience")
         .len(name="customers")

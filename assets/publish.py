@@ -283,12 +283,19 @@ def _require_work_from(con, window: dict, fingerprint: str) -> None:
 
 def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     """Why the audience files are not those of the current version (a run that failed after
-    publishing, another ENGAGEMENT_AUDIENCE_DIR), or None when they are."""
+    publishing, another ENGAGEMENT_AUDIENCE_DIR, an erase stopped after its commit), or None
+    when they are."""
     current = versions.current_version(con)
     folder = engagement_config.audience_path
     written = audiences.recorded_version(folder)
     if written is None:
         return f"{folder} holds no audience files of version {current}"
+    stopped = readers.unfinished_erasures(con)
+    if stopped:
+        return (
+            f"{len(stopped)} erasure(s) stopped after their commit may have left their person in "
+            f"the audience files in {folder} and the versions' files"
+        )
     if written != current:
         return f"the audience files in {folder} are version {written}'s, not version {current}'s"
     return None

@@ -1022,6 +1022,50 @@ def test_nothing_to_do_marks_failed_a_run_whose_process_was_killed(december_run,
         assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
 
 
+def test_an_erase_stopped_after_its_commit_is_finished_by_the_next_run(december_run, tmp_path):
+    """A review killed `erase` after its commit, while it rewrote the history files: the next
+    runs (and `retain`) left the analysts' file and the audience files holding the person, for
+    good, and said nothing. The next run now finishes the request, the versions' files checked
+    by their content."""
+    from engagement_box.governance import erasure, readers
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = copy_environment(tmp_path, copy)
+    audiences = copy.database.parent / "audiences"
+    first = next(audiences.rglob("*.csv"))
+    person = pl.read_csv(first, infer_schema=False)["customer_id"][0]
+    working = readers.default_working(copy.database)
+    con = duckdb.connect(str(working))
+    try:
+        erasure.erase(con, customer_id=person)  # committed; stopped before its files
+        assert readers.unfinished_erasures(con)
+    finally:
+        con.close()
+
+    def held() -> dict[str, bool]:
+        reader = duckdb.connect(str(copy.database), read_only=True)
+        try:
+            in_file = reader.execute(
+                "SELECT count(*) FROM history.customer WHERE customer_id = $id", {"id": person}
+            ).fetchone()[0]
+        finally:
+            reader.close()
+        text = "".join(p.read_text() for p in audiences.rglob("*.csv"))
+        return {"published file": bool(in_file), "audience files": person in text}
+
+    assert held() == {"published file": True, "audience files": True}
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert held() == {"published file": False, "audience files": False}
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        assert readers.unfinished_erasures(con) == []
+    finally:
+        con.close()
+    code, out, _ = run_cli(env, "--month", MONTH)
+    assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
+
+
 def test_with_nothing_new_a_moved_warehouse_gets_a_published_file_that_reads_it(
     december_run, tmp_path
 ):

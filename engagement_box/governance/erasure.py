@@ -388,12 +388,13 @@ def dropped_rows(frame: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
 
 
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both), and
-    `staging.erased_profile_keys`."""
+    """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both),
+    `staging.erased_profile_keys` and `staging.erasure_finished`."""
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
     con.execute(load_sql("erasure/create_erased_profile_keys"))
+    readers.ensure_erasure_finished(con)
 
 
 def erased_profiles_salt(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -942,6 +943,11 @@ def erase(
             used_salt,
         )
         report.found = report.found or bool(report.audience_rows_removed)
+    if published is not None and audience_dir is not None:
+        # Every file rewritten (this request's and any stopped before): finished. Until then
+        # the next publish checks every history file and the next audience step writes the
+        # files again (`readers.unfinished_erasures`).
+        readers.finish_erasures(con, readers.unfinished_erasures(con), requested_at)
     return report
 
 

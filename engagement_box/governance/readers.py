@@ -775,6 +775,41 @@ def _build(
     return built
 
 
+def ensure_erasure_finished(con: duckdb.DuckDBPyConnection) -> None:
+    """Create `staging.erasure_finished`. A warehouse from before it: every request it logged
+    finished as erasures then did (the erase rewrote the files), so they are recorded so."""
+    if versions.table_exists(con, "staging", "erasure_finished"):
+        return
+    con.execute(load_sql("erasure/create_erasure_finished"))
+    if versions.table_exists(con, "staging", "erasure_log"):
+        ids = [r for (r,) in con.execute("SELECT request_id FROM staging.erasure_log").fetchall()]
+        finish_erasures(con, ids)
+
+
+def unfinished_erasures(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The logged erasure requests whose files are not all rewritten: an erase stopped after
+    its commit left the person in the versions' Parquet files and the audience files, and
+    nothing later looked (runs, retention and the schedule said nothing). The next publish
+    checks every history file while there are some (`publish`), and the next audience step
+    writes the files again and records them finished."""
+    if not versions.table_exists(con, "staging", "erasure_log"):
+        return []
+    if not versions.table_exists(con, "staging", "erasure_finished"):
+        return []  # the log from before this record: finished, recorded at the next erase
+    return [r for (r,) in con.execute(load_sql("erasure/unfinished_erasures")).fetchall()]
+
+
+def finish_erasures(
+    con: duckdb.DuckDBPyConnection, ids: list[str], now: datetime | None = None
+) -> None:
+    """Record these erasure requests finished (their files rewritten)."""
+    if ids:
+        con.execute(
+            load_sql("erasure/finish_erasures"),
+            {"ids": ids, "at": (now or datetime.now()).replace(tzinfo=None)},
+        )
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     layout: Layout,
@@ -786,12 +821,15 @@ def publish(
 
     `con` is the working database, opened for writing by the one process holding the run lock.
     Does nothing when the file is up to date (same `state`); `erased` forces a rebuild and checks
-    every history file (after an erasure). The new file replaces the old one in one rename.
+    every history file (after an erasure; also while an erasure is unfinished,
+    `unfinished_erasures`). The new file replaces the old one in one rename.
     """
     started = time.perf_counter()
     now = (now or datetime.now()).replace(tzinfo=None)
     if not _has_version(con):
         return Published()  # nothing published yet: no file for readers
+    # An erase stopped after its commit: its person may still be in the history files.
+    erased = erased or bool(unfinished_erasures(con))
     # Only the run lock's holder publishes: any file a publish was building is a killed
     # process's, and may hold rows an erasure since removed everywhere else.
     for stale in layout.published.parent.glob(f".{layout.published.name}.*.building*"):
