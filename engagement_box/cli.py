@@ -1031,8 +1031,47 @@ def _empty_erasure_key(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _logged_erasures(con) -> set[str]:
+    """The erasure requests the working database has logged (none before any erase)."""
+    from engagement_box.sql import table_exists
+
+    if not table_exists(con, "staging", "erasure_log"):
+        return set()
+    return {r for (r,) in con.execute("SELECT request_id FROM staging.erasure_log").fetchall()}
+
+
+def _erase_stopped(working: Path, logged: set[str] | None, stop: BaseException) -> int:
+    """What an erase stopped by Ctrl-C did, said from the working database: committed or not
+    (exit 130 either way, as a stopped run)."""
+    import duckdb
+
+    committed = None
+    if logged is not None:
+        try:
+            con = duckdb.connect(str(working), read_only=True)
+            try:
+                committed = bool(_logged_erasures(con) - logged)
+            finally:
+                con.close()
+        except duckdb.Error:
+            committed = None
+    if committed:
+        said = (
+            "after the erasure was committed: the person is gone from the working database, "
+            "but the versions' files, the published file or the audience files may still hold "
+            "them; run the same command again (the next run finishes it too)"
+        )
+    elif committed is None:
+        said = "and whether the erasure was committed could not be read: run the same command again"
+    else:
+        said = "before the erasure was committed: nothing was erased"
+    print(f"engagement-box erase: stopped ({type(stop).__name__}) {said}", file=sys.stderr)
+    return 130
+
+
 def erase(args: argparse.Namespace) -> int:
     """Erase one person from every table, every retained version and the audience files."""
+    import duckdb
     from dagster import Failure
 
     from engagement_box.governance import erasure
@@ -1047,6 +1086,7 @@ def erase(args: argparse.Namespace) -> int:
 
     warehouse = warehouse_resource()
     lake = LakeResource()
+    logged: set[str] | None = None  # the requests logged before this one, once read
     if not any(
         p.exists() for p in (warehouse.layout.working, warehouse.layout.published, lake.path)
     ):
@@ -1082,6 +1122,7 @@ def erase(args: argparse.Namespace) -> int:
                 )
             adopt_single_file(warehouse.layout)
             with warehouse.get_connection() as con:
+                logged = _logged_erasures(con)
                 report = erasure.erase(
                     con,
                     customer_id=args.customer_id,
@@ -1091,6 +1132,10 @@ def erase(args: argparse.Namespace) -> int:
                     published=warehouse.layout,
                     lake=lake.path,
                 )
+    except (KeyboardInterrupt, duckdb.InterruptException) as stop:
+        # Ctrl-C: main's "stopped before the run started; nothing was written" was said after
+        # the erasure had committed (DuckDB's interrupt gave a traceback and exit 1 instead).
+        return _erase_stopped(warehouse.layout.working, logged, stop)
     except erasure.SaltMismatch as error:  # a bad setting (README "Exit codes"), not a fault
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 2

@@ -1281,6 +1281,38 @@ def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsy
     assert erasure_log_rows(erasable) == 1
 
 
+@pytest.mark.parametrize("stopped", ["before its commit", "after its commit"])
+def test_an_erase_stopped_by_ctrl_c_says_whether_it_was_committed(
+    erasable, capsys, monkeypatch, stopped
+):
+    """Ctrl-C in `erase` said "stopped before the run started; nothing was written" after the
+    erasure had committed (or gave DuckDB's traceback and exit 1); it now says which, exit 130."""
+    from engagement_box.governance import erasure, readers
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stopped == "before its commit":
+        monkeypatch.setattr(erasure, "_delete", interrupted)
+    else:  # while the versions' files are rewritten
+        monkeypatch.setattr(readers, "publish", interrupted)
+    assert cli.main(["erase", "--customer-id", "C2"]) == 130
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    if stopped == "before its commit":
+        assert said == (
+            "engagement-box erase: stopped (KeyboardInterrupt) before the erasure was "
+            "committed: nothing was erased"
+        )
+        assert erasure_log_rows(erasable) == 0
+    else:
+        assert said.startswith(
+            "engagement-box erase: stopped (KeyboardInterrupt) after the erasure was committed: "
+            "the person is gone from the working database, but"
+        )
+        assert said.endswith("run the same command again (the next run finishes it too)")
+        assert erasure_log_rows(erasable) == 1
+
+
 def test_erasing_someone_says_erased_and_counts_in_plain_english(erasable, capsys):
     """A found person: "erased", then each count with "row" or "rows" as the number needs."""
     assert cli.main(["erase", "--customer-id", "C2"]) == 0
