@@ -712,10 +712,29 @@ def _hold_run_lock(held: ExitStack, salt: bool = False) -> str | None:
     return _working_database_problem(salt)
 
 
+def _compaction_left() -> None:
+    """Remove the copy a stopped `erase --compact` left beside the working database, saying so:
+    it stayed, gigabytes at scale, while every later run said nothing of a compaction that
+    never happened. Under the run lock, which a compaction holds too."""
+    working = settings.working_db_path()
+    copy = working.with_name(working.name + ".compacting")
+    if not copy.exists():
+        return
+    for path in (copy, copy.with_name(copy.name + ".wal")):
+        path.unlink(missing_ok=True)
+    print(
+        f"removed {copy}: an `engagement-box erase --compact` was stopped before it finished, so "
+        "the working database was not compacted (freed blocks of erased rows may remain in it); "
+        "compact it with the next erase's --compact"
+    )
+
+
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
     import duckdb
 
     from pipelines.resources import process_tags
+
+    _compaction_left()
 
     if not args.force:
         standing = _standing_version(partition)

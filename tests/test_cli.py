@@ -1066,6 +1066,21 @@ def test_an_erase_stopped_after_its_commit_is_finished_by_the_next_run(december_
     assert code == 0 and out.strip().splitlines()[-1].startswith("nothing to do"), out
 
 
+def test_a_run_removes_and_names_what_a_stopped_compaction_left(december_run, tmp_path):
+    """A killed `erase --compact` left its copy of the working database (gigabytes at scale)
+    beside it, and every later run said nothing of a compaction that never happened."""
+    from engagement_box.governance import readers
+
+    copy = copy_run(december_run, tmp_path / "run")
+    working = readers.default_working(copy.database)
+    left = working.with_name(working.name + ".compacting")
+    shutil.copy(working, left)
+    code, out, err = run_cli(copy_environment(tmp_path, copy), "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert not left.exists()
+    assert f"removed {left}: an `engagement-box erase --compact` was stopped before it" in out
+
+
 def test_with_nothing_new_a_moved_warehouse_gets_a_published_file_that_reads_it(
     december_run, tmp_path
 ):
