@@ -434,6 +434,8 @@ def audience_exports(
         # file was rebuilt, left it a version behind while this step catches the audiences up
         # (cheap when the file is current).
         stopped = readers.unfinished_erasures(con)  # erases stopped after their commit
+        if stopped and publish.lake_holds_versions():
+            stopped = []  # the Spark lake's versions too: finished by the same erase again
         readers_file = warehouse.publish_for_readers(con)  # checks every history file then
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.

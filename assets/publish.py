@@ -32,6 +32,7 @@ from assets.value import (
 from engagement_box import dictionary, reports
 from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
+from engagement_box.settings import lake_dir
 from engagement_box.sql import first_line
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
@@ -291,7 +292,7 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     if written is None:
         return f"{folder} holds no audience files of version {current}"
     stopped = readers.unfinished_erasures(con)
-    if stopped:
+    if stopped and not lake_holds_versions():  # the lake's are rewritten by `erase` alone
         return (
             f"{len(stopped)} erasure(s) stopped after their commit may have left their person in "
             f"the audience files in {folder} and the versions' files"
@@ -299,6 +300,15 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     if written != current:
         return f"the audience files in {folder} are version {written}'s, not version {current}'s"
     return None
+
+
+def lake_holds_versions() -> bool:
+    """Whether the Spark lake (ENGAGEMENT_LAKE_DIR) holds published versions: only `erase`
+    rewrites them, so an erasure stopped after its commit is finished there by the same erase
+    again, not by a run of this engine."""
+    from engagement_box.spark import lake as spark_lake
+
+    return spark_lake.has_lake(lake_dir())
 
 
 def mart_key(name: str) -> dg.AssetKey:

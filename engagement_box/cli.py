@@ -1064,21 +1064,27 @@ def _erase_stopped(working: Path, logged: set[str] | None, stop: BaseException) 
     (exit 130 either way, as a stopped run)."""
     import duckdb
 
+    if logged is None:  # stopped while waiting for the run lock, before the erasure began
+        print(
+            f"engagement-box erase: stopped ({type(stop).__name__}) before the erasure began: "
+            "nothing was erased",
+            file=sys.stderr,
+        )
+        return 130
     committed = None
-    if logged is not None:
+    try:
+        con = duckdb.connect(str(working), read_only=True)
         try:
-            con = duckdb.connect(str(working), read_only=True)
-            try:
-                committed = bool(_logged_erasures(con) - logged)
-            finally:
-                con.close()
-        except duckdb.Error:
-            committed = None
+            committed = bool(_logged_erasures(con) - logged)
+        finally:
+            con.close()
+    except duckdb.Error:
+        committed = None
     if committed:
         said = (
             "after the erasure was committed: the person is gone from the working database, "
-            "but the versions' files, the published file or the audience files may still hold "
-            "them; run the same command again (the next run finishes it too)"
+            "but the versions' files, the published file, the audience files or the Spark "
+            "lake's versions may still hold them; run the same command again to finish it"
         )
     elif committed is None:
         said = "and whether the erasure was committed could not be read: run the same command again"
@@ -1209,8 +1215,17 @@ def erase(args: argparse.Namespace) -> int:
             "lake's versions"
         )
     if args.compact:
-        with run_lock(warehouse.path):
-            compacted = erasure.compact(warehouse.working_path)
+        try:
+            with run_lock(warehouse.path):
+                compacted = erasure.compact(warehouse.working_path)
+        except (KeyboardInterrupt, duckdb.InterruptException) as stop:
+            print(
+                f"engagement-box erase: stopped ({type(stop).__name__}) while compacting: the "
+                "erasure above is complete, the working database was not compacted (its copy "
+                "removed); run the erase with --compact again to compact it",
+                file=sys.stderr,
+            )
+            return 130
         print(f"working database rewritten without free blocks: {compacted}")
     return 0
 

@@ -1296,24 +1296,44 @@ def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsy
     assert erasure_log_rows(erasable) == 1
 
 
-@pytest.mark.parametrize("stopped", ["before its commit", "after its commit"])
+@pytest.mark.parametrize(
+    "stopped", ["waiting for the lock", "before its commit", "after its commit", "compacting"]
+)
 def test_an_erase_stopped_by_ctrl_c_says_whether_it_was_committed(
     erasable, capsys, monkeypatch, stopped
 ):
     """Ctrl-C in `erase` said "stopped before the run started; nothing was written" after the
     erasure had committed (or gave DuckDB's traceback and exit 1); it now says which, exit 130."""
     from engagement_box.governance import erasure, readers
+    from pipelines import resources
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    if stopped == "before its commit":
+    args = ["erase", "--customer-id", "C2"]
+    if stopped == "waiting for the lock":
+        monkeypatch.setattr(resources, "acquire_run_lock", interrupted)
+    elif stopped == "before its commit":
         monkeypatch.setattr(erasure, "_delete", interrupted)
-    else:  # while the versions' files are rewritten
+    elif stopped == "after its commit":  # while the versions' files are rewritten
         monkeypatch.setattr(readers, "publish", interrupted)
-    assert cli.main(["erase", "--customer-id", "C2"]) == 130
+    else:
+        monkeypatch.setattr(erasure, "compact", interrupted)
+        args.append("--compact")
+    assert cli.main(args) == 130
     said = capsys.readouterr().err.strip().splitlines()[-1]
-    if stopped == "before its commit":
+    if stopped == "waiting for the lock":
+        assert said == (
+            "engagement-box erase: stopped (KeyboardInterrupt) before the erasure began: "
+            "nothing was erased"
+        )
+    elif stopped == "compacting":
+        assert said.startswith(
+            "engagement-box erase: stopped (KeyboardInterrupt) while compacting: the erasure "
+            "above is complete"
+        )
+        assert erasure_log_rows(erasable) == 1
+    elif stopped == "before its commit":
         assert said == (
             "engagement-box erase: stopped (KeyboardInterrupt) before the erasure was "
             "committed: nothing was erased"
@@ -1324,7 +1344,7 @@ def test_an_erase_stopped_by_ctrl_c_says_whether_it_was_committed(
             "engagement-box erase: stopped (KeyboardInterrupt) after the erasure was committed: "
             "the person is gone from the working database, but"
         )
-        assert said.endswith("run the same command again (the next run finishes it too)")
+        assert said.endswith("run the same command again to finish it")
         assert erasure_log_rows(erasable) == 1
 
 

@@ -892,6 +892,36 @@ def test_erasure_trims_what_the_ingest_trims(tmp_path):
     ].to_list() == ["anna_1"]
 
 
+def test_an_erasure_is_finished_once_its_files_are_and_a_lake_waits_for_its_own(
+    built, tmp_path, monkeypatch
+):
+    """An erase stopped after its commit is unfinished until its files are rewritten. A later
+    erase of someone else finishes it too, unless a Spark lake holds versions: the lake lost
+    only the later person (a review found the first one still there, recorded finished)."""
+    from engagement_box.spark import lake as spark_lake
+
+    con, _, audience_dir = built
+    published = tmp_path / "published" / "w.duckdb"
+    published.parent.mkdir()
+    layout = readers.Layout(published=published, working=tmp_path / "w.duckdb")
+    readers.publish(con, layout)
+    stopped = erasure.erase(con, email=JANE_EMAIL)  # committed; stopped before its files
+    assert readers.unfinished_erasures(con) == [stopped.request_id]
+
+    lake = tmp_path / "lake"
+    monkeypatch.setattr(spark_lake, "has_lake", lambda path: True)
+    monkeypatch.setattr(erasure, "erase_from_lake", lambda path, subjects: {})
+    bob = erasure.erase(
+        con, customer_id="BOB-002", audience_dir=audience_dir, published=layout, lake=lake
+    )
+    assert readers.unfinished_erasures(con) == [stopped.request_id]  # the lake: Jane's own erase
+
+    monkeypatch.setattr(spark_lake, "has_lake", lambda path: False)
+    erasure.erase(con, customer_id="CAROL-004", audience_dir=audience_dir, published=layout)
+    assert readers.unfinished_erasures(con) == []
+    assert bob.request_id not in readers.unfinished_erasures(con)
+
+
 def test_erasure_reaches_the_published_file_and_every_history_file(built, tmp_path):
     """The file analysts open and the Parquet files of every version (an expired one kept for old
     sessions among them) no longer hold the person after an erasure."""

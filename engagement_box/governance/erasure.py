@@ -944,10 +944,16 @@ def erase(
         )
         report.found = report.found or bool(report.audience_rows_removed)
     if published is not None and audience_dir is not None:
-        # Every file rewritten (this request's and any stopped before): finished. Until then
-        # the next publish checks every history file and the next audience step writes the
-        # files again (`readers.unfinished_erasures`).
-        readers.finish_erasures(con, readers.unfinished_erasures(con), requested_at)
+        # Every file rewritten: finished. Until then the next publish checks every history
+        # file and the next audience step writes the files again (`readers.unfinished_erasures`).
+        # Requests stopped before this one are finished too, unless a Spark lake holds
+        # versions: the lake's files lost this request's person only (a review found the
+        # earlier person still in them).
+        from engagement_box.spark import lake as spark_lake
+
+        earlier = lake is not None and spark_lake.has_lake(Path(lake))
+        done = [report.request_id] if earlier else readers.unfinished_erasures(con)
+        readers.finish_erasures(con, done, requested_at)
     return report
 
 
