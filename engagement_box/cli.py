@@ -764,6 +764,13 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             _report_standing_partitions(home, job, partition, standing)
             for run_id in _fail_dead_runs(home):
                 print(f"run {run_id} was marked failed: its process ended without finishing it")
+            stopped = _stopped_erasures()
+            if stopped:
+                print(
+                    f"warning: {stopped} erasure(s) stopped after their commit: the Spark lake's "
+                    "versions may still hold their person; run the same `engagement-box erase` "
+                    "again to finish"
+                )
             if behind is None:
                 return 0
             lines = StepLines()
@@ -794,6 +801,19 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     if published:
         print(published)
     return _finish(executed, steps)
+
+
+def _stopped_erasures() -> int:
+    """Erasures stopped after their commit that a run cannot finish (a Spark lake holds
+    versions, which only `erase` rewrites; without one, the audience job just run did)."""
+    from assets.publish import _peek, lake_holds_versions
+    from engagement_box.governance import readers
+
+    if not lake_holds_versions():
+        return 0
+    with _peek(settings.working_db_path()) as con:
+        return len(readers.unfinished_erasures(con)) if con is not None else 0
+    return 0
 
 
 def _fail_dead_runs(home: str) -> list[str]:

@@ -1081,6 +1081,33 @@ def test_a_run_removes_and_names_what_a_stopped_compaction_left(december_run, tm
     assert f"removed {left}: an `engagement-box erase --compact` was stopped before it" in out
 
 
+def test_an_erase_stopped_where_a_lake_holds_versions_is_said_until_erased_again(
+    december_run, tmp_path, monkeypatch
+):
+    """Where a Spark lake holds versions only `erase` rewrites them: a run cannot finish an
+    erase stopped after its commit, so a run with nothing to do says to erase again."""
+    import assets.publish
+    from engagement_box.governance import erasure, readers
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = copy_environment(tmp_path, copy)
+    working = readers.default_working(copy.database)
+    con = duckdb.connect(str(working))
+    try:
+        erasure.erase(con, customer_id="C0000001")  # committed; stopped before its files
+    finally:
+        con.close()
+    monkeypatch.setattr(assets.publish, "lake_holds_versions", lambda: True)
+    code, _, err = run_cli(env, "--month", MONTH)  # the erasure changed the inputs: a run
+    assert code == 0, err[-3000:]
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert (
+        "warning: 1 erasure(s) stopped after their commit: the Spark lake's versions may still "
+        "hold their person; run the same `engagement-box erase` again to finish"
+    ) in out
+
+
 def test_with_nothing_new_a_moved_warehouse_gets_a_published_file_that_reads_it(
     december_run, tmp_path
 ):
