@@ -1696,8 +1696,13 @@ def test_the_command_finishes_with_its_code_when_its_console_is_gone(tmp_path, c
     )
     command = [sys.executable, "-c", script]
     if console == "closed":
+        # What Python makes of a console closed at start (`>&-`): no descriptor 1, and
+        # `sys.stdout` None. Closed here rather than by the shell, because a process started
+        # without descriptor 1 hands it to whatever the loader opens first (under libfaketime,
+        # its shared clock, which the prints then overwrote for every later process).
+        closing = "import os, sys\nos.close(1)\nsys.stdout = None\n"
         finished = subprocess.run(
-            f"{shlex.join(command)} >&-", shell=True, capture_output=True, timeout=60
+            [sys.executable, "-c", closing + script], capture_output=True, timeout=60
         )
         code = finished.returncode
         assert finished.stderr == b"", finished.stderr
