@@ -93,6 +93,33 @@ def test_every_query_the_readme_shows_works_on_the_published_file(working, layou
     assert not list(published.parent.glob(".*building*"))
 
 
+def test_the_published_current_version_holds_one_row_at_most_as_its_description_says(
+    working, layout
+):
+    """Its description (the column comment analysts read) says the key allows one row; the
+    published copy had no key, its rows copied without the working table's constraints."""
+    two_versions(working, layout)
+    constraints = read(
+        layout.published,
+        "SELECT constraint_type FROM duckdb_constraints() "
+        "WHERE schema_name = 'marts' AND table_name = 'current_version' ORDER BY 1",
+    )
+    assert ("PRIMARY KEY",) in constraints and ("CHECK",) in constraints
+    assert read(layout.published, "SELECT snapshot_id FROM marts.current_version") == [(2,)]
+    described = read(
+        layout.published,
+        "SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' "
+        "AND table_name = 'current_version' AND column_name = 'singleton'",
+    )
+    assert "one row" in described[0][0]
+    copy = duckdb.connect(str(layout.published))  # an analyst's writable copy refuses a second
+    try:
+        with pytest.raises(duckdb.ConstraintException):
+            copy.execute("INSERT INTO marts.current_version (snapshot_id) VALUES (1)")
+    finally:
+        copy.close()
+
+
 def test_each_version_is_written_to_parquet_once(working, layout):
     two_versions(working, layout)
     first = layout.history_file("customer_rfm", 1)

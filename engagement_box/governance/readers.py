@@ -63,6 +63,8 @@ PUBLISHED_TABLES: tuple[tuple[str, str], ...] = (
     ("staging", "quarantine"),
     ("staging", "ingested_files"),
 )
+# Created in the published file from its own DDL, not copied (`_build`).
+_CURRENT_VERSION = ("marts", "current_version")
 # How long the Parquet files of an expired version stay for sessions opened before it expired.
 EXPIRED_FILES_GRACE = timedelta(days=1)
 _ATTACHED = "engagement_publishing"
@@ -709,6 +711,7 @@ def _build(
     marts = published_marts(con)
     sources = {mart: _version_files(con, layout, mart) for mart in marts}
     retained = sorted(_retained(con))
+    current_version = versions.current_version(con)
     views = [_history_view(mart, sources[mart]) for mart in marts]
     macros = [_time_travel_macro(con, mart, sources[mart], retained) for mart in marts]
     current = {mart: _current_view(con, layout, mart) for mart in marts}
@@ -721,7 +724,9 @@ def _build(
             for schema in ("marts", "history", "staging"):
                 con.execute(f"CREATE SCHEMA {_ATTACHED}.{schema}")
             tables = [("marts", m) for m in marts if current[m] is None] + [
-                (s, t) for s, t in PUBLISHED_TABLES if versions.table_exists(con, s, t)
+                (s, t)
+                for s, t in PUBLISHED_TABLES
+                if versions.table_exists(con, s, t) and (s, t) != _CURRENT_VERSION
             ]
             for schema, table in tables:
                 name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
@@ -757,6 +762,13 @@ def _build(
     fresh = duckdb.connect(str(target))
     try:
         with transaction(fresh):
+            # Created as in the working database, its key and check with it: the description
+            # analysts read says the table can hold one row at most (a copy had no constraint).
+            fresh.execute(load_sql("marts/create_current_version"))
+            fresh.execute(
+                "INSERT INTO marts.current_version (snapshot_id) VALUES ($id)",
+                {"id": current_version},
+            )
             fresh.execute(load_sql("marts/create_snapshots_view"))
             for mart, view, macro in zip(marts, views, macros, strict=True):
                 if current[mart] is not None:
