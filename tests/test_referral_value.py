@@ -336,6 +336,32 @@ def test_exposure_starts_at_customer_since_or_the_first_referral():
     assert set(out["customer_id"]) == {"B", "C"}  # X is not a customer of this run
 
 
+def test_a_conversion_after_the_as_of_does_not_start_an_exposure():
+    """Without start dates, a referee's exposure starts at the programme's first referral or
+    their own conversion if later: a conversion after the as-of had not happened then (C's
+    exposure was 0, C left the rate fit, and everyone's expected referrals rose by half)."""
+    referrals = referral_frame(
+        [{"referral_id": "r1", "referrer_customer_id": "A", "referee_customer_id": "B",
+          "referred_at": datetime(2025, 1, 1), "converted_at": datetime(2025, 1, 2)},
+         {"referral_id": "r2", "referrer_customer_id": "A", "referee_customer_id": "C",
+          "referred_at": datetime(2025, 6, 1), "converted_at": datetime(2026, 2, 1)}]
+    )  # fmt: skip
+    settings = EngagementSettings(crv_value_credibility=1.0)
+    out = engagement_values(
+        clv_frame({"A": 100.0, "B": 50.0, "C": 80.0}),
+        EMPTY_REVIEWS,
+        EMPTY_SOCIAL,
+        referrals,
+        settings,
+        as_of=date(2025, 12, 31),
+    )
+    # Exposure from 2025-01-01 for A and C, from B's conversion for B: 365 + 364 + 365 days,
+    # one credited referral; the pooled rate per 30-day month, over a 12-month horizon.
+    expected = 12 * 1 / (1094 / 30)
+    rows = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert rows["C"]["crv_expected_referrals"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_money_losing_referrer_has_negative_crv_and_its_own_segment():
     referrals = referral_frame(
         [

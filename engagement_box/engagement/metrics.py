@@ -33,6 +33,7 @@ from engagement_box.engagement.knowledge import customer_knowledge_value
 from engagement_box.engagement.quadrants import QUADRANT_PLAYS, QUADRANTS, assign_quadrants
 from engagement_box.engagement.referral import (
     ReferralModel,
+    as_of_end,
     credited_referrals,
     customer_referral_value,
     customer_start,
@@ -109,33 +110,43 @@ def _default_as_of(referrals: pl.DataFrame, social: pl.DataFrame | None) -> date
 
 
 def _exposure_start(
-    universe: pl.DataFrame, referrals: pl.DataFrame, customer_since: pl.DataFrame | None
+    universe: pl.DataFrame,
+    referrals: pl.DataFrame,
+    customer_since: pl.DataFrame | None,
+    as_of: date | datetime | None = None,
 ) -> pl.DataFrame:
     """customer_id, start: since when each customer could refer someone.
 
     `customer_since` (customer_id, since: signup or first order) when given; for a customer it
     does not cover, the referral programme's first observed referral, or the customer's own
-    conversion as a referee if later (a referee could not refer before they joined).
+    conversion as a referee if later (a referee could not refer before they joined). Only
+    what was known at `as_of` counts: a conversion after it has not happened yet.
     """
-    programme = (
-        referrals.get_column("referred_at").cast(pl.Datetime("us")).min()
-        if referrals.height
-        else None
+    until = as_of_end(as_of)
+    known = (
+        referrals.filter(pl.col("referred_at").cast(pl.Datetime("us")) < until)
+        if until is not None
+        else referrals
     )
-    frame = universe.join(referee_joined(referrals), on="customer_id", how="left")
+    programme = (
+        known.get_column("referred_at").cast(pl.Datetime("us")).min() if known.height else None
+    )
+    frame = universe.join(referee_joined(known, until), on="customer_id", how="left")
     if customer_since is None:
         return exposure_start_of(frame, programme)
     since = customer_start(customer_since)
     return exposure_start_of(frame.join(since, on="customer_id", how="left"), programme)
 
 
-def referee_joined(referrals: pl.DataFrame) -> pl.DataFrame:
+def referee_joined(referrals: pl.DataFrame, until: datetime | None = None) -> pl.DataFrame:
     """customer_id, joined: each referee's first conversion (a referee could not refer before
-    they joined)."""
+    they joined); only conversions before `until` (the first instant after the as-of) when
+    given: a referee converting later has not joined yet."""
+    converted = pl.col("converted_at").is_not_null()
+    if until is not None:
+        converted &= pl.col("converted_at").cast(pl.Datetime("us")) < until
     return (
-        referrals.filter(
-            pl.col("referee_customer_id").is_not_null() & pl.col("converted_at").is_not_null()
-        )
+        referrals.filter(pl.col("referee_customer_id").is_not_null() & converted)
         .group_by(pl.col("referee_customer_id").cast(pl.String).alias("customer_id"))
         .agg(pl.col("converted_at").cast(pl.Datetime("us")).min().alias("joined"))
     )
@@ -264,7 +275,7 @@ def engagement_values_from_parts(
     universe = universe.filter(pl.col("customer_id").is_not_null()).unique().sort("customer_id")
 
     crv, referral_model = customer_referral_value(
-        credited, _exposure_start(universe, referrals, customer_since), settings, as_of
+        credited, _exposure_start(universe, referrals, customer_since, as_of), settings, as_of
     )
     out = universe.join(
         clv.with_columns(pl.lit(True).alias("buyer")),
