@@ -373,7 +373,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "crv_referrals",
                 "BIGINT",
-                "Credited referrals so far (converted, rewarded, first conversion of the referee).",
+                "Credited referrals so far: converted by the as-of, rewarded, the referee's first "
+                "conversion, not the referrer themself after identities merged, and a referee "
+                "who was not a customer already.",
             ),
             Column(
                 "crv_expected_referrals",
