@@ -736,6 +736,14 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("is_current", "BOOLEAN", "True for exactly the version marts.* holds."),
             Column(
+                "stands_for_as_of",
+                "BOOLEAN",
+                "True for the one retained version that stands for its as-of: its newest "
+                "publish, unless a later run replaced it because the data moved back under it "
+                "(cancelled orders, an erased buyer). Segment migration runs along these; choose "
+                "a version by its as-of with `WHERE as_of = ... AND stands_for_as_of`.",
+            ),
+            Column(
                 "inputs_fingerprint",
                 "VARCHAR",
                 "Hash of the files, erasures, settings and code the version was computed from.",

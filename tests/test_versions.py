@@ -112,6 +112,27 @@ def test_a_version_published_when_the_data_moved_back_replaces_the_current_one(w
     assert not backfill.current
     assert versions.migration_chain(warehouse) == [7, 3, 6]
     assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(6,)]
+    # Analysts choose a version by its as-of with `stands_for_as_of`: 1 and 3 share 06-30, and
+    # 5 (07-20) was replaced, so a subquery by as-of alone found two rows, or the replaced one.
+    stands = "SELECT snapshot_id FROM marts.snapshots WHERE stands_for_as_of ORDER BY as_of"
+    assert rows(warehouse, stands) == [(7,), (3,), (6,)]
+    assert rows(
+        warehouse,
+        "SELECT count(*) FROM marts.customer_rfm_at((SELECT snapshot_id FROM marts.snapshots "
+        "WHERE as_of = DATE '2026-06-30' AND stands_for_as_of))",
+    ) == [(1,)]
+
+
+def test_a_snapshots_view_from_before_stands_for_as_of_gets_the_column(warehouse):
+    publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    warehouse.execute(
+        "CREATE OR REPLACE VIEW marts.snapshots AS SELECT l.*, true AS is_current "
+        "FROM marts.snapshot_log AS l"
+    )
+    versions.ensure_version_tables(warehouse)
+    assert rows(warehouse, "SELECT snapshot_id, stands_for_as_of FROM marts.snapshots") == [
+        (1, True)
+    ]
 
 
 def test_a_backfill_with_the_inputs_of_the_data_moved_back_does_not_stand_for_the_next_run(

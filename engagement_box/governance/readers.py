@@ -769,7 +769,7 @@ def _build(
                 "INSERT INTO marts.current_version (snapshot_id) VALUES ($id)",
                 {"id": current_version},
             )
-            fresh.execute(load_sql("marts/create_snapshots_view"))
+            fresh.execute(versions.snapshots_view_sql())
             for mart, view, macro in zip(marts, views, macros, strict=True):
                 if current[mart] is not None:
                     fresh.execute(current[mart])

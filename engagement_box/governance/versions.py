@@ -263,6 +263,8 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         if schema == "history" and table is not None and str(table).startswith(_LEGACY)
     )
     if _VERSION_TABLES <= found and not legacy and not _is_base_table(con, "marts", "snapshots"):
+        if "stands_for_as_of" not in {name for name, _ in _columns(con, "marts", "snapshots")}:
+            con.execute(snapshots_view_sql())  # the view of a warehouse from before the column
         return
     with transaction(con):
         for schema in ("work", "marts", "history", ROWS):
@@ -281,9 +283,14 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(load_sql("marts/adopt_snapshots_table"))
             con.execute(load_sql("marts/adopt_current_version"))
             con.execute("DROP TABLE marts.snapshots")
-        con.execute(load_sql("marts/create_snapshots_view"))
+        con.execute(snapshots_view_sql())
         if adopt:
             refresh_migration(con)
+
+
+def snapshots_view_sql() -> str:
+    """CREATE OR REPLACE VIEW marts.snapshots, with the migration chain's versions marked."""
+    return sql_template("marts/create_snapshots_view").format(chain=load_sql("marts/chain"))
 
 
 def _is_base_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:

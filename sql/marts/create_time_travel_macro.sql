@@ -17,13 +17,13 @@ FROM (
     SELECT CASE
         WHEN version IS NULL THEN error(
             'no version given (NULL): the query that picks it found none, e.g. no retained '
-            || 'version has that as_of: SELECT snapshot_id, as_of FROM marts.snapshots WHERE '
-            || 'expired_at IS NULL lists the versions there are'
+            || 'version has that as_of: SELECT snapshot_id, as_of, stands_for_as_of FROM '
+            || 'marts.snapshots WHERE expired_at IS NULL lists the versions there are'
         )
         WHEN NOT list_contains({retained}, version) THEN error(
             'version ' || version || ' is not a retained version (expired by retention, or '
-            || 'never published): SELECT snapshot_id, as_of FROM marts.snapshots WHERE '
-            || 'expired_at IS NULL lists the versions there are'
+            || 'never published): SELECT snapshot_id, as_of, stands_for_as_of FROM '
+            || 'marts.snapshots WHERE expired_at IS NULL lists the versions there are'
         )
         ELSE version
     END AS snapshot_id
