@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -70,20 +71,44 @@ class ExportsResource(_FromSettings):
 
 
 def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
-    """Why a run of the whole monthly job without a month cannot run (Dagster itself failed
-    its first partitioned step: "Cannot access partition_key for a non-partitioned run")."""
+    """Why a run of the whole monthly job without a month, or with a partition key that is not
+    one of its months, cannot run. Dagster itself failed the first partitioned step of the first
+    ("Cannot access partition_key for a non-partitioned run"), and took any date as a key:
+    `--tags '{"dagster/partition": "2031-01-01"}'` published a version as of 2031 that became
+    current, a key before the first month failed halfway with a CheckError after its staging."""
     from pipelines.jobs import engagement_job
+    from pipelines.partitions import MonthOutOfRange, monthly_as_of, partition_key_for_month
 
-    if run.job_name != engagement_job.name or run.tags.get("dagster/partition"):
+    key = run.tags.get(PARTITION_TAG)
+    if key:
+        if key in monthly_as_of.get_partition_keys():
+            return None
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-01", key):
+            return (
+                f"partition {key!r} is not an as-of month: a partition is a month's first day "
+                "(e.g. 2025-12-01)"
+            )
+        try:
+            partition_key_for_month(key[:7])
+        except MonthOutOfRange as error:
+            return f"partition {key!r}: {error}"
+        return None
+    if run.job_name != engagement_job.name:
         return None
     if run.asset_selection and all(
         k.path[0] in ("staging", "intermediate", "activation") for k in run.asset_selection
     ):
         return None  # only unpartitioned assets: no month needed
+    reexecution = (
+        f" A re-execution takes its parent's partition only when asked: from Python, pass "
+        f"tags={{'dagster/partition': ...}} with the parent run {run.parent_run_id}'s key."
+        if run.parent_run_id
+        else ""
+    )
     return (
         f"{engagement_job.name} computes one as-of month: give the run a partition (the UI's "
         'partition picker, `dagster job execute ... --tags \'{"dagster/partition": '
-        '"2025-12-01"}\'`, or `engagement-box run --month 2025-12`)'
+        '"2025-12-01"}\'`, or `engagement-box run --month 2025-12`).' + reexecution
     )
 
 

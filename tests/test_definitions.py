@@ -1,6 +1,7 @@
 """The code location as the Dagster UI sees it: the graph, checks, schedules, sensor, and no
 concurrency pool (runs are serialised by the warehouse's run lock)."""
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import yaml
 from engagement_box.governance.readers import default_working as readers_working
 from engagement_box.staging.contracts import SOURCES
 from pipelines.definitions import defs
-from pipelines.partitions import month_end
+from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
 from pipelines.schedules import daily_schedule
 from pipelines.sensors import export_fingerprints, new_export_files
@@ -248,6 +249,44 @@ def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_gi
         "give the run a partition"
     )
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "w.working.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("the month after the current one", "months after the current one cannot run yet"),
+        ("2020-01-01", "To run an earlier month, set ENGAGEMENT_HISTORY_START"),
+        ("2025-12-15", "a partition is a month's first day (e.g. 2025-12-01)"),
+    ],
+)
+def test_a_partition_key_that_is_not_an_as_of_month_stops_the_run_before_any_step(
+    tmp_path, key, said
+):
+    """Dagster takes any partition tag: `--tags '{"dagster/partition": "2031-01-01"}'`
+    published a version as of 2031 that became current, and a key before the first month
+    failed halfway with Dagster's CheckError after staging every export (a review)."""
+    if key == "the month after the current one":
+        current = dt.date.fromisoformat(monthly_as_of.get_last_partition_key())
+        key = (current + dt.timedelta(days=32)).replace(day=1).isoformat()
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "exports": ExportsResource(data_dir=str(tmp_path)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        },
+        tags={"dagster/partition": key},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not any(e.is_step_success for e in result.all_events)
+    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert message.startswith(f"pipelines.resources.ConfigurationError: partition '{key}'")
+    assert said in message
+    assert not (tmp_path / "w.working.duckdb").exists()
 
 
 def test_an_audience_folder_that_is_a_file_stops_the_run_before_its_first_step(tmp_path):
