@@ -4,11 +4,16 @@ import dagster as dg
 
 from assets.engagement import AUDIENCES_KEY
 from assets.publish import audiences_behind, published_behind, standing_version
-from engagement_box import settings
 from engagement_box.staging.ingestion import IngestError
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.partitions import partition_key_for
-from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings, Warehouse
+from pipelines.resources import (
+    EngagementConfig,
+    ExportsResource,
+    ModelSettings,
+    Warehouse,
+    tick_problem,
+)
 from pipelines.sensors import export_fingerprints
 
 
@@ -31,7 +36,7 @@ def daily_schedule(
     # catch-up tick for 30 November still runs November.
     # A setting that does not parse would fail the run (or this tick, with a traceback):
     # no run, and the tick says which variable.
-    problem = settings.first_problem() or exports.problem()
+    problem = tick_problem(exports, warehouse.path, engagement_config.audience_path)
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     try:  # a file the ingest refuses by its name (`notes.txt`): the run would fail on it too

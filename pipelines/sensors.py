@@ -6,12 +6,11 @@ import time
 
 import dagster as dg
 
-from engagement_box import settings
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, discover_files
 from pipelines.jobs import engagement_job
 from pipelines.partitions import current_partition_key
-from pipelines.resources import ExportsResource
+from pipelines.resources import EngagementConfig, ExportsResource, Warehouse, tick_problem
 
 INTERVAL_SECONDS = 60
 # A file changed less than this long ago may still be being written (a copy, an SFTP upload, an
@@ -70,10 +69,14 @@ def settling(changed: dict[str, list[int]], before: dict[str, list[int]], now_ns
     ),
 )
 def new_export_files(
-    context: dg.SensorEvaluationContext, exports: ExportsResource
+    context: dg.SensorEvaluationContext,
+    exports: ExportsResource,
+    warehouse: Warehouse,
+    engagement_config: EngagementConfig,
 ) -> dg.SensorResult | dg.SkipReason:
     taken, before = read_cursor(context.cursor)
-    problem = settings.first_problem() or exports.problem()  # a run would fail on it: say so
+    # A run would fail on it: say so.
+    problem = tick_problem(exports, warehouse.path, engagement_config.audience_path)
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     try:

@@ -118,7 +118,7 @@ def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock(tmp_pat
         "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
         "exports": ExportsResource(data_dir=str(tmp_path)),
         "model_settings": ModelSettings(),
-        "engagement_config": EngagementConfig(),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
     }
     for source in SOURCES:
         (tmp_path / source).mkdir()
@@ -163,7 +163,7 @@ def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monk
             "warehouse": Warehouse(database=str(database), run_lock_timeout_seconds=2),
             "exports": ExportsResource(data_dir=str(tmp_path)),
             "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         }
 
         def tick():
@@ -179,9 +179,7 @@ def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monk
         refused = tick()
         assert not refused.run_requests
         assert refused.skip_message.startswith("no run: ENGAGEMENT_CIV_BETA='1.5' is not valid")
-        sensed = new_export_files(
-            dg.build_sensor_context(resources={"exports": resources["exports"]})
-        )
+        sensed = tick_sensor(resources)
         assert isinstance(sensed, dg.SkipReason)
         assert sensed.skip_message.startswith("no run: ENGAGEMENT_CIV_BETA='1.5' is not valid")
     finally:
@@ -199,7 +197,7 @@ def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_pa
         "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
         "exports": ExportsResource(data_dir=str(tmp_path)),
         "model_settings": ModelSettings(),
-        "engagement_config": EngagementConfig(),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
     }
 
     def ticks() -> tuple[dg.SkipReason, dg.SkipReason]:
@@ -210,9 +208,7 @@ def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_pa
         ) as context:
             ticked = daily_schedule.evaluate_tick(context)
         assert not ticked.run_requests
-        sensed = new_export_files(
-            dg.build_sensor_context(resources={"exports": resources["exports"]})
-        )
+        sensed = tick_sensor(resources)
         assert isinstance(sensed, dg.SkipReason)
         return ticked.skip_message, sensed.skip_message
 
@@ -225,6 +221,18 @@ def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_pa
     scheduled, sensed = ticks()
     assert scheduled.startswith("no run: orders/notes.txt: unsupported file type")
     assert sensed == scheduled
+    # An audience folder that is a file: both ticks requested runs that failed in their
+    # resources' setup (a review); they say it instead, as the run would have.
+    (tmp_path / "orders" / "notes.txt").unlink()
+    (tmp_path / "audiences").write_text("not a folder\n")
+    scheduled, sensed = ticks()
+    assert scheduled == (
+        f"no run: the audience folder {tmp_path / 'audiences'} cannot be written (it is a "
+        "file, not a folder); point ENGAGEMENT_AUDIENCE_DIR at a folder this user can write "
+        "(it is created when missing)"
+    )
+    assert sensed == scheduled
+    assert not list(tmp_path.glob(".*write-check"))  # the tick's probe is not left behind
 
 
 def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
@@ -237,7 +245,7 @@ def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_gi
             "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
             "exports": ExportsResource(data_dir=str(tmp_path)),
             "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         },
         raise_on_error=False,
     )
@@ -275,7 +283,7 @@ def test_a_partition_key_that_is_not_an_as_of_month_stops_the_run_before_any_ste
             "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
             "exports": ExportsResource(data_dir=str(tmp_path)),
             "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         },
         tags={"dagster/partition": key},
         raise_on_error=False,
@@ -380,7 +388,7 @@ def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path
             "warehouse": Warehouse(database=str(database)),
             "exports": ExportsResource(data_dir=str(tmp_path)),
             "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         },
         raise_on_error=False,
     )
@@ -391,6 +399,21 @@ def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path
     )
     assert not any(e.is_step_success for e in result.all_events)
     assert not database.exists() and not readers_working(database).exists()
+
+
+def tick_sensor(resources: dict, cursor: str | None = None):
+    """One tick of the sensor with the given resources, and a warehouse and an audience folder
+    beside the export folder (not the repository's) where not given."""
+    beside = Path(resources["exports"].data_dir).with_name("tick")
+    wanted = ("exports", "warehouse", "engagement_config")
+    given = {k: v for k, v in resources.items() if k in wanted}
+    resources = {
+        "warehouse": Warehouse(database=str(beside / "w.duckdb")),
+        "engagement_config": EngagementConfig(audience_dir=str(beside / "audiences")),
+        **given,
+    }
+    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        return new_export_files(context)
 
 
 def _sense(exports, cursor=None, after: float = 1.0):
@@ -407,9 +430,7 @@ def _sense(exports, cursor=None, after: float = 1.0):
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sensors, "now_ns", lambda: changed + int(after * 1e9))
-        return new_export_files(
-            dg.build_sensor_context(cursor=cursor, resources={"exports": exports})
-        )
+        return tick_sensor({"exports": exports}, cursor)
 
 
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):
@@ -551,7 +572,7 @@ def test_a_run_of_some_marts_only_is_refused_before_anything_is_published(tmp_pa
         resources={
             "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
             "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         },
         raise_on_error=False,
     )
