@@ -252,7 +252,14 @@ def version_rows(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> dict[str, 
     return {k: int(v) for k, v in json.loads(row[0]).items()} if row and row[0] else {}
 
 
-def _require_work_from(con, window: dict, fingerprint: str) -> None:
+def inputs_kept_from_parent(run: dg.DagsterRun) -> bool:
+    """Whether `run` re-executes some steps of another without `work/version_inputs` (Dagster's
+    "from failure"): it keeps the inputs that step recorded for the parent run."""
+    step = VERSION_INPUTS_KEY.to_python_identifier()
+    return run.parent_run_id is not None and step not in (run.step_keys_to_execute or [step])
+
+
+def _require_work_from(con, window: dict, fingerprint: str, reexecution: bool = False) -> None:
     """Refuse to publish work rows computed from other inputs than those staged now: a version
     is named by its inputs, and rows of older inputs published under the new ones would stand
     as current with no later run replacing them (it would find the same inputs and publish
@@ -275,10 +282,16 @@ def _require_work_from(con, window: dict, fingerprint: str) -> None:
         if row is not None
         else "have no record of their inputs (work/version_inputs did not run for it)"
     )
+    how = (
+        "Re-execute all steps, not from failure: a re-execution from failure keeps the inputs "
+        "work/version_inputs recorded before the settings, files or code changed"
+        if reexecution
+        else f"Materialize the whole month (engagement-box run --month {month[:7]}, or the job "
+        f"for partition {month}) so every step computes first"
+    )
     raise dg.Failure(
         f"the work rows of as-of {window['as_of']} {said}: publishing them would name old "
-        f"numbers by new inputs. Materialize the whole month (engagement-box run --month "
-        f"{month[:7]}, or the job for partition {month}) so every step computes first"
+        f"numbers by new inputs. {how}"
     )
 
 
@@ -446,7 +459,7 @@ def published_marts(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=settings
         )
-        _require_work_from(con, window, fingerprint)
+        _require_work_from(con, window, fingerprint, inputs_kept_from_parent(context.run))
         snapshot = versions.publish(
             con,
             list(MARTS),

@@ -190,6 +190,37 @@ def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, t
         con.close()
 
 
+def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_change():
+    """After a failed check, a user fixed the setting and re-executed from failure: the steps
+    from the failed one computed again and the publish refused, saying to materialize the whole
+    month, which a re-execution from failure cannot do (a review). A re-execution that skipped
+    work/version_inputs is told to re-execute all steps."""
+    from assets.publish import _require_work_from, inputs_kept_from_parent
+
+    parent = dg.DagsterRun(job_name="engagement_pipeline", run_id="parent")
+    from_failure = dg.DagsterRun(
+        job_name="engagement_pipeline",
+        parent_run_id="parent",
+        root_run_id="parent",
+        step_keys_to_execute=["work__engagement_value", "published_marts"],
+    )
+    all_steps = dg.DagsterRun(
+        job_name="engagement_pipeline", parent_run_id="parent", root_run_id="parent"
+    )
+    assert inputs_kept_from_parent(from_failure)
+    assert not inputs_kept_from_parent(all_steps) and not inputs_kept_from_parent(parent)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA work")
+    con.execute("CREATE TABLE work.version_inputs (as_of DATE, inputs_fingerprint VARCHAR)")
+    con.execute("INSERT INTO work.version_inputs VALUES (DATE '2025-12-31', 'before')")
+    window = {"as_of": dt.date(2025, 12, 31), "partition_key": "2025-12-01"}
+    _require_work_from(con, window, "before", reexecution=True)  # the same inputs: it goes on
+    with pytest.raises(dg.Failure, match="Re-execute all steps, not from failure"):
+        _require_work_from(con, window, "after", reexecution=True)
+    with pytest.raises(dg.Failure, match="engagement-box run --month 2025-12"):
+        _require_work_from(con, window, "after")
+
+
 def test_every_check_of_a_run_says_in_words_what_it_found(december_run):
     """Four checks (rows_reconcile, values_finite, holdout_total_within_25pct, cev_is_the_sum)
     gave no description: the UI showed a name and a pass or a fail, nothing an engineer could
