@@ -11,7 +11,7 @@ version in its metadata.
 import datetime as dt
 import json
 import traceback
-from collections.abc import Iterator, Set
+from collections.abc import Iterator, Mapping, Set
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -129,10 +129,18 @@ def version_inputs(
             if context.has_partition_key:
                 graph = context.job_def.asset_layer.asset_graph
                 rows = version_rows(con, standing)
+                computed = computed_metadata(context.instance, con, standing)
+                partition = context.partition_key
                 for key in partitioned_from_version_inputs(graph):
                     context.log_event(
                         standing_materialization(
-                            key, context.partition_key, standing, window["as_of"], fingerprint, rows
+                            key,
+                            partition,
+                            standing,
+                            window["as_of"],
+                            fingerprint,
+                            rows,
+                            computed.get(key),
                         )
                     )
             return
@@ -214,6 +222,26 @@ def partitioned_from_version_inputs(graph) -> list[dg.AssetKey]:
     return sorted(found, key=lambda k: k.to_user_string())
 
 
+def computed_metadata(
+    instance: dg.DagsterInstance | None, con: duckdb.DuckDBPyConnection, snapshot_id: int
+) -> dict[dg.AssetKey, Mapping[str, object]]:
+    """The metadata of each materialization of the run that published version `snapshot_id`
+    (one month: one per asset), by asset key; empty when that run's events are not in
+    `instance` (another Dagster home, or deleted). A later month whose as-of is the same (the
+    data ended before it) holds the same rows: it takes them too."""
+    row = con.execute(
+        "SELECT run_id FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": snapshot_id}
+    ).fetchone()
+    if instance is None or not row or not row[0]:
+        return {}
+    found: dict[dg.AssetKey, Mapping[str, object]] = {}
+    for entry in instance.all_logs(row[0], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None:
+            found[materialization.asset_key] = materialization.metadata
+    return found
+
+
 def standing_materialization(
     key: dg.AssetKey,
     partition: str,
@@ -221,13 +249,18 @@ def standing_materialization(
     as_of: object,
     fingerprint: str,
     version_rows: dict[str, int] | None = None,
+    computed: Mapping[str, object] | None = None,
 ) -> dg.AssetMaterialization:
     """What a month's partition of `key` holds when version `standing` stands for its inputs:
     the as-of's rows and that version, not computed again (the UI then does not show the
     partition missing for good: "materialize missing" would relaunch it, a backfill would count
     it failed). A mart's `dagster/row_count` is the version's rows (`version_rows`, from its
-    log), as a computing run gives it; the UI's latest count would otherwise vanish."""
+    log), as a computing run gives it; the UI's latest count would otherwise vanish.
+    `computed`: the metadata the run that computed these rows gave them (`computed_metadata`:
+    the schema, the preview, the plots and the model choice), which a run with nothing new
+    replaced in the UI's latest materialization with these few lines."""
     metadata: dict[str, object] = {
+        **(computed or {}),
         "standing_version": standing,
         "as_of": str(as_of),
         "inputs_fingerprint": fingerprint,

@@ -834,28 +834,33 @@ def _report_standing_partitions(home: str, job, partition: str, standing: int) -
     do start none, so the UI showed them missing for good."""
     from assets.publish import (
         _peek,
+        computed_metadata,
         partitioned_from_version_inputs,
         standing_materialization,
         version_rows,
     )
 
-    row, rows = None, {}
-    with _peek(settings.working_db_path()) as con:
-        if con is not None:
-            row = con.execute(
-                "SELECT as_of, inputs_fingerprint FROM marts.snapshot_log WHERE snapshot_id = $id",
-                {"id": standing},
-            ).fetchone()
-            rows = version_rows(con, standing)
-    if row is None:
-        return
-    as_of, fingerprint = row
     with open_instance(home) as instance:
+        row, rows, computed = None, {}, {}
+        with _peek(settings.working_db_path()) as con:
+            if con is not None:
+                row = con.execute(
+                    "SELECT as_of, inputs_fingerprint FROM marts.snapshot_log "
+                    "WHERE snapshot_id = $id",
+                    {"id": standing},
+                ).fetchone()
+                rows = version_rows(con, standing)
+                computed = computed_metadata(instance, con, standing)
+        if row is None:
+            return
+        as_of, fingerprint = row
         for key in partitioned_from_version_inputs(job.asset_layer.asset_graph):
             if partition in instance.get_materialized_partitions(key):
                 continue
             instance.report_runless_asset_event(
-                standing_materialization(key, partition, standing, as_of, fingerprint or "", rows)
+                standing_materialization(
+                    key, partition, standing, as_of, fingerprint or "", rows, computed.get(key)
+                )
             )
 
 

@@ -49,6 +49,37 @@ def test_months_after_the_data_ends_reuse_the_last_version(december_run, tmp_pat
     )
 
 
+def test_a_run_with_nothing_new_keeps_what_the_computing_run_said_of_each_asset(
+    december_run, tmp_path: Path
+):
+    """A run that found nothing new reported each partition with four lines of its own: the
+    UI's latest materialization of the marts and work assets lost the retention heatmap, the
+    calibration plot, the model choice, the schema and the preview (a review). It now carries
+    what the run that computed the rows gave them, saying it was not computed again."""
+    import shutil
+
+    december = copy_run(december_run, tmp_path)
+    home = tmp_path / "dagster_home"
+    shutil.copytree(december_run.dagster_home, home)
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        later = run_graph(
+            december.exports, december.database, partition="2026-01-01", instance=instance
+        )
+        assert later.success
+        latest = {
+            key: instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
+            for key in ("marts/cohort_retention", "work/model_validation", "work/model_fit")
+        }
+    for key, event in latest.items():
+        metadata = event.asset_materialization.metadata
+        assert event.asset_materialization.partition == "2026-01-01", key
+        assert metadata["computed_in_this_run"].value is False, key
+        assert metadata["standing_version"].value == 1, key
+    assert "retention_heatmap" in latest["marts/cohort_retention"].asset_materialization.metadata
+    assert "calibration_plot" in latest["work/model_validation"].asset_materialization.metadata
+    assert "chosen_model" in latest["work/model_fit"].asset_materialization.metadata
+
+
 def test_a_pinned_run_is_recorded_as_pinned(december_run, tmp_path: Path):
     """ENGAGEMENT_AS_OF pins the as-of for every month: the version records the date, no
     partition, and `as_of_pinned` in its settings, not the month the run was launched for (a
