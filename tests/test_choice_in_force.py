@@ -10,6 +10,8 @@ from engagement_box.value import choice
 
 CHOSEN_AT = dt.date(2026, 6, 30)
 WINDOW = {
+    "currency": "USD",
+    "fx_rates": "{}",
     "time_unit": "D",
     "penalizer": 0.0,
     "purchase_model": None,
@@ -123,6 +125,9 @@ def test_anything_but_new_orders_files_chooses_again(con, change, reason):
         ({"penalizer": 0.01}, "penalizer"),
         ({"purchase_model": "bgnbd"}, "purchase_model"),
         ({"time_unit": "W"}, "time_unit"),
+        # Which orders are left out (no rate) moves with these: the fits' data changes.
+        ({"fx_rates": '{"GBP": 1.27}'}, "fx_rates"),
+        ({"currency": "EUR"}, "currency"),
     ],
 )
 def test_other_fit_settings_choose_again(con, changes, setting):

@@ -71,8 +71,9 @@ class ChoiceInForce:
 def choice_inputs(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
     """What a choice is made from, as an incremental step's state records it
     (`incremental.inputs`): the staged orders, customers and fx_rates files and rows (what the
-    summaries read), the erasures, the model code, and the settings of the fits and of the
-    holdout (its length, or the calibration end when ENGAGEMENT_CALIBRATION_END pins it)."""
+    summaries read), the erasures, the model code, the settings of the fits and of the
+    holdout (its length, or the calibration end when ENGAGEMENT_CALIBRATION_END pins it), and
+    the reporting currency and fallback rates (they decide which orders are left out)."""
     holdout = (
         f"calibration end {window['calibration_end']}"
         if window.get("calibration_end_pinned")
@@ -83,6 +84,8 @@ def choice_inputs(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
         "penalizer": window["penalizer"],
         "purchase_model": window["purchase_model"],
         "holdout": holdout,
+        "currency": window.get("currency", ""),
+        "fx_rates": window.get("fx_rates", "{}"),
     }
     return incremental.inputs(con, settings)
 
