@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -426,29 +427,29 @@ def acquire_run_lock(
 def tick_problem(exports: "ExportsResource", database: Path, audience_folder: Path) -> str | None:
     """What would fail a run a schedule's or sensor's tick starts, before it read a row: a
     setting, the export folder, the warehouse's folder or the audience folder (a tick
-    requested runs that failed in their resources' setup, each a failed run in the UI). The
-    files tried in the folders are the tick's own: a run trying its own at the same moment
-    is not disturbed."""
+    requested runs that failed in their resources' setup, each a failed run in the UI)."""
     problem = settings.first_problem() or exports.problem()
     if problem:
         return problem
     if database.parent.is_dir():  # a first run makes it
-        unwritable = folder_not_writable(database.parent, f"{database.name}.tick")
+        unwritable = folder_not_writable(database.parent, database.name)
         if unwritable:
             return (
                 f"the warehouse folder {database.parent} cannot be written ({unwritable}): "
                 "it must be writable by this user, or point ENGAGEMENT_WAREHOUSE at a "
                 "writable place"
             )
-    return audience_folder_message(audience_folder, probe="audiences.tick")
+    return audience_folder_message(audience_folder)
 
 
 def folder_not_writable(folder: Path, name: str) -> str | None:
     """Why no new file can be made in `folder` (the warehouse's: its write-ahead logs, the
     published file's new copy), or None. The run lock opening an existing lock file says nothing
     of that: a folder made read-only or immutable after its first run let every staging step
-    fail on its write-ahead log (six DuckDB errors, exit 1). Made and removed under the lock."""
-    probe = folder / f".{name}.write-check"
+    fail on its write-ahead log (six DuckDB errors, exit 1). The file tried is this process's and
+    thread's own: a tick, or a run starting, that tried the same name at the same moment
+    removed it under the other ("no such file": a false "cannot be written")."""
+    probe = folder / f".{name}.{os.getpid()}-{threading.get_ident()}.write-check"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
@@ -842,10 +843,10 @@ def _not_a_folder(path: Path) -> str:
     return "a file, not a folder"
 
 
-def audience_folder_message(folder: Path, then: str = "", probe: str = "audiences") -> str | None:
+def audience_folder_message(folder: Path, then: str = "") -> str | None:
     """What to say when the audience files could not be written in `folder` (`then`: what
-    comes before the fix), or None. `probe`: the name of the file tried there."""
-    problem = audience_folder_problem(folder, probe)
+    comes before the fix), or None."""
+    problem = audience_folder_problem(folder)
     if problem is None:
         return None
     return (
@@ -854,10 +855,10 @@ def audience_folder_message(folder: Path, then: str = "", probe: str = "audience
     )
 
 
-def audience_folder_problem(folder: Path, probe: str = "audiences") -> str | None:
+def audience_folder_problem(folder: Path) -> str | None:
     """Why the audience files could not be written in `folder` (made when missing), or None."""
     if folder.is_dir():
-        return folder_not_writable(folder, probe)
+        return folder_not_writable(folder, "audiences")
     if os.path.lexists(folder):  # a file, or a link to nothing (`exists` says False for it)
         return f"it is {_not_a_folder(folder)}"
     ancestor = folder.parent

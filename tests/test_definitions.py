@@ -235,6 +235,28 @@ def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_pa
     assert not list(tmp_path.glob(".*write-check"))  # the tick's probe is not left behind
 
 
+def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):
+    """The sensor's and the schedule's ticks (or a tick and a starting run) tried the same file
+    name: one removed it under the other, whose check said the folder "cannot be written (no
+    such file or directory)" and skipped the day's run (a review: 1,526 of 6,000 checks)."""
+    import threading
+
+    from pipelines.resources import folder_not_writable
+
+    said: list[str | None] = []
+
+    def check() -> None:
+        said.extend(folder_not_writable(tmp_path, "w.duckdb") for _ in range(400))
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert said == [None] * 800
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
     """`dagster job execute -j engagement_pipeline` with no partition staged every export, then
     failed inside Dagster: "Cannot access partition_key for a non-partitioned run"."""

@@ -133,6 +133,21 @@ def test_a_snapshots_view_from_before_stands_for_as_of_gets_the_column(warehouse
     assert rows(warehouse, "SELECT snapshot_id, stands_for_as_of FROM marts.snapshots") == [
         (1, True)
     ]
+    # Replacing a view drops its descriptions: they are written again with it.
+    described = dict(
+        rows(
+            warehouse,
+            "SELECT column_name, comment FROM duckdb_columns() "
+            "WHERE schema_name = 'marts' AND table_name = 'snapshots'",
+        )
+    )
+    assert described["stands_for_as_of"].startswith("True for the one retained version")
+    assert described["is_current"] == "True for exactly the version marts.* holds."
+    assert rows(
+        warehouse,
+        "SELECT comment IS NOT NULL FROM duckdb_views() "
+        "WHERE schema_name = 'marts' AND view_name = 'snapshots'",
+    ) == [(True,)]
 
 
 def test_a_backfill_with_the_inputs_of_the_data_moved_back_does_not_stand_for_the_next_run(

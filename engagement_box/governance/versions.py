@@ -264,7 +264,8 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
     )
     if _VERSION_TABLES <= found and not legacy and not _is_base_table(con, "marts", "snapshots"):
         if "stands_for_as_of" not in {name for name, _ in _columns(con, "marts", "snapshots")}:
-            con.execute(snapshots_view_sql())  # the view of a warehouse from before the column
+            with transaction(con):  # the view of a warehouse from before the column
+                _create_snapshots_view(con)
         return
     with transaction(con):
         for schema in ("work", "marts", "history", ROWS):
@@ -283,9 +284,15 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(load_sql("marts/adopt_snapshots_table"))
             con.execute(load_sql("marts/adopt_current_version"))
             con.execute("DROP TABLE marts.snapshots")
-        con.execute(snapshots_view_sql())
+        _create_snapshots_view(con)
         if adopt:
             refresh_migration(con)
+
+
+def _create_snapshots_view(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create marts.snapshots with its descriptions: replacing a view drops its comments."""
+    con.execute(snapshots_view_sql())
+    dictionary.comment_on(con, "marts", "snapshots")
 
 
 def snapshots_view_sql() -> str:
