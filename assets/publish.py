@@ -222,23 +222,60 @@ def partitioned_from_version_inputs(graph) -> list[dg.AssetKey]:
     return sorted(found, key=lambda k: k.to_user_string())
 
 
+# What a publish's own materialization says of the publish itself (published_marts), not of the
+# rows: a later run that finds the version standing does not repeat it (it published nothing).
+PUBLISH_EVENT_KEYS = frozenset(
+    {
+        "published_new_version",
+        "outcome",
+        "is_current",
+        "published_file",
+        "published_file_rebuilt",
+        "published_file_seconds",
+    }
+)
+
+
+def _ancestry(instance: dg.DagsterInstance, run_id: str | None) -> Iterator[dg.DagsterRun]:
+    """The run `run_id`, then the run it re-executed, and so on up to the first."""
+    seen: set[str] = set()
+    while run_id and run_id not in seen:
+        seen.add(run_id)
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            return
+        yield run
+        run_id = run.parent_run_id
+
+
 def computed_metadata(
     instance: dg.DagsterInstance | None, con: duckdb.DuckDBPyConnection, snapshot_id: int
 ) -> dict[dg.AssetKey, Mapping[str, object]]:
-    """The metadata of each materialization of the run that published version `snapshot_id`
-    (one month: one per asset), by asset key; empty when that run's events are not in
-    `instance` (another Dagster home, or deleted). A later month whose as-of is the same (the
-    data ended before it) holds the same rows: it takes them too."""
+    """What the runs that computed version `snapshot_id` said of each asset, by asset key: the
+    run that published it, or for a step it did not run again (a re-execution from failure),
+    the run it re-executed, and so on; without what the publish said of itself
+    (`PUBLISH_EVENT_KEYS`). Empty when those runs' events are not in `instance` (another
+    Dagster home, or deleted). One month's runs: one materialization per asset each. A later
+    month whose as-of is the same (the data ended before it) holds the same rows: it takes
+    them too."""
     row = con.execute(
         "SELECT run_id FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": snapshot_id}
     ).fetchone()
     if instance is None or not row or not row[0]:
         return {}
     found: dict[dg.AssetKey, Mapping[str, object]] = {}
-    for entry in instance.all_logs(row[0], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.asset_materialization
-        if materialization is not None:
-            found[materialization.asset_key] = materialization.metadata
+    for run in _ancestry(instance, row[0]):
+        said: dict[dg.AssetKey, Mapping[str, object]] = {}
+        for entry in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ):
+            materialization = entry.asset_materialization
+            if materialization is not None:
+                said[materialization.asset_key] = {
+                    k: v for k, v in materialization.metadata.items() if k not in PUBLISH_EVENT_KEYS
+                }
+        for key, metadata in said.items():
+            found.setdefault(key, metadata)
     return found
 
 
@@ -285,11 +322,19 @@ def version_rows(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> dict[str, 
     return {k: int(v) for k, v in json.loads(row[0]).items()} if row and row[0] else {}
 
 
-def inputs_kept_from_parent(run: dg.DagsterRun) -> bool:
-    """Whether `run` re-executes some steps of another without `work/version_inputs` (Dagster's
-    "from failure"): it keeps the inputs that step recorded for the parent run."""
+def inputs_kept_from_parent(run: dg.DagsterRun, instance: dg.DagsterInstance | None) -> bool:
+    """Whether `run` re-executes some steps of a run that computed `work/version_inputs`,
+    without that step (Dagster's "from failure"): it keeps the inputs that step recorded then.
+    A re-execution of a run of the marts alone never had the step: what it needs is the whole
+    month, as for its parent."""
+
+    def runs_step(planned: dg.DagsterRun) -> bool:
+        return planned.step_keys_to_execute is None or step in planned.step_keys_to_execute
+
     step = VERSION_INPUTS_KEY.to_python_identifier()
-    return run.parent_run_id is not None and step not in (run.step_keys_to_execute or [step])
+    if run.parent_run_id is None or runs_step(run) or instance is None:
+        return False
+    return any(runs_step(earlier) for earlier in _ancestry(instance, run.parent_run_id))
 
 
 def _require_work_from(con, window: dict, fingerprint: str, reexecution: bool = False) -> None:
@@ -492,7 +537,9 @@ def published_marts(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=settings
         )
-        _require_work_from(con, window, fingerprint, inputs_kept_from_parent(context.run))
+        _require_work_from(
+            con, window, fingerprint, inputs_kept_from_parent(context.run, context.instance)
+        )
         snapshot = versions.publish(
             con,
             list(MARTS),

@@ -373,9 +373,10 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "crv_referrals",
                 "BIGINT",
-                "Credited referrals so far: converted by the as-of, rewarded, the referee's first "
-                "conversion, not the referrer themself after identities merged, and a referee "
-                "who was not a customer already.",
+                "Credited referrals so far: converted by the as-of, referrer and referee both "
+                "matched to a customer, not the referrer themself after identities merged, a "
+                "referee who was not a customer already, the referee's first conversion, and "
+                "rewarded.",
             ),
             Column(
                 "crv_expected_referrals",

@@ -433,8 +433,14 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(dece
     pairs = "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration ORDER BY 1"
     assert counts(database, pairs) == [(2, 1)]
     # The README's version queries, as written, after a run and a backfill: each finds rows.
-    for query in readme_queries("<!-- versions-queries -->"):
+    queries = readme_queries("<!-- versions-queries -->")
+    for query in queries:
         assert counts(database, query), query
+    # "Who moved" finds the customers segment_migration counts, entering and leaving included.
+    (who,) = [q for q in queries if "segment_then" in q]
+    moved = "SELECT sum(customers) FROM marts.segment_migration WHERE moved AND dimension = "
+    moved += "'rfm_segment' AND from_snapshot = 2 AND to_snapshot = 1"
+    assert len(counts(database, who)) == counts(database, moved)[0][0]
     assert run_graph(tiny_retailer, database, partition="2025-09-01").success
     assert counts(database, pairs) == [(2, 3), (3, 1)]
 

@@ -76,6 +76,18 @@ def test_a_run_with_nothing_new_keeps_what_the_computing_run_said_of_each_asset(
         assert metadata["computed_in_this_run"].value is False, key
         assert metadata["standing_version"].value == 1, key
     assert "retention_heatmap" in latest["marts/cohort_retention"].asset_materialization.metadata
+    # What the publish said of itself is not said again (it published nothing): the keys left
+    # out are those the publishing run gave.
+    from assets.publish import PUBLISH_EVENT_KEYS
+
+    published = next(
+        e.materialization.metadata
+        for e in december_run.result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["marts", "cohort_retention"])
+    )
+    assert PUBLISH_EVENT_KEYS <= set(published)
+    standing = latest["marts/cohort_retention"].asset_materialization.metadata
+    assert not PUBLISH_EVENT_KEYS & set(standing)
     assert "calibration_plot" in latest["work/model_validation"].asset_materialization.metadata
     assert "chosen_model" in latest["work/model_fit"].asset_materialization.metadata
 
@@ -221,25 +233,62 @@ def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, t
         con.close()
 
 
+def materialized(instance, run_id: str, key: str, **metadata) -> None:
+    """A materialization of `key` stored as run `run_id`'s event."""
+    import time
+
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="engagement_pipeline",
+        event_specific_data=StepMaterializationData(
+            dg.AssetMaterialization(
+                asset_key=dg.AssetKey(key.split("/")), partition="2025-12-01", metadata=metadata
+            )
+        ),
+    )
+    instance.store_event(
+        EventLogEntry(
+            error_info=None,
+            level=20,
+            user_message="",
+            run_id=run_id,
+            timestamp=time.time(),
+            dagster_event=event,
+        )
+    )
+
+
 def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_change():
     """After a failed check, a user fixed the setting and re-executed from failure: the steps
     from the failed one computed again and the publish refused, saying to materialize the whole
     month, which a re-execution from failure cannot do (a review). A re-execution that skipped
-    work/version_inputs is told to re-execute all steps."""
+    work/version_inputs, of a run that computed it, is told to re-execute all steps; one of a
+    run of the marts alone, which never had the step, still to materialize the whole month
+    (a re-review: "re-execute all steps" was said to that one too)."""
     from assets.publish import _require_work_from, inputs_kept_from_parent
 
-    parent = dg.DagsterRun(job_name="engagement_pipeline", run_id="parent")
-    from_failure = dg.DagsterRun(
-        job_name="engagement_pipeline",
-        parent_run_id="parent",
-        root_run_id="parent",
-        step_keys_to_execute=["work__engagement_value", "published_marts"],
-    )
-    all_steps = dg.DagsterRun(
-        job_name="engagement_pipeline", parent_run_id="parent", root_run_id="parent"
-    )
-    assert inputs_kept_from_parent(from_failure)
-    assert not inputs_kept_from_parent(all_steps) and not inputs_kept_from_parent(parent)
+    def run(run_id, parent=None, steps=None):
+        return dg.DagsterRun(
+            job_name="engagement_pipeline",
+            run_id=run_id,
+            parent_run_id=parent,
+            root_run_id=parent,
+            step_keys_to_execute=steps,
+        )
+
+    with dg.instance_for_test() as instance:
+        whole = run("whole")
+        marts_alone = run("marts", steps=["published_marts"])
+        for parent in (whole, marts_alone):
+            instance.add_run(parent)
+        from_failure = run("c1", "whole", ["work__engagement_value", "published_marts"])
+        assert inputs_kept_from_parent(from_failure, instance)
+        assert not inputs_kept_from_parent(run("c2", "whole"), instance)  # all steps again
+        assert not inputs_kept_from_parent(whole, instance)
+        assert not inputs_kept_from_parent(run("c3", "marts", ["published_marts"]), instance)
     con = duckdb.connect()
     con.execute("CREATE SCHEMA work")
     con.execute("CREATE TABLE work.version_inputs (as_of DATE, inputs_fingerprint VARCHAR)")
@@ -250,6 +299,43 @@ def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_chan
         _require_work_from(con, window, "after", reexecution=True)
     with pytest.raises(dg.Failure, match="engagement-box run --month 2025-12"):
         _require_work_from(con, window, "after")
+
+
+def test_a_standing_partition_takes_what_the_runs_that_computed_the_version_said():
+    """A version published by a re-execution from failure: the steps before the failure ran in
+    the run it re-executed, whose metadata (the model choice) a standing partition lost (a
+    re-review). And what the publish said of itself (is_current, outcome) is not said again
+    by a run that published nothing."""
+    from assets.publish import PUBLISH_EVENT_KEYS, computed_metadata
+
+    with dg.instance_for_test() as instance:
+        instance.add_run(dg.DagsterRun(job_name="engagement_pipeline", run_id="first"))
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="engagement_pipeline",
+                run_id="again",
+                parent_run_id="first",
+                root_run_id="first",
+            )
+        )
+        materialized(instance, "first", "work/model_fit", chosen_model="bgnbd")
+        materialized(instance, "first", "marts/customer", preview="failed run's")
+        materialized(
+            instance, "again", "marts/customer", preview="v1", is_current=True, outcome="published"
+        )
+        con = duckdb.connect()
+        con.execute("CREATE SCHEMA marts")
+        con.execute("CREATE TABLE marts.snapshot_log (snapshot_id BIGINT, run_id VARCHAR)")
+        con.execute("INSERT INTO marts.snapshot_log VALUES (1, 'again'), (2, 'elsewhere')")
+        said = computed_metadata(instance, con, 1)
+        assert computed_metadata(instance, con, 2) == {}  # its run's events are not here
+    fit, customer = (
+        said[dg.AssetKey(["work", "model_fit"])],
+        said[dg.AssetKey(["marts", "customer"])],
+    )
+    assert fit["chosen_model"].value == "bgnbd"
+    assert customer["preview"].value == "v1"  # the publishing run's, not its parent's
+    assert not set(customer) & PUBLISH_EVENT_KEYS
 
 
 def test_every_check_of_a_run_says_in_words_what_it_found(december_run):
