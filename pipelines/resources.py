@@ -6,7 +6,6 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -446,14 +445,14 @@ def folder_not_writable(folder: Path, name: str) -> str | None:
     """Why no new file can be made in `folder` (the warehouse's: its write-ahead logs, the
     published file's new copy), or None. The run lock opening an existing lock file says nothing
     of that: a folder made read-only or immutable after its first run let every staging step
-    fail on its write-ahead log (six DuckDB errors, exit 1). The file tried is this process's and
-    thread's own: a tick, or a run starting, that tried the same name at the same moment
-    removed it under the other ("no such file": a false "cannot be written")."""
-    probe = folder / f".{name}.{os.getpid()}-{threading.get_ident()}.write-check"
+    fail on its write-ahead log (six DuckDB errors, exit 1). The file made is the proof: a tick,
+    or a run starting, that tried the same file at the same moment may remove it first, which
+    said "cannot be written (no such file)" and skipped the day's run (a review)."""
+    probe = folder / f".{name}.write-check"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError as exc:
         return (exc.strerror or type(exc).__name__).lower()
     return None

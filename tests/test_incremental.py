@@ -381,6 +381,8 @@ def test_the_model_is_chosen_again_once_the_choice_is_old(december_run, tmp_path
             "time_unit": "D",
             "penalizer": 0.0,
             "purchase_model": None,
+            "currency": "USD",
+            "fx_rates": "{}",
         }
         old = choice.choice_in_force(con, {**window, "model_choice_days": 1})
         fresh = choice.choice_in_force(con, {**window, "model_choice_days": 2})

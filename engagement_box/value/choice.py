@@ -84,8 +84,8 @@ def choice_inputs(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
         "penalizer": window["penalizer"],
         "purchase_model": window["purchase_model"],
         "holdout": holdout,
-        "currency": window.get("currency", ""),
-        "fx_rates": window.get("fx_rates", "{}"),
+        "currency": window["currency"],
+        "fx_rates": window["fx_rates"],
     }
     return incremental.inputs(con, settings)
 
