@@ -322,19 +322,27 @@ def version_rows(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> dict[str, 
     return {k: int(v) for k, v in json.loads(row[0]).items()} if row and row[0] else {}
 
 
-def inputs_kept_from_parent(run: dg.DagsterRun, instance: dg.DagsterInstance | None) -> bool:
-    """Whether `run` re-executes some steps of a run that computed `work/version_inputs`,
-    without that step (Dagster's "from failure"): it keeps the inputs that step recorded then.
-    A re-execution of a run of the marts alone never had the step: what it needs is the whole
-    month, as for its parent."""
-
-    def runs_step(planned: dg.DagsterRun) -> bool:
-        return planned.step_keys_to_execute is None or step in planned.step_keys_to_execute
-
+def _ran_version_inputs(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether run `run_id` computed `work/version_inputs` (its event log says so: a run's
+    stored step list is None for a whole plan and for a plan an asset selection cut alike)."""
     step = VERSION_INPUTS_KEY.to_python_identifier()
-    if run.parent_run_id is None or runs_step(run) or instance is None:
+    return any(
+        entry.dagster_event is not None and entry.dagster_event.step_key == step
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    )
+
+
+def inputs_kept_from_parent(run: dg.DagsterRun, instance: dg.DagsterInstance | None) -> bool:
+    """Whether `run` re-executes steps of runs of which one computed `work/version_inputs`,
+    without computing it itself (Dagster's "from failure"): it keeps the inputs that step
+    recorded then. A re-execution of a run of the marts alone never had the step: what it
+    needs is the whole month, as its parent did."""
+    if run.parent_run_id is None or instance is None or _ran_version_inputs(instance, run.run_id):
         return False
-    return any(runs_step(earlier) for earlier in _ancestry(instance, run.parent_run_id))
+    return any(
+        _ran_version_inputs(instance, earlier.run_id)
+        for earlier in _ancestry(instance, run.parent_run_id)
+    )
 
 
 def _require_work_from(con, window: dict, fingerprint: str, reexecution: bool = False) -> None:

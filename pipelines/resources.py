@@ -112,6 +112,25 @@ def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
     )
 
 
+def _calibration_problem(run: dg.DagsterRun) -> str | None:
+    """ENGAGEMENT_CALIBRATION_END on or after the last day the run's month can be as of: the
+    run refused it only in work/version_inputs, after its staging steps (a pinned as-of is
+    compared in `settings.first_problem`)."""
+    from pipelines.partitions import month_end
+
+    key = run.tags.get(PARTITION_TAG)
+    end = settings.value("ENGAGEMENT_CALIBRATION_END")
+    if not key or end is None or settings.value("ENGAGEMENT_AS_OF") is not None:
+        return None
+    last = month_end(key)
+    if end < last.isoformat():
+        return None
+    return (
+        f"ENGAGEMENT_CALIBRATION_END={end} must be before the as-of, which for the month "
+        f"{key[:7]} is {last} at the latest: the holdout is the days after the calibration end"
+    )
+
+
 class ConfigurationError(Exception):
     """A setting points at something that is not there; the message says which and what to do."""
 
@@ -245,7 +264,11 @@ class Warehouse(DuckDBResource):
             return
         # A setting that does not parse failed a step halfway through the run (CIV's decay, in
         # the engagement step after fifteen others): the run stops here, naming the variable.
-        problem = settings.first_problem() or _unpartitioned_problem(context.run)
+        problem = (
+            settings.first_problem()
+            or _unpartitioned_problem(context.run)
+            or _calibration_problem(context.run)
+        )
         if problem:
             raise ConfigurationError(problem)
         run_id = context.run.run_id

@@ -319,6 +319,34 @@ def test_a_partition_key_that_is_not_an_as_of_month_stops_the_run_before_any_ste
     assert not (tmp_path / "w.working.duckdb").exists()
 
 
+def test_a_calibration_end_after_the_months_last_day_stops_the_run_before_any_step(
+    tmp_path, monkeypatch
+):
+    """ENGAGEMENT_CALIBRATION_END=2026-01-15 for December 2025: the staging steps ran, then
+    work/version_inputs refused it, twelve steps later (a re-review)."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    monkeypatch.setenv("ENGAGEMENT_CALIBRATION_END", "2026-01-15")
+    monkeypatch.delenv("ENGAGEMENT_AS_OF", raising=False)
+    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "exports": ExportsResource(data_dir=str(tmp_path)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        },
+        partition_key="2025-12-01",
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not any(e.is_step_success for e in result.all_events)
+    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert (
+        "ENGAGEMENT_CALIBRATION_END=2026-01-15 must be before the as-of, which for the month "
+        "2025-12 is 2025-12-31 at the latest" in failure.event_specific_data.error.message
+    )
+
+
 def test_an_audience_folder_that_is_a_file_stops_the_run_before_its_first_step(tmp_path):
     """ENGAGEMENT_AUDIENCE_DIR pointing at a file failed the audiences step with a raw
     FileExistsError, after the version was published; the run now stops before it writes."""

@@ -233,22 +233,12 @@ def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, t
         con.close()
 
 
-def materialized(instance, run_id: str, key: str, **metadata) -> None:
-    """A materialization of `key` stored as run `run_id`'s event."""
+def stored(instance, run_id: str, event) -> None:
+    """`event` (a DagsterEvent) stored as run `run_id`'s."""
     import time
 
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
 
-    event = DagsterEvent(
-        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-        job_name="engagement_pipeline",
-        event_specific_data=StepMaterializationData(
-            dg.AssetMaterialization(
-                asset_key=dg.AssetKey(key.split("/")), partition="2025-12-01", metadata=metadata
-            )
-        ),
-    )
     instance.store_event(
         EventLogEntry(
             error_info=None,
@@ -256,9 +246,38 @@ def materialized(instance, run_id: str, key: str, **metadata) -> None:
             user_message="",
             run_id=run_id,
             timestamp=time.time(),
+            step_key=event.step_key,
             dagster_event=event,
         )
     )
+
+
+def materialized(instance, run_id: str, key: str, **metadata) -> None:
+    """A materialization of `key` stored as run `run_id`'s event."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+
+    materialization = dg.AssetMaterialization(
+        asset_key=dg.AssetKey(key.split("/")), partition="2025-12-01", metadata=metadata
+    )
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="engagement_pipeline",
+        event_specific_data=StepMaterializationData(materialization),
+    )
+    stored(instance, run_id, event)
+
+
+def step_succeeded(instance, run_id: str, step: str) -> None:
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.execution.plan.objects import StepSuccessData
+
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.STEP_SUCCESS.value,
+        job_name="engagement_pipeline",
+        step_key=step,
+        event_specific_data=StepSuccessData(duration_ms=1.0),
+    )
+    stored(instance, run_id, event)
 
 
 def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_change():
@@ -280,15 +299,19 @@ def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_chan
         )
 
     with dg.instance_for_test() as instance:
-        whole = run("whole")
-        marts_alone = run("marts", steps=["published_marts"])
-        for parent in (whole, marts_alone):
-            instance.add_run(parent)
+        for ran in (run("whole"), run("marts", steps=["published_marts"]), run("m2", "marts")):
+            instance.add_run(ran)
+        step_succeeded(instance, "whole", "work__version_inputs")
         from_failure = run("c1", "whole", ["work__engagement_value", "published_marts"])
         assert inputs_kept_from_parent(from_failure, instance)
-        assert not inputs_kept_from_parent(run("c2", "whole"), instance)  # all steps again
-        assert not inputs_kept_from_parent(whole, instance)
+        again = run("c2", "whole")  # all steps again: it computes the step itself
+        step_succeeded(instance, "c2", "work__version_inputs")
+        assert not inputs_kept_from_parent(again, instance)
+        assert not inputs_kept_from_parent(run("whole"), instance)
         assert not inputs_kept_from_parent(run("c3", "marts", ["published_marts"]), instance)
+        # The UI's "all steps" of a run of the marts alone stores no step list (None, as for
+        # a whole plan): its re-execution from failure is still told to compute the month.
+        assert not inputs_kept_from_parent(run("c4", "m2", ["published_marts"]), instance)
     con = duckdb.connect()
     con.execute("CREATE SCHEMA work")
     con.execute("CREATE TABLE work.version_inputs (as_of DATE, inputs_fingerprint VARCHAR)")
