@@ -257,11 +257,11 @@ def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
-    """`dagster job execute -j engagement_pipeline` with no partition staged every export, then
-    failed inside Dagster: "Cannot access partition_key for a non-partitioned run"."""
+def setup_failure(tmp_path: Path, **execute) -> str:
+    """The message a whole-job run in this process stops with before any step (its resources'
+    setup refused it), on empty export folders in `tmp_path`; `execute`: the partition or tags."""
     for source in SOURCES:
-        (tmp_path / source).mkdir()
+        (tmp_path / source).mkdir(exist_ok=True)
     result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
         resources={
             "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
@@ -270,11 +270,18 @@ def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_gi
             "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         },
         raise_on_error=False,
+        **execute,
     )
     assert not result.success
     assert not any(e.is_step_success for e in result.all_events)
     (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
-    assert failure.event_specific_data.error.message.startswith(
+    return failure.event_specific_data.error.message
+
+
+def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_give(tmp_path):
+    """`dagster job execute -j engagement_pipeline` with no partition staged every export, then
+    failed inside Dagster: "Cannot access partition_key for a non-partitioned run"."""
+    assert setup_failure(tmp_path).startswith(
         "pipelines.resources.ConfigurationError: engagement_pipeline computes one as-of month: "
         "give the run a partition"
     )
@@ -298,22 +305,7 @@ def test_a_partition_key_that_is_not_an_as_of_month_stops_the_run_before_any_ste
     if key == "the month after the current one":
         current = dt.date.fromisoformat(monthly_as_of.get_last_partition_key())
         key = (current + dt.timedelta(days=32)).replace(day=1).isoformat()
-    for source in SOURCES:
-        (tmp_path / source).mkdir()
-    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
-        resources={
-            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
-            "exports": ExportsResource(data_dir=str(tmp_path)),
-            "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
-        },
-        tags={"dagster/partition": key},
-        raise_on_error=False,
-    )
-    assert not result.success
-    assert not any(e.is_step_success for e in result.all_events)
-    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
-    message = failure.event_specific_data.error.message
+    message = setup_failure(tmp_path, tags={"dagster/partition": key})
     assert message.startswith(f"pipelines.resources.ConfigurationError: partition '{key}'")
     assert said in message
     assert not (tmp_path / "w.working.duckdb").exists()
@@ -324,49 +316,19 @@ def test_a_calibration_end_after_the_months_last_day_stops_the_run_before_any_st
 ):
     """ENGAGEMENT_CALIBRATION_END=2026-01-15 for December 2025: the staging steps ran, then
     work/version_inputs refused it, twelve steps later (a re-review)."""
-    for source in SOURCES:
-        (tmp_path / source).mkdir()
     monkeypatch.setenv("ENGAGEMENT_CALIBRATION_END", "2026-01-15")
     monkeypatch.delenv("ENGAGEMENT_AS_OF", raising=False)
-    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
-        resources={
-            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
-            "exports": ExportsResource(data_dir=str(tmp_path)),
-            "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
-        },
-        partition_key="2025-12-01",
-        raise_on_error=False,
-    )
-    assert not result.success
-    assert not any(e.is_step_success for e in result.all_events)
-    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
     assert (
         "ENGAGEMENT_CALIBRATION_END=2026-01-15 must be before the as-of, which for the month "
-        "2025-12 is 2025-12-31 at the latest" in failure.event_specific_data.error.message
+        "2025-12 is 2025-12-31 at the latest" in setup_failure(tmp_path, partition_key="2025-12-01")
     )
 
 
 def test_an_audience_folder_that_is_a_file_stops_the_run_before_its_first_step(tmp_path):
     """ENGAGEMENT_AUDIENCE_DIR pointing at a file failed the audiences step with a raw
     FileExistsError, after the version was published; the run now stops before it writes."""
-    for source in SOURCES:
-        (tmp_path / source).mkdir()
     (tmp_path / "audiences").write_text("not a folder\n")
-    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
-        resources={
-            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
-            "exports": ExportsResource(data_dir=str(tmp_path)),
-            "model_settings": ModelSettings(),
-            "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
-        },
-        partition_key="2026-11-01",
-        raise_on_error=False,
-    )
-    assert not result.success
-    assert not any(e.is_step_success for e in result.all_events)
-    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
-    assert failure.event_specific_data.error.message.startswith(
+    assert setup_failure(tmp_path, partition_key="2025-12-01").startswith(
         f"pipelines.resources.ConfigurationError: the audience folder {tmp_path / 'audiences'} "
         "cannot be written (it is a file, not a folder); nothing ran"
     )
