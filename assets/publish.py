@@ -335,9 +335,13 @@ def _ran_version_inputs(instance: dg.DagsterInstance, run_id: str) -> bool:
 def inputs_kept_from_parent(run: dg.DagsterRun, instance: dg.DagsterInstance | None) -> bool:
     """Whether `run` re-executes steps of runs of which one computed `work/version_inputs`,
     without computing it itself (Dagster's "from failure"): it keeps the inputs that step
-    recorded then. A re-execution of a run of the marts alone never had the step: what it
-    needs is the whole month, as its parent did."""
+    recorded then, and re-executing all its steps computes them again. A re-execution whose
+    asset selection leaves the step out cannot: what it needs is the whole month."""
     if run.parent_run_id is None or instance is None or _ran_version_inputs(instance, run.run_id):
+        return False
+    if run.asset_selection and VERSION_INPUTS_KEY not in run.asset_selection:
+        # Its selection leaves the step out (a run of some assets, or Dagster's "from asset
+        # failure", which narrows it): all of its steps again would not compute it either.
         return False
     return any(
         _ran_version_inputs(instance, earlier.run_id)

@@ -668,7 +668,9 @@ def run(args: argparse.Namespace) -> int:
     pinned = settings.value("ENGAGEMENT_AS_OF")
     if pinned:  # the month still keys the run; the date is the setting's
         print(f"as-of date:  {pinned}, pinned by ENGAGEMENT_AS_OF for every month")
-    problem = _exports_problem()
+    from pipelines.resources import calibration_problem
+
+    problem = calibration_problem(partition, datetime.now(UTC).date()) or _exports_problem()
     if problem:
         return _nothing_ran(problem)
 

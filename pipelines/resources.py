@@ -1,5 +1,6 @@
 """Resources: where the exports are, and the warehouse they go into."""
 
+import datetime as dt
 import fcntl
 import json
 import os
@@ -112,22 +113,25 @@ def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
     )
 
 
-def _calibration_problem(run: dg.DagsterRun) -> str | None:
-    """ENGAGEMENT_CALIBRATION_END on or after the last day the run's month can be as of: the
-    run refused it only in work/version_inputs, after its staging steps (a pinned as-of is
-    compared in `settings.first_problem`)."""
+def calibration_problem(partition_key: str | None, run_date: dt.date) -> str | None:
+    """ENGAGEMENT_CALIBRATION_END on or after the latest day a run of `partition_key` on
+    `run_date` can be as of (its month's last day, and never after the run's day): the run
+    refused it only in work/version_inputs, after its staging steps. Asked by the CLI, the
+    run's first resource and the schedule's and sensor's ticks (a pinned as-of is compared in
+    `settings.first_problem`; the last completed order, which caps the as-of too, is known only
+    once the exports are staged)."""
     from pipelines.partitions import month_end
 
-    key = run.tags.get(PARTITION_TAG)
     end = settings.value("ENGAGEMENT_CALIBRATION_END")
-    if not key or end is None or settings.value("ENGAGEMENT_AS_OF") is not None:
+    if not partition_key or end is None or settings.value("ENGAGEMENT_AS_OF") is not None:
         return None
-    last = month_end(key)
-    if end < last.isoformat():
+    latest = min(month_end(partition_key), run_date)
+    if end < latest.isoformat():
         return None
     return (
         f"ENGAGEMENT_CALIBRATION_END={end} must be before the as-of, which for the month "
-        f"{key[:7]} is {last} at the latest: the holdout is the days after the calibration end"
+        f"{partition_key[:7]} is {latest} at the latest: the holdout is the days after the "
+        "calibration end"
     )
 
 
@@ -267,7 +271,9 @@ class Warehouse(DuckDBResource):
         problem = (
             settings.first_problem()
             or _unpartitioned_problem(context.run)
-            or _calibration_problem(context.run)
+            or calibration_problem(
+                context.run.tags.get(PARTITION_TAG), dt.datetime.now(dt.UTC).date()
+            )
         )
         if problem:
             raise ConfigurationError(problem)

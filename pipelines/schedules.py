@@ -12,6 +12,7 @@ from pipelines.resources import (
     ExportsResource,
     ModelSettings,
     Warehouse,
+    calibration_problem,
     tick_problem,
 )
 from pipelines.sensors import export_fingerprints
@@ -47,6 +48,9 @@ def daily_schedule(
     if scheduled is None:
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
     partition_key = partition_key_for(scheduled)
+    problem = calibration_problem(partition_key, scheduled.date())
+    if problem:
+        return dg.SkipReason(f"no run: {problem}")
     # Nothing new (every export staged as it is, same settings and code): no run at all.
     standing = standing_version(
         warehouse.working_path,  # the pipeline's own database: staged files and versions

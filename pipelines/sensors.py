@@ -1,5 +1,6 @@
 """Sensors: start a run when new or changed export files appear, once they stop changing."""
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -10,7 +11,13 @@ from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, discover_files
 from pipelines.jobs import engagement_job
 from pipelines.partitions import current_partition_key
-from pipelines.resources import EngagementConfig, ExportsResource, Warehouse, tick_problem
+from pipelines.resources import (
+    EngagementConfig,
+    ExportsResource,
+    Warehouse,
+    calibration_problem,
+    tick_problem,
+)
 
 INTERVAL_SECONDS = 60
 # A file changed less than this long ago may still be being written (a copy, an SFTP upload, an
@@ -76,7 +83,9 @@ def new_export_files(
 ) -> dg.SensorResult | dg.SkipReason:
     taken, before = read_cursor(context.cursor)
     # A run would fail on it: say so.
-    problem = tick_problem(exports, warehouse.path, engagement_config.audience_path)
+    problem = tick_problem(
+        exports, warehouse.path, engagement_config.audience_path
+    ) or calibration_problem(current_partition_key(), dt.datetime.now(dt.UTC).date())
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     try:

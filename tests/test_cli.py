@@ -282,6 +282,25 @@ def test_a_warehouse_folder_in_which_no_file_can_be_made_stops_before_any_step(t
     assert "staging__" not in out
 
 
+def test_a_calibration_end_no_as_of_of_the_month_can_follow_stops_before_any_step(tmp_path):
+    """`ENGAGEMENT_CALIBRATION_END=2025-12-31 engagement-box run --month 2025-12` created a run
+    and refused it in the run's setup: exit 1 and 21 steps listed as not run (a re-review)."""
+    env = {
+        "ENGAGEMENT_CALIBRATION_END": "2025-12-31",
+        "ENGAGEMENT_WAREHOUSE": str(tmp_path / "w" / "engagement.duckdb"),
+        "ENGAGEMENT_AUDIENCE_DIR": str(tmp_path / "aud"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    code, out, err = main_cli(env, "run", "--month", "2025-12")
+    assert code == 2, (out, err)
+    assert err == (
+        "FAILED before any step: ENGAGEMENT_CALIBRATION_END=2025-12-31 must be before the "
+        "as-of, which for the month 2025-12 is 2025-12-31 at the latest: the holdout is the "
+        "days after the calibration end\n"
+    )
+    assert "staging__" not in out
+
+
 def test_a_run_stopped_after_its_publish_says_the_version_stands():
     """SIGTERM while the audiences were written: "FAILED stopped by SIGTERM; the last good
     version stays current", while the run's new version was current. It says the version it

@@ -235,6 +235,36 @@ def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_pa
     assert not list(tmp_path.glob(".*write-check"))  # the tick's probe is not left behind
 
 
+def test_a_calibration_end_no_as_of_can_follow_is_a_ticks_skip_reason(tmp_path, monkeypatch):
+    """A calibration end on or after the latest as-of of the tick's month: the schedule ticked a
+    run every day that failed in its setup (a re-review); it skips, naming the setting."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    monkeypatch.setenv("ENGAGEMENT_CALIBRATION_END", "2999-01-01")
+    monkeypatch.delenv("ENGAGEMENT_AS_OF", raising=False)
+    resources = {
+        "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+        "exports": ExportsResource(data_dir=str(tmp_path)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+    }
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 5),
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        ticked = daily_schedule.evaluate_tick(context)
+    assert not ticked.run_requests
+    assert ticked.skip_message == (
+        "no run: ENGAGEMENT_CALIBRATION_END=2999-01-01 must be before the as-of, which for the "
+        "month 2026-11 is 2026-11-22 at the latest: the holdout is the days after the "
+        "calibration end"
+    )
+    sensed = tick_sensor(resources)
+    assert isinstance(sensed, dg.SkipReason)
+    assert sensed.skip_message.startswith("no run: ENGAGEMENT_CALIBRATION_END=2999-01-01")
+
+
 def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):
     """The sensor's and the schedule's ticks (or a tick and a starting run) tried the same file
     name: one removed it under the other, whose check said the folder "cannot be written (no

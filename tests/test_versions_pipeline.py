@@ -312,6 +312,16 @@ def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_chan
         # The UI's "all steps" of a run of the marts alone stores no step list (None, as for
         # a whole plan): its re-execution from failure is still told to compute the month.
         assert not inputs_kept_from_parent(run("c4", "m2", ["published_marts"]), instance)
+        # Dagster's "from asset failure" narrows the selection: all of its steps again would
+        # not compute the step either (a re-review: the advice looped).
+        narrowed = dg.DagsterRun(
+            job_name="engagement_pipeline",
+            run_id="c5",
+            parent_run_id="whole",
+            root_run_id="whole",
+            asset_selection=frozenset({dg.AssetKey(["marts", "customer"])}),
+        )
+        assert not inputs_kept_from_parent(narrowed, instance)
     con = duckdb.connect()
     con.execute("CREATE SCHEMA work")
     con.execute("CREATE TABLE work.version_inputs (as_of DATE, inputs_fingerprint VARCHAR)")
