@@ -66,9 +66,11 @@ def segment_sizes_png(counts: dict[str, int]) -> bytes:
 
 
 def cev_composition_png(values: pl.DataFrame) -> bytes:
-    """Total CLV, CRV, CIV and CKV, and the share of CEV each makes up."""
+    """Total CLV, CRV, CIV and CKV, and the share of CEV each makes up, over the finite values
+    (a run whose blocking check `cev_is_the_sum` found non-finite ones still gets its plot,
+    without matplotlib's warnings)."""
     parts = ["clv", "crv", "civ", "ckv"]
-    totals = [float(values[p].sum()) for p in parts]
+    totals = [float(values[p].filter(values[p].is_finite()).sum()) for p in parts]
     total = sum(totals) or 1.0
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -85,10 +87,10 @@ def cev_composition_png(values: pl.DataFrame) -> bytes:
 
 
 def clv_distribution_png(clv: np.ndarray) -> bytes:
-    """Histogram of CLV on a log axis (CLV is heavily skewed)."""
+    """Histogram of CLV on a log axis (CLV is heavily skewed); finite values only."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    positive = clv[clv > 0]
+    positive = clv[np.isfinite(clv) & (clv > 0)]
     if positive.size:
         bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 40)
         ax.hist(positive, bins=bins, color="#4c72b0")

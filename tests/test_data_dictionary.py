@@ -361,3 +361,28 @@ def test_the_published_staging_tables_are_described_in_the_file_and_the_document
         con.close()
     document = DOC.read_text(encoding="utf-8")
     assert "## staging.quarantine" in document and "## staging.ingested_files" in document
+
+
+def test_the_engagement_plots_of_a_run_with_non_finite_values_are_drawn_without_warnings():
+    """A run whose blocking check `cev_is_the_sum` found non-finite values (a setting of 1e308)
+    printed matplotlib's "invalid value encountered" warnings on the console beside the check's
+    own message (a review): the plots draw the finite values."""
+    import warnings
+
+    values = pl.DataFrame(
+        {
+            "clv": [1.0, float("inf"), 3.0],
+            "crv": [0.0, 1.0, 2.0],
+            "civ": [0.0, 0.0, 0.0],
+            "ckv": [0.0, float("nan"), 1.0],
+            "quadrant": ["CEV Champions"] * 3,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots = [
+            reports.cev_composition_png(values),
+            reports.clv_distribution_png(values["clv"].to_numpy()),
+            reports.quadrant_map_png(values),
+        ]
+    assert all(png.startswith(b"\x89PNG") for png in plots)
