@@ -187,45 +187,48 @@ def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monk
         holder.wait()
 
 
-def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_path):
-    """With referrals/ moved away, the sensor's and the schedule's ticks failed with
-    DagsterResourceFunctionError and a stack trace; a run still fails before any step."""
-    for source in SOURCES:
-        if source != "referrals":
-            (tmp_path / source).mkdir()
+def skipped_ticks(tmp_path: Path) -> tuple[str, str]:
+    """The schedule's tick for 2026-11-22 and the sensor's, on exports in `tmp_path`: both skip
+    (asserted); their skip messages."""
     resources = {
         "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
         "exports": ExportsResource(data_dir=str(tmp_path)),
         "model_settings": ModelSettings(),
         "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
     }
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 5),
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        ticked = daily_schedule.evaluate_tick(context)
+    assert not ticked.run_requests
+    sensed = tick_sensor(resources)
+    assert isinstance(sensed, dg.SkipReason)
+    return ticked.skip_message, sensed.skip_message
 
-    def ticks() -> tuple[dg.SkipReason, dg.SkipReason]:
-        with dg.build_schedule_context(
-            scheduled_execution_time=datetime(2026, 11, 22, 5),
-            resources=resources,
-            repository_def=defs.get_repository_def(),
-        ) as context:
-            ticked = daily_schedule.evaluate_tick(context)
-        assert not ticked.run_requests
-        sensed = tick_sensor(resources)
-        assert isinstance(sensed, dg.SkipReason)
-        return ticked.skip_message, sensed.skip_message
 
-    scheduled, sensed = ticks()
+def test_a_missing_export_folder_or_a_refused_file_is_a_ticks_skip_reason(tmp_path):
+    """With referrals/ moved away, the sensor's and the schedule's ticks failed with
+    DagsterResourceFunctionError and a stack trace; a run still fails before any step."""
+    for source in SOURCES:
+        if source != "referrals":
+            (tmp_path / source).mkdir()
+
+    scheduled, sensed = skipped_ticks(tmp_path)
     assert scheduled.startswith("no run: ") and "referrals" in scheduled and "referrals" in sensed
     # A file the ingest refuses by its type: the sensor skipped, the schedule requested a run
     # that failed in staging__orders on it. Both now say it and start nothing.
     (tmp_path / "referrals").mkdir()
     (tmp_path / "orders" / "notes.txt").write_text("to do\n")
-    scheduled, sensed = ticks()
+    scheduled, sensed = skipped_ticks(tmp_path)
     assert scheduled.startswith("no run: orders/notes.txt: unsupported file type")
     assert sensed == scheduled
     # An audience folder that is a file: both ticks requested runs that failed in their
     # resources' setup (a review); they say it instead, as the run would have.
     (tmp_path / "orders" / "notes.txt").unlink()
     (tmp_path / "audiences").write_text("not a folder\n")
-    scheduled, sensed = ticks()
+    scheduled, sensed = skipped_ticks(tmp_path)
     assert scheduled == (
         f"no run: the audience folder {tmp_path / 'audiences'} cannot be written (it is a "
         "file, not a folder); point ENGAGEMENT_AUDIENCE_DIR at a folder this user can write "
@@ -242,27 +245,13 @@ def test_a_calibration_end_no_as_of_can_follow_is_a_ticks_skip_reason(tmp_path, 
         (tmp_path / source).mkdir()
     monkeypatch.setenv("ENGAGEMENT_CALIBRATION_END", "2999-01-01")
     monkeypatch.delenv("ENGAGEMENT_AS_OF", raising=False)
-    resources = {
-        "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
-        "exports": ExportsResource(data_dir=str(tmp_path)),
-        "model_settings": ModelSettings(),
-        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
-    }
-    with dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 5),
-        resources=resources,
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        ticked = daily_schedule.evaluate_tick(context)
-    assert not ticked.run_requests
-    assert ticked.skip_message == (
+    scheduled, sensed = skipped_ticks(tmp_path)
+    assert scheduled == (
         "no run: ENGAGEMENT_CALIBRATION_END=2999-01-01 must be before the as-of, which for the "
         "month 2026-11 is 2026-11-22 at the latest: the holdout is the days after the "
         "calibration end"
     )
-    sensed = tick_sensor(resources)
-    assert isinstance(sensed, dg.SkipReason)
-    assert sensed.skip_message.startswith("no run: ENGAGEMENT_CALIBRATION_END=2999-01-01")
+    assert sensed.startswith("no run: ENGAGEMENT_CALIBRATION_END=2999-01-01")
 
 
 def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):
