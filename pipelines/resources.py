@@ -452,10 +452,17 @@ def acquire_run_lock(
     return fd
 
 
-def tick_problem(exports: "ExportsResource", database: Path, audience_folder: Path) -> str | None:
-    """What would fail a run a schedule's or sensor's tick starts, before it read a row: a
-    setting, the export folder, the warehouse's folder or the audience folder (a tick
-    requested runs that failed in their resources' setup, each a failed run in the UI)."""
+def tick_problem(
+    exports: "ExportsResource",
+    database: Path,
+    audience_folder: Path,
+    partition_key: str,
+    run_date: dt.date,
+) -> str | None:
+    """What would fail a run a schedule's or sensor's tick starts for `partition_key` on
+    `run_date`, before it read a row: a setting, the export folder, the warehouse's folder,
+    the audience folder or the calibration end (a tick requested runs that failed in their
+    resources' setup, each a failed run in the UI)."""
     problem = settings.first_problem() or exports.problem()
     if problem:
         return problem
@@ -467,7 +474,7 @@ def tick_problem(exports: "ExportsResource", database: Path, audience_folder: Pa
                 "it must be writable by this user, or point ENGAGEMENT_WAREHOUSE at a "
                 "writable place"
             )
-    return audience_folder_message(audience_folder)
+    return audience_folder_message(audience_folder) or calibration_problem(partition_key, run_date)
 
 
 def folder_not_writable(folder: Path, name: str) -> str | None:

@@ -12,7 +12,6 @@ from pipelines.resources import (
     ExportsResource,
     ModelSettings,
     Warehouse,
-    calibration_problem,
     tick_problem,
 )
 from pipelines.sensors import export_fingerprints
@@ -37,20 +36,19 @@ def daily_schedule(
     # catch-up tick for 30 November still runs November.
     # A setting that does not parse would fail the run (or this tick, with a traceback):
     # no run, and the tick says which variable.
-    problem = tick_problem(exports, warehouse.path, engagement_config.audience_path)
+    scheduled = context.scheduled_execution_time
+    if scheduled is None:
+        raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
+    partition_key = partition_key_for(scheduled)
+    problem = tick_problem(
+        exports, warehouse.path, engagement_config.audience_path, partition_key, scheduled.date()
+    )
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     try:  # a file the ingest refuses by its name (`notes.txt`): the run would fail on it too
         export_fingerprints(exports)
     except IngestError as exc:
         return dg.SkipReason(f"no run: {exc}")
-    scheduled = context.scheduled_execution_time
-    if scheduled is None:
-        raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
-    partition_key = partition_key_for(scheduled)
-    problem = calibration_problem(partition_key, scheduled.date())
-    if problem:
-        return dg.SkipReason(f"no run: {problem}")
     # Nothing new (every export staged as it is, same settings and code): no run at all.
     standing = standing_version(
         warehouse.working_path,  # the pipeline's own database: staged files and versions

@@ -15,7 +15,6 @@ from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
     Warehouse,
-    calibration_problem,
     tick_problem,
 )
 
@@ -84,8 +83,12 @@ def new_export_files(
     taken, before = read_cursor(context.cursor)
     # A run would fail on it: say so.
     problem = tick_problem(
-        exports, warehouse.path, engagement_config.audience_path
-    ) or calibration_problem(current_partition_key(), dt.datetime.now(dt.UTC).date())
+        exports,
+        warehouse.path,
+        engagement_config.audience_path,
+        current_partition_key(),
+        dt.datetime.now(dt.UTC).date(),
+    )
     if problem:
         return dg.SkipReason(f"no run: {problem}")
     try:
