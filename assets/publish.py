@@ -11,7 +11,7 @@ version in its metadata.
 import datetime as dt
 import json
 import traceback
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping, Set
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -349,7 +349,9 @@ def inputs_kept_from_parent(run: dg.DagsterRun, instance: dg.DagsterInstance | N
     )
 
 
-def _require_work_from(con, window: dict, fingerprint: str, reexecution: bool = False) -> None:
+def _require_work_from(
+    con, window: dict, fingerprint: str, reexecution: Callable[[], bool] = lambda: False
+) -> None:
     """Refuse to publish work rows computed from other inputs than those staged now: a version
     is named by its inputs, and rows of older inputs published under the new ones would stand
     as current with no later run replacing them (it would find the same inputs and publish
@@ -375,7 +377,7 @@ def _require_work_from(con, window: dict, fingerprint: str, reexecution: bool = 
     how = (
         "Re-execute all steps, not from failure: a re-execution from failure keeps the inputs "
         "work/version_inputs recorded before the settings, files or code changed"
-        if reexecution
+        if reexecution()  # asked only when refusing: it reads the runs' event logs
         else f"Materialize the whole month (engagement-box run --month {month[:7]}, or the job "
         f"for partition {month}) so every step computes first"
     )
@@ -550,7 +552,7 @@ def published_marts(
             con, as_of=str(window["as_of"]), settings=settings
         )
         _require_work_from(
-            con, window, fingerprint, inputs_kept_from_parent(context.run, context.instance)
+            con, window, fingerprint, lambda: inputs_kept_from_parent(context.run, context.instance)
         )
         snapshot = versions.publish(
             con,

@@ -327,9 +327,11 @@ def test_a_reexecution_from_failure_is_told_to_re_execute_all_steps_after_a_chan
     con.execute("CREATE TABLE work.version_inputs (as_of DATE, inputs_fingerprint VARCHAR)")
     con.execute("INSERT INTO work.version_inputs VALUES (DATE '2025-12-31', 'before')")
     window = {"as_of": dt.date(2025, 12, 31), "partition_key": "2025-12-01"}
-    _require_work_from(con, window, "before", reexecution=True)  # the same inputs: it goes on
+    _require_work_from(
+        con, window, "before", reexecution=lambda: True
+    )  # the same inputs: it goes on
     with pytest.raises(dg.Failure, match="Re-execute all steps, not from failure"):
-        _require_work_from(con, window, "after", reexecution=True)
+        _require_work_from(con, window, "after", reexecution=lambda: True)
     with pytest.raises(dg.Failure, match="engagement-box run --month 2025-12"):
         _require_work_from(con, window, "after")
 
