@@ -71,6 +71,23 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def fresh_memory_seconds(gib: int = 1) -> float:
+    """Kernel seconds this host takes to hand a process `gib` GiB of fresh pages (numpy
+    filling them, in a child process). On the project's machine kind this swings between 0.1
+    and 2.4 s per GiB within minutes: the virtual machine reports the memory it frees to the
+    hypervisor (`/sys/module/page_reporting`), which takes it back, so touching it again costs
+    the host's fault too, and what that costs depends on the host's own load. The pipeline
+    frees and touches again gigabytes (millions of page faults per run): the same cold run
+    took 160 and 119 CPU-s seven minutes apart (docs/BENCHMARKS.md). Printed before each
+    measurement, so figures from different hours can be told apart."""
+    code = (
+        f"import os, numpy as np; t = os.times(); a = np.ones({gib} * 2**27); "
+        "print(os.times().system - t.system)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
 def ensure_exports(data_dir: Path, customers: int, seed: int, reuse: bool) -> dict:
     manifest = data_dir / "_manifest.json"
     if reuse and manifest.exists():
@@ -443,6 +460,10 @@ def main() -> None:
     state = json.loads(state_path(work).read_text()) if state_path(work).exists() else {}
     for measure in measures:
         print(f"\n== {measure} ({dt.datetime.now(dt.UTC):%H:%M:%S} UTC) ==", flush=True)
+        print(
+            f"host: 1 GiB of fresh memory in {fresh_memory_seconds():.2f} kernel seconds",
+            flush=True,
+        )
         if measure == "cold":
             if work.exists():
                 shutil.rmtree(work)
