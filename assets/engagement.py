@@ -71,7 +71,7 @@ def engagement_value(
     engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """CLV, CRV, CIV, CKV and CEV per customer, social points per platform, CLV x CRV quadrant."""
-    settings = engagement_config.to_settings()
+    settings = engagement_config.to_settings(model_settings)
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window, columns=("customer_id", "clv"))

@@ -252,7 +252,7 @@ def spark_engagement_marts(
         tables,
         as_of,
         model_settings.resolved().currency,
-        engagement_config.to_settings(),
+        engagement_config.to_settings(model_settings),
         persona_inputs(model_settings, engagement_config),
         int(engagement_config.setting("persona_refit_days")),
     )

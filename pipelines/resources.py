@@ -774,12 +774,13 @@ class EngagementConfig(_FromSettings):
     """Weights and values of the engagement metrics (defaults in README "Settings").
 
     Each field maps to `engagement_box.engagement.config.EngagementSettings`; JSON fields take a
-    mapping, e.g. ENGAGEMENT_SOCIAL_POINTS='{"like": 1, "comment": 5, "share": 10}'.
+    mapping, e.g. ENGAGEMENT_SOCIAL_POINTS='{"like": 1, "comment": 5, "share": 10}'. CRV looks
+    forward over the CLV's horizon at the CLV's discount rate: `to_settings` takes both from
+    `ModelSettings` (`clv_horizon_months`, `monthly_discount_rate`), so CEV never adds a CLV
+    and a CRV of different horizons.
     """
 
     social_points_json: str | None = None
-    horizon_months: int | None = None
-    monthly_discount_rate: float | None = None
     crv_unknown_type2_share: float | None = None
     crv_retention_cost: float | None = None
     crv_acquisition_saved_type1: float | None = None
@@ -796,9 +797,6 @@ class EngagementConfig(_FromSettings):
 
     _ENV: ClassVar[dict[str, str]] = {
         "social_points_json": "ENGAGEMENT_SOCIAL_POINTS",
-        # CRV looks forward over the CLV's horizon at the CLV's discount rate: the same settings.
-        "horizon_months": "ENGAGEMENT_CLV_HORIZON_MONTHS",
-        "monthly_discount_rate": "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",
         "crv_unknown_type2_share": "ENGAGEMENT_CRV_UNKNOWN_TYPE2_SHARE",
         "crv_retention_cost": "ENGAGEMENT_CRV_RETENTION_COST",
         "crv_acquisition_saved_type1": "ENGAGEMENT_CRV_ACQ_SAVED_TYPE1",
@@ -815,8 +813,12 @@ class EngagementConfig(_FromSettings):
         "audience_dir": "ENGAGEMENT_AUDIENCE_DIR",
     }
 
-    def to_settings(self):
+    def to_settings(self, model_settings: ModelSettings):
+        """The metrics' settings of a run; the horizon and discount rate are the CLV's, from
+        `model_settings` (one place to set them, in code or by environment variable)."""
         from engagement_box.engagement.metrics import DEFAULT_SOCIAL_POINTS, EngagementSettings
+
+        model = model_settings.resolved()
 
         points = dict(DEFAULT_SOCIAL_POINTS)
         given = self.setting("social_points_json")
@@ -825,6 +827,8 @@ class EngagementConfig(_FromSettings):
             points.update({k: float(v) for k, v in extra.items()})
         return EngagementSettings(
             social_points=points,
+            horizon_months=model.clv_horizon_months,
+            monthly_discount_rate=model.monthly_discount_rate,
             **{
                 field: self.setting(field)
                 for field in self._ENV

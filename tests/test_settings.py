@@ -123,7 +123,7 @@ def test_every_value_the_settings_accept_the_engagement_step_accepts(monkeypatch
     }
     for name, text in edges.items():
         monkeypatch.setenv(name, text)
-    built = resources.EngagementConfig().to_settings()
+    built = resources.EngagementConfig().to_settings(resources.ModelSettings())
     assert built.civ_beta == 0.999 and built.civ_attribution_share == 1.0
     assert built.crv_value_credibility == 0.0 and built.horizon_months == 1
 
@@ -259,3 +259,15 @@ def test_a_versions_social_points_are_json_an_analyst_can_read(monkeypatch, give
     ).fetchone()
     assert (like, share) == (3.0, 0.0)
     assert json_value({"b": 1, "a": None}) == {"a": None, "b": 1}
+
+
+def test_crv_looks_forward_over_the_clv_horizon_given_in_code(monkeypatch):
+    """A horizon and discount rate given to ModelSettings in code (the launchpad, a test) are
+    the CRV's too: CEV adds a CLV and a CRV of one horizon, whatever the environment says."""
+    monkeypatch.setenv("ENGAGEMENT_CLV_HORIZON_MONTHS", "12")
+    monkeypatch.setenv("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "0.01")
+    model = resources.ModelSettings(clv_horizon_months=6, monthly_discount_rate=0.02)
+    built = resources.EngagementConfig().to_settings(model)
+    assert (built.horizon_months, built.monthly_discount_rate) == (6, 0.02)
+    from_env = resources.EngagementConfig().to_settings(resources.ModelSettings())
+    assert (from_env.horizon_months, from_env.monthly_discount_rate) == (12, 0.01)

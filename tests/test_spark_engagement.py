@@ -20,7 +20,7 @@ from engagement_box.spark import lake
 from engagement_box.sql import load_sql
 from engagement_box.value import rfm
 from engagement_box.value.summary import customer_summary
-from pipelines.resources import EngagementConfig
+from pipelines.resources import EngagementConfig, ModelSettings
 from tests.spark_runs import AS_OF
 from tests.test_spark_parity import assert_same_rows, duckdb_marts
 
@@ -55,7 +55,7 @@ def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], pl.Dat
         identity.resolved(con, "reviews").filter(pl.col("created_at") <= until),
         identity.resolved(con, "social").filter(pl.col("occurred_at") <= until),
         referrals,
-        EngagementConfig().to_settings(),
+        EngagementConfig().to_settings(ModelSettings()),
         as_of=as_of,
         customers=customers,
         customer_since=pl.concat([profiles, first_orders], how="vertical_relaxed"),
