@@ -237,6 +237,40 @@ def test_a_quoted_value_longer_than_pythons_csv_limit_is_read(warehouse, exports
     assert assert_reconciles(warehouse, "reviews")[1:] == (2, 2, 0, 0)
 
 
+def test_a_header_row_longer_than_the_first_read_is_read_whole(warehouse, exports_dir):
+    """A wide export (3,000 custom attributes before the contract's columns, a 69 KB header)
+    was refused as missing every required column, with a 68 KB message ending in a name cut
+    in two: the header was read from the file's first 64 KiB only."""
+    attributes = [f"custom_attribute_{i:05d}" for i in range(3000)]
+    order = good_order(1)
+    header = ",".join([*attributes, *order])
+    write_text(
+        exports_dir / "orders" / "wide.csv",
+        header + "\n" + "," * 3000 + ",".join(order.values()) + "\n",
+    )
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o1"] and quarantine(warehouse) == []
+    assert report.ignored_columns["orders/wide.csv"][-1] == "custom_attribute_02999"
+    # a wide header without the contract's columns: a short message
+    write_text(exports_dir / "orders" / "wider.csv", ",".join(attributes) + "\n1\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    said = str(refused.value)
+    assert "missing required column(s) order_id" in said and "(3,000 in all)" in said
+    assert len(said) < 1000
+
+
+def test_a_quote_the_header_never_closes_is_named(warehouse, exports_dir):
+    """A header opening a quote it never closes read the whole file as one name: the run said
+    "missing required column(s)" and showed the file's rows as the header found."""
+    staged_first(warehouse, exports_dir)
+    text = '"' + order_lines(good_order(2))
+    write_text(exports_dir / "orders" / "b.csv", text)
+    with pytest.raises(IngestError, match=r"header row\) opens a quote \(\"\) that is never"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+
 def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
     """`Social Handles`, `Converted-At`: an export tool's header variants of optional columns
     were ignored, and every handle and conversion lost while the run said nothing."""

@@ -114,17 +114,21 @@ def test_null_written_as_text_is_null(warehouse, exports_dir):
         good_order(3) | {"email": "null"},
         good_order(4, customer="NA"),  # a country code, not a NULL
         good_order(5) | {"channel": "None"},  # before case folding: not the channel "none"
+        # MySQL's and Hive's text exports: guest orders were one customer `\N` in every mart
+        good_order(6, customer="\\N"),
+        good_order(7) | {"email": "\\N"},  # an optional column: no value, not malformed
     ]
     write_csv(exports_dir / "orders" / "a.csv", rows)
     ingest_source(warehouse, exports_dir, "orders")
     q = quarantine(warehouse).sort("source_row")
-    assert q["reason"].to_list() == ["missing_required_value"] * 3
+    assert q["reason"].to_list() == ["missing_required_value"] * 4
     raw = [json.loads(v) for v in q["raw_values"]]
     assert [r["customer_id"] for r in raw[:2]] == ["NULL", "N/A"] and raw[2]["channel"] == "None"
+    assert raw[3]["customer_id"] == "\\N"
     got = staged(warehouse, "orders").sort("order_id")
-    assert got["order_id"].to_list() == ["o3", "o4"]
-    assert got["email"].to_list()[0] is None
-    assert got["customer_id"].to_list() == ["c1", "NA"]
+    assert got["order_id"].to_list() == ["o3", "o4", "o7"]
+    assert got["email"].to_list()[0] is None and got["email"].to_list()[2] is None
+    assert got["customer_id"].to_list() == ["c1", "NA", "c1"]
 
 
 def test_timestamps_in_several_formats_parse_to_utc(warehouse, exports_dir):

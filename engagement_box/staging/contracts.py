@@ -66,7 +66,9 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      day; a date written `2024-1-2 10:00` read, and a timestamp `2024-1-2T10:00` (with `T`
 #      after a one-digit month or day); a NUL in a Parquet text value refuses the
 #      file, as in a CSV (2026-12-04)
-STAGING_RULES = 7
+#   8: `\N` is NULL (MySQL's and Hive's text exports); a header row longer than 64 KiB read
+#      whole (2026-12-04)
+STAGING_RULES = 8
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 

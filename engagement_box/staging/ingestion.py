@@ -123,8 +123,10 @@ FALSE_TEXT = ("false", "f", "no", "n", "0")
 # A timestamp or date later than the run's time plus this is quarantined as `in_future`: a day
 # covers the exporting system's time zone and clock, not a typo of the year.
 FUTURE_TOLERANCE = timedelta(days=1)
-# The start of a CSV file read to check its encoding and header (the header must fit in it).
+# The start of a CSV file read to check its encoding and header. A header row longer than
+# this (a wide export of thousands of custom attributes) is read on, up to HEADER_MAX_BYTES.
 HEAD_BYTES = 1 << 16
+HEADER_MAX_BYTES = 1 << 26
 # A raw column beside the contract's: why the row's fields cannot be trusted (NULL when they can).
 ROW_PROBLEM = "row_problem"
 
@@ -414,8 +416,12 @@ def _columns(
             ),
             "",
         )
-        # A file without its header row names its first row's values (emails, handles).
-        found = ", ".join(renamed.values()).replace("\t", "\\t") or "no header"
+        # A file without its header row names its first row's values (emails, handles); a wide
+        # export names the first SHOWN_COLUMNS and how many there are.
+        found = ", ".join(list(renamed.values())[:SHOWN_COLUMNS]).replace("\t", "\\t")
+        if len(renamed) > SHOWN_COLUMNS:
+            found += f", ... ({len(renamed):,} in all)"
+        found = found or "no header"
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
             f"(found: {privacy.masked_text(found)}){separated}"
@@ -510,10 +516,60 @@ def _csv_header(export: ExportFile) -> list[str]:
             f"its first line `{text.split(chr(10), 1)[0].strip()}` is Excel's separator hint, "
             "not the header row: remove that line (the header must be the first line)",
         )
+    if len(head) == HEAD_BYTES and not _header_ends_in(text):
+        text = _long_header_text(export)
+    lines = io.StringIO(text)
     try:
-        return next(csv.reader(io.StringIO(text)), [])
+        names = next(csv.reader(lines), [])
     except csv.Error as exc:
         raise _unreadable(export, f"the header row cannot be read as CSV ({exc})") from None
+    if lines.tell() == len(text) and any("\n" in name for name in names):
+        # The header's row took every line of the file: a quote it opens never closes.
+        raise _unreadable(
+            export,
+            'line 1 (the header row) opens a quote (") that is never closed, so the whole file '
+            "reads as one header name; write header names without quotes, or each between two",
+        )
+    return names
+
+
+def _header_ends_in(text: str) -> bool:
+    """Whether the CSV text holds the whole first row: a line break outside quotes ends it."""
+    lines = io.StringIO(text)
+    try:
+        next(csv.reader(lines), None)
+    except csv.Error:
+        return True  # read in full or not, the header is refused as unreadable
+    return lines.tell() < len(text) or text.endswith("\n")
+
+
+def _long_header_text(export: ExportFile) -> str:
+    """The start of a CSV file whose header row is longer than HEAD_BYTES, up to the end of that
+    row (read in growing pieces, as UTF-8); refused past HEADER_MAX_BYTES."""
+    size = HEAD_BYTES
+    with export.path.open("rb") as handle:
+        while True:
+            size *= 4
+            handle.seek(0)
+            head = handle.read(size)
+            try:
+                text = codecs.getincrementaldecoder("utf-8-sig")().decode(
+                    head, final=len(head) < size
+                )
+            except UnicodeDecodeError as exc:
+                line = head[: exc.start].count(b"\n") + 1
+                raise _unreadable(
+                    export,
+                    f"line {line} is not UTF-8 text; exports must be UTF-8 (save it as UTF-8)",
+                ) from None
+            if len(head) < size or _header_ends_in(text):
+                return text
+            if size >= HEADER_MAX_BYTES:
+                raise _unreadable(
+                    export,
+                    f"its header row is longer than {HEADER_MAX_BYTES // 2**20} MiB (a quote "
+                    "opened and never closed, or no line breaks): the header must be one line",
+                )
 
 
 # Parquet types a contract type can be read from (their values are turned into text, then parsed
@@ -1200,7 +1256,9 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
 # Text that export tools write for "no value": NULL. A database dump wrote guest orders'
 # customer_id as `NULL`, which staged every guest as one customer named "NULL". Not `NA` (a
 # country code) and not `NaN` (a number that is refused as such).
-NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None")
+# `\N`: MySQL's `SELECT ... INTO OUTFILE` and `mysqldump --tab`, and Hive's and Spark's text
+# tables, write NULL so.
+NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None", "\\N")
 
 
 def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
