@@ -927,6 +927,39 @@ def test_a_duplicate_is_staged_when_the_changed_file_with_the_first_occurrence_d
     assert orphaned_duplicates(warehouse, "orders") == 0
 
 
+def test_duplicates_are_compared_again_when_the_file_of_the_staged_row_is_corrected(
+    warehouse, exports_dir
+):
+    """b.csv repeated a.csv's o1 exactly ("the same values"); a.csv was then corrected (99.00,
+    cancelled) and read again, and b.csv's row still said "the same values": a real conflict
+    read as a harmless re-send. The other way round, a correction that made the two equal
+    left "other values"."""
+    write_csv(exports_dir / "orders" / "a.csv", [good_order(1), good_order(3)])
+    write_csv(exports_dir / "orders" / "b.csv", [good_order(1), good_order(2)])
+    write_csv(exports_dir / "orders" / "c.csv", [{**good_order(3), "net_amount": "12.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    details = [q[4] for q in quarantine(warehouse)]
+    assert details == [
+        "repeated within this ingest, the same values",
+        "repeated within this ingest, other values in net_amount: not applied",
+    ]
+
+    corrected = {**good_order(1), "net_amount": "99.00", "status": "cancelled"}
+    write_csv(
+        exports_dir / "orders" / "a.csv", [corrected, {**good_order(3), "net_amount": "12.00"}]
+    )
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.files_replaced == ["orders/a.csv"]
+    assert [(q[0], q[4]) for q in quarantine(warehouse)] == [
+        (
+            "orders/b.csv",
+            "repeated within this ingest, other values in net_amount, status: not applied",
+        ),
+        ("orders/c.csv", "repeated within this ingest, the same values"),
+    ]
+    assert_reconciles(warehouse)
+
+
 def test_a_duplicate_left_after_a_restage_is_compared_with_the_row_staged_now(
     warehouse, exports_dir
 ):

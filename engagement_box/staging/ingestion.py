@@ -2134,6 +2134,7 @@ def _stage(
             if report.files_replaced:
                 report.duplicates_restaged = restage_orphaned_duplicates(con, source, run_id, at)
                 report.keys_withdrawn = _withdrawn_keys(con, source)
+                _compare_again(con, source, report.files_replaced)
 
             staged_per_file = dict(
                 con.execute(
@@ -2654,6 +2655,28 @@ def restage_orphaned_duplicates(
 
 
 _PLACE = ["source_file", "source_row"]
+
+
+def _compare_again(con: duckdb.DuckDBPyConnection, source: Source, files: list[str]) -> None:
+    """The quarantined duplicates, in other files, of the keys the changed `files` stage now go
+    back to "not compared yet": their detail said whether they repeat the row those files
+    staged before (a corrected amount left "the same values" on a real conflict)."""
+    sql = load_sql(
+        "staging/duplicates_of_replaced_files",
+        table=source.name,
+        key=",".join(source.key_columns),
+    )
+    rows = con.execute(sql, {**_orphan_parameters(source), "files": files}).pl()
+    if not rows.height:
+        return
+    con.register("rest_rows", rows)
+    try:
+        con.execute(
+            load_sql("staging/mark_duplicates_not_compared"),
+            {"source": source.name, "pending": NOT_COMPARED},
+        )
+    finally:
+        con.unregister("rest_rows")
 
 
 def key_hashes(keys: pl.Series) -> pl.Series:
