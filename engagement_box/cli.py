@@ -1214,6 +1214,19 @@ def erase(args: argparse.Namespace) -> int:
             "profiles left alone: carried by more profiles than ENGAGEMENT_MAX_PROFILES_PER_KEY "
             "(a placeholder), so not theirs; the other profiles and rows carrying it stay"
         )
+    if report.guest_ids_followed:
+        ids = report.guest_ids_followed
+        print(
+            f"  {ids} buyer {_plural(ids, 'id')} of the person's orders or reviews with no "
+            "customer profile (guest checkouts) erased with them"
+        )
+    if report.guest_ids_shared:
+        ids = report.guest_ids_shared
+        print(
+            f"  {ids} buyer {_plural(ids, 'id')} of the person's orders or reviews left alone: "
+            "other people's emails are on orders under it too (a shared guest id); its rows "
+            "that carry the person's email are deleted, the rest stay"
+        )
     for table, rows in sorted(report.rows_deleted.items()):
         print(f"  {table:40} {rows:>8} {_plural(rows, 'row')} deleted")
     for file, rows in sorted(report.duplicates_restaged.items()):

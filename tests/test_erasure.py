@@ -337,7 +337,9 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
     )
 
     assert report.found and report.checkpointed
-    assert report.subjects == {"customer_id": 3, "email": 1, "handle": 2}
+    # her three profiles, and the guest id of her guest order (no profile has it)
+    assert report.subjects == {"customer_id": 4, "email": 1, "handle": 2}
+    assert (report.guest_ids_followed, report.guest_ids_shared) == (1, 0)
     assert report.erased_rows == ERASED_PER_SOURCE
     # the versions' rows (history.<mart> views them): two profiles, two versions
     assert report.rows_deleted["history_rows.customer_scores"] == 2 * 2
@@ -384,7 +386,7 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
     # The log: hashes, counts, no personal data.
     log = con.execute("SELECT * FROM staging.erasure_log").pl()
     assert log.height == 1
-    expected = {erasure.subject_hash(v, "customer_id", "pepper") for v in JANE_IDS}
+    expected = {erasure.subject_hash(v, "customer_id", "pepper") for v in {*JANE_IDS, "GUEST-9"}}
     expected |= {erasure.subject_hash(JANE_EMAIL, "email", "pepper")}
     expected |= {erasure.subject_hash(h, "handle", "pepper") for h in JANE_HANDLES}
     assert set(log["subject_hashes"][0]) == expected == erasure.erased_subject_hashes(con)
@@ -1203,3 +1205,51 @@ def test_a_person_known_only_by_a_social_handle_can_be_erased_by_it(built):
     assert mentions(con, ["stranger_x"]) == {}
     with pytest.raises(ValueError, match="empty handle"):
         erasure.erase(con, handle=" @ ")
+
+
+def test_a_guest_buyer_erased_by_email_leaves_no_customer_behind(built):
+    """A guest (no profile) whose orders carry her email on some rows only: erased by email,
+    only the rows with the email went; her buyer id stayed a customer in every mart and
+    version, its orders still counted. Her id is followed now; an id whose orders also carry
+    someone else's email (a shop's shared guest id) is left, and said so."""
+    con, exports, audience_dir = built
+    write_csv(
+        exports / "orders" / "guests.csv",
+        [
+            {
+                "order_id": oid,
+                "customer_id": cid,
+                "email": email,
+                "ordered_at": "2024-01-05T10:00:00",
+                "net_amount": "25.00",
+                "currency": "USD",
+                "status": "completed",
+                "channel": "web",
+            }
+            for oid, cid, email in [
+                ("g1", "G-77", "guest.person@example.com"),
+                ("g2", "G-77", ""),  # her order without an email
+                ("g3", "GUEST", "guest.person@example.com"),
+                ("g4", "GUEST", "someone.else@example.com"),
+            ]
+        ],
+    )
+    ingest_source(con, exports, "orders")
+    build_identity_links(con)
+    buyers = con.execute(
+        "SELECT buyer_id, count(*) FROM intermediate.orders_resolution "
+        "WHERE order_id IN ('g1', 'g2') GROUP BY ALL"
+    ).fetchall()
+    assert buyers == [("G-77", 2)]  # a customer of its own in every metric
+
+    report = erasure.erase(con, email="guest.person@example.com", audience_dir=audience_dir)
+
+    assert (report.guest_ids_followed, report.guest_ids_shared) == (1, 1)
+    staged = con.execute("SELECT order_id FROM staging.orders ORDER BY 1").fetchall()
+    assert ("g2",) not in staged and ("g1",) not in staged and ("g3",) not in staged
+    assert ("g4",) in staged  # the other person's order under the shared id stays
+    assert mentions(con, ["g-77", "guest.person@example.com"]) == {}
+    erased = erasure.erased_subject_hashes(con)  # kept out when exports are read again
+    salt = erasure.resolve_salt(con)
+    assert erasure.subject_hash("G-77", "customer_id", salt) in erased
+    assert erasure.subject_hash("GUEST", "customer_id", salt) not in erased

@@ -15,6 +15,10 @@
    How many of the person's staged profiles carried it is kept, by the salted hash of the key
    (`staging.erased_profile_keys`, and the register): identity goes on counting them,
    so the strangers left on it never fall under the limit and merge.
+   Then the buyer ids of the person's orders and reviews that no profile has (guest
+   checkouts: identity makes each a customer of its own) are added, unless other people's
+   emails are under the same id (a shared guest id, counted and left); an id the request names
+   brings the emails its orders and reviews carry (`_follow_guest_ids`).
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
@@ -187,6 +191,10 @@ class ErasureReport:
     # emails and handles of the person's profiles that are placeholders (on more profiles than
     # ENGAGEMENT_MAX_PROFILES_PER_KEY): not the person's, so neither erased nor logged
     placeholders_not_followed: int = 0
+    # buyer ids of the person's orders and reviews that no profile has (guest checkouts):
+    # erased with them; left when their rows also carry someone else's email (a shared id)
+    guest_ids_followed: int = 0
+    guest_ids_shared: int = 0
     # "source/file" -> rows: another person's duplicates of a key the person's deleted row held,
     # staged in its place (as when a changed file drops a key)
     duplicates_restaged: dict[str, int] = field(default_factory=dict)
@@ -643,6 +651,55 @@ def _resolve(
             return found, len(skipped)
 
 
+def _follow_guest_ids(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> tuple[int, int]:
+    """Add to the person the buyer ids of their orders and reviews that no customer profile has
+    (a guest checkout, an orders-only export): identity makes each such id a customer of its
+    own, so erasing the person by email left that customer, with the orders that carry no
+    email, in every mart and version. An id is followed when every email its rows carry is
+    the person's (or none); one that also carries another email is shared (a shop's "GUEST")
+    and left, counted. An id asked for by the request brings the emails its rows carry.
+    (ids followed, ids left as shared)."""
+    tables = [t for t in ("orders", "reviews") if _table_exists(con, "staging", t)]
+    if not tables:
+        return 0, 0
+    profiles = _table_exists(con, "staging", "customers")
+    con.execute(load_sql(f"erasure/create_{'' if profiles else 'no_'}profile_ids_view"))
+    asked = set(subjects.customer_id)
+    followed: set[str] = set()
+    shared: set[str] = set()
+    while True:
+        emails_of: dict[str, set[str]] = defaultdict(set)
+        params = {"emails": subjects.of("email"), "ids": subjects.of("customer_id")}
+        for table in tables:
+            rows = con.execute(load_sql("erasure/guest_buyer_ids", table=table), params)
+            for customer_id, email in rows.fetchall():
+                emails_of[customer_id].add(email)
+        grown = False
+        for customer_id, emails in emails_of.items():
+            others = {e for e in emails if e is not None and e not in subjects.email}
+            if customer_id in asked:
+                # The emails the person's guest orders carry, unless a profile (someone else's:
+                # the person's own are followed already) carries one: a gift order.
+                for email in others:
+                    if not (profiles and _profile_carries(con, email)):
+                        subjects.email.add(email)
+                        grown = True
+            elif others:
+                shared.add(customer_id)
+            elif customer_id not in subjects.customer_id:
+                subjects.customer_id.add(customer_id)
+                followed.add(customer_id)
+                grown = True
+        if not grown:
+            return len(followed), len(shared - subjects.customer_id)
+
+
+def _profile_carries(con: duckdb.DuckDBPyConnection, email: str) -> bool:
+    """Whether a staged customer profile carries `email` (normalised)."""
+    params = {"ids": [], "emails": [email], "handles": []}
+    return bool(con.execute(load_sql("erasure/customer_profiles"), params).fetchall())
+
+
 def _keys_to_follow(
     con: duckdb.DuckDBPyConnection,
     subjects: _Subjects,
@@ -876,6 +933,7 @@ def erase(
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
         report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
+        report.guest_ids_followed, report.guest_ids_shared = _follow_guest_ids(con, subjects)
         # The keys their staged profiles carried go on counting for identity (by hash), so the
         # strangers left on a placeholder stay more than the limit (`record_erased_profiles`).
         if _table_exists(con, "staging", "customers"):
