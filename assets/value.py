@@ -601,17 +601,34 @@ def model_fit(
                     "chosen_model": chosen or "none",
                 },
                 description=(
-                    _too_few(full, window["as_of"])
-                    + "; ".join(failed)
-                    + ". Look for outliers and for a currency without its rate in the orders of "
-                    "the window (a few orders of 1,000s in another currency can push a fit to "
-                    "its boundary), fix the export or ENGAGEMENT_FX_RATES, then run the month "
-                    "again"
+                    _failed_fits_words(failed, full, window)
                     if failed
                     else f"{chosen} and gamma_gamma converged"
                 ),
             )
         ],
+    )
+
+
+def _failed_fits_words(failed: list[str], full: pl.DataFrame, window: dict) -> str:
+    """Why the fits failed and what to do: a calibration window with no customer is the
+    calibration end's (before the first order: the advice about outliers and FX rates sent
+    users to their exports), else too little data or the orders' values."""
+    said = "; ".join(failed)
+    if any("no customer in the calibration window" in f for f in failed):
+        end = window["calibration_end"]
+        return (
+            f"{said}. The calibration window ends {end}, before any buyer's first order: set "
+            "ENGAGEMENT_CALIBRATION_END later, or unset it and shorten ENGAGEMENT_HOLDOUT_DAYS "
+            "(the calibration then ends that many days before the as-of), or run a later "
+            "month"
+        )
+    return (
+        _too_few(full, window["as_of"])
+        + said
+        + ". Look for outliers and for a currency without its rate in the orders of the window "
+        "(a few orders of 1,000s in another currency can push a fit to its boundary), fix the "
+        "export or ENGAGEMENT_FX_RATES, then run the month again"
     )
 
 

@@ -50,6 +50,20 @@ def _instance_home() -> str:
     return home
 
 
+def _instance_home_or_problem() -> tuple[str, str | None]:
+    """`_instance_home`, or what is wrong with DAGSTER_HOME (a file, a folder that cannot be
+    made): a traceback otherwise."""
+    try:
+        return _instance_home(), None
+    except OSError as error:
+        given = os.environ.get("DAGSTER_HOME")
+        return "", (
+            f"DAGSTER_HOME={given} cannot be the Dagster instance's folder "
+            f"({error.strerror or error}): point it at a folder (it is made if missing) and "
+            "copy .dagster/dagster.yaml into it"
+        )
+
+
 @contextmanager
 def _instance_lock(home: str):
     """Held while the Dagster instance opens: two runs starting together on a new DAGSTER_HOME
@@ -651,7 +665,14 @@ def run(args: argparse.Namespace) -> int:
         return _nothing_ran(problem)
     if settings.value("ENGAGEMENT_ENGINE") == "spark":  # its graph has no monthly job
         return _nothing_ran(SPARK_RUN)
-    home = _instance_home()
+    from pipelines.resources import window_problem
+
+    problem = window_problem(None, datetime.now(UTC).date())  # no month could run
+    if problem:
+        return _nothing_ran(problem)
+    home, problem = _instance_home_or_problem()
+    if problem:
+        return _nothing_ran(problem)
     from pipelines.definitions import defs
     from pipelines.partitions import MonthOutOfRange, current_partition_key, partition_key_for_month
 
@@ -663,14 +684,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"exports:   {settings.data_dir()}")
     print(f"warehouse: {settings.warehouse_path()}")
+    print(f"working:   {settings.working_db_path()}")
     print(f"dagster:   {home}")
     print(f"as-of month: {partition[:7]} (partition key {partition})")
     pinned = settings.value("ENGAGEMENT_AS_OF")
     if pinned:  # the month still keys the run; the date is the setting's
         print(f"as-of date:  {pinned}, pinned by ENGAGEMENT_AS_OF for every month")
-    from pipelines.resources import calibration_problem
-
-    problem = calibration_problem(partition, datetime.now(UTC).date()) or _exports_problem()
+    problem = (
+        window_problem(partition, datetime.now(UTC).date())
+        or _exports_problem()
+        or _foreign_working_problem()
+    )
     if problem:
         return _nothing_ran(problem)
 
@@ -682,6 +706,15 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             return _nothing_ran(problem)
         return _run_locked(args, job, partition, home)
+
+
+def _foreign_working_problem() -> str | None:
+    """The published file is another working database's, which still exists (a stray
+    ENGAGEMENT_WORKING_DB): refused before any step, as the publish would refuse it."""
+    from engagement_box.governance import readers
+
+    layout = readers.Layout(published=settings.warehouse_path(), working=settings.working_db_path())
+    return readers.foreign_working_problem_before_run(layout)
 
 
 SPARK_RUN = (
@@ -1029,7 +1062,9 @@ def retain(args: argparse.Namespace) -> int:
     problem = settings.first_problem()
     if problem:
         return _nothing_ran(problem)
-    home = _instance_home()
+    home, problem = _instance_home_or_problem()
+    if problem:
+        return _nothing_ran(problem)
     from pipelines.resources import process_tags
 
     warehouse = settings.warehouse_path()

@@ -121,6 +121,15 @@ def _iso_date(text: str) -> str:
         raise ValueError("expected a date YYYY-MM-DD") from None
 
 
+def _month_start(text: str) -> str:
+    """A month's first day, YYYY-MM-01: the as-of months are whole months from there (a day
+    inside a month made Dagster start at the next month, so the month given never ran)."""
+    day = _iso_date(text)
+    if not day.endswith("-01"):
+        raise ValueError(f"expected a month's first day (YYYY-MM-01, e.g. {day[:8]}01)")
+    return day
+
+
 def _json_map(text: str, example: str = '{"GBP": 1.27}') -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -261,8 +270,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENGAGEMENT_HISTORY_START",
         "2023-07-01",
-        "first as-of month partition (read when the code location loads)",
-        parse=_iso_date,
+        "first as-of month partition, a month's first day (read when the code location loads)",
+        parse=_month_start,
     ),
     Setting(
         "ENGAGEMENT_TIME_UNIT",

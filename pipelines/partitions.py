@@ -66,5 +66,8 @@ def partition_key_for_month(month: str) -> str:
 def current_partition_key() -> str:
     key = monthly_as_of.get_last_partition_key()
     if key is None:
-        raise ValueError(f"no as-of partitions: ENGAGEMENT_HISTORY_START={HISTORY_START} is ahead")
+        raise MonthOutOfRange(
+            f"ENGAGEMENT_HISTORY_START={HISTORY_START} is after the current month: no as-of "
+            "month can run yet; set it to the first month of your data"
+        )
     return key

@@ -113,17 +113,31 @@ def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
     )
 
 
-def calibration_problem(partition_key: str | None, run_date: dt.date) -> str | None:
-    """ENGAGEMENT_CALIBRATION_END on or after the latest day a run of `partition_key` on
-    `run_date` can be as of (its month's last day, and never after the run's day): the run
-    refused it only in work/version_inputs, after its staging steps. Asked by the CLI, the
-    run's first resource and the schedule's and sensor's ticks (a pinned as-of is compared in
-    `settings.first_problem`; the last completed order, which caps the as-of too, is known only
-    once the exports are staged)."""
+def window_problem(partition_key: str | None, run_date: dt.date) -> str | None:
+    """The dates a run of `partition_key` on `run_date` cannot take, which the run refused only
+    after its staging steps (or with a traceback): ENGAGEMENT_HISTORY_START after the run's
+    month (no month can run yet), a pinned ENGAGEMENT_AS_OF after the run's day, or
+    ENGAGEMENT_CALIBRATION_END on or after the latest day the run can be as of (its month's
+    last day, and never after the run's day). Asked by the CLI, the run's first resource and
+    the schedule's and sensor's ticks (a pinned as-of against the calibration end is compared
+    in `settings.first_problem`; the last completed order, which caps the as-of too, is known
+    only once the exports are staged)."""
     from pipelines.partitions import month_end
 
+    start = settings.value("ENGAGEMENT_HISTORY_START")
+    if start is not None and start > run_date.replace(day=1).isoformat():
+        return (
+            f"ENGAGEMENT_HISTORY_START={start} is after the current month ({run_date:%Y-%m}): "
+            "no as-of month can run yet; set it to the first month of your data"
+        )
+    as_of = settings.value("ENGAGEMENT_AS_OF")
+    if as_of is not None and as_of > run_date.isoformat():
+        return (
+            f"ENGAGEMENT_AS_OF={as_of} is after the run's date {run_date}: set a date that has "
+            "already happened, or unset it (each month is then as of its last day)"
+        )
     end = settings.value("ENGAGEMENT_CALIBRATION_END")
-    if not partition_key or end is None or settings.value("ENGAGEMENT_AS_OF") is not None:
+    if not partition_key or end is None or as_of is not None:
         return None
     latest = min(month_end(partition_key), run_date)
     if end < latest.isoformat():
@@ -271,9 +285,7 @@ class Warehouse(DuckDBResource):
         problem = (
             settings.first_problem()
             or _unpartitioned_problem(context.run)
-            or calibration_problem(
-                context.run.tags.get(PARTITION_TAG), dt.datetime.now(dt.UTC).date()
-            )
+            or window_problem(context.run.tags.get(PARTITION_TAG), dt.datetime.now(dt.UTC).date())
         )
         if problem:
             raise ConfigurationError(problem)
@@ -474,7 +486,7 @@ def tick_problem(
                 "it must be writable by this user, or point ENGAGEMENT_WAREHOUSE at a "
                 "writable place"
             )
-    return audience_folder_message(audience_folder) or calibration_problem(partition_key, run_date)
+    return audience_folder_message(audience_folder) or window_problem(partition_key, run_date)
 
 
 def folder_not_writable(folder: Path, name: str) -> str | None:

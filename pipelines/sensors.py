@@ -10,7 +10,7 @@ import dagster as dg
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, discover_files
 from pipelines.jobs import engagement_job
-from pipelines.partitions import current_partition_key
+from pipelines.partitions import current_partition_key, partition_key_for
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -81,13 +81,11 @@ def new_export_files(
     engagement_config: EngagementConfig,
 ) -> dg.SensorResult | dg.SkipReason:
     taken, before = read_cursor(context.cursor)
-    # A run would fail on it: say so.
+    # A run would fail on it: say so. The month of today (the last as-of month, once the
+    # history has started: `tick_problem` says when it has not).
+    today = dt.datetime.now(dt.UTC).date()
     problem = tick_problem(
-        exports,
-        warehouse.path,
-        engagement_config.audience_path,
-        current_partition_key(),
-        dt.datetime.now(dt.UTC).date(),
+        exports, warehouse.path, engagement_config.audience_path, partition_key_for(today), today
     )
     if problem:
         return dg.SkipReason(f"no run: {problem}")

@@ -725,6 +725,20 @@ def empty_exports(root: Path) -> Path:
             "2025-13-01",
             "ENGAGEMENT_AS_OF='2025-13-01' is not valid: expected a date YYYY-MM-DD",
         ),
+        # Refused only in work/version_inputs after the staging steps (exit 1), and the ticks
+        # requested a failing run every day (a review).
+        ("ENGAGEMENT_AS_OF", "2999-12-31", "ENGAGEMENT_AS_OF=2999-12-31 is after the run's date"),
+        # A traceback (exit 1); a day inside a month ran the month after it.
+        (
+            "ENGAGEMENT_HISTORY_START",
+            "2999-01-01",
+            "ENGAGEMENT_HISTORY_START=2999-01-01 is after the current month",
+        ),
+        (
+            "ENGAGEMENT_HISTORY_START",
+            "2024-03-15",
+            "ENGAGEMENT_HISTORY_START='2024-03-15' is not valid: expected a month's first day",
+        ),
     ],
 )
 @pytest.mark.parametrize("force", [[], ["--force"]])
@@ -737,6 +751,18 @@ def test_a_bad_setting_is_said_in_one_line_before_anything_runs(tmp_path, name, 
     assert code == 2
     assert err.startswith(f"FAILED before any step: {said}") and err.count("\n") == 1, err
     assert "run:" not in out and not (tmp_path / "warehouse").exists()  # nothing ran
+
+
+def test_a_dagster_home_that_is_a_file_is_said_in_one_line(tmp_path):
+    """DAGSTER_HOME pointing at dagster.yaml itself (a plausible slip) gave a traceback ending
+    in FileExistsError, exit 1."""
+    home = tmp_path / "dagster.yaml"
+    home.write_text("telemetry:\n  enabled: false\n")
+    env = environment(tmp_path, empty_exports(tmp_path)) | {"DAGSTER_HOME": str(home)}
+    code, _, err = run_cli(env)
+    assert code == 2
+    assert err.startswith(f"FAILED before any step: DAGSTER_HOME={home} cannot be the Dagster")
+    assert err.count("\n") == 1, err
 
 
 def test_run_with_the_spark_engine_says_how_to_run_the_spark_graph(tmp_path):

@@ -650,3 +650,47 @@ def test_a_moved_warehouse_is_published_again_and_reads_its_own_files(working, l
     assert read(moved.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
     views = read(moved.published, "SELECT sql FROM duckdb_views() WHERE schema_name = 'history'")
     assert views and all(str(moved_folder) in sql for (sql,) in views)
+
+
+def test_another_working_database_that_still_exists_never_replaces_the_published_file(
+    working, layout, tmp_path
+):
+    """A stray ENGAGEMENT_WORKING_DB published a new warehouse's file over the analysts' one
+    and deleted the retained versions' files of the working database that built it (a
+    review). A copy of the whole warehouse (the same id), or a working database started anew
+    where the old one is gone, still publishes."""
+    two_versions(working, layout)
+    history = sorted(p.name for p in (layout.history_dir / "customer_rfm").iterdir())
+    stray = readers.Layout(published=layout.published, working=tmp_path / "other.duckdb")
+    other = duckdb.connect(str(stray.working))
+    try:
+        publish_version(other, "2025-03-31", {"c": "Champions"}, {"c": 3})
+        with pytest.raises(readers.PublishError, match=r"which still exists, and this run's is"):
+            readers.publish(other, stray, now=NOW)
+    finally:
+        other.close()
+    assert readers.foreign_working_problem_before_run(stray) is not None  # the CLI's question
+    assert read(layout.published, "SELECT count(*) FROM marts.snapshots") == [(2,)]
+    assert sorted(p.name for p in (layout.history_dir / "customer_rfm").iterdir()) == history
+    assert readers.foreign_working_problem_before_run(layout) is None  # its own
+
+    # The whole warehouse copied elsewhere: its working database keeps the id.
+    working.execute("CHECKPOINT")
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(layout.published.parent, copy_dir)
+    copied = readers.Layout(
+        published=copy_dir / layout.published.name, working=copy_dir / layout.working.name
+    )
+    assert readers.foreign_working_problem_before_run(copied) is None
+
+    # The old working database gone (the warehouse started over): the new one publishes.
+    stray.working.rename(tmp_path / "kept.duckdb")
+    working.close()
+    layout.working.unlink()
+    other = duckdb.connect(str(tmp_path / "kept.duckdb"))
+    try:
+        fresh = readers.Layout(published=layout.published, working=tmp_path / "kept.duckdb")
+        assert readers.publish(other, fresh, now=NOW).built
+    finally:
+        other.close()
+    assert read(layout.published, "SELECT count(*) FROM marts.snapshots") == [(1,)]

@@ -35,6 +35,7 @@ No Dagster import here.
 
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -293,6 +294,61 @@ def _whole_parquet(path: Path) -> bool:
 # (`marts.published_state`) and the file it built (`marts.published_file`, `_file_identity`).
 _STATE = ("published_state", "state")
 _FILE = ("published_file", "identity")
+# The working database's own id, written into each file it publishes (`marts.published_from`).
+_WAREHOUSE_ID = ("warehouse_identity", "warehouse_id")
+
+
+def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
+    """The working database's id, made on first use: a copy of the database keeps it."""
+    known = _recorded(con, _WAREHOUSE_ID)
+    if known is None:
+        known = uuid.uuid4().hex
+        _record(con, _WAREHOUSE_ID, known)
+    return known
+
+
+def foreign_working_problem_before_run(layout: Layout) -> str | None:
+    """`foreign_working_problem` asked before a run starts (the CLI), with the working
+    database's id read from it if it is there and readable now."""
+    working_id = None
+    if layout.working.exists():
+        try:
+            with duckdb.connect(str(layout.working), read_only=True) as working:
+                working_id = _recorded(working, _WAREHOUSE_ID)
+        except duckdb.Error:
+            return None  # held by a run: the publish asks again
+    return foreign_working_problem(layout, working_id)
+
+
+def foreign_working_problem(layout: Layout, working_id: str | None) -> str | None:
+    """Why this working database (id `working_id`; None: it has none yet) must not publish to
+    `layout.published`: the file was built from another working database that still exists (a
+    stray ENGAGEMENT_WORKING_DB replaced the analysts' file with a new warehouse's and deleted
+    the other one's version files). None when the file is this database's, was built before
+    files recorded it, or its working database is gone (the warehouse started over)."""
+    if not layout.published.exists():
+        return None
+    try:
+        with duckdb.connect(str(layout.published), read_only=True) as published:
+            if not versions.table_exists(published, "marts", "published_from"):
+                return None
+            row = published.execute(
+                "SELECT warehouse_id, working_database FROM marts.published_from"
+            ).fetchone()
+    except duckdb.Error:
+        return None  # not readable as a published file: `publish` replaces it
+    if row is None or row[0] == working_id:
+        return None
+    other = Path(row[1])
+    if other.absolute() == layout.working.absolute() or not other.exists():
+        return None
+    return (
+        f"{layout.published} was built from the working database {other}, which still exists, "
+        f"and this run's is {layout.working}: publishing would replace the analysts' file with "
+        "another warehouse's and delete that one's version files. Unset ENGAGEMENT_WORKING_DB "
+        f"(or set it to {other}) to go on with that warehouse, or set ENGAGEMENT_WAREHOUSE to "
+        "another file to publish this one there"
+    )
 
 
 def _recorded(con: duckdb.DuckDBPyConnection, record: tuple[str, str]) -> str | None:
@@ -716,6 +772,7 @@ def _build(
     macros = [_time_travel_macro(con, mart, sources[mart], retained) for mart in marts]
     current = {mart: _current_view(con, layout, mart) for mart in marts}
     comments = _comments(con)
+    origin = {"id": warehouse_id(con), "working": str(layout.working.absolute())}
     previous = _attach_previous_quarantine(con, layout, quarantined)
     built = None
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
@@ -769,6 +826,8 @@ def _build(
                 "INSERT INTO marts.current_version (snapshot_id) VALUES ($id)",
                 {"id": current_version},
             )
+            fresh.execute(load_sql("marts/create_published_from"))
+            fresh.execute("INSERT INTO marts.published_from VALUES ($id, $working)", origin)
             fresh.execute(versions.snapshots_view_sql())
             for mart, view, macro in zip(marts, views, macros, strict=True):
                 if current[mart] is not None:
@@ -840,6 +899,9 @@ def publish(
     now = (now or datetime.now()).replace(tzinfo=None)
     if not _has_version(con):
         return Published()  # nothing published yet: no file for readers
+    problem = foreign_working_problem(layout, _recorded(con, _WAREHOUSE_ID))
+    if problem:
+        raise PublishError(problem)
     # An erase stopped after its commit: its person may still be in the history files.
     erased = erased or bool(unfinished_erasures(con))
     # Only the run lock's holder publishes: any file a publish was building is a killed
