@@ -254,6 +254,24 @@ def test_a_calibration_end_no_as_of_can_follow_is_a_ticks_skip_reason(tmp_path, 
     assert sensed.startswith("no run: ENGAGEMENT_CALIBRATION_END=2999-01-01")
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("ENGAGEMENT_AS_OF", "ENGAGEMENT_AS_OF=2999-12-01 is after the run's date"),
+        ("ENGAGEMENT_HISTORY_START", "ENGAGEMENT_HISTORY_START=2999-12-01 is after the current"),
+    ],
+)
+def test_a_date_no_run_can_take_yet_is_a_ticks_skip_reason(tmp_path, monkeypatch, name, said):
+    """A pinned as-of after the tick's day: both ticks requested a run a day that failed after
+    its staging steps; a history start after the current month made the sensor's tick raise
+    (a review). Both skip, naming the setting."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    monkeypatch.setenv(name, "2999-12-01")
+    scheduled, sensed = skipped_ticks(tmp_path)
+    assert scheduled.startswith(f"no run: {said}") and sensed.startswith(f"no run: {said}")
+
+
 def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):
     """The sensor's and the schedule's ticks (or a tick and a starting run) tried the same file
     name: one removed it under the other, whose check said the folder "cannot be written (no
