@@ -368,7 +368,11 @@ class StepLines:
         elif kind == "ASSET_MATERIALIZATION":
             metadata = event.event_specific_data.materialization.metadata
             rows = metadata.get("dagster/row_count")
-            self.rows.setdefault(step, []).append(rows.value if rows is not None else None)
+            # A partition a standing version holds was written by no step of this run: its
+            # rows are not this step's (a run that computed nothing said "52,200 in 21 tables").
+            standing = "computed_in_this_run" in metadata
+            if not standing:
+                self.rows.setdefault(step, []).append(rows.value if rows is not None else None)
             path, why = metadata.get("computation"), metadata.get("computation_reason")
             if path is not None and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
