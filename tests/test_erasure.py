@@ -1253,3 +1253,48 @@ def test_a_guest_buyer_erased_by_email_leaves_no_customer_behind(built):
     salt = erasure.resolve_salt(con)
     assert erasure.subject_hash("G-77", "customer_id", salt) in erased
     assert erasure.subject_hash("GUEST", "customer_id", salt) not in erased
+
+
+def test_a_gift_order_under_an_erased_guest_id_does_not_erase_its_recipient(built):
+    """Erasing guest id G-1 whose orders carry her email and, on a gift order, a friend's: the
+    friend's email was erased, and the friend's own guest id with it (a re-review). An id
+    named by the request brings the email its orders carry only when they carry one."""
+    con, exports, audience_dir = built
+    write_csv(
+        exports / "orders" / "gifts.csv",
+        [
+            {
+                "order_id": oid,
+                "customer_id": cid,
+                "email": email,
+                "ordered_at": "2024-01-05T10:00:00",
+                "net_amount": "25.00",
+                "currency": "USD",
+                "status": "completed",
+                "channel": "web",
+            }
+            for oid, cid, email in [
+                ("k1", "G-1", "anna@example.com"),
+                ("k2", "G-1", "friend@example.com"),  # a gift
+                ("k3", "F-1", "friend@example.com"),  # the friend's own guest orders
+                ("k4", "F-1", ""),
+                ("k5", "G-2", "solo@example.com"),
+            ]
+        ],
+    )
+    ingest_source(con, exports, "orders")
+    build_identity_links(con)
+
+    report = erasure.erase(con, customer_id="G-1", audience_dir=audience_dir)
+    assert report.guest_ids_followed == 0
+    staged = {r[0] for r in con.execute("SELECT order_id FROM staging.orders").fetchall()}
+    assert {"k1", "k2"}.isdisjoint(staged) and {"k3", "k4", "k5"} <= staged
+    salt = erasure.resolve_salt(con)
+    assert erasure.subject_hash("friend@example.com", "email", salt) not in (
+        erasure.erased_subject_hashes(con)
+    )
+    # One email under the id: it is hers, and erased with it.
+    report = erasure.erase(con, customer_id="G-2", audience_dir=audience_dir)
+    assert erasure.subject_hash("solo@example.com", "email", salt) in (
+        erasure.erased_subject_hashes(con)
+    )

@@ -271,6 +271,29 @@ def test_a_quote_the_header_never_closes_is_named(warehouse, exports_dir):
     assert_unchanged(warehouse)
 
 
+def test_a_header_only_file_with_a_quoted_line_break_in_a_name_stages_nothing(
+    warehouse, exports_dir
+):
+    """An empty export (its header alone) naming a column `"delivery\nnote"` was refused as a
+    quote never closed (a re-review): the quote closes, the file stages no row."""
+    header = '"delivery\nnote",' + ",".join(good_order(1))
+    write_text(exports_dir / "orders" / "empty.csv", header + "\n")
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.rows_read == 0 and staged_ids(warehouse) == []
+
+
+def test_a_header_of_one_huge_name_is_said_in_a_short_message(warehouse, exports_dir):
+    """A wide export saved with semicolons is one 69 KB header name: the refusal quoted it
+    whole (a re-review); each name is now shortened."""
+    attributes = [f"custom_attribute_{i:05d}" for i in range(3000)]
+    header = ";".join([*attributes, *good_order(1)])
+    write_text(exports_dir / "orders" / "wide.csv", header + "\n" + "1;" * 3007 + "1\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    said = str(refused.value)
+    assert "the header is one name holding ';'" in said and len(said) < 1000
+
+
 def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
     """`Social Handles`, `Converted-At`: an export tool's header variants of optional columns
     were ignored, and every handle and conversion lost while the run said nothing."""

@@ -18,7 +18,7 @@
    Then the buyer ids of the person's orders and reviews that no profile has (guest
    checkouts: identity makes each a customer of its own) are added, unless other people's
    emails are under the same id (a shared guest id, counted and left); an id the request names
-   brings the emails its orders and reviews carry (`_follow_guest_ids`).
+   brings the email its orders and reviews carry, when they carry one only (`_follow_guest_ids`).
 2. In ONE transaction delete every row that carries one of those keys, in every schema of the
    database (staging, intermediate, work, marts, history and any later one): each base table's
    columns named in `IDENTIFYING_COLUMNS` (customer_id, email, referrer/referee ids and email,
@@ -651,20 +651,22 @@ def _resolve(
             return found, len(skipped)
 
 
-def _follow_guest_ids(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> tuple[int, int]:
+def _follow_guest_ids(
+    con: duckdb.DuckDBPyConnection, subjects: _Subjects, asked: set[str]
+) -> tuple[int, int]:
     """Add to the person the buyer ids of their orders and reviews that no customer profile has
     (a guest checkout, an orders-only export): identity makes each such id a customer of its
     own, so erasing the person by email left that customer, with the orders that carry no
     email, in every mart and version. An id is followed when every email its rows carry is
     the person's (or none); one that also carries another email is shared (a shop's "GUEST")
-    and left, counted. An id asked for by the request brings the emails its rows carry.
-    (ids followed, ids left as shared)."""
+    and left, counted. An id the request itself names (`asked`) brings the email its rows
+    carry when they carry one only and no profile has it (with two, one may be a gift's
+    recipient). (ids followed, ids left as shared)."""
     tables = [t for t in ("orders", "reviews") if _table_exists(con, "staging", t)]
     if not tables:
         return 0, 0
     profiles = _table_exists(con, "staging", "customers")
     con.execute(load_sql(f"erasure/create_{'' if profiles else 'no_'}profile_ids_view"))
-    asked = set(subjects.customer_id)
     followed: set[str] = set()
     shared: set[str] = set()
     while True:
@@ -678,9 +680,11 @@ def _follow_guest_ids(con: duckdb.DuckDBPyConnection, subjects: _Subjects) -> tu
         for customer_id, emails in emails_of.items():
             others = {e for e in emails if e is not None and e not in subjects.email}
             if customer_id in asked:
-                # The emails the person's guest orders carry, unless a profile (someone else's:
-                # the person's own are followed already) carries one: a gift order.
-                for email in others:
+                # The one email the person's guest orders carry, unless a profile (someone
+                # else's: the person's own are followed already) carries it.
+                carried = {e for e in emails if e is not None}
+                if len(carried) == 1 and others:
+                    (email,) = others
                     if not (profiles and _profile_carries(con, email)):
                         subjects.email.add(email)
                         grown = True
@@ -932,8 +936,9 @@ def erase(
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
+        asked = set(subjects.customer_id)  # the ids the request names, not those it finds
         report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
-        report.guest_ids_followed, report.guest_ids_shared = _follow_guest_ids(con, subjects)
+        report.guest_ids_followed, report.guest_ids_shared = _follow_guest_ids(con, subjects, asked)
         # The keys their staged profiles carried go on counting for identity (by hash), so the
         # strangers left on a placeholder stay more than the limit (`record_erased_profiles`).
         if _table_exists(con, "staging", "customers"):

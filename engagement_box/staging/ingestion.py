@@ -418,7 +418,10 @@ def _columns(
         )
         # A file without its header row names its first row's values (emails, handles); a wide
         # export names the first SHOWN_COLUMNS and how many there are.
-        found = ", ".join(list(renamed.values())[:SHOWN_COLUMNS]).replace("\t", "\\t")
+        found = ", ".join(
+            _shown(n.replace("\n", " ")) for n in list(renamed.values())[:SHOWN_COLUMNS]
+        )
+        found = found.replace("\t", "\\t")
         if len(renamed) > SHOWN_COLUMNS:
             found += f", ... ({len(renamed):,} in all)"
         found = found or "no header"
@@ -503,6 +506,8 @@ def _csv_header(export: ExportFile) -> list[str]:
         raise _unreadable(
             export, f"line {line} is not UTF-8 text; exports must be UTF-8 (save it as UTF-8)"
         ) from None
+    if len(head) == HEAD_BYTES and not _header_ends_in(text):
+        text = _long_header_text(export)
     if "\r" in text and "\n" not in text:
         raise _unreadable(
             export,
@@ -516,14 +521,12 @@ def _csv_header(export: ExportFile) -> list[str]:
             f"its first line `{text.split(chr(10), 1)[0].strip()}` is Excel's separator hint, "
             "not the header row: remove that line (the header must be the first line)",
         )
-    if len(head) == HEAD_BYTES and not _header_ends_in(text):
-        text = _long_header_text(export)
     lines = io.StringIO(text)
     try:
         names = next(csv.reader(lines), [])
     except csv.Error as exc:
         raise _unreadable(export, f"the header row cannot be read as CSV ({exc})") from None
-    if lines.tell() == len(text) and any("\n" in name for name in names):
+    if lines.tell() == len(text) and any("\n" in name for name in names) and _open_quote(text):
         # The header's row took every line of the file: a quote it opens never closes.
         raise _unreadable(
             export,
@@ -531,6 +534,16 @@ def _csv_header(export: ExportFile) -> list[str]:
             "reads as one header name; write header names without quotes, or each between two",
         )
     return names
+
+
+def _open_quote(text: str) -> bool:
+    """Whether CSV text ends inside a quoted value (a quote opened and never closed)."""
+    try:
+        for _ in csv.reader(io.StringIO(text), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _header_ends_in(text: str) -> bool:
@@ -562,7 +575,8 @@ def _long_header_text(export: ExportFile) -> str:
                     export,
                     f"line {line} is not UTF-8 text; exports must be UTF-8 (save it as UTF-8)",
                 ) from None
-            if len(head) < size or _header_ends_in(text):
+            # a file whose lines end with CR alone has no line break to find: said as such
+            if len(head) < size or _header_ends_in(text) or "\n" not in text and "\r" in text:
                 return text
             if size >= HEADER_MAX_BYTES:
                 raise _unreadable(
