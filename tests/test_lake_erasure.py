@@ -132,3 +132,26 @@ def test_erase_reaches_the_lake_by_email(lake_dir, tmp_path):
         erasure.erase(con, customer_id="C1", lake=tmp_path / "none", salt="s").lake_rows_removed
         == {}
     )
+
+
+def test_a_guest_erased_by_email_leaves_the_lake_with_the_orders_without_one(lake_dir, tmp_path):
+    """A guest (no profile) erased by email stayed in every version of a Spark-only lake:
+    its guest id was looked for only in the DuckDB working database (a re-review). The lake's
+    staged orders give it; an id under which someone else's email is too stays."""
+    staged = lake_dir / "tables" / "staging.orders" / "w1"
+    staged.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3", "o4"],
+            "customer_id": ["C3", "C3", "C4", "C4"],
+            "email": ["ANNA@guest.example ", None, "anna@guest.example", "other@x.example"],
+        }
+    ).write_parquet(staged / "part-00000.parquet")
+    (staged.parent / "_current").write_text("w1", encoding="utf-8")
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    report = erasure.erase(con, email="anna@guest.example", lake=lake_dir, salt="s")
+    assert report.guest_ids_followed == 1
+    assert report.lake_rows_removed == {"customer_value": 1}
+    left = every_row(lake_dir)["customer_id"].to_list()
+    assert "C3" not in left and "C4" in left
+    assert erasure.subject_hash("C3", "customer_id", "s") in erasure.erased_subject_hashes(con)

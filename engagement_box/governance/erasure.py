@@ -948,6 +948,11 @@ def erase(
             record_erased_profiles(con, staged, used_salt)
         if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
             record_erased_profiles(con, lake_profiles(Path(lake), subjects), used_salt)
+            # and the guest ids of their orders and reviews there (a Spark-only warehouse
+            # has no staged rows here to find them in)
+            found_in_lake = lake_guest_ids(Path(lake), subjects) - subjects.customer_id
+            subjects.customer_id |= found_in_lake
+            report.guest_ids_followed += len(found_in_lake)
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
         report.duplicates_restaged = _restage_other_duplicates(
@@ -1060,14 +1065,57 @@ def _erased_profile_keys(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
     return [list(row) for row in con.execute(load_sql("erasure/erased_profile_keys")).fetchall()]
 
 
+def _lake_table(lake: Path, name: str) -> Path | None:
+    """The folder of the Spark lake's working table `name` (`staging.customers`), or None."""
+    pointer = lake / "tables" / name / "_current"
+    if not pointer.exists():
+        return None
+    return pointer.parent / pointer.read_text(encoding="utf-8").strip()
+
+
+def lake_guest_ids(lake: Path, subjects: _Subjects) -> set[str]:
+    """`_follow_guest_ids` on the Spark lake's staged orders and reviews: the buyer ids of
+    rows carrying one of the person's emails that no lake profile has and under which every
+    email is the person's."""
+    profiles = _lake_table(lake, "staging.customers")
+    emails = subjects.of("email")
+    if not emails:
+        return set()
+    profile_ids: set[str] = set()
+    if profiles is not None:
+        profile_ids = set(
+            pl.scan_parquet(profiles / "*.parquet")
+            .select(normalized_expr("customer_id", "customer_id"))
+            .collect()
+            .to_series()
+            .drop_nulls()
+        )
+    rows = []
+    for table in ("staging.orders", "staging.reviews"):
+        folder = _lake_table(lake, table)
+        if folder is not None:
+            rows.append(
+                pl.scan_parquet(folder / "*.parquet").select(
+                    normalized_expr("customer_id", "customer_id").alias("id"),
+                    normalized_expr("email", "email").alias("email"),
+                )
+            )
+    if not rows:
+        return set()
+    frame = pl.concat(rows).filter(pl.col("id").is_not_null()).collect()
+    theirs = frame.filter(pl.col("email").is_in(emails))["id"].unique()
+    candidates = frame.filter(pl.col("id").is_in(theirs.implode()))
+    shared = candidates.filter(pl.col("email").is_not_null() & ~pl.col("email").is_in(emails))
+    return set(theirs) - set(shared["id"]) - profile_ids
+
+
 def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
     """The Spark lake's staged customer profiles with one of the subjects' customer ids or
     emails (customer_id, email, social_handles as staged); none without a lake."""
-    pointer = lake / "tables" / "staging.customers" / "_current"
+    folder = _lake_table(lake, "staging.customers")
     columns = {"customer_id": pl.String, "email": pl.String, "social_handles": pl.String}
-    if not pointer.exists():
+    if folder is None:
         return pl.DataFrame(schema=columns)
-    folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
     ids, emails = subjects.of("customer_id"), subjects.of("email")
     scan = pl.scan_parquet(folder / "*.parquet")
     present = scan.collect_schema().names()
