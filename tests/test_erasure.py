@@ -1298,3 +1298,41 @@ def test_a_gift_order_under_an_erased_guest_id_does_not_erase_its_recipient(buil
     assert erasure.subject_hash("solo@example.com", "email", salt) in (
         erasure.erased_subject_hashes(con)
     )
+
+
+def test_an_address_with_a_dotted_capital_i_is_erased_as_identity_merged_it(built):
+    """`erase --email İrem@example.tr`, the address on file, found no one: erasure lower-cased
+    `İ` to two characters (Python's full lower case), identity to `i` (DuckDB's); a re-read
+    then kept one of the person's two profiles out and staged the other (a review)."""
+    con, exports, audience_dir = built
+    write_csv(
+        exports / "customers" / "customers_tr.csv",
+        [
+            {
+                "customer_id": cid,
+                "email": email,
+                "social_handles": "",
+                "signup_date": "2023-09-04",
+                "loyalty_member": "false",
+                "marketing_consent": "true",
+                "country": "TR",
+            }
+            for cid, email in [("T1", "İrem@example.tr"), ("T2", "irem@example.tr")]
+        ],
+    )
+    ingest_source(con, exports, "customers")
+    build_identity_links(con)
+    assert con.execute(
+        "SELECT count(DISTINCT resolved_customer_id) FROM intermediate.customer_merge "
+        "WHERE customer_id IN ('T1', 'T2')"
+    ).fetchone() == (1,)
+
+    report = erasure.erase(con, email="İrem@example.tr", audience_dir=audience_dir)
+    assert report.found
+    left = con.execute("SELECT count(*) FROM staging.customers WHERE customer_id LIKE 'T%'")
+    assert left.fetchone() == (0,)
+    # An erasure logged before hashed the full lower case: such a row is still kept out.
+    salt = erasure.resolve_salt(con)
+    legacy = {erasure._hash_normalized("i̇rem@example.tr", "email", salt)}
+    rows = pl.DataFrame({"customer_id": ["T1", "T2"], "email": ["İrem@example.tr", "x@y.z"]})
+    assert erasure.suppression_mask(rows, "customers", legacy, salt).to_list() == [True, False]

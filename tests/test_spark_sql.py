@@ -118,3 +118,31 @@ def test_currency_macros_expand_into_the_buyer_days():
     (st,) = statements
     assert "reporting_amount" not in st.sql.lower() and "element_at" in st.sql.lower()
     assert spark_sql.used_parameters(st.sql) == {"fx_currencies", "fx_rates"}
+
+
+# Emails and handles whose full lower case (Java's, Python's, polars') differs from each letter's
+# own (DuckDB's lower): 'İ' and a final 'Σ'.
+UNICODE_KEYS = ["İrem@Example.TR", "ΟΔΟΣ@x.gr", " @ΣΟΦΙΑΣ ", "plain@x.com"]
+
+
+@pytest.mark.spark
+def test_identity_normalises_a_key_as_duckdb_and_erasure_do(spark):
+    """'İrem@…' and 'irem@…' were one customer on DuckDB and two on Spark (Java lower-cases
+    'İ' to two characters), and erasure's Python normalisation missed the address on file (a
+    review): the one macro file gives each engine, and erasure, the same keys."""
+    from engagement_box.governance import erasure
+    from engagement_box.sql import load_sql
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA intermediate")
+    con.execute(load_sql("intermediate/normalization"))
+    query = (
+        "select intermediate.normalized_email($v) as email, "
+        "intermediate.normalized_handle($v) as handle"
+    )
+    (st,) = spark_sql.transpile(query, IDENTITY_MACROS)
+    for key in UNICODE_KEYS:
+        duck = con.execute(query, {"v": key}).fetchone()
+        row = spark_sql.run(spark, st.sql, {"v": key}).collect()[0]
+        python = (erasure.normalize(key, "email"), erasure.normalize(key, "handle"))
+        assert (row.email, row.handle) == duck == python, key

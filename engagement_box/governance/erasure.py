@@ -224,6 +224,17 @@ class _Subjects:
 
 
 _NO_INVISIBLE = str.maketrans("", "", INVISIBLE)
+# The letters whose full lower case (Python's, polars', Java's) is not their own simple one,
+# which DuckDB's lower gives: made so first (`sql/intermediate/normalization.sql`).
+SIMPLE_LOWER = {"İ": "i", "Σ": "σ"}
+_SIMPLE_LOWER = str.maketrans(SIMPLE_LOWER)
+
+
+def lower_expr(text: pl.Expr) -> pl.Expr:
+    """Lower case as identity's macros make it (each letter's simple mapping), in polars."""
+    for letter, lowered in SIMPLE_LOWER.items():
+        text = text.str.replace_all(letter, lowered, literal=True)
+    return text.str.to_lowercase()
 
 
 def normalize(value: object, kind: str) -> str | None:
@@ -239,14 +250,16 @@ def normalize(value: object, kind: str) -> str | None:
         text = text.translate(_NO_INVISIBLE)
     text = text.strip(TRIMMED)
     if kind in ("email", "handle"):
-        text = text.lower()
+        text = text.translate(_SIMPLE_LOWER).lower()
     if kind == "handle":
         text = text.lstrip("@")
     return text or None
 
 
-def normalized_expr(column: str, kind: str) -> pl.Expr:
-    """`normalize` as a polars expression over a column (cast to text)."""
+def normalized_expr(column: str, kind: str, legacy: bool = False) -> pl.Expr:
+    """`normalize` as a polars expression over a column (cast to text). `legacy`: with the full
+    lower case of before (`İ` two characters, a final `Σ` a `ς`), which hashed the keys of
+    erasures logged until 2026-12-04 (`suppression_mask` matches those too)."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     text = pl.col(column).cast(pl.String)
@@ -254,7 +267,7 @@ def normalized_expr(column: str, kind: str) -> pl.Expr:
         text = text.str.replace_all(INVISIBLE_PATTERN, "")
     text = text.str.strip_chars(TRIMMED)
     if kind in ("email", "handle"):
-        text = text.str.to_lowercase()
+        text = text.str.to_lowercase() if legacy else lower_expr(text)
     if kind == "handle":
         text = text.str.strip_chars_start("@")
     return pl.when(text.str.len_bytes() == 0).then(None).otherwise(text).alias(column)
@@ -305,12 +318,21 @@ def suppression_mask(
     if not hashes or frame.height == 0:
         return mask
 
-    def matches(column: str, kind: str, rows: pl.DataFrame) -> pl.Series:
-        keys = rows.select(normalized_expr(column, kind)).to_series()
+    def erased_among(keys: pl.Series, kind: str) -> pl.Series:
         erased = [
             v for v in keys.drop_nulls().unique() if _hash_normalized(v, kind, salt) in hashes
         ]
         return keys.is_in(pl.Series(erased, dtype=pl.String).implode()).fill_null(False)
+
+    def matches(column: str, kind: str, rows: pl.DataFrame) -> pl.Series:
+        hit = erased_among(rows.select(normalized_expr(column, kind)).to_series(), kind)
+        # An erasure logged before the simple lower case hashed `İ` and a final `Σ` as their
+        # full lower case: such a key is matched that way too, so that person stays out.
+        special = rows[column].cast(pl.String).str.contains("[İΣ]").fill_null(False)
+        if kind in ("email", "handle") and special.any():
+            legacy = rows.select(normalized_expr(column, kind, legacy=True)).to_series()
+            hit = hit | (erased_among(legacy, kind) & special)
+        return hit
 
     for column, kind in SUBJECT_COLUMNS[source_name].items():
         if column in frame.columns:

@@ -2787,7 +2787,7 @@ def _compared(source: Source, suffix: str) -> list[pl.Expr]:
             continue
         value = pl.col(c)
         if c in source.contact_keys:
-            value = value.cast(pl.String).str.to_lowercase()
+            value = erasure.lower_expr(value.cast(pl.String))
             if c in source.lists:
                 value = (
                     value.str.split(LIST_SEPARATOR)
