@@ -28,6 +28,7 @@ from assets.metadata import (
 )
 from assets.staging import staging_key
 from engagement_box import dictionary, incremental, partitioned, reports
+from engagement_box.settings import value as setting_value
 from engagement_box.sql import load_sql, relation_exists, table_exists
 from engagement_box.value import (
     choice,
@@ -611,24 +612,27 @@ def model_fit(
 
 
 def _failed_fits_words(failed: list[str], full: pl.DataFrame, window: dict) -> str:
-    """Why the fits failed and what to do: a calibration window with no customer is the
-    calibration end's (before the first order: the advice about outliers and FX rates sent
-    users to their exports), else too little data or the orders' values."""
-    said = "; ".join(failed)
+    """Why the fits failed and what to do: too little data first; a calibration window with no
+    buyer is the calibration end's (before the first order: the advice about outliers and FX
+    rates sent users to their exports); else the orders' values."""
+    said = _too_few(full, window["as_of"]) + "; ".join(failed)
     if any("no customer in the calibration window" in f for f in failed):
         end = window["calibration_end"]
+        if setting_value("ENGAGEMENT_CALIBRATION_END") is not None:
+            return (
+                f"{said}. ENGAGEMENT_CALIBRATION_END={end} is before any buyer's first order: "
+                "set it later, or unset it (the calibration then ends ENGAGEMENT_HOLDOUT_DAYS "
+                "before the as-of), then run the month again"
+            )
         return (
-            f"{said}. The calibration window ends {end}, before any buyer's first order: set "
-            "ENGAGEMENT_CALIBRATION_END later, or unset it and shorten ENGAGEMENT_HOLDOUT_DAYS "
-            "(the calibration then ends that many days before the as-of), or run a later "
-            "month"
+            f"{said}. The calibration window ends {end} (ENGAGEMENT_HOLDOUT_DAYS before the "
+            "as-of), before any buyer's first order: run a later month, or shorten "
+            "ENGAGEMENT_HOLDOUT_DAYS"
         )
     return (
-        _too_few(full, window["as_of"])
-        + said
-        + ". Look for outliers and for a currency without its rate in the orders of the window "
-        "(a few orders of 1,000s in another currency can push a fit to its boundary), fix the "
-        "export or ENGAGEMENT_FX_RATES, then run the month again"
+        said + ". Look for outliers and for a currency without its rate in the orders of the "
+        "window (a few orders of 1,000s in another currency can push a fit to its boundary), "
+        "fix the export or ENGAGEMENT_FX_RATES, then run the month again"
     )
 
 

@@ -762,6 +762,22 @@ TABLES: tuple[Table, ...] = (
             Column("snapshot_id", "BIGINT", "The current version."),
         ),
     ),
+    Table(
+        "published_from",
+        "One row, in the published file only: the working database that built this file. A run "
+        "whose working database is another one, while this one still exists, is refused before "
+        "it replaces the file. Not versioned.",
+        key=("warehouse_id",),
+        versioned=False,
+        columns=(
+            Column(
+                "warehouse_id",
+                "VARCHAR",
+                "The working database's own id (a copy of the warehouse keeps it).",
+            ),
+            Column("working_database", "VARCHAR", "Where that working database was (a path)."),
+        ),
+    ),
 )
 
 # The two staging tables the published file also holds, for the data engineers (not versioned:

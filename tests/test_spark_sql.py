@@ -16,7 +16,8 @@ def test_duckdb_macros_are_expanded_from_their_files():
     assert st.kind == "view" and st.target == "intermediate.orders_resolution"
     text = st.sql.lower()
     assert "normalized_email" not in text and "customer_keys" not in text
-    assert "nullif(lower(trim(email)), '')" in text
+    assert "nullif(lower(replace(replace(trim(email), " in text
+    assert "REPLACE(REPLACE(TRIM(email), 'İ', 'i'), 'Σ', 'σ')" in st.sql  # the letters kept
     assert "from intermediate.identity_links" in text
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from engagement_box import dictionary
 from engagement_box.governance import privacy, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
@@ -828,6 +829,8 @@ def _build(
             )
             fresh.execute(load_sql("marts/create_published_from"))
             fresh.execute("INSERT INTO marts.published_from VALUES ($id, $working)", origin)
+            for statement in dictionary.comment_statements(fresh, "marts", "published_from"):
+                fresh.execute(statement)
             fresh.execute(versions.snapshots_view_sql())
             for mart, view, macro in zip(marts, views, macros, strict=True):
                 if current[mart] is not None:

@@ -419,7 +419,7 @@ def _columns(
         # A file without its header row names its first row's values (emails, handles); a wide
         # export names the first SHOWN_COLUMNS and how many there are.
         found = ", ".join(
-            _shown(n.replace("\n", " ")) for n in list(renamed.values())[:SHOWN_COLUMNS]
+            _shown(n.replace("\n", " "), limit=120) for n in list(renamed.values())[:SHOWN_COLUMNS]
         )
         found = found.replace("\t", "\\t")
         if len(renamed) > SHOWN_COLUMNS:
