@@ -1191,6 +1191,12 @@ def erase(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from engagement_box.governance import readers
+
+    foreign = readers.foreign_working_problem_before_run(warehouse.layout)
+    if foreign:  # the erasure would be logged in a stray database, the person left where they are
+        print(f"engagement-box erase: FAILED, nothing was erased: {foreign}", file=sys.stderr)
+        return 2
 
     # Under the run locks of the warehouse and of the Spark lake (the one each engine's run
     # holds from its first step to its last): a run publishing at the same time could otherwise

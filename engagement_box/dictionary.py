@@ -776,6 +776,11 @@ TABLES: tuple[Table, ...] = (
                 "The working database's own id (a copy of the warehouse keeps it).",
             ),
             Column("working_database", "VARCHAR", "Where that working database was (a path)."),
+            Column(
+                "published_file",
+                "VARCHAR",
+                "Where this file was built (a copy or a move elsewhere is a warehouse of its own).",
+            ),
         ),
     ),
 )

@@ -282,10 +282,20 @@ class Warehouse(DuckDBResource):
             return
         # A setting that does not parse failed a step halfway through the run (CIV's decay, in
         # the engagement step after fifteen others): the run stops here, naming the variable.
+        # The as-of's dates only for the monthly job: retention and the audience files take
+        # none, and a pinned as-of after today stopped retention expiring versions.
+        from pipelines.jobs import engagement_job  # it imports this module
+
+        monthly = context.run.job_name == engagement_job.name
         problem = (
             settings.first_problem()
             or _unpartitioned_problem(context.run)
-            or window_problem(context.run.tags.get(PARTITION_TAG), dt.datetime.now(dt.UTC).date())
+            or (
+                window_problem(context.run.tags.get(PARTITION_TAG), dt.datetime.now(dt.UTC).date())
+                if monthly
+                else None
+            )
+            or readers.foreign_working_problem_before_run(self.layout)
         )
         if problem:
             raise ConfigurationError(problem)
@@ -466,7 +476,7 @@ def acquire_run_lock(
 
 def tick_problem(
     exports: "ExportsResource",
-    database: Path,
+    layout: readers.Layout,
     audience_folder: Path,
     partition_key: str,
     run_date: dt.date,
@@ -478,6 +488,7 @@ def tick_problem(
     problem = settings.first_problem() or exports.problem()
     if problem:
         return problem
+    database = layout.published
     if database.parent.is_dir():  # a first run makes it
         unwritable = folder_not_writable(database.parent, database.name)
         if unwritable:
@@ -486,7 +497,11 @@ def tick_problem(
                 "it must be writable by this user, or point ENGAGEMENT_WAREHOUSE at a "
                 "writable place"
             )
-    return audience_folder_message(audience_folder) or window_problem(partition_key, run_date)
+    return (
+        audience_folder_message(audience_folder)
+        or window_problem(partition_key, run_date)
+        or readers.foreign_working_problem_before_run(layout)
+    )
 
 
 def folder_not_writable(folder: Path, name: str) -> str | None:

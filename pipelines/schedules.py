@@ -41,7 +41,7 @@ def daily_schedule(
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
     partition_key = partition_key_for(scheduled)
     problem = tick_problem(
-        exports, warehouse.path, engagement_config.audience_path, partition_key, scheduled.date()
+        exports, warehouse.layout, engagement_config.audience_path, partition_key, scheduled.date()
     )
     if problem:
         return dg.SkipReason(f"no run: {problem}")

@@ -1240,7 +1240,10 @@ def test_retain_applies_the_policy_as_a_run_and_says_what_it_expired(december_ru
     ), failed
     assert "expired now" not in out
 
-    code, out, err = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    # A pinned as-of no run can take yet stops monthly runs, not retention (it takes no as-of:
+    # a re-review found it refused, so versions stopped expiring).
+    future = {**env, "ENGAGEMENT_KEEP_VERSIONS": "1", "ENGAGEMENT_AS_OF": "2999-12-31"}
+    code, out, err = main_cli(future, "retain")
     assert code == 0, err[-3000:]
     assert err == ""  # Dagster's DEBUG lines are in the log file
     run_id = re.search(r"^run:\s+(\S+)$", out, flags=re.M)[1]
@@ -1761,3 +1764,18 @@ def test_the_command_finishes_with_its_code_when_its_console_is_gone(tmp_path, c
         code = process.wait(timeout=60)
     assert code == 3
     assert done.read_text() == "done"
+
+
+def test_erasing_with_a_stray_working_database_is_refused(erasable, tmp_path, monkeypatch, capsys):
+    """`ENGAGEMENT_WORKING_DB` set to another file: the erase logged the request in a new,
+    empty database, said "erased" and left the person in the analysts' file and the real
+    warehouse (a re-review). Refused before anything is written, naming the one to use."""
+    stray = tmp_path / "w" / "stray.duckdb"
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(stray))
+    code = cli.main(["erase", "--customer-id", "C1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("engagement-box erase: FAILED, nothing was erased: "), err
+    assert f"Set ENGAGEMENT_WORKING_DB to {erasable}" in err
+    assert not stray.exists()
+    with duckdb.connect(str(erasable), read_only=True) as con:  # nothing erased there either
+        assert con.execute("SELECT count(*) FROM work.scores").fetchone() == (3,)

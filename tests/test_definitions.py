@@ -9,10 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 import yaml
 
 from engagement_box.governance.readers import default_working as readers_working
+from engagement_box.sql import load_sql
 from engagement_box.staging.contracts import SOURCES
 from pipelines.definitions import defs
 from pipelines.partitions import month_end, monthly_as_of
@@ -270,6 +272,26 @@ def test_a_date_no_run_can_take_yet_is_a_ticks_skip_reason(tmp_path, monkeypatch
     monkeypatch.setenv(name, "2999-12-01")
     scheduled, sensed = skipped_ticks(tmp_path)
     assert scheduled.startswith(f"no run: {said}") and sensed.startswith(f"no run: {said}")
+
+
+def test_a_published_file_of_another_working_database_is_a_ticks_skip_reason(tmp_path):
+    """A stray ENGAGEMENT_WORKING_DB: the ticks requested runs that computed everything into
+    a new database and failed at the publish (a re-review). Both skip, naming the one."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    other = tmp_path / "other.working.duckdb"
+    duckdb.connect(str(other)).close()
+    published = tmp_path / "w.duckdb"
+    with duckdb.connect(str(published)) as con:
+        con.execute("CREATE SCHEMA marts")
+        con.execute(load_sql("marts/create_published_from"))
+        con.execute(
+            "INSERT INTO marts.published_from VALUES ('someone', $other, $published)",
+            {"other": str(other), "published": str(published)},
+        )
+    scheduled, sensed = skipped_ticks(tmp_path)
+    said = f"no run: {published} was built from the working database {other}, which still"
+    assert scheduled.startswith(said) and sensed.startswith(said)
 
 
 def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):

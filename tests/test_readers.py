@@ -682,6 +682,10 @@ def test_another_working_database_that_still_exists_never_replaces_the_published
         published=copy_dir / layout.published.name, working=copy_dir / layout.working.name
     )
     assert readers.foreign_working_problem_before_run(copied) is None
+    # ... and started over there (its working database deleted): its own warehouse, whose
+    # file names warehouse A's working database, which still exists (a re-review).
+    copied.working.unlink()
+    assert readers.foreign_working_problem_before_run(copied) is None
 
     # The old working database gone (the warehouse started over): the new one publishes.
     stray.working.rename(tmp_path / "kept.duckdb")

@@ -323,10 +323,11 @@ def foreign_working_problem_before_run(layout: Layout) -> str | None:
 
 def foreign_working_problem(layout: Layout, working_id: str | None) -> str | None:
     """Why this working database (id `working_id`; None: it has none yet) must not publish to
-    `layout.published`: the file was built from another working database that still exists (a
-    stray ENGAGEMENT_WORKING_DB replaced the analysts' file with a new warehouse's and deleted
-    the other one's version files). None when the file is this database's, was built before
-    files recorded it, or its working database is gone (the warehouse started over)."""
+    `layout.published`: the file, where it was built, was built from another working database
+    that still exists (a stray ENGAGEMENT_WORKING_DB replaced the analysts' file with a new
+    warehouse's and deleted the other one's version files). None when the file is this
+    database's, was built before files recorded it, was copied or moved since (a copy of a
+    warehouse started over is its own), or its working database is gone (started over)."""
     if not layout.published.exists():
         return None
     try:
@@ -334,21 +335,23 @@ def foreign_working_problem(layout: Layout, working_id: str | None) -> str | Non
             if not versions.table_exists(published, "marts", "published_from"):
                 return None
             row = published.execute(
-                "SELECT warehouse_id, working_database FROM marts.published_from"
+                "SELECT warehouse_id, working_database, published_file FROM marts.published_from"
             ).fetchone()
     except duckdb.Error:
-        return None  # not readable as a published file: `publish` replaces it
+        return None  # not readable as a published file, or one from before: `publish` decides
     if row is None or row[0] == working_id:
         return None
-    other = Path(row[1])
+    other, built_at = Path(row[1]), Path(row[2])
+    if built_at != layout.published.absolute():
+        return None  # copied or moved since: the working database it names is not its own
     if other.absolute() == layout.working.absolute() or not other.exists():
         return None
     return (
         f"{layout.published} was built from the working database {other}, which still exists, "
         f"and this run's is {layout.working}: publishing would replace the analysts' file with "
-        "another warehouse's and delete that one's version files. Unset ENGAGEMENT_WORKING_DB "
-        f"(or set it to {other}) to go on with that warehouse, or set ENGAGEMENT_WAREHOUSE to "
-        "another file to publish this one there"
+        f"another warehouse's and delete that one's version files. Set ENGAGEMENT_WORKING_DB to "
+        f"{other} to go on with that warehouse, or ENGAGEMENT_WAREHOUSE to another file to "
+        "publish this one there"
     )
 
 
@@ -773,7 +776,11 @@ def _build(
     macros = [_time_travel_macro(con, mart, sources[mart], retained) for mart in marts]
     current = {mart: _current_view(con, layout, mart) for mart in marts}
     comments = _comments(con)
-    origin = {"id": warehouse_id(con), "working": str(layout.working.absolute())}
+    origin = {
+        "id": warehouse_id(con),
+        "working": str(layout.working.absolute()),
+        "published": str(layout.published.absolute()),
+    }
     previous = _attach_previous_quarantine(con, layout, quarantined)
     built = None
     con.execute(f"ATTACH {_literal(target)} AS {_ATTACHED}")
@@ -828,7 +835,9 @@ def _build(
                 {"id": current_version},
             )
             fresh.execute(load_sql("marts/create_published_from"))
-            fresh.execute("INSERT INTO marts.published_from VALUES ($id, $working)", origin)
+            fresh.execute(
+                "INSERT INTO marts.published_from VALUES ($id, $working, $published)", origin
+            )
             for statement in dictionary.comment_statements(fresh, "marts", "published_from"):
                 fresh.execute(statement)
             fresh.execute(versions.snapshots_view_sql())
