@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -405,6 +406,7 @@ def acquire_run_lock(
     on_wait: Callable[[str], None] | None = None,
     ahead: Callable[[], str | None] | None = None,
     say: Callable[[str], None] | None = None,
+    what: tuple[str, str] = ("the warehouse folder", "ENGAGEMENT_WAREHOUSE"),
 ) -> int:
     """Take `<database>.run.lock` (flock), waiting up to `timeout_seconds` for another run or
     erasure to finish; `on_wait(holder)` is called once if it has to wait. Re-entrant within a
@@ -415,7 +417,7 @@ def acquire_run_lock(
     does not take the lock even when it is free, and its timeout starts again: a backfill of
     many months waits as long as its earlier months take, and `timeout_seconds` bounds only the
     wait for runs outside it. `say(run)` tells who goes first, once per run named (default:
-    a line on stderr)."""
+    a line on stderr). `what`: the folder and the setting a lock that cannot be made names."""
     path = f"{database}.run.lock"
     if path in _HELD:
         _HELD[path][1] += 1
@@ -424,10 +426,11 @@ def acquire_run_lock(
         database.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
+        folder, setting = what
         raise ConfigurationError(
-            f"cannot create the run lock {path} ({exc.strerror.lower()}); the warehouse folder "
-            f"{database.parent} must be writable by this user, or point ENGAGEMENT_WAREHOUSE "
-            "at a writable place"
+            f"cannot create the run lock {path} ({exc.strerror.lower()}); {folder} "
+            f"{database.parent} must be writable by this user, or point {setting} at a "
+            "writable place"
         ) from None
     deadline = time.monotonic() + timeout_seconds
     first, said, asked = None, None, 0.0
@@ -967,8 +970,28 @@ class LakeResource(_FromSettings):
     def path(self) -> Path:
         return Path(self.lake_dir) if self.lake_dir is not None else settings.lake_dir()
 
+    def problem(self) -> str | None:
+        """A lake given as a URL (`hdfs://`, `s3a://`): the engine reads and writes the lake
+        with this machine's file system calls, so such a run wrote the whole lake into a local
+        folder named `hdfs:` and succeeded."""
+        given = self.lake_dir if self.lake_dir is not None else settings.raw("ENGAGEMENT_LAKE_DIR")
+        if given and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(given)):
+            return (
+                f"ENGAGEMENT_LAKE_DIR={given} is a URL: the lake must be a folder path every "
+                "Spark executor and this machine reach the same way (a shared or mounted file "
+                "system: NFS, an HDFS or object store mount), e.g. /mnt/lake"
+            )
+        return None
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._run_lock = acquire_run_lock(self.path, self.run_lock_timeout_seconds)
+        problem = self.problem()
+        if problem:
+            raise ConfigurationError(problem)
+        self._run_lock = acquire_run_lock(
+            self.path,
+            self.run_lock_timeout_seconds,
+            what=("the Spark lake's folder", "ENGAGEMENT_LAKE_DIR"),
+        )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_lock is not None:
@@ -993,11 +1016,34 @@ class SparkEngine(dg.ConfigurableResource):
             from engagement_box.spark.session import spark_conf, use_this_python
 
             master = self.master or settings.value("ENGAGEMENT_SPARK_MASTER")
+            problem = java_problem()
+            if problem:
+                raise ConfigurationError(problem)
             use_this_python(master)
             resource = PySparkResource(spark_config=spark_conf(master, self.shuffle_partitions))
             resource.setup_for_execution(None)  # builds the session (SparkSession.getOrCreate)
             self._pyspark = resource
         return self._pyspark.spark_session
+
+
+def java_problem() -> str | None:
+    """What keeps Spark from starting its JVM, said plainly (it failed with Py4J's
+    "Java gateway process exited" and a stack): JAVA_HOME naming no java, or no java at all."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not os.access(java, os.X_OK):
+            return (
+                f"JAVA_HOME={home} holds no java ({java} is missing or not executable): the "
+                "spark engine needs Java 17; point JAVA_HOME at a Java 17 installation or unset it"
+            )
+        return None
+    if shutil.which("java") is None:
+        return (
+            "no java on PATH and JAVA_HOME is not set: the spark engine needs Java 17 (e.g. "
+            "`apt install openjdk-17-jre-headless`), or run the DuckDB engine"
+        )
+    return None
 
 
 def spark_resources() -> dict[str, dg.ConfigurableResource]:
