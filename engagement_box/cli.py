@@ -1294,6 +1294,13 @@ def erase(args: argparse.Namespace) -> int:
     if report.history_files_rewritten:
         files = len(report.history_files_rewritten)
         print(f"  {files} history Parquet {_plural(files, 'file')} rewritten without the person")
+    if report.lake_tables_missing and (args.email or args.handle) and lake.path.exists():
+        print(
+            "  the Spark lake's working tables are gone (an earlier erasure deleted them; the "
+            "next Spark run writes them again): its versions were searched by customer id and "
+            "by the audiences' emails only. If the person is in a version still, erase them "
+            "again by --customer-id"
+        )
     for mart, rows in sorted(report.lake_rows_removed.items()):
         print(
             f"  {'lake ' + mart:40} {rows:>8} {_plural(rows, 'row')} removed from the Spark "

@@ -4,6 +4,7 @@ written here with polars in the layout `engagement_box/spark/lake.py` publishes)
 
 import json
 import os
+import shutil
 from datetime import date
 
 import duckdb
@@ -155,3 +156,80 @@ def test_a_guest_erased_by_email_leaves_the_lake_with_the_orders_without_one(lak
     left = every_row(lake_dir)["customer_id"].to_list()
     assert "C3" not in left and "C4" in left
     assert erasure.subject_hash("C3", "customer_id", "s") in erasure.erased_subject_hashes(con)
+
+
+def staged(lake_dir, table: str, frame: pl.DataFrame) -> None:
+    folder = lake_dir / "tables" / table / "w1"
+    folder.mkdir(parents=True)
+    frame.write_parquet(folder / "part-00000.parquet")
+    (folder.parent / "_current").write_text("w1", encoding="utf-8")
+
+
+def test_a_handle_or_an_asked_guest_id_reaches_the_lake(lake_dir, tmp_path):
+    """Erasing by handle found no one in a lake (its profiles were searched by id and email
+    only), and a guest id asked for did not bring its orders' one email, so the person's other
+    guest id stayed in every version (re-reviews)."""
+    staged(
+        lake_dir,
+        "staging.customers",
+        pl.DataFrame(
+            {"customer_id": ["C1", "C9"], "email": ["a@x.example", None]},
+        ).with_columns(social_handles=pl.Series(["@Ann;@ann_shop", "zed"])),
+    )
+    staged(
+        lake_dir,
+        "staging.orders",
+        pl.DataFrame(
+            {
+                "order_id": ["o1", "o2", "o3"],
+                "customer_id": ["C3", "C3", "C4"],
+                "email": ["g@x.example", "g@x.example", "g@x.example"],
+            }
+        ),
+    )
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    by_handle = erasure.erase(con, handle="ANN_shop", lake=lake_dir, salt="s")
+    assert by_handle.lake_rows_removed == {"customer_value": 2}  # C1 in both versions
+    staged(
+        lake_dir,
+        "staging.orders",
+        pl.DataFrame(
+            {
+                "order_id": ["o1", "o2", "o3"],
+                "customer_id": ["C3", "C3", "C4"],
+                "email": ["g@x.example", "g@x.example", "g@x.example"],
+            }
+        ),
+    )
+    asked = erasure.erase(con, customer_id="C3", lake=lake_dir, salt="s")
+    assert asked.guest_ids_followed == 1  # C4: only the guest's email under it
+    assert {"C3", "C4"}.isdisjoint(every_row(lake_dir)["customer_id"].to_list())
+
+
+def test_an_erasure_finding_no_one_keeps_the_tables_and_the_audiences_find_emails(
+    lake_dir, tmp_path
+):
+    """Every erasure deleted the lake's working tables, so the next one by email found no one
+    (and said "nothing matched") while the versions kept the person: the tables stay when
+    the person is not in the lake, and the audiences' emails give the ids when they are gone."""
+    staged(lake_dir, "staging.customers", pl.DataFrame({"customer_id": ["C9"], "email": ["z@z"]}))
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    nobody = erasure.erase(con, email="nobody@x.example", lake=lake_dir, salt="s")
+    assert nobody.lake_rows_removed == {} and (lake_dir / "tables").is_dir()
+
+    shutil.rmtree(lake_dir / "tables")  # as an earlier erasure left it
+    version(
+        lake_dir,
+        erasure.LAKE_AUDIENCES,
+        2,
+        pl.DataFrame({"customer_id": ["C2"], "email": [" Jane@Example.com"]}),
+    )
+    report = erasure.erase(con, email="jane@example.com", lake=lake_dir, salt="s")
+    assert report.lake_rows_removed == {"customer_value": 2, erasure.LAKE_AUDIENCES: 1}
+    assert "C2" not in every_row(lake_dir)["customer_id"].to_list()
+
+
+def test_the_lakes_audiences_mart_is_named_as_the_spark_engine_names_it():
+    from engagement_box.spark.audiences import MART
+
+    assert erasure.LAKE_AUDIENCES == MART

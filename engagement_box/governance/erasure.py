@@ -187,6 +187,9 @@ class ErasureReport:
     published_file: bool = False  # the file analysts open was rebuilt without the person
     history_files_rewritten: list[str] = field(default_factory=list)
     lake_rows_removed: dict[str, int] = field(default_factory=dict)  # Spark lake: mart -> rows
+    # the lake holds versions but no working tables (an earlier erasure deleted them): its
+    # people were looked for by id and by the audiences' emails only
+    lake_tables_missing: bool = False
     migration_rows: int = 0  # segment_migration's rows, every pair computed again without them
     # emails and handles of the person's profiles that are placeholders (on more profiles than
     # ENGAGEMENT_MAX_PROFILES_PER_KEY): not the person's, so neither erased nor logged
@@ -969,12 +972,17 @@ def erase(
             ).pl()
             record_erased_profiles(con, staged, used_salt)
         if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
-            record_erased_profiles(con, lake_profiles(Path(lake), subjects), used_salt)
-            # and the guest ids of their orders and reviews there (a Spark-only warehouse
-            # has no staged rows here to find them in)
-            found_in_lake = lake_guest_ids(Path(lake), subjects) - subjects.customer_id
-            subjects.customer_id |= found_in_lake
-            report.guest_ids_followed += len(found_in_lake)
+            report.lake_tables_missing = _lake_table(Path(lake), "staging.customers") is None
+            in_lake = lake_profiles(Path(lake), subjects)
+            record_erased_profiles(con, in_lake, used_salt)
+            # Their ids, the guest ids of their orders and reviews there (a Spark-only
+            # warehouse has no staged rows here), and the ids its audiences give their emails:
+            # logged with the request, so its ingest keeps them out too.
+            ids = in_lake.select(normalized_expr("customer_id", "customer_id")).to_series()
+            subjects.customer_id |= set(ids.drop_nulls())
+            guests = lake_guest_ids(Path(lake), subjects, asked)
+            report.guest_ids_followed += len(guests)
+            subjects.customer_id |= lake_audience_ids(Path(lake), subjects.of("email"))
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
         report.duplicates_restaged = _restage_other_duplicates(
@@ -1095,14 +1103,12 @@ def _lake_table(lake: Path, name: str) -> Path | None:
     return pointer.parent / pointer.read_text(encoding="utf-8").strip()
 
 
-def lake_guest_ids(lake: Path, subjects: _Subjects) -> set[str]:
-    """`_follow_guest_ids` on the Spark lake's staged orders and reviews: the buyer ids of
-    rows carrying one of the person's emails that no lake profile has and under which every
-    email is the person's."""
+def lake_guest_ids(lake: Path, subjects: _Subjects, asked: set[str]) -> set[str]:
+    """`_follow_guest_ids` on the Spark lake's staged orders and reviews: the buyer ids no lake
+    profile has, of rows carrying one of the person's emails, under which every email is the
+    person's; an id the request names (`asked`) brings the one email its rows carry. The
+    emails found are added to `subjects`. Returns the ids followed."""
     profiles = _lake_table(lake, "staging.customers")
-    emails = subjects.of("email")
-    if not emails:
-        return set()
     profile_ids: set[str] = set()
     if profiles is not None:
         profile_ids = set(
@@ -1124,11 +1130,30 @@ def lake_guest_ids(lake: Path, subjects: _Subjects) -> set[str]:
             )
     if not rows:
         return set()
-    frame = pl.concat(rows).filter(pl.col("id").is_not_null()).collect()
-    theirs = frame.filter(pl.col("email").is_in(emails))["id"].unique()
-    candidates = frame.filter(pl.col("id").is_in(theirs.implode()))
-    shared = candidates.filter(pl.col("email").is_not_null() & ~pl.col("email").is_in(emails))
-    return set(theirs) - set(shared["id"]) - profile_ids
+    frame = (
+        pl.concat(rows)
+        .filter(pl.col("id").is_not_null() & ~pl.col("id").is_in(list(profile_ids)))
+        .collect()
+    )
+    followed: set[str] = set()
+    while True:
+        emails = subjects.of("email")
+        theirs = set(frame.filter(pl.col("email").is_in(emails))["id"]) | (asked & set(frame["id"]))
+        grown = False
+        for guest, part in frame.filter(pl.col("id").is_in(list(theirs))).group_by("id"):
+            carried = set(part["email"].drop_nulls())
+            others = carried - subjects.email
+            guest_id = guest[0]
+            if guest_id in asked:
+                if len(carried) == 1 and others:
+                    subjects.email |= others
+                    grown = True
+            elif not others and guest_id not in subjects.customer_id:
+                subjects.customer_id.add(guest_id)
+                followed.add(guest_id)
+                grown = True
+        if not grown:
+            return followed
 
 
 def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
@@ -1139,8 +1164,17 @@ def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
     if folder is None:
         return pl.DataFrame(schema=columns)
     ids, emails = subjects.of("customer_id"), subjects.of("email")
+    handles = subjects.of("handle")
     scan = pl.scan_parquet(folder / "*.parquet")
     present = scan.collect_schema().names()
+    listed = (
+        pl.col("social_handles")
+        .str.split(LIST_SEPARATOR)
+        .list.eval(normalized_expr("", "handle"))
+        .list.set_intersection(pl.lit(handles, dtype=pl.List(pl.String)))
+        .list.len()
+        > 0
+    )
     return (
         scan.select(
             pl.col(c).cast(t) if c in present else pl.lit(None, dtype=t).alias(c)
@@ -1149,9 +1183,34 @@ def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
         .filter(
             normalized_expr("customer_id", "customer_id").is_in(ids)
             | normalized_expr("email", "email").is_in(emails)
+            | (listed.fill_null(False) if handles else pl.lit(False))
         )
         .collect()
     )
+
+
+# The Spark engine's audiences mart (`engagement_box/spark/audiences.py::MART`, which imports
+# the Spark engine's SQL: not imported here, where the DuckDB engine's erasures run).
+LAKE_AUDIENCES = "audiences"
+
+
+def lake_audience_ids(lake: Path, emails: list[str]) -> set[str]:
+    """The customer ids the lake's published audiences give the person's emails, in every
+    retained version: found even when the working tables are gone (an erasure deletes them,
+    and the next Spark run keeps the erased person out of them)."""
+    files = sorted((Path(lake) / "history" / LAKE_AUDIENCES).glob("*/*.parquet"))
+    if not emails or not files:
+        return set()
+    found = (
+        pl.scan_parquet(files)
+        .select("customer_id", normalized_expr("email", "email").alias("email"))
+        .filter(pl.col("email").is_in(emails))
+        .select("customer_id")
+        .collect()
+        .to_series()
+        .drop_nulls()
+    )
+    return set(found)
 
 
 def register_profile_keys(working: Path | str) -> tuple[list[tuple[str, str, str]], str]:
@@ -1305,22 +1364,17 @@ def read_register(path: Path | str) -> tuple[frozenset[str], str]:
 
 def erase_from_lake(lake: Path, subjects: _Subjects) -> dict[str, int]:
     """Rows removed per mart from every retained version of the lake's marts (none when `lake`
-    holds no published version). The customer ids: the subjects' and those of the lake's staged
-    customer profiles with one of their emails."""
+    holds no published version). The customer ids are the subjects' (`erase` adds those of the
+    lake's staged profiles, guest orders and audiences). The lake's working tables, which hold
+    the staged rows, are deleted when the person was found (every Spark run rebuilds them);
+    kept otherwise, so a later erasure by email or handle can still find people in them."""
     from engagement_box.spark import lake as spark_lake
 
     if not spark_lake.has_lake(lake):
         return {}
-    ids = set(subjects.of("customer_id"))
-    if subjects.of("email"):
-        profiles = lake_profiles(lake, subjects).select(
-            normalized_expr("customer_id", "customer_id")
-        )
-        ids |= set(profiles["customer_id"].drop_nulls().to_list())
-    removed = spark_lake.erase_customers(lake, sorted(ids))
-    # The working tables hold the person's staged rows; every Spark run rebuilds them.
+    removed = spark_lake.erase_customers(lake, subjects.of("customer_id"))
     tables = lake / "tables"
-    if tables.is_dir():
+    if removed and tables.is_dir():
         aside = lake / f".erased-tables-{uuid.uuid4().hex}"
         os.rename(tables, aside)
         shutil.rmtree(aside)
