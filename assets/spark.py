@@ -15,6 +15,7 @@ import polars as pl
 
 from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
+from assets.value import left_out_check
 from engagement_box import settings
 from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
@@ -22,6 +23,7 @@ from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_s
 from engagement_box.spark import audiences, engagement, lake, pipeline
 from engagement_box.spark.tables import CURRENT, SparkTables
 from engagement_box.staging import ingestion
+from engagement_box.value import summary as summaries
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -160,7 +162,24 @@ def spark_identity_links(
     )
 
 
-@dg.asset(key=MARTS_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[IDENTITY_KEY])
+@dg.asset(
+    key=MARTS_KEY,
+    group_name="spark",
+    kinds={"spark", "parquet"},
+    deps=[IDENTITY_KEY],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "orders_left_out_within_limit",
+            asset=MARTS_KEY,
+            blocking=True,
+            description=(
+                f"At most {summaries.MAX_ORDERS_LEFT_OUT_SHARE:.0%} of completed orders are left "
+                "out of the value models for want of an FX rate into the reporting currency "
+                "(the DuckDB engine's check on work/customer_summary)."
+            ),
+        )
+    ],
+)
 def spark_marts(
     context: dg.AssetExecutionContext,
     spark: SparkEngine,
@@ -191,6 +210,7 @@ def spark_marts(
     )
     for name, frame in marts.items():
         tables.save(f"work.{name}", frame)
+    left_out, completed = info["orders_left_out"], info["completed_orders"]
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat(),
@@ -198,7 +218,9 @@ def spark_marts(
             **{f"fit_{k}": v for k, v in info["fit_rows"].items()},
             "bgnbd": dg.MetadataValue.json(info["bgnbd"].params),
             "gamma_gamma": dg.MetadataValue.json(info["gamma_gamma"].params),
-        }
+            "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
+        },
+        check_results=[left_out_check(left_out, completed, cfg.currency)],
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 from engagement_box import dictionary
 from engagement_box.spark import lake, pipeline
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.value.summary import customer_summary
+from engagement_box.value.summary import customer_summary, orders_left_out
 from tests.spark_runs import AS_OF
 
 pytestmark = pytest.mark.spark
@@ -140,6 +140,22 @@ def test_orders_resolution(engines):
         spark_rows(tables, "SELECT * FROM intermediate.orders_resolution"),
         ["order_id"],
     )
+
+
+@pytest.mark.parametrize("currency", ["USD", "JPY"])
+def test_orders_left_out_for_want_of_a_rate(engines, currency):
+    """The Spark engine published versions without the orders it had no FX rate for, and
+    without the DuckDB engine's blocking check (a review): it counts them the same way. In
+    JPY the sample's USD orders have no rate, and are left out."""
+    con, tables, _, _ = engines
+    try:
+        pipeline.reporting_rates(tables, currency)
+        got = pipeline.orders_left_out(tables, AS_OF, [currency])
+    finally:
+        pipeline.reporting_rates(tables, "USD")  # the session's other tests read USD rates
+    expected = orders_left_out(con, AS_OF, currency=currency, fx_rates={})
+    assert got == expected
+    assert (sum(got[0].values()) > 0) == (currency == "JPY") and got[1] > 0
 
 
 @pytest.mark.parametrize("start", [None, date(2024, 1, 1)])

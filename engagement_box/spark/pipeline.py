@@ -171,6 +171,22 @@ def reporting_rates(tables: SparkTables, currency: str) -> None:
 FX_TYPES = {"fx_currencies": "array<string>", "fx_rates": "array<decimal(38,10)>"}
 
 
+def orders_left_out(
+    tables: SparkTables, as_of: date, fx_currencies: list[str] | None
+) -> tuple[dict[str, int], int]:
+    """`value/summary.py::orders_left_out` on Spark (`work/orders_without_rate.sql`, after
+    `reporting_rates`): completed orders up to `as_of` left out for want of an FX rate, per
+    currency, and all completed orders up to `as_of`."""
+    rows = tables.run(
+        ["work/orders_without_rate"],
+        CURRENCY_MACROS,
+        values={"as_of": as_of, "fx_currencies": fx_currencies},
+        types={"fx_currencies": "array<string>"},
+    ).collect()
+    left_out = {str(r["currency"]): int(r["left_out"]) for r in rows if r["left_out"]}
+    return left_out, sum(int(r["completed"]) for r in rows)
+
+
 def buyer_days(tables: SparkTables, fx_currencies: list[str] | None, fx_rates: list[float] | None):
     """`work/buyer_days.sql` over the resolved orders (completed orders per customer and day in
     the reporting currency), as a DataFrame: the one pass the summaries read."""
@@ -270,6 +286,7 @@ def value_marts(
         raise ValueError(f"calibration end {calibration_end} must be before the as-of {as_of}")
     reporting_rates(tables, currency)
     fx = fx_parameters(currency, fx_rates)
+    left_out, completed = orders_left_out(tables, as_of, fx["fx_currencies"])
     summary = customer_summary(tables, as_of, fx["fx_currencies"], fx["fx_rates"])
     tables.save("work.customer_summary", summary)
     summary = spark.table("work.customer_summary")
@@ -372,5 +389,7 @@ def value_marts(
         "fits": fits,
         "bgnbd": full["bgnbd"],
         "gamma_gamma": gamma_gamma,
+        "orders_left_out": left_out,
+        "completed_orders": completed,
     }
     return marts, info
