@@ -1214,7 +1214,10 @@ def erase(args: argparse.Namespace) -> int:
             if lake.path.exists() or Path(f"{lake.path}.run.lock").exists():
                 held.enter_context(
                     run_lock(
-                        lake.path, lake.run_lock_timeout_seconds, on_wait=_waiting("the Spark lake")
+                        lake.path,
+                        lake.run_lock_timeout_seconds,
+                        on_wait=_waiting("the Spark lake"),
+                        what=("the Spark lake's folder", "ENGAGEMENT_LAKE_DIR"),
                     )
                 )
             adopt_single_file(warehouse.layout)

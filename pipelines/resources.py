@@ -138,6 +138,11 @@ def window_problem(partition_key: str | None, run_date: dt.date) -> str | None:
             "already happened, or unset it (each month is then as of its last day)"
         )
     end = settings.value("ENGAGEMENT_CALIBRATION_END")
+    if as_of is not None and end is not None and end >= as_of:
+        return (
+            f"ENGAGEMENT_CALIBRATION_END={end} must be before ENGAGEMENT_AS_OF={as_of}: the "
+            "holdout is the days after the calibration end, up to the as-of"
+        )
     if not partition_key or end is None or as_of is not None:
         return None
     latest = min(month_end(partition_key), run_date)
@@ -466,10 +471,10 @@ def acquire_run_lock(
     if problem:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+        folder, setting = what
         raise ConfigurationError(
-            f"the warehouse folder {database.parent} cannot be written ({problem}); nothing "
-            "ran. It must be writable by this user, or point ENGAGEMENT_WAREHOUSE at a "
-            "writable place"
+            f"{folder} {database.parent} cannot be written ({problem}); nothing ran. It must "
+            f"be writable by this user, or point {setting} at a writable place"
         )
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
@@ -541,10 +546,12 @@ def run_lock(
     database: Path,
     timeout_seconds: float = 1800.0,
     on_wait: Callable[[str], None] | None = None,
+    what: tuple[str, str] = ("the warehouse folder", "ENGAGEMENT_WAREHOUSE"),
 ) -> Iterator[None]:
     """Hold the run lock of the warehouse `database` (for work outside a run: an erasure, or
-    the CLI from its check for new inputs to the end of the run it starts)."""
-    fd = acquire_run_lock(database, timeout_seconds, on_wait)
+    the CLI from its check for new inputs to the end of the run it starts); `what` as in
+    `acquire_run_lock` (the Spark lake's lock names the lake)."""
+    fd = acquire_run_lock(database, timeout_seconds, on_wait, what=what)
     try:
         yield
     finally:

@@ -698,3 +698,25 @@ def test_another_working_database_that_still_exists_never_replaces_the_published
     finally:
         other.close()
     assert read(layout.published, "SELECT count(*) FROM marts.snapshots") == [(1,)]
+
+
+def test_a_published_file_from_before_its_origin_was_recorded_is_still_guarded(
+    working, layout, tmp_path
+):
+    """A file published before `marts.published_from` (or with its first two columns only)
+    left the guard off: a stray working database replaced it and an erase reported success (a
+    re-review). Such a file is taken as built from the working database next to it; a damaged
+    one of those does not hold a new warehouse back (its error says to start a new one)."""
+    two_versions(working, layout)
+    working.close()
+    stray = readers.Layout(published=layout.published, working=tmp_path / "stray.duckdb")
+    with duckdb.connect(str(layout.published)) as con:
+        con.execute("ALTER TABLE marts.published_from DROP COLUMN published_file")
+    assert "which still exists" in readers.foreign_working_problem_before_run(stray)
+    with duckdb.connect(str(layout.published)) as con:
+        con.execute("DROP TABLE marts.published_from")
+    assert "which still exists" in readers.foreign_working_problem_before_run(stray)
+    with layout.working.open("r+b") as damaged:  # the working database it names, damaged
+        damaged.seek(8)
+        damaged.write(b"\xff" * 512)
+    assert readers.foreign_working_problem_before_run(stray) is None

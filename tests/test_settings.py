@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -95,17 +96,20 @@ def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, n
     assert settings.first_problem() == str(refused.value)
 
 
-def test_a_calibration_end_on_or_after_a_pinned_as_of_is_refused_before_any_step():
+def test_a_calibration_end_on_or_after_a_pinned_as_of_is_refused_before_any_step(monkeypatch):
     """Both dates are known before a run starts, but the run compared them only in
-    work/version_inputs, after staging every export (a review)."""
-    pinned = {"ENGAGEMENT_AS_OF": "2025-06-30"}
-    said = settings.first_problem({**pinned, "ENGAGEMENT_CALIBRATION_END": "2025-06-30"})
-    assert said == (
+    work/version_inputs, after staging every export (a review). Asked of monthly runs only:
+    retention takes no as-of, and was refused too (a re-review)."""
+    today = date(2026, 12, 4)
+    monkeypatch.setenv("ENGAGEMENT_AS_OF", "2025-06-30")
+    monkeypatch.setenv("ENGAGEMENT_CALIBRATION_END", "2025-06-30")
+    assert settings.first_problem() is None  # retention, audience files: nothing to compare
+    assert resources.window_problem(None, today) == (
         "ENGAGEMENT_CALIBRATION_END=2025-06-30 must be before ENGAGEMENT_AS_OF=2025-06-30: the "
         "holdout is the days after the calibration end, up to the as-of"
     )
-    assert settings.first_problem({**pinned, "ENGAGEMENT_CALIBRATION_END": "2025-03-31"}) is None
-    assert settings.first_problem({"ENGAGEMENT_CALIBRATION_END": "2030-01-01"}) is None
+    monkeypatch.setenv("ENGAGEMENT_CALIBRATION_END", "2025-03-31")
+    assert resources.window_problem(None, today) is None
 
 
 def test_every_value_the_settings_accept_the_engagement_step_accepts(monkeypatch):

@@ -324,35 +324,50 @@ def foreign_working_problem_before_run(layout: Layout) -> str | None:
 def foreign_working_problem(layout: Layout, working_id: str | None) -> str | None:
     """Why this working database (id `working_id`; None: it has none yet) must not publish to
     `layout.published`: the file, where it was built, was built from another working database
-    that still exists (a stray ENGAGEMENT_WORKING_DB replaced the analysts' file with a new
-    warehouse's and deleted the other one's version files). None when the file is this
-    database's, was built before files recorded it, was copied or moved since (a copy of a
-    warehouse started over is its own), or its working database is gone (started over)."""
+    that still exists and opens (a stray ENGAGEMENT_WORKING_DB replaced the analysts' file with
+    a new warehouse's and deleted the other one's version files). A file from before files
+    recorded it is taken as built from the working database next to it. None when the file is
+    this database's, was copied or moved since (a copy of a warehouse started over is its own),
+    or its working database is gone or damaged (the warehouse starts over)."""
     if not layout.published.exists():
         return None
     try:
         with duckdb.connect(str(layout.published), read_only=True) as published:
-            if not versions.table_exists(published, "marts", "published_from"):
-                return None
-            row = published.execute(
-                "SELECT warehouse_id, working_database, published_file FROM marts.published_from"
-            ).fetchone()
-    except duckdb.Error:
-        return None  # not readable as a published file, or one from before: `publish` decides
-    if row is None or row[0] == working_id:
+            if versions.table_exists(published, "marts", "published_from"):
+                row = (
+                    published.execute("SELECT * FROM marts.published_from").pl().row(0, named=True)
+                )
+            else:
+                row = {"working_database": str(default_working(layout.published))}
+    except (duckdb.Error, IndexError):
+        return None  # not readable as a published file: `publish` replaces it
+    if row.get("warehouse_id") is not None and row["warehouse_id"] == working_id:
         return None
-    other, built_at = Path(row[1]), Path(row[2])
+    other = Path(row["working_database"])
+    built_at = Path(row.get("published_file") or layout.published.absolute())
     if built_at != layout.published.absolute():
         return None  # copied or moved since: the working database it names is not its own
-    if other.absolute() == layout.working.absolute() or not other.exists():
+    if other.absolute() == layout.working.absolute() or not _opens(other):
         return None
     return (
         f"{layout.published} was built from the working database {other}, which still exists, "
         f"and this run's is {layout.working}: publishing would replace the analysts' file with "
         f"another warehouse's and delete that one's version files. Set ENGAGEMENT_WORKING_DB to "
         f"{other} to go on with that warehouse, or ENGAGEMENT_WAREHOUSE to another file to "
-        "publish this one there"
+        f"publish this one there (or move {other} aside to start anew)"
     )
+
+
+def _opens(path: Path) -> bool:
+    """Whether the DuckDB file at `path` is there and opens (held by a run counts: it is in
+    use); a damaged one does not (its warehouse is to start over, as its error says)."""
+    if not path.exists():
+        return False
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+    except duckdb.Error as exc:
+        return is_lock_conflict(exc) or "different configuration" in str(exc)
+    return True
 
 
 def _recorded(con: duckdb.DuckDBPyConnection, record: tuple[str, str]) -> str | None:
