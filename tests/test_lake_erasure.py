@@ -233,3 +233,48 @@ def test_the_lakes_audiences_mart_is_named_as_the_spark_engine_names_it():
     from engagement_box.spark.audiences import MART
 
     assert erasure.LAKE_AUDIENCES == MART
+
+
+def test_a_lakes_gift_recipient_stays_and_a_profiles_email_is_followed(lake_dir, tmp_path):
+    """Erasing guest id C3, whose one order was a gift to C1's address, erased C1 from every
+    version (a re-review); erasing C2 by id did not follow C2's email to C2's guest orders under
+    C4, which the next Spark run staged again (a re-review)."""
+    staged(
+        lake_dir,
+        "staging.customers",
+        pl.DataFrame({"customer_id": ["C1", "C2"], "email": ["rita@x.example", "ann@x.example"]}),
+    )
+    orders = pl.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3"],
+            "customer_id": ["C3", "C4", "C4"],
+            "email": ["rita@x.example", "ann@x.example", None],
+        }
+    )
+    staged(lake_dir, "staging.orders", orders)
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    gift = erasure.erase(con, customer_id="C3", lake=lake_dir, salt="s")
+    left = every_row(lake_dir)["customer_id"].to_list()
+    assert "C3" not in left and "C1" in left and gift.guest_ids_followed == 0
+
+    staged(
+        lake_dir,
+        "staging.customers",
+        pl.DataFrame({"customer_id": ["C1", "C2"], "email": ["rita@x.example", "ann@x.example"]}),
+    )
+    staged(lake_dir, "staging.orders", orders)
+    ann = erasure.erase(con, customer_id="C2", lake=lake_dir, salt="s")
+    assert ann.guest_ids_followed == 1
+    erased = erasure.erased_subject_hashes(con)
+    assert erasure.subject_hash("ann@x.example", "email", "s") in erased
+    assert erasure.subject_hash("C4", "customer_id", "s") in erased
+    assert {"C2", "C4"}.isdisjoint(every_row(lake_dir)["customer_id"].to_list())
+
+
+def test_a_person_only_in_the_lakes_tables_is_found_and_the_tables_go(lake_dir, tmp_path):
+    """A Spark run stopped by a blocking check leaves every staged person in the lake's tables
+    and no version: erasing one said "nothing matched" and left their rows (a re-review)."""
+    staged(lake_dir, "staging.customers", pl.DataFrame({"customer_id": ["C7"], "email": ["c@x.y"]}))
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    report = erasure.erase(con, email="c@x.y", lake=lake_dir, salt="s")
+    assert report.found and not (lake_dir / "tables").exists()

@@ -973,16 +973,22 @@ def erase(
             record_erased_profiles(con, staged, used_salt)
         if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
             report.lake_tables_missing = _lake_table(Path(lake), "staging.customers") is None
-            in_lake = lake_profiles(Path(lake), subjects)
+            # Their profiles there, closed over their emails and handles as `_resolve` closes
+            # them here (a Spark-only warehouse has no staged rows here), the guest ids of
+            # their orders and reviews, and the ids its audiences give their emails: logged
+            # with the request, so its ingest keeps them out too.
+            in_lake = lake_person_profiles(Path(lake), subjects, max_profiles)
             record_erased_profiles(con, in_lake, used_salt)
-            # Their ids, the guest ids of their orders and reviews there (a Spark-only
-            # warehouse has no staged rows here), and the ids its audiences give their emails:
-            # logged with the request, so its ingest keeps them out too.
-            ids = in_lake.select(normalized_expr("customer_id", "customer_id")).to_series()
-            subjects.customer_id |= set(ids.drop_nulls())
             guests = lake_guest_ids(Path(lake), subjects, asked)
             report.guest_ids_followed += len(guests)
-            subjects.customer_id |= lake_audience_ids(Path(lake), subjects.of("email"))
+            audience_ids = lake_audience_ids(Path(lake), subjects.of("email"))
+            subjects.customer_id |= audience_ids
+            in_lake_found = bool(
+                in_lake.height
+                or guests
+                or audience_ids
+                or lake_holds_ids(Path(lake), subjects.of("customer_id"))
+            )
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
         report.duplicates_restaged = _restage_other_duplicates(
@@ -1029,7 +1035,8 @@ def erase(
         report.found = report.found or bool(report.history_files_rewritten)
 
     if lake is not None:
-        report.lake_rows_removed = erase_from_lake(Path(lake), subjects)
+        report.lake_rows_removed = erase_from_lake(Path(lake), subjects, found=in_lake_found)
+        report.found = report.found or in_lake_found
         report.found = report.found or bool(report.lake_rows_removed)
 
     if audience_dir is not None and Path(audience_dir).is_dir():
@@ -1110,14 +1117,17 @@ def lake_guest_ids(lake: Path, subjects: _Subjects, asked: set[str]) -> set[str]
     emails found are added to `subjects`. Returns the ids followed."""
     profiles = _lake_table(lake, "staging.customers")
     profile_ids: set[str] = set()
+    profile_emails: set[str] = set()
     if profiles is not None:
-        profile_ids = set(
+        staged = (
             pl.scan_parquet(profiles / "*.parquet")
-            .select(normalized_expr("customer_id", "customer_id"))
+            .select(
+                normalized_expr("customer_id", "customer_id"), normalized_expr("email", "email")
+            )
             .collect()
-            .to_series()
-            .drop_nulls()
         )
+        profile_ids = set(staged["customer_id"].drop_nulls())
+        profile_emails = set(staged["email"].drop_nulls())
     rows = []
     for table in ("staging.orders", "staging.reviews"):
         folder = _lake_table(lake, table)
@@ -1145,7 +1155,8 @@ def lake_guest_ids(lake: Path, subjects: _Subjects, asked: set[str]) -> set[str]
             others = carried - subjects.email
             guest_id = guest[0]
             if guest_id in asked:
-                if len(carried) == 1 and others:
+                # its one email, unless a profile (someone else's: a gift order) carries it
+                if len(carried) == 1 and others and not others & profile_emails:
                     subjects.email |= others
                     grown = True
             elif not others and guest_id not in subjects.customer_id:
@@ -1154,6 +1165,87 @@ def lake_guest_ids(lake: Path, subjects: _Subjects, asked: set[str]) -> set[str]
                 grown = True
         if not grown:
             return followed
+
+
+def lake_person_profiles(
+    lake: Path, subjects: _Subjects, max_profiles: int | None = None
+) -> pl.DataFrame:
+    """The lake's staged profiles of the person, their ids, emails and handles added to
+    `subjects` until no new one comes (the links identity follows), never through an email or
+    handle on more profiles than the placeholder limit unless the request named it."""
+    from engagement_box.identity.links import max_profiles_per_key
+
+    limit = max_profiles_per_key(max_profiles)
+    asked = set(subjects.items())
+    found = lake_profiles(lake, subjects)
+    while True:
+        before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
+        ids = found.select(normalized_expr("customer_id", "customer_id")).to_series()
+        subjects.customer_id |= set(ids.drop_nulls())
+        carried = lake_key_counts(lake)
+        emails = found.select(normalized_expr("email", "email")).to_series().drop_nulls()
+        handles = (
+            found.select(pl.col("social_handles").str.split(LIST_SEPARATOR))
+            .explode("social_handles")
+            .select(normalized_expr("social_handles", "handle"))
+            .to_series()
+            .drop_nulls()
+        )
+        for kind, keys in (("email", emails), ("handle", handles)):
+            for key in set(keys):
+                if carried.get((kind, key), 0) <= limit or (kind, key) in asked:
+                    getattr(subjects, kind).add(key)
+        if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
+            return found
+        found = lake_profiles(lake, subjects)
+
+
+def lake_holds_ids(lake: Path, ids: list[str]) -> bool:
+    """Whether the lake's staged orders, reviews or profiles hold one of the customer ids."""
+    if not ids:
+        return False
+    for table in ("staging.customers", "staging.orders", "staging.reviews"):
+        folder = _lake_table(lake, table)
+        if folder is None:
+            continue
+        hits = (
+            pl.scan_parquet(folder / "*.parquet")
+            .filter(normalized_expr("customer_id", "customer_id").is_in(ids))
+            .select(pl.len())
+            .collect()
+            .item()
+        )
+        if hits:
+            return True
+    return False
+
+
+def lake_key_counts(lake: Path) -> dict[tuple[str, str], int]:
+    """How many of the lake's staged profiles carry each email and handle (normalised)."""
+    folder = _lake_table(lake, "staging.customers")
+    if folder is None:
+        return {}
+    scan = pl.scan_parquet(folder / "*.parquet")
+    names = scan.collect_schema().names()
+    counts: dict[tuple[str, str], int] = {}
+    if "email" in names:
+        for key, n in (
+            scan.select(normalized_expr("email", "email")).collect().to_series().value_counts()
+        ).iter_rows():
+            if key is not None:
+                counts[("email", key)] = n
+    if "social_handles" in names:
+        handles = (
+            scan.select(pl.col("social_handles").cast(pl.String).str.split(LIST_SEPARATOR))
+            .explode("social_handles")
+            .select(normalized_expr("social_handles", "handle"))
+            .collect()
+            .to_series()
+        )
+        for key, n in handles.value_counts().iter_rows():
+            if key is not None:
+                counts[("handle", key)] = n
+    return counts
 
 
 def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
@@ -1362,19 +1454,20 @@ def read_register(path: Path | str) -> tuple[frozenset[str], str]:
 # The Spark engine's lake
 
 
-def erase_from_lake(lake: Path, subjects: _Subjects) -> dict[str, int]:
+def erase_from_lake(lake: Path, subjects: _Subjects, found: bool = True) -> dict[str, int]:
     """Rows removed per mart from every retained version of the lake's marts (none when `lake`
     holds no published version). The customer ids are the subjects' (`erase` adds those of the
     lake's staged profiles, guest orders and audiences). The lake's working tables, which hold
-    the staged rows, are deleted when the person was found (every Spark run rebuilds them);
-    kept otherwise, so a later erasure by email or handle can still find people in them."""
+    the staged rows, are deleted when the person was found in the lake (`found`: in its
+    tables or versions; every Spark run rebuilds them); kept otherwise, so a later erasure by
+    email or handle can still find people in them."""
     from engagement_box.spark import lake as spark_lake
 
     if not spark_lake.has_lake(lake):
         return {}
     removed = spark_lake.erase_customers(lake, subjects.of("customer_id"))
     tables = lake / "tables"
-    if removed and tables.is_dir():
+    if (removed or found) and tables.is_dir():
         aside = lake / f".erased-tables-{uuid.uuid4().hex}"
         os.rename(tables, aside)
         shutil.rmtree(aside)
