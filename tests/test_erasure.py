@@ -912,7 +912,7 @@ def test_an_erasure_is_finished_once_its_files_are_and_a_lake_waits_for_its_own(
 
     lake = tmp_path / "lake"
     monkeypatch.setattr(spark_lake, "has_lake", lambda path: True)
-    monkeypatch.setattr(erasure, "erase_from_lake", lambda path, subjects: {})
+    monkeypatch.setattr(erasure, "erase_from_lake", lambda path, subjects, found=True: {})
     bob = erasure.erase(
         con, customer_id="BOB-002", audience_dir=audience_dir, published=layout, lake=lake
     )
