@@ -41,10 +41,13 @@ CURRENCY_MACROS = ("work/create_currency_macros",)
 
 @functools.cache
 def _macros(files: tuple[str, ...]) -> dict[str, tuple[list[str], exp.Expression, bool]]:
-    """name -> (parameters, body, is a table macro), from the `create macro` statements."""
+    """name -> (parameters, body, is a table macro), from the `create macro` statements (of a
+    file's Spark version in `sql/spark_overrides/` when there is one, still DuckDB's syntax)."""
     found: dict[str, tuple[list[str], exp.Expression, bool]] = {}
     for name in files:
-        for statement in sqlglot.parse(load_sql(name), read="duckdb"):
+        override = OVERRIDES / f"{name.replace('/', '__')}.sql"
+        text = override.read_text(encoding="utf-8") if override.exists() else load_sql(name)
+        for statement in sqlglot.parse(text, read="duckdb"):
             if not isinstance(statement, exp.Create) or statement.kind != "MACRO":
                 continue
             udf = statement.this
