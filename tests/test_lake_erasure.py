@@ -278,3 +278,45 @@ def test_a_person_only_in_the_lakes_tables_is_found_and_the_tables_go(lake_dir, 
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
     report = erasure.erase(con, email="c@x.y", lake=lake_dir, salt="s")
     assert report.found and not (lake_dir / "tables").exists()
+
+
+def test_a_till_address_stays_a_placeholder_after_one_of_its_profiles_is_erased(lake_dir, tmp_path):
+    """Six profiles on a shop's address: erasing one left five in the lake, which then counted
+    as one person and were erased with the next (a re-review); identity counts the erased
+    carrier too. A handle listed twice on one profile counts once."""
+    six = pl.DataFrame(
+        {"customer_id": [f"C{i}" for i in range(1, 7)], "email": ["till@shop.example"] * 6}
+    )
+    version(
+        lake_dir, "customer_value", 3, values([f"C{i}" for i in range(1, 7)], date(2025, 7, 31))
+    )
+    staged(lake_dir, "staging.customers", six)
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    erasure.erase(con, customer_id="C1", lake=lake_dir, salt="s")
+    staged(lake_dir, "staging.customers", six.filter(pl.col("customer_id") != "C1"))
+    erasure.erase(con, customer_id="C2", lake=lake_dir, salt="s")
+    left = set(every_row(lake_dir)["customer_id"].to_list())
+    assert {"C3", "C4", "C5", "C6"} <= left and not {"C1", "C2"} & left
+
+    twice = pl.DataFrame(
+        {
+            "customer_id": ["D1", "D2", "D3", "D4", "D5"],
+            "email": [None] * 5,
+            "social_handles": ["@Ann;ann", "ann", "ann", "ann", "ann"],
+        }
+    )
+    version(lake_dir, "customer_value", 4, values(["D1", "D2", "D5"], date(2025, 8, 31)))
+    staged(lake_dir, "staging.customers", twice)
+    erasure.erase(con, customer_id="D1", lake=lake_dir, salt="s")
+    assert not {"D1", "D2", "D5"} & set(every_row(lake_dir)["customer_id"].to_list())
+
+
+def test_a_lake_without_a_version_loses_the_tables_that_hold_the_person(lake_dir, tmp_path):
+    """A first Spark run that staged and stopped before publishing: the erasure said the
+    person was found and left their staged rows (a re-review)."""
+    shutil.rmtree(lake_dir / "history")
+    shutil.rmtree(lake_dir / "marts")
+    staged(lake_dir, "staging.customers", pl.DataFrame({"customer_id": ["C1"], "email": ["j@x.y"]}))
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    assert erasure.erase(con, email="j@x.y", lake=lake_dir, salt="s").found
+    assert not (lake_dir / "tables").exists()

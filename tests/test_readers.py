@@ -720,3 +720,23 @@ def test_a_published_file_from_before_its_origin_was_recorded_is_still_guarded(
         damaged.seek(8)
         damaged.write(b"\xff" * 512)
     assert readers.foreign_working_problem_before_run(stray) is None
+
+
+def test_a_stray_file_at_the_default_path_does_not_hold_back_the_warehouse_that_published(
+    tmp_path,
+):
+    """ENGAGEMENT_WORKING_DB set on purpose, a file from before the origin was recorded, and an
+    empty DuckDB file at the default working path (a trial's): run, erase and retain were
+    refused, told to switch to the empty file (a re-review)."""
+    published = tmp_path / "w" / "engagement.duckdb"
+    published.parent.mkdir()
+    layout = readers.Layout(published=published, working=tmp_path / "custom" / "pipeline.duckdb")
+    layout.working.parent.mkdir()
+    con = duckdb.connect(str(layout.working))
+    publish_version(con, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    readers.publish(con, layout, now=NOW)
+    con.close()
+    with duckdb.connect(str(published)) as file:
+        file.execute("DROP TABLE marts.published_from")
+    duckdb.connect(str(readers.default_working(published))).close()  # empty, never published
+    assert readers.foreign_working_problem_before_run(layout) is None

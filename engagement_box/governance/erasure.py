@@ -114,7 +114,7 @@ import secrets
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -977,7 +977,12 @@ def erase(
             # them here (a Spark-only warehouse has no staged rows here), the guest ids of
             # their orders and reviews, and the ids its audiences give their emails: logged
             # with the request, so its ingest keeps them out too.
-            in_lake = lake_person_profiles(Path(lake), subjects, max_profiles)
+            in_lake = lake_person_profiles(
+                Path(lake),
+                subjects,
+                max_profiles,
+                erased=lambda kind, key: _erased_carriers(con, kind, key, used_salt),
+            )
             record_erased_profiles(con, in_lake, used_salt)
             guests = lake_guest_ids(Path(lake), subjects, asked)
             report.guest_ids_followed += len(guests)
@@ -1168,11 +1173,17 @@ def lake_guest_ids(lake: Path, subjects: _Subjects, asked: set[str]) -> set[str]
 
 
 def lake_person_profiles(
-    lake: Path, subjects: _Subjects, max_profiles: int | None = None
+    lake: Path,
+    subjects: _Subjects,
+    max_profiles: int | None = None,
+    erased: Callable[[str, str], int] = lambda kind, key: 0,
 ) -> pl.DataFrame:
     """The lake's staged profiles of the person, their ids, emails and handles added to
     `subjects` until no new one comes (the links identity follows), never through an email or
-    handle on more profiles than the placeholder limit unless the request named it."""
+    handle on more profiles than the placeholder limit unless the request named it: the
+    lake's distinct profiles carrying it plus `erased(kind, key)`, the profiles erased before
+    that carried it (identity counts them too: erasing one of six profiles on a till's address
+    left five strangers, who were then erased with the next one)."""
     from engagement_box.identity.links import max_profiles_per_key
 
     limit = max_profiles_per_key(max_profiles)
@@ -1193,11 +1204,24 @@ def lake_person_profiles(
         )
         for kind, keys in (("email", emails), ("handle", handles)):
             for key in set(keys):
-                if carried.get((kind, key), 0) <= limit or (kind, key) in asked:
+                profiles = carried.get((kind, key), 0) + erased(kind, key)
+                if profiles <= limit or (kind, key) in asked:
                     getattr(subjects, kind).add(key)
         if (len(subjects.customer_id), len(subjects.email), len(subjects.handle)) == before:
             return found
         found = lake_profiles(lake, subjects)
+
+
+def _erased_carriers(con: duckdb.DuckDBPyConnection, kind: str, key: str, salt: str) -> int:
+    """How many profiles erased before carried `key` (`staging.erased_profile_keys`)."""
+    if not _table_exists(con, "staging", "erased_profile_keys"):
+        return 0
+    row = con.execute(
+        "SELECT count(DISTINCT profile_hash) FROM staging.erased_profile_keys "
+        "WHERE kind = $kind AND key_hash = $hash",
+        {"kind": kind, "hash": _hash_normalized(key, kind, salt)},
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def lake_holds_ids(lake: Path, ids: list[str]) -> bool:
@@ -1228,23 +1252,24 @@ def lake_key_counts(lake: Path) -> dict[tuple[str, str], int]:
     scan = pl.scan_parquet(folder / "*.parquet")
     names = scan.collect_schema().names()
     counts: dict[tuple[str, str], int] = {}
+    profile = normalized_expr("customer_id", "customer_id").alias("profile")
     if "email" in names:
+        emails = scan.select(profile, normalized_expr("email", "email").alias("key")).collect()
         for key, n in (
-            scan.select(normalized_expr("email", "email")).collect().to_series().value_counts()
-        ).iter_rows():
-            if key is not None:
-                counts[("email", key)] = n
+            emails.drop_nulls().group_by("key").agg(pl.col("profile").n_unique()).iter_rows()
+        ):
+            counts[("email", key)] = n
     if "social_handles" in names:
         handles = (
-            scan.select(pl.col("social_handles").cast(pl.String).str.split(LIST_SEPARATOR))
+            scan.select(profile, pl.col("social_handles").cast(pl.String).str.split(LIST_SEPARATOR))
             .explode("social_handles")
-            .select(normalized_expr("social_handles", "handle"))
+            .select("profile", normalized_expr("social_handles", "handle").alias("key"))
             .collect()
-            .to_series()
         )
-        for key, n in handles.value_counts().iter_rows():
-            if key is not None:
-                counts[("handle", key)] = n
+        for key, n in (
+            handles.drop_nulls().group_by("key").agg(pl.col("profile").n_unique()).iter_rows()
+        ):
+            counts[("handle", key)] = n
     return counts
 
 
@@ -1463,9 +1488,11 @@ def erase_from_lake(lake: Path, subjects: _Subjects, found: bool = True) -> dict
     email or handle can still find people in them."""
     from engagement_box.spark import lake as spark_lake
 
-    if not spark_lake.has_lake(lake):
-        return {}
-    removed = spark_lake.erase_customers(lake, subjects.of("customer_id"))
+    removed = (
+        spark_lake.erase_customers(lake, subjects.of("customer_id"))
+        if spark_lake.has_lake(lake)
+        else {}
+    )
     tables = lake / "tables"
     if (removed or found) and tables.is_dir():
         aside = lake / f".erased-tables-{uuid.uuid4().hex}"

@@ -311,22 +311,26 @@ def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
 def foreign_working_problem_before_run(layout: Layout) -> str | None:
     """`foreign_working_problem` asked before a run starts (the CLI), with the working
     database's id read from it if it is there and readable now."""
-    working_id = None
+    working_id, published = None, False
     if layout.working.exists():
         try:
             with duckdb.connect(str(layout.working), read_only=True) as working:
                 working_id = _recorded(working, _WAREHOUSE_ID)
+                published = _recorded(working, _STATE) is not None
         except duckdb.Error:
             return None  # held by a run: the publish asks again
-    return foreign_working_problem(layout, working_id)
+    return foreign_working_problem(layout, working_id, published)
 
 
-def foreign_working_problem(layout: Layout, working_id: str | None) -> str | None:
+def foreign_working_problem(
+    layout: Layout, working_id: str | None, working_published: bool = False
+) -> str | None:
     """Why this working database (id `working_id`; None: it has none yet) must not publish to
     `layout.published`: the file, where it was built, was built from another working database
     that still exists and opens (a stray ENGAGEMENT_WORKING_DB replaced the analysts' file with
     a new warehouse's and deleted the other one's version files). A file from before files
-    recorded it is taken as built from the working database next to it. None when the file is
+    recorded it (or where it was) is taken as built from the working database next to it when
+    that one has published and this one (`working_published`) has not. None when the file is
     this database's, was copied or moved since (a copy of a warehouse started over is its own),
     or its working database is gone or damaged (the warehouse starts over)."""
     if not layout.published.exists():
@@ -344,8 +348,10 @@ def foreign_working_problem(layout: Layout, working_id: str | None) -> str | Non
     if row.get("warehouse_id") is not None and row["warehouse_id"] == working_id:
         return None
     other = Path(row["working_database"])
-    built_at = Path(row.get("published_file") or layout.published.absolute())
-    if built_at != layout.published.absolute():
+    if row.get("published_file") is None:  # a file from before it was recorded: guessed
+        if working_published or not _has_published(other):
+            return None
+    elif Path(row["published_file"]) != layout.published.absolute():
         return None  # copied or moved since: the working database it names is not its own
     if other.absolute() == layout.working.absolute() or not _opens(other):
         return None
@@ -356,6 +362,15 @@ def foreign_working_problem(layout: Layout, working_id: str | None) -> str | Non
         f"{other} to go on with that warehouse, or ENGAGEMENT_WAREHOUSE to another file to "
         f"publish this one there (or move {other} aside to start anew)"
     )
+
+
+def _has_published(path: Path) -> bool:
+    """Whether the working database at `path` opens and has published a file."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as working:
+            return _recorded(working, _STATE) is not None
+    except duckdb.Error as exc:
+        return is_lock_conflict(exc)  # in use by a run: taken as a live warehouse
 
 
 def _opens(path: Path) -> bool:
@@ -926,7 +941,9 @@ def publish(
     now = (now or datetime.now()).replace(tzinfo=None)
     if not _has_version(con):
         return Published()  # nothing published yet: no file for readers
-    problem = foreign_working_problem(layout, _recorded(con, _WAREHOUSE_ID))
+    problem = foreign_working_problem(
+        layout, _recorded(con, _WAREHOUSE_ID), _recorded(con, _STATE) is not None
+    )
     if problem:
         raise PublishError(problem)
     # An erase stopped after its commit: its person may still be in the history files.
