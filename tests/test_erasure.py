@@ -1207,14 +1207,10 @@ def test_a_person_known_only_by_a_social_handle_can_be_erased_by_it(built):
         erasure.erase(con, handle=" @ ")
 
 
-def test_a_guest_buyer_erased_by_email_leaves_no_customer_behind(built):
-    """A guest (no profile) whose orders carry her email on some rows only: erased by email,
-    only the rows with the email went; her buyer id stayed a customer in every mart and
-    version, its orders still counted. Her id is followed now; an id whose orders also carry
-    someone else's email (a shop's shared guest id) is left, and said so."""
-    con, exports, audience_dir = built
+def write_orders(exports: Path, name: str, rows: list[tuple[str, str, str]]) -> None:
+    """An orders export of completed web orders of 25.00 USD: (order_id, customer_id, email)."""
     write_csv(
-        exports / "orders" / "guests.csv",
+        exports / "orders" / name,
         [
             {
                 "order_id": oid,
@@ -1226,12 +1222,25 @@ def test_a_guest_buyer_erased_by_email_leaves_no_customer_behind(built):
                 "status": "completed",
                 "channel": "web",
             }
-            for oid, cid, email in [
-                ("g1", "G-77", "guest.person@example.com"),
-                ("g2", "G-77", ""),  # her order without an email
-                ("g3", "GUEST", "guest.person@example.com"),
-                ("g4", "GUEST", "someone.else@example.com"),
-            ]
+            for oid, cid, email in rows
+        ],
+    )
+
+
+def test_a_guest_buyer_erased_by_email_leaves_no_customer_behind(built):
+    """A guest (no profile) whose orders carry her email on some rows only: erased by email,
+    only the rows with the email went; her buyer id stayed a customer in every mart and
+    version, its orders still counted. Her id is followed now; an id whose orders also carry
+    someone else's email (a shop's shared guest id) is left, and said so."""
+    con, exports, audience_dir = built
+    write_orders(
+        exports,
+        "guests.csv",
+        [
+            ("g1", "G-77", "guest.person@example.com"),
+            ("g2", "G-77", ""),  # her order without an email
+            ("g3", "GUEST", "guest.person@example.com"),
+            ("g4", "GUEST", "someone.else@example.com"),
         ],
     )
     ingest_source(con, exports, "orders")
@@ -1260,26 +1269,15 @@ def test_a_gift_order_under_an_erased_guest_id_does_not_erase_its_recipient(buil
     friend's email was erased, and the friend's own guest id with it (a re-review). An id
     named by the request brings the email its orders carry only when they carry one."""
     con, exports, audience_dir = built
-    write_csv(
-        exports / "orders" / "gifts.csv",
+    write_orders(
+        exports,
+        "gifts.csv",
         [
-            {
-                "order_id": oid,
-                "customer_id": cid,
-                "email": email,
-                "ordered_at": "2024-01-05T10:00:00",
-                "net_amount": "25.00",
-                "currency": "USD",
-                "status": "completed",
-                "channel": "web",
-            }
-            for oid, cid, email in [
-                ("k1", "G-1", "anna@example.com"),
-                ("k2", "G-1", "friend@example.com"),  # a gift
-                ("k3", "F-1", "friend@example.com"),  # the friend's own guest orders
-                ("k4", "F-1", ""),
-                ("k5", "G-2", "solo@example.com"),
-            ]
+            ("k1", "G-1", "anna@example.com"),
+            ("k2", "G-1", "friend@example.com"),  # a gift
+            ("k3", "F-1", "friend@example.com"),  # the friend's own guest orders
+            ("k4", "F-1", ""),
+            ("k5", "G-2", "solo@example.com"),
         ],
     )
     ingest_source(con, exports, "orders")

@@ -176,31 +176,18 @@ def test_a_handle_or_an_asked_guest_id_reaches_the_lake(lake_dir, tmp_path):
             {"customer_id": ["C1", "C9"], "email": ["a@x.example", None]},
         ).with_columns(social_handles=pl.Series(["@Ann;@ann_shop", "zed"])),
     )
-    staged(
-        lake_dir,
-        "staging.orders",
-        pl.DataFrame(
-            {
-                "order_id": ["o1", "o2", "o3"],
-                "customer_id": ["C3", "C3", "C4"],
-                "email": ["g@x.example", "g@x.example", "g@x.example"],
-            }
-        ),
+    orders = pl.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3"],
+            "customer_id": ["C3", "C3", "C4"],
+            "email": ["g@x.example", "g@x.example", "g@x.example"],
+        }
     )
+    staged(lake_dir, "staging.orders", orders)
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
     by_handle = erasure.erase(con, handle="ANN_shop", lake=lake_dir, salt="s")
     assert by_handle.lake_rows_removed == {"customer_value": 2}  # C1 in both versions
-    staged(
-        lake_dir,
-        "staging.orders",
-        pl.DataFrame(
-            {
-                "order_id": ["o1", "o2", "o3"],
-                "customer_id": ["C3", "C3", "C4"],
-                "email": ["g@x.example", "g@x.example", "g@x.example"],
-            }
-        ),
-    )
+    staged(lake_dir, "staging.orders", orders)  # the next Spark run's tables
     asked = erasure.erase(con, customer_id="C3", lake=lake_dir, salt="s")
     assert asked.guest_ids_followed == 1  # C4: only the guest's email under it
     assert {"C3", "C4"}.isdisjoint(every_row(lake_dir)["customer_id"].to_list())

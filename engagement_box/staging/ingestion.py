@@ -2652,14 +2652,7 @@ def restage_orphaned_duplicates(
         con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
         con.unregister("bad_rows")
     if rest.height and good.height:  # compared again, with the row staged now, after the commit
-        con.register("rest_rows", rest.select(_PLACE))
-        try:
-            con.execute(
-                load_sql("staging/mark_duplicates_not_compared"),
-                {"source": source.name, "pending": NOT_COMPARED},
-            )
-        finally:
-            con.unregister("rest_rows")
+        _mark_not_compared(con, source, rest.select(_PLACE))
     moved = dict(good.group_by("source_file").len().iter_rows())
     for name, n in moved.items():
         con.execute(
@@ -2681,8 +2674,13 @@ def _compare_again(con: duckdb.DuckDBPyConnection, source: Source, files: list[s
         key=",".join(source.key_columns),
     )
     rows = con.execute(sql, {**_orphan_parameters(source), "files": files}).pl()
-    if not rows.height:
-        return
+    if rows.height:
+        _mark_not_compared(con, source, rows)
+
+
+def _mark_not_compared(con: duckdb.DuckDBPyConnection, source: Source, rows: pl.DataFrame) -> None:
+    """The quarantined duplicates at `rows` (source_file, source_row) go back to "not compared
+    yet", for `compare_repeats` after the commit."""
     con.register("rest_rows", rows)
     try:
         con.execute(
