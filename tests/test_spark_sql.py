@@ -62,12 +62,15 @@ def test_table_writes_are_told_apart():
 def test_an_override_replaces_only_what_cannot_be_portable():
     overrides = sorted(p.name for p in spark_sql.OVERRIDES.glob("*.sql"))
     # the merge's components, and the identity macros' lower case (Java's is not DuckDB's)
-    assert overrides == ["intermediate__customer_merge.sql", "intermediate__normalization.sql"]
+    assert overrides == [
+        "intermediate__customer_merge.sql",
+        "intermediate__normalization.macros.sql",
+    ]
 
     def macros(path) -> str:  # the statements, without the files' comments
         return path.read_text(encoding="utf-8").split("create or replace macro", 1)[1]
 
-    spark_version = macros(spark_sql.OVERRIDES / "intermediate__normalization.sql")
+    spark_version = macros(spark_sql.OVERRIDES / "intermediate__normalization.macros.sql")
     two_letters = "replace(replace(trim(value), 'İ', 'i'), 'Σ', 'σ')"
     assert spark_version.count(two_letters) == 2
     assert spark_version.replace(two_letters, "trim(value)") == macros(

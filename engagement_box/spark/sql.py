@@ -42,10 +42,13 @@ CURRENCY_MACROS = ("work/create_currency_macros",)
 @functools.cache
 def _macros(files: tuple[str, ...]) -> dict[str, tuple[list[str], exp.Expression, bool]]:
     """name -> (parameters, body, is a table macro), from the `create macro` statements (of a
-    file's Spark version in `sql/spark_overrides/` when there is one, still DuckDB's syntax)."""
+    file's Spark version `sql/spark_overrides/<file>.macros.sql` when there is one, still
+    DuckDB's syntax)."""
     found: dict[str, tuple[list[str], exp.Expression, bool]] = {}
     for name in files:
-        override = OVERRIDES / f"{name.replace('/', '__')}.sql"
+        # `<file>.macros.sql`, not `<file>.sql`: a statement file's override is Spark SQL,
+        # which has no macros (`_load` runs that one in place of the file's statements)
+        override = OVERRIDES / f"{name.replace('/', '__')}.macros.sql"
         text = override.read_text(encoding="utf-8") if override.exists() else load_sql(name)
         for statement in sqlglot.parse(text, read="duckdb"):
             if not isinstance(statement, exp.Create) or statement.kind != "MACRO":

@@ -7,7 +7,7 @@
 -- Lower case is each letter's own (Unicode's simple mapping: DuckDB's lower, 'İ' -> 'i', 'Σ'
 -- -> 'σ'). Spark's lower (Java's) makes 'İ' two characters and a final 'Σ' a 'ς', as Python
 -- and polars do: the Spark engine expands these macros from
--- sql/spark_overrides/intermediate__normalization.sql, which makes those two letters so first,
+-- sql/spark_overrides/intermediate__normalization.macros.sql, which makes those two letters so first,
 -- and so do erasure.normalize and erasure.normalized_expr (one person's 'İrem@…' and 'irem@…'
 -- were one customer on DuckDB and two on Spark). Here, where lower needs no help, the replaces
 -- would cost 1.5 CPU-s per 10M values.
