@@ -294,6 +294,17 @@ def test_a_header_of_one_huge_name_is_said_in_a_short_message(warehouse, exports
     assert "the header is one name holding ';'" in said and len(said) < 1000
 
 
+def test_a_large_file_whose_lines_end_with_cr_alone_is_said_so(warehouse, exports_dir):
+    """A header past 64 KiB is read on to its line break; a file of over 64 MiB with CR alone
+    has none, and would be refused as "a header row longer than 64 MiB"."""
+    header = ",".join(["x" * 70_000, *good_order(1)])
+    row = ",".join(["", *good_order(1).values()])
+    body = (row + "\r") * (2**26 // len(row) + 1)
+    write_text(exports_dir / "orders" / "mac.csv", header + "\r" + body)
+    with pytest.raises(IngestError, match="its lines end with CR alone"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+
 def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
     """`Social Handles`, `Converted-At`: an export tool's header variants of optional columns
     were ignored, and every handle and conversion lost while the run said nothing."""

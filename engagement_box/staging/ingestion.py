@@ -575,8 +575,9 @@ def _long_header_text(export: ExportFile) -> str:
                     export,
                     f"line {line} is not UTF-8 text; exports must be UTF-8 (save it as UTF-8)",
                 ) from None
-            # a file whose lines end with CR alone has no line break to find: said as such
-            if len(head) < size or _header_ends_in(text) or "\n" not in text and "\r" in text:
+            # (a file whose lines end with CR alone: Python's csv refuses the CR in the first
+            # line, so `_header_ends_in` stops here and `_csv_header` says what it is)
+            if len(head) < size or _header_ends_in(text):
                 return text
             if size >= HEADER_MAX_BYTES:
                 raise _unreadable(
