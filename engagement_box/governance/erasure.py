@@ -676,6 +676,36 @@ def _resolve(
             return found, len(skipped)
 
 
+def _guest_ids_step(
+    emails_of: dict[str, set[str | None]],
+    subjects: _Subjects,
+    asked: set[str],
+    profile_carries: Callable[[str], bool],
+    followed: set[str],
+    shared: set[str],
+) -> bool:
+    """One pass of the guest-id rule, on either engine's rows (`emails_of`: each candidate
+    buyer id -> the emails its orders and reviews carry, None for none): an id whose every
+    email is the person's is added to `subjects` and `followed`; one carrying someone else's
+    email goes to `shared`; an id the request names (`asked`) brings its one email unless a
+    profile carries it (`profile_carries`: a gift's recipient). Whether `subjects` grew."""
+    grown = False
+    for customer_id, emails in emails_of.items():
+        carried = {e for e in emails if e is not None}
+        others = carried - subjects.email
+        if customer_id in asked:
+            if len(carried) == 1 and others and not profile_carries(next(iter(others))):
+                subjects.email |= others
+                grown = True
+        elif others:
+            shared.add(customer_id)
+        elif customer_id not in subjects.customer_id:
+            subjects.customer_id.add(customer_id)
+            followed.add(customer_id)
+            grown = True
+    return grown
+
+
 def _follow_guest_ids(
     con: duckdb.DuckDBPyConnection, subjects: _Subjects, asked: set[str]
 ) -> tuple[int, int]:
@@ -694,32 +724,18 @@ def _follow_guest_ids(
     con.execute(load_sql(f"erasure/create_{'' if profiles else 'no_'}profile_ids_view"))
     followed: set[str] = set()
     shared: set[str] = set()
+
+    def profile_carries(email: str) -> bool:
+        return profiles and _profile_carries(con, email)
+
     while True:
-        emails_of: dict[str, set[str]] = defaultdict(set)
+        emails_of: dict[str, set[str | None]] = defaultdict(set)
         params = {"emails": subjects.of("email"), "ids": subjects.of("customer_id")}
         for table in tables:
             rows = con.execute(load_sql("erasure/guest_buyer_ids", table=table), params)
             for customer_id, email in rows.fetchall():
                 emails_of[customer_id].add(email)
-        grown = False
-        for customer_id, emails in emails_of.items():
-            others = {e for e in emails if e is not None and e not in subjects.email}
-            if customer_id in asked:
-                # The one email the person's guest orders carry, unless a profile (someone
-                # else's: the person's own are followed already) carries it.
-                carried = {e for e in emails if e is not None}
-                if len(carried) == 1 and others:
-                    (email,) = others
-                    if not (profiles and _profile_carries(con, email)):
-                        subjects.email.add(email)
-                        grown = True
-            elif others:
-                shared.add(customer_id)
-            elif customer_id not in subjects.customer_id:
-                subjects.customer_id.add(customer_id)
-                followed.add(customer_id)
-                grown = True
-        if not grown:
+        if not _guest_ids_step(emails_of, subjects, asked, profile_carries, followed, shared):
             return len(followed), len(shared - subjects.customer_id)
 
 
@@ -1154,21 +1170,13 @@ def lake_guest_ids(lake: Path, subjects: _Subjects, asked: set[str]) -> set[str]
     while True:
         emails = subjects.of("email")
         theirs = set(frame.filter(pl.col("email").is_in(emails))["id"]) | (asked & set(frame["id"]))
-        grown = False
-        for guest, part in frame.filter(pl.col("id").is_in(list(theirs))).group_by("id"):
-            carried = set(part["email"].drop_nulls())
-            others = carried - subjects.email
-            guest_id = guest[0]
-            if guest_id in asked:
-                # its one email, unless a profile (someone else's: a gift order) carries it
-                if len(carried) == 1 and others and not others & profile_emails:
-                    subjects.email |= others
-                    grown = True
-            elif not others and guest_id not in subjects.customer_id:
-                subjects.customer_id.add(guest_id)
-                followed.add(guest_id)
-                grown = True
-        if not grown:
+        emails_of = {
+            guest: set(part["email"])
+            for (guest,), part in frame.filter(pl.col("id").is_in(list(theirs))).group_by("id")
+        }
+        if not _guest_ids_step(
+            emails_of, subjects, asked, profile_emails.__contains__, followed, set()
+        ):
             return followed
 
 
@@ -1188,12 +1196,12 @@ def lake_person_profiles(
 
     limit = max_profiles_per_key(max_profiles)
     asked = set(subjects.items())
+    carried = lake_key_counts(lake)
     found = lake_profiles(lake, subjects)
     while True:
         before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
         ids = found.select(normalized_expr("customer_id", "customer_id")).to_series()
         subjects.customer_id |= set(ids.drop_nulls())
-        carried = lake_key_counts(lake)
         emails = found.select(normalized_expr("email", "email")).to_series().drop_nulls()
         handles = (
             found.select(pl.col("social_handles").str.split(LIST_SEPARATOR))
@@ -1251,26 +1259,31 @@ def lake_key_counts(lake: Path) -> dict[tuple[str, str], int]:
         return {}
     scan = pl.scan_parquet(folder / "*.parquet")
     names = scan.collect_schema().names()
-    counts: dict[tuple[str, str], int] = {}
     profile = normalized_expr("customer_id", "customer_id").alias("profile")
+    keyed: list[tuple[str, pl.LazyFrame]] = []
     if "email" in names:
-        emails = scan.select(profile, normalized_expr("email", "email").alias("key")).collect()
-        for key, n in (
-            emails.drop_nulls().group_by("key").agg(pl.col("profile").n_unique()).iter_rows()
-        ):
-            counts[("email", key)] = n
-    if "social_handles" in names:
-        handles = (
-            scan.select(profile, pl.col("social_handles").cast(pl.String).str.split(LIST_SEPARATOR))
-            .explode("social_handles")
-            .select("profile", normalized_expr("social_handles", "handle").alias("key"))
-            .collect()
+        keyed.append(
+            ("email", scan.select(profile, normalized_expr("email", "email").alias("key")))
         )
-        for key, n in (
-            handles.drop_nulls().group_by("key").agg(pl.col("profile").n_unique()).iter_rows()
-        ):
-            counts[("handle", key)] = n
-    return counts
+    if "social_handles" in names:
+        listed = pl.col("social_handles").cast(pl.String).str.split(LIST_SEPARATOR)
+        keyed.append(
+            (
+                "handle",
+                scan.select(profile, listed)
+                .explode("social_handles")
+                .select("profile", normalized_expr("social_handles", "handle").alias("key")),
+            )
+        )
+    return {  # distinct profiles: a handle listed twice on one profile counts once
+        (kind, key): n
+        for kind, frame in keyed
+        for key, n in frame.drop_nulls()
+        .group_by("key")
+        .agg(pl.col("profile").n_unique())
+        .collect()
+        .iter_rows()
+    }
 
 
 def lake_profiles(lake: Path, subjects: _Subjects) -> pl.DataFrame:
