@@ -373,8 +373,10 @@ class StepLines:
             standing = "computed_in_this_run" in metadata
             if not standing:
                 self.rows.setdefault(step, []).append(rows.value if rows is not None else None)
+            # Nor is their path: it is what the run that computed them said ("cold" for a
+            # step that computed nothing here).
             path, why = metadata.get("computation"), metadata.get("computation_reason")
-            if path is not None and step not in self.paths:
+            if path is not None and not standing and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
             self._staging_warnings(event, metadata)
             if "rows_quarantined_this_run" in metadata:  # a staging step

@@ -91,6 +91,24 @@ def test_a_cli_run_tells_its_steps_reruns_from_the_ui_and_one_asset_reruns(tmp_p
     check_console(cli_run)
     check_ui_reexecution(cli_run)
     check_readme_materialize(cli_run)
+    check_nothing_computed_says_no_path(cli_run, exports)
+
+
+def check_nothing_computed_says_no_path(cli_run: dict, exports: Path) -> None:
+    """A run that stages no row (a header-only export) computes nothing: the standing
+    version's materializations that `work__version_inputs` repeats carry what the run that
+    computed them said ("cold"), which is not this run's path. The CLI said
+    `work__version_inputs ... cold` and "computed in full: work__version_inputs: no earlier
+    state of calibration_holdout ..." under the same Dagster home."""
+    first_csv = sorted((exports / "orders").glob("*.csv"))[0]
+    header = first_csv.read_text(encoding="utf-8-sig").splitlines()[0]
+    (exports / "orders" / "orders_header_only.csv").write_text(header + "\n")
+    code, out, err = run_cli(cli_run["env"], "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert "computed nothing: version 1" in out
+    line = step_lines(out)["work__version_inputs"]
+    assert line[1] == "ok" and line[-1] not in ("cold", "incremental", "carried"), line
+    assert "computed in full" not in out
 
 
 @contextlib.contextmanager
