@@ -1051,6 +1051,12 @@ def retention_outcome(events) -> list[str]:
         if current not in (None, "")
         else "current version: none (nothing was published yet)"
     )
+    deleted = int(meta.get("history_files_deleted") or 0)
+    if deleted:
+        lines.append(
+            f"version files deleted: {deleted:,} (of expired versions, once sessions opened "
+            "before they expired had a day to finish)"
+        )
     trimmed = meta.get("work_as_ofs_trimmed") or []
     if trimmed:
         rows = int(meta.get("work_rows_deleted", 0))

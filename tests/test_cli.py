@@ -1294,6 +1294,20 @@ def test_retain_applies_the_policy_as_a_run_and_says_what_it_expired(december_ru
         "expired now: none (each version is within the policy, or is the current one)"
         in out.splitlines()
     )
+    # Two days on, nothing else changed: the expired version's files go (they stayed on disk
+    # until some later change rebuilt the published file).
+    expired_files = sorted(copy.database.with_suffix(".history").glob("*/snapshot_1.parquet"))
+    assert expired_files
+    with duckdb.connect(str(default_working(copy.database))) as con:
+        con.execute("UPDATE marts.snapshot_log SET expired_at = expired_at - INTERVAL 2 DAY")
+    code, out, _ = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    assert code == 0
+    assert (
+        f"version files deleted: {len(expired_files)} (of expired versions, once sessions "
+        "opened before they expired had a day to finish)"
+    ) in out.splitlines()
+    assert not any(path.exists() for path in expired_files)
+    assert sorted(copy.database.with_suffix(".history").glob("*/snapshot_2.parquet"))
 
 
 def test_retain_with_no_warehouse_means_nothing_ran(tmp_path):

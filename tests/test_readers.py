@@ -590,6 +590,27 @@ def test_retention_removes_expired_files_after_a_grace_period(working, layout):
     assert not expired.exists()
 
 
+def test_expired_files_go_after_the_grace_though_nothing_else_changed(working, layout):
+    """A quiet month (no new export, retention caught up): the daily retention and runs found
+    the published file up to date and kept every expired version's files past the grace."""
+    two_versions(working, layout)
+    publish_version(working, "2025-03-31", {"a": "Champions"}, {"a": 30})
+    versions.apply_retention(working, keep_versions=2, keep_days=10_000, now=NOW)
+    readers.publish(working, layout, now=NOW)
+    expired, kept = layout.history_file("customer_rfm", 1), layout.history_file("customer_rfm", 2)
+
+    within = readers.publish(working, layout, now=NOW + timedelta(hours=1))
+    assert not within.built and expired.exists() and within.files_deleted == []
+
+    after = readers.publish(working, layout, now=NOW + readers.EXPIRED_FILES_GRACE)
+    assert not after.built  # nothing else changed: the published file stays as it is
+    assert not expired.exists() and str(expired) in after.files_deleted
+    assert kept.exists()
+    assert sorted(
+        read(layout.published, "SELECT DISTINCT snapshot_id FROM history.customer_rfm")
+    ) == [(2,), (3,)]
+
+
 def test_a_warehouse_from_before_the_working_database_is_adopted(layout):
     con = duckdb.connect(str(layout.published))  # the old layout: everything in one file
     publish_version(con, "2025-01-31", {"a": "Champions"}, {"a": 20})

@@ -479,6 +479,29 @@ def _write_version_file(
         raise
 
 
+def _past_grace(con: duckdb.DuckDBPyConnection, layout: Layout, now: datetime) -> list[str]:
+    """Delete the files of versions expired `EXPIRED_FILES_GRACE` ago or more; their paths.
+    The published file stopped naming them when they expired (it was built again then), so
+    only sessions opened before that can still read them, for the grace."""
+    if not layout.history_dir.is_dir():
+        return []
+    past = {
+        int(s)
+        for (s,) in con.execute(
+            "SELECT snapshot_id FROM marts.snapshot_log "
+            "WHERE expired_at IS NOT NULL AND expired_at <= $before",
+            {"before": now - EXPIRED_FILES_GRACE},
+        ).fetchall()
+    }
+    deleted = []
+    for folder in sorted(layout.history_dir.iterdir()):
+        for path in sorted(folder.glob("snapshot_*.parquet")) if folder.is_dir() else ():
+            if int(path.stem.removeprefix("snapshot_")) in past:
+                path.unlink(missing_ok=True)
+                deleted.append(str(path))
+    return deleted
+
+
 def sync_history_files(
     con: duckdb.DuckDBPyConnection, layout: Layout, *, verify: bool = False, now: datetime
 ) -> Published:
@@ -960,7 +983,9 @@ def publish(
         and recorded == token
         and _damage(con, layout) is None
     ):
-        return Published(state=token)
+        # Up to date; the files of versions whose grace has passed since go now, not with the
+        # next change (a quiet month kept every expired version's files on disk).
+        return Published(state=token, files_deleted=_past_grace(con, layout, now))
     if recorded is None:
         # This working database never published: files in the history folder are not its
         # versions (an earlier working database's, or none). Write every version afresh.
