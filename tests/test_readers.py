@@ -631,6 +631,32 @@ def test_a_warehouse_from_before_the_working_database_is_adopted(layout):
     assert not readers.adopt_single_file(layout)  # once
 
 
+def test_an_adopted_warehouse_stays_for_analysts_until_the_first_publish(layout):
+    """Moved to the working database (as it was), the old file was gone for analysts until a
+    run published (a first run that failed left them none), and an analyst's session open on
+    it went with it and held off every write to the working database."""
+    con = duckdb.connect(str(layout.published))
+    publish_version(con, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    con.close()
+    analyst = subprocess.Popen(  # a session of another process, as analysts have
+        [sys.executable, "-c", HOLD_OPEN.replace("sys.argv[1]", "sys.argv[1], read_only=True"),
+         str(layout.published)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert analyst.stdout.readline().strip() == "holding"
+        assert readers.adopt_single_file(layout)
+        # the pipeline writes the working database while the analyst's session stays open
+        with duckdb.connect(str(layout.working)) as working:
+            publish_version(working, "2025-02-28", {"a": "At Risk"}, {"a": 5})
+    finally:
+        analyst.kill()
+        analyst.wait()
+    # a run that fails before its publish: the old file is there, whole, for new sessions
+    assert read(layout.published, "SELECT segment FROM marts.customer_rfm") == [("Champions",)]
+    assert not list(layout.working.parent.glob("*.adopting"))
+
+
 def test_a_new_working_database_never_takes_another_ones_history_files(working, layout):
     two_versions(working, layout)
     working.close()

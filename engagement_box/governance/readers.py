@@ -34,6 +34,7 @@ No Dagster import here.
 """
 
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -1038,23 +1039,35 @@ def is_single_file_warehouse(published: Path) -> bool:
 
 
 def adopt_single_file(layout: Layout) -> bool:
-    """A warehouse from before this layout becomes the working database (renamed, so nothing is
-    copied); the next publish builds the published file. Returns True when it moved one.
+    """A warehouse from before this layout becomes the working database: copied, once; the
+    next publish builds the published file over the old one. Returns True when it adopted one.
 
-    Called under the run lock, before any step opens the working database. An analyst who has
-    the old file open keeps reading it; a new open after the next publish gets the new file.
+    Called under the run lock, before any step opens the working database. The old file stays
+    where analysts open it until that publish replaces it: moved instead (as it was), a first
+    run that failed left analysts with no file at all, and an analyst's session open on it
+    went with it and held off every step's write for its lock timeout.
     """
     if layout.working.exists() or not layout.published.exists():
         return False
     if not is_single_file_warehouse(layout.published):
         return False
     wal = layout.published.with_name(layout.published.name + ".wal")
-    if wal.exists():  # fold the log into the file first, so the rename moves one whole file
+    if wal.exists():  # fold the log into the file first, so the copy is one whole file
         con = duckdb.connect(str(layout.published))
         try:
             con.execute("CHECKPOINT")
         finally:
             con.close()
     layout.working.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(layout.published, layout.working)
+    # Under the run lock: a partial copy there is a killed adoption's.
+    for stale in layout.working.parent.glob(f".{layout.working.name}.*.adopting"):
+        stale.unlink(missing_ok=True)
+    partial = layout.working.with_name(f".{layout.working.name}.{os.getpid()}.adopting")
+    try:
+        shutil.copyfile(layout.published, partial)
+        _fsync(partial)
+        os.replace(partial, layout.working)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return True
