@@ -934,6 +934,20 @@ def columns_in(schema: str, name: str) -> tuple[Column, ...]:
     return (SNAPSHOT_ID, *columns) if schema == "history" else columns
 
 
+def in_documented_order(name: str, names: list[str]) -> list[str]:
+    """`names` (columns of mart `name`, of a table or view of it) in the dictionary's order:
+    `snapshot_id` first, then the documented columns there are, then any other in its own
+    order. A warehouse a column was added to later (ALTER TABLE ... ADD COLUMN appends it)
+    reads as a new one does, so a query by position or a `SELECT *` comparison of two
+    warehouses gives the same columns. An undocumented table's names are left as they are."""
+    entry = BY_NAME.get(name)
+    if entry is None:
+        return list(names)
+    given = set(names)
+    documented = [c.name for c in (SNAPSHOT_ID, *entry.columns) if c.name in given]
+    return documented + [n for n in names if n not in set(documented)]
+
+
 def accepted_values(name: str) -> dict[str, tuple[str, ...]]:
     return {c.name: c.accepted_values for c in table(name).columns if c.accepted_values}
 

@@ -9,8 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
+from engagement_box.frames import write_frame
 from engagement_box.governance import privacy, readers, versions
 from engagement_box.sql import load_sql
 from tests.test_versions import publish_version
@@ -609,6 +612,54 @@ def test_expired_files_go_after_the_grace_though_nothing_else_changed(working, l
     assert sorted(
         read(layout.published, "SELECT DISTINCT snapshot_id FROM history.customer_rfm")
     ) == [(2,), (3,)]
+
+
+def test_a_column_added_later_reads_in_the_documented_order(working, layout):
+    """A warehouse whose mart got a column in a later version (ALTER TABLE ... ADD COLUMN
+    puts it last) listed its columns in another order than a new warehouse: a query by
+    position, or a `SELECT *` compared between two warehouses, found every row different."""
+    write_frame(
+        working, "work", "customer_rfm", pl.DataFrame({"customer_id": ["a"], "segment": ["Loyal"]})
+    )
+    versions.publish(
+        working,
+        ["customer_rfm"],
+        run_id="r",
+        partition_key=None,
+        as_of="2025-01-31",
+        settings={"v": 1},
+    )
+    readers.publish(working, layout, now=NOW)
+    later = {"customer_id": ["a"], "days_since_last_order": [3], "segment": ["Champions"]}
+    write_frame(working, "work", "customer_rfm", pl.DataFrame(later))
+    versions.publish(
+        working,
+        ["customer_rfm"],
+        run_id="r",
+        partition_key=None,
+        as_of="2025-02-28",
+        settings={"v": 2},
+    )
+    readers.publish(working, layout, now=NOW)
+
+    documented = ["customer_id", "days_since_last_order", "segment"]
+
+    def names(con, relation: str) -> list[str]:
+        return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+
+    published = duckdb.connect(str(layout.published), read_only=True)
+    try:
+        for con in (working, published):
+            assert names(con, "marts.customer_rfm") == documented
+            assert names(con, "history.customer_rfm") == ["snapshot_id", *documented]
+            assert names(con, "marts.customer_rfm_at(1)") == documented
+        assert published.execute("SELECT * FROM marts.customer_rfm_at(1)").fetchall() == [
+            ("a", None, "Loyal")
+        ]
+    finally:
+        published.close()
+    version_file = pq.read_schema(layout.history_file("customer_rfm", 2)).names
+    assert version_file == ["snapshot_id", *documented]
 
 
 def test_a_warehouse_from_before_the_working_database_is_adopted(layout):

@@ -583,7 +583,10 @@ def _version_files(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) ->
     if not files:
         return None
     listed = ", ".join(_literal(f) for f in files)
-    return f"read_parquet([{listed}], union_by_name = true)"
+    # Files written before a column was added hold it last (or not at all): the union takes
+    # the first file's order, so the columns are listed in the dictionary's.
+    files_read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+    return f"({versions.ordered_columns(con, mart, files_read)})"
 
 
 def _history_view(mart: str, source: str | None) -> str:

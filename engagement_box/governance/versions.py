@@ -527,7 +527,19 @@ def _history_view(con: duckdb.DuckDBPyConnection, mart: str) -> None:
     linked = _linked_work_rows(con, mart, "link.snapshot_id, w.*")
     if linked:
         source += f" UNION ALL BY NAME {linked}"
-    con.execute(f"CREATE OR REPLACE VIEW history.{name} AS {source}")
+    con.execute(f"CREATE OR REPLACE VIEW history.{name} AS {ordered_columns(con, mart, source)}")
+
+
+def ordered_columns(con: duckdb.DuckDBPyConnection, mart: str, source: str) -> str:
+    """`SELECT` of the columns of the relation `source` (a query, or a table function) in the
+    data dictionary's order (`dictionary.in_documented_order`). The version files are written
+    from `history.<mart>`, so they keep that order too."""
+    names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM ({source})").fetchall()]
+    # Names read from the relation's own columns: quoted with their quotes doubled.
+    listed = ", ".join(
+        '"' + str(n).replace('"', '""') + '"' for n in dictionary.in_documented_order(mart, names)
+    )
+    return f"SELECT {listed} FROM ({source})"
 
 
 def _linked_work_rows(
@@ -581,7 +593,9 @@ def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str
     if _is_base_table(con, "marts", mart):
         con.execute(f"DROP TABLE marts.{name}")
     # Names read from the catalog (the work table's columns): quoted with their quotes doubled.
-    quoted = ['"' + str(n).replace('"', '""') + '"' for n in names]
+    quoted = [
+        '"' + str(n).replace('"', '""') + '"' for n in dictionary.in_documented_order(mart, names)
+    ]
     listed = ", ".join(quoted)
     current = "(SELECT snapshot_id FROM marts.current_version)"
     source = f"SELECT {listed} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
