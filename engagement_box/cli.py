@@ -621,7 +621,7 @@ def _working_database_problem(salt: bool = False) -> str | None:
     damaged, not readable), else None: asked before any step, since every step would fail on
     it, each with the same message. Cheap: one open and close, nothing read. A database not
     there yet (the first run) is fine, and is not created here (a warehouse from before the
-    working database is moved to it when the run starts: that published file is opened
+    working database is copied to it when the run starts: that published file is opened
     read-only instead). A lock another process holds is not asked about here: the steps wait
     for it, as they always do.
 

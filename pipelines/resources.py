@@ -568,7 +568,7 @@ def adopt_single_file(layout: readers.Layout) -> None:
             raise WarehouseError(
                 f"the warehouse {layout.published} is from before the working database and has "
                 f"unsaved changes, and another process has it open ({lock_holder(exc)}); close "
-                "it once so the run can move it to the working database, then run again"
+                "it once so the run can copy it to the working database, then run again"
             ) from None
         raise open_error(layout.published, exc) from None
 
