@@ -1,6 +1,7 @@
 """engagement_box.value.rfm: the tie rule, the 25-cell segment map and prospects."""
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,6 +12,22 @@ from hypothesis import strategies as st
 from engagement_box.value import rfm
 
 AS_OF = dt.date(2024, 6, 30)
+METRICS_DOC = Path(__file__).resolve().parents[1] / "docs" / "METRICS.md"
+
+
+def documented_grid() -> dict[tuple[int, int], str]:
+    """The R x F grid of docs/METRICS.md, cell by cell (a row `1-2` is R1 and R2): the segments
+    as analysts read them, independent of the code's map."""
+    text = METRICS_DOC.read_text(encoding="utf-8")
+    table = text.split("| R \\ F |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    grid = {}
+    for line in table:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        low, _, high = cells[0].partition("-")
+        for r in range(int(low), int(high or low) + 1):
+            for f, segment in enumerate(cells[1:], start=1):
+                grid[(r, f)] = segment
+    return grid
 
 
 def summary(recency_days, order_count, total_spend, ids=None) -> pl.DataFrame:
@@ -40,6 +57,10 @@ def test_segment_map_covers_each_cell_exactly_once():
     assert rfm.SEGMENT_MAP[(3, 3)] == "Need Attention"
     grid = rfm.segment_grid()
     assert grid.shape == (5, 5) and grid[3, 0] == "Promising"
+    # every cell as docs/METRICS.md gives it (a cell moved to another segment kept the map
+    # whole and passed the checks above)
+    assert len(documented_grid()) == 25
+    assert rfm.SEGMENT_MAP == documented_grid()
 
 
 def test_build_segment_map_rejects_overlap_and_gaps():
@@ -118,8 +139,9 @@ def test_segments_follow_the_map():
     out = rfm.score_rfm(
         summary(rng.integers(0, 400, n), rng.geometric(0.4, n), rng.gamma(2, 40, n)), AS_OF
     )
+    documented = documented_grid()
     for r, f, seg, cell in out.select("r_score", "f_score", "segment", "rfm_cell").iter_rows():
-        assert seg == rfm.SEGMENT_MAP[(r, f)] and cell == f"R{r}F{f}"
+        assert seg == documented[(r, f)] and cell == f"R{r}F{f}"
 
 
 def test_recency_counts_calendar_days_and_rejects_future_orders():
