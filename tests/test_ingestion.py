@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import (
     IngestError,
@@ -194,6 +195,37 @@ def test_every_failure_of_a_row_is_listed_but_a_parse_failure_is_not_also_missin
         "net_amount:unparseable_number",
         "status:not_an_allowed_value",
     ]
+
+
+CONTRACTS_DOC = Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md"
+
+
+def documented_reason_order() -> list[list[str]]:
+    """The rows of docs/CONTRACTS.md's "Quarantine reasons" table, each row's reasons: a row
+    failing several rules is quarantined for the first by this order."""
+    text = CONTRACTS_DOC.read_text(encoding="utf-8").split("## Quarantine reasons", 1)[1]
+    rows = [line for line in text.split("\n\n", 1)[0].splitlines() if line.startswith("| ")]
+    return [[r.strip() for r in row.split("|")[1].split(",")] for row in rows[1:]]
+
+
+def test_the_reason_of_a_row_failing_several_rules_is_the_first_the_contract_lists(
+    warehouse, exports_dir
+):
+    """`reason` is the first of a row's failures by the contract's table: with `malformed`
+    and `not_an_allowed_value` swapped in the code, a row with a bad currency and a bad
+    status was quarantined for the currency, against the table's order."""
+    order = documented_reason_order()
+    rank = {reason: i for i, row in enumerate(order) for reason in row}
+    rules = list(ingestion.REASON_PRIORITY)
+    assert set(rules) <= set(rank), set(rules) - set(rank)
+    by_code = sorted(rules, key=lambda r: (ingestion.REASON_PRIORITY[r], rank[r]))
+    assert by_code == sorted(rules, key=lambda r: rank[r])
+    row = good_order(1) | {"currency": "US$", "status": "shipped", "net_amount": "-3.00"}
+    write_csv(exports_dir / "orders" / "a.csv", [row])
+    ingest_source(warehouse, exports_dir, "orders")
+    q = quarantine(warehouse).row(0, named=True)
+    assert (q["column"], q["reason"]) == ("status", "not_an_allowed_value")
+    assert len(q["reasons"]) == 3
 
 
 @pytest.mark.parametrize(
