@@ -9,11 +9,13 @@ import pytest
 
 from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.metrics import credited_referrals, engagement_values
+from engagement_box.engagement.quadrants import with_quadrants
 from engagement_box.engagement.referral import (
     annuity,
     customer_referral_value,
     fit_referral_rate,
     outcome_counts,
+    referral_exposure,
     referral_outcomes,
     value_credibility,
     with_referee_since,
@@ -78,6 +80,22 @@ def test_same_conversion_time_tie_goes_to_smallest_referral_id():
     )
     credited = credited_referrals(referrals, clv_frame({"B": 40.0}), EngagementSettings())
     assert credited["referrer_customer_id"].to_list() == ["C"]
+
+
+def test_the_earliest_conversion_wins_before_the_earliest_referral():
+    """X was referred by A on 1 January (joined on the 10th) and by B on the 5th (joined on
+    the 6th): B's referral brought X. With the two sort keys swapped, A was credited."""
+    referrals = referral_frame(
+        [{"referral_id": "f1", "referrer_customer_id": "A", "referee_customer_id": "X",
+          "referred_at": datetime(2024, 1, 1), "converted_at": datetime(2024, 1, 10)},
+         {"referral_id": "f2", "referrer_customer_id": "B", "referee_customer_id": "X",
+          "referred_at": datetime(2024, 1, 5), "converted_at": datetime(2024, 1, 6)}]
+    )  # fmt: skip
+    outcomes = referral_outcomes(referrals, date(2024, 6, 30))
+    assert dict(zip(outcomes["referral_id"], outcomes["outcome"], strict=True)) == {
+        "f1": "referee_referred_before",
+        "f2": "credited",
+    }
 
 
 def test_conversion_after_the_as_of_day_is_not_a_conversion_yet():
@@ -382,6 +400,52 @@ def test_money_losing_referrer_has_negative_crv_and_its_own_segment():
     assert row["L"]["crv_losing"] and row["L"]["quadrant"] == "CEV Costly Referrers"
     assert not row["G"]["crv_losing"] and row["G"]["crv"] > 0
     assert row["G"]["quadrant"] in ("CEV Advocates", "CEV Champions")
+
+
+def test_the_quadrant_goes_by_expected_crv_and_high_crv_needs_a_gain():
+    """ "CEV Costly Referrers" are referrers whose expected referral value (crv) is negative,
+    whatever their referrals realised so far (A: one referral at -5, expected +48.8); and a
+    high CRV is above 0 as well as above the cut (C: -1 is above a cut of -3, and costs)."""
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "buyer": [True, True, True, True],
+            "clv": [10.0, 20.0, 30.0, 40.0],
+            "crv": [48.8, -4.65, -1.0, 60.0],
+            "crv_realized": [-5.0, 3.0, 0.0, 90.0],
+            "crv_referrals": [1, 1, 1, 3],
+        }
+    )
+    out = with_quadrants(frame, clv_cut=25.0, crv_cut=-3.0)
+    rows = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert [rows[c]["crv_losing"] for c in "ABCD"] == [False, True, True, False]
+    assert [rows[c]["crv_high"] for c in "ABCD"] == [True, False, False, True]
+    assert [rows[c]["quadrant"] for c in "ABCD"] == [
+        "CEV Advocates", "CEV Costly Referrers", "CEV Costly Referrers", "CEV Champions"
+    ]  # fmt: skip
+
+
+def test_a_credited_referral_proves_a_day_of_exposure():
+    """Z first ordered at 20:00 on the as-of day and referred someone at 21:00: a credited
+    referral is proof of exposure, at least one day (rounded to whole days, Z had none, and
+    the rate fit took Z's referral over no time)."""
+    as_of = date(2024, 6, 30)
+    starts = pl.DataFrame(
+        {"customer_id": ["Z", "A"], "start": [datetime(2024, 6, 30, 20), datetime(2024, 1, 1)]}
+    )
+    per_referrer = pl.DataFrame(
+        {
+            "customer_id": ["Z", "A"],
+            "n": [1, 1],
+            "mean": [30.0, 30.0],
+            "ss": [0.0, 0.0],
+            "crv_realized": [30.0, 30.0],
+            "first_referral": [datetime(2024, 6, 30, 21), datetime(2024, 2, 1)],
+        }
+    )
+    out = referral_exposure(starts, per_referrer, as_of)
+    days = dict(zip(out["customer_id"], out["exposure_days"], strict=True))
+    assert days == {"Z": 1, "A": 182}
 
 
 def test_customer_since_without_its_columns_is_a_clear_error():
