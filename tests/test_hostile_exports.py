@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from assets.staging import staged_assets
+from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError, ingest_source
 from engagement_box.staging.reconciliation import reconcile
@@ -198,6 +199,30 @@ def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_the_lines(ware
     assert message.startswith("orders/b_quote.csv: the quoted value that opens on line 3")
     assert "line 4 inside it reads as a whole row" in message
     assert_unchanged(warehouse)
+
+
+@pytest.mark.parametrize("part_bytes", [ingestion.LINE_BREAK_PART_BYTES, 1])
+def test_values_with_line_breaks_are_looked_at_in_parts_with_the_same_finding(
+    warehouse, exports_dir, monkeypatch, part_bytes
+):
+    """Values with line breaks are split into lines a part at a time (a file of 1 MB review
+    texts took 5 times its size in memory, split whole): harmless multi-line notes in earlier
+    parts, then a stray quote that swallows rows, is named on the same lines either way."""
+    monkeypatch.setattr(ingestion, "LINE_BREAK_PART_BYTES", part_bytes)
+    header = ",".join([*REFERRAL_HEADER, "note"])
+    text = (
+        f"{header}\n"
+        'RFX1,C1,a@x.com,C9,2026-01-01 10:00:00,2026-01-05 10:00:00,10.00,5.00,yes,"one\ntwo"\n'
+        'RFX2,C1,b@x.com,,2026-01-02 10:00:00,,10.00,5.00,,"a, b\nc, d"\n'
+        'RFX3,C1,b@x.com,,2026-01-02 10:00:00,,10.00,5.00,,"VIP, called twice\n'
+        "RFX4,C2,c@x.com,,2026-01-03 10:00:00,,10.00,5.00,,\n"
+        'RFX5,C3,d@x.com,,2026-01-04 10:00:00,,10.00,5.00,,wants the 55"\n'
+    )
+    write_text(exports_dir / "referrals" / "r.csv", text)
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+    assert str(error.value).startswith("referrals/r.csv: the quoted value that opens on line 6")
+    assert "line 7 inside it reads as a whole row" in str(error.value)
 
 
 def test_a_swallowed_row_with_blank_optional_fields_still_refuses_the_file(warehouse, exports_dir):

@@ -907,6 +907,22 @@ def _lines_as_polars_reads_them(handle) -> Iterator[str]:
         yield text
 
 
+# Bytes of values with line breaks looked at at once for rows inside them (`_in_parts`).
+LINE_BREAK_PART_BYTES = 64 * 2**20
+
+
+def _in_parts(rows: pl.Series, sizes: pl.Series) -> Iterator[pl.Series]:
+    """`rows` (row numbers, in order) in consecutive parts of about LINE_BREAK_PART_BYTES of
+    values (`sizes`, each row's), at least one row each: a file of 1 MB reviews is looked at
+    64 MB at a time, not whole."""
+    if not len(rows):
+        return
+    sizes = sizes.cast(pl.Int64)
+    part = (sizes.cum_sum() - sizes) // LINE_BREAK_PART_BYTES
+    for _, group in pl.DataFrame({"row": rows, "part": part}).group_by("part", maintain_order=True):
+        yield group["row"]
+
+
 def _rows_inside_values(
     export: ExportFile, frame: pl.DataFrame, source: Source, renamed: dict[str, str]
 ) -> None:
@@ -946,14 +962,21 @@ def _rows_inside_values(
     found: tuple[int, str] | None = None  # (row, column) of the first value holding a row
     for column in frame.columns:
         broken = frame[column].str.contains("\n", literal=True).fill_null(False).arg_true()
-        if not len(broken):
-            continue
-        inner = pl.DataFrame(
-            {"row": broken, "line": frame[column].gather(broken).str.split("\n").list.slice(1)}
-        ).explode("line")
-        hits = inner.filter(reads_as_rows(inner["line"]))
-        if hits.height and (found is None or hits["row"][0] < found[0]):
-            found = (int(hits["row"][0]), column)
+        for rows in _in_parts(broken, frame[column].gather(broken).str.len_bytes()):
+            inner = pl.DataFrame(
+                {"row": rows, "line": frame[column].gather(rows).str.split("\n").list.slice(1)}
+            ).explode("line")
+            # Only a line with the header's number of fields can read as a row: counted first,
+            # split into fields after (a review's paragraphs, split whole, took 5 times the
+            # file's size in memory).
+            inner = inner.filter(
+                inner["line"].str.count_matches(",", literal=True) == frame.width - 1
+            )
+            hits = inner.filter(reads_as_rows(inner["line"]))
+            if hits.height and (found is None or hits["row"][0] < found[0]):
+                found = (int(hits["row"][0]), column)
+            if hits.height:
+                break  # the parts are in row order: the first hit is this column's first
     if found is None:
         return
     row, column = found
