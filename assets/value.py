@@ -632,11 +632,30 @@ def _failed_fits_words(failed: list[str], full: pl.DataFrame, window: dict) -> s
             "as-of), before any buyer's first order: run a later month, or shorten "
             "ENGAGEMENT_HOLDOUT_DAYS"
         )
+    if _no_dropout(full):
+        return (
+            said + ". Every customer of the window made a repeat purchase and bought until "
+            "near its end: the orders show no customer who stopped buying, which the purchase "
+            "models need to estimate dropout. An export filtered to active or repeat customers, "
+            "or generated data, looks so: export every customer's orders, then run the month "
+            "again"
+        )
     return (
         said + ". Look for outliers and for a currency without its rate in the orders of the "
         "window (a few orders of 1,000s in another currency can push a fit to its boundary), "
         "fix the export or ENGAGEMENT_FX_RATES, then run the month again"
     )
+
+
+def _no_dropout(full: pl.DataFrame) -> bool:
+    """Whether the window's customers show no dropout: no one-time buyer, and their last
+    orders on average within 5 % of the window's end (a failed fit's advice about outliers and
+    FX rates sent such a user to their exports' values)."""
+    if not full.height or not {"frequency", "recency_days", "T_days"} <= set(full.columns):
+        return False
+    one_time = int((full["frequency"] == 0).sum())
+    mean_t = float(full["T_days"].mean() or 0.0)
+    return one_time == 0 and mean_t > 0 and float(full["recency_days"].mean()) >= 0.95 * mean_t
 
 
 # Below this many repeat buyers a failed fit is said first as too little data: a month near the

@@ -301,3 +301,25 @@ def test_a_history_start_that_is_no_date_is_named_when_dagster_loads_the_definit
     assert done.stderr.strip().splitlines()[-1] == (
         "ValueError: ENGAGEMENT_HISTORY_START='2023-13-01' is not valid: expected a date YYYY-MM-DD"
     )
+
+
+def test_failed_fits_on_orders_without_dropout_say_so_not_outliers():
+    """Every customer buying at one rate to the window's end (an export filtered to active
+    customers, or generated data) fails every fit: the advice said to look for outliers and a
+    currency without its rate, which the summary showed was not the cause."""
+    import polars as pl
+
+    from assets import value as value_module
+
+    window = {"as_of": dt.date(2025, 12, 31), "calibration_end": dt.date(2025, 9, 30)}
+    failed = ["bgnbd (full window): the fit ran to a boundary"]
+    steady = pl.DataFrame(
+        {"frequency": [12] * 200, "recency_days": [360] * 200, "T_days": [364] * 200}
+    )
+    said = value_module._failed_fits_words(failed, steady, window)
+    assert "no customer who stopped buying" in said and "outliers" not in said
+    churned = steady.with_columns(
+        pl.Series("frequency", [0] * 50 + [12] * 150), pl.Series("recency_days", [0] * 200)
+    )
+    said = value_module._failed_fits_words(failed, churned, window)
+    assert "Look for outliers" in said and "stopped buying" not in said
