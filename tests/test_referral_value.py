@@ -98,6 +98,29 @@ def test_the_earliest_conversion_wins_before_the_earliest_referral():
     }
 
 
+def test_two_new_customers_referring_each_other_credit_one_referral():
+    """X1 and X2 join on one day; X1 refers X2 at 10:00 (X2 joins at 11:00), then X2 refers X1
+    at 12:00 (X1 "joins" at 12:30): both were credited, each with the other's CLV, and both
+    came out CEV Champions. X1 had sent a referral before X2's reached them: a member, not
+    acquired by it."""
+    day = datetime(2025, 3, 10)
+    referrals = referral_frame(
+        [{"referral_id": "rc1", "referrer_customer_id": "X1", "referee_customer_id": "X2",
+          "referred_at": day.replace(hour=10), "converted_at": day.replace(hour=11)},
+         {"referral_id": "rc2", "referrer_customer_id": "X2", "referee_customer_id": "X1",
+          "referred_at": day.replace(hour=12), "converted_at": day.replace(hour=12, minute=30)}]
+    )  # fmt: skip
+    outcomes = referral_outcomes(referrals, date(2025, 6, 30))
+    assert dict(zip(outcomes["referral_id"], outcomes["outcome"], strict=True)) == {
+        "rc1": "credited",
+        "rc2": "referee_already_customer",
+    }
+    assert outcomes.columns == [*referrals.columns, "rewards", "outcome"]
+    credited = credited_referrals(referrals, clv_frame({"X1": 150.0, "X2": 120.0}),
+                                  EngagementSettings(), date(2025, 6, 30))  # fmt: skip
+    assert credited["referrer_customer_id"].to_list() == ["X1"]
+
+
 def test_conversion_after_the_as_of_day_is_not_a_conversion_yet():
     referrals = referral_frame(
         [

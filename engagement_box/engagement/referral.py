@@ -57,7 +57,7 @@ REFERRAL_OUTCOMES = (
     "referrer_unresolved",  # the referrer matches no customer
     "referee_unresolved",  # the referee matches no customer
     "self_referral",  # referrer and referee are one person (after profiles are merged)
-    "referee_already_customer",  # the referee signed up or ordered before the referral's day
+    "referee_already_customer",  # signed up or ordered before its day, or referred someone first
     "referee_referred_before",  # the referee was brought by an earlier referral
     "not_incentivized",  # no reward paid
     "credited",
@@ -73,16 +73,25 @@ def referral_outcomes(
     self-referral (referrer and referee resolved to one person: the ids are those of the merged
     customers, so two profiles of one person referring each other is a self-referral); the
     referee was not a customer before the day of the referral (`referee_since`, their earliest
-    signup or first order, when the frame has it: `with_referee_since`); a referee
+    signup or first order, when the frame has it: `with_referee_since`), nor had sent a
+    referral before it (`referee_sent_first`, from the frame's rows unless it has the column:
+    `with_referee_sent_first`); a referee
     counts once (earliest conversion, then earliest referral, then smallest referral_id: the
     referral that brought them); then only incentivized referrals (rewards paid > 0) are
     credited. A later incentivized referral of someone who had already converted brought no
     one, so it is never credited. The first rule a referral fails is its outcome.
     """
     end = as_of_end(as_of)
-    already_customer = pl.lit(False)
+    added = SENT_FIRST not in referrals.columns
+    if added:
+        referrals = with_referee_sent_first(referrals)
+    # A referee who had sent a referral before this one was a member already (two new
+    # customers referring each other on the day they joined were both credited).
+    already_customer = (
+        pl.col(SENT_FIRST).cast(pl.Datetime("us")) < pl.col("referred_at").cast(pl.Datetime("us"))
+    ).fill_null(False)
     if "referee_since" in referrals.columns:
-        already_customer = (
+        already_customer |= (
             pl.col("referee_since").cast(pl.Datetime("us"))
             < pl.col("referred_at").cast(pl.Datetime("us")).dt.truncate("1d")
         ).fill_null(False)
@@ -125,7 +134,25 @@ def referral_outcomes(
             .alias("outcome")
         )
         .sort("_row")
-        .drop("_row", "_first")
+        .drop("_row", "_first", *([SENT_FIRST] if added else []))
+    )
+
+
+# When a referral's referee first sent a referral themselves (`with_referee_sent_first`).
+SENT_FIRST = "referee_sent_first"
+
+
+def with_referee_sent_first(referrals: pl.DataFrame) -> pl.DataFrame:
+    """The referrals with `referee_sent_first`: the earliest referral their referee sent as a
+    referrer (null when none), for the rule `referee_already_customer`. From the frame's own
+    rows, so it needs all of them (the Spark engine joins it from the whole table first)."""
+    sent = (
+        referrals.filter(pl.col("referrer_customer_id").is_not_null())
+        .group_by(pl.col("referrer_customer_id").alias("referee_customer_id"))
+        .agg(pl.col("referred_at").min().alias(SENT_FIRST))
+    )
+    return referrals.drop(SENT_FIRST, strict=False).join(
+        sent, on="referee_customer_id", how="left", maintain_order="left"
     )
 
 

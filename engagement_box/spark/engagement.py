@@ -284,11 +284,19 @@ def referral_value(
             ),
             "referee_customer_id",
             "left",
-        ).join(  # when the referee became a customer (`referral.with_referee_since`)
+        )
+        .join(  # when the referee became a customer (`referral.with_referee_since`)
             customer_since.select(
                 F.col("customer_id").alias("referee_customer_id"),
                 F.col("since").alias("referee_since"),
             ),
+            "referee_customer_id",
+            "left",
+        )
+        .join(  # when the referee first sent a referral (`referral.with_referee_sent_first`)
+            referrals.where(F.col("referrer_customer_id").isNotNull())
+            .groupBy(F.col("referrer_customer_id").alias("referee_customer_id"))
+            .agg(F.min("referred_at").alias(referral.SENT_FIRST)),
             "referee_customer_id",
             "left",
         )
