@@ -207,6 +207,16 @@ def published_behind(warehouse: Warehouse) -> str | None:
     return None
 
 
+def delete_expired_files(warehouse: Warehouse) -> list[str]:
+    """The files of versions expired over a day ago, deleted when nothing is new (the caller
+    holds the run lock): a run that publishes deletes them itself, and a quiet month kept them."""
+    with _peek(warehouse.working_path) as con:
+        if con is None:
+            return []
+        return readers.delete_expired_files(con, warehouse.layout, dt.datetime.now())
+    return []
+
+
 def partitioned_from_version_inputs(graph) -> list[dg.AssetKey]:
     """work/version_inputs and every partitioned asset downstream of it in `graph` (a job's
     asset graph): the steps a standing version's skip leaves out."""

@@ -530,12 +530,13 @@ def _publish_if_behind() -> str | None:
     """Build the analysts' file again when it is not what a publish would build now (deleted,
     or the warehouse moved: its views read the old folder), under the run lock the caller
     holds; why it did, or None."""
-    from assets.publish import published_behind
+    from assets.publish import delete_expired_files, published_behind
     from pipelines.resources import warehouse_resource
 
     warehouse = warehouse_resource()
     why = published_behind(warehouse)
     if why is None:
+        delete_expired_files(warehouse)  # a publish would: an expired version's day is over
         return None
     with warehouse.get_connection() as con:
         warehouse.publish_for_readers(con)

@@ -20,6 +20,7 @@ import sys
 import time
 from contextlib import redirect_stderr
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -1295,19 +1296,49 @@ def test_retain_applies_the_policy_as_a_run_and_says_what_it_expired(december_ru
         in out.splitlines()
     )
     # Two days on, nothing else changed: the expired version's files go (they stayed on disk
-    # until some later change rebuilt the published file).
-    expired_files = sorted(copy.database.with_suffix(".history").glob("*/snapshot_1.parquet"))
+    # until some later change rebuilt the published file), with a run that has nothing to do
+    # as with retain; a file of another name in the folder (a file manager's copy) stays.
+    history = copy.database.with_suffix(".history")
+    code, out, err = main_cli(env, "run", "--month", MONTH)  # a version of these exports, 3
+    assert code == 0 and "published version 3" in out, out + err
+    code, out, err = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    assert code == 0 and "expired now: version 2" in out, out + err
+    expired_files = sorted(history.glob("*/snapshot_[12].parquet"))
     assert expired_files
+    stray = history / "customer" / "snapshot_3 (copy).parquet"
+    shutil.copy(history / "customer" / "snapshot_3.parquet", stray)
     with duckdb.connect(str(default_working(copy.database))) as con:
         con.execute("UPDATE marts.snapshot_log SET expired_at = expired_at - INTERVAL 2 DAY")
-    code, out, _ = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
-    assert code == 0
-    assert (
-        f"version files deleted: {len(expired_files)} (of expired versions, once sessions "
-        "opened before they expired had a day to finish)"
-    ) in out.splitlines()
+    code, out, err = main_cli(env, "run", "--month", MONTH)
+    assert code == 0 and "nothing to do" in out, out + err
     assert not any(path.exists() for path in expired_files)
-    assert sorted(copy.database.with_suffix(".history").glob("*/snapshot_2.parquet"))
+    assert stray.exists() and sorted(history.glob("*/snapshot_3.parquet"))
+    code, out, err = main_cli({**env, "ENGAGEMENT_KEEP_VERSIONS": "1"}, "retain")
+    assert code == 0 and "version files deleted" not in out, out + err
+    assert stray.exists()
+
+
+def test_retain_says_how_many_version_files_it_deleted():
+    def event(metadata: dict):
+        materialization = SimpleNamespace(
+            asset_key=dg.AssetKey(["maintenance", "version_retention"]),
+            metadata={k: SimpleNamespace(value=v) for k, v in metadata.items()},
+        )
+        return SimpleNamespace(
+            event_type_value="ASSET_MATERIALIZATION",
+            event_specific_data=SimpleNamespace(materialization=materialization),
+        )
+
+    said = cli.retention_outcome([event({"versions_retained": 1, "history_files_deleted": 9})])
+    assert (
+        "version files deleted: 9 (of expired versions, once sessions opened before they "
+        "expired had a day to finish)"
+    ) in said
+    assert not [
+        line
+        for line in cli.retention_outcome([event({"history_files_deleted": 0})])
+        if "deleted" in line
+    ]
 
 
 def test_retain_with_no_warehouse_means_nothing_ran(tmp_path):

@@ -480,10 +480,20 @@ def _write_version_file(
         raise
 
 
-def _past_grace(con: duckdb.DuckDBPyConnection, layout: Layout, now: datetime) -> list[str]:
+def _snapshot_id(path: Path) -> int | None:
+    """The version of a history file `snapshot_<id>.parquet`; None for another name (a copy a
+    file manager made, `snapshot_2 (copy).parquet`), which is not the pipeline's and stays."""
+    text = path.stem.removeprefix("snapshot_")
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def delete_expired_files(
+    con: duckdb.DuckDBPyConnection, layout: Layout, now: datetime
+) -> list[str]:
     """Delete the files of versions expired `EXPIRED_FILES_GRACE` ago or more; their paths.
     The published file stopped naming them when they expired (it was built again then), so
-    only sessions opened before that can still read them, for the grace."""
+    only sessions opened before that can still read them, for the grace. Reads the working
+    database only (`con` may be read-only); its caller holds the run lock."""
     if not layout.history_dir.is_dir():
         return []
     past = {
@@ -497,7 +507,7 @@ def _past_grace(con: duckdb.DuckDBPyConnection, layout: Layout, now: datetime) -
     deleted = []
     for folder in sorted(layout.history_dir.iterdir()):
         for path in sorted(folder.glob("snapshot_*.parquet")) if folder.is_dir() else ():
-            if int(path.stem.removeprefix("snapshot_")) in past:
+            if _snapshot_id(path) in past:
                 path.unlink(missing_ok=True)
                 deleted.append(str(path))
     return deleted
@@ -540,7 +550,9 @@ def sync_history_files(
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("snapshot_*.parquet")):
-            snapshot_id = int(path.stem.removeprefix("snapshot_"))
+            snapshot_id = _snapshot_id(path)
+            if snapshot_id is None:
+                continue
             keep = snapshot_id in rows and snapshot_id in retained
             if keep:
                 continue
@@ -989,7 +1001,7 @@ def publish(
     ):
         # Up to date; the files of versions whose grace has passed since go now, not with the
         # next change (a quiet month kept every expired version's files on disk).
-        return Published(state=token, files_deleted=_past_grace(con, layout, now))
+        return Published(state=token, files_deleted=delete_expired_files(con, layout, now))
     if recorded is None:
         # This working database never published: files in the history folder are not its
         # versions (an earlier working database's, or none). Write every version afresh.
