@@ -708,6 +708,46 @@ def test_an_adopted_warehouse_stays_for_analysts_until_the_first_publish(layout)
     assert not list(layout.working.parent.glob("*.adopting"))
 
 
+def test_an_old_file_used_again_before_the_first_publish_is_copied_again(layout):
+    """A first run here failed after the copy; the release before ran on the old file again
+    (a version, an erasure). The next run here published from the stale copy: that work was
+    lost, the erased person back. The old file, changed since its copy, is copied again; once
+    a publish replaced it, never."""
+    con = duckdb.connect(str(layout.published))
+    publish_version(con, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    con.close()
+    assert readers.adopt_single_file(layout)
+    assert not readers.adopt_single_file(layout)  # unchanged: the copy stands
+
+    con = duckdb.connect(str(layout.published))  # the release before, on the old file
+    publish_version(con, "2025-02-28", {"a": "At Risk"}, {"a": 5})
+    con.close()
+    assert readers.adopt_single_file(layout)
+    with duckdb.connect(str(layout.working)) as working:
+        assert versions.current_version(working) == 2
+        readers.publish(working, layout, now=NOW)
+    assert not readers.is_single_file_warehouse(layout.published)
+    assert not readers.adopt_single_file(layout)
+
+
+def test_an_erasure_before_any_version_removes_the_old_file_that_holds_the_person(layout):
+    """A warehouse from before the working database whose runs never published (a blocking
+    check failed): an erasure right after its copy said "erased", and the old file at the
+    analysts' path still held the person. It has no version to show: it goes."""
+    con = duckdb.connect(str(layout.published))
+    con.execute("CREATE SCHEMA work")
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.customers AS SELECT 'c1' AS customer_id")
+    con.close()
+    assert readers.adopt_single_file(layout)
+    with duckdb.connect(str(layout.working)) as working:
+        working.execute("DELETE FROM staging.customers")
+        assert readers.publish(working, layout, now=NOW) == readers.Published()
+        assert layout.published.exists()  # no erasure: the old file stays for its readers
+        assert readers.publish(working, layout, erased=True, now=NOW) == readers.Published()
+    assert not layout.published.exists()
+
+
 def test_a_new_working_database_never_takes_another_ones_history_files(working, layout):
     two_versions(working, layout)
     working.close()

@@ -396,6 +396,7 @@ def _recorded(con: duckdb.DuckDBPyConnection, record: tuple[str, str]) -> str | 
 
 def _record(con: duckdb.DuckDBPyConnection, record: tuple[str, str], value: str | None) -> None:
     table, column = record
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")  # (a warehouse that never published)
     con.execute(f"CREATE TABLE IF NOT EXISTS marts.{table} ({column} VARCHAR)")
     with transaction(con):
         con.execute(f"DELETE FROM marts.{table}")
@@ -979,6 +980,8 @@ def publish(
     started = time.perf_counter()
     now = (now or datetime.now()).replace(tzinfo=None)
     if not _has_version(con):
+        if erased or unfinished_erasures(con):
+            _drop_unversioned_old_file(layout)
         return Published()  # nothing published yet: no file for readers
     problem = foreign_working_problem(
         layout, _recorded(con, _WAREHOUSE_ID), _recorded(con, _STATE) is not None
@@ -1029,6 +1032,8 @@ def publish(
     _record(con, _STATE, token)
     _record_quarantine_state(con, masked_from, built)
     _record(con, _FILE, _file_identity(layout.published))
+    if _recorded(con, _ADOPTED) is not None:
+        _record(con, _ADOPTED, None)  # the old file is replaced: nothing to adopt again
     done.built = True
     done.state = token
     done.seconds = time.perf_counter() - started
@@ -1053,17 +1058,35 @@ def is_single_file_warehouse(published: Path) -> bool:
         con.close()
 
 
+# What a working database copied from a warehouse from before it was copied from (the old
+# file's `_file_identity` then): `adopt_single_file` copies it again if it changed since.
+_ADOPTED = ("adopted_file", "identity")
+
+
 def adopt_single_file(layout: Layout) -> bool:
-    """A warehouse from before this layout becomes the working database: copied, once; the
-    next publish builds the published file over the old one. Returns True when it adopted one.
+    """A warehouse from before this layout becomes the working database: copied; the next
+    publish builds the published file over the old one. Returns True when it adopted one.
 
     Called under the run lock, before any step opens the working database. The old file stays
     where analysts open it until that publish replaces it: moved instead (as it was), a first
     run that failed left analysts with no file at all, and an analyst's session open on it
-    went with it and held off every step's write for its lock timeout.
+    went with it and held off every step's write for its lock timeout. While it stays, it is
+    copied again if it changed since it was copied (the release before ran on it after a
+    failed first run here: its versions and erasures were lost at the next publish).
     """
-    if layout.working.exists() or not layout.published.exists():
+    if not layout.published.exists():
         return False
+    if layout.working.exists():
+        # Asked of the working database first: the published file is not opened on every run
+        # (an analyst's read-write session on it would fail the open). The record goes with
+        # the first publish (`publish`).
+        try:
+            with duckdb.connect(str(layout.working), read_only=True) as working:
+                adopted = _recorded(working, _ADOPTED)
+        except duckdb.Error:
+            return False  # the run's own open says what is wrong with it
+        if adopted is None or adopted == _file_identity(layout.published):
+            return False
     if not is_single_file_warehouse(layout.published):
         return False
     wal = layout.published.with_name(layout.published.name + ".wal")
@@ -1073,6 +1096,7 @@ def adopt_single_file(layout: Layout) -> bool:
             con.execute("CHECKPOINT")
         finally:
             con.close()
+    identity = _file_identity(layout.published)
     layout.working.parent.mkdir(parents=True, exist_ok=True)
     # Under the run lock: a partial copy there is a killed adoption's.
     for stale in layout.working.parent.glob(f".{layout.working.name}.*.adopting"):
@@ -1080,9 +1104,24 @@ def adopt_single_file(layout: Layout) -> bool:
     partial = layout.working.with_name(f".{layout.working.name}.{os.getpid()}.adopting")
     try:
         shutil.copyfile(layout.published, partial)
+        with duckdb.connect(str(partial)) as copied:
+            _record(copied, _ADOPTED, identity)
         _fsync(partial)
+        # a log of the copy this one replaces would be replayed into it
+        layout.working.with_name(layout.working.name + ".wal").unlink(missing_ok=True)
         os.replace(partial, layout.working)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    return True
+
+
+def _drop_unversioned_old_file(layout: Layout) -> bool:
+    """After an erasure in a working database with no version yet: a warehouse from before the
+    working database, still at the analysts' path (copied, not replaced, since no publish
+    built a file), holds the person; it has no version to show either, so it goes."""
+    if not layout.published.exists() or not is_single_file_warehouse(layout.published):
+        return False
+    layout.published.unlink()
+    layout.published.with_name(layout.published.name + ".wal").unlink(missing_ok=True)
     return True
