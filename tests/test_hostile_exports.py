@@ -1474,24 +1474,3 @@ def test_every_file_refused_for_its_rows_is_named_not_only_the_first(warehouse, 
     assert "line 3" in message and "line 4" in message, message
     assert "a.csv" not in message
     assert staged_ids(warehouse, "referrals", "referral_id") == []
-
-
-@pytest.mark.parametrize("breaks", [False, True])
-def test_ignored_columns_are_not_kept_and_the_rows_read_the_same(warehouse, exports_dir, breaks):
-    """A CSV's columns the contract ignores (notes, addresses) were read whole and held the
-    file's size in memory; they are left unread unless a value holds a line break. Either way
-    the same rows are staged and quarantined: a row cut before its last (ignored) field is
-    short, a pasted header is refused (`test_a_pasted_part_whose_other_column_moved...`)."""
-    note = "a\nb" if breaks else "a note, quoted"
-    header = ",".join(["note", *ORDER_HEADER, "address"])
-    rows = [
-        f'"{note}",' + ",".join(good_order(1).values()) + ',"1 Main St"',
-        f'"{note}",' + ",".join(good_order(2).values()),  # the address cut off: one field short
-        f'"{note}",' + ",".join(good_order(3).values()) + ",",
-    ]
-    write_text(exports_dir / "orders" / "wide.csv", "\n".join([header, *rows]) + "\n")
-    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
-    assert report.ignored_columns == {"orders/wide.csv": ["note", "address"]}
-    assert staged_ids(warehouse) == ["o1", "o3"]
-    assert [q[1:4] for q in quarantine(warehouse)] == [(2, None, "wrong_field_count")]
-    assert_reconciles(warehouse, "orders")

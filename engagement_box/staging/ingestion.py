@@ -1049,28 +1049,21 @@ def _header_key(name: str) -> str:
 
 
 def _repeated_header(
-    export: ExportFile,
-    frame: pl.DataFrame,
-    renamed: dict[str, str],
-    source: Source,
-    header: list[str],
+    export: ExportFile, frame: pl.DataFrame, renamed: dict[str, str], source: Source
 ) -> None:
     """Refuse a CSV file with a row that repeats the header's names, in any order, case or
     spacing: two exports pasted together (`cat` keeps the second one's byte-order mark). With
     its columns in another order, the rows after it were staged into the wrong columns (order
     and customer ids swapped); in the same order the row is no data either. One look at the
-    first column read; a row is compared whole only where that value is a header name, so a
-    value that happens to name a column is a value. `frame` may lack the columns the contract
-    ignores (`read_raw`): the rows compared whole are then read from their lines (one line
-    per row then), so a pasted part's moved extra column counts as it does with all read."""
-    every = [raw for raw in header if renamed[raw] and not _UNNAMED.fullmatch(renamed[raw])]
-    names = {_header_key(raw) for raw in every}
+    first column; a row is compared whole only where that value is a header name, so a value
+    that happens to name a column is a value."""
+    named = [raw for raw, name in renamed.items() if name and not _UNNAMED.fullmatch(name)]
+    names = {_header_key(raw) for raw in named}
     # The contract's columns apart: a pasted part may name its other columns otherwise, or put
     # them elsewhere; either way of matching is a repeated header.
-    contract = [i for i, raw in enumerate(every) if renamed[raw] in source.columns]
-    contract_names = {_header_key(every[i]) for i in contract}
-    read = [raw for raw in every if raw in frame.columns]
-    if len(every) < 2 or not read or not frame.height:
+    contract = [i for i, raw in enumerate(named) if renamed[raw] in source.columns]
+    contract_names = {_header_key(named[i]) for i in contract}
+    if len(named) < 2 or not frame.height:
         return
 
     def cleaned(column: str) -> pl.Expr:  # `_header_key` of each value
@@ -1078,20 +1071,11 @@ def _repeated_header(
         text = text.str.strip_chars('"').str.strip_chars().str.to_lowercase()
         return text.str.replace_all(_SEPARATORS.pattern, "_")
 
-    hits = frame.select(cleaned(read[0]).is_in(list(names))).to_series()
+    hits = frame.select(cleaned(named[0]).is_in(list(names))).to_series()
     if not hits.any():
         return
     rows = frame.with_row_index("row").filter(hits)
-    if len(read) == len(every):
-        candidates = rows.select("row", pl.concat_list(map(cleaned, every))).iter_rows()
-    else:
-        positions = [header.index(raw) for raw in every]
-        lines = _lines_of_rows(export, rows["row"].to_list())
-        candidates = (
-            (row, [_header_key(fields[p]) if p < len(fields) else "" for p in positions])
-            for row, fields in sorted(lines.items())
-        )
-    for row, values in candidates:
+    for row, values in rows.select("row", pl.concat_list(map(cleaned, named))).iter_rows():
         if set(values) == names or {values[i] for i in contract} == contract_names:
             raise IngestError(
                 f"{export.relpath}: row {row + 1} repeats the header (two exports pasted "
@@ -1099,35 +1083,20 @@ def _repeated_header(
             )
 
 
-def _lines_of_rows(export: ExportFile, rows: list[int]) -> dict[int, list[str]]:
-    """The fields of the given data rows (0-based) of a CSV file with one line per row, read
-    from their lines in one pass over the file."""
-    wanted = {row + 2: row for row in rows}  # line numbers: the header is line 1
-    found: dict[int, list[str]] = {}
-    with export.path.open(encoding="utf-8-sig", newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number in wanted:
-                found[wanted[number]] = next(csv.reader([line]), [])
-                if len(found) == len(wanted):
-                    break
-    return found
-
-
-def _short_rows(export: ExportFile, frame: pl.DataFrame, header: list[str]) -> pl.Series:
-    """Per row of a CSV file: why its fields cannot be trusted (fewer fields than the header,
-    `header`'s names as polars reads them; `frame` holds its last column), or NULL. One NULL
-    check of the last column; lines are read only if that column has NULLs."""
+def _short_rows(export: ExportFile, frame: pl.DataFrame) -> pl.Series:
+    """Per row of a CSV file: why its fields cannot be trusted (fewer fields than the header), or
+    NULL. One NULL check of the last column; lines are read only if that column has NULLs."""
     problem = pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(ROW_PROBLEM)
-    if not header or not frame.height:
+    if not frame.width or not frame.height:
         return problem
-    candidates = frame[header[-1]].is_null().arg_true()
+    candidates = frame[frame.columns[-1]].is_null().arg_true()
     if not len(candidates):
         return problem
     fields = _field_counts(export, candidates, frame.height)
     # Columns without a name at the header's end (a trailing `,` on the header line alone, as
     # some tools write it) hold nothing: a row without them has every field.
-    named = [i for i, c in enumerate(header) if c.strip() and not _UNNAMED.fullmatch(c)]
-    width = named[-1] + 1 if named else len(header)
+    named = [i for i, c in enumerate(frame.columns) if c.strip() and not _UNNAMED.fullmatch(c)]
+    width = named[-1] + 1 if named else frame.width
     short = fields < width
     if not short.any():
         return problem
@@ -1261,16 +1230,6 @@ def _unquoted_after_space(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(fixed) if fixed else frame
 
 
-def _read_csv(export: ExportFile, **options) -> pl.DataFrame:
-    """The CSV file's values as text (polars' reader; `options` such as `columns`, `n_rows`)."""
-    try:
-        return pl.read_csv(
-            export.path, infer_schema=False, encoding="utf8", raise_if_empty=False, **options
-        )
-    except Exception as exc:  # polars raises several types; all mean the same to a user
-        raise _csv_problem(export, exc) from None
-
-
 def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str]]:
     """The file's rows as text, in contract column order, with `source_file`, `source_row` and
     `row_problem` (why a CSV row's fields cannot be trusted: fewer fields than the header).
@@ -1282,24 +1241,16 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
     problem = None
     offsets: dict[str, str] = {}  # Parquet timestamp columns at a fixed offset, with it
     if export.path.suffix.lower() == ".csv":
-        header = _read_csv(export, n_rows=0).columns
-        renamed, extra = _columns(export, header, source)
-        # The columns the contract ignores are not kept (an export's notes or addresses held
-        # the file's size in memory), unless a value holds a line break: then every column is
-        # looked at for rows it swallowed (`_rows_inside_values`). The last column tells a
-        # short row (`_short_rows`).
-        kept = None
-        if extra:
-            kept = [c for c in header if renamed[c] in source.columns]
-            kept += [header[-1]] if header[-1] not in kept else []
-        frame = _read_csv(export, columns=kept)
-        if kept is not None and _lines(export) != frame.height + 1:
-            del frame  # (held during the second read, it cost the file's size again)
-            frame = _read_csv(export)
-        _repeated_header(export, frame, renamed, source, header)
-        if frame.width == len(header):
-            _rows_inside_values(export, frame, source, renamed)
-        problem = _short_rows(export, frame, header)
+        try:
+            frame = pl.read_csv(
+                export.path, infer_schema=False, encoding="utf8", raise_if_empty=False
+            )
+        except Exception as exc:  # polars raises several types; all mean the same to a user
+            raise _csv_problem(export, exc) from None
+        renamed, extra = _columns(export, frame.columns, source)
+        _repeated_header(export, frame, renamed, source)
+        _rows_inside_values(export, frame, source, renamed)
+        problem = _short_rows(export, frame)
         if _quote_after_space(export):
             frame = _unquoted_after_space(frame)
     else:
