@@ -1474,3 +1474,38 @@ def test_every_file_refused_for_its_rows_is_named_not_only_the_first(warehouse, 
     assert "line 3" in message and "line 4" in message, message
     assert "a.csv" not in message
     assert staged_ids(warehouse, "referrals", "referral_id") == []
+
+
+def test_a_row_with_a_field_more_than_the_header_is_refused_whatever_the_columns(
+    warehouse, exports_dir
+):
+    """An unquoted comma in a column the contract ignores, before the contract's last one:
+    reading only the contract's columns (a memory saving tried and reverted) staged the row
+    shifted by one field, order `c2` of a customer `Ann`. The file is refused, naming the line."""
+    write_text(
+        exports_dir / "orders" / "a.csv",
+        "ordered_at,net_amount,currency,status,channel,email,gift_note,customer_id,order_id\n"
+        "2024-01-01T10:00:00,11.50,USD,completed,web,c1@example.com,none,c1,o1\n"
+        "2024-01-02T10:00:00,12.50,USD,completed,web,c2@example.com,Happy birthday, Ann,c2,o2\n",
+    )
+    with pytest.raises(IngestError, match=r"line 3 has 10 fields but the header has 9"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == []
+
+
+def test_a_pasted_part_after_a_value_with_a_lone_cr_is_refused(warehouse, exports_dir):
+    """A lone CR inside an earlier value (kept in it) must not shift the rows a repeated
+    header is looked for in: reading lines as Python's text files do (a CR ends one) missed
+    the pasted part and staged its order and customer ids swapped."""
+    header = ",".join(["note", *ORDER_HEADER])
+    swapped = ",".join(["note", "customer_id", "order_id", *ORDER_HEADER[2:]])
+    write_text(
+        exports_dir / "orders" / "a.csv",
+        f"{header}\n"
+        '"call\rback",o1,c1,c1@example.com,2024-01-02T10:00:00,11.50,USD,completed,web\n'
+        "x,o2,c1,c1@example.com,2024-01-03T10:00:00,12.50,USD,completed,web\n"
+        f"{swapped}\n"
+        "y,c3,o3,c3@example.com,2024-01-04T10:00:00,13.50,USD,completed,web\n",
+    )
+    with pytest.raises(IngestError, match=r"row 3 repeats the header"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
