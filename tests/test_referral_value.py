@@ -119,6 +119,15 @@ def test_two_new_customers_referring_each_other_credit_one_referral():
     credited = credited_referrals(referrals, clv_frame({"X1": 150.0, "X2": 120.0}),
                                   EngagementSettings(), date(2025, 6, 30))  # fmt: skip
     assert credited["referrer_customer_id"].to_list() == ["X1"]
+    # At the same time (an export with dates only): the smaller referral_id was sent first.
+    same = referrals.with_columns(
+        pl.lit(day).alias("referred_at"), pl.lit(day).alias("converted_at")
+    )
+    outcomes = referral_outcomes(same, date(2025, 6, 30))
+    assert dict(zip(outcomes["referral_id"], outcomes["outcome"], strict=True)) == {
+        "rc1": "credited",
+        "rc2": "referee_already_customer",
+    }
 
 
 def test_conversion_after_the_as_of_day_is_not_a_conversion_yet():

@@ -304,3 +304,45 @@ def test_personas_keep_the_model_in_force_between_runs(engagement, spark_run, tm
     rows = pl.read_parquet(lake_copy / spark_personas.MODEL_FILE).sort("as_of")
     assert rows["as_of"].to_list() == [AS_OF, later, much_later]
     assert rows["fitted_as_of"].to_list() == [AS_OF, AS_OF, much_later]
+
+
+def test_referrals_between_two_new_customers_are_judged_as_the_duckdb_engine_does(spark):
+    """Two customers referring each other (at two times, and at one time, as an export of
+    dates gives it), a referral with no referrer and one sent by a referee before being
+    referred: the Spark engine's outcomes, whose rule needs each referee's own first referral
+    from the whole table, equal the library's."""
+    from engagement_box.engagement.config import EngagementSettings
+    from engagement_box.spark.engagement import referral_value
+
+    day = dt.datetime(2025, 3, 10)
+    rows = [
+        ("m1", "X1", "X2", day.replace(hour=10), day.replace(hour=11)),
+        ("m2", "X2", "X1", day.replace(hour=12), day.replace(hour=13)),
+        ("t1", "Y1", "Y2", day, day),
+        ("t2", "Y2", "Y1", day, day),
+        ("n1", None, "Z1", day, day),
+        ("e1", "Z2", "Q1", day.replace(hour=8), None),
+        ("e2", "X1", "Z2", day.replace(hour=9), day.replace(hour=9)),
+    ]
+    referrals = pl.DataFrame(
+        rows,
+        schema={"referral_id": pl.String, "referrer_customer_id": pl.String,
+                "referee_customer_id": pl.String, "referred_at": pl.Datetime("us"),
+                "converted_at": pl.Datetime("us")},
+        orient="row",
+    ).with_columns(
+        pl.lit(5.0).alias("referrer_reward"), pl.lit(5.0).alias("referee_reward"),
+        pl.lit(None, dtype=pl.Boolean).alias("would_have_joined_anyway"),
+    )  # fmt: skip
+    as_of = dt.date(2025, 6, 30)
+    expected = referral.outcome_counts(referral.referral_outcomes(referrals, as_of))
+    assert expected["referee_already_customer"] == 3 and expected["credited"] == 2
+    people = sorted({c for r in rows for c in r[1:3] if c})
+    clv = pl.DataFrame({"customer_id": people, "clv": [100.0] * len(people)})
+    since = pl.DataFrame({"customer_id": people, "since": [dt.datetime(2025, 3, 10)] * len(people)})
+    frames = [spark.createDataFrame(f.to_arrow()) for f in (referrals, clv, since)]
+    customers = spark.createDataFrame(clv.select("customer_id").to_arrow())
+    _, info = referral_value(
+        spark, frames[0], frames[1], customers, frames[2], EngagementSettings(), as_of
+    )
+    assert info["referral_outcomes"] == expected

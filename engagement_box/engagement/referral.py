@@ -82,13 +82,17 @@ def referral_outcomes(
     one, so it is never credited. The first rule a referral fails is its outcome.
     """
     end = as_of_end(as_of)
-    added = SENT_FIRST not in referrals.columns
+    added = SENT_FIRST not in referrals.columns or SENT_FIRST_ID not in referrals.columns
     if added:
         referrals = with_referee_sent_first(referrals)
     # A referee who had sent a referral before this one was a member already (two new
-    # customers referring each other on the day they joined were both credited).
+    # customers referring each other on the day they joined were both credited); at the same
+    # time, the referral with the smaller referral_id was sent first.
+    sent_at = pl.col(SENT_FIRST).cast(pl.Datetime("us"))
+    referred_at = pl.col("referred_at").cast(pl.Datetime("us"))
     already_customer = (
-        pl.col(SENT_FIRST).cast(pl.Datetime("us")) < pl.col("referred_at").cast(pl.Datetime("us"))
+        (sent_at < referred_at)
+        | ((sent_at == referred_at) & (pl.col(SENT_FIRST_ID) < pl.col("referral_id")))
     ).fill_null(False)
     if "referee_since" in referrals.columns:
         already_customer |= (
@@ -134,24 +138,31 @@ def referral_outcomes(
             .alias("outcome")
         )
         .sort("_row")
-        .drop("_row", "_first", *([SENT_FIRST] if added else []))
+        .drop("_row", "_first", *([SENT_FIRST, SENT_FIRST_ID] if added else []))
     )
 
 
-# When a referral's referee first sent a referral themselves (`with_referee_sent_first`).
+# When a referral's referee first sent a referral themselves, and that referral's id
+# (`with_referee_sent_first`).
 SENT_FIRST = "referee_sent_first"
+SENT_FIRST_ID = "referee_sent_first_id"
 
 
 def with_referee_sent_first(referrals: pl.DataFrame) -> pl.DataFrame:
-    """The referrals with `referee_sent_first`: the earliest referral their referee sent as a
-    referrer (null when none), for the rule `referee_already_customer`. From the frame's own
-    rows, so it needs all of them (the Spark engine joins it from the whole table first)."""
+    """The referrals with `referee_sent_first` and `referee_sent_first_id`: the earliest
+    referral their referee sent as a referrer (by time, then referral_id; null when none), for
+    the rule `referee_already_customer`. From the frame's own rows, so it needs all of them
+    (the Spark engine joins the same from the whole table first)."""
     sent = (
         referrals.filter(pl.col("referrer_customer_id").is_not_null())
-        .group_by(pl.col("referrer_customer_id").alias("referee_customer_id"))
-        .agg(pl.col("referred_at").min().alias(SENT_FIRST))
+        .sort("referred_at", "referral_id")
+        .group_by(pl.col("referrer_customer_id").alias("referee_customer_id"), maintain_order=True)
+        .agg(
+            pl.col("referred_at").first().alias(SENT_FIRST),
+            pl.col("referral_id").first().alias(SENT_FIRST_ID),
+        )
     )
-    return referrals.drop(SENT_FIRST, strict=False).join(
+    return referrals.drop(SENT_FIRST, SENT_FIRST_ID, strict=False).join(
         sent, on="referee_customer_id", how="left", maintain_order="left"
     )
 

@@ -296,7 +296,12 @@ def referral_value(
         .join(  # when the referee first sent a referral (`referral.with_referee_sent_first`)
             referrals.where(F.col("referrer_customer_id").isNotNull())
             .groupBy(F.col("referrer_customer_id").alias("referee_customer_id"))
-            .agg(F.min("referred_at").alias(referral.SENT_FIRST)),
+            .agg(F.min(F.struct("referred_at", "referral_id")).alias("_sent"))
+            .select(
+                "referee_customer_id",
+                F.col("_sent.referred_at").alias(referral.SENT_FIRST),
+                F.col("_sent.referral_id").alias(referral.SENT_FIRST_ID),
+            ),
             "referee_customer_id",
             "left",
         )
