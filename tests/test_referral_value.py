@@ -80,6 +80,10 @@ def test_same_conversion_time_tie_goes_to_smallest_referral_id():
     )
     credited = credited_referrals(referrals, clv_frame({"B": 40.0}), EngagementSettings())
     assert credited["referrer_customer_id"].to_list() == ["C"]
+    # numbered ids: r9 before r10, as rule 2 orders them
+    numbered = referrals.with_columns(pl.Series("referral_id", ["r10", "r9"]))
+    credited = credited_referrals(numbered, clv_frame({"B": 40.0}), EngagementSettings())
+    assert credited["referrer_customer_id"].to_list() == ["C"]
 
 
 def test_the_earliest_conversion_wins_before_the_earliest_referral():
@@ -127,6 +131,13 @@ def test_two_new_customers_referring_each_other_credit_one_referral():
     assert dict(zip(outcomes["referral_id"], outcomes["outcome"], strict=True)) == {
         "rc1": "credited",
         "rc2": "referee_already_customer",
+    }
+    # Plain numbered ids: 9 was sent before 10 (in text order, 10 came first).
+    numbered = same.with_columns(pl.Series("referral_id", ["9", "10"]))
+    outcomes = referral_outcomes(numbered, date(2025, 6, 30))
+    assert dict(zip(outcomes["referral_id"], outcomes["outcome"], strict=True)) == {
+        "9": "credited",
+        "10": "referee_already_customer",
     }
 
 

@@ -323,6 +323,8 @@ def test_referrals_between_two_new_customers_are_judged_as_the_duckdb_engine_doe
         ("n1", None, "Z1", day, day),
         ("e1", "Z2", "Q1", day.replace(hour=8), None),
         ("e2", "X1", "Z2", day.replace(hour=9), day.replace(hour=9)),
+        ("9", "W1", "W2", day, day),  # numbered ids: 9 was sent before 10
+        ("10", "W2", "W1", day, day),
     ]
     referrals = pl.DataFrame(
         rows,
@@ -336,7 +338,9 @@ def test_referrals_between_two_new_customers_are_judged_as_the_duckdb_engine_doe
     )  # fmt: skip
     as_of = dt.date(2025, 6, 30)
     expected = referral.outcome_counts(referral.referral_outcomes(referrals, as_of))
-    assert expected["referee_already_customer"] == 3 and expected["credited"] == 2
+    outcomes = referral.referral_outcomes(referrals, as_of)
+    assert dict(zip(outcomes["referral_id"], outcomes["outcome"], strict=True))["9"] == "credited"
+    assert expected["referee_already_customer"] == 4 and expected["credited"] == 3
     people = sorted({c for r in rows for c in r[1:3] if c})
     clv = pl.DataFrame({"customer_id": people, "clv": [100.0] * len(people)})
     since = pl.DataFrame({"customer_id": people, "since": [dt.datetime(2025, 3, 10)] * len(people)})

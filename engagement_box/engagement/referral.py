@@ -92,7 +92,7 @@ def referral_outcomes(
     referred_at = pl.col("referred_at").cast(pl.Datetime("us"))
     already_customer = (
         (sent_at < referred_at)
-        | ((sent_at == referred_at) & (pl.col(SENT_FIRST_ID) < pl.col("referral_id")))
+        | ((sent_at == referred_at) & _id_before(pl.col(SENT_FIRST_ID), pl.col("referral_id")))
     ).fill_null(False)
     if "referee_since" in referrals.columns:
         already_customer |= (
@@ -121,7 +121,7 @@ def referral_outcomes(
     )
     first = (
         judged.filter(pl.col("outcome").is_null())
-        .sort(["referee_customer_id", "converted_at", "referred_at", "referral_id"])
+        .sort(["referee_customer_id", "converted_at", "referred_at", *_id_order("referral_id")])
         .unique(subset="referee_customer_id", keep="first", maintain_order=True)
         .select("_row", pl.lit(True).alias("_first"))
     )
@@ -142,6 +142,19 @@ def referral_outcomes(
     )
 
 
+def _id_order(column: str) -> list[pl.Expr]:
+    """The order of referral ids where a rule breaks a tie by them: the shorter first, then in
+    text order, so plain numbered ids sort as numbers (9 before 10; compared as text, 10 came
+    first and denied the referral that brought a customer) and padded ones as text."""
+    return [pl.col(column).str.len_chars(), pl.col(column)]
+
+
+def _id_before(left: pl.Expr, right: pl.Expr) -> pl.Expr:
+    """Whether referral id `left` comes before `right` in `_id_order`."""
+    shorter = left.str.len_chars() < right.str.len_chars()
+    return shorter | ((left.str.len_chars() == right.str.len_chars()) & (left < right))
+
+
 # When a referral's referee first sent a referral themselves, and that referral's id
 # (`with_referee_sent_first`).
 SENT_FIRST = "referee_sent_first"
@@ -155,7 +168,7 @@ def with_referee_sent_first(referrals: pl.DataFrame) -> pl.DataFrame:
     (the Spark engine joins the same from the whole table first)."""
     sent = (
         referrals.filter(pl.col("referrer_customer_id").is_not_null())
-        .sort("referred_at", "referral_id")
+        .sort("referred_at", *_id_order("referral_id"))
         .group_by(pl.col("referrer_customer_id").alias("referee_customer_id"), maintain_order=True)
         .agg(
             pl.col("referred_at").first().alias(SENT_FIRST),

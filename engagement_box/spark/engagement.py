@@ -296,7 +296,15 @@ def referral_value(
         .join(  # when the referee first sent a referral (`referral.with_referee_sent_first`)
             referrals.where(F.col("referrer_customer_id").isNotNull())
             .groupBy(F.col("referrer_customer_id").alias("referee_customer_id"))
-            .agg(F.min(F.struct("referred_at", "referral_id")).alias("_sent"))
+            .agg(  # in `referral._id_order`: the shorter id first, then in text order
+                F.min(
+                    F.struct(
+                        "referred_at",
+                        F.char_length("referral_id").alias("_length"),
+                        "referral_id",
+                    )
+                ).alias("_sent")
+            )
             .select(
                 "referee_customer_id",
                 F.col("_sent.referred_at").alias(referral.SENT_FIRST),
