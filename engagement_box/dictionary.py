@@ -945,7 +945,8 @@ def in_documented_order(name: str, names: list[str]) -> list[str]:
         return list(names)
     given = set(names)
     documented = [c.name for c in (SNAPSHOT_ID, *entry.columns) if c.name in given]
-    return documented + [n for n in names if n not in set(documented)]
+    placed = set(documented)
+    return documented + [n for n in names if n not in placed]
 
 
 def accepted_values(name: str) -> dict[str, tuple[str, ...]]:

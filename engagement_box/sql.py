@@ -89,15 +89,17 @@ _VIEWS = (
 )
 
 
-def _name_literal(part: str) -> str:
-    return '"' + part.replace('"', '""') + '"'
+def quote_name(name: str) -> str:
+    """A name read from the catalog (a column, a schema, not an allow-list) as an identifier:
+    quoted, its quotes doubled. Names from the code take `quote_identifier`."""
+    return '"' + str(name).replace('"', '""') + '"'
 
 
 def columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
     """(column name, type) of the table or view `schema.name` of the connection's own database,
     in order; empty when there is none."""
     row = con.execute("SELECT current_database()").fetchone()
-    relation = ".".join(_name_literal(part) for part in (row[0], schema, name))
+    relation = ".".join(quote_name(part) for part in (row[0], schema, name))
     try:  # the name is a bound value; a missing one fails at binding, leaving any transaction
         return con.execute(_COLUMNS, {"relation": relation}).fetchall()
     except duckdb.CatalogException:

@@ -618,29 +618,15 @@ def test_a_column_added_later_reads_in_the_documented_order(working, layout):
     """A warehouse whose mart got a column in a later version (ALTER TABLE ... ADD COLUMN
     puts it last) listed its columns in another order than a new warehouse: a query by
     position, or a `SELECT *` compared between two warehouses, found every row different."""
-    write_frame(
-        working, "work", "customer_rfm", pl.DataFrame({"customer_id": ["a"], "segment": ["Loyal"]})
-    )
-    versions.publish(
-        working,
-        ["customer_rfm"],
-        run_id="r",
-        partition_key=None,
-        as_of="2025-01-31",
-        settings={"v": 1},
-    )
-    readers.publish(working, layout, now=NOW)
+    first = {"customer_id": ["a"], "segment": ["Loyal"]}
     later = {"customer_id": ["a"], "days_since_last_order": [3], "segment": ["Champions"]}
-    write_frame(working, "work", "customer_rfm", pl.DataFrame(later))
-    versions.publish(
-        working,
-        ["customer_rfm"],
-        run_id="r",
-        partition_key=None,
-        as_of="2025-02-28",
-        settings={"v": 2},
-    )
-    readers.publish(working, layout, now=NOW)
+    for as_of, rows in (("2025-01-31", first), ("2025-02-28", later)):
+        write_frame(working, "work", "customer_rfm", pl.DataFrame(rows))
+        versions.publish(
+            working, ["customer_rfm"], run_id="r", partition_key=None, as_of=as_of,
+            settings={"as_of": as_of},
+        )  # fmt: skip
+        readers.publish(working, layout, now=NOW)
 
     documented = ["customer_id", "days_since_last_order", "segment"]
 

@@ -151,8 +151,8 @@ def _id_order(column: str) -> list[pl.Expr]:
 
 def _id_before(left: pl.Expr, right: pl.Expr) -> pl.Expr:
     """Whether referral id `left` comes before `right` in `_id_order`."""
-    shorter = left.str.len_chars() < right.str.len_chars()
-    return shorter | ((left.str.len_chars() == right.str.len_chars()) & (left < right))
+    left_length, right_length = left.str.len_chars(), right.str.len_chars()
+    return (left_length < right_length) | ((left_length == right_length) & (left < right))
 
 
 # When a referral's referee first sent a referral themselves, and that referral's id

@@ -53,6 +53,7 @@ from engagement_box.sql import (
     load_sql,
     quote_identifier,
     quote_literal,
+    quote_name,
     transaction,
 )
 
@@ -629,9 +630,9 @@ def _no_versions(con: duckdb.DuckDBPyConnection, mart: str) -> str:
     """A relation of no rows with the columns and types of `history.<mart>`, naming no table:
     what the macro of a mart that no retained version has rows of reads (`history.<mart>`
     would bind where the macro is called, and fail in a session that ATTACHes the file)."""
-    # Names and types read from the catalog (not data): names quoted with their quotes doubled.
+    # Names and types read from the catalog (not data).
     typed = "".join(
-        f", CAST(NULL AS {dtype}) AS " + '"' + str(name).replace('"', '""') + '"'
+        f", CAST(NULL AS {dtype}) AS {quote_name(name)}"
         for name, dtype in catalog_columns(con, "marts", mart)
     )
     return f"(SELECT CAST(NULL AS BIGINT) AS snapshot_id{typed} WHERE false)"
@@ -646,8 +647,7 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     if path is None or not path.exists():
         return None
     names = [column for column, _ in catalog_columns(con, "marts", mart)]
-    # Names read from the catalog (not an allow-list): quoted with their quotes doubled.
-    columns = ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
+    columns = ", ".join(quote_name(n) for n in names)  # names read from the catalog
     name = quote_identifier(mart)
     return f"CREATE VIEW marts.{name} AS SELECT {columns} FROM read_parquet({_literal(path)})"
 
@@ -686,18 +686,15 @@ def _comment_statements(
         ).fetchall()
     }
 
-    def name(text: str) -> str:
-        return '"' + text.replace('"', '""') + '"'
-
     statements = []
     for (schema, table, column), text in sorted(comments.items(), key=str):
-        target = f"{name(schema)}.{name(table)}"
+        target = f"{quote_name(schema)}.{quote_name(table)}"
         if column is None and (schema, table) in kinds:
             statements.append(
                 f"COMMENT ON {kinds[schema, table]} {target} IS {quote_literal(text)}"
             )
         elif column is not None and (schema, table, column) in columns:
-            described = f"{target}.{name(column)}"
+            described = f"{target}.{quote_name(column)}"
             statements.append(f"COMMENT ON COLUMN {described} IS {quote_literal(text)}")
     return statements
 

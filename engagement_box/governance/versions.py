@@ -52,6 +52,7 @@ from engagement_box.sql import (
     load_sql,
     quote_identifier,
     quote_literal,
+    quote_name,
     relation_exists,
     sql_template,
     transaction,
@@ -535,11 +536,13 @@ def ordered_columns(con: duckdb.DuckDBPyConnection, mart: str, source: str) -> s
     data dictionary's order (`dictionary.in_documented_order`). The version files are written
     from `history.<mart>`, so they keep that order too."""
     names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM ({source})").fetchall()]
-    # Names read from the relation's own columns: quoted with their quotes doubled.
-    listed = ", ".join(
-        '"' + str(n).replace('"', '""') + '"' for n in dictionary.in_documented_order(mart, names)
-    )
-    return f"SELECT {listed} FROM ({source})"
+    return f"SELECT {documented_list(mart, names)} FROM ({source})"
+
+
+def documented_list(mart: str, names: list[str], prefix: str = "") -> str:
+    """The column names (read from the catalog or a relation) of `mart`, quoted, in the data
+    dictionary's order, each after `prefix` (`w.`), as a select list."""
+    return ", ".join(prefix + quote_name(n) for n in dictionary.in_documented_order(mart, names))
 
 
 def _linked_work_rows(
@@ -592,14 +595,11 @@ def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str
     name = quote_identifier(mart)
     if _is_base_table(con, "marts", mart):
         con.execute(f"DROP TABLE marts.{name}")
-    # Names read from the catalog (the work table's columns): quoted with their quotes doubled.
-    quoted = [
-        '"' + str(n).replace('"', '""') + '"' for n in dictionary.in_documented_order(mart, names)
-    ]
-    listed = ", ".join(quoted)
     current = "(SELECT snapshot_id FROM marts.current_version)"
-    source = f"SELECT {listed} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
-    in_work = ", ".join(f"w.{column}" for column in quoted)
+    source = (
+        f"SELECT {documented_list(mart, names)} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
+    )
+    in_work = documented_list(mart, names, prefix="w.")
     linked = _linked_work_rows(con, mart, in_work, f" AND link.snapshot_id = {current}")
     if linked:
         source += f" UNION ALL BY NAME {linked}"

@@ -973,10 +973,10 @@ def _rows_inside_values(
                 inner["line"].str.count_matches(",", literal=True) == frame.width - 1
             )
             hits = inner.filter(reads_as_rows(inner["line"]))
-            if hits.height and (found is None or hits["row"][0] < found[0]):
-                found = (int(hits["row"][0]), column)
-            if hits.height:
-                break  # the parts are in row order: the first hit is this column's first
+            if hits.height:  # the parts are in row order: the first hit is this column's first
+                if found is None or hits["row"][0] < found[0]:
+                    found = (int(hits["row"][0]), column)
+                break
     if found is None:
         return
     row, column = found
