@@ -29,6 +29,7 @@ from pipelines.resources import (
     ExportsResource,
     LakeResource,
     ModelSettings,
+    RetentionPolicy,
     SparkEngine,
 )
 
@@ -376,10 +377,12 @@ def spark_audiences(spark: SparkEngine, lake_dir: LakeResource) -> dg.Materializ
 
 @dg.asset(key=PUBLISHED_KEY, group_name="spark", kinds={"parquet"}, deps=[AUDIENCES_KEY])
 def spark_published_marts(
-    lake_dir: LakeResource, engagement_config: EngagementConfig
+    lake_dir: LakeResource, engagement_config: EngagementConfig, retention: RetentionPolicy
 ) -> dg.MaterializeResult:
     """Every mart of the run published to the lake as one new version (readers see it whole),
-    then the audience files of that version (ENGAGEMENT_AUDIENCE_DIR)."""
+    then the audience files of that version (ENGAGEMENT_AUDIENCE_DIR), then the retention
+    policy applied to the lake's versions (the DuckDB engine's, ENGAGEMENT_KEEP_VERSIONS and
+    ENGAGEMENT_KEEP_DAYS)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -394,9 +397,17 @@ def spark_published_marts(
         files = audiences.export_files(
             lake_dir.path / record["marts"][audiences.MART], engagement_config.audience_path
         )
+    kept = lake.retain(
+        lake_dir.path,
+        keep_versions=retention.setting("keep_versions"),
+        keep_days=retention.setting("keep_days"),
+    )
     return dg.MaterializeResult(
         metadata={
             "snapshot_id": record["snapshot_id"],
+            "versions_retained": kept.kept,
+            "expired_now": dg.MetadataValue.json(kept.expired),
+            "expired_folders_deleted": dg.MetadataValue.json(kept.deleted),
             "audience_directory": dg.MetadataValue.path(str(engagement_config.audience_path)),
             "audience_files": dg.MetadataValue.json(files),
             "as_of": str(as_of),

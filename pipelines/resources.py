@@ -1061,6 +1061,7 @@ def spark_resources() -> dict[str, dg.ConfigurableResource]:
         "exports": ExportsResource(),
         "model_settings": ModelSettings(),
         "engagement_config": EngagementConfig(),
+        "retention": RetentionPolicy(),
     }
 
 

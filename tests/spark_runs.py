@@ -24,6 +24,7 @@ from pipelines.resources import (
     ExportsResource,
     LakeResource,
     ModelSettings,
+    RetentionPolicy,
     SparkEngine,
     Warehouse,
 )
@@ -85,6 +86,7 @@ def both_engines(spark, root: Path, exports: Path = SAMPLE, as_of: date = AS_OF)
                 "exports": ExportsResource(data_dir=str(exports)),
                 "model_settings": ModelSettings(as_of=as_of.isoformat()),
                 "engagement_config": EngagementConfig(audience_dir=str(root / "audiences")),
+                "retention": RetentionPolicy(),
             },
             instance=instance,
         )

@@ -350,3 +350,34 @@ def test_referrals_between_two_new_customers_are_judged_as_the_duckdb_engine_doe
         spark, frames[0], frames[1], customers, frames[2], EngagementSettings(), as_of
     )
     assert info["referral_outcomes"] == expected
+
+
+def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tmp_path):
+    """Each Spark publish ends with the DuckDB engine's policy: with one version kept, the
+    run's earlier version leaves the sessions attached after it, and the step says so."""
+    import shutil
+
+    import dagster as dg
+
+    from assets.spark import spark_published_marts
+    from pipelines.resources import LakeResource, RetentionPolicy
+
+    lake_copy = tmp_path / "lake"
+    shutil.copytree(spark_run[3], lake_copy, symlinks=True)
+    resources = {
+        "lake_dir": LakeResource(lake_dir=str(lake_copy)),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        "retention": RetentionPolicy(keep_versions=1, keep_days=400),
+    }
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([spark_published_marts], resources=resources, instance=instance)
+    assert result.success
+    (said,) = [e.materialization.metadata for e in result.get_asset_materialization_events()]
+    assert said["snapshot_id"].value == 2
+    assert said["expired_now"].value == [1] and said["versions_retained"].value == 1
+    reader = duckdb.connect()
+    lake.attach(reader, lake_copy)
+    assert reader.execute(
+        "SELECT DISTINCT snapshot_id FROM marts.history_customer_value"
+    ).fetchall() == [(2,)]
+    assert lake.snapshot_ids(lake_copy) == [1, 2]  # version 1's folders stay for a day

@@ -2,7 +2,8 @@
 
     <lake>/history/<mart>/snapshot_id=<n>/   every retained version (written once, never changed)
     <lake>/marts/<mart>                      the current version (a link to its history folder)
-    <lake>/marts/_current.json               the current snapshot id and each mart's folder
+    <lake>/marts/_current.json               the current snapshot id and each mart's folder,
+                                             the retained versions and the expired ones
 
 A version is published in three steps: each mart is written to a hidden folder beside its
 history and renamed to `snapshot_id=<n>` when complete; then `_current.json` is written under
@@ -10,17 +11,27 @@ a temporary name and renamed over the old one (`os.replace`, atomic); then each 
 switched the same way. A reader that follows `_current.json` (`attach`) sees the old version or
 the new one, never a mix. Renames are atomic on a local or network file system and on HDFS;
 on an object store (S3, GCS) read through `_current.json` only. No Dagster import here.
+
+Retention (`retain`, after each publish) keeps the newest `keep_versions` versions younger than
+`keep_days` days, and the current one, as the DuckDB engine does (`marts/snapshots_to_expire.sql`).
+An expired version leaves `_current.json`'s `retained` at once, so a session attached from then
+on does not see it, and its folders stay for `EXPIRED_GRACE` (a session attached before reads
+them), then are deleted by the next `retain`.
 """
 
 import json
 import os
 import shutil
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 POINTER = "_current.json"
+# How long an expired version's folders stay for sessions attached before it expired (the
+# DuckDB engine's `readers.EXPIRED_FILES_GRACE`).
+EXPIRED_GRACE = timedelta(days=1)
 
 
 def history_dir(lake: Path, mart: str, snapshot_id: int) -> Path:
@@ -43,12 +54,46 @@ def snapshot_ids(lake: Path) -> list[int]:
     return sorted(ids)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _retained(lake: Path, record: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    """The retained versions of the record (snapshot id as text -> published_at). A lake
+    published before versions were recorded: every complete version on disk, each published
+    when its folders were last changed."""
+    if record is not None and "retained" in record:
+        return dict(record["retained"])
+    retained = {}
+    for snapshot_id in snapshot_ids(lake):
+        folders = list((lake / "history").glob(f"*/snapshot_id={snapshot_id}"))
+        changed = max(f.stat().st_mtime for f in folders)
+        moment = datetime.fromtimestamp(changed, UTC).replace(tzinfo=None)
+        retained[str(snapshot_id)] = {"published_at": _stamp(moment)}
+    return retained
+
+
+def _write_record(lake: Path, record: dict[str, Any]) -> None:
+    """`_current.json` replaced whole (a temporary name, then a rename)."""
+    marts_dir = lake / "marts"
+    marts_dir.mkdir(parents=True, exist_ok=True)
+    temporary = marts_dir / f".{POINTER}.{uuid.uuid4().hex}"
+    temporary.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    os.replace(temporary, marts_dir / POINTER)
+
+
 def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """Write every mart (Spark DataFrames, or folders of Parquet files, by name) as a new
     version and make it current."""
     lake = Path(lake)
     existing = snapshot_ids(lake)
     snapshot_id = (existing[-1] + 1) if existing else 1
+    previous = current(lake)
+    retained = _retained(lake, previous)
     folders = {}
     for mart, frame in marts.items():
         final = history_dir(lake, mart, snapshot_id)
@@ -60,22 +105,76 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
             frame.write.mode("error").parquet(str(hidden))
         os.rename(hidden, final)
         folders[mart] = str(final.relative_to(lake))
+    published_at = _stamp(_now())
     record = {
         "snapshot_id": snapshot_id,
-        "published_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        "published_at": published_at,
         "marts": folders,
         "settings": settings,
+        "retained": {**retained, str(snapshot_id): {"published_at": published_at}},
+        "expired": dict((previous or {}).get("expired", {})),
     }
+    _write_record(lake, record)
     marts_dir = lake / "marts"
-    marts_dir.mkdir(parents=True, exist_ok=True)
-    temporary = marts_dir / f".{POINTER}.{uuid.uuid4().hex}"
-    temporary.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    os.replace(temporary, marts_dir / POINTER)
     for mart, folder in folders.items():
         link = marts_dir / f".{mart}.{uuid.uuid4().hex}"
         os.symlink(Path("..") / folder, link)
         os.replace(link, marts_dir / mart)
     return record
+
+
+@dataclass
+class LakeRetention:
+    """What `retain` did: the versions it expired now, the expired versions whose folders it
+    deleted (their grace over), and how many versions stay."""
+
+    expired: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    kept: int = 0
+
+
+def retain(
+    lake: Path, *, keep_versions: int, keep_days: int, now: datetime | None = None
+) -> LakeRetention:
+    """Apply the retention policy to the lake's versions (see the module's docstring). `now`:
+    naive UTC, as `published_at` is written. Run under the lake's run lock (a Spark run's last
+    step calls it), never beside a publish."""
+    if keep_versions < 1:
+        raise ValueError("keep_versions must be at least 1")
+    lake = Path(lake)
+    record = current(lake)
+    if record is None:
+        return LakeRetention()
+    now = now or _now()
+    retained = _retained(lake, record)
+    expired = dict(record.get("expired", {}))
+    newest_first = sorted(retained, key=int, reverse=True)
+    oldest_kept = now - timedelta(days=keep_days)
+    gone = [
+        snapshot_id
+        for rank, snapshot_id in enumerate(newest_first, start=1)
+        if int(snapshot_id) != int(record["snapshot_id"])
+        and (
+            rank > keep_versions
+            or datetime.fromisoformat(retained[snapshot_id]["published_at"]) < oldest_kept
+        )
+    ]
+    for snapshot_id in gone:
+        del retained[snapshot_id]
+        expired[snapshot_id] = _stamp(now)
+    over = [s for s, at in expired.items() if datetime.fromisoformat(at) <= now - EXPIRED_GRACE]
+    for snapshot_id in over:  # deleted first: a stop here leaves them listed, deleted next time
+        for folder in (lake / "history").glob(f"*/snapshot_id={snapshot_id}"):
+            shutil.rmtree(folder)
+    for snapshot_id in over:
+        del expired[snapshot_id]
+    if gone or over or "retained" not in record:
+        _write_record(lake, {**record, "retained": retained, "expired": expired})
+    return LakeRetention(
+        expired=sorted(int(s) for s in gone),
+        deleted=sorted(int(s) for s in over),
+        kept=len(retained),
+    )
 
 
 def erase_customers(lake: Path, customer_ids: list[str]) -> dict[str, int]:
@@ -127,9 +226,23 @@ def has_lake(lake: Path | None) -> bool:
     return lake is not None and (Path(lake) / "history").is_dir()
 
 
+def _history_files(lake: Path, record: dict[str, Any], mart: str) -> str:
+    """The SQL list of the files of `mart`'s retained versions (a lake published before
+    versions were recorded: every version's folder)."""
+    from engagement_box.sql import quote_literal
+
+    history = Path(lake) / "history" / mart
+    if "retained" not in record:
+        return quote_literal(str(history / "snapshot_id=*" / "*.parquet"))
+    folders = [history / f"snapshot_id={s}" for s in sorted(record["retained"], key=int)]
+    globs = [quote_literal(str(f / "*.parquet")) for f in folders if f.is_dir()]
+    return "[" + ", ".join(globs) + "]"
+
+
 def attach(con, lake: Path, schema: str = "marts") -> list[str]:
     """In a DuckDB session: one view per mart of the current version (`<schema>.<mart>`) and
-    `history_<mart>` over every retained version (with its snapshot_id). Returns the marts."""
+    `history_<mart>` over every retained version (with its snapshot_id). Returns the marts.
+    The views keep the versions retained when they were made (attach again for newer ones)."""
     from engagement_box.sql import quote_identifier, quote_literal
 
     record = current(lake)
@@ -138,7 +251,7 @@ def attach(con, lake: Path, schema: str = "marts") -> list[str]:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
     for mart, folder in record["marts"].items():
         files = quote_literal(str(Path(lake) / folder / "*.parquet"))
-        every = quote_literal(str(Path(lake) / "history" / mart / "snapshot_id=*" / "*.parquet"))
+        every = _history_files(lake, record, mart)
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_identifier(schema)}.{quote_identifier(mart)} AS "
             f"SELECT * FROM read_parquet({files}, hive_partitioning = false)"

@@ -1,0 +1,152 @@
+"""Retention of the Spark engine's lake: the newest ENGAGEMENT_KEEP_VERSIONS versions younger
+than ENGAGEMENT_KEEP_DAYS days stay, the current one always; an expired version leaves new
+sessions at once and its folders stay a day for sessions attached before (no Spark needed: the
+lake is written with polars in the layout `engagement_box/spark/lake.py` publishes)."""
+
+import json
+from datetime import date, datetime, timedelta
+
+import duckdb
+import polars as pl
+import pytest
+
+from engagement_box.spark import lake
+
+START = datetime(2026, 6, 1, 3, 0, 0)
+
+
+def folder(tmp_path, name: str, frame: pl.DataFrame):
+    path = tmp_path / "written" / name
+    path.mkdir(parents=True)
+    frame.write_parquet(path / "part-00000.parquet")
+    return path
+
+
+def publish(tmp_path, root, n: int, monkeypatch, at: datetime) -> dict:
+    """Version `n`: customer_value of one as-of per version, and a small model_fit."""
+    as_of = date(2026, 1, 1) + timedelta(days=30 * n)
+    marts = {
+        "customer_value": folder(
+            tmp_path,
+            f"cv{n}",
+            pl.DataFrame({"customer_id": ["C1", "C2"], "clv": [1.0 * n, 2.0 * n]}).with_columns(
+                pl.lit(as_of).alias("as_of")
+            ),
+        ),
+        "model_fit": folder(tmp_path, f"mf{n}", pl.DataFrame({"model": ["bgnbd"], "r": [0.1 * n]})),
+    }
+    monkeypatch.setattr(lake, "_now", lambda: at)
+    return lake.publish(root, marts, {"as_of": str(as_of)})
+
+
+def history_ids(con, mart: str = "customer_value") -> list[int]:
+    rows = con.execute(
+        f"SELECT DISTINCT snapshot_id FROM marts.history_{mart} ORDER BY snapshot_id"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def attached(root):
+    con = duckdb.connect()
+    lake.attach(con, root)
+    return con
+
+
+@pytest.fixture
+def four(tmp_path, monkeypatch):
+    """A lake of four versions published a day apart."""
+    root = tmp_path / "lake"
+    for n in range(1, 5):
+        publish(tmp_path, root, n, monkeypatch, START + timedelta(days=n))
+    return root
+
+
+def test_the_newest_versions_stay_and_the_expired_leave_new_sessions_at_once(four):
+    before = attached(four)  # an analyst's session from before the policy ran
+    now = START + timedelta(days=5)
+
+    kept = lake.retain(four, keep_versions=2, keep_days=400, now=now)
+
+    assert (kept.expired, kept.deleted, kept.kept) == ([1, 2], [], 2)
+    assert history_ids(attached(four)) == history_ids(attached(four), "model_fit") == [3, 4]
+    assert lake.current(four)["snapshot_id"] == 4
+    # within the grace the expired versions' folders stay, for the sessions attached before
+    assert history_ids(before) == [1, 2, 3, 4]
+    assert before.execute("SELECT sum(clv) FROM marts.history_customer_value").fetchone()[0] == 30
+    # a day later the next policy run deletes them; nothing else moves
+    later = lake.retain(four, keep_versions=2, keep_days=400, now=now + lake.EXPIRED_GRACE)
+    assert (later.expired, later.deleted, later.kept) == ([], [1, 2], 2)
+    assert lake.snapshot_ids(four) == [3, 4]
+    assert history_ids(attached(four)) == [3, 4]
+    assert lake.current(four)["expired"] == {}
+
+
+def test_versions_older_than_keep_days_expire_but_never_the_current_one(four):
+    # four versions published 1-4 days after START; 100 days on, every one is too old
+    kept = lake.retain(four, keep_versions=30, keep_days=30, now=START + timedelta(days=100))
+
+    assert (kept.expired, kept.kept) == ([1, 2, 3], 1)
+    assert history_ids(attached(four)) == [4]
+    con = attached(four)
+    assert con.execute("SELECT sum(clv) FROM marts.customer_value").fetchone()[0] == 12
+
+
+def test_a_new_version_after_expiry_keeps_counting_up(tmp_path, four, monkeypatch):
+    """Ids are never used twice, even once every older folder is deleted."""
+    now = START + timedelta(days=10)
+    lake.retain(four, keep_versions=1, keep_days=400, now=now)
+    lake.retain(four, keep_versions=1, keep_days=400, now=now + lake.EXPIRED_GRACE)
+    assert lake.snapshot_ids(four) == [4]
+
+    record = publish(tmp_path, four, 5, monkeypatch, now + timedelta(days=2))
+
+    assert record["snapshot_id"] == 5
+    assert history_ids(attached(four)) == [4, 5]
+
+
+def test_an_erasure_reaches_an_expired_version_in_its_grace(four):
+    before = attached(four)
+    lake.retain(four, keep_versions=2, keep_days=400, now=START + timedelta(days=5))
+
+    removed = lake.erase_customers(four, ["C1"])
+
+    assert removed["customer_value"] == 4  # every version's row of C1, the expired ones too
+    assert before.execute(
+        "SELECT count(*) FROM marts.history_customer_value WHERE customer_id = 'C1'"
+    ).fetchone() == (0,)
+
+
+def test_a_lake_published_before_versions_were_recorded(four):
+    """A record without `retained` (written before retention): attach shows every version on
+    disk, and the policy counts them from their folders."""
+    pointer = four / "marts" / lake.POINTER
+    record = json.loads(pointer.read_text())
+    del record["retained"], record["expired"]
+    pointer.write_text(json.dumps(record))
+    assert history_ids(attached(four)) == [1, 2, 3, 4]
+
+    kept = lake.retain(four, keep_versions=3, keep_days=400, now=datetime.now())
+
+    assert (kept.expired, kept.kept) == ([1], 3)
+    assert history_ids(attached(four)) == [2, 3, 4]
+
+
+def test_a_deletion_stopped_before_its_record_is_finished_next_time(four):
+    now = START + timedelta(days=5)
+    lake.retain(four, keep_versions=2, keep_days=400, now=now)
+    # as if stopped after deleting version 1's folders, before the record said so
+    for path in (four / "history").glob("*/snapshot_id=1"):
+        for file in path.iterdir():
+            file.unlink()
+        path.rmdir()
+
+    later = lake.retain(four, keep_versions=2, keep_days=400, now=now + lake.EXPIRED_GRACE)
+
+    assert later.deleted == [1, 2]
+    assert lake.snapshot_ids(four) == [3, 4]
+    assert lake.current(four)["expired"] == {}
+
+
+def test_keep_versions_below_one_is_refused(four):
+    with pytest.raises(ValueError, match="at least 1"):
+        lake.retain(four, keep_versions=0, keep_days=400)
