@@ -438,6 +438,20 @@ def test_missing_required_column_fails_naming_file_and_leaves_tables_as_they_wer
     assert reconcile(warehouse, "orders") == (1, 1, 1, 0, 0)
 
 
+def test_a_missing_column_says_the_names_found_as_the_file_writes_them(warehouse, exports_dir):
+    """An export switched to camelCase was said as "(found: orderid, customerid, ...)": the
+    names the user searches the export's settings for are `orderId`, `customerId`."""
+    header = ["orderId", "customerId", "email", "orderedAt", "netAmount", "currency", "status"]
+    (exports_dir / "orders").mkdir(parents=True)
+    (exports_dir / "orders" / "day1.csv").write_text(",".join(header) + "\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    assert (
+        "missing required column(s) order_id, customer_id, ordered_at, net_amount, channel (found: "
+        "orderId, customerId, email, orderedAt, netAmount, currency, status)"
+    ) in str(refused.value)
+
+
 def test_every_refused_file_of_a_source_is_named_not_only_the_first(warehouse, exports_dir):
     """Two orders files with a broken header: the run named only the first, so the sender fixed
     it, ran again, and only then learnt of the second. Every file whose header is refused is
@@ -717,6 +731,14 @@ def test_hidden_files_are_ignored(warehouse, exports_dir):
             b"order_id;customer_id;email;ordered_at;net_amount;currency;status;channel\n",
             "the header is one name holding ';': exports are comma-separated",
         ),
+        (  # a part with old Mac line endings pasted into a file (a CR inside quotes is text)
+            b"order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+            b'O1,C1,,2026-06-01 10:00:00,10.50,USD,completed,"web\rshop"\n'
+            b"O2,C2,,2026-06-02 10:00:00,11.00,USD,completed,web\r"
+            b"O3,C3,,2026-06-02 11:00:00,12.00,USD,completed,web\r\n",
+            "line 3 holds a CR alone outside a quoted value, which ends a line only in old Mac "
+            "files",
+        ),
         (
             b"order_id\tcustomer_id\temail\tordered_at\tnet_amount\tcurrency\tstatus\n",
             "(found: order_id\\tcustomer_id\\temail\\tordered_at\\tnet_amount\\tcurrency"
@@ -734,7 +756,9 @@ def test_files_excel_and_others_write_are_refused_saying_what_to_change(
 ):
     """A zero-byte file said "(found: no header)"; CR-only line endings raised Python's
     "new-line character seen in unquoted field" with no file named; a semicolon-separated
-    file listed one long column name as found."""
+    file listed one long column name as found; lines of a file ending in CR alone after a
+    header ending in LF were said as polars' "found more fields than defined in 'Schema'",
+    with no line."""
     (exports_dir / "orders").mkdir()
     (exports_dir / "orders" / "day1.csv").write_bytes(content)
     with pytest.raises(IngestError) as refused:
@@ -1480,7 +1504,7 @@ CUSTOMER_ROW = "C0000001,ann.lee@example.com,@ann_lee,2023-07-01,false,true,US"
         ),
         (  # no header row: its first row's values are said as the names found
             ["C0009900,JeffreyBrown1601@gmail.com,@jeff_b,2023-07-01,false,true,US"],
-            "(found: c0009900, j***@gmail.com, @j***, 2023-07-01, false, true, us)",
+            "(found: C0009900, J***@gmail.com, @j***, 2023-07-01, false, true, US)",
         ),
     ],
 )

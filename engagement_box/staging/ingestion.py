@@ -65,7 +65,14 @@ import pyarrow.parquet as pq
 from engagement_box import dictionary
 from engagement_box.governance import erasure, privacy, readers
 from engagement_box.sql import columns as catalog_columns
-from engagement_box.sql import first_line, load_sql, quote_identifier, relation_exists, transaction
+from engagement_box.sql import (
+    first_line,
+    load_sql,
+    quote_identifier,
+    relation_exists,
+    table_exists,
+    transaction,
+)
 from engagement_box.staging.contracts import (
     HANDLE_PATTERN,
     INVISIBLE_PATTERN,
@@ -418,12 +425,13 @@ def _columns(
         )
         # A file without its header row names its first row's values (emails, handles); a wide
         # export names the first SHOWN_COLUMNS and how many there are.
+        # As the file writes them: `orderId` is what to look for in the export's settings.
         found = ", ".join(
-            _shown(n.replace("\n", " "), limit=120) for n in list(renamed.values())[:SHOWN_COLUMNS]
+            _shown(n.strip().replace("\n", " "), limit=120) for n in names[:SHOWN_COLUMNS]
         )
         found = found.replace("\t", "\\t")
-        if len(renamed) > SHOWN_COLUMNS:
-            found += f", ... ({len(renamed):,} in all)"
+        if len(names) > SHOWN_COLUMNS:
+            found += f", ... ({len(names):,} in all)"
         found = found or "no header"
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
@@ -766,6 +774,14 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
 
     Only runs when a read failed, so reading the file again here costs nothing on good files.
     """
+    line = _bare_cr_line(export)
+    if line is not None:  # csv reads a lone CR as a line's end; polars reads on past it
+        return _unreadable(
+            export,
+            f"line {line} holds a CR alone outside a quoted value, which ends a line only in old "
+            'Mac files (Excel\'s "CSV (Macintosh)"; a part pasted from one?): save it with LF '
+            "or CRLF line endings, then run again",
+        )
     try:
         with export.path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -821,6 +837,24 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
         pass
     # polars quotes the value it could not parse ("could not parse `...` as dtype `str`")
     return _unreadable(export, privacy.masked_text(_plain(exc)))
+
+
+def _bare_cr_line(export: ExportFile) -> int | None:
+    """The first line (counted by LF) holding a CR that neither ends it nor sits inside a quoted
+    value, or None. The header's own line endings are looked at before (`_csv_header`)."""
+    quoted = False  # inside a quoted value at the start of the line
+    with export.path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            body = line.rstrip(b"\n").removesuffix(b"\r")
+            if b"\r" in body:
+                inside = quoted
+                for byte in body:
+                    if byte == 0x22:  # a doubled quote toggles twice: still inside
+                        inside = not inside
+                    elif byte == 0x0D and not inside:
+                        return number
+            quoted ^= line.count(b'"') % 2 == 1
+    return None
 
 
 def _text_after_closing_quote(export: ExportFile) -> None:
@@ -1161,7 +1195,8 @@ def _temporal_as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     )
 
 
-_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+# `-05:00`, `-0500` and `-05` (pyarrow writes and reads each)
+_OFFSET = re.compile(r"([+-])(\d{2})(?::?(\d{2}))?")
 
 
 def _at_offset_as_text(column: pl.Expr, dtype: pl.DataType, zone: str) -> pl.Expr:
@@ -1175,6 +1210,7 @@ def _at_offset_as_text(column: pl.Expr, dtype: pl.DataType, zone: str) -> pl.Exp
     if offset is None:
         return text
     sign, hours, minutes = offset.groups()
+    minutes = minutes or "00"
     shift = (1 if sign == "+" else -1) * (int(hours) * 60 + int(minutes))
     inside = ~text.str.ends_with("(out of range)").fill_null(False)
     local = pl.when(inside).then(column).dt.replace_time_zone(None) + pl.duration(minutes=shift)
@@ -1787,12 +1823,7 @@ def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
 def create_staged_table(con: duckdb.DuckDBPyConnection, source: Source) -> None:
     """Create `staging.<source>` if it does not exist, with its ENUM types (see
     `staged_table_ddl`); the enumerated values are bound as parameters."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'staging' AND table_name = $t",
-        {"t": source.name},
-    ).fetchone()[0]
-    if exists:
+    if table_exists(con, "staging", source.name):
         return
     # DuckDB 1.5.5 cannot replay a write-ahead log that holds both `CREATE SCHEMA staging` and a
     # `CREATE TYPE staging.<type>`: a crash in between made the file unopenable. Writing the
