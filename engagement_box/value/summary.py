@@ -66,11 +66,7 @@ def prepare_currency(con: Any, currency: str | None) -> None:
     con.execute(load_sql("work/create_currency_macros"))
     if currency is None:
         return
-    has_rates = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'staging' AND table_name = 'fx_rates'"
-    ).fetchone()[0]
-    if has_rates:
+    if table_exists(con, "staging", "fx_rates"):
         row = con.execute(
             load_sql("work/reporting_currency_rates"), {"currency": currency.upper()}
         ).fetchone()
