@@ -26,6 +26,7 @@ from assets.value import (
     png_markdown,
     require_work,
     resolve_window,
+    value_assets,
     work_key,
     write_work,
 )
@@ -500,6 +501,48 @@ def _require_every_mart(selected: Set[dg.AssetKey]) -> None:
         )
 
 
+def _work_steps() -> list[dg.AssetKey]:
+    """work/version_inputs and the partitioned work steps after it: every step between the
+    ingest and the publish (from the definitions: a job built for a selection holds only it)."""
+    from assets.engagement import engagement_assets  # imports this module
+
+    steps = [
+        key
+        for definition in (*value_assets, *engagement_assets)
+        if definition.partitions_def is not None
+        for key in definition.keys
+        if key.path[0] == "work"
+    ]
+    return sorted({VERSION_INPUTS_KEY, *steps}, key=lambda k: k.to_user_string())
+
+
+def _require_steps_between(context: dg.AssetExecutionContext) -> None:
+    """Refuse a run that selects staging (or work/version_inputs) and the marts but not every
+    step between them: Dagster orders only the selected steps, so the publish ran before the
+    ingest and said "published nothing" of the state before it, and a later run of some steps
+    could publish rows that do not follow the new exports."""
+    layer = context.job_def.asset_layer
+    # The run's selection; a job built for the selection (`dagster.materialize`) has none
+    selection = context.run.asset_selection or layer.executable_asset_keys
+    starts = sorted(
+        k.to_user_string() for k in selection if k.path[0] == "staging" or k == VERSION_INPUTS_KEY
+    )
+    if not starts:
+        return
+    left_out = [k.to_user_string() for k in _work_steps() if k not in selection]
+    if left_out:
+        shown = ", ".join(left_out[:4])
+        if len(left_out) > 4:
+            shown += f" and {len(left_out) - 4} more"
+        raise dg.Failure(
+            description=f"this run selects {', '.join(starts[:3])}"
+            f"{' ...' if len(starts) > 3 else ''} and the marts but not {shown}: the marts "
+            "would be published before the steps that compute from the new exports, or "
+            "without them. Materialize the whole month (the job engagement_pipeline, or "
+            "engagement-box run --month YYYY-MM), or leave staging out; nothing was published"
+        )
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -550,6 +593,7 @@ def published_marts(
             yield _freshness_result(versions.freshness(con))
         return
     _require_every_mart(context.selected_asset_keys)
+    _require_steps_between(context)
     with warehouse.get_connection() as con:
         # The partition's own window: only its as-of's work rows are published. When
         # ENGAGEMENT_AS_OF pins the date, the version records partition_key NULL and

@@ -144,12 +144,24 @@ def money(window: dict) -> dict:
 
 
 def require_work(con, table: str, window: dict) -> None:
-    """A plain failure when this partition's rows of `work.<table>` were never computed."""
-    if not partitioned.has_partition(con, "work", table, window["as_of"]):
+    """A plain failure when this partition's rows of `work.<table>` were never computed, or
+    were computed before the as-of's inputs were last recorded (`partitioned.behind_inputs`):
+    a step (or the publish) would otherwise build on rows of older exports or settings."""
+    as_of = window["as_of"]
+    if not partitioned.has_partition(con, "work", table, as_of):
         raise dg.Failure(
-            f"work.{table} holds no rows as of {window['as_of']} (never computed, or trimmed "
+            f"work.{table} holds no rows as of {as_of} (never computed, or trimmed "
             f"by retention after its version expired): materialize work/{table} for this "
             "partition first"
+        )
+    if partitioned.behind_inputs(con, "work", table, as_of):
+        month = window.get("partition_key") or as_of.strftime("%Y-%m-01")
+        raise dg.Failure(
+            f"work.{table} as of {as_of} was computed before work/version_inputs last recorded "
+            "this as-of's inputs (new exports, erasures, settings or model code since): its "
+            "rows are not those of the inputs now. Materialize the whole month (engagement-box "
+            f"run --month {month[:7]}, or the job for partition {month}) so every step "
+            "computes again"
         )
 
 

@@ -11,9 +11,16 @@ views them, `engagement_box.governance.versions`): before they are replaced, tho
 their own copy (`versions.keep_published_rows`), in the same transaction.
 
 `<schema>.written_partitions` records, in the same transaction, which as-of each table holds
-(table_name, as_of, written_at): an as-of whose step ran and found no rows is told apart from
-one whose step never ran. Retention deletes an as-of's rows and its record together
+(table_name, as_of, written_at, computation): an as-of whose step ran and found no rows is told
+apart from one whose step never ran. Retention deletes an as-of's rows and its record together
 (`versions.trim_work`) once no retained version links it and it is no table's newest.
+
+`computation` says which inputs the rows followed: `work.version_inputs` records the as-of's
+inputs (their fingerprint: staged files, erasures, settings, model code), and every other work
+table's write of that as-of takes the fingerprint recorded then. Rows whose fingerprint is not
+the one recorded now were computed before the inputs last changed (`behind_inputs`): a step
+does not read them and the marts are not published from them (a run of some steps after an
+ingest would otherwise publish old numbers under the new inputs).
 """
 
 import datetime as dt
@@ -28,6 +35,8 @@ from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, transaction
 
 KEY = "as_of"
+# The work table whose every write starts a new computation of its as-of (`computation`).
+INPUTS_TABLE = "version_inputs"
 
 
 def _name(schema: str, table: str) -> str:
@@ -73,21 +82,74 @@ def write_partition(
                     keep_published_rows(con, table, as_of)
                 con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
-            registry = _name(schema, REGISTRY)
-            con.execute(
-                f"CREATE TABLE IF NOT EXISTS {registry} (table_name VARCHAR, as_of DATE, "
-                "written_at TIMESTAMP, PRIMARY KEY (table_name, as_of))"
+            registry = _ensure_registry(con, schema)
+            # The inputs recorded now, or those in force (NULL before any record: steps run
+            # without work/version_inputs, e.g. in tests).
+            computation = (
+                _recorded_inputs(frame)
+                if table == INPUTS_TABLE
+                else _computation(con, schema, INPUTS_TABLE, as_of)
             )
             con.execute(
-                f"INSERT OR REPLACE INTO {registry} "
-                "VALUES ($table, $as_of, current_localtimestamp())",
-                {"table": table, "as_of": as_of},
+                f"INSERT OR REPLACE INTO {registry} (table_name, as_of, written_at, computation) "
+                "VALUES ($table, $as_of, current_localtimestamp(), $computation)",
+                {"table": table, "as_of": as_of, "computation": computation},
             )
             for statement, parameters in also:
                 con.execute(statement, dict(parameters))
     finally:
         con.unregister("partition_rows")
     return frame.height
+
+
+def _recorded_inputs(frame: pl.DataFrame) -> str | None:
+    """The fingerprint a `work.version_inputs` partition records (one row)."""
+    if "inputs_fingerprint" not in frame.columns or frame.height != 1:
+        return None
+    return frame["inputs_fingerprint"].item()
+
+
+def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
+    """`<schema>.written_partitions`, created or given the `computation` column a warehouse
+    written before it lacks (its as-ofs then have none: see `behind_inputs`)."""
+    registry = _name(schema, REGISTRY)
+    known = _columns(con, schema, REGISTRY)
+    if not known:
+        con.execute(
+            f"CREATE TABLE {registry} (table_name VARCHAR, as_of DATE, written_at TIMESTAMP, "
+            "computation VARCHAR, PRIMARY KEY (table_name, as_of))"
+        )
+    elif "computation" not in known:
+        con.execute(f"ALTER TABLE {registry} ADD COLUMN computation VARCHAR")
+    return registry
+
+
+def _computation(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date
+) -> str | None:
+    """The computation the rows of `as_of` in `schema.table` followed (None: no record, or
+    written before computations were recorded)."""
+    known = _columns(con, schema, REGISTRY)
+    if "computation" not in known:
+        return None
+    row = con.execute(
+        f"SELECT computation FROM {_name(schema, REGISTRY)} "
+        "WHERE table_name = $table AND as_of = $as_of",
+        {"table": table, "as_of": as_of},
+    ).fetchone()
+    return row[0] if row else None
+
+
+def behind_inputs(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
+    """Whether the rows of `as_of` in `schema.table` were computed before its inputs were last
+    recorded (`work.version_inputs` written since, for new exports, erasures, settings or model
+    code): they are not the rows of the inputs now. False where no inputs are recorded."""
+    if table == INPUTS_TABLE:
+        return False
+    in_force = _computation(con, schema, INPUTS_TABLE, as_of)
+    if in_force is None:
+        return False
+    return _computation(con, schema, table, as_of) != in_force
 
 
 # Rows per Arrow batch handed to DuckDB: one row group's worth.

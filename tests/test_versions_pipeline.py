@@ -233,6 +233,81 @@ def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, t
         con.close()
 
 
+def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_published(
+    december_run, tmp_path: Path
+):
+    """A new export staged and work/version_inputs materialized with it, then the marts alone:
+    the recorded inputs were those of now, so the publish named December's old rows by them
+    (a review: version 2 with version 1's numbers, and the next full run "published nothing").
+    The rows of each work table now carry the computation of the inputs they followed; a step
+    does not read older ones, nor does the publish. A selection of staging and the marts alone
+    ran the publish first (Dagster orders only the selected steps): it is refused."""
+    copy = copy_run(december_run, tmp_path)
+    exports, database = copy.exports, copy.database
+    (exports / "orders" / "late.csv").write_text(
+        "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
+        "late-1,C0000001,2025-12-30 12:00:00,500.00,USD,completed,web\n"
+    )
+    from tests.pipeline_runs import warehouse_resource
+    from tests.test_partitions import all_assets
+
+    resources = {
+        "warehouse": warehouse_resource(database),
+        "exports": ExportsResource(data_dir=str(exports)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(audience_dir=str(database.parent / "audiences")),
+    }
+
+    def materialize(selection: dg.AssetSelection) -> str | None:
+        """The first failed step's message, None when the run succeeded."""
+        result = dg.materialize(
+            all_assets(),
+            selection=selection,
+            partition_key="2025-12-01",
+            resources=resources,
+            raise_on_error=False,
+        )
+        failures = [e for e in result.all_events if e.is_step_failure]
+        return failures[0].step_failure_data.error.message if failures else None
+
+    marts = dg.AssetSelection.groups("marts")
+    said = materialize(dg.AssetSelection.groups("staging") | marts)
+    assert said is not None and "and the marts but not work/" in said, said
+    assert "nothing was published" in said
+    inputs = dg.AssetSelection.assets(dg.AssetKey(["work", "version_inputs"]))
+    assert materialize(dg.AssetSelection.groups("staging") | inputs) is None
+    said = materialize(marts)
+    assert said is not None
+    assert "was computed before work/version_inputs last recorded this as-of's inputs" in said
+    assert "engagement-box run --month 2025-12" in said
+    # a step after the ingest, its input not computed again: refused too, naming that input
+    rfm = dg.AssetSelection.assets(dg.AssetKey(["work", "customer_rfm"]))
+    said = materialize(rfm)
+    assert said is not None and "Failure: work.customer_summary as of 2025-12-31 was " in said, said
+    working = default_working(database)
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (1,)
+    finally:
+        con.close()
+
+    assert run_graph(exports, database).success  # the whole month: computed, then published
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        current = con.execute("SELECT snapshot_id FROM marts.snapshots WHERE is_current")
+        assert current.fetchone() == (2,)
+        spend = con.execute(
+            "SELECT total_spend FROM marts.customer_rfm WHERE customer_id = 'C0000001'"
+        ).fetchone()[0]
+        before = con.execute(
+            "SELECT total_spend FROM history.customer_rfm "
+            "WHERE snapshot_id = 1 AND customer_id = 'C0000001'"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert spend == pytest.approx(before + 500)
+
+
 def stored(instance, run_id: str, event) -> None:
     """`event` (a DagsterEvent) stored as run `run_id`'s."""
     import time
