@@ -386,6 +386,14 @@ def spark_published_marts(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    # read before publishing: a policy refused after it left a published version, a failed run
+    keep_versions = retention.setting("keep_versions")
+    keep_days = retention.setting("keep_days")
+    if keep_versions < 1 or keep_days < 0:
+        raise dg.Failure(
+            f"the retention policy keeps {keep_versions} versions of at most {keep_days} days: "
+            "keep_versions must be at least 1 and keep_days at least 0; nothing was published"
+        )
     folders = engagement.work_folders(lake_dir.path)
     if "customer" not in folders:
         raise dg.Failure("work.customer is not in the lake: materialize spark/engagement_marts")
@@ -397,11 +405,7 @@ def spark_published_marts(
         files = audiences.export_files(
             lake_dir.path / record["marts"][audiences.MART], engagement_config.audience_path
         )
-    kept = lake.retain(
-        lake_dir.path,
-        keep_versions=retention.setting("keep_versions"),
-        keep_days=retention.setting("keep_days"),
-    )
+    kept = lake.retain(lake_dir.path, keep_versions=keep_versions, keep_days=keep_days)
     return dg.MaterializeResult(
         metadata={
             "snapshot_id": record["snapshot_id"],

@@ -731,6 +731,14 @@ SPARK_RUN = (
 )
 
 
+SPARK_RETAIN = (
+    "engagement-box retain applies the DuckDB warehouse's retention policy, and ENGAGEMENT_ENGINE "
+    "is spark: the Spark lake's versions are retained by each Spark run's last step "
+    "(spark/published_marts, docs/SPARK.md). Unset ENGAGEMENT_ENGINE to retain the DuckDB "
+    "warehouse's versions"
+)
+
+
 def _nothing_ran(problem: str) -> int:
     """Say why nothing ran, on stderr, and give its exit code (2)."""
     print(f"FAILED before any step: {problem}", file=sys.stderr)
@@ -1075,6 +1083,8 @@ def retain(args: argparse.Namespace) -> int:
     problem = settings.first_problem()
     if problem:
         return _nothing_ran(problem)
+    if settings.value("ENGAGEMENT_ENGINE") == "spark":  # its graph has no retention job
+        return _nothing_ran(SPARK_RETAIN)
     home, problem = _instance_home_or_problem()
     if problem:
         return _nothing_ran(problem)

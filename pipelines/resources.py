@@ -991,7 +991,9 @@ class LakeResource(_FromSettings):
         return None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        problem = self.problem()
+        # Every setting before the first step, as the DuckDB engine's Warehouse does: a
+        # retention setting that did not parse failed the run's last step, after it published.
+        problem = self.problem() or settings.first_problem()
         if problem:
             raise ConfigurationError(problem)
         self._run_lock = acquire_run_lock(

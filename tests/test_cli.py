@@ -1352,6 +1352,18 @@ def test_retain_with_no_warehouse_means_nothing_ran(tmp_path):
     assert "run:" not in out and not (tmp_path / "warehouse").exists()
 
 
+def test_retain_on_the_spark_engine_says_where_the_lake_is_retained(tmp_path):
+    """With ENGAGEMENT_ENGINE=spark, `retain` ended in a traceback ("No remote job named
+    version_retention"), or told the user to run `engagement-box run`, which refuses that
+    engine."""
+    env = {**environment(tmp_path, empty_exports(tmp_path)), "ENGAGEMENT_ENGINE": "spark"}
+    code, out, err = main_cli(env, "retain")
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.splitlines()
+    assert line.startswith("FAILED before any step: engagement-box retain applies the DuckDB ")
+    assert "retained by each Spark run's last step" in line
+
+
 def test_a_warehouse_or_audience_folder_that_cannot_be_written_means_nothing_ran(tmp_path):
     """The run lock cannot be created: nothing ran, so exit 2 (1 is for a run that failed)."""
     blocker = tmp_path / "not_a_folder"

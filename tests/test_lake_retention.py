@@ -4,6 +4,7 @@ sessions at once and its folders stay a day for sessions attached before (no Spa
 lake is written with polars in the layout `engagement_box/spark/lake.py` publishes)."""
 
 import json
+import os
 from datetime import date, datetime, timedelta
 
 import duckdb
@@ -150,3 +151,50 @@ def test_a_deletion_stopped_before_its_record_is_finished_next_time(four):
 def test_keep_versions_below_one_is_refused(four):
     with pytest.raises(ValueError, match="at least 1"):
         lake.retain(four, keep_versions=0, keep_days=400)
+
+
+def test_keep_days_beyond_the_calendar_expires_nothing_by_age(four):
+    """ENGAGEMENT_KEEP_DAYS=1000000 ("never by age", which the DuckDB engine takes) failed the
+    Spark run's last step with "date value out of range", after it had published."""
+    kept = lake.retain(four, keep_versions=30, keep_days=1_000_000, now=START + timedelta(days=9))
+    assert (kept.expired, kept.kept) == ([], 4)
+
+
+def test_an_old_lake_erased_from_keeps_its_versions_ages(four):
+    """A lake published before versions were recorded: a version's age came from its folders'
+    newest time, which an erasure sets to the day of the erasure (its folders holding the
+    person are rewritten), so versions past ENGAGEMENT_KEEP_DAYS were kept 400 days more."""
+    pointer = four / "marts" / lake.POINTER
+    record = json.loads(pointer.read_text())
+    del record["retained"], record["expired"]
+    pointer.write_text(json.dumps(record))
+    for n in range(1, 5):  # published 500-497 days ago
+        published = (datetime.now() - timedelta(days=501 - n)).timestamp()
+        for folder in (four / "history").glob(f"*/snapshot_id={n}"):
+            os.utime(folder, (published, published))
+    assert lake.erase_customers(four, ["C1"])["customer_value"] == 4
+
+    kept = lake.retain(four, keep_versions=30, keep_days=400, now=datetime.now())
+
+    assert (kept.expired, kept.kept) == ([1, 2, 3], 1)
+
+
+def test_what_a_stopped_publish_left_is_deleted_after_the_grace(tmp_path, four, monkeypatch):
+    """A publish stopped after one mart's folder was renamed into place left a version in
+    neither list (attach does not show it, retention never deleted it), and the folder it was
+    writing stayed hidden beside it."""
+    left = lake.history_dir(four, "customer_value", 5)
+    left.mkdir()
+    pl.DataFrame({"customer_id": ["C9"], "clv": [1.0]}).write_parquet(left / "part-0.parquet")
+    writing = left.with_name(".writing-snapshot_id=5-abc")
+    writing.mkdir()
+    now = datetime.now()  # the folders were written now: within the grace
+    publish(tmp_path, four, 6, monkeypatch, now)
+
+    first = lake.retain(four, keep_versions=30, keep_days=400, now=now)
+    assert (first.expired, first.deleted) == ([], [])
+    assert history_ids(attached(four)) == [1, 2, 3, 4, 6]
+    later = lake.retain(four, keep_versions=30, keep_days=400, now=now + lake.EXPIRED_GRACE)
+
+    assert later.deleted == [5] and not left.exists() and not writing.exists()
+    assert lake.snapshot_ids(four) == [1, 2, 3, 4, 6]

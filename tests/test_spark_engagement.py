@@ -367,8 +367,15 @@ def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tm
     resources = {
         "lake_dir": LakeResource(lake_dir=str(lake_copy)),
         "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
-        "retention": RetentionPolicy(keep_versions=1, keep_days=400),
+        "retention": RetentionPolicy(keep_versions=0, keep_days=400),
     }
+    with dg.DagsterInstance.ephemeral() as instance:
+        refused = dg.materialize(
+            [spark_published_marts], resources=resources, instance=instance, raise_on_error=False
+        )
+    assert not refused.success  # a policy given in the run's config is refused before publishing
+    assert lake.current(lake_copy)["snapshot_id"] == 1
+    resources["retention"] = RetentionPolicy(keep_versions=1, keep_days=400)
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([spark_published_marts], resources=resources, instance=instance)
     assert result.success

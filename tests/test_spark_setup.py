@@ -39,3 +39,15 @@ def test_java_missing_is_said_before_spark_starts(tmp_path, monkeypatch):
     java.chmod(0o755)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
     assert java_problem() is None
+
+
+def test_a_setting_that_does_not_parse_stops_a_spark_run_before_its_first_step(
+    tmp_path, monkeypatch
+):
+    """ENGAGEMENT_KEEP_VERSIONS=0 failed the Spark run's last step, after it had published a
+    version and written the audience files (the run said FAILED with the version live)."""
+    monkeypatch.setenv("ENGAGEMENT_KEEP_VERSIONS", "0")
+    with pytest.raises(ConfigurationError) as refused:
+        LakeResource(lake_dir=str(tmp_path / "lake")).setup_for_execution(None)
+    assert str(refused.value).startswith("ENGAGEMENT_KEEP_VERSIONS='0' is not valid")
+    assert not (tmp_path / "lake").exists()

@@ -65,13 +65,15 @@ def _stamp(moment: datetime) -> str:
 def _retained(lake: Path, record: dict[str, Any] | None) -> dict[str, dict[str, str]]:
     """The retained versions of the record (snapshot id as text -> published_at). A lake
     published before versions were recorded: every complete version on disk, each published
-    when its folders were last changed."""
+    when the oldest of its folders was written (an erasure rewrites the folders holding the
+    person, never all of a version's: `model_fit` holds no customer). A copy of the lake that
+    did not keep the files' times makes its versions look published when copied."""
     if record is not None and "retained" in record:
         return dict(record["retained"])
     retained = {}
     for snapshot_id in snapshot_ids(lake):
         folders = list((lake / "history").glob(f"*/snapshot_id={snapshot_id}"))
-        changed = max(f.stat().st_mtime for f in folders)
+        changed = min(f.stat().st_mtime for f in folders)
         moment = datetime.fromtimestamp(changed, UTC).replace(tzinfo=None)
         retained[str(snapshot_id)] = {"published_at": _stamp(moment)}
     return retained
@@ -148,8 +150,16 @@ def retain(
     now = now or _now()
     retained = _retained(lake, record)
     expired = dict(record.get("expired", {}))
+    if "retained" in record:  # a version a stopped publish left on disk, in neither list
+        for snapshot_id in snapshot_ids(lake):
+            if str(snapshot_id) not in retained and str(snapshot_id) not in expired:
+                expired[str(snapshot_id)] = _stamp(now)
+    _delete_stopped_writes(lake, now)
     newest_first = sorted(retained, key=int, reverse=True)
-    oldest_kept = now - timedelta(days=keep_days)
+    try:
+        oldest_kept = now - timedelta(days=keep_days)
+    except OverflowError:  # more days than the calendar has before now: none too old
+        oldest_kept = datetime.min
     gone = [
         snapshot_id
         for rank, snapshot_id in enumerate(newest_first, start=1)
@@ -168,13 +178,22 @@ def retain(
             shutil.rmtree(folder)
     for snapshot_id in over:
         del expired[snapshot_id]
-    if gone or over or "retained" not in record:
+    if expired != record.get("expired") or gone or "retained" not in record:
         _write_record(lake, {**record, "retained": retained, "expired": expired})
     return LakeRetention(
         expired=sorted(int(s) for s in gone),
         deleted=sorted(int(s) for s in over),
         kept=len(retained),
     )
+
+
+def _delete_stopped_writes(lake: Path, now: datetime) -> None:
+    """Delete the hidden folders of a publish that stopped while writing a mart
+    (`.writing-...`) once they are older than `EXPIRED_GRACE`: no version names them."""
+    for folder in (lake / "history").glob("*/.writing-*"):
+        written = datetime.fromtimestamp(folder.stat().st_mtime, UTC).replace(tzinfo=None)
+        if written <= now - EXPIRED_GRACE:
+            shutil.rmtree(folder)
 
 
 def erase_customers(lake: Path, customer_ids: list[str]) -> dict[str, int]:
