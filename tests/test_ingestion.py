@@ -450,6 +450,13 @@ def test_a_missing_column_says_the_names_found_as_the_file_writes_them(warehouse
         "missing required column(s) order_id, customer_id, ordered_at, net_amount, channel (found: "
         "orderId, customerId, email, orderedAt, netAmount, currency, status)"
     ) in str(refused.value)
+    # columns without a name (Excel's empty trailing ones) are ignored: not said as found
+    (exports_dir / "orders" / "day1.csv").write_text(",".join(header) + ",,,,,,\n")
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    assert "(found: orderId, customerId, email, orderedAt, netAmount, currency, status)" in str(
+        refused.value
+    )
 
 
 def test_every_refused_file_of_a_source_is_named_not_only_the_first(warehouse, exports_dir):
@@ -738,6 +745,23 @@ def test_hidden_files_are_ignored(warehouse, exports_dir):
             b"O3,C3,,2026-06-02 11:00:00,12.00,USD,completed,web\r\n",
             "line 3 holds a CR alone outside a quoted value, which ends a line only in old Mac "
             "files",
+        ),
+        (  # the same told only when nothing else is wrong: an inch mark, then a quoted CR
+            b"order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+            b'O1,C1,,2026-06-01 10:00:00,10.50,USD,completed,TV 55" LED\n'
+            b'O2,C2,,2026-06-02 10:00:00,11.00,USD,completed,"web\rshop"\n',
+            'line 2 has a " inside a value that is not quoted',
+        ),
+        (  # a separator inside a value, and later a CR inside one (which polars reads)
+            b"order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+            b"O1,C1,,2026-06-01 10:00:00,10.50,USD,completed,web,x\n"
+            b"O2,C2,,2026-06-02 10:00:00,11.00,USD,completed,web\rshop\n",
+            "line 2 has 9 fields but the header has 8",
+        ),
+        (  # CR alone after the header, then LF (a part pasted in)
+            b"order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\r"
+            b"O1,C1,,2026-06-01 10:00:00,10.50,USD,completed,web\n",
+            "its lines end with CR alone",
         ),
         (
             b"order_id\tcustomer_id\temail\tordered_at\tnet_amount\tcurrency\tstatus\n",

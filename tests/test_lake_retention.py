@@ -198,3 +198,36 @@ def test_what_a_stopped_publish_left_is_deleted_after_the_grace(tmp_path, four, 
 
     assert later.deleted == [5] and not left.exists() and not writing.exists()
     assert lake.snapshot_ids(four) == [1, 2, 3, 4, 6]
+
+
+def test_an_erasure_deletes_what_a_stopped_publish_was_writing(four):
+    """A stopped publish's hidden copy of a mart held the person after `erase`."""
+    writing = four / "history" / "customer_value" / ".writing-snapshot_id=5-abc"
+    writing.mkdir()
+    pl.DataFrame({"customer_id": ["C1", "C2"], "clv": [1.0, 2.0]}).write_parquet(
+        writing / "part-0.parquet"
+    )
+    lake.erase_customers(four, ["C1"])
+    assert not writing.exists()
+
+
+def test_an_old_lake_never_shows_a_version_a_stopped_publish_left_above_the_current(
+    tmp_path, four, monkeypatch
+):
+    """A lake published before versions were recorded counted every folder on disk as a
+    version: one a publish left when it stopped (above the record's current id, never current)
+    was shown in history_<mart> and kept for good."""
+    pointer = four / "marts" / lake.POINTER
+    record = json.loads(pointer.read_text())
+    del record["retained"], record["expired"]
+    pointer.write_text(json.dumps(record))
+    left = lake.history_dir(four, "customer_value", 5)
+    left.mkdir()
+    pl.DataFrame({"customer_id": ["C9"], "clv": [999.0]}).write_parquet(left / "part-0.parquet")
+    now = datetime.now()
+
+    publish(tmp_path, four, 6, monkeypatch, now)
+    assert history_ids(attached(four)) == [1, 2, 3, 4, 6]
+    lake.retain(four, keep_versions=30, keep_days=400, now=now)
+    later = lake.retain(four, keep_versions=30, keep_days=400, now=now + lake.EXPIRED_GRACE)
+    assert later.deleted == [5] and not left.exists()

@@ -71,7 +71,10 @@ def _retained(lake: Path, record: dict[str, Any] | None) -> dict[str, dict[str, 
     if record is not None and "retained" in record:
         return dict(record["retained"])
     retained = {}
+    newest = int(record["snapshot_id"]) if record is not None else None
     for snapshot_id in snapshot_ids(lake):
+        if newest is not None and snapshot_id > newest:  # a publish that stopped: never current
+            continue
         folders = list((lake / "history").glob(f"*/snapshot_id={snapshot_id}"))
         changed = min(f.stat().st_mtime for f in folders)
         moment = datetime.fromtimestamp(changed, UTC).replace(tzinfo=None)
@@ -150,10 +153,9 @@ def retain(
     now = now or _now()
     retained = _retained(lake, record)
     expired = dict(record.get("expired", {}))
-    if "retained" in record:  # a version a stopped publish left on disk, in neither list
-        for snapshot_id in snapshot_ids(lake):
-            if str(snapshot_id) not in retained and str(snapshot_id) not in expired:
-                expired[str(snapshot_id)] = _stamp(now)
+    for snapshot_id in snapshot_ids(lake):  # a version a stopped publish left, in neither list
+        if str(snapshot_id) not in retained and str(snapshot_id) not in expired:
+            expired[str(snapshot_id)] = _stamp(now)
     _delete_stopped_writes(lake, now)
     newest_first = sorted(retained, key=int, reverse=True)
     try:
@@ -215,6 +217,10 @@ def erase_customers(lake: Path, customer_ids: list[str]) -> dict[str, int]:
     removed: dict[str, int] = {}
     if not ids:
         return removed
+    # What a publish that stopped was writing: no reader uses it, and it may hold the person
+    # (erase holds the lake's run lock: no publish is writing now).
+    for folder in (lake / "history").glob("*/.writing-*"):
+        shutil.rmtree(folder)
     for folder in sorted((lake / "history").glob("*/snapshot_id=*")):
         files = sorted(folder.glob("*.parquet"))
         if not files:

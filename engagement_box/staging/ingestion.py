@@ -425,13 +425,15 @@ def _columns(
         )
         # A file without its header row names its first row's values (emails, handles); a wide
         # export names the first SHOWN_COLUMNS and how many there are.
-        # As the file writes them: `orderId` is what to look for in the export's settings.
+        # As the file writes them (`orderId` is what to look for in the export's settings),
+        # without the columns that have no name, which are ignored.
+        named = [n for n, c in zip(names, cleaned, strict=True) if c not in unnamed]
         found = ", ".join(
-            _shown(n.strip().replace("\n", " "), limit=120) for n in names[:SHOWN_COLUMNS]
+            _shown(n.strip().replace("\n", " "), limit=120) for n in named[:SHOWN_COLUMNS]
         )
         found = found.replace("\t", "\\t")
-        if len(names) > SHOWN_COLUMNS:
-            found += f", ... ({len(names):,} in all)"
+        if len(named) > SHOWN_COLUMNS:
+            found += f", ... ({len(named):,} in all)"
         found = found or "no header"
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} "
@@ -516,7 +518,7 @@ def _csv_header(export: ExportFile) -> list[str]:
         ) from None
     if len(head) == HEAD_BYTES and not _header_ends_in(text):
         text = _long_header_text(export)
-    if "\r" in text and "\n" not in text:
+    if "\r" in text.split("\n", 1)[0].removesuffix("\r"):  # CR alone ends the header line
         raise _unreadable(
             export,
             'its lines end with CR alone (old Mac, Excel\'s "CSV (Macintosh)"); save it with LF '
@@ -774,14 +776,6 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
 
     Only runs when a read failed, so reading the file again here costs nothing on good files.
     """
-    line = _bare_cr_line(export)
-    if line is not None:  # csv reads a lone CR as a line's end; polars reads on past it
-        return _unreadable(
-            export,
-            f"line {line} holds a CR alone outside a quoted value, which ends a line only in old "
-            'Mac files (Excel\'s "CSV (Macintosh)"; a part pasted from one?): save it with LF '
-            "or CRLF line endings, then run again",
-        )
     try:
         with export.path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -835,6 +829,16 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
         return problem
     except (OSError, UnicodeDecodeError, csv.Error):
         pass
+    # Last: Python's csv reads a lone CR as a line's end, so the checks above saw such lines
+    # whole; polars reads on past it (a line of too many fields), and said only that.
+    line = _bare_cr_line(export)
+    if line is not None:
+        return _unreadable(
+            export,
+            f"line {line} holds a CR alone outside a quoted value, which ends a line only in old "
+            'Mac files (Excel\'s "CSV (Macintosh)"; a part pasted from one?): save it with LF '
+            "or CRLF line endings, then run again",
+        )
     # polars quotes the value it could not parse ("could not parse `...` as dtype `str`")
     return _unreadable(export, privacy.masked_text(_plain(exc)))
 
