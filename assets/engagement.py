@@ -18,6 +18,7 @@ from assets.value import (
     partition_window,
     png_markdown,
     read_work,
+    require_identity_links,
     require_work,
     work_key,
     write_work,
@@ -75,6 +76,7 @@ def engagement_value(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window, columns=("customer_id", "clv"))
+        require_identity_links(con)  # the people, their reviews, referrals and social events
         # One row per person: merged profiles are one customer, since their earliest signup.
         people = con.execute(
             "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers"
@@ -141,7 +143,14 @@ def engagement_value(
             edges = []  # the same as-of again: its network stays as it is
         con.register("influence_edge_rows", parts.edges)
         try:
-            metadata = write_work(con, "engagement_value", values, window, also=[*edges, *state])
+            metadata = write_work(
+                con,
+                "engagement_value",
+                values,
+                window,
+                also=[*edges, *state],
+                ran_with=publish.run_settings(window, engagement_config),
+            )
         finally:
             con.unregister("influence_edge_rows")
 
@@ -307,8 +316,11 @@ def customer_persona(
             model, fitted_as_of = in_force.model, in_force.fitted_as_of
             assignments, profiles = personas.assign_personas(features, model)
         record = personas.record_model(con, window["as_of"], fitted_as_of, inputs, model)
-        persona_metadata = write_work(con, "customer_persona", assignments, window, also=record)
-        profile_metadata = write_work(con, "persona_profile", profiles, window)
+        ran_with = publish.run_settings(window, engagement_config)
+        persona_metadata = write_work(
+            con, "customer_persona", assignments, window, also=record, ran_with=ran_with
+        )
+        profile_metadata = write_work(con, "persona_profile", profiles, window, ran_with=ran_with)
     persona_metadata.update(
         {
             **in_force.metadata(),
@@ -366,6 +378,7 @@ def customer(
         window = partition_window(context, con, model_settings)
         for table in ("engagement_value", "customer_rfm", "customer_persona", "customer_value"):
             require_work(con, table, window)
+        require_identity_links(con)  # the merged person's attributes
         rows = con.execute(
             load_sql("work/customer"), {"as_of": window["as_of"], "currency": window["currency"]}
         ).pl()

@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from assets.identity import IDENTITY_KEY
 from assets.metadata import table_metadata, version_preview
 from assets.value import (
     VERSION_INPUTS_KEY,
@@ -502,18 +503,19 @@ def _require_every_mart(selected: Set[dg.AssetKey]) -> None:
 
 
 def _work_steps() -> list[dg.AssetKey]:
-    """work/version_inputs and the partitioned work steps after it: every step between the
-    ingest and the publish (from the definitions: a job built for a selection holds only it)."""
+    """Every step between the ingest and the publish: the identity links, the orders per buyer
+    and day, work/version_inputs and the partitioned work steps after it (from the definitions:
+    a job built for a selection holds only it)."""
     from assets.engagement import engagement_assets  # imports this module
 
     steps = [
         key
         for definition in (*value_assets, *engagement_assets)
-        if definition.partitions_def is not None
         for key in definition.keys
         if key.path[0] == "work"
     ]
-    return sorted({VERSION_INPUTS_KEY, *steps}, key=lambda k: k.to_user_string())
+    between = {IDENTITY_KEY, VERSION_INPUTS_KEY, *steps}
+    return sorted(between, key=lambda k: k.to_user_string())
 
 
 def _require_steps_between(context: dg.AssetExecutionContext) -> None:
@@ -525,7 +527,9 @@ def _require_steps_between(context: dg.AssetExecutionContext) -> None:
     # The run's selection; a job built for the selection (`dagster.materialize`) has none
     selection = context.run.asset_selection or layer.executable_asset_keys
     starts = sorted(
-        k.to_user_string() for k in selection if k.path[0] == "staging" or k == VERSION_INPUTS_KEY
+        k.to_user_string()
+        for k in selection
+        if k.path[0] == "staging" or k in (IDENTITY_KEY, VERSION_INPUTS_KEY)
     )
     if not starts:
         return
@@ -534,12 +538,14 @@ def _require_steps_between(context: dg.AssetExecutionContext) -> None:
         shown = ", ".join(left_out[:4])
         if len(left_out) > 4:
             shown += f" and {len(left_out) - 4} more"
+        month = context.partition_key if context.has_partition_key else None
+        run = f"engagement-box run --month {month[:7]}" if month else "engagement-box run"
         raise dg.Failure(
             description=f"this run selects {', '.join(starts[:3])}"
             f"{' ...' if len(starts) > 3 else ''} and the marts but not {shown}: the marts "
             "would be published before the steps that compute from the new exports, or "
             "without them. Materialize the whole month (the job engagement_pipeline, or "
-            "engagement-box run --month YYYY-MM), or leave staging out; nothing was published"
+            f"{run}), or only the marts; nothing was published"
         )
 
 

@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import time
+from collections.abc import Mapping
 
 import dagster as dg
 import numpy as np
@@ -28,6 +29,8 @@ from assets.metadata import (
 )
 from assets.staging import staging_key
 from engagement_box import dictionary, incremental, partitioned, reports
+from engagement_box.governance import versions
+from engagement_box.identity import links as identity_links
 from engagement_box.settings import value as setting_value
 from engagement_box.sql import load_sql, relation_exists, table_exists
 from engagement_box.value import (
@@ -117,11 +120,15 @@ def resolve_window(
 
 
 def require_identity_links(con) -> None:
-    """Orders are grouped by the identity-resolved customer: the links must be built."""
+    """Orders are grouped by the identity-resolved customer: the links must be built, from the
+    files staged now (a run of some steps after an ingest left them as they were)."""
     if not relation_exists(con, "intermediate", "orders_resolution"):
         raise dg.Failure(
             "the identity links are not built yet: materialize intermediate/identity_links first"
         )
+    problem = identity_links.links_problem(con)
+    if problem is not None:
+        raise dg.Failure(f"{problem}: materialize intermediate/identity_links first")
 
 
 def _cap_at_run_date(as_of: dt.date, run_date: dt.date | None, pinned: bool) -> dt.date:
@@ -174,9 +181,21 @@ def read_work(
     return partitioned.read_partition(con, "work", table, window["as_of"], columns=columns)
 
 
-def write_work(con, table: str, frame: pl.DataFrame, window: dict, also: list | tuple = ()) -> dict:
+def write_work(
+    con,
+    table: str,
+    frame: pl.DataFrame,
+    window: dict,
+    also: list | tuple = (),
+    ran_with: Mapping[str, object] | None = None,
+) -> dict:
     """Replace this partition's rows of `work.<table>`; the metadata describes those rows.
-    `also`: statements run in the same transaction (an incremental step's state)."""
+    `also`: statements run in the same transaction (an incremental step's state). `ran_with`:
+    the settings the step computed with (default: the window's); refused when they, or the
+    model code, are not those `work/version_inputs` recorded for the as-of (`_ran_with_problem`)."""
+    problem = _ran_with_problem(con, table, window, window if ran_with is None else ran_with)
+    if problem is not None:
+        raise dg.Failure(problem)
     if table in dictionary.RENAMED_TABLES:  # a warehouse from before the renames keeps its rows
         dictionary.rename_legacy_columns(con)  # (0.1 s of catalog scan: only where it matters)
     partitioned.write_partition(con, "work", table, frame, window["as_of"], also=also)
@@ -203,6 +222,35 @@ def incremental_plan(con, table: str, window: dict) -> tuple[incremental.Plan, d
     settings = {k: v for k, v in window.items() if k not in _MOVING_KEYS}
     now = incremental.inputs(con, settings)
     return incremental.plan(con, table, window["as_of"], now), now
+
+
+def _ran_with_problem(con, table: str, window: dict, ran_with: Mapping[str, object]) -> str | None:
+    """Why rows computed with `ran_with` and this process's model code must not be written as
+    this as-of's (they would carry the fingerprint of other inputs, `partitioned.write_partition`,
+    and be published under it): the settings or code differ from those `work/version_inputs`
+    recorded. None when they agree, or when no inputs are recorded."""
+    if table == partitioned.INPUTS_TABLE or not table_exists(con, "work", "version_inputs"):
+        return None
+    row = con.execute(
+        "SELECT settings, model_code FROM work.version_inputs WHERE as_of = $as_of",
+        {"as_of": window["as_of"]},
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    recorded = json.loads(row[0])
+    used = json.loads(json.dumps({k: versions.json_value(v) for k, v in ran_with.items()}))
+    differs = sorted(k for k, v in used.items() if k in recorded and recorded[k] != v)
+    if row[1] is not None and row[1] != versions.model_code_version():
+        differs.append("the model code")
+    if not differs:
+        return None
+    month = window.get("partition_key") or window["as_of"].strftime("%Y-%m-01")
+    return (
+        f"work/{table} ran with other {', '.join(differs)} than work/version_inputs recorded "
+        f"for as-of {window['as_of']}: its rows would be published under inputs they were not "
+        f"computed from, so nothing was written. Materialize the whole month (engagement-box run "
+        f"--month {month[:7]}, or the job for partition {month}) with the settings it should have"
+    )
 
 
 def partition_metadata(con, table: str, window: dict) -> dict:
@@ -378,6 +426,7 @@ def customer_rfm(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         summary = read_work(con, "customer_summary", window)
+        require_identity_links(con)  # the people below are the merged profiles of now
         # One row per person (merged profiles), signed up by the as-of date (their earliest signup).
         customers = con.execute(
             "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= $as_of",

@@ -272,8 +272,8 @@ def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_publ
 
     marts = dg.AssetSelection.groups("marts")
     said = materialize(dg.AssetSelection.groups("staging") | marts)
-    assert said is not None and "and the marts but not work/" in said, said
-    assert "nothing was published" in said
+    assert said is not None and "and the marts but not intermediate/identity_links, work/" in said
+    assert "engagement-box run --month 2025-12), or only the marts; nothing was published" in said
     inputs = dg.AssetSelection.assets(dg.AssetKey(["work", "version_inputs"]))
     assert materialize(dg.AssetSelection.groups("staging") | inputs) is None
     said = materialize(marts)
@@ -306,6 +306,74 @@ def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_publ
     finally:
         con.close()
     assert spend == pytest.approx(before + 500)
+
+
+def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
+    december_run, tmp_path: Path
+):
+    """A re-review of the fix above published stale numbers twice more: (1) a selection of
+    every group but identity after a customers file changed (the links, built from the old
+    file, were read by every step and the publish); (2) work/version_inputs recorded with one
+    CKV weight, the engagement steps run with another: their rows carried the recorded inputs
+    and were published under them, and no later run replaced them."""
+    copy = copy_run(december_run, tmp_path)
+    exports, database = copy.exports, copy.database
+    from tests.pipeline_runs import warehouse_resource
+    from tests.test_partitions import all_assets
+
+    def materialize(selection: dg.AssetSelection, **engagement) -> str | None:
+        """The failed steps' messages, None when the run succeeded."""
+        resources = {
+            "warehouse": warehouse_resource(database),
+            "exports": ExportsResource(data_dir=str(exports)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(
+                audience_dir=str(database.parent / "audiences"), **engagement
+            ),
+        }
+        result = dg.materialize(
+            all_assets(),
+            selection=selection,
+            partition_key="2025-12-01",
+            resources=resources,
+            raise_on_error=False,
+        )
+        failures = [e for e in result.all_events if e.is_step_failure]
+        return " | ".join(f.step_failure_data.error.message for f in failures) or None
+
+    customers = sorted((exports / "customers").glob("*.csv"))[0]
+    lines = customers.read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[-1] = "FR" if fields[-1] == "DE" else "DE"  # one customer's country changed
+    lines[1] = ",".join(fields)
+    customers.write_text("\n".join(lines) + "\n")
+    staging = dg.AssetSelection.groups("staging")
+    inputs = dg.AssetSelection.assets(dg.AssetKey(["work", "version_inputs"]))
+    steps = dg.AssetSelection.groups("customer_value", "engagement")
+    marts = dg.AssetSelection.groups("marts")
+    said = materialize(staging | inputs | steps | marts)  # the first step reading them refuses
+    assert said is not None and "materialize intermediate/identity_links first" in said, said
+    assert materialize(staging | inputs) is None
+    said = materialize(steps | marts)
+    assert said is not None
+    assert "the identity links were built from other staged files, erasures or settings" in said
+    assert "materialize intermediate/identity_links first" in said
+
+    # the month computed whole (CKV 1), then its inputs recorded with CKV 3 and the steps run
+    # with CKV 7: refused before anything is written
+    assert run_graph(exports, database).success
+    assert materialize(inputs, ckv_value_per_review=3.0) is None
+    said = materialize(steps, ckv_value_per_review=7.0)
+    assert said is not None
+    assert "ran with other ckv_value_per_review than work/version_inputs recorded" in said, said
+    working = default_working(database)
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (2,)
+    finally:
+        con.close()
+    said = materialize(marts, ckv_value_per_review=3.0)  # the rows are CKV 1's: refused
+    assert said is not None and "was computed before work/version_inputs last" in said, said
 
 
 def stored(instance, run_id: str, event) -> None:

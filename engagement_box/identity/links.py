@@ -35,6 +35,7 @@ The statements read `staging.*` and write `intermediate.customer_merge`,
 import here.
 """
 
+import json
 from collections.abc import Sequence
 from typing import Literal
 
@@ -122,6 +123,24 @@ def build_identity_links(
 
 def _settings(limit: int) -> dict:
     return {"max_profiles_per_key": limit}
+
+
+def links_problem(con: duckdb.DuckDBPyConnection, max_profiles: int | None = None) -> str | None:
+    """Why the identity links do not follow the staged files and settings of now (an ingest
+    since they were built, a run of some steps that left them out), or None when they do, or
+    when no build recorded what it was built from (seeded tables)."""
+    built = incremental.state(con, STATE, None)
+    if built is None:
+        return None
+    now = incremental.inputs(
+        con, _settings(max_profiles_per_key(max_profiles)), fixed=FIXED_SOURCES, identity=False
+    )
+    recorded = {k: v for k, v in built.items() if k != "rows"}
+    if recorded != json.loads(json.dumps(now, default=str)):
+        return (
+            "the identity links were built from other staged files, erasures or settings than now's"
+        )
+    return None
 
 
 def erased_keys_statement(salt: str | None) -> str:
