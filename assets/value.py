@@ -238,7 +238,11 @@ def _ran_with_problem(con, table: str, window: dict, ran_with: Mapping[str, obje
     if row is None or row[0] is None:
         return None
     recorded = json.loads(row[0])
-    used = json.loads(json.dumps({k: versions.json_value(v) for k, v in ran_with.items()}))
+    # Labels, not how rows are computed: months sharing an as-of share its rows.
+    labels = ("partition_key", "as_of_pinned")
+    used = json.loads(
+        json.dumps({k: versions.json_value(v) for k, v in ran_with.items() if k not in labels})
+    )
     differs = sorted(k for k, v in used.items() if k in recorded and recorded[k] != v)
     if row[1] is not None and row[1] != versions.model_code_version():
         differs.append("the model code")
