@@ -22,9 +22,11 @@ import polars as pl
 from assets.identity import IDENTITY_KEY
 from assets.metadata import table_metadata, version_preview
 from assets.value import (
+    BUYER_DAYS_KEY,
     VERSION_INPUTS_KEY,
     partition_window,
     png_markdown,
+    require_rows,
     require_work,
     resolve_window,
     value_assets,
@@ -533,7 +535,15 @@ def _require_steps_between(context: dg.AssetExecutionContext) -> None:
     )
     if not starts:
         return
-    left_out = [k.to_user_string() for k in _work_steps() if k not in selection]
+    # after staging every step; after identity the steps that read it; after the inputs'
+    # record the partitioned steps (identity and the orders per day say when they are behind)
+    if any(k.startswith("staging/") for k in starts):
+        needed = _work_steps()
+    elif IDENTITY_KEY.to_user_string() in starts:
+        needed = [k for k in _work_steps() if k != IDENTITY_KEY]
+    else:
+        needed = [k for k in _work_steps() if k not in (IDENTITY_KEY, BUYER_DAYS_KEY)]
+    left_out = [k.to_user_string() for k in needed if k not in selection]
     if left_out:
         shown = ", ".join(left_out[:4])
         if len(left_out) > 4:
@@ -607,13 +617,15 @@ def published_marts(
         window = partition_window(context, con, model_settings)
         settings = run_settings(window, engagement_config)
         for name in MARTS:  # never an empty version of an as-of never computed, or trimmed
-            require_work(con, name, window)
+            require_rows(con, name, window)
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=settings
         )
         _require_work_from(
             con, window, fingerprint, lambda: inputs_kept_from_parent(context.run, context.instance)
         )
+        for name in MARTS:  # nor rows computed from other inputs than the version is named by
+            require_work(con, name, window, fingerprint)
         snapshot = versions.publish(
             con,
             list(MARTS),

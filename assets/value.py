@@ -150,23 +150,30 @@ def money(window: dict) -> dict:
     return {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"] or "{}")}
 
 
-def require_work(con, table: str, window: dict) -> None:
-    """A plain failure when this partition's rows of `work.<table>` were never computed, or
-    were computed before the as-of's inputs were last recorded (`partitioned.behind_inputs`):
-    a step (or the publish) would otherwise build on rows of older exports or settings."""
-    as_of = window["as_of"]
-    if not partitioned.has_partition(con, "work", table, as_of):
+def require_rows(con, table: str, window: dict) -> None:
+    """A plain failure when this partition's rows of `work.<table>` were never computed."""
+    if not partitioned.has_partition(con, "work", table, window["as_of"]):
         raise dg.Failure(
-            f"work.{table} holds no rows as of {as_of} (never computed, or trimmed "
+            f"work.{table} holds no rows as of {window['as_of']} (never computed, or trimmed "
             f"by retention after its version expired): materialize work/{table} for this "
             "partition first"
         )
-    if partitioned.behind_inputs(con, "work", table, as_of):
+
+
+def require_work(con, table: str, window: dict, fingerprint: str | None = None) -> None:
+    """A plain failure when this partition's rows of `work.<table>` were never computed, or
+    were computed from other inputs than those of now (`partitioned.behind_inputs`; the inputs
+    now: `fingerprint`, default `step_fingerprint`): a step (or the publish) would otherwise
+    build on rows of older exports, erasures, settings or code."""
+    require_rows(con, table, window)
+    as_of = window["as_of"]
+    now = fingerprint if fingerprint is not None else step_fingerprint(con, window)
+    if partitioned.behind_inputs(con, "work", table, as_of, now):
         month = window.get("partition_key") or as_of.strftime("%Y-%m-01")
         raise dg.Failure(
-            f"work.{table} as of {as_of} was computed before work/version_inputs last recorded "
-            "this as-of's inputs (new exports, erasures, settings or model code since): its "
-            "rows are not those of the inputs now. Materialize the whole month (engagement-box "
+            f"work.{table} as of {as_of} was computed from other inputs (staged files, "
+            "erasures, settings or model code) than those of now: its rows are not those of "
+            "the inputs now. Materialize the whole month (engagement-box "
             f"run --month {month[:7]}, or the job for partition {month}) so every step "
             "computes again"
         )
@@ -191,14 +198,18 @@ def write_work(
 ) -> dict:
     """Replace this partition's rows of `work.<table>`; the metadata describes those rows.
     `also`: statements run in the same transaction (an incremental step's state). `ran_with`:
-    the settings the step computed with (default: the window's); refused when they, or the
-    model code, are not those `work/version_inputs` recorded for the as-of (`_ran_with_problem`)."""
-    problem = _ran_with_problem(con, table, window, window if ran_with is None else ran_with)
-    if problem is not None:
-        raise dg.Failure(problem)
+    the settings the step computed with (default: the window's): the rows record the
+    fingerprint of their inputs (`step_fingerprint`), which a step reading them and the publish
+    compare with the inputs of now."""
+    if table == partitioned.INPUTS_TABLE:  # the inputs it records
+        computation = frame["inputs_fingerprint"].item() if frame.height == 1 else None
+    else:
+        computation = step_fingerprint(con, window, ran_with)
     if table in dictionary.RENAMED_TABLES:  # a warehouse from before the renames keeps its rows
         dictionary.rename_legacy_columns(con)  # (0.1 s of catalog scan: only where it matters)
-    partitioned.write_partition(con, "work", table, frame, window["as_of"], also=also)
+    partitioned.write_partition(
+        con, "work", table, frame, window["as_of"], also=also, computation=computation
+    )
     return partition_metadata(con, table, window)
 
 
@@ -224,37 +235,47 @@ def incremental_plan(con, table: str, window: dict) -> tuple[incremental.Plan, d
     return incremental.plan(con, table, window["as_of"], now), now
 
 
-def _ran_with_problem(con, table: str, window: dict, ran_with: Mapping[str, object]) -> str | None:
-    """Why rows computed with `ran_with` and this process's model code must not be written as
-    this as-of's (they would carry the fingerprint of other inputs, `partitioned.write_partition`,
-    and be published under it): the settings or code differ from those `work/version_inputs`
-    recorded. None when they agree, or when no inputs are recorded."""
-    if table == partitioned.INPUTS_TABLE or not table_exists(con, "work", "version_inputs"):
-        return None
-    row = con.execute(
-        "SELECT settings, model_code FROM work.version_inputs WHERE as_of = $as_of",
-        {"as_of": window["as_of"]},
-    ).fetchone()
-    if row is None or row[0] is None:
-        return None
-    recorded = json.loads(row[0])
-    # Labels, not how rows are computed: months sharing an as-of share its rows.
-    labels = ("partition_key", "as_of_pinned")
+# Window keys a step may run with other than those recorded without its rows being other
+# inputs' rows: the model choice's schedule (a choice forced with ENGAGEMENT_MODEL_CHOICE_DAYS=0
+# stays in force, `value/choice.py`); the partition's label is no input (`RUN_ONLY_SETTINGS`).
+_SCHEDULE_KEYS = frozenset({"model_choice_days"})
+
+
+def step_fingerprint(con, window: dict, ran_with: Mapping[str, object] | None = None) -> str:
+    """The fingerprint of the inputs a step computes from now (`versions.inputs_fingerprint`):
+    the staged files and erasures now, this process's model code, and the settings it runs with
+    (`ran_with`, default the window's; the identity links' placeholder limit as they were
+    built). A setting the step does not use counts as `work/version_inputs` recorded it for the
+    as-of, so in a whole run every step's fingerprint is the one recorded, which the publish
+    compares with the rows' (`partitioned.behind_inputs`)."""
+    from assets.publish import run_settings  # it imports this module
+    from pipelines.resources import EngagementConfig
+
+    # what no record says: the settings as the environment gives them
+    recorded: dict = json.loads(json.dumps(run_settings(window, EngagementConfig())))
+    if table_exists(con, "work", partitioned.INPUTS_TABLE):
+        row = con.execute(
+            "SELECT settings FROM work.version_inputs WHERE as_of = $as_of",
+            {"as_of": window["as_of"]},
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            recorded = {**recorded, **json.loads(row[0])}
     used = json.loads(
-        json.dumps({k: versions.json_value(v) for k, v in ran_with.items() if k not in labels})
+        json.dumps(
+            {
+                k: versions.json_value(v)
+                for k, v in (window if ran_with is None else ran_with).items()
+                if k not in _SCHEDULE_KEYS and k not in versions.RUN_ONLY_SETTINGS
+            }
+        )
     )
-    differs = sorted(k for k, v in used.items() if k in recorded and recorded[k] != v)
-    if row[1] is not None and row[1] != versions.model_code_version():
-        differs.append("the model code")
-    if not differs:
-        return None
-    month = window.get("partition_key") or window["as_of"].strftime("%Y-%m-01")
-    return (
-        f"work/{table} ran with other {', '.join(differs)} than work/version_inputs recorded "
-        f"for as-of {window['as_of']}: its rows would be published under inputs they were not "
-        f"computed from, so nothing was written. Materialize the whole month (engagement-box run "
-        f"--month {month[:7]}, or the job for partition {month}) with the settings it should have"
-    )
+    built = incremental.state(con, incremental.IDENTITY_STATE, None)
+    if built is not None and "max_profiles_per_key" in built.get("settings", {}):
+        used["max_profiles_per_key"] = int(built["settings"]["max_profiles_per_key"])
+    for key in _SCHEDULE_KEYS:
+        if key in recorded:
+            used[key] = recorded[key]
+    return versions.inputs_fingerprint(con, as_of=window["as_of"], settings={**recorded, **used})
 
 
 def partition_metadata(con, table: str, window: dict) -> dict:

@@ -15,12 +15,11 @@ their own copy (`versions.keep_published_rows`), in the same transaction.
 apart from one whose step never ran. Retention deletes an as-of's rows and its record together
 (`versions.trim_work`) once no retained version links it and it is no table's newest.
 
-`computation` says which inputs the rows followed: `work.version_inputs` records the as-of's
-inputs (their fingerprint: staged files, erasures, settings, model code), and every other work
-table's write of that as-of takes the fingerprint recorded then. Rows whose fingerprint is not
-the one recorded now were computed before the inputs last changed (`behind_inputs`): a step
-does not read them and the marts are not published from them (a run of some steps after an
-ingest would otherwise publish old numbers under the new inputs).
+`computation` is the fingerprint of the inputs the rows were computed from (the staged files
+and erasures, the settings the step ran with, the model code: `versions.inputs_fingerprint`),
+given by the step that wrote them. Rows whose fingerprint is not that of the inputs now
+(`behind_inputs`) are neither read by a step nor published: a run of some steps, or a step run
+with other settings, would otherwise have its rows published under inputs they do not follow.
 """
 
 import datetime as dt
@@ -35,7 +34,7 @@ from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, transaction
 
 KEY = "as_of"
-# The work table whose every write starts a new computation of its as-of (`computation`).
+# The work table that records each as-of's inputs (`assets/publish.py::version_inputs`).
 INPUTS_TABLE = "version_inputs"
 
 
@@ -54,11 +53,13 @@ def write_partition(
     frame: pl.DataFrame,
     as_of: dt.date,
     also: Sequence[tuple[str, Mapping]] = (),
+    computation: str | None = None,
 ) -> int:
     """Replace the rows of `as_of` in `schema.table` with `frame` (its `as_of` column is set to
     `as_of`), in one transaction. The table is created on first write; a column the table does
     not have yet is added (older as-ofs show NULL there). `also`: statements (with their
-    parameters) run in the same transaction, e.g. the state an incremental step records."""
+    parameters) run in the same transaction, e.g. the state an incremental step records.
+    `computation`: the fingerprint of the inputs the rows were computed from (None: unknown)."""
     frame = frame.with_columns(pl.lit(as_of, dtype=pl.Date).alias(KEY))
     # A column with no value in this partition (e.g. no fit message) has no type of its own;
     # stored as text, it accepts the values a later partition brings.
@@ -83,13 +84,6 @@ def write_partition(
                 con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
             registry = _ensure_registry(con, schema)
-            # The inputs recorded now, or those in force (NULL before any record: steps run
-            # without work/version_inputs, e.g. in tests).
-            computation = (
-                _recorded_inputs(frame)
-                if table == INPUTS_TABLE
-                else _computation(con, schema, INPUTS_TABLE, as_of)
-            )
             con.execute(
                 f"INSERT OR REPLACE INTO {registry} (table_name, as_of, written_at, computation) "
                 "VALUES ($table, $as_of, current_localtimestamp(), $computation)",
@@ -100,13 +94,6 @@ def write_partition(
     finally:
         con.unregister("partition_rows")
     return frame.height
-
-
-def _recorded_inputs(frame: pl.DataFrame) -> str | None:
-    """The fingerprint a `work.version_inputs` partition records (one row)."""
-    if "inputs_fingerprint" not in frame.columns or frame.height != 1:
-        return None
-    return frame["inputs_fingerprint"].item()
 
 
 def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
@@ -140,16 +127,16 @@ def _computation(
     return row[0] if row else None
 
 
-def behind_inputs(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
-    """Whether the rows of `as_of` in `schema.table` were computed before its inputs were last
-    recorded (`work.version_inputs` written since, for new exports, erasures, settings or model
-    code): they are not the rows of the inputs now. False where no inputs are recorded."""
-    if table == INPUTS_TABLE:
+def behind_inputs(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date, fingerprint: str
+) -> bool:
+    """Whether the rows of `as_of` in `schema.table` were computed from other inputs than
+    those whose fingerprint is `fingerprint` (the inputs now), or from inputs not recorded
+    (written before computations were recorded). False where the registry has no
+    `computation` column yet (a warehouse no run of this release has written)."""
+    if "computation" not in _columns(con, schema, REGISTRY):
         return False
-    in_force = _computation(con, schema, INPUTS_TABLE, as_of)
-    if in_force is None:
-        return False
-    return _computation(con, schema, table, as_of) != in_force
+    return _computation(con, schema, table, as_of) != fingerprint
 
 
 # Rows per Arrow batch handed to DuckDB: one row group's worth.

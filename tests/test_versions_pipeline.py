@@ -278,7 +278,7 @@ def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_publ
     assert materialize(dg.AssetSelection.groups("staging") | inputs) is None
     said = materialize(marts)
     assert said is not None
-    assert "was computed before work/version_inputs last recorded this as-of's inputs" in said
+    assert "was computed from other inputs (staged files, erasures, settings or model code)" in said
     assert "engagement-box run --month 2025-12" in said
     # a step after the ingest, its input not computed again: refused too, naming that input
     rfm = dg.AssetSelection.assets(dg.AssetKey(["work", "customer_rfm"]))
@@ -370,20 +370,21 @@ def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
     assert "materialize intermediate/identity_links first" in said
 
     # the month computed whole (CKV 1), then its inputs recorded with CKV 3 and the steps run
-    # with CKV 7: refused before anything is written
+    # with CKV 7: the engagement values say so (their inputs' fingerprint is CKV 7's), so the
+    # step after them and the publish under CKV 3 refuse them
     assert run_graph(exports, database).success
     assert materialize(inputs, ckv_value_per_review=3.0) is None
     said = materialize(steps, ckv_value_per_review=7.0)
     assert said is not None
-    assert "ran with other ckv_value_per_review than work/version_inputs recorded" in said, said
+    assert "work.engagement_value as of 2025-12-31 was computed from other inputs" in said, said
+    said = materialize(marts, ckv_value_per_review=3.0)
+    assert said is not None and "was computed from other inputs" in said, said
     working = default_working(database)
     con = duckdb.connect(str(working), read_only=True)
     try:
         assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (2,)
     finally:
         con.close()
-    said = materialize(marts, ckv_value_per_review=3.0)  # the rows are CKV 1's: refused
-    assert said is not None and "was computed before work/version_inputs last" in said, said
 
 
 def stored(instance, run_id: str, event) -> None:
