@@ -387,6 +387,58 @@ def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
         con.close()
 
 
+def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run, tmp_path):
+    """A re-review: an orders file changed (x100), the steps run on it without recording the
+    inputs, the file put back and staged, then the marts alone: the recorded inputs were those
+    of now again, and the rows of the changed file were published under them."""
+    copy = copy_run(december_run, tmp_path)
+    exports, database = copy.exports, copy.database
+    late = exports / "orders" / "late.csv"
+    header = "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
+    row = "late-1,C0000001,2025-12-30 12:00:00,{},USD,completed,web\n"
+    late.write_text(header + row.format("5.00"))
+    assert run_graph(exports, database).success  # version 2, its inputs with late.csv at 5
+    from tests.pipeline_runs import warehouse_resource
+    from tests.test_partitions import all_assets
+
+    resources = {
+        "warehouse": warehouse_resource(database),
+        "exports": ExportsResource(data_dir=str(exports)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(audience_dir=str(database.parent / "audiences")),
+    }
+
+    def materialize(selection: dg.AssetSelection, partition: str | None = "2025-12-01"):
+        return dg.materialize(
+            all_assets(),
+            selection=selection,
+            partition_key=partition,
+            resources=resources,
+            raise_on_error=False,
+        )
+
+    ingest = dg.AssetSelection.groups("staging", "identity") | dg.AssetSelection.assets(
+        dg.AssetKey(["work", "buyer_days"])
+    )
+    late.write_text(header + row.format("500.00"))
+    assert materialize(ingest, None).success
+    assert materialize(dg.AssetSelection.groups("customer_value", "engagement")).success
+    late.write_text(header + row.format("5.00"))
+    assert materialize(ingest, None).success
+    alone = materialize(dg.AssetSelection.groups("marts"))
+    assert not alone.success
+    said = " ".join(
+        e.step_failure_data.error.message for e in alone.all_events if e.is_step_failure
+    )
+    assert "was computed from other inputs" in said, said
+    working = default_working(database)
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (2,)
+    finally:
+        con.close()
+
+
 def stored(instance, run_id: str, event) -> None:
     """`event` (a DagsterEvent) stored as run `run_id`'s."""
     import time
