@@ -5,7 +5,7 @@ lake is written with polars in the layout `engagement_box/spark/lake.py` publish
 
 import json
 import os
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -38,6 +38,13 @@ def publish(tmp_path, root, n: int, monkeypatch, at: datetime) -> dict:
     }
     monkeypatch.setattr(lake, "_now", lambda: at)
     return lake.publish(root, marts, {"as_of": str(as_of)})
+
+
+def file_time(path) -> datetime:
+    """When the file system says `path` was written, as `lake` reads it (naive UTC): tests
+    take their times from it, never from the clock (faked or not, the kernel writes the real
+    time on files)."""
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
 
 
 def history_ids(con, mart: str = "customer_value") -> list[int]:
@@ -126,7 +133,8 @@ def test_a_lake_published_before_versions_were_recorded(four):
     pointer.write_text(json.dumps(record))
     assert history_ids(attached(four)) == [1, 2, 3, 4]
 
-    kept = lake.retain(four, keep_versions=3, keep_days=400, now=datetime.now())
+    now = file_time(lake.history_dir(four, "customer_value", 4))
+    kept = lake.retain(four, keep_versions=3, keep_days=400, now=now)
 
     assert (kept.expired, kept.kept) == ([1], 3)
     assert history_ids(attached(four)) == [2, 3, 4]
@@ -168,13 +176,13 @@ def test_an_old_lake_erased_from_keeps_its_versions_ages(four):
     record = json.loads(pointer.read_text())
     del record["retained"], record["expired"]
     pointer.write_text(json.dumps(record))
-    for n in range(1, 5):  # published 500-497 days ago
-        published = (datetime.now() - timedelta(days=501 - n)).timestamp()
-        for folder in (four / "history").glob(f"*/snapshot_id={n}"):
-            os.utime(folder, (published, published))
     assert lake.erase_customers(four, ["C1"])["customer_value"] == 4
+    erased = file_time(lake.history_dir(four, "customer_value", 1))  # the erasure's time
+    for n in range(1, 5):  # the folders the erasure left: published 500-497 days before it
+        published = (erased - timedelta(days=501 - n)).replace(tzinfo=UTC).timestamp()
+        os.utime(lake.history_dir(four, "model_fit", n), (published, published))
 
-    kept = lake.retain(four, keep_versions=30, keep_days=400, now=datetime.now())
+    kept = lake.retain(four, keep_versions=30, keep_days=400, now=erased + timedelta(days=1))
 
     assert (kept.expired, kept.kept) == ([1, 2, 3], 1)
 
@@ -188,13 +196,13 @@ def test_what_a_stopped_publish_left_is_deleted_after_the_grace(tmp_path, four, 
     pl.DataFrame({"customer_id": ["C9"], "clv": [1.0]}).write_parquet(left / "part-0.parquet")
     writing = left.with_name(".writing-snapshot_id=5-abc")
     writing.mkdir()
-    now = datetime.now()  # the folders were written now: within the grace
+    now = file_time(writing)  # within the grace of what was left
     publish(tmp_path, four, 6, monkeypatch, now)
 
-    first = lake.retain(four, keep_versions=30, keep_days=400, now=now)
+    first = lake.retain(four, keep_versions=30, keep_days=100_000, now=now)
     assert (first.expired, first.deleted) == ([], [])
     assert history_ids(attached(four)) == [1, 2, 3, 4, 6]
-    later = lake.retain(four, keep_versions=30, keep_days=400, now=now + lake.EXPIRED_GRACE)
+    later = lake.retain(four, keep_versions=30, keep_days=100_000, now=now + lake.EXPIRED_GRACE)
 
     assert later.deleted == [5] and not left.exists() and not writing.exists()
     assert lake.snapshot_ids(four) == [1, 2, 3, 4, 6]
@@ -224,10 +232,10 @@ def test_an_old_lake_never_shows_a_version_a_stopped_publish_left_above_the_curr
     left = lake.history_dir(four, "customer_value", 5)
     left.mkdir()
     pl.DataFrame({"customer_id": ["C9"], "clv": [999.0]}).write_parquet(left / "part-0.parquet")
-    now = datetime.now()
+    now = file_time(left)
 
     publish(tmp_path, four, 6, monkeypatch, now)
     assert history_ids(attached(four)) == [1, 2, 3, 4, 6]
-    lake.retain(four, keep_versions=30, keep_days=400, now=now)
-    later = lake.retain(four, keep_versions=30, keep_days=400, now=now + lake.EXPIRED_GRACE)
+    lake.retain(four, keep_versions=30, keep_days=100_000, now=now)
+    later = lake.retain(four, keep_versions=30, keep_days=100_000, now=now + lake.EXPIRED_GRACE)
     assert later.deleted == [5] and not left.exists()
