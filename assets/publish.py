@@ -554,8 +554,9 @@ def _require_steps_between(context: dg.AssetExecutionContext) -> None:
             description=f"this run selects {', '.join(starts[:3])}"
             f"{' ...' if len(starts) > 3 else ''} and the marts but not {shown}: the marts "
             "would be published before the steps that compute from the new exports, or "
-            "without them. Materialize the whole month (the job engagement_pipeline, or "
-            f"{run}), or only the marts; nothing was published"
+            "without them; nothing was published. Materialize the whole month (the job "
+            f"engagement_pipeline, or {run}): the steps after what this run stages need "
+            "computing"
         )
 
 

@@ -278,7 +278,11 @@ def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_publ
     marts = dg.AssetSelection.groups("marts")
     said = materialize(dg.AssetSelection.groups("staging") | marts)
     assert said is not None and "and the marts but not intermediate/identity_links, work/" in said
-    assert "engagement-box run --month 2025-12), or only the marts; nothing was published" in said
+    assert (
+        "nothing was published. Materialize the whole month (the job engagement_pipeline, or "
+        in said
+    )
+    assert "engagement-box run --month 2025-12): the steps after" in said and "only the" not in said
     inputs = dg.AssetSelection.assets(dg.AssetKey(["work", "version_inputs"]))
     assert materialize(dg.AssetSelection.groups("staging") | inputs) is None
     said = materialize(marts)
