@@ -111,20 +111,18 @@ def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
     return registry
 
 
-def _computation(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date
-) -> str | None:
-    """The computation the rows of `as_of` in `schema.table` followed (None: no record, or
-    written before computations were recorded)."""
-    known = _columns(con, schema, REGISTRY)
-    if "computation" not in known:
+def _recorded(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date, select: str
+) -> tuple | None:
+    """The registry's `select` for the rows of `as_of` in `schema.table`: None when the as-of
+    was never written (or there is no registry yet)."""
+    if not _columns(con, schema, REGISTRY):
         return None
-    row = con.execute(
-        f"SELECT computation FROM {_name(schema, REGISTRY)} "
+    return con.execute(
+        f"SELECT {select} FROM {_name(schema, REGISTRY)} "
         "WHERE table_name = $table AND as_of = $as_of",
         {"table": table, "as_of": as_of},
     ).fetchone()
-    return row[0] if row else None
 
 
 def behind_inputs(
@@ -136,7 +134,8 @@ def behind_inputs(
     `computation` column yet (a warehouse no run of this release has written)."""
     if "computation" not in _columns(con, schema, REGISTRY):
         return False
-    return _computation(con, schema, table, as_of) != fingerprint
+    row = _recorded(con, schema, table, as_of, "computation")
+    return (row[0] if row else None) != fingerprint
 
 
 # Rows per Arrow batch handed to DuckDB: one row group's worth.
@@ -195,11 +194,4 @@ def partition_summary(
 
 def has_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
     """Whether the rows of `as_of` in `schema.table` were written (possibly none)."""
-    if not _columns(con, schema, REGISTRY):
-        return False
-    row = con.execute(
-        f"SELECT count(*) > 0 FROM {_name(schema, REGISTRY)} "
-        "WHERE table_name = $table AND as_of = $as_of",
-        {"table": table, "as_of": as_of},
-    ).fetchone()
-    return bool(row and row[0])
+    return _recorded(con, schema, table, as_of, "true") is not None

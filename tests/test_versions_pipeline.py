@@ -217,11 +217,7 @@ def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, t
     assert "the work rows of as-of 2025-12-31 were computed from other inputs" in said, said
     assert "engagement-box run --month 2025-12" in said
     working = default_working(database)
-    con = duckdb.connect(str(working), read_only=True)
-    try:
-        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (1,)
-    finally:
-        con.close()
+    assert newest_version(working) == 1
 
     assert run_graph(exports, database).success  # the whole month: computed, then published
     con = duckdb.connect(str(working), read_only=True)
@@ -229,6 +225,15 @@ def test_the_marts_alone_never_publish_work_rows_of_older_inputs(december_run, t
         assert con.execute(
             "SELECT snapshot_id FROM marts.snapshots WHERE is_current"
         ).fetchone() == (2,)
+    finally:
+        con.close()
+
+
+def newest_version(working: Path) -> int:
+    """The newest version the working database `working` has published."""
+    con = duckdb.connect(str(working), read_only=True)
+    try:
+        return con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone()[0]
     finally:
         con.close()
 
@@ -294,11 +299,7 @@ def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_publ
     said = materialize(rfm)
     assert said is not None and "Failure: work.customer_summary as of 2025-12-31 was " in said, said
     working = default_working(database)
-    con = duckdb.connect(str(working), read_only=True)
-    try:
-        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (1,)
-    finally:
-        con.close()
+    assert newest_version(working) == 1
 
     assert run_graph(exports, database).success  # the whole month: computed, then published
     # January's as-of is December's last order day: a step of January alone reads and writes
@@ -363,11 +364,7 @@ def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
     said = materialize(marts, ckv_value_per_review=3.0)
     assert said is not None and "was computed from other inputs" in said, said
     working = default_working(database)
-    con = duckdb.connect(str(working), read_only=True)
-    try:
-        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (2,)
-    finally:
-        con.close()
+    assert newest_version(working) == 2
 
 
 def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run, tmp_path):
@@ -392,11 +389,7 @@ def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run,
     said = refused(copy, dg.AssetSelection.groups("marts"))
     assert said is not None and "was computed from other inputs" in said, said
     working = default_working(database)
-    con = duckdb.connect(str(working), read_only=True)
-    try:
-        assert con.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (2,)
-    finally:
-        con.close()
+    assert newest_version(working) == 2
 
 
 def stored(instance, run_id: str, event) -> None:
