@@ -21,7 +21,13 @@ from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
 from engagement_box.spark import audiences, engagement, lake, pipeline
-from engagement_box.spark.tables import CURRENT, SparkTables
+from engagement_box.spark.tables import (
+    CURRENT,
+    UNFINISHED,
+    SparkTables,
+    failed_checks,
+    record_checks,
+)
 from engagement_box.staging import ingestion
 from engagement_box.value import summary as summaries
 from pipelines.resources import (
@@ -39,6 +45,54 @@ MARTS_KEY = dg.AssetKey(["spark", "marts"])
 ENGAGEMENT_KEY = dg.AssetKey(["spark", "engagement_marts"])
 AUDIENCES_KEY = dg.AssetKey(["spark", "audiences"])
 PUBLISHED_KEY = dg.AssetKey(["spark", "published_marts"])
+
+
+# The steps with blocking checks before each step: it reads the tables they wrote.
+CHECKED_BEFORE = {
+    IDENTITY_KEY: (STAGED_KEY,),
+    MARTS_KEY: (STAGED_KEY,),
+    ENGAGEMENT_KEY: (STAGED_KEY, MARTS_KEY),
+    AUDIENCES_KEY: (STAGED_KEY, MARTS_KEY, ENGAGEMENT_KEY),
+    PUBLISHED_KEY: (STAGED_KEY, MARTS_KEY, ENGAGEMENT_KEY),
+}
+
+
+def require_checks_passed(lake, step: dg.AssetKey) -> None:
+    """Refuse to run `step` on tables a step before it wrote that failed a blocking check, or
+    that a step stopped before checking (`tables.failed_checks`): Dagster stops the steps
+    after a failed blocking check in that run only, so a later run of only the steps after it
+    would otherwise publish its tables."""
+    failed = failed_checks(lake)
+    refused = [
+        f"{key.to_user_string()} "
+        + (
+            "stopped before it checked its tables"
+            if failed[key.to_user_string()] == [UNFINISHED]
+            else f"failed its blocking check(s) {', '.join(failed[key.to_user_string()])}"
+        )
+        + " when it last ran"
+        for key in CHECKED_BEFORE[step]
+        if key.to_user_string() in failed
+    ]
+    if refused:
+        raise dg.Failure(
+            "; ".join(refused)
+            + ": the tables it wrote are neither read by later steps nor published. The "
+            "check's description (the run's log, or the asset's Checks tab in the Dagster UI) "
+            "says what to fix; then run the whole job spark_pipeline (engagement-box run with "
+            "ENGAGEMENT_ENGINE=spark)"
+        )
+
+
+def _checking(lake, step: dg.AssetKey) -> None:
+    """`step` starts writing its tables: until it records its checks, they count as unchecked
+    (a step stopped halfway leaves part of them)."""
+    record_checks(lake, step.to_user_string(), [UNFINISHED])
+
+
+def _checked(lake, step: dg.AssetKey, checks: list[dg.AssetCheckResult]) -> None:
+    """`step`'s tables are written and checked: record the blocking checks they failed."""
+    record_checks(lake, step.to_user_string(), [c.check_name for c in checks if not c.passed])
 
 
 def lake_tables(spark, lake, views: bool = True) -> SparkTables:
@@ -82,6 +136,7 @@ def spark_staging(
     the rows of people erased before (`engagement-box erase`) left out."""
     tables = SparkTables(spark.session(), lake_dir.path)
     erased = erasure.register_of(settings.working_db_path())
+    _checking(lake_dir.path, STAGED_KEY)
     reports = pipeline.stage_all(
         tables, exports.path, context.run.run_id, run_time(context), erased
     )
@@ -112,25 +167,24 @@ def spark_staging(
     for file, other in copies.items():
         context.log.warning(ingestion.copy_message(file, other))
     holds = all(r.holds for r in reports.values())
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="rows_reconcile",
-                passed=holds,
-                description=(
-                    "rows read = staged + quarantined + erased for every source"
-                    if holds
-                    else "rows read differ from staged + quarantined + erased: "
-                    + ", ".join(n for n, r in reports.items() if not r.holds)
-                ),
-                metadata={
-                    n: f"{r.rows_read} = {r.rows_staged} + {r.rows_quarantined} + {r.rows_erased}"
-                    for n, r in reports.items()
-                },
-            )
-        ],
-    )
+    checks = [
+        dg.AssetCheckResult(
+            check_name="rows_reconcile",
+            passed=holds,
+            description=(
+                "rows read = staged + quarantined + erased for every source"
+                if holds
+                else "rows read differ from staged + quarantined + erased: "
+                + ", ".join(n for n, r in reports.items() if not r.holds)
+            ),
+            metadata={
+                n: f"{r.rows_read} = {r.rows_staged} + {r.rows_quarantined} + {r.rows_erased}"
+                for n, r in reports.items()
+            },
+        )
+    ]
+    _checked(lake_dir.path, STAGED_KEY, checks)
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 @dg.asset(
@@ -144,6 +198,7 @@ def spark_identity_links(
     spark: SparkEngine, lake_dir: LakeResource, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
+    require_checks_passed(lake_dir.path, IDENTITY_KEY)
     tables = lake_tables(spark.session(), lake_dir.path, views=False)
     limit = max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
     # erased profiles still count on the keys they carried, as on the DuckDB engine
@@ -188,6 +243,7 @@ def spark_marts(
     model_settings: ModelSettings,
 ) -> dg.MaterializeResult:
     """The value marts (RFM, values, fits, validation, cohorts) as work tables in the lake."""
+    require_checks_passed(lake_dir.path, MARTS_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     cfg = model_settings.resolved()
     if cfg.time_unit != "D":
@@ -209,9 +265,12 @@ def spark_marts(
         margin=cfg.margin,
         penalizer=cfg.penalizer,
     )
+    _checking(lake_dir.path, MARTS_KEY)
     for name, frame in marts.items():
         tables.save(f"work.{name}", frame)
     left_out, completed = info["orders_left_out"], info["completed_orders"]
+    checks = [left_out_check(left_out, completed, cfg.currency)]
+    _checked(lake_dir.path, MARTS_KEY, checks)
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat(),
@@ -221,7 +280,7 @@ def spark_marts(
             "gamma_gamma": dg.MetadataValue.json(info["gamma_gamma"].params),
             "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
         },
-        check_results=[left_out_check(left_out, completed, cfg.currency)],
+        check_results=checks,
     )
 
 
@@ -269,8 +328,10 @@ def spark_engagement_marts(
     fit when it is ENGAGEMENT_PERSONA_REFIT_DAYS old) and the customer mart on Spark."""
     from pyspark.sql import functions as F
 
+    require_checks_passed(lake_dir.path, ENGAGEMENT_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "customer_value")
+    _checking(lake_dir.path, ENGAGEMENT_KEY)
     marts, info = engagement.engagement_marts(
         tables,
         as_of,
@@ -298,6 +359,26 @@ def spark_engagement_marts(
     gap, worst = float(gap or 0.0), float(worst or 0.0)
     civ_total, civ_moved = float(civ_total or 0.0), float(civ_moved or 0.0)
     fit = info["referral_rate_fit"]
+    checks = [
+        dg.AssetCheckResult(
+            check_name="cev_is_the_sum",
+            passed=not non_finite
+            and gap <= 1e-6 * max(1.0, worst)
+            and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
+            metadata={
+                "max_abs_gap": gap,
+                "non_finite_values": int(non_finite or 0),
+                "civ_total": civ_total,
+                "civ_moved": civ_moved,
+            },
+            description=(
+                f"cev = clv + crv + civ + ckv for every customer (largest gap {gap:.2g}), "
+                f"CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
+                + (f"; {int(non_finite)} non-finite values" if non_finite else "")
+            ),
+        ),
+    ]
+    _checked(lake_dir.path, ENGAGEMENT_KEY, checks)
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat(),
@@ -326,25 +407,7 @@ def spark_engagement_marts(
                 else {}
             ),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="cev_is_the_sum",
-                passed=not non_finite
-                and gap <= 1e-6 * max(1.0, worst)
-                and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
-                metadata={
-                    "max_abs_gap": gap,
-                    "non_finite_values": int(non_finite or 0),
-                    "civ_total": civ_total,
-                    "civ_moved": civ_moved,
-                },
-                description=(
-                    f"cev = clv + crv + civ + ckv for every customer (largest gap {gap:.2g}), "
-                    f"CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
-                    + (f"; {int(non_finite)} non-finite values" if non_finite else "")
-                ),
-            )
-        ],
+        check_results=checks,
     )
 
 
@@ -353,6 +416,7 @@ def spark_audiences(spark: SparkEngine, lake_dir: LakeResource) -> dg.Materializ
     """Consenting customers per RFM segment and quadrant (the activation audiences) on Spark."""
     from pyspark.sql import functions as F
 
+    require_checks_passed(lake_dir.path, AUDIENCES_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "engagement_value")
     tables.save(
@@ -394,6 +458,7 @@ def spark_published_marts(
             f"the retention policy keeps {keep_versions} versions of at most {keep_days} days: "
             "keep_versions must be at least 1 and keep_days at least 0; nothing was published"
         )
+    require_checks_passed(lake_dir.path, PUBLISHED_KEY)
     folders = engagement.work_folders(lake_dir.path)
     if "customer" not in folders:
         raise dg.Failure("work.customer is not in the lake: materialize spark/engagement_marts")

@@ -388,3 +388,63 @@ def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tm
         "SELECT DISTINCT snapshot_id FROM marts.history_customer_value"
     ).fetchall() == [(2,)]
     assert lake.snapshot_ids(lake_copy) == [1, 2]  # version 1's folders stay for a day
+
+
+def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(spark_run, tmp_path):
+    """Dagster stops the steps after a failed blocking check in that run only: the steps with
+    blocking checks record what their tables failed in the lake, and a later run of only the
+    steps after them (here the publish) refuses those tables, as it refuses tables a step
+    stopped before checking."""
+    import shutil
+
+    import dagster as dg
+
+    from assets.spark import AUDIENCES_KEY, require_checks_passed, spark_published_marts
+    from engagement_box.spark.tables import UNFINISHED, failed_checks, record_checks
+    from pipelines.resources import LakeResource, RetentionPolicy
+
+    lake_dir = spark_run[3]
+    recorded = json.loads((lake_dir / "tables" / "_checks.json").read_text())
+    assert recorded == {"spark/engagement_marts": [], "spark/marts": [], "spark/staging": []}
+    assert failed_checks(lake_dir) == {}
+
+    lake_copy = tmp_path / "lake"
+    shutil.copytree(lake_dir, lake_copy, symlinks=True)
+    resources = {
+        "lake_dir": LakeResource(lake_dir=str(lake_copy)),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        "retention": RetentionPolicy(keep_versions=5, keep_days=400),
+    }
+
+    def publish_alone() -> str | None:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize(
+                [spark_published_marts],
+                resources=resources,
+                instance=instance,
+                raise_on_error=False,
+            )
+        failures = [e for e in result.all_events if e.is_step_failure]
+        return " | ".join(f.step_failure_data.error.message for f in failures) or None
+
+    record_checks(lake_copy, "spark/marts", ["orders_left_out_within_limit"])
+    said = publish_alone()
+    assert said is not None
+    assert (
+        "spark/marts failed its blocking check(s) orders_left_out_within_limit when it last "
+        "ran: the tables it wrote are neither read by later steps nor published" in said
+    ), said
+    assert "run the whole job spark_pipeline" in said
+    assert lake.current(lake_copy)["snapshot_id"] == 1
+
+    record_checks(lake_copy, "spark/marts", [])
+    record_checks(lake_copy, "spark/engagement_marts", [UNFINISHED])
+    said = publish_alone()
+    assert said is not None and "spark/engagement_marts stopped before it checked" in said
+    assert lake.current(lake_copy)["snapshot_id"] == 1
+    with pytest.raises(dg.Failure, match="spark/engagement_marts stopped before"):
+        require_checks_passed(lake_copy, AUDIENCES_KEY)  # the audiences step too
+
+    record_checks(lake_copy, "spark/engagement_marts", [])  # the step ran again and passed
+    assert publish_alone() is None
+    assert lake.current(lake_copy)["snapshot_id"] == 2

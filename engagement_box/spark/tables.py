@@ -18,6 +18,39 @@ from typing import Any
 from engagement_box.spark import sql as spark_sql
 
 CURRENT = "_current"
+# `<lake>/tables/_checks.json`: {step: the blocking checks its tables failed when it last ran}
+# for the steps with blocking checks. Dagster stops the steps after a failed blocking check in
+# the same run only; a later run of those steps alone reads this and refuses the tables.
+CHECKS = "_checks.json"
+# What a step records when it starts: left in place by a step that stopped (an error, a kill)
+# before it recorded its checks, whose tables may be partly written.
+UNFINISHED = "(the step did not finish)"
+
+
+def _checks_path(lake: Path) -> Path:
+    return Path(lake) / "tables" / CHECKS
+
+
+def failed_checks(lake: Path) -> dict[str, list[str]]:
+    """{step: the blocking checks its tables failed, or UNFINISHED} of the steps whose tables
+    did not pass (none in a lake written before checks were recorded)."""
+    path = _checks_path(lake)
+    if not path.exists():
+        return {}
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return {step: failed for step, failed in recorded.items() if failed}
+
+
+def record_checks(lake: Path, step: str, failed: list[str]) -> None:
+    """Record the blocking checks `step`'s tables failed (none: they passed), replacing what
+    it recorded before; written under another name and renamed into place."""
+    path = _checks_path(lake)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    recorded[step] = list(failed)
+    temporary = path.with_name(f".{CHECKS}.{uuid.uuid4().hex}")
+    temporary.write_text(json.dumps(recorded, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 class SparkTables:
