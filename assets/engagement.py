@@ -141,6 +141,7 @@ def engagement_value(
             )
         else:
             edges = []  # the same as-of again: its network stays as it is
+        check = _cev_check(values)
         con.register("influence_edge_rows", parts.edges)
         try:
             metadata = write_work(
@@ -150,19 +151,11 @@ def engagement_value(
                 window,
                 also=[*edges, *state],
                 ran_with=publish.run_settings(window, engagement_config),
+                checks=[check],
             )
         finally:
             con.unregister("influence_edge_rows")
 
-    numeric = [c for c, t in values.schema.items() if t.is_numeric()]
-    non_finite = {
-        c: int((~values[c].cast(pl.Float64).is_finite()).sum())
-        for c in numeric
-        if (~values[c].cast(pl.Float64).is_finite()).any()
-    }
-    gap = (values["cev"] - sum(values[c] for c in METRIC_COLUMNS)).abs().max() or 0.0
-    civ_total = float(values["civ"].sum() or 0.0)
-    civ_moved = float(values["civ_ceded"].sum() or 0.0)
     metadata.update(
         {
             **plan.metadata(),
@@ -189,27 +182,37 @@ def engagement_value(
             "quadrant_map": png_markdown(reports.quadrant_map_png(values), "CLV x CRV quadrants"),
         }
     )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="cev_is_the_sum",
-                passed=not non_finite
-                and float(gap) <= 1e-6 * max(1.0, float(values["cev"].abs().max() or 0))
-                and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
-                metadata={
-                    "max_abs_gap": float(gap),
-                    "civ_total": civ_total,
-                    "civ_moved": civ_moved,
-                    "non_finite_by_column": dg.MetadataValue.json(non_finite),
-                },
-                description=(
-                    f"cev = clv + crv + civ + ckv for every customer (largest gap {float(gap):.2g}"
-                    f"), CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
-                    + (f"; non-finite values: {non_finite}" if non_finite else "")
-                ),
-            )
-        ],
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def _cev_check(values: pl.DataFrame) -> dg.AssetCheckResult:
+    """`cev_is_the_sum` of the engagement values: every value finite, CEV the sum of the four
+    metrics, CIV summing to 0 (influence moves value between customers, never out)."""
+    numeric = [c for c, t in values.schema.items() if t.is_numeric()]
+    non_finite = {
+        c: int((~values[c].cast(pl.Float64).is_finite()).sum())
+        for c in numeric
+        if (~values[c].cast(pl.Float64).is_finite()).any()
+    }
+    gap = (values["cev"] - sum(values[c] for c in METRIC_COLUMNS)).abs().max() or 0.0
+    civ_total = float(values["civ"].sum() or 0.0)
+    civ_moved = float(values["civ_ceded"].sum() or 0.0)
+    return dg.AssetCheckResult(
+        check_name="cev_is_the_sum",
+        passed=not non_finite
+        and float(gap) <= 1e-6 * max(1.0, float(values["cev"].abs().max() or 0))
+        and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
+        metadata={
+            "max_abs_gap": float(gap),
+            "civ_total": civ_total,
+            "civ_moved": civ_moved,
+            "non_finite_by_column": dg.MetadataValue.json(non_finite),
+        },
+        description=(
+            f"cev = clv + crv + civ + ckv for every customer (largest gap {float(gap):.2g}"
+            f"), CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
+            + (f"; non-finite values: {non_finite}" if non_finite else "")
+        ),
     )
 
 
@@ -382,21 +385,9 @@ def customer(
         rows = con.execute(
             load_sql("work/customer"), {"as_of": window["as_of"], "currency": window["currency"]}
         ).pl()
-        metadata = write_work(con, "customer", rows, window)
-    keys = dictionary.key_problems(rows, "customer")
-    values = dictionary.value_problems(rows, "customer")
-    metadata.update(
-        {
-            "with_profile": int(rows["has_profile"].sum()) if rows.height else 0,
-            "with_marketing_consent": int(rows["marketing_consent"].fill_null(False).sum())
-            if rows.height
-            else 0,
-            money_label("total_cev", window["currency"]): money_value(rows["cev"].sum()),
-        }
-    )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
+        keys = dictionary.key_problems(rows, "customer")
+        values = dictionary.value_problems(rows, "customer")
+        checks = [
             dg.AssetCheckResult(
                 check_name="one_row_per_customer",
                 passed=not keys,
@@ -407,8 +398,18 @@ def customer(
                 passed=not values,
                 description="; ".join(values) or "every segment and quadrant is documented",
             ),
-        ],
+        ]
+        metadata = write_work(con, "customer", rows, window, checks=checks)
+    metadata.update(
+        {
+            "with_profile": int(rows["has_profile"].sum()) if rows.height else 0,
+            "with_marketing_consent": int(rows["marketing_consent"].fill_null(False).sum())
+            if rows.height
+            else 0,
+            money_label("total_cev", window["currency"]): money_value(rows["cev"].sum()),
+        }
     )
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 # Not partitioned: the audience files are those of the current version of the marts (a backfill

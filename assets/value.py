@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import numpy as np
@@ -161,15 +161,25 @@ def require_rows(con, table: str, window: dict) -> None:
 
 
 def require_work(con, table: str, window: dict, fingerprint: str | None = None) -> None:
-    """A plain failure when this partition's rows of `work.<table>` were never computed, or
-    were computed from other inputs than those of now (`partitioned.behind_inputs`; the inputs
-    now: `fingerprint`, default `step_fingerprint`): a step (or the publish) would otherwise
-    build on rows of older exports, erasures, settings or code."""
+    """A plain failure when this partition's rows of `work.<table>` were never computed, failed
+    a blocking check when they were (`partitioned.failed_checks`), or were computed from other
+    inputs than those of now (`partitioned.behind_inputs`; the inputs now: `fingerprint`,
+    default `step_fingerprint`): a step (or the publish) would otherwise build on rows a check
+    refused, or on rows of older exports, erasures, settings or code."""
     require_rows(con, table, window)
     as_of = window["as_of"]
+    month = window.get("partition_key") or as_of.strftime("%Y-%m-01")
+    failed = partitioned.failed_checks(con, "work", table, as_of)
+    if failed:  # Dagster stops the steps after a failed blocking check in its own run only
+        raise dg.Failure(
+            f"work.{table} as of {as_of} failed its blocking check{'s' * (len(failed) > 1)} "
+            f"{', '.join(failed)} when it was computed: its rows are neither read by later "
+            "steps nor published. The check's description (the run's log, or the asset's "
+            "Checks tab in the Dagster UI) says what to fix; then materialize the whole month "
+            f"(engagement-box run --month {month[:7]}, or the job for partition {month})"
+        )
     now = fingerprint if fingerprint is not None else step_fingerprint(con, window)
     if partitioned.behind_inputs(con, "work", table, as_of, now):
-        month = window.get("partition_key") or as_of.strftime("%Y-%m-01")
         raise dg.Failure(
             f"work.{table} as of {as_of} was computed from other inputs (staged files, "
             "erasures, settings or model code) than those of now: its rows are not those of "
@@ -195,12 +205,14 @@ def write_work(
     window: dict,
     also: list | tuple = (),
     ran_with: Mapping[str, object] | None = None,
+    checks: Sequence[dg.AssetCheckResult] = (),
 ) -> dict:
     """Replace this partition's rows of `work.<table>`; the metadata describes those rows.
     `also`: statements run in the same transaction (an incremental step's state). `ran_with`:
     the settings the step computed with (default: the window's): the rows record the
     fingerprint of their inputs (`step_fingerprint`), which a step reading them and the publish
-    compare with the inputs of now."""
+    compare with the inputs of now. `checks`: the step's blocking checks of these rows, which
+    the step returns too: the rows record those that failed (`require_work` refuses them)."""
     if table == partitioned.INPUTS_TABLE:  # the inputs it records
         computation = frame["inputs_fingerprint"].item() if frame.height == 1 else None
     else:
@@ -208,7 +220,14 @@ def write_work(
     if table in dictionary.RENAMED_TABLES:  # a warehouse from before the renames keeps its rows
         dictionary.rename_legacy_columns(con)  # (0.1 s of catalog scan: only where it matters)
     partitioned.write_partition(
-        con, "work", table, frame, window["as_of"], also=also, computation=computation
+        con,
+        "work",
+        table,
+        frame,
+        window["as_of"],
+        also=also,
+        computation=computation,
+        failed_checks=[check.check_name for check in checks if not check.passed],
     )
     return partition_metadata(con, table, window)
 
@@ -392,7 +411,8 @@ def customer_summary(
             recomputed = summary.height
         left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
         state = incremental.record(con, "customer_summary", window["as_of"], now, summary.height)
-        metadata = write_work(con, "customer_summary", summary, window, also=state)
+        checks = [left_out_check(left_out, completed, window["currency"])]
+        metadata = write_work(con, "customer_summary", summary, window, also=state, checks=checks)
     repeat = int((summary["frequency"] > 0).sum()) if summary.height else 0
     metadata.update(
         {
@@ -405,10 +425,7 @@ def customer_summary(
             "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
         }
     )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[left_out_check(left_out, completed, window["currency"])],
-    )
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 def left_out_check(left_out: dict[str, int], completed: int, currency: str) -> dg.AssetCheckResult:
@@ -658,7 +675,17 @@ def model_fit(
         ]
         # Only a choice whose fits converged is carried to later as-ofs.
         recorded = choice.record_choice(con, window, in_force, None if failed else chosen)
-        metadata = write_work(con, "model_fit", frame, window, also=recorded)
+        check = dg.AssetCheckResult(
+            check_name="fits_converged",
+            passed=not failed,
+            metadata={"failures": dg.MetadataValue.json(failed), "chosen_model": chosen or "none"},
+            description=(
+                _failed_fits_words(failed, full, window)
+                if failed
+                else f"{chosen} and gamma_gamma converged"
+            ),
+        )
+        metadata = write_work(con, "model_fit", frame, window, also=recorded, checks=[check])
 
     metadata.update(in_force.metadata())
     # The CLI's path column and its list of what a daily run computed in full read these.
@@ -680,24 +707,7 @@ def model_fit(
     if comparison is not None:
         metadata["holdout_comparison"] = dg.MetadataValue.md(markdown_table(comparison.models))
     metadata["frequency_spend_correlation"] = dg.MetadataValue.json(correlations)
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="fits_converged",
-                passed=not failed,
-                metadata={
-                    "failures": dg.MetadataValue.json(failed),
-                    "chosen_model": chosen or "none",
-                },
-                description=(
-                    _failed_fits_words(failed, full, window)
-                    if failed
-                    else f"{chosen} and gamma_gamma converged"
-                ),
-            )
-        ],
-    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 def _failed_fits_words(failed: list[str], full: pl.DataFrame, window: dict) -> str:
@@ -892,7 +902,19 @@ def customer_value(
         bad = {
             c: int((~frame[c].is_finite()).sum()) for c in numeric if (~frame[c].is_finite()).any()
         }
-        metadata = write_work(con, "customer_value", frame, window)
+        check = dg.AssetCheckResult(
+            check_name="values_finite",
+            passed=not bad,
+            metadata={"non_finite_by_column": dg.MetadataValue.json(bad)},
+            description=(
+                "every score and value is a finite number"
+                if not bad
+                else "scores that are NaN or infinite, per column: "
+                + ", ".join(f"{c} {n}" for c, n in bad.items())
+                + "; the fits_converged check of work/model_fit says which fit failed"
+            ),
+        )
+        metadata = write_work(con, "customer_value", frame, window, checks=[check])
     metadata.update(
         {
             "model": model,
@@ -904,23 +926,7 @@ def customer_value(
             "clv_horizon_months": window["clv_horizon_months"],
         }
     )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="values_finite",
-                passed=not bad,
-                metadata={"non_finite_by_column": dg.MetadataValue.json(bad)},
-                description=(
-                    "every score and value is a finite number"
-                    if not bad
-                    else "scores that are NaN or infinite, per column: "
-                    + ", ".join(f"{c} {n}" for c, n in bad.items())
-                    + "; the fits_converged check of work/model_fit says which fit failed"
-                ),
-            )
-        ],
-    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 @dg.asset(
@@ -1105,11 +1111,16 @@ def cohort_retention(
             pl.lit(window["currency"], dtype=pl.String).alias("currency")
         )
         state = incremental.record(con, "cohort_retention", window["as_of"], now, cohorts.height)
-        metadata = write_work(con, "cohort_retention", cohorts, window, also=state)
+        problems = dictionary.key_problems(cohorts, "cohort_retention")
+        check = dg.AssetCheckResult(
+            check_name="one_row_per_cohort_month",
+            passed=not problems,
+            description="; ".join(problems) or "one row per cohort and month",
+        )
+        metadata = write_work(con, "cohort_retention", cohorts, window, also=state, checks=[check])
     metadata.update(plan.metadata())
     if recounted_from is not None:
         metadata["months_recounted_from"] = str(recounted_from)
-    problems = dictionary.key_problems(cohorts, "cohort_retention")
     first = cohorts.filter(pl.col("months_since_first_order") == 1)
     metadata.update(
         {
@@ -1122,16 +1133,7 @@ def cohort_retention(
             else 0.0,
         }
     )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="one_row_per_cohort_month",
-                passed=not problems,
-                description="; ".join(problems) or "one row per cohort and month",
-            )
-        ],
-    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 def _cohort_plan(con, window: dict) -> tuple[incremental.Plan, dict]:

@@ -20,6 +20,11 @@ and erasures, the settings the step ran with, the model code: `versions.inputs_f
 given by the step that wrote them. Rows whose fingerprint is not that of the inputs now
 (`behind_inputs`) are neither read by a step nor published: a run of some steps, or a step run
 with other settings, would otherwise have its rows published under inputs they do not follow.
+
+`failed_checks` names the blocking checks the rows failed when they were written (NULL: none
+failed). Dagster stops the steps after a failed blocking check in the same run only; a later
+run of those steps alone reads the registry (`failed_checks`) and refuses such rows, so they
+are never published.
 """
 
 import datetime as dt
@@ -54,12 +59,14 @@ def write_partition(
     as_of: dt.date,
     also: Sequence[tuple[str, Mapping]] = (),
     computation: str | None = None,
+    failed_checks: Sequence[str] = (),
 ) -> int:
     """Replace the rows of `as_of` in `schema.table` with `frame` (its `as_of` column is set to
     `as_of`), in one transaction. The table is created on first write; a column the table does
     not have yet is added (older as-ofs show NULL there). `also`: statements (with their
     parameters) run in the same transaction, e.g. the state an incremental step records.
-    `computation`: the fingerprint of the inputs the rows were computed from (None: unknown)."""
+    `computation`: the fingerprint of the inputs the rows were computed from (None: unknown).
+    `failed_checks`: the blocking checks the rows failed (`failed_checks` reads them back)."""
     frame = frame.with_columns(pl.lit(as_of, dtype=pl.Date).alias(KEY))
     # A column with no value in this partition (e.g. no fit message) has no type of its own;
     # stored as text, it accepts the values a later partition brings.
@@ -85,9 +92,15 @@ def write_partition(
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
             registry = _ensure_registry(con, schema)
             con.execute(
-                f"INSERT OR REPLACE INTO {registry} (table_name, as_of, written_at, computation) "
-                "VALUES ($table, $as_of, current_localtimestamp(), $computation)",
-                {"table": table, "as_of": as_of, "computation": computation},
+                f"INSERT OR REPLACE INTO {registry} "
+                "(table_name, as_of, written_at, computation, failed_checks) "
+                "VALUES ($table, $as_of, current_localtimestamp(), $computation, $failed)",
+                {
+                    "table": table,
+                    "as_of": as_of,
+                    "computation": computation,
+                    "failed": ", ".join(failed_checks) or None,
+                },
             )
             for statement, parameters in also:
                 con.execute(statement, dict(parameters))
@@ -97,17 +110,19 @@ def write_partition(
 
 
 def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
-    """`<schema>.written_partitions`, created or given the `computation` column a warehouse
-    written before it lacks (its as-ofs then have none: see `behind_inputs`)."""
+    """`<schema>.written_partitions`, created or given the `computation` and `failed_checks`
+    columns a warehouse written before them lacks (its as-ofs then have none: see
+    `behind_inputs`; no check is known to have failed)."""
     registry = _name(schema, REGISTRY)
     known = _columns(con, schema, REGISTRY)
     if not known:
         con.execute(
             f"CREATE TABLE {registry} (table_name VARCHAR, as_of DATE, written_at TIMESTAMP, "
-            "computation VARCHAR, PRIMARY KEY (table_name, as_of))"
+            "computation VARCHAR, failed_checks VARCHAR, PRIMARY KEY (table_name, as_of))"
         )
-    elif "computation" not in known:
-        con.execute(f"ALTER TABLE {registry} ADD COLUMN computation VARCHAR")
+    for column in ("computation", "failed_checks"):
+        if known and column not in known:
+            con.execute(f"ALTER TABLE {registry} ADD COLUMN {column} VARCHAR")
     return registry
 
 
@@ -140,6 +155,17 @@ def behind_inputs(
 
 # Rows per Arrow batch handed to DuckDB: one row group's worth.
 BATCH_ROWS = 122_880
+
+
+def failed_checks(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date
+) -> list[str]:
+    """The blocking checks the rows of `as_of` in `schema.table` failed when they were written
+    (none: they passed, were never written, or were written before failures were recorded)."""
+    if "failed_checks" not in _columns(con, schema, REGISTRY):
+        return []
+    row = _recorded(con, schema, table, as_of, "failed_checks")
+    return row[0].split(", ") if row and row[0] else []
 
 
 def arrow_batches(frame: pl.DataFrame) -> pa.Table:
