@@ -25,8 +25,8 @@ from engagement_box.spark.tables import (
     CURRENT,
     UNFINISHED,
     SparkTables,
-    failed_checks,
     record_checks,
+    recorded_checks,
 )
 from engagement_box.staging import ingestion
 from engagement_box.value import summary as summaries
@@ -58,29 +58,34 @@ CHECKED_BEFORE = {
 
 
 def require_checks_passed(lake, step: dg.AssetKey) -> None:
-    """Refuse to run `step` on tables a step before it wrote that failed a blocking check, or
-    that a step stopped before checking (`tables.failed_checks`): Dagster stops the steps
-    after a failed blocking check in that run only, so a later run of only the steps after it
-    would otherwise publish its tables."""
-    failed = failed_checks(lake)
-    refused = [
-        f"{key.to_user_string()} "
-        + (
-            "stopped before it checked its tables"
-            if failed[key.to_user_string()] == [UNFINISHED]
-            else f"failed its blocking check(s) {', '.join(failed[key.to_user_string()])}"
-        )
-        + " when it last ran"
-        for key in CHECKED_BEFORE[step]
-        if key.to_user_string() in failed
-    ]
+    """Refuse to run `step` on tables a step before it wrote that failed a blocking check,
+    that a step stopped before checking, or whose checks no step recorded (a lake of an earlier
+    release; `tables.recorded_checks`): Dagster stops the steps after a failed blocking check
+    in that run only, so a later run of only the steps after it would otherwise publish its
+    tables."""
+    recorded = recorded_checks(lake)
+    refused = []
+    for key in CHECKED_BEFORE[step]:
+        name = key.to_user_string()
+        if name not in recorded:
+            refused.append(
+                f"{name} has not recorded the checks of its tables in this lake (it never ran "
+                "here, or ran under a release before 2026-12-05)"
+            )
+        elif recorded[name] == [UNFINISHED]:
+            refused.append(f"{name} stopped before it checked its tables when it last ran")
+        elif recorded[name]:
+            refused.append(
+                f"{name} failed its blocking check(s) {', '.join(recorded[name])} when it last ran"
+            )
     if refused:
         raise dg.Failure(
             "; ".join(refused)
-            + ": the tables it wrote are neither read by later steps nor published. The "
-            "check's description (the run's log, or the asset's Checks tab in the Dagster UI) "
-            "says what to fix; then run the whole job spark_pipeline (engagement-box run with "
-            "ENGAGEMENT_ENGINE=spark)"
+            + ": the tables it wrote are neither read by the steps after it nor published. "
+            "A failed check's description (the run's log, or the asset's Checks tab in the "
+            "Dagster UI) says what to fix; then run the whole job spark_pipeline "
+            "(.venv/bin/dagster job execute -m pipelines.definitions -j spark_pipeline, or the "
+            "job in the UI)"
         )
 
 

@@ -20,7 +20,8 @@ from engagement_box.spark import sql as spark_sql
 CURRENT = "_current"
 # `<lake>/tables/_checks.json`: {step: the blocking checks its tables failed when it last ran}
 # for the steps with blocking checks. Dagster stops the steps after a failed blocking check in
-# the same run only; a later run of those steps alone reads this and refuses the tables.
+# the same run only; a later run of those steps alone reads this and refuses the tables (and
+# the tables of a step with no entry: it never ran in this lake, or under an earlier release).
 CHECKS = "_checks.json"
 # What a step records when it starts: left in place by a step that stopped (an error, a kill)
 # before it recorded its checks, whose tables may be partly written.
@@ -31,14 +32,14 @@ def _checks_path(lake: Path) -> Path:
     return Path(lake) / "tables" / CHECKS
 
 
-def failed_checks(lake: Path) -> dict[str, list[str]]:
-    """{step: the blocking checks its tables failed, or UNFINISHED} of the steps whose tables
-    did not pass (none in a lake written before checks were recorded)."""
+def recorded_checks(lake: Path) -> dict[str, list[str]]:
+    """{step: the blocking checks its tables failed (none: passed), or [UNFINISHED]} of the
+    steps that recorded their checks in this lake (none in a lake written by a release before
+    2026-12-05, which did not record them)."""
     path = _checks_path(lake)
     if not path.exists():
         return {}
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    return {step: failed for step, failed in recorded.items() if failed}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def record_checks(lake: Path, step: str, failed: list[str]) -> None:
