@@ -2008,8 +2008,11 @@ def ingest_source(
             if todo:
                 with _one_duckdb_thread(con):
                     _stage(con, source, todo, report, run_id, at)
-            else:  # duplicates a run stopped after its commit left uncompared, if any
-                compare_repeats(con, source, run_id or "", report)
+            # This ingest's duplicates (and any a run stopped after its commit left uncompared)
+            # compared with the rows staged for their keys: after the commit, with DuckDB's
+            # threads (its join reads every staged key: 10M orders, 1.3 s on one thread, 0.45
+            # on two).
+            compare_repeats(con, source, run_id or "", report)
         finally:
             for _, digest_future in todo:
                 digest_future.cancel()
@@ -2257,7 +2260,6 @@ def _stage(
                 )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_rows")
-    compare_repeats(con, source, run_id or "", report)
 
     report.files_ingested = files
     report.copies = _copies(con, source, todo)
