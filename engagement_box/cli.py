@@ -1250,12 +1250,13 @@ def erase(args: argparse.Namespace) -> int:
                     audience_dir=EngagementConfig().audience_path,
                     published=warehouse.layout,
                     lake=lake.path,
+                    shared=args.shared,
                 )
     except (KeyboardInterrupt, duckdb.InterruptException) as stop:
         # Ctrl-C: main's "stopped before the run started; nothing was written" was said after
         # the erasure had committed (DuckDB's interrupt gave a traceback and exit 1 instead).
         return _erase_stopped(warehouse.layout.working, logged, stop)
-    except erasure.SaltMismatch as error:  # a bad setting (README "Exit codes"), not a fault
+    except (erasure.SaltMismatch, erasure.SharedKey) as error:  # a bad setting or request
         print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
         return 2
     except ConfigurationError as error:  # the warehouse folder or a setting: nothing ran
@@ -1410,6 +1411,13 @@ def main(argv: list[str] | None = None) -> int:
         "--handle",
         help="the person's social handle, with or without its @ (for someone known only by a "
         "handle, e.g. from social events; a profile carrying it goes with it)",
+    )
+    erase_parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="the --email or --handle is on more profiles than ENGAGEMENT_MAX_PROFILES_PER_KEY "
+        "(identity counts it as shared), and every one of them is this person's: erase them all "
+        "(without it such a request is refused)",
     )
     erase_parser.add_argument(
         "--compact",

@@ -31,6 +31,7 @@ from assets.publish import MARTS
 from engagement_box import cli, generator
 from engagement_box.governance import versions
 from engagement_box.governance.readers import default_working
+from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 from tests.pipeline_runs import PipelineRun, copy_run
@@ -1854,3 +1855,34 @@ def test_erasing_with_a_stray_working_database_is_refused(erasable, tmp_path, mo
     assert not stray.exists()
     with duckdb.connect(str(erasable), read_only=True) as con:  # nothing erased there either
         assert con.execute("SELECT count(*) FROM work.scores").fetchone() == (3,)
+
+
+def test_an_erasure_by_a_shared_email_is_refused_until_said_shared(erasable, capsys, monkeypatch):
+    """An email on more profiles than ENGAGEMENT_MAX_PROFILES_PER_KEY names no one person: the
+    erase is refused as a bad request (exit 2, nothing written, the profiles named) unless
+    --shared says they are all the person's."""
+    monkeypatch.setenv("ENGAGEMENT_MAX_PROFILES_PER_KEY", "1")
+    con = duckdb.connect(str(erasable))
+    try:
+        ingestion.ensure_staging(con)
+        ingestion.create_staged_table(con, SOURCES["customers"])
+        con.execute(
+            "INSERT INTO staging.customers VALUES "
+            "('C1', 'family@x.test', NULL, '2024-01-01', false, true, 'US', 'c.csv', 1), "
+            "('C2', 'Family@x.test', NULL, '2024-01-02', false, true, 'US', 'c.csv', 2)"
+        )
+    finally:
+        con.close()
+    assert cli.main(["erase", "--email", "family@x.test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "engagement-box erase: FAILED, nothing was erased: the email family@x.test is on 2 "
+        "customer profiles (more than ENGAGEMENT_MAX_PROFILES_PER_KEY, 1)"
+    ), err
+    assert "(C1, C2)" in err and "add --shared if every one of these profiles is theirs" in err
+    assert erasure_log_rows(erasable) == 0
+
+    assert cli.main(["erase", "--email", "family@x.test", "--shared"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  work\.scores\s+3 rows deleted$", out, flags=re.M), out
+    assert erasure_log_rows(erasable) == 1

@@ -1057,6 +1057,39 @@ def test_erasing_a_person_leaves_the_strangers_who_share_a_placeholder(tmp_path,
     con.close()
 
 
+def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_the_person(
+    tmp_path, monkeypatch
+):
+    """A review asked to erase by a till's noemail@ address (on six profiles, a placeholder):
+    it erased all six separate customers and every order carrying it, and logged the address,
+    so every later customer and guest order with it was kept out for good. Such a request is
+    refused now (nothing written), naming the profiles; with shared=True (every profile is
+    the person's, e.g. one person's six accounts) they are all erased."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    write_csv(exports / "customers" / "customers.csv", _till_and_family(("m1", "m2")))
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest_source(con, exports, "customers")
+    build_identity_links(con)
+
+    with pytest.raises(erasure.SharedKey) as refused:
+        erasure.erase(con, email=" NoEmail@Shop.com ")
+    said = str(refused.value)
+    assert said.startswith(
+        "the email noemail@shop.com is on 6 customer profiles (more than "
+        "ENGAGEMENT_MAX_PROFILES_PER_KEY, 5): identity counts it as shared"
+    ), said
+    assert "(t0, t1, t2, t3, t4, ...)" in said and "--customer-id" in said and "--shared" in said
+    assert con.execute("SELECT count(*) FROM staging.customers").fetchone() == (8,)
+    assert con.execute("SELECT count(*) FROM staging.erasure_log").fetchone() == (0,)
+
+    report = erasure.erase(con, email="noemail@shop.com", shared=True)
+    customers = con.execute("SELECT customer_id FROM staging.customers ORDER BY 1").fetchall()
+    assert [c for (c,) in customers] == ["m1", "m2"]
+    assert report.subjects["customer_id"] == 6
+    con.close()
+
+
 def _people(con) -> dict[str, str]:
     rows = con.execute(
         "SELECT customer_id, resolved_customer_id FROM intermediate.customer_merge"

@@ -298,6 +298,24 @@ def test_a_till_address_stays_a_placeholder_after_one_of_its_profiles_is_erased(
     assert not {"D1", "D2", "D5"} & set(every_row(lake_dir)["customer_id"].to_list())
 
 
+def test_an_erasure_by_a_lakes_shared_address_is_refused_unless_said_shared(lake_dir, tmp_path):
+    """An address on six of the lake's profiles (a Spark-only warehouse: no staged rows here)
+    names no one person: refused, nothing erased; with shared=True all six go."""
+    six = pl.DataFrame(
+        {"customer_id": [f"C{i}" for i in range(1, 7)], "email": ["till@shop.example"] * 6}
+    )
+    version(
+        lake_dir, "customer_value", 3, values([f"C{i}" for i in range(1, 7)], date(2025, 7, 31))
+    )
+    staged(lake_dir, "staging.customers", six)
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    with pytest.raises(erasure.SharedKey, match=r"on 6 customer profiles .*\(C1, C2, C3"):
+        erasure.erase(con, email="Till@Shop.example", lake=lake_dir, salt="s")
+    assert {f"C{i}" for i in range(1, 7)} <= set(every_row(lake_dir)["customer_id"].to_list())
+    erasure.erase(con, email="till@shop.example", lake=lake_dir, salt="s", shared=True)
+    assert not {f"C{i}" for i in range(1, 7)} & set(every_row(lake_dir)["customer_id"].to_list())
+
+
 def test_a_lake_without_a_version_loses_the_tables_that_hold_the_person(lake_dir, tmp_path):
     """A first Spark run that staged and stopped before publishing: the erasure said the
     person was found and left their staged rows (a re-review)."""

@@ -171,6 +171,25 @@ class SaltMismatch(ErasureError):
     (ENGAGEMENT_ERASURE_SALT), not a fault, so the CLI says it as a bad setting (exit 2)."""
 
 
+class SharedKey(ErasureError):
+    """The request names an email or handle identity counts as shared (carried by more
+    profiles than ENGAGEMENT_MAX_PROFILES_PER_KEY): erasing by it would erase every carrier, so
+    it is refused unless the request says they are all the person (`shared=True`). The CLI
+    says it as a bad request (exit 2)."""
+
+
+def _shared_key_problem(kind: str, key: str, carriers: list[str], limit: int) -> str:
+    shown = ", ".join(carriers[:5]) + (", ..." if len(carriers) > 5 else "")
+    return (
+        f"the {kind} {key} is on {len(carriers)} customer profiles (more than "
+        f"ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit}): identity counts it as shared (a till's "
+        "placeholder, a household's or a company's address), not as one person's, and "
+        f"erasing by it would erase all of them ({shown}) and keep out every later row "
+        "carrying it. Erase the person by --customer-id (their own profile's), or add "
+        "--shared if every one of these profiles is theirs"
+    )
+
+
 @dataclass
 class ErasureReport:
     """What one erasure did. Counts only: no personal data, so it can be logged or shown."""
@@ -625,15 +644,32 @@ def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tupl
 
 
 def _resolve(
-    con: duckdb.DuckDBPyConnection, subjects: _Subjects, max_profiles: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    subjects: _Subjects,
+    max_profiles: int | None = None,
+    shared: bool = False,
 ) -> tuple[bool, int]:
     """Close the keys over the customer profiles, as the identity merge links them: never over
-    a placeholder (an email or handle on more profiles than the limit, unless it was asked
-    for). (whether any profile matched, how many placeholders were not followed)."""
+    a placeholder (an email or handle on more profiles than the limit). A placeholder the
+    request names is refused (`SharedKey`) unless `shared` says its carriers are all the
+    person. (whether any profile matched, how many placeholders were not followed)."""
     from engagement_box.identity.links import max_profiles_per_key
 
-    placeholders = _placeholders(con, max_profiles_per_key(max_profiles))
+    limit = max_profiles_per_key(max_profiles)
+    placeholders = _placeholders(con, limit)
     asked = set(subjects.items())
+    if not shared:
+        for kind, key in sorted(asked & placeholders):
+            rows = con.execute(
+                load_sql("erasure/customer_profiles"),
+                {
+                    "ids": [],
+                    "emails": [key] if kind == "email" else [],
+                    "handles": [key] if kind == "handle" else [],
+                },
+            ).fetchall()
+            carriers = sorted({row[0] for row in rows if row[0]})
+            raise SharedKey(_shared_key_problem(kind, key, carriers, limit))
     skipped: set[tuple[str, str]] = set()
 
     def follow(kind: str, value: str) -> None:
@@ -932,13 +968,16 @@ def erase(
     published: readers.Layout | None = None,
     lake: Path | str | None = None,
     max_profiles: int | None = None,
+    shared: bool = False,
 ) -> ErasureReport:
     """Erase one person from every table, every retained version and the audience files.
 
     The person is the profiles the identity merge would make one (`max_profiles`: its
     placeholder limit, default ENGAGEMENT_MAX_PROFILES_PER_KEY): a placeholder email or handle
-    on their profile is not followed to the strangers who carry it, nor erased or logged,
-    unless the request names it.
+    on their profile is not followed to the strangers who carry it, nor erased or logged. A
+    request that names a placeholder is refused (`SharedKey`, nothing written) unless `shared`
+    says every profile carrying it is the person's: then all of them are erased and the key is
+    logged.
 
     `con` is the working database. With `published` (the analysts' file and its history files),
     that file is rebuilt without the person and every history Parquet file holding them is
@@ -978,7 +1017,9 @@ def erase(
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
         asked = set(subjects.customer_id)  # the ids the request names, not those it finds
-        report.found, report.placeholders_not_followed = _resolve(con, subjects, max_profiles)
+        report.found, report.placeholders_not_followed = _resolve(
+            con, subjects, max_profiles, shared
+        )
         report.guest_ids_followed, report.guest_ids_shared = _follow_guest_ids(con, subjects, asked)
         # The keys their staged profiles carried go on counting for identity (by hash), so the
         # strangers left on a placeholder stay more than the limit (`record_erased_profiles`).
@@ -998,6 +1039,7 @@ def erase(
                 subjects,
                 max_profiles,
                 erased=lambda kind, key: _erased_carriers(con, kind, key, used_salt),
+                shared=shared,
             )
             record_erased_profiles(con, in_lake, used_salt)
             guests = lake_guest_ids(Path(lake), subjects, asked)
@@ -1185,18 +1227,29 @@ def lake_person_profiles(
     subjects: _Subjects,
     max_profiles: int | None = None,
     erased: Callable[[str, str], int] = lambda kind, key: 0,
+    shared: bool = False,
 ) -> pl.DataFrame:
     """The lake's staged profiles of the person, their ids, emails and handles added to
     `subjects` until no new one comes (the links identity follows), never through an email or
     handle on more profiles than the placeholder limit unless the request named it: the
     lake's distinct profiles carrying it plus `erased(kind, key)`, the profiles erased before
     that carried it (identity counts them too: erasing one of six profiles on a till's address
-    left five strangers, who were then erased with the next one)."""
+    left five strangers, who were then erased with the next one). A placeholder the request
+    names is refused (`SharedKey`) unless `shared` (as `_resolve` refuses it)."""
     from engagement_box.identity.links import max_profiles_per_key
 
     limit = max_profiles_per_key(max_profiles)
     asked = set(subjects.items())
     carried = lake_key_counts(lake)
+    for kind, key in sorted(asked):
+        if shared or kind == "customer_id":
+            continue
+        if carried.get((kind, key), 0) + erased(kind, key) > limit:
+            named = _Subjects()
+            getattr(named, kind).add(key)
+            ids = lake_profiles(lake, named).select(normalized_expr("customer_id", "customer_id"))
+            carriers = sorted(set(ids.to_series().drop_nulls()))
+            raise SharedKey(_shared_key_problem(kind, key, carriers, limit))
     found = lake_profiles(lake, subjects)
     while True:
         before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
