@@ -1317,7 +1317,14 @@ def erase(args: argparse.Namespace) -> int:
     if report.history_files_rewritten:
         files = len(report.history_files_rewritten)
         print(f"  {files} history Parquet {_plural(files, 'file')} rewritten without the person")
-    if report.lake_tables_missing and (args.email or args.handle) and lake.path.exists():
+    from engagement_box.spark import lake as spark_lake
+
+    # (only where the lake holds versions: an empty ENGAGEMENT_LAKE_DIR is no Spark lake)
+    if (
+        report.lake_tables_missing
+        and (args.email or args.handle)
+        and spark_lake.has_lake(lake.path)
+    ):
         print(
             "  the Spark lake's working tables are gone (an earlier erasure deleted them; the "
             "next Spark run writes them again): its versions were searched by customer id and "

@@ -1886,3 +1886,13 @@ def test_an_erasure_by_a_shared_email_is_refused_until_said_shared(erasable, cap
     out = capsys.readouterr().out
     assert re.search(r"^  work\.scores\s+3 rows deleted$", out, flags=re.M), out
     assert erasure_log_rows(erasable) == 1
+
+
+def test_an_erasure_by_email_says_nothing_of_a_spark_lake_that_holds_no_version(erasable, capsys):
+    """An empty ENGAGEMENT_LAKE_DIR (no Spark run ever) made every erase by email say the
+    Spark lake's tables were deleted by an earlier erasure and ask to erase again by id."""
+    Path(os.environ["ENGAGEMENT_LAKE_DIR"]).mkdir()
+    assert cli.main(["erase", "--email", "a@x.test"]) == 0
+    out = capsys.readouterr().out
+    assert "Spark lake" not in out, out
+    assert re.search(r"^  rfm_segment/champions\.csv\s+1 audience row removed$", out, flags=re.M)
