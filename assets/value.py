@@ -680,7 +680,13 @@ def model_fit(
             passed=not failed,
             metadata={"failures": dg.MetadataValue.json(failed), "chosen_model": chosen or "none"},
             description=(
-                _failed_fits_words(failed, full, window)
+                _failed_fits_words(
+                    failed,
+                    full,
+                    window,
+                    later_orders=(incremental.last_completed_order_day(con) or window["as_of"])
+                    > window["as_of"],
+                )
                 if failed
                 else f"{chosen} and gamma_gamma converged"
             ),
@@ -710,11 +716,14 @@ def model_fit(
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
-def _failed_fits_words(failed: list[str], full: pl.DataFrame, window: dict) -> str:
+def _failed_fits_words(
+    failed: list[str], full: pl.DataFrame, window: dict, later_orders: bool = True
+) -> str:
     """Why the fits failed and what to do: too little data first; a calibration window with no
     buyer is the calibration end's (before the first order: the advice about outliers and FX
-    rates sent users to their exports); else the orders' values."""
-    said = _too_few(full, window["as_of"]) + "; ".join(failed)
+    rates sent users to their exports); else the orders' values. `later_orders`: whether
+    completed orders are staged after the as-of (else no later month has more to model)."""
+    said = _too_few(full, window["as_of"], later_orders) + "; ".join(failed)
     if any("no customer in the calibration window" in f for f in failed):
         end = window["calibration_end"]
         if setting_value("ENGAGEMENT_CALIBRATION_END") is not None:
@@ -725,8 +734,9 @@ def _failed_fits_words(failed: list[str], full: pl.DataFrame, window: dict) -> s
             )
         return (
             f"{said}. The calibration window ends {end} (ENGAGEMENT_HOLDOUT_DAYS before the "
-            "as-of), before any buyer's first order: run a later month, or shorten "
-            "ENGAGEMENT_HOLDOUT_DAYS"
+            "as-of), before any buyer's first order: "
+            + ("run a later month, or shorten " if later_orders else "shorten ")
+            + "ENGAGEMENT_HOLDOUT_DAYS"
         )
     if _no_dropout(full):
         return (
@@ -759,16 +769,23 @@ def _no_dropout(full: pl.DataFrame) -> bool:
 FEW_REPEAT_BUYERS = 100
 
 
-def _too_few(full: pl.DataFrame, as_of) -> str:
+def _too_few(full: pl.DataFrame, as_of, later_orders: bool = True) -> str:
     """The first words of a failed fit's description when the window holds few repeat buyers
-    (empty otherwise): how many, and to run a later month."""
+    (empty otherwise): how many, and to run a later month where later orders are staged (else
+    that the exports hold too few buyers: a small retailer's whole history)."""
     repeat = int((full["frequency"] > 0).sum()) if "frequency" in full.columns else 0
     if repeat >= FEW_REPEAT_BUYERS:
         return ""
     return (
         f"only {full.height} customers have a completed order by {as_of}, {repeat} of them with "
         "a repeat purchase: too few for the purchase models, which is likely why they failed "
-        "(run a later month, `engagement-box run --month YYYY-MM`). "
+        + (
+            "(run a later month, `engagement-box run --month YYYY-MM`). "
+            if later_orders
+            else f"(no completed order is staged after {as_of}, so no later month has more: "
+            f"the models need the orders of more customers, at least {FEW_REPEAT_BUYERS} of "
+            "them with a repeat purchase). "
+        )
     )
 
 

@@ -1778,6 +1778,24 @@ def test_a_month_near_the_start_of_the_orders_says_there_are_too_few_buyers(tmp_
     assert "run a later month" in said
 
 
+def test_too_few_buyers_in_the_last_month_of_the_orders_are_not_sent_to_a_later_month(tmp_path):
+    """A small retailer's whole history failed with "run a later month", though no later month
+    holds another order (a review): the advice is the exports', said so."""
+    exports = tmp_path / "exports"
+    shutil.copytree(REPO / "data" / "sample", exports)
+    for file in (exports / "orders").iterdir():
+        if file.name != "orders_2023-07.csv":
+            file.unlink()
+    env = environment(tmp_path, exports)
+    code, out, err = run_cli(env, "--month", "2023-08")
+    assert code == 1
+    (said,) = [line for line in err.splitlines() if line.startswith("FAILED check fits_converged")]
+    assert "only 16 customers have a completed order by 2023-07-" in said, said
+    assert "no completed order is staged after 2023-07-" in said, said
+    assert "so no later month has more: the models need the orders of more customers" in said
+    assert "run a later month" not in said
+
+
 def test_the_command_exits_with_mains_code_and_loses_no_output_or_exit_work(tmp_path):
     """`engagement-box` leaves without the interpreter's teardown (a measured 1.3 CPU-s of a
     day): what a command printed without a newline, an exit handler's work and a thread still
