@@ -454,7 +454,7 @@ def audience_exports(
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
-    audiences.record_version(out, snapshot_id, as_of)
+    audiences.record_version(out, snapshot_id, as_of, files)
     if stopped:  # their files all rewritten now: the history files above, the audiences here
         with warehouse.get_connection() as con:
             readers.finish_erasures(con, stopped)

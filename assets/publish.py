@@ -418,6 +418,12 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
         )
     if written != current:
         return f"the audience files in {folder} are version {written}'s, not version {current}'s"
+    missing = audiences.missing_files(folder)
+    if missing:  # moved or deleted in a shared folder
+        return (
+            f"{len(missing)} audience file(s) of version {current} are missing from {folder} "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        )
     return None
 
 

@@ -1765,6 +1765,28 @@ def test_a_run_killed_while_publishing_leaves_no_published_file_behind_the_audie
         reader.close()
 
 
+def test_audience_files_deleted_from_the_shared_folder_are_written_again(december_run, tmp_path):
+    """A segment file and a whole kind's folder deleted from the audience folder (a folder
+    marketing shares): the next run said "nothing to do" and left it so, while its record
+    still named the version. The run now writes them again from the current version."""
+    copy = copy_run(december_run, tmp_path / "run")
+    folder = copy.database.parent / "audiences"
+    written = json.loads((folder / "_written_from.json").read_text())["files"]
+    segment = next(name for name in written if name.startswith("rfm_segment/"))
+    (folder / segment).unlink()
+    shutil.rmtree(folder / "quadrant")
+    env = copy_environment(tmp_path, copy)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert "nothing new to compute: version 1 stands for this run's as-of, but " in out, out
+    assert f"audience file(s) of version 1 are missing from {folder}" in out, out
+    assert (folder / segment).is_file() and (folder / "quadrant").is_dir()
+    again = json.loads((folder / "_written_from.json").read_text())
+    assert again["snapshot_id"] == 1 and again["files"] == written
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0 and "nothing to do" in out, out
+
+
 def test_a_month_near_the_start_of_the_orders_says_there_are_too_few_buyers(tmp_path):
     """An operator's `--month` of the data's first month failed with advice about outliers and
     currency rates: the fits failed because 16 customers had bought by then."""

@@ -156,12 +156,39 @@ def file_stem(audience: str) -> str:
 WRITTEN_FROM = "_written_from.json"
 
 
-def record_version(out_dir: Path, snapshot_id: int | None, as_of: date | None = None) -> None:
-    """Write `<out_dir>/_written_from.json`: the version the folder's files come from and its
-    as-of date (the day the segments and values describe), for whoever picks the files up."""
+def record_version(
+    out_dir: Path,
+    snapshot_id: int | None,
+    as_of: date | None = None,
+    files: Mapping[str, Mapping] | None = None,
+) -> None:
+    """Write `<out_dir>/_written_from.json`: the version the folder's files come from, its
+    as-of date (the day the segments and values describe), for whoever picks the files up, and
+    the files written (`export_audiences`' result: `missing_files` looks for them)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     record = {"snapshot_id": snapshot_id, "as_of": as_of.isoformat() if as_of else None}
+    if files is not None:
+        record["files"] = sorted(
+            Path(path).relative_to(out_dir).as_posix()
+            for written in files.values()
+            for key, path in written.items()
+            if key != "rows"
+        )
     (Path(out_dir) / WRITTEN_FROM).write_text(json.dumps(record) + "\n")
+
+
+def missing_files(out_dir: Path) -> list[str]:
+    """The audience files `record_version` recorded that are no longer in `out_dir` (someone
+    moved or deleted them in a shared folder), as paths relative to it; none where the record
+    lists no files (written before they were recorded: then a kind's missing folder counts)."""
+    try:
+        record = json.loads((Path(out_dir) / WRITTEN_FROM).read_text())
+    except (OSError, ValueError):
+        return []
+    listed = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(listed, list):
+        return [kind for kind in AUDIENCE_KINDS if not (Path(out_dir) / kind).is_dir()]
+    return [name for name in listed if not (Path(out_dir) / name).is_file()]
 
 
 def recorded_version(out_dir: Path) -> int | None:
