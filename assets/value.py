@@ -722,8 +722,10 @@ def _failed_fits_words(
     """Why the fits failed and what to do: too little data first; a calibration window with no
     buyer is the calibration end's (before the first order: the advice about outliers and FX
     rates sent users to their exports); else the orders' values. `later_orders`: whether
-    completed orders are staged after the as-of (else no later month has more to model)."""
-    said = _too_few(full, window["as_of"], later_orders) + "; ".join(failed)
+    completed orders are staged after the as-of (else no later month has more to model); an
+    as-of pinned by ENGAGEMENT_AS_OF is every month's, so the way to later orders is the pin."""
+    pinned = bool(window.get("as_of_pinned"))
+    said = _too_few(full, window["as_of"], later_orders, pinned) + "; ".join(failed)
     if any("no customer in the calibration window" in f for f in failed):
         end = window["calibration_end"]
         if setting_value("ENGAGEMENT_CALIBRATION_END") is not None:
@@ -735,7 +737,13 @@ def _failed_fits_words(
         return (
             f"{said}. The calibration window ends {end} (ENGAGEMENT_HOLDOUT_DAYS before the "
             "as-of), before any buyer's first order: "
-            + ("run a later month, or shorten " if later_orders else "shorten ")
+            + (
+                "set ENGAGEMENT_AS_OF later (it is every month's as-of), or shorten "
+                if pinned and later_orders
+                else "run a later month, or shorten "
+                if later_orders
+                else "shorten "
+            )
             + "ENGAGEMENT_HOLDOUT_DAYS"
         )
     if _no_dropout(full):
@@ -769,7 +777,7 @@ def _no_dropout(full: pl.DataFrame) -> bool:
 FEW_REPEAT_BUYERS = 100
 
 
-def _too_few(full: pl.DataFrame, as_of, later_orders: bool = True) -> str:
+def _too_few(full: pl.DataFrame, as_of, later_orders: bool = True, pinned: bool = False) -> str:
     """The first words of a failed fit's description when the window holds few repeat buyers
     (empty otherwise): how many, and to run a later month where later orders are staged (else
     that the exports hold too few buyers: a small retailer's whole history)."""
@@ -780,7 +788,9 @@ def _too_few(full: pl.DataFrame, as_of, later_orders: bool = True) -> str:
         f"only {full.height} customers have a completed order by {as_of}, {repeat} of them with "
         "a repeat purchase: too few for the purchase models, which is likely why they failed "
         + (
-            "(run a later month, `engagement-box run --month YYYY-MM`). "
+            f"(ENGAGEMENT_AS_OF={as_of} pins every month's as-of: set it later, or unset it). "
+            if pinned and later_orders
+            else "(run a later month, `engagement-box run --month YYYY-MM`). "
             if later_orders
             else f"(no completed order is staged after {as_of}, so no later month has more: "
             f"the models need the orders of more customers, at least {FEW_REPEAT_BUYERS} of "

@@ -1818,6 +1818,19 @@ def test_too_few_buyers_in_the_last_month_of_the_orders_are_not_sent_to_a_later_
     assert "run a later month" not in said
 
 
+def test_too_few_buyers_by_a_pinned_as_of_are_sent_to_the_pin_not_a_later_month(tmp_path):
+    """ENGAGEMENT_AS_OF pins every month's as-of: "run a later month" repeated the same
+    failure (a re-review)."""
+    env = {**environment(tmp_path, REPO / "data" / "sample"), "ENGAGEMENT_AS_OF": "2023-08-31"}
+    code, out, err = run_cli(env, "--month", "2023-08")
+    assert code == 1
+    (said,) = [line for line in err.splitlines() if line.startswith("FAILED check fits_converged")]
+    assert (
+        "(ENGAGEMENT_AS_OF=2023-08-31 pins every month's as-of: set it later, or unset it)" in said
+    ), said
+    assert "run a later month" not in said, said
+
+
 def test_the_command_exits_with_mains_code_and_loses_no_output_or_exit_work(tmp_path):
     """`engagement-box` leaves without the interpreter's teardown (a measured 1.3 CPU-s of a
     day): what a command printed without a newline, an exit handler's work and a thread still

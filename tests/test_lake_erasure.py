@@ -211,7 +211,10 @@ def test_an_erasure_finding_no_one_keeps_the_tables_and_the_audiences_find_email
         2,
         pl.DataFrame({"customer_id": ["C2"], "email": [" Jane@Example.com"]}),
     )
-    report = erasure.erase(con, email="jane@example.com", lake=lake_dir, salt="s")
+    # no staged profile left to count the address's carriers on: said shared to be taken
+    with pytest.raises(erasure.SharedKey, match="cannot be told"):
+        erasure.erase(con, email="jane@example.com", lake=lake_dir, salt="s")
+    report = erasure.erase(con, email="jane@example.com", lake=lake_dir, salt="s", shared=True)
     assert report.lake_rows_removed == {"customer_value": 2, erasure.LAKE_AUDIENCES: 1}
     assert "C2" not in every_row(lake_dir)["customer_id"].to_list()
 
@@ -314,6 +317,26 @@ def test_an_erasure_by_a_lakes_shared_address_is_refused_unless_said_shared(lake
     assert {f"C{i}" for i in range(1, 7)} <= set(every_row(lake_dir)["customer_id"].to_list())
     erasure.erase(con, email="till@shop.example", lake=lake_dir, salt="s", shared=True)
     assert not {f"C{i}" for i in range(1, 7)} & set(every_row(lake_dir)["customer_id"].to_list())
+
+
+def test_an_erasure_by_email_is_refused_where_no_profile_is_left_to_count_its_carriers(
+    lake_dir, tmp_path
+):
+    """A Spark-only warehouse whose lake tables an earlier erasure deleted: a till's address
+    could not be counted, so an erasure by it was taken and its next run kept out every
+    stranger carrying it (a re-review). Refused unless shared=True."""
+    version(lake_dir, "customer_value", 3, values(["C1", "C2"], date(2025, 7, 31)))
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    with pytest.raises(erasure.SharedKey, match="whether the email till@shop.example is one"):
+        erasure.erase(con, email="till@shop.example", lake=lake_dir, salt="s")
+    with pytest.raises(erasure.SharedKey, match="the handle @till "):
+        erasure.erase(con, handle="@Till", lake=lake_dir, salt="s")
+    assert not con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'erasure_log'"
+    ).fetchone()[0] or con.execute("SELECT count(*) FROM staging.erasure_log").fetchone() == (0,)
+    erasure.erase(con, email="till@shop.example", lake=lake_dir, salt="s", shared=True)
+    assert con.execute("SELECT count(*) FROM staging.erasure_log").fetchone() == (1,)
+    assert erasure.erase(con, customer_id="C1", lake=lake_dir, salt="s").found
 
 
 def test_a_lake_without_a_version_loses_the_tables_that_hold_the_person(lake_dir, tmp_path):

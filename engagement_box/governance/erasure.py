@@ -178,13 +178,32 @@ class SharedKey(ErasureError):
     says it as a bad request (exit 2)."""
 
 
-def _shared_key_problem(kind: str, key: str, carriers: list[str], limit: int) -> str:
-    shown = ", ".join(carriers[:5]) + (", ..." if len(carriers) > 5 else "")
+# The carriers a refusal of a shared key names at most (a till's address can be on thousands).
+SHOWN_CARRIERS = 20
+
+
+def _shared_key_problem(
+    kind: str, key: str, carriers: list[str], limit: int, erased: int = 0
+) -> str:
+    """Why an erasure by `key` is refused (`SharedKey`): its carriers (`erased`: the profiles
+    erased before that carried it, which identity still counts) against the limit."""
+    shown = ", ".join(carriers[:SHOWN_CARRIERS]) + (
+        f", ... ({len(carriers)} in all)" if len(carriers) > SHOWN_CARRIERS else ""
+    )
+    said = "@" + key if kind == "handle" else key
+    counted = f"is on {len(carriers)} customer {'profile' if len(carriers) == 1 else 'profiles'}"
+    if erased:
+        counted += (
+            f", and {erased} erased before {'carries' if erased == 1 else 'carry'} it still "
+            f"(identity counts {len(carriers) + erased}, more than "
+            f"ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit})"
+        )
+    else:
+        counted += f" (more than ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit})"
     return (
-        f"the {kind} {key} is on {len(carriers)} customer profiles (more than "
-        f"ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit}): identity counts it as shared (a till's "
-        "placeholder, a household's or a company's address), not as one person's, and "
-        f"erasing by it would erase all of them ({shown}) and keep out every later row "
+        f"the {kind} {said} {counted}: identity counts it as shared (a till's placeholder, a "
+        "household's or a company's address), not as one person's, and erasing by it would "
+        f"erase all of them ({shown or 'none staged now'}) and keep out every later row "
         "carrying it. Erase the person by --customer-id (their own profile's), or add "
         "--shared if every one of these profiles is theirs"
     )
@@ -648,6 +667,7 @@ def _resolve(
     subjects: _Subjects,
     max_profiles: int | None = None,
     shared: bool = False,
+    salt: str = "",
 ) -> tuple[bool, int]:
     """Close the keys over the customer profiles, as the identity merge links them: never over
     a placeholder (an email or handle on more profiles than the limit). A placeholder the
@@ -669,7 +689,8 @@ def _resolve(
                 },
             ).fetchall()
             carriers = sorted({row[0] for row in rows if row[0]})
-            raise SharedKey(_shared_key_problem(kind, key, carriers, limit))
+            erased = _erased_carriers(con, kind, key, salt)
+            raise SharedKey(_shared_key_problem(kind, key, carriers, limit, erased))
     skipped: set[tuple[str, str]] = set()
 
     def follow(kind: str, value: str) -> None:
@@ -1018,7 +1039,7 @@ def erase(
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
         asked = set(subjects.customer_id)  # the ids the request names, not those it finds
         report.found, report.placeholders_not_followed = _resolve(
-            con, subjects, max_profiles, shared
+            con, subjects, max_profiles, shared, used_salt
         )
         report.guest_ids_followed, report.guest_ids_shared = _follow_guest_ids(con, subjects, asked)
         # The keys their staged profiles carried go on counting for identity (by hash), so the
@@ -1040,6 +1061,9 @@ def erase(
                 max_profiles,
                 erased=lambda kind, key: _erased_carriers(con, kind, key, used_salt),
                 shared=shared,
+                # a Spark-only warehouse whose lake tables an erasure deleted: nothing to count
+                uncounted=_lake_tables_gone(Path(lake))
+                and not _table_exists(con, "staging", "customers"),
             )
             record_erased_profiles(con, in_lake, used_salt)
             guests = lake_guest_ids(Path(lake), subjects, asked)
@@ -1228,6 +1252,7 @@ def lake_person_profiles(
     max_profiles: int | None = None,
     erased: Callable[[str, str], int] = lambda kind, key: 0,
     shared: bool = False,
+    uncounted: bool = False,
 ) -> pl.DataFrame:
     """The lake's staged profiles of the person, their ids, emails and handles added to
     `subjects` until no new one comes (the links identity follows), never through an email or
@@ -1235,7 +1260,9 @@ def lake_person_profiles(
     lake's distinct profiles carrying it plus `erased(kind, key)`, the profiles erased before
     that carried it (identity counts them too: erasing one of six profiles on a till's address
     left five strangers, who were then erased with the next one). A placeholder the request
-    names is refused (`SharedKey`) unless `shared` (as `_resolve` refuses it)."""
+    names is refused (`SharedKey`) unless `shared` (as `_resolve` refuses it); so is any email
+    or handle when `uncounted` (the lake's profiles are gone and none are staged here, so its
+    carriers cannot be counted)."""
     from engagement_box.identity.links import max_profiles_per_key
 
     limit = max_profiles_per_key(max_profiles)
@@ -1244,12 +1271,22 @@ def lake_person_profiles(
     for kind, key in sorted(asked):
         if shared or kind == "customer_id":
             continue
+        if uncounted:  # no staged profiles anywhere to count the key's carriers on
+            said = "@" + key if kind == "handle" else key
+            raise SharedKey(
+                "the Spark lake's working tables are gone (an earlier erasure deleted them; "
+                f"the next Spark run writes them again), so whether the {kind} {said} is one "
+                "person's or shared by several (a till's placeholder, a household's address) "
+                "cannot be told, and an erasure by a shared one keeps out every later row "
+                "carrying it. Erase the person by --customer-id, or run the Spark job "
+                "(spark_pipeline) first, or add --shared if every profile carrying it is theirs"
+            )
         if carried.get((kind, key), 0) + erased(kind, key) > limit:
             named = _Subjects()
             getattr(named, kind).add(key)
             ids = lake_profiles(lake, named).select(normalized_expr("customer_id", "customer_id"))
             carriers = sorted(set(ids.to_series().drop_nulls()))
-            raise SharedKey(_shared_key_problem(kind, key, carriers, limit))
+            raise SharedKey(_shared_key_problem(kind, key, carriers, limit, erased(kind, key)))
     found = lake_profiles(lake, subjects)
     while True:
         before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
@@ -1283,6 +1320,14 @@ def _erased_carriers(con: duckdb.DuckDBPyConnection, kind: str, key: str, salt: 
         {"kind": kind, "hash": _hash_normalized(key, kind, salt)},
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _lake_tables_gone(lake: Path) -> bool:
+    """Whether `lake` holds versions but no staged table (an erasure deleted its working
+    tables; the next Spark run writes them again)."""
+    from engagement_box.spark import lake as spark_lake
+
+    return spark_lake.has_lake(lake) and not any((lake / "tables").glob("staging.*/_current"))
 
 
 def lake_holds_ids(lake: Path, ids: list[str]) -> bool:
