@@ -1023,9 +1023,11 @@ def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_file
     assert "holds no audience files of version 1" in out
     lines = step_lines(out)
     assert list(lines) == ["activation__audiences"], out  # nothing computed
-    assert json.loads((shared / "_written_from.json").read_text()) == {
-        "snapshot_id": 1,
-        "as_of": "2025-12-31",
+    record = json.loads((shared / "_written_from.json").read_text())
+    assert (record["snapshot_id"], record["as_of"]) == (1, "2025-12-31")
+    files = {p.relative_to(shared).as_posix() for p in shared.rglob("*.*")}
+    assert set(record["files"]) == {
+        f for f in files if f.split("/")[0] in ("rfm_segment", "quadrant")
     }
     written = {p.relative_to(shared).parts[0] for p in shared.rglob("*.parquet")}
     assert written == {"rfm_segment", "quadrant"}
