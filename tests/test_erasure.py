@@ -1103,6 +1103,37 @@ def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_t
     con.close()
 
 
+@pytest.mark.parametrize("built_with", [3, 10])
+def test_an_erasure_judges_a_key_shared_by_the_limit_identity_was_built_with(
+    tmp_path, monkeypatch, built_with
+):
+    """The erasing shell's ENGAGEMENT_MAX_PROFILES_PER_KEY (5) was used, not the limit the
+    warehouse's identity links were built with (a re-review): built with 3, an erasure by a
+    family's address on 4 separate customers erased them all; built with 10, the till's 6
+    profiles (one person there) were refused, and --customer-id then left five of them."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    monkeypatch.delenv("ENGAGEMENT_MAX_PROFILES_PER_KEY", raising=False)
+    exports = tmp_path / "exports"
+    write_csv(
+        exports / "customers" / "customers.csv",
+        _till_and_family(("m1", "m2", "m3", "m4")),
+    )
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest_source(con, exports, "customers")
+    build_identity_links(con, max_profiles=built_with)
+    assert erasure.built_profiles_limit(con) == built_with
+    if built_with == 3:  # the family's 4 profiles are 4 customers in this warehouse
+        with pytest.raises(erasure.SharedKey, match="ENGAGEMENT_MAX_PROFILES_PER_KEY, 3"):
+            erasure.erase(con, email="home@example.com")
+        assert con.execute("SELECT count(*) FROM staging.customers").fetchone() == (10,)
+    else:  # the till's 6 profiles are one person in this warehouse
+        report = erasure.erase(con, customer_id="t0")
+        assert report.placeholders_not_followed == 0
+        left = con.execute("SELECT customer_id FROM staging.customers ORDER BY 1").fetchall()
+        assert [c for (c,) in left] == ["m1", "m2", "m3", "m4"]
+    con.close()
+
+
 def _people(con) -> dict[str, str]:
     rows = con.execute(
         "SELECT customer_id, resolved_customer_id FROM intermediate.customer_merge"

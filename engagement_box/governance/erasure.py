@@ -662,6 +662,17 @@ def _placeholders(con: duckdb.DuckDBPyConnection, max_profiles: int) -> set[tupl
     return {(kind, key) for kind, key in rows}
 
 
+def built_profiles_limit(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The placeholder limit (ENGAGEMENT_MAX_PROFILES_PER_KEY) the warehouse's identity links
+    were last built with, or None (never built here): an erasure judges a key shared as the
+    warehouse did, whatever the limit in the erasing shell's environment."""
+    from engagement_box import incremental
+
+    built = incremental.state(con, incremental.IDENTITY_STATE, None)
+    limit = (built or {}).get("settings", {}).get("max_profiles_per_key")
+    return int(limit) if limit is not None else None
+
+
 def _resolve(
     con: duckdb.DuckDBPyConnection,
     subjects: _Subjects,
@@ -994,7 +1005,8 @@ def erase(
     """Erase one person from every table, every retained version and the audience files.
 
     The person is the profiles the identity merge would make one (`max_profiles`: its
-    placeholder limit, default ENGAGEMENT_MAX_PROFILES_PER_KEY): a placeholder email or handle
+    placeholder limit, default the one the identity links were built with
+    (`built_profiles_limit`), else ENGAGEMENT_MAX_PROFILES_PER_KEY): a placeholder email or handle
     on their profile is not followed to the strangers who carry it, nor erased or logged. A
     request that names a placeholder is refused (`SharedKey`, nothing written) unless `shared`
     says every profile carrying it is the person's: then all of them are erased and the key is
@@ -1034,6 +1046,8 @@ def erase(
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
 
+    if max_profiles is None:  # the limit the warehouse's identity links were built with
+        max_profiles = built_profiles_limit(con)
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
