@@ -1279,8 +1279,8 @@ def erase(args: argparse.Namespace) -> int:
         keys = report.placeholders_not_followed
         print(
             f"  {keys} {'email or handle' if keys == 1 else 'emails or handles'} of the person's "
-            "profiles left alone: carried by more profiles than ENGAGEMENT_MAX_PROFILES_PER_KEY "
-            "(a placeholder), so not theirs; the other profiles and rows carrying it stay"
+            f"profiles left alone: carried by more profiles than {report.profiles_limit} (a "
+            "placeholder), so not theirs; the other profiles and rows carrying it stay"
         )
     if report.guest_ids_followed:
         ids = report.guest_ids_followed

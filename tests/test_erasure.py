@@ -1076,8 +1076,9 @@ def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_t
         erasure.erase(con, email=" NoEmail@Shop.com ")
     said = str(refused.value)
     assert said.startswith(
-        "the email noemail@shop.com is on 6 customer profiles (more than "
-        "ENGAGEMENT_MAX_PROFILES_PER_KEY, 5): identity counts it as shared"
+        "the email noemail@shop.com is on 6 customer profiles (more than 5, "
+        "ENGAGEMENT_MAX_PROFILES_PER_KEY as the identity links were built with it): identity "
+        "counts it as shared"
     ), said
     assert "(t0, t1, t2, t3, t4, t5)" in said and "--customer-id" in said and "--shared" in said
     assert con.execute("SELECT count(*) FROM staging.customers").fetchone() == (8,)
@@ -1091,7 +1092,8 @@ def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_t
     said = str(refused.value)
     assert said.startswith(
         "the email noemail@shop.com is on 5 customer profiles, and 1 erased before carries it "
-        "still (identity counts 6, more than ENGAGEMENT_MAX_PROFILES_PER_KEY, 5)"
+        "still (identity counts 6, more than 5, ENGAGEMENT_MAX_PROFILES_PER_KEY as the "
+        "identity links were built with it)"
     ), said
     assert "(t1, t2, t3, t4, t5)" in said
     assert con.execute("SELECT count(*) FROM staging.erasure_log").fetchone() == (1,)
@@ -1123,9 +1125,14 @@ def test_an_erasure_judges_a_key_shared_by_the_limit_identity_was_built_with(
     build_identity_links(con, max_profiles=built_with)
     assert erasure.built_profiles_limit(con) == built_with
     if built_with == 3:  # the family's 4 profiles are 4 customers in this warehouse
-        with pytest.raises(erasure.SharedKey, match="ENGAGEMENT_MAX_PROFILES_PER_KEY, 3"):
+        with pytest.raises(erasure.SharedKey, match="more than 3, ENGAGEMENT_MAX_PROFILES_PER_"):
             erasure.erase(con, email="home@example.com")
         assert con.execute("SELECT count(*) FROM staging.customers").fetchone() == (10,)
+        report = erasure.erase(con, customer_id="m1")  # the address left alone, said by 3
+        assert report.placeholders_not_followed == 1
+        assert report.profiles_limit == (
+            "3, ENGAGEMENT_MAX_PROFILES_PER_KEY as the identity links were built with it"
+        )
     else:  # the till's 6 profiles are one person in this warehouse
         report = erasure.erase(con, customer_id="t0")
         assert report.placeholders_not_followed == 0

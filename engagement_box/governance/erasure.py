@@ -182,11 +182,20 @@ class SharedKey(ErasureError):
 SHOWN_CARRIERS = 20
 
 
+def limit_words(limit: int, built: bool) -> str:
+    """The placeholder limit as a message names it: the one the identity links were built with
+    (`built`), else ENGAGEMENT_MAX_PROFILES_PER_KEY's."""
+    if built:
+        return f"{limit}, ENGAGEMENT_MAX_PROFILES_PER_KEY as the identity links were built with it"
+    return f"ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit}"
+
+
 def _shared_key_problem(
-    kind: str, key: str, carriers: list[str], limit: int, erased: int = 0
+    kind: str, key: str, carriers: list[str], limit: str, erased: int = 0
 ) -> str:
     """Why an erasure by `key` is refused (`SharedKey`): its carriers (`erased`: the profiles
-    erased before that carried it, which identity still counts) against the limit."""
+    erased before that carried it, which identity still counts) against the limit (`limit`:
+    `limit_words`)."""
     shown = ", ".join(carriers[:SHOWN_CARRIERS]) + (
         f", ... ({len(carriers)} in all)" if len(carriers) > SHOWN_CARRIERS else ""
     )
@@ -195,11 +204,10 @@ def _shared_key_problem(
     if erased:
         counted += (
             f", and {erased} erased before {'carries' if erased == 1 else 'carry'} it still "
-            f"(identity counts {len(carriers) + erased}, more than "
-            f"ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit})"
+            f"(identity counts {len(carriers) + erased}, more than {limit})"
         )
     else:
-        counted += f" (more than ENGAGEMENT_MAX_PROFILES_PER_KEY, {limit})"
+        counted += f" (more than {limit})"
     return (
         f"the {kind} {said} {counted}: identity counts it as shared (a till's placeholder, a "
         "household's or a company's address), not as one person's, and erasing by it would "
@@ -228,6 +236,8 @@ class ErasureReport:
     # the lake holds versions but no working tables (an earlier erasure deleted them): its
     # people were looked for by id and by the audiences' emails only
     lake_tables_missing: bool = False
+    # the placeholder limit this erasure judged shared keys by, in words (`limit_words`)
+    profiles_limit: str = ""
     migration_rows: int = 0  # segment_migration's rows, every pair computed again without them
     # emails and handles of the person's profiles that are placeholders (on more profiles than
     # ENGAGEMENT_MAX_PROFILES_PER_KEY): not the person's, so neither erased nor logged
@@ -679,6 +689,7 @@ def _resolve(
     max_profiles: int | None = None,
     shared: bool = False,
     salt: str = "",
+    built: bool = False,
 ) -> tuple[bool, int]:
     """Close the keys over the customer profiles, as the identity merge links them: never over
     a placeholder (an email or handle on more profiles than the limit). A placeholder the
@@ -701,7 +712,8 @@ def _resolve(
             ).fetchall()
             carriers = sorted({row[0] for row in rows if row[0]})
             erased = _erased_carriers(con, kind, key, salt)
-            raise SharedKey(_shared_key_problem(kind, key, carriers, limit, erased))
+            said = limit_words(limit, built)
+            raise SharedKey(_shared_key_problem(kind, key, carriers, said, erased))
     skipped: set[tuple[str, str]] = set()
 
     def follow(kind: str, value: str) -> None:
@@ -1046,14 +1058,20 @@ def erase(
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
 
-    if max_profiles is None:  # the limit the warehouse's identity links were built with
-        max_profiles = built_profiles_limit(con)
+    from engagement_box.identity.links import max_profiles_per_key
+
+    # the limit the warehouse's identity links were built with, where they were
+    built_limit = built_profiles_limit(con) if max_profiles is None else None
+    built = built_limit is not None
+    if built:
+        max_profiles = built_limit
+    report.profiles_limit = limit_words(max_profiles_per_key(max_profiles), built)
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
         asked = set(subjects.customer_id)  # the ids the request names, not those it finds
         report.found, report.placeholders_not_followed = _resolve(
-            con, subjects, max_profiles, shared, used_salt
+            con, subjects, max_profiles, shared, used_salt, built
         )
         report.guest_ids_followed, report.guest_ids_shared = _follow_guest_ids(con, subjects, asked)
         # The keys their staged profiles carried go on counting for identity (by hash), so the
@@ -1078,6 +1096,7 @@ def erase(
                 # a Spark-only warehouse whose lake tables an erasure deleted: nothing to count
                 uncounted=_lake_tables_gone(Path(lake))
                 and not _table_exists(con, "staging", "customers"),
+                built=built,
             )
             record_erased_profiles(con, in_lake, used_salt)
             guests = lake_guest_ids(Path(lake), subjects, asked)
@@ -1267,6 +1286,7 @@ def lake_person_profiles(
     erased: Callable[[str, str], int] = lambda kind, key: 0,
     shared: bool = False,
     uncounted: bool = False,
+    built: bool = False,
 ) -> pl.DataFrame:
     """The lake's staged profiles of the person, their ids, emails and handles added to
     `subjects` until no new one comes (the links identity follows), never through an email or
@@ -1300,7 +1320,11 @@ def lake_person_profiles(
             getattr(named, kind).add(key)
             ids = lake_profiles(lake, named).select(normalized_expr("customer_id", "customer_id"))
             carriers = sorted(set(ids.to_series().drop_nulls()))
-            raise SharedKey(_shared_key_problem(kind, key, carriers, limit, erased(kind, key)))
+            raise SharedKey(
+                _shared_key_problem(
+                    kind, key, carriers, limit_words(limit, built), erased(kind, key)
+                )
+            )
     found = lake_profiles(lake, subjects)
     while True:
         before = (len(subjects.customer_id), len(subjects.email), len(subjects.handle))
