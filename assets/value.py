@@ -150,26 +150,29 @@ def money(window: dict) -> dict:
     return {"currency": window["currency"], "fx_rates": json.loads(window["fx_rates"] or "{}")}
 
 
-def require_rows(con, table: str, window: dict) -> None:
-    """A plain failure when this partition's rows of `work.<table>` were never computed."""
-    if not partitioned.has_partition(con, "work", table, window["as_of"]):
+def require_rows(con, table: str, window: dict) -> partitioned.Written:
+    """A plain failure when this partition's rows of `work.<table>` were never computed; else
+    the registry's record of them."""
+    record = partitioned.written(con, "work", table, window["as_of"])
+    if record is None:
         raise dg.Failure(
             f"work.{table} holds no rows as of {window['as_of']} (never computed, or trimmed "
             f"by retention after its version expired): materialize work/{table} for this "
             "partition first"
         )
+    return record
 
 
 def require_work(con, table: str, window: dict, fingerprint: str | None = None) -> None:
     """A plain failure when this partition's rows of `work.<table>` were never computed, failed
-    a blocking check when they were (`partitioned.failed_checks`), or were computed from other
-    inputs than those of now (`partitioned.behind_inputs`; the inputs now: `fingerprint`,
+    a blocking check when they were (`partitioned.Written.failed_checks`), or were computed from
+    other inputs than those of now (`partitioned.Written.behind`; the inputs now: `fingerprint`,
     default `step_fingerprint`): a step (or the publish) would otherwise build on rows a check
     refused, or on rows of older exports, erasures, settings or code."""
-    require_rows(con, table, window)
+    record = require_rows(con, table, window)
     as_of = window["as_of"]
     month = window.get("partition_key") or as_of.strftime("%Y-%m-01")
-    failed = partitioned.failed_checks(con, "work", table, as_of)
+    failed = record.failed_checks
     if failed:  # Dagster stops the steps after a failed blocking check in its own run only
         raise dg.Failure(
             f"work.{table} as of {as_of} failed its blocking check{'s' * (len(failed) > 1)} "
@@ -179,7 +182,7 @@ def require_work(con, table: str, window: dict, fingerprint: str | None = None) 
             f"(engagement-box run --month {month[:7]}, or the job for partition {month})"
         )
     now = fingerprint if fingerprint is not None else step_fingerprint(con, window)
-    if partitioned.behind_inputs(con, "work", table, as_of, now):
+    if record.behind(now):
         raise dg.Failure(
             f"work.{table} as of {as_of} was computed from other inputs (staged files, "
             "erasures, settings or model code) than those of now: its rows are not those of "
@@ -266,7 +269,7 @@ def step_fingerprint(con, window: dict, ran_with: Mapping[str, object] | None = 
     (`ran_with`, default the window's; the identity links' placeholder limit as they were
     built). A setting the step does not use counts as `work/version_inputs` recorded it for the
     as-of, so in a whole run every step's fingerprint is the one recorded, which the publish
-    compares with the rows' (`partitioned.behind_inputs`)."""
+    compares with the rows' (`partitioned.Written.behind`)."""
     from assets.publish import run_settings  # it imports this module
     from pipelines.resources import EngagementConfig
 

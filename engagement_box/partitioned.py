@@ -18,17 +18,18 @@ apart from one whose step never ran. Retention deletes an as-of's rows and its r
 `computation` is the fingerprint of the inputs the rows were computed from (the staged files
 and erasures, the settings the step ran with, the model code: `versions.inputs_fingerprint`),
 given by the step that wrote them. Rows whose fingerprint is not that of the inputs now
-(`behind_inputs`) are neither read by a step nor published: a run of some steps, or a step run
+(`Written.behind`) are neither read by a step nor published: a run of some steps, or a step run
 with other settings, would otherwise have its rows published under inputs they do not follow.
 
 `failed_checks` names the blocking checks the rows failed when they were written (NULL: none
 failed). Dagster stops the steps after a failed blocking check in the same run only; a later
-run of those steps alone reads the registry (`failed_checks`) and refuses such rows, so they
+run of those steps alone reads the registry (`written`) and refuses such rows, so they
 are never published.
 """
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import duckdb
 import polars as pl
@@ -66,7 +67,7 @@ def write_partition(
     not have yet is added (older as-ofs show NULL there). `also`: statements (with their
     parameters) run in the same transaction, e.g. the state an incremental step records.
     `computation`: the fingerprint of the inputs the rows were computed from (None: unknown).
-    `failed_checks`: the blocking checks the rows failed (`failed_checks` reads them back)."""
+    `failed_checks`: the blocking checks the rows failed (`written` reads them back)."""
     frame = frame.with_columns(pl.lit(as_of, dtype=pl.Date).alias(KEY))
     # A column with no value in this partition (e.g. no fit message) has no type of its own;
     # stored as text, it accepts the values a later partition brings.
@@ -112,7 +113,7 @@ def write_partition(
 def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
     """`<schema>.written_partitions`, created or given the `computation` and `failed_checks`
     columns a warehouse written before them lacks (its as-ofs then have none: see
-    `behind_inputs`; no check is known to have failed)."""
+    `Written.behind`; no check is known to have failed)."""
     registry = _name(schema, REGISTRY)
     known = _columns(con, schema, REGISTRY)
     if not known:
@@ -126,46 +127,43 @@ def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
     return registry
 
 
-def _recorded(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date, select: str
-) -> tuple | None:
-    """The registry's `select` for the rows of `as_of` in `schema.table`: None when the as-of
-    was never written (or there is no registry yet)."""
-    if not _columns(con, schema, REGISTRY):
+class Written(NamedTuple):
+    """What the registry records of one as-of's rows of a table (`written`)."""
+
+    computation: str | None  # the fingerprint of the inputs they followed (None: unknown)
+    failed_checks: list[str]  # the blocking checks they failed
+    computations_recorded: bool  # the registry has the `computation` column of this release
+
+    def behind(self, fingerprint: str) -> bool:
+        """Whether the rows were computed from other inputs than those whose fingerprint is
+        `fingerprint` (the inputs now), or from inputs not recorded (written before
+        computations were recorded). False where the registry has no `computation` column yet
+        (a warehouse no run of this release has written)."""
+        return self.computations_recorded and self.computation != fingerprint
+
+
+def written(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date
+) -> Written | None:
+    """The registry's record of the rows of `as_of` in `schema.table`, in one lookup: None
+    when the as-of was never written (or there is no registry yet)."""
+    known = _columns(con, schema, REGISTRY)
+    if not known:
         return None
-    return con.execute(
+    select = ", ".join(c if c in known else "NULL" for c in ("computation", "failed_checks"))
+    row = con.execute(
         f"SELECT {select} FROM {_name(schema, REGISTRY)} "
         "WHERE table_name = $table AND as_of = $as_of",
         {"table": table, "as_of": as_of},
     ).fetchone()
-
-
-def behind_inputs(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date, fingerprint: str
-) -> bool:
-    """Whether the rows of `as_of` in `schema.table` were computed from other inputs than
-    those whose fingerprint is `fingerprint` (the inputs now), or from inputs not recorded
-    (written before computations were recorded). False where the registry has no
-    `computation` column yet (a warehouse no run of this release has written)."""
-    if "computation" not in _columns(con, schema, REGISTRY):
-        return False
-    row = _recorded(con, schema, table, as_of, "computation")
-    return (row[0] if row else None) != fingerprint
+    if row is None:
+        return None
+    failed = row[1].split(", ") if row[1] else []
+    return Written(row[0], failed, "computation" in known)
 
 
 # Rows per Arrow batch handed to DuckDB: one row group's worth.
 BATCH_ROWS = 122_880
-
-
-def failed_checks(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date
-) -> list[str]:
-    """The blocking checks the rows of `as_of` in `schema.table` failed when they were written
-    (none: they passed, were never written, or were written before failures were recorded)."""
-    if "failed_checks" not in _columns(con, schema, REGISTRY):
-        return []
-    row = _recorded(con, schema, table, as_of, "failed_checks")
-    return row[0].split(", ") if row and row[0] else []
 
 
 def arrow_batches(frame: pl.DataFrame) -> pa.Table:
@@ -220,4 +218,4 @@ def partition_summary(
 
 def has_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
     """Whether the rows of `as_of` in `schema.table` were written (possibly none)."""
-    return _recorded(con, schema, table, as_of, "true") is not None
+    return written(con, schema, table, as_of) is not None

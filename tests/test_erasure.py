@@ -1057,6 +1057,13 @@ def test_erasing_a_person_leaves_the_strangers_who_share_a_placeholder(tmp_path,
     con.close()
 
 
+def refusal(con, **request) -> str:
+    """The message of the erasure `request`, which must be refused as a shared key."""
+    with pytest.raises(erasure.SharedKey) as refused:
+        erasure.erase(con, **request)
+    return str(refused.value)
+
+
 def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_the_person(
     tmp_path, monkeypatch
 ):
@@ -1072,9 +1079,7 @@ def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_t
     ingest_source(con, exports, "customers")
     build_identity_links(con)
 
-    with pytest.raises(erasure.SharedKey) as refused:
-        erasure.erase(con, email=" NoEmail@Shop.com ")
-    said = str(refused.value)
+    said = refusal(con, email=" NoEmail@Shop.com ")
     assert said.startswith(
         "the email noemail@shop.com is on 6 customer profiles (more than 5, "
         "ENGAGEMENT_MAX_PROFILES_PER_KEY as the identity links were built with it): identity "
@@ -1087,9 +1092,7 @@ def test_an_erasure_by_a_shared_address_is_refused_unless_its_profiles_are_all_t
     # one carrier erased by id: five stay, and identity still counts the erased one (a
     # re-review: the refusal said "on 5 profiles (more than ... 5)")
     erasure.erase(con, customer_id="t0")
-    with pytest.raises(erasure.SharedKey) as refused:
-        erasure.erase(con, email="noemail@shop.com")
-    said = str(refused.value)
+    said = refusal(con, email="noemail@shop.com")
     assert said.startswith(
         "the email noemail@shop.com is on 5 customer profiles, and 1 erased before carries it "
         "still (identity counts 6, more than 5, ENGAGEMENT_MAX_PROFILES_PER_KEY as the "

@@ -270,10 +270,8 @@ def test_a_person_only_in_the_lakes_tables_is_found_and_the_tables_go(lake_dir, 
     assert report.found and not (lake_dir / "tables").exists()
 
 
-def test_a_till_address_stays_a_placeholder_after_one_of_its_profiles_is_erased(lake_dir, tmp_path):
-    """Six profiles on a shop's address: erasing one left five in the lake, which then counted
-    as one person and were erased with the next (a re-review); identity counts the erased
-    carrier too. A handle listed twice on one profile counts once."""
+def six_on_a_till(lake_dir) -> pl.DataFrame:
+    """Six profiles C1-C6 staged in the lake on one shop's address, each in a version."""
     six = pl.DataFrame(
         {"customer_id": [f"C{i}" for i in range(1, 7)], "email": ["till@shop.example"] * 6}
     )
@@ -281,6 +279,14 @@ def test_a_till_address_stays_a_placeholder_after_one_of_its_profiles_is_erased(
         lake_dir, "customer_value", 3, values([f"C{i}" for i in range(1, 7)], date(2025, 7, 31))
     )
     staged(lake_dir, "staging.customers", six)
+    return six
+
+
+def test_a_till_address_stays_a_placeholder_after_one_of_its_profiles_is_erased(lake_dir, tmp_path):
+    """Six profiles on a shop's address: erasing one left five in the lake, which then counted
+    as one person and were erased with the next (a re-review); identity counts the erased
+    carrier too. A handle listed twice on one profile counts once."""
+    six = six_on_a_till(lake_dir)
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
     erasure.erase(con, customer_id="C1", lake=lake_dir, salt="s")
     staged(lake_dir, "staging.customers", six.filter(pl.col("customer_id") != "C1"))
@@ -304,13 +310,7 @@ def test_a_till_address_stays_a_placeholder_after_one_of_its_profiles_is_erased(
 def test_an_erasure_by_a_lakes_shared_address_is_refused_unless_said_shared(lake_dir, tmp_path):
     """An address on six of the lake's profiles (a Spark-only warehouse: no staged rows here)
     names no one person: refused, nothing erased; with shared=True all six go."""
-    six = pl.DataFrame(
-        {"customer_id": [f"C{i}" for i in range(1, 7)], "email": ["till@shop.example"] * 6}
-    )
-    version(
-        lake_dir, "customer_value", 3, values([f"C{i}" for i in range(1, 7)], date(2025, 7, 31))
-    )
-    staged(lake_dir, "staging.customers", six)
+    six_on_a_till(lake_dir)
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
     with pytest.raises(erasure.SharedKey, match=r"on 6 customer profiles .*\(C1, C2, C3"):
         erasure.erase(con, email="Till@Shop.example", lake=lake_dir, salt="s")

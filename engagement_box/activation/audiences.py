@@ -181,21 +181,29 @@ def missing_files(out_dir: Path) -> list[str]:
     """The audience files `record_version` recorded that are no longer in `out_dir` (someone
     moved or deleted them in a shared folder), as paths relative to it; none where the record
     lists no files (written before they were recorded: then a kind's missing folder counts)."""
-    try:
-        record = json.loads((Path(out_dir) / WRITTEN_FROM).read_text())
-    except (OSError, ValueError):
+    record = _record(out_dir)
+    if not record:
         return []
-    listed = record.get("files") if isinstance(record, dict) else None
+    listed = record.get("files")
     if not isinstance(listed, list):
         return [kind for kind in AUDIENCE_KINDS if not (Path(out_dir) / kind).is_dir()]
     return [name for name in listed if not (Path(out_dir) / name).is_file()]
 
 
+def _record(out_dir: Path) -> dict:
+    """`record_version`'s record of the folder ({} when there is none, or it is unreadable)."""
+    try:
+        record = json.loads((Path(out_dir) / WRITTEN_FROM).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def recorded_version(out_dir: Path) -> int | None:
     """The version `record_version` wrote for the folder, or None (no record, or unreadable)."""
     try:
-        return int(json.loads((Path(out_dir) / WRITTEN_FROM).read_text())["snapshot_id"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(_record(out_dir)["snapshot_id"])
+    except (KeyError, ValueError, TypeError):
         return None
 
 

@@ -1315,15 +1315,14 @@ def lake_person_profiles(
                 "carrying it. Erase the person by --customer-id, or run the Spark job "
                 "(spark_pipeline) first, or add --shared if every profile carrying it is theirs"
             )
-        if carried.get((kind, key), 0) + erased(kind, key) > limit:
+        erased_before = erased(kind, key)
+        if carried.get((kind, key), 0) + erased_before > limit:
             named = _Subjects()
             getattr(named, kind).add(key)
             ids = lake_profiles(lake, named).select(normalized_expr("customer_id", "customer_id"))
             carriers = sorted(set(ids.to_series().drop_nulls()))
             raise SharedKey(
-                _shared_key_problem(
-                    kind, key, carriers, limit_words(limit, built), erased(kind, key)
-                )
+                _shared_key_problem(kind, key, carriers, limit_words(limit, built), erased_before)
             )
     found = lake_profiles(lake, subjects)
     while True:
