@@ -680,6 +680,60 @@ def test_whole_floats_in_an_integer_parquet_column_are_integers(warehouse, expor
     assert reasons == ["missing_required_value", "unparseable_integer", "missing_required_value"]
 
 
+def test_warehouse_decimals_and_half_floats_are_read_as_their_numbers(warehouse, exports_dir):
+    """A warehouse's unload writes an integer column as NUMBER(38, 0), decimals of scale 0, and
+    some tools write half floats: each refused the whole file ("holds values of type
+    Decimal(precision=38, scale=0); the contract wants an integer"). Decimals are integers when
+    their fraction is zeros, exactly (19 digits too); 4.50 is quarantined. Half floats are numbers,
+    integers when whole and booleans as 1.0/0.0 are."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = exports_dir / "reviews"
+    folder.mkdir()
+    rows = 4
+    table = pa.table(
+        {
+            "review_id": ["r1", "r2", "r3", "r4"],
+            "customer_id": ["c1"] * rows,
+            "product_id": ["p1"] * rows,
+            "rating": pa.array(
+                [decimal.Decimal(v) for v in ("5", "3.00", "4.50", "2")], pa.decimal128(10, 2)
+            ),
+            "helpful_votes": pa.array(
+                [decimal.Decimal(v) for v in ("0", "9223372036854775807", "1", "7")],
+                pa.decimal128(38, 0),
+            ),
+            "verified_purchase": pa.array([1.0, 0.0, 1.0, 0.0], pa.float16()),
+            "created_at": ["2024-03-01 10:00:00"] * rows,
+        }
+    )
+    pq.write_table(table, folder / "reviews.parquet")
+    ingest_source(warehouse, exports_dir, "reviews")
+    got = staged(warehouse, "reviews").sort("review_id")
+    assert got.select("review_id", "rating", "helpful_votes", "verified_purchase").rows() == [
+        ("r1", 5, 0, True),
+        ("r2", 3, 9223372036854775807, False),
+        ("r4", 2, 7, False),
+    ]
+    found = warehouse.execute('SELECT "column", reason, detail FROM staging.quarantine').fetchall()
+    assert found == [("rating", "unparseable_integer", "4.50")]
+
+    orders = exports_dir / "orders"
+    orders.mkdir()
+    typed = pl.DataFrame([good_order(1), good_order(2)]).to_arrow()
+    at = typed.schema.get_field_index("net_amount")
+    pq.write_table(
+        typed.set_column(at, "net_amount", pa.array([12.5, 3.0], pa.float16())),
+        orders / "half.parquet",
+    )
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.rows_staged == 2, quarantine(warehouse)
+    assert staged(warehouse, "orders").sort("order_id")["net_amount"].to_list() == [12.5, 3.0]
+
+
 REVIEW = {
     "review_id": "r0", "customer_id": "c1", "product_id": "p1", "rating": "4",
     "helpful_votes": "0", "verified_purchase": "true", "created_at": "2024-03-01 10:00:00",

@@ -600,22 +600,24 @@ def _long_header_text(export: ExportFile) -> str:
 # Parquet types a contract type can be read from (their values are turned into text, then parsed
 # like a CSV's). Anything else, nested types above all, refuses the file before it is read.
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+_FLOATS = (pl.Float16, pl.Float32, pl.Float64)
 _TEXT = (pl.String, pl.Categorical, pl.Enum, pl.Null)
 PARQUET_TYPES: dict[type[pl.DataType], tuple[type[pl.DataType], ...]] = {
     pl.String: (*_TEXT, *_INTEGERS),
-    pl.Float64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64, pl.Decimal),
-    pl.Int64: (*_TEXT, *_INTEGERS, pl.Float32, pl.Float64),
+    pl.Float64: (*_TEXT, *_INTEGERS, *_FLOATS, pl.Decimal),
+    # decimals: a warehouse's NUMBER(38, 0) unload of an integer column
+    pl.Int64: (*_TEXT, *_INTEGERS, *_FLOATS, pl.Decimal),
     pl.Datetime: (*_TEXT, pl.Datetime, pl.Date),
     pl.Date: (*_TEXT, pl.Date, pl.Datetime),
-    pl.Boolean: (*_TEXT, pl.Boolean, *_INTEGERS, pl.Float32, pl.Float64),  # 1/0, 1.0/0.0 as in CSV
+    pl.Boolean: (*_TEXT, pl.Boolean, *_INTEGERS, *_FLOATS),  # 1/0, 1.0/0.0 as in CSV
 }
-_CONTRACT_TYPE_NAMES = {
-    pl.String: "text",
-    pl.Float64: "a number",
-    pl.Int64: "an integer",
-    pl.Datetime: "a timestamp",
-    pl.Date: "a date",
-    pl.Boolean: "a boolean",
+_CONTRACT_TYPE_NAMES = {  # what the contract wants, and the Parquet types it is read from
+    pl.String: "text (write it as text or integers)",
+    pl.Float64: "a number (write it as integers, floats, decimals or text)",
+    pl.Int64: "an integer (write it as integers, whole floats or decimals, or text)",
+    pl.Datetime: "a timestamp (write it as timestamps, dates or text)",
+    pl.Date: "a date (write it as dates, timestamps or text)",
+    pl.Boolean: "a boolean (write it as booleans, 1/0 integers or floats, or text)",
 }
 
 
@@ -1152,8 +1154,12 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
     """A column's values as text, to be parsed like a CSV's. Floats for an integer column (pandas
     writes an integer column with a gap as floats: 5.0 and NaN) are written as integers when
     whole; `4.5` stays as it is and is quarantined as not an integer. NaN, in an integer or a
-    boolean column, is a missing value."""
-    if contract.base_type() is pl.Int64 and dtype.base_type() in (pl.Float32, pl.Float64):
+    boolean column, is a missing value. Decimals for an integer column are whole when their
+    fraction is zeros (`5.00` is 5, exactly, however many digits); `5.50` stays and is
+    quarantined."""
+    if contract.base_type() is pl.Int64 and dtype.base_type() is pl.Decimal:
+        return column.cast(pl.String).str.replace(r"\.0+$", "")
+    if contract.base_type() is pl.Int64 and dtype.base_type() in _FLOATS:
         # whole and within an integer's range; 1e20 stays `1e20` (quarantined, value shown)
         whole = column.is_finite() & (column == column.round(0)) & (column.abs() < 2.0**63)
         return (
@@ -1163,7 +1169,7 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
             .then(column.cast(pl.Int64, strict=False).cast(pl.String))
             .otherwise(column.cast(pl.String))
         )
-    if contract.base_type() is pl.Boolean and dtype.base_type() in (pl.Float32, pl.Float64):
+    if contract.base_type() is pl.Boolean and dtype.base_type() in _FLOATS:
         return pl.when(column.is_nan()).then(None).otherwise(column.cast(pl.String))  # a gap
     if dtype.base_type() in (pl.Datetime, pl.Date):
         return _temporal_as_text(column, dtype)
