@@ -227,6 +227,40 @@ def test_a_persona_is_named_by_its_second_feature_only_when_that_sets_it_apart_t
     assert names[1].count(", ") == 1 and names[2].count(", ") == 1
 
 
+def test_a_persona_of_costly_referrers_is_not_called_non_referrers():
+    """Customers who never referred sit at the population's expected CRV; a persona far below
+    it is made of referrers whose referrals cost more than they bring (a review found 35 such
+    customers, every one with credited referrals, named "Non-referrers"). Its name says what
+    its members have: a low referral value."""
+    rng = np.random.default_rng(7)
+    n_plain, n_costly, n_good = 900, 60, 40
+    n = n_plain + n_costly + n_good
+    crv = np.concatenate([np.full(n_plain, 2.4), np.full(n_costly, -30.0), np.full(n_good, 250.0)])
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "days_since_last_order": rng.integers(1, 300, n),
+            "order_count": rng.integers(1, 6, n),
+            "total_spend": rng.gamma(2.0, 50.0, n),
+            "clv": rng.gamma(2.0, 40.0, n),
+            "crv": crv,
+            "civ": np.zeros(n),
+            "ckv": np.zeros(n),
+            "social_points": np.zeros(n),
+        }
+    )
+    result = build_personas(frame)
+    members = (
+        result.assignments.join(frame.select("customer_id", "crv"), on="customer_id")
+        .group_by("persona")
+        .agg(pl.col("crv").max().alias("highest_crv"))
+    )
+    costly = members.filter(pl.col("highest_crv") < 0)["persona"].to_list()
+    assert costly, result.profiles
+    for name in costly:
+        assert "referral value" in name.lower() and "non-referrer" not in name.lower(), name
+
+
 def test_a_personas_two_labels_keep_one_order_whichever_is_larger():
     """The same persona fitted on two months' data was "Not influential, Socially active" once
     and "Socially active, Not influential" the next (which of the two z-scores was larger had

@@ -80,7 +80,10 @@ TRAIT_LABELS: dict[str, tuple[str, str]] = {
     "order_count": ("Frequent buyers", "Occasional buyers"),
     "total_spend": ("Big spenders", "Light spenders"),
     "clv": ("High future value", "Low future value"),
-    "crv": ("Referrers", "Non-referrers"),
+    # Low: not "Non-referrers". Customers who never referred sit at the population's expected
+    # CRV, near the mean; a persona far below it holds referrers whose referrals cost more than
+    # they bring (the CEV Costly Referrers), and was called "Non-referrers".
+    "crv": ("Referrers", "Low referral value"),
     "civ": ("Influencers", "Not influential"),
     "ckv": ("Reviewers", "Silent"),
     "social_points": ("Socially active", "Socially quiet"),
