@@ -96,10 +96,11 @@ def engagement_value(
         )
         # Only what was known at the as-of date: a past month's run ignores later activity.
         until = dt.datetime.combine(window["as_of"], dt.time.max)
+        sent = identity.resolved(con, "referrals")
         referrals = referral.with_referee_since(  # a referee who was a customer already: no credit
-            identity.resolved(con, "referrals")
-            .filter(pl.col("referred_at") <= until)
-            .with_columns(  # converted after the as-of date: not converted yet at that date
+            sent.filter(
+                pl.col("referred_at") <= until
+            ).with_columns(  # converted after the as-of date: not converted yet at that date
                 pl.when(pl.col("converted_at") <= until)
                 .then(pl.col("converted_at"))
                 .alias("converted_at")
@@ -166,7 +167,10 @@ def engagement_value(
             },
             # Why referrals were or were not credited (self_referral: one person after merging).
             "referral_outcomes": dg.MetadataValue.json(
-                referral.outcome_counts(referral.referral_outcomes(referrals, window["as_of"]))
+                referral.outcome_counts(
+                    referral.referral_outcomes(referrals, window["as_of"]),
+                    sent_after_as_of=sent.height - referrals.height,
+                )
             ),
             # What every customer's CRV was computed with: the rate fit, kappa, the mean value.
             "referral_model": dg.MetadataValue.json(

@@ -414,6 +414,12 @@ def test_backfilled_month_builds_history_without_moving_the_current_version(dece
     )
     current_id = counts(database, "SELECT snapshot_id FROM marts.snapshots WHERE is_current")
     assert [(audiences_meta["snapshot_id"].value,)] == current_id != [(2,)]
+    # Every staged referral is in the August outcomes: judged, or counted as sent after August
+    # (the outcomes of a backfill did not add up to the staged referrals, and nothing said why).
+    outcomes = value_meta_of(backfill)["referral_outcomes"].value
+    staged_referrals = counts(default_working(database), "SELECT count(*) FROM staging.referrals")
+    assert outcomes["sent_after_as_of"] > 0
+    assert [(sum(outcomes.values()),)] == staged_referrals
 
     snapshots = counts(
         database,

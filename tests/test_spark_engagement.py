@@ -27,9 +27,9 @@ from tests.test_spark_parity import assert_same_rows, duckdb_marts
 pytestmark = pytest.mark.spark
 
 
-def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
     """The DuckDB engine's engagement marts and audiences for `as_of` (the inputs
-    `assets/engagement.py` reads), and the referral outcomes."""
+    `assets/engagement.py` reads), and the referral outcomes' counts (its metadata)."""
     value = duckdb_marts(con, as_of)
     clv = value["customer_value"].select("customer_id", "clv")
     profiles = con.execute(
@@ -89,7 +89,10 @@ def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], pl.Dat
         segments=value["customer_rfm"].select("customer_id", "segment"),
         quadrants=values.select("customer_id", "quadrant"),
     ).with_columns(stamp)
-    return marts, referral.referral_outcomes(referrals, as_of)
+    sent_later = identity.resolved(con, "referrals").filter(pl.col("referred_at") > until)
+    return marts, referral.outcome_counts(
+        referral.referral_outcomes(referrals, as_of), sent_after_as_of=sent_later.height
+    )
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +169,7 @@ def test_referral_outcomes_and_check_of_the_run(engagement):
         for e in result.get_asset_materialization_events()
         if e.asset_key.path == ["spark", "engagement_marts"]
     ]
-    assert event.materialization.metadata["referral_outcomes"].value == referral.outcome_counts(
-        outcomes
-    )
+    assert event.materialization.metadata["referral_outcomes"].value == outcomes
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "cev_is_the_sum"]
     assert check.passed
 

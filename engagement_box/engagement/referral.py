@@ -63,6 +63,9 @@ REFERRAL_OUTCOMES = (
     "credited",
 )
 
+# Not an outcome: the count of referrals a run leaves out because they were sent after its as-of.
+SENT_AFTER_AS_OF = "sent_after_as_of"
+
 
 def referral_outcomes(
     referrals: pl.DataFrame, as_of: date | datetime | None = None
@@ -205,10 +208,16 @@ def with_referee_since(referrals: pl.DataFrame, customer_since: pl.DataFrame) ->
     )
 
 
-def outcome_counts(outcomes: pl.DataFrame) -> dict[str, int]:
-    """How many referrals ended with each outcome, every outcome listed (0 when none)."""
+def outcome_counts(outcomes: pl.DataFrame, sent_after_as_of: int = 0) -> dict[str, int]:
+    """How many referrals ended with each outcome, every outcome listed (0 when none), and
+    `sent_after_as_of`: the staged referrals sent after the as-of's day, which a run of that
+    as-of does not judge (it ignores later activity), so the counts add up to the staged
+    referrals."""
     counts = dict(outcomes.get_column("outcome").value_counts().iter_rows())
-    return {name: int(counts.get(name, 0)) for name in REFERRAL_OUTCOMES}
+    return {
+        **{name: int(counts.get(name, 0)) for name in REFERRAL_OUTCOMES},
+        SENT_AFTER_AS_OF: int(sent_after_as_of),
+    }
 
 
 def credited_referrals(

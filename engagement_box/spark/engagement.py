@@ -267,10 +267,18 @@ CREDITED_SCHEMA = (
 
 
 def referral_value(
-    spark, referrals, clv, customers, customer_since, settings: EngagementSettings, as_of: date
+    spark,
+    referrals,
+    clv,
+    customers,
+    customer_since,
+    settings: EngagementSettings,
+    as_of: date,
+    sent_after_as_of: int = 0,
 ):
     """(CRV per customer, what the referral steps said): outcomes per referee partition
-    (`referral.referral_outcomes`), the share of type-two referees and the credited referrals'
+    (`referral.referral_outcomes`, with the count of referrals `sent_after_as_of`, which the
+    caller left out), the share of type-two referees and the credited referrals'
     values (`referral.credited_referrals`), each referrer's statistics (`referrer_stats`), kappa
     and the referral-rate fit on the driver from grouped rows, then `referral_values` per batch."""
     from pyspark.sql import functions as F
@@ -336,7 +344,8 @@ def referral_value(
     )
     counts = {r["outcome"]: r for r in counted.collect()}
     outcome_counts = {
-        o: int(counts[o]["n"]) if o in counts else 0 for o in referral.REFERRAL_OUTCOMES
+        **{o: int(counts[o]["n"]) if o in counts else 0 for o in referral.REFERRAL_OUTCOMES},
+        referral.SENT_AFTER_AS_OF: sent_after_as_of,
     }
     share = settings.crv_unknown_type2_share
     if share is None:
@@ -483,15 +492,24 @@ def engagement_value(
         .groupBy("customer_id")
         .agg(F.min(F.col("since").cast("timestamp_ntz")).alias("since"))
     )
-    referrals = (
-        _resolved(tables, "referrals")
-        .filter(F.col("referred_at") <= until)
-        .withColumn("converted_at", F.when(F.col("converted_at") <= until, F.col("converted_at")))
+    sent = _resolved(tables, "referrals")
+    referrals = sent.filter(F.col("referred_at") <= until).withColumn(
+        "converted_at", F.when(F.col("converted_at") <= until, F.col("converted_at"))
     )
     social = _resolved(tables, "social").filter(F.col("occurred_at") <= until).localCheckpoint()
     reviews = _resolved(tables, "reviews").filter(F.col("created_at") <= until)
 
-    crv, info = referral_value(spark, referrals, clv, customers, customer_since, settings, as_of)
+    crv, info = referral_value(
+        spark,
+        referrals,
+        clv,
+        customers,
+        customer_since,
+        settings,
+        as_of,
+        # not judged by a run of this as-of: counted, so the outcomes add up to the staged rows
+        sent_after_as_of=sent.filter(F.col("referred_at") > until).count(),
+    )
     crv = crv.localCheckpoint()
     civ = influence(social, clv, settings, customers)
     parts = [
