@@ -1,6 +1,6 @@
 -- Calibration / holdout split for validating the purchase model. For every customer whose first
 -- completed order falls in the calibration period [$start, $calibration_end]: the calibration
--- summary (same definitions as marts/customer_summary.sql, observed up to $calibration_end
+-- summary (same definitions as work/customer_summary.sql, observed up to $calibration_end
 -- inclusive) and the holdout repeat purchases, i.e. distinct order days in
 -- ($calibration_end, $as_of], with the holdout length in days.
 -- Reads the orders per customer and day of buyer_days.sql ({days_schema}.{days_table}, see
