@@ -421,6 +421,17 @@ def customer(
 AUDIENCES_KEY = AUDIENCE_FILES_KEY  # defined with the resources, whose check reads it
 
 
+def _nothing_published(warehouse: Warehouse) -> str:
+    """Why the audience files cannot be written yet (a new warehouse, or a first run that failed
+    a blocking check): the job met a DuckDB catalog error."""
+    return (
+        f"no version is published in {warehouse.working_path} yet (ENGAGEMENT_WAREHOUSE "
+        f"{warehouse.path}): the audience files are written from the current version. Run "
+        "the pipeline for a month first (engagement-box run, or the job engagement_pipeline); "
+        "no audience file was written"
+    )
+
+
 @dg.asset(
     key=AUDIENCES_KEY,
     group_name="activation",
@@ -435,7 +446,11 @@ def audience_exports(
     warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
     """Consenting customers per RFM segment and quadrant of the current version (CSV, Parquet)."""
+    if not warehouse.working_path.exists():  # not created here: a mistyped path stays visible
+        raise dg.Failure(_nothing_published(warehouse))
     with warehouse.get_connection() as con:
+        if versions.current_version_as_of(con)[0] is None:
+            raise dg.Failure(_nothing_published(warehouse))
         # The merged person's email and consent (the most restrictive answer of their profiles).
         customers = con.execute(
             "SELECT customer_id, email, marketing_consent FROM intermediate.resolved_customers"

@@ -171,25 +171,38 @@ def require_work(con, table: str, window: dict, fingerprint: str | None = None) 
     refused, or on rows of older exports, erasures, settings or code."""
     record = require_rows(con, table, window)
     as_of = window["as_of"]
-    month = window.get("partition_key") or as_of.strftime("%Y-%m-01")
     failed = record.failed_checks
     if failed:  # Dagster stops the steps after a failed blocking check in its own run only
         raise dg.Failure(
             f"work.{table} as of {as_of} failed its blocking check{'s' * (len(failed) > 1)} "
             f"{', '.join(failed)} when it was computed: its rows are neither read by later "
             "steps nor published. The check's description (the run's log, or the asset's "
-            "Checks tab in the Dagster UI) says what to fix; then materialize the whole month "
-            f"(engagement-box run --month {month[:7]}, or the job for partition {month})"
+            "Checks tab in the Dagster UI) says what to fix; then " + whole_month(window)
         )
     now = fingerprint if fingerprint is not None else step_fingerprint(con, window)
     if record.behind(now):
         raise dg.Failure(
             f"work.{table} as of {as_of} was computed from other inputs (staged files, "
             "erasures, settings or model code) than those of now: its rows are not those of "
-            "the inputs now. Materialize the whole month (engagement-box "
-            f"run --month {month[:7]}, or the job for partition {month}) so every step "
-            "computes again"
+            "the inputs now. " + _sentence(whole_month(window))
         )
+
+
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:]
+
+
+def whole_month(window: dict) -> str:
+    """The advice of a step that refuses rows computed from other inputs: the whole month, so
+    every step computes again (a re-execution from failure keeps the steps that succeeded, so
+    a re-execution of all steps; materializing the step named upstream met the next refusal one
+    step further on, a review)."""
+    month = window.get("partition_key") or window["as_of"].strftime("%Y-%m-01")
+    return (
+        f"materialize the whole month (engagement-box run --month {month[:7]}, or the job for "
+        f"partition {month}; re-executing a failed run: all steps, not from failure) so every "
+        "step computes again"
+    )
 
 
 def read_work(
@@ -367,7 +380,7 @@ def require_buyer_days(con, window: dict) -> None:
     settings = summaries.buyer_days_settings(window["currency"], window["fx_rates"])
     problem = summaries.buyer_days_problem(con, incremental.inputs(con, settings))
     if problem is not None:
-        raise dg.Failure(f"{problem}: materialize work/buyer_days first")
+        raise dg.Failure(f"{problem}: " + whole_month(window))
 
 
 @dg.asset(

@@ -392,6 +392,27 @@ def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run,
     assert newest_version(working) == 2
 
 
+def test_a_step_behind_the_orders_as_staged_says_to_compute_the_whole_month(december_run, tmp_path):
+    """New orders staged, then the customer summary alone: the orders per day are behind. The
+    refusal said "materialize work/buyer_days first", and doing so met the next refusal one
+    step further on (a review, re-executing a failed run from failure); it says what works:
+    the whole month, or all steps of a failed run again. Followed as written, the month is
+    published."""
+    copy = copy_run(december_run, tmp_path)
+    exports, database = copy.exports, copy.database
+    (exports / "orders" / "late.csv").write_text(
+        "order_id,customer_id,ordered_at,net_amount,currency,status,channel\n"
+        "late-1,C0000001,2025-12-30 12:00:00,5.00,USD,completed,web\n"
+    )
+    assert refused(copy, dg.AssetSelection.groups("staging", "identity"), None) is None
+    said = refused(copy, dg.AssetSelection.assets(dg.AssetKey(["work", "customer_summary"])))
+    assert said is not None and "work.buyer_days was computed from other staged orders" in said
+    assert "engagement-box run --month 2025-12" in said, said
+    assert "all steps, not from failure" in said and "buyer_days first" not in said, said
+    assert run_graph(exports, database).success
+    assert newest_version(default_working(database)) == 2
+
+
 def stored(instance, run_id: str, event) -> None:
     """`event` (a DagsterEvent) stored as run `run_id`'s."""
     import time
@@ -613,3 +634,37 @@ def test_rows_whose_blocking_check_failed_are_neither_read_nor_published(
     again = run_graph(copy.exports, copy.database)
     assert again.success, [e.message for e in again.all_events if e.is_failure]
     assert newest_version(working) == 2
+
+
+def test_the_audience_job_before_any_version_says_so_and_creates_nothing(tmp_path):
+    """The `audience_files` job on a new warehouse (or one whose first run failed a check)
+    stopped with DuckDB's catalog error about `intermediate.resolved_customers`, and created an
+    empty working database where a mistyped ENGAGEMENT_WAREHOUSE pointed (a review)."""
+    from tests.pipeline_runs import warehouse_resource
+
+    database = tmp_path / "new" / "engagement.duckdb"
+    database.parent.mkdir()
+    job = defs.resolve_job_def("audience_files")
+
+    def failure() -> str:
+        result = job.execute_in_process(
+            resources={
+                "warehouse": warehouse_resource(database),
+                "exports": ExportsResource(data_dir=str(tmp_path / "exports")),
+                "model_settings": ModelSettings(),
+                "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+            },
+            raise_on_error=False,
+        )
+        assert not result.success
+        (step,) = [e for e in result.all_events if e.is_step_failure]
+        return step.step_failure_data.error.message
+
+    said = failure()
+    assert "no version is published in" in said and "Catalog Error" not in said, said
+    assert "engagement-box run" in said
+    assert not default_working(database).exists()
+    duckdb.connect(str(default_working(database))).close()  # a working database, no version
+    said = failure()
+    assert "no version is published in" in said and "Catalog Error" not in said, said
+    assert not (tmp_path / "audiences").exists()
