@@ -864,3 +864,54 @@ def test_a_stray_file_at_the_default_path_does_not_hold_back_the_warehouse_that_
         file.execute("DROP TABLE marts.published_from")
     duckdb.connect(str(readers.default_working(published))).close()  # empty, never published
     assert readers.foreign_working_problem_before_run(layout) is None
+
+
+def test_a_session_opened_before_a_version_file_was_deleted_reads_the_others(working, layout):
+    """A session held open while retention expired version 1 and its file went (after the
+    grace, or at an erasure): it could read no version at all, every `history.*` and `_at`
+    query failing on that one file (a review). It reads the versions whose files are there,
+    and the deleted one says so; a copy a file manager made beside them is not read."""
+    two_versions(working, layout)
+    publish_version(working, "2025-03-31", {"a": "Champions"}, {"a": 30})
+    readers.publish(working, layout, now=NOW)
+    reader = duckdb.connect(str(layout.published), read_only=True)
+    try:
+        versions.apply_retention(working, keep_versions=2, keep_days=10_000, now=NOW)
+        readers.publish(working, layout, now=NOW + readers.EXPIRED_FILES_GRACE)
+        assert not layout.history_file("customer_rfm", 1).exists()
+        kept = layout.history_file("customer_rfm", 2)
+        shutil.copy(kept, kept.with_name("snapshot_2 (copy).parquet"))
+
+        def count(sql: str) -> int:
+            return reader.execute(sql).fetchone()[0]
+
+        assert count("SELECT count(*) FROM marts.customer_rfm_at(2)") == 2
+        assert count("SELECT count(*) FROM marts.customer_rfm_at(3)") == 1
+        assert count("SELECT count(*) FROM history.customer_rfm") == 3
+        with pytest.raises(duckdb.InvalidInputException) as refused:
+            reader.execute("SELECT * FROM marts.customer_rfm_at(1)").fetchall()
+        assert "version 1 was deleted after this session opened the file" in str(refused.value)
+        assert "reconnect" in str(refused.value)
+    finally:
+        reader.close()
+    assert sorted(
+        read(layout.published, "SELECT DISTINCT snapshot_id FROM history.customer_rfm")
+    ) == [(2,), (3,)]
+
+
+def test_time_travel_by_a_date_or_a_version_that_no_longer_stands_says_what_to_give(
+    working, layout
+):
+    """`marts.<mart>_at(DATE '...')` failed with DuckDB's words about template types, and the
+    NULL a picking query finds when the version of that as-of no longer stands for it said no
+    version has that as-of (a review): each says what to give instead."""
+    two_versions(working, layout)
+    with duckdb.connect(str(layout.published), read_only=True) as con:
+        for given in ("DATE '2025-01-31'", "'2025-01-31'"):
+            with pytest.raises(duckdb.InvalidInputException) as refused:
+                con.execute(f"SELECT * FROM marts.customer_rfm_at({given})").fetchall()
+            said = str(refused.value)
+            assert "takes a version (a snapshot_id)" in said and "stands_for_as_of" in said, said
+        with pytest.raises(duckdb.InvalidInputException, match="no longer stands for it"):
+            con.execute("SELECT * FROM marts.customer_rfm_at(NULL)").fetchall()
+        assert con.execute("SELECT count(*) FROM marts.customer_rfm_at(?)", [2]).fetchone() == (2,)

@@ -586,44 +586,79 @@ def _clear_history_files(layout: Layout) -> None:
 # The published file
 
 
-def _version_files(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str | None:
-    """The `read_parquet` of the retained versions' Parquet files of `mart` (a session keeps the
-    list it opened with), None when no retained version has rows."""
-    files = [
-        layout.history_file(mart, s)
+@dataclass(frozen=True)
+class VersionFiles:
+    """The retained versions' Parquet files of one mart, as the published file reads them.
+
+    `source`: the relation of their rows. A session keeps the versions it opened with, and
+    reads them from the files there are at each query: `read_parquet` of the folder's pattern,
+    kept to the files of those versions by name. (It read the list of files, and a session
+    opened before a retention or an erasure deleted one expired version's file could read no
+    version at all, each query failing on that file; a review.) `versions`: the versions that
+    had a file, which `marts.<mart>_at` says were deleted since when their file is gone;
+    `pattern`: the literal of the folder's pattern, or None where the folder's path holds a
+    character a pattern reads (`*`, `?`, `[`): the list of files then, as before."""
+
+    source: str
+    versions: tuple[int, ...]
+    pattern: str | None
+
+
+def _version_files(
+    con: duckdb.DuckDBPyConnection, layout: Layout, mart: str
+) -> VersionFiles | None:
+    """`VersionFiles` of `mart`'s retained versions, None when no retained version has rows."""
+    found = {
+        s: layout.history_file(mart, s)
         for s in sorted(_logged_versions(con, mart))
         if layout.history_file(mart, s).exists()
-    ]
-    if not files:
+    }
+    if not found:
         return None
-    listed = ", ".join(_literal(f) for f in files)
+    folder = layout.history_dir / mart
+    names = ", ".join(_literal(Path(f.name)) for f in found.values())
+    if any(c in str(folder) for c in "*?["):
+        listed = ", ".join(_literal(f) for f in found.values())
+        pattern = None
+        files_read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+    else:
+        pattern = _literal(folder / "snapshot_*.parquet")
+        files_read = (
+            f"SELECT * EXCLUDE (filename) FROM read_parquet({pattern}, union_by_name = true, "
+            f"filename = true) WHERE parse_filename(filename) IN ({names})"
+        )
     # Files written before a column was added hold it last (or not at all): the union takes
     # the first file's order, so the columns are listed in the dictionary's.
-    files_read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
-    return f"({versions.ordered_columns(con, mart, files_read)})"
+    source = f"({versions.ordered_columns(con, mart, files_read)})"
+    return VersionFiles(source, tuple(found), pattern)
 
 
-def _history_view(mart: str, source: str | None) -> str:
+def _history_view(mart: str, files: VersionFiles | None) -> str:
     """The statement creating `history.<mart>` in the published file: the retained versions'
-    Parquet files (`source`, from `_version_files`)."""
+    Parquet files (`files`, from `_version_files`)."""
     name = quote_identifier(mart)
-    if source is None:  # no retained version has rows: an empty view of the right columns
+    if files is None:  # no retained version has rows: an empty view of the right columns
         return (
             f"CREATE VIEW history.{name} AS SELECT CAST(NULL AS BIGINT) AS snapshot_id, * "
             f"FROM marts.{name} LIMIT 0"
         )
-    return f"CREATE VIEW history.{name} AS SELECT * FROM {source}"
+    return f"CREATE VIEW history.{name} AS SELECT * FROM {files.source}"
 
 
 def _time_travel_macro(
-    con: duckdb.DuckDBPyConnection, mart: str, source: str | None, retained: list[int]
+    con: duckdb.DuckDBPyConnection, mart: str, files: VersionFiles | None, retained: list[int]
 ) -> str:
     """The statement creating `marts.<mart>_at` in the published file: over the same files as
-    `history.<mart>` (`source`), the `retained` versions listed, so it names none of the file's
+    `history.<mart>` (`files`), the `retained` versions listed, so it names none of the file's
     tables and works in a session that ATTACHes the file under any name (when no retained
-    version has rows, a typed relation of no rows: `_no_versions`)."""
-    rows = source or _no_versions(con, mart)
-    return versions.time_travel_macro(mart, rows=rows, retained=retained)
+    version has rows, a typed relation of no rows: `_no_versions`). A version whose file was
+    deleted since the session opened the file is an error that says so (`files.pattern`)."""
+    if files is None:
+        return versions.time_travel_macro(mart, rows=_no_versions(con, mart), retained=retained)
+    deleted = None
+    if files.pattern is not None:
+        deleted = (files.versions, files.pattern)
+    return versions.time_travel_macro(mart, rows=files.source, retained=retained, deleted=deleted)
 
 
 def _no_versions(con: duckdb.DuckDBPyConnection, mart: str) -> str:

@@ -471,13 +471,20 @@ def _publish_one(
     con.execute(time_travel_comment(mart))
 
 
-def time_travel_macro(mart: str, rows: str | None = None, retained: list[int] | None = None) -> str:
+def time_travel_macro(
+    mart: str,
+    rows: str | None = None,
+    retained: list[int] | None = None,
+    deleted: tuple[tuple[int, ...], str] | None = None,
+) -> str:
     """The statement creating `marts.<mart>_at(version)` (sql/marts/create_time_travel_macro.sql).
 
     By default (the working database) it reads `history.<mart>` and checks the version against
     `marts.snapshots`. The published file passes `rows` (the `read_parquet` of its versions'
     files, made by `readers`) and `retained` (the retained versions), so the macro names none of
-    the file's tables and works under any name the file is attached as."""
+    the file's tables and works under any name the file is attached as; and `deleted`: the
+    versions that had a file and the literal of the files' pattern, so that a version whose file
+    is gone since the session opened (retention, an erasure) says so."""
     name = quote_identifier(mart)
     if retained is None:
         listed = (
@@ -486,8 +493,24 @@ def time_travel_macro(mart: str, rows: str | None = None, retained: list[int] | 
         )
     else:  # integers of the snapshot log, written as numbers (DDL binds no parameter)
         listed = "CAST([" + ", ".join(str(int(v)) for v in sorted(retained)) + "] AS BIGINT[])"
+    gone = ""
+    if deleted is not None:
+        had, pattern = deleted
+        had_files = "CAST([" + ", ".join(str(int(v)) for v in sorted(had)) + "] AS BIGINT[])"
+        gone = (
+            f"\n        WHEN list_contains({had_files}, number) AND NOT EXISTS (SELECT 1 FROM "
+            f"glob({pattern}) AS g WHERE parse_filename(g.file) = 'snapshot_' || number || "
+            "'.parquet') THEN error('version ' || number || ' was deleted after this session "
+            "opened the file (retention expired it, or an erasure): reconnect; SELECT "
+            "snapshot_id, as_of, stands_for_as_of FROM marts.snapshots WHERE expired_at IS NULL "
+            "then lists the versions there are')"
+        )
     return sql_template("marts/create_time_travel_macro").format(
-        macro=quote_identifier(f"{mart}_at"), rows=rows or f"history.{name}", retained=listed
+        macro=quote_identifier(f"{mart}_at"),
+        label=f"{mart}_at",  # a plain name: quote_identifier above refuses any other
+        rows=rows or f"history.{name}",
+        retained=listed,
+        deleted=gone,
     )
 
 
