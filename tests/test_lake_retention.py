@@ -87,6 +87,9 @@ def test_the_newest_versions_stay_and_the_expired_leave_new_sessions_at_once(fou
     assert lake.snapshot_ids(four) == [3, 4]
     assert history_ids(attached(four)) == [3, 4]
     assert lake.current(four)["expired"] == {}
+    # the session attached before reads the versions still there (every query of it failed
+    # on the first deleted folder; a review found it in the DuckDB engine's published file)
+    assert history_ids(before) == [3, 4]
 
 
 def test_versions_older_than_keep_days_expire_but_never_the_current_one(four):

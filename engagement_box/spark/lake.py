@@ -252,16 +252,30 @@ def has_lake(lake: Path | None) -> bool:
 
 
 def _history_files(lake: Path, record: dict[str, Any], mart: str) -> str:
-    """The SQL list of the files of `mart`'s retained versions (a lake published before
-    versions were recorded: every version's folder)."""
+    """The relation of the rows of `mart`'s retained versions, with their snapshot_id (a lake
+    published before versions were recorded: every version's folder)."""
     from engagement_box.sql import quote_literal
 
     history = Path(lake) / "history" / mart
+    every = quote_literal(str(history / "snapshot_id=*" / "*.parquet"))
     if "retained" not in record:
-        return quote_literal(str(history / "snapshot_id=*" / "*.parquet"))
-    folders = [history / f"snapshot_id={s}" for s in sorted(record["retained"], key=int)]
-    globs = [quote_literal(str(f / "*.parquet")) for f in folders if f.is_dir()]
-    return "[" + ", ".join(globs) + "]"
+        return f"read_parquet({every}, hive_partitioning = true)"
+    folders = {
+        int(s): history / f"snapshot_id={s}"
+        for s in sorted(record["retained"], key=int)
+        if (history / f"snapshot_id={s}").is_dir()
+    }
+    if folders and not any(c in str(history) for c in "*?["):
+        # The folders there are at each query, kept to the versions retained at attach: a
+        # list of one pattern per version failed every query of a session attached before
+        # one of them was deleted (retention after its day of grace, an erasure).
+        kept = ", ".join(str(s) for s in folders)
+        return (
+            f"(SELECT * FROM read_parquet({every}, hive_partitioning = true) "
+            f"WHERE snapshot_id IN ({kept}))"
+        )
+    globs = [quote_literal(str(f / "*.parquet")) for f in folders.values()]
+    return f"read_parquet([{', '.join(globs)}], hive_partitioning = true)"
 
 
 def attach(con, lake: Path, schema: str = "marts") -> list[str]:
@@ -284,6 +298,6 @@ def attach(con, lake: Path, schema: str = "marts") -> list[str]:
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_identifier(schema)}."
             f"{quote_identifier('history_' + mart)} AS "
-            f"SELECT * FROM read_parquet({every}, hive_partitioning = true)"
+            f"SELECT * FROM {every}"
         )
     return list(record["marts"])
