@@ -897,6 +897,15 @@ def test_a_session_opened_before_a_version_file_was_deleted_reads_the_others(wor
     assert sorted(
         read(layout.published, "SELECT DISTINCT snapshot_id FROM history.customer_rfm")
     ) == [(2,), (3,)]
+    # a half-written copy of another name there: the pattern would open it and fail every query
+    # and the next build (a re-review); the folder is then read by its list of files
+    kept.with_name("snapshot_2 (copy).parquet").write_bytes(kept.read_bytes()[:40])
+    publish_version(working, "2025-04-30", {"a": "Loyal"}, {"a": 40})
+    assert readers.publish(working, layout, now=NOW + readers.EXPIRED_FILES_GRACE).built
+    assert sorted(
+        read(layout.published, "SELECT snapshot_id, count(*) FROM history.customer_rfm GROUP BY 1")
+    ) == [(2, 2), (3, 1), (4, 1)]
+    assert read(layout.published, "SELECT count(*) FROM marts.customer_rfm_at(2)") == [(2,)]
 
 
 def test_time_travel_by_a_date_or_a_version_that_no_longer_stands_says_what_to_give(
@@ -914,4 +923,7 @@ def test_time_travel_by_a_date_or_a_version_that_no_longer_stands_says_what_to_g
             assert "takes a version (a snapshot_id)" in said and "stands_for_as_of" in said, said
         with pytest.raises(duckdb.InvalidInputException, match="no longer stands for it"):
             con.execute("SELECT * FROM marts.customer_rfm_at(NULL)").fetchall()
+        huge = "18446744073709551617"  # no BIGINT: it returned no rows, as a version without any
+        with pytest.raises(duckdb.InvalidInputException, match=f"version {huge} is not a retained"):
+            con.execute(f"SELECT * FROM marts.customer_rfm_at({huge})").fetchall()
         assert con.execute("SELECT count(*) FROM marts.customer_rfm_at(?)", [2]).fetchone() == (2,)

@@ -596,8 +596,9 @@ class VersionFiles:
     opened before a retention or an erasure deleted one expired version's file could read no
     version at all, each query failing on that file; a review.) `versions`: the versions that
     had a file, which `marts.<mart>_at` says were deleted since when their file is gone;
-    `pattern`: the literal of the folder's pattern, or None where the folder's path holds a
-    character a pattern reads (`*`, `?`, `[`): the list of files then, as before."""
+    `pattern`: the literal of the folder's pattern, or None where the folder holds a file of
+    another name that the pattern matches (or its path a character a pattern reads, which the
+    settings refuse): the list of files then, as before."""
 
     source: str
     versions: tuple[int, ...]
@@ -617,7 +618,12 @@ def _version_files(
         return None
     folder = layout.history_dir / mart
     names = ", ".join(_literal(Path(f.name)) for f in found.values())
-    if any(c in str(folder) for c in "*?["):
+    # The pattern opens every file it matches (to unite their columns) before the names keep
+    # the session's: a file of another name there (a copy, `snapshot_1 (copy).parquet`, which
+    # may be half written) would fail every query, and the next build. Such a folder is read
+    # by the list of its versions' files, as before (README, "Readers and runs").
+    foreign = any(_snapshot_id(p) is None for p in folder.glob("snapshot_*.parquet"))
+    if foreign or any(c in str(folder) for c in "*?[]"):
         listed = ", ".join(_literal(f) for f in found.values())
         pattern = None
         files_read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"

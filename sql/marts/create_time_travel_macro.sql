@@ -33,8 +33,8 @@ FROM (
             || ': to pick one by date, marts.{label}((SELECT snapshot_id FROM marts.snapshots '
             || 'WHERE as_of = DATE ''2026-06-30'' AND stands_for_as_of))'
         )
-        WHEN NOT list_contains({retained}, number) THEN error(
-            'version ' || number || ' is not a retained version (expired by retention, or '
+        WHEN number IS NULL OR NOT list_contains({retained}, number) THEN error(
+            'version ' || CAST(version AS VARCHAR) || ' is not a retained version (expired by retention, or '
             || 'never published): SELECT snapshot_id, as_of, stands_for_as_of FROM '
             || 'marts.snapshots WHERE expired_at IS NULL lists the versions there are'
         ){deleted}
