@@ -36,6 +36,19 @@ def _upper(text: str) -> str:
     return text.strip().upper()
 
 
+def _plain_path(text: str) -> str:
+    """A folder or database path DuckDB reads files under: `*`, `?` and `[ ]` are patterns to
+    it (a warehouse in `wh*/` read the files of a copy beside it, every customer twice; in
+    `wh?/` no run could commit). Refused, naming them."""
+    odd = sorted({c for c in text if c in "*?[]"})
+    if odd:
+        raise ValueError(
+            f"the path holds {' '.join(odd)}, which DuckDB reads as a pattern of file names: "
+            "choose a path without them"
+        )
+    return text
+
+
 _UNITS = {"D": "D", "DAY": "D", "DAYS": "D", "W": "W", "WEEK": "W", "WEEKS": "W"}
 
 
@@ -206,12 +219,14 @@ SETTINGS: tuple[Setting, ...] = (
         "the DuckDB file analysts open: a published copy, replaced whole after each publish,"
         ' retention or erasure (see "Readers and runs"); retained versions are Parquet files'
         " in `<name>.history/` beside it",
+        _plain_path,
     ),
     Setting(
         "ENGAGEMENT_WORKING_DB",
         None,
         "the pipeline's own DuckDB file (staging, work, and the source of the versions); only"
         " the pipeline opens it",
+        _plain_path,
         default_text="next to `ENGAGEMENT_WAREHOUSE`: `<name>.working.duckdb`",
     ),
     Setting(
@@ -244,6 +259,7 @@ SETTINGS: tuple[Setting, ...] = (
         "where the `spark` engine writes: `<lake>/marts/<mart>/`, every retained version in"
         " `<lake>/history/<mart>/snapshot_id=<n>/`, its working tables in `<lake>/tables/`"
         " (a path every Spark executor can reach on a cluster)",
+        _plain_path,
     ),
     Setting(
         "DAGSTER_HOME",

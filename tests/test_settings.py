@@ -82,6 +82,12 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         ("ENGAGEMENT_SOCIAL_POINTS", '{"likes": 2}', "'likes' is not an event type"),
         ("ENGAGEMENT_SOCIAL_POINTS", "like", 'a JSON object such as {"comment": 5}'),
         ("ENGAGEMENT_TIME_UNIT", "wrong", "must be D (days) or W (weeks)"),
+        # A re-review's: DuckDB reads these as patterns (every customer twice from a copy of the
+        # warehouse's folder beside it; with `?`, no run could commit).
+        ("ENGAGEMENT_WAREHOUSE", "/srv/wh*/engagement.duckdb", "DuckDB reads as a pattern"),
+        ("ENGAGEMENT_WAREHOUSE", "/srv/eb [1]/engagement.duckdb", "the path holds [ ]"),
+        ("ENGAGEMENT_WORKING_DB", "/srv/wh?/work.duckdb", "the path holds ?"),
+        ("ENGAGEMENT_LAKE_DIR", "/srv/lake[2]", "choose a path without them"),
     ],
 )
 def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, name, bad, words):
