@@ -734,6 +734,59 @@ def test_warehouse_decimals_and_half_floats_are_read_as_their_numbers(warehouse,
     assert staged(warehouse, "orders").sort("order_id")["net_amount"].to_list() == [12.5, 3.0]
 
 
+def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(warehouse, exports_dir):
+    """Integers written as decimals went through a float: `12345678901234567.00` was staged as
+    ...68, and `1.0000000000000000001` and `12345678901234567.50` as whole numbers, with no
+    quarantine row (a re-review). A fraction of zeros is read exactly; any other fraction is
+    quarantined, as the contract says, in a CSV as in a Parquet file's decimals."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_csv(
+        exports_dir / "reviews" / "reviews.csv",
+        [
+            {**REVIEW, "review_id": "r1", "helpful_votes": "12345678901234567.00"},
+            {**REVIEW, "review_id": "r2", "rating": "1.0000000000000000001"},
+            {**REVIEW, "review_id": "r3", "helpful_votes": "12345678901234567.50"},
+            {**REVIEW, "review_id": "r4", "helpful_votes": "1e3"},
+            {**REVIEW, "review_id": "r5", "helpful_votes": "-0.0"},
+        ],
+    )
+    table = pa.table(
+        {
+            "review_id": ["p1", "p2"],
+            "customer_id": ["c1", "c1"],
+            "product_id": ["p1", "p1"],
+            "rating": [4, 4],
+            "helpful_votes": pa.array(
+                [decimal.Decimal("12345678901234567.00"), decimal.Decimal("12345678901234567.50")],
+                pa.decimal128(38, 2),
+            ),
+            "verified_purchase": [True, True],
+            "created_at": ["2024-03-01 10:00:00"] * 2,
+        }
+    )
+    pq.write_table(table, exports_dir / "reviews" / "reviews.parquet")
+    ingest_source(warehouse, exports_dir, "reviews")
+    got = staged(warehouse, "reviews").sort("review_id")
+    assert got.select("review_id", "rating", "helpful_votes").rows() == [
+        ("p1", 4, 12345678901234567),
+        ("r1", 4, 12345678901234567),
+        ("r4", 4, 1000),
+        ("r5", 4, 0),
+    ]
+    found = warehouse.execute(
+        'SELECT "column", reason, detail FROM staging.quarantine ORDER BY source_file, source_row'
+    ).fetchall()
+    assert found == [  # reviews.csv, then reviews.parquet
+        ("rating", "unparseable_integer", "1.0000000000000000001"),
+        ("helpful_votes", "unparseable_integer", "12345678901234567.50"),
+        ("helpful_votes", "unparseable_integer", "12345678901234567.50"),
+    ]
+
+
 REVIEW = {
     "review_id": "r0", "customer_id": "c1", "product_id": "p1", "rating": "4",
     "helpful_votes": "0", "verified_purchase": "true", "created_at": "2024-03-01 10:00:00",

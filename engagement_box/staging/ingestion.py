@@ -1513,10 +1513,22 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
         values = text.cast(pl.Int64, strict=False)
         retry = values.is_null() & text.is_not_null()
         if retry.any():
+            # a fraction of zeros, read exactly (`12345678901234567.00` through a float was
+            # ...68); another form (`1e3`) through a float when whole and written with no
+            # fraction digit but 0 (`1.0000000000000000001` was 1, `...67.50` ...68; a review)
+            exact = text.str.replace(r"^([+-]?\d+)\.0*$", "${1}").cast(pl.Int64, strict=False)
             floats = text.cast(pl.Float64, strict=False)
-            whole = floats.is_finite() & (floats == floats.round(0)) & (floats.abs() < 2.0**63)
+            plain = text.str.contains(r"^[+-]?\d*(\.0*)?([eE][+-]?\d+)?$")
+            whole = (
+                floats.is_finite()
+                & (floats == floats.round(0))
+                & (floats.abs() < 2.0**63)
+                & plain.fill_null(False)
+            )
             values = pl.select(
-                pl.when(pl.lit(retry & whole.fill_null(False)))
+                pl.when(pl.lit(retry & exact.is_not_null()))
+                .then(pl.lit(exact))
+                .when(pl.lit(retry & whole.fill_null(False)))
                 .then(pl.lit(floats).cast(pl.Int64, strict=False))
                 .otherwise(pl.lit(values))
             ).to_series()
