@@ -76,7 +76,7 @@ def engagement_value(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         clv = read_work(con, "customer_value", window, columns=("customer_id", "clv"))
-        require_identity_links(con)  # the people, their reviews, referrals and social events
+        require_identity_links(con, window)  # people, their reviews, referrals, social events
         # One row per person: merged profiles are one customer, since their earliest signup.
         people = con.execute(
             "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers"
@@ -385,7 +385,7 @@ def customer(
         window = partition_window(context, con, model_settings)
         for table in ("engagement_value", "customer_rfm", "customer_persona", "customer_value"):
             require_work(con, table, window)
-        require_identity_links(con)  # the merged person's attributes
+        require_identity_links(con, window)  # the merged person's attributes
         rows = con.execute(
             load_sql("work/customer"), {"as_of": window["as_of"], "currency": window["currency"]}
         ).pl()

@@ -119,16 +119,22 @@ def resolve_window(
     }
 
 
-def require_identity_links(con) -> None:
+def require_identity_links(con, window: dict | None = None) -> None:
     """Orders are grouped by the identity-resolved customer: the links must be built, from the
-    files staged now (a run of some steps after an ingest left them as they were)."""
+    files staged now (a run of some steps after an ingest left them as they were). A step of a
+    month (`window`) is told to compute the whole month: the links alone met the next refusal a
+    step further on (the orders per day behind them; a review)."""
     if not relation_exists(con, "intermediate", "orders_resolution"):
-        raise dg.Failure(
-            "the identity links are not built yet: materialize intermediate/identity_links first"
-        )
-    problem = identity_links.links_problem(con)
+        problem = "the identity links are not built yet"
+    else:
+        problem = identity_links.links_problem(con)
     if problem is not None:
-        raise dg.Failure(f"{problem}: materialize intermediate/identity_links first")
+        advice = (
+            whole_month(window)
+            if window is not None
+            else "materialize intermediate/identity_links first"
+        )
+        raise dg.Failure(f"{problem}: {advice}")
 
 
 def _cap_at_run_date(as_of: dt.date, run_date: dt.date | None, pinned: bool) -> dt.date:
@@ -415,7 +421,7 @@ def customer_summary(
     """Per-customer purchase summary (x, t_x, T, spend) from completed orders up to the as-of."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
-        require_identity_links(con)
+        require_identity_links(con, window)
         require_buyer_days(con, window)
         plan, now = incremental_plan(con, "customer_summary", window)
         if plan.incremental:
@@ -484,7 +490,7 @@ def customer_rfm(
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         summary = read_work(con, "customer_summary", window)
-        require_identity_links(con)  # the people below are the merged profiles of now
+        require_identity_links(con, window)  # the people below are the merged profiles of now
         # One row per person (merged profiles), signed up by the as-of date (their earliest signup).
         customers = con.execute(
             "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= $as_of",
@@ -529,7 +535,7 @@ def calibration_holdout(
     the purchase model is chosen on; no rows when a choice made earlier is in force)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
-        require_identity_links(con)
+        require_identity_links(con, window)
         require_buyer_days(con, window)
         in_force = choice.choice_in_force(con, window)
         if in_force.carried:
@@ -1140,7 +1146,7 @@ def cohort_retention(
     """Customers by first-order month and months since: active, orders, revenue, retention."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
-        require_identity_links(con)
+        require_identity_links(con, window)
         require_buyer_days(con, window)
         plan, now = _cohort_plan(con, window)
         recounted_from = None
