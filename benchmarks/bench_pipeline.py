@@ -1,6 +1,6 @@
 """Benchmark: the whole pipeline from raw exports, as `engagement-box run` does it (issue 12).
 
-    .venv/bin/python benchmarks/bench_pipeline.py                        # all four, 1M customers
+    .venv/bin/python benchmarks/bench_pipeline.py                        # all five, 1M customers
     .venv/bin/python benchmarks/bench_pipeline.py --reuse cold nothing   # exports already there
     .venv/bin/python benchmarks/bench_pipeline.py --reuse incremental    # right after `cold`
     .venv/bin/python benchmarks/bench_pipeline.py --reuse resent         # after a run
@@ -11,9 +11,11 @@ The retailer's raw exports are generated once with the project's generator (1M c
 ~10M orders, ~1.1M reviews, ~3M social events, 100k referrals) into --data-dir and reused with
 --reuse. Each run works in --work-dir: a copy of the exports (hard links), a fresh DAGSTER_HOME
 with the project's dagster.yaml, the working database and the published file. Measurements, in
-the order given (default: all four):
+the order given (default: all five). A run that fails is said so (FAILED), no figure is
+computed from it and the script exits 1; runs see only the ENGAGEMENT_* settings set here:
 
-- cold: `engagement-box run --month M` on a fresh warehouse (the work dir is emptied first).
+- cold: `engagement-box run --month M` on a fresh warehouse (the work dir is emptied first, so
+  --data-dir may not be inside it).
 - nothing: the same command again with nothing new: it must start no run and publish nothing.
 - incremental: one new orders export file (1 % of the orders, new rows for existing customers
   on the day after the last order, drawn with --seed, in the generator's Parquet format) is
@@ -143,8 +145,10 @@ def environment(work: Path) -> dict[str, str]:
     if not home.exists():
         home.mkdir(parents=True)
         shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
-    return {
-        **os.environ,
+    return {  # the shell's settings left out: ENGAGEMENT_WORKING_DB wrote the bench's retailer
+        # into the user's working database, ENGAGEMENT_ENGINE or ENGAGEMENT_AS_OF changed what
+        # is measured (a review)
+        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")},
         "ENGAGEMENT_DATA_DIR": str(work / "exports"),
         "ENGAGEMENT_WAREHOUSE": str(work / "warehouse" / "engagement.duckdb"),
         "ENGAGEMENT_AUDIENCE_DIR": str(work / "audiences"),
@@ -204,6 +208,16 @@ def versions_published(work: Path) -> list[int]:
                 "SELECT snapshot_id FROM marts.snapshot_log ORDER BY snapshot_id"
             ).fetchall()
         ]
+
+
+def failed(result: dict) -> bool:
+    """Whether the run failed; if so, says so: no figure is computed from it, it is not kept
+    for the measurements after it, and the script exits 1 at the end (a failed incremental run
+    printed its CPU against the cold run's as a result, and exited 0; a review)."""
+    if result["exit"] == 0:
+        return False
+    print(f"FAILED: {result['label']} exited {result['exit']}: no figure is computed from it")
+    return True
 
 
 def report_run(result: dict, step_lines: bool = True) -> None:
@@ -295,6 +309,9 @@ def plain_child(data_dir: Path, as_of: str, out: Path) -> None:
     from lifetimes.utils import summary_data_from_transaction_data
 
     stages: dict[str, float] = {}
+    # CPU from here: the imports above are not the path's work, as the project's step CPU counts
+    # none of its process's imports either (they were 1.0 CPU-s, the whole path at 20k)
+    imported = resource.getrusage(resource.RUSAGE_SELF)
     started = t = time.perf_counter()
     columns = ["order_id", "customer_id", "ordered_at", "net_amount", "currency", "status"]
     frames = []
@@ -378,7 +395,7 @@ def plain_child(data_dir: Path, as_of: str, out: Path) -> None:
     result = {
         "stages": stages,
         "total": time.perf_counter() - started,
-        "cpu": usage.ru_utime + usage.ru_stime,
+        "cpu": usage.ru_utime + usage.ru_stime - imported.ru_utime - imported.ru_stime,
         "peak_rss_gib": usage.ru_maxrss / 1024**2,
         "rows_read": rows,
         "customers": len(s),
@@ -451,6 +468,9 @@ def main() -> None:
     base = Path("/tmp/bench_pipeline")
     data_dir = args.data_dir or base / f"exports-{args.customers}"
     work = args.work_dir or base / f"work-{args.customers}"
+    if "cold" in measures and data_dir.resolve().is_relative_to(work.resolve()):
+        # `cold` empties the work dir first: it deleted the exports generated into it (a review)
+        sys.exit(f"--data-dir {data_dir} is inside --work-dir {work}, which `cold` empties")
     manifest = ensure_exports(data_dir, args.customers, args.seed, args.reuse)
     sizes = {name: info["rows"] for name, info in manifest["sources"].items()}
     print("raw rows: " + ", ".join(f"{name} {rows:,}" for name, rows in sizes.items()))
@@ -458,6 +478,7 @@ def main() -> None:
     print(f"as-of month of every run: {month}; work dir {work}", flush=True)
 
     state = json.loads(state_path(work).read_text()) if state_path(work).exists() else {}
+    failures = 0
     for measure in measures:
         print(f"\n== {measure} ({dt.datetime.now(dt.UTC):%H:%M:%S} UTC) ==", flush=True)
         print(
@@ -471,13 +492,20 @@ def main() -> None:
             link_exports(data_dir, work / "exports")
             result = run_cli(work, month, "cold")
             report_run(result)
-            state = {"cold": {k: v for k, v in result.items() if k != "output"}}
-            state["versions_after_cold"] = versions_published(work)
-            print(f"versions published: {state['versions_after_cold']}")
+            state = {}
+            if failed(result):
+                failures += 1
+            else:
+                state = {"cold": {k: v for k, v in result.items() if k != "output"}}
+                state["versions_after_cold"] = versions_published(work)
+                print(f"versions published: {state['versions_after_cold']}")
         elif measure == "nothing":
             before = versions_published(work)
             result = run_cli(work, month, "nothing")
             report_run(result, step_lines=False)
+            if failed(result):
+                failures += 1
+                continue
             after = versions_published(work)
             said = [line for line in result["output"].splitlines() if "nothing to do" in line]
             verdict = "no version published" if after == before else "A VERSION WAS PUBLISHED"
@@ -498,6 +526,9 @@ def main() -> None:
             before = versions_published(work)
             result = run_cli(work, month, "incremental")
             report_run(result)
+            if failed(result):
+                failures += 1
+                continue
             print(f"versions before {before}, after {versions_published(work)}")
             cold = state.get("cold")
             if cold:
@@ -525,6 +556,9 @@ def main() -> None:
             before = versions_published(work)
             result = run_cli(work, month, "resent")
             report_run(result)
+            if failed(result):
+                failures += 1
+                continue
             skipped = result["output"].count(" skipped ")
             said = [line for line in result["output"].splitlines() if "computed nothing" in line]
             after = versions_published(work)
@@ -533,8 +567,11 @@ def main() -> None:
             state["resent"] = {k: v for k, v in result.items() if k != "output"}
         elif measure == "plain":
             cold = state.get("cold")
-            if not cold:
+            if not cold or not state.get("versions_after_cold"):
                 sys.exit("run `cold` first: the plain path is compared with its steps")
+            missing = [s for s in INGEST_TO_VALUE if s not in cold["steps"]]
+            if missing:  # a step of the path not run would count as 0 s and inflate the ratio
+                sys.exit(f"the cold run has no time for {', '.join(missing)}: run `cold` again")
             outputs = project_outputs(work, state["versions_after_cold"][-1])
             out = work / "plain.json"
             load_before = load_average()
@@ -548,7 +585,8 @@ def main() -> None:
             plain = json.loads(out.read_text())
             print(
                 f"plain pandas + lifetimes path, as of {outputs['as_of']}: {plain['total']:.1f} s "
-                f"(process wall incl. imports {wall:.1f} s), CPU {plain['cpu']:.1f} s, peak RSS "
+                f"(process wall incl. imports {wall:.1f} s), CPU {plain['cpu']:.1f} s (imports "
+                "not counted), peak RSS "
                 f"{plain['peak_rss_gib']:.2f} GiB; load average {load_before} before, "
                 f"{load_average()} after"
             )
@@ -584,6 +622,8 @@ def main() -> None:
             state["plain"] = plain
         state_path(work).parent.mkdir(parents=True, exist_ok=True)
         state_path(work).write_text(json.dumps(state, default=str))
+    if failures:
+        sys.exit(f"{failures} run(s) failed: see FAILED above")
 
 
 if __name__ == "__main__":

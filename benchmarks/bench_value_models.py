@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_value_models.py                   # 1M customers, ~10M orders
     .venv/bin/python benchmarks/bench_value_models.py --customers 20000 # quick run
-    .venv/bin/python benchmarks/bench_value_models.py --db path.duckdb  # reuse a generated file
+    .venv/bin/python benchmarks/bench_value_models.py --db path.duckdb  # generate into a file
+    .venv/bin/python benchmarks/bench_value_models.py --db path.duckdb --reuse  # then reuse it
 
 1. Generates BG/NBD-like transactions (vectorised numpy, Gamma-Gamma spends, a few same-day extra
    orders and non-completed statuses) into `staging.orders` of a DuckDB file.
@@ -393,6 +394,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_value_models_"))
     db = args.db or work / "bench.duckdb"
+    print(f"the paths' outputs (JSON) go to {work}; delete it after reading them")
     if args.reuse and db.exists():
         import duckdb
 

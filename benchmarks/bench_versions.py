@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_versions.py --customers 1000000     # publish + time travel
     .venv/bin/python benchmarks/bench_versions.py --daily-runs 30         # 30 daily runs
+    .venv/bin/python benchmarks/bench_versions.py --daily-runs 10 --keep-versions 3
 
 Targets (issue 5): publishing all marts as a version for 1M customers costs <= 10 s over the
 unversioned write; a point query on any retained version answers in under a second; disk growth
@@ -117,9 +118,14 @@ def publish_cost(customers: int, versions_to_publish: int) -> None:
     )
 
 
-def daily_runs(runs: int, keep_versions: int) -> None:
-    """Real runs of the whole graph on ENGAGEMENT_DATA_DIR (default: the bundled sample),
-    retention after each, file size."""
+def daily_runs(runs: int, keep_versions: int, share: float = 0.01) -> None:
+    """Real runs of the whole graph on a copy of ENGAGEMENT_DATA_DIR (default: the bundled
+    sample, or the generator's exports), each after one day of new orders (`share` of the
+    orders, for existing customers, on the next day: benchmarks/bench_pipeline.py's), then
+    retention: the versions retained, the files' size. (Without new orders every run after the
+    first published nothing, as it should, and the growth was not measured; a review.)"""
+    import sys
+
     from engagement_box import settings
     from pipelines.definitions import defs
     from pipelines.partitions import current_partition_key
@@ -131,11 +137,18 @@ def daily_runs(runs: int, keep_versions: int) -> None:
         warehouse_resource,
     )
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_pipeline
+
+    source = settings.data_dir()
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with tempfile.TemporaryDirectory() as tmp:
         database = Path(tmp) / "w.duckdb"
+        exports = Path(tmp) / "exports"
+        bench_pipeline.link_exports(source, exports)
         resources = {
             "warehouse": warehouse_resource(database),
-            "exports": ExportsResource(data_dir=str(settings.data_dir())),
+            "exports": ExportsResource(data_dir=str(exports)),
             "model_settings": ModelSettings(),
             "engagement_config": EngagementConfig(audience_dir=str(Path(tmp) / "audiences")),
             "retention": RetentionPolicy(keep_versions=keep_versions, keep_days=10_000),
@@ -143,20 +156,30 @@ def daily_runs(runs: int, keep_versions: int) -> None:
         pipeline = defs.resolve_job_def("engagement_pipeline")
         retention = defs.resolve_job_def("version_retention")
         for run in range(1, runs + 1):
+            day = ""
+            if run > 1:  # the first run is the cold one; each later one a day of new orders
+                frame = bench_pipeline.new_orders(source, share, 1000 + run, days_after=run - 1)
+                frame.write_parquet(exports / "orders" / f"orders_day_{run - 1:03d}.parquet")
+                day = f", +{frame.height:,} orders on {frame['ordered_at'][0][:10]}"
             started = time.perf_counter()
             result = pipeline.execute_in_process(
-                resources=resources, partition_key=current_partition_key()
+                resources=resources, partition_key=current_partition_key(), run_config=quiet
             )
-            assert result.success
-            assert retention.execute_in_process(resources=resources).success
+            assert result.success, f"run {run} failed"
+            assert retention.execute_in_process(resources=resources, run_config=quiet).success
+            with duckdb.connect(str(database), read_only=True) as con:
+                kept, newest = con.execute(
+                    "SELECT count(*), max(snapshot_id) FROM marts.snapshots "
+                    "WHERE expired_at IS NULL"
+                ).fetchone()
             size = readers.default_working(database).stat().st_size
             published = database.stat().st_size + sum(
                 f.stat().st_size
                 for f in readers.Layout(database, database).history_dir.rglob("*.parquet")
             )
-            print(f"run {run:3}: {time.perf_counter() - started:5.1f} s, "
-                  f"working {size / 1024**2:6.1f} MiB, published + Parquet "
-                  f"{published / 1024**2:6.1f} MiB")  # fmt: skip
+            print(f"run {run:3}: {time.perf_counter() - started:5.1f} s{day}; version {newest}, "
+                  f"{kept} retained (keep {keep_versions}); working {size / 1024**2:6.1f} MiB, "
+                  f"published + Parquet {published / 1024**2:6.1f} MiB")  # fmt: skip
 
 
 def main() -> None:
@@ -166,6 +189,8 @@ def main() -> None:
     parser.add_argument("--daily-runs", type=int, default=0)
     parser.add_argument("--keep-versions", type=int, default=30)
     args = parser.parse_args()
+    if not (args.customers or args.daily_runs):
+        parser.error("give --customers N (publish and time travel) or --daily-runs N, or both")
     if args.customers:
         publish_cost(args.customers, args.versions)
     if args.daily_runs:

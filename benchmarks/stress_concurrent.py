@@ -121,7 +121,7 @@ def main() -> int:
     round_seconds = []
     started_all = time.monotonic()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")},
         "ENGAGEMENT_DATA_DIR": str(exports),
         "ENGAGEMENT_WAREHOUSE": str(database),
         "ENGAGEMENT_AUDIENCE_DIR": str(database.parent / "audiences"),

@@ -4,11 +4,15 @@
 
 On a generated retailer (ending 2025-12-31, runs use --month 2025-12) and the project's own
 `.dagster/dagster.yaml` in a new DAGSTER_HOME, it makes one uninterrupted reference run, then
-starts runs on a second warehouse and kills each at a random step (the first on the fresh
-warehouse; `published_marts` among the steps) a random moment after the step starts. After each
-kill the warehouse must open and its current version be whole. Then a normal run must finish
-within the reference run's time plus --slack seconds and publish the same marts. Prints one line
-per kill and the figures; exits 1 if any check fails.
+starts runs on a second warehouse and kills each at a step, taken in turn from `STEPS` (the
+first on the fresh warehouse; `published_marts` the last, so --kills 10 kills at each once), a
+random moment after the step starts. After each kill the published file must open, hold exactly
+one current version when it holds any, and every retained version must be whole (each mart's
+rows as its log recorded them). A kill whose step never started (the run ended first) is a
+problem too: it tested nothing. Then a normal run must finish within the reference run's time
+plus --slack seconds and publish the same marts (floats to 1e-9 relative: two identical runs
+differ in the last bit in a few sums). Prints one line per kill and the figures; exits 1 if any
+check fails. Runs see only the ENGAGEMENT_* settings this script sets.
 """
 
 import argparse
@@ -31,7 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engagement_box import generator  # noqa: E402
-from engagement_box.governance.compare import current_marts  # noqa: E402
+from engagement_box.governance.compare import (  # noqa: E402
+    current_marts,
+    differences,
+    mart_columns,
+)
 
 STEPS = [
     "staging__customers",
@@ -42,7 +50,7 @@ STEPS = [
     "work__model_fit",
     "work__customer_value",
     "work__engagement_value",
-    "work__customer_persona",
+    "customer_persona",
     "published_marts",
 ]
 
@@ -52,8 +60,8 @@ def start_run(exports: Path, database: Path, log: Path) -> subprocess.Popen:
     if not home.exists():
         home.mkdir(parents=True)
         shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
+    env = {  # the shell's settings left out: a run of this script is the same run anywhere
+        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")},
         "ENGAGEMENT_DATA_DIR": str(exports),
         "ENGAGEMENT_WAREHOUSE": str(database),
         "ENGAGEMENT_AUDIENCE_DIR": str(database.parent / "audiences"),
@@ -87,22 +95,36 @@ def wait_for(log: Path, marker: str, run: subprocess.Popen, timeout: float) -> b
 
 
 def versions(database: Path) -> int:
-    """Open the warehouse read-only; check the current version is whole; count versions."""
+    """Open the published file read-only; check exactly one version is current, and that it and
+    every retained version are whole (each mart's rows as the version's log recorded them, read
+    through `marts.<mart>` and `marts.<mart>_at`); the number of retained versions. (It looked
+    for `marts.snapshots` among the tables, where the published file has it as a view, so it
+    checked nothing.)"""
     if not database.exists():
         return 0
     con = duckdb.connect(str(database), read_only=True)
     try:
         if not con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' "
-            "AND table_name = 'snapshots'"
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'marts' "
+            "AND view_name = 'snapshots'"
         ).fetchone()[0]:
             return 0
-        rows = con.execute('SELECT "tables" FROM marts.snapshots WHERE is_current').fetchall()
-        for (tables,) in rows:
+        rows = con.execute(
+            'SELECT snapshot_id, "tables", is_current FROM marts.snapshots '
+            "WHERE expired_at IS NULL ORDER BY snapshot_id"
+        ).fetchall()
+        current = [snapshot for snapshot, _, is_current in rows if is_current]
+        assert not rows or len(current) == 1, f"current versions: {current}"
+        for snapshot, tables, is_current in rows:
             for table, count in json.loads(tables).items():
-                got = con.execute(f"SELECT count(*) FROM marts.{table}").fetchone()[0]
-                assert got == count, (table, got, count)
-        return con.execute("SELECT count(*) FROM marts.snapshots").fetchone()[0]
+                got = con.execute(
+                    f"SELECT count(*) FROM marts.{table}_at({int(snapshot)})"
+                ).fetchone()[0]
+                assert got == count, (snapshot, table, got, count)
+                if is_current:
+                    got = con.execute(f"SELECT count(*) FROM marts.{table}").fetchone()[0]
+                    assert got == count, ("current", table, got, count)
+        return len(rows)
     finally:
         con.close()
 
@@ -142,7 +164,7 @@ def main() -> int:
     database.parent.mkdir(parents=True, exist_ok=True)
     problems = []
     for i in range(args.kills):
-        step = STEPS[0] if i == 0 else rng.choice(STEPS)
+        step = STEPS[i % len(STEPS)]
         delay = rng.uniform(0.0, 3.0)
         log = work / f"kill{i:02d}.log"
         run = start_run(exports, database, log)
@@ -153,10 +175,16 @@ def main() -> int:
         run.wait()
         try:
             count = versions(database)
-            state = f"opens, {count} versions, current whole"
+            state = (
+                f"opens, {count} versions, one current, every one whole"
+                if count
+                else "opens, no version yet"
+            )
         except Exception as exc:  # noqa: BLE001 (reported, the loop goes on)
-            state = f"BROKEN: {exc}"
-            problems.append(f"kill {i}: {exc}")
+            state = f"BROKEN: {exc!r}"
+            problems.append(f"kill {i}: {exc!r}")
+        if not reached:
+            problems.append(f"kill {i}: step {step} never started (the run ended first)")
         print(
             f"kill {i:2d}: {step:30} +{delay:.2f} s (reached: {reached}) after "
             f"{time.monotonic() - started:6.1f} s -> {state}"
@@ -171,15 +199,23 @@ def main() -> int:
         run.kill()
         code = None
     final_seconds = time.monotonic() - started
-    equal = code == 0 and current_marts(database) == reference
+    differ = (
+        differences(current_marts(database), reference, mart_columns(database)) if code == 0 else []
+    )
+    equal = code == 0 and not differ
     print(
         f"final run: exit {code} in {final_seconds:.1f} s (reference {reference_seconds:.1f} s, "
         f"bound {reference_seconds + args.slack:.0f} s); marts equal the reference: {equal}"
     )
     if code != 0:
         problems.append(f"final run exit {code}")
-    if not equal:
-        problems.append("final marts differ from the reference")
+    if code == 0 and differ:
+        problems += [f"final marts differ from the reference: {line}" for line in differ]
+    else:
+        try:
+            versions(database)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"after the final run: {exc!r}")
     for problem in problems:
         print("PROBLEM:", problem)
     return 1 if problems else 0

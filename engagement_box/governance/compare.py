@@ -6,6 +6,7 @@ benchmarks/stress_kills.py.
 """
 
 import json
+import math
 from pathlib import Path
 
 import duckdb
@@ -44,5 +45,56 @@ def current_marts(database: Path) -> dict[str, list[tuple]]:
             ).fetchall()
         ]
         return found
+    finally:
+        con.close()
+
+
+def differences(
+    found: dict[str, list[tuple]],
+    expected: dict[str, list[tuple]],
+    columns: dict[str, list[str]] | None = None,
+    rel: float = 1e-9,
+) -> list[str]:
+    """Where two `current_marts` differ beyond `rel` (relative, on floats; two identical runs
+    differ in the last bit in a few sums), one line per mart and column: rows, the largest
+    relative difference. Empty when they agree."""
+    said = []
+    for mart in sorted(found.keys() | expected.keys()):
+        rows, wanted = found.get(mart, []), expected.get(mart, [])
+        if len(rows) != len(wanted):
+            said.append(f"{mart}: {len(rows)} rows against {len(wanted)}")
+            continue
+        names = (columns or {}).get(mart, [])
+        by_column: dict[int, list[float]] = {}
+        for got, want in zip(rows, wanted, strict=True):
+            for i, (u, v) in enumerate(zip(got, want, strict=True)):
+                if u == v:
+                    continue
+                if isinstance(u, float) and isinstance(v, float):
+                    if math.isclose(u, v, rel_tol=rel, abs_tol=1e-12):
+                        continue
+                    gap = abs(u - v) / max(abs(u), abs(v))
+                else:
+                    gap = math.inf
+                by_column.setdefault(i, []).append(gap)
+        for i, gaps in sorted(by_column.items()):
+            name = names[i] if i < len(names) else f"column {i + 1}"
+            said.append(f"{mart}.{name}: {len(gaps)} rows differ, at most {max(gaps):.2g} relative")
+    return said
+
+
+def mart_columns(database: Path) -> dict[str, list[str]]:
+    """The column names of each compared mart's rows in `current_marts`."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return {
+            table: [
+                d[0]
+                for d in con.execute(
+                    f"SELECT *{exclude} FROM marts.{quote_identifier(table)} LIMIT 0"
+                ).description
+            ]
+            for table, exclude in COMPARED_MARTS.items()
+        }
     finally:
         con.close()
