@@ -1194,6 +1194,10 @@ def erase(args: argparse.Namespace) -> int:
         warehouse_resource,
     )
 
+    problem = settings.path_problem()  # a path DuckDB reads as a pattern: another folder's files
+    if problem:
+        print(f"engagement-box erase: FAILED, nothing was erased: {problem}", file=sys.stderr)
+        return 2
     warehouse = warehouse_resource()
     lake = LakeResource()
     logged: set[str] | None = None  # the requests logged before this one, once read

@@ -37,9 +37,10 @@ def _upper(text: str) -> str:
 
 
 def _plain_path(text: str) -> str:
-    """A folder or database path DuckDB reads files under: `*`, `?` and `[ ]` are patterns to
-    it (a warehouse in `wh*/` read the files of a copy beside it, every customer twice; in
-    `wh?/` no run could commit). Refused, naming them."""
+    """A folder or database path DuckDB or polars read files under: `*`, `?` and `[ ]` are
+    patterns to them (a warehouse in `wh*/` read the files of a copy beside it, every customer
+    twice; in `wh?/` no run could commit; exports in `ex[1]/` were read from `ex1/`; an erasure
+    could not read back the audience files in `aud[1]/`). Refused, naming them."""
     odd = sorted({c for c in text if c in "*?[]"})
     if odd:
         raise ValueError(
@@ -212,6 +213,7 @@ SETTINGS: tuple[Setting, ...] = (
         "data/sample",
         "folder of exports: `<dir>/{orders,customers,reviews,social,referrals}/*.csv\\|*.parquet`,"
         " and optionally `<dir>/fx_rates/` (dated exchange rates, `docs/CONTRACTS.md`)",
+        _plain_path,
     ),
     Setting(
         "ENGAGEMENT_WAREHOUSE",
@@ -230,7 +232,10 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="next to `ENGAGEMENT_WAREHOUSE`: `<name>.working.duckdb`",
     ),
     Setting(
-        "ENGAGEMENT_AUDIENCE_DIR", "data/audiences", "where audience CSV/Parquet files are written"
+        "ENGAGEMENT_AUDIENCE_DIR",
+        "data/audiences",
+        "where audience CSV/Parquet files are written",
+        _plain_path,
     ),
     Setting(
         "ENGAGEMENT_ENGINE",
@@ -489,6 +494,39 @@ def first_problem(environ: Mapping[str, str] | None = None) -> str | None:
     # The dates a monthly run compares (the calibration end against a pinned as-of, ...) are
     # `pipelines/resources.py::window_problem`'s: retention and the audience files take none.
     return None
+
+
+PATH_SETTINGS = (
+    "ENGAGEMENT_DATA_DIR",
+    "ENGAGEMENT_WAREHOUSE",
+    "ENGAGEMENT_WORKING_DB",
+    "ENGAGEMENT_AUDIENCE_DIR",
+    "ENGAGEMENT_LAKE_DIR",
+)
+
+
+def path_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """`first_problem` of the path settings alone: what a command that runs no step (an
+    erasure) must refuse, without being stopped by a bad value of a model setting."""
+    for name in PATH_SETTINGS:
+        try:
+            value(name, environ)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
+def isolated_environment(given: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child process that must run with `given` settings only (the
+    benchmarks and stress scripts): this process's variables but its ENGAGEMENT_ ones, every
+    setting set empty, which reads as its default (so a `.env` in the child's working directory,
+    which the CLI reads for a variable not set, sets none either), then `given`. A shell's
+    ENGAGEMENT_WORKING_DB sent a benchmark's retailer into the user's working database."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")},
+        **{setting.name: "" for setting in SETTINGS},
+        **given,
+    }
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -1435,6 +1435,22 @@ def erasure_log_rows(working: Path) -> int:
         con.close()
 
 
+def test_an_erasure_under_a_path_read_as_a_pattern_is_refused_before_anything(
+    erasable, tmp_path, monkeypatch, capsys
+):
+    """`engagement-box erase` did not check the paths the run refuses: under `aud[1]/` it
+    logged the request, then crashed reading the audience files back and left the person in
+    them; under `wh*/` it rebuilt a file that read a copy beside it (a re-review)."""
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "aud[1]"))
+    assert cli.main(["erase", "--customer-id", "C1"]) == 2
+    said = capsys.readouterr().err
+    assert "FAILED, nothing was erased" in said and "ENGAGEMENT_AUDIENCE_DIR" in said, said
+    with duckdb.connect(str(erasable), read_only=True) as con:  # no request logged
+        assert not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'erasure_log'"
+        ).fetchone()[0]
+
+
 def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsys):
     """An unknown person: exit 0 and the request logged (it keeps their rows out of exports
     read later), but the console says nothing matched instead of "person found: False" and a

@@ -88,6 +88,8 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         ("ENGAGEMENT_WAREHOUSE", "/srv/eb [1]/engagement.duckdb", "the path holds [ ]"),
         ("ENGAGEMENT_WORKING_DB", "/srv/wh?/work.duckdb", "the path holds ?"),
         ("ENGAGEMENT_LAKE_DIR", "/srv/lake[2]", "choose a path without them"),
+        ("ENGAGEMENT_DATA_DIR", "/srv/ex[1]", "the path holds [ ]"),  # read ex1/'s files
+        ("ENGAGEMENT_AUDIENCE_DIR", "/srv/aud*", "the path holds *"),
     ],
 )
 def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, name, bad, words):
