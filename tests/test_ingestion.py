@@ -752,6 +752,7 @@ def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(wareh
             {**REVIEW, "review_id": "r3", "helpful_votes": "12345678901234567.50"},
             {**REVIEW, "review_id": "r4", "helpful_votes": "1e3"},
             {**REVIEW, "review_id": "r5", "helpful_votes": "-0.0"},
+            {**REVIEW, "review_id": "r6", "helpful_votes": "12345678901234567e0"},
         ],
     )
     table = pa.table(
@@ -783,6 +784,7 @@ def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(wareh
     assert found == [  # reviews.csv, then reviews.parquet
         ("rating", "unparseable_integer", "1.0000000000000000001"),
         ("helpful_votes", "unparseable_integer", "12345678901234567.50"),
+        ("helpful_votes", "unparseable_integer", "12345678901234567e0"),  # no float holds it
         ("helpful_votes", "unparseable_integer", "12345678901234567.50"),
     ]
 

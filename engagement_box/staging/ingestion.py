@@ -1514,15 +1514,16 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
         retry = values.is_null() & text.is_not_null()
         if retry.any():
             # a fraction of zeros, read exactly (`12345678901234567.00` through a float was
-            # ...68); another form (`1e3`) through a float when whole and written with no
-            # fraction digit but 0 (`1.0000000000000000001` was 1, `...67.50` ...68; a review)
+            # ...68); another form (`1e3`) through a float when whole, below 2**53 and written
+            # with no fraction digit but 0 (`1.0000000000000000001` was 1, `...67.50` ...68,
+            # `12345678901234567e0` ...68; two reviews)
             exact = text.str.replace(r"^([+-]?\d+)\.0*$", "${1}").cast(pl.Int64, strict=False)
             floats = text.cast(pl.Float64, strict=False)
             plain = text.str.contains(r"^[+-]?\d*(\.0*)?([eE][+-]?\d+)?$")
-            whole = (
+            whole = (  # below 2**53: a float holds every integer there exactly
                 floats.is_finite()
                 & (floats == floats.round(0))
-                & (floats.abs() < 2.0**63)
+                & (floats.abs() < 2.0**53)
                 & plain.fill_null(False)
             )
             values = pl.select(
