@@ -145,13 +145,20 @@ def environment(work: Path) -> dict[str, str]:
     if not home.exists():
         home.mkdir(parents=True)
         shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
-    return {  # the shell's settings left out: ENGAGEMENT_WORKING_DB wrote the bench's retailer
-        # into the user's working database, ENGAGEMENT_ENGINE or ENGAGEMENT_AS_OF changed what
-        # is measured (a review)
-        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")},
-        "ENGAGEMENT_DATA_DIR": str(work / "exports"),
-        "ENGAGEMENT_WAREHOUSE": str(work / "warehouse" / "engagement.duckdb"),
-        "ENGAGEMENT_AUDIENCE_DIR": str(work / "audiences"),
+    sys.path.insert(0, str(REPO))
+    from engagement_box.settings import isolated_environment
+
+    # the shell's and `.env`'s settings left out: ENGAGEMENT_WORKING_DB wrote the bench's
+    # retailer into the user's working database, ENGAGEMENT_ENGINE or ENGAGEMENT_AS_OF changed
+    # what is measured (two reviews)
+    return {
+        **isolated_environment(
+            {
+                "ENGAGEMENT_DATA_DIR": str(work / "exports"),
+                "ENGAGEMENT_WAREHOUSE": str(work / "warehouse" / "engagement.duckdb"),
+                "ENGAGEMENT_AUDIENCE_DIR": str(work / "audiences"),
+            }
+        ),
         "DAGSTER_HOME": str(home),
     }
 

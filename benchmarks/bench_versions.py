@@ -141,6 +141,14 @@ def daily_runs(runs: int, keep_versions: int, share: float = 0.01) -> None:
     import bench_pipeline
 
     source = settings.data_dir()
+    if not (source / "_manifest.json").exists() or not any(
+        (source / "orders").glob("orders_*.parquet")
+    ):  # it failed with a traceback after the first run (a review)
+        raise SystemExit(
+            f"--daily-runs adds each day's orders drawn from the generator's exports: {source} "
+            "has no _manifest.json or no orders_*.parquet file (use the bundled sample, or "
+            "exports made by `engagement-box generate`)"
+        )
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with tempfile.TemporaryDirectory() as tmp:
         database = Path(tmp) / "w.duckdb"

@@ -15,7 +15,6 @@ must never have failed. Prints one line per round and the figures; exits 1 if an
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from engagement_box import generator  # noqa: E402
 from engagement_box.governance import readers  # noqa: E402
+from engagement_box.settings import isolated_environment  # noqa: E402
 
 # Months with data (the generated retailer ends 2025-12-31); round r takes the next --runs.
 WARN_CHECK = "check holdout_total_within_25pct"
@@ -120,11 +120,14 @@ def main() -> int:
     problems: list[str] = []
     round_seconds = []
     started_all = time.monotonic()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_")},
-        "ENGAGEMENT_DATA_DIR": str(exports),
-        "ENGAGEMENT_WAREHOUSE": str(database),
-        "ENGAGEMENT_AUDIENCE_DIR": str(database.parent / "audiences"),
+    env = {  # the shell's and `.env`'s settings left out: the same runs anywhere
+        **isolated_environment(
+            {
+                "ENGAGEMENT_DATA_DIR": str(exports),
+                "ENGAGEMENT_WAREHOUSE": str(database),
+                "ENGAGEMENT_AUDIENCE_DIR": str(database.parent / "audiences"),
+            }
+        ),
         "DAGSTER_HOME": str(home),
     }
     for r in range(args.rounds):

@@ -23,6 +23,9 @@ COMPARED_MARTS = {
     "engagement_value": "",
     "customer_persona": "",
     "persona_profile": "",
+    # the mart analysts start from, and the cohorts (they were not compared; a review)
+    "customer": "",
+    "cohort_retention": "",
 }
 
 
