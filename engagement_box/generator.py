@@ -1681,6 +1681,15 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     except ValueError as error:  # an option out of range: said in one line, nothing written
         print(f"engagement-box generate: error: {error}", file=sys.stderr)
         return 2
+    used = str(Path(args.out).expanduser().absolute())
+    odd = sorted({c for c in used if c in "*?[]"})
+    if odd:  # every run would refuse the folder as ENGAGEMENT_DATA_DIR (README, "Settings")
+        print(
+            f"engagement-box generate: error: {used} holds {' '.join(odd)}, which the pipeline "
+            "reads as a pattern of file names: choose a folder without them",
+            file=sys.stderr,
+        )
+        return 2
     began = time.perf_counter()
     try:
         manifest = generate(args.out, cfg)

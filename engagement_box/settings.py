@@ -491,6 +491,9 @@ def first_problem(environ: Mapping[str, str] | None = None) -> str | None:
             value(setting.name, environ)
         except ValueError as error:
             return str(error)
+    problem = _resolved_path_problem(environ)
+    if problem:
+        return problem
     # The dates a monthly run compares (the calibration end against a pinned as-of, ...) are
     # `pipelines/resources.py::window_problem`'s: retention and the audience files take none.
     return None
@@ -513,6 +516,25 @@ def path_problem(environ: Mapping[str, str] | None = None) -> str | None:
             value(name, environ)
         except ValueError as error:
             return str(error)
+    return _resolved_path_problem(environ)
+
+
+def _resolved_path_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """The paths as used (a relative one from the working directory, a default under the
+    repository) with a character a pattern reads: the setting's text may hold none (`sample`
+    run from a folder `p[1]/` read the exports of `p1/`; a re-review)."""
+    environ = os.environ if environ is None else environ
+    for name in PATH_SETTINGS:
+        if name == "ENGAGEMENT_WORKING_DB" and not environ.get(name):
+            continue  # next to the warehouse, checked with it
+        used = str(path(name, environ))
+        odd = sorted({c for c in used if c in "*?[]"})
+        if odd:
+            return (
+                f"{name} is {used}, which holds {' '.join(odd)}: DuckDB and polars read them as "
+                "a pattern of file names. Choose a folder without them (for a relative path, "
+                "the working directory counts)"
+            )
     return None
 
 

@@ -283,3 +283,17 @@ def test_crv_looks_forward_over_the_clv_horizon_given_in_code(monkeypatch):
     assert (built.horizon_months, built.monthly_discount_rate) == (6, 0.02)
     from_env = resources.EngagementConfig().to_settings(resources.ModelSettings())
     assert (from_env.horizon_months, from_env.monthly_discount_rate) == (12, 0.01)
+
+
+def test_a_relative_path_under_a_folder_read_as_a_pattern_is_refused(tmp_path, monkeypatch):
+    """The setting's text held no pattern character, the path it resolves to did: `sample` run
+    from a folder `p[1]/` read the exports of `p1/` beside it (a re-review)."""
+    odd = tmp_path / "p[1]"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    monkeypatch.setenv("ENGAGEMENT_DATA_DIR", "sample")
+    said = settings.first_problem()
+    assert said is not None and "ENGAGEMENT_DATA_DIR is " in said and "[ ]" in said, said
+    assert settings.path_problem() == said
+    monkeypatch.chdir(tmp_path)
+    assert settings.first_problem() is None
