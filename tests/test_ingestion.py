@@ -736,9 +736,10 @@ def test_warehouse_decimals_and_half_floats_are_read_as_their_numbers(warehouse,
 
 def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(warehouse, exports_dir):
     """Integers written as decimals went through a float: `12345678901234567.00` was staged as
-    ...68, and `1.0000000000000000001` and `12345678901234567.50` as whole numbers, with no
-    quarantine row (a re-review). A fraction of zeros is read exactly; any other fraction is
-    quarantined, as the contract says, in a CSV as in a Parquet file's decimals."""
+    ...68, and `1.0000000000000000001`, `12345678901234567.50` and `40000000000000000001e-19`
+    as whole numbers, with no quarantine row (re-reviews). A fraction of zeros and an exponent
+    form are read exactly; a value that is not whole is quarantined, as the contract says, in a
+    CSV as in a Parquet file's decimals."""
     import decimal
 
     import pyarrow as pa
@@ -753,6 +754,7 @@ def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(wareh
             {**REVIEW, "review_id": "r4", "helpful_votes": "1e3"},
             {**REVIEW, "review_id": "r5", "helpful_votes": "-0.0"},
             {**REVIEW, "review_id": "r6", "helpful_votes": "12345678901234567e0"},
+            {**REVIEW, "review_id": "r7", "rating": "40000000000000000001e-19"},
         ],
     )
     table = pa.table(
@@ -777,6 +779,7 @@ def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(wareh
         ("r1", 4, 12345678901234567),
         ("r4", 4, 1000),
         ("r5", 4, 0),
+        ("r6", 4, 12345678901234567),  # an exponent form read exactly, as a decimal
     ]
     found = warehouse.execute(
         'SELECT "column", reason, detail FROM staging.quarantine ORDER BY source_file, source_row'
@@ -784,7 +787,7 @@ def test_an_integer_written_with_a_fraction_is_read_exactly_or_quarantined(wareh
     assert found == [  # reviews.csv, then reviews.parquet
         ("rating", "unparseable_integer", "1.0000000000000000001"),
         ("helpful_votes", "unparseable_integer", "12345678901234567.50"),
-        ("helpful_votes", "unparseable_integer", "12345678901234567e0"),  # no float holds it
+        ("rating", "unparseable_integer", "40000000000000000001e-19"),  # 4.0000000000000000001
         ("helpful_votes", "unparseable_integer", "12345678901234567.50"),
     ]
 

@@ -37,6 +37,7 @@ No Dagster import: the assets in `assets/staging.py` are a thin layer over `inge
 
 import codecs
 import csv
+import decimal
 import functools
 import hashlib
 import io
@@ -1495,6 +1496,19 @@ _FIRST_TIMESTAMP = datetime(1, 1, 1)
 _FIRST_DATE = _FIRST_TIMESTAMP.date()
 
 
+def _whole_decimal(written: str) -> int | None:
+    """`written` (an exponent form such as `1e3`) as the integer it is exactly, or None when it
+    is not whole or no BIGINT holds it."""
+    try:
+        number = decimal.Decimal(written)
+    except decimal.InvalidOperation:
+        return None
+    if not number.is_finite() or number.adjusted() > 18 or number != number.to_integral_value():
+        return None
+    whole = int(number)
+    return whole if -(2**63) <= whole < 2**63 else None
+
+
 def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
     """Parse one text column; returns the typed column and the reason to give a failure."""
     if dtype == pl.String:
@@ -1513,26 +1527,32 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
         values = text.cast(pl.Int64, strict=False)
         retry = values.is_null() & text.is_not_null()
         if retry.any():
-            # a fraction of zeros, read exactly (`12345678901234567.00` through a float was
-            # ...68); another form (`1e3`) through a float when whole, below 2**53 and written
-            # with no fraction digit but 0 (`1.0000000000000000001` was 1, `...67.50` ...68,
-            # `12345678901234567e0` ...68; two reviews)
+            # A fraction of zeros, read exactly (`12345678901234567.00` through a float was
+            # ...68); `.0`, `-0.0` through a float; an exponent form (`1e3`) exactly, as a
+            # decimal, when its value is whole (through a float, `1.0000000000000000001` was 1,
+            # `12345678901234567e0` ...68, `40000000000000000001e-19` 4; three reviews).
+            # Anything else (`4.5`) stays NULL: quarantined, the text shown.
             exact = text.str.replace(r"^([+-]?\d+)\.0*$", "${1}").cast(pl.Int64, strict=False)
             floats = text.cast(pl.Float64, strict=False)
-            plain = text.str.contains(r"^[+-]?\d*(\.0*)?([eE][+-]?\d+)?$")
-            whole = (  # below 2**53: a float holds every integer there exactly
-                floats.is_finite()
-                & (floats == floats.round(0))
-                & (floats.abs() < 2.0**53)
-                & plain.fill_null(False)
-            )
+            zeros = text.str.contains(r"^[+-]?\d*\.0*$").fill_null(False)
+            whole = floats.is_finite() & (floats == floats.round(0)) & (floats.abs() < 2.0**53)
             values = pl.select(
                 pl.when(pl.lit(retry & exact.is_not_null()))
                 .then(pl.lit(exact))
-                .when(pl.lit(retry & whole.fill_null(False)))
+                .when(pl.lit(retry & zeros & whole.fill_null(False)))
                 .then(pl.lit(floats).cast(pl.Int64, strict=False))
                 .otherwise(pl.lit(values))
             ).to_series()
+            exponent = (
+                retry
+                & values.is_null()
+                & text.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$").fill_null(False)
+            ).arg_true()
+            if len(exponent):  # rare: each read as a decimal in Python
+                values = values.scatter(
+                    exponent,
+                    pl.Series([_whole_decimal(t) for t in text.gather(exponent)], dtype=pl.Int64),
+                )
         return values.alias(text.name), "unparseable_integer"
     if dtype == pl.Boolean:
         lowered = text.str.to_lowercase()
