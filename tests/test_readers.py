@@ -908,6 +908,28 @@ def test_a_session_opened_before_a_version_file_was_deleted_reads_the_others(wor
     assert read(layout.published, "SELECT count(*) FROM marts.customer_rfm_at(2)") == [(2,)]
 
 
+def test_a_copy_appearing_in_a_history_folder_after_a_build_gets_the_file_built_again(
+    working, layout
+):
+    """A half-written copy put in a history folder after the published file was built failed
+    every query of that mart's history, and every run said "nothing to do" until the next
+    version (a re-review): the next publish builds the file again, read by its list of files,
+    once; removing the copy builds it again too."""
+    two_versions(working, layout)
+    kept = layout.history_file("customer_rfm", 1)
+    copy = kept.with_name("snapshot_1 (copy).parquet")
+    copy.write_bytes(kept.read_bytes()[:40])
+    with pytest.raises(duckdb.Error):  # the file built before the copy reads it by pattern
+        read(layout.published, "SELECT count(*) FROM history.customer_rfm")
+    assert readers.behind(working, layout) is not None
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, "SELECT count(*) FROM marts.customer_rfm_at(1)") == [(2,)]
+    assert not readers.publish(working, layout, now=NOW).built  # once, not at every run
+    copy.unlink()
+    assert readers.publish(working, layout, now=NOW).built
+    assert read(layout.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
+
+
 def test_time_travel_by_a_date_or_a_version_that_no_longer_stands_says_what_to_give(
     working, layout
 ):

@@ -172,8 +172,25 @@ def _place(layout: Layout) -> str:
 
 
 def _token(con: duckdb.DuckDBPyConnection, layout: Layout) -> str:
-    """`state` and `_place`: equal tokens, the published file is up to date."""
-    return state(con) + _place(layout)
+    """`state`, `_foreign_folders` and `_place`: equal tokens, the published file is up to
+    date."""
+    return state(con) + _foreign_folders(layout) + _place(layout)
+
+
+def _foreign_folders(layout: Layout) -> str:
+    """The history folders holding a file of another name that their pattern matches (a copy
+    made there by hand), which `_version_files` reads by their list of files instead: one
+    appearing after a build failed every session of that file, and every run said "nothing to
+    do" until the next version (a re-review); the file is built again when the set changes."""
+    if not layout.history_dir.is_dir():
+        return ""
+    odd = sorted(
+        folder.name
+        for folder in layout.history_dir.iterdir()
+        if folder.is_dir()
+        and any(_snapshot_id(p) is None for p in folder.glob("snapshot_*.parquet"))
+    )
+    return f"|foreign:{','.join(odd)}" if odd else ""
 
 
 def _has_version(con: duckdb.DuckDBPyConnection) -> bool:
