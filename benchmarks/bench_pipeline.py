@@ -47,6 +47,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's code, for the settings the runs are given
+
+from engagement_box.settings import isolated_environment  # noqa: E402
+
 CLI = [sys.executable, "-m", "engagement_box.cli"]
 STEP_LINE = re.compile(r"^  (\S+)\s+(ok|FAILED)\s+([0-9.]+)(?:\s+([0-9.]+))?")
 STEPS = ("cold", "nothing", "incremental", "resent", "plain")
@@ -145,9 +149,6 @@ def environment(work: Path) -> dict[str, str]:
     if not home.exists():
         home.mkdir(parents=True)
         shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
-    sys.path.insert(0, str(REPO))
-    from engagement_box.settings import isolated_environment
-
     # the shell's and `.env`'s settings left out: ENGAGEMENT_WORKING_DB wrote the bench's
     # retailer into the user's working database, ENGAGEMENT_ENGINE or ENGAGEMENT_AS_OF changed
     # what is measured (two reviews)

@@ -66,6 +66,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engagement_box import settings
 from engagement_box.staging.contracts import (
     ORDER_CHANNELS,
     ORDER_STATUSES,
@@ -1682,7 +1683,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         print(f"engagement-box generate: error: {error}", file=sys.stderr)
         return 2
     used = str(Path(args.out).expanduser().absolute())
-    odd = sorted({c for c in used if c in "*?[]"})
+    odd = settings.pattern_characters(used)
     if odd:  # every run would refuse the folder as ENGAGEMENT_DATA_DIR (README, "Settings")
         print(
             f"engagement-box generate: error: {used} holds {' '.join(odd)}, which the pipeline "

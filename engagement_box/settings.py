@@ -36,12 +36,17 @@ def _upper(text: str) -> str:
     return text.strip().upper()
 
 
+def pattern_characters(text: str) -> list[str]:
+    """The characters of `text` that DuckDB and polars read as a pattern of file names."""
+    return sorted({c for c in text if c in "*?[]"})
+
+
 def _plain_path(text: str) -> str:
     """A folder or database path DuckDB or polars read files under: `*`, `?` and `[ ]` are
     patterns to them (a warehouse in `wh*/` read the files of a copy beside it, every customer
     twice; in `wh?/` no run could commit; exports in `ex[1]/` were read from `ex1/`; an erasure
     could not read back the audience files in `aud[1]/`). Refused, naming them."""
-    odd = sorted({c for c in text if c in "*?[]"})
+    odd = pattern_characters(text)
     if odd:
         raise ValueError(
             f"the path holds {' '.join(odd)}, which DuckDB reads as a pattern of file names: "
@@ -528,7 +533,7 @@ def _resolved_path_problem(environ: Mapping[str, str] | None = None) -> str | No
         if name == "ENGAGEMENT_WORKING_DB" and not environ.get(name):
             continue  # next to the warehouse, checked with it
         used = str(path(name, environ))
-        odd = sorted({c for c in used if c in "*?[]"})
+        odd = pattern_characters(used)
         if odd:
             return (
                 f"{name} is {used}, which holds {' '.join(odd)}: DuckDB and polars read them as "

@@ -46,6 +46,7 @@ import pyarrow as pa
 
 from engagement_box import dictionary
 from engagement_box.governance import privacy, versions
+from engagement_box.settings import pattern_characters
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
     first_line,
@@ -187,10 +188,15 @@ def _foreign_folders(layout: Layout) -> str:
     odd = sorted(
         folder.name
         for folder in layout.history_dir.iterdir()
-        if folder.is_dir()
-        and any(_snapshot_id(p) is None for p in folder.glob("snapshot_*.parquet"))
+        if folder.is_dir() and _holds_foreign(folder)
     )
     return f"|foreign:{','.join(odd)}" if odd else ""
+
+
+def _holds_foreign(folder: Path) -> bool:
+    """Whether a history folder holds a file of another name its pattern `snapshot_*.parquet`
+    matches (a copy made there), which the pattern would open."""
+    return any(_snapshot_id(p) is None for p in folder.glob("snapshot_*.parquet"))
 
 
 def _has_version(con: duckdb.DuckDBPyConnection) -> bool:
@@ -639,8 +645,7 @@ def _version_files(
     # the session's: a file of another name there (a copy, `snapshot_1 (copy).parquet`, which
     # may be half written) would fail every query, and the next build. Such a folder is read
     # by the list of its versions' files, as before (README, "Readers and runs").
-    foreign = any(_snapshot_id(p) is None for p in folder.glob("snapshot_*.parquet"))
-    if foreign or any(c in str(folder) for c in "*?[]"):
+    if _holds_foreign(folder) or pattern_characters(str(folder)):
         listed = ", ".join(_literal(f) for f in found.values())
         pattern = None
         files_read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"

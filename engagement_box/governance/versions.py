@@ -492,15 +492,15 @@ def time_travel_macro(
             "CAST([] AS BIGINT[]))"
         )
     else:  # integers of the snapshot log, written as numbers (DDL binds no parameter)
-        listed = "CAST([" + ", ".join(str(int(v)) for v in sorted(retained)) + "] AS BIGINT[])"
+        listed = _bigint_list(retained)
     gone = ""
     if deleted is not None:
         had, pattern = deleted
-        had_files = "CAST([" + ", ".join(str(int(v)) for v in sorted(had)) + "] AS BIGINT[])"
         gone = (
-            f"\n        WHEN list_contains({had_files}, number) AND NOT EXISTS (SELECT 1 FROM "
-            f"glob({pattern}) AS g WHERE parse_filename(g.file) = 'snapshot_' || number || "
-            "'.parquet') THEN error('version ' || number || ' was deleted after this session "
+            f"\n        WHEN list_contains({_bigint_list(had)}, number) AND NOT EXISTS "
+            f"(SELECT 1 FROM glob({pattern}) AS g WHERE parse_filename(g.file) = "
+            "'snapshot_' || number || '.parquet') THEN error('version ' || number || ' was "
+            "deleted after this session "
             "opened the file (retention expired it, or an erasure): reconnect; SELECT "
             "snapshot_id, as_of, stands_for_as_of FROM marts.snapshots WHERE expired_at IS NULL "
             "then lists the versions there are')"
@@ -512,6 +512,11 @@ def time_travel_macro(
         retained=listed,
         deleted=gone,
     )
+
+
+def _bigint_list(values) -> str:
+    """Integers as a SQL list literal (DDL binds no parameter; `int` keeps them numbers)."""
+    return "CAST([" + ", ".join(str(int(v)) for v in sorted(values)) + "] AS BIGINT[])"
 
 
 def time_travel_comment(mart: str) -> str:

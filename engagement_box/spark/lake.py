@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engagement_box.settings import pattern_characters
+
 POINTER = "_current.json"
 # How long an expired version's folders stay for sessions attached before it expired (the
 # DuckDB engine's `readers.EXPIRED_FILES_GRACE`).
@@ -265,7 +267,7 @@ def _history_files(lake: Path, record: dict[str, Any], mart: str) -> str:
         for s in sorted(record["retained"], key=int)
         if (history / f"snapshot_id={s}").is_dir()
     }
-    if folders and not any(c in str(history) for c in "*?["):
+    if folders and not pattern_characters(str(history)):
         # The folders there are at each query, kept to the versions retained at attach: a
         # list of one pattern per version failed every query of a session attached before
         # one of them was deleted (retention after its day of grace, an erasure).

@@ -1155,11 +1155,8 @@ def _as_text(column: pl.Expr, dtype: pl.DataType, contract: pl.DataType) -> pl.E
     """A column's values as text, to be parsed like a CSV's. Floats for an integer column (pandas
     writes an integer column with a gap as floats: 5.0 and NaN) are written as integers when
     whole; `4.5` stays as it is and is quarantined as not an integer. NaN, in an integer or a
-    boolean column, is a missing value. Decimals for an integer column are whole when their
-    fraction is zeros (`5.00` is 5, exactly, however many digits); `5.50` stays and is
-    quarantined."""
-    if contract.base_type() is pl.Int64 and dtype.base_type() is pl.Decimal:
-        return column.cast(pl.String).str.replace(r"\.0+$", "")
+    boolean column, is a missing value. Decimals are written as they are (`5.00`, read as 5
+    exactly by `_parse_column`; `5.50` quarantined)."""
     if contract.base_type() is pl.Int64 and dtype.base_type() in _FLOATS:
         # whole and within an integer's range; 1e20 stays `1e20` (quarantined, value shown)
         whole = column.is_finite() & (column == column.round(0)) & (column.abs() < 2.0**63)
@@ -1528,21 +1525,12 @@ def _parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
         retry = values.is_null() & text.is_not_null()
         if retry.any():
             # A fraction of zeros, read exactly (`12345678901234567.00` through a float was
-            # ...68); `.0`, `-0.0` through a float; an exponent form (`1e3`) exactly, as a
-            # decimal, when its value is whole (through a float, `1.0000000000000000001` was 1,
-            # `12345678901234567e0` ...68, `40000000000000000001e-19` 4; three reviews).
-            # Anything else (`4.5`) stays NULL: quarantined, the text shown.
-            exact = text.str.replace(r"^([+-]?\d+)\.0*$", "${1}").cast(pl.Int64, strict=False)
-            floats = text.cast(pl.Float64, strict=False)
-            zeros = text.str.contains(r"^[+-]?\d*\.0*$").fill_null(False)
-            whole = floats.is_finite() & (floats == floats.round(0)) & (floats.abs() < 2.0**53)
-            values = pl.select(
-                pl.when(pl.lit(retry & exact.is_not_null()))
-                .then(pl.lit(exact))
-                .when(pl.lit(retry & zeros & whole.fill_null(False)))
-                .then(pl.lit(floats).cast(pl.Int64, strict=False))
-                .otherwise(pl.lit(values))
-            ).to_series()
+            # ...68; `.0` is 0); an exponent form (`1e3`) exactly, as a decimal, when its value
+            # is whole (through a float, `1.0000000000000000001` was 1, `12345678901234567e0`
+            # ...68, `40000000000000000001e-19` 4; three reviews). Anything else (`4.5`) stays
+            # NULL: quarantined, the text shown.
+            exact = text.str.replace(r"^([+-]?)(\d*)\.0*$", "${1}0${2}")
+            values = values.fill_null(exact.cast(pl.Int64, strict=False))
             exponent = (
                 retry
                 & values.is_null()

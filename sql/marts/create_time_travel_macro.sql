@@ -14,8 +14,9 @@
 --
 -- The version is read through text (`number`), so that a date or a text given for it is a
 -- message too: `list_contains` of a DATE failed to bind, with DuckDB's words about templates.
--- The third piece (`deleted`): in the published file, the versions whose file is gone since the session opened
--- it (retention, an erasure) are an error that says so; empty in the working database.
+-- The third piece (`deleted`): in the published file, the versions whose file is gone since
+-- the session opened it (retention, an erasure) are an error that says so; empty in the
+-- working database.
 CREATE OR REPLACE MACRO marts.{macro}(version) AS TABLE
 SELECT h.* EXCLUDE (snapshot_id)
 FROM (
@@ -34,8 +35,8 @@ FROM (
             || 'WHERE as_of = DATE ''2026-06-30'' AND stands_for_as_of))'
         )
         WHEN number IS NULL OR NOT list_contains({retained}, number) THEN error(
-            'version ' || CAST(version AS VARCHAR) || ' is not a retained version (expired by retention, or '
-            || 'never published): SELECT snapshot_id, as_of, stands_for_as_of FROM '
+            'version ' || CAST(version AS VARCHAR) || ' is not a retained version (expired by '
+            || 'retention, or never published): SELECT snapshot_id, as_of, stands_for_as_of FROM '
             || 'marts.snapshots WHERE expired_at IS NULL lists the versions there are'
         ){deleted}
         ELSE number
