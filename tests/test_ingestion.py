@@ -49,7 +49,7 @@ BAD_ORDERS = [
     ("ordered_at", "2024-02-29T23:59:60Z", "unparseable_timestamp"),
     ("net_amount", "12,50", "unparseable_number"),
     ("net_amount", "$12", "unparseable_number"),
-    ("net_amount", "NaN", "unparseable_number"),
+    ("net_amount", "inf", "unparseable_number"),
     ("net_amount", "-3.00", "out_of_range"),
     ("currency", "US$", "malformed"),
     ("status", "shipped", "not_an_allowed_value"),
@@ -118,18 +118,24 @@ def test_null_written_as_text_is_null(warehouse, exports_dir):
         # MySQL's and Hive's text exports: guest orders were one customer `\N` in every mart
         good_order(6, customer="\\N"),
         good_order(7) | {"email": "\\N"},  # an optional column: no value, not malformed
+        # pandas' gaps turned to text (`astype(str)`): every guest order was one buyer "nan"
+        good_order(8, customer="nan"),
+        good_order(9, customer="<NA>"),
+        good_order(10) | {"net_amount": "NaN"},  # a gap, as a float NaN in Parquet
+        good_order(11) | {"email": "NaN"},
     ]
     write_csv(exports_dir / "orders" / "a.csv", rows)
     ingest_source(warehouse, exports_dir, "orders")
     q = quarantine(warehouse).sort("source_row")
-    assert q["reason"].to_list() == ["missing_required_value"] * 4
+    assert q["reason"].to_list() == ["missing_required_value"] * 7
+    assert q["column"].to_list()[4:] == ["customer_id", "customer_id", "net_amount"]
     raw = [json.loads(v) for v in q["raw_values"]]
     assert [r["customer_id"] for r in raw[:2]] == ["NULL", "N/A"] and raw[2]["channel"] == "None"
-    assert raw[3]["customer_id"] == "\\N"
+    assert raw[3]["customer_id"] == "\\N" and raw[4]["customer_id"] == "nan"
     got = staged(warehouse, "orders").sort("order_id")
-    assert got["order_id"].to_list() == ["o3", "o4", "o7"]
-    assert got["email"].to_list()[0] is None and got["email"].to_list()[2] is None
-    assert got["customer_id"].to_list() == ["c1", "NA", "c1"]
+    assert got["order_id"].to_list() == ["o11", "o3", "o4", "o7"]
+    assert got["email"].to_list() == [None, None, "NA@example.com", None]
+    assert got["customer_id"].to_list() == ["c1", "c1", "NA", "c1"]
 
 
 def test_timestamps_in_several_formats_parse_to_utc(warehouse, exports_dir):

@@ -1337,10 +1337,13 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
 
 # Text that export tools write for "no value": NULL. A database dump wrote guest orders'
 # customer_id as `NULL`, which staged every guest as one customer named "NULL". Not `NA` (a
-# country code) and not `NaN` (a number that is refused as such).
+# country code).
 # `\N`: MySQL's `SELECT ... INTO OUTFILE` and `mysqldump --tab`, and Hive's and Spark's text
-# tables, write NULL so.
-NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None", "\\N")
+# tables, write NULL so. `NaN`, `nan`, `<NA>`: pandas' missing value turned to text (an id
+# column of a frame with gaps, `astype(str)`): every guest order was staged under one buyer
+# "nan". A float NaN in Parquet is a gap too, so a CSV's `NaN` in a number column is no value
+# (a required column's row is `missing_required_value`), the same in both formats.
+NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None", "\\N", "NaN", "nan", "<NA>")
 
 
 def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
