@@ -1221,6 +1221,17 @@ def erase(args: argparse.Namespace) -> int:
         print(f"engagement-box erase: FAILED, nothing was erased: {foreign}", file=sys.stderr)
         return 2
 
+    # A Spark-only setup has no working database until an erase logs its first request there:
+    # a refused one leaves none behind (an empty file at the working database's path).
+    created = not warehouse.layout.working.exists()
+
+    def refused(error: BaseException, code: int) -> int:
+        if created:
+            for leftover in (warehouse.layout.working, Path(f"{warehouse.layout.working}.wal")):
+                leftover.unlink(missing_ok=True)
+        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
+        return code
+
     # Under the run locks of the warehouse and of the Spark lake (the one each engine's run
     # holds from its first step to its last): a run publishing at the same time could otherwise
     # put back a file it built before the erasure, or publish a version the erasure never saw.
@@ -1261,14 +1272,11 @@ def erase(args: argparse.Namespace) -> int:
         # the erasure had committed (DuckDB's interrupt gave a traceback and exit 1 instead).
         return _erase_stopped(warehouse.layout.working, logged, stop)
     except (erasure.SaltMismatch, erasure.SharedKey) as error:  # a bad setting or request
-        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
-        return 2
+        return refused(error, 2)
     except ConfigurationError as error:  # the warehouse folder or a setting: nothing ran
-        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
-        return 2
+        return refused(error, 2)
     except Failure as error:  # another run held the lock too long
-        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
-        return 1
+        return refused(error, 1)
     request = f"request {report.request_id} at {report.requested_at:%Y-%m-%d %H:%M:%S}"
     matched = report.found
     if not matched:

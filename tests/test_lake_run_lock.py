@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from pipelines.resources import LakeResource
-from tests.test_lake_erasure import every_row
+from tests.test_lake_erasure import every_row, six_on_a_till
 from tests.test_lake_erasure import lake_dir as lake_dir  # noqa: F401 (a fixture)
 
 
@@ -109,3 +109,27 @@ def test_erase_without_a_lake_leaves_no_lock_file(tmp_path, monkeypatch):
     duckdb.connect(str(tmp_path / "w" / "working.duckdb")).close()  # a warehouse, no lake
     assert cli.main(["erase", "--customer-id", "C1"]) == 0
     assert not (tmp_path / "lake").exists() and not (tmp_path / "lake.run.lock").exists()
+
+
+def test_a_refused_erase_on_a_spark_only_setup_creates_no_working_database(
+    lake_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    capsys,
+):
+    """A Spark-only setup (a lake, no DuckDB warehouse): an erasure refused for a shared address
+    left an empty working database at ENGAGEMENT_WORKING_DB (a stop-47 note). Refused, nothing
+    is created; the same request said shared is taken, and logged there."""
+    from engagement_box import cli
+
+    working = tmp_path / "w" / "working.duckdb"
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "published.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(working))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(lake_dir))
+    six_on_a_till(lake_dir)
+    assert cli.main(["erase", "--email", "till@shop.example"]) == 2
+    assert "on 6 customer profiles" in capsys.readouterr().err
+    assert not working.exists() and not working.with_name("working.duckdb.wal").exists()
+    assert cli.main(["erase", "--email", "till@shop.example", "--shared"]) == 0
+    assert working.exists() and "C1" not in every_row(lake_dir)["customer_id"].to_list()
