@@ -1416,6 +1416,38 @@ def test_files_taken_in_under_earlier_rules_are_taken_in_again(warehouse, export
     assert again.files_ingested == [] and again.restaged_for_rules == []
 
 
+def test_rows_an_unchanged_file_loses_under_new_rules_are_blamed_on_the_rules(
+    warehouse, exports_dir
+):
+    """A file taken in again only because the rules changed (a guest order's customer id
+    `nan`, staged before `nan` was no value): the warning said the file "changed" and told the
+    user to correct it, after the line saying it was unchanged (a re-review)."""
+    from engagement_box.staging.contracts import STAGING_RULES
+
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1), good_order(2, customer="nan")])
+    ingest_source(warehouse, exports_dir, "orders")
+    # As the earlier rules left it: `nan` staged as a buyer, no rules recorded.
+    warehouse.execute(
+        "INSERT INTO staging.orders SELECT * REPLACE ('nan' AS customer_id, "
+        "'o2' AS order_id, 2 AS source_row) FROM staging.orders"
+    )
+    warehouse.execute("DELETE FROM staging.quarantine")
+    warehouse.execute("UPDATE staging.ingested_files SET rules = NULL")
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.restaged_for_rules == ["orders/day1.csv"]
+    said = withdrawn_message("orders", "orders/day1.csv", report.keys_withdrawn["orders/day1.csv"])
+    assert said.startswith(
+        f"orders/day1.csv, unchanged, read under the ingest's current rules (version "
+        f"{STAGING_RULES}): 1 of its rows staged before are now quarantined (keys o2)"
+    ), said
+    assert " changed" not in said
+    # a file that changed under new rules is not said unchanged
+    write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
+    warehouse.execute("UPDATE staging.ingested_files SET rules = NULL")
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.restaged_for_rules == [] and report.files_replaced == ["orders/day1.csv"]
+
+
 def files_of_orders(warehouse) -> list[tuple[str, str]]:
     """(order_id, source_file) of every staged order, by order id."""
     rows = staged(warehouse, "orders").sort("order_id")
@@ -1519,6 +1551,42 @@ def test_blank_entries_in_a_handle_list_are_dropped_not_the_profile(warehouse, e
     assert detail.to_list() == [
         "`no spaces allowed` is not a handle (an optional @, then 1-64 letters, digits, _ or .)"
     ]
+
+
+def test_pandas_gaps_in_a_handle_list_and_a_datetime_are_no_values(warehouse, exports_dir):
+    """pandas turned to text: a list ending in `nan` (`@ann;nan`) staged `nan` as a handle,
+    which merged every customer whose list ended so into one; `NaT` in an optional timestamp
+    quarantined the referral as unparseable (a re-review). A handle that is the word is
+    written with its `@`, and stays."""
+    profile = {
+        "customer_id": "c1", "email": "c1@example.com", "signup_date": "2024-03-01",
+        "loyalty_member": "true", "marketing_consent": "false", "country": "US",
+    }  # fmt: skip
+    write_csv(
+        exports_dir / "customers" / "a.csv",
+        [
+            profile | {"social_handles": "@ann;nan"},
+            profile | {"customer_id": "c2", "social_handles": "NaN;@dee;<NA>"},
+            profile | {"customer_id": "c3", "social_handles": "@nan"},
+        ],
+    )
+    ingest_source(warehouse, exports_dir, "customers")
+    got = staged(warehouse, "customers").sort("customer_id")["social_handles"].to_list()
+    assert got == ["@ann", "@dee", "@nan"]
+    write_csv(
+        exports_dir / "referrals" / "r.csv",
+        [
+            {
+                "referral_id": "r1", "referrer_customer_id": "c1", "referee_email": "b@x.io",
+                "referee_customer_id": "nan", "referred_at": "2024-01-01", "converted_at": "NaT",
+                "referrer_reward": "5", "referee_reward": "5", "would_have_joined_anyway": "nan",
+            },
+        ],
+    )  # fmt: skip
+    ingest_source(warehouse, exports_dir, "referrals")
+    assert quarantine(warehouse).height == 0
+    row = staged(warehouse, "referrals").row(0, named=True)
+    assert row["converted_at"] is None and row["referee_customer_id"] is None
 
 
 def test_a_value_quoted_after_the_separators_space_is_read_without_its_quotes(

@@ -1339,11 +1339,17 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
 # customer_id as `NULL`, which staged every guest as one customer named "NULL". Not `NA` (a
 # country code).
 # `\N`: MySQL's `SELECT ... INTO OUTFILE` and `mysqldump --tab`, and Hive's and Spark's text
-# tables, write NULL so. `NaN`, `nan`, `<NA>`: pandas' missing value turned to text (an id
-# column of a frame with gaps, `astype(str)`): every guest order was staged under one buyer
-# "nan". A float NaN in Parquet is a gap too, so a CSV's `NaN` in a number column is no value
-# (a required column's row is `missing_required_value`), the same in both formats.
-NULL_TEXTS = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None", "\\N", "NaN", "nan", "<NA>")
+# tables, write NULL so. `NaN`, `nan`, `<NA>`, `NaT`: pandas' missing values turned to text
+# (an id column of a frame with gaps, `astype(str)`; `NaT` a datetime's): every guest order was
+# staged under one buyer "nan". A float NaN in Parquet is a gap too, so a CSV's `NaN` in a
+# number column is no value (a required column's row is `missing_required_value`), the same in
+# both formats. A list's entries so written are dropped as blank ones are (`@ann;nan` merged
+# everyone whose list ended so into one customer). A handle that is one of these words is
+# written with its `@` (`@nan`), which no export tool writes for a gap.
+NULL_TEXTS = (
+    *("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None", "\\N"),
+    *("NaN", "nan", "<NA>", "NaT"),
+)
 
 
 def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
@@ -1357,11 +1363,11 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
         col = pl.col(name)
         if name in contact_keys:  # 0.5 CPU-s for 10M order emails
             col = col.str.replace_all(INVISIBLE_PATTERN, "")
-        if name in source.lists:  # entries trimmed, blank ones dropped
+        if name in source.lists:  # entries trimmed, blank ones (and NULL_TEXTS) dropped
             col = (
                 col.str.split(LIST_SEPARATOR)
                 .list.eval(pl.element().str.strip_chars(TRIMMED))
-                .list.eval(pl.element().filter(pl.element() != ""))
+                .list.eval(pl.element().filter(~pl.element().is_in(list(NULL_TEXTS))))
                 .list.join(LIST_SEPARATOR)
             )
         col = col.str.strip_chars(TRIMMED).replace(list(NULL_TEXTS), None)
@@ -2023,7 +2029,7 @@ def ingest_source(
                 report.files_skipped += 1
                 _remember_stat(con, export, previous.source_file)  # same content: hash no more
                 continue
-            if not current_rules:
+            if not current_rules and previous.sha256 == digest:  # only the rules changed
                 report.restaged_for_rules.append(export.relpath)
             # A moved file that changed (or is taken in again): its rows take its new path
             # first, then it replaces them there, as a changed file does where it was taken in.
@@ -2240,6 +2246,8 @@ def _stage(
             if report.files_replaced:
                 report.duplicates_restaged = restage_orphaned_duplicates(con, source, run_id, at)
                 report.keys_withdrawn = _withdrawn_keys(con, source)
+                for file in set(report.keys_withdrawn) & set(report.restaged_for_rules):
+                    report.keys_withdrawn[file]["rules"] = STAGING_RULES  # not the file
                 _compare_again(con, source, report.files_replaced)
 
             staged_per_file = dict(
@@ -2620,21 +2628,35 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
         listed = ", ".join(str(k).replace("\x1f", " ") for k in first)
         return f"(keys {listed}{', ...' if count > len(first) else ''})"
 
+    # An unchanged file taken in again under the ingest's current rules: the rules, not the
+    # file, moved its rows ("changed" sent a user looking for an edit no one made).
+    rules = withdrawn.get("rules")
     said = []
     if withdrawn["keys"]:
+        head = (
+            f"{file}, unchanged, read under the ingest's current rules (version {rules}), no "
+            "longer gives"
+            if rules
+            else f"{file} changed and no longer holds"
+        )
         said.append(
-            f"{file} changed and no longer holds {withdrawn['keys']:,} of the rows it staged "
+            f"{head} {withdrawn['keys']:,} of the rows it staged "
             f"before {keys(withdrawn['keys'], withdrawn['first'])}: they left staging.{source} "
             "and every table computed from it. A file's rows are replaced when it changes: if "
             "they should stay, put them back in it or in a new file"
         )
     quarantined = withdrawn.get("quarantined", 0)
     if quarantined:
+        head = (
+            f"{file}, unchanged, read under the ingest's current rules (version {rules}):"
+            if rules
+            else f"{file} changed:"
+        )
         said.append(
-            f"{file} changed: {quarantined:,} of its rows staged before are now quarantined "
+            f"{head} {quarantined:,} of its rows staged before are now quarantined "
             f"{keys(quarantined, withdrawn['quarantined_first'])}: they left staging.{source} "
-            "and every table computed from it; staging.quarantine says why, correct them in the "
-            "file"
+            "and every table computed from it; staging.quarantine says why (docs/CONTRACTS.md "
+            "gives the rules), correct them in the file"
         )
     return "; ".join(said)
 
