@@ -68,7 +68,8 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      file, as in a CSV (2026-12-04)
 #   8: `\N` is NULL (MySQL's and Hive's text exports); a header row longer than 64 KiB read
 #      whole (2026-12-04)
-#   9: `NaN`, `nan` and `<NA>` are NULL (pandas' gaps written as text); an integer written
+#   9: `NaN`, `nan`, `<NA>` and `NaT` are NULL (pandas' gaps written as text), and dropped
+#      from lists; an integer written
 #      with a fraction of zeros or an exponent read exactly, not through a float; Parquet
 #      float16 and decimal columns read as numbers (2026-12-05)
 STAGING_RULES = 9
