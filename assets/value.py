@@ -40,6 +40,7 @@ from engagement_box.value import (
     rfm,
     scoring,
     selection,
+    uncertainty,
 )
 from engagement_box.value import marts as value_marts
 from engagement_box.value import summary as summaries
@@ -467,9 +468,16 @@ def left_out_check(left_out: dict[str, int], completed: int, currency: str) -> d
         },
         description=(
             f"{n_left_out} of {completed} completed orders left out: no FX rate into {currency} "
-            f"({by_currency}); add them to the fx_rates export or ENGAGEMENT_FX_RATES, then run "
-            "the whole graph again (in the UI: re-execute all steps; the currencies are "
-            "converted in an earlier step, so a re-execution from this failure stops there)"
+            f"({by_currency}); add them to the fx_rates export or ENGAGEMENT_FX_RATES"
+            + (
+                # a shop selling in one currency only (a review): report in it, no rate needed
+                f", or report in {next(iter(left_out))} (ENGAGEMENT_CURRENCY="
+                f"{next(iter(left_out))}: every completed order is in it)"
+                if n_left_out == completed and len(left_out) == 1
+                else ""
+            )
+            + ", then run the whole graph again (in the UI: re-execute all steps; the currencies "
+            "are converted in an earlier step, so a re-execution from this failure stops there)"
             if n_left_out
             else "no completed order left out"
         ),
@@ -628,7 +636,7 @@ def model_fit(
         unit = window["time_unit"]
         in_force = choice.choice_in_force(con, window)
         full = read_work(con, "customer_summary", window)
-        fits, correlations = {}, {}
+        fits, correlations, inputs = {}, {}, {}
         starts, started_from = earlier_fits(con, window)
         pinned = window["purchase_model"]
         windows = [("full", full)]
@@ -636,7 +644,7 @@ def model_fit(
             windows.append(("calibration", read_work(con, "calibration_holdout", window)))
         with fitting.one_blas_thread():  # half the step's CPU: see its docstring
             for name, frame in windows:
-                x, t_x, T, m = model_inputs(frame, unit)
+                x, t_x, T, m = inputs[name] = model_inputs(frame, unit)
                 fits[name] = value_marts.purchase_fits(
                     x,
                     t_x,
@@ -695,6 +703,8 @@ def model_fit(
             for fit in by_model.values()
             if fit.model in (chosen, "gamma_gamma") and not fit.converged
         ]
+        if not failed:
+            failed = _unbounded_uncertainty(chosen, fits["full"], *inputs["full"])
         # Only a choice whose fits converged is carried to later as-ofs.
         recorded = choice.record_choice(con, window, in_force, None if failed else chosen)
         check = dg.AssetCheckResult(
@@ -738,6 +748,23 @@ def model_fit(
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
+def _unbounded_uncertainty(
+    chosen: str, fits: Mapping[str, fitting.FitResult], x, t_x, T, m
+) -> list[str]:
+    """The full window's fits whose likelihood is flat at their parameters (a fit that stopped
+    near a boundary, e.g. one month of orders with a short holdout): customer_value's ranges
+    come from the parameters' covariance, which such a fit does not have. The check passed
+    them and customer_value failed with numpy's "Matrix is not positive definite" (a review).
+    0.3-0.5 CPU-s at 1M customers."""
+    try:
+        with fitting.one_blas_thread():
+            uncertainty.log_param_covariance(chosen, fits[chosen].params, x, t_x, T)
+            uncertainty.gamma_gamma_log_covariance(fits["gamma_gamma"].params, x, m)
+    except fitting.ModelFitError as error:
+        return [f"{error.model} (full window): {error.message}"]
+    return []
+
+
 def _failed_fits_words(
     failed: list[str], full: pl.DataFrame, window: dict, later_orders: bool = True
 ) -> str:
@@ -748,6 +775,23 @@ def _failed_fits_words(
     as-of pinned by ENGAGEMENT_AS_OF is every month's, so the way to later orders is the pin."""
     pinned = bool(window.get("as_of_pinned"))
     said = _too_few(full, window["as_of"], later_orders, pinned) + "; ".join(failed)
+    span = _history_days(full)
+    if span is not None and span < SHORT_HISTORY_DAYS:
+        # One month of orders, or all on one day: shortening the holdout or looking for
+        # outliers (the advice below) cannot help (a review).
+        first = window["as_of"] - dt.timedelta(days=span)
+        return (
+            f"{said}. The orders of the window span only {span} days ({first} to the as-of "
+            f"{window['as_of']}): the purchase models learn from the time between a customer's "
+            "purchases and after their last one, which needs months of orders: "
+            + (
+                "set ENGAGEMENT_AS_OF later (it is every month's as-of), or unset it"
+                if pinned and later_orders
+                else "run a later month (later orders are staged)"
+                if later_orders
+                else "export a longer history (or wait for one), then run again"
+            )
+        )
     if any("no customer in the calibration window" in f for f in failed):
         end = window["calibration_end"]
         if setting_value("ENGAGEMENT_CALIBRATION_END") is not None:
@@ -792,6 +836,17 @@ def _no_dropout(full: pl.DataFrame) -> bool:
     one_time = int((full["frequency"] == 0).sum())
     mean_t = float(full["T_days"].mean() or 0.0)
     return one_time == 0 and mean_t > 0 and float(full["recency_days"].mean()) >= 0.95 * mean_t
+
+
+# A failed fit on orders spanning fewer days than this is said as too short a history.
+SHORT_HISTORY_DAYS = 90
+
+
+def _history_days(full: pl.DataFrame) -> int | None:
+    """Days from the window's first order to its as-of (the longest customer age, T)."""
+    if not full.height or "T_days" not in full.columns:
+        return None
+    return int(full["T_days"].max())
 
 
 # Below this many repeat buyers a failed fit is said first as too little data: a month near the

@@ -161,7 +161,10 @@ def root_causes(result) -> list[str]:
         error = getattr(event.event_specific_data, "error", None)
         if error is None or event.step_key in causes or error.cls_name in _SAID_APART:
             continue
-        while error.cause is not None:
+        # Dagster's wrappers unwrapped down to the first error raised by the step's code: its
+        # message is the one written for the user (a ModelFitError's "the likelihood is flat"
+        # was said as the numpy error it was raised from, "Matrix is not positive definite").
+        while error.cause is not None and error.cls_name.startswith("Dagster"):
             error = error.cause
         message = error.message.strip()
         prefix, _, rest = message.partition(": ")

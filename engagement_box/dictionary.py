@@ -413,7 +413,8 @@ TABLES: tuple[Table, ...] = (
                 "cie",
                 "DOUBLE",
                 "Customer influence effect: this customer's share of all influence in the social "
-                "network (S = beta W + beta^2 W^2), 0..1, sums to 1 over customers.",
+                "network (S = beta W + beta^2 W^2), 0..1, sums to 1 over customers (0 for "
+                "everyone when no social interaction is staged).",
             ),
             Column(
                 "ckv_reviews",

@@ -1836,6 +1836,72 @@ def test_too_few_buyers_in_the_last_month_of_the_orders_are_not_sent_to_a_later_
     assert "run a later month" not in said
 
 
+def test_a_failure_is_said_as_the_steps_own_error_not_the_one_it_was_raised_from():
+    """A step's error raised from numpy's (`ModelFitError` from `LinAlgError`) was said as
+    "Matrix is not positive definite": the cause chain was followed to its end, past the message
+    written for the user. Dagster's wrappers are still unwrapped."""
+    from dagster._utils.error import serializable_error_info_from_exc_info
+
+    from engagement_box.value.fitting import ModelFitError
+
+    try:
+        try:
+            try:
+                raise ValueError("Matrix is not positive definite")
+            except ValueError as numpy_error:
+                raise ModelFitError(
+                    "bgnbd", "degenerate", "the likelihood is flat"
+                ) from numpy_error
+        except ModelFitError as step_error:
+            raise dg.DagsterExecutionStepExecutionError(
+                "Error occurred while executing op",
+                user_exception=step_error,
+                original_exc_info=sys.exc_info(),
+                step_key="s",
+                op_name="s",
+                op_def_name="s",
+            ) from step_error
+    except dg.DagsterExecutionStepExecutionError:
+        error = serializable_error_info_from_exc_info(sys.exc_info())
+    event = SimpleNamespace(
+        is_failure=True,
+        event_type_value="STEP_FAILURE",
+        step_key="work__customer_value",
+        event_specific_data=SimpleNamespace(error=error),
+    )
+    assert cli.root_causes([event]) == [
+        "work__customer_value: bgnbd: the likelihood is flat (reason=degenerate, data={})"
+    ]
+
+
+def test_a_fit_with_a_flat_likelihood_fails_its_check_saying_the_history_is_short(tmp_path):
+    """One month of a shop's orders with a 14-day holdout: BG/NBD stopped near a boundary
+    (a = 6e-6, b = 6180) as converged, the check passed, and customer_value failed with numpy's
+    "Matrix is not positive definite" (a review). The check fails now, naming the flat
+    likelihood and the 30 days of orders."""
+    exports = tmp_path / "exports"
+    assert generator.main(["--out", str(exports), "--customers", "2000", "--seed", "11"]) == 0
+    orders = pl.concat(
+        [
+            pl.read_csv(f, infer_schema_length=0)
+            if f.suffix == ".csv"
+            else pl.read_parquet(f).select(pl.all().cast(pl.String))
+            for f in sorted((exports / "orders").iterdir())
+        ],
+        how="diagonal",
+    ).filter(pl.col("ordered_at").str.starts_with("2026-03"))
+    shutil.rmtree(exports / "orders")
+    (exports / "orders").mkdir()
+    orders.write_csv(exports / "orders" / "orders.csv")
+    env = {**environment(tmp_path, exports), "ENGAGEMENT_HOLDOUT_DAYS": "14"}
+    code, out, err = run_cli(env)
+    assert code == 1, out + err
+    (said,) = [line for line in err.splitlines() if line.startswith("FAILED check fits_converged")]
+    assert "bgnbd (full window): the likelihood is flat in some direction" in said, said
+    assert "The orders of the window span only 30 days (2026-03-01 to the as-of 2026-03-31)" in said
+    assert "not positive definite" not in err and "work__customer_value " not in out
+
+
 def test_too_few_buyers_by_a_pinned_as_of_are_sent_to_the_pin_not_a_later_month(tmp_path):
     """ENGAGEMENT_AS_OF pins every month's as-of: "run a later month" repeated the same
     failure (a re-review)."""

@@ -1264,6 +1264,21 @@ def summary_check(result):
     )
 
 
+def test_a_shop_selling_in_one_other_currency_is_told_to_report_in_it():
+    """An all-EUR shop without fx_rates: 989 of 989 orders left out, and the advice named only
+    rates to add, not the setting that needs none (a review)."""
+    from assets.value import left_out_check
+
+    alone = left_out_check({"EUR": 989}, 989, "USD")
+    assert not alone.passed and "or report in EUR (ENGAGEMENT_CURRENCY=EUR: every" in (
+        alone.description
+    )
+    mixed = left_out_check({"EUR": 989}, 1000, "USD")
+    assert "ENGAGEMENT_CURRENCY" not in mixed.description
+    two = left_out_check({"EUR": 500, "CHF": 500}, 1000, "USD")
+    assert "ENGAGEMENT_CURRENCY" not in two.description
+
+
 def test_orders_left_out_for_want_of_a_rate_fail_the_blocking_check(tmp_path, exports_dir):
     rows = [money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(90)]
     rows += [money_order(100 + i, "10.00", "CHF", "2024-03-03", "c1") for i in range(2)]
