@@ -1225,8 +1225,10 @@ def erase(args: argparse.Namespace) -> int:
         return 2
 
     # A Spark-only setup has no working database until an erase logs its first request there:
-    # a refused one leaves none behind (an empty file at the working database's path).
-    created = not warehouse.layout.working.exists()
+    # a refused one leaves none behind (an empty file at the working database's path). Judged
+    # once the run locks are held: a first run holding them may create it meanwhile, and an
+    # erase that gave up waiting deleted that run's database (a re-review).
+    created = False
 
     def refused(error: BaseException, code: int) -> int:
         if created:
@@ -1257,7 +1259,8 @@ def erase(args: argparse.Namespace) -> int:
                         what=("the Spark lake's folder", "ENGAGEMENT_LAKE_DIR"),
                     )
                 )
-            adopt_single_file(warehouse.layout)
+            adopt_single_file(warehouse.layout)  # (an older single file: adopted, not created)
+            created = not warehouse.layout.working.exists()
             with warehouse.get_connection() as con:
                 logged = _logged_erasures(con)
                 report = erasure.erase(

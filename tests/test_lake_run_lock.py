@@ -133,3 +133,48 @@ def test_a_refused_erase_on_a_spark_only_setup_creates_no_working_database(
     assert not working.exists() and not working.with_name("working.duckdb.wal").exists()
     assert cli.main(["erase", "--email", "till@shop.example", "--shared"]) == 0
     assert working.exists() and "C1" not in every_row(lake_dir)["customer_id"].to_list()
+
+
+def test_an_erase_giving_up_on_a_first_run_leaves_that_runs_working_database(
+    lake_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    capsys,
+):
+    """A first DuckDB run beside a Spark lake creates the working database while it holds the
+    lock; an erase that gave up waiting for it deleted that database as one it had created
+    itself (a re-review). It deletes only what it created under the locks."""
+    from engagement_box import cli
+    from pipelines import resources
+
+    published = tmp_path / "w" / "published.duckdb"
+    working = tmp_path / "w" / "working.duckdb"
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(published))
+    monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(working))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(lake_dir))
+    waited = resources.run_lock
+    monkeypatch.setattr(
+        resources, "run_lock", lambda path, _timeout=0, **kw: waited(path, 1.5, **kw)
+    )
+    working.parent.mkdir()
+    run = os.open(f"{published}.run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(run, fcntl.LOCK_EX)  # the first run: another open file, as another process
+    os.write(run, b"pid 4242 since 2026-01-01 00:00:00\n")
+
+    def first_run_writes() -> None:
+        time.sleep(0.5)
+        con = duckdb.connect(str(working))
+        con.execute("CREATE TABLE run_state AS SELECT 1 AS step")
+        con.close()
+
+    writer = threading.Thread(target=first_run_writes)
+    writer.start()
+    try:
+        assert cli.main(["erase", "--customer-id", "C1"]) == 1
+    finally:
+        writer.join()
+        os.close(run)
+    assert "nothing was erased" in capsys.readouterr().err
+    con = duckdb.connect(str(working), read_only=True)
+    assert con.execute("SELECT step FROM run_state").fetchall() == [(1,)]
