@@ -776,23 +776,11 @@ def _failed_fits_words(
     pinned = bool(window.get("as_of_pinned"))
     said = _too_few(full, window["as_of"], later_orders, pinned) + "; ".join(failed)
     span = _history_days(full)
-    if span is not None and span < SHORT_HISTORY_DAYS:
-        # One month of orders, or all on one day: shortening the holdout or looking for
-        # outliers (the advice below) cannot help (a review).
-        first = window["as_of"] - dt.timedelta(days=span)
-        return (
-            f"{said}. The orders of the window span only {span} days ({first} to the as-of "
-            f"{window['as_of']}): the purchase models learn from the time between a customer's "
-            "purchases and after their last one, which needs months of orders: "
-            + (
-                "set ENGAGEMENT_AS_OF later (it is every month's as-of), or unset it"
-                if pinned and later_orders
-                else "run a later month (later orders are staged)"
-                if later_orders
-                else "export a longer history (or wait for one), then run again"
-            )
-        )
-    if any("no customer in the calibration window" in f for f in failed):
+    # A holdout shorter than the orders' span leaves buyers in the calibration window; where
+    # they span under two days none does (every order on one day: the advice was repeated with
+    # ENGAGEMENT_HOLDOUT_DAYS=1, a review).
+    holdout_helps = span is None or span >= 2
+    if holdout_helps and any("no customer in the calibration window" in f for f in failed):
         end = window["calibration_end"]
         if setting_value("ENGAGEMENT_CALIBRATION_END") is not None:
             return (
@@ -811,6 +799,23 @@ def _failed_fits_words(
                 else "shorten "
             )
             + "ENGAGEMENT_HOLDOUT_DAYS"
+            + (f" below the {span} days the orders span" if span is not None else "")
+        )
+    if span is not None and span < SHORT_HISTORY_DAYS:
+        # One month of orders, or all on one day: shortening the holdout or looking for
+        # outliers (the advice below) cannot help (a review).
+        first = window["as_of"] - dt.timedelta(days=span)
+        return (
+            f"{said}. The orders of the window span only {span} days ({first} to the as-of "
+            f"{window['as_of']}): the purchase models learn from the time between a customer's "
+            "purchases and after their last one, which needs months of orders: "
+            + (
+                "set ENGAGEMENT_AS_OF later (it is every month's as-of), or unset it"
+                if pinned and later_orders
+                else "run a later month (later orders are staged)"
+                if later_orders
+                else "export a longer history (or wait for one), then run again"
+            )
         )
     if _no_dropout(full):
         return (
@@ -819,6 +824,14 @@ def _failed_fits_words(
             "models need to estimate dropout. An export filtered to active or repeat customers, "
             "or generated data, looks so: export every customer's orders, then run the month "
             "again"
+        )
+    penalizer = float(window.get("penalizer") or 0.0)
+    if penalizer > 0 and any("boundary" in f for f in failed):
+        # ENGAGEMENT_PENALIZER=0.1 on a small shop: Gamma-Gamma's q shrunk under 1 (a review)
+        return (
+            f"{said}. ENGAGEMENT_PENALIZER={penalizer:g} shrinks every parameter towards 0 "
+            "(lifetimes' penalizer): a large one pushes a fit to a boundary. Try a smaller one "
+            "(0.001) or none, then run the month again"
         )
     return (
         said + ". Look for outliers and for a currency without its rate in the orders of the "

@@ -323,3 +323,64 @@ def test_failed_fits_on_orders_without_dropout_say_so_not_outliers():
     )
     said = value_module._failed_fits_words(failed, churned, window)
     assert "Look for outliers" in said and "stopped buying" not in said
+
+
+@pytest.mark.parametrize(
+    ("span", "failed", "penalizer", "advice", "not_said"),
+    [
+        # 59 days of orders, no buyer before the 90-day holdout: a shorter holdout publishes
+        # (the short-history words came first and said to export more, a re-review)
+        (
+            59,
+            "no purchase model chosen: model_choice: no customer in the calibration window",
+            0.0,
+            "shorten ENGAGEMENT_HOLDOUT_DAYS below the 59 days the orders span",
+            "export a longer history",
+        ),
+        # every order on one day: no holdout leaves a buyer before it (the advice was repeated
+        # with ENGAGEMENT_HOLDOUT_DAYS=1, a review)
+        (
+            0,
+            "no purchase model chosen: model_choice: no customer in the calibration window",
+            0.0,
+            "The orders of the window span only 0 days",
+            "HOLDOUT",
+        ),
+        # one month of orders, a fit with a flat likelihood: no advice about outliers
+        (
+            30,
+            "bgnbd (full window): the likelihood is flat in some direction",
+            0.0,
+            "span only 30 days (2025-12-01 to the as-of 2025-12-31)",
+            "outliers",
+        ),
+        # ENGAGEMENT_PENALIZER=0.1 pushed Gamma-Gamma's q under 1 on a small shop (a review)
+        (
+            400,
+            "gamma_gamma (full window): q = 0.27 <= 1 (reason=boundary)",
+            0.1,
+            "ENGAGEMENT_PENALIZER=0.1 shrinks every parameter towards 0",
+            "outliers",
+        ),
+    ],
+)
+def test_failed_fits_say_what_would_help(monkeypatch, span, failed, penalizer, advice, not_said):
+    import polars as pl
+
+    from assets import value as value_module
+
+    monkeypatch.delenv("ENGAGEMENT_CALIBRATION_END", raising=False)
+    window = {
+        "as_of": dt.date(2025, 12, 31),
+        "calibration_end": dt.date(2025, 10, 2),
+        "penalizer": penalizer,
+    }
+    full = pl.DataFrame(
+        {
+            "frequency": [0] * 100 + [2] * 150,
+            "recency_days": [0] * 100 + [min(span, 20)] * 150,
+            "T_days": [span] * 250,
+        }
+    )
+    said = value_module._failed_fits_words([failed], full, window, later_orders=False)
+    assert advice in said and not_said not in said, said

@@ -135,7 +135,7 @@ def compare_arrays(
             done[name] = fit_model(
                 name, x, t_x, T, time_unit=time_unit, raise_on_failure=False, counts=counts
             )
-    validations = {}
+    validations, not_finite = {}, {}
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)  # grouped once for every model
     (px, pT), pair_of_row, _ = unique_rows(ux, uT)
     for name in names:
@@ -144,15 +144,23 @@ def compare_arrays(
                 name, done[name], [holdout_length], ux, ut, uT, (px, pT, pair_of_row)
             )
             predicted = parts.expected()[0][inverse]
+            bad = ~np.isfinite(predicted)
+            if bad.any():  # e.g. BG/NBD's 2F1 at a + b < 1 for x = 0 (lifetimes gives NaN too)
+                not_finite[name] = int(
+                    bad.sum() if counts is None else np.asarray(counts)[bad].sum()
+                )
+                continue
             validations[name] = validation_of_predictions(
                 predicted, x, actual, holdout_length, counts
             )
-    chosen, reason = choose(done, validations, names, pinned=pinned, tolerance=tolerance)
+    chosen, reason = choose(
+        done, validations, names, pinned=pinned, tolerance=tolerance, not_finite=not_finite
+    )
     return ModelComparison(
         chosen=chosen,
         reason=reason,
         pinned=pinned is not None,
-        models=_models_table(names, done, validations, chosen),
+        models=_models_table(names, done, validations, chosen, not_finite),
         by_frequency=_by_frequency(validations),
         fits={k: done[k] for k in names},
         validations=validations,
@@ -166,8 +174,19 @@ def choose(
     *,
     pinned: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
+    not_finite: Mapping[str, int] | None = None,
 ) -> tuple[str, str]:
-    """(chosen model, reason in plain words) by the rule in the module docstring."""
+    """(chosen model, reason in plain words) by the rule in the module docstring. `not_finite`:
+    the fitted models left out because their holdout predictions are not finite (customers
+    without one, by model): the choice was a crash on their NaN error (a review)."""
+    not_finite = dict(not_finite or {})
+
+    def why_left_out(name: str) -> str:
+        return (
+            f"{get_model(name).label}'s predictions are not finite for {not_finite[name]} "
+            "customers at its calibration parameters"
+        )
+
     if pinned is not None:
         fit = fits[pinned]
         if not fit.converged:
@@ -176,6 +195,8 @@ def choose(
                 fit.reason or "not_converged",
                 f"the pinned model {get_model(pinned).label} could not be fitted: {fit.message}",
             )
+        if pinned in not_finite:
+            raise ModelFitError(pinned, "degenerate", f"the pinned model: {why_left_out(pinned)}")
         return pinned, f"pinned by the setting to {get_model(pinned).label}"
     fitted = [n for n in names if n in validations]
     if not fitted:
@@ -183,8 +204,20 @@ def choose(
             "model_choice",
             "not_converged",
             "no purchase model could be fitted on the calibration window: "
-            + "; ".join(f"{get_model(n).label}: {fits[n].message}" for n in names),
+            + "; ".join(
+                why_left_out(n) if n in not_finite else f"{get_model(n).label}: {fits[n].message}"
+                for n in names
+            ),
         )
+    reason, left_out = (
+        _chosen(fits, validations, names, fitted, tolerance),
+        [why_left_out(n) for n in names if n in not_finite],
+    )
+    return reason[0], "; ".join([reason[1], *(f"left out: {w}" for w in left_out)])
+
+
+def _chosen(fits, validations, names, fitted, tolerance) -> tuple[str, str]:
+    """Rules 2-4 among the `fitted` models (those with finite holdout predictions)."""
     best = min(validations[n].mae for n in fitted)
     near = [n for n in fitted if validations[n].mae <= best * (1 + tolerance)]
     label = {n: get_model(n).label for n in fitted}
@@ -206,7 +239,7 @@ def choose(
     )
 
 
-def _models_table(names, fits, validations, chosen) -> pl.DataFrame:
+def _models_table(names, fits, validations, chosen, not_finite=()) -> pl.DataFrame:
     rows = []
     for name in names:
         v = validations.get(name)
@@ -218,7 +251,7 @@ def _models_table(names, fits, validations, chosen) -> pl.DataFrame:
             {
                 "model": name,
                 "converged": fit.converged,
-                "reason": fit.reason,
+                "reason": "predictions_not_finite" if name in not_finite else fit.reason,
                 "total_actual": v.total_actual if v else None,
                 "total_predicted": v.total_predicted if v else None,
                 "total_error_pct": total_error,
