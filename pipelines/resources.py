@@ -604,10 +604,16 @@ def open_error(path: Path, exc: Exception, setting: str = "ENGAGEMENT_WAREHOUSE"
     text = str(exc)
     what = "the working database" if setting == "ENGAGEMENT_WORKING_DB" else "the warehouse file"
     if any(marker in text for marker in _DAMAGE_MARKERS):
+        start = (
+            # a new working database beside the published file would replace its versions
+            "point ENGAGEMENT_WORKING_DB and ENGAGEMENT_WAREHOUSE at new files to start a new "
+            "warehouse (the published file and its history keep the versions published so far)"
+            if setting == "ENGAGEMENT_WORKING_DB"
+            else f"point {setting} at a new file to start a new warehouse"
+        )
         return WarehouseError(
             f"{what} {path} is damaged and cannot be opened; restore it (and its "
-            f".wal file, if any) from a backup, or point {setting} at a new file to "
-            f"start a new warehouse (DuckDB said: {text.splitlines()[0]})"
+            f".wal file, if any) from a backup, or {start} (DuckDB said: {text.splitlines()[0]})"
         )
     if "Permission denied" in text:
         return WarehouseError(

@@ -830,7 +830,8 @@ def test_a_published_file_from_before_its_origin_was_recorded_is_still_guarded(
     """A file published before `marts.published_from` (or with its first two columns only)
     left the guard off: a stray working database replaced it and an erase reported success (a
     re-review). Such a file is taken as built from the working database next to it; a damaged
-    one of those does not hold a new warehouse back (its error says to start a new one)."""
+    one of those holds a new working database back too (it would delete the versions' files,
+    the only copy left, a review); deleted, the warehouse starts over."""
     two_versions(working, layout)
     working.close()
     stray = readers.Layout(published=layout.published, working=tmp_path / "stray.duckdb")
@@ -843,6 +844,10 @@ def test_a_published_file_from_before_its_origin_was_recorded_is_still_guarded(
     with layout.working.open("r+b") as damaged:  # the working database it names, damaged
         damaged.seek(8)
         damaged.write(b"\xff" * 512)
+    said = readers.foreign_working_problem_before_run(stray)
+    assert f"the working database {layout.working}, which is damaged" in said, said
+    assert "set ENGAGEMENT_WAREHOUSE to another file to start a new warehouse there" in said
+    layout.working.unlink()
     assert readers.foreign_working_problem_before_run(stray) is None
 
 

@@ -357,7 +357,8 @@ def foreign_working_problem(
     recorded it (or where it was) is taken as built from the working database next to it when
     that one has published and this one (`working_published`) has not. None when the file is
     this database's, was copied or moved since (a copy of a warehouse started over is its own),
-    or its working database is gone or damaged (the warehouse starts over)."""
+    or its working database is gone (the warehouse starts over); a damaged one holds the file
+    back too (its versions' files are the only copy left)."""
     if not layout.published.exists():
         return None
     try:
@@ -374,12 +375,24 @@ def foreign_working_problem(
         return None
     other = Path(row["working_database"])
     if row.get("published_file") is None:  # a file from before it was recorded: guessed
-        if working_published or not _has_published(other):
+        damaged = other.exists() and not _opens(other)  # cannot say: held back below
+        if working_published or (not damaged and not _has_published(other)):
             return None
     elif Path(row["published_file"]) != layout.published.absolute():
         return None  # copied or moved since: the working database it names is not its own
-    if other.absolute() == layout.working.absolute() or not _opens(other):
-        return None
+    if other.absolute() == layout.working.absolute() or not other.exists():
+        return None  # its own, or the warehouse starts over (its working database deleted)
+    if not _opens(other):
+        # Damaged, as the working database's error says: a new one beside the file replaced
+        # it and deleted the versions' files, the only copy of them left (a review).
+        return (
+            f"{layout.published} was built from the working database {other}, which is "
+            f"damaged; this run's is {layout.working}: publishing would replace the analysts' "
+            "file and delete the version files it reads, the only copy of the versions "
+            f"published so far. Restore {other} from a backup, or set ENGAGEMENT_WAREHOUSE to "
+            "another file to start a new warehouse there (the old file and its history stay "
+            f"readable), or delete {other} to start over here, replacing them"
+        )
     return (
         f"{layout.published} was built from the working database {other}, which still exists, "
         f"and this run's is {layout.working}: publishing would replace the analysts' file with "
@@ -400,7 +413,7 @@ def _has_published(path: Path) -> bool:
 
 def _opens(path: Path) -> bool:
     """Whether the DuckDB file at `path` is there and opens (held by a run counts: it is in
-    use); a damaged one does not (its warehouse is to start over, as its error says)."""
+    use); a damaged one does not."""
     if not path.exists():
         return False
     try:
