@@ -101,8 +101,24 @@ _from_zero = _ranged(_number, lambda n: n >= 0, "a number, 0 or more")
 _share = _ranged(_number, lambda n: 0 <= n <= 1, "a number from 0 to 1")
 _open_share = _ranged(_number, lambda n: 0 < n < 1, "a number between 0 and 1, both excluded")
 # A discount rate below 0 makes later money worth more than money now: -0.5 a month multiplied
-# every CLV about 650 times and was published without a word.
-_rate = _ranged(_number, lambda n: n >= 0, "a rate of 0 or more, such as 0.01 (1 % a month)")
+# every CLV about 650 times and was published without a word. A monthly rate of 1 (someone
+# meaning 1 %) is 100 % a month: CLV a tenth of its value, CRV nearly nothing, published the
+# same (a review). From 0 to below 1, as a share.
+_monthly_rate = _ranged(
+    _number, lambda n: 0 <= n < 1, "a monthly rate as a share from 0 to below 1, such as 0.01 (1 %)"
+)
+# A contribution margin is a share of revenue: 30 (someone meaning 30 %) multiplied every CLV by
+# 30 and was published (a review).
+_margin = _ranged(_number, lambda n: 0 <= n <= 1, "a share of revenue from 0 to 1, such as 0.3")
+
+
+def _currency(text: str) -> str:
+    """A three-letter currency code (`usd` read as USD): `usdd` or `US Dollar` staged every
+    order and then left them all out of the value models for want of a rate into it."""
+    code = _upper(text)
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ValueError(f"expected a three-letter currency code such as USD, got {text!r}")
+    return code
 
 
 def _spark_jvm(text: str) -> str:
@@ -328,15 +344,15 @@ SETTINGS: tuple[Setting, ...] = (
         "ENGAGEMENT_MONTHLY_DISCOUNT_RATE",
         "0.01",
         "monthly discount rate of CLV and CRV",
-        parse=_rate,
+        parse=_monthly_rate,
     ),
     Setting(
         "ENGAGEMENT_MARGIN",
         "1.0",
         "contribution margin applied to CLV (1.0 = revenue)",
-        parse=_from_zero,
+        parse=_margin,
     ),
-    Setting("ENGAGEMENT_CURRENCY", "USD", "reporting currency of every value", parse=_upper),
+    Setting("ENGAGEMENT_CURRENCY", "USD", "reporting currency of every value", parse=_currency),
     Setting(
         "ENGAGEMENT_FX_RATES",
         "{}",
@@ -412,7 +428,9 @@ SETTINGS: tuple[Setting, ...] = (
         "share of an influenced customer's CLV that moves to their influencers (0 to 1)",
         parse=_share,
     ),
-    Setting("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0", "value of one review of weight 1", _number),
+    Setting(
+        "ENGAGEMENT_CKV_VALUE_PER_REVIEW", "1.0", "value of one review of weight 1", _from_zero
+    ),
     Setting(
         "ENGAGEMENT_QUADRANT_CLV_QUANTILE",
         "0.5",
@@ -499,6 +517,13 @@ def first_problem(environ: Mapping[str, str] | None = None) -> str | None:
     problem = _resolved_path_problem(environ)
     if problem:
         return problem
+    currency = value("ENGAGEMENT_CURRENCY", environ)
+    if currency in value("ENGAGEMENT_FX_RATES", environ):
+        # ignored without a word (the fx_rates export refuses such a row, docs/CONTRACTS.md)
+        return (
+            f"ENGAGEMENT_FX_RATES gives a rate for {currency}, the reporting currency "
+            "(ENGAGEMENT_CURRENCY): its rate is 1 by definition; remove it"
+        )
     # The dates a monthly run compares (the calibration end against a pinned as-of, ...) are
     # `pipelines/resources.py::window_problem`'s: retention and the audience files take none.
     return None

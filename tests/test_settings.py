@@ -62,10 +62,16 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         ("ENGAGEMENT_CIV_ATTRIBUTION_SHARE", "2", "from 0 to 1"),
         ("ENGAGEMENT_QUADRANT_CRV_QUANTILE", "-0.1", "from 0 to 1"),
         ("ENGAGEMENT_CRV_VALUE_CREDIBILITY", "-3", "0 or more"),
-        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-1", "0 or more"),
+        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-1", "from 0 to below 1, such as 0.01 (1 %)"),
         # A reviewer's: a run that could never pass its checks, and CLVs 650 times too large.
         ("ENGAGEMENT_CLV_HORIZON_MONTHS", "0", "at least 1"),
-        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-0.5", "0 or more"),
+        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "-0.5", "from 0 to below 1"),
+        # someone meaning 1 %, 30 %: published a tenth of CLV, 30 times CLV (a review)
+        ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "1", "from 0 to below 1"),
+        ("ENGAGEMENT_MARGIN", "30", "a share of revenue from 0 to 1, such as 0.3"),
+        ("ENGAGEMENT_CURRENCY", "usdd", "a three-letter currency code such as USD"),
+        ("ENGAGEMENT_CURRENCY", "US Dollar", "a three-letter currency code"),
+        ("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "-1", "a number, 0 or more"),
         ("ENGAGEMENT_MARGIN", "abc", "a number, such as 0.5"),
         ("ENGAGEMENT_MARGIN", "nan", "finite"),
         ("ENGAGEMENT_DUCKDB_THREADS", "zero", "a whole number"),
@@ -102,6 +108,20 @@ def test_a_value_out_of_range_is_refused_in_words_before_any_step(monkeypatch, n
     assert "could not convert" not in str(refused.value)
     monkeypatch.setenv(name, bad)
     assert settings.first_problem() == str(refused.value)
+
+
+def test_a_rate_for_the_reporting_currency_itself_is_refused_before_any_step(monkeypatch):
+    """ENGAGEMENT_FX_RATES='{"USD": 2}' with USD reporting was ignored without a word (and a
+    version published); the fx_rates export refuses such a row (a review)."""
+    monkeypatch.setenv("ENGAGEMENT_FX_RATES", '{"usd": 2, "GBP": 1.27}')
+    assert settings.first_problem() == (
+        "ENGAGEMENT_FX_RATES gives a rate for USD, the reporting currency (ENGAGEMENT_CURRENCY): "
+        "its rate is 1 by definition; remove it"
+    )
+    monkeypatch.setenv("ENGAGEMENT_CURRENCY", "gbp")
+    assert "a rate for GBP, the reporting currency" in settings.first_problem()
+    monkeypatch.setenv("ENGAGEMENT_CURRENCY", "EUR")
+    assert settings.first_problem() is None
 
 
 def test_a_calibration_end_on_or_after_a_pinned_as_of_is_refused_before_any_step(monkeypatch):
