@@ -109,3 +109,36 @@ def test_audience_rows_come_sorted_by_kind_audience_and_customer_whatever_the_in
     assert keys == sorted(keys)
     assert len(keys) == 11 + 8  # c05 withheld consent; every other person once per kind
     assert rows.filter(pl.col("customer_id") == "c05").height == 0
+
+
+def test_a_full_audience_disk_names_the_folder_and_leaves_no_half_built_files(
+    tmp_path, monkeypatch
+):
+    """A full disk under the audience folder failed the step with "No space left on device
+    (os error 28)", no path, no remedy, and the half-built folder kept the space (a review)."""
+    import errno
+
+    import pytest
+
+    from engagement_box.activation import audiences
+
+    out = build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME)
+    parts = [p for _, p in out.group_by("audience_kind", "audience", maintain_order=True)]
+    folder = tmp_path / "audiences"
+    written = audiences.export_audience_parts(parts, folder)  # a version in place
+    real = audiences.write_audiences
+
+    def disk_fills(frame, out_dir, name="audiences"):
+        if out_dir.name == ".quadrant.building":
+            raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / f"{name}.csv"))
+        return real(frame, out_dir, name=name)
+
+    monkeypatch.setattr(audiences, "write_audiences", disk_fills)
+    with pytest.raises(audiences.AudienceWriteError) as failed:
+        audiences.export_audience_parts(parts, folder)
+    said = str(failed.value)
+    assert said.startswith(f"the audience files could not be written in {folder}: No space left")
+    assert "free space or fix the folder's permissions, then run again" in said
+    assert not list(folder.glob(".*.building"))
+    assert sorted(p.name for p in folder.iterdir()) == ["quadrant", "rfm_segment"]
+    assert all((folder / k).is_dir() for k in ("quadrant", "rfm_segment")) and written

@@ -224,9 +224,32 @@ def export_audience_parts(parts: Iterable[pl.DataFrame], out_dir: Path) -> dict[
     (`.<kind>.building`) and swapped in, so a reader finds a kind's old files or its new ones,
     never half; the version record is removed first and written by `record_version` after."""
     out_dir = Path(out_dir)
+    building = {kind: out_dir / f".{kind}.building" for kind in AUDIENCE_KINDS}
+    try:
+        return _export_audience_parts(parts, out_dir, building)
+    except OSError as error:
+        # A full disk said only "No space left on device (os error 28)", naming no path, and
+        # left the half-built folder taking the space (a review).
+        for path in building.values():
+            shutil.rmtree(path, ignore_errors=True)
+        raise AudienceWriteError(
+            f"the audience files could not be written in {out_dir}: "
+            f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}; free "
+            "space or fix the folder's permissions, then run again (the published version is "
+            f"not affected; until {WRITTEN_FROM} is back, the folders there may hold different "
+            "versions)"
+        ) from error
+
+
+class AudienceWriteError(OSError):
+    """The audience folder could not take the files; the message names it and what to do."""
+
+
+def _export_audience_parts(
+    parts: Iterable[pl.DataFrame], out_dir: Path, building: dict[str, Path]
+) -> dict[str, dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / WRITTEN_FROM).unlink(missing_ok=True)  # the files are no version's until swapped
-    building = {kind: out_dir / f".{kind}.building" for kind in AUDIENCE_KINDS}
     for path in building.values():
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir()
