@@ -324,7 +324,7 @@ class Warehouse(DuckDBResource):
             self.run_lock_timeout_seconds,
             ahead=(lambda: earlier_in_backfill(instance, run)) if instance is not None else None,
             # in the run's own log (the UI shows it), not only on the webserver's terminal
-            say=lambda first: context.log.info(f"{month} waits for {first} to go first"),
+            say=lambda first: context.log.info(f"{month} waits for {first} to go first{GONE}"),
         )
         if context.instance is not None:
             # Holding the lock, no other run of this warehouse is working: runs still marked
@@ -449,7 +449,7 @@ def acquire_run_lock(
                 if say is not None:
                     say(first)
                 else:
-                    print(f"waiting for {first} to go first", file=sys.stderr, flush=True)
+                    print(f"waiting for {first} to go first{GONE}", file=sys.stderr, flush=True)
                 said = first
             time.sleep(0.5)
             continue
@@ -744,6 +744,14 @@ AHEAD_POLL_SECONDS = 2.0
 # change of status, then not (its launch died, and nothing will mark it failed). A QUEUED run
 # is never waited for: with a run queue, it may need the slot the waiting run holds.
 LAUNCH_GRACE_SECONDS = 300.0
+# What a backfill's wait adds: a run started on another host (a container) whose process is
+# gone stays "started", since no other host can tell, and the months after it waited for it
+# with no word of how to go on (a review).
+GONE = (
+    " (if its process is gone, e.g. on another host or container, mark it failed: in the UI, "
+    "that run's Terminate, forced, and run its month again afterwards)"
+)
+
 _LAUNCHING = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
