@@ -748,7 +748,7 @@ LAUNCH_GRACE_SECONDS = 300.0
 # gone stays "started", since no other host can tell, and the months after it waited for it
 # with no word of how to go on (a review).
 GONE = (
-    " (if its process is gone, e.g. on another host or container, mark it failed: in the UI, "
+    " (if its process is gone, e.g. on another host or container, end it: in the UI, "
     "that run's Terminate, forced, and run its month again afterwards)"
 )
 

@@ -530,7 +530,7 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
         logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
     assert any(
         "2025-11-01 waits for the run of 2025-10-01 in backfill b1 to go first (if its process is "
-        "gone, e.g. on another host or container, mark it failed: in the UI, that run's "
+        "gone, e.g. on another host or container, end it: in the UI, that run's "
         "Terminate, forced" in m
         for m in logged
     ), logged  # a run of another host whose process is gone was waited for without a word
