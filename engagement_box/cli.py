@@ -1192,6 +1192,7 @@ def erase(args: argparse.Namespace) -> int:
         ConfigurationError,
         EngagementConfig,
         LakeResource,
+        WarehouseError,
         adopt_single_file,
         run_lock,
         warehouse_resource,
@@ -1281,6 +1282,13 @@ def erase(args: argparse.Namespace) -> int:
         return refused(error, 2)
     except ConfigurationError as error:  # the warehouse folder or a setting: nothing ran
         return refused(error, 2)
+    except WarehouseError as error:  # a damaged working database: a traceback (a re-review)
+        return refused(
+            f"{error}. Until the working database is restored, the person stays in the "
+            f"published file {warehouse.layout.published} and its history folder, which a new "
+            "warehouse leaves as they are",
+            2,
+        )
     except Failure as error:  # another run held the lock too long
         return refused(error, 1)
     request = f"request {report.request_id} at {report.requested_at:%Y-%m-%d %H:%M:%S}"

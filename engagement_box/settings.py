@@ -195,8 +195,10 @@ def _fx_rates(text: str) -> dict[str, float]:
     for key, value in _json_map(text).items():
         code = str(key).strip().upper()
         rate = _json_number(value)
-        if len(code) != 3 or not code.isalpha():
+        if len(code) != 3 or not code.isascii() or not code.isalpha():
             raise ValueError(f"{key!r} is not a three-letter currency code such as GBP")
+        if code in rates:  # `GBP` and `gbp`: one of them was kept without a word (a re-review)
+            raise ValueError(f"{code} is given twice (codes are read in upper case)")
         if rate is None or not 0 < rate <= MAX_FX_RATE:
             raise ValueError(
                 f"the rate of {code} is {value!r}; a rate must be a number above 0 and at most "

@@ -41,6 +41,21 @@ class _FromSettings(dg.ConfigurableResource):
             return given
         return settings.value(self._ENV[field])
 
+    def given_problem(self) -> str | None:
+        """The first value given in code or the run's config that its environment variable
+        would refuse, in the setting's words: a margin of 30 from the launchpad published 30
+        times the CLV, where ENGAGEMENT_MARGIN=30 is refused (a re-review)."""
+        for field, name in self._ENV.items():
+            given = getattr(self, field)
+            if given is None:
+                continue
+            text = json.dumps(given) if isinstance(given, dict | list) else str(given)
+            try:
+                settings.value(name, {name: text})
+            except ValueError as error:
+                return f"{type(self).__name__}.{field} = {given!r}: {error}"
+        return None
+
 
 class ExportsResource(_FromSettings):
     """The folder of raw exports: `<data_dir>/<source>/*.csv|*.parquet` (ENGAGEMENT_DATA_DIR)."""
@@ -238,6 +253,11 @@ class ModelSettings(_FromSettings):
                 "ENGAGEMENT_PURCHASE_MODEL", {"ENGAGEMENT_PURCHASE_MODEL": values["purchase_model"]}
             )
         return SimpleNamespace(**values)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        problem = self.given_problem()  # before any step, as the environment's values are
+        if problem:
+            raise ConfigurationError(problem)
 
 
 class Warehouse(DuckDBResource):
@@ -898,6 +918,9 @@ class EngagementConfig(_FromSettings):
         return Path(self.audience_dir) if self.audience_dir else settings.audience_dir()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        problem = self.given_problem()
+        if problem:
+            raise ConfigurationError(problem)
         # An audience folder that cannot be written failed the last step, after the publish,
         # with a raw FileExistsError: the run stops before its first step instead.
         if context.run is None:

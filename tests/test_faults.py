@@ -84,6 +84,37 @@ def test_a_run_launched_without_the_cli_also_stops_before_any_step(env):
     )
 
 
+@pytest.mark.parametrize(
+    ("resource", "config", "said"),
+    [
+        ("model_settings", {"margin": 30.0}, "ModelSettings.margin = 30.0: ENGAGEMENT_MARGIN"),
+        ("model_settings", {"currency": "usdd"}, "a three-letter currency code"),
+        ("engagement_config", {"civ_beta": 1.5}, "EngagementConfig.civ_beta = 1.5"),
+    ],
+)
+def test_a_value_given_in_the_runs_config_is_refused_as_its_setting_is(env, resource, config, said):
+    """The launchpad's config (or a value given in code) skipped the settings' ranges: a margin
+    of 30 published 30 times the CLV, where ENGAGEMENT_MARGIN=30 is refused (a re-review).
+    Refused before any step, in the setting's words."""
+    from pipelines.definitions import defs
+
+    for source in SOURCES:  # a run that would go ahead otherwise
+        shutil.copytree(
+            REPO / "data" / "sample" / source,
+            env["ENGAGEMENT_DATA_DIR"] / source,
+            dirs_exist_ok=True,
+        )
+    result = defs.resolve_job_def("engagement_pipeline").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2025-12-01",
+        run_config={"resources": {resource: {"config": config}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
+    assert said in cli.root_cause(result), cli.root_cause(result)
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_warehouse_fails_at_once_saying_what_to_do(tmp_path, damage):
     published = tmp_path / "w.duckdb"
@@ -103,6 +134,27 @@ def test_a_damaged_warehouse_fails_at_once_saying_what_to_do(tmp_path, damage):
     message = str(raised.value)
     assert "is damaged" in message and str(database) in message
     assert "restore it" in message and "ENGAGEMENT_WORKING_DB" in message
+
+
+def test_an_erase_on_a_damaged_working_database_is_refused_in_words(env, capsys):
+    """`engagement-box erase` on a truncated working database printed a traceback (a
+    re-review); it is refused, saying where the person still is."""
+    published = env["ENGAGEMENT_WAREHOUSE"]
+    published.parent.mkdir()
+    database = default_working(published)
+    con = duckdb.connect(str(database))
+    con.execute("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(200000)")
+    con.close()
+    os.truncate(database, database.stat().st_size // 3)
+    assert cli.main(["erase", "--customer-id", "C1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith(
+        f"engagement-box erase: FAILED, nothing was erased: the working database "
+        f"{database} is damaged"
+    ), err
+    assert f"the person stays in the published file {published}" in err
+    assert database.exists()  # not deleted as one the erase created
 
 
 def test_a_lock_held_by_another_process_is_still_waited_for_then_named(tmp_path, capsys):

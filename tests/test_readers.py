@@ -954,3 +954,39 @@ def test_time_travel_by_a_date_or_a_version_that_no_longer_stands_says_what_to_g
         with pytest.raises(duckdb.InvalidInputException, match=f"version {huge} is not a retained"):
             con.execute(f"SELECT * FROM marts.customer_rfm_at({huge})").fetchall()
         assert con.execute("SELECT count(*) FROM marts.customer_rfm_at(?)", [2]).fetchone() == (2,)
+
+
+def test_a_working_database_restored_from_an_older_copy_does_not_drop_later_versions(
+    working, layout, tmp_path
+):
+    """The working database restored from a copy taken before version 2 (its damage message
+    says to restore one): the next run said "published nothing", rebuilt the file without
+    version 2 and deleted its history files (a re-review). Refused, naming the versions; with
+    the published file deleted, as the message says, it goes on from the copy."""
+    publish_version(working, "2025-01-31", {"a": "Champions", "b": "At Risk"}, {"a": 20, "b": 1})
+    readers.publish(working, layout, now=NOW)
+    working.execute("CHECKPOINT")
+    backup = tmp_path / "backup.duckdb"
+    shutil.copy(layout.working, backup)
+    publish_version(working, "2025-02-28", {"a": "At Risk", "b": "At Risk"}, {"a": 5, "b": 1})
+    readers.publish(working, layout, now=NOW)
+    working.close()
+    shutil.copy(backup, layout.working)  # restored
+    history = sorted(p.name for p in (layout.history_dir / "customer_rfm").iterdir())
+    said = readers.foreign_working_problem_before_run(layout)
+    assert said.startswith(
+        f"{layout.published} holds version(s) 2 that the working database {layout.working} has "
+        "no record of (restored from a copy older than them?)"
+    ), said
+    restored = duckdb.connect(str(layout.working))
+    try:
+        with pytest.raises(readers.PublishError, match=r"holds version\(s\) 2 that"):
+            readers.publish(restored, layout, erased=True, now=NOW)
+        assert read(layout.published, "SELECT count(*) FROM marts.snapshots") == [(2,)]
+        assert sorted(p.name for p in (layout.history_dir / "customer_rfm").iterdir()) == history
+        layout.published.unlink()  # the user goes on from the copy
+        assert readers.foreign_working_problem_before_run(layout) is None
+        assert readers.publish(restored, layout, now=NOW).built
+    finally:
+        restored.close()
+    assert read(layout.published, "SELECT snapshot_id FROM marts.snapshots") == [(1,)]

@@ -83,6 +83,8 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         ("ENGAGEMENT_FX_RATES", '{"GBP": 0}', "the rate of GBP is 0; a rate must be a number"),
         ("ENGAGEMENT_FX_RATES", '{"GBP": "1.3"}', "a rate must be a number above 0"),
         ("ENGAGEMENT_FX_RATES", '{"pounds": 1.3}', "not a three-letter currency code"),
+        ("ENGAGEMENT_FX_RATES", '{"ÄBC": 1.2}', "not a three-letter currency code"),
+        ("ENGAGEMENT_FX_RATES", '{"GBP": 1.27, "gbp": 1.3}', "GBP is given twice"),
         ("ENGAGEMENT_SOCIAL_POINTS", '{"like": "x"}', "the points of like are 'x'"),
         ("ENGAGEMENT_SOCIAL_POINTS", '{"like": -5}', "expected a number, 0 or more"),
         ("ENGAGEMENT_SOCIAL_POINTS", '{"likes": 2}', "'likes' is not an event type"),

@@ -227,17 +227,22 @@ def export_audience_parts(parts: Iterable[pl.DataFrame], out_dir: Path) -> dict[
     building = {kind: out_dir / f".{kind}.building" for kind in AUDIENCE_KINDS}
     try:
         return _export_audience_parts(parts, out_dir, building)
-    except OSError as error:
+    except (OSError, pl.exceptions.ComputeError) as error:
         # A full disk said only "No space left on device (os error 28)", naming no path, and
-        # left the half-built folder taking the space (a review).
+        # left the half-built folder taking the space (a review); polars' writers raise it as
+        # a ComputeError (a re-review).
+        if isinstance(error, pl.exceptions.ComputeError) and "os error" not in str(error):
+            raise
         for path in building.values():
             shutil.rmtree(path, ignore_errors=True)
+        if isinstance(error, OSError):
+            why = f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}"
+        else:
+            why = str(error).strip().splitlines()[0]
         raise AudienceWriteError(
-            f"the audience files could not be written in {out_dir}: "
-            f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}; free "
-            "space or fix the folder's permissions, then run again (the published version is "
-            f"not affected; until {WRITTEN_FROM} is back, the folders there may hold different "
-            "versions)"
+            f"the audience files could not be written in {out_dir}: {why}; free space or fix "
+            "the folder's permissions, then run again (the published version is not affected; "
+            f"until {WRITTEN_FROM} is back, the folders there may hold different versions)"
         ) from error
 
 

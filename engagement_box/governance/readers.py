@@ -336,15 +336,56 @@ def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
 def foreign_working_problem_before_run(layout: Layout) -> str | None:
     """`foreign_working_problem` asked before a run starts (the CLI), with the working
     database's id read from it if it is there and readable now."""
-    working_id, published = None, False
+    working_id, published, known = None, False, set()
     if layout.working.exists():
         try:
             with duckdb.connect(str(layout.working), read_only=True) as working:
                 working_id = _recorded(working, _WAREHOUSE_ID)
                 published = _recorded(working, _STATE) is not None
+                known = _version_ids(working)
         except duckdb.Error:
             return None  # held by a run: the publish asks again
-    return foreign_working_problem(layout, working_id, published)
+    return foreign_working_problem(layout, working_id, published) or (
+        restored_working_problem(layout, working_id, known)
+    )
+
+
+def _version_ids(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """Every version the database has recorded, expired ones included (`snapshot_log` keeps a
+    row per version for good: retention only marks it expired)."""
+    if not versions.table_exists(con, "marts", "snapshot_log"):
+        return set()
+    return {row[0] for row in con.execute("SELECT snapshot_id FROM marts.snapshot_log").fetchall()}
+
+
+def restored_working_problem(layout: Layout, working_id: str | None, known: set[int]) -> str | None:
+    """Why this warehouse's working database must not publish: the published file it built
+    holds versions it has no record of, as when the working database was restored from a copy
+    older than them (its damage message says to restore one). Publishing rebuilt the file
+    without them and deleted their history files, saying "published nothing" (a re-review).
+    None when the file is another warehouse's (`foreign_working_problem`) or not readable."""
+    if working_id is None or not layout.published.exists():
+        return None
+    try:
+        with duckdb.connect(str(layout.published), read_only=True) as published:
+            if not versions.table_exists(published, "marts", "published_from"):
+                return None
+            row = published.execute("SELECT * FROM marts.published_from").pl().row(0, named=True)
+            if row.get("warehouse_id") != working_id:
+                return None
+            missing = sorted(_version_ids(published) - known)
+    except (duckdb.Error, IndexError):
+        return None
+    if not missing:
+        return None
+    listed = ", ".join(str(v) for v in missing)
+    return (
+        f"{layout.published} holds version(s) {listed} that the working database "
+        f"{layout.working} has no record of (restored from a copy older than them?): publishing "
+        "from it would rebuild the file without them and delete their history files. Restore a "
+        f"newer copy of the working database, or, to go on from this one and drop them, delete "
+        f"{layout.published} first (the next run builds it again)"
+    )
 
 
 def foreign_working_problem(
@@ -1056,9 +1097,10 @@ def publish(
         if erased or unfinished_erasures(con):
             _drop_unversioned_old_file(layout)
         return Published()  # nothing published yet: no file for readers
+    working_id = _recorded(con, _WAREHOUSE_ID)
     problem = foreign_working_problem(
-        layout, _recorded(con, _WAREHOUSE_ID), _recorded(con, _STATE) is not None
-    )
+        layout, working_id, _recorded(con, _STATE) is not None
+    ) or restored_working_problem(layout, working_id, _version_ids(con))
     if problem:
         raise PublishError(problem)
     # An erase stopped after its commit: its person may still be in the history files.
