@@ -17,6 +17,7 @@ from assets.identity import placeholder_check, placeholder_check_spec, placehold
 from assets.metadata import markdown_table, run_time
 from assets.value import left_out_check
 from engagement_box import settings
+from engagement_box.activation import audiences as activation
 from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
@@ -474,6 +475,11 @@ def spark_published_marts(
     if audiences.MART in record["marts"]:
         files = audiences.export_files(
             lake_dir.path / record["marts"][audiences.MART], engagement_config.audience_path
+        )
+        # which version they are, as the DuckDB engine's files say: without it a consumer
+        # could not tell whole files from a half-written folder (a review)
+        activation.record_version(
+            engagement_config.audience_path, record["snapshot_id"], as_of, files, engine="spark"
         )
     kept = lake.retain(lake_dir.path, keep_versions=keep_versions, keep_days=keep_days)
     return dg.MaterializeResult(

@@ -151,3 +151,21 @@ def test_a_full_audience_disk_names_the_folder_and_leaves_no_half_built_files(
         assert not list(folder.glob(".*.building"))
         assert sorted(p.name for p in folder.iterdir()) == ["quadrant", "rfm_segment"]
         assert all((folder / k).is_dir() for k in ("quadrant", "rfm_segment")) and written
+
+
+def test_a_folder_of_the_spark_engines_audiences_is_not_taken_for_the_duckdb_engines(tmp_path):
+    """The Spark engine wrote its audience files with no record of their version (a consumer
+    could not tell them whole, a review); with one, its version numbers are its own: the
+    DuckDB engine does not take Spark's version 3 for its version 3. A record from before
+    engines were named is the DuckDB engine's."""
+    import json
+
+    from engagement_box.activation import audiences
+
+    audiences.record_version(tmp_path, 3, engine="spark")
+    assert audiences.recorded_version(tmp_path) is None
+    assert audiences.recorded_version(tmp_path, engine="spark") == 3
+    audiences.record_version(tmp_path, 3)
+    assert audiences.recorded_version(tmp_path) == 3
+    (tmp_path / audiences.WRITTEN_FROM).write_text(json.dumps({"snapshot_id": 2, "as_of": None}))
+    assert audiences.recorded_version(tmp_path) == 2

@@ -823,7 +823,8 @@ def test_a_damaged_working_database_fails_once_before_any_step(tmp_path):
     assert line.startswith(
         f"FAILED before any step: the working database {working} is damaged and cannot be "
         "opened; restore it (and its .wal file, if any) from a backup, or point "
-        "ENGAGEMENT_WORKING_DB at a new file"
+        "ENGAGEMENT_WORKING_DB and ENGAGEMENT_WAREHOUSE at new files to start a new warehouse "
+        "(the published file and its history keep the versions published so far)"
     ), line
     assert "run:" not in out  # no run was created
 

@@ -143,9 +143,14 @@ def test_the_audience_files_equal_the_duckdb_engine(engagement, spark_run, tmp_p
     duck_files = tmp_path / "audiences"
     audiences.export_audiences(expected["audiences"].drop("as_of"), duck_files)
     names = sorted(p.relative_to(duck_files) for p in duck_files.rglob("*.*"))
+    record = json.loads((spark_files / audiences.WRITTEN_FROM).read_text())
     assert len(names) > 4 and names == sorted(
-        p.relative_to(spark_files) for p in spark_files.rglob("*.*")
+        p.relative_to(spark_files)
+        for p in spark_files.rglob("*.*")
+        if p.name != audiences.WRITTEN_FROM  # which version they are: a review found none
     )
+    assert record["engine"] == "spark" and len(record["files"]) == len(names)
+    assert audiences.recorded_version(spark_files, engine="spark") == record["snapshot_id"]
     for name in names:
         if name.suffix == ".csv":
             assert (spark_files / name).read_bytes() == (duck_files / name).read_bytes(), name

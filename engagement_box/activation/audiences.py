@@ -161,12 +161,18 @@ def record_version(
     snapshot_id: int | None,
     as_of: date | None = None,
     files: Mapping[str, Mapping] | None = None,
+    engine: str = "duckdb",
 ) -> None:
     """Write `<out_dir>/_written_from.json`: the version the folder's files come from, its
-    as-of date (the day the segments and values describe), for whoever picks the files up, and
-    the files written (`export_audiences`' result: `missing_files` looks for them)."""
+    as-of date (the day the segments and values describe), for whoever picks the files up, the
+    files written (`export_audiences`' result: `missing_files` looks for them), and the engine
+    whose versions they are (the two engines number theirs apart)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    record = {"snapshot_id": snapshot_id, "as_of": as_of.isoformat() if as_of else None}
+    record = {
+        "snapshot_id": snapshot_id,
+        "as_of": as_of.isoformat() if as_of else None,
+        "engine": engine,
+    }
     if files is not None:
         record["files"] = sorted(
             Path(path).relative_to(out_dir).as_posix()
@@ -199,10 +205,14 @@ def _record(out_dir: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def recorded_version(out_dir: Path) -> int | None:
-    """The version `record_version` wrote for the folder, or None (no record, or unreadable)."""
+def recorded_version(out_dir: Path, engine: str = "duckdb") -> int | None:
+    """The version of `engine` that `record_version` wrote for the folder, or None (no record,
+    unreadable, or another engine's: a record from before engines were named is DuckDB's)."""
+    record = _record(out_dir)
+    if record.get("engine", "duckdb") != engine:
+        return None
     try:
-        return int(_record(out_dir)["snapshot_id"])
+        return int(record["snapshot_id"])
     except (KeyError, ValueError, TypeError):
         return None
 
