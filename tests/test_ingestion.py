@@ -1566,7 +1566,7 @@ def test_pandas_gaps_in_a_handle_list_and_a_datetime_are_no_values(warehouse, ex
         exports_dir / "customers" / "a.csv",
         [
             profile | {"social_handles": "@ann;nan"},
-            profile | {"customer_id": "c2", "social_handles": "NaN;@dee;<NA>"},
+            profile | {"customer_id": "c2", "social_handles": "NaN;@dee;<NA>;-nan"},
             profile | {"customer_id": "c3", "social_handles": "@nan"},
         ],
     )

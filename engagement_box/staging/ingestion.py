@@ -1348,7 +1348,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
 # written with its `@` (`@nan`), which no export tool writes for a gap.
 NULL_TEXTS = (
     *("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "None", "\\N"),
-    *("NaN", "nan", "<NA>", "NaT"),
+    *("NaN", "nan", "-NaN", "-nan", "<NA>", "NaT"),  # pandas' own NA texts, as it reads them
 )
 
 
