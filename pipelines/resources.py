@@ -36,24 +36,27 @@ class _FromSettings(dg.ConfigurableResource):
     _ENV: ClassVar[dict[str, str]] = {}
 
     def setting(self, field: str) -> Any:
+        """The field's value given in code or the run's config, read as its environment
+        variable is (trimmed, its case folded, empty meaning the default: the launchpad's
+        " usd " and a cleared as-of broke a run halfway, a re-review), else the variable's."""
         given = getattr(self, field)
+        name = self._ENV[field]
         if given is not None:
-            return given
-        return settings.value(self._ENV[field])
+            text = json.dumps(given) if isinstance(given, dict | list) else str(given)
+            return settings.value(name, {name: text})
+        return settings.value(name)
 
     def given_problem(self) -> str | None:
         """The first value given in code or the run's config that its environment variable
         would refuse, in the setting's words: a margin of 30 from the launchpad published 30
         times the CLV, where ENGAGEMENT_MARGIN=30 is refused (a re-review)."""
-        for field, name in self._ENV.items():
-            given = getattr(self, field)
-            if given is None:
-                continue
-            text = json.dumps(given) if isinstance(given, dict | list) else str(given)
+        for field in self._ENV:
+            if getattr(self, field) is None:
+                continue  # the environment's: `settings.first_problem` says it
             try:
-                settings.value(name, {name: text})
+                self.setting(field)
             except ValueError as error:
-                return f"{type(self).__name__}.{field} = {given!r}: {error}"
+                return f"{type(self).__name__}.{field} = {getattr(self, field)!r}: {error}"
         return None
 
 

@@ -245,3 +245,17 @@ def test_runs_starting_together_on_a_new_dagster_home_all_open_it(tmp_path):
     ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     assert [code for code, _ in results] == [0, 0, 0], [err[-1500:] for _, err in results]
+
+
+def test_a_value_given_in_the_runs_config_is_read_as_its_setting_is():
+    """The launchpad's " usd " or a cleared as-of passed the check and broke the run halfway
+    ("no FX rate into  USD ", a raw "Invalid isoformat string: ''"): a given value is read as its
+    environment variable is, trimmed, its case folded, empty meaning the default (a re-review)."""
+    from pipelines.resources import EngagementConfig, ModelSettings
+
+    model = ModelSettings(currency=" usd ", as_of="", margin=1, holdout_days=90.0).resolved()
+    assert (model.currency, model.as_of, model.as_of_pinned) == ("USD", None, False)
+    assert (model.margin, model.holdout_days) == (1.0, 90)
+    config = EngagementConfig(social_points_json=' {"like": 2} ', civ_beta=0.25)
+    assert config.setting("social_points_json") == {"like": 2.0}
+    assert config.setting("civ_beta") == 0.25 and config.given_problem() is None
