@@ -9,7 +9,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,23 +35,55 @@ class _FromSettings(dg.ConfigurableResource):
     # field name -> environment variable (engagement_box.settings.SETTINGS defines each one)
     _ENV: ClassVar[dict[str, str]] = {}
 
+    def _given(self, field: str) -> Any:
+        """The field's value given in code or the run's config; None when not given, or given
+        empty (a cleared launchpad field: the environment's value then, as when not given)."""
+        given = getattr(self, field)
+        return None if isinstance(given, str) and not given.strip() else given
+
     def setting(self, field: str) -> Any:
         """The field's value given in code or the run's config, read as its environment
-        variable is (trimmed, its case folded, empty meaning the default: the launchpad's
-        " usd " and a cleared as-of broke a run halfway, a re-review), else the variable's."""
-        given = getattr(self, field)
+        variable is (trimmed, its case folded: the launchpad's " usd " and a cleared as-of broke
+        a run halfway, a re-review), else the variable's."""
+        given = self._given(field)
         name = self._ENV[field]
         if given is not None:
             text = json.dumps(given) if isinstance(given, dict | list) else str(given)
             return settings.value(name, {name: text})
         return settings.value(name)
 
+    def given_environ(self) -> dict[str, str]:
+        """The environment as this resource's given values make it: what the checks that
+        compare two settings (`settings.first_problem`, `window_problem`) must see (a config's
+        rate for the reporting currency was published, a re-review)."""
+        environ = dict(os.environ)
+        for field, name in self._ENV.items():
+            given = self._given(field)
+            if given is not None:
+                environ[name] = json.dumps(given) if isinstance(given, dict | list) else str(given)
+        return environ
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # a value given in code or config, before any step (retention's keep_versions of 0
+        # failed inside its step with a traceback, a re-review); a schedule's or sensor's tick
+        # (no run) says a bad setting in its skip message instead
+        if context.run is None:
+            return
+        problem = self.given_problem() or (
+            settings.first_problem(self.given_environ()) if self.given_values() else None
+        )
+        if problem:
+            raise ConfigurationError(problem)
+
+    def given_values(self) -> bool:
+        return any(self._given(field) is not None for field in self._ENV)
+
     def given_problem(self) -> str | None:
         """The first value given in code or the run's config that its environment variable
         would refuse, in the setting's words: a margin of 30 from the launchpad published 30
         times the CLV, where ENGAGEMENT_MARGIN=30 is refused (a re-review)."""
         for field in self._ENV:
-            if getattr(self, field) is None:
+            if self._given(field) is None:
                 continue  # the environment's: `settings.first_problem` says it
             try:
                 self.setting(field)
@@ -69,9 +101,9 @@ class ExportsResource(_FromSettings):
 
     @property
     def path(self) -> Path:
-        if self.data_dir is not None:
-            return Path(self.data_dir)
-        return settings.data_dir()
+        # a given path read as the variable's (`~` expanded, empty meaning the default: "" was
+        # the working directory, a re-review)
+        return settings.path("ENGAGEMENT_DATA_DIR", self.given_environ())
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A run on a folder that is not there fails before any step: without this, every
@@ -80,6 +112,7 @@ class ExportsResource(_FromSettings):
         # it was a resource error with a stack trace.
         if context.run is None:
             return
+        super().setup_for_execution(context)
         problem = self.problem()
         if problem:
             raise ConfigurationError(problem)
@@ -132,7 +165,9 @@ def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
     )
 
 
-def window_problem(partition_key: str | None, run_date: dt.date) -> str | None:
+def window_problem(
+    partition_key: str | None, run_date: dt.date, environ: Mapping[str, str] | None = None
+) -> str | None:
     """The dates a run of `partition_key` on `run_date` cannot take, which the run refused only
     after its staging steps (or with a traceback): ENGAGEMENT_HISTORY_START after the run's
     month (no month can run yet), a pinned ENGAGEMENT_AS_OF after the run's day, or
@@ -143,19 +178,19 @@ def window_problem(partition_key: str | None, run_date: dt.date) -> str | None:
     only once the exports are staged)."""
     from pipelines.partitions import month_end
 
-    start = settings.value("ENGAGEMENT_HISTORY_START")
+    start = settings.value("ENGAGEMENT_HISTORY_START", environ)
     if start is not None and start > run_date.replace(day=1).isoformat():
         return (
             f"ENGAGEMENT_HISTORY_START={start} is after the current month ({run_date:%Y-%m}): "
             "no as-of month can run yet; set it to the first month of your data"
         )
-    as_of = settings.value("ENGAGEMENT_AS_OF")
+    as_of = settings.value("ENGAGEMENT_AS_OF", environ)
     if as_of is not None and as_of > run_date.isoformat():
         return (
             f"ENGAGEMENT_AS_OF={as_of} is after the run's date {run_date}: set a date that has "
             "already happened, or unset it (each month is then as of its last day)"
         )
-    end = settings.value("ENGAGEMENT_CALIBRATION_END")
+    end = settings.value("ENGAGEMENT_CALIBRATION_END", environ)
     if as_of is not None and end is not None and end >= as_of:
         return (
             f"ENGAGEMENT_CALIBRATION_END={end} must be before ENGAGEMENT_AS_OF={as_of}: the "
@@ -258,9 +293,18 @@ class ModelSettings(_FromSettings):
         return SimpleNamespace(**values)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        problem = self.given_problem()  # before any step, as the environment's values are
+        super().setup_for_execution(context)  # before any step, as the environment's values are
+        if context.run is None or not self.given_values():
+            return
+        # the dates a run compares, with the given values (a config's as-of in 2099 ran eight
+        # steps, then failed naming ENGAGEMENT_AS_OF, a re-review)
+        problem = window_problem(
+            context.run.tags.get(PARTITION_TAG),
+            dt.datetime.now(dt.UTC).date(),
+            self.given_environ(),
+        )
         if problem:
-            raise ConfigurationError(problem)
+            raise ConfigurationError(f"{problem} (given in the run's config or in code)")
 
 
 class Warehouse(DuckDBResource):
@@ -918,12 +962,10 @@ class EngagementConfig(_FromSettings):
 
     @property
     def audience_path(self) -> Path:
-        return Path(self.audience_dir) if self.audience_dir else settings.audience_dir()
+        return settings.path("ENGAGEMENT_AUDIENCE_DIR", self.given_environ())
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        problem = self.given_problem()
-        if problem:
-            raise ConfigurationError(problem)
+        super().setup_for_execution(context)
         # An audience folder that cannot be written failed the last step, after the publish,
         # with a raw FileExistsError: the run stops before its first step instead.
         if context.run is None:
@@ -1015,7 +1057,7 @@ class LakeResource(_FromSettings):
 
     @property
     def path(self) -> Path:
-        return Path(self.lake_dir) if self.lake_dir is not None else settings.lake_dir()
+        return settings.path("ENGAGEMENT_LAKE_DIR", self.given_environ())
 
     def problem(self) -> str | None:
         """A lake given as a URL (`hdfs://`, `s3a://`): the engine reads and writes the lake
@@ -1033,7 +1075,7 @@ class LakeResource(_FromSettings):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every setting before the first step, as the DuckDB engine's Warehouse does: a
         # retention setting that did not parse failed the run's last step, after it published.
-        problem = self.problem() or settings.first_problem()
+        problem = self.problem() or settings.first_problem() or self.given_problem()
         if problem:
             raise ConfigurationError(problem)
         self._run_lock = acquire_run_lock(

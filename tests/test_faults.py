@@ -90,6 +90,10 @@ def test_a_run_launched_without_the_cli_also_stops_before_any_step(env):
         ("model_settings", {"margin": 30.0}, "ModelSettings.margin = 30.0: ENGAGEMENT_MARGIN"),
         ("model_settings", {"currency": "usdd"}, "a three-letter currency code"),
         ("engagement_config", {"civ_beta": 1.5}, "EngagementConfig.civ_beta = 1.5"),
+        # the checks that compare two settings, with the config's values (a re-review: the
+        # as-of ran eight steps first, the rate was published)
+        ("model_settings", {"as_of": "2099-01-01"}, "ENGAGEMENT_AS_OF=2099-01-01 is after"),
+        ("model_settings", {"fx_rates_json": '{"USD": 2}'}, "a rate for USD, the reporting"),
     ],
 )
 def test_a_value_given_in_the_runs_config_is_refused_as_its_setting_is(env, resource, config, said):
@@ -259,3 +263,30 @@ def test_a_value_given_in_the_runs_config_is_read_as_its_setting_is():
     config = EngagementConfig(social_points_json=' {"like": 2} ', civ_beta=0.25)
     assert config.setting("social_points_json") == {"like": 2.0}
     assert config.setting("civ_beta") == 0.25 and config.given_problem() is None
+
+
+def test_retention_given_in_the_runs_config_is_refused_before_its_step(env):
+    """`version_retention` with keep_versions 0 in its config failed inside its step with a
+    traceback, where ENGAGEMENT_KEEP_VERSIONS=0 is refused first (a re-review)."""
+    from pipelines.definitions import defs
+
+    result = defs.resolve_job_def("version_retention").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"resources": {"retention": {"config": {"keep_versions": 0}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_START"]
+    assert "RetentionPolicy.keep_versions = 0: ENGAGEMENT_KEEP_VERSIONS" in cli.root_cause(result)
+
+
+def test_a_path_given_in_the_runs_config_is_read_as_its_setting_is(env, monkeypatch):
+    """A config's `~/aud` made a folder named `~` in the working directory and `""` read the
+    working directory's exports (a re-review): `~` is the home folder, empty the default."""
+    from pipelines.resources import EngagementConfig, LakeResource
+
+    monkeypatch.setenv("HOME", str(env["ENGAGEMENT_DATA_DIR"].parent))
+    home = env["ENGAGEMENT_DATA_DIR"].parent
+    assert EngagementConfig(audience_dir="~/aud").audience_path == home / "aud"
+    assert ExportsResource(data_dir="").path == env["ENGAGEMENT_DATA_DIR"]
+    assert LakeResource(lake_dir="~/lake").path == home / "lake"
