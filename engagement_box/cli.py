@@ -730,8 +730,8 @@ def _foreign_working_problem() -> str | None:
 SPARK_RUN = (
     "engagement-box run runs the DuckDB engine, and ENGAGEMENT_ENGINE is spark. Run the Spark "
     "graph with `DAGSTER_HOME=$PWD/.dagster .venv/bin/dagster job execute -m "
-    "pipelines.definitions -j spark_pipeline` (or from the UI; README \"Running on Apache "
-    "Spark\"), or unset ENGAGEMENT_ENGINE to run on DuckDB"
+    'pipelines.definitions -j spark_pipeline` (or from the UI; README "Running on Apache '
+    'Spark"), or unset ENGAGEMENT_ENGINE to run on DuckDB'
 )
 
 

@@ -9,7 +9,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +23,10 @@ from pydantic import PrivateAttr
 from engagement_box import settings
 from engagement_box.governance import readers
 from engagement_box.sql import is_lock_conflict
+
+# What a check comparing two settings adds when one of them was given in the run's config or
+# in code: the variable it names may not be where the value came from (a re-review).
+GIVEN_TOO = " (with the values given in the run's config or in code, which stand for the variables)"
 
 
 class _FromSettings(dg.ConfigurableResource):
@@ -69,9 +73,10 @@ class _FromSettings(dg.ConfigurableResource):
         # (no run) says a bad setting in its skip message instead
         if context.run is None:
             return
-        problem = self.given_problem() or (
-            settings.first_problem(self.given_environ()) if self.given_values() else None
-        )
+        problem = self.given_problem()
+        if not problem and self.given_values():
+            crossed = settings.first_problem(self.given_environ())
+            problem = crossed and f"{crossed}{GIVEN_TOO}"
         if problem:
             raise ConfigurationError(problem)
 
@@ -304,7 +309,7 @@ class ModelSettings(_FromSettings):
             self.given_environ(),
         )
         if problem:
-            raise ConfigurationError(f"{problem} (given in the run's config or in code)")
+            raise ConfigurationError(f"{problem}{GIVEN_TOO}")
 
 
 class Warehouse(DuckDBResource):
@@ -555,12 +560,18 @@ def tick_problem(
     audience_folder: Path,
     partition_key: str,
     run_date: dt.date,
+    given: Sequence["_FromSettings"] = (),
 ) -> str | None:
     """What would fail a run a schedule's or sensor's tick starts for `partition_key` on
-    `run_date`, before it read a row: a setting, the export folder, the warehouse's folder,
-    the audience folder or the calibration end (a tick requested runs that failed in their
-    resources' setup, each a failed run in the UI)."""
-    problem = settings.first_problem() or exports.problem()
+    `run_date`, before it read a row: a setting (also one given in code to a resource of
+    `given`: a tick failed with a traceback, a re-review), the export folder, the warehouse's
+    folder, the audience folder or the calibration end (a tick requested runs that failed in
+    their resources' setup, each a failed run in the UI)."""
+    problem = (
+        settings.first_problem()
+        or next((p for p in (r.given_problem() for r in (exports, *given)) if p), None)
+        or exports.problem()
+    )
     if problem:
         return problem
     database = layout.published
@@ -1063,7 +1074,7 @@ class LakeResource(_FromSettings):
         """A lake given as a URL (`hdfs://`, `s3a://`): the engine reads and writes the lake
         with this machine's file system calls, so such a run wrote the whole lake into a local
         folder named `hdfs:` and succeeded."""
-        given = self.lake_dir if self.lake_dir is not None else settings.raw("ENGAGEMENT_LAKE_DIR")
+        given = self._given("lake_dir") or settings.raw("ENGAGEMENT_LAKE_DIR")
         if given and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(given)):
             return (
                 f"ENGAGEMENT_LAKE_DIR={given} is a URL: the lake must be a folder path every "

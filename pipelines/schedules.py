@@ -41,7 +41,12 @@ def daily_schedule(
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
     partition_key = partition_key_for(scheduled)
     problem = tick_problem(
-        exports, warehouse.layout, engagement_config.audience_path, partition_key, scheduled.date()
+        exports,
+        warehouse.layout,
+        engagement_config.audience_path,
+        partition_key,
+        scheduled.date(),
+        given=(model_settings, engagement_config),
     )
     if problem:
         return dg.SkipReason(f"no run: {problem}")

@@ -85,7 +85,12 @@ def new_export_files(
     # history has started: `tick_problem` says when it has not).
     today = dt.datetime.now(dt.UTC).date()
     problem = tick_problem(
-        exports, warehouse.layout, engagement_config.audience_path, partition_key_for(today), today
+        exports,
+        warehouse.layout,
+        engagement_config.audience_path,
+        partition_key_for(today),
+        today,
+        given=(engagement_config,),
     )
     if problem:
         return dg.SkipReason(f"no run: {problem}")

@@ -653,3 +653,36 @@ def test_a_run_of_some_marts_only_is_refused_before_anything_is_published(tmp_pa
     assert "selects marts/customer but not marts/" in message
     assert "Select the whole `marts` group" in message and "nothing was published" in message
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "w.working.duckdb").exists()
+
+
+def test_a_bad_value_given_in_code_makes_a_tick_skip_saying_it(tmp_path):
+    """A deployment's resource given civ_beta=1.5 in code failed the schedule's tick with a
+    traceback, and the sensor requested runs that failed at start (a re-review): both skip,
+    naming the resource's field and its variable."""
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    resources = {
+        "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+        "exports": ExportsResource(data_dir=str(tmp_path)),
+        "model_settings": ModelSettings(),
+        "engagement_config": EngagementConfig(
+            audience_dir=str(tmp_path / "audiences"), civ_beta=1.5
+        ),
+    }
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 5),
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        skipped = daily_schedule.evaluate_tick(context)
+    assert not skipped.run_requests
+    assert skipped.skip_message.startswith(
+        "no run: EngagementConfig.civ_beta = 1.5: ENGAGEMENT_CIV"
+    )
+    with dg.build_sensor_context(
+        resources={k: v for k, v in resources.items() if k != "model_settings"},
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        sensed = new_export_files.evaluate_tick(context)
+    assert not sensed.run_requests
+    assert sensed.skip_message.startswith("no run: EngagementConfig.civ_beta = 1.5")

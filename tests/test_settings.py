@@ -285,7 +285,8 @@ def test_a_versions_social_points_are_json_an_analyst_can_read(monkeypatch, give
         config = resources.EngagementConfig(social_points_json=text)
     recorded = json.dumps(run_settings({"as_of": "2026-06-30"}, config))
     blank = run_settings({"as_of": "2026-06-30"}, resources.EngagementConfig(social_points_json=""))
-    assert blank["social_points_json"] is None  # the defaults, as `to_settings` reads it
+    # given empty is not given: the environment's points, else the defaults (None)
+    assert blank["social_points_json"] == ({"like": 3.0, "share": 0.0} if given == "env" else None)
     like, share = duckdb.execute(
         "SELECT json_extract(?::JSON, '$.social_points_json.like')::DOUBLE, "
         "json_extract(?::JSON, '$.social_points_json.share')::DOUBLE",
