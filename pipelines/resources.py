@@ -170,6 +170,20 @@ def _unpartitioned_problem(run: dg.DagsterRun) -> str | None:
     )
 
 
+def _configured_environ(run: dg.DagsterRun) -> dict[str, str]:
+    """The environment as the run's config for `model_settings` makes it: a config that gives
+    a good as-of where the shell's is bad was refused by the warehouse's check of the dates,
+    which read the environment alone (a re-review). Values given in code are checked by
+    `ModelSettings.setup_for_execution`."""
+    config = (run.run_config or {}).get("resources", {}).get("model_settings", {})
+    given = config.get("config", {}) if isinstance(config, dict) else {}
+    try:
+        model = ModelSettings(**{k: v for k, v in given.items() if k in ModelSettings._ENV})
+    except ValueError:  # a config Dagster's own checks refuse first
+        return dict(os.environ)
+    return model.given_environ()
+
+
 def window_problem(
     partition_key: str | None, run_date: dt.date, environ: Mapping[str, str] | None = None
 ) -> str | None:
@@ -369,7 +383,11 @@ class Warehouse(DuckDBResource):
             settings.first_problem()
             or _unpartitioned_problem(context.run)
             or (
-                window_problem(context.run.tags.get(PARTITION_TAG), dt.datetime.now(dt.UTC).date())
+                window_problem(
+                    context.run.tags.get(PARTITION_TAG),
+                    dt.datetime.now(dt.UTC).date(),
+                    _configured_environ(context.run),
+                )
                 if monthly
                 else None
             )

@@ -290,3 +290,31 @@ def test_a_path_given_in_the_runs_config_is_read_as_its_setting_is(env, monkeypa
     assert EngagementConfig(audience_dir="~/aud").audience_path == home / "aud"
     assert ExportsResource(data_dir="").path == env["ENGAGEMENT_DATA_DIR"]
     assert LakeResource(lake_dir="~/lake").path == home / "lake"
+
+
+def test_a_runs_config_that_fixes_a_bad_environment_date_is_taken(env, monkeypatch):
+    """ENGAGEMENT_AS_OF in the future in the shell, a good as-of in the run's config: the
+    warehouse's check of the dates read the environment alone and refused the run (a
+    re-review). The config stands for the variable; without it the run is refused."""
+    from pipelines.definitions import defs
+
+    for source in SOURCES:
+        shutil.copytree(
+            REPO / "data" / "sample" / source,
+            env["ENGAGEMENT_DATA_DIR"] / source,
+            dirs_exist_ok=True,
+        )
+    monkeypatch.setenv("ENGAGEMENT_AS_OF", "2099-01-01")
+    job = defs.resolve_job_def("engagement_pipeline")
+    refused = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key="2025-12-01", raise_on_error=False
+    )
+    assert "ENGAGEMENT_AS_OF=2099-01-01 is after the run's date" in cli.root_cause(refused)
+    taken = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2025-12-01",
+        run_config={"resources": {"model_settings": {"config": {"as_of": "2025-12-15"}}}},
+        raise_on_error=False,
+        op_selection=["staging__fx_rates"],
+    )
+    assert taken.success, cli.root_cause(taken)
