@@ -45,26 +45,34 @@ class _FromSettings(dg.ConfigurableResource):
         given = getattr(self, field)
         return None if isinstance(given, str) and not given.strip() else given
 
+    def _given_env(self, field: str) -> dict[str, str] | None:
+        """The field's given value as its environment variable's text ({name: text}), or None
+        when not given (the environment's value then)."""
+        given = self._given(field)
+        if given is None:
+            return None
+        return {
+            self._ENV[field]: json.dumps(given) if isinstance(given, dict | list) else str(given)
+        }
+
     def setting(self, field: str) -> Any:
         """The field's value given in code or the run's config, read as its environment
         variable is (trimmed, its case folded: the launchpad's " usd " and a cleared as-of broke
         a run halfway, a re-review), else the variable's."""
-        given = self._given(field)
-        name = self._ENV[field]
-        if given is not None:
-            text = json.dumps(given) if isinstance(given, dict | list) else str(given)
-            return settings.value(name, {name: text})
-        return settings.value(name)
+        return settings.value(self._ENV[field], self._given_env(field))
+
+    def given_path(self, field: str) -> Path:
+        """A path field read as its variable is (`~` expanded; "" was the working directory, a
+        re-review), else the variable's."""
+        return settings.path(self._ENV[field], self._given_env(field))
 
     def given_environ(self) -> dict[str, str]:
         """The environment as this resource's given values make it: what the checks that
         compare two settings (`settings.first_problem`, `window_problem`) must see (a config's
         rate for the reporting currency was published, a re-review)."""
         environ = dict(os.environ)
-        for field, name in self._ENV.items():
-            given = self._given(field)
-            if given is not None:
-                environ[name] = json.dumps(given) if isinstance(given, dict | list) else str(given)
+        for field in self._ENV:
+            environ.update(self._given_env(field) or {})
         return environ
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -106,9 +114,7 @@ class ExportsResource(_FromSettings):
 
     @property
     def path(self) -> Path:
-        # a given path read as the variable's (`~` expanded, empty meaning the default: "" was
-        # the working directory, a re-review)
-        return settings.path("ENGAGEMENT_DATA_DIR", self.given_environ())
+        return self.given_path("data_dir")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A run on a folder that is not there fails before any step: without this, every
@@ -991,7 +997,7 @@ class EngagementConfig(_FromSettings):
 
     @property
     def audience_path(self) -> Path:
-        return settings.path("ENGAGEMENT_AUDIENCE_DIR", self.given_environ())
+        return self.given_path("audience_dir")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         super().setup_for_execution(context)
@@ -1086,7 +1092,7 @@ class LakeResource(_FromSettings):
 
     @property
     def path(self) -> Path:
-        return settings.path("ENGAGEMENT_LAKE_DIR", self.given_environ())
+        return self.given_path("lake_dir")
 
     def problem(self) -> str | None:
         """A lake given as a URL (`hdfs://`, `s3a://`): the engine reads and writes the lake

@@ -209,11 +209,9 @@ def choose(
                 for n in names
             ),
         )
-    reason, left_out = (
-        _chosen(fits, validations, names, fitted, tolerance),
-        [why_left_out(n) for n in names if n in not_finite],
-    )
-    return reason[0], "; ".join([reason[1], *(f"left out: {w}" for w in left_out)])
+    chosen, said = _chosen(fits, validations, names, fitted, tolerance)
+    left_out = [f"left out: {why_left_out(n)}" for n in names if n in not_finite]
+    return chosen, "; ".join([said, *left_out])
 
 
 def _chosen(fits, validations, names, fitted, tolerance) -> tuple[str, str]:
