@@ -148,7 +148,8 @@ def _persona_feature_columns() -> tuple[Column, ...]:
             f"z_{f}",
             "DOUBLE",
             f"Mean standardised {_LABELS.get(f, f)} of the persona (log-scaled unless linear, "
-            "then z-scored over all clustered customers; 0 = everyone's mean).",
+            "then z-scored over the version's clustered customers; 0 = their mean, also "
+            "between persona refits).",
         )
         for f in DEFAULT_FEATURES
     )

@@ -274,3 +274,29 @@ def test_a_personas_two_labels_keep_one_order_whichever_is_larger():
     months[1, [civ, social]] = (-1.6, 2.0)
     names = _name_clusters(months[:1], settings) + _name_clusters(months[1:], settings)
     assert names == ["Not influential, Socially active"] * 2
+
+
+def test_a_later_days_profile_is_standardised_over_its_own_customers():
+    """Between refits customers go to the nearest centre in the fit's standardisation, but the
+    profile's z-scores are over the version's own customers (0 = their mean, docs/METRICS.md):
+    in the fit's scale a population that moved read as every persona above (or below) it."""
+    fitted = build_personas(_three_groups(seed=4), PersonaSettings(k_min=2, k_max=5))
+    later = _three_groups(seed=5).with_columns(
+        pl.col("total_spend") * 8, pl.col("clv") * 8, pl.col("days_since_last_order") + 200
+    )
+    assignments, profiles = assign_personas(later, fitted.model)
+    features = feature_matrix(later, PersonaSettings())
+    labels = assignments["persona_id"].to_numpy()
+    sizes = profiles["size"].to_numpy()
+    assert (sizes > 0).sum() >= 2
+    for column, name in enumerate(PersonaSettings().features):
+        values, got = features[:, column], profiles[f"z_{name}"].to_numpy()
+        spread = values.std() or 1.0
+        expected = [
+            (values[labels == c].mean() - values.mean()) / spread if sizes[c] else 0.0
+            for c in range(len(got))
+        ]
+        assert got == pytest.approx(expected, abs=1e-9), name
+        assert float((got * sizes).sum()) == pytest.approx(0.0, abs=1e-9), name
+    # the spend moved up eightfold: in the fit's scale every persona read above the mean
+    assert profiles["z_total_spend"].max() > 0 > profiles["z_total_spend"].min()

@@ -464,3 +464,34 @@ def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(sp
         record_checks(lake_copy, step, [])  # the steps ran again and passed
     assert publish_alone() is None
     assert lake.current(lake_copy)["snapshot_id"] == 2
+
+
+def test_personas_assigned_with_a_stored_model_equal_the_duckdb_engine(spark):
+    """Between refits both engines assign with the model in force: the same personas, and the
+    profile's z-scores over the version's own buyers (0 = their mean), not the fit's scale."""
+    from engagement_box.spark import personas as spark_personas
+    from tests.test_personas import _three_groups
+
+    fitted = personas.build_personas(_three_groups(seed=4), personas.PersonaSettings(k_min=2))
+    later = _three_groups(seed=5).with_columns(
+        pl.col("total_spend") * 8, pl.col("clv") * 8, pl.col("days_since_last_order") + 200
+    )
+    expected_assignments, expected_profiles = personas.assign_personas(later, fitted.model)
+    values = later.select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+    rfm_rows = later.select(
+        "customer_id", "days_since_last_order", "order_count", "total_spend"
+    ).with_columns(pl.lit("Champions").alias("segment"))
+    assignments, profiles, info = spark_personas.personas(
+        spark,
+        spark.createDataFrame(values.to_arrow(compat_level=pl.CompatLevel.oldest())),
+        spark.createDataFrame(rfm_rows.to_arrow(compat_level=pl.CompatLevel.oldest())),
+        model=fitted.model,
+    )
+    assert info["persona_fit_rows"] == 0  # assigned, not fitted
+    assert_same_rows(expected_assignments, pl.from_arrow(assignments.toArrow()), ["customer_id"])
+    got = pl.from_arrow(profiles.toArrow())
+    assert_same_rows(expected_profiles, got, ["persona_id"])
+    sizes = got.sort("persona_id")["size"].to_numpy()
+    for name in personas.DEFAULT_FEATURES:
+        z = got.sort("persona_id")[f"z_{name}"].to_numpy()
+        assert abs(float((z * sizes).sum())) < 1e-9, name

@@ -336,6 +336,19 @@ def standardized(
     )
 
 
+def profile_z(
+    z_means: np.ndarray, sizes: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
+    """The personas' standardised feature means over the customers profiled (0 = their mean,
+    in their standard deviations), from their means in the model's standardisation (`z_means`)
+    and the mean and standard deviation of those over every customer profiled. The two agree
+    on the customers the model was fitted on; between refits the model's standardisation is
+    its fit's, and a population that moved since would read as every persona below (or above)
+    the mean. A persona with no customer keeps 0s; a feature with no spread is 0."""
+    spread = np.where(std > 0, std, 1.0)
+    return np.where(sizes[:, None] > 0, (z_means - mean) / spread, 0.0)
+
+
 def persona_names(model: PersonaModel) -> list[str]:
     return list(model.names) or [f"Persona {c}" for c in range(model.k)]
 
@@ -375,6 +388,8 @@ def _assign(
         if mask.any():
             raw_means[c] = raw_values[mask].mean(axis=0)
             z_means[c] = X[mask].mean(axis=0)
+    if X.shape[0]:
+        z_means = profile_z(z_means, sizes, X.mean(axis=0), X.std(axis=0))
     names = persona_names(model)
     profiles = profile_frame(names, sizes, raw_means, z_means, settings.features)
     assignments = pl.DataFrame(

@@ -160,6 +160,11 @@ def personas(
         .agg(F.count("*").alias("size"), *[F.avg(m).alias(m) for m in measures])
         .collect()
     )
+    # the spread of each standardised feature over every customer profiled (`profile_z`)
+    overall = wide.agg(
+        *[F.avg(f"z_{f}").alias(f"mean_{f}") for f in model.features],
+        *[F.stddev_pop(f"z_{f}").alias(f"std_{f}") for f in model.features],
+    ).first()
     k, width = model.k, len(model.features)
     sizes = np.zeros(k, dtype=np.int64)
     raw_means, z_means = np.zeros((k, width)), np.zeros((k, width))
@@ -168,6 +173,12 @@ def personas(
         sizes[c] = int(row["size"])
         raw_means[c] = [row[f"raw_{f}"] for f in model.features]
         z_means[c] = [row[f"z_{f}"] for f in model.features]
+    z_means = model_code.profile_z(
+        z_means,
+        sizes,
+        np.array([overall[f"mean_{f}"] for f in model.features], dtype=np.float64),
+        np.array([overall[f"std_{f}"] for f in model.features], dtype=np.float64),
+    )
     profiles = model_code.profile_frame(names, sizes, raw_means, z_means, model.features)
     profile_rows = spark.createDataFrame(profiles.to_arrow(compat_level=pl.CompatLevel.oldest()))
     info = {
