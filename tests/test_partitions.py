@@ -15,7 +15,7 @@ from assets.engagement import engagement_assets
 from assets.identity import identity_assets
 from assets.publish import published_marts, version_inputs
 from assets.staging import staged_assets
-from assets.value import value_assets
+from assets.value import value_assets, work_key
 from engagement_box import cli, generator
 from pipelines.resources import (
     EngagementConfig,
@@ -270,6 +270,26 @@ def test_partitions_hold_their_own_month(retailer, tmp_path):
         expected[("customer_value", september)],
         "customer_value",
     )
+
+
+def test_a_work_step_on_a_new_warehouse_says_to_stage_first(tmp_path):
+    """One work asset materialized on a warehouse nothing was staged in (the README's one-asset
+    command, first thing): a plain failure naming what to run, not DuckDB's catalog error."""
+    result = dg.materialize(
+        all_assets(),
+        selection=[work_key("customer_rfm")],
+        partition_key="2025-12-01",
+        resources=resources(tmp_path / "exports", tmp_path / "new.duckdb"),
+        raise_on_error=False,
+        instance=instance(),
+    )
+    assert not result.success
+    messages = " ".join(
+        e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
+    )
+    assert "no orders are staged in this warehouse yet" in messages, messages
+    assert "engagement-box run --month 2025-12" in messages
+    assert "CatalogException" not in messages
 
 
 def test_a_month_outside_the_partitions_gets_a_plain_message(tmp_path, monkeypatch, capsys):
