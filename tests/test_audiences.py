@@ -1,5 +1,7 @@
 """Audiences: consent filtering, plays, formula neutralisation, CSV and Parquet output."""
 
+from pathlib import Path
+
 import polars as pl
 
 from engagement_box.activation.audiences import (
@@ -169,3 +171,22 @@ def test_a_folder_of_the_spark_engines_audiences_is_not_taken_for_the_duckdb_eng
     assert audiences.recorded_version(tmp_path) == 3
     (tmp_path / audiences.WRITTEN_FROM).write_text(json.dumps({"snapshot_id": 2, "as_of": None}))
     assert audiences.recorded_version(tmp_path) == 2
+
+
+def test_a_file_at_a_kinds_place_does_not_stop_later_exports(tmp_path):
+    """A file where a kind's folder goes was moved aside by the swap as `.quadrant.old` and
+    stayed (rmtree leaves files), and every later export failed renaming the new folder onto
+    it, saying "Not a directory" of the folder and to free space (a review)."""
+    from engagement_box.activation import audiences
+
+    out = build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME)
+    parts = [p for _, p in out.group_by("audience_kind", "audience", maintain_order=True)]
+    folder = tmp_path / "audiences"
+    folder.mkdir()
+    (folder / "quadrant").write_text("not a folder")
+    (folder / ".rfm_segment.building").write_text("left by hand")
+    for _ in range(2):
+        written = audiences.export_audience_parts(parts, folder)
+        assert sorted(p.name for p in folder.iterdir()) == ["quadrant", "rfm_segment"]
+        assert all((folder / k).is_dir() for k in ("quadrant", "rfm_segment"))
+        assert all(Path(f["csv"]).is_file() for f in written.values())

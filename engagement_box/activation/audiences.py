@@ -244,7 +244,7 @@ def export_audience_parts(parts: Iterable[pl.DataFrame], out_dir: Path) -> dict[
         if isinstance(error, pl.exceptions.ComputeError) and "os error" not in str(error):
             raise
         for path in building.values():
-            shutil.rmtree(path, ignore_errors=True)
+            remove_leftover(path)
         if isinstance(error, OSError):
             why = f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}"
         else:
@@ -254,6 +254,16 @@ def export_audience_parts(parts: Iterable[pl.DataFrame], out_dir: Path) -> dict[
             "the folder's permissions, then run again (the published version is not affected; "
             f"until {WRITTEN_FROM} is back, the folders there may hold different versions)"
         ) from error
+
+
+def remove_leftover(path: Path) -> None:
+    """Delete what is at `path`, a folder tree or a file: a leftover `.<kind>.building` or
+    `.<kind>.old`. A file there (one put at a kind's place, moved aside by a swap) used to
+    stay, as `rmtree` leaves files, and every later swap failed renaming the folder onto it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
 
 
 class AudienceWriteError(OSError):
@@ -266,7 +276,7 @@ def _export_audience_parts(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / WRITTEN_FROM).unlink(missing_ok=True)  # the files are no version's until swapped
     for path in building.values():
-        shutil.rmtree(path, ignore_errors=True)
+        remove_leftover(path)
         path.mkdir()
     files = {}
     for part in parts:
@@ -281,9 +291,9 @@ def _export_audience_parts(
         }
     for kind, new in building.items():
         final, old = out_dir / kind, out_dir / f".{kind}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
+        remove_leftover(old)
+        if final.exists() or final.is_symlink():
             os.replace(final, old)
         os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
+        remove_leftover(old)
     return files

@@ -122,7 +122,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from engagement_box.activation.audiences import AUDIENCE_KINDS, neutralize_formulas
+from engagement_box.activation.audiences import (
+    AUDIENCE_KINDS,
+    neutralize_formulas,
+    remove_leftover,
+)
 from engagement_box.governance import readers, versions
 from engagement_box.sql import database_path, load_sql, quote_identifier, transaction
 from engagement_box.staging.contracts import (
@@ -1709,7 +1713,7 @@ def erase_from_audiences(
         if old.is_dir() and not folder.exists():  # killed between the two renames of a swap:
             os.replace(old, folder)  # the kind's files are the old ones, rewritten below
         for leftover in (f".{kind}.building", f".{kind}.old"):
-            shutil.rmtree(Path(audience_dir) / leftover, ignore_errors=True)
+            remove_leftover(Path(audience_dir) / leftover)
         for partial in (Path(audience_dir) / kind).glob(".*.erasure-tmp"):
             partial.unlink(missing_ok=True)
     # The run's own files only (`audiences.AUDIENCE_KINDS`): other files in a shared folder are
