@@ -734,6 +734,8 @@ def model_fit(
         metadata = write_work(con, "model_fit", frame, window, also=recorded, checks=[check])
 
     metadata.update(in_force.metadata())
+    if chosen:  # a choice made now is of this as-of (`in_force` knows a carried one's only)
+        metadata["model_chosen_as_of"] = str(choice_as_of)
     # The CLI's path column and its list of what a daily run computed in full read these.
     metadata["computation"] = "carried" if in_force.carried else "chosen"
     metadata["computation_reason"] = in_force.reason

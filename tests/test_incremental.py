@@ -128,6 +128,10 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
         metadata = step_metadata(december_run.result, table)
         assert metadata["computation"] == "cold", table
         assert metadata["as_of"] == str(DAY_A)
+    # chosen in that run: both steps that say so name its as-of (model_fit said '', a review)
+    for table in ("model_fit", "model_validation"):
+        chose = step_metadata(december_run.result, table)
+        assert (chose["model_choice"], chose["model_chosen_as_of"]) == ("chosen", str(DAY_A))
 
     add_file_b(first.exports)
     second = run_graph(first.exports, first.database, partition=PARTITION_B)
