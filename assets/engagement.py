@@ -322,6 +322,10 @@ def customer_persona(
         else:
             model, fitted_as_of = in_force.model, in_force.fitted_as_of
             assignments, profiles = personas.assign_personas(features, model)
+        # which model assigned the version's customers, for analysts comparing versions
+        profiles = profiles.with_columns(
+            pl.lit(fitted_as_of, dtype=pl.Date).alias("model_fitted_as_of")
+        )
         record = personas.record_model(con, window["as_of"], fitted_as_of, inputs, model)
         ran_with = publish.run_settings(window, engagement_config)
         persona_metadata = write_work(

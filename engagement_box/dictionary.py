@@ -474,8 +474,9 @@ TABLES: tuple[Table, ...] = (
                 "persona_id",
                 "INTEGER",
                 "The k-means cluster, 0..k-1; see marts.persona_profile. Numbered per persona "
-                "model: a refit numbers its clusters anew, so compare versions by `persona`, "
-                "not by this id.",
+                "model: a refit numbers its clusters anew, so compare versions by this id only "
+                "where marts.persona_profile's model_fitted_as_of is the same, else by "
+                "`persona`.",
             ),
             Column(
                 "persona",
@@ -499,6 +500,14 @@ TABLES: tuple[Table, ...] = (
             Column("size", "BIGINT", "Customers in the persona."),
             Column("share", "DOUBLE", "size / all clustered customers (0..1)."),
             *_persona_feature_columns(),
+            Column(
+                "model_fitted_as_of",
+                "DATE",
+                "The as-of of the persona model's fit that assigned this version's customers: "
+                "versions with the same date used the same model (centres, persona_id and "
+                "names correspond); a later date is a refit, which numbers and names its "
+                "personas anew.",
+            ),
             AS_OF,
         ),
     ),

@@ -204,6 +204,9 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
     personas = step_metadata(second, "customer_persona")
     assert personas["computation"] == "assigned", personas["computation_reason"]
     assert personas["persona_model_fitted_as_of"] == str(DAY_A)
+    # analysts see it too: both days' profiles name A's model, so their persona ids correspond
+    fitted = "SELECT DISTINCT as_of, model_fitted_as_of FROM work.persona_profile ORDER BY 1"
+    assert query(incremental_db, fitted) == [(DAY_A, DAY_A), (DAY_B, DAY_A)]
 
     # The cold run on A + B, with the same persona model and purchase model choice in force
     # (those of A): what "equal to a cold run" means for personas between two refits and for

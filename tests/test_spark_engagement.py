@@ -66,7 +66,9 @@ def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], dict[s
     marts = {
         "engagement_value": values.with_columns(stamp),
         "customer_persona": fitted.assignments.with_columns(stamp),
-        "persona_profile": fitted.profiles.with_columns(stamp),
+        "persona_profile": fitted.profiles.with_columns(
+            pl.lit(as_of).alias("model_fitted_as_of"), stamp
+        ),
     }
     # the customer mart: sql/work/customer.sql over these work rows, as the DuckDB engine runs it
     con.execute("CREATE SCHEMA IF NOT EXISTS work")

@@ -205,10 +205,14 @@ def personas_in_force(
     """`personas` with the model in force at `as_of` (the lake's, `model_in_force`), or with a
     new fit when there is none, when it is `refit_days` old, or when `inputs` (settings, code)
     changed; the model used is then stored as the one in force at `as_of` (`record_model`).
-    Returns what `personas` does; `info["persona_model_in_force"]` says which and why."""
+    Returns what `personas` does, the profiles with the model's `model_fitted_as_of`;
+    `info["persona_model_in_force"]` says which model and why."""
+    from pyspark.sql import functions as F
+
     in_force = model_in_force(lake, as_of, inputs, refit_days)
     assignments, profiles, info = personas(spark, values, rfm, settings, in_force.model)
     fitted_as_of = as_of if in_force.refit else in_force.fitted_as_of
+    profiles = profiles.withColumn("model_fitted_as_of", F.lit(fitted_as_of))  # as DuckDB's
     record_model(lake, as_of, fitted_as_of, inputs, info["persona_model"])
     info["persona_model_in_force"] = in_force
     return assignments, profiles, info
