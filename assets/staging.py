@@ -58,6 +58,9 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
     def staged(
         context: dg.AssetExecutionContext, warehouse: Warehouse, exports: ExportsResource
     ) -> dg.MaterializeResult:
+        """The source's new and changed export files, validated against its contract: good rows
+        into `staging.<source>`, bad ones into `staging.quarantine` with their reasons, in one
+        transaction; the metadata counts what was read, staged and quarantined per file."""
         with warehouse.get_connection() as con:
             try:
                 report = ingest_source(

@@ -48,7 +48,6 @@ from pipelines.partitions import month_end, monthly_as_of
 from pipelines.resources import ModelSettings, Warehouse
 
 GROUP = "customer_value"
-DAY_HORIZONS = value_marts.DAY_HORIZONS
 
 
 def work_key(name: str) -> dg.AssetKey:

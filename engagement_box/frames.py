@@ -1,4 +1,5 @@
-"""Small helpers for writing polars frames into the warehouse."""
+"""Writing a polars frame as a whole table: the tests and benchmarks set up tables with it (the
+pipeline's steps write per as-of, `engagement_box/partitioned.py`)."""
 
 import duckdb
 import polars as pl
@@ -18,7 +19,3 @@ def write_frame(
     finally:
         con.unregister("frame_to_write")
     return frame.height
-
-
-def read_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> pl.DataFrame:
-    return con.execute(f"SELECT * FROM {quote_identifier(schema)}.{quote_identifier(table)}").pl()

@@ -1,4 +1,11 @@
-"""Resources: where the exports are, and the warehouse they go into."""
+"""The typed resources and what they check before any step.
+
+`ExportsResource` (the export folders), `Warehouse` (the working database, the published file
+and the run lock: `acquire_run_lock`, `fail_dead_runs`, a backfill's order), `ModelSettings`,
+`EngagementConfig` (with the audience folder), `RetentionPolicy`, and for the Spark engine
+`LakeResource` and `SparkEngine`. Each reads its settings as `engagement_box/settings.py`
+defines them; `tick_problem` is what the schedule and the sensor check before they ask for
+a run, `window_problem` the dates no run can take."""
 
 import datetime as dt
 import fcntl

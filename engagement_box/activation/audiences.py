@@ -63,8 +63,8 @@ AUDIENCE_COLUMNS = ("customer_id", "email", "audience_kind", "audience", "play")
 # erasure writes (with `_written_from.json`); anything else in the directory is left alone.
 AUDIENCE_KINDS = ("rfm_segment", "quadrant")
 
-# Characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with = + - @, a tab or a carriage return: a spreadsheet runs it as a formula
+# (OWASP CSV injection).
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"
 
 

@@ -101,13 +101,6 @@ def _influence_terms(edges: pl.DataFrame, n: int, settings: EngagementSettings) 
     )
 
 
-EDGE_SCHEMA = {
-    "target_customer_id": pl.String,
-    "actor_customer_id": pl.String,
-    "weight": pl.Float64,
-}
-
-
 def reaction_edges(social: pl.DataFrame, settings: EngagementSettings) -> pl.DataFrame:
     """The influence network's edges: one row per (influencer, reactor) pair with the summed
     weight of the reactor's counted reactions to the influencer's content.

@@ -1,8 +1,11 @@
 """The engagement metrics beyond CLV: social points, CRV, CIV, CKV, CEV and the CLV x CRV quadrants.
 
-`engagement_values` is the one entry point (the asset `assets/engagement.py::engagement_value`
-calls it). Each metric lives in a module of its own: `referral` (CRV), `influence` (CIV),
-`knowledge` (CKV), `quadrants`; the settings in `config`. docs/METRICS.md defines them.
+The asset `assets/engagement.py::engagement_value` computes the CLV-free parts
+(`engagement_parts`: CKV, social points, the influence network), or carries them from an
+earlier as-of, then the values from them and the CLVs (`engagement_values_from_parts`);
+`engagement_values` does both at once (the tests and the Spark parity check call it).
+Each metric lives in a module of its own: `referral` (CRV), `influence` (CIV), `knowledge`
+(CKV), `quadrants`; the settings in `config`. docs/METRICS.md defines them.
 Everything is vectorised (polars for the tables, scipy.sparse for the influence network).
 No Dagster import here.
 

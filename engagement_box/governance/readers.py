@@ -115,7 +115,8 @@ class Published:
 
 
 def _literal(path: Path) -> str:
-    """A path as a SQL string literal (ATTACH, COPY and view bodies take no bound parameters).
+    """A path as a SQL string literal, where DuckDB takes no bound parameter: ATTACH, and the
+    bodies of views and macros the published file keeps (a statement that can bind it does).
     Paths come from the configuration, never from data; a quote or NUL is refused."""
     text = str(path)
     if "'" in text or "\x00" in text:
@@ -548,9 +549,8 @@ def _write_version_file(
     try:
         con.execute(
             f"COPY (SELECT * FROM history.{quote_identifier(mart)} "
-            f"WHERE snapshot_id = $snapshot_id) TO {_literal(partial)} "
-            "(FORMAT parquet)",
-            {"snapshot_id": snapshot_id},
+            "WHERE snapshot_id = $snapshot_id) TO $path (FORMAT parquet)",
+            {"snapshot_id": snapshot_id, "path": str(partial)},
         )
         _fsync(partial)
         os.replace(partial, target)

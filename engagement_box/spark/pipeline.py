@@ -3,7 +3,7 @@
 staging (`spark/staging.py`) -> identity (`intermediate/*` of `identity/links.BUILD_STATEMENTS`)
 -> the orders per customer and day (`work/buyer_days.sql` over `intermediate.orders_resolution`,
 dated rates from `work/insert_reporting_rates.sql`) -> the customer summary
-(`work/customer_summary.sql` over them) -> RFM (`spark/rfm.py`). No Dagster import.
+(`work/customer_summary.sql` over them) -> RFM (`spark/value.py`). No Dagster import.
 """
 
 from datetime import date, datetime

@@ -18,7 +18,6 @@ JVM_PROFILES = {
     "fast": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m",
     "large": "-XX:+UseParallelGC",
 }
-FAST_JVM = JVM_PROFILES["fast"]
 
 
 def spark_conf(master: str, shuffle_partitions: int = 4, jvm: str | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Data contracts for the five raw exports.
+"""Data contracts for the raw exports: orders, customers, reviews, social, referrals and fx_rates.
 
 Each source has a Pandera (polars backend) model that describes the *typed* staged row, and a
 `Source` that says where its files live, which column is its key and how the raw text of each
