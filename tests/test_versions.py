@@ -150,6 +150,23 @@ def test_a_snapshots_view_from_before_stands_for_as_of_gets_the_column(warehouse
     ) == [(True,)]
 
 
+def test_settings_in_python_text_from_before_the_typed_json_read_as_later_versions(warehouse):
+    """Versions published before settings were typed JSON hold 'None', 'True', 'False' (an
+    upgrade's review: `settings->>'purchase_model' IS NOT NULL` listed them as pinned to a
+    model named None); the next publish's check of the version tables makes them JSON."""
+    publish_version(warehouse, "2025-01-31", {"a": "Champions"}, {"a": 20})
+    old = '{"currency": "USD", "margin": "0.1", "pinned": "False", "purchase_model": "None"}'
+    warehouse.execute("UPDATE marts.snapshot_log SET settings = $s", {"s": old})
+    versions.ensure_version_tables(warehouse)
+    got = rows(
+        warehouse,
+        "SELECT settings->>'purchase_model' IS NULL, json_type(settings->'pinned'), "
+        "settings->>'margin', settings->>'currency' FROM marts.snapshot_log",
+    )
+    assert got == [(True, "BOOLEAN", "0.1", "USD")]
+    assert versions._typed_settings(warehouse) == 0  # once done, nothing to change
+
+
 def test_a_backfill_with_the_inputs_of_the_data_moved_back_does_not_stand_for_the_next_run(
     warehouse,
 ):

@@ -267,6 +267,7 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         if "stands_for_as_of" not in {name for name, _ in _columns(con, "marts", "snapshots")}:
             with transaction(con):  # the view of a warehouse from before the column
                 _create_snapshots_view(con)
+        _typed_settings(con)
         return
     with transaction(con):
         for schema in ("work", "marts", "history", ROWS):
@@ -288,6 +289,32 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         _create_snapshots_view(con)
         if adopt:
             refresh_migration(con)
+
+
+# Python's text of a value, as versions published before the typed JSON wrote it.
+_PYTHON_TEXT = {"None": None, "True": True, "False": False}
+
+
+def _typed_settings(con: duckdb.DuckDBPyConnection) -> int:
+    """Give versions published before `marts.snapshot_log.settings` was typed JSON the JSON
+    later ones hold: 'None', 'True' and 'False' were Python's text of null, true and false, so
+    `settings->>'purchase_model' IS NOT NULL` took such a version for one pinned to a model
+    named None (a review of an upgrade). Numbers kept as text read the same through `->>`
+    and stay. Returns the versions changed; none once done."""
+    rows = con.execute(load_sql("marts/settings_in_python_text")).fetchall()
+    if not rows:
+        return 0
+    with transaction(con):
+        for snapshot_id, text in rows:
+            settings = {
+                key: _PYTHON_TEXT.get(value, value) if isinstance(value, str) else value
+                for key, value in json.loads(text).items()
+            }
+            con.execute(
+                "UPDATE marts.snapshot_log SET settings = $settings WHERE snapshot_id = $id",
+                {"settings": json.dumps(settings, sort_keys=True), "id": snapshot_id},
+            )
+    return len(rows)
 
 
 def _create_snapshots_view(con: duckdb.DuckDBPyConnection) -> None:
