@@ -506,7 +506,7 @@ TABLES: tuple[Table, ...] = (
                 "The as-of of the persona model's fit that assigned this version's customers: "
                 "versions with the same date used the same model (centres, persona_id and "
                 "names correspond); a later date is a refit, which numbers and names its "
-                "personas anew.",
+                "personas anew. NULL in versions published before the column (2026-12-05).",
             ),
             AS_OF,
         ),

@@ -242,3 +242,29 @@ def test_an_old_lake_never_shows_a_version_a_stopped_publish_left_above_the_curr
     lake.retain(four, keep_versions=30, keep_days=100_000, now=now)
     later = lake.retain(four, keep_versions=30, keep_days=100_000, now=now + lake.EXPIRED_GRACE)
     assert later.deleted == [5] and not left.exists()
+
+
+def test_a_column_a_later_version_adds_is_in_the_history_of_every_version(tmp_path, monkeypatch):
+    """persona_profile.model_fitted_as_of came with a release: the history view read every
+    version with the first file's columns, so while an older version was retained the column
+    was gone from all of them, new ones too (a re-review). By name: NULL in the older ones."""
+    root = tmp_path / "lake"
+    publish(tmp_path, root, 1, monkeypatch, START)
+    newer = {
+        "customer_value": folder(
+            tmp_path,
+            "cv_new",
+            pl.DataFrame(
+                {"customer_id": ["C1"], "clv": [5.0], "as_of": [date(2026, 3, 2)]}
+            ).with_columns(pl.lit(date(2026, 1, 31)).alias("model_fitted_as_of")),
+        ),
+        "model_fit": folder(tmp_path, "mf_new", pl.DataFrame({"model": ["bgnbd"], "r": [0.3]})),
+    }
+    monkeypatch.setattr(lake, "_now", lambda: START + timedelta(days=1))
+    lake.publish(root, newer, {"as_of": "2026-03-02"})
+    con = attached(root)
+    rows = con.execute(
+        "SELECT snapshot_id, customer_id, model_fitted_as_of FROM marts.history_customer_value "
+        "ORDER BY ALL"
+    ).fetchall()
+    assert rows == [(1, "C1", None), (1, "C2", None), (2, "C1", date(2026, 1, 31))]

@@ -300,3 +300,14 @@ def test_a_later_days_profile_is_standardised_over_its_own_customers():
         assert float((got * sizes).sum()) == pytest.approx(0.0, abs=1e-9), name
     # the spend moved up eightfold: in the fit's scale every persona read above the mean
     assert profiles["z_total_spend"].max() > 0 > profiles["z_total_spend"].min()
+
+
+def test_a_feature_nobody_varies_on_a_later_day_has_z_scores_of_0():
+    """Social points nobody had on a later day: in the model's standardisation a constant is one
+    repeated number whose standard deviation is rounding, not 0, and the profile showed z of
+    -0.56 to -2.7 for it (a re-review); no spread is z 0, as the dictionary says."""
+    fitted = build_personas(_three_groups(seed=4), PersonaSettings(k_min=2, k_max=5))
+    later = _three_groups(seed=5).with_columns(pl.lit(3.7).alias("social_points"))
+    _, profiles = assign_personas(later, fitted.model)
+    assert profiles["z_social_points"].to_list() == [0.0] * profiles.height
+    assert profiles["z_total_spend"].abs().max() > 0.1  # the others still spread

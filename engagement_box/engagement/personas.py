@@ -344,9 +344,13 @@ def profile_z(
     and the mean and standard deviation of those over every customer profiled. The two agree
     on the customers the model was fitted on; between refits the model's standardisation is
     its fit's, and a population that moved since would read as every persona below (or above)
-    the mean. A persona with no customer keeps 0s; a feature with no spread is 0."""
-    spread = np.where(std > 0, std, 1.0)
-    return np.where(sizes[:, None] > 0, (z_means - mean) / spread, 0.0)
+    the mean. A persona with no customer keeps 0s. A feature with no spread is 0: in the
+    model's standardisation a constant is one repeated number whose standard deviation is
+    rounding (1e-16), not 0, so a spread that small for the column's size counts as none (a
+    re-review: z of -2.7 for social points nobody had, and the engines disagreed)."""
+    flat = std <= 1e-9 * np.maximum(1.0, np.abs(mean))
+    z = (z_means - mean) / np.where(flat, 1.0, std)
+    return np.where((sizes[:, None] > 0) & ~flat[None, :], z, 0.0)
 
 
 def persona_names(model: PersonaModel) -> list[str]:

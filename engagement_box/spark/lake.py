@@ -255,13 +255,15 @@ def has_lake(lake: Path | None) -> bool:
 
 def _history_files(lake: Path, record: dict[str, Any], mart: str) -> str:
     """The relation of the rows of `mart`'s retained versions, with their snapshot_id (a lake
-    published before versions were recorded: every version's folder)."""
+    published before versions were recorded: every version's folder). By column name: a
+    column a later version added (persona_profile.model_fitted_as_of) is NULL in the older
+    ones, not dropped from every version as the first file's columns would have it."""
     from engagement_box.sql import quote_literal
 
     history = Path(lake) / "history" / mart
     every = quote_literal(str(history / "snapshot_id=*" / "*.parquet"))
     if "retained" not in record:
-        return f"read_parquet({every}, hive_partitioning = true)"
+        return f"read_parquet({every}, hive_partitioning = true, union_by_name = true)"
     folders = {
         int(s): history / f"snapshot_id={s}"
         for s in sorted(record["retained"], key=int)
@@ -273,11 +275,11 @@ def _history_files(lake: Path, record: dict[str, Any], mart: str) -> str:
         # one of them was deleted (retention after its day of grace, an erasure).
         kept = ", ".join(str(s) for s in folders)
         return (
-            f"(SELECT * FROM read_parquet({every}, hive_partitioning = true) "
+            f"(SELECT * FROM read_parquet({every}, hive_partitioning = true, union_by_name = true) "
             f"WHERE snapshot_id IN ({kept}))"
         )
     globs = [quote_literal(str(f / "*.parquet")) for f in folders.values()]
-    return f"read_parquet([{', '.join(globs)}], hive_partitioning = true)"
+    return f"read_parquet([{', '.join(globs)}], hive_partitioning = true, union_by_name = true)"
 
 
 def attach(con, lake: Path, schema: str = "marts") -> list[str]:
