@@ -171,8 +171,7 @@ def require_rows(con, table: str, window: dict) -> partitioned.Written:
     if record is None:
         raise dg.Failure(
             f"work.{table} holds no rows as of {window['as_of']} (never computed, or trimmed "
-            f"by retention after its version expired): materialize work/{table} for this "
-            "partition first"
+            "by retention after its version expired): " + whole_month(window)
         )
     return record
 

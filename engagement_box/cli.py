@@ -599,6 +599,21 @@ def _nothing_to_do(standing: int) -> str:
     )
 
 
+def _current_version_said() -> str:
+    """After a stopped run: which version is current, the last one published whole (it said
+    only "marts.snapshots says which", a review)."""
+    from assets.publish import _peek
+
+    current = None
+    with _peek(settings.working_db_path()) as con:
+        if con is not None:
+            row = con.execute("SELECT max(snapshot_id) FROM marts.current_version").fetchone()
+            current = row[0] if row else None
+    if current is None:
+        return "no version is published yet (or it could not be read: marts.snapshots says)"
+    return f"the current version is still version {current}, the last one published whole"
+
+
 def _files_gone_said(data_dir: Path, shown: int = 3) -> str:
     """The files taken in that the export folder no longer holds, said after "nothing to do":
     a user who deleted an export to withdraw its rows was told only that nothing was new."""
@@ -695,6 +710,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"exports:   {settings.data_dir()}")
     print(f"warehouse: {settings.warehouse_path()}")
     print(f"working:   {settings.working_db_path()}")
+    print(f"audiences: {settings.audience_dir()}")
     print(f"dagster:   {home}")
     print(f"as-of month: {partition[:7]} (partition key {partition})")
     pinned = settings.value("ENGAGEMENT_AS_OF")
@@ -1002,9 +1018,7 @@ def _finish(executed: Executed, steps: StepLines) -> int:
                 "audience files may be a version behind until the next run writes them"
             )
         else:
-            said = (
-                "the current version is the last one published whole (marts.snapshots says which)"
-            )
+            said = _current_version_said()
         print(f"FAILED stopped by {name}; {said} (full log: {log})", file=sys.stderr)
         return 128 + executed.signal
     if not executed.succeeded or steps.failed_checks:

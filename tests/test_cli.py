@@ -321,18 +321,30 @@ def test_a_calibration_end_no_as_of_of_the_month_can_follow_stops_before_any_ste
     assert "staging__" not in out
 
 
-def test_a_run_stopped_after_its_publish_says_the_version_stands():
+def test_a_run_stopped_after_its_publish_says_the_version_stands(tmp_path, monkeypatch):
     """SIGTERM while the audiences were written: "FAILED stopped by SIGTERM; the last good
     version stays current", while the run's new version was current. It says the version it
-    published stands; before any publish, the last one published whole is current."""
+    published stands; before any publish, which version is still current (it said only
+    "marts.snapshots says which", a review)."""
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "engagement.duckdb"))
+    monkeypatch.delenv("ENGAGEMENT_WORKING_DB", raising=False)
     steps = cli.StepLines(out=io.StringIO())
     said = io.StringIO()
     with redirect_stderr(said):
         code = cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
     assert code == 128 + signal.SIGTERM
+    assert said.getvalue().startswith("FAILED stopped by SIGTERM; no version is published yet")
+    working = duckdb.connect(str(tmp_path / "engagement.working.duckdb"))
+    working.execute("CREATE SCHEMA marts")
+    working.execute("CREATE TABLE marts.current_version AS SELECT 7 AS snapshot_id")
+    working.close()
+    said = io.StringIO()
+    with redirect_stderr(said):
+        cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
     assert said.getvalue().startswith(
-        "FAILED stopped by SIGTERM; the current version is the last one published whole"
-    )
+        "FAILED stopped by SIGTERM; the current version is still version 7, the last one "
+        "published whole"
+    ), said.getvalue()
     steps.publish = {"snapshot_id": 18, "published_new_version": True, "as_of": "2026-06-30"}
     said = io.StringIO()
     with redirect_stderr(said):
@@ -1067,6 +1079,31 @@ def test_nothing_to_do_names_the_files_taken_in_that_left_the_export_folder(dece
         f" 1 file(s) taken in are no longer in {copy.exports} (reviews/{gone.name}): their rows "
         "stay staged; to withdraw rows, send the file again without them. No run started"
     ) in said
+
+
+def test_a_file_gone_that_staged_no_row_is_not_said_to_keep_rows(tmp_path):
+    """A header-only export removed from the folder was named after "nothing to do" with
+    "their rows stay staged; to withdraw rows, send the file again" (a review): it staged
+    none. Only files that staged rows are named."""
+    from engagement_box.sql import load_sql
+    from engagement_box.staging.contracts import SOURCES
+    from engagement_box.staging.ingestion import files_not_in_folder
+
+    exports = tmp_path / "exports"
+    for source in SOURCES.values():
+        (exports / source.name).mkdir(parents=True)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE SCHEMA staging")
+    con.execute(load_sql("staging/create_ingested_files"))
+    for path, staged in (("reviews/full.csv", 5), ("reviews/header_only.csv", 0)):
+        con.execute(
+            "INSERT INTO staging.ingested_files (source, source_file, sha256, size_bytes, "
+            "mtime_ns, rows_read, rows_staged, rows_quarantined, ingested_at) "
+            "VALUES ('reviews', $path, 'x', 1, 1, $staged, $staged, 0, TIMESTAMP '2026-01-01')",
+            {"path": path, "staged": staged},
+        )
+    assert files_not_in_folder(con, exports) == ["reviews/full.csv"]
+    con.close()
 
 
 def test_nothing_to_do_marks_failed_a_run_whose_process_was_killed(december_run, tmp_path):

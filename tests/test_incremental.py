@@ -334,6 +334,8 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
     assert not alone.success
     errors = [str(e.event_specific_data.error) for e in alone.all_events if e.is_step_failure]
     assert any(f"holds no rows as of {DAY_A}" in error for error in errors), errors
+    # the way on is the whole month (materializing the one step met the next refusal)
+    assert any("materialize the whole month (engagement-box run --month" in e for e in errors)
 
 
 def test_cohorts_carry_only_beside_a_customer_summary_of_the_same_inputs(december_run, tmp_path):

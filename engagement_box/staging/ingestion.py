@@ -320,9 +320,10 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
 
 def files_not_in_folder(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> list[str]:
     """The files taken in (where they are now, `source/path`) that the export folder no longer
-    holds, in path order: their rows stay staged (README "Exports"), which a user who deleted
-    one to withdraw its rows should be told. Empty when it cannot tell (no staging yet, a file
-    the ingest refuses)."""
+    holds and that staged rows, in path order: their rows stay staged (README "Exports"),
+    which a user who deleted one to withdraw its rows should be told (a file that staged none,
+    header only, was said to keep its rows: a review). Empty when it cannot tell (no staging
+    yet, a file the ingest refuses)."""
     if not relation_exists(con, "staging", "ingested_files"):
         return []
     present: set[tuple[str, str]] = set()
@@ -331,7 +332,11 @@ def files_not_in_folder(con: duckdb.DuckDBPyConnection, data_dir: Path | str) ->
             present |= {(source.name, e.relpath) for e in discover_files(Path(data_dir), source)}
         except IngestError:
             return []
-    return sorted(path for (source, path) in taken_in(con) if (source, path) not in present)
+    return sorted(
+        path
+        for (source, path), taken in taken_in(con).items()
+        if (source, path) not in present and taken.rows_staged > 0
+    )
 
 
 class TakenIn(NamedTuple):
@@ -341,6 +346,7 @@ class TakenIn(NamedTuple):
     stat: tuple[int, int, int]  # size, mtime, ctime when last seen
     source_file: str  # the path its rows were staged from (where it is now may differ)
     rules: int | None  # STAGING_RULES it was taken in under (None: before they were recorded)
+    rows_staged: int = 0  # the rows it staged (0: header only, or every row quarantined)
 
 
 def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
@@ -354,11 +360,11 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
         + ("coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file")
         + ", sha256, size_bytes, mtime_ns, ctime_ns, source_file, "
         + ("rules" if "rules" in recorded else "NULL")
-        + " FROM staging.ingested_files"
+        + ", rows_staged FROM staging.ingested_files"
     ).fetchall()
     return {
-        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules)
-        for source, path, sha, size, mtime, ctime, source_file, rules in rows
+        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged)
+        for source, path, sha, size, mtime, ctime, source_file, rules, staged in rows
     }
 
 
