@@ -603,15 +603,23 @@ def _current_version_said() -> str:
     """After a stopped run: which version is current, the last one published whole (it said
     only "marts.snapshots says which", a review)."""
     from assets.publish import _peek
+    from engagement_box.sql import table_exists
 
-    current = None
-    with _peek(settings.working_db_path()) as con:
+    working = settings.working_db_path()
+    said = "the current version is the last one published whole (marts.snapshots says which)"
+    if not working.exists():
+        return "no version is published yet"
+    with _peek(working) as con:
         if con is not None:
-            row = con.execute("SELECT max(snapshot_id) FROM marts.current_version").fetchone()
-            current = row[0] if row else None
-    if current is None:
-        return "no version is published yet (or it could not be read: marts.snapshots says)"
-    return f"the current version is still version {current}, the last one published whole"
+            row = None
+            if table_exists(con, "marts", "current_version"):
+                row = con.execute("SELECT max(snapshot_id) FROM marts.current_version").fetchone()
+            said = (
+                f"the current version is still version {row[0]}, the last one published whole"
+                if row and row[0] is not None
+                else "no version is published yet"
+            )
+    return said
 
 
 def _files_gone_said(data_dir: Path, shown: int = 3) -> str:

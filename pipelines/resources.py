@@ -483,6 +483,15 @@ class Warehouse(DuckDBResource):
                 delay = min(delay * 2, 5.0)
         try:
             yield conn
+        except Exception as error:
+            interrupt = _interrupt_behind(error)
+            if interrupt is None:
+                raise
+            # A signal (Ctrl-C, SIGTERM) during a query: DuckDB stops the query and raises its
+            # own error, which Dagster took for the step's failure and went on to the steps that
+            # do not need it (a review: three staging steps ran after Ctrl-C). Raised as the
+            # interrupt it is, the run stops there.
+            raise interrupt from error
         finally:
             conn.close()
 
@@ -497,6 +506,19 @@ class Warehouse(DuckDBResource):
 # before it checks for new inputs and starts the run; the run's Warehouse resource, in the same
 # process, then re-enters it instead of waiting for itself.
 _HELD: dict[str, list[int]] = {}
+
+
+def _interrupt_behind(error: BaseException) -> BaseException | None:
+    """The interrupt (Dagster's, or a KeyboardInterrupt) an error was raised from, if any:
+    DuckDB's "Query interrupted" carries the signal handler's exception as its cause."""
+    seen: set[int] = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (dg.DagsterExecutionInterruptedError, KeyboardInterrupt)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def run_lock_holder(path: str) -> str:

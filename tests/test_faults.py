@@ -318,3 +318,34 @@ def test_a_runs_config_that_fixes_a_bad_environment_date_is_taken(env, monkeypat
         op_selection=["staging__fx_rates"],
     )
     assert taken.success, cli.root_cause(taken)
+
+
+def test_a_signal_during_a_query_stops_the_run_not_only_the_step(tmp_path):
+    """Ctrl-C during a DuckDB query: DuckDB stops it and raises its own "Query interrupted",
+    which Dagster took for the step's failure, going on with the steps that did not need it
+    (a review: three staging steps ran after Ctrl-C). The warehouse's connection raises the
+    interrupt it carries, so the run stops there."""
+    ran = []
+
+    @dg.asset
+    def a_interrupted(warehouse: Warehouse) -> None:
+        with warehouse.get_connection():
+            try:  # what DuckDB raises when the signal handler's exception stops its query
+                raise dg.DagsterExecutionInterruptedError()
+            except BaseException as interrupt:
+                raise RuntimeError("Query interrupted") from interrupt
+
+    @dg.asset
+    def z_independent() -> None:
+        ran.append("z")
+
+    result = dg.materialize(
+        [a_interrupted, z_independent],
+        resources={"warehouse": Warehouse(database=str(tmp_path / "w" / "e.duckdb"))},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert ran == []
+    started = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
+    assert started == ["a_interrupted"], started
