@@ -302,6 +302,8 @@ class StepLines:
         self.skipped: set[str] = set()
         # What this run's staging steps took in (their metadata, summed over the sources)
         self.ingested = dict.fromkeys(self.INGESTED, 0)
+        # (known, id) of the version current before the run (`current_version`)
+        self.version_before: tuple[bool, int | None] = (False, None)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Dagster warns, for each step after a skipped one, that a blocking check of the
@@ -599,27 +601,46 @@ def _nothing_to_do(standing: int) -> str:
     )
 
 
-def _current_version_said() -> str:
-    """After a stopped run: which version is current, the last one published whole (it said
-    only "marts.snapshots says which", a review)."""
+# The steps of the main job that can change which version is current.
+_MOVES_CURRENT = ("work__version_inputs", "published_marts")
+
+
+def current_version() -> tuple[bool, int | None]:
+    """(known, the current version's id or None: none published) of the working database, read
+    before a run starts, while this process holds no connection to it: after a stop the
+    interrupted step's may still be open, and a second open in the same process hung or was
+    refused (a re-review)."""
     from assets.publish import _peek
     from engagement_box.sql import table_exists
 
     working = settings.working_db_path()
-    said = "the current version is the last one published whole (marts.snapshots says which)"
     if not working.exists():
-        return "no version is published yet"
+        return True, None
     with _peek(working) as con:
         if con is not None:
-            row = None
-            if table_exists(con, "marts", "current_version"):
-                row = con.execute("SELECT max(snapshot_id) FROM marts.current_version").fetchone()
-            said = (
-                f"the current version is still version {row[0]}, the last one published whole"
-                if row and row[0] is not None
-                else "no version is published yet"
-            )
-    return said
+            if not table_exists(con, "marts", "current_version"):
+                return True, None
+            row = con.execute("SELECT max(snapshot_id) FROM marts.current_version").fetchone()
+            return True, (row[0] if row else None)
+    return False, None
+
+
+def _current_version_said(steps: "StepLines") -> str:
+    """After a stopped run that did not say it published: which version is current, the last
+    one published whole (it said only "marts.snapshots says which", a review). Certain when no
+    step that can change it started; else said with the version before the run."""
+    known, before = steps.version_before
+    if not known:
+        return "the current version is the last one published whole (marts.snapshots says which)"
+    if not any(step in steps.started for step in _MOVES_CURRENT):
+        if before is None:
+            return "no version is published yet"
+        return f"the current version is still version {before}, the last one published whole"
+    return "the current version is the last one published whole (marts.snapshots says which; " + (
+        "none was published before this run)"
+        if before is None
+        else f"version {before} before this run)"
+    )
 
 
 def _files_gone_said(data_dir: Path, shown: int = 3) -> str:
@@ -980,6 +1001,7 @@ def _execute(home: str, job_name: str, tags: dict[str, str], steps: StepLines) -
         print(f"run:       {dagster_run.run_id}")
         print(f"full log:  {run_log_path(dagster_run.run_id)}", flush=True)
         print(steps.HEADER, flush=True)
+        steps.version_before = current_version()  # under the run lock: no other run publishes
 
         def fail_run(signum: int) -> None:
             run = instance.get_run_by_id(dagster_run.run_id)
@@ -1026,7 +1048,7 @@ def _finish(executed: Executed, steps: StepLines) -> int:
                 "audience files may be a version behind until the next run writes them"
             )
         else:
-            said = _current_version_said()
+            said = _current_version_said(steps)
         print(f"FAILED stopped by {name}; {said} (full log: {log})", file=sys.stderr)
         return 128 + executed.signal
     if not executed.succeeded or steps.failed_checks:

@@ -510,14 +510,22 @@ _HELD: dict[str, list[int]] = {}
 
 def _interrupt_behind(error: BaseException) -> BaseException | None:
     """The interrupt (Dagster's, or a KeyboardInterrupt) an error was raised from, if any:
-    DuckDB's "Query interrupted" carries the signal handler's exception as its cause."""
+    DuckDB's "Query interrupted" carries the signal handler's exception as its cause. An error
+    raised `from None` was raised instead of what it replaced (a step's own message, say that a
+    version was published but the analysts' file not built): it stays that error."""
+
+    def behind(exc: BaseException) -> BaseException | None:
+        if exc.__cause__ is not None:
+            return exc.__cause__
+        return None if exc.__suppress_context__ else exc.__context__
+
     seen: set[int] = set()
-    cause = error.__cause__ or error.__context__
+    cause = behind(error)
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, (dg.DagsterExecutionInterruptedError, KeyboardInterrupt)):
             return cause
         seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
+        cause = behind(cause)
     return None
 
 

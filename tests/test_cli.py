@@ -324,27 +324,46 @@ def test_a_calibration_end_no_as_of_of_the_month_can_follow_stops_before_any_ste
 def test_a_run_stopped_after_its_publish_says_the_version_stands(tmp_path, monkeypatch):
     """SIGTERM while the audiences were written: "FAILED stopped by SIGTERM; the last good
     version stays current", while the run's new version was current. It says the version it
-    published stands; before any publish, which version is still current (it said only
-    "marts.snapshots says which", a review)."""
+    published stands; stopped before, which version is still current (it said only
+    "marts.snapshots says which", a review), read before the run: after a stop, opening the
+    working database again in the process hung while the stopped step's connection was open
+    (a re-review)."""
     monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "engagement.duckdb"))
     monkeypatch.delenv("ENGAGEMENT_WORKING_DB", raising=False)
-    steps = cli.StepLines(out=io.StringIO())
-    said = io.StringIO()
-    with redirect_stderr(said):
-        code = cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
-    assert code == 128 + signal.SIGTERM
-    assert said.getvalue().startswith("FAILED stopped by SIGTERM; no version is published yet")
+    assert cli.current_version() == (True, None)  # no working database: nothing published
     working = duckdb.connect(str(tmp_path / "engagement.working.duckdb"))
     working.execute("CREATE SCHEMA marts")
     working.execute("CREATE TABLE marts.current_version AS SELECT 7 AS snapshot_id")
     working.close()
-    said = io.StringIO()
-    with redirect_stderr(said):
-        cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
-    assert said.getvalue().startswith(
+    assert cli.current_version() == (True, 7)
+
+    def stopped(steps) -> str:
+        said = io.StringIO()
+        with redirect_stderr(said):
+            code = cli._finish(cli.Executed("r1", [], False, signal.SIGTERM), steps)
+        assert code == 128 + signal.SIGTERM
+        return said.getvalue()
+
+    steps = cli.StepLines(out=io.StringIO())
+    steps.version_before = (True, None)
+    assert stopped(steps).startswith("FAILED stopped by SIGTERM; no version is published yet")
+    steps.version_before = (True, 7)
+    steps.started = {"staging__orders": 0.0}
+    assert stopped(steps).startswith(
         "FAILED stopped by SIGTERM; the current version is still version 7, the last one "
         "published whole"
-    ), said.getvalue()
+    )
+    # the publish had started: its commit may have made a new version current
+    steps.started["published_marts"] = 1.0
+    assert stopped(steps).startswith(
+        "FAILED stopped by SIGTERM; the current version is the last one published whole "
+        "(marts.snapshots says which; version 7 before this run)"
+    )
+    steps.version_before = (False, None)  # not read (a run holding the file)
+    assert stopped(steps).startswith(
+        "FAILED stopped by SIGTERM; the current version is the last one published whole "
+        "(marts.snapshots says which)"
+    )
     steps.publish = {"snapshot_id": 18, "published_new_version": True, "as_of": "2026-06-30"}
     said = io.StringIO()
     with redirect_stderr(said):

@@ -349,3 +349,38 @@ def test_a_signal_during_a_query_stops_the_run_not_only_the_step(tmp_path):
     assert ran == []
     started = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     assert started == ["a_interrupted"], started
+
+
+def test_an_error_raised_in_place_of_an_interrupt_stays_that_error():
+    """A step's own message raised `from None` over an interrupt (the publish's "version N is
+    published ... the analysts' file could not be built") was turned into the interrupt, and
+    its words lost (a re-review); DuckDB's error from the interrupt still is one."""
+    from pipelines.resources import _interrupt_behind
+
+    def raised(make):
+        try:
+            make()
+        except BaseException as error:
+            return error
+
+    def interrupted():
+        raise dg.DagsterExecutionInterruptedError()
+
+    def duckdb_stopped():
+        try:
+            interrupted()
+        except BaseException as interrupt:
+            raise RuntimeError("Query interrupted") from interrupt
+
+    def own_message():
+        try:
+            duckdb_stopped()
+        except RuntimeError:
+            raise dg.Failure(
+                "version 4 is published; the analysts' file could not be built"
+            ) from None
+
+    assert isinstance(
+        _interrupt_behind(raised(duckdb_stopped)), dg.DagsterExecutionInterruptedError
+    )
+    assert _interrupt_behind(raised(own_message)) is None
