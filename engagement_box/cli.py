@@ -601,8 +601,9 @@ def _nothing_to_do(standing: int) -> str:
     )
 
 
-# The steps of the main job that can change which version is current.
-_MOVES_CURRENT = ("work__version_inputs", "published_marts")
+# The steps that can change which version is current: the publish (work/version_inputs finds a
+# standing version and rebuilds the analysts' file, but leaves marts.current_version as it is).
+_MOVES_CURRENT = ("published_marts",)
 
 
 def current_version() -> tuple[bool, int | None]:

@@ -348,7 +348,7 @@ def test_a_run_stopped_after_its_publish_says_the_version_stands(tmp_path, monke
     steps.version_before = (True, None)
     assert stopped(steps).startswith("FAILED stopped by SIGTERM; no version is published yet")
     steps.version_before = (True, 7)
-    steps.started = {"staging__orders": 0.0}
+    steps.started = {"staging__orders": 0.0, "work__version_inputs": 0.5}  # moves no version
     assert stopped(steps).startswith(
         "FAILED stopped by SIGTERM; the current version is still version 7, the last one "
         "published whole"
