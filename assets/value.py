@@ -89,12 +89,13 @@ def resolve_window(
     the as-of never passes `run_date` (the run's day; see `_cap_at_run_date`)."""
     cfg = settings.resolved()
     if not table_exists(con, "staging", "orders"):  # a new warehouse: DuckDB's catalog error
-        month = f" --month {partition_key[:7]}" if partition_key else ""
         raise dg.Failure(
             "no orders are staged in this warehouse yet (staging.orders does not exist): "
-            f"materialize the whole month (engagement-box run{month}, or the job for "
-            f"{'partition ' + partition_key if partition_key else 'the month'}) or the "
-            "staging assets first"
+            + (
+                whole_month({"partition_key": partition_key})
+                if partition_key
+                else "run the whole graph (engagement-box run) first"
+            )
         )
     last_order_day = incremental.last_completed_order_day(con)
     if last_order_day is None:

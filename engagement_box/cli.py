@@ -612,17 +612,14 @@ def current_version() -> tuple[bool, int | None]:
     interrupted step's may still be open, and a second open in the same process hung or was
     refused (a re-review)."""
     from assets.publish import _peek
-    from engagement_box.sql import table_exists
+    from engagement_box.governance import versions
 
     working = settings.working_db_path()
     if not working.exists():
         return True, None
     with _peek(working) as con:
         if con is not None:
-            if not table_exists(con, "marts", "current_version"):
-                return True, None
-            row = con.execute("SELECT max(snapshot_id) FROM marts.current_version").fetchone()
-            return True, (row[0] if row else None)
+            return True, versions.current_version(con)
     return False, None
 
 

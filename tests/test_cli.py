@@ -334,6 +334,9 @@ def test_a_run_stopped_after_its_publish_says_the_version_stands(tmp_path, monke
     working = duckdb.connect(str(tmp_path / "engagement.working.duckdb"))
     working.execute("CREATE SCHEMA marts")
     working.execute("CREATE TABLE marts.current_version AS SELECT 7 AS snapshot_id")
+    working.execute(
+        "CREATE TABLE marts.snapshot_log AS SELECT 7 AS snapshot_id, DATE '2026-06-30' AS as_of"
+    )
     working.close()
     assert cli.current_version() == (True, 7)
 

@@ -189,14 +189,14 @@ def test_a_tick_takes_no_run_lock_and_a_bad_setting_starts_no_run(tmp_path, monk
         holder.wait()
 
 
-def skipped_ticks(tmp_path: Path) -> tuple[str, str]:
-    """The schedule's tick for 2026-11-22 and the sensor's, on exports in `tmp_path`: both skip
-    (asserted); their skip messages."""
+def skipped_ticks(tmp_path: Path, **config) -> tuple[str, str]:
+    """The schedule's tick for 2026-11-22 and the sensor's, on exports in `tmp_path` (`config`:
+    values given in code to EngagementConfig): both skip (asserted); their skip messages."""
     resources = {
         "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
         "exports": ExportsResource(data_dir=str(tmp_path)),
         "model_settings": ModelSettings(),
-        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences"), **config),
     }
     with dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 22, 5),
@@ -661,28 +661,6 @@ def test_a_bad_value_given_in_code_makes_a_tick_skip_saying_it(tmp_path):
     naming the resource's field and its variable."""
     for source in SOURCES:
         (tmp_path / source).mkdir()
-    resources = {
-        "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
-        "exports": ExportsResource(data_dir=str(tmp_path)),
-        "model_settings": ModelSettings(),
-        "engagement_config": EngagementConfig(
-            audience_dir=str(tmp_path / "audiences"), civ_beta=1.5
-        ),
-    }
-    with dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 5),
-        resources=resources,
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        skipped = daily_schedule.evaluate_tick(context)
-    assert not skipped.run_requests
-    assert skipped.skip_message.startswith(
-        "no run: EngagementConfig.civ_beta = 1.5: ENGAGEMENT_CIV"
-    )
-    with dg.build_sensor_context(
-        resources={k: v for k, v in resources.items() if k != "model_settings"},
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        sensed = new_export_files.evaluate_tick(context)
-    assert not sensed.run_requests
-    assert sensed.skip_message.startswith("no run: EngagementConfig.civ_beta = 1.5")
+    scheduled, sensed = skipped_ticks(tmp_path, civ_beta=1.5)
+    assert scheduled.startswith("no run: EngagementConfig.civ_beta = 1.5: ENGAGEMENT_CIV")
+    assert sensed.startswith("no run: EngagementConfig.civ_beta = 1.5")
