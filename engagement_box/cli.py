@@ -304,6 +304,9 @@ class StepLines:
         self.ingested = dict.fromkeys(self.INGESTED, 0)
         # (known, id) of the version current before the run (`current_version`)
         self.version_before: tuple[bool, int | None] = (False, None)
+        # The signals received while the run executes (`_stop_on_signal`): a step that fails
+        # after one was stopped, and its line says so instead of FAILED.
+        self.signals: list[int] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Dagster warns, for each step after a skipped one, that a blocking check of the
@@ -419,9 +422,12 @@ class StepLines:
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             seconds = time.monotonic() - self.started.get(step, time.monotonic())
             cpu = time.process_time() - self.cpu_started.get(step, time.process_time())
+            status = "ok"
             if kind == "STEP_SUCCESS":
                 seconds = event.event_specific_data.duration_ms / 1000
-            self.line(step, "ok" if kind == "STEP_SUCCESS" else "FAILED", seconds, cpu)
+            else:  # a step failing after Ctrl-C or SIGTERM was stopped by it
+                status = "stopped" if self.signals else "FAILED"
+            self.line(step, status, seconds, cpu)
 
     def line(self, step: str, status: str, seconds: float, cpu: float) -> None:
         self.finished.append(step)
@@ -1012,6 +1018,7 @@ def _execute(home: str, job_name: str, tags: dict[str, str], steps: StepLines) -
         plan_log.addFilter(steps)
         try:
             with _stop_on_signal(fail_run) as received:
+                steps.signals = received  # the watching thread appends the signal it gets
                 recon_job = recon_job_from_origin(dagster_run.job_code_origin)
                 for event in execute_run_iterator(recon_job, dagster_run, instance):
                     events.append(event)

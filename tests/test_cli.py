@@ -263,6 +263,24 @@ def test_a_warning_check_that_does_not_hold_is_said_warned_not_failed():
     assert "1 passed, 1 FAILED (fits_converged)" in fit
 
 
+def test_the_step_a_signal_stopped_says_stopped_not_failed():
+    """Ctrl-C during a step: its line read FAILED, as if its data were at fault (a review). A
+    step that fails after the run received a signal says "stopped"; one without, FAILED."""
+    from types import SimpleNamespace
+
+    def failure(step: str):
+        return SimpleNamespace(event_type_value="STEP_FAILURE", step_key=step)
+
+    out = io.StringIO()
+    steps = cli.StepLines(out=out)
+    steps(failure("staging__reviews"))
+    steps.signals.append(signal.SIGINT)  # as the run's signal watcher does
+    steps(failure("staging__orders"))
+    broken, stopped = out.getvalue().splitlines()
+    assert broken.split()[:2] == ["staging__reviews", "FAILED"], broken
+    assert stopped.split()[:2] == ["staging__orders", "stopped"], stopped
+
+
 def test_the_last_line_counts_the_rows_kept_out_for_erased_people():
     """A file with 4 rows, 3 of them a person erased before: the run said "1 rows staged, 0
     quarantined" and nothing of the other 3 (only staging.erased_rows counts them)."""
