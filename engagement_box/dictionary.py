@@ -387,8 +387,10 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "crv_value_per_referral",
                 "DOUBLE",
-                f"Value of one credited referral: the customer's past referees' mean value, "
-                f"shrunk toward everyone's mean by the credibility kappa "
+                f"Value of one credited referral: the mean value of the customer's past "
+                f"referees acquired within the CLV horizon before the as-of (all of "
+                f"everyone's credited referees when none was), shrunk toward everyone's such "
+                f"mean by the credibility kappa "
                 f"(ENGAGEMENT_CRV_VALUE_CREDIBILITY, estimated when unset; the kappa a run "
                 f"used is in its work/engagement_value step's metadata, `referral_model`; "
                 f"when referrers' referees differ no more than chance would make them, every "

@@ -302,15 +302,17 @@ def test_annuity_is_monthly_like_clv():
 
 def test_credibility_shrinks_toward_the_population_mean():
     # Referrers differ far more than their own referrals do: kappa is small, own means count.
-    per = pl.DataFrame({"n": [4, 4, 4], "mean": [10.0, 50.0, 90.0], "ss": [12.0, 12.0, 12.0]})
+    per = pl.DataFrame(
+        {"n_valued": [4, 4, 4], "mean": [10.0, 50.0, 90.0], "ss": [12.0, 12.0, 12.0]}
+    )
     within = 36.0 / 9
     between = (4 * (40**2 + 0 + 40**2) - 2 * within) / (12 - 48 / 12)
     assert value_credibility(per) == pytest.approx(within / between)
     # No spread between referrers beyond chance: everyone gets the population mean.
-    same = pl.DataFrame({"n": [2, 2], "mean": [10.0, 10.0], "ss": [50.0, 50.0]})
+    same = pl.DataFrame({"n_valued": [2, 2], "mean": [10.0, 10.0], "ss": [50.0, 50.0]})
     assert value_credibility(same) == float("inf")
     # Nobody has two referrals: the two variances cannot be told apart; kappa = 1.
-    single = pl.DataFrame({"n": [1, 1], "mean": [10.0, 90.0], "ss": [0.0, 0.0]})
+    single = pl.DataFrame({"n_valued": [1, 1], "mean": [10.0, 90.0], "ss": [0.0, 0.0]})
     assert value_credibility(single) == 1.0
 
 
@@ -321,6 +323,7 @@ def test_forward_crv_is_rate_times_shrunk_value_times_annuity():
             "referrer_customer_id": ["A", "A", "B"],
             "referred_at": [datetime(2024, 3, 1)] * 3,
             "value": [100.0, 60.0, 20.0],
+            "recent": [True] * 3,
         }
     )
     start = pl.DataFrame({"customer_id": ["A", "B", "C"], "start": [datetime(2024, 1, 1)] * 3})
@@ -339,6 +342,56 @@ def test_forward_crv_is_rate_times_shrunk_value_times_annuity():
     assert row["C"]["crv_realized"] == 0.0
 
 
+def test_a_future_referral_is_valued_by_the_referees_of_the_horizon():
+    """A referee's CLV at the as-of is what is left of them: a referee of years ago is worth
+    little now, while a referee acquired in the coming year brings a new customer's value. The
+    value of a future referral took every credited referee's CLV alike (a review: referees of
+    the last year worth 253 on average, all of them 98), so CRV fell as a programme aged. It
+    comes from the referrals converted within the CLV horizon before the as-of; all of them
+    when none is."""
+    settings = EngagementSettings(
+        crv_value_credibility=1.0,
+        crv_retention_cost=0.0,
+        crv_acquisition_saved_type1=0.0,
+        horizon_months=12,
+    )
+    rows = [
+        {"referral_id": "old", "referrer_customer_id": "A", "referee_customer_id": "B",
+         "referred_at": datetime(2022, 3, 1), "converted_at": datetime(2022, 3, 1)},
+        {"referral_id": "new", "referrer_customer_id": "A", "referee_customer_id": "C",
+         "referred_at": datetime(2024, 6, 1), "converted_at": datetime(2024, 6, 1)},
+        {"referral_id": "d", "referrer_customer_id": "D", "referee_customer_id": "E",
+         "referred_at": datetime(2024, 1, 6), "converted_at": datetime(2024, 1, 7, 0, 0, 1)},
+        # 360 days (12 months of 30) before the end of the as-of day, exactly: not within
+        {"referral_id": "edge", "referrer_customer_id": "F", "referee_customer_id": "G",
+         "referred_at": datetime(2024, 1, 6), "converted_at": datetime(2024, 1, 7)},
+    ]  # fmt: skip
+    referrals = referral_frame(rows).with_columns(  # a value: the referee's CLV - 2
+        pl.lit(1.0).alias("referrer_reward"), pl.lit(1.0).alias("referee_reward")
+    )
+    as_of = date(2024, 12, 31)
+    clv = clv_frame({"B": 10.0, "C": 300.0, "E": 200.0, "G": 40.0})
+    credited = credited_referrals(referrals, clv, settings, as_of=as_of)
+    recent = dict(zip(credited["referral_id"], credited["recent"], strict=True))
+    assert recent == {"old": False, "new": True, "d": True, "edge": False}
+    start = pl.DataFrame({"customer_id": list("ABCDEFGH"), "start": [datetime(2020, 1, 1)] * 8})
+    out, model = customer_referral_value(credited, start, settings, as_of)
+    assert model.mean_value == pytest.approx(248.0)  # C and E, not (8 + 298 + 198 + 38) / 4
+    row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert row["A"]["crv_value_per_referral"] == pytest.approx((298 + 248) / 2)  # kappa 1
+    assert row["F"]["crv_value_per_referral"] == pytest.approx(248.0)  # none of its own valued
+    assert row["H"]["crv_value_per_referral"] == pytest.approx(248.0)
+    # past referrals are still all counted: in the rate, and in what they are worth today
+    assert row["A"]["crv_referrals"] == 2 and row["A"]["crv_realized"] == pytest.approx(306.0)
+    said = model.report()["value_per_referral_from"]
+    assert said.startswith("2 referrals converted within the CLV horizon"), said
+    # None within the horizon: every credited referral values a future one.
+    old = credited.filter(pl.col("referral_id").is_in(["old", "edge"]))
+    _, model = customer_referral_value(old, start, settings, as_of)
+    assert model.mean_value == pytest.approx(23.0)
+    assert model.report()["value_per_referral_from"].startswith("all 2 credited referrals")
+
+
 def test_the_referral_model_is_reported_as_it_was_used():
     """What an engineer reads in the step's metadata: the kappa the run used (set or estimated,
     inf in words, since JSON has no inf), the rate and the mean value of one referral."""
@@ -347,6 +400,7 @@ def test_the_referral_model_is_reported_as_it_was_used():
             "referrer_customer_id": ["A", "A", "B", "B"],
             "referred_at": [datetime(2024, 3, 1)] * 4,
             "value": [50.0, 50.0, 50.0, 50.0],
+            "recent": [True] * 4,
         }
     )
     start = pl.DataFrame({"customer_id": ["A", "B", "C"], "start": [datetime(2024, 1, 1)] * 3})
@@ -480,6 +534,7 @@ def test_a_credited_referral_proves_a_day_of_exposure():
         {
             "customer_id": ["Z", "A"],
             "n": [1, 1],
+            "n_valued": [1, 1],
             "mean": [30.0, 30.0],
             "ss": [0.0, 0.0],
             "crv_realized": [30.0, 30.0],

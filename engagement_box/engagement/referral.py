@@ -4,7 +4,10 @@ Three steps, each a pure function (docs/METRICS.md "CRV" has the formulas and th
 
 1. `credited_referrals`: which past referrals count, and the value of each one to the firm:
    (1 - p2) * (A - M + ACQ1) + p2 * ACQ2 - rewards, A = the referee's CLV (a present value at the
-   as-of date, never discounted again). Their sum per referrer is `crv_realized`.
+   as-of date, never discounted again). Their sum per referrer is `crv_realized`. A referral
+   converted within the CLV horizon before the as-of is `recent`: its referee's CLV is near what
+   a referee acquired in the horizon brings, and only recent ones value a future referral
+   (`valued`; all when none is recent).
 2. `fit_referral_rate`: a Poisson-Gamma (NBD) model of how many credited referrals a customer
    makes per 30-day month of exposure, fitted by maximum likelihood over all customers; each
    customer's expected rate is the posterior mean (r + n) / (alpha + T).
@@ -38,6 +41,7 @@ CREDITED_COLUMNS = (
     "rewards",
     "p_type2",
     "value",
+    "recent",
 )
 
 
@@ -237,6 +241,14 @@ def credited_referrals(
         # stake, asked the same question. 0.5 (no information) when none answered.
         known = first.get_column("would_have_joined_anyway").drop_nulls()
         share = float(known.cast(pl.Float64).mean()) if known.len() else 0.5
+    end = as_of_end(as_of)
+    # Converted within the CLV horizon before the end of the as-of day (30-day months).
+    window = timedelta(days=settings.horizon_months * DAYS_PER_MONTH)
+    recent = (
+        pl.col("converted_at").cast(pl.Datetime("us")) > pl.lit(end - window, pl.Datetime("us"))
+        if end is not None and settings.horizon_months > 0
+        else pl.lit(False)
+    )
     clv_lookup = clv.select(
         pl.col("customer_id").cast(pl.String).alias("referee_customer_id"),
         pl.col("clv").cast(pl.Float64).alias("referee_clv"),
@@ -255,7 +267,8 @@ def credited_referrals(
                 * (pl.col("referee_clv") - s.crv_retention_cost + s.crv_acquisition_saved_type1)
                 + p2 * s.crv_acquisition_saved_type2
                 - pl.col("rewards")
-            ).alias("value")
+            ).alias("value"),
+            recent.fill_null(False).alias("recent"),
         )
         .select(*CREDITED_COLUMNS)
         .sort("referral_id")
@@ -369,13 +382,15 @@ def fit_grouped_referral_rate(
 
 def value_credibility(per_referrer: pl.DataFrame) -> float:
     """Buhlmann-Straub kappa = within-referrer variance / between-referrer variance of the value
-    of one referral (columns n, mean, ss: count, mean, sum of squared deviations from the mean).
+    of one referral (columns n_valued, mean, ss: count, mean, sum of squared deviations from the
+    mean of the referrer's `valued` referrals; a referrer with none does not count).
 
     inf (everyone gets the population mean) when the referrers differ no more than chance says;
     1.0 (one referral weighs as much as the population mean) when no referrer has two referrals,
     so the two variances cannot be told apart.
     """
-    n = per_referrer.get_column("n").to_numpy().astype(np.float64)
+    per_referrer = per_referrer.filter(pl.col("n_valued") > 0)
+    n = per_referrer.get_column("n_valued").to_numpy().astype(np.float64)
     if n.size == 0:
         return math.inf
     mean = per_referrer.get_column("mean").to_numpy()
@@ -410,6 +425,10 @@ class ReferralModel:
     kappa: float
     kappa_estimated: bool
     mean_value: float
+    # How many credited referrals valued a future one, and whether those were the recent ones
+    # (`valued_referrals`) or, none being recent, all of them.
+    referrals_valued: int = 0
+    valued_recent: bool = False
 
     def report(self) -> dict[str, object]:
         """The model in plain JSON values, for the step's metadata (no inf: JSON has none)."""
@@ -437,6 +456,13 @@ class ReferralModel:
             "value_credibility_kappa": kappa,
             "kappa": "estimated (Buhlmann-Straub)" if self.kappa_estimated else "set",
             "mean_value_per_referral": round(self.mean_value, 2),
+            "value_per_referral_from": (
+                f"{self.referrals_valued} referrals converted within the CLV horizon before the "
+                "as-of"
+                if self.valued_recent
+                else f"all {self.referrals_valued} credited referrals (none converted within the "
+                "CLV horizon before the as-of)"
+            ),
         }
 
 
@@ -454,28 +480,51 @@ def customer_referral_value(
     model it was computed with (`ReferralModel`: the rate fit, kappa, the population mean value
     of one referral).
     """
+    credited = valued_referrals(credited)
     per_referrer = referrer_stats(credited)
     kappa = (
         settings.crv_value_credibility
         if settings.crv_value_credibility is not None
         else value_credibility(per_referrer)
     )
-    mu = float(credited.get_column("value").mean()) if credited.height else 0.0
+    valued = credited.filter(pl.col("valued")).get_column("value")
+    mu = float(valued.mean()) if valued.len() else 0.0
     frame = referral_exposure(exposure_start, per_referrer, as_of)
     fit = fit_referral_rate(
         frame.get_column("n").to_numpy().astype(np.float64), frame.get_column("exposure").to_numpy()
     )
-    model = ReferralModel(fit, float(kappa), settings.crv_value_credibility is None, mu)
+    model = ReferralModel(
+        fit,
+        float(kappa),
+        settings.crv_value_credibility is None,
+        mu,
+        referrals_valued=valued.len(),
+        valued_recent=bool(credited.get_column("recent").any()) if credited.height else False,
+    )
     return referral_values(frame, fit, kappa, mu, settings), model
 
 
+def valued_referrals(credited: pl.DataFrame) -> pl.DataFrame:
+    """`credited` with `valued`: the referrals whose values estimate the value of a future one.
+    The recent ones (converted within the CLV horizon before the as-of): an older referee's CLV
+    at the as-of is what is left of them, not what a newly acquired referee brings (a review:
+    referees of the last year were worth 253 on average, all credited referees 98). All of them
+    when none is recent."""
+    any_recent = bool(credited.get_column("recent").any()) if credited.height else False
+    return credited.with_columns((pl.col("recent") if any_recent else pl.lit(True)).alias("valued"))
+
+
 def referrer_stats(credited: pl.DataFrame) -> pl.DataFrame:
-    """Per referrer (customer_id): n credited referrals, the mean and the sum of squared
-    deviations of their values, crv_realized (the sum) and the first referral's time."""
+    """Per referrer (customer_id) of `credited` (`valued_referrals` rows): n credited referrals
+    (the rate's count), crv_realized (the sum of all their values) and the first referral's time;
+    n_valued, the mean and the sum of squared deviations of the values of the `valued` ones (a
+    future referral's value; mean NULL when none is)."""
+    valued = pl.col("value").filter(pl.col("valued"))
     return credited.group_by(pl.col("referrer_customer_id").alias("customer_id")).agg(
         pl.len().cast(pl.Int64).alias("n"),
-        pl.col("value").mean().alias("mean"),
-        ((pl.col("value") - pl.col("value").mean()) ** 2).sum().alias("ss"),
+        pl.col("valued").sum().cast(pl.Int64).alias("n_valued"),
+        valued.mean().alias("mean"),
+        ((valued - valued.mean()) ** 2).sum().alias("ss"),
         pl.col("value").sum().alias("crv_realized"),
         pl.col("referred_at").min().alias("first_referral"),
     )
@@ -497,6 +546,7 @@ def referral_exposure(
         .join(per_referrer, on="customer_id", how="left")
         .with_columns(
             pl.col("n").fill_null(0),
+            pl.col("n_valued").fill_null(0),
             pl.col("crv_realized").fill_null(0.0),
             pl.min_horizontal("start", "first_referral").alias("start"),
         )
@@ -536,12 +586,17 @@ def referral_values(
     n = frame.get_column("n").to_numpy().astype(np.float64)
     exposure = frame.get_column("exposure").to_numpy()
     rate = fit.rate(n, exposure)
+    # the value of a future referral: the referrer's own valued referrals, shrunk toward mu
+    valued = frame.get_column("n_valued").to_numpy().astype(np.float64)
     own_mean = frame.get_column("mean").fill_null(0.0).to_numpy()
     if math.isinf(kappa):
         value = np.full(n.shape, mu)
     else:
         value = np.divide(
-            n * own_mean + kappa * mu, n + kappa, out=np.full(n.shape, mu), where=(n + kappa) > 0
+            valued * own_mean + kappa * mu,
+            valued + kappa,
+            out=np.full(n.shape, mu),
+            where=(valued + kappa) > 0,
         )
     return frame.select(
         "customer_id",

@@ -262,7 +262,7 @@ def influence(social, clv, settings: EngagementSettings, customers=None):
 CREDITED_SCHEMA = (
     "referral_id string, referrer_customer_id string, referee_customer_id string, "
     "referred_at timestamp_ntz, converted_at timestamp_ntz, referee_clv double, rewards double, "
-    "p_type2 double, value double"
+    "p_type2 double, value double, recent boolean"
 )
 
 
@@ -369,21 +369,25 @@ def referral_value(
         credit,
         CREDITED_SCHEMA,
     ).localCheckpoint()
+    # the referrals that value a future one (`referral.valued_referrals`): the recent ones, or
+    # all when none is recent
+    recent = credited.agg(F.count(F.when(F.col("recent"), 1))).first()[0] > 0
+    credited = credited.withColumn("valued", F.col("recent") if recent else F.lit(True))
     per_referrer = per_key(
         credited,
         "referrer_customer_id",
         referral.referrer_stats,
-        "customer_id string, n bigint, mean double, ss double, crv_realized double, "
-        "first_referral timestamp_ntz",
+        "customer_id string, n bigint, n_valued bigint, mean double, ss double, "
+        "crv_realized double, first_referral timestamp_ntz",
     ).localCheckpoint()
-    stats = pl.from_arrow(per_referrer.select("n", "mean", "ss").toArrow())
+    stats = pl.from_arrow(per_referrer.select("n_valued", "mean", "ss").toArrow())
     kappa = (
         settings.crv_value_credibility
         if settings.crv_value_credibility is not None
         else referral.value_credibility(stats)
     )
-    mu = credited.agg(F.avg("value")).first()[0]
-    mu = float(mu) if mu is not None else 0.0
+    valued = credited.filter(F.col("valued")).agg(F.avg("value"), F.count("*")).first()
+    mu = float(valued[0]) if valued[0] is not None else 0.0
 
     joined = per_key(
         by_referee.drop("_referee_clv"),
@@ -400,15 +404,15 @@ def referral_value(
     def exposure(batch: pl.DataFrame) -> pl.DataFrame:
         start = metrics.exposure_start_of(batch.select("customer_id", "joined", "since"), programme)
         stats = batch.filter(pl.col("n").is_not_null()).select(
-            "customer_id", "n", "mean", "ss", "crv_realized", "first_referral"
+            "customer_id", "n", "n_valued", "mean", "ss", "crv_realized", "first_referral"
         )
         return referral.referral_exposure(start, stats, as_of)
 
     exposed = per_batch(
         frame,
         exposure,
-        "customer_id string, n bigint, mean double, crv_realized double, exposure double, "
-        "exposure_days bigint",
+        "customer_id string, n bigint, n_valued bigint, mean double, crv_realized double, "
+        "exposure double, exposure_days bigint",
     ).localCheckpoint()
     grouped = (
         exposed.filter(F.col("exposure_days") > 0)
@@ -433,6 +437,8 @@ def referral_value(
         "type2_share": share,
         "kappa": kappa,
         "mean_value_per_referral": mu,
+        "referrals_valued": int(valued[1]),
+        "valued_recent": recent,
         "referral_rate_fit": fit,
         "referral_rate_rows": grouped.num_rows,
     }
