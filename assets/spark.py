@@ -398,6 +398,10 @@ def spark_engagement_marts(
                         k: v if math.isfinite(v) else str(v)
                         for k, v in (("r", fit.r), ("alpha", fit.alpha))
                     },
+                    # the model CRV's expected referrals come from (docs/METRICS.md "CRV")
+                    "expected_referrals_from": "BG/NBD" if fit.dropout else "NBD",
+                    "bgnbd": dict(fit.dropout or {}),
+                    "nbd_reason": fit.nbd_reason,
                     "grouped_rows": info["referral_rate_rows"],
                 }
             ),

@@ -382,7 +382,8 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "crv_expected_referrals",
                 "DOUBLE",
-                "Expected credited referrals over the CLV horizon (Poisson-Gamma rate x months).",
+                "Expected credited referrals over the CLV horizon (BG/NBD's conditional "
+                "expectation; the Poisson-Gamma rate x months when BG/NBD cannot be fitted).",
             ),
             Column(
                 "crv_value_per_referral",

@@ -1,6 +1,7 @@
 """CRV: which referrals count, what one is worth, and the forward-looking referral-rate model."""
 
 import json
+from dataclasses import replace
 from datetime import date, datetime
 
 import numpy as np
@@ -11,15 +12,20 @@ from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.metrics import credited_referrals, engagement_values
 from engagement_box.engagement.quadrants import with_quadrants
 from engagement_box.engagement.referral import (
+    ReferralModel,
     annuity,
     customer_referral_value,
+    fit_referral_model,
     fit_referral_rate,
+    grouped_referral_rows,
     outcome_counts,
     referral_exposure,
     referral_outcomes,
+    referral_values,
     value_credibility,
     with_referee_since,
 )
+from engagement_box.value.purchase_models import expected_purchases_grouped
 from tests.engagement_frames import (
     EMPTY_REVIEWS,
     EMPTY_SOCIAL,
@@ -392,6 +398,69 @@ def test_a_future_referral_is_valued_by_the_referees_of_the_horizon():
     assert model.report()["value_per_referral_from"].startswith("all 2 credited referrals")
 
 
+def test_customers_who_stopped_referring_are_expected_to_refer_less():
+    """The NBD gave every customer a constant rate: a customer whose three referrals were two
+    years ago was expected to refer as often as one who referred three times last month, and
+    on the generated retailer it expected twice the referrals that came (docs/METRICS.md,
+    "CRV" step 3). BG/NBD, fitted where the data can tell when customers stop, expects fewer of
+    the first; CRV discounts each month's expected referrals."""
+    rng = np.random.default_rng(20261205)
+    size = 4000
+    exposure = rng.integers(60, 900, size).astype(np.float64)
+    # referrals drawn from a BG/NBD process: rates Gamma(r, alpha) per day, a stop after each
+    # referral with probability p ~ Beta(a, b)
+    lam = rng.gamma(0.3, 1 / 40.0, size)
+    p = rng.beta(1.0, 2.0, size)
+    n = np.zeros(size)
+    last = np.zeros(size)
+    for i in range(size):
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > exposure[i]:
+                break
+            n[i] += 1
+            last[i] = t
+            if rng.random() < p[i]:
+                break
+    recency = np.rint(last)
+    fit = fit_referral_model(*grouped_referral_rows(n, recency, exposure))
+    assert fit.dropout is not None, fit.nbd_reason
+    report = ReferralModel(fit, float("inf"), True, 50.0).report()
+    assert report["expected_referrals_from"].startswith("BG/NBD: ")
+    # two customers with 3 referrals in 720 days, the last on day 30 or on day 715
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["gone", "active"],
+            "n": [3, 3],
+            "n_valued": [0, 0],
+            "mean": [None, None],
+            "crv_realized": [0.0, 0.0],
+            "exposure": [24.0, 24.0],
+            "exposure_days": [720, 720],
+            "recency_days": [30, 715],
+        },
+        schema_overrides={"mean": pl.Float64},
+    )
+    settings = EngagementSettings(horizon_months=12, monthly_discount_rate=0.01)
+    out = referral_values(frame, fit, float("inf"), 50.0, settings)
+    expected = dict(zip(out["customer_id"], out["crv_expected_referrals"], strict=True))
+    assert expected["gone"] < 0.5 * expected["active"], expected
+    # CRV = v * sum_k (E[Y(k)] - E[Y(k-1)]) / (1 + d)^k, from lifetimes-equal expectations
+    months = np.arange(1, 13) * 30.0
+    cumulative = expected_purchases_grouped(
+        "bgnbd", fit.dropout, list(months), [3, 3], [30, 715], [720, 720]
+    )
+    monthly = np.diff(cumulative, axis=0, prepend=0.0)
+    crv = 50.0 * (monthly * 1.01 ** -np.arange(1, 13)[:, None]).sum(axis=0)
+    np.testing.assert_allclose(out["crv"].to_numpy(), crv, rtol=1e-12)
+    np.testing.assert_allclose(out["crv_expected_referrals"].to_numpy(), cumulative[-1])
+    # The NBD, for comparison: the same for both
+    nbd = replace(fit, dropout=None)
+    flat = referral_values(frame, nbd, float("inf"), 50.0, settings)["crv_expected_referrals"]
+    assert flat[0] == pytest.approx(flat[1])
+
+
 def test_the_referral_model_is_reported_as_it_was_used():
     """What an engineer reads in the step's metadata: the kappa the run used (set or estimated,
     inf in words, since JSON has no inf), the rate and the mean value of one referral."""
@@ -539,6 +608,7 @@ def test_a_credited_referral_proves_a_day_of_exposure():
             "ss": [0.0, 0.0],
             "crv_realized": [30.0, 30.0],
             "first_referral": [datetime(2024, 6, 30, 21), datetime(2024, 2, 1)],
+            "last_referral": [datetime(2024, 6, 30, 21), datetime(2024, 2, 1)],
         }
     )
     out = referral_exposure(starts, per_referrer, as_of)

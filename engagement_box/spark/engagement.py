@@ -378,7 +378,7 @@ def referral_value(
         "referrer_customer_id",
         referral.referrer_stats,
         "customer_id string, n bigint, n_valued bigint, mean double, ss double, "
-        "crv_realized double, first_referral timestamp_ntz",
+        "crv_realized double, first_referral timestamp_ntz, last_referral timestamp_ntz",
     ).localCheckpoint()
     stats = pl.from_arrow(per_referrer.select("n_valued", "mean", "ss").toArrow())
     kappa = (
@@ -404,7 +404,14 @@ def referral_value(
     def exposure(batch: pl.DataFrame) -> pl.DataFrame:
         start = metrics.exposure_start_of(batch.select("customer_id", "joined", "since"), programme)
         stats = batch.filter(pl.col("n").is_not_null()).select(
-            "customer_id", "n", "n_valued", "mean", "ss", "crv_realized", "first_referral"
+            "customer_id",
+            "n",
+            "n_valued",
+            "mean",
+            "ss",
+            "crv_realized",
+            "first_referral",
+            "last_referral",
         )
         return referral.referral_exposure(start, stats, as_of)
 
@@ -412,20 +419,19 @@ def referral_value(
         frame,
         exposure,
         "customer_id string, n bigint, n_valued bigint, mean double, crv_realized double, "
-        "exposure double, exposure_days bigint",
+        "exposure double, exposure_days bigint, recency_days bigint",
     ).localCheckpoint()
+    keys = ("n", "recency_days", "exposure_days")
     grouped = (
         exposed.filter(F.col("exposure_days") > 0)
-        .groupBy(F.col("n"), F.col("exposure_days"))
+        .groupBy(*(F.col(k) for k in keys))
         .agg(F.count("*").alias("customers"))
-        .toArrow()  # a few thousand rows at any size: sorted here, as Spark's orderBy sorts
-        .sort_by([("n", "ascending", "at_start"), ("exposure_days", "ascending", "at_start")])
+        # a few thousand rows, and one per referrer at most: sorted here, as the DuckDB
+        # engine's `referral.grouped_referral_rows` sorts them
+        .toArrow()
+        .sort_by([(k, "ascending") for k in keys])
     )
-    fit = referral.fit_grouped_referral_rate(
-        grouped.column("n").to_numpy(),
-        grouped.column("exposure_days").to_numpy(),
-        grouped.column("customers").to_numpy(),
-    )
+    fit = referral.fit_referral_model(*(grouped.column(k).to_numpy() for k in (*keys, "customers")))
     crv = per_batch(
         exposed,
         lambda b: referral.referral_values(b, fit, kappa, mu, settings),
