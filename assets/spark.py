@@ -26,6 +26,7 @@ from engagement_box.spark.tables import (
     CURRENT,
     UNFINISHED,
     SparkTables,
+    prune_superseded,
     record_checks,
     recorded_checks,
 )
@@ -168,7 +169,13 @@ def spark_staging(
     for file, changes in profiles.items():
         context.log.warning(ingestion.profile_changes_message(file, changes))
     # as the CLI says them
-    for warning in ingestion.file_warnings(ignored, quarantined, copies):
+    # the quarantine is a table of the lake: its current write's files (README "Running on
+    # Apache Spark"), not the DuckDB warehouse's staging.quarantine
+    table = lake_dir.path / "tables" / "staging.quarantine"
+    pointer = table / CURRENT
+    written = table / pointer.read_text(encoding="utf-8").strip() if pointer.exists() else table
+    where = f"the lake's quarantine ({written}/*.parquet)"
+    for warning in ingestion.file_warnings(ignored, quarantined, copies, where):
         context.log.warning(warning)
     for file, other in copies.items():
         context.log.warning(ingestion.copy_message(file, other))
@@ -486,8 +493,12 @@ def spark_published_marts(
             engagement_config.audience_path, record["snapshot_id"], as_of, files, engine="spark"
         )
     kept = lake.retain(lake_dir.path, keep_versions=keep_versions, keep_days=keep_days)
+    # the tables' earlier writes: the version holds its own copies, no step reads them
+    pruned, freed = prune_superseded(lake_dir.path)
     return dg.MaterializeResult(
         metadata={
+            "superseded_table_writes_deleted": pruned,
+            "superseded_table_bytes_freed": freed,
             "snapshot_id": record["snapshot_id"],
             "versions_retained": kept.kept,
             "expired_now": dg.MetadataValue.json(kept.expired),

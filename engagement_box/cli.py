@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -722,7 +723,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return _nothing_ran(problem)
     if settings.value("ENGAGEMENT_ENGINE") == "spark":  # its graph has no monthly job
-        return _nothing_ran(SPARK_RUN)
+        return _nothing_ran(_spark_run_advice())
     from pipelines.resources import window_problem
 
     problem = window_problem(None, datetime.now(UTC).date())  # no month could run
@@ -776,12 +777,20 @@ def _foreign_working_problem() -> str | None:
     return readers.foreign_working_problem_before_run(layout)
 
 
-SPARK_RUN = (
-    "engagement-box run runs the DuckDB engine, and ENGAGEMENT_ENGINE is spark. Run the Spark "
-    "graph with `DAGSTER_HOME=$PWD/.dagster .venv/bin/dagster job execute -m "
-    'pipelines.definitions -j spark_pipeline` (or from the UI; README "Running on Apache '
-    'Spark"), or unset ENGAGEMENT_ENGINE to run on DuckDB'
-)
+def _spark_run_advice() -> str:
+    """How to run the Spark graph, as a command that works where the user is: their
+    DAGSTER_HOME kept when set (else the repository's `.dagster`, as `engagement-box` uses),
+    this Python's `dagster`, the code location found from any folder."""
+    given = os.environ.get("DAGSTER_HOME")
+    home = "" if given else f"DAGSTER_HOME={shlex.quote(str(settings.REPO_ROOT / '.dagster'))} "
+    dagster = shlex.quote(str(Path(sys.executable).with_name("dagster")))
+    return (
+        "engagement-box run runs the DuckDB engine, and ENGAGEMENT_ENGINE is spark. Run the "
+        f"Spark graph with `{home}{dagster} job execute -m pipelines.definitions -d "
+        f"{shlex.quote(str(settings.REPO_ROOT))} -j spark_pipeline` (or "
+        'from the UI; README "Running on Apache Spark"), or unset ENGAGEMENT_ENGINE to run on '
+        "DuckDB"
+    )
 
 
 SPARK_RETAIN = (
@@ -1264,7 +1273,8 @@ def erase(args: argparse.Namespace) -> int:
             f"engagement-box erase: FAILED, nothing was erased: no warehouse at "
             f"{warehouse.layout.published} (working database {warehouse.layout.working}) and no "
             f"Spark lake at {lake.path}. Check ENGAGEMENT_WAREHOUSE (and ENGAGEMENT_WORKING_DB, "
-            "ENGAGEMENT_LAKE_DIR); a first `engagement-box run` creates the warehouse",
+            "ENGAGEMENT_LAKE_DIR); a first `engagement-box run` creates the warehouse (the "
+            "Spark engine's first run of the job spark_pipeline, its lake)",
             file=sys.stderr,
         )
         return 2
@@ -1378,11 +1388,14 @@ def erase(args: argparse.Namespace) -> int:
             f"  {file:40} {rows:>8} {_plural(rows, 'row')} staged: another person's duplicate of "
             "a key the deleted row held, quarantined until now"
         )
-    if any(t.startswith(("work.", "history_rows.")) and n for t, n in report.rows_deleted.items()):
+    if report.lake_rows_removed or any(
+        t.startswith(("work.", "history_rows.")) and n for t, n in report.rows_deleted.items()
+    ):
         print(
             "  other customers' numbers in the versions that held the person stay as computed "
             "with them (the CIV they ceded to them, for one: CIV no longer sums to 0 there); "
-            "`engagement-box run` publishes a version computed without them"
+            "the next run (`engagement-box run`, or the Spark job) publishes a version "
+            "computed without them"
         )
     for path, rows in sorted(report.audience_rows_removed.items()):
         print(f"  {path:40} {rows:>8} audience {_plural(rows, 'row')} removed")

@@ -28,7 +28,7 @@ import polars as pl
 import pytest
 
 from assets.publish import MARTS
-from engagement_box import cli, generator
+from engagement_box import cli, generator, settings
 from engagement_box.governance import versions
 from engagement_box.governance.readers import default_working
 from engagement_box.staging import ingestion
@@ -844,7 +844,13 @@ def test_run_with_the_spark_engine_says_how_to_run_the_spark_graph(tmp_path):
     code, out, err = run_cli(env)
     assert code == 2 and "Traceback" not in err
     assert err.startswith("FAILED before any step: engagement-box run runs the DuckDB engine")
-    assert "dagster job execute -m pipelines.definitions -j spark_pipeline" in err
+    # a command that works where the user is: their DAGSTER_HOME kept (the advice set it to
+    # the checkout's, over theirs, a review), this Python's dagster, the code found from anywhere
+    dagster = Path(sys.executable).with_name("dagster")
+    assert (
+        f"`{dagster} job execute -m pipelines.definitions -d {settings.REPO_ROOT} -j spark_pipeline`"
+    ) in err, err
+    assert "DAGSTER_HOME=" not in err
 
 
 @pytest.mark.parametrize("month", ["2025-1", "2025-001", "25-01"])

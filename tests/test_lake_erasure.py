@@ -348,3 +348,22 @@ def test_a_lake_without_a_version_loses_the_tables_that_hold_the_person(lake_dir
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
     assert erasure.erase(con, email="j@x.y", lake=lake_dir, salt="s").found
     assert not (lake_dir / "tables").exists()
+
+
+def test_a_spark_only_erase_says_what_the_lakes_versions_keep(
+    lake_dir, tmp_path, monkeypatch, capsys
+):
+    """`engagement-box erase` where only a Spark lake holds versions: it said that rows were
+    removed from the lake's versions, and not (as the DuckDB warehouse's erase says) that the
+    other customers' numbers in those versions stay as computed with the person (a review)."""
+    from engagement_box import cli
+
+    monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(lake_dir))
+    monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "engagement.duckdb"))
+    monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
+    monkeypatch.delenv("ENGAGEMENT_WORKING_DB", raising=False)
+    assert cli.main(["erase", "--customer-id", "C1"]) == 0
+    out = capsys.readouterr().out
+    assert "removed from the Spark lake's versions" in out, out
+    assert "other customers' numbers in the versions that held the person stay as computed" in out
+    assert "the next run (`engagement-box run`, or the Spark job) publishes a version" in out

@@ -384,12 +384,23 @@ def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tm
     assert not refused.success  # a policy given in the run's config is refused before publishing
     assert lake.current(lake_copy)["snapshot_id"] == 1
     resources["retention"] = RetentionPolicy(keep_versions=1, keep_days=400)
+    # A table's earlier write (each write is a new folder) and a stopped write's pointer: kept
+    # until the lake was cleaned, a full copy of the tables per run (a review).
+    table = lake_copy / "tables" / "work.customer"
+    current = (table / "_current").read_text(encoding="utf-8").strip()
+    shutil.copytree(table / current, table / "0123abcd")
+    (table / ".current.0123abcd").write_text("0123abcd", encoding="utf-8")
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([spark_published_marts], resources=resources, instance=instance)
     assert result.success
     (said,) = [e.materialization.metadata for e in result.get_asset_materialization_events()]
     assert said["snapshot_id"].value == 2
     assert said["expired_now"].value == [1] and said["versions_retained"].value == 1
+    assert said["superseded_table_writes_deleted"].value >= 1
+    assert sorted(p.name for p in table.iterdir()) == sorted([current, "_current"])
+    for pointer in (lake_copy / "tables").glob("*.*/_current"):  # one write each, the current
+        written = {p.name for p in pointer.parent.iterdir()} - {"_current"}
+        assert written == {pointer.read_text(encoding="utf-8").strip()}, pointer.parent
     reader = duckdb.connect()
     lake.attach(reader, lake_copy)
     assert reader.execute(

@@ -4,7 +4,8 @@ Every table the Spark engine writes (`staging.*`, `intermediate.*`, `work.*`) is
 Parquet files, `<lake>/tables/<schema>.<name>/<write id>/`, registered in the session's catalog
 under its DuckDB name, so the sql/ files run unchanged (after transpiling). Each write goes to a
 new folder and the table is then pointed at it: a statement that reads the table it rewrites
-(an `insert`) never reads files being written. No Dagster import here.
+(an `insert`) never reads files being written. The publish step deletes the earlier writes
+(`prune_superseded`). No Dagster import here.
 """
 
 import json
@@ -54,6 +55,28 @@ def record_checks(lake: Path, step: str, failed: list[str]) -> None:
     os.replace(temporary, path)
 
 
+def prune_superseded(lake: Path) -> tuple[int, int]:
+    """Delete every write of every table but its current one (`_current`), and the pointer
+    files a stopped write left: each write goes to a new folder, and the earlier ones were
+    kept until the lake was cleaned, a full copy of the tables per run (a review: two runs with
+    nothing new took the sample's tables from 3.0 to 8.6 MB). Run under the lake's run lock
+    after the publish, which has copied what it needs: no step reads a table's earlier writes
+    (`restore` registers the current ones). Returns (folders deleted, bytes freed)."""
+    deleted = freed = 0
+    for pointer in sorted((Path(lake) / "tables").glob(f"*.*/{CURRENT}")):
+        current = pointer.read_text(encoding="utf-8").strip()
+        for entry in pointer.parent.iterdir():
+            if entry.name in (CURRENT, current):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                freed += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                shutil.rmtree(entry, ignore_errors=True)
+                deleted += 1
+            elif entry.name.startswith(".current."):  # a pointer a stopped write left
+                entry.unlink(missing_ok=True)
+    return deleted, freed
+
+
 class SparkTables:
     """The lake's working tables in one Spark session."""
 
@@ -97,7 +120,7 @@ class SparkTables:
         return names
 
     def drop(self, name: str) -> None:
-        """Forget the table or view `name` (its files stay until the lake is cleaned)."""
+        """Forget the table or view `name` (its files stay until `prune_superseded`)."""
         schema, table = name.split(".")
         if not self.spark.catalog.tableExists(name):
             return

@@ -2534,14 +2534,17 @@ def copy_message(file: str, other: str) -> str:
     )
 
 
-def mostly_quarantined_message(file: str, read: int, quarantined: int) -> str | None:
+def mostly_quarantined_message(
+    file: str, read: int, quarantined: int, where: str = "staging.quarantine"
+) -> str | None:
     """What the CLI says of a file at least half of whose rows were quarantined (None for one
     that is not): a whole export can fail its contract (dates as 11/01/2025), and a run that
-    only counted it published a month without it."""
+    only counted it published a month without it. `where`: where the quarantine is read (the
+    Spark engine's is a folder of its lake)."""
     if not read or quarantined * 2 < read:
         return None
     return (
-        f"{file}: {quarantined:,} of {read:,} rows quarantined; staging.quarantine says why "
+        f"{file}: {quarantined:,} of {read:,} rows quarantined; {where} says why "
         "(fix the export and drop it again: the changed file replaces its rows; a row "
         "quarantined as duplicate_key repeats a key staged from another file, which a later "
         "file never replaces: to correct it, change the file it was staged from)"
@@ -2573,14 +2576,17 @@ def file_warnings(
     ignored: dict[str, list[str]],
     quarantined: dict[str, list[int]],
     copies: dict[str, str] | None = None,
+    where: str = "staging.quarantine",
 ) -> list[str]:
     """What a run says of its files from a staging step's metadata (`ignored_columns`,
     `quarantined_by_file`, `copies_of_earlier_files`), on either engine: each file's columns
     its contract ignores, then each file at least half quarantined, unless it is a resent copy
-    (said as a copy, `copy_message`)."""
+    (said as a copy, `copy_message`). `where`: as `mostly_quarantined_message`'s."""
     said = [ignored_columns_message(source_of(f), f, c) for f, c in ignored.items()]
     for file, (read, lost) in quarantined.items():
-        mostly = None if file in (copies or {}) else mostly_quarantined_message(file, read, lost)
+        mostly = (
+            None if file in (copies or {}) else mostly_quarantined_message(file, read, lost, where)
+        )
         if mostly:
             said.append(mostly)
     return said
