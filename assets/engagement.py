@@ -478,6 +478,9 @@ def audience_exports(
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
     audiences.record_version(out, snapshot_id, as_of, files)
+    # where this engine's files are, for an erase run with the other engine's settings
+    (working_record,) = audiences.folder_records(warehouse.working_path, None)
+    audiences.remember_folder(working_record, out)
     if stopped:  # their files all rewritten now: the history files above, the audiences here
         with warehouse.get_connection() as con:
             readers.finish_erasures(con, stopped)

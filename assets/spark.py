@@ -492,6 +492,9 @@ def spark_published_marts(
         activation.record_version(
             engagement_config.audience_path, record["snapshot_id"], as_of, files, engine="spark"
         )
+        # where this engine's files are, for an erase run with the other engine's settings
+        (lake_record,) = activation.folder_records(None, lake_dir.path)
+        activation.remember_folder(lake_record, engagement_config.audience_path)
     kept = lake.retain(lake_dir.path, keep_versions=keep_versions, keep_days=keep_days)
     # the tables' earlier writes: the version holds its own copies, no step reads them
     pruned, freed = prune_superseded(lake_dir.path)

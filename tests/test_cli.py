@@ -1060,6 +1060,13 @@ def test_audience_files_behind_the_current_version_are_written_though_nothing_is
     assert "skipped" not in out and "computed nothing" not in out
     assert json.loads((elsewhere / "_written_from.json").read_text())["snapshot_id"] == 1
     assert any(elsewhere.rglob("*.parquet"))
+    # the working database remembers its folder, for an erase run with the Spark engine's
+    # settings (`erasure.erase`); the copy's record of the original's folder is not its own
+    from engagement_box.activation import audiences
+
+    working = default_working(copy.database)
+    remembered = audiences.remembered_folders(audiences.folder_records(working, None))
+    assert remembered == [elsewhere.absolute()]
 
 
 def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_files_stay(

@@ -367,3 +367,32 @@ def test_a_spark_only_erase_says_what_the_lakes_versions_keep(
     assert "removed from the Spark lake's versions" in out, out
     assert "other customers' numbers in the versions that held the person stay as computed" in out
     assert "the next run (`engagement-box run`, or the Spark job) publishes a version" in out
+
+
+def test_an_erase_reaches_the_audience_folder_of_either_engine(lake_dir, tmp_path):
+    """Each engine writes its audiences to a folder of its own (README); an erase run with the
+    DuckDB engine's settings rewrote only ENGAGEMENT_AUDIENCE_DIR's and left the person in the
+    Spark engine's files (and the other way round: a review). Each engine remembers its
+    folder, and an erase rewrites every folder remembered."""
+    from engagement_box.activation import audiences
+
+    spark_folder = tmp_path / "lake_audiences"
+    (spark_folder / "quadrant").mkdir(parents=True)
+    pl.DataFrame({"customer_id": ["C1", "C2"], "email": ["c1@x.org", "c2@x.org"]}).write_csv(
+        spark_folder / "quadrant" / "cev_misers.csv"
+    )
+    (record,) = audiences.folder_records(None, lake_dir)
+    audiences.remember_folder(record, spark_folder)
+    duck_folder = tmp_path / "audiences"  # this environment's, empty
+    duck_folder.mkdir()
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    report = erasure.erase(con, customer_id="C1", audience_dir=duck_folder, lake=lake_dir, salt="s")
+    left = pl.read_csv(spark_folder / "quadrant" / "cev_misers.csv")
+    assert left["customer_id"].to_list() == ["C2"]
+    assert report.audience_rows_removed == {str(spark_folder / "quadrant" / "cev_misers.csv"): 1}
+    # A copy of the lake elsewhere does not take the original's folder for its own: an erase
+    # there leaves the original's files to the original's erase.
+    copy = tmp_path / "lake_copy"
+    shutil.copytree(lake_dir, copy)
+    assert audiences.remembered_folders(audiences.folder_records(None, copy)) == []
+    assert audiences.remembered_folders(audiences.folder_records(None, lake_dir)) == [spark_folder]

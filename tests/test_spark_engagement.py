@@ -153,6 +153,10 @@ def test_the_audience_files_equal_the_duckdb_engine(engagement, spark_run, tmp_p
     )
     assert record["engine"] == "spark" and len(record["files"]) == len(names)
     assert audiences.recorded_version(spark_files, engine="spark") == record["snapshot_id"]
+    # the lake remembers where its audiences are: an erase with the DuckDB engine's settings
+    # finds them (`erasure.erase`)
+    remembered = audiences.remembered_folders(audiences.folder_records(None, spark_run[3]))
+    assert [f.resolve() for f in remembered] == [spark_files.resolve()]
     for name in names:
         if name.suffix == ".csv":
             assert (spark_files / name).read_bytes() == (duck_files / name).read_bytes(), name

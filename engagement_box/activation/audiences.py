@@ -183,6 +183,52 @@ def record_version(
     (Path(out_dir) / WRITTEN_FROM).write_text(json.dumps(record) + "\n")
 
 
+# Where each engine remembers the audience folder it last wrote: beside the DuckDB working
+# database (`<working>.audiences.json`) and in the Spark lake (`<lake>/marts/_audiences.json`).
+# An erasure rewrites every remembered folder: each engine has its own (README), and an erase
+# that knew only ENGAGEMENT_AUDIENCE_DIR left the person in the other's files (a review).
+FOLDER_RECORD_SUFFIX = ".audiences.json"
+LAKE_FOLDER_RECORD = "_audiences.json"
+
+
+def folder_records(working: Path | str | None, lake: Path | str | None) -> list[tuple[Path, Path]]:
+    """The files in which the DuckDB engine (working database `working`) and the Spark engine
+    (`lake`) remember their audience folders, each with what it belongs to."""
+    records = []
+    if working:
+        records.append((Path(f"{working}{FOLDER_RECORD_SUFFIX}"), Path(working)))
+    if lake:
+        records.append((Path(lake) / "marts" / LAKE_FOLDER_RECORD, Path(lake)))
+    return records
+
+
+def remember_folder(record: tuple[Path, Path], out_dir: Path) -> None:
+    """Remember (`folder_records`' record) that this engine's audience files are in `out_dir`,
+    and for which working database or lake: a copy of the warehouse elsewhere does not take
+    the original's folder for its own. Written under another name and renamed into place."""
+    path, owner = record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    remembered = {"folder": str(Path(out_dir).absolute()), "for": str(Path(owner).absolute())}
+    temporary.write_text(json.dumps(remembered) + "\n")
+    os.replace(temporary, path)
+
+
+def remembered_folders(records: Iterable[tuple[Path, Path]]) -> list[Path]:
+    """The audience folders remembered in `records` (`folder_records`) that still exist, each
+    remembered for the working database or lake it is beside now (not a copy's original)."""
+    folders = []
+    for path, owner in records:
+        try:
+            remembered = json.loads(Path(path).read_text())
+            folder, written_for = Path(remembered["folder"]), Path(remembered["for"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # never written (no audience step yet), or unreadable: nothing remembered
+        if written_for == Path(owner).absolute() and folder.is_dir():
+            folders.append(folder)
+    return folders
+
+
 def missing_files(out_dir: Path) -> list[str]:
     """The audience files `record_version` recorded that are no longer in `out_dir` (someone
     moved or deleted them in a shared folder), as paths relative to it; none where the record

@@ -122,6 +122,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from engagement_box.activation import audiences
 from engagement_box.activation.audiences import (
     AUDIENCE_KINDS,
     neutralize_formulas,
@@ -1163,14 +1164,22 @@ def erase(
         report.found = report.found or in_lake_found
         report.found = report.found or bool(report.lake_rows_removed)
 
-    if audience_dir is not None and Path(audience_dir).is_dir():
-        report.audience_rows_removed = erase_from_audiences(
-            Path(audience_dir),
-            subjects.of("customer_id"),
-            subjects.of("email"),
-            erased_subject_hashes(con, used_salt),
-            used_salt,
-        )
+    if audience_dir is not None:
+        # ENGAGEMENT_AUDIENCE_DIR's folder, then the others each engine remembers writing (the
+        # two engines have a folder each): paths in those are said with their folder
+        folders = [Path(audience_dir).absolute()]
+        records = audiences.folder_records(database_path(con), lake)
+        for folder in audiences.remembered_folders(records):
+            if folder.resolve() not in [f.resolve() for f in folders]:
+                folders.append(folder)
+        hashes = erased_subject_hashes(con, used_salt)
+        for folder in (f for f in folders if f.is_dir()):
+            removed = erase_from_audiences(
+                folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt
+            )
+            if folder != folders[0]:
+                removed = {str(folder / path): rows for path, rows in removed.items()}
+            report.audience_rows_removed.update(removed)
         report.found = report.found or bool(report.audience_rows_removed)
     if published is not None and audience_dir is not None:
         # Every file rewritten: finished. Until then the next publish checks every history
