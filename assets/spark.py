@@ -397,6 +397,10 @@ def spark_engagement_marts(
             "as_of": as_of.isoformat(),
             "dagster/row_count": int(rows),
             "persona_customers": info["persona_customers"],
+            # what every customer's CRV was computed with (the DuckDB engine's key and text)
+            "referral_model": dg.MetadataValue.json(
+                {**info["referral_model"].report(), "currency": model_settings.resolved().currency}
+            ),
             "referral_outcomes": dg.MetadataValue.json(info["referral_outcomes"]),
             "referral_rate_fit": dg.MetadataValue.json(
                 {
@@ -405,10 +409,6 @@ def spark_engagement_marts(
                         k: v if math.isfinite(v) else str(v)
                         for k, v in (("r", fit.r), ("alpha", fit.alpha))
                     },
-                    # the model CRV's expected referrals come from (docs/METRICS.md "CRV")
-                    "expected_referrals_from": "BG/NBD" if fit.dropout else "NBD",
-                    "bgnbd": dict(fit.dropout or {}),
-                    "nbd_reason": fit.nbd_reason,
                     "grouped_rows": info["referral_rate_rows"],
                 }
             ),

@@ -181,6 +181,15 @@ def test_referral_outcomes_and_check_of_the_run(engagement):
         if e.asset_key.path == ["spark", "engagement_marts"]
     ]
     assert event.materialization.metadata["referral_outcomes"].value == outcomes
+    # what CRV was computed with, said as the DuckDB engine says it (Spark said only "BG/NBD"
+    # or "NBD", not which referrals valued one, nor kappa or mu: a review)
+    model = event.materialization.metadata["referral_model"].value
+    values = engagement[2]["engagement_value"]
+    never = values.filter(pl.col("crv_referrals") == 0)["crv_value_per_referral"]
+    assert model["mean_value_per_referral"] == pytest.approx(never[0], abs=0.005)
+    assert model["value_per_referral_from"].endswith("before the as-of"), model
+    assert model["expected_referrals_from"].startswith(("BG/NBD: ", "NBD, ")), model
+    assert {"value_credibility_kappa", "referral_rate_per_month", "currency"} <= set(model)
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "cev_is_the_sum"]
     assert check.passed
 

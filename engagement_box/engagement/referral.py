@@ -302,6 +302,9 @@ class ReferralRateFit:
     # fitted (customers stop referring), else None and `nbd_reason` says why the NBD is used.
     dropout: Mapping[str, float] | None = None
     nbd_reason: str = ""
+    # BG/NBD's standard errors: a and b run large together when every customer is as likely
+    # to stop after a referral (a / (a + b), which the expectations follow; docs/METRICS.md)
+    dropout_standard_errors: Mapping[str, float] | None = None
 
     @property
     def poisson_limit(self) -> bool:
@@ -442,7 +445,7 @@ def fit_referral_model(
             nbd_reason=f"too few referrals to tell when customers stop referring (BG/NBD's "
             f"{', '.join(unknown)} have no finite standard error)",
         )
-    return replace(nbd, dropout=dict(fit.params))
+    return replace(nbd, dropout=dict(fit.params), dropout_standard_errors=dict(fit.standard_errors))
 
 
 def _fit_nbd_grouped(n: np.ndarray, days: np.ndarray, w: np.ndarray) -> ReferralRateFit:
@@ -543,10 +546,11 @@ class ReferralModel:
         else:
             kappa = round(self.kappa, 6)
         if fit.dropout is not None:
+            p = fit.dropout["a"] / (fit.dropout["a"] + fit.dropout["b"])
             model = (
                 "BG/NBD: each customer refers at their own rate until they stop ("
                 + ", ".join(f"{k}={v:.6g}" for k, v in fit.dropout.items())
-                + ", per day)"
+                + f", per day; a / (a + b) = {p:.4g}, the mean chance to stop after a referral)"
             )
         else:
             model = f"NBD, a constant rate per customer: {fit.nbd_reason}"
@@ -565,6 +569,13 @@ class ReferralModel:
                 if self.valued_recent
                 else f"all {self.referrals_valued} credited referrals (none converted within the "
                 "CLV horizon before the as-of)"
+                if self.referrals_valued
+                else "no credited referral"
+            ),
+            **(
+                {"bgnbd_standard_errors": {k: float(v) for k, v in errors.items()}}
+                if (errors := fit.dropout_standard_errors)
+                else {}
             ),
         }
 

@@ -445,6 +445,15 @@ def referral_value(
         "mean_value_per_referral": mu,
         "referrals_valued": int(valued[1]),
         "valued_recent": recent,
+        # what every customer's CRV was computed with, as the DuckDB engine reports it
+        "referral_model": referral.ReferralModel(
+            fit,
+            float(kappa),
+            settings.crv_value_credibility is None,
+            mu,
+            referrals_valued=int(valued[1]),
+            valued_recent=recent,
+        ),
         "referral_rate_fit": fit,
         "referral_rate_rows": grouped.num_rows,
     }
