@@ -477,7 +477,7 @@ def audience_exports(
     out = engagement_config.audience_path
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
-    audiences.record_version(out, snapshot_id, as_of, files)
+    audiences.record_version(out, snapshot_id, as_of, files, written_for=warehouse.working_path)
     # where this engine's files are, for an erase run with the other engine's settings
     (working_record,) = audiences.folder_records(warehouse.working_path, None)
     audiences.remember_folder(working_record, out)

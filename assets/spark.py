@@ -9,6 +9,7 @@ lake.py`). Not partitioned: a run models up to ENGAGEMENT_AS_OF, else the last c
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -66,6 +67,13 @@ def require_checks_passed(lake, step: dg.AssetKey) -> None:
     in that run only, so a later run of only the steps after it would otherwise publish its
     tables."""
     recorded = recorded_checks(lake)
+    if not (Path(lake) / "tables").is_dir():
+        raise dg.Failure(
+            f"the lake {lake} holds no working tables: no Spark run wrote them yet, or an "
+            "erase deleted them (they held the person; the next whole run writes them again "
+            "from every export). Run the whole job spark_pipeline "
+            f"({settings.spark_job_command()}, or the job in the UI)"
+        )
     refused = []
     for key in CHECKED_BEFORE[step]:
         name = key.to_user_string()
@@ -86,8 +94,7 @@ def require_checks_passed(lake, step: dg.AssetKey) -> None:
             + ": the tables it wrote are neither read by the steps after it nor published. "
             "A failed check's description (the run's log, or the asset's Checks tab in the "
             "Dagster UI) says what to fix; then run the whole job spark_pipeline "
-            "(.venv/bin/dagster job execute -m pipelines.definitions -j spark_pipeline, or the "
-            "job in the UI)"
+            f"({settings.spark_job_command()}, or the job in the UI)"
         )
 
 
@@ -490,7 +497,12 @@ def spark_published_marts(
         # which version they are, as the DuckDB engine's files say: without it a consumer
         # could not tell whole files from a half-written folder (a review)
         activation.record_version(
-            engagement_config.audience_path, record["snapshot_id"], as_of, files, engine="spark"
+            engagement_config.audience_path,
+            record["snapshot_id"],
+            as_of,
+            files,
+            engine="spark",
+            written_for=lake_dir.path,
         )
         # where this engine's files are, for an erase run with the other engine's settings
         (lake_record,) = activation.folder_records(None, lake_dir.path)

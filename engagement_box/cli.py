@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shlex
 import signal
 import socket
 import sys
@@ -778,18 +777,14 @@ def _foreign_working_problem() -> str | None:
 
 
 def _spark_run_advice() -> str:
-    """How to run the Spark graph, as a command that works where the user is: their
-    DAGSTER_HOME kept when set (else the repository's `.dagster`, as `engagement-box` uses),
-    this Python's `dagster`, the code location found from any folder."""
-    given = os.environ.get("DAGSTER_HOME")
-    home = "" if given else f"DAGSTER_HOME={shlex.quote(str(settings.REPO_ROOT / '.dagster'))} "
-    dagster = shlex.quote(str(Path(sys.executable).with_name("dagster")))
+    """How to run the Spark graph (`settings.spark_job_command`), with DAGSTER_HOME made
+    absolute and created as `engagement-box` makes it."""
+    _instance_home()
+    here = " from this folder (Dagster reads its .env)" if (Path.cwd() / ".env").is_file() else ""
     return (
         "engagement-box run runs the DuckDB engine, and ENGAGEMENT_ENGINE is spark. Run the "
-        f"Spark graph with `{home}{dagster} job execute -m pipelines.definitions -d "
-        f"{shlex.quote(str(settings.REPO_ROOT))} -j spark_pipeline` (or "
-        'from the UI; README "Running on Apache Spark"), or unset ENGAGEMENT_ENGINE to run on '
-        "DuckDB"
+        f"Spark graph with `{settings.spark_job_command()}`{here} (or from the UI; README "
+        '"Running on Apache Spark"), or unset ENGAGEMENT_ENGINE to run on DuckDB'
     )
 
 
@@ -1399,6 +1394,8 @@ def erase(args: argparse.Namespace) -> int:
         )
     for path, rows in sorted(report.audience_rows_removed.items()):
         print(f"  {path:40} {rows:>8} audience {_plural(rows, 'row')} removed")
+    for folder, why in sorted(report.audience_folders_passed.items()):
+        print(f"  audience folder {folder} not rewritten: {why}")
     if report.published_file:
         # Rebuilt after every erasure (its erasure log changed), with or without a match.
         without = " without the person" if matched else ""

@@ -10,6 +10,8 @@ A setting whose default is None has a computed default, described in `default_te
 import json
 import math
 import os
+import shlex
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +19,19 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def spark_job_command() -> str:
+    """The command that runs the Spark engine's graph (the job spark_pipeline), as a person
+    types it wherever they are: DAGSTER_HOME absolute (Dagster refuses a relative one; the
+    checkout's `.dagster` when unset, as `engagement-box` uses), this Python's `dagster`, the
+    code location found from any folder. Dagster reads `.env` from the folder it runs in."""
+    home = Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster").expanduser().absolute()
+    dagster = Path(sys.executable).with_name("dagster")
+    return (
+        f"DAGSTER_HOME={shlex.quote(str(home))} {shlex.quote(str(dagster))} job execute -m "
+        f"pipelines.definitions -d {shlex.quote(str(REPO_ROOT))} -j spark_pipeline"
+    )
 
 
 @dataclass(frozen=True)

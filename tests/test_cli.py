@@ -847,10 +847,23 @@ def test_run_with_the_spark_engine_says_how_to_run_the_spark_graph(tmp_path):
     # a command that works where the user is: their DAGSTER_HOME kept (the advice set it to
     # the checkout's, over theirs, a review), this Python's dagster, the code found from anywhere
     dagster = Path(sys.executable).with_name("dagster")
+    home = Path(env["DAGSTER_HOME"]).absolute()
     assert (
-        f"`{dagster} job execute -m pipelines.definitions -d {settings.REPO_ROOT} -j spark_pipeline`"
+        f"`DAGSTER_HOME={home} {dagster} job execute -m pipelines.definitions -d "
+        f"{settings.REPO_ROOT} -j spark_pipeline`"
     ) in err, err
-    assert "DAGSTER_HOME=" not in err
+
+
+def test_the_spark_command_given_makes_a_relative_dagster_home_absolute(tmp_path, monkeypatch):
+    """`DAGSTER_HOME=.dagster`, as `.env.example` has it: the command given left it out, and
+    Dagster refused the relative value ("must be an absolute path"; a re-review)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", ".dagster")
+    assert settings.spark_job_command().startswith(f"DAGSTER_HOME={tmp_path / '.dagster'} ")
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert settings.spark_job_command().startswith(
+        f"DAGSTER_HOME={settings.REPO_ROOT / '.dagster'} "
+    )
 
 
 @pytest.mark.parametrize("month", ["2025-1", "2025-001", "25-01"])
@@ -1065,8 +1078,8 @@ def test_audience_files_behind_the_current_version_are_written_though_nothing_is
     from engagement_box.activation import audiences
 
     working = default_working(copy.database)
-    remembered = audiences.remembered_folders(audiences.folder_records(working, None))
-    assert remembered == [elsewhere.absolute()]
+    remembered, passed = audiences.remembered_folders(audiences.folder_records(working, None))
+    assert remembered == [elsewhere.resolve()] and passed == {}
 
 
 def test_with_nothing_new_audience_files_behind_are_written_alone_and_other_files_stay(

@@ -373,26 +373,51 @@ def test_an_erase_reaches_the_audience_folder_of_either_engine(lake_dir, tmp_pat
     """Each engine writes its audiences to a folder of its own (README); an erase run with the
     DuckDB engine's settings rewrote only ENGAGEMENT_AUDIENCE_DIR's and left the person in the
     Spark engine's files (and the other way round: a review). Each engine remembers its
-    folder, and an erase rewrites every folder remembered."""
+    folders, and an erase rewrites those it wrote last; a re-review found a folder another
+    warehouse had written since rewritten (a different person of the same id), and a lake
+    named with `..` not recognised."""
     from engagement_box.activation import audiences
 
-    spark_folder = tmp_path / "lake_audiences"
-    (spark_folder / "quadrant").mkdir(parents=True)
-    pl.DataFrame({"customer_id": ["C1", "C2"], "email": ["c1@x.org", "c2@x.org"]}).write_csv(
-        spark_folder / "quadrant" / "cev_misers.csv"
-    )
+    def files(folder, ids):
+        (folder / "quadrant").mkdir(parents=True, exist_ok=True)
+        pl.DataFrame({"customer_id": ids, "email": [f"{i}@x.org" for i in ids]}).write_csv(
+            folder / "quadrant" / "cev_misers.csv"
+        )
+
+    old_folder, spark_folder = tmp_path / "old_audiences", tmp_path / "lake_audiences"
     (record,) = audiences.folder_records(None, lake_dir)
-    audiences.remember_folder(record, spark_folder)
+    for folder in (old_folder, spark_folder):  # ENGAGEMENT_AUDIENCE_DIR changed between runs
+        files(folder, ["C1", "C2"])
+        audiences.record_version(folder, 1, engine="spark", written_for=lake_dir)
+        audiences.remember_folder(record, folder)
     duck_folder = tmp_path / "audiences"  # this environment's, empty
     duck_folder.mkdir()
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
-    report = erasure.erase(con, customer_id="C1", audience_dir=duck_folder, lake=lake_dir, salt="s")
-    left = pl.read_csv(spark_folder / "quadrant" / "cev_misers.csv")
-    assert left["customer_id"].to_list() == ["C2"]
-    assert report.audience_rows_removed == {str(spark_folder / "quadrant" / "cev_misers.csv"): 1}
-    # A copy of the lake elsewhere does not take the original's folder for its own: an erase
-    # there leaves the original's files to the original's erase.
+    (tmp_path / "x").mkdir()
+    by_dots = tmp_path / "x" / ".." / lake_dir.name  # the same lake, written another way
+    report = erasure.erase(con, customer_id="C1", audience_dir=duck_folder, lake=by_dots, salt="s")
+    for folder in (old_folder, spark_folder):
+        left = pl.read_csv(folder / "quadrant" / "cev_misers.csv")
+        assert left["customer_id"].to_list() == ["C2"], folder
+    assert report.audience_rows_removed == {
+        str(folder.resolve() / "quadrant" / "cev_misers.csv"): 1
+        for folder in (old_folder, spark_folder)
+    }
+    # Another warehouse writes its own people to the old folder: theirs stay.
+    files(old_folder, ["C2", "C7"])
+    audiences.record_version(old_folder, 4, written_for=tmp_path / "other.working.duckdb")
+    report = erasure.erase(con, customer_id="C2", audience_dir=duck_folder, lake=lake_dir, salt="s")
+    assert pl.read_csv(old_folder / "quadrant" / "cev_misers.csv")["customer_id"].to_list() == [
+        "C2",
+        "C7",
+    ]
+    assert pl.read_csv(spark_folder / "quadrant" / "cev_misers.csv").height == 0
+    (why,) = report.audience_folders_passed.values()
+    assert why == f"written since for {(tmp_path / 'other.working.duckdb').resolve()}"
+    # A copy of the lake elsewhere does not take the original's folders for its own: an erase
+    # there says why it leaves them.
     copy = tmp_path / "lake_copy"
     shutil.copytree(lake_dir, copy)
-    assert audiences.remembered_folders(audiences.folder_records(None, copy)) == []
-    assert audiences.remembered_folders(audiences.folder_records(None, lake_dir)) == [spark_folder]
+    folders, passed = audiences.remembered_folders(audiences.folder_records(None, copy))
+    assert folders == [] and set(passed) == {str(old_folder.resolve()), str(spark_folder.resolve())}
+    assert all("copied or moved" in why for why in passed.values())

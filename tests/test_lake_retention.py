@@ -268,3 +268,28 @@ def test_a_column_a_later_version_adds_is_in_the_history_of_every_version(tmp_pa
         "ORDER BY ALL"
     ).fetchall()
     assert rows == [(1, "C1", None), (1, "C2", None), (2, "C1", date(2026, 1, 31))]
+
+
+def test_the_quarantine_read_as_the_readme_says_counts_the_current_write_only(tmp_path):
+    """README's query of the Spark quarantine read every write's files: after a staging step run
+    alone (no publish to delete the earlier write), it counted each row twice (a re-review)."""
+    import duckdb
+    import polars as pl
+
+    from engagement_box.spark.tables import current_files, prune_superseded
+
+    table = tmp_path / "lake" / "tables" / "staging.quarantine"
+    for write, rows in (("w1", 3), ("w2", 2)):
+        (table / write).mkdir(parents=True)
+        pl.DataFrame({"source": ["orders"] * rows, "reason": ["malformed"] * rows}).write_parquet(
+            table / write / "part-0.parquet"
+        )
+    (table / "_current").write_text("w2", encoding="utf-8")
+    files = current_files(tmp_path / "lake", "staging.quarantine")
+    counted = duckdb.execute(
+        "SELECT source, reason, count(*) FROM read_parquet($files) GROUP BY ALL", {"files": files}
+    ).fetchall()
+    assert counted == [("orders", "malformed", 2)]
+    # the publish deletes the earlier write; the current one stays
+    assert prune_superseded(tmp_path / "lake")[0] == 1
+    assert sorted(p.name for p in table.iterdir()) == ["_current", "w2"]

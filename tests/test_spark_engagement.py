@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from engagement_box import settings
 from engagement_box.activation import audiences
 from engagement_box.engagement import personas, referral
 from engagement_box.engagement.metrics import engagement_values
@@ -155,8 +156,8 @@ def test_the_audience_files_equal_the_duckdb_engine(engagement, spark_run, tmp_p
     assert audiences.recorded_version(spark_files, engine="spark") == record["snapshot_id"]
     # the lake remembers where its audiences are: an erase with the DuckDB engine's settings
     # finds them (`erasure.erase`)
-    remembered = audiences.remembered_folders(audiences.folder_records(None, spark_run[3]))
-    assert [f.resolve() for f in remembered] == [spark_files.resolve()]
+    remembered, _ = audiences.remembered_folders(audiences.folder_records(None, spark_run[3]))
+    assert remembered == [spark_files.resolve()]
     for name in names:
         if name.suffix == ".csv":
             assert (spark_files / name).read_bytes() == (duck_files / name).read_bytes(), name
@@ -466,9 +467,9 @@ def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(sp
         "ran: the tables it wrote are neither read by the steps after it nor published" in said
     ), said
     assert (
-        "run the whole job spark_pipeline (.venv/bin/dagster job execute -m "
-        "pipelines.definitions -j spark_pipeline, or the job in the UI)" in said
-    )
+        f"run the whole job spark_pipeline ({settings.spark_job_command()}, or the job in the UI)"
+        in said
+    ), said
     assert lake.current(lake_copy)["snapshot_id"] == 1
 
     record_checks(lake_copy, "spark/marts", [])
@@ -489,6 +490,14 @@ def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(sp
     for step in ("spark/staging", "spark/marts", "spark/engagement_marts"):
         record_checks(lake_copy, step, [])  # the steps ran again and passed
     assert publish_alone() is None
+    assert lake.current(lake_copy)["snapshot_id"] == 2
+
+    # An erase deletes the working tables (they held the person): publishing alone said the
+    # steps "never ran here, or ran under a release before 2026-12-05" (a re-review)
+    shutil.rmtree(lake_copy / "tables")
+    said = publish_alone()
+    assert said is not None and "holds no working tables" in said, said
+    assert "an erase deleted them" in said and "never ran here" not in said, said
     assert lake.current(lake_copy)["snapshot_id"] == 2
 
 

@@ -162,17 +162,22 @@ def record_version(
     as_of: date | None = None,
     files: Mapping[str, Mapping] | None = None,
     engine: str = "duckdb",
+    written_for: Path | str | None = None,
 ) -> None:
     """Write `<out_dir>/_written_from.json`: the version the folder's files come from, its
     as-of date (the day the segments and values describe), for whoever picks the files up, the
-    files written (`export_audiences`' result: `missing_files` looks for them), and the engine
-    whose versions they are (the two engines number theirs apart)."""
+    files written (`export_audiences`' result: `missing_files` looks for them), the engine
+    whose versions they are (the two engines number theirs apart) and the working database or
+    lake they were written for (`written_for`: an erase rewrites a folder it remembers only
+    while that one wrote it last, `remembered_folders`)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     record = {
         "snapshot_id": snapshot_id,
         "as_of": as_of.isoformat() if as_of else None,
         "engine": engine,
     }
+    if written_for is not None:
+        record["for"] = os.path.realpath(written_for)
     if files is not None:
         record["files"] = sorted(
             Path(path).relative_to(out_dir).as_posix()
@@ -203,30 +208,63 @@ def folder_records(working: Path | str | None, lake: Path | str | None) -> list[
 
 
 def remember_folder(record: tuple[Path, Path], out_dir: Path) -> None:
-    """Remember (`folder_records`' record) that this engine's audience files are in `out_dir`,
-    and for which working database or lake: a copy of the warehouse elsewhere does not take
-    the original's folder for its own. Written under another name and renamed into place."""
+    """Remember (`folder_records`' record) that this engine wrote audience files to `out_dir`,
+    with the folders it wrote before (ENGAGEMENT_AUDIENCE_DIR may change between runs, and the
+    old folder keeps its files), for the working database or lake it is: a copy of the warehouse
+    elsewhere does not take the original's folders for its own. Written under another name and
+    renamed into place."""
     path, owner = record
+    owner = os.path.realpath(owner)
+    folders = []
+    try:
+        earlier = json.loads(path.read_text())
+        if earlier.get("for") == owner:
+            folders = [str(f) for f in earlier.get("folders", [])]
+    except (OSError, ValueError, AttributeError):
+        pass  # the first record, or one that cannot be read: it starts again
+    folder = os.path.realpath(out_dir)
+    folders = [f for f in folders if f != folder] + [folder]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    remembered = {"folder": str(Path(out_dir).absolute()), "for": str(Path(owner).absolute())}
-    temporary.write_text(json.dumps(remembered) + "\n")
+    temporary.write_text(json.dumps({"for": owner, "folders": folders}) + "\n")
     os.replace(temporary, path)
 
 
-def remembered_folders(records: Iterable[tuple[Path, Path]]) -> list[Path]:
-    """The audience folders remembered in `records` (`folder_records`) that still exist, each
-    remembered for the working database or lake it is beside now (not a copy's original)."""
-    folders = []
+def remembered_folders(
+    records: Iterable[tuple[Path, Path]],
+) -> tuple[list[Path], dict[str, str]]:
+    """The audience folders remembered in `records` (`folder_records`) that an erase rewrites:
+    those that exist and were last written for the working database or lake that remembers
+    them (`_written_from.json`'s "for"). And the folders passed over, each with why: remembered
+    for another path (the warehouse or lake was copied or moved: its next run remembers its
+    folders again), or written since by another warehouse or lake (a folder two of them
+    share: their people are not this one's to erase)."""
+    folders, passed = [], {}
     for path, owner in records:
         try:
             remembered = json.loads(Path(path).read_text())
-            folder, written_for = Path(remembered["folder"]), Path(remembered["for"])
+            written_for, listed = remembered["for"], [Path(f) for f in remembered["folders"]]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # never written (no audience step yet), or unreadable: nothing remembered
-        if written_for == Path(owner).absolute() and folder.is_dir():
-            folders.append(folder)
-    return folders
+        if written_for != os.path.realpath(owner):
+            for folder in listed:
+                passed[str(folder)] = (
+                    f"remembered for {written_for}, not {os.path.realpath(owner)} (copied or "
+                    "moved: the next run there remembers its folder again)"
+                )
+            continue
+        for folder in listed:
+            if not folder.is_dir():
+                continue
+            try:
+                last = json.loads((folder / WRITTEN_FROM).read_text()).get("for")
+            except (OSError, ValueError, AttributeError):
+                last = None
+            if last == written_for:
+                folders.append(folder)
+            else:
+                passed[str(folder)] = f"written since for {last or 'another warehouse'}"
+    return folders, passed
 
 
 def missing_files(out_dir: Path) -> list[str]:

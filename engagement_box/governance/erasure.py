@@ -234,6 +234,8 @@ class ErasureReport:
     rows_deleted: dict[str, int] = field(default_factory=dict)  # "schema.table" -> rows
     erased_rows: dict[str, int] = field(default_factory=dict)  # source -> staged+quarantined rows
     audience_rows_removed: dict[str, int] = field(default_factory=dict)  # file -> rows
+    # audience folders an engine remembers that were not rewritten, each with why
+    audience_folders_passed: dict[str, str] = field(default_factory=dict)
     checkpointed: bool = False
     published_file: bool = False  # the file analysts open was rebuilt without the person
     history_files_rewritten: list[str] = field(default_factory=list)
@@ -1169,9 +1171,12 @@ def erase(
         # two engines have a folder each): paths in those are said with their folder
         folders = [Path(audience_dir).absolute()]
         records = audiences.folder_records(database_path(con), lake)
-        for folder in audiences.remembered_folders(records):
+        remembered, report.audience_folders_passed = audiences.remembered_folders(records)
+        for folder in remembered:
             if folder.resolve() not in [f.resolve() for f in folders]:
                 folders.append(folder)
+        for folder in folders[:1]:  # the configured folder is rewritten whoever wrote it
+            report.audience_folders_passed.pop(str(folder.resolve()), None)
         hashes = erased_subject_hashes(con, used_salt)
         for folder in (f for f in folders if f.is_dir()):
             removed = erase_from_audiences(

@@ -55,6 +55,17 @@ def record_checks(lake: Path, step: str, failed: list[str]) -> None:
     os.replace(temporary, path)
 
 
+def current_files(lake: Path | str, name: str) -> str:
+    """The Parquet files of the table `name`'s current write (`<schema>.<table>`), as a glob
+    DuckDB's `read_parquet` takes: the table's folder holds earlier writes too until the next
+    publish (`prune_superseded`), which a glob over every write would count again."""
+    table = Path(lake) / "tables" / name
+    pointer = table / CURRENT
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{table}: no write of {name} in this lake")
+    return str(table / pointer.read_text(encoding="utf-8").strip() / "*.parquet")
+
+
 def prune_superseded(lake: Path) -> tuple[int, int]:
     """Delete every write of every table but its current one (`_current`), and the pointer
     files a stopped write left: each write goes to a new folder, and the earlier ones were
