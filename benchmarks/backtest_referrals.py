@@ -84,7 +84,7 @@ def main() -> None:
             (pl.col("converted_at") > dt.datetime.combine(as_of, dt.time.max))
             & pl.col("referrer_customer_id").is_in(since.get_column("customer_id").implode())
         )
-        used = model.report()["expected_referrals_from"].split(":")[0]
+        used = model.report()["expected_referrals_from"].split(" (")[0].split(":")[0]
         print(
             f"{as_of}  {since.height:9,}  {came.height:7,}  "
             f"{out['crv_expected_referrals'].sum():9,.1f}  "

@@ -780,7 +780,20 @@ def _spark_run_advice() -> str:
     """How to run the Spark graph (`settings.spark_job_command`), with DAGSTER_HOME made
     absolute and created as `engagement-box` makes it."""
     _instance_home()
-    here = " from this folder (Dagster reads its .env)" if (Path.cwd() / ".env").is_file() else ""
+    here = ""
+    env_file = Path.cwd() / ".env"
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        here = " from this folder (Dagster reads its .env)"
+        given = dotenv_values(env_file).get("DAGSTER_HOME")
+        if given and not Path(given).expanduser().is_absolute():
+            # Dagster's commands take .env's value over the command line's, and refuse a
+            # relative one ("must be an absolute path"; a re-review)
+            here += (
+                f", after setting DAGSTER_HOME={Path(given).expanduser().absolute()} in "
+                f"{env_file} (Dagster refuses its relative {given})"
+            )
     return (
         "engagement-box run runs the DuckDB engine, and ENGAGEMENT_ENGINE is spark. Run the "
         f"Spark graph with `{settings.spark_job_command()}`{here} (or from the UI; README "

@@ -2137,3 +2137,16 @@ def test_an_erasure_by_email_says_nothing_of_a_spark_lake_that_holds_no_version(
     out = capsys.readouterr().out
     assert "Spark lake" not in out, out
     assert re.search(r"^  rfm_segment/champions\.csv\s+1 audience row removed$", out, flags=re.M)
+
+
+def test_the_spark_command_given_says_a_relative_dagster_home_in_env_must_change(
+    tmp_path, monkeypatch, capsys
+):
+    """`.env` made from `.env.example` sets DAGSTER_HOME=.dagster: Dagster's commands read it
+    over the command line's absolute value and refuse it, so the command given, run as printed,
+    failed (a re-review). The advice says to make it absolute there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DAGSTER_HOME=.dagster\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    said = cli._spark_run_advice()
+    assert f"after setting DAGSTER_HOME={tmp_path / '.dagster'} in {tmp_path / '.env'}" in said

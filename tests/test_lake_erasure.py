@@ -412,12 +412,37 @@ def test_an_erase_reaches_the_audience_folder_of_either_engine(lake_dir, tmp_pat
         "C7",
     ]
     assert pl.read_csv(spark_folder / "quadrant" / "cev_misers.csv").height == 0
-    (why,) = report.audience_folders_passed.values()
-    assert why == f"written since for {(tmp_path / 'other.working.duckdb').resolve()}"
+    assert report.audience_folders_passed == {
+        str(old_folder.resolve()): "written since for another warehouse or lake"
+    }
+    # The folder named by ENGAGEMENT_AUDIENCE_DIR too: each export rewrites a folder whole, so
+    # one another warehouse wrote last holds that one's people (a re-review: its person of the
+    # same id was erased)
+    report = erasure.erase(con, customer_id="C7", audience_dir=old_folder, lake=lake_dir, salt="s")
+    assert pl.read_csv(old_folder / "quadrant" / "cev_misers.csv")["customer_id"].to_list() == [
+        "C2",
+        "C7",
+    ]
+    assert report.audience_folders_passed == {
+        str(old_folder.resolve()): "written since for another warehouse or lake"
+    }
+    # `_written_from.json` names no path (it sits beside files handed to others)
+    assert str(tmp_path) not in (old_folder / audiences.WRITTEN_FROM).read_text()
+    # A folder whose `_written_from.json` is lost is not taken for another's: rewritten
+    (spark_folder / audiences.WRITTEN_FROM).unlink()
+    files(spark_folder, ["C3", "C4"])
+    report = erasure.erase(con, customer_id="C3", audience_dir=duck_folder, lake=lake_dir, salt="s")
+    assert pl.read_csv(spark_folder / "quadrant" / "cev_misers.csv")["customer_id"].to_list() == [
+        "C4"
+    ]
+    # A record edited out of shape starts again instead of failing the audience step
+    record[0].write_text('{"for": "x", "folders": null}')
+    audiences.remember_folder(record, spark_folder)
+    assert audiences.remembered_folders([record])[0] == [spark_folder.resolve()]
     # A copy of the lake elsewhere does not take the original's folders for its own: an erase
     # there says why it leaves them.
     copy = tmp_path / "lake_copy"
     shutil.copytree(lake_dir, copy)
     folders, passed = audiences.remembered_folders(audiences.folder_records(None, copy))
-    assert folders == [] and set(passed) == {str(old_folder.resolve()), str(spark_folder.resolve())}
+    assert folders == [] and set(passed) == {str(spark_folder.resolve())}
     assert all("copied or moved" in why for why in passed.values())

@@ -22,6 +22,7 @@ from engagement_box.engagement.referral import (
     referral_exposure,
     referral_outcomes,
     referral_values,
+    shared_dropout_expected,
     value_credibility,
     with_referee_since,
 )
@@ -626,3 +627,54 @@ def test_customer_since_without_its_columns_is_a_clear_error():
             as_of=date(2024, 1, 31),
             customer_since=pl.DataFrame({"customer_id": ["A"], "signup_date": [date(2024, 1, 1)]}),
         )
+
+
+def test_customers_equally_likely_to_stop_get_the_limit_model_not_a_flip_to_the_nbd():
+    """Where customers hardly differ in their chance to stop after a referral, BG/NBD's a and b
+    run to infinity together and the fit stops anywhere on a flat ridge: erasing one customer
+    who never referred flipped the bundled sample's model to the NBD and its CRV by +47 % (a
+    review). Such data gets BG/NBD's limit, one chance p to stop for everyone; too few repeat
+    referrers, the NBD, by a rule of the data."""
+    rng = np.random.default_rng(7)
+    size = 3000
+    exposure = rng.integers(60, 900, size).astype(np.float64)
+    lam = rng.gamma(0.5, 1 / 60.0, size)
+    n, last = np.zeros(size), np.zeros(size)
+    for i in range(size):  # every customer stops after a referral with the same chance, 0.3
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > exposure[i]:
+                break
+            n[i] += 1
+            last[i] = t
+            if rng.random() < 0.3:
+                break
+    rows = grouped_referral_rows(n, np.rint(last), exposure)
+    fit = fit_referral_model(*rows)  # 3,000 customers tell a and b apart: BG/NBD itself
+    assert fit.dropout["a"] / (fit.dropout["a"] + fit.dropout["b"]) == pytest.approx(0.3, abs=0.05)
+    # A fit on the flat ridge (the sample's a = 1.5e6, or no finite standard error): the limit
+    from engagement_box.value import fitting
+
+    ridge = fitting.fit_bgnbd(rows[0], rows[1], rows[2].astype(float), counts=rows[3])
+    ridge = replace(ridge, params={**ridge.params, "a": 3e6, "b": 7e6})
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(fitting, "fit_bgnbd", lambda *a, **k: ridge)
+        fit = fit_referral_model(*rows)
+    assert set(fit.dropout) == {"r", "alpha", "p"}, fit
+    assert fit.dropout["p"] == pytest.approx(0.3, abs=0.05)
+    assert fit.nbd_reason == "BG/NBD's a + b ran to 1e+07"
+    said = ReferralModel(fit, float("inf"), True, 1.0).report()["expected_referrals_from"]
+    assert said.startswith("BG/NBD in its limit of one chance to stop"), said
+    # the limit's expectation is BG/NBD's at a, b -> inf with a / (a + b) = p
+    p = fit.dropout["p"]
+    x, t_x, T = np.array([0.0, 1, 4]), np.array([0.0, 20, 400]), np.array([300.0, 300, 450])
+    near = {"r": fit.dropout["r"], "alpha": fit.dropout["alpha"], "a": p * 1e7, "b": (1 - p) * 1e7}
+    np.testing.assert_allclose(
+        shared_dropout_expected(fit.dropout, 360.0, x, t_x, T),
+        expected_purchases_grouped("bgnbd", near, [360.0], x, t_x, T)[0],
+        rtol=1e-5,
+    )
+    # the worked example's six customers, one of them with two referrals: the NBD, said why
+    few = fit_referral_model(*grouped_referral_rows([2, 1, 0, 0], [90, 31, 0, 0], [365] * 4))
+    assert few.dropout is None and few.nbd_reason.startswith("1 customer(s) with two or more")

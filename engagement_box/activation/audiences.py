@@ -15,6 +15,7 @@ quote); Parquet keeps the values as they are (typed data, not opened by spreadsh
 No Dagster import here.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -177,7 +178,7 @@ def record_version(
         "engine": engine,
     }
     if written_for is not None:
-        record["for"] = os.path.realpath(written_for)
+        record["for"] = owner_token(written_for)
     if files is not None:
         record["files"] = sorted(
             Path(path).relative_to(out_dir).as_posix()
@@ -207,63 +208,74 @@ def folder_records(working: Path | str | None, lake: Path | str | None) -> list[
     return records
 
 
+def owner_token(owner: Path | str) -> str:
+    """What `_written_from.json` says of the working database or lake a folder was written for:
+    a hash of its real path, not the path (the file sits beside files handed to others)."""
+    return hashlib.sha256(os.path.realpath(owner).encode()).hexdigest()[:16]
+
+
+def _listed_folders(record: Path, owner: str) -> list[str] | None:
+    """The folders `record` lists for `owner` (a real path); None when it is missing,
+    unreadable, hand-edited out of shape, or written for another path."""
+    try:
+        remembered = json.loads(Path(record).read_text())
+        folders = remembered["folders"]
+        if remembered["for"] != owner or not all(isinstance(f, str) for f in folders):
+            return None
+        return list(folders)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def remember_folder(record: tuple[Path, Path], out_dir: Path) -> None:
     """Remember (`folder_records`' record) that this engine wrote audience files to `out_dir`,
     with the folders it wrote before (ENGAGEMENT_AUDIENCE_DIR may change between runs, and the
     old folder keeps its files), for the working database or lake it is: a copy of the warehouse
-    elsewhere does not take the original's folders for its own. Written under another name and
-    renamed into place."""
+    elsewhere does not take the original's folders for its own. A record that cannot be read
+    starts again. Written under another name and renamed into place."""
     path, owner = record
     owner = os.path.realpath(owner)
-    folders = []
-    try:
-        earlier = json.loads(path.read_text())
-        if earlier.get("for") == owner:
-            folders = [str(f) for f in earlier.get("folders", [])]
-    except (OSError, ValueError, AttributeError):
-        pass  # the first record, or one that cannot be read: it starts again
     folder = os.path.realpath(out_dir)
-    folders = [f for f in folders if f != folder] + [folder]
+    folders = [f for f in (_listed_folders(path, owner) or []) if f != folder] + [folder]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps({"for": owner, "folders": folders}) + "\n")
     os.replace(temporary, path)
 
 
+def written_for_other(folder: Path, owners: Iterable[Path | str]) -> bool:
+    """Whether `folder`'s files were last written for a working database or lake other than
+    `owners` (its `_written_from.json`): each export rewrites a folder whole, so such a folder
+    holds the other's people, not these owners'. False when the file is missing, unreadable or
+    from a release before it named its owner (nothing says it is another's)."""
+    try:
+        last = json.loads((Path(folder) / WRITTEN_FROM).read_text()).get("for")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return last is not None and last not in {owner_token(o) for o in owners}
+
+
 def remembered_folders(
     records: Iterable[tuple[Path, Path]],
 ) -> tuple[list[Path], dict[str, str]]:
-    """The audience folders remembered in `records` (`folder_records`) that an erase rewrites:
-    those that exist and were last written for the working database or lake that remembers
-    them (`_written_from.json`'s "for"). And the folders passed over, each with why: remembered
-    for another path (the warehouse or lake was copied or moved: its next run remembers its
-    folders again), or written since by another warehouse or lake (a folder two of them
-    share: their people are not this one's to erase)."""
+    """The audience folders remembered in `records` (`folder_records`) that still exist, and
+    those passed over, each with why: remembered for another path (the warehouse or lake was
+    copied or moved: its next run there remembers its folders again)."""
     folders, passed = [], {}
     for path, owner in records:
-        try:
-            remembered = json.loads(Path(path).read_text())
-            written_for, listed = remembered["for"], [Path(f) for f in remembered["folders"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # never written (no audience step yet), or unreadable: nothing remembered
-        if written_for != os.path.realpath(owner):
-            for folder in listed:
-                passed[str(folder)] = (
-                    f"remembered for {written_for}, not {os.path.realpath(owner)} (copied or "
-                    "moved: the next run there remembers its folder again)"
-                )
-            continue
-        for folder in listed:
-            if not folder.is_dir():
-                continue
+        listed = _listed_folders(path, os.path.realpath(owner))
+        if listed is None:
             try:
-                last = json.loads((folder / WRITTEN_FROM).read_text()).get("for")
-            except (OSError, ValueError, AttributeError):
-                last = None
-            if last == written_for:
-                folders.append(folder)
-            else:
-                passed[str(folder)] = f"written since for {last or 'another warehouse'}"
+                other = json.loads(Path(path).read_text())
+                for folder in other["folders"]:
+                    passed[str(folder)] = (
+                        f"remembered for {other['for']}, not {os.path.realpath(owner)} (copied "
+                        "or moved: the next run there remembers its folders again)"
+                    )
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass  # never written (no audience step yet), or unreadable: nothing remembered
+            continue
+        folders += [Path(f) for f in listed if Path(f).is_dir()]
     return folders, passed
 
 

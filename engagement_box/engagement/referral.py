@@ -35,6 +35,12 @@ from engagement_box.value.grouping import unique_rows
 
 DAYS_PER_MONTH = 30.0  # the CLV's month: sum_{k=1..H} over 30-day months
 POISSON_LIMIT_SHAPE = 1e4  # a fitted Gamma shape this large means "no spread between customers"
+# BG/NBD's a + b this large: everyone has the same chance to stop after a referral (the limit
+# model of `fit_referral_model`)
+SHARED_DROPOUT_LIMIT = 1e4
+# When customers stop referring is told by those who referred more than once: with fewer such
+# customers than this, the NBD (no stopping) is used, a rule the data decides, never the fit.
+MIN_REPEAT_REFERRERS = 2
 
 CREDITED_COLUMNS = (
     "referral_id",
@@ -331,9 +337,14 @@ class ReferralRateFit:
             rate = self.rate(n, exposure)
             return rate * months, rate * float(((1.0 + monthly_discount_rate) ** -k).sum())
         (ux, ut, uT), inverse, _ = unique_rows(n, recency_days, exposure_days)
-        cumulative = purchase_models.grouped_parts(
-            "bgnbd", self.dropout, list(k * DAYS_PER_MONTH), ux, ut, uT
-        ).expected()
+        if "p" in self.dropout:  # one chance to stop for everyone
+            cumulative = np.stack(
+                [shared_dropout_expected(self.dropout, t, ux, ut, uT) for t in k * DAYS_PER_MONTH]
+            )
+        else:
+            cumulative = purchase_models.grouped_parts(
+                "bgnbd", self.dropout, list(k * DAYS_PER_MONTH), ux, ut, uT
+            ).expected()
         discounted = purchase_models.discounted_purchases(cumulative, monthly_discount_rate)
         return cumulative[-1][inverse], discounted[inverse]
 
@@ -422,8 +433,11 @@ def fit_referral_model(
     customers who have it, sorted by those three (the Spark engine groups them on the
     executors). BG/NBD, whose customers refer at their own rate until they stop, at a moment
     of their own (in a backtest on the generated retailer, as of 2025-06-30, it expected 10,560
-    referrals in the next 12 months where 10,643 came, the NBD 21,447); the NBD (a constant rate
-    per customer, `fit_grouped_referral_rate`) when BG/NBD cannot be fitted, with the reason."""
+    referrals in the next 12 months where 10,643 came, the NBD 21,447); its limit of one chance
+    to stop for everyone when a and b run to infinity together or are not identified; the NBD
+    (a constant rate per customer, `fit_grouped_referral_rate`) with fewer than
+    MIN_REPEAT_REFERRERS customers who referred twice or more, or when neither dropout model
+    can be fitted. The reason is kept (`nbd_reason`). docs/METRICS.md "CRV" step 3."""
     n = np.asarray(counts).astype(np.float64)
     recency = np.asarray(recency_days).astype(np.float64)
     days = np.asarray(exposure_days).astype(np.int64)
@@ -431,21 +445,93 @@ def fit_referral_model(
     nbd = _fit_nbd_grouped(n, days, w)
     if nbd.referrals == 0:
         return replace(nbd, nbd_reason="nobody was credited with a referral")
+    repeat = int(w[n >= 2].sum())
+    if repeat < MIN_REPEAT_REFERRERS:
+        return replace(
+            nbd,
+            nbd_reason=f"{repeat} customer(s) with two or more credited referrals, fewer than "
+            f"{MIN_REPEAT_REFERRERS}: too few to tell when customers stop referring",
+        )
     fit = fitting.fit_bgnbd(
         n, recency, days.astype(np.float64), counts=w, time_unit="D", raise_on_failure=False
     )
-    if not fit.converged:
-        return replace(nbd, nbd_reason=f"BG/NBD could not be fitted ({fit.message})")
-    unknown = [k for k in fit.params if not math.isfinite(fit.standard_errors.get(k, math.nan))]
-    if unknown:
-        # The likelihood is flat along them (a handful of referrers): any value fits as well,
-        # and the expected referrals would follow whichever the optimiser stopped at.
-        return replace(
-            nbd,
-            nbd_reason=f"too few referrals to tell when customers stop referring (BG/NBD's "
-            f"{', '.join(unknown)} have no finite standard error)",
+    if fit.converged:
+        errors = fit.standard_errors
+        identified = all(math.isfinite(errors.get(k, math.nan)) for k in fit.params)
+        if identified and fit.params["a"] + fit.params["b"] < SHARED_DROPOUT_LIMIT:
+            return replace(nbd, dropout=dict(fit.params), dropout_standard_errors=dict(errors))
+        why = (
+            f"BG/NBD's a + b ran to {fit.params['a'] + fit.params['b']:.3g}"
+            if identified
+            else "BG/NBD's a and b have no finite standard error"
         )
-    return replace(nbd, dropout=dict(fit.params), dropout_standard_errors=dict(fit.standard_errors))
+    else:
+        why = f"BG/NBD could not be fitted ({fit.message})"
+    # a and b running to infinity together: customers hardly differ in their chance to stop
+    # after a referral. The likelihood is flat along a + b, so the fit stopped anywhere on it
+    # (a review: erasing one person who never referred flipped it to the NBD, +47 % of CRV);
+    # the limit model has one chance p for everyone, and is what those fits approach.
+    shared = _fit_shared_dropout(n, recency, days, w)
+    if shared is not None:
+        return replace(nbd, dropout=shared, nbd_reason=why)
+    return replace(
+        nbd, nbd_reason=f"{why}, and one chance to stop for everyone could not be fitted either"
+    )
+
+
+def _shared_dropout_log_likelihood(
+    r: float, alpha: float, p: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """Each row's log-likelihood under BG/NBD's limit a, b -> inf with a / (a + b) = p: rates
+    Gamma(r, alpha), and after each referral the same chance p to stop for everyone."""
+    head = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    alive = x * np.log1p(-p) - (r + x) * np.log(alpha + T)
+    with np.errstate(divide="ignore"):
+        dead = np.where(
+            x > 0, np.log(p) + (x - 1) * np.log1p(-p) - (r + x) * np.log(alpha + t_x), -np.inf
+        )
+    return head + np.logaddexp(alive, dead)
+
+
+def _fit_shared_dropout(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray
+) -> dict[str, float] | None:
+    """Maximum likelihood (r, alpha, p) of `_shared_dropout_log_likelihood` on grouped rows (T
+    > 0), or None when it does not converge inside its bounds (p near 0 or 1 is the NBD, or
+    everyone stopping at once)."""
+    T = np.asarray(T, dtype=np.float64)
+    total = float(w.sum())
+
+    def objective(theta: np.ndarray) -> float:
+        r, alpha, p = math.exp(theta[0]), math.exp(theta[1]), float(special.expit(theta[2]))
+        return -float(w @ _shared_dropout_log_likelihood(r, alpha, p, x, t_x, T)) / total
+
+    start = np.array([0.0, math.log(max(float(w @ T) / max(float(w @ x), 1.0), 1.0)), 0.0])
+    bounds = [(-12.0, 16.0), (-12.0, 20.0), (-18.0, 18.0)]
+    result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds)
+    if not result.success or not np.isfinite(result.fun):
+        return None
+    near = [min(abs(v - lo), abs(v - hi)) for v, (lo, hi) in zip(result.x, bounds, strict=True)]
+    if min(near) < 1e-3:
+        return None  # at a bound: not this model's optimum
+    r, alpha, p = math.exp(result.x[0]), math.exp(result.x[1]), float(special.expit(result.x[2]))
+    return {"r": r, "alpha": alpha, "p": p}
+
+
+def shared_dropout_expected(
+    params: Mapping[str, float], t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """E[referrals in (T, T + t] | x, t_x, T] in BG/NBD's limit of one chance p to stop for
+    everyone (its conditional expectation as a, b -> inf, a / (a + b) = p):
+    (1 - ((alpha + T) / (alpha + T + p t))^(r + x)) / p over
+    1 + [x > 0] p / (1 - p) ((alpha + T) / (alpha + t_x))^(r + x)."""
+    r, alpha, p = params["r"], params["alpha"], params["p"]
+    x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    grown = -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + p * t))) / p
+    stopped = np.where(
+        x > 0, p / (1.0 - p) * np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + t_x))), 0.0
+    )
+    return grown / (1.0 + stopped)
 
 
 def _fit_nbd_grouped(n: np.ndarray, days: np.ndarray, w: np.ndarray) -> ReferralRateFit:
@@ -545,7 +631,13 @@ class ReferralModel:
             kappa = "inf: referrers' referees differ no more than chance, everyone gets the mean"
         else:
             kappa = round(self.kappa, 6)
-        if fit.dropout is not None:
+        if fit.dropout is not None and "p" in fit.dropout:
+            model = (
+                "BG/NBD in its limit of one chance to stop after a referral for everyone ("
+                + ", ".join(f"{k}={v:.6g}" for k, v in fit.dropout.items())
+                + f", per day): {fit.nbd_reason}"
+            )
+        elif fit.dropout is not None:
             p = fit.dropout["a"] / (fit.dropout["a"] + fit.dropout["b"])
             model = (
                 "BG/NBD: each customer refers at their own rate until they stop ("
@@ -554,6 +646,8 @@ class ReferralModel:
             )
         else:
             model = f"NBD, a constant rate per customer: {fit.nbd_reason}"
+        if fit.dropout is not None and fit.referrals:
+            rate = f"the NBD's, not used (for comparison): {rate}"
         return {
             "expected_referrals_from": model,
             "referral_rate_per_month": rate,

@@ -1170,21 +1170,27 @@ def erase(
         # ENGAGEMENT_AUDIENCE_DIR's folder, then the others each engine remembers writing (the
         # two engines have a folder each): paths in those are said with their folder
         folders = [Path(audience_dir).absolute()]
-        records = audiences.folder_records(database_path(con), lake)
-        remembered, report.audience_folders_passed = audiences.remembered_folders(records)
+        working = database_path(con)
+        records = audiences.folder_records(working, lake)
+        remembered, passed = audiences.remembered_folders(records)
         for folder in remembered:
             if folder.resolve() not in [f.resolve() for f in folders]:
                 folders.append(folder)
-        for folder in folders[:1]:  # the configured folder is rewritten whoever wrote it
-            report.audience_folders_passed.pop(str(folder.resolve()), None)
+        owners = [o for o in (working, lake) if o]
         hashes = erased_subject_hashes(con, used_salt)
         for folder in (f for f in folders if f.is_dir()):
+            if audiences.written_for_other(folder, owners):
+                # each export rewrites a folder whole: it holds another warehouse's people
+                passed[str(folder.resolve())] = "written since for another warehouse or lake"
+                continue
             removed = erase_from_audiences(
                 folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt
             )
             if folder != folders[0]:
                 removed = {str(folder / path): rows for path, rows in removed.items()}
             report.audience_rows_removed.update(removed)
+            passed.pop(str(folder.resolve()), None)  # rewritten (another record named it)
+        report.audience_folders_passed = passed
         report.found = report.found or bool(report.audience_rows_removed)
     if published is not None and audience_dir is not None:
         # Every file rewritten: finished. Until then the next publish checks every history
