@@ -1396,14 +1396,16 @@ def erase(args: argparse.Namespace) -> int:
             f"  {file:40} {rows:>8} {_plural(rows, 'row')} staged: another person's duplicate of "
             "a key the deleted row held, quarantined until now"
         )
-    if report.lake_rows_removed or any(
+    in_warehouse = any(
         t.startswith(("work.", "history_rows.")) and n for t, n in report.rows_deleted.items()
-    ):
+    )
+    if report.lake_rows_removed or in_warehouse:
+        runs = ["`engagement-box run`"] if in_warehouse else []
+        next_run = " or ".join(runs + (["the Spark job"] if report.lake_rows_removed else []))
         print(
             "  other customers' numbers in the versions that held the person stay as computed "
             "with them (the CIV they ceded to them, for one: CIV no longer sums to 0 there); "
-            "the next run (`engagement-box run`, or the Spark job) publishes a version "
-            "computed without them"
+            f"the next run ({next_run}) publishes a version computed without them"
         )
     for path, rows in sorted(report.audience_rows_removed.items()):
         print(f"  {path:40} {rows:>8} audience {_plural(rows, 'row')} removed")

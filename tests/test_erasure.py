@@ -983,8 +983,7 @@ def test_the_erase_command_reaches_the_published_file(built, tmp_path, monkeypat
     assert "published file rebuilt without the person" in out
     # what the erasure leaves to the next run, said (the others' CIV ceded to the person)
     assert (
-        "CIV no longer sums to 0 there); the next run (`engagement-box run`, or the Spark job) "
-        "publishes a version"
+        "CIV no longer sums to 0 there); the next run (`engagement-box run`) publishes a version"
     ) in out
     reader = duckdb.connect(str(published), read_only=True)
     try:

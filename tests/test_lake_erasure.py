@@ -366,7 +366,7 @@ def test_a_spark_only_erase_says_what_the_lakes_versions_keep(
     out = capsys.readouterr().out
     assert "removed from the Spark lake's versions" in out, out
     assert "other customers' numbers in the versions that held the person stay as computed" in out
-    assert "the next run (`engagement-box run`, or the Spark job) publishes a version" in out
+    assert "the next run (the Spark job) publishes a version" in out
 
 
 def test_an_erase_reaches_the_audience_folder_of_either_engine(lake_dir, tmp_path):
