@@ -446,3 +446,21 @@ def test_an_erase_reaches_the_audience_folder_of_either_engine(lake_dir, tmp_pat
     folders, passed = audiences.remembered_folders(audiences.folder_records(None, copy))
     assert folders == [] and set(passed) == {str(spark_folder.resolve())}
     assert all("copied or moved" in why for why in passed.values())
+
+
+def test_a_folder_named_by_path_in_its_record_is_judged_by_that_path(tmp_path):
+    """A build between two commits of 2026-12-05 wrote the owner's real path into
+    `_written_from.json`, which the hash that replaced it took for another warehouse's: an
+    erase left this warehouse's person there and said so untruly (a re-review)."""
+    import json
+
+    from engagement_box.activation import audiences
+
+    folder, owner = tmp_path / "aud", tmp_path / "w.working.duckdb"
+    folder.mkdir()
+    (folder / audiences.WRITTEN_FROM).write_text(json.dumps({"for": str(owner.resolve())}))
+    assert not audiences.written_for_other(folder, [owner])
+    assert audiences.written_for_other(folder, [tmp_path / "other.working.duckdb"])
+    audiences.record_version(folder, 1, written_for=owner)
+    assert not audiences.written_for_other(folder, [owner])
+    assert audiences.written_for_other(folder, [tmp_path / "other.working.duckdb"])

@@ -676,4 +676,15 @@ def test_customers_equally_likely_to_stop_get_the_limit_model_not_a_flip_to_the_
     )
     # the worked example's six customers, one of them with two referrals: the NBD, said why
     few = fit_referral_model(*grouped_referral_rows([2, 1, 0, 0], [90, 31, 0, 0], [365] * 4))
-    assert few.dropout is None and few.nbd_reason.startswith("1 customer(s) with two or more")
+    assert few.dropout is None and few.nbd_reason.startswith("2 customer(s) with a credited")
+    # Everyone stops after their first referral: nobody referred twice, and the NBD expected
+    # five times the referrals that came (a re-review); the limit with p at 1 expects them
+    exposure, n, last = simulated_referrals(
+        rng, rng.gamma(0.5, 1 / 60.0, size), np.full(size, 0.9999)
+    )
+    rows = grouped_referral_rows(n, np.rint(last), exposure)
+    stopping = fit_referral_model(*rows)
+    assert stopping.dropout["p"] > 0.999, stopping
+    expected, _ = stopping.expected(*rows[:3], 12, 0.01)
+    nbd, _ = replace(stopping, dropout=None).expected(*rows[:3], 12, 0.01)
+    assert float(expected @ rows[3]) < 0.3 * float(nbd @ rows[3])

@@ -252,7 +252,11 @@ def written_for_other(folder: Path, owners: Iterable[Path | str]) -> bool:
         last = json.loads((Path(folder) / WRITTEN_FROM).read_text()).get("for")
     except (OSError, ValueError, AttributeError):
         return False
-    return last is not None and last not in {owner_token(o) for o in owners}
+    if not isinstance(last, str):
+        return False
+    if os.sep in last:  # a path, as a build between two commits of 2026-12-05 wrote it
+        return os.path.realpath(last) not in {os.path.realpath(o) for o in owners}
+    return last not in {owner_token(o) for o in owners}
 
 
 def remembered_folders(

@@ -38,9 +38,10 @@ POISSON_LIMIT_SHAPE = 1e4  # a fitted Gamma shape this large means "no spread be
 # BG/NBD's a + b this large: everyone has the same chance to stop after a referral (the limit
 # model of `fit_referral_model`)
 SHARED_DROPOUT_LIMIT = 1e4
-# When customers stop referring is told by those who referred more than once: with fewer such
-# customers than this, the NBD (no stopping) is used, a rule the data decides, never the fit.
-MIN_REPEAT_REFERRERS = 2
+# When customers stop referring is told by those who referred (how many times, and how long
+# ago the last): with fewer referrers than this, the NBD (no stopping) is used, a rule the
+# data decides, never the fit.
+MIN_REFERRERS = 10
 
 CREDITED_COLUMNS = (
     "referral_id",
@@ -436,7 +437,7 @@ def fit_referral_model(
     referrals in the next 12 months where 10,643 came, the NBD 21,447); its limit of one chance
     to stop for everyone when a and b run to infinity together or are not identified; the NBD
     (a constant rate per customer, `fit_grouped_referral_rate`) with fewer than
-    MIN_REPEAT_REFERRERS customers who referred twice or more, or when neither dropout model
+    MIN_REFERRERS customers with a credited referral, or when neither dropout model
     can be fitted. The reason is kept (`nbd_reason`). docs/METRICS.md "CRV" step 3."""
     n = np.asarray(counts).astype(np.float64)
     recency = np.asarray(recency_days).astype(np.float64)
@@ -445,12 +446,12 @@ def fit_referral_model(
     nbd = _fit_nbd_grouped(n, days, w)
     if nbd.referrals == 0:
         return replace(nbd, nbd_reason="nobody was credited with a referral")
-    repeat = int(w[n >= 2].sum())
-    if repeat < MIN_REPEAT_REFERRERS:
+    referrers = int(w[n >= 1].sum())
+    if referrers < MIN_REFERRERS:
         return replace(
             nbd,
-            nbd_reason=f"{repeat} customer(s) with two or more credited referrals, fewer than "
-            f"{MIN_REPEAT_REFERRERS}: too few to tell when customers stop referring",
+            nbd_reason=f"{referrers} customer(s) with a credited referral, fewer than "
+            f"{MIN_REFERRERS}: too few to tell when customers stop referring",
         )
     fit = fitting.fit_bgnbd(
         n, recency, days.astype(np.float64), counts=w, time_unit="D", raise_on_failure=False
@@ -497,8 +498,8 @@ def _fit_shared_dropout(
     x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray
 ) -> dict[str, float] | None:
     """Maximum likelihood (r, alpha, p) of `_shared_dropout_log_likelihood` on grouped rows (T
-    > 0), or None when it does not converge inside its bounds (p near 0 or 1 is the NBD, or
-    everyone stopping at once)."""
+    > 0), or None when it does not converge, or r or alpha runs to a bound (p may reach its
+    bounds: everyone, or no one, stopping after a referral)."""
     T = np.asarray(T, dtype=np.float64)
     total = float(w.sum())
 
@@ -511,9 +512,13 @@ def _fit_shared_dropout(
     result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds)
     if not result.success or not np.isfinite(result.fun):
         return None
-    near = [min(abs(v - lo), abs(v - hi)) for v, (lo, hi) in zip(result.x, bounds, strict=True)]
+    rate = zip(result.x[:2], bounds[:2], strict=True)
+    near = [min(abs(v - lo), abs(v - hi)) for v, (lo, hi) in rate]
     if min(near) < 1e-3:
-        return None  # at a bound: not this model's optimum
+        return None  # r or alpha at a bound: not this model's optimum
+    # p at its bounds is kept: 1 - 1.5e-8 is everyone stopping after a referral (no one
+    # referred twice, each long ago: a re-review's simulation, where the NBD expected 5 times
+    # the referrals that came), 1.5e-8 nobody stopping (the NBD)
     r, alpha, p = math.exp(result.x[0]), math.exp(result.x[1]), float(special.expit(result.x[2]))
     return {"r": r, "alpha": alpha, "p": p}
 
