@@ -27,6 +27,7 @@ from engagement_box.spark.tables import (
     CURRENT,
     UNFINISHED,
     SparkTables,
+    current_folder,
     prune_superseded,
     record_checks,
     recorded_checks,
@@ -178,9 +179,8 @@ def spark_staging(
     # as the CLI says them
     # the quarantine is a table of the lake: its current write's files (README "Running on
     # Apache Spark"), not the DuckDB warehouse's staging.quarantine
-    table = lake_dir.path / "tables" / "staging.quarantine"
-    pointer = table / CURRENT
-    written = table / pointer.read_text(encoding="utf-8").strip() if pointer.exists() else table
+    written = current_folder(lake_dir.path, "staging.quarantine")
+    written = written or lake_dir.path / "tables" / "staging.quarantine"
     where = f"the lake's quarantine ({written}/*.parquet)"
     for warning in ingestion.file_warnings(ignored, quarantined, copies, where):
         context.log.warning(warning)

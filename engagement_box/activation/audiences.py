@@ -214,15 +214,15 @@ def owner_token(owner: Path | str) -> str:
     return hashlib.sha256(os.path.realpath(owner).encode()).hexdigest()[:16]
 
 
-def _listed_folders(record: Path, owner: str) -> list[str] | None:
-    """The folders `record` lists for `owner` (a real path); None when it is missing,
-    unreadable, hand-edited out of shape, or written for another path."""
+def _read_record(record: Path) -> tuple[str, list[str]] | None:
+    """(the real path it was written for, the folders) of a `remember_folder` record; None when
+    it is missing, unreadable or hand-edited out of shape."""
     try:
         remembered = json.loads(Path(record).read_text())
-        folders = remembered["folders"]
-        if remembered["for"] != owner or not all(isinstance(f, str) for f in folders):
+        owner, folders = remembered["for"], remembered["folders"]
+        if not isinstance(owner, str) or not all(isinstance(f, str) for f in folders):
             return None
-        return list(folders)
+        return owner, list(folders)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -236,7 +236,9 @@ def remember_folder(record: tuple[Path, Path], out_dir: Path) -> None:
     path, owner = record
     owner = os.path.realpath(owner)
     folder = os.path.realpath(out_dir)
-    folders = [f for f in (_listed_folders(path, owner) or []) if f != folder] + [folder]
+    earlier = _read_record(path)
+    listed = earlier[1] if earlier and earlier[0] == owner else []
+    folders = [f for f in listed if f != folder] + [folder]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps({"for": owner, "folders": folders}) + "\n")
@@ -267,17 +269,16 @@ def remembered_folders(
     copied or moved: its next run there remembers its folders again)."""
     folders, passed = [], {}
     for path, owner in records:
-        listed = _listed_folders(path, os.path.realpath(owner))
-        if listed is None:
-            try:
-                other = json.loads(Path(path).read_text())
-                for folder in other["folders"]:
-                    passed[str(folder)] = (
-                        f"remembered for {other['for']}, not {os.path.realpath(owner)} (copied "
-                        "or moved: the next run there remembers its folders again)"
-                    )
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                pass  # never written (no audience step yet), or unreadable: nothing remembered
+        recorded = _read_record(path)
+        if recorded is None:  # never written (no audience step yet), or unreadable
+            continue
+        written_for, listed = recorded
+        if written_for != os.path.realpath(owner):
+            for folder in listed:
+                passed[folder] = (
+                    f"remembered for {written_for}, not {os.path.realpath(owner)} (copied or "
+                    "moved: the next run there remembers its folders again)"
+                )
             continue
         folders += [Path(f) for f in listed if Path(f).is_dir()]
     return folders, passed

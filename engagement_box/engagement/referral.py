@@ -387,11 +387,7 @@ def fit_referral_rate(counts: np.ndarray, exposure_months: np.ndarray) -> Referr
     exposure = np.asarray(exposure_months, dtype=np.float64)
     keep = exposure > 0
     days = np.rint(exposure[keep] * DAYS_PER_MONTH).astype(np.int64)
-    kept_counts = counts[keep].astype(np.int64)
-    # One int64 key per (count, days) pair: a 1-D unique, far cheaper than unique rows.
-    span = int(days.max()) + 1 if days.size else 1
-    keys, weights = np.unique(kept_counts * span + days, return_counts=True)
-    return fit_grouped_referral_rate(keys // span, keys % span, weights)
+    return _fit_nbd_grouped(counts[keep], days, np.ones(days.size, dtype=np.int64))
 
 
 def fit_grouped_referral_rate(
@@ -541,7 +537,8 @@ def shared_dropout_expected(
 
 def _fit_nbd_grouped(n: np.ndarray, days: np.ndarray, w: np.ndarray) -> ReferralRateFit:
     """`fit_grouped_referral_rate` of rows that may repeat a (count, days) pair (they differ in
-    recency): summed per pair first, in count then days order."""
+    recency, or are one customer each): summed per pair first, in count then days order (one
+    int64 key per pair: a 1-D unique, far cheaper than unique rows)."""
     span = int(days.max()) + 1 if days.size else 1
     keys, inverse = np.unique(n.astype(np.int64) * span + days, return_inverse=True)
     weights = np.bincount(inverse, weights=w, minlength=keys.size).astype(np.int64)

@@ -55,15 +55,22 @@ def record_checks(lake: Path, step: str, failed: list[str]) -> None:
     os.replace(temporary, path)
 
 
-def current_files(lake: Path | str, name: str) -> str:
-    """The Parquet files of the table `name`'s current write (`<schema>.<table>`), as a glob
-    DuckDB's `read_parquet` takes: the table's folder holds earlier writes too until the next
-    publish (`prune_superseded`), which a glob over every write would count again."""
+def current_folder(lake: Path | str, name: str) -> Path | None:
+    """The folder of the table `name`'s current write (`<schema>.<table>`), None when the lake
+    has no write of it."""
     table = Path(lake) / "tables" / name
     pointer = table / CURRENT
-    if not pointer.is_file():
-        raise FileNotFoundError(f"{table}: no write of {name} in this lake")
-    return str(table / pointer.read_text(encoding="utf-8").strip() / "*.parquet")
+    return table / pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+
+
+def current_files(lake: Path | str, name: str) -> str:
+    """The Parquet files of the table `name`'s current write, as a glob DuckDB's `read_parquet`
+    takes: the table's folder holds earlier writes too until the next publish
+    (`prune_superseded`), which a glob over every write would count again."""
+    folder = current_folder(lake, name)
+    if folder is None:
+        raise FileNotFoundError(f"{Path(lake) / 'tables' / name}: no write of {name} in this lake")
+    return str(folder / "*.parquet")
 
 
 def prune_superseded(lake: Path) -> tuple[int, int]:
