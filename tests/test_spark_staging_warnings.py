@@ -167,3 +167,32 @@ def test_spark_staging_warns_of_the_files_as_the_duckdb_engine(session, exports,
         w.replace("staging.quarantine says why", where) for w in warnings
     )
     assert any(where in w for w in logged)
+
+
+def test_spark_staging_names_every_file_refused_for_its_rows(session, tmp_path):
+    """Two orders files with a row of more fields than their header: the Spark staging fails
+    naming both, as the DuckDB engine does, where the first task to fail named its file alone
+    (a sender fixed one file per run). Nothing of the source is left in the lake."""
+    from engagement_box.spark.staging import stage_source, validated_table
+    from engagement_box.spark.tables import SparkTables, current_folder
+    from engagement_box.staging.ingestion import IngestError
+    from tests.conftest import ORDER_HEADER
+
+    orders = tmp_path / "exports" / "orders"
+    orders.mkdir(parents=True)
+    header = ",".join(ORDER_HEADER)
+    row = "o{},c1,,2024-01-01 10:00:00,10.00,USD,completed,web"
+    (orders / "a.csv").write_text(f"{header}\n{row.format(1)}\n")
+    (orders / "b.csv").write_text(f"{header}\n{row.format(2)}\n{row.format(3)},extra\n")
+    (orders / "d.csv").write_text(f"{header}\n{row.format(4)},extra\n")
+    lake = tmp_path / "lake"
+    tables = SparkTables(session, lake)
+    at = dt.datetime(2026, 1, 1)
+    with pytest.raises(IngestError) as refused:
+        stage_source(tables, tmp_path / "exports", "orders", "run", at)
+    message = str(refused.value)
+    assert message.startswith("2 orders files cannot be taken in; nothing was staged: "), message
+    assert "orders/b.csv:" in message and "orders/d.csv:" in message, message
+    assert message.index("orders/b.csv:") < message.index("orders/d.csv:")  # in path order
+    assert "orders/a.csv" not in message
+    assert current_folder(lake, validated_table("orders")) is None

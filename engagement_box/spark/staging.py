@@ -31,8 +31,10 @@ from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES, Source
 
 # staged | quarantine | read, erased (one row per file: its rows read, or erased, in source_row)
-# | carrier (a key an erased customer profile carried, by hash: `CARRIER_COLUMNS`)
+# | carrier (a key an erased customer profile carried, by hash: `CARRIER_COLUMNS`) | refused (a
+# file that cannot be taken in, its problem in `reason`)
 KIND = "_kind"
+REFUSED = "refused"  # the kind of the row of a file that cannot be taken in
 # The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
 # columns in one Arrow schema, so no source may have a column of the same name (checked).
 QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
@@ -134,7 +136,13 @@ def _validate_files(
                 export = ingestion.ExportFile(
                     source.name, path, relpath, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
                 )
-                pending.append(ingestion.read_raw(export, source)[0])
+                try:
+                    pending.append(ingestion.read_raw(export, source)[0])
+                except ingestion.IngestError as error:
+                    # said on the driver with every other file refused (`stage_source`), as
+                    # the DuckDB engine names them all at once, not the first task's alone
+                    yield from to_batches(refused(relpath, str(error)))
+                    continue
                 if sum(r.height for r in pending) >= ingestion.BATCH_ROWS:
                     yield from checked(pending)
                     pending = []
@@ -180,6 +188,10 @@ def _validate_files(
             ],
             pl.lit("carrier").alias(KIND),
         ).with_columns(pl.col("reasons").cast(pl.List(pl.String)))
+
+    def refused(relpath: str, problem: str) -> pl.DataFrame:
+        # One row for a file that cannot be taken in, its problem in `reason`.
+        return per_file({relpath: 0}, REFUSED).with_columns(reason=pl.lit(problem))
 
     def per_file(counts: dict[str, int], kind: str) -> pl.DataFrame:
         # One row per file, its count (rows read, or erased) in source_row.
@@ -317,6 +329,12 @@ def stage_source(
         .toArrow()
     )
     answers = pl.from_arrow(arrow)
+    problems = answers.filter(
+        (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == REFUSED)
+    )
+    if problems.height:  # nothing of this source is staged; the files in path order
+        tables.remove(validated_table(source.name))
+        raise ingestion.refused_error(sorted(problems["reason"]), source)
     totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, *more))
     per_kind = totals.group_by(KIND).agg(pl.col("_n").sum(), pl.col("_rows").sum())
     counts = dict(zip(per_kind[KIND], per_kind["_n"], strict=True))

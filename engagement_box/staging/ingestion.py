@@ -766,11 +766,11 @@ def check_headers(
     if refused and rows:
         _refuse_all([IngestError(message) for message in refused], passed, source)
     if refused:
-        raise _refused(refused, source)
+        raise refused_error(refused, source)
     return ignored
 
 
-def _refused(refused: list[str], source: Source) -> IngestError:
+def refused_error(refused: list[str], source: Source) -> IngestError:
     """One error for the files of a source that cannot be taken in, each with its problem."""
     if len(refused) == 1:
         return IngestError(refused[0])
@@ -1960,7 +1960,7 @@ def _refuse_all(refused: list[IngestError], rest: list[ExportFile], source: Sour
         except IngestError as error:
             refused.append(error)
     said = sorted(str(error) for error in refused)  # in path order, as the files are read
-    raise _refused(said, source) from None
+    raise refused_error(said, source) from None
 
 
 def ingest_source(
