@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from engagement_box.governance.versions import REGISTRY, keep_published_rows
 from engagement_box.sql import columns as catalog_columns
-from engagement_box.sql import load_sql, quote_identifier, transaction
+from engagement_box.sql import load_sql, quote_identifier, sql_template, transaction
 
 KEY = "as_of"
 # The work table that records each as-of's inputs (`assets/publish.py::version_inputs`).
@@ -79,23 +79,23 @@ def write_partition(
         with transaction(con):
             known = _columns(con, schema, table)
             if not known:
-                con.execute(f"CREATE TABLE {name} AS SELECT * FROM partition_rows LIMIT 0")
+                con.execute(load_sql("work/create_partition_table", schema=schema, table=table))
             else:
                 described = con.execute("DESCRIBE partition_rows").fetchall()
                 for column, dtype, *_ in described:
                     if column not in known:
+                        add = sql_template("work/add_partition_column")
                         con.execute(
-                            f"ALTER TABLE {name} ADD COLUMN {quote_identifier(column)} {dtype}"
+                            add.format(table=name, column=quote_identifier(column), dtype=dtype)
                         )
                 if schema == "work":  # a version published from these rows keeps them
                     keep_published_rows(con, table, as_of)
-                con.execute(f"DELETE FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
-            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM partition_rows")
-            registry = _ensure_registry(con, schema)
+                delete = load_sql("work/delete_partition_rows", schema=schema, table=table)
+                con.execute(delete, {"as_of": as_of})
+            con.execute(load_sql("work/insert_partition_rows", schema=schema, table=table))
+            _ensure_registry(con, schema)
             con.execute(
-                f"INSERT OR REPLACE INTO {registry} "
-                "(table_name, as_of, written_at, computation, failed_checks) "
-                "VALUES ($table, $as_of, current_localtimestamp(), $computation, $failed)",
+                load_sql("work/record_written_partition", schema=schema, registry=REGISTRY),
                 {
                     "table": table,
                     "as_of": as_of,
@@ -110,21 +110,22 @@ def write_partition(
     return frame.height
 
 
-def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> str:
+def _ensure_registry(con: duckdb.DuckDBPyConnection, schema: str) -> None:
     """`<schema>.written_partitions`, created or given the `computation` and `failed_checks`
     columns a warehouse written before them lacks (its as-ofs then have none: see
     `Written.behind`; no check is known to have failed)."""
-    registry = _name(schema, REGISTRY)
     known = _columns(con, schema, REGISTRY)
     if not known:
-        con.execute(
-            f"CREATE TABLE {registry} (table_name VARCHAR, as_of DATE, written_at TIMESTAMP, "
-            "computation VARCHAR, failed_checks VARCHAR, PRIMARY KEY (table_name, as_of))"
-        )
+        con.execute(load_sql("work/create_written_partitions", schema=schema, registry=REGISTRY))
     for column in ("computation", "failed_checks"):
         if known and column not in known:
-            con.execute(f"ALTER TABLE {registry} ADD COLUMN {column} VARCHAR")
-    return registry
+            add = load_sql(
+                "work/add_written_partitions_column",
+                schema=schema,
+                registry=REGISTRY,
+                column=column,
+            )
+            con.execute(add)
 
 
 class Written(NamedTuple):
@@ -151,9 +152,9 @@ def written(
     if not known:
         return None
     select = ", ".join(c if c in known else "NULL" for c in ("computation", "failed_checks"))
+    query = sql_template("work/written_partition")
     row = con.execute(
-        f"SELECT {select} FROM {_name(schema, REGISTRY)} "
-        "WHERE table_name = $table AND as_of = $as_of",
+        query.format(columns=select, registry=_name(schema, REGISTRY)),
         {"table": table, "as_of": as_of},
     ).fetchone()
     if row is None:
@@ -196,9 +197,8 @@ def read_partition(
     select = "*" if keep_key else f"* EXCLUDE ({KEY})"
     if columns is not None:
         select = ", ".join(quote_identifier(c) for c in columns)
-    frame = con.execute(
-        f"SELECT {select} FROM {_name(schema, table)} WHERE {KEY} = $as_of", {"as_of": as_of}
-    ).pl()
+    query = sql_template("work/partition_rows").format(columns=select, table=_name(schema, table))
+    frame = con.execute(query, {"as_of": as_of}).pl()
     return frame
 
 
@@ -207,11 +207,12 @@ def partition_summary(
 ) -> tuple[int, pl.DataFrame]:
     """The number of rows of `as_of` in `schema.table`, and its first `preview_rows` rows (with
     the `as_of` column), without reading the others."""
-    name = _name(schema, table)
-    row = con.execute(f"SELECT count(*) FROM {name} WHERE {KEY} = $as_of", {"as_of": as_of})
+    count_rows = load_sql("work/partition_row_count", schema=schema, table=table)
+    row = con.execute(count_rows, {"as_of": as_of})
     count = int(row.fetchone()[0])
     preview = con.execute(
-        f"SELECT * FROM {name} WHERE {KEY} = $as_of LIMIT $n", {"as_of": as_of, "n": preview_rows}
+        load_sql("work/partition_preview", schema=schema, table=table),
+        {"as_of": as_of, "n": preview_rows},
     ).pl()
     return count, preview
 

@@ -1,0 +1,2 @@
+-- Parameters: $as_of (DATE).
+SELECT count(*) FROM {schema}.{table} WHERE as_of = $as_of
