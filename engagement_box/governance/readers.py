@@ -55,6 +55,7 @@ from engagement_box.sql import (
     quote_identifier,
     quote_literal,
     quote_name,
+    sql_template,
     transaction,
 )
 
@@ -143,24 +144,18 @@ def state(con: duckdb.DuckDBPyConnection) -> str:
     erasure or a new ingest. Equal tokens: the published file is up to date."""
     parts = []
     if versions.table_exists(con, "marts", "snapshot_log"):
-        row = con.execute(
-            "SELECT max(snapshot_id), count(expired_at), "
-            "(SELECT max(snapshot_id) FROM marts.current_version) FROM marts.snapshot_log"
-        ).fetchone()
+        row = con.execute(load_sql("marts/snapshot_log_state")).fetchone()
         parts.append(str(row))
     if versions.table_exists(con, "staging", "erasure_log"):
-        parts.append(str(con.execute("SELECT count(*) FROM staging.erasure_log").fetchone()))
+        parts.append(str(con.execute(load_sql("staging/erasure_log_count")).fetchone()))
     if versions.table_exists(con, "staging", "ingested_files"):
         # What each file brought (a changed file that stages no row changes its hash and counts,
         # and the quarantine rows the published file copies), and where it is now (a file moved
         # after it was taken in: the copy's `moved_to` named the old place, review of
         # 2026-12-04); not its stat, which a touch moves.
         moved = any(c == "moved_to" for c, _ in catalog_columns(con, "staging", "ingested_files"))
-        row = con.execute(
-            "SELECT count(*), bit_xor(hash(source, source_file, sha256, rows_read, rows_staged, "
-            f"rows_quarantined, ingested_at{', moved_to' if moved else ''})) "
-            "FROM staging.ingested_files"
-        ).fetchone()
+        query = "staging/ingested_files_state" + ("" if moved else "_before_moved_to")
+        row = con.execute(load_sql(query)).fetchone()
         parts.append(str(row))
     parts.append(",".join(published_marts(con)))
     return "|".join(parts)
@@ -263,7 +258,7 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     try:
         reader = duckdb.connect(str(layout.published), read_only=True)
         try:
-            reader.execute("SELECT count(*) FROM marts.current_version").fetchone()
+            reader.execute(load_sql("marts/current_version_count")).fetchone()
             served = _file_quarantine_state(reader) if quarantined else None
         finally:
             reader.close()
@@ -356,7 +351,7 @@ def _version_ids(con: duckdb.DuckDBPyConnection) -> set[int]:
     row per version for good: retention only marks it expired)."""
     if not versions.table_exists(con, "marts", "snapshot_log"):
         return set()
-    return {row[0] for row in con.execute("SELECT snapshot_id FROM marts.snapshot_log").fetchall()}
+    return {row[0] for row in con.execute(load_sql("marts/all_snapshot_ids")).fetchall()}
 
 
 def restored_working_problem(layout: Layout, working_id: str | None, known: set[int]) -> str | None:
@@ -371,7 +366,7 @@ def restored_working_problem(layout: Layout, working_id: str | None, known: set[
         with duckdb.connect(str(layout.published), read_only=True) as published:
             if not versions.table_exists(published, "marts", "published_from"):
                 return None
-            row = published.execute("SELECT * FROM marts.published_from").pl().row(0, named=True)
+            row = published.execute(load_sql("marts/published_from")).pl().row(0, named=True)
             if row.get("warehouse_id") != working_id:
                 return None
             missing = sorted(_version_ids(published) - known)
@@ -406,9 +401,7 @@ def foreign_working_problem(
     try:
         with duckdb.connect(str(layout.published), read_only=True) as published:
             if versions.table_exists(published, "marts", "published_from"):
-                row = (
-                    published.execute("SELECT * FROM marts.published_from").pl().row(0, named=True)
-                )
+                row = published.execute(load_sql("marts/published_from")).pl().row(0, named=True)
             else:
                 row = {"working_database": str(default_working(layout.published))}
     except (duckdb.Error, IndexError):
@@ -469,18 +462,19 @@ def _recorded(con: duckdb.DuckDBPyConnection, record: tuple[str, str]) -> str | 
     table, column = record
     if not versions.table_exists(con, "marts", table):
         return None
-    row = con.execute(f"SELECT {column} FROM marts.{table}").fetchone()
+    row = con.execute(load_sql("marts/recorded_value", table=table, column=column)).fetchone()
     return str(row[0]) if row else None
 
 
 def _record(con: duckdb.DuckDBPyConnection, record: tuple[str, str], value: str | None) -> None:
     table, column = record
-    con.execute("CREATE SCHEMA IF NOT EXISTS marts")  # (a warehouse that never published)
-    con.execute(f"CREATE TABLE IF NOT EXISTS marts.{table} ({column} VARCHAR)")
+    # (a warehouse that never published)
+    con.execute(load_sql("marts/create_schema", schema="marts"))
+    con.execute(load_sql("marts/create_record_table", table=table, column=column))
     with transaction(con):
-        con.execute(f"DELETE FROM marts.{table}")
+        con.execute(load_sql("marts/delete_record", table=table))
         if value is not None:
-            con.execute(f"INSERT INTO marts.{table} VALUES ($value)", {"value": value})
+            con.execute(load_sql("marts/insert_record", table=table), {"value": value})
 
 
 def _file_identity(path: Path) -> str | None:
@@ -499,20 +493,13 @@ def _file_identity(path: Path) -> str | None:
 
 
 def _retained(con: duckdb.DuckDBPyConnection) -> set[int]:
-    return {
-        int(r[0])
-        for r in con.execute(
-            "SELECT snapshot_id FROM marts.snapshot_log WHERE expired_at IS NULL"
-        ).fetchall()
-    }
+    return {int(r[0]) for r in con.execute(load_sql("marts/retained_snapshot_ids")).fetchall()}
 
 
 def _rows_per_version(con: duckdb.DuckDBPyConnection, mart: str) -> dict[int, int]:
     return {
         int(s): int(n)
-        for s, n in con.execute(
-            f"SELECT snapshot_id, count(*) FROM history.{quote_identifier(mart)} GROUP BY ALL"
-        ).fetchall()
+        for s, n in con.execute(load_sql("history/rows_per_version", mart=mart)).fetchall()
     }
 
 
@@ -522,9 +509,7 @@ def _logged_versions(con: duckdb.DuckDBPyConnection, mart: str) -> dict[int, int
     return {
         int(s): int(n)
         for s, n in con.execute(
-            'SELECT snapshot_id, CAST(json_extract_string("tables", $key) AS BIGINT) AS n '
-            "FROM marts.snapshot_log WHERE expired_at IS NULL AND n > 0",
-            {"key": f"$.{mart}"},
+            load_sql("marts/logged_rows_per_version"), {"key": f"$.{mart}"}
         ).fetchall()
     }
 
@@ -548,8 +533,7 @@ def _write_version_file(
     partial.unlink(missing_ok=True)
     try:
         con.execute(
-            f"COPY (SELECT * FROM history.{quote_identifier(mart)} "
-            "WHERE snapshot_id = $snapshot_id) TO $path (FORMAT parquet)",
+            load_sql("history/copy_version_to_parquet", mart=mart),
             {"snapshot_id": snapshot_id, "path": str(partial)},
         )
         _fsync(partial)
@@ -578,9 +562,7 @@ def delete_expired_files(
     past = {
         int(s)
         for (s,) in con.execute(
-            "SELECT snapshot_id FROM marts.snapshot_log "
-            "WHERE expired_at IS NOT NULL AND expired_at <= $before",
-            {"before": now - EXPIRED_FILES_GRACE},
+            load_sql("marts/snapshots_expired_before"), {"before": now - EXPIRED_FILES_GRACE}
         ).fetchall()
     }
     deleted = []
@@ -604,12 +586,7 @@ def sync_history_files(
     """
     done = Published()
     retained = _retained(con)
-    expired_at = {
-        int(s): t
-        for s, t in con.execute(
-            "SELECT snapshot_id, expired_at FROM marts.snapshot_log WHERE expired_at IS NOT NULL"
-        ).fetchall()
-    }
+    expired_at = {int(s): t for s, t in con.execute(load_sql("marts/expired_snapshots")).fetchall()}
     marts = published_marts(con)
     for mart in marts:
         rows = _logged_versions(con, mart)
@@ -718,13 +695,10 @@ def _version_files(
 def _history_view(mart: str, files: VersionFiles | None) -> str:
     """The statement creating `history.<mart>` in the published file: the retained versions'
     Parquet files (`files`, from `_version_files`)."""
-    name = quote_identifier(mart)
     if files is None:  # no retained version has rows: an empty view of the right columns
-        return (
-            f"CREATE VIEW history.{name} AS SELECT CAST(NULL AS BIGINT) AS snapshot_id, * "
-            f"FROM marts.{name} LIMIT 0"
-        )
-    return f"CREATE VIEW history.{name} AS SELECT * FROM {files.source}"
+        return load_sql("history/create_empty_history_view", mart=mart)
+    view = sql_template("history/create_history_view")
+    return view.format(mart=quote_identifier(mart), source=files.source)
 
 
 def _time_travel_macro(
@@ -765,8 +739,8 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
         return None
     names = [column for column, _ in catalog_columns(con, "marts", mart)]
     columns = ", ".join(quote_name(n) for n in names)  # names read from the catalog
-    name = quote_identifier(mart)
-    return f"CREATE VIEW marts.{name} AS SELECT {columns} FROM read_parquet({_literal(path)})"
+    view = sql_template("marts/create_current_view")
+    return view.format(mart=quote_identifier(mart), columns=columns, path=_literal(path))
 
 
 def _comments(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str | None], str]:
@@ -823,10 +797,8 @@ def _masked_quarantine(con: duckdb.DuckDBPyConnection, previous: bool = False) -
     `held_before`: sql/marts/quarantine_held_before.sql): a day's new quarantine rows, not the
     whole quarantine again (5.3 CPU-s for 482,331 rows at 1M customers after an export was sent
     twice)."""
-    rows = 'SELECT rowid, CAST(raw_values AS VARCHAR), detail, "column" FROM staging.quarantine'
-    if previous:
-        rows += " WHERE rowid NOT IN (SELECT row_id FROM held_before)"
-    found = con.execute(rows).fetchall()
+    rows = "staging/quarantine_to_mask" + ("_not_held" if previous else "")
+    found = con.execute(load_sql(rows)).fetchall()
     return pa.table(
         {
             "row_id": pa.array([r[0] for r in found], pa.int64()),
@@ -850,8 +822,7 @@ def quarantine_state(con: duckdb.DuckDBPyConnection, database: str | None = None
     xor-ed: two equal rows would cancel out."""
     table = "staging.quarantine" if database is None else f"{database}.staging.quarantine"
     row = con.execute(
-        "SELECT count(*), sum(CAST(hash(source, source_file, source_row, run_id, "
-        f"quarantined_at, reason) AS HUGEINT)) FROM {table}"
+        sql_template("staging/quarantine_key_state").format(quarantine=table)
     ).fetchone()
     return f"{QUARANTINE_MASKING}|{row[0]}|{row[1]}"
 
@@ -863,7 +834,7 @@ def _file_quarantine_state(con: duckdb.DuckDBPyConnection, database: str | None 
     by hand, unmasked; a backup from before an erasure) is neither copied from nor served."""
     table = "staging.quarantine" if database is None else f"{database}.staging.quarantine"
     row = con.execute(
-        f"SELECT count(*), sum(CAST(hash(q) AS HUGEINT)) FROM {table} AS q"
+        sql_template("staging/quarantine_file_state").format(quarantine=table)
     ).fetchone()
     return f"{row[0]}|{row[1]}"
 
@@ -875,7 +846,7 @@ def _recorded_quarantine(con: duckdb.DuckDBPyConnection) -> tuple[str | None, st
     names = {c for c, _ in catalog_columns(con, "marts", "published_quarantine_state")}
     if "file_state" not in names:
         return None, None
-    row = con.execute("SELECT state, file_state FROM marts.published_quarantine_state").fetchone()
+    row = con.execute(load_sql("marts/recorded_quarantine_state")).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -904,9 +875,7 @@ def _attach_previous_quarantine(
     except duckdb.Error:
         return None  # damaged or gone: masked anew
     held = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $db "
-        "AND schema_name = 'staging' AND table_name = 'quarantine'",
-        {"db": _PREVIOUS},
+        load_sql("staging/attached_quarantine_exists"), {"db": _PREVIOUS}
     ).fetchone()[0]
     # The file there must hold the quarantine it was built with, masked values and all.
     if not held or _file_quarantine_state(con, _PREVIOUS) != built:
@@ -920,7 +889,7 @@ def mask_quarantine_anew(con: duckdb.DuckDBPyConnection) -> None:
     again: the ingest changed the detail of rows the file already holds (a duplicate compared
     again), which a copy by the rows' keys would keep as they were."""
     if versions.table_exists(con, "marts", "published_quarantine_state"):
-        con.execute("DELETE FROM marts.published_quarantine_state")
+        con.execute(load_sql("marts/delete_published_quarantine_state"))
 
 
 def _record_quarantine_state(
@@ -931,15 +900,12 @@ def _record_quarantine_state(
     names = {c for c, _ in catalog_columns(con, "marts", "published_quarantine_state")}
     with transaction(con):
         if names and "file_state" not in names:  # a record from before the file's own state
-            con.execute("DROP TABLE marts.published_quarantine_state")
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS marts.published_quarantine_state "
-            "(state VARCHAR, file_state VARCHAR)"
-        )
-        con.execute("DELETE FROM marts.published_quarantine_state")
+            con.execute(load_sql("marts/drop_published_quarantine_state"))
+        con.execute(load_sql("marts/create_published_quarantine_state"))
+        con.execute(load_sql("marts/delete_published_quarantine_state"))
         if state is not None and built is not None:
             con.execute(
-                "INSERT INTO marts.published_quarantine_state VALUES ($state, $built)",
+                load_sql("marts/insert_published_quarantine_state"),
                 {"state": state, "built": built},
             )
 
@@ -971,34 +937,40 @@ def _build(
     try:
         with transaction(con):
             for schema in ("marts", "history", "staging"):
-                con.execute(f"CREATE SCHEMA {_ATTACHED}.{schema}")
+                con.execute(
+                    load_sql("marts/create_published_schema", database=_ATTACHED, schema=schema)
+                )
             tables = [("marts", m) for m in marts if current[m] is None] + [
                 (s, t)
                 for s, t in PUBLISHED_TABLES
                 if versions.table_exists(con, s, t) and (s, t) != _CURRENT_VERSION
             ]
             for schema, table in tables:
-                name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
                 if (schema, table) == ("staging", "quarantine"):  # emails and handles masked
                     if previous == "whole":  # the file analysts have holds the same rows
                         con.execute(
-                            f"CREATE TABLE {_ATTACHED}.{name} AS "
-                            f"SELECT * FROM {_PREVIOUS}.staging.quarantine"
+                            load_sql(
+                                "staging/copy_previous_quarantine",
+                                database=_ATTACHED,
+                                previous=_PREVIOUS,
+                            )
                         )
                         continue
                     some = previous == "rows"  # it holds some of them: those are copied
                     if some:
-                        held = load_sql("marts/quarantine_held_before", previous=_PREVIOUS)
-                        con.execute(f"CREATE OR REPLACE TEMP TABLE held_before AS {held}")
+                        con.execute(load_sql("marts/quarantine_held_before", previous=_PREVIOUS))
                     con.register("masked_quarantine", _masked_quarantine(con, previous=some))
                     query = "marts/published_quarantine" + ("_rows" if some else "")
                     try:
-                        con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS " + load_sql(query))
+                        con.execute(load_sql(query, database=_ATTACHED))
                     finally:
                         con.unregister("masked_quarantine")
                         con.execute("DROP TABLE IF EXISTS held_before")
                     continue
-                con.execute(f"CREATE TABLE {_ATTACHED}.{name} AS SELECT * FROM {name}")
+                copy = load_sql(
+                    "marts/copy_into_published_file", database=_ATTACHED, schema=schema, table=table
+                )
+                con.execute(copy)
         if quarantined is not None:
             built = _file_quarantine_state(con, _ATTACHED)
         con.execute(f"CHECKPOINT {_ATTACHED}")
@@ -1014,14 +986,9 @@ def _build(
             # Created as in the working database, its key and check with it: the description
             # analysts read says the table can hold one row at most (a copy had no constraint).
             fresh.execute(load_sql("marts/create_current_version"))
-            fresh.execute(
-                "INSERT INTO marts.current_version (snapshot_id) VALUES ($id)",
-                {"id": current_version},
-            )
+            fresh.execute(load_sql("marts/insert_current_version"), {"id": current_version})
             fresh.execute(load_sql("marts/create_published_from"))
-            fresh.execute(
-                "INSERT INTO marts.published_from VALUES ($id, $working, $published)", origin
-            )
+            fresh.execute(load_sql("marts/insert_published_from"), origin)
             for statement in dictionary.comment_statements(fresh, "marts", "published_from"):
                 fresh.execute(statement)
             fresh.execute(versions.snapshots_view_sql())
@@ -1049,7 +1016,7 @@ def ensure_erasure_finished(con: duckdb.DuckDBPyConnection) -> None:
         return
     con.execute(load_sql("erasure/create_erasure_finished"))
     if versions.table_exists(con, "staging", "erasure_log"):
-        ids = [r for (r,) in con.execute("SELECT request_id FROM staging.erasure_log").fetchall()]
+        ids = [r for (r,) in con.execute(load_sql("staging/erasure_request_ids")).fetchall()]
         finish_erasures(con, ids)
 
 
@@ -1164,10 +1131,7 @@ def is_single_file_warehouse(published: Path) -> bool:
     pipeline's own schemas (work, intermediate or staged sources), not just the published copy."""
     con = duckdb.connect(str(published), read_only=True)
     try:
-        row = con.execute(
-            "SELECT count(*) FROM information_schema.schemata "
-            "WHERE catalog_name = current_database() AND schema_name IN ('work', 'intermediate')"
-        ).fetchone()
+        row = con.execute(load_sql("work/count_pipeline_schemas")).fetchone()
         return bool(row and row[0])
     finally:
         con.close()

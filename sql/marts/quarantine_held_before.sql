@@ -2,6 +2,8 @@
 -- {previous}) holds, by the keys `readers.quarantine_state` hashes (source, file, row, run,
 -- time, reason), with their values and detail as that file holds them: masked when they were
 -- first published, copied into the next file (sql/marts/published_quarantine_rows.sql).
+-- A temp table of the session building the file, dropped when it is built.
+CREATE OR REPLACE TEMP TABLE held_before AS
 SELECT q.rowid AS row_id, p.raw_values, p.detail
 FROM staging.quarantine AS q
 INNER JOIN (
