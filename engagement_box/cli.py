@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engagement_box import settings
-from engagement_box.sql import first_line
+from engagement_box.sql import first_line, load_sql
 
 # After SIGTERM or SIGINT a run gets this long to stop by itself, then the process exits anyway.
 # Leaving mid-step is safe: every write is one transaction, so the last good version stays.
@@ -965,9 +965,7 @@ def _report_standing_partitions(home: str, job, partition: str, standing: int) -
         with _peek(settings.working_db_path()) as con:
             if con is not None:
                 row = con.execute(
-                    "SELECT as_of, inputs_fingerprint FROM marts.snapshot_log "
-                    "WHERE snapshot_id = $id",
-                    {"id": standing},
+                    load_sql("marts/version_as_of_and_inputs"), {"id": standing}
                 ).fetchone()
                 rows = version_rows(con, standing)
                 computed = computed_metadata(instance, con, standing)
@@ -1211,7 +1209,7 @@ def _logged_erasures(con) -> set[str]:
 
     if not table_exists(con, "staging", "erasure_log"):
         return set()
-    return {r for (r,) in con.execute("SELECT request_id FROM staging.erasure_log").fetchall()}
+    return {r for (r,) in con.execute(load_sql("staging/erasure_request_ids")).fetchall()}
 
 
 def _erase_stopped(working: Path, logged: set[str] | None, stop: BaseException) -> int:
