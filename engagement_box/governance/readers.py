@@ -739,7 +739,7 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
         return None
     names = [column for column, _ in catalog_columns(con, "marts", mart)]
     columns = ", ".join(quote_name(n) for n in names)  # names read from the catalog
-    view = sql_template("marts/create_current_view")
+    view = sql_template("marts/create_published_mart_view")
     return view.format(mart=quote_identifier(mart), columns=columns, path=_literal(path))
 
 

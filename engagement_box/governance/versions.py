@@ -131,13 +131,7 @@ def erasure_requests(con: duckdb.DuckDBPyConnection) -> list[str]:
     subject's rows in a file read later are kept out by the ingest; that file is new input.)"""
     if not table_exists(con, "staging", "erasure_log"):
         return []
-    return [
-        r[0]
-        for r in con.execute(
-            "SELECT request_id FROM staging.erasure_log "
-            "WHERE CAST(rows_deleted AS VARCHAR) <> '{}' ORDER BY request_id"
-        ).fetchall()
-    ]
+    return [r[0] for r in con.execute(load_sql("staging/erasure_requests")).fetchall()]
 
 
 def files_staging_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
@@ -147,10 +141,7 @@ def files_staging_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, s
     out (`inputs_fingerprint`, `engagement_box.incremental.inputs`)."""
     if not table_exists(con, "staging", "ingested_files"):
         return []
-    return con.execute(
-        "SELECT source, source_file, sha256 FROM staging.ingested_files "
-        "WHERE rows_staged > 0 ORDER BY ALL"
-    ).fetchall()
+    return con.execute(load_sql("staging/files_staging_rows")).fetchall()
 
 
 def inputs_fingerprint(
@@ -278,14 +269,13 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(load_sql("marts/create_segment_migration"))
         con.execute(load_sql("marts/create_version_links"))
         for mart in legacy:  # history.<mart> was the table of every version's rows: moved once
-            name = quote_identifier(mart)
-            con.execute(f"CREATE TABLE {ROWS}.{name} AS SELECT * FROM history.{name}")
-            con.execute(f"DROP TABLE history.{name}")
+            con.execute(load_sql("history_rows/create_from_legacy_history", mart=mart))
+            con.execute(load_sql("history/drop_legacy_table", mart=mart))
             _history_view(con, mart)
         if adopt:  # a warehouse from before marts.snapshot_log
             con.execute(load_sql("marts/adopt_snapshots_table"))
             con.execute(load_sql("marts/adopt_current_version"))
-            con.execute("DROP TABLE marts.snapshots")
+            con.execute(load_sql("marts/drop_snapshots_table"))
         _create_snapshots_view(con)
         if adopt:
             refresh_migration(con)
@@ -311,7 +301,7 @@ def _typed_settings(con: duckdb.DuckDBPyConnection) -> int:
                 for key, value in json.loads(text).items()
             }
             con.execute(
-                "UPDATE marts.snapshot_log SET settings = $settings WHERE snapshot_id = $id",
+                load_sql("marts/update_snapshot_settings"),
                 {"settings": json.dumps(settings, sort_keys=True), "id": snapshot_id},
             )
     return len(rows)
@@ -409,7 +399,7 @@ def _publish_new(
     work_as_of: object,
 ) -> Snapshot:
     """Write one new version (inside the caller's transaction)."""
-    row = con.execute("SELECT coalesce(max(snapshot_id), 0) + 1 FROM marts.snapshot_log").fetchone()
+    row = con.execute(load_sql("marts/next_snapshot_id")).fetchone()
     snapshot_id = int(row[0]) if row else 1
     latest = con.execute(load_sql("marts/current_as_of")).fetchone()
     current = as_of is None or latest is None or latest[1] is None or str(latest[1]) <= as_of
@@ -435,36 +425,27 @@ def _publish_new(
     for mart in marts:
         _publish_one(con, mart, snapshot_id, current, work_as_of)
     if current:
-        con.execute(
-            "INSERT OR REPLACE INTO marts.current_version (singleton, snapshot_id) "
-            "VALUES (true, $snapshot_id)",
-            {"snapshot_id": snapshot_id},
-        )
+        con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
     migration = refresh_migration(con)
     describe_tables(con, marts)
     return Snapshot(snapshot_id, rows, current, migration, True, fingerprint)
 
 
 def _unchanged(con: duckdb.DuckDBPyConnection, snapshot_id: int, fingerprint: str) -> Snapshot:
-    row = con.execute(
-        'SELECT "tables" FROM marts.snapshot_log WHERE snapshot_id = $id', {"id": snapshot_id}
-    ).fetchone()
+    row = con.execute(load_sql("marts/snapshot_row_counts"), {"id": snapshot_id}).fetchone()
     rows = {str(k): int(v) for k, v in json.loads(row[0] or "{}").items()} if row else {}
     current = current_version(con) == snapshot_id
     return Snapshot(snapshot_id, rows, current, 0, False, fingerprint)
 
 
-def _work_rows(mart: str, work_as_of: object) -> tuple[str, dict]:
-    """The work rows of a version: all of `work.<mart>`, or one as-of's (a partition's) rows."""
-    name = quote_identifier(mart)
-    if work_as_of is None:
-        return f"work.{name}", {}
-    return f"(SELECT * FROM work.{name} WHERE as_of = $work_as_of)", {"work_as_of": work_as_of}
-
-
 def _count_work(con: duckdb.DuckDBPyConnection, mart: str, work_as_of: object = None) -> int:
-    rows, given = _work_rows(mart, work_as_of)
-    row = con.execute(f"SELECT count(*) FROM {rows}", given).fetchone()
+    """The work rows of a version: all of `work.<mart>`, or one as-of's (a partition's) rows."""
+    if work_as_of is None:
+        row = con.execute(load_sql("work/count_rows_to_publish", table=mart)).fetchone()
+    else:
+        row = con.execute(
+            load_sql("work/count_as_of_rows_to_publish", table=mart), {"work_as_of": work_as_of}
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -477,18 +458,15 @@ def _publish_one(
 ) -> None:
     """The version's rows of `mart`: one as-of's work rows are linked where they are (written
     once, by the step); a whole work table (no `work_as_of`) is copied to `history_rows.<mart>`."""
-    name = quote_identifier(mart)
     work_columns = _columns(con, "work", mart)
     _rows_table(con, mart, work_columns)
     if work_as_of is None:
         con.execute(
-            f"INSERT INTO {ROWS}.{name} BY NAME SELECT $snapshot_id AS snapshot_id, * "
-            f"FROM work.{name}",
-            {"snapshot_id": snapshot_id},
+            load_sql("history_rows/insert_version_rows", mart=mart), {"snapshot_id": snapshot_id}
         )
     else:
         con.execute(
-            f"INSERT INTO {ROWS}.{LINKS} VALUES ($snapshot_id, $mart, $as_of)",
+            load_sql("history_rows/insert_version_link"),
             {"snapshot_id": snapshot_id, "mart": mart, "as_of": work_as_of},
         )
     _history_view(con, mart)
@@ -514,10 +492,7 @@ def time_travel_macro(
     is gone since the session opened (retention, an erasure) says so."""
     name = quote_identifier(mart)
     if retained is None:
-        listed = (
-            "coalesce((SELECT list(snapshot_id) FROM marts.snapshots WHERE expired_at IS NULL), "
-            "CAST([] AS BIGINT[]))"
-        )
+        listed = load_sql("marts/retained_versions")
     else:  # integers of the snapshot log, written as numbers (DDL binds no parameter)
         listed = _bigint_list(retained)
     gone = ""
@@ -562,28 +537,28 @@ def _rows_table(
 ) -> None:
     """`history_rows.<mart>` with the work table's columns: created with the first version, a
     column added when a later version brings one (older versions show NULL there)."""
-    name = quote_identifier(mart)
     if not sql_table_exists(con, ROWS, mart):
-        con.execute(
-            f"CREATE TABLE {ROWS}.{name} AS "
-            f"SELECT CAST(NULL AS BIGINT) AS snapshot_id, * FROM work.{name} LIMIT 0"
-        )
+        con.execute(load_sql("history_rows/create_version_rows", mart=mart))
         return
+    name = quote_identifier(mart)
     known = {c for c, _ in _columns(con, ROWS, mart)}
     for column, dtype in work_columns:
         if column not in known:
-            con.execute(f"ALTER TABLE {ROWS}.{name} ADD COLUMN {quote_identifier(column)} {dtype}")
+            con.execute(
+                sql_template("history_rows/add_column").format(
+                    mart=name, column=quote_identifier(column), type=dtype
+                )
+            )
 
 
 def _history_view(con: duckdb.DuckDBPyConnection, mart: str) -> None:
     """`history.<mart>`: every retained version's rows with its id, the copied ones
     (`history_rows.<mart>`) and the linked work rows, in one view."""
     name = quote_identifier(mart)
-    source = f"SELECT * FROM {ROWS}.{name}"
-    linked = _linked_work_rows(con, mart, "link.snapshot_id, w.*")
-    if linked:
-        source += f" UNION ALL BY NAME {linked}"
-    con.execute(f"CREATE OR REPLACE VIEW history.{name} AS {ordered_columns(con, mart, source)}")
+    rows = "history/version_rows" if _links_work(con, mart) else "history/copied_version_rows"
+    source = sql_template(rows).format(mart=name, mart_literal=quote_literal(mart))
+    select = ordered_columns(con, mart, source)
+    con.execute(sql_template("history/create_view").format(mart=name, select=select))
 
 
 def ordered_columns(con: duckdb.DuckDBPyConnection, mart: str, source: str) -> str:
@@ -600,19 +575,10 @@ def documented_list(mart: str, names: list[str], prefix: str = "") -> str:
     return ", ".join(prefix + quote_name(n) for n in dictionary.in_documented_order(mart, names))
 
 
-def _linked_work_rows(
-    con: duckdb.DuckDBPyConnection, mart: str, select: str, condition: str = ""
-) -> str | None:
-    """The SELECT of `mart`'s work rows that versions link (`select` from `w`, the work rows,
-    and `link`, the link; `condition` ANDed to the mart's), or None when `work.<mart>` is not
-    kept per as-of (nothing can be linked)."""
-    if "as_of" not in {c for c, _ in _columns(con, "work", mart)}:
-        return None
-    return (
-        f"SELECT {select} FROM work.{quote_identifier(mart)} AS w "
-        f"JOIN {ROWS}.{LINKS} AS link ON link.as_of = w.as_of "
-        f"WHERE link.mart = {quote_literal(mart)}{condition}"
-    )
+def _links_work(con: duckdb.DuckDBPyConnection, mart: str) -> bool:
+    """Whether versions can link `mart`'s work rows: `work.<mart>` is kept per as-of (it has an
+    `as_of` column). The views then read the linked work rows too."""
+    return "as_of" in {c for c, _ in _columns(con, "work", mart)}
 
 
 def keep_published_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: object) -> int:
@@ -623,8 +589,7 @@ def keep_published_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: objec
     if not sql_table_exists(con, ROWS, LINKS):
         return 0
     row = con.execute(
-        f"SELECT count(*) FROM {ROWS}.{LINKS} WHERE mart = $mart AND as_of = $as_of",
-        {"mart": table, "as_of": as_of},
+        load_sql("history_rows/count_links_of_as_of"), {"mart": table, "as_of": as_of}
     ).fetchone()
     if not row or not row[0]:
         return 0
@@ -632,10 +597,7 @@ def keep_published_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: objec
     copied = con.execute(
         load_sql("marts/keep_published_rows", mart=table), {"mart": table, "as_of": as_of}
     ).fetchone()
-    con.execute(
-        f"DELETE FROM {ROWS}.{LINKS} WHERE mart = $mart AND as_of = $as_of",
-        {"mart": table, "as_of": as_of},
-    )
+    con.execute(load_sql("history_rows/delete_links_of_as_of"), {"mart": table, "as_of": as_of})
     return int(copied[0]) if copied else 0
 
 
@@ -647,18 +609,21 @@ def _point_at_current(con: duckdb.DuckDBPyConnection, mart: str, names: list[str
     read (through `history.<mart>`, every linked version's were: 0.11-0.17 CPU-s instead of
     0.005 for a five-row preview at 1M customers and three versions). A warehouse from before
     the views had a table there, with a copy of the rows: it is dropped."""
-    name = quote_identifier(mart)
     if _is_base_table(con, "marts", mart):
-        con.execute(f"DROP TABLE marts.{name}")
-    current = "(SELECT snapshot_id FROM marts.current_version)"
-    source = (
-        f"SELECT {documented_list(mart, names)} FROM {ROWS}.{name} WHERE snapshot_id = {current}"
+        con.execute(load_sql("marts/drop_legacy_mart_table", mart=mart))
+    view = (
+        "marts/create_current_view"
+        if _links_work(con, mart)
+        else "marts/create_current_copied_view"
     )
-    in_work = documented_list(mart, names, prefix="w.")
-    linked = _linked_work_rows(con, mart, in_work, f" AND link.snapshot_id = {current}")
-    if linked:
-        source += f" UNION ALL BY NAME {linked}"
-    con.execute(f"CREATE OR REPLACE VIEW marts.{name} AS {source}")
+    con.execute(
+        sql_template(view).format(
+            mart=quote_identifier(mart),
+            mart_literal=quote_literal(mart),
+            columns=documented_list(mart, names),
+            work_columns=documented_list(mart, names, prefix="w."),
+        )
+    )
 
 
 def describe_tables(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
@@ -745,16 +710,12 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     if isinstance(as_of, str):
         as_of = date.fromisoformat(as_of)
     files_since = 0
-    published = con.execute(
-        "SELECT published_at FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": current[0]}
-    ).fetchone()
+    published = con.execute(load_sql("marts/published_at"), {"id": current[0]}).fetchone()
     if published and table_exists(con, "staging", "ingested_files"):
         # published_at is local time, ingested_at UTC: compared in UTC.
         published_utc = published[0].astimezone(UTC).replace(tzinfo=None)
         row = con.execute(
-            "SELECT count(*) FROM staging.ingested_files WHERE source = 'orders' "
-            "AND rows_staged > 0 AND ingested_at > $published",
-            {"published": published_utc},
+            load_sql("staging/orders_files_staged_since"), {"published": published_utc}
         ).fetchone()
         files_since = int(row[0]) if row else 0
     return Freshness(int(current[0]), as_of, last, files_since)
@@ -762,7 +723,7 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> list[dict]:
     ensure_version_tables(con)
-    cur = con.execute("SELECT * FROM marts.snapshots ORDER BY snapshot_id")
+    cur = con.execute(load_sql("marts/all_snapshots"))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -783,9 +744,7 @@ def _published_in(con: duckdb.DuckDBPyConnection, mart: str) -> set[int]:
         return set()
     return {
         int(r[0])
-        for r in con.execute(
-            f"SELECT DISTINCT snapshot_id FROM history.{quote_identifier(mart)}"
-        ).fetchall()
+        for r in con.execute(load_sql("history/published_version_ids", mart=mart)).fetchall()
     }
 
 
@@ -803,14 +762,9 @@ def refresh_migration(con: duckdb.DuckDBPyConnection, *, recompute: bool = False
     with_marts = set.intersection(*(_published_in(con, m) for m in MIGRATION_MARTS))
     chain = [s for s in migration_chain(con) if s in with_marts]
     wanted = set(zip(chain, chain[1:], strict=False))
-    have = {
-        (int(f), int(t))
-        for f, t in con.execute(
-            "SELECT DISTINCT from_snapshot, to_snapshot FROM marts.segment_migration"
-        ).fetchall()
-    }
+    have = {(int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()}
     if recompute:
-        con.execute("DELETE FROM marts.segment_migration")
+        con.execute(load_sql("marts/delete_all_migration_pairs"))
         have = set()
     for from_snapshot, to_snapshot in sorted(have - wanted):
         con.execute(
@@ -822,7 +776,7 @@ def refresh_migration(con: duckdb.DuckDBPyConnection, *, recompute: bool = False
         rows = segment_migration(con, from_snapshot, to_snapshot)
         con.register("migration_rows", rows)
         try:
-            con.execute("INSERT INTO marts.segment_migration BY NAME SELECT * FROM migration_rows")
+            con.execute(load_sql("marts/insert_migration_rows"))
         finally:
             con.unregister("migration_rows")
         added += rows.height
@@ -881,34 +835,24 @@ def apply_retention(
     with transaction(con):
         if expired:
             for table in history_tables(con):
-                name = quote_identifier(table)
                 row = con.execute(
-                    f"SELECT count(*) FROM history.{name} "
-                    "WHERE list_contains($expired, snapshot_id)",
-                    {"expired": expired},
+                    load_sql("history/count_expired_rows", mart=table), {"expired": expired}
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
                 if sql_table_exists(con, ROWS, table):
                     con.execute(
-                        f"DELETE FROM {ROWS}.{name} WHERE list_contains($expired, snapshot_id)",
+                        load_sql("history_rows/delete_expired_rows", mart=table),
                         {"expired": expired},
                     )
-            con.execute(
-                f"DELETE FROM {ROWS}.{LINKS} WHERE list_contains($expired, snapshot_id)",
-                {"expired": expired},
-            )
-            con.execute(
-                "UPDATE marts.snapshot_log SET expired_at = $now "
-                "WHERE list_contains($expired, snapshot_id)",
-                {"now": now, "expired": expired},
-            )
+            con.execute(load_sql("history_rows/delete_expired_links"), {"expired": expired})
+            con.execute(load_sql("marts/mark_expired"), {"now": now, "expired": expired})
             migration = refresh_migration(con)
         # Also when nothing expires now: the rows of a run that never published, or of
         # versions expired before the work tables were trimmed, go as well.
         work_deleted, trimmed = trim_work(con)
     if expired or trimmed:
         con.execute("CHECKPOINT")
-    row = con.execute("SELECT count(*) FROM marts.snapshot_log WHERE expired_at IS NULL").fetchone()
+    row = con.execute(load_sql("marts/count_retained")).fetchone()
     return Retention(expired, int(row[0]) if row else 0, deleted, migration, work_deleted, trimmed)
 
 
@@ -962,18 +906,13 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
     written: dict[str, set[date]] = {}
     for table in tables:
         written[table] = {
-            r[0]
-            for r in con.execute(
-                f"SELECT DISTINCT as_of FROM work.{quote_identifier(table)} WHERE as_of IS NOT NULL"
-            ).fetchall()
+            r[0] for r in con.execute(load_sql("work/written_as_ofs", table=table)).fetchall()
         }
     if sql_table_exists(con, "work", REGISTRY):
-        for table, as_of in con.execute(
-            f"SELECT table_name, as_of FROM work.{REGISTRY}"
-        ).fetchall():
+        for table, as_of in con.execute(load_sql("work/written_partitions_as_ofs")).fetchall():
             written.setdefault(str(table), set()).add(as_of)
     kept = {max(as_ofs) for as_ofs in written.values() if as_ofs}
-    kept |= {r[0] for r in con.execute(f"SELECT DISTINCT as_of FROM {ROWS}.{LINKS}").fetchall()}
+    kept |= {r[0] for r in con.execute(load_sql("history_rows/linked_as_ofs")).fetchall()}
     trimmed = sorted(set().union(*written.values()) - kept) if written else []
     if not trimmed:
         return 0, []
@@ -981,16 +920,12 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
     for table in tables:
         if not written[table].isdisjoint(trimmed):
             row = con.execute(
-                f"DELETE FROM work.{quote_identifier(table)} WHERE list_contains($trimmed, as_of)",
-                {"trimmed": trimmed},
+                load_sql("work/delete_trimmed_as_ofs", table=table), {"trimmed": trimmed}
             ).fetchone()
             deleted += int(row[0]) if row else 0
     for table in (REGISTRY, STATE):
         if sql_table_exists(con, "work", table):
-            con.execute(
-                f"DELETE FROM work.{table} WHERE list_contains($trimmed, as_of)",
-                {"trimmed": trimmed},
-            )
+            con.execute(load_sql("work/delete_trimmed_as_ofs", table=table), {"trimmed": trimmed})
     return deleted, trimmed
 
 

@@ -1,0 +1,1 @@
+SELECT count(*) FROM marts.snapshot_log WHERE expired_at IS NULL

@@ -1,0 +1,1 @@
+SELECT published_at FROM marts.snapshot_log WHERE snapshot_id = $id
