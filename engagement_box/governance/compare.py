@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from engagement_box.sql import quote_identifier
+from engagement_box.sql import load_sql, quote_identifier, sql_template
 
 # The marts compared, and the columns left out: a fit's time and clock are not results, and its
 # correlations are compared to 12 digits below.
@@ -35,7 +35,9 @@ def current_marts(database: Path) -> dict[str, list[tuple]]:
     try:
         found = {
             table: con.execute(
-                f"SELECT *{exclude} FROM marts.{quote_identifier(table)} ORDER BY ALL"
+                sql_template("marts/compared_rows").format(
+                    exclude=exclude, mart=quote_identifier(table)
+                )
             ).fetchall()
             for table, exclude in COMPARED_MARTS.items()
         }
@@ -43,8 +45,7 @@ def current_marts(database: Path) -> dict[str, list[tuple]]:
         found["model_fit correlations"] = [
             (model, window, {k: round(v, 12) for k, v in json.loads(correlations).items()})
             for model, window, correlations in con.execute(
-                'SELECT model, "window", frequency_spend_correlation FROM marts.model_fit '
-                "ORDER BY ALL"
+                load_sql("marts/model_fit_correlations")
             ).fetchall()
         ]
         return found
@@ -94,7 +95,9 @@ def mart_columns(database: Path) -> dict[str, list[str]]:
             table: [
                 d[0]
                 for d in con.execute(
-                    f"SELECT *{exclude} FROM marts.{quote_identifier(table)} LIMIT 0"
+                    sql_template("marts/compared_columns").format(
+                        exclude=exclude, mart=quote_identifier(table)
+                    )
                 ).description
             ]
             for table, exclude in COMPARED_MARTS.items()
