@@ -4,7 +4,7 @@ pipeline's steps write per as-of, `engagement_box/partitioned.py`)."""
 import duckdb
 import polars as pl
 
-from engagement_box.sql import load_sql, quote_identifier
+from engagement_box.sql import load_sql
 
 
 def write_frame(
@@ -12,10 +12,9 @@ def write_frame(
 ) -> int:
     """Replace `schema.table` with `frame` (one statement: readers see old or new, never half)."""
     con.execute(load_sql("marts/create_schema", schema=schema))
-    name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     con.register("frame_to_write", frame)
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM frame_to_write")
+        con.execute(load_sql("marts/replace_table_with_frame", schema=schema, table=table))
     finally:
         con.unregister("frame_to_write")
     return frame.height
