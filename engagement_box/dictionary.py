@@ -25,7 +25,7 @@ import polars as pl
 from engagement_box.engagement.personas import DEFAULT_FEATURES
 from engagement_box.engagement.quadrants import QUADRANTS
 from engagement_box.sql import columns as catalog_columns
-from engagement_box.sql import quote_identifier, quote_literal, table_exists
+from engagement_box.sql import load_sql, quote_identifier, quote_literal, table_exists
 from engagement_box.staging.contracts import SOCIAL_PLATFORMS
 from engagement_box.value.rfm import PROSPECT, SEGMENTS
 
@@ -1020,8 +1020,9 @@ def rename_legacy_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
             columns = existing.get((schema, name), set())
             if old in columns and new not in columns:
                 con.execute(
-                    f"ALTER TABLE {quote_identifier(schema)}.{quote_identifier(name)} "
-                    f"RENAME COLUMN {quote_identifier(old)} TO {quote_identifier(new)}"
+                    load_sql(
+                        "marts/rename_legacy_column", schema=schema, table=name, old=old, new=new
+                    )
                 )
                 columns.discard(old)
                 columns.add(new)
