@@ -78,9 +78,7 @@ def engagement_value(
         clv = read_work(con, "customer_value", window, columns=("customer_id", "clv"))
         require_identity_links(con, window)  # people, their reviews, referrals, social events
         # One row per person: merged profiles are one customer, since their earliest signup.
-        people = con.execute(
-            "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers"
-        ).pl()
+        people = con.execute(load_sql("intermediate/people_since")).pl()
         profiles = people.filter(pl.col("since") <= window["as_of"])
         customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
         # A customer's referral exposure starts at signup, or at the first order of a buyer
@@ -236,8 +234,7 @@ def _engagement_plan(
     if not plan.incremental:
         return plan, now
     earlier = con.execute(
-        "SELECT customer_id FROM work.engagement_value WHERE as_of = $as_of",
-        {"as_of": plan.previous_as_of},
+        load_sql("work/engagement_value_customers"), {"as_of": plan.previous_as_of}
     ).pl()
     new_people = (
         customers.join(earlier, on="customer_id", how="anti")
@@ -258,11 +255,7 @@ def _carried_parts(con, previous_as_of: dt.date) -> EngagementParts:
     """CKV, the social points and the influence network of an earlier as-of's engagement values."""
     params = {"previous_as_of": previous_as_of}
     rows = con.execute(load_sql("work/carried_engagement_parts"), params).pl()
-    edges = con.execute(
-        "SELECT target_customer_id, actor_customer_id, weight FROM work.influence_edges "
-        "WHERE as_of = $previous_as_of",
-        params,
-    ).pl()
+    edges = con.execute(load_sql("work/influence_edges_of"), params).pl()
     return EngagementParts(
         edges=edges,
         knowledge=rows.select("customer_id", "ckv_reviews", "review_count", "ckv_ideas"),
@@ -456,13 +449,11 @@ def audience_exports(
         if versions.current_version_as_of(con)[0] is None:
             raise dg.Failure(_nothing_published(warehouse))
         # The merged person's email and consent (the most restrictive answer of their profiles).
-        customers = con.execute(
-            "SELECT customer_id, email, marketing_consent FROM intermediate.resolved_customers"
-        ).pl()
+        customers = con.execute(load_sql("intermediate/audience_customers")).pl()
         frame = audiences.build_audiences(
             customers,
-            segments=con.execute("SELECT customer_id, segment FROM marts.customer_rfm").pl(),
-            quadrants=con.execute("SELECT customer_id, quadrant FROM marts.engagement_value").pl(),
+            segments=con.execute(load_sql("marts/customer_segments")).pl(),
+            quadrants=con.execute(load_sql("marts/customer_quadrants")).pl(),
         )
         # The version the audiences come from: the current one (a backfill publishes a higher id
         # that is not current).
