@@ -37,7 +37,7 @@ from engagement_box import dictionary, reports
 from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
 from engagement_box.settings import lake_dir
-from engagement_box.sql import first_line
+from engagement_box.sql import first_line, load_sql
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -272,9 +272,7 @@ def computed_metadata(
     Dagster home, or deleted). One month's runs: one materialization per asset each. A later
     month whose as-of is the same (the data ended before it) holds the same rows: it takes
     them too."""
-    row = con.execute(
-        "SELECT run_id FROM marts.snapshot_log WHERE snapshot_id = $id", {"id": snapshot_id}
-    ).fetchone()
+    row = con.execute(load_sql("marts/snapshot_run_id"), {"id": snapshot_id}).fetchone()
     if instance is None or not row or not row[0]:
         return {}
     found: dict[dg.AssetKey, Mapping[str, object]] = {}
@@ -330,9 +328,7 @@ def standing_materialization(
 
 def version_rows(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> dict[str, int]:
     """Rows per mart of a version, as its log recorded them at publish."""
-    row = con.execute(
-        'SELECT "tables" FROM marts.snapshot_log WHERE snapshot_id = $id', {"id": snapshot_id}
-    ).fetchone()
+    row = con.execute(load_sql("marts/snapshot_table_rows"), {"id": snapshot_id}).fetchone()
     return {k: int(v) for k, v in json.loads(row[0]).items()} if row and row[0] else {}
 
 
@@ -373,8 +369,7 @@ def _require_work_from(
     the marts alone after an ingest, a setting or a code change, is then refused, in words."""
     row = (
         con.execute(
-            "SELECT inputs_fingerprint FROM work.version_inputs WHERE as_of = $as_of",
-            {"as_of": window["as_of"]},
+            load_sql("work/recorded_inputs_fingerprint"), {"as_of": window["as_of"]}
         ).fetchone()
         if versions.table_exists(con, "work", "version_inputs")
         else None
@@ -697,7 +692,7 @@ def published_marts(
             )
             if name == "cohort_retention":  # the version's heatmap, where analysts look
                 cohorts = con.execute(
-                    "SELECT * FROM history.cohort_retention WHERE snapshot_id = $snapshot_id",
+                    load_sql("history/cohort_retention_of_version"),
                     {"snapshot_id": snapshot.snapshot_id},
                 ).pl()
                 metadata["retention_heatmap"] = png_markdown(
