@@ -303,10 +303,7 @@ def step_fingerprint(con, window: dict, ran_with: Mapping[str, object] | None = 
     # what no record says: the settings as the environment gives them
     recorded: dict = json.loads(json.dumps(run_settings(window, EngagementConfig())))
     if table_exists(con, "work", partitioned.INPUTS_TABLE):
-        row = con.execute(
-            "SELECT settings FROM work.version_inputs WHERE as_of = $as_of",
-            {"as_of": window["as_of"]},
-        ).fetchone()
+        row = con.execute(load_sql("work/recorded_settings"), {"as_of": window["as_of"]}).fetchone()
         if row is not None and row[0] is not None:
             recorded = {**recorded, **json.loads(row[0])}
     used = json.loads(
@@ -369,10 +366,7 @@ def buyer_days(model_settings: ModelSettings, warehouse: Warehouse) -> dg.Materi
             fx_rates=json.loads(cfg.fx_rates_json or "{}"),
         )
         metadata = table_metadata(con, "work", summaries.BUYER_DAYS)
-        totals = con.execute(
-            "SELECT count(DISTINCT customer_id), coalesce(sum(orders), 0), min(order_day), "
-            "max(order_day) FROM work.buyer_days"
-        ).fetchone()
+        totals = con.execute(load_sql("work/buyer_days_totals")).fetchone()
     computation = plan.metadata()
     if plan.incremental and not plan.new_files:
         computation["computation"] = "unchanged"
@@ -508,8 +502,7 @@ def customer_rfm(
         require_identity_links(con, window)  # the people below are the merged profiles of now
         # One row per person (merged profiles), signed up by the as-of date (their earliest signup).
         customers = con.execute(
-            "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= $as_of",
-            {"as_of": window["as_of"]},
+            load_sql("intermediate/customers_signed_up_by"), {"as_of": window["as_of"]}
         ).pl()["customer_id"]
         scored = rfm.score_rfm(summary, window["as_of"], customers=customers)
         scored = scored.with_columns(
@@ -558,9 +551,7 @@ def calibration_holdout(
             # as-of is written with no rows, so that it is the table's newest and retention may
             # trim the earlier one with every other table's (versions.trim_work).
             if table_exists(con, "work", "calibration_holdout"):
-                empty = con.execute(
-                    "SELECT * EXCLUDE (as_of) FROM work.calibration_holdout LIMIT 0"
-                ).pl()
+                empty = con.execute(load_sql("work/empty_calibration_holdout")).pl()
                 write_work(con, "calibration_holdout", empty, window)
             return dg.MaterializeResult(
                 metadata={
