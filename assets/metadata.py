@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 
 from engagement_box.governance import privacy
-from engagement_box.sql import quote_identifier
+from engagement_box.sql import load_sql
 
 PREVIEW_ROWS = 5
 
@@ -18,7 +18,6 @@ def table_metadata(
     con: duckdb.DuckDBPyConnection, schema: str, table: str
 ) -> dict[str, dg.MetadataValue]:
     """Row count, column schema and a markdown preview of `schema.table`."""
-    name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     # The column descriptions are the warehouse's COMMENT ON (the data dictionary's, on marts).
     columns = con.execute(
         "SELECT column_name, data_type, comment FROM duckdb_columns() "
@@ -26,7 +25,7 @@ def table_metadata(
         "AND table_name = $table ORDER BY column_index",
         {"schema": schema, "table": table},
     ).fetchall()
-    row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
+    row = con.execute(load_sql("marts/table_row_count", schema=schema, table=table)).fetchone()
     rows = int(row[0]) if row else 0
     return {
         "dagster/row_count": dg.MetadataValue.int(rows),
@@ -36,7 +35,12 @@ def table_metadata(
             )
         ),
         "dagster/table_name": dg.MetadataValue.text(f"{schema}.{table}"),
-        "preview": preview(con.execute(f"SELECT * FROM {name} LIMIT {PREVIEW_ROWS}").pl()),
+        "preview": preview(
+            con.execute(
+                load_sql("marts/table_preview_rows", schema=schema, table=table),
+                {"n": PREVIEW_ROWS},
+            ).pl()
+        ),
     }
 
 
@@ -52,8 +56,7 @@ def version_preview(
     """A markdown preview of one version's rows of a mart (`history.<mart>`), masked as
     `table_metadata` masks them: a backfill's version is not `marts.<mart>`."""
     rows = con.execute(
-        f"SELECT * EXCLUDE (snapshot_id) FROM history.{quote_identifier(mart)} "
-        "WHERE snapshot_id = $snapshot_id LIMIT $n",
+        load_sql("history/version_preview_rows", mart=mart),
         {"snapshot_id": snapshot_id, "n": PREVIEW_ROWS},
     ).pl()
     return preview(rows)
