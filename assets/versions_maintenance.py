@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.metadata import PREVIEW_ROWS, markdown_table, table_metadata
 from engagement_box.governance import versions
+from engagement_box.sql import load_sql
 from pipelines.resources import RetentionPolicy, Warehouse
 
 
@@ -27,11 +28,7 @@ def version_retention(warehouse: Warehouse, retention: RetentionPolicy) -> dg.Ma
         as_of = {s["snapshot_id"]: s["as_of"] for s in versions.snapshots(con)}
         metadata = table_metadata(con, "marts", "snapshots")
         # The retained versions, newest first: marts.snapshots also lists the expired ones.
-        retained = con.execute(
-            "SELECT snapshot_id, as_of, is_current, published_at FROM marts.snapshots "
-            "WHERE expired_at IS NULL ORDER BY snapshot_id DESC LIMIT $n",
-            {"n": PREVIEW_ROWS},
-        ).pl()
+        retained = con.execute(load_sql("marts/latest_retained_versions"), {"n": PREVIEW_ROWS}).pl()
         size = con.execute("SELECT database_size FROM pragma_database_size()").fetchone()
     metadata.update(
         {
