@@ -38,7 +38,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from engagement_box.sql import load_sql, quote_identifier, table_exists
+from engagement_box.sql import load_sql, table_exists
 
 DEFAULT_FEATURES = (
     "days_since_last_order",
@@ -454,15 +454,12 @@ def model_in_force(
     """The persona model the step assigns with at `as_of`: the one in force at the latest as-of
     at or before it, if it was fitted fewer than `refit_days` days before `as_of` from the same
     settings and code (`inputs`); else None: the step fits a new model (the reason says why)."""
-    name = f"work.{quote_identifier(MODEL_TABLE)}"
     if refit_days <= 0:
         return ModelInForce(None, None, "ENGAGEMENT_PERSONA_REFIT_DAYS is 0: fitted every run")
     if not table_exists(con, "work", MODEL_TABLE):
         return ModelInForce(None, None, "no persona model stored yet: fitted")
     row = con.execute(
-        f"SELECT as_of, fitted_as_of, inputs, model FROM {name} WHERE as_of <= $as_of "
-        "ORDER BY as_of DESC LIMIT 1",
-        {"as_of": as_of},
+        load_sql("work/persona_model_in_force", table=MODEL_TABLE), {"as_of": as_of}
     ).fetchone()
     if row is None:
         return ModelInForce(None, None, f"no persona model in force at or before {as_of}: fitted")
@@ -505,15 +502,11 @@ def record_model(
     """The statements (with parameters) recording the model in force at `as_of`; run them in
     the transaction that writes the assignments, so the two never disagree."""
     con.execute(load_sql("marts/create_schema", schema="work"))
-    name = f"work.{quote_identifier(MODEL_TABLE)}"
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {name} "
-        "(as_of DATE PRIMARY KEY, fitted_as_of DATE, inputs JSON, model JSON)"
-    )
+    con.execute(load_sql("work/create_persona_model", table=MODEL_TABLE))
     return [
-        (f"DELETE FROM {name} WHERE as_of = $as_of", {"as_of": as_of}),
+        (load_sql("work/delete_persona_model", table=MODEL_TABLE), {"as_of": as_of}),
         (
-            f"INSERT INTO {name} VALUES ($as_of, $fitted_as_of, $inputs, $model)",
+            load_sql("work/insert_persona_model", table=MODEL_TABLE),
             {
                 "as_of": as_of,
                 "fitted_as_of": fitted_as_of,
