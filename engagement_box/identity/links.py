@@ -81,14 +81,6 @@ LIMITED_STATEMENTS = (
 )
 # ERASED_KEYS where no erasure left carriers of a placeholder to count: the same table, empty.
 NO_ERASED_KEYS = "intermediate/no_erased_placeholder_keys"
-# Keys no profile owns: carried by more than the limit (NULL customer on a customers' key).
-_SHARED_KEYS = """
-    SELECT role AS key_type, count(*) AS keys, max(source_rows) AS most_profiles
-    FROM intermediate.identity_links
-    WHERE source = 'customers' AND role IN ('email', 'handle')
-      AND normalized_value IS NOT NULL AND customer_id IS NULL
-    GROUP BY role ORDER BY role
-"""
 
 
 def max_profiles_per_key(given: int | None = None) -> int:
@@ -100,7 +92,7 @@ def max_profiles_per_key(given: int | None = None) -> int:
 # of them can move every link (`engagement_box.incremental`).
 FIXED_SOURCES = ("customers", "reviews", "social", "referrals")
 STATE = incremental.IDENTITY_STATE  # the name its state is recorded under
-_COUNT_LINKS = "SELECT count(*) FROM intermediate.identity_links"
+_COUNT_LINKS = "intermediate/count_identity_links"
 # The incremental path, in order: the new orders' links, counted into the links they share,
 # then the links only they carry.
 INCREMENT_STATEMENTS = (
@@ -184,7 +176,7 @@ def refresh_identity_links(
     A new placeholder limit rebuilds everything. Returns the match rates and the path taken."""
     limit = max_profiles_per_key(max_profiles)
     now = incremental.inputs(con, _settings(limit), fixed=FIXED_SOURCES, identity=False)
-    plan = incremental.plan(con, STATE, None, now, rows=_COUNT_LINKS)
+    plan = incremental.plan(con, STATE, None, now, rows=load_sql(_COUNT_LINKS))
     if not plan.incremental:
         return _build(con, limit, now), plan
     with transaction(con):
@@ -198,7 +190,7 @@ def refresh_identity_links(
 def _record(con: duckdb.DuckDBPyConnection, now: dict) -> None:
     if not now["files"]:
         return  # staged without a record of files (e.g. a test's seeded tables): no state
-    rows = con.execute(_COUNT_LINKS).fetchone()[0]
+    rows = con.execute(load_sql(_COUNT_LINKS)).fetchone()[0]
     for statement, parameters in incremental.record(con, STATE, None, now, rows):
         con.execute(statement, parameters)
 
@@ -217,14 +209,17 @@ def shared_keys(con: duckdb.DuckDBPyConnection) -> list[dict]:
     """Per key type ('email', 'handle') with placeholders: how many keys are carried by more
     profiles than the limit, and the most profiles one of them is carried by. No key's value:
     the values are personal data, and this goes into Dagster's event log."""
-    relation = con.execute(_SHARED_KEYS)
+    relation = con.execute(load_sql("intermediate/shared_keys"))
     names = [d[0] for d in relation.description]
     return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 
 
 def shared_keys_on_spark(spark) -> list[dict]:
-    """`shared_keys` of the Spark engine's identity links (the same query, portable SQL)."""
-    return [row.asDict() for row in spark.sql(_SHARED_KEYS).collect()]
+    """`shared_keys` of the Spark engine's identity links (the same file, as Spark SQL)."""
+    from engagement_box.spark.sql import load_spark_sql  # sqlglot: the spark extra only
+
+    (query,) = load_spark_sql("intermediate/shared_keys")
+    return [row.asDict() for row in spark.sql(query.sql).collect()]
 
 
 def match_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
