@@ -27,7 +27,7 @@ import pyarrow as pa
 from engagement_box.engagement import metrics, quadrants, referral
 from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.knowledge import customer_knowledge_value
-from engagement_box.spark.sql import run
+from engagement_box.spark.sql import load_spark_sql, run
 from engagement_box.spark.tables import SparkTables
 
 ENGAGEMENT_MARTS = ("engagement_value", "customer_persona", "persona_profile", "customer")
@@ -495,12 +495,8 @@ def engagement_value(
     spark = tables.spark
     until = F.lit(datetime.combine(as_of, time.max)).cast("timestamp_ntz")
     clv = customer_value.select("customer_id", F.col("clv").cast("double")).localCheckpoint()
-    profiles = run(
-        spark,
-        "SELECT customer_id, signup_date AS since FROM intermediate.resolved_customers "
-        "WHERE signup_date <= :as_of",
-        {"as_of": as_of},
-    )
+    (people,) = load_spark_sql("intermediate/people_signed_up_by")
+    profiles = run(spark, people.sql, {"as_of": as_of})
     customers = (
         profiles.select("customer_id").union(clv.select("customer_id")).distinct()
     ).localCheckpoint()

@@ -116,9 +116,8 @@ def restore(tables: SparkTables) -> None:
 def as_of_date(tables: SparkTables, pinned: date | None, run_day: date) -> date:
     """The observation end: ENGAGEMENT_AS_OF when set, else the day of the last completed
     order; never past the run's day."""
-    row = tables.spark.sql(
-        "SELECT max(CAST(ordered_at AS DATE)) FROM staging.orders WHERE status = 'completed'"
-    ).collect()[0][0]
+    (last_day,) = load_spark_sql("staging/last_completed_order_day")
+    row = tables.spark.sql(last_day.sql).collect()[0][0]
     if row is None and pinned is None:
         raise ValueError("no completed orders are staged: nothing to model")
     return min(pinned or row, run_day)
@@ -294,11 +293,8 @@ def value_marts(
     cal = spark.table("work.calibration_holdout")
     stamp = F.lit(as_of).alias("as_of")
 
-    customers = run(
-        spark,
-        "SELECT customer_id FROM intermediate.resolved_customers WHERE signup_date <= :as_of",
-        {"as_of": as_of},
-    )
+    (signed_up,) = load_spark_sql("intermediate/customers_signed_up_by")
+    customers = run(spark, signed_up.sql, {"as_of": as_of})
     describe(spark, "value rfm counts")
     rfm = value.score_rfm(spark, summary, customers, as_of).select("*", stamp)
 
