@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from engagement_box.engagement import personas as model_code
+from engagement_box.sql import load_sql
 from engagement_box.value import rfm as rfm_code
 
 MODEL_FILE = Path("models") / f"{model_code.MODEL_TABLE}.parquet"
@@ -40,10 +41,9 @@ def _models(lake: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     path = Path(lake) / MODEL_FILE
     if path.exists():
-        con.execute("CREATE SCHEMA work")
+        con.execute(load_sql("marts/create_schema", schema="work"))
         con.execute(
-            "CREATE TABLE work.persona_model AS "
-            "SELECT as_of, fitted_as_of, inputs, model FROM read_parquet($path)",
+            load_sql("work/persona_model_from_file", table=model_code.MODEL_TABLE),
             {"path": str(path)},
         )
     return con
@@ -69,10 +69,7 @@ def record_model(
             con, as_of, fitted_as_of, inputs, model
         ):
             con.execute(statement, parameters)
-        rows = con.execute(
-            "SELECT as_of, fitted_as_of, inputs::VARCHAR AS inputs, model::VARCHAR AS model "
-            "FROM work.persona_model ORDER BY as_of"
-        ).pl()
+        rows = con.execute(load_sql("work/persona_model_rows", table=model_code.MODEL_TABLE)).pl()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     rows.write_parquet(temporary)
