@@ -286,22 +286,25 @@ def attach(con, lake: Path, schema: str = "marts") -> list[str]:
     """In a DuckDB session: one view per mart of the current version (`<schema>.<mart>`) and
     `history_<mart>` over every retained version (with its snapshot_id). Returns the marts.
     The views keep the versions retained when they were made (attach again for newer ones)."""
-    from engagement_box.sql import quote_identifier, quote_literal
+    from engagement_box.sql import load_sql, quote_identifier, quote_literal, sql_template
 
     record = current(lake)
     if record is None:
         raise FileNotFoundError(f"{lake}: no published version yet (no marts/{POINTER})")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+    con.execute(load_sql("marts/create_schema", schema=schema))
     for mart, folder in record["marts"].items():
         files = quote_literal(str(Path(lake) / folder / "*.parquet"))
         every = _history_files(lake, record, mart)
         con.execute(
-            f"CREATE OR REPLACE VIEW {quote_identifier(schema)}.{quote_identifier(mart)} AS "
-            f"SELECT * FROM read_parquet({files}, hive_partitioning = false)"
+            sql_template("marts/create_lake_mart_view").format(
+                schema=quote_identifier(schema), mart=quote_identifier(mart), files=files
+            )
         )
         con.execute(
-            f"CREATE OR REPLACE VIEW {quote_identifier(schema)}."
-            f"{quote_identifier('history_' + mart)} AS "
-            f"SELECT * FROM {every}"
+            sql_template("marts/create_lake_history_view").format(
+                schema=quote_identifier(schema),
+                view=quote_identifier("history_" + mart),
+                source=every,
+            )
         )
     return list(record["marts"])
