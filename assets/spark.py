@@ -23,6 +23,7 @@ from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
 from engagement_box.spark import audiences, engagement, lake, pipeline
+from engagement_box.spark.sql import load_spark_sql
 from engagement_box.spark.tables import (
     CURRENT,
     UNFINISHED,
@@ -327,7 +328,8 @@ def _work_as_of(tables: SparkTables, table: str) -> dt.date:
     """The as-of of the rows the earlier step wrote (each Spark run rebuilds them for one)."""
     if not tables.spark.catalog.tableExists(f"work.{table}"):
         raise dg.Failure(f"work.{table} is not in the lake: materialize spark/marts first")
-    (as_of,) = tables.spark.sql(f"SELECT max(as_of) FROM work.{table}").first()
+    (latest,) = load_spark_sql("work/latest_as_of", table=table)
+    (as_of,) = tables.spark.sql(latest.sql).first()
     return as_of
 
 
