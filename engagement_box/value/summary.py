@@ -23,7 +23,14 @@ import numpy as np
 import polars as pl
 
 from engagement_box import incremental
-from engagement_box.sql import columns, load_sql, relation_exists, table_exists, transaction
+from engagement_box.sql import (
+    columns,
+    load_sql,
+    relation_exists,
+    sql_template,
+    table_exists,
+    transaction,
+)
 from engagement_box.staging.contracts import MAX_RATE
 
 TimeUnit = Literal["D", "W"]
@@ -125,21 +132,14 @@ def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, s
 # The stored orders per customer and day, and the name its state is recorded under
 # (`engagement_box.incremental`, one state: as_of NULL).
 BUYER_DAYS = "buyer_days"
-_COUNT_DAYS = "SELECT count(*) FROM work.buyer_days"
 _STORED = {"days_schema": "work", "days_table": BUYER_DAYS}
 # day_spend is stored as DECIMAL(18, 4) (64-bit) when every day's spend fits, which it does
 # unless one customer spends 1e14 in a day: the 128-bit DECIMAL(38, 4) the sums work in costs
 # 3x more to write and to read back. Sums of it are DECIMAL(38, 4) again, so every summary is
 # exact either way. Wider values turn the column into DECIMAL(38, 4) (no value is cut).
-_NARROW, _WIDE = "DECIMAL(18,4)", "DECIMAL(38, 4)"
-_CREATE_NARROW = (
-    "CREATE OR REPLACE TABLE work.buyer_days AS SELECT * REPLACE "
-    "(try_cast(day_spend AS DECIMAL(18, 4)) AS day_spend) FROM ("
-)
-_OVERFLOWED = "SELECT count(*) FROM work.buyer_days WHERE day_spend IS NULL"
-_MERGED_TOO_WIDE = (
-    "SELECT count(*) FROM merged_buyer_days WHERE day_spend IS NULL OR abs(day_spend) >= 1e14"
-)
+# The statements: sql/work/create_buyer_days_narrow.sql, widen_buyer_days_spend.sql; _NARROW is
+# the type as the catalog names it.
+_NARROW = "DECIMAL(18,4)"
 _CHANGED = {"days_schema": "temp", "days_table": "changed_days"}
 
 
@@ -169,8 +169,9 @@ def days_source(
         return dict(_STORED)
     prepare_currency(con, currency)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE buyer_days AS "
-        + _buyer_days_sql(orders_source(con, resolve_identity)),
+        sql_template("work/create_temp_buyer_days").format(
+            buyer_days=_buyer_days_sql(orders_source(con, resolve_identity))
+        ),
         fx_parameters(currency, fx_rates),
     )
     return {"days_schema": "temp", "days_table": BUYER_DAYS}
@@ -207,7 +208,7 @@ def refresh_buyer_days(
     staged order covers new days the same way), so both paths give the same rows. No new staged
     order: the rows stay as they are (a new file with no staged row is recorded). Returns the
     plan taken."""
-    plan = incremental.plan(con, BUYER_DAYS, None, now, rows=_COUNT_DAYS)
+    plan = incremental.plan(con, BUYER_DAYS, None, now, rows=load_sql("work/count_buyer_days"))
     if plan.incremental and not plan.new_files:
         if buyer_days_problem(con, now) is not None:  # e.g. a new file whose rows all failed
             with transaction(con):
@@ -219,26 +220,29 @@ def refresh_buyer_days(
         sql = _buyer_days_sql(orders_source(con, resolve_identity=True))
         with transaction(con):
             con.execute(load_sql("marts/create_schema", schema="work"))
-            con.execute(_CREATE_NARROW + sql + ")", fx)
-            if con.execute(_OVERFLOWED).fetchone()[0]:  # a day's spend past DECIMAL(18, 4)
-                con.execute("CREATE OR REPLACE TABLE work.buyer_days AS " + sql, fx)
+            con.execute(sql_template("work/create_buyer_days_narrow").format(buyer_days=sql), fx)
+            # a day's spend past DECIMAL(18, 4)
+            if con.execute(load_sql("work/count_overflowed_buyer_days")).fetchone()[0]:
+                con.execute(sql_template("work/create_buyer_days_wide").format(buyer_days=sql), fx)
             _record_buyer_days(con, now)
         return plan
     con.execute(load_sql("work/new_orders"), {"new_files": list(plan.new_files)})
+    new_orders = {
+        "orders_schema": "temp",
+        "orders_table": "new_orders",
+        "customer_column": "buyer_id",
+    }
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE new_buyer_days AS "
-        + _buyer_days_sql(
-            {"orders_schema": "temp", "orders_table": "new_orders", "customer_column": "buyer_id"}
-        ),
+        sql_template("work/create_new_buyer_days").format(buyer_days=_buyer_days_sql(new_orders)),
         fx,
     )
     con.execute(load_sql("work/merged_buyer_days"))
     with transaction(con):
         narrow = dict(columns(con, "work", BUYER_DAYS))["day_spend"] == _NARROW
-        if narrow and con.execute(_MERGED_TOO_WIDE).fetchone()[0]:
-            con.execute(f"ALTER TABLE work.buyer_days ALTER day_spend TYPE {_WIDE}")
+        if narrow and con.execute(load_sql("work/count_too_wide_merged_buyer_days")).fetchone()[0]:
+            con.execute(load_sql("work/widen_buyer_days_spend"))
         con.execute(load_sql("work/delete_merged_buyer_days"))
-        con.execute("INSERT INTO work.buyer_days BY NAME SELECT * FROM merged_buyer_days")
+        con.execute(load_sql("work/insert_merged_buyer_days"))
         _record_buyer_days(con, now)
     return plan
 
@@ -246,7 +250,7 @@ def refresh_buyer_days(
 def _record_buyer_days(con: Any, now: Mapping) -> None:
     if not now["files"]:
         return  # staged without a record of files (e.g. a test's seeded tables): no state
-    rows = con.execute(_COUNT_DAYS).fetchone()[0]
+    rows = con.execute(load_sql("work/count_buyer_days")).fetchone()[0]
     for statement, parameters in incremental.record(con, BUYER_DAYS, None, now, rows):
         con.execute(statement, parameters)
 
