@@ -129,7 +129,7 @@ from engagement_box.activation.audiences import (
     remove_leftover,
 )
 from engagement_box.governance import readers, versions
-from engagement_box.sql import database_path, load_sql, quote_identifier, transaction
+from engagement_box.sql import database_path, load_sql, transaction
 from engagement_box.staging.contracts import (
     INVISIBLE,
     INVISIBLE_PATTERN,
@@ -478,7 +478,7 @@ def dropped_rows(frame: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
 def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create `staging.erased_rows` and `staging.erasure_log` (the ingest needs both),
     `staging.erased_profile_keys` and `staging.erasure_finished`."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(load_sql("staging/create_schema"))
     con.execute(load_sql("erasure/create_erased_rows"))
     con.execute(load_sql("erasure/create_erasure_log"))
     con.execute(load_sql("erasure/create_erased_profile_keys"))
@@ -491,14 +491,11 @@ def erased_profiles_salt(con: duckdb.DuckDBPyConnection) -> str | None:
     has no carrier to add to any key's profiles."""
     if not _table_exists(con, "staging", "erased_profile_keys"):
         return None
-    if not con.execute(_ANY_ERASED_PROFILE).fetchone():
+    if not con.execute(load_sql("erasure/any_erased_profile_key")).fetchone():
         return None
     salt = resolve_salt(con)
     erased_subject_hashes(con, salt)  # refuses a salt that did not make the logged hashes
     return salt
-
-
-_ANY_ERASED_PROFILE = "SELECT 1 FROM staging.erased_profile_keys LIMIT 1"
 
 
 def profile_key_hashes(profiles: pl.DataFrame, salt: str) -> pl.DataFrame:
@@ -563,10 +560,10 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
 
 def _store_salt(con: duckdb.DuckDBPyConnection, salt: str) -> str:
     """Keep `salt` as the warehouse's own (`staging.erasure_salt`)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(load_sql("staging/create_schema"))
     con.execute(load_sql("erasure/create_erasure_salt"))
     con.execute(
-        "INSERT INTO staging.erasure_salt (salt, created_at) VALUES ($salt, $created_at)",
+        load_sql("erasure/insert_erasure_salt"),
         {"salt": salt, "created_at": datetime.now().replace(tzinfo=None)},
     )
     return salt
@@ -580,9 +577,7 @@ def _configured_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) ->
     if from_env:
         return from_env
     if _table_exists(con, "staging", "erasure_salt"):
-        row = con.execute(
-            "SELECT salt FROM staging.erasure_salt ORDER BY created_at, salt LIMIT 1"
-        ).fetchone()
+        row = con.execute(load_sql("erasure/stored_salt")).fetchone()
         if row:
             return str(row[0])
     return None
@@ -607,7 +602,7 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
         return set()
     if salt is not None:
         (other,) = con.execute(
-            "SELECT count(*) FROM staging.erasure_log WHERE salt_fingerprint <> $fingerprint",
+            load_sql("erasure/count_other_salt_requests"),
             {"fingerprint": salt_fingerprint(salt)},
         ).fetchone()
         if other:
@@ -617,12 +612,7 @@ def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = Non
                 f"people erased would come back. Set {SALT_ENV} to the salt that hashed them "
                 "(or unset it, if that was the warehouse's own salt)"
             )
-    return {
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT unnest(subject_hashes) FROM staging.erasure_log"
-        ).fetchall()
-    }
+    return {r[0] for r in con.execute(load_sql("erasure/subject_hashes")).fetchall()}
 
 
 def _salt_said(salt: str) -> str:
@@ -652,8 +642,7 @@ def delete_erased_rows_of_files(
 ) -> None:
     """Forget erased-row counts of files that are being re-ingested (they are read again)."""
     con.execute(
-        "DELETE FROM staging.erased_rows WHERE source = $source "
-        "AND list_contains($files, source_file)",
+        load_sql("erasure/delete_erased_rows_of_files"),
         {"source": source_name, "files": files},
     )
 
@@ -1060,7 +1049,7 @@ def erase(
     report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
     ensure_erasure_tables(con)
     # Keys are normalised by identity's own rules (created if identity never ran here).
-    con.execute("CREATE SCHEMA IF NOT EXISTS intermediate")
+    con.execute(load_sql("intermediate/create_schema"))
     con.execute(load_sql("intermediate/normalization"))
     con.execute(load_sql("erasure/create_trim_macro"))
     con.execute(load_sql("erasure/create_normalize_macro"))
@@ -1376,8 +1365,7 @@ def _erased_carriers(con: duckdb.DuckDBPyConnection, kind: str, key: str, salt: 
     if not _table_exists(con, "staging", "erased_profile_keys"):
         return 0
     row = con.execute(
-        "SELECT count(DISTINCT profile_hash) FROM staging.erased_profile_keys "
-        "WHERE kind = $kind AND key_hash = $hash",
+        load_sql("erasure/count_erased_carriers"),
         {"kind": kind, "hash": _hash_normalized(key, kind, salt)},
     ).fetchone()
     return int(row[0]) if row else 0
@@ -1600,8 +1588,7 @@ def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def _has_rows(con: duckdb.DuckDBPyConnection, source: str) -> bool:
-    name = f"staging.{quote_identifier(source)}"
-    return bool(con.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone())
+    return bool(con.execute(load_sql("erasure/any_staged_row", table=source)).fetchone())
 
 
 def register_of(working: Path | str) -> tuple[frozenset[str], str]:
