@@ -71,6 +71,7 @@ from engagement_box.sql import (
     load_sql,
     quote_identifier,
     relation_exists,
+    sql_template,
     table_exists,
     transaction,
 )
@@ -356,11 +357,10 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
     adds them; the CLI asks on a read-only connection): no file moved, none under these rules."""
     recorded = {name for name, _ in catalog_columns(con, "staging", "ingested_files")}
     rows = con.execute(
-        "SELECT source, "
-        + ("coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file")
-        + ", sha256, size_bytes, mtime_ns, ctime_ns, source_file, "
-        + ("rules" if "rules" in recorded else "NULL")
-        + ", rows_staged FROM staging.ingested_files"
+        sql_template("staging/taken_in_files").format(
+            path="coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file",
+            rules="rules" if "rules" in recorded else "NULL",
+        )
     ).fetchall()
     return {
         (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged)
@@ -1857,7 +1857,7 @@ def check_batch(
 
 def ensure_staging(con: duckdb.DuckDBPyConnection) -> None:
     """Create the staging schema, bookkeeping tables and every source's staged table."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(load_sql("staging/create_schema"))
     con.execute(load_sql("staging/create_quarantine"))
     con.execute(load_sql("staging/create_ingested_files"))
     for source in SOURCES.values():
@@ -1877,8 +1877,7 @@ def create_staged_table(con: duckdb.DuckDBPyConnection, source: Source) -> None:
     con.execute("CHECKPOINT")
     for column, values in source.enumerations.items():
         con.execute(
-            f"CREATE TYPE IF NOT EXISTS staging.{enum_type(source, column)} "
-            "AS ENUM (SELECT unnest(CAST($values AS VARCHAR[])))",
+            sql_template("staging/create_enum_type").format(type=enum_type(source, column)),
             {"values": list(values)},
         )
     con.execute(staged_table_ddl(source))
@@ -1918,8 +1917,8 @@ def staged_table_ddl(source: Source) -> str:
         for name, dtype in source.dtypes.items()
     ]
     columns += [column("source_file", "VARCHAR", False), column("source_row", "BIGINT", False)]
-    return (
-        f"CREATE TABLE IF NOT EXISTS staging.{quote_identifier(source.name)} ({', '.join(columns)})"
+    return sql_template("staging/create_staged_table").format(
+        table=quote_identifier(source.name), columns=", ".join(columns)
     )
 
 
@@ -2060,9 +2059,7 @@ def ingest_source(
                 digest_future.cancel()
     report.quarantine_by_reason = dict(
         con.execute(
-            "SELECT reason, count(*) AS rows FROM staging.quarantine WHERE source = $source "
-            "GROUP BY reason ORDER BY rows DESC, reason",
-            {"source": source.name},
+            load_sql("staging/quarantine_counts_by_reason"), {"source": source.name}
         ).fetchall()
     )
     report.seconds = time.perf_counter() - started
@@ -2086,8 +2083,7 @@ def _moved_from(export: ExportFile, gone: dict[str, TakenIn]) -> TakenIn | None:
 def _remember_move(con: duckdb.DuckDBPyConnection, export: ExportFile, origin: str) -> None:
     """Record that the file taken in from `origin` is now at `export`'s path, with its stat."""
     con.execute(
-        "UPDATE staging.ingested_files SET moved_to = $moved_to, size_bytes = $size, "
-        "mtime_ns = $mtime, ctime_ns = $ctime WHERE source = $source AND source_file = $file",
+        load_sql("staging/update_moved_file"),
         {
             "moved_to": None if export.relpath == origin else export.relpath,  # moved back
             "size": export.size_bytes,
@@ -2108,33 +2104,29 @@ def _settle_moves(con: duckdb.DuckDBPyConnection, source: Source) -> None:
     file renamed to the name another moved file was taken in from, or two files swapped) never
     put two files' rows, or two records, under one path on the way."""
     moves = con.execute(
-        "SELECT source_file AS origin, moved_to AS present, $prefix || source_file AS "
-        "placeholder FROM staging.ingested_files WHERE source = $source AND moved_to IS NOT NULL",
+        load_sql("staging/moved_files"),
         {"source": source.name, "prefix": "/moving/"},  # export paths are relative: no clash
     ).pl()
     if moves.is_empty():
         return
+    # the staged table's rows, then those of the source in the bookkeeping tables
     tables = [
-        (f"staging.{quote_identifier(source.name)}", ""),
-        ("staging.quarantine", "t.source = $source AND "),
-        ("staging.erased_rows", "t.source = $source AND "),
-        ("staging.ingested_files", "t.source = $source AND "),
+        (source.name, False),
+        ("quarantine", True),
+        ("erased_rows", True),
+        ("ingested_files", True),
     ]
     con.register("file_moves", moves)
     try:
         with transaction(con):
             for old, new in (("origin", "placeholder"), ("placeholder", "present")):
                 for table, of_source in tables:
+                    name = "rename_moved_source_rows" if of_source else "rename_moved_staged_rows"
                     con.execute(
-                        f"UPDATE {table} AS t SET source_file = m.{new} FROM file_moves AS m "
-                        f"WHERE {of_source}t.source_file = m.{old}",
+                        load_sql(f"staging/{name}", table=table, new=new, old=old),
                         {"source": source.name} if of_source else {},
                     )
-            con.execute(
-                "UPDATE staging.ingested_files SET moved_to = NULL "
-                "WHERE source = $source AND moved_to IS NOT NULL",
-                {"source": source.name},
-            )
+            con.execute(load_sql("staging/clear_moved_to"), {"source": source.name})
     finally:
         con.unregister("file_moves")
 
@@ -2145,8 +2137,7 @@ def _remember_stat(
     """Record a file's new stat when its content is what was staged (touched, copied);
     `taken_in_from`: the path it was staged from, when it has moved since."""
     con.execute(
-        "UPDATE staging.ingested_files SET size_bytes = $size, mtime_ns = $mtime, "
-        "ctime_ns = $ctime WHERE source = $source AND source_file = $file",
+        load_sql("staging/update_file_stat"),
         {
             "size": export.size_bytes,
             "mtime": export.mtime_ns,
@@ -2183,8 +2174,7 @@ def _stage(
     at: datetime,
 ) -> None:
     table = source.name
-    staged_table = f"staging.{quote_identifier(table)}"
-    columns = ", ".join(quote_identifier(c) for c in [*source.columns, "source_file", "source_row"])
+    columns = ",".join([*source.columns, "source_file", "source_row"])
     todo = sorted(todo, key=lambda item: item[0].relpath)  # the order duplicates are ranked in
     exports = [e for e, _ in todo]
     files = [e.relpath for e in exports]
@@ -2194,10 +2184,7 @@ def _stage(
     report.ignored_columns.update(check_headers(exports, source, rows=True))
 
     # Repeated keys wait here, typed as staged, to be quarantined with their staged values.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE duplicate_rows AS "
-        f"SELECT '' AS detail, {columns} FROM {staged_table} LIMIT 0"
-    )
+    con.execute(load_sql("staging/create_duplicate_rows", table=table, columns=columns))
     rows_read: dict[str, int] = {}
     quarantined: list[pl.DataFrame] = []
     # People erased before (engagement_box.governance.erasure): their rows in these files are read
@@ -2233,9 +2220,7 @@ def _stage(
                     del good
             del keys
 
-            repeated = con.execute(
-                "SELECT * FROM duplicate_rows ORDER BY source_file, source_row"
-            ).pl()
+            repeated = con.execute(load_sql("staging/duplicate_rows")).pl()
             # Compared with the rows staged for their keys after the commit (`compare_repeats`):
             # looking those up among the rows this transaction inserted cost 2.9 s and 1.3 GB
             # over 10M orders, against 0.3-0.6 s and 0.4 GB once committed. Until then their
@@ -2244,7 +2229,7 @@ def _stage(
             quarantined.append(duplicate_quarantine(repeated, None, source, run_id, at))
             bad_rows = pl.concat(quarantined)
             con.register("bad_rows", bad_rows)
-            con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
+            con.execute(load_sql("staging/insert_bad_rows"))
             con.unregister("bad_rows")
             erasure.add_erased_rows(con, table, suppressed)
             if erased_profiles:  # their keys go on counting for identity (by hash)
@@ -2258,9 +2243,7 @@ def _stage(
 
             staged_per_file = dict(
                 con.execute(
-                    f"SELECT source_file, count(*) FROM {staged_table} "
-                    "WHERE list_contains($files, source_file) GROUP BY source_file",
-                    {"files": files},
+                    load_sql("staging/count_staged_rows_per_file", table=table), {"files": files}
                 ).fetchall()
             )
             quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
@@ -2269,10 +2252,7 @@ def _stage(
                 sha = digest.result()
                 _unchanged_since_found(export, sha)  # the hash and the rows: one content
                 con.execute(
-                    "INSERT INTO staging.ingested_files (source, source_file, sha256, "
-                    "size_bytes, mtime_ns, rows_read, rows_staged, rows_quarantined, run_id, "
-                    "ingested_at, ctime_ns, rules) VALUES ($source, $file, $sha, $size, $mtime, "
-                    "$read, $staged, $quarantined, $run, $at, $ctime, $rules)",
+                    load_sql("staging/insert_ingested_file"),
                     {
                         "source": table,
                         "file": name,
@@ -2303,7 +2283,7 @@ def _stage(
                     "with their key; nothing was changed"
                 )
     finally:
-        con.execute("DROP TABLE IF EXISTS duplicate_rows")
+        con.execute(load_sql("staging/drop_duplicate_rows"))
 
     report.files_ingested = files
     report.copies = _copies(con, source, todo)
@@ -2372,9 +2352,9 @@ class _Appender:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: Source):
         self.con, self.source = con, source
-        self.columns = ", ".join(
-            quote_identifier(c) for c in [*source.columns, "source_file", "source_row"]
-        )
+        columns = ",".join([*source.columns, "source_file", "source_row"])
+        self.insert_repeated = load_sql("staging/insert_repeated_rows", columns=columns)
+        self.insert_good = load_sql("staging/insert_good_rows", table=source.name, columns=columns)
         self.queue: queue.Queue[tuple[pa.Table, pa.Table] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="staging-append", daemon=True)
@@ -2409,17 +2389,14 @@ class _Appender:
         # that yields no row, followed in the same transaction by one of a row group or more
         # (122,880 rows) into the same table, loses the second insert's rows without an error
         # (tests/test_ingestion.py::test_batch_without_good_rows_before_a_large_batch).
-        con, columns = self.con, self.columns
+        con = self.con
         if repeated.num_rows:
             con.register("repeated_rows", repeated)
-            con.execute(f"INSERT INTO duplicate_rows SELECT detail, {columns} FROM repeated_rows")
+            con.execute(self.insert_repeated)
             con.unregister("repeated_rows")
         if good.num_rows:
             con.register("good_rows", good)
-            con.execute(
-                f"INSERT INTO staging.{quote_identifier(self.source.name)} ({columns}) "
-                f"SELECT {columns} FROM good_rows"
-            )
+            con.execute(self.insert_good)
             con.unregister("good_rows")
 
 
@@ -2445,9 +2422,9 @@ def _remember_replaced_keys(
 ) -> None:
     """The keys the changed `files` stage now, before they are replaced (`_withdrawn_keys`)."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE replaced_keys AS "
-        f"SELECT source_file, {_key_sql(source)} AS key, source_row "
-        f"FROM staging.{quote_identifier(source.name)} WHERE list_contains($files, source_file)",
+        sql_template("staging/create_replaced_keys").format(
+            key=_key_sql(source), table=quote_identifier(source.name)
+        ),
         {"files": files},
     )
 
@@ -2474,24 +2451,16 @@ def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int =
 
     raw = [raw_column(k, c) for k, c in names.items()]
     raw_key = raw[0] if len(raw) == 1 else f"concat_ws(chr(31), {', '.join(raw)})"
+    sql = sql_template("staging/withdrawn_keys").format(
+        key=_key_sql(source),
+        table=quote_identifier(source.name),
+        raw_key=raw_key,
+        shown=int(shown),
+    )
     rows = con.execute(
-        "WITH gone AS ("
-        "SELECT r.* FROM replaced_keys AS r "
-        f"ANTI JOIN (SELECT {_key_sql(source)} AS key "
-        f"FROM staging.{quote_identifier(source.name)}) AS s ON s.key = r.key), "
-        "bad AS ("
-        f"SELECT DISTINCT q.source_file, {raw_key} AS key FROM staging.quarantine AS q "
-        "WHERE q.source = $source AND q.source_file IN (SELECT source_file FROM gone)) "
-        "SELECT g.source_file, "
-        "count(*) FILTER (WHERE b.key IS NULL), "
-        f"(list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NULL))[1:{int(shown)}], "
-        "count(*) FILTER (WHERE b.key IS NOT NULL), "
-        f"(list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NOT NULL))[1:{int(shown)}] "
-        "FROM gone AS g LEFT JOIN bad AS b ON b.source_file = g.source_file AND b.key = g.key "
-        "GROUP BY g.source_file ORDER BY g.source_file",
-        {"source": source.name, "invisible": INVISIBLE_PATTERN, **names},
+        sql, {"source": source.name, "invisible": INVISIBLE_PATTERN, **names}
     ).fetchall()
-    con.execute("DROP TABLE replaced_keys")
+    con.execute(load_sql("staging/drop_replaced_keys"))
     withdrawn = {}
     for file, gone, first, quarantined, quarantined_first in rows:
         withdrawn[file] = {"keys": gone, "first": first or []}
@@ -2505,9 +2474,7 @@ def _copies(
 ) -> dict[str, str]:
     """New or changed files whose content is that of another file taken in (by hash)."""
     earlier = con.execute(
-        "SELECT sha256, source_file FROM staging.ingested_files WHERE source = $source "
-        "ORDER BY source_file",
-        {"source": source.name},
+        load_sql("staging/ingested_file_digests"), {"source": source.name}
     ).fetchall()
     by_digest: dict[str, list[str]] = {}
     for digest, file in earlier:
@@ -2691,20 +2658,10 @@ def _forget_files(con: duckdb.DuckDBPyConnection, source: Source, files: list[st
     """Delete what `files` staged, quarantined and erased before: a changed file replaces it."""
     parameters = {"source": source.name, "files": files}
     con.execute(
-        f"DELETE FROM staging.{quote_identifier(source.name)} "
-        "WHERE list_contains($files, source_file)",
-        {"files": files},
+        load_sql("staging/delete_staged_rows_of_files", table=source.name), {"files": files}
     )
-    con.execute(
-        "DELETE FROM staging.quarantine WHERE source = $source "
-        "AND list_contains($files, source_file)",
-        parameters,
-    )
-    con.execute(
-        "DELETE FROM staging.ingested_files WHERE source = $source "
-        "AND list_contains($files, source_file)",
-        parameters,
-    )
+    con.execute(load_sql("staging/delete_quarantine_rows_of_files"), parameters)
+    con.execute(load_sql("staging/delete_ingested_files"), parameters)
     erasure.delete_erased_rows_of_files(con, source.name, files)
 
 
@@ -2712,7 +2669,11 @@ def _staged_keys(con: duckdb.DuckDBPyConnection, source: Source) -> pl.Series:
     """The keys staged by earlier ingests, as `key_text` writes them (several key columns
     joined by chr(31)): the ingest holds back rows that repeat them."""
     return (
-        con.execute(f"SELECT {_key_sql(source)} FROM staging.{quote_identifier(source.name)}")
+        con.execute(
+            sql_template("staging/staged_keys").format(
+                key=_key_sql(source), table=quote_identifier(source.name)
+            )
+        )
         .pl()
         .to_series()
     )
@@ -2734,7 +2695,8 @@ def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int
     staged once when it was read at all, unless every row of it broke the contract)."""
     source = SOURCES[source_name]
     rows = con.execute(
-        f"SELECT count(*) FROM ({_orphans_sql(source)})", _orphan_parameters(source)
+        sql_template("staging/count_orphaned_duplicates").format(orphans=_orphans_sql(source)),
+        _orphan_parameters(source),
     ).fetchone()
     return int(rows[0]) if rows else 0
 
@@ -2764,17 +2726,14 @@ def restage_orphaned_duplicates(
     con.register("rows_to_drop", raw.select("source_file", "source_row"))
     con.execute(load_sql("staging/delete_quarantine_rows"), {"source": source.name})
     con.unregister("rows_to_drop")
-    columns = ", ".join(quote_identifier(c) for c in [*source.columns, "source_file", "source_row"])
+    columns = ",".join([*source.columns, "source_file", "source_row"])
     if good.height:  # never an INSERT of no row here (see _Appender._append)
         con.register("restaged_rows", good)
-        con.execute(
-            f"INSERT INTO staging.{quote_identifier(source.name)} ({columns}) "
-            f"SELECT {columns} FROM restaged_rows"
-        )
+        con.execute(load_sql("staging/insert_restaged_rows", table=source.name, columns=columns))
         con.unregister("restaged_rows")
     if bad.height:
         con.register("bad_rows", bad)
-        con.execute("INSERT INTO staging.quarantine SELECT * FROM bad_rows")
+        con.execute(load_sql("staging/insert_bad_rows"))
         con.unregister("bad_rows")
     if rest.height and good.height:  # compared again, with the row staged now, after the commit
         _mark_not_compared(con, source, rest.select(_PLACE))
@@ -3019,8 +2978,7 @@ def duplicates_not_compared(con: duckdb.DuckDBPyConnection, source: Source | Non
     if not relation_exists(con, "staging", "quarantine"):
         return False
     row = con.execute(
-        "SELECT count(*) FROM staging.quarantine WHERE reason = 'duplicate_key' "
-        "AND ($source IS NULL OR source = $source) AND suffix(detail, $pending)",
+        load_sql("staging/count_duplicates_not_compared"),
         {"source": source.name if source else None, "pending": NOT_COMPARED},
     ).fetchone()
     return bool(row and row[0])
@@ -3046,9 +3004,7 @@ def compare_repeats(
     (`profile_changes`). A detail changed after an earlier run published it makes the next
     publish mask the quarantine anew."""
     pending = con.execute(
-        "SELECT source_file, source_row, run_id, detail, CAST(raw_values AS VARCHAR) AS raw "
-        "FROM staging.quarantine WHERE source = $source AND reason = 'duplicate_key' "
-        "AND suffix(detail, $pending) ORDER BY source_file, source_row",
+        load_sql("staging/duplicates_not_compared"),
         {"source": source.name, "pending": NOT_COMPARED},
     ).pl()
     if not pending.height:
@@ -3065,10 +3021,12 @@ def compare_repeats(
     ).with_columns(pl.col(c).replace_strict({"true": True, "false": False}) for c in booleans)
     con.register("repeated_keys", rows.select(source.key_columns).unique())
     try:
-        names = ", ".join(quote_identifier(c) for c in source.key_columns)
         staged = con.execute(
-            f"SELECT * FROM staging.{quote_identifier(source.name)} "
-            f"SEMI JOIN repeated_keys USING ({names})"
+            load_sql(
+                "staging/staged_rows_of_keys",
+                table=source.name,
+                key=",".join(source.key_columns),
+            )
         ).pl()
     finally:
         con.unregister("repeated_keys")
