@@ -16,13 +16,14 @@ import polars as pl
 
 from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
+from assets.publish import FORCE_TAG
 from assets.value import left_out_check
 from engagement_box import settings
 from engagement_box.activation import audiences as activation
 from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
-from engagement_box.spark import audiences, engagement, lake, pipeline
+from engagement_box.spark import audiences, engagement, inputs, lake, pipeline
 from engagement_box.spark.sql import load_spark_sql
 from engagement_box.spark.tables import (
     CURRENT,
@@ -45,6 +46,7 @@ from pipelines.resources import (
 )
 
 STAGED_KEY = dg.AssetKey(["spark", "staging"])
+VERSION_INPUTS_KEY = dg.AssetKey(["spark", "version_inputs"])
 IDENTITY_KEY = dg.AssetKey(["spark", "identity_links"])
 MARTS_KEY = dg.AssetKey(["spark", "marts"])
 ENGAGEMENT_KEY = dg.AssetKey(["spark", "engagement_marts"])
@@ -156,6 +158,7 @@ def spark_staging(
     reports = pipeline.stage_all(
         tables, exports.path, context.run.run_id, run_time(context), erased
     )
+    inputs.record_staged(lake_dir.path, reports, erased)
     metadata: dict = {"erased_subjects": len(erased[0])}
     for name, report in reports.items():
         metadata[f"{name}_rows_read"] = report.rows_read
@@ -209,10 +212,72 @@ def spark_staging(
 
 
 @dg.asset(
+    key=VERSION_INPUTS_KEY,
+    group_name="spark",
+    kinds={"spark"},
+    deps=[STAGED_KEY],
+    output_required=False,
+)
+def spark_version_inputs(
+    context: dg.AssetExecutionContext,
+    lake_dir: LakeResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+):
+    """What this run's version is computed from: the files staging read and what it made of
+    them, the erasures, the settings and the model code (`spark/inputs.py`). When the lake's
+    current version was computed from the same and the audience files are its own, the rest
+    of the run would publish an identical version: this step then yields no output and Dagster
+    skips every later step. The run tag engagement/force=true computes anyway."""
+    given = {
+        **{f: model_settings.setting(f) for f in model_settings._ENV},
+        **{f: engagement_config.setting(f) for f in engagement_config._ENV if f != "audience_dir"},
+    }
+    pinned = model_settings.resolved().as_of
+    if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
+        run_day = run_time(context).date()
+        given["as_of"] = min(dt.date.fromisoformat(str(pinned)), run_day).isoformat()
+    profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
+    fingerprint = inputs.inputs_fingerprint(
+        lake_dir.path,
+        {k: versions.json_value(v) for k, v in sorted(given.items())},
+        versions.model_code_version(),
+        profile_keys,
+    )
+    if fingerprint is None:
+        raise dg.Failure(
+            f"the lake {lake_dir.path} does not say what its staging read: materialize "
+            "spark/staging (the whole job spark_pipeline)"
+        )
+    standing = inputs.standing_version(lake_dir.path, fingerprint, engagement_config.audience_path)
+    forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
+    if standing is not None and not forced:
+        context.log.info(
+            f"version {standing} of the lake was computed from these inputs (the same export "
+            "files, erasures, settings and model code) and the audience files are its own: "
+            "nothing to compute, nothing is published; the run tag engagement/force=true "
+            "computes anyway"
+        )
+        yield dg.AssetObservation(
+            asset_key=VERSION_INPUTS_KEY,
+            metadata={"standing_version": standing, "inputs_fingerprint": fingerprint},
+        )
+        return
+    inputs.record_fingerprint(lake_dir.path, fingerprint)
+    yield dg.MaterializeResult(
+        metadata={
+            "inputs_fingerprint": fingerprint,
+            "forced": forced and standing is not None,
+            "settings": dg.MetadataValue.json(given),
+        }
+    )
+
+
+@dg.asset(
     key=IDENTITY_KEY,
     group_name="spark",
     kinds={"spark", "parquet"},
-    deps=[STAGED_KEY],
+    deps=[VERSION_INPUTS_KEY],
     check_specs=[placeholder_check_spec(IDENTITY_KEY)],
 )
 def spark_identity_links(
@@ -490,7 +555,11 @@ def spark_published_marts(
         raise dg.Failure("work.customer is not in the lake: materialize spark/engagement_marts")
     as_of = pc.max(pq.read_table(folders["customer"], columns=["as_of"])["as_of"]).as_py()
     # the work tables' files, copied: the marts are not computed or encoded again
-    record = lake.publish(lake_dir.path, folders, {"as_of": str(as_of), "engine": "spark"})
+    given = {"as_of": str(as_of), "engine": "spark"}
+    fingerprint = inputs.recorded_fingerprint(lake_dir.path)
+    if fingerprint:  # what a later run with nothing new finds (`spark_version_inputs`)
+        given["inputs_fingerprint"] = fingerprint
+    record = lake.publish(lake_dir.path, folders, given)
     files = {}
     if audiences.MART in record["marts"]:
         files = audiences.export_files(
@@ -531,6 +600,7 @@ def spark_published_marts(
 
 spark_assets = [
     spark_staging,
+    spark_version_inputs,
     spark_identity_links,
     spark_marts,
     spark_engagement_marts,

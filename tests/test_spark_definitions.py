@@ -58,6 +58,7 @@ def test_the_spark_engine_has_its_own_assets_and_job_and_duckdb_stays_the_defaul
         "spark/marts",
         "spark/published_marts",
         "spark/staging",
+        "spark/version_inputs",
     ]
     assert "spark_pipeline" in spark["jobs"]
     default = loaded[""]

@@ -58,6 +58,9 @@ class SparkIngestReport:
     # with rows quarantined, [rows read, rows quarantined].
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     quarantined_files: dict[str, list[int]] = field(default_factory=dict)
+    # (path, size, modification time in ns) of each file read: what the version is computed
+    # from (`spark/inputs.py`)
+    file_stats: list[tuple[str, int, int]] = field(default_factory=list)
     # Per file whose content is that of another of the source's files (by sha256), the first
     # of them in path order (its rows won): the DuckDB engine's `copies_of_earlier_files`.
     copies: dict[str, str] = field(default_factory=dict)
@@ -255,6 +258,7 @@ def stage_source(
     source = SOURCES[source_name]
     exports = ingestion.discover_files(Path(data_dir), source)
     report = SparkIngestReport(source=source.name, files=len(exports))
+    report.file_stats = [(e.relpath, e.size_bytes, e.mtime_ns) for e in exports]
     # every file's header first: fail before anything is written, naming every refused file
     report.ignored_columns.update(ingestion.check_headers(exports, source))
     report.copies = _copies(exports)

@@ -1,0 +1,113 @@
+"""What a Spark run's version is computed from, and whether the lake's current version was
+computed from the same: the Spark engine's side of the DuckDB engine's `work/version_inputs`.
+
+A run rebuilds every table from every export, so without this a run with nothing new (a daily
+schedule on a quiet day) published one more identical version: a full copy of every mart in
+the lake, kept until retention, and a version that every comparison of the last two found
+unchanged. The inputs are what the staging step read (each export file's path, size and
+modification time, and the rows it staged, quarantined and left out as erased: a row dated
+after one run's clock is staged by a later run), the erasure register, every setting that
+changes a number, and the model code (`versions.model_code_version`). They are hashed, and the
+hash is kept in the version's record (`_current.json`, `settings.inputs_fingerprint`).
+"""
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from engagement_box.activation import audiences
+from engagement_box.spark import lake as spark_lake
+
+# In <lake>/tables: what the last staging read (`record_staged`), and the fingerprint of the
+# inputs the tables written since were computed from (`record_fingerprint`).
+STAGED_FILE = "_staged_inputs.json"
+FINGERPRINT_FILE = "_version_inputs.json"
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    """`record` as JSON at `path`, replaced whole (a temporary name, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temporary.write_text(json.dumps(record, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_staged(lake: Path, reports: dict[str, Any], erased: tuple[frozenset[str], str]) -> None:
+    """After the staging step: the files it read and what it made of them (`reports`: the
+    sources' `SparkIngestReport`), and the erasure register it read (`erased`: the subject
+    hashes and the salt; the salt hashed). The inputs fingerprinted before are forgotten: the
+    tables are now this staging's."""
+    hashes, salt = erased
+    register = hashlib.sha256()
+    for subject in sorted(hashes):
+        register.update(f"{subject}\0".encode())
+    register.update(hashlib.sha256(salt.encode()).hexdigest().encode())
+    record = {
+        "files": sorted(f for report in reports.values() for f in report.file_stats),
+        "rows": {
+            name: [r.rows_read, r.rows_staged, r.rows_quarantined, r.rows_erased]
+            for name, r in sorted(reports.items())
+        },
+        "erased": register.hexdigest(),
+    }
+    (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
+    _write(Path(lake) / "tables" / STAGED_FILE, record)
+
+
+def inputs_fingerprint(
+    lake: Path, settings: dict[str, Any], model_code: str, profile_keys: list
+) -> str | None:
+    """The hash of the last staging's record, `settings` (every setting that changes a
+    number), the model code and the keys erased profiles carried (identity counts them); None
+    when no staging recorded what it read (a lake staged before this was kept)."""
+    staged = _read(Path(lake) / "tables" / STAGED_FILE)
+    if staged is None:
+        return None
+    given = {
+        "staged": staged,
+        "settings": settings,
+        "model_code": model_code,
+        "erased_profile_keys": sorted(list(k) for k in profile_keys),
+    }
+    text = json.dumps(given, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_fingerprint(lake: Path, fingerprint: str) -> None:
+    """The inputs the tables written from now on are computed from (the publish keeps it in
+    the version's record)."""
+    _write(Path(lake) / "tables" / FINGERPRINT_FILE, {"inputs_fingerprint": fingerprint})
+
+
+def recorded_fingerprint(lake: Path) -> str | None:
+    """`record_fingerprint`'s, or None (not recorded since the last staging)."""
+    record = _read(Path(lake) / "tables" / FINGERPRINT_FILE) or {}
+    value = record.get("inputs_fingerprint")
+    return value if isinstance(value, str) else None
+
+
+def standing_version(lake: Path, fingerprint: str | None, audience_dir: Path) -> int | None:
+    """The lake's current version when it was computed from the inputs `fingerprint` and the
+    audience folder holds its files, written for this lake; else None (the run computes)."""
+    current = spark_lake.current(Path(lake))
+    if fingerprint is None or current is None:
+        return None
+    if (current.get("settings") or {}).get("inputs_fingerprint") != fingerprint:
+        return None
+    snapshot_id = int(current["snapshot_id"])
+    if audiences.recorded_version(audience_dir, engine="spark") != snapshot_id:
+        return None
+    if audiences.written_for_other(audience_dir, [lake]) or audiences.missing_files(audience_dir):
+        return None
+    return snapshot_id

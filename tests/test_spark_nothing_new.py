@@ -1,0 +1,137 @@
+"""A Spark run with nothing new publishes nothing (issue 12's "nothing to do costs nothing", on
+the Spark engine). The Spark engine rebuilds every table from every export on each run, so a
+daily schedule on a quiet day published one more identical version: a full copy of every mart
+in the lake each time, and a comparison of the last two versions that found nothing."""
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import pytest
+
+from assets.publish import FORCE_TAG
+from assets.spark import PUBLISHED_KEY, STAGED_KEY, VERSION_INPUTS_KEY, spark_assets
+from engagement_box import generator
+from engagement_box.activation import audiences as activation
+from engagement_box.spark import inputs, lake
+from pipelines.resources import (
+    EngagementConfig,
+    ExportsResource,
+    LakeResource,
+    ModelSettings,
+    RetentionPolicy,
+    SparkEngine,
+)
+from tests.spark_runs import environment
+
+
+@pytest.mark.spark
+def test_a_run_with_nothing_new_publishes_nothing_until_forced(spark, tmp_path: Path):
+    exports = tmp_path / "exports"
+    generator.generate(
+        exports, generator.GeneratorConfig(customers=60, seed=11, end=dt.date(2025, 12, 31))
+    )
+    lake_dir, audiences = tmp_path / "lake", tmp_path / "audiences"
+    resources = {
+        "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
+        "lake_dir": LakeResource(lake_dir=str(lake_dir)),
+        "exports": ExportsResource(data_dir=str(exports)),
+        "model_settings": ModelSettings(as_of="2025-12-31"),
+        "engagement_config": EngagementConfig(audience_dir=str(audiences)),
+        "retention": RetentionPolicy(),
+    }
+
+    def run(tags: dict | None = None):
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize(spark_assets, resources=resources, instance=instance, tags=tags)
+            assert result.success
+            said = [e.user_message for e in instance.all_logs(result.run_id)]
+        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+        return materialized, said
+
+    with environment("ENGAGEMENT_WORKING_DB", str(tmp_path / "engagement.working.duckdb")):
+        first, _ = run()
+        assert {STAGED_KEY, VERSION_INPUTS_KEY, PUBLISHED_KEY} <= first
+        assert lake.snapshot_ids(lake_dir) == [1]
+        recorded = lake.current(lake_dir)["settings"]["inputs_fingerprint"]
+
+        # the same files, settings and code: staged again (to know), nothing after it
+        again, said = run()
+        assert again == {STAGED_KEY}
+        assert lake.snapshot_ids(lake_dir) == [1]
+        assert any("version 1 of the lake was computed from these inputs" in m for m in said)
+
+        # nothing new, but the run tag forces a run: a new version, from the same inputs
+        forced, _ = run({FORCE_TAG: "true"})
+        assert PUBLISHED_KEY in forced and lake.snapshot_ids(lake_dir) == [1, 2]
+        assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] == recorded
+
+
+def staged_lake(tmp_path: Path, files, rows=(10, 9, 1, 0), erased=frozenset()) -> Path:
+    """A lake whose staging recorded `files` (path, size, mtime) and `rows` for orders."""
+    report = SimpleNamespace(
+        file_stats=list(files),
+        rows_read=rows[0],
+        rows_staged=rows[1],
+        rows_quarantined=rows[2],
+        rows_erased=rows[3],
+    )
+    lake_dir = tmp_path / "lake"
+    inputs.record_staged(lake_dir, {"orders": report}, (erased, "salt"))
+    return lake_dir
+
+
+def fingerprint(lake_dir: Path, settings: dict | None = None, code: str = "code") -> str:
+    return inputs.inputs_fingerprint(lake_dir, settings or {"margin": 0.3}, code, [])
+
+
+def test_the_inputs_fingerprint_moves_with_each_input(tmp_path: Path):
+    """A file changed (size or time), added, a row staged by a later run (its date was in the
+    future), an erasure, a setting or the model code each give other inputs."""
+    files = [("orders/a.csv", 100, 1)]
+    base = fingerprint(staged_lake(tmp_path / "0", files))
+    same = staged_lake(tmp_path / "1", files)
+    assert base == fingerprint(same)
+    others = {
+        fingerprint(staged_lake(tmp_path / "2", [("orders/a.csv", 100, 2)])),
+        fingerprint(staged_lake(tmp_path / "3", [*files, ("orders/b.csv", 5, 1)])),
+        fingerprint(staged_lake(tmp_path / "4", files, rows=(10, 10, 0, 0))),
+        fingerprint(staged_lake(tmp_path / "5", files, erased=frozenset({"h"}))),
+        fingerprint(same, {"margin": 0.4}),
+        fingerprint(same, code="other code"),
+    }
+    assert base not in others and len(others) == 6
+    assert inputs.inputs_fingerprint(tmp_path / "no lake", {}, "code", []) is None
+
+
+def test_a_version_stands_only_with_its_own_audience_files(tmp_path: Path):
+    """The current version stands when its inputs are these and the audience folder holds its
+    files, written for this lake; not when the folder is another version's, another lake's,
+    missing a file, or written by the DuckDB engine."""
+    lake_dir = staged_lake(tmp_path, [("orders/a.csv", 100, 1)])
+    given = fingerprint(lake_dir)
+    folder = tmp_path / "audiences"
+    assert inputs.standing_version(lake_dir, given, folder) is None  # nothing published
+    lake.publish(lake_dir, {}, {"as_of": "2025-12-31", "inputs_fingerprint": given})
+    (folder / "kind").mkdir(parents=True)
+    (folder / "kind" / "a.csv").write_text("customer_id\n")
+    files = {"kind/a": {"rows": 0, "csv": str(folder / "kind" / "a.csv")}}
+
+    def written(snapshot_id=1, engine="spark", owner=lake_dir):
+        activation.record_version(
+            folder, snapshot_id, None, files, engine=engine, written_for=owner
+        )
+
+    written()
+    assert inputs.standing_version(lake_dir, given, folder) == 1
+    assert inputs.standing_version(lake_dir, "other", folder) is None
+    written(snapshot_id=2)
+    assert inputs.standing_version(lake_dir, given, folder) is None
+    written(engine="duckdb")
+    assert inputs.standing_version(lake_dir, given, folder) is None
+    written(owner=tmp_path / "another lake")
+    assert inputs.standing_version(lake_dir, given, folder) is None
+    written()
+    (folder / "kind" / "a.csv").unlink()
+    assert inputs.standing_version(lake_dir, given, folder) is None
