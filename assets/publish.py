@@ -328,7 +328,7 @@ def standing_materialization(
 
 def version_rows(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> dict[str, int]:
     """Rows per mart of a version, as its log recorded them at publish."""
-    row = con.execute(load_sql("marts/snapshot_table_rows"), {"id": snapshot_id}).fetchone()
+    row = con.execute(load_sql("marts/snapshot_row_counts"), {"id": snapshot_id}).fetchone()
     return {k: int(v) for k, v in json.loads(row[0]).items()} if row and row[0] else {}
 
 
