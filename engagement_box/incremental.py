@@ -198,7 +198,9 @@ def plan(
     if why is None:
         if rows is None:
             rows = load_sql("work/count_rows_of_as_of", table=table)
-        params = {"as_of": previous_as_of} if "$as_of" in rows else {}
+        # bound only where the statement (not a comment of its file) takes it
+        code = "\n".join(line.split("--")[0] for line in rows.splitlines())
+        params = {"as_of": previous_as_of} if "$as_of" in code else {}
         if con.execute(rows, params).fetchone()[0] != state.get("rows"):
             why = f"the rows of {table} changed since they were written"
     if why is not None:
