@@ -637,3 +637,15 @@ def test_a_version_of_one_as_ofs_work_rows_links_them_and_keeps_them_through_a_r
     assert at(second.snapshot_id) == [("a", "Lost")]
     expired = versions.apply_retention(warehouse, keep_versions=1, keep_days=10_000)
     assert expired.expired == []
+
+
+def test_history_tables_are_the_connections_own(tmp_path):
+    """A database attached beside the working one (the published file while it is built) has
+    its own `history` schema: its tables are not the working database's versions."""
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    con.execute("CREATE SCHEMA history")
+    con.execute("CREATE TABLE history.customer (snapshot_id BIGINT)")
+    con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    con.execute("CREATE SCHEMA other.history")
+    con.execute("CREATE TABLE other.history.engagement_value (snapshot_id BIGINT)")
+    assert versions.history_tables(con) == ["customer"]

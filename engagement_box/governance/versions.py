@@ -930,10 +930,12 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
 
 
 def history_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables and views of the schema `history` of the connection's own database (not of
+    a database attached beside it, such as the published file being built)."""
     return [
         r[0]
         for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'history' "
-            "ORDER BY table_name"
+            "AND table_catalog = current_database() ORDER BY table_name"
         ).fetchall()
     ]
