@@ -112,6 +112,17 @@ def spark_run(spark, tmp_path_factory):
     run[0].close()
 
 
+@pytest.fixture
+def session(spark, spark_run):
+    """The shared Spark session, its tables put back as the parity run left them afterwards:
+    for a test whose Spark steps register tables of their own under the same names (the parity
+    tests read the session's tables)."""
+    from assets.spark import lake_tables
+
+    yield spark
+    lake_tables(spark, spark_run[3])
+
+
 # The longest tests, longest first (`--durations` on a quiet 2-core machine, docs/BENCHMARKS.md
 # "The test suite"). The order only decides how the two workers share the suite: tests are handed
 # out one at a time (`--maxschedchunk=1` in pyproject.toml), so the longest start first and the

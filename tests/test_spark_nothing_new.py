@@ -27,7 +27,7 @@ from tests.spark_runs import environment
 
 
 @pytest.mark.spark
-def test_a_run_with_nothing_new_publishes_nothing_until_forced(spark, tmp_path: Path):
+def test_a_run_with_nothing_new_publishes_nothing_until_forced(session, tmp_path: Path):
     exports = tmp_path / "exports"
     generator.generate(
         exports, generator.GeneratorConfig(customers=60, seed=11, end=dt.date(2025, 12, 31))

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.spark import STAGED_KEY, lake_tables, spark_staging
+from assets.spark import STAGED_KEY, spark_staging
 from assets.staging import staged_assets
 from engagement_box import cli, generator
 from engagement_box.staging.ingestion import copy_message, profile_changes_message
@@ -24,14 +24,6 @@ from tests.spark_runs import environment
 pytestmark = pytest.mark.spark
 
 KEYS = ("ignored_columns", "quarantined_by_file")
-
-
-@pytest.fixture
-def session(spark, spark_run):
-    """The shared Spark session, its tables put back as the parity run left them afterwards
-    (this test's Spark staging registers tables of its own under the same names)."""
-    yield spark
-    lake_tables(spark, spark_run[3])
 
 
 @pytest.fixture
