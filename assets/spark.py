@@ -211,33 +211,6 @@ def spark_staging(
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
-def _run_inputs(
-    context: dg.AssetExecutionContext,
-    lake_dir: LakeResource,
-    model_settings: ModelSettings,
-    engagement_config: EngagementConfig,
-) -> tuple[str | None, dict]:
-    """(the inputs fingerprint of this run's tables, the settings in it): what the lake's
-    staging recorded, every setting that changes a number, the model code and the keys erased
-    profiles carried (`spark/inputs.py::inputs_fingerprint`)."""
-    given = {
-        **{f: model_settings.setting(f) for f in model_settings._ENV},
-        **{f: engagement_config.setting(f) for f in engagement_config._ENV if f != "audience_dir"},
-    }
-    pinned = model_settings.resolved().as_of
-    if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
-        run_day = run_time(context).date()
-        given["as_of"] = min(dt.date.fromisoformat(str(pinned)), run_day).isoformat()
-    profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
-    fingerprint = inputs.inputs_fingerprint(
-        lake_dir.path,
-        {k: versions.json_value(v) for k, v in sorted(given.items())},
-        versions.model_code_version(),
-        profile_keys,
-    )
-    return fingerprint, given
-
-
 @dg.asset(
     key=VERSION_INPUTS_KEY,
     group_name="spark",
@@ -256,7 +229,21 @@ def spark_version_inputs(
     current version was computed from the same and the audience files are its own, the rest
     of the run would publish an identical version: this step then yields no output and Dagster
     skips every later step. The run tag engagement/force=true computes anyway."""
-    fingerprint, given = _run_inputs(context, lake_dir, model_settings, engagement_config)
+    given = {
+        **{f: model_settings.setting(f) for f in model_settings._ENV},
+        **{f: engagement_config.setting(f) for f in engagement_config._ENV if f != "audience_dir"},
+    }
+    pinned = model_settings.resolved().as_of
+    if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
+        run_day = run_time(context).date()
+        given["as_of"] = min(dt.date.fromisoformat(str(pinned)), run_day).isoformat()
+    profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
+    fingerprint = inputs.inputs_fingerprint(
+        lake_dir.path,
+        {k: versions.json_value(v) for k, v in sorted(given.items())},
+        versions.model_code_version(),
+        profile_keys,
+    )
     if fingerprint is None:
         raise dg.Failure(
             f"the lake {lake_dir.path} does not say what its staging read: materialize "
@@ -276,7 +263,7 @@ def spark_version_inputs(
             metadata={"standing_version": standing, "inputs_fingerprint": fingerprint},
         )
         return
-    inputs.record_fingerprint(lake_dir.path, fingerprint)
+    inputs.record_fingerprint(lake_dir.path, fingerprint, context.run.run_id)
     yield dg.MaterializeResult(
         metadata={
             "inputs_fingerprint": fingerprint,
@@ -547,7 +534,6 @@ def spark_audiences(spark: SparkEngine, lake_dir: LakeResource) -> dg.Materializ
 def spark_published_marts(
     context: dg.AssetExecutionContext,
     lake_dir: LakeResource,
-    model_settings: ModelSettings,
     engagement_config: EngagementConfig,
     retention: RetentionPolicy,
 ) -> dg.MaterializeResult:
@@ -573,13 +559,11 @@ def spark_published_marts(
     as_of = pc.max(pq.read_table(folders["customer"], columns=["as_of"])["as_of"]).as_py()
     # the work tables' files, copied: the marts are not computed or encoded again
     given = {"as_of": str(as_of), "engine": "spark"}
-    # What a later run with nothing new finds (`spark_version_inputs`): the inputs recorded
-    # when this run's tables were computed, kept only if this step's settings give the same
-    # (a step run alone with other settings computes no such version).
-    recorded = inputs.recorded_fingerprint(lake_dir.path)
-    now, _ = _run_inputs(context, lake_dir, model_settings, engagement_config)
-    if recorded and recorded == now:
-        given["inputs_fingerprint"] = recorded
+    # What a later run with nothing new finds (`spark_version_inputs`): the inputs this run's
+    # tables were computed from, when this run recorded them (not a publish run alone)
+    fingerprint = inputs.recorded_fingerprint(lake_dir.path, context.run.run_id)
+    if fingerprint:
+        given["inputs_fingerprint"] = fingerprint
     record = lake.publish(lake_dir.path, folders, given)
     files = {}
     if audiences.MART in record["marts"]:

@@ -388,7 +388,6 @@ def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tm
     shutil.copytree(spark_run[3], lake_copy, symlinks=True)
     resources = {
         "lake_dir": LakeResource(lake_dir=str(lake_copy)),
-        "model_settings": ModelSettings(as_of=AS_OF.isoformat()),
         "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         "retention": RetentionPolicy(keep_versions=0, keep_days=400),
     }
@@ -422,13 +421,10 @@ def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tm
         "SELECT DISTINCT snapshot_id FROM marts.history_customer_value"
     ).fetchall() == [(2,)]
     assert lake.snapshot_ids(lake_copy) == [1, 2]  # version 1's folders stay for a day
-    # the inputs the tables were computed from go with the version (a later run with nothing
-    # new finds them), unless the publish runs with settings that give other inputs
-    computed_from = lake.current(spark_run[3])["settings"]["inputs_fingerprint"]
-    assert lake.current(lake_copy)["settings"]["inputs_fingerprint"] == computed_from
-    resources["model_settings"] = ModelSettings(as_of=AS_OF.isoformat(), margin=0.5)
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert dg.materialize([spark_published_marts], resources=resources, instance=instance)
+    # The inputs the tables were computed from go with a version published by the run that
+    # computed them (a later run with nothing new finds them), not by a publish run alone:
+    # another run may have written some of the tables since, with other settings.
+    assert "inputs_fingerprint" in lake.current(spark_run[3])["settings"]
     assert "inputs_fingerprint" not in lake.current(lake_copy)["settings"]
 
 
@@ -453,7 +449,6 @@ def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(sp
     shutil.copytree(lake_dir, lake_copy, symlinks=True)
     resources = {
         "lake_dir": LakeResource(lake_dir=str(lake_copy)),
-        "model_settings": ModelSettings(as_of=AS_OF.isoformat()),
         "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         "retention": RetentionPolicy(keep_versions=5, keep_days=400),
     }

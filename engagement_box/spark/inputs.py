@@ -84,17 +84,20 @@ def inputs_fingerprint(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def record_fingerprint(lake: Path, fingerprint: str) -> None:
-    """The inputs the tables written from now on are computed from (the publish keeps it in
-    the version's record)."""
-    _write(Path(lake) / "tables" / FINGERPRINT_FILE, {"inputs_fingerprint": fingerprint})
+def record_fingerprint(lake: Path, fingerprint: str, run_id: str) -> None:
+    """The inputs the tables the run `run_id` writes are computed from (its publish keeps it
+    in the version's record)."""
+    record = {"inputs_fingerprint": fingerprint, "run_id": run_id}
+    _write(Path(lake) / "tables" / FINGERPRINT_FILE, record)
 
 
-def recorded_fingerprint(lake: Path) -> str | None:
-    """`record_fingerprint`'s, or None (not recorded since the last staging)."""
+def recorded_fingerprint(lake: Path, run_id: str) -> str | None:
+    """`record_fingerprint`'s, when the run `run_id` recorded it; else None (not recorded since
+    the last staging, or by another run: a step run alone, perhaps with other settings, may
+    have written some of the tables since)."""
     record = _read(Path(lake) / "tables" / FINGERPRINT_FILE) or {}
     value = record.get("inputs_fingerprint")
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and record.get("run_id") == run_id else None
 
 
 def standing_version(lake: Path, fingerprint: str | None, audience_dir: Path) -> int | None:
