@@ -211,6 +211,34 @@ def spark_staging(
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
+def _retention_policy(retention: RetentionPolicy, otherwise: str) -> tuple[int, int]:
+    """(keep_versions, keep_days), refused (`otherwise` says what then did not happen) when
+    they keep nothing."""
+    keep_versions = retention.setting("keep_versions")
+    keep_days = retention.setting("keep_days")
+    if keep_versions < 1 or keep_days < 0:
+        raise dg.Failure(
+            f"the retention policy keeps {keep_versions} versions of at most {keep_days} days: "
+            f"keep_versions must be at least 1 and keep_days at least 0; {otherwise}"
+        )
+    return keep_versions, keep_days
+
+
+def _retained(lake_dir: Path, keep_versions: int, keep_days: int) -> dict:
+    """The retention policy applied to the lake's versions, and the tables' earlier writes
+    deleted (a version holds its own copies, no step reads them); what was done, as metadata.
+    Every run ends with it: the one that publishes, and the one with nothing new."""
+    kept = lake.retain(lake_dir, keep_versions=keep_versions, keep_days=keep_days)
+    pruned, freed = prune_superseded(lake_dir)
+    return {
+        "superseded_table_writes_deleted": pruned,
+        "superseded_table_bytes_freed": freed,
+        "versions_retained": kept.kept,
+        "expired_now": dg.MetadataValue.json(kept.expired),
+        "expired_folders_deleted": dg.MetadataValue.json(kept.deleted),
+    }
+
+
 @dg.asset(
     key=VERSION_INPUTS_KEY,
     group_name="spark",
@@ -223,12 +251,15 @@ def spark_version_inputs(
     lake_dir: LakeResource,
     model_settings: ModelSettings,
     engagement_config: EngagementConfig,
+    retention: RetentionPolicy,
 ):
     """What this run's version is computed from: the files staging read and what it made of
     them, the erasures, the settings and the model code (`spark/inputs.py`). When the lake's
     current version was computed from the same and the audience files are its own, the rest
     of the run would publish an identical version: this step then yields no output and Dagster
-    skips every later step. The run tag engagement/force=true computes anyway."""
+    skips every later step, after applying the retention policy (the publish's last act) and
+    deleting the tables' earlier writes this staging left. The run tag engagement/force=true
+    computes anyway."""
     given = {
         **{f: model_settings.setting(f) for f in model_settings._ENV},
         **{f: engagement_config.setting(f) for f in engagement_config._ENV if f != "audience_dir"},
@@ -252,6 +283,9 @@ def spark_version_inputs(
     standing = inputs.standing_version(lake_dir.path, fingerprint, engagement_config.audience_path)
     forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
     if standing is not None and not forced:
+        retained = _retained(
+            lake_dir.path, *_retention_policy(retention, "nothing was retained or expired")
+        )
         context.log.info(
             f"version {standing} of the lake was computed from these inputs (the same export "
             "files, erasures, settings and model code) and the audience files are its own: "
@@ -260,7 +294,11 @@ def spark_version_inputs(
         )
         yield dg.AssetObservation(
             asset_key=VERSION_INPUTS_KEY,
-            metadata={"standing_version": standing, "inputs_fingerprint": fingerprint},
+            metadata={
+                "standing_version": standing,
+                "inputs_fingerprint": fingerprint,
+                **retained,
+            },
         )
         return
     inputs.record_fingerprint(lake_dir.path, fingerprint, context.run.run_id)
@@ -545,13 +583,7 @@ def spark_published_marts(
     import pyarrow.parquet as pq
 
     # read before publishing: a policy refused after it left a published version, a failed run
-    keep_versions = retention.setting("keep_versions")
-    keep_days = retention.setting("keep_days")
-    if keep_versions < 1 or keep_days < 0:
-        raise dg.Failure(
-            f"the retention policy keeps {keep_versions} versions of at most {keep_days} days: "
-            "keep_versions must be at least 1 and keep_days at least 0; nothing was published"
-        )
+    policy = _retention_policy(retention, "nothing was published")
     require_checks_passed(lake_dir.path, PUBLISHED_KEY)
     folders = engagement.work_folders(lake_dir.path)
     if "customer" not in folders:
@@ -583,17 +615,10 @@ def spark_published_marts(
         # where this engine's files are, for an erase run with the other engine's settings
         (lake_record,) = activation.folder_records(None, lake_dir.path)
         activation.remember_folder(lake_record, engagement_config.audience_path)
-    kept = lake.retain(lake_dir.path, keep_versions=keep_versions, keep_days=keep_days)
-    # the tables' earlier writes: the version holds its own copies, no step reads them
-    pruned, freed = prune_superseded(lake_dir.path)
     return dg.MaterializeResult(
         metadata={
-            "superseded_table_writes_deleted": pruned,
-            "superseded_table_bytes_freed": freed,
+            **_retained(lake_dir.path, *policy),
             "snapshot_id": record["snapshot_id"],
-            "versions_retained": kept.kept,
-            "expired_now": dg.MetadataValue.json(kept.expired),
-            "expired_folders_deleted": dg.MetadataValue.json(kept.deleted),
             "audience_directory": dg.MetadataValue.path(str(engagement_config.audience_path)),
             "audience_files": dg.MetadataValue.json(files),
             "as_of": str(as_of),

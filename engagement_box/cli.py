@@ -803,8 +803,9 @@ def _spark_run_advice() -> str:
 
 SPARK_RETAIN = (
     "engagement-box retain applies the DuckDB warehouse's retention policy, and ENGAGEMENT_ENGINE "
-    "is spark: the Spark lake's versions are retained by each Spark run's last step "
-    "(spark/published_marts, docs/SPARK.md). Unset ENGAGEMENT_ENGINE to retain the DuckDB "
+    "is spark: every Spark run applies the policy to the lake's versions as it ends "
+    "(spark/published_marts, or spark/version_inputs when nothing is new; docs/SPARK.md). "
+    "Unset ENGAGEMENT_ENGINE to retain the DuckDB "
     "warehouse's versions"
 )
 

@@ -1468,7 +1468,7 @@ def test_retain_on_the_spark_engine_says_where_the_lake_is_retained(tmp_path):
     assert code == 2 and "Traceback" not in err
     (line,) = err.splitlines()
     assert line.startswith("FAILED before any step: engagement-box retain applies the DuckDB ")
-    assert "retained by each Spark run's last step" in line
+    assert "every Spark run applies the policy to the lake's versions as it ends" in line
 
 
 def test_a_warehouse_or_audience_folder_that_cannot_be_written_means_nothing_ran(tmp_path):

@@ -4,6 +4,8 @@ daily schedule on a quiet day published one more identical version: a full copy 
 in the lake each time, and a comparison of the last two versions that found nothing."""
 
 import datetime as dt
+import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +29,7 @@ from tests.spark_runs import environment
 
 
 @pytest.mark.spark
-def test_a_run_with_nothing_new_publishes_nothing_until_forced(session, tmp_path: Path):
+def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path: Path):
     exports = tmp_path / "exports"
     generator.generate(
         exports, generator.GeneratorConfig(customers=60, seed=11, end=dt.date(2025, 12, 31))
@@ -56,16 +58,38 @@ def test_a_run_with_nothing_new_publishes_nothing_until_forced(session, tmp_path
         assert lake.snapshot_ids(lake_dir) == [1]
         recorded = lake.current(lake_dir)["settings"]["inputs_fingerprint"]
 
-        # the same files, settings and code: staged again (to know), nothing after it
-        again, said = run()
-        assert again == {STAGED_KEY}
-        assert lake.snapshot_ids(lake_dir) == [1]
-        assert any("version 1 of the lake was computed from these inputs" in m for m in said)
-
         # nothing new, but the run tag forces a run: a new version, from the same inputs
         forced, _ = run({FORCE_TAG: "true"})
         assert PUBLISHED_KEY in forced and lake.snapshot_ids(lake_dir) == [1, 2]
         assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] == recorded
+
+        # The same files, settings and code: staged again (to know), nothing after it. The
+        # run still ends as a publish does: the retention policy (now one version) and the
+        # tables' earlier writes deleted (this staging wrote every staged table again).
+        resources["retention"] = RetentionPolicy(keep_versions=1)
+        again, said = run()
+        assert again == {STAGED_KEY}
+        assert any("version 2 of the lake was computed from these inputs" in m for m in said)
+        current = lake.current(lake_dir)
+        assert current["snapshot_id"] == 2
+        assert list(current["retained"]) == ["2"] and list(current["expired"]) == ["1"]
+        for pointer in (lake_dir / "tables").glob("*.*/_current"):
+            assert len([p for p in pointer.parent.iterdir() if p.name != "_current"]) == 1
+
+        # An export edited with its size and modification time kept (`cp -p`, `rsync -a`): the
+        # run computes, by the files' content
+        edited = sorted((exports / "orders").glob("*.csv"))[0]
+        stat = edited.stat()
+        text = edited.read_text()
+        amount = re.search(r",(\d+)\.(\d\d),", text)
+        digits = amount.group(1)
+        changed = str((int(digits) + 1) % 10 ** len(digits)).zfill(len(digits))
+        edited.write_text(text[: amount.start(1)] + changed + text[amount.end(1) :])
+        os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert edited.stat().st_size == stat.st_size
+        later, _ = run()
+        assert PUBLISHED_KEY in later and lake.current(lake_dir)["snapshot_id"] == 3
+        assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] != recorded
 
 
 def staged_lake(tmp_path: Path, files, rows=(10, 9, 1, 0), erased=frozenset()) -> Path:
@@ -87,15 +111,15 @@ def fingerprint(lake_dir: Path, settings: dict | None = None, code: str = "code"
 
 
 def test_the_inputs_fingerprint_moves_with_each_input(tmp_path: Path):
-    """A file changed (size or time), added, a row staged by a later run (its date was in the
+    """A file changed (its content), added, a row staged by a later run (its date was in the
     future), an erasure, a setting or the model code each give other inputs."""
-    files = [("orders/a.csv", 100, 1)]
+    files = [("orders/a.csv", 100, "sha-a")]
     base = fingerprint(staged_lake(tmp_path / "0", files))
     same = staged_lake(tmp_path / "1", files)
     assert base == fingerprint(same)
     others = {
-        fingerprint(staged_lake(tmp_path / "2", [("orders/a.csv", 100, 2)])),
-        fingerprint(staged_lake(tmp_path / "3", [*files, ("orders/b.csv", 5, 1)])),
+        fingerprint(staged_lake(tmp_path / "2", [("orders/a.csv", 100, "sha-b")])),
+        fingerprint(staged_lake(tmp_path / "3", [*files, ("orders/b.csv", 5, "sha-c")])),
         fingerprint(staged_lake(tmp_path / "4", files, rows=(10, 10, 0, 0))),
         fingerprint(staged_lake(tmp_path / "5", files, erased=frozenset({"h"}))),
         fingerprint(same, {"margin": 0.4}),
@@ -109,7 +133,7 @@ def test_a_version_stands_only_with_its_own_audience_files(tmp_path: Path):
     """The current version stands when its inputs are these and the audience folder holds its
     files, written for this lake; not when the folder is another version's, another lake's,
     missing a file, or written by the DuckDB engine."""
-    lake_dir = staged_lake(tmp_path, [("orders/a.csv", 100, 1)])
+    lake_dir = staged_lake(tmp_path, [("orders/a.csv", 100, "sha-a")])
     given = fingerprint(lake_dir)
     folder = tmp_path / "audiences"
     assert inputs.standing_version(lake_dir, given, folder) is None  # nothing published

@@ -5,9 +5,11 @@ A run rebuilds every table from every export, so without this a run with nothing
 schedule on a quiet day) published one more identical version: a full copy of every mart in
 the lake, kept until retention, and a version that every comparison of the last two found
 unchanged. The inputs are what the staging step read (each export file's path, size and
-modification time, and the rows it staged, quarantined and left out as erased: a row dated
-after one run's clock is staged by a later run), the erasure register, every setting that
-changes a number, and the model code (`versions.model_code_version`). They are hashed, and the
+sha256, and the rows it staged, quarantined and left out as erased: a row dated after one
+run's clock is staged by a later run), the erasure register, every setting that changes a
+number, and the model code (`versions.model_code_version`). Files are known by content, as
+the DuckDB engine knows them: a file edited with its size and modification time kept (`cp -p`,
+`rsync -a`, a file system with coarse times) is another input; one sent again unchanged is not. They are hashed, and the
 hash is kept in the version's record (`_current.json`, `settings.inputs_fingerprint`).
 """
 

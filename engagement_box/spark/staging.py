@@ -17,8 +17,10 @@ the working database, `erasure.read_register`) are dropped in the tasks before v
 the DuckDB engine's ingest drops them, and counted as erased.
 """
 
+import os
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,9 +60,10 @@ class SparkIngestReport:
     # with rows quarantined, [rows read, rows quarantined].
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     quarantined_files: dict[str, list[int]] = field(default_factory=dict)
-    # (path, size, modification time in ns) of each file read: what the version is computed
-    # from (`spark/inputs.py`)
-    file_stats: list[tuple[str, int, int]] = field(default_factory=list)
+    # (path, size, sha256) of each file read: what the version is computed from
+    # (`spark/inputs.py`; by content, as the DuckDB engine knows its files: a file edited with
+    # its size and time kept is another file, one sent again unchanged is the same)
+    file_stats: list[tuple[str, int, str]] = field(default_factory=list)
     # Per file whose content is that of another of the source's files (by sha256), the first
     # of them in path order (its rows won): the DuckDB engine's `copies_of_earlier_files`.
     copies: dict[str, str] = field(default_factory=dict)
@@ -258,10 +261,11 @@ def stage_source(
     source = SOURCES[source_name]
     exports = ingestion.discover_files(Path(data_dir), source)
     report = SparkIngestReport(source=source.name, files=len(exports))
-    report.file_stats = [(e.relpath, e.size_bytes, e.mtime_ns) for e in exports]
     # every file's header first: fail before anything is written, naming every refused file
     report.ignored_columns.update(ingestion.check_headers(exports, source))
-    report.copies = _copies(exports)
+    digests = _digests(exports)
+    report.file_stats = [(e.relpath, e.size_bytes, digests[e.relpath]) for e in exports]
+    report.copies = _copies(exports, digests)
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]
     if not exports:
@@ -407,17 +411,25 @@ def stage_source(
     return staged, quarantine_df, report
 
 
-def _copies(exports: list[ingestion.ExportFile]) -> dict[str, str]:
+def _digests(exports: list[ingestion.ExportFile]) -> dict[str, str]:
+    """The sha256 of each file, by path, on the driver's threads (hashlib lets go of the GIL
+    on large blocks, so they hash in parallel)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        digests = pool.map(lambda e: ingestion.file_sha256(e.path), exports)
+        return {e.relpath: d for e, d in zip(exports, digests, strict=True)}
+
+
+def _copies(exports: list[ingestion.ExportFile], digests: dict[str, str]) -> dict[str, str]:
     """Files whose content is that of an earlier file in path order (an export sent twice under
     two names), each to the first such file: every row of a copy is a repeated key, and the run
-    says it is a copy rather than a file quarantined whole. Files of one size only are hashed."""
+    says it is a copy rather than a file quarantined whole (`digests`: each file's sha256)."""
     sizes = Counter(export.size_bytes for export in exports)
     first: dict[str, str] = {}
     copies = {}
     for export in sorted(exports, key=lambda e: e.relpath):
         if sizes[export.size_bytes] < 2:
             continue
-        digest = ingestion.file_sha256(export.path)
+        digest = digests[export.relpath]
         if digest in first:
             copies[export.relpath] = first[digest]
         else:
