@@ -9,8 +9,9 @@ sha256, and the rows it staged, quarantined and left out as erased: a row dated 
 run's clock is staged by a later run), the erasure register, every setting that changes a
 number, and the model code (`versions.model_code_version`). Files are known by content, as
 the DuckDB engine knows them: a file edited with its size and modification time kept (`cp -p`,
-`rsync -a`, a file system with coarse times) is another input; one sent again unchanged is not. They are hashed, and the
-hash is kept in the version's record (`_current.json`, `settings.inputs_fingerprint`).
+`rsync -a`, a file system with coarse times) is another input; one sent again unchanged is not.
+They are hashed, and the hash is kept in the version's record (`_current.json`,
+`settings.inputs_fingerprint`).
 """
 
 import hashlib
