@@ -260,10 +260,8 @@ def spark_version_inputs(
     skips every later step, after applying the retention policy (the publish's last act) and
     deleting the tables' earlier writes this staging left. The run tag engagement/force=true
     computes anyway."""
-    given = {
-        **{f: model_settings.setting(f) for f in model_settings._ENV},
-        **{f: engagement_config.setting(f) for f in engagement_config._ENV if f != "audience_dir"},
-    }
+    given = _given_settings(model_settings, engagement_config)
+    del given["audience_dir"]  # where files go, not what they hold
     pinned = model_settings.resolved().as_of
     if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
         run_day = run_time(context).date()
@@ -413,15 +411,20 @@ def spark_marts(
 _MOVING = ("as_of", "calibration_end", "audience_dir")
 
 
+def _given_settings(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
+    """Every setting of the run's two settings resources, by field name."""
+    return {
+        **{f: model_settings.setting(f) for f in model_settings._ENV},
+        **{f: engagement_config.setting(f) for f in engagement_config._ENV},
+    }
+
+
 def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
     """What a persona model is fitted from besides the data: every setting that changes its
     features (the value models' and the engagement weights', not the quadrant cuts) and the
     model code. A stored model
     fitted from other inputs is not used (`personas.model_in_force`)."""
-    given = {
-        **{f: model_settings.setting(f) for f in model_settings._ENV},
-        **{f: engagement_config.setting(f) for f in engagement_config._ENV},
-    }
+    given = _given_settings(model_settings, engagement_config)
     return personas.model_inputs(
         {k: str(v) for k, v in sorted(given.items())}, versions.model_code_version(), _MOVING
     )

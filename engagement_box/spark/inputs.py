@@ -16,26 +16,17 @@ They are hashed, and the hash is kept in the version's record (`_current.json`,
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from engagement_box.activation import audiences
 from engagement_box.spark import lake as spark_lake
+from engagement_box.spark.tables import write_json
 
 # In <lake>/tables: what the last staging read (`record_staged`), and the fingerprint of the
 # inputs the tables written since were computed from (`record_fingerprint`).
 STAGED_FILE = "_staged_inputs.json"
 FINGERPRINT_FILE = "_version_inputs.json"
-
-
-def _write(path: Path, record: dict[str, Any]) -> None:
-    """`record` as JSON at `path`, replaced whole (a temporary name, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    temporary.write_text(json.dumps(record, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -65,7 +56,7 @@ def record_staged(lake: Path, reports: dict[str, Any], erased: tuple[frozenset[s
         "erased": register.hexdigest(),
     }
     (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
-    _write(Path(lake) / "tables" / STAGED_FILE, record)
+    write_json(Path(lake) / "tables" / STAGED_FILE, record, default=str)
 
 
 def inputs_fingerprint(
@@ -91,7 +82,7 @@ def record_fingerprint(lake: Path, fingerprint: str, run_id: str) -> None:
     """The inputs the tables the run `run_id` writes are computed from (its publish keeps it
     in the version's record)."""
     record = {"inputs_fingerprint": fingerprint, "run_id": run_id}
-    _write(Path(lake) / "tables" / FINGERPRINT_FILE, record)
+    write_json(Path(lake) / "tables" / FINGERPRINT_FILE, record)
 
 
 def recorded_fingerprint(lake: Path, run_id: str) -> str | None:

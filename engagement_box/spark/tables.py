@@ -50,8 +50,15 @@ def record_checks(lake: Path, step: str, failed: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     recorded[step] = list(failed)
-    temporary = path.with_name(f".{CHECKS}.{uuid.uuid4().hex}")
-    temporary.write_text(json.dumps(recorded, indent=1, sort_keys=True), encoding="utf-8")
+    write_json(path, recorded, indent=1)
+
+
+def write_json(path: Path, record: Mapping[str, Any], **dumps: Any) -> None:
+    """`record` as JSON at `path`, replaced whole: written under another name and renamed
+    into place, so a reader never finds half of it (`dumps`: json.dumps' options)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temporary.write_text(json.dumps(record, sort_keys=True, **dumps), encoding="utf-8")
     os.replace(temporary, path)
 
 
