@@ -250,7 +250,7 @@ PUBLISH_EVENT_KEYS = frozenset(
 )
 
 
-def _ancestry(instance: dg.DagsterInstance, run_id: str | None) -> Iterator[dg.DagsterRun]:
+def ancestry(instance: dg.DagsterInstance, run_id: str | None) -> Iterator[dg.DagsterRun]:
     """The run `run_id`, then the run it re-executed, and so on up to the first."""
     seen: set[str] = set()
     while run_id and run_id not in seen:
@@ -276,7 +276,7 @@ def computed_metadata(
     if instance is None or not row or not row[0]:
         return {}
     found: dict[dg.AssetKey, Mapping[str, object]] = {}
-    for run in _ancestry(instance, row[0]):
+    for run in ancestry(instance, row[0]):
         said: dict[dg.AssetKey, Mapping[str, object]] = {}
         for entry in instance.all_logs(
             run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -355,7 +355,7 @@ def inputs_kept_from_parent(run: dg.DagsterRun, instance: dg.DagsterInstance | N
         return False
     return any(
         _ran_version_inputs(instance, earlier.run_id)
-        for earlier in _ancestry(instance, run.parent_run_id)
+        for earlier in ancestry(instance, run.parent_run_id)
     )
 
 

@@ -16,7 +16,7 @@ import polars as pl
 
 from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
-from assets.publish import FORCE_TAG
+from assets.publish import FORCE_TAG, ancestry
 from assets.value import left_out_check
 from engagement_box import settings
 from engagement_box.activation import audiences as activation
@@ -239,6 +239,39 @@ def _retained(lake_dir: Path, keep_versions: int, keep_days: int) -> dict:
     }
 
 
+def _inputs_now(
+    context: dg.AssetExecutionContext,
+    lake_dir: LakeResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+) -> tuple[str | None, dict]:
+    """The fingerprint of the inputs as the run finds them (`inputs.inputs_fingerprint`: what
+    the last staging read, every setting that changes a number, the model code, the keys of
+    erased profiles), and the settings in it; None when the lake does not say what its staging
+    read."""
+    given = _given_settings(model_settings, engagement_config)
+    del given["audience_dir"]  # where files go, not what they hold
+    pinned = model_settings.resolved().as_of
+    if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
+        run_day = run_time(context).date()
+        given["as_of"] = min(dt.date.fromisoformat(str(pinned)), run_day).isoformat()
+    profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
+    fingerprint = inputs.inputs_fingerprint(
+        lake_dir.path,
+        {k: versions.json_value(v) for k, v in sorted(given.items())},
+        versions.model_code_version(),
+        profile_keys,
+    )
+    return fingerprint, given
+
+
+def _lineage(context: dg.AssetExecutionContext) -> frozenset[str]:
+    """This run's id and those of the runs it re-executes, back to the first (Dagster gives a
+    re-execution from failure a new run id; its steps continue that run's)."""
+    earlier = ancestry(context.instance, context.run.run_id)
+    return frozenset({context.run.run_id, *(run.run_id for run in earlier)})
+
+
 @dg.asset(
     key=VERSION_INPUTS_KEY,
     group_name="spark",
@@ -260,19 +293,7 @@ def spark_version_inputs(
     skips every later step, after applying the retention policy (the publish's last act) and
     deleting the tables' earlier writes this staging left. The run tag engagement/force=true
     computes anyway."""
-    given = _given_settings(model_settings, engagement_config)
-    del given["audience_dir"]  # where files go, not what they hold
-    pinned = model_settings.resolved().as_of
-    if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
-        run_day = run_time(context).date()
-        given["as_of"] = min(dt.date.fromisoformat(str(pinned)), run_day).isoformat()
-    profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
-    fingerprint = inputs.inputs_fingerprint(
-        lake_dir.path,
-        {k: versions.json_value(v) for k, v in sorted(given.items())},
-        versions.model_code_version(),
-        profile_keys,
-    )
+    fingerprint, given = _inputs_now(context, lake_dir, model_settings, engagement_config)
     if fingerprint is None:
         raise dg.Failure(
             f"the lake {lake_dir.path} does not say what its staging read: materialize "
@@ -317,10 +338,14 @@ def spark_version_inputs(
     check_specs=[placeholder_check_spec(IDENTITY_KEY)],
 )
 def spark_identity_links(
-    spark: SparkEngine, lake_dir: LakeResource, engagement_config: EngagementConfig
+    context: dg.AssetExecutionContext,
+    spark: SparkEngine,
+    lake_dir: LakeResource,
+    engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
     require_checks_passed(lake_dir.path, IDENTITY_KEY)
+    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
     tables = lake_tables(spark.session(), lake_dir.path, views=False)
     limit = max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
     # erased profiles still count on the keys they carried, as on the DuckDB engine
@@ -387,6 +412,7 @@ def spark_marts(
         margin=cfg.margin,
         penalizer=cfg.penalizer,
     )
+    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
     _checking(lake_dir.path, MARTS_KEY)
     for name, frame in marts.items():
         tables.save(f"work.{name}", frame)
@@ -447,6 +473,7 @@ def _work_as_of(tables: SparkTables, table: str) -> dt.date:
     check_specs=[dg.AssetCheckSpec("cev_is_the_sum", asset=ENGAGEMENT_KEY, blocking=True)],
 )
 def spark_engagement_marts(
+    context: dg.AssetExecutionContext,
     spark: SparkEngine,
     lake_dir: LakeResource,
     model_settings: ModelSettings,
@@ -459,6 +486,7 @@ def spark_engagement_marts(
     require_checks_passed(lake_dir.path, ENGAGEMENT_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "customer_value")
+    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
     _checking(lake_dir.path, ENGAGEMENT_KEY)
     marts, info = engagement.engagement_marts(
         tables,
@@ -544,13 +572,16 @@ def spark_engagement_marts(
 
 
 @dg.asset(key=AUDIENCES_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[ENGAGEMENT_KEY])
-def spark_audiences(spark: SparkEngine, lake_dir: LakeResource) -> dg.MaterializeResult:
+def spark_audiences(
+    context: dg.AssetExecutionContext, spark: SparkEngine, lake_dir: LakeResource
+) -> dg.MaterializeResult:
     """Consenting customers per RFM segment and quadrant (the activation audiences) on Spark."""
     from pyspark.sql import functions as F
 
     require_checks_passed(lake_dir.path, AUDIENCES_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "engagement_value")
+    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
     tables.save(
         f"work.{audiences.MART}",
         audiences.audiences(tables.spark, as_of).select("*", F.lit(as_of).alias("as_of")),
@@ -575,6 +606,7 @@ def spark_audiences(spark: SparkEngine, lake_dir: LakeResource) -> dg.Materializ
 def spark_published_marts(
     context: dg.AssetExecutionContext,
     lake_dir: LakeResource,
+    model_settings: ModelSettings,
     engagement_config: EngagementConfig,
     retention: RetentionPolicy,
 ) -> dg.MaterializeResult:
@@ -595,10 +627,17 @@ def spark_published_marts(
     # the work tables' files, copied: the marts are not computed or encoded again
     given = {"as_of": str(as_of), "engine": "spark"}
     # What a later run with nothing new finds (`spark_version_inputs`): the inputs this run's
-    # tables were computed from, when this run recorded them (not a publish run alone)
-    fingerprint = inputs.recorded_fingerprint(lake_dir.path, context.run.run_id)
-    if fingerprint:
-        given["inputs_fingerprint"] = fingerprint
+    # tables were computed from, when this run recorded them, or the run it re-executes from
+    # failure did, with the same settings as this one (not a publish run alone)
+    recorded = inputs.recorded_fingerprint(lake_dir.path, _lineage(context))
+    if recorded is not None:
+        fingerprint, recorded_by = recorded
+        if recorded_by != context.run.run_id:
+            # a re-execution: its steps ran with the settings and code of its own start
+            now, _ = _inputs_now(context, lake_dir, model_settings, engagement_config)
+            fingerprint = fingerprint if now == fingerprint else None
+        if fingerprint:
+            given["inputs_fingerprint"] = fingerprint
     record = lake.publish(lake_dir.path, folders, given)
     files = {}
     if audiences.MART in record["marts"]:

@@ -382,12 +382,13 @@ def test_the_publish_step_applies_the_retention_policy_to_the_lake(spark_run, tm
     import dagster as dg
 
     from assets.spark import spark_published_marts
-    from pipelines.resources import LakeResource, RetentionPolicy
+    from pipelines.resources import LakeResource, ModelSettings, RetentionPolicy
 
     lake_copy = tmp_path / "lake"
     shutil.copytree(spark_run[3], lake_copy, symlinks=True)
     resources = {
         "lake_dir": LakeResource(lake_dir=str(lake_copy)),
+        "model_settings": ModelSettings(),
         "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         "retention": RetentionPolicy(keep_versions=0, keep_days=400),
     }
@@ -439,7 +440,7 @@ def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(sp
 
     from assets.spark import AUDIENCES_KEY, require_checks_passed, spark_published_marts
     from engagement_box.spark.tables import UNFINISHED, record_checks
-    from pipelines.resources import LakeResource, RetentionPolicy
+    from pipelines.resources import LakeResource, ModelSettings, RetentionPolicy
 
     lake_dir = spark_run[3]
     recorded = json.loads((lake_dir / "tables" / "_checks.json").read_text())
@@ -449,6 +450,7 @@ def test_tables_that_failed_a_blocking_check_are_not_published_by_a_later_run(sp
     shutil.copytree(lake_dir, lake_copy, symlinks=True)
     resources = {
         "lake_dir": LakeResource(lake_dir=str(lake_copy)),
+        "model_settings": ModelSettings(),
         "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
         "retention": RetentionPolicy(keep_versions=5, keep_days=400),
     }

@@ -4,6 +4,7 @@ daily schedule on a quiet day published one more identical version: a full copy 
 in the lake each time, and a comparison of the last two versions that found nothing."""
 
 import datetime as dt
+import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from assets.publish import FORCE_TAG
 from assets.spark import PUBLISHED_KEY, STAGED_KEY, VERSION_INPUTS_KEY, spark_assets
 from engagement_box import generator
 from engagement_box.activation import audiences as activation
-from engagement_box.spark import inputs, lake
+from engagement_box.spark import engagement, inputs, lake
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -52,9 +53,28 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
         return materialized, said
 
-    with environment("ENGAGEMENT_WORKING_DB", str(tmp_path / "engagement.working.duckdb")):
-        first, _ = run()
-        assert {STAGED_KEY, VERSION_INPUTS_KEY, PUBLISHED_KEY} <= first
+    working = str(tmp_path / "engagement.working.duckdb")
+    where = json.dumps(
+        {"exports": str(exports), "lake": str(lake_dir), "audiences": str(audiences)}
+    )
+    with environment("ENGAGEMENT_WORKING_DB", working), environment(RUN_ENV, where):
+        # The first version comes from a run that failed at the engagement step and Dagster's
+        # "re-execute from failure" of it (a new run id, its steps continuing the first run's):
+        # its version records the inputs the first run fingerprinted, as a whole run's does
+        with dg.instance_for_test() as instance:
+            job = dg.reconstructable(reexecutable_job)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(engagement, "engagement_marts", _broken)
+                failed = dg.execute_job(job, instance=instance)
+            assert not failed.success and lake.snapshot_ids(lake_dir) == []
+            retried = dg.execute_job(
+                job,
+                instance=instance,
+                reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
+            )
+            assert retried.success and retried.dagster_run.parent_run_id == failed.run_id
+            done = {e.asset_key for e in retried.get_asset_materialization_events()}
+            assert PUBLISHED_KEY in done and VERSION_INPUTS_KEY not in done
         assert lake.snapshot_ids(lake_dir) == [1]
         recorded = lake.current(lake_dir)["settings"]["inputs_fingerprint"]
 
@@ -90,6 +110,45 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         later, _ = run()
         assert PUBLISHED_KEY in later and lake.current(lake_dir)["snapshot_id"] == 3
         assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] != recorded
+
+
+RUN_ENV = "ENGAGEMENT_TEST_SPARK_RUN"
+
+
+def reexecutable_job() -> dg.JobDefinition:
+    """The Spark engine's assets as a job Dagster can re-execute (`dg.reconstructable`), in
+    the test's process, on the folders `RUN_ENV` names."""
+    where = json.loads(os.environ[RUN_ENV])
+    defs = dg.Definitions(
+        assets=spark_assets,
+        resources={
+            "spark": SparkEngine(master="local[2]", shuffle_partitions=2),
+            "lake_dir": LakeResource(lake_dir=where["lake"]),
+            "exports": ExportsResource(data_dir=where["exports"]),
+            "model_settings": ModelSettings(as_of="2025-12-31"),
+            "engagement_config": EngagementConfig(audience_dir=where["audiences"]),
+            "retention": RetentionPolicy(),
+        },
+        jobs=[dg.define_asset_job("spark_test", executor_def=dg.in_process_executor)],
+    )
+    return defs.resolve_job_def("spark_test")
+
+
+def _broken(*args, **kwargs):
+    raise RuntimeError("the engagement step broke (the test's)")
+
+
+def test_a_fingerprint_is_kept_for_its_run_and_the_runs_re_executing_it(tmp_path: Path):
+    """The publish finds the fingerprint its run, or a run it re-executes, recorded; a step of
+    another run (run alone, perhaps with other settings) forgets it before writing tables."""
+    lake_dir = staged_lake(tmp_path, [("orders/a.csv", 100, "sha-a")])
+    inputs.record_fingerprint(lake_dir, "fp", "first")
+    assert inputs.recorded_fingerprint(lake_dir, {"retry", "first"}) == ("fp", "first")
+    assert inputs.recorded_fingerprint(lake_dir, {"other"}) is None
+    inputs.forget_fingerprint_unless(lake_dir, {"retry", "first"})
+    assert inputs.recorded_fingerprint(lake_dir, {"first"}) == ("fp", "first")
+    inputs.forget_fingerprint_unless(lake_dir, {"alone"})
+    assert inputs.recorded_fingerprint(lake_dir, {"first"}) is None
 
 
 def staged_lake(tmp_path: Path, files, rows=(10, 9, 1, 0), erased=frozenset()) -> Path:

@@ -16,6 +16,7 @@ They are hashed, and the hash is kept in the version's record (`_current.json`,
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,28 @@ def record_fingerprint(lake: Path, fingerprint: str, run_id: str) -> None:
     write_json(Path(lake) / "tables" / FINGERPRINT_FILE, record)
 
 
-def recorded_fingerprint(lake: Path, run_id: str) -> str | None:
-    """`record_fingerprint`'s, when the run `run_id` recorded it; else None (not recorded since
-    the last staging, or by another run: a step run alone, perhaps with other settings, may
-    have written some of the tables since)."""
+def forget_fingerprint_unless(lake: Path, lineage: Collection[str]) -> None:
+    """Before a step writes tables: forget the recorded fingerprint unless one of the runs
+    `lineage` recorded it (the step's run, or a run it re-executes from failure). A step run
+    alone, perhaps with other settings, writes tables the fingerprint does not describe; a
+    re-execution of the recording run that this step's run is not would otherwise publish
+    them under it."""
+    record = _read(Path(lake) / "tables" / FINGERPRINT_FILE)
+    if record is not None and record.get("run_id") not in lineage:
+        (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
+
+
+def recorded_fingerprint(lake: Path, lineage: Collection[str]) -> tuple[str, str] | None:
+    """`record_fingerprint`'s fingerprint and run id, when one of the runs `lineage` recorded
+    it (the publishing run, or a run it re-executes from failure: Dagster gives a re-execution
+    a new run id); else None (not recorded since the last staging, or by another run: a step
+    run alone, perhaps with other settings, may have written some of the tables since, and
+    `forget_fingerprint_unless` then removed it)."""
     record = _read(Path(lake) / "tables" / FINGERPRINT_FILE) or {}
-    value = record.get("inputs_fingerprint")
-    return value if isinstance(value, str) and record.get("run_id") == run_id else None
+    value, run_id = record.get("inputs_fingerprint"), record.get("run_id")
+    if isinstance(value, str) and isinstance(run_id, str) and run_id in lineage:
+        return value, run_id
+    return None
 
 
 def standing_version(lake: Path, fingerprint: str | None, audience_dir: Path) -> int | None:
