@@ -911,10 +911,11 @@ def earlier_fits(con, window: dict) -> tuple[dict[str, dict[str, dict]], dt.date
     """The converged BG/NBD and Gamma-Gamma parameters by window of the latest as-of before this
     one fitted with the same time unit and penalizer, and that as-of ({} and None when there is
     none). The fits polish from them instead of from a fit on a sample of the rows: Newton's
-    steps reach the same optimum from either start (BG/NBD 2e-13, Gamma-Gamma 5e-12 apart at 1M
-    customers), and the sample fits are saved. MBG/NBD and Pareto/NBD stop at a step of 1e-6,
-    so their optimum depends on the start: they keep theirs (a polish tight enough for warm and
-    cold to agree to 1e-9 costs more evaluations than the start saves; docs/BENCHMARKS.md)."""
+    steps reach the same optimum from either start, to the bit after the last polish from a
+    grid point (`fitting._CANONICAL_GRID`), and the sample fits are saved. MBG/NBD and
+    Pareto/NBD stop at a step of 1e-6, so their optimum depends on the start: they keep theirs
+    (a polish tight enough for warm and cold to agree to 1e-9 costs more evaluations than the
+    start saves; docs/BENCHMARKS.md)."""
     if not table_exists(con, "work", "model_fit"):
         return {}, None
     rows = con.execute(

@@ -4,7 +4,6 @@ and history row it publishes equals those of a cold run on the same exports. A c
 file and an erasure between runs fall back to the full computation and say why."""
 
 import datetime as dt
-import math
 from pathlib import Path
 
 import dagster as dg
@@ -706,8 +705,9 @@ def test_the_last_order_day_is_asked_once_while_the_staged_orders_are_the_same(t
 @pytest.mark.parametrize("model", ["bgnbd", "gamma_gamma"])
 def test_a_fit_started_from_earlier_parameters_reaches_the_cold_optimum(model):
     """A fit that starts from the parameters of a day earlier (or from nonsense) ends where the
-    fit from a sample of the rows ends, to 1e-9: what lets work/model_fit start from the
-    earlier as-of's fits."""
+    fit from a sample of the rows ends, to the bit: what lets work/model_fit start from the
+    earlier as-of's fits. To 1e-13 was not enough: the intervals' covariance magnified such a
+    difference to 1.9e-9 in clv_p10 on a small retailer (a review)."""
     from engagement_box.value import fitting, simulation
 
     truth = {"r": 0.3, "alpha": 5.0, "a": 0.5, "b": 3.0}
@@ -727,7 +727,7 @@ def test_a_fit_started_from_earlier_parameters_reaches_the_cold_optimum(model):
     assert cold.converged and warm.converged and odd.converged
     assert earlier != cold.params  # a different start indeed
     for name, value in cold.params.items():
-        assert math.isclose(warm.params[name], value, rel_tol=REL), (name, warm.params, cold.params)
+        assert warm.params[name] == value, (name, warm.params, cold.params)
         assert odd.params[name] == value  # an unusable start: the sample fit, the same numbers
 
 
