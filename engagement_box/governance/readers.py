@@ -815,15 +815,12 @@ QUARANTINE_MASKING = "masked_json/10"
 _PREVIOUS = "engagement_previous"
 
 
-def quarantine_state(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
-    """The quarantine's rows (of the working database, or of the attached `database`), by
-    their keys, and the masking: equal states, the published file's quarantine was masked from
-    the same rows. Cheap (one aggregate over key columns). The row hashes are summed, not
-    xor-ed: two equal rows would cancel out."""
-    table = "staging.quarantine" if database is None else f"{database}.staging.quarantine"
-    row = con.execute(
-        sql_template("staging/quarantine_key_state").format(quarantine=table)
-    ).fetchone()
+def quarantine_state(con: duckdb.DuckDBPyConnection) -> str:
+    """The working database's quarantine rows, by their keys, and the masking: equal states,
+    the published file's quarantine was masked from the same rows. Cheap (one aggregate over
+    key columns). The row hashes are summed, not xor-ed: two equal rows would cancel out."""
+    query = sql_template("staging/quarantine_key_state").format(quarantine="staging.quarantine")
+    row = con.execute(query).fetchone()
     return f"{QUARANTINE_MASKING}|{row[0]}|{row[1]}"
 
 

@@ -2370,7 +2370,7 @@ class _Appender:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: Source):
-        self.con, self.source = con, source
+        self.con = con
         columns = ",".join([*source.columns, "source_file", "source_row"])
         self.insert_repeated = load_sql("staging/insert_repeated_rows", columns=columns)
         self.insert_good = load_sql("staging/insert_good_rows", table=source.name, columns=columns)
