@@ -440,7 +440,7 @@ def _nothing_published(warehouse: Warehouse) -> str:
     ],
 )
 def audience_exports(
-    warehouse: Warehouse, engagement_config: EngagementConfig
+    context: dg.AssetExecutionContext, warehouse: Warehouse, engagement_config: EngagementConfig
 ) -> dg.MaterializeResult:
     """Consenting customers per RFM segment and quadrant of the current version (CSV, Parquet)."""
     if not warehouse.working_path.exists():  # not created here: a mistyped path stays visible
@@ -466,6 +466,9 @@ def audience_exports(
             stopped = []  # the Spark lake's versions too: finished by the same erase again
         readers_file = warehouse.publish_for_readers(con)  # checks every history file then
     out = engagement_config.audience_path
+    replacing = audiences.replacing_another_owners(out, warehouse.working_path)
+    if replacing:
+        context.log.warning(replacing)
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
     audiences.record_version(out, snapshot_id, as_of, files, written_for=warehouse.working_path)
@@ -493,6 +496,7 @@ def audience_exports(
             "snapshot_id": snapshot_id or 0,
             "directory": dg.MetadataValue.path(str(out)),
             "published_file_rebuilt": readers_file.built,
+            "replaced_another_owners_files": replacing is not None,
             "files": dg.MetadataValue.json(files),
             "audience_sizes": dg.MetadataValue.md(markdown_table(sizes)),
             "customers_in_any_audience": int(frame["customer_id"].n_unique())

@@ -639,8 +639,13 @@ def spark_published_marts(
         if fingerprint:
             given["inputs_fingerprint"] = fingerprint
     record = lake.publish(lake_dir.path, folders, given)
-    files = {}
+    files, replacing = {}, None
     if audiences.MART in record["marts"]:
+        replacing = activation.replacing_another_owners(
+            engagement_config.audience_path, lake_dir.path
+        )
+        if replacing:
+            context.log.warning(replacing)
         files = audiences.export_files(
             lake_dir.path / record["marts"][audiences.MART], engagement_config.audience_path
         )
@@ -663,6 +668,7 @@ def spark_published_marts(
             "snapshot_id": record["snapshot_id"],
             "audience_directory": dg.MetadataValue.path(str(engagement_config.audience_path)),
             "audience_files": dg.MetadataValue.json(files),
+            "replaced_another_owners_files": replacing is not None,
             "as_of": str(as_of),
             "lake": str(lake_dir.path),
             "marts": sorted(folders),

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
+from engagement_box.activation import audiences
 from engagement_box.activation.audiences import (
     RFM_PLAYS,
     RFM_SEGMENTS,
@@ -12,6 +13,7 @@ from engagement_box.activation.audiences import (
     write_audiences,
 )
 from engagement_box.engagement.metrics import QUADRANT_PLAYS, QUADRANTS
+from engagement_box.governance import readers
 from engagement_box.value import rfm
 
 CUSTOMERS = pl.DataFrame(
@@ -190,3 +192,38 @@ def test_a_file_at_a_kinds_place_does_not_stop_later_exports(tmp_path):
         assert sorted(p.name for p in folder.iterdir()) == ["quadrant", "rfm_segment"]
         assert all((folder / k).is_dir() for k in ("quadrant", "rfm_segment"))
         assert all(Path(f["csv"]).is_file() for f in written.values())
+
+
+def test_a_folder_last_written_for_another_warehouse_is_replaced_with_a_warning(
+    december_run, tmp_path
+):
+    """Two warehouses given one ENGAGEMENT_AUDIENCE_DIR (or one copied or moved with its folder)
+    replace each other's audience files on every run: the run that replaces another's files
+    says so in its log and metadata, and the next one, replacing its own, says nothing."""
+    import dagster as dg
+
+    from assets.engagement import audience_exports
+    from pipelines.resources import EngagementConfig, warehouse_resource
+    from tests.pipeline_runs import copy_run
+
+    run = copy_run(december_run, tmp_path)  # its folder's files were written for the original
+    folder = run.database.parent / "audiences"
+    resources = {
+        "warehouse": warehouse_resource(run.database),
+        "engagement_config": EngagementConfig(audience_dir=str(folder)),
+    }
+
+    def export() -> tuple[bool, list[str]]:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize([audience_exports], resources=resources, instance=instance)
+            said = [e.user_message for e in instance.all_logs(result.run_id)]
+        (event,) = result.get_asset_materialization_events()
+        metadata = event.materialization.metadata
+        return metadata["replaced_another_owners_files"].value, said
+
+    replaced, said = export()
+    assert replaced
+    assert any(f"the audience folder {folder} (ENGAGEMENT_AUDIENCE_DIR)" in m for m in said)
+    assert not audiences.written_for_other(folder, [readers.default_working(run.database)])
+    replaced, said = export()
+    assert not replaced and not any("ENGAGEMENT_AUDIENCE_DIR" in m for m in said)

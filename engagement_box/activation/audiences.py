@@ -261,6 +261,21 @@ def written_for_other(folder: Path, owners: Iterable[Path | str]) -> bool:
     return last not in {owner_token(o) for o in owners}
 
 
+def replacing_another_owners(folder: Path, owner: Path | str) -> str | None:
+    """What a run about to rewrite `folder` for `owner` (a working database or lake) says when
+    the folder's files were last written for another one, or for this one at another path
+    (copied or moved): it replaces them, and two warehouses or lakes given one folder replace
+    each other's files on every run. None otherwise."""
+    if not written_for_other(folder, [owner]):
+        return None
+    return (
+        f"the audience folder {folder} (ENGAGEMENT_AUDIENCE_DIR) was last written for another "
+        "warehouse or Spark lake, or for this one at another path: this run replaces its files. "
+        "Two warehouses or lakes sharing one folder replace each other's audiences on every "
+        "run; give each its own folder"
+    )
+
+
 def remembered_folders(
     records: Iterable[tuple[Path, Path]],
 ) -> tuple[list[Path], dict[str, str]]:
