@@ -25,6 +25,7 @@ from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
 from engagement_box.spark import audiences, engagement, inputs, lake, pipeline
 from engagement_box.spark.sql import load_spark_sql
+from engagement_box.spark.staging import export_file_stats
 from engagement_box.spark.tables import (
     CURRENT,
     UNFINISHED,
@@ -35,6 +36,7 @@ from engagement_box.spark.tables import (
     recorded_checks,
 )
 from engagement_box.staging import ingestion
+from engagement_box.staging.contracts import SOURCES
 from engagement_box.value import summary as summaries
 from pipelines.resources import (
     EngagementConfig,
@@ -53,6 +55,9 @@ ENGAGEMENT_KEY = dg.AssetKey(["spark", "engagement_marts"])
 AUDIENCES_KEY = dg.AssetKey(["spark", "audiences"])
 PUBLISHED_KEY = dg.AssetKey(["spark", "published_marts"])
 
+
+# What a staging records per source (`inputs.record_staged`), as its metadata names them.
+_ROW_COUNTS = ("rows_read", "rows_staged", "rows_quarantined", "rows_erased")
 
 # The steps with blocking checks before each step: it reads the tables they wrote.
 CHECKED_BEFORE = {
@@ -151,15 +156,47 @@ def spark_staging(
     exports: ExportsResource,
 ) -> dg.MaterializeResult:
     """Every export validated by the contracts on Spark; good rows staged, bad ones quarantined,
-    the rows of people erased before (`engagement-box erase`) left out."""
-    tables = SparkTables(spark.session(), lake_dir.path)
+    the rows of people erased before (`engagement-box erase`) left out. When the export files
+    (by content), the erasures and the code are those the lake's staged tables came from, and
+    no row was held back as dated after that run's time, the tables stand: nothing is read
+    into Spark (the session is not even started) and nothing is written. The run tag
+    engagement/force=true stages anyway."""
     erased = erasure.register_of(settings.working_db_path())
+    code = versions.model_code_version()
+    forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
+    staged_tables = [*(f"staging.{name}" for name in SOURCES), "staging.quarantine"]
+    stands = None
+    if not forced:
+        files = export_file_stats(exports.path)
+        stands = inputs.staging_stands(lake_dir.path, files, erased, code, staged_tables)
+    if stands is not None:
+        context.log.info(
+            "the lake's staged tables came from these export files (by content), erasures "
+            "and code, and no row was held back as dated in the future: they stand, nothing "
+            "is staged again"
+        )
+        rows = {name: dict(zip(_ROW_COUNTS, n, strict=True)) for name, n in stands["rows"].items()}
+        return dg.MaterializeResult(
+            metadata={
+                "staged_tables_stand": True,
+                "erased_subjects": len(erased[0]),
+                **{f"{name}_{k}": v for name, counts in rows.items() for k, v in counts.items()},
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="rows_reconcile",
+                    passed=True,
+                    description="the staged tables stand: their rows reconciled when staged",
+                )
+            ],
+        )
+    tables = SparkTables(spark.session(), lake_dir.path)
     _checking(lake_dir.path, STAGED_KEY)
     reports = pipeline.stage_all(
         tables, exports.path, context.run.run_id, run_time(context), erased
     )
-    inputs.record_staged(lake_dir.path, reports, erased)
-    metadata: dict = {"erased_subjects": len(erased[0])}
+    inputs.record_staged(lake_dir.path, reports, erased, code)
+    metadata: dict = {"staged_tables_stand": False, "erased_subjects": len(erased[0])}
     for name, report in reports.items():
         metadata[f"{name}_rows_read"] = report.rows_read
         metadata[f"{name}_rows_staged"] = report.rows_staged
@@ -265,6 +302,30 @@ def _inputs_now(
     return fingerprint, given
 
 
+def _keep_fingerprint_if_ours(
+    context: dg.AssetExecutionContext,
+    lake_dir: LakeResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+) -> None:
+    """Before a step writes tables: forget the recorded inputs fingerprint unless this run
+    recorded it, or re-executes (from failure, maybe through other re-executions) the run that
+    did, with settings and code that give the same fingerprint. A step run alone, or one of a
+    re-execution with other settings or code, writes tables the fingerprint does not describe:
+    a version published from them must not record it (a review: a re-execution with another
+    setting, then one more with the setting put back, published the first run's fingerprint
+    over the changed setting's numbers)."""
+    recorded = inputs.recorded_fingerprint(lake_dir.path, _lineage(context))
+    if recorded is None:
+        inputs.forget_fingerprint(lake_dir.path)
+        return
+    fingerprint, recorded_by = recorded
+    if recorded_by != context.run.run_id:
+        now, _ = _inputs_now(context, lake_dir, model_settings, engagement_config)
+        if now != fingerprint:
+            inputs.forget_fingerprint(lake_dir.path)
+
+
 def _lineage(context: dg.AssetExecutionContext) -> frozenset[str]:
     """This run's id and those of the runs it re-executes, back to the first (Dagster gives a
     re-execution from failure a new run id; its steps continue that run's)."""
@@ -341,11 +402,12 @@ def spark_identity_links(
     context: dg.AssetExecutionContext,
     spark: SparkEngine,
     lake_dir: LakeResource,
+    model_settings: ModelSettings,
     engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """One customer per person, by the identity rules of sql/intermediate/, on Spark."""
     require_checks_passed(lake_dir.path, IDENTITY_KEY)
-    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
+    _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
     tables = lake_tables(spark.session(), lake_dir.path, views=False)
     limit = max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
     # erased profiles still count on the keys they carried, as on the DuckDB engine
@@ -388,6 +450,7 @@ def spark_marts(
     spark: SparkEngine,
     lake_dir: LakeResource,
     model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """The value marts (RFM, values, fits, validation, cohorts) as work tables in the lake."""
     require_checks_passed(lake_dir.path, MARTS_KEY)
@@ -412,7 +475,7 @@ def spark_marts(
         margin=cfg.margin,
         penalizer=cfg.penalizer,
     )
-    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
+    _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
     _checking(lake_dir.path, MARTS_KEY)
     for name, frame in marts.items():
         tables.save(f"work.{name}", frame)
@@ -486,7 +549,7 @@ def spark_engagement_marts(
     require_checks_passed(lake_dir.path, ENGAGEMENT_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "customer_value")
-    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
+    _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
     _checking(lake_dir.path, ENGAGEMENT_KEY)
     marts, info = engagement.engagement_marts(
         tables,
@@ -573,7 +636,11 @@ def spark_engagement_marts(
 
 @dg.asset(key=AUDIENCES_KEY, group_name="spark", kinds={"spark", "parquet"}, deps=[ENGAGEMENT_KEY])
 def spark_audiences(
-    context: dg.AssetExecutionContext, spark: SparkEngine, lake_dir: LakeResource
+    context: dg.AssetExecutionContext,
+    spark: SparkEngine,
+    lake_dir: LakeResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """Consenting customers per RFM segment and quadrant (the activation audiences) on Spark."""
     from pyspark.sql import functions as F
@@ -581,7 +648,7 @@ def spark_audiences(
     require_checks_passed(lake_dir.path, AUDIENCES_KEY)
     tables = lake_tables(spark.session(), lake_dir.path)
     as_of = _work_as_of(tables, "engagement_value")
-    inputs.forget_fingerprint_unless(lake_dir.path, _lineage(context))
+    _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
     tables.save(
         f"work.{audiences.MART}",
         audiences.audiences(tables.spark, as_of).select("*", F.lit(as_of).alias("as_of")),

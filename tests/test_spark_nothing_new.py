@@ -17,7 +17,9 @@ from assets.publish import FORCE_TAG
 from assets.spark import PUBLISHED_KEY, STAGED_KEY, VERSION_INPUTS_KEY, spark_assets
 from engagement_box import generator
 from engagement_box.activation import audiences as activation
+from engagement_box.spark import audiences as spark_audiences
 from engagement_box.spark import engagement, inputs, lake
+from engagement_box.staging import ingestion
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -53,42 +55,63 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
         return materialized, said
 
+    def staged_writes() -> dict[str, str]:
+        return {
+            p.parent.name: p.read_text() for p in (lake_dir / "tables").glob("staging.*/_current")
+        }
+
     working = str(tmp_path / "engagement.working.duckdb")
     where = json.dumps(
         {"exports": str(exports), "lake": str(lake_dir), "audiences": str(audiences)}
     )
     with environment("ENGAGEMENT_WORKING_DB", working), environment(RUN_ENV, where):
-        # The first version comes from a run that failed at the engagement step and Dagster's
-        # "re-execute from failure" of it (a new run id, its steps continuing the first run's):
-        # its version records the inputs the first run fingerprinted, as a whole run's does
         with dg.instance_for_test() as instance:
             job = dg.reconstructable(reexecutable_job)
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(engagement, "engagement_marts", _broken)
-                failed = dg.execute_job(job, instance=instance)
+
+            def execute(parent=None, broken=None, tags=None):
+                again = parent and dg.ReexecutionOptions.from_failure(parent.run_id, instance)
+                with pytest.MonkeyPatch.context() as patch:
+                    if broken:
+                        patch.setattr(*broken, _broken)
+                    return dg.execute_job(
+                        job, instance=instance, tags=tags, reexecution_options=again
+                    )
+
+            # A run fails at the engagement step; Dagster's "re-execute from failure" of it
+            # (a new run id) computes that step with another CKV setting and fails at the
+            # audiences; a re-execution of that one, the setting put back, publishes. Version 1
+            # holds the other setting's numbers: it must not record the first run's inputs (a
+            # review: it did, and a quiet run then kept those numbers current).
+            failed = execute(broken=(engagement, "engagement_marts"))
             assert not failed.success and lake.snapshot_ids(lake_dir) == []
-            retried = dg.execute_job(
-                job,
-                instance=instance,
-                reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
-            )
-            assert retried.success and retried.dagster_run.parent_run_id == failed.run_id
+            with environment("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "50"):
+                other = execute(failed, broken=(spark_audiences, "audiences"))
+            assert not other.success and other.dagster_run.parent_run_id == failed.run_id
+            put_back = execute(other)
+            assert put_back.success and lake.snapshot_ids(lake_dir) == [1]
+            assert "inputs_fingerprint" not in lake.current(lake_dir)["settings"]
+
+            # Nothing new, but the run tag forces a run: it fails at the engagement step, and
+            # its re-execution from failure, with the same settings, publishes a version that
+            # records the inputs the forced run fingerprinted, as a whole run's does
+            forced = execute(broken=(engagement, "engagement_marts"), tags={FORCE_TAG: "true"})
+            assert not forced.success
+            retried = execute(forced)
+            assert retried.success and retried.dagster_run.parent_run_id == forced.run_id
             done = {e.asset_key for e in retried.get_asset_materialization_events()}
             assert PUBLISHED_KEY in done and VERSION_INPUTS_KEY not in done
-        assert lake.snapshot_ids(lake_dir) == [1]
+        assert lake.snapshot_ids(lake_dir) == [1, 2]
         recorded = lake.current(lake_dir)["settings"]["inputs_fingerprint"]
 
-        # nothing new, but the run tag forces a run: a new version, from the same inputs
-        forced, _ = run({FORCE_TAG: "true"})
-        assert PUBLISHED_KEY in forced and lake.snapshot_ids(lake_dir) == [1, 2]
-        assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] == recorded
-
-        # The same files, settings and code: staged again (to know), nothing after it. The
-        # run still ends as a publish does: the retention policy (now one version) and the
-        # tables' earlier writes deleted (this staging wrote every staged table again).
+        # The same files, settings and code: the staged tables stand (nothing read into Spark,
+        # nothing written), nothing after them. The run still ends as a publish does: the
+        # retention policy (now one version) and the tables' earlier writes deleted.
         resources["retention"] = RetentionPolicy(keep_versions=1)
+        before = staged_writes()
         again, said = run()
         assert again == {STAGED_KEY}
+        assert any("they stand, nothing is staged again" in m for m in said)
+        assert staged_writes() == before
         assert any("version 2 of the lake was computed from these inputs" in m for m in said)
         current = lake.current(lake_dir)
         assert current["snapshot_id"] == 2
@@ -138,16 +161,14 @@ def _broken(*args, **kwargs):
     raise RuntimeError("the engagement step broke (the test's)")
 
 
-def test_a_fingerprint_is_kept_for_its_run_and_the_runs_re_executing_it(tmp_path: Path):
-    """The publish finds the fingerprint its run, or a run it re-executes, recorded; a step of
-    another run (run alone, perhaps with other settings) forgets it before writing tables."""
+def test_a_fingerprint_is_found_for_its_run_and_the_runs_re_executing_it(tmp_path: Path):
+    """The publish finds the fingerprint its run, or a run it re-executes, recorded; a step
+    that writes tables the fingerprint may not describe forgets it."""
     lake_dir = staged_lake(tmp_path, [("orders/a.csv", 100, "sha-a")])
     inputs.record_fingerprint(lake_dir, "fp", "first")
     assert inputs.recorded_fingerprint(lake_dir, {"retry", "first"}) == ("fp", "first")
     assert inputs.recorded_fingerprint(lake_dir, {"other"}) is None
-    inputs.forget_fingerprint_unless(lake_dir, {"retry", "first"})
-    assert inputs.recorded_fingerprint(lake_dir, {"first"}) == ("fp", "first")
-    inputs.forget_fingerprint_unless(lake_dir, {"alone"})
+    inputs.forget_fingerprint(lake_dir)
     assert inputs.recorded_fingerprint(lake_dir, {"first"}) is None
 
 
@@ -159,10 +180,65 @@ def staged_lake(tmp_path: Path, files, rows=(10, 9, 1, 0), erased=frozenset()) -
         rows_staged=rows[1],
         rows_quarantined=rows[2],
         rows_erased=rows[3],
+        quarantine_by_reason={},
     )
     lake_dir = tmp_path / "lake"
     inputs.record_staged(lake_dir, {"orders": report}, (erased, "salt"))
     return lake_dir
+
+
+def test_staged_tables_stand_only_for_the_same_files_erasures_code_and_clock(tmp_path: Path):
+    """Staging is skipped only when staging again would write the same tables: not for a file
+    changed by content, another erasure register or code, a row held back as dated after the
+    last staging's run time (a later clock stages it), a staging whose check failed or did not
+    finish, or a staged table missing; nor for a record from before these were kept."""
+    from engagement_box.spark.tables import record_checks
+
+    files = [["orders/a.csv", 100, "sha-a"]]
+    erased = (frozenset({"h"}), "salt")
+    tables = ["staging.orders", "staging.quarantine"]
+    lake_dir = tmp_path / "lake"
+
+    def staged(future: int = 0, code: str = "code") -> None:
+        report = SimpleNamespace(
+            file_stats=[tuple(f) for f in files],
+            rows_read=10,
+            rows_staged=9,
+            rows_quarantined=1,
+            rows_erased=0,
+            quarantine_by_reason={"in_future": future} if future else {"invalid": 1},
+        )
+        inputs.record_staged(lake_dir, {"orders": report}, erased, code)
+        record_checks(lake_dir, inputs.STAGED_STEP, [])
+
+    def stands(**changed) -> bool:
+        given = {"files": files, "erased": erased, "code": "code", "tables": tables, **changed}
+        return inputs.staging_stands(lake_dir, **given) is not None
+
+    staged()
+    assert not stands()  # no staged table written yet
+    for name in tables:
+        (lake_dir / "tables" / name / "w1").mkdir(parents=True)
+        (lake_dir / "tables" / name / "_current").write_text("w1")
+    assert stands()
+    assert inputs.staging_stands(lake_dir, files, erased, "code", tables)["rows"] == {
+        "orders": [10, 9, 1, 0]
+    }
+    assert not stands(files=[["orders/a.csv", 100, "sha-b"]])
+    assert not stands(files=[*files, ["orders/b.csv", 5, "sha-c"]])
+    assert not stands(erased=(frozenset({"h", "i"}), "salt"))
+    assert not stands(code="other code")
+    assert not stands(tables=[*tables, "staging.reviews"])
+    record_checks(lake_dir, inputs.STAGED_STEP, ["rows_reconcile"])
+    assert not stands()
+    staged(future=1)
+    assert not stands()
+    staged(code="")  # a record from before the code was kept
+    assert not stands()
+    staged()
+    assert stands()
+    assert STAGED_KEY.to_user_string() == inputs.STAGED_STEP
+    assert inputs.FUTURE in ingestion.REASON_PRIORITY
 
 
 def fingerprint(lake_dir: Path, settings: dict | None = None, code: str = "code") -> str:

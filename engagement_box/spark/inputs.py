@@ -22,12 +22,16 @@ from typing import Any
 
 from engagement_box.activation import audiences
 from engagement_box.spark import lake as spark_lake
-from engagement_box.spark.tables import write_json
+from engagement_box.spark.tables import current_folder, recorded_checks, write_json
 
 # In <lake>/tables: what the last staging read (`record_staged`), and the fingerprint of the
 # inputs the tables written since were computed from (`record_fingerprint`).
 STAGED_FILE = "_staged_inputs.json"
 FINGERPRINT_FILE = "_version_inputs.json"
+# The staging step's name in the lake's record of checks, and the quarantine reason of a row
+# dated after the run's time (`ingestion.future_failures`).
+STAGED_STEP = "spark/staging"
+FUTURE = "in_future"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -38,26 +42,61 @@ def _read(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def record_staged(lake: Path, reports: dict[str, Any], erased: tuple[frozenset[str], str]) -> None:
-    """After the staging step: the files it read and what it made of them (`reports`: the
-    sources' `SparkIngestReport`), and the erasure register it read (`erased`: the subject
-    hashes and the salt; the salt hashed). The inputs fingerprinted before are forgotten: the
-    tables are now this staging's."""
+def _register_hash(erased: tuple[frozenset[str], str]) -> str:
+    """The erasure register (`erased`: the subject hashes and the salt; the salt hashed)."""
     hashes, salt = erased
     register = hashlib.sha256()
     for subject in sorted(hashes):
         register.update(f"{subject}\0".encode())
     register.update(hashlib.sha256(salt.encode()).hexdigest().encode())
+    return register.hexdigest()
+
+
+def record_staged(
+    lake: Path, reports: dict[str, Any], erased: tuple[frozenset[str], str], code: str = ""
+) -> None:
+    """After the staging step: the files it read and what it made of them (`reports`: the
+    sources' `SparkIngestReport`), the erasure register it read (`erased`), the code it ran
+    (`code`: `versions.model_code_version`) and how many rows it quarantined as dated after
+    the run's time (a later run stages them). The inputs fingerprinted before are forgotten:
+    the tables are now this staging's."""
     record = {
         "files": sorted(f for report in reports.values() for f in report.file_stats),
         "rows": {
             name: [r.rows_read, r.rows_staged, r.rows_quarantined, r.rows_erased]
             for name, r in sorted(reports.items())
         },
-        "erased": register.hexdigest(),
+        "erased": _register_hash(erased),
+        "code": code,
+        "future_rows": sum(r.quarantine_by_reason.get(FUTURE, 0) for r in reports.values()),
     }
     (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
     write_json(Path(lake) / "tables" / STAGED_FILE, record, default=str)
+
+
+def staging_stands(
+    lake: Path,
+    files: list[list],
+    erased: tuple[frozenset[str], str],
+    code: str,
+    tables: list[str],
+) -> dict[str, Any] | None:
+    """The last staging's record when staging again would write the same tables: the same
+    export files by content (`files`: `staging.export_file_stats`), the same erasure register
+    and code, no row it quarantined as dated after its run's time (a later clock stages it),
+    its blocking check passed and every table of `tables` written. Else None (stage)."""
+    record = _read(Path(lake) / "tables" / STAGED_FILE)
+    if record is None or not record.get("code") or record.get("future_rows") != 0:
+        return None
+    if record.get("code") != code or record.get("erased") != _register_hash(erased):
+        return None
+    if record.get("files") != json.loads(json.dumps(files, default=str)):
+        return None
+    if recorded_checks(Path(lake)).get(STAGED_STEP) != []:
+        return None
+    if any(current_folder(Path(lake), name) is None for name in tables):
+        return None
+    return record
 
 
 def inputs_fingerprint(
@@ -86,15 +125,11 @@ def record_fingerprint(lake: Path, fingerprint: str, run_id: str) -> None:
     write_json(Path(lake) / "tables" / FINGERPRINT_FILE, record)
 
 
-def forget_fingerprint_unless(lake: Path, lineage: Collection[str]) -> None:
-    """Before a step writes tables: forget the recorded fingerprint unless one of the runs
-    `lineage` recorded it (the step's run, or a run it re-executes from failure). A step run
-    alone, perhaps with other settings, writes tables the fingerprint does not describe; a
-    re-execution of the recording run that this step's run is not would otherwise publish
-    them under it."""
-    record = _read(Path(lake) / "tables" / FINGERPRINT_FILE)
-    if record is not None and record.get("run_id") not in lineage:
-        (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
+def forget_fingerprint(lake: Path) -> None:
+    """Forget the recorded fingerprint: a step is about to write tables it may not describe (a
+    step run alone, or in a re-execution with other settings or code; `assets/spark.py::
+    _keep_fingerprint_if_ours` decides)."""
+    (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
 
 
 def recorded_fingerprint(lake: Path, lineage: Collection[str]) -> tuple[str, str] | None:
@@ -102,7 +137,7 @@ def recorded_fingerprint(lake: Path, lineage: Collection[str]) -> tuple[str, str
     it (the publishing run, or a run it re-executes from failure: Dagster gives a re-execution
     a new run id); else None (not recorded since the last staging, or by another run: a step
     run alone, perhaps with other settings, may have written some of the tables since, and
-    `forget_fingerprint_unless` then removed it)."""
+    `forget_fingerprint` then removed it)."""
     record = _read(Path(lake) / "tables" / FINGERPRINT_FILE) or {}
     value, run_id = record.get("inputs_fingerprint"), record.get("run_id")
     if isinstance(value, str) and isinstance(run_id, str) and run_id in lineage:

@@ -419,6 +419,17 @@ def _digests(exports: list[ingestion.ExportFile]) -> dict[str, str]:
         return {e.relpath: d for e, d in zip(exports, digests, strict=True)}
 
 
+def export_file_stats(data_dir: Path) -> list[list]:
+    """(path, size, sha256) of every source's export files, sorted, as a staging records them
+    (`SparkIngestReport.file_stats`, `inputs.record_staged`): read on the driver, no Spark."""
+    stats = []
+    for source in SOURCES.values():
+        exports = ingestion.discover_files(Path(data_dir), source)
+        digests = _digests(exports)
+        stats += [[e.relpath, e.size_bytes, digests[e.relpath]] for e in exports]
+    return sorted(stats)
+
+
 def _copies(exports: list[ingestion.ExportFile], digests: dict[str, str]) -> dict[str, str]:
     """Files whose content is that of an earlier file in path order (an export sent twice under
     two names), each to the first such file: every row of a copy is a repeated key, and the run
