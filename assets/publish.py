@@ -72,6 +72,11 @@ FRESHNESS_CHECK = "current_version_is_fresh"
 FORCE_TAG = "engagement/force"
 
 
+def is_forced(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run carries the tag engagement/force=true: compute even when nothing is new."""
+    return context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
+
+
 @dg.asset(
     key=VERSION_INPUTS_KEY,
     partitions_def=monthly_as_of,
@@ -106,7 +111,7 @@ def version_inputs(
         standing = versions.version_with_inputs(
             con, fingerprint, window["partition_key"], str(window["as_of"])
         )
-        forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
+        forced = is_forced(context)
         behind = _audiences_behind(con, engagement_config) if standing is not None else None
         if behind:
             context.log.info(f"version {standing} has these inputs, but {behind}: computing")

@@ -16,7 +16,7 @@ import polars as pl
 
 from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
-from assets.publish import FORCE_TAG, ancestry
+from assets.publish import ancestry, is_forced
 from assets.value import left_out_check
 from engagement_box import settings
 from engagement_box.activation import audiences as activation
@@ -163,7 +163,7 @@ def spark_staging(
     engagement/force=true stages anyway."""
     erased = erasure.register_of(settings.working_db_path())
     code = versions.model_code_version()
-    forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
+    forced = is_forced(context)
     staged_tables = [*(f"staging.{name}" for name in SOURCES), "staging.quarantine"]
     stands = None
     if not forced:
@@ -361,7 +361,7 @@ def spark_version_inputs(
             "spark/staging (the whole job spark_pipeline)"
         )
     standing = inputs.standing_version(lake_dir.path, fingerprint, engagement_config.audience_path)
-    forced = context.run.tags.get(FORCE_TAG, "").strip().lower() in ("true", "1", "yes")
+    forced = is_forced(context)
     if standing is not None and not forced:
         retained = _retained(
             lake_dir.path, *_retention_policy(retention, "nothing was retained or expired")
