@@ -162,13 +162,13 @@ def spark_staging(
     into Spark (the session is not even started) and nothing is written. The run tag
     engagement/force=true stages anyway."""
     erased = erasure.register_of(settings.working_db_path())
-    code = versions.model_code_version()
-    forced = is_forced(context)
+    code = inputs.staging_code(versions.model_code_version())
+    at = run_time(context)
     staged_tables = [*(f"staging.{name}" for name in SOURCES), "staging.quarantine"]
     stands = None
-    if not forced:
+    if not is_forced(context):
         files = export_file_stats(exports.path)
-        stands = inputs.staging_stands(lake_dir.path, files, erased, code, staged_tables)
+        stands = inputs.staging_stands(lake_dir.path, files, erased, code, staged_tables, at)
     if stands is not None:
         context.log.info(
             "the lake's staged tables came from these export files (by content), erasures "
@@ -192,10 +192,8 @@ def spark_staging(
         )
     tables = SparkTables(spark.session(), lake_dir.path)
     _checking(lake_dir.path, STAGED_KEY)
-    reports = pipeline.stage_all(
-        tables, exports.path, context.run.run_id, run_time(context), erased
-    )
-    inputs.record_staged(lake_dir.path, reports, erased, code)
+    reports = pipeline.stage_all(tables, exports.path, context.run.run_id, at, erased)
+    inputs.record_staged(lake_dir.path, reports, erased, code, at)
     metadata: dict = {"staged_tables_stand": False, "erased_subjects": len(erased[0])}
     for name, report in reports.items():
         metadata[f"{name}_rows_read"] = report.rows_read
@@ -458,6 +456,10 @@ def spark_marts(
     cfg = model_settings.resolved()
     if cfg.time_unit != "D":
         raise dg.Failure("the Spark engine models in days: set ENGAGEMENT_TIME_UNIT=D")
+    # before `value_marts`, which writes tables as it goes (a review: a run of this step alone,
+    # stopped inside it, left its summaries under another run's fingerprint and passed checks)
+    _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
+    _checking(lake_dir.path, MARTS_KEY)
     pinned = dt.date.fromisoformat(str(cfg.as_of)) if cfg.as_of else None
     as_of = pipeline.as_of_date(tables, pinned, run_time(context).date())
     marts, info = pipeline.value_marts(
@@ -475,8 +477,6 @@ def spark_marts(
         margin=cfg.margin,
         penalizer=cfg.penalizer,
     )
-    _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
-    _checking(lake_dir.path, MARTS_KEY)
     for name, frame in marts.items():
         tables.save(f"work.{name}", frame)
     left_out, completed = info["orders_left_out"], info["completed_orders"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from assets.publish import FORCE_TAG
@@ -19,7 +20,6 @@ from engagement_box import generator
 from engagement_box.activation import audiences as activation
 from engagement_box.spark import audiences as spark_audiences
 from engagement_box.spark import engagement, inputs, lake
-from engagement_box.staging import ingestion
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -134,6 +134,23 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         assert PUBLISHED_KEY in later and lake.current(lake_dir)["snapshot_id"] == 3
         assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] != recorded
 
+        # A row quarantined for a malformed email whose date is also after the run's time: a
+        # later clock writes its reasons otherwise, so staging never stands while it is there.
+        # Staged again with the same outcome, the version's inputs are the same: nothing new.
+        row = pl.read_csv(edited, infer_schema_length=0).head(1)
+        row.with_columns(
+            order_id=pl.lit("FUTURE-1"),
+            email=pl.lit("not an email"),
+            ordered_at=pl.lit("2099-01-01 10:00:00"),
+        ).write_csv(exports / "orders" / "orders_future.csv")
+        with_future, _ = run()
+        assert PUBLISHED_KEY in with_future and lake.current(lake_dir)["snapshot_id"] == 4
+        before = staged_writes()
+        quiet, said = run()
+        assert quiet == {STAGED_KEY} and staged_writes() != before
+        assert not any("they stand" in m for m in said)
+        assert any("version 4 of the lake was computed from these inputs" in m for m in said)
+
 
 RUN_ENV = "ENGAGEMENT_TEST_SPARK_RUN"
 
@@ -199,6 +216,8 @@ def test_staged_tables_stand_only_for_the_same_files_erasures_code_and_clock(tmp
     tables = ["staging.orders", "staging.quarantine"]
     lake_dir = tmp_path / "lake"
 
+    at = dt.datetime(2026, 1, 5, 10, 0)
+
     def staged(future: int = 0, code: str = "code") -> None:
         report = SimpleNamespace(
             file_stats=[tuple(f) for f in files],
@@ -206,14 +225,14 @@ def test_staged_tables_stand_only_for_the_same_files_erasures_code_and_clock(tmp
             rows_staged=9,
             rows_quarantined=1,
             rows_erased=0,
-            quarantine_by_reason={"in_future": future} if future else {"invalid": 1},
+            rows_future=future,
         )
-        inputs.record_staged(lake_dir, {"orders": report}, erased, code)
+        inputs.record_staged(lake_dir, {"orders": report}, erased, code, at)
         record_checks(lake_dir, inputs.STAGED_STEP, [])
 
     def stands(**changed) -> bool:
-        given = {"files": files, "erased": erased, "code": "code", "tables": tables, **changed}
-        return inputs.staging_stands(lake_dir, **given) is not None
+        given = {"files": files, "erased": erased, "code": "code", "tables": tables, "at": at}
+        return inputs.staging_stands(lake_dir, **{**given, **changed}) is not None
 
     staged()
     assert not stands()  # no staged table written yet
@@ -221,7 +240,7 @@ def test_staged_tables_stand_only_for_the_same_files_erasures_code_and_clock(tmp
         (lake_dir / "tables" / name / "w1").mkdir(parents=True)
         (lake_dir / "tables" / name / "_current").write_text("w1")
     assert stands()
-    assert inputs.staging_stands(lake_dir, files, erased, "code", tables)["rows"] == {
+    assert inputs.staging_stands(lake_dir, files, erased, "code", tables, at)["rows"] == {
         "orders": [10, 9, 1, 0]
     }
     assert not stands(files=[["orders/a.csv", 100, "sha-b"]])
@@ -236,9 +255,15 @@ def test_staged_tables_stand_only_for_the_same_files_erasures_code_and_clock(tmp
     staged(code="")  # a record from before the code was kept
     assert not stands()
     staged()
-    assert stands()
+    assert stands() and stands(at=at + dt.timedelta(days=30))
+    assert not stands(at=at - dt.timedelta(minutes=1))  # an earlier clock holds rows back
     assert STAGED_KEY.to_user_string() == inputs.STAGED_STEP
-    assert inputs.FUTURE in ingestion.REASON_PRIORITY
+    # what a staging's time or code changes is not in the version's inputs: a staging again of
+    # the same files with the same outcome keeps the fingerprint
+    before = fingerprint(lake_dir)
+    at = at + dt.timedelta(days=1)
+    staged(code="other code")
+    assert fingerprint(lake_dir) == before
 
 
 def fingerprint(lake_dir: Path, settings: dict | None = None, code: str = "code") -> str:

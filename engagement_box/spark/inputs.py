@@ -15,8 +15,10 @@ They are hashed, and the hash is kept in the version's record (`_current.json`,
 """
 
 import hashlib
+import importlib.metadata
 import json
 from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,13 @@ from engagement_box.spark.tables import current_folder, recorded_checks, write_j
 # inputs the tables written since were computed from (`record_fingerprint`).
 STAGED_FILE = "_staged_inputs.json"
 FINGERPRINT_FILE = "_version_inputs.json"
-# The staging step's name in the lake's record of checks, and the quarantine reason of a row
-# dated after the run's time (`ingestion.future_failures`).
+# What of a staging's record its version is computed from (`inputs_fingerprint`).
+_STAGED_INPUTS = ("files", "rows", "erased")
+# The staging step's name in the lake's record of checks.
 STAGED_STEP = "spark/staging"
-FUTURE = "in_future"
+# Libraries that read and validate the exports, beside the numeric ones of
+# `versions.model_code_version`: a staging after upgrading one of them stages again.
+STAGING_LIBRARIES = ("pandera", "pyarrow", "pyspark")
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -52,14 +57,30 @@ def _register_hash(erased: tuple[frozenset[str], str]) -> str:
     return register.hexdigest()
 
 
+def staging_code(model_code: str) -> str:
+    """What a staging runs: `model_code` (`versions.model_code_version`: the project's code and
+    numeric libraries) and the versions of `STAGING_LIBRARIES`."""
+    libraries = []
+    for library in STAGING_LIBRARIES:
+        try:
+            libraries.append(f"{library}=={importlib.metadata.version(library)}")
+        except importlib.metadata.PackageNotFoundError:
+            libraries.append(f"{library}==absent")
+    return "|".join([model_code, *libraries])
+
+
 def record_staged(
-    lake: Path, reports: dict[str, Any], erased: tuple[frozenset[str], str], code: str = ""
+    lake: Path,
+    reports: dict[str, Any],
+    erased: tuple[frozenset[str], str],
+    code: str = "",
+    at: datetime | None = None,
 ) -> None:
     """After the staging step: the files it read and what it made of them (`reports`: the
     sources' `SparkIngestReport`), the erasure register it read (`erased`), the code it ran
-    (`code`: `versions.model_code_version`) and how many rows it quarantined as dated after
-    the run's time (a later run stages them). The inputs fingerprinted before are forgotten:
-    the tables are now this staging's."""
+    (`code`: `staging_code`), its run's time (`at`) and how many rows it quarantined with a
+    date after that time among their reasons (a later run stages them). The inputs
+    fingerprinted before are forgotten: the tables are now this staging's."""
     record = {
         "files": sorted(f for report in reports.values() for f in report.file_stats),
         "rows": {
@@ -68,7 +89,8 @@ def record_staged(
         },
         "erased": _register_hash(erased),
         "code": code,
-        "future_rows": sum(r.quarantine_by_reason.get(FUTURE, 0) for r in reports.values()),
+        "at": at.isoformat() if at else None,
+        "future_rows": sum(getattr(r, "rows_future", 0) for r in reports.values()),
     }
     (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
     write_json(Path(lake) / "tables" / STAGED_FILE, record, default=str)
@@ -80,13 +102,22 @@ def staging_stands(
     erased: tuple[frozenset[str], str],
     code: str,
     tables: list[str],
+    at: datetime,
 ) -> dict[str, Any] | None:
-    """The last staging's record when staging again would write the same tables: the same
-    export files by content (`files`: `staging.export_file_stats`), the same erasure register
-    and code, no row it quarantined as dated after its run's time (a later clock stages it),
-    its blocking check passed and every table of `tables` written. Else None (stage)."""
+    """The last staging's record when staging again at `at` (this run's time) would write the
+    same tables: the same export files by content (`files`: `staging.export_file_stats`), the
+    same erasure register and code (`staging_code`), no row it quarantined with a date after
+    its run's time among the reasons (a later clock stages it), a time not after `at` (an
+    earlier clock quarantines rows it staged), its blocking check passed and every table of
+    `tables` written. Else None (stage)."""
     record = _read(Path(lake) / "tables" / STAGED_FILE)
     if record is None or not record.get("code") or record.get("future_rows") != 0:
+        return None
+    try:
+        staged_at = datetime.fromisoformat(str(record.get("at")))
+    except ValueError:
+        return None
+    if staged_at > at:
         return None
     if record.get("code") != code or record.get("erased") != _register_hash(erased):
         return None
@@ -102,12 +133,16 @@ def staging_stands(
 def inputs_fingerprint(
     lake: Path, settings: dict[str, Any], model_code: str, profile_keys: list
 ) -> str | None:
-    """The hash of the last staging's record, `settings` (every setting that changes a
-    number), the model code and the keys erased profiles carried (identity counts them); None
-    when no staging recorded what it read (a lake staged before this was kept)."""
-    staged = _read(Path(lake) / "tables" / STAGED_FILE)
-    if staged is None:
+    """The hash of what the last staging read and made of it (its files, rows per source and
+    erasure register: not its run's time, nor the code it ran, which a staging of the same
+    files with the same outcome leaves out of the version's inputs), `settings` (every setting
+    that changes a number), the model code and the keys erased profiles carried (identity
+    counts them); None when no staging recorded what it read (a lake staged before this was
+    kept)."""
+    record = _read(Path(lake) / "tables" / STAGED_FILE)
+    if record is None:
         return None
+    staged = {k: record.get(k) for k in _STAGED_INPUTS}
     given = {
         "staged": staged,
         "settings": settings,

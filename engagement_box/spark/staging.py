@@ -37,6 +37,9 @@ from engagement_box.staging.contracts import SOURCES, Source
 # file that cannot be taken in, its problem in `reason`)
 KIND = "_kind"
 REFUSED = "refused"  # the kind of the row of a file that cannot be taken in
+# The kind of a file's row counting its quarantined rows with a date after the run's time among
+# their reasons (the first reason may be another): a later run's clock could stage them.
+FUTURE_KIND = "future"
 # The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
 # columns in one Arrow schema, so no source may have a column of the same name (checked).
 QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
@@ -54,6 +57,7 @@ class SparkIngestReport:
     rows_staged: int = 0
     rows_quarantined: int = 0
     rows_erased: int = 0  # rows of people erased before, dropped unread
+    rows_future: int = 0  # quarantined rows with a date after the run's time among their reasons
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
     # As the DuckDB engine's `IngestReport` has them (the staging metadata the CLI warns from):
     # per file, the columns its contract does not know, as the file names them; and per file
@@ -175,7 +179,16 @@ def _validate_files(
             *QUARANTINE_COLUMNS,
             pl.lit("quarantine").alias(KIND),
         )
-        parts = [staged, quarantined, per_file(read, "read"), per_file(erased_per_file, "erased")]
+        in_future = pl.element().str.ends_with(f":{ingestion.IN_FUTURE}")
+        future = bad.filter(pl.col("reasons").list.eval(in_future).list.any())
+        future_per_file = dict(future.group_by("source_file").len().iter_rows())
+        parts = [
+            staged,
+            quarantined,
+            per_file(read, "read"),
+            per_file(erased_per_file, "erased"),
+            per_file(future_per_file, FUTURE_KIND),
+        ]
         if carriers is not None:
             parts.append(carriers)
         for part in parts:
@@ -401,6 +414,7 @@ def stage_source(
         report.erased_profile_keys = sorted({tuple(r) for r in carriers.collect()})
     report.rows_read = sums.get("read") or 0
     report.rows_erased = sums.get("erased") or 0
+    report.rows_future = sums.get(FUTURE_KIND) or 0
     report.rows_quarantined = counts.get("quarantine", 0) + dup_rows.height
     report.rows_staged = counts.get("staged", 0) - dup_rows.height
     report.quarantined_files = ingestion.quarantined_files(read_per_file, quarantined_per_file)

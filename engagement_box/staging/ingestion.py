@@ -1793,6 +1793,9 @@ def empty_quarantine() -> pl.DataFrame:
     )
 
 
+IN_FUTURE = "in_future"  # the reason of a date after the run's time (plus FUTURE_TOLERANCE)
+
+
 def future_failures(typed: pl.DataFrame, source: Source, now: datetime) -> pl.DataFrame:
     """Timestamps and dates later than `now` (the run's time, UTC) plus FUTURE_TOLERANCE."""
     limit = now + FUTURE_TOLERANCE
@@ -1811,7 +1814,7 @@ def future_failures(typed: pl.DataFrame, source: Source, now: datetime) -> pl.Da
                     {
                         "index": bad.cast(pl.Int64),
                         "column": name,
-                        "reason": "in_future",
+                        "reason": IN_FUTURE,
                         "detail": typed[name].gather(bad).dt.to_string(shown)
                         + f" is after the run's time {now:%Y-%m-%d %H:%M} UTC plus "
                         f"{FUTURE_TOLERANCE.days} day",
