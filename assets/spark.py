@@ -165,9 +165,10 @@ def spark_staging(
     code = inputs.staging_code(versions.model_code_version())
     at = run_time(context)
     staged_tables = [*(f"staging.{name}" for name in SOURCES), "staging.quarantine"]
-    stands = None
+    stands, digests = None, None
     if not is_forced(context):
         files = export_file_stats(exports.path)
+        digests = {path: sha256 for path, _, sha256 in files}  # staging hashes them once
         stands = inputs.staging_stands(lake_dir.path, files, erased, code, staged_tables, at)
     if stands is not None:
         context.log.info(
@@ -192,14 +193,11 @@ def spark_staging(
         )
     tables = SparkTables(spark.session(), lake_dir.path)
     _checking(lake_dir.path, STAGED_KEY)
-    reports = pipeline.stage_all(tables, exports.path, context.run.run_id, at, erased)
+    reports = pipeline.stage_all(tables, exports.path, context.run.run_id, at, erased, digests)
     inputs.record_staged(lake_dir.path, reports, erased, code, at)
     metadata: dict = {"staged_tables_stand": False, "erased_subjects": len(erased[0])}
     for name, report in reports.items():
-        metadata[f"{name}_rows_read"] = report.rows_read
-        metadata[f"{name}_rows_staged"] = report.rows_staged
-        metadata[f"{name}_rows_quarantined"] = report.rows_quarantined
-        metadata[f"{name}_rows_erased"] = report.rows_erased
+        metadata.update({f"{name}_{k}": getattr(report, k) for k in _ROW_COUNTS})
         metadata[f"{name}_quarantine_by_reason"] = dg.MetadataValue.json(
             report.quarantine_by_reason
         )
@@ -313,15 +311,27 @@ def _keep_fingerprint_if_ours(
     a version published from them must not record it (a review: a re-execution with another
     setting, then one more with the setting put back, published the first run's fingerprint
     over the changed setting's numbers)."""
+    if _fingerprint_if_ours(context, lake_dir, model_settings, engagement_config) is None:
+        inputs.forget_fingerprint(lake_dir.path)
+
+
+def _fingerprint_if_ours(
+    context: dg.AssetExecutionContext,
+    lake_dir: LakeResource,
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+) -> str | None:
+    """The recorded inputs fingerprint, when this run recorded it or re-executes the run that
+    did with settings and code that give the same fingerprint; else None."""
     recorded = inputs.recorded_fingerprint(lake_dir.path, _lineage(context))
     if recorded is None:
-        inputs.forget_fingerprint(lake_dir.path)
-        return
+        return None
     fingerprint, recorded_by = recorded
-    if recorded_by != context.run.run_id:
+    if recorded_by != context.run.run_id:  # a re-execution: its own settings and code
         now, _ = _inputs_now(context, lake_dir, model_settings, engagement_config)
         if now != fingerprint:
-            inputs.forget_fingerprint(lake_dir.path)
+            return None
+    return fingerprint
 
 
 def _lineage(context: dg.AssetExecutionContext) -> frozenset[str]:
@@ -696,15 +706,9 @@ def spark_published_marts(
     # What a later run with nothing new finds (`spark_version_inputs`): the inputs this run's
     # tables were computed from, when this run recorded them, or the run it re-executes from
     # failure did, with the same settings as this one (not a publish run alone)
-    recorded = inputs.recorded_fingerprint(lake_dir.path, _lineage(context))
-    if recorded is not None:
-        fingerprint, recorded_by = recorded
-        if recorded_by != context.run.run_id:
-            # a re-execution: its steps ran with the settings and code of its own start
-            now, _ = _inputs_now(context, lake_dir, model_settings, engagement_config)
-            fingerprint = fingerprint if now == fingerprint else None
-        if fingerprint:
-            given["inputs_fingerprint"] = fingerprint
+    fingerprint = _fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
+    if fingerprint:
+        given["inputs_fingerprint"] = fingerprint
     record = lake.publish(lake_dir.path, folders, given)
     files, replacing = {}, None
     if audiences.MART in record["marts"]:

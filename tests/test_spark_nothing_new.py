@@ -197,7 +197,7 @@ def staged_lake(tmp_path: Path, files, rows=(10, 9, 1, 0), erased=frozenset()) -
         rows_staged=rows[1],
         rows_quarantined=rows[2],
         rows_erased=rows[3],
-        quarantine_by_reason={},
+        rows_future=0,
     )
     lake_dir = tmp_path / "lake"
     inputs.record_staged(lake_dir, {"orders": report}, (erased, "salt"))

@@ -90,7 +90,7 @@ def record_staged(
         "erased": _register_hash(erased),
         "code": code,
         "at": at.isoformat() if at else None,
-        "future_rows": sum(getattr(r, "rows_future", 0) for r in reports.values()),
+        "future_rows": sum(r.rows_future for r in reports.values()),
     }
     (Path(lake) / "tables" / FINGERPRINT_FILE).unlink(missing_ok=True)
     write_json(Path(lake) / "tables" / STAGED_FILE, record, default=str)
@@ -111,7 +111,7 @@ def staging_stands(
     earlier clock quarantines rows it staged), its blocking check passed and every table of
     `tables` written. Else None (stage)."""
     record = _read(Path(lake) / "tables" / STAGED_FILE)
-    if record is None or not record.get("code") or record.get("future_rows") != 0:
+    if record is None or record.get("future_rows") != 0:  # None: a record from before it
         return None
     try:
         staged_at = datetime.fromisoformat(str(record.get("at")))

@@ -33,14 +33,18 @@ def stage_all(
     run_id: str,
     at: datetime,
     erased: tuple[frozenset[str], str] = (frozenset(), ""),
+    digests: dict[str, str] | None = None,
 ) -> dict[str, SparkIngestReport]:
     """Every source staged as `staging.<source>`, bad rows in `staging.quarantine`, the rows of
     people erased before left out (`erased`: `erasure.read_register`); fails before writing the
-    quarantine if a source's rows do not reconcile."""
+    quarantine if a source's rows do not reconcile. `digests`: the export files' sha256 by
+    path, when the run hashed them already."""
     reports, quarantines = {}, []
     for name in SOURCES:
         describe(tables.spark, f"staging {name}")
-        staged, quarantine, report = stage_source(tables, data_dir, name, run_id, at, erased)
+        staged, quarantine, report = stage_source(
+            tables, data_dir, name, run_id, at, erased, digests
+        )
         if not report.holds:
             raise ReconciliationError(
                 f"{name}: read {report.rows_read} rows but staged {report.rows_staged}, "

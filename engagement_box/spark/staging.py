@@ -259,9 +259,12 @@ def stage_source(
     run_id: str,
     at: datetime,
     erased: tuple[frozenset[str], str] = (frozenset(), ""),
+    digests: dict[str, str] | None = None,
 ):
     """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files, the
     rows of the people erased before (`erased`: their subject hashes and the salt) left out.
+    `digests`: the files' sha256 by path when the run hashed them already
+    (`export_file_stats`); a file not among them is hashed here.
 
     The validated rows are written once to the lake (`staging.validated_<source>`, Parquet) and
     read back by each of the later passes: the counts, the repeated keys, the staged rows and
@@ -276,7 +279,8 @@ def stage_source(
     report = SparkIngestReport(source=source.name, files=len(exports))
     # every file's header first: fail before anything is written, naming every refused file
     report.ignored_columns.update(ingestion.check_headers(exports, source))
-    digests = _digests(exports)
+    known = digests or {}
+    digests = {**_digests([e for e in exports if e.relpath not in known]), **known}
     report.file_stats = [(e.relpath, e.size_bytes, digests[e.relpath]) for e in exports]
     report.copies = _copies(exports, digests)
     schema = spark_schema(source)
@@ -436,12 +440,9 @@ def _digests(exports: list[ingestion.ExportFile]) -> dict[str, str]:
 def export_file_stats(data_dir: Path) -> list[list]:
     """(path, size, sha256) of every source's export files, sorted, as a staging records them
     (`SparkIngestReport.file_stats`, `inputs.record_staged`): read on the driver, no Spark."""
-    stats = []
-    for source in SOURCES.values():
-        exports = ingestion.discover_files(Path(data_dir), source)
-        digests = _digests(exports)
-        stats += [[e.relpath, e.size_bytes, digests[e.relpath]] for e in exports]
-    return sorted(stats)
+    exports = [e for s in SOURCES.values() for e in ingestion.discover_files(Path(data_dir), s)]
+    digests = _digests(exports)  # every source's files on one pool of threads
+    return sorted([e.relpath, e.size_bytes, digests[e.relpath]] for e in exports)
 
 
 def _copies(exports: list[ingestion.ExportFile], digests: dict[str, str]) -> dict[str, str]:
