@@ -193,9 +193,19 @@ def spark_staging(
         )
     tables = SparkTables(spark.session(), lake_dir.path)
     _checking(lake_dir.path, STAGED_KEY)
-    reports = pipeline.stage_all(tables, exports.path, context.run.run_id, at, erased, digests)
+    reports = pipeline.stage_all(
+        tables, exports.path, context.run.run_id, at, erased, digests, code, not is_forced(context)
+    )
     inputs.record_staged(lake_dir.path, reports, erased, code, at)
-    metadata: dict = {"staged_tables_stand": False, "erased_subjects": len(erased[0])}
+    metadata: dict = {
+        "staged_tables_stand": False,
+        "erased_subjects": len(erased[0]),
+        # per source, the files read and validated in this run; the others' rows were
+        # validated by an earlier run from the same content, erasures and code
+        "files_validated": dg.MetadataValue.json(
+            {name: [r.files_validated, r.files] for name, r in reports.items()}
+        ),
+    }
     for name, report in reports.items():
         metadata.update({f"{name}_{k}": getattr(report, k) for k in _ROW_COUNTS})
         metadata[f"{name}_quarantine_by_reason"] = dg.MetadataValue.json(

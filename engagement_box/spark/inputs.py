@@ -47,7 +47,7 @@ def _read(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _register_hash(erased: tuple[frozenset[str], str]) -> str:
+def register_hash(erased: tuple[frozenset[str], str]) -> str:
     """The erasure register (`erased`: the subject hashes and the salt; the salt hashed)."""
     hashes, salt = erased
     register = hashlib.sha256()
@@ -87,7 +87,7 @@ def record_staged(
             name: [r.rows_read, r.rows_staged, r.rows_quarantined, r.rows_erased]
             for name, r in sorted(reports.items())
         },
-        "erased": _register_hash(erased),
+        "erased": register_hash(erased),
         "code": code,
         "at": at.isoformat() if at else None,
         "future_rows": sum(r.rows_future for r in reports.values()),
@@ -119,7 +119,7 @@ def staging_stands(
         return None
     if staged_at > at:
         return None
-    if record.get("code") != code or record.get("erased") != _register_hash(erased):
+    if record.get("code") != code or record.get("erased") != register_hash(erased):
         return None
     if record.get("files") != json.loads(json.dumps(files, default=str)):
         return None

@@ -34,16 +34,20 @@ def stage_all(
     at: datetime,
     erased: tuple[frozenset[str], str] = (frozenset(), ""),
     digests: dict[str, str] | None = None,
+    code: str = "",
+    reuse: bool = True,
 ) -> dict[str, SparkIngestReport]:
     """Every source staged as `staging.<source>`, bad rows in `staging.quarantine`, the rows of
     people erased before left out (`erased`: `erasure.read_register`); fails before writing the
     quarantine if a source's rows do not reconcile. `digests`: the export files' sha256 by
-    path, when the run hashed them already."""
+    path, when the run hashed them already. `code` (`inputs.staging_code`) and `reuse`: a file
+    validated before from the same content, erasures and code is not read again unless
+    `reuse` is False (`staging.ValidatedFiles`)."""
     reports, quarantines = {}, []
     for name in SOURCES:
         describe(tables.spark, f"staging {name}")
         staged, quarantine, report = stage_source(
-            tables, data_dir, name, run_id, at, erased, digests
+            tables, data_dir, name, run_id, at, erased, digests, code, reuse
         )
         if not report.holds:
             raise ReconciliationError(
@@ -67,7 +71,7 @@ def stage_all(
         tables.save(READ_CARRIERS_TABLE, tables.spark.createDataFrame(carriers, CARRIER_SCHEMA))
     else:
         tables.remove(READ_CARRIERS_TABLE)
-    for name in SOURCES:  # every staged table is written: the validated rows are not needed
+    for name in SOURCES:  # what releases before 2026-12-06 left: validated rows in one table
         tables.remove(validated_table(name))
     return reports
 

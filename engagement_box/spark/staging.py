@@ -6,18 +6,24 @@ anything is written; the columns it names that no contract column reads are repo
 file). Spark then spreads the files over its tasks (`mapInArrow`); each task
 reads its files with `ingestion.read_raw` and splits the rows with `ingestion.check_batch`, the
 DuckDB engine's own functions, so the rules, the parsing and the quarantine reasons are written
-once. The validated rows are written to the lake once and read back by the later passes.
-Repeated keys are found by an aggregate by key over all files (the first by file path, then
-row, is kept, as the DuckDB engine stages them); their quarantine rows come from
+once. The validated rows are written to the lake once, one folder per export file
+(`ValidatedFiles`), and read back by the later passes; a file whose content, path, erasures and
+code are those of its folder is not read again (a day's one new file is the only one a run
+validates). Repeated keys are found by an aggregate by key over all files (the first by file
+path, then row, is kept, as the DuckDB engine stages them); their quarantine rows come from
 `ingestion.quarantine_rows`.
 The reconciliation (rows read = staged + quarantined + erased) is checked before the tables are
-published. The Spark engine rebuilds staging from all files on every run (no incremental
-ingest). The rows of people erased before (the register `engagement-box erase` writes beside
+published. The staged tables are written again from every file's validated rows on each
+run that stages. The rows of people erased before (the register `engagement-box erase` writes beside
 the working database, `erasure.read_register`) are dropped in the tasks before validation, as
 the DuckDB engine's ingest drops them, and counted as erased.
 """
 
+import hashlib
+import json
 import os
+import shutil
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +35,7 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box.governance import erasure
+from engagement_box.spark.tables import write_json
 from engagement_box.staging import ingestion
 from engagement_box.staging.contracts import SOURCES, Source
 
@@ -47,6 +54,10 @@ OUT_BATCH_ROWS = 65_536  # rows per Arrow batch a task hands back to the JVM
 FILE_BYTES_PER_TASK = 64 * 2**20  # files are spread over more tasks than cores when large
 # A carrier row's profile hash, key kind and key hash travel in these quarantine columns.
 CARRIER_COLUMNS = {"reason": "profile_hash", "column": "kind", "detail": "key_hash"}
+# `<lake>/tables/_validated/<source>/<entry>/`: one export file's validated rows (`ValidatedFiles`)
+VALIDATED_DIR = "_validated"
+ENTRY_RECORD = "_entry.json"  # Spark's reader skips names starting with "_"
+ENTRY = "_entry"  # the partition column the validated rows are written by, one value per file
 
 
 @dataclass
@@ -58,6 +69,7 @@ class SparkIngestReport:
     rows_quarantined: int = 0
     rows_erased: int = 0  # rows of people erased before, dropped unread
     rows_future: int = 0  # quarantined rows with a date after the run's time among their reasons
+    files_validated: int = 0  # files read and validated by this staging (the rest: as before)
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
     # As the DuckDB engine's `IngestReport` has them (the staging metadata the CLI warns from):
     # per file, the columns its contract does not know, as the file names them; and per file
@@ -195,10 +207,21 @@ def _validate_files(
             yield from to_batches(part.select(schema.names))
 
     def _carriers(raw: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
-        # The erased profiles' keys, hashed in the task (no value leaves it).
-        keys = erasure.profile_key_hashes(erasure.dropped_rows(raw, kept), salt)
+        # The erased profiles' keys, hashed in the task (no value leaves it), per file: a
+        # file's validated rows are kept in its own folder (`ValidatedFiles`).
+        dropped = erasure.dropped_rows(raw, kept)
+        keys = pl.concat(
+            [
+                erasure.profile_key_hashes(rows, salt).with_columns(source_file=pl.lit(file))
+                for (file,), rows in dropped.group_by("source_file")
+            ],
+            how="vertical_relaxed",
+        )
         return keys.select(
-            *[empty[c].alias(c) for c in typed_names],
+            *[
+                pl.col("source_file") if c == "source_file" else empty[c].alias(c)
+                for c in typed_names
+            ],
             *[
                 pl.col(CARRIER_COLUMNS[c]).alias(c)
                 if c in CARRIER_COLUMNS
@@ -260,15 +283,20 @@ def stage_source(
     at: datetime,
     erased: tuple[frozenset[str], str] = (frozenset(), ""),
     digests: dict[str, str] | None = None,
+    code: str = "",
+    reuse: bool = True,
 ):
     """(staged DataFrame, quarantine DataFrame, report) of one source, from all its files, the
     rows of the people erased before (`erased`: their subject hashes and the salt) left out.
     `digests`: the files' sha256 by path when the run hashed them already
-    (`export_file_stats`); a file not among them is hashed here.
+    (`export_file_stats`); a file not among them is hashed here. `code`: what validates
+    (`inputs.staging_code`); `reuse`: False validates every file again (a forced run).
 
-    The validated rows are written once to the lake (`staging.validated_<source>`, Parquet) and
-    read back by each of the later passes: the counts, the repeated keys, the staged rows and
-    the quarantine. Nothing of the size of the input is kept in the JVM's heap, so the heap
+    The validated rows are written once to the lake, one folder per file (`ValidatedFiles`),
+    and read back by each of the later passes: the counts, the repeated keys, the staged rows
+    and the quarantine. A file validated by an earlier staging from the same content, path,
+    erasures and code, none of whose rows was held back as dated after that staging's time,
+    is not read again. Nothing of the size of the input is kept in the JVM's heap, so the heap
     does not limit the rows a run can take (a cache held the rows before: at 10M order rows
     the collector took a quarter of the JVM's time)."""
     from pyspark.sql import functions as F
@@ -286,16 +314,26 @@ def stage_source(
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]
     if not exports:
+        ValidatedFiles(tables.lake, source.name).keep_only([])
         empty = spark.createDataFrame([], schema)
         return empty.select(typed), _quarantine(spark, empty), report
-    plan = file_tasks(spark, exports)
-    # one row per task, each in its own partition: the task's number picks its files
-    validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
-        _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at, plan, erased),
-        schema,
-    )
-    tables.save(validated_table(source.name), validated)
-    rows = tables.table(validated_table(source.name))
+    validated_files = ValidatedFiles(tables.lake, source.name)
+    entries = {e.relpath: entry_key(e.relpath, digests[e.relpath], code, erased) for e in exports}
+    fresh = [e for e in exports if not (reuse and validated_files.usable(entries[e.relpath], at))]
+    report.files_validated = len(fresh)
+    if fresh:
+        plan = file_tasks(spark, fresh)
+        # one row per task, each in its own partition: the task's number picks its files
+        validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
+            _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at, plan, erased),
+            schema,
+        )
+        entry_of = F.create_map(*[F.lit(x) for e in fresh for x in (e.relpath, entries[e.relpath])])
+        validated_files.write(
+            validated.withColumn(ENTRY, F.element_at(entry_of, F.col("source_file"))),
+            [entries[e.relpath] for e in fresh],
+        )
+    rows = validated_files.read(spark, schema, list(entries.values()))
 
     # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
     def good_column(c: str):
@@ -337,7 +375,9 @@ def stage_source(
         "source_row",
         *[good_column(c).alias(k) for c, k in keys.items()],
         F.when(is_staged, place).alias("_place"),
-        F.when(F.col(KIND).isin("read", "quarantine"), F.col("source_file")).alias("_file"),
+        F.when(F.col(KIND).isin("read", "quarantine", FUTURE_KIND), F.col("source_file")).alias(
+            "_file"
+        ),
     )
     arrow = (
         tagged.groupingSets([by_kind, by_reason, by_key], *by_key, *more)
@@ -358,7 +398,7 @@ def stage_source(
         (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == REFUSED)
     )
     if problems.height:  # nothing of this source is staged; the files in path order
-        tables.remove(validated_table(source.name))
+        validated_files.forget([entries[e.relpath] for e in fresh])
         raise ingestion.refused_error(sorted(problems["reason"]), source)
     totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, *more))
     per_kind = totals.group_by(KIND).agg(pl.col("_n").sum(), pl.col("_rows").sum())
@@ -369,6 +409,12 @@ def stage_source(
     quarantined_per_file = dict(
         files.filter(pl.col(KIND) == "quarantine").select("_file", "_n").iter_rows()
     )
+    future_per_file = dict(
+        files.filter(pl.col(KIND) == FUTURE_KIND).select("_file", "_rows").iter_rows()
+    )
+    for export in fresh:  # usable by a later staging (`ValidatedFiles.usable`)
+        validated_files.record(entries[export.relpath], at, future_per_file.get(export.relpath, 0))
+    validated_files.keep_only(entries.values())
     reasons = answers.filter(
         (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == "quarantine")
     )
@@ -471,8 +517,84 @@ def _set_id(grouped: list[str], columns: list[str], *more: str) -> int:
 
 
 def validated_table(source_name: str) -> str:
-    """The working table of one source's validated rows (deleted when staging is done)."""
+    """The working table of one source's validated rows that releases before 2026-12-06
+    wrote (`stage_all` deletes it from a lake they left it in)."""
     return f"staging.validated_{source_name}"
+
+
+def entry_key(relpath: str, digest: str, code: str, erased: tuple[frozenset[str], str]) -> str:
+    """What a file's validated rows were made from: its path (the rows carry it), its content
+    (sha256), the code that validated it and the erasure register (rows of people erased are
+    left out). Another of any of them is another entry."""
+    from engagement_box.spark.inputs import register_hash
+
+    made_from = "\0".join([relpath, digest, code, register_hash(erased)])
+    return hashlib.sha256(made_from.encode()).hexdigest()
+
+
+class ValidatedFiles:
+    """One source's validated rows, a folder per export file:
+    `<lake>/tables/_validated/<source>/<entry>/` (`entry_key`), with `_entry.json` saying when
+    it was validated and how many of its rows were quarantined with a date after that time
+    among their reasons. A folder is used again while that count is 0 and the run's time is
+    not earlier (a later clock would stage such rows, an earlier one quarantine rows it
+    staged); one without its record (a staging that stopped, or refused a file) never is.
+    The folders of files no longer exported are deleted when a staging of the source is done;
+    an erasure deletes them all with the lake's working tables
+    (`erasure.erase_from_lake`)."""
+
+    def __init__(self, lake: Path, source_name: str):
+        self.root = Path(lake) / "tables" / VALIDATED_DIR / source_name
+
+    def usable(self, key: str, at: datetime) -> bool:
+        try:
+            record = json.loads((self.root / key / ENTRY_RECORD).read_text(encoding="utf-8"))
+            validated_at = datetime.fromisoformat(record["at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return record.get("future_rows") == 0 and validated_at <= at
+
+    def write(self, frame, keys: list[str]) -> None:
+        """`frame`'s rows into the folders of `keys` (by its `ENTRY` column), replacing them."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        writing = self.root / f".writing-{uuid.uuid4().hex}"
+        frame.write.partitionBy(ENTRY).mode("error").parquet(str(writing))
+        for key in keys:
+            target = self.root / key
+            if target.exists():
+                shutil.rmtree(target)
+            written = writing / f"{ENTRY}={key}"
+            if written.is_dir():
+                os.replace(written, target)
+            else:  # a file of no row (an empty export)
+                target.mkdir()
+        left = [p.name for p in writing.iterdir() if p.is_dir()]
+        shutil.rmtree(writing)
+        if left:  # a row of no file the run validated: never dropped unsaid
+            raise RuntimeError(f"validated rows of no export file: {left}")
+
+    def record(self, key: str, at: datetime, future_rows: int) -> None:
+        write_json(
+            self.root / key / ENTRY_RECORD, {"at": at.isoformat(), "future_rows": int(future_rows)}
+        )
+
+    def read(self, spark, schema, keys: list[str]):
+        """The validated rows of the files of `keys`, in `schema`."""
+        folders = [str(self.root / k) for k in keys if any((self.root / k).glob("*.parquet"))]
+        if not folders:
+            return spark.createDataFrame([], schema)
+        return spark.read.schema(schema).parquet(*folders)
+
+    def forget(self, keys: list[str]) -> None:
+        for key in keys:
+            shutil.rmtree(self.root / key, ignore_errors=True)
+
+    def keep_only(self, keys) -> None:
+        """Delete the folders of files not among `keys` (and writes that stopped)."""
+        kept = set(keys)
+        for folder in self.root.iterdir() if self.root.is_dir() else []:
+            if folder.name not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _quarantine(spark, rows, source_name: str = "", run_id: str = "", at: datetime | None = None):
