@@ -574,6 +574,44 @@ def test_a_row_of_a_changed_file_that_became_bad_is_said_quarantined_not_withdra
     assert "no longer holds" not in only_bad and "put them back" not in only_bad, only_bad
 
 
+@pytest.mark.parametrize("other", ["repeat.csv", "new.csv"])
+def test_a_key_a_changed_file_drops_and_another_file_of_the_run_stages_is_said(
+    warehouse, exports_dir, other
+):
+    """A key moves from one file to another in one run: its file changed and dropped it, and a
+    file taken in by the same run (one that repeated it and changed too, or a new one) stages
+    it with other values. The run said nothing, though the order's buyer and amount changed (a
+    review); a key restaged from an unchanged file's repeat was said, this was not."""
+    first = exports_dir / "orders" / "day1.csv"
+    write_csv(first, [good_order(1), good_order(2)])
+    if other == "repeat.csv":  # o2 repeated with another buyer: quarantined as duplicate_key
+        write_csv(exports_dir / "orders" / other, [good_order(2, customer="c9")])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(first, [good_order(1)])
+    write_csv(exports_dir / "orders" / other, [good_order(2, customer="c9"), good_order(5)])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    staged = warehouse.execute(
+        "SELECT customer_id, source_file FROM staging.orders WHERE order_id = 'o2'"
+    ).fetchall()
+    assert staged == [("c9", f"orders/{other}")]  # the test can fail: the key moved
+    assert report.keys_withdrawn == {
+        "orders/day1.csv": {
+            "keys": 0,
+            "first": [],
+            "moved": 1,
+            "moved_first": ["o2"],
+            "moved_to": [f"orders/{other}"],
+        }
+    }, report.keys_withdrawn
+    said = withdrawn_message("orders", "orders/day1.csv", report.keys_withdrawn["orders/day1.csv"])
+    assert said == (
+        "orders/day1.csv changed and no longer holds 1 of the keys it staged before (keys o2), "
+        f"which orders/{other} now stages: that file's rows count now for those keys in "
+        "staging.orders, and their values (buyer, amount, dates) may differ from those "
+        "orders/day1.csv had"
+    ), said
+
+
 def test_excels_separator_hint_line_is_named_not_taken_for_the_header(warehouse, exports_dir):
     """Excel writes `sep=,` above the header when asked to: the run said "missing required
     column(s) ... (found: sep=, )", which does not say what to remove."""

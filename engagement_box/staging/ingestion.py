@@ -2258,7 +2258,7 @@ def _stage(
                 erasure.record_erased_profiles(con, pl.concat(erased_profiles), salt)
             if report.files_replaced:
                 report.duplicates_restaged = restage_orphaned_duplicates(con, source, run_id, at)
-                report.keys_withdrawn = _withdrawn_keys(con, source)
+                report.keys_withdrawn = _withdrawn_keys(con, source, files)
                 for file in set(report.keys_withdrawn) & set(report.restaged_for_rules):
                     report.keys_withdrawn[file]["rules"] = STAGING_RULES  # not the file
                 _compare_again(con, source, report.files_replaced)
@@ -2451,11 +2451,15 @@ def _remember_replaced_keys(
     )
 
 
-def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int = 5) -> dict:
+def _withdrawn_keys(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[str], shown: int = 5
+) -> dict:
     """Per changed file whose keys staged before no file stages now: how many it no longer holds
     (`keys`, the first `shown` in `first`, in the file's old row order), and how many it still
     holds in a row quarantined now (`quarantined`, `quarantined_first`): a row that became bad
-    is no row taken away."""
+    is no row taken away. And per changed file whose keys staged before another of this run's
+    `files` stages now, with that row's values (`moved`, `moved_first`, `moved_to`: the files):
+    a key whose buyer or amount may have changed, said like the keys restaged from a repeat."""
     # The key of a quarantined row as the staged key reads, per column: trimmed, codes in
     # upper case (fx_rates' `usd`), dates as dates (`2024-01-01T00:00:00`) where they parse.
     names = {f"k{i}": c for i, c in enumerate(source.key_columns)}
@@ -2482,12 +2486,21 @@ def _withdrawn_keys(con: duckdb.DuckDBPyConnection, source: Source, shown: int =
     rows = con.execute(
         sql, {"source": source.name, "invisible": INVISIBLE_PATTERN, **names}
     ).fetchall()
+    moved = con.execute(
+        sql_template("staging/moved_keys").format(
+            key=_key_sql(source), table=quote_identifier(source.name), shown=int(shown)
+        ),
+        {"files": files},
+    ).fetchall()
     con.execute(load_sql("staging/drop_replaced_keys"))
-    withdrawn = {}
+    withdrawn: dict[str, dict] = {}
     for file, gone, first, quarantined, quarantined_first in rows:
         withdrawn[file] = {"keys": gone, "first": first or []}
         if quarantined:
             withdrawn[file] |= {"quarantined": quarantined, "quarantined_first": quarantined_first}
+    for file, count, first, to in moved:
+        said = withdrawn.setdefault(file, {"keys": 0, "first": []})
+        said |= {"moved": count, "moved_first": first, "moved_to": to}
     return withdrawn
 
 
@@ -2623,7 +2636,8 @@ def rules_message(files: dict[str, int]) -> str:
 
 def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
     """What a run says of a changed file whose keys staged before no file stages now: those it
-    no longer holds, and those it holds in a row quarantined now."""
+    no longer holds, and those it holds in a row quarantined now; and of its keys staged now
+    from another file taken in by the run."""
 
     def keys(count: int, first: list) -> str:
         listed = ", ".join(str(k).replace("\x1f", " ") for k in first)
@@ -2658,6 +2672,20 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
             f"{keys(quarantined, withdrawn['quarantined_first'])}: they left staging.{source} "
             "and every table computed from it; staging.quarantine says why (docs/CONTRACTS.md "
             "gives the rules), correct them in the file"
+        )
+    moved = withdrawn.get("moved", 0)
+    if moved:
+        head = (
+            f"{file}, unchanged, read under the ingest's current rules (version {rules}), no "
+            "longer gives"
+            if rules
+            else f"{file} changed and no longer holds"
+        )
+        said.append(
+            f"{head} {moved:,} of the keys it staged before "
+            f"{keys(moved, withdrawn['moved_first'])}, which {', '.join(withdrawn['moved_to'])} "
+            f"now stages: that file's rows count now for those keys in staging.{source}, and "
+            f"their values (buyer, amount, dates) may differ from those {file} had"
         )
     return "; ".join(said)
 
