@@ -1277,6 +1277,21 @@ def test_a_shop_selling_in_one_other_currency_is_told_to_report_in_it():
     assert "ENGAGEMENT_CURRENCY" not in mixed.description
     two = left_out_check({"EUR": 500, "CHF": 500}, 1000, "USD")
     assert "ENGAGEMENT_CURRENCY" not in two.description
+    assert "re-execution from this failure" in alone.description
+
+
+def test_orders_left_out_within_the_limit_are_not_said_a_failure():
+    """2 of 12,215 orders in a currency without a rate: the check passes and the run publishes,
+    yet its line told the user to re-execute "from this failure" (a review)."""
+    from assets.value import left_out_check
+
+    within = left_out_check({"JPY": 1, "XYZ": 1}, 12_215, "USD")
+    assert within.passed
+    assert within.description == (
+        "2 of 12215 completed orders left out: no FX rate into USD (JPY 1, XYZ 1); add them to "
+        "the fx_rates export or ENGAGEMENT_FX_RATES, then run again (the next scheduled run "
+        "takes them in)"
+    ), within.description
 
 
 def test_orders_left_out_for_want_of_a_rate_fail_the_blocking_check(tmp_path, exports_dir):
