@@ -87,10 +87,29 @@ def test_a_run_carries_the_choice_of_the_latest_earlier_as_of(con):
     # A second run of the as-of that chose chooses on its holdout again (the same choice for
     # the same data: a forced choice stays); a second run of a day that carried carries again.
     again = choice.choice_in_force(con, window(CHOSEN_AT))
-    assert not again.carried and f"an earlier run of {CHOSEN_AT} chose mbgnbd" in again.reason
+    assert not again.carried
+    assert again.reason == (
+        f"new orders were staged since an earlier run of {CHOSEN_AT}, which chose mbgnbd on "
+        "this as-of's holdout: chosen again on it"
+    )
     rerun = choice.choice_in_force(con, window(day))
     assert rerun.carried and rerun.carried_from == day, rerun.reason
     assert "an earlier run of this as-of" in rerun.reason
+
+
+def test_a_second_run_of_the_as_of_that_chose_says_what_changed(con):
+    """The steps computed in full say why (the CLI prints the reason): an erasure since the
+    run that chose, or nothing (a forced run), not only that a choice was made before."""
+    record(con, CHOSEN_AT, CHOSEN_AT)
+    forced = choice.choice_in_force(con, window(CHOSEN_AT))
+    assert not forced.carried
+    assert forced.reason.startswith("nothing changed (a forced run, or one again) since an ")
+    con.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON)")
+    con.execute("""INSERT INTO staging.erasure_log VALUES ('r1', '{"staging.orders": 1}')""")
+    erased = choice.choice_in_force(con, window(CHOSEN_AT))
+    assert erased.reason.startswith(
+        f"an erasure was applied since an earlier run of {CHOSEN_AT}, which chose mbgnbd"
+    ), erased.reason
 
 
 @pytest.mark.parametrize(

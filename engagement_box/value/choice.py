@@ -114,9 +114,18 @@ def choice_in_force(con: duckdb.DuckDBPyConnection, window: dict) -> ChoiceInFor
     earlier, choice_as_of, model, stored = row
     if earlier == choice_as_of == as_of:
         # An earlier run of this as-of chose on its holdout (a forced choice too): choosing
-        # again on the same holdout keeps that choice unless the data changed since.
+        # again on the same holdout keeps that choice unless the data changed since. Said
+        # with what changed since, as the steps computed in full say it.
+        recorded, now = json.loads(stored), choice_inputs(con, window)
+        why = incremental.changed_since(recorded, now)
+        if why is None:
+            same = recorded == json.loads(json.dumps(now, sort_keys=True))
+            why = (
+                "nothing changed (a forced run, or one again)" if same else "new orders were staged"
+            )
         return ChoiceInForce(
-            f"an earlier run of {as_of} chose {model} on this as-of's holdout: chosen again on it"
+            f"{why} since an earlier run of {as_of}, which chose {model} on this as-of's "
+            "holdout: chosen again on it"
         )
     age = (as_of - choice_as_of).days
     if age >= days:
