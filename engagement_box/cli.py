@@ -1403,7 +1403,8 @@ def erase(args: argparse.Namespace) -> int:
         next_run = " or ".join(runs + (["the Spark job"] if report.lake_rows_removed else []))
         print(
             "  other customers' numbers in the versions that held the person stay as computed "
-            "with them (the CIV they ceded to them, for one: CIV no longer sums to 0 there); "
+            "with them (the CIV any of them ceded to the person, for one: where there was "
+            "some, CIV no longer sums to 0 there); "
             f"the next run ({next_run}) publishes a version computed without them"
         )
     for path, rows in sorted(report.audience_rows_removed.items()):
@@ -1412,7 +1413,11 @@ def erase(args: argparse.Namespace) -> int:
         print(f"  audience folder {folder} not rewritten: {why}")
     if report.published_file:
         # Rebuilt after every erasure (its erasure log changed), with or without a match.
-        without = " without the person" if matched else ""
+        without = (
+            " without the person"
+            if matched
+            else " (it records the erasure requests; none of its rows held the person)"
+        )
         print(f"  published file rebuilt{without}: {warehouse.path}")
     if report.history_files_rewritten:
         files = len(report.history_files_rewritten)

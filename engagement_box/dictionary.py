@@ -690,8 +690,18 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("moved", "BOOLEAN", "from_value differs from to_value."),
             Column("customers", "BIGINT", "Customers who made this move."),
-            Column("cev_from", "DOUBLE", f"Their CEV in from_snapshot ({_MONEY})."),
-            Column("cev_to", "DOUBLE", f"Their CEV in to_snapshot ({_MONEY})."),
+            Column(
+                "cev_from",
+                "DOUBLE",
+                f"Their CEV in from_snapshot ({_MONEY}); a customer without a row there "
+                "('(none)') counts 0.",
+            ),
+            Column(
+                "cev_to",
+                "DOUBLE",
+                f"Their CEV in to_snapshot ({_MONEY}); a customer without a row there "
+                "('(none)') counts 0.",
+            ),
         ),
     ),
     Table(

@@ -1568,6 +1568,10 @@ def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsy
         first,
     ), first
     assert "without the person" not in out and "deleted" not in "".join(rest)
+    # The file analysts open is built again (it records the requests), and says why (a review:
+    # "published file rebuilt" alone read as if rows had changed).
+    said = "published file rebuilt (it records the erasure requests; none of its rows held the "
+    assert said + "person): " in out, out
     assert "engagement-box run" not in out  # nothing computed changed
     assert erasure_log_rows(erasable) == 1
 
