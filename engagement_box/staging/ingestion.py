@@ -2647,15 +2647,15 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
     # file, moved its rows ("changed" sent a user looking for an edit no one made).
     rules = withdrawn.get("rules")
     said = []
+    no_longer = (
+        f"{file}, unchanged, read under the ingest's current rules (version {rules}), no longer "
+        "gives"
+        if rules
+        else f"{file} changed and no longer holds"
+    )
     if withdrawn["keys"]:
-        head = (
-            f"{file}, unchanged, read under the ingest's current rules (version {rules}), no "
-            "longer gives"
-            if rules
-            else f"{file} changed and no longer holds"
-        )
         said.append(
-            f"{head} {withdrawn['keys']:,} of the rows it staged "
+            f"{no_longer} {withdrawn['keys']:,} of the rows it staged "
             f"before {keys(withdrawn['keys'], withdrawn['first'])}: they left staging.{source} "
             "and every table computed from it. A file's rows are replaced when it changes: if "
             "they should stay, put them back in it or in a new file"
@@ -2675,14 +2675,8 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
         )
     moved = withdrawn.get("moved", 0)
     if moved:
-        head = (
-            f"{file}, unchanged, read under the ingest's current rules (version {rules}), no "
-            "longer gives"
-            if rules
-            else f"{file} changed and no longer holds"
-        )
         said.append(
-            f"{head} {moved:,} of the keys it staged before "
+            f"{no_longer} {moved:,} of the keys it staged before "
             f"{keys(moved, withdrawn['moved_first'])}, which {', '.join(withdrawn['moved_to'])} "
             f"now stages: that file's rows count now for those keys in staging.{source}, and "
             f"their values (buyer, amount, dates) may differ from those {file} had"
