@@ -123,7 +123,10 @@ def engagement_value(
             customers=customers,
             customer_since=customer_since,
         )
-        values = values.with_columns(pl.lit(window["as_of"]).alias("as_of"))
+        values = values.with_columns(
+            pl.lit(window["currency"], dtype=pl.String).alias("currency"),
+            pl.lit(window["as_of"]).alias("as_of"),
+        )
         state = incremental.record(
             con, "engagement_value", window["as_of"], now, values.height, edges=parts.edges.height
         )
@@ -317,7 +320,8 @@ def customer_persona(
             assignments, profiles = personas.assign_personas(features, model)
         # which model assigned the version's customers, for analysts comparing versions
         profiles = profiles.with_columns(
-            pl.lit(fitted_as_of, dtype=pl.Date).alias("model_fitted_as_of")
+            pl.lit(fitted_as_of, dtype=pl.Date).alias("model_fitted_as_of"),
+            pl.lit(window["currency"], dtype=pl.String).alias("currency"),
         )
         record = personas.record_model(con, window["as_of"], fitted_as_of, inputs, model)
         ran_with = publish.run_settings(window, engagement_config)

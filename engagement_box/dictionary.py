@@ -463,6 +463,12 @@ TABLES: tuple[Table, ...] = (
             ),
             QUADRANT,
             Column("quadrant_play", "VARCHAR", "The marketing play for the quadrant, in words."),
+            Column(
+                "currency",
+                "VARCHAR",
+                f"{CURRENCY.description} NULL in versions published before the column "
+                "(2026-12-06).",
+            ),
             AS_OF,
         ),
     ),
@@ -510,6 +516,12 @@ TABLES: tuple[Table, ...] = (
                 "versions with the same date used the same model (centres, persona_id and "
                 "names correspond); a later date is a refit, which numbers and names its "
                 "personas anew. NULL in versions published before the column (2026-12-05).",
+            ),
+            Column(
+                "currency",
+                "VARCHAR",
+                "The reporting currency of the money means (ENGAGEMENT_CURRENCY). NULL in "
+                "versions published before the column (2026-12-06).",
             ),
             AS_OF,
         ),

@@ -64,11 +64,12 @@ def duckdb_engagement(con, as_of=AS_OF) -> tuple[dict[str, pl.DataFrame], dict[s
     features = personas.feature_frame(values, value["customer_rfm"], rfm.PROSPECT)
     fitted = personas.build_personas(features)
     stamp = pl.lit(as_of).alias("as_of")
+    money = pl.lit("USD").alias("currency")
     marts = {
-        "engagement_value": values.with_columns(stamp),
+        "engagement_value": values.with_columns(money, stamp),
         "customer_persona": fitted.assignments.with_columns(stamp),
         "persona_profile": fitted.profiles.with_columns(
-            pl.lit(as_of).alias("model_fitted_as_of"), stamp
+            pl.lit(as_of).alias("model_fitted_as_of"), money, stamp
         ),
     }
     # the customer mart: sql/work/customer.sql over these work rows, as the DuckDB engine runs it

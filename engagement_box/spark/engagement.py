@@ -608,7 +608,8 @@ def engagement_marts(
         spark.table("work.customer_summary"),
         settings,
     )
-    tables.save("work.engagement_value", values.select("*", stamp))
+    money = F.lit(currency).alias("currency")  # the reporting currency of the money columns
+    tables.save("work.engagement_value", values.select("*", money, stamp))
     values = spark.table("work.engagement_value")
     rfm = spark.table("work.customer_rfm").filter(F.col("as_of") == F.lit(as_of))
     assignments, profiles, persona_info = personas.personas_in_force(
@@ -622,7 +623,7 @@ def engagement_marts(
         persona_settings,
     )
     tables.save("work.customer_persona", assignments.select("*", stamp))
-    tables.save("work.persona_profile", profiles.select("*", stamp))
+    tables.save("work.persona_profile", profiles.select("*", money, stamp))
     tables.save("work.customer", customer_mart(tables, as_of, currency).select("*", stamp))
     info.update(persona_info)
     return {name: spark.table(f"work.{name}") for name in ENGAGEMENT_MARTS}, info
