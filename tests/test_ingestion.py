@@ -605,11 +605,31 @@ def test_a_key_a_changed_file_drops_and_another_file_of_the_run_stages_is_said(
     }, report.keys_withdrawn
     said = withdrawn_message("orders", "orders/day1.csv", report.keys_withdrawn["orders/day1.csv"])
     assert said == (
-        "orders/day1.csv changed and no longer holds 1 of the keys it staged before (keys o2), "
-        f"which orders/{other} now stages: that file's rows count now for those keys in "
-        "staging.orders, and their values (buyer, amount, dates) may differ from those "
-        "orders/day1.csv had"
+        "orders/day1.csv changed, and 1 of the keys it staged before (keys o2) are now staged "
+        f"from orders/{other}: that file's rows count now for those keys in staging.orders, and "
+        "their values may differ from those orders/day1.csv had (its own row is gone, or "
+        "quarantined now: staging.quarantine says why)"
     ), said
+
+
+def test_a_key_a_changed_file_still_holds_in_a_quarantined_row_is_not_said_gone(
+    warehouse, exports_dir
+):
+    """The changed file keeps o2, now quarantined as the repeat of a new file's row that sorts
+    before it: the run said the file "no longer holds" o2 (a re-review)."""
+    changed = exports_dir / "orders" / "day2.csv"
+    write_csv(changed, [good_order(1), good_order(2)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(changed, [good_order(1), good_order(2), good_order(3)])
+    write_csv(exports_dir / "orders" / "day0.csv", [good_order(2, customer="c9")])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    reasons = warehouse.execute(
+        "SELECT source_file, reason FROM staging.quarantine WHERE source_row = 2"
+    ).fetchall()
+    assert reasons == [("orders/day2.csv", "duplicate_key")]  # the row is still in the file
+    said = withdrawn_message("orders", "orders/day2.csv", report.keys_withdrawn["orders/day2.csv"])
+    assert "no longer holds" not in said, said
+    assert "(keys o2) are now staged from orders/day0.csv" in said, said
 
 
 def test_excels_separator_hint_line_is_named_not_taken_for_the_header(warehouse, exports_dir):

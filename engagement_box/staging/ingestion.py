@@ -2675,11 +2675,19 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
         )
     moved = withdrawn.get("moved", 0)
     if moved:
+        # The file's own row for such a key is gone, or quarantined now (a bad row, or the
+        # repeat of the other file's row): staging.quarantine tells which.
+        head = (
+            f"{file}, unchanged, read under the ingest's current rules (version {rules}):"
+            if rules
+            else f"{file} changed, and"
+        )
         said.append(
-            f"{no_longer} {moved:,} of the keys it staged before "
-            f"{keys(moved, withdrawn['moved_first'])}, which {', '.join(withdrawn['moved_to'])} "
-            f"now stages: that file's rows count now for those keys in staging.{source}, and "
-            f"their values (buyer, amount, dates) may differ from those {file} had"
+            f"{head} {moved:,} of the keys it staged before "
+            f"{keys(moved, withdrawn['moved_first'])} are now staged from "
+            f"{', '.join(withdrawn['moved_to'])}: that file's rows count now for those keys in "
+            f"staging.{source}, and their values may differ from those {file} had (its own "
+            "row is gone, or quarantined now: staging.quarantine says why)"
         )
     return "; ".join(said)
 
