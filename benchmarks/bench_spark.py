@@ -268,7 +268,8 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     jvm[0] = _jvm_pid()
     tables = SparkTables(spark, work / "lake")
-    timed("spark", "staging", lambda: pipeline.stage_all(tables, exports, "b", NOW))
+    # every file validated, as a cold run does (a --work folder used before keeps validated files)
+    timed("spark", "staging", lambda: pipeline.stage_all(tables, exports, "b", NOW, reuse=False))
     timed("spark", "identity", lambda: pipeline.build_identity(tables))
     marts, info = timed(
         "spark", "summaries + fits (driver)", lambda: pipeline.value_marts(tables, as_of, "USD", {})

@@ -126,3 +126,40 @@ def test_a_staging_that_refuses_a_file_keeps_no_validated_rows(session, tmp_path
     (orders / "b.csv").unlink()
     reports = pipeline.stage_all(tables, tmp_path / "exports", "run", AT, code="c1")
     assert reports["orders"].files_validated == 1 and reports["orders"].rows_staged == 1
+
+
+def test_an_erasure_deletes_the_validated_files_even_when_it_finds_no_one(tmp_path: Path):
+    """The lake's working tables are kept when the erased person is not found in them (a later
+    erasure by email can find people there); the export files' validated rows are not: the
+    lookup does not read them, and no staging would take them again under the new register."""
+    from engagement_box.governance import erasure
+
+    lake = tmp_path / "lake"
+    kept = lake / "tables" / "staging.orders" / "w1"
+    kept.mkdir(parents=True)
+    (kept.parent / "_current").write_text("w1")
+    entry = lake / "tables" / VALIDATED_DIR / "orders" / "e1"
+    entry.mkdir(parents=True)
+    (entry / "part-0.parquet").write_bytes(b"rows of the person")
+    erasure.erase_from_lake(lake, erasure._Subjects(email={"nobody@example.com"}), found=False)
+    assert not (lake / "tables" / VALIDATED_DIR).exists()
+    assert kept.is_dir()
+    assert not [p.name for p in lake.iterdir() if p.name.startswith(".")]  # nothing set aside
+
+
+def test_a_file_rewritten_after_it_was_hashed_is_refused_not_kept(session, tmp_path: Path):
+    """The run hashes the exports before Spark reads them (the version's inputs, the folders'
+    names): a file rewritten in between kept its new rows under the old content's name, and a
+    later run took them for that content (a review)."""
+    orders = tmp_path / "exports" / "orders"
+    orders.mkdir(parents=True)
+    header = ",".join(ORDER_HEADER)
+    row = "o{},c1,,2024-01-01 10:00:00,10.00,USD,completed,web"
+    path = orders / "a.csv"
+    path.write_text(f"{header}\n{row.format(1)}\n")
+    hashed = {"orders/a.csv": "0" * 64}  # what the run hashed: another content than now
+    tables = SparkTables(session, tmp_path / "lake")
+    with pytest.raises(IngestError, match="orders/a.csv: the file changed while it was read"):
+        pipeline.stage_all(tables, tmp_path / "exports", "run", AT, digests=hashed, code="c1")
+    folder = tmp_path / "lake" / "tables" / VALIDATED_DIR / "orders"
+    assert not folder.exists() or not any(folder.iterdir())

@@ -65,7 +65,8 @@ What this does not do, honestly:
 * The raw export files still hold the person. The ingest does not read an unchanged file again;
   a changed or new file is read again, and the ingest must drop the erased people's rows with
   `suppression_mask` (rows it drops count as erased in the reconciliation). The Spark engine
-  re-reads every export on each run and drops the same rows, by the register `erase` writes
+  reads every export again on the run after an erasure (its validated rows are deleted with
+  it) and drops the same rows, by the register `erase` writes
   beside the working database (`register_path`: the logged hashes and the salt). A register that
   is missing or behind the log (erasures logged before registers existed, a copied database) is
   written again by the next DuckDB ingest (`refresh_register`), or by the Spark run itself from
@@ -1644,8 +1645,12 @@ def erase_from_lake(lake: Path, subjects: _Subjects, found: bool = True) -> dict
     lake's staged profiles, guest orders and audiences). The lake's working tables, which hold
     the staged rows, are deleted when the person was found in the lake (`found`: in its
     tables or versions; every Spark run rebuilds them); kept otherwise, so a later erasure by
-    email or handle can still find people in them."""
+    email or handle can still find people in them. The export files' validated rows
+    (`tables/_validated`, `spark/staging.py::ValidatedFiles`) are deleted by every erasure:
+    their lookup does not reach them, and the register this erasure changes names them, so
+    no later staging would take them again."""
     from engagement_box.spark import lake as spark_lake
+    from engagement_box.spark.staging import VALIDATED_DIR
 
     removed = (
         spark_lake.erase_customers(lake, subjects.of("customer_id"))
@@ -1656,6 +1661,11 @@ def erase_from_lake(lake: Path, subjects: _Subjects, found: bool = True) -> dict
     if (removed or found) and tables.is_dir():
         aside = lake / f".erased-tables-{uuid.uuid4().hex}"
         os.rename(tables, aside)
+        shutil.rmtree(aside)
+    validated = tables / VALIDATED_DIR
+    if validated.is_dir():
+        aside = lake / f".erased-validated-{uuid.uuid4().hex}"
+        os.rename(validated, aside)
         shutil.rmtree(aside)
     return removed
 

@@ -333,6 +333,21 @@ def stage_source(
             validated.withColumn(ENTRY, F.element_at(entry_of, F.col("source_file"))),
             [entries[e.relpath] for e in fresh],
         )
+        # The files read have the content hashed for them (the run's inputs, the folders'
+        # names): one rewritten since it was hashed (an export still being written) would
+        # keep its new rows under the old content's name.
+        try:
+            again = _digests(fresh)
+        except OSError:  # gone since
+            again = {}
+        changed = [e for e in fresh if again.get(e.relpath) != digests[e.relpath]]
+        if changed:
+            validated_files.forget([entries[e.relpath] for e in fresh])
+            raise ingestion.IngestError(
+                f"{changed[0].relpath}: the file changed while it was read (an export still "
+                f"being written?); nothing of {source.name} was staged: run again once it is "
+                "complete"
+            )
     rows = validated_files.read(spark, schema, list(entries.values()))
 
     # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
