@@ -1,5 +1,6 @@
 """Erasure: one person leaves every table, every retained version and every audience file."""
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -1423,3 +1424,42 @@ def test_an_address_with_a_dotted_capital_i_is_erased_as_identity_merged_it(buil
     legacy = {erasure._hash_normalized("i̇rem@example.tr", "email", salt)}
     rows = pl.DataFrame({"customer_id": ["T1", "T2"], "email": ["İrem@example.tr", "x@y.z"]})
     assert erasure.suppression_mask(rows, "customers", legacy, salt).to_list() == [True, False]
+
+
+def test_a_spark_lakes_quarantine_holding_the_person_is_found(tmp_path: Path):
+    """A person whose every row the Spark lake quarantined (raw rows, emails included): the
+    lookup read the lake's staged tables alone, found no one, and kept the working tables, the
+    quarantine among them (a review). Matched as the warehouse's quarantine is: by field, in a
+    misplaced field, never by a longer id."""
+    folder = tmp_path / "lake" / "tables" / "staging.quarantine" / "w1"
+    folder.mkdir(parents=True)
+    (folder.parent / "_current").write_text("w1")
+
+    def row(source: str, raw: dict) -> dict:
+        return {
+            "source": source,
+            "source_file": f"{source}/a.csv",
+            "source_row": 1,
+            "column": "ordered_at",
+            "reason": "unparseable_timestamp",
+            "detail": "",
+            "reasons": ["ordered_at:unparseable_timestamp"],
+            "raw_values": json.dumps(raw),
+            "run_id": "r",
+            "quarantined_at": dt.datetime(2026, 1, 1),
+        }
+
+    pl.DataFrame(
+        [
+            row("orders", {"order_id": "o1", "customer_id": "C10", "email": " Jane@X.com "}),
+            row("reviews", {"review_id": "r1", "customer_id": "C20", "body": "ann@y.org"}),
+        ]
+    ).write_parquet(folder / "part-0.parquet")
+    lake = tmp_path / "lake"
+    holds = erasure.lake_quarantine_holds
+    assert holds(lake, erasure._Subjects(email={"jane@x.com"}))
+    assert holds(lake, erasure._Subjects(customer_id={"C10"}))
+    assert holds(lake, erasure._Subjects(email={"ann@y.org"}))  # in a field not its own
+    assert not holds(lake, erasure._Subjects(customer_id={"C1"}))
+    assert not holds(lake, erasure._Subjects(email={"someone@else.com"}))
+    assert not holds(tmp_path / "no_lake", erasure._Subjects(email={"jane@x.com"}))

@@ -904,48 +904,7 @@ def _delete(
 
     # Quarantined raw rows, by the identifying fields of their source.
     if _table_exists(con, "staging", "quarantine"):
-        for source_name, columns in SUBJECT_COLUMNS.items():
-            for column, kind in columns.items():
-                values = subjects.of(kind)
-                if not values:
-                    continue
-                files = con.execute(
-                    load_sql("erasure/delete_quarantine_rows"),
-                    {"source": source_name, "path": f"$.{column}", "values": values, "kind": kind},
-                ).fetchall()
-                for (source_file,) in files:
-                    erased[source_name][source_file] += 1
-                rows_deleted["staging.quarantine"] += len(files)
-            # Rows read with too few fields: a key may be under any column's name.
-            for kind in sorted(set(columns.values())):
-                values = subjects.of(kind)
-                if not values:
-                    continue
-                files = con.execute(
-                    load_sql("erasure/delete_quarantine_shifted_rows"),
-                    {"source": source_name, "values": values, "kind": kind},
-                ).fetchall()
-                for (source_file,) in files:
-                    erased[source_name][source_file] += 1
-                rows_deleted["staging.quarantine"] += len(files)
-
-        # Keys where the contract does not put them: an email in any field, an id in any of
-        # the source's identifying fields, a handle among a profile's listed handles.
-        for source_name, columns in SUBJECT_COLUMNS.items():
-            params = {
-                "source": source_name,
-                "emails": subjects.of("email"),
-                "ids": subjects.of("customer_id"),
-                "handles": subjects.of("handle"),
-                "fields": sorted(columns),
-                "lists": list(SOURCES[source_name].lists),
-                "email_word": EMAIL_WORD,
-                "email_wrap": EMAIL_WORD_WRAP,
-            }
-            files = con.execute(load_sql("erasure/delete_quarantine_misplaced_rows"), params)
-            for (source_file,) in files.fetchall():
-                erased[source_name][source_file] += 1
-                rows_deleted["staging.quarantine"] += 1
+        _delete_quarantined(con, subjects, rows_deleted, erased)
 
     # Identity links keyed by the person's values (unresolved links too).
     if _table_exists(con, "intermediate", "identity_links"):
@@ -963,6 +922,60 @@ def _delete(
         {k: v for k, v in sorted(rows_deleted.items()) if v},
         {s: dict(sorted(f.items())) for s, f in sorted(erased.items())},
     )
+
+
+def _delete_quarantined(
+    con: duckdb.DuckDBPyConnection,
+    subjects: _Subjects,
+    rows_deleted: dict[str, int],
+    erased: dict[str, dict[str, int]],
+) -> None:
+    """Delete the quarantined raw rows (`staging.quarantine`) that hold one of the person's
+    keys, counted into `rows_deleted` and, per source and file, `erased`: by the identifying
+    fields of their source, under any column's name in a row read with too few fields, and
+    where the contract does not put them."""
+    for source_name, columns in SUBJECT_COLUMNS.items():
+        for column, kind in columns.items():
+            values = subjects.of(kind)
+            if not values:
+                continue
+            files = con.execute(
+                load_sql("erasure/delete_quarantine_rows"),
+                {"source": source_name, "path": f"$.{column}", "values": values, "kind": kind},
+            ).fetchall()
+            for (source_file,) in files:
+                erased[source_name][source_file] += 1
+            rows_deleted["staging.quarantine"] += len(files)
+        # Rows read with too few fields: a key may be under any column's name.
+        for kind in sorted(set(columns.values())):
+            values = subjects.of(kind)
+            if not values:
+                continue
+            files = con.execute(
+                load_sql("erasure/delete_quarantine_shifted_rows"),
+                {"source": source_name, "values": values, "kind": kind},
+            ).fetchall()
+            for (source_file,) in files:
+                erased[source_name][source_file] += 1
+            rows_deleted["staging.quarantine"] += len(files)
+
+    # Keys where the contract does not put them: an email in any field, an id in any of
+    # the source's identifying fields, a handle among a profile's listed handles.
+    for source_name, columns in SUBJECT_COLUMNS.items():
+        params = {
+            "source": source_name,
+            "emails": subjects.of("email"),
+            "ids": subjects.of("customer_id"),
+            "handles": subjects.of("handle"),
+            "fields": sorted(columns),
+            "lists": list(SOURCES[source_name].lists),
+            "email_word": EMAIL_WORD,
+            "email_wrap": EMAIL_WORD_WRAP,
+        }
+        files = con.execute(load_sql("erasure/delete_quarantine_misplaced_rows"), params)
+        for (source_file,) in files.fetchall():
+            erased[source_name][source_file] += 1
+            rows_deleted["staging.quarantine"] += 1
 
 
 def _restage_other_duplicates(
@@ -1105,6 +1118,7 @@ def erase(
                 or guests
                 or audience_ids
                 or lake_holds_ids(Path(lake), subjects.of("customer_id"))
+                or lake_quarantine_holds(Path(lake), subjects)
             )
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
@@ -1380,6 +1394,25 @@ def _lake_tables_gone(lake: Path) -> bool:
     return spark_lake.has_lake(lake) and not any((lake / "tables").glob("staging.*/_current"))
 
 
+def lake_quarantine_holds(lake: Path, subjects: _Subjects) -> bool:
+    """Whether the Spark lake's quarantine (raw rows as they came, emails included) holds one
+    of the person's keys, matched as the warehouse's own quarantine is (`_delete_quarantined`,
+    run on a copy in memory): such a lake's working tables are deleted by the erasure too."""
+    folder = _lake_table(lake, "staging.quarantine")
+    if folder is None or not any(folder.glob("*.parquet")):
+        return False
+    with duckdb.connect() as copy:
+        copy.execute(load_sql("staging/create_schema"))
+        copy.execute(load_sql("intermediate/create_schema"))
+        copy.execute(load_sql("intermediate/normalization"))
+        copy.execute(load_sql("erasure/create_trim_macro"))
+        copy.execute(load_sql("erasure/create_normalize_macro"))
+        copy.execute(load_sql("erasure/lake_quarantine_copy"), {"files": str(folder / "*.parquet")})
+        found: dict[str, int] = defaultdict(int)
+        _delete_quarantined(copy, subjects, found, defaultdict(lambda: defaultdict(int)))
+    return found["staging.quarantine"] > 0
+
+
 def lake_holds_ids(lake: Path, ids: list[str]) -> bool:
     """Whether the lake's staged orders, reviews or profiles hold one of the customer ids."""
     if not ids:
@@ -1644,7 +1677,7 @@ def erase_from_lake(lake: Path, subjects: _Subjects, found: bool = True) -> dict
     holds no published version). The customer ids are the subjects' (`erase` adds those of the
     lake's staged profiles, guest orders and audiences). The lake's working tables, which hold
     the staged rows, are deleted when the person was found in the lake (`found`: in its
-    tables or versions; every Spark run rebuilds them); kept otherwise, so a later erasure by
+    staged tables, quarantine or versions; every Spark run rebuilds them); kept otherwise, so a later erasure by
     email or handle can still find people in them. The export files' validated rows
     (`tables/_validated`, `spark/staging.py::ValidatedFiles`) are deleted by every erasure:
     their lookup does not reach them, and the register this erasure changes names them, so
