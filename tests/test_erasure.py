@@ -1463,3 +1463,10 @@ def test_a_spark_lakes_quarantine_holding_the_person_is_found(tmp_path: Path):
     assert not holds(lake, erasure._Subjects(customer_id={"C1"}))
     assert not holds(lake, erasure._Subjects(email={"someone@else.com"}))
     assert not holds(tmp_path / "no_lake", erasure._Subjects(email={"jane@x.com"}))
+    # A quarantine that cannot be read as the erasure reads it (a hand-made file without
+    # `reason`): not a DuckDB error that stops the erasure, but "unknown" (None), on which
+    # the erasure deletes the lake's working tables anyway.
+    pl.DataFrame({"source": ["orders"], "raw_values": ["{}"]}).write_parquet(
+        folder / "part-1.parquet"
+    )
+    assert holds(lake, erasure._Subjects(email={"someone@else.com"})) is None

@@ -612,6 +612,21 @@ def test_a_key_a_changed_file_drops_and_another_file_of_the_run_stages_is_said(
     ), said
 
 
+def test_keys_moved_to_several_files_are_said_of_those_files():
+    said = withdrawn_message(
+        "orders",
+        "orders/a.csv",
+        {
+            "keys": 0,
+            "first": [],
+            "moved": 2,
+            "moved_first": ["o1", "o2"],
+            "moved_to": ["orders/b.csv", "orders/c.csv"],
+        },
+    )
+    assert "now staged from orders/b.csv, orders/c.csv: those files' rows count now" in said
+
+
 def test_a_key_a_changed_file_still_holds_in_a_quarantined_row_is_not_said_gone(
     warehouse, exports_dir
 ):

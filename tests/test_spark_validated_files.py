@@ -163,3 +163,26 @@ def test_a_file_rewritten_after_it_was_hashed_is_refused_not_kept(session, tmp_p
         pipeline.stage_all(tables, tmp_path / "exports", "run", AT, digests=hashed, code="c1")
     folder = tmp_path / "lake" / "tables" / VALIDATED_DIR / "orders"
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_a_file_removed_after_it_was_hashed_is_named_as_removed(tmp_path: Path):
+    """A file deleted while the run read the exports: the check named the first file of the
+    staging as "changed", though it was intact (a re-review)."""
+    from engagement_box.spark.staging import _changed_since_hashed
+    from engagement_box.staging.ingestion import ExportFile, file_sha256
+
+    exports = []
+    for name in ("a.csv", "z.csv"):
+        path = tmp_path / name
+        path.write_text(f"{name}\n")
+        exports.append(ExportFile("orders", path, f"orders/{name}", 6, 0, 0))
+    digests = {e.relpath: file_sha256(e.path) for e in exports}
+    assert _changed_since_hashed(exports, digests) is None
+    (tmp_path / "z.csv").unlink()
+    assert _changed_since_hashed(exports, digests) == (
+        "orders/z.csv: the file was removed while the run read it"
+    )
+    (tmp_path / "a.csv").write_text("other\n")
+    assert _changed_since_hashed(exports, digests).startswith(
+        "orders/a.csv: the file changed while it was read"
+    )

@@ -1118,8 +1118,11 @@ def erase(
                 or guests
                 or audience_ids
                 or lake_holds_ids(Path(lake), subjects.of("customer_id"))
-                or lake_quarantine_holds(Path(lake), subjects)
             )
+            quarantined = False if in_lake_found else lake_quarantine_holds(Path(lake), subjects)
+            in_lake_found = in_lake_found or bool(quarantined)
+            # an unreadable lake quarantine: its working tables go, as if it held the person
+            unread_lake_quarantine = quarantined is None
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
         report.duplicates_restaged = _restage_other_duplicates(
@@ -1166,7 +1169,9 @@ def erase(
         report.found = report.found or bool(report.history_files_rewritten)
 
     if lake is not None:
-        report.lake_rows_removed = erase_from_lake(Path(lake), subjects, found=in_lake_found)
+        report.lake_rows_removed = erase_from_lake(
+            Path(lake), subjects, found=in_lake_found or unread_lake_quarantine
+        )
         report.found = report.found or in_lake_found
         report.found = report.found or bool(report.lake_rows_removed)
 
@@ -1394,22 +1399,31 @@ def _lake_tables_gone(lake: Path) -> bool:
     return spark_lake.has_lake(lake) and not any((lake / "tables").glob("staging.*/_current"))
 
 
-def lake_quarantine_holds(lake: Path, subjects: _Subjects) -> bool:
+def lake_quarantine_holds(lake: Path, subjects: _Subjects) -> bool | None:
     """Whether the Spark lake's quarantine (raw rows as they came, emails included) holds one
     of the person's keys, matched as the warehouse's own quarantine is (`_delete_quarantined`,
-    run on a copy in memory): such a lake's working tables are deleted by the erasure too."""
+    run on a copy in memory of the four columns it reads): such a lake's working tables are
+    deleted by the erasure too. None when its files cannot be read so (a damaged or hand-made
+    quarantine): the erasure then deletes the working tables anyway, the side that keeps no
+    one. Measured by a review: 300,000 quarantined order rows in about 15 s on a loaded host;
+    an erasure is a rare, manual request."""
     folder = _lake_table(lake, "staging.quarantine")
     if folder is None or not any(folder.glob("*.parquet")):
         return False
-    with duckdb.connect() as copy:
-        copy.execute(load_sql("staging/create_schema"))
-        copy.execute(load_sql("intermediate/create_schema"))
-        copy.execute(load_sql("intermediate/normalization"))
-        copy.execute(load_sql("erasure/create_trim_macro"))
-        copy.execute(load_sql("erasure/create_normalize_macro"))
-        copy.execute(load_sql("erasure/lake_quarantine_copy"), {"files": str(folder / "*.parquet")})
-        found: dict[str, int] = defaultdict(int)
-        _delete_quarantined(copy, subjects, found, defaultdict(lambda: defaultdict(int)))
+    found: dict[str, int] = defaultdict(int)
+    try:
+        with duckdb.connect() as copy:
+            copy.execute(load_sql("staging/create_schema"))
+            copy.execute(load_sql("intermediate/create_schema"))
+            copy.execute(load_sql("intermediate/normalization"))
+            copy.execute(load_sql("erasure/create_trim_macro"))
+            copy.execute(load_sql("erasure/create_normalize_macro"))
+            copy.execute(
+                load_sql("erasure/lake_quarantine_copy"), {"files": str(folder / "*.parquet")}
+            )
+            _delete_quarantined(copy, subjects, found, defaultdict(lambda: defaultdict(int)))
+    except duckdb.Error:
+        return None
     return found["staging.quarantine"] > 0
 
 
@@ -1677,11 +1691,11 @@ def erase_from_lake(lake: Path, subjects: _Subjects, found: bool = True) -> dict
     holds no published version). The customer ids are the subjects' (`erase` adds those of the
     lake's staged profiles, guest orders and audiences). The lake's working tables, which hold
     the staged rows, are deleted when the person was found in the lake (`found`: in its
-    staged tables, quarantine or versions; every Spark run rebuilds them); kept otherwise, so a later erasure by
-    email or handle can still find people in them. The export files' validated rows
-    (`tables/_validated`, `spark/staging.py::ValidatedFiles`) are deleted by every erasure:
-    their lookup does not reach them, and the register this erasure changes names them, so
-    no later staging would take them again."""
+    staged tables, quarantine or versions; every Spark run rebuilds them); kept otherwise, so
+    a later erasure by email or handle can still find people in them. The export files'
+    validated rows (`tables/_validated`, `spark/staging.py::ValidatedFiles`) are deleted by
+    every erasure: their lookup does not reach them, and the register this erasure changes
+    names them, so no later staging would take them again."""
     from engagement_box.spark import lake as spark_lake
     from engagement_box.spark.staging import VALIDATED_DIR
 

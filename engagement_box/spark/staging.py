@@ -336,17 +336,12 @@ def stage_source(
         # The files read have the content hashed for them (the run's inputs, the folders'
         # names): one rewritten since it was hashed (an export still being written) would
         # keep its new rows under the old content's name.
-        try:
-            again = _digests(fresh)
-        except OSError:  # gone since
-            again = {}
-        changed = [e for e in fresh if again.get(e.relpath) != digests[e.relpath]]
-        if changed:
+        problem = _changed_since_hashed(fresh, digests)
+        if problem is not None:
             validated_files.forget([entries[e.relpath] for e in fresh])
             raise ingestion.IngestError(
-                f"{changed[0].relpath}: the file changed while it was read (an export still "
-                f"being written?); nothing of {source.name} was staged: run again once it is "
-                "complete"
+                f"{problem}; nothing of {source.name} was staged: run again once the exports "
+                "are complete"
             )
     rows = validated_files.read(spark, schema, list(entries.values()))
 
@@ -488,6 +483,24 @@ def stage_source(
         sorted(by_reason_counts.items(), key=lambda item: (-item[1], item[0]))
     )
     return staged, quarantine_df, report
+
+
+def _changed_since_hashed(
+    exports: list[ingestion.ExportFile], digests: dict[str, str]
+) -> str | None:
+    """What became of the first of `exports` whose content is no longer the one hashed for it
+    (`digests`): removed, or changed while the run read it. None: every one is as hashed."""
+    for export in exports:
+        try:
+            now = ingestion.file_sha256(export.path)
+        except OSError:
+            return f"{export.relpath}: the file was removed while the run read it"
+        if now != digests[export.relpath]:
+            return (
+                f"{export.relpath}: the file changed while it was read (an export still being "
+                "written?)"
+            )
+    return None
 
 
 def _digests(exports: list[ingestion.ExportFile]) -> dict[str, str]:

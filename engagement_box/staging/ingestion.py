@@ -2675,6 +2675,7 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
         )
     moved = withdrawn.get("moved", 0)
     if moved:
+        whose = "that file's" if len(withdrawn["moved_to"]) == 1 else "those files'"
         # The file's own row for such a key is gone, or quarantined now (a bad row, or the
         # repeat of the other file's row): staging.quarantine tells which.
         head = (
@@ -2685,7 +2686,7 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
         said.append(
             f"{head} {moved:,} of the keys it staged before "
             f"{keys(moved, withdrawn['moved_first'])} are now staged from "
-            f"{', '.join(withdrawn['moved_to'])}: that file's rows count now for those keys in "
+            f"{', '.join(withdrawn['moved_to'])}: {whose} rows count now for those keys in "
             f"staging.{source}, and their values may differ from those {file} had (its own "
             "row is gone, or quarantined now: staging.quarantine says why)"
         )
