@@ -47,13 +47,23 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         "retention": RetentionPolicy(),
     }
 
+    staging: dict = {}  # the last staging step's metadata
+
     def run(tags: dict | None = None):
         with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(spark_assets, resources=resources, instance=instance, tags=tags)
             assert result.success
             said = [e.user_message for e in instance.all_logs(result.run_id)]
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+        for event in result.get_asset_materialization_events():
+            if event.asset_key == STAGED_KEY:
+                staging.clear()
+                staging.update({k: v.value for k, v in event.materialization.metadata.items()})
         return materialized, said
+
+    def validated_again() -> dict[str, int]:
+        """Per source, the files the last staging read and validated (not taken from the lake)."""
+        return {name: n for name, (n, _) in staging["files_validated"].items() if n}
 
     def staged_writes() -> dict[str, str]:
         return {
@@ -132,6 +142,7 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         assert edited.stat().st_size == stat.st_size
         later, _ = run()
         assert PUBLISHED_KEY in later and lake.current(lake_dir)["snapshot_id"] == 3
+        assert validated_again() == {"orders": 1}  # the edited file alone was read again
         assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] != recorded
 
         # A row quarantined for a malformed email whose date is also after the run's time: a
@@ -149,6 +160,7 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
         quiet, said = run()
         assert quiet == {STAGED_KEY} and staged_writes() != before
         assert not any("they stand" in m for m in said)
+        assert validated_again() == {"orders": 1}  # the file with the future row, again
         assert any("version 4 of the lake was computed from these inputs" in m for m in said)
 
 
