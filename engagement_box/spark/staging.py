@@ -568,8 +568,7 @@ class ValidatedFiles:
     not earlier (a later clock would stage such rows, an earlier one quarantine rows it
     staged); one without its record (a staging that stopped, or refused a file) never is.
     The folders of files no longer exported are deleted when a staging of the source is done;
-    an erasure deletes them all with the lake's working tables
-    (`erasure.erase_from_lake`)."""
+    every erasure deletes them all (`erasure.erase_from_lake`)."""
 
     def __init__(self, lake: Path, source_name: str):
         self.root = Path(lake) / "tables" / VALIDATED_DIR / source_name
