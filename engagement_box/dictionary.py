@@ -351,7 +351,7 @@ TABLES: tuple[Table, ...] = (
         "engagement_value",
         "One row per customer (profiles signed up by the as-of date and buyers) and version: "
         "CLV, CRV, CIV, CKV, CEV and the CLV x CRV quadrant. Key: customer_id. Money in the "
-        "reporting currency.",
+        "reporting currency (column currency, NULL in versions published before 2026-12-06).",
         key=("customer_id",),
         columns=(
             CUSTOMER_ID,
@@ -463,12 +463,7 @@ TABLES: tuple[Table, ...] = (
             ),
             QUADRANT,
             Column("quadrant_play", "VARCHAR", "The marketing play for the quadrant, in words."),
-            Column(
-                "currency",
-                "VARCHAR",
-                f"{CURRENCY.description} NULL in versions published before the column "
-                "(2026-12-06).",
-            ),
+            CURRENCY,
             AS_OF,
         ),
     ),
@@ -501,7 +496,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "persona_profile",
-        "One row per persona and version: size, feature means and z-scores. Key: persona_id.",
+        "One row per persona and version: size, feature means and z-scores. Key: persona_id. "
+        "Money means in the reporting currency (column currency, NULL in versions published "
+        "before 2026-12-06).",
         key=("persona_id",),
         columns=(
             Column("persona_id", "INTEGER", "The k-means cluster, 0..k-1."),
@@ -517,12 +514,7 @@ TABLES: tuple[Table, ...] = (
                 "names correspond); a later date is a refit, which numbers and names its "
                 "personas anew. NULL in versions published before the column (2026-12-05).",
             ),
-            Column(
-                "currency",
-                "VARCHAR",
-                "The reporting currency of the money means (ENGAGEMENT_CURRENCY). NULL in "
-                "versions published before the column (2026-12-06).",
-            ),
+            CURRENCY,
             AS_OF,
         ),
     ),
