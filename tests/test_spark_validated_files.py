@@ -15,7 +15,7 @@ from engagement_box.spark.staging import VALIDATED_DIR
 from engagement_box.spark.tables import SparkTables
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import IngestError
-from tests.conftest import ORDER_HEADER
+from tests.conftest import ORDER_HEADER, good_order, write_csv
 
 pytestmark = pytest.mark.spark
 
@@ -112,11 +112,9 @@ def test_a_staging_that_refuses_a_file_keeps_no_validated_rows(session, tmp_path
     """A refused file stops the source's staging; the other new files' validated rows are not
     kept for a later run to take without checking them again."""
     orders = tmp_path / "exports" / "orders"
-    orders.mkdir(parents=True)
-    header = ",".join(ORDER_HEADER)
-    row = "o{},c1,,2024-01-01 10:00:00,10.00,USD,completed,web"
-    (orders / "a.csv").write_text(f"{header}\n{row.format(1)}\n")
-    (orders / "b.csv").write_text(f"{header}\n{row.format(2)},extra\n")
+    write_csv(orders / "a.csv", [good_order(1)])
+    bad = write_csv(orders / "b.csv", [good_order(2)])
+    bad.write_text(bad.read_text().rstrip("\r\n") + ",extra\n")  # one field too many
     lake = tmp_path / "lake"
     tables = SparkTables(session, lake)
     with pytest.raises(IngestError, match="orders/b.csv: line 2 has 9 fields"):
@@ -151,12 +149,7 @@ def test_a_file_rewritten_after_it_was_hashed_is_refused_not_kept(session, tmp_p
     """The run hashes the exports before Spark reads them (the version's inputs, the folders'
     names): a file rewritten in between kept its new rows under the old content's name, and a
     later run took them for that content (a review)."""
-    orders = tmp_path / "exports" / "orders"
-    orders.mkdir(parents=True)
-    header = ",".join(ORDER_HEADER)
-    row = "o{},c1,,2024-01-01 10:00:00,10.00,USD,completed,web"
-    path = orders / "a.csv"
-    path.write_text(f"{header}\n{row.format(1)}\n")
+    write_csv(tmp_path / "exports" / "orders" / "a.csv", [good_order(1)])
     hashed = {"orders/a.csv": "0" * 64}  # what the run hashed: another content than now
     tables = SparkTables(session, tmp_path / "lake")
     with pytest.raises(IngestError, match="orders/a.csv: the file changed while it was read"):

@@ -924,6 +924,15 @@ def _delete(
     )
 
 
+def _create_normalize_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """`erasure_normalized` and what it calls, for `con`: keys are normalised by identity's own
+    rules (created if identity never ran here) after the ingest's trim."""
+    con.execute(load_sql("intermediate/create_schema"))
+    con.execute(load_sql("intermediate/normalization"))
+    con.execute(load_sql("erasure/create_trim_macro"))
+    con.execute(load_sql("erasure/create_normalize_macro"))
+
+
 def _delete_quarantined(
     con: duckdb.DuckDBPyConnection,
     subjects: _Subjects,
@@ -1062,11 +1071,7 @@ def erase(
     requested_at = (now or datetime.now()).replace(tzinfo=None)
     report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
     ensure_erasure_tables(con)
-    # Keys are normalised by identity's own rules (created if identity never ran here).
-    con.execute(load_sql("intermediate/create_schema"))
-    con.execute(load_sql("intermediate/normalization"))
-    con.execute(load_sql("erasure/create_trim_macro"))
-    con.execute(load_sql("erasure/create_normalize_macro"))
+    _create_normalize_macros(con)
 
     from engagement_box.identity.links import max_profiles_per_key
 
@@ -1414,10 +1419,7 @@ def lake_quarantine_holds(lake: Path, subjects: _Subjects) -> bool | None:
     try:
         with duckdb.connect() as copy:
             copy.execute(load_sql("staging/create_schema"))
-            copy.execute(load_sql("intermediate/create_schema"))
-            copy.execute(load_sql("intermediate/normalization"))
-            copy.execute(load_sql("erasure/create_trim_macro"))
-            copy.execute(load_sql("erasure/create_normalize_macro"))
+            _create_normalize_macros(copy)
             copy.execute(
                 load_sql("erasure/lake_quarantine_copy"), {"files": str(folder / "*.parquet")}
             )

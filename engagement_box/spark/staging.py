@@ -313,11 +313,11 @@ def stage_source(
     report.copies = _copies(exports, digests)
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]
+    validated_files = ValidatedFiles(tables.lake, source.name)
     if not exports:
-        ValidatedFiles(tables.lake, source.name).keep_only([])
+        validated_files.keep_only([])
         empty = spark.createDataFrame([], schema)
         return empty.select(typed), _quarantine(spark, empty), report
-    validated_files = ValidatedFiles(tables.lake, source.name)
     entries = {e.relpath: entry_key(e.relpath, digests[e.relpath], code, erased) for e in exports}
     fresh = [e for e in exports if not (reuse and validated_files.usable(entries[e.relpath], at))]
     report.files_validated = len(fresh)
