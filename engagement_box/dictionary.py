@@ -382,16 +382,21 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "crv_expected_referrals",
                 "DOUBLE",
-                "Expected credited referrals over the CLV horizon (BG/NBD's conditional "
-                "expectation; the Poisson-Gamma rate x months when BG/NBD cannot be fitted).",
+                "Expected credited referrals over the CLV horizon, from the referral model "
+                "the run fitted (its `referral_model` metadata says which): BG/NBD's "
+                "conditional expectation; its limit of one chance to stop for everyone when "
+                "BG/NBD's a + b run to infinity or are not identified; the Poisson-Gamma "
+                "(NBD) rate x months when fewer than 10 customers have a credited referral or "
+                "neither dropout model can be fitted.",
             ),
             Column(
                 "crv_value_per_referral",
                 "DOUBLE",
                 f"Value of one credited referral: the mean value of the customer's past "
-                f"referees acquired within the CLV horizon before the as-of (all of "
-                f"everyone's credited referees when none was), shrunk toward everyone's such "
-                f"mean by the credibility kappa "
+                f"referees acquired within the CLV horizon before the as-of, shrunk toward "
+                f"everyone's such mean (mu) by the credibility kappa; a customer with no such "
+                f"referee gets mu (mu is over all credited referees when nobody's is that "
+                f"recent) "
                 f"(ENGAGEMENT_CRV_VALUE_CREDIBILITY, estimated when unset; the kappa a run "
                 f"used is in its work/engagement_value step's metadata, `referral_model`; "
                 f"when referrers' referees differ no more than chance would make them, every "
