@@ -260,10 +260,13 @@ def changed_since(state: Mapping, now: Mapping) -> str | None:
         if name not in after:
             return f"{name} is no longer staged"
         if after[name] != sha:
-            return f"{name} changed and was staged again"
+            return f"{name} changed and was staged again (or another file took its name)"
     for name, (source, _) in after.items():
         if name not in before and source != GROWING:
-            return f"{name} is new (a new {source} file changes every customer)"
+            # a new file, or one whose every row was quarantined before (and is corrected now)
+            return (
+                f"{name} staged rows for the first time (new {source} rows change every customer)"
+            )
     for name, rows in state.get("order_rows", {}).items():
         if now["order_rows"].get(name) != rows:
             return f"the staged orders of {name} changed"

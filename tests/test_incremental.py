@@ -535,7 +535,7 @@ CHANGES = {
     ),
     "changed orders file": (
         "UPDATE staging.ingested_files SET sha256 = 'o1b' WHERE source_file = 'orders/o1.csv'",
-        "orders/o1.csv changed and was staged again",
+        "orders/o1.csv changed and was staged again (or another file took its name)",
     ),
     "row of a file gone": (
         "DELETE FROM staging.orders WHERE order_id = '2'",
@@ -548,7 +548,7 @@ CHANGES = {
     "new customers file": (
         "INSERT INTO staging.ingested_files (source, source_file, sha256) "
         "VALUES ('customers', 'customers/d.csv', 'd1')",
-        "customers/d.csv is new",
+        "customers/d.csv staged rows for the first time",
     ),
     "erasure": (
         "CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON); "

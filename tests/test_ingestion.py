@@ -1449,6 +1449,45 @@ def test_a_new_export_under_the_name_of_an_archived_one_keeps_the_archived_rows(
     assert staged(warehouse, "orders").height == 3
 
 
+def test_empty_exports_are_neither_copies_nor_moves_of_each_other(warehouse, exports_dir):
+    """A system that writes an export every day, a header alone on a day with nothing new,
+    writes the same bytes each time. Each such file was warned of as "the same content as"
+    the first, "its rows are quarantined" (it had none), and a new one whose empty
+    predecessor had been removed was taken for it, moved: it got no record of its own (a
+    review). Files without rows are now new files, each with its record."""
+    orders = exports_dir / "orders"
+    write_csv(orders / "day1.csv", [good_order(1)])
+    write_csv(orders / "day2.csv", [])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(orders / "day3.csv", [])
+    write_csv(orders / "day4.csv", [])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.files_ingested == ["orders/day3.csv", "orders/day4.csv"]
+    assert report.copies == {} and report.moved == {}
+
+    (orders / "day2.csv").unlink()
+    (orders / "day3.csv").unlink()
+    write_csv(orders / "day5.csv", [])
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert report.moved == {} and report.files_ingested == ["orders/day5.csv"]
+    recorded = warehouse.execute(
+        "SELECT source_file, moved_to, rows_read FROM staging.ingested_files ORDER BY 1"
+    ).fetchall()
+    assert recorded == [
+        ("orders/day1.csv", None, 1),
+        ("orders/day2.csv", None, 0),
+        ("orders/day3.csv", None, 0),
+        ("orders/day4.csv", None, 0),
+        ("orders/day5.csv", None, 0),
+    ]
+    assert reconcile(warehouse, "orders").holds
+    # A file with rows sent twice is still a copy.
+    shutil.copy(orders / "day1.csv", orders / "day1-again.csv")
+    assert ingest_source(warehouse, exports_dir, "orders").copies == {
+        "orders/day1-again.csv": "orders/day1.csv"
+    }
+
+
 def test_the_check_for_new_exports_reads_a_warehouse_from_before_moved_files(tmp_path, exports_dir):
     """The CLI asks whether every export is staged as it is before it starts a run, on a
     read-only connection: a warehouse whose last ingest predates `moved_to` must still answer

@@ -179,3 +179,23 @@ def test_a_file_removed_after_it_was_hashed_is_named_as_removed(tmp_path: Path):
     assert _changed_since_hashed(exports, digests).startswith(
         "orders/a.csv: the file changed while it was read"
     )
+
+
+def test_empty_exports_are_not_said_to_be_copies_of_each_other(tmp_path: Path):
+    """Header-only exports (a day with nothing new) are the same bytes: each was said to hold
+    "the same content as" the first and to have its rows quarantined (a review of the DuckDB
+    engine, whose rule this is). A file with rows sent twice is still a copy."""
+    from engagement_box.spark.staging import _copies
+    from engagement_box.staging.ingestion import ExportFile, file_sha256
+
+    orders = tmp_path / "orders"
+    paths = [
+        write_csv(orders / "a.csv", [good_order(1)]),
+        write_csv(orders / "b.csv", [good_order(1)]),
+        write_csv(orders / "c.csv", [], header=ORDER_HEADER),
+        write_csv(orders / "d.csv", [], header=ORDER_HEADER),
+    ]
+    exports = [ExportFile("orders", p, f"orders/{p.name}", p.stat().st_size, 0, 0) for p in paths]
+    digests = {e.relpath: file_sha256(e.path) for e in exports}
+    rows = {"orders/a.csv": 1, "orders/b.csv": 1, "orders/c.csv": 0}  # d.csv: none counted
+    assert _copies(exports, digests, rows) == {"orders/b.csv": "orders/a.csv"}

@@ -310,7 +310,6 @@ def stage_source(
     known = digests or {}
     digests = {**_digests([e for e in exports if e.relpath not in known]), **known}
     report.file_stats = [(e.relpath, e.size_bytes, digests[e.relpath]) for e in exports]
-    report.copies = _copies(exports, digests)
     schema = spark_schema(source)
     typed = [*source.columns, "source_file", "source_row"]
     validated_files = ValidatedFiles(tables.lake, source.name)
@@ -416,6 +415,7 @@ def stage_source(
     sums = dict(zip(per_kind[KIND], per_kind["_rows"], strict=True))
     files = totals.filter(pl.col("_file").is_not_null())
     read_per_file = dict(files.filter(pl.col(KIND) == "read").select("_file", "_rows").iter_rows())
+    report.copies = _copies(exports, digests, read_per_file)
     quarantined_per_file = dict(
         files.filter(pl.col(KIND) == "quarantine").select("_file", "_n").iter_rows()
     )
@@ -519,15 +519,19 @@ def export_file_stats(data_dir: Path) -> list[list]:
     return sorted([e.relpath, e.size_bytes, digests[e.relpath]] for e in exports)
 
 
-def _copies(exports: list[ingestion.ExportFile], digests: dict[str, str]) -> dict[str, str]:
+def _copies(
+    exports: list[ingestion.ExportFile], digests: dict[str, str], rows_read: dict[str, int]
+) -> dict[str, str]:
     """Files whose content is that of an earlier file in path order (an export sent twice under
     two names), each to the first such file: every row of a copy is a repeated key, and the run
-    says it is a copy rather than a file quarantined whole (`digests`: each file's sha256)."""
+    says it is a copy rather than a file quarantined whole (`digests`: each file's sha256).
+    Files without rows (`rows_read`: per file) are left out: empty exports are alike, and no
+    row repeats."""
     sizes = Counter(export.size_bytes for export in exports)
     first: dict[str, str] = {}
     copies = {}
     for export in sorted(exports, key=lambda e: e.relpath):
-        if sizes[export.size_bytes] < 2:
+        if sizes[export.size_bytes] < 2 or not rows_read.get(export.relpath):
             continue
         digest = digests[export.relpath]
         if digest in first:

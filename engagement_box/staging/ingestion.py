@@ -348,6 +348,7 @@ class TakenIn(NamedTuple):
     source_file: str  # the path its rows were staged from (where it is now may differ)
     rules: int | None  # STAGING_RULES it was taken in under (None: before they were recorded)
     rows_staged: int = 0  # the rows it staged (0: header only, or every row quarantined)
+    rows_read: int = 0  # the rows it held (0: a header or a schema alone)
 
 
 def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
@@ -363,8 +364,8 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
         )
     ).fetchall()
     return {
-        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged)
-        for source, path, sha, size, mtime, ctime, source_file, rules, staged in rows
+        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged, read)
+        for source, path, sha, size, mtime, ctime, source_file, rules, staged, read in rows
     }
 
 
@@ -2091,8 +2092,14 @@ def ingest_source(
 def _moved_from(export: ExportFile, gone: dict[str, TakenIn]) -> TakenIn | None:
     """The record of the file a new file is, moved: one of the files no longer where they were
     (`gone`, by the path they were at) with its size and content. That record is then used up
-    (a second copy is a copy, not a move). None: a new file."""
-    same_size = [path for path, record in gone.items() if record.stat[0] == export.size_bytes]
+    (a second copy is a copy, not a move). None: a new file. A file that held no row is never
+    the one moved: empty exports (a header alone) are the same bytes day after day, so a new
+    day's empty file was taken for an old one moved, and got no record of its own."""
+    same_size = [
+        path
+        for path, record in gone.items()
+        if record.stat[0] == export.size_bytes and record.rows_read
+    ]
     if not same_size:
         return None
     digest = file_sha256(export.path)
@@ -2308,7 +2315,7 @@ def _stage(
         con.execute(load_sql("staging/drop_duplicate_rows"))
 
     report.files_ingested = files
-    report.copies = _copies(con, source, todo)
+    report.copies = _copies(con, source, todo, rows_read)
     report.rows_read = sum(rows_read.values())
     report.rows_quarantined = sum(quarantined_per_file.values())
     report.quarantined_files = quarantined_files(rows_read, quarantined_per_file)
@@ -2505,9 +2512,13 @@ def _withdrawn_keys(
 
 
 def _copies(
-    con: duckdb.DuckDBPyConnection, source: Source, todo: list[tuple[ExportFile, Future[str]]]
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    todo: list[tuple[ExportFile, Future[str]]],
+    rows_read: dict[str, int],
 ) -> dict[str, str]:
-    """New or changed files whose content is that of another file taken in (by hash)."""
+    """New or changed files whose content is that of another file taken in (by hash), among
+    those with rows (`rows_read`: per file): empty exports are alike, and no row repeats."""
     earlier = con.execute(
         load_sql("staging/ingested_file_digests"), {"source": source.name}
     ).fetchall()
@@ -2517,6 +2528,8 @@ def _copies(
     new = {export.relpath for export, _ in todo}
     copies = {}
     for export, digest in todo:
+        if not rows_read.get(export.relpath):
+            continue
         # The file taken in before, else a new one earlier in path order (whose rows won).
         others = [
             f
