@@ -183,12 +183,6 @@ def root_causes(result) -> list[str]:
 _SAID_APART = ("DagsterAssetCheckFailedError",)
 
 
-def root_cause(result) -> str | None:
-    """The first failure of a run (`root_causes`)."""
-    causes = root_causes(result)
-    return causes[0] if causes else None
-
-
 def _exports_problem() -> str | None:
     """Why a run could not read its exports or write its audience files, or None."""
     from pipelines.resources import (

@@ -215,8 +215,3 @@ def partition_summary(
         {"as_of": as_of, "n": preview_rows},
     ).pl()
     return count, preview
-
-
-def has_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str, as_of: dt.date) -> bool:
-    """Whether the rows of `as_of` in `schema.table` were written (possibly none)."""
-    return written(con, schema, table, as_of) is not None

@@ -91,7 +91,7 @@ def test_an_expired_versions_as_of_leaves_every_work_table_and_retained_versions
     for table in ("customer_rfm", "customer_summary"):
         assert as_ofs(warehouse, table) == [D2, D3], table
         assert registered(warehouse, table) == [D2, D3], table
-        assert not partitioned.has_partition(warehouse, "work", table, D1)
+        assert partitioned.written(warehouse, "work", table, D1) is None
     assert as_ofs(warehouse, "incremental_state") == [D2, D3]
     assert {v: version_rows(warehouse, v) for v in (v2, v3)} == before
     assert before[v2][0] == [(f"c{i}", "S10", D2) for i in range(3)]

@@ -890,7 +890,7 @@ def trim_work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[date]]:
     table's rows of the as-of they carry from (the influence network of the engagement values)
     find them whole. Tables: every base table of `work` with an `as_of` column (the partitioned
     tables, and `influence_edges` and `persona_model` written with them); the as-of's rows of
-    `work.written_partitions` and `work.incremental_state` go too, so `partitioned.has_partition`
+    `work.written_partitions` and `work.incremental_state` go too, so `partitioned.written`
     says it was not written and `incremental.plan` can never carry from it (it reads only the
     states recorded). A table without `as_of` (`buyer_days`, one state) is not touched.
 

@@ -2488,16 +2488,15 @@ def _withdrawn_keys(
         key=_key_sql(source),
         table=quote_identifier(source.name),
         raw_key=raw_key,
-        shown=int(shown),
     )
     rows = con.execute(
-        sql, {"source": source.name, "invisible": INVISIBLE_PATTERN, **names}
+        sql, {"source": source.name, "invisible": INVISIBLE_PATTERN, "shown": shown, **names}
     ).fetchall()
     moved = con.execute(
         sql_template("staging/moved_keys").format(
-            key=_key_sql(source), table=quote_identifier(source.name), shown=int(shown)
+            key=_key_sql(source), table=quote_identifier(source.name)
         ),
-        {"files": files},
+        {"files": files, "shown": shown},
     ).fetchall()
     con.execute(load_sql("staging/drop_replaced_keys"))
     withdrawn: dict[str, dict] = {}

@@ -188,8 +188,3 @@ def segment_counts(rfm: pl.DataFrame) -> dict[str, int]:
     """Customers per segment (every segment listed, zeros included), for asset metadata."""
     counts = dict(rfm.group_by("segment").len().iter_rows())
     return {name: int(counts.get(name, 0)) for name in (*SEGMENTS, PROSPECT)}
-
-
-def segment_grid() -> np.ndarray:
-    """The 5 x 5 segment map as an array indexed [R - 1, F - 1], for documentation/plots."""
-    return np.array(_SEGMENT_GRID, dtype=object).reshape(N_SCORES, N_SCORES)

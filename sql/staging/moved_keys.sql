@@ -3,7 +3,7 @@
 -- the first of them (in the file's old row order) and the files that stage them now. Keys staged
 -- again from an unchanged file's repeated row are said apart (restage_orphaned_duplicates).
 -- Placeholders, built by the caller: the staged key as one text (ingestion._key_sql), the quoted
--- staged table, and how many keys to show.
+-- staged table; bound: $files, and $shown, how many keys to show.
 WITH moved AS (
     SELECT r.source_file, r.key, r.source_row, s.source_file AS now_from
     FROM replaced_keys AS r
@@ -15,7 +15,7 @@ WITH moved AS (
 SELECT
     source_file,
     count(*),
-    (list(key ORDER BY source_row))[1:{shown}],
+    (list(key ORDER BY source_row))[1:$shown],
     list(DISTINCT now_from ORDER BY now_from)
 FROM moved
 GROUP BY source_file

@@ -3,7 +3,7 @@
 -- holds in a row quarantined now (and the first of those). Placeholders, built by the caller:
 -- the staged key as one text (ingestion._key_sql), the quoted staged table, the key of a
 -- quarantined row as the staged key reads it (its columns' raw values, bound as $k0, $k1...),
--- and how many keys to show.
+-- and ($shown, bound) how many keys to show.
 WITH gone AS (
     SELECT r.* FROM replaced_keys AS r
     ANTI JOIN (SELECT {key} AS key FROM staging.{table}) AS s ON s.key = r.key
@@ -16,9 +16,9 @@ bad AS (
 SELECT
     g.source_file,
     count(*) FILTER (WHERE b.key IS NULL),
-    (list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NULL))[1:{shown}],
+    (list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NULL))[1:$shown],
     count(*) FILTER (WHERE b.key IS NOT NULL),
-    (list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NOT NULL))[1:{shown}]
+    (list(g.key ORDER BY g.source_row) FILTER (WHERE b.key IS NOT NULL))[1:$shown]
 FROM gone AS g
 LEFT JOIN bad AS b ON b.source_file = g.source_file AND b.key = g.key
 GROUP BY g.source_file
