@@ -206,7 +206,9 @@ JOB_NAME = "engagement_pipeline"
 def code_location(instance):
     """The code location workspace.yaml names, loaded in this process under the same name
     `dagster dev` gives it: runs created from it record where their job comes from, so the
-    UI can re-execute them."""
+    UI can re-execute them. Dagster has no public API for this (`dagster job launch` uses the
+    same internals, `dagster._core`): the pinned Dagster version keeps them in place, and the
+    CLI's tests run through them."""
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.workspace.load import location_origins_from_yaml_paths
 
@@ -505,7 +507,7 @@ class StepLines:
 
 def _plain_dagster_error(error: Exception) -> str:
     """A Dagster error about partitions or selections, in plain words with what to do."""
-    from dagster._core.errors import DagsterInvalidSubsetError, DagsterUnknownPartitionError
+    from dagster import DagsterInvalidSubsetError, DagsterUnknownPartitionError
 
     if isinstance(error, DagsterUnknownPartitionError):
         return (
@@ -992,7 +994,7 @@ def _execute(home: str, job_name: str, tags: dict[str, str], steps: StepLines) -
     """Create a run of `job_name` from the code location and execute it in this process, one
     console line per step (`steps`); Dagster's full log goes to DAGSTER_HOME/run_logs/<run id>.log.
     None, said on stderr, when the run could not be created (nothing ran: exit 2)."""
-    from dagster._core.errors import DagsterError
+    from dagster import DagsterError
     from dagster._core.execution.api import execute_run_iterator
     from dagster._utils.hosted_user_process import recon_job_from_origin
 

@@ -103,6 +103,16 @@ SEGMENT = Column(
     "profile and no completed order.",
     accepted_values=SEGMENT_VALUES,
 )
+SEGMENT_PLAY = Column(
+    "segment_play",
+    "VARCHAR",
+    "The marketing play for the segment, in words (the play of its audience files).",
+)
+QUADRANT_PLAY = Column(
+    "quadrant_play",
+    "VARCHAR",
+    "The marketing play for the quadrant, in words (the play of its audience files).",
+)
 QUADRANT = Column(
     "quadrant",
     "VARCHAR",
@@ -160,7 +170,9 @@ TABLES: tuple[Table, ...] = (
     Table(
         "customer",
         "One row per resolved customer and version: profile attributes analysts filter by, the "
-        "RFM segment, CEV quadrant, persona and every value metric. Key: customer_id. Start here.",
+        "RFM segment and CEV quadrant with the play each calls for (segment_play and "
+        "quadrant_play, NULL in versions published before 2026-12-06), persona and every value "
+        "metric. Key: customer_id. Start here.",
         key=("customer_id",),
         columns=(
             CUSTOMER_ID,
@@ -190,7 +202,9 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("signup_date", "DATE", "The person's earliest signup day over their profiles."),
             SEGMENT,
+            SEGMENT_PLAY,
             QUADRANT,
+            QUADRANT_PLAY,
             Column(
                 "persona",
                 "VARCHAR",
@@ -231,8 +245,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "customer_rfm",
-        "One row per customer and version (buyers and prospects): RFM inputs, 1-5 scores and "
-        "segment. Key: customer_id.",
+        "One row per customer and version (buyers and prospects): RFM inputs, 1-5 scores, "
+        "segment and its play (segment_play, NULL in versions published before 2026-12-06). "
+        "Key: customer_id.",
         key=("customer_id",),
         columns=(
             CUSTOMER_ID,
@@ -270,6 +285,7 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("rfm_cell", "VARCHAR", "The R x F cell, e.g. 'R5F4'; NULL for prospects."),
             SEGMENT,
+            SEGMENT_PLAY,
             AS_OF,
         ),
     ),
@@ -467,7 +483,7 @@ TABLES: tuple[Table, ...] = (
                 "A credited referrer whose expected referral value is below 0.",
             ),
             QUADRANT,
-            Column("quadrant_play", "VARCHAR", "The marketing play for the quadrant, in words."),
+            QUADRANT_PLAY,
             CURRENCY,
             AS_OF,
         ),

@@ -222,7 +222,7 @@ def assert_the_warehouse_is_the_data_dictionary(database: Path) -> None:
 
 def assert_the_customer_mart_agrees_with_the_other_marts(database: Path) -> None:
     """marts.customer holds every customer of engagement_value once, with the same values,
-    segment and persona as the marts it gathers."""
+    segment, quadrant, their plays and persona as the marts it gathers."""
     mismatches = counts(
         database,
         "SELECT count(*) FROM marts.customer AS c "
@@ -231,7 +231,10 @@ def assert_the_customer_mart_agrees_with_the_other_marts(database: Path) -> None
         "LEFT JOIN marts.customer_persona AS p USING (customer_id) "
         "WHERE c.customer_id IS NULL OR v.customer_id IS NULL OR c.cev <> v.cev "
         "OR c.quadrant <> v.quadrant OR c.segment <> r.segment "
-        "OR c.persona IS DISTINCT FROM p.persona OR c.order_count <> r.order_count",
+        "OR c.persona IS DISTINCT FROM p.persona OR c.order_count <> r.order_count "
+        # the play next to each (an analyst's "what do I do with them"; a review found none)
+        "OR c.segment_play IS NULL OR c.segment_play <> r.segment_play "
+        "OR c.quadrant_play IS NULL OR c.quadrant_play <> v.quadrant_play",
     )
     assert mismatches == [(0,)]
     n, distinct, profiles = counts(

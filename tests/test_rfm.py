@@ -143,6 +143,18 @@ def test_segments_follow_the_map():
         assert seg == documented[(r, f)] and cell == f"R{r}F{f}"
 
 
+def test_every_row_carries_its_segments_play():
+    """`segment_play` is what to do with the customer: the play of their segment's audience
+    file, prospects' too (an analyst found the segment's play nowhere in the warehouse)."""
+    rng = np.random.default_rng(12)
+    n = 500
+    s = summary(rng.integers(0, 400, n), rng.geometric(0.4, n), rng.gamma(2, 40, n))
+    out = rfm.score_rfm(s, AS_OF, customers=["prospect-1"])
+    assert rfm.PROSPECT in set(out["segment"].cast(pl.String)) and out["segment"].n_unique() > 5
+    for segment, play in out.select(pl.col("segment").cast(pl.String), "segment_play").iter_rows():
+        assert play == rfm.SEGMENT_PLAYS[segment], segment
+
+
 def test_recency_counts_calendar_days_and_rejects_future_orders():
     s = summary([0], [1], [10.0])
     assert rfm.score_rfm(s, dt.datetime(2024, 6, 30, 1))["days_since_last_order"][0] == 0

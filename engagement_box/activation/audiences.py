@@ -23,7 +23,6 @@ import shutil
 from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
-from types import MappingProxyType
 
 import polars as pl
 
@@ -34,30 +33,7 @@ from engagement_box.value import rfm
 # included: each has its play.
 RFM_SEGMENTS = (*rfm.SEGMENTS, rfm.PROSPECT)
 
-RFM_PLAYS: Mapping[str, str] = MappingProxyType(
-    {
-        "Champions": "Reward and recognise: VIP reward tier, private sales and early access; "
-        "invite reviews and referrals.",
-        "Loyal Customers": "Deepen loyalty: reward program upgrades, personalised cross-sell "
-        "recommendations, ask for reviews.",
-        "Potential Loyalists": "Convert to loyal: invite to the reward program, newsletters and "
-        "wishlists, personalised recommendations.",
-        "New Customers": "Onboard: smooth follow-up emails, care tips for the purchase, ask them "
-        "to rate it, newsletter sign-up.",
-        "Promising": "Drive the second purchase: personalised email offer or free samples with "
-        "the next order.",
-        "Need Attention": "Re-engage: limited-time personalised offers based on past purchases.",
-        "About to Sleep": "Reconnect: reminders (abandoned carts, wishlists), popular products, "
-        "a modest discount.",
-        "At Risk": "Win back: personalised win-back emails with special offers, ask for feedback.",
-        "Can't Lose Them": "Win back at any cost: the strongest offer, personal outreach (live "
-        "chat or call), find out what went wrong.",
-        "Hibernating": "Low-cost reactivation: brand content, giveaways and contests; leave out "
-        "of costly campaigns.",
-        rfm.PROSPECT: "First purchase: a welcome offer or free sample with the first order, "
-        "newsletter and wishlist reminders.",
-    }
-)
+RFM_PLAYS = rfm.SEGMENT_PLAYS  # the play of each segment, next to the segment in the marts
 
 AUDIENCE_COLUMNS = ("customer_id", "email", "audience_kind", "audience", "play")
 # The kinds of audience: each is a folder of the audience directory, the only ones a run or an

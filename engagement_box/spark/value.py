@@ -67,11 +67,12 @@ def score_rfm(spark, summary, customers, as_of: date):
     n = active.count()
     cells = spark.createDataFrame(
         [
-            (r, f, rfm._CELL_NAMES[(r - 1) * 5 + (f - 1)], rfm._SEGMENT_GRID[(r - 1) * 5 + (f - 1)])
+            (r, f, rfm._CELL_NAMES[cell], rfm._SEGMENT_GRID[cell], rfm._PLAY_GRID[cell])
             for r in range(1, 6)
             for f in range(1, 6)
+            for cell in [(r - 1) * 5 + (f - 1)]
         ],
-        "r_score tinyint, f_score tinyint, rfm_cell string, segment string",
+        "r_score tinyint, f_score tinyint, rfm_cell string, segment string, segment_play string",
     )
     scored = active
     for column, name, better in (
@@ -92,6 +93,7 @@ def score_rfm(spark, summary, customers, as_of: date):
         "m_score",
         "rfm_cell",
         "segment",
+        "segment_play",
     )
     known = base.select("customer_id")
     extra = customers.select("customer_id").distinct().join(known, "customer_id", "left_anti")
@@ -111,6 +113,7 @@ def score_rfm(spark, summary, customers, as_of: date):
         *[F.lit(None).cast("tinyint").alias(c) for c in ("r_score", "f_score", "m_score")],
         F.lit(None).cast("string").alias("rfm_cell"),
         F.lit(rfm.PROSPECT).alias("segment"),
+        F.lit(rfm.SEGMENT_PLAYS[rfm.PROSPECT]).alias("segment_play"),
     )
     return scored.unionByName(prospects)
 

@@ -28,6 +28,8 @@ completed order are prospects: segment "Prospect" and null scores.
 """
 
 import datetime as dt
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,33 @@ SEGMENT_RULES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
 )
 SEGMENTS: tuple[str, ...] = tuple(name for name, _, _ in SEGMENT_RULES)
 SEGMENT_DTYPE = pl.Enum([*SEGMENTS, PROSPECT])
+
+# The play each segment calls for, in words: `segment_play` of the RFM and customer marts, and
+# the `play` of the segment audiences.
+SEGMENT_PLAYS: Mapping[str, str] = MappingProxyType(
+    {
+        "Champions": "Reward and recognise: VIP reward tier, private sales and early access; "
+        "invite reviews and referrals.",
+        "Loyal Customers": "Deepen loyalty: reward program upgrades, personalised cross-sell "
+        "recommendations, ask for reviews.",
+        "Potential Loyalists": "Convert to loyal: invite to the reward program, newsletters and "
+        "wishlists, personalised recommendations.",
+        "New Customers": "Onboard: smooth follow-up emails, care tips for the purchase, ask them "
+        "to rate it, newsletter sign-up.",
+        "Promising": "Drive the second purchase: personalised email offer or free samples with "
+        "the next order.",
+        "Need Attention": "Re-engage: limited-time personalised offers based on past purchases.",
+        "About to Sleep": "Reconnect: reminders (abandoned carts, wishlists), popular products, "
+        "a modest discount.",
+        "At Risk": "Win back: personalised win-back emails with special offers, ask for feedback.",
+        "Can't Lose Them": "Win back at any cost: the strongest offer, personal outreach (live "
+        "chat or call), find out what went wrong.",
+        "Hibernating": "Low-cost reactivation: brand content, giveaways and contests; leave out "
+        "of costly campaigns.",
+        PROSPECT: "First purchase: a welcome offer or free sample with the first order, "
+        "newsletter and wishlist reminders.",
+    }
+)
 
 
 def build_segment_map(
@@ -82,6 +111,7 @@ SEGMENT_MAP: dict[tuple[int, int], str] = build_segment_map()
 _SEGMENT_GRID: list[str] = [
     SEGMENT_MAP[(r, f)] for r in range(1, N_SCORES + 1) for f in range(1, N_SCORES + 1)
 ]
+_PLAY_GRID: list[str] = [SEGMENT_PLAYS[segment] for segment in _SEGMENT_GRID]
 _CELL_NAMES: list[str] = [
     f"R{r}F{f}" for r in range(1, N_SCORES + 1) for f in range(1, N_SCORES + 1)
 ]
@@ -165,6 +195,7 @@ def score_rfm(
         pl.Series("m_score", m),
         pl.Series("rfm_cell", _CELL_NAMES, dtype=pl.String).gather(cell),
         pl.Series("segment", _SEGMENT_GRID, dtype=SEGMENT_DTYPE).gather(cell),
+        pl.Series("segment_play", _PLAY_GRID, dtype=pl.String).gather(cell),
     )
 
     prospect_rows = prospects.join(base, on="customer_id", how="left", maintain_order="left")
@@ -178,6 +209,7 @@ def score_rfm(
         pl.lit(None, dtype=pl.Int8).alias("m_score"),
         pl.lit(None, dtype=pl.String).alias("rfm_cell"),
         pl.lit(PROSPECT, dtype=SEGMENT_DTYPE).alias("segment"),
+        pl.lit(SEGMENT_PLAYS[PROSPECT], dtype=pl.String).alias("segment_play"),
     )
     if prospect_rows.height == 0:
         return scored
