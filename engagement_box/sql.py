@@ -33,8 +33,9 @@ def quote_identifier(name: str) -> str:
 
 
 def quote_literal(text: str) -> str:
-    """A string constant of the code as a SQL literal, for the statements that take no bound
-    parameter (DuckDB's COMMENT ON). Never for values that come from data or users."""
+    """A string constant of the code, or a configured path, as a SQL literal, for the statements
+    that take no bound parameter (DuckDB's COMMENT ON, ATTACH). Never for values that come from
+    data or users."""
     return "'" + str(text).replace("'", "''") + "'"
 
 

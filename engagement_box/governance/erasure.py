@@ -130,7 +130,7 @@ from engagement_box.activation.audiences import (
     remove_leftover,
 )
 from engagement_box.governance import readers, versions
-from engagement_box.sql import database_path, load_sql, transaction
+from engagement_box.sql import database_path, load_sql, quote_literal, transaction
 from engagement_box.staging.contracts import (
     INVISIBLE,
     INVISIBLE_PATTERN,
@@ -1841,8 +1841,9 @@ def compact(database: Path | str) -> Path:
         fresh.unlink()
     con = duckdb.connect()
     try:
-        con.execute(f"ATTACH '{database}' AS erasure_old (READ_ONLY)")
-        con.execute(f"ATTACH '{fresh}' AS erasure_new")
+        # ATTACH binds no parameter: the paths (quotes refused above) as literals
+        con.execute(f"ATTACH {quote_literal(str(database))} AS erasure_old (READ_ONLY)")
+        con.execute(f"ATTACH {quote_literal(str(fresh))} AS erasure_new")
         con.execute("COPY FROM DATABASE erasure_old TO erasure_new")
         con.execute("DETACH erasure_new")
         con.execute("DETACH erasure_old")
