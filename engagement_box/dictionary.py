@@ -170,9 +170,9 @@ TABLES: tuple[Table, ...] = (
     Table(
         "customer",
         "One row per resolved customer and version: profile attributes analysts filter by, the "
-        "RFM segment and CEV quadrant with the play each calls for (segment_play and "
-        "quadrant_play, NULL in versions published before 2026-12-06), persona and every value "
-        "metric. Key: customer_id. Start here.",
+        "RFM segment, CEV quadrant, persona and every value metric (the play each segment and "
+        "quadrant calls for: marts.customer_rfm.segment_play, "
+        "marts.engagement_value.quadrant_play). Key: customer_id. Start here.",
         key=("customer_id",),
         columns=(
             CUSTOMER_ID,
@@ -202,9 +202,7 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("signup_date", "DATE", "The person's earliest signup day over their profiles."),
             SEGMENT,
-            SEGMENT_PLAY,
             QUADRANT,
-            QUADRANT_PLAY,
             Column(
                 "persona",
                 "VARCHAR",
