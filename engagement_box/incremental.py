@@ -263,9 +263,10 @@ def changed_since(state: Mapping, now: Mapping) -> str | None:
             return f"{name} changed and was staged again (or another file took its name)"
     for name, (source, _) in after.items():
         if name not in before and source != GROWING:
-            # a new file, or one whose every row was quarantined before (and is corrected now)
+            # a new file, or one whose every row was quarantined then (and is corrected now)
             return (
-                f"{name} staged rows for the first time (new {source} rows change every customer)"
+                f"{name} stages rows now, and staged none when this was last computed (new "
+                f"{source} rows change every customer)"
             )
     for name, rows in state.get("order_rows", {}).items():
         if now["order_rows"].get(name) != rows:

@@ -548,7 +548,7 @@ CHANGES = {
     "new customers file": (
         "INSERT INTO staging.ingested_files (source, source_file, sha256) "
         "VALUES ('customers', 'customers/d.csv', 'd1')",
-        "customers/d.csv staged rows for the first time",
+        "customers/d.csv stages rows now, and staged none when this was last computed",
     ),
     "erasure": (
         "CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON); "
