@@ -6,7 +6,6 @@ import polars as pl
 
 from engagement_box.activation import audiences
 from engagement_box.activation.audiences import (
-    RFM_PLAYS,
     RFM_SEGMENTS,
     build_audiences,
     neutralize_formulas,
@@ -41,14 +40,14 @@ def test_every_segment_and_quadrant_has_a_play():
     """Prospects (signed up, no completed order) are an RFM segment and an audience file too:
     theirs had an empty play. And the misers' play said "once they buy again" to prospects,
     who never bought."""
-    assert set(RFM_PLAYS) == set(RFM_SEGMENTS) == {*rfm.SEGMENTS, rfm.PROSPECT}
-    assert all(play.strip() for play in (*RFM_PLAYS.values(), *QUADRANT_PLAYS.values()))
-    assert "first purchase" in RFM_PLAYS["Prospect"].lower()
+    assert set(rfm.SEGMENT_PLAYS) == set(RFM_SEGMENTS) == {*rfm.SEGMENTS, rfm.PROSPECT}
+    assert all(play.strip() for play in (*rfm.SEGMENT_PLAYS.values(), *QUADRANT_PLAYS.values()))
+    assert "first purchase" in rfm.SEGMENT_PLAYS["Prospect"].lower()
     assert "again" not in QUADRANT_PLAYS["CEV Misers"]
     assert set(QUADRANT_PLAYS) == set(QUADRANTS)
     assert "referral" in QUADRANT_PLAYS["CEV Affluents"].lower()
     assert "purchase" in QUADRANT_PLAYS["CEV Advocates"].lower()
-    assert "win back" in RFM_PLAYS["At Risk"].lower()
+    assert "win back" in rfm.SEGMENT_PLAYS["At Risk"].lower()
 
 
 def test_only_consenting_customers():
@@ -58,7 +57,7 @@ def test_only_consenting_customers():
     row = out.filter((pl.col("customer_id") == "c1") & (pl.col("audience_kind") == "quadrant"))
     assert row["play"].item() == QUADRANT_PLAYS["CEV Affluents"]
     row = out.filter((pl.col("customer_id") == "c1") & (pl.col("audience_kind") == "rfm_segment"))
-    assert row["play"].item() == RFM_PLAYS["At Risk"]
+    assert row["play"].item() == rfm.SEGMENT_PLAYS["At Risk"]
 
 
 def test_formula_neutralisation():

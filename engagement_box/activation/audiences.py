@@ -30,10 +30,8 @@ from engagement_box.engagement.metrics import QUADRANT_PLAYS
 from engagement_box.value import rfm
 
 # Every segment the RFM step gives (engagement_box.value.rfm), prospects (no completed order yet)
-# included: each has its play.
+# included: each has its play (rfm.SEGMENT_PLAYS).
 RFM_SEGMENTS = (*rfm.SEGMENTS, rfm.PROSPECT)
-
-RFM_PLAYS = rfm.SEGMENT_PLAYS  # the play of each segment, next to the segment in the marts
 
 AUDIENCE_COLUMNS = ("customer_id", "email", "audience_kind", "audience", "play")
 # The kinds of audience: each is a folder of the audience directory, the only ones a run or an
@@ -71,7 +69,7 @@ def build_audiences(
     )
     parts = {}
     for frame, column, kind, plays in (
-        (segments, segment_column, AUDIENCE_KINDS[0], RFM_PLAYS),
+        (segments, segment_column, AUDIENCE_KINDS[0], rfm.SEGMENT_PLAYS),
         (quadrants, quadrant_column, AUDIENCE_KINDS[1], QUADRANT_PLAYS),
     ):
         if frame is None:

@@ -67,10 +67,9 @@ def score_rfm(spark, summary, customers, as_of: date):
     n = active.count()
     cells = spark.createDataFrame(
         [
-            (r, f, rfm._CELL_NAMES[cell], rfm._SEGMENT_GRID[cell], rfm._PLAY_GRID[cell])
-            for r in range(1, 6)
-            for f in range(1, 6)
-            for cell in [(r - 1) * 5 + (f - 1)]
+            # row-major: cell (r - 1) * 5 + (f - 1)
+            (cell // 5 + 1, cell % 5 + 1, name, rfm._SEGMENT_GRID[cell], rfm._PLAY_GRID[cell])
+            for cell, name in enumerate(rfm._CELL_NAMES)
         ],
         "r_score tinyint, f_score tinyint, rfm_cell string, segment string, segment_play string",
     )
