@@ -110,9 +110,22 @@ def columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tupl
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    """Is `schema.name` a base table of the connection's own database (not a view)?"""
-    row = con.execute(_TABLES, {"schema": schema, "name": name}).fetchone()
-    return bool(row and row[0])
+    """Is `schema.name` a base table of the connection's own database (not a view)?
+
+    Looked up by name (`con.table`, which finds base tables only) instead of listing the
+    catalog: duckdb_tables() builds a row for every table of every database, 1.2 ms a question
+    on a tiny retailer's working database against 0.1, and a run asks about 500 of them (a tenth
+    of a small run's time). A name holding a double quote, which that lookup does not unquote,
+    is still looked for in duckdb_tables()."""
+    catalog = con.execute("SELECT current_database()").fetchone()[0]
+    if '"' in f"{catalog}{schema}{name}":
+        row = con.execute(_TABLES, {"schema": schema, "name": name}).fetchone()
+        return bool(row and row[0])
+    try:  # a missing name fails the lookup only: an open transaction goes on
+        con.table(".".join(quote_name(part) for part in (catalog, schema, name)))
+    except duckdb.CatalogException:
+        return False
+    return True
 
 
 def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:

@@ -649,3 +649,37 @@ def test_history_tables_are_the_connections_own(tmp_path):
     con.execute("CREATE SCHEMA other.history")
     con.execute("CREATE TABLE other.history.engagement_value (snapshot_id BIGINT)")
     assert versions.history_tables(con) == ["customer"]
+
+
+def test_catalog_questions_answer_for_the_connections_own_tables_and_views(tmp_path):
+    """`sql.table_exists` is true of a base table of the connection's own database only (not
+    a view, a temporary table, another attached database's table); `relation_exists` also of a
+    view. A name that is missing leaves an open transaction usable, and one holding a double
+    quote is found too."""
+    from engagement_box import sql
+
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    con.execute("CREATE SCHEMA work")
+    con.execute("CREATE TABLE work.customer (customer_id VARCHAR)")
+    con.execute("CREATE VIEW work.customer_view AS SELECT * FROM work.customer")
+    con.execute('CREATE TABLE work."odd ""name""" (x INTEGER)')
+    con.execute("CREATE TEMP TABLE temporary_only (x INTEGER)")
+    con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    con.execute("CREATE SCHEMA other.work")
+    con.execute("CREATE TABLE other.work.elsewhere (x INTEGER)")
+
+    assert sql.table_exists(con, "work", "customer")
+    assert sql.table_exists(con, "work", 'odd "name"')
+    assert not sql.table_exists(con, "work", "customer_view")
+    assert sql.relation_exists(con, "work", "customer_view")
+    assert not sql.table_exists(con, "main", "temporary_only")
+    assert not sql.table_exists(con, "work", "elsewhere")
+    assert not sql.relation_exists(con, "work", "elsewhere")
+    assert not sql.table_exists(con, "nowhere", "customer")
+
+    with sql.transaction(con):
+        con.execute("CREATE TABLE work.made_now (x INTEGER)")
+        assert sql.table_exists(con, "work", "made_now")  # seen inside its transaction
+        assert not sql.table_exists(con, "work", "missing")
+        con.execute("INSERT INTO work.made_now VALUES (1)")  # the transaction goes on
+    assert con.execute("SELECT count(*) FROM work.made_now").fetchone() == (1,)
