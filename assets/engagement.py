@@ -307,6 +307,7 @@ def customer_persona(
             publish.run_settings(window, engagement_config),
             versions.model_code_version(),
             moving=_MOVING_KEYS,
+            erasures=versions.erasure_requests(con),
         )
         in_force = personas.model_in_force(
             con, window["as_of"], inputs, int(engagement_config.setting("persona_refit_days"))

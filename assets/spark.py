@@ -530,12 +530,16 @@ def _given_settings(model_settings: ModelSettings, engagement_config: Engagement
 
 def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
     """What a persona model is fitted from besides the data: every setting that changes its
-    features (the value models' and the engagement weights', not the quadrant cuts) and the
-    model code. A stored model
-    fitted from other inputs is not used (`personas.model_in_force`)."""
+    features (the value models' and the engagement weights', not the quadrant cuts), the model
+    code and the people erased (the register's hashes). A stored model fitted from other inputs
+    is not used (`personas.model_in_force`)."""
     given = _given_settings(model_settings, engagement_config)
+    erased, _ = erasure.register_of(settings.working_db_path())
     return personas.model_inputs(
-        {k: str(v) for k, v in sorted(given.items())}, versions.model_code_version(), _MOVING
+        {k: str(v) for k, v in sorted(given.items())},
+        versions.model_code_version(),
+        _MOVING,
+        erasures=sorted(erased),
     )
 
 

@@ -498,8 +498,8 @@ TABLES: tuple[Table, ...] = (
                 "INTEGER",
                 "The k-means cluster, 0..k-1; see marts.persona_profile. Numbered per persona "
                 "model: a refit numbers its clusters anew, so compare versions by this id only "
-                "where marts.persona_profile's model_fitted_as_of is the same, else by "
-                "`persona`.",
+                "where they used the same model (marts.persona_profile's model_fitted_as_of "
+                "says when), else by `persona`.",
             ),
             Column(
                 "persona",
@@ -528,10 +528,14 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "model_fitted_as_of",
                 "DATE",
-                "The as-of of the persona model's fit that assigned this version's customers: "
-                "versions with the same date used the same model (centres, persona_id and "
-                "names correspond); a later date is a refit, which numbers and names its "
-                "personas anew. NULL in versions published before the column (2026-12-05).",
+                "The as-of of the persona model's fit that assigned this version's customers. "
+                "A later date is a refit, which numbers and names its personas anew. A refit "
+                "at the same as-of keeps the date (ENGAGEMENT_PERSONA_REFIT_DAYS=0, or a "
+                "setting, the model code or an erasure changed since the fit: the persona "
+                "step's metadata says refit and why), so two versions with the same date used "
+                "the same model (centres, persona_id and names correspond) only when no run "
+                "between them refitted. NULL in versions published before the column "
+                "(2026-12-05).",
             ),
             CURRENCY,
             AS_OF,

@@ -1231,6 +1231,9 @@ def test_an_erase_stopped_after_its_commit_is_finished_by_the_next_run(december_
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]
     assert held() == {"published file": False, "audience files": False}
+    # the persona model in force was fitted with the person's rows: fitted again without them
+    (personas,) = [line for line in out.splitlines() if line.split()[:1] == ["customer_persona"]]
+    assert personas.split()[-1] == "refit", out
     con = duckdb.connect(str(working), read_only=True)
     try:
         assert readers.unfinished_erasures(con) == []

@@ -151,6 +151,10 @@ def _store(con, as_of: dt.date, fitted_as_of: dt.date, inputs: dict = INPUTS) ->
             30,
             "settings changed since the last fit (currency)",
         ),
+        # the model's centres were computed with an erased person's rows
+        (DAY, model_inputs({"currency": "USD"}, "v1", erasures=["request-1"]), 30, "erased"),
+        # no erasure: the inputs as model_inputs writes them equal a model stored without them
+        (DAY, model_inputs({"currency": "USD"}, "v1"), 30, None),
     ],
 )
 def test_the_model_in_force_until_it_is_due_for_a_refit(

@@ -15,8 +15,9 @@ Method (deterministic for a given seed):
 3. The final KMeans is fitted on a larger sample (`fit_sample_size`, default 100,000), started from
    the chosen k's centres, and every customer is assigned to its nearest centre, so 1M customers
    take a few seconds. The fitted model (the standardisation, the centres and the names) is kept
-   (`PersonaModel`, `work.persona_model`): until it is `ENGAGEMENT_PERSONA_REFIT_DAYS` old, later
-   runs assign each customer to its nearest centre with it (`assign_personas`, `model_in_force`)
+   (`PersonaModel`, `work.persona_model`): until it is `ENGAGEMENT_PERSONA_REFIT_DAYS` old (and
+   while the settings, the code and the erasures are those it was fitted after), later runs
+   assign each customer to its nearest centre with it (`assign_personas`, `model_in_force`)
    instead of fitting again. On the data it was fitted on, assigning gives the fit's own rows.
    KMeans runs on one thread: its OpenMP threads spin while they wait, and on the shared 2-core
    machine that cost 10 CPU-s for 2,500 customers (0.2 s on one thread), and 1.0-1.2 CPU-s
@@ -30,6 +31,7 @@ No Dagster import here.
 """
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -440,12 +442,28 @@ class ModelInForce:
 NOT_MODEL_SETTINGS = ("persona_refit_days", "quadrant_clv_quantile", "quadrant_crv_quantile")
 
 
-def model_inputs(run_settings: dict, code: str, moving: tuple[str, ...] = ()) -> dict:
+def model_inputs(
+    run_settings: dict, code: str, moving: tuple[str, ...] = (), erasures: Sequence[str] = ()
+) -> dict:
     """What a persona model is fitted from, as `model_in_force` compares it: the run's settings
     but those it does not depend on (`NOT_MODEL_SETTINGS`, and `moving`: the window's keys that
-    change every run) and the model code version."""
+    change every run), the model code version, and the erasures applied (`erasures`: the
+    requests or the erased people's hashes, kept as one digest): centres fitted with an erased
+    person's rows are not used once they are erased."""
     skip = (*moving, *NOT_MODEL_SETTINGS)
-    return {"settings": {k: v for k, v in run_settings.items() if k not in skip}, "code": code}
+    return {
+        "settings": {k: v for k, v in run_settings.items() if k not in skip},
+        "code": code,
+        "erasures": erasures_digest(erasures),
+    }
+
+
+def erasures_digest(erasures: Sequence[str]) -> str:
+    """One digest of the erasures a model was fitted after; the same for none as a model stored
+    before erasures were recorded with it."""
+    if not erasures:
+        return ""
+    return hashlib.sha256("\n".join(sorted(erasures)).encode()).hexdigest()
 
 
 def model_in_force(
@@ -475,6 +493,13 @@ def model_in_force(
     stored = json.loads(stored_inputs)
     if stored.get("code") != inputs.get("code"):
         return ModelInForce(None, None, "the model code changed since the last fit: fitted again")
+    if stored.get("erasures", "") != inputs.get("erasures", ""):
+        return ModelInForce(
+            None,
+            None,
+            "a person was erased since the last fit (its centres were computed with their "
+            "rows): fitted again",
+        )
     if stored.get("settings") != inputs.get("settings"):
         changed = sorted(
             k

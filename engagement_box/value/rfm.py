@@ -54,8 +54,8 @@ SEGMENT_RULES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
 SEGMENTS: tuple[str, ...] = tuple(name for name, _, _ in SEGMENT_RULES)
 SEGMENT_DTYPE = pl.Enum([*SEGMENTS, PROSPECT])
 
-# The play each segment calls for, in words: `segment_play` of the RFM and customer marts, and
-# the `play` of the segment audiences.
+# The play each segment calls for, in words: `segment_play` of the RFM mart, and the `play` of
+# the segment audiences.
 SEGMENT_PLAYS: Mapping[str, str] = MappingProxyType(
     {
         "Champions": "Reward and recognise: VIP reward tier, private sales and early access; "
