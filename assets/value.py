@@ -109,7 +109,13 @@ def resolve_window(
     as_of = _cap_at_run_date(as_of, run_date, pinned=pinned is not None)
     calibration_end = _date(cfg.calibration_end) or as_of - dt.timedelta(days=cfg.holdout_days)
     if calibration_end >= as_of:
-        raise dg.Failure(f"calibration end {calibration_end} must be before the as-of date {as_of}")
+        # the as-of is known only now, from the staged orders: the ticks and the CLI compare a
+        # pinned calibration end with the run's day, not with the last completed order
+        raise dg.Failure(
+            f"ENGAGEMENT_CALIBRATION_END={calibration_end} must be before the as-of date "
+            f"{as_of} (the last completed order is of {last_order_day}): set an earlier date, "
+            "or unset it to hold out the last ENGAGEMENT_HOLDOUT_DAYS days"
+        )
     return {
         "partition_key": None if pinned is not None else partition_key,
         "as_of_pinned": pinned is not None,

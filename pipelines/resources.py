@@ -425,8 +425,13 @@ class Warehouse(DuckDBResource):
         self._run_lock = acquire_run_lock(
             self.path,
             self.run_lock_timeout_seconds,
+            # in the run's own log (the UI shows it), not only on the webserver's terminal: a
+            # run from the UI, the schedule or the sensor otherwise sat in its resources' start
+            # for up to the timeout without a word (a review)
+            on_wait=lambda holder: context.log.info(
+                lock_wait_message(month, "the warehouse", holder, self.run_lock_timeout_seconds)
+            ),
             ahead=(lambda: earlier_in_backfill(instance, run)) if instance is not None else None,
-            # in the run's own log (the UI shows it), not only on the webserver's terminal
             say=lambda first: context.log.info(f"{month} waits for {first} to go first{GONE}"),
         )
         if context.instance is not None:
@@ -536,6 +541,15 @@ def run_lock_holder(path: str) -> str:
             return handle.read().strip() or "a process that wrote nothing"
     except OSError:
         return "unknown"
+
+
+def lock_wait_message(run: str, what: str, holder: str, timeout_seconds: float) -> str:
+    """What a run says in its log, once, when another run or an erasure holds the run lock."""
+    return (
+        f"{run} waits for the run or erasure that holds {what} to finish ({holder}); it waits "
+        f"up to {timeout_seconds:.0f} s (run_lock_timeout_seconds), then fails having written "
+        "nothing"
+    )
 
 
 def acquire_run_lock(
@@ -1150,9 +1164,14 @@ class LakeResource(_FromSettings):
         problem = self.problem() or settings.first_problem() or self.given_problem()
         if problem:
             raise ConfigurationError(problem)
+        run = context.run
+        month = run.tags.get(PARTITION_TAG, "this run") if run is not None else "this run"
         self._run_lock = acquire_run_lock(
             self.path,
             self.run_lock_timeout_seconds,
+            on_wait=lambda holder: context.log.info(
+                lock_wait_message(month, "the Spark lake", holder, self.run_lock_timeout_seconds)
+            ),
             what=("the Spark lake's folder", "ENGAGEMENT_LAKE_DIR"),
         )
 

@@ -1359,6 +1359,27 @@ def test_the_as_of_never_passes_the_run_date(warehouse):
         resolve_window(warehouse, ModelSettings(as_of="2026-06-30"), None, run_date)
 
 
+def test_a_calibration_end_not_before_the_last_order_names_its_setting(warehouse):
+    """The ticks compare a pinned calibration end with the run's day; the as-of, known once the
+    orders are staged, can be earlier (the last completed order). The run's failure then named
+    no setting ("calibration end 2026-09-15 must be before the as-of date 2026-08-10", a
+    review): it names the variable and the order that set the as-of."""
+    from assets.value import resolve_window
+    from pipelines.resources import ModelSettings
+
+    warehouse.execute(
+        "CREATE SCHEMA staging; CREATE TABLE staging.orders (ordered_at TIMESTAMP, status VARCHAR)"
+    )
+    warehouse.execute("INSERT INTO staging.orders VALUES ('2026-08-10 09:00', 'completed')")
+    pinned = ModelSettings(calibration_end="2026-09-15")
+    with pytest.raises(
+        dg.Failure,
+        match=r"^ENGAGEMENT_CALIBRATION_END=2026-09-15 must be before the as-of date 2026-08-10 "
+        r"\(the last completed order is of 2026-08-10\): set an earlier date",
+    ):
+        resolve_window(warehouse, pinned, "2026-12-01", dt.date(2026, 12, 6))
+
+
 # ----------------------------------------------------------------------------------------------
 # Property: any mix of hostile rows in a CSV file loses nothing
 

@@ -534,3 +534,49 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
         "Terminate, forced" in m
         for m in logged
     ), logged  # a run of another host whose process is gone was waited for without a word
+
+
+def test_a_run_waiting_for_the_run_lock_says_so_in_its_own_log(tmp_path, monkeypatch):
+    """A run launched from the UI, the schedule or the sensor while another run (or an erasure)
+    held the warehouse sat in its resources' start without a word for up to 30 minutes (a
+    review): only the CLI said it was waiting. The run's own log, which the UI shows, now says
+    who holds the lock and how long the run will wait."""
+    import fcntl
+
+    import dagster as dg
+
+    import pipelines.resources as resources
+
+    @dg.asset(partitions_def=dg.MonthlyPartitionsDefinition(start_date="2025-01-01"))
+    def touched(warehouse: resources.Warehouse) -> None:
+        with warehouse.get_connection() as con:
+            con.execute("SELECT 1")
+
+    database = tmp_path / "w.duckdb"
+    holder = os.open(f"{database}.run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(holder, b"pid 4242 since 2026-12-06 05:00:00\n")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another run holds the warehouse
+
+    def on_sleep(now):  # the other run ends after a while
+        if now >= 2.0:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+
+    monkeypatch.setattr(resources, "time", _FakeClock(on_sleep))
+    try:
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [touched],
+                partition_key="2025-11-01",
+                instance=instance,
+                resources={"warehouse": resources.warehouse_resource(database)},
+            )
+            assert result.success
+            logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    finally:
+        os.close(holder)
+    waits = [m for m in logged if "waits for the run or erasure that holds" in m]
+    assert waits == [
+        "2025-11-01 waits for the run or erasure that holds the warehouse to finish (pid 4242 "
+        "since 2026-12-06 05:00:00); it waits up to 1800 s (run_lock_timeout_seconds), then "
+        "fails having written nothing"
+    ], logged
