@@ -1164,14 +1164,20 @@ class LakeResource(_FromSettings):
         problem = self.problem() or settings.first_problem() or self.given_problem()
         if problem:
             raise ConfigurationError(problem)
-        run = context.run
+        run = getattr(context, "run", None)
         month = run.tags.get(PARTITION_TAG, "this run") if run is not None else "this run"
+
+        def waiting(holder: str) -> None:
+            said = lock_wait_message(month, "the Spark lake", holder, self.run_lock_timeout_seconds)
+            if context is not None:
+                context.log.info(said)
+            else:
+                print(said, file=sys.stderr, flush=True)
+
         self._run_lock = acquire_run_lock(
             self.path,
             self.run_lock_timeout_seconds,
-            on_wait=lambda holder: context.log.info(
-                lock_wait_message(month, "the Spark lake", holder, self.run_lock_timeout_seconds)
-            ),
+            on_wait=waiting,
             what=("the Spark lake's folder", "ENGAGEMENT_LAKE_DIR"),
         )
 
