@@ -539,7 +539,7 @@ def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementC
         {k: str(v) for k, v in sorted(given.items())},
         versions.model_code_version(),
         _MOVING,
-        erasures=sorted(erased),
+        erasures=list(erased),  # model_inputs sorts and digests them
     )
 
 

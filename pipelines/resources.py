@@ -9,6 +9,7 @@ a run, `window_problem` the dates no run can take."""
 
 import datetime as dt
 import fcntl
+import functools
 import json
 import os
 import re
@@ -1167,17 +1168,13 @@ class LakeResource(_FromSettings):
         run = getattr(context, "run", None)
         month = run.tags.get(PARTITION_TAG, "this run") if run is not None else "this run"
 
-        def waiting(holder: str) -> None:
-            said = lock_wait_message(month, "the Spark lake", holder, self.run_lock_timeout_seconds)
-            if context is not None:
-                context.log.info(said)
-            else:
-                print(said, file=sys.stderr, flush=True)
-
+        log = context.log.info if context is not None else functools.partial(print, file=sys.stderr)
         self._run_lock = acquire_run_lock(
             self.path,
             self.run_lock_timeout_seconds,
-            on_wait=waiting,
+            on_wait=lambda holder: log(
+                lock_wait_message(month, "the Spark lake", holder, self.run_lock_timeout_seconds)
+            ),
             what=("the Spark lake's folder", "ENGAGEMENT_LAKE_DIR"),
         )
 
