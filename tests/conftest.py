@@ -99,8 +99,19 @@ def spark():
     # each query cost 10-18 % of a Spark test's time (a staging test 35.7 against 41.3-41.5 s,
     # the parity runs 54.4 against 59.3-67.0 s, 2026-12-06). It changes plans, not results;
     # runs keep it (on large tables it merges small partitions and splits skewed joins).
+    # Generated code off, whole-stage and per expression (Spark's own tests switch it the same
+    # way): on tables of tens of rows compiling each query's Java cost more than running it
+    # interpreted. Two Spark test files took 131-155 s and 167-199 CPU-s without it against
+    # 167-193 s and 212-245 CPU-s with it, alternated (2026-12-06; whole-stage alone: no gain).
+    # It changes how a plan is executed, not its results; runs keep generated code.
     session = local_session(
-        "local[2]", shuffle_partitions=2, extra={"spark.sql.adaptive.enabled": "false"}
+        "local[2]",
+        shuffle_partitions=2,
+        extra={
+            "spark.sql.adaptive.enabled": "false",
+            "spark.sql.codegen.wholeStage": "false",
+            "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        },
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
