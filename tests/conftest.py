@@ -101,7 +101,7 @@ def spark():
     # runs keep it (on large tables it merges small partitions and splits skewed joins).
     # Generated code off, whole-stage and per expression (Spark's own tests switch it the same
     # way): on tables of tens of rows compiling each query's Java cost more than running it
-    # interpreted. Two Spark test files took 131-155 s and 167-199 CPU-s without it against
+    # interpreted. Two Spark test files took 132-156 s and 167-199 CPU-s without it against
     # 167-193 s and 212-245 CPU-s with it, alternated (2026-12-06; whole-stage alone: no gain).
     # It changes how a plan is executed, not its results; runs keep generated code.
     session = local_session(
