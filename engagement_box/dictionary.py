@@ -460,7 +460,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "social_points",
                 "DOUBLE",
-                "Social points on every platform, each event its type's points: "
+                "Social points on every platform, for the customer's own actions (each social "
+                "event counts for its actor, not for the customer reacted to), each event its "
+                "type's points: "
                 "ENGAGEMENT_SOCIAL_POINTS over the defaults like/pin/tweet 1, comment 5, "
                 "share/retweet 10, mention 5 (the version's own setting is `social_points_json` "
                 "in marts.snapshots.settings, null for the defaults).",
@@ -588,7 +590,9 @@ TABLES: tuple[Table, ...] = (
     Table(
         "model_fit",
         "One row per model (BG/NBD, MBG/NBD, Pareto/NBD, Gamma-Gamma), window (full, "
-        "calibration) and version. Key: model, window.",
+        "calibration) and version; while an earlier choice of the purchase model is carried, "
+        "the candidates not chosen have their calibration row only (they are fitted on the "
+        "full window when the model is chosen). Key: model, window.",
         key=("model", "window"),
         columns=(
             Column("model", "VARCHAR", "bgnbd, mbgnbd, pareto_nbd or gamma_gamma."),

@@ -268,7 +268,8 @@ def test_a_persona_of_costly_referrers_is_not_called_non_referrers():
 def test_a_personas_two_labels_keep_one_order_whichever_is_larger():
     """The same persona fitted on two months' data was "Not influential, Socially active" once
     and "Socially active, Not influential" the next (which of the two z-scores was larger had
-    changed); versions are compared by name, so the labels come in the features' order."""
+    changed; low CIV's label is "Influenced" now); versions are compared by name, so the labels
+    come in the features' order."""
     from engagement_box.engagement.personas import PersonaSettings, _name_clusters
 
     settings = PersonaSettings()
@@ -277,7 +278,7 @@ def test_a_personas_two_labels_keep_one_order_whichever_is_larger():
     months[0, [civ, social]] = (-2.0, 1.6)
     months[1, [civ, social]] = (-1.6, 2.0)
     names = _name_clusters(months[:1], settings) + _name_clusters(months[1:], settings)
-    assert names == ["Not influential, Socially active"] * 2
+    assert names == ["Influenced, Socially active"] * 2
 
 
 def test_a_later_days_profile_is_standardised_over_its_own_customers():

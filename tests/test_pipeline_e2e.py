@@ -498,3 +498,33 @@ def test_degenerate_data_fails_the_fit_check_and_publishes_nothing(tmp_path):
     ) == [(0,)] or counts(default_working(database), "SELECT count(*) FROM marts.snapshots") == [
         (0,)
     ]
+
+
+# The inline queries the documents give analysts, with the file each reads: none may name a
+# table only the working database has (docs/METRICS.md gave `staging.referrals`, which the
+# published file does not hold).
+DOCUMENTS = ("README.md", "docs/METRICS.md", "docs/DATA_DICTIONARY.md", "docs/OPERATIONS.md")
+
+
+def inline_queries() -> list[tuple[str, str]]:
+    """(document, query) for each `SELECT ...` written inline in the documents, but those
+    reading the Spark engine's lake (`read_parquet`), which its own tests run."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for name in DOCUMENTS:
+        text = (root / name).read_text(encoding="utf-8")
+        found += [
+            (name, q) for q in re.findall(r"`(SELECT [^`]*)`", text) if "read_parquet" not in q
+        ]
+    return found
+
+
+def test_every_inline_query_of_the_documents_runs_on_the_published_file(december_run):
+    queries = inline_queries()
+    assert len(queries) >= 3, queries  # the README's quarantine summary, the dictionary, METRICS
+    for document, query in queries:
+        try:
+            rows = counts(december_run.database, query)
+        except duckdb.Error as error:
+            pytest.fail(f"{document}: {query}\n{error}")
+        assert rows, f"{document}: {query} returned no row"

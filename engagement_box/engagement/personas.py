@@ -86,7 +86,10 @@ TRAIT_LABELS: dict[str, tuple[str, str]] = {
     # CRV, near the mean; a persona far below it holds referrers whose referrals cost more than
     # they bring (the CEV Costly Referrers), and was called "Non-referrers".
     "crv": ("Referrers", "Low referral value"),
-    "civ": ("Influencers", "Not influential"),
+    # Low: not "Not influential". CIV sums to 0 over customers; a persona far below the mean
+    # cedes part of its value to the customers who influenced it (a reviewer read "Not
+    # influential, Socially active" as a contradiction).
+    "civ": ("Influencers", "Influenced"),
     "ckv": ("Reviewers", "Silent"),
     "social_points": ("Socially active", "Socially quiet"),
 }
@@ -154,7 +157,8 @@ def _name_clusters(z_means: np.ndarray, settings: PersonaSettings) -> list[str]:
         parts = []
         # Two labels in the features' order, not by which is larger: the same persona fitted
         # again on a later month's data was "Not influential, Socially active" once and
-        # "Socially active, Not influential" the next time, and versions compare by name.
+        # "Socially active, Not influential" the next time (low CIV's label then), and versions
+        # compare by name.
         for f in sorted(order):
             feature = settings.features[f]
             high, low = settings.label_names.get(feature, (f"High {feature}", f"Low {feature}"))
