@@ -131,3 +131,18 @@ def test_the_generate_command_shown_writes_exports(tmp_path):
         "reviews",
         "social",
     ]
+
+
+def test_every_folder_under_data_the_docs_name_is_ignored_by_git_but_the_sample():
+    """The folders the README and docs point runs at hold customers' emails (audience files,
+    lakes, warehouses): `git add -A` must not take them. The Spark command's
+    `data/lake_audiences/` was not ignored (a review)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    texts = [README, *(p.read_text(encoding="utf-8") for p in (REPO / "docs").glob("*.md"))]
+    folders = {m for text in texts for m in re.findall(r"\bdata/[A-Za-z0-9_]+", text)}
+    assert {"data/lake_audiences", "data/warehouse", "data/sample"} <= folders
+    for folder in sorted(folders):
+        probe = f"{folder}/customers.csv"
+        ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=REPO).returncode == 0
+        assert ignored == (folder != "data/sample"), (folder, ignored)
