@@ -202,9 +202,9 @@ def require_work(con, table: str, window: dict, fingerprint: str | None = None) 
     now = fingerprint if fingerprint is not None else step_fingerprint(con, window)
     if record.behind(now):
         raise dg.Failure(
-            f"work.{table} as of {as_of} was computed from other inputs (staged files, "
-            "erasures, settings or model code) than those of now: its rows are not those of "
-            "the inputs now. " + _sentence(whole_month(window))
+            f"work.{table} as of {as_of} was computed from other inputs than those of now "
+            f"({_what_changed(con, window)}): its rows are not those of the inputs now. "
+            + _sentence(whole_month(window))
         )
 
 
@@ -308,10 +308,29 @@ def step_fingerprint(con, window: dict, ran_with: Mapping[str, object] | None = 
 
     # what no record says: the settings as the environment gives them
     recorded: dict = json.loads(json.dumps(run_settings(window, EngagementConfig())))
-    if table_exists(con, "work", partitioned.INPUTS_TABLE):
-        row = con.execute(load_sql("work/recorded_settings"), {"as_of": window["as_of"]}).fetchone()
-        if row is not None and row[0] is not None:
-            recorded = {**recorded, **json.loads(row[0])}
+    settings, _ = _recorded_inputs(con, window["as_of"])
+    if settings is not None:
+        recorded = {**recorded, **settings}
+    used = _used_settings(con, window, ran_with)
+    for key in _SCHEDULE_KEYS:
+        if key in recorded:
+            used[key] = recorded[key]
+    return versions.inputs_fingerprint(con, as_of=window["as_of"], settings={**recorded, **used})
+
+
+def _recorded_inputs(con, as_of) -> tuple[dict | None, str | None]:
+    """The settings and model code `work/version_inputs` recorded for `as_of` (None: none)."""
+    if not table_exists(con, "work", partitioned.INPUTS_TABLE):
+        return None, None
+    row = con.execute(load_sql("work/recorded_settings"), {"as_of": as_of}).fetchone()
+    if row is None:
+        return None, None
+    return (json.loads(row[0]) if row[0] is not None else None), row[1]
+
+
+def _used_settings(con, window: dict, ran_with: Mapping[str, object] | None = None) -> dict:
+    """The settings a step runs with (`ran_with`, default the window's) as a fingerprint takes
+    them, but the schedule's and the run's own, with the identity links' placeholder limit."""
     used = json.loads(
         json.dumps(
             {
@@ -324,10 +343,32 @@ def step_fingerprint(con, window: dict, ran_with: Mapping[str, object] | None = 
     built = incremental.state(con, incremental.IDENTITY_STATE, None)
     if built is not None and "max_profiles_per_key" in built.get("settings", {}):
         used["max_profiles_per_key"] = int(built["settings"]["max_profiles_per_key"])
-    for key in _SCHEDULE_KEYS:
-        if key in recorded:
-            used[key] = recorded[key]
-    return versions.inputs_fingerprint(con, as_of=window["as_of"], settings={**recorded, **used})
+    return used
+
+
+def _what_changed(con, window: dict) -> str:
+    """Which inputs of a step refusing rows differ from those `work/version_inputs` recorded for
+    the as-of (the last whole run's): the settings by name and the model code; the rows keep
+    only a fingerprint, so what else changed is named as what it may be. An operator whose
+    `dagster` command ran without a setting the run before had (README "Settings") saw only
+    "other inputs (staged files, erasures, settings or model code)" (a review)."""
+    settings, code = _recorded_inputs(con, window["as_of"])
+    if settings is None:
+        return "the staged files, erasures, settings or model code"
+    used = _used_settings(con, window)
+    changed = sorted(k for k, v in used.items() if k in settings and settings[k] != v)
+    said = []
+    if changed:
+        said.append(
+            f"this run's {', '.join(changed)} differ{'s' * (len(changed) == 1)} from the "
+            "value the as-of's inputs were recorded with"
+        )
+    if code is not None and code != versions.model_code_version():
+        said.append("the model code changed since they were recorded")
+    return "; ".join(said) or (
+        "not the settings nor the model code recorded for the as-of: the staged files or "
+        "erasures, or a step run alone with other settings"
+    )
 
 
 def partition_metadata(con, table: str, window: dict) -> dict:

@@ -238,9 +238,16 @@ def newest_version(working: Path) -> int:
         con.close()
 
 
-def refused(copy, selection: dg.AssetSelection, partition: str | None = "2025-12-01", **engagement):
-    """Materialize `selection` of the whole graph on the copied run `copy` (engagement
-    settings given in code): the failed steps' messages, None when the run succeeded."""
+def refused(
+    copy,
+    selection: dg.AssetSelection,
+    partition: str | None = "2025-12-01",
+    model: ModelSettings | None = None,
+    **engagement,
+):
+    """Materialize `selection` of the whole graph on the copied run `copy` (model and
+    engagement settings given in code): the failed steps' messages, None when the run
+    succeeded."""
     from tests.pipeline_runs import warehouse_resource
     from tests.test_partitions import all_assets
 
@@ -252,7 +259,7 @@ def refused(copy, selection: dg.AssetSelection, partition: str | None = "2025-12
         resources={
             "warehouse": warehouse_resource(copy.database),
             "exports": ExportsResource(data_dir=str(copy.exports)),
-            "model_settings": ModelSettings(),
+            "model_settings": model or ModelSettings(),
             "engagement_config": EngagementConfig(audience_dir=audiences, **engagement),
         },
         raise_on_error=False,
@@ -292,7 +299,8 @@ def test_rows_computed_before_the_inputs_were_recorded_are_neither_read_nor_publ
     assert materialize(dg.AssetSelection.groups("staging") | inputs) is None
     said = materialize(marts)
     assert said is not None
-    assert "was computed from other inputs (staged files, erasures, settings or model code)" in said
+    assert "was computed from other inputs than those of now (not the settings nor" in said
+    assert "the staged files or erasures, or a step run alone with other settings" in said
     assert "engagement-box run --month 2025-12" in said
     # a step after the ingest, its input not computed again: refused too, naming that input
     rfm = dg.AssetSelection.assets(dg.AssetKey(["work", "customer_rfm"]))
@@ -364,8 +372,19 @@ def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
     assert "work.engagement_value as of 2025-12-31 was computed from other inputs" in said, said
     said = materialize(marts, ckv_value_per_review=3.0)
     assert said is not None and "was computed from other inputs" in said, said
+    # the recorded CKV weight is the run's: what differs is the rows' own, which no record names
+    assert "not the settings nor the model code recorded for the as-of" in said, said
     working = default_working(database)
     assert newest_version(working) == 2
+
+    # One step run alone with a setting the as-of's inputs were not recorded with (a `dagster`
+    # command without the shell's ENGAGEMENT_FX_RATES of the run before): the refusal names the
+    # setting, where it said "other inputs (staged files, erasures, settings or model code)"
+    # (a review).
+    rfm = dg.AssetSelection.assets(dg.AssetKey(["work", "customer_rfm"]))
+    said = refused(copy, rfm, model=ModelSettings(fx_rates_json='{"JPY": 0.0067}'))
+    assert said is not None, said
+    assert "this run's fx_rates differs from the value the as-of's inputs were recorded" in said
 
 
 def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run, tmp_path):
