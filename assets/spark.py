@@ -747,6 +747,12 @@ def spark_published_marts(
         # where this engine's files are, for an erase run with the other engine's settings
         (lake_record,) = activation.folder_records(None, lake_dir.path)
         activation.remember_folder(lake_record, engagement_config.audience_path)
+    # the run's outcome in its log, as the DuckDB engine says it ("published version N")
+    context.log.info(
+        f"published version {record['snapshot_id']} of the lake {lake_dir.path} (as of "
+        f"{as_of}): {len(folders)} marts, {len(files)} audience file(s) in "
+        f"{engagement_config.audience_path}"
+    )
     return dg.MaterializeResult(
         metadata={
             **_retained(lake_dir.path, *policy),

@@ -1198,7 +1198,11 @@ class SparkEngine(dg.ConfigurableResource):
         if self._pyspark is None:
             from dagster_pyspark import PySparkResource
 
-            from engagement_box.spark.session import spark_conf, use_this_python
+            from engagement_box.spark.session import (
+                quiet_known_warnings,
+                spark_conf,
+                use_this_python,
+            )
 
             master = self.master or settings.value("ENGAGEMENT_SPARK_MASTER")
             problem = java_problem()
@@ -1207,6 +1211,7 @@ class SparkEngine(dg.ConfigurableResource):
             use_this_python(master)
             resource = PySparkResource(spark_config=spark_conf(master, self.shuffle_partitions))
             resource.setup_for_execution(None)  # builds the session (SparkSession.getOrCreate)
+            quiet_known_warnings(resource.spark_session)
             self._pyspark = resource
         return self._pyspark.spark_session
 

@@ -148,8 +148,10 @@ def test_a_run_with_nothing_new_publishes_nothing_but_retains(session, tmp_path:
             email=pl.lit("not an email"),
             ordered_at=pl.lit("2099-01-01 10:00:00"),
         ).write_csv(exports / "orders" / "orders_future.csv")
-        later, _ = run()
+        later, said = run()
         assert PUBLISHED_KEY in later and lake.current(lake_dir)["snapshot_id"] == 3
+        # the run's log says what it published (a review found no line of the run's own)
+        assert any(m.startswith("published version 3 of the lake ") for m in said), said
         # the edited file, known by its content, and the new one were read again; no other
         assert validated_again() == {"orders": 2}
         assert lake.current(lake_dir)["settings"]["inputs_fingerprint"] != recorded
