@@ -645,6 +645,12 @@ def published_marts(
         )
         if snapshot.published:
             outcome = f"published version {snapshot.snapshot_id}"
+            if snapshot.replaced:  # the data moved back: said, as a backfill's version is
+                outcome += (
+                    f"; it replaces version {snapshot.replaced[0]} (as of "
+                    f"{snapshot.replaced[1]}) as the current one: the data moved back (its "
+                    "as-of is earlier)"
+                )
         else:
             outcome = (
                 f"published nothing: the inputs equal those of version {snapshot.snapshot_id} "
@@ -684,6 +690,8 @@ def published_marts(
                     "published_new_version": snapshot.published,
                     "outcome": outcome,
                     "is_current": snapshot.current,
+                    "replaced_current_version": snapshot.replaced[0] if snapshot.replaced else 0,
+                    "replaced_current_as_of": snapshot.replaced[1] if snapshot.replaced else "",
                     "published_file": str(warehouse.path),
                     "published_file_rebuilt": readers_file.built,
                     "published_file_seconds": round(readers_file.seconds, 3),

@@ -387,7 +387,14 @@ class StepLines:
                 for key in self.INGESTED:
                     self.ingested[key] += int(metadata[key].value) if key in metadata else 0
             if "published_new_version" in metadata and self.publish is None:
-                keys = ("snapshot_id", "published_new_version", "as_of", "is_current")
+                keys = (
+                    "snapshot_id",
+                    "published_new_version",
+                    "as_of",
+                    "is_current",
+                    "replaced_current_version",
+                    "replaced_current_as_of",
+                )
                 self.publish = {key: metadata[key].value for key in keys if key in metadata}
         elif kind == "ASSET_CHECK_EVALUATION":
             check = event.event_specific_data
@@ -478,6 +485,13 @@ class StepLines:
         said = f"published version {version} (as of {as_of})"
         if self.publish.get("is_current") is False:  # a backfill of an earlier month
             said += "; it is not the current version: one with a later as-of stays current"
+        replaced = self.publish.get("replaced_current_version")
+        if replaced:  # the data moved back (a re-sent export cancelled the newest orders)
+            said += (
+                f"; it replaces version {replaced} (as of "
+                f"{self.publish.get('replaced_current_as_of')}) as the current one: the data "
+                "moved back (its as-of is earlier)"
+            )
         return said + took
 
     def computed_in_full(self) -> list[str]:

@@ -99,11 +99,15 @@ def test_a_run_carries_the_choice_of_the_latest_earlier_as_of(con):
 
 def test_a_second_run_of_the_as_of_that_chose_says_what_changed(con):
     """The steps computed in full say why (the CLI prints the reason): an erasure since the
-    run that chose, or nothing (a forced run), not only that a choice was made before."""
+    run that chose, or that the choice's inputs are the same (a forced run, or new reviews:
+    "nothing changed", a review found, was not so), not only that a choice was made before."""
     record(con, CHOSEN_AT, CHOSEN_AT)
     forced = choice.choice_in_force(con, window(CHOSEN_AT))
     assert not forced.carried
-    assert forced.reason.startswith("nothing changed (a forced run, or one again) since an ")
+    assert forced.reason.startswith(
+        f"the purchase model's inputs are those from which an earlier run of {CHOSEN_AT} chose "
+        "mbgnbd on this as-of's holdout (new reviews, social events or referrals"
+    ), forced.reason
     con.execute("CREATE TABLE staging.erasure_log (request_id VARCHAR, rows_deleted JSON)")
     con.execute("""INSERT INTO staging.erasure_log VALUES ('r1', '{"staging.orders": 1}')""")
     erased = choice.choice_in_force(con, window(CHOSEN_AT))

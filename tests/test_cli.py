@@ -1772,9 +1772,12 @@ def test_erasing_an_empty_key_is_a_usage_error(tmp_path, monkeypatch, capsys, op
     assert "Traceback" not in err and not (tmp_path / "w").exists()
 
 
-def publish_events(snapshot_id: int, published: bool, current: bool = True) -> list:
+def publish_events(
+    snapshot_id: int, published: bool, current: bool = True, replaced: int = 0
+) -> list:
     """The published_marts step's events as the console reads them: one materialization per
-    mart (assets/publish.py's metadata), then its success."""
+    mart (assets/publish.py's metadata), then its success. `replaced`: the current version the
+    published one replaced with an earlier as-of (0: none)."""
     from types import SimpleNamespace
 
     def materialized(mart: str) -> SimpleNamespace:
@@ -1783,6 +1786,8 @@ def publish_events(snapshot_id: int, published: bool, current: bool = True) -> l
             "snapshot_id": dg.MetadataValue.int(snapshot_id),
             "published_new_version": dg.MetadataValue.bool(published),
             "is_current": dg.MetadataValue.bool(current),
+            "replaced_current_version": dg.MetadataValue.int(replaced),
+            "replaced_current_as_of": dg.MetadataValue.text("2026-07-03" if replaced else ""),
             "as_of": dg.MetadataValue.text("2026-06-30"),
         }
         return SimpleNamespace(
@@ -1800,13 +1805,14 @@ def publish_events(snapshot_id: int, published: bool, current: bool = True) -> l
 
 
 @pytest.mark.parametrize(
-    ("snapshot_id", "published", "current", "said"),
+    ("snapshot_id", "published", "current", "replaced", "said"),
     [
-        (2, True, True, "published version 2 (as of 2026-06-30)"),
+        (2, True, True, 0, "published version 2 (as of 2026-06-30)"),
         (
             1,
             False,
             True,
+            0,
             "published nothing: the inputs equal those of version 1 (as of 2026-06-30), "
             "which stays",
         ),
@@ -1814,17 +1820,30 @@ def publish_events(snapshot_id: int, published: bool, current: bool = True) -> l
             3,
             True,
             False,
+            0,
             "published version 3 (as of 2026-06-30); it is not the current version: one with a "
             "later as-of stays current",
         ),
+        # the data moved back (a re-sent export cancelled the newest day's orders): a review
+        # saw only "published version 4 (as of 2026-06-30)" the day after version 3's 07-03
+        (
+            4,
+            True,
+            True,
+            3,
+            "published version 4 (as of 2026-06-30); it replaces version 3 (as of 2026-07-03) "
+            "as the current one: the data moved back (its as-of is earlier)",
+        ),
     ],
 )
-def test_the_console_says_which_version_the_run_published(snapshot_id, published, current, said):
+def test_the_console_says_which_version_the_run_published(
+    snapshot_id, published, current, replaced, said
+):
     """`--force` with unchanged inputs printed "published_marts ok" and "succeeded" although
     nothing was published: the console now says what the publish did, from its metadata."""
     out = io.StringIO()
     steps = cli.StepLines(out=out)
-    for event in publish_events(snapshot_id, published, current):
+    for event in publish_events(snapshot_id, published, current, replaced):
         steps(event)
     assert steps.publish_outcome() == said
     # The step's own line keeps the format a benchmark parses.

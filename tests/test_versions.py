@@ -89,6 +89,10 @@ def test_a_version_published_when_the_data_moved_back_replaces_the_current_one(w
     # The July order cancelled: July's rerun is as of 06-30, with other inputs than June's.
     moved = publish_version(warehouse, "2026-06-30", {"a": "Lost"}, {"a": 4}, partition_key=july)
     assert (moved.published, moved.current) == (True, True)
+    # what it replaced, for the run's last line (a review: the CLI said only "published version
+    # 3 (as of 2026-06-30)", the day after "version 2 (as of 2026-07-03)")
+    assert moved.replaced == (2, "2026-07-03")
+    assert stale.replaced is None
     assert rows(warehouse, "SELECT segment FROM marts.customer_rfm") == [("Lost",)]
     assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(3,)]
     assert versions.migration_chain(warehouse) == [3]  # 2 replaced; 1 and 3 share an as-of
@@ -104,12 +108,12 @@ def test_a_version_published_when_the_data_moved_back_replaces_the_current_one(w
     august_run = publish_version(
         warehouse, "2026-07-10", {"a": "Erased"}, {"a": 8}, partition_key=august
     )
-    assert august_run.current
+    assert august_run.current and august_run.replaced == (5, "2026-07-20")
     assert versions.migration_chain(warehouse) == [3, 6]
     backfill = publish_version(
         warehouse, "2026-05-31", {"a": "New"}, {"a": 1}, partition_key="2026-05-01"
     )
-    assert not backfill.current
+    assert not backfill.current and backfill.replaced is None
     assert versions.migration_chain(warehouse) == [7, 3, 6]
     assert rows(warehouse, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(6,)]
     # Analysts choose a version by its as-of with `stands_for_as_of`: 1 and 3 share 06-30, and

@@ -68,6 +68,9 @@ class Snapshot:
     migration_rows: int = 0
     published: bool = True  # False: the inputs equal those of version `snapshot_id`, kept as is
     inputs_fingerprint: str | None = None
+    # The current version this one replaced with an earlier as-of (the data moved back: a
+    # re-sent export cancelled the newest orders), as (snapshot id, as-of); None otherwise.
+    replaced: tuple[int, str] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,18 +420,20 @@ def _publish_new(
             "inputs_fingerprint": fingerprint,
         },
     )
+    replaced = None
     if not current and latest is not None:
         # The data moved back under the current version (chain.sql: this version replaces it,
         # and every version as far ahead): this one, as far as the data goes now, is current.
         chain = migration_chain(con)
         current = int(latest[0]) not in chain and chain[-1:] == [snapshot_id]
+        replaced = (int(latest[0]), str(latest[1])) if current else None
     for mart in marts:
         _publish_one(con, mart, snapshot_id, current, work_as_of)
     if current:
         con.execute(load_sql("marts/set_current_version"), {"snapshot_id": snapshot_id})
     migration = refresh_migration(con)
     describe_tables(con, marts)
-    return Snapshot(snapshot_id, rows, current, migration, True, fingerprint)
+    return Snapshot(snapshot_id, rows, current, migration, True, fingerprint, replaced)
 
 
 def _unchanged(con: duckdb.DuckDBPyConnection, snapshot_id: int, fingerprint: str) -> Snapshot:

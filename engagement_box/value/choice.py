@@ -118,14 +118,19 @@ def choice_in_force(con: duckdb.DuckDBPyConnection, window: dict) -> ChoiceInFor
         # with what changed since, as the steps computed in full say it.
         recorded, now = json.loads(stored), choice_inputs(con, window)
         why = incremental.changed_since(recorded, now)
-        if why is None:
-            same = recorded == json.loads(json.dumps(now, sort_keys=True))
-            why = (
-                "nothing changed (a forced run, or one again)" if same else "new orders were staged"
+        if why is None and recorded == json.loads(json.dumps(now, sort_keys=True)):
+            # Not "nothing changed": a review read that on a day of new reviews, which the
+            # choice does not read. The same inputs choose the same model; the version keeps
+            # the whole comparison, as the run that chose published it.
+            return ChoiceInForce(
+                f"the purchase model's inputs are those from which an earlier run of {as_of} "
+                f"chose {model} on this as-of's holdout (new reviews, social events or "
+                "referrals, other engagement settings or a forced run do not move them): chosen "
+                "again on it, the same model, with every model's fits as that run had them"
             )
         return ChoiceInForce(
-            f"{why} since an earlier run of {as_of}, which chose {model} on this as-of's "
-            "holdout: chosen again on it"
+            f"{why or 'new orders were staged'} since an earlier run of {as_of}, which chose "
+            f"{model} on this as-of's holdout: chosen again on it"
         )
     age = (as_of - choice_as_of).days
     if age >= days:
