@@ -1374,7 +1374,9 @@ def erase(args: argparse.Namespace) -> int:
         # Still logged on purpose: the log keeps this person's rows out of exports read later.
         print(
             f"{request}: no staged, published or audience row matched; nothing deleted. "
-            "The request is logged: their rows stay out of exports read later."
+            "The request is logged: their rows stay out of exports read later. It cannot be "
+            "withdrawn: if the id or email was mistyped, whoever is given it later is kept "
+            "out too"
         )
     else:
         print(f"{request}: erased")

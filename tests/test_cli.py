@@ -1567,7 +1567,8 @@ def test_erasing_someone_no_row_matches_says_nothing_was_deleted(erasable, capsy
     first, *rest = out.splitlines()
     assert re.fullmatch(
         REQUEST + r"no staged, published or audience row matched; nothing deleted\. The request "
-        r"is logged: their rows stay out of exports read later\.",
+        r"is logged: their rows stay out of exports read later\. It cannot be withdrawn: if "
+        r"the id or email was mistyped, whoever is given it later is kept out too",
         first,
     ), first
     assert "without the person" not in out and "deleted" not in "".join(rest)
