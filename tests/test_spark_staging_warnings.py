@@ -188,3 +188,40 @@ def test_spark_staging_names_every_file_refused_for_its_rows(session, tmp_path):
     assert message.index("orders/b.csv:") < message.index("orders/d.csv:")  # in path order
     assert "orders/a.csv" not in message
     assert current_folder(lake, validated_table("orders")) is None
+
+
+def test_spark_staging_names_the_refused_files_of_every_source_before_staging(tmp_path):
+    """An orders file without `currency`, a reviews file without `rating`, and a customers file
+    whose header is whole but a row has more fields: the Spark staging fails naming all three
+    before it stages anything, as the DuckDB engine's staging steps name them (each source its
+    own step). It named the orders file alone; the others came up a run later each (a
+    review)."""
+    from engagement_box.spark.pipeline import stage_all
+    from engagement_box.staging.ingestion import IngestError
+    from tests.conftest import ORDER_HEADER
+
+    exports = tmp_path / "exports"
+    for source in ("orders", "reviews", "customers", "social", "referrals"):
+        (exports / source).mkdir(parents=True)
+    header = ",".join(ORDER_HEADER)
+    (exports / "orders" / "a.csv").write_text(
+        f"{header}\no1,c1,,2024-01-01 10:00:00,10.00,USD,completed,web\n"
+    )
+    (exports / "orders" / "b.csv").write_text(
+        header.replace(",currency", "") + "\no2,c1,,2024-01-01 10:00:00,10.00,completed,web\n"
+    )
+    (exports / "reviews" / "r.csv").write_text(
+        "review_id,customer_id,email,product_id,helpful_votes,verified_purchase,created_at\n"
+        "r1,c1,,p1,0,true,2024-01-02 10:00:00\n"
+    )
+    (exports / "customers" / "c.csv").write_text(
+        "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country\n"
+        "c1,,,2023-07-01,false,true,US,extra\n"
+    )
+    with pytest.raises(IngestError) as refused:  # before any table: none is given
+        stage_all(None, exports, "run", dt.datetime(2026, 1, 1))
+    message = str(refused.value)
+    assert message.startswith("files of 3 sources cannot be taken in; nothing was staged:\n")
+    assert "orders/b.csv: missing required column(s) currency" in message, message
+    assert "reviews/r.csv: missing required column(s) rating" in message, message
+    assert "customers/c.csv:" in message and "orders/a.csv" not in message, message

@@ -1976,13 +1976,21 @@ def _refuse_all(refused: list[IngestError], rest: list[ExportFile], source: Sour
     after the first refused one (`rest`) are read too, only to find theirs, so a sender fixes
     them all at once rather than one per run (as `check_headers` does for the headers). The
     caller's transaction then rolls back: nothing is staged."""
-    for export in rest:
+    refused = refused + rows_refused(rest, source)
+    said = sorted(str(error) for error in refused)  # in path order, as the files are read
+    raise refused_error(said, source) from None
+
+
+def rows_refused(exports: list[ExportFile], source: Source) -> list[IngestError]:
+    """The files refused for their rows (`read_raw`'s refusals), each file read whole: for the
+    message of a run that fails anyway, naming every file to fix."""
+    refused = []
+    for export in exports:
         try:
             read_raw(export, source)
         except IngestError as error:
             refused.append(error)
-    said = sorted(str(error) for error in refused)  # in path order, as the files are read
-    raise refused_error(said, source) from None
+    return refused
 
 
 def ingest_source(
