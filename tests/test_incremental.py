@@ -289,7 +289,11 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
     kept = materialize(first.exports, incremental_db, PARTITION_B, choosing)
     fits = step_metadata(kept, "model_fit")
     assert fits["computation"] == "chosen", fits["computation_reason"]
-    assert f"since an earlier run of {DAY_B}, which chose" in fits["computation_reason"]
+    # the same inputs as the forced choice: said so (not "nothing changed", a review)
+    assert (
+        f"the purchase model's inputs are those from which an earlier run of {DAY_B} chose"
+        in fits["computation_reason"]
+    ), fits["computation_reason"]
     assert step_metadata(kept, "model_validation")["computation"] == "chosen"
     assert rows_as_of(incremental_db, "calibration_holdout", DAY_B)  # split again
     choice_of_b = "SELECT DISTINCT choice_as_of FROM work.model_fit WHERE as_of = $d"
