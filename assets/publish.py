@@ -646,11 +646,7 @@ def published_marts(
         if snapshot.published:
             outcome = f"published version {snapshot.snapshot_id}"
             if snapshot.replaced:  # the data moved back: said, as a backfill's version is
-                outcome += (
-                    f"; it replaces version {snapshot.replaced[0]} (as of "
-                    f"{snapshot.replaced[1]}) as the current one: the data moved back (its "
-                    "as-of is earlier)"
-                )
+                outcome += "; " + versions.replaced_words(*snapshot.replaced)
         else:
             outcome = (
                 f"published nothing: the inputs equal those of version {snapshot.snapshot_id} "

@@ -330,7 +330,8 @@ def _recorded_inputs(con, as_of) -> tuple[dict | None, str | None]:
 
 def _used_settings(con, window: dict, ran_with: Mapping[str, object] | None = None) -> dict:
     """The settings a step runs with (`ran_with`, default the window's) as a fingerprint takes
-    them, but the schedule's and the run's own, with the identity links' placeholder limit."""
+    them: without the schedule's keys and the run-only settings, with the identity links'
+    placeholder limit as they were built."""
     used = json.loads(
         json.dumps(
             {

@@ -487,11 +487,9 @@ class StepLines:
             said += "; it is not the current version: one with a later as-of stays current"
         replaced = self.publish.get("replaced_current_version")
         if replaced:  # the data moved back (a re-sent export cancelled the newest orders)
-            said += (
-                f"; it replaces version {replaced} (as of "
-                f"{self.publish.get('replaced_current_as_of')}) as the current one: the data "
-                "moved back (its as-of is earlier)"
-            )
+            from engagement_box.governance.versions import replaced_words
+
+            said += "; " + replaced_words(replaced, self.publish.get("replaced_current_as_of"))
         return said + took
 
     def computed_in_full(self) -> list[str]:

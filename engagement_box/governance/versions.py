@@ -73,6 +73,15 @@ class Snapshot:
     replaced: tuple[int, str] | None = None
 
 
+def replaced_words(snapshot_id: object, as_of: object) -> str:
+    """How a run says its version replaced the current one with an earlier as-of (the step's
+    outcome and the CLI's last line say it alike)."""
+    return (
+        f"it replaces version {snapshot_id} (as of {as_of}) as the current one: the data moved "
+        "back (its as-of is earlier)"
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Inputs fingerprint
 
