@@ -466,8 +466,8 @@ class StepLines:
             f", {erased:,} kept out as erased people's (staging.erased_rows)" if erased else ""
         )
         took = (
-            f"; this run took in {files} file(s): {staged:,} rows staged, {quarantined:,} "
-            f"quarantined{why}{kept_out}"
+            f"; this run took in {files} file(s): {staged:,} {_plural(staged, 'row')} staged, "
+            f"{quarantined:,} quarantined{why}{kept_out}"
             if files
             else ""
         )

@@ -293,11 +293,11 @@ def test_the_last_line_counts_the_rows_kept_out_for_erased_people():
         rows_erased_this_run=3,
     )
     assert steps.publish_outcome() == (
-        "published version 2 (as of 2026-06-30); this run took in 1 file(s): 1 rows staged, 0 "
+        "published version 2 (as of 2026-06-30); this run took in 1 file(s): 1 row staged, 0 "
         "quarantined, 3 kept out as erased people's (staging.erased_rows)"
     )
     steps.ingested["rows_erased_this_run"] = 0
-    assert steps.publish_outcome().endswith("1 rows staged, 0 quarantined")
+    assert steps.publish_outcome().endswith("1 row staged, 0 quarantined")
 
 
 def test_a_warehouse_folder_in_which_no_file_can_be_made_stops_before_any_step(tmp_path):
