@@ -7,6 +7,7 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats
 
 from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.metrics import credited_referrals, engagement_values
@@ -293,6 +294,22 @@ def test_nbd_fit_without_spread_between_customers_is_the_poisson_limit():
     assert fit.rate(np.array([0.0, 4.0]), np.array([1.0, 2.0])) == pytest.approx(
         [pooled] * 2, rel=1e-4
     )
+
+
+def test_an_nbd_fit_that_stops_short_of_the_poisson_limit_reports_the_limit():
+    # One rate for everyone, where L-BFGS-B stopped at r = 4,129 (under POISSON_LIMIT_SHAPE)
+    # with a likelihood below the limit's: a review met the same on 273 customers (r = 2,935).
+    rng = np.random.default_rng(25)
+    m = int(rng.integers(50, 3000))
+    exposure = rng.uniform(0.5, 24.0, m)
+    counts = rng.poisson(rng.uniform(0.001, 0.05) * exposure)
+    fit = fit_referral_rate(counts, exposure)
+    assert fit.poisson_limit, (fit.r, fit.alpha)
+    months = np.rint(exposure * 30.0) / 30.0  # whole days, as the fit counts them
+    pooled = counts.sum() / months.sum()
+    poisson = stats.poisson.logpmf(counts, pooled * months).sum()
+    assert fit.log_likelihood == pytest.approx(poisson, rel=1e-12)
+    assert fit.rate(np.array([0.0, 9.0]), np.array([1.0, 2.0])) == pytest.approx([pooled] * 2)
 
 
 def test_nbd_fit_with_no_referrals_gives_rate_zero():

@@ -413,13 +413,26 @@ def fit_grouped_referral_rate(
         objective, start, jac=True, method="L-BFGS-B", bounds=[(-12.0, 16.0), (-12.0, 20.0)]
     )
     r, alpha = np.exp(result.x)
-    if r >= POISSON_LIMIT_SHAPE:
+    log_likelihood = float(-result.fun)
+    limit = _poisson_loglik(n, t, w, total_n / total_t)
+    if r >= POISSON_LIMIT_SHAPE or limit >= log_likelihood:
         # The likelihood still rises toward r, alpha -> inf: a Gamma this narrow (coefficient
         # of variation 1 / sqrt(r) <= 1%) is one rate for everyone; report the exact limit.
+        # The optimizer can also stop on the way there (a review: r = 2,935 on 273 customers,
+        # whose likelihood was below the limit's): the limit is then the better fit too.
         r = alpha = math.inf
+        log_likelihood = limit
     return ReferralRateFit(
-        float(r), float(alpha), int(w.sum()), int(total_n), total_t, float(-result.fun)
+        float(r), float(alpha), int(w.sum()), int(total_n), total_t, log_likelihood
     )
+
+
+def _poisson_loglik(n: np.ndarray, t: np.ndarray, w: np.ndarray, rate: float) -> float:
+    """The NBD's log-likelihood in its Poisson limit (one `rate` per month for everyone), in
+    the terms of `_nbd_loglik`: weighted rows of n referrals in t months."""
+    mean = rate * t
+    log_mean = np.log(mean, out=np.zeros_like(mean), where=mean > 0)
+    return float(w @ (np.where(n > 0, n * log_mean, 0.0) - mean - special.gammaln(n + 1.0)))
 
 
 def fit_referral_model(
