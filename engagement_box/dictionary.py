@@ -169,7 +169,7 @@ def _persona_feature_columns() -> tuple[Column, ...]:
 TABLES: tuple[Table, ...] = (
     Table(
         "customer",
-        "One row per resolved customer and version: profile attributes analysts filter by, the "
+        "One row per resolved customer: profile attributes analysts filter by, the "
         "RFM segment, CEV quadrant, persona and every value metric (the play each segment and "
         "quadrant calls for: marts.customer_rfm.segment_play, "
         "marts.engagement_value.quadrant_play). Key: customer_id. Start here.",
@@ -243,7 +243,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "customer_rfm",
-        "One row per customer and version (buyers and prospects): RFM inputs, 1-5 scores, "
+        "One row per customer (buyers and prospects): RFM inputs, 1-5 scores, "
         "segment and its play (segment_play, NULL in versions published before 2026-12-06). "
         "Key: customer_id.",
         key=("customer_id",),
@@ -289,7 +289,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "customer_value",
-        "One row per buyer (a completed order by the as-of date) and version: the purchase "
+        "One row per buyer (a completed order by the as-of date): the purchase "
         "model's inputs and predictions. Key: customer_id.",
         key=("customer_id",),
         columns=(
@@ -363,7 +363,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "engagement_value",
-        "One row per customer (profiles signed up by the as-of date and buyers) and version: "
+        "One row per customer (profiles signed up by the as-of date and buyers): "
         "CLV, CRV, CIV, CKV, CEV and the CLV x CRV quadrant. Key: customer_id. Money in the "
         "reporting currency (column currency, NULL in versions published before 2026-12-06).",
         key=("customer_id",),
@@ -490,7 +490,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "customer_persona",
-        "One row per clustered customer (every customer with a completed order) and version: "
+        "One row per clustered customer (every customer with a completed order): "
         "their behavioural persona. Key: customer_id.",
         key=("customer_id",),
         columns=(
@@ -508,16 +508,19 @@ TABLES: tuple[Table, ...] = (
                 "VARCHAR",
                 "The persona's name: the label of its most distinctive feature, and of the "
                 "second one when it sets the persona apart too (the two in the features' "
-                "order, as marts.persona_profile lists them). Labels compare the personas "
-                "with each other (Occasional buyers buy less often than the others, not once; "
-                "marts.persona_profile has each persona's means).",
+                "order, as marts.persona_profile lists them). Labels compare the persona with "
+                "all buyers when the persona model was fitted (its standardised mean against "
+                "theirs, 0: marts.persona_profile's z_ columns), not with the other personas: "
+                "Recent buyers ordered more recently than buyers on average, perhaps less "
+                "recently than another persona; Occasional buyers buy less often than buyers "
+                "on average, not once.",
             ),
             AS_OF,
         ),
     ),
     Table(
         "persona_profile",
-        "One row per persona and version: size, feature means and z-scores. Key: persona_id. "
+        "One row per persona: size, feature means and z-scores. Key: persona_id. "
         "Money means in the reporting currency (column currency, NULL in versions published "
         "before 2026-12-06).",
         key=("persona_id",),
@@ -546,7 +549,7 @@ TABLES: tuple[Table, ...] = (
     Table(
         "cohort_retention",
         "One row per first-order month (cohort) and month since the first order, up to the "
-        "as-of month, and version: how many of the cohort's customers ordered again. Key: "
+        "as-of month: how many of the cohort's customers ordered again. Key: "
         "cohort_month, months_since_first_order.",
         key=("cohort_month", "months_since_first_order"),
         columns=(
@@ -589,8 +592,8 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "model_fit",
-        "One row per model (BG/NBD, MBG/NBD, Pareto/NBD, Gamma-Gamma), window (full, "
-        "calibration) and version; while an earlier choice of the purchase model is carried, "
+        "One row per model (BG/NBD, MBG/NBD, Pareto/NBD, Gamma-Gamma) and window (full, "
+        "calibration); while an earlier choice of the purchase model is carried, "
         "the candidates not chosen have their calibration row only (they are fitted on the "
         "full window when the model is chosen). Key: model, window.",
         key=("model", "window"),
@@ -628,7 +631,13 @@ TABLES: tuple[Table, ...] = (
             Column("n_rows", "BIGINT", "Distinct grouped rows the fit ran on."),
             Column("penalizer", "DOUBLE", "L2 penalizer (ENGAGEMENT_PENALIZER; 0 by default)."),
             Column("fit_seconds", "DOUBLE", "Seconds the fit took."),
-            Column("chosen", "BOOLEAN", "The purchase model used to score customers."),
+            Column(
+                "chosen",
+                "BOOLEAN",
+                "The purchase model used to score customers (BG/NBD, MBG/NBD or Pareto/NBD). "
+                "Always false on the Gamma-Gamma rows, the spend model every CLV uses: "
+                "`WHERE chosen OR model = 'gamma_gamma'` keeps the models of the scores.",
+            ),
             Column("library_versions", "VARCHAR", "Versions of the numeric libraries, as JSON."),
             Column("fitted_at", "TIMESTAMP", "When the fit ran (local time)."),
             Column(
@@ -650,7 +659,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "model_validation",
-        "One row per purchase model, calibration frequency bucket and version: the calibration "
+        "One row per purchase model and calibration frequency bucket: the calibration "
         "fit's predicted holdout purchases against the actual. Key: model, frequency_bucket.",
         key=("model", "frequency_bucket"),
         columns=(
