@@ -441,6 +441,51 @@ def test_an_unquoted_inch_mark_refuses_the_file_naming_the_line_and_value(wareho
     assert_unchanged(warehouse)
 
 
+@pytest.mark.parametrize(
+    ("customer_id", "shown"),
+    [
+        ('="00123"', '="00123"'),  # a spreadsheet's guard for leading zeros
+        ('a""b', 'a""b'),
+        ('x "C1"', 'x "C1"'),  # text before the spaces and the quote: not a quoted value
+    ],
+)
+def test_quotes_inside_a_value_that_polars_reads_refuse_the_file_naming_the_line_and_value(
+    warehouse, exports_dir, customer_id, shown
+):
+    """An even number of quotes inside an unquoted value: polars reads the file and would stage
+    the quotes as part of the id (no customer's), where the contract refuses it (a review)."""
+    staged_first(warehouse, exports_dir)
+    rows = [
+        ",".join(good_order(2).values()),
+        ",".join({**good_order(3), "customer_id": customer_id}.values()),
+    ]
+    write_text(
+        exports_dir / "orders" / "b_quotes.csv", "\n".join([",".join(ORDER_HEADER), *rows]) + "\n"
+    )
+
+    with pytest.raises(IngestError) as error:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert str(error.value) == (
+        f'orders/b_quotes.csv: line 3 has a " inside a value that is not quoted ({shown}); '
+        'quote the value and double the quote ("TV 55"" LED"), then run again'
+    )
+    assert_unchanged(warehouse)
+
+
+def test_quoted_values_with_doubled_quotes_and_quotes_after_spaces_are_read(warehouse, exports_dir):
+    rows = [
+        ",".join({**good_order(2), "customer_id": '"C""2"'}.values()),
+        ",".join({**good_order(3), "customer_id": ' "C3"'}.values()),
+    ]
+    write_text(
+        exports_dir / "orders" / "b_quoted.csv",
+        "\ufeff" + "\r\n".join([",".join(f'"{h}"' for h in ORDER_HEADER), *rows]) + "\r\n",
+    )
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse, key="customer_id") == ['C"2', "C3"]
+    assert quarantine(warehouse) == []
+
+
 def test_review_text_with_as_many_commas_as_a_row_is_still_a_value(warehouse, exports_dir):
     """A correctly quoted review whose second line has as many commas as a row has separators:
     a line inside a value reads as a row only when its typed fields parse (here none does)."""
