@@ -1246,6 +1246,8 @@ TIMESTAMP_TEXTS = [
     "+2024-03-01 10:00:00", "2024-03-01 10:00:00 ", "0000-01-01 00:00:00", "2024-13-01T00:00:00",
     "2024-03-01T10:00:00+0000", "2024-03-01T10:00:00 +00:00", "2024-03-01t10:00:00",
     "2024-03-01T10:00:00+00:00Z", "٢٠٢٤-03-01 10:00:00", "31/02/2024", "yesterday", "", None,
+    "2024-03-01 10:00:00 UTC", "2024-03-01T10:00:00.5 UTC", "2024-03-01 10:00:00 utc",
+    "2024-03-01 UTC", "2024-03-01 10:00:00UTC", "2024-03-01 10:00:00 UTC+1",
     "2024-1-2T10:00", "2024-01-2T10:00:00Z", "2024-1-2T23:30-05:00",
 ]  # fmt: skip
 
@@ -1306,6 +1308,14 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
         [_parse_timestamps(pl.Series("t", [v], dtype=pl.String)) for v in TIMESTAMP_TEXTS]
     ).cast(pl.String)
     assert _parse_timestamps(text).cast(pl.String).to_list() == alone.to_list()
+    # BigQuery's text form: ` UTC` after the time; only so (not lower case, a date alone,
+    # nothing between, another zone).
+    at = {v: t for v, t in zip(TIMESTAMP_TEXTS, alone.to_list(), strict=True)}
+    assert (
+        at["2024-03-01 10:00:00 UTC"] == at["2024-03-01 10:00:00"] == "2024-03-01 10:00:00.000000"
+    )
+    assert at["2024-03-01T10:00:00.5 UTC"] == "2024-03-01 10:00:00.500000"
+    assert [at[v] for v in TIMESTAMP_TEXTS[-7:-3]] == [None] * 4
     assert alone.to_list()[-3:] == [
         "2024-01-02 10:00:00.000000",
         "2024-01-02 10:00:00.000000",

@@ -1545,6 +1545,8 @@ def _parse_timestamps_general(text: pl.Series) -> pl.Series:
     """Every accepted timestamp form, each format tried only on the rows not parsed yet."""
     # `T` between date and time, also after a one-digit month or day (`2024-1-2T10:00`)
     text = text.str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})T", "$1 ")
+    # ` UTC` after the time, as BigQuery and other warehouses write a timestamp as text
+    text = text.str.replace(r"^(\d{4}-\d{1,2}-\d{1,2} [0-9:.]*\d) UTC$", "$1+00:00")
     parsed = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us"))
     for fmt in TIMESTAMP_FORMATS:
         todo = parsed.is_null() & text.is_not_null()
