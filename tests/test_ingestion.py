@@ -1644,6 +1644,31 @@ def test_a_file_moved_before_the_first_run_under_new_rules_is_taken_in_again(
     assert reconcile(warehouse, "orders").holds
 
 
+def test_the_platform_x_is_read_as_twitter(warehouse, exports_dir):
+    """Exports write Twitter's name since 2023, `X`: its events count as twitter's (a review
+    found them quarantined as not_an_allowed_value)."""
+    event = {
+        "event_id": "E1",
+        "actor_handle": "@ann",
+        "event_type": "like",
+        "target_handle": "@bob",
+        "post_id": "P1",
+        "platform": "X",
+        "occurred_at": "2024-03-01 10:00:00",
+    }
+    write_csv(
+        exports_dir / "social" / "a.csv",
+        [
+            event,
+            event | {"event_id": "E2", "platform": " x "},
+            event | {"event_id": "E3", "platform": "xing"},
+        ],
+    )
+    ingest_source(warehouse, exports_dir, "social")
+    assert staged(warehouse, "social")["platform"].to_list() == ["twitter", "twitter"]
+    assert quarantine(warehouse)["reason"].to_list() == ["not_an_allowed_value"]
+
+
 def test_blank_entries_in_a_handle_list_are_dropped_not_the_profile(warehouse, exports_dir):
     """An export that joins a customer's handles with a trailing `;` (`@ann;@ann_shop;`)
     quarantined the whole profile as `social_handles_well_formed`: the customer, their consent

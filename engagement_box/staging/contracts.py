@@ -259,6 +259,9 @@ class Source:
     # Lists of values split by `LIST_SEPARATOR` (a customer's social handles): each entry is
     # trimmed and blank entries dropped (`@ann;@ann_shop;` is two handles), none left is NULL.
     lists: tuple[str, ...] = ()
+    # Values read as another, after case-folding: (column, written, read as). X is Twitter's
+    # name since 2023, which exports now write for the platform whose points are twitter's.
+    aliases: tuple[tuple[str, str, str], ...] = ()
     # False for an export a retailer may not have at all (its folder may be missing): the FX
     # rates, whose fallback is the ENGAGEMENT_FX_RATES setting.
     folder_required: bool = True
@@ -326,7 +329,13 @@ SOURCES: dict[str, Source] = {
             lists=("social_handles",),
         ),
         Source("reviews", Reviews, key_columns=("review_id",)),
-        Source("social", Social, key_columns=("event_id",), casefold=("event_type", "platform")),
+        Source(
+            "social",
+            Social,
+            key_columns=("event_id",),
+            casefold=("event_type", "platform"),
+            aliases=(("platform", "x", "twitter"),),
+        ),
         Source(
             "referrals",
             Referrals,

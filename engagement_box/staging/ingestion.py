@@ -1420,6 +1420,9 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
             col = col.str.to_lowercase()
         if name in source.upcase:
             col = col.str.to_uppercase()
+        aliases = {written: read for column, written, read in source.aliases if column == name}
+        if aliases:
+            col = col.replace(aliases)
         exprs.append(col.alias(name))
     return raw.with_columns(exprs)
 
