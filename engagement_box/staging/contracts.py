@@ -92,6 +92,19 @@ PATTERN_WORDS = {
     COUNTRY_PATTERN: "a two-letter country code",
 }
 
+# The row rules (`pa.dataframe_check`) in words, as a quarantined row's detail gives them (the
+# row itself is in the row's raw_values); `social_handles_well_formed` names the entry instead.
+ROW_RULE_WORDS = {
+    "author_identified": "neither customer_id nor email: a review nobody can be linked to",
+    "reaction_has_target": (
+        "a reaction (like, pin, comment, share, retweet, mention) with neither target_handle "
+        "nor post_id: it cannot be attributed to anyone's influence"
+    ),
+    "referee_identified": "neither referee_email nor referee_customer_id: no referee to credit",
+    "not_self_referral": "referee_customer_id is the referrer_customer_id: a self-referral",
+    "converted_after_referred": "converted_at is before referred_at",
+}
+
 # Money is stored as DECIMAL(18, 4) in DuckDB: sums are exact, so reruns give identical totals
 # (a parallel sum of DOUBLEs can differ in the last bit from run to run). Larger amounts are typos.
 # Every amount up to the cap flows through every computation: the currency conversion works in

@@ -81,6 +81,7 @@ from engagement_box.staging.contracts import (
     LIST_SEPARATOR,
     MONEY_DUCKDB_TYPE,
     PATTERN_WORDS,
+    ROW_RULE_WORDS,
     SOURCES,
     STAGING_RULES,
     TRIMMED,
@@ -1728,14 +1729,42 @@ def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
             pl.col("index").cast(pl.Int64),
             pl.when(frame_rule).then(None).otherwise(pl.col("column")).alias("column"),
             _reason_expr(),
-            pl.concat_str(
-                _check_in_words(pl.col("check")),
-                pl.lit(": "),
-                pl.col("failure_case").fill_null("null"),
-            ).alias("detail"),
+            _detail_in_words(_check_in_words(pl.col("check")), frame_rule),
         )
         return _bad_handles_named(failures, typed)
     return _concat_failures([])
+
+
+def _detail_in_words(check: pl.Expr, frame_rule: pl.Expr) -> pl.Expr:
+    """A failed check as a quarantine detail in words, the value quoted (`fax` is not one of
+    web, mobile, store, app), where Pandera's name of the check read `isin(['web', ...]): fax`
+    (a review). A row rule says what the row lacks (`contracts.ROW_RULE_WORDS`), where the
+    detail repeated the row's JSON, which raw_values holds. A check not in words keeps
+    Pandera's name before the value."""
+    value = pl.col("failure_case").fill_null("null")
+    argument = check.str.extract(r"^\w+\((.*)\)$", 1)
+    words = {
+        "isin": pl.format("`{}` is not one of {}", value, argument.str.replace_all(r"[\[\]']", "")),
+        "greater_than_or_equal_to": pl.format(
+            "`{}` is below the lowest accepted value, {}", value, argument
+        ),
+        "less_than_or_equal_to": pl.format(
+            "`{}` is above the highest accepted value, {}", value, argument
+        ),
+        "greater_than": pl.format("`{}` is not above {}", value, argument),
+        "in_range": pl.format(
+            "`{}` is outside {}", value, argument.str.replace(", ", " to ", literal=True)
+        ),
+        "str_matches": pl.format("`{}` is not {}", value, argument),
+    }
+    name = check.str.extract(r"^(\w+)", 1)
+    detail = pl.when(frame_rule).then(
+        name.replace_strict(ROW_RULE_WORDS, default=pl.format("{}: {}", check, value))
+    )
+    detail = detail.when(check == "not_nullable").then(pl.lit("no value, where one is required"))
+    for rule, said in words.items():
+        detail = detail.when(name == rule).then(said)
+    return detail.otherwise(pl.format("{}: {}", check, value)).alias("detail")
 
 
 def _bad_handles_named(failures: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
