@@ -520,6 +520,29 @@ def test_a_row_with_too_many_fields_refuses_the_file_naming_the_line(warehouse, 
 # 3. Nested Parquet types
 
 
+@pytest.mark.parametrize(("odd", "plain"), [("x[1]", "x1"), ("y*", "yz"), ("z?", "za")])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_file_whose_name_holds_a_pattern_character_is_read_itself(
+    warehouse, exports_dir, odd, plain, suffix
+):
+    """polars reads `[`, `*` and `?` in a path as a pattern of file names: `orders/x[1].csv`
+    staged the rows of `orders/x1.csv` under its own name, and its own row was lost (a
+    review)."""
+    for name, i in ((odd, 1), (plain, 2)):
+        path = exports_dir / "orders" / f"{name}{suffix}"
+        if suffix == ".csv":
+            write_csv(path, [good_order(i)])
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pl.DataFrame([good_order(i)]).write_parquet(path)
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    rows = warehouse.execute(
+        "SELECT order_id, source_file FROM staging.orders ORDER BY order_id"
+    ).fetchall()
+    assert rows == [("o1", f"orders/{odd}{suffix}"), ("o2", f"orders/{plain}{suffix}")]
+    assert quarantine(warehouse) == []
+
+
 @pytest.mark.parametrize(
     ("column", "values", "words"),
     [
@@ -602,10 +625,13 @@ def test_typed_and_ignored_parquet_columns_are_still_read(warehouse, exports_dir
         pl.col("net_amount").cast(pl.Float64),
         pl.col("ordered_at").str.to_datetime(),
         pl.Series("basket", [[{"sku": "P1"}]]),  # nested, but not a contract column
+        # a name that would start a line of its own in the run's log (a review): escaped
+        pl.Series("tab\tnl\nend", ["x"]),
     )
     frame.write_parquet(exports_dir / "orders" / "a.parquet")
     report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
-    assert report.rows_staged == 1 and report.ignored_columns == {"orders/a.parquet": ["basket"]}
+    assert report.rows_staged == 1
+    assert report.ignored_columns == {"orders/a.parquet": ["basket", "tab\\tnl\\nend"]}
 
 
 def test_a_timestamp_at_a_fixed_offset_is_read_as_its_instant(warehouse, exports_dir):

@@ -449,7 +449,13 @@ def _columns(
             f"(found: {privacy.masked_text(found)}){separated}"
         )
     ignored = [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
-    return renamed, [privacy.masked_text(n) for n in ignored]
+    return renamed, [_printable(privacy.masked_text(n)) for n in ignored]
+
+
+def _printable(name: str) -> str:
+    """A column name as a message shows it: a tab or a line break escaped (`a\\nb`), so a
+    file's header cannot start a line of its own in the run's log (a review)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 _UNNAMED = re.compile(r"_duplicated_\d+")
@@ -705,14 +711,16 @@ def _parquet_schema(export: ExportFile) -> tuple[dict[str, pl.DataType], dict[st
             "column once"
         )
     if not odd:
-        return dict(pl.read_parquet_schema(path)), odd
+        # glob=False: polars reads `[`, `*` and `?` in a name as a pattern of file names (a
+        # review: `orders/x[1].csv` staged the rows of `orders/x1.csv` under its name)
+        return dict(pl.scan_parquet(path, glob=False).collect_schema()), odd
     utc = pa.schema([_in_utc(f) if f.name in odd else f for f in schema])
     return dict(pl.from_arrow(utc.empty_table()).schema), odd
 
 
 def _read_parquet(path: Path, columns: list[str], odd: dict[str, str]) -> pl.DataFrame:
     if not odd.keys() & set(columns):
-        return pl.read_parquet(path, columns=columns)
+        return pl.read_parquet(path, columns=columns, glob=False)
     table = pq.read_table(path, columns=columns)
     for i, f in enumerate(table.schema):
         if f.name in odd:  # the same instants, labelled UTC (Arrow stores them in UTC)
@@ -1333,7 +1341,7 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
     if export.path.suffix.lower() == ".csv":
         try:
             frame = pl.read_csv(
-                export.path, infer_schema=False, encoding="utf8", raise_if_empty=False
+                export.path, infer_schema=False, encoding="utf8", raise_if_empty=False, glob=False
             )
         except Exception as exc:  # polars raises several types; all mean the same to a user
             raise _csv_problem(export, exc) from None
