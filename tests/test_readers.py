@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engagement_box.frames import write_frame
-from engagement_box.governance import privacy, readers, versions
+from engagement_box.governance import erasure, privacy, readers, versions
 from engagement_box.sql import load_sql
 from tests.test_versions import publish_version
 
@@ -774,6 +774,23 @@ def test_a_moved_warehouse_is_published_again_and_reads_its_own_files(working, l
     assert read(moved.published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
     views = read(moved.published, "SELECT sql FROM duckdb_views() WHERE schema_name = 'history'")
     assert views and all(str(moved_folder) in sql for (sql,) in views)
+
+
+def test_a_warehouse_under_a_folder_with_a_quote_publishes_and_compacts(tmp_path):
+    """A quote in the warehouse's path (`it's`) was refused at the publish, after every step of
+    every run, and made an erasure end in a traceback (a review): it is quoted instead."""
+    published = tmp_path / 'it\'s "q"' / "eng'x.duckdb"
+    published.parent.mkdir()
+    quoted = readers.Layout(published=published, working=readers.default_working(published))
+    con = duckdb.connect(str(quoted.working))
+    try:
+        two_versions(con, quoted)
+        assert readers.behind(con, quoted) is None
+    finally:
+        con.close()
+    assert read(published, "SELECT count(*) FROM history.customer_rfm") == [(4,)]
+    assert read(published, "SELECT count(*) FROM marts.customer_rfm_at(1)") == [(2,)]
+    assert erasure.compact(quoted.working) == quoted.working.resolve()
 
 
 def test_another_working_database_that_still_exists_never_replaces_the_published_file(
