@@ -16,7 +16,7 @@ import duckdb
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 # Letters of either case: DuckDB folds case, and the code has mixed-case columns (`T_days`).
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @functools.cache
@@ -27,7 +27,7 @@ def _read(name: str) -> str:
 
 def quote_identifier(name: str) -> str:
     """Quote an identifier that comes from the allow-list; anything else is a programming error."""
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):  # `^...$` with match let a trailing newline through
         raise ValueError(f"not an allowed SQL identifier: {name!r}")
     return f'"{name}"'
 
@@ -42,8 +42,8 @@ def quote_literal(text: str) -> str:
 def load_sql(name: str, **identifiers: str) -> str:
     """The statement in `sql/<name>.sql`, with `{placeholder}` identifiers filled in.
 
-    Each identifier value must be a plain lower-case name (checked) or a comma-separated list of
-    them (for column lists); they are quoted before substitution.
+    Each identifier value must be a plain name (letters, digits and _, checked) or a
+    comma-separated list of them (for column lists); they are quoted before substitution.
     """
     text = _read(name)
     if not identifiers:
