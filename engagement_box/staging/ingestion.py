@@ -1737,42 +1737,72 @@ def validate(typed: pl.DataFrame, source: Source) -> pl.DataFrame:
             pl.col("index").cast(pl.Int64),
             pl.when(frame_rule).then(None).otherwise(pl.col("column")).alias("column"),
             _reason_expr(),
-            _detail_in_words(_check_in_words(pl.col("check")), frame_rule),
+            _check_in_words(pl.col("check")).alias("check"),
+            frame_rule.alias("row_rule"),
+            pl.col("failure_case").fill_null("null").alias("value"),
         )
-        return _bad_handles_named(failures, typed)
+        return _bad_handles_named(_with_detail_in_words(failures), typed)
     return _concat_failures([])
 
 
-def _detail_in_words(check: pl.Expr, frame_rule: pl.Expr) -> pl.Expr:
-    """A failed check as a quarantine detail in words, the value quoted (`fax` is not one of
-    web, mobile, store, app), where Pandera's name of the check read `isin(['web', ...]): fax`
-    (a review). A row rule says what the row lacks (`contracts.ROW_RULE_WORDS`), where the
-    detail repeated the row's JSON, which raw_values holds. A check not in words keeps
-    Pandera's name before the value."""
-    value = pl.col("failure_case").fill_null("null")
-    argument = check.str.extract(r"^\w+\((.*)\)$", 1)
-    words = {
-        "isin": pl.format("`{}` is not one of {}", value, argument.str.replace_all(r"[\[\]']", "")),
-        "greater_than_or_equal_to": pl.format(
-            "`{}` is below the lowest accepted value, {}", value, argument
-        ),
-        "less_than_or_equal_to": pl.format(
-            "`{}` is above the highest accepted value, {}", value, argument
-        ),
-        "greater_than": pl.format("`{}` is not above {}", value, argument),
-        "in_range": pl.format(
-            "`{}` is outside {}", value, argument.str.replace(", ", " to ", literal=True)
-        ),
-        "str_matches": pl.format("`{}` is not {}", value, argument),
-    }
-    name = check.str.extract(r"^(\w+)", 1)
-    detail = pl.when(frame_rule).then(
-        name.replace_strict(ROW_RULE_WORDS, default=pl.format("{}: {}", check, value))
+def _with_detail_in_words(failures: pl.DataFrame) -> pl.DataFrame:
+    """The failures with a detail in words, the value quoted (`fax` is not one of web, mobile,
+    store, app), where Pandera's name of the check read `isin(['web', ...]): fax` (a review).
+    A row rule says what the row lacks (`contracts.ROW_RULE_WORDS`), where the detail repeated
+    the row's JSON, which raw_values holds. Worded once per distinct check, then joined."""
+    kinds = failures.select("check", "row_rule").unique()
+    said = pl.DataFrame(
+        [
+            {"check": check, "row_rule": row_rule, **_check_words(check, row_rule)}
+            for check, row_rule in kinds.iter_rows()
+        ],
+        schema={
+            "check": pl.String,
+            "row_rule": pl.Boolean,
+            "before": pl.String,
+            "after": pl.String,
+        },
     )
-    detail = detail.when(check == "not_nullable").then(pl.lit("no value, where one is required"))
-    for rule, said in words.items():
-        detail = detail.when(name == rule).then(said)
-    return detail.otherwise(pl.format("{}: {}", check, value)).alias("detail")
+    return (
+        failures.join(
+            said, on=["check", "row_rule"], how="left", nulls_equal=True, maintain_order="left"
+        )
+        .with_columns(
+            pl.when(pl.col("after").is_null())
+            .then(pl.col("before"))
+            .otherwise(pl.concat_str("before", "value", "after"))
+            .alias("detail")
+        )
+        .select("index", "column", "reason", "detail")
+    )
+
+
+_CHECK_WORDS = {
+    "isin": "` is not one of {}",
+    "greater_than_or_equal_to": "` is below the lowest accepted value, {}",
+    "less_than_or_equal_to": "` is above the highest accepted value, {}",
+    "greater_than": "` is not above {}",
+    "in_range": "` is outside {}",
+    "str_matches": "` is not {}",
+}
+
+
+def _check_words(check: str, row_rule: bool) -> dict[str, str | None]:
+    """A check's words around the value (`before`, `after`; no value when `after` is None)."""
+    name, _, argument = check.partition("(")
+    argument = argument.removesuffix(")")
+    if row_rule:
+        if name in ROW_RULE_WORDS:
+            return {"before": ROW_RULE_WORDS[name], "after": None}
+    elif check == "not_nullable":
+        return {"before": "no value, where one is required", "after": None}
+    elif name in _CHECK_WORDS:
+        if name == "isin":
+            argument = re.sub(r"[\[\]']", "", argument)
+        if name == "in_range":
+            argument = argument.replace(", ", " to ", 1)
+        return {"before": "`", "after": _CHECK_WORDS[name].format(argument)}
+    return {"before": f"{check}: ", "after": ""}
 
 
 def _bad_handles_named(failures: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
