@@ -828,13 +828,31 @@ def test_another_working_database_that_still_exists_never_replaces_the_published
     copied.working.unlink()
     assert readers.foreign_working_problem_before_run(copied) is None
 
-    # The old working database gone (the warehouse started over): the new one publishes.
+    # The old working database gone while the file lists its versions: a run would start a new
+    # warehouse over them, deleting them without a word (a review); refused, saying how to
+    # restore it or start over. Once the file and its history are deleted, the new one publishes.
     stray.working.rename(tmp_path / "kept.duckdb")
     working.close()
     layout.working.unlink()
+    fresh = readers.Layout(published=layout.published, working=tmp_path / "kept.duckdb")
+    said = readers.foreign_working_problem_before_run(fresh)
+    assert said == (
+        f"{layout.published} holds 2 version(s) built from the working database "
+        f"{layout.working.absolute()}, which is missing: a run would start a new warehouse and "
+        f"replace them. Restore {layout.working.absolute()} (and {layout.working.name}"
+        ".erasures.json beside it, the erasure register) from a backup; or set "
+        "ENGAGEMENT_WAREHOUSE to another file to start a new warehouse there (this one stays "
+        f"readable); or, to start over here and lose those versions, delete {layout.published} "
+        f"and {layout.history_dir} first"
+    )
+    assert readers.foreign_working_problem_before_run(layout) == said  # a new one at its path
     other = duckdb.connect(str(tmp_path / "kept.duckdb"))
     try:
-        fresh = readers.Layout(published=layout.published, working=tmp_path / "kept.duckdb")
+        with pytest.raises(readers.PublishError, match="which is missing"):
+            readers.publish(other, fresh, now=NOW)
+        assert read(layout.published, "SELECT count(*) FROM marts.snapshots") == [(2,)]
+        layout.published.unlink()
+        shutil.rmtree(layout.history_dir)
         assert readers.publish(other, fresh, now=NOW).built
     finally:
         other.close()

@@ -392,8 +392,9 @@ def foreign_working_problem(
     recorded it (or where it was) is taken as built from the working database next to it when
     that one has published and this one (`working_published`) has not. None when the file is
     this database's, was copied or moved since (a copy of a warehouse started over is its own),
-    or its working database is gone (the warehouse starts over); a damaged one holds the file
-    back too (its versions' files are the only copy left)."""
+    or its working database is gone and it lists no retained version (the warehouse starts
+    over); a gone one whose versions the file lists holds it back, as a damaged one does (the
+    versions' files are the only copy left)."""
     if not layout.published.exists():
         return None
     try:
@@ -413,8 +414,24 @@ def foreign_working_problem(
             return None
     elif Path(row["published_file"]) != layout.published.absolute():
         return None  # copied or moved since: the working database it names is not its own
-    if other.absolute() == layout.working.absolute() or not other.exists():
-        return None  # its own, or the warehouse starts over (its working database deleted)
+    if other.absolute() == layout.working.absolute() and other.exists():
+        return None  # its own
+    if not other.exists():
+        retained = _retained_versions(layout.published)
+        if not retained:
+            return None  # nothing published to lose: the warehouse starts over
+        # A run here would start a new warehouse and replace the analysts' file with it: every
+        # version deleted, snapshot ids given again to other data, and, with the register gone
+        # too, erased people back in the marts. It happened without a word (a review).
+        register = Path(f"{other}.erasures.json")
+        return (
+            f"{layout.published} holds {retained} version(s) built from the working database "
+            f"{other}, which is missing: a run would start a new warehouse and replace them. "
+            f"Restore {other} (and {register.name} beside it, the erasure register) from a "
+            "backup; or set ENGAGEMENT_WAREHOUSE to another file to start a new warehouse there "
+            f"(this one stays readable); or, to start over here and lose those versions, delete "
+            f"{layout.published} and {layout.history_dir} first"
+        )
     if not _opens(other):
         # Damaged, as the working database's error says: a new one beside the file replaced
         # it and deleted the versions' files, the only copy of them left (a review).
@@ -424,7 +441,8 @@ def foreign_working_problem(
             "file and delete the version files it reads, the only copy of the versions "
             f"published so far. Restore {other} from a backup, or set ENGAGEMENT_WAREHOUSE to "
             "another file to start a new warehouse there (the old file and its history stay "
-            f"readable), or delete {other} to start over here, replacing them"
+            f"readable), or, to start over here and lose those versions, delete {other}, "
+            f"{layout.published} and {layout.history_dir}"
         )
     return (
         f"{layout.published} was built from the working database {other}, which still exists, "
@@ -433,6 +451,18 @@ def foreign_working_problem(
         f"{other} to go on with that warehouse, or ENGAGEMENT_WAREHOUSE to another file to "
         f"publish this one there (or move {other} aside to start anew)"
     )
+
+
+def _retained_versions(published: Path) -> int:
+    """How many retained versions the published file lists (0 when it cannot say)."""
+    try:
+        with duckdb.connect(str(published), read_only=True) as con:
+            if not versions.table_exists(con, "marts", "snapshot_log"):
+                return 0
+            row = con.execute(load_sql("marts/count_retained")).fetchone()
+    except duckdb.Error:
+        return 0
+    return int(row[0]) if row else 0
 
 
 def _has_published(path: Path) -> bool:
