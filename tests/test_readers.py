@@ -776,6 +776,35 @@ def test_a_moved_warehouse_is_published_again_and_reads_its_own_files(working, l
     assert views and all(str(moved_folder) in sql for (sql,) in views)
 
 
+def test_a_history_file_another_warehouse_wrote_under_the_same_name_is_written_again(
+    working, layout, tmp_path
+):
+    """A working database restored over a warehouse started anew found the new warehouse's
+    `snapshot_1.parquet` files in place and kept them: analysts read another as-of's rows as
+    version 1 (a review). Each file says in its metadata which warehouse and version wrote it."""
+    two_versions(working, layout)
+    ours = read(layout.published, "SELECT * FROM history.customer_rfm ORDER BY ALL")
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = readers.Layout(
+        published=other_dir / "engagement.duckdb", working=other_dir / "w.duckdb"
+    )
+    con = duckdb.connect(str(other.working))
+    try:
+        publish_version(con, "2024-06-30", {"x": "Champions", "y": "Lost", "z": "Lost"}, {"x": 9})
+        readers.publish(con, other, now=NOW)
+    finally:
+        con.close()
+    for mart_dir in other.history_dir.iterdir():
+        shutil.copy(mart_dir / "snapshot_1.parquet", layout.history_dir / mart_dir.name)
+    assert read(layout.published, "SELECT * FROM history.customer_rfm ORDER BY ALL") != ours
+    said = readers.behind(working, layout)
+    assert said is not None and "written by another warehouse or for another version" in said
+    assert readers.publish(working, layout, now=NOW).built
+    assert readers.behind(working, layout) is None
+    assert read(layout.published, "SELECT * FROM history.customer_rfm ORDER BY ALL") == ours
+
+
 def test_a_warehouse_under_a_folder_with_a_quote_publishes_and_compacts(tmp_path):
     """A quote in the warehouse's path (`it's`) was refused at the publish, after every step of
     every run, and made an erasure end in a traceback (a review): it is quoted instead."""

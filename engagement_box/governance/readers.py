@@ -43,6 +43,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engagement_box import dictionary
 from engagement_box.governance import privacy, versions
@@ -249,6 +250,14 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
         return (
             f"{len(cut)} history file(s) of retained versions were cut short or damaged "
             f"({cut[0]}{', ...' if len(cut) > 1 else ''}): written again"
+        )
+    warehouse = _recorded(con, _WAREHOUSE_ID)
+    foreign = [f for f in files if _foreign(f, warehouse, _snapshot_id(f) or 0)]
+    if foreign:
+        return (
+            f"{len(foreign)} history file(s) of retained versions were written by another "
+            f"warehouse or for another version ({foreign[0]}"
+            f"{', ...' if len(foreign) > 1 else ''}): written again"
         )
     quarantined = versions.table_exists(con, "staging", "quarantine")
     _, masked = _recorded_quarantine(con)
@@ -552,23 +561,50 @@ def _file_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 
 
 def _write_version_file(
-    con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, target: Path
+    con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, target: Path, warehouse: str
 ) -> None:
     """Write one version of one mart to its Parquet file: a temporary name, then a rename, so a
-    reader sees the whole old file or the whole new one."""
+    reader sees the whole old file or the whole new one. The file says which warehouse (its
+    working database's id) and version it is (`_foreign`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     partial.unlink(missing_ok=True)
     try:
         con.execute(
             load_sql("history/copy_version_to_parquet", mart=mart),
-            {"snapshot_id": snapshot_id, "path": str(partial)},
+            {
+                "snapshot_id": snapshot_id,
+                "path": str(partial),
+                "warehouse_id": warehouse,
+                "snapshot": str(snapshot_id),
+            },
         )
         _fsync(partial)
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _foreign(path: Path, warehouse: str | None, snapshot_id: int) -> bool:
+    """Whether a history file says (its key-value metadata) that another warehouse, or another
+    version, wrote it: a working database restored over a warehouse started anew found the new
+    one's `snapshot_1.parquet` in place and kept it, so analysts read another as-of's rows as
+    version 1 (a review). A file written before files said so, or unreadable, is not judged
+    here (`_whole_parquet` judges a damaged one)."""
+    if not warehouse:
+        return False
+    try:
+        said = pq.read_metadata(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False
+    written_by = said.get(b"engagement_box_warehouse")
+    if not written_by:
+        return False
+    return (
+        written_by.decode() != warehouse
+        or said.get(b"engagement_box_snapshot") != str(snapshot_id).encode()
+    )
 
 
 def _snapshot_id(path: Path) -> int | None:
@@ -614,6 +650,7 @@ def sync_history_files(
     """
     done = Published()
     retained = _retained(con)
+    warehouse = warehouse_id(con)
     expired_at = {int(s): t for s, t in con.execute(load_sql("marts/expired_snapshots")).fetchall()}
     marts = published_marts(con)
     for mart in marts:
@@ -625,10 +662,13 @@ def sync_history_files(
                 continue
             target = layout.history_file(mart, snapshot_id)
             if not target.exists() or not _whole_parquet(target):  # gone, or cut short
-                _write_version_file(con, mart, snapshot_id, target)
+                _write_version_file(con, mart, snapshot_id, target, warehouse)
                 done.files_written.append(str(target))
+            elif _foreign(target, warehouse, snapshot_id):  # another warehouse's or version's
+                _write_version_file(con, mart, snapshot_id, target, warehouse)
+                done.files_rewritten.append(str(target))
             elif verify and _file_rows(con, target) != count:
-                _write_version_file(con, mart, snapshot_id, target)
+                _write_version_file(con, mart, snapshot_id, target, warehouse)
                 done.files_rewritten.append(str(target))
         folder = layout.history_dir / mart
         if not folder.is_dir():
