@@ -536,12 +536,22 @@ def _interrupt_behind(error: BaseException) -> BaseException | None:
 
 
 def run_lock_holder(path: str) -> str:
-    """Who holds the run lock at `path`, as its holder wrote it ("pid 123 since ...")."""
+    """Who holds the run lock at `path`, as its holder wrote it ("pid 123 since ...": the first
+    line; the second says not to delete the file)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or "a process that wrote nothing"
+            return handle.readline().strip() or "a process that wrote nothing"
     except OSError:
         return "unknown"
+
+
+# The lock file's second line: it stays after every run and names a pid, as a stale pidfile
+# does, which invites deleting it; a run started after its deletion did not wait for the one
+# holding it (a review).
+RUN_LOCK_NOTE = (
+    "held with flock by a run or an erasure while it works, free otherwise; never delete this "
+    "file: a run started after would not wait for the one holding it"
+)
 
 
 def lock_wait_message(run: str, what: str, holder: str, timeout_seconds: float) -> str:
@@ -625,7 +635,8 @@ def acquire_run_lock(
             f"be writable by this user, or point {setting} at a writable place"
         )
     os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    held = f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    os.write(fd, f"{held}\n{RUN_LOCK_NOTE}\n".encode())
     _HELD[path] = [fd, 1]
     return fd
 

@@ -580,3 +580,20 @@ def test_a_run_waiting_for_the_run_lock_says_so_in_its_own_log(tmp_path, monkeyp
         "since 2026-12-06 05:00:00); it waits up to 1800 s (run_lock_timeout_seconds), then "
         "fails having written nothing"
     ], logged
+
+
+def test_the_run_lock_file_names_its_holder_and_says_not_to_delete_it(tmp_path):
+    """The lock file stays after every run and names a pid, as a stale pidfile does: deleted
+    during a run, it let the next run start beside that one (a review). Its second line says
+    so; the holder a waiting run names is its first line."""
+    from pipelines import resources
+
+    database = tmp_path / "w" / "engagement.duckdb"
+    fd = resources.acquire_run_lock(database, timeout_seconds=1.0)
+    try:
+        first, second = Path(f"{database}.run.lock").read_text(encoding="utf-8").splitlines()
+        assert first.startswith(f"pid {os.getpid()} since ")
+        assert second == resources.RUN_LOCK_NOTE and "never delete this file" in second
+        assert resources.run_lock_holder(f"{database}.run.lock") == first
+    finally:
+        resources.release_run_lock(fd)
