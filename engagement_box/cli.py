@@ -1093,6 +1093,16 @@ def _finish(executed: Executed, steps: StepLines) -> int:
         )
         for other in others:  # every step that failed, so one run shows every file to fix
             print(f"also FAILED {other}", file=sys.stderr)
+        if any(
+            "No space left on device" in cause and not cause.startswith("maintenance__")
+            for cause in causes
+        ):
+            # DuckDB's words name the file and nothing to do (a review of a full disk)
+            print(
+                "the disk is full: free space where the message says the file is, then run the "
+                f"month again (or re-execute from failure); {_current_version_said(steps)}",
+                file=sys.stderr,
+            )
         return 1
     print(f"run {executed.run_id} succeeded")
     return 0

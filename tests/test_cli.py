@@ -421,6 +421,31 @@ def test_a_published_file_that_cannot_be_built_says_the_version_is_published(
     assert "and run again: it builds the file and writes the audiences" in first, first
 
 
+def test_a_full_disk_in_a_work_step_says_what_to_do_and_which_version_stands(
+    december_run, tmp_path, monkeypatch
+):
+    """DuckDB's "Could not write file ...: No space left on device" was all a run said when
+    the disk filled in a work step (a review): a line says to free space and run again, and
+    which version stays current."""
+    from engagement_box import partitioned
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = {**copy_environment(tmp_path, copy), "ENGAGEMENT_CIV_BETA": "0.43"}  # a new version
+
+    def full(*args, **kwargs):
+        raise duckdb.IOException('Could not write file "w.wal": No space left on device')
+
+    monkeypatch.setattr(partitioned, "write_partition", full)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 1, out
+    assert "No space left on device" in err.splitlines()[0]
+    assert err.splitlines()[-1] == (
+        "the disk is full: free space where the message says the file is, then run the month "
+        "again (or re-execute from failure); the current version is still version 1, the last "
+        "one published whole"
+    ), err
+
+
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     env = environment(tmp_path, tmp_path)
     code, _, err = run_cli(env, "--month", "2019-01")
