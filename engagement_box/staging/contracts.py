@@ -72,7 +72,12 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      from lists; an integer written
 #      with a fraction of zeros or an exponent read exactly, not through a float; Parquet
 #      float16 and decimal columns read as numbers (2026-12-05)
-STAGING_RULES = 9
+#  10: a file whose name holds `[`, `*` or `?` read as that file (polars read it as a pattern
+#      of names: another file's rows under its name); a `"` inside a CSV value that is not
+#      quoted refuses the file when polars reads it anyway (`="00123"`, `a""b`); ` UTC` after
+#      a time read as UTC (BigQuery's text form); the platform `x` read as twitter; quarantine
+#      details in words (`fax` is not one of ...) (2026-12-06)
+STAGING_RULES = 10
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 
