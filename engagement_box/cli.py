@@ -1189,7 +1189,9 @@ def retain(args: argparse.Namespace) -> int:
         )
         return 2
     with ExitStack() as held:
-        problem = _hold_run_lock(held)
+        # before any step, as `run` refuses it (it refused inside its step: a review); under
+        # the lock, which a run finishing meanwhile holds
+        problem = _hold_run_lock(held) or _foreign_working_problem()
         if problem:
             return _nothing_ran(problem)
         steps = StepLines()

@@ -446,6 +446,28 @@ def test_a_full_disk_in_a_work_step_says_what_to_do_and_which_version_stands(
     ), err
 
 
+def test_a_missing_working_database_is_refused_before_any_step_by_run_and_retain(
+    december_run, tmp_path
+):
+    """The working database deleted while the published file lists its versions: a run started
+    a new warehouse over them without a word (a review). `run` and `retain` refuse before any
+    step (retain refused inside its step), and nothing is created."""
+    from engagement_box.governance import readers
+
+    copy = copy_run(december_run, tmp_path / "run")
+    working = readers.default_working(copy.database)
+    working.unlink()
+    env = copy_environment(tmp_path, copy)
+    for command in (["run", "--month", MONTH], ["retain"]):
+        code, out, err = main_cli(env, *command)
+        assert code == 2, out + err
+        assert err.startswith(
+            f"FAILED before any step: {copy.database} holds 1 version(s) built "
+            f"from the working database {working}, which is missing"
+        ), err
+        assert "maintenance__" not in out and not working.exists()
+
+
 def test_a_month_dagster_does_not_know_is_said_in_plain_words(tmp_path):
     env = environment(tmp_path, tmp_path)
     code, _, err = run_cli(env, "--month", "2019-01")
