@@ -456,7 +456,13 @@ class Warehouse(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the working database (never to the file analysts open)."""
+        """A connection to the working database (never to the file analysts open). In a run
+        holding the run lock, first that its lock file is still the one it locked
+        (`run_lock_replaced`)."""
+        if self._run_lock is not None:
+            replaced = run_lock_replaced(self.path, self._run_lock)
+            if replaced:
+                raise WarehouseError(replaced)
         path = self.working_path
         path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_seconds
@@ -692,6 +698,29 @@ def folder_not_writable(folder: Path, name: str) -> str | None:
     except OSError as exc:
         return (exc.strerror or type(exc).__name__).lower()
     return None
+
+
+def run_lock_replaced(database: Path, fd: int) -> str | None:
+    """Why the run holding `<database>.run.lock` (descriptor `fd`) must stop: the file at that
+    path was deleted or replaced since it was locked, so a run started since took a lock of its
+    own and may be working beside this one (a review: both ran, only DuckDB's file lock kept
+    their steps apart). Each step asks before it opens the working database, so this run stops
+    between two steps, each written whole, as a killed run does. None while the file is its."""
+    path = f"{database}.run.lock"
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        what = "deleted"
+    else:
+        held = os.fstat(fd)
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return None
+        what = "replaced"
+    return (
+        f"the run lock {path} was {what} during this run, so another run may have started "
+        "beside it: this run stops before its next step (each step it ran is written whole). "
+        "Never delete that file; run again once no other run is working"
+    )
 
 
 def release_run_lock(fd: int) -> None:

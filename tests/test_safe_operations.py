@@ -597,3 +597,31 @@ def test_the_run_lock_file_names_its_holder_and_says_not_to_delete_it(tmp_path):
         assert resources.run_lock_holder(f"{database}.run.lock") == first
     finally:
         resources.release_run_lock(fd)
+
+
+def test_a_run_whose_lock_file_was_deleted_stops_before_its_next_step(tmp_path):
+    """Deleting the lock file during a run let the next run take a lock of its own and start
+    beside it (a review). The run holding the old one stops before its next step's connection,
+    whether the file is gone or another run's new one stands there."""
+    from pipelines import resources
+
+    database = tmp_path / "w" / "engagement.duckdb"
+    warehouse = resources.Warehouse(database=str(database))
+    fd = resources.acquire_run_lock(database, timeout_seconds=1.0)
+    warehouse._run_lock = fd
+    try:
+        with warehouse.get_connection() as con:  # its own file: the step goes on
+            con.execute("CREATE TABLE t AS SELECT 1 AS x")
+        assert resources.run_lock_replaced(database, fd) is None
+        lock = Path(f"{database}.run.lock")
+        lock.unlink()
+        said = resources.run_lock_replaced(database, fd)
+        assert said.startswith(f"the run lock {lock} was deleted during this run"), said
+        with pytest.raises(resources.WarehouseError, match="stops before its next step"):
+            with warehouse.get_connection():
+                pass
+        lock.write_text("pid 1 since 2026-12-06 10:00:00\n")  # another run's file
+        assert "was replaced during this run" in resources.run_lock_replaced(database, fd)
+    finally:
+        warehouse._run_lock = None
+        resources.release_run_lock(fd)
