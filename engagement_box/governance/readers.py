@@ -233,12 +233,13 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
     session's next write would put a log beside the new file that no reader can replay. It is
     looked at again once the session closes (a normal publish replaces it all the same)."""
     retained = _retained(con)
-    files = [
-        layout.history_file(mart, snapshot_id)
+    versions_of = {
+        layout.history_file(mart, snapshot_id): snapshot_id
         for mart in published_marts(con)
         for snapshot_id in sorted(_logged_versions(con, mart))
         if snapshot_id in retained
-    ]
+    }
+    files = list(versions_of)
     missing = [f for f in files if not f.exists()]
     if missing:
         return (
@@ -252,7 +253,7 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
             f"({cut[0]}{', ...' if len(cut) > 1 else ''}): written again"
         )
     warehouse = _recorded(con, _WAREHOUSE_ID)
-    foreign = [f for f in files if _foreign(f, warehouse, _snapshot_id(f) or 0)]
+    foreign = [f for f in files if _foreign(f, warehouse, versions_of[f])]
     if foreign:
         return (
             f"{len(foreign)} history file(s) of retained versions were written by another "
@@ -412,6 +413,7 @@ def foreign_working_problem(
                 row = published.execute(load_sql("marts/published_from")).pl().row(0, named=True)
             else:
                 row = {"working_database": str(default_working(layout.published))}
+            retained = _retained_count(published)
     except (duckdb.Error, IndexError):
         return None  # not readable as a published file: `publish` replaces it
     if row.get("warehouse_id") is not None and row["warehouse_id"] == working_id:
@@ -426,7 +428,6 @@ def foreign_working_problem(
     if other.absolute() == layout.working.absolute() and other.exists():
         return None  # its own
     if not other.exists():
-        retained = _retained_versions(layout.published)
         if not retained:
             return None  # nothing published to lose: the warehouse starts over
         # A run here would start a new warehouse and replace the analysts' file with it: every
@@ -462,13 +463,12 @@ def foreign_working_problem(
     )
 
 
-def _retained_versions(published: Path) -> int:
+def _retained_count(published: duckdb.DuckDBPyConnection) -> int:
     """How many retained versions the published file lists (0 when it cannot say)."""
     try:
-        with duckdb.connect(str(published), read_only=True) as con:
-            if not versions.table_exists(con, "marts", "snapshot_log"):
-                return 0
-            row = con.execute(load_sql("marts/count_retained")).fetchone()
+        if not versions.table_exists(published, "marts", "snapshot_log"):
+            return 0
+        row = published.execute(load_sql("marts/count_retained")).fetchone()
     except duckdb.Error:
         return 0
     return int(row[0]) if row else 0

@@ -824,11 +824,7 @@ def _csv_problem(export: ExportFile, exc: Exception) -> IngestError:
                     None,
                 )
                 if stray is not None:  # csv reads it as text; polars refuses the file
-                    return IngestError(
-                        f'{export.relpath}: line {reader.line_num} has a " inside a value that '
-                        f"is not quoted ({_shown(stray)}); quote the value and double the quote "
-                        '("TV 55"" LED"), then run again'
-                    )
+                    return _quote_inside_value(export, reader.line_num, stray)
     except UnicodeDecodeError:
         with export.path.open("rb") as handle:
             for number, line in enumerate(handle, start=1):
@@ -1300,8 +1296,14 @@ def _refuse_quote_inside(export: ExportFile, data: np.ndarray, start: int, at: i
     offset = len(bytes(data[first:at]).decode("utf-8", errors="replace"))
     text = text.decode("utf-8", errors="replace").rstrip("\r")
     value = text[text.rfind(",", 0, offset) + 1 :].split(",", 1)[0]
-    raise IngestError(
-        f'{export.relpath}: line {breaks.size + 1} has a " inside a value that is not quoted '
+    raise _quote_inside_value(export, breaks.size + 1, value)
+
+
+def _quote_inside_value(export: ExportFile, line: int, value: str) -> IngestError:
+    """The refusal of a file with a `"` inside a value that is not quoted, on `line`: found by
+    the byte scan (polars read the file) or by `_csv_problem` (polars could not)."""
+    return IngestError(
+        f'{export.relpath}: line {line} has a " inside a value that is not quoted '
         f'({_shown(value)}); quote the value and double the quote ("TV 55"" LED"), then run '
         "again"
     )
