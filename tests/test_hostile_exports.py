@@ -348,6 +348,34 @@ def test_header_variants_of_a_column_are_its_column(warehouse, exports_dir):
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_header_writing_a_name_without_its_underscores_is_its_column(
+    warehouse, exports_dir, kind
+):
+    """`E-Mail` (a German export's spelling), `CustomerID`, `orderId`: the email was ignored,
+    and with it every order's link to its buyer's other sources, the run only warning."""
+    row = good_order(1)
+    names = {"order_id": "orderId", "customer_id": "CustomerID", "email": "E-Mail"}
+    renamed = {names.get(k, k): v for k, v in row.items()}
+    path = exports_dir / "orders" / f"o.{kind}"
+    if kind == "csv":
+        write_text(path, ",".join(renamed) + "\n" + ",".join(renamed.values()) + "\n")
+    else:
+        pl.DataFrame([renamed]).write_parquet(path)
+    report = ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert report.ignored_columns == {}
+    staged = warehouse.execute("SELECT order_id, customer_id, email FROM staging.orders")
+    assert staged.fetchall() == [(row["order_id"], row["customer_id"], row["email"])]
+
+
+def test_no_two_columns_of_a_source_are_one_name_without_underscores():
+    """A header written without separators (`customerid`) names one column: were two columns
+    one name so (`order_id` and a later `orderid`), such a header's column would be a guess."""
+    for source in SOURCES.values():
+        squeezed = [c.replace("_", "") for c in source.columns]
+        assert len(set(squeezed)) == len(squeezed), source.name
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_a_header_name_with_an_invisible_character_is_its_column(warehouse, exports_dir, kind):
     """`email` followed by a zero-width space was "ignored: not a column" (the warning showing
     `email`) and every email lost; `order_id` so written was "missing (found: order_id, ...)"."""

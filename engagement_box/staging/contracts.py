@@ -77,7 +77,10 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      quoted refuses the file when polars reads it anyway (`="00123"`, `a""b`); ` UTC` after
 #      a time read as UTC (BigQuery's text form); the platform `x` read as twitter; quarantine
 #      details in words (`fax` is not one of ...) (2026-12-06)
-STAGING_RULES = 10
+#  11: a header name that writes a column's name without its underscores read as that column
+#      (`E-Mail`, `CustomerID`: the email was ignored, and with it the identity link)
+#      (2026-12-06)
+STAGING_RULES = 11
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 

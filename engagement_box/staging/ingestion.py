@@ -393,9 +393,10 @@ def _columns(
     """Header names as read -> contract names, and the names the contract does not know.
 
     A name is matched as its column's name whatever its case, and with spaces, hyphens or dots
-    between its words (`Social Handles`, `converted-at`): an export tool's header variant of an
-    optional column was otherwise ignored, and every value of it lost without a word. A header
-    that also names the column itself keeps it, and the variant is an extra column.
+    between its words (`Social Handles`, `converted-at`) or none (`E-Mail`, `CustomerID`): an
+    export tool's header variant of an optional column was otherwise ignored, and every value
+    of it lost without a word. A header that also names the column itself keeps it, and the
+    variant is an extra column.
 
     Raises `IngestError` naming the file if a name repeats (exactly, or in another case or with
     other spaces, or two variants of one column) or a required column is missing. The names the
@@ -409,7 +410,10 @@ def _columns(
     # Columns without a name (Excel's trailing empty columns `...,channel,,,`) are ignored, however
     # many: polars names the second and later ones `_duplicated_<n>`.
     unnamed = {c for c in basic if not c or _UNNAMED.fullmatch(c)}
-    joined = [_SEPARATORS.sub("_", c) for c in basic]  # `social handles` -> `social_handles`
+    # `social handles` -> `social_handles`; `e-mail`, `customerid` -> the column whose name
+    # without its underscores they write (`email`, `customer_id`: no two columns of a source
+    # are one name so, a test holds it).
+    joined = [_variant_of(c, source) for c in basic]
     # A variant names a contract column the header does not also name exactly.
     variants = {j for c, j in zip(basic, joined, strict=True) if c != j and j in source.columns}
     variants -= set(basic)
@@ -461,6 +465,17 @@ def _printable(name: str) -> str:
 _UNNAMED = re.compile(r"_duplicated_\d+")
 
 
+def _variant_of(name: str, source: Source) -> str:
+    """A lower-case header name as its contract column's name where it writes that name with
+    other separators (`social handles`, `converted-at`) or none (`e-mail`, `customerid`, from
+    `CustomerID`); otherwise with its runs of separators as `_`."""
+    joined = _SEPARATORS.sub("_", name)
+    if joined in source.columns:
+        return joined
+    squeezed = _SQUEEZED.sub("", name)
+    return next((c for c in source.columns if c.replace("_", "") == squeezed), joined)
+
+
 def _unquoted_name(name: str) -> str:
     """A trimmed header name without the quotes a header written `, "customer_id"` leaves on it
     (no contract column's name holds a quote)."""
@@ -472,6 +487,7 @@ def _unquoted_name(name: str) -> str:
 # Separators other tools write between values, as a header read with commas shows them.
 _OTHER_SEPARATORS = {";": "';'", "\t": "tabs (a tab-separated file)", "|": "'|'"}
 _SEPARATORS = re.compile(r"[\s\-.]+")
+_SQUEEZED = re.compile(r"[\s\-._]+")
 
 
 def _foreign_encoding(head: bytes) -> str | None:
