@@ -743,7 +743,7 @@ def _version_files(
     # The pattern opens every file it matches (to unite their columns) before the names keep
     # the session's: a file of another name there (a copy, `snapshot_1 (copy).parquet`, which
     # may be half written) would fail every query, and the next build. Such a folder is read
-    # by the list of its versions' files, as before (README, "Readers and runs").
+    # by the list of its versions' files, as before (docs/OPERATIONS.md, "Readers and runs").
     if _holds_foreign(folder) or pattern_characters(str(folder)):
         listed = ", ".join(_literal(f) for f in found.values())
         pattern = None

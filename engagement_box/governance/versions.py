@@ -28,8 +28,8 @@ once, by the step; `history.<mart>` and `marts.<mart>` view them) in ONE transac
 marts of a version are consistent and a failed or killed run leaves the last good version intact.
 A publish whose inputs (staged files, erasures, settings, code) equal those of the chain's version
 of that as-of publishes nothing. A version published when the data moved back under the current
-one (orders cancelled, a buyer erased) replaces it (chain.sql). See README
-"Versions" for why this and not DuckLake.
+one (orders cancelled, a buyer erased) replaces it (chain.sql). See
+docs/OPERATIONS.md, "Versions and time travel", for why this and not DuckLake.
 
 No Dagster import here.
 """
