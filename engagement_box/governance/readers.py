@@ -720,11 +720,15 @@ class VersionFiles:
     had a file, which `marts.<mart>_at` says were deleted since when their file is gone;
     `pattern`: the literal of the folder's pattern, or None where the folder holds a file of
     another name that the pattern matches (or its path a character a pattern reads, which the
-    settings refuse): the list of files then, as before."""
+    settings refuse): the list of files then, as before. `present`: the condition that every
+    version the session opened with still has its file, an error naming those deleted since
+    otherwise (`_still_there`): `history.<mart>` holds it, so a query of those versions is not
+    answered without them (`marts.<mart>_at` reads the others)."""
 
     source: str
     versions: tuple[int, ...]
     pattern: str | None
+    present: str = "true"
 
 
 def _version_files(
@@ -756,8 +760,55 @@ def _version_files(
         )
     # Files written before a column was added hold it last (or not at all): the union takes
     # the first file's order, so the columns are listed in the dictionary's.
-    source = f"({versions.ordered_columns(con, mart, files_read)})"
-    return VersionFiles(source, tuple(found), pattern)
+    ordered = versions.ordered_columns(con, mart, files_read)
+    kv = pattern if pattern is not None else f"[{', '.join(_literal(f) for f in found.values())}]"
+    written_here = _written_here(mart, kv, names, warehouse_id(con))
+    source = f"(SELECT * FROM ({ordered}) WHERE {written_here})"
+    present = _still_there(mart, tuple(found), pattern) if pattern is not None else "true"
+    return VersionFiles(source, tuple(found), pattern, present)
+
+
+def _written_here(mart: str, files: str, names: str, warehouse: str) -> str:
+    """A condition of the published file's views and macros: true when none of the Parquet
+    `files` it reads (a literal: a pattern, kept to `names`, or a list) says in its metadata
+    that another warehouse wrote it; an error saying so otherwise. The views read the files by
+    absolute path, so a copy of the published file opened after its warehouse was started anew
+    at the same path (or on another machine with the same path) read the other warehouse's
+    rows as its own versions, with no error (a review). Files written before they said whose
+    they are pass."""
+    message = quote_literal(
+        f"marts.{mart} / history.{mart}: this published file's version files were replaced by "
+        "another warehouse's at the same path (the warehouse was started anew there, or this "
+        "file was copied from another machine): open the published file of the warehouse that "
+        "wrote them, or keep a standalone copy (ATTACH this warehouse's file READ_ONLY and "
+        "CREATE TABLE ... AS SELECT); the first such file: "
+    )
+    return (
+        f"(SELECT CASE WHEN count(*) > 0 THEN error({message} || min(file_name)) ELSE true END "
+        f"FROM parquet_kv_metadata({files}) WHERE parse_filename(file_name) IN ({names}) "
+        f"AND key = 'engagement_box_warehouse' AND decode(value) <> {quote_literal(warehouse)})"
+    )
+
+
+def _still_there(mart: str, had: tuple[int, ...], pattern: str) -> str:
+    """A condition of `history.<mart>`: true while every version in `had` (those the session
+    opened with) has its file; otherwise an error naming the versions whose files were deleted
+    since. Without it a query of `history.<mart>` in a session opened before a retention or an
+    erasure deleted a version's file left that version out, while the session's
+    `marts.snapshots` still listed it as retained (a review)."""
+    message = quote_literal(
+        f"history.{mart}: deleted after this session opened the file (retention expired them, "
+        "or an erasure), version(s) "
+    )
+    after = quote_literal(
+        f": reconnect to read the versions there are now (marts.{mart}_at reads the others)"
+    )
+    return (
+        f"(SELECT CASE WHEN len(gone) > 0 THEN error({message} || array_to_string(gone, ', ') "
+        f"|| {after}) ELSE true END FROM (SELECT list_filter({versions.bigint_list(had)}, "
+        "v -> NOT list_contains(present, 'snapshot_' || v || '.parquet')) AS gone FROM "
+        f"(SELECT coalesce(list(parse_filename(file)), []) AS present FROM glob({pattern}))))"
+    )
 
 
 def _history_view(mart: str, files: VersionFiles | None) -> str:
@@ -766,7 +817,7 @@ def _history_view(mart: str, files: VersionFiles | None) -> str:
     if files is None:  # no retained version has rows: an empty view of the right columns
         return load_sql("history/create_empty_history_view", mart=mart)
     view = sql_template("history/create_history_view")
-    return view.format(mart=quote_identifier(mart), source=files.source)
+    return view.format(mart=quote_identifier(mart), source=files.source, present=files.present)
 
 
 def _time_travel_macro(
@@ -808,7 +859,10 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     names = [column for column, _ in catalog_columns(con, "marts", mart)]
     columns = ", ".join(quote_name(n) for n in names)  # names read from the catalog
     view = sql_template("marts/create_published_mart_view")
-    return view.format(mart=quote_identifier(mart), columns=columns, path=_literal(path))
+    written_here = _written_here(mart, _literal(path), _literal(Path(path.name)), warehouse_id(con))
+    return view.format(
+        mart=quote_identifier(mart), columns=columns, path=_literal(path), written_here=written_here
+    )
 
 
 def _comments(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str | None], str]:

@@ -508,12 +508,12 @@ def time_travel_macro(
     if retained is None:
         listed = load_sql("marts/retained_versions")
     else:  # integers of the snapshot log, written as numbers (DDL binds no parameter)
-        listed = _bigint_list(retained)
+        listed = bigint_list(retained)
     gone = ""
     if deleted is not None:
         had, pattern = deleted
         gone = (
-            f"\n        WHEN list_contains({_bigint_list(had)}, number) AND NOT EXISTS "
+            f"\n        WHEN list_contains({bigint_list(had)}, number) AND NOT EXISTS "
             f"(SELECT 1 FROM glob({pattern}) AS g WHERE parse_filename(g.file) = "
             "'snapshot_' || number || '.parquet') THEN error('version ' || number || ' was "
             "deleted after this session "
@@ -530,7 +530,7 @@ def time_travel_macro(
     )
 
 
-def _bigint_list(values) -> str:
+def bigint_list(values) -> str:
     """Integers as a SQL list literal (DDL binds no parameter; `int` keeps them numbers)."""
     return "CAST([" + ", ".join(str(int(v)) for v in sorted(values)) + "] AS BIGINT[])"
 
