@@ -225,3 +225,56 @@ def test_spark_staging_names_the_refused_files_of_every_source_before_staging(tm
     assert "orders/b.csv: missing required column(s) currency" in message, message
     assert "reviews/r.csv: missing required column(s) rating" in message, message
     assert "customers/c.csv:" in message and "orders/a.csv" not in message, message
+
+
+def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session, tmp_path):
+    """An order staged from `orders_2023-07.csv`, then a new `a_fix.csv` repeating its key with
+    another amount: the DuckDB engine keeps the row staged first and quarantines the new one;
+    the Spark engine, which stages every file again each run, ranked the files by name alone,
+    so the new file's 999.00 replaced the 39.00 every earlier version held, with no warning
+    (a review). Keys rank by the file's first staging, then its path, on both engines; a file
+    changed in place, or moved into an archive folder, keeps its rank."""
+    import duckdb
+
+    from engagement_box.spark.staging import stage_source
+    from engagement_box.spark.tables import SparkTables
+    from engagement_box.staging.ingestion import ingest_source
+    from tests.conftest import ORDER_HEADER
+
+    orders = tmp_path / "exports" / "orders"
+    orders.mkdir(parents=True)
+    header = ",".join(ORDER_HEADER)
+    row = "{},c1,,2023-07-08 14:43:20,{},USD,completed,web"
+    (orders / "orders_2023-07.csv").write_text(f"{header}\n{row.format('O2', '39.00')}\n")
+    tables = SparkTables(session, tmp_path / "lake")
+    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
+    first, later = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
+
+    def staged_by_both(at: dt.datetime) -> tuple[list, list]:
+        staged, _, _ = stage_source(tables, tmp_path / "exports", "orders", "run", at)
+        spark = sorted((r.order_id, float(r.net_amount), r.source_file) for r in staged.collect())
+        ingest_source(warehouse, tmp_path / "exports", "orders", now=at)
+        duck = warehouse.execute(
+            "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+            "ORDER BY ALL"
+        ).fetchall()
+        return spark, duck
+
+    try:
+        staged_by_both(first)
+        (orders / "a_fix.csv").write_text(f"{header}\n{row.format('O2', '999.00')}\n")
+        spark, duck = staged_by_both(later)
+        assert spark == duck == [("O2", 39.0, "orders/orders_2023-07.csv")]
+        # the first file changed in place (another amount): it keeps its rank on both engines
+        (orders / "orders_2023-07.csv").write_text(f"{header}\n{row.format('O2', '41.00')}\n")
+        spark, duck = staged_by_both(later + dt.timedelta(days=1))
+        assert spark == duck == [("O2", 41.0, "orders/orders_2023-07.csv")]
+        # archived: its content keeps its rank (the DuckDB engine keeps the rows and the path
+        # they were staged from; the Spark engine stages them from where the file is now)
+        (orders / "archive").mkdir()
+        (orders / "orders_2023-07.csv").rename(orders / "archive" / "orders_2023-07.csv")
+        spark, duck = staged_by_both(later + dt.timedelta(days=2))
+        assert spark == [("O2", 41.0, "orders/archive/orders_2023-07.csv")]
+        assert duck == [("O2", 41.0, "orders/orders_2023-07.csv")]
+    finally:
+        warehouse.close()

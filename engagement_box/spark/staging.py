@@ -58,6 +58,9 @@ CARRIER_COLUMNS = {"reason": "profile_hash", "column": "kind", "detail": "key_ha
 VALIDATED_DIR = "_validated"
 ENTRY_RECORD = "_entry.json"  # Spark's reader skips names starting with "_"
 ENTRY = "_entry"  # the partition column the validated rows are written by, one value per file
+# `<lake>/file_arrivals/<source>.json`: when each export file still in the folder was first
+# staged (`FileArrivals`). Outside `tables/`, which an erasure may delete: paths and times only.
+ARRIVALS_DIR = "file_arrivals"
 
 
 @dataclass
@@ -343,25 +346,24 @@ def stage_source(
                 "are complete"
             )
     rows = validated_files.read(spark, schema, list(entries.values()))
+    arrivals = FileArrivals(tables.lake, source.name)
+    first_seen = arrivals.first_seen(exports, digests, at)
+    in_order = sorted(exports, key=lambda e: (first_seen[e.relpath]["first_staged"], e.relpath))
 
     # Money as the DuckDB engine stages it: DECIMAL(18, 4) (exact sums, the same on every run).
     def good_column(c: str):
         return F.col(c).cast("decimal(18,4)") if c in source.money else F.col(c)
 
     good = rows.filter(F.col(KIND) == "staged").select(*[good_column(c).alias(c) for c in typed])
-    # Repeated keys, first by file path, then row (as the DuckDB engine stages them). An
-    # aggregate by key moves only the keys and the row's place, not whole rows (a window over
-    # the keys sorted every row); the keys seen more than once are few, and the join with them
-    # is a broadcast.
-    # A row's place as one number (the file's rank by path, then the row): the aggregate's
-    # min is then a hash aggregate (a min over a struct or text sorts every row, twice).
-    rank_of = F.create_map(
-        *[
-            F.lit(x)
-            for i, e in enumerate(sorted(exports, key=lambda e: e.relpath))
-            for x in (e.relpath, i)
-        ]
-    )
+    # Repeated keys: the first file staged, then by file path, then row (as the DuckDB engine
+    # stages them: a file that arrives later never replaces a key staged before, whatever its
+    # name; by path alone, a new `a_fix.csv` took an order staged months before from
+    # `orders_2023-07.csv`, on this engine only: a review). An aggregate by key moves only the
+    # keys and the row's place, not whole rows (a window over the keys sorted every row); the
+    # keys seen more than once are few, and the join with them is a broadcast.
+    # A row's place as one number (the file's rank, then the row): the aggregate's min is then
+    # a hash aggregate (a min over a struct or text sorts every row, twice).
+    rank_of = F.create_map(*[F.lit(x) for i, e in enumerate(in_order) for x in (e.relpath, i)])
     place = F.element_at(rank_of, F.col("source_file")).cast("bigint") * F.lit(2**32) + F.col(
         "source_row"
     )
@@ -415,7 +417,7 @@ def stage_source(
     sums = dict(zip(per_kind[KIND], per_kind["_rows"], strict=True))
     files = totals.filter(pl.col("_file").is_not_null())
     read_per_file = dict(files.filter(pl.col(KIND) == "read").select("_file", "_rows").iter_rows())
-    report.copies = _copies(exports, digests, read_per_file)
+    report.copies = _copies(in_order, digests, read_per_file)
     quarantined_per_file = dict(
         files.filter(pl.col(KIND) == "quarantine").select("_file", "_n").iter_rows()
     )
@@ -425,6 +427,7 @@ def stage_source(
     for export in fresh:  # usable by a later staging (`ValidatedFiles.usable`)
         validated_files.record(entries[export.relpath], at, future_per_file.get(export.relpath, 0))
     validated_files.keep_only(entries.values())
+    arrivals.record(first_seen)
     reasons = answers.filter(
         (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == "quarantine")
     )
@@ -522,15 +525,15 @@ def export_file_stats(data_dir: Path) -> list[list]:
 def _copies(
     exports: list[ingestion.ExportFile], digests: dict[str, str], rows_read: dict[str, int]
 ) -> dict[str, str]:
-    """Files whose content is that of an earlier file in path order (an export sent twice under
-    two names), each to the first such file: every row of a copy is a repeated key, and the run
-    says it is a copy rather than a file quarantined whole (`digests`: each file's sha256).
-    Files without rows (`rows_read`: per file) are left out: empty exports are alike, and no
-    row repeats."""
+    """Files whose content is that of an earlier file (`exports` in the order their keys
+    rank: an export sent twice under two names), each to the first such file: every row of a
+    copy is a repeated key, and the run says it is a copy rather than a file quarantined whole
+    (`digests`: each file's sha256). Files without rows (`rows_read`: per file) are left out:
+    empty exports are alike, and no row repeats."""
     sizes = Counter(export.size_bytes for export in exports)
     first: dict[str, str] = {}
     copies = {}
-    for export in sorted(exports, key=lambda e: e.relpath):
+    for export in exports:
         if sizes[export.size_bytes] < 2 or not rows_read.get(export.relpath):
             continue
         digest = digests[export.relpath]
@@ -626,6 +629,57 @@ class ValidatedFiles:
         for folder in self.root.iterdir() if self.root.is_dir() else []:
             if folder.name not in kept:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+class FileArrivals:
+    """When each export file of one source still in the folder was first staged, by path, with
+    its content's sha256 (`<lake>/file_arrivals/<source>.json`): its keys rank before those of
+    files staged later, as the DuckDB engine's `staging.ingested_files` ranks them, though this
+    engine stages every file again each run. A file changed in place keeps its time (the
+    DuckDB engine stages it again in its keys' places); a file moved or renamed (a new path
+    with the content of a path no longer there: `orders/archive/`) keeps the time it had,
+    where the DuckDB engine reads nothing of it; one removed from the folder is forgotten, so
+    it arrives anew if it comes back. A lake of an earlier release has no record: its files
+    arrive at the first staging after the upgrade, ranked by path among themselves, as before."""
+
+    def __init__(self, lake: Path, source_name: str):
+        self.path = Path(lake) / ARRIVALS_DIR / f"{source_name}.json"
+
+    def first_seen(
+        self, exports: list[ingestion.ExportFile], digests: dict[str, str], at: datetime
+    ) -> dict[str, dict[str, str]]:
+        """Each of `exports`' first staging (`first_staged`: ISO text, which sorts as time; the
+        one recorded for its path, else for a path gone with its content, else `at`) and its
+        content (`sha256`, from `digests`)."""
+        try:
+            known = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        known = {
+            path: entry
+            for path, entry in (known.items() if isinstance(known, dict) else ())
+            if isinstance(entry, dict) and isinstance(entry.get("first_staged"), str)
+        }
+        present = {e.relpath for e in exports}
+        gone: dict[str, str] = {}  # content -> the earliest time of a path no longer there
+        for path, entry in known.items():
+            if path not in present and entry.get("sha256"):
+                earlier = gone.get(entry["sha256"])
+                gone[entry["sha256"]] = min(earlier or entry["first_staged"], entry["first_staged"])
+        now = at.isoformat()
+        return {
+            e.relpath: {
+                "first_staged": known[e.relpath]["first_staged"]
+                if e.relpath in known
+                else gone.get(digests[e.relpath], now),
+                "sha256": digests[e.relpath],
+            }
+            for e in exports
+        }
+
+    def record(self, first_seen: dict[str, dict[str, str]]) -> None:
+        """After a staging of the source: the files it staged, and no others."""
+        write_json(self.path, first_seen)
 
 
 def _quarantine(spark, rows, source_name: str = "", run_id: str = "", at: datetime | None = None):
