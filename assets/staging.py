@@ -9,9 +9,8 @@ that source's rows of `staging.quarantine`. The work itself is
 import dagster as dg
 
 from assets.metadata import run_time, table_metadata
-from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.ingestion import (
-    IngestError,
     copy_message,
     ingest_source,
     orphaned_duplicates,

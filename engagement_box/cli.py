@@ -580,8 +580,8 @@ def _standing_version(partition: str) -> int | None:
 def _holds_no_exports(data_dir: Path) -> bool:
     """True when no source folder of `data_dir` holds an export file the ingest would read (a
     .csv or .parquet file; hidden files do not count): a run there can find nothing new."""
-    from engagement_box.staging.contracts import SOURCES
-    from engagement_box.staging.ingestion import IngestError, discover_files
+    from engagement_box.staging.contracts import SOURCES, IngestError
+    from engagement_box.staging.reading import discover_files
 
     for source in SOURCES.values():
         try:

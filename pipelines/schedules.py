@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.engagement import AUDIENCES_KEY
 from assets.publish import audiences_behind, published_behind, standing_version
-from engagement_box.staging.ingestion import IngestError
+from engagement_box.staging.contracts import IngestError
 from pipelines.jobs import engagement_job, retention_job
 from pipelines.partitions import partition_key_for
 from pipelines.resources import (

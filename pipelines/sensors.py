@@ -7,8 +7,8 @@ import time
 
 import dagster as dg
 
-from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, discover_files
+from engagement_box.staging.contracts import SOURCES, IngestError
+from engagement_box.staging.reading import discover_files
 from pipelines.jobs import engagement_job
 from pipelines.partitions import current_partition_key, partition_key_for
 from pipelines.resources import (

@@ -833,7 +833,7 @@ def test_erasure_trims_what_the_ingest_trims(tmp_path):
     email address the invisible ones are removed everywhere, by all of them."""
     from engagement_box.sql import load_sql
     from engagement_box.staging.contracts import INVISIBLE, SOURCES, TRIMMED, WHITESPACE
-    from engagement_box.staging.ingestion import normalise_text
+    from engagement_box.staging.validation import normalise_text
 
     codepoints = [*range(0x3100), 0xFEFF]  # the byte-order mark is beyond
     padded = [chr(c) + "a" + chr(c) for c in codepoints]

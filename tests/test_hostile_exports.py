@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from assets.staging import staged_assets
-from engagement_box.staging import ingestion
-from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError, ingest_source
+from engagement_box.staging import reading
+from engagement_box.staging.contracts import SOURCES, IngestError
+from engagement_box.staging.ingestion import ingest_source
 from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
 from tests.conftest import ORDER_HEADER, good_order, write_csv
@@ -201,14 +201,14 @@ def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_the_lines(ware
     assert_unchanged(warehouse)
 
 
-@pytest.mark.parametrize("part_bytes", [ingestion.LINE_BREAK_PART_BYTES, 1])
+@pytest.mark.parametrize("part_bytes", [reading.LINE_BREAK_PART_BYTES, 1])
 def test_values_with_line_breaks_are_looked_at_in_parts_with_the_same_finding(
     warehouse, exports_dir, monkeypatch, part_bytes
 ):
     """Values with line breaks are split into lines a part at a time (a file of 1 MB review
     texts took 5 times its size in memory, split whole): harmless multi-line notes in earlier
     parts, then a stray quote that swallows rows, is named on the same lines either way."""
-    monkeypatch.setattr(ingestion, "LINE_BREAK_PART_BYTES", part_bytes)
+    monkeypatch.setattr(reading, "LINE_BREAK_PART_BYTES", part_bytes)
     header = ",".join([*REFERRAL_HEADER, "note"])
     text = (
         f"{header}\n"

@@ -10,10 +10,9 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from engagement_box.staging import ingestion
-from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging import ingestion, reading, validation
+from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.ingestion import (
-    IngestError,
     copy_message,
     exports_taken_in,
     ingest_source,
@@ -224,9 +223,9 @@ def test_the_reason_of_a_row_failing_several_rules_is_the_first_the_contract_lis
     status was quarantined for the currency, against the table's order."""
     order = documented_reason_order()
     rank = {reason: i for i, row in enumerate(order) for reason in row}
-    rules = list(ingestion.REASON_PRIORITY)
+    rules = list(validation.REASON_PRIORITY)
     assert set(rules) <= set(rank), set(rules) - set(rank)
-    by_code = sorted(rules, key=lambda r: (ingestion.REASON_PRIORITY[r], rank[r]))
+    by_code = sorted(rules, key=lambda r: (validation.REASON_PRIORITY[r], rank[r]))
     assert by_code == sorted(rules, key=lambda r: rank[r])
     row = good_order(1) | {"currency": "US$", "status": "shipped", "net_amount": "-3.00"}
     write_csv(exports_dir / "orders" / "a.csv", [row])
@@ -376,7 +375,6 @@ def test_a_file_still_being_written_while_read_is_refused_then_staged_whole(
     recorded with the finished file's hash and the rows read before, so the next run took it
     for staged and its later rows were lost for good. It is refused now, and staged whole by
     the next run."""
-    from engagement_box.staging import ingestion
 
     path = write_csv(exports_dir / "orders" / "day1.csv", [good_order(i) for i in range(1, 4)])
     hash_of = ingestion.file_sha256
@@ -399,7 +397,6 @@ def test_a_file_still_being_written_while_read_is_refused_then_staged_whole(
 def test_a_file_linked_or_chmodded_while_read_is_staged(warehouse, exports_dir, monkeypatch):
     """A backup tool's hard link (or chmod, an indexer's attributes) moves a file's ctime and
     nothing else: the first check of a file changing while read refused the whole source."""
-    from engagement_box.staging import ingestion
 
     path = write_csv(exports_dir / "orders" / "day1.csv", [good_order(i) for i in range(1, 4)])
     hash_of = ingestion.file_sha256
@@ -1160,8 +1157,6 @@ def test_repeated_keys_across_batches_first_occurrence_wins(
 ):
     import duckdb
 
-    import engagement_box.staging.ingestion as ingestion
-
     if hashes == "all colliding":  # keys are compared as text where hashes match
         monkeypatch.setattr(
             ingestion, "key_hashes", lambda keys: pl.zeros(len(keys), pl.UInt64, eager=True)
@@ -1228,7 +1223,6 @@ def test_keys_repeated_across_batches_larger_than_a_row_group(warehouse, exports
     # Batches of more than one DuckDB row group (122,880 rows), the size at which DuckDB 1.5.5
     # loses an insert that follows an empty one in the same transaction: an earlier version of
     # the temp table of seen keys lost its keys that way and let repeated keys through.
-    import engagement_box.staging.ingestion as ingestion
 
     n = 130_000
     (exports_dir / "orders").mkdir(parents=True)
@@ -1253,7 +1247,6 @@ def test_keys_repeated_across_batches_larger_than_a_row_group(warehouse, exports
 def test_batch_without_good_rows_before_a_large_batch(warehouse, exports_dir, monkeypatch):
     # A batch with nothing to stage, then one of more than a row group: nothing may be lost
     # (the DuckDB 1.5.5 empty-insert behaviour noted in `_Appender._append`).
-    import engagement_box.staging.ingestion as ingestion
 
     n = 130_000
     (exports_dir / "orders").mkdir(parents=True)
@@ -1268,7 +1261,6 @@ def test_batch_without_good_rows_before_a_large_batch(warehouse, exports_dir, mo
 
 
 def test_a_file_larger_than_a_batch_is_cut_across_batches(warehouse, exports_dir, monkeypatch):
-    import engagement_box.staging.ingestion as ingestion
 
     (exports_dir / "orders").mkdir(parents=True)
     many_orders(0, 5).write_csv(exports_dir / "orders" / "a.csv")
@@ -1279,7 +1271,7 @@ def test_a_file_larger_than_a_batch_is_cut_across_batches(warehouse, exports_dir
     monkeypatch.setattr(ingestion, "BATCH_ROWS", 3)
     batches = list(
         ingestion._batches(
-            ingestion.discover_files(exports_dir, SOURCES["orders"]), SOURCES["orders"], {}
+            reading.discover_files(exports_dir, SOURCES["orders"]), SOURCES["orders"], {}
         )
     )
     assert [b.height for b in batches] == [3, 3, 3, 3]
@@ -1340,7 +1332,7 @@ def written_dates(text: pl.Series, timestamps: pl.Series) -> pl.Series:
 
 
 def test_timestamp_fast_path_agrees_with_the_general_formats():
-    from engagement_box.staging.ingestion import (
+    from engagement_box.staging.validation import (
         _parse_dates,
         _parse_timestamps,
         _parse_timestamps_general,
@@ -1386,7 +1378,7 @@ def test_timestamp_fast_path_agrees_with_the_general_formats():
 @example("12-01-01 10:00")
 @example("+2024-03-01")
 def test_timestamp_fast_path_agrees_on_any_text(value):
-    from engagement_box.staging.ingestion import (
+    from engagement_box.staging.validation import (
         DIRECT_TIMESTAMP_FORMATS,
         _parse_dates,
         _parse_timestamps,
@@ -1989,7 +1981,6 @@ def test_a_later_customers_file_that_changes_profiles_is_said_not_applied(wareho
 def ingest_stopped_after_its_commit(warehouse, exports_dir, monkeypatch) -> None:
     """An ingest of the customers whose run stops after the commit, before its duplicates are
     compared (`compare_repeats`); the comparison is put back afterwards."""
-    import engagement_box.staging.ingestion as ingestion
 
     def stopped(*args):
         raise KeyboardInterrupt
@@ -2007,7 +1998,6 @@ def test_duplicates_a_stopped_run_left_uncompared_are_compared_by_the_next_run(
     in between left their details without an ending and lost the warning of a withdrawn
     consent for good: the next run found nothing to do. Their detail now says they were not
     compared yet, the next run is not "nothing to do", and its ingest compares them and warns."""
-    import engagement_box.staging.ingestion as ingestion
 
     folder = exports_dir / "customers"
     folder.mkdir(exist_ok=True)

@@ -167,7 +167,7 @@ def test_spark_staging_names_every_file_refused_for_its_rows(session, tmp_path):
     (a sender fixed one file per run). Nothing of the source is left in the lake."""
     from engagement_box.spark.staging import stage_source, validated_table
     from engagement_box.spark.tables import SparkTables, current_folder
-    from engagement_box.staging.ingestion import IngestError
+    from engagement_box.staging.contracts import IngestError
     from tests.conftest import ORDER_HEADER
 
     orders = tmp_path / "exports" / "orders"
@@ -197,7 +197,7 @@ def test_spark_staging_names_the_refused_files_of_every_source_before_staging(tm
     own step). It named the orders file alone; the others came up a run later each (a
     review)."""
     from engagement_box.spark.pipeline import stage_all
-    from engagement_box.staging.ingestion import IngestError
+    from engagement_box.staging.contracts import IngestError
     from tests.conftest import ORDER_HEADER
 
     exports = tmp_path / "exports"

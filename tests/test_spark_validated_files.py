@@ -13,8 +13,7 @@ from engagement_box import generator
 from engagement_box.spark import pipeline
 from engagement_box.spark.staging import VALIDATED_DIR
 from engagement_box.spark.tables import SparkTables
-from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import IngestError
+from engagement_box.staging.contracts import SOURCES, IngestError
 from tests.conftest import ORDER_HEADER, good_order, write_csv
 
 pytestmark = pytest.mark.spark
@@ -162,7 +161,7 @@ def test_a_file_removed_after_it_was_hashed_is_named_as_removed(tmp_path: Path):
     """A file deleted while the run read the exports: the check named the first file of the
     staging as "changed", though it was intact (a re-review)."""
     from engagement_box.spark.staging import _changed_since_hashed
-    from engagement_box.staging.ingestion import ExportFile, file_sha256
+    from engagement_box.staging.reading import ExportFile, file_sha256
 
     exports = []
     for name in ("a.csv", "z.csv"):
@@ -186,7 +185,7 @@ def test_empty_exports_are_not_said_to_be_copies_of_each_other(tmp_path: Path):
     "the same content as" the first and to have its rows quarantined (a review of the DuckDB
     engine, whose rule this is). A file with rows sent twice is still a copy."""
     from engagement_box.spark.staging import _copies
-    from engagement_box.staging.ingestion import ExportFile, file_sha256
+    from engagement_box.staging.reading import ExportFile, file_sha256
 
     orders = tmp_path / "orders"
     paths = [

@@ -19,7 +19,7 @@ from engagement_box.identity.links import (
 from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
 from engagement_box.spark.staging import SparkIngestReport, stage_source, validated_table
 from engagement_box.spark.tables import SparkTables, describe
-from engagement_box.staging import ingestion
+from engagement_box.staging import contracts, reading
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.value import summary
 
@@ -80,7 +80,7 @@ def stage_all(
 
 def refuse_broken_exports(data_dir: Path) -> None:
     """Fail before anything is staged when files of any source cannot be taken in, naming every
-    such file of every source (`ingestion.check_headers`, then every file's rows when one is
+    such file of every source (`reading.check_headers`, then every file's rows when one is
     refused, as the DuckDB engine's steps check them, each source its own step; a source whose
     files are refused for their rows alone is found by its staging, as before). The sources
     were staged one after another, and the first refusal stopped the run: a review fixed a
@@ -89,21 +89,21 @@ def refuse_broken_exports(data_dir: Path) -> None:
     refused, passed = [], {}
     for source in SOURCES.values():
         try:
-            exports = ingestion.discover_files(Path(data_dir), source)
-            ingestion.check_headers(exports, source, rows=True)
-        except ingestion.IngestError as error:
+            exports = reading.discover_files(Path(data_dir), source)
+            reading.check_headers(exports, source, rows=True)
+        except contracts.IngestError as error:
             refused.append(str(error))
         else:
             passed[source.name] = exports
     if refused:  # the run fails: the other sources' rows are read too, to name their files
         for name, exports in passed.items():
-            said = sorted(str(error) for error in ingestion.rows_refused(exports, SOURCES[name]))
+            said = sorted(str(error) for error in reading.rows_refused(exports, SOURCES[name]))
             if said:
-                refused.append(str(ingestion.refused_error(said, SOURCES[name])))
+                refused.append(str(reading.refused_error(said, SOURCES[name])))
     if len(refused) == 1:
-        raise ingestion.IngestError(refused[0])
+        raise contracts.IngestError(refused[0])
     if refused:
-        raise ingestion.IngestError(
+        raise contracts.IngestError(
             f"files of {len(refused)} sources cannot be taken in; nothing was staged:\n"
             + "\n".join(refused)
         )

@@ -1,17 +1,17 @@
 """Staging on Spark: the export folders read by Spark tasks, validated by the same contract code.
 
 Each export file is one unit of work. The driver lists the files and checks every header
-(`ingestion.check_headers`: a file that cannot be taken in fails the run, naming it, before
+(`reading.check_headers`: a file that cannot be taken in fails the run, naming it, before
 anything is written; the columns it names that no contract column reads are reported per
 file). Spark then spreads the files over its tasks (`mapInArrow`); each task
-reads its files with `ingestion.read_raw` and splits the rows with `ingestion.check_batch`, the
+reads its files with `reading.read_raw` and splits the rows with `validation.check_batch`, the
 DuckDB engine's own functions, so the rules, the parsing and the quarantine reasons are written
 once. The validated rows are written to the lake once, one folder per export file
 (`ValidatedFiles`), and read back by the later passes; a file whose content, path, erasures and
 code are those of its folder is not read again (a day's one new file is the only one a run
 validates). Repeated keys are found by an aggregate by key over all files (the first by file
 path, then row, is kept, as the DuckDB engine stages them); their quarantine rows come from
-`ingestion.quarantine_rows`.
+`validation.quarantine_rows`.
 The reconciliation (rows read = staged + quarantined + erased) is checked before the tables are
 published. The staged tables are written again from every file's validated rows on each
 run that stages. The rows of people erased before (the register `engagement-box erase` writes beside
@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from engagement_box.governance import erasure
 from engagement_box.spark.tables import write_json
-from engagement_box.staging import ingestion
+from engagement_box.staging import contracts, ingestion, reading, validation
 from engagement_box.staging.contracts import SOURCES, Source
 
 # staged | quarantine | read, erased (one row per file: its rows read, or erased, in source_row)
@@ -105,10 +105,10 @@ def typed_schema(source: Source) -> pl.Schema:
             "source_file": pl.String,
             "source_row": pl.Int64,
             **{c: pl.String for c in source.columns},
-            ingestion.ROW_PROBLEM: pl.String,
+            contracts.ROW_PROBLEM: pl.String,
         }
     )
-    good, _ = ingestion.check_batch(raw, source, "schema", datetime(2000, 1, 1))
+    good, _ = validation.check_batch(raw, source, "schema", datetime(2000, 1, 1))
     return good.select(*source.columns, "source_file", "source_row").schema
 
 
@@ -158,12 +158,12 @@ def _validate_files(
             for relpath in relpaths:
                 path = Path(data_dir) / relpath
                 stat = path.stat()
-                export = ingestion.ExportFile(
+                export = reading.ExportFile(
                     source.name, path, relpath, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
                 )
                 try:
-                    pending.append(ingestion.read_raw(export, source)[0])
-                except ingestion.IngestError as error:
+                    pending.append(reading.read_raw(export, source)[0])
+                except contracts.IngestError as error:
                     # said on the driver with every other file refused (`stage_source`), as
                     # the DuckDB engine names them all at once, not the first task's alone
                     yield from to_batches(refused(relpath, str(error)))
@@ -177,11 +177,11 @@ def _validate_files(
     def checked(raws: list[pl.DataFrame]) -> Iterator[pa.RecordBatch]:
         raw = pl.concat(raws)
         read = {r["source_file"][0]: r.height for r in raws if r.height}
-        shifted = raw[ingestion.ROW_PROBLEM].is_not_null()  # keys may sit in any column
+        shifted = raw[contracts.ROW_PROBLEM].is_not_null()  # keys may sit in any column
         kept, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt, shifted)
         carriers = _carriers(raw, kept) if erased_per_file and source.name == "customers" else None
         raw = kept
-        good, bad = ingestion.check_batch(raw, source, run_id, at)
+        good, bad = validation.check_batch(raw, source, run_id, at)
         staged = good.select(typed_names).with_columns(
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
             pl.lit("staged").alias(KIND),
@@ -194,7 +194,7 @@ def _validate_files(
             *QUARANTINE_COLUMNS,
             pl.lit("quarantine").alias(KIND),
         )
-        in_future = pl.element().str.ends_with(f":{ingestion.IN_FUTURE}")
+        in_future = pl.element().str.ends_with(f":{validation.IN_FUTURE}")
         future = bad.filter(pl.col("reasons").list.eval(in_future).list.any())
         future_per_file = dict(future.group_by("source_file").len().iter_rows())
         parts = [
@@ -264,7 +264,7 @@ def spark_schema(source: Source):
     return from_arrow_schema(_arrow_schema(source))
 
 
-def file_tasks(spark, exports: list[ingestion.ExportFile]) -> list[list[str]]:
+def file_tasks(spark, exports: list[reading.ExportFile]) -> list[list[str]]:
     """The files of each task: at least one task per core, more when the files are large
     (about FILE_BYTES_PER_TASK each), so that no task holds a large share of the rows and every
     core of a cluster gets files. The largest files first, dealt round the tasks in turn."""
@@ -306,10 +306,10 @@ def stage_source(
 
     spark = tables.spark
     source = SOURCES[source_name]
-    exports = ingestion.discover_files(Path(data_dir), source)
+    exports = reading.discover_files(Path(data_dir), source)
     report = SparkIngestReport(source=source.name, files=len(exports))
     # every file's header first: fail before anything is written, naming every refused file
-    report.ignored_columns.update(ingestion.check_headers(exports, source))
+    report.ignored_columns.update(reading.check_headers(exports, source))
     known = digests or {}
     digests = {**_digests([e for e in exports if e.relpath not in known]), **known}
     report.file_stats = [(e.relpath, e.size_bytes, digests[e.relpath]) for e in exports]
@@ -341,7 +341,7 @@ def stage_source(
         problem = _changed_since_hashed(fresh, digests)
         if problem is not None:
             validated_files.forget([entries[e.relpath] for e in fresh])
-            raise ingestion.IngestError(
+            raise contracts.IngestError(
                 f"{problem}; nothing of {source.name} was staged: run again once the exports "
                 "are complete"
             )
@@ -410,7 +410,7 @@ def stage_source(
     )
     if problems.height:  # nothing of this source is staged; the files in path order
         validated_files.forget([entries[e.relpath] for e in fresh])
-        raise ingestion.refused_error(sorted(problems["reason"]), source)
+        raise reading.refused_error(sorted(problems["reason"]), source)
     totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, *more))
     per_kind = totals.group_by(KIND).agg(pl.col("_n").sum(), pl.col("_rows").sum())
     counts = dict(zip(per_kind[KIND], per_kind["_n"], strict=True))
@@ -488,14 +488,12 @@ def stage_source(
     return staged, quarantine_df, report
 
 
-def _changed_since_hashed(
-    exports: list[ingestion.ExportFile], digests: dict[str, str]
-) -> str | None:
+def _changed_since_hashed(exports: list[reading.ExportFile], digests: dict[str, str]) -> str | None:
     """What became of the first of `exports` whose content is no longer the one hashed for it
     (`digests`): removed, or changed while the run read it. None: every one is as hashed."""
     for export in exports:
         try:
-            now = ingestion.file_sha256(export.path)
+            now = reading.file_sha256(export.path)
         except OSError:
             return f"{export.relpath}: the file was removed while the run read it"
         if now != digests[export.relpath]:
@@ -506,24 +504,24 @@ def _changed_since_hashed(
     return None
 
 
-def _digests(exports: list[ingestion.ExportFile]) -> dict[str, str]:
+def _digests(exports: list[reading.ExportFile]) -> dict[str, str]:
     """The sha256 of each file, by path, on the driver's threads (hashlib lets go of the GIL
     on large blocks, so they hash in parallel)."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        digests = pool.map(lambda e: ingestion.file_sha256(e.path), exports)
+        digests = pool.map(lambda e: reading.file_sha256(e.path), exports)
         return {e.relpath: d for e, d in zip(exports, digests, strict=True)}
 
 
 def export_file_stats(data_dir: Path) -> list[list]:
     """(path, size, sha256) of every source's export files, sorted, as a staging records them
     (`SparkIngestReport.file_stats`, `inputs.record_staged`): read on the driver, no Spark."""
-    exports = [e for s in SOURCES.values() for e in ingestion.discover_files(Path(data_dir), s)]
+    exports = [e for s in SOURCES.values() for e in reading.discover_files(Path(data_dir), s)]
     digests = _digests(exports)  # every source's files on one pool of threads
     return sorted([e.relpath, e.size_bytes, digests[e.relpath]] for e in exports)
 
 
 def _copies(
-    exports: list[ingestion.ExportFile], digests: dict[str, str], rows_read: dict[str, int]
+    exports: list[reading.ExportFile], digests: dict[str, str], rows_read: dict[str, int]
 ) -> dict[str, str]:
     """Files whose content is that of an earlier file (`exports` in the order their keys
     rank: an export sent twice under two names), each to the first such file: every row of a
@@ -646,7 +644,7 @@ class FileArrivals:
         self.path = Path(lake) / ARRIVALS_DIR / f"{source_name}.json"
 
     def first_seen(
-        self, exports: list[ingestion.ExportFile], digests: dict[str, str], at: datetime
+        self, exports: list[reading.ExportFile], digests: dict[str, str], at: datetime
     ) -> dict[str, dict[str, str]]:
         """Each of `exports`' first staging (`first_staged`: ISO text, which sorts as time; the
         one recorded for its path, else for a path gone with its content, else `at`) and its

@@ -81,6 +81,14 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      (`E-Mail`, `CustomerID`: the email was ignored, and with it the identity link)
 #      (2026-12-06)
 STAGING_RULES = 11
+# A raw column beside the contract's: why the row's fields cannot be trusted (NULL when they can).
+ROW_PROBLEM = "row_problem"
+
+
+class IngestError(Exception):
+    """A file cannot be ingested at all (unreadable, wrong type, missing columns)."""
+
+
 # Between the entries of a list column (`Source.lists`).
 LIST_SEPARATOR = ";"
 
