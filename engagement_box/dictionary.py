@@ -970,6 +970,14 @@ STAGING_TABLES: tuple[Table, ...] = (
                 "under (contracts.STAGING_RULES): a file taken in under other rules is read "
                 "again.",
             ),
+            Column(
+                "first_taken_in",
+                "TIMESTAMP",
+                "When the file at this path was first taken in (UTC), kept when it is taken in "
+                "again (changed, moved, other rules): a key repeated in files of one ingest is "
+                "staged from the file first taken in, then by path. NULL: before it was "
+                "recorded (ingested_at stands for it).",
+            ),
         ),
     ),
 )

@@ -1,5 +1,6 @@
 """Ingest: every raw row is staged or quarantined with a reason; reruns are idempotent."""
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -683,21 +684,24 @@ def test_keys_moved_to_several_files_are_said_of_those_files():
 def test_a_key_a_changed_file_still_holds_in_a_quarantined_row_is_not_said_gone(
     warehouse, exports_dir
 ):
-    """The changed file keeps o2, now quarantined as the repeat of a new file's row that sorts
-    before it: the run said the file "no longer holds" o2 (a re-review)."""
-    changed = exports_dir / "orders" / "day2.csv"
+    """The changed file keeps o2, now quarantined as the repeat of a row that an earlier file,
+    changed in the same run, added: the run said the file "no longer holds" o2 (a re-review).
+    (The earlier file ranks first: it was taken in first.)"""
+    earlier, changed = exports_dir / "orders" / "day1.csv", exports_dir / "orders" / "day2.csv"
+    write_csv(earlier, [good_order(4)])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 1))
     write_csv(changed, [good_order(1), good_order(2)])
-    ingest_source(warehouse, exports_dir, "orders")
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 2))
     write_csv(changed, [good_order(1), good_order(2), good_order(3)])
-    write_csv(exports_dir / "orders" / "day0.csv", [good_order(2, customer="c9")])
-    report = ingest_source(warehouse, exports_dir, "orders")
+    write_csv(earlier, [good_order(4), good_order(2, customer="c9")])
+    report = ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 3))
     reasons = warehouse.execute(
         "SELECT source_file, reason FROM staging.quarantine WHERE source_row = 2"
     ).fetchall()
     assert reasons == [("orders/day2.csv", "duplicate_key")]  # the row is still in the file
     said = withdrawn_message("orders", "orders/day2.csv", report.keys_withdrawn["orders/day2.csv"])
     assert "no longer holds" not in said, said
-    assert "(keys o2) are now staged from orders/day0.csv" in said, said
+    assert "(keys o2) are now staged from orders/day1.csv" in said, said
 
 
 def test_excels_separator_hint_line_is_named_not_taken_for_the_header(warehouse, exports_dir):
@@ -1589,6 +1593,40 @@ def test_files_taken_in_under_earlier_rules_are_taken_in_again(warehouse, export
     assert exports_taken_in(warehouse, exports_dir)
     again = ingest_source(warehouse, exports_dir, "orders")
     assert again.files_ingested == [] and again.restaged_for_rules == []
+
+
+def test_files_taken_in_again_keep_the_rank_of_their_keys(warehouse, exports_dir):
+    """An order staged from `orders_2023-07.csv`, its key repeated by a later `a_fix.csv` with
+    another amount (quarantined). An upgrade took every file in again in one ingest, in path
+    order, and `a_fix.csv`'s 999.00 replaced the 39.00 every version had held, though neither
+    file changed (a review). Files rank by when they were first taken in, then by path: under
+    new rules, changed in place, and moved, the first file keeps its key."""
+    first, later = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
+    orders = exports_dir / "orders"
+    write_csv(orders / "orders_2023-07.csv", [good_order(2) | {"net_amount": "39.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=first)
+    write_csv(orders / "a_fix.csv", [good_order(2) | {"net_amount": "999.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=later)
+
+    def amount() -> list[tuple]:
+        return warehouse.execute(
+            "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders"
+        ).fetchall()
+
+    assert amount() == [("o2", 39.0, "orders/orders_2023-07.csv")]
+    warehouse.execute("UPDATE staging.ingested_files SET rules = NULL")  # an earlier release's
+    report = ingest_source(warehouse, exports_dir, "orders", now=later + dt.timedelta(days=1))
+    assert sorted(report.restaged_for_rules) == ["orders/a_fix.csv", "orders/orders_2023-07.csv"]
+    assert amount() == [("o2", 39.0, "orders/orders_2023-07.csv")]
+    assert warehouse.execute(
+        "SELECT source_file, first_taken_in FROM staging.ingested_files ORDER BY ALL"
+    ).fetchall() == [("orders/a_fix.csv", later), ("orders/orders_2023-07.csv", first)]
+    # changed in place, with a new file repeating the key in the same ingest
+    write_csv(orders / "orders_2023-07.csv", [good_order(2) | {"net_amount": "41.00"}])
+    write_csv(orders / "0_late.csv", [good_order(2) | {"net_amount": "555.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=later + dt.timedelta(days=2))
+    assert amount() == [("o2", 41.0, "orders/orders_2023-07.csv")]
+    assert reconcile(warehouse, "orders").holds
 
 
 def test_rows_an_unchanged_file_loses_under_new_rules_are_blamed_on_the_rules(

@@ -209,6 +209,7 @@ class TakenIn(NamedTuple):
     rules: int | None  # STAGING_RULES it was taken in under (None: before they were recorded)
     rows_staged: int = 0  # the rows it staged (0: header only, or every row quarantined)
     rows_read: int = 0  # the rows it held (0: a header or a schema alone)
+    first_taken_in: datetime | None = None  # when the file at its path was first taken in
 
 
 def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
@@ -221,11 +222,16 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
         sql_template("staging/taken_in_files").format(
             path="coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file",
             rules="rules" if "rules" in recorded else "NULL",
+            first=(
+                "coalesce(first_taken_in, ingested_at)"
+                if "first_taken_in" in recorded
+                else "ingested_at"
+            ),
         )
     ).fetchall()
     return {
-        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged, read)
-        for source, path, sha, size, mtime, ctime, source_file, rules, staged, read in rows
+        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged, read, first)
+        for source, path, sha, size, mtime, ctime, source_file, rules, staged, read, first in rows
     }
 
 
@@ -371,6 +377,11 @@ def ingest_source(
     # releases the GIL) while their rows are parsed; only a file seen before with another size or
     # stat needs its hash now, to tell a changed file from a touched or copied one (an edit whose
     # mtime was set back, by cp -p, rsync -t or unzip, still moves the ctime).
+    # When each file to take in was first taken in: this run for a new file; a changed file, a
+    # moved one and one taken in under other rules keep their time, so their keys keep their
+    # rank (an upgrade that took every file in again, in path order, gave an order staged from
+    # `orders_2023-07.csv` to a later `a_fix.csv` repeating it: a review).
+    first: dict[str, datetime] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
         todo: list[tuple[ExportFile, Future[str]]] = []
         for export in exports:
@@ -407,12 +418,14 @@ def ingest_source(
             done.set_result(digest)
             todo.append((export, done))
             report.files_replaced.append(export.relpath)
+            if previous.first_taken_in is not None:
+                first[export.relpath] = previous.first_taken_in
         if settle:
             _settle_moves(con, source)
         try:
             if todo:
                 with _one_duckdb_thread(con):
-                    _stage(con, source, todo, report, run_id, at)
+                    _stage(con, source, todo, report, run_id, at, first)
             # This ingest's duplicates (and any a run stopped after its commit left uncompared)
             # compared with the rows staged for their keys: after the commit, with DuckDB's
             # threads (its join reads every staged key: 10M orders, 1.3 s on one thread, 0.45
@@ -542,10 +555,15 @@ def _stage(
     report: IngestReport,
     run_id: str,
     at: datetime,
+    first: dict[str, datetime],
 ) -> None:
+    """Stage the files of `todo` in one transaction. `first`: when files taken in before were
+    first taken in (the others: `at`); repeated keys rank by it, then by path."""
     table = source.name
     columns = ",".join([*source.columns, "source_file", "source_row"])
-    todo = sorted(todo, key=lambda item: item[0].relpath)  # the order duplicates are ranked in
+    first = {e.relpath: first.get(e.relpath, at) for e, _ in todo}
+    # the order duplicates are ranked in: the files first taken in first, then by path
+    todo = sorted(todo, key=lambda item: (first[item[0].relpath], item[0].relpath))
     exports = [e for e, _ in todo]
     files = [e.relpath for e in exports]
     # Every file's header first: a file that cannot be opened or misses a column fails the run
@@ -636,6 +654,7 @@ def _stage(
                         "run": run_id,
                         "at": at,
                         "rules": STAGING_RULES,
+                        "first": first[name],
                     },
                 )
             counts = reconcile(con, table)

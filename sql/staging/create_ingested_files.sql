@@ -28,4 +28,9 @@ ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS moved_to VARCHAR;
 -- rules: the version of the ingest's rules the file was taken in under
 -- (engagement_box.staging.contracts.STAGING_RULES; NULL: before it was recorded). A file
 -- taken in under other rules is taken in again.
-ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS rules INTEGER
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS rules INTEGER;
+-- first_taken_in: when the file at this path (or the file moved to it) was first taken in, kept
+-- when it is taken in again (changed, moved, other rules): the keys of one ingest's files rank
+-- by it, then by path, so a later file never takes a key an earlier one staged, whatever their
+-- names. NULL (a warehouse from before it): ingested_at stands for it.
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS first_taken_in TIMESTAMP
