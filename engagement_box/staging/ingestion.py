@@ -181,10 +181,10 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
 
 def files_not_in_folder(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> list[str]:
     """The files taken in (where they are now, `source/path`) that the export folder no longer
-    holds and that staged rows, in path order: their rows stay staged (README "Exports"),
-    which a user who deleted one to withdraw its rows should be told (a file that staged none,
-    header only, was said to keep its rows: a review). Empty when it cannot tell (no staging
-    yet, a file the ingest refuses)."""
+    holds and that staged rows, in path order: their rows stay staged (docs/CONTRACTS.md, "How
+    export files are taken in"), which a user who deleted one to withdraw its rows should be
+    told (a file that staged none, header only, was said to keep its rows: a review). Empty
+    when it cannot tell (no staging yet, a file the ingest refuses)."""
     if not relation_exists(con, "staging", "ingested_files"):
         return []
     present: set[tuple[str, str]] = set()
