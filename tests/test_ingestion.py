@@ -1629,6 +1629,54 @@ def test_files_taken_in_again_keep_the_rank_of_their_keys(warehouse, exports_dir
     assert reconcile(warehouse, "orders").holds
 
 
+def test_a_key_a_changed_file_drops_goes_to_the_repeat_taken_in_first(warehouse, exports_dir):
+    """o1 staged from `m.csv`, repeated later by `z.csv`, then by `a.csv`; `m.csv` rewritten
+    without it: the repeat of `a.csv` was staged, by path, where the Spark engine, and the
+    rank every other key follows, take `z.csv`'s, taken in first (a review)."""
+    orders = exports_dir / "orders"
+    for day, (name, amount) in enumerate((("m", "10.00"), ("z", "20.00"), ("a", "30.00")), 1):
+        write_csv(orders / f"{name}.csv", [good_order(1) | {"net_amount": amount}])
+        ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, day))
+    write_csv(orders / "m.csv", [good_order(2)])
+    report = ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 4))
+    assert report.duplicates_restaged == {"orders/z.csv": 1}
+    assert warehouse.execute(
+        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+        "ORDER BY order_id"
+    ).fetchall() == [("o1", 20.0, "orders/z.csv"), ("o2", 12.5, "orders/m.csv")]
+    assert reconcile(warehouse, "orders").holds
+
+
+def test_files_recorded_before_their_first_time_rank_by_the_keys_they_stage(warehouse, exports_dir):
+    """A warehouse of the release before `first_taken_in`: o2 staged from `orders_2023-07.csv`,
+    repeated by a later `a_fix.csv`, then the July file corrected in place, which moved its
+    `ingested_at` after `a_fix.csv`'s. Ranked by `ingested_at`, the upgrade's run gave o2 to
+    `a_fix.csv` for good (a review). A file that stages a key ranks before the files holding
+    its quarantined repeats."""
+    orders = exports_dir / "orders"
+    july = orders / "orders_2023-07.csv"
+    write_csv(july, [good_order(2) | {"net_amount": "39.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 1))
+    write_csv(orders / "a_fix.csv", [good_order(2) | {"net_amount": "999.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 2))
+    write_csv(july, [good_order(2) | {"net_amount": "39.00"}, good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 3))
+    # as the earlier release left it: no first time recorded, under its rules
+    warehouse.execute("UPDATE staging.ingested_files SET first_taken_in = NULL, rules = NULL")
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 4))
+    assert warehouse.execute(
+        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+        "ORDER BY order_id"
+    ).fetchall() == [
+        ("o2", 39.0, "orders/orders_2023-07.csv"),
+        ("o3", 13.5, "orders/orders_2023-07.csv"),
+    ]
+    ranked = warehouse.execute(
+        "SELECT source_file FROM staging.ingested_files ORDER BY first_taken_in"
+    ).fetchall()
+    assert ranked == [("orders/orders_2023-07.csv",), ("orders/a_fix.csv",)]
+
+
 def test_rows_an_unchanged_file_loses_under_new_rules_are_blamed_on_the_rules(
     warehouse, exports_dir
 ):

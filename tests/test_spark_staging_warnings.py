@@ -233,7 +233,8 @@ def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session,
     the Spark engine, which stages every file again each run, ranked the files by name alone,
     so the new file's 999.00 replaced the 39.00 every earlier version held, with no warning
     (a review). Keys rank by the file's first staging, then its path, on both engines; a file
-    changed in place, or moved into an archive folder, keeps its rank."""
+    changed in place, or moved into an archive folder (in one run or across two), keeps its
+    rank."""
     import duckdb
 
     from engagement_box.spark.staging import stage_source
@@ -275,6 +276,16 @@ def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session,
         (orders / "orders_2023-07.csv").rename(orders / "archive" / "orders_2023-07.csv")
         spark, duck = staged_by_both(later + dt.timedelta(days=2))
         assert spark == [("O2", 41.0, "orders/archive/orders_2023-07.csv")]
+        assert duck == [("O2", 41.0, "orders/orders_2023-07.csv")]
+        # moved across two runs: out of the folder for one (Spark then stages a_fix.csv's row,
+        # a documented difference), back in another folder after; it keeps its rank
+        archived = (orders / "archive" / "orders_2023-07.csv").read_bytes()
+        (orders / "archive" / "orders_2023-07.csv").unlink()
+        staged_by_both(later + dt.timedelta(days=3))
+        (orders / "old").mkdir()
+        (orders / "old" / "orders_2023-07.csv").write_bytes(archived)
+        spark, duck = staged_by_both(later + dt.timedelta(days=4))
+        assert spark == [("O2", 41.0, "orders/old/orders_2023-07.csv")]
         assert duck == [("O2", 41.0, "orders/orders_2023-07.csv")]
     finally:
         warehouse.close()

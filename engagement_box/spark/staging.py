@@ -630,15 +630,17 @@ class ValidatedFiles:
 
 
 class FileArrivals:
-    """When each export file of one source still in the folder was first staged, by path, with
-    its content's sha256 (`<lake>/file_arrivals/<source>.json`): its keys rank before those of
-    files staged later, as the DuckDB engine's `staging.ingested_files` ranks them, though this
-    engine stages every file again each run. A file changed in place keeps its time (the
-    DuckDB engine stages it again in its keys' places); a file moved or renamed (a new path
-    with the content of a path no longer there: `orders/archive/`) keeps the time it had,
-    where the DuckDB engine reads nothing of it; one removed from the folder is forgotten, so
-    it arrives anew if it comes back. A lake of an earlier release has no record: its files
-    arrive at the first staging after the upgrade, ranked by path among themselves, as before."""
+    """When each export file of one source was first staged, by path, with its content's sha256
+    (`<lake>/file_arrivals/<source>.json`): its keys rank before those of files staged later, as
+    the DuckDB engine's `staging.ingested_files` ranks them, though this engine stages every
+    file again each run. A file changed in place keeps its time (the DuckDB engine stages it
+    again in its keys' places); a file moved or renamed (a new path with the content of a path
+    no longer there: `orders/archive/`) keeps the time it had, where the DuckDB engine reads
+    nothing of it. A file no longer in the folder keeps its record, as the DuckDB engine keeps
+    its row: moved across two runs (removed, then back in an archive folder) or put back, it
+    keeps its rank (it was forgotten, and a review's archived file lost its key to a later one
+    for good). A lake of an earlier release has no record: its files arrive at the first
+    staging after the upgrade, ranked by path among themselves, as before."""
 
     def __init__(self, lake: Path, source_name: str):
         self.path = Path(lake) / ARRIVALS_DIR / f"{source_name}.json"
@@ -648,7 +650,7 @@ class FileArrivals:
     ) -> dict[str, dict[str, str]]:
         """Each of `exports`' first staging (`first_staged`: ISO text, which sorts as time; the
         one recorded for its path, else for a path gone with its content, else `at`) and its
-        content (`sha256`, from `digests`)."""
+        content (`sha256`, from `digests`); and the records of files no longer there."""
         try:
             known = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -665,7 +667,7 @@ class FileArrivals:
                 earlier = gone.get(entry["sha256"])
                 gone[entry["sha256"]] = min(earlier or entry["first_staged"], entry["first_staged"])
         now = at.isoformat()
-        return {
+        seen = {
             e.relpath: {
                 "first_staged": known[e.relpath]["first_staged"]
                 if e.relpath in known
@@ -674,9 +676,12 @@ class FileArrivals:
             }
             for e in exports
         }
+        # and the files no longer in the folder, as they were recorded
+        return {**{p: e for p, e in known.items() if p not in seen}, **seen}
 
     def record(self, first_seen: dict[str, dict[str, str]]) -> None:
-        """After a staging of the source: the files it staged, and no others."""
+        """After a staging of the source: every file it staged, and those recorded before that
+        are no longer in the folder."""
         write_json(self.path, first_seen)
 
 

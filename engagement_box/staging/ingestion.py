@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -222,11 +222,7 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
         sql_template("staging/taken_in_files").format(
             path="coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file",
             rules="rules" if "rules" in recorded else "NULL",
-            first=(
-                "coalesce(first_taken_in, ingested_at)"
-                if "first_taken_in" in recorded
-                else "ingested_at"
-            ),
+            first="first_taken_in" if "first_taken_in" in recorded else "NULL",
         )
     ).fetchall()
     return {
@@ -361,6 +357,9 @@ def ingest_source(
 
     # Each file taken in, by where it is now (`moved_to`, else the path it was taken in from).
     known = {path: record for (of, path), record in taken_in(con).items() if of == source.name}
+    if any(record.first_taken_in is None for record in known.values()):
+        _rank_files_taken_in_before(con, source)  # recorded before first_taken_in
+        known = {path: r for (of, path), r in taken_in(con).items() if of == source.name}
     exports = discover_files(Path(data_dir), source)
     report.files_seen = len(exports)
     # Files taken in that are no longer where they were: a new file of the same size may be one
@@ -441,6 +440,47 @@ def ingest_source(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _rank_files_taken_in_before(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Give every file of `source` a `first_taken_in` where one was recorded before it existed
+    (a warehouse of an earlier release, or one an earlier release ran since): an order in which
+    each file that stages a key now comes before every file holding a quarantined repeat of it
+    (they were taken in so), the rest by when they were last taken in, then path. `ingested_at`
+    alone, the last time, moved with every change in place: an upgrade ranked a file corrected
+    after a later repeat of its key below that repeat, and the repeat took the key (a review).
+    Times a microsecond apart from the earliest recorded one, so every new file ranks after."""
+    files = con.execute(load_sql("staging/files_first_taken_in"), {"source": source.name})
+    recorded = {path: (first or last, path) for path, last, first in files.fetchall()}
+    if not recorded:
+        return
+    pairs = con.execute(
+        sql_template("staging/files_repeating_staged_keys").format(
+            key=_key_sql(source), table=quote_identifier(source.name)
+        ),
+        _orphan_parameters(source),
+    ).fetchall()
+    after: dict[str, set[str]] = {path: set() for path in recorded}
+    waiting = dict.fromkeys(recorded, 0)  # stagers not yet placed, per repeater
+    for stager, repeater in pairs:
+        if stager in recorded and repeater in recorded and repeater not in after[stager]:
+            after[stager].add(repeater)
+            waiting[repeater] += 1
+    order: list[str] = []
+    left = set(recorded)
+    while left:
+        ready = [p for p in left if waiting[p] == 0] or list(left)  # a cycle: by time, then path
+        chosen = min(ready, key=recorded.__getitem__)
+        order.append(chosen)
+        left.discard(chosen)
+        for repeater in after[chosen]:
+            waiting[repeater] -= 1
+    start = min(when for when, _ in recorded.values())
+    for i, path in enumerate(order):
+        con.execute(
+            load_sql("staging/set_first_taken_in"),
+            {"source": source.name, "file": path, "first": start + timedelta(microseconds=i)},
+        )
 
 
 def _moved_from(export: ExportFile, gone: dict[str, TakenIn]) -> TakenIn | None:
@@ -1133,6 +1173,16 @@ def restage_orphaned_duplicates(
     rows = con.execute(_orphans_sql(source), _orphan_parameters(source)).pl()
     if not rows.height:
         return {}
+    # files by when they were first taken in, then path, then rows: the order keys rank in
+    first_taken_in = {
+        record.source_file: record.first_taken_in
+        for (of, _), record in taken_in(con).items()
+        if of == source.name and record.first_taken_in is not None
+    }
+    rank = pl.Series([first_taken_in.get(f) for f in rows["source_file"]], dtype=pl.Datetime)
+    rows = rows.with_columns(rank.alias("_rank")).sort(
+        "_rank", "source_file", "source_row", nulls_last=True
+    )
     values = (
         rows["raw_values"]
         .str.json_decode(dtype=pl.Struct({c: pl.String for c in source.columns}))
@@ -1141,7 +1191,7 @@ def restage_orphaned_duplicates(
     raw = pl.concat(
         [rows.select("source_file", "source_row"), values], how="horizontal"
     ).with_columns(pl.lit(None, dtype=pl.String).alias(ROW_PROBLEM))
-    # The first row of each key (files in path order, then rows) is staged; the rest stay.
+    # The first row of each key (in the order above) is staged; the rest stay.
     first = key_text(raw, source).is_first_distinct()
     rest, raw = raw.filter(~first), raw.filter(first)
     good, bad = check_batch(raw, source, run_id, at)

@@ -1,6 +1,7 @@
 -- Rows quarantined as duplicate_key whose key is no longer staged anywhere: the first occurrence
 -- was in a file that changed since and no longer holds the key. The ingest stages the first of
--- them again (by file path, then row), so a key is never in neither place.
+-- them again (by when its file was first taken in, then path, then row: the caller orders
+-- them, ingestion.restage_orphaned_duplicates), so a key is never in neither place.
 -- $key_paths: the JSON paths of the key columns in raw_values ('$.order_id'); a key is its
 -- columns' text joined by chr(31). This is the form for a key of several columns (fx_rates);
 -- orphaned_duplicates.sql, for one key column, compares the column itself (faster).

@@ -2,7 +2,7 @@
 -- stat, the path its rows were staged from, the rules it was taken in under and the rows it
 -- staged and read, and when it was first taken in. A warehouse whose last ingest predates
 -- moved_to, rules and first_taken_in has none of them: the caller fills the placeholders with
--- the column, or with source_file, NULL and ingested_at.
+-- the column, or with source_file, NULL and NULL.
 SELECT source, {path}, sha256, size_bytes, mtime_ns, ctime_ns, source_file, {rules}, rows_staged,
     rows_read, {first}
 FROM staging.ingested_files
