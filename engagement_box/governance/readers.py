@@ -732,9 +732,10 @@ class VersionFiles:
 
 
 def _version_files(
-    con: duckdb.DuckDBPyConnection, layout: Layout, mart: str
+    con: duckdb.DuckDBPyConnection, layout: Layout, mart: str, warehouse: str
 ) -> VersionFiles | None:
-    """`VersionFiles` of `mart`'s retained versions, None when no retained version has rows."""
+    """`VersionFiles` of `mart`'s retained versions, None when no retained version has rows
+    (`warehouse`: the working database's id, which the files must say wrote them)."""
     found = {
         s: layout.history_file(mart, s)
         for s in sorted(_logged_versions(con, mart))
@@ -749,11 +750,11 @@ def _version_files(
     # may be half written) would fail every query, and the next build. Such a folder is read
     # by the list of its versions' files, as before (docs/OPERATIONS.md, "Readers and runs").
     if _holds_foreign(folder) or pattern_characters(str(folder)):
-        listed = ", ".join(_literal(f) for f in found.values())
         pattern = None
-        files_read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+        files = f"[{', '.join(_literal(f) for f in found.values())}]"
+        files_read = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
     else:
-        pattern = _literal(folder / "snapshot_*.parquet")
+        pattern = files = _literal(folder / "snapshot_*.parquet")
         files_read = (
             f"SELECT * EXCLUDE (filename) FROM read_parquet({pattern}, union_by_name = true, "
             f"filename = true) WHERE parse_filename(filename) IN ({names})"
@@ -761,8 +762,7 @@ def _version_files(
     # Files written before a column was added hold it last (or not at all): the union takes
     # the first file's order, so the columns are listed in the dictionary's.
     ordered = versions.ordered_columns(con, mart, files_read)
-    kv = pattern if pattern is not None else f"[{', '.join(_literal(f) for f in found.values())}]"
-    written_here = _written_here(mart, kv, names, warehouse_id(con))
+    written_here = _written_here(mart, files, names, warehouse)
     source = f"(SELECT * FROM ({ordered}) WHERE {written_here})"
     present = _still_there(mart, tuple(found), pattern) if pattern is not None else "true"
     return VersionFiles(source, tuple(found), pattern, present)
@@ -848,7 +848,9 @@ def _no_versions(con: duckdb.DuckDBPyConnection, mart: str) -> str:
     return f"(SELECT CAST(NULL AS BIGINT) AS snapshot_id{typed} WHERE false)"
 
 
-def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> str | None:
+def _current_view(
+    con: duckdb.DuckDBPyConnection, layout: Layout, mart: str, warehouse: str
+) -> str | None:
     """The statement creating `marts.<mart>` in the published file: a view over the current
     version's Parquet file, with the columns of the working `marts.<mart>` (None when that
     version has no rows: the table is copied instead)."""
@@ -859,7 +861,7 @@ def _current_view(con: duckdb.DuckDBPyConnection, layout: Layout, mart: str) -> 
     names = [column for column, _ in catalog_columns(con, "marts", mart)]
     columns = ", ".join(quote_name(n) for n in names)  # names read from the catalog
     view = sql_template("marts/create_published_mart_view")
-    written_here = _written_here(mart, _literal(path), _literal(Path(path.name)), warehouse_id(con))
+    written_here = _written_here(mart, _literal(path), _literal(Path(path.name)), warehouse)
     return view.format(
         mart=quote_identifier(mart), columns=columns, path=_literal(path), written_here=written_here
     )
@@ -1038,15 +1040,16 @@ def _build(
     for path in (target, target.with_name(target.name + ".wal")):
         path.unlink(missing_ok=True)
     marts = published_marts(con)
-    sources = {mart: _version_files(con, layout, mart) for mart in marts}
+    warehouse = warehouse_id(con)
+    sources = {mart: _version_files(con, layout, mart, warehouse) for mart in marts}
     retained = sorted(_retained(con))
     current_version = versions.current_version(con)
     views = [_history_view(mart, sources[mart]) for mart in marts]
     macros = [_time_travel_macro(con, mart, sources[mart], retained) for mart in marts]
-    current = {mart: _current_view(con, layout, mart) for mart in marts}
+    current = {mart: _current_view(con, layout, mart, warehouse) for mart in marts}
     comments = _comments(con)
     origin = {
-        "id": warehouse_id(con),
+        "id": warehouse,
         "working": str(layout.working.absolute()),
         "published": str(layout.published.absolute()),
     }

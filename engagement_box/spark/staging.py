@@ -664,8 +664,8 @@ class FileArrivals:
         gone: dict[str, str] = {}  # content -> the earliest time of a path no longer there
         for path, entry in known.items():
             if path not in present and entry.get("sha256"):
-                earlier = gone.get(entry["sha256"])
-                gone[entry["sha256"]] = min(earlier or entry["first_staged"], entry["first_staged"])
+                first = entry["first_staged"]
+                gone[entry["sha256"]] = min(gone.get(entry["sha256"], first), first)
         now = at.isoformat()
         seen = {
             e.relpath: {

@@ -458,7 +458,7 @@ def _rank_files_taken_in_before(con: duckdb.DuckDBPyConnection, source: Source) 
         sql_template("staging/files_repeating_staged_keys").format(
             key=_key_sql(source), table=quote_identifier(source.name)
         ),
-        _orphan_parameters(source),
+        _repeat_parameters(con, source),
     ).fetchall()
     after: dict[str, set[str]] = {path: set() for path in recorded}
     waiting = dict.fromkeys(recorded, 0)  # stagers not yet placed, per repeater
@@ -1148,7 +1148,11 @@ def _orphans_sql(source: Source) -> str:
     return load_sql(f"staging/{name}", table=source.name, key=",".join(source.key_columns))
 
 
-def _orphan_parameters(source: Source) -> dict:
+def _repeat_parameters(con: duckdb.DuckDBPyConnection, source: Source) -> dict:
+    """The parameters of the queries that read a quarantined repeat's key from its raw values
+    ($source, $key_paths), after creating the macro they read it with (`quarantined_key`, a
+    temporary macro of `con`: sql/staging/create_quarantined_key_macro.sql)."""
+    con.execute(load_sql("staging/create_quarantined_key_macro"))
     return {"source": source.name, "key_paths": [f"$.{c}" for c in source.key_columns]}
 
 
@@ -1158,7 +1162,7 @@ def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int
     source = SOURCES[source_name]
     rows = con.execute(
         sql_template("staging/count_orphaned_duplicates").format(orphans=_orphans_sql(source)),
-        _orphan_parameters(source),
+        _repeat_parameters(con, source),
     ).fetchone()
     return int(rows[0]) if rows else 0
 
@@ -1170,7 +1174,7 @@ def restage_orphaned_duplicates(
     first occurrence was in a file that changed and dropped it). Its values are those it was
     quarantined with (typed as staged, then as text), checked again against the contract.
     Returns the rows moved per file; the files' counts in `staging.ingested_files` follow."""
-    rows = con.execute(_orphans_sql(source), _orphan_parameters(source)).pl()
+    rows = con.execute(_orphans_sql(source), _repeat_parameters(con, source)).pl()
     if not rows.height:
         return {}
     # files by when they were first taken in, then path, then rows: the order keys rank in
@@ -1229,7 +1233,7 @@ def _compare_again(con: duckdb.DuckDBPyConnection, source: Source, files: list[s
         table=source.name,
         key=",".join(source.key_columns),
     )
-    rows = con.execute(sql, {**_orphan_parameters(source), "files": files}).pl()
+    rows = con.execute(sql, {**_repeat_parameters(con, source), "files": files}).pl()
     if rows.height:
         _mark_not_compared(con, source, rows)
 

@@ -3,7 +3,8 @@
 -- those files staged before, so they are compared again with the row staged now
 -- (`ingestion.compare_repeats`, after the commit). $key_paths: the JSON paths of the key
 -- columns in raw_values ('$.order_id'); a key is its columns' text joined by chr(31), as in
--- orphaned_duplicates.sql. {table} and {key} come from the contracts' allow-list.
+-- orphaned_duplicates.sql (the caller's temporary macro quarantined_key reads it). {table} and
+-- {key} come from the contracts' allow-list.
 WITH replaced AS (
     SELECT DISTINCT concat_ws(chr(31), {key}) AS key_text
     FROM staging.{table}
@@ -14,9 +15,4 @@ FROM staging.quarantine AS q
 WHERE q.source = $source
     AND q.reason = 'duplicate_key'
     AND NOT list_contains($files, q.source_file)
-    AND array_to_string(
-        list_transform(
-            CAST($key_paths AS VARCHAR[]), p -> json_extract_string(q.raw_values, p)
-        ),
-        chr(31)
-    ) IN (SELECT key_text FROM replaced)
+    AND quarantined_key(q.raw_values, $key_paths) IN (SELECT key_text FROM replaced)

@@ -6,10 +6,7 @@
 WITH repeats AS (
     SELECT DISTINCT
         source_file AS repeater,
-        array_to_string(
-            list_transform(CAST($key_paths AS VARCHAR[]), p -> json_extract_string(raw_values, p)),
-            chr(31)
-        ) AS key_text
+        quarantined_key(raw_values, $key_paths) AS key_text
     FROM staging.quarantine
     WHERE source = $source AND reason = 'duplicate_key'
 )

@@ -2,6 +2,7 @@
 -- was in a file that changed since and no longer holds the key. The ingest stages the first of
 -- them again (by when its file was first taken in, then path, then row: the caller orders
 -- them, ingestion.restage_orphaned_duplicates), so a key is never in neither place.
+-- quarantined_key: the caller's temporary macro (create_quarantined_key_macro.sql).
 -- $key_paths: the JSON paths of the key columns in raw_values ('$.order_id'); a key is its
 -- columns' text joined by chr(31). This is the form for a key of several columns (fx_rates);
 -- orphaned_duplicates.sql, for one key column, compares the column itself (faster).
@@ -11,10 +12,7 @@ WITH duplicates AS (
         source_file,
         source_row,
         raw_values,
-        array_to_string(
-            list_transform(CAST($key_paths AS VARCHAR[]), p -> json_extract_string(raw_values, p)),
-            chr(31)
-        ) AS key_text
+        quarantined_key(raw_values, $key_paths) AS key_text
     FROM staging.quarantine
     WHERE source = $source AND reason = 'duplicate_key'
 ),
