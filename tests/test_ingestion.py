@@ -1647,6 +1647,53 @@ def test_a_key_a_changed_file_drops_goes_to_the_repeat_taken_in_first(warehouse,
     assert reconcile(warehouse, "orders").holds
 
 
+def test_a_key_a_changed_file_drops_goes_to_an_earlier_repeat_not_a_file_of_the_same_run(
+    warehouse, exports_dir
+):
+    """o1 staged from `m.csv` and repeated by `z.csv`; then, in one run, `m.csv` rewritten
+    without it and a new `a.csv` holding it. The new file's row was staged (it was read in the
+    run that freed the key), where the rule, and the Spark engine, give the key to `z.csv`'s
+    repeat, taken in first (stop 60's code review)."""
+    orders = exports_dir / "orders"
+    write_csv(orders / "m.csv", [good_order(1) | {"net_amount": "10.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 1))
+    write_csv(orders / "z.csv", [good_order(1) | {"net_amount": "20.00"}])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 2))
+    write_csv(orders / "m.csv", [good_order(2)])
+    write_csv(orders / "a.csv", [good_order(1) | {"net_amount": "30.00"}, good_order(3)])
+    report = ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 3))
+    assert report.duplicates_restaged == {"orders/z.csv": 1}
+    assert warehouse.execute(
+        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+        "ORDER BY order_id"
+    ).fetchall() == [
+        ("o1", 20.0, "orders/z.csv"),
+        ("o2", 12.5, "orders/m.csv"),
+        ("o3", 13.5, "orders/a.csv"),
+    ]
+    # the new file's row is a repeat of the row staged now, with its own values kept
+    assert warehouse.execute(
+        "SELECT source_file, reason, detail FROM staging.quarantine ORDER BY source_file"
+    ).fetchall() == [
+        (
+            "orders/a.csv",
+            "duplicate_key",
+            "already staged from an earlier file, other values in net_amount: not applied",
+        )
+    ]
+    assert report.rows_staged == 2 and report.rows_quarantined == 1
+    counts = warehouse.execute(
+        "SELECT source_file, rows_read, rows_staged, rows_quarantined "
+        "FROM staging.ingested_files ORDER BY source_file"
+    ).fetchall()
+    assert counts == [
+        ("orders/a.csv", 2, 1, 1),
+        ("orders/m.csv", 1, 1, 0),
+        ("orders/z.csv", 1, 1, 0),
+    ]
+    assert reconcile(warehouse, "orders").holds
+
+
 def test_files_recorded_before_their_first_time_rank_by_the_keys_they_stage(warehouse, exports_dir):
     """A warehouse of the release before `first_taken_in`: o2 staged from `orders_2023-07.csv`,
     repeated by a later `a_fix.csv`, then the July file corrected in place, which moved its

@@ -289,3 +289,46 @@ def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session,
         assert duck == [("O2", 41.0, "orders/orders_2023-07.csv")]
     finally:
         warehouse.close()
+
+
+def test_a_key_a_changed_file_drops_goes_to_the_earlier_repeat_on_both_engines(session, tmp_path):
+    """O1 staged from `m.csv`, repeated by `z.csv` a day later; then, in one run, `m.csv`
+    rewritten without it and a new `a.csv` holding it. Both engines stage `z.csv`'s row, taken
+    in first: the DuckDB engine staged the new file's, read in the run that freed the key (stop
+    60's code review)."""
+    import duckdb
+
+    from engagement_box.spark.staging import stage_source
+    from engagement_box.spark.tables import SparkTables
+    from engagement_box.staging.ingestion import ingest_source
+    from tests.conftest import ORDER_HEADER
+
+    orders = tmp_path / "exports" / "orders"
+    orders.mkdir(parents=True)
+    header = ",".join(ORDER_HEADER)
+    row = "{},c1,,2023-07-08 14:43:20,{},USD,completed,web"
+    tables = SparkTables(session, tmp_path / "lake")
+    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
+
+    def staged_by_both(day: int) -> tuple[list, list]:
+        at = dt.datetime(2026, 1, day)
+        staged, _, _ = stage_source(tables, tmp_path / "exports", "orders", "run", at)
+        spark = sorted((r.order_id, float(r.net_amount), r.source_file) for r in staged.collect())
+        ingest_source(warehouse, tmp_path / "exports", "orders", now=at)
+        duck = warehouse.execute(
+            "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+            "ORDER BY ALL"
+        ).fetchall()
+        return spark, duck
+
+    try:
+        (orders / "m.csv").write_text(f"{header}\n{row.format('O1', '10.00')}\n")
+        staged_by_both(1)
+        (orders / "z.csv").write_text(f"{header}\n{row.format('O1', '20.00')}\n")
+        staged_by_both(2)
+        (orders / "m.csv").write_text(f"{header}\n{row.format('O2', '12.00')}\n")
+        (orders / "a.csv").write_text(f"{header}\n{row.format('O1', '30.00')}\n")
+        spark, duck = staged_by_both(3)
+        assert spark == duck == [("O1", 20.0, "orders/z.csv"), ("O2", 12.0, "orders/m.csv")]
+    finally:
+        warehouse.close()

@@ -648,6 +648,8 @@ def _stage(
                     del good
             del keys
 
+            if report.files_replaced:
+                _give_freed_keys_to_earlier_repeats(con, source, files, first)
             repeated = con.execute(load_sql("staging/duplicate_rows")).pl()
             # Compared with the rows staged for their keys after the commit (`compare_repeats`):
             # looking those up among the rows this transaction inserted cost 2.9 s and 1.3 GB
@@ -1165,6 +1167,47 @@ def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int
         _repeat_parameters(con, source),
     ).fetchone()
     return int(rows[0]) if rows else 0
+
+
+def _give_freed_keys_to_earlier_repeats(
+    con: duckdb.DuckDBPyConnection, source: Source, files: list[str], first: dict[str, datetime]
+) -> None:
+    """A key a changed file of this ingest freed that a file of the ingest staged again, while a
+    quarantined repeat of it waits in a file taken in earlier: the staged row goes back among
+    the repeats (`duplicate_rows`), and `restage_orphaned_duplicates` then stages the earliest
+    repeat. Keys rank by when their file was first taken in, then path, then row; the batches
+    only knew the keys staged, not the repeats waiting in files the ingest does not read, so a
+    new `a.csv` took the key from `z.csv`, taken in months before, where the Spark engine gave
+    it to `z.csv` (a code review). `first`: when this ingest's files were first taken in."""
+    ranks = {
+        record.source_file: record.first_taken_in
+        for (of, _), record in taken_in(con).items()
+        if of == source.name and record.first_taken_in is not None
+    }
+    ranks.update(first)
+    file_ranks = pl.DataFrame(
+        {"source_file": list(ranks), "first_taken_in": list(ranks.values())},
+        schema={"source_file": pl.String, "first_taken_in": pl.Datetime("us")},
+    )
+    owed_sql = sql_template("staging/rows_owed_to_earlier_repeats").format(
+        key=_key_sql(source), table=quote_identifier(source.name)
+    )
+    con.register("file_ranks", file_ranks)
+    try:
+        owed = con.execute(owed_sql, {**_repeat_parameters(con, source), "files": files}).pl()
+    finally:
+        con.unregister("file_ranks")
+    if not owed.height:
+        return
+    columns = ",".join([*source.columns, "source_file", "source_row"])
+    con.register("rows_owed", owed)
+    try:
+        con.execute(
+            load_sql("staging/move_staged_rows_to_duplicates", table=source.name, columns=columns)
+        )
+        con.execute(load_sql("staging/delete_owed_staged_rows", table=source.name))
+    finally:
+        con.unregister("rows_owed")
 
 
 def restage_orphaned_duplicates(
