@@ -761,6 +761,28 @@ def test_wrong_file_type_fails_naming_the_file(warehouse, exports_dir):
         ingest_source(warehouse, exports_dir, "orders")
 
 
+def test_every_file_refused_is_named_in_one_run_not_one_a_run(warehouse, exports_dir):
+    """A browser's unfinished downloads beside a file in UTF-16 and one in Windows-1252: the run
+    named the first download only, then one problem a run (a review). One error names all
+    four, and nothing is staged, also from the good file beside them."""
+    orders = exports_dir / "orders"
+    write_csv(orders / "day1.csv", [good_order(1)])
+    (orders / "day2.csv.crdownload").write_bytes(b"order_id")
+    (orders / "day2.csv.part").write_bytes(b"order_id")
+    header = ",".join(ORDER_HEADER)
+    (orders / "day3.csv").write_bytes(f"{header}\n".encode("utf-16"))
+    row = "o4,c1,,2024-01-05T10:00:00,14.50,USD,completed,web,Jos\xe9"
+    (orders / "day4.csv").write_bytes(f"{header},note\n{row}\n".encode("cp1252"))
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders")
+    said = str(refused.value)
+    assert said.startswith("4 orders files cannot be taken in; nothing was staged: "), said
+    for name in ("day2.csv.crdownload", "day2.csv.part", "day3.csv", "day4.csv"):
+        assert f"orders/{name}: " in said, said
+    assert "orders/day1.csv" not in said, said
+    assert not warehouse.execute("SELECT count(*) FROM staging.orders").fetchone()[0]
+
+
 @pytest.mark.parametrize(
     ("name", "content"),
     [

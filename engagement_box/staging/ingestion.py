@@ -80,6 +80,7 @@ from engagement_box.staging.contracts import (
 from engagement_box.staging.reading import (
     SHOWN_COLUMNS,
     ExportFile,
+    RefusedNames,
     check_headers,
     discover_files,
     file_sha256,
@@ -360,7 +361,10 @@ def ingest_source(
     if any(record.first_taken_in is None for record in known.values()):
         _rank_files_taken_in_before(con, source)  # recorded before first_taken_in
         known = {path: r for (of, path), r in taken_in(con).items() if of == source.name}
-    exports = discover_files(Path(data_dir), source)
+    try:
+        exports = discover_files(Path(data_dir), source)
+    except RefusedNames as refused:
+        raise refused.explained() from None
     report.files_seen = len(exports)
     # Files taken in that are no longer where they were: a new file of the same size may be one
     # of them moved (its hash decides).

@@ -96,11 +96,15 @@ def _walk(folder: Path) -> Iterator[Path]:
 def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
     """The export files of a source, in path order, in its folder and subfolders (linked ones
     too). Hidden files (`.name`), Excel's lock files (`~$name`) and `DESKTOP_FILES` are ignored;
-    a link to nothing and a name that is not UTF-8 are refused, naming them."""
+    a link to nothing, a name that is not UTF-8 and a file of another type are refused: every
+    one of them in one error (`RefusedNames`; the ingest adds the other files' refusals), so a
+    sender fixes them all at once: the first `.crdownload` hid a `.part` and two files in other
+    encodings, one run each (a review)."""
     folder = Path(data_dir) / source.name
     if not folder.is_dir():
         return []
     files = []
+    refused: list[IngestError] = []
     for path in sorted(_walk(folder)):
         rel = path.relative_to(data_dir).as_posix()
         if any(part.startswith((".", "~$")) for part in path.relative_to(folder).parts):
@@ -111,26 +115,59 @@ def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
             rel.encode("utf-8")
         except UnicodeEncodeError:  # a name from another system's encoding (a zip from Windows)
             shown = os.fsencode(rel).decode("utf-8", errors="replace")
-            raise IngestError(
-                f"{shown}: the file name is not UTF-8 text (written in another system's "
-                "encoding, e.g. unzipped from a Windows archive); rename the file"
-            ) from None
+            refused.append(
+                IngestError(
+                    f"{shown}: the file name is not UTF-8 text (written in another system's "
+                    "encoding, e.g. unzipped from a Windows archive); rename the file"
+                )
+            )
+            continue
         if not path.is_file():
             if path.is_symlink() and not path.exists():
-                raise IngestError(
-                    f"{rel}: a link to a file that is not there ({os.readlink(path)})"
+                refused.append(
+                    IngestError(f"{rel}: a link to a file that is not there ({os.readlink(path)})")
                 )
             continue  # a socket, a pipe: not a file anyone exported
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise IngestError(
-                f"{rel}: unsupported file type {path.suffix or '(none)'!r}; "
-                f"exports must be {' or '.join(SUPPORTED_SUFFIXES)}"
+            refused.append(
+                IngestError(
+                    f"{rel}: unsupported file type {path.suffix or '(none)'!r}; "
+                    f"exports must be {' or '.join(SUPPORTED_SUFFIXES)}"
+                )
             )
+            continue
         stat = path.stat()
         files.append(
             ExportFile(source.name, path, rel, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         )
+    if refused:
+        raise RefusedNames(refused, files, source)
     return files
+
+
+class RefusedNames(IngestError):
+    """The files of a source refused by their names alone (`discover_files`), all in one
+    message; `files` are the others, which `explained` reads for their own refusals."""
+
+    def __init__(self, refused: list[IngestError], files: list[ExportFile], source: Source):
+        self.refused, self.files, self.source = refused, files, source
+        super().__init__(str(refused_error([str(error) for error in refused], source)))
+
+    def explained(self) -> IngestError:
+        """One error naming the files refused by name and the other files refused for their
+        header or rows (read whole: for a run that fails anyway), as `check_headers` with
+        `rows` names them."""
+        refused = list(self.refused)
+        passed = []
+        for export in self.files:
+            try:
+                check_header(export, self.source)
+            except IngestError as error:
+                refused.append(error)
+                continue
+            passed.append(export)
+        refused += rows_refused(passed, self.source)
+        return refused_error(sorted(str(error) for error in refused), self.source)
 
 
 def file_sha256(path: Path) -> str:
