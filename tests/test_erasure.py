@@ -403,6 +403,35 @@ def test_erase_by_email_removes_the_person_from_every_table_and_version(built):
     assert sorted(parquet_rows["email"]) == ["-carol@example.com", "bob@example.com"]
 
 
+def test_each_files_counts_add_up_after_an_erasure(built):
+    """Per export file, rows read = staged + quarantined + erased, and `staging.ingested_files`
+    says how many rows each file stages and quarantines now: after an erasure it went on saying
+    what the ingest staged (a file of two profiles, one erased: read 2, staged 2, erased 1, and
+    one row in the table; a review)."""
+    con, _, _ = built
+    erasure.erase(con, email=JANE_EMAIL, salt="pepper")
+    ledger = con.execute(
+        """
+        SELECT f.source, f.source_file, f.rows_read, f.rows_staged, f.rows_quarantined,
+            coalesce(e.rows, 0)
+        FROM staging.ingested_files AS f
+        LEFT JOIN staging.erased_rows AS e USING (source, source_file)
+        ORDER BY ALL
+        """
+    ).fetchall()
+    assert any(erased for *_, erased in ledger)
+    for source, file, read, staged_rows, quarantined, erased in ledger:
+        assert read == staged_rows + quarantined + erased, (source, file)
+        in_table = con.execute(
+            f"SELECT count(*) FROM staging.{source} WHERE source_file = ?", [file]
+        ).fetchone()[0]
+        in_quarantine = con.execute(
+            "SELECT count(*) FROM staging.quarantine WHERE source = ? AND source_file = ?",
+            [source, file],
+        ).fetchone()[0]
+        assert (staged_rows, quarantined) == (in_table, in_quarantine), (source, file)
+
+
 def test_suppression_mask_flags_the_erased_person_in_raw_files(built):
     con, exports, _ = built
     erasure.erase(con, customer_id="JANE-001", salt="pepper")

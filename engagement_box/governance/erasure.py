@@ -1138,6 +1138,11 @@ def erase(
             report.migration_rows = versions.refresh_migration(con, recompute=True)
         for source_name, per_file in erased.items():
             add_erased_rows(con, source_name, per_file)
+            # each file's rows staged and quarantined now: read = staged + quarantined + erased
+            con.execute(
+                load_sql("erasure/recount_ingested_files", table=source_name),
+                {"source": source_name, "files": list(per_file)},
+            )
         report.erased_rows = {s: sum(f.values()) for s, f in erased.items()}
         report.subjects = {kind: len(subjects.of(kind)) for kind in KINDS}
         report.subject_hashes = sorted(
