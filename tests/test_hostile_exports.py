@@ -1661,3 +1661,54 @@ def test_a_pasted_part_after_a_value_with_a_lone_cr_is_refused(warehouse, export
     )
     with pytest.raises(IngestError, match=r"row 3 repeats the header"):
         ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+
+def test_an_email_in_two_unicode_forms_is_one_person_and_one_erasure_finds_both(
+    warehouse, exports_dir
+):
+    """`José` as macOS writes it (`e` and a combining accent) and as a form types it (`é`):
+    the same text to a reader, two profiles, two people, the consenting one kept in the
+    marketing audiences, and an erasure typed one way left the other (a review). Ids, emails
+    and handles are staged composed (NFC); an erasure composes its request and what it reads."""
+    from engagement_box.governance import erasure
+    from engagement_box.identity.links import build_identity_links, merge_summary
+
+    decomposed, composed = "jose\u0301.garcia@example.com", "jos\u00e9.garcia@example.com"
+    profile = {
+        "social_handles": "",
+        "signup_date": "2026-02-01",
+        "loyalty_member": "false",
+        "country": "ES",
+    }
+    write_csv(
+        exports_dir / "customers" / "c.csv",
+        [
+            profile | {"customer_id": "C1", "email": decomposed, "marketing_consent": "true"},
+            profile | {"customer_id": "C2", "email": composed, "marketing_consent": "false"},
+        ],
+    )
+    write_csv(
+        exports_dir / "orders" / "o.csv",
+        [good_order(1, customer="G1") | {"email": decomposed.upper()}],
+    )
+    for source in SOURCES:
+        (exports_dir / source).mkdir(exist_ok=True)
+        ingest_source(warehouse, exports_dir, source, now=NOW)
+    emails = warehouse.execute("SELECT DISTINCT email FROM staging.customers").fetchall()
+    assert emails == [(composed,)]
+    build_identity_links(warehouse)
+    assert merge_summary(warehouse)["people"] == 1
+    person = warehouse.execute(
+        "SELECT marketing_consent FROM intermediate.resolved_customers"
+    ).fetchall()
+    assert person == [(False,)]  # the most restrictive answer of the two profiles
+
+    report = erasure.erase(warehouse, email=f" {decomposed} ")
+    assert report.erased_rows == {"customers": 2, "orders": 1}
+    # a later export in the other form is kept out too
+    write_csv(
+        exports_dir / "customers" / "again.csv",
+        [profile | {"customer_id": "C3", "email": composed, "marketing_consent": "true"}],
+    )
+    again = ingest_source(warehouse, exports_dir, "customers", now=NOW)
+    assert (again.rows_staged, again.rows_erased) == (0, 1)

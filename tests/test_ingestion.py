@@ -838,6 +838,60 @@ def test_whole_floats_in_an_integer_parquet_column_are_integers(warehouse, expor
     assert reasons == ["missing_required_value", "unparseable_integer", "missing_required_value"]
 
 
+def test_money_of_more_than_four_decimals_rounds_half_away_from_zero_as_written(
+    warehouse, exports_dir
+):
+    """An amount with a fifth decimal went through a float: 0.00015 was staged 0.0001 and
+    0.00025 0.0003, by each float's binary value, a Parquet DECIMAL's too (a review). Both
+    round as written, half away from zero, as DuckDB casts a text."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    written = ["0.00015", "0.00025", "12.34565", "1.23445", "1.00005", "19.99", "1.5e-4"]
+    rows = [good_order(i) | {"net_amount": a} for i, a in enumerate(written, 1)]
+    write_csv(exports_dir / "orders" / "day1.csv", rows)
+    table = pa.table(
+        {
+            **{c: [f"p{i}" if c == "order_id" else "c1" for i in range(3)] for c in ORDER_HEADER},
+            "net_amount": pa.array(
+                [decimal.Decimal(v) for v in ("0.000150", "0.000250", "12.345650")],
+                pa.decimal128(18, 6),
+            ),
+        }
+    ).select(ORDER_HEADER)
+    table = table.set_column(
+        ORDER_HEADER.index("ordered_at"), "ordered_at", pa.array(["2024-03-01 10:00:00"] * 3)
+    )
+    for column, value in (
+        ("email", None),
+        ("currency", "USD"),
+        ("status", "completed"),
+        ("channel", "web"),
+    ):
+        table = table.set_column(ORDER_HEADER.index(column), column, pa.array([value] * 3))
+    pq.write_table(table, exports_dir / "orders" / "day2.parquet")
+    ingest_source(warehouse, exports_dir, "orders")
+    got = dict(
+        warehouse.execute(
+            "SELECT order_id, CAST(net_amount AS VARCHAR) FROM staging.orders"
+        ).fetchall()
+    )
+    assert got == {
+        "o1": "0.0002",
+        "o2": "0.0003",
+        "o3": "12.3457",
+        "o4": "1.2345",
+        "o5": "1.0001",
+        "o6": "19.9900",
+        "o7": "0.0002",
+        "p0": "0.0002",
+        "p1": "0.0003",
+        "p2": "12.3457",
+    }
+
+
 def test_warehouse_decimals_and_half_floats_are_read_as_their_numbers(warehouse, exports_dir):
     """A warehouse's unload writes an integer column as NUMBER(38, 0), decimals of scale 0, and
     some tools write half floats: each refused the whole file ("holds values of type

@@ -113,6 +113,7 @@ import json
 import os
 import secrets
 import shutil
+import unicodedata
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -297,14 +298,15 @@ def lower_expr(text: pl.Expr) -> pl.Expr:
 
 
 def normalize(value: object, kind: str) -> str | None:
-    """A key as identity compares it: trimmed as the ingest trims (`contracts.TRIMMED`), emails
-    and handles without invisible characters anywhere (`contracts.INVISIBLE`) and lower-cased;
-    handles without leading '@'. Empty text is None."""
+    """A key as identity compares it: in Unicode's composed form (NFC) as the ingest stages
+    it, trimmed as the ingest trims (`contracts.TRIMMED`), emails and handles without invisible
+    characters anywhere (`contracts.INVISIBLE`) and lower-cased; handles without leading '@'.
+    Empty text is None."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     if value is None:
         return None
-    text = str(value)
+    text = unicodedata.normalize("NFC", str(value))
     if kind in ("email", "handle"):
         text = text.translate(_NO_INVISIBLE)
     text = text.strip(TRIMMED)
@@ -378,8 +380,16 @@ def suppression_mask(
         return mask
 
     def erased_among(keys: pl.Series, kind: str) -> pl.Series:
+        # A raw key is in the form it was written in; requests are hashed composed (NFC) since
+        # rules 12, in the form they were typed in before: both are looked for.
         erased = [
-            v for v in keys.drop_nulls().unique() if _hash_normalized(v, kind, salt) in hashes
+            v
+            for v in keys.drop_nulls().unique()
+            if _hash_normalized(v, kind, salt) in hashes
+            or (
+                not v.isascii()
+                and _hash_normalized(unicodedata.normalize("NFC", v), kind, salt) in hashes
+            )
         ]
         return keys.is_in(pl.Series(erased, dtype=pl.String).implode()).fill_null(False)
 
@@ -1136,13 +1146,14 @@ def erase(
         if any(t.startswith(("work.", "history_rows.")) for t in report.rows_deleted):
             # The migration pairs counted the person: every pair again, from what is left.
             report.migration_rows = versions.refresh_migration(con, recompute=True)
+        recorded = _table_exists(con, "staging", "ingested_files")  # not in seeded tables
         for source_name, per_file in erased.items():
             add_erased_rows(con, source_name, per_file)
-            # each file's rows staged and quarantined now: read = staged + quarantined + erased
-            con.execute(
-                load_sql("erasure/recount_ingested_files", table=source_name),
-                {"source": source_name, "files": list(per_file)},
-            )
+            if recorded:  # each file's rows staged and quarantined now: read = staged + ...
+                con.execute(
+                    load_sql("erasure/recount_ingested_files", table=source_name),
+                    {"source": source_name, "files": list(per_file)},
+                )
         report.erased_rows = {s: sum(f.values()) for s, f in erased.items()}
         report.subjects = {kind: len(subjects.of(kind)) for kind in KINDS}
         report.subject_hashes = sorted(

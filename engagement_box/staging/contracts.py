@@ -80,7 +80,10 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #  11: a header name that writes a column's name without its underscores read as that column
 #      (`E-Mail`, `CustomerID`: the email was ignored, and with it the identity link)
 #      (2026-12-06)
-STAGING_RULES = 11
+#  12: customer ids, emails and handles in Unicode's composed form (NFC: a decomposed `é` is
+#      the composed one); money with more than four decimals rounded from its text, half away
+#      from zero (through a float, 0.00015 was 0.0001 and 0.00025 0.0003) (2026-12-06)
+STAGING_RULES = 12
 # A raw column beside the contract's: why the row's fields cannot be trusted (NULL when they can).
 ROW_PROBLEM = "row_problem"
 
@@ -318,6 +321,16 @@ class Source:
             for c in self.columns
             if c == "email" or c.endswith(("_email", "_handle")) or c == "social_handles"
         ]
+
+    @property
+    def identity_keys(self) -> list[str]:
+        """The columns identity and erasure match people by: the contact keys and the customer
+        ids (`customer_id`, `referrer_customer_id`, `referee_customer_id`). Their values are
+        staged in Unicode's composed form (NFC): `José` typed on one system and written with a
+        combining accent by another (macOS) are one text, so one person (a review: two
+        profiles of one email, one consenting, and an erasure that found one)."""
+        ids = [c for c in self.columns if c == "customer_id" or c.endswith("_customer_id")]
+        return [*ids, *self.contact_keys]
 
     @property
     def required_columns(self) -> list[str]:

@@ -98,7 +98,8 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Trim every value (whitespace and invisible characters, `contracts.TRIMMED`), remove
     invisible characters inside email addresses and social handles, trim each entry of a list
     and drop the blank ones (`Source.lists`), make empty text and the `NULL_TEXTS` NULL, fold
-    the case of enumerations and codes."""
+    the case of enumerations and codes, compose the ids, emails and handles (NFC,
+    `Source.identity_keys`)."""
     exprs = []
     contact_keys = source.contact_keys
     for name in source.columns:
@@ -121,7 +122,18 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
         if aliases:
             col = col.replace(aliases)
         exprs.append(col.alias(name))
-    return raw.with_columns(exprs)
+    normalised = raw.with_columns(exprs)
+    return normalised.with_columns(composed(normalised[name]) for name in source.identity_keys)
+
+
+def composed(text: pl.Series) -> pl.Series:
+    """`text` in Unicode's composed form (NFC), the values that are ASCII left as they are:
+    normalising every value cost 3 s for 10M ids, finding the others 0.2 s."""
+    other = (text.str.len_bytes() != text.str.len_chars()).fill_null(False)
+    if not other.any():
+        return text
+    rows = other.arg_true()
+    return text.scatter(rows, text.gather(rows).str.normalize("NFC"))
 
 
 # A time whose seconds are 60 (`10:00:60`): polars reads it as the next minute (and 23:59:60 as
@@ -351,12 +363,42 @@ def parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
     raise TypeError(f"no parser for {dtype}")
 
 
+_FOUR_PLACES = decimal.Decimal("0.0001")
+
+
+def money_to_four_places(text: pl.Series, values: pl.Series) -> pl.Series:
+    """Amounts of money as staged (`DECIMAL(18,4)`): a value with more than four decimals is
+    rounded to four from its text, exactly, half away from zero (as DuckDB casts a text). The
+    float it was parsed into rounded by its binary value: 0.00015 was staged as 0.0001 and
+    0.00025 as 0.0003, a Parquet DECIMAL's too (a review). Only such values are looked at
+    again: a float that four decimals hold exactly comes back from `round(x * 10^4) / 10^4`."""
+    scaled = values * 10_000
+    more = (values.is_not_null() & (scaled.round(0) / 10_000 != values)).fill_null(False)
+    if not more.any():
+        return values
+    rows = more.arg_true()
+    exact = [
+        _four_places(t, v) for t, v in zip(text.gather(rows), values.gather(rows), strict=True)
+    ]
+    return values.scatter(rows, pl.Series(exact, dtype=pl.Float64))
+
+
+def _four_places(written: str, parsed: float) -> float:
+    try:
+        number = decimal.Decimal(written)
+    except decimal.InvalidOperation:  # a form only the float parser reads: its value stands
+        return parsed
+    return float(number.quantize(_FOUR_PLACES, rounding=decimal.ROUND_HALF_UP))
+
+
 def parse(text: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed columns, and the parse failures as (index, column, reason, detail)."""
     typed = {}
     failures = []
     for name, dtype in source.dtypes.items():
         values, reason = parse_column(text[name], dtype)
+        if name in source.money:
+            values = money_to_four_places(text[name], values)
         typed[name] = values.alias(name)
         if reason:
             bad = (values.is_null() & text[name].is_not_null()).arg_true()
