@@ -475,12 +475,14 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "crv_high",
                 "BOOLEAN",
-                "A credited referrer whose CRV is above 0 and above the quadrant's CRV cut.",
+                "A credited referrer whose CRV is above the quadrant's CRV cut and above half a "
+                "cent (a CRV within half a cent of 0 is no referral value).",
             ),
             Column(
                 "crv_losing",
                 "BOOLEAN",
-                "A credited referrer whose expected referral value is below 0.",
+                "A credited referrer whose expected referral value (CRV) is below minus half a "
+                "cent: their referrals are expected to cost more than they bring.",
             ),
             QUADRANT,
             QUADRANT_PLAY,

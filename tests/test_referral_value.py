@@ -616,6 +616,29 @@ def test_the_quadrant_goes_by_expected_crv_and_high_crv_needs_a_gain():
     ]  # fmt: skip
 
 
+def test_a_crv_within_half_a_cent_of_zero_is_neither_costly_nor_high():
+    """Referrers the model expects to refer almost never again have a CRV of 1e-8 either way:
+    every referrer of a retailer was a Costly Referrer by rounding, and one at +2e-8 could be
+    an Advocate (a review). Half a cent either side of 0 is no referral value."""
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "buyer": [True, True, True, True],
+            "clv": [10.0, 20.0, 30.0, 40.0],
+            "crv": [-2.5e-8, 2e-8, -0.004, -0.006],
+            "crv_realized": [27.55, 3.0, 0.0, -1.0],
+            "crv_referrals": [1, 1, 1, 1],
+        }
+    )
+    out = with_quadrants(frame, clv_cut=25.0, crv_cut=1e-8)
+    rows = {r["customer_id"]: r for r in out.iter_rows(named=True)}
+    assert [rows[c]["crv_losing"] for c in "ABCD"] == [False, False, False, True]
+    assert [rows[c]["crv_high"] for c in "ABCD"] == [False, False, False, False]
+    assert [rows[c]["quadrant"] for c in "ABCD"] == [
+        "CEV Misers", "CEV Misers", "CEV Affluents", "CEV Costly Referrers"
+    ]  # fmt: skip
+
+
 def test_a_credited_referral_proves_a_day_of_exposure():
     """Z first ordered at 20:00 on the as-of day and referred someone at 21:00: a credited
     referral is proof of exposure, at least one day (rounded to whole days, Z had none, and

@@ -8,6 +8,11 @@ says nothing about them. A referrer whose expected referral value is negative (t
 are expected to cost more than they bring) gets their own segment, "CEV Costly Referrers",
 whatever their CLV.
 
+Both sides of 0 count from half a cent (`NO_REFERRAL_VALUE`): a referrer the model expects to
+refer almost never again has a CRV of 1e-8 one way or the other, which is no referral value;
+it made every referrer of a retailer a Costly Referrer by rounding (a review: CRV -2.5e-8 from
+a mean referral value of -18.70 times 1.3e-9 expected referrals).
+
 The names start with "CEV" so they never collide with the RFM segments ("Champions" is both).
 """
 
@@ -17,6 +22,9 @@ from types import MappingProxyType
 import polars as pl
 
 from engagement_box.engagement.config import EngagementSettings
+
+# A CRV within half a cent of 0 is none: neither costly nor high (in the reporting currency).
+NO_REFERRAL_VALUE = 0.005
 
 CHAMPIONS = "CEV Champions"
 AFFLUENTS = "CEV Affluents"
@@ -62,11 +70,11 @@ def with_quadrants(frame: pl.DataFrame, clv_cut: float | None, crv_cut: float | 
         (pl.col("buyer") & (pl.col("clv") > clv_cut)) if clv_cut is not None else pl.lit(False)
     )
     high_crv = (
-        (pl.col("crv_referrals") > 0) & (pl.col("crv") > max(crv_cut, 0.0))
+        (pl.col("crv_referrals") > 0) & (pl.col("crv") > max(crv_cut, NO_REFERRAL_VALUE))
         if crv_cut is not None
         else pl.lit(False)
     )
-    losing = (pl.col("crv_referrals") > 0) & (pl.col("crv") < 0)
+    losing = (pl.col("crv_referrals") > 0) & (pl.col("crv") < -NO_REFERRAL_VALUE)
     quadrant = (
         pl.when(pl.col("crv_losing"))
         .then(pl.lit(COSTLY_REFERRERS))
