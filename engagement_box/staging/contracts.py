@@ -37,12 +37,13 @@ WHITESPACE = "".join(
         (9, 10, 11, 12, 13, 32, 133, 160, 5760, *range(8192, 8203), 8232, 8233, 8239, 8287, 12288),
     )
 )
-# Characters that show as nothing: zero-width space, non-joiner and joiner, word joiner, and the
-# byte-order mark (a spreadsheet's "UTF-8 with BOM", or text pasted from a web page). The ingest
+# Characters that show as nothing: zero-width space, non-joiner and joiner, word joiner, the
+# byte-order mark (a spreadsheet's "UTF-8 with BOM", or text pasted from a web page) and the soft
+# hyphen (a word processor's hyphenation point, shown only at a line's end). The ingest
 # trims them with the whitespace (TRIMMED), and removes them anywhere inside an email address or
 # a social handle (`Source.contact_keys`), where "anna@shop.com" with a zero-width space in it
 # kept one person as two customers. Erasure and identity apply the same rule.
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 TRIMMED = WHITESPACE + INVISIBLE
 INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 
@@ -81,8 +82,9 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      (`E-Mail`, `CustomerID`: the email was ignored, and with it the identity link)
 #      (2026-12-06)
 #  12: customer ids, emails and handles in Unicode's composed form (NFC: a decomposed `é` is
-#      the composed one); money with more than four decimals rounded from its text, half away
-#      from zero (through a float, 0.00015 was 0.0001 and 0.00025 0.0003) (2026-12-06)
+#      the composed one); the soft hyphen (U+00AD) one of the invisible characters; money with
+#      more than four decimals rounded from its text, half away from zero (through a float,
+#      0.00015 was 0.0001 and 0.00025 0.0003) (2026-12-06)
 STAGING_RULES = 12
 # A raw column beside the contract's: why the row's fields cannot be trusted (NULL when they can).
 ROW_PROBLEM = "row_problem"
