@@ -1499,3 +1499,52 @@ def test_a_spark_lakes_quarantine_holding_the_person_is_found(tmp_path: Path):
         folder / "part-1.parquet"
     )
     assert holds(lake, erasure._Subjects(email={"someone@else.com"})) is None
+
+
+def test_a_decomposed_key_is_the_composed_one_to_every_normalisation_and_the_audiences(tmp_path):
+    """Rules 12 stage ids, emails and handles composed (NFC), after the invisible characters go
+    (an `e`, a zero-width space or soft hyphen, then an accent, is `é`). Erasure composed first,
+    so such a text stayed decomposed in its Python and SQL forms, and its audience files
+    compared without composing: an audience row written `jose` + accent was kept by the
+    request `josé` and its hash (a review)."""
+    from engagement_box.sql import load_sql
+    from engagement_box.staging.contracts import SOURCES
+    from engagement_box.staging.validation import normalise_text
+
+    written = [
+        "jose\u200b\u0301@Example.com ",
+        "jose\u00ad\u0301@example.com",
+        "jos\u00e9@example.com",
+    ]
+    composed = "jos\u00e9@example.com"
+    assert {erasure.normalize(t, "email") for t in written} == {composed}
+    frame = pl.DataFrame({"v": written})
+    assert set(frame.select(erasure.normalized_expr("v", "email"))["v"]) == {composed}
+    orders = SOURCES["orders"]
+    raw = pl.DataFrame({c: [None] * 3 for c in orders.columns}, schema=orders.dtypes)
+    raw = raw.cast(pl.String).with_columns(pl.Series("email", written))
+    assert {t.lower() for t in normalise_text(raw, orders)["email"]} == {composed}
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        for name in ("intermediate/create_schema", "intermediate/normalization"):
+            con.execute(load_sql(name))
+        con.execute(load_sql("erasure/create_trim_macro"))
+        con.execute(load_sql("erasure/create_normalize_macro"))
+        in_sql = con.execute(
+            "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, 'email'))",
+            {"t": written},
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert set(in_sql) == {composed}
+
+    folder = tmp_path / "audiences" / "quadrant"
+    folder.mkdir(parents=True)
+    pl.DataFrame({"customer_id": ["C9", "C8"], "email": [written[0], "ann@example.com"]}).write_csv(
+        folder / "cev_champions.csv"
+    )
+    salt = "pepper"
+    hashes = {erasure.subject_hash(composed, "email", salt)}
+    removed = erasure.erase_from_audiences(tmp_path / "audiences", [], [composed], hashes, salt)
+    assert removed == {"quadrant/cev_champions.csv": 1}
+    assert pl.read_csv(folder / "cev_champions.csv")["customer_id"].to_list() == ["C8"]

@@ -1,17 +1,18 @@
--- A key as identity compares it, for this connection: in Unicode's composed form (NFC) as the
--- ingest stages it (raw quarantined text, and rows staged under earlier rules, may be
--- decomposed), the ingest's trim (create_trim_macro.sql), then identity's own rules
--- (sql/intermediate/normalization.sql, the one definition):
+-- A key as identity compares it, for this connection, in the ingest's order: the invisible
+-- characters and the ingest's trim (create_trim_macro.sql), then Unicode's composed form (NFC)
+-- as the ingest stages it (raw quarantined text, and rows staged under earlier rules, may be
+-- decomposed), then identity's own rules (sql/intermediate/normalization.sql, the one
+-- definition):
 --   customer_id  trimmed (identity matches staged ids, which the ingest trimmed)
 --   email        intermediate.normalized_email, without invisible characters anywhere
 --   handle       intermediate.normalized_handle, without invisible characters anywhere
 -- Empty text is NULL. Python's twin is engagement_box.governance.erasure.normalize.
 CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE kind
     WHEN 'email' THEN intermediate.normalized_email(
-        erasure_trimmed(erasure_visible(nfc_normalize(CAST(value AS VARCHAR))))
+        nfc_normalize(erasure_trimmed(erasure_visible(value)))
     )
     WHEN 'handle' THEN intermediate.normalized_handle(
-        erasure_trimmed(erasure_visible(nfc_normalize(CAST(value AS VARCHAR))))
+        nfc_normalize(erasure_trimmed(erasure_visible(value)))
     )
-    ELSE nullif(erasure_trimmed(nfc_normalize(CAST(value AS VARCHAR))), '')
+    ELSE nullif(nfc_normalize(erasure_trimmed(value)), '')
 END
