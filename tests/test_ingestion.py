@@ -850,6 +850,7 @@ def test_money_of_more_than_four_decimals_rounds_half_away_from_zero_as_written(
     import pyarrow.parquet as pq
 
     written = ["0.00015", "0.00025", "12.34565", "1.23445", "1.00005", "19.99", "1.5e-4"]
+    written.append("123456789012345678901234567.5")  # more digits than a quantize holds
     rows = [good_order(i) | {"net_amount": a} for i, a in enumerate(written, 1)]
     write_csv(exports_dir / "orders" / "day1.csv", rows)
     table = pa.table(
@@ -878,6 +879,10 @@ def test_money_of_more_than_four_decimals_rounds_half_away_from_zero_as_written(
             "SELECT order_id, CAST(net_amount AS VARCHAR) FROM staging.orders"
         ).fetchall()
     )
+    too_long = warehouse.execute(
+        "SELECT reason FROM staging.quarantine WHERE source_file = 'orders/day1.csv'"
+    ).fetchall()
+    assert too_long == [("out_of_range",)]  # 1e26 and a fraction: refused, not a crash (a review)
     assert got == {
         "o1": "0.0002",
         "o2": "0.0003",
@@ -1767,6 +1772,32 @@ def test_a_key_a_changed_file_drops_goes_to_an_earlier_repeat_not_a_file_of_the_
         ("orders/m.csv", 1, 1, 0),
         ("orders/z.csv", 1, 1, 0),
     ]
+    assert reconcile(warehouse, "orders").holds
+
+
+def test_a_changed_file_that_still_holds_its_key_keeps_it_over_an_earlier_repeat(
+    warehouse, exports_dir
+):
+    """z.csv staged o1, c.csv repeated it, z.csv dropped it (c.csv's row staged), z.csv took it
+    back (a repeat now); then c.csv changed another order only: o1 went back to z.csv, with no
+    word of it, though c.csv still holds it (a review of the same-run rule)."""
+    orders = exports_dir / "orders"
+    z, c = orders / "z.csv", orders / "c.csv"
+    o1 = good_order(1)
+    steps = [
+        (z, [o1 | {"net_amount": "10.00"}]),
+        (c, [o1 | {"net_amount": "20.00"}, good_order(2)]),
+        (z, [good_order(3)]),
+        (z, [good_order(3), o1 | {"net_amount": "10.00"}]),
+        (c, [o1 | {"net_amount": "20.00"}, good_order(2) | {"net_amount": "99.00"}]),
+    ]
+    for day, (path, rows) in enumerate(steps, 1):
+        write_csv(path, rows)
+        report = ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, day))
+    assert report.duplicates_restaged == {}
+    assert warehouse.execute(
+        "SELECT CAST(net_amount AS DOUBLE), source_file FROM staging.orders WHERE order_id = 'o1'"
+    ).fetchall() == [(20.0, "orders/c.csv")]
     assert reconcile(warehouse, "orders").holds
 
 

@@ -364,7 +364,14 @@ def ingest_source(
     try:
         exports = discover_files(Path(data_dir), source)
     except RefusedNames as refused:
-        raise refused.explained() from None
+        unchanged = frozenset(
+            e.relpath
+            for e in refused.files
+            if (record := known.get(e.relpath)) is not None
+            and record.stat == e.stat
+            and record.rules == STAGING_RULES
+        )
+        raise refused.explained(unchanged) from None
     report.files_seen = len(exports)
     # Files taken in that are no longer where they were: a new file of the same size may be one
     # of them moved (its hash decides).

@@ -153,13 +153,16 @@ class RefusedNames(IngestError):
         self.refused, self.files, self.source = refused, files, source
         super().__init__(str(refused_error([str(error) for error in refused], source)))
 
-    def explained(self) -> IngestError:
+    def explained(self, taken_in_as_they_are: frozenset[str] = frozenset()) -> IngestError:
         """One error naming the files refused by name and the other files refused for their
         header or rows (read whole: for a run that fails anyway), as `check_headers` with
-        `rows` names them."""
+        `rows` names them; but not the files `taken_in_as_they_are` (paths of files staged
+        before, unchanged): a stray `.part` beside a year of exports read them all."""
         refused = list(self.refused)
         passed = []
         for export in self.files:
+            if export.relpath in taken_in_as_they_are:
+                continue
             try:
                 check_header(export, self.source)
             except IngestError as error:

@@ -384,11 +384,12 @@ def money_to_four_places(text: pl.Series, values: pl.Series) -> pl.Series:
 
 
 def _four_places(written: str, parsed: float) -> float:
+    # A form only the float parser reads, or a number too long to quantize (1e24 and more
+    # places; the contract's cap quarantines it): the float's value stands.
     try:
-        number = decimal.Decimal(written)
-    except decimal.InvalidOperation:  # a form only the float parser reads: its value stands
+        return float(decimal.Decimal(written).quantize(_FOUR_PLACES, decimal.ROUND_HALF_UP))
+    except decimal.InvalidOperation:
         return parsed
-    return float(number.quantize(_FOUR_PLACES, rounding=decimal.ROUND_HALF_UP))
 
 
 def parse(text: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
