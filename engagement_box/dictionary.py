@@ -118,9 +118,10 @@ QUADRANT = Column(
     "VARCHAR",
     "Kumar's CLV x CRV quadrant (names start with 'CEV', never an RFM segment): high CLV = above "
     "the ENGAGEMENT_QUADRANT_CLV_QUANTILE of buyers' CLV; high CRV = at least one credited "
-    "referral and a CRV above 0 and above the ENGAGEMENT_QUADRANT_CRV_QUANTILE of referrers' "
-    "CRV; CEV Costly Referrers = at least one credited referral and CRV < 0 (a customer who "
-    "never referred is low CRV whatever their CRV's sign).",
+    "referral and a CRV above half a cent and above the ENGAGEMENT_QUADRANT_CRV_QUANTILE of "
+    "referrers' CRV; CEV Costly Referrers = at least one credited referral and a CRV below "
+    "minus half a cent (a CRV within half a cent of 0 is none; a customer who never referred "
+    "is low CRV whatever their CRV's sign).",
     accepted_values=QUADRANTS,
 )
 

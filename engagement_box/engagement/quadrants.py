@@ -2,11 +2,11 @@
 
 "High CLV" is above the quadrant_clv_quantile of CLV among buyers (customers with a CLV from the
 purchase models; prospects at CLV 0 do not move the cut). "High CRV" needs a credited referral
-and a CRV above 0 and above the quadrant_crv_quantile of CRV among customers with a credited
-referral: a customer who never referred sits at the population's expected rate and value, which
-says nothing about them. A referrer whose expected referral value is negative (their referrals
-are expected to cost more than they bring) gets their own segment, "CEV Costly Referrers",
-whatever their CLV.
+and a CRV above half a cent and above the quadrant_crv_quantile of CRV among customers with a
+credited referral: a customer who never referred sits at the population's expected rate and
+value, which says nothing about them. A referrer whose expected referral value is negative
+(their referrals are expected to cost more than they bring) gets their own segment, "CEV Costly
+Referrers", whatever their CLV.
 
 Both sides of 0 count from half a cent (`NO_REFERRAL_VALUE`): a referrer the model expects to
 refer almost never again has a CRV of 1e-8 one way or the other, which is no referral value;
