@@ -1775,6 +1775,31 @@ def test_a_key_a_changed_file_drops_goes_to_an_earlier_repeat_not_a_file_of_the_
     assert reconcile(warehouse, "orders").holds
 
 
+def test_every_repeat_of_a_key_given_to_an_earlier_file_says_it_was_staged_before(
+    warehouse, exports_dir
+):
+    """As above, with two new files holding o1 in the run that freed it: the second's repeat
+    said `repeated within this ingest`, though o1 is staged from `z.csv`, taken in before."""
+    orders = exports_dir / "orders"
+    write_csv(orders / "m.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 1))
+    write_csv(orders / "z.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 2))
+    write_csv(orders / "m.csv", [good_order(2)])
+    write_csv(orders / "a.csv", [good_order(1)])
+    write_csv(orders / "b.csv", [good_order(1)])
+    ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 3))
+    assert warehouse.execute(
+        "SELECT source_file FROM staging.orders WHERE order_id = 'o1'"
+    ).fetchall() == [("orders/z.csv",)]
+    assert warehouse.execute(
+        "SELECT source_file, detail FROM staging.quarantine ORDER BY source_file"
+    ).fetchall() == [
+        ("orders/a.csv", "already staged from an earlier file, the same values"),
+        ("orders/b.csv", "already staged from an earlier file, the same values"),
+    ]
+
+
 def test_a_changed_file_that_still_holds_its_key_keeps_it_over_an_earlier_repeat(
     warehouse, exports_dir
 ):

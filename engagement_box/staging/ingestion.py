@@ -1213,6 +1213,8 @@ def _give_freed_keys_to_earlier_repeats(
     columns = ",".join([*source.columns, "source_file", "source_row"])
     con.register("rows_owed", owed)
     try:
+        # this ingest's other repeats of those keys: now repeats of an earlier file's row
+        con.execute(sql_template("staging/update_owed_repeats_detail").format(key=_key_sql(source)))
         con.execute(
             load_sql("staging/move_staged_rows_to_duplicates", table=source.name, columns=columns)
         )

@@ -37,7 +37,7 @@ freed AS (
     ANTI JOIN staged_again AS a ON a.key_text = h.key AND a.source_file = h.source_file
 )
 
-SELECT DISTINCT a.source_file, a.source_row
+SELECT DISTINCT a.source_file, a.source_row, a.key_text
 FROM staged_again AS a
 INNER JOIN file_ranks AS ra ON ra.source_file = a.source_file
 INNER JOIN waiting AS w ON w.key_text = a.key_text
