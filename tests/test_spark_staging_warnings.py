@@ -227,6 +227,21 @@ def test_spark_staging_names_the_refused_files_of_every_source_before_staging(tm
     assert "customers/c.csv:" in message and "orders/a.csv" not in message, message
 
 
+def orders_staged_by_both(tables, warehouse, exports, at: dt.datetime) -> tuple[list, list]:
+    """The orders each engine stages from `exports` at `at`: (order_id, amount, file), sorted."""
+    from engagement_box.spark.staging import stage_source
+    from engagement_box.staging.ingestion import ingest_source
+
+    staged, _, _ = stage_source(tables, exports, "orders", "run", at)
+    spark = sorted((r.order_id, float(r.net_amount), r.source_file) for r in staged.collect())
+    ingest_source(warehouse, exports, "orders", now=at)
+    duck = warehouse.execute(
+        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+        "ORDER BY ALL"
+    ).fetchall()
+    return spark, duck
+
+
 def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session, tmp_path):
     """An order staged from `orders_2023-07.csv`, then a new `a_fix.csv` repeating its key with
     another amount: the DuckDB engine keeps the row staged first and quarantines the new one;
@@ -237,9 +252,7 @@ def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session,
     rank."""
     import duckdb
 
-    from engagement_box.spark.staging import stage_source
     from engagement_box.spark.tables import SparkTables
-    from engagement_box.staging.ingestion import ingest_source
     from tests.conftest import ORDER_HEADER
 
     orders = tmp_path / "exports" / "orders"
@@ -252,14 +265,7 @@ def test_a_later_file_named_to_sort_first_does_not_replace_a_staged_key(session,
     first, later = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
 
     def staged_by_both(at: dt.datetime) -> tuple[list, list]:
-        staged, _, _ = stage_source(tables, tmp_path / "exports", "orders", "run", at)
-        spark = sorted((r.order_id, float(r.net_amount), r.source_file) for r in staged.collect())
-        ingest_source(warehouse, tmp_path / "exports", "orders", now=at)
-        duck = warehouse.execute(
-            "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
-            "ORDER BY ALL"
-        ).fetchall()
-        return spark, duck
+        return orders_staged_by_both(tables, warehouse, tmp_path / "exports", at)
 
     try:
         staged_by_both(first)
@@ -298,9 +304,7 @@ def test_a_key_a_changed_file_drops_goes_to_the_earlier_repeat_on_both_engines(s
     60's code review)."""
     import duckdb
 
-    from engagement_box.spark.staging import stage_source
     from engagement_box.spark.tables import SparkTables
-    from engagement_box.staging.ingestion import ingest_source
     from tests.conftest import ORDER_HEADER
 
     orders = tmp_path / "exports" / "orders"
@@ -312,14 +316,7 @@ def test_a_key_a_changed_file_drops_goes_to_the_earlier_repeat_on_both_engines(s
 
     def staged_by_both(day: int) -> tuple[list, list]:
         at = dt.datetime(2026, 1, day)
-        staged, _, _ = stage_source(tables, tmp_path / "exports", "orders", "run", at)
-        spark = sorted((r.order_id, float(r.net_amount), r.source_file) for r in staged.collect())
-        ingest_source(warehouse, tmp_path / "exports", "orders", now=at)
-        duck = warehouse.execute(
-            "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
-            "ORDER BY ALL"
-        ).fetchall()
-        return spark, duck
+        return orders_staged_by_both(tables, warehouse, tmp_path / "exports", at)
 
     try:
         (orders / "m.csv").write_text(f"{header}\n{row.format('O1', '10.00')}\n")
