@@ -29,6 +29,14 @@ def staged(con, table: str) -> pl.DataFrame:
     return con.execute(f"SELECT * FROM staging.{table} ORDER BY source_file, source_row").pl()
 
 
+def staged_orders(con) -> list[tuple]:
+    """(order_id, amount, file) of every staged order, by order id."""
+    return con.execute(
+        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
+        "ORDER BY order_id"
+    ).fetchall()
+
+
 def quarantine(con) -> pl.DataFrame:
     return con.execute(
         'SELECT source, source_file, source_row, "column", reason, reasons, raw_values '
@@ -1721,10 +1729,7 @@ def test_a_key_a_changed_file_drops_goes_to_the_repeat_taken_in_first(warehouse,
     write_csv(orders / "m.csv", [good_order(2)])
     report = ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 4))
     assert report.duplicates_restaged == {"orders/z.csv": 1}
-    assert warehouse.execute(
-        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
-        "ORDER BY order_id"
-    ).fetchall() == [("o1", 20.0, "orders/z.csv"), ("o2", 12.5, "orders/m.csv")]
+    assert staged_orders(warehouse) == [("o1", 20.0, "orders/z.csv"), ("o2", 12.5, "orders/m.csv")]
     assert reconcile(warehouse, "orders").holds
 
 
@@ -1744,10 +1749,7 @@ def test_a_key_a_changed_file_drops_goes_to_an_earlier_repeat_not_a_file_of_the_
     write_csv(orders / "a.csv", [good_order(1) | {"net_amount": "30.00"}, good_order(3)])
     report = ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 3))
     assert report.duplicates_restaged == {"orders/z.csv": 1}
-    assert warehouse.execute(
-        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
-        "ORDER BY order_id"
-    ).fetchall() == [
+    assert staged_orders(warehouse) == [
         ("o1", 20.0, "orders/z.csv"),
         ("o2", 12.5, "orders/m.csv"),
         ("o3", 13.5, "orders/a.csv"),
@@ -1843,10 +1845,7 @@ def test_files_recorded_before_their_first_time_rank_by_the_keys_they_stage(ware
     # as the earlier release left it: no first time recorded, under its rules
     warehouse.execute("UPDATE staging.ingested_files SET first_taken_in = NULL, rules = NULL")
     ingest_source(warehouse, exports_dir, "orders", now=dt.datetime(2026, 1, 4))
-    assert warehouse.execute(
-        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
-        "ORDER BY order_id"
-    ).fetchall() == [
+    assert staged_orders(warehouse) == [
         ("o2", 39.0, "orders/orders_2023-07.csv"),
         ("o3", 13.5, "orders/orders_2023-07.csv"),
     ]

@@ -236,8 +236,7 @@ def orders_staged_by_both(tables, warehouse, exports, at: dt.datetime) -> tuple[
     spark = sorted((r.order_id, float(r.net_amount), r.source_file) for r in staged.collect())
     ingest_source(warehouse, exports, "orders", now=at)
     duck = warehouse.execute(
-        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders "
-        "ORDER BY ALL"
+        "SELECT order_id, CAST(net_amount AS DOUBLE), source_file FROM staging.orders ORDER BY ALL"
     ).fetchall()
     return spark, duck
 

@@ -365,11 +365,7 @@ def ingest_source(
         exports = discover_files(Path(data_dir), source)
     except RefusedNames as refused:
         unchanged = frozenset(
-            e.relpath
-            for e in refused.files
-            if (record := known.get(e.relpath)) is not None
-            and record.stat == e.stat
-            and record.rules == STAGING_RULES
+            e.relpath for e in refused.files if _taken_in_as_it_is(known.get(e.relpath), e)
         )
         raise refused.explained(unchanged) from None
     report.files_seen = len(exports)
@@ -410,7 +406,7 @@ def ingest_source(
                 # Moved, and taken in under other rules: taken in again below, where it is now.
                 previous = origin._replace(stat=export.stat)
             current_rules = previous.rules == STAGING_RULES
-            if current_rules and previous.stat == export.stat:
+            if _taken_in_as_it_is(previous, export):
                 report.files_skipped += 1
                 continue
             same_stat = previous.stat == export.stat
@@ -451,6 +447,12 @@ def ingest_source(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _taken_in_as_it_is(record: TakenIn | None, export: ExportFile) -> bool:
+    """The file was taken in under the current rules and its stat (size, mtime, ctime) is the
+    one recorded: the ingest does not read it."""
+    return record is not None and record.rules == STAGING_RULES and record.stat == export.stat
 
 
 def _rank_files_taken_in_before(con: duckdb.DuckDBPyConnection, source: Source) -> None:
@@ -1180,6 +1182,16 @@ def orphaned_duplicates(con: duckdb.DuckDBPyConnection, source_name: str) -> int
     return int(rows[0]) if rows else 0
 
 
+def first_taken_in_by_file(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, datetime]:
+    """When each file of `source` taken in was first taken in, by the path its rows carry
+    (`source_file`): the rank of repeated keys, then path, then row."""
+    return {
+        record.source_file: record.first_taken_in
+        for (of, _), record in taken_in(con).items()
+        if of == source.name and record.first_taken_in is not None
+    }
+
+
 def _give_freed_keys_to_earlier_repeats(
     con: duckdb.DuckDBPyConnection, source: Source, files: list[str], first: dict[str, datetime]
 ) -> None:
@@ -1190,12 +1202,7 @@ def _give_freed_keys_to_earlier_repeats(
     only knew the keys staged, not the repeats waiting in files the ingest does not read, so a
     new `a.csv` took the key from `z.csv`, taken in months before, where the Spark engine gave
     it to `z.csv` (a code review). `first`: when this ingest's files were first taken in."""
-    ranks = {
-        record.source_file: record.first_taken_in
-        for (of, _), record in taken_in(con).items()
-        if of == source.name and record.first_taken_in is not None
-    }
-    ranks.update(first)
+    ranks = {**first_taken_in_by_file(con, source), **first}
     file_ranks = pl.DataFrame(
         {"source_file": list(ranks), "first_taken_in": list(ranks.values())},
         schema={"source_file": pl.String, "first_taken_in": pl.Datetime("us")},
@@ -1234,11 +1241,7 @@ def restage_orphaned_duplicates(
     if not rows.height:
         return {}
     # files by when they were first taken in, then path, then rows: the order keys rank in
-    first_taken_in = {
-        record.source_file: record.first_taken_in
-        for (of, _), record in taken_in(con).items()
-        if of == source.name and record.first_taken_in is not None
-    }
+    first_taken_in = first_taken_in_by_file(con, source)
     rank = pl.Series([first_taken_in.get(f) for f in rows["source_file"]], dtype=pl.Datetime)
     rows = rows.with_columns(rank.alias("_rank")).sort(
         "_rank", "source_file", "source_row", nulls_last=True

@@ -158,19 +158,9 @@ class RefusedNames(IngestError):
         header or rows (read whole: for a run that fails anyway), as `check_headers` with
         `rows` names them; but not the files `taken_in_as_they_are` (paths of files staged
         before, unchanged): a stray `.part` beside a year of exports read them all."""
-        refused = list(self.refused)
-        passed = []
-        for export in self.files:
-            if export.relpath in taken_in_as_they_are:
-                continue
-            try:
-                check_header(export, self.source)
-            except IngestError as error:
-                refused.append(error)
-                continue
-            passed.append(export)
-        refused += rows_refused(passed, self.source)
-        return refused_error(sorted(str(error) for error in refused), self.source)
+        read = [e for e in self.files if e.relpath not in taken_in_as_they_are]
+        refused, _, passed = _headers(read, self.source)
+        return all_refused([*self.refused, *refused], passed, self.source)
 
 
 def file_sha256(path: Path) -> str:
@@ -580,23 +570,32 @@ def check_headers(
     first: a sender fixes them all at once. Both engines call it before anything is written.
     With `rows`, when a file is refused, the others' rows are read too, for the files refused
     for their rows (`_refuse_all`), named in the same error."""
-    refused: list[str] = []
+    refused, ignored, passed = _headers(exports, source)
+    if refused and rows:
+        refuse_all(refused, passed, source)
+    if refused:
+        raise refused_error([str(error) for error in refused], source)
+    return ignored
+
+
+def _headers(
+    exports: list[ExportFile], source: Source
+) -> tuple[list[IngestError], dict[str, list[str]], list[ExportFile]]:
+    """`check_header` of every file: (the refusals, the columns ignored per file that has some,
+    the files whose header passed)."""
+    refused: list[IngestError] = []
     ignored: dict[str, list[str]] = {}
     passed: list[ExportFile] = []
     for export in exports:
         try:
             extra = check_header(export, source)
         except IngestError as error:
-            refused.append(str(error))
+            refused.append(error)
             continue
         passed.append(export)
         if extra:
             ignored[export.relpath] = extra
-    if refused and rows:
-        refuse_all([IngestError(message) for message in refused], passed, source)
-    if refused:
-        raise refused_error(refused, source)
-    return ignored
+    return refused, ignored, passed
 
 
 def refused_error(refused: list[str], source: Source) -> IngestError:
@@ -1211,9 +1210,14 @@ def refuse_all(refused: list[IngestError], rest: list[ExportFile], source: Sourc
     after the first refused one (`rest`) are read too, only to find theirs, so a sender fixes
     them all at once rather than one per run (as `check_headers` does for the headers). The
     caller's transaction then rolls back: nothing is staged."""
+    raise all_refused(refused, rest, source) from None
+
+
+def all_refused(refused: list[IngestError], rest: list[ExportFile], source: Source) -> IngestError:
+    """One error naming the files `refused` and those of `rest` refused for their rows (read
+    whole), in path order."""
     refused = refused + rows_refused(rest, source)
-    said = sorted(str(error) for error in refused)  # in path order, as the files are read
-    raise refused_error(said, source) from None
+    return refused_error(sorted(str(error) for error in refused), source)
 
 
 def rows_refused(exports: list[ExportFile], source: Source) -> list[IngestError]:
