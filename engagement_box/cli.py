@@ -1515,7 +1515,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialize the whole graph once")
     run_parser.add_argument(
-        "--month", help="as-of month YYYY-MM (default: the current month, capped at the data)"
+        "--month",
+        help="as-of month YYYY-MM (default: the current month; the as-of date is capped at "
+        "the last completed order)",
     )
     run_parser.add_argument(
         "--force",
