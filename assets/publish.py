@@ -33,7 +33,7 @@ from assets.value import (
     work_key,
     write_work,
 )
-from engagement_box import dictionary, reports
+from engagement_box import dictionary, partitioned, reports
 from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
 from engagement_box.settings import lake_dir
@@ -59,8 +59,10 @@ MARTS = {
 }
 # The daily schedule runs at 05:00 UTC: a mart not materialized for 26 hours missed a day (warn),
 # for 50 hours two (fail). Dagster's daemon evaluates it (on by default; `freshness: enabled:
-# false` in the instance's dagster.yaml turns it off). `current_version_is_fresh` below checks
-# the data, not the clock.
+# false` in the instance's dagster.yaml turns it off). The schedule starts no run on a day with
+# nothing new, so this is the alarm that exports stopped arriving (the operator review: on a
+# quiet warehouse it fires while the version is the data's latest); `current_version_is_fresh`
+# below checks the data, not the clock.
 MART_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=26)
 )
@@ -100,7 +102,8 @@ def version_inputs(
     (`computed_in_this_run` false); the analysts' file is still rebuilt (this ingest's
     quarantine rows). A run started for a file that staged no row (a header-only export, one
     sent again under another name) costs its staging and this step. It computes when the
-    audience files are not the current version's (`_audiences_behind`), and with the run tag
+    audience files are not the current version's (`_audiences_behind`), when the as-of's work
+    rows were computed from other inputs since (`_work_behind`), and with the run tag
     `engagement/force=true` (`engagement-box run --force`)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
@@ -112,7 +115,11 @@ def version_inputs(
             con, fingerprint, window["partition_key"], str(window["as_of"])
         )
         forced = is_forced(context)
-        behind = _audiences_behind(con, engagement_config) if standing is not None else None
+        behind = None
+        if standing is not None:
+            behind = _work_behind(con, window, fingerprint) or _audiences_behind(
+                con, engagement_config
+            )
         if behind:
             context.log.info(f"version {standing} has these inputs, but {behind}: computing")
         if standing is not None and not forced and not behind:
@@ -168,6 +175,21 @@ def version_inputs(
             "inputs_fingerprint": fingerprint,
             "standing_version": standing if standing is not None else "",
         }
+    )
+
+
+def _work_behind(con, window: dict, fingerprint: str) -> str | None:
+    """Why the as-of's work rows are not those of its standing version's inputs (a step
+    materialized alone with other settings, or rows that failed a blocking check since), or None.
+    The month then computes though a version stands (and publishes nothing new): the steps that
+    refuse such rows advise a run of the whole month, which skipped, so the refusal stayed."""
+    tables = partitioned.behind_on(con, "work", window["as_of"], fingerprint)
+    if not tables:
+        return None
+    named = ", ".join(f"work.{t}" for t in tables)
+    return (
+        f"the rows of {named} as of {window['as_of']} were computed from other inputs since "
+        "(or failed a blocking check)"
     )
 
 
@@ -479,8 +501,9 @@ def standing_version(
 
     A run has nothing to do when every export file is staged as it is now and a retained version
     of the same as-of was computed from the same inputs (files, erasures, settings, model code:
-    `versions.inputs_fingerprint`). Cheap (no export is read, no model runs), so the CLI and the
-    daily schedule ask it before starting a run. None whenever it cannot tell (no warehouse yet,
+    `versions.inputs_fingerprint`), and the as-of's work rows are all of those inputs
+    (`_work_behind`). Cheap (no export is read, no model runs), so the CLI and the daily
+    schedule ask it before starting a run. None whenever it cannot tell (no warehouse yet,
     a run holding the file, no staged orders): the run then decides, as it always does.
     """
     with _peek(warehouse) as con:
@@ -490,9 +513,12 @@ def standing_version(
         fingerprint = versions.inputs_fingerprint(
             con, as_of=str(window["as_of"]), settings=run_settings(window, engagement_config)
         )
-        return versions.version_with_inputs(
+        standing = versions.version_with_inputs(
             con, fingerprint, window["partition_key"], str(window["as_of"])
         )
+        if standing is not None and _work_behind(con, window, fingerprint):
+            return None  # the run computes those rows again (`version_inputs`)
+        return standing
 
 
 def _require_every_mart(selected: Set[dg.AssetKey]) -> None:

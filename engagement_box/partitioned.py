@@ -163,6 +163,23 @@ def written(
     return Written(row[0], failed, "computation" in known)
 
 
+def behind_on(
+    con: duckdb.DuckDBPyConnection, schema: str, as_of: dt.date, fingerprint: str
+) -> list[str]:
+    """The tables of `schema` whose rows of `as_of` the registry records as computed from other
+    inputs than `fingerprint` (`Written.behind`) or as having failed a blocking check. None in a
+    whole run's as-of: every step records the run's fingerprint. A version standing for `as_of`
+    is no reason to skip a run while any is listed: the steps that refuse such rows tell the
+    user to run the whole month, which must then compute them again (a review found it
+    skipped, the refusal repeated). Empty where the registry predates `computation`."""
+    known = _columns(con, schema, REGISTRY)
+    if "computation" not in known or "failed_checks" not in known:
+        return []
+    query = sql_template("work/partitions_behind").format(registry=_name(schema, REGISTRY))
+    rows = con.execute(query, {"as_of": as_of, "fingerprint": fingerprint}).fetchall()
+    return [row[0] for row in rows]
+
+
 # Rows per Arrow batch handed to DuckDB: one row group's worth.
 BATCH_ROWS = 122_880
 

@@ -387,6 +387,51 @@ def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
     assert "this run's fx_rates differs from the value the as-of's inputs were recorded" in said
 
 
+def test_a_month_whose_rows_a_step_alone_replaced_is_computed_again_by_a_whole_run(
+    december_run, tmp_path: Path
+):
+    """The operator review: one step materialized alone with another setting after the month's
+    version was published (the engagement values with a CLV quantile of 0.7). The steps after
+    it refused its rows and advised running the whole month, but that run found the month's
+    version standing and skipped every step, so the refusal never went away (only the run tag
+    engagement/force=true, which no message names, cleared it). A month none of whose work rows
+    may be read is not "nothing new": the whole run computes them again and publishes nothing,
+    and the selection refused before then succeeds."""
+    copy = copy_run(december_run, tmp_path)  # December 2025 published as version 1
+    working = default_working(copy.database)
+
+    def standing() -> int | None:  # what the CLI and the daily schedule ask before a run
+        return standing_version(
+            working,
+            copy.exports,
+            "2025-12-01",
+            ModelSettings(),
+            EngagementConfig(),
+            run_date=dt.date(2026, 2, 15),
+        )
+
+    engagement = dg.AssetSelection.assets(dg.AssetKey(["work", "engagement_value"]))
+    after = dg.AssetSelection.assets(dg.AssetKey(["work", "customer"])) | dg.AssetSelection.groups(
+        "marts"
+    )
+    assert standing() == 1
+    assert refused(copy, engagement, quadrant_clv_quantile=0.7) is None
+    said = refused(copy, after)
+    assert said is not None
+    assert "work.engagement_value as of 2025-12-31 was computed from other inputs" in said, said
+    assert "materialize the whole month" in said.lower(), said
+    assert standing() is None  # the CLI would say "nothing to do" and start nothing
+
+    whole = run_graph(copy.exports, copy.database)
+    assert whole.success
+    computed = {e.asset_key for e in whole.get_asset_materialization_events()}
+    assert dg.AssetKey(["work", "engagement_value"]) in computed
+    assert not whole.get_asset_observation_events()  # no "version 1 stands" skip
+    assert newest_version(working) == 1  # the same inputs as version 1: nothing published
+    assert refused(copy, after) is None
+    assert standing() == 1
+
+
 def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run, tmp_path):
     """A re-review: an orders file changed (x100), the steps run on it without recording the
     inputs, the file put back and staged, then the marts alone: the recorded inputs were those
