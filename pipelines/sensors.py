@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 
+from assets.publish import standing_version
 from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.reading import discover_files
 from pipelines.jobs import engagement_job
@@ -14,6 +15,7 @@ from pipelines.partitions import current_partition_key, partition_key_for
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
+    ModelSettings,
     Warehouse,
     tick_problem,
 )
@@ -78,6 +80,7 @@ def new_export_files(
     context: dg.SensorEvaluationContext,
     exports: ExportsResource,
     warehouse: Warehouse,
+    model_settings: ModelSettings,
     engagement_config: EngagementConfig,
 ) -> dg.SensorResult | dg.SkipReason:
     taken, before = read_cursor(context.cursor)
@@ -113,6 +116,25 @@ def new_export_files(
             cursor=json.dumps({"taken": taken, "settling": changed}, sort_keys=True),
         )
     paths = sorted(changed)
+    # Files a run took in already (a failed run re-executed from failure after its file was
+    # fixed, a run the schedule or a person started): no run while the month's version was
+    # computed from every file as it is now (the daily schedule asks the same).
+    standing = standing_version(
+        warehouse.working_path,
+        exports.path,
+        current_partition_key(),
+        model_settings,
+        engagement_config,
+        run_date=today,
+    )
+    if standing is not None:
+        return dg.SensorResult(
+            skip_reason=(
+                f"no run: the {len(paths)} new or changed file(s) are staged as they are, and "
+                f"version {standing}, computed from the same inputs, stands"
+            ),
+            cursor=json.dumps({"taken": current, "settling": {}}, sort_keys=True),
+        )
     run_key = hashlib.sha256(json.dumps([[p, current[p]] for p in paths]).encode()).hexdigest()
     return dg.SensorResult(
         run_requests=[

@@ -480,6 +480,7 @@ def tick_sensor(resources: dict, cursor: str | None = None):
     given = {k: v for k, v in resources.items() if k in wanted}
     resources = {
         "warehouse": Warehouse(database=str(beside / "w.duckdb")),
+        "model_settings": ModelSettings(),
         "engagement_config": EngagementConfig(audience_dir=str(beside / "audiences")),
         **given,
     }
@@ -487,7 +488,7 @@ def tick_sensor(resources: dict, cursor: str | None = None):
         return new_export_files(context)
 
 
-def _sense(exports, cursor=None, after: float = 1.0):
+def _sense(exports, cursor=None, after: float = 1.0, **resources):
     """One tick of the sensor, `after` seconds after the last change to any export file (the
     tick's clock is the files' own, so the wall clock never decides)."""
     from pipelines import sensors
@@ -501,7 +502,7 @@ def _sense(exports, cursor=None, after: float = 1.0):
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sensors, "now_ns", lambda: changed + int(after * 1e9))
-        return tick_sensor({"exports": exports}, cursor)
+        return tick_sensor({"exports": exports, **resources}, cursor)
 
 
 def test_sensor_requests_a_run_for_new_files_only(tmp_path):
@@ -539,6 +540,32 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     (tmp_path / "orders" / "day3.xlsx").write_text("not an export")
     refused = _sense(exports, cursor)
     assert isinstance(refused, dg.SkipReason) and "orders/day3.xlsx" in refused.skip_message
+
+
+def test_sensor_starts_no_run_for_files_a_run_took_in_already(december_run, tmp_path):
+    """The operator review: a file failed its run, was fixed, and the run re-executed from
+    failure published the month; the sensor, whose cursor knew nothing of it, then started one
+    more run, which staged nothing and skipped. Files staged as they are, under a version
+    computed from them, are no reason for a run (the daily schedule asks the same); a file no
+    run took in is."""
+    from tests.pipeline_runs import copy_run
+
+    copy = copy_run(december_run, tmp_path)  # December 2025, every export taken in: version 1
+    exports = ExportsResource(data_dir=str(copy.exports))
+    given = {
+        "warehouse": Warehouse(database=str(copy.database)),
+        "engagement_config": EngagementConfig(audience_dir=str(tmp_path / "audiences")),
+    }
+    known = _sense(exports, after=120, **given)  # a cursor that knows none of them
+    assert not known.run_requests
+    assert "staged as they are, and version 1, computed from the same inputs, stands" in (
+        known.skip_reason.skip_message
+    )
+    assert isinstance(_sense(exports, known.cursor, after=120, **given), dg.SkipReason)
+
+    write_csv(copy.exports / "orders" / "late.csv", [good_order(1)])
+    (request,) = _sense(exports, known.cursor, after=120, **given).run_requests
+    assert request.tags == {"engagement/new_files": "1"}
 
 
 def test_sensor_waits_while_a_file_is_still_being_written(tmp_path):
