@@ -328,16 +328,17 @@ def test_choice_rule(maes, lls, tolerance, chosen):
 
 
 def test_a_model_whose_holdout_predictions_are_not_finite_is_left_out_saying_so():
-    """BG/NBD fitted with a penalizer to a + b < 1 (ENGAGEMENT_PENALIZER=0.1 on a 400-customer
-    shop): its expectation is NaN for one-time buyers (lifetimes' too), the holdout MAE NaN,
-    and the choice crashed with "max() arg is an empty sequence" (a review). It is left out,
-    said in the reason and the table; pinned, it is refused."""
+    """A BG/NBD fit whose expectation is not finite (here a = 1 exactly: FHL's eq. 10 divides
+    by a - 1) made the holdout MAE NaN, and the choice crashed with "max() arg is an empty
+    sequence" (a review, on a fit with a + b < 1, whose NaN was the 2F1's sign and is finite
+    since: tests/test_value_models.py). It is left out, said in the reason and the table;
+    pinned, it is refused."""
     x = np.array([0.0, 0.0, 2.0, 1.0, 3.0])
     t_x = np.array([0.0, 0.0, 10.0, 4.0, 12.0])
     T = np.array([5.0, 8.0, 14.0, 12.0, 14.0])
     holdout = np.array([0.0, 1.0, 1.0, 0.0, 2.0])
     params = {
-        "bgnbd": {"r": 0.275, "alpha": 4.98, "a": 0.191, "b": 0.543},  # the review's fit
+        "bgnbd": {"r": 0.275, "alpha": 4.98, "a": 1.0, "b": 0.543},
         "mbgnbd": {"r": 0.61, "alpha": 8.69, "a": 0.468, "b": 1.49},
         "pareto_nbd": {"r": 0.541, "alpha": 11.2, "s": 0.416, "beta": 29.8},
     }
@@ -347,7 +348,7 @@ def test_a_model_whose_holdout_predictions_are_not_finite_is_left_out_saying_so(
     }
     got = selection.compare_arrays(x, t_x, T, holdout, 182.0, fits=fits)
     assert got.chosen == "mbgnbd"
-    assert "left out: BG/NBD's predictions are not finite for 2 customers" in got.reason
+    assert "left out: BG/NBD's predictions are not finite for 5 customers" in got.reason
     row = got.models.filter(pl.col("model") == "bgnbd").row(0, named=True)
     assert row["reason"] == "predictions_not_finite" and row["mae"] is None
     with pytest.raises(fitting.ModelFitError, match="the pinned model: BG/NBD's predictions"):

@@ -506,3 +506,20 @@ def test_customer_value_rows_in_weeks_equal_the_same_model_in_days(cdnow_weeks, 
     bgf, _ = lifetimes_models(bg, gg)
     year = bgf.conditional_expected_number_of_purchases_up_to_time(365 / 7, x, t_x, T)
     np.testing.assert_allclose(weeks["expected_purchases_365d"], year, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("T", "reference"),
+    # FHL 2005 eq. 10 for a one-time buyer, with mpmath's 2F1 at 30 digits (a review's
+    # reference values, computed again for this test): 2F1(r, b; a + b - 1; z) is negative here
+    [(0.0, 6.33563418594), (30.0, 2.13867981153), (300.0, 0.377267438564)],
+)
+def test_one_time_buyers_expected_purchases_are_finite_when_a_plus_b_is_below_one(T, reference):
+    """With a + b < 1 the 2F1 of a one-time buyer's expected purchases has a negative third
+    argument and a negative value: its log was NaN, so the model was left out of the choice for
+    numbers, and a chosen model's NaN failed `values_finite` (a review: 49 of 3,000 realistic
+    parameter draws; lifetimes gives NaN too)."""
+    params = {"r": 0.368, "alpha": 10.28, "a": 0.226, "b": 0.7}
+    got = scoring.expected_purchases(params, 365.0, [0.0], [0.0], [T])
+    assert np.isfinite(got).all()
+    assert got[0] == pytest.approx(reference, rel=1e-9)

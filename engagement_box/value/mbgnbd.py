@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.special import digamma, expit, gammaln, hyp2f1
+from scipy.special import digamma, expit, gammaln
 
 from engagement_box.value.fitting import FitResult, _bgnbd_input_problem, _params
 from engagement_box.value.grouping import _distinct
 from engagement_box.value.mle import fit_log_params
+from engagement_box.value.special import scaled_hyp2f1
 from engagement_box.value.summary import TimeUnit, _check_unit
 
 MBGNBD_PARAMS = ("r", "alpha", "a", "b")
@@ -152,10 +153,6 @@ def mbgnbd_growth(params: Mapping[str, float] | FitResult, t: Any, x: Any, T: An
     x, T, t = (np.asarray(v, dtype=float) for v in (x, T, t))
     _a, _b, _c = r + x, b + x + 1, a + b + x
     z = t / (alpha + T + t)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ln_hyp = np.log(hyp2f1(_a, _b, _c, z))
-        bad = ~np.isfinite(ln_hyp)
-        if bad.any():
-            alt = np.log(hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
-            ln_hyp = np.where(bad, alt, ln_hyp)
-    return (a + b + x) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log1p(-z)))
+    with np.errstate(divide="ignore"):
+        ln_scale = (r + x) * np.log1p(-z)
+    return (a + b + x) / (a - 1) * (1 - scaled_hyp2f1(_a, _b, _c, z, ln_scale))

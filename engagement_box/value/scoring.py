@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, hyp2f1
+from scipy.special import expit
 
 from engagement_box.value.fitting import (
     BGNBD_PARAMS,
@@ -14,6 +14,7 @@ from engagement_box.value.fitting import (
     _params,
 )
 from engagement_box.value.grouping import unique_rows
+from engagement_box.value.special import scaled_hyp2f1
 from engagement_box.value.summary import DAYS_PER_UNIT, TimeUnit, _check_unit
 
 
@@ -53,14 +54,9 @@ def _purchase_growth(
     _b = b + x
     _c = a + b + x - 1
     _z = t / (alpha + T + t)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ln_hyp = np.log(hyp2f1(_a, _b, _c, _z))
-        inf = np.isinf(ln_hyp)
-        if inf.any():
-            alt = np.log(hyp2f1(_c - _a, _c - _b, _c, _z)) + (_c - _a - _b) * np.log1p(-_z)
-            ln_hyp = np.where(inf, alt, ln_hyp)
-    first = (a + b + x - 1) / (a - 1)
-    second = 1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a = 1: not finite, the caller says
+        first = (a + b + x - 1) / (a - 1)
+    second = 1 - scaled_hyp2f1(_a, _b, _c, _z, (r + x) * np.log((alpha + T) / (alpha + t + T)))
     return first * second
 
 
