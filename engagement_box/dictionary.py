@@ -654,8 +654,9 @@ TABLES: tuple[Table, ...] = (
                 "choice_reason",
                 "VARCHAR",
                 "Why the chosen model is the one in force, as said when it was chosen on the"
-                " holdout of choice_as_of (the rule: lowest MAE per customer, BG/NBD kept within"
-                " 2 %; or pinned by ENGAGEMENT_PURCHASE_MODEL); NULL when no model was chosen.",
+                " holdout of choice_as_of (the rule: BG/NBD kept unless a rival's squared error"
+                " per customer is lower by more than 2 standard errors of the paired difference;"
+                " or pinned by ENGAGEMENT_PURCHASE_MODEL); NULL when no model was chosen.",
             ),
             AS_OF,
         ),
@@ -691,6 +692,11 @@ TABLES: tuple[Table, ...] = (
                 "Mean absolute error of a customer's holdout purchases.",
             ),
             Column(
+                "mse_per_customer",
+                "DOUBLE",
+                "Mean squared error of a customer's holdout purchases: what the choice compares.",
+            ),
+            Column(
                 "calibration_log_likelihood",
                 "DOUBLE",
                 "The calibration fit's log-likelihood.",
@@ -698,9 +704,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "chosen",
                 "BOOLEAN",
-                "The model in force: chosen on this holdout (lowest MAE per customer, BG/NBD"
-                " kept within 2 %) or pinned by ENGAGEMENT_PURCHASE_MODEL; why: marts.model_fit's"
-                " choice_reason.",
+                "The model in force: chosen on this holdout (BG/NBD kept unless a rival's"
+                " squared error is clearly lower) or pinned by ENGAGEMENT_PURCHASE_MODEL; why:"
+                " marts.model_fit's choice_reason.",
             ),
             Column(
                 "calibration_end",

@@ -272,7 +272,7 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
     # Why the model is in force, in the published file: the reason given on A's holdout, kept.
     reasons = "SELECT DISTINCT choice_reason FROM marts.model_fit"
     assert query(incremental_db, reasons) == query(working(december_run.database), reasons)
-    assert query(incremental_db, reasons)[0][0]  # e.g. "BG/NBD's holdout MAE ... is kept"
+    assert query(incremental_db, reasons)[0][0]  # e.g. "no rival predicts ... is kept"
 
     # A choice forced on B (ENGAGEMENT_MODEL_CHOICE_DAYS=0) stays in force when B runs again
     # with the default: the second run chooses on B's holdout again instead of carrying A's.

@@ -269,15 +269,17 @@ def test_comparison_on_cdnow(comparison, cdnow_cal):
         model = part["model"][0]
         predicted = table.filter(pl.col("model") == model)["total_predicted"][0]
         assert total == pytest.approx(predicted, rel=1e-9)
-    # On CDNOW, MBG/NBD and Pareto/NBD beat BG/NBD's MAE by more than 2 %: MBG/NBD has the
-    # higher calibration log-likelihood of the two.
-    assert comparison.chosen == "mbgnbd" and not comparison.pinned
-    assert "log-likelihood" in comparison.reason
-    assert table.filter(pl.col("chosen"))["model"].to_list() == ["mbgnbd"]
+    # On CDNOW's 2,357 customers no rival's squared error is clearly below BG/NBD's (Pareto/NBD's
+    # is lower by 0.8 standard errors of the paired difference): BG/NBD is kept.
+    assert comparison.chosen == "bgnbd" and not comparison.pinned
+    assert "the reference model is kept" in comparison.reason, comparison.reason
+    assert table.filter(pl.col("chosen"))["model"].to_list() == ["bgnbd"]
+    mse = dict(zip(table["model"], table["mse"], strict=True))
+    assert mse["pareto_nbd"] < mse["mbgnbd"] < mse["bgnbd"]
     png = selection.comparison_plot_png(comparison)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     meta = comparison.as_metadata()
-    assert meta["chosen"] == "mbgnbd" and set(meta["params"]) == set(purchase_models.MODEL_NAMES)
+    assert meta["chosen"] == "bgnbd" and set(meta["params"]) == set(purchase_models.MODEL_NAMES)
 
 
 def test_a_pinned_model_is_used_and_fits_are_reused(cdnow_cal, comparison):
@@ -290,8 +292,8 @@ def test_a_pinned_model_is_used_and_fits_are_reused(cdnow_cal, comparison):
     assert pinned.models.drop("chosen").equals(comparison.models.drop("chosen"))
 
 
-def _validation(mae: float) -> HoldoutValidation:
-    return HoldoutValidation(10, 1.0, 10.0, 10.0, mae, pl.DataFrame())
+def _validation(mse: float) -> HoldoutValidation:
+    return HoldoutValidation(10, 1.0, 10.0, 10.0, 0.5, pl.DataFrame(), mse=mse)
 
 
 def _fit(name: str, ll: float | None, converged: bool = True) -> fitting.FitResult:
@@ -301,30 +303,86 @@ def _fit(name: str, ll: float | None, converged: bool = True) -> fitting.FitResu
 
 
 @pytest.mark.parametrize(
-    "maes, lls, tolerance, chosen",
+    "mses, advantage, lls, chosen",
     [
-        ({"bgnbd": 1.00, "mbgnbd": 0.99, "pareto_nbd": 0.995}, (-10, -9, -8), 0.02, "bgnbd"),
-        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.01}, (-10, -9, -8), 0.02, "pareto_nbd"),
-        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.05}, (-10, -9, -8), 0.02, "mbgnbd"),
-        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.00}, (-10, -8, -8), 0.0, "mbgnbd"),
-        ({"bgnbd": 1.00, "mbgnbd": 0.99, "pareto_nbd": 0.995}, (-10, -9, -8), 0.0, "mbgnbd"),
+        # lower squared errors, but not by more than 2 standard errors: BG/NBD is kept
+        ({"bgnbd": 1.00, "mbgnbd": 0.99, "pareto_nbd": 0.98}, (1.5, 1.9), (-10, -9, -8), "bgnbd"),
+        # one rival clearly better
+        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.01}, (2.5, 1.0), (-10, -9, -8), "mbgnbd"),
+        # both clearly better: the lower squared error, whatever the log-likelihoods say
+        ({"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.01}, (3.0, 2.5), (-10, -7, -8), "mbgnbd"),
+        # the same squared error: the higher calibration log-likelihood
+        (
+            {"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.00},
+            (3.0, 3.0),
+            (-10, -9, -8),
+            "pareto_nbd",
+        ),
+        # a lower squared error by more than 2 standard errors is what wins, not the level
+        ({"bgnbd": 1.00, "mbgnbd": 0.999, "pareto_nbd": 0.90}, (2.1, 1.2), (-10, -9, -8), "mbgnbd"),
     ],
 )
-def test_choice_rule(maes, lls, tolerance, chosen):
+def test_choice_rule(mses, advantage, lls, chosen):
     names = list(purchase_models.MODEL_NAMES)
     fits = {n: _fit(n, ll) for n, ll in zip(names, lls, strict=True)}
-    validations = {n: _validation(maes[n]) for n in names}
-    got, reason = selection.choose(fits, validations, names, tolerance=tolerance)
+    validations = {n: _validation(mses[n]) for n in names}
+    beats = dict(zip(names[1:], advantage, strict=True))
+    got, reason = selection.choose(fits, validations, names, advantage=beats)
     assert got == chosen
-    assert reason
+    assert ("the reference model is kept" in reason) is (chosen == "bgnbd")
     # Deterministic: the order the models come in does not matter.
     again, _ = selection.choose(
         dict(reversed(fits.items())),
         dict(reversed(validations.items())),
         names,
-        tolerance=tolerance,
+        advantage=dict(reversed(beats.items())),
     )
     assert again == chosen
+
+
+def simulated(model: str, params: tuple, customers: int, seed: int, holdout: float = 182.0):
+    """Customers drawn from `model` (days): first purchases spread over two years before the
+    calibration end, then purchases at each customer's Poisson rate while alive (Pareto/NBD: an
+    exponential lifetime; BG/NBD: a coin after each repeat purchase). (x, t_x, T, holdout
+    purchases) of the calibration window and the holdout after it."""
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(0.0, 730.0, customers)
+    r, alpha, third, fourth = params
+    rate = rng.gamma(r, 1 / alpha, customers)
+    if model == "pareto_nbd":
+        death, drop = rng.exponential(1 / rng.gamma(third, 1 / fourth, customers)), None
+    else:
+        death, drop = np.full(customers, np.inf), rng.beta(third, fourth, customers)
+    x, t_x, held = np.zeros(customers), np.zeros(customers), np.zeros(customers)
+    now = np.zeros(customers)
+    going = np.arange(customers)
+    while going.size:
+        now[going] += rng.exponential(1 / rate[going])
+        going = going[(now[going] <= T[going] + holdout) & (now[going] <= death[going])]
+        before = now[going] <= T[going]
+        x[going[before]] += 1
+        t_x[going[before]] = now[going[before]]
+        held[going[~before]] += 1
+        if drop is not None:
+            going = going[rng.random(going.size) >= drop[going]]
+    return x, t_x, T, held
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [("pareto_nbd", (0.8, 40.0, 0.6, 300.0)), ("bgnbd", (0.8, 40.0, 0.8, 4.0))],
+)
+def test_the_choice_finds_the_model_that_generated_the_data(model, params):
+    """The model-choice review: the rule compared mean absolute errors, least for the median
+    (0 holdout purchases for most customers), within 2 % of the lowest, a band the holdout's own
+    noise sets and more customers do not narrow. On 20,000 customers drawn from Pareto/NBD it
+    kept BG/NBD 7 times in 8. Squared errors compared by their paired difference find it once
+    customers are enough for the holdout to tell (this simulation, 4 draws each: 1 of 4 at
+    10,000 customers, 2 of 4 at 20,000, 4 of 4 at 80,000), and data drawn from BG/NBD keeps
+    BG/NBD (4 of 4 at 80,000)."""
+    x, t_x, T, held = simulated(model, params, 80_000, seed=3)
+    got = selection.compare_arrays(x, t_x, T, held, 182.0)
+    assert got.chosen == model, got.reason
 
 
 def test_a_model_whose_holdout_predictions_are_not_finite_is_left_out_saying_so():

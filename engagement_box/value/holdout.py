@@ -23,6 +23,9 @@ class HoldoutValidation:
     total_predicted: float
     mae: float
     by_frequency: pl.DataFrame
+    # The mean squared error per customer: a proper score of a mean forecast, which the choice
+    # compares (the MAE rewards predicting the median, 0 for most customers: a review).
+    mse: float = float("nan")
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -36,6 +39,7 @@ class HoldoutValidation:
             if self.total_actual
             else None,
             "mae": round(self.mae, 6),
+            "mse": round(self.mse, 6),
             "by_frequency": self.by_frequency.to_dicts(),
         }
 
@@ -74,4 +78,5 @@ def validation_of_predictions(
         total_predicted=float((predicted * weight).sum()),
         mae=float((np.abs(predicted - actual) * weight).sum() / total) if total else float("nan"),
         by_frequency=table,
+        mse=float(((predicted - actual) ** 2 * weight).sum() / total) if total else float("nan"),
     )

@@ -144,6 +144,7 @@ VALIDATION_TOTALS = (
     "total_predicted",
     "total_error_pct",
     "mae_per_customer",
+    "mse_per_customer",
     "calibration_log_likelihood",
     "chosen",
 )
@@ -154,7 +155,11 @@ def validation_table(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(model_validation's rows, the per-model totals) of a holdout comparison."""
     totals = result.models.rename(
-        {"mae": "mae_per_customer", "log_likelihood": "calibration_log_likelihood"}
+        {
+            "mae": "mae_per_customer",
+            "mse": "mse_per_customer",
+            "log_likelihood": "calibration_log_likelihood",
+        }
     ).select(VALIDATION_TOTALS)
     table = (
         result.by_frequency.join(totals, on="model", how="left")
