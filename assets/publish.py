@@ -33,13 +33,15 @@ from assets.value import (
     work_key,
     write_work,
 )
-from engagement_box import dictionary, partitioned, reports
+from engagement_box import dictionary, incremental, partitioned, reports
 from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
+from engagement_box.identity import links as identity_links
 from engagement_box.settings import lake_dir
 from engagement_box.sql import first_line, load_sql
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
+from engagement_box.value import summary as summaries
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
 
@@ -117,7 +119,7 @@ def version_inputs(
         forced = is_forced(context)
         behind = None
         if standing is not None:
-            behind = _work_behind(con, window, fingerprint) or _audiences_behind(
+            behind = _work_behind(con, window, fingerprint, engagement_config) or _audiences_behind(
                 con, engagement_config
             )
         if behind:
@@ -178,19 +180,36 @@ def version_inputs(
     )
 
 
-def _work_behind(con, window: dict, fingerprint: str) -> str | None:
-    """Why the as-of's work rows are not those of its standing version's inputs (a step
-    materialized alone with other settings, or rows that failed a blocking check since), or None.
-    The month then computes though a version stands (and publishes nothing new): the steps that
-    refuse such rows advise a run of the whole month, which skipped, so the refusal stayed."""
+def _work_behind(
+    con, window: dict, fingerprint: str, engagement_config: EngagementConfig
+) -> str | None:
+    """Why the month's work is not that of its standing version's inputs, or None: the as-of's
+    work rows followed other inputs since or failed a blocking check (a step materialized alone
+    with other settings), the identity links were built from other files or settings (its
+    placeholder limit), or `work.buyer_days` holds other orders or FX settings (a code review:
+    both are outside the rows' registry). The month then computes though a version stands (and
+    publishes nothing new): the steps that refuse such rows or tables advise a run of the whole
+    month, which skipped, so the refusal stayed (the operator review)."""
+    problems = []
     tables = partitioned.behind_on(con, "work", window["as_of"], fingerprint)
-    if not tables:
-        return None
-    named = ", ".join(f"work.{t}" for t in tables)
-    return (
-        f"the rows of {named} as of {window['as_of']} were computed from other inputs since "
-        "(or failed a blocking check)"
+    if tables:
+        named = ", ".join(f"work.{t}" for t in tables)
+        problems.append(
+            f"the rows of {named} as of {window['as_of']} were computed from other inputs "
+            "since (or failed a blocking check)"
+        )
+    links = identity_links.links_problem(con, engagement_config.setting("max_profiles_per_key"))
+    if links is not None:
+        problems.append(links)
+    buyer_days = summaries.buyer_days_problem(
+        con,
+        incremental.inputs(
+            con, summaries.buyer_days_settings(window["currency"], window["fx_rates"])
+        ),
     )
+    if buyer_days is not None:
+        problems.append(buyer_days)
+    return "; ".join(problems) or None
 
 
 @contextmanager
@@ -516,7 +535,7 @@ def standing_version(
         standing = versions.version_with_inputs(
             con, fingerprint, window["partition_key"], str(window["as_of"])
         )
-        if standing is not None and _work_behind(con, window, fingerprint):
+        if standing is not None and _work_behind(con, window, fingerprint, engagement_config):
             return None  # the run computes those rows again (`version_inputs`)
         return standing
 

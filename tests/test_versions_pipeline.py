@@ -432,6 +432,39 @@ def test_a_month_whose_rows_a_step_alone_replaced_is_computed_again_by_a_whole_r
     assert standing() == 1
 
 
+def test_a_month_whose_orders_per_day_a_step_alone_rebuilt_is_computed_again(
+    december_run, tmp_path: Path
+):
+    """The code review of the fix above: `work.buyer_days` (of no month) and the identity links
+    are outside the rows' registry, so with the orders per buyer and day rebuilt alone under
+    other FX rates the steps after them refused, advising the whole month, and the CLI said
+    "nothing to do"."""
+    copy = copy_run(december_run, tmp_path)
+    working = default_working(copy.database)
+
+    def standing() -> int | None:
+        return standing_version(
+            working,
+            copy.exports,
+            "2025-12-01",
+            ModelSettings(),
+            EngagementConfig(),
+            run_date=dt.date(2026, 2, 15),
+        )
+
+    buyer_days = dg.AssetSelection.assets(dg.AssetKey(["work", "buyer_days"]))
+    summary = dg.AssetSelection.assets(dg.AssetKey(["work", "customer_summary"]))
+    other = ModelSettings(fx_rates_json='{"JPY": 0.0067}')
+    assert refused(copy, buyer_days, None, model=other) is None
+    said = refused(copy, summary)
+    assert said is not None and "work.buyer_days was computed from other" in said, said
+    assert standing() is None
+    assert run_graph(copy.exports, copy.database).success
+    assert newest_version(working) == 1
+    assert refused(copy, summary) is None
+    assert standing() == 1
+
+
 def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run, tmp_path):
     """A re-review: an orders file changed (x100), the steps run on it without recording the
     inputs, the file put back and staged, then the marts alone: the recorded inputs were those
