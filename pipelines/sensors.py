@@ -93,7 +93,7 @@ def new_export_files(
         engagement_config.audience_path,
         partition_key_for(today),
         today,
-        given=(engagement_config,),
+        given=(model_settings, engagement_config),
     )
     if problem:
         return dg.SkipReason(f"no run: {problem}")

@@ -476,7 +476,7 @@ def tick_sensor(resources: dict, cursor: str | None = None):
     """One tick of the sensor with the given resources, and a warehouse and an audience folder
     beside the export folder (not the repository's) where not given."""
     beside = Path(resources["exports"].data_dir).with_name("tick")
-    wanted = ("exports", "warehouse", "engagement_config")
+    wanted = ("exports", "warehouse", "model_settings", "engagement_config")
     given = {k: v for k, v in resources.items() if k in wanted}
     resources = {
         "warehouse": Warehouse(database=str(beside / "w.duckdb")),
@@ -566,6 +566,18 @@ def test_sensor_starts_no_run_for_files_a_run_took_in_already(december_run, tmp_
     write_csv(copy.exports / "orders" / "late.csv", [good_order(1)])
     (request,) = _sense(exports, known.cursor, after=120, **given).run_requests
     assert request.tags == {"engagement/new_files": "1"}
+
+
+def test_sensor_skips_saying_which_model_setting_is_not_valid(tmp_path):
+    """The code review: the sensor asks the standing version with the model settings, which it
+    did not check first as the schedule does, so a bad one failed its tick with a traceback."""
+    exports = ExportsResource(data_dir=str(tmp_path))
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
+    tick = _sense(exports, after=120, model_settings=ModelSettings(margin=30.0))
+    assert isinstance(tick, dg.SkipReason), tick
+    assert tick.skip_message.startswith("no run: ") and "margin" in tick.skip_message
 
 
 def test_sensor_waits_while_a_file_is_still_being_written(tmp_path):
