@@ -1124,8 +1124,9 @@ def customer_value(
 def model_validation(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    """Every calibration-window purchase model against the holdout: totals, by frequency, MAE
-    (the comparison that chose the model in force, carried while an earlier choice is used)."""
+    """Every calibration-window purchase model against the holdout: totals, by frequency, squared
+    and absolute errors (the comparison that chose the model in force, carried while an earlier
+    choice is used)."""
     with warehouse.get_connection() as con:
         window = partition_window(context, con, model_settings)
         unit = window["time_unit"]
@@ -1167,6 +1168,7 @@ def model_validation(
             "total_actual": float(result.total_actual),
             "total_predicted": float(result.total_predicted),
             "mae_per_customer": float(result.mae),
+            "mse_per_customer": float(result.mse),
             "calibration_plot": png_markdown(
                 png, "actual vs predicted holdout purchases by calibration frequency, every model"
             ),
@@ -1208,6 +1210,11 @@ def _carried_validation(
             "total_actual": float(result["total_actual"]),
             "total_predicted": float(result["total_predicted"]),
             "mae_per_customer": float(result["mae_per_customer"]),
+            "mse_per_customer": (
+                float(result["mse_per_customer"])
+                if result.get("mse_per_customer") is not None
+                else None
+            ),
             "calibration_plot": (
                 f"in the materialization of work/model_validation as of "
                 f"{recorded.choice_as_of}, whose holdout chose the model"

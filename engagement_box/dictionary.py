@@ -655,7 +655,8 @@ TABLES: tuple[Table, ...] = (
                 "VARCHAR",
                 "Why the chosen model is the one in force, as said when it was chosen on the"
                 " holdout of choice_as_of (the rule: BG/NBD kept unless a rival's squared error"
-                " per customer is lower by more than 2 standard errors of the paired difference;"
+                " per customer is lower by more than 2 standard errors of the paired difference"
+                " and by 0.1 %;"
                 " or pinned by ENGAGEMENT_PURCHASE_MODEL); NULL when no model was chosen.",
             ),
             AS_OF,

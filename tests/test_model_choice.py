@@ -319,7 +319,14 @@ def _fit(name: str, ll: float | None, converged: bool = True) -> fitting.FitResu
             "pareto_nbd",
         ),
         # a lower squared error by more than 2 standard errors is what wins, not the level
-        ({"bgnbd": 1.00, "mbgnbd": 0.999, "pareto_nbd": 0.90}, (2.1, 1.2), (-10, -9, -8), "mbgnbd"),
+        ({"bgnbd": 1.00, "mbgnbd": 0.998, "pareto_nbd": 0.90}, (2.1, 1.2), (-10, -9, -8), "mbgnbd"),
+        # many standard errors, but less than 0.1 % lower (a million customers): BG/NBD is kept
+        (
+            {"bgnbd": 1.00, "mbgnbd": 0.9995, "pareto_nbd": 1.01},
+            (9.0, -3.0),
+            (-10, -9, -8),
+            "bgnbd",
+        ),
     ],
 )
 def test_choice_rule(mses, advantage, lls, chosen):
@@ -338,6 +345,18 @@ def test_choice_rule(mses, advantage, lls, chosen):
         advantage=dict(reversed(beats.items())),
     )
     assert again == chosen
+
+
+def test_the_reason_says_a_worse_rival_is_above_bg_nbd_and_an_uncompared_one_is_not_measured():
+    """The code review: a rival whose squared error is higher was said to be "-0.16 standard
+    errors ... below it", and one never compared "+0.00 standard errors"."""
+    names = list(purchase_models.MODEL_NAMES)
+    fits = {n: _fit(n, -10.0) for n in names}
+    validations = {"bgnbd": _validation(1.0), "mbgnbd": _validation(1.1)}
+    _, reason = selection.choose(fits, validations, names, advantage={"mbgnbd": -3.25})
+    assert "MBG/NBD, 1.1, is 3.25 standard errors of the paired difference above it" in reason
+    _, reason = selection.choose(fits, validations, names, advantage={})
+    assert "too few customers to compare" in reason, reason
 
 
 def simulated(model: str, params: tuple, customers: int, seed: int, holdout: float = 182.0):
