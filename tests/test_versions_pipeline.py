@@ -387,6 +387,19 @@ def test_steps_refuse_identity_links_or_settings_other_than_the_inputs_recorded(
     assert "this run's fx_rates differs from the value the as-of's inputs were recorded" in said
 
 
+def december_standing(copy) -> int | None:
+    """What the CLI and the daily schedule ask before a run of December on the copied run
+    `copy` (default settings): the version that stands, or None when the run has work to do."""
+    return standing_version(
+        default_working(copy.database),
+        copy.exports,
+        "2025-12-01",
+        ModelSettings(),
+        EngagementConfig(),
+        run_date=dt.date(2026, 2, 15),
+    )
+
+
 def test_a_month_whose_rows_a_step_alone_replaced_is_computed_again_by_a_whole_run(
     december_run, tmp_path: Path
 ):
@@ -400,27 +413,17 @@ def test_a_month_whose_rows_a_step_alone_replaced_is_computed_again_by_a_whole_r
     copy = copy_run(december_run, tmp_path)  # December 2025 published as version 1
     working = default_working(copy.database)
 
-    def standing() -> int | None:  # what the CLI and the daily schedule ask before a run
-        return standing_version(
-            working,
-            copy.exports,
-            "2025-12-01",
-            ModelSettings(),
-            EngagementConfig(),
-            run_date=dt.date(2026, 2, 15),
-        )
-
     engagement = dg.AssetSelection.assets(dg.AssetKey(["work", "engagement_value"]))
     after = dg.AssetSelection.assets(dg.AssetKey(["work", "customer"])) | dg.AssetSelection.groups(
         "marts"
     )
-    assert standing() == 1
+    assert december_standing(copy) == 1
     assert refused(copy, engagement, quadrant_clv_quantile=0.7) is None
     said = refused(copy, after)
     assert said is not None
     assert "work.engagement_value as of 2025-12-31 was computed from other inputs" in said, said
     assert "materialize the whole month" in said.lower(), said
-    assert standing() is None  # the CLI would say "nothing to do" and start nothing
+    assert december_standing(copy) is None  # the CLI would say "nothing to do" and start nothing
 
     whole = run_graph(copy.exports, copy.database)
     assert whole.success
@@ -429,7 +432,7 @@ def test_a_month_whose_rows_a_step_alone_replaced_is_computed_again_by_a_whole_r
     assert not whole.get_asset_observation_events()  # no "version 1 stands" skip
     assert newest_version(working) == 1  # the same inputs as version 1: nothing published
     assert refused(copy, after) is None
-    assert standing() == 1
+    assert december_standing(copy) == 1
 
 
 def test_a_month_whose_orders_per_day_a_step_alone_rebuilt_is_computed_again(
@@ -442,27 +445,17 @@ def test_a_month_whose_orders_per_day_a_step_alone_rebuilt_is_computed_again(
     copy = copy_run(december_run, tmp_path)
     working = default_working(copy.database)
 
-    def standing() -> int | None:
-        return standing_version(
-            working,
-            copy.exports,
-            "2025-12-01",
-            ModelSettings(),
-            EngagementConfig(),
-            run_date=dt.date(2026, 2, 15),
-        )
-
     buyer_days = dg.AssetSelection.assets(dg.AssetKey(["work", "buyer_days"]))
     summary = dg.AssetSelection.assets(dg.AssetKey(["work", "customer_summary"]))
     other = ModelSettings(fx_rates_json='{"JPY": 0.0067}')
     assert refused(copy, buyer_days, None, model=other) is None
     said = refused(copy, summary)
     assert said is not None and "work.buyer_days was computed from other" in said, said
-    assert standing() is None
+    assert december_standing(copy) is None
     assert run_graph(copy.exports, copy.database).success
     assert newest_version(working) == 1
     assert refused(copy, summary) is None
-    assert standing() == 1
+    assert december_standing(copy) == 1
 
 
 def test_rows_of_a_file_changed_and_changed_back_are_not_published(december_run, tmp_path):
