@@ -24,6 +24,7 @@ from assets.metadata import table_metadata, version_preview
 from assets.value import (
     BUYER_DAYS_KEY,
     VERSION_INPUTS_KEY,
+    buyer_days_behind,
     partition_window,
     png_markdown,
     require_rows,
@@ -33,7 +34,7 @@ from assets.value import (
     work_key,
     write_work,
 )
-from engagement_box import dictionary, incremental, partitioned, reports
+from engagement_box import dictionary, partitioned, reports
 from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
 from engagement_box.identity import links as identity_links
@@ -41,7 +42,6 @@ from engagement_box.settings import lake_dir
 from engagement_box.sql import first_line, load_sql
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
-from engagement_box.value import summary as summaries
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import EngagementConfig, ModelSettings, Warehouse
 
@@ -201,12 +201,7 @@ def _work_behind(
     links = identity_links.links_problem(con, engagement_config.setting("max_profiles_per_key"))
     if links is not None:
         problems.append(links)
-    buyer_days = summaries.buyer_days_problem(
-        con,
-        incremental.inputs(
-            con, summaries.buyer_days_settings(window["currency"], window["fx_rates"])
-        ),
-    )
+    buyer_days = buyer_days_behind(con, window)
     if buyer_days is not None:
         problems.append(buyer_days)
     return "; ".join(problems) or None

@@ -431,10 +431,16 @@ def buyer_days(model_settings: ModelSettings, warehouse: Warehouse) -> dg.Materi
     return dg.MaterializeResult(metadata=metadata)
 
 
+def buyer_days_behind(con, window: dict) -> str | None:
+    """Why `work.buyer_days` does not hold the orders as staged now, with this window's
+    currency and FX rates, or None when it does."""
+    settings = summaries.buyer_days_settings(window["currency"], window["fx_rates"])
+    return summaries.buyer_days_problem(con, incremental.inputs(con, settings))
+
+
 def require_buyer_days(con, window: dict) -> None:
     """A plain failure when `work.buyer_days` does not hold the orders as staged now."""
-    settings = summaries.buyer_days_settings(window["currency"], window["fx_rates"])
-    problem = summaries.buyer_days_problem(con, incremental.inputs(con, settings))
+    problem = buyer_days_behind(con, window)
     if problem is not None:
         raise dg.Failure(f"{problem}: " + whole_month(window))
 

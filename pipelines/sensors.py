@@ -119,10 +119,11 @@ def new_export_files(
     # Files a run took in already (a failed run re-executed from failure after its file was
     # fixed, a run the schedule or a person started): no run while the month's version was
     # computed from every file as it is now (the daily schedule asks the same).
+    partition = current_partition_key()
     standing = standing_version(
         warehouse.working_path,
         exports.path,
-        current_partition_key(),
+        partition,
         model_settings,
         engagement_config,
         run_date=today,
@@ -140,7 +141,7 @@ def new_export_files(
         run_requests=[
             dg.RunRequest(
                 run_key=run_key,
-                partition_key=current_partition_key(),
+                partition_key=partition,
                 tags={"engagement/new_files": str(len(paths))},
             )
         ],
