@@ -12,6 +12,7 @@ import pytest
 from engagement_box.activation.audiences import build_audiences, write_audiences
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity.links import build_identity_links
+from engagement_box.sql import load_sql
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import ingest_source
 from engagement_box.staging.reconciliation import reconcile
@@ -627,6 +628,49 @@ def test_an_erased_person_does_not_come_back_when_exports_are_ingested_again(bui
         "SELECT sum(rows) FROM staging.erased_rows WHERE source = 'orders'"
     ).fetchone()[0]
     assert erased_orders >= 4 + 1  # her earlier rows of the changed file, and the new file's row
+
+
+def test_her_address_written_as_a_link_with_a_dot_or_in_full_width_stays_out(built):
+    """After her erasure, a later export held her address as `mailto:jane.doe@example.com`,
+    `jane.doe@example.com.` and in full-width letters: each was staged, so she was back in
+    the marts, and a second erase of the same address said nothing matched (a review). The
+    ingest reads each as the address, so suppression keeps the rows out; the three
+    normalisations (Python, polars, SQL) agree on them."""
+    con, exports, _ = built
+    erasure.erase(con, email=JANE_EMAIL)
+    written = [
+        "mailto:Jane.Doe@example.com",
+        "jane.doe@example.com.",
+        "\uff4aane.doe@example.com",  # a full-width j
+        "MAILTO:\uff2a\uff21\uff2e\uff25.doe\uff20example\uff0ecom. ",
+    ]
+    write_csv(
+        exports / "orders" / "links.csv",
+        [{"order_id": f"o3{i}", "customer_id": f"G-{i}", "email": email,
+          "ordered_at": "2024-03-01", "net_amount": "9.00", "currency": "USD",
+          "status": "completed", "channel": "web"} for i, email in enumerate(written)]
+        + [{"order_id": "o39", "customer_id": "G-9", "email": "mailto:bob@example.com",
+            "ordered_at": "2024-03-01", "net_amount": "9.00", "currency": "USD",
+            "status": "completed", "channel": "web"}],
+    )  # fmt: skip
+    ingest_source(con, exports, "orders")
+    assert con.execute(
+        "SELECT order_id, email FROM staging.orders WHERE source_file LIKE '%links.csv'"
+    ).fetchall() == [("o39", "bob@example.com")]
+    erased = "SELECT rows FROM staging.erased_rows WHERE source_file LIKE '%links.csv'"
+    assert con.execute(erased).fetchall() == [(4,)]
+    con.execute(load_sql("erasure/create_trim_macro"))
+    con.execute(load_sql("erasure/create_normalize_macro"))
+    in_sql = con.execute(
+        "SELECT list_transform($texts::VARCHAR[], t -> erasure_normalized(t, 'email'))",
+        {"texts": written},
+    ).fetchone()[0]
+    in_polars = pl.DataFrame({"e": written}).select(erasure.normalized_expr("e", "email"))["e"]
+    in_python = [erasure.normalize(t, "email") for t in written]
+    assert in_sql == in_polars.to_list() == in_python == [JANE_EMAIL] * 4
+    handle = "\uff20\uff2aaneD"  # a full-width @ and J
+    (sql_handle,) = con.execute("SELECT erasure_normalized($h, 'handle')", {"h": handle}).fetchone()
+    assert erasure.normalize(handle, "handle") == sql_handle == "janed"
 
 
 def test_a_row_read_with_too_few_fields_is_erased_and_suppressed_by_any_of_its_values(built):

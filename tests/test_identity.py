@@ -307,6 +307,51 @@ def test_every_value_metric_counts_an_order_for_its_resolved_customer(con):
     assert set(plain["customer_id"]) == {"c2", "c4", "legacy-8", "legacy-9"}
 
 
+def test_an_address_as_a_link_with_a_dot_or_in_full_width_is_one_person(tmp_path):
+    """`mailto:ann@example.com` (copied from a web page), `ann@example.com.` (the root's dot)
+    and an address typed in full-width letters passed validation as they were and stayed other
+    customers than `ann@example.com` (a review). The ingest stages them as the address, and
+    handles in full width as ASCII: one person each."""
+    from engagement_box.staging.ingestion import ingest_source
+
+    exports = tmp_path / "exports"
+    for folder in ("customers", "orders"):
+        (exports / folder).mkdir(parents=True)
+    (exports / "customers" / "customers.csv").write_text(
+        "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country\n"
+        "c1,ann@example.com,@ann_1,2024-01-01,true,true,DE\n"
+        "c2,mailto:Ann@Example.com,,2024-01-02,true,true,DE\n"
+        "c3,ann@example.com.,,2024-01-03,true,true,DE\n"
+        "c4,\uff41\uff4e\uff4e\uff20example.com,,2024-01-04,true,true,DE\n"
+        "c5,bob@example.com,\uff20\uff21\uff4e\uff4e_1,2024-01-05,true,true,DE\n",
+        encoding="utf-8",
+    )
+    (exports / "orders" / "orders.csv").write_text(
+        "order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
+        "o1,guest-1,MAILTO:ann@example.com.,2024-02-01 10:00:00,10,EUR,completed,web\n",
+        encoding="utf-8",
+    )
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        for source in ("customers", "orders"):
+            report = ingest_source(con, exports, source, now=datetime(2024, 3, 1))
+            assert report.rows_quarantined == 0, report
+        assert con.execute("SELECT email FROM staging.customers ORDER BY customer_id").fetchall() == [
+            ("ann@example.com",), ("Ann@Example.com",), ("ann@example.com",),
+            ("ann@example.com",), ("bob@example.com",),
+        ]  # fmt: skip
+        build_identity_links(con)
+        merged = con.execute(
+            "SELECT customer_id, resolved_customer_id FROM intermediate.customer_merge ORDER BY 1"
+        ).fetchall()
+        orders = resolved(con, "orders")
+    finally:
+        con.close()
+    # c5 holds the handle ann_1 too (in full width): an email and a handle link c1 to c5
+    assert {person for _, person in merged} == {"c1"}
+    assert _row(orders, "order_id", "o1")["customer_id"] == "c1"
+
+
 def test_invisible_characters_do_not_split_a_person(tmp_path):
     """A zero-width space or byte-order mark pasted into an email address, a handle or at the end
     of an id (text copied from a web page, a spreadsheet's "UTF-8 with BOM") kept one person as

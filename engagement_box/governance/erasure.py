@@ -111,6 +111,7 @@ No Dagster import here.
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import unicodedata
@@ -133,9 +134,12 @@ from engagement_box.activation.audiences import (
 from engagement_box.governance import readers, versions
 from engagement_box.sql import database_path, load_sql, quote_literal, transaction
 from engagement_box.staging.contracts import (
+    FULL_WIDTH,
+    HALF_WIDTH,
     INVISIBLE,
     INVISIBLE_PATTERN,
     LIST_SEPARATOR,
+    MAILTO_PATTERN,
     SOURCES,
     TRIMMED,
 )
@@ -284,6 +288,7 @@ class _Subjects:
 
 
 _NO_INVISIBLE = str.maketrans("", "", INVISIBLE)
+_HALF_WIDTH = str.maketrans(FULL_WIDTH, HALF_WIDTH)
 # The letters whose full lower case (Python's, polars', Java's) is not their own simple one,
 # which DuckDB's lower gives: made so first (`sql/intermediate/normalization.sql`).
 SIMPLE_LOWER = {"İ": "i", "Σ": "σ"}
@@ -301,6 +306,8 @@ def normalize(value: object, kind: str) -> str | None:
     """A key as identity compares it, in the ingest's order: emails and handles without
     invisible characters anywhere (`contracts.INVISIBLE`), trimmed as the ingest trims
     (`contracts.TRIMMED`), in Unicode's composed form (NFC) as the ingest stages it; emails and
+    handles with full-width ASCII read as ASCII, emails without a leading `mailto:` and trailing
+    dots (`contracts.MAILTO_PATTERN`), as the ingest stages them; emails and
     handles lower-cased, handles without leading '@'. Empty text is None. (Composed before the
     invisible characters went, an `e`, a zero-width space and an accent stayed decomposed where
     the ingest staged `é`: a review.)"""
@@ -312,6 +319,10 @@ def normalize(value: object, kind: str) -> str | None:
     if kind in ("email", "handle"):
         text = text.translate(_NO_INVISIBLE)
     text = unicodedata.normalize("NFC", text.strip(TRIMMED))
+    if kind in ("email", "handle"):
+        text = text.translate(_HALF_WIDTH)
+    if kind == "email":
+        text = re.sub(MAILTO_PATTERN, "", text).strip(TRIMMED).rstrip(".")
     if kind in ("email", "handle"):
         text = text.translate(_SIMPLE_LOWER).lower()
     if kind == "handle":
@@ -333,6 +344,11 @@ def normalized_expr(column: str, kind: str, legacy: bool = False, composed: bool
     text = text.str.strip_chars(TRIMMED)
     if composed:
         text = text.str.normalize("NFC")
+    if kind in ("email", "handle"):
+        text = text.str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
+    if kind == "email":
+        text = text.str.replace(MAILTO_PATTERN, "").str.strip_chars(TRIMMED)
+        text = text.str.strip_chars_end(".")
     if kind in ("email", "handle"):
         text = text.str.to_lowercase() if legacy else lower_expr(text)
     if kind == "handle":

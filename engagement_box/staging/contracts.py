@@ -46,6 +46,17 @@ WHITESPACE = "".join(
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 TRIMMED = WHITESPACE + INVISIBLE
 INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
+# Full-width forms of ASCII (U+FF01-U+FF5E: `ａｎｎ＠example.com`, typed with an East Asian input
+# method left in full width) are the ASCII characters in email addresses and social handles
+# (`Source.contact_keys`): one person, where they were two customers and an erased person's
+# address came back so written (a review). Only this block is folded, not all of Unicode's
+# compatibility forms (NFKC): DuckDB and Spark fold it with `translate`, the same rule in SQL.
+FULL_WIDTH = "".join(map(chr, range(0xFF01, 0xFF5F)))
+HALF_WIDTH = "".join(map(chr, range(0x21, 0x7F)))
+# An address written as a link (`mailto:ann@example.com`, copied from a web page) or with the
+# root's dot after its domain (`ann@example.com.`) is that address: the ingest stages it
+# without them, and erasure matches it so.
+MAILTO_PATTERN = r"(?i)^mailto:"
 
 # The version of how the ingest reads values into staged rows (trimming, the invisible
 # characters, NULL texts, parsing): recorded with each file taken in
@@ -85,7 +96,9 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 #      the composed one); the soft hyphen (U+00AD) one of the invisible characters; money with
 #      more than four decimals rounded from its text, half away from zero (through a float,
 #      0.00015 was 0.0001 and 0.00025 0.0003) (2026-12-06)
-STAGING_RULES = 12
+#  13: email addresses and handles written in full-width characters read as ASCII; an email
+#      address without a leading `mailto:` and trailing dots (2026-12-07)
+STAGING_RULES = 13
 # A raw column beside the contract's: why the row's fields cannot be trusted (NULL when they can).
 ROW_PROBLEM = "row_problem"
 
