@@ -139,7 +139,8 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
 def folded_contact(text: pl.Series, email: bool) -> pl.Series:
     """An email address or handle column with full-width ASCII read as ASCII (`FULL_WIDTH`), and
     an address without a leading `mailto:` and trailing dots (`MAILTO_PATTERN`). Only the values
-    that can hold one are changed (none, in most files; finding them: 0.3-0.5 CPU-s per 10M addresses)."""
+    that can hold one are changed (none, in most files; finding them: 0.3-0.5 CPU-s per 10M
+    addresses)."""
     other = (text.str.len_bytes() != text.str.len_chars()).fill_null(False)
     if email:
         other = other | text.str.contains(":", literal=True).fill_null(False)
