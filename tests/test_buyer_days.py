@@ -10,6 +10,7 @@ import pytest
 
 from engagement_box import incremental
 from engagement_box.identity.links import build_identity_links
+from engagement_box.sql import table_exists
 from engagement_box.value import summary as summaries
 from tests.conftest import ORDER_HEADER
 from tests.test_identity import con  # noqa: F401  (the staged customers, reviews, social, ...)
@@ -78,10 +79,13 @@ def staged(con):  # noqa: F811
         "VALUES ('customers', 'customers/c.csv', 'c1'), "
         "('fx_rates', 'fx_rates/fx.csv', 'f1')"
     )
-    con.execute('CREATE TABLE staging.fx_rates ("date" DATE, currency VARCHAR, rate DOUBLE)')
     con.execute(
-        "INSERT INTO staging.fx_rates VALUES ('2024-01-01', 'GBP', 1.25), "
-        "('2024-02-01', 'GBP', 1.3)"
+        'CREATE TABLE staging.fx_rates ("date" DATE, currency VARCHAR, rate DOUBLE, '
+        "source_file VARCHAR, source_row BIGINT)"
+    )
+    con.execute(
+        "INSERT INTO staging.fx_rates VALUES ('2024-01-01', 'GBP', 1.25, 'fx_rates/fx.csv', 1), "
+        "('2024-02-01', 'GBP', 1.3, 'fx_rates/fx.csv', 2)"
     )
     _stage_orders(con, FIRST_FILE, "orders/o1.csv")
     build_identity_links(con)
@@ -198,6 +202,28 @@ def test_a_day_spend_past_64_bits_widens_the_column_and_loses_nothing(staged, wh
     assert stored == staged.execute("SELECT * FROM temp.buyer_days ORDER BY ALL").fetchall()
     (spend,) = [r[3] for r in stored if r[1] == date(2024, 1, 20)]
     assert spend == 10**15
+
+
+def test_a_rate_a_thousand_times_its_previous_one_is_refused_not_converted_with(staged):
+    """A typo in the rates (GBP at 1300 for 1.3) valued every GBP order of the month a thousand
+    times over and moved the spend model of every customer, without a word (a review). A step
+    of more than tenfold between two dated rates of a currency is refused, naming both rows;
+    corrected in its file, the rates convert again."""
+    staged.execute("UPDATE staging.fx_rates SET rate = 1300 WHERE \"date\" = '2024-02-01'")
+    now = incremental.inputs(staged, SETTINGS)
+    with pytest.raises(ValueError) as refused:
+        summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=FX)
+    assert str(refused.value).startswith(
+        "the fx_rates export has rates into USD that jump more than 10x from one dated rate of "
+        "a currency to the next: GBP 1300 on 2024-02-01 (fx_rates/fx.csv row 2) after 1.25 on "
+        "2024-01-01 (fx_rates/fx.csv row 1): 1,040x."
+    )
+    assert not table_exists(staged, "work", "buyer_days")  # nothing half written
+    staged.execute("UPDATE staging.fx_rates SET rate = 0.1 WHERE \"date\" = '2024-02-01'")
+    with pytest.raises(ValueError, match="GBP 0.1 on 2024-02-01 .* 12x"):  # the other way
+        summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=FX)
+    staged.execute("UPDATE staging.fx_rates SET rate = 12.5 WHERE \"date\" = '2024-02-01'")
+    assert _refresh(staged).reason  # tenfold exactly: a step a rate may take
 
 
 def test_rates_into_another_currency_are_refused_not_converted_with(staged):

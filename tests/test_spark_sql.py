@@ -161,3 +161,42 @@ def test_identity_normalises_a_key_as_duckdb_and_erasure_do(spark):
         row = spark_sql.run(spark, st.sql, {"v": key}).collect()[0]
         python = (erasure.normalize(key, "email"), erasure.normalize(key, "handle"))
         assert (row.email, row.handle) == duck == python, key
+
+
+@pytest.mark.spark
+def test_rate_jumps_are_found_as_duckdb_finds_them(spark):
+    """`work/fx_rate_jumps.sql`, which both engines ask before converting (a typo of 95 for
+    0.095 valued orders a thousand times over), finds the same steps on Spark as on DuckDB."""
+    from engagement_box.sql import SQL_DIR
+
+    rows = [
+        (date(2025, 1, 1), "NOK", 0.095, "fx_rates/a.csv", 2),
+        (date(2025, 7, 1), "NOK", 95.0, "fx_rates/b.csv", 3),
+        (date(2025, 8, 1), "NOK", 0.0951, "fx_rates/b.csv", 4),
+        (date(2025, 1, 1), "EUR", 1.08, "fx_rates/a.csv", 5),
+        (date(2025, 2, 1), "EUR", 10.8, "fx_rates/a.csv", 6),  # tenfold exactly: a step it may take
+        (
+            date(2025, 1, 1),
+            "USD",
+            7.0,
+            "fx_rates/a.csv",
+            7,
+        ),  # the reporting currency: not looked at
+        (date(2025, 2, 1), "USD", 1.0, "fx_rates/a.csv", 8),
+    ]
+    columns = ["date", "currency", "rate", "source_file", "source_row"]
+    text = (SQL_DIR / "work" / "fx_rate_jumps.sql").read_text()
+    text = text.replace("staging.fx_rates", "fx_rates_of_the_test")
+    params = {"currency": "USD", "max_jump": 10.0}
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE fx_rates_of_the_test (date DATE, currency VARCHAR, rate DOUBLE, "
+        "source_file VARCHAR, source_row BIGINT)"
+    )
+    con.executemany("INSERT INTO fx_rates_of_the_test VALUES (?, ?, ?, ?, ?)", rows)
+    duck = con.execute(text, params).fetchall()
+    spark.createDataFrame(rows, columns).createOrReplaceTempView("fx_rates_of_the_test")
+    (st,) = spark_sql.transpile(text)
+    found = [tuple(r) for r in spark_sql.run(spark, st.sql, params).collect()]
+    assert [(r[0], r[5]) for r in duck] == [("NOK", date(2025, 7, 1)), ("NOK", date(2025, 8, 1))]
+    assert found == duck

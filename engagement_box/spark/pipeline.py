@@ -202,6 +202,13 @@ def reporting_rates(tables: SparkTables, currency: str) -> None:
     )
     if problem:
         raise ValueError(problem)
+    (jumps,) = load_spark_sql("work/fx_rate_jumps")
+    found = run(
+        tables.spark, jumps.sql, {"currency": currency, "max_jump": summary.MAX_RATE_JUMP}
+    ).collect()
+    problem = summary.rate_jumps_problem(currency, [tuple(r) for r in found])
+    if problem:
+        raise ValueError(problem)
     (insert,) = load_spark_sql("work/insert_reporting_rates")
     rows = run(tables.spark, insert.sql, {"currency": currency})
     tables.save("work.reporting_rates", rows)

@@ -80,6 +80,13 @@ def prepare_currency(con: Any, currency: str | None) -> None:
         problem = export_rates_problem(currency, row)
         if problem:
             raise ValueError(problem)
+        jumps = con.execute(
+            load_sql("work/fx_rate_jumps"),
+            {"currency": currency.upper(), "max_jump": MAX_RATE_JUMP},
+        ).fetchall()
+        problem = rate_jumps_problem(currency, jumps)
+        if problem:
+            raise ValueError(problem)
         con.execute(load_sql("work/insert_reporting_rates"), {"currency": currency.upper()})
 
 
@@ -95,6 +102,40 @@ def export_rates_problem(currency: str, row: Sequence[Any] | None) -> str | None
         f"to {float(row[2]):g}): its rates are into another currency. The export's rates must "
         "be into the reporting currency (docs/CONTRACTS.md, fx_rates): export them again for "
         f"{currency.upper()}, or set ENGAGEMENT_CURRENCY to the export's currency"
+    )
+
+
+# How far one dated rate of a currency may be from its previous one (a factor, either way):
+# further is a typo or a rate the wrong way round (`sql/work/fx_rate_jumps.sql`).
+MAX_RATE_JUMP = 10.0
+
+
+def rate_jumps_problem(currency: str, jumps: Sequence[Sequence[Any]]) -> str | None:
+    """Why the fx_rates export's rates cannot be converted with: consecutive dated rates of a
+    currency more than `MAX_RATE_JUMP` times apart (the rows of `sql/work/fx_rate_jumps.sql`),
+    or None. A review: NOK at 95 for 0.095 valued one customer's two orders of 100 NOK at 9,509
+    and moved the spend model of every customer, without a word. Both engines ask it before
+    converting."""
+    if not jumps:
+        return None
+    shown = []
+    for currency_of, before, before_rate, before_file, before_row, day, rate, file, row in jumps[
+        :3
+    ]:
+        factor = max(float(rate) / float(before_rate), float(before_rate) / float(rate))
+        shown.append(
+            f"{currency_of} {float(rate):g} on {day} ({file} row {row}) after "
+            f"{float(before_rate):g} on {before} ({before_file} row {before_row}): {factor:,.0f}x"
+        )
+    more = f" and {len(jumps) - 3} more" if len(jumps) > 3 else ""
+    return (
+        f"the fx_rates export has rates into {currency.upper()} that jump more than "
+        f"{MAX_RATE_JUMP:g}x from one dated rate of a currency to the next: {'; '.join(shown)}"
+        f"{more}. Such a step is a typo or a rate the wrong way round (the export's rates are "
+        f"units of {currency.upper()} for one unit of the currency), and converting with it "
+        "would publish wrong money. Correct the row in its file (a corrected row in a new file "
+        "is quarantined as a repeat of the first) and run again; a currency whose rate truly "
+        "moves so far needs rates on dates between, so that no step does"
     )
 
 
