@@ -193,8 +193,10 @@ TABLES: tuple[Table, ...] = (
                 "marketing_consent",
                 "BOOLEAN",
                 "Marketing consent when the version was computed: true only when every profile "
-                "of the person says true (the most restrictive answer wins); only customers with "
-                "true here may be contacted.",
+                "of the person says true (the most restrictive answer wins). An earlier version "
+                "keeps the consent of its day, even one withdrawn since: take contact lists only "
+                "from the current version (marts.customer) or the audience files, never from "
+                "history.customer or marts.customer_at.",
             ),
             Column(
                 "loyalty_member",
