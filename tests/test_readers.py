@@ -570,6 +570,18 @@ def test_a_reader_keeps_its_version_until_it_reconnects(working, layout):
         assert reader.execute(
             "SELECT snapshot_id FROM marts.snapshots WHERE is_current"
         ).fetchall() == [(1,)]
+        # A second connection of this process gets the database DuckDB already has open: the
+        # old version, and the message says what a new one takes.
+        again = duckdb.connect(str(layout.published), read_only=True)
+        try:
+            assert again.execute("SELECT max(snapshot_id) FROM marts.snapshots").fetchone() == (1,)
+            with pytest.raises(duckdb.InvalidInputException) as refused:
+                again.execute("SELECT * FROM marts.customer_rfm_at(2)").fetchall()
+            assert "close every connection to the file in this process, then connect again" in (
+                str(refused.value)
+            )
+        finally:
+            again.close()
     finally:
         reader.close()
     assert read(layout.published, "SELECT segment FROM marts.customer_rfm") == [("At Risk",)]
@@ -970,11 +982,13 @@ def test_a_session_opened_before_a_version_file_was_deleted_reads_the_others(wor
         assert count("SELECT count(*) FROM marts.customer_rfm_at(3)") == 1
         with pytest.raises(duckdb.InvalidInputException) as refused:
             count("SELECT count(*) FROM history.customer_rfm WHERE snapshot_id IN (1, 2)")
-        assert "version(s) 1: reconnect" in str(refused.value)
+        assert "version(s) 1: close every connection to the file in this process" in str(
+            refused.value
+        )
         with pytest.raises(duckdb.InvalidInputException) as refused:
             reader.execute("SELECT * FROM marts.customer_rfm_at(1)").fetchall()
         assert "version 1 was deleted after this session opened the file" in str(refused.value)
-        assert "reconnect" in str(refused.value)
+        assert "close every connection to the file in this process" in str(refused.value)
     finally:
         reader.close()
     assert sorted(

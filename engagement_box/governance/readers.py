@@ -801,7 +801,8 @@ def _still_there(mart: str, had: tuple[int, ...], pattern: str) -> str:
         "or an erasure), version(s) "
     )
     after = quote_literal(
-        f": reconnect to read the versions there are now (marts.{mart}_at reads the others)"
+        ": close every connection to the file in this process, then connect again to read the "
+        f"versions there are now (marts.{mart}_at reads the others)"
     )
     return (
         f"(SELECT CASE WHEN len(gone) > 0 THEN error({message} || array_to_string(gone, ', ') "

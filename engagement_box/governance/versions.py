@@ -517,9 +517,10 @@ def time_travel_macro(
             f"(SELECT 1 FROM glob({pattern}) AS g WHERE parse_filename(g.file) = "
             "'snapshot_' || number || '.parquet') THEN error('version ' || number || ' was "
             "deleted after this session "
-            "opened the file (retention expired it, or an erasure): reconnect; SELECT "
-            "snapshot_id, as_of, stands_for_as_of FROM marts.snapshots WHERE expired_at IS NULL "
-            "then lists the versions there are')"
+            "opened the file (retention expired it, or an erasure): close every connection to "
+            "the file in this process, then connect again; SELECT snapshot_id, as_of, "
+            "stands_for_as_of FROM marts.snapshots WHERE expired_at IS NULL then lists the "
+            "versions there are')"
         )
     return sql_template("marts/create_time_travel_macro").format(
         macro=quote_identifier(f"{mart}_at"),
