@@ -892,7 +892,8 @@ STAGING_TABLES: tuple[Table, ...] = (
             Column(
                 "column",
                 "VARCHAR",
-                "The column of the first failure (NULL for a rule on the whole row).",
+                "The column of the first failure (NULL for a rule on the whole row)."
+                ' `column` is a word of SQL: quote it, `"column"`.',
             ),
             Column(
                 "reason",
