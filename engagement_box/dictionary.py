@@ -95,6 +95,14 @@ SNAPSHOT_ID = Column(
     "BIGINT",
     "The version these rows belong to (marts.snapshots.snapshot_id); only in history.<mart>.",
 )
+PARTITION_KEY = Column(
+    "partition_key",
+    "VARCHAR",
+    "The month the run was launched for (its partition), as the month's first day (e.g. "
+    "'2026-12-01'); NULL when ENGAGEMENT_AS_OF pinned the date. as_of is the earliest of that "
+    "month's last day, the day of the last completed order staged and the run's day, so it can "
+    "be months earlier (a run of 2026-12 on orders that end in June has as_of 2026-06-30).",
+)
 SEGMENT_VALUES = (*SEGMENTS, PROSPECT)
 SEGMENT = Column(
     "segment",
@@ -766,11 +774,7 @@ TABLES: tuple[Table, ...] = (
             Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
             Column("published_at", "TIMESTAMP", "When it was published (local time)."),
             Column("run_id", "VARCHAR", "The Dagster run that published it."),
-            Column(
-                "partition_key",
-                "VARCHAR",
-                "The as-of month of the run; NULL when ENGAGEMENT_AS_OF pinned the date.",
-            ),
+            PARTITION_KEY,
             Column("as_of", "DATE", "The version's as-of date."),
             Column("settings", "JSON", "Every setting that changes the numbers."),
             Column(
@@ -798,11 +802,7 @@ TABLES: tuple[Table, ...] = (
             Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
             Column("published_at", "TIMESTAMP", "When it was published (local time)."),
             Column("run_id", "VARCHAR", "The Dagster run that published it."),
-            Column(
-                "partition_key",
-                "VARCHAR",
-                "The as-of month of the run; NULL when ENGAGEMENT_AS_OF pinned the date.",
-            ),
+            PARTITION_KEY,
             Column("as_of", "DATE", "The version's as-of date."),
             Column("settings", "JSON", "Every setting that changes the numbers."),
             Column(
