@@ -734,8 +734,11 @@ TABLES: tuple[Table, ...] = (
         "One row per consecutive pair of retained versions in as-of order (one version per "
         "as-of: its newest publish; not a version a later run replaced when the data moved "
         "back under it), dimension and move: how many customers moved between RFM "
-        "segments or CEV quadrants and the CEV they carry. Not versioned. Key: from_snapshot, "
-        "to_snapshot, dimension, from_value, to_value.",
+        "segments or CEV quadrants and the CEV they carry. The two versions may have been "
+        "computed with different settings (a quadrant cut, ENGAGEMENT_CURRENCY), and then a "
+        "move or a change of CEV can be the setting's: compare the two versions' "
+        "marts.snapshots.settings (docs/METRICS.md, Segment migration). Not versioned. Key: "
+        "from_snapshot, to_snapshot, dimension, from_value, to_value.",
         key=("from_snapshot", "to_snapshot", "dimension", "from_value", "to_value"),
         versioned=False,
         columns=(
