@@ -206,7 +206,8 @@ def personas_step(con: duckdb.DuckDBPyConnection) -> None:
         return
     features = con.execute(
         "SELECT e.customer_id, r.days_since_last_order, r.order_count, r.total_spend, e.clv, "
-        "e.crv, e.civ, e.ckv, e.social_points FROM work.engagement_value e "
+        "e.crv, e.civ, e.ckv, e.social_points, "
+        "e.crv_referrals, e.civ_gained, e.civ_ceded, e.review_count FROM work.engagement_value e "
         "JOIN work.customer_rfm r USING (customer_id, as_of) "
         "WHERE e.as_of = $as_of AND r.segment <> $prospect ORDER BY e.customer_id",
         {"as_of": as_of, "prospect": rfm.PROSPECT},

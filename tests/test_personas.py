@@ -214,6 +214,11 @@ def test_the_age_counts_from_the_fit_not_from_the_last_assignment(tmp_path):
         con.close()
 
 
+def _every_member_does_it(settings: PersonaSettings, k: int) -> dict:
+    """Member shares under which every member of every cluster does what each label says."""
+    return {key: np.ones(k) for key in settings.member_tests}
+
+
 def test_a_persona_is_named_by_its_second_feature_only_when_that_sets_it_apart_too():
     """Referrers whose recency is barely above average are "Referrers", not "Referrers,
     Lapsed"; two features that both set a cluster apart both name it."""
@@ -225,7 +230,7 @@ def test_a_persona_is_named_by_its_second_feature_only_when_that_sets_it_apart_t
     z[0, features.index("crv")], z[0, features.index("days_since_last_order")] = 5.3, 0.52
     z[1, features.index("clv")], z[1, features.index("civ")] = 1.43, -2.98
     z[2, features.index("days_since_last_order")], z[2, features.index("clv")] = -0.57, -0.56
-    names = _name_clusters(z, settings)
+    names = _name_clusters(z, settings, _every_member_does_it(settings, 3))
     crv_high = settings.label_names["crv"][0]
     assert names[0] == crv_high
     assert names[1].count(", ") == 1 and names[2].count(", ") == 1
@@ -277,7 +282,10 @@ def test_a_personas_two_labels_keep_one_order_whichever_is_larger():
     months = np.zeros((2, len(settings.features)))
     months[0, [civ, social]] = (-2.0, 1.6)
     months[1, [civ, social]] = (-1.6, 2.0)
-    names = _name_clusters(months[:1], settings) + _name_clusters(months[1:], settings)
+    shares = _every_member_does_it(settings, 1)
+    names = _name_clusters(months[:1], settings, shares) + _name_clusters(
+        months[1:], settings, shares
+    )
     assert names == ["Influenced, Socially active"] * 2
 
 
@@ -316,3 +324,101 @@ def test_a_feature_nobody_varies_on_a_later_day_has_z_scores_of_0():
     _, profiles = assign_personas(later, fitted.model)
     assert profiles["z_social_points"].to_list() == [0.0] * profiles.height
     assert profiles["z_total_spend"].abs().max() > 0.1  # the others still spread
+
+
+# Names true of their members: a label names a cluster that stands out on its feature, and a
+# label saying what members do only when most of them do it.
+
+
+def _newer_customers_and_referrers(seed: int = 11) -> pl.DataFrame:
+    """Three groups that differ only in referral (the other features the same for everyone):
+    600 customers with no referral value, 400 whom the referral model values from their tenure
+    though 4 % of them ever referred (CRV is a prediction), and 50 referrers with two credited
+    referrals each."""
+    rng = np.random.default_rng(seed)
+    n_plain, n_newer, n_referrers = 600, 400, 50
+    n = n_plain + n_newer + n_referrers
+    group = np.repeat(np.arange(3), [n_plain, n_newer, n_referrers])
+    crv = np.where(group == 0, 0.0, np.where(group == 1, 20.0, 2000.0)) * rng.uniform(0.9, 1.1, n)
+    referrals = np.where(group == 2, 2, 0)
+    referrals[np.flatnonzero(group == 1)[: n_newer * 4 // 100]] = 1
+    return pl.DataFrame(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "days_since_last_order": np.full(n, 60),
+            "order_count": np.full(n, 3),
+            "total_spend": np.full(n, 150.0),
+            "clv": np.full(n, 80.0),
+            "crv": crv,
+            "civ": np.zeros(n),
+            "ckv": np.zeros(n),
+            "social_points": np.zeros(n),
+            "crv_referrals": referrals,
+            "civ_gained": np.zeros(n),
+            "civ_ceded": np.zeros(n),
+            "review_count": np.zeros(n, dtype=np.int64),
+            "group": group,
+        }
+    )
+
+
+def test_a_persona_high_on_crv_whose_members_never_referred_is_not_called_referrers():
+    """A review: "Referrers, Socially quiet" held 558 customers of whom 25 (4.5 %) had ever
+    referred; their CRV, a prediction, came from their tenure and was their largest z-score
+    (0.59). A persona is "Referrers" only when most of its members referred; a persona of
+    referrers still is."""
+    frame = _newer_customers_and_referrers()
+    result = build_personas(frame)
+    members = (
+        result.assignments.join(
+            frame.select("customer_id", "group", "crv_referrals"), "customer_id"
+        )
+        .group_by("persona_id", "persona")
+        .agg(
+            pl.col("group").mode().first().alias("group"),
+            (pl.col("crv_referrals") > 0).mean().alias("referred"),
+        )
+    )
+    newer = members.filter(pl.col("group") == 1).row(0, named=True)
+    referrers = members.filter(pl.col("group") == 2).row(0, named=True)
+    z_crv = result.profiles.sort("z_crv", descending=True)
+    # the newer customers stand out on CRV, above every persona but the referrers
+    assert z_crv["persona_id"][1] == newer["persona_id"], result.profiles
+    assert newer["referred"] < 0.1 and "Referrers" not in newer["persona"], newer
+    assert referrers["referred"] == 1.0 and referrers["persona"] == "Referrers", referrers
+
+
+def test_the_reviewed_sample_persona_is_not_named_after_crv():
+    """The reviewed persona's own profile (the bundled sample, May 2026) and its members' shares
+    (4.5 % referred, 6.8 % had social points, 19.7 % reviewed): named after what it does stand
+    out on, not "Referrers"."""
+    from engagement_box.engagement.personas import MEMBER_SHARE, _name_clusters
+
+    settings = PersonaSettings()
+    z = np.array([[-0.541, -0.538, -0.509, 0.296, 0.592, 0.254, -0.369, -0.543]])
+    shares = {key: np.array([0.0]) for key in settings.member_tests}
+    shares["crv", True][0] = 0.045
+    shares["social_points", False][0] = 1 - 0.068
+    shares["ckv", False][0] = 1 - 0.197
+    (name,) = _name_clusters(z, settings, shares)
+    assert name == "Recent buyers, Socially quiet", name
+    # the same profile whose members mostly referred is "Referrers"
+    shares["crv", True][0] = MEMBER_SHARE + 0.01
+    assert "Referrers" in _name_clusters(z, settings, shares)[0].split(", "), shares
+
+
+def test_no_label_for_a_persona_that_stands_out_on_nothing():
+    """A persona within half a standard deviation of the buyers' mean on every feature, or
+    standing out only on behaviour its members do not show, is "Other buyers"; a
+    behaviour label with no column to check it against names nobody."""
+    from engagement_box.engagement.personas import FALLBACK_NAME, NAME_Z, _name_clusters
+
+    settings = PersonaSettings()
+    features = list(settings.features)
+    z = np.zeros((3, len(features)))
+    z[0, :] = NAME_Z - 0.01
+    z[1, features.index("social_points")] = 1.5  # but only 40 % have social points
+    z[2, features.index("ckv")] = 2.0  # the shares have no review count
+    shares = {key: np.full(3, 0.4) for key in settings.member_tests if key[0] != "ckv"}
+    names = _name_clusters(z, settings, shares)
+    assert names == [f"{FALLBACK_NAME} #{i}" for i in (1, 2, 3)], names

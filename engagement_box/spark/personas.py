@@ -4,11 +4,13 @@ The fit is `engagement/personas.py::build_personas`, the DuckDB engine's own, on
 brings to the driver: every customer when they are at most `fit_sample_size` (100,000 by default;
 so on the bundled sample the model equals the DuckDB engine's), else a seeded Bernoulli sample
 of about 1.2 x that many, which `build_personas` cuts to `fit_sample_size` with its own seeded
-draw. The sample size is a fit setting, not a share: k-means centres and the standardisation
-settle at tens of thousands of rows whatever the population (100M customers: 0.1 % of them,
-about 30 MB on the driver). Every customer is then assigned to the nearest centre on the
-executors (`personas.standardized` + `nearest_centre` per Arrow batch), and the profiles
-(sizes, raw and standardised means) come from Spark's counts and sums per persona.
+draw (the names, too, come from those rows: their profile and what their members did,
+`personas.MEMBER_COLUMNS`). The sample size is a fit setting, not a share: k-means centres and
+the standardisation settle at tens of thousands of rows whatever the population (100M
+customers: 0.1 % of them, about 30 MB on the driver). Every customer is then assigned to the
+nearest centre on the executors (`personas.standardized` + `nearest_centre` per Arrow batch),
+and the profiles (sizes, raw and standardised means) come from Spark's counts and sums per
+persona.
 
 The model in force is kept in the lake, `<lake>/models/persona_model.parquet`: one row per as-of
 (the model's JSON, the as-of it was fitted at, the settings and code it was fitted with), the
@@ -97,15 +99,18 @@ def personas(
     from engagement_box.spark.engagement import per_batch
 
     settings = settings or model_code.PersonaSettings()
+    # a fit names its personas, checking the labels against what members did (the DuckDB
+    # engine's `personas.feature_frame` columns); assigning keeps the model's names
+    members = model_code.MEMBER_COLUMNS if model is None else ()
     features = (
-        values.select("customer_id", "clv", "crv", "civ", "ckv", "social_points")
+        values.select("customer_id", "clv", "crv", "civ", "ckv", "social_points", *members)
         .join(
             rfm.filter(F.col("segment") != rfm_code.PROSPECT).select(
                 "customer_id", "days_since_last_order", "order_count", "total_spend"
             ),
             "customer_id",
         )
-        .select(*FEATURE_COLUMNS)
+        .select(*FEATURE_COLUMNS, *members)
     ).localCheckpoint()  # joined once: read by the count, the sample and the assignment
     n, longest = features.agg(F.count("*"), F.max("days_since_last_order")).first()
     if n == 0:
