@@ -488,8 +488,16 @@ def customer_summary(
             summary = summaries.customer_summary(con, window["as_of"], stored=True)
             recomputed = summary.height
         left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
+        people = (
+            summaries.left_out_customer_counts(
+                summaries.customers_left_out(con, window["as_of"], **money(window)),
+                summary["customer_id"],
+            )
+            if left_out  # no order left out, nobody to look for: no second pass
+            else None
+        )
         state = incremental.record(con, "customer_summary", window["as_of"], now, summary.height)
-        checks = [left_out_check(left_out, completed, window["currency"])]
+        checks = [left_out_check(left_out, completed, window["currency"], people)]
         metadata = write_work(con, "customer_summary", summary, window, also=state, checks=checks)
     repeat = int((summary["frequency"] > 0).sum()) if summary.height else 0
     metadata.update(
@@ -501,15 +509,38 @@ def customer_summary(
             "repeat_buyers": repeat,
             "currency": window["currency"],
             "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
+            **(people or {"customers_left_out": 0, "customers_partly_left_out": 0}),
         }
     )
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
-def left_out_check(left_out: dict[str, int], completed: int, currency: str) -> dg.AssetCheckResult:
+def _left_out_people_words(people: Mapping[str, int]) -> str:
+    """Whom the left-out orders are of, in words (empty when they are of nobody counted)."""
+    alone, partly = people["customers_left_out"], people["customers_partly_left_out"]
+    said = []
+    if alone:
+        said.append(
+            f"{alone} customer(s) with no other completed order get no RFM segment (not "
+            "Prospect: they bought) and no CLV"
+        )
+    if partly:
+        said.append(f"{partly} customer(s) are valued on their other orders only")
+    return "".join(f"{s}; " for s in said)
+
+
+def left_out_check(
+    left_out: dict[str, int],
+    completed: int,
+    currency: str,
+    people: Mapping[str, int] | None = None,
+) -> dg.AssetCheckResult:
     """`orders_left_out_within_limit` of either engine: the completed orders left out of the
-    value models for want of an FX rate (per currency), against all completed orders."""
+    value models for want of an FX rate (per currency), against all completed orders, and the
+    customers they are of (`people`, `summaries.left_out_customer_counts`; None: none left out):
+    those with no other order get no RFM segment, and are no prospects either."""
     n_left_out = sum(left_out.values())
+    people = dict(people or {"customers_left_out": 0, "customers_partly_left_out": 0})
     share = n_left_out / completed if completed else 0.0
     by_currency = ", ".join(f"{c} {n}" for c, n in left_out.items())
     passed = share <= summaries.MAX_ORDERS_LEFT_OUT_SHARE
@@ -529,10 +560,13 @@ def left_out_check(left_out: dict[str, int], completed: int, currency: str) -> d
             "completed_orders": completed,
             "share_left_out": share,
             "by_currency": dg.MetadataValue.json(left_out),
+            **people,
         },
         description=(
             f"{n_left_out} of {completed} completed orders left out: no FX rate into {currency} "
-            f"({by_currency}); add them to the fx_rates export or ENGAGEMENT_FX_RATES"
+            f"({by_currency}); "
+            + _left_out_people_words(people)
+            + "add them to the fx_rates export or ENGAGEMENT_FX_RATES"
             + (
                 # a shop selling in one currency only (a review): report in it, no rate needed
                 f", or report in {next(iter(left_out))} (ENGAGEMENT_CURRENCY="
@@ -566,13 +600,19 @@ def customer_rfm(
         customers = con.execute(
             load_sql("intermediate/customers_signed_up_by"), {"as_of": window["as_of"]}
         ).pl()["customer_id"]
-        scored = rfm.score_rfm(summary, window["as_of"], customers=customers)
+        # Buyers whose orders the summary left out for want of an FX rate are no prospects.
+        left_out = summaries.customers_left_out(con, window["as_of"], **money(window))
+        scored = rfm.score_rfm(
+            summary, window["as_of"], customers=customers, left_out=left_out["customer_id"]
+        )
         scored = scored.with_columns(
             pl.col("segment").cast(pl.String), pl.lit(window["as_of"]).alias("as_of")
         )
         metadata = write_work(con, "customer_rfm", scored, window)
     counts = {str(k): int(v) for k, v in rfm.segment_counts(scored).items()}
     metadata["segments"] = dg.MetadataValue.json(counts)
+    # the people with completed orders the step has no row for (segment NULL in marts.customer)
+    metadata.update(summaries.left_out_customer_counts(left_out, summary["customer_id"]))
     metadata["segment_sizes"] = png_markdown(reports.segment_sizes_png(counts), "segment sizes")
     return dg.MaterializeResult(metadata=metadata)
 

@@ -18,6 +18,7 @@ No Dagster import here.
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import duckdb
 import polars as pl
@@ -108,8 +109,17 @@ SEGMENT = Column(
     "segment",
     "VARCHAR",
     "The RFM segment from the R x F grid of docs/METRICS.md; 'Prospect' for a customer with a "
-    "profile and no completed order.",
+    "profile and no completed order. NULL in marts.customer (with order_count and total_spend) "
+    "for a customer whose completed orders up to the as-of date are all left out of the value "
+    "models for want of an FX rate: they bought, so they are no prospect, and they have no row "
+    "in marts.customer_rfm.",
     accepted_values=SEGMENT_VALUES,
+)
+# The rows of a table where a column of documented values may be NULL, and only those: the
+# customer mart's customers with no customer_rfm row (order_count NULL too), whose completed
+# orders are all left out for want of an FX rate (`value_problems`).
+NULL_ALLOWED: Mapping[str, Mapping[str, pl.Expr]] = MappingProxyType(
+    {"customer": MappingProxyType({"segment": pl.col("order_count").is_null()})}
 )
 SEGMENT_PLAY = Column(
     "segment_play",
@@ -223,13 +233,16 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "order_count",
                 "BIGINT",
-                "Completed orders up to the as-of date (the F of RFM); 0 for prospects.",
+                "Completed orders up to the as-of date (the F of RFM; orders without an FX rate "
+                "left out); 0 for prospects; NULL, with the segment, for a customer whose "
+                "completed orders are all without an FX rate.",
             ),
             Column(
                 "total_spend",
                 "DOUBLE",
                 f"Total net amount of completed orders up to the as-of date ({_MONEY}; orders "
-                "without an FX rate left out); 0 for prospects.",
+                "without an FX rate left out); 0 for prospects; NULL, with the segment, for a "
+                "customer whose completed orders are all without an FX rate.",
             ),
             Column(
                 "p_alive",
@@ -256,7 +269,8 @@ TABLES: tuple[Table, ...] = (
         "customer_rfm",
         "One row per customer (buyers and prospects): RFM inputs, 1-5 scores, "
         "segment and its play (segment_play, NULL in versions published before 2026-12-06). "
-        "Key: customer_id.",
+        "A buyer whose completed orders are all left out for want of an FX rate has no row "
+        "(nor is a prospect). Key: customer_id.",
         key=("customer_id",),
         columns=(
             CUSTOMER_ID,
@@ -1237,13 +1251,18 @@ def key_problems(frame: pl.DataFrame, name: str) -> list[str]:
 
 
 def value_problems(frame: pl.DataFrame, name: str) -> list[str]:
-    """Columns of `name` with a value outside the documented set (NULL included)."""
+    """Columns of `name` with a value outside the documented set (NULL included, except on the
+    rows `NULL_ALLOWED` names)."""
     problems = []
     for column, allowed in accepted_values(name).items():
         if column not in frame.columns:
             problems.append(f"{column} missing")
             continue
-        bad = frame.filter(~pl.col(column).cast(pl.String).is_in(list(allowed)).fill_null(False))
+        ok = pl.col(column).cast(pl.String).is_in(list(allowed)).fill_null(False)
+        null_allowed = NULL_ALLOWED.get(name, {}).get(column)
+        if null_allowed is not None and set(null_allowed.meta.root_names()) <= set(frame.columns):
+            ok = ok | (pl.col(column).is_null() & null_allowed)
+        bad = frame.filter(~ok)
         if bad.height:
             values = bad[column].cast(pl.String).unique().sort(nulls_last=True).head(EXAMPLES)
             problems.append(

@@ -178,6 +178,25 @@ def test_key_and_value_problems_are_named():
     ]
 
 
+def test_a_null_segment_is_documented_only_for_a_customer_without_rfm_inputs():
+    """A customer whose completed orders are all left out for want of an FX rate has no
+    customer_rfm row: segment, order_count and total_spend NULL in the customer mart (they were
+    published as Prospects, a review). A NULL segment on a row with an order count is not."""
+    rows = pl.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "segment": ["Champions", None, None],
+            "quadrant": ["CEV Misers"] * 3,
+            "order_count": [3, None, 2],
+        }
+    )
+    assert dictionary.value_problems(rows, "customer") == [
+        "1 row(s) with segment outside the documented values, e.g. NULL"
+    ]
+    assert dictionary.value_problems(rows.head(2), "customer") == []
+    assert "NULL in marts.customer" in dictionary.table("customer").column("segment").text
+
+
 ORDERS_DDL = """
 create schema if not exists staging;
 create table staging.orders (

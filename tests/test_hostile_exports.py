@@ -1409,6 +1409,71 @@ def test_orders_left_out_for_want_of_a_rate_fail_the_blocking_check(tmp_path, ex
     assert check.passed and check.metadata["orders_left_out"].value == 0
 
 
+def test_a_buyer_whose_orders_all_lack_a_rate_is_no_prospect(tmp_path, exports_dir):
+    """A profile whose completed orders are all in PLN, with no PLN rate, was published as a
+    Prospect (0 orders, the first-purchase play) and put in the prospect audience, while the
+    run said only that 2 orders were left out (a multi-currency review). It gets no RFM row now
+    (its segment is NULL in the customer mart), and the check and the step say how many such
+    customers there are, and how many were valued on their other orders only (the CHF buyer's
+    first order is before CHF's first rate)."""
+    from assets.identity import identity_assets
+    from assets.value import buyer_days, customer_rfm, customer_summary
+    from pipelines.resources import EngagementConfig, ModelSettings
+
+    profile = {
+        "social_handles": "", "signup_date": "2023-01-01", "loyalty_member": "false",
+        "marketing_consent": "true", "country": "PL",
+    }  # fmt: skip
+    write_csv(
+        exports_dir / "customers" / "c.csv",
+        [profile | {"customer_id": c, "email": f"{c}@x.io"} for c in ("pln", "chf", "never")],
+    )
+    rows = [
+        money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(400)
+    ]
+    rows += [
+        money_order(900, "50.00", "PLN", "2024-06-10", "pln"),
+        money_order(901, "70.00", "PLN", "2024-07-01", "pln"),
+        money_order(902, "30.00", "CHF", "2024-02-01", "chf"),  # before CHF's first rate
+        money_order(903, "30.00", "CHF", "2024-04-01", "chf"),
+        money_order(904, "30.00", "CHF", "2024-05-01", "chf"),
+    ]
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    write_csv(exports_dir / "fx_rates" / "r.csv", fx_rows(("2024-03-01", "CHF", "1.1")))
+    database = tmp_path / "w.duckdb"
+
+    result = dg.materialize(
+        [*staged_assets, *identity_assets, buyer_days, customer_summary, customer_rfm],
+        resources={
+            "warehouse": working_warehouse(database),
+            "exports": ExportsResource(data_dir=str(exports_dir)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(),
+        },
+        partition_key="2024-12-01",
+    )
+
+    check = summary_check(result)
+    assert check.passed and check.metadata["orders_left_out"].value == 3
+    assert check.metadata["customers_left_out"].value == 1
+    assert check.metadata["customers_partly_left_out"].value == 1
+    assert "1 customer(s) with no other completed order get no RFM segment (not Prospect" in (
+        check.description
+    )
+    with duckdb.connect(str(database), read_only=True) as con:
+        rfm_rows = dict(
+            con.execute(
+                "SELECT customer_id, segment FROM work.customer_rfm "
+                "WHERE customer_id IN ('pln', 'chf', 'never')"
+            ).fetchall()
+        )
+    assert rfm_rows.keys() == {"chf", "never"} and rfm_rows["never"] == "Prospect"
+    assert rfm_rows["chf"] != "Prospect"
+    step = result.asset_materializations_for_node("work__customer_rfm")[0].metadata
+    assert step["customers_left_out"].value == 1
+    assert step["segments"].value["Prospect"] == 1
+
+
 def test_a_future_dated_order_does_not_move_the_as_of(tmp_path, exports_dir):
     rows = [money_order(i, "10.00", "USD", f"2024-0{1 + i % 9}-10", f"c{i % 7}") for i in range(40)]
     write_csv(exports_dir / "orders" / "a.csv", rows)

@@ -132,6 +132,21 @@ def test_prospects_have_no_scores():
     assert list(counts) == [*rfm.SEGMENTS, rfm.PROSPECT]
 
 
+def test_a_buyer_whose_orders_are_all_left_out_for_want_of_a_rate_is_no_prospect():
+    """A profile whose completed orders are all in a currency with no FX rate has no summary
+    row: it was published as a Prospect (0 orders, the first-purchase play) though it bought (a
+    multi-currency review). It gets no row; one valued on other orders is scored as before."""
+    s = summary([1, 5], [3, 1], [90.0, 20.0], ids=["a", "b"])
+    out = rfm.score_rfm(s, AS_OF, customers=["a", "b", "p", "x"], left_out=["b", "x", "guest"])
+    assert out["customer_id"].to_list() == ["a", "b", "p"]
+    assert out.filter(pl.col("segment") == rfm.PROSPECT)["customer_id"].to_list() == ["p"]
+    assert out.filter(pl.col("customer_id") == "b")["f_score"].null_count() == 0
+    # no one left out: the same rows as without the argument
+    assert rfm.score_rfm(s, AS_OF, customers=["a", "p"], left_out=[]).equals(
+        rfm.score_rfm(s, AS_OF, customers=["a", "p"])
+    )
+
+
 def test_segments_follow_the_map():
     rng = np.random.default_rng(11)
     n = 2000

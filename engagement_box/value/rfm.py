@@ -24,7 +24,10 @@ customers (60 % strictly below them) get F = 4; F = 2 and 3 are then unused. If 
 same value, everybody scores 1.
 
 Segments come from R and F only (the 25-cell map below, each cell exactly once). Customers with no
-completed order are prospects: segment "Prospect" and null scores.
+completed order are prospects: segment "Prospect" and null scores. A customer whose completed
+orders are all left out of the value models for want of an FX rate (`left_out`) is neither: they
+have no row, as they have none in the summary the models read (their segment is NULL in the
+customer mart).
 """
 
 import datetime as dt
@@ -142,14 +145,18 @@ def score_rfm(
     summary: pl.DataFrame,
     as_of: dt.date | dt.datetime,
     customers: Any = None,
+    left_out: Any = None,
 ) -> pl.DataFrame:
     """RFM scores and segments, one row per customer.
 
     `summary` needs customer_id, last_order_date (date or timestamp), order_count and total_spend
     (the columns of `sql/work/customer_summary.sql`; rows with order_count = 0 or a null
     last_order_date count as prospects). `customers` (optional, any iterable of ids) adds
-    prospects: ids with no row in `summary`. `as_of` is the observation end; recency is counted
-    in whole days from the last order's day to `as_of`'s day.
+    prospects: ids with no row in `summary`. `left_out` (optional, any iterable of ids): customers
+    with completed orders the summary leaves out for want of an FX rate
+    (`sql/work/customers_without_rate.sql`); one of them without a row in `summary` bought, so
+    they are never added as a prospect: they get no row. `as_of` is the observation end; recency
+    is counted in whole days from the last order's day to `as_of`'s day.
 
     Returns customer_id, days_since_last_order, order_count, total_spend, r_score, f_score,
     m_score (Int8, null for prospects), rfm_cell ("R5F4", null for prospects) and segment (Enum
@@ -183,6 +190,13 @@ def score_rfm(
         extra = pl.DataFrame({"customer_id": ids.unique(maintain_order=True)}).join(
             base.select("customer_id"), on="customer_id", how="anti", maintain_order="left"
         )
+        if left_out is not None:
+            bought = pl.Series(
+                "customer_id",
+                list(left_out) if not isinstance(left_out, pl.Series) else left_out,
+                dtype=pl.String,
+            )
+            extra = extra.filter(~pl.col("customer_id").is_in(bought.implode()))
         prospects = pl.concat([prospects, extra])
 
     r = quintile_scores(active["days_since_last_order"].to_numpy(), higher_is_better=False)

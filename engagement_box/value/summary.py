@@ -154,6 +154,30 @@ def orders_left_out(
     return left_out, sum(int(total) for _, _, total in rows)
 
 
+def customers_left_out(
+    con: Any, as_of: Any, *, currency: str | None, fx_rates: Mapping[str, float] | None = None
+) -> pl.DataFrame:
+    """The resolved customers with completed orders up to `as_of` left out of the value models
+    for want of an FX rate (`sql/work/customers_without_rate.sql`): customer_id and
+    orders_left_out. Those without a row in the customer summary have no valued order: they get
+    no RFM segment and are never prospects (`rfm.score_rfm`'s `left_out`)."""
+    prepare_currency(con, currency)
+    fx = fx_parameters(currency, fx_rates)
+    return con.execute(
+        load_sql("work/customers_without_rate", **orders_source(con)),
+        {"as_of": as_of, "fx_currencies": fx["fx_currencies"]},
+    ).pl()
+
+
+def left_out_customer_counts(left_out: pl.DataFrame, buyers: Any) -> dict[str, int]:
+    """How many of `customers_left_out`'s customers have no valued order (no id in `buyers`,
+    the customer summary's ids: left out of every value model and of the RFM segments) and how
+    many have some of their orders valued (scored on those only), for the run's metadata."""
+    ids = left_out["customer_id"].cast(pl.String)
+    valued = int(ids.is_in(pl.Series(buyers, dtype=pl.String).implode()).sum()) if len(ids) else 0
+    return {"customers_left_out": len(ids) - valued, "customers_partly_left_out": valued}
+
+
 def orders_source(con: Any, resolve_identity: bool | None = None) -> dict[str, str]:
     """Where the summaries read orders and their customer (identifiers for `load_sql`).
 

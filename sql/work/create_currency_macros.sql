@@ -1,5 +1,6 @@
 -- The reporting-currency rule of the value-model summaries (customer_summary.sql,
--- calibration_holdout.sql and orders_without_rate.sql), for this connection only.
+-- calibration_holdout.sql, orders_without_rate.sql and customers_without_rate.sql), for this
+-- connection only.
 -- `reporting_rates` holds the dated rates of the fx_rates export per currency and day
 -- (insert_reporting_rates.sql): each summary joins an order to the rate of its currency on its
 -- day, i.e. the latest dated rate on or before that day.

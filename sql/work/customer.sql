@@ -46,8 +46,10 @@ select
     r.segment,
     v.quadrant,
     pe.persona,
-    coalesce(r.order_count, 0) as order_count,
-    cast(coalesce(r.total_spend, 0) as double) as total_spend,
+    -- NULL with the segment for a customer with no customer_rfm row: their completed orders are
+    -- all left out of the value models for want of an FX rate (customers_without_rate.sql)
+    r.order_count,
+    cast(r.total_spend as double) as total_spend,
     s.p_alive,
     v.clv,
     v.crv,
