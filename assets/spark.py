@@ -500,7 +500,8 @@ def spark_marts(
     for name, frame in marts.items():
         tables.save(f"work.{name}", frame)
     left_out, completed = info["orders_left_out"], info["completed_orders"]
-    checks = [left_out_check(left_out, completed, cfg.currency)]
+    people = info["customers_left_out"]
+    checks = [left_out_check(left_out, completed, cfg.currency, people)]
     _checked(lake_dir.path, MARTS_KEY, checks)
     return dg.MaterializeResult(
         metadata={
@@ -510,6 +511,7 @@ def spark_marts(
             "bgnbd": dg.MetadataValue.json(info["bgnbd"].params),
             "gamma_gamma": dg.MetadataValue.json(info["gamma_gamma"].params),
             "orders_left_out_no_fx_rate": dg.MetadataValue.json(left_out),
+            **people,
         },
         check_results=checks,
     )

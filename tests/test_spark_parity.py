@@ -19,7 +19,8 @@ import pytest
 from engagement_box import dictionary
 from engagement_box.spark import lake, pipeline
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.value.summary import customer_summary, orders_left_out
+from engagement_box.value import rfm
+from engagement_box.value.summary import customer_summary, customers_left_out, orders_left_out
 from tests.spark_runs import AS_OF
 
 pytestmark = pytest.mark.spark
@@ -156,6 +157,53 @@ def test_orders_left_out_for_want_of_a_rate(engines, currency):
     expected = orders_left_out(con, AS_OF, currency=currency, fx_rates={})
     assert got == expected
     assert (sum(got[0].values()) > 0) == (currency == "JPY") and got[1] > 0
+
+
+def test_customers_left_out_for_want_of_a_rate(engines):
+    """The customers the RFM leaves out rather than call prospects (their completed orders are
+    all without a rate: a review found them published as Prospects) are the same on both
+    engines: one SQL file, transpiled. In JPY every buyer's USD orders are left out."""
+    con, tables, _, _ = engines
+    try:
+        pipeline.reporting_rates(tables, "JPY")
+        got = pl.from_arrow(pipeline.customers_left_out(tables, AS_OF, ["JPY"]).toArrow())
+    finally:
+        pipeline.reporting_rates(tables, "USD")  # the session's other tests read USD rates
+    expected = customers_left_out(con, AS_OF, currency="JPY", fx_rates={})
+    assert expected.height > 0
+    assert_same_rows(expected, got, ["customer_id"])
+    usd = customers_left_out(con, AS_OF, currency="USD", fx_rates={})
+    assert usd.height == pipeline.customers_left_out(tables, AS_OF, ["USD"]).count() == 0
+
+
+def test_score_rfm_leaves_out_buyers_without_a_rate(spark):
+    """`spark/value.py::score_rfm` gives the rows of `rfm.score_rfm` with `left_out`: a profile
+    whose orders are all left out for want of an FX rate gets no row (it was a Prospect), one
+    valued on its other orders is scored, a profile without an order is a Prospect."""
+    summary = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "last_order_date": [date(2024, 6, 1), date(2024, 3, 1)],
+            "order_count": [3, 1],
+            "total_spend": [90.0, 20.0],
+        }
+    )
+    customers = ["a", "b", "p", "x"]
+    left_out = ["b", "x", "guest"]
+    expected = rfm.score_rfm(summary, AS_OF, customers=customers, left_out=left_out)
+
+    from engagement_box.spark import value
+
+    got = value.score_rfm(
+        spark,
+        spark.createDataFrame(summary.to_arrow()),
+        spark.createDataFrame([(c,) for c in customers], "customer_id string"),
+        AS_OF,
+        spark.createDataFrame([(c,) for c in left_out], "customer_id string"),
+    )
+    got = pl.from_arrow(got.toArrow())
+    assert got["customer_id"].sort().to_list() == ["a", "b", "p"]
+    assert_same_rows(expected.with_columns(pl.col("segment").cast(pl.String)), got, ["customer_id"])
 
 
 @pytest.mark.parametrize("start", [None, date(2024, 1, 1)])

@@ -234,6 +234,21 @@ def orders_left_out(
     return left_out, sum(int(r["completed"]) for r in rows)
 
 
+def customers_left_out(tables: SparkTables, as_of: date, fx_currencies: list[str] | None):
+    """`value/summary.py::customers_left_out` on Spark (`work/customers_without_rate.sql` over
+    the resolved orders, after `reporting_rates`): the customers with completed orders up to
+    `as_of` left out for want of an FX rate, as a DataFrame (customer_id, orders_left_out)."""
+    return tables.run(
+        ["work/customers_without_rate"],
+        CURRENCY_MACROS,
+        values={"as_of": as_of, "fx_currencies": fx_currencies},
+        types={"fx_currencies": "array<string>"},
+        customer_column="buyer_id",
+        orders_schema="intermediate",
+        orders_table="orders_resolution",
+    )
+
+
 def buyer_days(tables: SparkTables, fx_currencies: list[str] | None, fx_rates: list[float] | None):
     """`work/buyer_days.sql` over the resolved orders (completed orders per customer and day in
     the reporting currency), as a DataFrame: the one pass the summaries read."""
@@ -343,8 +358,15 @@ def value_marts(
 
     (signed_up,) = load_spark_sql("intermediate/customers_signed_up_by")
     customers = run(spark, signed_up.sql, {"as_of": as_of})
+    # Buyers whose orders the summary left out for want of an FX rate are no prospects
+    # (checkpointed: the counts and the RFM read the orders once).
+    describe(spark, "value customers left out")
+    buyers_left_out = customers_left_out(tables, as_of, fx["fx_currencies"]).localCheckpoint()
+    n_left_out = buyers_left_out.count()
+    valued = buyers_left_out.join(summary.select("customer_id"), "customer_id").count()
+    people = {"customers_left_out": n_left_out - valued, "customers_partly_left_out": valued}
     describe(spark, "value rfm counts")
-    rfm = value.score_rfm(spark, summary, customers, as_of).select("*", stamp)
+    rfm = value.score_rfm(spark, summary, customers, as_of, buyers_left_out).select("*", stamp)
 
     # The fits, on the driver, from grouped rows (days).
     describe(spark, "value grouped rows for the fits")
@@ -435,5 +457,6 @@ def value_marts(
         "gamma_gamma": gamma_gamma,
         "orders_left_out": left_out,
         "completed_orders": completed,
+        "customers_left_out": people,
     }
     return marts, info

@@ -48,8 +48,10 @@ def _scores(frame, column: str, n: int, higher_is_better: bool):
     )
 
 
-def score_rfm(spark, summary, customers, as_of: date):
-    """The rows of `rfm.score_rfm(summary, as_of, customers)`, as a Spark DataFrame."""
+def score_rfm(spark, summary, customers, as_of: date, left_out=None):
+    """The rows of `rfm.score_rfm(summary, as_of, customers, left_out)`, as a Spark DataFrame
+    (`left_out`: a DataFrame with customer_id, the customers with orders left out for want of an
+    FX rate, never added as prospects)."""
     from pyspark.sql import functions as F
 
     base = summary.select(
@@ -96,6 +98,8 @@ def score_rfm(spark, summary, customers, as_of: date):
     )
     known = base.select("customer_id")
     extra = customers.select("customer_id").distinct().join(known, "customer_id", "left_anti")
+    if left_out is not None:
+        extra = extra.join(left_out.select("customer_id"), "customer_id", "left_anti")
     prospects = base.filter(~active_rule).unionByName(
         extra.select(
             "customer_id",
