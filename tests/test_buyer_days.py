@@ -10,7 +10,7 @@ import pytest
 
 from engagement_box import incremental
 from engagement_box.identity.links import build_identity_links
-from engagement_box.sql import table_exists
+from engagement_box.sql import load_sql, table_exists
 from engagement_box.value import summary as summaries
 from tests.conftest import ORDER_HEADER
 from tests.test_identity import con  # noqa: F401  (the staged customers, reviews, social, ...)
@@ -224,6 +224,15 @@ def test_a_rate_a_thousand_times_its_previous_one_is_refused_not_converted_with(
         summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=FX)
     staged.execute("UPDATE staging.fx_rates SET rate = 12.5 WHERE \"date\" = '2024-02-01'")
     assert _refresh(staged).reason  # tenfold exactly: a step a rate may take
+    # (in DOUBLEs 0.0012 * 10 is above 0.012: a code review found such a step refused)
+    staged.execute(
+        "INSERT INTO staging.fx_rates VALUES ('2024-01-01', 'JPY', 0.0012, 'fx_rates/fx.csv', 3), "
+        "('2024-02-01', 'JPY', 0.012, 'fx_rates/fx.csv', 4)"
+    )
+    jumps = staged.execute(
+        load_sql("work/fx_rate_jumps"), {"currency": "USD", "max_jump": summaries.MAX_RATE_JUMP}
+    ).fetchall()
+    assert jumps == []
 
 
 def test_rates_into_another_currency_are_refused_not_converted_with(staged):

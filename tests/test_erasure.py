@@ -673,6 +673,53 @@ def test_her_address_written_as_a_link_with_a_dot_or_in_full_width_stays_out(bui
     assert erasure.normalize(handle, "handle") == sql_handle == "janed"
 
 
+def test_keys_folded_by_rules_13_still_meet_erasures_logged_before_and_every_form_is_read():
+    """A code review of rules 13: (1) an erasure logged before hashed a full-width or dotted
+    address as written, and after the upgrade took the files in again the ingest's folded key
+    no longer met it: her review by email came back; (2) a full-width `；` between a profile's
+    handles became a separator once staged, where erasure split the raw text before folding;
+    (3) a full-width `＠` in a misplaced or longer value was not looked at; (4) whitespace
+    before the root's dot stayed on the staged address."""
+    from engagement_box.staging.validation import normalise_text
+
+    salt = "s"
+    logged_before = erasure._hash_normalized("\uff4aane@example.com", "email", salt)
+    reviews = pl.DataFrame(
+        {"review_id": ["r1", "r2"], "email": ["\uff4aane@example.com", "bob@example.com"]}
+    )
+    assert erasure.suppression_mask(reviews, "reviews", {logged_before}, salt).to_list() == [
+        True,
+        False,
+    ]
+    bob = erasure._hash_normalized("bob", "handle", salt)
+    profiles = pl.DataFrame(
+        {"customer_id": ["C2", "C3"], "social_handles": ["\uff41nn\uff1b\uff20bob", "@carl"]}
+    )
+    assert erasure.suppression_mask(profiles, "customers", {bob}, salt).to_list() == [True, False]
+    ann = erasure._hash_normalized("ann@x.com", "email", salt)
+    orders = pl.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3"],
+            "email": ["Ann <\uff41nn\uff20x.com>", None, None],
+            "channel": ["web", "\uff41nn\uff20x.com", "web"],
+        }
+    )
+    assert erasure.suppression_mask(orders, "orders", {ann}, salt).to_list() == [True, True, False]
+    written = {
+        "customer_id": ["c1", "c2"],
+        "email": ["ann@x.com\u3000.", "ann@x.com ."],
+        "social_handles": ["\uff41nn\uff1b\uff20bob", None],
+    }
+    customers = SOURCES["customers"]
+    raw = pl.DataFrame(
+        {c: written.get(c, [None, None]) for c in customers.columns},
+        schema=dict.fromkeys(customers.columns, pl.String),
+    )
+    staged = normalise_text(raw, customers)
+    assert staged["email"].to_list() == ["ann@x.com", "ann@x.com"]
+    assert staged["social_handles"].to_list() == ["ann;@bob", None]
+
+
 def test_a_row_read_with_too_few_fields_is_erased_and_suppressed_by_any_of_its_values(built):
     """A short CSV row (a field missing) is quarantined as wrong_field_count with its values
     under the wrong names: her email sat under customer_id, where erasure did not look, and a

@@ -305,12 +305,12 @@ def lower_expr(text: pl.Expr) -> pl.Expr:
 def normalize(value: object, kind: str) -> str | None:
     """A key as identity compares it, in the ingest's order: emails and handles without
     invisible characters anywhere (`contracts.INVISIBLE`), trimmed as the ingest trims
-    (`contracts.TRIMMED`), in Unicode's composed form (NFC) as the ingest stages it; emails and
-    handles with full-width ASCII read as ASCII, emails without a leading `mailto:` and trailing
-    dots (`contracts.MAILTO_PATTERN`), as the ingest stages them; emails and
-    handles lower-cased, handles without leading '@'. Empty text is None. (Composed before the
-    invisible characters went, an `e`, a zero-width space and an accent stayed decomposed where
-    the ingest staged `é`: a review.)"""
+    (`contracts.TRIMMED`), emails and handles with full-width ASCII read as ASCII, in Unicode's
+    composed form (NFC) as the ingest stages it; emails without a leading `mailto:` and
+    trailing dots and whitespace (`contracts.MAILTO_PATTERN`), as the ingest stages them;
+    emails and handles lower-cased, handles without leading '@'. Empty text is None. (Composed
+    before the invisible characters went, an `e`, a zero-width space and an accent stayed
+    decomposed where the ingest staged `é`: a review.)"""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     if value is None:
@@ -318,11 +318,12 @@ def normalize(value: object, kind: str) -> str | None:
     text = str(value)
     if kind in ("email", "handle"):
         text = text.translate(_NO_INVISIBLE)
-    text = unicodedata.normalize("NFC", text.strip(TRIMMED))
+    text = text.strip(TRIMMED)
     if kind in ("email", "handle"):
         text = text.translate(_HALF_WIDTH)
+    text = unicodedata.normalize("NFC", text)
     if kind == "email":
-        text = re.sub(MAILTO_PATTERN, "", text).strip(TRIMMED).rstrip(".")
+        text = re.sub(MAILTO_PATTERN, "", text).strip(TRIMMED).rstrip(TRIMMED + ".")
     if kind in ("email", "handle"):
         text = text.translate(_SIMPLE_LOWER).lower()
     if kind == "handle":
@@ -330,25 +331,29 @@ def normalize(value: object, kind: str) -> str | None:
     return text or None
 
 
-def normalized_expr(column: str, kind: str, legacy: bool = False, composed: bool = True) -> pl.Expr:
+def normalized_expr(
+    column: str, kind: str, legacy: bool = False, composed: bool = True, folded: bool = True
+) -> pl.Expr:
     """`normalize` as a polars expression over a column (cast to text). `legacy`: with the full
     lower case of before (`İ` two characters, a final `Σ` a `ς`), which hashed the keys of
     erasures logged until 2026-12-04 (`suppression_mask` matches those too). `composed=False`
     leaves the text in the form it was written in (NFC costs 0.3 s per 1M values): for
-    `suppression_mask`, which composes the few keys it hashes itself."""
+    `suppression_mask`, which composes the few keys it hashes itself. `folded=False`: without
+    the full-width fold and an email's `mailto:` and trailing dots, as requests were hashed
+    until rules 13 (2026-12-07; `suppression_mask` matches those too)."""
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}; expected one of {KINDS}")
     text = pl.col(column).cast(pl.String)
     if kind in ("email", "handle"):
         text = text.str.replace_all(INVISIBLE_PATTERN, "")
     text = text.str.strip_chars(TRIMMED)
+    if folded and kind in ("email", "handle"):
+        text = text.str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
     if composed:
         text = text.str.normalize("NFC")
-    if kind in ("email", "handle"):
-        text = text.str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
-    if kind == "email":
+    if folded and kind == "email":
         text = text.str.replace(MAILTO_PATTERN, "").str.strip_chars(TRIMMED)
-        text = text.str.strip_chars_end(".")
+        text = text.str.strip_chars_end(TRIMMED + ".")
     if kind in ("email", "handle"):
         text = text.str.to_lowercase() if legacy else lower_expr(text)
     if kind == "handle":
@@ -426,6 +431,16 @@ def suppression_mask(
                 normalized_expr(column, kind, legacy=True, composed=False)
             ).to_series()
             hit = hit | (erased_among(legacy, kind) & special)
+        # An erasure logged before rules 13 hashed a full-width, `mailto:` or dotted address as
+        # it was written (a code review: such a person came back after the upgrade took the
+        # files in again): where the fold changes a key, its earlier form is looked for too.
+        if kind in ("email", "handle"):
+            before = rows.select(
+                normalized_expr(column, kind, composed=False, folded=False)
+            ).to_series()
+            changed = before.ne_missing(keys)
+            if changed.any():
+                hit = hit | (erased_among(before, kind) & changed)
         return hit
 
     for column, kind in SUBJECT_COLUMNS[source_name].items():
@@ -437,7 +452,10 @@ def suppression_mask(
         if column in frame.columns:
             entries = frame.select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-                pl.col(column).cast(pl.String).str.split(LIST_SEPARATOR),
+                pl.col(column)
+                .cast(pl.String)
+                .str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
+                .str.split(LIST_SEPARATOR),
             ).explode(column)
             rows = entries["_row"].filter(matches(column, "handle", entries)).unique()
             if len(rows):
@@ -450,11 +468,19 @@ def suppression_mask(
     for column, dtype in frame.schema.items():
         if dtype != pl.String or column == "source_file":
             continue
-        at = frame[column].str.contains("@", literal=True).fill_null(False) & ~mask
+        text = frame[column]
+        wide = text.str.contains("\uff20", literal=True).fill_null(False)  # a full-width @
+        if wide.any():  # read as the ingest reads an address (`contracts.FULL_WIDTH`)
+            rows_wide = wide.arg_true()
+            text = text.scatter(
+                rows_wide,
+                text.gather(rows_wide).str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH)),
+            )
+        at = text.str.contains("@", literal=True).fill_null(False) & ~mask
         if not at.any():
             continue
         index = at.arg_true()
-        rows = frame[index]
+        rows = frame[index].with_columns(text.gather(index).alias(column))
         found = (
             matches(column, "email", rows)
             if column not in identifying

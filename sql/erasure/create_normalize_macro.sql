@@ -17,12 +17,14 @@ CREATE OR REPLACE TEMP MACRO erasure_half_width(value) AS translate(
 );
 
 CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE kind
-    WHEN 'email' THEN intermediate.normalized_email(rtrim(erasure_trimmed(regexp_replace(
-        erasure_half_width(nfc_normalize(erasure_trimmed(erasure_visible(value)))),
-        '^mailto:', '', 'i'
-    )), '.'))
+    WHEN 'email' THEN intermediate.normalized_email(erasure_trailing_dots(erasure_trimmed(
+        regexp_replace(
+            nfc_normalize(erasure_half_width(erasure_trimmed(erasure_visible(value)))),
+            '^mailto:', '', 'i'
+        )
+    )))
     WHEN 'handle' THEN intermediate.normalized_handle(
-        erasure_half_width(nfc_normalize(erasure_trimmed(erasure_visible(value))))
+        nfc_normalize(erasure_half_width(erasure_trimmed(erasure_visible(value))))
     )
     ELSE nullif(nfc_normalize(erasure_trimmed(value)), '')
 END

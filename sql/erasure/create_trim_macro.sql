@@ -16,4 +16,13 @@ CREATE OR REPLACE TEMP MACRO erasure_visible(value) AS translate(
     CAST(value AS VARCHAR),
     chr(8203) || chr(8204) || chr(8205) || chr(8288) || chr(65279) || chr(173),
     ''
+);
+
+-- An email address without dots and the trimmed characters after it, any mix (`ann@x.com.`,
+-- `ann@x.com .`: the root's dot), as the ingest stages it (validation.folded_contact).
+CREATE OR REPLACE TEMP MACRO erasure_trailing_dots(value) AS rtrim(
+    CAST(value AS VARCHAR),
+    chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || chr(32) || chr(133) || chr(160) || chr(5760) || chr(8192) || chr(8193) || chr(8194) || chr(8195) || chr(8196) || chr(8197) || chr(8198) || chr(8199) || chr(8200) || chr(8201) || chr(8202) || chr(8232) || chr(8233) || chr(8239) || chr(8287) || chr(12288)
+    || chr(8203) || chr(8204) || chr(8205) || chr(8288) || chr(65279) || chr(173)
+    || '.'
 )

@@ -14,7 +14,11 @@ WHERE source = $source
           flatten(
               list_transform(
                   list_filter(
-                      map_values(CAST(raw_values AS MAP(VARCHAR, VARCHAR))), v -> contains(v, '@')
+                      list_transform(
+                          map_values(CAST(raw_values AS MAP(VARCHAR, VARCHAR))),
+                          v -> erasure_half_width(v)  -- a full-width @ is an @ (the ingest's)
+                      ),
+                      v -> contains(v, '@')
                   ),
                   v -> list_concat(
                       [erasure_normalized(v, 'email')],
@@ -40,7 +44,10 @@ WHERE source = $source
                   list_transform(
                       $lists::VARCHAR[],
                       f -> string_split(
-                          coalesce(json_extract_string(raw_values, '$.' || f), ''), ';'
+                          erasure_half_width(
+                              coalesce(json_extract_string(raw_values, '$.' || f), '')
+                          ),
+                          ';'
                       )
                   )
               ),

@@ -21,5 +21,9 @@ FROM (
     WHERE currency <> $currency
 ) AS steps
 WHERE previous_rate IS NOT NULL
-  AND (rate > previous_rate * $max_jump OR previous_rate > rate * $max_jump)
+  -- (a relative 1e-9 over the factor: rates are DOUBLEs, and 0.0012 * 10 is above 0.012)
+  AND (
+      rate > previous_rate * $max_jump * (1 + 1e-9)
+      OR previous_rate > rate * $max_jump * (1 + 1e-9)
+  )
 ORDER BY currency, rate_day
