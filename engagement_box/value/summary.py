@@ -161,7 +161,11 @@ def customers_left_out(
     for want of an FX rate (`sql/work/customers_without_rate.sql`): customer_id and
     orders_left_out. Those without a row in the customer summary have no valued order: they get
     no RFM segment and are never prospects (`rfm.score_rfm`'s `left_out`)."""
-    prepare_currency(con, currency)
+    left_out, _ = orders_left_out(con, as_of, currency=currency, fx_rates=fx_rates)
+    if not any(left_out.values()):  # the usual run: the orders' count costs a third of resolving
+        return pl.DataFrame(  # them (0.26 against 0.6-0.9 CPU-s at 10M orders, 2026-12-07)
+            schema={"customer_id": pl.String, "orders_left_out": pl.Int64}
+        )
     fx = fx_parameters(currency, fx_rates)
     return con.execute(
         load_sql("work/customers_without_rate", **orders_source(con)),
