@@ -208,6 +208,17 @@ def built(built_once: Path, tmp_path: Path, monkeypatch):
     con.close()
 
 
+def sql_normalized(con: duckdb.DuckDBPyConnection, texts: list, kind: str) -> list:
+    """`texts` through erasure's SQL normalisation (`erasure_normalized`) on `con`, which has
+    identity's normalisation macros."""
+    con.execute(load_sql("erasure/create_trim_macro"))
+    con.execute(load_sql("erasure/create_normalize_macro"))
+    return con.execute(
+        "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, $kind))",
+        {"t": texts, "kind": kind},
+    ).fetchone()[0]
+
+
 def mentions(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> dict[str, int]:
     """Rows per table or view (any schema) with a text, JSON or list cell containing a token."""
     columns = con.execute(
@@ -659,12 +670,7 @@ def test_her_address_written_as_a_link_with_a_dot_or_in_full_width_stays_out(bui
     ).fetchall() == [("o39", "bob@example.com")]
     erased = "SELECT rows FROM staging.erased_rows WHERE source_file LIKE '%links.csv'"
     assert con.execute(erased).fetchall() == [(4,)]
-    con.execute(load_sql("erasure/create_trim_macro"))
-    con.execute(load_sql("erasure/create_normalize_macro"))
-    in_sql = con.execute(
-        "SELECT list_transform($texts::VARCHAR[], t -> erasure_normalized(t, 'email'))",
-        {"texts": written},
-    ).fetchone()[0]
+    in_sql = sql_normalized(con, written, "email")
     in_polars = pl.DataFrame({"e": written}).select(erasure.normalized_expr("e", "email"))["e"]
     in_python = [erasure.normalize(t, "email") for t in written]
     assert in_sql == in_polars.to_list() == in_python == [JANE_EMAIL] * 4
@@ -1619,12 +1625,7 @@ def test_a_decomposed_key_is_the_composed_one_to_every_normalisation_and_the_aud
     try:
         for name in ("intermediate/create_schema", "intermediate/normalization"):
             con.execute(load_sql(name))
-        con.execute(load_sql("erasure/create_trim_macro"))
-        con.execute(load_sql("erasure/create_normalize_macro"))
-        in_sql = con.execute(
-            "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, 'email'))",
-            {"t": written},
-        ).fetchone()[0]
+        in_sql = sql_normalized(con, written, "email")
     finally:
         con.close()
     assert set(in_sql) == {composed}

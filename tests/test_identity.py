@@ -307,40 +307,44 @@ def test_every_value_metric_counts_an_order_for_its_resolved_customer(con):
     assert set(plain["customer_id"]) == {"c2", "c4", "legacy-8", "legacy-9"}
 
 
+def stage_and_link(tmp_path, customers_csv: str, orders_csv: str) -> duckdb.DuckDBPyConnection:
+    """A warehouse in `tmp_path` with the two exports (CSV text, UTF-8) ingested, nothing of them
+    quarantined, and the identity links built; the caller closes it."""
+    from engagement_box.staging.ingestion import ingest_source
+
+    exports = tmp_path / "exports"
+    for folder, text in (("customers", customers_csv), ("orders", orders_csv)):
+        (exports / folder).mkdir(parents=True)
+        (exports / folder / f"{folder}.csv").write_text(text, encoding="utf-8")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for source in ("customers", "orders"):
+        report = ingest_source(con, exports, source, now=datetime(2024, 3, 1))
+        assert report.rows_quarantined == 0, report
+    build_identity_links(con)
+    return con
+
+
 def test_an_address_as_a_link_with_a_dot_or_in_full_width_is_one_person(tmp_path):
     """`mailto:ann@example.com` (copied from a web page), `ann@example.com.` (the root's dot)
     and an address typed in full-width letters passed validation as they were and stayed other
     customers than `ann@example.com` (a review). The ingest stages them as the address, and
     handles in full width as ASCII: one person each."""
-    from engagement_box.staging.ingestion import ingest_source
-
-    exports = tmp_path / "exports"
-    for folder in ("customers", "orders"):
-        (exports / folder).mkdir(parents=True)
-    (exports / "customers" / "customers.csv").write_text(
+    con = stage_and_link(
+        tmp_path,
         "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country\n"
         "c1,ann@example.com,@ann_1,2024-01-01,true,true,DE\n"
         "c2,mailto:Ann@Example.com,,2024-01-02,true,true,DE\n"
         "c3,ann@example.com.,,2024-01-03,true,true,DE\n"
         "c4,\uff41\uff4e\uff4e\uff20example.com,,2024-01-04,true,true,DE\n"
         "c5,bob@example.com,\uff20\uff21\uff4e\uff4e_1,2024-01-05,true,true,DE\n",
-        encoding="utf-8",
-    )
-    (exports / "orders" / "orders.csv").write_text(
         "order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
         "o1,guest-1,MAILTO:ann@example.com.,2024-02-01 10:00:00,10,EUR,completed,web\n",
-        encoding="utf-8",
     )
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
     try:
-        for source in ("customers", "orders"):
-            report = ingest_source(con, exports, source, now=datetime(2024, 3, 1))
-            assert report.rows_quarantined == 0, report
         assert con.execute("SELECT email FROM staging.customers ORDER BY customer_id").fetchall() == [
             ("ann@example.com",), ("Ann@Example.com",), ("ann@example.com",),
             ("ann@example.com",), ("bob@example.com",),
         ]  # fmt: skip
-        build_identity_links(con)
         merged = con.execute(
             "SELECT customer_id, resolved_customer_id FROM intermediate.customer_merge ORDER BY 1"
         ).fetchall()
@@ -357,32 +361,20 @@ def test_invisible_characters_do_not_split_a_person(tmp_path):
     of an id (text copied from a web page, a spreadsheet's "UTF-8 with BOM") kept one person as
     two customers, or quarantined a profile whose handle list held one: the ingest now removes
     them, and the order resolves to its profile."""
-    from engagement_box.staging.ingestion import ingest_source
-
-    exports = tmp_path / "exports"
-    for folder in ("customers", "orders"):
-        (exports / folder).mkdir(parents=True)
-    (exports / "customers" / "customers.csv").write_text(
+    con = stage_and_link(
+        tmp_path,
         "customer_id,email,social_handles,signup_date,loyalty_member,marketing_consent,country\n"
         "\ufeffc1,ann.lee@example.com,,2024-01-01,true,true,DE\n"
         "c2,bob@example.com,@bob;\u200b@Bob\u2060by,2024-01-01,true,true,DE\n",
-        encoding="utf-8",
-    )
-    (exports / "orders" / "orders.csv").write_text(
         "order_id,customer_id,email,ordered_at,net_amount,currency,status,channel\n"
         "o1,legacy-1,ann\u200b.lee@example.com\u200c,2024-02-01 10:00:00,10,EUR,completed,web\n"
         "o2,c2\u200b,,2024-02-01 10:00:00,10,EUR,completed,web\n",
-        encoding="utf-8",
     )
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
     try:
-        for source in ("customers", "orders"):
-            report = ingest_source(con, exports, source, now=datetime(2024, 3, 1))
-            assert report.rows_staged == 2 and report.rows_quarantined == 0, report
+        assert con.execute("SELECT count(*) FROM staging.orders").fetchone() == (2,)
         assert con.execute(
             "SELECT customer_id, social_handles FROM staging.customers ORDER BY 1"
         ).fetchall() == [("c1", None), ("c2", "@bob;@Bobby")]
-        build_identity_links(con)
         orders = resolved(con, "orders")
     finally:
         con.close()
