@@ -207,14 +207,14 @@ def test_a_day_spend_past_64_bits_widens_the_column_and_loses_nothing(staged, wh
 def test_a_rate_a_thousand_times_its_previous_one_is_refused_not_converted_with(staged):
     """A typo in the rates (GBP at 1300 for 1.3) valued every GBP order of the month a thousand
     times over and moved the spend model of every customer, without a word (a review). A step
-    of more than tenfold between two dated rates of a currency is refused, naming both rows;
+    of more than fivefold between two dated rates of a currency is refused, naming both rows;
     corrected in its file, the rates convert again."""
     staged.execute("UPDATE staging.fx_rates SET rate = 1300 WHERE \"date\" = '2024-02-01'")
     now = incremental.inputs(staged, SETTINGS)
     with pytest.raises(ValueError) as refused:
         summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=FX)
     assert str(refused.value).startswith(
-        "the fx_rates export has rates into USD that jump more than 10x from one dated rate of "
+        "the fx_rates export has rates into USD that jump more than 5x from one dated rate of "
         "a currency to the next: GBP 1300 on 2024-02-01 (fx_rates/fx.csv row 2) after 1.25 on "
         "2024-01-01 (fx_rates/fx.csv row 1): 1,040x."
     )
@@ -222,12 +222,12 @@ def test_a_rate_a_thousand_times_its_previous_one_is_refused_not_converted_with(
     staged.execute("UPDATE staging.fx_rates SET rate = 0.1 WHERE \"date\" = '2024-02-01'")
     with pytest.raises(ValueError, match="GBP 0.1 on 2024-02-01 .* 12x"):  # the other way
         summaries.refresh_buyer_days(staged, now, currency="USD", fx_rates=FX)
-    staged.execute("UPDATE staging.fx_rates SET rate = 12.5 WHERE \"date\" = '2024-02-01'")
-    assert _refresh(staged).reason  # tenfold exactly: a step a rate may take
-    # (in DOUBLEs 0.0012 * 10 is above 0.012: a code review found such a step refused)
+    staged.execute("UPDATE staging.fx_rates SET rate = 6.25 WHERE \"date\" = '2024-02-01'")
+    assert _refresh(staged).reason  # fivefold exactly: a step a rate may take
+    # (in DOUBLEs 0.0012 * 5 is above 0.006: a code review found such a step refused)
     staged.execute(
         "INSERT INTO staging.fx_rates VALUES ('2024-01-01', 'JPY', 0.0012, 'fx_rates/fx.csv', 3), "
-        "('2024-02-01', 'JPY', 0.012, 'fx_rates/fx.csv', 4)"
+        "('2024-02-01', 'JPY', 0.006, 'fx_rates/fx.csv', 4)"
     )
     jumps = staged.execute(
         load_sql("work/fx_rate_jumps"), {"currency": "USD", "max_jump": summaries.MAX_RATE_JUMP}

@@ -1,6 +1,7 @@
 -- Consecutive dated rates of one currency into the reporting currency ($currency) that differ by
 -- more than a factor of $max_jump: a typo (95 for 0.095) or a row the wrong way round (1.5 USD
--- per AUD for 0.66). A real rate does not move tenfold from one dated rate to the next; a
+-- per AUD for 0.66), a decimal point moved (14.229 for 1.4229). A real rate does not move
+-- fivefold from one dated rate to the next (summary.MAX_RATE_JUMP says why five); a
 -- hyperinflation's rates are given on dates close enough that no step does. Both engines refuse
 -- to convert with such rates (engagement_box/value/summary.py::rate_jumps_problem).
 SELECT
