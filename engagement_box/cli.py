@@ -1458,6 +1458,16 @@ def erase(args: argparse.Namespace) -> int:
             "by the audiences' emails only. If the person is in a version still, erase them "
             "again by --customer-id"
         )
+    elif report.profile_keys_unread and spark_lake.has_lake(lake.path):
+        # A Spark user's review: the second of two erasures in a row logged the id alone, and
+        # the next Spark run staged the person's social events by handle again.
+        print(
+            "  WARNING: the Spark lake's working tables are gone (an earlier erasure deleted "
+            "them), so this person's emails and handles could not be read from their profile: "
+            "rows that carry only those (social events by handle, reviews and referrals by "
+            "email) are not kept out of the next Spark run. Erase them again by --email and "
+            "--handle (each address and handle they gave)"
+        )
     for mart, rows in sorted(report.lake_rows_removed.items()):
         print(
             f"  {'lake ' + mart:40} {rows:>8} {_plural(rows, 'row')} removed from the Spark "

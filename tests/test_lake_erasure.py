@@ -135,6 +135,27 @@ def test_erase_reaches_the_lake_by_email(lake_dir, tmp_path):
     )
 
 
+def test_an_erasure_after_the_lakes_tables_went_says_the_persons_keys_were_not_read(
+    lake_dir, tmp_path
+):
+    """A Spark user's review: the first erasure deleted the lake's working tables, so a second
+    one by customer id could not read the person's email and handle from their profile; it
+    logged the id alone and the next Spark run staged their social events by handle again, with
+    no word. The report says so (the CLI warns, asking for --email and --handle); with a
+    profile to read, it does not."""
+    con = duckdb.connect(str(tmp_path / "working.duckdb"))
+    gone = erasure.erase(con, customer_id="C1", lake=lake_dir, salt="s")
+    assert gone.lake_tables_missing and gone.profile_keys_unread
+    staged = lake_dir / "tables" / "staging.customers" / "w1"
+    staged.mkdir(parents=True)
+    pl.DataFrame({"customer_id": ["C2"], "email": ["jane@example.com"]}).write_parquet(
+        staged / "part-00000.parquet"
+    )
+    (staged.parent / "_current").write_text("w1", encoding="utf-8")
+    read = erasure.erase(con, customer_id="C2", lake=lake_dir, salt="s")
+    assert not read.lake_tables_missing and not read.profile_keys_unread
+
+
 def test_a_guest_erased_by_email_leaves_the_lake_with_the_orders_without_one(lake_dir, tmp_path):
     """A guest (no profile) erased by email stayed in every version of a Spark-only lake:
     its guest id was looked for only in the DuckDB working database (a re-review). The lake's

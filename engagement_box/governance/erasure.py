@@ -249,6 +249,9 @@ class ErasureReport:
     # the lake holds versions but no working tables (an earlier erasure deleted them): its
     # people were looked for by id and by the audiences' emails only
     lake_tables_missing: bool = False
+    # a Spark-only warehouse whose lake tables are gone: the person's emails and handles
+    # could not be read from their profile (only the keys the request named are logged)
+    profile_keys_unread: bool = False
     # the placeholder limit this erasure judged shared keys by, in words (`limit_words`)
     profiles_limit: str = ""
     migration_rows: int = 0  # segment_migration's rows, every pair computed again without them
@@ -1159,6 +1162,9 @@ def erase(
             record_erased_profiles(con, staged, used_salt)
         if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
             report.lake_tables_missing = _lake_table(Path(lake), "staging.customers") is None
+            report.profile_keys_unread = report.lake_tables_missing and not _table_exists(
+                con, "staging", "customers"
+            )
             # Their profiles there, closed over their emails and handles as `_resolve` closes
             # them here (a Spark-only warehouse has no staged rows here), the guest ids of
             # their orders and reviews, and the ids its audiences give their emails: logged
