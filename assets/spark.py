@@ -727,7 +727,9 @@ def spark_published_marts(
         given["inputs_fingerprint"] = fingerprint
     record = lake.publish(lake_dir.path, folders, given)
     files, replacing = {}, None
-    if audiences.MART in record["marts"]:
+    # a version of an earlier as-of than the current one's (a backfill) is not current: the
+    # audience files stay the current version's, as the DuckDB engine leaves them
+    if record["current"] and audiences.MART in record["marts"]:
         replacing = activation.replacing_another_owners(
             engagement_config.audience_path, lake_dir.path
         )
@@ -750,15 +752,23 @@ def spark_published_marts(
         (lake_record,) = activation.folder_records(None, lake_dir.path)
         activation.remember_folder(lake_record, engagement_config.audience_path)
     # the run's outcome in its log, as the DuckDB engine says it ("published version N")
-    context.log.info(
-        f"published version {record['snapshot_id']} of the lake {lake_dir.path} (as of "
-        f"{as_of}): {len(folders)} marts, {len(files)} audiences (a CSV and a Parquet file "
-        f"each) in {engagement_config.audience_path}"
-    )
+    if record["current"]:
+        context.log.info(
+            f"published version {record['snapshot_id']} of the lake {lake_dir.path} (as of "
+            f"{as_of}): {len(folders)} marts, {len(files)} audiences (a CSV and a Parquet file "
+            f"each) in {engagement_config.audience_path}"
+        )
+    else:
+        context.log.info(
+            f"published version {record['snapshot_id']} of the lake {lake_dir.path} (as of "
+            f"{as_of}); it is not the current version: one with a later as-of stays current, "
+            f"and the audience files in {engagement_config.audience_path} stay its own"
+        )
     return dg.MaterializeResult(
         metadata={
             **_retained(lake_dir.path, *policy),
             "snapshot_id": record["snapshot_id"],
+            "is_current": record["current"],
             "audience_directory": dg.MetadataValue.path(str(engagement_config.audience_path)),
             "audience_files": dg.MetadataValue.json(files),
             "replaced_another_owners_files": replacing is not None,

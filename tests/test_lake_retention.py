@@ -293,3 +293,23 @@ def test_the_quarantine_read_as_the_readme_says_counts_the_current_write_only(tm
     # the publish deletes the earlier write; the current one stays
     assert prune_superseded(tmp_path / "lake")[0] == 1
     assert sorted(p.name for p in table.iterdir()) == ["_current", "w2"]
+
+
+def test_a_version_of_an_earlier_as_of_is_kept_beside_the_current_one(tmp_path, four, monkeypatch):
+    """A Spark user's review: a run with ENGAGEMENT_AS_OF four months back became the current
+    version, so the marts (and the audience files) went back in time. As the DuckDB engine's,
+    such a backfill is retained and readable in history while the later as-of stays current;
+    a version of the same as-of or a later one becomes current."""
+    before = lake.current(four)
+    backfill = publish(tmp_path, four, 0, monkeypatch, START + timedelta(days=5))
+    assert backfill["snapshot_id"] == 5 and backfill["current"] is False
+    record = lake.current(four)
+    assert record["snapshot_id"] == before["snapshot_id"] == 4
+    assert record["marts"] == before["marts"] and "5" in record["retained"]
+    con = attached(four)
+    assert history_ids(con) == [1, 2, 3, 4, 5]
+    assert con.execute("SELECT max(clv) FROM marts.customer_value").fetchone() == (8.0,)
+    later = publish(tmp_path, four, 5, monkeypatch, START + timedelta(days=6))
+    assert later["current"] is True and lake.current(four)["snapshot_id"] == 6
+    assert lake.becomes_current(lake.current(four), {"as_of": later["settings"]["as_of"]})
+    assert "5" in lake.current(four)["retained"]

@@ -93,14 +93,28 @@ def _write_record(lake: Path, record: dict[str, Any]) -> None:
     os.replace(temporary, marts_dir / POINTER)
 
 
+def becomes_current(previous: dict[str, Any] | None, settings: dict[str, Any]) -> bool:
+    """Whether a version of `settings["as_of"]` is the current one after `previous` (the lake's
+    record): unless the current version's as-of is later. A backfill of an earlier as-of is
+    kept among the versions and moves neither the marts nor the audience files back in time,
+    as the DuckDB engine's (a Spark user's review: a run with ENGAGEMENT_AS_OF four months back
+    became current and wrote March's audience files over July's)."""
+    before = ((previous or {}).get("settings") or {}).get("as_of")
+    as_of = settings.get("as_of")
+    return before is None or as_of is None or str(as_of) >= str(before)
+
+
 def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """Write every mart (Spark DataFrames, or folders of Parquet files, by name) as a new
-    version and make it current."""
+    version and make it current, unless the current version has a later as-of
+    (`becomes_current`): then the record stays the current version's, the new one retained
+    beside it. The returned record is the new version's, with `current` saying which."""
     lake = Path(lake)
     existing = snapshot_ids(lake)
     snapshot_id = (existing[-1] + 1) if existing else 1
     previous = current(lake)
     retained = _retained(lake, previous)
+    made_current = becomes_current(previous, settings)
     folders = {}
     for mart, frame in marts.items():
         final = history_dir(lake, mart, snapshot_id)
@@ -121,13 +135,16 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
         "retained": {**retained, str(snapshot_id): {"published_at": published_at}},
         "expired": dict((previous or {}).get("expired", {})),
     }
+    if not made_current:  # the current version stays; the new one is retained beside it
+        _write_record(lake, {**previous, "retained": record["retained"]})
+        return {**record, "current": False}
     _write_record(lake, record)
     marts_dir = lake / "marts"
     for mart, folder in folders.items():
         link = marts_dir / f".{mart}.{uuid.uuid4().hex}"
         os.symlink(Path("..") / folder, link)
         os.replace(link, marts_dir / mart)
-    return record
+    return {**record, "current": True}
 
 
 @dataclass
