@@ -490,7 +490,9 @@ def customer_summary(
         left_out, completed = summaries.orders_left_out(con, window["as_of"], **money(window))
         people = (
             summaries.left_out_customer_counts(
-                summaries.customers_left_out(con, window["as_of"], **money(window)),
+                summaries.customers_left_out(
+                    con, window["as_of"], **money(window), left_out=left_out
+                ),
                 summary["customer_id"],
             )
             if left_out  # no order left out, nobody to look for: no second pass

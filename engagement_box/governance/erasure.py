@@ -142,6 +142,7 @@ from engagement_box.staging.contracts import (
     MAILTO_PATTERN,
     SOURCES,
     TRIMMED,
+    half_width,
 )
 
 SALT_ENV = "ENGAGEMENT_ERASURE_SALT"
@@ -351,7 +352,7 @@ def normalized_expr(
         text = text.str.replace_all(INVISIBLE_PATTERN, "")
     text = text.str.strip_chars(TRIMMED)
     if folded and kind in ("email", "handle"):
-        text = text.str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
+        text = half_width(text)
     if composed:
         text = text.str.normalize("NFC")
     if folded and kind == "email":
@@ -455,10 +456,7 @@ def suppression_mask(
         if column in frame.columns:
             entries = frame.select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-                pl.col(column)
-                .cast(pl.String)
-                .str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
-                .str.split(LIST_SEPARATOR),
+                half_width(pl.col(column).cast(pl.String)).str.split(LIST_SEPARATOR),
             ).explode(column)
             rows = entries["_row"].filter(matches(column, "handle", entries)).unique()
             if len(rows):
@@ -477,7 +475,7 @@ def suppression_mask(
             rows_wide = wide.arg_true()
             text = text.scatter(
                 rows_wide,
-                text.gather(rows_wide).str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH)),
+                half_width(text.gather(rows_wide)),
             )
         at = text.str.contains("@", literal=True).fill_null(False) & ~mask
         if not at.any():

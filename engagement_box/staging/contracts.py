@@ -53,6 +53,15 @@ INVISIBLE_PATTERN = f"[{INVISIBLE}]"  # a regular expression: any one of them
 # compatibility forms (NFKC): DuckDB and Spark fold it with `translate`, the same rule in SQL.
 FULL_WIDTH = "".join(map(chr, range(0xFF01, 0xFF5F)))
 HALF_WIDTH = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def half_width(text):
+    """A polars text expression or Series with `FULL_WIDTH` read as ASCII: the one fold the
+    ingest and erasure apply (SQL's twin: `erasure_half_width`)."""
+    return text.str.replace_many(_FULL_WIDTH_LIST, _HALF_WIDTH_LIST)
+
+
+_FULL_WIDTH_LIST, _HALF_WIDTH_LIST = list(FULL_WIDTH), list(HALF_WIDTH)
 # An address written as a link (`mailto:ann@example.com`, copied from a web page) or with the
 # root's dot after its domain (`ann@example.com.`) is that address: the ingest stages it
 # without them, and erasure matches it so.

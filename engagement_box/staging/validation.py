@@ -15,8 +15,6 @@ import pandera.errors as pa_errors
 import polars as pl
 
 from engagement_box.staging.contracts import (
-    FULL_WIDTH,
-    HALF_WIDTH,
     HANDLE_PATTERN,
     INVISIBLE_PATTERN,
     LIST_SEPARATOR,
@@ -27,6 +25,7 @@ from engagement_box.staging.contracts import (
     TRIMMED,
     IngestError,
     Source,
+    half_width,
 )
 
 # Accepted timestamp text, tried in order. "T" between date and time is read as a space first.
@@ -112,7 +111,7 @@ def normalise_text(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
             col = col.str.replace_all(INVISIBLE_PATTERN, "")
         if name in source.lists:  # entries trimmed, blank ones (and NULL_TEXTS) dropped
             if name in contact_keys:  # a full-width `；` separates handles as `;` does
-                col = col.str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
+                col = half_width(col)
             col = (
                 col.str.split(LIST_SEPARATOR)
                 .list.eval(pl.element().str.strip_chars(TRIMMED))
@@ -150,7 +149,7 @@ def folded_contact(text: pl.Series, email: bool) -> pl.Series:
     if not other.any():
         return text
     rows = other.arg_true()
-    values = text.gather(rows).str.replace_many(list(FULL_WIDTH), list(HALF_WIDTH))
+    values = half_width(text.gather(rows))
     values = values.str.normalize("NFC")  # a full-width letter, then a combining accent
     if email:
         values = values.str.replace(MAILTO_PATTERN, "").str.strip_chars(TRIMMED)
