@@ -11,6 +11,7 @@ import dagster as dg
 from assets.metadata import run_time, table_metadata
 from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.ingestion import (
+    PROFILE_SOURCE,
     copy_message,
     ingest_source,
     orphaned_duplicates,
@@ -22,6 +23,7 @@ from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
 
 GROUP = "staging"
+PRIORITY_TAG = "dagster/priority"  # the in-process executor runs higher first
 RECONCILIATION = "rows_reconcile"
 
 
@@ -53,6 +55,10 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
             )
         ],
         metadata={"contract": dg.MetadataValue.text(source.model.__name__)},
+        # The customers first in a run: the emails and handles of a profile erased by its id
+        # that it reads are erased with it, and the other sources' staging drops their rows
+        # (`erasure.erased_profiles_keys`) only once the profile is read.
+        op_tags={PRIORITY_TAG: "1"} if source_name == PROFILE_SOURCE else None,
     )
     def staged(
         context: dg.AssetExecutionContext, warehouse: Warehouse, exports: ExportsResource

@@ -1640,3 +1640,72 @@ def test_a_decomposed_key_is_the_composed_one_to_every_normalisation_and_the_aud
     removed = erasure.erase_from_audiences(tmp_path / "audiences", [], [composed], hashes, salt)
     assert removed == {"quadrant/cev_champions.csv": 1}
     assert pl.read_csv(folder / "cev_champions.csv")["customer_id"].to_list() == ["C8"]
+
+
+def write_erased_by_id_exports(exports: Path) -> None:
+    """Exports of X-1, whose erasure by id was logged before their profile was staged: their
+    profile (x@example.com, @XH), a second profile with their email read first (X-2), a guest
+    order and a review by the email, social events by the handle; Bob; a till's six profiles
+    on a placeholder address (t3 erased by id too) and a guest order on it."""
+    write_csv(
+        exports / "customers" / "customers.csv",
+        [
+            PROFILE | {"customer_id": "X-2", "email": "X@Example.com "},  # theirs, read first
+            PROFILE | {"customer_id": "X-1", "email": "x@example.com", "social_handles": "@XH"},
+            PROFILE | {"customer_id": "BOB", "email": "bob@example.com", "social_handles": "bob"},
+            *_till_and_family(),
+        ],
+    )
+    write_orders(
+        exports,
+        "orders.csv",
+        [("o1", "G-7", "X@example.com"), ("o2", "BOB", ""), ("o3", "G-8", "noemail@shop.com")],
+    )
+    (exports / "reviews").mkdir()
+    (exports / "reviews" / "reviews.csv").write_text(
+        "review_id,customer_id,email,product_id,rating,helpful_votes,verified_purchase,"
+        "created_at\nr1,,x@example.com,p1,5,0,true,2024-01-03\nr2,BOB,,p1,4,0,true,2024-01-03\n"
+    )
+    (exports / "social").mkdir()
+    (exports / "social" / "social.csv").write_text(
+        "event_id,actor_handle,event_type,target_handle,post_id,platform,occurred_at\n"
+        "e1,xh,like,bob,,instagram,2024-01-04\ne2,bob,comment,@xh,,instagram,2024-01-04\n"
+        "e3,bob,tweet,,,twitter,2024-01-04\n"
+    )
+
+
+def test_a_profile_erased_by_id_before_it_was_staged_takes_its_email_and_handles_with_it(
+    tmp_path, monkeypatch
+):
+    """A privacy review: an erasure by customer id arrived before the person's profile was ever
+    staged, so only the id was logged. A later export brought the profile, with an email and a
+    handle: the ingest dropped the profile by its id but staged the guest order and the review
+    carrying the email, the social events by the handle and a second profile of theirs with the
+    email. The profile's keys are erased with it now, in every source (customers staged first,
+    as a run stages them), counted as erased; the till's placeholder address another erased
+    profile carried is not, so the strangers on it and their orders stay."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    erasure.erase(con, customer_id="X-1")  # nobody staged yet: the id alone is logged
+    erasure.erase(con, customer_id="t3")
+    exports = tmp_path / "exports"
+    write_erased_by_id_exports(exports)
+    for name in ("customers", *(s for s in SOURCES if s != "customers")):
+        ingest_source(con, exports, name)
+
+    def keys(table: str, key: str) -> list[str]:
+        return [
+            k for (k,) in con.execute(f"SELECT {key} FROM staging.{table} ORDER BY 1").fetchall()
+        ]
+
+    assert keys("customers", "customer_id") == ["BOB", "t0", "t1", "t2", "t4", "t5"]
+    assert keys("orders", "order_id") == ["o2", "o3"]  # the till's guest order stays
+    assert keys("reviews", "review_id") == ["r2"]
+    assert keys("social", "event_id") == ["e3"]
+    erased = dict(
+        con.execute("SELECT source, sum(rows) FROM staging.erased_rows GROUP BY 1").fetchall()
+    )
+    assert erased == {"customers": 3, "orders": 1, "reviews": 1, "social": 2}
+    assert all(reconcile(con, name).holds for name in SOURCES)
+    assert mentions(con, ["x@example.com", "xh"]) == {}
+    con.close()

@@ -71,12 +71,21 @@ What this does not do, honestly:
   is missing or behind the log (erasures logged before registers existed, a copied database) is
   written again by the next DuckDB ingest (`refresh_register`), or by the Spark run itself from
   the working database (`register_of`).
-* A profile read after the erasure that carries one of the person's keys is kept out as
-  theirs (`suppression_mask`), but its other keys (a new customer id, a new email) are not
-  erased with it: rows carrying only those, its orders for one, are staged as a guest buyer's
-  until a request names them (`--customer-id`, `--email`). Whether a new account reusing a
-  handle or an email is the person who asked is the operator's call (platforms re-assign
-  handles), so it is not made here.
+* A profile read after the erasure whose customer id was erased (a request by id that came
+  before the profile was staged, or, on the Spark engine, after an erasure deleted the lake's
+  tables, so its email and handles could not be read) is the person's: both engines' ingest
+  erase its email and handles with it (`profile_keys_erased`: kept by hash in
+  `staging.erased_profile_keys`, placeholders left), and drop every source's rows carrying
+  them, counted as erased. The customers are staged first in a run (the DuckDB staging
+  assets' priority; the Spark staging's order), and a customers staging that finds new such
+  keys stages its files again with them. Rows staged before the profile was read (an earlier
+  run's guest order with its email) stay until a request names the key (`--email`).
+* A profile read after the erasure that carries one of the person's emails or handles but not
+  an erased id is kept out as theirs (`suppression_mask`), but its other keys (a new customer
+  id, a new email) are not erased with it: rows carrying only those, its orders for one, are
+  staged as a guest buyer's until a request names them (`--customer-id`, `--email`). Whether a
+  new account reusing a handle or an email is the person who asked is the operator's call
+  (platforms re-assign handles), so it is not made here.
 * A quarantined customer row that matched the person adds to the closure only keys that no
   staged profile of someone else carries, and its customer id only when it matched through
   a key of that customer's own (`_keys_to_follow`): the identity merge never links through a
@@ -251,7 +260,9 @@ class ErasureReport:
     # people were looked for by id and by the audiences' emails only
     lake_tables_missing: bool = False
     # a Spark-only warehouse whose lake tables are gone: the person's emails and handles
-    # could not be read from their profile (only the keys the request named are logged)
+    # could not be read from their profile (only the keys the request named are logged); the
+    # next Spark run erases those their profile carries when it reads it
+    # (`profile_keys_erased`)
     profile_keys_unread: bool = False
     # the placeholder limit this erasure judged shared keys by, in words (`limit_words`)
     profiles_limit: str = ""
@@ -592,6 +603,74 @@ def record_erased_profiles(con: duckdb.DuckDBPyConnection, profiles: pl.DataFram
     Written by `erase` for the person's staged profiles, and by the ingest for each erased
     profile it reads again (a warehouse erased before these were kept gets them then)."""
     _insert_profile_keys(con, profile_key_hashes(profiles, salt))
+
+
+def profile_keys_erased(
+    carriers: Iterable[tuple[str, str, str]],
+    hashes: Iterable[str],
+    limit: int,
+    staged_carriers: Callable[[int], dict[tuple[str, str], int]],
+) -> set[str]:
+    """The key hashes to erase with the customer profiles erased by their customer id: the
+    email and handles (`carriers`: (profile hash, kind, key hash) of erased profiles, as
+    `profile_key_hashes` makes them) of each profile whose customer id's hash is among
+    `hashes` (the logged subjects), that are not logged already. A profile dropped by its id
+    is the person's own: an erasure by id logged before the profile was staged (on the Spark
+    engine: after an erasure deleted the lake's tables) could not read its email and handles,
+    and their orders, reviews and social events were staged by them. A placeholder (a key
+    carried by more than `limit` profiles, staged and erased counted, as identity counts
+    them) is left, as `erase` leaves it. `staged_carriers(least)`: the staged profiles
+    carrying each (kind, key hash) carried by more than `least` of them
+    (`sql/erasure/profile_key_carriers.sql`, on either engine). A profile dropped for another
+    key (a later account reusing a handle) brings none of its keys: whether it is the person is
+    the operator's call (module docstring)."""
+    hashes = set(hashes)
+    profiles_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for profile, kind, key in carriers:
+        profiles_of[(kind, key)].add(profile)
+    candidates = {
+        (kind, key)
+        for (kind, key), profiles in profiles_of.items()
+        if key not in hashes and profiles & hashes
+    }
+    if not candidates:
+        return set()
+    most = max(len(profiles_of[c]) for c in candidates)
+    staged = staged_carriers(limit - most)
+    return {
+        key
+        for kind, key in candidates
+        if staged.get((kind, key), 0) + len(profiles_of[(kind, key)]) <= limit
+    }
+
+
+def erased_profiles_keys(
+    con: duckdb.DuckDBPyConnection, hashes: Iterable[str], salt: str
+) -> set[str]:
+    """`profile_keys_erased` of the warehouse: the erased profiles' keys it keeps
+    (`staging.erased_profile_keys`), counted against its staged profiles by the placeholder
+    limit its identity links were built with (`built_profiles_limit`), else
+    ENGAGEMENT_MAX_PROFILES_PER_KEY's. Both engines' ingest drops the rows carrying them."""
+    from engagement_box.identity.links import max_profiles_per_key
+
+    if not _table_exists(con, "staging", "erased_profile_keys"):
+        return set()
+    carriers = con.execute(load_sql("erasure/erased_profile_keys")).fetchall()
+    if not carriers:
+        return set()
+
+    def staged_carriers(least: int) -> dict[tuple[str, str], int]:
+        if not _table_exists(con, "staging", "customers"):
+            return {}
+        con.execute(load_sql("intermediate/create_schema"))
+        con.execute(load_sql("intermediate/normalization"))
+        rows = con.execute(
+            load_sql("erasure/profile_key_carriers"), {"least": least, "salt": salt}
+        ).fetchall()
+        return {(kind, key): int(n) for kind, key, n in rows}
+
+    limit = max_profiles_per_key(built_profiles_limit(con))
+    return profile_keys_erased(carriers, hashes, limit, staged_carriers)
 
 
 def _insert_profile_keys(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:

@@ -430,8 +430,14 @@ def ingest_source(
             _settle_moves(con, source)
         try:
             if todo:
+                more: frozenset[str] = frozenset()
                 with _one_duckdb_thread(con):
-                    _stage(con, source, todo, report, run_id, at, first)
+                    while True:
+                        try:
+                            _stage(con, source, todo, report, run_id, at, first, more)
+                            break
+                        except _ProfileKeysRead as read:  # rolled back: again, with those keys
+                            more |= read.more
             # This ingest's duplicates (and any a run stopped after its commit left uncompared)
             # compared with the rows staged for their keys: after the commit, with DuckDB's
             # threads (its join reads every staged key: 10M orders, 1.3 s on one thread, 0.45
@@ -601,6 +607,16 @@ def _one_duckdb_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("SET threads = $n", {"n": threads})
 
 
+class _ProfileKeysRead(Exception):
+    """The customers' staging read a profile erased by its customer id whose email or handles
+    were not erased yet (`erasure.erased_profiles_keys`): its transaction rolls back, and the
+    files are staged again with those keys erased too (`more`, their hashes)."""
+
+    def __init__(self, more: set[str]):
+        super().__init__(f"{len(more)} keys of erased profiles read")
+        self.more = more
+
+
 def _stage(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -609,9 +625,12 @@ def _stage(
     run_id: str,
     at: datetime,
     first: dict[str, datetime],
+    more_erased: frozenset[str] = frozenset(),
 ) -> None:
     """Stage the files of `todo` in one transaction. `first`: when files taken in before were
-    first taken in (the others: `at`); repeated keys rank by it, then by path."""
+    first taken in (the others: `at`); repeated keys rank by it, then by path. `more_erased`:
+    hashes of keys erased besides the logged ones and those `erasure.erased_profiles_keys`
+    gives (the keys of a profile erased by its id read by this staging's first attempt)."""
     table = source.name
     columns = ",".join([*source.columns, "source_file", "source_row"])
     first = {e.relpath: first.get(e.relpath, at) for e, _ in todo}
@@ -631,10 +650,14 @@ def _stage(
     # People erased before (engagement_box.governance.erasure): their rows in these files are read
     # and counted as erased, never staged or quarantined. A salt that made none of the logged
     # hashes fails here, rather than letting erased people back in.
-    hashes = erasure.erased_subject_hashes(con)
-    salt = erasure.resolve_salt(con) if hashes else ""
-    if hashes:
+    logged = erasure.erased_subject_hashes(con)
+    salt = erasure.resolve_salt(con) if logged else ""
+    hashes = set(logged)
+    if logged:
         erasure.erased_subject_hashes(con, salt)
+        # The emails and handles of profiles erased by their customer id (read by an earlier
+        # ingest: `_ProfileKeysRead`), kept out with them.
+        hashes |= erasure.erased_profiles_keys(con, logged, salt) | set(more_erased)
     suppressed: dict[str, int] = {}
     erased_profiles: list[pl.DataFrame] = []  # erased customer profiles read again
     try:
@@ -677,6 +700,12 @@ def _stage(
             erasure.add_erased_rows(con, table, suppressed)
             if erased_profiles:  # their keys go on counting for identity (by hash)
                 erasure.record_erased_profiles(con, pl.concat(erased_profiles), salt)
+                # A profile erased by its id read for the first time: its email and handles
+                # are erased with it. Profiles of these files read before it that carry them
+                # were staged: the whole staging again, with them (`ingest_source`).
+                more = erasure.erased_profiles_keys(con, logged, salt) - hashes
+                if more:
+                    raise _ProfileKeysRead(more)
             if report.files_replaced:
                 report.duplicates_restaged = restage_orphaned_duplicates(con, source, run_id, at)
                 report.keys_withdrawn = _withdrawn_keys(con, source, files)
