@@ -16,6 +16,7 @@ from engagement_box.spark import pipeline
 from engagement_box.spark.tables import SparkTables
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import ingest_source
+from tests.test_erasure import write_erased_by_id_exports
 
 pytestmark = pytest.mark.spark
 
@@ -87,3 +88,41 @@ def test_an_erased_person_stays_out_of_a_spark_run(session, tmp_path: Path, monk
     )
     assert reports["customers"].rows_erased >= 1
     assert set(reports) == set(SOURCES)
+
+
+def test_a_profile_erased_by_id_takes_its_email_and_handles_out_of_a_spark_run(
+    session, tmp_path: Path, monkeypatch
+):
+    """A Spark user's review: after an erasure deleted the lake's tables, another by customer id
+    could not read the person's email and handle, so the register held the id alone. The next
+    Spark run dropped the profile by its id but staged their social events by handle, their
+    guest order and review by email and a second profile with the email. The profile's keys
+    are erased with it now, in every source, counted as erased; a till's placeholder address
+    another erased profile carried is not. The next run stages the customers once."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    write_erased_by_id_exports(exports)
+    working = tmp_path / "engagement.working.duckdb"
+    con = duckdb.connect(str(working))
+    erasure.erase(con, customer_id="X-1")  # a Spark-only warehouse: nothing staged here
+    erasure.erase(con, customer_id="t3")
+    con.close()
+    erased = erasure.read_register(erasure.register_path(working))
+
+    tables = SparkTables(session, tmp_path / "lake")
+    reports = pipeline.stage_all(tables, exports, "spark-run", AT, erased)
+
+    def keys(source: str, key: str) -> list[str]:
+        return sorted(staged(tables, source)[key])
+
+    assert keys("customers", "customer_id") == ["BOB", "t0", "t1", "t2", "t4", "t5"]
+    assert keys("orders", "order_id") == ["o2", "o3"]  # the till's guest order stays
+    assert keys("reviews", "review_id") == ["r2"]
+    assert keys("social", "event_id") == ["e3"]
+    counts = {name: r.rows_erased for name, r in reports.items() if r.rows_erased}
+    assert counts == {"customers": 3, "orders": 1, "reviews": 1, "social": 2}
+    assert all(r.holds for r in reports.values())
+
+    again = pipeline.stage_all(tables, exports, "spark-run-2", AT, erased)
+    assert again["customers"].files_validated == 0  # the keys found before: validated once
+    assert {name: r.rows_erased for name, r in again.items() if r.rows_erased} == counts

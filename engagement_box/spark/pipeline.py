@@ -6,6 +6,7 @@ dated rates from `work/insert_reporting_rates.sql`) -> the customer summary
 (`work/customer_summary.sql` over them) -> RFM (`spark/value.py`). No Dagster import.
 """
 
+import json
 from datetime import date, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from engagement_box.spark.staging import SparkIngestReport, stage_source, valida
 from engagement_box.spark.tables import SparkTables, describe
 from engagement_box.staging import contracts, reading
 from engagement_box.staging.contracts import SOURCES
+from engagement_box.staging.ingestion import PROFILE_SOURCE
 from engagement_box.value import summary
 
 
@@ -37,32 +39,45 @@ def stage_all(
     digests: dict[str, str] | None = None,
     code: str = "",
     reuse: bool = True,
+    profile_keys: list[tuple[str, str, str]] | None = None,
+    max_profiles: int | None = None,
 ) -> dict[str, SparkIngestReport]:
     """Every source staged as `staging.<source>`, bad rows in `staging.quarantine`, the rows of
     people erased before left out (`erased`: `erasure.read_register`); fails before writing the
     quarantine if a source's rows do not reconcile. `digests`: the export files' sha256 by
     path, when the run hashed them already. `code` (`inputs.staging_code`) and `reuse`: a file
     validated before from the same content, erasures and code is not read again unless
-    `reuse` is False (`staging.ValidatedFiles`)."""
+    `reuse` is False (`staging.ValidatedFiles`).
+
+    The customers are staged first: the email and handles of a profile erased by its customer
+    id are erased with it (`erasure.profile_keys_erased`; `profile_keys`: the keys of erased
+    profiles the register lists, `erasure.register_profile_keys`; `max_profiles`: the
+    placeholder limit), so every source's rows carrying them are left out, counted as erased
+    (`_stage_customers`)."""
     refuse_broken_exports(data_dir)
-    reports, quarantines = {}, []
-    for name in SOURCES:
+    reports, quarantines = {}, {}
+    more: frozenset[str] = frozenset()
+    for name in (PROFILE_SOURCE, *(n for n in SOURCES if n != PROFILE_SOURCE)):
         describe(tables.spark, f"staging {name}")
-        staged, quarantine, report = stage_source(
-            tables, data_dir, name, run_id, at, erased, digests, code, reuse
-        )
-        if not report.holds:
-            raise ReconciliationError(
-                f"{name}: read {report.rows_read} rows but staged {report.rows_staged}, "
-                f"quarantined {report.rows_quarantined} and erased {report.rows_erased}; "
-                "nothing was published"
+        if name == PROFILE_SOURCE:
+            staged, quarantine, report, more = _stage_customers(
+                tables, data_dir, run_id, at, erased, digests, code, reuse, profile_keys or [],
+                max_profiles_per_key(max_profiles),
+            )  # fmt: skip
+        else:
+            with_keys = (erased[0] | more, erased[1]) if more else erased
+            staged, quarantine, report = stage_source(
+                tables, data_dir, name, run_id, at, with_keys, digests, code, reuse
             )
-        tables.save(f"staging.{name}", staged)
-        quarantines.append(quarantine)
+            _check_reconciled(name, report)
+            tables.save(f"staging.{name}", staged)
+        quarantines[name] = quarantine
         reports[name] = report
+    reports = {name: reports[name] for name in SOURCES}
+    quarantines = [quarantines[name] for name in SOURCES]
     quarantine = quarantines[0]
-    for more in quarantines[1:]:
-        quarantine = quarantine.unionByName(more)
+    for other in quarantines[1:]:
+        quarantine = quarantine.unionByName(other)
     describe(tables.spark, "staging quarantine")
     tables.save("staging.quarantine", quarantine)  # its rows per reason: in each report
     # The keys of the erased profiles this staging read and left out: identity counts them on
@@ -76,6 +91,85 @@ def stage_all(
     for name in SOURCES:  # what releases before 2026-12-06 left: validated rows in one table
         tables.remove(validated_table(name))
     return reports
+
+
+def _check_reconciled(name: str, report: SparkIngestReport) -> None:
+    if not report.holds:
+        raise ReconciliationError(
+            f"{name}: read {report.rows_read} rows but staged {report.rows_staged}, "
+            f"quarantined {report.rows_quarantined} and erased {report.rows_erased}; "
+            "nothing was published"
+        )
+
+
+# `<lake>/erased_profile_keys.json`: the hashes of the keys the last staging erased with the
+# profiles erased by their id, and the register it staged with. Outside `tables/` (an erasure
+# deletes those): a staging that finds the same keys stages the customers once, and the files
+# validated with them are used again.
+PROFILE_KEYS_FILE = "erased_profile_keys.json"
+
+
+def _stage_customers(
+    tables: SparkTables,
+    data_dir: Path,
+    run_id: str,
+    at: datetime,
+    erased: tuple[frozenset[str], str],
+    digests: dict[str, str] | None,
+    code: str,
+    reuse: bool,
+    profile_keys: list[tuple[str, str, str]],
+    limit: int,
+):
+    """(staged, quarantine, report, key hashes) of the customers, `staging.customers` saved:
+    the email and handles of the profiles erased by their customer id that the staging reads
+    (`erasure.profile_keys_erased`, placeholders left) are erased with them. They are known
+    once the profiles are read: the customers are staged again with them when they are not
+    those the last staging found (`PROFILE_KEYS_FILE`), so a duplicate profile of the person
+    carrying them is left out too; the other sources are staged with them (`stage_all`).
+    A Spark user's review: an erasure by customer id after the lake's tables went could not
+    read the person's email and handles, and the next run staged their social events by handle
+    and their guest orders by email."""
+    from engagement_box.governance import erasure
+    from engagement_box.spark.inputs import register_hash
+    from engagement_box.spark.tables import write_json
+
+    hashes, salt = erased
+    record = tables.lake / PROFILE_KEYS_FILE
+    try:
+        last = json.loads(record.read_text(encoding="utf-8"))
+        more = frozenset(last["key_hashes"]) if last["register"] == register_hash(erased) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        more = None
+    more = more if hashes and more is not None else frozenset()
+    for _ in range(3):  # the keys found depend on the profiles read, not on those left out
+        with_keys = (hashes | more, salt) if more else erased
+        staged, quarantine, report = stage_source(
+            tables, data_dir, PROFILE_SOURCE, run_id, at, with_keys, digests, code, reuse
+        )
+        _check_reconciled(PROFILE_SOURCE, report)
+        tables.save(f"staging.{PROFILE_SOURCE}", staged)
+        if not hashes:
+            break
+
+        def staged_carriers(least: int) -> dict[tuple[str, str], int]:
+            rows = tables.run(
+                ["erasure/profile_key_carriers"],
+                IDENTITY_MACROS,
+                values={"least": least, "salt": salt},
+            ).collect()
+            return {(r["key_type"], r["key_hash"]): int(r["profiles"]) for r in rows}
+
+        carriers = [*profile_keys, *report.erased_profile_keys]
+        found = frozenset(erasure.profile_keys_erased(carriers, hashes, limit, staged_carriers))
+        if found == more:
+            break
+        more = found
+    if hashes:
+        write_json(record, {"register": register_hash(erased), "key_hashes": sorted(more)})
+    else:
+        record.unlink(missing_ok=True)
+    return staged, quarantine, report, more
 
 
 def refuse_broken_exports(data_dir: Path) -> None:
