@@ -1460,13 +1460,15 @@ def erase(args: argparse.Namespace) -> int:
         )
     elif report.profile_keys_unread and spark_lake.has_lake(lake.path):
         # A Spark user's review: the second of two erasures in a row logged the id alone, and
-        # the next Spark run staged the person's social events by handle again.
+        # the next Spark run staged the person's social events by handle again. The staging
+        # now erases the email and handles of a profile erased by its id when it reads it.
         print(
-            "  WARNING: the Spark lake's working tables are gone (an earlier erasure deleted "
-            "them), so this person's emails and handles could not be read from their profile: "
-            "rows that carry only those (social events by handle, reviews and referrals by "
-            "email) are not kept out of the next Spark run. Erase them again by --email and "
-            "--handle (each address and handle they gave)"
+            "  the Spark lake's working tables are gone (an earlier erasure deleted them), so "
+            "this person's emails and handles could not be read from their profile now: the "
+            "next Spark run erases those its profile carries when it reads the profile, and "
+            "keeps out every row carrying them (social events by handle, orders, reviews and "
+            "referrals by email). An email or handle the profile no longer carries is erased "
+            "by --email or --handle"
         )
     for mart, rows in sorted(report.lake_rows_removed.items()):
         print(

@@ -141,8 +141,8 @@ def test_an_erasure_after_the_lakes_tables_went_says_the_persons_keys_were_not_r
     """A Spark user's review: the first erasure deleted the lake's working tables, so a second
     one by customer id could not read the person's email and handle from their profile; it
     logged the id alone and the next Spark run staged their social events by handle again, with
-    no word. The report says so (the CLI warns, asking for --email and --handle); with a
-    profile to read, it does not."""
+    no word. The report says so (the CLI says the next Spark run erases them when it reads the
+    profile: `test_spark_erasure.py`); with a profile to read, it does not."""
     con = duckdb.connect(str(tmp_path / "working.duckdb"))
     gone = erasure.erase(con, customer_id="C1", lake=lake_dir, salt="s")
     assert gone.lake_tables_missing and gone.profile_keys_unread
