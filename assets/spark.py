@@ -154,7 +154,6 @@ def spark_staging(
     spark: SparkEngine,
     lake_dir: LakeResource,
     exports: ExportsResource,
-    engagement_config: EngagementConfig,
 ) -> dg.MaterializeResult:
     """Every export validated by the contracts on Spark; good rows staged, bad ones quarantined,
     the rows of people erased before (`engagement-box erase`) left out. When the export files
@@ -194,10 +193,11 @@ def spark_staging(
         )
     tables = SparkTables(spark.session(), lake_dir.path)
     _checking(lake_dir.path, STAGED_KEY)
-    # the keys of erased profiles, and the placeholder limit: the email and handles of a
-    # profile erased by its id are erased with it (`pipeline.stage_all`)
+    # the keys of erased profiles, and the placeholder limit (ENGAGEMENT_MAX_PROFILES_PER_KEY:
+    # this step takes no engagement_config): the email and handles of a profile erased by its
+    # id are erased with it (`pipeline.stage_all`)
     profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
-    limit = max_profiles_per_key(engagement_config.setting("max_profiles_per_key"))
+    limit = max_profiles_per_key()
     reports = pipeline.stage_all(
         tables,
         exports.path,
