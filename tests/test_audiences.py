@@ -1,13 +1,18 @@
 """Audiences: consent filtering, plays, formula neutralisation, CSV and Parquet output."""
 
+import json
 from pathlib import Path
 
 import polars as pl
 
 from engagement_box.activation import audiences
 from engagement_box.activation.audiences import (
+    AUDIENCE_COLUMNS,
+    AUDIENCES,
     RFM_SEGMENTS,
     build_audiences,
+    export_audiences,
+    file_stem,
     neutralize_formulas,
     write_audiences,
 )
@@ -61,25 +66,69 @@ def test_only_consenting_customers():
 
 
 def test_formula_neutralisation():
+    """A cell a spreadsheet would run as a formula gets a quote; a customer id or an address
+    that starts with + or - and holds nothing a formula needs to call anything is left exact
+    (a review: `'+447700900123` and `'-jane@example.com` no longer matched the CRM's keys)."""
     frame = pl.DataFrame(
         {
-            "text": ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b", None],
-            "number": [-1, 2, 3, 4, 5, 6, 7, 8, 9],
+            "text": [
+                "=1+1",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "+cmd|' /C calc'!A0",
+                "-2+3+cmd|'/Ccalc'!A0",
+                '+HYPERLINK("http://evil")',
+                "=1+2@example.com",
+                "+447700900123",
+                "-jane@example.com",
+                "+promo@example.com",
+                "plain",
+                "a=b",
+                None,
+            ],
+            "number": list(range(14)),
         }
     )
     out = neutralize_formulas(frame)
     assert out["text"].to_list() == [
         "'=1+1",
-        "'+cmd",
-        "'-2",
         "'@SUM(A1)",
         "'\tx",
         "'\rx",
+        "'+cmd|' /C calc'!A0",
+        "'-2+3+cmd|'/Ccalc'!A0",
+        '\'+HYPERLINK("http://evil")',
+        "'=1+2@example.com",
+        "+447700900123",
+        "-jane@example.com",
+        "+promo@example.com",
         "plain",
         "a=b",
         None,
     ]
     assert out["number"].to_list() == frame["number"].to_list()
+
+
+def test_every_audience_has_its_files_and_an_empty_one_a_header_alone(tmp_path):
+    """An audience nobody is in today still has its files, a header alone (a review: a
+    fixed-name import found no file, and a loop over the files present left yesterday's
+    members targeted in the tool)."""
+    frame = build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME)
+    files = export_audiences(frame, tmp_path)
+    for kind, names in AUDIENCES.items():
+        for audience in names:
+            csv = tmp_path / kind / f"{file_stem(audience)}.csv"
+            assert f"{kind}/{audience}" in files and csv.is_file(), csv
+            parquet = pl.read_parquet(csv.with_suffix(".parquet"))
+            expected = frame.filter(
+                (pl.col("audience_kind") == kind) & (pl.col("audience") == audience)
+            )
+            assert parquet.equals(expected)
+            assert files[f"{kind}/{audience}"]["rows"] == expected.height
+            if not expected.height:
+                assert csv.read_text() == ",".join(AUDIENCE_COLUMNS) + "\n"
+    assert any(not f["rows"] for f in files.values())  # the case is met
 
 
 def test_write_csv_neutralised_and_parquet_intact(tmp_path):
@@ -226,3 +275,27 @@ def test_a_folder_last_written_for_another_warehouse_is_replaced_with_a_warning(
     assert not audiences.written_for_other(folder, [readers.default_working(run.database)])
     replaced, said = export()
     assert not replaced and not any("ENGAGEMENT_AUDIENCE_DIR" in m for m in said)
+
+
+def test_an_erasure_that_rewrote_the_files_moves_the_records_written_at(tmp_path):
+    """The version stays (the files are still that version's, less the person), but
+    `written_at` moves: an importer that takes a folder only when it has not taken it yet
+    would otherwise never take the files without the person (a review)."""
+    from engagement_box.governance import erasure
+
+    frame = build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME)
+    files = export_audiences(frame, tmp_path)
+    audiences.record_version(tmp_path, 7, files=files)
+    record = json.loads((tmp_path / audiences.WRITTEN_FROM).read_text())
+    assert record["snapshot_id"] == 7 and record["written_at"]
+    stale = {**record, "written_at": "2000-01-01T00:00:00+00:00"}
+    (tmp_path / audiences.WRITTEN_FROM).write_text(json.dumps(stale))
+
+    assert not erasure.erase_from_audiences(tmp_path, ["nobody"], [])  # nothing removed
+    assert json.loads((tmp_path / audiences.WRITTEN_FROM).read_text()) == stale
+    removed = erasure.erase_from_audiences(tmp_path, ["c1"], [])
+    assert removed and "c1" not in (tmp_path / "rfm_segment" / "at_risk.csv").read_text()
+    after = json.loads((tmp_path / audiences.WRITTEN_FROM).read_text())
+    assert after == {**stale, "written_at": after["written_at"]}
+    assert after["written_at"] != stale["written_at"]
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -10,7 +10,13 @@ for CEV Champions, a review of the reward for CEV Costly Referrers.
 
 Only customers with marketing consent are exported. CSV cells are neutralised against spreadsheet
 formula injection (a cell starting with = + - @, a tab or a carriage return gets a leading single
-quote); Parquet keeps the values as they are (typed data, not opened by spreadsheets).
+quote), except a value that starts with + or - and holds nothing but letters, digits and . _ % + -
+@ (a phone-number customer id `+447700900123`, an address `-jane@example.com`): it cannot call a
+function or another program, and a quote would break the import tool's match on it (a review).
+Parquet keeps the values as they are (typed data, not opened by spreadsheets).
+
+Every audience of a kind has its files, a header alone when nobody is in it: a fixed-name import
+found no file, and a loop over the files present kept yesterday's members targeted (a review).
 
 No Dagster import here.
 """
@@ -21,12 +27,12 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 
-from engagement_box.engagement.metrics import QUADRANT_PLAYS
+from engagement_box.engagement.metrics import QUADRANT_PLAYS, QUADRANTS
 from engagement_box.value import rfm
 
 # Every segment the RFM step gives (engagement_box.value.rfm), prospects (no completed order yet)
@@ -37,10 +43,16 @@ AUDIENCE_COLUMNS = ("customer_id", "email", "audience_kind", "audience", "play")
 # The kinds of audience: each is a folder of the audience directory, the only ones a run or an
 # erasure writes (with `_written_from.json`); anything else in the directory is left alone.
 AUDIENCE_KINDS = ("rfm_segment", "quadrant")
+# Every audience of each kind: each has its files in every folder written, empty or not.
+AUDIENCES = {"rfm_segment": RFM_SEGMENTS, "quadrant": QUADRANTS}
 
 # A cell starting with = + - @, a tab or a carriage return: a spreadsheet runs it as a formula
 # (OWASP CSV injection).
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"
+# ...except an inert one: + or - then only letters, digits and . _ % + - @ (no quote, bar,
+# bracket, space or !, which a formula needs to call a function or another program). A
+# spreadsheet shows `+447700900123` as a number; the file keeps the id exact for the import.
+_INERT_PATTERN = r"^[+\-][A-Za-z0-9._%+\-@]*$"
 
 
 def build_audiences(
@@ -102,7 +114,7 @@ def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     """Prefix a single quote to string cells that a spreadsheet would run as a formula."""
     string_cols = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     return frame.with_columns(
-        pl.when(pl.col(c).str.contains(_FORMULA_PATTERN))
+        pl.when(pl.col(c).str.contains(_FORMULA_PATTERN) & ~pl.col(c).str.contains(_INERT_PATTERN))
         .then(pl.lit("'") + pl.col(c))
         .otherwise(pl.col(c))
         .alias(c)
@@ -150,6 +162,7 @@ def record_version(
         "snapshot_id": snapshot_id,
         "as_of": as_of.isoformat() if as_of else None,
         "engine": engine,
+        "written_at": _now(),
     }
     if written_for is not None:
         record["for"] = owner_token(written_for)
@@ -160,7 +173,28 @@ def record_version(
             for key, path in written.items()
             if key != "rows"
         )
-    (Path(out_dir) / WRITTEN_FROM).write_text(json.dumps(record) + "\n")
+    _write_record(Path(out_dir), record)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_record(out_dir: Path, record: dict) -> None:
+    """`_written_from.json` written whole: a temporary name, then a rename (a reader never
+    finds half a record)."""
+    partial = out_dir / f".{WRITTEN_FROM}.{os.getpid()}.tmp"
+    partial.write_text(json.dumps(record) + "\n")
+    os.replace(partial, out_dir / WRITTEN_FROM)
+
+
+def record_rewritten(out_dir: Path) -> None:
+    """After an erasure rewrote files of `out_dir`: its record's `written_at` moves, so an
+    importer that takes a folder it has not taken yet (by `written_at`, not by the version, which
+    stays) takes the files without the person (a review: the version alone did not change)."""
+    record = _record(out_dir)
+    if record:
+        _write_record(Path(out_dir), {**record, "written_at": _now()})
 
 
 # Where each engine remembers the audience folder it last wrote: beside the DuckDB working
@@ -369,16 +403,25 @@ def _export_audience_parts(
         remove_leftover(path)
         path.mkdir()
     files = {}
-    for part in parts:
-        first = part.row(0, named=True)
-        kind, audience = str(first["audience_kind"]), first["audience"]
-        if kind not in building:
-            raise ValueError(f"unknown audience kind {kind!r}; expected one of {AUDIENCE_KINDS}")
-        paths = write_audiences(part, building[kind], name=file_stem(str(audience)))
+
+    def write(kind: str, audience: str, part: pl.DataFrame) -> None:
+        paths = write_audiences(part, building[kind], name=file_stem(audience))
         files[f"{kind}/{audience}"] = {
             "rows": part.height,
             **{k: str(out_dir / kind / v.name) for k, v in paths.items()},
         }
+
+    for part in parts:
+        first = part.row(0, named=True)
+        kind, audience = str(first["audience_kind"]), str(first["audience"])
+        if kind not in building:
+            raise ValueError(f"unknown audience kind {kind!r}; expected one of {AUDIENCE_KINDS}")
+        write(kind, audience, part)
+    empty = pl.DataFrame(schema=dict.fromkeys(AUDIENCE_COLUMNS, pl.String))
+    for kind, names in AUDIENCES.items():  # nobody in it today: its files say so
+        for audience in names:
+            if f"{kind}/{audience}" not in files:
+                write(kind, audience, empty)
     for kind, new in building.items():
         final, old = out_dir / kind, out_dir / f".{kind}.old"
         remove_leftover(old)

@@ -138,6 +138,7 @@ from engagement_box.activation import audiences
 from engagement_box.activation.audiences import (
     AUDIENCE_KINDS,
     neutralize_formulas,
+    record_rewritten,
     remove_leftover,
 )
 from engagement_box.governance import readers, versions
@@ -1958,6 +1959,8 @@ def erase_from_audiences(
             kept.write_parquet(partial)
         os.replace(partial, path)
         removed[relative.as_posix()] = count
+    if removed:
+        record_rewritten(Path(audience_dir))
     return removed
 
 
