@@ -30,6 +30,7 @@ from engagement_box.engagement.metrics import (
     EngagementParts,
     engagement_parts,
     engagement_values_from_parts,
+    unvalued_customers,
 )
 from engagement_box.governance import readers, versions
 from engagement_box.identity import links as identity
@@ -51,6 +52,8 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
         IDENTITY_KEY,
         work_key("customer_value"),
         work_key("customer_summary"),
+        # who has no RFM row: the profiles whose completed orders all lack an FX rate
+        work_key("customer_rfm"),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -81,6 +84,11 @@ def engagement_value(
         people = con.execute(load_sql("intermediate/people_since")).pl()
         profiles = people.filter(pl.col("since") <= window["as_of"])
         customers = pl.concat([profiles.select("customer_id"), clv.select("customer_id")]).unique()
+        # Profiles whose completed orders all lack an FX rate: no CLV was measured, so their clv,
+        # cev and quadrant are NULL (not 0 and CEV Misers); CRV, CIV and CKV are theirs.
+        unvalued = unvalued_customers(
+            profiles, clv, read_work(con, "customer_rfm", window, columns=("customer_id",))
+        )
         # A customer's referral exposure starts at signup, or at the first order of a buyer
         # without a profile (the earlier of the two when both exist).
         first_orders = read_work(
@@ -122,6 +130,7 @@ def engagement_value(
             as_of=window["as_of"],
             customers=customers,
             customer_since=customer_since,
+            unvalued=unvalued,
         )
         values = values.with_columns(
             pl.lit(window["currency"], dtype=pl.String).alias("currency"),
@@ -177,9 +186,9 @@ def engagement_value(
             "referral_model": dg.MetadataValue.json(
                 {**referral_model.report(), "currency": window["currency"]}
             ),
-            "quadrants": dg.MetadataValue.json(
-                dict(values.group_by("quadrant").len().sort("quadrant").iter_rows())
-            ),
+            "quadrants": dg.MetadataValue.json(quadrant_counts(values)),
+            # profiles whose completed orders all lack an FX rate: clv, cev and quadrant NULL
+            "customers_unvalued": int(values["clv"].null_count()),
             "cev_composition": png_markdown(reports.cev_composition_png(values), "CEV composition"),
             "clv_distribution": png_markdown(
                 reports.clv_distribution_png(values["clv"].to_numpy()), "CLV distribution"
@@ -190,18 +199,36 @@ def engagement_value(
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
+# The quadrant's count of the unvalued customers in the metadata (their quadrant is NULL), as
+# the segment migration labels them.
+UNVALUED_LABEL = "(unvalued)"
+
+
+def quadrant_counts(values: pl.DataFrame) -> dict[str, int]:
+    """Customers per quadrant, the unvalued (quadrant NULL) as `UNVALUED_LABEL`."""
+    counts = values.group_by("quadrant").len().sort("quadrant", nulls_last=True)
+    return {q if q is not None else UNVALUED_LABEL: int(n) for q, n in counts.iter_rows()}
+
+
 def _cev_check(values: pl.DataFrame) -> dg.AssetCheckResult:
     """`cev_is_the_sum` of the engagement values: every value finite, CEV the sum of the four
-    metrics, CIV summing to 0 (influence moves value between customers, never out)."""
+    metrics, CIV summing to 0 (influence moves value between customers, never out). The one NULL
+    allowed: clv of an unvalued customer (no valued order), and then cev is NULL too, and only
+    then (the sum of the parts measured would count their CLV as 0)."""
     numeric = [c for c, t in values.schema.items() if t.is_numeric()]
-    non_finite = {
-        c: int((~values[c].cast(pl.Float64).is_finite()).sum())
-        for c in numeric
-        if (~values[c].cast(pl.Float64).is_finite()).any()
-    }
+    unvalued = values["clv"].is_null()
+
+    def not_finite(column: str) -> pl.Series:
+        bad = ~values[column].cast(pl.Float64).is_finite()
+        if column in ("clv", "cev"):  # NULL for the unvalued, and for them only
+            return bad.fill_null(False) | (values[column].is_null() != unvalued)
+        return bad.fill_null(True)
+
+    non_finite = {c: int(not_finite(c).sum()) for c in numeric if not_finite(c).any()}
     gap = (values["cev"] - sum(values[c] for c in METRIC_COLUMNS)).abs().max() or 0.0
     civ_total = float(values["civ"].sum() or 0.0)
     civ_moved = float(values["civ_ceded"].sum() or 0.0)
+    n_unvalued = int(unvalued.sum())
     return dg.AssetCheckResult(
         check_name="cev_is_the_sum",
         passed=not non_finite
@@ -212,11 +239,18 @@ def _cev_check(values: pl.DataFrame) -> dg.AssetCheckResult:
             "civ_total": civ_total,
             "civ_moved": civ_moved,
             "non_finite_by_column": dg.MetadataValue.json(non_finite),
+            "customers_unvalued": n_unvalued,
         },
         description=(
             f"cev = clv + crv + civ + ckv for every customer (largest gap {float(gap):.2g}"
             f"), CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
-            + (f"; non-finite values: {non_finite}" if non_finite else "")
+            + (
+                f"; {n_unvalued} customer(s) unvalued (no completed order with an FX rate): clv "
+                "and cev NULL"
+                if n_unvalued
+                else ""
+            )
+            + (f"; non-finite or NULL values: {non_finite}" if non_finite else "")
         ),
     )
 

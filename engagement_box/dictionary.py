@@ -116,10 +116,16 @@ SEGMENT = Column(
     accepted_values=SEGMENT_VALUES,
 )
 # The rows of a table where a column of documented values may be NULL, and only those: the
-# customer mart's customers with no customer_rfm row (order_count NULL too), whose completed
-# orders are all left out for want of an FX rate (`value_problems`).
+# customers whose completed orders are all left out for want of an FX rate: no customer_rfm row
+# (segment NULL with order_count in the customer mart) and no CLV (quadrant NULL with clv, in
+# the customer mart and engagement_value) (`value_problems`).
 NULL_ALLOWED: Mapping[str, Mapping[str, pl.Expr]] = MappingProxyType(
-    {"customer": MappingProxyType({"segment": pl.col("order_count").is_null()})}
+    {
+        "customer": MappingProxyType(
+            {"segment": pl.col("order_count").is_null(), "quadrant": pl.col("clv").is_null()}
+        ),
+        "engagement_value": MappingProxyType({"quadrant": pl.col("clv").is_null()}),
+    }
 )
 SEGMENT_PLAY = Column(
     "segment_play",
@@ -139,7 +145,10 @@ QUADRANT = Column(
     "referral and a CRV above half a cent and above the ENGAGEMENT_QUADRANT_CRV_QUANTILE of "
     "referrers' CRV; CEV Costly Referrers = at least one credited referral and a CRV below "
     "minus half a cent (a CRV within half a cent of 0 is none; a customer who never referred "
-    "is low CRV whatever their CRV's sign).",
+    "is low CRV whatever their CRV's sign). NULL, with clv and cev, for a customer whose "
+    "completed orders up to the as-of date are all left out of the value models for want of an "
+    "FX rate (unvalued: no CLV to be high or low; they are in no quadrant audience), unless "
+    "they are CEV Costly Referrers, which holds whatever the CLV.",
     accepted_values=QUADRANTS,
 )
 
@@ -227,8 +236,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "persona",
                 "VARCHAR",
-                "The behavioural persona's name (marts.customer_persona); NULL for prospects, "
-                "who are not clustered.",
+                "The behavioural persona's name (marts.customer_persona); NULL for prospects and "
+                "for customers whose completed orders are all without an FX rate, who are not "
+                "clustered.",
             ),
             Column(
                 "order_count",
@@ -248,9 +258,15 @@ TABLES: tuple[Table, ...] = (
                 "p_alive",
                 "DOUBLE",
                 "Probability the customer is still active (chosen purchase model, 0..1); NULL "
-                "for prospects." + P_ALIVE_CAVEAT,
+                "for prospects and for customers whose completed orders are all without an FX "
+                "rate." + P_ALIVE_CAVEAT,
             ),
-            Column("clv", "DOUBLE", f"Customer lifetime value ({_MONEY}), as in engagement_value."),
+            Column(
+                "clv",
+                "DOUBLE",
+                f"Customer lifetime value ({_MONEY}), as in engagement_value (NULL, with the "
+                f"segment, for a customer whose completed orders are all without an FX rate).",
+            ),
             Column("crv", "DOUBLE", f"Customer referral value ({_MONEY}), as in engagement_value."),
             Column(
                 "civ", "DOUBLE", f"Customer influence value ({_MONEY}), as in engagement_value."
@@ -259,7 +275,10 @@ TABLES: tuple[Table, ...] = (
                 "ckv", "DOUBLE", f"Customer knowledge value ({_MONEY}), as in engagement_value."
             ),
             Column(
-                "cev", "DOUBLE", f"Customer engagement value = clv + crv + civ + ckv ({_MONEY})."
+                "cev",
+                "DOUBLE",
+                f"Customer engagement value = clv + crv + civ + ckv ({_MONEY}); NULL with clv "
+                f"for an unvalued customer (their CRV, CIV and CKV are in their own columns).",
             ),
             CURRENCY,
             AS_OF,
@@ -394,8 +413,20 @@ TABLES: tuple[Table, ...] = (
         key=("customer_id",),
         columns=(
             CUSTOMER_ID,
-            Column("buyer", "BOOLEAN", "True when the customer has a completed order (a CLV)."),
-            Column("clv", "DOUBLE", f"CLV from marts.customer_value; 0 for non-buyers ({_MONEY})."),
+            Column(
+                "buyer",
+                "BOOLEAN",
+                "True when the customer has a CLV (a completed order the value models value); "
+                "false for prospects and for the unvalued (clv NULL).",
+            ),
+            Column(
+                "clv",
+                "DOUBLE",
+                f"CLV from marts.customer_value; 0 for prospects (no completed order) "
+                f"({_MONEY}). NULL for a customer whose completed orders up to the as-of date "
+                f"are all left out of the value models for want of an FX rate (unvalued: a CLV "
+                f"of 0 would be a claim nobody measured).",
+            ),
             Column(
                 "crv",
                 "DOUBLE",
@@ -455,7 +486,8 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "civ_ceded",
                 "DOUBLE",
-                f"This customer's CLV share moved to their influencers ({_MONEY}).",
+                f"This customer's CLV share moved to their influencers ({_MONEY}); 0 for an "
+                f"unvalued customer (clv NULL: no value of theirs to move).",
             ),
             Column(
                 "cie",
@@ -480,7 +512,10 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("review_count", "BIGINT", "Reviews written up to the as-of date."),
             Column(
-                "cev", "DOUBLE", f"Customer engagement value = clv + crv + civ + ckv ({_MONEY})."
+                "cev",
+                "DOUBLE",
+                f"Customer engagement value = clv + crv + civ + ckv ({_MONEY}); NULL with clv "
+                f"for an unvalued customer (their CRV, CIV and CKV are in their own columns).",
             ),
             Column(
                 "social_points",

@@ -281,6 +281,103 @@ def test_quadrants_are_cut_on_the_customers_they_describe():
     assert out["quadrant_play"].null_count() == 0
 
 
+def test_an_unvalued_customer_has_no_clv_cev_or_quadrant_and_keeps_what_was_measured():
+    """A profile whose completed orders all lack an FX rate (`unvalued`) was a CEV Miser at CLV
+    0. Their CLV was never measured: clv, cev, the quadrant and its play are NULL, and they are
+    never high CLV. What was measured stays: their CKV, the CIV they gain from those they
+    influence, CRV. They cede no CIV (no value of theirs to move), so CIV still sums to 0. A
+    prospect beside them (no order at all) is a Miser at CLV 0 as before; and a NULL CLV not
+    named unvalued (a caller's mistake) is still 0."""
+    clv = clv_frame({"A": 100.0, "B": 40.0})
+    social = social_frame(
+        [("A", "U", "comment", "twitter"), ("U", "A", "like", "twitter"), ("B", "A", "like", "x")]
+    )
+    reviews = review_frame([("U", 2, True)])
+    customers = pl.DataFrame({"customer_id": ["A", "B", "P", "U"]})
+    settings = EngagementSettings(ckv_value_per_review=2.0)
+    out = engagement_values(
+        clv, reviews, social, EMPTY_REFERRALS, settings, as_of=date(2024, 6, 30),
+        customers=customers, unvalued=pl.Series(["U", "A"]),  # A has a CLV: valued
+    )  # fmt: skip
+    row = _by_id(out)
+    u = row["U"]
+    assert (u["clv"], u["cev"], u["quadrant"], u["quadrant_play"]) == (None, None, None, None)
+    assert not u["buyer"] and not u["clv_high"]
+    assert u["ckv"] > 0 and u["civ_gained"] > 0 and u["civ_ceded"] == 0.0
+    assert u["crv"] is not None
+    assert row["A"]["clv"] == 100.0 and row["A"]["quadrant"] is not None
+    assert (row["P"]["clv"], row["P"]["quadrant"]) == (0.0, "CEV Misers")
+    assert out["clv"].null_count() == out["cev"].null_count() == 1
+    assert out["civ"].sum() == pytest.approx(0.0, abs=1e-9)
+    valued = out.filter(pl.col("clv").is_not_null())
+    np.testing.assert_allclose(
+        valued["cev"], valued["clv"] + valued["crv"] + valued["civ"] + valued["ckv"]
+    )
+    # without `unvalued` (the release before): U is a Miser at CLV 0
+    before = _by_id(
+        engagement_values(
+            clv,
+            reviews,
+            social,
+            EMPTY_REFERRALS,
+            settings,
+            as_of=date(2024, 6, 30),
+            customers=customers,
+        )  # fmt: skip
+    )
+    assert (before["U"]["clv"], before["U"]["quadrant"]) == (0.0, "CEV Misers")
+
+
+def test_an_unvalued_costly_referrer_stays_one():
+    """CEV Costly Referrers holds whatever the CLV: an unvalued referrer whose referrals are
+    expected to cost more than they bring is still one (their reward wants a review); an
+    unvalued customer with a high CRV is no Advocate (that is a claim of a low CLV)."""
+    from engagement_box.engagement.quadrants import with_quadrants
+
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["costly", "high_crv"],
+            "buyer": [False, False],
+            "clv": [None, None],
+            "crv": [-3.0, 9.0],
+            "crv_referrals": [2, 2],
+        },
+        schema_overrides={"clv": pl.Float64},
+    )
+    out = with_quadrants(frame, clv_cut=10.0, crv_cut=1.0)
+    assert out["quadrant"].to_list() == ["CEV Costly Referrers", None]
+    assert out["crv_high"].to_list() == [False, True]
+    assert out["clv_high"].to_list() == [False, False]
+
+
+def test_the_cev_check_allows_a_null_cev_only_with_a_null_clv():
+    """`cev_is_the_sum`: CEV NULL with CLV NULL (unvalued) passes and is counted; a NULL CEV
+    beside a CLV, or a NULL CLV beside a CEV, or a NULL CRV, fails it."""
+    from assets.engagement import _cev_check
+
+    values = pl.DataFrame(
+        {
+            "clv": [10.0, None],
+            "crv": [1.0, 2.0],
+            "civ": [0.0, 0.0],
+            "civ_ceded": [0.0, 0.0],
+            "ckv": [0.5, 0.5],
+            "cev": [11.5, None],
+        }
+    )
+    check = _cev_check(values)
+    assert check.passed and check.metadata["customers_unvalued"].value == 1
+    assert "1 customer(s) unvalued" in check.description
+    for column, row, value in (("cev", 0, None), ("cev", 1, 2.5), ("crv", 0, None)):
+        broken = values.with_columns(
+            pl.when(pl.int_range(pl.len()) == row)
+            .then(pl.lit(value, dtype=pl.Float64))
+            .otherwise(pl.col(column))
+            .alias(column)
+        )
+        assert not _cev_check(broken).passed, (column, row, value)
+
+
 # ---- CEV: the sum of its parts, and no dollar counted twice ---------------------------------
 
 

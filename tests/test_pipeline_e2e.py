@@ -359,6 +359,68 @@ def test_bad_file_fails_the_run_and_publishes_nothing(december_run, tmp_path):
     assert counts(database, "SELECT count(*) FROM marts.snapshots") == [(1,)]
 
 
+def test_a_buyer_whose_orders_all_lack_a_rate_is_in_no_quadrant_and_no_quadrant_audience(
+    december_run, tmp_path
+):
+    """A consenting profile whose completed orders are all in PLN, with no PLN rate, has no RFM
+    segment (the release before this one), but was still published as a CEV Miser (CLV counted
+    as 0, a CLV nobody measured) and written to the CEV Misers audience file. They are valued
+    on nothing: CLV, CEV and the quadrant are NULL (in engagement_value and the customer mart),
+    they are in no audience file, and what was measured of them stays (CRV from the referral
+    model, CKV, social points). A profile with no order beside them is still a Prospect and a
+    Miser, and the run's checks pass."""
+    from tests.conftest import write_csv
+
+    run = copy_run(december_run, tmp_path)
+    profile = {
+        "social_handles": "", "signup_date": "2024-01-01", "loyalty_member": "false",
+        "marketing_consent": "true", "country": "PL",
+    }  # fmt: skip
+    write_csv(
+        run.exports / "customers" / "unvalued.csv",
+        [profile | {"customer_id": c, "email": f"{c}@example.pl"} for c in ("UNVALUED", "NEVER")],
+    )
+    write_csv(
+        run.exports / "orders" / "pln.csv",
+        [
+            {
+                "order_id": f"PLN{i}",
+                "customer_id": "UNVALUED",
+                "email": "",
+                "currency": "PLN",
+                "ordered_at": f"2025-{month}-10 12:00:00",
+                "net_amount": "120.00",
+                "status": "completed",
+                "channel": "web",
+            }
+            for i, month in enumerate(("06", "09"))
+        ],
+    )
+
+    result = run_graph(run.exports, run.database)
+
+    assert result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["orders_left_out_within_limit"].metadata["customers_left_out"].value == 1
+    assert checks["cev_is_the_sum"].passed, checks["cev_is_the_sum"].description
+    assert checks["documented_segments_and_quadrants"].passed
+    customer = "SELECT customer_id, segment, quadrant, clv, cev IS NULL, crv IS NOT NULL, ckv "
+    customer += "FROM marts.customer WHERE customer_id IN ('UNVALUED', 'NEVER') ORDER BY 1"
+    assert counts(run.database, customer) == [
+        ("NEVER", "Prospect", "CEV Misers", 0.0, False, True, 0.0),
+        ("UNVALUED", None, None, None, True, True, 0.0),
+    ]
+    value = "SELECT buyer, clv, cev, quadrant, quadrant_play, crv IS NOT NULL, civ, ckv "
+    value += "FROM marts.engagement_value WHERE customer_id = 'UNVALUED'"
+    assert counts(run.database, value) == [(False, None, None, None, None, True, 0.0, 0.0)]
+    quadrant_files = sorted((run.database.parent / "audiences" / "quadrant").glob("*.csv"))
+    assert quadrant_files
+    in_files = [f.name for f in quadrant_files if "UNVALUED" in f.read_text(encoding="utf-8")]
+    assert in_files == []
+    misers = run.database.parent / "audiences" / "quadrant" / "cev_misers.csv"
+    assert "NEVER" in misers.read_text(encoding="utf-8")
+
+
 def test_cdnow_through_the_assets_reproduces_fader_hardie_lee_2005(tmp_path):
     """The CDNOW 1/10 sample, ingested as an orders export, fitted in weeks to 1997-09-30."""
     exports = tmp_path / "exports"

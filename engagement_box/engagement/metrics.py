@@ -13,6 +13,9 @@ Inputs are polars frames whose customer ids are already resolved
 (see `engagement_box.identity.links`):
 
 * clv:       customer_id, clv (one row per buyer: customers with a CLV from the purchase models)
+* unvalued:  the customers whose completed orders are all left out of the purchase models for
+             want of an FX rate (no CLV, and no RFM row: `sql/work/customers_without_rate.sql`):
+             their clv, cev and quadrant are NULL, not 0 and CEV Misers (`finish_values`)
 * reviews:   customer_id, helpful_votes, verified_purchase
 * social:    actor_customer_id, target_customer_id, event_type, platform
 * referrals: referral_id, referrer_customer_id, referee_customer_id, referred_at, converted_at,
@@ -59,6 +62,7 @@ __all__ = [
     "engagement_values_from_parts",
     "influence_matrix",
     "social_points",
+    "unvalued_customers",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -203,14 +207,17 @@ def engagement_values(
     as_of: date | datetime | None = None,
     customers: pl.DataFrame | None = None,
     customer_since: pl.DataFrame | None = None,
+    unvalued: pl.Series | None = None,
 ) -> pl.DataFrame:
     """One row per customer with CLV, CRV, CIV, CKV, CEV, social points and the quadrant.
 
     The customers are `customers.customer_id` when given, else every resolved id in the inputs.
     `customer_since` (customer_id, since: signup date or first order) starts each customer's
     referral exposure; without it exposure starts at the programme's first observed referral.
-    Missing values are 0. CEV = clv + crv + civ + ckv, and summed over customers
-    sum(cev) = sum(clv) + sum(crv) + sum(ckv) (civ only moves value between customers).
+    Missing values are 0, but the CLV of the `unvalued` customers (ids whose completed orders
+    all lack an FX rate), which is NULL with their CEV and quadrant. CEV = clv + crv + civ + ckv,
+    and summed over customers sum(cev) = sum(clv) + sum(crv) + sum(ckv) (civ only moves value
+    between customers; an unvalued customer cedes none, and their CEV is not in the sum).
     """
     settings = settings or EngagementSettings()
     values, _referral_model = engagement_values_from_parts(
@@ -221,6 +228,7 @@ def engagement_values(
         as_of=as_of or _default_as_of(referrals, social),
         customers=customers,
         customer_since=customer_since,
+        unvalued=unvalued,
     )
     return values
 
@@ -234,6 +242,7 @@ def engagement_values_from_parts(
     as_of: date | datetime | None = None,
     customers: pl.DataFrame | None = None,
     customer_since: pl.DataFrame | None = None,
+    unvalued: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, ReferralModel]:
     """`engagement_values` from the CLV-free parts (`engagement_parts`): the same rows, and the
     referral model every customer's CRV was computed with (`referral.ReferralModel`)."""
@@ -288,14 +297,51 @@ def engagement_values_from_parts(
     )
     for part in (crv, civ, ckv, points):
         out = out.join(part, on="customer_id", how="left", maintain_order="left")
+    if unvalued is not None:
+        ids = pl.Series(unvalued, dtype=pl.String)
+        out = out.with_columns(pl.col("customer_id").is_in(ids.implode()).alias(UNVALUED))
     return assign_quadrants(finish_values(out), settings), referral_model
+
+
+def unvalued_customers(
+    profiles: pl.DataFrame, clv: pl.DataFrame, rfm_rows: pl.DataFrame
+) -> pl.Series:
+    """The customers of the as-of the purchase models could not value: a profile signed up by
+    then (`profiles`, customer_id) with neither a CLV (`clv`) nor a customer_rfm row
+    (`rfm_rows`). `rfm.score_rfm` gives every such profile a row, a Prospect's when they never
+    bought, but those whose completed orders up to the as-of all lack an FX rate (its
+    `left_out`, `sql/work/customers_without_rate.sql`), and the purchase models value none of
+    theirs. A buyer without a profile has no row here or in engagement_value. The Spark engine:
+    `spark/engagement.py::unvalued_customers`."""
+    return (
+        profiles.select(pl.col("customer_id").cast(pl.String))
+        .join(clv.select(pl.col("customer_id").cast(pl.String)), on="customer_id", how="anti")
+        .join(rfm_rows.select(pl.col("customer_id").cast(pl.String)), on="customer_id", how="anti")
+        .unique()
+        .sort("customer_id")
+        .get_column("customer_id")
+    )
+
+
+# The flag of a customer whose completed orders are all left out of the purchase models for want
+# of an FX rate, joined before `finish_values` (which keeps their CLV NULL) and not a column of
+# the rows it returns: their NULL clv says it.
+UNVALUED = "unvalued"
 
 
 def finish_values(out: pl.DataFrame) -> pl.DataFrame:
     """The engagement_value columns from each customer's joined parts (buyer, clv and the frames
-    of CRV, CIV, CKV and social points): missing values 0, ckv and cev summed. Per customer (the
-    Spark engine runs it per batch)."""
-    value_cols = [c for c in out.columns if c != "customer_id"]
+    of CRV, CIV, CKV and social points; optionally the flag `UNVALUED`): missing values 0, ckv
+    and cev summed. An unvalued customer without a CLV keeps clv NULL, and so cev: their CLV was
+    not measured, and 0 would say it was (their CRV, CIV and CKV were, and stay). Per customer
+    (the Spark engine runs it per batch)."""
+    unvalued = (
+        pl.col(UNVALUED).fill_null(False) & pl.col("clv").is_null()
+        if UNVALUED in out.columns
+        else pl.lit(False)
+    )
+    out = out.with_columns(unvalued.alias(UNVALUED))
+    value_cols = [c for c in out.columns if c not in ("customer_id", UNVALUED)]
     out = (
         out.with_columns(
             [
@@ -307,6 +353,7 @@ def finish_values(out: pl.DataFrame) -> pl.DataFrame:
                 for c in value_cols
             ]
         )
+        .with_columns(pl.when(~pl.col(UNVALUED)).then(pl.col("clv")).alias("clv"))
         .with_columns((pl.col("ckv_reviews") + pl.col("ckv_ideas")).alias("ckv"))
         .with_columns(
             (pl.col("clv") + pl.col("crv") + pl.col("civ") + pl.col("ckv")).alias("cev"),

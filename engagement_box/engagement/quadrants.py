@@ -13,6 +13,11 @@ refer almost never again has a CRV of 1e-8 one way or the other, which is no ref
 it made every referrer of a retailer a Costly Referrer by rounding (a review: CRV -2.5e-8 from
 a mean referral value of -18.70 times 1.3e-9 expected referrals).
 
+A customer with no CLV (NULL: their completed orders all lack an FX rate, so the purchase models
+never valued them) has no quadrant (NULL): high or low CLV is a claim about a CLV nobody measured,
+and CEV Misers put them in a purchase-incentive audience as if they had never bought. Only CEV
+Costly Referrers, which holds whatever the CLV, is still theirs when their CRV says so.
+
 The names start with "CEV" so they never collide with the RFM segments ("Champions" is both).
 """
 
@@ -55,7 +60,8 @@ def _cut(values: pl.Series, quantile: float) -> float | None:
 
 def assign_quadrants(frame: pl.DataFrame, settings: EngagementSettings) -> pl.DataFrame:
     """Add clv_high, crv_high, crv_losing, quadrant and quadrant_play to a frame with the
-    columns buyer, clv, crv and crv_referrals."""
+    columns buyer, clv, crv and crv_referrals (clv NULL: unvalued, no quadrant but CEV Costly
+    Referrers)."""
     buyers = frame.filter(pl.col("buyer"))
     referrers = frame.filter(pl.col("crv_referrals") > 0)
     clv_cut = _cut(buyers.get_column("clv"), settings.quadrant_clv_quantile)
@@ -67,7 +73,9 @@ def with_quadrants(frame: pl.DataFrame, clv_cut: float | None, crv_cut: float | 
     """`assign_quadrants` given the population's cuts (None: nobody to cut): per customer, so
     the Spark engine computes the cuts from exact counts and runs this per batch."""
     high_clv = (
-        (pl.col("buyer") & (pl.col("clv") > clv_cut)) if clv_cut is not None else pl.lit(False)
+        (pl.col("buyer") & (pl.col("clv") > clv_cut)).fill_null(False)
+        if clv_cut is not None
+        else pl.lit(False)
     )
     high_crv = (
         (pl.col("crv_referrals") > 0) & (pl.col("crv") > max(crv_cut, NO_REFERRAL_VALUE))
@@ -78,6 +86,8 @@ def with_quadrants(frame: pl.DataFrame, clv_cut: float | None, crv_cut: float | 
     quadrant = (
         pl.when(pl.col("crv_losing"))
         .then(pl.lit(COSTLY_REFERRERS))
+        .when(pl.col("clv").is_null())  # unvalued: no CLV to be high or low
+        .then(pl.lit(None, dtype=pl.String))
         .when(pl.col("clv_high") & pl.col("crv_high"))
         .then(pl.lit(CHAMPIONS))
         .when(pl.col("clv_high"))
