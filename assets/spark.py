@@ -601,19 +601,22 @@ def spark_engagement_marts(
     )
     in_force = info["persona_model_in_force"]
     values = marts["engagement_value"]
-    parts = ("clv", "crv", "civ", "ckv", "cev")
-    rows, gap, worst, non_finite, civ_total, civ_moved = values.agg(
+    unvalued = F.col("clv").isNull()  # no valued order: clv and cev NULL, and only they
+
+    def not_finite(c: str):
+        bad = F.isnan(c) | (F.abs(c) == float("inf"))
+        if c in ("clv", "cev"):
+            return F.coalesce(bad, F.lit(False)) | (F.col(c).isNull() != unvalued)
+        return F.col(c).isNull() | bad
+
+    rows, gap, worst, non_finite, civ_total, civ_moved, n_unvalued = values.agg(
         F.count("*"),
         F.max(F.abs(F.col("cev") - (F.col("clv") + F.col("crv") + F.col("civ") + F.col("ckv")))),
         F.max(F.abs("cev")),
-        F.sum(
-            sum(
-                (F.col(c).isNull() | F.isnan(c) | (F.abs(c) == float("inf"))).cast("int")
-                for c in parts
-            )
-        ),
+        F.sum(sum(not_finite(c).cast("int") for c in ("clv", "crv", "civ", "ckv", "cev"))),
         F.sum("civ"),  # influence moves value between customers: 0 in all
         F.sum("civ_ceded"),
+        F.count_if(unvalued),
     ).first()
     gap, worst = float(gap or 0.0), float(worst or 0.0)
     civ_total, civ_moved = float(civ_total or 0.0), float(civ_moved or 0.0)
@@ -629,11 +632,18 @@ def spark_engagement_marts(
                 "non_finite_values": int(non_finite or 0),
                 "civ_total": civ_total,
                 "civ_moved": civ_moved,
+                "customers_unvalued": int(n_unvalued or 0),
             },
             description=(
                 f"cev = clv + crv + civ + ckv for every customer (largest gap {gap:.2g}), "
                 f"CIV sums to {civ_total:.2g} over the {civ_moved:,.2f} it moves"
-                + (f"; {int(non_finite)} non-finite values" if non_finite else "")
+                + (
+                    f"; {int(n_unvalued)} customer(s) unvalued (no completed order with an FX "
+                    "rate): clv and cev NULL"
+                    if n_unvalued
+                    else ""
+                )
+                + (f"; {int(non_finite)} non-finite or NULL values" if non_finite else "")
             ),
         ),
     ]

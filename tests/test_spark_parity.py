@@ -206,6 +206,60 @@ def test_score_rfm_leaves_out_buyers_without_a_rate(spark):
     assert_same_rows(expected.with_columns(pl.col("segment").cast(pl.String)), got, ["customer_id"])
 
 
+def test_unvalued_buyers_get_no_clv_cev_or_quadrant_as_in_the_duckdb_engine(spark):
+    """`spark/engagement.py::unvalued_customers` finds the profiles `metrics.unvalued_customers`
+    finds (neither a CLV nor a customer_rfm row: every completed order without an FX rate), and
+    the Spark engine's rows from that flag (`metrics.finish_values` and `with_quadrants` per
+    Arrow batch) are the DuckDB engine's: clv, cev and quadrant NULL, CRV and CKV kept, and a
+    Costly Referrer still one (it holds whatever the CLV)."""
+    from engagement_box.engagement import metrics, quadrants
+    from engagement_box.spark import engagement
+
+    profiles = pl.DataFrame({"customer_id": ["a", "p", "r", "u"]})
+    clv = pl.DataFrame({"customer_id": ["a", "g"], "clv": [50.0, 10.0]})
+    rfm_rows = pl.DataFrame({"customer_id": ["a", "g", "p"]})
+    expected = metrics.unvalued_customers(profiles, clv, rfm_rows)
+    got = engagement.unvalued_customers(
+        *(spark.createDataFrame(f.to_arrow()) for f in (profiles, clv, rfm_rows))
+    )
+    got = pl.from_arrow(got.toArrow())["customer_id"].sort().to_list()
+    assert got == expected.to_list() == ["r", "u"]
+
+    ids = ["a", "g", "p", "r", "u"]
+    parts = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "buyer": [True, True, None, None, None],
+            "clv": [50.0, 10.0, None, None, None],
+            "crv": [1.0, 0.5, 0.2, -5.0, 0.2],
+            "crv_referrals": [1, 0, 0, 2, 0],
+            "ckv_reviews": [0.0, 0.0, 0.0, 0.0, 3.0],
+            metrics.UNVALUED: [None, None, None, True, True],
+        }
+    )
+    schema = engagement._engagement_schema()
+    missing = [c for c in metrics.VALUE_COLUMNS if c not in parts.columns]
+    parts = parts.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
+    parts = parts.with_columns(pl.col("review_count").cast(pl.Int64))
+
+    def rows(batch: pl.DataFrame) -> pl.DataFrame:
+        return quadrants.with_quadrants(metrics.finish_values(batch), 20.0, 0.1)
+
+    duck_rows = rows(parts)
+    spark_rows_ = pl.from_arrow(
+        engagement.per_batch(spark.createDataFrame(parts.to_arrow()), rows, schema).toArrow()
+    )
+    assert_same_rows(duck_rows, spark_rows_, ["customer_id"])
+    unvalued = duck_rows.filter(pl.col("customer_id").is_in(["r", "u"]))
+    assert unvalued.select("clv", "cev", "quadrant", "ckv").rows() == [
+        (None, None, quadrants.COSTLY_REFERRERS, 0.0),
+        (None, None, None, 3.0),
+    ]
+    assert duck_rows.filter(pl.col("customer_id") == "p")["quadrant"].to_list() == [
+        quadrants.MISERS
+    ]
+
+
 @pytest.mark.parametrize("start", [None, date(2024, 1, 1)])
 def test_customer_summary(engines, start):
     con, tables, _, _ = engines

@@ -481,15 +481,30 @@ def _engagement_schema() -> str:
     )
 
 
+def unvalued_customers(profiles, clv, rfm):
+    """`metrics.unvalued_customers` on Spark: the profiles signed up by the as-of with neither
+    a CLV nor a customer_rfm row (their completed orders all lack an FX rate), one column
+    customer_id."""
+    return (
+        profiles.select("customer_id")
+        .join(clv.select("customer_id"), "customer_id", "left_anti")
+        .join(rfm.select("customer_id"), "customer_id", "left_anti")
+        .distinct()
+    )
+
+
 def engagement_value(
     tables: SparkTables,
     as_of: date,
     customer_value,
     summary,
     settings: EngagementSettings,
+    rfm=None,
 ):
     """The rows of `metrics.engagement_values` for the as-of (as `assets/engagement.py` calls
-    it), as a Spark DataFrame, and what the steps said (referral outcomes, fits, cuts)."""
+    it), as a Spark DataFrame, and what the steps said (referral outcomes, fits, cuts). `rfm`:
+    the as-of's customer_rfm rows; a profile with neither a CLV nor one of those is unvalued
+    (`unvalued_customers`: clv, cev and quadrant NULL), none when not given."""
     from pyspark.sql import functions as F
 
     spark = tables.spark
@@ -536,6 +551,10 @@ def engagement_value(
         knowledge_value(reviews, settings),
         social_points(social, settings),
     ]
+    if rfm is not None:  # the flag `metrics.finish_values` reads, then drops
+        parts.append(
+            unvalued_customers(profiles, clv, rfm).withColumn(metrics.UNVALUED, F.lit(True))
+        )
     joined = customers
     for part in parts:
         if part is not None:
@@ -601,17 +620,18 @@ def engagement_marts(
 
     spark = tables.spark
     stamp = F.lit(as_of).alias("as_of")
+    rfm = spark.table("work.customer_rfm").filter(F.col("as_of") == F.lit(as_of))
     values, info = engagement_value(
         tables,
         as_of,
         spark.table("work.customer_value").filter(F.col("as_of") == F.lit(as_of)),
         spark.table("work.customer_summary"),
         settings,
+        rfm,
     )
     money = F.lit(currency).alias("currency")  # the reporting currency of the money columns
     tables.save("work.engagement_value", values.select("*", money, stamp))
     values = spark.table("work.engagement_value")
-    rfm = spark.table("work.customer_rfm").filter(F.col("as_of") == F.lit(as_of))
     assignments, profiles, persona_info = personas.personas_in_force(
         spark,
         tables.lake,
