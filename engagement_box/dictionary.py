@@ -801,10 +801,17 @@ TABLES: tuple[Table, ...] = (
             Column("to_snapshot", "BIGINT", "The next version in as-of order."),
             Column("dimension", "VARCHAR", "rfm_segment or quadrant."),
             Column(
-                "from_value", "VARCHAR", "Segment or quadrant in from_snapshot; '(none)' if absent."
+                "from_value",
+                "VARCHAR",
+                "Segment or quadrant in from_snapshot; '(none)' if absent; '(unvalued)' for a "
+                "customer there whose completed orders were all without an FX rate (no segment, "
+                "CEV NULL, and no quadrant unless CEV Costly Referrers).",
             ),
             Column(
-                "to_value", "VARCHAR", "Segment or quadrant in to_snapshot; '(none)' if absent."
+                "to_value",
+                "VARCHAR",
+                "Segment or quadrant in to_snapshot; '(none)' if absent; '(unvalued)' as in "
+                "from_value.",
             ),
             Column("moved", "BOOLEAN", "from_value differs from to_value."),
             Column("customers", "BIGINT", "Customers who made this move."),
@@ -812,13 +819,13 @@ TABLES: tuple[Table, ...] = (
                 "cev_from",
                 "DOUBLE",
                 f"Their CEV in from_snapshot ({_MONEY}); a customer without a row there "
-                "('(none)') counts 0.",
+                "('(none)') or unvalued there (CEV NULL) adds nothing.",
             ),
             Column(
                 "cev_to",
                 "DOUBLE",
                 f"Their CEV in to_snapshot ({_MONEY}); a customer without a row there "
-                "('(none)') counts 0.",
+                "('(none)') or unvalued there (CEV NULL) adds nothing.",
             ),
         ),
     ),

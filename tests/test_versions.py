@@ -255,6 +255,55 @@ def test_segment_migration_counts_customers_and_value_moved(warehouse):
     assert ("Champions", "Misers", 1) in quadrants
 
 
+def test_segment_migration_labels_the_unvalued_not_as_absent(warehouse):
+    """A customer in a version whose completed orders all lacked an FX rate has no RFM row, and
+    a NULL quadrant and CEV: the migration counted them as `(none)` (not in that version) on
+    both dimensions. They are `(unvalued)`, and their CEV adds nothing; a customer absent from a
+    version is still `(none)`."""
+    publish_version(warehouse, "2025-01-31", {"a": "At Risk", "p": "Prospect"}, {"a": 4, "p": 1})
+    write_frame(
+        warehouse,
+        "work",
+        "customer_rfm",
+        pl.DataFrame({"customer_id": ["a"], "segment": ["At Risk"]}),
+    )
+    write_frame(
+        warehouse,
+        "work",
+        "engagement_value",
+        pl.DataFrame(
+            {
+                "customer_id": ["a", "p", "u"],
+                "cev": [4.0, None, None],
+                "quadrant": ["Misers", None, None],
+            },
+            schema_overrides={"cev": pl.Float64, "quadrant": pl.String},
+        ),  # fmt: skip
+    )
+    versions.publish(
+        warehouse,
+        ["customer_rfm", "engagement_value"],
+        run_id="r",
+        partition_key=None,
+        as_of="2025-02-28",
+        settings={"as_of": "2025-02-28", "data": "p and u unvalued"},
+    )
+
+    got = rows(
+        warehouse,
+        "SELECT dimension, from_value, to_value, customers, cev_from, cev_to "
+        "FROM marts.segment_migration ORDER BY ALL",
+    )
+    assert got == [
+        ("quadrant", "(none)", "(unvalued)", 1, 0.0, 0.0),
+        ("quadrant", "Misers", "(unvalued)", 1, 1.0, 0.0),
+        ("quadrant", "Misers", "Misers", 1, 4.0, 4.0),
+        ("rfm_segment", "(none)", "(unvalued)", 1, 0.0, 0.0),
+        ("rfm_segment", "At Risk", "At Risk", 1, 4.0, 4.0),
+        ("rfm_segment", "Prospect", "(unvalued)", 1, 1.0, 0.0),
+    ]
+
+
 def test_an_erasure_computes_every_migration_pair_again_without_the_person(warehouse):
     """After an erasure the pairs still counted the person (Champions -> At Risk: 1 of a
     customer who is in no version any more): every pair is computed again from what is left."""

@@ -1,20 +1,29 @@
 -- Customers moving between RFM segments and between CLV x CRV quadrants from one version to
 -- another, with the engagement value (CEV) they carry in each. '(none)' = not in that version.
+-- '(unvalued)' = in that version, but every completed order of theirs lacked an FX rate: no
+-- customer_rfm row, and in engagement_value a NULL CEV (with the CLV) and quadrant (but CEV
+-- Costly Referrers, which holds whatever the CLV); their CEV adds nothing to cev_from/cev_to.
 -- One row per customer of either version first (its segment, quadrant and CEV in each), then
 -- both dimensions are counted from it.
-with rfm_from as (
-    select customer_id, segment from history.customer_rfm where snapshot_id = $from_snapshot
-),
-rfm_to as (
-    select customer_id, segment from history.customer_rfm where snapshot_id = $to_snapshot
-),
-value_from as (
-    select customer_id, quadrant, cev from history.engagement_value
+with value_from as (
+    select customer_id, coalesce(quadrant, '(unvalued)') as quadrant, cev
+    from history.engagement_value
     where snapshot_id = $from_snapshot
 ),
 value_to as (
-    select customer_id, quadrant, cev from history.engagement_value
+    select customer_id, coalesce(quadrant, '(unvalued)') as quadrant, cev
+    from history.engagement_value
     where snapshot_id = $to_snapshot
+),
+rfm_from as (
+    select customer_id, segment from history.customer_rfm where snapshot_id = $from_snapshot
+    union all
+    select customer_id, '(unvalued)' as segment from value_from where cev is null
+),
+rfm_to as (
+    select customer_id, segment from history.customer_rfm where snapshot_id = $to_snapshot
+    union all
+    select customer_id, '(unvalued)' as segment from value_to where cev is null
 ),
 segments as (
     select customer_id, f.segment as segment_from, t.segment as segment_to
