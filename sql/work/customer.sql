@@ -47,7 +47,8 @@ select
     v.quadrant,
     pe.persona,
     -- NULL with the segment for a customer with no customer_rfm row: their completed orders are
-    -- all left out of the value models for want of an FX rate (customers_without_rate.sql)
+    -- all left out of the value models for want of an FX rate (customers_without_rate.sql);
+    -- their clv, cev and quadrant are NULL in engagement_value (metrics.py::finish_values)
     r.order_count,
     cast(r.total_spend as double) as total_spend,
     s.p_alive,
