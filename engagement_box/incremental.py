@@ -29,6 +29,7 @@ from engagement_box.governance.versions import (
     STATE,
     erasure_requests,
     files_staging_rows,
+    later_consents,
     model_code_version,
 )
 from engagement_box.sql import database_path, load_sql, table_exists
@@ -97,6 +98,12 @@ def inputs(
         "settings": {str(k): str(v) for k, v in sorted(settings.items())},
         "code": model_code_version(),
     }
+    if not identity:
+        # The identity step applies the consents later customers files changed (the merged
+        # persons' marketing consent); the steps after it do not read consent.
+        consents = later_consents(con)
+        if consents:
+            found["consent"] = consents
     if identity:
         built = state(con, IDENTITY_STATE, None)
         found["identity"] = dict(built["settings"]) if built else {}
@@ -255,6 +262,8 @@ def changed_since(state: Mapping, now: Mapping) -> str | None:
         return "the identity links were built with other settings"
     if state.get("erasures") != now["erasures"]:
         return "an erasure was applied"
+    if state.get("consent", []) != now.get("consent", []):
+        return "a later customers file changed a marketing consent"
     before, after = state.get("files", {}), now["files"]
     for name, sha in before.items():
         if name not in after:

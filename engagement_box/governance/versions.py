@@ -156,6 +156,22 @@ def files_staging_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, s
     return con.execute(load_sql("staging/files_staging_rows")).fetchall()
 
 
+def later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
+    """[customer_id, marketing_consent, source_file, source_row] of each staged profile whose
+    marketing consent a later customers file changed (`sql/staging/later_profile_consents.sql`:
+    the latest file's word wins, a withdrawal or a re-consent), by id. The identity step applies
+    them to the merged persons (`identity/links.py`); versions and the identity step are computed
+    from them (`inputs_fingerprint`, `incremental.inputs`)."""
+    if not (
+        table_exists(con, "staging", "customers")
+        and table_exists(con, "staging", "quarantine")
+        and table_exists(con, "staging", "ingested_files")
+    ):
+        return []
+    rows = con.execute(load_sql("staging/later_profile_consents")).fetchall()
+    return [[str(c), bool(v), str(f), int(r)] for c, v, f, r in rows]
+
+
 def inputs_fingerprint(
     con: duckdb.DuckDBPyConnection, *, as_of: object, settings: Mapping[str, object]
 ) -> str:
@@ -165,7 +181,9 @@ def inputs_fingerprint(
     ingested_files`: source, path, sha256; a header-only file, or one whose rows are all
     quarantined, changes no mart, so it publishes no version of the same numbers); every
     erasure request (`staging.erasure_log`), since an erasure changes the staged
-    rows; the run's settings except those in `RUN_ONLY_SETTINGS`; and `model_code_version()`.
+    rows; every marketing consent a later customers file changed (`later_consents`: its rows are
+    quarantined repeats, yet the person's consent follows them); the run's settings except
+    those in `RUN_ONLY_SETTINGS`; and `model_code_version()`.
     Equal fingerprints mean equal inputs, so the published numbers would be the same. Cheap (no
     staged row is read): an asset can call it first and skip its work when
     `version_with_inputs(con, fingerprint)` finds a version.
@@ -181,6 +199,9 @@ def inputs_fingerprint(
         "erasures": erasures,
         "code": model_code_version(),
     }
+    consents = later_consents(con)
+    if consents:  # absent when none: the fingerprints of versions before it stay the same
+        payload["consent"] = consents
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -162,8 +162,27 @@ def _build(con: duckdb.DuckDBPyConnection, limit: int, now: dict) -> pl.DataFram
         salt = erased_profiles_salt(con)
         for name in build_statements(salt):
             con.execute(load_sql(name), statement_values(name, limit, salt))
+        apply_later_consents(con, now.get("consent", []))
         _record(con, now)
     return match_rates(con)
+
+
+def apply_later_consents(con: duckdb.DuckDBPyConnection, consents: list[list]) -> None:
+    """The merged persons' marketing consent where a later customers file changed a profile's
+    (`versions.later_consents`: a withdrawal, or a re-consent, in a file whose row is otherwise
+    a quarantined repeat). DuckDB engine only (docs/SPARK.md says the Spark engine's gap)."""
+    if not consents:
+        return
+    frame = pl.DataFrame(
+        [row[:2] for row in consents],
+        schema={"customer_id": pl.String, "marketing_consent": pl.Boolean},
+        orient="row",
+    )
+    con.register("later_consents", frame)
+    try:
+        con.execute(load_sql("intermediate/apply_later_consents"))
+    finally:
+        con.unregister("later_consents")
 
 
 def refresh_identity_links(

@@ -1417,7 +1417,8 @@ def _split_repeated(
 
 # The source of profiles, whose repeated rows may carry changes (a later export's correction, a
 # withdrawn marketing consent) that a later file does not apply (the first occurrence of a key
-# is staged): the run warns of them (`profile_changes`).
+# is staged): the run warns of them (`profile_changes`). Marketing consent is the exception: the
+# latest file's word wins (`versions.later_consents`, applied by the identity step).
 PROFILE_SOURCE = "customers"
 CONSENT = "marketing_consent"
 
@@ -1627,11 +1628,11 @@ def profile_changes_message(file: str, changes: dict) -> str:
     if withdrawn:
         said += (
             f"; among them {withdrawn:,} withdraw marketing consent "
-            f"({keys(changes['withdrawn_first'], withdrawn)}), and those people stay in the "
-            "audiences"
+            f"({keys(changes['withdrawn_first'], withdrawn)}): a withdrawal is applied all the "
+            "same (the latest file's word on consent wins), those people leave the audiences"
         )
     return said + (
-        ". To apply a change, write it into the file the profile was staged from "
+        ". To apply another change, write it into the file the profile was staged from "
         "(staging.customers.source_file): a changed file replaces its rows (export the "
         "customers to one file name, replaced each time)"
     )
