@@ -489,6 +489,7 @@ def audience_exports(
             raise dg.Failure(_nothing_published(warehouse))
         # The merged person's email and consent (the most restrictive answer of their profiles).
         customers = con.execute(load_sql("intermediate/audience_customers")).pl()
+        consent = publish.live_consent(con)  # recorded with the files: `_audiences_behind`
         frame = audiences.build_audiences(
             customers,
             segments=con.execute(load_sql("marts/customer_segments")).pl(),
@@ -510,7 +511,9 @@ def audience_exports(
         context.log.warning(replacing)
     # Rebuilt whole each time: a customer who withdrew consent or was erased leaves every file.
     files = audiences.export_audiences(frame, out)
-    audiences.record_version(out, snapshot_id, as_of, files, written_for=warehouse.working_path)
+    audiences.record_version(
+        out, snapshot_id, as_of, files, written_for=warehouse.working_path, consent=consent
+    )
     # where this engine's files are, for an erase run with the other engine's settings
     (working_record,) = audiences.folder_records(warehouse.working_path, None)
     audiences.remember_folder(working_record, out)

@@ -39,7 +39,7 @@ from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
 from engagement_box.identity import links as identity_links
 from engagement_box.settings import lake_dir
-from engagement_box.sql import first_line, load_sql
+from engagement_box.sql import first_line, load_sql, relation_exists
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -454,6 +454,9 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
         )
     if written != current:
         return f"the audience files in {folder} are version {written}'s, not version {current}'s"
+    said = consent_behind(con, folder)
+    if said:
+        return said
     missing = audiences.missing_files(folder)
     if missing:  # moved or deleted in a shared folder
         return (
@@ -461,6 +464,44 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
         )
     return None
+
+
+def live_consent(con) -> dict:
+    """{"consenting", "digest"}: the merged persons who consent to marketing now
+    (`intermediate.resolved_customers`, which follows a withdrawal in any later customers file),
+    as the audience files record the consent they were written with."""
+    consenting, digest = con.execute(load_sql("intermediate/consenting_digest")).fetchone()
+    return {"consenting": int(consenting), "digest": str(digest)}
+
+
+def consent_behind(con, folder: Path) -> str | None:
+    """Why the audience files in `folder` do not follow the consent of now (a withdrawal or a
+    re-consent taken in since they were written, by a run that published nothing or failed a
+    blocking check), or None when they do or no person is merged yet."""
+    if not relation_exists(con, "intermediate", "resolved_customers"):
+        return None
+    written = audiences.recorded_consent(folder)
+    now = live_consent(con)
+    if written == now:
+        return None
+    if written is None:
+        return f"the audience files in {folder} do not record the marketing consent they follow"
+    return (
+        f"the audience files in {folder} were written when {written.get('consenting')} "
+        f"person(s) consented to marketing, and the consent changed since ({now['consenting']} "
+        "now)"
+    )
+
+
+def audience_consent_behind(warehouse: Path, engagement_config: EngagementConfig) -> str | None:
+    """`consent_behind` of the audience folder, or None when it cannot tell (no warehouse, no
+    version, a run holding the file). The CLI and the sensor `audience_consent_after_failure`
+    ask it after a run failed: the audience files alone are then written from the current
+    version with the consent of now, so an opt-out never waits for a run that succeeds."""
+    with _peek(warehouse) as con:
+        if con is None or versions.current_version(con) is None:
+            return None
+        return consent_behind(con, engagement_config.audience_path)
 
 
 def lake_holds_versions() -> bool:

@@ -929,7 +929,37 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     published = steps.publish_outcome()
     if published:
         print(published)
-    return _finish(executed, steps)
+    code = _finish(executed, steps)
+    if code == 1:  # failed (not stopped by a signal): an opt-out taken in must not wait for it
+        _write_audiences_with_consent(home)
+    return code
+
+
+def _write_audiences_with_consent(home: str) -> None:
+    """After a failed run: when the consent changed since the audience files were written (a
+    withdrawal the run took in before a blocking check stopped it), write them alone from the
+    current version with the consent of now (the job audience_files), saying so. The run's
+    exit code stays its own."""
+    from assets.publish import audience_consent_behind
+    from pipelines.resources import EngagementConfig, process_tags
+
+    behind = audience_consent_behind(settings.working_db_path(), EngagementConfig())
+    if behind is None:
+        return
+    print(
+        f"the run failed, but {behind}: writing them from the current version with the "
+        f"consent of now ({AUDIENCES_JOB})"
+    )
+    lines = StepLines()
+    executed = _execute(home, AUDIENCES_JOB, process_tags(), lines)
+    if executed is None or not executed.succeeded:
+        print(
+            f"also FAILED writing the audience files ({AUDIENCES_JOB}): they may hold people "
+            "who withdrew their consent; run `engagement-box run` again",
+            file=sys.stderr,
+        )
+    else:
+        print("audience files written with the consent of now")
 
 
 def _stopped_erasures() -> int:

@@ -13,7 +13,7 @@ from pipelines.jobs import audiences_job, engagement_job, retention_job
 from pipelines.loggers import RUN_LOG_FILE, run_log_file
 from pipelines.resources import default_resources
 from pipelines.schedules import daily_schedule, retention_schedule
-from pipelines.sensors import new_export_files
+from pipelines.sensors import audience_consent_after_failure, new_export_files
 
 # Who answers for the assets, and which hold personal data (emails, handles): the staged exports,
 # the identity links (normalised emails and handles) and the audience files. Erasure requests
@@ -71,7 +71,7 @@ defs = (
         assets=assets,
         jobs=[engagement_job, audiences_job, retention_job],
         schedules=[daily_schedule, retention_schedule],
-        sensors=[new_export_files],
+        sensors=[new_export_files, audience_consent_after_failure],
         resources=default_resources(),
         # Dagster's console logger, and the file `engagement-box run` writes the full log to.
         loggers={"console": dg.colored_console_logger, RUN_LOG_FILE: run_log_file},

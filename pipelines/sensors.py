@@ -1,4 +1,5 @@
-"""Sensors: start a run when new or changed export files appear, once they stop changing."""
+"""Sensors: start a run when new or changed export files appear, once they stop changing; write
+the audience files after a failed run when the marketing consent changed since they were written."""
 
 import datetime as dt
 import hashlib
@@ -7,10 +8,10 @@ import time
 
 import dagster as dg
 
-from assets.publish import standing_version
+from assets.publish import audience_consent_behind, standing_version
 from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.reading import discover_files
-from pipelines.jobs import engagement_job
+from pipelines.jobs import audiences_job, engagement_job
 from pipelines.partitions import current_partition_key, partition_key_for
 from pipelines.resources import (
     EngagementConfig,
@@ -146,4 +147,32 @@ def new_export_files(
             )
         ],
         cursor=json.dumps({"taken": current, "settling": {}}, sort_keys=True),
+    )
+
+
+@dg.run_failure_sensor(
+    name="audience_consent_after_failure",
+    monitored_jobs=[engagement_job],
+    request_job=audiences_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "After a failed engagement_pipeline run: when the marketing consent changed since the "
+        "audience files were written, write them alone from the current version (audience_files)."
+    ),
+)
+def audience_consent_after_failure(
+    context: dg.RunFailureSensorContext,
+    warehouse: Warehouse,
+    engagement_config: EngagementConfig,
+):
+    # A run that failed a blocking check (or any step) after taking in a withdrawal skipped the
+    # audience files: an opt-out must not wait for a run that succeeds, so the files are written
+    # from the current version with the consent of now (`assets/publish.py::consent_behind`).
+    behind = audience_consent_behind(warehouse.working_path, engagement_config)
+    if behind is None:
+        return dg.SkipReason("the audience files follow the marketing consent of now")
+    failed = context.dagster_run.run_id
+    return dg.RunRequest(
+        run_key=f"consent-after-{failed}",
+        tags={"engagement/reason": f"run {failed} failed, but {behind}"[:255]},
     )

@@ -150,13 +150,15 @@ def record_version(
     files: Mapping[str, Mapping] | None = None,
     engine: str = "duckdb",
     written_for: Path | str | None = None,
+    consent: Mapping | None = None,
 ) -> None:
     """Write `<out_dir>/_written_from.json`: the version the folder's files come from, its
     as-of date (the day the segments and values describe), for whoever picks the files up, the
     files written (`export_audiences`' result: `missing_files` looks for them), the engine
     whose versions they are (the two engines number theirs apart) and the working database or
     lake they were written for (`written_for`: an erase rewrites a folder it remembers only
-    while that one wrote it last, `remembered_folders`)."""
+    while that one wrote it last, `remembered_folders`), and the consent they were written with
+    (`consent`: {"consenting", "digest"} of the consenting persons, `recorded_consent`)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     record = {
         "snapshot_id": snapshot_id,
@@ -166,6 +168,8 @@ def record_version(
     }
     if written_for is not None:
         record["for"] = owner_token(written_for)
+    if consent is not None:
+        record["consent"] = dict(consent)
     if files is not None:
         record["files"] = sorted(
             Path(path).relative_to(out_dir).as_posix()
@@ -339,6 +343,12 @@ def recorded_version(out_dir: Path, engine: str = "duckdb") -> int | None:
         return int(record["snapshot_id"])
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def recorded_consent(out_dir: Path) -> dict | None:
+    """The consent `record_version` wrote the folder's files with, or None (none recorded)."""
+    consent = _record(out_dir).get("consent")
+    return consent if isinstance(consent, dict) else None
 
 
 def export_audiences(frame: pl.DataFrame, out_dir: Path) -> dict[str, dict]:

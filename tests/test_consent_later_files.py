@@ -1,0 +1,78 @@
+"""A marketing consent withdrawn in a later customers file, or while a run fails (a review
+playing marketing-ops): the withdrawal reaches the merged person, the marts and the audience
+files at the next run, whether it publishes, has nothing new, or fails a blocking check."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from engagement_box.governance.readers import default_working
+from tests.pipeline_runs import copy_run
+from tests.test_cli import MONTH, copy_environment, run_cli
+
+
+def audience_ids(folder: Path) -> set[str]:
+    """Every customer id in the audience CSV files of `folder`."""
+    return {
+        str(cid)
+        for path in folder.glob("*/*.csv")
+        for cid in pl.read_csv(path, infer_schema=False)["customer_id"].to_list()
+    }
+
+
+def customers_file(copy) -> Path:
+    (first,) = sorted((copy.exports / "customers").glob("*.csv"))
+    return first
+
+
+def withdrawn_row(copy, audiences: Path) -> tuple[str, pl.DataFrame]:
+    """A consenting customer in the audience files and their profile row, consent withdrawn."""
+    profiles = pl.read_csv(customers_file(copy), infer_schema=False)
+    someone = sorted(audience_ids(audiences))[0]
+    row = profiles.filter(pl.col("customer_id") == someone)
+    assert row.height == 1 and row["marketing_consent"][0] == "true"
+    return someone, row.with_columns(marketing_consent=pl.lit("false"))
+
+
+def consent_in_marts(database: Path, customer_id: str) -> bool:
+    con = duckdb.connect(str(default_working(database)), read_only=True)
+    try:
+        return con.execute(
+            "SELECT marketing_consent FROM marts.customer WHERE customer_id = ?", [customer_id]
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_withdrawal_in_a_later_customers_file_reaches_the_marts_and_audiences(
+    december_run, tmp_path
+):
+    """The later file's row of a staged profile was quarantined as a repeat and the run said
+    the person stays in the audiences: the opt-out was ignored for good. The latest word on
+    consent now wins (the other attributes stay the first row's), and a later re-consent too."""
+    copy = copy_run(december_run, tmp_path / "run")
+    audiences = copy.database.parent / "audiences"
+    env = copy_environment(tmp_path, copy)
+    someone, row = withdrawn_row(copy, audiences)
+    row.write_csv(copy.exports / "customers" / "customers_2026-07-01.csv")
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert f"withdraw marketing consent ({someone})" in out, out
+    assert "leave the audiences" in out, out
+    assert someone not in audience_ids(audiences)
+    assert consent_in_marts(copy.database, someone) is False
+    record = json.loads((audiences / "_written_from.json").read_text())
+    assert record["snapshot_id"] == 2 and record["consent"]["consenting"] > 0
+    # The same run again: nothing to do (the withdrawal is part of the version's inputs).
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0 and "nothing to do" in out, out
+    # A re-consent in a later file is the latest word: honoured.
+    row.with_columns(marketing_consent=pl.lit("true")).write_csv(
+        copy.exports / "customers" / "customers_2026-08-01.csv"
+    )
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert someone in audience_ids(audiences)
+    assert consent_in_marts(copy.database, someone) is True
