@@ -220,10 +220,11 @@ TABLES: tuple[Table, ...] = (
                 "marketing_consent",
                 "BOOLEAN",
                 "Marketing consent when the version was computed: true only when every profile "
-                "of the person says true (the most restrictive answer wins). An earlier version "
-                "keeps the consent of its day, even one withdrawn since: take contact lists only "
-                "from the current version (marts.customer) or the audience files, never from "
-                "history.customer or marts.customer_at.",
+                "of the person says true (the most restrictive answer wins; a profile's is its "
+                "latest customers file's word). A version keeps the consent of its day, even one "
+                "withdrawn since (the current one too, until a run publishes after the "
+                "withdrawal): take contact lists only from the audience files, which follow the "
+                "consent of now.",
             ),
             Column(
                 "loyalty_member",

@@ -76,3 +76,36 @@ def test_a_withdrawal_in_a_later_customers_file_reaches_the_marts_and_audiences(
     assert code == 0, err[-3000:]
     assert someone in audience_ids(audiences)
     assert consent_in_marts(copy.database, someone) is True
+
+
+def test_a_run_failing_a_blocking_check_still_takes_a_withdrawal_to_the_audience_files(
+    december_run, tmp_path
+):
+    """A consent withdrawn in place, and an unrelated export that fails a blocking check (orders
+    in a currency without a rate): nothing was published, the audience step was skipped, and
+    the person stayed in the files, run after failing run. The files are now written alone from
+    the current version with the consent of now, and record it."""
+    from tests.conftest import ORDER_HEADER, good_order, write_csv
+
+    copy = copy_run(december_run, tmp_path / "run")
+    audiences = copy.database.parent / "audiences"
+    env = copy_environment(tmp_path, copy)
+    someone, _ = withdrawn_row(copy, audiences)
+    path = customers_file(copy)
+    profiles = pl.read_csv(path, infer_schema=False)
+    profiles.with_columns(
+        marketing_consent=pl.when(pl.col("customer_id") == someone)
+        .then(pl.lit("false"))
+        .otherwise(pl.col("marketing_consent"))
+    ).write_csv(path)
+    orders = [
+        good_order(i, f"X{i:05d}") | {"currency": "XTS", "ordered_at": "2025-12-15T10:00:00"}
+        for i in range(400)
+    ]
+    write_csv(copy.exports / "orders" / "orders_no_rate.csv", orders, ORDER_HEADER)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 1 and "orders_left_out_within_limit" in err, (out, err[-3000:])
+    assert "consent of now" in out, out
+    assert someone not in audience_ids(audiences)
+    record = json.loads((audiences / "_written_from.json").read_text())
+    assert record["snapshot_id"] == 1  # the current version's segments, today's consent
