@@ -5,6 +5,7 @@ files at the next run, whether it publishes, has nothing new, or fails a blockin
 import json
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 
@@ -109,3 +110,36 @@ def test_a_run_failing_a_blocking_check_still_takes_a_withdrawal_to_the_audience
     assert someone not in audience_ids(audiences)
     record = json.loads((audiences / "_written_from.json").read_text())
     assert record["snapshot_id"] == 1  # the current version's segments, today's consent
+
+    # The daemon's path: the sensor after a failed engagement_pipeline run asks the same
+    # question. The files follow the consent of now: it skips. Written with another consent
+    # (a record as an earlier writer left it): it asks for the audience_files job.
+    def sensor_says():
+        from pipelines.resources import EngagementConfig, Warehouse
+        from pipelines.sensors import audience_consent_after_failure
+
+        @dg.asset
+        def breaks():
+            raise RuntimeError("the test's failure")
+
+        with dg.instance_for_test() as instance:
+            failed = dg.materialize([breaks], instance=instance, raise_on_error=False)
+            (event,) = [e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+            with dg.build_run_status_sensor_context(
+                sensor_name="audience_consent_after_failure",
+                dagster_event=event,
+                dagster_instance=instance,
+                dagster_run=failed.dagster_run,
+                resources={
+                    "warehouse": Warehouse(database=str(copy.database)),
+                    "engagement_config": EngagementConfig(audience_dir=str(audiences)),
+                },
+            ).for_run_failure() as context:
+                return audience_consent_after_failure(context)
+
+    assert isinstance(sensor_says(), dg.SkipReason)
+    stale = {**record, "consent": {"consenting": 0, "digest": "0"}}
+    (audiences / "_written_from.json").write_text(json.dumps(stale))
+    asked = sensor_says()
+    assert isinstance(asked, dg.RunRequest), asked
+    assert "consented to marketing" in asked.tags["engagement/reason"]
