@@ -32,7 +32,7 @@ from engagement_box.engagement.metrics import (
     engagement_values_from_parts,
     unvalued_customers,
 )
-from engagement_box.governance import readers, versions
+from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity import links as identity
 from engagement_box.sql import load_sql
 from engagement_box.value import rfm
@@ -489,6 +489,13 @@ def audience_exports(
             raise dg.Failure(_nothing_published(warehouse))
         # The merged person's email and consent (the most restrictive answer of their profiles).
         customers = con.execute(load_sql("intermediate/audience_customers")).pl()
+        # Anyone the erasure log names, by id or address under today's rules, stays out, though
+        # the marts hold them: a profile staged under older ingest rules from a file no longer
+        # in the exports folder is never read again, and one whose `mailto:` or full-width
+        # address rules 13 reads as an erased person's went on into the files (an upgrade
+        # review). Only when something was ever erased.
+        kept_out = _erased_customers(con, customers)
+        customers = customers.filter(~kept_out)
         consent = publish.live_consent(con)  # recorded with the files: `_audiences_behind`
         frame = audiences.build_audiences(
             customers,
@@ -505,6 +512,13 @@ def audience_exports(
         if stopped and publish.lake_holds_versions():
             stopped = []  # the Spark lake's versions too: finished by the same erase again
         readers_file = warehouse.publish_for_readers(con)  # checks every history file then
+    if kept_out.any():
+        context.log.warning(
+            f"{int(kept_out.sum())} customer(s) of the current version carry an id or address "
+            "an erasure named (rows staged under older ingest rules, from files no longer in "
+            "the exports folder): left out of the audience files. Erase them by "
+            "`engagement-box erase --customer-id` to take them out of the marts too"
+        )
     out = engagement_config.audience_path
     replacing = audiences.replacing_another_owners(out, warehouse.working_path)
     if replacing:
@@ -544,8 +558,19 @@ def audience_exports(
             "customers_in_any_audience": int(frame["customer_id"].n_unique())
             if frame.height
             else 0,
+            "erased_left_out": int(kept_out.sum()),
         }
     )
+
+
+def _erased_customers(con, customers: pl.DataFrame) -> pl.Series:
+    """True for the audience customers (customer_id, email) whose id or address an erasure
+    logged (`erasure.suppression_mask`, today's normalisation); all False when none was."""
+    hashes = erasure.erased_subject_hashes(con)
+    if not hashes:
+        return pl.Series("erased", [False] * customers.height, dtype=pl.Boolean)
+    salt = erasure.resolve_salt(con)
+    return erasure.suppression_mask(customers, "customers", hashes, salt)
 
 
 engagement_assets = [engagement_value, customer_persona, customer, audience_exports]

@@ -143,3 +143,50 @@ def test_a_run_failing_a_blocking_check_still_takes_a_withdrawal_to_the_audience
     asked = sensor_says()
     assert isinstance(asked, dg.RunRequest), asked
     assert "consented to marketing" in asked.tags["engagement/reason"]
+
+
+def test_the_audience_files_leave_out_anyone_the_erasure_log_names(december_run, tmp_path):
+    """A customer the marts still hold whose address an erasure logged (as a profile staged under
+    older ingest rules from a file no longer in the exports folder is, its `mailto:` address
+    read as the erased person's only by rules 13: an upgrade review) is in no audience file."""
+    import datetime as dt
+
+    from engagement_box.governance import erasure
+    from pipelines.definitions import defs
+    from pipelines.resources import EngagementConfig, ExportsResource, ModelSettings
+    from tests.pipeline_runs import warehouse_resource
+
+    copy = copy_run(december_run, tmp_path / "run")
+    audiences = copy.database.parent / "audiences"
+    someone, row = withdrawn_row(copy, audiences)  # a consenting customer in the files
+    email = row["email"][0]
+    con = duckdb.connect(str(default_working(copy.database)))
+    try:
+        erasure.ensure_erasure_tables(con)
+        salt = erasure.resolve_salt(con)
+        con.execute(  # logged, as an erasure by `mailto:<address>` would log it; nothing deleted
+            "INSERT INTO staging.erasure_log VALUES (?, ?, ?, ?, ?)",
+            [
+                "test",
+                [erasure.subject_hash(f"mailto:{email.upper()}", "email", salt)],
+                dt.datetime(2026, 1, 1),
+                "{}",
+                erasure.salt_fingerprint(salt),
+            ],
+        )
+    finally:
+        con.close()
+    result = defs.resolve_job_def("audience_files").execute_in_process(
+        resources={
+            "warehouse": warehouse_resource(copy.database),
+            "exports": ExportsResource(data_dir=str(copy.exports)),
+            "model_settings": ModelSettings(),
+            "engagement_config": EngagementConfig(audience_dir=str(audiences)),
+        },
+        raise_on_error=False,
+    )
+    assert result.success
+    assert someone not in audience_ids(audiences)
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["erased_left_out"].value == 1
+    assert consent_in_marts(copy.database, someone) is True  # the marts: `erase` takes them out
