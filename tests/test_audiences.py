@@ -295,6 +295,8 @@ def test_an_erasure_that_rewrote_the_files_moves_the_records_written_at(tmp_path
     assert json.loads((tmp_path / audiences.WRITTEN_FROM).read_text()) == stale
     removed = erasure.erase_from_audiences(tmp_path, ["c1"], [])
     assert removed and "c1" not in (tmp_path / "rfm_segment" / "at_risk.csv").read_text()
+    champions = pl.read_csv(tmp_path / "rfm_segment" / "champions.csv", infer_schema=False)
+    assert champions["email"].to_list() == ['\'=HYPERLINK("http://evil")@x.com']  # still neutral
     after = json.loads((tmp_path / audiences.WRITTEN_FROM).read_text())
     assert after == {**stale, "written_at": after["written_at"]}
     assert after["written_at"] != stale["written_at"]
