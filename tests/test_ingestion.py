@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
+from engagement_box.governance import erasure
 from engagement_box.staging import ingestion, reading, validation
 from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.ingestion import (
@@ -634,6 +635,38 @@ def test_a_row_of_a_changed_file_that_became_bad_is_said_quarantined_not_withdra
         "orders", "f.csv", {"keys": 0, "first": [], "quarantined": 1, "quarantined_first": ["o2"]}
     )
     assert "no longer holds" not in only_bad and "put them back" not in only_bad, only_bad
+
+
+def test_rows_of_an_erased_person_in_a_changed_file_are_said_erased_not_withdrawn(
+    warehouse, exports_dir
+):
+    """Rows staged before the erasure log named their person (under an older release's rules,
+    which read a `mailto:` address apart from the one erased; an upgrade review): when their
+    file is read again the ingest keeps them out, and the run said the file "no longer holds"
+    them and to "put them back in it". They are said erased, counted and not named."""
+    path = exports_dir / "orders" / "day1.csv"
+    write_csv(path, [good_order(1), good_order(2, "c2"), good_order(3)])
+    ingest_source(warehouse, exports_dir, "orders")
+    # The log names c2; the staged rows are as an older release left them (not deleted).
+    salt = erasure.resolve_salt(warehouse)
+    warehouse.execute(
+        "INSERT INTO staging.erasure_log VALUES ('r1', [$hash], TIMESTAMP '2026-11-01', '{}', $fp)",
+        {
+            "hash": erasure.subject_hash("c2", "customer_id", salt),
+            "fp": erasure.salt_fingerprint(salt),
+        },
+    )
+    write_csv(path, [good_order(1), good_order(2, "c2"), good_order(3), good_order(4)])
+    report = ingest_source(warehouse, exports_dir, "orders")
+
+    assert report.rows_erased == 1
+    assert report.keys_withdrawn == {"orders/day1.csv": {"keys": 0, "first": [], "erased": 1}}
+    message = withdrawn_message(
+        "orders", "orders/day1.csv", report.keys_withdrawn["orders/day1.csv"]
+    )
+    assert "1 of its rows staged before belong to people erased on request" in message, message
+    assert "put them back" not in message and "o2" not in message, message
+    assert [r[0] for r in staged_orders(warehouse)] == ["o1", "o3", "o4"]
 
 
 @pytest.mark.parametrize("other", ["repeat.csv", "new.csv"])

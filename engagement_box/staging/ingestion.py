@@ -660,6 +660,9 @@ def _stage(
         hashes |= erasure.erased_profiles_keys(con, logged, salt) | set(more_erased)
     suppressed: dict[str, int] = {}
     erased_profiles: list[pl.DataFrame] = []  # erased customer profiles read again
+    # The erased rows of changed files: their keys left staging for the erasure, not for the
+    # file (`_withdrawn_keys` does not ask for them back).
+    erased_read: list[pl.DataFrame] | None = [] if report.files_replaced else None
     try:
         with transaction(con):
             if report.files_replaced:
@@ -674,7 +677,7 @@ def _stage(
                 for raw in _batches(exports, source, rows_read):
                     if hashes:
                         raw = _suppress_erased(
-                            raw, table, hashes, salt, suppressed, erased_profiles
+                            raw, table, hashes, salt, suppressed, erased_profiles, erased_read
                         )
                     good, bad = check_batch(raw, source, run_id, at)
                     del raw
@@ -708,7 +711,9 @@ def _stage(
                     raise _ProfileKeysRead(more)
             if report.files_replaced:
                 report.duplicates_restaged = restage_orphaned_duplicates(con, source, run_id, at)
-                report.keys_withdrawn = _withdrawn_keys(con, source, files)
+                report.keys_withdrawn = _withdrawn_keys(
+                    con, source, files, _erased_keys(erased_read or [], source, run_id, at)
+                )
                 for file in set(report.keys_withdrawn) & set(report.restaged_for_rules):
                     report.keys_withdrawn[file]["rules"] = STAGING_RULES  # not the file
                 _compare_again(con, source, report.files_replaced)
@@ -804,17 +809,35 @@ def _suppress_erased(
     salt: str,
     counts: dict[str, int],
     profiles: list[pl.DataFrame],
+    read: list[pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Drop the rows of erased people from a raw batch, counting them per file; the customer
     profiles dropped are added to `profiles` (their keys are kept by hash:
-    `erasure.record_erased_profiles`)."""
+    `erasure.record_erased_profiles`), and every row dropped to `read` when one is given."""
     shifted = raw[ROW_PROBLEM].is_not_null() if ROW_PROBLEM in raw.columns else None
     kept, dropped = erasure.drop_erased(raw, table, hashes, salt, shifted)
     for name, n in dropped.items():
         counts[name] = counts.get(name, 0) + n
-    if dropped and table == "customers":
-        profiles.append(erasure.dropped_rows(raw, kept))
+    if dropped and (table == "customers" or read is not None):
+        rows = erasure.dropped_rows(raw, kept)
+        if table == "customers":
+            profiles.append(rows)
+        if read is not None:
+            read.append(rows)
     return kept
+
+
+def _erased_keys(
+    erased: list[pl.DataFrame], source: Source, run_id: str, at: datetime
+) -> pl.DataFrame:
+    """The keys of the erased rows read (raw, as `_suppress_erased` dropped them), per file, as
+    the staged key reads (`key_text`): rows that would not parse have no key to name."""
+    frames = [check_batch(raw, source, run_id, at)[0] for raw in erased]
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={"source_file": pl.String, "key": pl.String})
+    good = pl.concat(frames, how="vertical_relaxed")
+    return pl.DataFrame({"source_file": good["source_file"], "key": key_text(good, source)})
 
 
 class _Appender:
@@ -903,14 +926,20 @@ def _remember_replaced_keys(
 
 
 def _withdrawn_keys(
-    con: duckdb.DuckDBPyConnection, source: Source, files: list[str], shown: int = 5
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    files: list[str],
+    erased: pl.DataFrame | None = None,
+    shown: int = 5,
 ) -> dict:
     """Per changed file whose keys staged before no file stages now: how many it no longer holds
-    (`keys`, the first `shown` in `first`, in the file's old row order), and how many it still
+    (`keys`, the first `shown` in `first`, in the file's old row order), how many it still
     holds in a row quarantined now (`quarantined`, `quarantined_first`): a row that became bad
-    is no row taken away. And per changed file whose keys staged before another of this run's
-    `files` stages now, with that row's values (`moved`, `moved_first`, `moved_to`: the files):
-    a key whose buyer or amount may have changed, said like the keys restaged from a repeat."""
+    is no row taken away, and how many it holds in a row of a person erased on request
+    (`erased`, counted, not named; the frame `erased`: `_erased_keys`). And per changed file
+    whose keys staged before another of this run's `files` stages now, with that row's values
+    (`moved`, `moved_first`, `moved_to`: the files): a key whose buyer or amount may have
+    changed, said like the keys restaged from a repeat."""
     # The key of a quarantined row as the staged key reads, per column: trimmed, codes in
     # upper case (fx_rates' `usd`), dates as dates (`2024-01-01T00:00:00`) where they parse.
     names = {f"k{i}": c for i, c in enumerate(source.key_columns)}
@@ -933,9 +962,15 @@ def _withdrawn_keys(
         table=quote_identifier(source.name),
         raw_key=raw_key,
     )
-    rows = con.execute(
-        sql, {"source": source.name, "invisible": INVISIBLE_PATTERN, "shown": shown, **names}
-    ).fetchall()
+    if erased is None:
+        erased = pl.DataFrame(schema={"source_file": pl.String, "key": pl.String})
+    con.register("erased_keys_read", erased)
+    try:
+        rows = con.execute(
+            sql, {"source": source.name, "invisible": INVISIBLE_PATTERN, "shown": shown, **names}
+        ).fetchall()
+    finally:
+        con.unregister("erased_keys_read")
     moved = con.execute(
         sql_template("staging/moved_keys").format(
             key=_key_sql(source), table=quote_identifier(source.name)
@@ -944,10 +979,12 @@ def _withdrawn_keys(
     ).fetchall()
     con.execute(load_sql("staging/drop_replaced_keys"))
     withdrawn: dict[str, dict] = {}
-    for file, gone, first, quarantined, quarantined_first in rows:
+    for file, gone, first, quarantined, quarantined_first, erased_count in rows:
         withdrawn[file] = {"keys": gone, "first": first or []}
         if quarantined:
             withdrawn[file] |= {"quarantined": quarantined, "quarantined_first": quarantined_first}
+        if erased_count:
+            withdrawn[file]["erased"] = erased_count
     for file, count, first, to in moved:
         said = withdrawn.setdefault(file, {"keys": 0, "first": []})
         said |= {"moved": count, "moved_first": first, "moved_to": to}
@@ -1125,6 +1162,18 @@ def withdrawn_message(source: str, file: str, withdrawn: dict) -> str:
             f"{keys(quarantined, withdrawn['quarantined_first'])}: they left staging.{source} "
             "and every table computed from it; staging.quarantine says why (docs/CONTRACTS.md "
             "gives the rules), correct them in the file"
+        )
+    erased = withdrawn.get("erased", 0)
+    if erased:
+        head = (
+            f"{file}, unchanged, read under the ingest's current rules (version {rules}):"
+            if rules
+            else f"{file} changed:"
+        )
+        said.append(
+            f"{head} {erased:,} of its rows staged before belong to people erased on request: "
+            f"they left staging.{source} and every table computed from it, as the erasure log "
+            "asks (staging.erased_rows counts them); nothing to put back"
         )
     moved = withdrawn.get("moved", 0)
     if moved:
