@@ -1057,6 +1057,15 @@ STAGING_TABLES: tuple[Table, ...] = (
                 "staged from the file first taken in, then by path. NULL: before it was "
                 "recorded (ingested_at stands for it).",
             ),
+            Column(
+                "content_taken_in",
+                "TIMESTAMP",
+                "When the file's present content (its sha256) was first taken in (UTC), kept "
+                "when the same content is taken in again (moved, other rules): a later "
+                "customers file's marketing consent ranks by it, so an opt-out edited into an "
+                "older file wins over a repeat taken in before the edit. NULL: before it was "
+                "recorded (ingested_at stands for it).",
+            ),
         ),
     ),
 )

@@ -2,6 +2,7 @@
 playing marketing-ops): the withdrawal reaches the merged person, the marts and the audience
 files at the next run, whether it publishes, has nothing new, or fails a blocking check."""
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -190,3 +191,49 @@ def test_the_audience_files_leave_out_anyone_the_erasure_log_names(december_run,
     (event,) = result.get_asset_materialization_events()
     assert event.materialization.metadata["erased_left_out"].value == 1
     assert consent_in_marts(copy.database, someone) is True  # the marts: `erase` takes them out
+
+
+def profile(customer_id: str, consent: str) -> dict[str, str]:
+    return {
+        "customer_id": customer_id,
+        "email": f"{customer_id}@example.com",
+        "social_handles": "",
+        "signup_date": "2024-01-01",
+        "loyalty_member": "true",
+        "marketing_consent": consent,
+        "country": "US",
+    }
+
+
+def test_an_opt_out_edited_into_the_first_file_outranks_an_older_repeat(warehouse, exports_dir):
+    """A later-named customers file repeated a profile unchanged (consent true); then the
+    retailer re-exported the first file with that person opted out. The repeat's file was
+    taken in later the first time, so its stale `true` won: the staged profile said false and
+    the person stayed in the audiences (a code review). The latest content's word wins now,
+    and a re-consent in a file taken in after the edit wins over it again."""
+    from engagement_box.governance import versions
+    from engagement_box.staging import ingestion
+    from tests.conftest import write_csv
+
+    def ingest(day: int) -> None:  # one run a day
+        at = dt.datetime(2026, 7, day, 6)
+        ingestion.ingest_source(warehouse, exports_dir, "customers", now=at)
+
+    first = exports_dir / "customers" / "customers.csv"
+    write_csv(first, [profile("c1", "true"), profile("c2", "true")])
+    ingest(1)
+    write_csv(exports_dir / "customers" / "customers_2026-07.csv", [profile("c1", "true")])
+    ingest(2)
+    write_csv(first, [profile("c1", "false"), profile("c2", "true")])  # the opt-out
+    ingest(3)
+    staged = warehouse.execute(
+        "SELECT marketing_consent FROM staging.customers WHERE customer_id = 'c1'"
+    ).fetchone()
+    assert staged == (False,)
+    assert versions.later_consents(warehouse) == []  # nothing overrides the staged opt-out
+
+    write_csv(exports_dir / "customers" / "customers_2026-08.csv", [profile("c1", "true")])
+    ingest(4)
+    assert versions.later_consents(warehouse) == [
+        ["c1", True, "customers/customers_2026-08.csv", 1]
+    ]

@@ -211,6 +211,7 @@ class TakenIn(NamedTuple):
     rows_staged: int = 0  # the rows it staged (0: header only, or every row quarantined)
     rows_read: int = 0  # the rows it held (0: a header or a schema alone)
     first_taken_in: datetime | None = None  # when the file at its path was first taken in
+    content_taken_in: datetime | None = None  # when its present content was first taken in
 
 
 def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
@@ -224,11 +225,19 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
             path="coalesce(moved_to, source_file)" if "moved_to" in recorded else "source_file",
             rules="rules" if "rules" in recorded else "NULL",
             first="first_taken_in" if "first_taken_in" in recorded else "NULL",
+            content=(
+                "coalesce(content_taken_in, ingested_at)"
+                if "content_taken_in" in recorded
+                else "ingested_at"
+            ),
         )
     ).fetchall()
     return {
-        (source, path): TakenIn(sha, (size, mtime, ctime), source_file, rules, staged, read, first)
-        for source, path, sha, size, mtime, ctime, source_file, rules, staged, read, first in rows
+        (source, path): TakenIn(
+            sha, (size, mtime, ctime), source_file, rules, staged, read, first, content
+        )
+        for source, path, sha, size, mtime, ctime, source_file, rules, staged, read, first, content
+        in rows
     }
 
 
@@ -388,6 +397,9 @@ def ingest_source(
     # rank (an upgrade that took every file in again, in path order, gave an order staged from
     # `orders_2023-07.csv` to a later `a_fix.csv` repeating it: a review).
     first: dict[str, datetime] = {}
+    # When the content of each file taken in again unchanged (other rules, moved) was first
+    # taken in; a new or changed content: this run (a later file's consent ranks by it).
+    content: dict[str, datetime] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
         todo: list[tuple[ExportFile, Future[str]]] = []
         for export in exports:
@@ -417,6 +429,8 @@ def ingest_source(
                 continue
             if not current_rules and previous.sha256 == digest:  # only the rules changed
                 report.restaged_for_rules.append(export.relpath)
+                if previous.content_taken_in is not None:
+                    content[export.relpath] = previous.content_taken_in
             # A moved file that changed (or is taken in again): its rows take its new path
             # first, then it replaces them there, as a changed file does where it was taken in.
             settle = settle or previous.source_file != export.relpath
@@ -434,7 +448,9 @@ def ingest_source(
                 with _one_duckdb_thread(con):
                     while True:
                         try:
-                            _stage(con, source, todo, report, run_id, at, first, more)
+                            _stage(
+                                con, source, todo, report, run_id, at, first, more, content
+                            )
                             break
                         except _ProfileKeysRead as read:  # rolled back: again, with those keys
                             more |= read.more
@@ -626,11 +642,14 @@ def _stage(
     at: datetime,
     first: dict[str, datetime],
     more_erased: frozenset[str] = frozenset(),
+    content: dict[str, datetime] | None = None,
 ) -> None:
     """Stage the files of `todo` in one transaction. `first`: when files taken in before were
     first taken in (the others: `at`); repeated keys rank by it, then by path. `more_erased`:
     hashes of keys erased besides the logged ones and those `erasure.erased_profiles_keys`
-    gives (the keys of a profile erased by its id read by this staging's first attempt)."""
+    gives (the keys of a profile erased by its id read by this staging's first attempt).
+    `content`: when the unchanged content of files taken in again was first taken in (the
+    others: `at`)."""
     table = source.name
     columns = ",".join([*source.columns, "source_file", "source_row"])
     first = {e.relpath: first.get(e.relpath, at) for e, _ in todo}
@@ -744,6 +763,7 @@ def _stage(
                         "at": at,
                         "rules": STAGING_RULES,
                         "first": first[name],
+                        "content": (content or {}).get(name, at),
                     },
                 )
             counts = reconcile(con, table)

@@ -33,4 +33,10 @@ ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS rules INTEGER;
 -- when it is taken in again (changed, moved, other rules): the keys of one ingest's files rank
 -- by it, then by path, so a later file never takes a key an earlier one staged, whatever their
 -- names. NULL (a warehouse from before it): ingested_at stands for it.
-ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS first_taken_in TIMESTAMP
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS first_taken_in TIMESTAMP;
+-- content_taken_in: when the file's present content (its sha256) was first taken in, kept when
+-- the same content is taken in again (moved, other rules): a later customers file's marketing
+-- consent ranks by it (sql/staging/later_profile_consents.sql), so an opt-out edited into an
+-- older file outranks a repeat in a file taken in before the edit. NULL (a warehouse from
+-- before it): ingested_at stands for it.
+ALTER TABLE staging.ingested_files ADD COLUMN IF NOT EXISTS content_taken_in TIMESTAMP

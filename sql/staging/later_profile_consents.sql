@@ -2,8 +2,10 @@
 -- the staged row (docs/CONTRACTS.md, "Marketing consent in a later file"). A profile's key is
 -- staged once (its first row; every other attribute stays as that row says), and a repeat is
 -- quarantined as duplicate_key with its values as staged (raw_values). Consent is opt-in, so the
--- latest word wins: the profile's rows (staged and repeated) rank by their file's first taking-in
--- (staging.ingested_files.first_taken_in; ingested_at before it was recorded), then path; the
+-- latest word wins: the profile's rows (staged and repeated) rank by when their file's present
+-- content was taken in (staging.ingested_files.content_taken_in: an opt-out edited into the
+-- first file outranks a repeat in a file taken in before the edit; ingested_at before it was
+-- recorded), then by the file's first taking-in, then path; the
 -- consent of the latest file's rows is the profile's, false when any of them says false or none
 -- says (a row repeated within one file is ambiguous: the restrictive answer). A later true after
 -- a false is a re-consent and is honoured the same way. The rows follow their files: a replaced
@@ -35,7 +37,10 @@ ranked as (
         r.*,
         rank() over (
             partition by r.customer_id
-            order by coalesce(f.first_taken_in, f.ingested_at) desc nulls last, r.source_file desc
+            order by
+                coalesce(f.content_taken_in, f.ingested_at) desc nulls last,
+                coalesce(f.first_taken_in, f.ingested_at) desc nulls last,
+                r.source_file desc
         ) as file_rank
     from profile_rows as r
     left join staging.ingested_files as f
