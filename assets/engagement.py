@@ -152,7 +152,7 @@ def engagement_value(
             )
         else:
             edges = []  # the same as-of again: its network stays as it is
-        check = _cev_check(values)
+        check = _cev_check(values, unvalued)
         con.register("influence_edge_rows", parts.edges)
         try:
             metadata = write_work(
@@ -210,13 +210,15 @@ def quadrant_counts(values: pl.DataFrame) -> dict[str, int]:
     return {q if q is not None else UNVALUED_LABEL: int(n) for q, n in counts.iter_rows()}
 
 
-def _cev_check(values: pl.DataFrame) -> dg.AssetCheckResult:
+def _cev_check(values: pl.DataFrame, unvalued_ids: pl.Series) -> dg.AssetCheckResult:
     """`cev_is_the_sum` of the engagement values: every value finite, CEV the sum of the four
     metrics, CIV summing to 0 (influence moves value between customers, never out). The one NULL
-    allowed: clv of an unvalued customer (no valued order), and then cev is NULL too, and only
-    then (the sum of the parts measured would count their CLV as 0)."""
+    allowed: clv of an unvalued customer (`unvalued_ids`, judged from the profiles, CLVs and RFM
+    rows: `metrics.unvalued_customers`, not from the NULL itself, so a CLV lost on the way
+    fails), and then cev is NULL too, and only then (the sum of the parts measured would count
+    their CLV as 0)."""
     numeric = [c for c, t in values.schema.items() if t.is_numeric()]
-    unvalued = values["clv"].is_null()
+    unvalued = values["customer_id"].cast(pl.String).is_in(unvalued_ids.cast(pl.String).implode())
 
     def not_finite(column: str) -> pl.Series:
         bad = ~values[column].cast(pl.Float64).is_finite()

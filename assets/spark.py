@@ -601,7 +601,9 @@ def spark_engagement_marts(
     )
     in_force = info["persona_model_in_force"]
     values = marts["engagement_value"]
-    unvalued = F.col("clv").isNull()  # no valued order: clv and cev NULL, and only they
+    # No valued order: clv and cev NULL, and only they. The customers judged unvalued are
+    # counted apart (`engagement.unvalued_customers`): a NULL CLV beyond them is one lost.
+    unvalued = F.col("clv").isNull()
 
     def not_finite(c: str):
         bad = F.isnan(c) | (F.abs(c) == float("inf"))
@@ -625,6 +627,7 @@ def spark_engagement_marts(
         dg.AssetCheckResult(
             check_name="cev_is_the_sum",
             passed=not non_finite
+            and int(n_unvalued or 0) == info["customers_unvalued"]
             and gap <= 1e-6 * max(1.0, worst)
             and abs(civ_total) <= 1e-9 * max(1.0, civ_moved),
             metadata={
@@ -644,6 +647,12 @@ def spark_engagement_marts(
                     else ""
                 )
                 + (f"; {int(non_finite)} non-finite or NULL values" if non_finite else "")
+                + (
+                    f"; {int(n_unvalued or 0) - info['customers_unvalued']} CLV(s) NULL beyond "
+                    "the customers unvalued: lost on the way"
+                    if int(n_unvalued or 0) != info["customers_unvalued"]
+                    else ""
+                )
             ),
         ),
     ]

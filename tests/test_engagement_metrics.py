@@ -352,11 +352,15 @@ def test_an_unvalued_costly_referrer_stays_one():
 
 def test_the_cev_check_allows_a_null_cev_only_with_a_null_clv():
     """`cev_is_the_sum`: CEV NULL with CLV NULL (unvalued) passes and is counted; a NULL CEV
-    beside a CLV, or a NULL CLV beside a CEV, or a NULL CRV, fails it."""
+    beside a CLV, or a NULL CLV beside a CEV, or a NULL CRV, fails it; and so does a NULL CLV
+    and CEV of a customer who is not unvalued (a CLV lost on the way: a code review found the
+    check took every NULL CLV for an unvalued customer)."""
     from assets.engagement import _cev_check
 
+    unvalued = pl.Series(["b"])
     values = pl.DataFrame(
         {
+            "customer_id": ["a", "b"],
             "clv": [10.0, None],
             "crv": [1.0, 2.0],
             "civ": [0.0, 0.0],
@@ -365,7 +369,7 @@ def test_the_cev_check_allows_a_null_cev_only_with_a_null_clv():
             "cev": [11.5, None],
         }
     )
-    check = _cev_check(values)
+    check = _cev_check(values, unvalued)
     assert check.passed and check.metadata["customers_unvalued"].value == 1
     assert "1 customer(s) unvalued" in check.description
     for column, row, value in (("cev", 0, None), ("cev", 1, 2.5), ("crv", 0, None)):
@@ -375,7 +379,9 @@ def test_the_cev_check_allows_a_null_cev_only_with_a_null_clv():
             .otherwise(pl.col(column))
             .alias(column)
         )
-        assert not _cev_check(broken).passed, (column, row, value)
+        assert not _cev_check(broken, unvalued).passed, (column, row, value)
+    lost = values.with_columns(clv=pl.lit(None, pl.Float64), cev=pl.lit(None, pl.Float64))
+    assert not _cev_check(lost, unvalued).passed
 
 
 # ---- CEV: the sum of its parts, and no dollar counted twice ---------------------------------

@@ -551,10 +551,11 @@ def engagement_value(
         knowledge_value(reviews, settings),
         social_points(social, settings),
     ]
+    unvalued_count = 0
     if rfm is not None:  # the flag `metrics.finish_values` reads, then drops
-        parts.append(
-            unvalued_customers(profiles, clv, rfm).withColumn(metrics.UNVALUED, F.lit(True))
-        )
+        unvalued = unvalued_customers(profiles, clv, rfm).localCheckpoint()
+        unvalued_count = unvalued.count()  # the check's count of NULL CLVs to allow
+        parts.append(unvalued.withColumn(metrics.UNVALUED, F.lit(True)))
     joined = customers
     for part in parts:
         if part is not None:
@@ -572,7 +573,7 @@ def engagement_value(
         lambda b: quadrants.with_quadrants(metrics.finish_values(b), clv_cut, crv_cut),
         _engagement_schema(),
     )
-    info.update({"clv_cut": clv_cut, "crv_cut": crv_cut})
+    info.update({"clv_cut": clv_cut, "crv_cut": crv_cut, "customers_unvalued": unvalued_count})
     return values, info
 
 

@@ -232,13 +232,7 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
             ),
         )
     ).fetchall()
-    return {
-        (source, path): TakenIn(
-            sha, (size, mtime, ctime), source_file, rules, staged, read, first, content
-        )
-        for source, path, sha, size, mtime, ctime, source_file, rules, staged, read, first, content
-        in rows
-    }
+    return {(row[0], row[1]): TakenIn(row[2], tuple(row[3:6]), *row[6:]) for row in rows}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,9 +442,7 @@ def ingest_source(
                 with _one_duckdb_thread(con):
                     while True:
                         try:
-                            _stage(
-                                con, source, todo, report, run_id, at, first, more, content
-                            )
+                            _stage(con, source, todo, report, run_id, at, first, more, content)
                             break
                         except _ProfileKeysRead as read:  # rolled back: again, with those keys
                             more |= read.more
