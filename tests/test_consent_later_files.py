@@ -165,6 +165,10 @@ def test_the_audience_files_leave_out_anyone_the_erasure_log_names(december_run,
     try:
         erasure.ensure_erasure_tables(con)
         salt = erasure.resolve_salt(con)
+        # the customers file taken in under the rules before 13, as an upgraded warehouse's
+        con.execute(
+            "UPDATE staging.ingested_files SET rules = rules - 1 WHERE source = 'customers'"
+        )
         con.execute(  # logged, as an erasure by `mailto:<address>` would log it; nothing deleted
             "INSERT INTO staging.erasure_log VALUES (?, ?, ?, ?, ?)",
             [
