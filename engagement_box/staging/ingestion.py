@@ -668,7 +668,7 @@ def _stage(
         erasure.erased_subject_hashes(con, salt)
         # The emails and handles of profiles erased by their customer id (read by an earlier
         # ingest: `_ProfileKeysRead`), kept out with them.
-        hashes |= erasure.erased_profiles_keys(con, logged, salt) | set(more_erased)
+        hashes |= erasure.erased_profiles_keys(con, logged, salt, memo=True) | set(more_erased)
     suppressed: dict[str, int] = {}
     erased_profiles: list[pl.DataFrame] = []  # erased customer profiles read again
     # The erased rows of changed files: their keys left staging for the erasure, not for the
