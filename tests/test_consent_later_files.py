@@ -241,3 +241,40 @@ def test_an_opt_out_edited_into_the_first_file_outranks_an_older_repeat(warehous
     assert versions.later_consents(warehouse) == [
         ["c1", True, "customers/customers_2026-08.csv", 1]
     ]
+
+
+def test_the_later_consents_kept_for_a_run_are_its_own(warehouse, exports_dir, monkeypatch):
+    """Each step's inputs read the consents later customers files changed (about nine times a
+    run, 4.3-5.9 s each over 3M repeated profile rows: a code review): the customers' ingest and
+    an erasure keep the answer, and a reader takes it only while the staged rows are those it
+    was computed from; otherwise it computes its own (a warehouse changed by another writer)."""
+    from engagement_box.governance import erasure, versions
+    from engagement_box.staging import ingestion
+    from tests.conftest import write_csv
+
+    write_csv(
+        exports_dir / "customers" / "customers.csv", [profile("c1", "true"), profile("c2", "true")]
+    )
+    ingestion.ingest_source(warehouse, exports_dir, "customers")
+    later = exports_dir / "customers" / "customers_2026-07.csv"
+    write_csv(later, [profile("c1", "false"), profile("c2", "false")])
+    ingestion.ingest_source(warehouse, exports_dir, "customers")
+    withdrawn = [
+        ["c1", False, "customers/customers_2026-07.csv", 1],
+        ["c2", False, "customers/customers_2026-07.csv", 2],
+    ]
+    computed = []
+    real = versions._later_consents
+    monkeypatch.setattr(versions, "_later_consents", lambda con: computed.append(1) or real(con))
+    for _ in range(3):
+        assert versions.later_consents(warehouse) == withdrawn
+    assert computed == []  # the ingest's answer, kept
+
+    # Another writer's change (a repeat deleted by hand): computed, not the kept answer.
+    warehouse.execute(
+        "DELETE FROM staging.quarantine WHERE source = 'customers' AND source_row = 2"
+    )
+    assert versions.later_consents(warehouse) == withdrawn[:1] and computed == [1]
+    erasure.erase(warehouse, customer_id="c1")  # the erasure keeps its answer again
+    computed.clear()
+    assert versions.later_consents(warehouse) == [] and computed == []

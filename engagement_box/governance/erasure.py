@@ -1346,6 +1346,8 @@ def erase(
 
     if report.duplicates_restaged:  # the duplicates left of those keys, against the row staged
         _compare_left_duplicates(con, report.request_id)
+    # the consents later customers files changed, kept again for the next run's steps
+    versions.keep_later_consents(con)
 
     working = database_path(con)
     if working:

@@ -168,8 +168,52 @@ def later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
         and table_exists(con, "staging", "ingested_files")
     ):
         return []
+    if sql_table_exists(con, "staging", "later_consents_memo"):
+        (token,) = con.execute(load_sql("staging/later_consents_token")).fetchone()
+        kept = con.execute(load_sql("staging/memo_later_consents"), {"token": token}).fetchall()
+        if kept:  # its marker row (customer_id NULL), then the answer
+            return [[str(c), bool(v), str(f), int(r)] for c, v, f, r in kept if c is not None]
+    return _later_consents(con)
+
+
+def _later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
     rows = con.execute(load_sql("staging/later_profile_consents")).fetchall()
     return [[str(c), bool(v), str(f), int(r)] for c, v, f, r in rows]
+
+
+def keep_later_consents(con: duckdb.DuckDBPyConnection) -> None:
+    """Compute `later_consents` and keep the answer for its readers while what it reads stays
+    as it is (`staging.later_consents_memo`, sql/staging/create_later_consents_memo.sql): the
+    writers that change it call this, the customers' ingest and an erasure. A reader whose
+    staged rows differ from the kept answer's computes its own. Not inside a transaction."""
+    import polars as pl
+
+    if not (
+        table_exists(con, "staging", "customers")
+        and table_exists(con, "staging", "quarantine")
+        and table_exists(con, "staging", "ingested_files")
+    ):
+        return
+    (token,) = con.execute(load_sql("staging/later_consents_token")).fetchone()
+    rows = _later_consents(con)
+    frame = pl.DataFrame(
+        [(None, None, None, None), *rows],
+        schema={
+            "customer_id": pl.String,
+            "marketing_consent": pl.Boolean,
+            "source_file": pl.String,
+            "source_row": pl.Int64,
+        },
+        orient="row",
+    )
+    with transaction(con):
+        con.execute(load_sql("staging/create_later_consents_memo"))
+        con.execute(load_sql("staging/clear_later_consents_memo"))
+        con.register("consent_rows", frame.to_arrow())
+        try:
+            con.execute(load_sql("staging/keep_later_consents"), {"token": token})
+        finally:
+            con.unregister("consent_rows")
 
 
 def inputs_fingerprint(

@@ -57,7 +57,7 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box import dictionary
-from engagement_box.governance import erasure, readers
+from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
     load_sql,
@@ -451,6 +451,10 @@ def ingest_source(
             # threads (its join reads every staged key: 10M orders, 1.3 s on one thread, 0.45
             # on two).
             compare_repeats(con, source, run_id or "", report)
+            if todo and source.name == "customers":
+                # The consents later files changed, kept for the run's steps: each one's inputs
+                # asked them again (`versions.later_consents`).
+                versions.keep_later_consents(con)
         finally:
             for _, digest_future in todo:
                 digest_future.cancel()
