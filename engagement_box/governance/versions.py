@@ -177,7 +177,11 @@ def later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
 
 
 def _later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
-    rows = con.execute(load_sql("staging/later_profile_consents")).fetchall()
+    # A warehouse of an earlier release, read before this release's first ingest adds the column
+    recorded = {name for name, _ in columns(con, "staging", "ingested_files")}
+    content = "f.content_taken_in" if "content_taken_in" in recorded else "NULL"
+    sql = sql_template("staging/later_profile_consents").format(content=content)
+    rows = con.execute(sql).fetchall()
     return [[str(c), bool(v), str(f), int(r)] for c, v, f, r in rows]
 
 

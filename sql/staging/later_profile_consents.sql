@@ -10,6 +10,8 @@
 -- says (a row repeated within one file is ambiguous: the restrictive answer). A later true after
 -- a false is a re-consent and is honoured the same way. The rows follow their files: a replaced
 -- file's rows are its new ones, an erased person's rows are gone.
+-- {content}: f.content_taken_in, or NULL in a warehouse the ingest has not given it yet (the
+-- caller, engagement_box/governance/versions.py).
 -- Columns: customer_id, marketing_consent (the profile's consent now), source_file and
 -- source_row (the first row of the deciding file), only where it differs from the staged row's.
 with repeated as (
@@ -38,7 +40,7 @@ ranked as (
         rank() over (
             partition by r.customer_id
             order by
-                coalesce(f.content_taken_in, f.ingested_at) desc nulls last,
+                coalesce({content}, f.ingested_at) desc nulls last,
                 coalesce(f.first_taken_in, f.ingested_at) desc nulls last,
                 r.source_file desc
         ) as file_rank
