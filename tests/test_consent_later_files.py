@@ -278,3 +278,21 @@ def test_the_later_consents_kept_for_a_run_are_its_own(warehouse, exports_dir, m
     erasure.erase(warehouse, customer_id="c1")  # the erasure keeps its answer again
     computed.clear()
     assert versions.later_consents(warehouse) == [] and computed == []
+
+
+def test_later_consents_read_a_warehouse_of_an_earlier_release(warehouse, exports_dir):
+    """Before this release's first ingest, `staging.ingested_files` has no content_taken_in:
+    the consents are ranked as that release ranked them (a binder error stopped the read)."""
+    from engagement_box.governance import versions
+    from engagement_box.staging import ingestion
+    from tests.conftest import write_csv
+
+    write_csv(exports_dir / "customers" / "customers.csv", [profile("c1", "true")])
+    ingestion.ingest_source(warehouse, exports_dir, "customers")
+    write_csv(exports_dir / "customers" / "customers_2026-07.csv", [profile("c1", "false")])
+    ingestion.ingest_source(warehouse, exports_dir, "customers")
+    warehouse.execute("DROP TABLE staging.later_consents_memo")
+    warehouse.execute("ALTER TABLE staging.ingested_files DROP COLUMN content_taken_in")
+    assert versions.later_consents(warehouse) == [
+        ["c1", False, "customers/customers_2026-07.csv", 1]
+    ]
