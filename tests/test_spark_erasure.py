@@ -126,3 +126,46 @@ def test_a_profile_erased_by_id_takes_its_email_and_handles_out_of_a_spark_run(
     again = pipeline.stage_all(tables, exports, "spark-run-2", AT, erased)
     assert again["customers"].files_validated == 0  # the keys found before: validated once
     assert {name: r.rows_erased for name, r in again.items() if r.rows_erased} == counts
+
+
+def _delete_account(exports: Path) -> None:
+    """The retailer deletes X-1 (and X-2) from its CRM: the next customers export lacks them."""
+    path = exports / "customers" / "customers.csv"
+    rows = pl.read_csv(path, infer_schema=False)
+    rows.filter(~pl.col("customer_id").is_in(["X-1", "X-2"])).write_csv(path)
+
+
+def test_the_keys_erased_with_a_profile_stay_erased_once_it_leaves_the_export(
+    session, tmp_path: Path, monkeypatch
+):
+    """A reviewer's finding: X-1 was erased by id; the Spark staging read their profile and
+    erased its email and handle with it. The retailer then deleted the account, and the next
+    customers export lacked the profile: the keys were computed again from the profiles read
+    (none of X-1's) and the record of them overwritten, so their social event by handle and
+    their guest order by email were staged again. The DuckDB engine keeps them
+    (`staging.erased_profile_keys`); the Spark staging keeps them too, for good."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    exports = tmp_path / "exports"
+    write_erased_by_id_exports(exports)
+    working = tmp_path / "engagement.working.duckdb"
+    con = duckdb.connect(str(working))
+    erasure.erase(con, customer_id="X-1")
+    con.close()
+    erased = erasure.read_register(erasure.register_path(working))
+    tables = SparkTables(session, tmp_path / "lake")
+
+    def ids(source: str, key: str) -> list[str]:
+        return sorted(staged(tables, source)[key])
+
+    pipeline.stage_all(tables, exports, "run-1", AT, erased)
+    assert "e1" not in ids("social", "event_id") and "o1" not in ids("orders", "order_id")
+    _delete_account(exports)
+    reports = pipeline.stage_all(tables, exports, "run-2", AT, erased)
+    assert ids("social", "event_id") == ["e3"]  # e1 by the handle, e2 to it
+    assert ids("orders", "order_id") == ["o2", "o3"]  # o1, the guest order by the email
+    assert ids("reviews", "review_id") == ["r2"]
+    assert all(r.holds for r in reports.values())
+    # a record that cannot be read fails the staging: going on would stage them again
+    (tables.lake / pipeline.PROFILE_KEYS_FILE).write_text("{", encoding="utf-8")
+    with pytest.raises(erasure.ErasureError, match="cannot be read"):
+        pipeline.stage_all(tables, exports, "run-3", AT, erased)

@@ -102,11 +102,42 @@ def _check_reconciled(name: str, report: SparkIngestReport) -> None:
         )
 
 
-# `<lake>/erased_profile_keys.json`: the hashes of the keys the last staging erased with the
-# profiles erased by their id, and the register it staged with. Outside `tables/` (an erasure
-# deletes those): a staging that finds the same keys stages the customers once, and the files
-# validated with them are used again.
+# `<lake>/erased_profile_keys.json`: the hashes of every key a staging erased with the profiles
+# erased by their id, and the fingerprint of the salt that made them. Outside `tables/` (an
+# erasure deletes those). The keys stay erased for good, as the DuckDB engine keeps them
+# (`staging.erased_profile_keys`): a profile the retailer deleted after it was read is not in
+# the next export, and its keys are not found again. A staging that finds no new keys stages
+# the customers once, and the files validated with them are used again.
 PROFILE_KEYS_FILE = "erased_profile_keys.json"
+
+
+def _kept_profile_keys(record: Path, salt: str) -> frozenset[str]:
+    """The key hashes `record` (`PROFILE_KEYS_FILE`) keeps; none when there is no record. One
+    that cannot be read, or was made with another salt, fails the staging: going on without it
+    would stage again the rows of the people whose profiles are no longer exported."""
+    from engagement_box.governance import erasure
+
+    if not record.exists():
+        return frozenset()
+    try:
+        kept = json.loads(record.read_text(encoding="utf-8"))
+        keys = frozenset(str(key) for key in kept["key_hashes"])
+        made_with = kept.get("salt")  # none in a record from before it was kept
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise erasure.ErasureError(
+            f"{record}: the keys erased with the profiles erased by their customer id cannot be "
+            f"read ({error}); without them those people's social events, guest orders and "
+            "reviews would be staged again. Put the file back from a backup, or delete it when "
+            "every such profile is still in the customers export (their keys are found again); "
+            "nothing was staged"
+        ) from None
+    if keys and made_with is not None and made_with != erasure.salt_fingerprint(salt):
+        raise erasure.SaltMismatch(
+            f"{record}: the keys erased with the profiles erased by their customer id were "
+            f"hashed with another salt than the register's; set {erasure.SALT_ENV} to the salt "
+            "used for them. Nothing was staged"
+        )
+    return keys
 
 
 def _stage_customers(
@@ -123,25 +154,22 @@ def _stage_customers(
 ):
     """(staged, quarantine, report, key hashes) of the customers, `staging.customers` saved:
     the email and handles of the profiles erased by their customer id that the staging reads
-    (`erasure.profile_keys_erased`, placeholders left) are erased with them. They are known
-    once the profiles are read: the customers are staged again with them when they are not
-    those the last staging found (`PROFILE_KEYS_FILE`), so a duplicate profile of the person
+    (`erasure.profile_keys_erased`, placeholders left) are erased with them, and with those
+    every staging before found (`PROFILE_KEYS_FILE`: kept for good, the profile may be gone
+    from the export). They are known once the profiles are read: the customers are staged
+    again with them when they are not those already kept, so a duplicate profile of the person
     carrying them is left out too; the other sources are staged with them (`stage_all`).
     A Spark user's review: an erasure by customer id after the lake's tables went could not
     read the person's email and handles, and the next run staged their social events by handle
     and their guest orders by email."""
     from engagement_box.governance import erasure
-    from engagement_box.spark.inputs import register_hash
     from engagement_box.spark.tables import write_json
 
     hashes, salt = erased
     record = tables.lake / PROFILE_KEYS_FILE
-    try:
-        last = json.loads(record.read_text(encoding="utf-8"))
-        more = frozenset(last["key_hashes"]) if last["register"] == register_hash(erased) else None
-    except (OSError, ValueError, KeyError, TypeError):
-        more = None
-    more = more if hashes and more is not None else frozenset()
+    # the keys found before stay erased: the profiles that carried them may not be read again
+    kept = _kept_profile_keys(record, salt) if hashes else frozenset()
+    more = kept
     for _ in range(3):  # the keys found depend on the profiles read, not on those left out
         with_keys = (hashes | more, salt) if more else erased
         staged, quarantine, report = stage_source(
@@ -162,13 +190,12 @@ def _stage_customers(
 
         carriers = [*profile_keys, *report.erased_profile_keys]
         found = frozenset(erasure.profile_keys_erased(carriers, hashes, limit, staged_carriers))
+        found |= kept
         if found == more:
             break
         more = found
     if hashes:
-        write_json(record, {"register": register_hash(erased), "key_hashes": sorted(more)})
-    else:
-        record.unlink(missing_ok=True)
+        write_json(record, {"salt": erasure.salt_fingerprint(salt), "key_hashes": sorted(more)})
     return staged, quarantine, report, more
 
 
