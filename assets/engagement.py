@@ -490,8 +490,13 @@ def audience_exports(
     with warehouse.get_connection() as con:
         if versions.current_version_as_of(con)[0] is None:
             raise dg.Failure(_nothing_published(warehouse))
-        # The merged person's email and consent (the most restrictive answer of their profiles).
-        customers = con.execute(load_sql("intermediate/audience_customers")).pl()
+        # The merged person's email and consent of now (the most restrictive answer of their
+        # profiles; a withdrawal staged since the identity step counts: a run that failed
+        # before it asks for these files alone), and that consent, recorded with the files
+        # (`_audiences_behind`).
+        with identity.consent_of_now(con):
+            customers = con.execute(load_sql("intermediate/audience_customers")).pl()
+            consent = publish.consent_digest(con)
         # Anyone the erasure log names, by id or address under today's rules, stays out, though
         # the marts hold them: a profile staged under older ingest rules from a file no longer
         # in the exports folder is never read again, and one whose `mailto:` or full-width
@@ -499,7 +504,6 @@ def audience_exports(
         # review). Only when something was ever erased.
         kept_out = _erased_customers(con, customers)
         customers = customers.filter(~kept_out)
-        consent = publish.live_consent(con)  # recorded with the files: `_audiences_behind`
         frame = audiences.build_audiences(
             customers,
             segments=con.execute(load_sql("marts/customer_segments")).pl(),

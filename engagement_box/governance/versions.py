@@ -162,11 +162,7 @@ def later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
     the latest file's word wins, a withdrawal or a re-consent), by id. The identity step applies
     them to the merged persons (`identity/links.py`); versions and the identity step are computed
     from them (`inputs_fingerprint`, `incremental.inputs`)."""
-    if not (
-        table_exists(con, "staging", "customers")
-        and table_exists(con, "staging", "quarantine")
-        and table_exists(con, "staging", "ingested_files")
-    ):
+    if not later_consents_staged(con):
         return []
     if sql_table_exists(con, "staging", "later_consents_memo"):
         (token,) = con.execute(load_sql("staging/later_consents_token")).fetchone()
@@ -192,11 +188,7 @@ def keep_later_consents(con: duckdb.DuckDBPyConnection) -> None:
     staged rows differ from the kept answer's computes its own. Not inside a transaction."""
     import polars as pl
 
-    if not (
-        table_exists(con, "staging", "customers")
-        and table_exists(con, "staging", "quarantine")
-        and table_exists(con, "staging", "ingested_files")
-    ):
+    if not later_consents_staged(con):
         return
     (token,) = con.execute(load_sql("staging/later_consents_token")).fetchone()
     rows = _later_consents(con)
@@ -218,6 +210,16 @@ def keep_later_consents(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(load_sql("staging/keep_later_consents"), {"token": token})
         finally:
             con.unregister("consent_rows")
+
+
+def later_consents_staged(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the tables `sql/staging/later_profile_consents.sql` reads are there (a warehouse
+    that staged customers: none of them before)."""
+    return (
+        table_exists(con, "staging", "customers")
+        and table_exists(con, "staging", "quarantine")
+        and table_exists(con, "staging", "ingested_files")
+    )
 
 
 def inputs_fingerprint(

@@ -36,13 +36,15 @@ import here.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import duckdb
 import polars as pl
 
 from engagement_box import incremental, settings
+from engagement_box.governance import versions
 from engagement_box.sql import load_sql, transaction
 
 # Statements that build the links table, in order (one statement per file).
@@ -183,6 +185,36 @@ def apply_later_consents(con: duckdb.DuckDBPyConnection, consents: list[list]) -
         con.execute(load_sql("intermediate/apply_later_consents"))
     finally:
         con.unregister("later_consents")
+
+
+# The name `consent_of_now` registers the later consents under (its SQL reads it).
+LATER_CONSENTS_VIEW = "staged_later_consents"
+
+
+@contextmanager
+def consent_of_now(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """While open, the temporary view `consent_of_now` of `con` (read-only too): per merged
+    person, customer_id, email and the marketing consent of now, which the audience files are
+    written with (`sql/intermediate/create_consent_of_now.sql`): `intermediate.resolved_customers`
+    less every withdrawal staged since the identity step ran (a profile's staged row, or the
+    latest later customers file's word: `versions.later_consents`), so a run that fails before
+    the identity step still takes a withdrawal to the files. A re-consent after a withdrawal the
+    identity step took in waits for its next run (conservative: consent must be given). DuckDB
+    engine only. The later consents are the profiles a later file changed (few)."""
+    later = pl.DataFrame(
+        [(c, v) for c, v, _, _ in versions.later_consents(con)],
+        schema={"customer_id": pl.String, "marketing_consent": pl.Boolean},
+        orient="row",
+    )  # the kept answer while it is the staged rows' (`versions.keep_later_consents`)
+    con.register(LATER_CONSENTS_VIEW, later)
+    try:
+        con.execute(load_sql("intermediate/create_consent_of_now"))
+        try:
+            yield
+        finally:
+            con.execute(load_sql("intermediate/drop_consent_of_now"))
+    finally:
+        con.unregister(LATER_CONSENTS_VIEW)
 
 
 def refresh_identity_links(
