@@ -146,6 +146,53 @@ def test_a_run_failing_a_blocking_check_still_takes_a_withdrawal_to_the_audience
     assert "consented to marketing" in asked.tags["engagement/reason"]
 
 
+def test_a_withdrawal_leaves_the_audience_files_when_the_run_fails_before_the_identity_step(
+    december_run, tmp_path
+):
+    """A withdrawal in a later customers file, and an orders file missing a required column in
+    the same run: it failed at staging, before the identity step, and said the person leaves the
+    audiences, but the consent of now was read from the merged persons only that step updates,
+    so the files kept them (a review). The consent of now counts a withdrawal as soon as it is
+    staged; a re-consent waits for a run that gets through the identity step."""
+    from assets.publish import audience_consent_behind
+    from pipelines.resources import EngagementConfig
+    from tests.conftest import ORDER_HEADER, good_order, write_csv
+
+    copy = copy_run(december_run, tmp_path / "run")
+    audiences = copy.database.parent / "audiences"
+    env = copy_environment(tmp_path, copy)
+    someone, row = withdrawn_row(copy, audiences)
+    before = json.loads((audiences / "_written_from.json").read_text())["consent"]
+    row.write_csv(copy.exports / "customers" / "customers_2026-07-01.csv")
+    no_channel = [c for c in ORDER_HEADER if c != "channel"]
+    write_csv(copy.exports / "orders" / "orders_no_channel.csv", [good_order(1)], no_channel)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 1 and "missing required column(s) channel" in err, (out, err[-3000:])
+    assert "did not run: intermediate__identity_links" in out, out
+    assert f"withdraw marketing consent ({someone})" in out and "leave the audiences" in out, out
+    assert "audience files written with the consent of now" in out, out
+    assert someone not in audience_ids(audiences)
+    record = json.loads((audiences / "_written_from.json").read_text())
+    assert record["snapshot_id"] == 1  # the current version's segments, today's consent
+    assert record["consent"]["consenting"] == before["consenting"] - 1
+    # The sensor's question after the next failure: the files follow the consent of now.
+    config = EngagementConfig(audience_dir=str(audiences))
+    assert audience_consent_behind(default_working(copy.database), config) is None
+    # The orders fixed: the identity step takes the withdrawal in, the files stay as they are.
+    write_csv(copy.exports / "orders" / "orders_no_channel.csv", [good_order(1)])
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert someone not in audience_ids(audiences)
+    # A re-consent, and an orders file failing again: it waits for a run that succeeds.
+    row.with_columns(marketing_consent=pl.lit("true")).write_csv(
+        copy.exports / "customers" / "customers_2026-08-01.csv"
+    )
+    write_csv(copy.exports / "orders" / "orders_no_channel_2.csv", [good_order(2)], no_channel)
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 1 and "consent of now" not in out, (out, err[-3000:])
+    assert someone not in audience_ids(audiences)
+
+
 def test_the_audience_files_leave_out_anyone_the_erasure_log_names(december_run, tmp_path):
     """A customer the marts still hold whose address an erasure logged (as a profile staged under
     older ingest rules from a file no longer in the exports folder is, its `mailto:` address
