@@ -692,7 +692,7 @@ def _memo_carriers(
     (sql/erasure/create_profile_key_carrier_memo.sql): every source's staging asked it again
     of the same profiles, 4.2-5.0 s each at 1M (a code review)."""
     con.execute(load_sql("erasure/create_profile_key_carrier_memo"))
-    (token,) = con.execute(load_sql("erasure/profile_carriers_token")).fetchone()
+    (token,) = con.execute(load_sql("staging/customers_state_token")).fetchone()
     given = {"token": token, "least": least, "fingerprint": salt_fingerprint(salt)}
     kept = con.execute(load_sql("erasure/memo_profile_key_carriers"), given).fetchall()
     if kept:  # its marker row (key_type NULL) and its answer

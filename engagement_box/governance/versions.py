@@ -165,7 +165,7 @@ def later_consents(con: duckdb.DuckDBPyConnection) -> list[list]:
     if not later_consents_staged(con):
         return []
     if sql_table_exists(con, "staging", "later_consents_memo"):
-        (token,) = con.execute(load_sql("staging/later_consents_token")).fetchone()
+        (token,) = con.execute(load_sql("staging/customers_state_token")).fetchone()
         kept = con.execute(load_sql("staging/memo_later_consents"), {"token": token}).fetchall()
         if kept:  # its marker row (customer_id NULL), then the answer
             return [[str(c), bool(v), str(f), int(r)] for c, v, f, r in kept if c is not None]
@@ -190,7 +190,7 @@ def keep_later_consents(con: duckdb.DuckDBPyConnection) -> None:
 
     if not later_consents_staged(con):
         return
-    (token,) = con.execute(load_sql("staging/later_consents_token")).fetchone()
+    (token,) = con.execute(load_sql("staging/customers_state_token")).fetchone()
     rows = _later_consents(con)
     frame = pl.DataFrame(
         [(None, None, None, None), *rows],

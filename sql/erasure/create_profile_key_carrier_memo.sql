@@ -1,5 +1,5 @@
 -- The last answer of sql/erasure/profile_key_carriers.sql, and what it was computed from: the
--- staged profiles' state ($token of sql/erasure/profile_carriers_token.sql), $least and the
+-- staged profiles' state ($token of sql/staging/customers_state_token.sql), $least and the
 -- salt's fingerprint. One marker row (key_type NULL) says it was computed, so an empty answer
 -- is kept too. Every source's staging of a run asks it while an erased profile's key is not
 -- logged (a placeholder's, or a profile erased by its id before it was staged): 4.2-5.0 s each
