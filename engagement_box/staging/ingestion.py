@@ -945,7 +945,7 @@ def _withdrawn_keys(
     con: duckdb.DuckDBPyConnection,
     source: Source,
     files: list[str],
-    erased: pl.DataFrame | None = None,
+    erased: pl.DataFrame,
     shown: int = 5,
 ) -> dict:
     """Per changed file whose keys staged before no file stages now: how many it no longer holds
@@ -978,8 +978,6 @@ def _withdrawn_keys(
         table=quote_identifier(source.name),
         raw_key=raw_key,
     )
-    if erased is None:
-        erased = pl.DataFrame(schema={"source_file": pl.String, "key": pl.String})
     con.register("erased_keys_read", erased)
     try:
         rows = con.execute(
