@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import hypothesis.strategies as st
 import polars as pl
 import pytest
+from hypothesis import given
 
 from engagement_box.activation.audiences import build_audiences, write_audiences
 from engagement_box.governance import erasure, readers, versions
@@ -217,6 +219,66 @@ def sql_normalized(con: duckdb.DuckDBPyConnection, texts: list, kind: str) -> li
         "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, $kind))",
         {"t": texts, "kind": kind},
     ).fetchone()[0]
+
+
+# Keys as exports hold them: ASCII with edge whitespace, case, `mailto:`, trailing dots and
+# handles' `@`, now and then a character outside ASCII (no-break space, zero-width space,
+# full-width `＠`, a decomposed accent) that sends a key down the other path.
+KEY_TEXT = st.lists(
+    st.sampled_from(
+        ["a", "Z", "0", ".", "@", "_", "-", "+", " ", "\t", "\n", "\x0b", "\f", "\r"]
+        + ["mailto:", "MAILTO:", "Ann", "shop.com"]
+        + ["\u00a0", "\u200b", "\uff20", "e\u0301", "\u00e9"]
+    ),
+    max_size=8,
+).map("".join)
+
+
+@given(st.lists(KEY_TEXT, max_size=40))
+def test_erasure_normalises_a_key_of_ascii_as_its_every_character_rule_does(texts):
+    """Erasure's SQL normalisation takes a shortcut for keys of ASCII characters only (most
+    keys): it must find the same key as the rules for any text, for every kind, so a person's
+    rows are found whatever path their key took."""
+    con = duckdb.connect()
+    try:
+        con.execute(load_sql("intermediate/create_schema"))
+        con.execute(load_sql("intermediate/normalization"))
+        con.execute(load_sql("erasure/create_trim_macro"))
+        con.execute(load_sql("erasure/create_normalize_macro"))
+        for kind in ("email", "handle", "customer_id"):
+            fast, every = con.execute(
+                "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, $kind)), "
+                "list_transform($t::VARCHAR[], v -> erasure_normalized_any(v, $kind))",
+                {"t": texts, "kind": kind},
+            ).fetchone()
+            assert fast == every, kind
+    finally:
+        con.close()
+
+
+def test_erasure_normalises_the_keys_exports_write_as_erasure_requests_name_them():
+    """The shortcut on the forms the contracts name: the same key from a request and from raw
+    text with `mailto:`, case, a root's dot and any whitespace the ingest trims."""
+    con = duckdb.connect()
+    con.execute(load_sql("intermediate/create_schema"))
+    con.execute(load_sql("intermediate/normalization"))
+    con.execute(load_sql("erasure/create_trim_macro"))
+    con.execute(load_sql("erasure/create_normalize_macro"))
+    cases = {
+        "email": ([" MailTo:Ann.Lee@Shop.COM. \t", "\x0bann.lee@shop.com .\r"], "ann.lee@shop.com"),
+        "handle": (["\t@Anna_1 ", "@ANNA_1"], "anna_1"),
+        "customer_id": (["\x0c C-001\n", "C-001"], "C-001"),
+    }
+    for kind, (texts, key) in cases.items():
+        (found,) = con.execute(
+            "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, $kind))",
+            {"t": texts, "kind": kind},
+        ).fetchone()
+        assert found == [key, key], kind
+        assert con.execute("SELECT erasure_normalized(' \t', $k)", {"k": kind}).fetchone() == (
+            None,
+        )
+    con.close()
 
 
 def mentions(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ CREATE OR REPLACE TEMP MACRO erasure_half_width(value) AS translate(
     '!"#$%&''()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_`abcdefghijklmnopqrstuvwxyz{|}~'
 );
 
-CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE kind
+CREATE OR REPLACE TEMP MACRO erasure_normalized_any(value, kind) AS CASE kind
     WHEN 'email' THEN intermediate.normalized_email(erasure_trailing_dots(erasure_trimmed(
         regexp_replace(
             nfc_normalize(erasure_half_width(erasure_trimmed(erasure_visible(value)))),
@@ -27,4 +27,27 @@ CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE kind
         nfc_normalize(erasure_half_width(erasure_trimmed(erasure_visible(value))))
     )
     ELSE nullif(nfc_normalize(erasure_trimmed(value)), '')
+END;
+
+-- The same for text of ASCII characters only (as many bytes as characters): most keys in any
+-- table. No invisible, full-width or non-ASCII space can be in it and NFC leaves it as it is,
+-- so only the ASCII whitespace among the trimmed characters is left to trim. translate() and
+-- trim() over the long character lists above cost 4-8 microseconds a value, most of an
+-- erasure's time (2026-12-07: 785 against 200 ms for 100,000 emails; the tiny retailer's erase
+-- 3.7 s). tests/test_erasure.py checks both paths give the same keys.
+CREATE OR REPLACE TEMP MACRO erasure_ascii_trimmed(value) AS trim(value, E'\t\n\x0B\f\r ');
+
+CREATE OR REPLACE TEMP MACRO erasure_normalized_ascii(value, kind) AS CASE kind
+    WHEN 'email' THEN intermediate.normalized_email(rtrim(
+        erasure_ascii_trimmed(regexp_replace(erasure_ascii_trimmed(value), '^mailto:', '', 'i')),
+        E'\t\n\x0B\f\r .'
+    ))
+    WHEN 'handle' THEN intermediate.normalized_handle(erasure_ascii_trimmed(value))
+    ELSE nullif(erasure_ascii_trimmed(value), '')
+END;
+
+CREATE OR REPLACE TEMP MACRO erasure_normalized(value, kind) AS CASE
+    WHEN strlen(CAST(value AS VARCHAR)) = length(CAST(value AS VARCHAR))
+        THEN erasure_normalized_ascii(CAST(value AS VARCHAR), kind)
+    ELSE erasure_normalized_any(value, kind)
 END
