@@ -496,7 +496,7 @@ def audience_exports(
         # (`_audiences_behind`).
         with identity.consent_of_now(con):
             customers = con.execute(load_sql("intermediate/audience_customers")).pl()
-            consent = publish.consent_digest(con)
+            consent = identity.consent_digest(con)
         # Anyone the erasure log names, by id or address under today's rules, stays out, though
         # the marts hold them: a profile staged under older ingest rules from a file no longer
         # in the exports folder is never read again, and one whose `mailto:` or full-width

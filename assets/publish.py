@@ -466,21 +466,6 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     return None
 
 
-def live_consent(con) -> dict:
-    """{"consenting", "digest"}: the merged persons who consent to marketing now
-    (`identity_links.consent_of_now`: `intermediate.resolved_customers` less every withdrawal
-    staged since the identity step ran, in place or in a later customers file), as the audience
-    files record the consent they were written with."""
-    with identity_links.consent_of_now(con):
-        return consent_digest(con)
-
-
-def consent_digest(con) -> dict:
-    """`live_consent` inside an open `identity_links.consent_of_now`."""
-    consenting, digest = con.execute(load_sql("intermediate/consenting_digest")).fetchone()
-    return {"consenting": int(consenting), "digest": str(digest)}
-
-
 def consent_behind(con, folder: Path) -> str | None:
     """Why the audience files in `folder` do not follow the consent of now (a withdrawal staged
     since they were written, by a run that published nothing or failed, even before the identity
@@ -489,7 +474,7 @@ def consent_behind(con, folder: Path) -> str | None:
     if not relation_exists(con, "intermediate", "resolved_customers"):
         return None
     written = audiences.recorded_consent(folder)
-    now = live_consent(con)
+    now = identity_links.live_consent(con)
     if written == now:
         return None
     if written is None:

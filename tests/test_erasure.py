@@ -1832,3 +1832,40 @@ def test_the_staged_carriers_of_an_erased_profiles_keys_are_counted_once_per_pro
         assert erasure.erased_profiles_keys(con, logged, salt) == {till}  # as counted anew
     finally:
         con.close()
+
+
+def test_an_erased_person_leaving_the_audience_files_is_no_change_of_consent(
+    december_run, tmp_path
+):
+    """The audience files record the consent they follow, and a quiet or failed run writes
+    them again when it changed. An erasure took a consenting person out of the files and left
+    the record as it was: the next run said the consent changed and wrote every file again
+    (a review). The record follows the erasure now; one already behind stays behind."""
+    from assets.publish import consent_behind
+    from engagement_box.activation import audiences as activation
+    from tests.pipeline_runs import copy_run
+
+    copy = copy_run(december_run, tmp_path / "run")
+    folder = copy.database.parent / "audiences"
+    person = pl.read_csv(next(folder.rglob("*.csv")), infer_schema=False)["customer_id"][0]
+    before = activation.recorded_consent(folder)
+    working = readers.default_working(copy.database)
+    record = folder / activation.WRITTEN_FROM  # the copy's files, as its own run records them
+    written = json.loads(record.read_text())
+    record.write_text(json.dumps({**written, "for": activation.owner_token(working)}))
+    con = duckdb.connect(str(working))
+    try:
+        assert consent_behind(con, folder) is None
+        report = erasure.erase(con, customer_id=person, audience_dir=folder)
+        assert report.audience_rows_removed
+        assert consent_behind(con, folder) is None
+        after = activation.recorded_consent(folder)
+        assert after["consenting"] == before["consenting"] - 1
+    finally:
+        con.close()
+
+    # a record already behind the consent of now is left for the next run to write again
+    assert not activation.follow_consent(folder, before, after)
+    assert activation.recorded_consent(folder) == after
+    assert activation.follow_consent(folder, after, before)
+    assert activation.recorded_consent(folder) == before

@@ -201,6 +201,21 @@ def record_rewritten(out_dir: Path) -> None:
         _write_record(Path(out_dir), {**record, "written_at": _now()})
 
 
+def follow_consent(out_dir: Path, before: Mapping | None, after: Mapping | None) -> bool:
+    """After an erasure took a person out of `out_dir`'s files: the consent the record says the
+    files follow moves from `before` to `after` (the consent of now before and after the
+    erasure), so the next run does not take the person's leaving for a change of consent and
+    write the files again. Only a record that followed `before`: one already behind stays
+    behind, for the next run to write. Whether it moved."""
+    record = _record(out_dir)
+    if not record or before is None or after is None or before == after:
+        return False
+    if record.get("consent") != dict(before):
+        return False
+    _write_record(Path(out_dir), {**record, "consent": dict(after)})
+    return True
+
+
 # Where each engine remembers the audience folder it last wrote: beside the DuckDB working
 # database (`<working>.audiences.json`) and in the Spark lake (`<lake>/marts/_audiences.json`).
 # An erasure rewrites every remembered folder: each engine has its own (README), and an erase

@@ -142,7 +142,7 @@ from engagement_box.activation.audiences import (
     remove_leftover,
 )
 from engagement_box.governance import readers, versions
-from engagement_box.sql import database_path, load_sql, quote_literal, transaction
+from engagement_box.sql import database_path, load_sql, quote_literal, relation_exists, transaction
 from engagement_box.staging.contracts import (
     FULL_WIDTH,
     HALF_WIDTH,
@@ -1262,6 +1262,9 @@ def erase(
     if built:
         max_profiles = built_limit
     report.profiles_limit = limit_words(max_profiles_per_key(max_profiles), built)
+    # the consent the audience files follow, before and after: a consenting person leaving
+    # is not a change of consent for the next run to write the files again for
+    consent_before = _consent_of_now(con) if audience_dir is not None else None
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
@@ -1384,6 +1387,7 @@ def erase(
                 folders.append(folder)
         owners = [o for o in (working, lake) if o]
         hashes = erased_subject_hashes(con, used_salt)
+        consent_after = _consent_of_now(con) if consent_before is not None else None
         for folder in (f for f in folders if f.is_dir()):
             if audiences.written_for_other(folder, owners):
                 # each export rewrites a folder whole: it holds another warehouse's people
@@ -1392,6 +1396,7 @@ def erase(
             removed = erase_from_audiences(
                 folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt
             )
+            audiences.follow_consent(folder, consent_before, consent_after)
             if folder != folders[0]:
                 removed = {str(folder / path): rows for path, rows in removed.items()}
             report.audience_rows_removed.update(removed)
@@ -1410,6 +1415,15 @@ def erase(
         done = [report.request_id] if earlier else readers.unfinished_erasures(con)
         readers.finish_erasures(con, done, requested_at)
     return report
+
+
+def _consent_of_now(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """`identity.links.live_consent` of the warehouse, or None before its identity step ran."""
+    from engagement_box.identity.links import live_consent
+
+    if not relation_exists(con, "intermediate", "resolved_customers"):
+        return None
+    return live_consent(con)
 
 
 # ----------------------------------------------------------------------------------------------

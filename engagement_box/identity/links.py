@@ -217,6 +217,21 @@ def consent_of_now(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.unregister(LATER_CONSENTS_VIEW)
 
 
+def consent_digest(con: duckdb.DuckDBPyConnection) -> dict:
+    """{"consenting", "digest"}: how many merged persons consent to marketing now, and an
+    order-free digest of their ids, as the audience files record the consent they were written
+    with; inside an open `consent_of_now`."""
+    consenting, digest = con.execute(load_sql("intermediate/consenting_digest")).fetchone()
+    return {"consenting": int(consenting), "digest": str(digest)}
+
+
+def live_consent(con: duckdb.DuckDBPyConnection) -> dict:
+    """`consent_digest` of the consent of now (`consent_of_now`: the identity step's answer
+    less every withdrawal staged since, in place or in a later customers file)."""
+    with consent_of_now(con):
+        return consent_digest(con)
+
+
 def refresh_identity_links(
     con: duckdb.DuckDBPyConnection, max_profiles: int | None = None
 ) -> tuple[pl.DataFrame, incremental.Plan]:
