@@ -481,6 +481,86 @@ def test_precision_loss_at_the_optimum_is_a_converged_fit(tmp_path):
     assert all(np.isfinite(v) for v in fit.params.values())
 
 
+def test_gamma_gamma_does_not_depend_on_the_currency_unit(cdnow_weeks):
+    """Spends times c: p and q the same, v times c, the log-likelihood less n log c and v's
+    standard error times c. The fit runs on the spends over their median; in the data's units
+    CDNOW in a unit 1e7 smaller (mean spends of 3.5e8 on average) failed with v = 1.5e8 'out
+    of range' (a bound meant for the data's units), and BFGS's stop depended on the unit."""
+    x, m = cdnow_weeks["x"], cdnow_weeks["m"]
+    base = fitting.fit_gamma_gamma(x, m)
+    n = base.n_customers
+    for c in (1e3, 1e-3, 1e7):
+        fit = fitting.fit_gamma_gamma(x, m * c)
+        assert fit.converged, (c, fit.message)
+        assert fit.params["p"] == pytest.approx(base.params["p"], rel=1e-9)
+        assert fit.params["q"] == pytest.approx(base.params["q"], rel=1e-9)
+        assert fit.params["v"] == pytest.approx(base.params["v"] * c, rel=1e-9)
+        assert fit.log_likelihood == pytest.approx(base.log_likelihood - n * np.log(c), rel=1e-9)
+        for k, scale in (("p", 1.0), ("q", 1.0), ("v", c)):
+            assert fit.standard_errors[k] == pytest.approx(
+                base.standard_errors[k] * scale, rel=1e-6
+            )
+
+
+@pytest.fixture(scope="module")
+def small_retailer_spend(tmp_path_factory):
+    """(x, m) of a generated retailer of 300 customers (150 repeat buyers, median m 53)."""
+    from engagement_box import generator
+    from engagement_box.staging.ingestion import ingest_source
+
+    folder = tmp_path_factory.mktemp("spend")
+    generator.generate(folder / "r", generator.GeneratorConfig(customers=300, seed=7, bad_share=0))
+    con = duckdb.connect(str(folder / "w.duckdb"))
+    ingest_source(con, folder / "r", "orders")
+    summary = summaries.customer_summary(con, "2026-06-30")
+    con.close()
+    return summary["frequency"].to_numpy().astype(float), summary["monetary_value"].to_numpy()
+
+
+def test_a_large_spender_fits_the_same_in_every_currency_unit(small_retailer_spend):
+    """One buyer at 100,000 (1,900 times the median): an interior optimum (p about 320, on a
+    ridge where p and v trade off: standard error of p about 7,000). In a unit 1e6 smaller BFGS
+    stopped at p = 14,000 and the fit was taken as converged."""
+    x, m = (np.append(v, extra) for v, extra in zip(small_retailer_spend, (3.0, 1e5), strict=True))
+    base = fitting.fit_gamma_gamma(x, m)
+    assert base.converged and 100 < base.params["p"] < 1000, base.params
+    for c in (1e-3, 1e3, 1e6):
+        fit = fitting.fit_gamma_gamma(x, m * c)
+        assert fit.converged, (c, fit.message)
+        # Along the ridge the optimiser stops within about 1e-4 (its tolerance on the
+        # gradient); q and p * v, the scale of the mean spends, to 1e-6.
+        assert fit.params["p"] == pytest.approx(base.params["p"], rel=5e-4)
+        assert fit.params["v"] == pytest.approx(base.params["v"] * c, rel=5e-4)
+        assert fit.params["q"] == pytest.approx(base.params["q"], rel=1e-6)
+        pv = fit.params["p"] * fit.params["v"]
+        assert pv == pytest.approx(base.params["p"] * base.params["v"] * c, rel=1e-6)
+
+
+def test_a_huge_spender_whose_optimum_is_p_infinite_fails_the_same_in_every_unit(
+    small_retailer_spend,
+):
+    """The reviewer's B2B buyer (20 repeat orders averaging 7.5e6 on a shop whose median is 53):
+    the likelihood rises as p -> infinity (a customer's orders would not vary around their own
+    mean), so there is no estimate. It 'converged' at some p ~ 1e6 in some units, failed on
+    BFGS's precision loss in others and with v 'out of range' in millionths; now it is the same
+    `boundary` failure in every unit, with words an operator can act on."""
+    x, m = (
+        np.append(v, extra) for v, extra in zip(small_retailer_spend, (20.0, 7.5e6), strict=True)
+    )
+    limits = []
+    for c in (1.0, 1e-3, 1e3, 1e-6):
+        fit = fitting.fit_gamma_gamma(x, m * c, raise_on_failure=False)
+        assert not fit.converged and fit.reason == "boundary", (c, fit.message)
+        assert "p -> infinity" in fit.message and "ENGAGEMENT_PENALIZER" in fit.message
+        with pytest.raises(fitting.ModelFitError) as exc:
+            fitting.fit_gamma_gamma(x, m * c)
+        limits.append((exc.value.summary["limit_q"], exc.value.summary["limit_p_times_v"] / c))
+        assert exc.value.summary["m_max_over_median"] == pytest.approx(7.5e6 / 52.8, rel=0.01)
+    for q, s in limits[1:]:
+        assert q == pytest.approx(limits[0][0], rel=1e-5)
+        assert s == pytest.approx(limits[0][1], rel=1e-5)
+
+
 def test_customer_value_rows_in_weeks_equal_the_same_model_in_days(cdnow_weeks, cdnow_fits):
     """`customer_value`'s rows (`marts.score_table`) of a model fitted in weeks and of the same
     model in days (alpha times 7, durations times 7) are the same numbers: the horizons of

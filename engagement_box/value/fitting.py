@@ -500,19 +500,26 @@ def gamma_gamma_log_likelihood(
     params: Mapping[str, float] | FitResult, x: Any, m: Any, weights: Any = None
 ) -> float:
     """Total Gamma-Gamma log-likelihood of the mean repeat spends m (x > 0, m > 0 only)."""
-    p, q, v = _params(params, GAMMA_GAMMA_PARAMS)
     x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-    ll = (
-        gammaln(p * x + q)
-        - gammaln(p * x)
-        - gammaln(q)
-        + q * np.log(v)
-        + (p * x - 1) * np.log(m)
-        + (p * x) * np.log(x)
-        - (p * x + q) * np.log(x * m + v)
+    return float(np.sum(w * sum(_gamma_gamma_terms(params, x, m))))
+
+
+def _gamma_gamma_terms(
+    params: Mapping[str, float] | FitResult, x: np.ndarray, m: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The terms of each customer's Gamma-Gamma log-likelihood, in the order the value adds
+    them (`sum` of them is the value; x - y == x + (-y) in floating point)."""
+    p, q, v = _params(params, GAMMA_GAMMA_PARAMS)
+    return (
+        gammaln(p * x + q),
+        -gammaln(p * x),
+        -gammaln(q),
+        q * np.log(v),
+        (p * x - 1) * np.log(m),
+        (p * x) * np.log(x),
+        -(p * x + q) * np.log(x * m + v),
     )
-    return float(np.sum(w * ll))
 
 
 @one_blas_thread()
@@ -692,9 +699,12 @@ def fit_gamma_gamma(
 
     Only customers with x > 0 and m > 0 enter the fit (Gamma-Gamma rejects spend <= 0); the others
     are dropped here, so all customers can be passed. Fitted on distinct (x, m) rows with counts as
-    weights; `start` as in `fit_bgnbd`. Raises `ModelFitError` when fewer than two customers
-    remain, when every remaining spend is identical, when the optimiser fails, or when q <= 1
-    (the population mean spend v*p/(q-1) is then undefined and E[M] would be negative).
+    weights; `start` as in `fit_bgnbd`, in the data's units; `initial_params` are lifetimes'
+    log (p, q, v) in the data's units. The fit runs on m over its median (`_spend_scale`), so
+    its outcome does not depend on the currency unit. Raises `ModelFitError` when fewer than two
+    customers remain, when every remaining spend is identical, when the optimiser fails, when
+    the likelihood is highest as p -> infinity (`_p_at_infinity`, reason "boundary"), or when
+    q <= 1 (the population mean spend v*p/(q-1) is then undefined and E[M] would be negative).
     """
     model = "gamma_gamma"
     started = time.perf_counter()
@@ -747,50 +757,82 @@ def fit_gamma_gamma(
         gx, gm, weights = xs, ms, np.ones(n, dtype=np.int64)
     rows = int(gx.shape[0])
 
-    nll = _gamma_gamma_objective(gx, gm, weights, penalizer)
+    # The fit runs on the spends divided by their median (`_spend_scale`): the likelihood's
+    # maximiser is scale-equivariant (spends times c: p and q the same, v times c), but BFGS's
+    # steps and its precision-loss stop are not, so whether a fit converged depended on the
+    # currency unit. A penalizer is lifetimes' L2 penalty on v in the data's units, which has no
+    # unit-free equivalent: with one the fit keeps the data's units, as lifetimes fits.
+    scale = 1.0 if penalizer else _spend_scale(gm, weights)
+    sm = gm / scale
+    nll = _gamma_gamma_objective(gx, sm, weights, penalizer)
 
     def to_log_params(p: Any) -> np.ndarray:
+        """The fit's log parameters of parameters in the data's units."""
+        return np.log([p["p"], p["q"], p["v"] / scale])
+
+    def fitted_log_params(p: Any) -> np.ndarray:
+        """The log parameters of lifetimes' fitter's `params_` (fitted on the scaled spends)."""
         return np.log([p["p"], p["q"], p["v"]])
 
     fit_kwargs = {"penalizer": penalizer, "tol": tol, "options": dict(options or {})}
+    scaled: dict[str, float] | None = None
+    failure: ModelFitError | None = None
     try:
         if initial_params is None:
             fitter, H = _fast_fit(
                 model,
                 summary,
-                (gx, gm),
+                (gx, sm),
                 weights,
                 nll,
-                to_log_params,
+                fitted_log_params,
                 fit_kwargs,
-                lambda rows: _gamma_gamma_objective(gx[rows], gm[rows], weights[rows], penalizer),
+                lambda rows: _gamma_gamma_objective(gx[rows], sm[rows], weights[rows], penalizer),
                 len(GAMMA_GAMMA_PARAMS),
                 _start_log_params(start, GAMMA_GAMMA_PARAMS, to_log_params),
                 lambda lp: dict(zip(GAMMA_GAMMA_PARAMS, np.exp(lp), strict=True)),
             )
         else:
+            # lifetimes' log (p, q, v) in the data's units; v's moves to the scaled spends
+            initial = np.asarray(initial_params, dtype=float) - [0.0, 0.0, math.log(scale)]
             fitter = _run_fitter(
                 model,
                 _fitter_class(model)(penalizer_coef=penalizer),
                 summary,
                 gx,
-                gm,
+                sm,
                 weights=weights,
                 tol=tol,
-                initial_params=initial_params,
+                initial_params=initial,
                 **fit_kwargs["options"],
             )
             H = None
-        params = _checked_params(model, fitter, GAMMA_GAMMA_PARAMS, summary)
-        if params["q"] <= 1:
-            raise ModelFitError(
+        scaled = {k: float(fitter.params_[k]) for k in GAMMA_GAMMA_PARAMS}
+        # the range in the scaled units: v's bounds in the data's units depend on the currency
+        check_param_range(
+            model, {"p": scaled["p"], "q": scaled["q"], f"v/{scale:.6g}": scaled["v"]}, summary
+        )
+    except ModelFitError as err:
+        failure = err
+    if not penalizer:
+        # With a penalizer p cannot run off to infinity (the penalty grows with p).
+        limit = _p_at_infinity(gx, sm, weights, scaled, scale, summary)
+        if limit is not None:
+            return fail(limit, rows)
+    if failure is not None:
+        return fail(failure, rows)
+    assert scaled is not None
+    params = {"p": scaled["p"], "q": scaled["q"], "v": scaled["v"] * scale}
+    if params["q"] <= 1:
+        return fail(
+            ModelFitError(
                 model,
                 "boundary",
                 f"q = {params['q']:.4g} <= 1: population mean spend undefined",
                 summary,
-            )
-    except ModelFitError as err:
-        return fail(err, rows)
+            ),
+            rows,
+        )
     return FitResult(
         model=model,
         params=params,
@@ -805,6 +847,96 @@ def fit_gamma_gamma(
             nll, to_log_params(params), params, float(weights.sum()), H
         ),
     )
+
+
+def _spend_scale(m: np.ndarray, weights: np.ndarray) -> float:
+    """The unit Gamma-Gamma is fitted in: the weighted median of the fitted customers' mean
+    spends m (all > 0). The median, not the mean: the customers whose spends are far above the
+    rest are the ones that make a fit hard, and one B2B buyer moved the mean of a small shop
+    1,000-fold (to 43,542 against a median of 53), leaving a typical customer at 0.001; the
+    median stays a typical customer's spend, so the scaled spends and v are near 1. Computed
+    on the grouped rows, which the per-customer and grouped (Spark) calls share, so both get
+    the same scale to the bit; a change of currency unit c gives c times the same median."""
+    order = np.argsort(m, kind="stable")
+    cum = np.cumsum(np.asarray(weights, dtype=float)[order])
+    return float(m[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def _p_at_infinity(
+    x: np.ndarray,
+    m: np.ndarray,
+    w: np.ndarray,
+    fitted: dict[str, float] | None,
+    scale: float,
+    summary: dict[str, Any],
+) -> ModelFitError | None:
+    """A `boundary` failure when Gamma-Gamma's likelihood is highest as p -> infinity, else None.
+
+    As p -> inf with p v = s fixed, a customer's spends no longer vary around their own mean and
+    the mean spends m are inverse-gamma(q, s) whatever x: log L -> log L_inf. Near that limit
+    log L = log L_inf + A / p + O(1/p^2), with (at the limit's own maximum, y = 1/m)
+        A = sum_i w_i / (2 x_i) ((s y_i - q)^2 - q),
+    the spread of s y against its model variance q. A < 0: the likelihood still rises towards
+    p = inf, and the optimiser either fails (BFGS loses precision on the flat ridge) or stops
+    wherever its gradient falls below tol (p ~ 1e6, a point that depended on the currency
+    unit). Such a fit (or failure) is this boundary unless a fitted interior point beats the
+    limit by more than its rounding. `m` are the scaled spends; everything here is unit-free."""
+    y = 1.0 / m
+    wsum = float(w.sum())
+    y_mean = float(w @ y) / wsum
+    d = math.log(y_mean) - float(w @ np.log(y)) / wsum  # > 0 unless all m are equal
+    if not (math.isfinite(d) and d > 0):
+        return None
+    q = _gamma_shape(d)
+    s = q / y_mean
+    sy = s * y
+    slope = float(w @ (((sy - q) ** 2 - q) / (2.0 * x)))
+    if not math.isfinite(slope) or slope >= 0:
+        return None
+    ll_inf = float(w @ (q * math.log(s) - gammaln(q) - (q + 1) * np.log(m) - sy))
+    if fitted is not None:
+        terms = _gamma_gamma_terms(fitted, x, m)
+        ll_fit = float(w @ sum(terms))
+        rounding = 64 * np.finfo(float).eps * float(w @ sum(np.abs(t) for t in terms))
+        if ll_fit > ll_inf + rounding:
+            return None  # an interior maximum above the limit
+    median = float(np.median(m)) * scale
+    top = float(np.max(m)) * scale
+    said = {
+        **summary,
+        "m_median": float(f"{median:.10g}"),
+        "m_max_over_median": float(f"{top / median:.10g}"),
+        "limit_q": float(f"{q:.10g}"),
+        "limit_p_times_v": float(f"{s * scale:.10g}"),
+    }
+    return ModelFitError(
+        "gamma_gamma",
+        "boundary",
+        "the likelihood rises as p -> infinity (no spread of a customer's order values around "
+        f"their own mean; the limit has q = {q:.4g}, p*v = {s * scale:.6g}): the mean spends are "
+        f"spread far more widely than the model allows, typically a few customers far above "
+        f"the rest (the largest mean repeat spend is {top / median:,.0f} times the median "
+        f"{median:,.2f}). Check those customers' orders (a wholesale or B2B account, a "
+        "currency without its rate, amounts in cents); exclude them from the exports, or set "
+        "ENGAGEMENT_PENALIZER (e.g. 0.001, which keeps p finite but biases every estimate), "
+        "then run again",
+        said,
+    )
+
+
+def _gamma_shape(d: float) -> float:
+    """The shape q solving log q - digamma(q) = d (> 0): the gamma MLE's equation (Minka's
+    start, then Newton steps; monotone, so a few steps reach rounding)."""
+    from scipy.special import digamma, polygamma
+
+    q = (3.0 - d + math.sqrt((d - 3.0) ** 2 + 24.0 * d)) / (12.0 * d)
+    for _ in range(50):
+        step = (math.log(q) - float(digamma(q)) - d) / (1.0 / q - float(polygamma(1, q)))
+        new = q - step
+        q = new if new > 0 else q / 2
+        if abs(step) <= 1e-15 * q:
+            break
+    return q
 
 
 def _start_log_params(
