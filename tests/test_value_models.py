@@ -561,6 +561,24 @@ def test_a_huge_spender_whose_optimum_is_p_infinite_fails_the_same_in_every_unit
         assert s == pytest.approx(limits[0][1], rel=1e-5)
 
 
+def test_an_overflowing_step_of_mbgnbd_or_pareto_is_rejected_without_a_warning():
+    """A step to exp(log b) = inf (tiny or all-identical retailers) printed 'RuntimeWarning:
+    overflow encountered in exp' among the CLI's step lines; the value is infinite, so the
+    optimiser rejects the step."""
+    from engagement_box.value import mbgnbd, pareto
+
+    x, t_x, T = np.array([0.0, 1, 2, 3]), np.array([0.0, 5, 9, 20]), np.array([30.0, 30, 30, 30])
+    w = np.ones(4)
+    for objective in (mbgnbd._objective(x, t_x, T, w), pareto._objective(x, t_x, T, w)):
+        for i in range(4):
+            lp = np.zeros(4)
+            lp[i] = 800.0
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                value, _ = objective(lp)
+            assert value == np.inf
+
+
 def test_customer_value_rows_in_weeks_equal_the_same_model_in_days(cdnow_weeks, cdnow_fits):
     """`customer_value`'s rows (`marts.score_table`) of a model fitted in weeks and of the same
     model in days (alpha times 7, durations times 7) are the same numbers: the horizons of

@@ -61,9 +61,12 @@ def _objective(x, t_x, T, w):
     wxT = np.bincount(iT, weights=w * x, minlength=uT.shape[0])
 
     def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
-        r, alpha, a, b = np.exp(log_params)
-        ab = a + b
+        # A step of the optimiser can overflow a parameter (exp(log b) = inf on a tiny or
+        # all-identical retailer): the value is then not finite and the step is rejected below,
+        # and a fit's parameters are range-checked (`check_param_range`), so no warning.
         with np.errstate(all="ignore"):
+            r, alpha, a, b = np.exp(log_params)
+            ab = a + b
             log_T, log_t = np.log(alpha + uT), np.log(alpha + ut)
             L = log_T[iT] - log_t[it]  # log((alpha+T)/(alpha+t_x)) per row
             odds = (r + x) * L + (np.log(a) - np.log(b + ux))[ix]

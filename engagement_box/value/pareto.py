@@ -204,10 +204,10 @@ def _objective(x, t_x, T, w):
         return np.bincount(rows, weights=weights, minlength=n_pairs)
 
     def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
-        params = np.exp(log_params)
-        r, alpha, s, beta = params
-        px, pt = pairs.px, pairs.ptau
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # an overflowed parameter: see mbgnbd's objective
+            params = np.exp(log_params)
+            r, alpha, s, beta = params
+            px, pt = pairs.px, pairs.ptau
             log_d, grad_d = _tail_gradient(log_params, px, pt)
             log_a, log_b = np.log(alpha + pt), np.log(beta + pt)
             alive = -(r + px) * log_a - s * log_b  # per pair (x, tau), used at tau = T
