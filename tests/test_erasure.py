@@ -241,10 +241,7 @@ def test_erasure_normalises_a_key_of_ascii_as_its_every_character_rule_does(text
     rows are found whatever path their key took."""
     con = duckdb.connect()
     try:
-        con.execute(load_sql("intermediate/create_schema"))
-        con.execute(load_sql("intermediate/normalization"))
-        con.execute(load_sql("erasure/create_trim_macro"))
-        con.execute(load_sql("erasure/create_normalize_macro"))
+        erasure._create_normalize_macros(con)  # identity's macros, then erasure's
         for kind in ("email", "handle", "customer_id"):
             fast, every = con.execute(
                 "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, $kind)), "
@@ -260,24 +257,15 @@ def test_erasure_normalises_the_keys_exports_write_as_erasure_requests_name_them
     """The shortcut on the forms the contracts name: the same key from a request and from raw
     text with `mailto:`, case, a root's dot and any whitespace the ingest trims."""
     con = duckdb.connect()
-    con.execute(load_sql("intermediate/create_schema"))
-    con.execute(load_sql("intermediate/normalization"))
-    con.execute(load_sql("erasure/create_trim_macro"))
-    con.execute(load_sql("erasure/create_normalize_macro"))
+    erasure._create_normalize_macros(con)  # identity's macros (sql_normalized adds erasure's)
     cases = {
         "email": ([" MailTo:Ann.Lee@Shop.COM. \t", "\x0bann.lee@shop.com .\r"], "ann.lee@shop.com"),
         "handle": (["\t@Anna_1 ", "@ANNA_1"], "anna_1"),
         "customer_id": (["\x0c C-001\n", "C-001"], "C-001"),
     }
     for kind, (texts, key) in cases.items():
-        (found,) = con.execute(
-            "SELECT list_transform($t::VARCHAR[], v -> erasure_normalized(v, $kind))",
-            {"t": texts, "kind": kind},
-        ).fetchone()
-        assert found == [key, key], kind
-        assert con.execute("SELECT erasure_normalized(' \t', $k)", {"k": kind}).fetchone() == (
-            None,
-        )
+        assert sql_normalized(con, texts, kind) == [key, key], kind
+        assert sql_normalized(con, [" \t"], kind) == [None]
     con.close()
 
 
