@@ -10,9 +10,12 @@ profile per person:
   so people merge transitively (chains of three or more profiles).
 
 Prints the seconds of the whole identity build (merge, survivorship, links, views) and of the
-merge statement alone, and what was merged.
+merge statement alone, and what was merged; then the merge again with a chain of `--chain`
+profiles added, each sharing a handle with the next (the shape that cost a recursive CTE its
+length squared).
 
     .venv/bin/python benchmarks/bench_identity.py [--customers 150000] [--duplicate-share 0.03]
+        [--chain 10000]
 """
 
 import argparse
@@ -27,8 +30,8 @@ import duckdb
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's code, not another worktree's editable install
 
+from engagement_box.identity.components import merge_labels  # noqa: E402
 from engagement_box.identity.links import (  # noqa: E402
-    LIMITED_STATEMENTS,
     build_identity_links,
     max_profiles_per_key,
 )
@@ -97,9 +100,40 @@ def merge_seconds(con) -> float:
     became a setting)."""
     limit = {"max_profiles_per_key": max_profiles_per_key()}
     started = time.perf_counter()
-    for name in ("intermediate/customer_merge_edges", "intermediate/customer_merge"):
-        con.execute(load_sql(name), limit if name in LIMITED_STATEMENTS else {})
+    con.execute(load_sql("intermediate/customer_merge_edges"), limit)
+    with merge_labels(con):
+        con.execute(load_sql("intermediate/customer_merge"))
     return time.perf_counter() - started
+
+
+CHAIN = """
+insert into staging.customers by name
+select
+    'chain-' || i as customer_id,
+    'chain-' || i || '@example.com' as email,
+    date '2020-01-01' + cast(hash(i, $seed) % 3650 as integer) as signup_date,
+    'chain-h' || i || ';chain-h' || (i + 1) as social_handles,
+    false as loyalty_member,
+    false as marketing_consent,
+    'DE' as country,
+    'chain.csv' as source_file,
+    i as source_row
+from range($length) as r(i)
+"""
+
+
+def chain_seconds(con, length: int, seed: int) -> tuple[float, int]:
+    """Add a chain of `length` profiles, each sharing a handle with the next, signed up on days
+    in a scrambled order (a round of label propagation per link moved along it), and time the
+    merge alone; also how many profiles the chain's person has."""
+    con.execute(CHAIN, {"length": length, "seed": seed})
+    seconds = merge_seconds(con)
+    (profiles,) = con.execute(
+        "select count(*) from intermediate.customer_merge where resolved_customer_id in "
+        "(select resolved_customer_id from intermediate.customer_merge "
+        "where customer_id = 'chain-0')"
+    ).fetchone()
+    return seconds, profiles
 
 
 def main() -> None:
@@ -107,6 +141,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=150_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--duplicate-share", type=float, default=0.03)
+    parser.add_argument(
+        "--chain", type=int, default=10_000, help="then a chain of this many linked profiles"
+    )
     args = parser.parse_args()
     exports = ensure_exports(args.customers, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,11 +164,17 @@ def main() -> None:
             "select count(*), count(*) filter (where profile_count > 1), max(profile_count) "
             "from intermediate.resolved_customers"
         ).fetchone()
+        chain, chained = chain_seconds(con, args.chain, args.seed) if args.chain else (0.0, 0)
         con.close()
     print(f"profiles {profiles:,}, people {people:,}, people with merged profiles {merged:,}")
     print(f"largest person: {largest} profiles")
     print(f"identity build (merge, survivorship, links, views): {build:.2f} s")
     print(f"merge statement alone (connected components): {merge:.2f} s")
+    if args.chain:
+        print(
+            f"with a chain of {args.chain:,} linked profiles in a scrambled signup order: the "
+            f"merge {chain:.2f} s, the chain one person of {chained:,} profiles"
+        )
 
 
 if __name__ == "__main__":

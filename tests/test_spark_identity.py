@@ -224,3 +224,29 @@ def test_the_warnings_every_run_meets_by_design_are_quieted(spark):
     for name in QUIETED_LOGGERS:
         logger = config.getConfiguration().getLoggerConfig(name)
         assert (logger.getName(), logger.getLevel().toString()) == (name, "ERROR")
+
+
+def test_spark_labels_a_long_chain_as_the_duckdb_engine_does(session):
+    """The Spark engine's components on a chain of 300 profiles in a shuffled rank order plus a
+    few stars: the labels scipy's components give the DuckDB engine. Moving labels one edge per
+    round took a Spark job per profile of the chain; FastSV's hooking takes about log n."""
+    import random
+
+    import numpy as np
+
+    from engagement_box.identity.components import component_labels
+
+    ranks = list(range(1, 301))
+    random.Random(7).shuffle(ranks)
+    pairs = list(zip(ranks, ranks[1:], strict=False))
+    pairs += [(2000 + k, 2000 + k + i) for k in (0, 10, 20) for i in range(1, 5)]
+    edges = session.createDataFrame(
+        pairs + [(b, a) for a, b in pairs], "from_rank long, to_rank long"
+    )
+    got = sorted(tuple(row) for row in pipeline.component_labels(edges).collect())
+    rank, label = component_labels(
+        np.array([a for a, _ in pairs], dtype=np.int64),
+        np.array([b for _, b in pairs], dtype=np.int64),
+    )
+    assert got == list(zip(rank.tolist(), label.tolist(), strict=True))
+    assert {label for _, label in got} == {1, 2000, 2010, 2020}

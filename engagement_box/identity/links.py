@@ -7,7 +7,8 @@ matching in `sql/intermediate/rules.sql`; used by `sql/intermediate/identity_lin
 * keys: customer_id as staged; email trimmed and lower-cased; social handles split on ';',
   trimmed, lower-cased, leading '@' removed;
 * one customer per person: profiles sharing a normalised email or handle are one person,
-  transitively (connected components of the identity graph, `sql/intermediate/customer_merge.sql`);
+  transitively (connected components of the identity graph, `sql/intermediate/customer_merge.sql`
+  with `engagement_box/identity/components.py`);
   a key carried by more than `max_profiles_per_key` profiles (ENGAGEMENT_MAX_PROFILES_PER_KEY) is
   a placeholder, not a person's: it merges nothing and resolves nothing (`shared_keys`);
   the person's id is that of their profile with the earliest signup_date, then the smallest
@@ -45,6 +46,7 @@ import polars as pl
 
 from engagement_box import incremental, settings
 from engagement_box.governance import versions
+from engagement_box.identity.components import merge_labels
 from engagement_box.sql import load_sql, transaction
 
 # Statements that build the links table, in order (one statement per file).
@@ -55,7 +57,7 @@ BUILD_STATEMENTS = (
     "intermediate/rules",
     "intermediate/erased_placeholder_keys",  # placeholders only with erased carriers counted
     "intermediate/customer_merge_edges",
-    "intermediate/customer_merge",
+    "intermediate/customer_merge",  # with the components' labels (`components.merge_labels`)
     "intermediate/identity_links",
     "intermediate/resolved_customers",  # its email skips the placeholders the links found
     "intermediate/orders_resolution",
@@ -64,6 +66,8 @@ BUILD_STATEMENTS = (
     "intermediate/referrals_resolution",
     "intermediate/identity_links_sources",
 )
+
+MERGE = "intermediate/customer_merge"
 
 ResolvedSource = Literal["orders", "reviews", "social", "referrals"]
 _RESOLVED_QUERIES: dict[str, str] = {
@@ -163,6 +167,10 @@ def _build(con: duckdb.DuckDBPyConnection, limit: int, now: dict) -> pl.DataFram
     with transaction(con):
         salt = erased_profiles_salt(con)
         for name in build_statements(salt):
+            if name == MERGE:  # reads the components of the edges the statement before made
+                with merge_labels(con):
+                    con.execute(load_sql(name))
+                continue
             con.execute(load_sql(name), statement_values(name, limit, salt))
         apply_later_consents(con, now.get("consent", []))
         _record(con, now)

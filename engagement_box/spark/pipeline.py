@@ -287,27 +287,52 @@ def as_of_date(tables: SparkTables, pinned: date | None, run_day: date) -> date:
 
 def component_labels(edges):
     """(rank, label): every node of the graph `edges` (from_rank, to_rank; both directions)
-    with the smallest rank of its connected component, by propagating the smallest label
-    along the edges until none falls (what the DuckDB file's recursive CTE computes)."""
+    with the smallest rank of its connected component (what the DuckDB engine's
+    `identity/components.py` computes with scipy on one machine).
+
+    FastSV (Zhang, Azad and Hu, "FastSV: a distributed-memory connected component algorithm
+    with fast convergence", 2020), a Shiloach-Vishkin variant: f is each node's label (a node's
+    rank, never above its own) and gf = f[f] its grandparent. Each round every node u offers
+    the smallest gf of its neighbours, m(u), to its parent f[u] (hooking a tree's root under
+    the smaller tree, stochastic hooking) and to itself (aggressive hooking), and takes its
+    grandparent (shortcutting); each node keeps the smallest label offered. It stops when a
+    round changes no label: every label is then a root (f = gf) and equals its neighbours', so
+    a component has one label, its first node's rank. About log n rounds for a chain of n
+    profiles in any rank order (1,000: 12 rounds, 10,000: 15), where moving labels one edge per
+    round took a round, a Spark job, per profile of the chain (1,000 in a shuffled order: 228
+    rounds with a shortcut each round, 140 s)."""
     from pyspark.sql import functions as F
 
     # The edges are a query (a view over the profiles): computed once, not once per round.
     edges = edges.localCheckpoint()
     labels = edges.select(F.col("from_rank").alias("rank"), F.col("from_rank").alias("label"))
     labels = labels.distinct().localCheckpoint()
+    no_old = F.lit(None).cast(labels.schema["label"].dataType).alias("old")
     while True:
-        offered = edges.join(labels, edges.from_rank == labels.rank).select(
-            F.col("to_rank").alias("rank"),
-            "label",
-            F.lit(None).cast(labels.schema["label"].dataType).alias("old"),
+        grand = (
+            labels.alias("n")
+            .join(labels.alias("p"), F.col("n.label") == F.col("p.rank"))
+            .select(F.col("n.rank").alias("rank"), F.col("p.label").alias("offer"))
         )
-        # Each node's new label and its old one in one aggregate (every node offered a label
-        # has one already: the edges go both ways), so whether a label fell needs no join.
+        smallest = (
+            edges.join(grand, edges.to_rank == grand.rank)
+            .groupBy(F.col("from_rank").alias("rank"))
+            .agg(F.min("offer").alias("offer"))
+        )
+        hooked = (
+            labels.join(smallest, "rank")
+            .groupBy(F.col("label").alias("rank"))
+            .agg(F.min("offer").alias("offer"))
+        )
+        # Each node's new label and its old one in one aggregate, so whether a label fell
+        # needs no join.
         new = (
-            labels.select("rank", "label", F.col("label").alias("old"))
-            .unionByName(offered)
+            labels.select("rank", F.col("label").alias("offer"), F.col("label").alias("old"))
+            .unionByName(hooked.select("rank", "offer", no_old))
+            .unionByName(smallest.select("rank", "offer", no_old))
+            .unionByName(grand.select("rank", "offer", no_old))
             .groupBy("rank")
-            .agg(F.min("label").alias("label"), F.min("old").alias("old"))
+            .agg(F.min("offer").alias("label"), F.min("old").alias("old"))
         ).localCheckpoint()
         labels = new.select("rank", "label")
         if new.filter(F.col("label") < F.col("old")).isEmpty():

@@ -12,14 +12,15 @@
 -- joining the person never changes the id.
 --
 -- How: each profile gets its rank in that order. The edges (customer_merge_edges.sql, run just
--- before this file, shared with the Spark engine): only keys carried by two or more profiles make
--- edges, and each such key links its profiles to its first one (a star, not every pair, so a key
--- shared by k profiles gives 2(k - 1) edges, not k^2). Labels propagate over the edges in a
--- recursive CTE keyed by profile (USING KEY: each round keeps one label per profile and carries
--- on only from the profiles whose label fell), each profile taking the smallest rank it can
--- reach. A label only ever falls and never below 1, so the loop ends, after as many rounds as the
--- longest shortest path from a component's first profile (1 or 2 for ordinary duplicates).
--- Profiles that share nothing never enter the loop: they are their own person.
+-- before this file): only keys carried by two or more profiles make edges, and each such key
+-- links its profiles to its first one (a star, not every pair, so a key shared by k profiles
+-- gives 2(k - 1) edges, not k^2). The components are labelled outside SQL, each profile on an
+-- edge with the smallest rank of its component (customer_merge_labels: rank, label), by
+-- engagement_box/identity/components.py (DuckDB: scipy's connected components, one pass over
+-- the edges) or engagement_box/spark/pipeline.py::component_labels (Spark: distributed, the
+-- paths halved each round). A recursive CTE here took as many rounds as the longest path in a
+-- component: a chain of profiles cost its length squared. Profiles that share nothing are on no
+-- edge: they are their own person. Both engines run this file as it is.
 --
 -- Columns
 --   customer_id           the staged profile's id
@@ -27,7 +28,7 @@
 --                         it shares no email or handle with another profile)
 --   profile_rank          the profile's place in the survivorship order (1 = earliest signup)
 create or replace table intermediate.customer_merge as
-with recursive
+with
 profiles as (
     select
         customer_id,
@@ -35,17 +36,6 @@ profiles as (
     from staging.customers
     where customer_id is not null
     group by customer_id
-),
-
-labels (rank, label) using key (rank) as (
-    select distinct from_rank, from_rank from customer_merge_edges
-    union
-    select e.to_rank, min(l.label)
-    from labels as l
-    inner join customer_merge_edges as e on e.from_rank = l.rank
-    inner join recurring.labels as r on r.rank = e.to_rank
-    group by e.to_rank
-    having min(l.label) < min(r.label)
 )
 
 select
@@ -53,6 +43,6 @@ select
     coalesce(s.customer_id, p.customer_id) as resolved_customer_id,
     p.rank as profile_rank
 from profiles as p
-left join labels as l on l.rank = p.rank
+left join customer_merge_labels as l on l.rank = p.rank
 left join profiles as s on s.rank = l.label
 order by p.rank
