@@ -14,6 +14,7 @@ from engagement_box.engagement.metrics import credited_referrals, engagement_val
 from engagement_box.engagement.quadrants import with_quadrants
 from engagement_box.engagement.referral import (
     ReferralModel,
+    ReferralRateFit,
     annuity,
     customer_referral_value,
     fit_referral_model,
@@ -484,6 +485,31 @@ def test_customers_who_stopped_referring_are_expected_to_refer_less():
     nbd = replace(fit, dropout=None)
     flat = referral_values(frame, nbd, float("inf"), 50.0, settings)["crv_expected_referrals"]
     assert flat[0] == pytest.approx(flat[1])
+
+
+def test_no_future_referrals_is_a_crv_of_zero_not_minus_zero():
+    """Referrals that lose money (mu < 0) and a rate fit of nobody referring: every CRV is 0,
+    not -0.0 (which an analyst's CSV and BI tool print as "-0")."""
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "n": [0, 0],
+            "n_valued": [0, 0],
+            "mean": [None, None],
+            "crv_realized": [0.0, 0.0],
+            "exposure": [24.0, 24.0],
+            "exposure_days": [720, 720],
+            "recency_days": [0, 0],
+        },
+        schema_overrides={"mean": pl.Float64},
+    )
+    nobody = ReferralRateFit(
+        r=0.0, alpha=0.0, customers=2, referrals=0, exposure_months=48.0, log_likelihood=0.0
+    )
+    settings = EngagementSettings(horizon_months=12, monthly_discount_rate=0.01)
+    crv = referral_values(frame, nobody, float("inf"), -20.0, settings)["crv"].to_numpy()
+    assert crv.tolist() == [0.0, 0.0]
+    assert not np.signbit(crv).any()
 
 
 def test_the_referral_model_is_reported_as_it_was_used():

@@ -843,7 +843,9 @@ def referral_values(
         )
     return frame.select(
         "customer_id",
-        pl.Series("crv", value * discounted),
+        # + 0.0: a loss-making referral's value times no future referrals is -0.0, which the
+        # marts, CSVs and BI tools print as "-0"
+        pl.Series("crv", value * discounted + 0.0),
         "crv_realized",
         pl.col("n").alias("crv_referrals"),
         pl.Series("crv_expected_referrals", expected),
