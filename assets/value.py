@@ -937,6 +937,8 @@ def _failed_fits_words(
             "(lifetimes' penalizer): a large one pushes a fit to a boundary. Try a smaller one "
             "(0.001) or none, then run the month again"
         )
+    if all(fitting.P_AT_INFINITY in f for f in failed):
+        return said  # each names its customers and what to do (`fitting._p_at_infinity`)
     return (
         said + ". Look for outliers and for a currency without its rate in the orders of the "
         "window (a few orders of 1,000s in another currency can push a fit to its boundary), "

@@ -345,6 +345,34 @@ def test_failed_fits_on_orders_without_dropout_say_so_not_outliers():
     assert "Look for outliers" in said and "stopped buying" not in said
 
 
+def test_a_fit_failing_at_p_infinity_gives_its_own_advice_once():
+    """Gamma-Gamma failing as p -> infinity says which customers and what to do; the generic
+    advice about outliers and FX rates after it said the same again in other words. Another
+    failure beside it keeps the generic advice."""
+    import polars as pl
+
+    from assets import value as value_module
+    from engagement_box.value import fitting
+
+    window = {"as_of": dt.date(2025, 12, 31), "calibration_end": dt.date(2025, 9, 30)}
+    churned = pl.DataFrame(
+        {
+            "frequency": [0] * 50 + [12] * 150,
+            "recency_days": [0] * 200,
+            "T_days": [364] * 200,
+        }
+    )
+    limit = (
+        f"gamma_gamma (full window): {fitting.P_AT_INFINITY} (...): check those customers' "
+        "orders ... or set ENGAGEMENT_PENALIZER, then run again"
+    )
+    said = value_module._failed_fits_words([limit], churned, window)
+    assert said.endswith("then run again") and "Look for outliers" not in said
+    other = "bgnbd (full window): the fit ran to a boundary"
+    said = value_module._failed_fits_words([limit, other], churned, window)
+    assert "Look for outliers" in said
+
+
 @pytest.mark.parametrize(
     ("span", "failed", "penalizer", "advice", "not_said"),
     [

@@ -862,6 +862,10 @@ def _spend_scale(m: np.ndarray, weights: np.ndarray) -> float:
     return float(m[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
+# How a Gamma-Gamma failure at p -> infinity begins; its message gives its own advice.
+P_AT_INFINITY = "the likelihood rises as p -> infinity"
+
+
 def _p_at_infinity(
     x: np.ndarray,
     m: np.ndarray,
@@ -912,7 +916,7 @@ def _p_at_infinity(
     return ModelFitError(
         "gamma_gamma",
         "boundary",
-        "the likelihood rises as p -> infinity (no spread of a customer's order values around "
+        f"{P_AT_INFINITY} (no spread of a customer's order values around "
         f"their own mean; the limit has q = {q:.4g}, p*v = {s * scale:.6g}): the mean spends are "
         f"spread far more widely than the model allows, typically a few customers far above "
         f"the rest (the largest mean repeat spend is {top / median:,.0f} times the median "
