@@ -561,6 +561,27 @@ def test_a_huge_spender_whose_optimum_is_p_infinite_fails_the_same_in_every_unit
         assert s == pytest.approx(limits[0][1], rel=1e-5)
 
 
+def test_the_p_infinity_failure_says_the_customers_median_not_the_distinct_rows(
+    small_retailer_spend,
+):
+    """The failure's median is the customers' (the fit's unit), however many customers share a
+    (x, m) row: 200 more customers with two orders of 19.99 move the customers' median to
+    19.99, not the median of the distinct rows the fit runs on (one of them is those 200)."""
+    x, m = (
+        np.concatenate([v, extra])
+        for v, extra in zip(
+            small_retailer_spend, ([20.0] + [1.0] * 200, [7.5e6] + [19.99] * 200), strict=True
+        )
+    )
+    keep = (x > 0) & (m > 0)
+    with pytest.raises(fitting.ModelFitError) as exc:
+        fitting.fit_gamma_gamma(x, m)
+    said = exc.value.summary
+    assert said["m_median"] == pytest.approx(float(np.median(m[keep])), abs=0.01)
+    assert said["m_median"] == pytest.approx(19.99)
+    assert f"the median {19.99:,.2f}" in str(exc.value)
+
+
 def test_an_overflowing_step_of_mbgnbd_or_pareto_is_rejected_without_a_warning():
     """A step to exp(log b) = inf (tiny or all-identical retailers) printed 'RuntimeWarning:
     overflow encountered in exp' among the CLI's step lines; the value is infinite, so the

@@ -904,7 +904,9 @@ def _p_at_infinity(
         rounding = 64 * np.finfo(float).eps * float(w @ sum(np.abs(t) for t in terms))
         if ll_fit > ll_inf + rounding:
             return None  # an interior maximum above the limit
-    median = float(np.median(m)) * scale
+    # The customers' median spend is the fit's unit (`_spend_scale`, weighted by customers, so
+    # the grouped rows of the Spark engine say the same figure as the per-customer ones).
+    median = scale
     top = float(np.max(m)) * scale
     said = {
         **summary,
