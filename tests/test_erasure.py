@@ -253,6 +253,42 @@ def test_erasure_normalises_a_key_of_ascii_as_its_every_character_rule_does(text
         con.close()
 
 
+@given(st.lists(KEY_TEXT, min_size=1, max_size=30), st.lists(KEY_TEXT, max_size=3))
+def test_erasure_finds_a_key_without_normalising_every_value_as_it_does_normalising_all(
+    texts, others
+):
+    """`erasure_holds` normalises only the values whose lower case holds one of the person's
+    keys (or that are not all ASCII): it must match exactly the values whose normalised key is
+    one of them, for every kind, with the person's keys taken from the values themselves (each
+    value's own key) and with keys of other text; so must the prefilter over a profile's list
+    of handles joined by ';'."""
+    con = duckdb.connect()
+    try:
+        erasure._create_normalize_macros(con)
+        for kind in ("email", "handle", "customer_id"):
+            keys = [k for k in sql_normalized(con, texts[:3] + others, kind) if k is not None]
+            held, normalised = con.execute(
+                "SELECT list_transform($t::VARCHAR[], v -> erasure_holds(v, $k::VARCHAR[], $kind)),"
+                " list_transform($t::VARCHAR[], "
+                "v -> coalesce(list_contains($k::VARCHAR[], erasure_normalized(v, $kind)), false))",
+                {"t": texts, "k": keys, "kind": kind},
+            ).fetchone()
+            assert [bool(h) for h in held] == normalised, (kind, keys)
+        keys = [k for k in sql_normalized(con, texts, "handle") if k is not None]
+        listed = ";".join(texts)
+        in_list = con.execute(
+            "SELECT list_has_any($k::VARCHAR[], list_transform(string_split($l, ';'), "
+            "h -> erasure_normalized(h, 'handle')))",
+            {"k": keys, "l": listed},
+        ).fetchone()[0]
+        if in_list:
+            assert con.execute(
+                "SELECT erasure_may_hold($l, $k::VARCHAR[])", {"k": keys, "l": listed}
+            ).fetchone()[0]
+    finally:
+        con.close()
+
+
 def test_erasure_normalises_the_keys_exports_write_as_erasure_requests_name_them():
     """The shortcut on the forms the contracts name: the same key from a request and from raw
     text with `mailto:`, case, a root's dot and any whitespace the ingest trims."""

@@ -9,9 +9,9 @@ SELECT DISTINCT
         lambda h: h IS NOT NULL
     ) AS handles
 FROM staging.customers
-WHERE list_contains($ids::VARCHAR[], erasure_normalized(customer_id, 'customer_id'))
-   OR list_contains($emails::VARCHAR[], erasure_normalized(email, 'email'))
-   OR list_has_any(
+WHERE erasure_holds(customer_id, $ids::VARCHAR[], 'customer_id')
+   OR erasure_holds(email, $emails::VARCHAR[], 'email')
+   OR erasure_may_hold(social_handles, $handles::VARCHAR[]) AND list_has_any(
        $handles::VARCHAR[],
        list_transform(string_split(social_handles, ';'), lambda h: erasure_normalized(h, 'handle'))
    )

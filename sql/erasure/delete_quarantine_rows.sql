@@ -2,7 +2,5 @@
 -- that source) holds one of the person's keys of kind $kind. Returns the export file of each.
 DELETE FROM staging.quarantine
 WHERE source = $source
-  AND list_contains(
-      $values::VARCHAR[], erasure_normalized(json_extract_string(raw_values, $path), $kind)
-  )
+  AND erasure_holds(json_extract_string(raw_values, $path), $values::VARCHAR[], $kind)
 RETURNING source_file

@@ -2,4 +2,4 @@
 -- {schema}, {table} and {column} come from information_schema, checked by quote_identifier and
 -- limited to the identifying columns' allow-list. Returns the number of rows deleted.
 DELETE FROM {schema}.{table}
-WHERE list_contains($values::VARCHAR[], erasure_normalized({column}, $kind))
+WHERE erasure_holds({column}, $values::VARCHAR[], $kind)

@@ -8,15 +8,18 @@ WITH guests AS (
     SELECT DISTINCT erasure_normalized(customer_id, 'customer_id') AS customer_id
     FROM staging.{table}
     WHERE (
-        list_contains($emails::VARCHAR[], erasure_normalized(email, 'email'))
-        OR list_contains($ids::VARCHAR[], erasure_normalized(customer_id, 'customer_id'))
+        erasure_holds(email, $emails::VARCHAR[], 'email')
+        OR erasure_holds(customer_id, $ids::VARCHAR[], 'customer_id')
     )
     AND erasure_normalized(customer_id, 'customer_id') IS NOT NULL
     AND erasure_normalized(customer_id, 'customer_id') NOT IN (
         SELECT customer_id FROM erasure_profile_ids WHERE customer_id IS NOT NULL
     )
 )
-SELECT DISTINCT g.customer_id, erasure_normalized(t.email, 'email') AS email
-FROM guests AS g
-JOIN staging.{table} AS t
-    ON erasure_normalized(t.customer_id, 'customer_id') = g.customer_id
+SELECT DISTINCT
+    erasure_normalized(t.customer_id, 'customer_id') AS customer_id,
+    erasure_normalized(t.email, 'email') AS email
+FROM staging.{table} AS t
+WHERE erasure_holds(
+    t.customer_id, (SELECT coalesce(list(customer_id), []::VARCHAR[]) FROM guests), 'customer_id'
+)
