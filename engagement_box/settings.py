@@ -470,6 +470,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_positive_int,
     ),
     Setting(
+        "ENGAGEMENT_MAX_WITHDRAWN_SHARE",
+        "0.05",
+        "staging: an export file that changed and no longer holds more than this share of the"
+        " rows it staged before (and 20 rows or more) is refused, nothing staged from it, and the"
+        " run fails saying so: a half-written or cut-short export looks so. Set 1 for the run"
+        " that takes in an export from which those rows were truly removed",
+        parse=_share,
+    ),
+    Setting(
         "ENGAGEMENT_PERSONA_REFIT_DAYS",
         "90",
         "personas: a run assigns each customer to the nearest centre of the persona model in"

@@ -470,6 +470,54 @@ def test_an_overwritten_file_says_which_keys_left_with_its_old_rows(warehouse, e
     assert ingest_source(warehouse, exports_dir, "orders").keys_withdrawn == {}
 
 
+def test_a_cut_short_re_export_is_refused_and_nothing_changes(warehouse, exports_dir):
+    """A half-written re-export of a file replaced each time (the reviewer's customers.csv cut
+    mid-row) took 13 % of the customers out of the next version with exit 0. Now the staging
+    refuses it while it would withdraw more than ENGAGEMENT_MAX_WITHDRAWN_SHARE of the file's
+    rows (20 or more): nothing changes, and the message says what to do; set to 1, the same
+    file is taken in."""
+    path = exports_dir / "orders" / "orders_latest.csv"
+    write_csv(path, [good_order(i) for i in range(1, 201)])
+    ingest_source(warehouse, exports_dir, "orders")
+    whole = path.read_bytes()
+    path.write_bytes(whole[: int(len(whole) * 0.7)])  # cut mid-row
+    with pytest.raises(ingestion.WithdrawnRows) as refused:
+        ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
+    said = str(refused.value)
+    assert said.startswith(
+        "orders: orders/orders_latest.csv changed and no longer holds 59 of the 200 rows it "
+        "staged before (30%; keys o142, o143, o144, o145, o146, ...): more than "
+        "ENGAGEMENT_MAX_WITHDRAWN_SHARE (0.05)"
+    ), said
+    assert "put the whole file back" in said and "ENGAGEMENT_MAX_WITHDRAWN_SHARE=1" in said
+    assert staged(warehouse, "orders").height == 200 and quarantine(warehouse).height == 0
+    assert reconcile(warehouse, "orders") == (1, 200, 200, 0, 0)
+    # Refused again at the next run: the file is still not taken in.
+    with pytest.raises(ingestion.WithdrawnRows):
+        ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
+    # The operator says the rows were truly removed: taken in, the cut row quarantined.
+    report = ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=1)
+    assert report.keys_withdrawn["orders/orders_latest.csv"]["keys"] == 59
+    assert staged(warehouse, "orders").height == 140 and quarantine(warehouse).height == 1
+
+
+def test_a_re_export_withdrawing_few_rows_is_taken_in(warehouse, exports_dir):
+    """Within the share (5 of 200), or fewer than 20 rows whatever their share (19 of 30), a
+    changed file's withdrawn rows leave as before, said as a warning."""
+    path = exports_dir / "orders" / "orders_latest.csv"
+    write_csv(path, [good_order(i) for i in range(1, 201)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(path, [good_order(i) for i in range(6, 201)])
+    report = ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
+    assert report.keys_withdrawn["orders/orders_latest.csv"]["keys"] == 5
+    small = exports_dir / "orders" / "small.csv"
+    write_csv(small, [good_order(i) for i in range(1001, 1031)])
+    ingest_source(warehouse, exports_dir, "orders")
+    write_csv(small, [good_order(i) for i in range(1020, 1031)])
+    report = ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
+    assert report.keys_withdrawn["orders/small.csv"]["keys"] == 19
+
+
 def test_the_same_export_dropped_again_under_another_name_is_named(warehouse, exports_dir):
     """All 1,002 rows of a re-dropped file were quarantined as duplicate_key with no word of
     which file it repeats."""

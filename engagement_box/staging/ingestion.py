@@ -56,7 +56,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from engagement_box import dictionary
+from engagement_box import dictionary, settings
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
@@ -338,11 +338,14 @@ def ingest_source(
     source_name: str,
     run_id: str | None = None,
     now: datetime | None = None,
+    max_withdrawn_share: float | None = None,
 ) -> IngestReport:
     """Bring a source's new and changed export files into `staging.<source>` (see module doc).
 
     `now` is the run's time (naive UTC; default: the clock): quarantine rows carry it, and
     timestamps later than it plus FUTURE_TOLERANCE are quarantined as `in_future`.
+    `max_withdrawn_share` (default ENGAGEMENT_MAX_WITHDRAWN_SHARE): a changed file that no
+    longer holds more of the rows it staged is refused (`WithdrawnRows`), nothing changed.
     """
     started = time.perf_counter()
     source = SOURCES[source_name]
@@ -394,6 +397,13 @@ def ingest_source(
     # When the content of each file taken in again unchanged (other rules, moved) was first
     # taken in; a new or changed content: this run (a later file's consent ranks by it).
     content: dict[str, datetime] = {}
+    # The rows each changed file staged before: one that no longer holds too many is refused.
+    staged_before: dict[str, int] = {}
+    share = (
+        settings.value("ENGAGEMENT_MAX_WITHDRAWN_SHARE")
+        if max_withdrawn_share is None
+        else max_withdrawn_share
+    )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
         todo: list[tuple[ExportFile, Future[str]]] = []
         for export in exports:
@@ -432,6 +442,7 @@ def ingest_source(
             done.set_result(digest)
             todo.append((export, done))
             report.files_replaced.append(export.relpath)
+            staged_before[export.relpath] = previous.rows_staged
             if previous.first_taken_in is not None:
                 first[export.relpath] = previous.first_taken_in
         if settle:
@@ -442,7 +453,18 @@ def ingest_source(
                 with _one_duckdb_thread(con):
                     while True:
                         try:
-                            _stage(con, source, todo, report, run_id, at, first, more, content)
+                            _stage(
+                                con,
+                                source,
+                                todo,
+                                report,
+                                run_id,
+                                at,
+                                first,
+                                more,
+                                content,
+                                (staged_before, share),
+                            )
                             break
                         except _ProfileKeysRead as read:  # rolled back: again, with those keys
                             more |= read.more
@@ -639,6 +661,7 @@ def _stage(
     first: dict[str, datetime],
     more_erased: frozenset[str] = frozenset(),
     content: dict[str, datetime] | None = None,
+    withdrawal_limit: tuple[dict[str, int], float] = ({}, 1.0),
 ) -> None:
     """Stage the files of `todo` in one transaction. `first`: when files taken in before were
     first taken in (the others: `at`); repeated keys rank by it, then by path. `more_erased`:
@@ -731,6 +754,9 @@ def _stage(
                 )
                 for file in set(report.keys_withdrawn) & set(report.restaged_for_rules):
                     report.keys_withdrawn[file]["rules"] = STAGING_RULES  # not the file
+                refused = withdrawal_refused(source.name, report, *withdrawal_limit)
+                if refused:
+                    raise WithdrawnRows(refused)
                 _compare_again(con, source, report.files_replaced)
 
             staged_per_file = dict(
@@ -1003,6 +1029,45 @@ def _withdrawn_keys(
         said = withdrawn.setdefault(file, {"keys": 0, "first": []})
         said |= {"moved": count, "moved_first": first, "moved_to": to}
     return withdrawn
+
+
+# Fewer rows than this withdrawn by a changed file are never refused (a small file's edit).
+MIN_WITHDRAWN_REFUSED = 20
+
+
+class WithdrawnRows(IngestError):
+    """A changed export file no longer holds more of the rows it staged than
+    ENGAGEMENT_MAX_WITHDRAWN_SHARE allows: its staging is refused, nothing changed."""
+
+
+def withdrawal_refused(
+    source: str, report: IngestReport, staged_before: dict[str, int], share: float
+) -> str | None:
+    """Why the changed files of `report` are refused, or None: a file (not one taken in again
+    only for other staging rules) that no longer holds more than `share` of the rows it staged
+    before, and at least MIN_WITHDRAWN_REFUSED. A half-written or cut-short re-export of a file
+    that is replaced each time (customers.csv) took a tenth of the customers out of the next
+    version, its audiences and every mart, and the run passed (a review)."""
+    over = []
+    for file, said in sorted(report.keys_withdrawn.items()):
+        gone, before = said["keys"], staged_before.get(file, 0)
+        if said.get("rules") or gone < MIN_WITHDRAWN_REFUSED or gone <= share * before:
+            continue
+        first = ", ".join(str(k).replace("\x1f", " ") for k in said["first"])
+        more = ", ..." if gone > len(said["first"]) else ""
+        over.append(
+            f"{file} changed and no longer holds {gone:,} of the {before:,} rows it staged "
+            f"before ({gone / before:.0%}; keys {first}{more})"
+        )
+    if not over:
+        return None
+    return (
+        f"{source}: " + "; ".join(over) + f": more than ENGAGEMENT_MAX_WITHDRAWN_SHARE "
+        f"({share:g}) of a file's rows. Nothing was staged from the {source} exports and the "
+        "current version stands. A half-written or cut-short export looks so: put the whole "
+        "file back, then run again. If those rows were truly removed from the export, run "
+        "again with ENGAGEMENT_MAX_WITHDRAWN_SHARE=1 (that run only)"
+    )
 
 
 def _copies(
