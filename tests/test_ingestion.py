@@ -504,18 +504,16 @@ def test_a_cut_short_re_export_is_refused_and_nothing_changes(warehouse, exports
 def test_a_re_export_withdrawing_few_rows_is_taken_in(warehouse, exports_dir):
     """Within the share (5 of 200), or fewer than 20 rows whatever their share (19 of 30), a
     changed file's withdrawn rows leave as before, said as a warning."""
-    path = exports_dir / "orders" / "orders_latest.csv"
-    write_csv(path, [good_order(i) for i in range(1, 201)])
-    ingest_source(warehouse, exports_dir, "orders")
-    write_csv(path, [good_order(i) for i in range(6, 201)])
-    report = ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
-    assert report.keys_withdrawn["orders/orders_latest.csv"]["keys"] == 5
-    small = exports_dir / "orders" / "small.csv"
-    write_csv(small, [good_order(i) for i in range(1001, 1031)])
-    ingest_source(warehouse, exports_dir, "orders")
-    write_csv(small, [good_order(i) for i in range(1020, 1031)])
-    report = ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
-    assert report.keys_withdrawn["orders/small.csv"]["keys"] == 19
+    for name, first, last, kept_from, withdrawn in (
+        ("orders_latest.csv", 1, 200, 6, 5),
+        ("small.csv", 1001, 1030, 1020, 19),
+    ):
+        path = exports_dir / "orders" / name
+        write_csv(path, [good_order(i) for i in range(first, last + 1)])
+        ingest_source(warehouse, exports_dir, "orders")
+        write_csv(path, [good_order(i) for i in range(kept_from, last + 1)])
+        report = ingest_source(warehouse, exports_dir, "orders", max_withdrawn_share=0.05)
+        assert report.keys_withdrawn[f"orders/{name}"]["keys"] == withdrawn
 
 
 def test_the_same_export_dropped_again_under_another_name_is_named(warehouse, exports_dir):
