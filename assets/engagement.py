@@ -34,8 +34,8 @@ from engagement_box.engagement.metrics import (
 )
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity import links as identity
-from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql
+from engagement_box.staging.ingestion import staged_under_other_rules
 from engagement_box.value import rfm
 from pipelines.partitions import monthly_as_of
 from pipelines.resources import AUDIENCE_FILES_KEY, EngagementConfig, ModelSettings, Warehouse
@@ -578,24 +578,10 @@ def _erased_customers(con, customers: pl.DataFrame) -> pl.Series:
     so none can be found (hashing every customer's id and email cost 5.8 s at 1M customers on
     each run: a code review)."""
     hashes = erasure.erased_subject_hashes(con)
-    if not hashes or not _staged_under_other_rules(con):
+    if not hashes or not staged_under_other_rules(con):
         return pl.Series("erased", [False] * customers.height, dtype=pl.Boolean)
     salt = erasure.resolve_salt(con)
     return erasure.suppression_mask(customers, "customers", hashes, salt)
-
-
-def _staged_under_other_rules(con) -> bool:
-    """Whether rows stay staged from a file taken in under other ingest rules than today's
-    (`sql/staging/files_under_other_rules.sql`; a warehouse from before rules were recorded:
-    yes)."""
-    from engagement_box.staging.contracts import STAGING_RULES
-
-    if "rules" not in {name for name, _ in catalog_columns(con, "staging", "ingested_files")}:
-        return True
-    (other,) = con.execute(
-        load_sql("staging/files_under_other_rules"), {"rules": STAGING_RULES}
-    ).fetchone()
-    return bool(other)
 
 
 engagement_assets = [engagement_value, customer_persona, customer, audience_exports]

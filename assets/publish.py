@@ -39,7 +39,7 @@ from engagement_box.activation import audiences
 from engagement_box.governance import readers, versions
 from engagement_box.identity import links as identity_links
 from engagement_box.settings import lake_dir
-from engagement_box.sql import first_line, load_sql, relation_exists
+from engagement_box.sql import first_line, load_sql
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -471,10 +471,10 @@ def consent_behind(con, folder: Path) -> str | None:
     since they were written, by a run that published nothing or failed, even before the identity
     step; a re-consent once the identity step took it in), or None when they do or no person is
     merged yet."""
-    if not relation_exists(con, "intermediate", "resolved_customers"):
+    now = identity_links.live_consent(con)
+    if now is None:
         return None
     written = audiences.recorded_consent(folder)
-    now = identity_links.live_consent(con)
     if written == now:
         return None
     if written is None:

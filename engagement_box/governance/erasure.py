@@ -142,7 +142,7 @@ from engagement_box.activation.audiences import (
     remove_leftover,
 )
 from engagement_box.governance import readers, versions
-from engagement_box.sql import database_path, load_sql, quote_literal, relation_exists, transaction
+from engagement_box.sql import database_path, load_sql, quote_literal, transaction
 from engagement_box.staging.contracts import (
     FULL_WIDTH,
     HALF_WIDTH,
@@ -1254,7 +1254,7 @@ def erase(
     ensure_erasure_tables(con)
     _create_normalize_macros(con)
 
-    from engagement_box.identity.links import max_profiles_per_key
+    from engagement_box.identity.links import live_consent, max_profiles_per_key
 
     # the limit the warehouse's identity links were built with, where they were
     built_limit = built_profiles_limit(con) if max_profiles is None else None
@@ -1264,7 +1264,7 @@ def erase(
     report.profiles_limit = limit_words(max_profiles_per_key(max_profiles), built)
     # the consent the audience files follow, before and after: a consenting person leaving
     # is not a change of consent for the next run to write the files again for
-    consent_before = _consent_of_now(con) if audience_dir is not None else None
+    consent_before = live_consent(con) if audience_dir is not None else None
     with transaction(con):
         used_salt = resolve_salt(con, salt)
         erased_subject_hashes(con, used_salt)  # refuse a salt that did not make earlier hashes
@@ -1387,7 +1387,7 @@ def erase(
                 folders.append(folder)
         owners = [o for o in (working, lake) if o]
         hashes = erased_subject_hashes(con, used_salt)
-        consent_after = _consent_of_now(con) if consent_before is not None else None
+        consent_after = live_consent(con) if consent_before is not None else None
         for folder in (f for f in folders if f.is_dir()):
             if audiences.written_for_other(folder, owners):
                 # each export rewrites a folder whole: it holds another warehouse's people
@@ -1415,15 +1415,6 @@ def erase(
         done = [report.request_id] if earlier else readers.unfinished_erasures(con)
         readers.finish_erasures(con, done, requested_at)
     return report
-
-
-def _consent_of_now(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """`identity.links.live_consent` of the warehouse, or None before its identity step ran."""
-    from engagement_box.identity.links import live_consent
-
-    if not relation_exists(con, "intermediate", "resolved_customers"):
-        return None
-    return live_consent(con)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ import polars as pl
 from engagement_box import incremental, settings
 from engagement_box.governance import versions
 from engagement_box.identity.components import merge_labels
-from engagement_box.sql import load_sql, transaction
+from engagement_box.sql import load_sql, relation_exists, transaction
 
 # Statements that build the links table, in order (one statement per file).
 BUILD_STATEMENTS = (
@@ -233,9 +233,12 @@ def consent_digest(con: duckdb.DuckDBPyConnection) -> dict:
     return {"consenting": int(consenting), "digest": str(digest)}
 
 
-def live_consent(con: duckdb.DuckDBPyConnection) -> dict:
+def live_consent(con: duckdb.DuckDBPyConnection) -> dict | None:
     """`consent_digest` of the consent of now (`consent_of_now`: the identity step's answer
-    less every withdrawal staged since, in place or in a later customers file)."""
+    less every withdrawal staged since, in place or in a later customers file), or None before
+    the identity step merged anyone."""
+    if not relation_exists(con, "intermediate", "resolved_customers"):
+        return None
     with consent_of_now(con):
         return consent_digest(con)
 

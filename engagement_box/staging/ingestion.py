@@ -235,6 +235,18 @@ def taken_in(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], TakenIn]:
     return {(row[0], row[1]): TakenIn(row[2], tuple(row[3:6]), *row[6:]) for row in rows}
 
 
+def staged_under_other_rules(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether rows stay staged from a file taken in under other ingest rules than today's
+    (`sql/staging/files_under_other_rules.sql`; a warehouse from before rules were recorded:
+    yes)."""
+    if "rules" not in {name for name, _ in catalog_columns(con, "staging", "ingested_files")}:
+        return True
+    (other,) = con.execute(
+        load_sql("staging/files_under_other_rules"), {"rules": STAGING_RULES}
+    ).fetchone()
+    return bool(other)
+
+
 # ----------------------------------------------------------------------------------------------
 # The warehouse side
 
