@@ -121,6 +121,9 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 # File -> [rows read, rows quarantined], for this run's files (the CLI warns of
                 # a file mostly quarantined).
                 "quarantined_by_file": dg.MetadataValue.json(report.quarantined_files),
+                # CSV files whose last line has no line end and whose last row was quarantined:
+                # cut short, it seems (the CLI warns).
+                "cut_short_files": dg.MetadataValue.json(report.cut_short),
                 # Erased people's keys taken from the register (a working database started
                 # anew beside it; the CLI says so).
                 "erasures_adopted": report.erasures_adopted,

@@ -342,6 +342,11 @@ class StepLines:
                 quarantined.value if quarantined else {},
                 copies.value if copies else {},
             )
+        cut_short = metadata.get("cut_short_files")
+        if cut_short and cut_short.value:
+            from engagement_box.staging.ingestion import cut_short_message
+
+            self.warnings += [cut_short_message(f, r) for f, r in cut_short.value.items()]
         restaged = metadata.get("duplicates_restaged")
         profiles = metadata.get("profile_changes_not_applied")
         if not any(m and m.value for m in (withdrawn, copies, restaged, profiles)):

@@ -635,6 +635,25 @@ def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
     assert not any("orders/c.csv: 9 of 9" in w for w in steps.warnings)
 
 
+def test_a_file_that_looks_cut_short_is_warned():
+    """A staging step's file cut mid-row (its last line without a line end, its last row
+    quarantined) is said as a warning naming the file and what to do; the run said only "1
+    quarantined" before (an on-call review: the part of a new file published a version)."""
+    from types import SimpleNamespace
+
+    steps = cli.StepLines(out=io.StringIO())
+    metadata = {
+        "cut_short_files": dg.MetadataValue.json({"orders/o_07.csv": ["wrong_field_count"]}),
+    }
+    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
+    assert steps.warnings == [
+        "orders/o_07.csv looks cut short: its last line has no line end and its last row was "
+        "quarantined (wrong_field_count). If it was copied while still being written, put the "
+        "whole export in its place and run again (a version published from the part stays in "
+        "history until `engagement-box retire --version N` removes it; docs/OPERATIONS.md)"
+    ]
+
+
 def test_a_key_staged_again_from_another_files_repeat_is_warned():
     """A changed file that dropped a key repeated in another file: that file's row was staged in
     its place, with its own values (an amount from 51.83 to 999.99), and the run said nothing

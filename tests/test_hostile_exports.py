@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from assets.staging import staged_assets
 from engagement_box.staging import reading
 from engagement_box.staging.contracts import SOURCES, IngestError
-from engagement_box.staging.ingestion import ingest_source
+from engagement_box.staging.ingestion import cut_short_message, ingest_source
 from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
 from tests.conftest import ORDER_HEADER, good_order, write_csv
@@ -1777,3 +1777,35 @@ def test_an_email_in_two_unicode_forms_is_one_person_and_one_erasure_finds_both(
     )
     again = ingest_source(warehouse, exports_dir, "customers", now=NOW)
     assert (again.rows_staged, again.rows_erased) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("last_line", "line_end", "said"),
+    [
+        # copied while still being written: cut mid-row, no line end after it
+        ("r3,c1,e@x.io,,2024-01-01,,5.0", "", ["wrong_field_count"]),
+        # cut inside its last value: every field there, the value not one (no line end)
+        ("r3,c1,e@x.io,,2024-01-01,,5.00,25.00,ye", "", ["unparseable_boolean"]),
+        # a whole file some tools write without a final line end: nothing to say
+        ("r3,c1,e@x.io,,2024-01-01,,5.00,25.00,yes", "", []),
+        # a short last row with its line end: a bad row, not a cut file
+        ("r3,c1,e@x.io,,2024-01-01,,5.0", "\n", []),
+    ],
+)
+def test_a_file_whose_last_line_is_cut_is_said_to_look_cut_short(
+    warehouse, exports_dir, last_line, line_end, said
+):
+    """An export copied while still being written ends mid-row: its last row is quarantined like
+    any bad row, and the report names the file as cut short, so the run's warning says to put
+    the whole export in its place (an on-call review: only `wrong_field_count` was said)."""
+    text = referral_text("r1,c1,b@x.io,,2024-01-01,,5.00,25.00,", "r2,c1,d@x.io,,2024-01-01,,5.0")
+    write_text(exports_dir / "referrals" / "r.csv", text + last_line + line_end)
+
+    report = ingest_source(warehouse, exports_dir, "referrals", now=NOW)
+
+    assert report.cut_short == ({"referrals/r.csv": said} if said else {})
+    assert assert_reconciles(warehouse, "referrals")[1] == 3  # every row read, the cut one too
+    if said:
+        message = cut_short_message("referrals/r.csv", said)
+        assert message.startswith("referrals/r.csv looks cut short: its last line has no line end")
+        assert "put the whole export in its place" in message

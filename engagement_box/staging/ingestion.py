@@ -84,6 +84,7 @@ from engagement_box.staging.reading import (
     check_headers,
     discover_files,
     file_sha256,
+    lacks_last_line_end,
     read_raw,
     refuse_all,
 )
@@ -148,6 +149,10 @@ class IngestReport:
     # Per file taken in this run with rows quarantined: [rows read, rows quarantined]. A file
     # mostly quarantined (a date format the contract does not read) is said by the CLI.
     quarantined_files: dict[str, list[int]] = field(default_factory=dict)
+    # Per CSV file taken in this run whose last line has no line end and whose last row was
+    # quarantined: that row's reasons. The file looks cut short (copied while still being
+    # written); the CLI warns (`cut_short_message`).
+    cut_short: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -777,6 +782,7 @@ def _stage(
                 ).fetchall()
             )
             quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
+            report.cut_short = cut_short_files([e for e, _ in todo], rows_read, bad_rows)
             for export, digest in todo:
                 name = export.relpath
                 sha = digest.result()
@@ -854,6 +860,34 @@ def quarantined_files(
     staging metadata `quarantined_by_file` of both engines, from which the CLI warns of a file
     mostly quarantined)."""
     return {file: [rows_read.get(file, 0), n] for file, n in sorted(quarantined.items()) if n}
+
+
+def cut_short_files(
+    exports: list[ExportFile], rows_read: dict[str, int], bad_rows: pl.DataFrame
+) -> dict[str, list[str]]:
+    """Of the CSV files taken in, those that look cut short: the last line has no line end and
+    the last row read was quarantined; with that row's reasons. A whole file without a final
+    line end whose last row is good is not one (some tools write no final line end)."""
+    said = {}
+    for export in exports:
+        name, last = export.relpath, rows_read.get(export.relpath, 0)
+        if export.path.suffix.lower() != ".csv" or not last:
+            continue
+        row = (pl.col("source_file") == name) & (pl.col("source_row") == last)
+        reasons = bad_rows.filter(row)["reason"]
+        if len(reasons) and lacks_last_line_end(export.path):
+            said[name] = sorted(set(reasons.to_list()))
+    return said
+
+
+def cut_short_message(file: str, reasons: list[str]) -> str:
+    """What a run says of a file that looks cut short (`cut_short_files`)."""
+    return (
+        f"{file} looks cut short: its last line has no line end and its last row was "
+        f"quarantined ({', '.join(reasons)}). If it was copied while still being written, put "
+        "the whole export in its place and run again (a version published from the part stays "
+        "in history until `engagement-box retire --version N` removes it; docs/OPERATIONS.md)"
+    )
 
 
 def _suppress_erased(

@@ -171,6 +171,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def lacks_last_line_end(path: Path) -> bool:
+    """True when a CSV file's last byte is not a line end: a file copied while it was still
+    being written ends mid-line (a whole export from most tools ends with one)."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, 2)
+        return handle.read(1) not in (b"\n", b"\r")
+
+
 def _unreadable(export: ExportFile, problem: str) -> IngestError:
     return IngestError(f"{export.relpath}: unreadable {export.path.suffix} file: {problem}")
 
