@@ -642,3 +642,40 @@ def test_one_time_buyers_expected_purchases_are_finite_when_a_plus_b_is_below_on
     got = scoring.expected_purchases(params, 365.0, [0.0], [0.0], [T])
     assert np.isfinite(got).all()
     assert got[0] == pytest.approx(reference, rel=1e-9)
+
+
+def test_the_p_infinity_failure_of_alike_spenders_does_not_blame_outliers():
+    """A month early in the orders: five repeat buyers whose mean spends lie within 1.3 times
+    their median. Gamma-Gamma's likelihood rises as p -> infinity there too, and the failure
+    said "typically a few customers far above the rest (the largest is 1 times the median)",
+    sending the operator to look for an outlier that is not there."""
+    x = np.array([2.0, 3.0, 4.0, 4.0, 1.0])
+    m = np.array([73.46, 54.35, 57.7, 69.83, 57.28])
+    with pytest.raises(fitting.ModelFitError) as exc:
+        fitting.fit_gamma_gamma(x, m)
+    said = str(exc.value)
+    assert exc.value.reason == "boundary" and fitting.P_AT_INFINITY in said
+    assert "of the 5 repeat buyers lie within 1.3 times their median" in said
+    assert "A later as-of, with more repeat purchases, usually fits" in said
+    assert "far above the rest" not in said
+
+
+def test_a_step_to_a_point_without_a_finite_gradient_is_rejected_without_a_warning():
+    """A step landing where the value is finite but the gradient is not (a tiny month's fit)
+    was taken: the BFGS update became NaN and numpy's 'invalid value encountered in multiply'
+    was printed among the CLI's step lines. Such a point is rejected as a rising one is."""
+    from engagement_box.value import mle
+
+    def objective(lp):
+        value = float((lp[0] + 1.0) ** 2)
+        gradient = np.array([2.0 * (lp[0] + 1.0)])
+        return value, (np.full(1, -np.inf) if lp[0] < -0.9 else gradient)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            lp, value = mle._newton_polish("toy", objective, np.array([1.0]), np.eye(1) * 2, {})
+        except fitting.ModelFitError as exc:  # it may stop at the edge of the finite region
+            assert exc.reason == "not_converged"
+        else:
+            assert -0.9 <= lp[0] and value == pytest.approx((lp[0] + 1.0) ** 2)

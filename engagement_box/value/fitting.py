@@ -864,6 +864,9 @@ def _spend_scale(m: np.ndarray, weights: np.ndarray) -> float:
 
 # How a Gamma-Gamma failure at p -> infinity begins; its message gives its own advice.
 P_AT_INFINITY = "the likelihood rises as p -> infinity"
+# A p -> infinity failure whose largest mean repeat spend is under this many times the median
+# is said as spends too alike, not as outliers.
+OUTLIER_TIMES_MEDIAN = 3.0
 
 
 def _p_at_infinity(
@@ -915,17 +918,36 @@ def _p_at_infinity(
         "limit_q": float(f"{q:.10g}"),
         "limit_p_times_v": float(f"{s * scale:.10g}"),
     }
+    limit = (
+        f"{P_AT_INFINITY} (no spread of a customer's order values around "
+        f"their own mean; the limit has q = {q:.4g}, p*v = {s * scale:.6g}): "
+    )
+    penalizer = "ENGAGEMENT_PENALIZER (e.g. 0.001, which keeps p finite but biases every estimate)"
+    if top / median < OUTLIER_TIMES_MEDIAN:
+        # No customer far above the rest: the advice about outliers sent a user looking for
+        # one (a month early in the sample's orders: 5 repeat buyers within 1.3 times the
+        # median, said as "a few customers far above the rest").
+        buyers = summary.get("n_repeat_buyers_positive_spend")
+        return ModelFitError(
+            "gamma_gamma",
+            "boundary",
+            f"{limit}the mean repeat spends "
+            + (f"of the {buyers:,} repeat buyers " if buyers else "")
+            + f"lie within {top / median:.1f} times their median {median:,.2f}, too alike "
+            "for the model to tell how one customer's spends vary from how customers differ. "
+            "A later as-of, with more repeat purchases, usually fits; or set "
+            f"{penalizer}, then run again",
+            said,
+        )
     return ModelFitError(
         "gamma_gamma",
         "boundary",
-        f"{P_AT_INFINITY} (no spread of a customer's order values around "
-        f"their own mean; the limit has q = {q:.4g}, p*v = {s * scale:.6g}): the mean spends are "
+        f"{limit}the mean spends are "
         f"spread far more widely than the model allows, typically a few customers far above "
         f"the rest (the largest mean repeat spend is {top / median:,.0f} times the median "
         f"{median:,.2f}). Check those customers' orders (a wholesale or B2B account, a "
-        "currency without its rate, amounts in cents); exclude them from the exports, or set "
-        "ENGAGEMENT_PENALIZER (e.g. 0.001, which keeps p finite but biases every estimate), "
-        "then run again",
+        f"currency without its rate, amounts in cents); exclude them from the exports, or set "
+        f"{penalizer}, then run again",
         said,
     )
 

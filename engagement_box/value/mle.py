@@ -146,7 +146,9 @@ def _newton_polish(
         while t > 1e-4:
             new = lp + t * step
             fn, g_new = value_and_gradient(new)
-            if np.isfinite(fn) and fn <= f:
+            # a finite gradient too: a point where it is not (a tiny month's Pareto/NBD) made
+            # the BFGS update NaN and printed numpy's RuntimeWarning among the CLI's lines
+            if np.isfinite(fn) and fn <= f and np.all(np.isfinite(g_new)):
                 break
             t /= 2
         else:
