@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from engagement_box import settings
@@ -600,26 +600,62 @@ def _holds_no_exports(data_dir: Path) -> bool:
     return True
 
 
-def _nothing_to_do(standing: int) -> str:
-    """Why `engagement-box run` starts no run: nothing is new and version `standing` stands.
-    An export folder that holds no file at all is said as such (a wrong ENGAGEMENT_DATA_DIR
-    read as "every export is staged as it is")."""
+def _version_as_of(snapshot_id: int) -> date | None:
+    """A version's as-of date, read before a run starts (None: cannot tell)."""
+    from assets.publish import _peek
+
+    with _peek(settings.working_db_path()) as con:
+        if con is not None:
+            row = con.execute(load_sql("marts/version_as_of"), {"snapshot_id": snapshot_id})
+            found = row.fetchone()
+            return found[0] if found else None
+    return None
+
+
+def _month_as_of_said(partition: str, as_of: date | None) -> str:
+    """After "nothing to do": the as-of the month resolved to when it is not the month's last
+    day (capped at the last completed order). A month run before its orders arrived said only
+    "for this run's as-of" (an on-call review): which date, and why, was left to guess."""
+    if as_of is None or settings.value("ENGAGEMENT_AS_OF"):  # a pinned as-of is said above
+        return ""
+    first = date.fromisoformat(partition)
+    month = partition[:7]
+    if as_of < first:
+        return (
+            f" No completed order dated in {month} is staged yet, so the month's as-of is the "
+            f"last completed order's day, {as_of}: a run after {month}'s orders are exported "
+            "computes it."
+        )
+    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    if as_of < last:
+        return f" The month's as-of is capped at the last completed order staged, {as_of}."
+    return ""
+
+
+def _nothing_to_do(standing: int, partition: str) -> str:
+    """Why `engagement-box run` starts no run: nothing is new and version `standing` stands
+    (with its as-of, and why it is not the month's end when it is not). An export folder that
+    holds no file at all is said as such (a wrong ENGAGEMENT_DATA_DIR read as "every export is
+    staged as it is")."""
+    as_of = _version_as_of(standing)
+    version = f"version {standing}" + (f" (as of {as_of})" if as_of else "")
+    month = _month_as_of_said(partition, as_of)
     data_dir = settings.data_dir()
     if _holds_no_exports(data_dir):
         from engagement_box.staging.contracts import SOURCES
 
         return (
             f"nothing to do: {data_dir} holds no .csv or .parquet export under any source folder "
-            f"({', '.join(SOURCES)}), so nothing is new; version {standing}, computed from the "
+            f"({', '.join(SOURCES)}), so nothing is new; {version}, computed from the "
             "exports staged before with the same settings and model code, stands for this "
-            "run's as-of. No run started; check ENGAGEMENT_DATA_DIR if exports were expected "
-            "there (--force runs the whole graph anyway)."
+            f"run's as-of.{month} No run started; check ENGAGEMENT_DATA_DIR if exports were "
+            "expected there (--force runs the whole graph anyway)."
         )
     return (
-        f"nothing to do: every export is staged as it is, and version {standing} was "
+        f"nothing to do: every export is staged as it is, and {version} was "
         "computed from the same inputs (settings, model code) for this run's as-of, so "
-        f"it stands.{_files_gone_said(data_dir)} No run started; --force runs the whole graph "
-        "anyway."
+        f"it stands.{month}{_files_gone_said(data_dir)} No run started; --force runs the whole "
+        "graph anyway."
     )
 
 
@@ -878,7 +914,7 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
         if standing is not None:
             behind = _audiences_behind()
             if behind is None:
-                print(_nothing_to_do(standing))
+                print(_nothing_to_do(standing, partition))
             else:  # nothing to compute, but the files marketing reads are not the current version's
                 print(
                     f"nothing new to compute: version {standing} stands for this run's as-of, "

@@ -1213,6 +1213,30 @@ def test_nothing_to_do_names_the_files_taken_in_that_left_the_export_folder(dece
     ) in said
 
 
+def test_nothing_to_do_for_a_month_before_its_orders_names_the_as_of_and_why(
+    december_run, tmp_path
+):
+    """A month run before its orders arrived said "nothing to do ... for this run's as-of"
+    (an on-call review): which date the month resolved to, and that none of its orders is
+    staged yet, was left to guess. The month after the data's end stands on version 1."""
+    copy = copy_run(december_run, tmp_path / "run")
+    code, out, err = run_cli(copy_environment(tmp_path, copy), "--month", "2026-01")
+    assert code == 0, err[-3000:]
+    said = out.strip().splitlines()[-1]
+    assert said.startswith(
+        "nothing to do: every export is staged as it is, and version 1 (as of 2025-12-31) was "
+        "computed from the same inputs"
+    ), out
+    assert (
+        "No completed order dated in 2026-01 is staged yet, so the month's as-of is the last "
+        "completed order's day, 2025-12-31: a run after 2026-01's orders are exported computes "
+        "it. No run started"
+    ) in said
+    code, out, err = run_cli(copy_environment(tmp_path, copy), "--month", MONTH)
+    assert code == 0 and "version 1 (as of 2025-12-31)" in out, err[-3000:]
+    assert "No completed order dated" not in out and "capped" not in out  # its own month's end
+
+
 def test_a_file_gone_that_staged_no_row_is_not_said_to_keep_rows(tmp_path):
     """A header-only export removed from the folder was named after "nothing to do" with
     "their rows stay staged; to withdraw rows, send the file again" (a review): it staged
