@@ -935,8 +935,16 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
             if rebuilt:
                 print(f"published file rebuilt: {rebuilt}")
             _report_standing_partitions(home, job, partition, standing)
-            for run_id in _fail_dead_runs(home):
-                print(f"run {run_id} was marked failed: its process ended without finishing it")
+            for run_id, published in _fail_dead_runs(home):
+                print(
+                    f"run {run_id} was marked failed: its process ended without finishing it"
+                    + (
+                        f", after it published version {published[0]} (as of {published[1]}), "
+                        "which stands whole"
+                        if published
+                        else ""
+                    )
+                )
             stopped = _stopped_erasures()
             if stopped:
                 print(
@@ -1019,15 +1027,19 @@ def _stopped_erasures() -> int:
     return 0
 
 
-def _fail_dead_runs(home: str) -> list[str]:
+def _fail_dead_runs(home: str) -> list[tuple[str, tuple | None]]:
     """With the run lock held and no run to start: the runs still marked started whose process
     is gone were killed. A run's resource says so when it starts (`fail_dead_runs`), but a
     command with nothing to do starts none, and the schedule none either: the UI showed a
-    killed run as running until the next real run."""
-    from pipelines.resources import fail_dead_runs
+    killed run as running until the next real run. Returns each one's id and the (version,
+    as-of) it published before it stopped, or None."""
+    from pipelines.resources import fail_dead_runs, published_by_run
 
     with open_instance(home) as instance:
-        return fail_dead_runs(instance)
+        return [
+            (run_id, published_by_run(instance.get_run_by_id(run_id)))
+            for run_id in fail_dead_runs(instance)
+        ]
 
 
 def _report_standing_partitions(home: str, job, partition: str, standing: int) -> None:

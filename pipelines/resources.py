@@ -30,7 +30,7 @@ from pydantic import PrivateAttr
 
 from engagement_box import settings
 from engagement_box.governance import readers
-from engagement_box.sql import is_lock_conflict
+from engagement_box.sql import is_lock_conflict, load_sql
 
 # What a check comparing two settings adds when one of them was given in the run's config or
 # in code: the variable it names may not be where the value came from (a re-review).
@@ -995,7 +995,9 @@ def _still_to_run(instance: dg.DagsterInstance, record, now: float) -> bool:
 
 def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> list[str]:
     """Mark failed every run still "starting" or "started" whose process is gone (killed, or
-    the machine stopped), and free any concurrency slots it held. Returns their ids."""
+    the machine stopped), and free any concurrency slots it held. Returns their ids. The
+    failure names the version the run published before it stopped, if it did
+    (`published_by_run`)."""
     unfinished = instance.get_runs(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
     )
@@ -1007,12 +1009,44 @@ def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> lis
             run,
             message=(
                 f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} ended without finishing "
-                "this run (killed or stopped); nothing it left half-done was published"
+                f"this run (killed or stopped){dead_run_words(published_by_run(run))}"
             ),
         )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         failed.append(run.run_id)
     return failed
+
+
+def published_by_run(run: dg.DagsterRun) -> tuple[int, dt.date] | None:
+    """(version, as-of) a run published, read from the working database its tags name, or None
+    (it published none, or it cannot be told: no such file, a process holding it). A run killed
+    after its publish's commit is failed in Dagster though its version stands whole: the UI
+    showed only a failed run (an on-call review)."""
+    working = run.tags.get(WORKING_DB_TAG)
+    if not working or not Path(working).exists():
+        return None
+    try:
+        con = duckdb.connect(working, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute(load_sql("marts/version_of_run"), {"run_id": run.run_id}).fetchone()
+    except duckdb.Error:  # a working database from before any publish
+        return None
+    finally:
+        con.close()
+    return (int(row[0]), row[1]) if row else None
+
+
+def dead_run_words(published: tuple[int, dt.date] | None) -> str:
+    """What follows "ended without finishing this run (killed or stopped)"."""
+    if published is None:
+        return "; nothing it left half-done was published"
+    version, as_of = published
+    return (
+        f", after it published version {version} (as of {as_of}), which stands whole; what "
+        "it left undone after its publish (the audience files) the next run finishes"
+    )
 
 
 class EngagementConfig(_FromSettings):

@@ -1286,6 +1286,53 @@ def test_nothing_to_do_marks_failed_a_run_whose_process_was_killed(december_run,
         assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
 
 
+def test_a_run_killed_after_its_publish_is_said_to_have_published_its_version(
+    december_run, tmp_path
+):
+    """kill -9 after the publish's commit: the version stands whole, but Dagster showed only a
+    failed run, "nothing it left half-done was published" (an on-call review). The CLI and the
+    run's failure in Dagster now name the version it published."""
+    from pipelines.resources import WORKING_DB_TAG, process_tags
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = copy_environment(tmp_path, copy)
+    working_path = default_working(copy.database)
+    working = duckdb.connect(str(working_path), read_only=True)
+    try:
+        (publisher,) = working.execute(
+            "SELECT run_id FROM marts.snapshot_log WHERE snapshot_id = 1"
+        ).fetchone()
+    finally:
+        working.close()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with dg.DagsterInstance.local_temp(env["DAGSTER_HOME"]) as instance:
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="engagement_pipeline",
+                run_id=publisher,
+                status=dg.DagsterRunStatus.STARTED,
+                tags={**process_tags(gone.pid), WORKING_DB_TAG: str(working_path)},
+            )
+        )
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert (
+        f"run {publisher} was marked failed: its process ended without finishing it, after it "
+        "published version 1 (as of 2025-12-31), which stands whole"
+    ) in out
+    with instance_at(env) as instance:
+        assert instance.get_run_by_id(publisher).status == dg.DagsterRunStatus.FAILURE
+        (failure,) = [
+            e
+            for e in instance.all_logs(publisher)
+            if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+        ]
+        assert "after it published version 1 (as of 2025-12-31), which stands whole" in (
+            failure.message
+        )
+
+
 def test_an_erase_stopped_after_its_commit_is_finished_by_the_next_run(december_run, tmp_path):
     """A review killed `erase` after its commit, while it rewrote the history files: the next
     runs (and `retain`) left the analysts' file and the audience files holding the person, for
