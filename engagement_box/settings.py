@@ -527,7 +527,24 @@ def value(name: str, environ: Mapping[str, str] | None = None) -> Any:
     try:
         return BY_NAME[name].parse(text)
     except ValueError as exc:
-        raise ValueError(f"{name}={text!r} is not valid: {exc}") from None
+        raise ValueError(f"{name}={text!r}{origin(name, text)} is not valid: {exc}") from None
+
+
+def origin(name: str, text: str) -> str:
+    """Where a variable's value was set, when it is the `.env` of the working directory, which
+    every `dagster` command loads into the environment (and the CLI too, `cli.load_env_file`):
+    a bad value said without it sent a user looking in their shell (an on-call review). Empty
+    otherwise."""
+    env = Path.cwd() / ".env"
+    if not env.is_file():
+        return ""
+    from dotenv import dotenv_values
+
+    try:
+        given = dotenv_values(env).get(name)
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (set in {env})" if given == text else ""
 
 
 def first_problem(environ: Mapping[str, str] | None = None) -> str | None:
@@ -622,7 +639,8 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
         if not name.startswith("ENGAGEMENT_") and not close:
             continue
         hint = f" (did you mean {close[0]}?)" if close else ""
-        warnings.append(f"warning: {name} is not a setting{hint}; it is ignored")
+        where = origin(name, environ[name])
+        warnings.append(f"warning: {name}{where} is not a setting{hint}; it is ignored")
     return warnings
 
 

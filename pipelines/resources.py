@@ -409,6 +409,10 @@ class Warehouse(DuckDBResource):
         )
         if problem:
             raise ConfigurationError(problem)
+        # A misspelled setting is ignored: the CLI says so, and a `dagster` command's run too,
+        # in its log (the UI shows it), naming `.env` when it is set there.
+        for warning in settings.unknown_variables():
+            context.log.warning(warning.removeprefix("warning: "))
         run_id = context.run.run_id
         if context.instance is not None:
             # The UI's "Re-execute" runs in the webserver's process, with its settings: a rerun

@@ -276,7 +276,8 @@ def test_the_cli_reads_dot_env_as_dagster_does_and_says_when_the_shell_differs(
     monkeypatch.setenv("ENGAGEMENT_WAREHOUSE", str(tmp_path / "w" / "e.duckdb"))
     assert cli.main(["run", "--month", "2025-12"]) == 2  # the file's bad value stops the run
     out, err = capsys.readouterr()
-    assert "ENGAGEMENT_CIV_BETA='1.5' is not valid" in err
+    # the file's, said as the file's (`dagster` commands load the same file: they say it too)
+    assert f"ENGAGEMENT_CIV_BETA='1.5' (set in {tmp_path / '.env'}) is not valid" in err
     assert os.environ["ENGAGEMENT_MARGIN"] == "0.4"  # the shell's value stands
     (warning,) = [line for line in out.splitlines() if line.startswith("warning:")]
     assert warning.startswith(
@@ -335,3 +336,54 @@ def test_a_relative_path_under_a_folder_read_as_a_pattern_is_refused(tmp_path, m
     assert settings.path_problem() == said
     monkeypatch.chdir(tmp_path)
     assert settings.first_problem() is None
+
+
+def test_a_bad_or_misspelled_setting_set_in_dot_env_names_the_file(tmp_path, monkeypatch):
+    """Every `dagster` command loads `.env` from its folder into the environment: a bad value
+    there failed a run with "ENGAGEMENT_MARGIN='abc' is not valid" and a user looked for it in
+    their shell (an on-call review). The file is named when the value is its; a value from the
+    shell is not said to be the file's; a misspelled name in it is warned of in the run's log."""
+    import dagster as dg
+
+    monkeypatch.chdir(tmp_path)
+    env = tmp_path / ".env"
+    env.write_text("ENGAGEMENT_MARGIN=abc\nENGAGEMENT_HOLDOUT_DAY=30\n")
+    for name, value in (("ENGAGEMENT_MARGIN", "abc"), ("ENGAGEMENT_HOLDOUT_DAY", "30")):
+        monkeypatch.setenv(name, value)  # as Dagster loads it
+    assert settings.first_problem() == (
+        f"ENGAGEMENT_MARGIN='abc' (set in {env}) is not valid: expected a number, such as 0.5"
+    )
+    assert settings.unknown_variables() == [
+        f"warning: ENGAGEMENT_HOLDOUT_DAY (set in {env}) is not a setting (did you mean "
+        "ENGAGEMENT_HOLDOUT_DAYS?); it is ignored"
+    ]
+    monkeypatch.setenv("ENGAGEMENT_MARGIN", "x")  # the shell's, not the file's
+    assert settings.first_problem() == (
+        "ENGAGEMENT_MARGIN='x' is not valid: expected a number, such as 0.5"
+    )
+
+    monkeypatch.delenv("ENGAGEMENT_MARGIN")
+    from assets.staging import staged_assets
+    from engagement_box.staging.contracts import SOURCES
+
+    fx = next(a for a in staged_assets if a.key == dg.AssetKey(["staging", "fx_rates"]))
+    for source in SOURCES:
+        (tmp_path / "exports" / source).mkdir(parents=True)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [fx],
+            instance=instance,
+            resources={
+                "warehouse": resources.Warehouse(
+                    database=str(tmp_path / "published.duckdb"),
+                    working_database=str(tmp_path / "working.duckdb"),
+                ),
+                "exports": resources.ExportsResource(data_dir=str(tmp_path / "exports")),
+            },
+        )
+        assert result.success
+        logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert (
+        f"ENGAGEMENT_HOLDOUT_DAY (set in {env}) is not a setting (did you mean "
+        "ENGAGEMENT_HOLDOUT_DAYS?); it is ignored"
+    ) in logged
