@@ -607,14 +607,20 @@ def test_a_failed_warning_check_is_said_but_does_not_fail_the_run():
     ]
 
 
+def orders_step_warnings(metadata: dict) -> list[str]:
+    """What the CLI warns of the orders' staging step whose metadata is `metadata`."""
+    from types import SimpleNamespace
+
+    steps = cli.StepLines(out=io.StringIO())
+    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
+    return steps.warnings
+
+
 def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
     """A staging step's file whose rows were nearly all quarantined (dates the contract does not
     read) and a column the contract does not know (a header variant it cannot match) are said
     as warnings: the run published a month without them and said nothing. A file with a few
     quarantined rows, and a resent copy (said as a copy), are not."""
-    from types import SimpleNamespace
-
-    steps = cli.StepLines(out=io.StringIO())
     metadata = {
         "ignored_columns": dg.MetadataValue.json({"orders/a.csv": ["coupon code"]}),
         "quarantined_by_file": dg.MetadataValue.json(
@@ -622,8 +628,8 @@ def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
         ),
         "copies_of_earlier_files": dg.MetadataValue.json({"orders/c.csv": "orders/old.csv"}),
     }
-    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
-    assert steps.warnings[:2] == [
+    warnings = orders_step_warnings(metadata)
+    assert warnings[:2] == [
         "orders/a.csv: column(s) coupon code ignored: not columns of orders (docs/CONTRACTS.md "
         "lists them; a column named differently is not read)",
         "orders/a.csv: 1,064 of 1,064 rows quarantined; staging.quarantine says why (fix the "
@@ -631,22 +637,19 @@ def test_a_file_mostly_quarantined_and_columns_ignored_are_warned():
         "duplicate_key repeats a key staged from another file, which a later file never "
         "replaces: to correct it, change the file it was staged from)",
     ]
-    assert not any("orders/b.csv" in w for w in steps.warnings)
-    assert not any("orders/c.csv: 9 of 9" in w for w in steps.warnings)
+    assert not any("orders/b.csv" in w for w in warnings)
+    assert not any("orders/c.csv: 9 of 9" in w for w in warnings)
 
 
 def test_a_file_that_looks_cut_short_is_warned():
     """A staging step's file cut mid-row (its last line without a line end, its last row
     quarantined) is said as a warning naming the file and what to do; the run said only "1
     quarantined" before (an on-call review: the part of a new file published a version)."""
-    from types import SimpleNamespace
-
-    steps = cli.StepLines(out=io.StringIO())
     metadata = {
         "cut_short_files": dg.MetadataValue.json({"orders/o_07.csv": ["wrong_field_count"]}),
     }
-    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
-    assert steps.warnings == [
+    warnings = orders_step_warnings(metadata)
+    assert warnings == [
         "orders/o_07.csv looks cut short: its last line has no line end and its last row was "
         "quarantined (wrong_field_count). If it was copied while still being written, put the "
         "whole export in its place and run again (a version published from the part stays in "
@@ -658,12 +661,9 @@ def test_a_key_staged_again_from_another_files_repeat_is_warned():
     """A changed file that dropped a key repeated in another file: that file's row was staged in
     its place, with its own values (an amount from 51.83 to 999.99), and the run said nothing
     (review): only the step's metadata had it."""
-    from types import SimpleNamespace
-
-    steps = cli.StepLines(out=io.StringIO())
     metadata = {"duplicates_restaged": dg.MetadataValue.json({"orders/w4.csv": 1})}
-    steps._staging_warnings(SimpleNamespace(asset_key=dg.AssetKey(["staging", "orders"])), metadata)
-    assert steps.warnings == [
+    warnings = orders_step_warnings(metadata)
+    assert warnings == [
         "1 key(s) of staging.orders that a changed file no longer holds are staged again from the "
         "row that repeated them in another file (orders/w4.csv 1): that row's values count now, "
         "and may differ from those the changed file had (staging.quarantine held it as "
