@@ -2,6 +2,7 @@
 
     engagement-box run        materialize the whole graph once (ENGAGEMENT_DATA_DIR -> warehouse)
     engagement-box retain     apply the retention policy of published versions now
+    engagement-box retire     retire one bad published version (its rows, files and migration)
     engagement-box erase      erase one person from every table, version and audience file
     engagement-box generate   write a synthetic retailer's exports (see engagement_box.generator)
 
@@ -1290,6 +1291,119 @@ def retain(args: argparse.Namespace) -> int:
     return _finish(executed, steps)
 
 
+SPARK_RETIRE = (
+    "engagement-box retire retires a version of the DuckDB warehouse, and ENGAGEMENT_ENGINE is "
+    "spark: the Spark lake's versions cannot be retired one by one (its retention expires them "
+    "by age and count as each Spark run ends, docs/SPARK.md). Unset ENGAGEMENT_ENGINE to retire "
+    "a version of the DuckDB warehouse"
+)
+
+
+def retire(args: argparse.Namespace) -> int:
+    """Retire one published version by hand (a version computed from a half-copied export):
+    `versions.retire_version` under the run lock `run` and `retain` take, then the analysts'
+    file without it, its Parquet files deleted, and when it was the current version (with
+    --current), the audience files written from the new current one (the job audience_files)."""
+    import duckdb
+
+    from engagement_box.governance import readers, versions
+    from pipelines.resources import WarehouseError, adopt_single_file, warehouse_resource
+
+    problem = settings.first_problem()
+    if problem:
+        return _nothing_ran(problem)
+    if settings.value("ENGAGEMENT_ENGINE") == "spark":
+        return _not_retired(SPARK_RETIRE)
+    home, problem = _instance_home_or_problem()  # the audience files of a new current version
+    if problem:
+        return _not_retired(problem)
+    warehouse = warehouse_resource()
+    if not warehouse.layout.working.exists() and not warehouse.layout.published.exists():
+        return _not_retired(
+            f"no warehouse at {warehouse.layout.published} (working database "
+            f"{warehouse.layout.working}): no version to retire. Check ENGAGEMENT_WAREHOUSE "
+            "(and ENGAGEMENT_WORKING_DB)"
+        )
+    with ExitStack() as held:
+        problem = _hold_run_lock(held) or _foreign_working_problem()
+        if problem:
+            return _not_retired(problem)
+        try:
+            adopt_single_file(warehouse.layout)  # (an older single file: adopted, as a run does)
+            with warehouse.get_connection() as con:
+                done = versions.retire_version(
+                    con, args.version, now=datetime.now(), reason=args.reason,
+                    current_too=args.current,
+                )  # fmt: skip
+                published = warehouse.publish_for_readers(con)
+        except versions.RetireRefused as refused:
+            return _not_retired(str(refused))
+        except (WarehouseError, duckdb.Error, OSError) as error:
+            print(
+                f"engagement-box retire: FAILED ({first_line(error)}); the retirement is one "
+                "transaction: marts.snapshots says whether version "
+                f"{args.version} was retired (retired_at). Run the same command again once the "
+                "cause is fixed",
+                file=sys.stderr,
+            )
+            return 1
+        # (the rebuild deleted them already when the clock is a grace past `now`)
+        name = f"snapshot_{done.snapshot_id}.parquet"
+        files = sum(Path(p).name == name for p in published.files_deleted)
+        files += len(readers.delete_version_files(warehouse.layout, done.snapshot_id))
+        for line in retirement_said(done, args.reason, files, published.built):
+            print(line)
+        if not done.was_current:
+            return 0
+        print("writing the audience files from the new current version (audience_files):")
+        from pipelines.resources import process_tags
+
+        steps = StepLines()
+        executed = _execute(home, AUDIENCES_JOB, process_tags(), steps)
+        return 2 if executed is None else _finish(executed, steps)
+
+
+def _not_retired(problem: str) -> int:
+    """Say why no version was retired, on stderr, and give its exit code (2)."""
+    print(f"engagement-box retire: FAILED, nothing was retired: {problem}", file=sys.stderr)
+    return 2
+
+
+def retirement_said(done, reason: str | None, files: int, rebuilt: bool) -> list[str]:
+    """What `retire` did, in words (`done`: a `versions.Retirement`): the version and its
+    as-of, the history rows and files gone, the migration pairs removed and computed, the work
+    rows trimmed, and which version is current now."""
+
+    def pairs(found: list[tuple[int, int]]) -> str:
+        return ", ".join(f"{a} -> {b}" for a, b in found) or "none"
+
+    lines = [
+        f"retired version {done.snapshot_id} (as of {done.as_of})"
+        + (f": {reason}" if reason else ""),
+        f"history rows deleted: {done.rows_deleted:,}; version files deleted: {files}"
+        + ("; analysts' file rebuilt without it" if rebuilt else ""),
+        f"migration pairs removed: {pairs(done.pairs_removed)}; computed: "
+        f"{pairs(done.pairs_added)} ({done.migration_rows:,} rows)",
+    ]
+    if done.as_ofs_trimmed:
+        lines.append(
+            f"work rows deleted: {done.work_rows_deleted:,} of as-of "
+            f"{', '.join(str(d) for d in done.as_ofs_trimmed)} (no retained version reads them)"
+        )
+    if done.was_current:
+        lines.append(
+            f"current version: {done.current} (as of {done.current_as_of}), in place of the "
+            f"retired one. The next run publishes from the exports staged now: if the bad "
+            "export is still staged, send the corrected file first (it is taken in again)"
+        )
+    else:
+        lines.append(f"current version: {done.current} (as of {done.current_as_of}), unchanged")
+    lines.append(
+        f"marts.snapshots keeps version {done.snapshot_id}'s row (retired_at, retired_reason)"
+    )
+    return lines
+
+
 def _plural(count: int, noun: str) -> str:
     return noun if count == 1 else f"{noun}s"
 
@@ -1633,6 +1747,30 @@ def main(argv: list[str] | None = None) -> int:
         "(the current version always stays), and say what it expired.",
     )
     retain_parser.set_defaults(func=retain)
+    retire_parser = sub.add_parser(
+        "retire",
+        help="retire one bad published version (e.g. computed from a half-copied export)",
+        description="Retire one version now, under the run lock: its rows leave history.* and "
+        "the analysts' file (marts.<mart>_at(N) refuses it), its Parquet files are deleted, "
+        "marts.segment_migration pairs its neighbours instead, and its row of marts.snapshots "
+        "stays with retired_at and the reason. The current version is refused unless --current "
+        "is given: the last version of the migration chain left then becomes current (the one "
+        "that would be current had the retired one never been published), and the audience "
+        "files are written from it. An unknown, expired or retired version is refused.",
+    )
+    retire_parser.add_argument(
+        "--version", type=int, required=True, help="the version's snapshot_id (marts.snapshots)"
+    )
+    retire_parser.add_argument(
+        "--reason", help="why, kept in marts.snapshots.retired_reason (e.g. a half-copied file)"
+    )
+    retire_parser.add_argument(
+        "--current",
+        action="store_true",
+        help="allow retiring the current version: the last version left in the migration chain "
+        "becomes current and the audience files are written from it",
+    )
+    retire_parser.set_defaults(func=retire)
     erase_parser = sub.add_parser(
         "erase", help="erase a person (GDPR/CCPA) from every table, version and audience"
     )

@@ -854,7 +854,22 @@ TABLES: tuple[Table, ...] = (
                 "VARCHAR",
                 "Hash of the files, erasures, settings and code the version was computed from.",
             ),
-            Column("expired_at", "TIMESTAMP", "When retention dropped its history rows, or NULL."),
+            Column(
+                "expired_at",
+                "TIMESTAMP",
+                "When retention (or a retirement: retired_at) dropped its history rows, or NULL.",
+            ),
+            Column(
+                "retired_at",
+                "TIMESTAMP",
+                "When an operator retired the version by hand (engagement-box retire: a version "
+                "computed from a bad export), or NULL; expired_at is the same time.",
+            ),
+            Column(
+                "retired_reason",
+                "VARCHAR",
+                "Why it was retired, as the operator wrote it (retire --reason), or NULL.",
+            ),
         ),
     ),
     Table(
@@ -891,7 +906,22 @@ TABLES: tuple[Table, ...] = (
                 "VARCHAR",
                 "Hash of the files, erasures, settings and code the version was computed from.",
             ),
-            Column("expired_at", "TIMESTAMP", "When retention dropped its history rows, or NULL."),
+            Column(
+                "expired_at",
+                "TIMESTAMP",
+                "When retention (or a retirement: retired_at) dropped its history rows, or NULL.",
+            ),
+            Column(
+                "retired_at",
+                "TIMESTAMP",
+                "When an operator retired the version by hand (engagement-box retire: a version "
+                "computed from a bad export), or NULL; expired_at is the same time.",
+            ),
+            Column(
+                "retired_reason",
+                "VARCHAR",
+                "Why it was retired, as the operator wrote it (retire --reason), or NULL.",
+            ),
         ),
     ),
     Table(

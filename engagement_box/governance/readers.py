@@ -28,7 +28,8 @@ so a publish writes each mart's rows once), `marts.snapshot_log`, `marts.current
 Files of expired versions are deleted `EXPIRED_FILES_GRACE` after they expired, so a session
 opened before a retention keeps its `history.*` for that long. An erasure rewrites every file
 holding the person and deletes every file of an expired version at once (erasure wins over old
-sessions: their `history.*` may then fail until they reconnect).
+sessions: their `history.*` may then fail until they reconnect), as `engagement-box retire` deletes
+the files of the version it retires.
 
 No Dagster import here.
 """
@@ -634,6 +635,21 @@ def delete_expired_files(
         for path in sorted(folder.glob("snapshot_*.parquet")) if folder.is_dir() else ():
             if _snapshot_id(path) in past:
                 path.unlink(missing_ok=True)
+                deleted.append(str(path))
+    return deleted
+
+
+def delete_version_files(layout: Layout, snapshot_id: int) -> list[str]:
+    """Delete every Parquet file of one version now, not after `EXPIRED_FILES_GRACE`: a version
+    an operator retired (`versions.retire_version`) holds numbers nobody should read, and the
+    published file was built again without it first. A session opened before then is told the
+    version was deleted since (`_still_there`) and to reconnect. Its paths."""
+    deleted = []
+    if layout.history_dir.is_dir():
+        for folder in sorted(p for p in layout.history_dir.iterdir() if p.is_dir()):
+            path = folder / f"snapshot_{int(snapshot_id)}.parquet"
+            if path.exists():
+                path.unlink()
                 deleted.append(str(path))
     return deleted
 

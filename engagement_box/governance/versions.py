@@ -323,6 +323,9 @@ _VERSION_TABLES = {
 ROWS = "history_rows"
 LINKS = "from_work"
 _LEGACY = "base table "  # version_tables.sql: a base table left in `history` by an old warehouse
+# Columns of `marts.snapshots` later releases added: a view without them is made again (and the
+# log gets the retirement columns, sql/marts/add_retirement_columns.sql).
+_LATER_SNAPSHOTS_COLUMNS = frozenset({"stands_for_as_of", "retired_at", "retired_reason"})
 
 
 def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -338,8 +341,10 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
         if schema == "history" and table is not None and str(table).startswith(_LEGACY)
     )
     if _VERSION_TABLES <= found and not legacy and not _is_base_table(con, "marts", "snapshots"):
-        if "stands_for_as_of" not in {name for name, _ in _columns(con, "marts", "snapshots")}:
-            with transaction(con):  # the view of a warehouse from before the column
+        shown = {name for name, _ in _columns(con, "marts", "snapshots")}
+        if not _LATER_SNAPSHOTS_COLUMNS <= shown:
+            with transaction(con):  # a warehouse from before the columns: the log and its view
+                con.execute(load_sql("marts/add_retirement_columns"))
                 _create_snapshots_view(con)
         _typed_settings(con)
         return
@@ -348,6 +353,7 @@ def ensure_version_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(load_sql("marts/create_schema", schema=schema))
         adopt = _is_base_table(con, "marts", "snapshots")
         con.execute(load_sql("marts/create_snapshot_log"))
+        con.execute(load_sql("marts/add_retirement_columns"))  # a log an earlier release made
         con.execute(load_sql("marts/create_current_version"))
         con.execute(load_sql("marts/create_segment_migration"))
         con.execute(load_sql("marts/create_version_links"))
@@ -848,7 +854,7 @@ def refresh_migration(con: duckdb.DuckDBPyConnection, *, recompute: bool = False
     with_marts = set.intersection(*(_published_in(con, m) for m in MIGRATION_MARTS))
     chain = [s for s in migration_chain(con) if s in with_marts]
     wanted = set(zip(chain, chain[1:], strict=False))
-    have = {(int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()}
+    have = _migration_pairs(con)
     if recompute:
         con.execute(load_sql("marts/delete_all_migration_pairs"))
         have = set()
@@ -920,17 +926,7 @@ def apply_retention(
     deleted = migration = 0
     with transaction(con):
         if expired:
-            for table in history_tables(con):
-                row = con.execute(
-                    load_sql("history/count_expired_rows", mart=table), {"expired": expired}
-                ).fetchone()
-                deleted += int(row[0]) if row else 0
-                if sql_table_exists(con, ROWS, table):
-                    con.execute(
-                        load_sql("history_rows/delete_expired_rows", mart=table),
-                        {"expired": expired},
-                    )
-            con.execute(load_sql("history_rows/delete_expired_links"), {"expired": expired})
+            deleted = _drop_version_rows(con, expired)
             con.execute(load_sql("marts/mark_expired"), {"now": now, "expired": expired})
             migration = refresh_migration(con)
         # Also when nothing expires now: the rows of a run that never published, or of
@@ -940,6 +936,155 @@ def apply_retention(
         con.execute("CHECKPOINT")
     row = con.execute(load_sql("marts/count_retained")).fetchone()
     return Retention(expired, int(row[0]) if row else 0, deleted, migration, work_deleted, trimmed)
+
+
+def _drop_version_rows(con: duckdb.DuckDBPyConnection, expired: list[int]) -> int:
+    """Delete the rows of versions `expired` from `history.*` (their copies in `history_rows`,
+    their links to work rows); the rows deleted. Retention and a retirement share it, inside
+    their transaction; the caller marks their log rows expired."""
+    deleted = 0
+    for table in history_tables(con):
+        row = con.execute(
+            load_sql("history/count_expired_rows", mart=table), {"expired": expired}
+        ).fetchone()
+        deleted += int(row[0]) if row else 0
+        if sql_table_exists(con, ROWS, table):
+            con.execute(
+                load_sql("history_rows/delete_expired_rows", mart=table), {"expired": expired}
+            )
+    con.execute(load_sql("history_rows/delete_expired_links"), {"expired": expired})
+    return deleted
+
+
+# ----------------------------------------------------------------------------------------------
+# Retiring one version by hand
+
+
+class RetireRefused(ValueError):
+    """A version `retire_version` does not retire; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Retirement:
+    snapshot_id: int
+    as_of: date | None
+    rows_deleted: int  # rows of its history (its copies and linked work rows)
+    pairs_removed: list[tuple[int, int]]  # migration pairs that held it (or no longer consecutive)
+    pairs_added: list[tuple[int, int]]  # migration pairs computed now (its neighbours')
+    migration_rows: int
+    was_current: bool
+    current: int | None  # the current version afterwards
+    current_as_of: date | None
+    work_rows_deleted: int = 0
+    as_ofs_trimmed: list[date] = field(default_factory=list)
+
+
+_LISTED = "SELECT snapshot_id, as_of FROM marts.snapshots WHERE expired_at IS NULL lists them"
+
+
+def retire_version(
+    con: duckdb.DuckDBPyConnection,
+    snapshot_id: int,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    current_too: bool = False,
+) -> Retirement:
+    """Take one published version out of the warehouse, as retention expires one, for a reason
+    the policy cannot see: a version computed from a half-copied export (docs/OPERATIONS.md,
+    "Retiring a bad version").
+
+    Its rows leave `history.*` (and `marts.<mart>_at` refuses it), its log row stays with
+    `expired_at`, `retired_at` and `reason`, `marts.segment_migration` is brought to the
+    consecutive pairs of the versions left (its neighbours' pair computed), and the work rows no
+    version links any more are trimmed, in one transaction. The current version is refused
+    unless `current_too`: then the last version of the migration chain left (the one a run
+    would have made current had the retired one never been published) becomes current, in the
+    same transaction, so `marts.current_version` never holds a retired version nor none.
+    Raises `RetireRefused` (nothing written) for a version never published, expired or retired
+    already, or the current one without `current_too` or without another version.
+    """
+    ensure_version_tables(con)
+    with transaction(con):
+        found = con.execute(
+            load_sql("marts/version_to_retire"), {"snapshot_id": snapshot_id}
+        ).fetchone()
+        _refuse_to_retire(snapshot_id, found)
+        as_of, was_current = found[0], bool(found[4])
+        before = _migration_pairs(con)
+        con.execute(
+            load_sql("marts/mark_retired"),
+            {"snapshot_id": snapshot_id, "now": now, "reason": reason},
+        )
+        if was_current:  # refused here too: this transaction then writes nothing
+            con.execute(
+                load_sql("marts/set_current_version"),
+                {"snapshot_id": _successor(con, snapshot_id, as_of, current_too)},
+            )
+        deleted = _drop_version_rows(con, [snapshot_id])
+        migration = refresh_migration(con)
+        after = _migration_pairs(con)
+        work_deleted, trimmed = trim_work(con)
+    con.execute("CHECKPOINT")
+    current, current_as_of = current_version_as_of(con)
+    return Retirement(
+        snapshot_id, as_of, deleted, sorted(before - after), sorted(after - before), migration,
+        was_current, current, current_as_of, work_deleted, trimmed,
+    )  # fmt: skip
+
+
+def _refuse_to_retire(snapshot_id: int, found: tuple | None) -> None:
+    """Raise `RetireRefused` when version `snapshot_id` (its row of version_to_retire.sql,
+    `found`) is not one to retire: never published, retired or expired already."""
+    if found is None:
+        raise RetireRefused(
+            f"version {snapshot_id} was never published in this warehouse; check the id ({_LISTED})"
+        )
+    as_of, expired_at, retired_at, reason, _ = found
+    if retired_at is not None:
+        why = f" ({reason})" if reason else ""
+        raise RetireRefused(
+            f"version {snapshot_id} (as of {as_of}) was retired already, at "
+            f"{retired_at:%Y-%m-%d %H:%M:%S}{why}: nothing left to retire"
+        )
+    if expired_at is not None:
+        raise RetireRefused(
+            f"version {snapshot_id} (as of {as_of}) expired already by the retention policy, at "
+            f"{expired_at:%Y-%m-%d %H:%M:%S}: its rows are gone, nothing left to retire"
+        )
+
+
+def _successor(
+    con: duckdb.DuckDBPyConnection, snapshot_id: int, as_of: object, current_too: bool
+) -> int:
+    """The version that becomes current when the current one, `snapshot_id`, is retired (its
+    log row already marked): the last of the migration chain left, which a run would have made
+    current had the retired one never been published (a version it replaced comes back).
+    Raises `RetireRefused` without `current_too`, or when no version is left."""
+    chain = migration_chain(con)
+    if not chain:
+        raise RetireRefused(
+            f"version {snapshot_id} (as of {as_of}) is the only retained version, so nothing "
+            "could be current without it: publish a correct version first (engagement-box run), "
+            "then retire this one"
+        )
+    successor = chain[-1]
+    if not current_too:
+        (successor_as_of,) = con.execute(
+            load_sql("marts/version_to_retire"), {"snapshot_id": successor}
+        ).fetchone()[:1]
+        raise RetireRefused(
+            f"version {snapshot_id} (as of {as_of}) is the current version (marts.*, the "
+            "analysts' file and the audience files hold it): give --current to retire it and "
+            f"make version {successor} (as of {successor_as_of}) current, or publish a correct "
+            "version first (engagement-box run), which then becomes current"
+        )
+    return successor
+
+
+def _migration_pairs(con: duckdb.DuckDBPyConnection) -> set[tuple[int, int]]:
+    """The (from, to) pairs `marts.segment_migration` holds."""
+    return {(int(f), int(t)) for f, t in con.execute(load_sql("marts/migration_pairs")).fetchall()}
 
 
 # The tables of `work` that say which as-ofs the others hold (`engagement_box.partitioned`) and

@@ -36,10 +36,10 @@ FROM (
         )
         WHEN number IS NULL OR NOT list_contains({retained}, number) THEN error(
             'version ' || CAST(version AS VARCHAR) || ' is not a retained version (expired by '
-            || 'retention, never published, or published after this session opened the file: '
-            || 'to see it, close every connection to the file in this process, then connect '
-            || 'again): SELECT snapshot_id, as_of, stands_for_as_of FROM marts.snapshots WHERE '
-            || 'expired_at IS NULL lists the versions there are'
+            || 'retention or retired by hand, never published, or published after this session '
+            || 'opened the file: to see it, close every connection to the file in this '
+            || 'process, then connect again): SELECT snapshot_id, as_of, stands_for_as_of FROM '
+            || 'marts.snapshots WHERE expired_at IS NULL lists the versions there are'
         ){deleted}
         ELSE number
     END AS snapshot_id
