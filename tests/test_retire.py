@@ -337,3 +337,35 @@ def test_retire_waits_for_the_run_that_holds_the_run_lock(tmp_path, layout):
     assert code == 0, err
     assert out.splitlines()[0].startswith("waiting for the run that holds the warehouse to finish")
     assert "retired version 3 (as of 2025-03-15)" in out.splitlines()
+
+
+@pytest.mark.integration
+def test_retiring_the_current_version_writes_the_audience_files_from_the_new_one(
+    december_run, tmp_path
+):
+    """With --current, the version before becomes current in the working database, the
+    analysts' file and the audience files (the job audience_files, recorded in Dagster)."""
+    import json
+
+    from tests.pipeline_runs import copy_run
+    from tests.test_cli import MONTH, copy_environment, second_version
+
+    copy = copy_run(december_run, tmp_path / "run")
+    second_version(copy)  # version 2 of December's rows, with other settings
+    env = copy_environment(tmp_path, copy)
+    written_from = copy.database.parent / "audiences" / "_written_from.json"
+    code, out, err = main_cli(env, "run", "--month", MONTH)  # version 3, and its audience files
+    assert code == 0 and json.loads(written_from.read_text())["snapshot_id"] == 3, out + err
+
+    code, out, err = main_cli(env, "retire", "--version", "3", "--reason", REASON)
+    assert code == 2 and "give --current to retire it and make version 2" in err, err
+
+    code, out, err = main_cli(env, "retire", "--version", "3", "--reason", REASON, "--current")
+    assert code == 0, err[-3000:]
+    said = out.splitlines()
+    assert said[0] == f"retired version 3 (as of 2025-12-31): {REASON}"
+    assert said[3].startswith("current version: 2 (as of 2025-12-31), in place of the retired")
+    assert "writing the audience files from the new current version (audience_files):" in said
+    assert said[-1].startswith("run ") and said[-1].endswith(" succeeded")
+    assert json.loads(written_from.read_text())["snapshot_id"] == 2
+    assert read(copy.database, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(2,)]
