@@ -235,11 +235,9 @@ def spark_staging(
     metadata["copies_of_earlier_files"] = dg.MetadataValue.json(copies)
     profiles = {f: c for r in reports.values() for f, c in r.profile_changes.items()}
     metadata["profile_changes_not_applied"] = dg.MetadataValue.json(profiles)
-    # this engine does not apply a later file's consent (docs/SPARK.md "Gap"): its warning, and
-    # the CLI's from this metadata, say so
-    metadata["later_consents_applied"] = False
+    # a later file's consent is applied by the identity step (`pipeline.apply_later_consents`)
     for file, changes in profiles.items():
-        context.log.warning(ingestion.profile_changes_message(file, changes, False))
+        context.log.warning(ingestion.profile_changes_message(file, changes))
     # as the CLI says them
     # the quarantine is a table of the lake: its current write's files (README "Running on
     # Apache Spark"), not the DuckDB warehouse's staging.quarantine

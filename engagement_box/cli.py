@@ -359,11 +359,8 @@ class StepLines:
             withdrawn_message,
         )
 
-        applied = metadata.get("later_consents_applied")  # False from the Spark staging
         for file, changes in (profiles.value if profiles else {}).items():
-            self.warnings.append(
-                profile_changes_message(file, changes, applied is None or bool(applied.value))
-            )
+            self.warnings.append(profile_changes_message(file, changes))
 
         source = event.asset_key.path[-1]
         for file, keys in (withdrawn.value if withdrawn else {}).items():

@@ -250,3 +250,64 @@ def test_spark_labels_a_long_chain_as_the_duckdb_engine_does(session):
     )
     assert got == list(zip(rank.tolist(), label.tolist(), strict=True))
     assert {label for _, label in got} == {1, 2000, 2010, 2020}
+
+
+def test_spark_applies_a_later_customers_files_consent_as_duckdb_does(session, tmp_path):
+    """A withdrawal of marketing consent in a later customers file (its row of a staged profile
+    is a quarantined repeat): the DuckDB engine applies it, the Spark engine kept the first
+    row's consent, and its audiences with it (docs/SPARK.md's gap). Both now take the latest
+    file's word: a withdrawal, a re-consent after it, and an opt-out edited into the first file
+    after the repeat arrived (its content is newer)."""
+    from engagement_box.staging.contracts import SOURCES
+    from engagement_box.staging.ingestion import ingest_source
+
+    spark = session
+    exports = tmp_path / "exports"
+    for source in SOURCES:
+        (exports / source).mkdir(parents=True)
+    folder = exports / "customers"
+    profiles = pl.DataFrame(
+        [
+            customer("c1", "one@example.com", None),
+            customer("c2", "two@example.com", None),
+            customer("c3", "three@example.com", "three"),
+            customer("c4", "four@example.com", "three"),  # one person with c3
+        ],
+        schema=CUSTOMER_SCHEMA,
+    ).with_columns(marketing_consent=pl.lit(True))
+    profiles.write_csv(folder / "customers.csv")
+
+    def consent_of(row_ids: list[str], value: bool) -> pl.DataFrame:
+        return profiles.filter(pl.col("customer_id").is_in(row_ids)).with_columns(
+            marketing_consent=pl.lit(value)
+        )
+
+    con = duckdb.connect(str(tmp_path / "duck.duckdb"))
+    tables = SparkTables(spark, tmp_path / "lake")
+    consents = (
+        "select customer_id, marketing_consent from intermediate.resolved_customers order by 1"
+    )
+
+    def run(day: int) -> dict[str, bool]:
+        at = datetime(2026, 1, day)
+        for source in SOURCES:
+            ingest_source(con, exports, source, now=at)
+        build_identity_links(con, 5)
+        pipeline.stage_all(tables, exports, f"run{day}", at)
+        pipeline.build_identity(tables, 5)
+        duck = con.execute(consents).fetchall()
+        lake = [tuple(r) for r in spark.sql(consents).collect()]
+        assert lake == duck
+        return dict(duck)
+
+    assert run(2) == {"c1": True, "c2": True, "c3": True}
+    consent_of(["c1", "c4"], False).write_csv(folder / "customers_2.csv")  # two withdraw
+    assert run(3) == {"c1": False, "c2": True, "c3": False}
+    consent_of(["c1"], True).write_csv(folder / "customers_3.csv")  # c1 consents again
+    assert run(4) == {"c1": True, "c2": True, "c3": False}
+    # the first file edited after both: c1 opts out there, and its content is now the latest
+    # word on every profile it holds (c4's true too)
+    edited = profiles.with_columns(marketing_consent=pl.col("customer_id") != "c1")
+    edited.write_csv(folder / "customers.csv")
+    assert run(5) == {"c1": False, "c2": True, "c3": True}
+    con.close()

@@ -180,7 +180,8 @@ def _build(con: duckdb.DuckDBPyConnection, limit: int, now: dict) -> pl.DataFram
 def apply_later_consents(con: duckdb.DuckDBPyConnection, consents: list[list]) -> None:
     """The merged persons' marketing consent where a later customers file changed a profile's
     (`versions.later_consents`: a withdrawal, or a re-consent, in a file whose row is otherwise
-    a quarantined repeat). DuckDB engine only (docs/SPARK.md says the Spark engine's gap)."""
+    a quarantined repeat). The Spark engine applies them by the same statement
+    (`spark/pipeline.py::apply_later_consents`)."""
     if not consents:
         return
     frame = pl.DataFrame(
@@ -190,8 +191,12 @@ def apply_later_consents(con: duckdb.DuckDBPyConnection, consents: list[list]) -
     )
     con.register("later_consents", frame)
     try:
+        # the persons' consent by the statement both engines run (the Spark engine's:
+        # `spark/pipeline.py::apply_later_consents`)
+        con.sql(load_sql("intermediate/later_consent_persons")).create_view("later_consent_persons")
         con.execute(load_sql("intermediate/apply_later_consents"))
     finally:
+        con.execute("DROP VIEW IF EXISTS later_consent_persons")
         con.unregister("later_consents")
 
 

@@ -17,9 +17,22 @@ from engagement_box.identity.links import (
     build_statements,
     max_profiles_per_key,
 )
-from engagement_box.spark.sql import CURRENCY_MACROS, IDENTITY_MACROS, load_spark_sql, run
-from engagement_box.spark.staging import SparkIngestReport, stage_source, validated_table
-from engagement_box.spark.tables import SparkTables, describe
+from engagement_box.spark.sql import (
+    CURRENCY_MACROS,
+    IDENTITY_MACROS,
+    load_spark_sql,
+    run,
+    transpile,
+)
+from engagement_box.spark.staging import (
+    INGESTED_FILES_SCHEMA,
+    SparkIngestReport,
+    ingested_files_rows,
+    stage_source,
+    validated_table,
+)
+from engagement_box.spark.tables import SparkTables, current_folder, describe
+from engagement_box.sql import sql_template
 from engagement_box.staging import contracts, reading
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import PROFILE_SOURCE
@@ -80,6 +93,12 @@ def stage_all(
         quarantine = quarantine.unionByName(other)
     describe(tables.spark, "staging quarantine")
     tables.save("staging.quarantine", quarantine)  # its rows per reason: in each report
+    # when each file's content was staged: a later customers file's consent wins by it
+    # (`apply_later_consents`)
+    tables.save(
+        "staging.ingested_files",
+        tables.spark.createDataFrame(ingested_files_rows(tables.lake), INGESTED_FILES_SCHEMA),
+    )
     # The keys of the erased profiles this staging read and left out: identity counts them on
     # their keys (`build_identity`), as the DuckDB engine's ingest records them, so a warehouse
     # whose register lists none (erased before registers listed keys) still counts them.
@@ -262,6 +281,51 @@ def build_identity(
             ).createOrReplaceTempView("customer_merge_labels")
         },
     )
+    apply_later_consents(tables)
+
+
+def later_consents(tables: SparkTables):
+    """The staged profiles whose marketing consent a later customers file changed (a
+    withdrawal, or a re-consent after it: the latest file's word wins), as the DuckDB engine
+    finds them (`sql/staging/later_profile_consents.sql` over the lake's staged customers, their
+    quarantined repeats and `staging.ingested_files`). None before a staging of this lake
+    recorded its files (the session's catalog may name another lake's table)."""
+    if current_folder(tables.lake, "staging.ingested_files") is None:
+        return None
+    text = sql_template("staging/later_profile_consents").format(content="f.content_taken_in")
+    (query,) = transpile(text, ())
+    return tables.spark.sql(query.sql)
+
+
+def apply_later_consents(tables: SparkTables) -> int:
+    """The merged persons' marketing consent where a later customers file changed a profile's
+    (`later_consents`), by `sql/intermediate/later_consent_persons.sql` (the DuckDB engine's
+    statement): `intermediate.resolved_customers` written again with it when any person's
+    changed. Returns the persons whose consent was computed again."""
+    from pyspark.sql import functions as F
+
+    later = later_consents(tables)
+    if later is None:
+        return 0
+    later.select("customer_id", "marketing_consent").createOrReplaceTempView("later_consents")
+    (statement,) = load_spark_sql("intermediate/later_consent_persons")
+    persons = tables.spark.sql(statement.sql).collect()
+    if not persons:
+        return 0
+    consent = tables.spark.createDataFrame(
+        [(r["customer_id"], r["marketing_consent"]) for r in persons],
+        "customer_id string, later_consent boolean",
+    )
+    resolved = tables.table("intermediate.resolved_customers")
+    columns = [
+        F.coalesce("later_consent", "marketing_consent").alias(c) if c == "marketing_consent" else c
+        for c in resolved.columns
+    ]
+    tables.save(
+        "intermediate.resolved_customers",
+        resolved.join(F.broadcast(consent), "customer_id", "left").select(*columns),
+    )
+    return len(persons)
 
 
 def restore(tables: SparkTables) -> None:

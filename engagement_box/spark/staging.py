@@ -649,8 +649,12 @@ class FileArrivals:
         self, exports: list[reading.ExportFile], digests: dict[str, str], at: datetime
     ) -> dict[str, dict[str, str]]:
         """Each of `exports`' first staging (`first_staged`: ISO text, which sorts as time; the
-        one recorded for its path, else for a path gone with its content, else `at`) and its
-        content (`sha256`, from `digests`); and the records of files no longer there."""
+        one recorded for its path, else for a path gone with its content, else `at`), its
+        content (`sha256`, from `digests`) and when that content was first staged
+        (`content_staged`: `at` for a file changed since; the DuckDB engine's
+        `content_taken_in`, which ranks a later file's consent: `later_consents`); and the
+        records of files no longer there. A record of an earlier release has no
+        `content_staged`: its `first_staged` stands for it."""
         try:
             known = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -661,21 +665,28 @@ class FileArrivals:
             if isinstance(entry, dict) and isinstance(entry.get("first_staged"), str)
         }
         present = {e.relpath for e in exports}
-        gone: dict[str, str] = {}  # content -> the earliest time of a path no longer there
+        # content -> the earliest times of a path no longer there (first staged, content staged)
+        gone: dict[str, tuple[str, str]] = {}
         for path, entry in known.items():
             if path not in present and entry.get("sha256"):
-                first = entry["first_staged"]
-                gone[entry["sha256"]] = min(gone.get(entry["sha256"], first), first)
+                times = (entry["first_staged"], _content_staged(entry))
+                earlier = gone.get(entry["sha256"], times)
+                gone[entry["sha256"]] = (min(earlier[0], times[0]), min(earlier[1], times[1]))
         now = at.isoformat()
-        seen = {
-            e.relpath: {
-                "first_staged": known[e.relpath]["first_staged"]
-                if e.relpath in known
-                else gone.get(digests[e.relpath], now),
-                "sha256": digests[e.relpath],
+        seen = {}
+        for e in exports:
+            digest = digests[e.relpath]
+            entry = known.get(e.relpath)
+            if entry is not None:
+                same = entry.get("sha256") in (None, digest)
+                times = (entry["first_staged"], _content_staged(entry) if same else now)
+            else:
+                times = gone.get(digest, (now, now))
+            seen[e.relpath] = {
+                "first_staged": times[0],
+                "sha256": digest,
+                "content_staged": times[1],
             }
-            for e in exports
-        }
         # and the files no longer in the folder, as they were recorded
         return {**{p: e for p, e in known.items() if p not in seen}, **seen}
 
@@ -683,6 +694,40 @@ class FileArrivals:
         """After a staging of the source: every file it staged, and those recorded before that
         are no longer in the folder."""
         write_json(self.path, first_seen)
+
+
+def _content_staged(entry: dict) -> str:
+    """When a recorded file's content was first staged (`FileArrivals.first_seen`)."""
+    content = entry.get("content_staged")
+    return content if isinstance(content, str) else entry["first_staged"]
+
+
+def ingested_files_rows(lake: Path) -> list[tuple]:
+    """The lake's record of every source's files, in the columns of the DuckDB engine's
+    `staging.ingested_files` that rank a profile's files (`INGESTED_FILES_SCHEMA`): from the
+    arrivals each staging records (`FileArrivals`)."""
+    rows = []
+    for source_name in SOURCES:
+        path = Path(lake) / ARRIVALS_DIR / f"{source_name}.json"
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for file, entry in sorted(known.items() if isinstance(known, dict) else ()):
+            if not isinstance(entry, dict) or not isinstance(entry.get("first_staged"), str):
+                continue
+            first = datetime.fromisoformat(entry["first_staged"]).replace(tzinfo=None)
+            content = datetime.fromisoformat(_content_staged(entry)).replace(tzinfo=None)
+            rows.append((source_name, file, content, first, content))
+    return rows
+
+
+# `staging.ingested_files` of the lake: the columns the later consents' ranking reads
+# (sql/staging/later_profile_consents.sql).
+INGESTED_FILES_SCHEMA = (
+    "source string, source_file string, content_taken_in timestamp_ntz, "
+    "first_taken_in timestamp_ntz, ingested_at timestamp_ntz"
+)
 
 
 def _quarantine(spark, rows, source_name: str = "", run_id: str = "", at: datetime | None = None):

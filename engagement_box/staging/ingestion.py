@@ -1786,10 +1786,9 @@ def compare_repeats(
         con.unregister("new_details")
 
 
-def profile_changes_message(file: str, changes: dict, consent_applied: bool = True) -> str:
-    """What a run says of a profiles file whose repeated rows differ from the staged profiles.
-    `consent_applied`: whether the engine applies a later file's consent (the DuckDB engine
-    does; the Spark engine does not, docs/SPARK.md "Gap", and says so)."""
+def profile_changes_message(file: str, changes: dict) -> str:
+    """What a run says of a profiles file whose repeated rows differ from the staged profiles
+    (both engines apply a later file's consent: `sql/staging/later_profile_consents.sql`)."""
 
     def keys(first: list, count: int) -> str:
         return ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
@@ -1801,21 +1800,11 @@ def profile_changes_message(file: str, changes: dict, consent_applied: bool = Tr
         "is quarantined as duplicate_key, the profile staged first stays"
     )
     withdrawn = changes.get("consent_withdrawn", 0)
-    if withdrawn and consent_applied:
+    if withdrawn:
         said += (
             f"; among them {withdrawn:,} withdraw marketing consent "
             f"({keys(changes['withdrawn_first'], withdrawn)}): a withdrawal is applied all the "
             "same (the latest file's word on consent wins), those people leave the audiences"
-        )
-    elif withdrawn:
-        return said + (
-            f"; among them {withdrawn:,} withdraw marketing consent "
-            f"({keys(changes['withdrawn_first'], withdrawn)}): the Spark engine does NOT apply "
-            'a withdrawal from a later file either (docs/SPARK.md, "Gap"), those people stay '
-            "in the audiences with the consent first staged. Write the withdrawal, and any other "
-            "change, into the file the profile was staged from (the source_file of its row in "
-            "the lake's staging.customers): a changed file replaces its rows (export the "
-            "customers to one file name, replaced each time)"
         )
     return said + (
         ". To apply another change, write it into the file the profile was staged from "
