@@ -36,6 +36,7 @@ from assets.value import (
 )
 from engagement_box import dictionary, partitioned, reports
 from engagement_box.activation import audiences
+from engagement_box.clock import utc_now
 from engagement_box.governance import readers, versions
 from engagement_box.identity import links as identity_links
 from engagement_box.settings import lake_dir
@@ -258,7 +259,7 @@ def delete_expired_files(warehouse: Warehouse) -> list[str]:
     with _peek(warehouse.working_path) as con:
         if con is None:
             return []
-        return readers.delete_expired_files(con, warehouse.layout, dt.datetime.now())
+        return readers.delete_expired_files(con, warehouse.layout, utc_now())
     return []
 
 

@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from engagement_box import settings
+from engagement_box.clock import utc_now
 from engagement_box.sql import first_line, load_sql
 
 # After SIGTERM or SIGINT a run gets this long to stop by itself, then the process exits anyway.
@@ -1329,7 +1330,7 @@ def retire(args: argparse.Namespace) -> int:
             adopt_single_file(warehouse.layout)  # (an older single file: adopted, as a run does)
             with warehouse.get_connection() as con:
                 done = versions.retire_version(
-                    con, args.version, now=datetime.now(), reason=args.reason,
+                    con, args.version, now=utc_now(), reason=args.reason,
                     current_too=args.current,
                 )  # fmt: skip
                 published = warehouse.publish_for_readers(con)

@@ -708,7 +708,7 @@ TABLES: tuple[Table, ...] = (
                 "`WHERE chosen OR model = 'gamma_gamma'` keeps the models of the scores.",
             ),
             Column("library_versions", "VARCHAR", "Versions of the numeric libraries, as JSON."),
-            Column("fitted_at", "TIMESTAMP", "When the fit ran (local time)."),
+            Column("fitted_at", "TIMESTAMP", "When the fit ran (UTC)."),
             Column(
                 "frequency_spend_correlation",
                 "VARCHAR",
@@ -838,7 +838,12 @@ TABLES: tuple[Table, ...] = (
         versioned=False,
         columns=(
             Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
-            Column("published_at", "TIMESTAMP", "When it was published (local time)."),
+            Column(
+                "published_at",
+                "TIMESTAMP",
+                "When it was published (UTC; the host's local time in a version published before "
+                "2026-12-07).",
+            ),
             Column("run_id", "VARCHAR", "The Dagster run that published it."),
             PARTITION_KEY,
             Column("as_of", "DATE", "The version's as-of date."),
@@ -881,7 +886,12 @@ TABLES: tuple[Table, ...] = (
         kind="VIEW",
         columns=(
             Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
-            Column("published_at", "TIMESTAMP", "When it was published (local time)."),
+            Column(
+                "published_at",
+                "TIMESTAMP",
+                "When it was published (UTC; the host's local time in a version published before "
+                "2026-12-07).",
+            ),
             Column("run_id", "VARCHAR", "The Dagster run that published it."),
             PARTITION_KEY,
             Column("as_of", "DATE", "The version's as-of date."),

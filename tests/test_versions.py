@@ -736,3 +736,26 @@ def test_catalog_questions_answer_for_the_connections_own_tables_and_views(tmp_p
         assert not sql.table_exists(con, "work", "missing")
         con.execute("INSERT INTO work.made_now VALUES (1)")  # the transaction goes on
     assert con.execute("SELECT count(*) FROM work.made_now").fetchone() == (1,)
+
+
+def test_a_version_is_published_at_utc_on_a_host_outside_utc(warehouse, monkeypatch):
+    """On a host in New York a version's published_at was the host's local time while the
+    files' ingested_at and the quarantine's times were UTC: the version looked published five
+    hours before its files were taken in (a review of time zones), and retention's age compared
+    local times. Every stored time of the pipeline's own is UTC."""
+    import time
+
+    from engagement_box.clock import utc_now
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        before = utc_now()
+        publish_version(warehouse, "2026-06-30", {"a": "Champions"}, {"a": 12.0})
+        after = utc_now()
+        ((published,),) = rows(warehouse, "SELECT published_at FROM marts.snapshots")
+        assert before <= published <= after
+        assert abs((utc_now() - datetime.now()).total_seconds()) > 3600  # the host is not UTC
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -141,6 +141,7 @@ from engagement_box.activation.audiences import (
     record_rewritten,
     remove_leftover,
 )
+from engagement_box.clock import utc_now
 from engagement_box.governance import readers, versions
 from engagement_box.sql import database_path, load_sql, quote_literal, transaction
 from engagement_box.staging.contracts import (
@@ -746,7 +747,7 @@ def _store_salt(con: duckdb.DuckDBPyConnection, salt: str) -> str:
     con.execute(load_sql("erasure/create_erasure_salt"))
     con.execute(
         load_sql("erasure/insert_erasure_salt"),
-        {"salt": salt, "created_at": datetime.now().replace(tzinfo=None)},
+        {"salt": salt, "created_at": utc_now()},
     )
     return salt
 
@@ -1249,7 +1250,7 @@ def erase(
     # Before anything is written (the tables, identity's macros): a salt that did not make the
     # logged hashes is refused with the warehouse as it was.
     check_salt(con, salt)
-    requested_at = (now or datetime.now()).replace(tzinfo=None)
+    requested_at = (now or utc_now()).replace(tzinfo=None)
     report = ErasureReport(request_id=uuid.uuid4().hex, requested_at=requested_at)
     ensure_erasure_tables(con)
     _create_normalize_macros(con)
@@ -1822,7 +1823,7 @@ def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
             {
                 "request_id": f"register-{uuid.uuid4().hex}",
                 "subject_hashes": sorted(missing),
-                "requested_at": datetime.now().replace(tzinfo=None),
+                "requested_at": utc_now(),
                 "rows_deleted": json.dumps({"taken from the register": str(path)}),
                 "salt_fingerprint": record["salt_fingerprint"],
             },

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engagement_box import dictionary
+from engagement_box.clock import utc_now
 from engagement_box.governance import privacy, versions
 from engagement_box.settings import pattern_characters
 from engagement_box.sql import columns as catalog_columns
@@ -1179,7 +1180,7 @@ def finish_erasures(
     if ids:
         con.execute(
             load_sql("erasure/finish_erasures"),
-            {"ids": ids, "at": (now or datetime.now()).replace(tzinfo=None)},
+            {"ids": ids, "at": (now or utc_now()).replace(tzinfo=None)},
         )
 
 
@@ -1198,7 +1199,7 @@ def publish(
     `unfinished_erasures`). The new file replaces the old one in one rename.
     """
     started = time.perf_counter()
-    now = (now or datetime.now()).replace(tzinfo=None)
+    now = (now or utc_now()).replace(tzinfo=None)
     if not _has_version(con):
         if erased or unfinished_erasures(con):
             _drop_unversioned_old_file(layout)

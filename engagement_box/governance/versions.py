@@ -40,12 +40,13 @@ import importlib.metadata
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 
 from engagement_box import dictionary
+from engagement_box.clock import utc_now
 from engagement_box.sql import (
     SQL_DIR,
     columns,
@@ -497,7 +498,7 @@ def _publish_new(
         load_sql("marts/insert_snapshot"),
         {
             "snapshot_id": snapshot_id,
-            "published_at": datetime.now(),
+            "published_at": utc_now(),
             "run_id": run_id,
             "partition_key": partition_key,
             "as_of": as_of,
@@ -804,10 +805,9 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     files_since = 0
     published = con.execute(load_sql("marts/published_at"), {"id": current[0]}).fetchone()
     if published and table_exists(con, "staging", "ingested_files"):
-        # published_at is local time, ingested_at UTC: compared in UTC.
-        published_utc = published[0].astimezone(UTC).replace(tzinfo=None)
+        # both UTC (`clock.utc_now`)
         row = con.execute(
-            load_sql("staging/orders_files_staged_since"), {"published": published_utc}
+            load_sql("staging/orders_files_staged_since"), {"published": published[0]}
         ).fetchone()
         files_since = int(row[0]) if row else 0
     return Freshness(int(current[0]), as_of, last, files_since)
@@ -915,7 +915,7 @@ def apply_retention(
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
     ensure_version_tables(con)
-    now = now or datetime.now()
+    now = now or utc_now()
     expired = [
         int(r[0])
         for r in con.execute(

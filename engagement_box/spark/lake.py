@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engagement_box.clock import utc_now
 from engagement_box.settings import pattern_characters
 
 POINTER = "_current.json"
@@ -54,10 +55,6 @@ def snapshot_ids(lake: Path) -> list[int]:
     for folder in (Path(lake) / "history").glob("*/snapshot_id=*"):
         ids.add(int(folder.name.split("=", 1)[1]))
     return sorted(ids)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _stamp(moment: datetime) -> str:
@@ -126,7 +123,7 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
             frame.write.mode("error").parquet(str(hidden))
         os.rename(hidden, final)
         folders[mart] = str(final.relative_to(lake))
-    published_at = _stamp(_now())
+    published_at = _stamp(utc_now())
     record = {
         "snapshot_id": snapshot_id,
         "published_at": published_at,
@@ -169,7 +166,7 @@ def retain(
     record = current(lake)
     if record is None:
         return LakeRetention()
-    now = now or _now()
+    now = now or utc_now()
     retained = _retained(lake, record)
     expired = dict(record.get("expired", {}))
     for snapshot_id in snapshot_ids(lake):  # a version a stopped publish left, in neither list

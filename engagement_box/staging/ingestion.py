@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +57,7 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box import dictionary, settings
+from engagement_box.clock import utc_now
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
@@ -368,7 +369,7 @@ def ingest_source(
     source = SOURCES[source_name]
     run_id = run_id or uuid.uuid4().hex
     report = IngestReport(source=source.name, run_id=run_id)
-    at = now if now is not None else datetime.now(UTC).replace(tzinfo=None)
+    at = now if now is not None else utc_now()
     ensure_staging(con)
     # The Spark engine's list of erased people, written again if it misses some (erasures logged
     # before registers existed). A salt that did not make the logged hashes is left to `_stage`,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engagement_box.clock import utc_now
 from engagement_box.value import fitting, purchase_models, selection, uncertainty
 from engagement_box.value import summary as summaries
 from engagement_box.value.grouping import unique_rows
@@ -96,7 +97,7 @@ def fit_row(fit: fitting.FitResult, window_name: str, end, unit: str, chosen: bo
         "fit_seconds": fit.fit_seconds,
         "chosen": chosen,
         "library_versions": library_versions(),
-        "fitted_at": dt.datetime.now(),
+        "fitted_at": utc_now(),
     }
 
 
