@@ -1010,7 +1010,8 @@ def test_an_export_folder_holding_no_file_is_said_so(december_run, tmp_path):
         f"nothing to do: {exports} holds no .csv or .parquet export under any source folder "
         "(orders, "
     ), said
-    assert "version 1, computed from the exports staged before" in said and "stands" in said
+    assert "version 1 (as of 2025-12-31), computed from the exports staged before" in said
+    assert "stands" in said
     assert "run:" not in out
 
 
@@ -1116,8 +1117,9 @@ def test_a_warehouse_staged_under_earlier_rules_takes_its_files_in_again(decembe
     assert code == 0, err[-3000:]
     counts = ", ".join(f"{source} {n}" for source, n in sorted(files.items()))
     assert (
-        f"taken in again under the ingest's current rules (version {STAGING_RULES}), though "
-        f"unchanged: {counts} file(s), taken in by an earlier version of Engagement Box"
+        f"taken in again under the ingest's current rules (version {STAGING_RULES}, time zone "
+        f"UTC), though unchanged: {counts} file(s), taken in by an earlier version of "
+        "Engagement Box or under another ENGAGEMENT_TIME_ZONE"
     ) in out
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0 and "\nnothing to do: every export is staged as it is" in out, out
