@@ -29,6 +29,7 @@ from assets.metadata import (
 )
 from assets.staging import staging_key
 from engagement_box import dictionary, incremental, partitioned, reports
+from engagement_box.clock import in_zone, shop_zone
 from engagement_box.governance import versions
 from engagement_box.identity import links as identity_links
 from engagement_box.settings import value as setting_value
@@ -76,7 +77,9 @@ def partition_window(context: dg.AssetExecutionContext, con, settings: ModelSett
     earlier run.
     """
     partition_key = context.partition_key if context.has_partition_key else None
-    return resolve_window(con, settings, partition_key, run_date=run_time(context).date())
+    # the run's day in the shop's calendar (ENGAGEMENT_TIME_ZONE), as the staged timestamps are
+    run_day = in_zone(run_time(context), shop_zone()).date()
+    return resolve_window(con, settings, partition_key, run_date=run_day)
 
 
 def resolve_window(
@@ -131,6 +134,8 @@ def resolve_window(
         "purchase_model": cfg.purchase_model,
         "model_choice_days": int(cfg.model_choice_days),
         "calibration_end_pinned": cfg.calibration_end is not None,
+        # the calendar of every staged timestamp: a change stages every file again
+        "time_zone": shop_zone(),
     }
 
 

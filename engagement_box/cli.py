@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from engagement_box import settings
-from engagement_box.clock import utc_now
+from engagement_box.clock import shop_today, utc_now
 from engagement_box.sql import first_line, load_sql
 
 # After SIGTERM or SIGINT a run gets this long to stop by itself, then the process exits anyway.
@@ -580,7 +580,7 @@ def _standing_version(partition: str) -> int | None:
         partition,
         ModelSettings(),
         EngagementConfig(),
-        run_date=datetime.now(UTC).date(),
+        run_date=shop_today(),
     )
 
 
@@ -627,7 +627,10 @@ def _month_as_of_said(partition: str, as_of: date | None) -> str:
         )
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     if as_of < last:
-        return f" The month's as-of is capped at the last completed order staged, {as_of}."
+        return (
+            f" The month's as-of is {as_of}: the last completed order staged, or the run's day "
+            "if that is earlier."
+        )
     return ""
 
 
@@ -776,7 +779,7 @@ def run(args: argparse.Namespace) -> int:
         return _nothing_ran(_spark_run_advice())
     from pipelines.resources import window_problem
 
-    problem = window_problem(None, datetime.now(UTC).date())  # no month could run
+    problem = window_problem(None, shop_today())  # no month could run
     if problem:
         return _nothing_ran(problem)
     home, problem = _instance_home_or_problem()
@@ -801,9 +804,7 @@ def run(args: argparse.Namespace) -> int:
     if pinned:  # the month still keys the run; the date is the setting's
         print(f"as-of date:  {pinned}, pinned by ENGAGEMENT_AS_OF for every month")
     problem = (
-        window_problem(partition, datetime.now(UTC).date())
-        or _exports_problem()
-        or _foreign_working_problem()
+        window_problem(partition, shop_today()) or _exports_problem() or _foreign_working_problem()
     )
     if problem:
         return _nothing_ran(problem)

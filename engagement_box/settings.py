@@ -7,9 +7,11 @@ it by `tests/test_settings.py`. Defaults work on the bundled sample. No Dagster 
 A setting whose default is None has a computed default, described in `default_text`.
 """
 
+import calendar
 import json
 import math
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -136,6 +138,21 @@ def _currency(text: str) -> str:
     return code
 
 
+def _time_zone(text: str) -> str:
+    """An IANA time zone name (`America/New_York`, `Europe/Berlin`, `UTC`), as the tz database
+    the machine has knows it."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = text.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"expected a time zone name such as America/New_York or UTC, got {text!r}"
+        ) from None
+    return name
+
+
 def _spark_jvm(text: str) -> str:
     profile = text.strip().lower()
     if profile not in ("fast", "large"):
@@ -165,9 +182,17 @@ def _engine(text: str) -> str:
 
 def _iso_date(text: str) -> str:
     """A date written YYYY-MM-DD, kept as that text (the run reads it as a date)."""
+    written = text.strip()
     try:
-        return date.fromisoformat(text.strip()).isoformat()
+        return date.fromisoformat(written).isoformat()
     except ValueError:
+        shape = re.fullmatch(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", written)
+        if shape and 1 <= int(shape[2]) <= 12:  # the form is right: the day is not in the month
+            year, month = int(shape[1]), int(shape[2])
+            days = calendar.monthrange(year, month)[1]
+            raise ValueError(
+                f"{year}-{month:02d} has {days} days: no day {int(shape[3])}"
+            ) from None
         raise ValueError("expected a date YYYY-MM-DD") from None
 
 
@@ -370,6 +395,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_margin,
     ),
     Setting("ENGAGEMENT_CURRENCY", "USD", "reporting currency of every value", parse=_currency),
+    Setting(
+        "ENGAGEMENT_TIME_ZONE",
+        "UTC",
+        "the shop's time zone (an IANA name, e.g. `America/New_York`): its calendar makes the"
+        " days and months of every timestamp, the as-of and the run's day. A timestamp written"
+        " with an offset is converted to it, one without an offset is taken as written in it;"
+        " a change takes every export file in again",
+        parse=_time_zone,
+    ),
     Setting(
         "ENGAGEMENT_FX_RATES",
         "{}",

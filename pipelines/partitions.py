@@ -21,7 +21,21 @@ from engagement_box import settings
 # showed only strptime's "time data '2023-13-01' does not match format").
 HISTORY_START: str = str(settings.value("ENGAGEMENT_HISTORY_START") or "2023-07-01")
 
-monthly_as_of = dg.MonthlyPartitionsDefinition(start_date=HISTORY_START, end_offset=1)
+
+def _zone_at_load() -> str:
+    """The shop's time zone for the partitions' and schedules' calendar (the current month, the
+    hour a tick runs at); UTC when the setting does not parse (a run's first resource then
+    refuses it, naming it, instead of the code location failing to load)."""
+    try:
+        return str(settings.value("ENGAGEMENT_TIME_ZONE"))
+    except ValueError:
+        return "UTC"
+
+
+SHOP_ZONE = _zone_at_load()
+monthly_as_of = dg.MonthlyPartitionsDefinition(
+    start_date=HISTORY_START, end_offset=1, timezone=SHOP_ZONE
+)
 
 
 def month_end(partition_key: str) -> dt.date:

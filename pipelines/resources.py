@@ -29,6 +29,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from engagement_box import settings
+from engagement_box.clock import shop_today
 from engagement_box.governance import readers
 from engagement_box.sql import is_lock_conflict, load_sql
 
@@ -333,7 +334,7 @@ class ModelSettings(_FromSettings):
         # steps, then failed naming ENGAGEMENT_AS_OF, a re-review)
         problem = window_problem(
             context.run.tags.get(PARTITION_TAG),
-            dt.datetime.now(dt.UTC).date(),
+            shop_today(),
             self.given_environ(),
         )
         if problem:
@@ -399,7 +400,7 @@ class Warehouse(DuckDBResource):
             or (
                 window_problem(
                     context.run.tags.get(PARTITION_TAG),
-                    dt.datetime.now(dt.UTC).date(),
+                    shop_today(),
                     _configured_environ(context.run),
                 )
                 if monthly

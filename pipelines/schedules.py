@@ -1,4 +1,7 @@
-"""Schedules: the whole graph once a day (the tick's month), retention once a day after it."""
+"""Schedules: the whole graph once a day (the month of the day just ended), retention once a day
+after it."""
+
+import datetime as dt
 
 import dagster as dg
 
@@ -6,7 +9,7 @@ from assets.engagement import AUDIENCES_KEY
 from assets.publish import audiences_behind, published_behind, standing_version
 from engagement_box.staging.contracts import IngestError
 from pipelines.jobs import engagement_job, retention_job
-from pipelines.partitions import partition_key_for
+from pipelines.partitions import SHOP_ZONE, partition_key_for
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -20,10 +23,13 @@ from pipelines.sensors import export_fingerprints
 @dg.schedule(
     name="engagement_daily",
     job=engagement_job,
-    cron_schedule="0 5 * * *",  # after the nightly export drops
-    execution_timezone="UTC",
+    cron_schedule="0 5 * * *",  # after the nightly export drops, in the shop's time zone
+    execution_timezone=SHOP_ZONE,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Materialize the whole graph every day at 05:00 UTC, as of the tick's month.",
+    description=(
+        "Materialize the whole graph every day at 05:00 in the shop's time zone "
+        "(ENGAGEMENT_TIME_ZONE), as of the month of the day just ended."
+    ),
 )
 def daily_schedule(
     context: dg.ScheduleEvaluationContext,
@@ -33,13 +39,16 @@ def daily_schedule(
     engagement_config: EngagementConfig,
 ) -> dg.RunRequest | dg.SkipReason:
     # The month comes from the tick's scheduled time, never from the wall clock: a late or
-    # catch-up tick for 30 November still runs November.
+    # catch-up tick for 30 November still runs November. It is the month of the day before the
+    # tick, the day whose export the night brought: the tick of 1 July runs June, whose version
+    # then holds June's last day (it ran July, as of 30 June, and June's own version stopped at
+    # 29 June: a review of calendar edges).
     # A setting that does not parse would fail the run (or this tick, with a traceback):
     # no run, and the tick says which variable.
     scheduled = context.scheduled_execution_time
     if scheduled is None:
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
-    partition_key = partition_key_for(scheduled)
+    partition_key = partition_key_for(scheduled - dt.timedelta(days=1))
     problem = tick_problem(
         exports,
         warehouse.layout,
@@ -92,7 +101,7 @@ retention_schedule = dg.ScheduleDefinition(
     name="version_retention_daily",
     job=retention_job,
     cron_schedule="0 7 * * *",
-    execution_timezone="UTC",
+    execution_timezone=SHOP_ZONE,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Apply the version retention policy every day at 07:00 UTC.",
+    description="Apply the version retention policy every day at 07:00 in the shop's time zone.",
 )

@@ -1,7 +1,6 @@
 """Sensors: start a run when new or changed export files appear, once they stop changing; write
 the audience files after a failed run when the marketing consent changed since they were written."""
 
-import datetime as dt
 import hashlib
 import json
 import time
@@ -9,6 +8,7 @@ import time
 import dagster as dg
 
 from assets.publish import audience_consent_behind, standing_version
+from engagement_box.clock import shop_today
 from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.reading import discover_files
 from pipelines.jobs import audiences_job, engagement_job
@@ -87,7 +87,7 @@ def new_export_files(
     taken, before = read_cursor(context.cursor)
     # A run would fail on it: say so. The month of today (the last as-of month, once the
     # history has started: `tick_problem` says when it has not).
-    today = dt.datetime.now(dt.UTC).date()
+    today = shop_today()
     problem = tick_problem(
         exports,
         warehouse.layout,

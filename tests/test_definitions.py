@@ -128,6 +128,11 @@ def test_daily_schedule_runs_the_month_of_its_tick_not_of_the_wall_clock(tmp_pat
         (datetime(2026, 11, 22, 5), "2026-11-01"),
         (datetime(2026, 11, 30, 5), "2026-11-01"),  # a late or catch-up tick keeps its month
         (datetime(2024, 2, 29, 5), "2024-02-01"),
+        # the first of the month runs the month just ended, whose last day the night's export
+        # brought: its version holds that day (July ran as of 30 June, and June's stopped at
+        # the 29th: a review of calendar edges)
+        (datetime(2026, 12, 1, 5), "2026-11-01"),
+        (datetime(2024, 3, 1, 5), "2024-02-01"),
     ]:
         with dg.build_schedule_context(
             scheduled_execution_time=tick,

@@ -387,3 +387,15 @@ def test_a_bad_or_misspelled_setting_set_in_dot_env_names_the_file(tmp_path, mon
         f"ENGAGEMENT_HOLDOUT_DAY (set in {env}) is not a setting (did you mean "
         "ENGAGEMENT_HOLDOUT_DAYS?); it is ignored"
     ) in logged
+
+
+def test_a_date_of_the_right_form_but_no_such_day_says_so():
+    """ENGAGEMENT_AS_OF=2026-02-29 was refused with "expected a date YYYY-MM-DD", which it
+    is written as (a review of calendar edges): the month has no such day."""
+    assert settings.first_problem({"ENGAGEMENT_AS_OF": "2026-02-29"}) == (
+        "ENGAGEMENT_AS_OF='2026-02-29' is not valid: 2026-02 has 28 days: no day 29"
+    )
+    assert settings.first_problem({"ENGAGEMENT_AS_OF": "2026-02-3"}) == (
+        "ENGAGEMENT_AS_OF='2026-02-3' is not valid: expected a date YYYY-MM-DD"
+    )
+    assert settings.value("ENGAGEMENT_AS_OF", {"ENGAGEMENT_AS_OF": "2028-02-29"}) == "2028-02-29"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engagement_box.activation import audiences
+from engagement_box.clock import shop_zone
 from engagement_box.spark import lake as spark_lake
 from engagement_box.spark.tables import current_folder, recorded_checks, write_json
 
@@ -59,14 +60,15 @@ def register_hash(erased: tuple[frozenset[str], str]) -> str:
 
 def staging_code(model_code: str) -> str:
     """What a staging runs: `model_code` (`versions.model_code_version`: the project's code and
-    numeric libraries) and the versions of `STAGING_LIBRARIES`."""
+    numeric libraries), the versions of `STAGING_LIBRARIES` and the shop's time zone (files
+    validated in another are validated again)."""
     libraries = []
     for library in STAGING_LIBRARIES:
         try:
             libraries.append(f"{library}=={importlib.metadata.version(library)}")
         except importlib.metadata.PackageNotFoundError:
             libraries.append(f"{library}==absent")
-    return "|".join([model_code, *libraries])
+    return "|".join([model_code, *libraries, f"time_zone={shop_zone()}"])
 
 
 def record_staged(

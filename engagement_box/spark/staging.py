@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from engagement_box.clock import shop_zone
 from engagement_box.governance import erasure
 from engagement_box.spark.tables import write_json
 from engagement_box.staging import contracts, ingestion, reading, validation
@@ -134,9 +135,11 @@ def _validate_files(
     at: datetime,
     plan: list[list[str]],
     erased: tuple[frozenset[str], str] = (frozenset(), ""),
+    zone: str = "UTC",
 ):
     """The mapInArrow function: task numbers in (their files in `plan`), staged / quarantine /
-    read / erased rows out. `erased`: the subject hashes and salt of the people erased before."""
+    read / erased rows out. `erased`: the subject hashes and salt of the people erased before.
+    `zone`: the shop's time zone, read on the driver (an executor may not have its settings)."""
     hashes, salt = erased
     source = SOURCES[source_name]
     schema = _arrow_schema(source)
@@ -181,7 +184,7 @@ def _validate_files(
         kept, erased_per_file = erasure.drop_erased(raw, source.name, hashes, salt, shifted)
         carriers = _carriers(raw, kept) if erased_per_file and source.name == "customers" else None
         raw = kept
-        good, bad = validation.check_batch(raw, source, run_id, at)
+        good, bad = validation.check_batch(raw, source, run_id, at, zone)
         staged = good.select(typed_names).with_columns(
             *[pl.lit(None, dtype=pl.String).alias(c) for c in QUARANTINE_COLUMNS],
             pl.lit("staged").alias(KIND),
@@ -327,7 +330,9 @@ def stage_source(
         plan = file_tasks(spark, fresh)
         # one row per task, each in its own partition: the task's number picks its files
         validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
-            _validate_files(source.name, str(Path(data_dir).absolute()), run_id, at, plan, erased),
+            _validate_files(
+                source.name, str(Path(data_dir).absolute()), run_id, at, plan, erased, shop_zone()
+            ),
             schema,
         )
         entry_of = F.create_map(*[F.lit(x) for e in fresh for x in (e.relpath, entries[e.relpath])])

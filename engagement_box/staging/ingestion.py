@@ -57,7 +57,7 @@ import polars as pl
 import pyarrow as pa
 
 from engagement_box import dictionary, settings
-from engagement_box.clock import utc_now
+from engagement_box.clock import shop_zone, utc_now
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import (
@@ -157,6 +157,36 @@ class IngestReport:
     seconds: float = 0.0
 
 
+def staged_zone(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The time zone the staged timestamps were read in: the one recorded, UTC for a warehouse
+    that staged files before it was recorded, None when nothing is staged yet."""
+    if relation_exists(con, "staging", "ingest_zone"):
+        row = con.execute(load_sql("staging/ingest_zone")).fetchone()
+        if row is not None:
+            return str(row[0])
+    if relation_exists(con, "staging", "ingested_files") and taken_in(con):
+        return "UTC"  # every release before ENGAGEMENT_TIME_ZONE read timestamps in UTC
+    return None
+
+
+def follow_zone(con: duckdb.DuckDBPyConnection, zone: str) -> bool:
+    """Record `zone` (ENGAGEMENT_TIME_ZONE) as the one staged timestamps are read in; when the
+    files were taken in under another, every one is taken in again (its rule version forgotten,
+    `sql/staging/forget_rules_of_every_file.sql`), so no day is read in two calendars. Files no
+    longer in the folder keep the rows they staged (as after an upgrade of the rules). Returns
+    whether the zone changed."""
+    before = staged_zone(con)
+    if before == zone:
+        return False
+    with transaction(con):
+        con.execute(load_sql("staging/create_ingest_zone"))
+        if before is not None:
+            con.execute(load_sql("staging/forget_rules_of_every_file"))
+        con.execute(load_sql("staging/forget_ingest_zone"))
+        con.execute(load_sql("staging/record_ingest_zone"), {"time_zone": zone})
+    return before is not None
+
+
 def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bool:
     """True when every export file of every source is already staged as it is now: the same
     path (where a moved file is now) and stat (size, mtime, ctime) in `staging.ingested_files`,
@@ -166,6 +196,8 @@ def exports_taken_in(con: duckdb.DuckDBPyConnection, data_dir: Path | str) -> bo
     if not relation_exists(con, "staging", "ingested_files"):
         return False
     if duplicates_not_compared(con):  # a run stopped after its ingest's commit: finished next
+        return False
+    if staged_zone(con) not in (None, shop_zone()):  # read in another time zone: taken in again
         return False
     known = taken_in(con)
     for source in SOURCES.values():
@@ -379,6 +411,7 @@ def ingest_source(
     # A working database started anew beside the register of the old one: the people erased
     # there stay out (a backup from before some erasures is refused, saying what to do).
     report.erasures_adopted = erasure.adopt_register(con)
+    follow_zone(con, shop_zone())
 
     # Each file taken in, by where it is now (`moved_to`, else the path it was taken in from).
     known = {path: record for (of, path), record in taken_in(con).items() if of == source.name}
@@ -714,6 +747,7 @@ def _stage(
         # The emails and handles of profiles erased by their customer id (read by an earlier
         # ingest: `_ProfileKeysRead`), kept out with them.
         hashes |= erasure.erased_profiles_keys(con, logged, salt, memo=True) | set(more_erased)
+    zone = shop_zone()  # the calendar the timestamps are staged in (recorded: `follow_zone`)
     suppressed: dict[str, int] = {}
     erased_profiles: list[pl.DataFrame] = []  # erased customer profiles read again
     # The erased rows of changed files: their keys left staging for the erasure, not for the
@@ -735,7 +769,7 @@ def _stage(
                         raw = _suppress_erased(
                             raw, table, hashes, salt, suppressed, erased_profiles, erased_read
                         )
-                    good, bad = check_batch(raw, source, run_id, at)
+                    good, bad = check_batch(raw, source, run_id, at, zone)
                     del raw
                     quarantined.append(bad)
                     # Split and converted here, not on the appending thread (the busier one).
@@ -921,7 +955,7 @@ def _erased_keys(
 ) -> pl.DataFrame:
     """The keys of the erased rows read (raw, as `_suppress_erased` dropped them), per file, as
     the staged key reads (`key_text`): rows that would not parse have no key to name."""
-    frames = [check_batch(raw, source, run_id, at)[0] for raw in erased]
+    frames = [check_batch(raw, source, run_id, at, shop_zone())[0] for raw in erased]
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema={"source_file": pl.String, "key": pl.String})
@@ -1244,9 +1278,10 @@ def rules_message(files: dict[str, int]) -> str:
     (files per source)."""
     counts = ", ".join(f"{source} {n}" for source, n in sorted(files.items()))
     return (
-        f"taken in again under the ingest's current rules (version {STAGING_RULES}), though "
-        f"unchanged: {counts} file(s), taken in by an earlier version of Engagement Box; their "
-        "rows now read as docs/CONTRACTS.md says"
+        f"taken in again under the ingest's current rules (version {STAGING_RULES}, time zone "
+        f"{shop_zone()}), though "
+        f"unchanged: {counts} file(s), taken in by an earlier version of Engagement Box or "
+        "under another ENGAGEMENT_TIME_ZONE; their rows now read as docs/CONTRACTS.md says"
     )
 
 
@@ -1461,7 +1496,7 @@ def restage_orphaned_duplicates(
     # The first row of each key (in the order above) is staged; the rest stay.
     first = key_text(raw, source).is_first_distinct()
     rest, raw = raw.filter(~first), raw.filter(first)
-    good, bad = check_batch(raw, source, run_id, at)
+    good, bad = check_batch(raw, source, run_id, at, shop_zone())
     con.register("rows_to_drop", raw.select("source_file", "source_row"))
     con.execute(load_sql("staging/delete_quarantine_rows"), {"source": source.name})
     con.unregister("rows_to_drop")

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import pandera.errors as pa_errors
 import polars as pl
 
+from engagement_box.clock import in_zone
 from engagement_box.staging.contracts import (
     HANDLE_PATTERN,
     INVISIBLE_PATTERN,
@@ -29,7 +30,9 @@ from engagement_box.staging.contracts import (
 )
 
 # Accepted timestamp text, tried in order. "T" between date and time is read as a space first.
-# Text with an offset or "Z" is converted to UTC; text without one is taken as UTC.
+# Text with an offset or "Z" is converted to UTC; text without one is taken as UTC. With a shop's
+# time zone (ENGAGEMENT_TIME_ZONE) other than UTC, text with an offset is then converted to it,
+# and text without one is taken as written there (`in_shop_zone`).
 TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f%#z",
@@ -324,13 +327,40 @@ def _whole_decimal(written: str) -> int | None:
     return whole if -(2**63) <= whole < 2**63 else None
 
 
-def parse_column(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, str]:
-    """Parse one text column; returns the typed column and the reason to give a failure."""
+# A timestamp's text that ends in an offset (`Z`, `+05:30`, `-0400`, `-04`, ` UTC`) after a time.
+WITH_OFFSET = (
+    r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*(?:Z|z|[+-][0-9]{2}(?::?[0-9]{2})?|UTC)$"
+)
+
+
+def in_shop_zone(text: pl.Series, values: pl.Series, zone: str) -> pl.Series:
+    """Parsed timestamps (naive UTC where the text had an offset, as written where it had none)
+    as the wall-clock time of the shop's `zone`: the instants written with an offset are
+    converted; the rest were written in the shop's time already. UTC: as they are."""
+    if zone == "UTC":
+        return values
+    instants = text.str.strip_chars().str.contains(WITH_OFFSET).fill_null(False)
+    if not instants.any():
+        return values
+    rows = instants.arg_true()
+    local = (
+        values.gather(rows)
+        .dt.replace_time_zone("UTC")
+        .dt.convert_time_zone(zone)
+        .dt.replace_time_zone(None)
+    )
+    return values.scatter(rows, local)
+
+
+def parse_column(text: pl.Series, dtype: pl.DataType, zone: str = "UTC") -> tuple[pl.Series, str]:
+    """Parse one text column; returns the typed column and the reason to give a failure.
+    `zone`: the shop's time zone, which a timestamp's day is read in (`in_shop_zone`)."""
     if dtype == pl.String:
         return text, ""
     if dtype == pl.Datetime:
         values = _parse_timestamps(text)
-        return values.set(values < _FIRST_TIMESTAMP, None), "unparseable_timestamp"
+        values = values.set(values < _FIRST_TIMESTAMP, None)
+        return in_shop_zone(text, values, zone), "unparseable_timestamp"
     if dtype == pl.Date:
         values = _parse_dates(text)
         return values.set(values < _FIRST_DATE, None), "unparseable_date"
@@ -429,12 +459,15 @@ def _four_places(written: str, parsed: float) -> float:
         return parsed
 
 
-def parse(text: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Typed columns, and the parse failures as (index, column, reason, detail)."""
+def parse(
+    text: pl.DataFrame, source: Source, zone: str = "UTC"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed columns, and the parse failures as (index, column, reason, detail). `zone`: the
+    shop's time zone (`parse_column`)."""
     typed = {}
     failures = []
     for name, dtype in source.dtypes.items():
-        values, reason = parse_column(text[name], dtype)
+        values, reason = parse_column(text[name], dtype, zone)
         if name in source.money:
             values = money_to_four_places(text[name], values)
         typed[name] = values.alias(name)
@@ -675,9 +708,14 @@ def empty_quarantine() -> pl.DataFrame:
 IN_FUTURE = "in_future"  # the reason of a date after the run's time (plus FUTURE_TOLERANCE)
 
 
-def future_failures(typed: pl.DataFrame, source: Source, now: datetime) -> pl.DataFrame:
-    """Timestamps and dates later than `now` (the run's time, UTC) plus FUTURE_TOLERANCE."""
-    limit = now + FUTURE_TOLERANCE
+def future_failures(
+    typed: pl.DataFrame, source: Source, now: datetime, zone: str = "UTC"
+) -> pl.DataFrame:
+    """Timestamps and dates later than `now` (the run's time, UTC) plus FUTURE_TOLERANCE, the
+    run's time read in the shop's `zone` as the timestamps are."""
+    local = in_zone(now, zone) if zone != "UTC" else now
+    limit = local + FUTURE_TOLERANCE
+    where = "UTC" if zone == "UTC" else zone
     failures = []
     for name, dtype in source.dtypes.items():
         if dtype.base_type() not in (pl.Datetime, pl.Date):
@@ -695,7 +733,7 @@ def future_failures(typed: pl.DataFrame, source: Source, now: datetime) -> pl.Da
                         "column": name,
                         "reason": IN_FUTURE,
                         "detail": typed[name].gather(bad).dt.to_string(shown)
-                        + f" is after the run's time {now:%Y-%m-%d %H:%M} UTC plus "
+                        + f" is after the run's time {local:%Y-%m-%d %H:%M} {where} plus "
                         f"{FUTURE_TOLERANCE.days} day",
                     }
                 )
@@ -724,12 +762,13 @@ def row_problem_failures(raw: pl.DataFrame) -> pl.DataFrame:
 
 
 def check_batch(
-    raw: pl.DataFrame, source: Source, run_id: str, at: datetime
+    raw: pl.DataFrame, source: Source, run_id: str, at: datetime, zone: str = "UTC"
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a batch of raw text rows into (typed good rows, quarantine rows). `at` is the run's
-    time (UTC): the quarantine's time and the bound of `in_future`."""
+    time (UTC): the quarantine's time and the bound of `in_future`. `zone`: the shop's time zone
+    (ENGAGEMENT_TIME_ZONE), which timestamps are staged in (`in_shop_zone`)."""
     text = normalise_text(raw, source)
-    typed, parse_failures = parse(text, source)
+    typed, parse_failures = parse(text, source, zone)
     # Text that failed to parse is NULL now: the NULL is not a second failure of the same cell.
     check_failures = validate(typed, source).join(
         parse_failures.select("index", "column"),
@@ -742,7 +781,7 @@ def check_batch(
             row_problem_failures(raw),
             parse_failures,
             check_failures,
-            future_failures(typed, source, at),
+            future_failures(typed, source, at, zone),
         ]
     )
     good = typed
