@@ -37,6 +37,11 @@ POINTER = "_current.json"
 EXPIRED_GRACE = timedelta(days=1)
 
 
+def _now() -> datetime:
+    """The lake's clock (`clock.utc_now`), one name the tests can set."""
+    return utc_now()
+
+
 def history_dir(lake: Path, mart: str, snapshot_id: int) -> Path:
     return Path(lake) / "history" / mart / f"snapshot_id={snapshot_id}"
 
@@ -123,7 +128,7 @@ def publish(lake: Path, marts: dict[str, Any], settings: dict[str, Any]) -> dict
             frame.write.mode("error").parquet(str(hidden))
         os.rename(hidden, final)
         folders[mart] = str(final.relative_to(lake))
-    published_at = _stamp(utc_now())
+    published_at = _stamp(_now())
     record = {
         "snapshot_id": snapshot_id,
         "published_at": published_at,
@@ -166,7 +171,7 @@ def retain(
     record = current(lake)
     if record is None:
         return LakeRetention()
-    now = now or utc_now()
+    now = now or _now()
     retained = _retained(lake, record)
     expired = dict(record.get("expired", {}))
     for snapshot_id in snapshot_ids(lake):  # a version a stopped publish left, in neither list
