@@ -124,6 +124,9 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 # CSV files whose last line has no line end and whose last row was quarantined:
                 # cut short, it seems (the CLI warns).
                 "cut_short_files": dg.MetadataValue.json(report.cut_short),
+                # Files whose timestamps are written at another offset than UTC's while
+                # ENGAGEMENT_TIME_ZONE is not set (the CLI warns).
+                "other_offsets": dg.MetadataValue.json(report.other_offsets),
                 # Erased people's keys taken from the register (a working database started
                 # anew beside it; the CLI says so).
                 "erasures_adopted": report.erasures_adopted,

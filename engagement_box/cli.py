@@ -349,6 +349,11 @@ class StepLines:
             from engagement_box.staging.ingestion import cut_short_message
 
             self.warnings += [cut_short_message(f, r) for f, r in cut_short.value.items()]
+        offsets = metadata.get("other_offsets")
+        if offsets and offsets.value:
+            from engagement_box.staging.ingestion import other_offset_message
+
+            self.warnings += [other_offset_message(f, e) for f, e in offsets.value.items()]
         restaged = metadata.get("duplicates_restaged")
         profiles = metadata.get("profile_changes_not_applied")
         if not any(m and m.value for m in (withdrawn, copies, restaged, profiles)):

@@ -553,6 +553,12 @@ def raw(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     return value if value not in (None, "") else setting.default
 
 
+def raw_given(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the setting is set (not empty): a default left alone can be said as such."""
+    BY_NAME[name]  # a setting of this module's
+    return bool((os.environ if environ is None else environ).get(name))
+
+
 def value(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """The setting, parsed (None when unset with no default). A bad value names the variable."""
     text = raw(name, environ)

@@ -11,7 +11,12 @@ import pytest
 
 from engagement_box import clock
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import exports_taken_in, ingest_source, staged_zone
+from engagement_box.staging.ingestion import (
+    exports_taken_in,
+    ingest_source,
+    other_offset_message,
+    staged_zone,
+)
 from engagement_box.staging.validation import parse_column
 from tests.conftest import good_order, write_csv
 
@@ -140,3 +145,32 @@ def test_a_time_zone_that_is_none_is_refused_naming_the_setting(monkeypatch):
         "ENGAGEMENT_TIME_ZONE='Eastern' is not valid: expected a time zone name such as "
         "America/New_York or UTC, got 'Eastern'"
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [(None, True), ("UTC", False), (NEW_YORK, False)],
+)
+def test_timestamps_at_another_offset_are_said_while_the_zone_is_left_unset(
+    warehouse, tmp_path, monkeypatch, setting, said
+):
+    """A New York shop that never heard of the setting: its evening orders counted on the next
+    day without a word. While ENGAGEMENT_TIME_ZONE is unset, a file whose first timestamps are
+    written at another offset than UTC's is named, with one of them; set (to any zone, UTC
+    too), nothing is said. An offset of zero is UTC's: nothing to say."""
+    folder = exports(tmp_path)  # ordered_at at -04:00, Z, UTC, -0700
+    utc_only = [{**good_order(9), "ordered_at": "2026-07-01T03:30:00+00:00"}]
+    write_csv(folder / "orders" / "orders_utc.csv", utc_only)
+    if setting is None:
+        monkeypatch.delenv("ENGAGEMENT_TIME_ZONE", raising=False)
+    else:
+        monkeypatch.setenv("ENGAGEMENT_TIME_ZONE", setting)
+    report = ingest_source(warehouse, folder, "orders", now=NOW)
+    expected = {"orders/orders.csv": "ordered_at: 2026-06-30T23:30:00-04:00"}
+    assert report.other_offsets == (expected if said else {})
+    message = other_offset_message("orders/orders.csv", expected["orders/orders.csv"])
+    assert message.startswith(
+        "orders/orders.csv: its timestamps are written at an offset other than UTC's "
+        "(ordered_at: 2026-06-30T23:30:00-04:00): they are staged as UTC instants"
+    )
+    assert "set ENGAGEMENT_TIME_ZONE" in message

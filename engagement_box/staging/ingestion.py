@@ -154,6 +154,9 @@ class IngestReport:
     # quarantined: that row's reasons. The file looks cut short (copied while still being
     # written); the CLI warns (`cut_short_message`).
     cut_short: dict[str, list[str]] = field(default_factory=dict)
+    # Per file taken in this run, ENGAGEMENT_TIME_ZONE not set: a timestamp among its first
+    # values written at an offset other than UTC's (the CLI warns, `other_offset_message`).
+    other_offsets: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -357,11 +360,16 @@ def staged_table_ddl(source: Source) -> str:
 
 
 def _batches(
-    exports: list[ExportFile], source: Source, rows_read: dict[str, int]
+    exports: list[ExportFile],
+    source: Source,
+    rows_read: dict[str, int],
+    offsets: dict[str, str] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """The files' rows in batches of BATCH_ROWS (the last one smaller), files in order, rows in
     file order; counts rows per file. A file larger than a batch is cut across batches (slices,
-    no copy), so one big export is appended while its next part is validated."""
+    no copy), so one big export is appended while its next part is validated. `offsets`: given,
+    it receives a file's first timestamp written at an offset other than UTC's
+    (`other_offset`)."""
     pending: list[pl.DataFrame] = []
     rows = 0
     for i, export in enumerate(exports):
@@ -370,6 +378,10 @@ def _batches(
         except IngestError as error:
             refuse_all([error], exports[i + 1 :], source)
         rows_read[export.relpath] = frame.height
+        if offsets is not None:
+            example = other_offset(frame, source)
+            if example is not None:
+                offsets[export.relpath] = example
         while frame.height:
             part = frame.slice(0, BATCH_ROWS - rows)
             frame = frame.slice(part.height)
@@ -748,6 +760,8 @@ def _stage(
         # ingest: `_ProfileKeysRead`), kept out with them.
         hashes |= erasure.erased_profiles_keys(con, logged, salt, memo=True) | set(more_erased)
     zone = shop_zone()  # the calendar the timestamps are staged in (recorded: `follow_zone`)
+    # left at UTC without a word: the timestamps written at another offset are said
+    offsets: dict[str, str] | None = {} if not settings.raw_given("ENGAGEMENT_TIME_ZONE") else None
     suppressed: dict[str, int] = {}
     erased_profiles: list[pl.DataFrame] = []  # erased customer profiles read again
     # The erased rows of changed files: their keys left staging for the erasure, not for the
@@ -764,7 +778,7 @@ def _stage(
             # in file order), so memory holds a few batches, not the whole drop. A thread appends
             # one batch to DuckDB while this one parses the next (both release the GIL).
             with _Appender(con, source) as appender:
-                for raw in _batches(exports, source, rows_read):
+                for raw in _batches(exports, source, rows_read, offsets):
                     if hashes:
                         raw = _suppress_erased(
                             raw, table, hashes, salt, suppressed, erased_profiles, erased_read
@@ -818,6 +832,7 @@ def _stage(
             )
             quarantined_per_file = dict(bad_rows.group_by("source_file").len().iter_rows())
             report.cut_short = cut_short_files([e for e, _ in todo], rows_read, bad_rows)
+            report.other_offsets = offsets or {}
             for export, digest in todo:
                 name = export.relpath
                 sha = digest.result()
@@ -913,6 +928,39 @@ def cut_short_files(
         if len(reasons) and lacks_last_line_end(export.path):
             said[name] = sorted(set(reasons.to_list()))
     return said
+
+
+# A timestamp's text ending in an offset, and in one of zero (UTC's).
+_AN_OFFSET = r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*[+-][0-9]{2}(?::?[0-9]{2})?$"
+_ZERO_OFFSET = r"[+-]00(?::?00)?$"
+# How many of a file's first values are looked at: an export writes one offset, or one a season.
+OFFSET_SAMPLE = 1000
+
+
+def other_offset(frame: pl.DataFrame, source: Source) -> str | None:
+    """The first of a file's first `OFFSET_SAMPLE` timestamps written at an offset other than
+    UTC's, as `column: value`, or None. Cheap: a sample, not the column."""
+    for name, dtype in source.dtypes.items():
+        if dtype != pl.Datetime or name not in frame.columns:
+            continue
+        sample = frame[name].head(OFFSET_SAMPLE).drop_nulls().str.strip_chars()
+        other = sample.filter(sample.str.contains(_AN_OFFSET) & ~sample.str.contains(_ZERO_OFFSET))
+        if len(other):
+            return f"{name}: {other[0]}"
+    return None
+
+
+def other_offset_message(file: str, example: str) -> str:
+    """What a run says of a file whose timestamps carry another offset than UTC's while
+    ENGAGEMENT_TIME_ZONE is not set (`other_offset`): a New York shop's evening orders counted
+    on the next day, without a word (a review of time zones)."""
+    return (
+        f"{file}: its timestamps are written at an offset other than UTC's ({example}): they are "
+        "staged as UTC instants, so their days and months are UTC's (an evening order at -04:00 "
+        "counts on the next day). If the shop keeps another calendar, set ENGAGEMENT_TIME_ZONE "
+        "(e.g. America/New_York), which takes every file in again; to keep UTC, set it to UTC "
+        "(docs/CONTRACTS.md)"
+    )
 
 
 def cut_short_message(file: str, reasons: list[str]) -> str:
