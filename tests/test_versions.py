@@ -759,3 +759,21 @@ def test_a_version_is_published_at_utc_on_a_host_outside_utc(warehouse, monkeypa
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_freshness_of_a_version_capped_at_its_days_end_says_a_later_day_covers_the_rest():
+    """An order dated after the run's day (an export ahead of the shop's clock) left the version
+    'one day before the last completed order staged: run its month', the month just run,
+    whose rerun the same day said the same (a review of calendar edges)."""
+    capped = versions.Freshness(1, date(2026, 12, 7), date(2026, 12, 8), 0, date(2026, 12, 7))
+    assert capped.describe() == (
+        "the current version 1 is as of 2026-12-07, the day it was published: the last "
+        "completed order staged is dated 2026-12-08, after that day (an as-of never passes the "
+        "run's day; ENGAGEMENT_TIME_ZONE sets the shop's calendar): a run on that day or later "
+        "covers it"
+    )
+    behind = versions.Freshness(1, date(2026, 6, 29), date(2026, 6, 30), 0, date(2026, 7, 1))
+    assert behind.describe().endswith(
+        "1 day(s) before the last completed order staged (2026-06-30): run its month "
+        "(engagement-box run --month 2026-06)"
+    )

@@ -46,7 +46,7 @@ from pathlib import Path
 import duckdb
 
 from engagement_box import dictionary
-from engagement_box.clock import utc_now
+from engagement_box.clock import in_zone, shop_zone, utc_now
 from engagement_box.sql import (
     SQL_DIR,
     columns,
@@ -741,6 +741,9 @@ class Freshness:
     # Orders files that staged rows after the current version was published: orders it does not
     # hold though their days may be within its as-of (a pinned as-of past the data, late orders).
     files_since: int = 0
+    # The shop's day the current version was published on: an as-of never passes it, so orders
+    # dated after it wait for a later day's run, not for another month's.
+    published_day: date | None = None
 
     @property
     def days_behind(self) -> int:
@@ -774,6 +777,15 @@ class Freshness:
                 else (f"after the last completed order staged ({self.last_order_day})")
             )
             return f"version {self.snapshot_id} is as of {self.as_of}, {where}"
+        if self.as_of == self.published_day and self.last_order_day > self.as_of:
+            # an order dated after the run's day (an export ahead of the shop's clock): running
+            # the month again the same day said the same (a review of calendar edges)
+            return (
+                f"the current version {self.snapshot_id} is as of {self.as_of}, the day it was "
+                f"published: the last completed order staged is dated {self.last_order_day}, "
+                "after that day (an as-of never passes the run's day; ENGAGEMENT_TIME_ZONE sets "
+                "the shop's calendar): a run on that day or later covers it"
+            )
         return (
             f"the current version {self.snapshot_id} is as of {self.as_of}, {self.days_behind} "
             f"day(s) before the last completed order staged ({self.last_order_day}): run its "
@@ -804,13 +816,14 @@ def freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
         as_of = date.fromisoformat(as_of)
     files_since = 0
     published = con.execute(load_sql("marts/published_at"), {"id": current[0]}).fetchone()
+    published_day = in_zone(published[0], shop_zone()).date() if published else None
     if published and table_exists(con, "staging", "ingested_files"):
         # both UTC (`clock.utc_now`)
         row = con.execute(
             load_sql("staging/orders_files_staged_since"), {"published": published[0]}
         ).fetchone()
         files_since = int(row[0]) if row else 0
-    return Freshness(int(current[0]), as_of, last, files_since)
+    return Freshness(int(current[0]), as_of, last, files_since, published_day)
 
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> list[dict]:
