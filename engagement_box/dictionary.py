@@ -152,6 +152,51 @@ QUADRANT = Column(
     accepted_values=QUADRANTS,
 )
 
+# The columns marts.snapshot_log and its view marts.snapshots share, before and after the
+# view's own (is_current, stands_for_as_of).
+_LOG_HEAD = (
+    Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
+    Column(
+        "published_at",
+        "TIMESTAMP",
+        "When it was published (UTC; the host's local time in a version published before "
+        "2026-12-07).",
+    ),
+    Column("run_id", "VARCHAR", "The Dagster run that published it."),
+    PARTITION_KEY,
+    Column("as_of", "DATE", "The version's as-of date."),
+    Column("settings", "JSON", "Every setting that changes the numbers."),
+    Column(
+        "tables",
+        "JSON",
+        "Rows of each mart in this version when it was published (an erasure since "
+        "then deletes rows from history.*, not from this count).",
+    ),
+)
+_LOG_TAIL = (
+    Column(
+        "inputs_fingerprint",
+        "VARCHAR",
+        "Hash of the files, erasures, settings and code the version was computed from.",
+    ),
+    Column(
+        "expired_at",
+        "TIMESTAMP",
+        "When retention (or a retirement: retired_at) dropped its history rows, or NULL.",
+    ),
+    Column(
+        "retired_at",
+        "TIMESTAMP",
+        "When an operator retired the version by hand (engagement-box retire: a version "
+        "computed from a bad export), or NULL; expired_at is the same time.",
+    ),
+    Column(
+        "retired_reason",
+        "VARCHAR",
+        "Why it was retired, as the operator wrote it (retire --reason), or NULL.",
+    ),
+)
+
 _MONEY = "reporting currency"
 # What an analyst filtering on p_alive must know (BG/NBD's one-time buyers).
 P_ALIVE_CAVEAT = (
@@ -837,44 +882,8 @@ TABLES: tuple[Table, ...] = (
         key=("snapshot_id",),
         versioned=False,
         columns=(
-            Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
-            Column(
-                "published_at",
-                "TIMESTAMP",
-                "When it was published (UTC; the host's local time in a version published before "
-                "2026-12-07).",
-            ),
-            Column("run_id", "VARCHAR", "The Dagster run that published it."),
-            PARTITION_KEY,
-            Column("as_of", "DATE", "The version's as-of date."),
-            Column("settings", "JSON", "Every setting that changes the numbers."),
-            Column(
-                "tables",
-                "JSON",
-                "Rows of each mart in this version when it was published (an erasure since "
-                "then deletes rows from history.*, not from this count).",
-            ),
-            Column(
-                "inputs_fingerprint",
-                "VARCHAR",
-                "Hash of the files, erasures, settings and code the version was computed from.",
-            ),
-            Column(
-                "expired_at",
-                "TIMESTAMP",
-                "When retention (or a retirement: retired_at) dropped its history rows, or NULL.",
-            ),
-            Column(
-                "retired_at",
-                "TIMESTAMP",
-                "When an operator retired the version by hand (engagement-box retire: a version "
-                "computed from a bad export), or NULL; expired_at is the same time.",
-            ),
-            Column(
-                "retired_reason",
-                "VARCHAR",
-                "Why it was retired, as the operator wrote it (retire --reason), or NULL.",
-            ),
+            *_LOG_HEAD,
+            *_LOG_TAIL,
         ),
     ),
     Table(
@@ -885,23 +894,7 @@ TABLES: tuple[Table, ...] = (
         versioned=False,
         kind="VIEW",
         columns=(
-            Column("snapshot_id", "BIGINT", "The version's id, increasing with each publish."),
-            Column(
-                "published_at",
-                "TIMESTAMP",
-                "When it was published (UTC; the host's local time in a version published before "
-                "2026-12-07).",
-            ),
-            Column("run_id", "VARCHAR", "The Dagster run that published it."),
-            PARTITION_KEY,
-            Column("as_of", "DATE", "The version's as-of date."),
-            Column("settings", "JSON", "Every setting that changes the numbers."),
-            Column(
-                "tables",
-                "JSON",
-                "Rows of each mart in this version when it was published (an erasure since "
-                "then deletes rows from history.*, not from this count).",
-            ),
+            *_LOG_HEAD,
             Column("is_current", "BOOLEAN", "True for exactly the version marts.* holds."),
             Column(
                 "stands_for_as_of",
@@ -911,27 +904,7 @@ TABLES: tuple[Table, ...] = (
                 "(cancelled orders, an erased buyer). Segment migration runs along these; choose "
                 "a version by its as-of with `WHERE as_of = ... AND stands_for_as_of`.",
             ),
-            Column(
-                "inputs_fingerprint",
-                "VARCHAR",
-                "Hash of the files, erasures, settings and code the version was computed from.",
-            ),
-            Column(
-                "expired_at",
-                "TIMESTAMP",
-                "When retention (or a retirement: retired_at) dropped its history rows, or NULL.",
-            ),
-            Column(
-                "retired_at",
-                "TIMESTAMP",
-                "When an operator retired the version by hand (engagement-box retire: a version "
-                "computed from a bad export), or NULL; expired_at is the same time.",
-            ),
-            Column(
-                "retired_reason",
-                "VARCHAR",
-                "Why it was retired, as the operator wrote it (retire --reason), or NULL.",
-            ),
+            *_LOG_TAIL,
         ),
     ),
     Table(
