@@ -20,6 +20,7 @@ from assets.publish import ancestry, is_forced
 from assets.value import left_out_check
 from engagement_box import settings
 from engagement_box.activation import audiences as activation
+from engagement_box.clock import in_zone, shop_zone
 from engagement_box.engagement import personas
 from engagement_box.governance import erasure, versions
 from engagement_box.identity.links import max_profiles_per_key, shared_keys_on_spark
@@ -238,6 +239,10 @@ def spark_staging(
     # a later file's consent is applied by the identity step (`pipeline.apply_later_consents`)
     for file, changes in profiles.items():
         context.log.warning(ingestion.profile_changes_message(file, changes))
+    orders = {f: c for r in reports.values() for f, c in r.order_changes.items()}
+    metadata["order_changes_not_applied"] = dg.MetadataValue.json(orders)
+    if orders:
+        context.log.warning(ingestion.order_changes_message(orders))
     # as the CLI says them
     # the quarantine is a table of the lake: its current write's files (README "Running on
     # Apache Spark"), not the DuckDB warehouse's staging.quarantine
@@ -311,7 +316,7 @@ def _inputs_now(
     del given["audience_dir"]  # where files go, not what they hold
     pinned = model_settings.resolved().as_of
     if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
-        run_day = run_time(context).date()
+        run_day = in_zone(run_time(context), shop_zone()).date()  # the shop's calendar
         given["as_of"] = min(dt.date.fromisoformat(str(pinned)), run_day).isoformat()
     profile_keys, _ = erasure.register_profile_keys(settings.working_db_path())
     fingerprint = inputs.inputs_fingerprint(
@@ -496,7 +501,8 @@ def spark_marts(
     _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
     _checking(lake_dir.path, MARTS_KEY)
     pinned = dt.date.fromisoformat(str(cfg.as_of)) if cfg.as_of else None
-    as_of = pipeline.as_of_date(tables, pinned, run_time(context).date())
+    # the run's day in the shop's calendar (ENGAGEMENT_TIME_ZONE), as the staged timestamps are
+    as_of = pipeline.as_of_date(tables, pinned, in_zone(run_time(context), shop_zone()).date())
     marts, info = pipeline.value_marts(
         tables,
         as_of,
@@ -538,10 +544,12 @@ _MOVING = ("as_of", "calibration_end", "audience_dir")
 
 
 def _given_settings(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
-    """Every setting of the run's two settings resources, by field name."""
+    """Every setting of the run's two settings resources, by field name, and the shop's time
+    zone (the calendar of every staged timestamp, as the DuckDB engine's window records it)."""
     return {
         **{f: model_settings.setting(f) for f in model_settings._ENV},
         **{f: engagement_config.setting(f) for f in engagement_config._ENV},
+        "time_zone": shop_zone(),
     }
 
 

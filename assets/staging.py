@@ -14,6 +14,7 @@ from engagement_box.staging.ingestion import (
     PROFILE_SOURCE,
     copy_message,
     ingest_source,
+    order_changes_message,
     orphaned_duplicates,
     profile_changes_message,
     restaged_message,
@@ -91,6 +92,8 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
             context.log.warning(restaged_message(source_name, report.duplicates_restaged))
         for file, changes in report.profile_changes.items():
             context.log.warning(profile_changes_message(file, changes))
+        if report.order_changes:
+            context.log.warning(order_changes_message(report.order_changes))
         for file, other in report.copies.items():
             context.log.warning(copy_message(file, other))
         metadata.update(
@@ -111,6 +114,9 @@ def _staged_asset(source_name: str) -> dg.AssetsDefinition:
                 "keys_withdrawn": dg.MetadataValue.json(report.keys_withdrawn),
                 # Repeated profiles whose values differ from the staged ones (the CLI warns).
                 "profile_changes_not_applied": dg.MetadataValue.json(report.profile_changes),
+                # Repeated orders whose values differ from the staged ones, returns among them
+                # (the CLI warns).
+                "order_changes_not_applied": dg.MetadataValue.json(report.order_changes),
                 # New files with the content of a file taken in before (the CLI warns).
                 "copies_of_earlier_files": dg.MetadataValue.json(report.copies),
                 # New path -> the path taken in from: files moved or renamed, not read again.

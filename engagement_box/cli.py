@@ -356,10 +356,12 @@ class StepLines:
             self.warnings += [other_offset_message(f, e) for f, e in offsets.value.items()]
         restaged = metadata.get("duplicates_restaged")
         profiles = metadata.get("profile_changes_not_applied")
-        if not any(m and m.value for m in (withdrawn, copies, restaged, profiles)):
+        orders = metadata.get("order_changes_not_applied")
+        if not any(m and m.value for m in (withdrawn, copies, restaged, profiles, orders)):
             return
         from engagement_box.staging.ingestion import (
             copy_message,
+            order_changes_message,
             profile_changes_message,
             restaged_message,
             withdrawn_message,
@@ -367,6 +369,8 @@ class StepLines:
 
         for file, changes in (profiles.value if profiles else {}).items():
             self.warnings.append(profile_changes_message(file, changes))
+        if orders and orders.value:
+            self.warnings.append(order_changes_message(orders.value))
 
         source = event.asset_key.path[-1]
         for file, keys in (withdrawn.value if withdrawn else {}).items():

@@ -19,6 +19,7 @@ from engagement_box.staging.ingestion import (
     exports_taken_in,
     ingest_source,
     moved_message,
+    order_changes_message,
     profile_changes_message,
     withdrawn_message,
 )
@@ -2418,3 +2419,41 @@ def test_files_refused_for_their_header_and_for_their_rows_are_named_together(
     for name in ("b.csv", "c.csv", "d.csv"):
         assert f"orders/{name}:" in message, message
     assert staged(warehouse, "orders").height == 0
+
+
+def test_a_later_orders_file_that_returns_a_staged_sale_is_said_not_applied(warehouse, exports_dir):
+    """A return sent in a later orders file (the order staged as completed, the later row
+    `returned`): the row is a duplicate_key and the sale still counts in spend, RFM and CLV;
+    the run said only "2 quarantined" (a finance review: 19 such orders in the bundled sample,
+    18 of them a `returned` row later in the file the sale was staged from). It now names the
+    orders and the returns among them, in a later file or the same one, and what to do; an
+    unchanged repeat is not counted."""
+    rows = [good_order(1), good_order(2), good_order(3), good_order(4)]
+    appended = {**rows[3], "status": "cancelled"}  # o4's cancellation appended to its file
+    write_csv(exports_dir / "orders" / "a.csv", [*rows, rows[2], appended])
+    later = [
+        {**rows[0], "status": " Returned "},  # a return of o1
+        {**rows[1], "channel": "store"},  # o2 changed otherwise
+        rows[2],  # o3 as staged: nothing to say
+    ]
+    write_csv(exports_dir / "orders" / "b.csv", later)
+    report = ingest_source(warehouse, exports_dir, "orders")
+    expected = {
+        "orders/a.csv": {"rows": 1, "first": ["o4"], "sale_undone": 1, "undone_first": ["o4"]},
+        "orders/b.csv": {
+            "rows": 2,
+            "first": ["o1", "o2"],
+            "sale_undone": 1,
+            "undone_first": ["o1"],
+        },
+    }
+    assert report.order_changes == expected
+    message = order_changes_message(expected)
+    assert message.startswith(
+        "3 order row(s) in 2 file(s) (orders/a.csv, orders/b.csv) repeat an order staged before "
+        "with other values (o4, o1, o2) and are NOT applied"
+    ), message
+    assert "2 mark as returned or cancelled an order staged as completed (o4, o1): their" in (
+        message
+    )
+    assert "change the order's row in the file it was staged from" in message

@@ -90,6 +90,8 @@ class SparkIngestReport:
     # Per file of profiles: its repeated rows whose values differ from the staged profile's
     # (`ingestion.profile_changes`, the DuckDB engine's `profile_changes_not_applied`).
     profile_changes: dict[str, dict] = field(default_factory=dict)
+    # (`ingestion.order_changes`, the DuckDB engine's `order_changes_not_applied`).
+    order_changes: dict[str, dict] = field(default_factory=dict)
     # (profile hash, kind, key hash) of the keys the erased customer profiles read carried, as
     # the DuckDB engine's ingest records them (`erasure.record_erased_profiles`).
     erased_profile_keys: list[tuple[str, str, str]] = field(default_factory=list)
@@ -454,6 +456,8 @@ def stage_source(
         )
         if source.name == ingestion.PROFILE_SOURCE and dup_rows.height:
             report.profile_changes = ingestion.profile_changes(source, dup_rows, first_rows)
+        if source.name == ingestion.ORDER_SOURCE and dup_rows.height:
+            report.order_changes = ingestion.order_changes(source, dup_rows, first_rows)
     else:  # no key is repeated: every validated row is staged, with no join and no pass more
         staged = good.select(typed)
         dup_rows = first_rows = pl.DataFrame()

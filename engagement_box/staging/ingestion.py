@@ -136,6 +136,10 @@ class IngestReport:
     # differ from the profile staged (a later export's correction or withdrawn consent, which a
     # later file does not apply): `profile_changes`. The CLI warns.
     profile_changes: dict[str, dict] = field(default_factory=dict)
+    # Per file of orders: its rows quarantined as duplicate_key whose values differ from the
+    # order staged (a later export's return), which a later file does not apply:
+    # `order_changes`. The CLI warns.
+    order_changes: dict[str, dict] = field(default_factory=dict)
     # New file -> an earlier file of the same content (the same export dropped again under
     # another name: all its rows are quarantined as duplicate_key).
     copies: dict[str, str] = field(default_factory=dict)
@@ -1763,32 +1767,103 @@ def profile_changes(
     """Per file, its repeated rows (typed as staged) whose values differ from the staged row of
     their key (`staged`, the same columns): {"rows", "first" keys, "consent_withdrawn" (the
     staged row says yes to marketing, the repeated one no), "withdrawn_first"}. Both engines."""
+    withdrawn = (pl.col(f"{CONSENT}__staged") & ~pl.col(CONSENT)).fill_null(False)
+    return _later_changes(source, repeated, staged, withdrawn, "consent_withdrawn", shown)
+
+
+# The source of orders, whose repeated rows may undo a sale staged before (a later export's
+# `returned` or `cancelled` of an order staged as `completed`), which a later file does not
+# apply: the run warns of them (`order_changes`), since the sale still counts.
+ORDER_SOURCE = "orders"
+STATUS = "status"
+
+
+def order_changes(
+    source: Source, repeated: pl.DataFrame, staged: pl.DataFrame, shown: int = 5
+) -> dict[str, dict]:
+    """Per file, its repeated orders whose values differ from the staged order of their id:
+    {"rows", "first" ids, "sale_undone" (staged as completed, the repeat returned or cancelled:
+    the sale still counts in spend, RFM and CLV), "undone_first"}. Both engines."""
+    undone = (
+        (pl.col(f"{STATUS}__staged").str.strip_chars().str.to_lowercase() == "completed")
+        & pl.col(STATUS).str.strip_chars().str.to_lowercase().is_in(["returned", "cancelled"])
+    ).fill_null(False)
+    # within the file the order was staged from too: an export that appends a status change
+    # as a new row (the bundled sample's 18 returns) is no plain duplicate of the sale
+    return _later_changes(source, repeated, staged, undone, "sale_undone", shown, same_file=True)
+
+
+def _later_changes(
+    source: Source,
+    repeated: pl.DataFrame,
+    staged: pl.DataFrame,
+    marked: pl.Expr,
+    name: str,
+    shown: int,
+    same_file: bool = False,
+) -> dict[str, dict]:
+    """Per file, its repeated rows whose values differ from the staged row of their key, and
+    those among them `marked` (counted under `name`, their first keys under `_FIRST_KEYS`).
+    `same_file`: a row repeated within the file its key was staged from counts too."""
     others = [c for c in source.columns if c not in source.key_columns]
     if not repeated.height or not staged.height:
         return {}
     joined = _with_staged(source, repeated, staged)
-    # A key repeated within the file it was staged from is a plain duplicate: not a later
-    # export's change (the row staged first in that file stays, as for any source).
-    joined = joined.filter(pl.col("source_file") != pl.col("_from"))
+    if not same_file:
+        # A key repeated within the file it was staged from is a plain duplicate: not a later
+        # export's change (the row staged first in that file stays, as for any source).
+        joined = joined.filter(pl.col("source_file") != pl.col("_from"))
     differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__staged")) for c in others])
-    withdrawn = (
-        (pl.col(f"{CONSENT}__staged") & ~pl.col(CONSENT)).fill_null(False)
-        if CONSENT in others
-        else pl.lit(False)
-    )
-    changed = joined.filter(differs).with_columns(withdrawn.alias("_withdrawn"))
+    changed = joined.filter(differs).with_columns(marked.alias("_marked"))
+    first = _FIRST_KEYS[name]
     found: dict[str, dict] = {}
     for (file,), part in changed.sort("source_file", "source_row").group_by(
         "source_file", maintain_order=True
     ):
-        gone = part.filter("_withdrawn")
+        picked = part.filter("_marked")
         found[str(file)] = {
             "rows": part.height,
             "first": key_text(part, source).head(shown).to_list(),
-            "consent_withdrawn": gone.height,
-            "withdrawn_first": key_text(gone, source).head(shown).to_list(),
+            name: picked.height,
+            first: key_text(picked, source).head(shown).to_list(),
         }
     return found
+
+
+# The name each count of `_later_changes` gives its first keys under.
+_FIRST_KEYS = {"consent_withdrawn": "withdrawn_first", "sale_undone": "undone_first"}
+
+
+def order_changes_message(changes: dict[str, dict], shown: int = 5) -> str:
+    """What a run says of the orders files whose repeated rows differ from the staged orders
+    (`order_changes`, by file), in one line: a return sent as a repeated row was dropped as a
+    duplicate and the sale kept counting, with only a quarantine row to show for it (a finance
+    review)."""
+
+    def keys(first: list[str], count: int) -> str:
+        return ", ".join(first[:shown]) + (", ..." if count > len(first[:shown]) else "")
+
+    rows = sum(c["rows"] for c in changes.values())
+    undone = sum(c.get("sale_undone", 0) for c in changes.values())
+    files = sorted(changes)
+    named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    said = (
+        f"{rows:,} order row(s) in {len(files)} file(s) ({named}) repeat an order staged before "
+        f"with other values ({keys([k for c in changes.values() for k in c['first']], rows)}) "
+        "and are NOT applied: a repeated order id is quarantined as duplicate_key, the order "
+        "staged first stays"
+    )
+    if undone:
+        first = [k for c in changes.values() for k in c.get("undone_first", [])]
+        said += (
+            f"; among them {undone:,} mark as returned or cancelled an order staged as "
+            f"completed ({keys(first, undone)}): their amounts still count in spend, RFM and CLV"
+        )
+    return said + (
+        ". To apply a change (a return), change the order's row in the file it was staged from "
+        "(staging.orders.source_file) and send that file again: a changed file replaces its "
+        "rows; staging.quarantine lists each repeat (reason duplicate_key)"
+    )
 
 
 # The ending of a duplicate's detail until it is compared with the row staged for its key.
@@ -1856,6 +1931,8 @@ def compare_repeats(
     staged = _as_quarantined(staged, source)
     if source.name == PROFILE_SOURCE:
         report.profile_changes = profile_changes(source, rows, staged)
+    if source.name == ORDER_SOURCE:
+        report.order_changes = order_changes(source, rows, staged)
     said = pending.select(*_PLACE, pl.col("detail").str.strip_suffix(NOT_COMPARED).alias("detail"))
     said = said.select(_PLACE).with_columns(
         duplicate_detail(said, repeat_differences(source, rows, staged))
