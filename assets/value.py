@@ -529,7 +529,8 @@ def _left_out_people_words(people: Mapping[str, int]) -> str:
     if alone:
         said.append(
             f"{alone} customer(s) with no other completed order get no RFM segment (not "
-            "Prospect: they bought) and no CLV"
+            "Prospect: they bought) and no CLV (a buyer among them without a customer profile "
+            "has no row in the marts at all)"
         )
     if partly:
         said.append(f"{partly} customer(s) are valued on their other orders only")
