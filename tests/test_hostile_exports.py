@@ -1460,8 +1460,8 @@ def test_a_buyer_whose_orders_all_lack_a_rate_is_no_prospect(tmp_path, exports_d
     assert "1 customer(s) with no other completed order get no RFM segment (not Prospect" in (
         check.description
     )
-    # 'pln' has no profile: no row at all, which the words say (a finance review read "get no
-    # RFM segment" as a row with none)
+    # a buyer without a profile has no row at all, which the words say (a finance review read
+    # "get no RFM segment" as a row with none)
     assert "without a customer profile has no row in the marts at all" in check.description
     with duckdb.connect(str(database), read_only=True) as con:
         rfm_rows = dict(
