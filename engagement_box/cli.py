@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from engagement_box import settings
@@ -634,8 +634,9 @@ def _month_as_of_said(partition: str, as_of: date | None) -> str:
             f"last completed order's day, {as_of}: a run after {month}'s orders are exported "
             "computes it."
         )
-    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    if as_of < last:
+    from pipelines.partitions import month_end
+
+    if as_of < month_end(partition):
         return (
             f" The month's as-of is {as_of}: the last completed order staged, or the run's day "
             "if that is earlier."
@@ -1042,13 +1043,11 @@ def _fail_dead_runs(home: str) -> list[tuple[str, tuple | None]]:
     command with nothing to do starts none, and the schedule none either: the UI showed a
     killed run as running until the next real run. Returns each one's id and the (version,
     as-of) it published before it stopped, or None."""
-    from pipelines.resources import fail_dead_runs, published_by_run
+    from pipelines.resources import fail_dead_runs
 
+    published: dict = {}
     with open_instance(home) as instance:
-        return [
-            (run_id, published_by_run(instance.get_run_by_id(run_id)))
-            for run_id in fail_dead_runs(instance)
-        ]
+        return [(run_id, published[run_id]) for run_id in fail_dead_runs(instance, None, published)]
 
 
 def _report_standing_partitions(home: str, job, partition: str, standing: int) -> None:

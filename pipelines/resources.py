@@ -998,11 +998,15 @@ def _still_to_run(instance: dg.DagsterInstance, record, now: float) -> bool:
     return now - changed.timestamp() < LAUNCH_GRACE_SECONDS
 
 
-def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> list[str]:
+def fail_dead_runs(
+    instance: dg.DagsterInstance,
+    keep: str | None = None,
+    published: dict[str, tuple[int, dt.date] | None] | None = None,
+) -> list[str]:
     """Mark failed every run still "starting" or "started" whose process is gone (killed, or
     the machine stopped), and free any concurrency slots it held. Returns their ids. The
     failure names the version the run published before it stopped, if it did
-    (`published_by_run`)."""
+    (`published_by_run`), which `published` receives by run id when given."""
     unfinished = instance.get_runs(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
     )
@@ -1010,11 +1014,14 @@ def fail_dead_runs(instance: dg.DagsterInstance, keep: str | None = None) -> lis
     for run in unfinished:
         if run.run_id == keep or not process_gone(run.tags) or _inherited(instance, run):
             continue
+        version = published_by_run(run)
+        if published is not None:
+            published[run.run_id] = version
         instance.report_run_failed(
             run,
             message=(
                 f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} ended without finishing "
-                f"this run (killed or stopped){dead_run_words(published_by_run(run))}"
+                f"this run (killed or stopped){dead_run_words(version)}"
             ),
         )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)

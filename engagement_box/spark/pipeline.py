@@ -309,13 +309,14 @@ def apply_later_consents(tables: SparkTables) -> int:
         return 0
     later.select("customer_id", "marketing_consent").createOrReplaceTempView("later_consents")
     (statement,) = load_spark_sql("intermediate/later_consent_persons")
-    persons = tables.spark.sql(statement.sql).collect()
+    consent = (
+        tables.spark.sql(statement.sql)
+        .withColumnRenamed("marketing_consent", "later_consent")
+        .cache()
+    )  # few rows (the persons a later file changed), read twice
+    persons = consent.count()
     if not persons:
         return 0
-    consent = tables.spark.createDataFrame(
-        [(r["customer_id"], r["marketing_consent"]) for r in persons],
-        "customer_id string, later_consent boolean",
-    )
     resolved = tables.table("intermediate.resolved_customers")
     columns = [
         F.coalesce("later_consent", "marketing_consent").alias(c) if c == "marketing_consent" else c
@@ -325,7 +326,8 @@ def apply_later_consents(tables: SparkTables) -> int:
         "intermediate.resolved_customers",
         resolved.join(F.broadcast(consent), "customer_id", "left").select(*columns),
     )
-    return len(persons)
+    consent.unpersist()
+    return persons
 
 
 def restore(tables: SparkTables) -> None:

@@ -664,15 +664,7 @@ class FileArrivals:
         `content_taken_in`, which ranks a later file's consent: `later_consents`); and the
         records of files no longer there. A record of an earlier release has no
         `content_staged`: its `first_staged` stands for it."""
-        try:
-            known = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
-        known = {
-            path: entry
-            for path, entry in (known.items() if isinstance(known, dict) else ())
-            if isinstance(entry, dict) and isinstance(entry.get("first_staged"), str)
-        }
+        known = self.recorded()
         present = {e.relpath for e in exports}
         # content -> the earliest times of a path no longer there (first staged, content staged)
         gone: dict[str, tuple[str, str]] = {}
@@ -699,6 +691,19 @@ class FileArrivals:
         # and the files no longer in the folder, as they were recorded
         return {**{p: e for p, e in known.items() if p not in seen}, **seen}
 
+    def recorded(self) -> dict[str, dict[str, str]]:
+        """The files recorded, by path (none when the record is missing or unreadable; an entry
+        without its `first_staged` time is left out)."""
+        try:
+            known = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        return {
+            path: entry
+            for path, entry in (known.items() if isinstance(known, dict) else ())
+            if isinstance(entry, dict) and isinstance(entry.get("first_staged"), str)
+        }
+
     def record(self, first_seen: dict[str, dict[str, str]]) -> None:
         """After a staging of the source: every file it staged, and those recorded before that
         are no longer in the folder."""
@@ -717,14 +722,7 @@ def ingested_files_rows(lake: Path) -> list[tuple]:
     arrivals each staging records (`FileArrivals`)."""
     rows = []
     for source_name in SOURCES:
-        path = Path(lake) / ARRIVALS_DIR / f"{source_name}.json"
-        try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        for file, entry in sorted(known.items() if isinstance(known, dict) else ()):
-            if not isinstance(entry, dict) or not isinstance(entry.get("first_staged"), str):
-                continue
+        for file, entry in sorted(FileArrivals(lake, source_name).recorded().items()):
             first = datetime.fromisoformat(entry["first_staged"]).replace(tzinfo=None)
             content = datetime.fromisoformat(_content_staged(entry)).replace(tzinfo=None)
             rows.append((source_name, file, content, first, content))

@@ -90,7 +90,7 @@ from engagement_box.staging.reading import (
     refuse_all,
 )
 from engagement_box.staging.reconciliation import reconcile
-from engagement_box.staging.validation import check_batch, quarantine_rows
+from engagement_box.staging.validation import WITH_OFFSET, check_batch, quarantine_rows
 
 # Rows per validation batch: bounds the polars side's memory on big drops while keeping
 # per-batch overhead small (10M orders: 500k-row batches took 29% longer; 1.5M no faster than
@@ -934,9 +934,8 @@ def cut_short_files(
     return said
 
 
-# A timestamp's text ending in an offset, and in one of zero (UTC's).
-_AN_OFFSET = r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*[+-][0-9]{2}(?::?[0-9]{2})?$"
-_ZERO_OFFSET = r"[+-]00(?::?00)?$"
+# A timestamp's text ending in UTC's own offset (`validation.WITH_OFFSET` finds any offset).
+_UTC_OFFSET = r"(?:[+-]00(?::?00)?|Z|z|UTC)$"
 # How many of a file's first values are looked at: an export writes one offset, or one a season.
 OFFSET_SAMPLE = 1000
 
@@ -948,7 +947,7 @@ def other_offset(frame: pl.DataFrame, source: Source) -> str | None:
         if dtype != pl.Datetime or name not in frame.columns:
             continue
         sample = frame[name].head(OFFSET_SAMPLE).drop_nulls().str.strip_chars()
-        other = sample.filter(sample.str.contains(_AN_OFFSET) & ~sample.str.contains(_ZERO_OFFSET))
+        other = sample.filter(sample.str.contains(WITH_OFFSET) & ~sample.str.contains(_UTC_OFFSET))
         if len(other):
             return f"{name}: {other[0]}"
     return None
@@ -1768,7 +1767,9 @@ def profile_changes(
     their key (`staged`, the same columns): {"rows", "first" keys, "consent_withdrawn" (the
     staged row says yes to marketing, the repeated one no), "withdrawn_first"}. Both engines."""
     withdrawn = (pl.col(f"{CONSENT}__staged") & ~pl.col(CONSENT)).fill_null(False)
-    return _later_changes(source, repeated, staged, withdrawn, "consent_withdrawn", shown)
+    return _later_changes(
+        source, repeated, staged, withdrawn, ("consent_withdrawn", "withdrawn_first"), shown
+    )
 
 
 # The source of orders, whose repeated rows may undo a sale staged before (a later export's
@@ -1790,7 +1791,9 @@ def order_changes(
     ).fill_null(False)
     # within the file the order was staged from too: an export that appends a status change
     # as a new row (the bundled sample's 18 returns) is no plain duplicate of the sale
-    return _later_changes(source, repeated, staged, undone, "sale_undone", shown, same_file=True)
+    return _later_changes(
+        source, repeated, staged, undone, ("sale_undone", "undone_first"), shown, same_file=True
+    )
 
 
 def _later_changes(
@@ -1798,12 +1801,12 @@ def _later_changes(
     repeated: pl.DataFrame,
     staged: pl.DataFrame,
     marked: pl.Expr,
-    name: str,
+    names: tuple[str, str],
     shown: int,
     same_file: bool = False,
 ) -> dict[str, dict]:
     """Per file, its repeated rows whose values differ from the staged row of their key, and
-    those among them `marked` (counted under `name`, their first keys under `_FIRST_KEYS`).
+    those among them `marked` (`names`: the key of their count, and of their first keys).
     `same_file`: a row repeated within the file its key was staged from counts too."""
     others = [c for c in source.columns if c not in source.key_columns]
     if not repeated.height or not staged.height:
@@ -1815,7 +1818,7 @@ def _later_changes(
         joined = joined.filter(pl.col("source_file") != pl.col("_from"))
     differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__staged")) for c in others])
     changed = joined.filter(differs).with_columns(marked.alias("_marked"))
-    first = _FIRST_KEYS[name]
+    name, first = names
     found: dict[str, dict] = {}
     for (file,), part in changed.sort("source_file", "source_row").group_by(
         "source_file", maintain_order=True
@@ -1828,10 +1831,6 @@ def _later_changes(
             first: key_text(picked, source).head(shown).to_list(),
         }
     return found
-
-
-# The name each count of `_later_changes` gives its first keys under.
-_FIRST_KEYS = {"consent_withdrawn": "withdrawn_first", "sale_undone": "undone_first"}
 
 
 def order_changes_message(changes: dict[str, dict], shown: int = 5) -> str:
