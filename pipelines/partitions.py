@@ -48,6 +48,16 @@ def partition_key_for(moment: dt.date | dt.datetime) -> str:
     return moment.replace(day=1).strftime("%Y-%m-%d")
 
 
+def month_of_day_before(day: dt.date | dt.datetime) -> str:
+    """The as-of month a scheduled or sensed run takes on `day`: the month of the day before,
+    the last whole day the night's exports hold. It differs from `day`'s own month on the 1st
+    only: the run of 1 July completes June, whose version then holds 30 June (running July
+    there gave a "July" version as of 30 June and left June's stopped at the 29th). On the
+    first day of the history there is no month before: that day's own month."""
+    before = partition_key_for(day - dt.timedelta(days=1))
+    return max(before, partition_key_for(dt.date.fromisoformat(HISTORY_START)))
+
+
 class MonthOutOfRange(ValueError):
     """A month the as-of partitions do not cover (or that is not a month at all)."""
 

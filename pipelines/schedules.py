@@ -1,15 +1,13 @@
 """Schedules: the whole graph once a day (the month of the day just ended), retention once a day
 after it."""
 
-import datetime as dt
-
 import dagster as dg
 
 from assets.engagement import AUDIENCES_KEY
 from assets.publish import audiences_behind, published_behind, standing_version
 from engagement_box.staging.contracts import IngestError
 from pipelines.jobs import engagement_job, retention_job
-from pipelines.partitions import SHOP_ZONE, partition_key_for
+from pipelines.partitions import SHOP_ZONE, month_of_day_before
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -48,7 +46,7 @@ def daily_schedule(
     scheduled = context.scheduled_execution_time
     if scheduled is None:
         raise dg.DagsterInvariantViolationError("the daily schedule needs a scheduled time")
-    partition_key = partition_key_for(scheduled - dt.timedelta(days=1))
+    partition_key = month_of_day_before(scheduled)
     problem = tick_problem(
         exports,
         warehouse.layout,

@@ -12,7 +12,7 @@ from engagement_box.clock import shop_today
 from engagement_box.staging.contracts import SOURCES, IngestError
 from engagement_box.staging.reading import discover_files
 from pipelines.jobs import audiences_job, engagement_job
-from pipelines.partitions import current_partition_key, partition_key_for
+from pipelines.partitions import month_of_day_before
 from pipelines.resources import (
     EngagementConfig,
     ExportsResource,
@@ -74,7 +74,8 @@ def settling(changed: dict[str, list[int]], before: dict[str, list[int]], now_ns
     description=(
         "Runs the pipeline when a file is added to, or changed in, ENGAGEMENT_DATA_DIR, once "
         f"every such file has stopped changing (untouched for {SETTLE_SECONDS} s, or unchanged "
-        "since the previous tick)."
+        "since the previous tick); the run is of the month of the day before, as the daily "
+        "schedule's."
     ),
 )
 def new_export_files(
@@ -85,14 +86,15 @@ def new_export_files(
     engagement_config: EngagementConfig,
 ) -> dg.SensorResult | dg.SkipReason:
     taken, before = read_cursor(context.cursor)
-    # A run would fail on it: say so. The month of today (the last as-of month, once the
-    # history has started: `tick_problem` says when it has not).
+    # A run would fail on it: say so. The month is the daily schedule's: that of the day before
+    # (on the 1st, the month just ended, whose last day the night's files complete).
     today = shop_today()
+    partition = month_of_day_before(today)
     problem = tick_problem(
         exports,
         warehouse.layout,
         engagement_config.audience_path,
-        partition_key_for(today),
+        partition,
         today,
         given=(model_settings, engagement_config),
     )
@@ -120,7 +122,6 @@ def new_export_files(
     # Files a run took in already (a failed run re-executed from failure after its file was
     # fixed, a run the schedule or a person started): no run while the month's version was
     # computed from every file as it is now (the daily schedule asks the same).
-    partition = current_partition_key()
     standing = standing_version(
         warehouse.working_path,
         exports.path,

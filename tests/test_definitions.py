@@ -547,6 +547,41 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     assert isinstance(refused, dg.SkipReason) and "orders/day3.xlsx" in refused.skip_message
 
 
+def test_sensor_runs_the_month_of_the_day_before_as_the_schedule_does(tmp_path, monkeypatch):
+    """A file sensed on 1 July holds 30 June's orders: the run completes June (whose version
+    then holds its last day), as the daily tick of that morning does; running July there gave a
+    "July" version as of 30 June and left June's stopped at the 29th. Any other day it is the
+    day's own month."""
+    from pipelines import sensors
+    from pipelines.partitions import month_of_day_before
+
+    exports = ExportsResource(data_dir=str(tmp_path))
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    write_csv(tmp_path / "orders" / "day1.csv", [good_order(1)])
+    months = {}
+    for today in (dt.date(2026, 7, 1), dt.date(2026, 7, 15), dt.date(2026, 1, 1)):
+        monkeypatch.setattr(sensors, "shop_today", lambda today=today: today)
+        (request,) = _sense(exports, after=120).run_requests
+        months[today.isoformat()] = request.partition_key
+    assert months == {
+        "2026-07-01": "2026-06-01",
+        "2026-07-15": "2026-07-01",
+        "2026-01-01": "2025-12-01",
+    }
+    # The schedule's tick of the same mornings takes the same months.
+    assert [
+        month_of_day_before(datetime(2026, 7, 1, 5)),
+        month_of_day_before(datetime(2026, 7, 15, 5)),
+    ] == [
+        "2026-06-01",
+        "2026-07-01",
+    ]
+    # The history's first day has no month before it: its own.
+    monkeypatch.setattr("pipelines.partitions.HISTORY_START", "2026-07-01")
+    assert month_of_day_before(dt.date(2026, 7, 1)) == "2026-07-01"
+
+
 def test_sensor_starts_no_run_for_files_a_run_took_in_already(december_run, tmp_path):
     """The operator review: a file failed its run, was fixed, and the run re-executed from
     failure published the month; the sensor, whose cursor knew nothing of it, then started one
