@@ -3,6 +3,7 @@ run's time, which bounds what the assets accept as already happened."""
 
 import datetime as dt
 import math
+import re
 
 import dagster as dg
 import duckdb
@@ -79,18 +80,34 @@ def markdown_table(frame: pl.DataFrame) -> str:
         return "_empty_"
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = [
-        "| "
-        + " | ".join(
-            ""
-            if v is None or (isinstance(v, float) and math.isnan(v))
-            else (f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|"))
-            for v in row
-        )
-        + " |"
-        for row in frame.iter_rows()
-    ]
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join([header, rule, *body])
+
+
+# The longest text a preview cell shows (a longer one is cut, with `…`).
+CELL_CHARS = 80
+
+
+def _cell(value: object) -> str:
+    """One value as a markdown table cell. Text is a code span, so what an export wrote (a
+    customer id `![x](https://...)`, a line break then `# heading`, `[Reset your password](...)`)
+    shows as written: Dagster renders links and images in metadata, and a security review had
+    an id put a phishing link in the previews. Control characters are escaped, and a long
+    value is cut."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if not isinstance(value, str):
+        return str(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    if len(text) > CELL_CHARS:
+        text = text[: CELL_CHARS - 1] + "…"
+    if not text:
+        return ""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
+    return fence + padded.replace("|", "\\|") + fence
 
 
 def run_time(context: dg.AssetExecutionContext) -> dt.datetime:

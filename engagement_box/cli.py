@@ -1843,7 +1843,8 @@ def entry() -> None:
     `main` returns; the threads still running are waited for and the exit handlers run
     (logging's flush, temporary folders) as at a normal exit. An exception leaves the usual way.
     """
-    sys.stdout = _ReaderMayLeave(sys.stdout) if sys.stdout is not None else None
+    sys.stdout = _Console(sys.stdout) if sys.stdout is not None else None
+    sys.stderr = _Console(sys.stderr) if sys.stderr is not None else None
     code = main()
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
@@ -1856,18 +1857,27 @@ def entry() -> None:
     os._exit(code)
 
 
-class _ReaderMayLeave:
-    """The console, for a reader that may stop reading (`engagement-box run | head -4`): the
-    first write after it left raised BrokenPipeError in the middle of the command, after the
-    run was created, which Dagster then showed as NOT_STARTED for ever. The rest of the output
-    goes to /dev/null instead, and the command finishes and exits with its own code."""
+# Control characters but the line break, each written as its escape (`\x1b`): the console
+# shows what an export holds (a file's header, a key, a refused name), and a value holding a
+# terminal's escape sequence retitled the window and erased the line before it (a security
+# review).
+_ESCAPED = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A}
+
+
+class _Console:
+    """The console as the CLI writes to it: control characters shown escaped (`_ESCAPED`); and
+    for a reader that may stop reading (`engagement-box run | head -4`): the first write after
+    it left raised BrokenPipeError in the middle of the command, after the run was created,
+    which Dagster then showed as NOT_STARTED for ever. The rest of the output goes to /dev/null
+    instead, and the command finishes and exits with its own code."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            self._stream.write(text.translate(_ESCAPED))
+            return len(text)
         except BrokenPipeError:
             self._reader_left()
             return len(text)

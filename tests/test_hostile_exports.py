@@ -1812,3 +1812,115 @@ def test_a_file_whose_last_line_is_cut_is_said_to_look_cut_short(
         message = cut_short_message("referrals/r.csv", said)
         assert message.startswith("referrals/r.csv looks cut short: its last line has no line end")
         assert "put the whole export in its place" in message
+
+
+# ----------------------------------------------------------------------------------------------
+# Content that costs a run its memory or its time (a security review)
+
+
+def test_a_value_longer_than_a_kilobyte_is_quarantined_and_kept_cut(warehouse, exports_dir):
+    """A 26 KB Parquet file (zstd) held a customer id of 400 million characters, which staged
+    and took a run past 4 GiB two steps later. A value over MAX_VALUE_BYTES quarantines its row
+    as `too_long`, whatever else it holds; the quarantine keeps the value's first kilobyte."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engagement_box.staging.validation import MAX_VALUE_BYTES
+
+    rows = [good_order(1), good_order(2, customer="c" * 5_000), good_order(3)]
+    rows[2]["email"] = "é" * 600 + "@example.com"  # 1,212 bytes, 612 characters
+    write_csv(exports_dir / "orders" / "a.csv", rows)
+    huge = {**good_order(4), "customer_id": "A" * 20_000_000}
+    pq.write_table(
+        pa.table({k: pa.array([v], pa.large_string()) for k, v in huge.items()}),
+        exports_dir / "orders" / "b.parquet",
+        compression="zstd",
+    )
+    assert (exports_dir / "orders" / "b.parquet").stat().st_size < 100_000
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+
+    assert staged_ids(warehouse) == ["o1"]
+    assert quarantine(warehouse) == [
+        ("orders/a.csv", 2, "customer_id", "too_long", "5,000 bytes, more than 1,000"),
+        ("orders/a.csv", 3, "email", "too_long", "1,212 bytes, more than 1,000"),
+        ("orders/b.parquet", 1, "customer_id", "too_long", "20,000,000 bytes, more than 1,000"),
+    ]
+    kept = warehouse.execute(
+        "SELECT json_extract_string(raw_values, '$.customer_id') FROM staging.quarantine "
+        "WHERE source_file = 'orders/b.parquet'"
+    ).fetchone()[0]
+    assert kept == "A" * MAX_VALUE_BYTES
+    assert assert_reconciles(warehouse)[1:] == (4, 1, 3, 0)
+
+
+def test_a_file_wider_than_any_export_is_refused_before_its_rows_are_read(warehouse, exports_dir):
+    """A header of a million names (14 MB) held the run lock for hours: checking a header took
+    time in the square of its width. A file of more than MAX_COLUMNS columns is refused, CSV
+    or Parquet, and the staged tables are left as they were."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engagement_box.staging.reading import MAX_COLUMNS
+
+    staged_first(warehouse, exports_dir)
+    extra = [f"c{i}" for i in range(MAX_COLUMNS - len(ORDER_HEADER) + 1)]
+    row = good_order(2)
+    write_text(
+        exports_dir / "orders" / "wide.csv",
+        ",".join(ORDER_HEADER + extra) + "\n" + ",".join(list(row.values()) + ["x"] * len(extra)),
+    )
+    with pytest.raises(
+        IngestError, match=r"orders/wide\.csv: 10,001 columns, more than the 10,000"
+    ):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+    (exports_dir / "orders" / "wide.csv").unlink()
+    table = pa.table(
+        {name: [value] for name, value in {**row, **dict.fromkeys(extra, "x")}.items()}
+    )
+    pq.write_table(table, exports_dir / "orders" / "wide.parquet")
+    with pytest.raises(IngestError, match=r"orders/wide\.parquet: 10,001 columns"):
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert_unchanged(warehouse)
+
+    # At the limit, a wide export is read: the extra columns are ignored.
+    (exports_dir / "orders" / "wide.parquet").unlink()
+    write_text(
+        exports_dir / "orders" / "wide.csv",
+        ",".join(ORDER_HEADER + extra[:-1])
+        + "\n"
+        + ",".join(list(row.values()) + ["x"] * (len(extra) - 1)),
+    )
+    ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    assert staged_ids(warehouse) == ["o1", "o2"]
+
+
+def test_a_file_name_with_a_control_character_is_refused_and_shown_escaped(warehouse, exports_dir):
+    """A file named with a terminal's escape sequence retitled the operator's window and erased
+    the `FAILED` line's start; one with a line break cut that line to the name's first part,
+    hiding the reason. Such a name is refused (no export tool writes one), shown escaped."""
+    staged_first(warehouse, exports_dir)
+    write_csv(exports_dir / "orders" / "y\x1b]0;pwned\x07\x1b[2Kok.csv", [good_order(2)])
+    write_csv(exports_dir / "orders" / "x\nreal.csv", [good_order(3)])
+    with pytest.raises(IngestError) as refused:
+        ingest_source(warehouse, exports_dir, "orders", now=NOW)
+    message = str(refused.value)
+    assert "orders/x\\nreal.csv: the file name holds a control character" in message, message
+    assert "orders/y\\x1b]0;pwned\\x07\\x1b[2Kok.csv: the file name holds" in message, message
+    assert "\x1b" not in message and "\x07" not in message
+    assert_unchanged(warehouse)
+
+
+def test_the_console_shows_control_characters_escaped():
+    """Whatever a message quotes of an export (a key, a header), the CLI's console shows its
+    control characters as escapes: a terminal acts on none of them."""
+    import io
+
+    from engagement_box.cli import _Console
+
+    out = io.StringIO()
+    console = _Console(out)
+    text = "key \x1b]0;owned\x07\x1b[1A\x9b2K\tend\r\n"
+    assert console.write(text) == len(text)  # what print() was given
+    assert out.getvalue() == "key \\x1b]0;owned\\x07\\x1b[1A\\x9b2K\\tend\\r\n"

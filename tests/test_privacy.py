@@ -33,6 +33,32 @@ def test_previews_mask_personal_columns_and_keep_pseudonymous_ids():
         assert set(out[column].to_list()) == {privacy.MASK}, column
 
 
+def test_a_preview_shows_what_an_export_wrote_and_renders_no_link_image_or_heading():
+    """A customer id is whatever the export wrote: `![x](https://...)` and a line break then
+    `# heading` and `[Reset your password](https://...)` reached the previews as markdown, and
+    Dagster renders links and images there (a security review). Text is a code span (pipes and
+    backticks kept), control characters escaped, a long value cut; numbers stay plain."""
+    from assets.metadata import CELL_CHARS, markdown_table
+
+    ids = [
+        "![x](https://attacker.example/beacon.png)",
+        "!\n# Pwned\n[Reset your password](https://attacker.example/login)",
+        "a|b`c",
+        "`",
+        "x" * 500,
+    ]
+    table = markdown_table(pl.DataFrame({"customer_id": ids, "clv": [1.5, None, 2.0, 0.0, 3.0]}))
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(ids)  # no value started a line of its own
+    assert lines[2] == "| `![x](https://attacker.example/beacon.png)` | 1.5000 |"
+    assert lines[3].startswith("| `!\\n# Pwned\\n[Reset your password](") and lines[3].endswith(
+        ")` |  |"
+    )
+    assert lines[4] == "| ``a\\|b`c`` | 2.0000 |"
+    assert lines[5] == "| `` ` `` | 0.0000 |"
+    assert lines[6] == f"| `{'x' * (CELL_CHARS - 1)}…` | 3.0000 |"
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     [

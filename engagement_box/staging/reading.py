@@ -18,6 +18,7 @@ import io
 import os
 import re
 import zoneinfo
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,14 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet")
 HEAD_BYTES = 1 << 16
 HEADER_MAX_BYTES = 1 << 26
 SHOWN_COLUMNS = 10  # ignored columns named in a warning (a wide export has thousands)
+# C0 and C1 control characters (a line break, a tab, ESC of a terminal's escape sequence, BEL):
+# a file name holding one is refused, and the CLI shows them escaped.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A file with more columns is refused before its rows are read: no export of a shop, review,
+# social or referral system is this wide, and checking a header costs time in its width (a
+# security review's 1M-column header of 14 MB held the run lock for over 400 s; 10,000 names
+# take 0.5 s).
+MAX_COLUMNS = 10_000
 
 # Python's csv module refuses a field longer than 131,072 characters by default ("field larger
 # than field limit"), which failed the whole step on a valid export with a long quoted review.
@@ -119,6 +128,14 @@ def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
                 IngestError(
                     f"{shown}: the file name is not UTF-8 text (written in another system's "
                     "encoding, e.g. unzipped from a Windows archive); rename the file"
+                )
+            )
+            continue
+        if CONTROL_CHARACTER.search(rel):  # a line break, a terminal's escape sequence
+            refused.append(
+                IngestError(
+                    f"{_printable(rel)}: the file name holds a control character (a line break, "
+                    "an escape): messages would show it garbled or act on it; rename the file"
                 )
             )
             continue
@@ -222,7 +239,10 @@ def _columns(
     variants = {j for c, j in zip(basic, joined, strict=True) if c != j and j in source.columns}
     variants -= set(basic)
     cleaned = [j if j in variants else c for c, j in zip(basic, joined, strict=True)]
-    repeated = sorted({c for c in cleaned if cleaned.count(c) > 1} - unnamed)
+    # Counted once: `list.count` per name took the square of a wide header's width (a security
+    # review's 1M-column header held the run lock for hours).
+    counts = Counter(cleaned)
+    repeated = sorted({c for c, n in counts.items() if n > 1} - unnamed)
     if repeated:
         raise IngestError(
             f"{export.relpath}: repeated column(s) {privacy.masked_text(', '.join(repeated))}: "
@@ -240,21 +260,29 @@ def _columns(
             ),
             "",
         )
-        # A file without its header row names its first row's values (emails, handles); a wide
-        # export names the first SHOWN_COLUMNS and how many there are.
         # As the file writes them (`orderId` is what to look for in the export's settings),
-        # without the columns that have no name, which are ignored.
+        # without the columns that have no name, which are ignored; a wide export names the
+        # first SHOWN_COLUMNS and how many there are.
         named = [n for n, c in zip(names, cleaned, strict=True) if c not in unnamed]
         found = ", ".join(
-            _shown(n.strip().replace("\n", " "), limit=120) for n in named[:SHOWN_COLUMNS]
+            _printable(_shown(n.strip().replace("\n", " "), limit=120))
+            for n in named[:SHOWN_COLUMNS]
         )
-        found = found.replace("\t", "\\t")
         if len(named) > SHOWN_COLUMNS:
             found += f", ... ({len(named):,} in all)"
-        found = found or "no header"
+        found = f"found: {privacy.masked_text(found)}" if found else "found: no header"
+        if named and not separated and not set(cleaned) & set(source.columns):
+            # No name is a column of the contract: the first line is likely a row of a file
+            # without its header line, a customer's name, phone and address, which the run's
+            # log would keep for good (a security review): not shown.
+            found = (
+                f"none of its {len(named):,} names is a column of {source.name}: if the file "
+                "has no header line, add one; its first line is not shown, as it may be a row "
+                "of personal data"
+            )
         raise IngestError(
-            f"{export.relpath}: missing required column(s) {', '.join(missing)} "
-            f"(found: {privacy.masked_text(found)}){separated}"
+            f"{export.relpath}: missing required column(s) {', '.join(missing)} ({found})"
+            f"{separated}"
         )
     ignored = [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
     return renamed, [_printable(privacy.masked_text(n)) for n in ignored]
@@ -524,7 +552,8 @@ def _parquet_schema(export: ExportFile) -> tuple[dict[str, pl.DataType], dict[st
     refused as a CSV header's is (polars' own error called the file damaged)."""
     path = export.path
     schema, odd = _unnamed_zones(path)
-    repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    _not_too_wide(export, len(schema))
+    repeated = sorted(n for n, count in Counter(schema.names).items() if count > 1)
     if repeated:
         raise IngestError(
             f"{export.relpath}: repeated column(s) {', '.join(repeated)}: the file names each "
@@ -1159,6 +1188,15 @@ def _unquoted_after_space(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(fixed) if fixed else frame
 
 
+def _not_too_wide(export: ExportFile, width: int) -> None:
+    if width > MAX_COLUMNS:
+        raise IngestError(
+            f"{export.relpath}: {width:,} columns, more than the {MAX_COLUMNS:,} an export may "
+            "have: is it the right file? (an export holds its contract's columns and may hold "
+            "others, which are ignored; docs/CONTRACTS.md)"
+        )
+
+
 def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str]]:
     """The file's rows as text, in contract column order, with `source_file`, `source_row` and
     `row_problem` (why a CSV row's fields cannot be trusted: fewer fields than the header).
@@ -1170,10 +1208,19 @@ def read_raw(export: ExportFile, source: Source) -> tuple[pl.DataFrame, list[str
     problem = None
     offsets: dict[str, str] = {}  # Parquet timestamp columns at a fixed offset, with it
     if export.path.suffix.lower() == ".csv":
+        read = functools.partial(
+            pl.read_csv,
+            export.path,
+            infer_schema=False,
+            encoding="utf8",
+            raise_if_empty=False,
+            glob=False,
+        )
         try:
-            frame = pl.read_csv(
-                export.path, infer_schema=False, encoding="utf8", raise_if_empty=False, glob=False
-            )
+            _not_too_wide(export, read(n_rows=0).width)
+            frame = read()
+        except IngestError:
+            raise
         except Exception as exc:  # polars raises several types; all mean the same to a user
             raise _csv_problem(export, exc) from None
         renamed, extra = _columns(export, frame.columns, source)
