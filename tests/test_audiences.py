@@ -301,3 +301,27 @@ def test_an_erasure_that_rewrote_the_files_moves_the_records_written_at(tmp_path
     assert after == {**stale, "written_at": after["written_at"]}
     assert after["written_at"] != stale["written_at"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_erasure_does_not_follow_links_out_of_the_audience_folder(tmp_path):
+    """A kind's folder replaced by a link to another folder had erasure rewrite that folder's
+    files (a row removed, a cell quoted) though they were not the run's (a security review).
+    Links are not followed; each is said, with where it points."""
+    from engagement_box.governance import erasure
+
+    folder, elsewhere = tmp_path / "audiences", tmp_path / "elsewhere"
+    export_audiences(build_audiences(CUSTOMERS, SEGMENTS, QUADRANT_FRAME), folder)
+    elsewhere.mkdir()
+    theirs = "customer_id,email,note\nc1,c1@x.com,keep?\nc9,o@x.com,=SUM(1;2)\n"
+    (elsewhere / "list.csv").write_text(theirs)
+    (folder / "rfm_segment").rename(tmp_path / "moved")
+    (folder / "rfm_segment").symlink_to(elsewhere)
+    (folder / "quadrant" / "linked.csv").symlink_to(elsewhere / "list.csv")
+
+    passed: dict[str, str] = {}
+    removed = erasure.erase_from_audiences(folder, ["c1"], [], passed=passed)
+    assert (elsewhere / "list.csv").read_text() == theirs
+    assert all(not path.startswith("rfm_segment") and "linked" not in path for path in removed)
+    assert removed  # the quadrant files, real ones, still lose the person
+    assert sorted(passed) == [str(folder / "quadrant" / "linked.csv"), str(folder / "rfm_segment")]
+    assert passed[str(folder / "rfm_segment")].startswith(f"a link to {elsewhere}: ")

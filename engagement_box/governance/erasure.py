@@ -1395,7 +1395,7 @@ def erase(
                 passed[str(folder.resolve())] = "written since for another warehouse or lake"
                 continue
             removed = erase_from_audiences(
-                folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt
+                folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt, passed
             )
             audiences.follow_consent(folder, consent_before, consent_after)
             if folder != folders[0]:
@@ -1956,6 +1956,7 @@ def erase_from_audiences(
     emails: list[str],
     hashes: set[str] = frozenset(),
     salt: str = "",
+    passed: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Rewrite every audience file under `audience_dir` without rows of these ids or emails,
     nor of anyone erased before (`hashes`: every logged request's, made with `salt`), and
@@ -1966,6 +1967,9 @@ def erase_from_audiences(
     CSV files are read as text and written back through `audiences.neutralize_formulas` (cells
     already neutralised start with a quote and are left as they are), Parquet files keep their
     types. Each file is replaced atomically. Returns rows removed per file (relative path).
+    A link in the folders (a kind's folder, a subfolder, a file) is not followed: the run writes
+    real folders and files, and a link to files elsewhere had erasure rewrite files that were
+    not the run's (a security review); each is added to `passed` with what it links to.
     """
     removed: dict[str, int] = {}
     # What an export or an erasure killed midway left: a kind's folder being built or being
@@ -1983,7 +1987,25 @@ def erase_from_audiences(
     # The run's own files only (`audiences.AUDIENCE_KINDS`): other files in a shared folder are
     # not ours to rewrite.
     ours = [Path(audience_dir) / kind for kind in AUDIENCE_KINDS]
-    for path in sorted(p for folder in ours for p in folder.rglob("*") if p.is_file()):
+    files, links = [], []
+    for folder in ours:
+        if folder.is_symlink():
+            links.append(folder)
+            continue
+        for root, dirs, names in os.walk(folder):  # links to folders are listed, not walked
+            for name in (*dirs, *names):
+                path = Path(root) / name
+                if path.is_symlink():
+                    links.append(path)
+                elif path.is_file():
+                    files.append(path)
+    for link in links:
+        if passed is not None:
+            passed[str(link)] = (
+                f"a link to {os.readlink(link)}: the run writes real folders and files there, "
+                "so erasure does not follow links; look there yourself"
+            )
+    for path in sorted(files):
         relative = path.relative_to(audience_dir)
         if any(part.startswith(".") for part in relative.parts):
             continue
