@@ -118,11 +118,6 @@ def spark():
     session.stop()
 
 
-# The lake of this worker's parity run, once `spark_run` has built it (`session` puts its tables
-# back after a test that registers its own).
-_PARITY_LAKE: list = []
-
-
 @pytest.fixture(scope="session")
 def spark_run(spark, tmp_path_factory):
     """The bundled sample on both engines, once per session (`tests/spark_runs.py`), for the
@@ -130,22 +125,19 @@ def spark_run(spark, tmp_path_factory):
     from tests.spark_runs import both_engines
 
     run = both_engines(spark, tmp_path_factory.mktemp("parity"))
-    _PARITY_LAKE[:] = [run[3]]
     yield run
     run[0].close()
 
 
 @pytest.fixture
-def session(spark):
-    """The shared Spark session, for a test whose Spark steps register tables of their own
-    under the parity tests' names: afterwards the tables are put back as this worker's parity
-    run left them, when it ran (the parity tests read the session's tables; a parity run
-    started later registers its own). A worker that runs no parity test never builds it."""
+def session(spark, spark_run):
+    """The shared Spark session, its tables put back as the parity run left them afterwards:
+    for a test whose Spark steps register tables of their own under the same names (the parity
+    tests read the session's tables)."""
     from assets.spark import lake_tables
 
     yield spark
-    if _PARITY_LAKE:
-        lake_tables(spark, _PARITY_LAKE[0])
+    lake_tables(spark, spark_run[3])
 
 
 # The longest tests, longest first (`--durations` on a quiet 2-core machine, docs/BENCHMARKS.md
@@ -165,17 +157,12 @@ LONGEST_FIRST = (
     "test_pipeline_e2e.py::test_rerun_with_unchanged_inputs",
     "test_pipeline_e2e.py::test_cdnow_through_the_assets",
 )
-SPARK_TESTS = "tests/test_spark_"  # the modules whose tests need a Spark session
-# The modules whose tests read the parity run (`spark_run`), with the one longest Spark test
-# beside them, so that the two Spark groups take about as long (250-270 s each alone).
-SPARK_PARITY = tuple(
-    f"tests/test_spark_{name}.py" for name in ("engagement", "parity", "nothing_new")
-)
+SPARK_TESTS = "tests/test_spark_"  # the modules whose tests share the Spark session
 
 
 def _rank(item) -> tuple[int, int]:
     if item.nodeid.startswith(SPARK_TESTS):
-        return (-1, 0)  # first, on the two workers that take them
+        return (-1, 0)  # first, on the worker that takes them all
     for rank, name in enumerate(LONGEST_FIRST):
         if name in item.nodeid:
             return (0, rank)
@@ -198,18 +185,14 @@ def pytest_xdist_auto_num_workers(config) -> int:
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """xdist's load scheduling, except that the Spark tests go, at the start, to the first two
-    workers in two groups: the parity run's tests (`SPARK_PARITY`), whose shared run costs
-    90-125 s and should be built once, and the others, which need a Spark session only. One
-    worker holding them all was the suite's longest path (515 s of Spark tests alone, 10-12
-    minutes of the suite's 12 on a slow hour, 2026-12-07); each group now starts a JVM of its
-    own. With fewer than three workers they all go to the first. (`--dist loadgroup` did not
-    group them with pytest-xdist 3.8 here.)"""
+    """xdist's load scheduling, except that every Spark test goes to the first worker at the
+    start: a second worker would start a second JVM and build the parity run again (2-3 minutes
+    of CPU). (`--dist loadgroup` did not group them with pytest-xdist 3.8 here.)"""
     if config.getoption("dist") != "load":
         return None
     from xdist.scheduler import LoadScheduling
 
-    class SparkOnTwoWorkers(LoadScheduling):
+    class SparkOnOneWorker(LoadScheduling):
         def schedule(self) -> None:
             if self.collection is None and self._check_nodes_have_same_collection():
                 collection = next(iter(self.node2collection.values()))
@@ -219,14 +202,10 @@ def pytest_xdist_make_scheduler(config, log):
                     if self.maxschedchunk is None:
                         self.maxschedchunk = len(collection)
                     self.pending[:] = [i for i in range(len(collection)) if i not in set(spark)]
-                    parity = [i for i in spark if collection[i].startswith(SPARK_PARITY)]
-                    groups = [parity, [i for i in spark if i not in set(parity)]]
-                    if len(self.nodes) < 3 or not all(groups):
-                        groups = [spark]
-                    for node, group in zip(self.nodes, groups, strict=False):
-                        self.node2pending[node].extend(group)
-                        node.send_runtest_some(group)
-                    for node in self.nodes[len(groups) :]:
+                    first, *others = self.nodes
+                    self.node2pending[first].extend(spark)
+                    first.send_runtest_some(spark)
+                    for node in others:
                         self._send_tests(node, 2)
                     if not self.pending:
                         for node in self.nodes:
@@ -234,4 +213,4 @@ def pytest_xdist_make_scheduler(config, log):
                     return
             super().schedule()
 
-    return SparkOnTwoWorkers(config, log)
+    return SparkOnOneWorker(config, log)

@@ -9,6 +9,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from assets.spark import lake_tables
 from engagement_box import generator
 from engagement_box.governance import erasure
 from engagement_box.spark import pipeline
@@ -24,6 +25,14 @@ AT = dt.datetime(2026, 1, 2)  # the run's time: after the generated data, whatev
 
 def staged(tables: SparkTables, source: str) -> pl.DataFrame:
     return pl.from_arrow(tables.spark.table(f"staging.{source}").toArrow())
+
+
+@pytest.fixture
+def session(spark, spark_run):
+    """The shared Spark session, its tables put back as the parity run left them afterwards
+    (this test registers tables of its own under the same names)."""
+    yield spark
+    lake_tables(spark, spark_run[3])
 
 
 def test_an_erased_person_stays_out_of_a_spark_run(session, tmp_path: Path, monkeypatch):

@@ -24,6 +24,16 @@ from tests.test_customer_merge import (
 pytestmark = pytest.mark.spark
 
 
+@pytest.fixture
+def session(spark, spark_run):
+    """The shared Spark session, its tables put back as the parity run left them afterwards
+    (this test registers tables of its own under the same names)."""
+    from assets.spark import lake_tables
+
+    yield spark
+    lake_tables(spark, spark_run[3])
+
+
 def staged() -> dict[str, pl.DataFrame]:
     shop = [customer(f"p{i}", "noemail@shop.com", None) for i in range(6)]
     fans = [customer(f"f{i}", f"f{i}@example.com", f"f{i};theshop") for i in range(7)]
