@@ -281,7 +281,8 @@ def test_a_header_row_longer_than_the_first_read_is_read_whole(warehouse, export
     with pytest.raises(IngestError) as refused:
         ingest_source(warehouse, exports_dir, "orders", now=NOW)
     said = str(refused.value)
-    assert "missing required column(s) order_id" in said and "(3,000 in all)" in said
+    assert "missing required column(s) order_id" in said
+    assert "none of its 3,000 names is a column of orders" in said  # none shown
     assert len(said) < 1000
 
 
