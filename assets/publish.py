@@ -60,12 +60,12 @@ MARTS = {
     "customer": "customer",
     "cohort_retention": "cohort_retention",
 }
-# The daily schedule runs at 05:00 UTC: a mart not materialized for 26 hours missed a day (warn),
-# for 50 hours two (fail). Dagster's daemon evaluates it (on by default; `freshness: enabled:
-# false` in the instance's dagster.yaml turns it off). The schedule starts no run on a day with
-# nothing new, so this is the alarm that exports stopped arriving (the operator review: on a
-# quiet warehouse it fires while the version is the data's latest); `current_version_is_fresh`
-# below checks the data, not the clock.
+# The daily schedule runs at 05:00 in the shop's time zone: a mart not materialized for 26
+# hours missed a day (warn), for 50 hours two (fail). Dagster's daemon evaluates it (on by
+# default; `freshness: enabled: false` in the instance's dagster.yaml turns it off). The
+# schedule starts no run on a day with nothing new, so this is the alarm that exports stopped
+# arriving (the operator review: on a quiet warehouse it fires while the version is the data's
+# latest); `current_version_is_fresh` below checks the data, not the clock.
 MART_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=26)
 )

@@ -1507,7 +1507,7 @@ def foreign_files(out: Path) -> list[str]:
 
 
 def _clear(out: Path) -> None:
-    """Remove what an earlier run wrote (only the five source folders and the ground truth)."""
+    """Remove what an earlier run wrote (only the source folders and the ground truth)."""
     for source in SOURCES:
         folder = out / source
         if folder.is_dir():
@@ -1517,7 +1517,8 @@ def _clear(out: Path) -> None:
 
 
 def generate(out: Path | str, config: GeneratorConfig | None = None) -> dict:
-    """Write the five raw exports under `out` and return the manifest (also `_manifest.json`)."""
+    """Write the raw exports (one folder per source) under `out` and return the manifest (also
+    `_manifest.json`)."""
     cfg = config or GeneratorConfig()
     out = Path(out)
     foreign = foreign_files(out)

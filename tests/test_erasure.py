@@ -1893,3 +1893,17 @@ def test_an_erased_person_leaving_the_audience_files_is_no_change_of_consent(
     assert activation.recorded_consent(folder) == after
     assert activation.follow_consent(folder, after, before)
     assert activation.recorded_consent(folder) == before
+
+
+def test_every_source_but_the_rates_holds_a_column_erasure_finds_people_by():
+    """Erasure finds a person's rows by the columns of `IDENTIFYING_COLUMNS` alone: a source
+    joined to people only through another key (a returns export's `order_id`) kept an erased
+    person's rows, and every erasure test passed (a new owner's review). A source without such
+    a column must say how its rows reach a person before it ships."""
+    from engagement_box.governance.erasure import SUBJECT_COLUMNS
+
+    without = {name for name, columns in SUBJECT_COLUMNS.items() if not columns}
+    assert without == {"fx_rates"}, (
+        f"{sorted(without - {'fx_rates'})}: no column erasure finds a person by; add one to "
+        "governance/erasure.py's IDENTIFYING_COLUMNS, or teach erase() to follow its key"
+    )

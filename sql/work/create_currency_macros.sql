@@ -2,9 +2,9 @@
 -- calibration_holdout.sql, orders_without_rate.sql and customers_without_rate.sql), for this
 -- connection only.
 -- `reporting_rates` holds the dated rates of the fx_rates export per currency and day
--- (insert_reporting_rates.sql): each summary joins an order to the rate of its currency on its
--- day, i.e. the latest dated rate on or before that day.
--- `currencies` / `rates` are the bound lists of fx_parameters() (engagement_box/value/models.py:
+-- (insert_reporting_rates.sql): buyer_days.sql joins each order to the rate of its currency on
+-- its day, i.e. the latest dated rate on or before that day.
+-- `currencies` / `rates` are the bound lists of fx_parameters() (engagement_box/value/summary.py:
 -- the ENGAGEMENT_FX_RATES setting plus the reporting currency at 1), NULL for single-currency
 -- data: then amounts stay as staged and every order counts. Otherwise an order counts only if
 -- it has a dated rate or its currency is in the list, and its amount is converted at that rate.
