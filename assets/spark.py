@@ -243,6 +243,10 @@ def spark_staging(
     metadata["order_changes_not_applied"] = dg.MetadataValue.json(orders)
     if orders:
         context.log.warning(ingestion.order_changes_message(orders))
+    offsets = {f: e for r in reports.values() for f, e in r.other_offsets.items()}
+    metadata["other_offsets"] = dg.MetadataValue.json(offsets)
+    for file, example in offsets.items():
+        context.log.warning(ingestion.other_offset_message(file, example))
     # as the CLI says them
     # the quarantine is a table of the lake: its current write's files (README "Running on
     # Apache Spark"), not the DuckDB warehouse's staging.quarantine

@@ -17,7 +17,11 @@ import pytest
 from assets.spark import STAGED_KEY, spark_staging
 from assets.staging import staged_assets
 from engagement_box import cli, generator
-from engagement_box.staging.ingestion import copy_message, profile_changes_message
+from engagement_box.staging.ingestion import (
+    copy_message,
+    other_offset_message,
+    profile_changes_message,
+)
 from pipelines.resources import ExportsResource, LakeResource, SparkEngine, Warehouse
 from tests.spark_runs import environment
 
@@ -44,6 +48,10 @@ def exports(tmp_path: Path) -> Path:
     )
     us_dates.write_csv(path / "orders" / "zz_us_dates.csv")
     orders.head(2).write_csv(path / "orders" / "zz_repeat.csv")
+    # written at New York's offset while the shop's zone is not set: said by both engines
+    orders.head(2).with_columns(
+        pl.Series("order_id", ["NY-1", "NY-2"]), ordered_at=pl.lit("2025-11-01T20:57:00-04:00")
+    ).write_csv(path / "orders" / "zz_offset.csv")
     shutil.copy(first, path / "orders" / "zz_resent.csv")  # sent twice: a copy, not a bad file
     customers = pl.read_csv(sorted((path / "customers").glob("*.csv"))[0], infer_schema=False)
     customers.head(2).with_columns(pl.Series("customer_id", ["NEW-1", "NEW-2"])).rename(
@@ -136,6 +144,9 @@ def test_spark_staging_warns_of_the_files_as_the_duckdb_engine(session, exports,
     ]
     first = sorted((exports / "orders").glob("*.csv"))[0].relative_to(exports).as_posix()
     expected.append(copy_message("orders/zz_resent.csv", first))
+    offset = other_offset_message("orders/zz_offset.csv", "ordered_at: 2025-11-01T20:57:00-04:00")
+    assert offset in duck_warnings
+    expected.append(offset)
     # The withdrawn consent, not applied (a later file never replaces a staged profile), is
     # said by both engines; the unchanged row is not counted. Both engines apply the withdrawal
     # all the same (the Spark engine's identity step since it closed docs/SPARK.md's gap), and

@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from engagement_box import settings
 from engagement_box.clock import shop_zone
 from engagement_box.governance import erasure
 from engagement_box.spark.tables import write_json
@@ -48,6 +49,7 @@ REFUSED = "refused"  # the kind of the row of a file that cannot be taken in
 # The kind of a file's row counting its quarantined rows with a date after the run's time among
 # their reasons (the first reason may be another): a later run's clock could stage them.
 FUTURE_KIND = "future"
+OFFSET_KIND = "other_offset"  # a file's timestamp at another offset than UTC's
 # The quarantine's own columns, named as in `staging.quarantine`; they travel beside the typed
 # columns in one Arrow schema, so no source may have a column of the same name (checked).
 QUARANTINE_COLUMNS = ("column", "reason", "detail", "reasons", "raw_values")
@@ -92,6 +94,10 @@ class SparkIngestReport:
     profile_changes: dict[str, dict] = field(default_factory=dict)
     # (`ingestion.order_changes`, the DuckDB engine's `order_changes_not_applied`).
     order_changes: dict[str, dict] = field(default_factory=dict)
+    # Per file validated by this staging whose timestamps carry an offset other than UTC's
+    # while ENGAGEMENT_TIME_ZONE is not set: its first such value (`ingestion.other_offset`,
+    # the DuckDB engine's `other_offsets`).
+    other_offsets: dict[str, str] = field(default_factory=dict)
     # (profile hash, kind, key hash) of the keys the erased customer profiles read carried, as
     # the DuckDB engine's ingest records them (`erasure.record_erased_profiles`).
     erased_profile_keys: list[tuple[str, str, str]] = field(default_factory=list)
@@ -138,10 +144,12 @@ def _validate_files(
     plan: list[list[str]],
     erased: tuple[frozenset[str], str] = (frozenset(), ""),
     zone: str = "UTC",
+    offsets: bool = False,
 ):
     """The mapInArrow function: task numbers in (their files in `plan`), staged / quarantine /
     read / erased rows out. `erased`: the subject hashes and salt of the people erased before.
-    `zone`: the shop's time zone, read on the driver (an executor may not have its settings)."""
+    `zone`: the shop's time zone, read on the driver (an executor may not have its settings);
+    `offsets`: whether to look for timestamps at another offset than UTC's (the zone is unset)."""
     hashes, salt = erased
     source = SOURCES[source_name]
     schema = _arrow_schema(source)
@@ -173,6 +181,12 @@ def _validate_files(
                     # the DuckDB engine names them all at once, not the first task's alone
                     yield from to_batches(refused(relpath, str(error)))
                     continue
+                example = ingestion.other_offset(pending[-1], source) if offsets else None
+                if example is not None:  # the file and its value, in the row's reason
+                    found = per_file({relpath: 0}, OFFSET_KIND)
+                    yield from to_batches(
+                        found.with_columns(reason=pl.lit(json.dumps([relpath, example])))
+                    )
                 if sum(r.height for r in pending) >= ingestion.BATCH_ROWS:
                     yield from checked(pending)
                     pending = []
@@ -333,7 +347,14 @@ def stage_source(
         # one row per task, each in its own partition: the task's number picks its files
         validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
             _validate_files(
-                source.name, str(Path(data_dir).absolute()), run_id, at, plan, erased, shop_zone()
+                source.name,
+                str(Path(data_dir).absolute()),
+                run_id,
+                at,
+                plan,
+                erased,
+                shop_zone(),
+                offsets=not settings.raw_given("ENGAGEMENT_TIME_ZONE"),
             ),
             schema,
         )
@@ -435,6 +456,13 @@ def stage_source(
         validated_files.record(entries[export.relpath], at, future_per_file.get(export.relpath, 0))
     validated_files.keep_only(entries.values())
     arrivals.record(first_seen)
+    offsets = answers.filter(
+        (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == OFFSET_KIND)
+    )
+    # (from every file's validated rows, the cached ones too: said on each staging while the
+    # setting is not set, whichever staging validated the file)
+    if not settings.raw_given("ENGAGEMENT_TIME_ZONE"):
+        report.other_offsets = dict(sorted(json.loads(r) for r in offsets["reason"]))
     reasons = answers.filter(
         (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == "quarantine")
     )
