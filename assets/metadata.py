@@ -11,6 +11,7 @@ import polars as pl
 
 from engagement_box.governance import privacy
 from engagement_box.sql import load_sql
+from engagement_box.staging.reading import printable
 
 PREVIEW_ROWS = 5
 
@@ -100,7 +101,7 @@ def _cell(value: object) -> str:
         return f"{value:.4f}"
     if not isinstance(value, str):
         return str(value)
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    text = printable(value)
     if len(text) > CELL_CHARS:
         text = text[: CELL_CHARS - 1] + "…"
     if not text:

@@ -1999,12 +1999,15 @@ def erase_from_audiences(
                     links.append(path)
                 elif path.is_file():
                     files.append(path)
-    for link in links:
-        if passed is not None:
-            passed[str(link)] = (
+    if passed is not None:
+        passed.update(
+            (
+                str(link),
                 f"a link to {os.readlink(link)}: the run writes real folders and files there, "
-                "so erasure does not follow links; look there yourself"
+                "so erasure does not follow links; look there yourself",
             )
+            for link in links
+        )
     for path in sorted(files):
         relative = path.relative_to(audience_dir)
         if any(part.startswith(".") for part in relative.parts):

@@ -340,6 +340,8 @@ def stage_source(
         empty = spark.createDataFrame([], schema)
         return empty.select(typed), _quarantine(spark, empty), report
     entries = {e.relpath: entry_key(e.relpath, digests[e.relpath], code, erased) for e in exports}
+    # left at UTC without a word: the files whose timestamps carry another offset are said
+    zone_unset = not settings.raw_given("ENGAGEMENT_TIME_ZONE")
     fresh = [e for e in exports if not (reuse and validated_files.usable(entries[e.relpath], at))]
     report.files_validated = len(fresh)
     if fresh:
@@ -354,7 +356,7 @@ def stage_source(
                 plan,
                 erased,
                 shop_zone(),
-                offsets=not settings.raw_given("ENGAGEMENT_TIME_ZONE"),
+                offsets=zone_unset,
             ),
             schema,
         )
@@ -456,12 +458,10 @@ def stage_source(
         validated_files.record(entries[export.relpath], at, future_per_file.get(export.relpath, 0))
     validated_files.keep_only(entries.values())
     arrivals.record(first_seen)
-    offsets = answers.filter(
-        (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == OFFSET_KIND)
-    )
-    # (from every file's validated rows, the cached ones too: said on each staging while the
-    # setting is not set, whichever staging validated the file)
-    if not settings.raw_given("ENGAGEMENT_TIME_ZONE"):
+    if zone_unset:  # every file's validated rows, the cached ones too: said on each staging
+        offsets = answers.filter(
+            (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == OFFSET_KIND)
+        )
         report.other_offsets = dict(sorted(json.loads(r) for r in offsets["reason"]))
     reasons = answers.filter(
         (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == "quarantine")

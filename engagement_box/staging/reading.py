@@ -134,7 +134,7 @@ def discover_files(data_dir: Path, source: Source) -> list[ExportFile]:
         if CONTROL_CHARACTER.search(rel):  # a line break, a terminal's escape sequence
             refused.append(
                 IngestError(
-                    f"{_printable(rel)}: the file name holds a control character (a line break, "
+                    f"{printable(rel)}: the file name holds a control character (a line break, "
                     "an escape): messages would show it garbled or act on it; rename the file"
                 )
             )
@@ -260,17 +260,7 @@ def _columns(
             ),
             "",
         )
-        # As the file writes them (`orderId` is what to look for in the export's settings),
-        # without the columns that have no name, which are ignored; a wide export names the
-        # first SHOWN_COLUMNS and how many there are.
         named = [n for n, c in zip(names, cleaned, strict=True) if c not in unnamed]
-        found = ", ".join(
-            _printable(_shown(n.strip().replace("\n", " "), limit=120))
-            for n in named[:SHOWN_COLUMNS]
-        )
-        if len(named) > SHOWN_COLUMNS:
-            found += f", ... ({len(named):,} in all)"
-        found = f"found: {privacy.masked_text(found)}" if found else "found: no header"
         if named and not separated and not set(cleaned) & set(source.columns):
             # No name is a column of the contract: the first line is likely a row of a file
             # without its header line, a customer's name, phone and address, which the run's
@@ -280,17 +270,31 @@ def _columns(
                 "has no header line, add one; its first line is not shown, as it may be a row "
                 "of personal data"
             )
+        elif named:
+            # As the file writes them (`orderId` is what to look for in the export's settings),
+            # without the columns that have no name, which are ignored; a wide export names the
+            # first SHOWN_COLUMNS and how many there are.
+            shown = ", ".join(
+                printable(_shown(n.strip().replace("\n", " "), limit=120))
+                for n in named[:SHOWN_COLUMNS]
+            )
+            if len(named) > SHOWN_COLUMNS:
+                shown += f", ... ({len(named):,} in all)"
+            found = f"found: {privacy.masked_text(shown)}"
+        else:
+            found = "found: no header"
         raise IngestError(
             f"{export.relpath}: missing required column(s) {', '.join(missing)} ({found})"
             f"{separated}"
         )
     ignored = [n for n, c in renamed.items() if c not in source.columns and c not in unnamed]
-    return renamed, [_printable(privacy.masked_text(n)) for n in ignored]
+    return renamed, [printable(privacy.masked_text(n)) for n in ignored]
 
 
-def _printable(name: str) -> str:
-    """A column name as a message shows it: a tab or a line break escaped (`a\\nb`), so a
-    file's header cannot start a line of its own in the run's log (a review)."""
+def printable(name: str) -> str:
+    """Text from an export as a message or a preview shows it: a tab, a line break or another
+    unprintable character escaped (`a\\nb`), so a file's header cannot start a line of its own
+    in the run's log (a review)."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 

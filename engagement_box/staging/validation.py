@@ -756,21 +756,17 @@ def too_long_failures(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     scanned)."""
     parts = []
     for name in source.columns:
-        bad = (raw[name].str.len_bytes() > MAX_VALUE_BYTES).arg_true()
+        lengths = raw[name].str.len_bytes()
+        bad = (lengths > MAX_VALUE_BYTES).arg_true()
         if len(bad):
+            said = [f"{n:,} bytes, more than {MAX_VALUE_BYTES:,}" for n in lengths.gather(bad)]
             parts.append(
                 pl.DataFrame(
                     {
                         "index": bad.cast(pl.Int64),
                         "column": name,
                         "reason": TOO_LONG,
-                        "detail": raw[name]
-                        .gather(bad)
-                        .str.len_bytes()
-                        .map_elements(
-                            lambda n: f"{n:,} bytes, more than {MAX_VALUE_BYTES:,}",
-                            return_dtype=pl.String,
-                        ),
+                        "detail": pl.Series(said, dtype=pl.String),
                     }
                 )
             )
