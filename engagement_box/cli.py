@@ -886,7 +886,9 @@ def _hold_run_lock(held: ExitStack, salt: bool = False) -> str | None:
     is not the erasures'), else None."""
     from dagster import Failure
 
-    from pipelines.resources import ConfigurationError, run_lock, warehouse_resource
+    from pipelines.errors import ConfigurationError
+    from pipelines.resources import warehouse_resource
+    from pipelines.runs import run_lock
 
     try:
         held.enter_context(run_lock(warehouse_resource().path, on_wait=_waiting("the warehouse")))
@@ -915,7 +917,7 @@ def _compaction_left() -> None:
 def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int:
     import duckdb
 
-    from pipelines.resources import process_tags
+    from pipelines.runs import process_tags
 
     _compaction_left()
 
@@ -1003,7 +1005,8 @@ def _write_audiences_with_consent(home: str) -> None:
     current version with the consent of now (the job audience_files), saying so. The run's
     exit code stays its own."""
     from assets.publish import audience_consent_behind
-    from pipelines.resources import EngagementConfig, process_tags
+    from pipelines.resources import EngagementConfig
+    from pipelines.runs import process_tags
 
     behind = audience_consent_behind(settings.working_db_path(), EngagementConfig())
     if behind is None:
@@ -1043,7 +1046,7 @@ def _fail_dead_runs(home: str) -> list[tuple[str, tuple | None]]:
     command with nothing to do starts none, and the schedule none either: the UI showed a
     killed run as running until the next real run. Returns each one's id and the (version,
     as-of) it published before it stopped, or None."""
-    from pipelines.resources import fail_dead_runs
+    from pipelines.runs import fail_dead_runs
 
     published: dict = {}
     with open_instance(home) as instance:
@@ -1269,7 +1272,7 @@ def retain(args: argparse.Namespace) -> int:
     home, problem = _instance_home_or_problem()
     if problem:
         return _nothing_ran(problem)
-    from pipelines.resources import process_tags
+    from pipelines.runs import process_tags
 
     warehouse = settings.warehouse_path()
     print(f"warehouse: {warehouse}")
@@ -1363,7 +1366,7 @@ def retire(args: argparse.Namespace) -> int:
         if not done.was_current:
             return 0
         print("writing the audience files from the new current version (audience_files):")
-        from pipelines.resources import process_tags
+        from pipelines.runs import process_tags
 
         steps = StepLines()
         executed = _execute(home, AUDIENCES_JOB, process_tags(), steps)
@@ -1481,15 +1484,15 @@ def erase(args: argparse.Namespace) -> int:
     from dagster import Failure
 
     from engagement_box.governance import erasure
+    from pipelines.errors import ConfigurationError
     from pipelines.resources import (
-        ConfigurationError,
         EngagementConfig,
         LakeResource,
         WarehouseError,
         adopt_single_file,
-        run_lock,
         warehouse_resource,
     )
+    from pipelines.runs import run_lock
 
     problem = settings.path_problem()  # a path DuckDB reads as a pattern: another folder's files
     if problem:

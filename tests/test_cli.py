@@ -1267,7 +1267,7 @@ def test_a_file_gone_that_staged_no_row_is_not_said_to_keep_rows(tmp_path):
 def test_nothing_to_do_marks_failed_a_run_whose_process_was_killed(december_run, tmp_path):
     """A run killed with kill -9 stayed STARTED in the UI while every later command found
     nothing to do (the check ran only when a run started): for days, in a quiet period."""
-    from pipelines.resources import process_tags
+    from pipelines.runs import process_tags
 
     copy = copy_run(december_run, tmp_path / "run")
     env = copy_environment(tmp_path, copy)
@@ -1294,7 +1294,7 @@ def test_a_run_killed_after_its_publish_is_said_to_have_published_its_version(
     """kill -9 after the publish's commit: the version stands whole, but Dagster showed only a
     failed run, "nothing it left half-done was published" (an on-call review). The CLI and the
     run's failure in Dagster now name the version it published."""
-    from pipelines.resources import WORKING_DB_TAG, process_tags
+    from pipelines.runs import WORKING_DB_TAG, process_tags
 
     copy = copy_run(december_run, tmp_path / "run")
     env = copy_environment(tmp_path, copy)
@@ -1728,14 +1728,14 @@ def test_an_erase_stopped_by_ctrl_c_says_whether_it_was_committed(
     """Ctrl-C in `erase` said "stopped before the run started; nothing was written" after the
     erasure had committed (or gave DuckDB's traceback and exit 1); it now says which, exit 130."""
     from engagement_box.governance import erasure, readers
-    from pipelines import resources
+    from pipelines import runs
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     args = ["erase", "--customer-id", "C2"]
     if stopped == "waiting for the lock":
-        monkeypatch.setattr(resources, "acquire_run_lock", interrupted)
+        monkeypatch.setattr(runs, "acquire_run_lock", interrupted)
     elif stopped == "before its commit":
         monkeypatch.setattr(erasure, "_delete", interrupted)
     elif stopped == "after its commit":  # while the versions' files are rewritten

@@ -305,7 +305,7 @@ def test_two_folder_checks_at_once_do_not_remove_each_others_file(tmp_path):
     such file or directory)" and skipped the day's run (a review: 1,526 of 6,000 checks)."""
     import threading
 
-    from pipelines.resources import folder_not_writable
+    from pipelines.runs import folder_not_writable
 
     said: list[str | None] = []
 
@@ -346,7 +346,7 @@ def test_the_monthly_job_without_a_month_stops_before_any_step_saying_what_to_gi
     """`dagster job execute -j engagement_pipeline` with no partition staged every export, then
     failed inside Dagster: "Cannot access partition_key for a non-partitioned run"."""
     assert setup_failure(tmp_path).startswith(
-        "pipelines.resources.ConfigurationError: engagement_pipeline computes one as-of month: "
+        "pipelines.errors.ConfigurationError: engagement_pipeline computes one as-of month: "
         "give the run a partition"
     )
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "w.working.duckdb").exists()
@@ -370,7 +370,7 @@ def test_a_partition_key_that_is_not_an_as_of_month_stops_the_run_before_any_ste
         current = dt.date.fromisoformat(monthly_as_of.get_last_partition_key())
         key = (current + dt.timedelta(days=32)).replace(day=1).isoformat()
     message = setup_failure(tmp_path, tags={"dagster/partition": key})
-    assert message.startswith(f"pipelines.resources.ConfigurationError: partition '{key}'")
+    assert message.startswith(f"pipelines.errors.ConfigurationError: partition '{key}'")
     assert said in message
     assert not (tmp_path / "w.working.duckdb").exists()
 
@@ -393,7 +393,7 @@ def test_an_audience_folder_that_is_a_file_stops_the_run_before_its_first_step(t
     FileExistsError, after the version was published; the run now stops before it writes."""
     (tmp_path / "audiences").write_text("not a folder\n")
     assert setup_failure(tmp_path, partition_key="2025-12-01").startswith(
-        f"pipelines.resources.ConfigurationError: the audience folder {tmp_path / 'audiences'} "
+        f"pipelines.errors.ConfigurationError: the audience folder {tmp_path / 'audiences'} "
         "cannot be written (it is a file, not a folder); nothing ran"
     )
     assert not (tmp_path / "w.working.duckdb").exists()
@@ -471,7 +471,7 @@ def test_a_run_with_a_bad_setting_stops_before_its_first_step_naming_it(tmp_path
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
     assert failure.event_specific_data.error.message.startswith(
-        "pipelines.resources.ConfigurationError: ENGAGEMENT_CIV_BETA='1.5' is not valid"
+        "pipelines.errors.ConfigurationError: ENGAGEMENT_CIV_BETA='1.5' is not valid"
     )
     assert not any(e.is_step_success for e in result.all_events)
     assert not database.exists() and not readers_working(database).exists()

@@ -145,7 +145,7 @@ def test_an_erase_giving_up_on_a_first_run_leaves_that_runs_working_database(
     lock; an erase that gave up waiting for it deleted that database as one it had created
     itself (a re-review). It deletes only what it created under the locks."""
     from engagement_box import cli
-    from pipelines import resources
+    from pipelines import runs
 
     published = tmp_path / "w" / "published.duckdb"
     working = tmp_path / "w" / "working.duckdb"
@@ -153,10 +153,8 @@ def test_an_erase_giving_up_on_a_first_run_leaves_that_runs_working_database(
     monkeypatch.setenv("ENGAGEMENT_WORKING_DB", str(working))
     monkeypatch.setenv("ENGAGEMENT_AUDIENCE_DIR", str(tmp_path / "audiences"))
     monkeypatch.setenv("ENGAGEMENT_LAKE_DIR", str(lake_dir))
-    waited = resources.run_lock
-    monkeypatch.setattr(
-        resources, "run_lock", lambda path, _timeout=0, **kw: waited(path, 1.5, **kw)
-    )
+    waited = runs.run_lock
+    monkeypatch.setattr(runs, "run_lock", lambda path, _timeout=0, **kw: waited(path, 1.5, **kw))
     working.parent.mkdir()
     run = os.open(f"{published}.run.lock", os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(run, fcntl.LOCK_EX)  # the first run: another open file, as another process

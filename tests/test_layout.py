@@ -10,6 +10,8 @@ CODE_LOCATION = {
     "__init__.py",
     "definitions.py",
     "resources.py",
+    "runs.py",  # the run lock and the runs Dagster recorded, used by resources.py
+    "errors.py",
     "partitions.py",
     "jobs.py",
     "schedules.py",

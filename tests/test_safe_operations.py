@@ -253,7 +253,7 @@ def test_a_reexecution_is_not_failed_for_its_parents_process_tags():
     and marked it failed before it started. Only a run whose own tags name a gone process is."""
     import dagster as dg
 
-    from pipelines.resources import PID_START_TAG, fail_dead_runs, process_tags
+    from pipelines.runs import PID_START_TAG, fail_dead_runs, process_tags
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -285,7 +285,7 @@ def test_a_reexecution_on_another_warehouse_is_refused_before_it_writes(december
     import dagster as dg
 
     from engagement_box.governance import readers
-    from pipelines.resources import PUBLISHED_TAG, WORKING_DB_TAG, moved_reexecution
+    from pipelines.runs import PUBLISHED_TAG, WORKING_DB_TAG, moved_reexecution
 
     database = december_run.database
     here = readers.Layout(published=database, working=readers.default_working(database))
@@ -335,7 +335,7 @@ def test_a_linked_analysts_file_is_the_same_warehouse_after_its_publish_replaced
     import dagster as dg
 
     from engagement_box.governance import readers
-    from pipelines.resources import location_tags, moved_reexecution
+    from pipelines.runs import location_tags, moved_reexecution
 
     (tmp_path / "disk").mkdir()
     (tmp_path / "disk" / "engagement.duckdb").write_text("")
@@ -359,7 +359,7 @@ def test_a_backfills_months_take_the_run_lock_in_month_order():
     the command line."""
     import dagster as dg
 
-    from pipelines.resources import BACKFILL_TAG, PARTITION_TAG, earlier_in_backfill, process_tags
+    from pipelines.runs import BACKFILL_TAG, PARTITION_TAG, earlier_in_backfill, process_tags
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -401,8 +401,8 @@ def test_a_backfill_run_does_not_wait_for_a_launch_that_died(monkeypatch):
     limit. They wait for such a run only for a grace period."""
     import dagster as dg
 
-    import pipelines.resources as resources
-    from pipelines.resources import BACKFILL_TAG, PARTITION_TAG, earlier_in_backfill
+    import pipelines.runs as runs
+    from pipelines.runs import BACKFILL_TAG, PARTITION_TAG, earlier_in_backfill
 
     S = dg.DagsterRunStatus
 
@@ -418,13 +418,14 @@ def test_a_backfill_run_does_not_wait_for_a_launch_that_died(monkeypatch):
         for r in (stuck, this):
             instance.add_run(r)
         assert earlier_in_backfill(instance, this) == "the run of 2025-10-01 in backfill b1"
-        monkeypatch.setattr(resources, "LAUNCH_GRACE_SECONDS", 0.0)  # the grace is over
+        monkeypatch.setattr(runs, "LAUNCH_GRACE_SECONDS", 0.0)  # the grace is over
         assert earlier_in_backfill(instance, this) is None
 
 
 class _FakeClock:
-    """The `time` module as `pipelines.resources` sees it, with a clock that moves only when the
-    code sleeps (no test waits on the real clock); `on_sleep(now)` runs after each sleep."""
+    """The `time` module as `pipelines.runs` (the run lock) and `pipelines.resources` see it,
+    with a clock that moves only when the code sleeps (no test waits on the real clock);
+    `on_sleep(now)` runs after each sleep."""
 
     def __init__(self, on_sleep=None):
         self.now, self.on_sleep = 0.0, on_sleep
@@ -447,7 +448,7 @@ def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, mon
     it goes first, the timeout counts from then (another run holds the lock a little longer)."""
     import fcntl
 
-    import pipelines.resources as resources
+    import pipelines.runs as runs
 
     database = tmp_path / "w.duckdb"
     other = os.open(f"{database}.run.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -464,8 +465,8 @@ def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, mon
             held[0] = None
 
     clock = _FakeClock(on_sleep)
-    monkeypatch.setattr(resources, "time", clock)
-    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(runs, "time", clock)
+    monkeypatch.setattr(runs, "AHEAD_POLL_SECONDS", 0.0)
     looks = []
 
     def ahead():
@@ -474,13 +475,13 @@ def test_a_run_behind_an_earlier_month_waits_past_its_lock_timeout(tmp_path, mon
 
     said = []
     try:
-        fd = resources.acquire_run_lock(database, timeout_seconds=1.0, ahead=ahead, say=said.append)
+        fd = runs.acquire_run_lock(database, timeout_seconds=1.0, ahead=ahead, say=said.append)
         try:
             assert clock.now >= 10.4  # waited 10 s for the earlier month, past the 1 s timeout
             assert said == ["the run of 2025-11-01"]  # once, not at every look
             assert len(looks) > 10
         finally:
-            resources.release_run_lock(fd)
+            runs.release_run_lock(fd)
     finally:
         os.close(other)
 
@@ -492,8 +493,9 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
     import dagster as dg
 
     import pipelines.resources as resources
+    import pipelines.runs as runs
 
-    monkeypatch.setattr(resources, "AHEAD_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(runs, "AHEAD_POLL_SECONDS", 0.0)
 
     @dg.asset(partitions_def=dg.MonthlyPartitionsDefinition(start_date="2025-01-01"))
     def touched(warehouse: resources.Warehouse) -> None:
@@ -505,9 +507,9 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
             job_name="engagement_pipeline",
             status=dg.DagsterRunStatus.STARTED,
             tags={
-                resources.BACKFILL_TAG: "b1",
-                resources.PARTITION_TAG: "2025-10-01",
-                **resources.process_tags(),  # this process: alive
+                runs.BACKFILL_TAG: "b1",
+                runs.PARTITION_TAG: "2025-10-01",
+                **runs.process_tags(),  # this process: alive
             },
         )
         instance.add_run(earlier)
@@ -518,13 +520,15 @@ def test_a_waiting_backfill_run_says_in_its_own_log_who_goes_first(tmp_path, mon
                 instance.report_run_failed(earlier, message="ended")
                 ended.append(now)
 
-        monkeypatch.setattr(resources, "time", _FakeClock(on_sleep))
+        clock = _FakeClock(on_sleep)  # the run lock's and the resources' clock
+        monkeypatch.setattr(runs, "time", clock)
+        monkeypatch.setattr(resources, "time", clock)
         result = dg.materialize(
             [touched],
             partition_key="2025-11-01",
             instance=instance,
             resources={"warehouse": resources.warehouse_resource(tmp_path / "w.duckdb")},
-            tags={resources.BACKFILL_TAG: "b1"},
+            tags={runs.BACKFILL_TAG: "b1"},
         )
         assert result.success and ended  # it waited until the earlier month ended
         logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
@@ -546,6 +550,7 @@ def test_a_run_waiting_for_the_run_lock_says_so_in_its_own_log(tmp_path, monkeyp
     import dagster as dg
 
     import pipelines.resources as resources
+    import pipelines.runs as runs
 
     @dg.asset(partitions_def=dg.MonthlyPartitionsDefinition(start_date="2025-01-01"))
     def touched(warehouse: resources.Warehouse) -> None:
@@ -561,7 +566,9 @@ def test_a_run_waiting_for_the_run_lock_says_so_in_its_own_log(tmp_path, monkeyp
         if now >= 2.0:
             fcntl.flock(holder, fcntl.LOCK_UN)
 
-    monkeypatch.setattr(resources, "time", _FakeClock(on_sleep))
+    clock = _FakeClock(on_sleep)  # the run lock's and the resources' clock
+    monkeypatch.setattr(runs, "time", clock)
+    monkeypatch.setattr(resources, "time", clock)
     try:
         with dg.instance_for_test() as instance:
             result = dg.materialize(
@@ -586,42 +593,42 @@ def test_the_run_lock_file_names_its_holder_and_says_not_to_delete_it(tmp_path):
     """The lock file stays after every run and names a pid, as a stale pidfile does: deleted
     during a run, it let the next run start beside that one (a review). Its second line says
     so; the holder a waiting run names is its first line."""
-    from pipelines import resources
+    from pipelines import runs
 
     database = tmp_path / "w" / "engagement.duckdb"
-    fd = resources.acquire_run_lock(database, timeout_seconds=1.0)
+    fd = runs.acquire_run_lock(database, timeout_seconds=1.0)
     try:
         first, second = Path(f"{database}.run.lock").read_text(encoding="utf-8").splitlines()
         assert first.startswith(f"pid {os.getpid()} since ")
-        assert second == resources.RUN_LOCK_NOTE and "never delete this file" in second
-        assert resources.run_lock_holder(f"{database}.run.lock") == first
+        assert second == runs.RUN_LOCK_NOTE and "never delete this file" in second
+        assert runs.run_lock_holder(f"{database}.run.lock") == first
     finally:
-        resources.release_run_lock(fd)
+        runs.release_run_lock(fd)
 
 
 def test_a_run_whose_lock_file_was_deleted_stops_before_its_next_step(tmp_path):
     """Deleting the lock file during a run let the next run take a lock of its own and start
     beside it (a review). The run holding the old one stops before its next step's connection,
     whether the file is gone or another run's new one stands there."""
-    from pipelines import resources
+    from pipelines import resources, runs
 
     database = tmp_path / "w" / "engagement.duckdb"
     warehouse = resources.Warehouse(database=str(database))
-    fd = resources.acquire_run_lock(database, timeout_seconds=1.0)
+    fd = runs.acquire_run_lock(database, timeout_seconds=1.0)
     warehouse._run_lock = fd
     try:
         with warehouse.get_connection() as con:  # its own file: the step goes on
             con.execute("CREATE TABLE t AS SELECT 1 AS x")
-        assert resources.run_lock_replaced(database, fd) is None
+        assert runs.run_lock_replaced(database, fd) is None
         lock = Path(f"{database}.run.lock")
         lock.unlink()
-        said = resources.run_lock_replaced(database, fd)
+        said = runs.run_lock_replaced(database, fd)
         assert said.startswith(f"the run lock {lock} was deleted during this run"), said
         with pytest.raises(resources.WarehouseError, match="stops before its next step"):
             with warehouse.get_connection():
                 pass
         lock.write_text("pid 1 since 2026-12-06 10:00:00\n")  # another run's file
-        assert "was replaced during this run" in resources.run_lock_replaced(database, fd)
+        assert "was replaced during this run" in runs.run_lock_replaced(database, fd)
     finally:
         warehouse._run_lock = None
-        resources.release_run_lock(fd)
+        runs.release_run_lock(fd)

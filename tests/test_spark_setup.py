@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.resources import ConfigurationError, LakeResource, java_problem
+from pipelines.errors import ConfigurationError
+from pipelines.resources import LakeResource, java_problem
 
 
 @pytest.mark.parametrize("url", ["hdfs://namenode:9000/lake", "s3a://bucket/lake"])
