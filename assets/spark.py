@@ -36,7 +36,7 @@ from engagement_box.spark.tables import (
     record_checks,
     recorded_checks,
 )
-from engagement_box.staging import ingestion
+from engagement_box.staging import messages
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.value import summary as summaries
 from pipelines.resources import (
@@ -238,25 +238,25 @@ def spark_staging(
     metadata["profile_changes_not_applied"] = dg.MetadataValue.json(profiles)
     # a later file's consent is applied by the identity step (`pipeline.apply_later_consents`)
     for file, changes in profiles.items():
-        context.log.warning(ingestion.profile_changes_message(file, changes))
+        context.log.warning(messages.profile_changes_message(file, changes))
     orders = {f: c for r in reports.values() for f, c in r.order_changes.items()}
     metadata["order_changes_not_applied"] = dg.MetadataValue.json(orders)
     if orders:
-        context.log.warning(ingestion.order_changes_message(orders))
+        context.log.warning(messages.order_changes_message(orders))
     offsets = {f: e for r in reports.values() for f, e in r.other_offsets.items()}
     metadata["other_offsets"] = dg.MetadataValue.json(offsets)
     for file, example in offsets.items():
-        context.log.warning(ingestion.other_offset_message(file, example))
+        context.log.warning(messages.other_offset_message(file, example))
     # as the CLI says them
     # the quarantine is a table of the lake: its current write's files (README "Running on
     # Apache Spark"), not the DuckDB warehouse's staging.quarantine
     written = current_folder(lake_dir.path, "staging.quarantine")
     written = written or lake_dir.path / "tables" / "staging.quarantine"
     where = f"the lake's quarantine ({written}/*.parquet)"
-    for warning in ingestion.file_warnings(ignored, quarantined, copies, where):
+    for warning in messages.file_warnings(ignored, quarantined, copies, where):
         context.log.warning(warning)
     for file, other in copies.items():
-        context.log.warning(ingestion.copy_message(file, other))
+        context.log.warning(messages.copy_message(file, other))
     holds = all(r.holds for r in reports.values())
     checks = [
         dg.AssetCheckResult(

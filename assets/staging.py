@@ -10,12 +10,10 @@ import dagster as dg
 
 from assets.metadata import run_time, table_metadata
 from engagement_box.staging.contracts import SOURCES, IngestError
-from engagement_box.staging.ingestion import (
-    PROFILE_SOURCE,
+from engagement_box.staging.ingestion import PROFILE_SOURCE, ingest_source, orphaned_duplicates
+from engagement_box.staging.messages import (
     copy_message,
-    ingest_source,
     order_changes_message,
-    orphaned_duplicates,
     profile_changes_message,
     restaged_message,
     withdrawn_message,

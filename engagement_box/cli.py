@@ -322,12 +322,12 @@ class StepLines:
         copies = metadata.get("copies_of_earlier_files")
         moved = metadata.get("files_moved")
         if moved and moved.value:
-            from engagement_box.staging.ingestion import moved_message
+            from engagement_box.staging.messages import moved_message
 
             self.moved.append(moved_message(moved.value))
         adopted = metadata.get("erasures_adopted")
         if adopted and adopted.value:
-            from engagement_box.staging.ingestion import adopted_message
+            from engagement_box.staging.messages import adopted_message
 
             self.warnings.append(adopted_message(adopted.value))
         restaged = metadata.get("files_restaged_for_rules")
@@ -335,7 +335,7 @@ class StepLines:
             self.restaged[event.asset_key.path[-1]] = len(restaged.value)
         ignored, quarantined = metadata.get("ignored_columns"), metadata.get("quarantined_by_file")
         if (ignored and ignored.value) or (quarantined and quarantined.value):
-            from engagement_box.staging.ingestion import file_warnings
+            from engagement_box.staging.messages import file_warnings
 
             # A resent copy is said as a copy (copy_message) below. The Spark engine's one
             # staging step gives every source's files under these keys too.
@@ -346,12 +346,12 @@ class StepLines:
             )
         cut_short = metadata.get("cut_short_files")
         if cut_short and cut_short.value:
-            from engagement_box.staging.ingestion import cut_short_message
+            from engagement_box.staging.messages import cut_short_message
 
             self.warnings += [cut_short_message(f, r) for f, r in cut_short.value.items()]
         offsets = metadata.get("other_offsets")
         if offsets and offsets.value:
-            from engagement_box.staging.ingestion import other_offset_message
+            from engagement_box.staging.messages import other_offset_message
 
             self.warnings += [other_offset_message(f, e) for f, e in offsets.value.items()]
         restaged = metadata.get("duplicates_restaged")
@@ -359,7 +359,7 @@ class StepLines:
         orders = metadata.get("order_changes_not_applied")
         if not any(m and m.value for m in (withdrawn, copies, restaged, profiles, orders)):
             return
-        from engagement_box.staging.ingestion import (
+        from engagement_box.staging.messages import (
             copy_message,
             order_changes_message,
             profile_changes_message,
@@ -985,7 +985,7 @@ def _run_locked(args: argparse.Namespace, job, partition: str, home: str) -> int
     for moved in steps.moved:
         print(moved)
     if steps.restaged:
-        from engagement_box.staging.ingestion import rules_message
+        from engagement_box.staging.messages import rules_message
 
         print(rules_message(steps.restaged))
     for warning in steps.warnings:

@@ -2020,7 +2020,7 @@ def test_every_name_a_benchmark_imports_from_the_project_exists():
 def test_a_wide_exports_ignored_columns_are_named_ten_then_counted():
     """An orders export with 3,000 columns the contract does not know made one warning line of
     20,000 characters naming each."""
-    from engagement_box.staging.ingestion import ignored_columns_message
+    from engagement_box.staging.messages import ignored_columns_message
 
     said = ignored_columns_message("orders", "orders/wide.csv", [f"x{i}" for i in range(3000)])
     assert said.startswith(

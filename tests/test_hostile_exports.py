@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from assets.staging import staged_assets
 from engagement_box.staging import reading
 from engagement_box.staging.contracts import SOURCES, IngestError
-from engagement_box.staging.ingestion import cut_short_message, ingest_source
+from engagement_box.staging.ingestion import ingest_source
+from engagement_box.staging.messages import cut_short_message
 from engagement_box.staging.reconciliation import reconcile
 from pipelines.resources import ExportsResource, Warehouse
 from tests.conftest import ORDER_HEADER, good_order, write_csv

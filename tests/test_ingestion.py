@@ -14,10 +14,9 @@ from hypothesis import HealthCheck, example, given, settings
 from engagement_box.governance import erasure
 from engagement_box.staging import ingestion, reading, validation
 from engagement_box.staging.contracts import SOURCES, IngestError
-from engagement_box.staging.ingestion import (
+from engagement_box.staging.ingestion import exports_taken_in, ingest_source
+from engagement_box.staging.messages import (
     copy_message,
-    exports_taken_in,
-    ingest_source,
     moved_message,
     order_changes_message,
     profile_changes_message,

@@ -17,7 +17,7 @@ import pytest
 from assets.spark import STAGED_KEY, spark_staging
 from assets.staging import staged_assets
 from engagement_box import cli, generator
-from engagement_box.staging.ingestion import (
+from engagement_box.staging.messages import (
     copy_message,
     other_offset_message,
     profile_changes_message,

@@ -11,12 +11,8 @@ import pytest
 
 from engagement_box import clock
 from engagement_box.staging.contracts import SOURCES
-from engagement_box.staging.ingestion import (
-    exports_taken_in,
-    ingest_source,
-    other_offset_message,
-    staged_zone,
-)
+from engagement_box.staging.ingestion import exports_taken_in, ingest_source, staged_zone
+from engagement_box.staging.messages import other_offset_message
 from engagement_box.staging.validation import parse_column
 from tests.conftest import good_order, write_csv
 
