@@ -1588,6 +1588,17 @@ def erase(args: argparse.Namespace) -> int:
         )
     except Failure as error:  # another run held the lock too long
         return refused(error, 1)
+    _say_erasure(report, args, warehouse.path, lake.path)
+    if args.compact:
+        return _compact_after_erasure(warehouse.path, warehouse.working_path)
+    return 0
+
+
+def _say_erasure(report, args: argparse.Namespace, published: Path, lake: Path) -> None:
+    """What `erase` did, on stdout: the request, each table's deleted rows, what was left alone
+    and why, the audience files and versions rewritten, and what the next run publishes."""
+    from engagement_box.spark import lake as spark_lake
+
     request = f"request {report.request_id} at {report.requested_at:%Y-%m-%d %H:%M:%S}"
     matched = report.found
     if not matched:
@@ -1650,25 +1661,19 @@ def erase(args: argparse.Namespace) -> int:
             if matched
             else " (it records the erasure requests; none of its rows held the person)"
         )
-        print(f"  published file rebuilt{without}: {warehouse.path}")
+        print(f"  published file rebuilt{without}: {published}")
     if report.history_files_rewritten:
         files = len(report.history_files_rewritten)
         print(f"  {files} history Parquet {_plural(files, 'file')} rewritten without the person")
-    from engagement_box.spark import lake as spark_lake
-
     # (only where the lake holds versions: an empty ENGAGEMENT_LAKE_DIR is no Spark lake)
-    if (
-        report.lake_tables_missing
-        and (args.email or args.handle)
-        and spark_lake.has_lake(lake.path)
-    ):
+    if report.lake_tables_missing and (args.email or args.handle) and spark_lake.has_lake(lake):
         print(
             "  the Spark lake's working tables are gone (an earlier erasure deleted them; the "
             "next Spark run writes them again): its versions were searched by customer id and "
             "by the audiences' emails only. If the person is in a version still, erase them "
             "again by --customer-id"
         )
-    elif report.profile_keys_unread and spark_lake.has_lake(lake.path):
+    elif report.profile_keys_unread and spark_lake.has_lake(lake):
         # A Spark user's review: the second of two erasures in a row logged the id alone, and
         # the next Spark run staged the person's social events by handle again. The staging
         # now erases the email and handles of a profile erased by its id when it reads it.
@@ -1685,19 +1690,28 @@ def erase(args: argparse.Namespace) -> int:
             f"  {'lake ' + mart:40} {rows:>8} {_plural(rows, 'row')} removed from the Spark "
             "lake's versions"
         )
-    if args.compact:
-        try:
-            with run_lock(warehouse.path):
-                compacted = erasure.compact(warehouse.working_path)
-        except (KeyboardInterrupt, duckdb.InterruptException) as stop:
-            print(
-                f"engagement-box erase: stopped ({type(stop).__name__}) while compacting: the "
-                "erasure above is complete, the working database was not compacted (its copy "
-                "removed); run the erase with --compact again to compact it",
-                file=sys.stderr,
-            )
-            return 130
-        print(f"working database rewritten without free blocks: {compacted}")
+
+
+def _compact_after_erasure(published: Path, working: Path) -> int:
+    """`erase --compact`: the working database rewritten without the blocks the erasure freed,
+    under the run lock. Exit code 0, or 130 when stopped (the erasure stands)."""
+    import duckdb
+
+    from engagement_box.governance import erasure
+    from pipelines.runs import run_lock
+
+    try:
+        with run_lock(published):
+            compacted = erasure.compact(working)
+    except (KeyboardInterrupt, duckdb.InterruptException) as stop:
+        print(
+            f"engagement-box erase: stopped ({type(stop).__name__}) while compacting: the "
+            "erasure above is complete, the working database was not compacted (its copy "
+            "removed); run the erase with --compact again to compact it",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"working database rewritten without free blocks: {compacted}")
     return 0
 
 
