@@ -1201,6 +1201,115 @@ def _compare_left_duplicates(con: duckdb.DuckDBPyConnection, request_id: str) ->
         ingestion.compare_repeats(con, source, request_id, report)
 
 
+def _requested(customer_id: str | None, email: str | None, handle: str | None) -> _Subjects:
+    """The keys a request names, normalised as the staged rows' keys are compared; ValueError
+    for an empty one, or none at all."""
+    subjects = _Subjects()
+    given = [(customer_id, "customer_id"), (email, "email"), (handle, "handle")]
+    for value, kind in given:
+        if value is None:
+            continue
+        normalized = normalize(value, kind)
+        if normalized is None:
+            raise ValueError(f"empty {kind} given: nothing to erase")
+        getattr(subjects, kind).add(normalized)
+    if not subjects.customer_id and not subjects.email and not subjects.handle:
+        raise ValueError("give a customer_id, an email or a handle to erase")
+    return subjects
+
+
+def _person_in_lake(
+    con: duckdb.DuckDBPyConnection,
+    lake: Path,
+    subjects: _Subjects,
+    asked: set[str],
+    report: ErasureReport,
+    max_profiles: int | None,
+    shared: bool,
+    used_salt: str,
+    built: bool,
+) -> tuple[bool, bool]:
+    """The person in a Spark lake, before its files go: their staged profiles there logged
+    with the request (`record_erased_profiles`), the guest ids and audience ids that are
+    theirs added to `subjects`, and what `report` says of the lake's tables. Returns (whether
+    the lake holds the person, whether its quarantine could not be read)."""
+    report.lake_tables_missing = _lake_table(lake, "staging.customers") is None
+    report.profile_keys_unread = report.lake_tables_missing and not _table_exists(
+        con, "staging", "customers"
+    )
+    # Their profiles there, closed over their emails and handles as `_resolve` closes
+    # them here (a Spark-only warehouse has no staged rows here), the guest ids of
+    # their orders and reviews, and the ids its audiences give their emails: logged
+    # with the request, so its ingest keeps them out too.
+    in_lake = lake_person_profiles(
+        lake,
+        subjects,
+        max_profiles,
+        erased=lambda kind, key: _erased_carriers(con, kind, key, used_salt),
+        shared=shared,
+        # a Spark-only warehouse whose lake tables an erasure deleted: nothing to count
+        uncounted=_lake_tables_gone(lake) and not _table_exists(con, "staging", "customers"),
+        built=built,
+    )
+    record_erased_profiles(con, in_lake, used_salt)
+    guests = lake_guest_ids(lake, subjects, asked)
+    report.guest_ids_followed += len(guests)
+    audience_ids = lake_audience_ids(lake, subjects.of("email"))
+    subjects.customer_id |= audience_ids
+    in_lake_found = bool(
+        in_lake.height or guests or audience_ids or lake_holds_ids(lake, subjects.of("customer_id"))
+    )
+    quarantined = False if in_lake_found else lake_quarantine_holds(lake, subjects)
+    in_lake_found = in_lake_found or bool(quarantined)
+    # an unreadable lake quarantine: its working tables go, as if it held the person
+    unread_lake_quarantine = quarantined is None
+    return in_lake_found, unread_lake_quarantine
+
+
+def _erase_from_audience_folders(
+    con: duckdb.DuckDBPyConnection,
+    audience_dir: Path,
+    lake: Path | str | None,
+    subjects: _Subjects,
+    used_salt: str,
+    consent_before,
+    report: ErasureReport,
+) -> None:
+    """The person's rows out of the audience files: ENGAGEMENT_AUDIENCE_DIR's folder and the
+    others either engine remembers writing, not a folder written since for another warehouse
+    or lake; each folder's consent files follow the consent after the erasure. What was removed
+    and what was passed by go into `report`."""
+    from engagement_box.identity.links import live_consent
+
+    # ENGAGEMENT_AUDIENCE_DIR's folder, then the others each engine remembers writing (the
+    # two engines have a folder each): paths in those are said with their folder
+    folders = [audience_dir.absolute()]
+    working = database_path(con)
+    records = audiences.folder_records(working, lake)
+    remembered, passed = audiences.remembered_folders(records)
+    for folder in remembered:
+        if folder.resolve() not in [f.resolve() for f in folders]:
+            folders.append(folder)
+    owners = [o for o in (working, lake) if o]
+    hashes = erased_subject_hashes(con, used_salt)
+    consent_after = live_consent(con) if consent_before is not None else None
+    for folder in (f for f in folders if f.is_dir()):
+        if audiences.written_for_other(folder, owners):
+            # each export rewrites a folder whole: it holds another warehouse's people
+            passed[str(folder.resolve())] = "written since for another warehouse or lake"
+            continue
+        removed = erase_from_audiences(
+            folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt, passed
+        )
+        audiences.follow_consent(folder, consent_before, consent_after)
+        if folder != folders[0]:
+            removed = {str(folder / path): rows for path, rows in removed.items()}
+        report.audience_rows_removed.update(removed)
+        passed.pop(str(folder.resolve()), None)  # rewritten (another record named it)
+    report.audience_folders_passed = passed
+    report.found = report.found or bool(report.audience_rows_removed)
+
+
 def erase(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -1235,17 +1344,7 @@ def erase(
     Raises ValueError when no customer id, email or handle (non-empty) is given, and
     `SaltMismatch` (before writing anything) when the salt did not make the logged hashes.
     """
-    subjects = _Subjects()
-    given = [(customer_id, "customer_id"), (email, "email"), (handle, "handle")]
-    for value, kind in given:
-        if value is None:
-            continue
-        normalized = normalize(value, kind)
-        if normalized is None:
-            raise ValueError(f"empty {kind} given: nothing to erase")
-        getattr(subjects, kind).add(normalized)
-    if not subjects.customer_id and not subjects.email and not subjects.handle:
-        raise ValueError("give a customer_id, an email or a handle to erase")
+    subjects = _requested(customer_id, email, handle)
 
     # Before anything is written (the tables, identity's macros): a salt that did not make the
     # logged hashes is refused with the warehouse as it was.
@@ -1281,41 +1380,11 @@ def erase(
                 load_sql("erasure/person_profiles"), {"ids": subjects.of("customer_id")}
             ).pl()
             record_erased_profiles(con, staged, used_salt)
+        in_lake_found = unread_lake_quarantine = False
         if lake is not None:  # a Spark lake's staged profiles of the person, before it goes
-            report.lake_tables_missing = _lake_table(Path(lake), "staging.customers") is None
-            report.profile_keys_unread = report.lake_tables_missing and not _table_exists(
-                con, "staging", "customers"
+            in_lake_found, unread_lake_quarantine = _person_in_lake(
+                con, Path(lake), subjects, asked, report, max_profiles, shared, used_salt, built
             )
-            # Their profiles there, closed over their emails and handles as `_resolve` closes
-            # them here (a Spark-only warehouse has no staged rows here), the guest ids of
-            # their orders and reviews, and the ids its audiences give their emails: logged
-            # with the request, so its ingest keeps them out too.
-            in_lake = lake_person_profiles(
-                Path(lake),
-                subjects,
-                max_profiles,
-                erased=lambda kind, key: _erased_carriers(con, kind, key, used_salt),
-                shared=shared,
-                # a Spark-only warehouse whose lake tables an erasure deleted: nothing to count
-                uncounted=_lake_tables_gone(Path(lake))
-                and not _table_exists(con, "staging", "customers"),
-                built=built,
-            )
-            record_erased_profiles(con, in_lake, used_salt)
-            guests = lake_guest_ids(Path(lake), subjects, asked)
-            report.guest_ids_followed += len(guests)
-            audience_ids = lake_audience_ids(Path(lake), subjects.of("email"))
-            subjects.customer_id |= audience_ids
-            in_lake_found = bool(
-                in_lake.height
-                or guests
-                or audience_ids
-                or lake_holds_ids(Path(lake), subjects.of("customer_id"))
-            )
-            quarantined = False if in_lake_found else lake_quarantine_holds(Path(lake), subjects)
-            in_lake_found = in_lake_found or bool(quarantined)
-            # an unreadable lake quarantine: its working tables go, as if it held the person
-            unread_lake_quarantine = quarantined is None
         report.rows_deleted, erased = _delete(con, subjects)
         report.found = report.found or bool(report.rows_deleted)
         report.duplicates_restaged = _restage_other_duplicates(
@@ -1377,33 +1446,9 @@ def erase(
         report.found = report.found or bool(report.lake_rows_removed)
 
     if audience_dir is not None:
-        # ENGAGEMENT_AUDIENCE_DIR's folder, then the others each engine remembers writing (the
-        # two engines have a folder each): paths in those are said with their folder
-        folders = [Path(audience_dir).absolute()]
-        working = database_path(con)
-        records = audiences.folder_records(working, lake)
-        remembered, passed = audiences.remembered_folders(records)
-        for folder in remembered:
-            if folder.resolve() not in [f.resolve() for f in folders]:
-                folders.append(folder)
-        owners = [o for o in (working, lake) if o]
-        hashes = erased_subject_hashes(con, used_salt)
-        consent_after = live_consent(con) if consent_before is not None else None
-        for folder in (f for f in folders if f.is_dir()):
-            if audiences.written_for_other(folder, owners):
-                # each export rewrites a folder whole: it holds another warehouse's people
-                passed[str(folder.resolve())] = "written since for another warehouse or lake"
-                continue
-            removed = erase_from_audiences(
-                folder, subjects.of("customer_id"), subjects.of("email"), hashes, used_salt, passed
-            )
-            audiences.follow_consent(folder, consent_before, consent_after)
-            if folder != folders[0]:
-                removed = {str(folder / path): rows for path, rows in removed.items()}
-            report.audience_rows_removed.update(removed)
-            passed.pop(str(folder.resolve()), None)  # rewritten (another record named it)
-        report.audience_folders_passed = passed
-        report.found = report.found or bool(report.audience_rows_removed)
+        _erase_from_audience_folders(
+            con, Path(audience_dir), lake, subjects, used_salt, consent_before, report
+        )
     if published is not None and audience_dir is not None:
         # Every file rewritten: finished. Until then the next publish checks every history
         # file and the next audience step writes the files again (`readers.unfinished_erasures`).
