@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 import pyarrow as pa
@@ -345,36 +346,10 @@ def stage_source(
     fresh = [e for e in exports if not (reuse and validated_files.usable(entries[e.relpath], at))]
     report.files_validated = len(fresh)
     if fresh:
-        plan = file_tasks(spark, fresh)
-        # one row per task, each in its own partition: the task's number picks its files
-        validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
-            _validate_files(
-                source.name,
-                str(Path(data_dir).absolute()),
-                run_id,
-                at,
-                plan,
-                erased,
-                shop_zone(),
-                offsets=zone_unset,
-            ),
-            schema,
-        )
-        entry_of = F.create_map(*[F.lit(x) for e in fresh for x in (e.relpath, entries[e.relpath])])
-        validated_files.write(
-            validated.withColumn(ENTRY, F.element_at(entry_of, F.col("source_file"))),
-            [entries[e.relpath] for e in fresh],
-        )
-        # The files read have the content hashed for them (the run's inputs, the folders'
-        # names): one rewritten since it was hashed (an export still being written) would
-        # keep its new rows under the old content's name.
-        problem = _changed_since_hashed(fresh, digests)
-        if problem is not None:
-            validated_files.forget([entries[e.relpath] for e in fresh])
-            raise contracts.IngestError(
-                f"{problem}; nothing of {source.name} was staged: run again once the exports "
-                "are complete"
-            )
+        _validate(
+            spark, source.name, data_dir, run_id, at, fresh, entries, digests, erased, zone_unset,
+            schema, validated_files,
+        )  # fmt: skip
     rows = validated_files.read(spark, schema, list(entries.values()))
     arrivals = FileArrivals(tables.lake, source.name)
     first_seen = arrivals.first_seen(exports, digests, at)
@@ -398,50 +373,13 @@ def stage_source(
         "source_row"
     )
     keys = {c: f"_key_{i}" for i, c in enumerate(source.key_columns)}
-    # One aggregation over the validated rows answers three questions in one pass: the rows of
-    # each kind (a "read" row per file holds the file's row count in source_row), per file for
-    # the rows read and quarantined; the quarantined rows per reason; and the staged keys seen
-    # more than once with the place of their first row. Its result is small (three kinds, the
-    # files, a few reasons, the repeated keys): it comes to the driver, and the repeated keys
-    # are joined back as a broadcast (the aggregate over every key is not run again by each
-    # pass that reads `marked`).
-    is_staged = F.col(KIND) == "staged"
-    by_kind = [KIND, "_file"]
-    by_reason = [KIND, "reason"]
-    by_key = [KIND, *keys.values()]
-    more = ("reason", "_file")
-    tagged = rows.select(
-        KIND,
-        "reason",
-        "source_row",
-        *[good_column(c).alias(k) for c, k in keys.items()],
-        F.when(is_staged, place).alias("_place"),
-        F.when(F.col(KIND).isin("read", "quarantine", FUTURE_KIND), F.col("source_file")).alias(
-            "_file"
-        ),
-    )
-    arrow = (
-        tagged.groupingSets([by_kind, by_reason, by_key], *by_key, *more)
-        .agg(
-            F.grouping_id(*by_key, *more).alias("_set"),
-            F.count("*").alias("_n"),
-            F.sum("source_row").alias("_rows"),
-            F.min("_place").alias("_first"),
-        )
-        .filter(
-            (F.col("_set") != _set_id(by_key, by_key, *more))
-            | ((F.col(KIND) == "staged") & (F.col("_n") > 1))
-        )
-        .toArrow()
-    )
+    arrow, sets = _one_pass(rows, keys, place, good_column)
     answers = pl.from_arrow(arrow)
-    problems = answers.filter(
-        (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == REFUSED)
-    )
+    problems = answers.filter((pl.col("_set") == sets.reasons) & (pl.col(KIND) == REFUSED))
     if problems.height:  # nothing of this source is staged; the files in path order
         validated_files.forget([entries[e.relpath] for e in fresh])
         raise reading.refused_error(sorted(problems["reason"]), source)
-    totals = answers.filter(pl.col("_set") == _set_id(by_kind, by_key, *more))
+    totals = answers.filter(pl.col("_set") == sets.kinds)
     per_kind = totals.group_by(KIND).agg(pl.col("_n").sum(), pl.col("_rows").sum())
     counts = dict(zip(per_kind[KIND], per_kind["_n"], strict=True))
     sums = dict(zip(per_kind[KIND], per_kind["_rows"], strict=True))
@@ -459,14 +397,10 @@ def stage_source(
     validated_files.keep_only(entries.values())
     arrivals.record(first_seen)
     if zone_unset:  # every file's validated rows, the cached ones too: said on each staging
-        offsets = answers.filter(
-            (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == OFFSET_KIND)
-        )
+        offsets = answers.filter((pl.col("_set") == sets.reasons) & (pl.col(KIND) == OFFSET_KIND))
         report.other_offsets = dict(sorted(json.loads(r) for r in offsets["reason"]))
-    reasons = answers.filter(
-        (pl.col("_set") == _set_id(by_reason, by_key, *more)) & (pl.col(KIND) == "quarantine")
-    )
-    is_first = (answers["_set"] == _set_id(by_key, by_key, *more)).to_arrow()
+    reasons = answers.filter((pl.col("_set") == sets.reasons) & (pl.col(KIND) == "quarantine"))
+    is_first = (answers["_set"] == sets.keys).to_arrow()
     firsts = arrow.filter(is_first).select([*keys.values(), "_first"])
     if firsts.num_rows:
         repeated_keys = spark.createDataFrame(firsts)
@@ -525,6 +459,59 @@ def stage_source(
     return staged, quarantine_df, report
 
 
+def _validate(
+    spark,
+    source_name: str,
+    data_dir: Path,
+    run_id: str,
+    at: datetime,
+    fresh: list[reading.ExportFile],
+    entries: dict[str, str],
+    digests: dict[str, str],
+    erased: tuple[frozenset[str], str],
+    offsets: bool,
+    schema,
+    validated_files: "ValidatedFiles",
+) -> None:
+    """Read and validate the files of `fresh` (one Spark task per group of files, each row
+    checked by the DuckDB engine's rules, `_validate_files`) and write their rows to the lake,
+    a folder per file (`validated_files`, by `entries`). A file whose content is no longer the
+    one hashed for it (`digests`) is refused, its folders forgotten. `offsets`: say the files
+    whose timestamps carry another offset (the time zone left unset)."""
+    from pyspark.sql import functions as F
+
+    plan = file_tasks(spark, fresh)
+    # one row per task, each in its own partition: the task's number picks its files
+    validated = spark.range(0, len(plan), 1, len(plan)).mapInArrow(
+        _validate_files(
+            source_name,
+            str(Path(data_dir).absolute()),
+            run_id,
+            at,
+            plan,
+            erased,
+            shop_zone(),
+            offsets=offsets,
+        ),
+        schema,
+    )
+    entry_of = F.create_map(*[F.lit(x) for e in fresh for x in (e.relpath, entries[e.relpath])])
+    validated_files.write(
+        validated.withColumn(ENTRY, F.element_at(entry_of, F.col("source_file"))),
+        [entries[e.relpath] for e in fresh],
+    )
+    # The files read have the content hashed for them (the run's inputs, the folders'
+    # names): one rewritten since it was hashed (an export still being written) would
+    # keep its new rows under the old content's name.
+    problem = _changed_since_hashed(fresh, digests)
+    if problem is not None:
+        validated_files.forget([entries[e.relpath] for e in fresh])
+        raise contracts.IngestError(
+            f"{problem}; nothing of {source_name} was staged: run again once the exports "
+            "are complete"
+        )
+
+
 def _changed_since_hashed(exports: list[reading.ExportFile], digests: dict[str, str]) -> str | None:
     """What became of the first of `exports` whose content is no longer the one hashed for it
     (`digests`): removed, or changed while the run read it. None: every one is as hashed."""
@@ -577,6 +564,60 @@ def _copies(
         else:
             first[digest] = export.relpath
     return copies
+
+
+class _Sets(NamedTuple):
+    """The `_set` values of `_one_pass`'s rows: per kind and file, per kind and reason, per
+    repeated staged key."""
+
+    kinds: int
+    reasons: int
+    keys: int
+
+
+def _one_pass(rows, keys: dict[str, str], place, good_column) -> tuple[pa.Table, _Sets]:
+    """One aggregation over the validated `rows` answers three questions in one pass: the rows
+    of each kind (a "read" row per file holds the file's row count in source_row), per file for
+    the rows read and quarantined; the quarantined rows per reason; and the staged keys
+    (`keys`: column -> alias) seen more than once with the `place` of their first row. Its
+    result is small (three kinds, the files, a few reasons, the repeated keys): it comes to the
+    driver, and the repeated keys are joined back as a broadcast (the aggregate over every key
+    is not run again by each pass that reads `marked`). Returns it as Arrow, with the `_set`
+    value of each question's rows."""
+    from pyspark.sql import functions as F
+
+    is_staged = F.col(KIND) == "staged"
+    by_kind = [KIND, "_file"]
+    by_reason = [KIND, "reason"]
+    by_key = [KIND, *keys.values()]
+    more = ("reason", "_file")
+    tagged = rows.select(
+        KIND,
+        "reason",
+        "source_row",
+        *[good_column(c).alias(k) for c, k in keys.items()],
+        F.when(is_staged, place).alias("_place"),
+        F.when(F.col(KIND).isin("read", "quarantine", FUTURE_KIND), F.col("source_file")).alias(
+            "_file"
+        ),
+    )
+    sets = _Sets(
+        kinds=_set_id(by_kind, by_key, *more),
+        reasons=_set_id(by_reason, by_key, *more),
+        keys=_set_id(by_key, by_key, *more),
+    )
+    arrow = (
+        tagged.groupingSets([by_kind, by_reason, by_key], *by_key, *more)
+        .agg(
+            F.grouping_id(*by_key, *more).alias("_set"),
+            F.count("*").alias("_n"),
+            F.sum("source_row").alias("_rows"),
+            F.min("_place").alias("_first"),
+        )
+        .filter((F.col("_set") != sets.keys) | ((F.col(KIND) == "staged") & (F.col("_n") > 1)))
+        .toArrow()
+    )
+    return arrow, sets
 
 
 def _set_id(grouped: list[str], columns: list[str], *more: str) -> int:
