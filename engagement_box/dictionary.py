@@ -28,6 +28,7 @@ from engagement_box.engagement.quadrants import QUADRANTS
 from engagement_box.sql import columns as catalog_columns
 from engagement_box.sql import load_sql, quote_identifier, quote_literal, table_exists
 from engagement_box.staging.contracts import SOCIAL_PLATFORMS
+from engagement_box.value.horizons import DAY_HORIZONS, RANGE_HORIZON
 from engagement_box.value.rfm import PROSPECT, SEGMENTS
 
 
@@ -416,17 +417,16 @@ TABLES: tuple[Table, ...] = (
                     "DOUBLE",
                     f"Expected repeat purchases in the {d} days after the as-of date.",
                 )
-                for d in (30, 90, 365)
+                for d in DAY_HORIZONS
             ),
-            Column(
-                "expected_purchases_365d_p10",
-                "DOUBLE",
-                "10th percentile of expected_purchases_365d from the parameters' uncertainty.",
-            ),
-            Column(
-                "expected_purchases_365d_p90",
-                "DOUBLE",
-                "90th percentile of expected_purchases_365d from the parameters' uncertainty.",
+            *(
+                Column(
+                    f"expected_purchases_{RANGE_HORIZON}d_{side}",
+                    "DOUBLE",
+                    f"{nth} percentile of expected_purchases_{RANGE_HORIZON}d from the "
+                    "parameters' uncertainty.",
+                )
+                for side, nth in (("p10", "10th"), ("p90", "90th"))
             ),
             Column(
                 "expected_order_value",

@@ -679,3 +679,60 @@ def test_a_step_to_a_point_without_a_finite_gradient_is_rejected_without_a_warni
             assert exc.reason == "not_converged"
         else:
             assert -0.9 <= lp[0] and value == pytest.approx((lp[0] + 1.0) ** 2)
+
+
+def _scores(cdnow_weeks, cdnow_fits) -> pl.DataFrame:
+    """customer_value's scores of CDNOW's 2,357 customers (the ranges' covariance is over
+    all of them)."""
+    bg, gg = cdnow_fits
+    d = cdnow_weeks
+    ids = d["summary"]["customer_id"].to_numpy()
+    x, t_x, T, m = (d[k] for k in ("x", "t_x", "T", "m"))
+    return marts.score_table(
+        ids, x, t_x, T, m, params=dict(bg.params), unit="W", model="bgnbd",
+        gamma_gamma=dict(gg.params), months=12, monthly_discount_rate=0.01, margin=1.0,
+    )  # fmt: skip
+
+
+def test_the_scores_are_the_columns_the_data_dictionary_declares(cdnow_weeks, cdnow_fits):
+    """`score_table` computes customer_value's columns from customer_id to clv_p90, in the data
+    dictionary's order: a column added to one and not the other fails here, before a run
+    publishes it without a description (a review found only a whole-graph test caught it)."""
+    from engagement_box import dictionary
+    from engagement_box.spark.value import SCORE_COLUMNS
+
+    declared = [c.name for c in dictionary.table("customer_value").columns]
+    computed = _scores(cdnow_weeks, cdnow_fits).columns
+    assert computed == declared[: declared.index("clv_p90") + 1]
+    assert [name for name, _ in SCORE_COLUMNS] == computed  # the Spark engine's schema
+
+
+def test_a_horizon_added_keeps_the_published_range_columns(cdnow_weeks, cdnow_fits, monkeypatch):
+    """The 10th/90th percentiles are published for RANGE_HORIZON (365 days), not for whichever
+    horizon is last: a review added 730 days, and expected_purchases_365d_p10/_p90 became
+    _730d_ under analysts' queries."""
+    before = _scores(cdnow_weeks, cdnow_fits)
+    monkeypatch.setattr(marts, "DAY_HORIZONS", (30, 90, 365, 730))
+    after = _scores(cdnow_weeks, cdnow_fits)
+    assert "expected_purchases_730d" in after.columns
+    assert "expected_purchases_730d_p10" not in after.columns
+    for column in ("expected_purchases_365d_p10", "expected_purchases_365d_p90", "clv_p10"):
+        np.testing.assert_allclose(after[column], before[column], rtol=1e-12, err_msg=column)
+
+
+def test_the_spark_scores_are_taken_by_name_not_by_position():
+    """mapInArrow takes a batch's columns by position: the Spark engine's scores are put in its
+    schema's order by name, and a column the schema does not declare (or one missing) is
+    refused, not published under another column's name (a review: a new column before clv_p10
+    shifted every later one on the Spark engine)."""
+    from engagement_box.spark.value import SCORE_COLUMNS, _in_schema_order
+
+    names = [name for name, _ in SCORE_COLUMNS]
+    shuffled = pl.DataFrame({name: [float(i)] for i, name in enumerate(reversed(names))})
+    ordered = _in_schema_order(shuffled)
+    assert ordered.columns == names
+    assert ordered["clv_p90"].item() == shuffled["clv_p90"].item()
+    with pytest.raises(ValueError, match=r"\['clv_24m'\] computed and not declared"):
+        _in_schema_order(shuffled.with_columns(clv_24m=pl.lit(1.0)))
+    with pytest.raises(ValueError, match=r"\['clv_p10'\] declared and not computed"):
+        _in_schema_order(shuffled.drop("clv_p10"))

@@ -183,13 +183,37 @@ def covariances(
     return purchase, spend_cov
 
 
-SCORE_SCHEMA = (
-    "customer_id string, frequency bigint, recency double, T double, monetary_value double, "
-    "p_alive double, p_churn double, expected_purchases_30d double, "
-    "expected_purchases_90d double, expected_purchases_365d double, "
-    "expected_purchases_365d_p10 double, expected_purchases_365d_p90 double, "
-    "expected_order_value double, clv double, clv_p10 double, clv_p90 double"
-)
+# DuckDB's types of the scores' columns as Spark's (the data dictionary names DuckDB's).
+_SPARK_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "DOUBLE": "double"}
+
+
+def _score_columns() -> list[tuple[str, str]]:
+    """customer_value's columns from customer_id to clv_p90, with their Spark types: what
+    `marts.score_table` computes, as the data dictionary declares them (the columns after them
+    are the run's: model, time unit, currency, as-of)."""
+    from engagement_box import dictionary
+
+    names = [(c.name, c.type) for c in dictionary.table("customer_value").columns]
+    last = [name for name, _ in names].index("clv_p90")
+    return [(name, _SPARK_TYPES[kind]) for name, kind in names[: last + 1]]
+
+
+SCORE_COLUMNS = _score_columns()
+SCORE_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in SCORE_COLUMNS)
+
+
+def _in_schema_order(table: pl.DataFrame) -> pl.DataFrame:
+    """The scores in `SCORE_SCHEMA`'s order, by name: mapInArrow takes a batch's columns by
+    position, so a column `score_table` added, dropped or moved would otherwise shift every
+    later one (a review: a new column before clv_p10 published under clv_p10's name)."""
+    names = [name for name, _ in SCORE_COLUMNS]
+    if set(table.columns) != set(names):
+        raise ValueError(
+            "the scores' columns are not customer_value's in the data dictionary: "
+            f"{sorted(set(table.columns) - set(names))} computed and not declared, "
+            f"{sorted(set(names) - set(table.columns))} declared and not computed"
+        )
+    return table.select(names)
 
 
 def _score_batches(options: dict[str, Any]):
@@ -203,7 +227,9 @@ def _score_batches(options: dict[str, Any]):
                 for c in ("recency_days", "T_days", "monetary_value")
             )
             table = score_table(batch.column("customer_id"), x, t_x, T, m, **options)
-            yield from table.to_arrow(compat_level=pl.CompatLevel.oldest()).to_batches()
+            yield from (
+                _in_schema_order(table).to_arrow(compat_level=pl.CompatLevel.oldest()).to_batches()
+            )
 
     return run
 

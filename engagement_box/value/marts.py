@@ -19,8 +19,8 @@ from engagement_box.clock import utc_now
 from engagement_box.value import fitting, purchase_models, selection, uncertainty
 from engagement_box.value import summary as summaries
 from engagement_box.value.grouping import unique_rows
+from engagement_box.value.horizons import DAY_HORIZONS, RANGE_HORIZON
 
-DAY_HORIZONS = (30, 90, 365)
 WINDOWS = ("full", "calibration")
 
 
@@ -215,7 +215,7 @@ def score_table(
             t_x,
             T,
             m,
-            horizon=horizons[-1],
+            horizon=horizons[DAY_HORIZONS.index(RANGE_HORIZON)],
             gamma_gamma=gamma_gamma,
             covariance=covariance,
             gamma_gamma_covariance=gamma_gamma_covariance,
@@ -239,9 +239,10 @@ def score_table(
     }
     for days, expected in zip(DAY_HORIZONS, scores["expected_purchases"], strict=True):
         columns[f"expected_purchases_{days}d"] = expected
-    last = f"expected_purchases_{DAY_HORIZONS[-1]}d"
     for side in ("p10", "p90"):
-        columns[f"{last}_{side}"] = spread(f"expected_purchases_{side}")
+        columns[f"expected_purchases_{RANGE_HORIZON}d_{side}"] = spread(
+            f"expected_purchases_{side}"
+        )
     columns["expected_order_value"] = scores["expected_order_value"]
     columns["clv"] = scores["clv"]
     for side in ("p10", "p90"):
