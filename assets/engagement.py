@@ -519,6 +519,9 @@ def audience_exports(
         if stopped and publish.lake_holds_versions():
             stopped = []  # the Spark lake's versions too: finished by the same erase again
         readers_file = warehouse.publish_for_readers(con)  # checks every history file then
+    unplayed = audiences.without_play(frame)
+    if unplayed:
+        context.log.warning(audiences.without_play_message(unplayed))
     if kept_out.any():
         context.log.warning(
             f"{int(kept_out.sum())} customer(s) of the current version carry an id or address "
@@ -558,6 +561,7 @@ def audience_exports(
             "preview": preview(frame),
             "snapshot_id": snapshot_id or 0,
             "directory": dg.MetadataValue.path(str(out)),
+            "audiences_without_play": dg.MetadataValue.json(unplayed),
             "published_file_rebuilt": readers_file.built,
             "replaced_another_owners_files": replacing is not None,
             "files": dg.MetadataValue.json(files),

@@ -325,3 +325,33 @@ def test_an_erasure_does_not_follow_links_out_of_the_audience_folder(tmp_path):
     assert removed  # the quadrant files, real ones, still lose the person
     assert sorted(passed) == [str(folder / "quadrant" / "linked.csv"), str(folder / "rfm_segment")]
     assert passed[str(folder / "rfm_segment")].startswith(f"a link to {elsewhere}: ")
+
+
+def test_audiences_that_would_write_one_file_are_found():
+    """Two audiences of a kind whose names differ only by punctuation or case would write one
+    file (the second's rows replacing the first's without a word): the module refuses such a
+    map when it loads; the shipped one has none."""
+    from engagement_box.activation.audiences import AUDIENCES, _same_file_names
+
+    assert _same_file_names(AUDIENCES) == []
+    clashing = {"rfm_segment": ("At Risk", "At-Risk", "Lost"), "quadrant": ("Lost",)}
+    assert _same_file_names(clashing) == ["rfm_segment: At Risk and At-Risk"]
+
+
+def test_audiences_of_a_version_under_other_segment_names_are_said_without_play():
+    """A version published before a release renamed a segment: its audience files are written
+    under the version's names (a withdrawal must still reach them) with no play, and the step
+    names them, where it wrote the empty play silently (a review renaming "At Risk")."""
+    from engagement_box.activation import audiences as aud
+
+    customers = pl.DataFrame(
+        {"customer_id": ["a", "b"], "email": ["a@x.io", "b@x.io"], "marketing_consent": [True] * 2}
+    )
+    segments = pl.DataFrame({"customer_id": ["a", "b"], "segment": ["Champions", "Slipping Away"]})
+    frame = aud.build_audiences(customers, segments=segments)
+    assert aud.without_play(frame) == ["rfm_segment/Slipping Away"]
+    assert frame.filter(pl.col("audience") == "Champions")["play"].item() is not None
+    said = aud.without_play_message(aud.without_play(frame))
+    assert "rfm_segment/Slipping Away" in said and "earlier release" in said
+    current = segments.with_columns(segment=pl.lit("Champions"))
+    assert aud.without_play(aud.build_audiences(customers, segments=current)) == []

@@ -138,6 +138,47 @@ def file_stem(audience: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", audience.lower()).strip("_")
 
 
+def _same_file_names(audiences: dict[str, tuple[str, ...]]) -> list[str]:
+    """Audiences of one kind whose files would have the same name (`file_stem`): "At Risk" and
+    "At-Risk" both write at_risk.csv, and the second replaced the first's rows without a word
+    (a review renaming a segment)."""
+    clashes = []
+    for kind, names in audiences.items():
+        by_stem: dict[str, list[str]] = {}
+        for name in names:
+            by_stem.setdefault(file_stem(name), []).append(name)
+        clashes += [f"{kind}: {' and '.join(n)}" for n in by_stem.values() if len(n) > 1]
+    return clashes
+
+
+if _same_file_names(AUDIENCES):  # a segment map edited so: refused when the code loads
+    raise ValueError(
+        f"audiences that would write the same file: {_same_file_names(AUDIENCES)}; name them "
+        "apart by a letter or digit (engagement_box/value/rfm.py SEGMENT_RULES, "
+        "engagement_box/engagement/quadrants.py)"
+    )
+
+
+def without_play(frame: pl.DataFrame) -> list[str]:
+    """The audiences of `frame` (`build_audiences` rows) that have no play: names this code's
+    segment or quadrant map does not have, from a version computed under an earlier release's
+    names ("<kind>/<audience>", sorted)."""
+    missing = frame.filter(pl.col("play").is_null()).select("audience_kind", "audience").unique()
+    return sorted(f"{kind}/{name}" for kind, name in missing.iter_rows())
+
+
+def without_play_message(names: list[str]) -> str:
+    """What the audience step says of `without_play`'s audiences: their files are written (a
+    withdrawal of consent must still reach them), with no play, under the version's names."""
+    return (
+        f"the current version's audiences {', '.join(names)} have no play in this release's "
+        "segment and quadrant maps (engagement_box/value/rfm.py SEGMENT_PLAYS): the version was "
+        "computed under an earlier release's names. Their files are written under those names "
+        "with an empty play, and this release's audiences of those customers are empty until a "
+        "run (`engagement-box run`) publishes a version computed under the current names"
+    )
+
+
 # Which version the files of an audience folder come from, written after them: a run that
 # computes nothing new (`work/version_inputs`) checks it before it skips the audiences.
 WRITTEN_FROM = "_written_from.json"
