@@ -177,3 +177,19 @@ def test_recency_counts_calendar_days_and_rejects_future_orders():
         rfm.score_rfm(s, dt.date(2024, 6, 1))
     with pytest.raises(ValueError, match="duplicate"):
         rfm.score_rfm(pl.concat([s, s]), AS_OF)
+
+
+def test_a_segment_of_several_rules_is_one_segment():
+    """A segment that is not one rectangle of the R x F grid is given as several rules of one
+    name: it is one segment (one ENUM value, one audience), where polars refused the ENUM with
+    "Enum categories must be unique", naming no segment (a review)."""
+    from engagement_box.value.rfm import SEGMENT_RULES, SEGMENTS, build_segment_map, segment_names
+
+    split = tuple(
+        rule
+        for name, rs, fs in SEGMENT_RULES
+        for rule in ([(name, rs, (f,)) for f in fs] if name == "Champions" else [(name, rs, fs)])
+    )
+    assert len(split) == len(SEGMENT_RULES) + 1
+    assert segment_names(split) == SEGMENTS
+    assert build_segment_map(split) == build_segment_map(SEGMENT_RULES)

@@ -41,7 +41,8 @@ import polars as pl
 PROSPECT = "Prospect"
 N_SCORES = 5
 
-# (segment, R scores, F scores): each of the 25 (R, F) cells belongs to exactly one segment.
+# (segment, R scores, F scores): each of the 25 (R, F) cells belongs to exactly one segment. A
+# segment that is not one rectangle of the grid is given as several rules of the same name.
 SEGMENT_RULES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
     ("Hibernating", (1, 2), (1, 2)),
     ("At Risk", (1, 2), (3, 4)),
@@ -54,7 +55,18 @@ SEGMENT_RULES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
     ("Potential Loyalists", (4, 5), (2, 3)),
     ("Champions", (5,), (4, 5)),
 )
-SEGMENTS: tuple[str, ...] = tuple(name for name, _, _ in SEGMENT_RULES)
+
+
+def segment_names(
+    rules: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...],
+) -> tuple[str, ...]:
+    """The segments of `rules`, each once, in their first rule's order (a segment of several
+    rules was listed twice, and polars refused the ENUM with "Enum categories must be unique",
+    a message that names no segment: a review)."""
+    return tuple(dict.fromkeys(name for name, _, _ in rules))
+
+
+SEGMENTS: tuple[str, ...] = segment_names(SEGMENT_RULES)
 SEGMENT_DTYPE = pl.Enum([*SEGMENTS, PROSPECT])
 
 # The play each segment calls for, in words: `segment_play` of the RFM mart, and the `play` of
