@@ -533,16 +533,19 @@ def value_marts(
     calibration_end: date | None = None,
     holdout_days: int | None = None,
     purchase_model: str | None = None,
-    horizon_months: int = 12,
-    monthly_discount_rate: float = 0.01,
-    margin: float = 1.0,
-    penalizer: float = 0.0,
+    horizon_months: int | None = None,
+    monthly_discount_rate: float | None = None,
+    margin: float | None = None,
+    penalizer: float | None = None,
 ) -> tuple[dict, dict]:
     """The value marts the Spark engine builds, as DataFrames (customer_rfm, customer_value,
     model_fit, model_validation, cohort_retention: the DuckDB engine's columns, in days), and
     what the fits said. `calibration_end` defaults to as_of - holdout_days (default: the setting
     ENGAGEMENT_HOLDOUT_DAYS's), as in the DuckDB engine; `purchase_model` pins the model
-    (ENGAGEMENT_PURCHASE_MODEL)."""
+    (ENGAGEMENT_PURCHASE_MODEL). The CLV's horizon, discount rate and margin and the fits'
+    penalizer default to their settings' values, as the DuckDB engine's steps read them (a
+    review: copies of the defaults here would have a benchmark compare a run at the old rate
+    with a run at a new default's)."""
     from datetime import timedelta
 
     from pyspark.sql import functions as F
@@ -555,6 +558,14 @@ def value_marts(
     spark = tables.spark
     if holdout_days is None:
         holdout_days = settings.value("ENGAGEMENT_HOLDOUT_DAYS")
+    if horizon_months is None:
+        horizon_months = settings.value("ENGAGEMENT_CLV_HORIZON_MONTHS")
+    if monthly_discount_rate is None:
+        monthly_discount_rate = settings.value("ENGAGEMENT_MONTHLY_DISCOUNT_RATE")
+    if margin is None:
+        margin = settings.value("ENGAGEMENT_MARGIN")
+    if penalizer is None:
+        penalizer = settings.value("ENGAGEMENT_PENALIZER")
     calibration_end = calibration_end or as_of - timedelta(days=holdout_days)
     if calibration_end >= as_of:
         raise ValueError(f"calibration end {calibration_end} must be before the as-of {as_of}")
