@@ -151,9 +151,10 @@ def _same_file_names(audiences: dict[str, tuple[str, ...]]) -> list[str]:
     return clashes
 
 
-if _same_file_names(AUDIENCES):  # a segment map edited so: refused when the code loads
+_CLASHES = _same_file_names(AUDIENCES)
+if _CLASHES:  # a segment map edited so: refused when the code loads
     raise ValueError(
-        f"audiences that would write the same file: {_same_file_names(AUDIENCES)}; name them "
+        f"audiences that would write the same file: {_CLASHES}; name them "
         "apart by a letter or digit (engagement_box/value/rfm.py SEGMENT_RULES, "
         "engagement_box/engagement/quadrants.py)"
     )

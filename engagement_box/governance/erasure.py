@@ -1269,6 +1269,7 @@ def _person_in_lake(
 def _erase_from_audience_folders(
     con: duckdb.DuckDBPyConnection,
     audience_dir: Path,
+    working: Path | None,
     lake: Path | str | None,
     subjects: _Subjects,
     used_salt: str,
@@ -1277,14 +1278,14 @@ def _erase_from_audience_folders(
 ) -> None:
     """The person's rows out of the audience files: ENGAGEMENT_AUDIENCE_DIR's folder and the
     others either engine remembers writing, not a folder written since for another warehouse
-    or lake; each folder's consent files follow the consent after the erasure. What was removed
-    and what was passed by go into `report`."""
+    or lake (`working`: the working database's path, None in memory); each folder's consent
+    files follow the consent after the erasure. What was removed and what was passed by go into
+    `report`."""
     from engagement_box.identity.links import live_consent
 
     # ENGAGEMENT_AUDIENCE_DIR's folder, then the others each engine remembers writing (the
     # two engines have a folder each): paths in those are said with their folder
     folders = [audience_dir.absolute()]
-    working = database_path(con)
     records = audiences.folder_records(working, lake)
     remembered, passed = audiences.remembered_folders(records)
     for folder in remembered:
@@ -1447,7 +1448,7 @@ def erase(
 
     if audience_dir is not None:
         _erase_from_audience_folders(
-            con, Path(audience_dir), lake, subjects, used_salt, consent_before, report
+            con, Path(audience_dir), working, lake, subjects, used_salt, consent_before, report
         )
     if published is not None and audience_dir is not None:
         # Every file rewritten: finished. Until then the next publish checks every history
