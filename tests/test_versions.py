@@ -255,6 +255,45 @@ def test_segment_migration_counts_customers_and_value_moved(warehouse):
     assert ("Champions", "Misers", 1) in quadrants
 
 
+def test_a_renamed_segment_moves_no_one(warehouse, monkeypatch):
+    """A new owner renamed "Sleeping" to "About to Sleep" (the same cells): the migration
+    counted every one of its customers as moving (a review). With the rename recorded, the
+    earlier version's rows are read under the name now; a real move still counts."""
+    from engagement_box.value import rfm
+
+    publish_version(warehouse, "2025-01-31", {"a": "Sleeping", "b": "Sleeping", "c": "Champions"},
+                    {"a": 1, "b": 2, "c": 30})  # fmt: skip
+    monkeypatch.setattr(rfm, "SEGMENT_RENAMES", {"Sleeping": "About to Sleep"})
+    publish_version(warehouse, "2025-02-28", {"a": "About to Sleep", "b": "At Risk", "c": "Champions"},
+                    {"a": 1, "b": 2, "c": 30})  # fmt: skip
+
+    got = rows(
+        warehouse,
+        "SELECT from_value, to_value, moved, customers FROM marts.segment_migration "
+        "WHERE dimension = 'rfm_segment' ORDER BY ALL",
+    )
+    assert got == [
+        ("About to Sleep", "About to Sleep", False, 1),
+        ("About to Sleep", "At Risk", True, 1),
+        ("Champions", "Champions", False, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("renames", "said"),
+    [
+        ({"Champions": "Loyal Customers"}, "'Champions' is a segment of the map today"),
+        ({"Sleeping": "Dozing"}, "'Dozing' is not a segment of the map today"),
+    ],
+)
+def test_a_rename_map_that_cannot_be_read_one_way_is_refused(renames, said):
+    from engagement_box.value import rfm
+
+    with pytest.raises(ValueError, match=said):
+        rfm.check_renames(renames, rfm.SEGMENTS)
+    rfm.check_renames({"Sleeping": "About to Sleep"}, rfm.SEGMENTS)
+
+
 def test_segment_migration_labels_the_unvalued_not_as_absent(warehouse):
     """A customer in a version whose completed orders all lacked an FX rate has no RFM row, and
     a NULL quadrant and CEV: the migration counted them as `(none)` (not in that version) on

@@ -59,6 +59,7 @@ from engagement_box.sql import (
     transaction,
 )
 from engagement_box.sql import table_exists as sql_table_exists
+from engagement_box.value import rfm
 
 
 @dataclass(frozen=True)
@@ -889,10 +890,17 @@ def refresh_migration(con: duckdb.DuckDBPyConnection, *, recompute: bool = False
 
 
 def segment_migration(con: duckdb.DuckDBPyConnection, from_snapshot: int, to_snapshot: int):
-    """Customers moving between RFM segments and quadrants from one version to another."""
+    """Customers moving between RFM segments and quadrants from one version to another, both
+    versions' segments under today's names (`rfm.SEGMENT_RENAMES`)."""
+    renames = rfm.SEGMENT_RENAMES
     return con.execute(
         load_sql("marts/segment_migration"),
-        {"from_snapshot": from_snapshot, "to_snapshot": to_snapshot},
+        {
+            "from_snapshot": from_snapshot,
+            "to_snapshot": to_snapshot,
+            "renamed_from": list(renames),
+            "renamed_to": list(renames.values()),
+        },
     ).pl()
 
 

@@ -69,6 +69,33 @@ def segment_names(
 SEGMENTS: tuple[str, ...] = segment_names(SEGMENT_RULES)
 SEGMENT_DTYPE = pl.Enum([*SEGMENTS, PROSPECT])
 
+# A segment renamed: its earlier name -> its name now (the same cells of the grid). Segment
+# migration reads a version published under the earlier name with the name now, so a rename
+# alone moves no one (a review: renaming "At Risk" counted every one of them as moving). Keep an
+# entry while versions published under the earlier name are retained; a renamed segment whose
+# cells change too is a new segment, not a rename (docs/UPGRADING.md, "Renaming a segment").
+SEGMENT_RENAMES: Mapping[str, str] = MappingProxyType({})
+
+
+def check_renames(renames: Mapping[str, str], segments: tuple[str, ...]) -> None:
+    """Refuse a rename map a migration could not read one way: each earlier name must lead to a
+    segment of today's map in one step, and must not be a segment's name itself."""
+    today = {*segments, PROSPECT}
+    for earlier, now in renames.items():
+        if earlier in today:
+            raise ValueError(
+                f"segment rename {earlier!r} -> {now!r}: {earlier!r} is a segment of the map "
+                "today, so its versions' rows cannot be read as another's"
+            )
+        if now not in today:
+            raise ValueError(
+                f"segment rename {earlier!r} -> {now!r}: {now!r} is not a segment of the map "
+                f"today ({', '.join(sorted(today))}); point every earlier name at today's name"
+            )
+
+
+check_renames(SEGMENT_RENAMES, SEGMENTS)
+
 # The play each segment calls for, in words: `segment_play` of the RFM mart, and the `play` of
 # the segment audiences.
 SEGMENT_PLAYS: Mapping[str, str] = MappingProxyType(

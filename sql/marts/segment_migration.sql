@@ -5,6 +5,8 @@
 -- Costly Referrers, which holds whatever the CLV); their CEV adds nothing to cev_from/cev_to.
 -- One row per customer of either version first (its segment, quadrant and CEV in each), then
 -- both dimensions are counted from it.
+-- $renamed_from / $renamed_to: segments renamed, earlier name -> name now (rfm.SEGMENT_RENAMES):
+-- both versions' segments are read under today's names, so a rename alone moves no one.
 with value_from as (
     select customer_id, coalesce(quadrant, '(unvalued)') as quadrant, cev
     from history.engagement_value
@@ -16,12 +18,22 @@ value_to as (
     where snapshot_id = $to_snapshot
 ),
 rfm_from as (
-    select customer_id, segment from history.customer_rfm where snapshot_id = $from_snapshot
+    select
+        customer_id,
+        coalesce(($renamed_to::varchar[])[list_position($renamed_from::varchar[], segment)], segment)
+            as segment
+    from history.customer_rfm
+    where snapshot_id = $from_snapshot
     union all
     select customer_id, '(unvalued)' as segment from value_from where cev is null
 ),
 rfm_to as (
-    select customer_id, segment from history.customer_rfm where snapshot_id = $to_snapshot
+    select
+        customer_id,
+        coalesce(($renamed_to::varchar[])[list_position($renamed_from::varchar[], segment)], segment)
+            as segment
+    from history.customer_rfm
+    where snapshot_id = $to_snapshot
     union all
     select customer_id, '(unvalued)' as segment from value_to where cev is null
 ),
