@@ -17,23 +17,22 @@ value_to as (
     from history.engagement_value
     where snapshot_id = $to_snapshot
 ),
-rfm_from as (
+renamed as (
     select
+        snapshot_id,
         customer_id,
         coalesce(($renamed_to::varchar[])[list_position($renamed_from::varchar[], segment)], segment)
             as segment
     from history.customer_rfm
-    where snapshot_id = $from_snapshot
+    where snapshot_id in ($from_snapshot, $to_snapshot)
+),
+rfm_from as (
+    select customer_id, segment from renamed where snapshot_id = $from_snapshot
     union all
     select customer_id, '(unvalued)' as segment from value_from where cev is null
 ),
 rfm_to as (
-    select
-        customer_id,
-        coalesce(($renamed_to::varchar[])[list_position($renamed_from::varchar[], segment)], segment)
-            as segment
-    from history.customer_rfm
-    where snapshot_id = $to_snapshot
+    select customer_id, segment from renamed where snapshot_id = $to_snapshot
     union all
     select customer_id, '(unvalued)' as segment from value_to where cev is null
 ),
