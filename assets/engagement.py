@@ -25,7 +25,7 @@ from assets.value import (
 )
 from engagement_box import dictionary, incremental, reports
 from engagement_box.activation import audiences
-from engagement_box.engagement import personas, referral
+from engagement_box.engagement import coverage, personas, referral
 from engagement_box.engagement.metrics import (
     EngagementParts,
     engagement_parts,
@@ -42,6 +42,7 @@ from pipelines.resources import AUDIENCE_FILES_KEY, EngagementConfig, ModelSetti
 
 GROUP = "engagement"
 METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
+SOURCES_CHECK = "engagement_sources_are_current"
 
 
 @dg.asset(
@@ -66,7 +67,18 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
                 "CEV = CLV + CRV + CIV + CKV for every customer, all values finite, and CIV sums "
                 "to 0 over the customers (influence moves value between them, never out)."
             ),
-        )
+        ),
+        dg.AssetCheckSpec(
+            SOURCES_CHECK,
+            asset=work_key("engagement_value"),
+            partitions_def=monthly_as_of,
+            description=(
+                "The referrals, social and reviews exports (CRV, CIV, CKV) each staged a row "
+                "within ENGAGEMENT_STALE_SOURCE_DAYS before the as-of: a source with no row "
+                "gives everyone 0 of its metric, one that stopped arriving still counts its old "
+                "rows. A warning, not a block."
+            ),
+        ),
     ],
 )
 def engagement_value(
@@ -154,6 +166,7 @@ def engagement_value(
         else:
             edges = []  # the same as-of again: its network stays as it is
         check = _cev_check(values, unvalued)
+        sources = coverage.coverage(con, window["as_of"])
         con.register("influence_edge_rows", parts.edges)
         try:
             metadata = write_work(
@@ -168,9 +181,15 @@ def engagement_value(
         finally:
             con.unregister("influence_edge_rows")
 
+    sources_check = _sources_check(
+        sources, window["as_of"], int(engagement_config.setting("stale_source_days"))
+    )
+    for line in sources_check.metadata["problems"].value:
+        context.log.warning(line)
     metadata.update(
         {
             **plan.metadata(),
+            "engagement_sources": sources_check.metadata["sources"],
             "influence_edges": parts.edges.height,
             **{
                 money_label(f"total_{c}", window["currency"]): money_value(values[c].sum())
@@ -197,7 +216,27 @@ def engagement_value(
             "quadrant_map": png_markdown(reports.quadrant_map_png(values), "CLV x CRV quadrants"),
         }
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    return dg.MaterializeResult(metadata=metadata, check_results=[check, sources_check])
+
+
+def _sources_check(
+    sources: list[coverage.Coverage], as_of: dt.date, stale_days: int
+) -> dg.AssetCheckResult:
+    """A warning naming each engagement source that staged no row, or none in the last
+    `stale_days` days before `as_of` (`coverage.Coverage.problem`)."""
+    problems = [p for p in (c.problem(as_of, stale_days) for c in sources) if p]
+    return dg.AssetCheckResult(
+        check_name=SOURCES_CHECK,
+        asset_key=work_key("engagement_value"),
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(problems)
+        or f"every engagement source staged a row within {stale_days} days before {as_of}",
+        metadata={
+            "sources": dg.MetadataValue.json({c.source: c.report(as_of) for c in sources}),
+            "problems": dg.MetadataValue.json(problems),
+        },
+    )
 
 
 # The quadrant's count of the unvalued customers in the metadata (their quadrant is NULL), as

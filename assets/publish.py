@@ -530,7 +530,7 @@ def run_settings(window: dict, engagement_config: EngagementConfig) -> dict[str,
     engagement = {
         field: engagement_config.setting(field)
         for field in engagement_config._ENV
-        if field != "audience_dir"
+        if field not in engagement_config.NOT_INPUTS
     }
     points = engagement["social_points_json"]
     if isinstance(points, str):  # given to the resource as text rather than read from settings

@@ -317,7 +317,6 @@ def _inputs_now(
     erased profiles), and the settings in it; None when the lake does not say what its staging
     read."""
     given = _given_settings(model_settings, engagement_config)
-    del given["audience_dir"]  # where files go, not what they hold
     pinned = model_settings.resolved().as_of
     if pinned:  # the as-of is never past the run's day (`pipeline.as_of_date`)
         run_day = in_zone(run_time(context), shop_zone()).date()  # the shop's calendar
@@ -542,17 +541,23 @@ def spark_marts(
     )
 
 
-# The settings that move with the as-of, or only say where files go: a change in them is no
-# reason to fit personas again (nor one of `personas.NOT_MODEL_SETTINGS`)
-_MOVING = ("as_of", "calibration_end", "audience_dir")
+# The settings that move with the as-of: a change in them is no reason to fit personas again
+# (nor one of `personas.NOT_MODEL_SETTINGS`)
+_MOVING = ("as_of", "calibration_end")
 
 
 def _given_settings(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
-    """Every setting of the run's two settings resources, by field name, and the shop's time
-    zone (the calendar of every staged timestamp, as the DuckDB engine's window records it)."""
+    """Every setting of the run's two settings resources that can change a number, by field
+    name (not where audience files go nor when to warn: `EngagementConfig.NOT_INPUTS`), and the
+    shop's time zone (the calendar of every staged timestamp, as the DuckDB engine's window
+    records it)."""
     return {
         **{f: model_settings.setting(f) for f in model_settings._ENV},
-        **{f: engagement_config.setting(f) for f in engagement_config._ENV},
+        **{
+            f: engagement_config.setting(f)
+            for f in engagement_config._ENV
+            if f not in engagement_config.NOT_INPUTS
+        },
         "time_zone": shop_zone(),
     }
 

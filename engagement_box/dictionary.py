@@ -479,7 +479,9 @@ TABLES: tuple[Table, ...] = (
                 f"Customer referral value: present value of the referrals expected over the CLV "
                 f"horizon = expected referrals x value per referral, discounted ({_MONEY}). A "
                 f"customer who has not referred anyone yet has one too, from the referral rate "
-                f"expected of a customer exposed as long as they were.",
+                f"expected of a customer exposed as long as they were. 0 for everyone when no "
+                f"referral is staged: nothing measured (the check "
+                f"engagement_sources_are_current warns).",
             ),
             Column(
                 "crv_realized",

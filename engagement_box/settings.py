@@ -523,6 +523,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_whole_from_zero,
     ),
     Setting(
+        "ENGAGEMENT_STALE_SOURCE_DAYS",
+        "90",
+        "the engagement step warns of a referrals, social or reviews export whose newest row is"
+        " more than this many days before the as-of (its CRV, CIV or CKV still counts the old"
+        " rows) or that staged no row (that metric 0 for everyone); a warning only, not an"
+        " input of the numbers",
+        parse=_positive_int,
+    ),
+    Setting(
         "ENGAGEMENT_KEEP_VERSIONS",
         "30",
         "retention: how many published versions are kept",

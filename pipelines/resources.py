@@ -675,6 +675,7 @@ class EngagementConfig(_FromSettings):
     persona_refit_days: int | None = None
     max_profiles_per_key: int | None = None
     audience_dir: str | None = None
+    stale_source_days: int | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "social_points_json": "ENGAGEMENT_SOCIAL_POINTS",
@@ -692,7 +693,11 @@ class EngagementConfig(_FromSettings):
         # identity's placeholder limit: it changes who is one customer, so every metric
         "max_profiles_per_key": "ENGAGEMENT_MAX_PROFILES_PER_KEY",
         "audience_dir": "ENGAGEMENT_AUDIENCE_DIR",
+        # a warning's threshold, not an input of the numbers (`NOT_INPUTS`)
+        "stale_source_days": "ENGAGEMENT_STALE_SOURCE_DAYS",
     }
+    # Where files go and when to warn: recorded with no version, and no input of its fingerprint.
+    NOT_INPUTS: ClassVar[tuple[str, ...]] = ("audience_dir", "stale_source_days")
 
     def to_settings(self, model_settings: ModelSettings):
         """The metrics' settings of a run; the horizon and discount rate are the CLV's, from
@@ -716,9 +721,9 @@ class EngagementConfig(_FromSettings):
                 if field
                 not in (
                     "social_points_json",
-                    "audience_dir",
                     "persona_refit_days",
                     "max_profiles_per_key",
+                    *self.NOT_INPUTS,
                 )
             },
         )
