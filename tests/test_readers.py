@@ -827,6 +827,39 @@ def test_a_history_file_another_warehouse_wrote_under_the_same_name_is_written_a
     assert read(layout.published, "SELECT * FROM history.customer_rfm ORDER BY ALL") == ours
 
 
+def test_a_restored_working_database_never_serves_the_abandoned_versions_files(layout, tmp_path):
+    """A backup of the working database restored: its next version took a number the
+    abandoned timeline had used, and the published file kept serving that timeline's
+    `snapshot_2.parquet` (the same warehouse, the same number) for good (a backup review).
+    Each file says when its version was published, too."""
+    con = duckdb.connect(str(layout.working))
+    publish_version(con, "2025-01-31", {"a": "Champions", "b": "At Risk"}, {"a": 20, "b": 1})
+    readers.publish(con, layout, now=NOW)
+    con.close()
+    backup = tmp_path / "backup.duckdb"
+    shutil.copy(layout.working, backup)
+    con = duckdb.connect(str(layout.working))
+    publish_version(con, "2025-02-28", {"a": "Lost", "b": "Lost"}, {"a": 1, "b": 1})  # abandoned
+    readers.publish(con, layout, now=NOW)
+    con.close()
+
+    shutil.copy(backup, layout.working)  # the restore; the published file goes, as advised
+    layout.published.unlink()
+    con = duckdb.connect(str(layout.working))
+    try:
+        publish_version(con, "2025-02-28", {"a": "At Risk", "b": "Champions"}, {"a": 5, "b": 9})
+        readers.publish(con, layout, now=NOW)
+        assert readers.behind(con, layout) is None
+    finally:
+        con.close()
+    assert read(layout.published, "SELECT * FROM marts.customer_rfm ORDER BY ALL") == [
+        ("a", "At Risk"),
+        ("b", "Champions"),
+    ]
+    said = pq.read_metadata(layout.history_file("customer_rfm", 2)).metadata
+    assert said[b"engagement_box_snapshot"] == b"2" and said[b"engagement_box_published_at"]
+
+
 def test_a_warehouse_under_a_folder_with_a_quote_publishes_and_compacts(tmp_path):
     """A quote in the warehouse's path (`it's`) was refused at the publish, after every step of
     every run, and made an erasure end in a traceback (a review): it is quoted instead."""

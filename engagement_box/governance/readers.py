@@ -255,7 +255,10 @@ def _damage(con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
             f"({cut[0]}{', ...' if len(cut) > 1 else ''}): written again"
         )
     warehouse = _recorded(con, _WAREHOUSE_ID)
-    foreign = [f for f in files if _foreign(f, warehouse, versions_of[f])]
+    stamps = _published_stamps(con)
+    foreign = [
+        f for f in files if _foreign(f, warehouse, versions_of[f], stamps.get(versions_of[f]))
+    ]
     if foreign:
         return (
             f"{len(foreign)} history file(s) of retained versions were written by another "
@@ -562,12 +565,18 @@ def _file_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return int(row[0]) if row else 0
 
 
+def _published_stamps(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """snapshot_id -> when it was published, as its history files record it (`_foreign`)."""
+    return {int(s): str(at) for s, at in con.execute(load_sql("marts/published_stamps")).fetchall()}
+
+
 def _write_version_file(
     con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, target: Path, warehouse: str
 ) -> None:
     """Write one version of one mart to its Parquet file: a temporary name, then a rename, so a
     reader sees the whole old file or the whole new one. The file says which warehouse (its
-    working database's id) and version it is (`_foreign`)."""
+    working database's id), version and publish it is of (`_foreign`)."""
+    row = con.execute(load_sql("marts/published_at"), {"id": snapshot_id}).fetchone()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     partial.unlink(missing_ok=True)
@@ -579,6 +588,7 @@ def _write_version_file(
                 "path": str(partial),
                 "warehouse_id": warehouse,
                 "snapshot": str(snapshot_id),
+                "published_at": str(row[0]) if row else "",
             },
         )
         _fsync(partial)
@@ -588,12 +598,17 @@ def _write_version_file(
         raise
 
 
-def _foreign(path: Path, warehouse: str | None, snapshot_id: int) -> bool:
-    """Whether a history file says (its key-value metadata) that another warehouse, or another
-    version, wrote it: a working database restored over a warehouse started anew found the new
-    one's `snapshot_1.parquet` in place and kept it, so analysts read another as-of's rows as
-    version 1 (a review). A file written before files said so, or unreadable, is not judged
-    here (`_whole_parquet` judges a damaged one)."""
+def _foreign(
+    path: Path, warehouse: str | None, snapshot_id: int, published: str | None = None
+) -> bool:
+    """Whether a history file says (its key-value metadata) that another warehouse, another
+    version, or another publish of the same version number wrote it (`published`: when the
+    working database's version was published): a working database restored over a warehouse
+    started anew found the new one's `snapshot_1.parquet` in place and kept it, so analysts read
+    another as-of's rows as version 1 (a review); a backup of the working database restored
+    found the abandoned timeline's `snapshot_2.parquet`, of the same warehouse and number, and
+    served it for good (a backup review). A file written before files said so, or unreadable,
+    is not judged here (`_whole_parquet` judges a damaged one)."""
     if not warehouse:
         return False
     try:
@@ -603,9 +618,11 @@ def _foreign(path: Path, warehouse: str | None, snapshot_id: int) -> bool:
     written_by = said.get(b"engagement_box_warehouse")
     if not written_by:
         return False
+    stamp = said.get(b"engagement_box_published_at")
     return (
         written_by.decode() != warehouse
         or said.get(b"engagement_box_snapshot") != str(snapshot_id).encode()
+        or (stamp is not None and published is not None and stamp.decode() != published)
     )
 
 
@@ -668,6 +685,7 @@ def sync_history_files(
     done = Published()
     retained = _retained(con)
     warehouse = warehouse_id(con)
+    stamps = _published_stamps(con)
     expired_at = {int(s): t for s, t in con.execute(load_sql("marts/expired_snapshots")).fetchall()}
     marts = published_marts(con)
     for mart in marts:
@@ -681,7 +699,7 @@ def sync_history_files(
             if not target.exists() or not _whole_parquet(target):  # gone, or cut short
                 _write_version_file(con, mart, snapshot_id, target, warehouse)
                 done.files_written.append(str(target))
-            elif _foreign(target, warehouse, snapshot_id):  # another warehouse's or version's
+            elif _foreign(target, warehouse, snapshot_id, stamps.get(snapshot_id)):  # another's
                 _write_version_file(con, mart, snapshot_id, target, warehouse)
                 done.files_rewritten.append(str(target))
             elif verify and _file_rows(con, target) != count:
