@@ -37,7 +37,7 @@ from assets.value import (
 from engagement_box import dictionary, partitioned, reports
 from engagement_box.activation import audiences
 from engagement_box.clock import utc_now
-from engagement_box.governance import readers, versions
+from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity import links as identity_links
 from engagement_box.settings import lake_dir
 from engagement_box.sql import first_line, load_sql
@@ -557,6 +557,8 @@ def standing_version(
     """
     with _peek(warehouse) as con:
         if con is None or not exports_taken_in(con, exports):
+            return None
+        if erasure.register_lacks(con):  # a backup restored: the ingest says what to do
             return None
         window = resolve_window(con, model_settings, partition_key, run_date=run_date)
         fingerprint = versions.inputs_fingerprint(

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -1188,7 +1188,13 @@ def _finish(executed: Executed, steps: StepLines) -> int:
             f"FAILED {first or 'the run failed; see the full log'} (full log: {log})",
             file=sys.stderr,
         )
+        said_before = {(first or "").partition(": ")[2]}
         for other in others:  # every step that failed, so one run shows every file to fix
+            step, _, why = other.partition(": ")
+            if why in said_before:  # (six staging steps refusing one register said it six times)
+                print(f"also FAILED {step}, for the same reason", file=sys.stderr)
+                continue
+            said_before.add(why)
             print(f"also FAILED {other}", file=sys.stderr)
         if any(
             "No space left on device" in cause and not cause.startswith("maintenance__")
@@ -1561,16 +1567,19 @@ def erase(args: argparse.Namespace) -> int:
             created = not warehouse.layout.working.exists()
             with warehouse.get_connection() as con:
                 logged = _logged_erasures(con)
-                report = erasure.erase(
-                    con,
-                    customer_id=args.customer_id,
-                    email=args.email,
-                    handle=args.handle,
-                    audience_dir=EngagementConfig().audience_path,
-                    published=warehouse.layout,
-                    lake=lake.path,
-                    shared=args.shared,
-                )
+                if args.from_register:
+                    again = _erase_from_register(con, warehouse.layout, lake.path)
+                else:
+                    report = erasure.erase(
+                        con,
+                        customer_id=args.customer_id,
+                        email=args.email,
+                        handle=args.handle,
+                        audience_dir=EngagementConfig().audience_path,
+                        published=warehouse.layout,
+                        lake=lake.path,
+                        shared=args.shared,
+                    )
     except (KeyboardInterrupt, duckdb.InterruptException) as stop:
         # Ctrl-C: main's "stopped before the run started; nothing was written" was said after
         # the erasure had committed (DuckDB's interrupt gave a traceback and exit 1 instead).
@@ -1588,10 +1597,96 @@ def erase(args: argparse.Namespace) -> int:
         )
     except Failure as error:  # another run held the lock too long
         return refused(error, 1)
+    except erasure.ErasureError as error:  # the register cannot be read or matched
+        return refused(error, 2)
+    except (duckdb.IOException, duckdb.FatalException, OSError) as error:
+        # A full disk ended in a 30-line traceback that did not say the request may have been
+        # logged already (a backup and disk-full review): an erasure stopped after its request
+        # was logged is finished by the same erase again, or by the next run.
+        print(
+            f"engagement-box erase: FAILED: {error}. If the disk is full, free space where the "
+            "message says, then run the same erase again: an erasure stopped after its request "
+            "was logged is finished by it (or by the next `engagement-box run`)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.from_register:
+        _say_register_erasure(again, warehouse.layout)
+        return 0
     _say_erasure(report, args, warehouse.path, lake.path)
     if args.compact:
         return _compact_after_erasure(warehouse.path, warehouse.working_path)
     return 0
+
+
+@dataclass
+class _RegisterErasure:
+    """What `erase --from-register` did: the requests found in the staged rows and made, the
+    reports of those made, those refused as shared keys, the keys logged as they were."""
+
+    requests: int = 0
+    reports: list = field(default_factory=list)
+    shared: int = 0
+    adopted: int = 0
+
+
+def _erase_from_register(con, layout, lake: Path) -> _RegisterErasure:
+    """Erase again, whole, the people the register lists and this working database's log lacks
+    (a backup restored beside today's register), found in its staged rows; then take the
+    register's other keys into the log (`erasure.register_requests`, `adopt_register`)."""
+    from engagement_box.governance import erasure
+    from pipelines.resources import EngagementConfig
+
+    done = _RegisterErasure()
+    requests = erasure.register_requests(con)
+    done.requests = len(requests)
+    for kind, key in requests:
+        try:
+            done.reports.append(
+                erasure.erase(
+                    con,
+                    **{kind: key},
+                    audience_dir=EngagementConfig().audience_path,
+                    published=layout,
+                    lake=lake,
+                )
+            )
+        except erasure.SharedKey:  # a placeholder address: the person's id erased them
+            done.shared += 1
+    if not erasure.register_requests(con):
+        done.adopted = erasure.adopt_register(con)
+    return done
+
+
+def _say_register_erasure(done: _RegisterErasure, layout) -> None:
+    """What `erase --from-register` did, on stdout, without a key (they are the erased
+    people's)."""
+    from engagement_box.governance import erasure
+
+    register = erasure.register_path(layout.working)
+    if not done.requests and not done.adopted:
+        print(f"{register} lists no erasure that {layout.working} lacks: nothing to erase again")
+        return
+    rows = sum(sum(r.rows_deleted.values()) for r in done.reports)
+    files = sum(len(r.history_files_rewritten) for r in done.reports)
+    print(
+        f"{register} listed erasures that {layout.working} had not made (a backup from before "
+        f"them restored?): {done.requests} {_plural(done.requests, 'key')} of them found in its "
+        f"staged rows and erased again ({rows} {_plural(rows, 'row')} deleted, {files} history "
+        f"Parquet {_plural(files, 'file')} rewritten; the keys are not printed)"
+    )
+    if done.shared:
+        print(
+            f"  {done.shared} of them carried by more profiles than the placeholder limit: left "
+            "alone (the person's other keys erased them); the next run refuses until they are "
+            "erased (`engagement-box erase --email ... --shared`)"
+        )
+    if done.adopted:
+        print(
+            f"  the register's other {done.adopted} erased {_plural(done.adopted, 'key')} "
+            "logged: their rows stay out of exports read later"
+        )
+    print("  the next run publishes a version computed without them")
 
 
 def _say_erasure(report, args: argparse.Namespace, published: Path, lake: Path) -> None:
@@ -1803,6 +1898,13 @@ def main(argv: list[str] | None = None) -> int:
         "--customer-id", help="the person's customer id (their merged profiles go with it)"
     )
     who.add_argument("--email", help="the person's email (matched trimmed, in any case)")
+    who.add_argument(
+        "--from-register",
+        action="store_true",
+        help="erase again the people the erasure register beside the working database lists "
+        "and the database has not erased (a backup restored from before their erasure: the "
+        "run refuses until this is done); their keys are not printed",
+    )
     who.add_argument(
         "--handle",
         help="the person's social handle, with or without its @ (for someone known only by a "

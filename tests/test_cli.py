@@ -1335,6 +1335,58 @@ def test_a_run_killed_after_its_publish_is_said_to_have_published_its_version(
         )
 
 
+def test_a_backup_restored_beside_todays_register_is_refused_until_erased_again(
+    december_run, tmp_path
+):
+    """A backup review: the warehouse folder restored from a backup taken before an erasure
+    (its register too, as the backup list said) ran on and published the person again, with
+    no word. Restored as the docs now say (every file but the register), the run refuses and
+    names the command; `erase --from-register` erases the person again, keys unprinted, and
+    the next run publishes without them."""
+    from engagement_box.governance import erasure
+
+    copy = copy_run(december_run, tmp_path / "run")
+    env = copy_environment(tmp_path, copy)
+    folder = copy.database.parent
+    person = pl.read_csv(next((folder / "audiences").rglob("*.csv")), infer_schema=False)[
+        "customer_id"
+    ][0]
+    backup = tmp_path / "backup"
+    shutil.copytree(folder, backup)
+    code, _, err = main_cli(env, "erase", "--customer-id", person)
+    assert code == 0, err
+
+    register = erasure.register_path(default_working(copy.database))
+    kept = register.read_bytes()  # today's register stays; everything else is the backup's
+    shutil.rmtree(folder)
+    shutil.copytree(backup, folder)
+    register.write_bytes(kept)
+
+    def published_holds() -> bool:
+        reader = duckdb.connect(str(copy.database), read_only=True)
+        try:
+            return bool(
+                reader.execute(
+                    "SELECT count(*) FROM history.customer WHERE customer_id = $id", {"id": person}
+                ).fetchone()[0]
+            )
+        finally:
+            reader.close()
+
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code != 0 and "engagement-box erase --from-register" in out + err, out + err
+    assert person not in out + err
+    code, out, err = main_cli(env, "erase", "--from-register")
+    assert code == 0, err
+    assert "found in its staged rows and erased again" in out and person not in out, out
+    assert not published_holds()
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code == 0, err[-3000:]
+    assert not published_holds()
+    code, out, _ = main_cli(env, "erase", "--from-register")
+    assert code == 0 and "nothing to erase again" in out, out
+
+
 def test_an_erase_stopped_after_its_commit_is_finished_by_the_next_run(december_run, tmp_path):
     """A review killed `erase` after its commit, while it rewrote the history files: the next
     runs (and `retain`) left the analysts' file and the audience files holding the person, for

@@ -1478,8 +1478,69 @@ def test_a_working_database_started_anew_beside_the_register_keeps_the_erased_ou
     shutil.copy(register, erasure.register_path(backup))
     old = duckdb.connect(str(backup))
     try:
-        with pytest.raises(erasure.ErasureError, match="Move .* aside"):
+        with pytest.raises(erasure.ErasureError, match="erase --from-register"):
             ingest_source(old, exports, "customers")
+    finally:
+        old.close()
+
+
+def test_a_backup_restored_beside_todays_register_erases_its_people_again(
+    built, built_once, tmp_path
+):
+    """A backup review: the working database restored from before an erasure, with today's
+    register beside it, was refused with "move it aside and build anew" (every version lost),
+    and an erase on it wrote the register from its older log, dropping the people erased after
+    the backup. The register only grows; the refusal points to `erase --from-register`, whose
+    requests (found in the staged rows, each from the column it matched) erase the person
+    again, after which the ingest goes on."""
+    con, exports, _ = built
+    erasure.erase(con, email="jane.doe@example.com")
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    erased = erasure.read_register(register)[0]
+
+    backup = tmp_path / "backup" / "w.duckdb"
+    backup.parent.mkdir()
+    shutil.copy(built_once / "w.duckdb", backup)  # taken before the erasure
+    shutil.copy(register, erasure.register_path(backup))  # today's register kept
+    old = duckdb.connect(str(backup))
+    try:
+        assert mentions(old, TOKENS) != {}
+        requests = erasure.register_requests(old)
+        assert ("email", "jane.doe@example.com") in requests or any(
+            kind == "customer_id" for kind, _ in requests
+        )
+        # another person's erasure on the restored database keeps Jane in the register
+        erasure.erase(old, customer_id="C-NOBODY")
+        assert erased <= erasure.read_register(erasure.register_path(backup))[0]
+        for kind, key in erasure.register_requests(old):
+            erasure.erase(old, **{kind: key})
+        assert erasure.register_requests(old) == []
+        assert mentions(old, TOKENS) == {}
+        for name in SOURCES:
+            ingest_source(old, exports, name)  # no refusal now
+        assert mentions(old, TOKENS) == {}
+        assert erased <= erasure.erased_subject_hashes(old)
+    finally:
+        old.close()
+
+
+def test_a_backup_whose_staged_rows_hold_none_of_the_registers_people_takes_them_in(
+    built, built_once, tmp_path
+):
+    """Today's register beside a database whose staged rows hold none of the people it lists
+    (erased by keys it never staged): nothing to erase again, the keys are logged and the
+    ingest goes on, where it was refused with "build anew"."""
+    con, exports, _ = built
+    erasure.erase(con, email="nobody.here@example.com")
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    backup = tmp_path / "backup" / "w.duckdb"
+    backup.parent.mkdir()
+    shutil.copy(built_once / "w.duckdb", backup)
+    shutil.copy(register, erasure.register_path(backup))
+    old = duckdb.connect(str(backup))
+    try:
+        assert erasure.register_requests(old) == []
+        assert ingest_source(old, exports, "customers").erasures_adopted == 1
     finally:
         old.close()
 

@@ -143,7 +143,12 @@ from engagement_box.activation.audiences import (
 )
 from engagement_box.clock import utc_now
 from engagement_box.governance import readers, versions
-from engagement_box.sql import database_path, load_sql, quote_literal, transaction
+from engagement_box.sql import (
+    database_path,
+    load_sql,
+    quote_literal,
+    transaction,
+)
 from engagement_box.staging.contracts import (
     FULL_WIDTH,
     HALF_WIDTH,
@@ -734,10 +739,18 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
 
 def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str:
     """The salt to hash with: `salt`, else ENGAGEMENT_ERASURE_SALT, else the warehouse's own
-    (created at first use in `staging.erasure_salt`; needs a writable connection then)."""
+    (created at first use in `staging.erasure_salt`; needs a writable connection then). A
+    database without one, beside a register that keeps the salt its hashes were made with (a
+    backup from before the first erasure restored, a database started anew), takes that one:
+    with a new salt, the register's hashes could never be compared with its own."""
     configured = _configured_salt(con, salt)
     if configured:
         return configured
+    working = database_path(con)
+    register = _register_record(register_path(working)) if working else None
+    kept = register.get("salt") if register else None
+    if kept and salt_fingerprint(kept) == register.get("salt_fingerprint"):
+        return _store_salt(con, kept)
     return _store_salt(con, secrets.token_hex(32))
 
 
@@ -1485,16 +1498,35 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
     stored = None
     if salt is None and not os.environ.get(SALT_ENV):
         stored = used  # the warehouse's own salt, as staging.erasure_salt holds it
+    hashes = erased_subject_hashes(con, used)
+    keys = {tuple(k) for k in _erased_profile_keys(con)}
+    # The register only grows: what it lists under the same salt stays, though this database's
+    # log lacks it (a backup restored beside today's register, before its people were erased
+    # again: an erase then wrote the register from the older log, and the people erased after
+    # the backup left it; a backup review).
+    earlier = _register_record(path)
+    if earlier and earlier.get("salt_fingerprint") == salt_fingerprint(used):
+        hashes |= set(earlier.get("subject_hashes") or [])
+        keys |= {tuple(k) for k in earlier.get("erased_profile_keys") or []}
     record = {
         "salt_fingerprint": salt_fingerprint(used),
         "salt": stored,
-        "subject_hashes": sorted(erased_subject_hashes(con, used)),
-        "erased_profile_keys": _erased_profile_keys(con),
+        "subject_hashes": sorted(hashes),
+        "erased_profile_keys": [list(k) for k in sorted(keys)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     hidden.write_text(json.dumps(record, indent=1), encoding="utf-8")
     os.replace(hidden, path)
+
+
+def _register_record(path: Path) -> dict | None:
+    """The register at `path` as written, or None (none there, or unreadable)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _erased_profile_keys(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
@@ -1849,12 +1881,20 @@ def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
     if not missing:
         return 0
     if any(_table_exists(con, "staging", name) and _has_rows(con, name) for name in SOURCES):
-        raise ErasureError(
-            f"{path} lists {len(missing)} erased people's keys that {working} never erased: "
-            "its staged rows may hold those people (a backup from before those erasures?). "
-            f"Move {working} aside (and its published file) and run again: the warehouse is "
-            "built anew from the exports, and the register keeps those people out"
-        )
+        # A backup restored beside today's register, say: its staged rows are looked through
+        # for the keys the register lists and its log lacks. None there: the erasures are
+        # taken into the log as they are; some: the people are erased again first, whole
+        # (every table, version and audience file), which only `erase --from-register` does.
+        found = register_requests(con)
+        if found:
+            raise ErasureError(
+                f"{path} lists {len(missing)} keys of erased people (ids, emails, handles) "
+                f"that {working} never erased, and its staged rows hold {len(found)} of them "
+                "(a backup from before those erasures restored?): nothing was staged. Erase "
+                "them again with "
+                "`engagement-box erase --from-register` (their keys are not printed), then "
+                "run again"
+            )
     ensure_erasure_tables(con)
     stored = record.get("salt")
     if (
@@ -1879,6 +1919,71 @@ def adopt_register(con: duckdb.DuckDBPyConnection) -> int:
             con, pl.DataFrame(keys, schema=["profile_hash", "kind", "key_hash"], orient="row")
         )
     return len(missing)
+
+
+def register_lacks(con: duckdb.DuckDBPyConnection) -> int:
+    """How many subject hashes the register beside `con`'s database lists that its log lacks
+    (0: none, no register, or one that cannot be read: the ingest's `adopt_register` says so).
+    Cheap (the register's JSON and the log), so a run with nothing new asks it before deciding
+    that a version stands: a backup restored beside today's register said "nothing to do" and
+    kept publishing the people erased since."""
+    working = database_path(con)
+    record = _register_record(register_path(working)) if working else None
+    if not record:
+        return 0
+    return len(set(record.get("subject_hashes") or []) - erased_subject_hashes(con))
+
+
+def register_requests(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """The erasure requests that would erase again the people `con`'s register lists and its
+    log lacks, as found in its staged rows: (kind, key) pairs, kind `customer_id`, `email` or
+    `handle`, each key as staged. A key is taken from the column it matched in (a referral
+    matched by its referee's email is the referee's, not the referrer's); a profile matched by
+    one of its handles is erased by its customer id. Empty when the register lists nothing the
+    log lacks. ErasureError when the register cannot be read, or was hashed with another salt
+    (its hashes cannot be matched)."""
+    working = database_path(con)
+    path = register_path(working) if working else None
+    record = _register_record(path) if path else None
+    if record is None:
+        if path is not None and path.exists():
+            raise ErasureError(f"{path}: the register of erased people cannot be read")
+        return []
+    missing = set(record.get("subject_hashes") or []) - erased_subject_hashes(con)
+    if not missing:
+        return []
+    salt = record.get("salt") or resolve_salt(con)
+    if salt_fingerprint(salt) != record.get("salt_fingerprint"):
+        raise ErasureError(
+            f"{path} was hashed with another salt than {working}'s: its erasures cannot be "
+            f"looked for in the staged rows (set {SALT_ENV} to the salt it was written with)"
+        )
+    found: set[tuple[str, str]] = set()
+    for source, columns in SUBJECT_COLUMNS.items():
+        lists = SOURCES[source].lists
+        if not (columns or lists) or not _table_exists(con, "staging", source):
+            continue
+        names = [*columns, *lists]
+        if lists and "customer_id" not in names:
+            names.append("customer_id")
+        staged = con.execute(
+            load_sql(
+                "erasure/staged_subject_columns",
+                table=source,
+                columns=",".join(names),
+            )
+        ).pl()
+        for column, kind in columns.items():
+            one = staged.select(column)
+            hit = suppression_mask(one, source, missing, salt)
+            found |= {(kind, v) for v in one[column].filter(hit).drop_nulls().unique()}
+        for column in lists:
+            hit = suppression_mask(staged.select(column), source, missing, salt)
+            ids = staged["customer_id"].filter(hit).drop_nulls().unique()
+            found |= {("customer_id", v) for v in ids}
+    # one request per key as the erasure normalises it (`Jane@X.com` and `jane@x.com` are one)
+    once = {(kind, normalize(key, kind)): (kind, key) for kind, key in sorted(found)}
+    return sorted(once.values())
 
 
 def _has_rows(con: duckdb.DuckDBPyConnection, source: str) -> bool:
