@@ -1945,11 +1945,26 @@ def main(argv: list[str] | None = None) -> int:
         empty = _empty_erasure_key(args)
         if empty:
             erase_parser.error(empty)  # exits 2 with the usage, as argparse does
+    from sqlalchemy.exc import OperationalError
+
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("stopped before the run started; nothing was written", file=sys.stderr)
         return 130
+    except OperationalError as error:
+        # Dagster's own storage (runs, events: SQLite under DAGSTER_HOME) failed, a full disk
+        # say: a 78-line traceback that named no folder (a disk-full review).
+        home = os.environ.get("DAGSTER_HOME") or "DAGSTER_HOME"
+        print(
+            f"engagement-box {args.command}: FAILED: Dagster's run storage under {home} could "
+            f"not be read or written ({first_line(error.orig or error)}). If its disk is "
+            "full, free space there and run again (a run it stopped is marked failed then). "
+            "Each step's writes to the warehouse are one transaction: the current version is "
+            "the last one published whole (marts.snapshots says which)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def entry() -> None:

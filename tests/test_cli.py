@@ -2368,3 +2368,41 @@ def test_the_spark_command_given_says_a_relative_dagster_home_in_env_must_change
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     said = cli._spark_run_advice()
     assert f"after setting DAGSTER_HOME={tmp_path / '.dagster'} in {tmp_path / '.env'}" in said
+
+
+def test_dagsters_storage_failing_is_one_line_naming_its_folder(tmp_path, monkeypatch):
+    """A full DAGSTER_HOME ended a run in a 78-line SQLAlchemy traceback that named no folder
+    and no version (a disk-full review)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def full(args):
+        raise OperationalError(
+            'PRAGMA main.table_xinfo("runs")', {}, sqlite3.OperationalError("disk I/O error")
+        )
+
+    monkeypatch.setattr(cli, "retain", full)
+    code, out, err = main_cli({"DAGSTER_HOME": str(tmp_path / "home")}, "retain")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(
+        f"engagement-box retain: FAILED: Dagster's run storage under {tmp_path / 'home'} could "
+        "not be read or written (disk I/O error). If its disk is full, free space there"
+    ), err
+
+
+def test_an_erase_on_a_full_disk_says_so_in_one_line(december_run, tmp_path, monkeypatch):
+    """A disk-full review: `erase` ended in a 30-line traceback that did not say whether the
+    request was logged, nor that the same erase again finishes it."""
+    from engagement_box.governance import erasure
+
+    copy = copy_run(december_run, tmp_path / "run")
+
+    def full(con, **request):
+        raise duckdb.IOException('Could not write file "w.working.duckdb": No space left on device')
+
+    monkeypatch.setattr(erasure, "erase", full)
+    code, _, err = main_cli(copy_environment(tmp_path, copy), "erase", "--customer-id", "C1")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("engagement-box erase: FAILED: ") and "No space left on device" in err
+    assert "run the same erase again" in err, err
