@@ -184,8 +184,8 @@ def engagement_value(
     sources_check = _sources_check(
         sources, window["as_of"], int(engagement_config.setting("stale_source_days"))
     )
-    for line in sources_check.metadata["problems"].value:
-        context.log.warning(line)
+    if not sources_check.passed:
+        context.log.warning(sources_check.description)
     metadata.update(
         {
             **plan.metadata(),
@@ -230,8 +230,9 @@ def _sources_check(
         asset_key=work_key("engagement_value"),
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(problems)
-        or f"every engagement source staged a row within {stale_days} days before {as_of}",
+        description=f"{'; '.join(problems)} ({coverage.HELP})"
+        if problems
+        else f"every engagement source staged a row within {stale_days} days before {as_of}",
         metadata={
             "sources": dg.MetadataValue.json({c.source: c.report(as_of) for c in sources}),
             "problems": dg.MetadataValue.json(problems),
@@ -561,6 +562,10 @@ def audience_exports(
     unplayed = audiences.without_play(frame)
     if unplayed:
         context.log.warning(audiences.without_play_message(unplayed))
+    consenting = int(customers["marketing_consent"].fill_null(False).sum())
+    no_consent = None if consenting else audiences.no_consent_message(snapshot_id, customers.height)
+    if no_consent:
+        context.log.warning(no_consent)
     if kept_out.any():
         context.log.warning(
             f"{int(kept_out.sum())} customer(s) of the current version carry an id or address "
@@ -601,6 +606,8 @@ def audience_exports(
             "snapshot_id": snapshot_id or 0,
             "directory": dg.MetadataValue.path(str(out)),
             "audiences_without_play": dg.MetadataValue.json(unplayed),
+            "customers_with_consent": consenting,
+            **({"no_consent_warning": no_consent} if no_consent else {}),
             "published_file_rebuilt": readers_file.built,
             "replaced_another_owners_files": replacing is not None,
             "files": dg.MetadataValue.json(files),

@@ -399,6 +399,8 @@ class StepLines:
             if path is not None and not standing and step not in self.paths:
                 self.paths[step] = (str(path.value), str(why.value) if why is not None else "")
             self._staging_warnings(event, metadata)
+            if "no_consent_warning" in metadata:  # the audience step: every file empty
+                self.warnings.append(str(metadata["no_consent_warning"].value))
             if "rows_quarantined_this_run" in metadata:  # a staging step
                 for key in self.INGESTED:
                     self.ingested[key] += int(metadata[key].value) if key in metadata else 0

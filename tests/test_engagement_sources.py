@@ -75,11 +75,13 @@ def test_a_source_is_stale_only_past_the_setting(tmp_path, stale_days, warned):
 
 @pytest.mark.integration
 def test_a_run_missing_referrals_and_recent_social_warns_and_publishes(tmp_path):
-    """The retailer's referrals never arrived and its social tool stopped at the end of 2024:
-    the run publishes (a warning, not a block), and the engagement step's check names both."""
+    """The retailer's referrals and customers never arrived and its social tool stopped at the
+    end of 2024: the run publishes (a warning, not a block), the engagement step's check names
+    both sources, and the audience step says no one has consent (every file empty)."""
     exports = tmp_path / "exports"
     generator.generate(exports, TINY_RETAILER)
     (exports / "referrals" / "referrals.csv").unlink()
+    (exports / "customers" / "customers.csv").unlink()  # no profiles: no one's consent either
     for file in (exports / "social").glob("social_2025-*.csv"):
         file.unlink()
 
@@ -94,6 +96,17 @@ def test_a_run_missing_referrals_and_recent_social_warns_and_publishes(tmp_path)
     sources = check.metadata["sources"].value
     assert sources["referrals"]["rows"] == 0 and sources["reviews"]["rows"] > 0
     assert sources["social"]["days_before_as_of"] > 365 - 1
+    assert check.description.count("An engagement source that is missing or has ended") == 1
+    # and the audience step says why every audience file is empty
+    (audiences,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["activation", "audiences"]
+    ]
+    assert audiences["customers_with_consent"].value == 0
+    assert "no customer of version 1 has marketing consent on record" in (
+        audiences["no_consent_warning"].value
+    )
 
 
 def test_the_shared_run_finds_every_source_current(december_run):

@@ -180,6 +180,17 @@ def without_play_message(names: list[str]) -> str:
     )
 
 
+def no_consent_message(snapshot_id: int | None, customers: int) -> str:
+    """What the audience step says when no customer of the version has marketing consent: every
+    file is empty, and a retailer exporting orders only saw that with no word (a review)."""
+    return (
+        f"no customer of version {snapshot_id} has marketing consent on record ({customers:,} "
+        "customer profile(s)): every audience file holds its header only. Consent comes from the "
+        "customers export's marketing_consent column, so a retailer without a customers export "
+        "has none"
+    )
+
+
 # Which version the files of an audience folder come from, written after them: a run that
 # computes nothing new (`work/version_inputs`) checks it before it skips the audiences.
 WRITTEN_FROM = "_written_from.json"

@@ -43,14 +43,14 @@ class Coverage:
         if self.rows == 0:
             return (
                 f"{self.source}: no row staged up to {as_of}, so every customer's {metric} is 0 "
-                f"because nothing was measured, not because no one {act} ({HELP})"
+                f"because nothing was measured, not because no one {act}"
             )
         days = self.days_before(as_of)
         if days is not None and days > stale_days:
             return (
                 f"{self.source}: its newest row is dated {self.newest}, {days} days before the "
                 f"as-of {as_of} (ENGAGEMENT_STALE_SOURCE_DAYS is {stale_days}): {metric} still "
-                f"counts its {self.rows:,} rows; if the {self.source} export has ended, {HELP}"
+                f"counts its {self.rows:,} rows as if the export were current"
             )
         return None
 
