@@ -385,6 +385,8 @@ def customer_persona(
             versions.model_code_version(),
             moving=_MOVING_KEYS,
             erasures=versions.erasure_requests(con),
+            # the engagement exports with rows (a source added or withdrawn refits)
+            sources=[c.source for c in coverage.coverage(con, window["as_of"]) if c.rows],
         )
         in_force = personas.model_in_force(
             con, window["as_of"], inputs, int(engagement_config.setting("persona_refit_days"))

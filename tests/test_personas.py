@@ -202,6 +202,36 @@ def test_changing_only_a_quadrant_cut_keeps_the_persona_model(tmp_path):
         con.close()
 
 
+def test_an_engagement_export_added_or_withdrawn_refits_the_personas(tmp_path):
+    """A partial retailer's review: the persona model fitted on orders alone stayed in force
+    for months after reviews and referrals arrived (a feature constant at 0 when it was
+    fitted places no one), and after social was withdrawn a persona still said "Socially
+    quiet" of everyone. The exports measured are an input of the model; a model stored before
+    they were recorded is not judged by them."""
+    then = model_inputs({"currency": "USD"}, "v1", sources=["reviews"])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        _store(con, DAY, DAY, then)
+        later = DAY + dt.timedelta(days=1)
+        same = model_inputs({"currency": "USD"}, "v1", sources=["reviews"])
+        assert not model_in_force(con, later, same, 30).refit
+        added = model_inputs({"currency": "USD"}, "v1", sources=["referrals", "reviews"])
+        in_force = model_in_force(con, later, added, 30)
+        assert (
+            in_force.refit
+            and (
+                "exports measured changed since the last fit (then: reviews; now: referrals, reviews)"
+            )
+            in in_force.reason
+        )
+        withdrawn = model_inputs({"currency": "USD"}, "v1", sources=[])
+        assert "now: none" in model_in_force(con, later, withdrawn, 30).reason
+        _store(con, DAY, DAY, INPUTS)  # recorded without sources (an earlier release)
+        assert not model_in_force(con, later, added, 30).refit
+    finally:
+        con.close()
+
+
 def test_the_age_counts_from_the_fit_not_from_the_last_assignment(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     try:

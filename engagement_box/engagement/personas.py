@@ -540,19 +540,28 @@ NOT_MODEL_SETTINGS = ("persona_refit_days", "quadrant_clv_quantile", "quadrant_c
 
 
 def model_inputs(
-    run_settings: dict, code: str, moving: tuple[str, ...] = (), erasures: Sequence[str] = ()
+    run_settings: dict,
+    code: str,
+    moving: tuple[str, ...] = (),
+    erasures: Sequence[str] = (),
+    sources: Sequence[str] | None = None,
 ) -> dict:
     """What a persona model is fitted from, as `model_in_force` compares it: the run's settings
     but those it does not depend on (`NOT_MODEL_SETTINGS`, and `moving`: the window's keys that
-    change every run), the model code version, and the erasures applied (`erasures`: the
+    change every run), the model code version, the erasures applied (`erasures`: the
     requests or the erased people's hashes, kept as one digest): centres fitted with an erased
-    person's rows are not used once they are erased."""
+    person's rows are not used once they are erased; and `sources`, the engagement exports
+    that staged rows (`coverage`): a model fitted while one was missing has a feature constant
+    at 0, which places no one, and names no persona by it."""
     skip = (*moving, *NOT_MODEL_SETTINGS)
-    return {
+    inputs = {
         "settings": {k: v for k, v in run_settings.items() if k not in skip},
         "code": code,
         "erasures": erasures_digest(erasures),
     }
+    if sources is not None:
+        inputs["sources"] = sorted(sources)
+    return inputs
 
 
 def erasures_digest(erasures: Sequence[str]) -> str:
@@ -596,6 +605,15 @@ def model_in_force(
             None,
             "a person was erased since the last fit (its centres were computed with their "
             "rows): fitted again",
+        )
+    if "sources" in stored and "sources" in inputs and stored["sources"] != inputs["sources"]:
+        # (a model stored before sources were recorded is not judged by them)
+        return ModelInForce(
+            None,
+            None,
+            f"the engagement exports measured changed since the last fit (then: "
+            f"{', '.join(stored['sources']) or 'none'}; now: "
+            f"{', '.join(inputs['sources']) or 'none'}): fitted again",
         )
     if stored.get("settings") != inputs.get("settings"):
         changed = sorted(
