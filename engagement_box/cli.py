@@ -1655,8 +1655,8 @@ def _erase_from_register(con, layout, lake: Path) -> _RegisterErasure:
             )
         except erasure.SharedKey:  # a placeholder address: the person's id erased them
             done.shared += 1
-    if not erasure.register_requests(con):
-        done.adopted = erasure.adopt_register(con)
+    if not done.shared:  # every key found is erased: the rest are in no staged row
+        done.adopted = erasure.adopt_register(con, none_staged=True)
     return done
 
 

@@ -1528,8 +1528,9 @@ def test_a_backup_whose_staged_rows_hold_none_of_the_registers_people_takes_them
     built, built_once, tmp_path
 ):
     """Today's register beside a database whose staged rows hold none of the people it lists
-    (erased by keys it never staged): nothing to erase again, the keys are logged and the
-    ingest goes on, where it was refused with "build anew"."""
+    (erased by keys it never staged): nothing to erase again, the keys are logged (as `erase
+    --from-register` does once it found none) and the ingest goes on, where it was refused
+    with "build anew"."""
     con, exports, _ = built
     erasure.erase(con, email="nobody.here@example.com")
     register = erasure.register_path(tmp_path / "w.duckdb")
@@ -1539,8 +1540,11 @@ def test_a_backup_whose_staged_rows_hold_none_of_the_registers_people_takes_them
     shutil.copy(register, erasure.register_path(backup))
     old = duckdb.connect(str(backup))
     try:
+        with pytest.raises(erasure.ErasureError, match="erase --from-register"):
+            ingest_source(old, exports, "customers")
         assert erasure.register_requests(old) == []
-        assert ingest_source(old, exports, "customers").erasures_adopted == 1
+        assert erasure.adopt_register(old, none_staged=True) == 1
+        assert ingest_source(old, exports, "customers").erasures_adopted == 0
     finally:
         old.close()
 
