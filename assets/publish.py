@@ -442,6 +442,8 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     """Why the audience files are not those of the current version (a run that failed after
     publishing, another ENGAGEMENT_AUDIENCE_DIR, an erase stopped after its commit), or None
     when they are."""
+    if erasure.register_lacks(con):  # a backup restored: no file until erased again
+        return None
     current = versions.current_version(con)
     folder = engagement_config.audience_path
     written = audiences.recorded_version(folder)
@@ -471,7 +473,11 @@ def consent_behind(con, folder: Path) -> str | None:
     """Why the audience files in `folder` do not follow the consent of now (a withdrawal staged
     since they were written, by a run that published nothing or failed, even before the identity
     step; a re-consent once the identity step took it in), or None when they do or no person is
-    merged yet."""
+    merged yet. None too while the register of erased people lists some this database has not
+    erased (a backup restored): its people would go back into the files (a review), which are
+    written again once `erase --from-register` has erased them."""
+    if erasure.register_lacks(con):
+        return None
     now = identity_links.live_consent(con)
     if now is None:
         return None

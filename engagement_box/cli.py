@@ -1540,7 +1540,13 @@ def erase(args: argparse.Namespace) -> int:
         if created:
             for leftover in (warehouse.layout.working, Path(f"{warehouse.layout.working}.wal")):
                 leftover.unlink(missing_ok=True)
-        print(f"engagement-box erase: FAILED, nothing was erased: {error}", file=sys.stderr)
+        # (--from-register erases one key after another: those before the error stand)
+        done = (
+            "the keys erased before it stand; run it again"
+            if args.from_register
+            else ("nothing was erased")
+        )
+        print(f"engagement-box erase: FAILED, {done}: {error}", file=sys.stderr)
         return code
 
     # Under the run locks of the warehouse and of the Spark lake (the one each engine's run
@@ -1614,7 +1620,9 @@ def erase(args: argparse.Namespace) -> int:
         return 1
     if args.from_register:
         _say_register_erasure(again, warehouse.layout)
-        return 0
+        if args.compact:
+            return _compact_after_erasure(warehouse.path, warehouse.working_path)
+        return 0 if not again.shared else 1
     _say_erasure(report, args, warehouse.path, lake.path)
     if args.compact:
         return _compact_after_erasure(warehouse.path, warehouse.working_path)
@@ -1651,9 +1659,12 @@ def _erase_from_register(con, layout, lake: Path) -> _RegisterErasure:
                     audience_dir=EngagementConfig().audience_path,
                     published=layout,
                     lake=lake,
+                    # a key identity counts as shared is in the register only when its request
+                    # said every carrier was the person's (`--shared`), or it was not shared then
+                    shared=True,
                 )
             )
-        except erasure.SharedKey:  # a placeholder address: the person's id erased them
+        except erasure.SharedKey:  # (kept: nothing is refused as shared with shared=True)
             done.shared += 1
     if not done.shared:  # every key found is erased: the rest are in no staged row
         done.adopted = erasure.adopt_register(con, none_staged=True)
@@ -1679,16 +1690,16 @@ def _say_register_erasure(done: _RegisterErasure, layout) -> None:
     )
     if done.shared:
         print(
-            f"  {done.shared} of them carried by more profiles than the placeholder limit: left "
-            "alone (the person's other keys erased them); the next run refuses until they are "
-            "erased (`engagement-box erase --email ... --shared`)"
+            f"  {done.shared} of them refused as keys many profiles share: not erased again, "
+            "and the next run refuses until they are (exit 1)"
         )
     if done.adopted:
         print(
             f"  the register's other {done.adopted} erased {_plural(done.adopted, 'key')} "
             "logged: their rows stay out of exports read later"
         )
-    print("  the next run publishes a version computed without them")
+    if not done.shared:
+        print("  the next run publishes a version computed without them")
 
 
 def _say_erasure(report, args: argparse.Namespace, published: Path, lake: Path) -> None:

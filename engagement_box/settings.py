@@ -518,8 +518,8 @@ SETTINGS: tuple[Setting, ...] = (
         "personas: a run assigns each customer to the nearest centre of the persona model in"
         " force and fits a new model once that model is this many days old (or the code, or a"
         " setting its features depend on, changed: every model and engagement setting but the"
-        " quadrant cuts; or a person was erased since the fit; or a referrals, social or reviews"
-        " export started or stopped staging rows), so a monthly schedule refits"
+        " quadrant cuts; or a person was erased since the fit; or, DuckDB engine, a referrals,"
+        " social or reviews export started or stopped staging rows), so a monthly schedule refits"
         " each quarter, not every month; 0 fits every run",
         parse=_whole_from_zero,
     ),

@@ -1524,6 +1524,35 @@ def test_a_backup_restored_beside_todays_register_erases_its_people_again(
         old.close()
 
 
+def test_a_register_hashed_with_a_given_salt_is_never_replaced_under_a_new_one(
+    built, built_once, tmp_path, monkeypatch
+):
+    """A review: people erased with ENGAGEMENT_ERASURE_SALT set, a backup from before any
+    erasure restored beside that register, and an erase without the variable: a new salt was
+    made, the register written again with the new request alone, and the first person came
+    back at the next run. The erase is refused instead, before anything is written."""
+    con, _, _ = built
+    monkeypatch.setenv(erasure.SALT_ENV, "from-the-vault")
+    erasure.erase(con, email="jane.doe@example.com")
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    before = register.read_text()
+    assert json.loads(before)["salt"] is None  # a given salt is not kept there
+    monkeypatch.delenv(erasure.SALT_ENV)
+
+    backup = tmp_path / "backup" / "w.duckdb"
+    backup.parent.mkdir()
+    shutil.copy(built_once / "w.duckdb", backup)  # no erasure yet: no salt of its own
+    shutil.copy(register, erasure.register_path(backup))
+    old = duckdb.connect(str(backup))
+    try:
+        with pytest.raises(erasure.SaltMismatch, match="ENGAGEMENT_ERASURE_SALT to that salt"):
+            erasure.erase(old, customer_id="BOB-002")
+        assert erasure.register_path(backup).read_text() == before
+        assert erasure.erased_subject_hashes(old) == set()
+    finally:
+        old.close()
+
+
 def test_a_backup_whose_staged_rows_hold_none_of_the_registers_people_takes_them_in(
     built, built_once, tmp_path
 ):

@@ -751,7 +751,20 @@ def resolve_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> str
     kept = register.get("salt") if register else None
     if kept and salt_fingerprint(kept) == register.get("salt_fingerprint"):
         return _store_salt(con, kept)
+    if register and register.get("subject_hashes"):
+        # hashed with a salt given by ENGAGEMENT_ERASURE_SALT, which is not set now: a new salt
+        # would write a register without them, and let those people back (a review)
+        raise SaltMismatch(_register_salt_message(register_path(working), register))
     return _store_salt(con, secrets.token_hex(32))
+
+
+def _register_salt_message(path: Path, register: dict) -> str:
+    hashes = len(register.get("subject_hashes") or [])
+    return (
+        f"{path} lists {hashes} erased people's keys hashed with a salt this warehouse does not "
+        f"have (given by {SALT_ENV} when they were erased?): set {SALT_ENV} to that salt. With "
+        "another one their hashes match nobody, and the people erased would come back"
+    )
 
 
 def _store_salt(con: duckdb.DuckDBPyConnection, salt: str) -> str:
@@ -786,6 +799,17 @@ def check_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> None:
     is a new one, which made none of them."""
     if _table_exists(con, "staging", "erasure_log"):
         erased_subject_hashes(con, _configured_salt(con, salt) or "")
+    # nor the salt of the register beside it (`write_register` would refuse after the commit)
+    working = database_path(con)
+    register = _register_record(register_path(working)) if working else None
+    configured = _configured_salt(con, salt)
+    if (
+        register
+        and register.get("subject_hashes")
+        and configured
+        and salt_fingerprint(configured) != register.get("salt_fingerprint")
+    ):
+        raise SaltMismatch(_register_salt_message(register_path(working), register))
 
 
 def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> set[str]:
@@ -1508,6 +1532,8 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
     if earlier and earlier.get("salt_fingerprint") == salt_fingerprint(used):
         hashes |= set(earlier.get("subject_hashes") or [])
         keys |= {tuple(k) for k in earlier.get("erased_profile_keys") or []}
+    elif earlier and earlier.get("subject_hashes"):  # never overwritten under another salt
+        raise SaltMismatch(_register_salt_message(path, earlier))
     record = {
         "salt_fingerprint": salt_fingerprint(used),
         "salt": stored,
