@@ -532,12 +532,11 @@ def audience_exports(
     with warehouse.get_connection() as con:
         if versions.current_version_as_of(con)[0] is None:
             raise dg.Failure(_nothing_published(warehouse))
-        if erasure.register_lacks(con):  # a backup restored beside today's register
+        waiting = erasure.register_problem(con)  # a backup restored beside today's register
+        if waiting:
             raise dg.Failure(
-                "the register of erased people lists some this working database has not erased "
-                "(a backup from before their erasure restored?): the audience files are left "
-                "as they are, not written from a version that may hold them. Erase them again "
-                "with `engagement-box erase --from-register`, then run again"
+                f"{waiting}. The audience files are left as they are, not written from a "
+                "version that may hold those people; run again once that is done"
             )
         # The merged person's email and consent of now (the most restrictive answer of their
         # profiles; a withdrawal staged since the identity step counts: a run that failed

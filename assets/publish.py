@@ -442,7 +442,7 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
     """Why the audience files are not those of the current version (a run that failed after
     publishing, another ENGAGEMENT_AUDIENCE_DIR, an erase stopped after its commit), or None
     when they are."""
-    if erasure.register_lacks(con):  # a backup restored: no file until erased again
+    if erasure.register_problem(con):  # a backup restored: no file until erased again
         return None
     current = versions.current_version(con)
     folder = engagement_config.audience_path
@@ -476,7 +476,7 @@ def consent_behind(con, folder: Path) -> str | None:
     merged yet. None too while the register of erased people lists some this database has not
     erased (a backup restored): its people would go back into the files (a review), which are
     written again once `erase --from-register` has erased them."""
-    if erasure.register_lacks(con):
+    if erasure.register_problem(con):
         return None
     now = identity_links.live_consent(con)
     if now is None:
@@ -564,7 +564,7 @@ def standing_version(
     with _peek(warehouse) as con:
         if con is None or not exports_taken_in(con, exports):
             return None
-        if erasure.register_lacks(con):  # a backup restored: the ingest says what to do
+        if erasure.register_problem(con):  # a backup restored: the ingest says what to do
             return None
         window = resolve_window(con, model_settings, partition_key, run_date=run_date)
         fingerprint = versions.inputs_fingerprint(

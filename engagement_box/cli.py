@@ -766,7 +766,7 @@ def _working_database_problem(salt: bool = False) -> str | None:
     try:
         if salt and not read_only:  # (a warehouse to adopt logs no erasure of its own here)
             erasure.check_salt(con)
-    except erasure.SaltMismatch as error:
+    except erasure.ErasureError as error:  # the salt, or a register that cannot be read
         return str(error)
     finally:
         con.close()
@@ -1642,8 +1642,9 @@ class _RegisterErasure:
 
 def _erase_from_register(con, layout, lake: Path) -> _RegisterErasure:
     """Erase again, whole, the people the register lists and this working database's log lacks
-    (a backup restored beside today's register), found in its staged rows; then take the
-    register's other keys into the log (`erasure.register_requests`, `adopt_register`)."""
+    (a backup restored beside today's register), found in its staged rows and versions; then
+    take the register's other keys into the log (`erasure.register_requests`,
+    `adopt_register`)."""
     from engagement_box.governance import erasure
     from pipelines.resources import EngagementConfig
 
@@ -1685,8 +1686,8 @@ def _say_register_erasure(done: _RegisterErasure, layout) -> None:
     print(
         f"{register} listed erasures that {layout.working} had not made (a backup from before "
         f"them restored?): {done.requests} {_plural(done.requests, 'key')} of them found in its "
-        f"staged rows and erased again ({rows} {_plural(rows, 'row')} deleted, {files} history "
-        f"Parquet {_plural(files, 'file')} rewritten; the keys are not printed)"
+        f"staged rows and versions and erased again ({rows} {_plural(rows, 'row')} deleted, "
+        f"{files} history Parquet {_plural(files, 'file')} rewritten; the keys are not printed)"
     )
     if done.shared:
         print(

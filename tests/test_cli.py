@@ -1386,7 +1386,9 @@ def test_a_backup_restored_beside_todays_register_is_refused_until_erased_again(
     assert not in_audiences()
     code, out, err = main_cli(env, "erase", "--from-register")
     assert code == 0, err
-    assert "found in its staged rows and erased again" in out and person not in out, out
+    assert "found in its staged rows and versions and erased again" in out and person not in out, (
+        out
+    )
     assert not published_holds()
     code, out, err = run_cli(env, "--month", MONTH)
     assert code == 0, err[-3000:]

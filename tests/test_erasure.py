@@ -1553,6 +1553,67 @@ def test_a_register_hashed_with_a_given_salt_is_never_replaced_under_a_new_one(
         old.close()
 
 
+def test_a_person_in_the_restored_versions_only_is_found_and_erased_again(
+    built, built_once, tmp_path
+):
+    """A re-review: a person whose staged rows were withdrawn after a version held them, then
+    erased, came back in the restored backup's versions: `--from-register` looked in the staged
+    rows only. The retained versions' customer ids are looked through too."""
+    con, _, _ = built
+    erasure.erase(con, customer_id="BOB-002")
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    backup = tmp_path / "backup" / "w.duckdb"
+    backup.parent.mkdir()
+    shutil.copy(built_once / "w.duckdb", backup)
+    shutil.copy(register, erasure.register_path(backup))
+    old = duckdb.connect(str(backup))
+    try:
+        for table, column in (
+            ("customers", "customer_id"),
+            ("orders", "customer_id"),
+            ("reviews", "customer_id"),
+            ("referrals", "referrer_customer_id"),
+        ):
+            old.execute(f"DELETE FROM staging.{table} WHERE {column} = 'BOB-002'")  # test only
+        assert old.execute(
+            "SELECT count(*) FROM history.customer_scores WHERE customer_id = 'BOB-002'"
+        ).fetchone()[0]
+        assert ("customer_id", "BOB-002") in erasure.register_requests(old)
+        for kind, key in erasure.register_requests(old):
+            erasure.erase(old, **{kind: key}, shared=True)
+        assert not old.execute(
+            "SELECT count(*) FROM history.customer_scores WHERE customer_id = 'BOB-002'"
+        ).fetchone()[0]
+        erasure.adopt_register(old, none_staged=True)  # his other keys: in no row (the CLI's end)
+        assert erasure.register_problem(old) is None
+    finally:
+        old.close()
+
+
+def test_a_register_that_cannot_be_read_stops_runs_and_erasures_and_is_never_replaced(
+    built, tmp_path
+):
+    """A re-review: a register cut short counted as none: the audience catch-up wrote people
+    erased after a backup back into the files, and the next run wrote the register again from
+    the older log, forgetting them for good."""
+    con, exports, _ = built
+    erasure.erase(con, email="jane.doe@example.com")
+    register = erasure.register_path(tmp_path / "w.duckdb")
+    register.write_bytes(register.read_bytes()[:50])
+    cut = register.read_bytes()
+    assert "cannot be read" in erasure.register_problem(con)
+    with pytest.raises(erasure.ErasureError, match="cannot be read"):
+        erasure.refresh_register(con)
+    with pytest.raises(erasure.ErasureError, match="cannot be read"):
+        erasure.erase(con, customer_id="BOB-002")
+    with pytest.raises(erasure.ErasureError, match="cannot be read"):
+        ingest_source(con, exports, "customers")
+    assert register.read_bytes() == cut
+    assert con.execute(
+        "SELECT count(*) FROM staging.customers WHERE customer_id = 'BOB-002'"
+    ).fetchone()[0]
+
+
 def test_a_backup_whose_staged_rows_hold_none_of_the_registers_people_takes_them_in(
     built, built_once, tmp_path
 ):

@@ -799,17 +799,20 @@ def check_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> None:
     is a new one, which made none of them."""
     if _table_exists(con, "staging", "erasure_log"):
         erased_subject_hashes(con, _configured_salt(con, salt) or "")
-    # nor the salt of the register beside it (`write_register` would refuse after the commit)
+    # nor the salt of the register beside it (`write_register` would refuse after the commit),
+    # nor a register that cannot be read
     working = database_path(con)
-    register = _register_record(register_path(working)) if working else None
+    path = register_path(working) if working else None
+    register = _register_record(path) if path else None
+    if path is not None and path.exists() and register is None:
+        raise ErasureError(_unreadable_register(path))
+    if not register or not register.get("subject_hashes"):
+        return
     configured = _configured_salt(con, salt)
-    if (
-        register
-        and register.get("subject_hashes")
-        and configured
-        and salt_fingerprint(configured) != register.get("salt_fingerprint")
-    ):
-        raise SaltMismatch(_register_salt_message(register_path(working), register))
+    if configured and salt_fingerprint(configured) != register.get("salt_fingerprint"):
+        raise SaltMismatch(_register_salt_message(path, register))
+    if not configured and not register.get("salt"):  # its salt was given, and is not now
+        raise SaltMismatch(_register_salt_message(path, register))
 
 
 def erased_subject_hashes(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> set[str]:
@@ -1529,6 +1532,8 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
     # again: an erase then wrote the register from the older log, and the people erased after
     # the backup left it; a backup review).
     earlier = _register_record(path)
+    if earlier is None and path.exists():
+        raise ErasureError(_unreadable_register(path))
     if earlier and earlier.get("salt_fingerprint") == salt_fingerprint(used):
         hashes |= set(earlier.get("subject_hashes") or [])
         keys |= {tuple(k) for k in earlier.get("erased_profile_keys") or []}
@@ -1870,11 +1875,10 @@ def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:
         return False
     path = register_path(working)
     if path.exists():
-        try:
-            listed = set(json.loads(path.read_text(encoding="utf-8"))["subject_hashes"])
-        except (OSError, ValueError, KeyError, TypeError):
-            listed = set()
-        if hashes <= listed:
+        record = _register_record(path)
+        if record is None or not isinstance(record.get("subject_hashes"), list):
+            raise ErasureError(_unreadable_register(path))  # never written over as if empty
+        if hashes <= set(record["subject_hashes"]):
             return False
     write_register(con, path)
     return True
@@ -1906,6 +1910,7 @@ def adopt_register(con: duckdb.DuckDBPyConnection, *, none_staged: bool = False)
     missing = listed - erased_subject_hashes(con)
     if not missing:
         return 0
+    check_salt(con)  # a register hashed with a salt given then and not now: say so first
     staged = any(_table_exists(con, "staging", n) and _has_rows(con, n) for n in SOURCES)
     if staged and not none_staged:
         # A backup restored beside today's register, say: its staged rows may hold those
@@ -1914,7 +1919,8 @@ def adopt_register(con: duckdb.DuckDBPyConnection, *, none_staged: bool = False)
         # hashes: 23 CPU-s at 1M customers, too long for every staging step to repeat) and
         # erases them, then takes the rest in (`none_staged`).
         raise ErasureError(
-            f"{path} lists {len(missing)} keys of erased people (ids, emails, handles) that "
+            f"{path} lists {len(missing)} {'key' if len(missing) == 1 else 'keys'} of erased "
+            "people (ids, emails, handles) that "
             f"{working} never erased, and its staged rows may hold them (a backup from before "
             "those erasures restored?): nothing was staged. Erase them again with "
             "`engagement-box erase --from-register` (their keys are not printed), then run "
@@ -1946,17 +1952,40 @@ def adopt_register(con: duckdb.DuckDBPyConnection, *, none_staged: bool = False)
     return len(missing)
 
 
-def register_lacks(con: duckdb.DuckDBPyConnection) -> int:
-    """How many subject hashes the register beside `con`'s database lists that its log lacks
-    (0: none, no register, or one that cannot be read: the ingest's `adopt_register` says so).
-    Cheap (the register's JSON and the log), so a run with nothing new asks it before deciding
-    that a version stands: a backup restored beside today's register said "nothing to do" and
-    kept publishing the people erased since."""
+def register_problem(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the register beside `con`'s database keeps runs and audience files waiting, or None:
+    it lists erasures the database's log lacks (a backup restored beside today's register), or
+    it cannot be read. Cheap (the register's JSON and the log), so a run with nothing new asks
+    it before deciding that a version stands, and the audience steps before writing files: a
+    backup restored beside today's register said "nothing to do" and wrote the people erased
+    since back into the audience files; a register cut short counted as none (reviews)."""
     working = database_path(con)
-    record = _register_record(register_path(working)) if working else None
-    if not record:
-        return 0
-    return len(set(record.get("subject_hashes") or []) - erased_subject_hashes(con))
+    if not working:
+        return None
+    path = register_path(working)
+    if not path.exists():
+        return None
+    record = _register_record(path)
+    if record is None or not isinstance(record.get("subject_hashes", []), list):
+        return _unreadable_register(path)
+    lacking = len(set(record.get("subject_hashes") or []) - erased_subject_hashes(con))
+    if not lacking:
+        return None
+    return (
+        f"{path} lists {lacking} {'key' if lacking == 1 else 'keys'} of erased people (ids, "
+        f"emails, handles) that {working} has not erased (a backup from before those erasures "
+        "restored?): erase them again with `engagement-box erase --from-register` (their keys "
+        "are not printed)"
+    )
+
+
+def _unreadable_register(path: Path) -> str:
+    return (
+        f"{path}: the register of erased people cannot be read (cut short, or changed by hand?): "
+        "put back the newest good copy (it only grows), or delete it to have it written again "
+        "from the working database's log, which forgets anyone erased after that database's "
+        "last erasure"
+    )
 
 
 def register_requests(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
@@ -2006,6 +2035,12 @@ def register_requests(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
             hit = suppression_mask(staged.select(column), source, missing, salt)
             ids = staged["customer_id"].filter(hit).drop_nulls().unique()
             found |= {("customer_id", v) for v in ids}
+    # A person in a retained version only (their staged rows withdrawn since it was published,
+    # a review): the versions' customer ids are looked through too.
+    for (table,) in con.execute(load_sql("erasure/versioned_customer_tables")).fetchall():
+        versioned = con.execute(load_sql("erasure/versioned_customer_ids", table=table)).pl()
+        hit = suppression_mask(versioned, "orders", missing, salt)
+        found |= {("customer_id", v) for v in versioned["customer_id"].filter(hit).drop_nulls()}
     # one request per key as the erasure normalises it (`Jane@X.com` and `jane@x.com` are one)
     once = {(kind, normalize(key, kind)): (kind, key) for kind, key in sorted(found)}
     return sorted(once.values())
