@@ -40,7 +40,7 @@ from engagement_box.clock import utc_now
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.identity import links as identity_links
 from engagement_box.settings import lake_dir
-from engagement_box.sql import first_line, load_sql
+from engagement_box.sql import database_path, first_line, load_sql
 from engagement_box.staging.contracts import SOURCES
 from engagement_box.staging.ingestion import exports_taken_in
 from pipelines.partitions import monthly_as_of
@@ -446,6 +446,9 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
         return None
     current = versions.current_version(con)
     folder = engagement_config.audience_path
+    if audiences.written_ahead(folder, database_path(con), readers.version_ids(con)):
+        # the audience step says what to do, and writes nothing
+        return f"the audience files in {folder} come from a version this database never published"
     written = audiences.recorded_version(folder)
     if written is None:
         return f"{folder} holds no audience files of version {current}"
@@ -478,6 +481,8 @@ def consent_behind(con, folder: Path) -> str | None:
     written again once `erase --from-register` has erased them."""
     if erasure.register_problem(con):
         return None
+    if audiences.written_ahead(folder, database_path(con), readers.version_ids(con)):
+        return None  # (said by the audience step; a sensor would only fail each tick)
     now = identity_links.live_consent(con)
     if now is None:
         return None

@@ -1397,6 +1397,34 @@ def test_a_backup_restored_beside_todays_register_is_refused_until_erased_again(
     assert code == 0 and "nothing to erase again" in out, out
 
 
+def test_a_backup_restored_with_its_own_register_leaves_the_newer_audience_files_alone(
+    december_run, tmp_path
+):
+    """A re-review: the backup restored register and all (as the docs say not to): nothing
+    could tell that people were erased since, and the next run wrote them back into the
+    audience files, silently. The folder's files say they were written from a version the
+    restored database never published: the audience step refuses and says what to do."""
+    copy = copy_run(december_run, tmp_path / "run")
+    audience_files = tmp_path / "audiences"
+    env = copy_environment(tmp_path, copy, audiences=audience_files)
+    folder = copy.database.parent
+    backup = tmp_path / "backup"
+    shutil.copytree(folder, backup)  # version 1 only
+    code, _, err = run_cli({**env, "ENGAGEMENT_MARGIN": "0.9"}, "--month", MONTH)  # version 2
+    assert code == 0, err[-2000:]
+    person = pl.read_csv(next(audience_files.rglob("*.csv")), infer_schema=False)["customer_id"][0]
+    code, _, err = main_cli(env, "erase", "--customer-id", person)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in audience_files.rglob("*") if p.is_file()}
+
+    shutil.rmtree(folder)
+    shutil.copytree(backup, folder)  # the register too
+    code, out, err = run_cli(env, "--month", MONTH)
+    assert code != 0, out
+    assert "were written from version 2, which" in err and "has no record of" in err, err
+    assert {p: p.read_bytes() for p in audience_files.rglob("*") if p.is_file()} == before
+
+
 def test_an_erase_stopped_after_its_commit_is_finished_by_the_next_run(december_run, tmp_path):
     """A review killed `erase` after its commit, while it rewrote the history files: the next
     runs (and `retain`) left the analysts' file and the audience files holding the person, for

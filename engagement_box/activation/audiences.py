@@ -341,6 +341,28 @@ def written_for_other(folder: Path, owners: Iterable[Path | str]) -> bool:
     return last not in {owner_token(o) for o in owners}
 
 
+def written_ahead(folder: Path, owner: Path | str, known: set[int]) -> str | None:
+    """What is said when `folder`'s files were written for `owner` from a version its working
+    database has no record of (`known`: every version it ever published): the database is
+    older than the files, a backup restored, and with the backup's register of erased people
+    too nothing else tells that people were erased since (a re-review: the next run wrote them
+    back into the files, silently). None otherwise."""
+    if written_for_other(folder, [owner]):
+        return None
+    written = recorded_version(folder)
+    if written is None or written in known:
+        return None
+    return (
+        f"the audience files in {folder} were written from version {written}, which {owner} "
+        "has no record of (a backup restored? with the backup's register of erased people "
+        "too, the people erased since would go back into the files): they are left as they "
+        "are. Put today's register back beside the working database if you have it and run "
+        'again (docs/OPERATIONS.md, "Restoring a backup: keep today\'s register"); once every '
+        f"erasure made since the backup is done again, delete {folder / WRITTEN_FROM} and run "
+        "again to have the files written from this database"
+    )
+
+
 def replacing_another_owners(folder: Path, owner: Path | str) -> str | None:
     """What a run about to rewrite `folder` for `owner` (a working database or lake) says when
     the folder's files were last written for another one, or for this one at another path

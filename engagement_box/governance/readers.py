@@ -351,7 +351,7 @@ def foreign_working_problem_before_run(layout: Layout) -> str | None:
             with duckdb.connect(str(layout.working), read_only=True) as working:
                 working_id = _recorded(working, _WAREHOUSE_ID)
                 published = _recorded(working, _STATE) is not None
-                known = _version_ids(working)
+                known = version_ids(working)
         except duckdb.Error:
             return None  # held by a run: the publish asks again
     return foreign_working_problem(layout, working_id, published) or (
@@ -359,7 +359,7 @@ def foreign_working_problem_before_run(layout: Layout) -> str | None:
     )
 
 
-def _version_ids(con: duckdb.DuckDBPyConnection) -> set[int]:
+def version_ids(con: duckdb.DuckDBPyConnection) -> set[int]:
     """Every version the database has recorded, expired ones included (`snapshot_log` keeps a
     row per version for good: retention only marks it expired)."""
     if not versions.table_exists(con, "marts", "snapshot_log"):
@@ -382,7 +382,7 @@ def restored_working_problem(layout: Layout, working_id: str | None, known: set[
             row = published.execute(load_sql("marts/published_from")).pl().row(0, named=True)
             if row.get("warehouse_id") != working_id:
                 return None
-            missing = sorted(_version_ids(published) - known)
+            missing = sorted(version_ids(published) - known)
     except (duckdb.Error, IndexError):
         return None
     if not missing:
@@ -1225,7 +1225,7 @@ def publish(
     working_id = _recorded(con, _WAREHOUSE_ID)
     problem = foreign_working_problem(
         layout, working_id, _recorded(con, _STATE) is not None
-    ) or restored_working_problem(layout, working_id, _version_ids(con))
+    ) or restored_working_problem(layout, working_id, version_ids(con))
     if problem:
         raise PublishError(problem)
     # An erase stopped after its commit: its person may still be in the history files.
