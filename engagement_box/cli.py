@@ -1451,9 +1451,12 @@ def _logged_erasures(con) -> set[str]:
     return {r for (r,) in con.execute(load_sql("staging/erasure_request_ids")).fetchall()}
 
 
-def _erase_stopped(working: Path, logged: set[str] | None, stop: BaseException) -> int:
+def _erase_stopped(
+    working: Path, logged: set[str] | None, stop: BaseException, from_register: bool = False
+) -> int:
     """What an erase stopped by Ctrl-C did, said from the working database: committed or not
-    (exit 130 either way, as a stopped run)."""
+    (exit 130 either way, as a stopped run). `from_register`: one erasure after another, so
+    some may stand and others not have begun."""
     import duckdb
 
     if logged is None:  # stopped while waiting for the run lock, before the erasure began
@@ -1472,7 +1475,12 @@ def _erase_stopped(working: Path, logged: set[str] | None, stop: BaseException) 
             con.close()
     except duckdb.Error:
         committed = None
-    if committed:
+    if committed and from_register:
+        said = (
+            "after some of the register's erasures were committed, perhaps not all: run "
+            "`engagement-box erase --from-register` again to finish them"
+        )
+    elif committed:
         said = (
             "after the erasure was committed: the person is gone from the working database, "
             "but the versions' files, the published file, the audience files or the Spark "
@@ -1591,7 +1599,7 @@ def erase(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, duckdb.InterruptException) as stop:
         # Ctrl-C: main's "stopped before the run started; nothing was written" was said after
         # the erasure had committed (DuckDB's interrupt gave a traceback and exit 1 instead).
-        return _erase_stopped(warehouse.layout.working, logged, stop)
+        return _erase_stopped(warehouse.layout.working, logged, stop, args.from_register)
     except (erasure.SaltMismatch, erasure.SharedKey) as error:  # a bad setting or request
         return refused(error, 2)
     except ConfigurationError as error:  # the warehouse folder or a setting: nothing ran
