@@ -1445,6 +1445,16 @@ def test_an_erased_profile_read_again_counts_on_its_keys_when_its_erasure_did_no
     con.close()
 
 
+def restored_beside(built_once: Path, register: Path, tmp_path: Path):
+    """The module's warehouse as built before any erasure (a backup), restored in
+    `tmp_path/backup` beside `register` (today's): its path and an open connection."""
+    backup = tmp_path / "backup" / "w.duckdb"
+    backup.parent.mkdir()
+    shutil.copy(built_once / "w.duckdb", backup)
+    shutil.copy(register, erasure.register_path(backup))
+    return backup, duckdb.connect(str(backup))
+
+
 def test_a_working_database_started_anew_beside_the_register_keeps_the_erased_out(
     built, built_once, tmp_path
 ):
@@ -1472,11 +1482,7 @@ def test_a_working_database_started_anew_beside_the_register_keeps_the_erased_ou
     finally:
         fresh.close()
 
-    backup = tmp_path / "backup" / "w.duckdb"
-    backup.parent.mkdir()
-    shutil.copy(built_once / "w.duckdb", backup)  # taken before the erasure
-    shutil.copy(register, erasure.register_path(backup))
-    old = duckdb.connect(str(backup))
+    backup, old = restored_beside(built_once, register, tmp_path)  # before the erasure
     try:
         with pytest.raises(erasure.ErasureError, match="erase --from-register"):
             ingest_source(old, exports, "customers")
@@ -1498,11 +1504,8 @@ def test_a_backup_restored_beside_todays_register_erases_its_people_again(
     register = erasure.register_path(tmp_path / "w.duckdb")
     erased = erasure.read_register(register)[0]
 
-    backup = tmp_path / "backup" / "w.duckdb"
-    backup.parent.mkdir()
-    shutil.copy(built_once / "w.duckdb", backup)  # taken before the erasure
-    shutil.copy(register, erasure.register_path(backup))  # today's register kept
-    old = duckdb.connect(str(backup))
+    # taken before the erasure, today's register kept beside it
+    backup, old = restored_beside(built_once, register, tmp_path)
     try:
         assert mentions(old, TOKENS) != {}
         requests = erasure.register_requests(old)
@@ -1539,11 +1542,8 @@ def test_a_register_hashed_with_a_given_salt_is_never_replaced_under_a_new_one(
     assert json.loads(before)["salt"] is None  # a given salt is not kept there
     monkeypatch.delenv(erasure.SALT_ENV)
 
-    backup = tmp_path / "backup" / "w.duckdb"
-    backup.parent.mkdir()
-    shutil.copy(built_once / "w.duckdb", backup)  # no erasure yet: no salt of its own
-    shutil.copy(register, erasure.register_path(backup))
-    old = duckdb.connect(str(backup))
+    # no erasure yet: no salt of its own
+    backup, old = restored_beside(built_once, register, tmp_path)
     try:
         with pytest.raises(erasure.SaltMismatch, match="ENGAGEMENT_ERASURE_SALT to that salt"):
             erasure.erase(old, customer_id="BOB-002")
@@ -1562,11 +1562,7 @@ def test_a_person_in_the_restored_versions_only_is_found_and_erased_again(
     con, _, _ = built
     erasure.erase(con, customer_id="BOB-002")
     register = erasure.register_path(tmp_path / "w.duckdb")
-    backup = tmp_path / "backup" / "w.duckdb"
-    backup.parent.mkdir()
-    shutil.copy(built_once / "w.duckdb", backup)
-    shutil.copy(register, erasure.register_path(backup))
-    old = duckdb.connect(str(backup))
+    backup, old = restored_beside(built_once, register, tmp_path)
     try:
         for table, column in (
             ("customers", "customer_id"),
@@ -1624,11 +1620,7 @@ def test_a_backup_whose_staged_rows_hold_none_of_the_registers_people_takes_them
     con, exports, _ = built
     erasure.erase(con, email="nobody.here@example.com")
     register = erasure.register_path(tmp_path / "w.duckdb")
-    backup = tmp_path / "backup" / "w.duckdb"
-    backup.parent.mkdir()
-    shutil.copy(built_once / "w.duckdb", backup)
-    shutil.copy(register, erasure.register_path(backup))
-    old = duckdb.connect(str(backup))
+    backup, old = restored_beside(built_once, register, tmp_path)
     try:
         with pytest.raises(erasure.ErasureError, match="erase --from-register"):
             ingest_source(old, exports, "customers")
