@@ -460,7 +460,7 @@ def _audiences_behind(con, engagement_config: EngagementConfig) -> str | None:
         )
     if written != current:
         return f"the audience files in {folder} are version {written}'s, not version {current}'s"
-    said = consent_behind(con, folder)
+    said = _consent_changed(con, folder)  # (the guards of consent_behind are above)
     if said:
         return said
     missing = audiences.missing_files(folder)
@@ -483,6 +483,11 @@ def consent_behind(con, folder: Path) -> str | None:
         return None
     if audiences.written_ahead(folder, database_path(con), readers.version_ids(con)):
         return None  # (said by the audience step; a sensor would only fail each tick)
+    return _consent_changed(con, folder)
+
+
+def _consent_changed(con, folder: Path) -> str | None:
+    """`consent_behind` without its guards: the consent the files record against now's."""
     now = identity_links.live_consent(con)
     if now is None:
         return None

@@ -143,12 +143,7 @@ from engagement_box.activation.audiences import (
 )
 from engagement_box.clock import utc_now
 from engagement_box.governance import readers, versions
-from engagement_box.sql import (
-    database_path,
-    load_sql,
-    quote_literal,
-    transaction,
-)
+from engagement_box.sql import database_path, load_sql, quote_literal, transaction
 from engagement_box.staging.contracts import (
     FULL_WIDTH,
     HALF_WIDTH,
@@ -803,9 +798,7 @@ def check_salt(con: duckdb.DuckDBPyConnection, salt: str | None = None) -> None:
     # nor a register that cannot be read
     working = database_path(con)
     path = register_path(working) if working else None
-    register = _register_record(path) if path else None
-    if path is not None and path.exists() and register is None:
-        raise ErasureError(_unreadable_register(path))
+    register = _readable_register(path) if path else None
     if not register or not register.get("subject_hashes"):
         return
     configured = _configured_salt(con, salt)
@@ -1531,9 +1524,7 @@ def write_register(con: duckdb.DuckDBPyConnection, path: Path, salt: str | None 
     # log lacks it (a backup restored beside today's register, before its people were erased
     # again: an erase then wrote the register from the older log, and the people erased after
     # the backup left it; a backup review).
-    earlier = _register_record(path)
-    if earlier is None and path.exists():
-        raise ErasureError(_unreadable_register(path))
+    earlier = _readable_register(path)
     if earlier and earlier.get("salt_fingerprint") == salt_fingerprint(used):
         hashes |= set(earlier.get("subject_hashes") or [])
         keys |= {tuple(k) for k in earlier.get("erased_profile_keys") or []}
@@ -1557,7 +1548,18 @@ def _register_record(path: Path) -> dict | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("subject_hashes"), list):
+        return None
+    return record
+
+
+def _readable_register(path: Path) -> dict | None:
+    """The register at `path`, None when there is none; ErasureError when one is there and
+    cannot be read: it is never taken for an empty one, nor written over."""
+    record = _register_record(path)
+    if record is None and path.exists():
+        raise ErasureError(_unreadable_register(path))
+    return record
 
 
 def _erased_profile_keys(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
@@ -1874,12 +1876,9 @@ def refresh_register(con: duckdb.DuckDBPyConnection) -> bool:
     if not hashes:
         return False
     path = register_path(working)
-    if path.exists():
-        record = _register_record(path)
-        if record is None or not isinstance(record.get("subject_hashes"), list):
-            raise ErasureError(_unreadable_register(path))  # never written over as if empty
-        if hashes <= set(record["subject_hashes"]):
-            return False
+    record = _readable_register(path)
+    if record is not None and hashes <= set(record.get("subject_hashes") or []):
+        return False
     write_register(con, path)
     return True
 
@@ -1898,16 +1897,10 @@ def adopt_register(con: duckdb.DuckDBPyConnection, *, none_staged: bool = False)
     if not working:
         return 0
     path = register_path(working)
-    if not path.exists():
+    record = _readable_register(path)
+    if record is None:
         return 0
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        listed = set(record["subject_hashes"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ErasureError(
-            f"{path}: the register of erased people cannot be read ({error})"
-        ) from None
-    missing = listed - erased_subject_hashes(con)
+    missing = set(record.get("subject_hashes") or []) - erased_subject_hashes(con)
     if not missing:
         return 0
     check_salt(con)  # a register hashed with a salt given then and not now: say so first
@@ -1919,12 +1912,8 @@ def adopt_register(con: duckdb.DuckDBPyConnection, *, none_staged: bool = False)
         # hashes: 23 CPU-s at 1M customers, too long for every staging step to repeat) and
         # erases them, then takes the rest in (`none_staged`).
         raise ErasureError(
-            f"{path} lists {len(missing)} {'key' if len(missing) == 1 else 'keys'} of erased "
-            "people (ids, emails, handles) that "
-            f"{working} never erased, and its staged rows may hold them (a backup from before "
-            "those erasures restored?): nothing was staged. Erase them again with "
-            "`engagement-box erase --from-register` (their keys are not printed), then run "
-            "again"
+            f"{_lacking(path, working, len(missing))}; its staged rows may hold them: nothing "
+            "was staged. Run again once that is done"
         )
     ensure_erasure_tables(con)
     stored = record.get("salt")
@@ -1963,14 +1952,18 @@ def register_problem(con: duckdb.DuckDBPyConnection) -> str | None:
     if not working:
         return None
     path = register_path(working)
-    if not path.exists():
+    try:
+        record = _readable_register(path)
+    except ErasureError as error:
+        return str(error)
+    if record is None:
         return None
-    record = _register_record(path)
-    if record is None or not isinstance(record.get("subject_hashes", []), list):
-        return _unreadable_register(path)
     lacking = len(set(record.get("subject_hashes") or []) - erased_subject_hashes(con))
-    if not lacking:
-        return None
+    return _lacking(path, working, lacking) if lacking else None
+
+
+def _lacking(path: Path, working: str, lacking: int) -> str:
+    """What is said of a register listing `lacking` hashes the working database's log lacks."""
     return (
         f"{path} lists {lacking} {'key' if lacking == 1 else 'keys'} of erased people (ids, "
         f"emails, handles) that {working} has not erased (a backup from before those erasures "
@@ -1997,12 +1990,10 @@ def register_requests(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     log lacks. ErasureError when the register cannot be read, or was hashed with another salt
     (its hashes cannot be matched)."""
     working = database_path(con)
-    path = register_path(working) if working else None
-    record = _register_record(path) if path else None
+    record = _readable_register(register_path(working)) if working else None
     if record is None:
-        if path is not None and path.exists():
-            raise ErasureError(f"{path}: the register of erased people cannot be read")
         return []
+    path = register_path(working)
     missing = set(record.get("subject_hashes") or []) - erased_subject_hashes(con)
     if not missing:
         return []

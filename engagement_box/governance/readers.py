@@ -571,12 +571,17 @@ def _published_stamps(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
 
 
 def _write_version_file(
-    con: duckdb.DuckDBPyConnection, mart: str, snapshot_id: int, target: Path, warehouse: str
+    con: duckdb.DuckDBPyConnection,
+    mart: str,
+    snapshot_id: int,
+    target: Path,
+    warehouse: str,
+    published: str | None,
 ) -> None:
     """Write one version of one mart to its Parquet file: a temporary name, then a rename, so a
     reader sees the whole old file or the whole new one. The file says which warehouse (its
-    working database's id), version and publish it is of (`_foreign`)."""
-    row = con.execute(load_sql("marts/published_at"), {"id": snapshot_id}).fetchone()
+    working database's id), version and publish (`published`, `_published_stamps`) it is of
+    (`_foreign`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     partial.unlink(missing_ok=True)
@@ -588,7 +593,7 @@ def _write_version_file(
                 "path": str(partial),
                 "warehouse_id": warehouse,
                 "snapshot": str(snapshot_id),
-                "published_at": str(row[0]) if row else "",
+                "published_at": published or "",
             },
         )
         _fsync(partial)
@@ -696,14 +701,15 @@ def sync_history_files(
             if snapshot_id not in retained:
                 continue
             target = layout.history_file(mart, snapshot_id)
+            published = stamps.get(snapshot_id)
             if not target.exists() or not _whole_parquet(target):  # gone, or cut short
-                _write_version_file(con, mart, snapshot_id, target, warehouse)
+                _write_version_file(con, mart, snapshot_id, target, warehouse, published)
                 done.files_written.append(str(target))
-            elif _foreign(target, warehouse, snapshot_id, stamps.get(snapshot_id)):  # another's
-                _write_version_file(con, mart, snapshot_id, target, warehouse)
+            elif _foreign(target, warehouse, snapshot_id, published):  # another's
+                _write_version_file(con, mart, snapshot_id, target, warehouse, published)
                 done.files_rewritten.append(str(target))
             elif verify and _file_rows(con, target) != count:
-                _write_version_file(con, mart, snapshot_id, target, warehouse)
+                _write_version_file(con, mart, snapshot_id, target, warehouse, published)
                 done.files_rewritten.append(str(target))
         folder = layout.history_dir / mart
         if not folder.is_dir():
