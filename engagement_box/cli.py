@@ -1299,6 +1299,7 @@ def retain(args: argparse.Namespace) -> int:
         problem = _hold_run_lock(held) or _foreign_working_problem()
         if problem:
             return _nothing_ran(problem)
+        waiting = _register_waiting()
         steps = StepLines()
         executed = _execute(home, RETENTION_JOB, process_tags(), steps)
         if executed is None:
@@ -1306,7 +1307,30 @@ def retain(args: argparse.Namespace) -> int:
     if executed.succeeded and executed.signal is None:
         for line in retention_outcome(executed.events):
             print(line)
+    if waiting:  # retention only deletes, so it ran; the next run still waits (a review)
+        print(f"warning: the next run will refuse: {waiting}", file=sys.stderr)
     return _finish(executed, steps)
+
+
+def _register_waiting() -> str | None:
+    """`erasure.register_problem` of the working database (a backup restored beside today's
+    register), asked read-only under the run lock; None when there is no working database or
+    it cannot be opened (the command's own steps say why then)."""
+    import duckdb
+
+    from engagement_box.governance import erasure
+
+    working = settings.working_db_path()
+    if not working.exists():
+        return None
+    try:
+        con = duckdb.connect(str(working), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return erasure.register_problem(con)
+    finally:
+        con.close()
 
 
 SPARK_RETIRE = (
@@ -1346,6 +1370,11 @@ def retire(args: argparse.Namespace) -> int:
         problem = _hold_run_lock(held) or _foreign_working_problem()
         if problem:
             return _not_retired(problem)
+        waiting = _register_waiting()
+        if waiting and args.current:
+            # the new current version's audience files could not be written (the audience
+            # step refuses): it retired, then failed, leaving the retired version's files
+            return _not_retired(f"{waiting}; then retire the current version")
         try:
             adopt_single_file(warehouse.layout)  # (an older single file: adopted, as a run does)
             with warehouse.get_connection() as con:
@@ -1371,6 +1400,8 @@ def retire(args: argparse.Namespace) -> int:
         files += len(readers.delete_version_files(warehouse.layout, done.snapshot_id))
         for line in retirement_said(done, args.reason, files, published.built):
             print(line)
+        if waiting:
+            print(f"warning: the next run will refuse: {waiting}", file=sys.stderr)
         if not done.was_current:
             return 0
         print("writing the audience files from the new current version (audience_files):")

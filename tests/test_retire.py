@@ -8,6 +8,7 @@ why, and pairs its neighbours in `marts.segment_migration`. Every date is fixed:
 on today or the wall clock (but the one that waits for a held run lock).
 """
 
+import json
 import subprocess
 import sys
 from datetime import date, datetime
@@ -16,7 +17,7 @@ import duckdb
 import pytest
 
 from engagement_box import cli
-from engagement_box.governance import readers, versions
+from engagement_box.governance import erasure, readers, versions
 from tests.test_cli import environment, main_cli
 from tests.test_retention_work import as_ofs, publish, write_as_of
 from tests.test_versions import (
@@ -369,3 +370,44 @@ def test_retiring_the_current_version_writes_the_audience_files_from_the_new_one
     assert said[-1].startswith("run ") and said[-1].endswith(" succeeded")
     assert json.loads(written_from.read_text())["snapshot_id"] == 2
     assert read(copy.database, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [(2,)]
+
+
+def test_retire_and_retain_say_the_register_keeps_the_next_run_waiting(tmp_path, layout):
+    """A re-review of the restore flow: after a backup was restored beside today's register,
+    the run refused (its register lists erasures the database lacks), yet `retain` said nothing
+    of it and `retire --current` retired, then failed writing the new current version's
+    audience files. Now --current is refused before anything, a version that is not current is
+    retired with a warning, and retention (it only deletes) warns too."""
+    register = erasure.register_path(layout.working)
+    register.write_text(
+        json.dumps({"salt_fingerprint": "f", "salt": None, "subject_hashes": ["0" * 64]}),
+        encoding="utf-8",
+    )
+    said = f"{register} lists 1 key of erased people"
+
+    code, out, err = retire_cli(tmp_path, layout, "--version", "4", "--current")
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"engagement-box retire: FAILED, nothing was retired: {said}"), line
+    assert line.endswith("`engagement-box erase --from-register` (their keys are not printed); "
+                         "then retire the current version")  # fmt: skip
+    assert read(layout.published, "SELECT snapshot_id FROM marts.snapshots WHERE is_current") == [
+        (4,)
+    ]
+
+    code, out, err = retire_cli(tmp_path, layout, "--version", "3")
+    assert code == 0 and "retired version 3 (as of 2025-03-15)" in out.splitlines(), err
+    assert err.splitlines() == [f"warning: the next run will refuse: {_lacking(register, layout)}"]
+
+    code, out, err = main_cli(
+        {**environment(tmp_path, tmp_path / "exports"),
+         "ENGAGEMENT_WAREHOUSE": str(layout.published), "ENGAGEMENT_KEEP_VERSIONS": "1"},
+        "retain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "expired now" in out
+    assert err.splitlines() == [f"warning: the next run will refuse: {_lacking(register, layout)}"]
+
+
+def _lacking(register, layout) -> str:
+    return erasure._lacking(register, str(layout.working), 1)
