@@ -45,6 +45,21 @@ METRIC_COLUMNS = ("clv", "crv", "civ", "ckv")
 SOURCES_CHECK = "engagement_sources_are_current"
 
 
+def sources_check_spec(asset: dg.AssetKey, **kwargs) -> dg.AssetCheckSpec:
+    """`engagement_sources_are_current` on `asset` (each engine's engagement step)."""
+    return dg.AssetCheckSpec(
+        SOURCES_CHECK,
+        asset=asset,
+        description=(
+            "The referrals, social and reviews exports (CRV, CIV, CKV) each staged a row "
+            "within ENGAGEMENT_STALE_SOURCE_DAYS before the as-of: a source with no row "
+            "gives everyone 0 of its metric, one that stopped arriving still counts its old "
+            "rows. A warning, not a block."
+        ),
+        **kwargs,
+    )
+
+
 @dg.asset(
     key=work_key("engagement_value"),
     partitions_def=monthly_as_of,
@@ -68,17 +83,7 @@ SOURCES_CHECK = "engagement_sources_are_current"
                 "to 0 over the customers (influence moves value between them, never out)."
             ),
         ),
-        dg.AssetCheckSpec(
-            SOURCES_CHECK,
-            asset=work_key("engagement_value"),
-            partitions_def=monthly_as_of,
-            description=(
-                "The referrals, social and reviews exports (CRV, CIV, CKV) each staged a row "
-                "within ENGAGEMENT_STALE_SOURCE_DAYS before the as-of: a source with no row "
-                "gives everyone 0 of its metric, one that stopped arriving still counts its old "
-                "rows. A warning, not a block."
-            ),
-        ),
+        sources_check_spec(work_key("engagement_value"), partitions_def=monthly_as_of),
     ],
 )
 def engagement_value(
@@ -181,8 +186,11 @@ def engagement_value(
         finally:
             con.unregister("influence_edge_rows")
 
-    sources_check = _sources_check(
-        sources, window["as_of"], int(engagement_config.setting("stale_source_days"))
+    sources_check = sources_check_result(
+        sources,
+        window["as_of"],
+        int(engagement_config.setting("stale_source_days")),
+        work_key("engagement_value"),
     )
     if not sources_check.passed:
         context.log.warning(sources_check.description)
@@ -219,15 +227,15 @@ def engagement_value(
     return dg.MaterializeResult(metadata=metadata, check_results=[check, sources_check])
 
 
-def _sources_check(
-    sources: list[coverage.Coverage], as_of: dt.date, stale_days: int
+def sources_check_result(
+    sources: list[coverage.Coverage], as_of: dt.date, stale_days: int, asset: dg.AssetKey
 ) -> dg.AssetCheckResult:
     """A warning naming each engagement source that staged no row, or none in the last
     `stale_days` days before `as_of` (`coverage.Coverage.problem`)."""
     problems = [p for p in (c.problem(as_of, stale_days) for c in sources) if p]
     return dg.AssetCheckResult(
         check_name=SOURCES_CHECK,
-        asset_key=work_key("engagement_value"),
+        asset_key=asset,
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{'; '.join(problems)} ({coverage.HELP})"

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assets.engagement import sources_check_result, sources_check_spec
 from assets.identity import placeholder_check, placeholder_check_spec, placeholder_metadata
 from assets.metadata import markdown_table, run_time
 from assets.publish import ancestry, is_forced
@@ -562,11 +563,16 @@ def _given_settings(model_settings: ModelSettings, engagement_config: Engagement
     }
 
 
-def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementConfig) -> dict:
+def persona_inputs(
+    model_settings: ModelSettings,
+    engagement_config: EngagementConfig,
+    sources: list[str] | None = None,
+) -> dict:
     """What a persona model is fitted from besides the data: every setting that changes its
     features (the value models' and the engagement weights', not the quadrant cuts), the model
-    code and the people erased (the register's hashes). A stored model fitted from other inputs
-    is not used (`personas.model_in_force`)."""
+    code, the people erased (the register's hashes) and the engagement exports that staged rows
+    (`sources`, as the DuckDB engine). A stored model fitted from other inputs is not used
+    (`personas.model_in_force`)."""
     given = _given_settings(model_settings, engagement_config)
     erased, _ = erasure.register_of(settings.working_db_path())
     return personas.model_inputs(
@@ -574,6 +580,7 @@ def persona_inputs(model_settings: ModelSettings, engagement_config: EngagementC
         versions.model_code_version(),
         _MOVING,
         erasures=list(erased),  # model_inputs sorts and digests them
+        sources=sources,
     )
 
 
@@ -591,7 +598,10 @@ def _work_as_of(tables: SparkTables, table: str) -> dt.date:
     group_name="spark",
     kinds={"spark", "parquet"},
     deps=[MARTS_KEY],
-    check_specs=[dg.AssetCheckSpec("cev_is_the_sum", asset=ENGAGEMENT_KEY, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec("cev_is_the_sum", asset=ENGAGEMENT_KEY, blocking=True),
+        sources_check_spec(ENGAGEMENT_KEY),
+    ],
 )
 def spark_engagement_marts(
     context: dg.AssetExecutionContext,
@@ -609,12 +619,13 @@ def spark_engagement_marts(
     as_of = _work_as_of(tables, "customer_value")
     _keep_fingerprint_if_ours(context, lake_dir, model_settings, engagement_config)
     _checking(lake_dir.path, ENGAGEMENT_KEY)
+    sources = engagement.source_coverage(tables, as_of)
     marts, info = engagement.engagement_marts(
         tables,
         as_of,
         model_settings.resolved().currency,
         engagement_config.to_settings(model_settings),
-        persona_inputs(model_settings, engagement_config),
+        persona_inputs(model_settings, engagement_config, [c.source for c in sources if c.rows]),
         int(engagement_config.setting("persona_refit_days")),
     )
     in_force = info["persona_model_in_force"]
@@ -674,11 +685,17 @@ def spark_engagement_marts(
             ),
         ),
     ]
-    _checked(lake_dir.path, ENGAGEMENT_KEY, checks)
+    _checked(lake_dir.path, ENGAGEMENT_KEY, checks)  # the blocking ones: a warning blocks none
+    sources_check = sources_check_result(
+        sources, as_of, int(engagement_config.setting("stale_source_days")), ENGAGEMENT_KEY
+    )
+    if not sources_check.passed:
+        context.log.warning(sources_check.description)
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat(),
             "dagster/row_count": int(rows),
+            "engagement_sources": sources_check.metadata["sources"],
             "persona_customers": info["persona_customers"],
             # what every customer's CRV was computed with (the DuckDB engine's key and text)
             "referral_model": dg.MetadataValue.json(
@@ -707,7 +724,7 @@ def spark_engagement_marts(
                 else {}
             ),
         },
-        check_results=checks,
+        check_results=[*checks, sources_check],
     )
 
 

@@ -538,3 +538,51 @@ def test_personas_assigned_with_a_stored_model_equal_the_duckdb_engine(spark):
     for name in personas.DEFAULT_FEATURES:
         z = got.sort("persona_id")[f"z_{name}"].to_numpy()
         assert abs(float((z * sizes).sum())) < 1e-9, name
+
+
+def test_the_sources_check_and_the_persona_inputs_are_the_duckdb_engines(engagement, spark_run):
+    """The partial-retailer check (`engagement_sources_are_current`, a warning) and the persona
+    model's sources, on Spark as on DuckDB: the Spark engine had neither (stop 71 left it)."""
+    from assets.engagement import SOURCES_CHECK
+    from engagement_box.engagement import coverage
+    from engagement_box.spark import personas as spark_personas
+
+    con, _, _, lake_dir, result = spark_run
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == SOURCES_CHECK]
+    assert check.asset_key.path == ["spark", "engagement_marts"]
+    assert check.passed and check.severity.value == "WARN", check.description
+    duck = coverage.coverage(con, AS_OF)
+    assert check.metadata["sources"].value == {c.source: c.report(AS_OF) for c in duck}
+    assert all(c.rows > 0 for c in duck)
+    (stored,) = pl.read_parquet(lake_dir / spark_personas.MODEL_FILE).to_dicts()
+    assert json.loads(stored["inputs"])["sources"] == ["referrals", "reviews", "social"]
+
+
+def test_a_missing_or_ended_source_is_said_as_the_duckdb_engine_says_it(session, tmp_path):
+    """A lake whose referrals staged nothing and whose social export ended a year before: the
+    Spark engine's coverage is the DuckDB engine's, to the as-of's last second."""
+    from pyspark.sql.types import StructField, StructType, TimestampNTZType
+
+    from engagement_box.engagement import coverage
+    from engagement_box.spark import engagement as spark_engagement
+    from engagement_box.spark.tables import SparkTables
+    from tests.test_engagement_sources import AS_OF as AS_OF_HERE
+    from tests.test_engagement_sources import staged
+
+    days = {
+        "referrals": ("referred_at", []),
+        "social": ("occurred_at", [dt.datetime(2024, 12, 30, 9), dt.datetime(2024, 6, 1)]),
+        "reviews": ("created_at", [dt.datetime(2025, 12, 31, 23, 59, 59), dt.datetime(2026, 1, 1)]),
+    }
+    tables = SparkTables(session, tmp_path / "lake")
+    for name, (column, stamps) in days.items():
+        schema = StructType([StructField(column, TimestampNTZType())])
+        tables.save(f"staging.{name}", session.createDataFrame([(s,) for s in stamps], schema))
+
+    found = spark_engagement.source_coverage(tables, AS_OF_HERE)
+
+    duck = coverage.coverage(
+        staged(tmp_path, **{name: stamps for name, (_, stamps) in days.items()}), AS_OF_HERE
+    )
+    assert found == duck
+    assert [(c.source, c.rows) for c in found] == [("referrals", 0), ("social", 2), ("reviews", 1)]

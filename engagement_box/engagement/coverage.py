@@ -66,11 +66,23 @@ class Coverage:
 def coverage(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> list[Coverage]:
     """Each engagement source's staged rows up to the end of `as_of` (shop time, as the
     engagement step reads them), in `FEEDS`' order."""
-    until = dt.datetime.combine(as_of, dt.time.max)
-    found = {
-        source: Coverage(source, int(rows), newest.date() if newest is not None else None)
-        for source, rows, newest in con.execute(
-            load_sql("intermediate/engagement_source_coverage"), {"until": until}
+    return from_rows(
+        con.execute(
+            load_sql("intermediate/engagement_source_coverage"), {"until": until_of(as_of)}
         ).fetchall()
+    )
+
+
+def until_of(as_of: dt.date) -> dt.datetime:
+    """The end of the as-of day, the bound `intermediate/engagement_source_coverage` takes."""
+    return dt.datetime.combine(as_of, dt.time.max)
+
+
+def from_rows(rows) -> list[Coverage]:
+    """The (source, staged_rows, newest) rows of `intermediate/engagement_source_coverage`, on
+    either engine, as `Coverage`s in `FEEDS`' order."""
+    found = {
+        source: Coverage(source, int(count), newest.date() if newest is not None else None)
+        for source, count, newest in rows
     }
     return [found[source] for source in FEEDS]

@@ -24,7 +24,7 @@ from datetime import date, datetime, time
 import polars as pl
 import pyarrow as pa
 
-from engagement_box.engagement import metrics, quadrants, referral
+from engagement_box.engagement import coverage, metrics, quadrants, referral
 from engagement_box.engagement.config import EngagementSettings
 from engagement_box.engagement.knowledge import customer_knowledge_value
 from engagement_box.spark.sql import load_spark_sql, run
@@ -110,6 +110,14 @@ def exact_quantile(frame, column: str, q: float) -> float | None:
         below, window = 0, sorted(r[0] for r in values.collect())
     lo, hi = window[lower - below], window[upper - below]
     return float(pl.Series([lo, hi]).quantile(position - lower, "linear"))
+
+
+def source_coverage(tables: SparkTables, as_of: date) -> list[coverage.Coverage]:
+    """Each engagement source's staged rows up to the end of `as_of` and its newest, from the
+    lake (the DuckDB engine's query: `coverage.coverage`)."""
+    (query,) = load_spark_sql("intermediate/engagement_source_coverage")
+    rows = run(tables.spark, query.sql, {"until": coverage.until_of(as_of)}).collect()
+    return coverage.from_rows(tuple(row) for row in rows)
 
 
 def _resolved(tables: SparkTables, source: str):
