@@ -752,7 +752,8 @@ TABLES: tuple[Table, ...] = (
                 "BOOLEAN",
                 "The purchase model used to score customers (BG/NBD, MBG/NBD or Pareto/NBD). "
                 "Always false on the Gamma-Gamma rows, the spend model every CLV uses: "
-                "`WHERE chosen OR model = 'gamma_gamma'` keeps the models of the scores.",
+                "`WHERE (chosen OR model = 'gamma_gamma') AND \"window\" = 'full'` keeps the "
+                "fits the scores used.",
             ),
             Column("library_versions", "VARCHAR", "Versions of the numeric libraries, as JSON."),
             Column("fitted_at", "TIMESTAMP", "When the fit ran (UTC)."),

@@ -419,6 +419,12 @@ def test_a_buyer_whose_orders_all_lack_a_rate_is_in_no_quadrant_and_no_quadrant_
     assert in_files == []
     misers = run.database.parent / "audiences" / "quadrant" / "cev_misers.csv"
     assert "NEVER" in misers.read_text(encoding="utf-8")
+    # The README's "who moved" query (version 2 against version 1 here) calls them unvalued as
+    # the migration does, not absent: it said `(none)` on both sides and left them out.
+    (who,) = [q for q in readme_queries("<!-- versions-queries -->") if "segment_then" in q]
+    moved = {r[0]: r[1:] for r in counts(run.database, who)}
+    assert moved["UNVALUED"] == ("(unvalued)", "(none)")
+    assert moved["NEVER"] == ("Prospect", "(none)")
 
 
 def test_cdnow_through_the_assets_reproduces_fader_hardie_lee_2005(tmp_path):
