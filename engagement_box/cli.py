@@ -815,9 +815,12 @@ def run(args: argparse.Namespace) -> int:
     pinned = settings.value("ENGAGEMENT_AS_OF")
     if pinned:  # the month still keys the run; the date is the setting's
         print(f"as-of date:  {pinned}, pinned by ENGAGEMENT_AS_OF for every month")
-    problem = (
-        window_problem(partition, shop_today()) or _exports_problem() or _foreign_working_problem()
-    )
+    problem = window_problem(partition, shop_today()) or _exports_problem()
+    if not problem:
+        problem = _foreign_working_problem()
+        waiting = _register_waiting() if problem else None
+        if waiting:  # said now, not at the next refusal once this one is dealt with (a review)
+            problem = f"{problem}. Besides, {waiting}"
     if problem:
         return _nothing_ran(problem)
 

@@ -1397,6 +1397,35 @@ def test_a_backup_restored_beside_todays_register_is_refused_until_erased_again(
     assert code == 0 and "nothing to erase again" in out, out
 
 
+def test_a_working_database_restored_alone_is_told_both_refusals_at_once(december_run, tmp_path):
+    """A re-review: the working database alone restored from a backup taken before a version
+    and an erasure was refused for the published file's versions; once that was dealt with,
+    the next run was refused again, for the register. The first refusal says both."""
+    copy = copy_run(december_run, tmp_path / "run")
+    env = copy_environment(tmp_path, copy)
+    working = default_working(copy.database)
+    backup = tmp_path / "working.backup.duckdb"
+    shutil.copy(working, backup)
+    code, _, err = run_cli(env, "--month", "2025-11")  # version 2, which the backup lacks
+    assert code == 0, err[-2000:]
+    person = duckdb.connect(str(working), read_only=True)
+    try:
+        (customer,) = person.execute("SELECT min(customer_id) FROM marts.customer").fetchone()
+    finally:
+        person.close()
+    code, _, err = main_cli(env, "erase", "--customer-id", customer)
+    assert code == 0, err
+    shutil.copy(backup, working)  # the restore, of the working database only
+
+    code, out, err = run_cli(env, "--month", MONTH)
+
+    assert code == 2, out + err
+    (line,) = err.splitlines()
+    assert "that the working database" in line and "has no record of" in line, line
+    assert line.index("has no record of") < line.index("engagement-box erase --from-register")
+    assert customer not in out + err
+
+
 def test_a_backup_restored_with_its_own_register_leaves_the_newer_audience_files_alone(
     december_run, tmp_path
 ):
