@@ -2054,3 +2054,62 @@ def test_every_source_but_the_rates_holds_a_column_erasure_finds_people_by():
         f"{sorted(without - {'fx_rates'})}: no column erasure finds a person by; add one to "
         "governance/erasure.py's IDENTIFYING_COLUMNS, or teach erase() to follow its key"
     )
+
+
+# Each column the pipeline keeps a person's key in, with one of Jane's keys of its kind: a table
+# per column, so each row is found through that column alone (the fixture's Jane is a referee
+# by email only and in no influence edge, so dropping `referee_customer_id` or
+# `actor_customer_id` from IDENTIFYING_COLUMNS passed every test: a mutation review).
+KEY_COLUMNS = {
+    "customer_id": "JANE-001",
+    "referrer_customer_id": "JANE-003",
+    "referee_customer_id": "JANE-001",
+    "actor_customer_id": "JANE-001",
+    "target_customer_id": "JANE-003",
+    "resolved_customer_id": "JANE-005",
+    "email": JANE_EMAIL,
+    "referee_email": JANE_EMAIL,
+    "actor_handle": "janed",
+    "target_handle": "jd_photos",
+}
+
+
+def test_a_row_holding_the_person_in_any_key_column_is_erased(built):
+    con, _, _ = built
+    for column, key in KEY_COLUMNS.items():
+        con.execute(
+            f"CREATE TABLE work.by_{column} AS SELECT * FROM (VALUES ($key, 1), ($other, 2)) "
+            f't("{column}", n)',
+            {"key": key, "other": "BOB-002"},
+        )  # names from the test's own constants
+
+    erasure.erase(con, email=JANE_EMAIL)
+
+    left = {
+        column: con.execute(f"SELECT n FROM work.by_{column}").fetchall() for column in KEY_COLUMNS
+    }
+    assert left == {column: [(2,)] for column in KEY_COLUMNS}, left
+
+
+def test_every_column_the_pipeline_keeps_a_person_key_in_is_one_erasure_reads(december_run):
+    """A real run's tables, in the working database and the published file: a column named as a
+    customer id, an email or a handle that erasure does not read would keep the person. The
+    profiles' `social_handles` list is the one exception: it goes with its profile's row, and
+    erasure follows its handles from there (`_keys_to_follow`)."""
+    from engagement_box.governance.readers import default_working
+
+    found: dict[str, set[str]] = {}
+    for database in (default_working(december_run.database), december_run.database):
+        reader = duckdb.connect(str(database), read_only=True)
+        try:
+            for schema, table, column in reader.execute(
+                "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                "WHERE regexp_matches(column_name, '(customer_id|email|handles?)$')"
+            ).fetchall():
+                found.setdefault(column, set()).add(f"{schema}.{table}")
+        finally:
+            reader.close()
+    unread = {c: sorted(t) for c, t in found.items() if c not in erasure.IDENTIFYING_COLUMNS}
+    assert set(unread) == {"social_handles"}, unread
+    assert unread["social_handles"] == ["staging.customers"]
+    assert set(found) - {"social_handles"} == set(KEY_COLUMNS)

@@ -1221,12 +1221,20 @@ def test_row_rules_of_other_sources(warehouse, exports_dir):
                 "converted_at": "2024-01-01", "referrer_reward": "5", "referee_reward": "5",
                 "would_have_joined_anyway": "maybe",
             },
+            {  # converted the moment it was sent (an export of dates): staged, not before it
+                "referral_id": "r3", "referrer_customer_id": "c1", "referee_email": "d@x.io",
+                "referee_customer_id": "", "referred_at": "2024-03-01",
+                "converted_at": "2024-03-01", "referrer_reward": "5", "referee_reward": "5",
+                "would_have_joined_anyway": "",
+            },
         ],
     )  # fmt: skip
     ingest_source(warehouse, exports_dir, "referrals")
     q = quarantine(warehouse)
     assert q["reason"].to_list() == ["not_self_referral", "unparseable_boolean"]
     assert "row:converted_after_referred" in q["reasons"][1]
+    staged = warehouse.execute("SELECT referral_id FROM staging.referrals").fetchall()
+    assert staged == [("r3",)]
 
 
 # Property: whatever mix of good and bad rows a file holds, nothing is lost or double counted.

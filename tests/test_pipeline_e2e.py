@@ -14,7 +14,7 @@ from engagement_box.governance.readers import default_working
 from engagement_box.value import rfm
 from engagement_box.value.cdnow import write_cdnow_orders_csv
 from pipelines.resources import ModelSettings
-from tests.pipeline_runs import copy_run, run_graph
+from tests.pipeline_runs import DATA_END, copy_run, run_graph
 
 pytestmark = pytest.mark.integration
 
@@ -378,8 +378,11 @@ def test_a_buyer_whose_orders_all_lack_a_rate_is_in_no_quadrant_and_no_quadrant_
     }  # fmt: skip
     write_csv(
         run.exports / "customers" / "unvalued.csv",
-        [profile | {"customer_id": c, "email": f"{c}@example.pl"} for c in ("UNVALUED", "NEVER")],
-    )
+        [profile | {"customer_id": c, "email": f"{c}@example.pl"} for c in ("UNVALUED", "NEVER")]
+        # signed up on the as-of day, no order: a Prospect as NEVER is (not unvalued: a review)
+        + [profile | {"customer_id": "ASOFDAY", "email": "asofday@example.pl",
+                      "signup_date": DATA_END.isoformat()}],
+    )  # fmt: skip
     write_csv(
         run.exports / "orders" / "pln.csv",
         [
@@ -405,11 +408,15 @@ def test_a_buyer_whose_orders_all_lack_a_rate_is_in_no_quadrant_and_no_quadrant_
     assert checks["cev_is_the_sum"].passed, checks["cev_is_the_sum"].description
     assert checks["documented_segments_and_quadrants"].passed
     customer = "SELECT customer_id, segment, quadrant, clv, cev IS NULL, crv IS NOT NULL, ckv "
-    customer += "FROM marts.customer WHERE customer_id IN ('UNVALUED', 'NEVER') ORDER BY 1"
+    customer += "FROM marts.customer WHERE customer_id IN ('UNVALUED', 'NEVER', 'ASOFDAY') "
+    customer += "ORDER BY 1"
     assert counts(run.database, customer) == [
+        ("ASOFDAY", "Prospect", "CEV Misers", 0.0, False, True, 0.0),
         ("NEVER", "Prospect", "CEV Misers", 0.0, False, True, 0.0),
         ("UNVALUED", None, None, None, True, True, 0.0),
     ]
+    as_of = "SELECT as_of FROM marts.snapshots WHERE is_current"
+    assert counts(run.database, as_of) == [(DATA_END,)]  # the boundary is the as-of
     value = "SELECT buyer, clv, cev, quadrant, quadrant_play, crv IS NOT NULL, civ, ckv "
     value += "FROM marts.engagement_value WHERE customer_id = 'UNVALUED'"
     assert counts(run.database, value) == [(False, None, None, None, None, True, 0.0, 0.0)]

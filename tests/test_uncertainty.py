@@ -54,6 +54,28 @@ def test_intervals_bracket_the_scores(name):
         assert (iv[f"{col}_p10"] < iv[col]).all() and (iv[col] < iv[f"{col}_p90"]).all()
 
 
+def test_the_clv_range_is_of_the_margin_as_the_clv_is():
+    """ENGAGEMENT_MARGIN scales a CLV and its 10th/90th percentiles alike: a range that
+    ignored it (a mutation review: every test ran at margin 1, where its log is 0) would put
+    the 10th percentile above the CLV at a margin of 0.3."""
+    sim = simulation.simulate_bgnbd(TRUE_BGNBD, 1000, T_max=52.0, seed=3, whole_units=True)
+    m = np.where(sim.x > 0, 20.0 + 10.0 * np.random.default_rng(3).random(1000), 0.0)
+    fit = fitting.fit_bgnbd(sim.x, sim.t_x, sim.T, time_unit="W")
+    gg = fitting.fit_gamma_gamma(sim.x, m)
+
+    def ranges(margin: float):
+        return uncertainty.intervals(
+            "bgnbd", fit, sim.x, sim.t_x, sim.T, m, horizon=26.0, gamma_gamma=gg,
+            time_unit="W", margin=margin,
+        )  # fmt: skip
+
+    whole, part = ranges(1.0), ranges(0.3)
+    for col in ("clv", "clv_p10", "clv_p90"):
+        np.testing.assert_allclose(part[col], 0.3 * whole[col], rtol=1e-9)
+    assert (part["clv_p10"] < part["clv"]).all() and (part["clv"] < part["clv_p90"]).all()
+    np.testing.assert_allclose(part["expected_purchases_p10"], whole["expected_purchases_p10"])
+
+
 def test_intervals_narrow_with_more_customers():
     widths = []
     for n in (1000, 16000):

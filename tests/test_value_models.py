@@ -707,6 +707,17 @@ def test_the_scores_are_the_columns_the_data_dictionary_declares(cdnow_weeks, cd
     assert [name for name, _ in SCORE_COLUMNS] == computed  # the Spark engine's schema
 
 
+def test_the_published_ranges_bracket_their_own_horizons_values(cdnow_weeks, cdnow_fits):
+    """expected_purchases_365d_p10/_p90 are percentiles of the 365-day expectation (a range
+    computed for 30 days under the 365-day name passed every test but one whole-graph run: a
+    mutation review), and clv_p10/_p90 of the CLV."""
+    scores = _scores(cdnow_weeks, cdnow_fits)
+    for value in ("expected_purchases_365d", "clv"):
+        low, mid, high = (scores[f"{value}{s}"].to_numpy() for s in ("_p10", "", "_p90"))
+        assert (low <= mid).all() and (mid <= high).all(), value
+    assert (scores["expected_purchases_365d_p10"] > scores["expected_purchases_90d"]).any()
+
+
 def test_a_horizon_added_keeps_the_published_range_columns(cdnow_weeks, cdnow_fits, monkeypatch):
     """The 10th/90th percentiles are published for RANGE_HORIZON (365 days), not for whichever
     horizon is last: a review added 730 days, and expected_purchases_365d_p10/_p90 became
