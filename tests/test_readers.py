@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -858,6 +858,54 @@ def test_a_restored_working_database_never_serves_the_abandoned_versions_files(l
     ]
     said = pq.read_metadata(layout.history_file("customer_rfm", 2)).metadata
     assert said[b"engagement_box_snapshot"] == b"2" and said[b"engagement_box_published_at"]
+
+
+def publish_dated(con, as_of: str, segments: dict[str, str]) -> None:
+    """A version of `work.customer_rfm` whose rows hold their as-of, as the pipeline's do."""
+    frame = pl.DataFrame({"customer_id": list(segments), "segment": list(segments.values())})
+    frame = frame.with_columns(pl.lit(as_of).str.to_date().alias("as_of"))
+    write_frame(con, "work", "customer_rfm", frame)
+    versions.publish(
+        con, ["customer_rfm"], run_id="r", partition_key=None, as_of=as_of,
+        settings={"as_of": as_of, "data": repr(sorted(segments.items()))},
+    )  # fmt: skip
+
+
+def test_a_backup_of_a_release_whose_files_recorded_no_publish_serves_no_abandoned_file(
+    layout, tmp_path
+):
+    """An upgrade review: a backup of the release before files recorded their publish,
+    restored after a later version 2 was published. The restored database's own version 2
+    (another as-of) kept the abandoned timeline's file, which carries no publish to compare:
+    `marts.customer` said one as-of, `marts.snapshots` another, for good. A file whose rows hold
+    another as-of than its version's is another's, stamped or not."""
+    con = duckdb.connect(str(layout.working))
+    publish_dated(con, "2025-01-31", {"a": "Champions", "b": "At Risk"})
+    readers.publish(con, layout, now=NOW)
+    con.close()
+    backup = tmp_path / "backup.duckdb"
+    shutil.copy(layout.working, backup)
+    con = duckdb.connect(str(layout.working))
+    publish_dated(con, "2025-02-28", {"a": "Lost", "b": "Lost"})  # abandoned
+    readers.publish(con, layout, now=NOW)
+    con.close()
+    abandoned = layout.history_file("customer_rfm", 2)
+    table = pq.read_table(abandoned)  # as the earlier release wrote it: no publish recorded
+    said = {k: v for k, v in table.schema.metadata.items() if k != b"engagement_box_published_at"}
+    pq.write_table(table.replace_schema_metadata(said), abandoned)
+
+    shutil.copy(backup, layout.working)  # the restore, the published file kept
+    con = duckdb.connect(str(layout.working))
+    try:
+        publish_dated(con, "2025-03-31", {"a": "At Risk", "b": "Champions"})
+        readers.publish(con, layout, now=NOW)
+        assert readers.behind(con, layout) is None
+    finally:
+        con.close()
+    assert read(layout.published, "SELECT * FROM marts.customer_rfm ORDER BY ALL") == [
+        ("a", "At Risk", date(2025, 3, 31)),
+        ("b", "Champions", date(2025, 3, 31)),
+    ]
 
 
 def test_a_warehouse_under_a_folder_with_a_quote_publishes_and_compacts(tmp_path):

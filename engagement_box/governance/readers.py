@@ -39,8 +39,9 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -565,9 +566,20 @@ def _file_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return int(row[0]) if row else 0
 
 
-def _published_stamps(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """snapshot_id -> when it was published, as its history files record it (`_foreign`)."""
-    return {int(s): str(at) for s, at in con.execute(load_sql("marts/published_stamps")).fetchall()}
+class Stamp(NamedTuple):
+    """What a version's history files must agree with (`_foreign`): when it was published, as
+    the files record it, and the as-of their rows hold."""
+
+    published: str
+    as_of: date | None
+
+
+def _published_stamps(con: duckdb.DuckDBPyConnection) -> dict[int, Stamp]:
+    """snapshot_id -> its `Stamp`."""
+    return {
+        int(s): Stamp(str(at), as_of)
+        for s, at, as_of in con.execute(load_sql("marts/published_stamps")).fetchall()
+    }
 
 
 def _write_version_file(
@@ -603,32 +615,61 @@ def _write_version_file(
         raise
 
 
-def _foreign(
-    path: Path, warehouse: str | None, snapshot_id: int, published: str | None = None
-) -> bool:
+def _foreign(path: Path, warehouse: str | None, snapshot_id: int, stamp: Stamp | None) -> bool:
     """Whether a history file says (its key-value metadata) that another warehouse, another
-    version, or another publish of the same version number wrote it (`published`: when the
-    working database's version was published): a working database restored over a warehouse
-    started anew found the new one's `snapshot_1.parquet` in place and kept it, so analysts read
-    another as-of's rows as version 1 (a review); a backup of the working database restored
-    found the abandoned timeline's `snapshot_2.parquet`, of the same warehouse and number, and
-    served it for good (a backup review). A file written before files said so, or unreadable,
-    is not judged here (`_whole_parquet` judges a damaged one)."""
+    version, or another publish of the same version number wrote it (`stamp.published`: when
+    the working database's version was published), or holds rows of another as-of than the
+    version's (`stamp.as_of`, read from the file's column statistics): a working database
+    restored over a warehouse started anew found the new one's `snapshot_1.parquet` in place
+    and kept it, so analysts read another as-of's rows as version 1 (a review); a backup of the
+    working database restored found the abandoned timeline's `snapshot_2.parquet`, of the same
+    warehouse and number, and served it for good (a backup review), and so did a backup of a
+    release whose files recorded no publish (an upgrade review: the as-of tells them apart when
+    the two timelines' versions differ in it). An unreadable file is not judged here
+    (`_whole_parquet` judges a damaged one)."""
     if not warehouse:
         return False
     try:
-        said = pq.read_metadata(path).metadata or {}
+        metadata = pq.read_metadata(path)
     except (OSError, pa.ArrowException):
         return False
+    if (
+        stamp is not None
+        and stamp.as_of is not None
+        and _rows_as_of(metadata)
+        not in (
+            None,
+            (stamp.as_of, stamp.as_of),
+        )
+    ):
+        return True
+    said = metadata.metadata or {}
     written_by = said.get(b"engagement_box_warehouse")
     if not written_by:
         return False
-    stamp = said.get(b"engagement_box_published_at")
+    published = said.get(b"engagement_box_published_at")
     return (
         written_by.decode() != warehouse
         or said.get(b"engagement_box_snapshot") != str(snapshot_id).encode()
-        or (stamp is not None and published is not None and stamp.decode() != published)
+        or (published is not None and stamp is not None and published.decode() != stamp.published)
     )
+
+
+def _rows_as_of(metadata: pq.FileMetaData) -> tuple[date, date] | None:
+    """The least and greatest `as_of` of a history file's rows, from its row groups'
+    statistics (no row read); None when it has no such column, no rows or no statistics."""
+    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    if "as_of" not in names or not metadata.num_rows:
+        return None
+    column = names.index("as_of")
+    lows, highs = [], []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    return min(lows), max(highs)
 
 
 def _snapshot_id(path: Path) -> int | None:
@@ -701,11 +742,12 @@ def sync_history_files(
             if snapshot_id not in retained:
                 continue
             target = layout.history_file(mart, snapshot_id)
-            published = stamps.get(snapshot_id)
+            stamp = stamps.get(snapshot_id)
+            published = stamp.published if stamp else None
             if not target.exists() or not _whole_parquet(target):  # gone, or cut short
                 _write_version_file(con, mart, snapshot_id, target, warehouse, published)
                 done.files_written.append(str(target))
-            elif _foreign(target, warehouse, snapshot_id, published):  # another's
+            elif _foreign(target, warehouse, snapshot_id, stamp):  # another's
                 _write_version_file(con, mart, snapshot_id, target, warehouse, published)
                 done.files_rewritten.append(str(target))
             elif verify and _file_rows(con, target) != count:
