@@ -1451,6 +1451,10 @@ def test_a_backup_restored_with_its_own_register_leaves_the_newer_audience_files
     code, out, err = run_cli(env, "--month", MONTH)
     assert code != 0, out
     assert "were written from version 2, which" in err and "has no record of" in err, err
+    # what to do in either case of the register (an upgrade review: it asked to put back a
+    # register already there, and runs failed until the record was deleted)
+    assert f"erased them again, delete {audience_files / '_written_from.json'} and run" in err
+    assert "If the backup's register was restored with it, put today's back first" in err
     assert {p: p.read_bytes() for p in audience_files.rglob("*") if p.is_file()} == before
 
 

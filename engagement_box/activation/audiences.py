@@ -354,12 +354,14 @@ def written_ahead(folder: Path, owner: Path | str, known: set[int]) -> str | Non
         return None
     return (
         f"the audience files in {folder} were written from version {written}, which {owner} "
-        "has no record of (a backup restored? with the backup's register of erased people "
-        "too, the people erased since would go back into the files): they are left as they "
-        "are. Put today's register back beside the working database if you have it and run "
-        'again (docs/OPERATIONS.md, "Restoring a backup: keep today\'s register"); once every '
-        f"erasure made since the backup is done again, delete {folder / WRITTEN_FROM} and run "
-        "again to have the files written from this database"
+        "has no record of (a backup restored?): they are left as they are, since the people "
+        "erased after the backup would go back into them. If today's register of erased "
+        "people is beside the working database and `engagement-box erase --from-register` has "
+        f"erased them again, delete {folder / WRITTEN_FROM} and run again to have the files "
+        "written from this database. If the backup's register was restored with it, put "
+        "today's back first; without it, erase again every request made since the backup, "
+        "then delete that file (docs/OPERATIONS.md, \"Restoring a backup: keep today's "
+        'register")'
     )
 
 
