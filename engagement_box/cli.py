@@ -1258,8 +1258,9 @@ def retention_outcome(events) -> list[str]:
     deleted = int(meta.get("history_files_deleted") or 0)
     if deleted:
         lines.append(
-            f"version files deleted: {deleted:,} (of expired versions, once sessions opened "
-            "before they expired had a day to finish)"
+            f"version files deleted: {deleted:,} (of versions no longer retained: expired "
+            "ones once sessions opened before they expired had a day to finish, and any the "
+            "working database has no record of, such as a restored backup's abandoned ones)"
         )
     trimmed = meta.get("work_as_ofs_trimmed") or []
     if trimmed:

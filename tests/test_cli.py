@@ -1703,8 +1703,9 @@ def test_retain_says_how_many_version_files_it_deleted():
 
     said = cli.retention_outcome([event({"versions_retained": 1, "history_files_deleted": 9})])
     assert (
-        "version files deleted: 9 (of expired versions, once sessions opened before they "
-        "expired had a day to finish)"
+        "version files deleted: 9 (of versions no longer retained: expired ones once sessions "
+        "opened before they expired had a day to finish, and any the working database has no "
+        "record of, such as a restored backup's abandoned ones)"
     ) in said
     assert not [
         line
