@@ -219,7 +219,8 @@ def test_cohort_retention_counts_customers_orders_and_revenue_by_month(warehouse
         "('5', 'y', '2024-02-01', 99, 'USD', 'cancelled'), "
         "('6', 'z', '2024-02-10', 7, 'JPY', 'completed'), "  # no rate: left out
         "('7', 'w', '2024-02-11', 8, 'USD', 'completed'), "
-        "('8', 'w', '2024-03-20', 8, 'USD', 'completed')"  # after the as-of date
+        "('8', 'w', '2024-03-20', 8, 'USD', 'completed'), "  # after the as-of date
+        "('9', 'x', '2024-03-15 23:00', 2, 'USD', 'completed')"  # on the as-of day: counted
     )
     out = cohort_retention(warehouse, dt.date(2024, 3, 15), currency="USD", fx_rates={"GBP": 1.5})
     assert out.select(
@@ -233,7 +234,7 @@ def test_cohort_retention_counts_customers_orders_and_revenue_by_month(warehouse
     ).rows() == [
         ("2024-01", 0, 2, 2, 2, 40.0, 1.0),
         ("2024-01", 1, 2, 0, 0, 0.0, 0.0),
-        ("2024-01", 2, 2, 1, 2, 35.0, 0.5),
+        ("2024-01", 2, 2, 1, 3, 37.0, 0.5),
         ("2024-02", 0, 1, 1, 1, 8.0, 1.0),
         ("2024-02", 1, 1, 0, 0, 0.0, 0.0),
     ]
