@@ -2113,3 +2113,27 @@ def test_every_column_the_pipeline_keeps_a_person_key_in_is_one_erasure_reads(de
     assert set(unread) == {"social_handles"}, unread
     assert unread["social_handles"] == ["staging.customers"]
     assert set(found) - {"social_handles"} == set(KEY_COLUMNS)
+
+
+def test_a_new_database_beside_a_register_of_a_salt_not_given_refuses_a_salt_of_its_own(
+    tmp_path, monkeypatch
+):
+    """`resolve_salt` itself (the callers ask `check_salt` first; a mutation review found
+    nothing pinned this guard): a register whose hashes were made with a salt given then by
+    ENGAGEMENT_ERASURE_SALT, which is not set now, is never answered with a new salt, which
+    would write a register without them and let those people back. Nothing is stored."""
+    monkeypatch.delenv(erasure.SALT_ENV, raising=False)
+    working = tmp_path / "w.duckdb"
+    erasure.register_path(working).write_text(
+        json.dumps({"salt_fingerprint": "f", "salt": None, "subject_hashes": ["0" * 64]}),
+        encoding="utf-8",
+    )
+    con = duckdb.connect(str(working))
+    try:
+        with pytest.raises(erasure.SaltMismatch, match="set ENGAGEMENT_ERASURE_SALT"):
+            erasure.resolve_salt(con)
+        assert not con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'erasure_salt'"
+        ).fetchone()[0]
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ import pytest
 from engagement_box import dictionary, incremental
 from engagement_box.governance import erasure, readers, versions
 from engagement_box.sql import load_sql
+from engagement_box.staging.contracts import SOURCES
 from engagement_box.value import choice
 from tests.pipeline_runs import DATA_END, MONTH, copy_run, run_graph
 from tests.test_partitions import (
@@ -564,6 +565,23 @@ CHANGES = {
         "the rows of customer_summary changed",
     ),
 }
+# A new file of every source the summaries read but the orders (`incremental.FIXED`): a late
+# FX rates file kept the daily path and the old rates with one line changed, and no test
+# noticed (a mutation review). The engagement exports the summaries do not read keep it.
+CHANGES |= {
+    f"new {source} file": (
+        "INSERT INTO staging.ingested_files (source, source_file, sha256) "
+        f"VALUES ('{source}', '{source}/late.csv', 'late')",
+        f"{source}/late.csv stages rows now, and staged none when this was last computed",
+    )
+    for source in incremental.FIXED
+}
+
+
+def test_every_source_the_summaries_read_but_the_orders_sends_them_cold_when_new():
+    """The cases above cover every such source (the FX rates among them)."""
+    fixed = set(SOURCES) - {"orders", *incremental.SUMMARIES_DO_NOT_READ}
+    assert set(incremental.FIXED) == fixed and "fx_rates" in fixed
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))

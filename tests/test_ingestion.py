@@ -516,6 +516,28 @@ def test_a_re_export_withdrawing_few_rows_is_taken_in(warehouse, exports_dir):
         assert report.keys_withdrawn[f"orders/{name}"]["keys"] == withdrawn
 
 
+@pytest.mark.parametrize(
+    ("gone", "before", "refused"),
+    [(20, 200, True), (19, 30, False), (20, 400, False), (21, 400, True)],
+)
+def test_the_withdrawal_guard_starts_at_its_documented_bounds(gone, before, refused):
+    """Refused from MIN_WITHDRAWN_REFUSED (20) rows withdrawn and more than the share of the
+    file's rows (0.05 here): a cut-short export dropping exactly 20 of 200 rows passed an
+    off-by-one, which the tests' 19 and 59 did not pin (a mutation review); 20 of 400 is the
+    share itself, not more."""
+    from engagement_box.staging.ingestion import (
+        MIN_WITHDRAWN_REFUSED,
+        IngestReport,
+        withdrawal_refused,
+    )
+
+    assert MIN_WITHDRAWN_REFUSED == 20
+    report = IngestReport(source="orders", run_id="r")
+    report.keys_withdrawn["orders/o.csv"] = {"keys": gone, "first": ["o1"]}
+    said = withdrawal_refused("orders", report, {"orders/o.csv": before}, share=0.05)
+    assert (said is not None) is refused, said
+
+
 def test_the_same_export_dropped_again_under_another_name_is_named(warehouse, exports_dir):
     """All 1,002 rows of a re-dropped file were quarantined as duplicate_key with no word of
     which file it repeats."""

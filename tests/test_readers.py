@@ -1163,3 +1163,18 @@ def test_a_working_database_restored_from_an_older_copy_does_not_drop_later_vers
     finally:
         restored.close()
     assert read(layout.published, "SELECT snapshot_id FROM marts.snapshots") == [(1,)]
+
+
+def test_a_history_files_as_of_is_read_from_every_row_group(tmp_path):
+    """`_rows_as_of` from the statistics of each row group: the least of their minima and the
+    greatest of their maxima (a file of two as-ofs is another version's)."""
+    import pyarrow as pa
+
+    path = tmp_path / "two.parquet"
+    table = pa.table({"as_of": [date(2025, 1, 31), date(2025, 2, 28)], "n": [1, 2]})
+    pq.write_table(table, path, row_group_size=1)
+    metadata = pq.read_metadata(path)
+    assert metadata.num_row_groups == 2
+    assert readers._rows_as_of(metadata) == (date(2025, 1, 31), date(2025, 2, 28))
+    pq.write_table(pa.table({"n": [1]}), tmp_path / "none.parquet")
+    assert readers._rows_as_of(pq.read_metadata(tmp_path / "none.parquet")) is None
