@@ -342,6 +342,58 @@ def test_a_day_of_new_orders_is_incremental_and_equals_a_cold_run(
     assert any("materialize the whole month (engagement-box run --month" in e for e in errors)
 
 
+def test_two_days_in_a_row_carry_from_the_day_before_only(december_run, tmp_path):
+    """A month's daily runs leave several as-ofs in `work.*`; every incremental test went from
+    one earlier as-of to one new day, so a carried table read with `as_of <= previous` instead
+    of `= previous` (rows of every earlier day, each customer's more than once) passed them (a
+    mutation review). Day C carries from day B, A's rows beside: its summaries equal a cold
+    computation of A + B + C, and its engagement parts are B's (no review or social event is
+    new), one row per customer."""
+    day_c = DAY_B + dt.timedelta(days=1)
+    run = copy_run(december_run, tmp_path / "days")  # A
+    add_file_b(run.exports)
+    assert run_graph(run.exports, run.database, partition=PARTITION_B).success  # B
+    c_orders = (
+        orders_b(run.exports)
+        .head(8)
+        .with_columns(
+            pl.Series("order_id", [f"C{i:05d}" for i in range(8)]),
+            pl.Series("ordered_at", [f"{day_c} 09:{i:02d}:00" for i in range(8)]),
+        )
+    )
+    c_orders.write_csv(run.exports / "orders" / "orders_2026-01-02.csv")
+    third = run_graph(run.exports, run.database, partition=PARTITION_B)  # C
+    assert third.success, [e.message for e in third.all_events if e.is_failure]
+    days = working(run.database)
+    for table in ("customer_summary", "engagement_value"):
+        metadata = step_metadata(third, table)
+        assert metadata["as_of"] == str(day_c)
+        assert metadata["computation"] == "incremental", metadata["computation_reason"]
+        assert metadata["carried_from_as_of"] == str(DAY_B)
+        as_ofs = f"SELECT DISTINCT as_of FROM work.{table} ORDER BY 1"
+        assert query(days, as_ofs) == [(DAY_A,), (DAY_B,), (day_c,)], table
+        once = f"SELECT count(*) = count(DISTINCT customer_id) FROM work.{table} WHERE as_of = $d"
+        assert query(days, once, {"d": day_c}) == [(True,)], table
+
+    cold = tmp_path / "cold" / "w.duckdb"
+    cold.parent.mkdir()
+    summaries = dg.AssetSelection.groups("staging", "identity") | dg.AssetSelection.assets(
+        dg.AssetKey(["work", "buyer_days"]), dg.AssetKey(["work", "customer_summary"])
+    )
+    assert (
+        step_metadata(
+            materialize(run.exports, working(cold), PARTITION_B, summaries), "customer_summary"
+        )["computation"]
+        == "cold"
+    )
+    expected = rows_as_of(working(cold), "customer_summary", day_c)
+    assert expected
+    assert_same_rows(rows_as_of(days, "customer_summary", day_c), expected, "customer_summary")
+    parts = "SELECT customer_id, ckv, social_points FROM work.engagement_value WHERE as_of = $d"
+    on = {d: dict((r[0], r[1:]) for r in query(days, parts, {"d": d})) for d in (DAY_B, day_c)}
+    assert on[day_c] == {c: on[DAY_B][c] for c in on[day_c]} and len(on[day_c]) >= len(on[DAY_B])
+
+
 def test_cohorts_carry_only_beside_a_customer_summary_of_the_same_inputs(december_run, tmp_path):
     """The incremental cohorts take each customer's cohort from this as-of's customer summary: a
     rerun of the cohorts alone after new orders, before the summary caught up, counts in full."""
