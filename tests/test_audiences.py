@@ -86,8 +86,10 @@ def test_formula_neutralisation():
                 "plain",
                 "a=b",
                 None,
+                "+SUM(A1)",  # a call needs brackets: never inert (a mutation review)
+                "-NOW()",
             ],
-            "number": list(range(14)),
+            "number": list(range(16)),
         }
     )
     out = neutralize_formulas(frame)
@@ -106,6 +108,8 @@ def test_formula_neutralisation():
         "plain",
         "a=b",
         None,
+        "'+SUM(A1)",
+        "'-NOW()",
     ]
     assert out["number"].to_list() == frame["number"].to_list()
 
@@ -355,3 +359,16 @@ def test_audiences_of_a_version_under_other_segment_names_are_said_without_play(
     assert "rfm_segment/Slipping Away" in said and "earlier release" in said
     current = segments.with_columns(segment=pl.lit("Champions"))
     assert aud.without_play(aud.build_audiences(customers, segments=current)) == []
+
+
+def test_each_segment_gets_the_play_its_name_calls_for():
+    """The plays are words in a mapping, and the e2e test compares the marts with the same
+    mapping, so two plays swapped passed every test (a mutation review): Champions rewarded,
+    Hibernating reactivated at low cost, only Can't Lose Them won back at any cost."""
+    from engagement_box.value.rfm import SEGMENT_PLAYS as PLAYS
+
+    assert PLAYS["Champions"].startswith("Reward") and "leave out" not in PLAYS["Champions"]
+    assert PLAYS["Hibernating"].startswith("Low-cost") and "leave out" in PLAYS["Hibernating"]
+    assert [s for s, play in PLAYS.items() if "any cost" in play] == ["Can't Lose Them"]
+    assert PLAYS["At Risk"].startswith("Win back") and PLAYS["New Customers"].startswith("Onboard")
+    assert PLAYS["Prospect"].startswith("First purchase")

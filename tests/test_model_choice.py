@@ -318,6 +318,14 @@ def _fit(name: str, ll: float | None, converged: bool = True) -> fitting.FitResu
             (-10, -9, -8),
             "pareto_nbd",
         ),
+        # the same squared error and log-likelihood: the model named first (MODEL_NAMES), in
+        # any order the fits come in (a tie-break reversed passed every case: a mutation review)
+        (
+            {"bgnbd": 1.10, "mbgnbd": 1.00, "pareto_nbd": 1.00},
+            (3.0, 3.0),
+            (-10, -9, -9),
+            "mbgnbd",
+        ),
         # a lower squared error by more than 2 standard errors is what wins, not the level
         ({"bgnbd": 1.00, "mbgnbd": 0.998, "pareto_nbd": 0.90}, (2.1, 1.2), (-10, -9, -8), "mbgnbd"),
         # many standard errors, but less than 0.1 % lower (a million customers): BG/NBD is kept

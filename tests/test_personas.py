@@ -452,3 +452,38 @@ def test_no_label_for_a_persona_that_stands_out_on_nothing():
     shares = {key: np.full(3, 0.4) for key in settings.member_tests if key[0] != "ckv"}
     names = _name_clusters(z, settings, shares)
     assert names == [f"{FALLBACK_NAME} #{i}" for i in (1, 2, 3)], names
+
+
+def test_a_customer_with_no_last_order_is_placed_as_the_most_lapsed():
+    """A missing days_since_last_order is filled with the column's largest (the most lapsed),
+    not its smallest (a mutation review: only a test of no-NULL-persona covered it)."""
+    from engagement_box.engagement.personas import PersonaSettings, _filled_features
+
+    settings = PersonaSettings()
+    frame = pl.DataFrame({name: [1.0, 2.0, 3.0] for name in settings.features}).with_columns(
+        pl.Series("days_since_last_order", [10.0, None, 400.0]), pl.lit(None).alias("ckv")
+    )
+    filled = _filled_features(frame, settings)
+    days = settings.features.index("days_since_last_order")
+    assert filled[:, days].tolist() == [10.0, 400.0, 400.0]
+    assert filled[:, settings.features.index("ckv")].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_every_setting_a_persona_feature_depends_on_refits_the_model():
+    """A change of any setting a version records, but the refit schedule, the quadrant cuts and
+    the window's moving keys, makes the stored model another's (`model_in_force` refits): a
+    setting wrongly listed as not the model's kept an old model for up to 90 days (a mutation
+    review)."""
+    from assets.publish import run_settings
+    from assets.value import _MOVING_KEYS
+    from engagement_box.engagement import personas
+    from pipelines.resources import EngagementConfig
+
+    window = {"as_of": "2026-06-30", "currency": "USD", "margin": 1.0, "partition_key": "x"}
+    recorded = run_settings(window, EngagementConfig())
+    kept = {"persona_refit_days", "quadrant_clv_quantile", "quadrant_crv_quantile"}
+    before = personas.model_inputs(recorded, "code", _MOVING_KEYS)
+    for key in recorded:
+        after = personas.model_inputs({**recorded, key: "another"}, "code", _MOVING_KEYS)
+        assert (after == before) is (key in kept or key in _MOVING_KEYS), key
+    assert {"civ_attribution_share", "civ_beta", "margin", "currency"} <= set(recorded)

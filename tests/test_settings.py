@@ -73,6 +73,11 @@ def test_a_bad_value_names_the_variable(monkeypatch):
         # someone meaning 1 %, 30 %: published a tenth of CLV, 30 times CLV (a review)
         ("ENGAGEMENT_MONTHLY_DISCOUNT_RATE", "1", "from 0 to below 1"),
         ("ENGAGEMENT_MARGIN", "30", "a share of revenue from 0 to 1, such as 0.3"),
+        # each bound of its range (a mutation review: dropping one passed every test)
+        ("ENGAGEMENT_MARGIN", "-0.3", "a share of revenue from 0 to 1"),
+        ("ENGAGEMENT_QUADRANT_CLV_QUANTILE", "1.5", "from 0 to 1"),
+        ("ENGAGEMENT_CIV_BETA", "1", "between 0 and 1, both excluded"),
+        ("ENGAGEMENT_HOLDOUT_DAYS", "0", "at least 1"),
         ("ENGAGEMENT_CURRENCY", "usdd", "a three-letter currency code such as USD"),
         ("ENGAGEMENT_CURRENCY", "US Dollar", "a three-letter currency code"),
         ("ENGAGEMENT_CKV_VALUE_PER_REVIEW", "-1", "a number, 0 or more"),
@@ -402,3 +407,25 @@ def test_a_date_of_the_right_form_but_no_such_day_says_so():
         "ENGAGEMENT_AS_OF='2026-02-3' is not valid: expected a date YYYY-MM-DD"
     )
     assert settings.value("ENGAGEMENT_AS_OF", {"ENGAGEMENT_AS_OF": "2028-02-29"}) == "2028-02-29"
+
+
+def test_the_social_points_a_run_counts_are_the_defaults_with_what_is_given_over_them(
+    monkeypatch,
+):
+    """Nobody sets ENGAGEMENT_SOCIAL_POINTS, so the defaults are every run's points: without
+    them every published social_points is 0 and personas read everyone as socially quiet; a
+    partial setting changes its event types and keeps the others' (a mutation review found no
+    test asserting either)."""
+    from engagement_box.engagement.config import DEFAULT_SOCIAL_POINTS
+
+    monkeypatch.delenv("ENGAGEMENT_SOCIAL_POINTS", raising=False)
+    model = resources.ModelSettings()
+    assert resources.EngagementConfig().to_settings(model).social_points == dict(
+        DEFAULT_SOCIAL_POINTS
+    )
+    assert min(DEFAULT_SOCIAL_POINTS.values()) > 0
+    monkeypatch.setenv("ENGAGEMENT_SOCIAL_POINTS", '{"comment": 3}')
+    assert resources.EngagementConfig().to_settings(model).social_points == {
+        **DEFAULT_SOCIAL_POINTS,
+        "comment": 3.0,
+    }
