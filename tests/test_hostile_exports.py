@@ -1270,6 +1270,9 @@ def test_a_rate_over_the_cap_is_refused_in_the_export_and_in_the_setting(warehou
     ]
     with pytest.raises(ValueError, match="the rate of JPY is 2000000.0; a rate must be a number"):
         fx_parameters("USD", {"JPY": 2e6})
+    # and a rate of 0, which would value those orders at nothing (a mutation review)
+    with pytest.raises(ValueError, match="the rate of GBP is 0"):
+        fx_parameters("USD", {"GBP": 0})
 
 
 def test_a_repeated_day_and_currency_is_a_duplicate_key(warehouse, exports_dir):

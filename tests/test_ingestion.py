@@ -1154,6 +1154,19 @@ def test_whole_numbers_written_as_floats_are_integers_in_csv_too(warehouse, expo
     ]
 
 
+def test_upper_case_extensions_are_export_files(warehouse, exports_dir):
+    """`DAY1.CSV` and `day2.Parquet`, as Windows tools name them, are taken in (a mutation
+    review: a suffix compared as written would refuse them and stop the run)."""
+    import polars as pl
+
+    write_csv(exports_dir / "orders" / "DAY1.CSV", [good_order(1)])
+    pl.DataFrame([good_order(2)]).write_parquet(exports_dir / "orders" / "day2.Parquet")
+    report = ingest_source(warehouse, exports_dir, "orders")
+    assert (report.rows_read, report.rows_staged) == (2, 2)
+    staged = warehouse.execute("SELECT DISTINCT source_file FROM staging.orders ORDER BY 1")
+    assert staged.fetchall() == [("orders/DAY1.CSV",), ("orders/day2.Parquet",)]
+
+
 def test_hidden_files_are_ignored(warehouse, exports_dir):
     write_csv(exports_dir / "orders" / "day1.csv", [good_order(1)])
     (exports_dir / "orders" / ".day1.csv.swp").write_bytes(b"junk")
