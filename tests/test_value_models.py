@@ -764,3 +764,40 @@ def test_the_holdout_check_warns_past_a_quarter_off(predicted, actual, passed):
     assert check.passed is passed
     assert check.severity.value == "WARN"
     assert ("does not describe the holdout" in check.description) is not passed
+
+
+@pytest.mark.integration
+def test_an_infinite_or_nan_score_fails_values_finite_and_is_named(december_run, tmp_path):
+    """The blocking check `values_finite` of work/customer_value: its failing side was never
+    reached, so one that counted NaN only (an infinite CLV published) passed every test (a
+    mutation review). One infinite CLV and one NaN P(alive): the check fails and names both."""
+    import dagster as dg
+
+    from engagement_box.governance.readers import default_working
+    from tests.pipeline_runs import MONTH, copy_run
+    from tests.test_partitions import all_assets, instance, resources
+
+    run = copy_run(december_run, tmp_path / "run")
+    real = marts.score_table
+
+    def broken(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        clv = scores["clv"].to_list()
+        p_alive = scores["p_alive"].to_list()
+        clv[0], p_alive[1] = float("inf"), float("nan")
+        return scores.with_columns(pl.Series("clv", clv), pl.Series("p_alive", p_alive))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(marts, "score_table", broken)
+        result = dg.materialize(
+            all_assets(),
+            selection=dg.AssetSelection.assets(dg.AssetKey(["work", "customer_value"])),
+            partition_key=MONTH,
+            resources=resources(run.exports, default_working(run.database)),
+            raise_on_error=False,
+            instance=instance(),
+        )
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "values_finite"]
+    assert not check.passed
+    assert check.metadata["non_finite_by_column"].value == {"clv": 1, "p_alive": 1}
+    assert "per column: p_alive 1, clv 1;" in check.description
