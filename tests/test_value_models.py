@@ -801,3 +801,41 @@ def test_an_infinite_or_nan_score_fails_values_finite_and_is_named(december_run,
     assert not check.passed
     assert check.metadata["non_finite_by_column"].value == {"clv": 1, "p_alive": 1}
     assert "per column: p_alive 1, clv 1;" in check.description
+
+
+@pytest.mark.integration
+def test_a_failed_gamma_gamma_fit_fails_fits_converged(december_run, tmp_path):
+    """The blocking check `fits_converged` of work/model_fit judges the Gamma-Gamma fit beside
+    the chosen purchase model: the only failing case with real data failed the purchase model
+    too, so a check that ignored Gamma-Gamma passed every test, and every CLV would have been
+    published from a failed spend model (a mutation review)."""
+    import dataclasses
+
+    import dagster as dg
+
+    from engagement_box.governance.readers import default_working
+    from tests.pipeline_runs import MONTH, copy_run
+    from tests.test_partitions import all_assets, instance, resources
+
+    run = copy_run(december_run, tmp_path / "run")
+    real = fitting.fit_gamma_gamma
+
+    def failed(*args, **kwargs):
+        fit = real(*args, **kwargs)
+        return dataclasses.replace(fit, converged=False, message="ran to its boundary")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fitting, "fit_gamma_gamma", failed)
+        result = dg.materialize(
+            all_assets(),
+            selection=dg.AssetSelection.assets(dg.AssetKey(["work", "model_fit"])),
+            partition_key=MONTH,
+            resources=resources(run.exports, default_working(run.database)),
+            raise_on_error=False,
+            instance=instance(),
+        )
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "fits_converged"]
+    assert not check.passed
+    failures = check.metadata["failures"].value
+    assert failures and all(f.startswith("gamma_gamma (") for f in failures), failures
+    assert "ran to its boundary" in failures[0]
