@@ -3,6 +3,7 @@ concurrency pool (runs are serialised by the warehouse's run lock)."""
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -536,9 +537,27 @@ def test_sensor_requests_a_run_for_new_files_only(tmp_path):
     assert len(third.run_requests) == 1
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
 
+    # A corrected file sent again under its name and size (19.90 for 29.90), its time put back
+    # too: a run, under a run key of its own (a mutation review: a change judged by the size, or
+    # a key made of the paths alone, which Dagster drops as a run already requested, passed).
+    day1 = tmp_path / "orders" / "day1.csv"
+    before = day1.stat()
+    text = day1.read_bytes()
+    fixed = text.replace(b"1", b"2", 1)
+    assert fixed != text and len(fixed) == len(text)
+    day1.write_bytes(fixed)
+    assert day1.stat().st_size == before.st_size
+    os.utime(day1, ns=(before.st_atime_ns, before.st_mtime_ns))
+    settled = _sense(exports, third.cursor, after=120)
+    assert not isinstance(settled, dg.SkipReason), settled.skip_message
+    corrected = settled if settled.run_requests else _sense(exports, settled.cursor, after=120)
+    assert len(corrected.run_requests) == 1, corrected
+    keys = {first.run_requests[0].run_key, third.run_requests[0].run_key}
+    assert corrected.run_requests[0].run_key not in keys
+
     # The sensor sees the files the ingest takes: a hidden file is no news, a file the ingest
     # refuses is a skip that says why (the run would fail on it).
-    cursor = third.cursor
+    cursor = corrected.cursor
     (tmp_path / "orders" / ".day3.csv.partial").write_text("order_id\n")
     quiet = _sense(exports, cursor)
     assert isinstance(quiet, dg.SkipReason)
