@@ -632,3 +632,36 @@ def test_a_run_whose_lock_file_was_deleted_stops_before_its_next_step(tmp_path):
     finally:
         warehouse._run_lock = None
         runs.release_run_lock(fd)
+
+
+def test_a_run_is_judged_dead_only_on_its_own_host_and_by_its_own_process():
+    """`process_gone`, which marks a run failed and frees its slots: a run on another host
+    whose pid is free here is alive (it works there), and this host's live pid whose start time
+    is not the run's is a reused pid, the run's process gone (a mutation review: dropping
+    either check passed every test)."""
+    import socket
+
+    from pipelines import runs
+
+    tags = runs.process_tags()
+    assert not runs.process_gone(tags)  # this very process
+    elsewhere = {runs.HOST_TAG: "elsewhere", runs.PID_TAG: "4194303", runs.PID_START_TAG: "1"}
+    assert not runs.process_gone(elsewhere)
+    assert runs.process_gone({**elsewhere, runs.HOST_TAG: socket.gethostname()})  # no such pid
+    assert runs.process_gone({**tags, runs.PID_START_TAG: "1"})  # the pid, reused
+
+
+def test_two_warehouses_marts_differ_where_a_mart_is_missing_a_value_or_a_float():
+    """`compare.differences`, the kill stress script's verdict, said nothing of a mart missing
+    on one side (a mutation review found it untested)."""
+    from engagement_box.governance.compare import differences
+
+    assert differences({"a": [(1,)]}, {}) == ["a: 1 rows against 0"]
+    assert differences({}, {"b": [(1,)]}) == ["b: 0 rows against 1"]
+    found = {"m": [("x", 1.0), ("y", 2.0)]}
+    assert differences(found, {"m": [("x", 1.0), ("y", 2.0 * (1 + 1e-12))]}) == []
+    said = differences(found, {"m": [("z", 1.0), ("y", 2.5)]}, columns={"m": ["id", "clv"]})
+    assert said == [
+        "m.id: 1 rows differ, at most inf relative",
+        "m.clv: 1 rows differ, at most 0.2 relative",
+    ]
