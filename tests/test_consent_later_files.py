@@ -144,6 +144,13 @@ def test_a_run_failing_a_blocking_check_still_takes_a_withdrawal_to_the_audience
     asked = sensor_says()
     assert isinstance(asked, dg.RunRequest), asked
     assert "consented to marketing" in asked.tags["engagement/reason"]
+    # A second failed run asks again under a key of its own: Dagster drops a request whose key
+    # was used, and the opt-out would wait for a run that succeeds (a mutation review).
+    again = sensor_says()
+    assert isinstance(again, dg.RunRequest) and again.run_key != asked.run_key
+    for request in (asked, again):
+        failed_run = request.tags["engagement/reason"].split()[1]
+        assert request.run_key == f"consent-after-{failed_run}"
 
 
 def test_a_withdrawal_leaves_the_audience_files_when_the_run_fails_before_the_identity_step(
