@@ -176,3 +176,25 @@ def test_an_erase_giving_up_on_a_first_run_leaves_that_runs_working_database(
     assert "nothing was erased" in capsys.readouterr().err
     con = duckdb.connect(str(working), read_only=True)
     assert con.execute("SELECT step FROM run_state").fetchall() == [(1,)]
+
+
+def test_a_warehouse_run_holds_its_run_lock_from_start_to_end_and_frees_it(tmp_path):
+    """The DuckDB warehouse's `<database>.run.lock`, as the lake's above: held through a run's
+    steps, and freed when the run ends, also in a process that goes on (a notebook running
+    jobs in-process): a teardown that kept it passed every test, and the next run or erasure
+    of another process would wait 30 minutes, then fail (a mutation review)."""
+    from pipelines import runs
+    from pipelines.resources import Warehouse
+
+    database = tmp_path / "w.duckdb"
+    lock = f"{database}.run.lock"
+    seen = []
+
+    @dg.asset
+    def step(warehouse: Warehouse) -> None:
+        seen.append(_held_by_another(lock))
+
+    result = dg.materialize([step], resources={"warehouse": Warehouse(database=str(database))})
+    assert result.success and seen == [True]
+    assert not _held_by_another(lock)
+    assert lock not in runs._HELD
