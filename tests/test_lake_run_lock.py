@@ -28,23 +28,27 @@ def _held_by_another(lock: str) -> bool:
     return False
 
 
+def _two_steps_noting_the_lock(name: str, resource, lock: str):
+    """A run of two steps, each asking for the resource `name` and noting whether `lock` is
+    held by the run (another file descriptor cannot take it): (the first step, what they saw)."""
+    seen = []
+
+    @dg.asset(required_resource_keys={name})
+    def first() -> None:
+        seen.append(_held_by_another(lock))
+
+    @dg.asset(deps=[first], required_resource_keys={name})
+    def second() -> None:
+        seen.append(_held_by_another(lock))
+
+    assert dg.materialize([first, second], resources={name: resource}).success
+    return first, seen
+
+
 def test_a_spark_run_holds_the_lake_lock_from_start_to_end(tmp_path):
     lake = tmp_path / "lake"
     lock = f"{lake}.run.lock"
-    seen = []
-
-    @dg.asset
-    def first(lake_dir: LakeResource) -> None:
-        seen.append(_held_by_another(lock))
-
-    @dg.asset(deps=[first])
-    def second(lake_dir: LakeResource) -> None:
-        seen.append(_held_by_another(lock))
-
-    result = dg.materialize(
-        [first, second], resources={"lake_dir": LakeResource(lake_dir=str(lake))}
-    )
-    assert result.success
+    first, seen = _two_steps_noting_the_lock("lake_dir", LakeResource(lake_dir=str(lake)), lock)
     assert seen == [True, True]
     assert not _held_by_another(lock)  # freed when the run ended
 
@@ -188,13 +192,7 @@ def test_a_warehouse_run_holds_its_run_lock_from_start_to_end_and_frees_it(tmp_p
 
     database = tmp_path / "w.duckdb"
     lock = f"{database}.run.lock"
-    seen = []
-
-    @dg.asset
-    def step(warehouse: Warehouse) -> None:
-        seen.append(_held_by_another(lock))
-
-    result = dg.materialize([step], resources={"warehouse": Warehouse(database=str(database))})
-    assert result.success and seen == [True]
+    _, seen = _two_steps_noting_the_lock("warehouse", Warehouse(database=str(database)), lock)
+    assert seen == [True, True]
     assert not _held_by_another(lock)
     assert lock not in runs._HELD

@@ -766,11 +766,9 @@ def test_the_holdout_check_warns_past_a_quarter_off(predicted, actual, passed):
     assert ("does not describe the holdout" in check.description) is not passed
 
 
-@pytest.mark.integration
-def test_an_infinite_or_nan_score_fails_values_finite_and_is_named(december_run, tmp_path):
-    """The blocking check `values_finite` of work/customer_value: its failing side was never
-    reached, so one that counted NaN only (an infinite CLV published) passed every test (a
-    mutation review). One infinite CLV and one NaN P(alive): the check fails and names both."""
+def _check_with_broken(december_run, tmp_path, step: str, check: str, module, name, wrap):
+    """`check` of work/<step>, materialized alone on a copy of the shared December run with
+    `module.name` replaced by `wrap(the real one)`."""
     import dagster as dg
 
     from engagement_box.governance.readers import default_working
@@ -778,26 +776,39 @@ def test_an_infinite_or_nan_score_fails_values_finite_and_is_named(december_run,
     from tests.test_partitions import all_assets, instance, resources
 
     run = copy_run(december_run, tmp_path / "run")
-    real = marts.score_table
-
-    def broken(*args, **kwargs):
-        scores = real(*args, **kwargs)
-        clv = scores["clv"].to_list()
-        p_alive = scores["p_alive"].to_list()
-        clv[0], p_alive[1] = float("inf"), float("nan")
-        return scores.with_columns(pl.Series("clv", clv), pl.Series("p_alive", p_alive))
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(marts, "score_table", broken)
+        patch.setattr(module, name, wrap(getattr(module, name)))
         result = dg.materialize(
             all_assets(),
-            selection=dg.AssetSelection.assets(dg.AssetKey(["work", "customer_value"])),
+            selection=dg.AssetSelection.assets(dg.AssetKey(["work", step])),
             partition_key=MONTH,
             resources=resources(run.exports, default_working(run.database)),
             raise_on_error=False,
             instance=instance(),
         )
-    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "values_finite"]
+    (found,) = [c for c in result.get_asset_check_evaluations() if c.check_name == check]
+    return found
+
+
+@pytest.mark.integration
+def test_an_infinite_or_nan_score_fails_values_finite_and_is_named(december_run, tmp_path):
+    """The blocking check `values_finite` of work/customer_value: its failing side was never
+    reached, so one that counted NaN only (an infinite CLV published) passed every test (a
+    mutation review). One infinite CLV and one NaN P(alive): the check fails and names both."""
+
+    def broken(real):
+        def scores_with_two_bad(*args, **kwargs):
+            scores = real(*args, **kwargs)
+            clv = scores["clv"].to_list()
+            p_alive = scores["p_alive"].to_list()
+            clv[0], p_alive[1] = float("inf"), float("nan")
+            return scores.with_columns(pl.Series("clv", clv), pl.Series("p_alive", p_alive))
+
+        return scores_with_two_bad
+
+    check = _check_with_broken(
+        december_run, tmp_path, "customer_value", "values_finite", marts, "score_table", broken
+    )
     assert not check.passed
     assert check.metadata["non_finite_by_column"].value == {"clv": 1, "p_alive": 1}
     assert "per column: p_alive 1, clv 1;" in check.description
@@ -811,30 +822,16 @@ def test_a_failed_gamma_gamma_fit_fails_fits_converged(december_run, tmp_path):
     published from a failed spend model (a mutation review)."""
     import dataclasses
 
-    import dagster as dg
+    def failed(real):
+        def fit_failed(*args, **kwargs):
+            fit = real(*args, **kwargs)
+            return dataclasses.replace(fit, converged=False, message="ran to its boundary")
 
-    from engagement_box.governance.readers import default_working
-    from tests.pipeline_runs import MONTH, copy_run
-    from tests.test_partitions import all_assets, instance, resources
+        return fit_failed
 
-    run = copy_run(december_run, tmp_path / "run")
-    real = fitting.fit_gamma_gamma
-
-    def failed(*args, **kwargs):
-        fit = real(*args, **kwargs)
-        return dataclasses.replace(fit, converged=False, message="ran to its boundary")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fitting, "fit_gamma_gamma", failed)
-        result = dg.materialize(
-            all_assets(),
-            selection=dg.AssetSelection.assets(dg.AssetKey(["work", "model_fit"])),
-            partition_key=MONTH,
-            resources=resources(run.exports, default_working(run.database)),
-            raise_on_error=False,
-            instance=instance(),
-        )
-    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "fits_converged"]
+    check = _check_with_broken(
+        december_run, tmp_path, "model_fit", "fits_converged", fitting, "fit_gamma_gamma", failed
+    )
     assert not check.passed
     failures = check.metadata["failures"].value
     assert failures and all(f.startswith("gamma_gamma (") for f in failures), failures
