@@ -540,17 +540,9 @@ def audience_exports(
     with warehouse.get_connection() as con:
         if versions.current_version_as_of(con)[0] is None:
             raise dg.Failure(_nothing_published(warehouse))
-        waiting = erasure.register_problem(con)  # a backup restored beside today's register
-        if waiting:
-            raise dg.Failure(
-                f"{waiting}. The audience files are left as they are, not written from a "
-                "version that may hold those people; run again once that is done"
-            )
-        ahead = audiences.written_ahead(
-            engagement_config.audience_path, warehouse.working_path, readers.version_ids(con)
-        )
-        if ahead:  # a backup restored with its own register: nothing else tells
-            raise dg.Failure(ahead)
+        held = publish.audience_files_held(con, engagement_config.audience_path)
+        if held:
+            raise dg.Failure(held)
         # The merged person's email and consent of now (the most restrictive answer of their
         # profiles; a withdrawal staged since the identity step counts: a run that failed
         # before it asks for these files alone), and that consent, recorded with the files

@@ -479,11 +479,23 @@ def consent_behind(con, folder: Path) -> str | None:
     merged yet. None too while the register of erased people lists some this database has not
     erased (a backup restored): its people would go back into the files (a review), which are
     written again once `erase --from-register` has erased them."""
-    if erasure.register_problem(con):
-        return None
-    if audiences.written_ahead(folder, database_path(con), readers.version_ids(con)):
+    if audience_files_held(con, folder):
         return None  # (said by the audience step; a sensor would only fail each tick)
     return _consent_changed(con, folder)
+
+
+def audience_files_held(con, folder: Path) -> str | None:
+    """Why the audience files in `folder` are not written from `con`'s current version now,
+    or None: the register of erased people lists some this database has not erased, or the
+    files come from a version it never published (a backup restored, with its own register:
+    nothing else tells). The audience step refuses with it; the consent catch-up waits."""
+    waiting = erasure.register_problem(con)  # a backup restored beside today's register
+    if waiting:
+        return (
+            f"{waiting}. The audience files are left as they are, not written from a version "
+            "that may hold those people; run again once that is done"
+        )
+    return audiences.written_ahead(folder, database_path(con), readers.version_ids(con))
 
 
 def _consent_changed(con, folder: Path) -> str | None:

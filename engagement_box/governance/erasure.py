@@ -1990,10 +1990,10 @@ def register_requests(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     log lacks. ErasureError when the register cannot be read, or was hashed with another salt
     (its hashes cannot be matched)."""
     working = database_path(con)
-    record = _readable_register(register_path(working)) if working else None
+    path = register_path(working) if working else None
+    record = _readable_register(path) if path else None
     if record is None:
         return []
-    path = register_path(working)
     missing = set(record.get("subject_hashes") or []) - erased_subject_hashes(con)
     if not missing:
         return []
